@@ -1,0 +1,69 @@
+/**
+ * DeepwellError: the one error class every Deepwell package throws.
+ *
+ * A typed `code` lets callers branch without parsing messages; `cause` keeps what went wrong
+ * underneath (a native failure, a CUDA error name). Native code never throws this class itself:
+ * it fails with a code and a message, and the JS wrapper turns that into a DeepwellError so the
+ * JS stack of the call that failed is kept.
+ */
+
+export type DeepwellErrorCode =
+  | 'INVALID_ARGUMENT' // an option or argument of the wrong type, range or shape
+  | 'INVALID_DTYPE' // an unknown dtype name, or a dtype the operation cannot take
+  | 'SHAPE_MISMATCH' // sizes that do not agree
+  | 'DEVICE_MISMATCH' // tensors on devices that cannot meet
+  | 'DISPOSED' // use of a tensor or handle after dispose()
+  | 'DOUBLE_FREE' // a buffer freed twice, or a pointer the allocator never handed out
+  | 'OUT_OF_MEMORY' // the device (or host) could not satisfy an allocation
+  | 'NO_BACKEND' // no backend is registered for the device asked for
+  | 'NO_KERNEL' // no registered kernel supports the call
+  | 'CUDA_UNAVAILABLE' // no GPU, no driver, or the native addon is missing
+  | 'CUDA_ERROR' // the CUDA runtime reported an error
+  | 'NATIVE_LOAD_FAILED' // the native addon could not be loaded
+  | 'LIBRARY_UNAVAILABLE' // a vendor library (cuBLASLt, NCCL, NVML) was not found
+  | 'INTERNAL'; // a bug in Deepwell: please report it
+
+const BRAND = Symbol.for('deepwell.error');
+
+export interface DeepwellErrorOptions {
+  cause?: unknown;
+  /** Extra machine-readable facts (a CUDA error name, a node name, the sizes involved). */
+  details?: Record<string, unknown>;
+}
+
+export class DeepwellError extends Error {
+  readonly code: DeepwellErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: DeepwellErrorCode, message: string, options: DeepwellErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'DeepwellError';
+    this.code = code;
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /** True for a DeepwellError from any copy of this package (ESM and CJS copies included). */
+  static is(value: unknown): value is DeepwellError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+}
+
+/** Short, readable description of a received value for "Expected X for Y but received Z". */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (Array.isArray(value)) return value.length <= 8 ? `[${value.map(describe).join(', ')}]` : `an array of ${value.length}`;
+  if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${(value as { length?: number }).length ?? value.byteLength})`;
+  if (typeof value === 'function') return 'a function';
+  return `an object (${value.constructor?.name ?? 'Object'})`;
+}
+
+/** Throw INVALID_ARGUMENT (or another code) worded "Expected X for Y but received Z". */
+export function invalid(expected: string, what: string, received: unknown, code: DeepwellErrorCode = 'INVALID_ARGUMENT'): never {
+  throw new DeepwellError(code, `Expected ${expected} for ${what} but received ${describe(received)}`, {
+    details: { expected, what },
+  });
+}
