@@ -154,14 +154,12 @@ function mismatch(want: number, got: number, shape: readonly number[], dtype: st
   });
 }
 
-type Kept = Tensor | readonly Tensor[] | Record<string, Tensor> | void | undefined | number | string | boolean;
-
 /**
  * Run `fn` and dispose every tensor it created, except those it returns (a tensor, an array of
  * them, or an object of them) and those passed to `keep()`. Scopes nest. `fn` must be synchronous:
  * tensors made after an `await` could not be told apart from those of other work.
  */
-export function scope<T extends Kept>(fn: () => T): T {
+export function scope<T>(fn: () => T): T {
   const made = new Set<Tensor>();
   scopes.push(made);
   let result: T;

@@ -1,0 +1,119 @@
+// Shared by every native source: argument checks and the one way failures leave native code.
+//
+// Native code never decides what an error means to the user. It throws a Napi::Error carrying a
+// `code` (one of DeepwellErrorCode's strings) and, for CUDA failures, the CUDA error's name and
+// number; the JS wrapper turns that into a DeepwellError with the caller's stack. Every argument is
+// checked here before it reaches CUDA, so bad input is an error, never a crash.
+#pragma once
+#include <napi.h>
+#include <cuda_runtime.h>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace dw {
+
+[[noreturn]] inline void fail(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+// Maps a CUDA error to a DeepwellError code and throws. `what` names the call and its sizes.
+[[noreturn]] inline void failCuda(Napi::Env env, cudaError_t e, const std::string& what) {
+  cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+  const char* code = "CUDA_ERROR";
+  if (e == cudaErrorMemoryAllocation) code = "OUT_OF_MEMORY";
+  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice ||
+      e == cudaErrorSystemDriverMismatch || e == cudaErrorCompatNotSupportedOnDevice)
+    code = "CUDA_UNAVAILABLE";
+  Napi::Error err = Napi::Error::New(
+      env, what + " failed: " + cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")");
+  err.Set("code", Napi::String::New(env, code));
+  err.Set("cudaError", Napi::String::New(env, cudaGetErrorName(e)));
+  err.Set("cudaErrorCode", Napi::Number::New(env, static_cast<int>(e)));
+  throw err;
+}
+
+#define DW_CUDA(env, expr, what)                       \
+  do {                                                 \
+    cudaError_t dw_e_ = (expr);                        \
+    if (dw_e_ != cudaSuccess) ::dw::failCuda(env, dw_e_, what); \
+  } while (0)
+
+constexpr double kMaxSafeInt = 9007199254740991.0;  // 2^53 - 1
+
+inline std::string formatNumber(double v) {
+  char b[40];
+  snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+// A non-negative integer argument no larger than `max` (sizes, offsets, device pointers, handles).
+inline uint64_t u64Arg(const Napi::CallbackInfo& info, size_t i, const char* name,
+                       double max = kMaxSafeInt) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsNumber())
+    fail(env, "INVALID_ARGUMENT", std::string("Expected a number for ") + name + " (argument " +
+                                      std::to_string(i) + ")");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0) || v > max || v != static_cast<double>(static_cast<uint64_t>(v)))
+    fail(env, "INVALID_ARGUMENT", std::string("Expected an integer in [0, ") +
+                                      std::to_string(static_cast<uint64_t>(max)) + "] for " + name +
+                                      " but received " + formatNumber(v));
+  return static_cast<uint64_t>(v);
+}
+
+inline int intArg(const Napi::CallbackInfo& info, size_t i, const char* name, int max) {
+  return static_cast<int>(u64Arg(info, i, name, max));
+}
+
+inline bool boolArg(const Napi::CallbackInfo& info, size_t i, bool fallback) {
+  if (i >= info.Length() || info[i].IsUndefined()) return fallback;
+  return info[i].ToBoolean().Value();
+}
+
+// The bytes of a TypedArray, DataView or ArrayBuffer argument.
+struct HostView {
+  uint8_t* data;
+  size_t bytes;
+};
+
+inline HostView viewArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  if (i < info.Length()) {
+    Napi::Value v = info[i];
+    if (v.IsTypedArray()) {
+      Napi::TypedArray t = v.As<Napi::TypedArray>();
+      return {static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
+    }
+    if (v.IsDataView()) {
+      Napi::DataView d = v.As<Napi::DataView>();
+      return {static_cast<uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset(), d.ByteLength()};
+    }
+    if (v.IsArrayBuffer()) {
+      Napi::ArrayBuffer b = v.As<Napi::ArrayBuffer>();
+      return {static_cast<uint8_t*>(b.Data()), b.ByteLength()};
+    }
+  }
+  fail(env, "INVALID_ARGUMENT", std::string("Expected a typed array, DataView or ArrayBuffer for ") + name);
+}
+
+// Device selection is per host thread in CUDA; every entry point that touches a device sets it.
+inline void useDevice(Napi::Env env, int device) {
+  DW_CUDA(env, cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")");
+}
+
+// Each source file registers its functions through one of these.
+void initDevice(Napi::Env env, Napi::Object exports);
+void initMemory(Napi::Env env, Napi::Object exports);
+void initStreams(Napi::Env env, Napi::Object exports);
+void initSmoke(Napi::Env env, Napi::Object exports);
+void initVendor(Napi::Env env, Napi::Object exports);
+
+// Lookups shared between files: a stream handle (0 is the legacy default stream).
+cudaStream_t streamFromHandle(Napi::Env env, uint64_t handle);
+// A device range [ptr+offset, ptr+offset+bytes) inside one live allocation; fails otherwise.
+void* deviceRange(Napi::Env env, uint64_t ptr, uint64_t offset, uint64_t bytes, const char* what);
+
+}  // namespace dw

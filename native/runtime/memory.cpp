@@ -1,0 +1,335 @@
+// Device memory: a caching allocator, checked copies, and pinned host memory.
+//
+// Why a cache: cudaMalloc/cudaFree synchronise the device and cost tens of microseconds; a training
+// step allocates and frees the same sizes every iteration. Freed blocks go to a per-device free list
+// keyed by size class and are handed out again without touching the driver (as PyTorch's
+// CUDACachingAllocator, much simplified: no block splitting, no per-stream pools yet, so all work
+// that uses a buffer must be on one stream or synchronised before its free).
+//
+// Why a table of live allocations: JS passes device pointers as numbers. Every pointer that comes
+// back is looked up, and every copy range checked against the allocation it falls in, so a stale,
+// foreign or out-of-range pointer is an error instead of a corrupted device or a crash.
+#include "common.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace dw {
+namespace {
+
+constexpr int kMaxDevices = 64;
+constexpr uint64_t kSmallLimit = 1ull << 20;  // up to 1 MiB: 512-byte classes
+constexpr uint64_t kLargeGranule = 2ull << 20;  // above: 2 MiB classes
+
+uint64_t roundSize(uint64_t bytes) {
+  if (bytes == 0) bytes = 1;
+  if (bytes <= kSmallLimit) return (bytes + 511) & ~uint64_t(511);
+  return (bytes + kLargeGranule - 1) / kLargeGranule * kLargeGranule;
+}
+
+struct Block {
+  int device;
+  uint64_t size;       // rounded size: what the block holds
+  uint64_t requested;  // what the caller asked for: the range copies may touch
+};
+
+struct DeviceStats {
+  uint64_t inUse = 0, reserved = 0, peak = 0, allocations = 0, requested = 0;
+  uint64_t deviceMallocs = 0, deviceFrees = 0, cacheHits = 0;
+};
+
+struct Allocator {
+  std::mutex mu;
+  std::unordered_map<uintptr_t, Block> live;
+  std::multimap<uint64_t, uintptr_t> cached[kMaxDevices];  // size -> ptr
+  DeviceStats stats[kMaxDevices];
+};
+
+Allocator& allocator() {
+  static Allocator* a = new Allocator();  // never destroyed: frees at exit would race the driver
+  return *a;
+}
+
+// Returns every cached block of `device` to the driver. Caller holds the lock.
+void releaseCached(int device) {
+  Allocator& a = allocator();
+  cudaSetDevice(device);
+  for (auto& [size, ptr] : a.cached[device]) {
+    cudaFree(reinterpret_cast<void*>(ptr));
+    a.stats[device].reserved -= size;
+    a.stats[device].deviceFrees++;
+  }
+  a.cached[device].clear();
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int device = intArg(info, 0, "device", kMaxDevices - 1);
+  uint64_t bytes = u64Arg(info, 1, "allocation size", static_cast<double>(1ull << 46));
+  uint64_t size = roundSize(bytes);
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  DeviceStats& s = a.stats[device];
+  uintptr_t ptr = 0;
+  auto it = a.cached[device].find(size);
+  if (it != a.cached[device].end()) {
+    ptr = it->second;
+    a.cached[device].erase(it);
+    s.cacheHits++;
+  } else {
+    useDevice(env, device);
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, size);
+    if (e == cudaErrorMemoryAllocation) {  // give the cache back and try once more
+      cudaGetLastError();
+      releaseCached(device);
+      e = cudaMalloc(&p, size);
+    }
+    if (e != cudaSuccess) {
+      failCuda(env, e, "cudaMalloc(" + std::to_string(size) + " bytes) on cuda:" + std::to_string(device) +
+                           " with " + std::to_string(s.inUse) + " bytes in use");
+    }
+    ptr = reinterpret_cast<uintptr_t>(p);
+    s.reserved += size;
+    s.deviceMallocs++;
+  }
+  a.live.emplace(ptr, Block{device, size, bytes});
+  s.inUse += size;
+  s.requested += bytes;
+  s.allocations++;
+  s.peak = std::max(s.peak, s.inUse);
+  return Napi::Number::New(env, static_cast<double>(ptr));
+}
+
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t ptr = u64Arg(info, 0, "device pointer");
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  auto it = a.live.find(ptr);
+  if (it == a.live.end())
+    fail(env, "DOUBLE_FREE", "free of device pointer 0x" + [&] {
+      char b[32];
+      snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(ptr));
+      return std::string(b);
+    }() + ", which is not a live allocation (freed already, or never allocated here)");
+  Block b = it->second;
+  a.live.erase(it);
+  DeviceStats& s = a.stats[b.device];
+  s.inUse -= b.size;
+  s.requested -= b.requested;
+  s.allocations--;
+  a.cached[b.device].emplace(b.size, ptr);
+  return env.Undefined();
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  int device = intArg(info, 0, "device", kMaxDevices - 1);
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  releaseCached(device);
+  return info.Env().Undefined();
+}
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int device = intArg(info, 0, "device", kMaxDevices - 1);
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  const DeviceStats& s = a.stats[device];
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("inUse", static_cast<double>(s.inUse));
+  o.Set("reserved", static_cast<double>(s.reserved));
+  o.Set("peak", static_cast<double>(s.peak));
+  o.Set("allocations", static_cast<double>(s.allocations));
+  o.Set("requested", static_cast<double>(s.requested));
+  o.Set("cachedBlocks", static_cast<double>(a.cached[device].size()));
+  o.Set("deviceMallocs", static_cast<double>(s.deviceMallocs));
+  o.Set("deviceFrees", static_cast<double>(s.deviceFrees));
+  o.Set("cacheHits", static_cast<double>(s.cacheHits));
+  return o;
+}
+
+Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+  int device = intArg(info, 0, "device", kMaxDevices - 1);
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.stats[device].peak = a.stats[device].inUse;
+  return info.Env().Undefined();
+}
+
+// ---- pinned host memory -------------------------------------------------------------------------
+// Handed to JS as an external ArrayBuffer. Freed by freeHost() (which detaches the buffer) or, as a
+// backstop, when the ArrayBuffer is collected.
+std::mutex pinnedMu;
+std::map<uintptr_t, uint64_t> pinned;  // base -> bytes
+
+bool takePinned(void* p) {
+  std::lock_guard<std::mutex> lock(pinnedMu);
+  return pinned.erase(reinterpret_cast<uintptr_t>(p)) == 1;
+}
+
+bool isPinnedRange(const uint8_t* p, uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(pinnedMu);
+  auto it = pinned.upper_bound(reinterpret_cast<uintptr_t>(p));
+  if (it == pinned.begin()) return false;
+  --it;
+  uintptr_t q = reinterpret_cast<uintptr_t>(p);
+  return q >= it->first && q + bytes <= it->first + it->second;
+}
+
+Napi::Value HostAlloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t bytes = u64Arg(info, 0, "pinned allocation size", static_cast<double>(1ull << 40));
+  if (bytes == 0) fail(env, "INVALID_ARGUMENT", "Expected a pinned allocation size of at least 1 byte but received 0");
+  void* p = nullptr;
+  DW_CUDA(env, cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "cudaHostAlloc(" + std::to_string(bytes) + " bytes)");
+  {
+    std::lock_guard<std::mutex> lock(pinnedMu);
+    pinned[reinterpret_cast<uintptr_t>(p)] = bytes;
+  }
+  return Napi::ArrayBuffer::New(env, p, bytes, [](Napi::Env, void* data) {
+    if (takePinned(data)) cudaFreeHost(data);
+  });
+}
+
+Napi::Value HostFree(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer())
+    fail(env, "INVALID_ARGUMENT", "Expected the ArrayBuffer returned by hostAlloc() for freeHost");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  void* p = ab.Data();
+  if (p == nullptr || !takePinned(p))
+    fail(env, "DOUBLE_FREE", "freeHost of a buffer that is not live pinned memory (freed already, or not from hostAlloc)");
+  ab.Detach();
+  DW_CUDA(env, cudaFreeHost(p), "cudaFreeHost");
+  return env.Undefined();
+}
+
+// ---- copies -------------------------------------------------------------------------------------
+Napi::Value CopyHtoD(const Napi::CallbackInfo& info) {  // (ptr, offset, view) blocking
+  Napi::Env env = info.Env();
+  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
+  HostView src = viewArg(info, 2, "copy source");
+  void* dst = deviceRange(env, ptr, off, src.bytes, "host-to-device copy");
+  DW_CUDA(env, cudaMemcpy(dst, src.data, src.bytes, cudaMemcpyHostToDevice),
+          "cudaMemcpy host-to-device (" + std::to_string(src.bytes) + " bytes)");
+  return env.Undefined();
+}
+
+Napi::Value CopyDtoH(const Napi::CallbackInfo& info) {  // (view, ptr, offset) blocking
+  Napi::Env env = info.Env();
+  HostView dst = viewArg(info, 0, "copy destination");
+  uint64_t ptr = u64Arg(info, 1, "device pointer"), off = u64Arg(info, 2, "device offset");
+  void* src = deviceRange(env, ptr, off, dst.bytes, "device-to-host copy");
+  DW_CUDA(env, cudaMemcpy(dst.data, src, dst.bytes, cudaMemcpyDeviceToHost),
+          "cudaMemcpy device-to-host (" + std::to_string(dst.bytes) + " bytes)");
+  return env.Undefined();
+}
+
+Napi::Value CopyDtoD(const Napi::CallbackInfo& info) {  // (dst, dstOff, src, srcOff, bytes, stream)
+  Napi::Env env = info.Env();
+  uint64_t d = u64Arg(info, 0, "destination pointer"), doff = u64Arg(info, 1, "destination offset");
+  uint64_t s = u64Arg(info, 2, "source pointer"), soff = u64Arg(info, 3, "source offset");
+  uint64_t bytes = u64Arg(info, 4, "byte count");
+  cudaStream_t stream = streamFromHandle(env, info.Length() > 5 ? u64Arg(info, 5, "stream") : 0);
+  void* dst = deviceRange(env, d, doff, bytes, "device-to-device copy destination");
+  void* src = deviceRange(env, s, soff, bytes, "device-to-device copy source");
+  DW_CUDA(env, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream),
+          "cudaMemcpyAsync device-to-device (" + std::to_string(bytes) + " bytes)");
+  return env.Undefined();
+}
+
+// Async copies need pinned memory: a pageable source would make them silently synchronous (and
+// the caller could reuse the buffer before the copy read it).
+Napi::Value CopyHtoDAsync(const Napi::CallbackInfo& info) {  // (ptr, offset, pinnedView, stream)
+  Napi::Env env = info.Env();
+  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
+  HostView src = viewArg(info, 2, "copy source");
+  cudaStream_t stream = streamFromHandle(env, u64Arg(info, 3, "stream"));
+  if (!isPinnedRange(src.data, src.bytes))
+    fail(env, "INVALID_ARGUMENT", "Expected pinned memory from hostAlloc() for an async copy source but received pageable memory");
+  void* dst = deviceRange(env, ptr, off, src.bytes, "async host-to-device copy");
+  DW_CUDA(env, cudaMemcpyAsync(dst, src.data, src.bytes, cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync host-to-device (" + std::to_string(src.bytes) + " bytes)");
+  return env.Undefined();
+}
+
+Napi::Value CopyDtoHAsync(const Napi::CallbackInfo& info) {  // (pinnedView, ptr, offset, stream)
+  Napi::Env env = info.Env();
+  HostView dst = viewArg(info, 0, "copy destination");
+  uint64_t ptr = u64Arg(info, 1, "device pointer"), off = u64Arg(info, 2, "device offset");
+  cudaStream_t stream = streamFromHandle(env, u64Arg(info, 3, "stream"));
+  if (!isPinnedRange(dst.data, dst.bytes))
+    fail(env, "INVALID_ARGUMENT", "Expected pinned memory from hostAlloc() for an async copy destination but received pageable memory");
+  void* src = deviceRange(env, ptr, off, dst.bytes, "async device-to-host copy");
+  DW_CUDA(env, cudaMemcpyAsync(dst.data, src, dst.bytes, cudaMemcpyDeviceToHost, stream),
+          "cudaMemcpyAsync device-to-host (" + std::to_string(dst.bytes) + " bytes)");
+  return env.Undefined();
+}
+
+Napi::Value MemsetAsync(const Napi::CallbackInfo& info) {  // (ptr, offset, byteValue, bytes, stream)
+  Napi::Env env = info.Env();
+  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
+  int value = intArg(info, 2, "byte value", 255);
+  uint64_t bytes = u64Arg(info, 3, "byte count");
+  cudaStream_t stream = streamFromHandle(env, info.Length() > 4 ? u64Arg(info, 4, "stream") : 0);
+  void* dst = deviceRange(env, ptr, off, bytes, "memset");
+  DW_CUDA(env, cudaMemsetAsync(dst, value, bytes, stream), "cudaMemsetAsync (" + std::to_string(bytes) + " bytes)");
+  return env.Undefined();
+}
+
+// Pointer query for tests and debugging: {device, bytes, capacity} of a live allocation, or null.
+Napi::Value Lookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t ptr = u64Arg(info, 0, "device pointer");
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  auto it = a.live.find(ptr);
+  if (it == a.live.end()) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("device", it->second.device);
+  o.Set("bytes", static_cast<double>(it->second.requested));
+  o.Set("capacity", static_cast<double>(it->second.size));
+  return o;
+}
+
+}  // namespace
+
+void* deviceRange(Napi::Env env, uint64_t ptr, uint64_t offset, uint64_t bytes, const char* what) {
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  auto it = a.live.find(ptr);
+  if (it == a.live.end())
+    fail(env, "INVALID_ARGUMENT", std::string("Expected a live device allocation for ") + what +
+                                      " but received a pointer that is not one (freed, or never allocated here)");
+  const Block& b = it->second;
+  if (offset > b.requested || bytes > b.requested - offset)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected at most ") + std::to_string(offset > b.requested ? 0 : b.requested - offset) +
+                                    " bytes for " + what + " at offset " + std::to_string(offset) + " of a " +
+                                    std::to_string(b.requested) + "-byte allocation but received " + std::to_string(bytes));
+  useDevice(env, b.device);
+  return reinterpret_cast<uint8_t*>(ptr) + offset;
+}
+
+void initMemory(Napi::Env env, Napi::Object exports) {
+  exports.Set("alloc", Napi::Function::New(env, Alloc, "alloc"));
+  exports.Set("free", Napi::Function::New(env, Free, "free"));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
+  exports.Set("resetPeak", Napi::Function::New(env, ResetPeak, "resetPeak"));
+  exports.Set("hostAlloc", Napi::Function::New(env, HostAlloc, "hostAlloc"));
+  exports.Set("hostFree", Napi::Function::New(env, HostFree, "hostFree"));
+  exports.Set("copyHtoD", Napi::Function::New(env, CopyHtoD, "copyHtoD"));
+  exports.Set("copyDtoH", Napi::Function::New(env, CopyDtoH, "copyDtoH"));
+  exports.Set("copyDtoD", Napi::Function::New(env, CopyDtoD, "copyDtoD"));
+  exports.Set("copyHtoDAsync", Napi::Function::New(env, CopyHtoDAsync, "copyHtoDAsync"));
+  exports.Set("copyDtoHAsync", Napi::Function::New(env, CopyDtoHAsync, "copyDtoHAsync"));
+  exports.Set("memsetAsync", Napi::Function::New(env, MemsetAsync, "memsetAsync"));
+  exports.Set("lookup", Napi::Function::New(env, Lookup, "lookup"));
+}
+
+}  // namespace dw

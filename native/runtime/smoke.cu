@@ -1,0 +1,77 @@
+// Device smoke-test kernels: the smallest real work that proves a kernel launched, ran on the
+// device we meant, and wrote every element. They carry no op semantics; the runtime's tests, the
+// probe's smoke test and graph capture use them.
+//
+//   fillHash(ptr, offset, n, seed, stream):  u32[i] = mix(seed, i)  (i < n)
+//   addU32(ptr, offset, n, value, stream):   u32[i] += value
+//
+// The reference for fillHash is smokeHash() in packages/kernels-native/src/smoke.ts; the two must
+// stay the same function.
+#include "common.h"
+
+namespace dw {
+namespace {
+
+__host__ __device__ inline uint32_t mix(uint32_t seed, uint32_t i) {
+  uint32_t x = seed ^ (i * 0x9E3779B9u);
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+
+__global__ void fillHashKernel(uint32_t* out, uint64_t n, uint32_t seed) {
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x)
+    out[i] = mix(seed, static_cast<uint32_t>(i));
+}
+
+__global__ void addU32Kernel(uint32_t* out, uint64_t n, uint32_t value) {
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x)
+    out[i] += value;
+}
+
+unsigned gridFor(uint64_t n) {
+  uint64_t blocks = (n + 255) / 256;
+  return static_cast<unsigned>(blocks < 4096 ? (blocks ? blocks : 1) : 4096);
+}
+
+uint32_t* u32Range(const Napi::CallbackInfo& info, uint64_t* n) {
+  Napi::Env env = info.Env();
+  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
+  *n = u64Arg(info, 2, "element count");
+  if (off % 4 != 0) fail(env, "INVALID_ARGUMENT", "Expected a multiple of 4 for the offset of a u32 kernel but received " + std::to_string(off));
+  return static_cast<uint32_t*>(deviceRange(env, ptr, off, *n * 4, "u32 kernel"));
+}
+
+Napi::Value FillHash(const Napi::CallbackInfo& info) {  // (ptr, offset, n, seed, stream)
+  Napi::Env env = info.Env();
+  uint64_t n;
+  uint32_t* p = u32Range(info, &n);
+  uint32_t seed = static_cast<uint32_t>(u64Arg(info, 3, "seed", 4294967295.0));
+  cudaStream_t s = streamFromHandle(env, u64Arg(info, 4, "stream"));
+  if (n) fillHashKernel<<<gridFor(n), 256, 0, s>>>(p, n, seed);
+  DW_CUDA(env, cudaGetLastError(), "fillHash launch");
+  return env.Undefined();
+}
+
+Napi::Value AddU32(const Napi::CallbackInfo& info) {  // (ptr, offset, n, value, stream)
+  Napi::Env env = info.Env();
+  uint64_t n;
+  uint32_t* p = u32Range(info, &n);
+  uint32_t value = static_cast<uint32_t>(u64Arg(info, 3, "value", 4294967295.0));
+  cudaStream_t s = streamFromHandle(env, u64Arg(info, 4, "stream"));
+  if (n) addU32Kernel<<<gridFor(n), 256, 0, s>>>(p, n, value);
+  DW_CUDA(env, cudaGetLastError(), "addU32 launch");
+  return env.Undefined();
+}
+
+}  // namespace
+
+void initSmoke(Napi::Env env, Napi::Object exports) {
+  exports.Set("fillHash", Napi::Function::New(env, FillHash, "fillHash"));
+  exports.Set("addU32", Napi::Function::New(env, AddU32, "addU32"));
+}
+
+}  // namespace dw
