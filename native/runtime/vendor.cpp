@@ -136,6 +136,12 @@ Napi::Value NvmlDeviceStats(const Napi::CallbackInfo& info) {
   o.Set("powerW", power && power(dev, &v) == 0 ? Napi::Value(Napi::Number::New(env, v / 1000.0)) : env.Null());
   auto limit = reinterpret_cast<dw_nvmlDeviceGetEnforcedPowerLimit_t>(dlsym(h, "nvmlDeviceGetEnforcedPowerLimit"));
   o.Set("powerLimitW", limit && limit(dev, &v) == 0 ? Napi::Value(Napi::Number::New(env, v / 1000.0)) : env.Null());
+  // The board's memory as nvidia-smi reports it (cudaMemGetInfo's total leaves out what the driver keeps).
+  auto meminfo = reinterpret_cast<dw_nvmlDeviceGetMemoryInfo_t>(dlsym(h, "nvmlDeviceGetMemoryInfo"));
+  dw_nvmlMemory_t m{0, 0, 0};
+  bool memOk = meminfo && meminfo(dev, &m) == 0;
+  o.Set("memoryTotalBytes", memOk ? Napi::Value(Napi::Number::New(env, static_cast<double>(m.total))) : env.Null());
+  o.Set("memoryUsedBytes", memOk ? Napi::Value(Napi::Number::New(env, static_cast<double>(m.used))) : env.Null());
   auto temp = reinterpret_cast<dw_nvmlDeviceGetTemperature_t>(dlsym(h, "nvmlDeviceGetTemperature"));
   o.Set("temperatureC", temp && temp(dev, DW_NVML_TEMPERATURE_GPU, &v) == 0 ? Napi::Value(Napi::Number::New(env, v)) : env.Null());
   auto util = reinterpret_cast<dw_nvmlDeviceGetUtilizationRates_t>(dlsym(h, "nvmlDeviceGetUtilizationRates"));

@@ -6,8 +6,5 @@ export default defineConfig({
   dts: true,
   sourcemap: true,
   clean: true,
-  shims: true,
   target: 'node20',
-  // kernels-native is an optional peer: loaded at run time when present, never bundled.
-  external: ['@deepwell/kernels-native'],
 });

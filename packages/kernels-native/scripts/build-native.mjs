@@ -10,6 +10,7 @@
 //   node scripts/build-native.mjs [--force] [--copy-sources]
 //   DEEPWELL_CUDA_ARCHS="90a,100f"   targets to build (default: 90a and 100f, plus compute_90 PTX)
 //   DEEPWELL_REQUIRE_NATIVE=1         fail when nvcc is missing (CI) instead of skipping
+//   DEEPWELL_SKIP_NATIVE_BUILD=1      build nothing (release: the prebuilds come from the CUDA job)
 //   CUDA_HOME                          where nvcc lives (else PATH, else /usr/local/cuda)
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -96,6 +97,10 @@ function run(cmd, argv) {
 }
 
 async function main() {
+  if (process.env.DEEPWELL_SKIP_NATIVE_BUILD === '1' && !args.has('--force')) {
+    log('DEEPWELL_SKIP_NATIVE_BUILD=1: keeping whatever is in prebuilds/');
+    return;
+  }
   const root = sourceRoot();
   const nvcc = findNvcc();
   if (!nvcc || !root) {

@@ -63,6 +63,9 @@ export interface NvmlStats {
   temperatureC: number | null;
   gpuUtilization: number | null;
   memoryUtilization: number | null;
+  /** The board's memory, as nvidia-smi reports it. */
+  memoryTotalBytes: number | null;
+  memoryUsedBytes: number | null;
 }
 
 export interface NativeAddon {

@@ -1,4 +1,4 @@
-export { probe, kernelsNative } from './report.js';
+export { probe } from './report.js';
 export type { GpuReport, ProbeReport } from './report.js';
 export { featuresOf, kernelImageFor, peakRatesFor } from './features.js';
 export type { GpuFeatures, PeakRates } from './features.js';

@@ -15,7 +15,7 @@ export function formatHardwareInfo(r: ProbeReport = probe()): string {
   if (r.gpus.length === 0) out.push('  gpus     none: Deepwell runs on the CPU reference backend');
   for (const g of r.gpus) {
     const feats = Object.entries(g.features).filter(([, v]) => v).map(([k]) => k).join(' ');
-    out.push(`  gpu ${g.index}    ${g.name}, compute ${g.computeCapability}, ${g.smCount} SMs, ${fmt(g.memoryBytes)} (${fmt(g.memoryFreeBytes)} free), L2 ${(g.l2CacheBytes / 2 ** 20).toFixed(0)} MiB`);
+    out.push(`  gpu ${g.index}    ${g.name}, compute ${g.computeCapability}, ${g.smCount} SMs, ${fmt(g.memoryBytes)} (${fmt(g.memoryCudaTotalBytes)} usable, ${fmt(g.memoryFreeBytes)} free), L2 ${(g.l2CacheBytes / 2 ** 20).toFixed(0)} MiB`);
     out.push(`           clocks ${g.smClockMHz} MHz SM / ${g.memoryClockMHz} MHz memory, ${g.memoryBusWidthBits}-bit bus, ~${(g.memoryBandwidthGBps / 1000).toFixed(2)} TB/s theoretical`);
     out.push(`           features ${feats || 'none'}; runs ${g.kernelImage}`);
     if (g.peak) out.push(`           peak ${g.peak.bf16Tflops} TFLOP/s bf16, ${g.peak.fp8Tflops} fp8, ${g.peak.memoryGBps / 1000} TB/s (${g.peak.source})`);

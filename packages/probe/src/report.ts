@@ -1,31 +1,11 @@
 /**
- * probe(): what hardware is here. Uses @deepwell/kernels-native when it is installed and loads;
- * without it, or without a GPU, the report says so and lists no GPUs (an honest empty list).
+ * probe(): what hardware is here, through @deepwell/kernels-native. When its addon cannot load, or
+ * there is no driver or GPU, the report says why and lists no GPUs (an honest empty list).
  */
-import { createRequire } from 'node:module';
 import { cpus, totalmem } from 'node:os';
+import * as kn from '@deepwell/kernels-native';
+import type { NvmlStats, VendorLibraryReport } from '@deepwell/kernels-native';
 import { featuresOf, kernelImageFor, peakRatesFor, type GpuFeatures, type PeakRates } from './features.js';
-
-type KernelsNative = typeof import('@deepwell/kernels-native');
-type VendorLibraryReport = import('@deepwell/kernels-native').VendorLibraryReport;
-type NvmlStats = import('@deepwell/kernels-native').NvmlStats;
-
-const require = createRequire(import.meta.url);
-let nativeModule: KernelsNative | null | undefined;
-let nativeImportError: string | null = null;
-
-/** @deepwell/kernels-native when installed, else null (and why, in `probe().native.error`). */
-export function kernelsNative(): KernelsNative | null {
-  if (nativeModule === undefined) {
-    try {
-      nativeModule = require('@deepwell/kernels-native') as KernelsNative;
-    } catch (e) {
-      nativeModule = null;
-      nativeImportError = `@deepwell/kernels-native is not installed (${(e as Error).message.split('\n')[0]})`;
-    }
-  }
-  return nativeModule;
-}
 
 export interface GpuReport {
   index: number;
@@ -35,7 +15,10 @@ export interface GpuReport {
   major: number;
   minor: number;
   smCount: number;
+  /** The board's memory as nvidia-smi reports it (NVML); CUDA's total where NVML is missing. */
   memoryBytes: number;
+  /** What CUDA can allocate in all (cudaMemGetInfo's total: the board less what the driver keeps). */
+  memoryCudaTotalBytes: number;
   memoryFreeBytes: number;
   l2CacheBytes: number;
   sharedMemoryPerBlockBytes: number;
@@ -80,16 +63,6 @@ export function probe(): ProbeReport {
     cpuCount: cpu.length,
     memoryBytes: totalmem(),
   };
-  const kn = kernelsNative();
-  if (!kn) {
-    return {
-      host,
-      native: { loaded: false, path: null, cudaArchs: null, error: nativeImportError },
-      cuda: { available: false, reason: nativeImportError, driverVersion: null, runtimeVersion: null, deviceCount: 0 },
-      gpus: [],
-      libraries: [],
-    };
-  }
   const status = kn.cudaStatus();
   const native = {
     loaded: status.loaded,
@@ -109,6 +82,7 @@ export function probe(): ProbeReport {
   for (let i = 0; status.available && i < status.deviceCount; i++) {
     const p = kn.deviceProperties(i);
     const mem = kn.memGetInfo(i);
+    const live = kn.nvmlStats(p.pciBusId);
     gpus.push({
       index: i,
       name: p.name,
@@ -116,7 +90,8 @@ export function probe(): ProbeReport {
       major: p.major,
       minor: p.minor,
       smCount: p.multiProcessorCount,
-      memoryBytes: mem.total,
+      memoryBytes: live?.memoryTotalBytes ?? mem.total,
+      memoryCudaTotalBytes: mem.total,
       memoryFreeBytes: mem.free,
       l2CacheBytes: p.l2CacheSize,
       sharedMemoryPerBlockBytes: p.sharedMemPerBlockOptin,
@@ -130,7 +105,7 @@ export function probe(): ProbeReport {
       features: featuresOf(p.major, p.minor),
       kernelImage: kernelImageFor(p.major, p.minor, status.cudaArchs ?? ''),
       peak: peakRatesFor(p.name),
-      live: kn.nvmlStats(p.pciBusId),
+      live,
     });
   }
   return { host, native, cuda, gpus, libraries };

@@ -1,11 +1,11 @@
 /**
  * The device smoke test, as an op in the shared registry: 'probe.smoke_fill' writes
- * u32[i] = smokeHash(seed, i). Its CUDA kernel comes from kernels-native; its CPU reference is
- * here. Running it on whatever device is present shows allocation, a kernel, copies and the
+ * u32[i] = smokeHash(seed, i). Its CUDA kernel and the hash's reference come from kernels-native; the
+ * CPU candidate computes that reference. Running it on whatever device is present shows allocation, a kernel, copies and the
  * registry's choice working together, and checks every element.
  */
 import { DeepwellError, Tensor, hasBackend, registry, scope, type Device } from '@deepwell/core';
-import { kernelsNative } from './report.js';
+import { fillHash, smokeHash, type CudaBuffer } from '@deepwell/kernels-native';
 
 interface FillParams {
   out: Tensor;
@@ -13,16 +13,6 @@ interface FillParams {
 }
 
 const OP = 'probe.smoke_fill';
-
-/** The reference: what the kernel must compute, element by element. */
-function smokeHashRef(seed: number, i: number): number {
-  let x = (seed ^ Math.imul(i, 0x9e3779b9)) >>> 0;
-  x = (x ^ (x >>> 16)) >>> 0;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x = (x ^ (x >>> 15)) >>> 0;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  return (x ^ (x >>> 16)) >>> 0;
-}
 
 let registered = false;
 function registerKernels(): void {
@@ -33,9 +23,8 @@ function registerKernels(): void {
     backend: 'cuda',
     name: 'smoke_fill_u32_cuda',
     priority: 100,
-    supports: ({ out }) =>
-      !out.device.startsWith('cuda') ? `output is on ${out.device}` : kernelsNative() ? true : '@deepwell/kernels-native is not installed',
-    run: ({ out, seed }) => kernelsNative()!.fillHash(out.buffer as never, out.numel, seed),
+    supports: ({ out }) => (out.device.startsWith('cuda') ? true : `output is on ${out.device}`),
+    run: ({ out, seed }) => fillHash(out.buffer as CudaBuffer, out.numel, seed),
   });
   registry.register<FillParams, void>({
     op: OP,
@@ -45,7 +34,7 @@ function registerKernels(): void {
     supports: ({ out }) => (out.device === 'cpu' ? true : `output is on ${out.device}`),
     run: ({ out, seed }) => {
       const host = new Uint32Array(out.numel);
-      for (let i = 0; i < host.length; i++) host[i] = smokeHashRef(seed, i);
+      for (let i = 0; i < host.length; i++) host[i] = smokeHash(seed, i);
       out.backend.write(out.buffer, host);
     },
   });
@@ -76,7 +65,7 @@ export function smokeTest(device: Device = 'cpu', elements = 1 << 20): SmokeTest
     const host = new Uint32Array((t.toHost() as Int32Array).buffer);
     const ms = performance.now() - t0;
     let mismatches = 0;
-    for (let i = 0; i < elements; i++) if (host[i] !== smokeHashRef(seed, i)) mismatches++;
+    for (let i = 0; i < elements; i++) if (host[i] !== smokeHash(seed, i)) mismatches++;
     return { device, kernel, elements, mismatches, ms };
   });
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU host (no Node there): unpacks what scripts/device-pack.sh prepared, then
+# checks the foundation on the GPU and writes everything under $OUT (or ./gpu-out):
+#   1. nvidia-smi, and the real vendor headers' declarations beside ours (native/runtime/vendor/)
+#   2. cuobjdump --list-elf / --list-ptx of the built addon (sm_90a and sm_100 code)
+#   3. every package's tests with the GPU present (scripts/test-all.mjs)
+#   4. the project installed from the packed tarballs, carried as installed, with no nvcc on PATH:
+#      examples/probe and deepwell-probe --json
+#   5. the main job under compute-sanitizer memcheck
+#   6. the runtime micro-benchmarks
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+log="$OUT/gpu-check.log"
+exec > >(tee "$log") 2>&1
+step() { printf '\n##### %s\n' "$*"; }
+
+xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PATH
+tar -xJf .device/deps.tar.xz
+rm -rf /tmp/installed && mkdir -p /tmp/installed && tar -C /tmp/installed -xJf .device/installed.tar.xz
+export NCCL_NVLS_ENABLE=0 FORCE_COLOR=0 NO_COLOR=1
+addon=packages/kernels-native/prebuilds/linux-x64/@deepwell+kernels-native.napi.node
+
+step "date and GPU"; date -u; node --version
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+
+step "vendor declarations: ours, then the real headers"
+grep -h "typedef" native/runtime/vendor/*.h | grep -o "(\*dw_[A-Za-z_0-9]*)([^;]*" | sed 's/(\*dw_/  ours: /'
+for f in nvmlInit_v2 nvmlSystemGetDriverVersion nvmlSystemGetNVMLVersion nvmlDeviceGetHandleByPciBusId_v2 nvmlDeviceGetClockInfo \
+         nvmlDeviceGetMaxClockInfo nvmlDeviceGetPowerUsage nvmlDeviceGetEnforcedPowerLimit nvmlDeviceGetUtilizationRates nvmlDeviceGetTemperature nvmlDeviceGetMemoryInfo; do
+  h=$(find / -name nvml.h -path '*include*' 2>/dev/null | head -1)
+  [ -n "$h" ] && grep -h -A1 "DECLDIR $f(" "$h" | tr -s ' \n' ' ' | sed 's/^/  nvml.h: /'; echo
+done
+grep -h -B4 "} nvmlMemory_t;" "$(find / -name nvml.h -path '*include*' 2>/dev/null | head -1)" 2>/dev/null | head -5
+grep -h "NVML_CLOCK_SM\|NVML_CLOCK_MEM \|NVML_CLOCK_MEM=\|NVML_TEMPERATURE_GPU" "$(find / -name nvml.h -path '*include*' 2>/dev/null | head -1)" 2>/dev/null | head -4
+grep -h "cublasLtGetVersion(" /usr/local/cuda/include/cublasLt.h | head -2
+grep -rh "ncclGetVersion(" /opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/include/nccl.h 2>/dev/null | head -2
+
+step "cuobjdump of the built addon"
+cuobjdump --list-elf "$addon"; cuobjdump --list-ptx "$addon"
+cuobjdump --dump-sass -arch sm_90a "$addon" | grep -E "Function|STG" | head -6
+
+step "all tests, GPU present"
+node scripts/test-all.mjs; echo "test-all exit code: $?"
+
+step "installed from the packed tarballs, carried as installed, no nvcc on PATH"
+(cd /tmp/installed/project && PATH=/tmp:/usr/bin:/bin node probe.mjs 2>/dev/null || { cp "$OLDPWD/examples/probe/index.mjs" probe.mjs; PATH=/tmp:/usr/bin:/bin node probe.mjs; })
+(cd /tmp/installed/project && PATH=/tmp:/usr/bin:/bin which nvcc || echo "nvcc: not on PATH"; PATH=/tmp:/usr/bin:/bin node node_modules/.bin/deepwell-probe --json > "$OUT/probe.json"; echo "deepwell-probe exit code: $?")
+node -e "const r=require('$OUT/probe.json'); const g=r.gpus[0]; console.log(JSON.stringify({native:r.native.path, name:g.name, cc:g.computeCapability, sms:g.smCount, memoryMiB:g.memoryBytes/2**20, cudaTotalMiB:g.memoryCudaTotalBytes/2**20, l2MiB:g.l2CacheBytes/2**20, image:g.kernelImage, libs:r.libraries.map(l=>l.library+' '+l.version)}, null, 1))"
+
+step "main job (pnpm start's program)"
+node examples/main/main.mjs
+
+step "compute-sanitizer memcheck of the main job"
+compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node examples/main/main.mjs 2>&1 | tail -8
+
+step "runtime micro-benchmarks"
+node packages/kernels-native/bench/runtime.mjs --json "$OUT/runtime-bench.json"

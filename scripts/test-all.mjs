@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// Runs every package's tests with its own vitest run, shows each run's summary, and ends with one
+// line totalling all packages: `N passed, N failed, N skipped`. Exits non-zero when any test fails or
+// a runner dies. GPU tests skip themselves where no GPU is present.
+//
+//   node scripts/test-all.mjs [package-dir ...]   (default: every package under packages/)
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const requested = process.argv.slice(2);
+const dirs = (requested.length ? requested.map((d) => join(root, d)) : readdirSync(join(root, 'packages')).map((d) => join(root, 'packages', d)))
+  .filter((d) => existsSync(join(d, 'vitest.config.ts')))
+  .sort();
+const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
+const out = mkdtempSync(join(tmpdir(), 'deepwell-tests-'));
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const rows = [];
+let broken = false;
+
+for (const dir of dirs) {
+  const name = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name;
+  const json = join(out, `${name.replace(/[@/]/g, '_')}.json`);
+  console.log(`\n=== ${name} ===`);
+  const r = spawnSync(process.execPath, [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${json}`], {
+    cwd: dir,
+    stdio: 'inherit',
+    env: { ...process.env, FORCE_COLOR: '0' },
+  });
+  if (!existsSync(json)) {
+    console.log(`${name}: the test runner exited with ${r.status ?? r.signal} and wrote no results`);
+    broken = true;
+    rows.push([name, 0, 0, 0, 'runner failed']);
+    continue;
+  }
+  const j = JSON.parse(readFileSync(json, 'utf8'));
+  const skipped = (j.numPendingTests ?? 0) + (j.numTodoTests ?? 0);
+  totals.passed += j.numPassedTests;
+  totals.failed += j.numFailedTests;
+  totals.skipped += skipped;
+  // A suite that failed to load counts as a failure even when no test in it ran.
+  const suiteFailures = (j.testResults ?? []).filter((t) => t.status === 'failed' && (t.assertionResults ?? []).length === 0).length;
+  if (suiteFailures) {
+    totals.failed += suiteFailures;
+    broken = true;
+  }
+  if (r.status !== 0) broken = true;
+  rows.push([name, j.numPassedTests, j.numFailedTests + suiteFailures, skipped, r.status === 0 ? 'ok' : 'FAILED']);
+}
+
+console.log('\n=== summary ===');
+for (const [name, p, f, s, st] of rows) console.log(`${String(name).padEnd(28)} ${String(p).padStart(4)} passed ${String(f).padStart(3)} failed ${String(s).padStart(3)} skipped  ${st}`);
+console.log(`${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
+process.exitCode = broken || totals.failed > 0 ? 1 : 0;
