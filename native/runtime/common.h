@@ -104,6 +104,11 @@ inline void useDevice(Napi::Env env, int device) {
   DW_CUDA(env, cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")");
 }
 
+// Adds a native function to the addon's exports under `name`.
+inline void def(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback fn) {
+  exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
 // Each source file registers its functions through one of these.
 void initDevice(Napi::Env env, Napi::Object exports);
 void initMemory(Napi::Env env, Napi::Object exports);

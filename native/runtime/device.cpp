@@ -94,10 +94,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   build.Set("cudartVersion", CUDART_VERSION);
   build.Set("napiVersion", NAPI_VERSION);
   exports.Set("build", build);
-  exports.Set("status", Napi::Function::New(env, Status, "status"));
-  exports.Set("deviceProperties", Napi::Function::New(env, DeviceProperties, "deviceProperties"));
-  exports.Set("memGetInfo", Napi::Function::New(env, MemGetInfo, "memGetInfo"));
-  exports.Set("nop", Napi::Function::New(env, Nop, "nop"));
+  def(env, exports, "status", Status);
+  def(env, exports, "deviceProperties", DeviceProperties);
+  def(env, exports, "memGetInfo", MemGetInfo);
+  def(env, exports, "nop", Nop);
   initMemory(env, exports);
   initStreams(env, exports);
   initSmoke(env, exports);

@@ -316,20 +316,20 @@ void* deviceRange(Napi::Env env, uint64_t ptr, uint64_t offset, uint64_t bytes, 
 }
 
 void initMemory(Napi::Env env, Napi::Object exports) {
-  exports.Set("alloc", Napi::Function::New(env, Alloc, "alloc"));
-  exports.Set("free", Napi::Function::New(env, Free, "free"));
-  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
-  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
-  exports.Set("resetPeak", Napi::Function::New(env, ResetPeak, "resetPeak"));
-  exports.Set("hostAlloc", Napi::Function::New(env, HostAlloc, "hostAlloc"));
-  exports.Set("hostFree", Napi::Function::New(env, HostFree, "hostFree"));
-  exports.Set("copyHtoD", Napi::Function::New(env, CopyHtoD, "copyHtoD"));
-  exports.Set("copyDtoH", Napi::Function::New(env, CopyDtoH, "copyDtoH"));
-  exports.Set("copyDtoD", Napi::Function::New(env, CopyDtoD, "copyDtoD"));
-  exports.Set("copyHtoDAsync", Napi::Function::New(env, CopyHtoDAsync, "copyHtoDAsync"));
-  exports.Set("copyDtoHAsync", Napi::Function::New(env, CopyDtoHAsync, "copyDtoHAsync"));
-  exports.Set("memsetAsync", Napi::Function::New(env, MemsetAsync, "memsetAsync"));
-  exports.Set("lookup", Napi::Function::New(env, Lookup, "lookup"));
+  def(env, exports, "alloc", Alloc);
+  def(env, exports, "free", Free);
+  def(env, exports, "emptyCache", EmptyCache);
+  def(env, exports, "memoryStats", MemoryStats);
+  def(env, exports, "resetPeak", ResetPeak);
+  def(env, exports, "hostAlloc", HostAlloc);
+  def(env, exports, "hostFree", HostFree);
+  def(env, exports, "copyHtoD", CopyHtoD);
+  def(env, exports, "copyDtoH", CopyDtoH);
+  def(env, exports, "copyDtoD", CopyDtoD);
+  def(env, exports, "copyHtoDAsync", CopyHtoDAsync);
+  def(env, exports, "copyDtoHAsync", CopyDtoHAsync);
+  def(env, exports, "memsetAsync", MemsetAsync);
+  def(env, exports, "lookup", Lookup);
 }
 
 }  // namespace dw

@@ -37,41 +37,30 @@ unsigned gridFor(uint64_t n) {
   return static_cast<unsigned>(blocks < 4096 ? (blocks ? blocks : 1) : 4096);
 }
 
-uint32_t* u32Range(const Napi::CallbackInfo& info, uint64_t* n) {
+// Both launchers take (ptr, offset, n, u32 argument, stream) and differ only in the kernel.
+using U32Kernel = void (*)(uint32_t*, uint64_t, uint32_t);
+
+Napi::Value launchU32(const Napi::CallbackInfo& info, U32Kernel kernel, const char* argName, const char* what) {
   Napi::Env env = info.Env();
   uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
-  *n = u64Arg(info, 2, "element count");
+  uint64_t n = u64Arg(info, 2, "element count");
   if (off % 4 != 0) fail(env, "INVALID_ARGUMENT", "Expected a multiple of 4 for the offset of a u32 kernel but received " + std::to_string(off));
-  return static_cast<uint32_t*>(deviceRange(env, ptr, off, *n * 4, "u32 kernel"));
-}
-
-Napi::Value FillHash(const Napi::CallbackInfo& info) {  // (ptr, offset, n, seed, stream)
-  Napi::Env env = info.Env();
-  uint64_t n;
-  uint32_t* p = u32Range(info, &n);
-  uint32_t seed = static_cast<uint32_t>(u64Arg(info, 3, "seed", 4294967295.0));
+  auto* p = static_cast<uint32_t*>(deviceRange(env, ptr, off, n * 4, what));
+  uint32_t arg = static_cast<uint32_t>(u64Arg(info, 3, argName, 4294967295.0));
   cudaStream_t s = streamFromHandle(env, u64Arg(info, 4, "stream"));
-  if (n) fillHashKernel<<<gridFor(n), 256, 0, s>>>(p, n, seed);
-  DW_CUDA(env, cudaGetLastError(), "fillHash launch");
+  if (n) kernel<<<gridFor(n), 256, 0, s>>>(p, n, arg);
+  DW_CUDA(env, cudaGetLastError(), std::string(what) + " launch");
   return env.Undefined();
 }
 
-Napi::Value AddU32(const Napi::CallbackInfo& info) {  // (ptr, offset, n, value, stream)
-  Napi::Env env = info.Env();
-  uint64_t n;
-  uint32_t* p = u32Range(info, &n);
-  uint32_t value = static_cast<uint32_t>(u64Arg(info, 3, "value", 4294967295.0));
-  cudaStream_t s = streamFromHandle(env, u64Arg(info, 4, "stream"));
-  if (n) addU32Kernel<<<gridFor(n), 256, 0, s>>>(p, n, value);
-  DW_CUDA(env, cudaGetLastError(), "addU32 launch");
-  return env.Undefined();
-}
+Napi::Value FillHash(const Napi::CallbackInfo& info) { return launchU32(info, fillHashKernel, "seed", "fillHash"); }
+Napi::Value AddU32(const Napi::CallbackInfo& info) { return launchU32(info, addU32Kernel, "value", "addU32"); }
 
 }  // namespace
 
 void initSmoke(Napi::Env env, Napi::Object exports) {
-  exports.Set("fillHash", Napi::Function::New(env, FillHash, "fillHash"));
-  exports.Set("addU32", Napi::Function::New(env, AddU32, "addU32"));
+  def(env, exports, "fillHash", FillHash);
+  def(env, exports, "addU32", AddU32);
 }
 
 }  // namespace dw

@@ -199,21 +199,21 @@ cudaStream_t streamFromHandle(Napi::Env env, uint64_t handle) {
 }
 
 void initStreams(Napi::Env env, Napi::Object exports) {
-  exports.Set("streamCreate", Napi::Function::New(env, StreamCreate, "streamCreate"));
-  exports.Set("streamDestroy", Napi::Function::New(env, StreamDestroy, "streamDestroy"));
-  exports.Set("streamSynchronize", Napi::Function::New(env, StreamSynchronize, "streamSynchronize"));
-  exports.Set("streamQuery", Napi::Function::New(env, StreamQuery, "streamQuery"));
-  exports.Set("streamWaitEvent", Napi::Function::New(env, StreamWaitEvent, "streamWaitEvent"));
-  exports.Set("deviceSynchronize", Napi::Function::New(env, DeviceSynchronize, "deviceSynchronize"));
-  exports.Set("eventCreate", Napi::Function::New(env, EventCreate, "eventCreate"));
-  exports.Set("eventDestroy", Napi::Function::New(env, EventDestroy, "eventDestroy"));
-  exports.Set("eventRecord", Napi::Function::New(env, EventRecord, "eventRecord"));
-  exports.Set("eventSynchronize", Napi::Function::New(env, EventSynchronize, "eventSynchronize"));
-  exports.Set("eventElapsed", Napi::Function::New(env, EventElapsed, "eventElapsed"));
-  exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin, "captureBegin"));
-  exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd, "captureEnd"));
-  exports.Set("graphLaunch", Napi::Function::New(env, GraphLaunch, "graphLaunch"));
-  exports.Set("graphDestroy", Napi::Function::New(env, GraphDestroy, "graphDestroy"));
+  def(env, exports, "streamCreate", StreamCreate);
+  def(env, exports, "streamDestroy", StreamDestroy);
+  def(env, exports, "streamSynchronize", StreamSynchronize);
+  def(env, exports, "streamQuery", StreamQuery);
+  def(env, exports, "streamWaitEvent", StreamWaitEvent);
+  def(env, exports, "deviceSynchronize", DeviceSynchronize);
+  def(env, exports, "eventCreate", EventCreate);
+  def(env, exports, "eventDestroy", EventDestroy);
+  def(env, exports, "eventRecord", EventRecord);
+  def(env, exports, "eventSynchronize", EventSynchronize);
+  def(env, exports, "eventElapsed", EventElapsed);
+  def(env, exports, "captureBegin", CaptureBegin);
+  def(env, exports, "captureEnd", CaptureEnd);
+  def(env, exports, "graphLaunch", GraphLaunch);
+  def(env, exports, "graphDestroy", GraphDestroy);
 }
 
 }  // namespace dw

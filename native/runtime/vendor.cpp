@@ -155,8 +155,8 @@ Napi::Value NvmlDeviceStats(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void initVendor(Napi::Env env, Napi::Object exports) {
-  exports.Set("openLibrary", Napi::Function::New(env, OpenLibrary, "openLibrary"));
-  exports.Set("nvmlDeviceStats", Napi::Function::New(env, NvmlDeviceStats, "nvmlDeviceStats"));
+  def(env, exports, "openLibrary", OpenLibrary);
+  def(env, exports, "nvmlDeviceStats", NvmlDeviceStats);
 }
 
 }  // namespace dw

@@ -1,11 +1,4 @@
-import { defineConfig } from 'tsup';
+import { library } from '../../tsup.shared';
 
-export default defineConfig({
-  entry: ['src/index.ts'],
-  format: ['esm', 'cjs'],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  shims: true,
-  target: 'node20',
-});
+// shims: import.meta.url in the CJS build, which the loader uses to find prebuilds/.
+export default library({ shims: true });

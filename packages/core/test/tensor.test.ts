@@ -28,7 +28,7 @@ describe('Tensor', () => {
   it('stores bf16 as bits and FP4 two per byte', () => {
     const bits = Uint16Array.from(rand(8), f32ToBf16Bits);
     const t = Tensor.from(bits, [2, 4], 'bf16');
-    expect(Array.from(t.toHost())).toEqual(Array.from(bits));
+    expect(Array.from(t.toHost() as Uint16Array)).toEqual(Array.from(bits));
     const f4 = Tensor.from(Uint8Array.from([0x21, 0x43]), [4], 'f4e2m1');
     expect(f4.bytes).toBe(2);
     expect(errorOf(() => Tensor.from(new Uint8Array(2), [3], 'f4e2m1')).code).toBe('SHAPE_MISMATCH');

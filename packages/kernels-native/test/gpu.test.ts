@@ -99,12 +99,12 @@ describe.skipIf(!gpu)('on the GPU', () => {
     const kept = scope(() => {
       const t = Tensor.from(data, [17, 241], 'f32', { device: 'cuda:0' });
       const copy = t.to('cuda:0');
-      expect(Array.from(copy.toHost())).toEqual(Array.from(data));
+      expect(Array.from(copy.toHost() as Float32Array)).toEqual(Array.from(data));
       Tensor.empty([1024], 'bf16', { device: 'cuda:0' });
       return t.to('cpu');
     });
     expect(kept.device).toBe('cpu');
-    expect(Array.from(kept.toHost())).toEqual(Array.from(data));
+    expect(Array.from(kept.toHost() as Float32Array)).toEqual(Array.from(data));
     expect(backend.memoryStats().inUse).toBe(before);
     const t = Tensor.from(data, [4097], 'f32', { device: 'cuda:0' });
     t.dispose();
