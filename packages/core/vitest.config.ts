@@ -1,3 +1,4 @@
 import { defineConfig } from 'vitest/config';
 
-export default defineConfig({ test: { include: ['test/**/*.test.ts'] } });
+// --expose-gc lets the backstop test force a collection.
+export default defineConfig({ test: { include: ['test/**/*.test.ts'], execArgv: ['--expose-gc'] } });
