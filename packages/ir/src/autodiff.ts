@@ -1,0 +1,60 @@
+/**
+ * Reverse-mode autodiff on the IR: from a scalar loss back to the parameters, appending the
+ * backward nodes to the same graph. Each op's rule is looked up in the gradient table
+ * (gradients.ts) and written with the same Sym helpers as the forward pass, so the backward pass is
+ * ordinary IR that every later pass and backend handles like the forward one.
+ */
+import { DeepwellError } from '@deepwell/core';
+import { GraphBuilder, type Sym } from './builder.js';
+import type { Graph } from './graph.js';
+import { gradientRule } from './gradients.js';
+import { add } from './ops/add.js';
+import { fill } from './ops/fill.js';
+import { numel, shapeStr } from './types.js';
+
+/**
+ * Append the gradient of value `loss` (one element) with respect to each value in `wrt`. Returns a
+ * map from each of `wrt` to its gradient value; a value the loss does not depend on gets zeros.
+ */
+export function differentiate(graph: Graph, loss: number, wrt: readonly number[]): Map<number, number> {
+  const lossType = graph.value(loss).type;
+  if (numel(lossType.shape) !== 1 || lossType.dtype !== 'f32') {
+    throw new DeepwellError('SHAPE_MISMATCH', `Expected a one-element f32 loss for differentiate but received ${shapeStr(lossType)}`);
+  }
+  const b = GraphBuilder.extend(graph);
+  const nodes = graph.nodes.slice(); // the forward nodes only: backward nodes are appended as we go
+  // Values the loss depends on through differentiable paths, and values that depend on `wrt`.
+  const needed = new Set<number>([loss]);
+  for (let k = nodes.length - 1; k >= 0; k--) {
+    const n = nodes[k]!;
+    if (n.outputs.some((o) => needed.has(o))) n.inputs.forEach((i) => needed.add(i));
+  }
+  const depends = new Set<number>(wrt);
+  for (const n of nodes) if (n.inputs.some((i) => depends.has(i))) n.outputs.forEach((o) => depends.add(o));
+
+  const grads = new Map<number, Sym>();
+  grads.set(loss, b.scoped('grad', () => fill(b, lossType.shape, 1)));
+  for (let k = nodes.length - 1; k >= 0; k--) {
+    const n = nodes[k]!;
+    const gOut = n.outputs.map((o) => grads.get(o) ?? null);
+    if (gOut.every((g) => g === null)) continue;
+    if (!n.inputs.some((i) => depends.has(i) && needed.has(i))) continue;
+    const rule = gradientRule(n.op);
+    if (!rule) throw new DeepwellError('INVALID_ARGUMENT', `${graph.describeNode(n)} has no gradient rule`);
+    const gIn = b.scoped(n.scope ? `${n.scope}.grad` : 'grad', () =>
+      rule({ b, inputs: n.inputs.map((i) => b.sym(i)), outputs: n.outputs.map((o) => b.sym(o)), grads: gOut, attrs: n.attrs }),
+    );
+    n.inputs.forEach((i, j) => {
+      const g = gIn[j];
+      if (!g || !depends.has(i)) return;
+      const prev = grads.get(i);
+      grads.set(i, prev ? b.scoped('grad', () => add(prev, g)) : g);
+    });
+  }
+  const out = new Map<number, number>();
+  for (const w of wrt) {
+    const t = graph.value(w).type;
+    out.set(w, (grads.get(w) ?? b.scoped('grad', () => fill(b, t.shape, 0))).id);
+  }
+  return out;
+}

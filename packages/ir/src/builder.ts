@@ -1,0 +1,144 @@
+/**
+ * Building graphs: a GraphBuilder adds values and nodes, checks each node's types as it is added
+ * (so a mistake is reported at the line that made it, naming the node), and tracks the module
+ * scope that names nodes and parameters. A Sym is a symbolic tensor: a value of the graph being
+ * built. Every op file exports Sym helpers (`matmul(a, b)`), which is how modules and gradient
+ * rules are written.
+ */
+import { DeepwellError, checkShape, dtypeInfo, type DTypeName } from '@deepwell/core';
+import { Graph, withNode, type InitSpec, type ValueKind } from './graph.js';
+import { checkAttrs, getOp } from './op.js';
+import type { AttrValue, ValueType } from './types.js';
+
+export class Sym {
+  constructor(
+    readonly builder: GraphBuilder,
+    readonly id: number,
+  ) {}
+  get type(): ValueType {
+    return this.builder.graph.values[this.id]!.type;
+  }
+  get shape(): readonly number[] {
+    return this.type.shape;
+  }
+  get dtype(): DTypeName {
+    return this.type.dtype;
+  }
+  get rank(): number {
+    return this.type.shape.length;
+  }
+  toString(): string {
+    return `%${this.id}: ${this.dtype}[${this.shape.join(', ')}]`;
+  }
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$/;
+
+export class GraphBuilder {
+  readonly graph = new Graph();
+  #scope: string[] = [];
+
+  get scope(): string {
+    return this.#scope.join('.');
+  }
+
+  /** Run `fn` with `name` appended to the scope that names nodes and parameters. */
+  scoped<T>(name: string, fn: () => T): T {
+    this.#scope.push(name);
+    try {
+      return fn();
+    } finally {
+      this.#scope.pop();
+    }
+  }
+
+  #value(kind: ValueKind, name: string | undefined, type: ValueType, producer?: number): Sym {
+    const id = this.graph.values.length;
+    this.graph.values.push({ id, type: Object.freeze({ shape: Object.freeze([...type.shape]), dtype: type.dtype }), kind, ...(name ? { name } : {}), ...(producer !== undefined ? { producer } : {}) });
+    return new Sym(this, id);
+  }
+
+  #named(kind: 'input' | 'param' | 'state', name: string, shape: readonly number[], dtype: DTypeName): Sym {
+    if (typeof name !== 'string' || !NAME.test(name)) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected a dotted identifier for ${kind} name but received ${JSON.stringify(name)}`);
+    }
+    const table = kind === 'input' ? this.graph.inputs : kind === 'param' ? this.graph.params : this.graph.state;
+    if (name in this.graph.inputs || name in this.graph.params || name in this.graph.state) {
+      throw new DeepwellError('INVALID_ARGUMENT', `The name '${name}' is used twice (a ${kind} cannot share it)`);
+    }
+    const s = this.#value(kind, name, { shape: checkShape(shape, `shape of ${kind} '${name}'`), dtype: dtypeInfo(dtype).name });
+    table[name] = s.id;
+    return s;
+  }
+
+  /** Data fed to every run (token ids, targets, the learning rate). */
+  input(name: string, shape: readonly number[], dtype: DTypeName = 'f32'): Sym {
+    return this.#named('input', name, shape, dtype);
+  }
+
+  /** A trainable parameter; `name` is prefixed with the current scope. */
+  param(name: string, shape: readonly number[], dtype: DTypeName, init: InitSpec): Sym {
+    const full = this.scope ? `${this.scope}.${name}` : name;
+    const s = this.#named('param', full, shape, dtype);
+    this.graph.init[full] = init;
+    return s;
+  }
+
+  /** Persistent non-trainable storage (optimizer moments); the name is used as given. */
+  state(name: string, shape: readonly number[], dtype: DTypeName, init: InitSpec): Sym {
+    const s = this.#named('state', name, shape, dtype);
+    this.graph.init[name] = init;
+    return s;
+  }
+
+  /** Apply an op; its types are checked now, and errors name the node being made. */
+  op(name: string, inputs: readonly Sym[], attrs: Record<string, AttrValue> = {}): Sym[] {
+    const def = getOp(name);
+    const nodeId = this.graph.nodes.length;
+    const where = `node #${nodeId}${this.scope ? ` '${this.scope}'` : ''} (${name})`;
+    let outTypes: ValueType[];
+    try {
+      for (const s of inputs) {
+        if (!(s instanceof Sym) || s.builder !== this) throw new DeepwellError('INVALID_ARGUMENT', 'Expected symbolic tensors of this graph for inputs');
+      }
+      const variadic = def.inputs.length === 1 && def.inputs[0]!.startsWith('...');
+      if (variadic ? inputs.length < 1 : inputs.length !== def.inputs.length) {
+        throw new DeepwellError('INVALID_ARGUMENT', `Expected ${variadic ? 'at least 1 input' : `${def.inputs.length} inputs (${def.inputs.join(', ')})`} but received ${inputs.length}`);
+      }
+      const checked = checkAttrs(def, attrs);
+      outTypes = def.infer(inputs.map((s) => s.type), checked);
+      const outs = outTypes.map((t) => this.#value('node', undefined, t, nodeId));
+      this.graph.nodes.push({ id: nodeId, op: name, inputs: inputs.map((s) => s.id), outputs: outs.map((s) => s.id), attrs: checked, scope: this.scope });
+      return outs;
+    } catch (e) {
+      throw withNode(where, e);
+    }
+  }
+
+  /** Apply an op with one output. */
+  op1(name: string, inputs: readonly Sym[], attrs: Record<string, AttrValue> = {}): Sym {
+    return this.op(name, inputs, attrs)[0]!;
+  }
+
+  output(name: string, s: Sym): void {
+    this.graph.outputs[name] = s.id;
+  }
+
+  /** After a step, `s` replaces the parameter or state value called `name`. */
+  update(name: string, s: Sym): void {
+    this.graph.updates[name] = s.id;
+  }
+
+  /** A Sym for an existing value of this graph (for passes that extend a graph). */
+  sym(id: number): Sym {
+    this.graph.value(id);
+    return new Sym(this, id);
+  }
+
+  /** Continue building on an existing graph (autodiff and the optimizer append to the forward graph). */
+  static extend(graph: Graph): GraphBuilder {
+    const b = new GraphBuilder();
+    (b as { graph: Graph }).graph = graph;
+    return b;
+  }
+}

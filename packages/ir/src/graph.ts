@@ -1,0 +1,200 @@
+/**
+ * The typed IR graph: values (each with a shape and dtype) and nodes (an op applied to values),
+ * kept in topological order. Values are graph inputs (data fed each step), parameters (trainable,
+ * named like "blocks.3.mlp.fc.weight"), state (persistent non-trainable values such as optimizer
+ * moments) or node outputs. `updates` says which node output replaces a parameter or state value
+ * after a step. A verifier, a readable text form and JSON that round-trips come with it.
+ */
+import { DeepwellError, dtypeInfo, type DTypeName } from '@deepwell/core';
+import { checkAttrs, getOp } from './op.js';
+import { shapeStr, type AttrValue, type Attrs, type ValueType } from './types.js';
+
+export type ValueKind = 'input' | 'param' | 'state' | 'node';
+
+/** How a parameter or state value starts: deterministic from the run's seed and the value's name. */
+export interface InitSpec {
+  dist: 'normal' | 'zeros' | 'ones' | 'uniform';
+  /** normal: standard deviation; uniform: half-width. */
+  scale?: number;
+}
+
+export interface ValueDecl {
+  id: number;
+  type: ValueType;
+  kind: ValueKind;
+  /** Inputs, parameters and state have names; node outputs may. */
+  name?: string;
+  /** For node outputs: the producing node. */
+  producer?: number;
+}
+
+export interface NodeDecl {
+  id: number;
+  op: string;
+  inputs: number[];
+  outputs: number[];
+  attrs: Attrs;
+  /** The module path the node was made in ("blocks.0.attn"); '' at the top. */
+  scope: string;
+  /** Set by the fusion pass: nodes with the same group may run as one elementwise kernel. */
+  fusionGroup?: number;
+}
+
+export class Graph {
+  values: ValueDecl[] = [];
+  nodes: NodeDecl[] = [];
+  inputs: Record<string, number> = {};
+  params: Record<string, number> = {};
+  state: Record<string, number> = {};
+  outputs: Record<string, number> = {};
+  updates: Record<string, number> = {};
+  init: Record<string, InitSpec> = {};
+
+  value(id: number): ValueDecl {
+    const v = this.values[id];
+    if (!v) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value id in [0, ${this.values.length - 1}] but received ${id}`);
+    return v;
+  }
+
+  /** "%12 'blocks.0.attn' (matmul)": how errors name a node. */
+  describeNode(n: NodeDecl): string {
+    return `node #${n.id}${n.scope ? ` '${n.scope}'` : ''} (${n.op})`;
+  }
+
+  /** Checks ids, topological order (no cycles), and every node's types against its op's rule. */
+  verify(): this {
+    const defined = new Set<number>();
+    for (const v of this.values) if (v.kind !== 'node') defined.add(v.id);
+    const seenNode = new Set<number>();
+    for (const n of this.nodes) {
+      if (seenNode.has(n.id)) throw new DeepwellError('INVALID_ARGUMENT', `${this.describeNode(n)} appears twice`);
+      seenNode.add(n.id);
+      for (const i of n.inputs) {
+        if (!this.values[i]) throw new DeepwellError('INVALID_ARGUMENT', `${this.describeNode(n)} reads value %${i}, which does not exist`);
+        if (!defined.has(i)) {
+          const p = this.values[i]!.producer;
+          const later = p !== undefined && this.nodes.findIndex((m) => m.id === p) > this.nodes.indexOf(n);
+          throw new DeepwellError(
+            'INVALID_ARGUMENT',
+            `${this.describeNode(n)} reads %${i} before it is computed${later ? ' (the graph has a cycle, or is out of order)' : ''}`,
+          );
+        }
+      }
+      const def = getOp(n.op);
+      let want: ValueType[];
+      try {
+        want = def.infer(n.inputs.map((i) => this.values[i]!.type), checkAttrs(def, n.attrs as Record<string, unknown>));
+      } catch (e) {
+        throw withNode(this.describeNode(n), e);
+      }
+      if (want.length !== n.outputs.length) throw new DeepwellError('SHAPE_MISMATCH', `${this.describeNode(n)} has ${n.outputs.length} outputs, its op gives ${want.length}`);
+      n.outputs.forEach((o, k) => {
+        const v = this.values[o];
+        if (!v || v.producer !== n.id) throw new DeepwellError('INVALID_ARGUMENT', `${this.describeNode(n)} output %${o} is not marked as its own`);
+        if (defined.has(o)) throw new DeepwellError('INVALID_ARGUMENT', `${this.describeNode(n)} writes %${o}, which is already defined`);
+        if (shapeStr(v.type) !== shapeStr(want[k]!)) {
+          throw new DeepwellError('SHAPE_MISMATCH', `${this.describeNode(n)} output %${o} is ${shapeStr(v.type)} but its op gives ${shapeStr(want[k]!)}`);
+        }
+        defined.add(o);
+      });
+    }
+    for (const [what, table] of [['output', this.outputs], ['update', this.updates]] as const) {
+      for (const [name, id] of Object.entries(table)) {
+        if (!defined.has(id)) throw new DeepwellError('INVALID_ARGUMENT', `${what} '${name}' is %${id}, which is never computed`);
+      }
+    }
+    for (const [name, id] of Object.entries(this.updates)) {
+      const target = this.params[name] ?? this.state[name];
+      if (target === undefined) throw new DeepwellError('INVALID_ARGUMENT', `update '${name}' names no parameter or state value`);
+      if (shapeStr(this.values[target]!.type) !== shapeStr(this.values[id]!.type)) {
+        throw new DeepwellError('SHAPE_MISMATCH', `update '${name}' is ${shapeStr(this.values[id]!.type)} but the value it replaces is ${shapeStr(this.values[target]!.type)}`);
+      }
+    }
+    return this;
+  }
+
+  /** A readable listing, one line a value or node. */
+  toText(): string {
+    const out: string[] = ['graph {'];
+    const named = (kind: ValueKind, label: string) => {
+      for (const v of this.values.filter((x) => x.kind === kind)) out.push(`  ${label} %${v.id} ${v.name}: ${shapeStr(v.type)}`);
+    };
+    named('input', 'input');
+    named('param', 'param');
+    named('state', 'state');
+    for (const n of this.nodes) {
+      const outs = n.outputs.map((o) => `%${o}: ${shapeStr(this.values[o]!.type)}`).join(', ');
+      const attrs = Object.entries(n.attrs).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ');
+      const extra = [n.scope ? `# ${n.scope}` : '', n.fusionGroup !== undefined ? `[fused ${n.fusionGroup}]` : ''].filter(Boolean).join(' ');
+      out.push(`  ${outs} = ${n.op}(${n.inputs.map((i) => `%${i}`).join(', ')})${attrs ? ` {${attrs}}` : ''}${extra ? `  ${extra}` : ''}`);
+    }
+    for (const [k, v] of Object.entries(this.outputs)) out.push(`  output ${k} = %${v}`);
+    for (const [k, v] of Object.entries(this.updates)) out.push(`  update ${k} <- %${v}`);
+    out.push('}');
+    return out.join('\n');
+  }
+
+  toJSON(): GraphJSON {
+    return {
+      format: 'deepwell.ir',
+      version: 1,
+      values: this.values.map((v) => ({ ...v, type: { shape: [...v.type.shape], dtype: v.type.dtype } })),
+      nodes: this.nodes.map((n) => ({ ...n, attrs: { ...n.attrs } })),
+      inputs: { ...this.inputs },
+      params: { ...this.params },
+      state: { ...this.state },
+      outputs: { ...this.outputs },
+      updates: { ...this.updates },
+      init: { ...this.init },
+    };
+  }
+
+  static fromJSON(json: unknown): Graph {
+    const j = json as GraphJSON;
+    if (!j || j.format !== 'deepwell.ir' || j.version !== 1 || !Array.isArray(j.values) || !Array.isArray(j.nodes)) {
+      throw new DeepwellError('INVALID_ARGUMENT', "Expected a deepwell.ir version 1 document for Graph.fromJSON but received something else");
+    }
+    const g = new Graph();
+    j.values.forEach((v, i) => {
+      if (v.id !== i) throw new DeepwellError('INVALID_ARGUMENT', `value at position ${i} has id ${v.id}`);
+      dtypeInfo(v.type.dtype);
+      g.values.push({ ...v, type: Object.freeze({ shape: Object.freeze([...v.type.shape]), dtype: v.type.dtype as DTypeName }) });
+    });
+    g.nodes = j.nodes.map((n) => ({ ...n, attrs: Object.freeze({ ...n.attrs }) as Attrs }));
+    Object.assign(g.inputs, j.inputs);
+    Object.assign(g.params, j.params);
+    Object.assign(g.state, j.state);
+    Object.assign(g.outputs, j.outputs);
+    Object.assign(g.updates, j.updates);
+    Object.assign(g.init, j.init);
+    return g.verify();
+  }
+
+  /** Bytes of all parameters / state. */
+  bytesOf(kind: 'param' | 'state' | 'input'): number {
+    return this.values.filter((v) => v.kind === kind).reduce((a, v) => a + byteSizeOf(v.type), 0);
+  }
+}
+
+export interface GraphJSON {
+  format: 'deepwell.ir';
+  version: 1;
+  values: { id: number; type: { shape: number[]; dtype: string }; kind: ValueKind; name?: string; producer?: number }[];
+  nodes: { id: number; op: string; inputs: number[]; outputs: number[]; attrs: Record<string, AttrValue>; scope: string; fusionGroup?: number }[];
+  inputs: Record<string, number>;
+  params: Record<string, number>;
+  state: Record<string, number>;
+  outputs: Record<string, number>;
+  updates: Record<string, number>;
+  init: Record<string, InitSpec>;
+}
+
+export function byteSizeOf(t: ValueType): number {
+  return Math.ceil((t.shape.reduce((a, b) => a * b, 1) * dtypeInfo(t.dtype).bits) / 8);
+}
+
+/** Prefix an error with the node it came from, keeping its code and cause. */
+export function withNode(where: string, e: unknown): DeepwellError {
+  if (DeepwellError.is(e)) return new DeepwellError(e.code, `${where}: ${e.message}`, { cause: e, details: { ...e.details, node: where } });
+  return new DeepwellError('INTERNAL', `${where}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+}

@@ -1,0 +1,13 @@
+export * from './ops/index.js';
+export { Graph, byteSizeOf } from './graph.js';
+export type { GraphJSON, InitSpec, NodeDecl, ValueDecl, ValueKind } from './graph.js';
+export { GraphBuilder, Sym } from './builder.js';
+export { checkAttrs, defineOp, getOp, listOps } from './op.js';
+export type { AttrKind, AttrSpec, KernelCall, KernelParams, OpDef, RefContext } from './op.js';
+export { interpret } from './interpret.js';
+export type { InterpretOptions } from './interpret.js';
+export { differentiate } from './autodiff.js';
+export { differentiableOps, gradientRule } from './gradients.js';
+export type { GradContext, GradRule } from './gradients.js';
+export { numel } from './types.js';
+export type { AttrValue, Attrs, NumArray, ValueType } from './types.js';

@@ -1,0 +1,70 @@
+/**
+ * The reference interpreter: runs a graph node by node with each op's CPU reference, no memory
+ * plan, every value kept. It is the definition the compiled executable is checked against, the
+ * engine of eager mode, and, with `precision: 'f64'`, what gradient checks run on. Outputs are
+ * poisoned (NaN, or a sentinel integer) before each op, so an element an op forgets to write shows.
+ */
+import { DeepwellError, describe } from '@deepwell/core';
+import type { Graph, NodeDecl } from './graph.js';
+import { withNode } from './graph.js';
+import { getOp } from './op.js';
+import { numel, shapeStr, type NumArray, type ValueType } from './types.js';
+
+export interface InterpretOptions {
+  /** Float values as Float64Array ('f64', for gradient checks) or Float32Array (default). */
+  precision?: 'f32' | 'f64';
+  /** Called after each node with its outputs: for debugging. */
+  onNode?: (node: NodeDecl, outputs: NumArray[]) => void;
+}
+
+export const INT_POISON = -0x7ffffff0;
+
+export function allocFor(t: ValueType, precision: 'f32' | 'f64'): NumArray {
+  const n = numel(t.shape);
+  if (t.dtype === 'i32') return new Int32Array(n).fill(INT_POISON);
+  // f16 and bf16 live widened in float arrays on the CPU: the values are exactly the narrow ones.
+  if (t.dtype === 'f32' || t.dtype === 'bf16' || t.dtype === 'f16') return (precision === 'f64' ? new Float64Array(n) : new Float32Array(n)).fill(NaN);
+  throw new DeepwellError('INVALID_DTYPE', `The CPU reference computes f32, f16, bf16 (widened) and i32, not ${shapeStr(t)}`);
+}
+
+/** Check a binding against the value it binds; errors name the binding. */
+export function checkBinding(name: string, t: ValueType, data: unknown): NumArray {
+  const n = numel(t.shape);
+  const ok = t.dtype === 'i32' ? data instanceof Int32Array : data instanceof Float32Array || data instanceof Float64Array;
+  if (!ok) throw new DeepwellError('INVALID_DTYPE', `Expected ${t.dtype === 'i32' ? 'an Int32Array' : 'a Float32Array or Float64Array'} for '${name}' (${shapeStr(t)}) but received ${describe(data)}`);
+  if ((data as NumArray).length !== n) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${n} elements for '${name}' (${shapeStr(t)}) but received ${(data as NumArray).length}`);
+  return data as NumArray;
+}
+
+/**
+ * Run `graph` with `bindings` for every input, parameter and state value (by name). Returns every
+ * value, indexed by value id.
+ */
+export function interpret(graph: Graph, bindings: Record<string, NumArray>, options: InterpretOptions = {}): NumArray[] {
+  const precision = options.precision ?? 'f32';
+  const vals: NumArray[] = new Array(graph.values.length);
+  const named = { ...graph.inputs, ...graph.params, ...graph.state };
+  for (const name of Object.keys(bindings)) {
+    if (!(name in named)) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected an input, parameter or state name for binding but received ${describe(name)} (unknown name)`);
+    }
+  }
+  for (const [name, id] of Object.entries(named)) {
+    if (!(name in bindings)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value for '${name}' (${shapeStr(graph.value(id).type)}) but received none`);
+    vals[id] = checkBinding(name, graph.value(id).type, bindings[name]);
+  }
+  for (const n of graph.nodes) {
+    const def = getOp(n.op);
+    const inTypes = n.inputs.map((i) => graph.values[i]!.type);
+    const outTypes = n.outputs.map((o) => graph.values[o]!.type);
+    const outputs = outTypes.map((t) => allocFor(t, precision));
+    try {
+      def.reference({ inputs: n.inputs.map((i) => vals[i]!), outputs, inTypes, outTypes, attrs: n.attrs });
+    } catch (e) {
+      throw withNode(graph.describeNode(n), e);
+    }
+    n.outputs.forEach((o, k) => (vals[o] = outputs[k]!));
+    options.onNode?.(n, outputs);
+  }
+  return vals;
+}

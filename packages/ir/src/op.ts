@@ -1,0 +1,192 @@
+/**
+ * The op set's contract. Each op lives in one file under ops/ and defines: its schema (inputs,
+ * outputs, attributes), its shape and dtype rule (`infer`), its CPU reference (written for clarity,
+ * accumulating in float64), and optionally its FLOP count. Gradient rules live apart, in
+ * gradients.ts, as PyTorch keeps derivatives.yaml apart from its kernels.
+ *
+ * `defineOp` registers the definition in the op table and the reference as the 'cpu' candidate of
+ * the op in core's kernel registry, so the CPU reference is always the last fallback.
+ */
+import { DeepwellError, describe, registry } from '@deepwell/core';
+import type { AttrValue, Attrs, NumArray, ValueType } from './types.js';
+import { shapeStr } from './types.js';
+
+export type AttrKind = 'int' | 'float' | 'bool' | 'string' | 'ints';
+
+export interface AttrSpec {
+  kind: AttrKind;
+  /** Used when the attribute is not given; without one the attribute is required. */
+  default?: AttrValue;
+  /** For 'string': the allowed values. */
+  oneOf?: readonly string[];
+}
+
+/** What a CPU reference gets: preallocated outputs, which it must write in full. */
+export interface RefContext {
+  inputs: NumArray[];
+  outputs: NumArray[];
+  inTypes: ValueType[];
+  outTypes: ValueType[];
+  attrs: Attrs;
+}
+
+export interface OpDef {
+  name: string;
+  /** One line: what it computes. */
+  doc: string;
+  /** Input names; a single name starting with '...' takes any number (>= 1) of inputs. */
+  inputs: readonly string[];
+  outputs: readonly string[];
+  attrs: Readonly<Record<string, AttrSpec>>;
+  /** Output types from input types; throws a DeepwellError (SHAPE_MISMATCH / INVALID_DTYPE) on misuse. */
+  infer(inputs: ValueType[], attrs: Attrs): ValueType[];
+  reference(ctx: RefContext): void;
+  flops?(inputs: ValueType[], outputs: ValueType[], attrs: Attrs): number;
+  /** One output element from the same-index input elements: a candidate for elementwise fusion. */
+  elementwise?: boolean;
+  /** [output, input] pairs that may share storage (an optimizer updating a parameter in place). */
+  inplace?: readonly (readonly [number, number])[];
+  /** Outputs that carry no gradient (indices, counts). */
+  nonDifferentiable?: boolean;
+}
+
+const table = new Map<string, OpDef>();
+
+/** The parameters a CPU reference candidate is selected on. */
+export interface KernelParams {
+  op: string;
+  device: string;
+  inTypes: ValueType[];
+  outTypes: ValueType[];
+  attrs: Attrs;
+}
+
+export interface KernelCall extends KernelParams {
+  inputs: NumArray[];
+  outputs: NumArray[];
+}
+
+const CPU_DTYPES = new Set(['f32', 'i32', 'f16', 'bf16']);
+
+export function defineOp(def: OpDef): OpDef {
+  if (table.has(def.name)) throw new DeepwellError('INTERNAL', `op '${def.name}' is defined twice`);
+  table.set(def.name, Object.freeze(def));
+  registry.register<KernelCall, void>({
+    op: def.name,
+    backend: 'cpu',
+    name: `${def.name}_reference`,
+    priority: 0,
+    supports: (p) => {
+      if (p.device !== 'cpu') return `runs on the CPU, not ${p.device}`;
+      const bad = [...p.inTypes, ...p.outTypes].find((t) => !CPU_DTYPES.has(t.dtype));
+      return bad ? `the CPU reference computes f32, f16, bf16 and i32, not ${bad.dtype}` : true;
+    },
+    run: (c) => def.reference({ inputs: c.inputs, outputs: c.outputs, inTypes: c.inTypes, outTypes: c.outTypes, attrs: c.attrs }),
+  });
+  return def;
+}
+
+export function getOp(name: string): OpDef {
+  const d = table.get(name);
+  if (!d) throw new DeepwellError('INVALID_ARGUMENT', `Expected a known op for op name but received ${describe(name)} (known: ${[...table.keys()].sort().join(', ')})`);
+  return d;
+}
+
+export function listOps(): string[] {
+  return [...table.keys()].sort();
+}
+
+/** Attributes checked against the schema, defaults filled in. */
+export function checkAttrs(def: OpDef, attrs: Record<string, unknown> = {}): Attrs {
+  const out: Record<string, AttrValue> = {};
+  for (const k of Object.keys(attrs)) {
+    if (!(k in def.attrs)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(def.attrs).join(', ') || '(no attributes)'} for an attribute of ${def.name} but received ${describe(k)}`);
+  }
+  for (const [k, spec] of Object.entries(def.attrs)) {
+    const v = attrs[k] ?? spec.default;
+    const what = `attribute '${k}' of ${def.name}`;
+    if (v === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value for ${what} but received none`);
+    const ok =
+      spec.kind === 'int' ? Number.isInteger(v) :
+      spec.kind === 'float' ? typeof v === 'number' && !Number.isNaN(v) :
+      spec.kind === 'bool' ? typeof v === 'boolean' :
+      spec.kind === 'string' ? typeof v === 'string' && (!spec.oneOf || spec.oneOf.includes(v)) :
+      Array.isArray(v) && v.every((x) => Number.isInteger(x));
+    if (!ok) {
+      const expect = spec.kind === 'string' && spec.oneOf ? `one of ${spec.oneOf.map((s) => `'${s}'`).join(', ')}` : `a${spec.kind === 'int' || spec.kind === 'ints' ? 'n' : ''} ${spec.kind}`;
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected ${expect} for ${what} but received ${describe(v)}`);
+    }
+    out[k] = Array.isArray(v) ? Object.freeze([...v]) : (v as AttrValue);
+  }
+  return Object.freeze(out);
+}
+
+// ---- helpers for shape rules ------------------------------------------------------------------
+export function shapeError(op: string, message: string): never {
+  throw new DeepwellError('SHAPE_MISMATCH', `${op}: ${message}`);
+}
+
+export function expectDtype(op: string, input: string, t: ValueType, allowed: readonly string[]): void {
+  if (!allowed.includes(t.dtype)) {
+    throw new DeepwellError('INVALID_DTYPE', `${op}: Expected ${allowed.join(' or ')} for input '${input}' but received ${shapeStr(t)}`);
+  }
+}
+
+export function expectRank(op: string, input: string, t: ValueType, min: number, max = min): void {
+  if (t.shape.length < min || t.shape.length > max) {
+    const want = min === max ? `rank ${min}` : max === Infinity ? `rank >= ${min}` : `rank ${min} to ${max}`;
+    shapeError(op, `Expected ${want} for input '${input}' but received ${shapeStr(t)}`);
+  }
+}
+
+/** Normalise a possibly negative axis; errors name the op. */
+export function axisOf(op: string, axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= rank) shapeError(op, `Expected an axis in [${-rank}, ${rank - 1}] but received ${axis}`);
+  return a;
+}
+
+/** Numpy-style broadcast of two shapes. */
+export function broadcastShapes(op: string, a: readonly number[], b: readonly number[]): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = a[a.length - n + i] ?? 1;
+    const y = b[b.length - n + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) shapeError(op, `Expected shapes that broadcast but received [${a.join(', ')}] and [${b.join(', ')}]`);
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+}
+
+/** Strides of a row-major shape. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+/** For each element of `out` shape, the index into an input of shape `inp` broadcast to it. */
+export function broadcastIndex(out: readonly number[], inp: readonly number[]): Int32Array {
+  const n = out.reduce((a, b) => a * b, 1);
+  const idx = new Int32Array(n);
+  const os = stridesOf(out);
+  const is = stridesOf(inp);
+  const off = out.length - inp.length;
+  for (let i = 0; i < n; i++) {
+    let rem = i;
+    let j = 0;
+    for (let d = 0; d < out.length; d++) {
+      const c = Math.floor(rem / os[d]!);
+      rem -= c * os[d]!;
+      const id = d - off;
+      if (id >= 0 && inp[id] !== 1) j += c * is[id]!;
+    }
+    idx[i] = j;
+  }
+  return idx;
+}

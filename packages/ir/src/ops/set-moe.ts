@@ -1,0 +1,2 @@
+// Ops of the 'moe' family; each op in its own file, re-exported here.
+export {};
