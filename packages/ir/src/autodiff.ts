@@ -8,6 +8,7 @@ import { DeepwellError } from '@deepwell/core';
 import { GraphBuilder, type Sym } from './builder.js';
 import type { Graph } from './graph.js';
 import { gradientRule } from './gradients.js';
+import { getOp } from './op.js';
 import { add } from './ops/add.js';
 import { fill } from './ops/fill.js';
 import { numel, shapeStr } from './types.js';
@@ -29,8 +30,14 @@ export function differentiate(graph: Graph, loss: number, wrt: readonly number[]
     const n = nodes[k]!;
     if (n.outputs.some((o) => needed.has(o))) n.inputs.forEach((i) => needed.add(i));
   }
+  // Gradients flow through float values only, and not through ops marked non-differentiable
+  // (routing plans, one-hot masks, optimizer updates).
+  const isFloat = (id: number) => graph.values[id]!.type.dtype !== 'i32';
   const depends = new Set<number>(wrt);
-  for (const n of nodes) if (n.inputs.some((i) => depends.has(i))) n.outputs.forEach((o) => depends.add(o));
+  for (const n of nodes) {
+    if (getOp(n.op).nonDifferentiable) continue;
+    if (n.inputs.some((i) => depends.has(i))) n.outputs.filter(isFloat).forEach((o) => depends.add(o));
+  }
 
   const grads = new Map<number, Sym>();
   grads.set(loss, b.scoped('grad', () => fill(b, lossType.shape, 1)));
@@ -39,6 +46,7 @@ export function differentiate(graph: Graph, loss: number, wrt: readonly number[]
     const gOut = n.outputs.map((o) => grads.get(o) ?? null);
     if (gOut.every((g) => g === null)) continue;
     if (!n.inputs.some((i) => depends.has(i) && needed.has(i))) continue;
+    if (getOp(n.op).nonDifferentiable) continue;
     const rule = gradientRule(n.op);
     if (!rule) throw new DeepwellError('INVALID_ARGUMENT', `${graph.describeNode(n)} has no gradient rule`);
     const gIn = b.scoped(n.scope ? `${n.scope}.grad` : 'grad', () =>

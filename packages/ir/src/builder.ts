@@ -76,9 +76,20 @@ export class GraphBuilder {
     return this.#named('input', name, shape, dtype);
   }
 
-  /** A trainable parameter; `name` is prefixed with the current scope. */
-  param(name: string, shape: readonly number[], dtype: DTypeName, init: InitSpec): Sym {
-    const full = this.scope ? `${this.scope}.${name}` : name;
+  /** Run `fn` with the scope set to `path` (a module's full path), whatever it was. */
+  within<T>(path: string, fn: () => T): T {
+    const saved = this.#scope;
+    this.#scope = path ? [path] : [];
+    try {
+      return fn();
+    } finally {
+      this.#scope = saved;
+    }
+  }
+
+  /** A trainable parameter; `name` is prefixed with the current scope unless `absolute`. */
+  param(name: string, shape: readonly number[], dtype: DTypeName, init: InitSpec, options: { absolute?: boolean } = {}): Sym {
+    const full = this.scope && !options.absolute ? `${this.scope}.${name}` : name;
     const s = this.#named('param', full, shape, dtype);
     this.graph.init[full] = init;
     return s;

@@ -48,6 +48,8 @@ export class Graph {
   state: Record<string, number> = {};
   outputs: Record<string, number> = {};
   updates: Record<string, number> = {};
+  /** Gradient of each parameter, by parameter name (set by autodiff in a training step). */
+  gradients: Record<string, number> = {};
   init: Record<string, InitSpec> = {};
 
   value(id: number): ValueDecl {
@@ -145,6 +147,7 @@ export class Graph {
       state: { ...this.state },
       outputs: { ...this.outputs },
       updates: { ...this.updates },
+      gradients: { ...this.gradients },
       init: { ...this.init },
     };
   }
@@ -166,6 +169,7 @@ export class Graph {
     Object.assign(g.state, j.state);
     Object.assign(g.outputs, j.outputs);
     Object.assign(g.updates, j.updates);
+    Object.assign(g.gradients, j.gradients ?? {});
     Object.assign(g.init, j.init);
     return g.verify();
   }
@@ -186,6 +190,7 @@ export interface GraphJSON {
   state: Record<string, number>;
   outputs: Record<string, number>;
   updates: Record<string, number>;
+  gradients?: Record<string, number>;
   init: Record<string, InitSpec>;
 }
 

@@ -1,2 +1,6 @@
 // Ops of the 'moe' family; each op in its own file, re-exported here.
-export {};
+export * from './topk.js';
+export * from './gather_rows.js';
+export * from './scatter_add_rows.js';
+export * from './moe_plan.js';
+export * from './one_hot.js';

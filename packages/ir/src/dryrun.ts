@@ -1,0 +1,132 @@
+/**
+ * dryrun: what a compiled step will cost before anything runs — bytes for parameters, gradients,
+ * optimizer state, activations and workspace, FLOPs per step, and a time estimate from the device's
+ * peak rates. It runs the same passes and the same planner as compile(), so its arena figure is the
+ * allocation run() makes.
+ *
+ * Rates: for a GPU, the probe's datasheet peaks for that GPU; for the CPU, the reference kernels'
+ * rates measured here (a small matmul and a large copy), since a datasheet says nothing about them.
+ */
+import { DeepwellError } from '@deepwell/core';
+import { probe } from '@deepwell/probe';
+import { Graph, byteSizeOf } from './graph.js';
+import { getOp } from './op.js';
+import { runPasses, type GraphPass } from './passes/index.js';
+import { planMemory } from './planner.js';
+
+export interface DryrunOptions {
+  device?: string;
+  precision?: GraphPass;
+  /** Override the rates used for the time estimate. */
+  peakTflops?: number;
+  memoryGBps?: number;
+}
+
+export interface DryrunReport {
+  device: string;
+  parameters: number;
+  parameterBytes: number;
+  gradientBytes: number;
+  optimizerStateBytes: number;
+  /** At the busiest point of the step: forward activations live, inputs live, other temporaries. */
+  activationBytes: number;
+  inputBytes: number;
+  workspaceBytes: number;
+  /** The arena run() allocates (gradients, activations and temporaries share it over time). */
+  arenaBytes: number;
+  /** Arena plus parameters and state. */
+  totalBytes: number;
+  flopsPerStep: number;
+  /** Bytes read and written by all kernels, unfused. */
+  bytesMovedPerStep: number;
+  estimate: { ms: number; bound: 'compute' | 'memory'; peakTflops: number; memoryGBps: number; source: string };
+}
+
+let cpuRates: { tflops: number; gbps: number } | null = null;
+function measureCpuRates(): { tflops: number; gbps: number } {
+  if (cpuRates) return cpuRates;
+  const n = 96;
+  const a = new Float32Array(n * n).map(() => Math.random());
+  const c = new Float32Array(n * n);
+  let t = performance.now();
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += a[i * n + k]! * a[k * n + j]!;
+      c[i * n + j] = s;
+    }
+  const flopMs = performance.now() - t;
+  const big = new Float32Array(1 << 22).map(() => Math.random());
+  const dst = new Float32Array(big.length);
+  t = performance.now();
+  for (let r = 0; r < 4; r++) dst.set(big);
+  const copyMs = performance.now() - t;
+  cpuRates = { tflops: (2 * n ** 3) / (flopMs * 1e9), gbps: (4 * 2 * big.byteLength) / (copyMs * 1e6) };
+  return cpuRates;
+}
+
+export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport {
+  const device = options.device ?? 'cpu';
+  const g = runPasses(Graph.fromJSON(graph.toJSON()), { precision: options.precision });
+  const plan = planMemory(g);
+  const sumBytes = (ids: number[]) => ids.reduce((a, id) => a + byteSizeOf(g.values[id]!.type), 0);
+  const paramIds = Object.values(g.params);
+  const parameterBytes = sumBytes(paramIds);
+  const optimizerStateBytes = sumBytes(Object.values(g.state));
+  let flops = 0;
+  let moved = 0;
+  for (const n of g.nodes) {
+    const def = getOp(n.op);
+    const ins = n.inputs.map((i) => g.values[i]!.type);
+    const outs = n.outputs.map((o) => g.values[o]!.type);
+    flops += def.flops?.(ins, outs, n.attrs) ?? 0;
+    moved += [...ins, ...outs].reduce((a, t) => a + byteSizeOf(t), 0);
+  }
+  let peakTflops = options.peakTflops;
+  let memoryGBps = options.memoryGBps;
+  let source = 'given';
+  if (peakTflops === undefined || memoryGBps === undefined) {
+    if (device === 'cpu') {
+      const r = measureCpuRates();
+      peakTflops ??= r.tflops;
+      memoryGBps ??= r.gbps;
+      source = 'CPU reference kernels, rates measured on this machine';
+    } else {
+      const index = Number(device.split(':')[1] ?? 0);
+      const gpu = probe().gpus[index];
+      if (!gpu) throw new DeepwellError('CUDA_UNAVAILABLE', `dryrun: no GPU ${device} here to estimate for (pass peakTflops and memoryGBps to estimate anyway)`);
+      if (!gpu.peak) throw new DeepwellError('INVALID_ARGUMENT', `dryrun: no datasheet rates known for ${gpu.name}; pass peakTflops and memoryGBps`);
+      peakTflops ??= gpu.peak.bf16Tflops;
+      memoryGBps ??= gpu.peak.memoryGBps;
+      source = gpu.peak.source;
+    }
+  }
+  const computeMs = flops / (peakTflops * 1e9);
+  const memoryMs = moved / (memoryGBps * 1e6);
+  return {
+    device,
+    parameters: paramIds.reduce((a, id) => a + g.values[id]!.type.shape.reduce((x, y) => x * y, 1), 0),
+    parameterBytes,
+    gradientBytes: sumBytes(Object.values(g.gradients)),
+    optimizerStateBytes,
+    activationBytes: plan.peak.activations,
+    inputBytes: plan.peak.inputs,
+    workspaceBytes: plan.peak.other + plan.peak.gradients,
+    arenaBytes: plan.arenaBytes,
+    totalBytes: plan.arenaBytes + parameterBytes + optimizerStateBytes,
+    flopsPerStep: flops,
+    bytesMovedPerStep: moved,
+    estimate: { ms: Math.max(computeMs, memoryMs), bound: computeMs >= memoryMs ? 'compute' : 'memory', peakTflops, memoryGBps, source },
+  };
+}
+
+/** The report as a few readable lines. */
+export function formatDryrun(r: DryrunReport): string {
+  const mb = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
+  return [
+    `dryrun on ${r.device}: ${r.parameters.toLocaleString('en')} parameters`,
+    `  parameters ${mb(r.parameterBytes)}, gradients ${mb(r.gradientBytes)}, optimizer state ${mb(r.optimizerStateBytes)}`,
+    `  arena ${mb(r.arenaBytes)} (at its peak: activations ${mb(r.activationBytes)}, inputs ${mb(r.inputBytes)}, gradients and workspace ${mb(r.workspaceBytes)}); total ${mb(r.totalBytes)}`,
+    `  ${(r.flopsPerStep / 1e9).toFixed(3)} GFLOP and ${mb(r.bytesMovedPerStep)} moved per step; estimated ${r.estimate.ms.toFixed(2)} ms (${r.estimate.bound}-bound at ${r.estimate.peakTflops.toPrecision(3)} TFLOP/s, ${r.estimate.memoryGBps.toPrecision(3)} GB/s: ${r.estimate.source})`,
+  ].join('\n');
+}

@@ -1,0 +1,92 @@
+/**
+ * The memory planner: every value a step computes gets an offset in one arena, from liveness.
+ *
+ * A value lives from the node that makes it to the last node that reads it (graph inputs from the
+ * start; outputs and updates to the end). Values are placed largest first at the lowest offset that
+ * overlaps no already-placed value whose lifetime overlaps (greedy by size, as TFLite's and XLA's
+ * simple heap planners do). Parameters and state are persistent and live outside the arena; an
+ * update produced by an in-place op (the optimizer) is written straight into the persistent value.
+ */
+import type { Graph } from './graph.js';
+import { byteSizeOf } from './graph.js';
+import { getOp } from './op.js';
+
+export const ARENA_ALIGN = 256;
+
+export interface Placement {
+  offset: number;
+  bytes: number;
+  first: number;
+  last: number;
+}
+
+export interface MemoryPlan {
+  /** Bytes of the arena one step needs. */
+  arenaBytes: number;
+  /** Arena offset of each value placed there (inputs and node outputs), by value id. */
+  placements: Map<number, Placement>;
+  /** Values that are persistent storage (parameters, state) or alias it (in-place updates): value id -> persistent name. */
+  persistent: Map<number, string>;
+  /** Bytes live at the busiest point, by what they are. */
+  peak: { step: number; bytes: number; gradients: number; activations: number; inputs: number; other: number };
+}
+
+const align = (n: number) => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
+
+export function planMemory(graph: Graph): MemoryPlan {
+  const persistent = new Map<number, string>();
+  for (const [name, id] of [...Object.entries(graph.params), ...Object.entries(graph.state)]) persistent.set(id, name);
+  // In-place updates: the output shares the persistent input's storage.
+  const updateOf = new Map<number, string>(Object.entries(graph.updates).map(([k, v]) => [v, k]));
+  for (const n of graph.nodes) {
+    for (const [o, i] of getOp(n.op).inplace ?? []) {
+      const out = n.outputs[o]!;
+      const name = persistent.get(n.inputs[i]!);
+      if (name !== undefined && updateOf.get(out) === name) persistent.set(out, name);
+    }
+  }
+  const end = graph.nodes.length;
+  const first = new Map<number, number>();
+  const last = new Map<number, number>();
+  for (const id of Object.values(graph.inputs)) first.set(id, 0);
+  graph.nodes.forEach((n, k) => {
+    for (const i of n.inputs) last.set(i, k);
+    for (const o of n.outputs) if (!first.has(o)) first.set(o, k);
+  });
+  for (const id of [...Object.values(graph.outputs), ...Object.values(graph.updates)]) last.set(id, end);
+  const items = [...first.keys()]
+    .filter((id) => !persistent.has(id))
+    .map((id) => ({ id, bytes: align(Math.max(1, byteSizeOf(graph.values[id]!.type))), first: first.get(id)!, last: last.get(id) ?? first.get(id)! }))
+    .sort((a, b) => b.bytes - a.bytes || a.first - b.first || a.id - b.id);
+
+  const placed: (Placement & { id: number })[] = [];
+  let arenaBytes = 0;
+  for (const it of items) {
+    const clash = placed.filter((p) => p.first <= it.last && it.first <= p.last).sort((a, b) => a.offset - b.offset);
+    let offset = 0;
+    for (const p of clash) {
+      if (offset + it.bytes <= p.offset) break;
+      offset = Math.max(offset, p.offset + p.bytes);
+    }
+    placed.push({ ...it, offset });
+    arenaBytes = Math.max(arenaBytes, offset + it.bytes);
+  }
+  const placements = new Map(placed.map((p) => [p.id, { offset: p.offset, bytes: p.bytes, first: p.first, last: p.last }]));
+
+  // The busiest step, and what is live then.
+  const gradIds = new Set(Object.values(graph.gradients));
+  const inputIds = new Set(Object.values(graph.inputs));
+  const firstBackward = graph.nodes.findIndex((n) => /(^|\.)grad$/.test(n.scope));
+  let peak = { step: 0, bytes: 0, gradients: 0, activations: 0, inputs: 0, other: 0 };
+  for (let k = 0; k <= end; k++) {
+    const live = placed.filter((p) => p.first <= k && k <= p.last);
+    const bytes = live.reduce((a, p) => a + p.bytes, 0);
+    if (bytes <= peak.bytes) continue;
+    const sum = (f: (p: (typeof live)[number]) => boolean) => live.filter(f).reduce((a, p) => a + p.bytes, 0);
+    const gradients = sum((p) => gradIds.has(p.id));
+    const inputs = sum((p) => inputIds.has(p.id));
+    const activations = sum((p) => !gradIds.has(p.id) && !inputIds.has(p.id) && (firstBackward < 0 || graph.values[p.id]!.producer! < firstBackward));
+    peak = { step: k, bytes, gradients, inputs, activations, other: bytes - gradients - inputs - activations };
+  }
+  return { arenaBytes, placements, persistent, peak };
+}

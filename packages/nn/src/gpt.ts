@@ -1,0 +1,138 @@
+/**
+ * GPT: token and position embeddings, pre-norm transformer blocks (attention + MLP or MoE), a final
+ * norm and a language-model head (tied to the token embedding by default), as GPT-2 and nanoGPT.
+ * forward({ tokens, targets }) gives logits and, with targets, the mean cross-entropy loss (plus the
+ * MoE load-balancing loss, weighted).
+ */
+import { DeepwellError, checkInteger, checkOneOf } from '@deepwell/core';
+import { add, crossEntropy, matmul, reshape, scale, slice, type Sym } from '@deepwell/ir';
+import { CausalSelfAttention } from './attention.js';
+import { Embedding, LayerNorm, Linear, MLP, RMSNorm, type Activation } from './layers.js';
+import { MoE } from './moe.js';
+import { Module } from './module.js';
+
+export interface GPTConfig {
+  vocabSize: number;
+  blockSize: number;
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  /** Hidden width of the MLP (default 4 × nEmbd). */
+  mlpHidden?: number;
+  activation?: Activation;
+  norm?: 'layernorm' | 'rmsnorm';
+  /** Share the token embedding with the output head (default true). */
+  tiedEmbeddings?: boolean;
+  bias?: boolean;
+  moe?: { experts: number; topK: number; capacityFactor?: number; auxLossWeight?: number; everyNth?: number };
+}
+
+export const GPT_PRESETS = {
+  /** GPT-2 small (124M) as llm.c trains it: vocab padded to 50304, T = 1024. */
+  'gpt2-small': { vocabSize: 50304, blockSize: 1024, nLayer: 12, nHead: 12, nEmbd: 768 },
+  /** A model the CPU reference trains in seconds. */
+  tiny: { vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32 },
+  /** The tiny model with a 4-expert, top-2 MoE in every block. */
+  'tiny-moe': { vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32, moe: { experts: 4, topK: 2 } },
+} satisfies Record<string, GPTConfig>;
+
+export type GPTPreset = keyof typeof GPT_PRESETS;
+
+type Norm = LayerNorm | RMSNorm;
+
+class Block extends Module {
+  readonly ln1: Norm;
+  readonly attn: CausalSelfAttention;
+  readonly ln2: Norm;
+  readonly mlp: MLP | MoE;
+  constructor(c: Required<Pick<GPTConfig, 'nEmbd' | 'nHead' | 'mlpHidden' | 'activation' | 'norm' | 'bias'>>, residualStd: number, moe: GPTConfig['moe'] | null) {
+    super();
+    const norm = () => (c.norm === 'rmsnorm' ? new RMSNorm(c.nEmbd) : new LayerNorm(c.nEmbd));
+    this.ln1 = this.addChild('ln1', norm());
+    this.attn = this.addChild('attn', new CausalSelfAttention(c.nEmbd, c.nHead, { residualStd, bias: c.bias }));
+    this.ln2 = this.addChild('ln2', norm());
+    this.mlp = moe
+      ? this.addChild('moe', new MoE(c.nEmbd, c.mlpHidden, { ...moe, residualStd }))
+      : this.addChild('mlp', new MLP(c.nEmbd, c.mlpHidden, c.activation, { residualStd, bias: c.bias }));
+  }
+  forward(x: Sym): { x: Sym; aux: Sym | null } {
+    return this.scope(() => {
+      const h = add(x, this.attn.forward(this.ln1.forward(x)));
+      if (this.mlp instanceof MoE) {
+        const { y, aux } = this.mlp.forward(this.ln2.forward(h));
+        return { x: add(h, y), aux };
+      }
+      return { x: add(h, this.mlp.forward(this.ln2.forward(h))), aux: null };
+    });
+  }
+}
+
+export class GPT extends Module {
+  readonly config: Required<Omit<GPTConfig, 'moe'>> & { moe: GPTConfig['moe'] | null };
+  readonly wte: Embedding;
+  readonly wpe: Embedding;
+  readonly blocks: Block[];
+  readonly lnf: Norm;
+  readonly head: Linear | null;
+
+  constructor(config: GPTConfig | GPTPreset) {
+    super();
+    const c = typeof config === 'string' ? presetOf(config) : config;
+    for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) checkInteger(c[k], `GPT config ${k}`, 1);
+    if (c.nEmbd % c.nHead !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected nEmbd divisible by nHead for GPT config but received nEmbd ${c.nEmbd} and nHead ${c.nHead}`);
+    this.config = {
+      mlpHidden: 4 * c.nEmbd,
+      activation: checkOneOf(c.activation ?? 'gelu', ['gelu', 'swiglu'], 'GPT config activation'),
+      norm: checkOneOf(c.norm ?? 'layernorm', ['layernorm', 'rmsnorm'], 'GPT config norm'),
+      tiedEmbeddings: true,
+      bias: true,
+      ...c,
+      moe: c.moe ?? null,
+    };
+    const cfg = this.config;
+    const residualStd = 0.02 / Math.sqrt(2 * cfg.nLayer);
+    this.wte = this.addChild('wte', new Embedding(cfg.vocabSize, cfg.nEmbd));
+    this.wpe = this.addChild('wpe', new Embedding(cfg.blockSize, cfg.nEmbd));
+    const every = cfg.moe?.everyNth ?? 1;
+    this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.addChild(`blocks.${i}`, new Block(cfg, residualStd, cfg.moe && i % every === every - 1 ? cfg.moe : null)));
+    this.lnf = this.addChild('lnf', cfg.norm === 'rmsnorm' ? new RMSNorm(cfg.nEmbd) : new LayerNorm(cfg.nEmbd));
+    this.head = cfg.tiedEmbeddings ? null : this.addChild('head', new Linear(cfg.nEmbd, cfg.vocabSize, { bias: false }));
+  }
+
+  /** tokens: i32[B, T]; targets: i32[B, T] (optional) -> { logits: f32[B, T, V], loss?: f32[1] } */
+  forward(inputs: Record<string, Sym>): Record<string, Sym> {
+    const { tokens, targets } = inputs;
+    if (!tokens || tokens.rank !== 2 || tokens.dtype !== 'i32') {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected i32[B, T] for GPT input 'tokens' but received ${tokens ? tokens.toString() : 'none'}`);
+    }
+    const [B, T] = [tokens.shape[0]!, tokens.shape[1]!];
+    if (T > this.config.blockSize) throw new DeepwellError('SHAPE_MISMATCH', `Expected at most blockSize = ${this.config.blockSize} positions for GPT input 'tokens' but received ${T}`);
+    return this.scope(() => {
+      const pos = slice(this.wpe.weight('weight'), 0, 0, T); // [T, C]
+      let x = add(this.wte.forward(tokens), pos);
+      const aux: Sym[] = [];
+      for (const block of this.blocks) {
+        const r = block.forward(x);
+        x = r.x;
+        if (r.aux) aux.push(r.aux);
+      }
+      x = this.lnf.forward(x);
+      const logits = this.head ? this.head.forward(x) : matmul(x, this.wte.weight('weight'), { transB: true });
+      const out: Record<string, Sym> = { logits };
+      if (targets) {
+        let loss = crossEntropy(reshape(logits, [B * T, this.config.vocabSize]), reshape(targets, [B * T]));
+        if (aux.length) {
+          const total = aux.reduce((a, b) => add(a, b));
+          loss = add(loss, scale(total, this.config.moe?.auxLossWeight ?? 0.01));
+        }
+        out.loss = loss;
+      }
+      return out;
+    });
+  }
+}
+
+function presetOf(name: string): GPTConfig {
+  if (!(name in GPT_PRESETS)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(GPT_PRESETS).join(', ')} for GPT preset but received '${name}'`);
+  return GPT_PRESETS[name as GPTPreset];
+}

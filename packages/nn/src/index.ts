@@ -1,0 +1,11 @@
+export { Module } from './module.js';
+export type { ParamSpec } from './module.js';
+export { Embedding, LayerNorm, Linear, MLP, RMSNorm } from './layers.js';
+export type { Activation } from './layers.js';
+export { CausalSelfAttention } from './attention.js';
+export { MoE } from './moe.js';
+export type { MoEOptions } from './moe.js';
+export { GPT, GPT_PRESETS } from './gpt.js';
+export type { GPTConfig, GPTPreset } from './gpt.js';
+export { MarkovCorpus } from './data/markov.js';
+export type { MarkovOptions } from './data/markov.js';
