@@ -182,7 +182,7 @@ export class Executable {
     const id = this.graph.params[name] ?? this.graph.state[name];
     if (id === undefined) {
       const known = [...Object.keys(this.graph.params), ...Object.keys(this.graph.state)];
-      const near = known.filter((k) => k.endsWith(name.split('.').at(-1)!)).slice(0, 3);
+      const near = known.filter((k) => editDistance(k, name) <= 2).slice(0, 3);
       throw new DeepwellError('INVALID_ARGUMENT', `Expected a parameter or state name but received ${describe(name)} (unknown${near.length ? `; did you mean ${near.join(', ')}?` : ''})`);
     }
     return id;
@@ -196,6 +196,17 @@ export class Executable {
     for (const b of this.#persistent.values()) this.#backend.free(b);
     this.#persistent.clear();
   }
+}
+
+/** Levenshtein distance, for "did you mean" in errors. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 export function compile(graph: Graph, options: CompileOptions = {}): Executable {

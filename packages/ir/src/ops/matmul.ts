@@ -68,14 +68,21 @@ export const matmulOp = defineOp({
     // Element strides of op(a)[m, k] and op(b)[k, n] inside one matrix.
     const [am, ak] = ta ? [1, M] : [K, 1];
     const [bk, bn] = tb ? [1, K] : [N, 1];
+    // Pack op(a) by rows and op(b) by columns so every dot product reads two contiguous runs: the
+    // same arithmetic, in the same order, without strided reads (the reference is also the CPU
+    // backend's kernel, so this keeps CPU training fast enough to test).
+    const rowsA = new Float64Array(M * K);
+    const colsB = new Float64Array(N * K);
     for (let p = 0; p < offA.length; p++) {
       const A = offA[p]!;
       const B = offB[p]!;
       const C = p * M * N;
+      for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) rowsA[m * K + k] = a![A + m * am + k * ak]!;
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) colsB[n * K + k] = b![B + k * bk + n * bn]!;
       for (let m = 0; m < M; m++) {
         for (let n = 0; n < N; n++) {
           let acc = 0; // JS numbers are float64
-          for (let k = 0; k < K; k++) acc += a![A + m * am + k * ak]! * b![B + k * bk + n * bn]!;
+          for (let k = 0, i = m * K, j = n * K; k < K; k++, i++, j++) acc += rowsA[i]! * colsB[j]!;
           out![C + m * N + n] = acc;
         }
       }

@@ -1,0 +1,247 @@
+// The graph, its passes, the memory plan, compile and dryrun, on a small two-layer MLP classifier
+// written straight against the builder (the IR package knows no modules).
+import { cpuBackend } from '@deepwell/core';
+import { describe, expect, it } from 'vitest';
+import {
+  Graph,
+  GraphBuilder,
+  add,
+  biasAdd,
+  capture,
+  compile,
+  crossEntropy,
+  currentBuilder,
+  dryrun,
+  eager,
+  eliminateCommonSubexpressions,
+  gelu,
+  initialValues,
+  interpret,
+  markElementwiseFusion,
+  matmul,
+  numel,
+  planMemory,
+  runPasses,
+  scale,
+  trainingStep,
+  type Capturable,
+  type NumArray,
+  type Sym,
+} from '../src/index.js';
+import { errorOf, randInt } from './helpers.js';
+
+class TinyMLP implements Capturable {
+  constructor(readonly dIn: number, readonly hidden: number, readonly classes: number) {}
+  forward({ x, y }: Record<string, Sym>): Record<string, Sym> {
+    const b = currentBuilder();
+    const w1 = b.param('fc1.weight', [this.hidden, this.dIn], 'f32', { dist: 'normal', scale: 0.3 });
+    const b1 = b.param('fc1.bias', [this.hidden], 'f32', { dist: 'zeros' });
+    const w2 = b.param('fc2.weight', [this.classes, this.hidden], 'f32', { dist: 'normal', scale: 0.3 });
+    const h = b.scoped('fc1', () => gelu(biasAdd(matmul(x!, w1, { transB: true }), b1)));
+    const logits = b.scoped('fc2', () => matmul(h, w2, { transB: true }));
+    return { logits, loss: crossEntropy(logits, y!) };
+  }
+}
+
+function setup(N = randInt(3, 9)) {
+  const m = new TinyMLP(5, 7, 4);
+  const fwd = capture(m, { x: { shape: [N, 5] }, y: { shape: [N], dtype: 'i32' } });
+  const batch = () => ({
+    x: Float32Array.from({ length: N * 5 }, () => Math.random() * 2 - 1),
+    y: Int32Array.from({ length: N }, () => randInt(0, 3)),
+    lr: Float32Array.of(0.01),
+    step: Float32Array.of(1),
+  });
+  return { m, fwd, N, batch };
+}
+
+describe('the graph', () => {
+  it('prints readably, with parameter names and scopes', () => {
+    const { fwd } = setup();
+    const text = fwd.toText();
+    expect(text).toMatch(/param %\d+ fc1\.weight: f32\[7, 5\]/);
+    expect(text).toMatch(/= matmul\(%\d+, %\d+\) \{transA=false, transB=true\}  # fc1/);
+    expect(text).toMatch(/output loss = %\d+/);
+  });
+
+  it('round-trips through JSON', () => {
+    const step = trainingStep(setup().fwd);
+    const back = Graph.fromJSON(JSON.parse(JSON.stringify(step)));
+    expect(back.toText()).toBe(step.toText());
+    expect(back.gradients).toEqual(step.gradients);
+  });
+
+  it('rejects a cyclic graph, naming the node', () => {
+    const j = setup().fwd.toJSON();
+    // Make the first node read the output of the last one.
+    j.nodes[0]!.inputs[0] = j.nodes.at(-1)!.outputs[0]!;
+    const e = errorOf(() => Graph.fromJSON(j));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toMatch(/node #0 .*\(matmul\) reads %\d+ before it is computed \(the graph has a cycle, or is out of order\)/);
+  });
+
+  it('rejects mismatched shapes and unknown ops in a document, naming the node', () => {
+    const j = setup().fwd.toJSON();
+    j.values[j.nodes[0]!.outputs[0]!]!.type.shape = [99, 99];
+    expect(errorOf(() => Graph.fromJSON(j)).message).toMatch(/node #0 'fc1' \(matmul\) output %\d+ is f32\[99, 99\]/);
+    const k = setup().fwd.toJSON();
+    k.nodes[1]!.op = 'frobnicate';
+    expect(errorOf(() => Graph.fromJSON(k)).message).toMatch(/Expected a known op for op name but received "frobnicate"/);
+    expect(errorOf(() => Graph.fromJSON({ format: 'onnx' })).code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('names the node and scope when a model is built wrong', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [3, 4]);
+    const w = b.param('w', [5, 6], 'f32', { dist: 'zeros' });
+    const e = errorOf(() => b.scoped('blocks.0.mlp', () => matmul(x, w)));
+    expect(e.code).toBe('SHAPE_MISMATCH');
+    expect(e.message).toMatch(/^node #0 'blocks\.0\.mlp' \(matmul\): matmul: Expected inner dimensions that agree but received 4/);
+    const ids = b.input('ids', [3], 'i32');
+    expect(errorOf(() => add(ids, ids)).code).toBe('INVALID_DTYPE');
+    expect(errorOf(() => b.param('w', [1], 'f32', { dist: 'zeros' })).message).toMatch(/used twice/);
+    expect(errorOf(() => b.input('bad name', [1])).code).toBe('INVALID_ARGUMENT');
+    expect(errorOf(() => b.op('matmul', [x], {})).message).toMatch(/Expected 2 inputs \(a, b\) but received 1/);
+    expect(errorOf(() => b.op('scale', [x], { alpha: 'big' })).message).toMatch(/Expected a float for attribute 'alpha' of scale/);
+  });
+});
+
+describe('passes', () => {
+  it('CSE merges repeated work and DCE drops what nothing needs', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [4]);
+    const y1 = scale(x, 2);
+    const y2 = scale(x, 2); // the same computation
+    scale(x, 3); // unused
+    b.output('out', add(y1, y2));
+    const g = eliminateCommonSubexpressions(b.graph.verify());
+    expect(g.nodes.map((n) => n.op)).toEqual(['scale', 'add']);
+    expect(g.nodes[1]!.inputs[0]).toBe(g.nodes[1]!.inputs[1]);
+    const out = interpret(g, { x: Float32Array.of(1, 2, 3, 4) })[g.outputs.out!]!;
+    expect(Array.from(out)).toEqual([4, 8, 12, 16]);
+  });
+
+  it('marks chains of single-use elementwise ops as one fusion group', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [8]);
+    const bias = b.input('b', [8]);
+    const y = gelu(add(scale(x, 0.5), bias));
+    b.output('y', y);
+    b.output('z', scale(x, 4)); // on its own: no group
+    const g = markElementwiseFusion(b.graph.verify());
+    const groups = g.nodes.map((n) => n.fusionGroup);
+    expect(groups.slice(0, 3).every((v) => v !== undefined && v === groups[0])).toBe(true);
+    expect(groups[3]).toBeUndefined();
+    expect(g.toText()).toMatch(/\[fused \d+\]/);
+  });
+
+  it('runs a precision hook before the others', () => {
+    const seen: number[] = [];
+    const g = runPasses(trainingStep(setup().fwd), { precision: { name: 'spy', run: (x) => (seen.push(x.nodes.length), x) } });
+    expect(seen.length).toBe(1);
+    expect(g.nodes.length).toBeLessThanOrEqual(seen[0]!);
+  });
+});
+
+describe('memory plan and compile', () => {
+  it('never overlaps two values that are live at once', () => {
+    const g = runPasses(trainingStep(setup().fwd));
+    const plan = planMemory(g);
+    const ps = [...plan.placements.values()];
+    for (let i = 0; i < ps.length; i++)
+      for (let j = i + 1; j < ps.length; j++) {
+        const [a, b] = [ps[i]!, ps[j]!];
+        const time = a.first <= b.last && b.first <= a.last;
+        const space = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
+        expect(time && space).toBe(false);
+      }
+    expect(plan.arenaBytes).toBeLessThan(ps.reduce((s, p) => s + p.bytes, 0)); // it reuses memory
+  });
+
+  it('gives the same results as the reference interpreter, bit for bit, over several steps', () => {
+    const { fwd, batch } = setup();
+    const step = trainingStep(fwd);
+    const exe = compile(step, { seed: 7 });
+    const g = exe.graph;
+    const state: Record<string, Float32Array> = {};
+    for (const [name, id] of [...Object.entries(g.params), ...Object.entries(g.state)]) {
+      state[name] = initialValues(g.init[name]!, numel(g.values[id]!.type.shape), 7, name) as Float32Array;
+      expect(Array.from(exe.get(name))).toEqual(Array.from(state[name]!));
+    }
+    for (let s = 1; s <= 3; s++) {
+      const b = { ...batch(), step: Float32Array.of(s) };
+      const got = exe.run(b);
+      const vals = interpret(g, { ...b, ...state } as Record<string, NumArray>);
+      expect(Array.from(got.loss!)).toEqual(Array.from(vals[g.outputs.loss!]!));
+      for (const [name, id] of Object.entries(g.updates)) state[name] = Float32Array.from(vals[id]!);
+      for (const name of Object.keys(state)) expect(Array.from(exe.get(name))).toEqual(Array.from(state[name]!));
+    }
+    exe.dispose();
+  });
+
+  it("allocates exactly dryrun's arena at the first run", () => {
+    const { fwd, batch } = setup();
+    const step = trainingStep(fwd);
+    const report = dryrun(step);
+    const exe = compile(step);
+    const before = cpuBackend.memoryStats().inUse;
+    exe.run(batch());
+    expect(cpuBackend.memoryStats().inUse - before).toBe(report.arenaBytes);
+    exe.run(batch());
+    expect(cpuBackend.memoryStats().inUse - before).toBe(report.arenaBytes); // not again
+    expect(report.parameterBytes).toBe(4 * (7 * 5 + 7 + 4 * 7));
+    expect(report.optimizerStateBytes).toBe(2 * report.parameterBytes);
+    expect(report.gradientBytes).toBe(report.parameterBytes);
+    expect(report.flopsPerStep).toBeGreaterThan(0);
+    expect(report.estimate.ms).toBeGreaterThan(0);
+    const persistent = exe.allocatedBytes.persistent;
+    expect(persistent).toBe(report.parameterBytes + report.optimizerStateBytes);
+    exe.dispose();
+    expect(cpuBackend.memoryStats().inUse).toBe(before - persistent);
+  });
+
+  it('says which kernel served each op, and how often', () => {
+    const { fwd, batch } = setup();
+    const exe = compile(trainingStep(fwd));
+    for (let i = 0; i < 3; i++) exe.run(batch());
+    const rows = exe.kernelSummary();
+    const mm = rows.find((r) => r.op === 'matmul')!;
+    expect(mm).toMatchObject({ kernel: 'matmul_reference', backend: 'cpu' });
+    expect(mm.calls).toBe(3 * mm.nodes);
+    expect(rows.find((r) => r.op === 'adamw')!.nodes).toBe(3);
+    exe.dispose();
+  });
+
+  it('gives typed errors for bad batches and unknown names', () => {
+    const { fwd, batch, N } = setup();
+    const exe = compile(trainingStep(fwd));
+    const good = batch();
+    expect(errorOf(() => exe.run({ ...good, x: new Float32Array(3) })).code).toBe('SHAPE_MISMATCH');
+    expect(errorOf(() => exe.run({ ...good, y: new Float32Array(N) })).code).toBe('INVALID_DTYPE');
+    const { lr: _lr, ...noLr } = good;
+    expect(errorOf(() => exe.run(noLr)).message).toMatch(/Expected a value for input 'lr'/);
+    expect(errorOf(() => exe.run({ ...good, extra: new Float32Array(1) })).message).toMatch(/for a batch input but received "extra"/);
+    expect(errorOf(() => exe.get('fc1.weights')).message).toMatch(/unknown; did you mean fc1\.weight/);
+    expect(errorOf(() => exe.set('fc1.bias', new Float32Array(3))).code).toBe('SHAPE_MISMATCH');
+    const bad = { ...good, y: Int32Array.from({ length: N }, () => 9) };
+    expect(errorOf(() => exe.run(bad)).message).toMatch(/cross_entropy/);
+    expect(errorOf(() => compile(fwd, { device: 'cuda:0' })).code).toBe('NO_BACKEND');
+    expect(errorOf(() => trainingStep(capture(new TinyMLP(5, 7, 4), { x: { shape: [2, 5] }, y: { shape: [2], dtype: 'i32' } }), { loss: 'nll' })).message).toMatch(/outputs logits, loss/);
+    exe.dispose();
+    expect(errorOf(() => exe.run(good)).code).toBe('DISPOSED');
+  });
+
+  it('runs a model eagerly, op by op, with the same numbers', () => {
+    const { m, N } = setup();
+    const x = Float32Array.from({ length: N * 5 }, () => Math.random());
+    const y = Int32Array.from({ length: N }, () => randInt(0, 3));
+    const seen: string[] = [];
+    const out = eager(m, { x: { shape: [N, 5], data: x }, y: { shape: [N], dtype: 'i32', data: y } }, { seed: 3, onNode: (n) => seen.push(n.op) });
+    expect(seen[0]).toBe('matmul');
+    expect(seen.at(-1)).toBe('cross_entropy');
+    const fwd = capture(m, { x: { shape: [N, 5] }, y: { shape: [N], dtype: 'i32' } });
+    const exe = compile(fwd, { seed: 3 });
+    expect(Array.from(exe.run({ x, y }).loss!)).toEqual(Array.from(out.loss!));
+    exe.dispose();
+  });
+});
