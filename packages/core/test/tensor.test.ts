@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DeepwellError, Tensor, cpuBackend, f32ToBf16Bits, getBackend, keep, scope } from '../src/index.js';
+import { errorOf } from '../../../testing/errors.js';
+import { Tensor, cpuBackend, f32ToBf16Bits, getBackend, keep, scope } from '../src/index.js';
 
-function errorOf(fn: () => unknown): DeepwellError {
-  try {
-    fn();
-  } catch (e) {
-    if (DeepwellError.is(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a throw');
-}
 
 const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
 

@@ -2,7 +2,7 @@
  * Test helpers for ops: random data, a float64 finite-difference gradient check, and running one op
  * through the reference interpreter.
  */
-import { DeepwellError, type DTypeName } from '@deepwell/core';
+import type { DTypeName } from '@deepwell/core';
 import { expect } from 'vitest';
 import { GraphBuilder, differentiate, interpret, matmul, numel, reshape, type AttrValue, type NumArray, type Sym } from '../src/index.js';
 
@@ -93,16 +93,7 @@ export function gradcheck(op: string, specs: InputSpec[], attrs: Record<string, 
   return worst;
 }
 
-/** The DeepwellError `fn` throws. */
-export function errorOf(fn: () => unknown): DeepwellError {
-  try {
-    fn();
-  } catch (e) {
-    if (DeepwellError.is(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a throw');
-}
+export { errorOf } from '../../../testing/errors.js';
 
 /** |a - b| elementwise within atol + rtol·|b|, and no NaN. */
 export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, atol = 1e-9, rtol = 1e-9): void {

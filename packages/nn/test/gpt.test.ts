@@ -1,0 +1,130 @@
+import { errorOf } from '../../../testing/errors.js';
+import { capture, compile, dryrun, trainingStep } from '@deepwell/ir';
+import { describe, expect, it } from 'vitest';
+import { GPT, MarkovCorpus, type GPTConfig } from '../src/index.js';
+
+
+const spec = (B: number, T: number) => ({ tokens: { shape: [B, T], dtype: 'i32' as const }, targets: { shape: [B, T], dtype: 'i32' as const } });
+
+/** Train `config` on a Markov source; returns per-step losses and the source's entropy rate. */
+function train(config: GPTConfig, steps: number, seed: number, options: { B?: number; T?: number; lr?: number } = {}) {
+  const { B = 8, T = 16, lr = 3e-3 } = options;
+  const corpus = new MarkovCorpus({ vocab: config.vocabSize, seed });
+  const exe = compile(trainingStep(capture(new GPT(config), spec(B, T)), { optimizer: { weightDecay: 0 } }), { seed });
+  const losses: number[] = [];
+  for (let s = 1; s <= steps; s++) {
+    const { tokens, targets } = corpus.batch(B, T);
+    const rate = s <= 20 ? (lr * s) / 20 : lr;
+    losses.push(exe.run({ tokens, targets, lr: Float32Array.of(rate), step: Float32Array.of(s) }).loss![0]!);
+  }
+  exe.dispose();
+  return { losses, entropy: corpus.entropyRate() };
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+describe('GPT', () => {
+  it('names its parameters by module path and ties the head to the token embedding', () => {
+    const m = new GPT('tiny');
+    const names = m.namedParameters().map(([n]) => n);
+    expect(names).toContain('wte.weight');
+    expect(names).toContain('blocks.1.attn.qkv.weight');
+    expect(names).toContain('blocks.0.mlp.fc.bias');
+    expect(names).toContain('lnf.weight');
+    expect(names.some((n) => n.startsWith('head'))).toBe(false);
+    const g = capture(m, spec(2, 8));
+    expect(Object.keys(g.params).sort()).toEqual([...names].sort());
+    expect(g.nodes.find((n) => n.scope === 'blocks.1.attn.qkv')?.op).toBe('matmul');
+  });
+
+  it('has GPT-2 small’s parameter count', () => {
+    const [V, T, L, C] = [50304, 1024, 12, 768];
+    // Independent count: embeddings, then per block 2 layernorms, qkv, proj, fc, proj; final norm.
+    const block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C);
+    const want = V * C + T * C + L * block + 2 * C;
+    expect(new GPT('gpt2-small').parameterCount()).toBe(want);
+    expect(want).toBe(124475904);
+  });
+
+  it('dryruns GPT-2 small at B = 16, T = 1024 without running it', () => {
+    const step = trainingStep(capture(new GPT('gpt2-small'), spec(16, 1024)));
+    const r = dryrun(step, { peakTflops: 989, memoryGBps: 4800 });
+    expect(r.parameters).toBe(124475904);
+    expect(r.parameterBytes).toBe(4 * 124475904);
+    expect(r.optimizerStateBytes).toBe(2 * r.parameterBytes);
+    // 6 · N · tokens for the weights' matmuls is the floor; attention and the rest add to it.
+    expect(r.flopsPerStep).toBeGreaterThan(6 * 124475904 * 16 * 1024 * 0.7);
+    expect(r.arenaBytes).toBeGreaterThan(r.activationBytes);
+  }, 120_000);
+
+  it('trains on the CPU to within 10% of the corpus entropy rate', () => {
+    const { losses, entropy } = train({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32 }, 400, 11);
+    const final = mean(losses.slice(-50)); // each batch is fresh data: an unbiased estimate
+    expect(losses[0]!).toBeGreaterThan(Math.log(16) * 0.9); // it starts near uniform
+    expect(final).toBeLessThan(1.1 * entropy);
+    expect(final).toBeGreaterThan(0.9 * entropy); // no model can beat the source by much
+  }, 120_000);
+
+  it('gives identical losses for the same seed', () => {
+    const cfg = { vocabSize: 16, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 16 };
+    const a = train(cfg, 15, 5, { B: 4, T: 8 }).losses;
+    const b = train(cfg, 15, 5, { B: 4, T: 8 }).losses;
+    const c = train(cfg, 15, 6, { B: 4, T: 8 }).losses;
+    expect(a).toEqual(b);
+    expect(a).not.toEqual(c);
+  });
+
+  it('trains a 4-expert top-2 MoE GPT too', () => {
+    const { losses, entropy } = train({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32, moe: { experts: 4, topK: 2 } }, 400, 11);
+    // The loss includes the load-balancing term: weight 0.01 × (>= 1 per MoE layer) × 2 layers.
+    expect(mean(losses.slice(-50))).toBeLessThan(1.1 * entropy + 0.02);
+  }, 180_000);
+
+  it('trains with SwiGLU and RMSNorm', () => {
+    const { losses } = train({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false }, 60, 3, { B: 4, T: 8, lr: 1e-2 });
+    expect(mean(losses.slice(-10))).toBeLessThan(mean(losses.slice(0, 5)) - 0.2);
+  });
+
+  it('gives typed errors for bad configs and inputs', () => {
+    expect(errorOf(() => new GPT('gpt5' as never)).message).toMatch(/Expected one of gpt2-small, tiny, tiny-moe for GPT preset/);
+    expect(errorOf(() => new GPT({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 3, nEmbd: 16 })).message).toMatch(/divisible by nHead/);
+    expect(errorOf(() => new GPT({ vocabSize: 0, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16 })).code).toBe('INVALID_ARGUMENT');
+    expect(errorOf(() => new GPT({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, activation: 'relu' as never })).code).toBe('INVALID_ARGUMENT');
+    expect(errorOf(() => new GPT({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, moe: { experts: 2, topK: 3 } })).message).toMatch(/topK/);
+    const m = new GPT({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16 });
+    expect(errorOf(() => capture(m, spec(2, 9))).code).toBe('SHAPE_MISMATCH');
+    expect(errorOf(() => capture(m, { tokens: { shape: [2, 4] } })).message).toMatch(/Expected i32\[B, T\] for GPT input 'tokens'/);
+    const exe = compile(capture(m, spec(1, 4)));
+    const e = errorOf(() => exe.run({ tokens: Int32Array.of(1, 2, 99, 3), targets: Int32Array.of(1, 2, 3, 4) }));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toMatch(/'wte' \(embedding\)/);
+    exe.dispose();
+  });
+});
+
+describe('MarkovCorpus', () => {
+  it('has the entropy rate its samples show', () => {
+    const c = new MarkovCorpus({ vocab: 8, seed: 3 });
+    const s = c.sample(200_000);
+    // Empirical conditional entropy from counts, against the exact rate.
+    const counts = new Float64Array(64);
+    for (let i = 1; i < s.length; i++) counts[s[i - 1]! * 8 + s[i]!]!++;
+    let h = 0;
+    for (let a = 0; a < 8; a++) {
+      let row = 0;
+      for (let b = 0; b < 8; b++) row += counts[a * 8 + b]!;
+      for (let b = 0; b < 8; b++) if (counts[a * 8 + b]) h -= (counts[a * 8 + b]! / (s.length - 1)) * Math.log(counts[a * 8 + b]! / row);
+    }
+    expect(Math.abs(h - c.entropyRate())).toBeLessThan(0.02);
+    expect(c.entropyRate()).toBeLessThan(Math.log(8));
+  });
+
+  it('is deterministic per seed, and batches are next-token pairs', () => {
+    const a = new MarkovCorpus({ vocab: 16, seed: 9, order: 2 }).batch(3, 10);
+    const b = new MarkovCorpus({ vocab: 16, seed: 9, order: 2 }).batch(3, 10);
+    expect(Array.from(a.tokens)).toEqual(Array.from(b.tokens));
+    for (let r = 0; r < 3; r++) for (let t = 0; t < 9; t++) expect(a.targets[r * 10 + t]).toBe(a.tokens[r * 10 + t + 1]);
+    expect(() => new MarkovCorpus({ vocab: 1 })).toThrow(/Markov vocab/);
+    expect(() => new MarkovCorpus({ vocab: 4, order: 3 as never })).toThrow(/Markov order/);
+  });
+});
