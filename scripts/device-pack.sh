@@ -12,7 +12,7 @@ pnpm build
 tar -cJf .device/deps.tar.xz \
   --exclude='node_modules/.pnpm/typescript@*' --exclude='node_modules/.pnpm/@turbo+*' --exclude='node_modules/.pnpm/turbo@*' \
   --exclude='node_modules/.pnpm/prettier@*' --exclude='node_modules/.pnpm/@esbuild+*' --exclude='node_modules/.pnpm/esbuild@*' \
-  node_modules packages/*/node_modules examples/*/node_modules packages/*/dist packages/kernels-native/prebuilds
+  node_modules packages/*/node_modules examples/*/node_modules bench/node_modules packages/*/dist packages/kernels-native/prebuilds
 node scripts/pack-install.mjs --dest /tmp/deepwell-device-install > /dev/null
 tar -C /tmp/deepwell-device-install -cJf .device/installed.tar.xz project
 ls -la .device

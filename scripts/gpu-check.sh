@@ -7,7 +7,8 @@
 #   4. the project installed from the packed tarballs, carried as installed, with no nvcc on PATH:
 #      examples/probe and deepwell-probe --json
 #   5. the main job under compute-sanitizer memcheck
-#   6. the runtime micro-benchmarks
+#   6. the GEMM benchmark beside torch.matmul (bench/gemm.sh)
+#   7. the runtime micro-benchmarks
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -34,6 +35,11 @@ done
 grep -h -B4 "} nvmlMemory_t;" "$(find / -name nvml.h -path '*include*' 2>/dev/null | head -1)" 2>/dev/null | head -5
 grep -h "NVML_CLOCK_SM\|NVML_CLOCK_MEM \|NVML_CLOCK_MEM=\|NVML_TEMPERATURE_GPU" "$(find / -name nvml.h -path '*include*' 2>/dev/null | head -1)" 2>/dev/null | head -4
 grep -h "cublasLtGetVersion(" /usr/local/cuda/include/cublasLt.h | head -2
+echo "cuBLASLt enum values we use (ours are in native/runtime/vendor/cublaslt_min.h):"
+grep -hE "^\s*(CUBLASLT_MATMUL_DESC_(TRANSA|TRANSB|EPILOGUE|BIAS_POINTER|BIAS_BATCH_STRIDE|EPILOGUE_AUX_POINTER|EPILOGUE_AUX_LD|BIAS_DATA_TYPE)|CUBLASLT_EPILOGUE_(DEFAULT|BIAS|GELU|GELU_BIAS|GELU_AUX_BIAS|DGELU|BGRADB)|CUBLASLT_MATRIX_LAYOUT_(BATCH_COUNT|STRIDED_BATCH_OFFSET)|CUBLASLT_MATMUL_PREF_(MAX_WORKSPACE_BYTES|MIN_ALIGNMENT_[ABCD]_BYTES)) +=" /usr/local/cuda/include/cublasLt.h | tr -s ' '
+grep -hE "^\s*CUBLAS_COMPUTE_32F(_FAST_TF32)? +=|^\s*CUBLAS_OP_[NT] +=" /usr/local/cuda/include/cublas_api.h | tr -s ' '
+grep -hE "CUDA_R_(32F|16F|16BF) +=" /usr/local/cuda/include/library_types.h | tr -s ' '
+grep -hE "^typedef struct \{|cublasLtMatmulAlgo_t algo;|size_t workspaceSize;|cublasStatus_t state;|float wavesCount;|int reserved\[4\];" /usr/local/cuda/include/cublasLt.h | grep -A5 "cublasLtMatmulAlgo_t algo" | head -6
 grep -rh "ncclGetVersion(" /opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/include/nccl.h 2>/dev/null | head -2
 
 step "cuobjdump of the built addon"
@@ -53,6 +59,9 @@ node examples/main/main.mjs
 
 step "compute-sanitizer memcheck of the main job"
 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node examples/main/main.mjs 2>&1 | tail -8
+
+step "GEMM benchmark beside torch.matmul (same run, same GPU)"
+bash bench/gemm.sh
 
 step "runtime micro-benchmarks"
 node packages/kernels-native/bench/runtime.mjs --json "$OUT/runtime-bench.json"

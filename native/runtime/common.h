@@ -115,6 +115,14 @@ void initMemory(Napi::Env env, Napi::Object exports);
 void initStreams(Napi::Env env, Napi::Object exports);
 void initSmoke(Napi::Env env, Napi::Object exports);
 void initVendor(Napi::Env env, Napi::Object exports);
+void initGemm(Napi::Env env, Napi::Object exports);
+void initGemmFallback(Napi::Env env, Napi::Object exports);
+void initOps_tensor(Napi::Env env, Napi::Object exports);
+void initOps_nn(Napi::Env env, Napi::Object exports);
+void initOps_moe(Napi::Env env, Napi::Object exports);
+
+// The dlopen handle of a vendor library opened by openLibrary ('cublasLt', 'nccl', 'nvml'), or null.
+void* vendorHandle(const char* kind);
 
 // Lookups shared between files: a stream handle (0 is the legacy default stream).
 cudaStream_t streamFromHandle(Napi::Env env, uint64_t handle);

@@ -102,6 +102,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initStreams(env, exports);
   initSmoke(env, exports);
   initVendor(env, exports);
+  initGemm(env, exports);
+  initOps_tensor(env, exports);
+  initOps_nn(env, exports);
+  initOps_moe(env, exports);
   return exports;
 }
 

@@ -154,6 +154,12 @@ Napi::Value NvmlDeviceStats(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+void* vendorHandle(const char* kind) {
+  std::lock_guard<std::mutex> lock(libMu);
+  auto it = libs.find(kind);
+  return it == libs.end() ? nullptr : it->second;
+}
+
 void initVendor(Napi::Env env, Napi::Object exports) {
   def(env, exports, "openLibrary", OpenLibrary);
   def(env, exports, "nvmlDeviceStats", NvmlDeviceStats);

@@ -1,3 +1,4 @@
 import { library } from '../../tsup.shared';
 
-export default library();
+// shims: import.meta.url in the CJS build, which finds the optional @deepwell/kernels-native.
+export default library({ shims: true });

@@ -24,3 +24,4 @@ export { eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion
 export type { GraphPass } from './passes/index.js';
 export { trainingStep } from './train.js';
 export type { AdamWOptions } from './train.js';
+export * from './cuda/index.js';

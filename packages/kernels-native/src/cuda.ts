@@ -185,7 +185,10 @@ function checkView(view: unknown, what: string): void {
   if (!ArrayBuffer.isView(view)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a typed array or DataView for ${what} but received ${describe(view)}`);
 }
 
-const backends = new Map<number, CudaBackend>();
+// One backend per GPU per process, shared by the ESM and CJS copies of this package.
+const BACKENDS = Symbol.for('deepwell.cudaBackends');
+const backends: Map<number, CudaBackend> = ((globalThis as Record<symbol, unknown>)[BACKENDS] as Map<number, CudaBackend> | undefined) ?? new Map();
+(globalThis as Record<symbol, unknown>)[BACKENDS] = backends;
 
 /** The backend of one GPU (created once). */
 export function cudaBackend(index = 0): CudaBackend {

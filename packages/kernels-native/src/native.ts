@@ -110,7 +110,7 @@ export interface NativeAddon {
 }
 
 const CODES = new Set<DeepwellErrorCode>([
-  'INVALID_ARGUMENT', 'SHAPE_MISMATCH', 'DOUBLE_FREE', 'OUT_OF_MEMORY', 'CUDA_UNAVAILABLE', 'CUDA_ERROR', 'LIBRARY_UNAVAILABLE',
+  'INVALID_ARGUMENT', 'INVALID_DTYPE', 'SHAPE_MISMATCH', 'DOUBLE_FREE', 'OUT_OF_MEMORY', 'CUDA_UNAVAILABLE', 'CUDA_ERROR', 'LIBRARY_UNAVAILABLE',
 ]);
 
 /** A native failure as a DeepwellError; anything unexpected becomes INTERNAL with the original as cause. */

@@ -3,6 +3,7 @@
  * (live clocks, power, utilisation). This file decides where to look; native code opens the first
  * candidate that loads and reads its version. Order, first match wins:
  *   1. an environment override: DEEPWELL_CUBLASLT_PATH, DEEPWELL_NCCL_PATH, DEEPWELL_NVML_PATH
+ *      (the value 'none' hides the library: Deepwell then uses what comes below it)
  *   2. the bare soname, which the dynamic loader resolves through LD_LIBRARY_PATH and ldconfig
  *   3. the CUDA toolkit: $CUDA_HOME/lib64, /usr/local/cuda/lib64 (and targets/x86_64-linux/lib)
  *   4. pip's nvidia-* wheels in any site-packages we can find (nvidia/cublas/lib, nvidia/cu13/lib,
@@ -76,7 +77,10 @@ export interface VendorLibraryReport {
   tried: { candidate: string; error: string }[];
 }
 
-const found = new Map<VendorLibrary, VendorLibraryReport>();
+// One cache per process, shared by the ESM and CJS copies of this package (as core's registry is).
+const FOUND = Symbol.for('deepwell.vendorLibraries');
+const found: Map<VendorLibrary, VendorLibraryReport> = ((globalThis as Record<symbol, unknown>)[FOUND] as Map<VendorLibrary, VendorLibraryReport> | undefined) ?? new Map();
+(globalThis as Record<symbol, unknown>)[FOUND] = found;
 
 /** Find and open one vendor library (once per process; `refresh` looks again). */
 export function findLibrary(lib: VendorLibrary, options: { refresh?: boolean } = {}): VendorLibraryReport {
@@ -84,7 +88,10 @@ export function findLibrary(lib: VendorLibrary, options: { refresh?: boolean } =
   if (hit && !options.refresh) return hit;
   const addon = tryLoadNative();
   let report: VendorLibraryReport;
-  if (!addon) {
+  if (process.env[ENV[lib]] === 'none') {
+    // Hidden on purpose: to run without it, or to test the fallbacks below it.
+    report = { library: lib, found: false, path: null, version: null, tried: [{ candidate: '(none)', error: `${ENV[lib]}=none hides it` }] };
+  } else if (!addon) {
     report = { library: lib, found: false, path: null, version: null, tried: [{ candidate: '(all)', error: 'the native addon is not loaded' }] };
   } else {
     const r: NativeLibraryResult = addon.openLibrary(lib, libraryCandidates(lib));

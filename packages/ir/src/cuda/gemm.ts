@@ -1,0 +1,91 @@
+/**
+ * matmul on CUDA: cuBLASLt first (priority 200), then our own kernel (native/gemm/gemm_fallback.cu:
+ * WMMA tensor cores for bf16/f16, FP32 FMA for f32; priority 150), then the CPU reference.
+ * FP32 storage runs on TF32 tensor cores through cuBLASLt (FP32 accumulation), as PyTorch's
+ * `allow_tf32`; bf16/f16 accumulate in FP32.
+ *
+ * Batches: each operand's batch dimensions must either match the output's (a full stride) or be all
+ * ones (shared by every batch, stride 0). A shared right-hand matrix with an untransposed batched
+ * left-hand side is folded into one big GEMM (rows = batch × M), which is how every Linear runs.
+ */
+import { createRequire } from 'node:module';
+import type { KernelParams } from '../op.js';
+import { numel, sameShape } from '../types.js';
+import { DTYPE_CODE, FLOAT_STORAGE, at, registerCuda, type CudaCall } from './kernels.js';
+
+interface GemmPlan {
+  ta: boolean;
+  tb: boolean;
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  sA: number;
+  sB: number;
+  sD: number;
+}
+
+export function gemmPlan(p: KernelParams): GemmPlan | string {
+  const [a, b] = p.inTypes as [KernelParams['inTypes'][0], KernelParams['inTypes'][0]];
+  const out = p.outTypes[0]!;
+  if (!FLOAT_STORAGE.includes(a.dtype) || a.dtype !== b.dtype || a.dtype !== out.dtype) return `needs one float storage dtype for a, b and out, got ${a.dtype}, ${b.dtype}, ${out.dtype}`;
+  const ta = p.attrs.transA === true;
+  const tb = p.attrs.transB === true;
+  const M = out.shape.at(-2)!;
+  const N = out.shape.at(-1)!;
+  const K = ta ? a.shape.at(-2)! : a.shape.at(-1)!;
+  const batchShape = out.shape.slice(0, -2);
+  const batch = numel(batchShape);
+  const stride = (own: readonly number[], mat: number): number | null => {
+    const ob = own.slice(0, -2);
+    if (numel(ob) === 1) return 0;
+    const padded = [...new Array(batchShape.length - ob.length).fill(1), ...ob];
+    return sameShape(padded, batchShape) ? mat : null;
+  };
+  const sA = stride(a.shape, M * K);
+  const sB = stride(b.shape, K * N);
+  if (sA === null || sB === null) return 'partially broadcast batch dimensions are not supported on CUDA';
+  if (M * N * K === 0) return 'empty matrix';
+  // A shared b and an untransposed batched a: one GEMM over batch × M rows.
+  if (batch > 1 && sB === 0 && sA !== 0 && !ta) return { ta, tb, M: batch * M, N, K, batch: 1, sA: 0, sB: 0, sD: batch * M * N };
+  return { ta, tb, M, N, K, batch, sA, sB, sD: M * N };
+}
+
+const require = createRequire(import.meta.url);
+function cublasLtFound(): true | string {
+  const kn = require('@deepwell/kernels-native') as typeof import('@deepwell/kernels-native');
+  const lib = kn.findLibrary('cublasLt');
+  return lib.found ? true : `cuBLASLt not found (${lib.tried.at(-1)?.error ?? 'no candidates'})`;
+}
+
+function args(c: CudaCall, g: GemmPlan): number[] {
+  return [c.stream, DTYPE_CODE[c.inTypes[0]!.dtype]!, g.ta ? 1 : 0, g.tb ? 1 : 0, g.M, g.N, g.K, g.batch, g.sA, g.sB, g.sD];
+}
+
+registerCuda({
+  op: 'matmul',
+  name: 'matmul_cublaslt',
+  priority: 200,
+  supports: (p) => {
+    const g = gemmPlan(p);
+    return typeof g === 'string' ? g : cublasLtFound();
+  },
+  run: (c, ops) => {
+    const g = gemmPlan(c) as GemmPlan;
+    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!), 0, 0, 0);
+  },
+});
+
+registerCuda({
+  op: 'matmul',
+  name: 'matmul_cuda_fallback',
+  priority: 150,
+  supports: (p) => {
+    const g = gemmPlan(p);
+    return typeof g === 'string' ? g : true;
+  },
+  run: (c, ops) => {
+    const g = gemmPlan(c) as GemmPlan;
+    ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!));
+  },
+});

@@ -1,0 +1,2 @@
+/** CUDA candidates of the 'moe' op family (native/ops/moe.cu). */
+export {};

@@ -1,0 +1,2 @@
+/** CUDA candidates of the 'nn' op family (native/ops/nn.cu). */
+export {};

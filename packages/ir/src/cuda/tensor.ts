@@ -1,0 +1,2 @@
+/** CUDA candidates of the 'tensor' op family (native/ops/tensor.cu). */
+export {};

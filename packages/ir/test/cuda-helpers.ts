@@ -1,0 +1,115 @@
+/**
+ * Running one op on the GPU for tests: inputs copied to device memory in the storage dtype asked
+ * for, outputs poisoned (all bits set: NaN for floats) before the kernel, the CUDA candidate chosen
+ * through the registry, results read back as float64. Compare with `reference()`, the CPU
+ * reference run on the same (storage-rounded) inputs in float64.
+ */
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry, type DTypeName } from '@deepwell/core';
+import { Stream, cudaBackend, cudaStatus, type CudaBuffer } from '@deepwell/kernels-native';
+import { checkAttrs, getOp, numel, type AttrValue, type CudaCall, type NumArray, type ValueType } from '../src/index.js';
+
+export const gpu = cudaStatus().available;
+
+export interface CudaInput {
+  shape: number[];
+  /** Float inputs: any float dtype; index inputs: 'i32'. */
+  dtype?: DTypeName;
+  data: Float64Array | Float32Array | Int32Array;
+}
+
+function encode(dtype: DTypeName, data: ArrayLike<number>): ArrayBufferView {
+  if (dtype === 'f32') return Float32Array.from(data);
+  if (dtype === 'i32') return Int32Array.from(data);
+  if (dtype === 'bf16') return Uint16Array.from(data, f32ToBf16Bits);
+  if (dtype === 'f16') return Uint16Array.from(data, f32ToF16Bits);
+  throw new Error(`no test encoding for ${dtype}`);
+}
+
+function decode(dtype: DTypeName, bytes: Uint8Array): Float64Array {
+  const b = bytes.buffer;
+  if (dtype === 'f32') return Float64Array.from(new Float32Array(b));
+  if (dtype === 'i32') return Float64Array.from(new Int32Array(b));
+  if (dtype === 'bf16') return Float64Array.from(new Uint16Array(b), bf16BitsToF32);
+  return Float64Array.from(new Uint16Array(b), f16BitsToF32);
+}
+
+/** The values as the storage dtype holds them (for feeding the reference the same inputs). */
+export function rounded(dtype: DTypeName, data: ArrayLike<number>): Float64Array {
+  return decode(dtype, new Uint8Array((encode(dtype, data) as Uint8Array).buffer));
+}
+
+/** Types with every f32 swapped for `storage` (the op set's rules are written for f32). */
+function withStorage(types: ValueType[], storage: DTypeName): ValueType[] {
+  return types.map((t) => (t.dtype === 'f32' ? { ...t, dtype: storage } : t));
+}
+
+export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue> = {}, options: { storage?: DTypeName } = {}): { outputs: Float64Array[]; kernel: string } {
+  const storage = options.storage ?? 'f32';
+  const def = getOp(op);
+  const checked = checkAttrs(def, attrs);
+  const f32Types: ValueType[] = inputs.map((x) => ({ shape: x.shape, dtype: x.dtype === 'i32' ? 'i32' : 'f32' }));
+  const inTypes = inputs.map((x, i) => ({ ...f32Types[i]!, dtype: x.dtype === 'i32' ? ('i32' as const) : (x.dtype ?? storage) }));
+  const outTypes = withStorage(def.infer(f32Types, checked), storage);
+  const backend = cudaBackend(0);
+  const stream = new Stream(0);
+  const bufs: CudaBuffer[] = [];
+  const size = (t: ValueType) => Math.max(1, numel(t.shape) * (t.dtype === 'f32' || t.dtype === 'i32' ? 4 : 2));
+  try {
+    const ins = inputs.map((x, i) => {
+      const buf = backend.alloc(size(inTypes[i]!));
+      bufs.push(buf);
+      if (numel(x.shape) > 0) backend.write(buf, encode(inTypes[i]!.dtype, x.data));
+      return { base: buf.ptr, offset: 0, bytes: buf.bytes };
+    });
+    const outs = outTypes.map((t) => {
+      const buf = backend.alloc(size(t));
+      bufs.push(buf);
+      backend.memset(buf, 0xff); // poison: NaN in every float format
+      return { base: buf.ptr, offset: 0, bytes: buf.bytes };
+    });
+    backend.synchronize();
+    const params = { op, device: 'cuda:0', inTypes, outTypes, attrs: checked };
+    const kernel = registry.select<CudaCall, void>(op, params as CudaCall);
+    if (kernel.backend !== 'cuda') throw new Error(`no CUDA kernel for ${op}: ${registry.explain(op, params).text}`);
+    kernel.run({ ...params, stream: stream.handle, inputs: ins, outputs: outs });
+    stream.synchronize();
+    const outputs = outTypes.map((t, k) => {
+      const host = new Uint8Array(size(t));
+      backend.read(bufs[inputs.length + k]!, host);
+      return decode(t.dtype, host).subarray(0, numel(t.shape));
+    });
+    return { outputs, kernel: kernel.name };
+  } finally {
+    stream.dispose();
+    for (const b of bufs) backend.free(b);
+  }
+}
+
+/** The CPU reference in float64 on the inputs as stored. Returns each output. */
+export function reference(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue> = {}, storage: DTypeName = 'f32'): NumArray[] {
+  const def = getOp(op);
+  const checked = checkAttrs(def, attrs);
+  const inTypes: ValueType[] = inputs.map((x) => ({ shape: x.shape, dtype: x.dtype === 'i32' ? 'i32' : 'f32' }));
+  const outTypes = def.infer(inTypes, checked);
+  const ins = inputs.map((x) => (x.dtype === 'i32' ? Int32Array.from(x.data) : rounded(x.dtype ?? storage, x.data)));
+  const outs = outTypes.map((t) => (t.dtype === 'i32' ? new Int32Array(numel(t.shape)) : new Float64Array(numel(t.shape)).fill(NaN)));
+  def.reference({ inputs: ins, outputs: outs, inTypes, outTypes, attrs: checked });
+  return outs;
+}
+
+/** Unit roundoff of a storage dtype: the relative error of one rounding. */
+export const UNIT_ROUNDOFF: Partial<Record<DTypeName, number>> = { f32: 2 ** -24, bf16: 2 ** -8, f16: 2 ** -11 };
+
+/**
+ * Max |got - want| / (|want| + scale) over elements, failing on NaN (an unwritten, poisoned element).
+ * `scale` is the magnitude below which absolute error is what matters (e.g. the row's max).
+ */
+export function maxError(got: ArrayLike<number>, want: ArrayLike<number>, scale = 1): number {
+  if (got.length !== want.length) throw new Error(`length ${got.length} vs ${want.length}`);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (Number.isNaN(got[i]!) && !Number.isNaN(want[i]!)) throw new Error(`element ${i} is NaN (unwritten?), want ${want[i]}`);
+    worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (Math.abs(want[i]!) + scale));
+  }
+  return worst;
+}
