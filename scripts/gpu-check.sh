@@ -8,7 +8,8 @@
 #      examples/probe and deepwell-probe --json
 #   5. the main job under compute-sanitizer memcheck
 #   6. the GEMM benchmark beside torch.matmul (bench/gemm.sh)
-#   7. the runtime micro-benchmarks
+#   7. the memory-bound kernels beside a device-to-device copy (bench/membound.mjs)
+#   8. the runtime micro-benchmarks
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -62,6 +63,9 @@ compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node e
 
 step "GEMM benchmark beside torch.matmul (same run, same GPU)"
 bash bench/gemm.sh
+
+step "memory-bound kernels beside a device-to-device copy (same run)"
+node bench/membound.mjs
 
 step "runtime micro-benchmarks"
 node packages/kernels-native/bench/runtime.mjs --json "$OUT/runtime-bench.json"

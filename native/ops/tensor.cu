@@ -10,7 +10,8 @@
 //     results are rounded to nearest even once, on store. Pure data movement (reshape, transpose,
 //     slice, concat, broadcast_to) moves bits and also accepts i32.
 //   - Shapes of the broadcasting, transposing and reducing ops come as `rank` followed by rank
-//     numbers per shape; rank <= 8. Hosts collapse size-1 and contiguous dimensions before launch.
+//     numbers per shape; rank <= 8. The host code drops size-1 dimensions and merges contiguous
+//     ones before launching.
 //   - Reductions are deterministic: each output is reduced by one warp or one block in a fixed
 //     order that depends on the shapes only (no atomics), accumulating in FP32.
 //   - n = 0 (or any empty output) launches nothing; every launch is followed by checkLaunch.
@@ -85,7 +86,7 @@ class Args {
 };
 
 void expectEq(Napi::Env env, uint64_t want, uint64_t got, const std::string& what) {
-  if (want != got) fail(env, "SHAPE_MISMATCH", "Expected " + num(want) + " for " + what + " but received " + num(got));
+  if (want != got) fail(env, "INVALID_ARGUMENT", "Expected " + num(want) + " for " + what + " but received " + num(got));
 }
 
 int rankArg(Args& a) { return static_cast<int>(a.u64("rank", kMaxRank)); }
@@ -425,6 +426,16 @@ __global__ void __launch_bounds__(kThreads) fillKernel(T* out, uint64_t n, float
   for (uint64_t i = done + tid; i < n; i += stride) out[i] = v;
 }
 
+void fillDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t n, float value, void* out) {
+  if (n == 0) return;
+  bool vec = aligned(out, 16);
+  DW_DISPATCH_FLOAT(env, dt, T, {
+    uint64_t work = vec ? std::max<uint64_t>(n / Pack<T>::N, 1) : n;
+    fillKernel<T><<<gridFor(env, work, kThreads), kThreads, 0, s>>>(static_cast<T*>(out), n, value, vec);
+  });
+  checkLaunch(env, "fill");
+}
+
 Napi::Value Fill(const Napi::CallbackInfo& info) {
   Args a(info, "fill");
   cudaStream_t s = a.stream();
@@ -433,15 +444,8 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   float value = static_cast<float>(a.f64("value"));
   void* out = a.dev(n, dtypeBytes(dt), "out");
   a.end();
-  Napi::Env env = a.env();
-  if (n == 0) return env.Undefined();
-  bool vec = aligned(out, 16);
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    uint64_t work = vec ? std::max<uint64_t>(n / Pack<T>::N, 1) : n;
-    fillKernel<T><<<gridFor(env, work, kThreads), kThreads, 0, s>>>(static_cast<T*>(out), n, value, vec);
-  });
-  checkLaunch(env, "fill");
-  return env.Undefined();
+  fillDevice(a.env(), s, dt, n, value, out);
+  return a.env().Undefined();
 }
 
 // out[r, c] = op(x[r, c], y[c]): bias_add, and add/mul whose second operand is broadcast over the
@@ -484,6 +488,11 @@ void launchRowBroadcast(Napi::Env env, cudaStream_t s, T* out, const T* x, const
     launchRowBroadcastI<T, uint64_t>(env, s, out, x, y, rows, cols, op, what);
 }
 
+void biasAddDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t rows, uint64_t cols, const void* x, const void* bias, void* out) {
+  DW_DISPATCH_FLOAT(env, dt, T,
+                    launchRowBroadcast<T>(env, s, static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(bias), rows, cols, AddOp{}, "biasAdd"));
+}
+
 Napi::Value BiasAdd(const Napi::CallbackInfo& info) {
   Args a(info, "biasAdd");
   cudaStream_t s = a.stream();
@@ -496,8 +505,7 @@ Napi::Value BiasAdd(const Napi::CallbackInfo& info) {
   const void* bias = a.dev(cols, es, "bias");
   void* out = a.dev(n, es, "out");
   a.end();
-  DW_DISPATCH_FLOAT(env, dt, T,
-                    launchRowBroadcast<T>(env, s, static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(bias), rows, cols, AddOp{}, "biasAdd"));
+  biasAddDevice(env, s, dt, rows, cols, x, bias, out);
   return env.Undefined();
 }
 
@@ -588,6 +596,19 @@ void launchBroadcastBinary(Napi::Env env, cudaStream_t s, T* out, const T* a, co
   checkLaunch(env, what);
 }
 
+// os, as, bs: the output's and the operands' shapes, all of one rank (checked by the caller).
+template <typename Op>
+void broadcastBinaryDevice(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& os, const std::vector<uint64_t>& as, const std::vector<uint64_t>& bs,
+                           const void* pa, const void* pb, void* out, Op op, const char* fn) {
+  uint64_t n = product(env, os, "out");
+  std::vector<uint64_t> sa = broadcastStrides(env, os, as, fn, "a"), sb = broadcastStrides(env, os, bs, fn, "b");
+  std::vector<Dim2> dims;
+  for (size_t d = 0; d < os.size(); ++d) dims.push_back({os[d], sa[d], sb[d]});
+  dims = collapse(dims);
+  DW_DISPATCH_FLOAT(env, dt, T,
+                    launchBroadcastBinary<T>(env, s, static_cast<T*>(out), static_cast<const T*>(pa), static_cast<const T*>(pb), n, dims, op, fn));
+}
+
 template <typename Op>
 Napi::Value broadcastBinaryEntry(const Napi::CallbackInfo& info, const char* fn, Op op) {
   Args a(info, fn);
@@ -597,17 +618,14 @@ Napi::Value broadcastBinaryEntry(const Napi::CallbackInfo& info, const char* fn,
   std::vector<uint64_t> os = a.shape(rank, "output shape"), as = a.shape(rank, "shape of a"), bs = a.shape(rank, "shape of b");
   Napi::Env env = a.env();
   uint64_t n = product(env, os, "out"), na = product(env, as, "a"), nb = product(env, bs, "b");
-  std::vector<uint64_t> sa = broadcastStrides(env, os, as, fn, "a"), sb = broadcastStrides(env, os, bs, fn, "b");
+  broadcastStrides(env, os, as, fn, "a");
+  broadcastStrides(env, os, bs, fn, "b");
   size_t es = dtypeBytes(dt);
   const void* pa = a.dev(na, es, "a");
   const void* pb = a.dev(nb, es, "b");
   void* out = a.dev(n, es, "out");
   a.end();
-  std::vector<Dim2> dims;
-  for (int d = 0; d < rank; ++d) dims.push_back({os[d], sa[d], sb[d]});
-  dims = collapse(dims);
-  DW_DISPATCH_FLOAT(env, dt, T,
-                    launchBroadcastBinary<T>(env, s, static_cast<T*>(out), static_cast<const T*>(pa), static_cast<const T*>(pb), n, dims, op, fn));
+  broadcastBinaryDevice(env, s, dt, os, as, bs, pa, pb, out, op, fn);
   return env.Undefined();
 }
 
@@ -721,6 +739,8 @@ void launchGather(Napi::Env env, cudaStream_t s, void* out, const void* in, uint
   checkLaunch(env, what);
 }
 
+void broadcastToDevice(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& os, const std::vector<uint64_t>& xs, const void* x, void* out);
+
 Napi::Value BroadcastTo(const Napi::CallbackInfo& info) {
   Args a(info, "broadcastTo");
   cudaStream_t s = a.stream();
@@ -729,13 +749,21 @@ Napi::Value BroadcastTo(const Napi::CallbackInfo& info) {
   std::vector<uint64_t> os = a.shape(rank, "output shape"), xs = a.shape(rank, "shape of x");
   Napi::Env env = a.env();
   uint64_t n = product(env, os, "out"), nx = product(env, xs, "x");
-  std::vector<uint64_t> st = broadcastStrides(env, os, xs, "broadcastTo", "x");
+  broadcastStrides(env, os, xs, "broadcastTo", "x");
   size_t es = dtypeBytes(dt);
   const void* x = a.dev(nx, es, "x");
   void* out = a.dev(n, es, "out");
   a.end();
+  broadcastToDevice(env, s, dt, os, xs, x, out);
+  return env.Undefined();
+}
+
+void broadcastToDevice(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& os, const std::vector<uint64_t>& xs, const void* x, void* out) {
+  uint64_t n = product(env, os, "out");
+  size_t es = dtypeBytes(dt);
+  std::vector<uint64_t> st = broadcastStrides(env, os, xs, "broadcastTo", "x");
   std::vector<Dim2> dims;
-  for (int d = 0; d < rank; ++d) dims.push_back({os[d], st[d], 0});
+  for (size_t d = 0; d < os.size(); ++d) dims.push_back({os[d], st[d], 0});
   dims = collapse(dims);
   std::vector<uint64_t> size, stride;
   for (const Dim2& d : dims) {
@@ -743,7 +771,6 @@ Napi::Value BroadcastTo(const Napi::CallbackInfo& info) {
     stride.push_back(d.a);
   }
   launchGather(env, s, out, x, n, es, size, stride, "broadcastTo");
-  return env.Undefined();
 }
 
 // Transposes that move the innermost dimension: 32x32 tiles through shared memory, read along x's
@@ -803,6 +830,18 @@ void launchTransposeTiles(Napi::Env env, cudaStream_t s, void* out, const void* 
   transposeTileKernel<U, I><<<gridFor(env, tiles, 1, 16), dim3(32, 8), 0, s>>>(static_cast<U*>(out), static_cast<const U*>(in), p);
 }
 
+void checkPerm(Napi::Env env, const std::vector<uint64_t>& perm) {
+  const size_t rank = perm.size();
+  std::vector<bool> seen(rank, false);
+  for (size_t d = 0; d < rank; ++d) {
+    if (perm[d] >= rank || seen[perm[d]])
+      fail(env, "INVALID_ARGUMENT", "Expected a permutation of 0.." + std::to_string(static_cast<long long>(rank) - 1) + " for perm of transpose but received " + dimsStr(perm));
+    seen[perm[d]] = true;
+  }
+}
+
+void transposeDevice(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& permArg, const void* x, void* out);
+
 Napi::Value Transpose(const Napi::CallbackInfo& info) {
   Args a(info, "transpose");
   cudaStream_t s = a.stream();
@@ -810,18 +849,22 @@ Napi::Value Transpose(const Napi::CallbackInfo& info) {
   int rank = rankArg(a);
   std::vector<uint64_t> xs = a.shape(rank, "shape of x"), permArg = a.shape(rank, "perm");
   Napi::Env env = a.env();
-  std::vector<bool> seen(rank, false);
-  for (int d = 0; d < rank; ++d) {
-    if (permArg[d] >= uint64_t(rank) || seen[permArg[d]])
-      fail(env, "INVALID_ARGUMENT", "Expected a permutation of 0.." + std::to_string(rank - 1) + " for perm of transpose but received " + dimsStr(permArg));
-    seen[permArg[d]] = true;
-  }
+  checkPerm(env, permArg);
   uint64_t n = product(env, xs, "x");
   size_t es = dtypeBytes(dt);
   const void* x = a.dev(n, es, "x");
   void* out = a.dev(n, es, "out");
   a.end();
-  if (n == 0) return env.Undefined();
+  transposeDevice(env, s, dt, xs, permArg, x, out);
+  return env.Undefined();
+}
+
+void transposeDevice(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& permArg, const void* x, void* out) {
+  checkPerm(env, permArg);
+  const int rank = static_cast<int>(xs.size());
+  uint64_t n = product(env, xs, "x");
+  size_t es = dtypeBytes(dt);
+  if (n == 0) return;
 
   // Collapse: drop size-1 dimensions, then merge runs of x's dimensions that stay adjacent and in
   // order in the output (they are one contiguous block in both).
@@ -868,7 +911,7 @@ Napi::Value Transpose(const Napi::CallbackInfo& info) {
     std::vector<uint64_t> stride(R);
     for (int q = 0; q < R; ++q) stride[q] = xst[P[q]];
     launchGather(env, s, out, x, n, es, O, stride, "transpose");
-    return env.Undefined();
+    return;
   }
   int qI = 0;  // output position of x's innermost dimension
   for (int q = 0; q < R; ++q)
@@ -893,7 +936,6 @@ Napi::Value Transpose(const Napi::CallbackInfo& info) {
     else launchTransposeTiles<uint32_t, uint64_t>(env, s, out, x, nI, nO, xStrideO, outStrideI, bsize, bx, bo);
   }
   checkLaunch(env, "transpose");
-  return env.Undefined();
 }
 
 // dst[r * dstPitch + c] = src[r * srcPitch + c] for r < rows, c < width (in units).
@@ -929,6 +971,12 @@ void copyRows(Napi::Env env, cudaStream_t s, void* dst, uint64_t dstPitch, const
   checkLaunch(env, what);
 }
 
+// Sizes checked by the caller (start + len <= size).
+void sliceDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t outer, uint64_t size, uint64_t inner, uint64_t start, uint64_t len, const void* x, void* out) {
+  size_t es = dtypeBytes(dt);
+  copyRows(env, s, out, len * inner, static_cast<const uint8_t*>(x) + start * inner * es, size * inner, outer, len * inner, es, "slice");
+}
+
 Napi::Value Slice(const Napi::CallbackInfo& info) {
   Args a(info, "slice");
   cudaStream_t s = a.stream();
@@ -939,10 +987,10 @@ Napi::Value Slice(const Napi::CallbackInfo& info) {
     fail(env, "SHAPE_MISMATCH", "Expected start + length <= " + num(size) + " for slice but received start " + num(start) + ", length " + num(len));
   uint64_t nx = product(env, {outer, size, inner}, "x"), n = product(env, {outer, len, inner}, "out");
   size_t es = dtypeBytes(dt);
-  const uint8_t* x = static_cast<const uint8_t*>(a.dev(nx, es, "x"));
+  const void* x = a.dev(nx, es, "x");
   void* out = a.dev(n, es, "out");
   a.end();
-  copyRows(env, s, out, len * inner, x + start * inner * es, size * inner, outer, len * inner, es, "slice");
+  sliceDevice(env, s, dt, outer, size, inner, start, len, x, out);
   return env.Undefined();
 }
 
@@ -955,6 +1003,8 @@ __global__ void __launch_bounds__(kThreads) sliceBackwardKernel(U* out, const U*
     out[i] = c < gWidth ? g[r * gWidth + c] : zeroUnit<U>();
   }
 }
+
+void sliceBackwardDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t outer, uint64_t size, uint64_t inner, uint64_t start, uint64_t len, const void* g, void* out);
 
 Napi::Value SliceBackward(const Napi::CallbackInfo& info) {
   Args a(info, "sliceBackward");
@@ -969,7 +1019,13 @@ Napi::Value SliceBackward(const Napi::CallbackInfo& info) {
   const void* g = a.dev(ng, es, "g");
   void* out = a.dev(n, es, "out");
   a.end();
-  if (n == 0) return env.Undefined();
+  sliceBackwardDevice(env, s, dt, outer, size, inner, start, len, g, out);
+  return env.Undefined();
+}
+
+void sliceBackwardDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t outer, uint64_t size, uint64_t inner, uint64_t start, uint64_t len, const void* g, void* out) {
+  size_t es = dtypeBytes(dt);
+  if (outer == 0 || size == 0 || inner == 0) return;
   uint64_t outWidth = size * inner, lo = start * inner, gWidth = len * inner;
   size_t unit = unitFor(es, {outWidth * es, lo * es, gWidth * es}, {out, g});
   uint64_t k = unit / es;
@@ -984,7 +1040,17 @@ Napi::Value SliceBackward(const Napi::CallbackInfo& info) {
       sliceBackwardKernel<U, uint64_t><<<gridFor(env, nu, kThreads), kThreads, 0, s>>>(static_cast<U*>(out), static_cast<const U*>(g), outer, outWidth, lo, gWidth);
   });
   checkLaunch(env, "sliceBackward");
-  return env.Undefined();
+}
+
+void concatDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t outer, uint64_t inner, const std::vector<uint64_t>& sizes, const std::vector<const void*>& xs, void* out) {
+  size_t es = dtypeBytes(dt);
+  uint64_t total = 0;
+  for (uint64_t v : sizes) total += v;
+  uint64_t offset = 0;
+  for (size_t j = 0; j < sizes.size(); ++j) {
+    copyRows(env, s, static_cast<uint8_t*>(out) + offset * inner * es, total * inner, xs[j], sizes[j] * inner, outer, sizes[j] * inner, es, "concat");
+    offset += sizes[j];
+  }
 }
 
 Napi::Value Concat(const Napi::CallbackInfo& info) {
@@ -1007,13 +1073,9 @@ Napi::Value Concat(const Napi::CallbackInfo& info) {
   size_t es = dtypeBytes(dt);
   std::vector<const void*> xs(k);
   for (uint64_t j = 0; j < k; ++j) xs[j] = a.dev(product(env, {outer, sizes[j], inner}, "an input of concat"), es, "concat input");
-  uint8_t* out = static_cast<uint8_t*>(a.dev(product(env, {outer, total, inner}, "out"), es, "out"));
+  void* out = a.dev(product(env, {outer, total, inner}, "out"), es, "out");
   a.end();
-  uint64_t offset = 0;
-  for (uint64_t j = 0; j < k; ++j) {
-    copyRows(env, s, out + offset * inner * es, total * inner, xs[j], sizes[j] * inner, outer, sizes[j] * inner, es, "concat");
-    offset += sizes[j];
-  }
+  concatDevice(env, s, dt, outer, inner, sizes, xs, out);
   return env.Undefined();
 }
 
@@ -1116,7 +1178,7 @@ __device__ __forceinline__ I reducedOffset(I r, const Strided<I>& red) {
 
 // Row mode. WARP: one warp per output (blockDim.x / 32 outputs a block); else one block per output.
 template <typename T, typename I, typename Red, bool WARP, typename Ep>
-__global__ void reduceRowKernel(const T* x, I nOut, I count, Strided<I> kept, Strided<I> red, Ep ep) {
+__global__ void __launch_bounds__(1024) reduceRowKernel(const T* x, I nOut, I count, Strided<I> kept, Strided<I> red, Ep ep) {
   using Acc = typename Red::Acc;
   __shared__ Acc partial[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1150,7 +1212,7 @@ __global__ void reduceRowKernel(const T* x, I nOut, I count, Strided<I> kept, St
 
 // Column mode: blockDim (32, Y).
 template <typename T, typename I, typename Red, typename Ep>
-__global__ void reduceColKernel(const T* x, I nOut, I count, Strided<I> kept, Strided<I> red, Ep ep) {
+__global__ void __launch_bounds__(1024) reduceColKernel(const T* x, I nOut, I count, Strided<I> kept, Strided<I> red, Ep ep) {
   using Acc = typename Red::Acc;
   __shared__ Acc partial[32][33];
   const int tx = threadIdx.x, ty = threadIdx.y, Y = blockDim.y;
@@ -1234,6 +1296,8 @@ void launchReduce(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p
   checkLaunch(env, what);
 }
 
+void reduceDevice(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const void* g, const void* x, void* out, const char* fn);
+
 Napi::Value reduceEntry(const Napi::CallbackInfo& info, const char* fn, ReduceKind kind) {
   Args a(info, fn);
   cudaStream_t s = a.stream();
@@ -1247,18 +1311,26 @@ Napi::Value reduceEntry(const Napi::CallbackInfo& info, const char* fn, ReduceKi
   const void* x = a.dev(p.nIn, es, "x");
   void* out = a.dev(kind == ReduceKind::MaxBackward ? p.nIn : p.nOut, es, "out");
   a.end();
+  reduceDevice(env, s, dt, kind, xs, ks, g, x, out, fn);
+  return env.Undefined();
+}
+
+// g is used by MaxBackward only.
+void reduceDevice(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const void* g, const void* x, void* out, const char* fn) {
+  ReducePlan p = planReduce(env, xs, ks, fn);
+  size_t es = dtypeBytes(dt);
   if (kind == ReduceKind::MaxBackward) {
-    if (p.nIn == 0) return env.Undefined();
+    if (p.nIn == 0) return;
     DW_CUDA(env, cudaMemsetAsync(out, 0, p.nIn * es, s), "maxBackward: cudaMemsetAsync");
   }
-  if (p.nOut == 0) return env.Undefined();
+  if (p.nOut == 0) return;
   if (p.count == 0) {
     // Empty groups (only for sum, mean, max; maxBackward returned above): the reference's 0,
     // 0 / 0 and -Infinity.
     double v = kind == ReduceKind::Sum ? 0.0 : kind == ReduceKind::Mean ? NAN : -INFINITY;
     DW_DISPATCH_FLOAT(env, dt, T, fillKernel<T><<<gridFor(env, p.nOut, kThreads), kThreads, 0, s>>>(static_cast<T*>(out), p.nOut, float(v), false));
     checkLaunch(env, fn);
-    return env.Undefined();
+    return;
   }
   DW_DISPATCH_FLOAT(env, dt, T, {
     const T* xt = static_cast<const T*>(x);
@@ -1270,7 +1342,6 @@ Napi::Value reduceEntry(const Napi::CallbackInfo& info, const char* fn, ReduceKi
       case ReduceKind::MaxBackward: launchReduce<T, MaxRed>(env, s, xt, p, MaxBackwardOut<T>{ot, static_cast<const T*>(g)}, fn); break;
     }
   });
-  return env.Undefined();
 }
 
 Napi::Value Sum(const Napi::CallbackInfo& info) { return reduceEntry(info, "sum", ReduceKind::Sum); }
@@ -1320,6 +1391,8 @@ __global__ void __launch_bounds__(kThreads) castKernel(To* out, const From* x, u
     default: ::dw::fail(env, "INVALID_DTYPE", "Expected a dtype code 0..3"); \
   }
 
+void castDevice(Napi::Env env, cudaStream_t s, int from, int to, uint64_t n, const void* x, void* out);
+
 Napi::Value Cast(const Napi::CallbackInfo& info) {
   Args a(info, "cast");
   cudaStream_t s = a.stream();
@@ -1328,11 +1401,15 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
   const void* x = a.dev(n, dtypeBytes(from), "x");
   void* out = a.dev(n, dtypeBytes(to), "out");
   a.end();
-  Napi::Env env = a.env();
-  if (n == 0) return env.Undefined();
+  castDevice(a.env(), s, from, to, n, x, out);
+  return a.env().Undefined();
+}
+
+void castDevice(Napi::Env env, cudaStream_t s, int from, int to, uint64_t n, const void* x, void* out) {
+  if (n == 0) return;
   if (from == to) {
     if (x != out) DW_CUDA(env, cudaMemcpyAsync(out, x, n * dtypeBytes(from), cudaMemcpyDeviceToDevice, s), "cast: cudaMemcpyAsync");
-    return env.Undefined();
+    return;
   }
   DW_DISPATCH_ANY(env, from, F, {
     DW_DISPATCH_ANY(env, to, O, {
@@ -1340,7 +1417,6 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
     });
   });
   checkLaunch(env, "cast");
-  return env.Undefined();
 }
 
 }  // namespace

@@ -4,20 +4,25 @@
  * the arena, runs the launches in order and applies the updates; the arena is allocated once, at
  * the first run, at exactly the planned size, so dryrun's figure is the allocation.
  *
- * On the CPU the arena is one host buffer and each value a typed-array view into it. Parameters and
- * state are persistent buffers initialised deterministically from the seed.
+ * CPU ('cpu'): the arena is one host buffer and each value a typed-array view into it.
+ * CUDA ('cuda:N'): the arena and the persistent values are device memory from kernels-native's
+ * caching allocator; every launch goes on one stream. The first step runs eagerly (cuBLASLt makes
+ * its plans and workspace then); the second is captured once as a CUDA graph, and every step after
+ * replays it: inputs are copied in from pinned memory, the graph is launched, the outputs come back.
  */
+import { createRequire } from 'node:module';
 import { CpuBuffer, DeepwellError, describe, getBackend, registry, type Backend, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
-import { Graph, type NodeDecl } from './graph.js';
+import type { DevArg, CudaCall } from './cuda/kernels.js';
+import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
 import { initialValues } from './init.js';
 import { checkBinding } from './interpret.js';
-import type { KernelCall } from './op.js';
+import type { KernelCall, KernelParams } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
 import { planMemory, type MemoryPlan } from './planner.js';
-import { numel, shapeStr, type NumArray, type ValueType } from './types.js';
+import { numel, shapeStr, type NumArray } from './types.js';
 
 export interface CompileOptions {
-  /** Where the step runs; 'cpu' (the reference backend) is the default. */
+  /** Where the step runs: 'cpu' (the reference backend, the default) or 'cuda:N'. */
   device?: string;
   /** Seed for parameter initialisation. */
   seed?: number;
@@ -25,12 +30,8 @@ export interface CompileOptions {
   precision?: GraphPass;
   /** Mark elementwise fusion groups (default true). */
   fuse?: boolean;
-}
-
-interface Launch {
-  node: NodeDecl;
-  kernel: KernelCandidate<KernelCall, void>;
-  call: KernelCall;
+  /** CUDA: capture the step as a CUDA graph and replay it (default true). */
+  cudaGraph?: boolean;
 }
 
 export interface KernelSummaryRow {
@@ -41,121 +42,127 @@ export interface KernelSummaryRow {
   calls: number;
 }
 
-export class Executable {
+type Outputs = Record<string, Float32Array | Int32Array>;
+
+/** The compiled step. `compile()` makes the CPU or the CUDA one. */
+export abstract class Executable {
   readonly graph: Graph;
   readonly plan: MemoryPlan;
   readonly device: string;
   readonly seed: number;
-  #backend: Backend;
-  #arena: DeviceBuffer | null = null;
-  #persistent = new Map<string, DeviceBuffer>();
-  #launches: Launch[] = [];
-  #views = new Map<number, NumArray>();
-  #steps = 0;
-  #disposed = false;
+  protected backend: Backend;
+  protected arena: DeviceBuffer | null = null;
+  protected persistent = new Map<string, DeviceBuffer>();
+  protected kernels: { node: NodeDecl; kernel: KernelCandidate<any, void> }[] = [];
+  protected stepCount = 0;
+  protected disposed = false;
+  /** Inputs that are indices (token ids, targets), with the range each must lie in. */
+  #indexRanges = new Map<string, { limit: number; allow: number | null; op: string }>();
 
-  /** @internal use compile() */
-  constructor(graph: Graph, options: CompileOptions) {
+  protected constructor(graph: Graph, options: CompileOptions, backend: Backend) {
     this.device = options.device ?? 'cpu';
     this.seed = options.seed ?? 0;
-    if (this.device !== 'cpu') {
-      throw new DeepwellError('NO_BACKEND', `compile: Expected 'cpu' for device but received ${describe(this.device)} (the CUDA executable arrives with the CUDA backend)`);
-    }
-    this.#backend = getBackend(this.device);
+    this.backend = backend;
     this.graph = runPasses(Graph.fromJSON(graph.toJSON()), options);
     this.plan = planMemory(this.graph);
+    this.#findIndexInputs();
     for (const [name, id] of [...Object.entries(this.graph.params), ...Object.entries(this.graph.state)]) {
       const t = this.graph.values[id]!.type;
-      const buf = this.#backend.alloc(4 * numel(t.shape));
-      const host = initialValues(this.graph.init[name] ?? { dist: 'zeros' }, numel(t.shape), this.seed, name) as Float32Array;
-      this.#backend.write(buf, host);
-      this.#persistent.set(name, buf);
+      const buf = this.backend.alloc(byteSizeOf(t));
+      this.backend.write(buf, initialValues(this.graph.init[name] ?? { dist: 'zeros' }, numel(t.shape), this.seed, name) as Float32Array);
+      this.persistent.set(name, buf);
     }
-  }
-
-  /** Bytes of the arena and of persistent storage this executable holds. */
-  get allocatedBytes(): { arena: number; persistent: number } {
-    return { arena: this.#arena ? this.plan.arenaBytes : 0, persistent: [...this.#persistent.values()].reduce((a, b) => a + b.bytes, 0) };
-  }
-
-  get steps(): number {
-    return this.#steps;
-  }
-
-  #view(id: number): NumArray {
-    const v = this.#views.get(id);
-    if (v) return v;
-    const t = this.graph.values[id]!.type;
-    const n = numel(t.shape);
-    const pname = this.plan.persistent.get(id);
-    const bytes = (pname ? this.#persistent.get(pname)! : this.#arena!) as CpuBuffer;
-    const offset = pname ? 0 : this.plan.placements.get(id)!.offset;
-    const Ctor = t.dtype === 'i32' ? Int32Array : Float32Array;
-    const view = new Ctor(bytes.data.buffer as ArrayBuffer, bytes.data.byteOffset + offset, n);
-    this.#views.set(id, view);
-    return view;
-  }
-
-  #bind(): void {
-    this.#arena = this.#backend.alloc(this.plan.arenaBytes);
-    this.#launches = this.graph.nodes.map((node) => {
-      const inTypes: ValueType[] = node.inputs.map((i) => this.graph.values[i]!.type);
-      const outTypes: ValueType[] = node.outputs.map((o) => this.graph.values[o]!.type);
-      const params = { op: node.op, device: this.device, inTypes, outTypes, attrs: node.attrs };
-      let kernel: KernelCandidate<KernelCall, void>;
-      try {
-        kernel = registry.select<KernelCall, void>(node.op, params as KernelCall);
-      } catch (e) {
-        throw new DeepwellError('NO_KERNEL', `${this.graph.describeNode(node)}: ${(e as Error).message}`, { cause: e });
-      }
-      const call: KernelCall = { ...params, inputs: node.inputs.map((i) => this.#view(i)), outputs: node.outputs.map((o) => this.#view(o)) };
-      return { node, kernel, call };
-    });
   }
 
   /**
-   * One step: `batch` gives every graph input by name. Returns the graph's outputs (copies).
-   * Parameters and state are updated in place.
+   * Graph inputs used as indices (embedding ids, cross-entropy targets), followed back through
+   * reshapes, so a bad id is reported before anything runs: a kernel on the device could only skip
+   * it, and the optimizer would then apply a step computed from garbage.
    */
-  run(batch: Record<string, NumArray>): Record<string, Float32Array | Int32Array> {
-    if (this.#disposed) throw new DeepwellError('DISPOSED', 'This executable was disposed');
+  #findIndexInputs(): void {
+    const producer = new Map<number, NodeDecl>();
+    for (const n of this.graph.nodes) for (const o of n.outputs) producer.set(o, n);
+    const inputName = new Map(Object.entries(this.graph.inputs).map(([k, v]) => [v, k]));
+    const source = (id: number): string | undefined => {
+      let v = id;
+      for (let p = producer.get(v); p && p.op === 'reshape'; p = producer.get(v)) v = p.inputs[0]!;
+      return inputName.get(v);
+    };
+    for (const n of this.graph.nodes) {
+      const ids = n.op === 'embedding' || n.op === 'cross_entropy' ? n.inputs[1]! : undefined;
+      const name = ids === undefined ? undefined : source(ids);
+      if (!name) continue;
+      const limit = this.graph.values[n.inputs[0]!]!.type.shape.at(n.op === 'embedding' ? 0 : -1)!;
+      const allow = n.op === 'cross_entropy' ? ((n.attrs.ignoreIndex as number | undefined) ?? -1) : null;
+      const prev = this.#indexRanges.get(name);
+      this.#indexRanges.set(name, { limit: Math.min(limit, prev?.limit ?? limit), allow: prev ? (prev.allow === allow ? allow : null) : allow, op: n.op });
+    }
+  }
+
+  get allocatedBytes(): { arena: number; persistent: number } {
+    return { arena: this.arena ? this.plan.arenaBytes : 0, persistent: [...this.persistent.values()].reduce((a, b) => a + b.bytes, 0) };
+  }
+
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  /** Select every node's kernel once. */
+  protected selectKernels(): void {
+    this.kernels = this.graph.nodes.map((node) => {
+      const params: KernelParams = {
+        op: node.op,
+        device: this.device,
+        inTypes: node.inputs.map((i) => this.graph.values[i]!.type),
+        outTypes: node.outputs.map((o) => this.graph.values[o]!.type),
+        attrs: node.attrs,
+      };
+      try {
+        return { node, kernel: registry.select<KernelParams, void>(node.op, params) };
+      } catch (e) {
+        throw new DeepwellError('NO_KERNEL', `${this.graph.describeNode(node)}: ${(e as Error).message}`, { cause: e });
+      }
+    });
+  }
+
+  protected checkBatch(batch: Record<string, NumArray>): void {
+    if (this.disposed) throw new DeepwellError('DISPOSED', 'This executable was disposed');
     for (const name of Object.keys(batch)) {
       if (!(name in this.graph.inputs)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(this.graph.inputs).join(', ')} for a batch input but received ${describe(name)}`);
     }
     for (const [name, id] of Object.entries(this.graph.inputs)) {
       if (!(name in batch)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value for input '${name}' (${shapeStr(this.graph.values[id]!.type)}) but received none`);
       checkBinding(name, this.graph.values[id]!.type, batch[name]);
-    }
-    if (!this.#arena) this.#bind();
-    for (const [name, id] of Object.entries(this.graph.inputs)) this.#view(id).set(batch[name]! as never);
-    for (const l of this.#launches) {
-      try {
-        l.kernel.run(l.call);
-      } catch (e) {
-        throw new DeepwellError(DeepwellError.is(e) ? e.code : 'INTERNAL', `${this.graph.describeNode(l.node)}: ${(e as Error).message}`, { cause: e });
+      const range = this.#indexRanges.get(name);
+      if (!range) continue;
+      const data = batch[name] as Int32Array;
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]!;
+        if ((v < 0 || v >= range.limit) && v !== range.allow) {
+          throw new DeepwellError('INVALID_ARGUMENT', `Expected ids in [0, ${range.limit})${range.allow !== null ? ` or ${range.allow}` : ''} for input '${name}' (used by ${range.op}) but received ${v} at position ${i}`, {
+            details: { input: name, position: i, value: v },
+          });
+        }
       }
     }
-    // Updates not written in place are copied into their persistent value.
-    for (const [name, id] of Object.entries(this.graph.updates)) {
-      if (this.plan.persistent.get(id) === name) continue;
-      const target = this.graph.params[name] ?? this.graph.state[name]!;
-      this.#view(target).set(this.#view(id) as never);
-    }
-    this.#steps++;
-    const out: Record<string, Float32Array | Int32Array> = {};
-    for (const [name, id] of Object.entries(this.graph.outputs)) out[name] = this.#view(id).slice() as Float32Array | Int32Array;
-    return out;
   }
+
+  protected rethrow(node: NodeDecl, e: unknown): never {
+    throw new DeepwellError(DeepwellError.is(e) ? e.code : 'INTERNAL', `${this.graph.describeNode(node)}: ${(e as Error).message}`, { cause: e });
+  }
+
+  /** One step: every graph input by name in, the graph's outputs (copies) out. */
+  abstract run(batch: Record<string, NumArray>): Outputs;
 
   /** Which kernel served each op, over how many nodes and calls so far. */
   kernelSummary(): KernelSummaryRow[] {
-    if (!this.#arena) this.#bind();
+    if (this.kernels.length === 0) this.selectKernels();
     const rows = new Map<string, KernelSummaryRow>();
-    for (const l of this.#launches) {
+    for (const l of this.kernels) {
       const key = `${l.node.op}/${l.kernel.name}`;
       const r = rows.get(key) ?? { op: l.node.op, kernel: l.kernel.name, backend: l.kernel.backend, nodes: 0, calls: 0 };
       r.nodes++;
-      r.calls += this.#steps;
+      r.calls += this.stepCount;
       rows.set(key, r);
     }
     return [...rows.values()].sort((a, b) => a.op.localeCompare(b.op));
@@ -163,22 +170,28 @@ export class Executable {
 
   /** A copy of a parameter or state value by name. */
   get(name: string): Float32Array {
-    const id = this.#named(name);
-    return Float32Array.from(this.#view(id));
+    const id = this.named(name);
+    const out = new Float32Array(numel(this.graph.values[id]!.type.shape));
+    this.backend.read(this.persistent.get(this.persistentName(id))!, out);
+    return out;
   }
 
   /** Overwrite a parameter or state value by name. */
   set(name: string, data: Float32Array | Float64Array): void {
-    const id = this.#named(name);
+    const id = this.named(name);
     checkBinding(name, this.graph.values[id]!.type, data);
-    this.#view(id).set(data as never);
+    this.backend.write(this.persistent.get(this.persistentName(id))!, data instanceof Float32Array ? data : Float32Array.from(data));
   }
 
   parameterNames(): string[] {
     return Object.keys(this.graph.params);
   }
 
-  #named(name: string): number {
+  protected persistentName(id: number): string {
+    return this.plan.persistent.get(id)!;
+  }
+
+  protected named(name: string): number {
     const id = this.graph.params[name] ?? this.graph.state[name];
     if (id === undefined) {
       const known = [...Object.keys(this.graph.params), ...Object.keys(this.graph.state)];
@@ -189,12 +202,203 @@ export class Executable {
   }
 
   dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
+    if (this.disposed) return;
+    this.disposed = true;
+    this.release();
+    if (this.arena) this.backend.free(this.arena);
+    for (const b of this.persistent.values()) this.backend.free(b);
+    this.persistent.clear();
+  }
+
+  protected release(): void {}
+}
+
+class CpuExecutable extends Executable {
+  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: KernelCall }[] = [];
+  #views = new Map<number, NumArray>();
+
+  constructor(graph: Graph, options: CompileOptions) {
+    super(graph, options, getBackend('cpu'));
+  }
+
+  #view(id: number): NumArray {
+    const v = this.#views.get(id);
+    if (v) return v;
+    const t = this.graph.values[id]!.type;
+    const pname = this.plan.persistent.get(id);
+    const buf = (pname ? this.persistent.get(pname)! : this.arena!) as CpuBuffer;
+    const offset = pname ? 0 : this.plan.placements.get(id)!.offset;
+    const Ctor = t.dtype === 'i32' ? Int32Array : Float32Array;
+    const view = new Ctor(buf.data.buffer as ArrayBuffer, buf.data.byteOffset + offset, numel(t.shape));
+    this.#views.set(id, view);
+    return view;
+  }
+
+  #bind(): void {
+    this.arena = this.backend.alloc(this.plan.arenaBytes);
+    this.selectKernels();
+    this.#launches = this.kernels.map(({ node, kernel }) => ({
+      node,
+      kernel,
+      call: {
+        op: node.op,
+        device: this.device,
+        inTypes: node.inputs.map((i) => this.graph.values[i]!.type),
+        outTypes: node.outputs.map((o) => this.graph.values[o]!.type),
+        attrs: node.attrs,
+        inputs: node.inputs.map((i) => this.#view(i)),
+        outputs: node.outputs.map((o) => this.#view(o)),
+      },
+    }));
+  }
+
+  run(batch: Record<string, NumArray>): Outputs {
+    this.checkBatch(batch);
+    if (!this.arena) this.#bind();
+    for (const [name, id] of Object.entries(this.graph.inputs)) this.#view(id).set(batch[name]! as never);
+    for (const l of this.#launches) {
+      try {
+        l.kernel.run(l.call);
+      } catch (e) {
+        this.rethrow(l.node, e);
+      }
+    }
+    for (const [name, id] of Object.entries(this.graph.updates)) {
+      if (this.plan.persistent.get(id) === name) continue;
+      const target = this.graph.params[name] ?? this.graph.state[name]!;
+      this.#view(target).set(this.#view(id) as never);
+    }
+    this.stepCount++;
+    const out: Outputs = {};
+    for (const [name, id] of Object.entries(this.graph.outputs)) out[name] = this.#view(id).slice() as Float32Array | Int32Array;
+    return out;
+  }
+
+  protected override release(): void {
     this.#views.clear();
-    if (this.#arena) this.#backend.free(this.#arena);
-    for (const b of this.#persistent.values()) this.#backend.free(b);
-    this.#persistent.clear();
+  }
+}
+
+type KernelsNative = typeof import('@deepwell/kernels-native');
+const requireCjs = createRequire(import.meta.url);
+
+class CudaExecutable extends Executable {
+  #kn: KernelsNative;
+  #stream: InstanceType<KernelsNative['Stream']>;
+  #graphExec: { launch(stream: unknown): void; dispose(): void } | null = null;
+  #useGraph: boolean;
+  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: CudaCall }[] = [];
+  #staging = new Map<string, { pinned: InstanceType<KernelsNative['PinnedBuffer']>; arg: DevArg; view: NumArray }>();
+  #lastHostMs = 0;
+
+  constructor(graph: Graph, options: CompileOptions, kn: KernelsNative) {
+    super(graph, options, getBackend(options.device!));
+    this.#kn = kn;
+    this.#stream = new kn.Stream(Number(this.device.split(':')[1]));
+    this.#useGraph = options.cudaGraph ?? true;
+  }
+
+  #arg(id: number): DevArg {
+    const t = this.graph.values[id]!.type;
+    const pname = this.plan.persistent.get(id);
+    const buf = (pname ? this.persistent.get(pname)! : this.arena!) as InstanceType<KernelsNative['CudaBuffer']>;
+    return { base: buf.ptr, offset: pname ? 0 : this.plan.placements.get(id)!.offset, bytes: byteSizeOf(t) };
+  }
+
+  #bind(): void {
+    this.arena = this.backend.alloc(Math.max(1, this.plan.arenaBytes));
+    this.selectKernels();
+    this.#launches = this.kernels.map(({ node, kernel }) => ({
+      node,
+      kernel,
+      call: {
+        op: node.op,
+        device: this.device,
+        inTypes: node.inputs.map((i) => this.graph.values[i]!.type),
+        outTypes: node.outputs.map((o) => this.graph.values[o]!.type),
+        attrs: node.attrs,
+        stream: this.#stream.handle,
+        inputs: node.inputs.map((i) => this.#arg(i)),
+        outputs: node.outputs.map((o) => this.#arg(o)),
+      },
+    }));
+    const io = [...Object.entries(this.graph.inputs), ...Object.entries(this.graph.outputs).map(([k, v]) => [`out:${k}`, v] as const)];
+    for (const [name, id] of io) {
+      const t = this.graph.values[id]!.type;
+      const pinned = new this.#kn.PinnedBuffer(Math.max(4, byteSizeOf(t)));
+      const Ctor = t.dtype === 'i32' ? Int32Array : Float32Array;
+      this.#staging.set(name, { pinned, arg: this.#arg(id), view: new Ctor(pinned.buffer, 0, numel(t.shape)) });
+    }
+  }
+
+  #enqueueKernels(checkIndices: boolean): void {
+    for (const l of this.#launches) {
+      try {
+        l.kernel.run(checkIndices ? l.call : { ...l.call, checkIndices: false });
+      } catch (e) {
+        this.rethrow(l.node, e);
+      }
+    }
+    // Updates not written in place are copied into their persistent value.
+    for (const [name, id] of Object.entries(this.graph.updates)) {
+      if (this.plan.persistent.get(id) === name) continue;
+      const src = this.#arg(id);
+      const dst = this.#arg(this.graph.params[name] ?? this.graph.state[name]!);
+      this.#kn.loadNative().copyDtoD(dst.base, dst.offset, src.base, src.offset, src.bytes, this.#stream.handle);
+    }
+  }
+
+  run(batch: Record<string, NumArray>): Outputs {
+    const t0 = performance.now();
+    this.checkBatch(batch);
+    if (!this.arena) this.#bind();
+    const native = this.#kn.loadNative() as unknown as Record<string, (...a: number[]) => void>;
+    for (const [name] of Object.entries(this.graph.inputs)) {
+      const s = this.#staging.get(name)!;
+      s.view.set(batch[name]! as never);
+      native.copyHtoDAsync!(s.arg.base, s.arg.offset, new Uint8Array(s.pinned.buffer, 0, s.arg.bytes) as never, this.#stream.handle);
+    }
+    if (this.stepCount === 0 || !this.#useGraph) {
+      this.#enqueueKernels(this.stepCount === 0 || !this.#useGraph);
+    } else {
+      if (!this.#graphExec) this.#graphExec = this.#kn.Graph.capture(this.#stream, () => this.#enqueueKernels(false));
+      this.#graphExec.launch(this.#stream);
+    }
+    for (const [name] of Object.entries(this.graph.outputs)) {
+      const s = this.#staging.get(`out:${name}`)!;
+      native.copyDtoHAsync!(new Uint8Array(s.pinned.buffer, 0, s.arg.bytes) as never, s.arg.base, s.arg.offset, this.#stream.handle);
+    }
+    this.#lastHostMs = performance.now() - t0;
+    this.#stream.synchronize();
+    // Bad indices inside a captured step are flagged on the device; report them now.
+    if (this.#graphExec && typeof native.opsErrorCheck === 'function') {
+      try {
+        native.opsErrorCheck(this.#stream.handle);
+      } catch (e) {
+        throw new DeepwellError(DeepwellError.is(e) ? e.code : 'INTERNAL', `in a replayed step: ${(e as Error).message}`, { cause: e });
+      }
+    }
+    this.stepCount++;
+    const out: Outputs = {};
+    for (const [name] of Object.entries(this.graph.outputs)) out[name] = this.#staging.get(`out:${name}`)!.view.slice() as Float32Array | Int32Array;
+    return out;
+  }
+
+  /** Host time of the last run() up to the wait for the device (queueing the step, not running it). */
+  get lastHostMs(): number {
+    return this.#lastHostMs;
+  }
+
+  /** Whether steps replay a captured CUDA graph. */
+  get replaying(): boolean {
+    return this.#graphExec !== null;
+  }
+
+  protected override release(): void {
+    this.#graphExec?.dispose();
+    for (const s of this.#staging.values()) s.pinned.dispose();
+    this.#staging.clear();
+    this.#stream.dispose();
   }
 }
 
@@ -210,5 +414,20 @@ function editDistance(a: string, b: string): number {
 }
 
 export function compile(graph: Graph, options: CompileOptions = {}): Executable {
-  return new Executable(graph, options);
+  const device = options.device ?? 'cpu';
+  if (device === 'cpu') return new CpuExecutable(graph, options);
+  if (!/^cuda:\d+$/.test(device)) throw new DeepwellError('INVALID_ARGUMENT', `compile: Expected 'cpu' or 'cuda:N' for device but received ${describe(device)}`);
+  let kn: KernelsNative;
+  try {
+    kn = requireCjs('@deepwell/kernels-native') as KernelsNative;
+  } catch (e) {
+    throw new DeepwellError('NO_BACKEND', `compile: ${device} needs @deepwell/kernels-native, which is not installed`, { cause: e });
+  }
+  const status = kn.cudaStatus();
+  if (!status.available) throw new DeepwellError('NO_BACKEND', `compile: ${device} is not available here (${status.reason})`);
+  const index = Number(device.slice(5));
+  if (index >= status.deviceCount) throw new DeepwellError('INVALID_ARGUMENT', `compile: Expected a device in cuda:0 to cuda:${status.deviceCount - 1} but received ${device}`);
+  kn.registerCudaBackends();
+  return new CudaExecutable(graph, { ...options, device }, kn);
 }
+

@@ -1,2 +1,103 @@
-/** CUDA candidates of the 'moe' op family (native/ops/moe.cu). */
-export {};
+/**
+ * CUDA candidates of the 'moe' op family (native/ops/moe.cu, whose header documents each entry
+ * point's signature: stream, dtype code, sizes, then each tensor as (base, offset); moe_plan takes
+ * integers only and so no dtype code).
+ *
+ * Float tensors in one storage dtype (f32 / bf16 / f16), indices i32. The index-taking ops check
+ * their indices on the device and then, unless the call says `checkIndices: false`, synchronise
+ * through opsErrorCheck and throw INVALID_ARGUMENT for a bad one (see nn.ts). topk's and moe_plan's
+ * integer outputs match the reference exactly (ties to the lower index; choices filled rank first,
+ * then token order).
+ */
+import type { KernelParams } from '../op.js';
+import { numel } from '../types.js';
+import { at, registerCuda } from './kernels.js';
+import { checkIndicesAfter, code, oneFloatStorage } from './nn.js';
+
+const I32_MAX = 2 ** 31 - 1;
+const MAX_EXPERTS = 8192;
+
+const limit = (n: number, max: number, what: string): true | string => (n <= max ? true : `${what} ${n} is above ${max}`);
+const both = (...checks: (true | string)[]): true | string => checks.find((c) => c !== true) ?? true;
+
+registerCuda({
+  op: 'topk',
+  name: 'topk_cuda',
+  supports: (p) => both(oneFloatStorage(p), limit(p.inTypes[0]!.shape.at(-1)!, I32_MAX, 'a row length')),
+  run: (call, ops) => {
+    const shape = call.inTypes[0]!.shape;
+    const E = shape.at(-1)!;
+    const rows = numel(shape.slice(0, -1));
+    const [values, indices] = call.outputs;
+    ops.topk!(call.stream, code(call.inTypes[0]!), rows, E, call.attrs.k as number, ...at(call.inputs[0]!), ...at(values!), ...at(indices!));
+  },
+});
+
+registerCuda({
+  op: 'topk_backward',
+  name: 'topk_backward_cuda',
+  supports: (p: KernelParams) => both(oneFloatStorage(p), limit(p.attrs.size as number, I32_MAX, 'size'), limit(p.inTypes[0]!.shape.at(-1)!, I32_MAX, 'k')),
+  run: (call, ops) => {
+    const shape = call.inTypes[0]!.shape;
+    const k = shape.at(-1)!;
+    const rows = numel(shape.slice(0, -1));
+    ops.topkBackward!(call.stream, code(call.inTypes[0]!), rows, k, call.attrs.size as number, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda({
+  op: 'gather_rows',
+  name: 'gather_rows_cuda',
+  supports: (p) => both(oneFloatStorage(p), limit(p.inTypes[0]!.shape[1]!, I32_MAX, 'a row length')),
+  run: (call, ops) => {
+    const [R, D] = call.inTypes[0]!.shape as [number, number];
+    const M = call.inTypes[1]!.shape[0]!;
+    ops.gatherRows!(call.stream, code(call.inTypes[0]!), M, R, D, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda({
+  op: 'scatter_add_rows',
+  name: 'scatter_add_rows_cuda',
+  supports: (p) => both(oneFloatStorage(p), limit(p.inTypes[0]!.shape[1]!, I32_MAX, 'a row length')),
+  run: (call, ops) => {
+    const [M, D] = call.inTypes[0]!.shape as [number, number];
+    ops.scatterAddRows!(call.stream, code(call.inTypes[0]!), M, call.attrs.rows as number, D, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda({
+  op: 'moe_plan',
+  name: 'moe_plan_cuda',
+  supports: (p) => {
+    const [N, k] = p.inTypes[0]!.shape as [number, number];
+    const E = p.attrs.numExperts as number;
+    const C = p.attrs.capacity as number;
+    return both(
+      oneFloatStorage(p),
+      limit(E, MAX_EXPERTS, 'numExperts (the per-expert counters live in shared memory)'),
+      limit(N * k, I32_MAX, 'tokens x k'),
+      limit(E * C, I32_MAX, 'numExperts x capacity'),
+    );
+  },
+  run: (call, ops) => {
+    const [N, k] = call.inTypes[0]!.shape as [number, number];
+    const [dispatch, combine] = call.outputs;
+    ops.moePlan!(call.stream, N, k, call.attrs.numExperts as number, call.attrs.capacity as number, ...at(call.inputs[0]!), ...at(dispatch!), ...at(combine!));
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda({
+  op: 'one_hot',
+  name: 'one_hot_cuda',
+  supports: (p) => both(oneFloatStorage(p), limit(p.attrs.classes as number, I32_MAX, 'classes')),
+  run: (call, ops) => {
+    const P = numel(call.inTypes[0]!.shape);
+    ops.oneHot!(call.stream, code(call.outTypes[0]!), P, call.attrs.classes as number, ...at(call.inputs[0]!), ...at(call.outputs[0]!));
+    checkIndicesAfter(call, ops);
+  },
+});

@@ -1,2 +1,220 @@
-/** CUDA candidates of the 'tensor' op family (native/ops/tensor.cu). */
-export {};
+/**
+ * CUDA candidates of the 'tensor' op family (native/ops/tensor.cu). Each candidate calls one native
+ * entry point; the signatures below must match the comments at the top of each kernel group in
+ * tensor.cu. A tensor argument is two numbers, at(arg) = (allocation base, byte offset); dtype codes
+ * are DTYPE_CODE's (0 f32, 1 bf16, 2 f16, 3 i32).
+ *
+ *   fill(stream, dtype, n, value, out)
+ *   add / mul(stream, dtype, rank, outShape[rank], aShape[rank], bShape[rank], a, b, out)
+ *       aShape, bShape right-aligned to rank with leading 1s
+ *   sumTo / sum / mean / max(stream, dtype, rank, xShape[rank], keepShape[rank], x, out)
+ *   maxBackward(stream, dtype, rank, xShape[rank], keepShape[rank], g, x, out)
+ *       keepShape: x's shape with the reduced dimensions set to 1
+ *   broadcastTo(stream, dtype, rank, outShape[rank], xShape[rank], x, out)
+ *   reshape(stream, dtype, n, x, out)
+ *   scale(stream, dtype, n, alpha, x, out)
+ *   biasAdd(stream, dtype, rows, cols, x, bias, out)
+ *   gelu / silu(stream, dtype, n, x, out)
+ *   geluBackward / siluBackward(stream, dtype, n, g, x, out)
+ *   swiglu(stream, dtype, n, gate, up, out)
+ *   transpose(stream, dtype, rank, xShape[rank], perm[rank], x, out)
+ *   slice(stream, dtype, outer, size, inner, start, length, x, out)
+ *   sliceBackward(stream, dtype, outer, size, inner, start, length, g, out)
+ *   concat(stream, dtype, outer, inner, k, sizes[k], x_0, ..., x_{k-1}, out)
+ *   cast(stream, fromDtype, toDtype, n, x, out)
+ *
+ * Computing kernels take one float storage dtype for every tensor (f32, bf16 or f16; FP32
+ * arithmetic, one rounding on store); the data movers (reshape, broadcast_to, transpose, slice,
+ * concat) also move i32. Shapes travel as numbers, so ops that pass shapes handle rank <= 8.
+ */
+import type { DTypeName } from '@deepwell/core';
+import { axisOf, type KernelParams } from '../op.js';
+import { reduction } from '../ops/sum.js';
+import { numel, shapeStr, type ValueType } from '../types.js';
+import { DTYPE_CODE, FLOAT_STORAGE, at, floatStorage, nativeOps, registerCuda, type CudaCall } from './kernels.js';
+
+/** The most dimensions a shape passed to a native entry point may have. */
+export const CUDA_MAX_RANK = 8;
+
+const MOVABLE: readonly DTypeName[] = ['f32', 'bf16', 'f16', 'i32'];
+
+type Check = (p: KernelParams) => true | string;
+type NativeFn = (...args: number[]) => unknown;
+
+const code = (t: ValueType): number => DTYPE_CODE[t.dtype]!;
+const tensors = (p: KernelParams): ValueType[] => [...p.inTypes, ...p.outTypes];
+
+/** Every tensor in one float storage dtype (f32, bf16 or f16). */
+const oneFloat: Check = (p) => {
+  const fs = floatStorage(p);
+  if (fs !== true) return fs;
+  const all = tensors(p);
+  const bad = all.find((t) => !FLOAT_STORAGE.includes(t.dtype));
+  if (bad) return `computes on float storage (f32, bf16, f16), not ${bad.dtype}`;
+  const other = all.find((t) => t.dtype !== all[0]!.dtype);
+  return other ? `needs one storage dtype for every tensor, not ${all[0]!.dtype} and ${other.dtype}` : true;
+};
+
+/** Every tensor in one dtype the data-movement kernels move (f32, bf16, f16, i32). */
+const oneMovable: Check = (p) => {
+  const all = tensors(p);
+  const bad = all.find((t) => !MOVABLE.includes(t.dtype));
+  if (bad) return `no CUDA kernel for ${bad.dtype} storage`;
+  const other = all.find((t) => t.dtype !== all[0]!.dtype);
+  return other ? `needs one dtype for every tensor, not ${all[0]!.dtype} and ${other.dtype}` : true;
+};
+
+/** Every tensor of rank <= 8 (shapes are passed as numbers). */
+const smallRank: Check = (p) => {
+  const big = tensors(p).find((t) => t.shape.length > CUDA_MAX_RANK);
+  return big ? `handles rank <= ${CUDA_MAX_RANK}, not rank ${big.shape.length} (${shapeStr(big)})` : true;
+};
+
+const all = (...checks: Check[]): Check => (p) => {
+  for (const c of checks) {
+    const v = c(p);
+    if (v !== true) return v;
+  }
+  return true;
+};
+
+/** Registers `<op>_cuda`, calling the native entry point `entry`. */
+function cuda(op: string, entry: string, supports: Check, run: (c: CudaCall, fn: NativeFn) => void): void {
+  registerCuda({
+    op,
+    name: `${op}_cuda`,
+    supports: (p) => {
+      const ops = nativeOps().ops;
+      if (ops && typeof ops[entry] !== 'function') return `the loaded @deepwell/kernels-native has no '${entry}' entry point (rebuild it)`;
+      return supports(p);
+    },
+    run: (c, ops) => run(c, ops[entry]!),
+  });
+}
+
+const input = (c: CudaCall, i: number): [number, number] => at(c.inputs[i]!);
+const output = (c: CudaCall): [number, number] => at(c.outputs[0]!);
+const inType = (c: KernelParams, i = 0): ValueType => c.inTypes[i]!;
+const outType = (c: KernelParams): ValueType => c.outTypes[0]!;
+
+/** `shape` right-aligned to `rank` with leading 1s. */
+const padTo = (shape: readonly number[], rank: number): number[] => [...new Array<number>(rank - shape.length).fill(1), ...shape];
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+cuda('fill', 'fill', oneFloat, (c, fn) => {
+  const o = outType(c);
+  fn(c.stream, code(o), numel(o.shape), c.attrs.value as number, ...output(c));
+});
+
+cuda('scale', 'scale', oneFloat, (c, fn) => {
+  const x = inType(c);
+  fn(c.stream, code(x), numel(x.shape), c.attrs.alpha as number, ...input(c, 0), ...output(c));
+});
+
+for (const [op, entry] of [['gelu', 'gelu'], ['silu', 'silu']] as const) {
+  cuda(op, entry, oneFloat, (c, fn) => {
+    const x = inType(c);
+    fn(c.stream, code(x), numel(x.shape), ...input(c, 0), ...output(c));
+  });
+}
+
+// (g, x) for the backward ops, (gate, up) for swiglu: the op's input order.
+for (const [op, entry] of [['gelu_backward', 'geluBackward'], ['silu_backward', 'siluBackward'], ['swiglu', 'swiglu']] as const) {
+  cuda(op, entry, oneFloat, (c, fn) => {
+    const o = outType(c);
+    fn(c.stream, code(o), numel(o.shape), ...input(c, 0), ...input(c, 1), ...output(c));
+  });
+}
+
+cuda('bias_add', 'biasAdd', oneFloat, (c, fn) => {
+  const x = inType(c);
+  const cols = x.shape.at(-1)!;
+  fn(c.stream, code(x), numel(x.shape.slice(0, -1)), cols, ...input(c, 0), ...input(c, 1), ...output(c));
+});
+
+for (const op of ['add', 'mul'] as const) {
+  cuda(op, op, all(oneFloat, smallRank), (c, fn) => {
+    const o = outType(c);
+    const r = o.shape.length;
+    fn(c.stream, code(o), r, ...o.shape, ...padTo(inType(c, 0).shape, r), ...padTo(inType(c, 1).shape, r), ...input(c, 0), ...input(c, 1), ...output(c));
+  });
+}
+
+// ---- data movement ----------------------------------------------------------------------------
+
+cuda('reshape', 'reshape', oneMovable, (c, fn) => {
+  const x = inType(c);
+  fn(c.stream, code(x), numel(x.shape), ...input(c, 0), ...output(c));
+});
+
+cuda('broadcast_to', 'broadcastTo', all(oneMovable, smallRank), (c, fn) => {
+  const o = outType(c);
+  const r = o.shape.length;
+  fn(c.stream, code(o), r, ...o.shape, ...padTo(inType(c).shape, r), ...input(c, 0), ...output(c));
+});
+
+cuda('transpose', 'transpose', all(oneMovable, smallRank), (c, fn) => {
+  const x = inType(c);
+  fn(c.stream, code(x), x.shape.length, ...x.shape, ...(c.attrs.perm as readonly number[]), ...input(c, 0), ...output(c));
+});
+
+/** [outer, size, inner] around `axis` of `shape`. */
+function around(shape: readonly number[], axis: number): [number, number, number] {
+  return [numel(shape.slice(0, axis)), shape[axis]!, numel(shape.slice(axis + 1))];
+}
+
+// slice and concat pass [outer, size, inner] views, so they have no rank limit.
+cuda('slice', 'slice', oneMovable, (c, fn) => {
+  const x = inType(c);
+  const axis = axisOf('slice', c.attrs.axis as number, x.shape.length);
+  const start = c.attrs.start as number;
+  const end = c.attrs.end as number;
+  fn(c.stream, code(x), ...around(x.shape, axis), start, end - start, ...input(c, 0), ...output(c));
+});
+
+cuda('slice_backward', 'sliceBackward', oneFloat, (c, fn) => {
+  const g = inType(c);
+  const o = outType(c);
+  const axis = axisOf('slice_backward', c.attrs.axis as number, o.shape.length);
+  fn(c.stream, code(o), ...around(o.shape, axis), c.attrs.start as number, g.shape[axis]!, ...input(c, 0), ...output(c));
+});
+
+cuda('concat', 'concat', oneMovable, (c, fn) => {
+  const o = outType(c);
+  const axis = axisOf('concat', c.attrs.axis as number, o.shape.length);
+  const [outer, , inner] = around(o.shape, axis);
+  const sizes = c.inTypes.map((t) => t.shape[axis]!);
+  fn(c.stream, code(o), outer, inner, sizes.length, ...sizes, ...c.inputs.flatMap((a) => at(a)), ...output(c));
+});
+
+cuda('cast', 'cast', (p) => {
+  const bad = tensors(p).find((t) => !MOVABLE.includes(t.dtype));
+  return bad ? `no CUDA kernel for ${bad.dtype} storage` : true;
+}, (c, fn) => {
+  const x = inType(c);
+  fn(c.stream, code(x), code(outType(c)), numel(x.shape), ...input(c, 0), ...output(c));
+});
+
+// ---- reductions -------------------------------------------------------------------------------
+
+for (const [op, entry] of [['sum', 'sum'], ['mean', 'mean'], ['max', 'max']] as const) {
+  cuda(op, entry, all(oneFloat, smallRank), (c, fn) => {
+    const x = inType(c);
+    const keep = reduction(op, x, c.attrs).keepShape;
+    fn(c.stream, code(x), x.shape.length, ...x.shape, ...keep, ...input(c, 0), ...output(c));
+  });
+}
+
+cuda('max_backward', 'maxBackward', all(oneFloat, smallRank), (c, fn) => {
+  const x = inType(c, 1);
+  const keep = reduction('max_backward', x, c.attrs).keepShape;
+  fn(c.stream, code(x), x.shape.length, ...x.shape, ...keep, ...input(c, 0), ...input(c, 1), ...output(c));
+});
+
+// sum_to reduces x to its target shape, right-aligned: the target is the keepdims shape.
+cuda('sum_to', 'sumTo', all(oneFloat, smallRank), (c, fn) => {
+  const x = inType(c);
+  const r = x.shape.length;
+  fn(c.stream, code(x), r, ...x.shape, ...padTo(outType(c).shape, r), ...input(c, 0), ...output(c));
+});

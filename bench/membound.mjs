@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// Memory-bound kernels at large sizes against a device-to-device copy measured in the same run.
+// Each kernel is the CUDA candidate the registry selects for the op (as a compiled step would use).
+// Bandwidth = (bytes the kernel must read + bytes it must write) / time: each input read once, each
+// output written once. Method: random inputs (never zeros), 3 warm-ups, 15 launches each timed with
+// its own CUDA events, the median.
+import { f32ToBf16Bits, registry } from '@deepwell/core';
+import { checkAttrs, getOp } from '@deepwell/ir';
+import { Event, Stream, cudaBackend } from '@deepwell/kernels-native';
+
+const be = cudaBackend(0);
+const stream = new Stream(0);
+const bytesOf = (t) => t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f32' || t.dtype === 'i32' ? 4 : 2);
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const randBlock = { bf16: Uint16Array.from({ length: 1 << 22 }, () => f32ToBf16Bits(Math.random() * 2 - 1)), f32: Float32Array.from({ length: 1 << 22 }, () => Math.random() * 2 - 1) };
+
+function fill(buf, t, ints) {
+  const block = t.dtype === 'i32' ? Int32Array.from({ length: 1 << 20 }, () => Math.floor(Math.random() * ints)) : randBlock[t.dtype];
+  const total = bytesOf(t);
+  const first = Math.min(total, block.byteLength);
+  be.write(buf, new Uint8Array(block.buffer, 0, first));
+  for (let done = first; done < total; ) {
+    const k = Math.min(done, total - done);
+    be.copy(buf, buf, k, done, 0);
+    done += k;
+  }
+}
+
+function time(launch) {
+  for (let i = 0; i < 3; i++) launch();
+  const out = [];
+  for (let i = 0; i < 15; i++) {
+    const [s, e] = [new Event(0), new Event(0)];
+    s.record(stream);
+    launch();
+    e.record(stream);
+    e.synchronize();
+    out.push(e.elapsedSince(s));
+    s.dispose();
+    e.dispose();
+  }
+  return median(out);
+}
+
+const rows = [];
+{
+  const bytes = 2 ** 31; // 2 GiB copy
+  const a = be.alloc(bytes);
+  const b = be.alloc(bytes);
+  fill(a, { shape: [bytes / 4], dtype: 'f32' });
+  const ms = time(() => be.copy(b, a, bytes, 0, 0, stream));
+  rows.push({ name: 'device-to-device copy, 2 GiB', ms, gbps: (2 * bytes) / (ms * 1e6) });
+  be.free(a);
+  be.free(b);
+}
+const copy = rows[0].gbps;
+
+// name, op, inputs (types), attrs, bytes that must move (defaults to all inputs + outputs)
+const CASES = [
+  ['layernorm 131072×768 bf16', 'layernorm', [{ shape: [131072, 768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }], { eps: 1e-5 }],
+  ['gelu 268M bf16', 'gelu', [{ shape: [1 << 28], dtype: 'bf16' }], {}],
+  ['adamw 124M f32 (grad bf16)', 'adamw', [{ shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'bf16' }, { shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'f32' }, { shape: [1], dtype: 'f32' }, { shape: [1], dtype: 'f32' }], { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }],
+  ['cross_entropy 16384×50304 bf16', 'cross_entropy', [{ shape: [16384, 50304], dtype: 'bf16' }, { shape: [16384], dtype: 'i32' }], { ignoreIndex: -1 }],
+];
+
+for (const [name, op, inTypes, attrs] of CASES) {
+  const def = getOp(op);
+  const checked = checkAttrs(def, attrs);
+  const f32 = inTypes.map((t) => ({ ...t, dtype: t.dtype === 'i32' ? 'i32' : 'f32' }));
+  const outTypes = def.infer(f32, checked).map((t, k) => (op === 'adamw' ? inTypes[[0, 2, 3][k]] : t.dtype === 'f32' ? { ...t, dtype: inTypes[0].dtype } : t));
+  const params = { op, device: 'cuda:0', inTypes, outTypes, attrs: checked };
+  const kernel = registry.select(op, params);
+  if (kernel.backend !== 'cuda') {
+    rows.push({ name, error: registry.explain(op, params).text });
+    continue;
+  }
+  const ins = inTypes.map((t) => {
+    const buf = be.alloc(bytesOf(t));
+    fill(buf, t, op === 'cross_entropy' ? 50304 : 1);
+    return buf;
+  });
+  if (op === 'adamw') {
+    be.write(ins[4], Float32Array.of(1e-4));
+    be.write(ins[5], Float32Array.of(10));
+    // v must be positive (it is a running mean of squares): random magnitudes.
+    const v = Float32Array.from({ length: 1 << 22 }, () => Math.random() * 1e-3 + 1e-6);
+    be.write(ins[3], v);
+    for (let done = v.byteLength; done < ins[3].bytes; ) {
+      const k = Math.min(done, ins[3].bytes - done);
+      be.copy(ins[3], ins[3], k, done, 0);
+      done += k;
+    }
+  }
+  const outs = op === 'adamw' ? [ins[0], ins[2], ins[3]] : outTypes.map((t) => be.alloc(bytesOf(t)));
+  const arg = (b) => ({ base: b.ptr, offset: 0, bytes: b.bytes });
+  const call = { ...params, stream: stream.handle, inputs: ins.map(arg), outputs: outs.map(arg), checkIndices: false };
+  const ms = time(() => kernel.run(call));
+  const moved = [...inTypes, ...outTypes].reduce((a, t) => a + bytesOf(t), 0);
+  rows.push({ name, kernel: kernel.name, ms, gbps: moved / (ms * 1e6), ofCopy: moved / (ms * 1e6) / copy });
+  for (const b of new Set([...ins, ...outs])) be.free(b);
+  be.emptyCache();
+}
+console.log(`| kernel | ms | GB/s (read + write) | of copy |\n| --- | --- | --- | --- |`);
+for (const r of rows) console.log(r.error ? `| ${r.name} | no CUDA kernel: ${r.error.split('\n')[0]} | | |` : `| ${r.name}${r.kernel ? ` (${r.kernel})` : ''} | ${r.ms.toFixed(3)} | ${r.gbps.toFixed(0)} | ${r.ofCopy ? r.ofCopy.toFixed(2) : '1.00'} |`);
+console.log(JSON.stringify({ date: new Date().toISOString(), rows }));
+stream.dispose();

@@ -1,0 +1,600 @@
+/**
+ * The 'nn' family's CUDA kernels (native/ops/nn.cu, src/cuda/nn.ts) against the CPU references on
+ * the same storage-rounded inputs. Runs only where a GPU is; skips cleanly elsewhere.
+ *
+ * Tolerances: f32 storage, maxError <= 1e-5 with the row's max |want| as the scale wherever the
+ * result cancels (sums over rows use the output's max |want|); bf16 / f16, maxError against the
+ * reference rounded to the storage dtype <= 2 units of roundoff (one rounding step either way).
+ */
+import { f32ToBf16Bits, f32ToF16Bits, registry, type DTypeName } from '@deepwell/core';
+import { Stream, cudaBackend, type CudaBuffer } from '@deepwell/kernels-native';
+import { describe, expect, it } from 'vitest';
+import { errorOf } from '../../../testing/errors.js';
+import { checkAttrs, getOp, nativeOps, numel, type AttrValue, type CudaCall, type NumArray, type ValueType } from '../src/index.js';
+import { UNIT_ROUNDOFF, gpu, maxError, reference, rounded, runCuda, type CudaInput } from './cuda-helpers.js';
+import { randInt, randn } from './helpers.js';
+
+type Storage = 'f32' | 'bf16' | 'f16';
+const STORAGES: readonly Storage[] = ['f32', 'bf16', 'f16'];
+
+const tol = (s: Storage): number => (s === 'f32' ? 1e-5 : 2 * UNIT_ROUNDOFF[s]!);
+const scaled = (n: number, k: number, shift = 0): Float64Array => randn(n).map((v) => v * k + shift);
+const maxAbs = (a: ArrayLike<number>): number => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+};
+/** Element-for-element equality (NaN equals NaN), reporting the first difference. */
+function expectExact(got: ArrayLike<number>, want: ArrayLike<number>, what = ''): void {
+  expect(got.length, what).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    if (!Object.is(got[i], want[i])) {
+      expect(got[i], `${what} element ${i}`).toBe(want[i]);
+      return;
+    }
+  }
+}
+
+/**
+ * maxError row by row (rows of `len` elements) against the reference rounded to the storage dtype;
+ * `scale(r, row)` is row r's scale (default: the row's max |want|, for results that cancel).
+ */
+function rowsError(got: Float64Array, want: NumArray, len: number, storage: Storage, scale: (r: number, row: Float64Array) => number = (_, w) => maxAbs(w)): number {
+  expect(got.length).toBe(want.length);
+  const exact = Float64Array.from(want);
+  const w = storage === 'f32' ? exact : rounded(storage, exact);
+  let worst = 0;
+  for (let r = 0, o = 0; o < got.length; r++, o += len) {
+    const s = scale(r, exact.subarray(o, o + len)) || Number.MIN_VALUE;
+    worst = Math.max(worst, maxError(got.subarray(o, o + len), w.subarray(o, o + len), s));
+  }
+  return worst;
+}
+
+/** Same, with one scale for the whole output. */
+const allError = (got: Float64Array, want: NumArray, storage: Storage, scale = maxAbs(want)): number => rowsError(got, want, Math.max(1, got.length), storage, () => scale);
+
+function run(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue>, storage: Storage): { got: Float64Array[]; want: NumArray[] } {
+  const r = runCuda(op, inputs, attrs, { storage });
+  expect(r.kernel).toBe(`${op}_cuda`);
+  return { got: r.outputs, want: reference(op, inputs, attrs, storage) };
+}
+
+const randIds = (n: number, V: number): Int32Array => Int32Array.from({ length: n }, () => randInt(0, V - 1));
+
+// ---- softmax -------------------------------------------------------------------------------------
+
+const SOFTMAX_CASES: [number[], number][] = [
+  [[5, 1], -1],
+  [[3, 7], -1],
+  [[4, 13], -1],
+  [[6, 768], -1],
+  [[3, 1000], -1],
+  [[2, 50304], -1],
+  [[1, 20000], -1],
+  [[7], 0],
+  [[3, 5, 4], 1],
+  [[2, 3, 7], 0],
+  [[2, 3, 7], -2],
+];
+
+/** Rows along `axis` of `shape` as (element indices) -> scale: the max |want| along that row. */
+function axisError(got: Float64Array, want: NumArray, shape: number[], axis: number, storage: Storage): number {
+  const a = axis < 0 ? axis + shape.length : axis;
+  if (a === shape.length - 1) return rowsError(got, want, shape[a]!, storage);
+  return allError(got, want, storage);
+}
+
+describe.skipIf(!gpu)('softmax_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (rows of 1, 7, 13, 768, 1000, 20000, 50304; inner axes)`, () => {
+      for (const [shape, axis] of SOFTMAX_CASES) {
+        const inputs = [{ shape, data: scaled(numel(shape), 3) }];
+        const { got, want } = run('softmax', inputs, { axis }, storage);
+        expect(axisError(got[0]!, want[0]!, shape, axis, storage), `${shape} axis ${axis}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+
+  it('turns a -1e30 mask into exactly 0 and is stable for large scores', () => {
+    const data = Float64Array.from([1000, -1e30, 1001, -1e30, 999.5, 1002, -1e30]);
+    const { got, want } = run('softmax', [{ shape: [1, 7], data }], { axis: -1 }, 'f32');
+    expect(got[0]![1]).toBe(0);
+    expect(got[0]![3]).toBe(0);
+    expect(rowsError(got[0]!, want[0]!, 7, 'f32')).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe.skipIf(!gpu)('softmax_backward_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage}`, () => {
+      for (const [shape, axis] of SOFTMAX_CASES) {
+        const total = numel(shape);
+        const y = reference('softmax', [{ shape, data: scaled(total, 2) }], { axis }, storage)[0]!;
+        const inputs = [
+          { shape, data: randn(total) },
+          { shape, data: Float64Array.from(y) },
+        ];
+        const { got, want } = run('softmax_backward', inputs, { axis }, storage);
+        // y * (g - sum(g * y)) cancels, down to exactly 0 for one-element rows: the scale is the
+        // size of its terms, max |y| * max |g| along the row.
+        const gs = rounded(storage, inputs[0]!.data);
+        const ys = rounded(storage, inputs[1]!.data);
+        const a = axis < 0 ? axis + shape.length : axis;
+        const n = shape[a]!;
+        const err =
+          a === shape.length - 1
+            ? rowsError(got[0]!, want[0]!, n, storage, (r) => maxAbs(ys.subarray(r * n, r * n + n)) * maxAbs(gs.subarray(r * n, r * n + n)))
+            : allError(got[0]!, want[0]!, storage, maxAbs(ys) * maxAbs(gs));
+        expect(err, `${shape} axis ${axis}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+});
+
+// ---- layernorm / rmsnorm ------------------------------------------------------------------------------
+
+const NORM_CASES: number[][] = [[1, 1], [3, 7], [5, 13], [17, 768], [2, 3, 768], [4, 1000], [3, 4096], [2, 16384], [2, 20000], [64, 64], [301, 96]];
+
+describe.skipIf(!gpu)('layernorm_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (y, mean, rstd)`, () => {
+      for (const shape of NORM_CASES) {
+        const D = shape.at(-1)!;
+        const x = scaled(numel(shape), 2, 0.5);
+        const inputs = [
+          { shape, data: x },
+          { shape: [D], data: randn(D) },
+          { shape: [D], data: randn(D) },
+        ];
+        const { got, want } = run('layernorm', inputs, { eps: 1e-5 }, storage);
+        const xs = rounded(storage, x);
+        expect(rowsError(got[0]!, want[0]!, D, storage), `y ${shape}`).toBeLessThanOrEqual(tol(storage));
+        // The mean cancels: its scale is the row's max |x|.
+        expect(rowsError(got[1]!, want[1]!, 1, storage, (r) => maxAbs(xs.subarray(r * D, r * D + D))), `mean ${shape}`).toBeLessThanOrEqual(tol(storage));
+        expect(rowsError(got[2]!, want[2]!, 1, storage, () => 0), `rstd ${shape}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+});
+
+/**
+ * Row scale for a norm backward's dx = rstd * (g * w - ...): rstd * max |g * w| over the row, the
+ * size of the terms that cancel (completely for one-element rows). inputs: g, x, weight, ..., with
+ * rstd at `rstdAt`.
+ */
+function termScale(inputs: { data: ArrayLike<number> }[], storage: Storage, rstdAt: number): (r: number) => number {
+  const g = rounded(storage, inputs[0]!.data);
+  const w = rounded(storage, inputs[2]!.data);
+  const rstd = rounded(storage, inputs[rstdAt]!.data);
+  const D = w.length;
+  return (r) => {
+    let m = 0;
+    for (let d = 0; d < D; d++) m = Math.max(m, Math.abs(g[r * D + d]! * w[d]!));
+    return Math.abs(rstd[r]!) * m;
+  };
+}
+
+describe.skipIf(!gpu)('layernorm_backward_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (dx, dweight, dbias)`, () => {
+      for (const shape of NORM_CASES) {
+        const D = shape.at(-1)!;
+        const rows = shape.slice(0, -1);
+        const x = scaled(numel(shape), 2, 0.5);
+        const w = randn(D);
+        const [, mean, rstd] = reference('layernorm', [{ shape, data: x }, { shape: [D], data: w }, { shape: [D], data: randn(D) }], { eps: 1e-5 }, storage);
+        const inputs = [
+          { shape, data: randn(numel(shape)) },
+          { shape, data: x },
+          { shape: [D], data: w },
+          { shape: rows, data: Float64Array.from(mean!) },
+          { shape: rows, data: Float64Array.from(rstd!) },
+        ];
+        const { got, want } = run('layernorm_backward', inputs, {}, storage);
+        expect(rowsError(got[0]!, want[0]!, D, storage, termScale(inputs, storage, 4)), `dx ${shape}`).toBeLessThanOrEqual(tol(storage));
+        expect(allError(got[1]!, want[1]!, storage), `dweight ${shape}`).toBeLessThanOrEqual(tol(storage));
+        expect(allError(got[2]!, want[2]!, storage), `dbias ${shape}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+
+  it('writes zero dweight and dbias for zero rows', () => {
+    const { got } = run(
+      'layernorm_backward',
+      [
+        { shape: [0, 5], data: new Float64Array(0) },
+        { shape: [0, 5], data: new Float64Array(0) },
+        { shape: [5], data: randn(5) },
+        { shape: [0], data: new Float64Array(0) },
+        { shape: [0], data: new Float64Array(0) },
+      ],
+      {},
+      'f32',
+    );
+    expect(Array.from(got[1]!)).toEqual([0, 0, 0, 0, 0]);
+    expect(Array.from(got[2]!)).toEqual([0, 0, 0, 0, 0]);
+  });
+});
+
+describe.skipIf(!gpu)('rmsnorm_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (y, rstd)`, () => {
+      for (const shape of NORM_CASES) {
+        const D = shape.at(-1)!;
+        const inputs = [
+          { shape, data: scaled(numel(shape), 2, 0.5) },
+          { shape: [D], data: randn(D) },
+        ];
+        const { got, want } = run('rmsnorm', inputs, { eps: 1e-6 }, storage);
+        expect(rowsError(got[0]!, want[0]!, D, storage), `y ${shape}`).toBeLessThanOrEqual(tol(storage));
+        expect(rowsError(got[1]!, want[1]!, 1, storage, () => 0), `rstd ${shape}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+});
+
+describe.skipIf(!gpu)('rmsnorm_backward_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (dx, dweight)`, () => {
+      for (const shape of NORM_CASES) {
+        const D = shape.at(-1)!;
+        const x = scaled(numel(shape), 2, 0.5);
+        const w = randn(D);
+        const [, rstd] = reference('rmsnorm', [{ shape, data: x }, { shape: [D], data: w }], { eps: 1e-6 }, storage);
+        const inputs = [
+          { shape, data: randn(numel(shape)) },
+          { shape, data: x },
+          { shape: [D], data: w },
+          { shape: shape.slice(0, -1), data: Float64Array.from(rstd!) },
+        ];
+        const { got, want } = run('rmsnorm_backward', inputs, {}, storage);
+        expect(rowsError(got[0]!, want[0]!, D, storage, termScale(inputs, storage, 3)), `dx ${shape}`).toBeLessThanOrEqual(tol(storage));
+        expect(allError(got[1]!, want[1]!, storage), `dweight ${shape}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+});
+
+// ---- embedding ---------------------------------------------------------------------------------------
+
+const EMBED_CASES: [number[], number, number][] = [
+  [[1], 1, 1],
+  [[7], 5, 13],
+  [[4, 25], 37, 768],
+  [[513], 1000, 64],
+  [[2, 1024], 50, 7],
+  [[600], 20, 2100],
+  [[5000], 3, 40],
+];
+
+describe.skipIf(!gpu)('embedding_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`copies the rows exactly in ${storage}`, () => {
+      for (const [idShape, V, D] of EMBED_CASES) {
+        const inputs: CudaInput[] = [
+          { shape: [V, D], data: randn(V * D) },
+          { shape: idShape, dtype: 'i32', data: randIds(numel(idShape), V) },
+        ];
+        const { got, want } = run('embedding', inputs, {}, storage);
+        expectExact(got[0]!, want[0]!, `${idShape} V ${V} D ${D}`);
+      }
+    });
+  }
+
+  it('throws INVALID_ARGUMENT for an id outside [0, V), naming it', () => {
+    for (const bad of [5, -1, 1 << 30]) {
+      const ids = Int32Array.from([0, 4, bad, 1]);
+      const e = errorOf(() => runCuda('embedding', [{ shape: [5, 8], data: randn(40) }, { shape: [4], dtype: 'i32', data: ids }]));
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toContain('embedding');
+      expect(e.message).toContain(`received ${bad}`);
+    }
+    // The error word was cleared: a good call passes.
+    runCuda('embedding', [{ shape: [5, 8], data: randn(40) }, { shape: [2], dtype: 'i32', data: Int32Array.from([1, 2]) }]);
+  });
+});
+
+describe.skipIf(!gpu)('embedding_backward_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (repeated ids accumulate)`, () => {
+      for (const [idShape, V, D] of EMBED_CASES) {
+        const P = numel(idShape);
+        const inputs: CudaInput[] = [
+          { shape: idShape, dtype: 'i32', data: randIds(P, V) },
+          { shape: [...idShape, D], data: randn(P * D) },
+        ];
+        const { got, want } = run('embedding_backward', inputs, { vocab: V }, storage);
+        expect(rowsError(got[0]!, want[0]!, D, storage), `${idShape} V ${V} D ${D}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+
+  it('is bitwise deterministic', () => {
+    for (const storage of ['f32', 'bf16'] as const) {
+      const inputs: CudaInput[] = [
+        { shape: [4096], dtype: 'i32', data: randIds(4096, 17) },
+        { shape: [4096, 96], data: randn(4096 * 96) },
+      ];
+      const a = runCuda('embedding_backward', inputs, { vocab: 17 }, { storage }).outputs[0]!;
+      const b = runCuda('embedding_backward', inputs, { vocab: 17 }, { storage }).outputs[0]!;
+      expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+    }
+  });
+
+  it('throws INVALID_ARGUMENT for an id outside [0, vocab)', () => {
+    const e = errorOf(() => runCuda('embedding_backward', [{ shape: [3], dtype: 'i32', data: Int32Array.from([0, 9, 1]) }, { shape: [3, 4], data: randn(12) }], { vocab: 9 }));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain('embedding_backward');
+    expect(e.message).toContain('received 9');
+  });
+});
+
+// ---- cross entropy -------------------------------------------------------------------------------
+
+const CE_CASES: [number, number][] = [[1, 1], [3, 7], [5, 13], [33, 768], [4, 50304], [64, 1000], [2000, 16], [2, 20000]];
+
+/** Targets in [0, V) with every third row (from row 1) the ignore index. */
+function targetsFor(N: number, V: number, ignore: number): Int32Array {
+  return Int32Array.from({ length: N }, (_, r) => (r % 3 === 1 ? ignore : randInt(0, V - 1)));
+}
+
+describe.skipIf(!gpu)('cross_entropy_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (rows of 1 to 50304 classes, ignored rows)`, () => {
+      for (const [N, V] of CE_CASES) {
+        const inputs: CudaInput[] = [
+          { shape: [N, V], data: scaled(N * V, 2) },
+          { shape: [N], dtype: 'i32', data: targetsFor(N, V, -100) },
+        ];
+        const { got, want } = run('cross_entropy', inputs, { ignoreIndex: -100 }, storage);
+        // logsumexp - logit cancels (to exactly 0 for one class): scale by the logits' size.
+        expect(allError(got[0]!, want[0]!, storage, maxAbs(rounded(storage, inputs[0]!.data))), `${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+      }
+    });
+  }
+
+  it('gives 0 when every row is ignored, and honours an ignore index inside [0, V)', () => {
+    const logits = { shape: [6, 5], data: randn(30) };
+    const none = run('cross_entropy', [logits, { shape: [6], dtype: 'i32', data: new Int32Array(6).fill(-1) }], { ignoreIndex: -1 }, 'f32');
+    expect(none.got[0]![0]).toBe(0);
+    const inside = [logits, { shape: [6], dtype: 'i32' as const, data: Int32Array.from([0, 1, 2, 0, 4, 3]) }];
+    const { got, want } = run('cross_entropy', inside, { ignoreIndex: 0 }, 'f32');
+    expect(allError(got[0]!, want[0]!, 'f32', maxAbs(rounded('f32', logits.data)))).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('is bitwise deterministic', () => {
+    const inputs: CudaInput[] = [
+      { shape: [300, 1000], data: scaled(300000, 3) },
+      { shape: [300], dtype: 'i32', data: targetsFor(300, 1000, -1) },
+    ];
+    const a = runCuda('cross_entropy', inputs, { ignoreIndex: -1 }).outputs[0]!;
+    const b = runCuda('cross_entropy', inputs, { ignoreIndex: -1 }).outputs[0]!;
+    expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+  });
+
+  it('throws INVALID_ARGUMENT for a target outside [0, V) that is not the ignore index', () => {
+    for (const bad of [7, -2]) {
+      const e = errorOf(() =>
+        runCuda('cross_entropy', [{ shape: [3, 7], data: randn(21) }, { shape: [3], dtype: 'i32', data: Int32Array.from([0, bad, 6]) }], { ignoreIndex: -1 }),
+      );
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toContain('cross_entropy');
+      expect(e.message).toContain(`row 1 but received ${bad}`);
+    }
+  });
+});
+
+describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference in ${storage} (g in the same storage and in f32)`, () => {
+      for (const [N, V] of CE_CASES) {
+        for (const gDtype of [storage, 'f32'] as DTypeName[]) {
+          const inputs: CudaInput[] = [
+            { shape: [N, V], data: scaled(N * V, 2) },
+            { shape: [N], dtype: 'i32', data: targetsFor(N, V, -100) },
+            { shape: [1], dtype: gDtype, data: Float64Array.of(0.5 + Math.random()) },
+          ];
+          const { got, want } = run('cross_entropy_backward', inputs, { ignoreIndex: -100 }, storage);
+          // (p - onehot) * g / count cancels at the target (to exactly 0 for one class): the scale is
+          // at least g / count.
+          const count = (inputs[1]!.data as Int32Array).filter((t) => t !== -100).length;
+          const unit = Math.abs(rounded(gDtype, inputs[2]!.data)[0]!) / Math.max(1, count);
+          expect(allError(got[0]!, want[0]!, storage, Math.max(maxAbs(want[0]!), unit)), `${N} x ${V}, g ${gDtype}`).toBeLessThanOrEqual(tol(storage));
+        }
+      }
+    });
+  }
+
+  it('is bitwise deterministic', () => {
+    const inputs: CudaInput[] = [
+      { shape: [64, 50304], data: scaled(64 * 50304, 2) },
+      { shape: [64], dtype: 'i32', data: targetsFor(64, 50304, -1) },
+      { shape: [1], data: Float64Array.of(1) },
+    ];
+    const a = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs[0]!;
+    const b = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs[0]!;
+    expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+  });
+
+  it('throws INVALID_ARGUMENT for a bad target', () => {
+    const e = errorOf(() =>
+      runCuda('cross_entropy_backward', [
+        { shape: [2, 4], data: randn(8) },
+        { shape: [2], dtype: 'i32', data: Int32Array.from([4, 0]) },
+        { shape: [1], data: Float64Array.of(1) },
+      ]),
+    );
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain('cross_entropy_backward');
+    expect(e.message).toContain('row 0 but received 4');
+  });
+});
+
+// ---- causal mask ---------------------------------------------------------------------------------
+
+describe.skipIf(!gpu)('causal_mask_cuda', () => {
+  for (const storage of STORAGES) {
+    it(`matches the reference exactly in ${storage} (S >= T, aligned and odd rows)`, () => {
+      // f16 cannot hold -1e30 (it would be -inf in both, which maxError cannot compare): a finite fill.
+      const value = storage === 'f16' ? -1e4 : -1e30;
+      for (const shape of [[1, 1], [3, 5], [2, 7, 7], [2, 3, 16, 24], [13, 40], [4, 64, 64]]) {
+        const inputs = [{ shape, data: randn(numel(shape)) }];
+        const { got, want } = run('causal_mask', inputs, { value }, storage);
+        expectExact(got[0]!, rounded(storage, want[0]!), `${shape}`);
+      }
+    });
+  }
+});
+
+// ---- adamw -------------------------------------------------------------------------------------------
+
+function encode(dtype: DTypeName, data: ArrayLike<number>): ArrayBufferView {
+  if (dtype === 'f32') return Float32Array.from(data);
+  if (dtype === 'bf16') return Uint16Array.from(data, f32ToBf16Bits);
+  return Uint16Array.from(data, f32ToF16Bits);
+}
+
+/**
+ * AdamW steps run in place through the registry's CUDA candidate: param, m and v each one device
+ * buffer that is both the input and the output. Returns their final values and the reference's,
+ * stepped on the same (storage-rounded) values, with f32 state in between steps.
+ */
+function adamwInPlace(n: number, gradDtype: DTypeName, steps: number, attrs: Record<string, AttrValue>, opts: { step0?: number } = {}) {
+  const backend = cudaBackend(0);
+  const stream = new Stream(0);
+  const bufs: CudaBuffer[] = [];
+  const alloc = (bytes: number): CudaBuffer => {
+    const b = backend.alloc(Math.max(4, bytes));
+    bufs.push(b);
+    return b;
+  };
+  const arg = (b: CudaBuffer) => ({ base: b.ptr, offset: 0, bytes: b.bytes });
+  try {
+    const gb = gradDtype === 'f32' ? 4 : 2;
+    const [P, G, M, V, LR, ST] = [alloc(4 * n), alloc(gb * n), alloc(4 * n), alloc(4 * n), alloc(4), alloc(4)];
+    let p = rounded('f32', randn(n));
+    let m = rounded('f32', randn(n).map((x) => 0.1 * x));
+    let v = rounded('f32', randn(n).map((x) => 0.01 * x * x + 1e-4));
+    backend.write(P!, encode('f32', p));
+    backend.write(M!, encode('f32', m));
+    backend.write(V!, encode('f32', v));
+    const f32 = (shape: number[]): ValueType => ({ shape, dtype: 'f32' });
+    const inTypes: ValueType[] = [f32([n]), { shape: [n], dtype: gradDtype }, f32([n]), f32([n]), f32([1]), f32([1])];
+    const outTypes: ValueType[] = [f32([n]), f32([n]), f32([n])];
+    const params = { op: 'adamw', device: 'cuda:0', inTypes, outTypes, attrs: checkAttrs(getOp('adamw'), attrs) };
+    const kernel = registry.select<CudaCall, void>('adamw', params as CudaCall);
+    expect(kernel.name).toBe('adamw_cuda');
+    for (let t = 1; t <= steps; t++) {
+      const g = randn(n);
+      const lr = 1e-3 * t;
+      const step = (opts.step0 ?? 1) + t - 1;
+      backend.write(G!, encode(gradDtype, g));
+      backend.write(LR!, encode('f32', [lr]));
+      backend.write(ST!, encode('f32', [step]));
+      backend.synchronize();
+      kernel.run({ ...params, stream: stream.handle, inputs: [P, G, M, V, LR, ST].map((b) => arg(b!)), outputs: [P, M, V].map((b) => arg(b!)) });
+      stream.synchronize();
+      if (step >= 1) {
+        const ins: CudaInput[] = [
+          { shape: [n], dtype: 'f32', data: p },
+          { shape: [n], dtype: gradDtype, data: g },
+          { shape: [n], dtype: 'f32', data: m },
+          { shape: [n], dtype: 'f32', data: v },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(lr) },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(step) },
+        ];
+        const [p2, m2, v2] = reference('adamw', ins, attrs);
+        [p, m, v] = [rounded('f32', p2!), rounded('f32', m2!), rounded('f32', v2!)];
+      }
+    }
+    const read = (b: CudaBuffer): Float64Array => {
+      const host = new Float32Array(n);
+      backend.read(b, host);
+      return Float64Array.from(host);
+    };
+    return { got: [read(P!), read(M!), read(V!)], want: [p, m, v], stream: stream.handle };
+  } finally {
+    stream.dispose();
+    for (const b of bufs) backend.free(b);
+  }
+}
+
+describe.skipIf(!gpu)('adamw_cuda', () => {
+  const attrs = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+  for (const gradDtype of ['f32', 'bf16', 'f16'] as const) {
+    it(`takes 3 steps in place like the reference (f32 state, ${gradDtype} grad)`, () => {
+      for (const n of [1, 7, 13, 1000, 4099]) {
+        const { got, want } = adamwInPlace(n, gradDtype, 3, attrs);
+        // The new param cancels where it is about the size of the update: the scale is the largest lr.
+        expect(allError(got[0]!, want[0]!, 'f32', 3e-3), `param n ${n}`).toBeLessThanOrEqual(1e-5);
+        expect(allError(got[1]!, want[1]!, 'f32'), `m n ${n}`).toBeLessThanOrEqual(1e-5);
+        expect(allError(got[2]!, want[2]!, 'f32', 0), `v n ${n}`).toBeLessThanOrEqual(1e-5);
+      }
+    });
+  }
+
+  it('matches the reference into separate outputs', () => {
+    for (const grad of ['f32', 'bf16'] as const) {
+      const n = 1001;
+      const inputs: CudaInput[] = [
+        { shape: [n], dtype: 'f32', data: randn(n) },
+        { shape: [n], dtype: grad, data: randn(n) },
+        { shape: [n], dtype: 'f32', data: randn(n).map((x) => 0.1 * x) },
+        { shape: [n], dtype: 'f32', data: randn(n).map((x) => x * x + 0.01) },
+        { shape: [1], dtype: 'f32', data: Float64Array.of(3e-4) },
+        { shape: [1], dtype: 'f32', data: Float64Array.of(7) },
+      ];
+      const { got, want } = run('adamw', inputs, { weightDecay: 0.01 }, 'f32');
+      expect(allError(got[0]!, want[0]!, 'f32', 3e-4)).toBeLessThanOrEqual(1e-5);
+      expect(allError(got[1]!, want[1]!, 'f32')).toBeLessThanOrEqual(1e-5);
+      expect(allError(got[2]!, want[2]!, 'f32', 0)).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
+  it('records a step below 1 for the next index check, leaving the state untouched', () => {
+    const { got } = adamwInPlace(8, 'f32', 1, attrs, { step0: 0 });
+    expect(got[0]!.every((x) => Number.isFinite(x))).toBe(true);
+    const e = errorOf(() => nativeOps().ops!.opsErrorCheck!(0));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain('adamw');
+  });
+
+  it('refuses a bf16 param or moments (f32 master state only), and mixed storage elsewhere', () => {
+    const t = (dtype: DTypeName, shape = [4]): ValueType => ({ shape, dtype });
+    const verdict = (op: string, inTypes: ValueType[], outTypes: ValueType[], attrs: Record<string, AttrValue> = {}) =>
+      registry.explain(op, { op, device: 'cuda:0', inTypes, outTypes, attrs: checkAttrs(getOp(op), attrs) }).rows.find((r) => r.name === `${op}_cuda`)!.verdict;
+    expect(verdict('adamw', [t('bf16'), t('bf16'), t('f32'), t('f32'), t('f32', [1]), t('f32', [1])], [t('bf16'), t('f32'), t('f32')])).toContain('f32');
+    expect(verdict('adamw', [t('f32'), t('bf16'), t('f32'), t('f32'), t('bf16', [1]), t('f32', [1])], [t('f32'), t('f32'), t('f32')])).toBe('selected');
+    expect(verdict('layernorm', [t('bf16', [2, 4]), t('f32'), t('f32')], [t('bf16', [2, 4]), t('bf16', [2]), t('bf16', [2])])).toContain('one storage dtype');
+  });
+});
+
+// ---- the index check ---------------------------------------------------------------------------------
+
+describe.skipIf(!gpu)('checkIndices', () => {
+  it('false skips the synchronising check; the bad id is reported by the next check', () => {
+    const backend = cudaBackend(0);
+    const stream = new Stream(0);
+    const table = backend.alloc(5 * 4 * 4);
+    const ids = backend.alloc(3 * 4);
+    const out = backend.alloc(3 * 4 * 4);
+    try {
+      backend.write(table, Float32Array.from(randn(20)));
+      backend.write(ids, Int32Array.from([1, 7, 2]));
+      const inTypes: ValueType[] = [{ shape: [5, 4], dtype: 'f32' }, { shape: [3], dtype: 'i32' }];
+      const params = { op: 'embedding', device: 'cuda:0', inTypes, outTypes: [{ shape: [3, 4], dtype: 'f32' }] as ValueType[], attrs: {} };
+      const kernel = registry.select<CudaCall, void>('embedding', params as CudaCall);
+      const arg = (b: CudaBuffer) => ({ base: b.ptr, offset: 0, bytes: b.bytes });
+      kernel.run({ ...params, stream: stream.handle, inputs: [arg(table), arg(ids)], outputs: [arg(out)], checkIndices: false } as CudaCall);
+      stream.synchronize();
+      const e = errorOf(() => nativeOps().ops!.opsErrorCheck!(stream.handle));
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toContain('received 7');
+      nativeOps().ops!.opsErrorCheck!(stream.handle); // cleared
+    } finally {
+      stream.dispose();
+      for (const b of [table, ids, out]) backend.free(b);
+    }
+  });
+});
