@@ -235,17 +235,18 @@ __device__ __forceinline__ void blockSum2(float& a, float& b, float2* sh) {
   b = sb;
 }
 
-// Online softmax statistics in the base-2 domain: M = (running max) * log2(e) and
-// s = sum(2^(x * log2(e) - M)), so each element costs one FMA and one MUFU exp2 and the final
-// log-sum-exp is ln(2) * (M + log2(s)) with the rounding of M accounted for exactly. A chunk of V
-// elements takes its max first, so the rescale (a second exp2) happens at most once per chunk.
+// Online softmax statistics: M = the running max (raw units) and s = sum(2^((x - M) * log2(e))),
+// one subtraction, one multiplication and one MUFU exp2 per element. x - M is exactly 0 at the max
+// and stays exact-or-huge for masked entries (a -1e30 causal mask gives 2^-1.4e30 = 0); scaling M
+// by log2(e) first and cancelling with an FMA, as an earlier version did, leaves a rounding residue
+// of about 1e23 at such magnitudes, which exp2 turns into inf and the merge into NaN.
 // -inf elements add nothing (a row of only -inf keeps s = 0 and gives NaN, as exp(-inf - -inf) does
 // in the reference); a NaN element makes s NaN, so the whole row is NaN as in the reference.
 // exp2 is the hardware approximation (relative error about 2^-22; results below 2^-126, i.e.
 // probabilities under 1e-38, flush to 0): the library exp2f spends several more instructions per
 // element on subnormal results, and with it the bf16 kernels were bound by instructions, not memory.
+// The log-sum-exp of a row is M + ln(s).
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr double kLn2 = 0.6931471805599453;
 
 __device__ __forceinline__ float ex2(float x) {
   float y;
@@ -253,31 +254,30 @@ __device__ __forceinline__ float ex2(float x) {
   return y;
 }
 
+// exp(x - M) for an element, given the statistics' M.
+__device__ __forceinline__ float msExp(float x, float M) { return ex2((x - M) * kLog2e); }
+
 template <int V>
 __device__ __forceinline__ void msChunk(float& M, float& s, const float (&v)[V]) {
   float cm = v[0];
 #pragma unroll
   for (int k = 1; k < V; k++) cm = fmaxf(cm, v[k]);
-  const float cM = cm * kLog2e;
-  if (cM > M) {
-    s *= ex2(M - cM);
-    M = cM;
+  if (cm > M) {
+    s *= msExp(M, cm);
+    M = cm;
   }
   // While everything so far is -inf (M = -inf), shift by 0 instead: -inf elements then add
   // 2^-inf = 0 rather than 2^(-inf + inf) = NaN, and NaN elements still add NaN.
   const float shift = M == -INFINITY ? 0.f : M;
 #pragma unroll
-  for (int k = 0; k < V; k++) s += ex2(fmaf(v[k], kLog2e, -shift));
+  for (int k = 0; k < V; k++) s += msExp(v[k], shift);
 }
-
-// exp(x - max) for an element, given the statistics' M.
-__device__ __forceinline__ float msExp(float x, float M) { return ex2(fmaf(x, kLog2e, -M)); }
 
 // Merge two (M, s) pairs; symmetric in its arguments, bit for bit.
 __device__ __forceinline__ void msMerge(float& M, float& s, float M2, float s2) {
   const float mm = fmaxf(M, M2);
-  const float a = M == mm ? s : s * ex2(M - mm);
-  const float b = M2 == mm ? s2 : s2 * ex2(M2 - mm);
+  const float a = M == mm ? s : s * msExp(M, mm);
+  const float b = M2 == mm ? s2 : s2 * msExp(M2, mm);
   M = mm;
   s = a + b;
 }
@@ -758,7 +758,7 @@ __global__ void __launch_bounds__(256) ceFwdK(const T* logits, const int* target
     }
     blockMaxSum(M, s, sh);
     if (threadIdx.x == 0) {
-      acc += kLn2 * (static_cast<double>(M) + log2(static_cast<double>(s))) - static_cast<double>(toF(lr[t]));
+      acc += static_cast<double>(M) + log(static_cast<double>(s)) - static_cast<double>(toF(lr[t]));
       cnt++;
     }
   }

@@ -53,7 +53,8 @@ export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, A
   const backend = cudaBackend(0);
   const stream = new Stream(0);
   const bufs: CudaBuffer[] = [];
-  const size = (t: ValueType) => Math.max(1, numel(t.shape) * (t.dtype === 'f32' || t.dtype === 'i32' ? 4 : 2));
+  // At least 4 bytes (and a multiple of 4), so empty tensors still get a buffer the decoders can view.
+  const size = (t: ValueType) => Math.max(4, Math.ceil((numel(t.shape) * (t.dtype === 'f32' || t.dtype === 'i32' ? 4 : 2)) / 4) * 4);
   try {
     const ins = inputs.map((x, i) => {
       const buf = backend.alloc(size(inTypes[i]!));
