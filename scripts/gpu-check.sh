@@ -58,6 +58,9 @@ node -e "const r=require('$OUT/probe.json'); const g=r.gpus[0]; console.log(JSON
 step "main job (pnpm start's program)"
 node examples/main/main.mjs
 
+step "examples/kernels-native"
+node examples/kernels-native/index.mjs
+
 step "compute-sanitizer memcheck of the main job"
 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node examples/main/main.mjs 2>&1 | tail -8
 
