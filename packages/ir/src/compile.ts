@@ -53,7 +53,7 @@ export abstract class Executable {
   protected backend: Backend;
   protected arena: DeviceBuffer | null = null;
   protected persistent = new Map<string, DeviceBuffer>();
-  protected kernels: { node: NodeDecl; kernel: KernelCandidate<any, void> }[] = [];
+  protected kernels: { node: NodeDecl; kernel: KernelCandidate<any, void>; params: KernelParams }[] = [];
   protected stepCount = 0;
   protected disposed = false;
   /** Inputs that are indices (token ids, targets), with the range each must lie in. */
@@ -118,7 +118,7 @@ export abstract class Executable {
         attrs: node.attrs,
       };
       try {
-        return { node, kernel: registry.select<KernelParams, void>(node.op, params) };
+        return { node, kernel: registry.select<KernelParams, void>(node.op, params), params };
       } catch (e) {
         throw new DeepwellError('NO_KERNEL', `${this.graph.describeNode(node)}: ${(e as Error).message}`, { cause: e });
       }
@@ -237,18 +237,10 @@ class CpuExecutable extends Executable {
   #bind(): void {
     this.arena = this.backend.alloc(this.plan.arenaBytes);
     this.selectKernels();
-    this.#launches = this.kernels.map(({ node, kernel }) => ({
+    this.#launches = this.kernels.map(({ node, kernel, params }) => ({
       node,
       kernel,
-      call: {
-        op: node.op,
-        device: this.device,
-        inTypes: node.inputs.map((i) => this.graph.values[i]!.type),
-        outTypes: node.outputs.map((o) => this.graph.values[o]!.type),
-        attrs: node.attrs,
-        inputs: node.inputs.map((i) => this.#view(i)),
-        outputs: node.outputs.map((o) => this.#view(o)),
-      },
+      call: { ...params, inputs: node.inputs.map((i) => this.#view(i)), outputs: node.outputs.map((o) => this.#view(o)) },
     }));
   }
 
@@ -308,19 +300,10 @@ class CudaExecutable extends Executable {
   #bind(): void {
     this.arena = this.backend.alloc(Math.max(1, this.plan.arenaBytes));
     this.selectKernels();
-    this.#launches = this.kernels.map(({ node, kernel }) => ({
+    this.#launches = this.kernels.map(({ node, kernel, params }) => ({
       node,
       kernel,
-      call: {
-        op: node.op,
-        device: this.device,
-        inTypes: node.inputs.map((i) => this.graph.values[i]!.type),
-        outTypes: node.outputs.map((o) => this.graph.values[o]!.type),
-        attrs: node.attrs,
-        stream: this.#stream.handle,
-        inputs: node.inputs.map((i) => this.#arg(i)),
-        outputs: node.outputs.map((o) => this.#arg(o)),
-      },
+      call: { ...params, stream: this.#stream.handle, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)) },
     }));
     const io = [...Object.entries(this.graph.inputs), ...Object.entries(this.graph.outputs).map(([k, v]) => [`out:${k}`, v] as const)];
     for (const [name, id] of io) {
