@@ -11,6 +11,7 @@ import { gradientRule } from './gradients.js';
 import { getOp } from './op.js';
 import { add } from './ops/add.js';
 import { fill } from './ops/fill.js';
+import type { FloatDType } from './ops/float.js';
 import { numel, shapeStr } from './types.js';
 
 /**
@@ -62,7 +63,7 @@ export function differentiate(graph: Graph, loss: number, wrt: readonly number[]
   const out = new Map<number, number>();
   for (const w of wrt) {
     const t = graph.value(w).type;
-    out.set(w, (grads.get(w) ?? b.scoped('grad', () => fill(b, t.shape, 0))).id);
+    out.set(w, (grads.get(w) ?? b.scoped('grad', () => fill(b, t.shape, 0, t.dtype as FloatDType))).id);
   }
   return out;
 }

@@ -11,15 +11,15 @@
  * replays it: inputs are copied in from pinned memory, the graph is launched, the outputs come back.
  */
 import { createRequire } from 'node:module';
-import { CpuBuffer, DeepwellError, describe, getBackend, registry, type Backend, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
+import { CpuBuffer, DeepwellError, describe, getBackend, registry, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
 import type { DevArg, CudaCall } from './cuda/kernels.js';
 import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
 import { initialValues } from './init.js';
-import { checkBinding } from './interpret.js';
+import { checkBinding, cpuStorageBytes, roundTo } from './interpret.js';
 import type { KernelCall, KernelParams } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
 import { planMemory, type MemoryPlan } from './planner.js';
-import { numel, shapeStr, type NumArray } from './types.js';
+import { numel, shapeStr, type NumArray, type ValueType } from './types.js';
 
 export interface CompileOptions {
   /** Where the step runs: 'cpu' (the reference backend, the default) or 'cuda:N'. */
@@ -64,10 +64,13 @@ export abstract class Executable {
     this.seed = options.seed ?? 0;
     this.backend = backend;
     this.graph = runPasses(Graph.fromJSON(graph.toJSON()), options);
-    this.plan = planMemory(this.graph);
+    this.plan = planMemory(this.graph, storageBytesFor(this.device));
     this.#findIndexInputs();
     for (const [name, id] of [...Object.entries(this.graph.params), ...Object.entries(this.graph.state)]) {
       const t = this.graph.values[id]!.type;
+      if (t.dtype !== 'f32') {
+        throw new DeepwellError('INVALID_DTYPE', `compile: Expected f32 for parameter or state '${name}' (master weights and optimizer state are f32; autocast() makes the low-precision copies) but received ${shapeStr(t)}`);
+      }
       const buf = this.backend.alloc(byteSizeOf(t));
       this.backend.write(buf, initialValues(this.graph.init[name] ?? { dist: 'zeros' }, numel(t.shape), this.seed, name) as Float32Array);
       this.persistent.set(name, buf);
@@ -213,8 +216,13 @@ export abstract class Executable {
   protected release(): void {}
 }
 
+/** How a device stores a value: the CPU widens f16/bf16 to 4 bytes; GPUs store them as they are. */
+export function storageBytesFor(device: string): (t: ValueType) => number {
+  return device === 'cpu' ? cpuStorageBytes : byteSizeOf;
+}
+
 class CpuExecutable extends Executable {
-  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: KernelCall }[] = [];
+  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: KernelCall; narrow: [DTypeName, NumArray][] }[] = [];
   #views = new Map<number, NumArray>();
 
   constructor(graph: Graph, options: CompileOptions) {
@@ -237,11 +245,12 @@ class CpuExecutable extends Executable {
   #bind(): void {
     this.arena = this.backend.alloc(this.plan.arenaBytes);
     this.selectKernels();
-    this.#launches = this.kernels.map(({ node, kernel, params }) => ({
-      node,
-      kernel,
-      call: { ...params, inputs: node.inputs.map((i) => this.#view(i)), outputs: node.outputs.map((o) => this.#view(o)) },
-    }));
+    this.#launches = this.kernels.map(({ node, kernel, params }) => {
+      const outputs = node.outputs.map((o) => this.#view(o));
+      // Outputs stored widened that the kernel must leave rounded to their format.
+      const narrow = params.outTypes.flatMap((t, k): [DTypeName, NumArray][] => (t.dtype === 'bf16' || t.dtype === 'f16' ? [[t.dtype, outputs[k]!]] : []));
+      return { node, kernel, call: { ...params, inputs: node.inputs.map((i) => this.#view(i)), outputs }, narrow };
+    });
   }
 
   run(batch: Record<string, NumArray>): Outputs {
@@ -254,6 +263,7 @@ class CpuExecutable extends Executable {
       } catch (e) {
         this.rethrow(l.node, e);
       }
+      for (const [dtype, view] of l.narrow) roundTo(dtype, view);
     }
     for (const [name, id] of Object.entries(this.graph.updates)) {
       if (this.plan.persistent.get(id) === name) continue;

@@ -13,6 +13,7 @@ import { Graph, byteSizeOf } from './graph.js';
 import { getOp } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
 import { planMemory } from './planner.js';
+import { storageBytesFor } from './compile.js';
 import type { ValueType } from './types.js';
 
 export interface DryrunOptions {
@@ -74,7 +75,7 @@ function measureCpuRates(): { tflops: number; gbps: number } {
 export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport {
   const device = options.device ?? 'cpu';
   const g = runPasses(Graph.fromJSON(graph.toJSON()), { precision: options.precision });
-  const plan = planMemory(g);
+  const plan = planMemory(g, storageBytesFor(device));
   const sumBytes = (ids: number[]) => ids.reduce((a, id) => a + byteSizeOf(g.values[id]!.type), 0);
   const paramIds = Object.values(g.params);
   const parameterBytes = sumBytes(paramIds);

@@ -4,9 +4,9 @@
  * engine of eager mode, and, with `precision: 'f64'`, what gradient checks run on. Outputs are
  * poisoned (NaN, or a sentinel integer) before each op, so an element an op forgets to write shows.
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
 import type { Graph, NodeDecl } from './graph.js';
-import { withNode } from './graph.js';
+import { byteSizeOf, withNode } from './graph.js';
 import { getOp } from './op.js';
 import { numel, shapeStr, type NumArray, type ValueType } from './types.js';
 
@@ -63,8 +63,22 @@ export function interpret(graph: Graph, bindings: Record<string, NumArray>, opti
     } catch (e) {
       throw withNode(graph.describeNode(n), e);
     }
+    // bf16/f16 values live widened on the CPU: round each result once to what the format holds, as
+    // a kernel storing to that format does. (Not in 'f64' gradient checks: they check rules.)
+    if (precision === 'f32') outTypes.forEach((t, k) => roundTo(t.dtype, outputs[k]!));
     n.outputs.forEach((o, k) => (vals[o] = outputs[k]!));
     options.onNode?.(n, outputs);
   }
   return vals;
+}
+
+/** Round every element of a widened array to `dtype` (bf16, f16) in place; f32 and i32 unchanged. */
+export function roundTo(dtype: DTypeName, a: NumArray): void {
+  if (dtype === 'bf16') for (let i = 0; i < a.length; i++) a[i] = bf16BitsToF32(f32ToBf16Bits(a[i]!));
+  else if (dtype === 'f16') for (let i = 0; i < a.length; i++) a[i] = f16BitsToF32(f32ToF16Bits(a[i]!));
+}
+
+/** Bytes a value takes in CPU memory: f16 and bf16 are stored widened to 4 bytes. */
+export function cpuStorageBytes(t: ValueType): number {
+  return t.dtype === 'bf16' || t.dtype === 'f16' ? 4 * numel(t.shape) : byteSizeOf(t);
 }

@@ -10,6 +10,7 @@
 import type { Graph } from './graph.js';
 import { byteSizeOf } from './graph.js';
 import { getOp } from './op.js';
+import type { ValueType } from './types.js';
 
 export const ARENA_ALIGN = 256;
 
@@ -33,7 +34,8 @@ export interface MemoryPlan {
 
 const align = (n: number) => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
 
-export function planMemory(graph: Graph): MemoryPlan {
+/** `bytesOf`: what a value takes in the device's memory (the CPU stores f16/bf16 widened). */
+export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byteSizeOf): MemoryPlan {
   const persistent = new Map<number, string>();
   for (const [name, id] of [...Object.entries(graph.params), ...Object.entries(graph.state)]) persistent.set(id, name);
   // In-place updates: the output shares the persistent input's storage.
@@ -56,7 +58,7 @@ export function planMemory(graph: Graph): MemoryPlan {
   for (const id of [...Object.values(graph.outputs), ...Object.values(graph.updates)]) last.set(id, end);
   const items = [...first.keys()]
     .filter((id) => !persistent.has(id))
-    .map((id) => ({ id, bytes: align(Math.max(1, byteSizeOf(graph.values[id]!.type))), first: first.get(id)!, last: last.get(id) ?? first.get(id)! }))
+    .map((id) => ({ id, bytes: align(Math.max(1, bytesOf(graph.values[id]!.type))), first: first.get(id)!, last: last.get(id) ?? first.get(id)! }))
     .sort((a, b) => b.bytes - a.bytes || a.first - b.first || a.id - b.id);
 
   const placed: (Placement & { id: number })[] = [];

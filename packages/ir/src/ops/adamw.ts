@@ -1,6 +1,7 @@
 /**
  * adamw: one AdamW step (Loshchilov & Hutter, as torch.optim.AdamW) on one parameter.
- *   param: f32[P...], grad: f32[P...], m: f32[P...], v: f32[P...], lr: f32[1], step: f32[1]
+ *   param: f32[P...], grad: F[P...] (F any float dtype: f32, bf16 or f16), m: f32[P...],
+ *   v: f32[P...], lr: f32[1], step: f32[1]
  *   attributes beta1 (0.9), beta2 (0.95), eps (1e-8), weightDecay (0)
  *   -> param2: f32[P...], m2: f32[P...], v2: f32[P...]
  *   p = p * (1 - lr * wd)                     (decoupled weight decay, before the moment update)
@@ -9,12 +10,14 @@
  * lr and step are tensors, not attributes, so a schedule changes them without rebuilding the graph.
  * The outputs may share storage with param, m and v (the `inplace` pairs): the reference reads every
  * input element before writing the same element of any output, so it is correct in place. It is
- * not differentiated (an optimizer step is not part of the loss).
+ * not differentiated (an optimizer step is not part of the loss). The master weights and moments
+ * stay f32 while the gradient may come from a bf16 or f16 backward pass (mixed precision).
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, shapeError } from '../op.js';
 import { numel, sameShape, shapeStr } from '../types.js';
+import { expectFloat } from './float.js';
 
 export interface AdamWOptions {
   beta1?: number;
@@ -38,7 +41,10 @@ export const adamwOp = defineOp({
   nonDifferentiable: true,
   infer: ([param, grad, m, v, lr, step]) => {
     const names = ['param', 'grad', 'm', 'v', 'lr', 'step'] as const;
-    [param, grad, m, v, lr, step].forEach((t, i) => expectDtype('adamw', names[i]!, t!, ['f32']));
+    [param, grad, m, v, lr, step].forEach((t, i) => {
+      if (names[i] === 'grad') expectFloat('adamw', 'grad', t!);
+      else expectDtype('adamw', names[i]!, t!, ['f32']);
+    });
     for (const [name, t] of [['grad', grad!], ['m', m!], ['v', v!]] as const) {
       if (!sameShape(t.shape, param!.shape)) shapeError('adamw', `Expected the shape of param ${shapeStr(param!)} for input '${name}' but received ${shapeStr(t)}`);
     }

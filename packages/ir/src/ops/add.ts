@@ -1,9 +1,11 @@
 /**
- * add: elementwise a + b with numpy broadcasting. a: f32[A...], b: f32[B...] -> f32[broadcast(A, B)].
+ * add: elementwise a + b with numpy broadcasting. a: F[A...], b: F[B...] -> F[broadcast(A, B)], F one
+ * float dtype (f32, bf16 or f16) shared by both inputs.
  * Its gradient sums over the broadcast dimensions (sum_to).
  */
 import type { Sym } from '../builder.js';
-import { broadcastIndex, broadcastShapes, defineOp, expectDtype, shapeError } from '../op.js';
+import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../op.js';
+import { sameFloat } from './float.js';
 import { numel, sameShape } from '../types.js';
 
 export const addOp = defineOp({
@@ -14,9 +16,8 @@ export const addOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([a, b]) => {
-    expectDtype('add', 'a', a!, ['f32']);
-    expectDtype('add', 'b', b!, ['f32']);
-    return [{ shape: broadcastShapes('add', a!.shape, b!.shape), dtype: 'f32' }];
+    const dtype = sameFloat('add', [['a', a!], ['b', b!]]);
+    return [{ shape: broadcastShapes('add', a!.shape, b!.shape), dtype }];
   },
   reference: ({ inputs: [a, b], outputs: [out], inTypes, outTypes }) => {
     const shape = outTypes[0]!.shape;

@@ -1,12 +1,13 @@
 /**
- * bias_add: add a per-feature bias along the last dimension. x: f32[..., N], bias: f32[N] ->
- * f32[..., N]. A narrower contract than add (the bias must be rank 1 and match the last dimension
+ * bias_add: add a per-feature bias along the last dimension. x: F[..., N], bias: F[N] -> F[..., N]
+ * (F one float dtype shared by both). A narrower contract than add (the bias must be rank 1 and match the last dimension
  * exactly) so a misplaced bias is a shape error at the line that made it, not a silent broadcast,
  * and so a backend can fuse it into a matmul epilogue. Gradients: g for x, g summed over the
  * leading dimensions for the bias.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype, expectRank, shapeError } from '../op.js';
+import { defineOp, expectRank, shapeError } from '../op.js';
+import { sameFloat } from './float.js';
 import { numel } from '../types.js';
 
 export const biasAddOp = defineOp({
@@ -17,15 +18,14 @@ export const biasAddOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([x, bias]) => {
-    expectDtype('bias_add', 'x', x!, ['f32']);
-    expectDtype('bias_add', 'bias', bias!, ['f32']);
+    const dtype = sameFloat('bias_add', [['x', x!], ['bias', bias!]]);
     expectRank('bias_add', 'x', x!, 1, Infinity);
     expectRank('bias_add', 'bias', bias!, 1);
     const N = x!.shape.at(-1)!;
     if (bias!.shape[0] !== N) {
       shapeError('bias_add', `Expected a bias of shape [${N}] (the last dimension of x: [${x!.shape.join(', ')}]) for input 'bias' but received [${bias!.shape.join(', ')}]`);
     }
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }];
   },
   reference: ({ inputs: [x, bias], outputs: [out], inTypes }) => {
     const N = inTypes[0]!.shape.at(-1)!;

@@ -1,9 +1,10 @@
 /**
- * broadcast_to: repeat x along broadcast dimensions. x: f32[X...] -> f32[S...] with
+ * broadcast_to: repeat x along broadcast dimensions. x: F[X...] (F a float dtype) -> F[S...] with
  * broadcast(X, S) = S. The gradient of sum_to, and sum_to is its gradient.
  */
 import type { Sym } from '../builder.js';
-import { broadcastIndex, broadcastShapes, defineOp, expectDtype, shapeError } from '../op.js';
+import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../op.js';
+import { expectFloat } from './float.js';
 import { sameShape } from '../types.js';
 
 export const broadcastToOp = defineOp({
@@ -13,12 +14,12 @@ export const broadcastToOp = defineOp({
   outputs: ['out'],
   attrs: { shape: { kind: 'ints' } },
   infer: ([x], attrs) => {
-    expectDtype('broadcast_to', 'x', x!, ['f32']);
+    const dtype = expectFloat('broadcast_to', 'x', x!);
     const shape = attrs.shape as readonly number[];
     if (!sameShape(broadcastShapes('broadcast_to', x!.shape, shape), shape)) {
       shapeError('broadcast_to', `Expected a shape that [${x!.shape.join(', ')}] broadcasts to but received [${shape.join(', ')}]`);
     }
-    return [{ shape, dtype: 'f32' }];
+    return [{ shape, dtype }];
   },
   reference: ({ inputs: [x], outputs: [out], inTypes, outTypes }) => {
     const idx = broadcastIndex(outTypes[0]!.shape, inTypes[0]!.shape);

@@ -1,6 +1,7 @@
 /**
  * causal_mask: hide the future in attention scores.
- *   x: f32[..., T, S] with S >= T; attribute value (float, default -1e30) -> out: f32[..., T, S]
+ *   x: F[..., T, S] with S >= T, F a float dtype; attribute value (float, default -1e30)
+ *   -> out: F[..., T, S]
  *   out[..., i, j] = x[..., i, j] when j <= i + (S - T), else value.
  * The offset S - T aligns the T queries with the last T of the S keys (decoding with a cache of
  * S - T earlier positions). The default fill is finite, so attributes round-trip through JSON, and
@@ -8,7 +9,8 @@
  * no row is all fill. With value 0 the same op is its own gradient: g with the masked positions zeroed.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype, expectRank, shapeError } from '../op.js';
+import { defineOp, expectRank, shapeError } from '../op.js';
+import { expectFloat } from './float.js';
 import { numel, shapeStr } from '../types.js';
 
 export const causalMaskOp = defineOp({
@@ -18,11 +20,11 @@ export const causalMaskOp = defineOp({
   outputs: ['out'],
   attrs: { value: { kind: 'float', default: -1e30 } },
   infer: ([x]) => {
-    expectDtype('causal_mask', 'x', x!, ['f32']);
+    const dtype = expectFloat('causal_mask', 'x', x!);
     expectRank('causal_mask', 'x', x!, 2, Infinity);
     const [T, S] = x!.shape.slice(-2) as [number, number];
     if (S < T) shapeError('causal_mask', `Expected at least as many keys as queries (S >= T) for input 'x' [..., T, S] but received ${shapeStr(x!)}`);
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }];
   },
   reference: ({ inputs: [x], outputs: [out], inTypes, attrs }) => {
     const [T, S] = inTypes[0]!.shape.slice(-2) as [number, number];

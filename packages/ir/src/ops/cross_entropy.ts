@@ -1,6 +1,7 @@
 /**
  * cross_entropy: mean softmax cross-entropy of rows of logits against integer targets.
- *   logits: f32[N, V], targets: i32[N]; attribute ignoreIndex (int, default -1) -> loss: f32[1]
+ *   logits: F[N, V] (F a float dtype: f32, bf16 or f16), targets: i32[N]; attribute ignoreIndex
+ *   (int, default -1) -> loss: f32[1] (f32 whatever F is: the loss of a mixed-precision model is f32)
  *   loss = sum over rows r with targets[r] != ignoreIndex of (logsumexp(logits[r, :]) - logits[r, t_r])
  *          / (number of such rows); 0 when every row is ignored.
  * Fused (not softmax then log then gather) because logsumexp taken around the row maximum is exact
@@ -8,7 +9,7 @@
  * A target outside [0, V) that is not ignoreIndex is an INVALID_ARGUMENT naming its row.
  *
  * cross_entropy_backward: the fused gradient.
- *   logits: f32[N, V], targets: i32[N], g: f32[1] -> dlogits: f32[N, V]
+ *   logits: F[N, V], targets: i32[N], g: f32[1] (the gradient of the f32 loss) -> dlogits: F[N, V]
  *   dlogits[r, :] = (softmax(logits[r, :]) - onehot(t_r)) * g[0] / count, zero rows where ignored.
  * The targets take no gradient.
  */
@@ -16,9 +17,11 @@ import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../op.js';
 import { numel, sameShape, shapeStr, type NumArray, type ValueType } from '../types.js';
+import { expectFloat, type FloatDType } from './float.js';
 
-function check(op: string, logits: ValueType, targets: ValueType): void {
-  expectDtype(op, 'logits', logits, ['f32']);
+/** Check logits and targets; returns the logits' dtype. */
+function check(op: string, logits: ValueType, targets: ValueType): FloatDType {
+  const dtype = expectFloat(op, 'logits', logits);
   expectDtype(op, 'targets', targets, ['i32']);
   expectRank(op, 'logits', logits, 2);
   expectRank(op, 'targets', targets, 1);
@@ -26,6 +29,7 @@ function check(op: string, logits: ValueType, targets: ValueType): void {
     shapeError(op, `Expected i32[${logits.shape[0]}] (one target per row of logits ${shapeStr(logits)}) for input 'targets' but received ${shapeStr(targets)}`);
   }
   if (logits.shape[1] === 0) shapeError(op, `Expected at least one class for input 'logits' but received ${shapeStr(logits)}`);
+  return dtype;
 }
 
 /** Whether row r counts; throws for a target that is neither a class nor the ignore index. */
@@ -79,10 +83,10 @@ export const crossEntropyBackwardOp = defineOp({
   outputs: ['dlogits'],
   attrs: { ignoreIndex: { kind: 'int', default: -1 } },
   infer: ([logits, targets, g]) => {
-    check('cross_entropy_backward', logits!, targets!);
+    const dtype = check('cross_entropy_backward', logits!, targets!);
     expectDtype('cross_entropy_backward', 'g', g!, ['f32']);
     if (!sameShape(g!.shape, [1])) shapeError('cross_entropy_backward', `Expected f32[1] for input 'g' but received ${shapeStr(g!)}`);
-    return [{ shape: logits!.shape, dtype: 'f32' }];
+    return [{ shape: logits!.shape, dtype }];
   },
   reference: ({ inputs: [logits, targets, g], outputs: [dlogits], inTypes, attrs }) => {
     const [N, V] = inTypes[0]!.shape as [number, number];

@@ -1,12 +1,13 @@
 /**
- * embedding: look up rows of a table. table: f32[V, D], ids: i32[...I] -> out: f32[...I, D],
+ * embedding: look up rows of a table. table: F[V, D] (F a float dtype: f32, bf16 or f16),
+ *   ids: i32[...I] -> out: F[...I, D],
  *   out[i..., :] = table[ids[i...], :].
  * A gather of whole rows (the ids may have any rank, so a batch of sequences looks up in one node).
  * An id outside [0, V) is an INVALID_ARGUMENT error naming its position and value, raised by the
  * reference when the data is seen (shapes alone cannot catch it); no id is clamped or wrapped.
  *
  * embedding_backward: the gradient w.r.t. the table, a scatter-add (as embedding_dense_backward).
- *   ids: i32[...I], g: f32[...I, D]; attribute vocab (int, V) -> dtable: f32[V, D],
+ *   ids: i32[...I], g: F[...I, D]; attribute vocab (int, V) -> dtable: F[V, D],
  *   dtable[v, :] = sum of g[i..., :] over the positions with ids[i...] = v (rows never used are 0).
  * Repeated ids accumulate in float64. The ids take no gradient.
  */
@@ -14,6 +15,7 @@ import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError, stridesOf } from '../op.js';
 import { numel, sameShape, shapeStr, type NumArray } from '../types.js';
+import { expectFloat } from './float.js';
 
 /** The id at flat position p, checked against [0, V); errors name the position as ids[i, j, ...]. */
 function idAt(op: string, ids: NumArray, idShape: readonly number[], p: number, V: number): number {
@@ -33,10 +35,10 @@ export const embeddingOp = defineOp({
   outputs: ['out'],
   attrs: {},
   infer: ([table, ids]) => {
-    expectDtype('embedding', 'table', table!, ['f32']);
+    const dtype = expectFloat('embedding', 'table', table!);
     expectDtype('embedding', 'ids', ids!, ['i32']);
     expectRank('embedding', 'table', table!, 2);
-    return [{ shape: [...ids!.shape, table!.shape[1]!], dtype: 'f32' }];
+    return [{ shape: [...ids!.shape, table!.shape[1]!], dtype }];
   },
   reference: ({ inputs: [table, ids], outputs: [out], inTypes }) => {
     const [V, D] = inTypes[0]!.shape as [number, number];
@@ -57,14 +59,14 @@ export const embeddingBackwardOp = defineOp({
   infer: ([ids, g], attrs) => {
     const op = 'embedding_backward';
     expectDtype(op, 'ids', ids!, ['i32']);
-    expectDtype(op, 'g', g!, ['f32']);
+    const dtype = expectFloat(op, 'g', g!);
     expectRank(op, 'g', g!, ids!.shape.length + 1);
     if (!sameShape(g!.shape.slice(0, -1), ids!.shape)) {
-      shapeError(op, `Expected f32[${[...ids!.shape, 'D'].join(', ')}] (the ids' shape then D) for input 'g' but received ${shapeStr(g!)}`);
+      shapeError(op, `Expected ${dtype}[${[...ids!.shape, 'D'].join(', ')}] (the ids' shape then D) for input 'g' but received ${shapeStr(g!)}`);
     }
     const V = attrs.vocab as number;
     if (V < 1) shapeError(op, `Expected a positive vocabulary size for attribute 'vocab' but received ${V}`);
-    return [{ shape: [V, g!.shape.at(-1)!], dtype: 'f32' }];
+    return [{ shape: [V, g!.shape.at(-1)!], dtype }];
   },
   reference: ({ inputs: [ids, g], outputs: [dtable], inTypes, outTypes }) => {
     const [V, D] = outTypes[0]!.shape as [number, number];

@@ -1,6 +1,6 @@
 /**
  * gather_rows: pick rows of a matrix by index.
- *   x: f32[R, D], idx: i32[M] -> f32[M, D] with out[m] = x[idx[m]], and out[m] = 0 when idx[m] = -1.
+ *   x: F[R, D] (F a float dtype: f32, bf16 or f16), idx: i32[M] -> F[M, D] with out[m] = x[idx[m]], and out[m] = 0 when idx[m] = -1.
  * In mixture-of-experts this is both halves of the data movement with static shapes: dispatch
  * (tokens f32[N, D] gathered into expert slots by moe_plan's dispatch, -1 marking an empty slot)
  * and combine (expert outputs f32[E*C, D] gathered back per token choice, -1 marking a dropped
@@ -11,6 +11,7 @@
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, expectRank } from '../op.js';
+import { expectFloat } from './float.js';
 
 export const gatherRowsOp = defineOp({
   name: 'gather_rows',
@@ -19,11 +20,11 @@ export const gatherRowsOp = defineOp({
   outputs: ['out'],
   attrs: {},
   infer: ([x, idx]) => {
-    expectDtype('gather_rows', 'x', x!, ['f32']);
+    const dtype = expectFloat('gather_rows', 'x', x!);
     expectDtype('gather_rows', 'idx', idx!, ['i32']);
     expectRank('gather_rows', 'x', x!, 2);
     expectRank('gather_rows', 'idx', idx!, 1);
-    return [{ shape: [idx!.shape[0]!, x!.shape[1]!], dtype: 'f32' }];
+    return [{ shape: [idx!.shape[0]!, x!.shape[1]!], dtype }];
   },
   reference: ({ inputs: [x, idx], outputs: [out], inTypes }) => {
     const [R, D] = inTypes[0]!.shape as [number, number];
@@ -41,7 +42,7 @@ export const gatherRowsOp = defineOp({
   },
 });
 
-/** Rows of `x` (f32[R, D]) at `idx` (i32[M]); -1 gives a zero row. */
+/** Rows of `x` (F[R, D], a float dtype) at `idx` (i32[M]); -1 gives a zero row. */
 export function gatherRows(x: Sym, idx: Sym): Sym {
   return x.builder.op1('gather_rows', [x, idx]);
 }

@@ -1,12 +1,13 @@
 /**
  * gelu: the tanh approximation of the Gaussian error linear unit (as GPT-2 and PyTorch's
- * approximate='tanh'). x: f32[S...] -> f32[S...],
+ * approximate='tanh'). x: F[S...] -> F[S...] (F a float dtype: f32, bf16 or f16),
  *   out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
  * Its gradient is one dedicated op (gelu_backward) rather than a dozen primitive nodes, so the
  * backward pass stays one elementwise kernel and keeps no intermediates alive.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype } from '../op.js';
+import { defineOp } from '../op.js';
+import { expectFloat } from './float.js';
 import { numel } from '../types.js';
 
 export const GELU_C = Math.sqrt(2 / Math.PI);
@@ -25,8 +26,7 @@ export const geluOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([x]) => {
-    expectDtype('gelu', 'x', x!, ['f32']);
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype: expectFloat('gelu', 'x', x!) }];
   },
   reference: ({ inputs: [x], outputs: [out] }) => {
     for (let i = 0; i < out!.length; i++) out![i] = geluScalar(x![i]!);

@@ -1,12 +1,13 @@
 /**
- * gelu_backward: the gradient of gelu (tanh approximation). g: f32[S...], x: f32[S...] (the
- * forward input) -> f32[S...],
+ * gelu_backward: the gradient of gelu (tanh approximation). g: F[S...], x: F[S...] (the forward
+ * input; F one float dtype shared by both) -> F[S...],
  *   out = g * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)),
  *   t = tanh(sqrt(2/pi) (x + 0.044715 x^3)).
  * One op from (g, x) so the backward pass recomputes t instead of keeping it from the forward.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype, shapeError } from '../op.js';
+import { defineOp, shapeError } from '../op.js';
+import { sameFloat } from './float.js';
 import { numel, sameShape } from '../types.js';
 import { GELU_C, GELU_K } from './gelu.js';
 
@@ -24,12 +25,11 @@ export const geluBackwardOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([g, x]) => {
-    expectDtype('gelu_backward', 'g', g!, ['f32']);
-    expectDtype('gelu_backward', 'x', x!, ['f32']);
+    const dtype = sameFloat('gelu_backward', [['g', g!], ['x', x!]]);
     if (!sameShape(g!.shape, x!.shape)) {
       shapeError('gelu_backward', `Expected the shape of x [${x!.shape.join(', ')}] for input 'g' but received [${g!.shape.join(', ')}]`);
     }
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }];
   },
   reference: ({ inputs: [g, x], outputs: [out] }) => {
     for (let i = 0; i < out!.length; i++) out![i] = g![i]! * geluGradScalar(x![i]!);

@@ -1,15 +1,17 @@
 /**
  * layernorm: normalise each row over the last dimension, then scale and shift.
- *   x: f32[...R, D], weight: f32[D], bias: f32[D]; attribute eps (float, default 1e-5)
- *   -> y: f32[...R, D], mean: f32[...R], rstd: f32[...R]
+ *   x: F[...R, D], weight: F[D], bias: F[D] (F one float dtype: f32, bf16 or f16); attribute eps
+ *   (float, default 1e-5) -> y: F[...R, D], mean: f32[...R], rstd: f32[...R]
  *   mean = sum(x) / D, var = sum((x - mean)^2) / D (biased, as torch.nn.LayerNorm),
  *   rstd = 1 / sqrt(var + eps), y = (x - mean) * rstd * weight + bias.
  * Like PyTorch's native_layer_norm it also returns mean and rstd, so the backward does not have to
  * recompute the row statistics. The variance is taken in two passes (around the mean) in float64.
+ * The statistics are f32 whatever F is (as in mixed-precision training, where a bf16 activation's
+ * mean and rstd are kept in f32 for the backward).
  *
  * layernorm_backward: the fused gradient, as native_layer_norm_backward.
- *   g: f32[...R, D], x: f32[...R, D], weight: f32[D], mean: f32[...R], rstd: f32[...R]
- *   -> dx: f32[...R, D], dweight: f32[D], dbias: f32[D]
+ *   g: F[...R, D], x: F[...R, D], weight: F[D] (one float dtype F), mean: f32[...R], rstd: f32[...R]
+ *   -> dx: F[...R, D], dweight: F[D], dbias: F[D]
  *   xhat = (x - mean) * rstd, gw = g * weight,
  *   dx = rstd * (gw - mean_D(gw) - xhat * mean_D(gw * xhat)),
  *   dweight = sum_R(g * xhat), dbias = sum_R(g).
@@ -18,15 +20,14 @@
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../op.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../types.js';
+import { sameFloat } from './float.js';
 
-/** Check x and the [D] vectors; returns the row shape and D. */
+/** Check the shapes of x and the [D] vectors (their dtypes are checked first); returns the row shape and D. */
 function rowsOf(op: string, x: ValueType, vectors: [string, ValueType][]): { rows: readonly number[]; D: number } {
-  expectDtype(op, 'x', x, ['f32']);
   expectRank(op, 'x', x, 1, Infinity);
   const D = x.shape.at(-1)!;
   for (const [name, t] of vectors) {
-    expectDtype(op, name, t, ['f32']);
-    if (!sameShape(t.shape, [D])) shapeError(op, `Expected f32[${D}] (the last dimension of x ${shapeStr(x)}) for input '${name}' but received ${shapeStr(t)}`);
+    if (!sameShape(t.shape, [D])) shapeError(op, `Expected ${x.dtype}[${D}] (the last dimension of x ${shapeStr(x)}) for input '${name}' but received ${shapeStr(t)}`);
   }
   return { rows: x.shape.slice(0, -1), D };
 }
@@ -38,8 +39,9 @@ export const layernormOp = defineOp({
   outputs: ['y', 'mean', 'rstd'],
   attrs: { eps: { kind: 'float', default: 1e-5 } },
   infer: ([x, w, b]) => {
+    const dtype = sameFloat('layernorm', [['x', x!], ['weight', w!], ['bias', b!]]);
     const { rows } = rowsOf('layernorm', x!, [['weight', w!], ['bias', b!]]);
-    return [{ shape: x!.shape, dtype: 'f32' }, { shape: rows, dtype: 'f32' }, { shape: rows, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }, { shape: rows, dtype: 'f32' }, { shape: rows, dtype: 'f32' }];
   },
   reference: ({ inputs: [x, w, b], outputs: [y, meanOut, rstdOut], inTypes, attrs }) => {
     const D = inTypes[0]!.shape.at(-1)!;
@@ -69,14 +71,14 @@ export const layernormBackwardOp = defineOp({
   attrs: {},
   infer: ([g, x, w, mean, rstd]) => {
     const op = 'layernorm_backward';
+    const dtype = sameFloat(op, [['g', g!], ['x', x!], ['weight', w!]]);
+    for (const [name, t] of [['mean', mean!], ['rstd', rstd!]] as const) expectDtype(op, name, t, ['f32']);
     const { rows, D } = rowsOf(op, x!, [['weight', w!]]);
-    expectDtype(op, 'g', g!, ['f32']);
     if (!sameShape(g!.shape, x!.shape)) shapeError(op, `Expected the shape of x ${shapeStr(x!)} for input 'g' but received ${shapeStr(g!)}`);
     for (const [name, t] of [['mean', mean!], ['rstd', rstd!]] as const) {
-      expectDtype(op, name, t, ['f32']);
       if (!sameShape(t.shape, rows)) shapeError(op, `Expected f32[${rows.join(', ')}] (the rows of x ${shapeStr(x!)}) for input '${name}' but received ${shapeStr(t)}`);
     }
-    return [{ shape: x!.shape, dtype: 'f32' }, { shape: [D], dtype: 'f32' }, { shape: [D], dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }, { shape: [D], dtype }, { shape: [D], dtype }];
   },
   reference: ({ inputs: [g, x, w, meanIn, rstdIn], outputs: [dx, dw, db], inTypes }) => {
     const D = inTypes[1]!.shape.at(-1)!;

@@ -1,11 +1,13 @@
 /**
  * matmul: batched matrix product with either operand transposed.
- *   a: f32[...Ba, M, K] (f32[...Ba, K, M] when transA), b: f32[...Bb, K, N] (f32[...Bb, N, K] when
- *   transB) -> f32[...broadcast(Ba, Bb), M, N]. Batch dimensions broadcast numpy-style; a rank-2
- *   operand is shared by every batch. The reference accumulates each dot product in float64.
+ *   a: F[...Ba, M, K] (F[...Ba, K, M] when transA), b: F[...Bb, K, N] (F[...Bb, N, K] when
+ *   transB) -> F[...broadcast(Ba, Bb), M, N], F one float dtype (f32, bf16 or f16) shared by a and
+ *   b. Batch dimensions broadcast numpy-style; a rank-2 operand is shared by every batch. The
+ *   reference accumulates each dot product in float64.
  */
 import type { Sym } from '../builder.js';
-import { broadcastShapes, defineOp, expectDtype, expectRank, shapeError, stridesOf } from '../op.js';
+import { broadcastShapes, defineOp, expectRank, shapeError, stridesOf } from '../op.js';
+import { sameFloat, type FloatDType } from './float.js';
 import { numel, type Attrs, type ValueType } from '../types.js';
 
 function dims(t: ValueType, trans: boolean): [rows: number, cols: number] {
@@ -14,9 +16,8 @@ function dims(t: ValueType, trans: boolean): [rows: number, cols: number] {
   return trans ? [c, r] : [r, c];
 }
 
-function infer(a: ValueType, b: ValueType, attrs: Attrs): { batch: number[]; M: number; K: number; N: number } {
-  expectDtype('matmul', 'a', a, ['f32']);
-  expectDtype('matmul', 'b', b, ['f32']);
+function infer(a: ValueType, b: ValueType, attrs: Attrs): { batch: number[]; M: number; K: number; N: number; dtype: FloatDType } {
+  const dtype = sameFloat('matmul', [['a', a], ['b', b]]);
   expectRank('matmul', 'a', a, 2, Infinity);
   expectRank('matmul', 'b', b, 2, Infinity);
   const [M, K] = dims(a, attrs.transA === true);
@@ -25,7 +26,7 @@ function infer(a: ValueType, b: ValueType, attrs: Attrs): { batch: number[]; M: 
     shapeError('matmul', `Expected inner dimensions that agree but received ${K} (a: [${a.shape.join(', ')}]${attrs.transA ? ', transposed' : ''}) and ${K2} (b: [${b.shape.join(', ')}]${attrs.transB ? ', transposed' : ''})`);
   }
   const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
-  return { batch, M, K, N };
+  return { batch, M, K, N, dtype };
 }
 
 /** Offset of batch `i` (of the broadcast batch shape) into an operand with batch shape `own`. */
@@ -56,8 +57,8 @@ export const matmulOp = defineOp({
   outputs: ['out'],
   attrs: { transA: { kind: 'bool', default: false }, transB: { kind: 'bool', default: false } },
   infer: ([a, b], attrs) => {
-    const { batch, M, N } = infer(a!, b!, attrs);
-    return [{ shape: [...batch, M, N], dtype: 'f32' }];
+    const { batch, M, N, dtype } = infer(a!, b!, attrs);
+    return [{ shape: [...batch, M, N], dtype }];
   },
   reference: ({ inputs: [a, b], outputs: [out], inTypes, attrs }) => {
     const { batch, M, K, N } = infer(inTypes[0]!, inTypes[1]!, attrs);

@@ -1,14 +1,15 @@
 /**
- * max: the largest element over axes. x: f32[X...], attrs axes ([] means every axis), keepdims ->
+ * max: the largest element over axes. x: F[X...] (F a float dtype), attrs axes ([] means every axis), keepdims ->
  * the shape sum gives. A NaN in a group makes the group's max NaN (as torch.amax). Its gradient
  * goes to the FIRST maximal element of each group (row-major order) only, through max_backward,
  * which finds that element the same way; a dedicated op keeps the backward one kernel and free of
  * a float mask.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype } from '../op.js';
+import { defineOp } from '../op.js';
 import { numel } from '../types.js';
 import { groupIndex, reduction, REDUCE_ATTRS } from './sum.js';
+import { expectFloat } from './float.js';
 import type { NumArray, ValueType, Attrs } from '../types.js';
 
 /** For each group, the flat index in x of its first maximal element (first NaN, if any). */
@@ -37,8 +38,8 @@ export const maxOp = defineOp({
   outputs: ['out'],
   attrs: REDUCE_ATTRS,
   infer: ([x], attrs) => {
-    expectDtype('max', 'x', x!, ['f32']);
-    return [{ shape: reduction('max', x!, attrs).outShape, dtype: 'f32' }];
+    const dtype = expectFloat('max', 'x', x!);
+    return [{ shape: reduction('max', x!, attrs).outShape, dtype }];
   },
   reference: ({ inputs: [x], outputs: [out], inTypes, attrs }) => {
     const arg = argmaxOfGroups('max', x!, inTypes[0]!, attrs);

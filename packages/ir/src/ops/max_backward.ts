@@ -1,11 +1,12 @@
 /**
- * max_backward: the gradient of max. g: f32[the max's output shape], x: f32[X...] (the forward
- * input), attrs axes, keepdims (those of the max) -> f32[X...]: g of each group at the group's
+ * max_backward: the gradient of max. g: F[the max's output shape], x: F[X...] (the forward
+ * input; F one float dtype shared by both), attrs axes, keepdims (those of the max) -> F[X...]: g of each group at the group's
  * first maximal element (row-major order; the first NaN if any), 0 elsewhere. It recomputes the
  * argmax from x with max's own helper, so the two always pick the same element.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype, shapeError } from '../op.js';
+import { defineOp, shapeError } from '../op.js';
+import { sameFloat } from './float.js';
 import { numel, sameShape } from '../types.js';
 import { argmaxOfGroups } from './max.js';
 import { reduction, REDUCE_ATTRS } from './sum.js';
@@ -17,13 +18,12 @@ export const maxBackwardOp = defineOp({
   outputs: ['out'],
   attrs: REDUCE_ATTRS,
   infer: ([g, x], attrs) => {
-    expectDtype('max_backward', 'g', g!, ['f32']);
-    expectDtype('max_backward', 'x', x!, ['f32']);
+    const dtype = sameFloat('max_backward', [['g', g!], ['x', x!]]);
     const r = reduction('max_backward', x!, attrs);
     if (!sameShape(g!.shape, r.outShape)) {
       shapeError('max_backward', `Expected the max's output shape [${r.outShape.join(', ')}] for input 'g' but received [${g!.shape.join(', ')}]`);
     }
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }];
   },
   reference: ({ inputs: [g, x], outputs: [out], inTypes, attrs }) => {
     const arg = argmaxOfGroups('max_backward', x!, inTypes[1]!, attrs);

@@ -1,12 +1,13 @@
 /**
- * mean: the average over axes. x: f32[X...], attrs axes ([] means every axis), keepdims -> the
+ * mean: the average over axes. x: F[X...] (F a float dtype), attrs axes ([] means every axis), keepdims -> the
  * shape sum gives. Sums in float64, then divides by the group size once. Shares sum's `reduction`
  * so the two can never disagree on shapes. Gradient: g / count broadcast back to x.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype } from '../op.js';
+import { defineOp } from '../op.js';
 import { numel } from '../types.js';
 import { groupIndex, reduction, REDUCE_ATTRS } from './sum.js';
+import { expectFloat } from './float.js';
 
 export const meanOp = defineOp({
   name: 'mean',
@@ -15,8 +16,8 @@ export const meanOp = defineOp({
   outputs: ['out'],
   attrs: REDUCE_ATTRS,
   infer: ([x], attrs) => {
-    expectDtype('mean', 'x', x!, ['f32']);
-    return [{ shape: reduction('mean', x!, attrs).outShape, dtype: 'f32' }];
+    const dtype = expectFloat('mean', 'x', x!);
+    return [{ shape: reduction('mean', x!, attrs).outShape, dtype }];
   },
   reference: ({ inputs: [x], outputs: [out], inTypes, attrs }) => {
     const r = reduction('mean', inTypes[0]!, attrs);

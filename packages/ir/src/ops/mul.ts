@@ -1,10 +1,12 @@
 /**
- * mul: elementwise a * b with numpy broadcasting. a: f32[A...], b: f32[B...] -> f32[broadcast(A, B)].
+ * mul: elementwise a * b with numpy broadcasting. a: F[A...], b: F[B...] -> F[broadcast(A, B)], F one
+ * float dtype (f32, bf16 or f16) shared by both inputs.
  * Built exactly like add (same broadcast rule, same index maps) so the two fuse the same way; its
  * gradient multiplies by the other operand and sums over the broadcast dimensions (sum_to).
  */
 import type { Sym } from '../builder.js';
-import { broadcastIndex, broadcastShapes, defineOp, expectDtype, shapeError } from '../op.js';
+import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../op.js';
+import { sameFloat } from './float.js';
 import { numel, sameShape } from '../types.js';
 
 export const mulOp = defineOp({
@@ -15,9 +17,8 @@ export const mulOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([a, b]) => {
-    expectDtype('mul', 'a', a!, ['f32']);
-    expectDtype('mul', 'b', b!, ['f32']);
-    return [{ shape: broadcastShapes('mul', a!.shape, b!.shape), dtype: 'f32' }];
+    const dtype = sameFloat('mul', [['a', a!], ['b', b!]]);
+    return [{ shape: broadcastShapes('mul', a!.shape, b!.shape), dtype }];
   },
   reference: ({ inputs: [a, b], outputs: [out], inTypes, outTypes }) => {
     const shape = outTypes[0]!.shape;

@@ -1,27 +1,27 @@
 /**
  * rmsnorm: scale each row by the reciprocal of its root mean square over the last dimension.
- *   x: f32[...R, D], weight: f32[D]; attribute eps (float, default 1e-6)
- *   -> y: f32[...R, D], rstd: f32[...R]
+ *   x: F[...R, D], weight: F[D] (F one float dtype: f32, bf16 or f16); attribute eps (float,
+ *   default 1e-6) -> y: F[...R, D], rstd: f32[...R] (f32 whatever F is, as layernorm's statistics)
  *   rstd = 1 / sqrt(sum(x^2) / D + eps), y = x * rstd * weight.
  * No mean is subtracted and there is no bias (Zhang & Sennrich 2019, as LLaMA uses it). rstd is an
  * output so the backward need not recompute it; the sum of squares accumulates in float64.
  *
  * rmsnorm_backward: the fused gradient.
- *   g: f32[...R, D], x: f32[...R, D], weight: f32[D], rstd: f32[...R]
- *   -> dx: f32[...R, D], dweight: f32[D]
+ *   g: F[...R, D], x: F[...R, D], weight: F[D] (one float dtype F), rstd: f32[...R]
+ *   -> dx: F[...R, D], dweight: F[D]
  *   gw = g * weight, dx = rstd * (gw - x * rstd^2 * mean_D(gw * x)), dweight = sum_R(g * x * rstd).
  * Gradients reaching the rstd output are not supported (nothing needs them).
  */
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../op.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../types.js';
+import { sameFloat } from './float.js';
 
+/** Check the shapes of x and weight (their dtypes are checked first); returns the row shape and D. */
 function rowsOf(op: string, x: ValueType, w: ValueType): { rows: readonly number[]; D: number } {
-  expectDtype(op, 'x', x, ['f32']);
-  expectDtype(op, 'weight', w, ['f32']);
   expectRank(op, 'x', x, 1, Infinity);
   const D = x.shape.at(-1)!;
-  if (!sameShape(w.shape, [D])) shapeError(op, `Expected f32[${D}] (the last dimension of x ${shapeStr(x)}) for input 'weight' but received ${shapeStr(w)}`);
+  if (!sameShape(w.shape, [D])) shapeError(op, `Expected ${x.dtype}[${D}] (the last dimension of x ${shapeStr(x)}) for input 'weight' but received ${shapeStr(w)}`);
   return { rows: x.shape.slice(0, -1), D };
 }
 
@@ -32,8 +32,9 @@ export const rmsnormOp = defineOp({
   outputs: ['y', 'rstd'],
   attrs: { eps: { kind: 'float', default: 1e-6 } },
   infer: ([x, w]) => {
+    const dtype = sameFloat('rmsnorm', [['x', x!], ['weight', w!]]);
     const { rows } = rowsOf('rmsnorm', x!, w!);
-    return [{ shape: x!.shape, dtype: 'f32' }, { shape: rows, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }, { shape: rows, dtype: 'f32' }];
   },
   reference: ({ inputs: [x, w], outputs: [y, rstdOut], inTypes, attrs }) => {
     const D = inTypes[0]!.shape.at(-1)!;
@@ -59,12 +60,12 @@ export const rmsnormBackwardOp = defineOp({
   attrs: {},
   infer: ([g, x, w, rstd]) => {
     const op = 'rmsnorm_backward';
-    const { rows, D } = rowsOf(op, x!, w!);
-    expectDtype(op, 'g', g!, ['f32']);
-    if (!sameShape(g!.shape, x!.shape)) shapeError(op, `Expected the shape of x ${shapeStr(x!)} for input 'g' but received ${shapeStr(g!)}`);
+    const dtype = sameFloat(op, [['g', g!], ['x', x!], ['weight', w!]]);
     expectDtype(op, 'rstd', rstd!, ['f32']);
+    const { rows, D } = rowsOf(op, x!, w!);
+    if (!sameShape(g!.shape, x!.shape)) shapeError(op, `Expected the shape of x ${shapeStr(x!)} for input 'g' but received ${shapeStr(g!)}`);
     if (!sameShape(rstd!.shape, rows)) shapeError(op, `Expected f32[${rows.join(', ')}] (the rows of x ${shapeStr(x!)}) for input 'rstd' but received ${shapeStr(rstd!)}`);
-    return [{ shape: x!.shape, dtype: 'f32' }, { shape: [D], dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }, { shape: [D], dtype }];
   },
   reference: ({ inputs: [g, x, w, rstdIn], outputs: [dx, dw], inTypes }) => {
     const D = inTypes[1]!.shape.at(-1)!;

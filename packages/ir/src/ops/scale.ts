@@ -1,10 +1,11 @@
 /**
- * scale: x * alpha for a constant alpha. x: f32[S...], attr alpha: float -> f32[S...].
+ * scale: x * alpha for a constant alpha. x: F[S...] (F a float dtype), attr alpha: float -> F[S...].
  * A constant factor is an attribute rather than a second tensor so that gradient rules (mean's
  * 1/n, for one) need no fill node and a backend can fold it into a neighbouring kernel.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype } from '../op.js';
+import { defineOp } from '../op.js';
+import { expectFloat } from './float.js';
 import { numel } from '../types.js';
 
 export const scaleOp = defineOp({
@@ -15,8 +16,7 @@ export const scaleOp = defineOp({
   attrs: { alpha: { kind: 'float' } },
   elementwise: true,
   infer: ([x]) => {
-    expectDtype('scale', 'x', x!, ['f32']);
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype: expectFloat('scale', 'x', x!) }];
   },
   reference: ({ inputs: [x], outputs: [out], attrs }) => {
     const alpha = attrs.alpha as number;

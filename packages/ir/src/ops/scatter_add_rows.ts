@@ -1,6 +1,7 @@
 /**
  * scatter_add_rows: add rows of a matrix into a zero matrix at given row positions.
- *   src: f32[M, D], idx: i32[M], attribute rows (R >= 0) -> f32[R, D] with
+ *   src: F[M, D] (F a float dtype: f32, bf16 or f16), idx: i32[M], attribute rows (R >= 0)
+ *   -> F[R, D] with
  *   out[r] = sum of src[m] over every m with idx[m] = r; rows no index names stay zero, and
  *   idx[m] = -1 skips src[m].
  * It is the adjoint of gather_rows (and its gradient w.r.t. x), so repeated indices accumulate
@@ -12,6 +13,7 @@ import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../op.js';
 import { numel, shapeStr } from '../types.js';
+import { expectFloat } from './float.js';
 
 export const scatterAddRowsOp = defineOp({
   name: 'scatter_add_rows',
@@ -20,7 +22,7 @@ export const scatterAddRowsOp = defineOp({
   outputs: ['out'],
   attrs: { rows: { kind: 'int' } },
   infer: ([src, idx], attrs) => {
-    expectDtype('scatter_add_rows', 'src', src!, ['f32']);
+    const dtype = expectFloat('scatter_add_rows', 'src', src!);
     expectDtype('scatter_add_rows', 'idx', idx!, ['i32']);
     expectRank('scatter_add_rows', 'src', src!, 2);
     expectRank('scatter_add_rows', 'idx', idx!, 1);
@@ -29,7 +31,7 @@ export const scatterAddRowsOp = defineOp({
     }
     const rows = attrs.rows as number;
     if (rows < 0) shapeError('scatter_add_rows', `Expected a non-negative row count for attribute 'rows' but received ${rows}`);
-    return [{ shape: [rows, src!.shape[1]!], dtype: 'f32' }];
+    return [{ shape: [rows, src!.shape[1]!], dtype }];
   },
   reference: ({ inputs: [src, idx], outputs: [out], inTypes, attrs }) => {
     const D = inTypes[0]!.shape[1]!;
@@ -48,7 +50,7 @@ export const scatterAddRowsOp = defineOp({
   flops: ([src]) => numel(src!.shape),
 });
 
-/** A zero f32[rows, D] with each row of `src` (f32[M, D]) added at row `idx[m]`; -1 skips. */
+/** A zero F[rows, D] with each row of `src` (F[M, D], a float dtype) added at row `idx[m]`; -1 skips. */
 export function scatterAddRows(src: Sym, idx: Sym, rows: number): Sym {
   return src.builder.op1('scatter_add_rows', [src, idx], { rows });
 }

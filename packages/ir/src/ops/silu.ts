@@ -1,9 +1,10 @@
 /**
- * silu: x * sigmoid(x) (the swish of SwiGLU). x: f32[S...] -> f32[S...].
+ * silu: x * sigmoid(x) (the swish of SwiGLU). x: F[S...] -> F[S...] (F a float dtype).
  * Its gradient is one dedicated op (silu_backward), so the backward pass is one elementwise kernel.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype } from '../op.js';
+import { defineOp } from '../op.js';
+import { expectFloat } from './float.js';
 import { numel } from '../types.js';
 
 /** sigmoid of one value, in float64; exp(-x) overflowing to Infinity gives 0, as it should. */
@@ -19,8 +20,7 @@ export const siluOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([x]) => {
-    expectDtype('silu', 'x', x!, ['f32']);
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype: expectFloat('silu', 'x', x!) }];
   },
   reference: ({ inputs: [x], outputs: [out] }) => {
     for (let i = 0; i < out!.length; i++) out![i] = x![i]! * sigmoidScalar(x![i]!);

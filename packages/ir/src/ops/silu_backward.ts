@@ -1,10 +1,12 @@
 /**
- * silu_backward: the gradient of silu. g: f32[S...], x: f32[S...] (the forward input) -> f32[S...],
+ * silu_backward: the gradient of silu. g: F[S...], x: F[S...] (the forward input; F one float
+ * dtype shared by both) -> F[S...],
  *   out = g * s (1 + x (1 - s)),  s = sigmoid(x).
  * One op from (g, x), recomputing s, so the backward pass keeps no sigmoid tensor alive.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype, shapeError } from '../op.js';
+import { defineOp, shapeError } from '../op.js';
+import { sameFloat } from './float.js';
 import { numel, sameShape } from '../types.js';
 import { sigmoidScalar } from './silu.js';
 
@@ -22,12 +24,11 @@ export const siluBackwardOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([g, x]) => {
-    expectDtype('silu_backward', 'g', g!, ['f32']);
-    expectDtype('silu_backward', 'x', x!, ['f32']);
+    const dtype = sameFloat('silu_backward', [['g', g!], ['x', x!]]);
     if (!sameShape(g!.shape, x!.shape)) {
       shapeError('silu_backward', `Expected the shape of x [${x!.shape.join(', ')}] for input 'g' but received [${g!.shape.join(', ')}]`);
     }
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }];
   },
   reference: ({ inputs: [g, x], outputs: [out] }) => {
     for (let i = 0; i < out!.length; i++) out![i] = g![i]! * siluGradScalar(x![i]!);

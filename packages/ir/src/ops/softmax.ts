@@ -1,17 +1,18 @@
 /**
  * softmax: out = exp(x - max) / sum(exp(x - max)) along one axis.
- *   x: f32[...X] -> out: f32[...X]; attribute axis (int, default -1, negative counts from the end).
+ *   x: F[...X] -> out: F[...X] (F a float dtype: f32, bf16 or f16); attribute axis (int, default -1, negative counts from the end).
  * Subtracting the row maximum first keeps exp() from overflowing (the result is the same in exact
  * arithmetic), so a masked score of -1e30 becomes exactly 0. Sums are accumulated in float64.
  *
  * softmax_backward: the fused gradient, as PyTorch's _softmax_backward_data.
- *   g: f32[...X], y: f32[...X] (the softmax output) -> dx: f32[...X],
+ *   g: F[...X], y: F[...X] (the softmax output; one float dtype F) -> dx: F[...X],
  *   dx = y * (g - sum(g * y, axis)).
  * One op instead of mul / sum / sub / mul keeps the backward to one pass over the data and needs
  * only the forward output (not x) to be kept.
  */
 import type { Sym } from '../builder.js';
-import { axisOf, defineOp, expectDtype, shapeError } from '../op.js';
+import { axisOf, defineOp, shapeError } from '../op.js';
+import { expectFloat, sameFloat } from './float.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../types.js';
 
 /** Split a shape around `axis`: outer * n * inner elements, the axis has stride `inner`. */
@@ -26,10 +27,10 @@ export const softmaxOp = defineOp({
   outputs: ['out'],
   attrs: { axis: { kind: 'int', default: -1 } },
   infer: ([x], attrs) => {
-    expectDtype('softmax', 'x', x!, ['f32']);
+    const dtype = expectFloat('softmax', 'x', x!);
     if (x!.shape.length === 0) shapeError('softmax', `Expected rank >= 1 for input 'x' but received ${shapeStr(x!)}`);
     axisOf('softmax', attrs.axis as number, x!.shape.length);
-    return [{ shape: x!.shape, dtype: 'f32' }];
+    return [{ shape: x!.shape, dtype }];
   },
   reference: ({ inputs: [x], outputs: [out], inTypes, attrs }) => {
     const shape = inTypes[0]!.shape;
@@ -49,12 +50,11 @@ export const softmaxOp = defineOp({
 });
 
 function inferBackward(g: ValueType, y: ValueType, axis: number): ValueType[] {
-  expectDtype('softmax_backward', 'g', g, ['f32']);
-  expectDtype('softmax_backward', 'y', y, ['f32']);
+  const dtype = sameFloat('softmax_backward', [['g', g], ['y', y]]);
   if (!sameShape(g.shape, y.shape)) shapeError('softmax_backward', `Expected the shape of y ${shapeStr(y)} for input 'g' but received ${shapeStr(g)}`);
   if (y.shape.length === 0) shapeError('softmax_backward', `Expected rank >= 1 for input 'y' but received ${shapeStr(y)}`);
   axisOf('softmax_backward', axis, y.shape.length);
-  return [{ shape: y.shape, dtype: 'f32' }];
+  return [{ shape: y.shape, dtype }];
 }
 
 export const softmaxBackwardOp = defineOp({

@@ -1,15 +1,17 @@
 /**
- * sum: sum over axes. x: f32[X...], attrs axes (ints; negative count from the end; [] means every
- * axis), keepdims (bool, default false) -> f32[X with the reduced dims removed] (or set to 1 with
- * keepdims; f32[] when every axis is reduced without keepdims). Accumulates in float64.
+ * sum: sum over axes. x: F[X...] (F a float dtype: f32, bf16 or f16), attrs axes (ints; negative
+ * count from the end; [] means every axis), keepdims (bool, default false) -> F[X with the reduced
+ * dims removed] (or set to 1 with keepdims; F[] when every axis is reduced without keepdims).
+ * Accumulates in float64.
  * The reference maps each element of x to its group with broadcastIndex against the keepdims
  * shape (which has the same row-major layout as the output), so any set of axes is one loop.
  * `reduction` is shared by mean, max and max_backward. Gradient: g reshaped to the keepdims shape
  * and broadcast back to x.
  */
 import type { Sym } from '../builder.js';
-import { axisOf, broadcastIndex, defineOp, expectDtype, shapeError } from '../op.js';
+import { axisOf, broadcastIndex, defineOp, shapeError } from '../op.js';
 import { numel, type Attrs, type ValueType } from '../types.js';
+import { expectFloat } from './float.js';
 
 export interface Reduction {
   /** Reduced axes, normalised and sorted. */
@@ -48,8 +50,8 @@ export const sumOp = defineOp({
   outputs: ['out'],
   attrs: REDUCE_ATTRS,
   infer: ([x], attrs) => {
-    expectDtype('sum', 'x', x!, ['f32']);
-    return [{ shape: reduction('sum', x!, attrs).outShape, dtype: 'f32' }];
+    const dtype = expectFloat('sum', 'x', x!);
+    return [{ shape: reduction('sum', x!, attrs).outShape, dtype }];
   },
   reference: ({ inputs: [x], outputs: [out], inTypes, attrs }) => {
     const idx = groupIndex(inTypes[0]!, reduction('sum', inTypes[0]!, attrs));

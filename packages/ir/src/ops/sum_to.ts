@@ -1,9 +1,10 @@
 /**
  * sum_to: sum x down to a shape it was broadcast from (the gradient of broadcasting).
- * x: f32[X...], shape S with broadcast(S, X) = X -> f32[S]. Accumulates in float64.
+ * x: F[X...] (F a float dtype), shape S with broadcast(S, X) = X -> F[S]. Accumulates in float64.
  */
 import type { Sym } from '../builder.js';
-import { broadcastIndex, broadcastShapes, defineOp, expectDtype, shapeError } from '../op.js';
+import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../op.js';
+import { expectFloat } from './float.js';
 import { numel, sameShape } from '../types.js';
 
 export const sumToOp = defineOp({
@@ -13,12 +14,12 @@ export const sumToOp = defineOp({
   outputs: ['out'],
   attrs: { shape: { kind: 'ints' } },
   infer: ([x], attrs) => {
-    expectDtype('sum_to', 'x', x!, ['f32']);
+    const dtype = expectFloat('sum_to', 'x', x!);
     const shape = attrs.shape as readonly number[];
     if (!sameShape(broadcastShapes('sum_to', shape, x!.shape), x!.shape)) {
       shapeError('sum_to', `Expected a shape that broadcasts to [${x!.shape.join(', ')}] but received [${shape.join(', ')}]`);
     }
-    return [{ shape, dtype: 'f32' }];
+    return [{ shape, dtype }];
   },
   reference: ({ inputs: [x], outputs: [out], inTypes, outTypes }) => {
     const idx = broadcastIndex(inTypes[0]!.shape, outTypes[0]!.shape);

@@ -1,11 +1,13 @@
 /**
- * swiglu: the SwiGLU gate, silu(gate) * up. gate: f32[S...], up: f32[S...] -> f32[S...].
+ * swiglu: the SwiGLU gate, silu(gate) * up. gate: F[S...], up: F[S...] -> F[S...] (F one float
+ * dtype shared by both).
  * The shapes must be equal (no broadcasting): gate and up are two halves of one MLP projection, and
  * a mismatch is a bug to report, not to broadcast over. One op so the forward is one kernel; its
  * gradient is silu_backward(g * up, gate) for gate and g * silu(gate) for up.
  */
 import type { Sym } from '../builder.js';
-import { defineOp, expectDtype, shapeError } from '../op.js';
+import { defineOp, shapeError } from '../op.js';
+import { sameFloat } from './float.js';
 import { numel, sameShape } from '../types.js';
 import { sigmoidScalar } from './silu.js';
 
@@ -17,12 +19,11 @@ export const swigluOp = defineOp({
   attrs: {},
   elementwise: true,
   infer: ([gate, up]) => {
-    expectDtype('swiglu', 'gate', gate!, ['f32']);
-    expectDtype('swiglu', 'up', up!, ['f32']);
+    const dtype = sameFloat('swiglu', [['gate', gate!], ['up', up!]]);
     if (!sameShape(gate!.shape, up!.shape)) {
       shapeError('swiglu', `Expected the shape of gate [${gate!.shape.join(', ')}] for input 'up' but received [${up!.shape.join(', ')}]`);
     }
-    return [{ shape: gate!.shape, dtype: 'f32' }];
+    return [{ shape: gate!.shape, dtype }];
   },
   reference: ({ inputs: [gate, up], outputs: [out] }) => {
     for (let i = 0; i < out!.length; i++) {

@@ -1,6 +1,7 @@
 /**
  * topk: the k largest entries along the last axis, largest first, and where they were.
- *   x: f32[..., E], attribute k with 1 <= k <= E -> values: f32[..., k] (descending),
+ *   x: F[..., E] (F a float dtype: f32, bf16 or f16), attribute k with 1 <= k <= E
+ *   -> values: F[..., k] (descending),
  *   indices: i32[..., k] (positions in [0, E)).
  * Ties go to the lower index first, so the choice is deterministic and matches a stable sort; NaN
  * ranks above every number (as in PyTorch), so a NaN router output is seen rather than hidden.
@@ -9,7 +10,7 @@
  *
  * topk_backward: the gradient of topk's values, written as its own op so the backward pass stays
  * plain IR with static shapes.
- *   g: f32[..., k], indices: i32[..., k], attribute size (= E) -> f32[..., size] with
+ *   g: F[..., k] (a float dtype), indices: i32[..., k], attribute size (= E) -> F[..., size] with
  *   out[..., indices[..., j]] += g[..., j] and zeros everywhere else. Indices outside [0, size) are
  *   an INVALID_ARGUMENT error naming the position.
  */
@@ -17,6 +18,7 @@ import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../op.js';
 import { numel, sameShape, shapeStr } from '../types.js';
+import { expectFloat } from './float.js';
 
 /** The multi-index of flat position `p` in a row-major `shape`, as text: "[1, 0, 2]". */
 function position(shape: readonly number[], p: number): string {
@@ -44,14 +46,14 @@ export const topkOp = defineOp({
   outputs: ['values', 'indices'],
   attrs: { k: { kind: 'int' } },
   infer: ([x], attrs) => {
-    expectDtype('topk', 'x', x!, ['f32']);
+    const dtype = expectFloat('topk', 'x', x!);
     expectRank('topk', 'x', x!, 1, Infinity);
     const E = x!.shape.at(-1)!;
     const k = attrs.k as number;
     if (k < 1 || k > E) shapeError('topk', `Expected k in [1, ${E}] for attribute 'k' (last dimension of ${shapeStr(x!)}) but received ${k}`);
     const shape = [...x!.shape.slice(0, -1), k];
     return [
-      { shape, dtype: 'f32' },
+      { shape, dtype },
       { shape, dtype: 'i32' },
     ];
   },
@@ -81,7 +83,7 @@ export const topkBackwardOp = defineOp({
   outputs: ['out'],
   attrs: { size: { kind: 'int' } },
   infer: ([g, indices], attrs) => {
-    expectDtype('topk_backward', 'g', g!, ['f32']);
+    const dtype = expectFloat('topk_backward', 'g', g!);
     expectDtype('topk_backward', 'indices', indices!, ['i32']);
     expectRank('topk_backward', 'g', g!, 1, Infinity);
     if (!sameShape(g!.shape, indices!.shape)) {
@@ -89,7 +91,7 @@ export const topkBackwardOp = defineOp({
     }
     const size = attrs.size as number;
     if (size < 1) shapeError('topk_backward', `Expected a positive size for attribute 'size' but received ${size}`);
-    return [{ shape: [...g!.shape.slice(0, -1), size], dtype: 'f32' }];
+    return [{ shape: [...g!.shape.slice(0, -1), size], dtype }];
   },
   reference: ({ inputs: [g, indices], outputs: [out], inTypes, attrs }) => {
     const shape = inTypes[1]!.shape;
@@ -117,7 +119,7 @@ export function topk(x: Sym, k: number): [values: Sym, indices: Sym] {
   return [values!, indices!];
 }
 
-/** Gradient of topk's values: scatter `g` (f32[..., k]) to `indices` in a zero f32[..., size]. */
+/** Gradient of topk's values: scatter `g` (F[..., k]) to `indices` in a zero F[..., size]. */
 export function topkBackward(g: Sym, indices: Sym, size: number): Sym {
   return g.builder.op1('topk_backward', [g, indices], { size });
 }

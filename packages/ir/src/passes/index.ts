@@ -6,8 +6,10 @@ import type { Graph } from '../graph.js';
 import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
 import { markElementwiseFusion } from './fusion.js';
+import { autocast, type AutocastOptions } from './autocast.js';
 
-export { eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion };
+export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion };
+export type { AutocastOptions };
 
 /**
  * A graph rewrite plugged into compile. @deepwell/precision implements one that rewrites matmuls

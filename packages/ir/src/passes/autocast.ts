@@ -1,0 +1,56 @@
+/**
+ * autocast(forward) -> the same model computing in bf16 (or f16) with FP32 master weights, as
+ * mixed-precision training does: every parameter is cast to the low dtype once where it is used,
+ * activations are stored in the low dtype, each kernel still does its arithmetic in FP32, and what
+ * needs the range or precision stays FP32 by the ops' own rules (the loss, normalisation statistics,
+ * the optimizer). Graph outputs are cast back to f32. Apply it to the forward graph before
+ * trainingStep(): autodiff then differentiates through the casts, so parameter gradients arrive in
+ * f32 for AdamW.
+ */
+import { DeepwellError, describe } from '@deepwell/core';
+import { GraphBuilder, type Sym } from '../builder.js';
+import type { Graph } from '../graph.js';
+import { getOp } from '../op.js';
+
+export interface AutocastOptions {
+  dtype?: 'bf16' | 'f16';
+}
+
+export function autocast(graph: Graph, options: AutocastOptions = {}): Graph {
+  const low = options.dtype ?? 'bf16';
+  if (low !== 'bf16' && low !== 'f16') throw new DeepwellError('INVALID_ARGUMENT', `Expected 'bf16' or 'f16' for autocast dtype but received ${describe(low)}`);
+  if (Object.keys(graph.updates).length || Object.keys(graph.gradients).length) {
+    throw new DeepwellError('INVALID_ARGUMENT', 'Expected a forward graph for autocast (apply it before trainingStep) but received one with updates');
+  }
+  const b = new GraphBuilder();
+  const map = new Map<number, Sym>();
+  for (const v of graph.values) {
+    if (v.kind === 'input') map.set(v.id, b.input(v.name!, v.type.shape, v.type.dtype));
+    else if (v.kind === 'param') map.set(v.id, b.param(v.name!, v.type.shape, v.type.dtype, graph.init[v.name!]!, { absolute: true }));
+    else if (v.kind === 'state') map.set(v.id, b.state(v.name!, v.type.shape, v.type.dtype, graph.init[v.name!]!));
+  }
+  const lowered = new Map<number, Sym>();
+  const toLow = (id: number): Sym => {
+    const s = map.get(id)!;
+    if (s.dtype !== 'f32') return s;
+    let c = lowered.get(id);
+    if (!c) {
+      const v = graph.values[id]!;
+      const scope = v.kind === 'param' ? v.name!.split('.').slice(0, -1).join('.') : '';
+      c = b.within(scope, () => b.op1('cast', [s], { dtype: low }));
+      lowered.set(id, c);
+    }
+    return c;
+  };
+  for (const n of graph.nodes) {
+    // cast nodes stay as written; every other op takes its float inputs in the low dtype.
+    const inputs = n.op === 'cast' ? n.inputs.map((i) => map.get(i)!) : n.inputs.map((i) => (map.get(i)!.dtype === 'f32' ? toLow(i) : map.get(i)!));
+    const outs = b.within(n.scope, () => b.op(n.op, inputs, n.attrs as never));
+    n.outputs.forEach((o, k) => map.set(o, outs[k]!));
+  }
+  for (const [name, id] of Object.entries(graph.outputs)) {
+    const s = map.get(id)!;
+    b.output(name, s.dtype === 'bf16' || s.dtype === 'f16' ? b.op1('cast', [s], { dtype: 'f32' }) : s);
+  }
+  return b.graph.verify();
+}
