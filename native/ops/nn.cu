@@ -497,7 +497,7 @@ __global__ void softmaxBwdColsK(const T* g, const T* y, T* dx, int64_t outer, in
 
 template <typename T, int V, int NCH, bool CACHED>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
-    layernormK(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, int64_t rows, int nch, float eps) {
+    layernormK(const T* x, const T* w, const T* b, T* y, float* mean, float* rstd, int64_t rows, int nch, float eps) {
   __shared__ float sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
@@ -530,8 +530,8 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
       storeF<T, V>(yr + static_cast<int64_t>(j) * V, o);
     });
     if (threadIdx.x == 0) {
-      mean[row] = fromF<T>(mu);
-      rstd[row] = fromF<T>(r);
+      mean[row] = mu;
+      rstd[row] = r;
     }
   }
 }
@@ -541,7 +541,7 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 // otherwise. Each column of a slice belongs to one thread, so the slices are deterministic.
 template <typename T, int V, int NCH, bool CACHED>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
-    layernormBwdK(const T* g, const T* x, const T* w, const T* mean, const T* rstd, T* dx, int64_t rows, int nch) {
+    layernormBwdK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, T* dx, int64_t rows, int nch) {
   __shared__ float2 sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
@@ -557,7 +557,7 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
       for (int k = 0; k < V; k++) pw[e + k] = pb[e + k] = 0.f;
   }
   for (int64_t row = firstRow(); row < rows; row += rowStride()) {
-    const float mu = toF(mean[row]), r = toF(rstd[row]);
+    const float mu = mean[row], r = rstd[row];
     const T* gr = g + row * D;
     const T* xr = x + row * D;
     T* dr = dx + row * D;
@@ -611,7 +611,7 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 }
 
 template <typename T, int V, int NCH, bool CACHED>
-__global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024) rmsnormK(const T* x, const T* w, T* y, T* rstd, int64_t rows, int nch, float eps) {
+__global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024) rmsnormK(const T* x, const T* w, T* y, float* rstd, int64_t rows, int nch, float eps) {
   __shared__ float sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
@@ -633,14 +633,14 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024) rmsnormK(const
       for (int k = 0; k < V; k++) o[k] = v[k] * r * wv[k];
       storeF<T, V>(yr + static_cast<int64_t>(j) * V, o);
     });
-    if (threadIdx.x == 0) rstd[row] = fromF<T>(r);
+    if (threadIdx.x == 0) rstd[row] = r;
   }
 }
 
 // As layernormBwdK; the slice of g_ws is [gridDim.x * blockDim.y][D] (dweight only).
 template <typename T, int V, int NCH, bool CACHED>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
-    rmsnormBwdK(const T* g, const T* x, const T* w, const T* rstd, T* dx, int64_t rows, int nch) {
+    rmsnormBwdK(const T* g, const T* x, const T* w, const float* rstd, T* dx, int64_t rows, int nch) {
   __shared__ float sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
@@ -655,7 +655,7 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
       for (int k = 0; k < V; k++) pw[e + k] = 0.f;
   }
   for (int64_t row = firstRow(); row < rows; row += rowStride()) {
-    const float r = toF(rstd[row]);
+    const float r = rstd[row];
     const T* gr = g + row * D;
     const T* xr = x + row * D;
     T* dr = dx + row * D;
@@ -769,8 +769,8 @@ __global__ void __launch_bounds__(256) ceFwdK(const T* logits, const int* target
 }
 
 // loss[0] = sum of the nb partial sums / their counts (0 when nothing counted), in a fixed order.
-template <typename T>
-__global__ void __launch_bounds__(256) ceFinalK(int nb, T* loss) {
+// The loss is f32 whatever the logits' storage (the op's rule).
+__global__ void __launch_bounds__(256) ceFinalK(int nb, float* loss) {
   __shared__ double shs[8];
   __shared__ long long shc[8];
   double s = 0.0;
@@ -796,7 +796,7 @@ __global__ void __launch_bounds__(256) ceFinalK(int nb, T* loss) {
       ts += shs[i];
       tc += shc[i];
     }
-    loss[0] = fromF<T>(tc == 0 ? 0.f : static_cast<float>(ts / static_cast<double>(tc)));
+    loss[0] = tc == 0 ? 0.f : static_cast<float>(ts / static_cast<double>(tc));
   }
 }
 
@@ -1165,8 +1165,8 @@ Napi::Value Layernorm(const Napi::CallbackInfo& info) {
     const T* w = devArg<T>(info, 7, D, sizeof(T), "layernorm weight");
     const T* b = devArg<T>(info, 9, D, sizeof(T), "layernorm bias");
     T* y = devArg<T>(info, 11, total, sizeof(T), "layernorm y");
-    T* mean = devArg<T>(info, 13, rows, sizeof(T), "layernorm mean");
-    T* rstd = devArg<T>(info, 15, rows, sizeof(T), "layernorm rstd");
+    float* mean = devArg<float>(info, 13, rows, 4, "layernorm mean");
+    float* rstd = devArg<float>(info, 15, rows, 4, "layernorm rstd");
     if (rows == 0) return env.Undefined();
     if (D == 0)
       fail(env, "INVALID_ARGUMENT", "Expected a row length of at least 1 for layernorm but received 0");
@@ -1196,8 +1196,8 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
     const T* g = devArg<T>(info, 4, total, sizeof(T), "layernorm_backward g");
     const T* x = devArg<T>(info, 6, total, sizeof(T), "layernorm_backward x");
     const T* w = devArg<T>(info, 8, D, sizeof(T), "layernorm_backward weight");
-    const T* mean = devArg<T>(info, 10, rows, sizeof(T), "layernorm_backward mean");
-    const T* rstd = devArg<T>(info, 12, rows, sizeof(T), "layernorm_backward rstd");
+    const float* mean = devArg<float>(info, 10, rows, 4, "layernorm_backward mean");
+    const float* rstd = devArg<float>(info, 12, rows, 4, "layernorm_backward rstd");
     T* dx = devArg<T>(info, 14, total, sizeof(T), "layernorm_backward dx");
     T* dw = devArg<T>(info, 16, D, sizeof(T), "layernorm_backward dweight");
     T* db = devArg<T>(info, 18, D, sizeof(T), "layernorm_backward dbias");
@@ -1234,7 +1234,7 @@ Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
     const T* x = devArg<T>(info, 5, total, sizeof(T), "rmsnorm x");
     const T* w = devArg<T>(info, 7, D, sizeof(T), "rmsnorm weight");
     T* y = devArg<T>(info, 9, total, sizeof(T), "rmsnorm y");
-    T* rstd = devArg<T>(info, 11, rows, sizeof(T), "rmsnorm rstd");
+    float* rstd = devArg<float>(info, 11, rows, 4, "rmsnorm rstd");
     if (rows == 0) return env.Undefined();
     if (D == 0)
       fail(env, "INVALID_ARGUMENT", "Expected a row length of at least 1 for rmsnorm but received 0");
@@ -1264,7 +1264,7 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
     const T* g = devArg<T>(info, 4, total, sizeof(T), "rmsnorm_backward g");
     const T* x = devArg<T>(info, 6, total, sizeof(T), "rmsnorm_backward x");
     const T* w = devArg<T>(info, 8, D, sizeof(T), "rmsnorm_backward weight");
-    const T* rstd = devArg<T>(info, 10, rows, sizeof(T), "rmsnorm_backward rstd");
+    const float* rstd = devArg<float>(info, 10, rows, 4, "rmsnorm_backward rstd");
     T* dx = devArg<T>(info, 12, total, sizeof(T), "rmsnorm_backward dx");
     T* dw = devArg<T>(info, 14, D, sizeof(T), "rmsnorm_backward dweight");
     if (D == 0) return env.Undefined();
@@ -1329,7 +1329,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   DW_DISPATCH_FLOAT(env, dt, T, {
     const T* logits = devArg<T>(info, 5, mulSize(env, N, C, "cross_entropy logits"), sizeof(T), "cross_entropy logits");
     const int* targets = devArg<int>(info, 7, N, 4, "cross_entropy targets");
-    T* loss = devArg<T>(info, 9, 1, sizeof(T), "cross_entropy loss");
+    float* loss = devArg<float>(info, 9, 1, 4, "cross_entropy loss");
     unsigned nb = 0;
     if (N > 0) {
       nb = capBlocks(N, kMaxParts);
@@ -1347,7 +1347,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
         ceFwdK<T, 1><<<nb, threads, 0, s>>>(logits, targets, static_cast<int64_t>(N), nch, ignore, err);
       checkLaunch(env, "cross_entropy");
     }
-    ceFinalK<T><<<1, 256, 0, s>>>(static_cast<int>(nb), loss);
+    ceFinalK<<<1, 256, 0, s>>>(static_cast<int>(nb), loss);
     checkLaunch(env, "cross_entropy (mean)");
   });
   return env.Undefined();

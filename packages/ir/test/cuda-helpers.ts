@@ -38,18 +38,13 @@ export function rounded(dtype: DTypeName, data: ArrayLike<number>): Float64Array
   return decode(dtype, new Uint8Array((encode(dtype, data) as Uint8Array).buffer));
 }
 
-/** Types with every f32 swapped for `storage` (the op set's rules are written for f32). */
-function withStorage(types: ValueType[], storage: DTypeName): ValueType[] {
-  return types.map((t) => (t.dtype === 'f32' ? { ...t, dtype: storage } : t));
-}
-
 export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue> = {}, options: { storage?: DTypeName } = {}): { outputs: Float64Array[]; kernel: string } {
   const storage = options.storage ?? 'f32';
   const def = getOp(op);
   const checked = checkAttrs(def, attrs);
-  const f32Types: ValueType[] = inputs.map((x) => ({ shape: x.shape, dtype: x.dtype === 'i32' ? 'i32' : 'f32' }));
-  const inTypes = inputs.map((x, i) => ({ ...f32Types[i]!, dtype: x.dtype === 'i32' ? ('i32' as const) : (x.dtype ?? storage) }));
-  const outTypes = withStorage(def.infer(f32Types, checked), storage);
+  const inTypes: ValueType[] = inputs.map((x) => ({ shape: x.shape, dtype: x.dtype ?? storage }));
+  // The ops' own rules give the output types (statistics and losses stay f32).
+  const outTypes = def.infer(inTypes, checked);
   const backend = cudaBackend(0);
   const stream = new Stream(0);
   const bufs: CudaBuffer[] = [];

@@ -188,8 +188,8 @@ describe.skipIf(!gpu)('layernorm_backward_cuda', () => {
           { shape, data: randn(numel(shape)) },
           { shape, data: x },
           { shape: [D], data: w },
-          { shape: rows, data: Float64Array.from(mean!) },
-          { shape: rows, data: Float64Array.from(rstd!) },
+          { shape: rows, dtype: 'f32' as const, data: Float64Array.from(mean!) }, // statistics are f32
+          { shape: rows, dtype: 'f32' as const, data: Float64Array.from(rstd!) },
         ];
         const { got, want } = run('layernorm_backward', inputs, {}, storage);
         expect(rowsError(got[0]!, want[0]!, D, storage, termScale(inputs, storage, 4)), `dx ${shape}`).toBeLessThanOrEqual(tol(storage));
@@ -246,7 +246,7 @@ describe.skipIf(!gpu)('rmsnorm_backward_cuda', () => {
           { shape, data: randn(numel(shape)) },
           { shape, data: x },
           { shape: [D], data: w },
-          { shape: shape.slice(0, -1), data: Float64Array.from(rstd!) },
+          { shape: shape.slice(0, -1), dtype: 'f32' as const, data: Float64Array.from(rstd!) }, // f32 statistics
         ];
         const { got, want } = run('rmsnorm_backward', inputs, {}, storage);
         expect(rowsError(got[0]!, want[0]!, D, storage, termScale(inputs, storage, 3)), `dx ${shape}`).toBeLessThanOrEqual(tol(storage));
@@ -387,9 +387,9 @@ describe.skipIf(!gpu)('cross_entropy_cuda', () => {
 
 describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
   for (const storage of STORAGES) {
-    it(`matches the reference in ${storage} (g in the same storage and in f32)`, () => {
+    it(`matches the reference in ${storage} (g, the loss gradient, in f32)`, () => {
       for (const [N, V] of CE_CASES) {
-        for (const gDtype of [storage, 'f32'] as DTypeName[]) {
+        for (const gDtype of ['f32'] as DTypeName[]) {
           const inputs: CudaInput[] = [
             { shape: [N, V], data: scaled(N * V, 2) },
             { shape: [N], dtype: 'i32', data: targetsFor(N, V, -100) },
@@ -410,7 +410,7 @@ describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
     const inputs: CudaInput[] = [
       { shape: [64, 50304], data: scaled(64 * 50304, 2) },
       { shape: [64], dtype: 'i32', data: targetsFor(64, 50304, -1) },
-      { shape: [1], data: Float64Array.of(1) },
+      { shape: [1], dtype: 'f32', data: Float64Array.of(1) },
     ];
     const a = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs[0]!;
     const b = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs[0]!;
@@ -566,7 +566,10 @@ describe.skipIf(!gpu)('adamw_cuda', () => {
       registry.explain(op, { op, device: 'cuda:0', inTypes, outTypes, attrs: checkAttrs(getOp(op), attrs) }).rows.find((r) => r.name === `${op}_cuda`)!.verdict;
     expect(verdict('adamw', [t('bf16'), t('bf16'), t('f32'), t('f32'), t('f32', [1]), t('f32', [1])], [t('bf16'), t('f32'), t('f32')])).toContain('f32');
     expect(verdict('adamw', [t('f32'), t('bf16'), t('f32'), t('f32'), t('bf16', [1]), t('f32', [1])], [t('f32'), t('f32'), t('f32')])).toBe('selected');
-    expect(verdict('layernorm', [t('bf16', [2, 4]), t('f32'), t('f32')], [t('bf16', [2, 4]), t('bf16', [2]), t('bf16', [2])])).toContain('one storage dtype');
+    expect(verdict('layernorm', [t('bf16', [2, 4]), t('f32'), t('f32')], [t('bf16', [2, 4]), t('f32', [2]), t('f32', [2])])).toContain('one storage dtype');
+    // Statistics are f32 whatever the storage (the op's rule); bf16 statistics are refused.
+    expect(verdict('layernorm', [t('bf16', [2, 4]), t('bf16'), t('bf16')], [t('bf16', [2, 4]), t('bf16', [2]), t('bf16', [2])])).toContain('in f32');
+    expect(verdict('layernorm', [t('bf16', [2, 4]), t('bf16'), t('bf16')], [t('bf16', [2, 4]), t('f32', [2]), t('f32', [2])])).toBe('selected');
   });
 });
 

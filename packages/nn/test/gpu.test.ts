@@ -1,6 +1,6 @@
 // The whole training step on the GPU: captured once as a CUDA graph and replayed, checked against
 // the CPU reference on the same seed and data. Skips cleanly without a GPU.
-import { capture, compile, trainingStep } from '@deepwell/ir';
+import { autocast, capture, compile, trainingStep } from '@deepwell/ir';
 import { cudaBackend, cudaStatus, findLibrary } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
@@ -11,9 +11,10 @@ const CFG: GPTConfig = { vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmb
 const [B, T] = [8, 16];
 const spec = { tokens: { shape: [B, T], dtype: 'i32' as const }, targets: { shape: [B, T], dtype: 'i32' as const } };
 
-function losses(device: string, steps: number, config: GPTConfig = CFG) {
+function losses(device: string, steps: number, config: GPTConfig = CFG, bf16 = false) {
   const corpus = new MarkovCorpus({ vocab: config.vocabSize, seed: 3 });
-  const exe = compile(trainingStep(capture(new GPT(config), spec), { optimizer: { weightDecay: 0 } }), { device, seed: 3 });
+  const fwd = capture(new GPT(config), spec);
+  const exe = compile(trainingStep(bf16 ? autocast(fwd) : fwd, { optimizer: { weightDecay: 0 } }), { device, seed: 3 });
   const out: number[] = [];
   for (let s = 1; s <= steps; s++) {
     const lr = 3e-3 * Math.min(1, s / 20);
@@ -39,6 +40,25 @@ describe.skipIf(!gpu)('training on the GPU', () => {
     const rows = g1.exe.kernelSummary();
     expect(rows.find((r) => r.op === 'matmul')!.kernel).toBe('matmul_cublaslt');
     expect(rows.every((r) => r.backend === 'cuda')).toBe(true);
+    for (const e of [cpu.exe, g1.exe, g2.exe]) e.dispose();
+  }, 300_000);
+
+  it('trains with bf16 activations and f32 master weights (autocast), tracking the CPU emulation', () => {
+    const steps = 100;
+    const cpu = losses('cpu', steps, CFG, true);
+    const g1 = losses('cuda:0', steps, CFG, true);
+    const g2 = losses('cuda:0', steps, CFG, true);
+    expect(g1.out).toEqual(g2.out);
+    const d = g1.out.map((l, i) => Math.abs(l - cpu.out[i]!));
+    const lastMean = d.slice(-20).reduce((a, b) => a + b, 0) / 20;
+    console.log(`bf16 GPU vs bf16 CPU emulation |Δloss|: step 1 ${d[0]!.toExponential(2)}, max ${Math.max(...d).toFixed(4)}, mean of the last 20 ${lastMean.toFixed(4)}`);
+    // Both round every activation to bf16 (2^-8 relative); they differ in FP32 summation order and
+    // TF32-free bf16 GEMMs, so single roundings can land on either side: a few bf16 ulps of the loss.
+    expect(d[0]!).toBeLessThan(2e-2);
+    expect(lastMean).toBeLessThan(0.05);
+    const rows = g1.exe.kernelSummary();
+    expect(rows.every((r) => r.backend === 'cuda')).toBe(true);
+    expect(rows.find((r) => r.op === 'cast')).toBeDefined();
     for (const e of [cpu.exe, g1.exe, g2.exe]) e.dispose();
   }, 300_000);
 

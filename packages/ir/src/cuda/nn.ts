@@ -35,10 +35,14 @@ const I32_MAX = 2 ** 31 - 1;
  * supports() for kernels that take every float tensor in one storage dtype: floatStorage, then the
  * float tensors other than the `except` inputs all alike.
  */
-export function oneFloatStorage(p: KernelParams, exceptInputs: readonly number[] = []): true | string {
+export function oneFloatStorage(p: KernelParams, exceptInputs: readonly number[] = [], f32Outputs: readonly number[] = [], f32Inputs: readonly number[] = []): true | string {
   const base = floatStorage(p);
   if (base !== true) return base;
-  const floats = [...p.inTypes.filter((_, i) => !exceptInputs.includes(i)), ...p.outTypes].filter((t) => t.dtype !== 'i32');
+  // Statistics and losses are f32 whatever the storage of the rest (the ops' rules).
+  for (const [list, types, what] of [[f32Outputs, p.outTypes, 'output'], [f32Inputs, p.inTypes, 'input']] as const) {
+    for (const i of list) if (types[i]!.dtype !== 'f32') return `expects ${what} ${i} in f32, got ${types[i]!.dtype}`;
+  }
+  const floats = [...p.inTypes.filter((_, i) => !exceptInputs.includes(i) && !f32Inputs.includes(i)), ...p.outTypes.filter((_, i) => !f32Outputs.includes(i))].filter((t) => t.dtype !== 'i32');
   const first = floats[0]?.dtype;
   for (const t of floats) if (t.dtype !== first) return `expects its float tensors in one storage dtype, got ${first} and ${t.dtype}`;
   return true;
@@ -84,7 +88,7 @@ registerCuda({
 registerCuda({
   op: 'layernorm',
   name: 'layernorm_cuda',
-  supports: (p) => both(oneFloatStorage(p), rowLength(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row')),
+  supports: (p) => both(oneFloatStorage(p, [], [1, 2]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row')),
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[0]!.shape);
     const [x, w, b] = call.inputs;
@@ -97,7 +101,7 @@ registerCuda({
   op: 'layernorm_backward',
   name: 'layernorm_backward_cuda',
   // D is also bounded by the 16 MiB partial-sum scratch: 2 * D floats per block.
-  supports: (p) => both(oneFloatStorage(p), p.inTypes[1]!.shape.at(-1)! <= 2 ** 21 ? true : 'a layernorm row longer than 2^21 elements'),
+  supports: (p) => both(oneFloatStorage(p, [], [], [3, 4]), p.inTypes[1]!.shape.at(-1)! <= 2 ** 21 ? true : 'a layernorm row longer than 2^21 elements'),
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[1]!.shape);
     const [g, x, w, mean, rstd] = call.inputs;
@@ -109,7 +113,7 @@ registerCuda({
 registerCuda({
   op: 'rmsnorm',
   name: 'rmsnorm_cuda',
-  supports: (p) => both(oneFloatStorage(p), rowLength(p.inTypes[0]!.shape.at(-1)!, 'an rmsnorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'an rmsnorm row')),
+  supports: (p) => both(oneFloatStorage(p, [], [1]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'an rmsnorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'an rmsnorm row')),
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[0]!.shape);
     const [x, w] = call.inputs;
@@ -121,7 +125,7 @@ registerCuda({
 registerCuda({
   op: 'rmsnorm_backward',
   name: 'rmsnorm_backward_cuda',
-  supports: (p) => both(oneFloatStorage(p), p.inTypes[1]!.shape.at(-1)! <= 2 ** 22 ? true : 'an rmsnorm row longer than 2^22 elements'),
+  supports: (p) => both(oneFloatStorage(p, [], [], [3]), p.inTypes[1]!.shape.at(-1)! <= 2 ** 22 ? true : 'an rmsnorm row longer than 2^22 elements'),
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[1]!.shape);
     const [g, x, w, rstd] = call.inputs;
@@ -162,7 +166,7 @@ const ignoreOk = (p: KernelParams): true | string => {
 registerCuda({
   op: 'cross_entropy',
   name: 'cross_entropy_cuda',
-  supports: (p) => both(oneFloatStorage(p), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
+  supports: (p) => both(oneFloatStorage(p, [], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
   run: (call, ops) => {
     const [N, V] = call.inTypes[0]!.shape as [number, number];
     ops.crossEntropy!(call.stream, code(call.inTypes[0]!), N, V, call.attrs.ignoreIndex as number, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
