@@ -4,25 +4,12 @@
 // buffer; never zeros), 5 warm-up launches, then 20 launches each timed with its own pair of CUDA
 // events; the median. TFLOP/s = 2·M·N·K / time. Prints JSON lines for bench/gemm.sh to compare
 // with bench/gemm_torch.py, which does the same with torch.matmul in the same run.
+import { readFileSync } from 'node:fs';
 import { f32ToBf16Bits } from '@deepwell/core';
 import { Event, Stream, cudaBackend, findLibrary, loadNative } from '@deepwell/kernels-native';
 
-// name, M, N, K, transA, transB: D[M, N] = op(A)[M, K] · op(B)[K, N], row-major.
-export const SHAPES = [
-  ['8192^3', 8192, 8192, 8192, false, false],
-  ['fc: x·Wᵀ 16384×3072×768', 16384, 3072, 768, false, true],
-  ['fc dX: g·W 16384×768×3072', 16384, 768, 3072, false, false],
-  ['fc dW: gᵀ·x 3072×768×16384', 3072, 768, 16384, true, false],
-  ['proj: x·Wᵀ 16384×768×3072', 16384, 768, 3072, false, true],
-  ['proj dX: g·W 16384×3072×768', 16384, 3072, 768, false, false],
-  ['proj dW: gᵀ·x 768×3072×16384', 768, 3072, 16384, true, false],
-  ['qkv: x·Wᵀ 16384×2304×768', 16384, 2304, 768, false, true],
-  ['qkv dX: g·W 16384×768×2304', 16384, 768, 2304, false, false],
-  ['qkv dW: gᵀ·x 2304×768×16384', 2304, 768, 16384, true, false],
-  ['lm_head: x·Wᵀ 16384×50304×768', 16384, 50304, 768, false, true],
-  ['lm_head dX: g·W 16384×768×50304', 16384, 768, 50304, false, false],
-  ['lm_head dW: gᵀ·x 50304×768×16384', 50304, 768, 16384, true, false],
-];
+// [name, M, N, K, transA, transB]: D[M, N] = op(A)[M, K] · op(B)[K, N], row-major.
+export const SHAPES = JSON.parse(readFileSync(new URL('./gemm-shapes.json', import.meta.url), 'utf8')).shapes;
 
 if (!findLibrary('cublasLt').found) throw new Error('cuBLASLt not found');
 const n = loadNative();
