@@ -1,10 +1,11 @@
 // Deepwell's main job (`pnpm start`): report the hardware and smoke-test every device; then build a
 // small GPT, capture it into the IR, compile one training step, print what dryrun says it costs,
-// and train it on a synthetic Markov corpus on the embedded default (the CPU reference backend
-// here), printing the loss as it goes and, at the end, the loss beside the corpus's entropy rate.
+// and train it on a synthetic Markov corpus on the embedded default — the first GPU, in bf16 with
+// f32 master weights (autocast), or the CPU reference backend in f32 when there is no GPU — printing
+// the loss as it goes and, at the end, the loss beside the corpus's entropy rate.
 //   node examples/main/main.mjs [steps]
 import { registry } from '@deepwell/core';
-import { capture, compile, dryrun, formatDryrun, trainingStep } from '@deepwell/ir';
+import { autocast, capture, compile, dryrun, formatDryrun, trainingStep } from '@deepwell/ir';
 import { registerCudaBackends } from '@deepwell/kernels-native';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { printHardwareInfo, smokeTest } from '@deepwell/probe';
@@ -21,14 +22,14 @@ for (const device of devices) {
   console.log(`  ${device}: ${r.elements} elements by ${r.kernel}: ${r.mismatches === 0 ? 'all correct' : `${r.mismatches} WRONG`}`);
 }
 
-// Training runs on the CPU reference backend until the CUDA executable exists.
-const device = 'cpu';
+const device = gpus[0] ?? 'cpu';
 const [B, T] = [8, 16];
 const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
 const model = new GPT('tiny');
-const forward = capture(model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+const captured = capture(model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+const forward = device === 'cpu' ? captured : autocast(captured); // bf16 activations on the GPU
 const step = trainingStep(forward, { optimizer: { weightDecay: 0 } });
-console.log(`\nGPT 'tiny': ${model.parameterCount().toLocaleString('en')} parameters; training step of ${step.nodes.length} nodes, batch ${B} × ${T}`);
+console.log(`\nGPT 'tiny': ${model.parameterCount().toLocaleString('en')} parameters; training step of ${step.nodes.length} nodes, batch ${B} × ${T}, ${device === 'cpu' ? 'f32' : 'bf16 activations, f32 master weights'}`);
 console.log(formatDryrun(dryrun(step, { device })));
 const exe = compile(step, { device, seed: 1 });
 const entropy = corpus.entropyRate();
@@ -47,7 +48,7 @@ for (let s = 1; s <= steps; s++) {
 }
 const final = recent.reduce((a, b) => a + b) / recent.length;
 console.log(`\nFinal loss ${final.toFixed(4)} (mean of the last ${recent.length} steps, each on fresh data) vs entropy rate ${entropy.toFixed(4)}: ${((100 * (final - entropy)) / entropy).toFixed(1)}% above the floor`);
-console.log('\nKernels that served the training step:');
+console.log(`\nKernels that served the training step${exe.replaying ? ' (replayed as one CUDA graph per step)' : ''}:`);
 for (const row of exe.kernelSummary()) console.log(`  ${row.op.padEnd(22)} ${row.kernel} [${row.backend}] × ${row.calls}`);
 console.log('Kernels that served the smoke test:');
 for (const row of registry.summary().filter((r) => r.op.startsWith('probe.'))) console.log(`  ${row.op} -> ${row.kernel} [${row.backend}]: ${row.calls}`);
