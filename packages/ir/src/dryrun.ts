@@ -134,6 +134,6 @@ export function formatDryrun(r: DryrunReport): string {
     `dryrun on ${r.device}: ${r.parameters.toLocaleString('en')} parameters`,
     `  parameters ${mb(r.parameterBytes)}, gradients ${mb(r.gradientBytes)}, optimizer state ${mb(r.optimizerStateBytes)}`,
     `  arena ${mb(r.arenaBytes)} (at its peak: activations ${mb(r.activationBytes)}, inputs ${mb(r.inputBytes)}, gradients and workspace ${mb(r.workspaceBytes)}); total ${mb(r.totalBytes)}`,
-    `  ${(r.flopsPerStep / 1e9).toFixed(3)} GFLOP and ${mb(r.bytesMovedPerStep)} moved per step; estimated ${r.estimate.ms.toFixed(2)} ms (${r.estimate.bound}-bound at ${r.estimate.peakTflops.toPrecision(3)} TFLOP/s, ${r.estimate.memoryGBps.toPrecision(3)} GB/s: ${r.estimate.source})`,
+    `  ${(r.flopsPerStep / 1e9).toFixed(3)} GFLOP and ${mb(r.bytesMovedPerStep)} moved per step; estimated ${r.estimate.ms < 1 ? `${(r.estimate.ms * 1000).toPrecision(3)} µs` : `${r.estimate.ms.toFixed(2)} ms`} (${r.estimate.bound}-bound at ${r.estimate.peakTflops.toPrecision(3)} TFLOP/s, ${r.estimate.memoryGBps.toPrecision(3)} GB/s: ${r.estimate.source})`,
   ].join('\n');
 }
