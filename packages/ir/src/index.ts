@@ -20,7 +20,7 @@ export type { DryrunOptions, DryrunReport } from './dryrun.js';
 export { initialValues, rng } from './init.js';
 export { planMemory, ARENA_ALIGN } from './planner.js';
 export type { MemoryPlan, Placement } from './planner.js';
-export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, runPasses } from './passes/index.js';
+export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, fuseMatmulBias, markElementwiseFusion, runPasses } from './passes/index.js';
 export type { AutocastOptions, GraphPass } from './passes/index.js';
 export { trainingStep } from './train.js';
 export type { AdamWOptions } from './train.js';

@@ -82,3 +82,22 @@ describe('add, sum_to, broadcast_to, reshape, fill', () => {
     gradcheck('reshape', [{ shape: s }], { shape: [-1] });
   });
 });
+
+describe('matmul_bias (made by fusion)', () => {
+  it('is the product plus the bias, for any transposes and a batch', () => {
+    const [B, M, K, N] = [randInt(1, 3), randInt(1, 6), randInt(1, 7), randInt(1, 5)];
+    const a = randn(B * M * K);
+    const w = randn(N * K); // [N, K], transposed: a Linear
+    const bias = randn(N);
+    const out = runOp('matmul_bias', [{ shape: [B, M, K], data: a }, { shape: [N, K], data: w }, { shape: [N], data: bias }], { transB: true })[0]!;
+    const want = new Float64Array(B * M * N);
+    for (let r = 0; r < B * M; r++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a[r * K + k]! * w[n * K + k]!;
+        want[r * N + n] = s + bias[n]!;
+      }
+    expectClose(out, want, 1e-12, 1e-12);
+    expect(errorOf(() => runOp('matmul_bias', [{ shape: [2, 3], data: randn(6) }, { shape: [3, 4], data: randn(12) }, { shape: [5], data: randn(5) }])).message).toMatch(/Expected a bias of shape \[4\]/);
+  });
+});

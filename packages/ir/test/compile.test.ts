@@ -14,6 +14,7 @@ import {
   dryrun,
   eager,
   eliminateCommonSubexpressions,
+  fuseMatmulBias,
   gelu,
   initialValues,
   interpret,
@@ -245,5 +246,39 @@ describe('memory plan and compile', () => {
     const exe = compile(fwd, { seed: 3 });
     expect(Array.from(exe.run({ x, y }).loss!)).toEqual(Array.from(out.loss!));
     exe.dispose();
+  });
+});
+
+describe('matmul + bias fusion', () => {
+  it('fuses a matmul used only by a bias_add, and nothing else', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [4, 3]);
+    const w = b.param('w', [5, 3], 'f32', { dist: 'normal' });
+    const bias = b.param('bias', [5], 'f32', { dist: 'normal' });
+    const y = matmul(x, w, { transB: true });
+    b.output('a', biasAdd(y, bias)); // fusable
+    const w2 = b.param('w2', [5, 3], 'f32', { dist: 'normal' });
+    const shared = matmul(x, w2, { transB: true });
+    b.output('b', add(biasAdd(shared, bias), shared)); // the product is used twice: not fusable
+    const g = fuseMatmulBias(eliminateCommonSubexpressions(b.graph.verify()));
+    expect(g.nodes.filter((n) => n.op === 'matmul_bias').length).toBe(1);
+    expect(g.nodes.filter((n) => n.op === 'matmul').length).toBe(1);
+    g.verify();
+  });
+
+  it('changes no result: the fused step equals the unfused one bit for bit', () => {
+    const { fwd, batch } = setup();
+    const step = trainingStep(fwd);
+    const fused = compile(step, { seed: 5 });
+    const plain = compile(step, { seed: 5, fuse: false });
+    expect(fused.graph.nodes.some((n) => n.op === 'matmul_bias')).toBe(true);
+    expect(plain.graph.nodes.some((n) => n.op === 'matmul_bias')).toBe(false);
+    for (let s = 1; s <= 3; s++) {
+      const b = { ...batch(), step: Float32Array.of(s) };
+      expect(Array.from(fused.run(b).loss!)).toEqual(Array.from(plain.run(b).loss!));
+    }
+    for (const name of fused.parameterNames()) expect(Array.from(fused.get(name))).toEqual(Array.from(plain.get(name)));
+    fused.dispose();
+    plain.dispose();
   });
 });

@@ -73,6 +73,7 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     mul: { inputs: [[[2, 1], F], [[1, 3], F]], want: [F] },
     bias_add: { inputs: [[[2, 3], F], [[3], F]], want: [F] },
     matmul: { inputs: [[[4, 2, 3], F], [[3, 5], F]], want: [F] },
+    matmul_bias: { inputs: [[[4, 2, 3], F], [[3, 5], F], [[5], F]], want: [F] },
     sum_to: { inputs: [[[2, 3], F]], attrs: { shape: [1, 3] }, want: [F] },
     broadcast_to: { inputs: [[[3], F]], attrs: { shape: [2, 3] }, want: [F] },
     reshape: { inputs: [[[2, 3], F]], attrs: { shape: [6] }, want: [F] },

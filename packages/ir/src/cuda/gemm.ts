@@ -11,7 +11,7 @@
 import { createRequire } from 'node:module';
 import type { KernelParams } from '../op.js';
 import { numel, sameShape } from '../types.js';
-import { DTYPE_CODE, FLOAT_STORAGE, at, registerCuda, type CudaCall } from './kernels.js';
+import { DTYPE_CODE, FLOAT_STORAGE, at, nativeOps, registerCuda, type CudaCall } from './kernels.js';
 
 interface GemmPlan {
   ta: boolean;
@@ -89,3 +89,46 @@ registerCuda({
     ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!));
   },
 });
+
+// matmul_bias (made by the fusion pass): cuBLASLt's bias epilogue adds the bias as the GEMM writes D,
+// so the product never makes a round trip through memory. Without cuBLASLt: our GEMM, then the bias
+// added in place by the bias_add kernel.
+function biasPlan(p: KernelParams): GemmPlan | string {
+  const g = gemmPlan(p);
+  if (typeof g === 'string') return g;
+  if (p.inTypes[2]!.dtype !== p.outTypes[0]!.dtype) return `needs the bias in the output's storage (${p.outTypes[0]!.dtype}), got ${p.inTypes[2]!.dtype}`;
+  return g.batch === 1 ? g : 'the bias epilogue takes one GEMM (batch 1 after folding)';
+}
+
+registerCuda({
+  op: 'matmul_bias',
+  name: 'matmul_bias_cublaslt',
+  priority: 200,
+  supports: (p) => {
+    const g = biasPlan(p);
+    return typeof g === 'string' ? g : cublasLtFound();
+  },
+  run: (c, ops) => {
+    const g = biasPlan(c) as GemmPlan;
+    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!), 1, ...at(c.inputs[2]!));
+  },
+});
+
+registerCuda({
+  op: 'matmul_bias',
+  name: 'matmul_bias_cuda_fallback',
+  priority: 150,
+  supports: (p) => {
+    const g = biasPlan(p);
+    return typeof g === 'string' ? g : typeof ops().biasAdd === 'function' ? true : 'the addon has no biasAdd entry point';
+  },
+  run: (c, ops) => {
+    const g = biasPlan(c) as GemmPlan;
+    ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!));
+    ops.biasAdd!(c.stream, DTYPE_CODE[c.outTypes[0]!.dtype]!, g.M, g.N, ...at(c.outputs[0]!), ...at(c.inputs[2]!), ...at(c.outputs[0]!));
+  },
+});
+
+function ops(): Record<string, unknown> {
+  return (nativeOps().ops ?? {}) as Record<string, unknown>;
+}

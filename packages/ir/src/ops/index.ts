@@ -6,6 +6,7 @@ export * from './sum_to.js';
 export * from './broadcast_to.js';
 export * from './reshape.js';
 export * from './matmul.js';
+export * from './matmul_bias.js';
 export * from './set-tensor.js';
 export * from './set-nn.js';
 export * from './set-moe.js';
