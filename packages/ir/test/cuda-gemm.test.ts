@@ -86,6 +86,35 @@ describe.skipIf(!gpu)('matmul on the GPU', () => {
     expect(findLibrary('cublasLt', { refresh: true }).found).toBe(true);
   });
 
+  it('runs matmul_bias (the fused Linear) through cuBLASLt and through our fallback', () => {
+    for (const hidden of [false, true]) {
+      if (hidden) process.env.DEEPWELL_CUBLASLT_PATH = 'none';
+      findLibrary('cublasLt', { refresh: true });
+      for (const storage of ['f32', 'bf16'] as const) {
+        const [B, M, K, N] = [3, 17, 40, 24];
+        const a = rounded(storage, randn(B * M * K));
+        const w = rounded(storage, randn(N * K));
+        const bias = rounded(storage, randn(N));
+        const r = runCuda('matmul_bias', [{ shape: [B, M, K], data: a }, { shape: [N, K], data: w }, { shape: [N], data: bias }], { transB: true }, { storage });
+        expect(r.kernel).toBe(hidden ? 'matmul_bias_cuda_fallback' : 'matmul_bias_cublaslt');
+        const uOut = storage === 'f32' ? 2 ** -24 : 2 ** -8;
+        const uIn = storage === 'f32' && !hidden ? 2 ** -11 : 0;
+        for (let row = 0; row < B * M; row++)
+          for (let n = 0; n < N; n++) {
+            let s = 0;
+            let mag = 0;
+            for (let k = 0; k < K; k++) (s += a[row * K + k]! * w[n * K + k]!), (mag += Math.abs(a[row * K + k]! * w[n * K + k]!));
+            const want = s + bias[n]!;
+            // One more rounding than a GEMM where the fallback stores the product before adding.
+            const bound = 2 * uOut * (Math.abs(want) + Math.abs(s)) + (K * 2 ** -23 + 2 * uIn) * mag + 2 * uOut * Math.abs(bias[n]!);
+            expect(Math.abs(r.outputs[0]![row * N + n]! - want)).toBeLessThanOrEqual(bound);
+          }
+      }
+      delete process.env.DEEPWELL_CUBLASLT_PATH;
+    }
+    findLibrary('cublasLt', { refresh: true });
+  });
+
   it('applies the bias, GELU+bias and bias-gradient epilogues', () => {
     const n = loadNative() as unknown as Record<string, (...x: number[]) => void>;
     const be = cudaBackend(0);
