@@ -51,7 +51,8 @@ step "all tests, GPU present"
 node scripts/test-all.mjs; echo "test-all exit code: $?"
 
 step "installed from the packed tarballs, carried as installed, no nvcc on PATH"
-(cd /tmp/installed/project && PATH=/tmp:/usr/bin:/bin node probe.mjs 2>/dev/null || { cp "$OLDPWD/examples/probe/index.mjs" probe.mjs; PATH=/tmp:/usr/bin:/bin node probe.mjs; })
+cp examples/probe/index.mjs /tmp/installed/project/probe.mjs
+(cd /tmp/installed/project && PATH=/tmp:/usr/bin:/bin node probe.mjs)
 (cd /tmp/installed/project && PATH=/tmp:/usr/bin:/bin which nvcc || echo "nvcc: not on PATH"; PATH=/tmp:/usr/bin:/bin node node_modules/.bin/deepwell-probe --json > "$OUT/probe.json"; echo "deepwell-probe exit code: $?")
 node -e "const r=require('$OUT/probe.json'); const g=r.gpus[0]; console.log(JSON.stringify({native:r.native.path, name:g.name, cc:g.computeCapability, sms:g.smCount, memoryMiB:g.memoryBytes/2**20, cudaTotalMiB:g.memoryCudaTotalBytes/2**20, l2MiB:g.l2CacheBytes/2**20, image:g.kernelImage, libs:r.libraries.map(l=>l.library+' '+l.version)}, null, 1))"
 

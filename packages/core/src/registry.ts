@@ -111,10 +111,6 @@ export class KernelRegistry {
     return k.run(params);
   }
 
-  /** Count a call served by a kernel chosen earlier (compiled plans select once, run many times). */
-  count(kernel: KernelCandidate<any, any>, calls = 1): void {
-    this.#calls.set(kernel, (this.#calls.get(kernel) ?? 0) + calls);
-  }
 
   summary(): SummaryRow[] {
     return [...this.#calls]

@@ -15,11 +15,11 @@ import { CpuBuffer, DeepwellError, describe, getBackend, registry, type Backend,
 import type { DevArg, CudaCall } from './cuda/kernels.js';
 import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
 import { initialValues } from './init.js';
-import { checkBinding, cpuStorageBytes, roundTo } from './interpret.js';
+import { checkBinding, roundTo } from './interpret.js';
 import type { KernelCall, KernelParams } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
-import { planMemory, type MemoryPlan } from './planner.js';
-import { numel, shapeStr, type NumArray, type ValueType } from './types.js';
+import { planMemory, storageBytesFor, type MemoryPlan } from './planner.js';
+import { numel, shapeStr, type NumArray } from './types.js';
 
 export interface CompileOptions {
   /** Where the step runs: 'cpu' (the reference backend, the default) or 'cuda:N'. */
@@ -214,11 +214,6 @@ export abstract class Executable {
   }
 
   protected release(): void {}
-}
-
-/** How a device stores a value: the CPU widens f16/bf16 to 4 bytes; GPUs store them as they are. */
-export function storageBytesFor(device: string): (t: ValueType) => number {
-  return device === 'cpu' ? cpuStorageBytes : byteSizeOf;
 }
 
 class CpuExecutable extends Executable {

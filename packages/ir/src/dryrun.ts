@@ -12,8 +12,7 @@ import { probe } from '@deepwell/probe';
 import { Graph, byteSizeOf } from './graph.js';
 import { getOp } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
-import { planMemory } from './planner.js';
-import { storageBytesFor } from './compile.js';
+import { planMemory, storageBytesFor } from './planner.js';
 import type { ValueType } from './types.js';
 
 export interface DryrunOptions {

@@ -174,10 +174,6 @@ export class Graph {
     return g.verify();
   }
 
-  /** Bytes of all parameters / state. */
-  bytesOf(kind: 'param' | 'state' | 'input'): number {
-    return this.values.filter((v) => v.kind === kind).reduce((a, v) => a + byteSizeOf(v.type), 0);
-  }
 }
 
 export interface GraphJSON {

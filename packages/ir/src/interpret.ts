@@ -6,7 +6,7 @@
  */
 import { DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
 import type { Graph, NodeDecl } from './graph.js';
-import { byteSizeOf, withNode } from './graph.js';
+import { withNode } from './graph.js';
 import { getOp } from './op.js';
 import { numel, shapeStr, type NumArray, type ValueType } from './types.js';
 
@@ -78,7 +78,3 @@ export function roundTo(dtype: DTypeName, a: NumArray): void {
   else if (dtype === 'f16') for (let i = 0; i < a.length; i++) a[i] = f16BitsToF32(f32ToF16Bits(a[i]!));
 }
 
-/** Bytes a value takes in CPU memory: f16 and bf16 are stored widened to 4 bytes. */
-export function cpuStorageBytes(t: ValueType): number {
-  return t.dtype === 'bf16' || t.dtype === 'f16' ? 4 * numel(t.shape) : byteSizeOf(t);
-}

@@ -10,7 +10,7 @@
 import type { Graph } from './graph.js';
 import { byteSizeOf } from './graph.js';
 import { getOp } from './op.js';
-import type { ValueType } from './types.js';
+import { numel, type ValueType } from './types.js';
 
 export const ARENA_ALIGN = 256;
 
@@ -33,6 +33,16 @@ export interface MemoryPlan {
 }
 
 const align = (n: number) => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
+
+/** Bytes a value takes in CPU memory: f16 and bf16 are stored widened to 4 bytes. */
+export function cpuStorageBytes(t: ValueType): number {
+  return t.dtype === 'bf16' || t.dtype === 'f16' ? 4 * numel(t.shape) : byteSizeOf(t);
+}
+
+/** How a device stores a value: the CPU widens f16/bf16 to 4 bytes; GPUs store them as they are. */
+export function storageBytesFor(device: string): (t: ValueType) => number {
+  return device === 'cpu' ? cpuStorageBytes : byteSizeOf;
+}
 
 /** `bytesOf`: what a value takes in the device's memory (the CPU stores f16/bf16 widened). */
 export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byteSizeOf): MemoryPlan {

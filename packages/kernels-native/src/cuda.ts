@@ -33,7 +33,15 @@ export interface CudaStatus {
   cudaArchs?: string;
 }
 
+let status: CudaStatus | null = null;
+
+/** Asked of the driver once per process: the devices and driver do not change while it runs. */
 export function cudaStatus(): CudaStatus {
+  status ??= queryStatus();
+  return status;
+}
+
+function queryStatus(): CudaStatus {
   const addon = tryLoadNative();
   if (!addon) {
     return { loaded: false, available: false, reason: nativeLoadError()!.message.split('\n')[0], deviceCount: 0, driverVersion: 0, runtimeVersion: 0 };
@@ -51,10 +59,8 @@ export function isCudaAvailable(): boolean {
 const native: () => NativeAddon = loadNative;
 
 function checkDevice(device: number, what = 'device index'): number {
-  const count = cudaStatus().deviceCount;
-  if (count === 0) {
-    throw new DeepwellError('CUDA_UNAVAILABLE', `CUDA is not available: ${cudaStatus().reason ?? 'no GPU'}`);
-  }
+  const { deviceCount: count, reason } = cudaStatus();
+  if (count === 0) throw new DeepwellError('CUDA_UNAVAILABLE', `CUDA is not available: ${reason ?? 'no GPU'}`);
   return checkInteger(device, what, 0, count - 1);
 }
 

@@ -120,7 +120,7 @@ registerCuda({
   priority: 150,
   supports: (p) => {
     const g = biasPlan(p);
-    return typeof g === 'string' ? g : typeof ops().biasAdd === 'function' ? true : 'the addon has no biasAdd entry point';
+    return typeof g === 'string' ? g : typeof nativeOps().ops?.biasAdd === 'function' ? true : 'the addon has no biasAdd entry point';
   },
   run: (c, ops) => {
     const g = biasPlan(c) as GemmPlan;
@@ -128,7 +128,3 @@ registerCuda({
     ops.biasAdd!(c.stream, DTYPE_CODE[c.outTypes[0]!.dtype]!, g.M, g.N, ...at(c.outputs[0]!), ...at(c.inputs[2]!), ...at(c.outputs[0]!));
   },
 });
-
-function ops(): Record<string, unknown> {
-  return (nativeOps().ops ?? {}) as Record<string, unknown>;
-}

@@ -10,7 +10,6 @@
 import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, type Sym } from '../builder.js';
 import type { Graph } from '../graph.js';
-import { getOp } from '../op.js';
 
 export interface AutocastOptions {
   dtype?: 'bf16' | 'f16';
