@@ -9,11 +9,13 @@
 // heuristic's algorithm are made once and cached; one 32 MiB workspace per device.
 //
 // gemmLt(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32,
-//        aBase, aOff, bBase, bOff, dBase, dOff, epilogue, biasBase, biasOff)
+//        aBase, aOff, bBase, bOff, dBase, dOff, epilogue, biasBase, biasOff[, auxBase, auxOff])
 //   strides in elements (0: the operand is shared by every batch); epilogue 0 none,
 //   1 bias (D[m, n] += bias[n]), 2 gelu(D + bias) (tanh GELU), 3 bias gradient
-//   (bias[m] = Σ_k op(A)[m, k]: the bias gradient of a weight-gradient GEMM whose op(A) is gᵀ).
-//   biasBase 0 when the epilogue takes none.
+//   (bias[m] = Σ_k op(A)[m, k]: the bias gradient of a weight-gradient GEMM whose op(A) is gᵀ),
+//   4 gelu(D + bias) with the pre-activation D + bias also written to aux (auxBase, auxOff follow
+//   biasOff), for the GELU backward. biasBase 0 when the epilogue takes none.
+// A shape cuBLASLt has no algorithm for fails with INVALID_ARGUMENT; gemmLtSupported asks first.
 #include "ops/ops_common.h"
 #include "runtime/vendor/cublaslt_min.h"
 
@@ -102,104 +104,170 @@ uint32_t alignmentOf(const void* p) {
 
 int cudaTypeOf(int dtype) { return dtype == kBF16 ? DW_CUDA_R_16BF : dtype == kF16 ? DW_CUDA_R_16F : DW_CUDA_R_32F; }
 
-Napi::Value GemmLt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  cudaStream_t stream = streamArg(info, 0);
-  int dtype = dtypeArg(info, 1);
-  if (dtype == kI32) fail(env, "INVALID_DTYPE", "Expected a float dtype for gemmLt but received i32");
-  bool ta = u64Arg(info, 2, "transA", 1) != 0, tb = u64Arg(info, 3, "transB", 1) != 0;
-  uint64_t M = u64Arg(info, 4, "M"), N = u64Arg(info, 5, "N"), K = u64Arg(info, 6, "K");
-  uint64_t batch = u64Arg(info, 7, "batch");
-  uint64_t sA = u64Arg(info, 8, "strideA"), sB = u64Arg(info, 9, "strideB"), sD = u64Arg(info, 10, "strideD");
-  bool tf32 = u64Arg(info, 11, "tf32", 1) != 0;
-  if (M == 0 || N == 0 || K == 0 || batch == 0) fail(env, "INVALID_ARGUMENT", "Expected M, N, K and batch >= 1 for gemmLt");
-  if ((sA != 0 && sA < M * K) || (sB != 0 && sB < K * N) || sD < M * N)
-    fail(env, "INVALID_ARGUMENT", "Expected batch strides of 0 or at least one matrix for gemmLt");
-  size_t eb = dtypeBytes(dtype);
-  auto extent = [&](uint64_t stride, uint64_t mat) { return (batch - 1) * stride + mat; };
-  void* A = devArg<uint8_t>(info, 12, extent(sA, M * K) * eb, 1, "gemm A");
-  void* B = devArg<uint8_t>(info, 14, extent(sB, K * N) * eb, 1, "gemm B");
-  void* D = devArg<uint8_t>(info, 16, extent(sD, M * N) * eb, 1, "gemm D");
-  int epi = static_cast<int>(u64Arg(info, 18, "epilogue", 3));
-  void* bias = nullptr;
-  if (epi != 0) {
-    if (batch != 1) fail(env, "INVALID_ARGUMENT", "Expected batch 1 for a gemm epilogue");
-    bias = devArg<uint8_t>(info, 19, (epi == 3 ? M : N) * eb, 1, "gemm bias");
-  }
-  int device = 0;
-  DW_CUDA(env, cudaGetDevice(&device), "cudaGetDevice");
+// One GEMM's shape and options: what a plan is made for.
+struct GemmShape {
+  int dtype;
+  bool ta, tb, tf32;
+  uint64_t M, N, K, batch, sA, sB, sD;
+  int epi;
+};
 
-  std::lock_guard<std::mutex> lock(mu);
-  Lt& l = loadLt(env);
-  DeviceLt& dev = devices[device];
+// The cached plan for (device, shape, operand alignments), made on first use; nullptr with `why`
+// set when cuBLASLt has no algorithm for it (remembered, so asking again is cheap).
+std::unordered_map<std::string, std::string>* refused = new std::unordered_map<std::string, std::string>();
+
+Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& g, const uint32_t al[5], std::string* why) {
+  const std::string key = std::to_string(device) + "/" + std::to_string(g.dtype) + "/" + std::to_string(g.ta) + std::to_string(g.tb) + "/" + std::to_string(g.M) +
+                          "x" + std::to_string(g.N) + "x" + std::to_string(g.K) + "/" + std::to_string(g.batch) + ":" + std::to_string(g.sA) + "," +
+                          std::to_string(g.sB) + "," + std::to_string(g.sD) + "/" + std::to_string(g.epi) + "/" + std::to_string(g.tf32) + "/" +
+                          std::to_string(al[0]) + "," + std::to_string(al[1]) + "," + std::to_string(al[2]) + "," + std::to_string(al[3]) + "," +
+                          std::to_string(al[4]);
+  auto it = plans->find(key);
+  if (it != plans->end()) return &it->second;
+  auto no = refused->find(key);
+  if (no != refused->end()) {
+    *why = no->second;
+    return nullptr;
+  }
+  Plan p{};
+  int ctype = cudaTypeOf(g.dtype);
+  int compute = g.dtype == kF32 && g.tf32 ? DW_CUBLAS_COMPUTE_32F_FAST_TF32 : DW_CUBLAS_COMPUTE_32F;
+  check(env, l.descCreate(&p.desc, compute, DW_CUDA_R_32F), "cublasLtMatmulDescCreate");
+  int opA = g.tb ? DW_CUBLAS_OP_T : DW_CUBLAS_OP_N;  // cuBLASLt's A is our b
+  int opB = g.ta ? DW_CUBLAS_OP_T : DW_CUBLAS_OP_N;  // cuBLASLt's B is our a
+  check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA), "set TRANSA");
+  check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB), "set TRANSB");
+  int epilogue = g.epi == 1   ? DW_CUBLASLT_EPILOGUE_BIAS
+                 : g.epi == 2 ? DW_CUBLASLT_EPILOGUE_GELU_BIAS
+                 : g.epi == 3 ? DW_CUBLASLT_EPILOGUE_BGRADB
+                 : g.epi == 4 ? DW_CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                              : DW_CUBLASLT_EPILOGUE_DEFAULT;
+  check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue), "set EPILOGUE");
+  if (g.epi != 0) check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ctype, sizeof ctype), "set BIAS_DATA_TYPE");
+  if (g.epi == 4) {
+    // The pre-activation is stored in D's layout (column-major N x M, leading dimension N).
+    int64_t ld = static_cast<int64_t>(g.N);
+    check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld), "set EPILOGUE_AUX_LD");
+  }
+  // Column-major views of our row-major operands (see the comment at the top).
+  uint64_t aRows = g.tb ? g.K : g.N, aCols = g.tb ? g.N : g.K;  // our b
+  uint64_t bRows = g.ta ? g.M : g.K, bCols = g.ta ? g.K : g.M;  // our a
+  check(env, l.layoutCreate(&p.a, ctype, aRows, aCols, static_cast<int64_t>(aRows)), "layout A");
+  check(env, l.layoutCreate(&p.b, ctype, bRows, bCols, static_cast<int64_t>(bRows)), "layout B");
+  check(env, l.layoutCreate(&p.d, ctype, g.N, g.M, static_cast<int64_t>(g.N)), "layout D");
+  if (g.batch > 1) {
+    int32_t count = static_cast<int32_t>(g.batch);
+    int64_t strides[3] = {static_cast<int64_t>(g.sB), static_cast<int64_t>(g.sA), static_cast<int64_t>(g.sD)};
+    dw_cublasLtMatrixLayout_t ls[3] = {p.a, p.b, p.d};
+    for (int i = 0; i < 3; i++) {
+      check(env, l.layoutSet(ls[i], DW_CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count), "set BATCH_COUNT");
+      check(env, l.layoutSet(ls[i], DW_CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i], sizeof strides[i]), "set STRIDED_BATCH_OFFSET");
+    }
+  }
+  dw_cublasLtMatmulPreference_t pref;
+  check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  size_t ws = kWorkspace;
+  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  int attrs[4] = {DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                  DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);
+  dw_cublasLtMatmulHeuristicResult_t res{};
+  int found = 0;
+  dw_cublasStatus_t st = l.heuristic(dev.handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
+  l.prefDestroy(pref);
+  if (st != 0 || found == 0) {
+    l.descDestroy(p.desc);
+    l.layoutDestroy(p.a);
+    l.layoutDestroy(p.b);
+    l.layoutDestroy(p.d);
+    *why = "cuBLASLt has no algorithm for this GEMM (" + key + "), status " + std::to_string(st);
+    refused->emplace(key, *why);
+    return nullptr;
+  }
+  p.algo = res.algo;
+  p.workspace = res.workspaceSize;
+  return &plans->emplace(key, p).first->second;
+}
+
+// Reads (dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32) from info[first...].
+GemmShape shapeArgs(const Napi::CallbackInfo& info, size_t first, int epi) {
+  Napi::Env env = info.Env();
+  GemmShape g{};
+  g.dtype = dtypeArg(info, first);
+  if (g.dtype == kI32) fail(env, "INVALID_DTYPE", "Expected a float dtype for gemmLt but received i32");
+  g.ta = u64Arg(info, first + 1, "transA", 1) != 0;
+  g.tb = u64Arg(info, first + 2, "transB", 1) != 0;
+  g.M = u64Arg(info, first + 3, "M");
+  g.N = u64Arg(info, first + 4, "N");
+  g.K = u64Arg(info, first + 5, "K");
+  g.batch = u64Arg(info, first + 6, "batch");
+  g.sA = u64Arg(info, first + 7, "strideA");
+  g.sB = u64Arg(info, first + 8, "strideB");
+  g.sD = u64Arg(info, first + 9, "strideD");
+  g.tf32 = u64Arg(info, first + 10, "tf32", 1) != 0;
+  g.epi = epi;
+  if (g.M == 0 || g.N == 0 || g.K == 0 || g.batch == 0) fail(env, "INVALID_ARGUMENT", "Expected M, N, K and batch >= 1 for gemmLt");
+  if ((g.sA != 0 && g.sA < g.M * g.K) || (g.sB != 0 && g.sB < g.K * g.N) || g.sD < g.M * g.N)
+    fail(env, "INVALID_ARGUMENT", "Expected batch strides of 0 or at least one matrix for gemmLt");
+  if (epi != 0 && g.batch != 1) fail(env, "INVALID_ARGUMENT", "Expected batch 1 for a gemm epilogue");
+  return g;
+}
+
+// The cuBLASLt handle and workspace of the current device, made on first use (caller holds mu).
+DeviceLt& deviceLt(Napi::Env env, Lt& l, int* device) {
+  DW_CUDA(env, cudaGetDevice(device), "cudaGetDevice");
+  if (*device < 0 || *device >= 64) fail(env, "INVALID_ARGUMENT", "Expected a CUDA device index below 64 for gemmLt");
+  DeviceLt& dev = devices[*device];
   if (!dev.handle) {
     check(env, l.create(&dev.handle), "cublasLtCreate");
     DW_CUDA(env, cudaMalloc(&dev.workspace, kWorkspace), "cudaMalloc(gemm workspace)");
   }
-  uint32_t al[4] = {alignmentOf(B), alignmentOf(A), alignmentOf(D), alignmentOf(D)};
-  std::string key = std::to_string(device) + "/" + std::to_string(dtype) + "/" + std::to_string(ta) + std::to_string(tb) + "/" + std::to_string(M) + "x" +
-                    std::to_string(N) + "x" + std::to_string(K) + "/" + std::to_string(batch) + ":" + std::to_string(sA) + "," + std::to_string(sB) + "," +
-                    std::to_string(sD) + "/" + std::to_string(epi) + "/" + std::to_string(tf32) + "/" + std::to_string(al[0]) + "," + std::to_string(al[1]) + "," +
-                    std::to_string(al[2]) + "," + std::to_string(alignmentOf(bias));
-  auto it = plans->find(key);
-  if (it == plans->end()) {
-    Plan p{};
-    int ctype = cudaTypeOf(dtype);
-    int compute = dtype == kF32 && tf32 ? DW_CUBLAS_COMPUTE_32F_FAST_TF32 : DW_CUBLAS_COMPUTE_32F;
-    check(env, l.descCreate(&p.desc, compute, DW_CUDA_R_32F), "cublasLtMatmulDescCreate");
-    int opA = tb ? DW_CUBLAS_OP_T : DW_CUBLAS_OP_N;  // cuBLASLt's A is our b
-    int opB = ta ? DW_CUBLAS_OP_T : DW_CUBLAS_OP_N;  // cuBLASLt's B is our a
-    check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA), "set TRANSA");
-    check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB), "set TRANSB");
-    int epilogue = epi == 1 ? DW_CUBLASLT_EPILOGUE_BIAS : epi == 2 ? DW_CUBLASLT_EPILOGUE_GELU_BIAS : epi == 3 ? DW_CUBLASLT_EPILOGUE_BGRADB : DW_CUBLASLT_EPILOGUE_DEFAULT;
-    check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue), "set EPILOGUE");
-    if (epi != 0) {
-      check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ctype, sizeof ctype), "set BIAS_DATA_TYPE");
-      check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
-    }
-    // Column-major views of our row-major operands (see the comment at the top).
-    uint64_t aRows = tb ? K : N, aCols = tb ? N : K;  // our b
-    uint64_t bRows = ta ? M : K, bCols = ta ? K : M;  // our a
-    check(env, l.layoutCreate(&p.a, ctype, aRows, aCols, static_cast<int64_t>(aRows)), "layout A");
-    check(env, l.layoutCreate(&p.b, ctype, bRows, bCols, static_cast<int64_t>(bRows)), "layout B");
-    check(env, l.layoutCreate(&p.d, ctype, N, M, static_cast<int64_t>(N)), "layout D");
-    if (batch > 1) {
-      int32_t count = static_cast<int32_t>(batch);
-      int64_t strides[3] = {static_cast<int64_t>(sB), static_cast<int64_t>(sA), static_cast<int64_t>(sD)};
-      dw_cublasLtMatrixLayout_t ls[3] = {p.a, p.b, p.d};
-      for (int i = 0; i < 3; i++) {
-        check(env, l.layoutSet(ls[i], DW_CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count), "set BATCH_COUNT");
-        check(env, l.layoutSet(ls[i], DW_CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i], sizeof strides[i]), "set STRIDED_BATCH_OFFSET");
-      }
-    }
-    dw_cublasLtMatmulPreference_t pref;
-    check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
-    size_t ws = kWorkspace;
-    l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    int attrs[4] = {DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                    DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);
-    dw_cublasLtMatmulHeuristicResult_t res{};
-    int found = 0;
-    dw_cublasStatus_t s = l.heuristic(dev.handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
-    l.prefDestroy(pref);
-    if (s != 0 || found == 0) {
-      l.descDestroy(p.desc);
-      l.layoutDestroy(p.a);
-      l.layoutDestroy(p.b);
-      l.layoutDestroy(p.d);
-      fail(env, "INVALID_ARGUMENT",
-           "cuBLASLt has no algorithm for this GEMM (" + key + "), status " + std::to_string(s));
-    }
-    p.algo = res.algo;
-    p.workspace = res.workspaceSize;
-    it = plans->emplace(key, p).first;
-  }
-  Plan& p = it->second;
-  if (epi != 0) check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
+  return dev;
+}
+
+Napi::Value GemmLt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaStream_t stream = streamArg(info, 0);
+  int epi = static_cast<int>(u64Arg(info, 18, "epilogue", 4));
+  const GemmShape g = shapeArgs(info, 1, epi);
+  size_t eb = dtypeBytes(g.dtype);
+  auto extent = [&](uint64_t stride, uint64_t mat) { return (g.batch - 1) * stride + mat; };
+  void* A = devArg<uint8_t>(info, 12, extent(g.sA, g.M * g.K) * eb, 1, "gemm A");
+  void* B = devArg<uint8_t>(info, 14, extent(g.sB, g.K * g.N) * eb, 1, "gemm B");
+  void* D = devArg<uint8_t>(info, 16, extent(g.sD, g.M * g.N) * eb, 1, "gemm D");
+  void* bias = epi != 0 ? devArg<uint8_t>(info, 19, (epi == 3 ? g.M : g.N) * eb, 1, "gemm bias") : nullptr;
+  void* aux = epi == 4 ? devArg<uint8_t>(info, 21, g.M * g.N * eb, 1, "gemm aux (pre-activation)") : nullptr;
+
+  std::lock_guard<std::mutex> lock(mu);
+  Lt& l = loadLt(env);
+  int device = 0;
+  DeviceLt& dev = deviceLt(env, l, &device);
+  const uint32_t al[5] = {alignmentOf(B), alignmentOf(A), alignmentOf(D), bias ? alignmentOf(bias) : 256u, aux ? alignmentOf(aux) : 256u};
+  std::string why;
+  Plan* p = planFor(env, l, dev, device, g, al, &why);
+  if (!p) fail(env, "INVALID_ARGUMENT", why);
+  if (epi != 0) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
+  if (epi == 4) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "set EPILOGUE_AUX_POINTER");
   float alpha = 1.0f, beta = 0.0f;
-  check(env, l.matmul(dev.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, D, p.d, D, p.d, &p.algo, dev.workspace, kWorkspace, stream), "cublasLtMatmul");
+  check(env, l.matmul(dev.handle, p->desc, &alpha, B, p->a, A, p->b, &beta, D, p->d, D, p->d, &p->algo, dev.workspace, kWorkspace, stream), "cublasLtMatmul");
   return env.Undefined();
+}
+
+// gemmLtSupported(dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32, epilogue)
+//   -> "" when cuBLASLt has an algorithm for this GEMM on the current device with every operand
+//   256-byte aligned (as the compile arena and the allocator place them), else why not. The plan
+//   it makes is the one gemmLt then uses.
+Napi::Value GemmLtSupported(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int epi = static_cast<int>(u64Arg(info, 11, "epilogue", 4));
+  const GemmShape g = shapeArgs(info, 0, epi);
+  std::lock_guard<std::mutex> lock(mu);
+  Lt& l = loadLt(env);
+  int device = 0;
+  DeviceLt& dev = deviceLt(env, l, &device);
+  const uint32_t al[5] = {256, 256, 256, 256, 256};
+  std::string why;
+  return Napi::String::New(env, planFor(env, l, dev, device, g, al, &why) ? "" : why);
 }
 
 // How many GEMM plans are cached (for tests: the cache works).
@@ -213,6 +281,7 @@ Napi::Value GemmPlanCount(const Napi::CallbackInfo& info) {
 void initGemm(Napi::Env env, Napi::Object exports) {
   def(env, exports, "gemmLt", GemmLt);
   def(env, exports, "gemmPlanCount", GemmPlanCount);
+  def(env, exports, "gemmLtSupported", GemmLtSupported);
   initGemmFallback(env, exports);
 }
 

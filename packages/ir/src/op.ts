@@ -44,8 +44,11 @@ export interface OpDef {
   flops?(inputs: ValueType[], outputs: ValueType[], attrs: Attrs): number;
   /** One output element from the same-index input elements: a candidate for elementwise fusion. */
   elementwise?: boolean;
-  /** [output, input] pairs that may share storage (an optimizer updating a parameter in place). */
-  inplace?: readonly (readonly [number, number])[];
+  /**
+   * [output, input] pairs that may share storage (an optimizer updating a parameter in place); a
+   * function of the input count for a variadic op.
+   */
+  inplace?: readonly (readonly [number, number])[] | ((inputs: number) => readonly (readonly [number, number])[]);
   /** Outputs that carry no gradient (indices, counts). */
   nonDifferentiable?: boolean;
 }
@@ -90,6 +93,12 @@ export function getOp(name: string): OpDef {
   const d = table.get(name);
   if (!d) throw new DeepwellError('INVALID_ARGUMENT', `Expected a known op for op name but received ${describe(name)} (known: ${[...table.keys()].sort().join(', ')})`);
   return d;
+}
+
+/** The [output, input] pairs of a node of `def` with `inputs` inputs that may share storage. */
+export function inplacePairs(def: OpDef, inputs: number): readonly (readonly [number, number])[] {
+  const p = def.inplace;
+  return typeof p === 'function' ? p(inputs) : (p ?? []);
 }
 
 export function listOps(): string[] {

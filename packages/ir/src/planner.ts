@@ -9,7 +9,7 @@
  */
 import type { Graph } from './graph.js';
 import { byteSizeOf } from './graph.js';
-import { getOp } from './op.js';
+import { getOp, inplacePairs } from './op.js';
 import { numel, type ValueType } from './types.js';
 
 export const ARENA_ALIGN = 256;
@@ -51,7 +51,7 @@ export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byt
   // In-place updates: the output shares the persistent input's storage.
   const updateOf = new Map<number, string>(Object.entries(graph.updates).map(([k, v]) => [v, k]));
   for (const n of graph.nodes) {
-    for (const [o, i] of getOp(n.op).inplace ?? []) {
+    for (const [o, i] of inplacePairs(getOp(n.op), n.inputs.length)) {
       const out = n.outputs[o]!;
       const name = persistent.get(n.inputs[i]!);
       if (name !== undefined && updateOf.get(out) === name) persistent.set(out, name);

@@ -74,6 +74,8 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     bias_add: { inputs: [[[2, 3], F], [[3], F]], want: [F] },
     matmul: { inputs: [[[4, 2, 3], F], [[3, 5], F]], want: [F] },
     matmul_bias: { inputs: [[[4, 2, 3], F], [[3, 5], F], [[5], F]], want: [F] },
+    matmul_bias_gelu: { inputs: [[[4, 2, 3], F], [[3, 5], F], [[5], F]], want: [F, F] },
+    matmul_bgrad: { inputs: [[[4, 3], F], [[4, 5], F]], attrs: { transA: true }, want: [F, F] },
     sum_to: { inputs: [[[2, 3], F]], attrs: { shape: [1, 3] }, want: [F] },
     broadcast_to: { inputs: [[[3], F]], attrs: { shape: [2, 3] }, want: [F] },
     reshape: { inputs: [[[2, 3], F]], attrs: { shape: [6] }, want: [F] },
@@ -97,6 +99,7 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     causal_mask: { inputs: [[[3, 3], F]], want: [F] },
     // The statistics stay f32.
     layernorm: { inputs: [[[2, 3], F], [[3], F], [[3], F]], want: [F, f32, f32] },
+    add_layernorm: { inputs: [[[2, 3], F], [[2, 3], F], [[3], F], [[3], F]], want: [F, F, f32, f32] },
     layernorm_backward: { inputs: [[[2, 3], F], [[2, 3], F], [[3], F], [[2], f32], [[2], f32]], want: [F, F, F] },
     rmsnorm: { inputs: [[[2, 3], F], [[3], F]], want: [F, f32] },
     rmsnorm_backward: { inputs: [[[2, 3], F], [[2, 3], F], [[3], F], [[2], f32]], want: [F, F] },
@@ -107,6 +110,7 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     cross_entropy_backward: { inputs: [[[4, 5], F], [[4], i32], [[1], f32]], want: [F] },
     // Master weights and moments stay f32; the gradient may be narrow.
     adamw: { inputs: [[[2, 3], f32], [[2, 3], F], [[2, 3], f32], [[2, 3], f32], [[1], f32], [[1], f32]], want: [f32, f32, f32] },
+    adamw_multi: { inputs: [[[1], f32], [[1], f32], [[2], f32], [[2], F], [[2], f32], [[2], f32], [[3], f32], [[3], F], [[3], f32], [[3], f32]], want: [f32, f32, f32, f32, f32, f32] },
     topk: { inputs: [[[4, 6], F]], attrs: { k: 2 }, want: [F, i32] },
     topk_backward: { inputs: [[[4, 2], F], [[4, 2], i32]], attrs: { size: 6 }, want: [F] },
     gather_rows: { inputs: [[[5, 3], F], [[4], i32]], want: [F] },

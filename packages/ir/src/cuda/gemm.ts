@@ -1,6 +1,9 @@
 /**
  * matmul on CUDA: cuBLASLt first (priority 200), then our own kernel (native/gemm/gemm_fallback.cu:
  * WMMA tensor cores for bf16/f16, FP32 FMA for f32; priority 150), then the CPU reference.
+ * The fused GEMMs (matmul_bias, matmul_bias_gelu, matmul_bgrad) take cuBLASLt's epilogues where
+ * cuBLASLt has an algorithm for them (asked at compile time through gemmLtSupported), else one GEMM
+ * and our elementwise / reduction kernels one after the other.
  * FP32 storage runs on TF32 tensor cores through cuBLASLt (FP32 accumulation), as PyTorch's
  * `allow_tf32`; bf16/f16 accumulate in FP32.
  *
@@ -11,7 +14,7 @@
 import { createRequire } from 'node:module';
 import type { KernelParams } from '../op.js';
 import { numel, sameShape } from '../types.js';
-import { DTYPE_CODE, FLOAT_STORAGE, at, nativeOps, registerCuda, type CudaCall } from './kernels.js';
+import { DTYPE_CODE, FLOAT_STORAGE, at, nativeOps, registerCuda, type CudaCall, type DevArg, type NativeOps } from './kernels.js';
 
 interface GemmPlan {
   ta: boolean;
@@ -60,6 +63,23 @@ function cublasLtFound(): true | string {
 
 function args(c: CudaCall, g: GemmPlan): number[] {
   return [c.stream, DTYPE_CODE[c.inTypes[0]!.dtype]!, g.ta ? 1 : 0, g.tb ? 1 : 0, g.M, g.N, g.K, g.batch, g.sA, g.sB, g.sD];
+}
+
+/** Epilogue codes of native/gemm/gemm.cpp. */
+const EPI = { none: 0, bias: 1, bgradb: 3, geluAuxBias: 4 } as const;
+
+/** true when cuBLASLt is found and has an algorithm for this GEMM with this epilogue, else why not. */
+function ltSupports(p: KernelParams, g: GemmPlan, epi: number): true | string {
+  const found = cublasLtFound();
+  if (found !== true) return found;
+  const why = nativeOps().ops!.gemmLtSupported!(DTYPE_CODE[p.inTypes[0]!.dtype]!, g.ta ? 1 : 0, g.tb ? 1 : 0, g.M, g.N, g.K, g.batch, g.sA, g.sB, g.sD, 1, epi) as string;
+  return why === '' ? true : why;
+}
+
+/** D = op(a)·op(b) with no epilogue: through cuBLASLt when it takes the shape, else our kernel. */
+function plainGemm(c: CudaCall, g: GemmPlan, ops: NativeOps, d: DevArg): void {
+  if (ltSupports(c, g, EPI.none) === true) ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(d), EPI.none, 0, 0);
+  else ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(d));
 }
 
 registerCuda({
@@ -126,5 +146,89 @@ registerCuda({
     const g = biasPlan(c) as GemmPlan;
     ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!));
     ops.biasAdd!(c.stream, DTYPE_CODE[c.outTypes[0]!.dtype]!, g.M, g.N, ...at(c.outputs[0]!), ...at(c.inputs[2]!), ...at(c.outputs[0]!));
+  },
+});
+
+// matmul_bias_gelu (made by fusion): cuBLASLt's GELU_AUX_BIAS epilogue writes gelu(pre) to `out` and
+// the pre-activation to `pre` (for gelu_backward) as the GEMM stores its tile. Otherwise: the GEMM
+// into pre, the bias added in place, then the gelu kernel from pre to out.
+const hasKernels = (...names: string[]): true | string => {
+  const missing = names.find((n) => typeof nativeOps().ops?.[n] !== 'function');
+  return missing ? `the addon has no ${missing} entry point` : true;
+};
+
+registerCuda({
+  op: 'matmul_bias_gelu',
+  name: 'matmul_bias_gelu_cublaslt',
+  priority: 200,
+  supports: (p) => {
+    const g = biasPlan(p);
+    return typeof g === 'string' ? g : ltSupports(p, g, EPI.geluAuxBias);
+  },
+  run: (c, ops) => {
+    const g = biasPlan(c) as GemmPlan;
+    const [out, pre] = c.outputs;
+    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(out!), EPI.geluAuxBias, ...at(c.inputs[2]!), ...at(pre!));
+  },
+});
+
+registerCuda({
+  op: 'matmul_bias_gelu',
+  name: 'matmul_bias_gelu_unfused',
+  priority: 150,
+  supports: (p) => {
+    const g = biasPlan(p);
+    return typeof g === 'string' ? g : hasKernels('biasAdd', 'gelu');
+  },
+  run: (c, ops) => {
+    const g = biasPlan(c) as GemmPlan;
+    const [out, pre] = c.outputs;
+    const dt = DTYPE_CODE[c.outTypes[0]!.dtype]!;
+    plainGemm(c, g, ops, pre!);
+    ops.biasAdd!(c.stream, dt, g.M, g.N, ...at(pre!), ...at(c.inputs[2]!), ...at(pre!));
+    ops.gelu!(c.stream, dt, g.M * g.N, ...at(pre!), ...at(out!));
+  },
+});
+
+// matmul_bgrad (made by fusion): out = op(a)·op(b) and bgrad = the row sums of op(a), through
+// cuBLASLt's BGRADB epilogue (which reduces the GEMM's left operand over K as it reads it).
+// Otherwise: the GEMM, then our sum_to kernel over a.
+function bgradPlan(p: KernelParams): GemmPlan | string {
+  const g = gemmPlan(p);
+  if (typeof g === 'string') return g;
+  return g.batch === 1 ? g : 'the bias-gradient epilogue takes one GEMM';
+}
+
+registerCuda({
+  op: 'matmul_bgrad',
+  name: 'matmul_bgrad_cublaslt',
+  priority: 200,
+  supports: (p) => {
+    const g = bgradPlan(p);
+    return typeof g === 'string' ? g : ltSupports(p, g, EPI.bgradb);
+  },
+  run: (c, ops) => {
+    const g = bgradPlan(c) as GemmPlan;
+    const [out, bgrad] = c.outputs;
+    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(out!), EPI.bgradb, ...at(bgrad!));
+  },
+});
+
+registerCuda({
+  op: 'matmul_bgrad',
+  name: 'matmul_bgrad_unfused',
+  priority: 150,
+  supports: (p) => {
+    const g = bgradPlan(p);
+    return typeof g === 'string' ? g : hasKernels('sumTo');
+  },
+  run: (c, ops) => {
+    const g = bgradPlan(c) as GemmPlan;
+    const [out, bgrad] = c.outputs;
+    plainGemm(c, g, ops, out!);
+    // Row sums of op(a): a is [K, M] with transA (sum over rows), else [M, K] (sum over columns).
+    const [r, k] = c.inTypes[0]!.shape as [number, number];
+    const to = g.ta ? [1, k] : [r, 1];
+    ops.sumTo!(c.stream, DTYPE_CODE[c.inTypes[0]!.dtype]!, 2, r, k, ...to, ...at(c.inputs[0]!), ...at(bgrad!));
   },
 });

@@ -17,7 +17,7 @@
  */
 import type { KernelParams } from '../op.js';
 import { numel, type ValueType } from '../types.js';
-import { DTYPE_CODE, at, floatStorage, registerCuda, type CudaCall, type NativeOps } from './kernels.js';
+import { DTYPE_CODE, at, floatStorage, nativeOps, registerCuda, type CudaCall, type NativeOps } from './kernels.js';
 
 /** A kernel call that may opt out of the synchronising index check. */
 export type CheckedCudaCall = CudaCall & { checkIndices?: boolean };
@@ -94,6 +94,22 @@ registerCuda({
     const [x, w, b] = call.inputs;
     const [y, mean, rstd] = call.outputs;
     ops.layernorm!(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, ...at(x!), ...at(w!), ...at(b!), ...at(y!), ...at(mean!), ...at(rstd!));
+  },
+});
+
+// add_layernorm (made by fusion): the layernorm kernel reading x and the residual, writing their sum.
+registerCuda({
+  op: 'add_layernorm',
+  name: 'add_layernorm_cuda',
+  supports: (p) => {
+    if (typeof nativeOps().ops?.addLayernorm !== 'function') return 'the addon has no addLayernorm entry point (rebuild it)';
+    return both(oneFloatStorage(p, [], [2, 3]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'));
+  },
+  run: (call, ops) => {
+    const [rows, D] = rowsAndD(call.inTypes[0]!.shape);
+    const [x, r, w, b] = call.inputs;
+    const [sum, y, mean, rstd] = call.outputs;
+    ops.addLayernorm!(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, ...at(x!), ...at(r!), ...at(w!), ...at(b!), ...at(sum!), ...at(y!), ...at(mean!), ...at(rstd!));
   },
 });
 
@@ -242,6 +258,49 @@ registerCuda({
       ...at(p2!),
       ...at(m2!),
       ...at(v2!),
+    );
+  },
+});
+
+// adamw_multi (made by fusion): every parameter in a few launches (32 tensors per launch, passed
+// by value as kernel parameters, so a captured graph holds them). One gradient dtype per node (the
+// fusion groups by it).
+registerCuda({
+  op: 'adamw_multi',
+  name: 'adamw_multi_cuda',
+  supports: (p) => {
+    if (typeof nativeOps().ops?.adamwMulti !== 'function') return 'the addon has no adamwMulti entry point (rebuild it)';
+    const base = floatStorage(p);
+    if (base !== true) return base;
+    const grad = p.inTypes[3]!.dtype;
+    for (let k = 2; k < p.inTypes.length; k += 4) {
+      for (const j of [0, 2, 3]) if (p.inTypes[k + j]!.dtype !== 'f32') return `keeps param, m and v in f32 (master weights and moments), got ${p.inTypes[k + j]!.dtype}`;
+      if (p.inTypes[k + 1]!.dtype !== grad) return `takes one gradient dtype per node, got ${grad} and ${p.inTypes[k + 1]!.dtype}`;
+    }
+    for (const t of p.outTypes) if (t.dtype !== 'f32') return `writes param, m and v in f32, got ${t.dtype}`;
+    return true;
+  },
+  run: (call, ops) => {
+    const a = call.attrs;
+    const tensors: number[] = [];
+    for (let k = 0; 2 + 4 * k < call.inputs.length; k++) {
+      const [param, grad, m, v] = call.inputs.slice(2 + 4 * k, 6 + 4 * k);
+      const [p2, m2, v2] = call.outputs.slice(3 * k, 3 * k + 3);
+      tensors.push(numel(call.inTypes[2 + 4 * k]!.shape), ...at(param!), ...at(grad!), ...at(m!), ...at(v!), ...at(p2!), ...at(m2!), ...at(v2!));
+    }
+    ops.adamwMulti!(
+      call.stream,
+      code(call.inTypes[3]!),
+      code(call.inTypes[0]!),
+      code(call.inTypes[1]!),
+      (call.inputs.length - 2) / 4,
+      a.beta1 as number,
+      a.beta2 as number,
+      a.eps as number,
+      a.weightDecay as number,
+      ...at(call.inputs[0]!),
+      ...at(call.inputs[1]!),
+      ...tensors,
     );
   },
 });

@@ -7,6 +7,8 @@ export * from './broadcast_to.js';
 export * from './reshape.js';
 export * from './matmul.js';
 export * from './matmul_bias.js';
+export * from './matmul_bias_gelu.js';
+export * from './matmul_bgrad.js';
 export * from './set-tensor.js';
 export * from './set-nn.js';
 export * from './set-moe.js';

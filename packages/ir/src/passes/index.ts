@@ -1,16 +1,21 @@
 /**
  * Graph passes, and the hook through which a precision policy rewrites a graph. The compile
- * pipeline: [precision policy] -> CSE -> DCE -> matmul + bias fusion -> elementwise fusion marks ->
- * verify.
+ * pipeline: [precision policy] -> CSE (+ DCE) -> GEMM epilogue fusion (bias, GELU, bias gradient)
+ * -> residual + layernorm fusion -> multi-tensor AdamW -> stable topological sort -> DCE ->
+ * elementwise fusion marks -> verify.
  */
 import type { Graph } from '../graph.js';
 import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
 import { markElementwiseFusion } from './fusion.js';
 import { autocast, type AutocastOptions } from './autocast.js';
-import { fuseMatmulBias } from './fuse-matmul-bias.js';
+import { fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './fuse-epilogues.js';
+import { fuseAddLayernorm } from './fuse-add-layernorm.js';
+import { fuseAdamW } from './fuse-adamw.js';
+import { sortNodes } from './order.js';
 
-export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, fuseMatmulBias, markElementwiseFusion };
+export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
+export { fuseAdamW, fuseAddLayernorm, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu };
 export type { AutocastOptions };
 
 /**
@@ -26,6 +31,12 @@ export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?:
   let g = graph;
   if (options.precision) g = options.precision.run(g).verify();
   g = eliminateCommonSubexpressions(g);
-  if (options.fuse !== false) g = markElementwiseFusion(fuseMatmulBias(g));
+  if (options.fuse !== false) g = markElementwiseFusion(fuse(g));
   return g.verify();
+}
+
+/** Every fusion of the compile pipeline, then the sort and DCE they need. */
+export function fuse(graph: Graph): Graph {
+  const n = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseAdamW(graph);
+  return n ? eliminateDeadCode(sortNodes(graph)) : graph;
 }

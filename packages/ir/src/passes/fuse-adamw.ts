@@ -1,0 +1,34 @@
+/**
+ * Multi-tensor AdamW: the optimizer's adamw nodes that share lr, step, attributes and gradient
+ * dtype, and whose results only become updates, become one adamw_multi node (at the place of the
+ * last of them, where every input is ready), so a GPU updates all parameters in a few launches
+ * instead of one per parameter. Each parameter still updates in place.
+ */
+import type { Graph, NodeDecl } from '../graph.js';
+
+export function fuseAdamW(graph: Graph): number {
+  const read = new Map<number, number>();
+  for (const n of graph.nodes) for (const i of n.inputs) read.set(i, (read.get(i) ?? 0) + 1);
+  const groups = new Map<string, NodeDecl[]>();
+  for (const n of graph.nodes) {
+    if (n.op !== 'adamw' || n.outputs.some((o) => read.has(o))) continue;
+    const [, grad, , , lr, step] = n.inputs;
+    const key = `${lr},${step},${graph.values[grad!]!.type.dtype},${JSON.stringify(n.attrs)}`;
+    groups.set(key, [...(groups.get(key) ?? []), n]);
+  }
+  let fused = 0;
+  for (const group of groups.values()) {
+    if (group.length < 2) continue;
+    const last = group.at(-1)!;
+    const [lr, step] = last.inputs.slice(4);
+    const inputs = [lr!, step!, ...group.flatMap((n) => n.inputs.slice(0, 4))];
+    const outputs = group.flatMap((n) => n.outputs);
+    for (const n of group) n.outputs = [];
+    last.op = 'adamw_multi';
+    last.inputs = inputs;
+    last.outputs = outputs;
+    last.scope = 'optimizer';
+    fused += group.length;
+  }
+  return fused;
+}

@@ -1,0 +1,97 @@
+/**
+ * GEMM epilogue fusion, after autodiff: the elementwise work next to a matmul that cuBLASLt can do
+ * as the GEMM writes its result, so the product never makes a round trip through memory.
+ *   - bias: a matmul whose only use is a bias_add -> matmul_bias (the BIAS epilogue);
+ *   - GELU: a matmul_bias whose product feeds a gelu -> matmul_bias_gelu, which also returns the
+ *     pre-activation for gelu_backward (GELU_AUX_BIAS);
+ *   - bias gradient: a weight-gradient matmul gᵀ·x (transA) and the sum_to of the same g that makes
+ *     the bias gradient -> matmul_bgrad (BGRADB).
+ * Each fused op's CPU reference is the ops it replaces, so a fused graph computes on the CPU what
+ * the unfused one did, bit for bit. The graph's outputs and updates keep their values. The callers
+ * (runPasses) sort the nodes afterwards (a moved output may have readers before its new producer)
+ * and drop what is left unused.
+ */
+import type { Graph, NodeDecl } from '../graph.js';
+import { sameShape } from '../types.js';
+
+/** How many times each value is read, counting the graph's outputs, updates and gradients. */
+export function useCounts(graph: Graph): Map<number, number> {
+  const uses = new Map<number, number>();
+  for (const n of graph.nodes) for (const i of n.inputs) uses.set(i, (uses.get(i) ?? 0) + 1);
+  for (const v of [...Object.values(graph.outputs), ...Object.values(graph.updates), ...Object.values(graph.gradients)]) uses.set(v, (uses.get(v) ?? 0) + 1);
+  return uses;
+}
+
+export function producers(graph: Graph): Map<number, NodeDecl> {
+  const producer = new Map<number, NodeDecl>();
+  for (const n of graph.nodes) for (const o of n.outputs) producer.set(o, n);
+  return producer;
+}
+
+/** matmul -> bias_add becomes matmul_bias where the bias_add is the product's only use. */
+export function fuseMatmulBias(graph: Graph): number {
+  const uses = useCounts(graph);
+  const producer = producers(graph);
+  let fused = 0;
+  for (const n of graph.nodes) {
+    if (n.op !== 'bias_add') continue;
+    const mm = producer.get(n.inputs[0]!);
+    if (!mm || mm.op !== 'matmul' || uses.get(mm.outputs[0]!) !== 1) continue;
+    // The bias_add node becomes the fused node (it sits after both operands and the bias); the
+    // matmul is left without uses.
+    n.op = 'matmul_bias';
+    n.inputs = [mm.inputs[0]!, mm.inputs[1]!, n.inputs[1]!];
+    n.attrs = mm.attrs;
+    fused++;
+  }
+  return fused;
+}
+
+/** matmul_bias -> gelu becomes matmul_bias_gelu, the gelu's output moving to the GEMM. */
+export function fuseMatmulGelu(graph: Graph): number {
+  const producer = producers(graph);
+  let fused = 0;
+  for (const n of graph.nodes) {
+    if (n.op !== 'gelu' || n.outputs.length !== 1) continue;
+    const mm = producer.get(n.inputs[0]!);
+    if (!mm || mm.op !== 'matmul_bias') continue;
+    mm.op = 'matmul_bias_gelu';
+    mm.outputs = [n.outputs[0]!, mm.outputs[0]!];
+    n.outputs = [];
+    fused++;
+  }
+  return fused;
+}
+
+/** A transA matmul of g (or of g reshaped to 2-D) and the sum_to of g to [M] become matmul_bgrad. */
+export function fuseBiasGradient(graph: Graph): number {
+  const producer = producers(graph);
+  const sums = new Map<number, NodeDecl[]>();
+  for (const n of graph.nodes) if (n.op === 'sum_to' && n.outputs.length === 1) sums.set(n.inputs[0]!, [...(sums.get(n.inputs[0]!) ?? []), n]);
+  let fused = 0;
+  for (const n of graph.nodes) {
+    if (n.op !== 'matmul' || n.attrs.transA !== true) continue;
+    const a = graph.values[n.inputs[0]!]!.type;
+    if (a.shape.length !== 2 || graph.values[n.inputs[1]!]!.type.shape.length !== 2) continue;
+    const M = a.shape[1]!;
+    // op(a) = aᵀ is [M, K]: its row sums are the column sums of a, which is g or g reshaped.
+    const from = [n.inputs[0]!];
+    const r = producer.get(n.inputs[0]!);
+    if (r && r.op === 'reshape' && graph.values[r.inputs[0]!]!.type.shape.at(-1) === M) from.push(r.inputs[0]!);
+    const s = from.flatMap((v) => sums.get(v) ?? []).find((m) => m.outputs.length === 1 && sameShape(m.attrs.shape as number[], [M]));
+    if (!s) continue;
+    n.op = 'matmul_bgrad';
+    n.outputs = [n.outputs[0]!, s.outputs[0]!];
+    s.outputs = [];
+    fused++;
+  }
+  return fused;
+}
+
+/** All three, in order; returns how many nodes each fused. */
+export function fuseGemmEpilogues(graph: Graph): { bias: number; gelu: number; bgrad: number } {
+  const bias = fuseMatmulBias(graph);
+  const gelu = fuseMatmulGelu(graph);
+  const bgrad = fuseBiasGradient(graph);
+  return { bias, gelu, bgrad };
+}

@@ -1,0 +1,246 @@
+// The compile-time fusions (GEMM epilogues, residual + layernorm, multi-tensor AdamW), the fused
+// ops' references, and the stable sort the fusions rely on, on the CPU.
+import { describe, expect, it } from 'vitest';
+import {
+  Graph,
+  GraphBuilder,
+  add,
+  adamw,
+  autocast,
+  biasAdd,
+  capture,
+  compile,
+  crossEntropy,
+  currentBuilder,
+  eliminateCommonSubexpressions,
+  fuse,
+  fuseAdamW,
+  fuseAddLayernorm,
+  fuseBiasGradient,
+  fuseMatmulBias,
+  fuseMatmulGelu,
+  gelu,
+  layernorm,
+  matmul,
+  reshape,
+  sortNodes,
+  sumTo,
+  trainingStep,
+  type Capturable,
+  type Sym,
+} from '../src/index.js';
+import { errorOf, expectClose, randInt, randn, runOp } from './helpers.js';
+
+/** A pre-norm residual block and a head: every pattern the fusions look for. */
+class TinyBlock implements Capturable {
+  constructor(readonly D: number, readonly H: number, readonly C: number) {}
+  forward({ x, y }: Record<string, Sym>): Record<string, Sym> {
+    const b = currentBuilder();
+    const { D, H, C } = this;
+    const p = (name: string, shape: number[]) => b.param(name, shape, 'f32', { dist: 'normal', scale: 0.4 });
+    const linear = (name: string, v: Sym, out: number, inn: number) =>
+      b.scoped(name, () => biasAdd(matmul(v, p(`${name}.weight`, [out, inn]), { transB: true }), p(`${name}.bias`, [out])));
+    const norm = (name: string, v: Sym) => b.scoped(name, () => layernorm(v, p(`${name}.weight`, [D]), p(`${name}.bias`, [D])));
+    const h = gelu(linear('fc1', norm('ln1', x!), H, D));
+    const r = add(x!, linear('fc2', h, D, H)); // the residual stream
+    const logits = linear('head', norm('ln2', r), C, D);
+    return { loss: crossEntropy(reshape(logits, [-1, C]), reshape(y!, [-1])) };
+  }
+}
+
+function block() {
+  const [B, T, D, H, C] = [randInt(1, 3), randInt(2, 5), 6, 12, 4];
+  const fwd = capture(new TinyBlock(D, H, C), { x: { shape: [B, T, D] }, y: { shape: [B, T], dtype: 'i32' } });
+  const batch = (s: number) => ({
+    x: Float32Array.from({ length: B * T * D }, () => Math.random() * 2 - 1),
+    y: Int32Array.from({ length: B * T }, () => randInt(0, C - 1)),
+    lr: Float32Array.of(0.02),
+    step: Float32Array.of(s),
+  });
+  return { fwd, batch };
+}
+
+const count = (g: Graph, op: string) => g.nodes.filter((n) => n.op === op).length;
+
+describe('fusion of a training step', () => {
+  for (const precision of ['f32', 'bf16'] as const) {
+    it(`makes every fused op and changes no result, bit for bit (${precision})`, () => {
+      const { fwd, batch } = block();
+      const step = trainingStep(precision === 'f32' ? fwd : autocast(fwd, { dtype: 'bf16' }));
+      const fused = compile(step, { seed: 9 });
+      const plain = compile(step, { seed: 9, fuse: false });
+      const g = fused.graph;
+      expect(count(g, 'matmul_bias_gelu')).toBe(1); // fc1
+      expect(count(g, 'matmul_bias')).toBe(2); // fc2, head
+      expect(count(g, 'matmul_bgrad')).toBe(3); // the weight and bias gradients of fc1, fc2, head
+      expect(count(g, 'sum_to')).toBe(0);
+      expect(count(g, 'add_layernorm')).toBe(1); // the residual into ln2
+      expect(count(g, 'layernorm')).toBe(1); // ln1 reads the input directly
+      // trainingStep decays the matrices only: two groups of attributes, one update each.
+      expect(count(g, 'adamw_multi')).toBe(2);
+      expect(count(g, 'adamw')).toBe(0);
+      expect(g.nodes.length).toBeLessThan(plain.graph.nodes.length);
+      for (let s = 1; s <= 3; s++) {
+        const b = batch(s);
+        expect(Array.from(fused.run(b).loss!)).toEqual(Array.from(plain.run(b).loss!));
+      }
+      for (const name of fused.parameterNames()) expect(Array.from(fused.get(name))).toEqual(Array.from(plain.get(name)));
+      fused.dispose();
+      plain.dispose();
+    });
+  }
+});
+
+describe('the fusion patterns', () => {
+  it('fuses gelu into a matmul_bias, moving its output and keeping the pre-activation', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [3, 4]);
+    const w = b.param('w', [5, 4], 'f32', { dist: 'normal' });
+    const bias = b.param('bias', [5], 'f32', { dist: 'normal' });
+    const pre = biasAdd(matmul(x, w, { transB: true }), bias);
+    b.output('act', gelu(pre));
+    b.output('pre', pre);
+    const copy = () => Graph.fromJSON(b.graph.verify().toJSON());
+    const g = copy();
+    expect(fuseMatmulBias(g)).toBe(1);
+    expect(fuseMatmulGelu(g)).toBe(1);
+    const out = fuse(copy()).verify();
+    const n = out.nodes.find((m) => m.op === 'matmul_bias_gelu')!;
+    expect(n.outputs).toEqual([out.outputs.act, out.outputs.pre]);
+    expect(count(out, 'gelu')).toBe(0);
+  });
+
+  it('fuses the bias gradient only with a transA matmul of the same g, reshaped or not', () => {
+    const b = new GraphBuilder();
+    const g3 = b.input('g', [2, 3, 5]);
+    const x2 = b.input('x', [6, 4]);
+    const g2 = reshape(g3, [-1, 5]);
+    b.output('dw', matmul(g2, x2, { transA: true }));
+    b.output('db', sumTo(g3, [5]));
+    const other = b.input('h', [6, 5]);
+    b.output('dw2', matmul(other, x2, { transA: true })); // no sum of h: not fused
+    b.output('db2', sumTo(b.input('k', [6, 5]), [5])); // a sum of another tensor: not fused
+    const g = b.graph.verify();
+    expect(fuseBiasGradient(g)).toBe(1);
+    const out = eliminateCommonSubexpressions(sortNodes(g)).verify();
+    expect(count(out, 'matmul_bgrad')).toBe(1);
+    expect(count(out, 'sum_to')).toBe(1);
+  });
+
+  it('fuses add + layernorm only for same-shape summands', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [2, 3, 4]);
+    const r = b.input('r', [2, 3, 4]);
+    const pos = b.input('pos', [3, 4]); // broadcast over the batch: not fused
+    const w = b.param('w', [4], 'f32', { dist: 'normal' });
+    const bias = b.param('bias', [4], 'f32', { dist: 'normal' });
+    const s = add(x, r);
+    b.output('y', layernorm(s, w, bias));
+    b.output('s', s);
+    b.output('y2', layernorm(add(x, pos), w, bias));
+    const copy = () => Graph.fromJSON(b.graph.verify().toJSON());
+    expect(fuseAddLayernorm(copy())).toBe(1);
+    const out = fuse(copy()).verify();
+    expect(out.nodes.find((n) => n.op === 'add_layernorm')!.outputs[0]).toBe(out.outputs.s);
+    expect(count(out, 'add')).toBe(1);
+  });
+
+  it('groups adamw nodes by lr, step, attributes and gradient dtype; leaves one whose result is read', () => {
+    const b = new GraphBuilder();
+    const lr = b.input('lr', [1]);
+    const step = b.input('step', [1]);
+    const upd = (name: string, shape: number[], wd: number) => {
+      const p = b.param(name, shape, 'f32', { dist: 'normal' });
+      const m = b.state(`m.${name}`, shape, 'f32', { dist: 'zeros' });
+      const v = b.state(`v.${name}`, shape, 'f32', { dist: 'zeros' });
+      const [p2, m2, v2] = adamw(p, b.input(`g.${name}`, shape), m, v, lr, step, { weightDecay: wd });
+      b.update(name, p2);
+      b.update(`m.${name}`, m2);
+      b.update(`v.${name}`, v2);
+      return p2;
+    };
+    upd('a', [3], 0);
+    upd('b', [2, 2], 0);
+    upd('c', [5], 0.1); // other attributes: its own group of one
+    upd('d', [4], 0);
+    b.output('read', gelu(upd('e', [4], 0))); // read after the update: not fused
+    const copy = () => Graph.fromJSON(b.graph.verify().toJSON());
+    expect(fuseAdamW(copy())).toBe(3);
+    const out = fuse(copy()).verify();
+    expect(count(out, 'adamw_multi')).toBe(1);
+    expect(count(out, 'adamw')).toBe(2);
+    expect(out.nodes.find((n) => n.op === 'adamw_multi')!.inputs.length).toBe(2 + 4 * 3);
+  });
+
+  it('sorts a moved output before its readers, keeping the order otherwise', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [3]);
+    const a = gelu(x);
+    const c = add(a, a);
+    b.output('c', add(c, gelu(c)));
+    const g = b.graph.verify();
+    const order = g.nodes.map((n) => n.id);
+    // Reverse the nodes: the sort must restore the one valid order.
+    g.nodes.reverse();
+    sortNodes(g);
+    expect(g.nodes.map((n) => n.id)).toEqual(order);
+    g.verify();
+    // A cycle is a bug in a pass, reported as such.
+    g.nodes[0]!.inputs = [g.nodes.at(-1)!.outputs[0]!];
+    expect(errorOf(() => sortNodes(g)).code).toBe('INTERNAL');
+  });
+});
+
+describe('the fused ops', () => {
+  it('matmul_bgrad: the product and the row sums of op(a)', () => {
+    const [M, K, N] = [randInt(1, 6), randInt(1, 7), randInt(1, 5)];
+    for (const transA of [false, true]) {
+      const a = randn(M * K);
+      const w = randn(K * N);
+      const [out, bg] = runOp('matmul_bgrad', [{ shape: transA ? [K, M] : [M, K], data: a }, { shape: [K, N], data: w }], { transA });
+      const at = (m: number, k: number) => (transA ? a[k * M + m]! : a[m * K + k]!);
+      const want = new Float64Array(M * N);
+      const wantB = new Float64Array(M);
+      for (let m = 0; m < M; m++) {
+        for (let k = 0; k < K; k++) wantB[m]! += at(m, k);
+        for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) want[m * N + n]! += at(m, k) * w[k * N + n]!;
+      }
+      expectClose(out!, want, 1e-12, 1e-12);
+      expectClose(bg!, wantB, 1e-12, 1e-12);
+    }
+    expect(errorOf(() => runOp('matmul_bgrad', [{ shape: [2, 3, 4], data: randn(24) }, { shape: [4, 2], data: randn(8) }])).message).toMatch(/rank 2/);
+  });
+
+  it('add_layernorm: the sum and the layernorm of it', () => {
+    const [R, D] = [randInt(1, 5), randInt(1, 9)];
+    const x = randn(R * D);
+    const r = randn(R * D);
+    const w = randn(D);
+    const bias = randn(D);
+    const [s, y, mean, rstd] = runOp('add_layernorm', [{ shape: [R, D], data: x }, { shape: [R, D], data: r }, { shape: [D], data: w }, { shape: [D], data: bias }]);
+    const sum = x.map((v, i) => v + r[i]!);
+    const [y2, m2, r2] = runOp('layernorm', [{ shape: [R, D], data: sum }, { shape: [D], data: w }, { shape: [D], data: bias }]);
+    expectClose(s!, sum, 0, 0);
+    expectClose(y!, y2!, 0, 0);
+    expectClose(mean!, m2!, 0, 0);
+    expectClose(rstd!, r2!, 0, 0);
+    expect(errorOf(() => runOp('add_layernorm', [{ shape: [R, D], data: x }, { shape: [D], data: w }, { shape: [D], data: w }, { shape: [D], data: bias }])).message).toMatch(/residual/);
+  });
+
+  it('adamw_multi: adamw on each parameter', () => {
+    const shapes = [[3], [2, 4], [5]];
+    const lr = { shape: [1], data: Float64Array.of(0.01) };
+    const step = { shape: [1], data: Float64Array.of(randInt(1, 9)) };
+    const groups = shapes.map((shape) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return [randn(n), randn(n), randn(n), randn(n).map(Math.abs)].map((data) => ({ shape, data }));
+    });
+    const outs = runOp('adamw_multi', [lr, step, ...groups.flat()], { weightDecay: 0.1 });
+    expect(outs.length).toBe(9);
+    groups.forEach((g, k) => {
+      const want = runOp('adamw', [...g, lr, step], { weightDecay: 0.1 });
+      for (let j = 0; j < 3; j++) expectClose(outs[3 * k + j]!, want[j]!, 0, 0);
+    });
+    expect(errorOf(() => runOp('adamw_multi', [lr, step, ...groups[0]!.slice(0, 3)])).message).toMatch(/4 inputs per parameter/);
+  });
+});
