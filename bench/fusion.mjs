@@ -86,9 +86,10 @@ function timeGraphs(variants) {
 }
 
 const rows = [];
-function compare(name, fused, unfused) {
+// moved: the bytes the fused kernel must read and write (for the memory-bound ones), else 0.
+function compare(name, fused, unfused, moved = 0) {
   const [f, u] = timeGraphs([fused, unfused]);
-  rows.push({ name, fused: fused.label, unfused: unfused.label, fusedMs: f, unfusedMs: u, speedup: u / f });
+  rows.push({ name, fused: fused.label, unfused: unfused.label, fusedMs: f, unfusedMs: u, speedup: u / f, ...(moved ? { fusedGBps: moved / (f * 1e6) } : {}) });
   for (const b of live.splice(0)) be.free(b);
   be.emptyCache();
 }
@@ -119,7 +120,8 @@ const [T, D, H] = [16 * 1024, 768, 3072];
   const fused = kernel('add_layernorm', [x, r, w, b]);
   const add = kernel('add', [x, r]);
   const ln = kernel('layernorm', [add.outs[0], w, b]);
-  compare(`residual + layernorm ${T}×${D}`, { label: fused.name, launch: fused.run }, { label: `${add.name} + ${ln.name}`, launch: () => (add.run(), ln.run()) });
+  // x, residual read; sum, y written (bf16); mean, rstd (f32) written.
+  compare(`residual + layernorm ${T}×${D}`, { label: fused.name, launch: fused.run }, { label: `${add.name} + ${ln.name}`, launch: () => (add.run(), ln.run()) }, 4 * T * D * 2 + 2 * T * 4);
 }
 {
   // GPT-2 small (124M): token and position embeddings, 12 blocks of 12 tensors, the final norm.
@@ -137,10 +139,10 @@ const [T, D, H] = [16 * 1024, 768, 3072];
   compare(`AdamW, GPT-2 small's ${shapes.length} tensors (${(shapes.reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0) / 1e6).toFixed(1)}M, f32 grads)`, { label: multi.name, launch: multi.run }, {
     label: `${shapes.length} × ${singles[0].name}`,
     launch: () => singles.forEach((k) => k.run()),
-  });
+  }, 7 * 4 * shapes.reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0)); // p, m, v read and written, g read (f32)
 }
 
-console.log('| fusion | fused kernel | ms | unfused kernels | ms | speed-up |\n| --- | --- | --- | --- | --- | --- |');
-for (const r of rows) console.log(`| ${r.name} | ${r.fused} | ${r.fusedMs.toFixed(3)} | ${r.unfused} | ${r.unfusedMs.toFixed(3)} | ${r.speedup.toFixed(2)}× |`);
+console.log('| fusion | fused kernel | ms | GB/s (read + write) | unfused kernels | ms | speed-up |\n| --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) console.log(`| ${r.name} | ${r.fused} | ${r.fusedMs.toFixed(3)} | ${r.fusedGBps ? r.fusedGBps.toFixed(0) : '-'} | ${r.unfused} | ${r.unfusedMs.toFixed(3)} | ${r.speedup.toFixed(2)}× |`);
 console.log(JSON.stringify({ date: new Date().toISOString(), rows }));
 stream.dispose();

@@ -3,7 +3,8 @@
 // Deepwell's matmul is row-major: D[M, N] = op(A)[M, K] · op(B)[K, N], batched with strides.
 // cuBLASLt is column-major, and a row-major matrix is its transpose in column-major, so we ask for
 // Dᵀ = op(B)ᵀ · op(A)ᵀ: cuBLASLt's "A" is our b, its "B" is our a, and m = N, n = M.
-// BF16 and FP16 use FP32 accumulation; FP32 storage uses TF32 tensor cores when asked (else FP32).
+// BF16 and FP16 use FP32 accumulation, split-K partial sums included (the heuristic may not pick a
+// reduction in the output type); FP32 storage uses TF32 tensor cores when asked (else FP32).
 //
 // Per (device, dtype, shape, transposes, batch, epilogue, pointer alignment) the descriptors and the
 // heuristic's algorithm are made once and cached; one 32 MiB workspace per device.
@@ -168,6 +169,10 @@ Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& 
   check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
   size_t ws = kWorkspace;
   l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  // FP32 accumulation throughout: a split-K algorithm may keep its partial sums only in the compute
+  // type (FP32), never in the output type (bf16/f16: INPLACE and OUTPUT_TYPE round every partial).
+  uint32_t reduction = DW_CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction, sizeof reduction);
   int attrs[4] = {DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
                   DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);

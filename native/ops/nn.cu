@@ -1262,7 +1262,7 @@ Napi::Value layernormCall(const Napi::CallbackInfo& info, bool res) {
   DW_DISPATCH_FLOAT(env, dt, T, {
     size_t i = 5;
     auto next = [&](uint64_t elems, size_t bytes, const char* what) {
-      void* p = devArg<uint8_t>(info, i, elems * bytes, bytes, name(what).c_str());
+      void* p = devArg<uint8_t>(info, i, elems, bytes, name(what).c_str());
       i += 2;
       return p;
     };
