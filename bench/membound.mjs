@@ -58,6 +58,7 @@ const copy = rows[0].gbps;
 // name, op, inputs (types), attrs, bytes that must move (defaults to all inputs + outputs)
 const CASES = [
   ['layernorm 131072×768 bf16', 'layernorm', [{ shape: [131072, 768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }], { eps: 1e-5 }],
+  ['add_layernorm 131072×768 bf16 (residual + layernorm)', 'add_layernorm', [{ shape: [131072, 768], dtype: 'bf16' }, { shape: [131072, 768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }], { eps: 1e-5 }],
   ['gelu 268M bf16', 'gelu', [{ shape: [1 << 28], dtype: 'bf16' }], {}],
   ['adamw 124M f32 (grad bf16)', 'adamw', [{ shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'bf16' }, { shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'f32' }, { shape: [1], dtype: 'f32' }, { shape: [1], dtype: 'f32' }], { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }],
   ['cross_entropy 16384×50304 bf16', 'cross_entropy', [{ shape: [16384, 50304], dtype: 'bf16' }, { shape: [16384], dtype: 'i32' }], { ignoreIndex: -1 }],
@@ -66,8 +67,8 @@ const CASES = [
 for (const [name, op, inTypes, attrs] of CASES) {
   const def = getOp(op);
   const checked = checkAttrs(def, attrs);
-  const f32 = inTypes.map((t) => ({ ...t, dtype: t.dtype === 'i32' ? 'i32' : 'f32' }));
-  const outTypes = def.infer(f32, checked).map((t, k) => (op === 'adamw' ? inTypes[[0, 2, 3][k]] : t.dtype === 'f32' ? { ...t, dtype: inTypes[0].dtype } : t));
+  // The ops' own dtype rules: bf16 activations, f32 statistics, loss and optimizer state.
+  const outTypes = def.infer(inTypes, checked);
   const params = { op, device: 'cuda:0', inTypes, outTypes, attrs: checked };
   const kernel = registry.select(op, params);
   if (kernel.backend !== 'cuda') {
