@@ -992,7 +992,8 @@ __global__ void __launch_bounds__(256)
 // of one tensor; start[k] is the first block of tensor k (a prefix sum).
 constexpr int kAdamwBatch = 32;
 constexpr int64_t kAdamwChunk = 8192;
-struct AdamwTensor {
+// One tensor's AdamW operands.
+struct AdamwArgs {
   const float* p;
   const void* g;
   const float* m;
@@ -1000,6 +1001,9 @@ struct AdamwTensor {
   float* p2;
   float* m2;
   float* v2;
+};
+struct AdamwTensor {
+  AdamwArgs a;
   int64_t n;
 };
 struct AdamwBatch {
@@ -1018,9 +1022,10 @@ __global__ void __launch_bounds__(256)
   const int blk = static_cast<int>(blockIdx.x);
   int k = 0;
   while (k + 1 < batch.count && batch.start[k + 1] <= blk) k++;
-  const AdamwTensor& e = batch.t[k];
+  const AdamwArgs& e = batch.t[k].a;
+  const int64_t n = batch.t[k].n;
   const int64_t begin = static_cast<int64_t>(blk - batch.start[k]) * kAdamwChunk;
-  const int64_t end = begin + kAdamwChunk < e.n ? begin + kAdamwChunk : e.n;
+  const int64_t end = begin + kAdamwChunk < n ? begin + kAdamwChunk : n;
   const G* g = static_cast<const G*>(e.g);
   if (batch.vec[k])
     adamwRange<G, true>(am, e.p, g, e.m, e.v, e.p2, e.m2, e.v2, begin, end, threadIdx.x, blockDim.x);
@@ -1527,18 +1532,8 @@ Napi::Value CausalMask(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// One tensor's AdamW ranges. Each output must be an input's very range (in place) or overlap none
-// of the inputs, and the outputs must not overlap each other.
-struct AdamwArgs {
-  const float* p;
-  const void* g;
-  const float* m;
-  const float* v;
-  float* p2;
-  float* m2;
-  float* v2;
-};
-
+// Each output must be an input's very range (in place) or overlap none of the inputs, and the
+// outputs must not overlap each other.
 void checkAdamwOverlap(Napi::Env env, const AdamwArgs& a, uint64_t n, size_t gBytes, const void* lr, size_t lrBytes, const void* step, size_t stepBytes,
                        const std::string& what) {
   const uint64_t fb = n * 4;
@@ -1656,7 +1651,7 @@ Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
       if (blocks > 0x7fffffffu) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 chunks of " + std::to_string(kAdamwChunk) + " elements per tensor for adamw_multi");
       const AdamwArgs& a = ts[k];
       const int c = batch.count;
-      batch.t[c] = {a.p, a.g, a.m, a.v, a.p2, a.m2, a.v2, static_cast<int64_t>(ns[k])};
+      batch.t[c] = {a, static_cast<int64_t>(ns[k])};
       batch.vec[c] = adamwVec(a, sizeof(G)) ? 1 : 0;
       batch.start[c + 1] = batch.start[c] + static_cast<int>(blocks);
       batch.count = c + 1;
