@@ -1,16 +1,20 @@
-// Deepwell's main job (`pnpm start`): report the hardware and smoke-test every device; then build a
-// small GPT, capture it into the IR, compile one training step, print what dryrun says it costs,
-// and train it on a synthetic Markov corpus on the embedded default — the first GPU, in bf16 with
-// f32 master weights (autocast), or the CPU reference backend in f32 when there is no GPU — printing
-// the loss as it goes and, at the end, the loss beside the corpus's entropy rate.
-//   node examples/main/main.mjs [steps]
+// Deepwell's main job (`pnpm start`): report the hardware and smoke-test every device; then train a
+// small GPT through the Trainer on a synthetic Markov corpus on the embedded default — the first
+// GPU, in bf16 with f32 master weights, or the CPU reference backend in f32 when there is no GPU —
+// printing dryrun's figures, the loss as it goes and held-out evaluations; at the end the loss
+// beside the corpus's entropy rate, and where the checkpoint, the JSONL log and the loss-curve
+// picture were written.
+//   node examples/main/main.mjs [steps] [output dir (default runs/main)]
+import { resolve } from 'node:path';
 import { registry } from '@deepwell/core';
-import { autocast, capture, compile, dryrun, formatDryrun, trainingStep } from '@deepwell/ir';
+import { formatDryrun } from '@deepwell/ir';
 import { registerCudaBackends } from '@deepwell/kernels-native';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { printHardwareInfo, smokeTest } from '@deepwell/probe';
+import { TokenLoader, Trainer, markovShard } from '@deepwell/trainer';
 
 const steps = Number(process.argv[2] ?? 300);
+const out = resolve(process.argv[3] ?? 'runs/main');
 printHardwareInfo();
 const gpus = registerCudaBackends();
 const devices = gpus.length ? gpus : ['cpu'];
@@ -25,32 +29,37 @@ for (const device of devices) {
 const device = gpus[0] ?? 'cpu';
 const [B, T] = [8, 16];
 const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
+const train = new TokenLoader({ shards: [markovShard(corpus, 400_000, 'markov train')], batchSize: B, seqLen: T, seed: 1 });
+const val = new TokenLoader({ shards: [markovShard(corpus, 40_000, 'markov val')], batchSize: B, seqLen: T, shuffle: false });
 const model = new GPT('tiny');
-const captured = capture(model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
-const forward = device === 'cpu' ? captured : autocast(captured); // bf16 activations on the GPU
-const step = trainingStep(forward, { optimizer: { weightDecay: 0 } });
-console.log(`\nGPT 'tiny': ${model.parameterCount().toLocaleString('en')} parameters; training step of ${step.nodes.length} nodes, batch ${B} × ${T}, ${device === 'cpu' ? 'f32' : 'bf16 activations, f32 master weights'}`);
-console.log(formatDryrun(dryrun(step, { device })));
-const exe = compile(step, { device, seed: 1 });
+const trainer = new Trainer({
+  model,
+  train,
+  val,
+  device,
+  steps,
+  optimizer: { lr: 3e-3, weightDecay: 0 },
+  schedule: { warmup: 20, minLr: 3e-4 },
+  evalEvery: 100,
+  evalBatches: 20,
+  checkpoint: { dir: out, every: 100, keep: 1 },
+  seed: 1,
+  log: { jsonl: `${out}/log.jsonl`, every: 25 },
+  config: { model: 'tiny', batch: [B, T], corpus: { vocab: 16, seed: 1 } },
+});
+console.log(`\nGPT 'tiny': ${model.parameterCount().toLocaleString('en')} parameters; training step of ${trainer.step.nodes.length} nodes, batch ${B} × ${T}, ${trainer.precision === 'f32' ? 'f32' : 'bf16 activations, f32 master weights'}`);
+console.log(formatDryrun(trainer.report));
 const entropy = corpus.entropyRate();
 console.log(`\nTraining ${steps} steps on ${device} (corpus entropy rate ${entropy.toFixed(4)} nats/token)`);
-const recent = [];
-const t0 = performance.now();
-for (let s = 1; s <= steps; s++) {
-  const lr = 3e-3 * Math.min(1, s / 20);
-  const { loss } = exe.run({ ...corpus.batch(B, T), lr: Float32Array.of(lr), step: Float32Array.of(s) });
-  recent.push(loss[0]);
-  if (recent.length > 50) recent.shift();
-  if (s === 1 || s % 25 === 0 || s === steps) {
-    const ms = (performance.now() - t0) / s;
-    console.log(`  step ${String(s).padStart(4)}/${steps}  loss ${loss[0].toFixed(4)}  (mean of last ${recent.length}: ${(recent.reduce((a, b) => a + b) / recent.length).toFixed(4)})  ${ms.toFixed(1)} ms/step`);
-  }
-}
-const final = recent.reduce((a, b) => a + b) / recent.length;
-console.log(`\nFinal loss ${final.toFixed(4)} (mean of the last ${recent.length} steps, each on fresh data) vs entropy rate ${entropy.toFixed(4)}: ${((100 * (final - entropy)) / entropy).toFixed(1)}% above the floor`);
-console.log(`\nKernels that served the training step${exe.replaying ? ' (replayed as one CUDA graph per step)' : ''}:`);
-for (const row of exe.kernelSummary()) console.log(`  ${row.op.padEnd(22)} ${row.kernel} [${row.backend}] × ${row.calls}`);
+const result = trainer.fit();
+const last = result.losses.slice(-50);
+const final = last.reduce((a, b) => a + b.loss, 0) / last.length;
+const evalLoss = result.evals.at(-1)?.loss;
+console.log(`\nFinal loss ${final.toFixed(4)} (mean of the last ${last.length} steps)${evalLoss !== undefined ? `, held-out ${evalLoss.toFixed(4)}` : ''} vs entropy rate ${entropy.toFixed(4)}: ${((100 * (final - entropy)) / entropy).toFixed(1)}% above the floor`);
+console.log(`${Math.round(result.tokensPerSecond).toLocaleString('en')} tokens/s${result.mfu !== null ? `, MFU ${(100 * result.mfu).toFixed(2)}%` : ''}`);
+console.log(`\nCheckpoint: ${result.checkpoint}\nLoss curve: ${result.lossCurve}\nLog:        ${out}/log.jsonl`);
+console.log(`\nKernels that served the training step${result.replayed ? ' (replayed as one CUDA graph per step)' : ''}:`);
+for (const row of result.kernels) console.log(`  ${row.op.padEnd(22)} ${row.kernel} [${row.backend}] × ${row.calls}`);
 console.log('Kernels that served the smoke test:');
 for (const row of registry.summary().filter((r) => r.op.startsWith('probe.'))) console.log(`  ${row.op} -> ${row.kernel} [${row.backend}]: ${row.calls}`);
-exe.dispose();
 process.exitCode = failed ? 1 : 0;

@@ -157,6 +157,11 @@ export abstract class Executable {
   /** One step: every graph input by name in, the graph's outputs (copies) out. */
   abstract run(batch: Record<string, NumArray>): Outputs;
 
+  /** Whether steps replay one captured CUDA graph (the CUDA executable after its first steps). */
+  get replaying(): boolean {
+    return false;
+  }
+
   /** Which kernel served each op, over how many nodes and calls so far. */
   kernelSummary(): KernelSummaryRow[] {
     if (this.kernels.length === 0) this.selectKernels();
@@ -377,8 +382,7 @@ class CudaExecutable extends Executable {
     return this.#lastHostMs;
   }
 
-  /** Whether steps replay a captured CUDA graph. */
-  get replaying(): boolean {
+  override get replaying(): boolean {
     return this.#graphExec !== null;
   }
 

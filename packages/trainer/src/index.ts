@@ -1,0 +1,14 @@
+export { Trainer } from './trainer.js';
+export type { FitResult, StepEvent, TrainerEvents, TrainerOptions } from './trainer.js';
+export { TokenLoader, markovShard } from './loader.js';
+export type { LoaderOptions, LoaderState } from './loader.js';
+export { LLMC_MAGIC, readShard, writeShard } from './shards.js';
+export type { Shard, ShardFormat } from './shards.js';
+export { readSafetensors, writeHooks, writeSafetensors } from './safetensors.js';
+export type { SafeDType, SafeTensor, SafetensorsFile } from './safetensors.js';
+export { CHECKPOINT_FORMAT, checkpointsIn, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+export type { CheckpointMeta } from './checkpoint.js';
+export { constant, warmupCosine } from './schedule.js';
+export type { Schedule, WarmupCosineOptions } from './schedule.js';
+export { lossCurveSvg } from './plot.js';
+export { JsonlLog, Progress } from './metrics.js';

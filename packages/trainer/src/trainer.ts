@@ -1,0 +1,258 @@
+/**
+ * Trainer: one call (`fit`) trains a captured model with AdamW on token batches, on the first GPU
+ * (bf16 activations, f32 master weights) or on the CPU reference backend.
+ *
+ * Each step: the loader's next batch, the schedule's learning rate, one compiled training step
+ * (forward, backward, AdamW — one CUDA graph replay on a GPU). Around it: periodic evaluation on
+ * held-out batches (a forward-only executable given the current weights), checkpoints (atomic
+ * safetensors with the loader position), metrics (loss, tokens/s, MFU against the device's peak,
+ * memory), a JSONL log, a progress display, events, and at the end a loss-curve SVG.
+ *
+ * Resuming (`resume: true`, or a checkpoint path) loads the newest checkpoint of the directory and
+ * continues with the same data and schedule: the losses equal those of an uninterrupted run, bit
+ * for bit (the compiled step is deterministic; the data position and step are in the checkpoint).
+ *
+ * Before allocating, dryrun's memory figure is compared with what the device has free; a model that
+ * cannot fit is refused with OUT_OF_MEMORY and the figures.
+ */
+import { freemem } from 'node:os';
+import { createRequire } from 'node:module';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DeepwellError, describe } from '@deepwell/core';
+import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow } from '@deepwell/ir';
+import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import type { LoaderState, TokenLoader } from './loader.js';
+import { JsonlLog, Progress } from './metrics.js';
+import { lossCurveSvg } from './plot.js';
+import { warmupCosine, type Schedule } from './schedule.js';
+
+export interface TrainerOptions {
+  /** A model whose forward({ tokens, targets }) returns at least { loss }. */
+  model: Capturable;
+  train: TokenLoader;
+  /** Held-out data for evaluation (same batch shape as train). */
+  val?: TokenLoader;
+  /** 'cuda:N' or 'cpu'; default: the first GPU when one is usable, else the CPU. */
+  device?: string;
+  /** Activations in bf16 with f32 master weights, or all f32. Default: bf16 on a GPU, f32 on the CPU. */
+  precision?: 'bf16' | 'f32';
+  optimizer?: { lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number };
+  /** Default: warm-up over 10% of the steps, cosine to lr/10. */
+  schedule?: Schedule | { warmup?: number; minLr?: number };
+  steps: number;
+  evalEvery?: number;
+  evalBatches?: number;
+  checkpoint?: { dir: string; every: number; keep?: number };
+  seed?: number;
+  /** JSONL log path; progress display (default: a bar on a TTY, lines otherwise); log every n steps. */
+  log?: { jsonl?: string; progress?: boolean; every?: number; svg?: string };
+  /** Anything JSON the checkpoint should carry as the run's config. */
+  config?: unknown;
+}
+
+export interface StepEvent {
+  step: number;
+  loss: number;
+  lr: number;
+  ms: number;
+  tokensPerSecond: number;
+  mfu: number | null;
+  memoryBytes: number;
+}
+
+export interface TrainerEvents {
+  step: StepEvent;
+  eval: { step: number; loss: number };
+  checkpoint: { step: number; path: string };
+  end: FitResult;
+}
+
+export interface FitResult {
+  steps: number;
+  losses: { step: number; loss: number }[];
+  evals: { step: number; loss: number }[];
+  tokensPerSecond: number;
+  mfu: number | null;
+  checkpoint: string | null;
+  lossCurve: string | null;
+  dryrun: DryrunReport;
+  /** Which kernel served each op of the training step, and how often (this fit's calls). */
+  kernels: KernelSummaryRow[];
+  /** Whether the step ran as one replayed CUDA graph. */
+  replayed: boolean;
+}
+
+const require = createRequire(import.meta.url);
+
+function firstGpu(): string | null {
+  try {
+    const kn = require('@deepwell/kernels-native') as typeof import('@deepwell/kernels-native');
+    return kn.registerCudaBackends()[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Free bytes on the device, or null when unknown. */
+function freeBytes(device: string): number | null {
+  if (device === 'cpu') return freemem();
+  try {
+    const kn = require('@deepwell/kernels-native') as typeof import('@deepwell/kernels-native');
+    return kn.memGetInfo(Number(device.split(':')[1] ?? 0)).free;
+  } catch {
+    return null;
+  }
+}
+
+type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
+
+export class Trainer {
+  readonly device: string;
+  readonly precision: 'bf16' | 'f32';
+  readonly schedule: Schedule;
+  readonly step: Graph;
+  readonly report: DryrunReport;
+  readonly #options: TrainerOptions;
+  readonly #listeners = new Map<keyof TrainerEvents, Listener<never>[]>();
+  readonly #forward: Graph;
+
+  constructor(options: TrainerOptions) {
+    if (!options || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected trainer options but received ${describe(options)}`);
+    if (!Number.isInteger(options.steps) || options.steps < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for steps but received ${describe(options.steps)}`);
+    if (!options.train || typeof options.train.next !== 'function') throw new DeepwellError('INVALID_ARGUMENT', `Expected a TokenLoader for train but received ${describe(options.train)}`);
+    if (options.val && (options.val.batchSize !== options.train.batchSize || options.val.seqLen !== options.train.seqLen)) {
+      throw new DeepwellError('SHAPE_MISMATCH', `Expected the val loader's batch shape [${options.train.batchSize}, ${options.train.seqLen}] (the train loader's) but received [${options.val.batchSize}, ${options.val.seqLen}]`);
+    }
+    this.#options = options;
+    this.device = options.device ?? firstGpu() ?? 'cpu';
+    this.precision = options.precision ?? (this.device === 'cpu' ? 'f32' : 'bf16');
+    const o = options.optimizer ?? {};
+    const lr = o.lr ?? 6e-4;
+    const sch = options.schedule;
+    this.schedule = typeof sch === 'function' ? sch : warmupCosine({ lr, total: options.steps, warmup: sch?.warmup ?? Math.ceil(options.steps / 10), minLr: sch?.minLr ?? lr / 10 });
+
+    const { batchSize: B, seqLen: T } = options.train;
+    const captured = capture(options.model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+    this.#forward = this.precision === 'bf16' ? autocast(captured) : captured;
+    this.step = trainingStep(this.#forward, { optimizer: { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay } });
+    this.report = dryrun(this.step, { device: this.device });
+    // Refuse what cannot fit before anything is allocated (an eval executable adds the forward's share).
+    const free = freeBytes(this.device);
+    if (free !== null && this.report.totalBytes > free) {
+      const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+      throw new DeepwellError(
+        'OUT_OF_MEMORY',
+        `The training step needs ${gib(this.report.totalBytes)} on ${this.device} (parameters ${gib(this.report.parameterBytes)}, optimizer state ${gib(this.report.optimizerStateBytes)}, arena ${gib(this.report.arenaBytes)}: dryrun) but ${gib(free)} is free; use a smaller batch or model`,
+      );
+    }
+  }
+
+  on<K extends keyof TrainerEvents>(event: K, fn: Listener<K>): this {
+    const list = this.#listeners.get(event) ?? [];
+    list.push(fn as Listener<never>);
+    this.#listeners.set(event, list);
+    return this;
+  }
+
+  #emit<K extends keyof TrainerEvents>(event: K, e: TrainerEvents[K]): void {
+    for (const fn of this.#listeners.get(event) ?? []) (fn as Listener<K>)(e);
+  }
+
+  /**
+   * Train for `steps` steps (from step 1, or after the checkpoint when resuming). `resume`: true
+   * for the newest checkpoint of options.checkpoint.dir (a fresh start when there is none), or a
+   * checkpoint path.
+   */
+  fit(options: { resume?: boolean | string } = {}): FitResult {
+    const o = this.#options;
+    const { batchSize: B, seqLen: T } = o.train;
+    const seed = o.seed ?? 1;
+    const exe = compile(this.step, { device: this.device, seed });
+    let evalExe: Executable | null = null;
+    const log = o.log?.jsonl ? new JsonlLog(o.log.jsonl) : null;
+    const progress = o.log?.progress === false ? null : new Progress(process.stderr, o.log?.every ?? 10);
+    const losses: { step: number; loss: number }[] = [];
+    const evals: { step: number; loss: number }[] = [];
+    let start = 1;
+    let lastCheckpoint: string | null = null;
+    try {
+      const resumeFrom = options.resume === true ? (o.checkpoint ? checkpointsIn(o.checkpoint.dir).at(-1)?.path : undefined) : options.resume || undefined;
+      if (options.resume === true && !o.checkpoint) throw new DeepwellError('INVALID_ARGUMENT', 'Expected options.checkpoint.dir to resume from but the trainer has no checkpoint directory');
+      if (resumeFrom) {
+        const meta = loadCheckpoint(resumeFrom, exe);
+        o.train.restore(meta.loader as LoaderState);
+        const extra = meta.extra as { losses?: { step: number; loss: number }[]; evals?: { step: number; loss: number }[] } | null;
+        losses.push(...(extra?.losses ?? []));
+        evals.push(...(extra?.evals ?? []));
+        start = meta.step + 1;
+        lastCheckpoint = resumeFrom;
+        progress?.line(`resumed from ${resumeFrom} at step ${meta.step}`);
+        log?.write({ event: 'resume', step: meta.step, path: resumeFrom });
+      }
+      log?.write({ event: 'start', device: this.device, precision: this.precision, batch: [B, T], steps: o.steps, parameters: this.report.parameters, flopsPerStep: this.report.flopsPerStep, totalBytes: this.report.totalBytes });
+      const peak = this.device === 'cpu' ? null : this.report.estimate.peakTflops;
+      const t0 = performance.now();
+      let tokensDone = 0;
+      for (let s = start; s <= o.steps; s++) {
+        const batch = o.train.next();
+        const lr = this.schedule(s);
+        const ts = performance.now();
+        const out = exe.run({ ...batch, lr: Float32Array.of(lr), step: Float32Array.of(s) });
+        const ms = performance.now() - ts;
+        const loss = out.loss![0]!;
+        if (!Number.isFinite(loss)) throw new DeepwellError('INTERNAL', `The loss is ${loss} at step ${s} (diverged: lower the learning rate, or check the data)`);
+        tokensDone += B * T;
+        const elapsed = (performance.now() - t0) / 1000;
+        const tokensPerSecond = (B * T) / (ms / 1000);
+        const mfu = peak ? this.report.flopsPerStep / (ms / 1000) / (peak * 1e12) : null;
+        const ev: StepEvent = { step: s, loss, lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes };
+        losses.push({ step: s, loss });
+        log?.write({ event: 'step', ...ev });
+        progress?.step({ step: s, total: o.steps, loss, lr, tokensPerSecond, mfu, elapsed });
+        this.#emit('step', ev);
+
+        if (o.val && o.evalEvery && (s % o.evalEvery === 0 || s === o.steps)) {
+          evalExe ??= compile(this.#forward, { device: this.device, seed });
+          for (const name of evalExe.parameterNames()) evalExe.set(name, exe.get(name));
+          let sum = 0;
+          const n = o.evalBatches ?? 10;
+          for (let k = 0; k < n; k++) sum += evalExe.run(o.val.next()).loss![0]!;
+          const e = { step: s, loss: sum / n };
+          evals.push(e);
+          log?.write({ event: 'eval', ...e });
+          progress?.line(`eval at step ${s}: loss ${e.loss.toFixed(4)}`);
+          this.#emit('eval', e);
+        }
+        if (o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) {
+          const path = checkpointPath(o.checkpoint.dir, s);
+          saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, extra: { losses, evals } });
+          pruneCheckpoints(o.checkpoint.dir, o.checkpoint.keep ?? 3);
+          lastCheckpoint = path;
+          log?.write({ event: 'checkpoint', step: s, path });
+          this.#emit('checkpoint', { step: s, path });
+        }
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const ran = o.steps - start + 1;
+      const tokensPerSecond = ran > 0 ? tokensDone / seconds : 0;
+      const mfu = peak && ran > 0 ? (this.report.flopsPerStep * ran) / seconds / (peak * 1e12) : null;
+      let lossCurve: string | null = null;
+      const svg = o.log?.svg ?? (o.checkpoint ? join(o.checkpoint.dir, 'loss.svg') : null);
+      if (svg) {
+        mkdirSync(join(svg, '..'), { recursive: true });
+        const series = [{ name: 'train loss', points: losses.map((l) => [l.step, l.loss] as const), color: '#1f77b4' }];
+        if (evals.length) series.push({ name: 'eval loss', points: evals.map((l) => [l.step, l.loss] as const), color: '#d62728' });
+        writeFileSync(svg, lossCurveSvg(series, { title: `loss (${this.device}, ${this.precision}, batch ${B}×${T})` }));
+        lossCurve = svg;
+      }
+      const result: FitResult = { steps: o.steps, losses, evals, tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve, dryrun: this.report, kernels: exe.kernelSummary(), replayed: exe.replaying };
+      log?.write({ event: 'end', tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve });
+      this.#emit('end', result);
+      return result;
+    } finally {
+      exe.dispose();
+      evalExe?.dispose();
+    }
+  }
+}
