@@ -28,6 +28,8 @@
 //   adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step,
 //              then per tensor: n, param, grad, m, v, param2, m2, v2)
 //       adamw over `count` tensors (one grad dtype) in a few launches (multi-tensor apply).
+//   clipCoef(stream, sumsq, coef, norm, maxNorm)       all f32[1]: norm = sqrt(sumsq),
+//       coef = min(1, maxNorm / (norm + 1e-6)) (clipping by the global gradient norm)
 //   opsErrorCheck(stream)
 //
 // Bad data (an id, target or index out of range, an AdamW step < 1) cannot throw from a kernel.
@@ -1661,6 +1663,26 @@ Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// clip_coef: one thread; sumsq, coef and norm are f32[1].
+__global__ void clipCoefK(const float* sumsq, float* coef, float* norm, float maxNorm) {
+  const float n = sqrtf(sumsq[0]);
+  norm[0] = n;
+  coef[0] = fminf(1.f, maxNorm / (n + 1e-6f));
+}
+
+Napi::Value ClipCoef(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaStream_t s = streamArg(info, 0);
+  const float* sumsq = devArg<float>(info, 1, 1, 4, "clip_coef sumsq");
+  float* coef = devArg<float>(info, 3, 1, 4, "clip_coef coef");
+  float* norm = devArg<float>(info, 5, 1, 4, "clip_coef norm");
+  const double maxNorm = numberArg(info, 7, "clip_coef maxNorm");
+  if (!(maxNorm > 0) || !std::isfinite(maxNorm)) fail(env, "INVALID_ARGUMENT", "Expected a positive finite maxNorm for clip_coef but received " + formatNumber(maxNorm));
+  clipCoefK<<<1, 1, 0, s>>>(sumsq, coef, norm, static_cast<float>(maxNorm));
+  checkLaunch(env, "clip_coef");
+  return env.Undefined();
+}
+
 // Reads and clears g_nnError; "" when it was clear. Synchronises the stream.
 std::string takeNnError(Napi::Env env, cudaStream_t s) {
   ErrWord h{};
@@ -1765,6 +1787,7 @@ void initOps_nn(Napi::Env env, Napi::Object exports) {
   def(env, exports, "causalMask", CausalMask);
   def(env, exports, "adamw", Adamw);
   def(env, exports, "adamwMulti", AdamwMulti);
+  def(env, exports, "clipCoef", ClipCoef);
   def(env, exports, "opsErrorCheck", OpsErrorCheck);
 }
 

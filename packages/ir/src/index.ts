@@ -24,5 +24,5 @@ export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElement
 export { fuse, fuseAdamW, fuseAddLayernorm, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './passes/index.js';
 export type { AutocastOptions, GraphPass } from './passes/index.js';
 export { trainingStep } from './train.js';
-export type { AdamWOptions } from './train.js';
+export type { AdamWOptions, TrainingStepOptions } from './train.js';
 export * from './cuda/index.js';

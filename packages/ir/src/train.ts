@@ -1,12 +1,21 @@
 /**
  * trainingStep(forward) -> one graph for a whole training step: the forward pass, its backward
- * pass (autodiff), and an AdamW update of every parameter, with the moments as state and the
+ * pass (autodiff), optionally gradient accumulation over micro-batches and clipping by the global
+ * gradient norm, and an AdamW update of every parameter, with the moments as state and the
  * learning rate and step number as inputs (so schedules need no recompile).
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, describe } from '@deepwell/core';
 import { differentiate } from './autodiff.js';
-import { GraphBuilder } from './builder.js';
+import { GraphBuilder, type Sym } from './builder.js';
 import { Graph } from './graph.js';
+import { add } from './ops/add.js';
+import { cast, type CastDType } from './ops/cast.js';
+import { clipCoef } from './ops/clip_coef.js';
+import { mul } from './ops/mul.js';
+import { reshape } from './ops/reshape.js';
+import { scale } from './ops/scale.js';
+import { slice } from './ops/slice.js';
+import { sum } from './ops/sum.js';
 
 export interface AdamWOptions {
   beta1?: number;
@@ -17,27 +26,63 @@ export interface AdamWOptions {
   decay?: (name: string, shape: readonly number[]) => boolean;
 }
 
-export function trainingStep(forward: Graph, options: { loss?: string; optimizer?: AdamWOptions } = {}): Graph {
-  const g = Graph.fromJSON(forward.toJSON());
+export interface TrainingStepOptions {
+  /** The output holding the loss (default 'loss'). */
+  loss?: string;
+  optimizer?: AdamWOptions;
+  /**
+   * Clip the gradients by their global norm (torch.nn.utils.clip_grad_norm_): every gradient is
+   * multiplied by min(1, clipGradNorm / (norm + 1e-6)) before AdamW; the step outputs `grad_norm`.
+   */
+  clipGradNorm?: number;
+  /**
+   * Gradient accumulation over this many micro-batches: each input gets `accumulate` times the
+   * forward graph's first dimension; micro-batch i is rows [i·B, (i+1)·B). Each micro-batch's
+   * forward and backward come before the next one's (so their activations are not live at once),
+   * its gradients are summed, and the loss and gradients are the mean over micro-batches. Only the
+   * loss is output.
+   */
+  accumulate?: number;
+}
+
+export function trainingStep(forward: Graph, options: TrainingStepOptions = {}): Graph {
   const lossName = options.loss ?? 'loss';
-  const loss = g.outputs[lossName];
-  if (loss === undefined) {
-    throw new DeepwellError('INVALID_ARGUMENT', `Expected an output named '${lossName}' for the loss but received a graph with outputs ${Object.keys(g.outputs).join(', ') || '(none)'}`);
+  if (forward.outputs[lossName] === undefined) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected an output named '${lossName}' for the loss but received a graph with outputs ${Object.keys(forward.outputs).join(', ') || '(none)'}`);
   }
-  if (Object.keys(g.params).length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected a graph with parameters to train but received one with none');
+  if (Object.keys(forward.params).length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected a graph with parameters to train but received one with none');
   for (const reserved of ['lr', 'step']) {
-    if (reserved in g.inputs) throw new DeepwellError('INVALID_ARGUMENT', `The input name '${reserved}' is reserved for the optimizer`);
+    if (reserved in forward.inputs) throw new DeepwellError('INVALID_ARGUMENT', `The input name '${reserved}' is reserved for the optimizer`);
   }
-  const names = Object.keys(g.params);
-  const grads = differentiate(g, loss, names.map((n) => g.params[n]!));
+  const k = options.accumulate ?? 1;
+  if (!Number.isInteger(k) || k < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for accumulate but received ${describe(options.accumulate)}`);
+  const clip = options.clipGradNorm;
+  if (clip !== undefined && !(Number.isFinite(clip) && clip > 0)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive number for clipGradNorm but received ${describe(clip)}`);
+
+  const names = Object.keys(forward.params);
+  const { g, grads: gradIds } = k === 1 ? oneBatch(forward, lossName, names) : microBatches(forward, lossName, names, k);
   const b = GraphBuilder.extend(g);
+  let grads = names.map((name) => b.sym(gradIds.get(g.params[name]!)!));
+  if (clip !== undefined) {
+    grads = b.scoped('clip', () => {
+      let sq: Sym | null = null;
+      for (const gr of grads) {
+        const g32 = gr.dtype === 'f32' ? gr : cast(gr, 'f32');
+        const s = sum(mul(g32, g32));
+        sq = sq ? add(sq, s) : s;
+      }
+      const [coef, norm] = clipCoef(reshape(sq!, [1]), clip);
+      b.output('grad_norm', norm);
+      return grads.map((gr) => mul(gr, gr.dtype === 'f32' ? coef : cast(coef, gr.dtype as CastDType)));
+    });
+  }
   const lr = b.input('lr', [1], 'f32');
   const step = b.input('step', [1], 'f32');
   const o = options.optimizer ?? {};
   const decay = o.decay ?? ((_: string, shape: readonly number[]) => shape.length >= 2);
-  for (const name of names) {
+  names.forEach((name, j) => {
     const p = b.sym(g.params[name]!);
-    const grad = b.sym(grads.get(p.id)!);
+    const grad = grads[j]!;
     g.gradients[name] = grad.id;
     const m = b.state(`adamw.m.${name}`, p.shape, 'f32', { dist: 'zeros' });
     const v = b.state(`adamw.v.${name}`, p.shape, 'f32', { dist: 'zeros' });
@@ -52,6 +97,48 @@ export function trainingStep(forward: Graph, options: { loss?: string; optimizer
     b.update(name, p2!);
     b.update(`adamw.m.${name}`, m2!);
     b.update(`adamw.v.${name}`, v2!);
-  }
+  });
   return g.verify();
+}
+
+/** The forward graph copied, with the gradients of every parameter appended. */
+function oneBatch(forward: Graph, lossName: string, names: string[]): { g: Graph; grads: Map<number, number> } {
+  const g = Graph.fromJSON(forward.toJSON());
+  return { g, grads: differentiate(g, g.outputs[lossName]!, names.map((n) => g.params[n]!)) };
+}
+
+/** `k` copies of the forward graph on row slices of k-times-larger inputs, each followed by its backward. */
+function microBatches(forward: Graph, lossName: string, names: string[], k: number): { g: Graph; grads: Map<number, number> } {
+  const b = new GraphBuilder();
+  const shared = new Map<number, Sym>();
+  for (const v of forward.values) {
+    if (v.kind === 'param') shared.set(v.id, b.param(v.name!, v.type.shape, v.type.dtype, forward.init[v.name!]!, { absolute: true }));
+    else if (v.kind === 'state') shared.set(v.id, b.state(v.name!, v.type.shape, v.type.dtype, forward.init[v.name!]!));
+  }
+  const big = new Map<number, { sym: Sym; rows: number }>();
+  for (const [name, id] of Object.entries(forward.inputs)) {
+    const t = forward.values[id]!.type;
+    if (t.shape.length === 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a batch dimension on input '${name}' to accumulate over but it is a scalar`);
+    big.set(id, { sym: b.input(name, [k * t.shape[0]!, ...t.shape.slice(1)], t.dtype), rows: t.shape[0]! });
+  }
+  const paramIds = names.map((n) => shared.get(forward.params[n]!)!.id);
+  let acc: Sym[] | null = null;
+  let lossSum: Sym | null = null;
+  for (let i = 0; i < k; i++) {
+    const m = new Map<number, Sym>(shared);
+    for (const [id, { sym, rows }] of big) m.set(id, b.within('', () => slice(sym, 0, i * rows, (i + 1) * rows)));
+    for (const n of forward.nodes) {
+      const outs = b.within(n.scope, () => b.op(n.op, n.inputs.map((x) => m.get(x)!), n.attrs as never));
+      n.outputs.forEach((o, j) => m.set(o, outs[j]!));
+    }
+    const li = m.get(forward.outputs[lossName]!)!;
+    const gi = differentiate(b.graph, li.id, paramIds);
+    const gs = paramIds.map((p) => b.sym(gi.get(p)!));
+    acc = acc ? b.scoped('grad', () => acc!.map((a, j) => add(a, gs[j]!))) : gs;
+    lossSum = lossSum ? add(lossSum, li) : li;
+  }
+  b.output(lossName, scale(lossSum!, 1 / k));
+  const grads = new Map<number, number>();
+  b.scoped('grad', () => paramIds.forEach((p, j) => grads.set(p, scale(acc![j]!, 1 / k).id)));
+  return { g: b.graph, grads };
 }

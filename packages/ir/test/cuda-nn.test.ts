@@ -601,3 +601,14 @@ describe.skipIf(!gpu)('checkIndices', () => {
     }
   });
 });
+
+describe.skipIf(!gpu)('clip_coef_cuda', () => {
+  it('gives the norm and the clipping factor, clipping or not', () => {
+    for (const maxNorm of [0.5, 1e3]) {
+      const s = Math.random() * 100 + 1;
+      const { got, want } = run('clip_coef', [{ shape: [1], dtype: 'f32', data: Float64Array.of(s) }], { maxNorm }, 'f32');
+      expect(Math.abs(got[1]![0]! - want[1]![0]!) / want[1]![0]!).toBeLessThanOrEqual(2 ** -23);
+      expect(Math.abs(got[0]![0]! - want[0]![0]!) / want[0]![0]!).toBeLessThanOrEqual(2 ** -21);
+    }
+  });
+});

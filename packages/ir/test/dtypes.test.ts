@@ -111,6 +111,7 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     // Master weights and moments stay f32; the gradient may be narrow.
     adamw: { inputs: [[[2, 3], f32], [[2, 3], F], [[2, 3], f32], [[2, 3], f32], [[1], f32], [[1], f32]], want: [f32, f32, f32] },
     adamw_multi: { inputs: [[[1], f32], [[1], f32], [[2], f32], [[2], F], [[2], f32], [[2], f32], [[3], f32], [[3], F], [[3], f32], [[3], f32]], want: [f32, f32, f32, f32, f32, f32] },
+    clip_coef: { inputs: [[[1], f32]], attrs: { maxNorm: 1 }, want: [f32, f32] },
     topk: { inputs: [[[4, 6], F]], attrs: { k: 2 }, want: [F, i32] },
     topk_backward: { inputs: [[[4, 2], F], [[4, 2], i32]], attrs: { size: 6 }, want: [F] },
     gather_rows: { inputs: [[[5, 3], F], [[4], i32]], want: [F] },

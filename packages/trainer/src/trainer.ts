@@ -41,6 +41,10 @@ export interface TrainerOptions {
   /** Default: warm-up over 10% of the steps, cosine to lr/10. */
   schedule?: Schedule | { warmup?: number; minLr?: number };
   steps: number;
+  /** Clip gradients to this global norm (the step then reports grad_norm). */
+  clipGradNorm?: number;
+  /** Micro-batches per step (gradient accumulation): each step takes this many loader batches. */
+  accumulate?: number;
   evalEvery?: number;
   evalBatches?: number;
   checkpoint?: { dir: string; every: number; keep?: number };
@@ -54,6 +58,8 @@ export interface TrainerOptions {
 export interface StepEvent {
   step: number;
   loss: number;
+  /** The global gradient norm before clipping (with clipGradNorm). */
+  gradNorm?: number;
   lr: number;
   ms: number;
   tokensPerSecond: number;
@@ -135,7 +141,11 @@ export class Trainer {
     const { batchSize: B, seqLen: T } = options.train;
     const captured = capture(options.model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
     this.#forward = this.precision === 'bf16' ? autocast(captured) : captured;
-    this.step = trainingStep(this.#forward, { optimizer: { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay } });
+    this.step = trainingStep(this.#forward, {
+      optimizer: { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay },
+      clipGradNorm: options.clipGradNorm,
+      accumulate: options.accumulate,
+    });
     this.report = dryrun(this.step, { device: this.device });
     // Refuse what cannot fit before anything is allocated (an eval executable adds the forward's share).
     const free = freeBytes(this.device);
@@ -146,6 +156,21 @@ export class Trainer {
         `The training step needs ${gib(this.report.totalBytes)} on ${this.device} (parameters ${gib(this.report.parameterBytes)}, optimizer state ${gib(this.report.optimizerStateBytes)}, arena ${gib(this.report.arenaBytes)}: dryrun) but ${gib(free)} is free; use a smaller batch or model`,
       );
     }
+  }
+
+  /** One step's data: `accumulate` loader batches stacked along the batch dimension. */
+  #batch(): { tokens: Int32Array; targets: Int32Array } {
+    const k = this.#options.accumulate ?? 1;
+    if (k === 1) return this.#options.train.next();
+    const parts = Array.from({ length: k }, () => this.#options.train.next());
+    const n = parts[0]!.tokens.length;
+    const tokens = new Int32Array(k * n);
+    const targets = new Int32Array(k * n);
+    parts.forEach((p, i) => {
+      tokens.set(p.tokens, i * n);
+      targets.set(p.targets, i * n);
+    });
+    return { tokens, targets };
   }
 
   on<K extends keyof TrainerEvents>(event: K, fn: Listener<K>): this {
@@ -195,18 +220,20 @@ export class Trainer {
       const t0 = performance.now();
       let tokensDone = 0;
       for (let s = start; s <= o.steps; s++) {
-        const batch = o.train.next();
+        const batch = this.#batch();
         const lr = this.schedule(s);
         const ts = performance.now();
         const out = exe.run({ ...batch, lr: Float32Array.of(lr), step: Float32Array.of(s) });
         const ms = performance.now() - ts;
         const loss = out.loss![0]!;
+        const gradNorm = out.grad_norm?.[0];
         if (!Number.isFinite(loss)) throw new DeepwellError('INTERNAL', `The loss is ${loss} at step ${s} (diverged: lower the learning rate, or check the data)`);
-        tokensDone += B * T;
+        const tokens = B * T * (o.accumulate ?? 1);
+        tokensDone += tokens;
         const elapsed = (performance.now() - t0) / 1000;
-        const tokensPerSecond = (B * T) / (ms / 1000);
+        const tokensPerSecond = tokens / (ms / 1000);
         const mfu = peak ? this.report.flopsPerStep / (ms / 1000) / (peak * 1e12) : null;
-        const ev: StepEvent = { step: s, loss, lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes };
+        const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes };
         losses.push({ step: s, loss });
         log?.write({ event: 'step', ...ev });
         progress?.step({ step: s, total: o.steps, loss, lr, tokensPerSecond, mfu, elapsed });

@@ -104,6 +104,24 @@ describe('Trainer.fit on the CPU', () => {
     expect(readdirSync(dir).some((f) => f.includes('.tmp-'))).toBe(false); // the leftover is cleaned up
   }, 120_000);
 
+  it('accumulates micro-batches like one big batch, and clips by the global norm', () => {
+    const loader = (B: number) => new TokenLoader({ shards: [trainShard], batchSize: B, seqLen: 16, seed: 9 });
+    const big = new Trainer(options({ train: loader(4), steps: 4 })).fit().losses;
+    const norms: number[] = [];
+    const t = new Trainer(options({ train: loader(2), accumulate: 2, steps: 4, clipGradNorm: 1e9 }));
+    t.on('step', (e) => norms.push(e.gradNorm!));
+    const acc = t.fit().losses;
+    acc.forEach((l, i) => expect(Math.abs(l.loss - big[i]!.loss)).toBeLessThan(1e-5));
+    expect(norms.every((n) => Number.isFinite(n) && n > 0)).toBe(true);
+    // A tight clip changes the trajectory; the reported norm is the unclipped one.
+    const clipped: number[] = [];
+    const c = new Trainer(options({ train: loader(4), steps: 4, clipGradNorm: 1e-3 }));
+    c.on('step', (e) => clipped.push(e.gradNorm!));
+    const cl = c.fit().losses;
+    expect(clipped[0]).toBeCloseTo(norms[0]!, 4);
+    expect(cl[3]!.loss).not.toBe(big[3]!.loss);
+  });
+
   it('refuses a checkpoint with missing or mismatched tensors, or a foreign file, loading nothing', () => {
     const dir = fresh();
     const r = new Trainer(options({ steps: 2, checkpoint: { dir, every: 2 } })).fit();

@@ -304,3 +304,13 @@ registerCuda({
     );
   },
 });
+
+// clip_coef: one thread turns the gradients' sum of squares into the clipping factor and the norm.
+registerCuda({
+  op: 'clip_coef',
+  name: 'clip_coef_cuda',
+  supports: (p) => (typeof nativeOps().ops?.clipCoef !== 'function' ? 'the addon has no clipCoef entry point (rebuild it)' : floatStorage(p)),
+  run: (call, ops) => {
+    ops.clipCoef!(call.stream, ...at(call.inputs[0]!), ...at(call.outputs[0]!), ...at(call.outputs[1]!), call.attrs.maxNorm as number);
+  },
+});

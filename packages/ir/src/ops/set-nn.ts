@@ -8,3 +8,4 @@ export * from './cross_entropy.js';
 export * from './causal_mask.js';
 export * from './adamw.js';
 export * from './adamw_multi.js';
+export * from './clip_coef.js';

@@ -1,0 +1,76 @@
+// trainingStep's options: clipping by the global gradient norm, and gradient accumulation over
+// micro-batches, checked with the reference interpreter against the plain step.
+import { describe, expect, it } from 'vitest';
+import { capture, crossEntropy, currentBuilder, gelu, interpret, matmul, planMemory, runPasses, trainingStep, type Capturable, type Graph, type NumArray, type Sym } from '../src/index.js';
+import { errorOf, randInt, randn, runOp } from './helpers.js';
+
+class MLP implements Capturable {
+  forward({ x, y }: Record<string, Sym>): Record<string, Sym> {
+    const b = currentBuilder();
+    const w1 = b.param('w1', [16, 5], 'f32', { dist: 'normal', scale: 0.5 });
+    const w2 = b.param('w2', [4, 16], 'f32', { dist: 'normal', scale: 0.5 });
+    return { loss: crossEntropy(matmul(gelu(matmul(x!, w1, { transB: true })), w2, { transB: true }), y!) };
+  }
+}
+
+const forwardAt = (N: number) => capture(new MLP(), { x: { shape: [N, 5] }, y: { shape: [N], dtype: 'i32' } });
+
+/** Bindings for a step graph: random parameters, zero moments, the given batch. */
+function bind(g: Graph, params: Record<string, Float64Array>, x: Float64Array, y: Int32Array): Record<string, NumArray> {
+  const out: Record<string, NumArray> = { x, y, lr: Float64Array.of(0.01), step: Float64Array.of(1), ...params };
+  for (const [name, id] of Object.entries(g.state)) out[name] = new Float64Array(g.values[id]!.type.shape.reduce((a, b) => a * b, 1));
+  return out;
+}
+
+function gradients(g: Graph, vals: NumArray[]): Record<string, Float64Array> {
+  return Object.fromEntries(Object.entries(g.gradients).map(([k, id]) => [k, Float64Array.from(vals[id]!)]));
+}
+
+const norm = (gs: Record<string, Float64Array>) => Math.sqrt(Object.values(gs).reduce((s, a) => s + a.reduce((t, v) => t + v * v, 0), 0));
+
+describe('trainingStep options', () => {
+  const N = 2 * randInt(2, 6);
+  const params = { w1: randn(16 * 5).map((v) => v * 0.5), w2: randn(4 * 16).map((v) => v * 0.5) };
+  const x = randn(N * 5);
+  const y = Int32Array.from({ length: N }, () => randInt(0, 3));
+
+  it('clips by the global gradient norm, outputting the norm', () => {
+    const plain = trainingStep(forwardAt(N));
+    const want = gradients(plain, interpret(plain, bind(plain, params, x, y), { precision: 'f64' }));
+    const total = norm(want);
+    for (const maxNorm of [total / 3, total * 3]) {
+      const clipped = trainingStep(forwardAt(N), { clipGradNorm: maxNorm });
+      const vals = interpret(clipped, bind(clipped, params, x, y), { precision: 'f64' });
+      expect(vals[clipped.outputs.grad_norm!]![0]).toBeCloseTo(total, 10);
+      const got = gradients(clipped, vals);
+      const coef = Math.min(1, maxNorm / (total + 1e-6));
+      for (const k of Object.keys(want)) for (let i = 0; i < want[k]!.length; i++) expect(got[k]![i]).toBeCloseTo(want[k]![i]! * coef, 12);
+      if (coef < 1) expect(norm(got)).toBeCloseTo(maxNorm, 5);
+    }
+    expect(errorOf(() => trainingStep(forwardAt(N), { clipGradNorm: -1 })).message).toMatch(/positive number for clipGradNorm/);
+  });
+
+  it('clip_coef: min(1, maxNorm / (norm + 1e-6)) and the norm', () => {
+    const s = Math.random() * 10 + 0.1;
+    const [coef, n] = runOp('clip_coef', [{ shape: [1], data: Float64Array.of(s) }], { maxNorm: 1 });
+    expect(n![0]).toBeCloseTo(Math.sqrt(s), 12);
+    expect(coef![0]).toBeCloseTo(Math.min(1, 1 / (Math.sqrt(s) + 1e-6)), 12);
+    expect(errorOf(() => runOp('clip_coef', [{ shape: [2], data: Float64Array.of(1, 2) }], { maxNorm: 1 })).message).toMatch(/f32\[1\]/);
+  });
+
+  it('accumulates two micro-batches to the gradients of the whole batch, with less memory', () => {
+    const whole = trainingStep(forwardAt(N));
+    const micro = trainingStep(forwardAt(N / 2), { accumulate: 2 });
+    expect(micro.values[micro.inputs.x!]!.type.shape).toEqual([N, 5]);
+    const a = interpret(whole, bind(whole, params, x, y), { precision: 'f64' });
+    const b = interpret(micro, bind(micro, params, x, y), { precision: 'f64' });
+    expect(b[micro.outputs.loss!]![0]).toBeCloseTo(a[whole.outputs.loss!]![0]!, 12);
+    const [ga, gb] = [gradients(whole, a), gradients(micro, b)];
+    for (const k of Object.keys(ga)) for (let i = 0; i < ga[k]!.length; i++) expect(gb[k]![i]).toBeCloseTo(ga[k]![i]!, 12);
+    // The second micro-batch's forward starts after the first one's backward: at a batch where
+    // activations outweigh the gradients, less is live at once.
+    const arena = (g: Graph) => planMemory(runPasses(g)).arenaBytes;
+    expect(arena(trainingStep(forwardAt(512), {}))).toBeGreaterThan(1.5 * arena(trainingStep(forwardAt(128), { accumulate: 4 })));
+    expect(errorOf(() => trainingStep(forwardAt(N), { accumulate: 0 })).message).toMatch(/positive integer for accumulate/);
+  });
+});
