@@ -19,7 +19,7 @@ import { freemem } from 'node:os';
 import { createRequire } from 'node:module';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, describe, getBackend } from '@deepwell/core';
 import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow } from '@deepwell/ir';
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
@@ -68,6 +68,8 @@ export interface StepEvent {
 }
 
 export interface TrainerEvents {
+  /** Before the first step (after loading a checkpoint when resuming): the compiled step. */
+  start: { step: number; executable: Executable };
   step: StepEvent;
   eval: { step: number; loss: number };
   checkpoint: { step: number; path: string };
@@ -87,6 +89,8 @@ export interface FitResult {
   kernels: KernelSummaryRow[];
   /** Whether the step ran as one replayed CUDA graph. */
   replayed: boolean;
+  /** The device backend's peak bytes in use during the fit (allocator statistics). */
+  peakMemoryBytes: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -140,6 +144,9 @@ export class Trainer {
 
     const { batchSize: B, seqLen: T } = options.train;
     const captured = capture(options.model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+    if (captured.outputs.loss === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected the model's forward to return a 'loss' but it returned ${Object.keys(captured.outputs).join(', ') || 'nothing'}`);
+    // Only the loss leaves the device each step (a GPT's logits would be B·T·V values).
+    for (const name of Object.keys(captured.outputs)) if (name !== 'loss') delete captured.outputs[name];
     this.#forward = this.precision === 'bf16' ? autocast(captured) : captured;
     this.step = trainingStep(this.#forward, {
       optimizer: { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay },
@@ -216,6 +223,7 @@ export class Trainer {
         log?.write({ event: 'resume', step: meta.step, path: resumeFrom });
       }
       log?.write({ event: 'start', device: this.device, precision: this.precision, batch: [B, T], steps: o.steps, parameters: this.report.parameters, flopsPerStep: this.report.flopsPerStep, totalBytes: this.report.totalBytes });
+      this.#emit('start', { step: start, executable: exe });
       const peak = this.device === 'cpu' ? null : this.report.estimate.peakTflops;
       const t0 = performance.now();
       let tokensDone = 0;
@@ -273,7 +281,7 @@ export class Trainer {
         writeFileSync(svg, lossCurveSvg(series, { title: `loss (${this.device}, ${this.precision}, batch ${B}×${T})` }));
         lossCurve = svg;
       }
-      const result: FitResult = { steps: o.steps, losses, evals, tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve, dryrun: this.report, kernels: exe.kernelSummary(), replayed: exe.replaying };
+      const result: FitResult = { steps: o.steps, losses, evals, tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve, dryrun: this.report, kernels: exe.kernelSummary(), replayed: exe.replaying, peakMemoryBytes: getBackend(this.device).memoryStats().peak };
       log?.write({ event: 'end', tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve });
       this.#emit('end', result);
       return result;

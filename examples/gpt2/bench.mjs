@@ -1,0 +1,50 @@
+// GPT-2 124M (12 layers, 12 heads, width 768, T = 1024, vocab 50304, tied embeddings) trained by the
+// Trainer in bf16 with f32 master weights on the first GPU. Writes, for bench_torch.py to use:
+//   <out>/data.bin      an llm.c shard: a Markov chain over 256 symbols spread over the GPT-2
+//                       vocabulary (its entropy rate is known), steps · B · T + 1 tokens, read in order
+//   <out>/init.safetensors   the initial weights (f32, Deepwell's parameter names)
+// and <out>/deepwell.jsonl (the Trainer's log). Settings shared with the PyTorch side are in
+// <out>/config.json.   node bench.mjs [steps=200] [out=runs/gpt2] [batch=16]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { TokenLoader, Trainer, writeSafetensors, writeShard } from '@deepwell/trainer';
+
+const steps = Number(process.argv[2] ?? 200);
+const out = resolve(process.argv[3] ?? 'runs/gpt2');
+const B = Number(process.argv[4] ?? 16);
+const T = 1024;
+mkdirSync(out, { recursive: true });
+const config = { steps, B, T, lr: 6e-4, minLr: 6e-5, warmup: 20, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
+writeFileSync(`${out}/config.json`, JSON.stringify(config, null, 1));
+
+const corpus = new MarkovCorpus({ vocab: config.symbols, seed: 7 });
+const t0 = performance.now();
+const symbols = corpus.sample(steps * B * T + 1);
+const tokens = Uint16Array.from(symbols, (x) => (x * config.spread) % 50304);
+writeShard(`${out}/data.bin`, tokens);
+console.log(`data: ${tokens.length} tokens (Markov chain over ${config.symbols} symbols, entropy rate ${corpus.entropyRate().toFixed(4)} nats/token) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+const trainer = new Trainer({
+  model: new GPT('gpt2-small'),
+  train: new TokenLoader({ shards: [`${out}/data.bin`], batchSize: B, seqLen: T, shuffle: false }),
+  precision: 'bf16',
+  steps,
+  optimizer: { lr: config.lr, beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay },
+  schedule: { warmup: config.warmup, minLr: config.minLr },
+  clipGradNorm: config.clip,
+  seed: config.seed,
+  log: { jsonl: `${out}/deepwell.jsonl`, every: 10, svg: `${out}/deepwell-loss.svg` },
+});
+console.log(`device ${trainer.device}; ${trainer.report.parameters.toLocaleString('en')} parameters; ${trainer.step.nodes.length} nodes; dryrun total ${(trainer.report.totalBytes / 2 ** 30).toFixed(2)} GiB; ${(trainer.report.flopsPerStep / 1e12).toFixed(2)} TFLOP per step`);
+trainer.on('start', ({ executable }) => {
+  const tensors = {};
+  for (const name of executable.parameterNames()) {
+    const id = executable.graph.params[name];
+    tensors[name] = { dtype: 'F32', shape: [...executable.graph.values[id].type.shape], data: executable.get(name) };
+  }
+  writeSafetensors(`${out}/init.safetensors`, tensors, { format: 'deepwell-init', seed: String(config.seed) });
+});
+const r = trainer.fit();
+const times = r.losses.length;
+console.log(JSON.stringify({ impl: 'deepwell', tokensPerSecond: r.tokensPerSecond, mfu: r.mfu, peakMemoryBytes: r.peakMemoryBytes, steps: times, finalLoss: r.losses.at(-1).loss }));

@@ -1,0 +1,40 @@
+// Both sides' per-step logs side by side: loss at each logged step, the largest gap after warm-up,
+// and throughput as tokens/s from the median step time over the steps after the first 10 (the
+// first steps include compilation and graph capture), MFU from dryrun's FLOPs per step.
+//   node compare.mjs <out dir>
+import { readFileSync } from 'node:fs';
+
+const out = process.argv[2] ?? 'runs/gpt2';
+const cfg = JSON.parse(readFileSync(`${out}/config.json`, 'utf8'));
+const read = (f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+const dw = read(`${out}/deepwell.jsonl`);
+const flops = dw.find((r) => r.event === 'start').flopsPerStep;
+const runs = { deepwell: dw.filter((r) => r.event === 'step') };
+for (const mode of ['eager', 'compile']) {
+  try {
+    runs[`torch-${mode}`] = read(`${out}/torch-${mode}.jsonl`).filter((r) => r.event === 'step');
+  } catch {}
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const tokens = cfg.B * cfg.T;
+console.log(`| implementation | median step (ms, steps 11-${cfg.steps}) | tokens/s | MFU (989 TFLOP/s bf16) |\n| --- | --- | --- | --- |`);
+for (const [name, steps] of Object.entries(runs)) {
+  const ms = median(steps.filter((s) => s.step > 10).map((s) => s.ms));
+  console.log(`| ${name} | ${ms.toFixed(1)} | ${Math.round(tokens / (ms / 1000)).toLocaleString('en')} | ${((100 * flops) / (ms / 1000) / 989e12).toFixed(1)}% |`);
+}
+const names = Object.keys(runs);
+console.log(`\n| step | ${names.join(' | ')} |\n| --- | ${names.map(() => '---').join(' | ')} |`);
+for (let s = 1; s <= cfg.steps; s++) {
+  if (s !== 1 && s % 10 !== 0) continue;
+  console.log(`| ${s} | ${names.map((n) => runs[n].find((r) => r.step === s)?.loss.toFixed(4) ?? '-').join(' | ')} |`);
+}
+for (const n of names.filter((x) => x !== 'deepwell')) {
+  let worst = 0;
+  let at = 0;
+  for (const r of runs.deepwell) {
+    if (r.step <= cfg.warmup) continue;
+    const t = runs[n].find((x) => x.step === r.step);
+    if (t && Math.abs(t.loss - r.loss) > worst) (worst = Math.abs(t.loss - r.loss)), (at = r.step);
+  }
+  console.log(`\nlargest |Δloss| deepwell vs ${n} after warm-up (step > ${cfg.warmup}): ${worst.toFixed(4)} at step ${at} (target <= 0.02)`);
+}
