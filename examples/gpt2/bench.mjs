@@ -15,7 +15,7 @@ const out = resolve(process.argv[3] ?? 'runs/gpt2');
 const B = Number(process.argv[4] ?? 16);
 const T = 1024;
 mkdirSync(out, { recursive: true });
-const config = { steps, B, T, lr: 6e-4, minLr: 6e-5, warmup: 20, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
+const config = { steps, B, T, lr: 6e-4, minLr: 6e-5, warmup: Number(process.env.GPT2_WARMUP ?? 100), weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
 writeFileSync(`${out}/config.json`, JSON.stringify(config, null, 1));
 
 const corpus = new MarkovCorpus({ vocab: config.symbols, seed: 7 });
@@ -34,6 +34,7 @@ const trainer = new Trainer({
   schedule: { warmup: config.warmup, minLr: config.minLr },
   clipGradNorm: config.clip,
   seed: config.seed,
+  profileStep: 50,
   log: { jsonl: `${out}/deepwell.jsonl`, every: 10, svg: `${out}/deepwell-loss.svg` },
 });
 console.log(`device ${trainer.device}; ${trainer.report.parameters.toLocaleString('en')} parameters; ${trainer.step.nodes.length} nodes; dryrun total ${(trainer.report.totalBytes / 2 ** 30).toFixed(2)} GiB; ${(trainer.report.flopsPerStep / 1e12).toFixed(2)} TFLOP per step`);

@@ -38,3 +38,27 @@ for (const n of names.filter((x) => x !== 'deepwell')) {
   }
   console.log(`\nlargest |Δloss| deepwell vs ${n} after warm-up (step > ${cfg.warmup}): ${worst.toFixed(4)} at step ${at} (target <= 0.02)`);
 }
+
+// Where Deepwell's step goes: the profiled step (Trainer profileStep), by part of the model and by kernel.
+const prof = dw.find((r) => r.event === 'profile');
+if (prof) {
+  const part = (n) => {
+    if (/\.attn(\.grad)?$/.test(n.scope)) return 'attention core (QKᵀ, scale, mask, softmax, ·V, their backward, head layout copies)';
+    if (n.op.startsWith('adamw') || n.scope.startsWith('optimizer') || n.scope.startsWith('clip')) return 'optimizer and clipping';
+    if (n.op.startsWith('matmul')) return 'other GEMMs (Linear layers, tied head; fused epilogues)';
+    if (n.op.includes('layernorm')) return 'layernorm (+ residual)';
+    if (n.op.startsWith('cross_entropy')) return 'cross-entropy';
+    return 'other (embeddings, casts, GELU backward, adds, …)';
+  };
+  const sumBy = (key) => {
+    const m = new Map();
+    for (const n of prof.nodes) m.set(key(n), (m.get(key(n)) ?? 0) + n.ms);
+    return [...m].sort((a, b) => b[1] - a[1]);
+  };
+  const nodeSum = prof.nodes.reduce((a, n) => a + n.ms, 0);
+  console.log(`\nDeepwell step ${prof.step} profiled node by node (CUDA events around each node; launched eagerly, not replayed): ${prof.totalMs.toFixed(1)} ms on the device, ${nodeSum.toFixed(1)} ms inside nodes\n`);
+  console.log('| part of the step | ms | share |\n| --- | --- | --- |');
+  for (const [k, ms] of sumBy(part)) console.log(`| ${k} | ${ms.toFixed(2)} | ${((100 * ms) / nodeSum).toFixed(1)}% |`);
+  console.log('\n| kernel | ms | share |\n| --- | --- | --- |');
+  for (const [k, ms] of sumBy((n) => n.kernel).slice(0, 15)) console.log(`| ${k} | ${ms.toFixed(2)} | ${((100 * ms) / nodeSum).toFixed(1)}% |`);
+}

@@ -34,6 +34,22 @@ export interface CompileOptions {
   cudaGraph?: boolean;
 }
 
+/** One node's device time in a profiled step (CudaExecutable.profile). */
+export interface NodeProfile {
+  index: number;
+  op: string;
+  kernel: string;
+  scope: string;
+  ms: number;
+}
+
+export interface StepProfile {
+  outputs: Outputs;
+  nodes: NodeProfile[];
+  /** From before the first node to after the last update, on the device. */
+  totalMs: number;
+}
+
 export interface KernelSummaryRow {
   op: string;
   kernel: string;
@@ -156,6 +172,14 @@ export abstract class Executable {
 
   /** One step: every graph input by name in, the graph's outputs (copies) out. */
   abstract run(batch: Record<string, NumArray>): Outputs;
+
+  /**
+   * One step with the device time of every node (CUDA executables: launched node by node between
+   * CUDA events; a real step, computing what run() would). The CPU reference has no profile.
+   */
+  profile(_batch: Record<string, NumArray>): StepProfile {
+    throw new DeepwellError('NO_BACKEND', `profile() times kernels on a GPU; this executable runs on ${this.device}`);
+  }
 
   /** Whether steps replay one captured CUDA graph (the CUDA executable after its first steps). */
   get replaying(): boolean {
@@ -341,8 +365,7 @@ class CudaExecutable extends Executable {
     }
   }
 
-  run(batch: Record<string, NumArray>): Outputs {
-    const t0 = performance.now();
+  #stageInputs(batch: Record<string, NumArray>): Record<string, (...a: number[]) => void> {
     this.checkBatch(batch);
     if (!this.arena) this.#bind();
     const native = this.#kn.loadNative() as unknown as Record<string, (...a: number[]) => void>;
@@ -351,17 +374,55 @@ class CudaExecutable extends Executable {
       s.view.set(batch[name]! as never);
       native.copyHtoDAsync!(s.arg.base, s.arg.offset, new Uint8Array(s.pinned.buffer, 0, s.arg.bytes) as never, this.#stream.handle);
     }
-    if (this.stepCount === 0 || !this.#useGraph) {
-      this.#enqueueKernels(this.stepCount === 0 || !this.#useGraph);
-    } else {
-      if (!this.#graphExec) this.#graphExec = this.#kn.Graph.capture(this.#stream, () => this.#enqueueKernels(false));
-      this.#graphExec.launch(this.#stream);
+    return native;
+  }
+
+  /**
+   * One step like run(), launched node by node (not replayed) with a pair of CUDA events around each
+   * node's kernels: where the step's device time goes. It is a real step (the weights update), and
+   * computes what run() would, bit for bit. Returns the per-node times and the step's outputs.
+   */
+  override profile(batch: Record<string, NumArray>): StepProfile {
+    const native = this.#stageInputs(batch);
+    const dev = Number(this.device.split(':')[1]);
+    const events = this.#launches.map(() => [new this.#kn.Event(dev), new this.#kn.Event(dev)] as const);
+    try {
+      const [first, last] = [new this.#kn.Event(dev), new this.#kn.Event(dev)];
+      first.record(this.#stream);
+      this.#launches.forEach((l, k) => {
+        events[k]![0].record(this.#stream);
+        try {
+          l.kernel.run({ ...l.call, checkIndices: false });
+        } catch (e) {
+          this.rethrow(l.node, e);
+        }
+        events[k]![1].record(this.#stream);
+      });
+      for (const [name, id] of Object.entries(this.graph.updates)) {
+        if (this.plan.persistent.get(id) === name) continue;
+        const src = this.#arg(id);
+        const dst = this.#arg(this.graph.params[name] ?? this.graph.state[name]!);
+        this.#kn.loadNative().copyDtoD(dst.base, dst.offset, src.base, src.offset, src.bytes, this.#stream.handle);
+      }
+      last.record(this.#stream);
+      const outputs = this.#finish(native);
+      const nodes = this.#launches.map((l, k) => ({ index: k, op: l.node.op, kernel: l.kernel.name, scope: l.node.scope, ms: events[k]![1].elapsedSince(events[k]![0]) }));
+      const totalMs = last.elapsedSince(first);
+      first.dispose();
+      last.dispose();
+      return { outputs, nodes, totalMs };
+    } finally {
+      for (const [a, b] of events) (a.dispose(), b.dispose());
     }
+  }
+
+  /** Queue the outputs' copies, wait for the step, check device-side errors, count the step. */
+  #finish(native: Record<string, (...a: number[]) => void>, t0?: number): Outputs {
     for (const [name] of Object.entries(this.graph.outputs)) {
       const s = this.#staging.get(`out:${name}`)!;
       native.copyDtoHAsync!(new Uint8Array(s.pinned.buffer, 0, s.arg.bytes) as never, s.arg.base, s.arg.offset, this.#stream.handle);
     }
-    this.#lastHostMs = performance.now() - t0;
+    if (t0 !== undefined) this.#lastHostMs = performance.now() - t0;
     this.#stream.synchronize();
     // Bad indices inside a captured step are flagged on the device; report them now.
     if (this.#graphExec && typeof native.opsErrorCheck === 'function') {
@@ -375,6 +436,18 @@ class CudaExecutable extends Executable {
     const out: Outputs = {};
     for (const [name] of Object.entries(this.graph.outputs)) out[name] = this.#staging.get(`out:${name}`)!.view.slice() as Float32Array | Int32Array;
     return out;
+  }
+
+  run(batch: Record<string, NumArray>): Outputs {
+    const t0 = performance.now();
+    const native = this.#stageInputs(batch);
+    if (this.stepCount === 0 || !this.#useGraph) {
+      this.#enqueueKernels(this.stepCount === 0 || !this.#useGraph);
+    } else {
+      if (!this.#graphExec) this.#graphExec = this.#kn.Graph.capture(this.#stream, () => this.#enqueueKernels(false));
+      this.#graphExec.launch(this.#stream);
+    }
+    return this.#finish(native, t0);
   }
 
   /** Host time of the last run() up to the wait for the device (queueing the step, not running it). */

@@ -20,7 +20,7 @@ import { createRequire } from 'node:module';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
-import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow } from '@deepwell/ir';
+import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow, type NodeProfile } from '@deepwell/ir';
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
 import { JsonlLog, Progress } from './metrics.js';
@@ -53,6 +53,8 @@ export interface TrainerOptions {
   log?: { jsonl?: string; progress?: boolean; every?: number; svg?: string };
   /** Anything JSON the checkpoint should carry as the run's config. */
   config?: unknown;
+  /** On a GPU: run this step through Executable.profile (per-node device times; same numbers). */
+  profileStep?: number;
 }
 
 export interface StepEvent {
@@ -91,6 +93,8 @@ export interface FitResult {
   replayed: boolean;
   /** The device backend's peak bytes in use during the fit (allocator statistics). */
   peakMemoryBytes: number;
+  /** The profiled step (options.profileStep), when there was one. */
+  profile: { step: number; totalMs: number; nodes: NodeProfile[] } | null;
 }
 
 const require = createRequire(import.meta.url);
@@ -208,6 +212,7 @@ export class Trainer {
     const evals: { step: number; loss: number }[] = [];
     let start = 1;
     let lastCheckpoint: string | null = null;
+    let profile: FitResult['profile'] = null;
     try {
       const resumeFrom = options.resume === true ? (o.checkpoint ? checkpointsIn(o.checkpoint.dir).at(-1)?.path : undefined) : options.resume || undefined;
       if (options.resume === true && !o.checkpoint) throw new DeepwellError('INVALID_ARGUMENT', 'Expected options.checkpoint.dir to resume from but the trainer has no checkpoint directory');
@@ -231,7 +236,14 @@ export class Trainer {
         const batch = this.#batch();
         const lr = this.schedule(s);
         const ts = performance.now();
-        const out = exe.run({ ...batch, lr: Float32Array.of(lr), step: Float32Array.of(s) });
+        const inputs = { ...batch, lr: Float32Array.of(lr), step: Float32Array.of(s) };
+        let out;
+        if (s === o.profileStep && this.device !== 'cpu') {
+          const p = exe.profile(inputs);
+          out = p.outputs;
+          profile = { step: s, totalMs: p.totalMs, nodes: p.nodes };
+          log?.write({ event: 'profile', ...profile });
+        } else out = exe.run(inputs);
         const ms = performance.now() - ts;
         const loss = out.loss![0]!;
         const gradNorm = out.grad_norm?.[0];
@@ -281,7 +293,7 @@ export class Trainer {
         writeFileSync(svg, lossCurveSvg(series, { title: `loss (${this.device}, ${this.precision}, batch ${B}×${T})` }));
         lossCurve = svg;
       }
-      const result: FitResult = { steps: o.steps, losses, evals, tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve, dryrun: this.report, kernels: exe.kernelSummary(), replayed: exe.replaying, peakMemoryBytes: getBackend(this.device).memoryStats().peak };
+      const result: FitResult = { steps: o.steps, losses, evals, tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve, dryrun: this.report, kernels: exe.kernelSummary(), replayed: exe.replaying, peakMemoryBytes: getBackend(this.device).memoryStats().peak, profile };
       log?.write({ event: 'end', tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve });
       this.#emit('end', result);
       return result;

@@ -27,8 +27,15 @@ describe.skipIf(!gpu)('Trainer on the GPU', () => {
   });
 
   it('trains in bf16, replaying one CUDA graph per step, and resumes bit for bit', () => {
-    const whole = new Trainer(options()).fit();
+    const whole = new Trainer(options({ profileStep: 13 })).fit();
     expect(whole.replayed).toBe(true);
+    // Step 13 ran node by node between events; its numbers are those of a replay (the resumed run
+    // below replays it), and its nodes account for the step's device time.
+    expect(whole.profile!.nodes.length).toBeGreaterThan(100);
+    expect(whole.profile!.nodes.every((n) => n.ms >= 0)).toBe(true);
+    const inNodes = whole.profile!.nodes.reduce((a, n) => a + n.ms, 0);
+    expect(inNodes).toBeGreaterThan(0);
+    expect(inNodes).toBeLessThanOrEqual(whole.profile!.totalMs * 1.01);
     expect(whole.kernels.find((k) => k.op === 'clip_coef')!.kernel).toBe('clip_coef_cuda');
     expect(whole.kernels.every((k) => k.backend === 'cuda')).toBe(true);
     expect(whole.losses.at(-1)!.loss).toBeLessThan(whole.losses[0]!.loss);
