@@ -1095,6 +1095,7 @@ Napi::Value Concat(const Napi::CallbackInfo& info) {
 // the element's offset in x; r runs in row-major order within the group.
 //   - Innermost dimension reduced ("row"): one warp per output (count <= 1024) or one block,
 //     threads striding over r (coalesced), then a fixed shuffle tree.
+//   - Few outputs (<= 64) over long groups (>= 65536): split row mode (below), two kernels.
 //   - Innermost dimension kept ("column"): blocks of (32, Y): x picks 32 neighbouring outputs
 //     (coalesced), y strides over r; partials are combined in y order.
 // Thread counts depend on the shapes only, so results are bitwise reproducible.
@@ -1234,6 +1235,72 @@ __global__ void __launch_bounds__(1024) reduceColKernel(const T* x, I nOut, I co
   }
 }
 
+// Split row mode, for few outputs over long groups (a whole tensor summed to one value): each
+// group is cut into S slices of `len` elements, block b reduces slice b % S of output b / S into
+// partial slot b (g_reducePartials), then one block per output combines its S partials. S depends
+// on the shapes only (never on the GPU), so results are bitwise reproducible everywhere. The
+// scratch is one per device: like the norm backwards, these reductions must not run on two
+// streams of one device at once.
+constexpr uint64_t kSplitSlots = 1u << 16;
+constexpr uint64_t kSplitMinCount = 1u << 16;  // below this, one block per output is fast enough
+__device__ ulonglong2 g_reducePartials[kSplitSlots];
+
+template <typename Red>
+__device__ __forceinline__ typename Red::Acc blockReduce(typename Red::Acc acc, typename Red::Acc* partial) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  acc = warpReduce<Red>(acc);
+  if (lane == 0) partial[warp] = acc;
+  __syncthreads();
+  if (warp == 0) {
+    acc = lane < int(blockDim.x >> 5) ? partial[lane] : Red::identity();
+    acc = warpReduce<Red>(acc);
+  }
+  __syncthreads();
+  return acc;  // valid in thread 0
+}
+
+template <typename T, typename I, typename Red>
+__global__ void __launch_bounds__(1024)
+    reduceSplitKernel(const T* x, I nOut, I count, I S, I len, Strided<I> kept, Strided<I> red, typename Red::Acc* partials) {
+  using Acc = typename Red::Acc;
+  __shared__ Acc partial[32];
+  for (I b = blockIdx.x; b < nOut * S; b += gridDim.x) {
+    const I o = b / S, j = b % S;
+    const I keptOff = offsetA(o, kept);
+    const I lo = j * len, hi = lo + len < count ? lo + len : count;
+    Acc acc = Red::identity();
+    for (I r = lo + threadIdx.x; r < hi; r += blockDim.x) acc = Red::combine(acc, Red::make(toF(x[keptOff + reducedOffset(r, red)]), r));
+    acc = blockReduce<Red>(acc, partial);
+    if (threadIdx.x == 0) partials[b] = acc;
+  }
+}
+
+template <typename I, typename Red, typename Ep>
+__global__ void __launch_bounds__(256) reduceSplitFinishKernel(I nOut, I S, Strided<I> kept, Strided<I> red, const typename Red::Acc* partials, Ep ep) {
+  using Acc = typename Red::Acc;
+  __shared__ Acc partial[32];
+  for (I o = blockIdx.x; o < nOut; o += gridDim.x) {
+    Acc acc = Red::identity();
+    for (I j = threadIdx.x; j < S; j += blockDim.x) acc = Red::combine(acc, partials[o * S + j]);
+    acc = blockReduce<Red>(acc, partial);
+    if (threadIdx.x == 0) ep(o, acc, offsetA(o, kept), red);
+  }
+}
+
+template <typename Acc>
+Acc* splitScratch(Napi::Env env) {
+  static_assert(sizeof(Acc) <= sizeof(ulonglong2), "a partial must fit a scratch slot");
+  static void* cache[64] = {};
+  int dev = 0;
+  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
+  void* p = dev >= 0 && dev < 64 ? cache[dev] : nullptr;
+  if (!p) {
+    DW_CUDA(env, cudaGetSymbolAddress(&p, g_reducePartials), "cudaGetSymbolAddress(reduce partials)");
+    if (dev >= 0 && dev < 64) cache[dev] = p;
+  }
+  return static_cast<Acc*>(p);
+}
+
 enum class ReduceKind { Sum, Mean, Max, MaxBackward };
 
 struct ReducePlan {
@@ -1274,7 +1341,18 @@ template <typename T, typename I, typename Red, typename Ep>
 void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p, Ep ep) {
   Strided<I> kept = toStrided<I>(p.keptSize, p.keptStride, {});
   Strided<I> red = toStrided<I>(p.redSize, p.redStride, {});
-  if (p.row) {
+  if (p.row && p.count >= kSplitMinCount && p.nOut <= 64) {
+    // About 1024 blocks in all, each slice at least 4096 elements long.
+    uint64_t S = (1024 + p.nOut - 1) / p.nOut;
+    const uint64_t bySize = (p.count + 4095) / 4096;
+    if (S > bySize) S = bySize;
+    if (S * p.nOut > kSplitSlots) S = kSplitSlots / p.nOut;
+    const uint64_t len = (p.count + S - 1) / S;
+    using Acc = typename Red::Acc;
+    Acc* partials = splitScratch<Acc>(env);
+    reduceSplitKernel<T, I, Red><<<gridFor(env, p.nOut * S, 1, 2), 1024, 0, s>>>(x, I(p.nOut), I(p.count), I(S), I(len), kept, red, partials);
+    reduceSplitFinishKernel<I, Red><<<gridFor(env, p.nOut, 1), 256, 0, s>>>(I(p.nOut), I(S), kept, red, partials, ep);
+  } else if (p.row) {
     if (p.count <= 1024) {
       reduceRowKernel<T, I, Red, true><<<gridFor(env, p.nOut, kThreads / 32), kThreads, 0, s>>>(x, I(p.nOut), I(p.count), kept, red, ep);
     } else {
