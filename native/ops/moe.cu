@@ -58,17 +58,10 @@ __device__ __forceinline__ void raiseErr(MoeErrWord* w, int op, long long pos, d
   }
 }
 
-// The device address of g_moeError on the current device (looked up once per device).
+// The device address of g_moeError on the current device.
 MoeErrWord* moeErrorWord(Napi::Env env) {
   static void* cache[64] = {};
-  int dev = 0;
-  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
-  void* p = dev >= 0 && dev < 64 ? cache[dev] : nullptr;
-  if (!p) {
-    DW_CUDA(env, cudaGetSymbolAddress(&p, g_moeError), "cudaGetSymbolAddress(moe error word)");
-    if (dev >= 0 && dev < 64) cache[dev] = p;
-  }
-  return static_cast<MoeErrWord*>(p);
+  return static_cast<MoeErrWord*>(deviceSymbol(env, g_moeError, cache, "moe error word"));
 }
 
 uint64_t mulSize(Napi::Env env, uint64_t a, uint64_t b, const char* what) {

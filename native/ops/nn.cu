@@ -166,17 +166,10 @@ unsigned capBlocks(uint64_t blocks, uint64_t cap = uint64_t(1) << 20) {
   return static_cast<unsigned>(blocks < 1 ? 1 : blocks > cap ? cap : blocks);
 }
 
-// The device address of g_nnError on the current device (looked up once per device).
+// The device address of g_nnError on the current device.
 ErrWord* nnErrorWord(Napi::Env env) {
   static void* cache[64] = {};
-  int dev = 0;
-  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
-  void* p = dev >= 0 && dev < 64 ? cache[dev] : nullptr;
-  if (!p) {
-    DW_CUDA(env, cudaGetSymbolAddress(&p, g_nnError), "cudaGetSymbolAddress(nn error word)");
-    if (dev >= 0 && dev < 64) cache[dev] = p;
-  }
-  return static_cast<ErrWord*>(p);
+  return static_cast<ErrWord*>(deviceSymbol(env, g_nnError, cache, "nn error word"));
 }
 
 // ---- device helpers ---------------------------------------------------------------------------------

@@ -60,6 +60,20 @@ template <> __device__ __forceinline__ __half fromF<__half>(float x) { return __
     default: ::dw::fail(env, "INVALID_DTYPE", "Expected a float dtype code (0 f32, 1 bf16, 2 f16) for this kernel"); \
   }
 
+// The device address of a __device__ variable on the current device, looked up once per device
+// (`cache` is the caller's, one per variable).
+template <typename S>
+void* deviceSymbol(Napi::Env env, const S& symbol, void* (&cache)[64], const char* what) {
+  int dev = 0;
+  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
+  void* p = dev >= 0 && dev < 64 ? cache[dev] : nullptr;
+  if (!p) {
+    DW_CUDA(env, cudaGetSymbolAddress(&p, symbol), std::string("cudaGetSymbolAddress(") + what + ")");
+    if (dev >= 0 && dev < 64) cache[dev] = p;
+  }
+  return p;
+}
+
 inline unsigned blocksFor(uint64_t n, unsigned threads = 256, unsigned cap = 65535u * 4) {
   uint64_t b = (n + threads - 1) / threads;
   return static_cast<unsigned>(b < 1 ? 1 : b > cap ? cap : b);

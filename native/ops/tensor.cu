@@ -1291,14 +1291,7 @@ template <typename Acc>
 Acc* splitScratch(Napi::Env env) {
   static_assert(sizeof(Acc) <= sizeof(ulonglong2), "a partial must fit a scratch slot");
   static void* cache[64] = {};
-  int dev = 0;
-  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
-  void* p = dev >= 0 && dev < 64 ? cache[dev] : nullptr;
-  if (!p) {
-    DW_CUDA(env, cudaGetSymbolAddress(&p, g_reducePartials), "cudaGetSymbolAddress(reduce partials)");
-    if (dev >= 0 && dev < 64) cache[dev] = p;
-  }
-  return static_cast<Acc*>(p);
+  return static_cast<Acc*>(deviceSymbol(env, g_reducePartials, cache, "reduce partials"));
 }
 
 enum class ReduceKind { Sum, Mean, Max, MaxBackward };
