@@ -1,8 +1,10 @@
 // Both sides' per-step logs side by side: loss at each logged step, the largest gap after warm-up,
 // and throughput as tokens/s from the median step time over the steps after the first 10 (the
-// first steps include compilation and graph capture), MFU from dryrun's FLOPs per step.
+// first steps include compilation and graph capture), MFU from dryrun's FLOPs per step; all the
+// loss curves in one SVG (<out>/loss-curves.svg); where Deepwell's profiled step went.
 //   node compare.mjs <out dir>
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { lossCurveSvg } from '@deepwell/trainer';
 
 const out = process.argv[2] ?? 'runs/gpt2';
 const cfg = JSON.parse(readFileSync(`${out}/config.json`, 'utf8'));
@@ -38,6 +40,15 @@ for (const n of names.filter((x) => x !== 'deepwell')) {
   }
   console.log(`\nlargest |Δloss| deepwell vs ${n} after warm-up (step > ${cfg.warmup}): ${worst.toFixed(4)} at step ${at} (target <= 0.02)`);
 }
+
+// Both curves in one picture.
+const colors = { deepwell: '#1f77b4', 'torch-eager': '#ff7f0e', 'torch-compile': '#2ca02c' };
+const svg = lossCurveSvg(
+  Object.entries(runs).map(([name, steps]) => ({ name, points: steps.map((r) => [r.step, r.loss]), color: colors[name] ?? '#777' })),
+  { title: `GPT-2 124M, B ${cfg.B} × T ${cfg.T}, bf16: training loss` },
+);
+writeFileSync(`${out}/loss-curves.svg`, svg);
+console.log(`\nboth loss curves: ${out}/loss-curves.svg`);
 
 // Where Deepwell's step goes: the profiled step (Trainer profileStep), by part of the model and by kernel.
 const prof = dw.find((r) => r.event === 'profile');
