@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LLMC_MAGIC, TokenLoader, readSafetensors, readShard, warmupCosine, writeSafetensors, writeShard, type Shard } from '../src/index.js';
+import { LLMC_MAGIC, Progress, TokenLoader, readSafetensors, readShard, warmupCosine, writeSafetensors, writeShard, type Shard } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deepwell-trainer-'));
@@ -124,5 +124,29 @@ describe('warmupCosine', () => {
     for (let s = 11; s < 110; s++) expect(f(s + 1)).toBeLessThan(f(s));
     expect(errorOf(() => warmupCosine({ lr: -1, total: 10 })).message).toMatch(/positive learning rate/);
     expect(errorOf(() => warmupCosine({ lr: 1, total: 10, warmup: 11 })).message).toMatch(/\[0, 10\] for warmup/);
+  });
+});
+
+describe('Progress', () => {
+  const sink = () => {
+    const chunks: string[] = [];
+    return { chunks, stream: { write: (s: string) => chunks.push(s) } as unknown as NodeJS.WriteStream };
+  };
+  const line = (step: number) => ({ step, total: 100, loss: 2 + Math.random(), lr: 1e-3, tokensPerSecond: 12345, mfu: 0.25, elapsed: step * 0.5 });
+
+  it('redraws one bar with an ETA on a TTY', () => {
+    const { chunks, stream } = sink();
+    const p = new Progress(stream, 10, true);
+    p.step(line(50));
+    expect(chunks[0]).toMatch(/^\r\[#{12}\.{12}\] 50\/100 .*12,345 tok\/s {2}MFU 25\.0% {2}ETA 00:25\x1b\[K$/);
+  });
+
+  it('prints plain lines every n steps otherwise', () => {
+    const { chunks, stream } = sink();
+    const p = new Progress(stream, 10, false);
+    for (let s = 1; s <= 25; s++) p.step(line(s));
+    expect(chunks.length).toBe(3); // steps 1, 10, 20
+    expect(chunks[1]).toMatch(/^step 10\/100 {2}loss [\d.]+ .* ETA 00:45\n$/);
+    expect(chunks.join('')).not.toMatch(/\r/);
   });
 });
