@@ -1,0 +1,129 @@
+/**
+ * Block-scaled formats, reference codecs: MXFP8 (E4M3 or E5M2 elements) and MXFP4 (E2M1) as the
+ * OCP Microscaling v1.0 specification defines them, and NVFP4.
+ *
+ * MX (blocks of 32 consecutive elements, one E8M0 scale each):
+ *   - scale 'floor' (the specification's): X = 2^(floor(log2(amax)) − emax_elem), amax the block's
+ *     largest magnitude; elements P = RNE(V / X) saturated to the element's largest normal (so the
+ *     block's largest values may clamp).
+ *   - scale 'rceil' (what NVIDIA's libraries use): X = 2^ceil(log2(amax / max_elem)), the smallest
+ *     power of two with amax / X ≤ max_elem, so nothing saturates. Computed exactly (no rounded
+ *     division decides the exponent).
+ *   - The exponent is clamped to E8M0's [−127, 127]. Deepwell's definitions of the cases the
+ *     specification leaves open: a block holding NaN or ±Inf gets the NaN scale (0xFF) and zero
+ *     codes, and decodes to NaN throughout; an all-zero block gets X = 2^−127 and its zeros keep
+ *     their signs; values below the element's range become its subnormals or ±0 by RNE.
+ * NVFP4 (blocks of 16, E2M1 elements, an E4M3 scale per block, one FP32 scale per tensor):
+ *   g = f32(amax_tensor / (448 · 6)); per block s = E4M3(f32(f32(amax_block / 6) / g)) (RNE,
+ *   saturating); elements P = E2M1(f32(V / f32(s · g))) saturating; value = P · s · g. f32(·) is
+ *   rounding to float32 (the arithmetic a GPU kernel does, each operation correctly rounded).
+ *   g = 0 (an all-zero tensor) or s = 0 (a block scale that underflows) give zero codes. NaN or Inf
+ *   in a block gives it the E4M3 NaN scale (0x7F) and zero codes; the tensor's amax ignores them.
+ * E2M1 codes are packed two per byte, element 2i in the low nibble (as torch.float4_e2m1fn_x2).
+ */
+import { packNibbles, unpackNibbles } from '@deepwell/core';
+import { E8M0_NAN, decodeE8m0, decodeElement, encodeE8m0, encodeElement, ilog2, type ElementFormat, ELEMENTS } from './elements.js';
+
+export type ScaleMode = 'floor' | 'rceil';
+
+const fround = Math.fround;
+
+/** The shared exponent of a block of finite values with largest magnitude amax > 0. */
+export function mxExponent(elem: ElementFormat, amax: number, mode: ScaleMode): number {
+  let e: number;
+  if (mode === 'floor') e = ilog2(amax) - elem.emax;
+  else {
+    // Smallest e with max_elem · 2^e ≥ amax (products of a float64 and a power of two are exact).
+    e = ilog2(amax) - ilog2(elem.max) - 1;
+    while (elem.max * 2 ** e < amax) e++;
+  }
+  return Math.min(127, Math.max(-127, e));
+}
+
+export interface MxBlocks {
+  /** Element codes: one per byte (MXFP8) or two per byte, low nibble first (MXFP4). */
+  data: Uint8Array;
+  /** One E8M0 code per block. */
+  scales: Uint8Array;
+}
+
+export function quantizeMx(x: ArrayLike<number>, elem: ElementFormat, mode: ScaleMode, block = 32): MxBlocks {
+  const n = x.length;
+  const codes = new Uint8Array(n);
+  const scales = new Uint8Array(n / block);
+  for (let b = 0; b < scales.length; b++) {
+    let amax = 0;
+    let special = false;
+    for (let i = b * block; i < (b + 1) * block; i++) {
+      const v = x[i]!;
+      if (!Number.isFinite(v)) special = true;
+      else amax = Math.max(amax, Math.abs(v));
+    }
+    if (special) {
+      scales[b] = E8M0_NAN;
+      continue; // codes stay 0
+    }
+    const e = amax === 0 ? -127 : mxExponent(elem, amax, mode);
+    scales[b] = encodeE8m0(e);
+    const inv = 2 ** -e;
+    for (let i = b * block; i < (b + 1) * block; i++) codes[i] = encodeElement(elem, x[i]! * inv, { saturate: true });
+  }
+  return { data: elem.bits === 4 ? packNibbles(codes) : codes, scales };
+}
+
+export function dequantizeMx(q: MxBlocks, elem: ElementFormat, n: number, block = 32): Float32Array {
+  const codes = elem.bits === 4 ? unpackNibbles(q.data) : q.data;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = decodeElement(elem, codes[i]!) * decodeE8m0(q.scales[Math.floor(i / block)]!);
+  return out;
+}
+
+export interface Nvfp4Blocks {
+  data: Uint8Array;
+  /** One E4M3 code per block of 16. */
+  scales: Uint8Array;
+  /** The FP32 per-tensor scale g. */
+  globalScale: number;
+}
+
+const E4M3 = ELEMENTS.e4m3;
+const E2M1 = ELEMENTS.e2m1;
+export const NVFP4_BLOCK = 16;
+
+export function quantizeNvfp4(x: ArrayLike<number>): Nvfp4Blocks {
+  const n = x.length;
+  let amax = 0;
+  for (let i = 0; i < n; i++) if (Number.isFinite(x[i]!)) amax = Math.max(amax, Math.abs(x[i]!));
+  const g = fround(amax / (448 * 6));
+  const codes = new Uint8Array(n);
+  const scales = new Uint8Array(n / NVFP4_BLOCK);
+  for (let b = 0; b < scales.length; b++) {
+    let bamax = 0;
+    let special = false;
+    for (let i = b * NVFP4_BLOCK; i < (b + 1) * NVFP4_BLOCK; i++) {
+      const v = x[i]!;
+      if (!Number.isFinite(v)) special = true;
+      else bamax = Math.max(bamax, Math.abs(v));
+    }
+    if (special) {
+      scales[b] = 0x7f; // E4M3 NaN
+      continue;
+    }
+    if (g === 0) continue; // all zero: scale and codes 0
+    const sc = encodeElement(E4M3, fround(fround(bamax / 6) / g), { saturate: true });
+    scales[b] = sc;
+    const denom = fround(decodeElement(E4M3, sc) * g);
+    if (denom === 0) continue;
+    for (let i = b * NVFP4_BLOCK; i < (b + 1) * NVFP4_BLOCK; i++) codes[i] = encodeElement(E2M1, fround(x[i]! / denom), { saturate: true });
+  }
+  return { data: packNibbles(codes), scales, globalScale: g };
+}
+
+export function dequantizeNvfp4(q: Nvfp4Blocks, n: number): Float32Array {
+  const codes = unpackNibbles(q.data);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = decodeElement(E2M1, codes[i]!) * decodeElement(E4M3, q.scales[Math.floor(i / NVFP4_BLOCK)]!) * q.globalScale;
+  return out;
+}
+
+
