@@ -2,7 +2,7 @@ export * from './ops/index.js';
 export { Graph, byteSizeOf } from './graph.js';
 export type { GraphJSON, InitSpec, NodeDecl, ValueDecl, ValueKind } from './graph.js';
 export { GraphBuilder, Sym } from './builder.js';
-export { checkAttrs, defineOp, getOp, listOps } from './op.js';
+export { axisOf, checkAttrs, defineOp, getOp, inplacePairs, listOps, shapeError } from './op.js';
 export type { AttrKind, AttrSpec, KernelCall, KernelParams, OpDef, RefContext } from './op.js';
 export { interpret } from './interpret.js';
 export type { InterpretOptions } from './interpret.js';

@@ -4,3 +4,6 @@ export { dequantizeMx, dequantizeNvfp4, mxExponent, quantizeMx, quantizeNvfp4 } 
 export type { MxBlocks, Nvfp4Blocks, ScaleMode } from './blocks.js';
 export { FORMATS, dequantize, quantize } from './quantize.js';
 export type { Format, QuantizeOptions, Quantized } from './quantize.js';
+export { fakeQuantOp } from './ops/fake_quant.js';
+export { PrecisionPolicy, RECIPES, support } from './policy.js';
+export type { LayerDecision, PolicyOptions, PolicyRule, Recipe } from './policy.js';
