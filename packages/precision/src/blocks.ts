@@ -28,6 +28,18 @@ export type ScaleMode = 'floor' | 'rceil';
 
 const fround = Math.fround;
 
+/** The largest finite magnitude of x[from, to), and whether a NaN or ±Inf is among them. */
+export function amaxOf(x: ArrayLike<number>, from: number, to: number): { amax: number; special: boolean } {
+  let amax = 0;
+  let special = false;
+  for (let i = from; i < to; i++) {
+    const v = x[i]!;
+    if (!Number.isFinite(v)) special = true;
+    else if (Math.abs(v) > amax) amax = Math.abs(v);
+  }
+  return { amax, special };
+}
+
 /** The shared exponent of a block of finite values with largest magnitude amax > 0. */
 export function mxExponent(elem: ElementFormat, amax: number, mode: ScaleMode): number {
   let e: number;
@@ -52,13 +64,7 @@ export function quantizeMx(x: ArrayLike<number>, elem: ElementFormat, mode: Scal
   const codes = new Uint8Array(n);
   const scales = new Uint8Array(n / block);
   for (let b = 0; b < scales.length; b++) {
-    let amax = 0;
-    let special = false;
-    for (let i = b * block; i < (b + 1) * block; i++) {
-      const v = x[i]!;
-      if (!Number.isFinite(v)) special = true;
-      else amax = Math.max(amax, Math.abs(v));
-    }
+    const { amax, special } = amaxOf(x, b * block, (b + 1) * block);
     if (special) {
       scales[b] = E8M0_NAN;
       continue; // codes stay 0
@@ -92,19 +98,11 @@ export const NVFP4_BLOCK = 16;
 
 export function quantizeNvfp4(x: ArrayLike<number>): Nvfp4Blocks {
   const n = x.length;
-  let amax = 0;
-  for (let i = 0; i < n; i++) if (Number.isFinite(x[i]!)) amax = Math.max(amax, Math.abs(x[i]!));
-  const g = fround(amax / (448 * 6));
+  const g = fround(amaxOf(x, 0, n).amax / (448 * 6));
   const codes = new Uint8Array(n);
   const scales = new Uint8Array(n / NVFP4_BLOCK);
   for (let b = 0; b < scales.length; b++) {
-    let bamax = 0;
-    let special = false;
-    for (let i = b * NVFP4_BLOCK; i < (b + 1) * NVFP4_BLOCK; i++) {
-      const v = x[i]!;
-      if (!Number.isFinite(v)) special = true;
-      else bamax = Math.max(bamax, Math.abs(v));
-    }
+    const { amax: bamax, special } = amaxOf(x, b * NVFP4_BLOCK, (b + 1) * NVFP4_BLOCK);
     if (special) {
       scales[b] = 0x7f; // E4M3 NaN
       continue;

@@ -10,7 +10,7 @@
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { ELEMENTS, decodeElement, encodeElement, type ElementFormat } from './elements.js';
-import { NVFP4_BLOCK, dequantizeMx, dequantizeNvfp4, quantizeMx, quantizeNvfp4, type ScaleMode } from './blocks.js';
+import { NVFP4_BLOCK, amaxOf, dequantizeMx, dequantizeNvfp4, quantizeMx, quantizeNvfp4, type ScaleMode } from './blocks.js';
 
 export const FORMATS = ['mxfp8-e4m3', 'mxfp8-e5m2', 'mxfp4', 'nvfp4', 'fp8-e4m3', 'fp8-e5m2'] as const;
 export type Format = (typeof FORMATS)[number];
@@ -74,8 +74,7 @@ export function quantize(x: Float32Array | Float64Array | readonly number[], opt
     return { ...base, scaleMode: null, data: q.data, scales: q.scales, globalScale: q.globalScale };
   }
   const elem = TENSORWISE[format]!;
-  let amax = 0;
-  for (let i = 0; i < n; i++) if (Number.isFinite(xs[i]!)) amax = Math.max(amax, Math.abs(xs[i]!));
+  const { amax } = amaxOf(xs, 0, n);
   const s = amax === 0 ? 1 : Math.fround(amax / elem.max);
   const data = new Uint8Array(n);
   for (let i = 0; i < n; i++) data[i] = encodeElement(elem, Math.fround(xs[i]! / s), { saturate: true });
