@@ -7,3 +7,5 @@ export type { Format, QuantizeOptions, Quantized } from './quantize.js';
 export { fakeQuantOp } from './ops/fake_quant.js';
 export { PrecisionPolicy, RECIPES, support } from './policy.js';
 export type { LayerDecision, PolicyOptions, PolicyRule, Recipe } from './policy.js';
+export { dequantize2d, quantize2d, tileScales128x4, untileScales128x4 } from './layout.js';
+export type { BlockFp8, Direction, Quantized2d } from './layout.js';

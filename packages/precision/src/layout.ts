@@ -1,0 +1,124 @@
+/**
+ * Two-dimensional quantization and the scale layouts GEMMs expect.
+ *
+ * quantize2d(x, rows, cols, { format, direction }) quantizes a row-major [rows, cols] matrix with
+ * blocks along one axis: 'rowwise' (blocks of consecutive elements of a row: the forward GEMM's
+ * operand, K = cols) or 'columnwise' (blocks down a column: what the backward pass needs). A
+ * columnwise result is stored transposed — data [cols, rows], scales [cols, rows / block] — the
+ * layout in which the backward GEMM reads it with K contiguous.
+ *
+ * Blockwise FP8 (E4M3 elements, one FP32 scale per block, scale = f32(amax / 448), 1 for an
+ * all-zero block; elements E4M3(f32(x / scale)) saturating):
+ *   'fp8-block1x128'   blocks of 1 × 128 along the direction (activations);
+ *   'fp8-block128x128' tiles of 128 × 128 (weights); direction then only sets the data layout.
+ *
+ * tileScales128x4(scales, rows, cols): a row-major [rows, cols] matrix of block-scale codes in the
+ * tiled layout cuBLASLt's VEC32_UE8M0 / VEC16_UE4M3 modes read — tiles of 128 rows × 4 columns, 512
+ * bytes each, tile (rb, cb) at (rb · ceil(cols / 4) + cb) · 512, row r and column c of a tile at
+ * (r mod 32) · 16 + floor(r / 32) · 4 + c; padding is zero.
+ */
+import { DeepwellError, describe } from '@deepwell/core';
+import { ELEMENTS, decodeElement, encodeElement } from './elements.js';
+import { amaxOf } from './blocks.js';
+import { dequantize, quantize, type Format, type Quantized } from './quantize.js';
+
+export type Direction = 'rowwise' | 'columnwise';
+export type BlockFp8 = 'fp8-block1x128' | 'fp8-block128x128';
+
+export interface Quantized2d {
+  format: Format | BlockFp8;
+  direction: Direction;
+  rows: number;
+  cols: number;
+  /** Element codes in the stored layout ([rows, cols] rowwise, [cols, rows] columnwise). */
+  data: Uint8Array;
+  /** Block scales: codes (MX, NVFP4) or FP32 values (blockwise FP8), in the stored layout. */
+  scales: Uint8Array | Float32Array;
+  globalScale: number | null;
+}
+
+function transpose(x: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  const t = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = x[r * cols + c]!;
+  return t;
+}
+
+function checkMatrix(x: ArrayLike<number>, rows: number, cols: number): void {
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected positive integer rows and cols but received ${describe(rows)} and ${describe(cols)}`);
+  if (x.length !== rows * cols) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${rows} × ${cols} = ${rows * cols} values but received ${x.length}`);
+}
+
+export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: number, options: { format: Format | BlockFp8; direction?: Direction; scaleMode?: 'floor' | 'rceil' }): Quantized2d {
+  checkMatrix(x, rows, cols);
+  const direction = options.direction ?? 'rowwise';
+  if (direction !== 'rowwise' && direction !== 'columnwise') throw new DeepwellError('INVALID_ARGUMENT', `Expected direction 'rowwise' or 'columnwise' but received ${describe(options.direction)}`);
+  // The stored matrix: rows along which blocks run are its rows.
+  const [R, C] = direction === 'rowwise' ? [rows, cols] : [cols, rows];
+  const m = direction === 'rowwise' ? x : transpose(x, rows, cols);
+  if (options.format === 'fp8-block1x128' || options.format === 'fp8-block128x128') {
+    const tile = options.format === 'fp8-block128x128' ? 128 : 1;
+    if (C % 128 !== 0 || R % tile !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${tile === 1 ? '' : 'rows and '}a length along the blocks divisible by 128 for ${options.format} but received ${rows} × ${cols} (${direction})`);
+    const scales = new Float32Array((R / tile) * (C / 128));
+    const data = new Uint8Array(R * C);
+    for (let br = 0; br < R / tile; br++)
+      for (let bc = 0; bc < C / 128; bc++) {
+        let amax = 0;
+        for (let r = br * tile; r < (br + 1) * tile; r++) amax = Math.max(amax, amaxOf(m, r * C + bc * 128, r * C + bc * 128 + 128).amax);
+        const s = amax === 0 ? 1 : Math.fround(amax / 448);
+        scales[br * (C / 128) + bc] = s;
+        for (let r = br * tile; r < (br + 1) * tile; r++)
+          for (let c = bc * 128; c < bc * 128 + 128; c++) data[r * C + c] = encodeElement(ELEMENTS.e4m3, Math.fround(m[r * C + c]! / s));
+      }
+    return { format: options.format, direction, rows, cols, data, scales, globalScale: null };
+  }
+  const block = options.format === 'nvfp4' ? 16 : options.format.startsWith('mx') ? 32 : null;
+  if (block !== null && C % block !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length along the blocks divisible by ${block} for ${options.format} but received ${rows} × ${cols} (${direction})`);
+  const q = quantize(m, { format: options.format, ...(options.scaleMode ? { scaleMode: options.scaleMode } : {}) });
+  return { format: options.format, direction, rows, cols, data: q.data, scales: q.scales, globalScale: q.globalScale };
+}
+
+/** The row-major [rows, cols] values of a quantize2d result. */
+export function dequantize2d(q: Quantized2d): Float32Array {
+  const [R, C] = q.direction === 'rowwise' ? [q.rows, q.cols] : [q.cols, q.rows];
+  let m: Float32Array;
+  if (q.format === 'fp8-block1x128' || q.format === 'fp8-block128x128') {
+    const tile = q.format === 'fp8-block128x128' ? 128 : 1;
+    const s = q.scales as Float32Array;
+    m = new Float32Array(R * C);
+    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) m[r * C + c] = decodeElement(ELEMENTS.e4m3, q.data[r * C + c]!) * s[Math.floor(r / tile) * (C / 128) + Math.floor(c / 128)]!;
+  } else {
+    const block = q.format === 'nvfp4' ? 16 : q.format.startsWith('mx') ? 32 : R * C;
+    const flat: Quantized = { format: q.format, scaleMode: null, length: R * C, blockSize: block, data: q.data, scales: q.scales as Uint8Array, globalScale: q.globalScale };
+    m = dequantize(flat);
+  }
+  return q.direction === 'rowwise' ? m : Float32Array.from(transpose(m, R, C));
+}
+
+/** Block-scale codes [rows, cols] (row-major) in cuBLASLt's 128 × 4 tiled layout, zero-padded. */
+export function tileScales128x4(scales: Uint8Array, rows: number, cols: number): Uint8Array {
+  checkMatrix(scales, rows, cols);
+  const tilesR = Math.ceil(rows / 128);
+  const tilesC = Math.ceil(cols / 4);
+  const out = new Uint8Array(tilesR * tilesC * 512);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) {
+      const tile = Math.floor(r / 128) * tilesC + Math.floor(c / 4);
+      const rr = r % 128;
+      out[tile * 512 + (rr % 32) * 16 + Math.floor(rr / 32) * 4 + (c % 4)] = scales[r * cols + c]!;
+    }
+  return out;
+}
+
+/** The inverse of tileScales128x4. */
+export function untileScales128x4(tiled: Uint8Array, rows: number, cols: number): Uint8Array {
+  const tilesC = Math.ceil(cols / 4);
+  const need = Math.ceil(rows / 128) * tilesC * 512;
+  if (tiled.length !== need) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${need} bytes of tiled scales for ${rows} × ${cols} but received ${tiled.length}`);
+  const out = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) {
+      const rr = r % 128;
+      out[r * cols + c] = tiled[(Math.floor(r / 128) * tilesC + Math.floor(c / 4)) * 512 + (rr % 32) * 16 + Math.floor(rr / 32) * 4 + (c % 4)]!;
+    }
+  return out;
+}
