@@ -9,3 +9,4 @@ export { PrecisionPolicy, RECIPES, support } from './policy.js';
 export type { LayerDecision, PolicyOptions, PolicyRule, Recipe } from './policy.js';
 export { dequantize2d, quantize2d, tileScales128x4, untileScales128x4 } from './layout.js';
 export type { BlockFp8, Direction, Quantized2d } from './layout.js';
+export { AmaxHistory } from './amax.js';
