@@ -356,7 +356,11 @@ class CudaExecutable extends Executable {
         this.rethrow(l.node, e);
       }
     }
-    // Updates not written in place are copied into their persistent value.
+    this.#copyUpdates();
+  }
+
+  /** Updates not written in place are copied into their persistent value. */
+  #copyUpdates(): void {
     for (const [name, id] of Object.entries(this.graph.updates)) {
       if (this.plan.persistent.get(id) === name) continue;
       const src = this.#arg(id);
@@ -398,12 +402,7 @@ class CudaExecutable extends Executable {
         }
         events[k]![1].record(this.#stream);
       });
-      for (const [name, id] of Object.entries(this.graph.updates)) {
-        if (this.plan.persistent.get(id) === name) continue;
-        const src = this.#arg(id);
-        const dst = this.#arg(this.graph.params[name] ?? this.graph.state[name]!);
-        this.#kn.loadNative().copyDtoD(dst.base, dst.offset, src.base, src.offset, src.bytes, this.#stream.handle);
-      }
+      this.#copyUpdates();
       last.record(this.#stream);
       const outputs = this.#finish(native);
       const nodes = this.#launches.map((l, k) => ({ index: k, op: l.node.op, kernel: l.kernel.name, scope: l.node.scope, ms: events[k]![1].elapsedSince(events[k]![0]) }));

@@ -20,7 +20,7 @@
 import { DeepwellError, describe } from '@deepwell/core';
 import { ELEMENTS, decodeElement, encodeElement } from './elements.js';
 import { amaxOf } from './blocks.js';
-import { dequantize, quantize, type Format, type Quantized } from './quantize.js';
+import { blockSizeOf, dequantize, quantize, type Format, type Quantized } from './quantize.js';
 
 export type Direction = 'rowwise' | 'columnwise';
 export type BlockFp8 = 'fp8-block1x128' | 'fp8-block128x128';
@@ -71,7 +71,7 @@ export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: n
       }
     return { format: options.format, direction, rows, cols, data, scales, globalScale: null };
   }
-  const block = options.format === 'nvfp4' ? 16 : options.format.startsWith('mx') ? 32 : null;
+  const block = blockSizeOf(options.format);
   if (block !== null && C % block !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length along the blocks divisible by ${block} for ${options.format} but received ${rows} × ${cols} (${direction})`);
   const q = quantize(m, { format: options.format, ...(options.scaleMode ? { scaleMode: options.scaleMode } : {}) });
   return { format: options.format, direction, rows, cols, data: q.data, scales: q.scales, globalScale: q.globalScale };
@@ -87,8 +87,7 @@ export function dequantize2d(q: Quantized2d): Float32Array {
     m = new Float32Array(R * C);
     for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) m[r * C + c] = decodeElement(ELEMENTS.e4m3, q.data[r * C + c]!) * s[Math.floor(r / tile) * (C / 128) + Math.floor(c / 128)]!;
   } else {
-    const block = q.format === 'nvfp4' ? 16 : q.format.startsWith('mx') ? 32 : R * C;
-    const flat: Quantized = { format: q.format, scaleMode: null, length: R * C, blockSize: block, data: q.data, scales: q.scales as Uint8Array, globalScale: q.globalScale };
+    const flat: Quantized = { format: q.format, scaleMode: null, length: R * C, blockSize: blockSizeOf(q.format) ?? R * C, data: q.data, scales: q.scales as Uint8Array, globalScale: q.globalScale };
     m = dequantize(flat);
   }
   return q.direction === 'rowwise' ? m : Float32Array.from(transpose(m, R, C));

@@ -21,8 +21,7 @@
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl } from '@deepwell/ir';
-import type { Format } from './quantize.js';
-import { blockSizeOf } from './ops/fake_quant.js';
+import { blockSizeOf, type Format } from './quantize.js';
 
 export type Recipe = 'bf16' | 'fp8-tensorwise' | 'mxfp8' | 'nvfp4';
 

@@ -50,8 +50,9 @@ function checkFormat(format: unknown): Format {
   return format as Format;
 }
 
-function blockOf(format: Format, n: number): number {
-  return MX[format] ? 32 : format === 'nvfp4' ? NVFP4_BLOCK : Math.max(1, n);
+/** Elements per block scale: 32 for MX, 16 for NVFP4, null for tensorwise FP8 (one scale in all). */
+export function blockSizeOf(format: Format): number | null {
+  return MX[format] ? 32 : format === 'nvfp4' ? NVFP4_BLOCK : null;
 }
 
 export function quantize(x: Float32Array | Float64Array | readonly number[], options: QuantizeOptions): Quantized {
@@ -61,7 +62,7 @@ export function quantize(x: Float32Array | Float64Array | readonly number[], opt
   if (mode !== 'floor' && mode !== 'rceil') throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleMode 'floor' or 'rceil' but received ${describe(options.scaleMode)}`);
   if (options.scaleMode !== undefined && !MX[format]) throw new DeepwellError('INVALID_ARGUMENT', `Expected no scaleMode for ${format} (its scales are not powers of two) but received ${describe(options.scaleMode)}`);
   const n = xs.length;
-  const block = blockOf(format, n);
+  const block = blockSizeOf(format) ?? Math.max(1, n);
   if (n % block !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length divisible by ${format}'s block of ${block} elements but received ${n}`);
   const base = { format, length: n, blockSize: block };
   const mx = MX[format];

@@ -138,9 +138,10 @@ registerCuda({
   op: 'matmul_bias',
   name: 'matmul_bias_cuda_fallback',
   priority: 150,
+  needs: ['gemmFallback', 'biasAdd'],
   supports: (p) => {
     const g = biasPlan(p);
-    return typeof g === 'string' ? g : typeof nativeOps().ops?.biasAdd === 'function' ? true : 'the addon has no biasAdd entry point';
+    return typeof g === 'string' ? g : true;
   },
   run: (c, ops) => {
     const g = biasPlan(c) as GemmPlan;
@@ -152,15 +153,11 @@ registerCuda({
 // matmul_bias_gelu (made by fusion): cuBLASLt's GELU_AUX_BIAS epilogue writes gelu(pre) to `out` and
 // the pre-activation to `pre` (for gelu_backward) as the GEMM stores its tile. Otherwise: the GEMM
 // into pre, the bias added in place, then the gelu kernel from pre to out.
-const hasKernels = (...names: string[]): true | string => {
-  const missing = names.find((n) => typeof nativeOps().ops?.[n] !== 'function');
-  return missing ? `the addon has no ${missing} entry point` : true;
-};
-
 registerCuda({
   op: 'matmul_bias_gelu',
   name: 'matmul_bias_gelu_cublaslt',
   priority: 200,
+  needs: ['gemmLt', 'gemmLtSupported'],
   supports: (p) => {
     const g = biasPlan(p);
     return typeof g === 'string' ? g : ltSupports(p, g, EPI.geluAuxBias);
@@ -176,9 +173,10 @@ registerCuda({
   op: 'matmul_bias_gelu',
   name: 'matmul_bias_gelu_unfused',
   priority: 150,
+  needs: ['gemmLtSupported', 'gemmFallback', 'biasAdd', 'gelu'],
   supports: (p) => {
     const g = biasPlan(p);
-    return typeof g === 'string' ? g : hasKernels('biasAdd', 'gelu');
+    return typeof g === 'string' ? g : true;
   },
   run: (c, ops) => {
     const g = biasPlan(c) as GemmPlan;
@@ -203,6 +201,7 @@ registerCuda({
   op: 'matmul_bgrad',
   name: 'matmul_bgrad_cublaslt',
   priority: 200,
+  needs: ['gemmLt', 'gemmLtSupported'],
   supports: (p) => {
     const g = bgradPlan(p);
     return typeof g === 'string' ? g : ltSupports(p, g, EPI.bgradb);
@@ -218,9 +217,10 @@ registerCuda({
   op: 'matmul_bgrad',
   name: 'matmul_bgrad_unfused',
   priority: 150,
+  needs: ['gemmLtSupported', 'gemmFallback', 'sumTo'],
   supports: (p) => {
     const g = bgradPlan(p);
-    return typeof g === 'string' ? g : hasKernels('sumTo');
+    return typeof g === 'string' ? g : true;
   },
   run: (c, ops) => {
     const g = bgradPlan(c) as GemmPlan;

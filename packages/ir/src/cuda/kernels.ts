@@ -53,6 +53,8 @@ export interface CudaKernel {
   op: string;
   name: string;
   priority?: number;
+  /** Native entry points the kernel calls; one the loaded addon lacks makes it decline. */
+  needs?: readonly string[];
   /** Beyond "on a CUDA device with the addon loaded": what this kernel accepts. */
   supports(p: KernelParams): true | string;
   run(call: CudaCall, ops: NativeOps): void;
@@ -69,6 +71,8 @@ export function registerCuda(k: CudaKernel): void {
       if (!p.device.startsWith('cuda')) return `runs on CUDA, not ${p.device}`;
       const n = nativeOps();
       if (!n.ops) return n.why;
+      const missing = k.needs?.find((e) => typeof n.ops![e] !== 'function');
+      if (missing !== undefined) return `the loaded @deepwell/kernels-native has no '${missing}' entry point (rebuild it)`;
       return k.supports(p);
     },
     run: (call) => k.run(call, nativeOps().ops!),

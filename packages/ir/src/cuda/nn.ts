@@ -17,7 +17,7 @@
  */
 import type { KernelParams } from '../op.js';
 import { numel, type ValueType } from '../types.js';
-import { DTYPE_CODE, at, floatStorage, nativeOps, registerCuda, type CudaCall, type NativeOps } from './kernels.js';
+import { DTYPE_CODE, at, floatStorage, registerCuda, type CudaCall, type NativeOps } from './kernels.js';
 
 /** A kernel call that may opt out of the synchronising index check. */
 export type CheckedCudaCall = CudaCall & { checkIndices?: boolean };
@@ -101,8 +101,8 @@ registerCuda({
 registerCuda({
   op: 'add_layernorm',
   name: 'add_layernorm_cuda',
+  needs: ['addLayernorm'],
   supports: (p) => {
-    if (typeof nativeOps().ops?.addLayernorm !== 'function') return 'the addon has no addLayernorm entry point (rebuild it)';
     return both(oneFloatStorage(p, [], [2, 3]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'));
   },
   run: (call, ops) => {
@@ -268,8 +268,8 @@ registerCuda({
 registerCuda({
   op: 'adamw_multi',
   name: 'adamw_multi_cuda',
+  needs: ['adamwMulti'],
   supports: (p) => {
-    if (typeof nativeOps().ops?.adamwMulti !== 'function') return 'the addon has no adamwMulti entry point (rebuild it)';
     const base = floatStorage(p);
     if (base !== true) return base;
     const grad = p.inTypes[3]!.dtype;
@@ -309,7 +309,8 @@ registerCuda({
 registerCuda({
   op: 'clip_coef',
   name: 'clip_coef_cuda',
-  supports: (p) => (typeof nativeOps().ops?.clipCoef !== 'function' ? 'the addon has no clipCoef entry point (rebuild it)' : floatStorage(p)),
+  needs: ['clipCoef'],
+  supports: floatStorage,
   run: (call, ops) => {
     ops.clipCoef!(call.stream, ...at(call.inputs[0]!), ...at(call.outputs[0]!), ...at(call.outputs[1]!), call.attrs.maxNorm as number);
   },

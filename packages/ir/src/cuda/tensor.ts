@@ -31,7 +31,7 @@ import type { DTypeName } from '@deepwell/core';
 import { axisOf, type KernelParams } from '../op.js';
 import { reduction } from '../ops/sum.js';
 import { numel, shapeStr, type ValueType } from '../types.js';
-import { DTYPE_CODE, FLOAT_STORAGE, at, floatStorage, nativeOps, registerCuda, type CudaCall } from './kernels.js';
+import { DTYPE_CODE, FLOAT_STORAGE, at, floatStorage, registerCuda, type CudaCall } from './kernels.js';
 
 /** The most dimensions a shape passed to a native entry point may have. */
 export const CUDA_MAX_RANK = 8;
@@ -83,11 +83,8 @@ function cuda(op: string, entry: string, supports: Check, run: (c: CudaCall, fn:
   registerCuda({
     op,
     name: `${op}_cuda`,
-    supports: (p) => {
-      const ops = nativeOps().ops;
-      if (ops && typeof ops[entry] !== 'function') return `the loaded @deepwell/kernels-native has no '${entry}' entry point (rebuild it)`;
-      return supports(p);
-    },
+    needs: [entry],
+    supports,
     run: (c, ops) => run(c, ops[entry]!),
   });
 }

@@ -9,11 +9,7 @@
  */
 import { DeepwellError } from '@deepwell/core';
 import { axisOf, defineOp, numel, shapeError, type ValueType } from '@deepwell/ir';
-import { FORMATS, dequantize, quantize, type Format } from '../quantize.js';
-
-export function blockSizeOf(format: Format): number | null {
-  return format === 'nvfp4' ? 16 : format.startsWith('mx') ? 32 : null;
-}
+import { FORMATS, blockSizeOf, dequantize, quantize, type Format } from '../quantize.js';
 
 function layout(x: ValueType, axisAttr: number): { outer: number; len: number; inner: number } {
   const axis = axisOf('fake_quant', axisAttr, x.shape.length);
