@@ -4,7 +4,9 @@ export { dequantizeMx, dequantizeNvfp4, mxExponent, quantizeMx, quantizeNvfp4 } 
 export type { MxBlocks, Nvfp4Blocks, ScaleMode } from './blocks.js';
 export { FORMATS, blockSizeOf, dequantize, quantize } from './quantize.js';
 export type { Format, QuantizeOptions, Quantized } from './quantize.js';
-export { fakeQuantOp } from './ops/fake_quant.js';
+export { FAKE_QUANT_FORMATS, fakeQuantBlocking, fakeQuantOp } from './ops/fake_quant.js';
+export type { FakeQuantBlocking, FakeQuantFormat } from './ops/fake_quant.js';
+export { QUANT_STATS, quantStatsOp } from './ops/quant_stats.js';
 export { PrecisionPolicy, RECIPES, support } from './policy.js';
 export type { LayerDecision, PolicyOptions, PolicyRule, Recipe } from './policy.js';
 export { dequantize2d, quantize2d, tileScales128x4, untileScales128x4 } from './layout.js';
