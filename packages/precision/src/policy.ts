@@ -7,7 +7,8 @@
  *
  * Layers are named by the scope of their forward GEMM (`blocks.3.mlp.fc`; backward GEMMs are in
  * `<layer>.grad`). Default decisions, in order:
- *   1. a user rule ({ match, recipe }, first match wins) on the layer name;
+ *   1. a user rule ({ match, recipe }, first match wins) on the layer name (the fallback
+ *      controller adds its demotions as rules in front);
  *   2. GEMMs without a parameter operand (attention's QKᵀ and ·V) stay BF16 (op kind);
  *   3. sensitive layers stay BF16: the output head (the tied-embedding GEMM) and, unless
  *      `keepFirstLast: false`, the first and last transformer block;
@@ -15,27 +16,59 @@
  *   5. the policy's recipe; a GEMM whose reduction length is not a whole number of the format's
  *      blocks stays BF16, with the reason recorded.
  *
+ * Recipes (RECIPES): bf16; fp8-tensorwise (E4M3 forward, E5M2 backward, one scale per tensor);
+ * fp8-blockwise (DeepSeek-V3's: E4M3 everywhere, 1 × 128 blocks for activations and gradients,
+ * 128 × 128 tiles for a weight whose two dims are multiples of 128, else 1 × 128 blocks for it
+ * too); mxfp8; nvfp4.
+ *
+ * `numerics: true` puts a `quant_stats` node beside every fake_quant (same input, same attributes)
+ * and makes it a graph output `numerics/<layer>/<k>/<a|b>` (k: the GEMM's index within its layer in
+ * graph order, a/b: the operand); `PrecisionPolicy.numerics(outputs)` gathers them per layer and
+ * `numericsTable` prints them. The fallback controller (fallback.ts) reads them to name the layer
+ * behind a loss spike.
+ *
  * Emulated only for now: every recipe runs as quantize → dequantize → BF16 GEMM on every device
  * (the low-precision GEMM kernels and fused quantization kernels are still to come). `support()`
  * says where a recipe would run natively.
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl } from '@deepwell/ir';
-import { blockSizeOf, type Format } from './quantize.js';
+import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
+import { QUANT_STATS } from './ops/quant_stats.js';
 
-export type Recipe = 'bf16' | 'fp8-tensorwise' | 'mxfp8' | 'nvfp4';
+export type Recipe = 'bf16' | 'fp8-tensorwise' | 'fp8-blockwise' | 'mxfp8' | 'nvfp4';
 
-export const RECIPES: Readonly<Record<Recipe, { forward: Format | null; backward: Format | null; nativeFrom: number | null; about: string }>> = Object.freeze({
-  bf16: { forward: null, backward: null, nativeFrom: 8.0, about: 'BF16 operands, FP32 accumulation' },
-  'fp8-tensorwise': { forward: 'fp8-e4m3', backward: 'fp8-e5m2', nativeFrom: 8.9, about: 'FP8 with one scale per tensor: E4M3 forward, E5M2 backward' },
-  mxfp8: { forward: 'mxfp8-e4m3', backward: 'mxfp8-e4m3', nativeFrom: 10.0, about: 'MXFP8 (E4M3, blocks of 32, E8M0 scales)' },
-  nvfp4: { forward: 'nvfp4', backward: 'nvfp4', nativeFrom: 10.0, about: 'NVFP4 (E2M1, blocks of 16, E4M3 scales, FP32 tensor scale)' },
+export interface RecipeSpec {
+  /** The operands' format in forward GEMMs and in backward GEMMs (null: BF16). */
+  forward: FakeQuantFormat | null;
+  backward: FakeQuantFormat | null;
+  /** The weight operand's format, when its last two dims are multiples of 128 (else the operands'). */
+  weight: FakeQuantFormat | null;
+  /** The compute capabilities that run it natively: nativeFrom <= cc (< nativeBelow when set). */
+  nativeFrom: number | null;
+  nativeBelow: number | null;
+  about: string;
+}
+
+export const RECIPES: Readonly<Record<Recipe, RecipeSpec>> = Object.freeze({
+  bf16: { forward: null, backward: null, weight: null, nativeFrom: 8.0, nativeBelow: null, about: 'BF16 operands, FP32 accumulation' },
+  'fp8-tensorwise': { forward: 'fp8-e4m3', backward: 'fp8-e5m2', weight: null, nativeFrom: 8.9, nativeBelow: null, about: 'FP8 with one scale per tensor: E4M3 forward, E5M2 backward' },
+  // cuBLASLt's blockwise FP8 (A scales CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F, B scales
+  // BLK128x128_32F) came with cuBLAS 12.9 and runs on Hopper (sm_90) only, as NVIDIA answered in
+  // NVIDIA/CUDALibrarySamples issue 310 (2026-04); Blackwell's block-scaled path is MXFP8.
+  'fp8-blockwise': { forward: 'fp8-block1x128', backward: 'fp8-block1x128', weight: 'fp8-block128x128', nativeFrom: 9.0, nativeBelow: 10.0, about: 'FP8 E4M3 with FP32 scales per 1×128 block (activations, gradients) and per 128×128 tile (weights); cuBLAS >= 12.9 on sm_90' },
+  mxfp8: { forward: 'mxfp8-e4m3', backward: 'mxfp8-e4m3', weight: null, nativeFrom: 10.0, nativeBelow: null, about: 'MXFP8 (E4M3, blocks of 32, E8M0 scales)' },
+  nvfp4: { forward: 'nvfp4', backward: 'nvfp4', weight: null, nativeFrom: 10.0, nativeBelow: null, about: 'NVFP4 (E2M1, blocks of 16, E4M3 scales, FP32 tensor scale)' },
 });
+
+const recipeList = () => Object.keys(RECIPES).join(', ');
 
 /** Whether a GPU of compute capability `cc` ('9.0', '10.0', …) runs a recipe's GEMMs natively. */
 export function support(recipe: Recipe, cc: string | null): 'native' | 'emulated' {
-  const from = RECIPES[recipe]?.nativeFrom;
-  return cc !== null && from !== null && from !== undefined && Number(cc) >= from ? 'native' : 'emulated';
+  const r = Object.hasOwn(RECIPES, recipe) ? RECIPES[recipe] : undefined;
+  if (!r || cc === null || r.nativeFrom === null) return 'emulated';
+  const v = Number(cc);
+  return v >= r.nativeFrom && (r.nativeBelow === null || v < r.nativeBelow) ? 'native' : 'emulated';
 }
 
 export interface PolicyRule {
@@ -50,6 +83,8 @@ export interface PolicyOptions {
   keepFirstLast?: boolean;
   minWeightElements?: number;
   scaleMode?: 'floor' | 'rceil';
+  /** Add a quant_stats output beside every fake_quant (default false). */
+  numerics?: boolean;
 }
 
 export interface LayerDecision {
@@ -64,20 +99,71 @@ export interface LayerDecision {
   rewritten: number;
 }
 
-const layerOf = (scope: string) => scope.replace(/\.grad$/, '') || 'head';
+/** One quant_stats output of the last run(), in graph order. */
+export interface NumericsOutput {
+  /** `numerics/<layer>/<gemm>/<operand>` */
+  name: string;
+  layer: string;
+  gemm: number;
+  operand: 'a' | 'b';
+  pass: 'forward' | 'backward';
+  format: FakeQuantFormat;
+}
+
+/** A layer's quant_stats, the worst of its operands: largest amax and shares, widest scale range. */
+export interface LayerNumerics {
+  layer: string;
+  operands: number;
+  amax: number;
+  nonfinite: number;
+  underflow: number;
+  saturated: number;
+  log2ScaleMin: number;
+  log2ScaleMax: number;
+}
+
+// Backward GEMMs are in `<layer>.grad`; the head's (forward scope '') in 'grad'.
+const isBackward = (scope: string) => scope === 'grad' || scope.endsWith('.grad');
+const layerOf = (scope: string) => scope.replace(/(^|\.)grad$/, '') || 'head';
+export const NUMERICS_PREFIX = 'numerics/';
+
+function checkOptions(options: PolicyOptions): void {
+  const bad = (what: string, got: unknown) => new DeepwellError('INVALID_ARGUMENT', `Expected ${what} but received ${describe(got)}`);
+  if (!options || typeof options !== 'object' || !Object.hasOwn(RECIPES, options.recipe)) throw bad(`a recipe (${recipeList()}) for the precision policy`, options?.recipe);
+  if (options.rules !== undefined && !Array.isArray(options.rules)) throw bad('an array of { match, recipe } for the policy rules', options.rules);
+  for (const r of options.rules ?? []) checkRule(r);
+  if (options.keepFirstLast !== undefined && typeof options.keepFirstLast !== 'boolean') throw bad('a boolean for keepFirstLast', options.keepFirstLast);
+  if (options.minWeightElements !== undefined && !(Number.isInteger(options.minWeightElements) && options.minWeightElements >= 0)) throw bad('a non-negative integer for minWeightElements', options.minWeightElements);
+  if (options.scaleMode !== undefined && options.scaleMode !== 'floor' && options.scaleMode !== 'rceil') throw bad("'floor' or 'rceil' for scaleMode", options.scaleMode);
+  if (options.numerics !== undefined && typeof options.numerics !== 'boolean') throw bad('a boolean for numerics', options.numerics);
+}
+
+function checkRule(r: PolicyRule): void {
+  if (!r || typeof r !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected a { match, recipe } policy rule but received ${describe(r)}`);
+  if (!Object.hasOwn(RECIPES, r.recipe)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a recipe (${recipeList()}) in a policy rule but received ${describe(r.recipe)}`);
+  if (!(r.match instanceof RegExp) && typeof r.match !== 'string') throw new DeepwellError('INVALID_ARGUMENT', `Expected a RegExp or a layer-name prefix for a policy rule's match but received ${describe(r.match)}`);
+}
 
 export class PrecisionPolicy implements GraphPass {
   readonly name = 'precision-policy';
   readonly options: Required<Omit<PolicyOptions, 'rules'>> & { rules: PolicyRule[] };
 
   constructor(options: PolicyOptions) {
-    if (!options || !(options.recipe in RECIPES)) {
-      throw new DeepwellError('INVALID_ARGUMENT', `Expected a recipe (${Object.keys(RECIPES).join(', ')}) for the precision policy but received ${describe(options?.recipe)}`);
-    }
-    for (const r of options.rules ?? []) {
-      if (!(r.recipe in RECIPES)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a recipe (${Object.keys(RECIPES).join(', ')}) in a policy rule but received ${describe(r.recipe)}`);
-    }
-    this.options = { keepFirstLast: true, minWeightElements: 1 << 14, scaleMode: 'floor', ...options, rules: options.rules ?? [] };
+    checkOptions(options);
+    this.options = { keepFirstLast: true, minWeightElements: 1 << 14, scaleMode: 'floor', numerics: false, ...options, rules: [...(options.rules ?? [])] };
+  }
+
+  /** A new policy with these options changed (rules included: the copy has its own list). */
+  clone(over: Partial<PolicyOptions> = {}): PrecisionPolicy {
+    return new PrecisionPolicy({ ...this.options, ...over });
+  }
+
+  /** Add a rule: at the end (after the user's), or `first` (it then wins over every other). */
+  addRule(rule: PolicyRule, options: { first?: boolean } = {}): this {
+    checkRule(rule);
+    if (options.first) this.options.rules.unshift(rule);
+    else this.options.rules.push(rule);
+    return this;
   }
 
   /** Which parameter (if any) a value comes from, through casts. */
@@ -88,7 +174,7 @@ export class PrecisionPolicy implements GraphPass {
     return p && p.op === 'cast' ? this.#paramOf(graph, p.inputs[0]!) : null;
   }
 
-  /** The decision for every layer that has GEMMs, without changing the graph. */
+  /** The decision for every layer that has GEMMs (in graph order), without changing the graph. */
   plan(graph: Graph): LayerDecision[] {
     const o = this.options;
     const gemms = graph.nodes.filter((n) => n.op === 'matmul');
@@ -98,7 +184,7 @@ export class PrecisionPolicy implements GraphPass {
     const last = blockIds.length ? Math.max(...blockIds) : -1;
     const out: LayerDecision[] = [];
     for (const [layer, nodes] of layers) {
-      const fwd = nodes.find((n) => !n.scope.endsWith('.grad')) ?? nodes[0]!;
+      const fwd = nodes.find((n) => !isBackward(n.scope)) ?? nodes[0]!;
       const param = fwd.inputs.map((i) => this.#paramOf(graph, i)).find((p) => p !== null) ?? null;
       const kind: LayerDecision['kind'] = param === null ? 'attention' : layer === 'head' || /(^|\.)wte\.weight$/.test(param) ? 'head' : 'linear';
       const weight = param !== null ? [...graph.values[graph.params[param]!]!.type.shape] : null;
@@ -112,33 +198,56 @@ export class PrecisionPolicy implements GraphPass {
       else if (o.keepFirstLast && block && (Number(block[1]) === 0 || Number(block[1]) === last)) (recipe = 'bf16'), (reason = `sensitive: ${Number(block[1]) === 0 ? 'first' : 'last'} block`);
       else if (weight && weight.reduce((a, b) => a * b, 1) < o.minWeightElements) (recipe = 'bf16'), (reason = `too small to gain (< ${o.minWeightElements} weight elements)`);
       else reason = 'policy recipe';
+      if (RECIPES[recipe].weight && weight) reason += this.#tiles(weight) ? '; weight in 128×128 tiles' : '; weight in 1×128 blocks (its dims are not both multiples of 128)';
       out.push({ layer, kind, weight, recipe, reason, gemms: nodes.length, rewritten: 0 });
     }
     return out;
   }
 
+  #tiles(shape: readonly number[]): boolean {
+    return shape.length >= 2 && shape.at(-1)! % 128 === 0 && shape.at(-2)! % 128 === 0;
+  }
+
   run(graph: Graph): Graph {
     const decisions = new Map(this.plan(graph).map((d) => [d.layer, d]));
     const b = GraphBuilder.extend(graph);
-    const before = new Map<number, NodeDecl[]>(); // node id -> the fake_quant nodes to put before it
+    const before = new Map<number, NodeDecl[]>(); // node id -> the nodes to put before it
     const original = graph.nodes.slice();
+    const gemmIndex = new Map<string, number>();
+    const numerics: NumericsOutput[] = [];
     for (const n of original) {
       if (n.op !== 'matmul') continue;
-      const d = decisions.get(layerOf(n.scope))!;
+      const layer = layerOf(n.scope);
+      const k = gemmIndex.get(layer) ?? 0;
+      gemmIndex.set(layer, k + 1);
+      const d = decisions.get(layer)!;
       const r = RECIPES[d.recipe];
-      const format = n.scope.endsWith('.grad') ? r.backward : r.forward;
-      if (!format) continue;
-      const a = graph.values[n.inputs[0]!]!.type;
+      const backward = isBackward(n.scope);
+      const base = backward ? r.backward : r.forward;
+      if (!base) continue;
+      const types = n.inputs.map((id) => graph.values[id]!.type);
       const axes = [n.attrs.transA ? -2 : -1, n.attrs.transB ? -1 : -2];
-      const K = a.shape.at(axes[0]!)!;
-      const block = blockSizeOf(format);
-      if (block !== null && K % block !== 0) {
-        d.reason += `; a GEMM with reduction length ${K} (not a multiple of ${block}) stays BF16`;
+      const K = types[0]!.shape.at(axes[0]!)!;
+      const formats = n.inputs.map((id, i) => (r.weight && this.#paramOf(graph, id) !== null && this.#tiles(types[i]!.shape) ? r.weight : base));
+      const short = formats.map((f) => fakeQuantBlocking(f)).find((bl) => bl.kind !== 'block128x128' && bl.block !== null && K % bl.block !== 0);
+      if (short) {
+        const why = `; a GEMM with reduction length ${K} (not a multiple of ${short.block}) stays BF16`;
+        if (!d.reason.includes(why)) d.reason += why;
         continue;
       }
       const first = graph.nodes.length;
-      const attrs = { format, axis: 0, ...(format.startsWith('mx') ? { scaleMode: this.options.scaleMode } : {}) };
-      n.inputs = n.inputs.map((id, k) => b.within(n.scope, () => b.op1('fake_quant', [b.sym(id)], { ...attrs, axis: axes[k]! })).id);
+      n.inputs = n.inputs.map((id, i) => {
+        const format = formats[i]!;
+        const attrs = { format, axis: axes[i]!, ...(format.startsWith('mx') ? { scaleMode: this.options.scaleMode } : {}) };
+        return b.within(n.scope, () => {
+          if (this.options.numerics) {
+            const name = `${NUMERICS_PREFIX}${layer}/${k}/${'ab'[i]}`;
+            b.output(name, b.op1('quant_stats', [b.sym(id)], attrs));
+            numerics.push({ name, layer, gemm: k, operand: i === 0 ? 'a' : 'b', pass: backward ? 'backward' : 'forward', format });
+          }
+          return b.op1('fake_quant', [b.sym(id)], attrs).id;
+        });
+      });
       before.set(n.id, graph.nodes.slice(first));
       d.rewritten++;
     }
@@ -146,17 +255,57 @@ export class PrecisionPolicy implements GraphPass {
     const added = new Set([...before.values()].flat());
     graph.nodes = original.flatMap((n) => [...(before.get(n.id) ?? []), n]).concat(graph.nodes.filter((n) => !added.has(n) && !original.includes(n)));
     this.lastPlan = [...decisions.values()];
+    this.lastNumerics = numerics;
     return eliminateDeadCode(graph);
   }
 
   /** The decisions of the last run() (or null before one). */
   lastPlan: LayerDecision[] | null = null;
+  /** The quant_stats outputs the last run() added, in graph order (empty without `numerics`). */
+  lastNumerics: NumericsOutput[] = [];
 
   /** The per-layer table, for a person. */
   static table(plan: LayerDecision[], cc: string | null = null): string {
     const rows = [['layer', 'kind', 'weight', 'precision', cc ? `on sm ${cc}` : 'runs', 'why']];
     for (const d of plan) rows.push([d.layer, d.kind, d.weight ? d.weight.join('×') : '-', d.recipe, d.recipe === 'bf16' ? 'native' : `emulated${support(d.recipe, cc) === 'native' ? ' (native-capable)' : ''}`, d.reason]);
-    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-    return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+    return formatRows(rows);
   }
+
+  /**
+   * The quant_stats outputs of a step (`exe.run(...)`'s result, or any record holding them) per
+   * layer, in the order the outputs come (graph order): the worst operand of each.
+   */
+  static numerics(outputs: Record<string, ArrayLike<number>>): LayerNumerics[] {
+    if (!outputs || typeof outputs !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected a step's outputs (a record of arrays) but received ${describe(outputs)}`);
+    const layers = new Map<string, LayerNumerics>();
+    for (const [name, v] of Object.entries(outputs)) {
+      if (!name.startsWith(NUMERICS_PREFIX)) continue;
+      if (!v || v.length !== QUANT_STATS.length) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${QUANT_STATS.length} values (${QUANT_STATS.join(', ')}) for output '${name}' but received ${describe(v)}`);
+      const layer = name.slice(NUMERICS_PREFIX.length).split('/').slice(0, -2).join('/');
+      const l = layers.get(layer) ?? { layer, operands: 0, amax: 0, nonfinite: 0, underflow: 0, saturated: 0, log2ScaleMin: NaN, log2ScaleMax: NaN };
+      const [amax, nonfinite, underflow, saturated, lo, hi] = Array.from(v);
+      l.operands++;
+      l.amax = Math.max(l.amax, amax!);
+      l.nonfinite = Math.max(l.nonfinite, nonfinite!);
+      l.underflow = Math.max(l.underflow, underflow!);
+      l.saturated = Math.max(l.saturated, saturated!);
+      if (!Number.isNaN(lo)) l.log2ScaleMin = Number.isNaN(l.log2ScaleMin) ? lo! : Math.min(l.log2ScaleMin, lo!);
+      if (!Number.isNaN(hi)) l.log2ScaleMax = Number.isNaN(l.log2ScaleMax) ? hi! : Math.max(l.log2ScaleMax, hi!);
+      layers.set(layer, l);
+    }
+    return [...layers.values()];
+  }
+
+  /** The per-layer numerics as a table, for a person. */
+  static numericsTable(numerics: Record<string, ArrayLike<number>> | LayerNumerics[]): string {
+    const rows = Array.isArray(numerics) ? numerics : PrecisionPolicy.numerics(numerics);
+    const pct = (x: number) => (x === 0 ? '0' : `${(100 * x).toPrecision(2)}%`);
+    const range = (l: LayerNumerics) => (Number.isNaN(l.log2ScaleMin) ? '-' : `2^${l.log2ScaleMin.toFixed(1)} .. 2^${l.log2ScaleMax.toFixed(1)}`);
+    return formatRows([['layer', 'operands', 'amax', 'scales', 'underflow', 'saturated', 'non-finite'], ...rows.map((l) => [l.layer, String(l.operands), l.amax.toPrecision(3), range(l), pct(l.underflow), pct(l.saturated), pct(l.nonfinite)])]);
+  }
+}
+
+function formatRows(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
 }

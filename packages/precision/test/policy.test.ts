@@ -1,15 +1,17 @@
 // The precision policy on the tiny GPT's training step (CPU reference backend): its per-layer
 // decisions, the rewrite, and emulated MXFP8 / NVFP4 training that still learns the synthetic
-// corpus; the fake_quant op against quantize / dequantize.
-import { autocast, capture, compile, getOp, interpret, trainingStep, type Graph } from '@deepwell/ir';
+// corpus; fp8-blockwise (1 × 128 blocks, 128 × 128 weight tiles) on a GPT wide enough for tiles;
+// the numerics outputs (quant_stats beside every fake_quant); option errors; the fake_quant op
+// against quantize / dequantize.
+import { autocast, capture, compile, getOp, interpret, trainingStep, type Graph, type NodeDecl } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { PrecisionPolicy, dequantize, quantize, support } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const [B, T] = [8, 16];
-function step(): Graph {
-  const fwd = capture(new GPT('tiny'), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+function step(model: GPT = new GPT('tiny')): Graph {
+  const fwd = capture(model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
   delete fwd.outputs.logits;
   return trainingStep(autocast(fwd), { optimizer: { weightDecay: 0 } });
 }
@@ -81,7 +83,98 @@ describe('PrecisionPolicy', () => {
     expect(support('mxfp8', '10.0')).toBe('native');
     expect(support('fp8-tensorwise', '9.0')).toBe('native');
     expect(support('nvfp4', null)).toBe('emulated');
+    // cuBLASLt's blockwise FP8 scaling modes run on Hopper only (cuBLAS 12.9+).
+    expect(support('fp8-blockwise', '9.0')).toBe('native');
+    expect(support('fp8-blockwise', '8.9')).toBe('emulated');
+    expect(support('fp8-blockwise', '10.0')).toBe('emulated');
     expect(errorOf(() => new PrecisionPolicy({ recipe: 'fp6' as never })).message).toMatch(/Expected a recipe/);
+  });
+
+  it('fp8-blockwise: 1×128 blocks for activations and gradients, 128×128 tiles for a weight whose dims allow', () => {
+    // On the tiny GPT (width 32) a forward GEMM reduces over 32: not a whole block of 128.
+    const tiny = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0 });
+    tiny.run(step());
+    console.log(`The 'fp8-blockwise' policy on the tiny GPT's training step:\n${PrecisionPolicy.table(tiny.lastPlan!, '9.0')}`);
+    const fc = tiny.lastPlan!.find((d) => d.layer === 'blocks.0.mlp.fc')!;
+    expect(fc).toMatchObject({ recipe: 'fp8-blockwise', gemms: 3, rewritten: 2 });
+    expect(fc.reason).toMatch(/weight in 1×128 blocks .*; a GEMM with reduction length 32 \(not a multiple of 128\) stays BF16/);
+    expect(PrecisionPolicy.table(tiny.lastPlan!, '9.0')).toMatch(/blocks\.0\.mlp\.fc\s+linear\s+128×32\s+fp8-blockwise\s+emulated \(native-capable\)/);
+
+    // Width 128: every weight tiles.
+    const wide = () => new GPT({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 128 });
+    const policy = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0 });
+    const g = policy.run(step(wide())).verify();
+    const producer = (id: number) => g.nodes.find((n) => n.outputs.includes(id));
+    const formats = (n: NodeDecl) => n.inputs.map((id) => producer(id)).map((p) => (p?.op === 'fake_quant' ? (p.attrs.format as string) : 'bf16'));
+    const gemms = g.nodes.filter((n) => n.op === 'matmul' && (n.scope === 'blocks.1.mlp.fc' || n.scope === 'blocks.1.mlp.fc.grad'));
+    expect(gemms.length).toBe(3);
+    const [fwd, ...bwd] = gemms;
+    expect(formats(fwd!)).toEqual(['fp8-block1x128', 'fp8-block128x128']); // x · Wᵀ
+    const dgrad = bwd.find((n) => formats(n).includes('fp8-block128x128'))!;
+    expect(formats(dgrad)).toEqual(['fp8-block1x128', 'fp8-block128x128']); // dy · W
+    const wgrad = bwd.find((n) => n !== dgrad)!;
+    expect(formats(wgrad)).toEqual(['fp8-block1x128', 'fp8-block1x128']); // dyᵀ · x, over B·T = 128
+    expect(policy.lastPlan!.find((d) => d.layer === 'blocks.1.mlp.fc')).toMatchObject({ rewritten: 3, reason: 'policy recipe; weight in 128×128 tiles' });
+    // Two steps train in emulated blockwise FP8, not quite as in f32.
+    const corpus = new MarkovCorpus({ vocab: 16, seed: 2 });
+    const batches = [corpus.batch(B, T), corpus.batch(B, T)];
+    const losses = (precision?: PrecisionPolicy) => {
+      const exe = compile(step(wide()), { seed: 1, precision });
+      const out = batches.map((b, s) => exe.run({ ...b, lr: Float32Array.of(1e-3), step: Float32Array.of(s + 1) }).loss![0]!);
+      exe.dispose();
+      return out;
+    };
+    const low = losses(policy.clone());
+    const ref = losses();
+    expect(low.every(Number.isFinite)).toBe(true);
+    low.forEach((l, i) => expect(Math.abs(l - ref[i]!)).toBeLessThan(0.05));
+    expect(low).not.toEqual(ref);
+  }, 60_000);
+
+  it('numerics: a quant_stats output beside every fake_quant, gathered per layer', () => {
+    const policy = new PrecisionPolicy({ recipe: 'mxfp8', keepFirstLast: false, minWeightElements: 0, numerics: true });
+    const exe = compile(step(), { seed: 1, precision: policy });
+    const fq = exe.graph.nodes.filter((n) => n.op === 'fake_quant');
+    const qs = exe.graph.nodes.filter((n) => n.op === 'quant_stats');
+    const names = Object.keys(exe.graph.outputs).filter((k) => k.startsWith('numerics/'));
+    expect(names.length).toBe(2 * policy.lastPlan!.reduce((a, d) => a + d.rewritten, 0));
+    expect(policy.lastNumerics.map((n) => n.name)).toEqual(names);
+    expect(names).toContain('numerics/blocks.0.mlp.fc/0/a'); // forward: x
+    expect(names).toContain('numerics/blocks.0.mlp.fc/2/b'); // the third GEMM of the layer
+    // Each stats node reads what a fake_quant reads, with the same attributes.
+    for (const n of qs) expect(fq.some((f) => f.inputs[0] === n.inputs[0] && JSON.stringify(f.attrs) === JSON.stringify(n.attrs))).toBe(true);
+    expect(qs.length).toBeGreaterThan(0);
+    const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
+    const out = exe.run({ ...corpus.batch(B, T), lr: Float32Array.of(1e-3), step: Float32Array.of(1) });
+    exe.dispose();
+    const layers = PrecisionPolicy.numerics(out);
+    expect(layers.map((l) => l.layer)).toEqual(policy.lastPlan!.filter((d) => d.rewritten > 0).map((d) => d.layer));
+    for (const l of layers) {
+      const own = names.filter((k) => k.startsWith(`numerics/${l.layer}/`)).map((k) => out[k]!);
+      expect(l.operands).toBe(own.length);
+      expect(l.amax).toBe(Math.max(...own.map((v) => v[0]!)));
+      expect(l.saturated).toBe(Math.max(...own.map((v) => v[3]!)));
+      expect(l.log2ScaleMin).toBe(Math.min(...own.map((v) => v[4]!)));
+      expect(l.amax).toBeGreaterThan(0);
+      expect(l.nonfinite).toBe(0);
+      expect(Number.isInteger(l.log2ScaleMin) && l.log2ScaleMin <= l.log2ScaleMax).toBe(true); // MX scales are powers of two
+    }
+    const table = PrecisionPolicy.numericsTable(out);
+    console.log(`Numerics of one emulated MXFP8 step of the tiny GPT:\n${table}`);
+    expect(table.split('\n')[0]).toMatch(/^layer\s+operands\s+amax\s+scales\s+underflow\s+saturated\s+non-finite$/);
+    expect(table).toMatch(/blocks\.1\.mlp\.proj\s+6\s+/);
+    expect(errorOf(() => PrecisionPolicy.numerics({ 'numerics/x/0/a': new Float32Array(3) })).message).toMatch(/Expected 6 values .* for output 'numerics\/x\/0\/a'/);
+  });
+
+  it('refuses bad options with what was expected', () => {
+    const msg = (o: object) => errorOf(() => new PrecisionPolicy({ recipe: 'mxfp8', ...o })).message;
+    expect(msg({ numerics: 'yes' })).toBe('Expected a boolean for numerics but received "yes"');
+    expect(msg({ minWeightElements: -1 })).toBe('Expected a non-negative integer for minWeightElements but received -1');
+    expect(msg({ scaleMode: 'ceil' })).toBe('Expected \'floor\' or \'rceil\' for scaleMode but received "ceil"');
+    expect(msg({ rules: { match: 'a', recipe: 'bf16' } })).toMatch(/Expected an array of \{ match, recipe \} for the policy rules/);
+    expect(msg({ rules: [{ match: 5, recipe: 'bf16' }] })).toMatch(/Expected a RegExp or a layer-name prefix for a policy rule's match but received 5/);
+    expect(msg({ rules: [{ match: 'a', recipe: 'fp4' }] })).toMatch(/Expected a recipe \(bf16, fp8-tensorwise, fp8-blockwise, mxfp8, nvfp4\) in a policy rule but received "fp4"/);
+    expect(errorOf(() => new PrecisionPolicy({ recipe: 'mxfp8' }).addRule({ match: /x/, recipe: 'fp16' as never })).message).toMatch(/in a policy rule but received "fp16"/);
   });
 });
 
