@@ -14,6 +14,16 @@
  *
  * Before allocating, dryrun's memory figure is compared with what the device has free; a model that
  * cannot fit is refused with OUT_OF_MEMORY and the figures.
+ *
+ * Precision (`policy`, a @deepwell/precision PrecisionPolicy, compile's precision pass) with
+ * auto-fallback (`fallback`, on by default with a policy): a FallbackController looks at every
+ * step's loss (and the policy's numerics outputs); on a bad step (a non-finite loss or gradient
+ * norm, non-finite quantized operands, a loss spike) it demotes the layer responsible, and the
+ * trainer recompiles the step with the demoted policy, rolls the weights, the AdamW moments and the
+ * data position back to the newest of this run's last checkpoint and an in-memory snapshot (taken
+ * every `fallback.snapshotEvery` steps), logs and emits 'fallback', and goes on from there. The
+ * demotions are in the checkpoints, so a resumed run keeps them. Without a policy (or with
+ * `fallback: false`) a non-finite loss throws, as before.
  */
 import { freemem } from 'node:os';
 import { createRequire } from 'node:module';
@@ -21,6 +31,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
 import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow, type NodeProfile } from '@deepwell/ir';
+import { FallbackController, PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
 import { JsonlLog, Progress } from './metrics.js';
@@ -55,6 +66,10 @@ export interface TrainerOptions {
   config?: unknown;
   /** On a GPU: run this step through Executable.profile (per-node device times; same numbers). */
   profileStep?: number;
+  /** A per-layer precision policy (compile's precision pass); the trainer works on a copy. */
+  policy?: PrecisionPolicy;
+  /** Auto-fallback with a policy (default on: the defaults of FallbackOptions); false turns it off. */
+  fallback?: FallbackOptions | false;
 }
 
 export interface StepEvent {
@@ -75,6 +90,11 @@ export interface TrainerEvents {
   step: StepEvent;
   eval: { step: number; loss: number };
   checkpoint: { step: number; path: string };
+  /**
+   * A bad step was undone: layers demoted, weights, optimizer state and data position restored to
+   * `restoredTo`, and a new executable compiled (the one training continues with).
+   */
+  fallback: { step: number; loss: number; cause: string; events: FallbackEvent[]; restoredTo: number; source: 'checkpoint' | 'snapshot'; executable: Executable };
   end: FitResult;
 }
 
@@ -95,6 +115,12 @@ export interface FitResult {
   peakMemoryBytes: number;
   /** The profiled step (options.profileStep), when there was one. */
   profile: { step: number; totalMs: number; nodes: NodeProfile[] } | null;
+  /** Every layer demoted by auto-fallback (this run's and, when resumed, the checkpoint's), oldest first. */
+  fallbacks: FallbackEvent[];
+  /** The policy's per-layer decisions at the end (after any fallback); null without a policy. */
+  plan: LayerDecision[] | null;
+  /** The last step's per-layer numerics (a policy with numerics: true), else null. */
+  numerics: LayerNumerics[] | null;
 }
 
 const require = createRequire(import.meta.url);
@@ -121,6 +147,20 @@ function freeBytes(device: string): number | null {
 
 type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
 
+/** A PrecisionPolicy, from this copy of @deepwell/precision or another (ESM / CJS). */
+function isPolicy(p: unknown): p is PrecisionPolicy {
+  if (p instanceof PrecisionPolicy) return true;
+  const q = p as PrecisionPolicy | null;
+  return typeof q === 'object' && q !== null && q.name === 'precision-policy' && typeof q.run === 'function' && typeof q.clone === 'function' && typeof q.addRule === 'function';
+}
+
+/** Every parameter and optimizer-state value of an executable, copied out, with the data position. */
+interface Snapshot {
+  step: number;
+  loader: LoaderState;
+  values: Map<string, Float32Array>;
+}
+
 export class Trainer {
   readonly device: string;
   readonly precision: 'bf16' | 'f32';
@@ -137,6 +177,11 @@ export class Trainer {
     if (!options.train || typeof options.train.next !== 'function') throw new DeepwellError('INVALID_ARGUMENT', `Expected a TokenLoader for train but received ${describe(options.train)}`);
     if (options.val && (options.val.batchSize !== options.train.batchSize || options.val.seqLen !== options.train.seqLen)) {
       throw new DeepwellError('SHAPE_MISMATCH', `Expected the val loader's batch shape [${options.train.batchSize}, ${options.train.seqLen}] (the train loader's) but received [${options.val.batchSize}, ${options.val.seqLen}]`);
+    }
+    if (options.policy !== undefined && !isPolicy(options.policy)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a PrecisionPolicy (from @deepwell/precision) for policy but received ${describe(options.policy)}`);
+    if (options.fallback !== undefined && options.fallback !== false) {
+      checkFallbackOptions(options.fallback);
+      if (!options.policy) throw new DeepwellError('INVALID_ARGUMENT', `Expected a policy for fallback (it demotes the policy's layers) but received ${describe(options.policy)}`);
     }
     this.#options = options;
     this.device = options.device ?? firstGpu() ?? 'cpu';
@@ -157,7 +202,7 @@ export class Trainer {
       clipGradNorm: options.clipGradNorm,
       accumulate: options.accumulate,
     });
-    this.report = dryrun(this.step, { device: this.device });
+    this.report = dryrun(this.step, { device: this.device, precision: options.policy?.clone() });
     // Refuse what cannot fit before anything is allocated (an eval executable adds the forward's share).
     const free = freeBytes(this.device);
     if (free !== null && this.report.totalBytes > free) {
@@ -204,7 +249,12 @@ export class Trainer {
     const o = this.#options;
     const { batchSize: B, seqLen: T } = o.train;
     const seed = o.seed ?? 1;
-    const exe = compile(this.step, { device: this.device, seed });
+    // The run's own copy of the policy: fallbacks add rules to it.
+    const policy = o.policy?.clone();
+    const controller = policy ? new FallbackController(policy, o.fallback || undefined) : null;
+    const autoFallback = controller !== null && o.fallback !== false;
+    const compileStep = () => compile(this.step, { device: this.device, seed, precision: policy });
+    let exe = compileStep();
     let evalExe: Executable | null = null;
     const log = o.log?.jsonl ? new JsonlLog(o.log.jsonl) : null;
     const progress = o.log?.progress === false ? null : new Progress(process.stderr, o.log?.every ?? 10);
@@ -212,23 +262,39 @@ export class Trainer {
     const evals: { step: number; loss: number }[] = [];
     let start = 1;
     let lastCheckpoint: string | null = null;
+    let lastCheckpointStep = -1;
     let profile: FitResult['profile'] = null;
+    let snapshot: Snapshot | null = null;
+    let lastOut: Record<string, Float32Array | Int32Array> = {};
+    const stateNames = () => [...Object.keys(exe.graph.params), ...Object.keys(exe.graph.state)];
+    const takeSnapshot = (step: number): Snapshot => ({ step, loader: o.train.state, values: new Map(stateNames().map((n) => [n, exe.get(n)])) });
     try {
       const resumeFrom = options.resume === true ? (o.checkpoint ? checkpointsIn(o.checkpoint.dir).at(-1)?.path : undefined) : options.resume || undefined;
       if (options.resume === true && !o.checkpoint) throw new DeepwellError('INVALID_ARGUMENT', 'Expected options.checkpoint.dir to resume from but the trainer has no checkpoint directory');
       if (resumeFrom) {
         const meta = loadCheckpoint(resumeFrom, exe);
         o.train.restore(meta.loader as LoaderState);
-        const extra = meta.extra as { losses?: { step: number; loss: number }[]; evals?: { step: number; loss: number }[] } | null;
+        const extra = meta.extra as { losses?: { step: number; loss: number }[]; evals?: { step: number; loss: number }[]; fallbacks?: FallbackEvent[] } | null;
         losses.push(...(extra?.losses ?? []));
         evals.push(...(extra?.evals ?? []));
         start = meta.step + 1;
         lastCheckpoint = resumeFrom;
+        lastCheckpointStep = meta.step;
+        if (controller && extra?.fallbacks?.length) {
+          // Keep the run's demotions: recompile with them and carry the loaded values over.
+          controller.replay(extra.fallbacks);
+          const next = compileStep();
+          for (const name of stateNames()) next.set(name, exe.get(name));
+          exe.dispose();
+          exe = next;
+          progress?.line(`kept ${extra.fallbacks.length} precision fallback(s): ${extra.fallbacks.map((e) => `${e.layer} ${e.from} → ${e.to}`).join(', ')}`);
+        }
         progress?.line(`resumed from ${resumeFrom} at step ${meta.step}`);
         log?.write({ event: 'resume', step: meta.step, path: resumeFrom });
       }
-      log?.write({ event: 'start', device: this.device, precision: this.precision, batch: [B, T], steps: o.steps, parameters: this.report.parameters, flopsPerStep: this.report.flopsPerStep, totalBytes: this.report.totalBytes });
+      log?.write({ event: 'start', device: this.device, precision: this.precision, recipe: policy?.options.recipe ?? null, batch: [B, T], steps: o.steps, parameters: this.report.parameters, flopsPerStep: this.report.flopsPerStep, totalBytes: this.report.totalBytes });
       this.#emit('start', { step: start, executable: exe });
+      if (autoFallback) snapshot = takeSnapshot(start - 1);
       const peak = this.device === 'cpu' ? null : this.report.estimate.peakTflops;
       const t0 = performance.now();
       let tokensDone = 0;
@@ -247,7 +313,38 @@ export class Trainer {
         const ms = performance.now() - ts;
         const loss = out.loss![0]!;
         const gradNorm = out.grad_norm?.[0];
-        if (!Number.isFinite(loss)) throw new DeepwellError('INTERNAL', `The loss is ${loss} at step ${s} (diverged: lower the learning rate, or check the data)`);
+        lastOut = out;
+        if (autoFallback) {
+          const decision = controller!.observe(s, loss, out); // throws when nothing is left to demote
+          if (decision) {
+            // Undo the step: a step compiled with the demoted policy, the state from before it.
+            exe.dispose();
+            exe = compileStep();
+            evalExe?.dispose();
+            evalExe = null;
+            let restoredTo: number;
+            let source: 'checkpoint' | 'snapshot';
+            if (lastCheckpoint && lastCheckpointStep >= snapshot!.step) {
+              const meta = loadCheckpoint(lastCheckpoint, exe);
+              o.train.restore(meta.loader as LoaderState);
+              (restoredTo = meta.step), (source = 'checkpoint');
+            } else {
+              for (const [name, v] of snapshot!.values) exe.set(name, v);
+              o.train.restore(snapshot!.loader);
+              (restoredTo = snapshot!.step), (source = 'snapshot');
+            }
+            losses.splice(0, losses.length, ...losses.filter((l) => l.step <= restoredTo));
+            evals.splice(0, evals.length, ...evals.filter((l) => l.step <= restoredTo));
+            controller!.rewind(restoredTo);
+            const f = { step: s, loss, cause: decision.cause, events: decision.events, restoredTo, source };
+            log?.write({ event: 'fallback', ...f });
+            progress?.line(`fallback at step ${s} (${decision.cause}): ${decision.events.map((e) => `${e.layer} ${e.from} → ${e.to}`).join(', ')}; back to step ${restoredTo} (${source})`);
+            this.#emit('fallback', { ...f, executable: exe });
+            s = restoredTo;
+            continue;
+          }
+          if (s % controller!.options.snapshotEvery === 0) snapshot = takeSnapshot(s);
+        } else if (!Number.isFinite(loss)) throw new DeepwellError('INTERNAL', `The loss is ${loss} at step ${s} (diverged: lower the learning rate, or check the data)`);
         const tokens = B * T * (o.accumulate ?? 1);
         tokensDone += tokens;
         const elapsed = (performance.now() - t0) / 1000;
@@ -260,7 +357,7 @@ export class Trainer {
         this.#emit('step', ev);
 
         if (o.val && o.evalEvery && (s % o.evalEvery === 0 || s === o.steps)) {
-          evalExe ??= compile(this.#forward, { device: this.device, seed });
+          evalExe ??= compile(this.#forward, { device: this.device, seed, precision: policy?.clone({ numerics: false }) });
           for (const name of evalExe.parameterNames()) evalExe.set(name, exe.get(name));
           let sum = 0;
           const n = o.evalBatches ?? 10;
@@ -273,9 +370,10 @@ export class Trainer {
         }
         if (o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) {
           const path = checkpointPath(o.checkpoint.dir, s);
-          saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, extra: { losses, evals } });
+          saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, extra: { losses, evals, fallbacks: controller?.history ?? [] } });
           pruneCheckpoints(o.checkpoint.dir, o.checkpoint.keep ?? 3);
           lastCheckpoint = path;
+          lastCheckpointStep = s;
           log?.write({ event: 'checkpoint', step: s, path });
           this.#emit('checkpoint', { step: s, path });
         }
@@ -293,7 +391,23 @@ export class Trainer {
         writeFileSync(svg, lossCurveSvg(series, { title: `loss (${this.device}, ${this.precision}, batch ${B}×${T})` }));
         lossCurve = svg;
       }
-      const result: FitResult = { steps: o.steps, losses, evals, tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve, dryrun: this.report, kernels: exe.kernelSummary(), replayed: exe.replaying, peakMemoryBytes: getBackend(this.device).memoryStats().peak, profile };
+      const result: FitResult = {
+        steps: o.steps,
+        losses,
+        evals,
+        tokensPerSecond,
+        mfu,
+        checkpoint: lastCheckpoint,
+        lossCurve,
+        dryrun: this.report,
+        kernels: exe.kernelSummary(),
+        replayed: exe.replaying,
+        peakMemoryBytes: getBackend(this.device).memoryStats().peak,
+        profile,
+        fallbacks: controller ? [...controller.history] : [],
+        plan: policy?.lastPlan ?? null,
+        numerics: policy?.options.numerics ? PrecisionPolicy.numerics(lastOut) : null,
+      };
       log?.write({ event: 'end', tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve });
       this.#emit('end', result);
       return result;
