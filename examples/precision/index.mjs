@@ -1,9 +1,10 @@
 // Quantize a random tensor (normal values with a few outliers, as activations have) to each format
 // and print the error against the original; then the precision policy's per-layer table for GPT-2
-// small's training step.   node examples/precision/index.mjs [mxfp8|nvfp4|fp8-tensorwise]
+// small's training step, for the recipe asked for and for 'fp8-blockwise'.
+//   node examples/precision/index.mjs [mxfp8|nvfp4|fp8-tensorwise|fp8-blockwise]
 import { autocast, capture, trainingStep } from '@deepwell/ir';
 import { GPT } from '@deepwell/nn';
-import { FORMATS, PrecisionPolicy, dequantize, quantize } from '@deepwell/precision';
+import { FORMATS, PrecisionPolicy, dequantize, dequantize2d, quantize, quantize2d } from '@deepwell/precision';
 
 const n = 1 << 16;
 const x = Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
@@ -11,7 +12,7 @@ for (let i = 0; i < 16; i++) x[Math.floor(Math.random() * n)] *= 50; // outliers
 let norm = 0;
 for (const v of x) norm += v * v;
 console.log(`${n} values, N(0, 1) with 16 outliers ×50\n`);
-console.log('format       scale   bits/value  relative RMS error  max |error|');
+console.log(`${'format'.padEnd(16)} scale   bits/value  relative RMS error  max |error|`);
 for (const format of FORMATS) {
   for (const scaleMode of format.startsWith('mx') ? ['floor', 'rceil'] : [undefined]) {
     const q = quantize(x, scaleMode ? { format, scaleMode } : { format });
@@ -20,14 +21,25 @@ for (const format of FORMATS) {
     let worst = 0;
     for (let i = 0; i < n; i++) (err += (y[i] - x[i]) ** 2), (worst = Math.max(worst, Math.abs(y[i] - x[i])));
     const bits = (8 * (q.data.length + q.scales.length) + (q.globalScale !== null ? 32 : 0)) / n;
-    console.log(`${format.padEnd(12)} ${(scaleMode ?? '-').padEnd(7)} ${bits.toFixed(3).padStart(10)}  ${Math.sqrt(err / norm).toExponential(3).padStart(18)}  ${worst.toExponential(3).padStart(11)}`);
+    console.log(`${format.padEnd(16)} ${(scaleMode ?? '-').padEnd(7)} ${bits.toFixed(3).padStart(10)}  ${Math.sqrt(err / norm).toExponential(3).padStart(18)}  ${worst.toExponential(3).padStart(11)}`);
   }
+}
+
+// Blockwise FP8 (E4M3, one FP32 scale per 1×128 block or 128×128 tile) of the same values as a 256×256 matrix.
+for (const format of ['fp8-block1x128', 'fp8-block128x128']) {
+  const y = dequantize2d(quantize2d(x, 256, 256, { format }));
+  let err = 0;
+  let worst = 0;
+  for (let i = 0; i < n; i++) (err += (y[i] - x[i]) ** 2), (worst = Math.max(worst, Math.abs(y[i] - x[i])));
+  const bits = 8 + 32 / (format === 'fp8-block1x128' ? 128 : 128 * 128);
+  console.log(`${format.padEnd(16)} ${'-'.padEnd(7)} ${bits.toFixed(3).padStart(10)}  ${Math.sqrt(err / norm).toExponential(3).padStart(18)}  ${worst.toExponential(3).padStart(11)}`);
 }
 
 const recipe = process.argv[2] ?? 'mxfp8';
 const fwd = capture(new GPT('gpt2-small'), { tokens: { shape: [1, 1024], dtype: 'i32' }, targets: { shape: [1, 1024], dtype: 'i32' } });
 delete fwd.outputs.logits;
 const step = trainingStep(autocast(fwd));
-const policy = new PrecisionPolicy({ recipe });
-console.log(`\nThe '${recipe}' policy on GPT-2 small's training step (H200 = sm 9.0):\n`);
-console.log(PrecisionPolicy.table(policy.plan(step), '9.0'));
+for (const r of recipe === 'fp8-blockwise' ? [recipe] : [recipe, 'fp8-blockwise']) {
+  console.log(`\nThe '${r}' policy on GPT-2 small's training step (H200 = sm 9.0):\n`);
+  console.log(PrecisionPolicy.table(new PrecisionPolicy({ recipe: r }).plan(step), '9.0'));
+}
