@@ -74,6 +74,59 @@ void* deviceSymbol(Napi::Env env, const S& symbol, void* (&cache)[64], const cha
   return p;
 }
 
+// Reads an entry point's arguments in order and checks the count at the end.
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* fn) : info_(info), fn_(fn) {}
+  Napi::Env env() const { return info_.Env(); }
+  cudaStream_t stream() { return streamArg(info_, i_++); }
+  int dtype() { return dtypeArg(info_, i_++); }
+  int floatDtype() {
+    int d = dtypeArg(info_, i_++);
+    if (d == kI32)
+      fail(env(), "INVALID_DTYPE", std::string("Expected a float dtype code (0 f32, 1 bf16, 2 f16) for ") + fn_ + " but received 3 (i32)");
+    return d;
+  }
+  uint64_t u64(const char* name, double max = kMaxSafeInt) { return u64Arg(info_, i_++, name, max); }
+  double f64(const char* name) {
+    size_t i = i_++;
+    if (i >= info_.Length() || !info_[i].IsNumber())
+      fail(env(), "INVALID_ARGUMENT", std::string("Expected a number for ") + name + " of " + fn_ + " (argument " + std::to_string(i) + ")");
+    return info_[i].As<Napi::Number>().DoubleValue();
+  }
+  // A shape of `rank` dimensions.
+  std::vector<uint64_t> shape(int rank, const char* name) {
+    std::vector<uint64_t> s(rank);
+    for (int d = 0; d < rank; ++d) s[d] = u64(name);
+    return s;
+  }
+  void* dev(uint64_t elems, size_t elemBytes, const char* name) {
+    void* p = devArg<void>(info_, i_, elems, elemBytes, name);
+    i_ += 2;
+    return p;
+  }
+  // A tensor the call may go without: (0, 0) gives nullptr.
+  void* optDev(uint64_t elems, size_t elemBytes, const char* name) {
+    if (i_ + 1 < info_.Length() && info_[i_].IsNumber() && info_[i_].As<Napi::Number>().DoubleValue() == 0) {
+      u64Arg(info_, i_ + 1, name);
+      i_ += 2;
+      return nullptr;
+    }
+    return dev(elems, elemBytes, name);
+  }
+  // Call after the last argument: a call with more or fewer arguments is a caller bug.
+  void end() {
+    if (info_.Length() != i_)
+      fail(env(), "INVALID_ARGUMENT", "Expected " + std::to_string(i_) + " arguments for " + fn_ + " but received " + std::to_string(info_.Length()));
+  }
+  size_t count() const { return info_.Length(); }
+
+ private:
+  const Napi::CallbackInfo& info_;
+  const char* fn_;
+  size_t i_ = 0;
+};
+
 inline unsigned blocksFor(uint64_t n, unsigned threads = 256, unsigned cap = 65535u * 4) {
   uint64_t b = (n + threads - 1) / threads;
   return static_cast<unsigned>(b < 1 ? 1 : b > cap ? cap : b);
