@@ -11,7 +11,7 @@
  * replays it: inputs are copied in from pinned memory, the graph is launched, the outputs come back.
  */
 import { createRequire } from 'node:module';
-import { CpuBuffer, DeepwellError, describe, getBackend, registry, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
+import { CpuBuffer, DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, registry, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
 import type { DevArg, CudaCall } from './cuda/kernels.js';
 import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
 import { initialValues } from './init.js';
@@ -314,7 +314,7 @@ class CudaExecutable extends Executable {
   #graphExec: { launch(stream: unknown): void; dispose(): void } | null = null;
   #useGraph: boolean;
   #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: CudaCall }[] = [];
-  #staging = new Map<string, { pinned: InstanceType<KernelsNative['PinnedBuffer']>; arg: DevArg; view: NumArray }>();
+  #staging = new Map<string, { pinned: InstanceType<KernelsNative['PinnedBuffer']>; arg: DevArg; put: (v: NumArray) => void; take: () => Float32Array | Int32Array }>();
   #lastHostMs = 0;
 
   constructor(graph: Graph, options: CompileOptions, kn: KernelsNative) {
@@ -343,8 +343,19 @@ class CudaExecutable extends Executable {
     for (const [name, id] of io) {
       const t = this.graph.values[id]!.type;
       const pinned = new this.#kn.PinnedBuffer(Math.max(4, byteSizeOf(t)));
-      const Ctor = t.dtype === 'i32' ? Int32Array : Float32Array;
-      this.#staging.set(name, { pinned, arg: this.#arg(id), view: new Ctor(pinned.buffer, 0, numel(t.shape)) });
+      const n = numel(t.shape);
+      if (t.dtype === 'bf16' || t.dtype === 'f16') {
+        // 16-bit storage: the host side sees f32 values, rounded to nearest even on the way in.
+        const bits = new Uint16Array(pinned.buffer, 0, n);
+        const [enc, dec] = t.dtype === 'bf16' ? [f32ToBf16Bits, bf16BitsToF32] : [f32ToF16Bits, f16BitsToF32];
+        const put = (v: NumArray) => {
+          for (let i = 0; i < n; i++) bits[i] = enc(v[i] as number);
+        };
+        this.#staging.set(name, { pinned, arg: this.#arg(id), put, take: () => Float32Array.from(bits, dec) });
+      } else {
+        const view = t.dtype === 'i32' ? new Int32Array(pinned.buffer, 0, n) : new Float32Array(pinned.buffer, 0, n);
+        this.#staging.set(name, { pinned, arg: this.#arg(id), put: (v) => view.set(v as never), take: () => view.slice() });
+      }
     }
   }
 
@@ -375,7 +386,7 @@ class CudaExecutable extends Executable {
     const native = this.#kn.loadNative() as unknown as Record<string, (...a: number[]) => void>;
     for (const [name] of Object.entries(this.graph.inputs)) {
       const s = this.#staging.get(name)!;
-      s.view.set(batch[name]! as never);
+      s.put(batch[name]!);
       native.copyHtoDAsync!(s.arg.base, s.arg.offset, new Uint8Array(s.pinned.buffer, 0, s.arg.bytes) as never, this.#stream.handle);
     }
     return native;
@@ -433,7 +444,7 @@ class CudaExecutable extends Executable {
     }
     this.stepCount++;
     const out: Outputs = {};
-    for (const [name] of Object.entries(this.graph.outputs)) out[name] = this.#staging.get(`out:${name}`)!.view.slice() as Float32Array | Int32Array;
+    for (const [name] of Object.entries(this.graph.outputs)) out[name] = this.#staging.get(`out:${name}`)!.take();
     return out;
   }
 

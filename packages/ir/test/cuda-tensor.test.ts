@@ -5,7 +5,7 @@
 import { registry, type DTypeName } from '@deepwell/core';
 import { cudaBackend, type CudaBuffer } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
-import { checkAttrs, getOp, nativeOps, numel, type AttrValue, type NativeOps, type ValueType } from '../src/index.js';
+import { capture, checkAttrs, compile, getOp, interpret, nativeOps, numel, type AttrValue, type NativeOps, type ValueType } from '../src/index.js';
 import { gpu, maxError, reference, rounded, runCuda, UNIT_ROUNDOFF, type CudaInput } from './cuda-helpers.js';
 import { errorOf, randInt, randn } from './helpers.js';
 
@@ -86,6 +86,23 @@ function verdict(p: ReturnType<typeof params>): string {
 }
 
 const STORAGES = ['f32', 'bf16', 'f16'] as const;
+
+describe.skipIf(!gpu)('a compiled step on CUDA with 16-bit graph inputs and outputs', () => {
+  it('takes f32 values, rounds them into bf16 / f16 storage, and returns the outputs as f32 values', () => {
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const g = capture({ forward: ({ x }) => ({ y: x!.builder.op1('add', [x!, x!]) }) }, { x: { shape: [3, 1000], dtype } });
+      const x = randn(3000);
+      const exe = compile(g, { device: 'cuda:0' });
+      const got = exe.run({ x }).y!;
+      exe.dispose();
+      const want = interpret(g, { x })[g.outputs.y!]!;
+      expect(got).toBeInstanceOf(Float32Array);
+      expect(Array.from(got)).toEqual(Array.from(want));
+      expect(Array.from(got)).toEqual(Array.from(rounded(dtype, Array.from(x, (v) => 2 * v))));
+      expect(got.some((v, i) => v !== 2 * x[i]!), dtype).toBe(true); // the storage did round
+    }
+  });
+});
 
 describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
   // ---- elementwise --------------------------------------------------------------------------------
