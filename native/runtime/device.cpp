@@ -106,6 +106,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initOps_tensor(env, exports);
   initOps_nn(env, exports);
   initOps_moe(env, exports);
+  initQuant(env, exports);
   return exports;
 }
 

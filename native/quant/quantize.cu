@@ -1,0 +1,906 @@
+// Quantization kernels: amax, fused quantize (rowwise, columnwise-transposed, or both from one read
+// of the input), dequantize and fake-quantize, for every format of @deepwell/precision. Each is
+// bit-identical to that package's TypeScript reference (packages/precision/src/{blocks,quantize,
+// layout}.ts), whose comments define the formats; the CUDA candidates and the Tensor API that call
+// these are packages/precision/src/cuda/.
+//
+// Format codes (fmt):
+//   0 mxfp8-e4m3   1 mxfp8-e5m2   2 mxfp4        blocks of 32, E8M0 scales ('floor' or 'rceil')
+//   3 nvfp4                                      blocks of 16, E4M3 scales, FP32 tensor scale g
+//   4 fp8-e4m3     5 fp8-e5m2                    tensorwise: one FP32 scale s = amax / max
+//   6 fp8-block1x128   7 fp8-block128x128        E4M3, FP32 scale per block / per 128 x 128 tile
+//
+// Arithmetic follows the references operation by operation: MX scales come from the exponent bits
+// (no rounded division decides them), V / X is an exact multiplication by a power of two, and the
+// NVFP4 / FP8 scale and element divisions are correctly rounded FP32 divisions (__fdiv_rn). E4M3
+// and E5M2 elements are rounded by the hardware conversion (cvt.rn.satfinite: nearest even,
+// saturating), with NaN handled before it; E2M1 by comparisons with its rounding boundaries.
+//
+// Entry points (tensors as (base, offset); an unused one as (0, 0)):
+//   quantAmax(stream, dtype, n, x, amax)
+//       amax (f32[1]) = the largest finite |x| (NaN and ±Inf ignored, 0 for none).
+//   quantize(stream, fmt, scaleMode, dtype, rows, cols, flags, x, amax, rowData, rowScales, colData,
+//            colScales, globalScale)
+//       x: a row-major [rows, cols] matrix (f32, bf16 or f16). flags: 1 rowwise, 2 columnwise
+//       (stored transposed: data [cols, rows], scales [cols, rows / block]), 4 scales of MX and NVFP4
+//       in cuBLASLt's 128 x 4 tiled layout (zero padding). amax (f32[1], from quantAmax or a delayed
+//       history) is read for tensorwise FP8 and NVFP4, which write their FP32 scale to globalScale.
+//   dequantize(stream, fmt, outDtype, R, C, flags, data, scales, globalScale, out)
+//       The stored [R, C] matrix's values (C divisible by 8): out [R, C], or [C, R] with flags & 1
+//       (the transpose, i.e. a columnwise result's original layout); flags & 4: tiled scales.
+//   fakeQuant(stream, fmt, scaleMode, dtype, outer, len, inner, x, y)
+//       y = dequantize(quantize(x)) in x's storage, x viewed as [outer, len, inner] with blocks of
+//       consecutive elements along len (for 128 x 128 tiles: along len and inner).
+#include "ops/ops_common.h"
+
+#include <cuda_fp8.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+namespace dw {
+namespace {
+
+enum QFmt : int { kMxE4M3 = 0, kMxE5M2, kMxFp4, kNvfp4, kTwE4M3, kTwE5M2, kBlk1x128, kBlk128x128, kNumFormats };
+
+constexpr const char* kFormatNames[kNumFormats] = {"mxfp8-e4m3", "mxfp8-e5m2", "mxfp4", "nvfp4", "fp8-e4m3", "fp8-e5m2", "fp8-block1x128", "fp8-block128x128"};
+
+// Host and device facts of a format.
+__host__ __device__ constexpr bool isMx(int f) { return f <= kMxFp4; }
+__host__ __device__ constexpr bool isFp4(int f) { return f == kMxFp4 || f == kNvfp4; }
+__host__ __device__ constexpr bool isE5M2(int f) { return f == kMxE5M2 || f == kTwE5M2; }
+__host__ __device__ constexpr bool isTensorwise(int f) { return f == kTwE4M3 || f == kTwE5M2; }
+__host__ __device__ constexpr bool f32Scales(int f) { return f == kBlk1x128 || f == kBlk128x128; }
+// Elements per scale along the blocks (0: one scale for the tensor).
+__host__ __device__ constexpr int blockOf(int f) { return isMx(f) ? 32 : f == kNvfp4 ? 16 : isTensorwise(f) ? 0 : 128; }
+__host__ __device__ constexpr float elemMax(int f) { return isFp4(f) ? 6.f : isE5M2(f) ? 57344.f : 448.f; }
+
+// ---- element codecs -----------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t signOf(float v) { return __float_as_uint(v) >> 31; }
+
+// E4M3 / E5M2 code of v: nearest even, saturating; NaN keeps its sign (S.1111111).
+template <bool E5>
+__device__ __forceinline__ uint8_t encFp8(float v) {
+  if (isnan(v)) return static_cast<uint8_t>((signOf(v) << 7) | 0x7f);
+  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, E5 ? __NV_E5M2 : __NV_E4M3));
+}
+
+// E2M1 code of v: nearest even, saturating (never given NaN). Boundaries are the midpoints of
+// {0, 0.5, 1, 1.5, 2, 3, 4, 6}; a tie goes to the even code (strict > or >= accordingly).
+__device__ __forceinline__ uint8_t encE2M1(float v) {
+  const float a = fabsf(v);
+  const uint32_t c = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.f);
+  return static_cast<uint8_t>(c | (signOf(v) << 3));
+}
+
+__device__ __forceinline__ float pow2(int e) {  // 2^e for e in [-149, 127], exact
+  return e >= -126 ? __uint_as_float(static_cast<uint32_t>(e + 127) << 23) : __uint_as_float(1u << (e + 149));
+}
+
+__device__ __forceinline__ float decE4M3(uint32_t c) {
+  const uint32_t f = (c >> 3) & 15, m = c & 7;
+  if (f == 15 && m == 7) return __uint_as_float(0x7fffffff);
+  const float v = f == 0 ? m * 0x1p-9f : (8 + m) * pow2(static_cast<int>(f) - 10);
+  return c & 0x80 ? -v : v;
+}
+__device__ __forceinline__ float decE5M2(uint32_t c) {
+  const uint32_t f = (c >> 2) & 31, m = c & 3;
+  float v;
+  if (f == 31) v = m == 0 ? __uint_as_float(0x7f800000) : __uint_as_float(0x7fffffff);
+  else v = f == 0 ? m * 0x1p-16f : (4 + m) * pow2(static_cast<int>(f) - 17);
+  return c & 0x80 ? -v : v;
+}
+__device__ __forceinline__ float decE2M1(uint32_t c) {
+  const float mag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
+  const float v = mag[c & 7];
+  return c & 8 ? -v : v;
+}
+
+template <int F>
+__device__ __forceinline__ uint8_t encElem(float v) {
+  if constexpr (isFp4(F)) return encE2M1(v);
+  else return encFp8<isE5M2(F)>(v);
+}
+template <int F>
+__device__ __forceinline__ float decElem(uint32_t c) {
+  if constexpr (isFp4(F)) return decE2M1(c);
+  else if constexpr (isE5M2(F)) return decE5M2(c);
+  else return decE4M3(c);
+}
+
+// floor(log2(a)) of a finite a > 0, subnormals included.
+__device__ __forceinline__ int ilog2f(float a) {
+  const uint32_t b = __float_as_uint(a) & 0x7fffffffu;
+  const int e = static_cast<int>(b >> 23);
+  return e ? e - 127 : (31 - __clz(static_cast<int>(b))) - 149;
+}
+
+// ---- block scales -------------------------------------------------------------------------------
+
+// How a block of values turns into codes, once its scale is known: v -> code(v * mul) or
+// code(f32(v / div)), or all zeros (`zero`). `scaleCode` is what the scale array stores (a code
+// for MX / NVFP4; for blockwise FP8 the FP32 scale in `scaleF`).
+struct BlockScale {
+  float mul = 1.f, div = 1.f;
+  bool useDiv = false, zero = false;
+  uint8_t scaleCode = 0;
+  float scaleF = 1.f;
+};
+
+// MX: X = 2^e with e from the block's amax; NaN scale when the block holds NaN or ±Inf.
+template <int F>
+__device__ __forceinline__ BlockScale mxScale(float amax, bool special, int rceil) {
+  BlockScale s;
+  if (special) {
+    s.scaleCode = 0xff;
+    s.zero = true;
+    return s;
+  }
+  int e;
+  if (amax == 0.f) e = -127;
+  else {
+    constexpr int emax = isFp4(F) ? 2 : isE5M2(F) ? 15 : 8;  // floor(log2(max_elem))
+    if (!rceil) e = ilog2f(amax) - emax;
+    else {
+      // Smallest e with max_elem * 2^e >= amax: with amax = ma * 2^ea and max_elem = mm * 2^emax
+      // (ma, mm in [1, 2)), e = ea - emax, plus one when ma > mm. Compared as mantissa bits.
+      constexpr uint32_t mm = isFp4(F) ? 0x400000u : 0x600000u;  // 1.5 (E2M1's 6), 1.75 (448, 57344)
+      const uint32_t b = __float_as_uint(amax);
+      uint32_t ma;
+      if (b >> 23) ma = b & 0x7fffffu;
+      else ma = (b << (__clz(static_cast<int>(b)) - 8)) & 0x7fffffu;  // a subnormal, normalised
+      e = ilog2f(amax) - emax + (ma > mm ? 1 : 0);
+    }
+    e = e < -127 ? -127 : e > 127 ? 127 : e;
+  }
+  s.scaleCode = static_cast<uint8_t>(e + 127);
+  s.mul = pow2(-e);
+  return s;
+}
+
+// NVFP4: the E4M3 block scale from the block amax and the tensor scale g.
+__device__ __forceinline__ BlockScale nvfp4Scale(float amax, bool special, float g) {
+  BlockScale s;
+  s.zero = true;
+  if (special) {
+    s.scaleCode = 0x7f;
+    return s;
+  }
+  if (g == 0.f) return s;
+  s.scaleCode = encFp8<false>(__fdiv_rn(__fdiv_rn(amax, 6.f), g));
+  const float denom = __fmul_rn(decE4M3(s.scaleCode), g);
+  if (denom == 0.f) return s;
+  s.zero = false;
+  s.useDiv = true;
+  s.div = denom;
+  return s;
+}
+
+// Tensorwise and blockwise FP8: s = f32(amax / max), 1 for an all-zero amax.
+template <int F>
+__device__ __forceinline__ BlockScale fp8Scale(float amax) {
+  BlockScale s;
+  s.useDiv = true;
+  s.div = amax == 0.f ? 1.f : __fdiv_rn(amax, elemMax(F));
+  s.scaleF = s.div;
+  return s;
+}
+
+template <int F>
+__device__ __forceinline__ uint8_t encode(float v, const BlockScale& s) {
+  if (s.zero) return 0;
+  return encElem<F>(s.useDiv ? __fdiv_rn(v, s.div) : v * s.mul);
+}
+
+// The tensor-level scale (tensorwise: s; NVFP4: g) from the tensor amax.
+template <int F>
+__device__ __forceinline__ float tensorScale(float amax) {
+  if constexpr (F == kNvfp4) return __fdiv_rn(amax, 448.f * 6.f);
+  else return amax == 0.f ? 1.f : __fdiv_rn(amax, elemMax(F));
+}
+
+// Index of scale (r, c) of a [*, nCols] scale matrix in cuBLASLt's 128 x 4 tiled layout.
+__device__ __forceinline__ uint64_t tiledIndex(uint64_t r, uint64_t c, uint64_t nCols) {
+  const uint64_t tilesC = (nCols + 3) / 4, rr = r % 128;
+  return ((r / 128) * tilesC + c / 4) * 512 + (rr % 32) * 16 + (rr / 32) * 4 + (c % 4);
+}
+
+// ---- storage ------------------------------------------------------------------------------------
+
+// 8 consecutive input elements, loaded as 16-byte vectors.
+template <typename T>
+struct Chunk {
+  static constexpr int kVec = sizeof(T) * 8 / 16;  // 16-byte loads per chunk
+  uint4 raw[kVec];
+  __device__ __forceinline__ float at(int i) const { return toF(reinterpret_cast<const T*>(raw)[i]); }
+};
+
+// amax through the bit patterns: with the sign cleared, finite floats order as integers and every
+// NaN or ±Inf lies at or above the infinity pattern. Bits<T>::fold reduces a chunk's 32-bit words
+// to the largest |x| pattern (16-bit formats two per word, with max.u16x2).
+template <typename T>
+struct Bits;
+template <>
+struct Bits<__nv_bfloat16> {
+  static constexpr uint32_t kInf = 0x7f80;
+  __device__ static uint32_t fold(uint32_t acc, uint32_t w) { return __vmaxu2(acc, w & 0x7fff7fffu); }
+  __device__ static uint32_t finish(uint32_t acc) { return max(acc & 0xffffu, acc >> 16); }
+  __device__ static float value(uint32_t m) { return __uint_as_float(m << 16); }
+};
+template <>
+struct Bits<__half> {
+  static constexpr uint32_t kInf = 0x7c00;
+  __device__ static uint32_t fold(uint32_t acc, uint32_t w) { return __vmaxu2(acc, w & 0x7fff7fffu); }
+  __device__ static uint32_t finish(uint32_t acc) { return max(acc & 0xffffu, acc >> 16); }
+  __device__ static float value(uint32_t m) { return __half2float(__ushort_as_half(static_cast<unsigned short>(m))); }
+};
+template <>
+struct Bits<float> {
+  static constexpr uint32_t kInf = 0x7f800000u;
+  __device__ static uint32_t fold(uint32_t acc, uint32_t w) { return max(acc, w & 0x7fffffffu); }
+  __device__ static uint32_t finish(uint32_t acc) { return acc; }
+  __device__ static float value(uint32_t m) { return __uint_as_float(m); }
+};
+
+// Two neighbouring elements, read with one load.
+template <typename T>
+struct alignas(2 * sizeof(T)) Pair {
+  T a, b;
+};
+
+// The largest |x| pattern of a chunk's finite elements (0 for none).
+template <typename T>
+__device__ __forceinline__ uint32_t chunkAmaxFiniteBits(const Chunk<T>& c) {
+  float m = 0.f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const float v = c.at(i);
+    if (isfinite(v)) m = fmaxf(m, fabsf(v));
+  }
+  // m is one of the chunk's values, so T holds it exactly.
+  const T t = fromF<T>(m);
+  if constexpr (sizeof(T) == 4) return __float_as_uint(m);
+  else {
+    unsigned short u;
+    memcpy(&u, &t, 2);
+    return u;
+  }
+}
+
+// The largest |x| pattern of a chunk.
+template <typename T>
+__device__ __forceinline__ uint32_t chunkAmaxBits(const Chunk<T>& c) {
+  uint32_t acc = 0;
+#pragma unroll
+  for (int k = 0; k < Chunk<T>::kVec; ++k) acc = Bits<T>::fold(Bits<T>::fold(Bits<T>::fold(Bits<T>::fold(acc, c.raw[k].x), c.raw[k].y), c.raw[k].z), c.raw[k].w);
+  return Bits<T>::finish(acc);
+}
+
+__device__ __forceinline__ uint32_t warpMaxU(uint32_t v, int width) {
+  for (int o = 1; o < width; o <<= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__device__ __forceinline__ float warpMax(float v, int width) {
+  for (int o = 1; o < width; o <<= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// amax of finite values and whether a non-finite one is among them.
+__device__ __forceinline__ void accumulate(float v, float& amax, bool& special) {
+  if (isfinite(v)) amax = fmaxf(amax, fabsf(v));
+  else special = true;
+}
+
+// ---- amax ---------------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void amaxK(const T* __restrict__ x, uint64_t n, float* __restrict__ out) {
+  float m = 0.f;
+  bool special = false;
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  for (uint64_t i = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) accumulate(toF(x[i]), m, special);
+  m = warpMax(m, 32);
+  __shared__ float part[32];
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.f;
+    m = warpMax(m, 32);
+    // Non-negative floats order as their bit patterns.
+    if (threadIdx.x == 0) atomicMax(reinterpret_cast<unsigned*>(out), __float_as_uint(m));
+  }
+}
+
+template <typename T>
+void launchAmax(cudaStream_t s, const void* x, uint64_t n, float* out) {
+  cudaMemsetAsync(out, 0, 4, s);
+  if (n) amaxK<T><<<blocksFor(n, 256, 132 * 8), 256, 0, s>>>(static_cast<const T*>(x), n, out);
+}
+
+// ---- fused quantize -----------------------------------------------------------------------------
+//
+// One CTA of 256 threads per tile of TR rows x 128 columns. Threads load 8-element chunks (16
+// lanes per tile row), all of a thread's chunks before any use. Rowwise: the lanes holding one
+// block reduce its amax with shuffles and each writes its 8 codes. Columnwise: the tile goes through
+// shared memory; a thread takes a column and G rows of it (G = the block, or 32 where the scale is
+// not per block), finds the amax in one pass and encodes in a second, writing the codes as a
+// contiguous run of the transposed output.
+
+constexpr int kQThreads = 256, kTileC = 128;
+
+struct QArgs {
+  const void* x;
+  const float* amax;
+  uint8_t *rowData, *rowScales, *colData, *colScales;
+  float* globalScale;
+  uint64_t rows, cols;
+  int rceil, tiled;
+};
+
+// Rows of a tile: 128 when the columnwise pass runs (blocks of up to 128 down a column; pairs of
+// columns keep every thread busy) or for 128 x 128 blocks, else 64 (fewer registers per thread).
+template <int F, bool COL>
+__host__ __device__ constexpr int tileRows() { return COL || F == kBlk1x128 || F == kBlk128x128 ? 128 : 64; }
+
+// Shared memory of quantizeK: two input tiles (double buffering), then with the columnwise pass
+// the codes of the transposed tile.
+template <typename T, int F, bool COL>
+constexpr size_t quantSmemBytes() {
+  return 2 * static_cast<size_t>(tileRows<F, COL>()) * kTileC * sizeof(T) + (COL ? static_cast<size_t>(kTileC) * 128 * (isFp4(F) ? 1 : 2) / 2 : 0);
+}
+
+template <int F>
+__device__ __forceinline__ void storeScale(uint8_t* base, uint64_t r, uint64_t c, uint64_t nCols, const BlockScale& s, int tiled) {
+  if constexpr (f32Scales(F)) reinterpret_cast<float*>(base)[r * nCols + c] = s.scaleF;
+  else base[tiled ? tiledIndex(r, c, nCols) : r * nCols + c] = s.scaleCode;
+}
+
+// Codes of 2 values (FP8: 2 bytes, first in the low byte). MX blocks that reach here are finite,
+// so their codes come straight from the paired hardware conversion.
+template <int F>
+__device__ __forceinline__ uint32_t encode2(float a, float b, const BlockScale& s) {
+  if constexpr (isMx(F) && !isFp4(F)) {
+    if (s.zero) return 0;
+    return __nv_cvt_float2_to_fp8x2(make_float2(a * s.mul, b * s.mul), __NV_SATFINITE, isE5M2(F) ? __NV_E5M2 : __NV_E4M3);
+  } else {
+    return static_cast<uint32_t>(encode<F>(a, s)) | static_cast<uint32_t>(encode<F>(b, s)) << (isFp4(F) ? 4 : 8);
+  }
+}
+
+// Codes of 8 values as 8 bytes (FP8) or 4 (FP4, element 2i in the low nibble).
+template <int F>
+__device__ __forceinline__ void storeCodes8(uint8_t* dst, const float* v, const BlockScale& s) {
+  if constexpr (isFp4(F)) {
+    uint32_t w = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i += 2) w |= encode2<F>(v[i], v[i + 1], s) << (4 * i);
+    *reinterpret_cast<uint32_t*>(dst) = w;
+  } else {
+    const uint32_t lo = encode2<F>(v[0], v[1], s) | encode2<F>(v[2], v[3], s) << 16;
+    const uint32_t hi = encode2<F>(v[4], v[5], s) | encode2<F>(v[6], v[7], s) << 16;
+    *reinterpret_cast<uint2*>(dst) = make_uint2(lo, hi);
+  }
+}
+
+// One tile, already in shared memory (`tile`, TR rows x 128 columns): rowwise codes and scales
+// from each thread's chunks, columnwise through `codes` (the transposed tile's codes).
+template <typename T, int F, bool ROW, bool COL>
+__device__ __forceinline__ void quantizeTile(const QArgs& a, uint64_t tileIdx, const T* tile, uint8_t* codes, const BlockScale& tensorScale_, float g) {
+  constexpr int TR = tileRows<F, COL>();
+  constexpr int PASSES = TR * (kTileC / 8) / kQThreads;  // chunks per thread
+  constexpr int B = blockOf(F);
+  const uint64_t colTiles = (a.cols + kTileC - 1) / kTileC;
+  const uint64_t r0 = (tileIdx / colTiles) * TR, c0 = (tileIdx % colTiles) * kTileC;
+  const int chunkCol = threadIdx.x % 16, rowInPass = threadIdx.x / 16;
+  const uint64_t gc = c0 + chunkCol * 8;
+  const bool colOk = gc < a.cols;
+  Chunk<T> ch[PASSES];
+#pragma unroll
+  for (int p = 0; p < PASSES; ++p) ch[p] = *reinterpret_cast<const Chunk<T>*>(tile + (p * (kQThreads / 16) + rowInPass) * kTileC + chunkCol * 8);
+  BlockScale fixed = tensorScale_;
+  if constexpr (F == kBlk128x128) {
+    __shared__ uint32_t part[kQThreads / 32];
+    uint32_t m = 0;
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) m = max(m, chunkAmaxFiniteBits(ch[p]));
+    m = warpMaxU(m, 32);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = m;
+    __syncthreads();
+    m = 0;
+    for (int w = 0; w < kQThreads / 32; ++w) m = max(m, part[w]);
+    fixed = fp8Scale<F>(Bits<T>::value(m));
+    if (threadIdx.x == 0) {
+      if (ROW) storeScale<F>(a.rowScales, r0 / 128, c0 / 128, (a.cols + 127) / 128, fixed, 0);
+      if (COL) storeScale<F>(a.colScales, c0 / 128, r0 / 128, (a.rows + 127) / 128, fixed, 0);
+    }
+  }
+
+  if constexpr (ROW) {
+    // Lanes per block along the row (a whole row of the tile for tensorwise and 128 x 128).
+    constexpr int LPB = B == 0 || F == kBlk128x128 ? 16 : B / 8;
+    const uint64_t nScaleCols = B ? a.cols / B : 0;
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+      const uint64_t gr = r0 + p * (kQThreads / 16) + rowInPass;
+      const bool ok = colOk && gr < a.rows;
+      float v[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = ch[p].at(i);
+      BlockScale s = fixed;
+      if constexpr (!isTensorwise(F) && F != kBlk128x128) {
+        // Blockwise FP8's amax ignores NaN and ±Inf; MX and NVFP4 blocks holding them are special.
+        const uint32_t m = warpMaxU(F == kBlk1x128 ? chunkAmaxFiniteBits(ch[p]) : chunkAmaxBits(ch[p]), LPB);
+        const bool sp = m >= Bits<T>::kInf;
+        const float amax = sp ? 0.f : Bits<T>::value(m);
+        if constexpr (isMx(F)) s = mxScale<F>(amax, sp, a.rceil);
+        else if constexpr (F == kNvfp4) s = nvfp4Scale(amax, sp, g);
+        else s = fp8Scale<F>(amax);  // blockwise FP8 ignores NaN and ±Inf in the amax
+        if (ok && chunkCol % LPB == 0) storeScale<F>(a.rowScales, gr, gc / B, nScaleCols, s, a.tiled);
+      }
+      if (ok) storeCodes8<F>(a.rowData + (gr * a.cols + gc) * (isFp4(F) ? 1 : 2) / 2, v, s);
+    }
+  }
+
+  if constexpr (COL) {
+    // A task: two neighbouring columns and G rows of them (read as pairs, one 32-bit word for
+    // 16-bit storage). Pass 1 finds each column's amax, pass 2 encodes 16 rows at a time into the
+    // transposed code tile in shared memory (rows of 8 units of 16 rows: 16 bytes FP8, 8 FP4,
+    // swizzled so a warp's stores hit distinct banks); then the tile goes out in full lines.
+    constexpr int G = B == 0 || F == kBlk128x128 ? 32 : B;
+    constexpr int TASKS = (kTileC / 2) * (TR / G);
+    constexpr int UNIT = isFp4(F) ? 8 : 16;  // bytes of 16 codes
+    constexpr int ROWB = TR / 16 * UNIT;      // bytes of one transposed row (one column of x)
+    const auto unitAt = [&](int c, int q) { return codes + c * ROWB + (q ^ ((c >> 1) & 7)) * UNIT; };
+    const uint64_t nScaleCols = B ? a.rows / B : 0;
+    for (int t = threadIdx.x; t < TASKS; t += kQThreads) {
+      const int pair = t % (kTileC / 2), rb = t / (kTileC / 2);
+      const uint64_t gcol = c0 + 2 * pair, grow = r0 + static_cast<uint64_t>(rb) * G;
+      if (gcol >= a.cols || grow >= a.rows) continue;  // cols % 8 == 0: both columns or neither
+      const T* colp = tile + rb * G * kTileC + 2 * pair;
+      BlockScale s0 = fixed, s1 = fixed;
+      if constexpr (!isTensorwise(F) && F != kBlk128x128) {
+        uint32_t m0 = 0, m1 = 0;
+        if constexpr (F == kBlk1x128) {
+          // Blockwise FP8's amax is over the finite elements.
+          float f0 = 0.f, f1 = 0.f;
+          for (int i = 0; i < G; ++i) {
+            const Pair<T> w = *reinterpret_cast<const Pair<T>*>(colp + i * kTileC);
+            const float x0 = toF(w.a), x1 = toF(w.b);
+            if (isfinite(x0)) f0 = fmaxf(f0, fabsf(x0));
+            if (isfinite(x1)) f1 = fmaxf(f1, fabsf(x1));
+          }
+          s0 = fp8Scale<F>(f0), s1 = fp8Scale<F>(f1);
+        } else {
+          if constexpr (sizeof(T) == 2) {
+            uint32_t m = 0;
+            for (int i = 0; i < G; ++i) m = Bits<T>::fold(m, *reinterpret_cast<const uint32_t*>(colp + i * kTileC));
+            m0 = m & 0xffffu, m1 = m >> 16;
+          } else {
+            for (int i = 0; i < G; ++i) {
+              const uint2 w = *reinterpret_cast<const uint2*>(colp + i * kTileC);
+              m0 = Bits<T>::fold(m0, w.x), m1 = Bits<T>::fold(m1, w.y);
+            }
+          }
+          const bool sp0 = m0 >= Bits<T>::kInf, sp1 = m1 >= Bits<T>::kInf;
+          const float a0 = sp0 ? 0.f : Bits<T>::value(m0), a1 = sp1 ? 0.f : Bits<T>::value(m1);
+          if constexpr (isMx(F)) s0 = mxScale<F>(a0, sp0, a.rceil), s1 = mxScale<F>(a1, sp1, a.rceil);
+          else s0 = nvfp4Scale(a0, sp0, g), s1 = nvfp4Scale(a1, sp1, g);
+        }
+        storeScale<F>(a.colScales, gcol, grow / B, nScaleCols, s0, a.tiled);
+        storeScale<F>(a.colScales, gcol + 1, grow / B, nScaleCols, s1, a.tiled);
+      }
+      for (int j = 0; j < G; j += 16) {
+        float v0[16], v1[16];
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+          const Pair<T> w = *reinterpret_cast<const Pair<T>*>(colp + (j + i) * kTileC);
+          v0[i] = toF(w.a), v1[i] = toF(w.b);
+        }
+        const int q = (rb * G + j) / 16;
+        if constexpr (isFp4(F)) {
+          uint32_t w0[2] = {0, 0}, w1[2] = {0, 0};
+#pragma unroll
+          for (int i = 0; i < 16; i += 2) w0[i / 8] |= encode2<F>(v0[i], v0[i + 1], s0) << (4 * (i % 8)), w1[i / 8] |= encode2<F>(v1[i], v1[i + 1], s1) << (4 * (i % 8));
+          *reinterpret_cast<uint2*>(unitAt(2 * pair, q)) = make_uint2(w0[0], w0[1]);
+          *reinterpret_cast<uint2*>(unitAt(2 * pair + 1, q)) = make_uint2(w1[0], w1[1]);
+        } else {
+          uint32_t w0[4] = {0, 0, 0, 0}, w1[4] = {0, 0, 0, 0};
+#pragma unroll
+          for (int i = 0; i < 16; i += 2) w0[i / 4] |= encode2<F>(v0[i], v0[i + 1], s0) << (8 * (i % 4)), w1[i / 4] |= encode2<F>(v1[i], v1[i + 1], s1) << (8 * (i % 4));
+          *reinterpret_cast<uint4*>(unitAt(2 * pair, q)) = make_uint4(w0[0], w0[1], w0[2], w0[3]);
+          *reinterpret_cast<uint4*>(unitAt(2 * pair + 1, q)) = make_uint4(w1[0], w1[1], w1[2], w1[3]);
+        }
+      }
+    }
+    __syncthreads();
+    // Out: transposed row c (column c0 + c of x) holds rows r0 .. r0 + TR of it, 16 per unit.
+    constexpr int UNITS = TR / 16;
+    for (int u = threadIdx.x; u < kTileC * UNITS; u += kQThreads) {
+      const int c = u / UNITS, q = u % UNITS;
+      const uint64_t gcol = c0 + c, grow = r0 + static_cast<uint64_t>(q) * 16;
+      if (gcol >= a.cols || grow >= a.rows) continue;  // rows % 16 == 0: whole units
+      uint8_t* dst = a.colData + (gcol * a.rows + grow) * (isFp4(F) ? 1 : 2) / 2;
+      if constexpr (isFp4(F)) *reinterpret_cast<uint2*>(dst) = *reinterpret_cast<const uint2*>(unitAt(c, q));
+      else *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(unitAt(c, q));
+    }
+  }
+}
+
+// Persistent CTAs: each takes tiles blockIdx.x, + gridDim.x, ..., loading the next tile into the
+// other half of a double buffer (cp.async, zero-filled past the matrix) while it quantizes this one.
+template <typename T, int F, bool ROW, bool COL>
+__global__ void __launch_bounds__(kQThreads) quantizeK(QArgs a, uint64_t tiles) {
+  constexpr int TR = tileRows<F, COL>();
+  constexpr int PASSES = TR * (kTileC / 8) / kQThreads;
+  constexpr size_t TILE_BYTES = static_cast<size_t>(TR) * kTileC * sizeof(T);
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint8_t* codes = smem + 2 * TILE_BYTES;
+  const uint64_t colTiles = (a.cols + kTileC - 1) / kTileC;
+  const int chunkCol = threadIdx.x % 16, rowInPass = threadIdx.x / 16;
+
+  const auto issue = [&](uint64_t tileIdx, int buf) {
+    const uint64_t r0 = (tileIdx / colTiles) * TR, c0 = (tileIdx % colTiles) * kTileC, gc = c0 + chunkCol * 8;
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+      const int row = p * (kQThreads / 16) + rowInPass;
+      const uint64_t gr = r0 + row;
+      const bool ok = gc < a.cols && gr < a.rows;
+      const T* src = static_cast<const T*>(a.x) + (ok ? gr * a.cols + gc : 0);
+      const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem + buf * TILE_BYTES + (static_cast<size_t>(row) * kTileC + chunkCol * 8) * sizeof(T)));
+#pragma unroll
+      for (int k = 0; k < Chunk<T>::kVec; ++k)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + 16 * k), "l"(reinterpret_cast<const char*>(src) + 16 * k), "r"(ok ? 16 : 0));
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+  };
+
+  // The tensor-level scale (tensorwise FP8, NVFP4), once.
+  BlockScale fixed;
+  if constexpr (isTensorwise(F)) fixed = fp8Scale<F>(*a.amax);
+  float g = 0.f;
+  if constexpr (F == kNvfp4) g = tensorScale<F>(*a.amax);
+  if constexpr (isTensorwise(F) || F == kNvfp4) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *a.globalScale = isTensorwise(F) ? fixed.div : g;
+  }
+
+  int buf = 0;
+  if (blockIdx.x < tiles) issue(blockIdx.x, 0);
+  for (uint64_t t = blockIdx.x; t < tiles; t += gridDim.x, buf ^= 1) {
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    __syncthreads();  // this tile is in; every thread is done with the other buffer and the codes
+    if (t + gridDim.x < tiles) issue(t + gridDim.x, buf ^ 1);
+    quantizeTile<T, F, ROW, COL>(a, t, reinterpret_cast<const T*>(smem + buf * TILE_BYTES), codes, fixed, g);
+  }
+}
+
+// ---- dequantize ---------------------------------------------------------------------------------
+
+struct DArgs {
+  const uint8_t* data;
+  const uint8_t* scales;
+  const float* globalScale;
+  void* out;
+  uint64_t R, C;
+  int transpose, tiled;
+};
+
+template <int F>
+__device__ __forceinline__ float scaleValue(const DArgs& a, uint64_t r, uint64_t c) {
+  constexpr int B = blockOf(F);
+  if constexpr (isTensorwise(F)) return *a.globalScale;
+  else if constexpr (F == kBlk1x128) return reinterpret_cast<const float*>(a.scales)[r * (a.C / 128) + c / 128];
+  else if constexpr (F == kBlk128x128) return reinterpret_cast<const float*>(a.scales)[(r / 128) * ((a.C + 127) / 128) + c / 128];
+  else {
+    const uint64_t n = a.C / B;
+    const uint32_t code = a.scales[a.tiled ? tiledIndex(r, c / B, n) : r * n + c / B];
+    if constexpr (isMx(F)) return code == 0xff ? __uint_as_float(0x7fffffff) : pow2(static_cast<int>(code) - 127);
+    else return decE4M3(code);
+  }
+}
+
+// One thread per 8 consecutive stored elements (one block's scale: blocks are >= 16 long), codes
+// read as one 8- or 4-byte word; the values go out as one vector, or down a column (transpose).
+template <typename T, int F>
+__global__ void dequantizeK(DArgs a) {
+  const uint64_t chunksPerRow = a.C / 8, n = a.R * chunksPerRow, stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  for (uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n; t += stride) {
+    const uint64_t r = t / chunksPerRow, c = (t % chunksPerRow) * 8, k = r * a.C + c;
+    uint32_t codes[8];
+    if constexpr (isFp4(F)) {
+      const uint32_t w = *reinterpret_cast<const uint32_t*>(a.data + k / 2);
+      for (int i = 0; i < 8; ++i) codes[i] = (w >> (4 * i)) & 15;
+    } else {
+      const uint2 w = *reinterpret_cast<const uint2*>(a.data + k);
+      for (int i = 0; i < 8; ++i) codes[i] = ((i < 4 ? w.x : w.y) >> (8 * (i % 4))) & 255;
+    }
+    const float sc = scaleValue<F>(a, r, c);
+    T out[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      float v = decElem<F>(codes[i]) * sc;  // exact product, rounded once
+      if constexpr (F == kNvfp4) v = __fmul_rn(v, *a.globalScale);
+      out[i] = fromF<T>(v);
+    }
+    if (!a.transpose) {
+#pragma unroll
+      for (int k2 = 0; k2 < static_cast<int>(sizeof(T)) / 2; ++k2) reinterpret_cast<uint4*>(static_cast<T*>(a.out) + k)[k2] = reinterpret_cast<const uint4*>(out)[k2];
+    } else {
+      for (int i = 0; i < 8; ++i) static_cast<T*>(a.out)[(c + i) * a.R + r] = out[i];
+    }
+  }
+}
+
+// ---- fake quantize ------------------------------------------------------------------------------
+
+// One thread per block of B elements along len (stride inner). Tensorwise: one thread per element.
+template <typename T, int F>
+__global__ void fakeQuantK(const T* __restrict__ x, T* __restrict__ y, uint64_t outer, uint64_t len, uint64_t inner, const float* amax, int rceil) {
+  constexpr int B = blockOf(F);
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  float g = 0.f;
+  BlockScale fixed;
+  if constexpr (F == kNvfp4) g = tensorScale<F>(*amax);
+  if constexpr (isTensorwise(F)) fixed = fp8Scale<F>(*amax);
+  if constexpr (isTensorwise(F)) {
+    const uint64_t n = outer * len * inner;
+    for (uint64_t i = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+      y[i] = fromF<T>(decElem<F>(encode<F>(toF(x[i]), fixed)) * fixed.div);
+  } else {
+    const uint64_t blocks = outer * (len / B) * inner;
+    for (uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < blocks; t += stride) {
+      const uint64_t i = t % inner, b = (t / inner) % (len / B), o = t / inner / (len / B);
+      const uint64_t base = (o * len + b * B) * inner + i;
+      float m = 0.f;
+      bool sp = false;
+      for (int k = 0; k < B; ++k) accumulate(toF(x[base + k * inner]), m, sp);
+      BlockScale s;
+      float dec;  // the decode scale
+      if constexpr (isMx(F)) {
+        s = mxScale<F>(m, sp, rceil);
+        dec = s.scaleCode == 0xff ? __uint_as_float(0x7fffffff) : pow2(static_cast<int>(s.scaleCode) - 127);
+      } else if constexpr (F == kNvfp4) {
+        s = nvfp4Scale(m, sp, g);
+        dec = decE4M3(s.scaleCode);
+      } else {
+        s = fp8Scale<F>(m);
+        dec = s.div;
+      }
+      for (int k = 0; k < B; ++k) {
+        float v = decElem<F>(encode<F>(toF(x[base + k * inner]), s)) * dec;
+        if constexpr (F == kNvfp4) v = __fmul_rn(v, g);
+        y[base + k * inner] = fromF<T>(v);
+      }
+    }
+  }
+}
+
+// 128 x 128 tiles of [len, inner] matrices: one CTA per tile.
+template <typename T>
+__global__ void fakeQuantTileK(const T* __restrict__ x, T* __restrict__ y, uint64_t len, uint64_t inner) {
+  const uint64_t tilesC = inner / 128, tilesR = len / 128;
+  const uint64_t o = blockIdx.x / (tilesR * tilesC), tr = (blockIdx.x / tilesC) % tilesR, tc = blockIdx.x % tilesC;
+  const uint64_t base = o * len * inner + tr * 128 * inner + tc * 128;
+  float m = 0.f;
+  bool sp = false;
+  for (int e = threadIdx.x; e < 128 * 128; e += blockDim.x) accumulate(toF(x[base + (e / 128) * inner + e % 128]), m, sp);
+  __shared__ float part[32];
+  m = warpMax(m, 32);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = m;
+  __syncthreads();
+  m = 0.f;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) m = fmaxf(m, part[w]);
+  const BlockScale s = fp8Scale<kBlk128x128>(m);
+  for (int e = threadIdx.x; e < 128 * 128; e += blockDim.x) {
+    const uint64_t k = base + (e / 128) * inner + e % 128;
+    y[k] = fromF<T>(decE4M3(encode<kBlk128x128>(toF(x[k]), s)) * s.div);
+  }
+}
+
+// ---- host side ----------------------------------------------------------------------------------
+
+// Calls body(std::integral_constant<int, F>{}) with F the format code.
+template <typename Body>
+void dispatchFormat(Napi::Env env, int f, Body&& body) {
+  switch (f) {
+    case kMxE4M3: body(std::integral_constant<int, kMxE4M3>{}); break;
+    case kMxE5M2: body(std::integral_constant<int, kMxE5M2>{}); break;
+    case kMxFp4: body(std::integral_constant<int, kMxFp4>{}); break;
+    case kNvfp4: body(std::integral_constant<int, kNvfp4>{}); break;
+    case kTwE4M3: body(std::integral_constant<int, kTwE4M3>{}); break;
+    case kTwE5M2: body(std::integral_constant<int, kTwE5M2>{}); break;
+    case kBlk1x128: body(std::integral_constant<int, kBlk1x128>{}); break;
+    case kBlk128x128: body(std::integral_constant<int, kBlk128x128>{}); break;
+    default: fail(env, "INVALID_ARGUMENT", "Expected a format code in [0, 7] but received " + std::to_string(f));
+  }
+}
+
+std::string fmtName(int f) { return f >= 0 && f < kNumFormats ? kFormatNames[f] : "?"; }
+
+// Bytes of a [R, C] matrix of codes.
+uint64_t codeBytes(int f, uint64_t R, uint64_t C) { return isFp4(f) ? R * C / 2 : R * C; }
+
+// Bytes of the scales of a stored [R, C] matrix (blocks along C).
+uint64_t scaleBytes(int f, uint64_t R, uint64_t C, bool tiled) {
+  if (isTensorwise(f)) return 0;
+  if (f == kBlk1x128) return R * (C / 128) * 4;
+  if (f == kBlk128x128) return ((R + 127) / 128) * ((C + 127) / 128) * 4;
+  const uint64_t n = C / blockOf(f);
+  return tiled ? ((R + 127) / 128) * ((n + 3) / 4) * 512 : R * n;
+}
+
+// The shape rules of a direction: the blocks' axis a whole number of blocks, 8-element chunks.
+void checkDirection(Napi::Env env, int f, uint64_t R, uint64_t C, const char* dir) {
+  const int B = blockOf(f);
+  const uint64_t along = B ? static_cast<uint64_t>(B) : 8;
+  if (C % along != 0)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected a length along the blocks divisible by ") + std::to_string(along) + " for " + fmtName(f) + " (" + dir +
+                                    ") but received " + std::to_string(C));
+  if (f == kBlk128x128 && R % 128 != 0)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected both dimensions divisible by 128 for fp8-block128x128 but received ") + std::to_string(R) + " x " + std::to_string(C));
+}
+
+Napi::Value QuantAmax(const Napi::CallbackInfo& info) {
+  Args a(info, "quantAmax");
+  cudaStream_t s = a.stream();
+  const int dtype = a.floatDtype();
+  const uint64_t n = a.u64("n");
+  const void* x = a.dev(n, dtypeBytes(dtype), "quantAmax x");
+  float* out = static_cast<float*>(a.dev(1, 4, "quantAmax amax"));
+  a.end();
+  DW_DISPATCH_FLOAT(a.env(), dtype, T, launchAmax<T>(s, x, n, out));
+  checkLaunch(a.env(), "quantAmax");
+  return a.env().Undefined();
+}
+
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  Args a(info, "quantize");
+  Napi::Env env = a.env();
+  cudaStream_t s = a.stream();
+  const int f = static_cast<int>(a.u64("format code", kNumFormats - 1));
+  const int rceil = static_cast<int>(a.u64("scaleMode (0 floor, 1 rceil)", 1));
+  const int dtype = a.floatDtype();
+  const uint64_t rows = a.u64("rows"), cols = a.u64("cols");
+  const int flags = static_cast<int>(a.u64("flags", 7));
+  const bool row = flags & 1, col = flags & 2, tiled = flags & 4;
+  if (!row && !col) fail(env, "INVALID_ARGUMENT", "Expected flags with rowwise (1), columnwise (2) or both for quantize but received " + std::to_string(flags));
+  if (tiled && !(isMx(f) || f == kNvfp4)) fail(env, "INVALID_ARGUMENT", "Expected the tiled scale layout only for MX and NVFP4 formats but received " + fmtName(f));
+  if (cols % 8 != 0) fail(env, "SHAPE_MISMATCH", "Expected cols divisible by 8 for quantize but received " + std::to_string(cols));
+  if (row) checkDirection(env, f, rows, cols, "rowwise");
+  if (col) checkDirection(env, f, cols, rows, "columnwise");
+  if (col && isTensorwise(f) && rows % 32 != 0)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected rows divisible by 32 for columnwise ") + fmtName(f) + " but received " + std::to_string(rows));
+  const bool global = isTensorwise(f) || f == kNvfp4;
+  QArgs q{};
+  q.rows = rows, q.cols = cols, q.rceil = rceil, q.tiled = tiled;
+  q.x = a.dev(rows * cols, dtypeBytes(dtype), "quantize x");
+  if (reinterpret_cast<uintptr_t>(q.x) % 16 != 0) fail(env, "INVALID_ARGUMENT", "Expected x aligned to 16 bytes for quantize");
+  q.amax = static_cast<const float*>(global ? a.dev(1, 4, "quantize amax") : a.optDev(1, 4, "quantize amax"));
+  const auto need = [&](bool want, uint64_t bytes, const char* name) -> uint8_t* {
+    return static_cast<uint8_t*>(want && bytes ? a.dev(bytes, 1, name) : a.optDev(bytes, 1, name));
+  };
+  q.rowData = need(row, codeBytes(f, rows, cols), "quantize rowData");
+  q.rowScales = need(row, scaleBytes(f, rows, cols, tiled), "quantize rowScales");
+  q.colData = need(col, codeBytes(f, cols, rows), "quantize colData");
+  q.colScales = need(col, scaleBytes(f, cols, rows, tiled), "quantize colScales");
+  q.globalScale = static_cast<float*>(global ? a.dev(1, 4, "quantize globalScale") : a.optDev(1, 4, "quantize globalScale"));
+  a.end();
+  if (rows == 0 || cols == 0) return env.Undefined();
+  if (tiled) {
+    if (row) DW_CUDA(env, cudaMemsetAsync(q.rowScales, 0, scaleBytes(f, rows, cols, true), s), "cudaMemsetAsync (tiled scales)");
+    if (col) DW_CUDA(env, cudaMemsetAsync(q.colScales, 0, scaleBytes(f, cols, rows, true), s), "cudaMemsetAsync (tiled scales)");
+  }
+  dispatchFormat(env, f, [&](auto fc) {
+    constexpr int F = decltype(fc)::value;
+    constexpr int TRr = tileRows<F, false>(), TRc = tileRows<F, true>();
+    const uint64_t TR = col ? TRc : TRr, tiles = ((rows + TR - 1) / TR) * ((cols + kTileC - 1) / kTileC);
+    if (tiles > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 tiles for quantize but received " + std::to_string(tiles));
+    DW_DISPATCH_FLOAT(env, dtype, T, {
+      // Persistent CTAs: as many as fit on the GPU at once (or one per tile).
+      auto launch = [&](auto kernel, size_t smem) {
+        DW_CUDA(env, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "cudaFuncSetAttribute (quantize)");
+        int dev = 0, sms = 0, perSm = 0;
+        DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
+        DW_CUDA(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute (SM count)");
+        DW_CUDA(env, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kQThreads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor (quantize)");
+        const uint64_t fit = static_cast<uint64_t>(sms) * static_cast<uint64_t>(perSm > 0 ? perSm : 1);
+        kernel<<<static_cast<unsigned>(tiles < fit ? tiles : fit), kQThreads, smem, s>>>(q, tiles);
+      };
+      if (row && col) launch(quantizeK<T, F, true, true>, quantSmemBytes<T, F, true>());
+      else if (row) launch(quantizeK<T, F, true, false>, quantSmemBytes<T, F, false>());
+      else launch(quantizeK<T, F, false, true>, quantSmemBytes<T, F, true>());
+    });
+  });
+  checkLaunch(env, "quantize");
+  return env.Undefined();
+}
+
+Napi::Value Dequantize(const Napi::CallbackInfo& info) {
+  Args a(info, "dequantize");
+  Napi::Env env = a.env();
+  cudaStream_t s = a.stream();
+  const int f = static_cast<int>(a.u64("format code", kNumFormats - 1));
+  const int dtype = a.floatDtype();
+  const uint64_t R = a.u64("R"), C = a.u64("C");
+  const int flags = static_cast<int>(a.u64("flags", 5));
+  const bool tiled = flags & 4;
+  if (tiled && !(isMx(f) || f == kNvfp4)) fail(env, "INVALID_ARGUMENT", "Expected the tiled scale layout only for MX and NVFP4 formats but received " + fmtName(f));
+  if (blockOf(f) && C % blockOf(f) != 0)
+    fail(env, "SHAPE_MISMATCH", "Expected a stored row length divisible by " + std::to_string(blockOf(f)) + " for " + fmtName(f) + " but received " + std::to_string(C));
+  if (f == kBlk128x128 && R % 128 != 0) fail(env, "SHAPE_MISMATCH", "Expected both dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(R) + " x " + std::to_string(C));
+  if (C % 8 != 0) fail(env, "SHAPE_MISMATCH", "Expected a stored row length divisible by 8 for dequantize but received " + std::to_string(C));
+  const bool global = isTensorwise(f) || f == kNvfp4;
+  DArgs d{};
+  d.R = R, d.C = C, d.transpose = flags & 1, d.tiled = tiled;
+  d.data = static_cast<const uint8_t*>(a.dev(codeBytes(f, R, C), 1, "dequantize data"));
+  const uint64_t sb = scaleBytes(f, R, C, tiled);
+  d.scales = static_cast<const uint8_t*>(sb ? a.dev(sb, 1, "dequantize scales") : a.optDev(0, 1, "dequantize scales"));
+  d.globalScale = static_cast<const float*>(global ? a.dev(1, 4, "dequantize globalScale") : a.optDev(1, 4, "dequantize globalScale"));
+  d.out = a.dev(R * C, dtypeBytes(dtype), "dequantize out");
+  if (reinterpret_cast<uintptr_t>(d.out) % 16 != 0 || reinterpret_cast<uintptr_t>(d.data) % 8 != 0)
+    fail(env, "INVALID_ARGUMENT", "Expected dequantize's out aligned to 16 bytes and data to 8");
+  a.end();
+  if (R * C == 0) return env.Undefined();
+  dispatchFormat(env, f, [&](auto fc) {
+    constexpr int F = decltype(fc)::value;
+    DW_DISPATCH_FLOAT(env, dtype, T, dequantizeK<T, F><<<blocksFor(R * C / 8), 256, 0, s>>>(d));
+  });
+  checkLaunch(env, "dequantize");
+  return env.Undefined();
+}
+
+__device__ float g_fakeQuantAmax;
+void* g_fakeQuantAmaxAddr[64];
+
+Napi::Value FakeQuant(const Napi::CallbackInfo& info) {
+  Args a(info, "fakeQuant");
+  Napi::Env env = a.env();
+  cudaStream_t s = a.stream();
+  const int f = static_cast<int>(a.u64("format code", kNumFormats - 1));
+  const int rceil = static_cast<int>(a.u64("scaleMode (0 floor, 1 rceil)", 1));
+  const int dtype = a.floatDtype();
+  const uint64_t outer = a.u64("outer"), len = a.u64("len"), inner = a.u64("inner");
+  const uint64_t n = outer * len * inner;
+  const int B = blockOf(f);
+  if (B && len % B != 0)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected a length along the axis divisible by ") + std::to_string(B) + " for " + fmtName(f) + " but received " + std::to_string(len));
+  if (f == kBlk128x128 && inner % 128 != 0)
+    fail(env, "SHAPE_MISMATCH", "Expected both of the last two dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(len) + " x " + std::to_string(inner));
+  const void* x = a.dev(n, dtypeBytes(dtype), "fakeQuant x");
+  void* y = a.dev(n, dtypeBytes(dtype), "fakeQuant y");
+  a.end();
+  if (n == 0) return env.Undefined();
+  float* amax = nullptr;
+  if (isTensorwise(f) || f == kNvfp4) {
+    amax = static_cast<float*>(deviceSymbol(env, g_fakeQuantAmax, g_fakeQuantAmaxAddr, "g_fakeQuantAmax"));
+    DW_DISPATCH_FLOAT(env, dtype, T, launchAmax<T>(s, x, n, amax));
+  }
+  dispatchFormat(env, f, [&](auto fc) {
+    constexpr int F = decltype(fc)::value;
+    DW_DISPATCH_FLOAT(env, dtype, T, {
+      if constexpr (F == kBlk128x128) {
+        const uint64_t tiles = outer * (len / 128) * (inner / 128);
+        if (tiles > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 tiles for fakeQuant");
+        fakeQuantTileK<T><<<static_cast<unsigned>(tiles), 256, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), len, inner);
+      } else {
+        const uint64_t work = B ? n / B : n;
+        fakeQuantK<T, F><<<blocksFor(work), 256, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), outer, len, inner, amax, rceil);
+      }
+    });
+  });
+  checkLaunch(env, "fakeQuant");
+  return env.Undefined();
+}
+
+}  // namespace
+
+void initQuant(Napi::Env env, Napi::Object exports) {
+  def(env, exports, "quantAmax", QuantAmax);
+  def(env, exports, "quantize", Quantize);
+  def(env, exports, "dequantize", Dequantize);
+  def(env, exports, "fakeQuant", FakeQuant);
+}
+
+}  // namespace dw
