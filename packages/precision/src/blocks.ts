@@ -96,9 +96,10 @@ const E4M3 = ELEMENTS.e4m3;
 const E2M1 = ELEMENTS.e2m1;
 export const NVFP4_BLOCK = 16;
 
-export function quantizeNvfp4(x: ArrayLike<number>): Nvfp4Blocks {
+/** `amax`: the tensor amax to derive g from (default: x's own; a delayed amax may be smaller). */
+export function quantizeNvfp4(x: ArrayLike<number>, amax?: number): Nvfp4Blocks {
   const n = x.length;
-  const g = fround(amaxOf(x, 0, n).amax / (448 * 6));
+  const g = fround((amax ?? amaxOf(x, 0, n).amax) / (448 * 6));
   const codes = new Uint8Array(n);
   const scales = new Uint8Array(n / NVFP4_BLOCK);
   for (let b = 0; b < scales.length; b++) {

@@ -48,7 +48,7 @@ function checkMatrix(x: ArrayLike<number>, rows: number, cols: number): void {
   if (x.length !== rows * cols) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${rows} × ${cols} = ${rows * cols} values but received ${x.length}`);
 }
 
-export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: number, options: { format: Format | BlockFp8; direction?: Direction; scaleMode?: 'floor' | 'rceil' }): Quantized2d {
+export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: number, options: { format: Format | BlockFp8; direction?: Direction; scaleMode?: 'floor' | 'rceil'; amax?: number }): Quantized2d {
   checkMatrix(x, rows, cols);
   const direction = options.direction ?? 'rowwise';
   if (direction !== 'rowwise' && direction !== 'columnwise') throw new DeepwellError('INVALID_ARGUMENT', `Expected direction 'rowwise' or 'columnwise' but received ${describe(options.direction)}`);
@@ -73,7 +73,7 @@ export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: n
   }
   const block = blockSizeOf(options.format);
   if (block !== null && C % block !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length along the blocks divisible by ${block} for ${options.format} but received ${rows} × ${cols} (${direction})`);
-  const q = quantize(m, { format: options.format, ...(options.scaleMode ? { scaleMode: options.scaleMode } : {}) });
+  const q = quantize(m, { format: options.format, ...(options.scaleMode ? { scaleMode: options.scaleMode } : {}), ...(options.amax !== undefined ? { amax: options.amax } : {}) });
   return { format: options.format, direction, rows, cols, data: q.data, scales: q.scales, globalScale: q.globalScale };
 }
 

@@ -2,8 +2,9 @@
  * quantize / dequantize on plain arrays of values (blocks of consecutive elements):
  *   'mxfp8-e4m3' | 'mxfp8-e5m2' | 'mxfp4'   OCP MX, blocks of 32, E8M0 scales, scaleMode 'floor' | 'rceil'
  *   'nvfp4'                                  blocks of 16, E4M3 scales, an FP32 tensor scale
- *   'fp8-e4m3' | 'fp8-e5m2'                  tensorwise FP8: one FP32 scale s = amax / max_elem,
+ *   'fp8-e4m3' | 'fp8-e5m2'                  tensorwise FP8: one FP32 scale s = f32(amax / max_elem),
  *                                            elements E(f32(x / s)) saturating (s = 1 when amax is 0)
+ * Tensorwise FP8 and NVFP4 take the tensor amax from x, or from options.amax (delayed scaling).
  * Inputs are Float32Array, Float64Array or arrays of numbers (bf16 values are f32 values). Errors
  * name what is wrong: an unknown format or scale mode, a length that is not a whole number of
  * blocks, an input that is not an array of numbers.
@@ -19,6 +20,11 @@ export interface QuantizeOptions {
   format: Format;
   /** MX formats only (default 'floor', the OCP specification's). */
   scaleMode?: ScaleMode;
+  /**
+   * Tensorwise FP8 and NVFP4 only: the amax the tensor scale comes from, instead of x's own (delayed
+   * scaling: an AmaxHistory's). Values beyond it saturate.
+   */
+  amax?: number;
 }
 
 export interface Quantized {
@@ -61,6 +67,10 @@ export function quantize(x: Float32Array | Float64Array | readonly number[], opt
   const mode = options.scaleMode ?? 'floor';
   if (mode !== 'floor' && mode !== 'rceil') throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleMode 'floor' or 'rceil' but received ${describe(options.scaleMode)}`);
   if (options.scaleMode !== undefined && !MX[format]) throw new DeepwellError('INVALID_ARGUMENT', `Expected no scaleMode for ${format} (its scales are not powers of two) but received ${describe(options.scaleMode)}`);
+  if (options.amax !== undefined) {
+    if (format !== 'nvfp4' && !TENSORWISE[format]) throw new DeepwellError('INVALID_ARGUMENT', `Expected no amax for ${format} (its scales come from each block) but received ${describe(options.amax)}`);
+    if (typeof options.amax !== 'number' || !Number.isFinite(options.amax) || options.amax < 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite amax >= 0 but received ${describe(options.amax)}`);
+  }
   const n = xs.length;
   const block = blockSizeOf(format) ?? Math.max(1, n);
   if (n % block !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length divisible by ${format}'s block of ${block} elements but received ${n}`);
@@ -71,11 +81,11 @@ export function quantize(x: Float32Array | Float64Array | readonly number[], opt
     return { ...base, scaleMode: mode, data: q.data, scales: q.scales, globalScale: null };
   }
   if (format === 'nvfp4') {
-    const q = quantizeNvfp4(xs);
+    const q = quantizeNvfp4(xs, options.amax);
     return { ...base, scaleMode: null, data: q.data, scales: q.scales, globalScale: q.globalScale };
   }
   const elem = TENSORWISE[format]!;
-  const { amax } = amaxOf(xs, 0, n);
+  const amax = options.amax ?? amaxOf(xs, 0, n).amax;
   const s = amax === 0 ? 1 : Math.fround(amax / elem.max);
   const data = new Uint8Array(n);
   for (let i = 0; i < n; i++) data[i] = encodeElement(elem, Math.fround(xs[i]! / s), { saturate: true });
