@@ -151,7 +151,9 @@ function expectedStats(x: Float32Array, shape: number[], format: FakeQuantFormat
       scale = (b) => (q.scales as Float32Array)[b]!;
       scaled = (v, s) => Math.fround(v / s);
     } else {
-      const q = quantize(g.values, { format: format as 'nvfp4', ...(kind === 'mx' ? { scaleMode } : {}) });
+      // NVFP4's tensor scale comes from the whole tensor's amax (one per operand).
+      const tensorAmax = x.reduce((m, v) => (Number.isFinite(v) ? Math.max(m, Math.abs(v)) : m), 0);
+      const q = quantize(g.values, { format: format as 'nvfp4', ...(kind === 'mx' ? { scaleMode } : {}), ...(kind === 'nvfp4' ? { amax: tensorAmax } : {}) });
       y = dequantize(q);
       blockOf = (k) => Math.floor(k / q.blockSize);
       scale = kind === 'mx' ? (b) => decodeE8m0(q.scales[b]!) : kind === 'nvfp4' ? (b) => decodeElement(ELEMENTS.e4m3, q.scales[b]!) * q.globalScale! : () => q.globalScale!;

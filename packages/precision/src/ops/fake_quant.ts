@@ -7,8 +7,9 @@
  *
  * What is quantized as one tensor (a "group") and how it is cut into blocks:
  *   - MX formats, NVFP4, 'fp8-block1x128': each line along `axis` is a group, cut into blocks of
- *     32 / 16 / 128 consecutive elements; the line's length must be a whole number of blocks. (So
- *     NVFP4's FP32 "tensor" scale g is one per line.)
+ *     32 / 16 / 128 consecutive elements; the line's length must be a whole number of blocks.
+ *     NVFP4's FP32 tensor scale g is the whole tensor's (from the amax of all of x's finite
+ *     elements), one per GEMM operand as an NVFP4 GEMM takes it, not one per line.
  *   - tensorwise FP8 ('fp8-e4m3', 'fp8-e5m2'): the whole tensor is one group and one block.
  *   - 'fp8-block128x128': each matrix of the last two axes is a group, cut into 128 × 128 tiles;
  *     both axes must be multiples of 128 and `axis` must be one of them (-1 or -2): it changes
@@ -22,6 +23,7 @@
 import { DeepwellError, describe } from '@deepwell/core';
 import { axisOf, defineOp, numel, shapeError, type ValueType } from '@deepwell/ir';
 import type { ElementName } from '../elements.js';
+import { amaxOf } from '../blocks.js';
 import { dequantize2d, quantize2d, type BlockFp8, type Quantized2d } from '../layout.js';
 import { FORMATS, dequantize, quantize, type Format, type Quantized } from '../quantize.js';
 
@@ -111,12 +113,13 @@ export function gather(x: ArrayLike<number>, g: QuantGroup): Float64Array {
 /** One group quantized: the codec's result (1-D or 2-D) and its decoded values. */
 export type QuantizedGroup = { kind: 'flat'; q: Quantized; y: Float32Array } | { kind: '2d'; q: Quantized2d; y: Float32Array };
 
-export function quantizeGroup(values: Float64Array, group: QuantGroup, format: FakeQuantFormat, scaleMode: 'floor' | 'rceil'): QuantizedGroup {
+/** `tensorAmax`: NVFP4's tensor amax (the whole x's, see the file's comment). */
+export function quantizeGroup(values: Float64Array, group: QuantGroup, format: FakeQuantFormat, scaleMode: 'floor' | 'rceil', tensorAmax?: number): QuantizedGroup {
   if (format === 'fp8-block1x128' || format === 'fp8-block128x128') {
     const q = quantize2d(values, group.rows, group.cols, { format });
     return { kind: '2d', q, y: dequantize2d(q) };
   }
-  const q = quantize(values, { format, ...(format.startsWith('mx') ? { scaleMode } : {}) });
+  const q = quantize(values, { format, ...(format.startsWith('mx') ? { scaleMode } : {}), ...(format === 'nvfp4' && tensorAmax !== undefined ? { amax: tensorAmax } : {}) });
   return { kind: 'flat', q, y: dequantize(q) };
 }
 
@@ -138,8 +141,9 @@ export const fakeQuantOp = defineOp({
     const format = attrs.format as FakeQuantFormat;
     const axis = checkFakeQuant('fake_quant', inTypes[0]!, format, attrs.axis as number);
     // Gather each group, quantize and decode it, scatter it back.
+    const tensorAmax = format === 'nvfp4' ? amaxOf(x!, 0, x!.length).amax : undefined;
     for (const g of quantGroups(inTypes[0]!.shape, format, axis)) {
-      const d = quantizeGroup(gather(x!, g), g, format, attrs.scaleMode as 'floor' | 'rceil').y;
+      const d = quantizeGroup(gather(x!, g), g, format, attrs.scaleMode as 'floor' | 'rceil', tensorAmax).y;
       for (let k = 0; k < d.length; k++) y![g.start + k * g.stride] = d[k]!;
     }
   },

@@ -13,8 +13,9 @@
  *
  * Groups and blocks are fake_quant's (a line along `axis` cut into blocks of 32 / 16 / 128, the
  * whole tensor for tensorwise FP8, 128 × 128 tiles of the last two axes). For each block:
- *   decode scale S:  MX 2^e (the E8M0 scale); NVFP4 s·g (the E4M3 block scale times the group's
- *                    FP32 scale, exact in float64); tensorwise and blockwise FP8 the FP32 scale s.
+ *   decode scale S:  MX 2^e (the E8M0 scale); NVFP4 s·g (the E4M3 block scale times the tensor's
+ *                    FP32 scale g, from the amax of all of x, exact in float64); tensorwise and
+ *                    blockwise FP8 the FP32 scale s.
  *   scaled value v of an element (what the element encoder was given):
  *                    MX x / 2^e (exact); NVFP4 f32(x / f32(s·g)); FP8 (both kinds) f32(x / s).
  *   A block is usable for the scale range when it holds no NaN/±Inf, its amax is > 0 (an all-zero
@@ -30,6 +31,7 @@
  */
 import { defineOp, numel } from '@deepwell/ir';
 import { ELEMENTS, decodeE8m0, decodeElement, type ElementName } from '../elements.js';
+import { amaxOf } from '../blocks.js';
 import { FAKE_QUANT_FORMATS, checkFakeQuant, fakeQuantBlocking, gather, quantGroups, quantizeGroup, type FakeQuantFormat } from './fake_quant.js';
 
 /** The names of quant_stats' six values, in order. */
@@ -64,9 +66,10 @@ export const quantStatsOp = defineOp({
     let saturated = 0;
     let lo = Infinity;
     let hi = -Infinity;
+    const tensorAmax = kind === 'nvfp4' ? amaxOf(x!, 0, x!.length).amax : undefined;
     for (const g of quantGroups(inTypes[0]!.shape, format, axis)) {
       const values = gather(x!, g);
-      const qg = quantizeGroup(values, g, format, attrs.scaleMode as 'floor' | 'rceil');
+      const qg = quantizeGroup(values, g, format, attrs.scaleMode as 'floor' | 'rceil', tensorAmax);
       // Block of the group's k-th element, and each block's decode scale.
       let blockOf: (k: number) => number;
       let scales: Float64Array;
