@@ -14,3 +14,7 @@ export type { FallbackDecision, FallbackEvent, FallbackOptions } from './fallbac
 export { dequantize2d, quantize2d, tileScales128x4, untileScales128x4 } from './layout.js';
 export type { BlockFp8, Direction, Quantized2d } from './layout.js';
 export { AmaxHistory } from './amax.js';
+export { dequantizeTensor, quantizeTensor } from './tensor.js';
+export type { QuantizeTensorOptions, QuantizedPart, QuantizedTensor, ScaleLayout, TensorDirection } from './tensor.js';
+// The CUDA candidates register themselves with the kernel registry on import.
+import './cuda/fake_quant.js';

@@ -1,0 +1,264 @@
+/**
+ * quantize / dequantize on Tensors: the same formats and results as quantize2d / dequantize2d, on
+ * the tensor's device. On a GPU one fused kernel reads x once and writes the rowwise codes, the
+ * columnwise (transposed) codes or both, with their scales (native/quant/quantize.cu, bit-identical
+ * to the references); on the CPU the references run.
+ *
+ *   quantizeTensor(x, { format, scaleMode?, direction?, scaleLayout?, amax? }) -> QuantizedTensor
+ *     x: f32 / bf16 / f16, rank >= 1, viewed as a [rows, cols] matrix (cols = the last dimension).
+ *     direction 'rowwise' (default), 'columnwise' (stored transposed: data [cols, rows]) or 'both'.
+ *     scaleLayout 'tiled128x4' (MX and NVFP4): scales in cuBLASLt's 128 × 4 tiled layout.
+ *     amax (tensorwise FP8, NVFP4): the tensor amax to scale by (delayed scaling); default x's own,
+ *     which the result reports in `amax` (push it into an AmaxHistory).
+ *     out: tensors to write into instead of new ones (reused buffers, e.g. each step's), shaped and
+ *     typed as a result's parts.
+ *   dequantizeTensor(q, { direction?, dtype?, out? }) -> Tensor [rows, cols] (f32 by default).
+ *
+ * Data tensors: f8e4m3 / f8e5m2 codes, or f4e2m1 (two per byte, element 2i in the low nibble).
+ * Scales: e8m0 (MX), f8e4m3 (NVFP4), f32 (blockwise FP8); tiled scales are [tiles, 512].
+ * Shapes: cols divisible by 8 and by the block along it (rowwise), rows by the block along it
+ * (columnwise; 32 for tensorwise FP8), both by 128 for fp8-block128x128.
+ */
+import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
+import { nativeOps, type NativeOps } from '@deepwell/ir';
+import { amaxOf } from './blocks.js';
+import { FORMATS, type Format } from './quantize.js';
+import { dequantize2d, quantize2d, tileScales128x4, untileScales128x4, type BlockFp8, type Quantized2d } from './layout.js';
+import { FORMAT_CODE, blockAlong, codeBytes, hasTensorScale, isFp4, isMx, scaleBytes, type AnyFormat } from './cuda/native.js';
+
+export type TensorDirection = 'rowwise' | 'columnwise' | 'both';
+export type ScaleLayout = 'plain' | 'tiled128x4';
+
+export interface QuantizeTensorOptions {
+  format: AnyFormat;
+  scaleMode?: 'floor' | 'rceil';
+  direction?: TensorDirection;
+  scaleLayout?: ScaleLayout;
+  amax?: number;
+  /** Destination tensors (on x's device), as a previous result of the same call holds them. */
+  out?: { rowwise?: QuantizedPart; columnwise?: QuantizedPart; globalScale?: Tensor };
+}
+
+export interface QuantizedPart {
+  /** Codes: [rows, cols] rowwise, [cols, rows] columnwise. */
+  data: Tensor;
+  /** Block scales (null for tensorwise FP8). */
+  scales: Tensor | null;
+}
+
+export interface QuantizedTensor {
+  format: AnyFormat;
+  scaleMode: 'floor' | 'rceil' | null;
+  scaleLayout: ScaleLayout;
+  rows: number;
+  cols: number;
+  rowwise: QuantizedPart | null;
+  columnwise: QuantizedPart | null;
+  /** f32[1]: the FP32 tensor scale (tensorwise FP8: s; NVFP4: g), else null. */
+  globalScale: Tensor | null;
+  /** f32[1]: the amax the tensor scale came from (tensorwise FP8 and NVFP4), else null. */
+  amax: Tensor | null;
+  dispose(): void;
+}
+
+const ALL_FORMATS: readonly AnyFormat[] = [...FORMATS, 'fp8-block1x128', 'fp8-block128x128'];
+const FLOAT_INPUTS: readonly DTypeName[] = ['f32', 'bf16', 'f16'];
+
+const codeDtype = (f: AnyFormat): DTypeName => (isFp4(f) ? 'f4e2m1' : f.endsWith('e5m2') ? 'f8e5m2' : 'f8e4m3');
+const scaleDtype = (f: AnyFormat): DTypeName => (isMx(f) ? 'e8m0' : f === 'nvfp4' ? 'f8e4m3' : 'f32');
+
+interface Checked {
+  format: AnyFormat;
+  scaleMode: 'floor' | 'rceil' | null;
+  directions: ('rowwise' | 'columnwise')[];
+  tiled: boolean;
+  rows: number;
+  cols: number;
+}
+
+function check(x: unknown, options: QuantizeTensorOptions): Checked {
+  if (!(x instanceof Tensor)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Tensor to quantize but received ${describe(x)}`);
+  if (!FLOAT_INPUTS.includes(x.dtype)) throw new DeepwellError('INVALID_DTYPE', `Expected an f32, bf16 or f16 tensor to quantize but received ${x.dtype}`);
+  if (x.shape.length === 0) throw new DeepwellError('SHAPE_MISMATCH', 'Expected a tensor of rank >= 1 to quantize but received a scalar');
+  const format = options?.format;
+  if (!ALL_FORMATS.includes(format)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a format (${ALL_FORMATS.join(', ')}) but received ${describe(format)}`);
+  if (options.scaleMode !== undefined && options.scaleMode !== 'floor' && options.scaleMode !== 'rceil') throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleMode 'floor' or 'rceil' but received ${describe(options.scaleMode)}`);
+  if (options.scaleMode !== undefined && !isMx(format)) throw new DeepwellError('INVALID_ARGUMENT', `Expected no scaleMode for ${format} (its scales are not powers of two) but received ${describe(options.scaleMode)}`);
+  const direction = options.direction ?? 'rowwise';
+  if (!['rowwise', 'columnwise', 'both'].includes(direction)) throw new DeepwellError('INVALID_ARGUMENT', `Expected direction 'rowwise', 'columnwise' or 'both' but received ${describe(options.direction)}`);
+  const layout = options.scaleLayout ?? 'plain';
+  if (layout !== 'plain' && layout !== 'tiled128x4') throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain' or 'tiled128x4' but received ${describe(options.scaleLayout)}`);
+  if (layout === 'tiled128x4' && !(isMx(format) || format === 'nvfp4')) throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain' for ${format} (the tiled layout holds MX and NVFP4 scale codes) but received 'tiled128x4'`);
+  if (options.amax !== undefined) {
+    if (!hasTensorScale(format)) throw new DeepwellError('INVALID_ARGUMENT', `Expected no amax for ${format} (its scales come from each block) but received ${describe(options.amax)}`);
+    if (typeof options.amax !== 'number' || !Number.isFinite(options.amax) || options.amax < 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite amax >= 0 but received ${describe(options.amax)}`);
+  }
+  const cols = x.shape.at(-1)!;
+  const rows = x.numel / Math.max(cols, 1);
+  const directions = direction === 'both' ? (['rowwise', 'columnwise'] as const) : [direction as 'rowwise' | 'columnwise'];
+  const shape = `[${x.shape.join(', ')}] (${rows} × ${cols})`;
+  if (cols % 8 !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a last dimension divisible by 8 to quantize but received ${shape}`);
+  const block = blockAlong(format);
+  for (const d of directions) {
+    const along = d === 'rowwise' ? cols : rows;
+    const need = block ?? (d === 'columnwise' ? 32 : 8);
+    if (along % need !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length along the blocks divisible by ${need} for ${format} (${d}) but received ${shape}`);
+  }
+  if (format === 'fp8-block128x128' && (rows % 128 !== 0 || cols % 128 !== 0)) throw new DeepwellError('SHAPE_MISMATCH', `Expected rows and cols divisible by 128 for fp8-block128x128 but received ${shape}`);
+  return { format, scaleMode: isMx(format) ? (options.scaleMode ?? 'floor') : null, directions: [...directions], tiled: layout === 'tiled128x4', rows, cols };
+}
+
+function hostValues(x: Tensor): Float32Array {
+  const h = x.toHost();
+  if (x.dtype === 'f32') return h as Float32Array;
+  const conv = x.dtype === 'bf16' ? bf16BitsToF32 : f16BitsToF32;
+  return Float32Array.from(h as Uint16Array, (b) => conv(b));
+}
+
+/** The scale matrix of a stored [R, C] result: its shape (plain or tiled). */
+function scaleShape(f: AnyFormat, R: number, C: number, tiled: boolean): number[] {
+  if (f === 'fp8-block128x128') return [R / 128, C / 128];
+  const n = C / blockAlong(f)!;
+  return tiled ? [Math.ceil(R / 128) * Math.ceil(n / 4), 512] : [R, n];
+}
+
+function cudaOps(device: string): NativeOps {
+  const n = nativeOps();
+  if (!n.ops) throw new DeepwellError('CUDA_UNAVAILABLE', `Expected CUDA for a tensor on ${device} but ${n.why}`);
+  const missing = ['quantAmax', 'quantize', 'dequantize'].find((e) => typeof n.ops![e] !== 'function');
+  if (missing) throw new DeepwellError('CUDA_UNAVAILABLE', `Expected the loaded @deepwell/kernels-native to have '${missing}' (rebuild it)`);
+  return n.ops;
+}
+
+/** The destination tensor: `given` (checked against what the call writes) or a new one. */
+function dest(given: Tensor | null | undefined, shape: number[], dtype: DTypeName, device: string, what: string): Tensor {
+  if (given === undefined || given === null) return Tensor.empty(shape, dtype, { device });
+  if (!(given instanceof Tensor)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Tensor for ${what} but received ${describe(given)}`);
+  if (given.dtype !== dtype || given.shape.join() !== shape.join() || given.device !== device) {
+    throw new DeepwellError('SHAPE_MISMATCH', `Expected ${dtype}[${shape.join(', ')}] on ${device} for ${what} but received ${given.dtype}[${given.shape.join(', ')}] on ${given.device}`);
+  }
+  return given;
+}
+
+/** A host result copied into a destination tensor. */
+function filled(data: ArrayBufferView, shape: number[], dtype: DTypeName, given: Tensor | null | undefined, what: string): Tensor {
+  if (given === undefined || given === null) return Tensor.from(data as never, shape, dtype);
+  const t = dest(given, shape, dtype, 'cpu', what);
+  t.backend.write(t.buffer, data);
+  return t;
+}
+
+const ptr = (t: Tensor): [number, number] => [(t.buffer as unknown as { ptr: number }).ptr, 0];
+const NONE: [number, number] = [0, 0];
+
+function result(c: Checked, parts: Partial<Record<'rowwise' | 'columnwise', QuantizedPart>>, globalScale: Tensor | null, amax: Tensor | null): QuantizedTensor {
+  const q: QuantizedTensor = {
+    format: c.format,
+    scaleMode: c.scaleMode,
+    scaleLayout: c.tiled ? 'tiled128x4' : 'plain',
+    rows: c.rows,
+    cols: c.cols,
+    rowwise: parts.rowwise ?? null,
+    columnwise: parts.columnwise ?? null,
+    globalScale,
+    amax,
+    dispose() {
+      for (const p of [q.rowwise, q.columnwise]) {
+        p?.data.dispose();
+        p?.scales?.dispose();
+      }
+      q.globalScale?.dispose();
+      q.amax?.dispose();
+    },
+  };
+  return q;
+}
+
+export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): QuantizedTensor {
+  const c = check(x, options);
+  const f = c.format;
+  const parts: Partial<Record<'rowwise' | 'columnwise', QuantizedPart>> = {};
+  const dims = (d: 'rowwise' | 'columnwise') => (d === 'rowwise' ? [c.rows, c.cols] : [c.cols, c.rows]) as [number, number];
+  if (x.device === 'cpu') {
+    const v = hostValues(x);
+    let g: number | null = null;
+    for (const d of c.directions) {
+      const q = quantize2d(v, c.rows, c.cols, { format: f, direction: d, ...(c.scaleMode ? { scaleMode: c.scaleMode } : {}), ...(options.amax !== undefined ? { amax: options.amax } : {}) });
+      const [R, C] = dims(d);
+      let scales: Tensor | null = null;
+      if (q.scales.length) {
+        const sc = c.tiled ? tileScales128x4(q.scales as Uint8Array, R, C / blockAlong(f)!) : q.scales;
+        scales = filled(sc, scaleShape(f, R, C, c.tiled), scaleDtype(f), options.out?.[d]?.scales, `out.${d}.scales`);
+      }
+      parts[d] = { data: filled(q.data, [R, C], codeDtype(f), options.out?.[d]?.data, `out.${d}.data`), scales };
+      g = q.globalScale;
+    }
+    const amax = hasTensorScale(f) ? Tensor.from([options.amax ?? amaxOf(v, 0, v.length).amax], [1]) : null;
+    return result(c, parts, g === null ? null : filled(Float32Array.of(g), [1], 'f32', options.out?.globalScale, 'out.globalScale'), amax);
+  }
+  const ops = cudaOps(x.device);
+  const code = { f32: 0, bf16: 1, f16: 2 }[x.dtype as 'f32']!;
+  let amax: Tensor | null = null;
+  let globalScale: Tensor | null = null;
+  const made: Tensor[] = [];
+  try {
+    if (hasTensorScale(f)) {
+      amax = made[made.push(options.amax !== undefined ? Tensor.from([options.amax], [1], 'f32', { device: x.device }) : Tensor.empty([1], 'f32', { device: x.device })) - 1]!;
+      if (options.amax === undefined) ops.quantAmax!(0, code, x.numel, ...ptr(x), ...ptr(amax));
+      globalScale = dest(options.out?.globalScale, [1], 'f32', x.device, 'out.globalScale');
+      if (globalScale !== options.out?.globalScale) made.push(globalScale);
+    }
+    for (const d of c.directions) {
+      const [R, C] = dims(d);
+      const given = options.out?.[d];
+      const data = dest(given?.data, [R, C], codeDtype(f), x.device, `out.${d}.data`);
+      if (data !== given?.data) made.push(data);
+      let scales: Tensor | null = null;
+      if (scaleBytes(f, R, C, c.tiled) > 0) {
+        scales = dest(given?.scales, scaleShape(f, R, C, c.tiled), scaleDtype(f), x.device, `out.${d}.scales`);
+        if (scales !== given?.scales) made.push(scales);
+      }
+      parts[d] = { data, scales };
+      if (data.bytes !== codeBytes(f, R, C)) throw new DeepwellError('INTERNAL', `quantizeTensor: ${data.bytes} bytes of codes for ${R} × ${C} ${f}`);
+    }
+    const flags = (parts.rowwise ? 1 : 0) | (parts.columnwise ? 2 : 0) | (c.tiled ? 4 : 0);
+    const opt = (t: Tensor | null | undefined) => (t ? ptr(t) : NONE);
+    ops.quantize!(0, FORMAT_CODE[f], c.scaleMode === 'rceil' ? 1 : 0, code, c.rows, c.cols, flags, ...ptr(x), ...opt(amax), ...opt(parts.rowwise?.data), ...opt(parts.rowwise?.scales), ...opt(parts.columnwise?.data), ...opt(parts.columnwise?.scales), ...opt(globalScale));
+  } catch (e) {
+    for (const t of made) t.dispose();
+    throw e;
+  }
+  return result(c, parts, globalScale, amax);
+}
+
+export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'rowwise' | 'columnwise'; dtype?: 'f32' | 'bf16' | 'f16'; out?: Tensor } = {}): Tensor {
+  if (!q || typeof q !== 'object' || !ALL_FORMATS.includes(q.format)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a QuantizedTensor from quantizeTensor but received ${describe(q)}`);
+  const direction = options.direction ?? (q.rowwise ? 'rowwise' : 'columnwise');
+  const part = direction === 'rowwise' ? q.rowwise : direction === 'columnwise' ? q.columnwise : undefined;
+  if (part === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected direction 'rowwise' or 'columnwise' but received ${describe(options.direction)}`);
+  if (!part) throw new DeepwellError('INVALID_ARGUMENT', `Expected a ${direction} part to dequantize but this result was quantized ${q.rowwise ? 'rowwise' : 'columnwise'} only`);
+  const dtype = options.dtype ?? 'f32';
+  if (!FLOAT_INPUTS.includes(dtype)) throw new DeepwellError('INVALID_DTYPE', `Expected dtype f32, bf16 or f16 but received ${describe(options.dtype)}`);
+  const f = q.format;
+  const [R, C] = direction === 'rowwise' ? [q.rows, q.cols] : [q.cols, q.rows];
+  const device = part.data.device;
+  if (device === 'cpu') {
+    let scales: Uint8Array | Float32Array = part.scales ? (part.scales.toHost() as Uint8Array | Float32Array) : new Uint8Array(0);
+    if (q.scaleLayout === 'tiled128x4') scales = untileScales128x4(scales as Uint8Array, R, C / blockAlong(f)!);
+    const stored: Quantized2d = { format: f as Format | BlockFp8, direction, rows: q.rows, cols: q.cols, data: part.data.toHost() as Uint8Array, scales, globalScale: q.globalScale ? (q.globalScale.toHost() as Float32Array)[0]! : null };
+    const v = dequantize2d(stored);
+    if (dtype === 'f32') return filled(v, [q.rows, q.cols], 'f32', options.out, 'out');
+    const conv = dtype === 'bf16' ? f32ToBf16Bits : f32ToF16Bits;
+    return filled(Uint16Array.from(v, (x) => conv(x)), [q.rows, q.cols], dtype, options.out, 'out');
+  }
+  const ops = cudaOps(device);
+  const out = dest(options.out, [q.rows, q.cols], dtype, device, 'out');
+  try {
+    const flags = (direction === 'columnwise' ? 1 : 0) | (q.scaleLayout === 'tiled128x4' ? 4 : 0);
+    ops.dequantize!(0, FORMAT_CODE[f], { f32: 0, bf16: 1, f16: 2 }[dtype], R, C, flags, ...ptr(part.data), ...(part.scales ? ptr(part.scales) : NONE), ...(q.globalScale ? ptr(q.globalScale) : NONE), ...ptr(out));
+  } catch (e) {
+    if (out !== options.out) out.dispose();
+    throw e;
+  }
+  return out;
+}

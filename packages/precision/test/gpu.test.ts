@@ -1,0 +1,233 @@
+// The quantization kernels on the GPU against the references, bit for bit: every format, rowwise
+// and columnwise from one call, plain and tiled scales, f32 and bf16 inputs, random inputs (new
+// each run) with adversarial blocks planted (all zero, negative zeros, one huge value, NaN, ±Inf,
+// subnormals, values on the element's rounding boundaries); dequantize; fake_quant through the
+// registry. Outputs are poisoned first, so an element a kernel does not write fails. Skipped
+// without a GPU.
+import { Tensor, bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
+import { cudaStatus, registerCudaBackends } from '@deepwell/kernels-native';
+import { autocast, capture, compile, interpret, trainingStep } from '@deepwell/ir';
+import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { describe, expect, it } from 'vitest';
+import { ELEMENTS, PrecisionPolicy, decodeElement, dequantizeTensor, quantizeTensor, type QuantizedTensor } from '../src/index.js';
+import type { AnyFormat } from '../src/cuda/native.js';
+import { errorOf } from '../../../testing/errors.js';
+
+const gpu = cudaStatus().available;
+if (gpu) registerCudaBackends();
+
+const FORMATS: AnyFormat[] = ['mxfp8-e4m3', 'mxfp8-e5m2', 'mxfp4', 'nvfp4', 'fp8-e4m3', 'fp8-e5m2', 'fp8-block1x128', 'fp8-block128x128'];
+const rand = () => Math.random();
+const bf16 = (v: number) => bf16BitsToF32(f32ToBf16Bits(v));
+const normal = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+
+/** The element format whose rounding boundaries to plant for a block format. */
+const elementOf = (f: AnyFormat) => (f === 'mxfp4' || f === 'nvfp4' ? ELEMENTS.e2m1 : f.endsWith('e5m2') ? ELEMENTS.e5m2 : ELEMENTS.e4m3);
+
+/** Midpoints between neighbouring positive element values (the ties of round-to-nearest-even). */
+function midpoints(f: AnyFormat): number[] {
+  const e = elementOf(f);
+  const vals = [...new Set(Array.from({ length: 1 << (e.bits - 1) }, (_, c) => decodeElement(e, c)).filter((v) => Number.isFinite(v)))].sort((a, b) => a - b);
+  return vals.slice(1).map((v, i) => (v + vals[i]!) / 2);
+}
+
+/**
+ * A [rows, cols] matrix, rounded to bf16 when asked: 32-element runs at random scales, with
+ * adversarial runs planted along rows (and, via whole rows, along columns).
+ */
+function input(f: AnyFormat, rows: number, cols: number, asBf16: boolean): Float32Array {
+  const x = new Float32Array(rows * cols);
+  for (let i = 0; i < x.length; i += 32) {
+    const scale = 2 ** Math.floor(rand() * 40 - 20);
+    for (let k = 0; k < 32; k++) x[i + k] = normal() * scale;
+  }
+  const mids = midpoints(f);
+  const emax = elementOf(f).emax;
+  const runs = (rows * cols) / 32;
+  for (let k = 0; k < runs / 4; k++) {
+    const at = Math.floor(rand() * runs) * 32;
+    const kind = k % 8;
+    const e = Math.floor(rand() * 20 - 10);
+    for (let j = 0; j < 32; j++) {
+      const i = at + j;
+      if (kind === 0) x[i] = rand() < 0.5 ? 0 : -0;
+      else if (kind === 1) x[i] = j === 7 ? 3e38 * (rand() < 0.5 ? 1 : -1) : normal();
+      else if (kind === 2) x[i] = j === 5 ? NaN : normal();
+      else if (kind === 3) x[i] = j === 9 ? (rand() < 0.5 ? Infinity : -Infinity) : normal();
+      else if (kind === 4) x[i] = (rand() - 0.5) * 2e-39; // bf16 and f32 subnormals
+      else {
+        // Ties after scaling by 2^e: the block's largest value sets X = 2^e (floor mode).
+        x[i] = j === 0 ? 2 ** (emax + e) : mids[Math.floor(rand() * mids.length)]! * 2 ** e * (rand() < 0.5 ? -1 : 1);
+      }
+    }
+  }
+  // A few all-zero rows and one row of one huge value (columnwise blocks see them too).
+  if (rows >= 4) {
+    x.fill(0, 0, cols);
+    for (let c = 0; c < cols; c++) x[2 * cols + c] = c % 3 === 0 ? 60000 : -1e-30;
+  }
+  return asBf16 ? x.map(bf16) : x;
+}
+
+const same = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  // The first index where the two differ (NaN equals NaN), or -1.
+  for (let i = 0; i < a.length; i++) if (!(Object.is(a[i], b[i]) || (Number.isNaN(a[i]!) && Number.isNaN(b[i]!)))) return i;
+  return a.length === b.length ? -1 : a.length;
+};
+
+function bytesOf(t: Tensor | null): Uint8Array {
+  if (!t) return new Uint8Array(0);
+  const h = t.toHost();
+  return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+}
+
+function expectSameQuantized(gpuQ: QuantizedTensor, cpuQ: QuantizedTensor, what: string): void {
+  for (const d of ['rowwise', 'columnwise'] as const) {
+    const g = gpuQ[d];
+    const c = cpuQ[d];
+    expect(!!g, `${what} ${d}`).toBe(!!c);
+    if (!g || !c) continue;
+    expect(g.data.shape, `${what} ${d} data shape`).toEqual(c.data.shape);
+    expect(g.data.dtype).toBe(c.data.dtype);
+    const gd = bytesOf(g.data);
+    const cd = bytesOf(c.data);
+    const at = same(gd, cd);
+    expect(at, `${what} ${d} codes differ at byte ${at}: gpu ${gd[at]} cpu ${cd[at]}`).toBe(-1);
+    const gs = bytesOf(g.scales);
+    const cs = bytesOf(c.scales);
+    const sat = same(gs, cs);
+    expect(sat, `${what} ${d} scales differ at byte ${sat}: gpu ${gs[sat]} cpu ${cs[sat]}`).toBe(-1);
+  }
+  const gg = gpuQ.globalScale?.toHost() ?? null;
+  const cg = cpuQ.globalScale?.toHost() ?? null;
+  expect(gg === null ? null : Array.from(gg as Float32Array), `${what} global scale`).toEqual(cg === null ? null : Array.from(cg as Float32Array));
+}
+
+/** Device tensors shaped as a result's parts, every byte `byte` (so an unwritten one shows). */
+function poisoned(like: QuantizedTensor, byte: number, directions: readonly ('rowwise' | 'columnwise')[] = ['rowwise', 'columnwise']) {
+  const fill = (t: Tensor | null) => {
+    if (!t) return null;
+    const p = Tensor.empty(t.shape, t.dtype, { device: 'cuda:0' });
+    p.backend.write(p.buffer, new Uint8Array(p.bytes).fill(byte));
+    return p;
+  };
+  const out: { rowwise?: { data: Tensor; scales: Tensor | null }; columnwise?: { data: Tensor; scales: Tensor | null }; globalScale?: Tensor } = {};
+  for (const d of directions) if (like[d]) out[d] = { data: fill(like[d]!.data)!, scales: fill(like[d]!.scales) };
+  if (like.globalScale) out.globalScale = fill(like.globalScale)!;
+  return out;
+}
+
+/** A device tensor from f32 values, as f32 or bf16 storage. */
+function deviceTensor(x: Float32Array, shape: number[], dtype: 'f32' | 'bf16'): Tensor {
+  return dtype === 'f32' ? Tensor.from(x, shape, 'f32', { device: 'cuda:0' }) : Tensor.from(Uint16Array.from(x, f32ToBf16Bits), shape, 'bf16', { device: 'cuda:0' });
+}
+
+describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
+  // Shapes with partial tiles (rows not a multiple of 64, cols not of 128) where the format allows.
+  const shapeFor = (f: AnyFormat): [number, number] => (f.startsWith('fp8-block') ? [256, 384] : f === 'fp8-e4m3' || f === 'fp8-e5m2' ? [96, 168] : [96, 160]);
+
+  for (const f of FORMATS) {
+    it(`${f}: rowwise + columnwise codes and scales bit-identical to the reference, f32 and bf16`, () => {
+      const [rows, cols] = shapeFor(f);
+      for (const dtype of ['bf16', 'f32'] as const) {
+        for (const scaleMode of f.startsWith('mx') ? (['floor', 'rceil'] as const) : [undefined]) {
+          for (const scaleLayout of f.startsWith('mx') || f === 'nvfp4' ? (['plain', 'tiled128x4'] as const) : (['plain'] as const)) {
+            const x = input(f, rows, cols, dtype === 'bf16');
+            const opts = { format: f, direction: 'both' as const, scaleLayout, ...(scaleMode ? { scaleMode } : {}) };
+            const host = dtype === 'f32' ? Tensor.from(x, [rows, cols], 'f32') : Tensor.from(Uint16Array.from(x, f32ToBf16Bits), [rows, cols], 'bf16');
+            const cpuQ = quantizeTensor(host, opts);
+            const dev = deviceTensor(x, [rows, cols], dtype);
+            const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5) });
+            const what = `${f} ${dtype} ${scaleMode ?? ''} ${scaleLayout}`;
+            expectSameQuantized(gpuQ, cpuQ, what);
+            // Dequantized values (both directions back in [rows, cols]) equal the reference's.
+            for (const direction of ['rowwise', 'columnwise'] as const) {
+              const out = Tensor.from(new Float32Array(rows * cols).fill(12345.678), [rows, cols], 'f32', { device: 'cuda:0' });
+              const g = dequantizeTensor(gpuQ, { direction, out });
+              expect(g).toBe(out);
+              const c = dequantizeTensor(cpuQ, { direction });
+              const gv = g.toHost() as Float32Array;
+              const cv = c.toHost() as Float32Array;
+              const at = same(gv, cv);
+              expect(at, `${what} dequantize ${direction} at ${at}: gpu ${gv[at]} cpu ${cv[at]}`).toBe(-1);
+              g.dispose();
+              c.dispose();
+            }
+            // A single direction alone writes the same as in the fused call.
+            const rowOnly = quantizeTensor(dev, { ...opts, direction: 'rowwise', out: poisoned(cpuQ, 0x5a, ['rowwise']) });
+            expectSameQuantized(rowOnly, { ...cpuQ, columnwise: null } as QuantizedTensor, `${what} rowwise only`);
+            rowOnly.dispose();
+            for (const t of [host, dev]) t.dispose();
+            gpuQ.dispose();
+            cpuQ.dispose();
+          }
+        }
+      }
+    });
+  }
+
+  it('delayed scaling: a given amax scales tensorwise FP8 and NVFP4 alike on both devices (values beyond it saturate)', () => {
+    for (const f of ['fp8-e4m3', 'nvfp4'] as const) {
+      const x = input(f, 64, 128, true).map((v) => (Number.isFinite(v) ? v : 1));
+      const amax = 0.5;
+      const cpuQ = quantizeTensor(Tensor.from(Uint16Array.from(x, f32ToBf16Bits), [64, 128], 'bf16'), { format: f, amax });
+      const gpuQ = quantizeTensor(deviceTensor(x, [64, 128], 'bf16'), { format: f, amax });
+      expectSameQuantized(gpuQ, cpuQ, `${f} amax ${amax}`);
+      expect(Array.from(gpuQ.amax!.toHost() as Float32Array)).toEqual([amax]);
+    }
+  });
+
+  it('bad input gives clear errors', () => {
+    const x = deviceTensor(input('mxfp8-e4m3', 64, 128, true), [64, 128], 'bf16');
+    const q = quantizeTensor(x, { format: 'mxfp8-e4m3' });
+    expect(errorOf(() => quantizeTensor(x, { format: 'mxfp6' as never })).message).toMatch(/Expected a format/);
+    const narrow = deviceTensor(new Float32Array(64 * 40).fill(1), [64, 40], 'bf16');
+    expect(errorOf(() => quantizeTensor(narrow, { format: 'mxfp8-e4m3' })).message).toMatch(/divisible by 32 for mxfp8-e4m3 \(rowwise\)/);
+    expect(errorOf(() => quantizeTensor(x, { format: 'fp8-e4m3', scaleLayout: 'tiled128x4' })).message).toMatch(/Expected scaleLayout 'plain'/);
+    expect(errorOf(() => quantizeTensor(x, { format: 'mxfp8-e4m3', out: { rowwise: { data: narrow, scales: null } } })).message).toMatch(/Expected f8e4m3\[64, 128\] on cuda:0 for out.rowwise.data/);
+    expect(errorOf(() => dequantizeTensor(q, { direction: 'columnwise' })).message).toMatch(/quantized rowwise only/);
+    for (const t of [q, x, narrow]) t.dispose();
+  });
+
+  it('fake_quant on CUDA equals its reference (rowwise, columnwise, 128 × 128 tiles), f32 and bf16', () => {
+    for (const f of FORMATS) {
+      for (const dtype of ['f32', 'bf16'] as const) {
+        for (const axis of f === 'fp8-block128x128' ? [-1] : [-1, 0]) {
+          const [R, C] = [256, 256];
+          const x = input(f, R, C, dtype === 'bf16');
+          const g = capture({ forward: ({ x: s }) => ({ y: s!.builder.op1('fake_quant', [s!], { format: f, axis, ...(f.startsWith('mx') ? { scaleMode: 'rceil' } : {}) }) }) }, { x: { shape: [R, C], dtype } });
+          const want = interpret(g, { x })[g.outputs.y!]!;
+          const exe = compile(g, { device: 'cuda:0' });
+          expect(exe.kernelSummary().find((k) => k.op === 'fake_quant')!.kernel).toBe('fake_quant_cuda');
+          const got = exe.run({ x }).y!;
+          exe.dispose();
+          const at = same(got, want);
+          expect(at, `${f} ${dtype} axis ${axis} at ${at}: gpu ${got[at]} cpu ${want[at]}`).toBe(-1);
+        }
+      }
+    }
+  }, 120_000);
+
+  it('emulated MXFP8 and NVFP4 training of the tiny GPT on the GPU (fake_quant kernels in the step) learns the corpus', () => {
+    const [B, T] = [8, 16];
+    const entropy = new MarkovCorpus({ vocab: 16, seed: 1 }).entropyRate();
+    const train = (policy: PrecisionPolicy | undefined): number => {
+      const fwd = capture(new GPT('tiny'), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+      delete fwd.outputs.logits;
+      const exe = compile(trainingStep(autocast(fwd), { optimizer: { weightDecay: 0 } }), { device: 'cuda:0', seed: 1, precision: policy });
+      if (policy) expect(exe.kernelSummary().find((k) => k.op === 'fake_quant')!.kernel).toBe('fake_quant_cuda');
+      const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
+      const losses: number[] = [];
+      for (let s = 1; s <= 150; s++) losses.push(exe.run({ ...corpus.batch(B, T), lr: Float32Array.of(3e-3 * Math.min(1, s / 20)), step: Float32Array.of(s) }).loss![0]!);
+      exe.dispose();
+      return losses.slice(-30).reduce((a, b) => a + b) / 30;
+    };
+    const bf16 = train(undefined);
+    for (const recipe of ['mxfp8', 'nvfp4'] as const) {
+      const low = train(new PrecisionPolicy({ recipe, keepFirstLast: false, minWeightElements: 0 }));
+      expect(low, recipe).toBeLessThan(entropy * 1.15);
+      expect(Math.abs(low - bf16), recipe).toBeLessThan(0.1);
+      expect(low, recipe).not.toBe(bf16);
+    }
+  }, 120_000);
+});
