@@ -11,12 +11,16 @@
 #   7. each fusion beside the kernels it replaces (bench/fusion.mjs)
 #   8. the memory-bound kernels beside a device-to-device copy (bench/membound.mjs)
 #   9. the runtime micro-benchmarks
+#  10. the quantization kernels beside a device-to-device copy and PyTorch (bench/quantize.mjs)
+# ONLY="tests quant ..." runs only the named steps (keys: vendor cuobjdump tests installed main
+# sanitizer gemm fusion membound runtime quant); the default is all of them.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 log="$OUT/gpu-check.log"
 exec > >(tee "$log") 2>&1
 step() { printf '\n##### %s\n' "$*"; }
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PATH
 tar -xJf .device/deps.tar.xz
@@ -27,6 +31,7 @@ addon=packages/kernels-native/prebuilds/linux-x64/@deepwell+kernels-native.napi.
 step "date and GPU"; date -u; node --version
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 
+if want vendor; then
 step "vendor declarations: ours, then the real headers"
 grep -h "typedef" native/runtime/vendor/*.h | grep -o "(\*dw_[A-Za-z_0-9]*)([^;]*" | sed 's/(\*dw_/  ours: /'
 for f in nvmlInit_v2 nvmlSystemGetDriverVersion nvmlSystemGetNVMLVersion nvmlDeviceGetHandleByPciBusId_v2 nvmlDeviceGetClockInfo \
@@ -44,36 +49,62 @@ grep -hE "CUDA_R_(32F|16F|16BF) +=" /usr/local/cuda/include/library_types.h | tr
 grep -hE "^typedef struct \{|cublasLtMatmulAlgo_t algo;|size_t workspaceSize;|cublasStatus_t state;|float wavesCount;|int reserved\[4\];" /usr/local/cuda/include/cublasLt.h | grep -A5 "cublasLtMatmulAlgo_t algo" | head -6
 grep -rh "ncclGetVersion(" /opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/include/nccl.h 2>/dev/null | head -2
 
+fi
+if want cuobjdump; then
 step "cuobjdump of the built addon"
 cuobjdump --list-elf "$addon"; cuobjdump --list-ptx "$addon"
 cuobjdump --dump-sass -arch sm_90a "$addon" | grep -E "Function|STG" | head -6
 
+fi
+if want tests; then
 step "all tests, GPU present"
 node scripts/test-all.mjs; echo "test-all exit code: $?"
 
+fi
+if want installed; then
 step "installed from the packed tarballs, carried as installed, no nvcc on PATH"
 cp examples/probe/index.mjs /tmp/installed/project/probe.mjs
 (cd /tmp/installed/project && PATH=/tmp:/usr/bin:/bin node probe.mjs)
 (cd /tmp/installed/project && PATH=/tmp:/usr/bin:/bin which nvcc || echo "nvcc: not on PATH"; PATH=/tmp:/usr/bin:/bin node node_modules/.bin/deepwell-probe --json > "$OUT/probe.json"; echo "deepwell-probe exit code: $?")
 node -e "const r=require('$OUT/probe.json'); const g=r.gpus[0]; console.log(JSON.stringify({native:r.native.path, name:g.name, cc:g.computeCapability, sms:g.smCount, memoryMiB:g.memoryBytes/2**20, cudaTotalMiB:g.memoryCudaTotalBytes/2**20, l2MiB:g.l2CacheBytes/2**20, image:g.kernelImage, libs:r.libraries.map(l=>l.library+' '+l.version)}, null, 1))"
 
+fi
+if want main; then
 step "main job (pnpm start's program)"
 node examples/main/main.mjs
 
+fi
+if want main; then
 step "examples/kernels-native"
 node examples/kernels-native/index.mjs
 
+fi
+if want sanitizer; then
 step "compute-sanitizer memcheck of the main job"
 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node examples/main/main.mjs 2>&1 | tail -8
 
+fi
+if want gemm; then
 step "GEMM benchmark beside torch.matmul (same run, same GPU)"
 bash bench/gemm.sh
 
+fi
+if want fusion; then
 step "each fusion beside the kernels it replaces (CUDA graphs, same run)"
 node bench/fusion.mjs | tee "$OUT/fusion-bench.txt"
 
+fi
+if want membound; then
 step "memory-bound kernels beside a device-to-device copy (same run)"
 node bench/membound.mjs
 
+fi
+if want runtime; then
 step "runtime micro-benchmarks"
 node packages/kernels-native/bench/runtime.mjs --json "$OUT/runtime-bench.json"
+fi
+if want quant; then
+step "quantization kernels beside a device-to-device copy, then PyTorch (same run, same GPU)"
+node bench/quantize.mjs | tee "$OUT/quantize-bench.txt"
+python3 bench/quantize_torch.py | tee -a "$OUT/quantize-bench.txt"
+fi
