@@ -107,4 +107,6 @@ if want quant; then
 step "quantization kernels beside a device-to-device copy, then PyTorch (same run, same GPU)"
 node bench/quantize.mjs | tee "$OUT/quantize-bench.txt"
 python3 bench/quantize_torch.py | tee -a "$OUT/quantize-bench.txt"
+step "compute-sanitizer memcheck of the quantization kernels' GPU tests"
+(cd packages/precision && compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node ../../node_modules/vitest/vitest.mjs run test/gpu.test.ts -t "mxfp8-e4m3|nvfp4|fp8-block128x128|fake_quant" 2>&1 | tail -12)
 fi

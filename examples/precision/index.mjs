@@ -1,10 +1,13 @@
 // Quantize a random tensor (normal values with a few outliers, as activations have) to each format
 // and print the error against the original; then the precision policy's per-layer table for GPT-2
-// small's training step, for the recipe asked for and for 'fp8-blockwise'.
+// small's training step, for the recipe asked for and for 'fp8-blockwise'; last, quantizeTensor on a
+// bf16 tensor, rowwise and columnwise in one call, on the first GPU when there is one (the CPU
+// reference otherwise), checked against the CPU's codes.
 //   node examples/precision/index.mjs [mxfp8|nvfp4|fp8-tensorwise|fp8-blockwise]
 import { autocast, capture, trainingStep } from '@deepwell/ir';
 import { GPT } from '@deepwell/nn';
-import { FORMATS, PrecisionPolicy, dequantize, dequantize2d, quantize, quantize2d } from '@deepwell/precision';
+import { Tensor, f32ToBf16Bits } from '@deepwell/core';
+import { FORMATS, PrecisionPolicy, dequantize, dequantize2d, dequantizeTensor, quantize, quantize2d, quantizeTensor } from '@deepwell/precision';
 
 const n = 1 << 16;
 const x = Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
@@ -42,4 +45,29 @@ const step = trainingStep(autocast(fwd));
 for (const r of recipe === 'fp8-blockwise' ? [recipe] : [recipe, 'fp8-blockwise']) {
   console.log(`\nThe '${r}' policy on GPT-2 small's training step (H200 = sm 9.0):\n`);
   console.log(PrecisionPolicy.table(new PrecisionPolicy({ recipe: r }).plan(step), '9.0'));
+}
+
+// The Tensor API: a [1024, 768] bf16 activation quantized to MXFP8 for the forward GEMM (rowwise) and
+// the backward one (columnwise, stored transposed), on the GPU when there is one.
+let device = 'cpu';
+try {
+  const kn = await import('@deepwell/kernels-native');
+  device = kn.registerCudaBackends()[0] ?? 'cpu';
+} catch {
+  // no native addon: the CPU reference runs
+}
+const bits = Uint16Array.from({ length: 1024 * 768 }, () => f32ToBf16Bits(Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random())));
+const act = Tensor.from(bits, [1024, 768], 'bf16', { device });
+const q = quantizeTensor(act, { format: 'mxfp8-e4m3', direction: 'both', scaleLayout: 'tiled128x4' });
+const ref = quantizeTensor(Tensor.from(bits, [1024, 768], 'bf16'), { format: 'mxfp8-e4m3', direction: 'both', scaleLayout: 'tiled128x4' });
+const same = (a, b) => Buffer.compare(Buffer.from(a.toHost().buffer), Buffer.from(b.toHost().buffer)) === 0;
+console.log(`\nquantizeTensor on ${device}: rowwise ${q.rowwise.data.dtype}[${q.rowwise.data.shape}] + scales ${q.rowwise.scales.dtype}[${q.rowwise.scales.shape}] (128x4 tiles), columnwise ${q.columnwise.data.dtype}[${q.columnwise.data.shape}]`);
+console.log(`codes and scales equal to the CPU reference's: ${same(q.rowwise.data, ref.rowwise.data) && same(q.rowwise.scales, ref.rowwise.scales) && same(q.columnwise.data, ref.columnwise.data) && same(q.columnwise.scales, ref.columnwise.scales)}`);
+const orig = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]);
+for (const direction of ['rowwise', 'columnwise']) {
+  const back = dequantizeTensor(q, { direction }).toHost(); // [1024, 768] either way
+  let e = 0;
+  let o = 0;
+  for (let i = 0; i < back.length; i++) (e += (back[i] - orig[i]) ** 2), (o += orig[i] ** 2);
+  console.log(`dequantized ${direction.padEnd(10)} relative RMS error ${Math.sqrt(e / o).toExponential(3)}`);
 }
