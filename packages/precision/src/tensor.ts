@@ -22,7 +22,8 @@
 import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
 import { nativeOps, type NativeOps } from '@deepwell/ir';
 import { amaxOf } from './blocks.js';
-import { FORMATS, type Format } from './quantize.js';
+import type { Format } from './quantize.js';
+import { FAKE_QUANT_FORMATS } from './ops/fake_quant.js';
 import { dequantize2d, quantize2d, tileScales128x4, untileScales128x4, type BlockFp8, type Quantized2d } from './layout.js';
 import { FORMAT_CODE, blockAlong, codeBytes, hasTensorScale, isFp4, isMx, scaleBytes, type AnyFormat } from './cuda/native.js';
 
@@ -61,7 +62,7 @@ export interface QuantizedTensor {
   dispose(): void;
 }
 
-const ALL_FORMATS: readonly AnyFormat[] = [...FORMATS, 'fp8-block1x128', 'fp8-block128x128'];
+const ALL_FORMATS: readonly AnyFormat[] = FAKE_QUANT_FORMATS;
 const FLOAT_INPUTS: readonly DTypeName[] = ['f32', 'bf16', 'f16'];
 
 const codeDtype = (f: AnyFormat): DTypeName => (isFp4(f) ? 'f4e2m1' : f.endsWith('e5m2') ? 'f8e5m2' : 'f8e4m3');

@@ -4,10 +4,9 @@
  * sizes of what each call writes. Callers check their arguments before these; the native side
  * checks them again.
  */
-import type { Format } from '../quantize.js';
-import type { BlockFp8 } from '../layout.js';
+import { fakeQuantBlocking, type FakeQuantFormat } from '../ops/fake_quant.js';
 
-export type AnyFormat = Format | BlockFp8;
+export type AnyFormat = FakeQuantFormat;
 
 export const FORMAT_CODE: Readonly<Record<AnyFormat, number>> = Object.freeze({
   'mxfp8-e4m3': 0,
@@ -20,17 +19,13 @@ export const FORMAT_CODE: Readonly<Record<AnyFormat, number>> = Object.freeze({
   'fp8-block128x128': 7,
 });
 
-/** The native entry points these files call (registerCuda's `needs`). */
-export const QUANT_ENTRY_POINTS = ['quantAmax', 'quantize', 'dequantize', 'fakeQuant'] as const;
-
-export const isFp4 = (f: AnyFormat): boolean => f === 'mxfp4' || f === 'nvfp4';
-export const isMx = (f: AnyFormat): boolean => f.startsWith('mx');
-export const hasTensorScale = (f: AnyFormat): boolean => f === 'nvfp4' || f === 'fp8-e4m3' || f === 'fp8-e5m2';
-
+// Facts of a format, from fake_quant's one table of blockings.
+export const isFp4 = (f: AnyFormat): boolean => fakeQuantBlocking(f).element === 'e2m1';
+export const isMx = (f: AnyFormat): boolean => fakeQuantBlocking(f).kind === 'mx';
+/** Tensorwise FP8 and NVFP4: an FP32 scale for the whole tensor, from its amax. */
+export const hasTensorScale = (f: AnyFormat): boolean => ['tensorwise', 'nvfp4'].includes(fakeQuantBlocking(f).kind);
 /** Elements per scale along the blocks (null: one scale for the tensor). */
-export function blockAlong(f: AnyFormat): number | null {
-  return isMx(f) ? 32 : f === 'nvfp4' ? 16 : f === 'fp8-e4m3' || f === 'fp8-e5m2' ? null : 128;
-}
+export const blockAlong = (f: AnyFormat): number | null => fakeQuantBlocking(f).block;
 
 /** Bytes of the codes of a stored [R, C] matrix. */
 export const codeBytes = (f: AnyFormat, R: number, C: number): number => (isFp4(f) ? (R * C) / 2 : R * C);
