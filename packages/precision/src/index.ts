@@ -18,3 +18,4 @@ export { dequantizeTensor, quantizeTensor } from './tensor.js';
 export type { QuantizeTensorOptions, QuantizedPart, QuantizedTensor, ScaleLayout, TensorDirection } from './tensor.js';
 // The CUDA candidates register themselves with the kernel registry on import.
 import './cuda/fake_quant.js';
+import './cuda/quant_stats.js';

@@ -230,4 +230,26 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       expect(low, recipe).not.toBe(bf16);
     }
   }, 120_000);
+
+  it('quant_stats on CUDA gives the reference\'s counts and amax, and its scale range to the last place', () => {
+    for (const f of FORMATS) {
+      for (const axis of f === 'fp8-block128x128' ? [-1] : [-1, 0]) {
+        const [R, C] = [256, 256];
+        const x = input(f, R, C, true);
+        const g = capture({ forward: ({ x: s }) => ({ stats: s!.builder.op1('quant_stats', [s!], { format: f, axis, ...(f.startsWith('mx') ? { scaleMode: 'rceil' } : {}) }) }) }, { x: { shape: [R, C], dtype: 'bf16' } });
+        const want = interpret(g, { x })[g.outputs.stats!]!;
+        const exe = compile(g, { device: 'cuda:0' });
+        expect(exe.kernelSummary().find((k) => k.op === 'quant_stats')!.kernel).toBe('quant_stats_cuda');
+        const got = exe.run({ x }).stats!;
+        exe.dispose();
+        const what = `${f} axis ${axis}: gpu [${Array.from(got)}] cpu [${Array.from(want)}]`;
+        expect(Array.from(got.subarray(0, 4)), what).toEqual(Array.from(want.subarray(0, 4)));
+        expect(want[1]! + want[2]! + want[3]!, what).toBeGreaterThan(0); // the planted blocks show
+        for (const i of [4, 5]) {
+          if (Number.isNaN(want[i]!)) expect(got[i], what).toBeNaN();
+          else expect(Math.abs(got[i]! - want[i]!), what).toBeLessThanOrEqual(Math.abs(want[i]!) * 2 ** -23);
+        }
+      }
+    }
+  });
 });

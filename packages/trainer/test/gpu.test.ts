@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { cudaStatus } from '@deepwell/kernels-native';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
+import type { Executable } from '@deepwell/ir';
+import { PrecisionPolicy } from '@deepwell/precision';
 import { TokenLoader, Trainer, checkpointsIn, markovShard, type TrainerOptions } from '../src/index.js';
 
 const gpu = cudaStatus().available;
@@ -48,5 +50,28 @@ describe.skipIf(!gpu)('Trainer on the GPU', () => {
     expect(checkpointsIn(dir).at(-1)!.step).toBe(10);
     const resumed = new Trainer(options({ checkpoint: { dir, every: 5 } })).fit({ resume: true });
     expect(resumed.losses).toEqual(whole.losses);
+  });
+
+  it('with an MXFP8 policy and numerics on the GPU, a forced fault in one layer is named, demoted and rolled back', () => {
+    const opts = options({ steps: 24, accumulate: 1, policy: new PrecisionPolicy({ recipe: 'mxfp8', keepFirstLast: false, minWeightElements: 0, numerics: true }), fallback: { window: 5, snapshotEvery: 4 } });
+    const t = new Trainer(opts);
+    let exe: Executable | null = null;
+    const fallbacks: unknown[] = [];
+    t.on('start', (e) => (exe = e.executable));
+    t.on('fallback', ({ executable, ...e }) => ((exe = executable), fallbacks.push(e)));
+    t.on('step', (e) => {
+      // Once, after step 10: blocks.1.mlp.fc's weight times 1e40 (beyond bf16's range).
+      if (e.step !== 10 || fallbacks.length) return;
+      exe!.set('blocks.1.mlp.fc.weight', Float64Array.from(exe!.get('blocks.1.mlp.fc.weight'), (v) => v * 1e40));
+    });
+    const r = t.fit();
+    expect(r.kernels.find((k) => k.op === 'quant_stats')!.kernel).toBe('quant_stats_cuda');
+    expect(r.kernels.find((k) => k.op === 'fake_quant')!.kernel).toBe('fake_quant_cuda');
+    expect(fallbacks).toHaveLength(1);
+    expect(fallbacks[0]).toMatchObject({ step: 11, restoredTo: 8, source: 'snapshot' });
+    expect(r.fallbacks).toEqual([expect.objectContaining({ step: 11, layer: 'blocks.1.mlp.fc', from: 'mxfp8', to: 'bf16' })]);
+    expect(r.losses.map((l) => l.step)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    expect(r.losses.every((l) => Number.isFinite(l.loss))).toBe(true);
+    expect(r.losses.at(-1)!.loss).toBeLessThan(r.losses[0]!.loss);
   });
 });

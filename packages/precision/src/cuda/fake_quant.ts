@@ -1,7 +1,8 @@
 /**
  * The CUDA candidate of fake_quant (native fakeQuant): one thread per block along the axis (one
  * per element for tensorwise FP8, one CTA per tile for fp8-block128x128), bit-identical to the op's
- * reference. Tensorwise FP8 and NVFP4 first reduce the tensor amax on the device.
+ * reference. Tensorwise FP8 and NVFP4 first reduce the tensor amax on the device. quant_stats'
+ * candidate (cuda/quant_stats.ts) shares the view and the shape rules.
  */
 import { axisOf, floatStorage, numel, registerCuda, type KernelParams } from '@deepwell/ir';
 import { FORMAT_CODE, blockAlong, type AnyFormat } from './native.js';
@@ -9,29 +10,31 @@ import { FORMAT_CODE, blockAlong, type AnyFormat } from './native.js';
 const CODE = { f32: 0, bf16: 1, f16: 2 } as Record<string, number>;
 
 /** x as [outer, len, inner] around the blocks' axis (the last two axes for 128 × 128 tiles). */
-function view(p: Pick<KernelParams, 'inTypes' | 'attrs'>): [number, number, number] {
+export function view(p: Pick<KernelParams, 'inTypes' | 'attrs'>): [number, number, number] {
   const shape = p.inTypes[0]!.shape;
   if (p.attrs.format === 'fp8-block128x128') return [numel(shape.slice(0, -2)), shape.at(-2) ?? 1, shape.at(-1)!];
   const axis = axisOf('fake_quant', p.attrs.axis as number, shape.length);
   return [numel(shape.slice(0, axis)), shape[axis]!, numel(shape.slice(axis + 1))];
 }
 
+/** What the fakeQuant and quantStats kernels accept: a known format, whole blocks. */
+export function supportsBlocks(p: KernelParams): true | string {
+  const base = floatStorage(p);
+  if (base !== true) return base;
+  const f = p.attrs.format as AnyFormat;
+  if (!(f in FORMAT_CODE)) return `no kernel for format ${String(f)}`;
+  const [, len, inner] = view(p);
+  const block = blockAlong(f);
+  if (block !== null && len % block !== 0) return `the axis length ${len} is not a whole number of ${block}-element blocks`;
+  if (f === 'fp8-block128x128' && inner % 128 !== 0) return `the last dimension ${inner} is not a multiple of 128`;
+  return true;
+}
+
 registerCuda({
   op: 'fake_quant',
   name: 'fake_quant_cuda',
   needs: ['fakeQuant'],
-  supports: (p) => {
-    const base = floatStorage(p);
-    if (base !== true) return base;
-    if (p.inTypes[0]!.dtype !== p.outTypes[0]!.dtype) return `expects x and y in one storage dtype, got ${p.inTypes[0]!.dtype} and ${p.outTypes[0]!.dtype}`;
-    const f = p.attrs.format as AnyFormat;
-    if (!(f in FORMAT_CODE)) return `no kernel for format ${String(f)}`;
-    const [, len, inner] = view(p);
-    const block = blockAlong(f);
-    if (block !== null && len % block !== 0) return `the axis length ${len} is not a whole number of ${block}-element blocks`;
-    if (f === 'fp8-block128x128' && inner % 128 !== 0) return `the last dimension ${inner} is not a multiple of 128`;
-    return true;
-  },
+  supports: (p) => (p.inTypes[0]!.dtype !== p.outTypes[0]!.dtype ? `expects x and y in one storage dtype, got ${p.inTypes[0]!.dtype} and ${p.outTypes[0]!.dtype}` : supportsBlocks(p)),
   run: (call, ops) => {
     const [outer, len, inner] = view(call);
     ops.fakeQuant!(call.stream, FORMAT_CODE[call.attrs.format as AnyFormat], call.attrs.scaleMode === 'rceil' ? 1 : 0, CODE[call.inTypes[0]!.dtype]!, outer, len, inner, call.inputs[0]!.base, call.inputs[0]!.offset, call.outputs[0]!.base, call.outputs[0]!.offset);
