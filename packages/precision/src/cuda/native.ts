@@ -27,9 +27,6 @@ export const hasTensorScale = (f: AnyFormat): boolean => ['tensorwise', 'nvfp4']
 /** Elements per scale along the blocks (null: one scale for the tensor). */
 export const blockAlong = (f: AnyFormat): number | null => fakeQuantBlocking(f).block;
 
-/** Bytes of the codes of a stored [R, C] matrix. */
-export const codeBytes = (f: AnyFormat, R: number, C: number): number => (isFp4(f) ? (R * C) / 2 : R * C);
-
 /** Bytes of the scales of a stored [R, C] matrix (blocks along C), plain or 128 × 4 tiled. */
 export function scaleBytes(f: AnyFormat, R: number, C: number, tiled: boolean): number {
   if (f === 'fp8-e4m3' || f === 'fp8-e5m2') return 0;
