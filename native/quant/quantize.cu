@@ -1006,30 +1006,54 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
 __device__ float g_fakeQuantAmax;
 void* g_fakeQuantAmaxAddr[64];
 
+// The arguments fakeQuant and quantStats share: (stream, fmt, scaleMode, dtype, outer, len, inner,
+// x), x viewed as [outer, len, inner] with whole blocks along len (and 128 x 128 tiles of [len, inner]).
+struct BlockedCall {
+  cudaStream_t s;
+  int f, rceil, dtype, B;
+  uint64_t outer, len, inner, n;
+  const void* x;
+};
+
+BlockedCall blockedArgs(Args& a, const char* fn) {
+  Napi::Env env = a.env();
+  BlockedCall c{};
+  c.s = a.stream();
+  c.f = static_cast<int>(a.u64("format code", kNumFormats - 1));
+  c.rceil = static_cast<int>(a.u64("scaleMode (0 floor, 1 rceil)", 1));
+  c.dtype = a.floatDtype();
+  c.outer = a.u64("outer"), c.len = a.u64("len"), c.inner = a.u64("inner");
+  c.n = c.outer * c.len * c.inner;
+  c.B = blockOf(c.f);
+  if (c.B && c.len % c.B != 0)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected a length along the axis divisible by ") + std::to_string(c.B) + " for " + fmtName(c.f) + " but received " + std::to_string(c.len));
+  if (c.f == kBlk128x128 && c.inner % 128 != 0)
+    fail(env, "SHAPE_MISMATCH", "Expected both of the last two dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(c.len) + " x " + std::to_string(c.inner));
+  c.x = a.dev(c.n, dtypeBytes(c.dtype), (std::string(fn) + " x").c_str());
+  return c;
+}
+
+// Tensorwise FP8 and NVFP4: the tensor amax, reduced into a device scratch word first (else null).
+float* tensorAmaxFirst(Napi::Env env, const BlockedCall& c) {
+  if (c.n == 0 || !(isTensorwise(c.f) || c.f == kNvfp4)) return nullptr;
+  float* amax = static_cast<float*>(deviceSymbol(env, g_fakeQuantAmax, g_fakeQuantAmaxAddr, "g_fakeQuantAmax"));
+  DW_DISPATCH_FLOAT(env, c.dtype, T, launchAmax<T>(c.s, c.x, c.n, amax));
+  return amax;
+}
+
 Napi::Value FakeQuant(const Napi::CallbackInfo& info) {
   Args a(info, "fakeQuant");
   Napi::Env env = a.env();
-  cudaStream_t s = a.stream();
-  const int f = static_cast<int>(a.u64("format code", kNumFormats - 1));
-  const int rceil = static_cast<int>(a.u64("scaleMode (0 floor, 1 rceil)", 1));
-  const int dtype = a.floatDtype();
-  const uint64_t outer = a.u64("outer"), len = a.u64("len"), inner = a.u64("inner");
-  const uint64_t n = outer * len * inner;
-  const int B = blockOf(f);
-  if (B && len % B != 0)
-    fail(env, "SHAPE_MISMATCH", std::string("Expected a length along the axis divisible by ") + std::to_string(B) + " for " + fmtName(f) + " but received " + std::to_string(len));
-  if (f == kBlk128x128 && inner % 128 != 0)
-    fail(env, "SHAPE_MISMATCH", "Expected both of the last two dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(len) + " x " + std::to_string(inner));
-  const void* x = a.dev(n, dtypeBytes(dtype), "fakeQuant x");
-  void* y = a.dev(n, dtypeBytes(dtype), "fakeQuant y");
+  const BlockedCall c = blockedArgs(a, "fakeQuant");
+  void* y = a.dev(c.n, dtypeBytes(c.dtype), "fakeQuant y");
   a.end();
-  if (n == 0) return env.Undefined();
-  float* amax = nullptr;
-  if (isTensorwise(f) || f == kNvfp4) {
-    amax = static_cast<float*>(deviceSymbol(env, g_fakeQuantAmax, g_fakeQuantAmaxAddr, "g_fakeQuantAmax"));
-    DW_DISPATCH_FLOAT(env, dtype, T, launchAmax<T>(s, x, n, amax));
-  }
-  dispatchFormat(env, f, [&](auto fc) {
+  if (c.n == 0) return env.Undefined();
+  const cudaStream_t s = c.s;
+  const int dtype = c.dtype, B = c.B, rceil = c.rceil;
+  const uint64_t outer = c.outer, len = c.len, inner = c.inner, n = c.n;
+  const void* x = c.x;
+  float* amax = tensorAmaxFirst(env, c);
+  dispatchFormat(env, c.f, [&](auto fc) {
     constexpr int F = decltype(fc)::value;
     DW_DISPATCH_FLOAT(env, dtype, T, {
       if constexpr (F == kBlk128x128) {
@@ -1046,33 +1070,21 @@ Napi::Value FakeQuant(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-
 Napi::Value QuantStats(const Napi::CallbackInfo& info) {
   Args a(info, "quantStats");
   Napi::Env env = a.env();
-  cudaStream_t s = a.stream();
-  const int f = static_cast<int>(a.u64("format code", kNumFormats - 1));
-  const int rceil = static_cast<int>(a.u64("scaleMode (0 floor, 1 rceil)", 1));
-  const int dtype = a.floatDtype();
-  const uint64_t outer = a.u64("outer"), len = a.u64("len"), inner = a.u64("inner");
-  const uint64_t n = outer * len * inner;
-  const int B = blockOf(f);
-  if (B && len % B != 0)
-    fail(env, "SHAPE_MISMATCH", std::string("Expected a length along the axis divisible by ") + std::to_string(B) + " for " + fmtName(f) + " but received " + std::to_string(len));
-  if (f == kBlk128x128 && inner % 128 != 0)
-    fail(env, "SHAPE_MISMATCH", "Expected both of the last two dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(len) + " x " + std::to_string(inner));
-  const void* x = a.dev(n, dtypeBytes(dtype), "quantStats x");
+  const BlockedCall c = blockedArgs(a, "quantStats");
   float* out = static_cast<float*>(a.dev(6, 4, "quantStats stats"));
   a.end();
+  const cudaStream_t s = c.s;
+  const int dtype = c.dtype, B = c.B, rceil = c.rceil;
+  const uint64_t outer = c.outer, len = c.len, inner = c.inner, n = c.n;
+  const void* x = c.x;
   StatsAcc* acc = static_cast<StatsAcc*>(deviceSymbol(env, g_statsAcc, g_statsAccAddr, "g_statsAcc"));
   DW_CUDA(env, cudaMemsetAsync(acc, 0, sizeof(StatsAcc), s), "cudaMemsetAsync (quantStats)");
   DW_CUDA(env, cudaMemsetAsync(&acc->sMin, 0xff, sizeof(acc->sMin), s), "cudaMemsetAsync (quantStats)");
-  float* amax = nullptr;
-  if (n && (isTensorwise(f) || f == kNvfp4)) {
-    amax = static_cast<float*>(deviceSymbol(env, g_fakeQuantAmax, g_fakeQuantAmaxAddr, "g_fakeQuantAmax"));
-    DW_DISPATCH_FLOAT(env, dtype, T, launchAmax<T>(s, x, n, amax));
-  }
-  dispatchFormat(env, f, [&](auto fc) {
+  float* amax = tensorAmaxFirst(env, c);
+  dispatchFormat(env, c.f, [&](auto fc) {
     constexpr int F = decltype(fc)::value;
     if (n) {
       DW_DISPATCH_FLOAT(env, dtype, T, {

@@ -20,7 +20,7 @@
  * (columnwise; 32 for tensorwise FP8), both by 128 for fp8-block128x128.
  */
 import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
-import { nativeOps, type NativeOps } from '@deepwell/ir';
+import { DTYPE_CODE, nativeOps, type NativeOps } from '@deepwell/ir';
 import { amaxOf } from './blocks.js';
 import type { Format } from './quantize.js';
 import { FAKE_QUANT_FORMATS } from './ops/fake_quant.js';
@@ -198,7 +198,7 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
     return result(c, parts, g === null ? null : filled(Float32Array.of(g), [1], 'f32', options.out?.globalScale, 'out.globalScale'), amax);
   }
   const ops = cudaOps(x.device);
-  const code = { f32: 0, bf16: 1, f16: 2 }[x.dtype as 'f32']!;
+  const code = DTYPE_CODE[x.dtype]!;
   let amax: Tensor | null = null;
   let globalScale: Tensor | null = null;
   const made: Tensor[] = [];
@@ -255,7 +255,7 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
   const out = dest(options.out, [q.rows, q.cols], dtype, device, 'out');
   try {
     const flags = (direction === 'columnwise' ? 1 : 0) | (q.scaleLayout === 'tiled128x4' ? 4 : 0);
-    ops.dequantize!(0, FORMAT_CODE[f], { f32: 0, bf16: 1, f16: 2 }[dtype], R, C, flags, ...ptr(part.data), ...(part.scales ? ptr(part.scales) : NONE), ...(q.globalScale ? ptr(q.globalScale) : NONE), ...ptr(out));
+    ops.dequantize!(0, FORMAT_CODE[f], DTYPE_CODE[dtype]!, R, C, flags, ...ptr(part.data), ...(part.scales ? ptr(part.scales) : NONE), ...(q.globalScale ? ptr(q.globalScale) : NONE), ...ptr(out));
   } catch (e) {
     if (out !== options.out) out.dispose();
     throw e;

@@ -4,10 +4,8 @@
  * reference. Tensorwise FP8 and NVFP4 first reduce the tensor amax on the device. quant_stats'
  * candidate (cuda/quant_stats.ts) shares the view and the shape rules.
  */
-import { axisOf, floatStorage, numel, registerCuda, type KernelParams } from '@deepwell/ir';
+import { DTYPE_CODE, at, axisOf, floatStorage, numel, registerCuda, type CudaCall, type KernelParams, type NativeOps } from '@deepwell/ir';
 import { FORMAT_CODE, blockAlong, type AnyFormat } from './native.js';
-
-const CODE = { f32: 0, bf16: 1, f16: 2 } as Record<string, number>;
 
 /** x as [outer, len, inner] around the blocks' axis (the last two axes for 128 × 128 tiles). */
 export function view(p: Pick<KernelParams, 'inTypes' | 'attrs'>): [number, number, number] {
@@ -30,13 +28,18 @@ export function supportsBlocks(p: KernelParams): true | string {
   return true;
 }
 
+/** run() of a candidate whose entry point takes (stream, format, scaleMode, dtype, outer, len, inner, x, out). */
+export const runBlocked =
+  (entry: 'fakeQuant' | 'quantStats') =>
+  (call: CudaCall, ops: NativeOps): void => {
+    const [outer, len, inner] = view(call);
+    ops[entry]!(call.stream, FORMAT_CODE[call.attrs.format as AnyFormat], call.attrs.scaleMode === 'rceil' ? 1 : 0, DTYPE_CODE[call.inTypes[0]!.dtype]!, outer, len, inner, ...at(call.inputs[0]!), ...at(call.outputs[0]!));
+  };
+
 registerCuda({
   op: 'fake_quant',
   name: 'fake_quant_cuda',
   needs: ['fakeQuant'],
   supports: (p) => (p.inTypes[0]!.dtype !== p.outTypes[0]!.dtype ? `expects x and y in one storage dtype, got ${p.inTypes[0]!.dtype} and ${p.outTypes[0]!.dtype}` : supportsBlocks(p)),
-  run: (call, ops) => {
-    const [outer, len, inner] = view(call);
-    ops.fakeQuant!(call.stream, FORMAT_CODE[call.attrs.format as AnyFormat], call.attrs.scaleMode === 'rceil' ? 1 : 0, CODE[call.inTypes[0]!.dtype]!, outer, len, inner, call.inputs[0]!.base, call.inputs[0]!.offset, call.outputs[0]!.base, call.outputs[0]!.offset);
-  },
+  run: runBlocked('fakeQuant'),
 });

@@ -123,16 +123,19 @@ export function quantizeGroup(values: Float64Array, group: QuantGroup, format: F
   return { kind: 'flat', q, y: dequantize(q) };
 }
 
+/** The attributes of fake_quant, which quant_stats takes too. */
+export const FAKE_QUANT_ATTRS = {
+  format: { kind: 'string', oneOf: FAKE_QUANT_FORMATS },
+  scaleMode: { kind: 'string', default: 'floor', oneOf: ['floor', 'rceil'] },
+  axis: { kind: 'int', default: -1 },
+} as const;
+
 export const fakeQuantOp = defineOp({
   name: 'fake_quant',
   doc: 'y = dequantize(quantize(x)) with blocks along `axis` (or 128 × 128 tiles): an emulated low-precision operand',
   inputs: ['x'],
   outputs: ['y'],
-  attrs: {
-    format: { kind: 'string', oneOf: FAKE_QUANT_FORMATS },
-    scaleMode: { kind: 'string', default: 'floor', oneOf: ['floor', 'rceil'] },
-    axis: { kind: 'int', default: -1 },
-  },
+  attrs: FAKE_QUANT_ATTRS,
   infer: ([x], attrs) => {
     checkFakeQuant('fake_quant', x!, attrs.format as FakeQuantFormat, attrs.axis as number);
     return [x!];

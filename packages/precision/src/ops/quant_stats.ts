@@ -32,7 +32,7 @@
 import { defineOp, numel } from '@deepwell/ir';
 import { ELEMENTS, decodeE8m0, decodeElement, type ElementName } from '../elements.js';
 import { amaxOf } from '../blocks.js';
-import { FAKE_QUANT_FORMATS, checkFakeQuant, fakeQuantBlocking, gather, quantGroups, quantizeGroup, type FakeQuantFormat } from './fake_quant.js';
+import { FAKE_QUANT_ATTRS, checkFakeQuant, fakeQuantBlocking, gather, quantGroups, quantizeGroup, type FakeQuantFormat } from './fake_quant.js';
 
 /** The names of quant_stats' six values, in order. */
 export const QUANT_STATS = ['amax', 'nonfinite', 'underflow', 'saturated', 'log2ScaleMin', 'log2ScaleMax'] as const;
@@ -45,11 +45,7 @@ export const quantStatsOp = defineOp({
   doc: "what fake_quant with the same attributes does to x: [amax, nonfinite, underflow, saturated shares, log2 scale min, max]",
   inputs: ['x'],
   outputs: ['stats'],
-  attrs: {
-    format: { kind: 'string', oneOf: FAKE_QUANT_FORMATS },
-    scaleMode: { kind: 'string', default: 'floor', oneOf: ['floor', 'rceil'] },
-    axis: { kind: 'int', default: -1 },
-  },
+  attrs: FAKE_QUANT_ATTRS,
   infer: ([x], attrs) => {
     checkFakeQuant('quant_stats', x!, attrs.format as FakeQuantFormat, attrs.axis as number);
     return [{ shape: [QUANT_STATS.length], dtype: 'f32' }];
