@@ -40,6 +40,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -341,6 +342,7 @@ struct QArgs {
   float* globalScale;
   uint64_t rows, cols;
   int rceil, tiled;
+  uint8_t *rowScratch, *colScratch;  // quantizeMx8K with plain scales: the staged scale tiles
 };
 
 // Rows of a tile: 128 when the columnwise pass runs (blocks of up to 128 down a column; pairs of
@@ -577,6 +579,265 @@ __global__ void __launch_bounds__(kQThreads) quantizeK(QArgs a, uint64_t tiles) 
     if (t + gridDim.x < tiles) issue(t + gridDim.x, buf ^ 1);
     quantizeTile<T, F, ROW, COL>(a, t, reinterpret_cast<const T*>(smem + buf * TILE_BYTES), codes, fixed, g);
   }
+}
+
+// ---- MXFP8 from bf16 / f16: the fast path -------------------------------------------------------
+//
+// The common training case. A CTA of 8 warps takes a tile of 128 x 128 elements; each warp a
+// 32 x 64 part of it, each lane an 8 x 8 block (8 rows of 16 bytes) held in registers, so one read
+// of x serves both directions. The 4 lanes of a 32-column row block are cc = 0..3 (lane bits 0-1),
+// the 4 lanes of a 32-row column block rc = 0..3 (lane bits 2-3); lane bit 4 picks the warp's
+// 32-column half. Block amaxes are reduced with shuffles so that each lane owns 2 of its group's 8
+// row blocks and 2 of its 8 column blocks: it computes those scales (from the bits, for bf16), and
+// shuffles hand the group the multipliers. Row codes go straight out (8 bytes per lane and row);
+// transposed codes are staged in shared memory and leave in whole 128-byte lines (128 rows of one
+// column), and scales in 16-byte pieces of the tile's 512 bytes. Written straight from the lanes,
+// the transposed codes would go out 32 bytes per line and the scales a byte at a time, which
+// measured at half the bandwidth. Each warp streams its part of the next tile into its own ring in
+// shared memory with cp.async while this one is encoded; staging alternates between two buffers,
+// so a tile costs one barrier.
+//
+// Measured on the H200 (2026-11-21, scratch runs against the general kernel, 16384 x 16384 bf16):
+// three stages instead of two, staging the row codes too, an L2 evict-first hint on the input, and
+// tiles taken in bands of 8 rows made no difference or were slower.
+
+constexpr int kMxTile = 128, kMxStages = 2;
+// Shared memory: the warps' rings (8 warps x stages x 8 rows x 32 lanes x 16 bytes), then two
+// staging buffers (alternate tiles), each: column codes [128 columns][128 rows], row scales
+// [128][4], column scales [128][4].
+constexpr size_t kMxRingBytes = static_cast<size_t>(kQThreads / 32) * kMxStages * 8 * 32 * 16;
+constexpr size_t kMxStageBytes = kMxTile * kMxTile + 2 * kMxTile * 4;
+constexpr size_t kMxSmemBytes = kMxRingBytes + 2 * kMxStageBytes;
+
+// Two elements of a 16-bit word as floats (element 2i in the low half).
+template <typename T>
+__device__ __forceinline__ float2 unpack2(uint32_t w) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+  else {
+    __half2 h;
+    memcpy(&h, &w, 4);
+    return __half22float2(h);
+  }
+}
+
+// Scale codes (one per 16-bit half) and multipliers of two MX blocks from their |x| maxima as bit
+// patterns (Bits<T>). A block holding NaN or ±Inf gets code 0xff and multiplier 0 (its codes are
+// zeroed afterwards). bf16 straight from the bits: code = E - emax + up clamped at 0, with E the
+// biased exponent and up = rceil and a mantissa above the element maximum's (448 and 57344 are
+// 1.75 x 2^emax: 7-bit mantissa 0x60). Adding 0x7f - 0x60 carries into E exactly when up; an
+// all-zero or subnormal amax gives E + up <= 1, so code 0 as mxScale's clamp does. The multiplier
+// 2^-e = 2^(127 - code) is normal for every code <= 253. f16 goes through mxScale.
+template <typename T, int F>
+__device__ __forceinline__ void mxScale2(uint32_t m2, int rceil, uint32_t& codes, float& mulLo, float& mulHi) {
+  uint32_t lo, hi;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    constexpr uint32_t negEmax = static_cast<uint16_t>(isE5M2(F) ? -15 : -8);
+    const uint32_t eu = ((m2 + (rceil ? 0x001f001fu : 0u)) >> 7) & 0x01ff01ffu;
+    const uint32_t c = __viaddmax_s16x2(eu, negEmax | negEmax << 16, 0u);
+    lo = c & 0xffffu, hi = c >> 16;
+    mulLo = __uint_as_float((254u - lo) << 23), mulHi = __uint_as_float((254u - hi) << 23);
+  } else {
+    const BlockScale sl = mxScale<F>(Bits<T>::value(m2 & 0xffffu), false, rceil), sh = mxScale<F>(Bits<T>::value(m2 >> 16), false, rceil);
+    lo = sl.scaleCode, hi = sh.scaleCode, mulLo = sl.mul, mulHi = sh.mul;
+  }
+  if ((m2 & 0xffffu) >= Bits<T>::kInf) lo = 0xff, mulLo = 0.f;
+  if ((m2 >> 16) >= Bits<T>::kInf) hi = 0xff, mulHi = 0.f;
+  codes = lo | hi << 16;
+}
+
+// Codes of 2 values (a in the low byte).
+template <int F>
+__device__ __forceinline__ uint32_t cvt2(float a, float b) {
+  return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, isE5M2(F) ? __NV_E5M2 : __NV_E4M3);
+}
+
+// Reduce-scatter of 4 words of packed 16-bit maxima over the lane pairs xor `hiBit` then xor
+// `loBit`: the lane with bits (b1, b0) keeps word 2 b1 + b0, the maximum over its 4 lanes.
+__device__ __forceinline__ uint32_t reduceScatter4(const uint32_t (&p)[4], bool b1, bool b0, int hiBit, int loBit) {
+  uint32_t k0 = b1 ? p[2] : p[0], k1 = b1 ? p[3] : p[1];
+  const uint32_t s0 = b1 ? p[0] : p[2], s1 = b1 ? p[1] : p[3];
+  k0 = __vmaxu2(k0, __shfl_xor_sync(0xffffffffu, s0, hiBit));
+  k1 = __vmaxu2(k1, __shfl_xor_sync(0xffffffffu, s1, hiBit));
+  const uint32_t k = b0 ? k1 : k0, s = b0 ? k0 : k1;
+  return __vmaxu2(k, __shfl_xor_sync(0xffffffffu, s, loBit));
+}
+
+// Staged codes: line l (a row of the tile, or a column for the transposed codes) holds 128 bytes
+// as 16 units of 8. Unit u of line l sits at unit u ^ (((l >> 3) & 3) << 2), so that a warp's
+// 8-byte stores (16 distinct units per half-warp) and 16-byte reads of one line are conflict-free.
+__device__ __forceinline__ uint32_t stagedUnit(uint32_t l, uint32_t u) { return l * 128 + ((u ^ (((l >> 3) & 3) << 2)) << 3); }
+
+// The scales of one tile and direction, staged as [128 lines][4 blocks], out as the tile's 512
+// bytes in 16-byte pieces by threads u = 0..31: to `base` in cuBLASLt's 128 x 4 tiled layout
+// (piece u holds lines u, u + 32, u + 64, u + 96), or for the plain layout to `scratch` in the
+// staged order, tile after tile (scalesFromScratchK then writes the plain matrix in whole lines:
+// written from here, a plain matrix takes one 4-byte store per line and tile, which measured
+// 20% slower overall).
+__device__ __forceinline__ void writeScales(uint8_t* base, uint8_t* scratch, const uint8_t* staged, int u, uint64_t line0, uint64_t block0, uint64_t nBlocks) {
+  const uint64_t tile = (line0 / 128) * ((nBlocks + 3) / 4) + block0 / 4;
+  if (scratch) {
+    *reinterpret_cast<uint4*>(scratch + tile * 512 + u * 16) = *reinterpret_cast<const uint4*>(staged + u * 16);
+    return;
+  }
+  const uint32_t* s = reinterpret_cast<const uint32_t*>(staged);
+  *reinterpret_cast<uint4*>(base + tile * 512 + u * 16) = make_uint4(s[u], s[u + 32], s[u + 64], s[u + 96]);
+}
+
+// The plain [nLines, nBlocks] scale matrix from the staged tiles in `scratch` (see writeScales).
+// A CTA (blockIdx.x: 128 lines, blockIdx.y: 32 tiles, 128 blocks) reads 16 KB in order and
+// writes whole lines.
+__global__ void __launch_bounds__(256) scalesFromScratchK(const uint8_t* __restrict__ scratch, uint8_t* __restrict__ out, uint64_t nLines, uint64_t nBlocks) {
+  __shared__ uint32_t s[32 * 129];  // [tile][line], padded so that a warp reads 32 banks
+  const uint64_t nTiles = (nBlocks + 3) / 4, band = blockIdx.x, tb0 = static_cast<uint64_t>(blockIdx.y) * 32;
+  const uint32_t* src = reinterpret_cast<const uint32_t*>(scratch) + (band * nTiles + tb0) * 128;
+  const uint64_t have = nTiles - tb0 < 32 ? nTiles - tb0 : 32;
+  for (int u = threadIdx.x; u < 32 * 128; u += 256)
+    if (static_cast<uint64_t>(u / 128) < have) s[(u / 128) * 129 + u % 128] = src[u];
+  __syncthreads();
+  const bool aligned = nBlocks % 4 == 0;
+  for (int u = threadIdx.x; u < 32 * 128; u += 256) {
+    const int l = u / 32, tb = u % 32;
+    const uint64_t line = band * 128 + l, block = (tb0 + tb) * 4;
+    if (line >= nLines || block >= nBlocks) continue;
+    const uint32_t v = s[tb * 129 + l];
+    uint8_t* dst = out + line * nBlocks + block;
+    if (aligned) *reinterpret_cast<uint32_t*>(dst) = v;
+    else
+      for (int k = 0; k < 4 && block + k < nBlocks; ++k) dst[k] = static_cast<uint8_t>(v >> (8 * k));
+  }
+}
+
+template <typename T, int F, bool ROW, bool COL>
+__global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t tiles) {
+  static_assert(sizeof(T) == 2 && isMx(F) && !isFp4(F), "the fast path is MXFP8 from 16-bit input");
+  constexpr uint32_t kInf = Bits<T>::kInf;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, cc = lane & 3, rc = (lane >> 2) & 3, half = lane >> 4;
+  // This lane's block within a tile: rows br .. br + 8, columns bc .. bc + 8.
+  const int br = (warp / 2) * 32 + rc * 8, bc = (warp % 2) * 64 + half * 32 + cc * 8;
+  const uint64_t colTiles = (a.cols + kMxTile - 1) / kMxTile;
+  // Tile t's origin, row-major (bands of 8 tiles, column-major within, measured no better).
+  const auto origin = [&](uint64_t t, uint64_t& r, uint64_t& c) { r = (t / colTiles) * kMxTile, c = (t % colTiles) * kMxTile; };
+
+  // Each lane's own ring of kMxStages tiles (stage s, row i at ring[(s * 8 + i) * 32]: a warp's
+  // 16-byte accesses are consecutive), filled with cp.async, zeros past the matrix. A lane reads
+  // back only what it wrote, so the ring needs no barrier.
+  uint4* ring = reinterpret_cast<uint4*>(smem) + warp * kMxStages * 256 + lane;
+  const auto issue = [&](uint64_t t, int s) {
+    if (t < tiles) {
+      uint64_t r, c;
+      origin(t, r, c);
+      r += br, c += bc;
+      const T* p = static_cast<const T*>(a.x) + r * a.cols + c;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const bool ok = c < a.cols && r + i < a.rows;
+        const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(ring + (s * 8 + i) * 32));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(ok ? p + i * a.cols : a.x), "r"(ok ? 16 : 0) : "memory");
+      }
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+
+#pragma unroll
+  for (int s = 0; s < kMxStages - 1; ++s) issue(blockIdx.x + static_cast<uint64_t>(s) * gridDim.x, s);
+  int stage = 0, parity = 0;
+  for (uint64_t t = blockIdx.x; t < tiles; t += gridDim.x, stage = stage == kMxStages - 1 ? 0 : stage + 1, parity ^= 1) {
+    issue(t + static_cast<uint64_t>(kMxStages - 1) * gridDim.x, stage == 0 ? kMxStages - 1 : stage - 1);
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kMxStages - 1) : "memory");
+    uint32_t w[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint4 v = ring[(stage * 8 + i) * 32];
+      w[i][0] = v.x, w[i][1] = v.y, w[i][2] = v.z, w[i][3] = v.w;
+    }
+    uint64_t r0, c0;
+    origin(t, r0, c0);
+
+    // Row i's largest |x| pattern per word half (even and odd columns), and column pairs' over the
+    // 8 rows; whether the warp holds a NaN or ±Inf anywhere.
+    uint32_t rowMax[8], colMax[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      uint32_t m[4];
+#pragma unroll
+      for (int p = 0; p < 4; ++p) m[p] = w[i][p] & 0x7fff7fffu, colMax[p] = __vmaxu2(colMax[p], m[p]);
+      rowMax[i] = __vmaxu2(__vimax3_u16x2(m[0], m[1], m[2]), m[3]);
+    }
+    const uint32_t all = __vimax3_u16x2(colMax[0], colMax[1], __vmaxu2(colMax[2], colMax[3]));
+    const bool special = __any_sync(0xffffffffu, (all & 0xffffu) >= kInf || (all >> 16) >= kInf);
+
+    // Rows 2j and 2j + 1 in one word, reduced over the row block's 4 lanes: this lane keeps rows
+    // 2 cc and 2 cc + 1. Column pairs reduced over the column block's 4 lanes: it keeps columns
+    // 2 rc and 2 rc + 1.
+    uint32_t rowCodes = 0, colCodes = 0;
+    float rowLo = 0.f, rowHi = 0.f, colLo = 0.f, colHi = 0.f;
+    if constexpr (ROW) {
+      uint32_t pairs[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        pairs[j] = __vmaxu2(__byte_perm(rowMax[2 * j], rowMax[2 * j + 1], 0x5410), __byte_perm(rowMax[2 * j], rowMax[2 * j + 1], 0x7632));
+      mxScale2<T, F>(reduceScatter4(pairs, cc & 2, cc & 1, 2, 1), a.rceil, rowCodes, rowLo, rowHi);
+    }
+    if constexpr (COL) mxScale2<T, F>(reduceScatter4(colMax, rc & 2, rc & 1, 8, 4), a.rceil, colCodes, colLo, colHi);
+
+    // This tile's staging buffer; the barrier at the end of the previous tile's encoding ordered
+    // the write-out of the tile before it (same buffer) before these stores.
+    uint8_t* colStage = smem + kMxRingBytes + parity * kMxStageBytes;
+    uint8_t* rowScaleStage = colStage + kMxTile * kMxTile;
+    uint8_t* colScaleStage = rowScaleStage + kMxTile * 4;
+    if constexpr (ROW) {
+      const int sb = bc / 32;
+      rowScaleStage[(br + 2 * cc) * 4 + sb] = static_cast<uint8_t>(rowCodes);
+      rowScaleStage[(br + 2 * cc + 1) * 4 + sb] = static_cast<uint8_t>(rowCodes >> 16);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float m = __shfl_sync(0xffffffffu, i & 1 ? rowHi : rowLo, (lane & ~3) | (i >> 1));
+        uint32_t q[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float2 x0 = unpack2<T>(w[i][2 * h]), x1 = unpack2<T>(w[i][2 * h + 1]);
+          q[h] = cvt2<F>(x0.x * m, x0.y * m) | cvt2<F>(x1.x * m, x1.y * m) << 16;
+        }
+        if (special && m == 0.f) q[0] = q[1] = 0;  // a block with NaN or ±Inf
+        if (r0 + br + i < a.rows && c0 + bc < a.cols) *reinterpret_cast<uint2*>(a.rowData + (r0 + br + i) * a.cols + c0 + bc) = make_uint2(q[0], q[1]);
+      }
+    }
+    if constexpr (COL) {
+      colScaleStage[(bc + 2 * rc) * 4 + br / 32] = static_cast<uint8_t>(colCodes);
+      colScaleStage[(bc + 2 * rc + 1) * 4 + br / 32] = static_cast<uint8_t>(colCodes >> 16);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float m = __shfl_sync(0xffffffffu, k & 1 ? colHi : colLo, (lane & ~12) | (k >> 1) << 2);
+        float x[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float2 f = unpack2<T>(w[i][k / 2]);
+          x[i] = k & 1 ? f.y : f.x;
+        }
+        uint32_t q[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) q[h] = cvt2<F>(x[4 * h] * m, x[4 * h + 1] * m) | cvt2<F>(x[4 * h + 2] * m, x[4 * h + 3] * m) << 16;
+        if (special && m == 0.f) q[0] = q[1] = 0;
+        *reinterpret_cast<uint2*>(colStage + stagedUnit(bc + k, br / 8)) = make_uint2(q[0], q[1]);
+      }
+    }
+    __syncthreads();  // this tile's codes are staged
+
+    // Transposed codes out in whole lines: 8 threads per line, 16 bytes each (a line's two units
+    // 2j, 2j + 1 stay together under the swizzle); rows % 32 == 0, so no piece is cut.
+#pragma unroll
+    for (int k = 0; k < (COL ? kMxTile * 8 / kQThreads : 0); ++k) {
+      const int u = threadIdx.x + k * kQThreads, l = u / 8, j = u % 8;
+      if constexpr (COL) {
+        if (c0 + l < a.cols && r0 + j * 16 < a.rows)
+          *reinterpret_cast<uint4*>(a.colData + (c0 + l) * a.rows + r0 + j * 16) = *reinterpret_cast<const uint4*>(colStage + stagedUnit(l, 2 * j));
+      }
+    }
+    if (ROW && threadIdx.x < 32) writeScales(a.rowScales, a.rowScratch, rowScaleStage, threadIdx.x, r0, c0 / 32, a.cols / 32);
+    if (COL && threadIdx.x >= kQThreads - 32) writeScales(a.colScales, a.colScratch, colScaleStage, threadIdx.x - (kQThreads - 32), c0, r0 / 32, a.rows / 32);
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
 
 // ---- dequantize ---------------------------------------------------------------------------------
@@ -894,6 +1155,25 @@ void checkDirection(Napi::Env env, int f, uint64_t R, uint64_t C, const char* di
     fail(env, "SHAPE_MISMATCH", std::string("Expected both dimensions divisible by 128 for fp8-block128x128 but received ") + std::to_string(R) + " x " + std::to_string(C));
 }
 
+// Stream-ordered scratch (cudaMallocAsync from the device's default pool, freed with
+// cudaFreeAsync after its last use on `s`). The pool keeps up to 256 MiB between calls instead of
+// returning it at every synchronisation, so a training step's quantizes do not remap memory.
+uint8_t* streamScratch(Napi::Env env, cudaStream_t s, uint64_t bytes, const char* what) {
+  int dev = 0;
+  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
+  static std::once_flag configured[64];
+  if (dev >= 0 && dev < 64)
+    std::call_once(configured[dev], [dev] {
+      cudaMemPool_t pool;
+      uint64_t keep = 256ull << 20;
+      if (cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+      cudaGetLastError();
+    });
+  void* p = nullptr;
+  DW_CUDA(env, cudaMallocAsync(&p, bytes, s), std::string("cudaMallocAsync (") + what + ", " + std::to_string(bytes) + " bytes)");
+  return static_cast<uint8_t*>(p);
+}
+
 Napi::Value QuantAmax(const Napi::CallbackInfo& info) {
   Args a(info, "quantAmax");
   cudaStream_t s = a.stream();
@@ -940,9 +1220,26 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   q.globalScale = static_cast<float*>(global ? a.dev(1, 4, "quantize globalScale") : a.optDev(1, 4, "quantize globalScale"));
   a.end();
   if (rows == 0 || cols == 0) return env.Undefined();
-  if (tiled) {
+  // MXFP8 from bf16 / f16 takes quantizeMx8K, which writes every byte of tiled scales (padding
+  // too) and stages plain ones in a stream-ordered scratch of the tiled size.
+  const bool fast = dtype != kF32 && (f == kMxE4M3 || f == kMxE5M2);
+  if (tiled && !fast) {
     if (row) DW_CUDA(env, cudaMemsetAsync(q.rowScales, 0, scaleBytes(f, rows, cols, true), s), "cudaMemsetAsync (tiled scales)");
     if (col) DW_CUDA(env, cudaMemsetAsync(q.colScales, 0, scaleBytes(f, cols, rows, true), s), "cudaMemsetAsync (tiled scales)");
+  }
+  // Freed on the stream however this call ends.
+  struct Scratch {
+    uint8_t* p = nullptr;
+    cudaStream_t s;
+    ~Scratch() {
+      if (p) cudaFreeAsync(p, s);
+    }
+  } scratch{nullptr, s};
+  if (fast && !tiled) {
+    const uint64_t rowBytes = row ? scaleBytes(f, rows, cols, true) : 0, colBytes = col ? scaleBytes(f, cols, rows, true) : 0;
+    scratch.p = streamScratch(env, s, rowBytes + colBytes, "quantize scale staging");
+    q.rowScratch = row ? scratch.p : nullptr;
+    q.colScratch = col ? scratch.p + rowBytes : nullptr;
   }
   dispatchFormat(env, f, [&](auto fc) {
     constexpr int F = decltype(fc)::value;
@@ -950,21 +1247,41 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     const uint64_t TR = col ? TRc : TRr, tiles = ((rows + TR - 1) / TR) * ((cols + kTileC - 1) / kTileC);
     if (tiles > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 tiles for quantize but received " + std::to_string(tiles));
     DW_DISPATCH_FLOAT(env, dtype, T, {
-      // Persistent CTAs: as many as fit on the GPU at once (or one per tile).
-      auto launch = [&](auto kernel, size_t smem) {
+      // Persistent CTAs: as many as fit on the GPU at once, at most `ctas`; the kernel takes `n` tiles.
+      auto launch = [&](auto kernel, size_t smem, uint64_t ctas, uint64_t n) {
         DW_CUDA(env, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "cudaFuncSetAttribute (quantize)");
         int dev = 0, sms = 0, perSm = 0;
         DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
         DW_CUDA(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute (SM count)");
         DW_CUDA(env, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kQThreads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor (quantize)");
         const uint64_t fit = static_cast<uint64_t>(sms) * static_cast<uint64_t>(perSm > 0 ? perSm : 1);
-        kernel<<<static_cast<unsigned>(tiles < fit ? tiles : fit), kQThreads, smem, s>>>(q, tiles);
+        kernel<<<static_cast<unsigned>(ctas < fit ? ctas : fit), kQThreads, smem, s>>>(q, n);
       };
-      if (row && col) launch(quantizeK<T, F, true, true>, quantSmemBytes<T, F, true>());
-      else if (row) launch(quantizeK<T, F, true, false>, quantSmemBytes<T, F, false>());
-      else launch(quantizeK<T, F, false, true>, quantSmemBytes<T, F, true>());
+      if constexpr (sizeof(T) == 2 && isMx(F) && !isFp4(F)) {
+        // MXFP8 from bf16 / f16: the register path, 128 x 128 tiles.
+        const uint64_t n = ((rows + kMxTile - 1) / kMxTile) * ((cols + kMxTile - 1) / kMxTile);
+        if (row && col) launch(quantizeMx8K<T, F, true, true>, kMxSmemBytes, n, n);
+        else if (row) launch(quantizeMx8K<T, F, true, false>, kMxSmemBytes, n, n);
+        else launch(quantizeMx8K<T, F, false, true>, kMxSmemBytes, n, n);
+      } else {
+        if (row && col) launch(quantizeK<T, F, true, true>, quantSmemBytes<T, F, true>(), tiles, tiles);
+        else if (row) launch(quantizeK<T, F, true, false>, quantSmemBytes<T, F, false>(), tiles, tiles);
+        else launch(quantizeK<T, F, false, true>, quantSmemBytes<T, F, true>(), tiles, tiles);
+      }
     });
   });
+  if (scratch.p) {
+    const auto unstage = [&](const uint8_t* from, uint8_t* to, uint64_t nLines, uint64_t nBlocks) {
+      const uint64_t bands = (nLines + 127) / 128, groups = ((nBlocks + 3) / 4 + 31) / 32;
+      if (bands > 2147483647u || groups > 65535u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 row bands and 65535 x 128 scale columns for quantize");
+      scalesFromScratchK<<<dim3(static_cast<unsigned>(bands), static_cast<unsigned>(groups)), 256, 0, s>>>(from, to, nLines, nBlocks);
+    };
+    if (row) unstage(q.rowScratch, q.rowScales, rows, cols / 32);
+    if (col) unstage(q.colScratch, q.colScales, cols, rows / 32);
+    uint8_t* p = scratch.p;
+    scratch.p = nullptr;
+    DW_CUDA(env, cudaFreeAsync(p, s), "cudaFreeAsync (quantize scale staging)");
+  }
   checkLaunch(env, "quantize");
   return env.Undefined();
 }

@@ -1,10 +1,10 @@
 // The quantization kernels on the GPU against the references, bit for bit: every format, rowwise
-// and columnwise from one call, plain and tiled scales, f32 and bf16 inputs, random inputs (new
+// and columnwise from one call or alone, plain and tiled scales, f32, bf16 and f16 inputs, random inputs (new
 // each run) with adversarial blocks planted (all zero, negative zeros, one huge value, NaN, ±Inf,
 // subnormals, values on the element's rounding boundaries); dequantize; fake_quant through the
 // registry. Outputs are poisoned first, so an element a kernel does not write fails. Skipped
 // without a GPU.
-import { Tensor, bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
+import { Tensor, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
 import { cudaStatus, registerCudaBackends } from '@deepwell/kernels-native';
 import { autocast, capture, compile, interpret, trainingStep } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
@@ -19,6 +19,7 @@ if (gpu) registerCudaBackends();
 const FORMATS: AnyFormat[] = ['mxfp8-e4m3', 'mxfp8-e5m2', 'mxfp4', 'nvfp4', 'fp8-e4m3', 'fp8-e5m2', 'fp8-block1x128', 'fp8-block128x128'];
 const rand = () => Math.random();
 const bf16 = (v: number) => bf16BitsToF32(f32ToBf16Bits(v));
+const f16 = (v: number) => f16BitsToF32(f32ToF16Bits(v));
 const normal = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
 
 /** The element format whose rounding boundaries to plant for a block format. */
@@ -35,7 +36,7 @@ function midpoints(f: AnyFormat): number[] {
  * A [rows, cols] matrix, rounded to bf16 when asked: 32-element runs at random scales, with
  * adversarial runs planted along rows (and, via whole rows, along columns).
  */
-function input(f: AnyFormat, rows: number, cols: number, asBf16: boolean): Float32Array {
+function input(f: AnyFormat, rows: number, cols: number, as: 'f32' | 'bf16' | 'f16' = 'f32'): Float32Array {
   const x = new Float32Array(rows * cols);
   for (let i = 0; i < x.length; i += 32) {
     const scale = 2 ** Math.floor(rand() * 40 - 20);
@@ -66,7 +67,7 @@ function input(f: AnyFormat, rows: number, cols: number, asBf16: boolean): Float
     x.fill(0, 0, cols);
     for (let c = 0; c < cols; c++) x[2 * cols + c] = c % 3 === 0 ? 60000 : -1e-30;
   }
-  return asBf16 ? x.map(bf16) : x;
+  return as === 'bf16' ? x.map(bf16) : as === 'f16' ? x.map(f16) : x;
 }
 
 const same = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
@@ -117,24 +118,27 @@ function poisoned(like: QuantizedTensor, byte: number, directions: readonly ('ro
   return out;
 }
 
-/** A device tensor from f32 values, as f32 or bf16 storage. */
-function deviceTensor(x: Float32Array, shape: number[], dtype: 'f32' | 'bf16'): Tensor {
-  return dtype === 'f32' ? Tensor.from(x, shape, 'f32', { device: 'cuda:0' }) : Tensor.from(Uint16Array.from(x, f32ToBf16Bits), shape, 'bf16', { device: 'cuda:0' });
+/** A tensor from f32 values (already representable), as f32, bf16 or f16 storage. */
+function tensorOf(x: Float32Array, shape: number[], dtype: 'f32' | 'bf16' | 'f16', device?: 'cuda:0'): Tensor {
+  const opts = device ? { device } : {};
+  if (dtype === 'f32') return Tensor.from(x, shape, 'f32', opts);
+  return Tensor.from(Uint16Array.from(x, dtype === 'bf16' ? f32ToBf16Bits : f32ToF16Bits), shape, dtype, opts);
 }
+const deviceTensor = (x: Float32Array, shape: number[], dtype: 'f32' | 'bf16' | 'f16') => tensorOf(x, shape, dtype, 'cuda:0');
 
 describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
   // Shapes with partial tiles (rows not a multiple of 64, cols not of 128) where the format allows.
   const shapeFor = (f: AnyFormat): [number, number] => (f.startsWith('fp8-block') ? [256, 384] : f === 'fp8-e4m3' || f === 'fp8-e5m2' ? [96, 168] : [96, 160]);
 
   for (const f of FORMATS) {
-    it(`${f}: rowwise + columnwise codes and scales bit-identical to the reference, f32 and bf16`, () => {
+    it(`${f}: rowwise + columnwise codes and scales bit-identical to the reference, f32, bf16 and f16`, () => {
       const [rows, cols] = shapeFor(f);
-      for (const dtype of ['bf16', 'f32'] as const) {
+      for (const dtype of ['bf16', 'f16', 'f32'] as const) {
         for (const scaleMode of f.startsWith('mx') ? (['floor', 'rceil'] as const) : [undefined]) {
           for (const scaleLayout of f.startsWith('mx') || f === 'nvfp4' ? (['plain', 'tiled128x4'] as const) : (['plain'] as const)) {
-            const x = input(f, rows, cols, dtype === 'bf16');
+            const x = input(f, rows, cols, dtype);
             const opts = { format: f, direction: 'both' as const, scaleLayout, ...(scaleMode ? { scaleMode } : {}) };
-            const host = dtype === 'f32' ? Tensor.from(x, [rows, cols], 'f32') : Tensor.from(Uint16Array.from(x, f32ToBf16Bits), [rows, cols], 'bf16');
+            const host = tensorOf(x, [rows, cols], dtype);
             const cpuQ = quantizeTensor(host, opts);
             const dev = deviceTensor(x, [rows, cols], dtype);
             const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5) });
@@ -157,6 +161,9 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
             const rowOnly = quantizeTensor(dev, { ...opts, direction: 'rowwise', out: poisoned(cpuQ, 0x5a, ['rowwise']) });
             expectSameQuantized(rowOnly, { ...cpuQ, columnwise: null } as QuantizedTensor, `${what} rowwise only`);
             rowOnly.dispose();
+            const colOnly = quantizeTensor(dev, { ...opts, direction: 'columnwise', out: poisoned(cpuQ, 0x3c, ['columnwise']) });
+            expectSameQuantized(colOnly, { ...cpuQ, rowwise: null } as QuantizedTensor, `${what} columnwise only`);
+            colOnly.dispose();
             for (const t of [host, dev]) t.dispose();
             gpuQ.dispose();
             cpuQ.dispose();
@@ -168,7 +175,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
 
   it('delayed scaling: a given amax scales tensorwise FP8 and NVFP4 alike on both devices (values beyond it saturate)', () => {
     for (const f of ['fp8-e4m3', 'nvfp4'] as const) {
-      const x = input(f, 64, 128, true).map((v) => (Number.isFinite(v) ? v : 1));
+      const x = input(f, 64, 128, 'bf16').map((v) => (Number.isFinite(v) ? v : 1));
       const amax = 0.5;
       const cpuQ = quantizeTensor(Tensor.from(Uint16Array.from(x, f32ToBf16Bits), [64, 128], 'bf16'), { format: f, amax });
       const gpuQ = quantizeTensor(deviceTensor(x, [64, 128], 'bf16'), { format: f, amax });
@@ -178,7 +185,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
   });
 
   it('bad input gives clear errors', () => {
-    const x = deviceTensor(input('mxfp8-e4m3', 64, 128, true), [64, 128], 'bf16');
+    const x = deviceTensor(input('mxfp8-e4m3', 64, 128, 'bf16'), [64, 128], 'bf16');
     const q = quantizeTensor(x, { format: 'mxfp8-e4m3' });
     expect(errorOf(() => quantizeTensor(x, { format: 'mxfp6' as never })).message).toMatch(/Expected a format/);
     const narrow = deviceTensor(new Float32Array(64 * 40).fill(1), [64, 40], 'bf16');
@@ -194,7 +201,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       for (const dtype of ['f32', 'bf16'] as const) {
         for (const axis of f === 'fp8-block128x128' ? [-1] : [-1, 0]) {
           const [R, C] = [256, 256];
-          const x = input(f, R, C, dtype === 'bf16');
+          const x = input(f, R, C, dtype);
           const g = capture({ forward: ({ x: s }) => ({ y: s!.builder.op1('fake_quant', [s!], { format: f, axis, ...(f.startsWith('mx') ? { scaleMode: 'rceil' } : {}) }) }) }, { x: { shape: [R, C], dtype } });
           const want = interpret(g, { x })[g.outputs.y!]!;
           const exe = compile(g, { device: 'cuda:0' });
@@ -235,7 +242,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     for (const f of FORMATS) {
       for (const axis of f === 'fp8-block128x128' ? [-1] : [-1, 0]) {
         const [R, C] = [256, 256];
-        const x = input(f, R, C, true);
+        const x = input(f, R, C, 'bf16');
         const g = capture({ forward: ({ x: s }) => ({ stats: s!.builder.op1('quant_stats', [s!], { format: f, axis, ...(f.startsWith('mx') ? { scaleMode: 'rceil' } : {}) }) }) }, { x: { shape: [R, C], dtype: 'bf16' } });
         const want = interpret(g, { x })[g.outputs.stats!]!;
         const exe = compile(g, { device: 'cuda:0' });
