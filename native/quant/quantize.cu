@@ -593,13 +593,13 @@ __global__ void __launch_bounds__(kQThreads) quantizeK(QArgs a, uint64_t tiles) 
 // transposed codes are staged in shared memory and leave in whole 128-byte lines (128 rows of one
 // column), and scales in 16-byte pieces of the tile's 512 bytes. Written straight from the lanes,
 // the transposed codes would go out 32 bytes per line and the scales a byte at a time, which
-// measured at half the bandwidth. Each warp streams its part of the next tile into its own ring in
+// measured far slower. Each warp streams its part of the next tile into its own ring in
 // shared memory with cp.async while this one is encoded; staging alternates between two buffers,
 // so a tile costs one barrier.
 //
-// Measured on the H200 (2026-11-21, scratch runs against the general kernel, 16384 x 16384 bf16):
-// three stages instead of two, staging the row codes too, an L2 evict-first hint on the input, and
-// tiles taken in bands of 8 rows made no difference or were slower.
+// In scratch runs on the H200 (2026-11-21, against the general kernel, 16384 x 16384 bf16), three
+// stages instead of two, staging the row codes too, an L2 evict-first hint on the input, and tiles
+// taken in bands of 8 rows made no difference or were slower.
 
 constexpr int kMxTile = 128, kMxStages = 2;
 // Shared memory: the warps' rings (8 warps x stages x 8 rows x 32 lanes x 16 bytes), then two
@@ -672,7 +672,7 @@ __device__ __forceinline__ uint32_t stagedUnit(uint32_t l, uint32_t u) { return 
 // (piece u holds lines u, u + 32, u + 64, u + 96), or for the plain layout to `scratch` in the
 // staged order, tile after tile (scalesFromScratchK then writes the plain matrix in whole lines:
 // written from here, a plain matrix takes one 4-byte store per line and tile, which measured
-// 20% slower overall).
+// clearly slower in scratch runs).
 __device__ __forceinline__ void writeScales(uint8_t* base, uint8_t* scratch, const uint8_t* staged, int u, uint64_t line0, uint64_t block0, uint64_t nBlocks) {
   const uint64_t tile = (line0 / 128) * ((nBlocks + 3) / 4) + block0 / 4;
   if (scratch) {
