@@ -597,9 +597,14 @@ __global__ void __launch_bounds__(kQThreads) quantizeK(QArgs a, uint64_t tiles) 
 // shared memory with cp.async while this one is encoded; staging alternates between two buffers,
 // so a tile costs one barrier.
 //
-// In scratch runs on the H200 (2026-11-21, against the general kernel, 16384 x 16384 bf16), three
-// stages instead of two, staging the row codes too, an L2 evict-first hint on the input, and tiles
-// taken in bands of 8 rows made no difference or were slower.
+// In scratch runs on the H200 (2026-11-21, 16384 x 16384 bf16), the kernel with its arithmetic
+// taken out ran no faster: the time goes to memory traffic, not to the encoding. Three stages
+// instead of two, staging the row codes too, bulk (TMA) stores of the staged lines, full-line
+// input reads per quarter warp, streaming stores, an L2 evict-first hint on the input, and tiles
+// taken in bands or skewed orders made no difference or were slower. What helped was the launch:
+// about two tiles per CTA (many short-lived CTAs) instead of one resident CTA per slot. Plain
+// scales written straight from the kernel (4 bytes per line and tile) were slower than staging
+// them, and so was a per-group completion count that let the last tile of a group write it.
 
 constexpr int kMxTile = 128, kMxStages = 2;
 // Shared memory: the warps' rings (8 warps x stages x 8 rows x 32 lanes x 16 bytes), then two
@@ -1247,22 +1252,26 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     const uint64_t TR = col ? TRc : TRr, tiles = ((rows + TR - 1) / TR) * ((cols + kTileC - 1) / kTileC);
     if (tiles > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 tiles for quantize but received " + std::to_string(tiles));
     DW_DISPATCH_FLOAT(env, dtype, T, {
-      // Persistent CTAs: as many as fit on the GPU at once, at most `ctas`; the kernel takes `n` tiles.
-      auto launch = [&](auto kernel, size_t smem, uint64_t ctas, uint64_t n) {
+      // As many CTAs as fit on the GPU at once, at most `ctas`, or (`spread`) about two tiles per CTA
+      // where that is more; the kernel takes `n` tiles, CTA b tiles b, b + grid, ...
+      auto launch = [&](auto kernel, size_t smem, uint64_t ctas, uint64_t n, bool spread = false) {
         DW_CUDA(env, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "cudaFuncSetAttribute (quantize)");
         int dev = 0, sms = 0, perSm = 0;
         DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
         DW_CUDA(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute (SM count)");
         DW_CUDA(env, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kQThreads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor (quantize)");
         const uint64_t fit = static_cast<uint64_t>(sms) * static_cast<uint64_t>(perSm > 0 ? perSm : 1);
-        kernel<<<static_cast<unsigned>(ctas < fit ? ctas : fit), kQThreads, smem, s>>>(q, n);
+        const uint64_t resident = ctas < fit ? ctas : fit, grid = spread && (n + 1) / 2 > resident ? (n + 1) / 2 : resident;
+        kernel<<<static_cast<unsigned>(grid), kQThreads, smem, s>>>(q, n);
       };
       if constexpr (sizeof(T) == 2 && isMx(F) && !isFp4(F)) {
-        // MXFP8 from bf16 / f16: the register path, 128 x 128 tiles.
+        // MXFP8 from bf16 / f16: the register path, 128 x 128 tiles, about two per CTA on large
+        // inputs: CTAs that start and end at different times keep the memory system busier than
+        // resident CTAs that walk the tiles in step (measured on the H200, docs/gpu-runs.md).
         const uint64_t n = ((rows + kMxTile - 1) / kMxTile) * ((cols + kMxTile - 1) / kMxTile);
-        if (row && col) launch(quantizeMx8K<T, F, true, true>, kMxSmemBytes, n, n);
-        else if (row) launch(quantizeMx8K<T, F, true, false>, kMxSmemBytes, n, n);
-        else launch(quantizeMx8K<T, F, false, true>, kMxSmemBytes, n, n);
+        if (row && col) launch(quantizeMx8K<T, F, true, true>, kMxSmemBytes, n, n, true);
+        else if (row) launch(quantizeMx8K<T, F, true, false>, kMxSmemBytes, n, n, true);
+        else launch(quantizeMx8K<T, F, false, true>, kMxSmemBytes, n, n, true);
       } else {
         if (row && col) launch(quantizeK<T, F, true, true>, quantSmemBytes<T, F, true>(), tiles, tiles);
         else if (row) launch(quantizeK<T, F, true, false>, quantSmemBytes<T, F, false>(), tiles, tiles);

@@ -173,6 +173,26 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     });
   }
 
+  // Large enough that the MXFP8 kernel's CTAs take two tiles each (it launches about one CTA per
+  // two tiles once that exceeds what fits on the GPU at once), with partial tiles on both edges.
+  it('MXFP8 from bf16 and f16 on a large input (CTAs take two tiles): bit-identical to the reference', () => {
+    const [rows, cols] = [3104, 2976];
+    const cases = [
+      { format: 'mxfp8-e4m3', dtype: 'bf16', scaleMode: 'floor', scaleLayout: 'plain' },
+      { format: 'mxfp8-e5m2', dtype: 'f16', scaleMode: 'rceil', scaleLayout: 'tiled128x4' },
+    ] as const;
+    for (const { format, dtype, scaleMode, scaleLayout } of cases) {
+      const x = input(format, rows, cols, dtype);
+      const opts = { format, direction: 'both' as const, scaleMode, scaleLayout };
+      const host = tensorOf(x, [rows, cols], dtype);
+      const cpuQ = quantizeTensor(host, opts);
+      const dev = deviceTensor(x, [rows, cols], dtype);
+      const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5) });
+      expectSameQuantized(gpuQ, cpuQ, `${format} ${dtype} ${scaleMode} ${scaleLayout} ${rows} x ${cols}`);
+      for (const t of [host, dev, gpuQ, cpuQ]) t.dispose();
+    }
+  }, 120_000);
+
   it('delayed scaling: a given amax scales tensorwise FP8 and NVFP4 alike on both devices (values beyond it saturate)', () => {
     for (const f of ['fp8-e4m3', 'nvfp4'] as const) {
       const x = input(f, 64, 128, 'bf16').map((v) => (Number.isFinite(v) ? v : 1));
