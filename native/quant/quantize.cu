@@ -681,34 +681,61 @@ __device__ __forceinline__ uint32_t stagedUnit(uint32_t l, uint32_t u) { return 
 __device__ __forceinline__ void writeScales(uint8_t* base, uint8_t* scratch, const uint8_t* staged, int u, uint64_t line0, uint64_t block0, uint64_t nBlocks) {
   const uint64_t tile = (line0 / 128) * ((nBlocks + 3) / 4) + block0 / 4;
   if (scratch) {
-    *reinterpret_cast<uint4*>(scratch + tile * 512 + u * 16) = *reinterpret_cast<const uint4*>(staged + u * 16);
+    // Marked evict-last, so that the staged tiles are still in L2 when scalesFromScratchK reads
+    // them (which then drops them from L2 unwritten).
+    const uint4 v = *reinterpret_cast<const uint4*>(staged + u * 16);
+    uint64_t policy;
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
+    asm volatile("st.global.L2::cache_hint.v4.u32 [%0], {%1, %2, %3, %4}, %5;\n" ::"l"(scratch + tile * 512 + u * 16), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "l"(policy) : "memory");
     return;
   }
   const uint32_t* s = reinterpret_cast<const uint32_t*>(staged);
   *reinterpret_cast<uint4*>(base + tile * 512 + u * 16) = make_uint4(s[u], s[u + 32], s[u + 64], s[u + 96]);
 }
 
-// The plain [nLines, nBlocks] scale matrix from the staged tiles in `scratch` (see writeScales).
-// A CTA (blockIdx.x: 128 lines, blockIdx.y: 32 tiles, 128 blocks) reads 16 KB in order and
-// writes whole lines.
-__global__ void __launch_bounds__(256) scalesFromScratchK(const uint8_t* __restrict__ scratch, uint8_t* __restrict__ out, uint64_t nLines, uint64_t nBlocks) {
-  __shared__ uint32_t s[32 * 129];  // [tile][line], padded so that a warp reads 32 banks
-  const uint64_t nTiles = (nBlocks + 3) / 4, band = blockIdx.x, tb0 = static_cast<uint64_t>(blockIdx.y) * 32;
-  const uint32_t* src = reinterpret_cast<const uint32_t*>(scratch) + (band * nTiles + tb0) * 128;
+// The plain [nLines, nBlocks] scale matrices of both directions (blockIdx.z) from the staged tiles
+// in scratch (see writeScales). A CTA (blockIdx.x: 128 lines, blockIdx.y: 32 tiles, 128 blocks)
+// reads 16 KB in order, drops those lines from L2 (the scratch is freed after this kernel, so they
+// need not be written back), and writes whole lines. Launched as a programmatic dependent of
+// quantizeMx8K: it waits for that grid's writes here, while its own launch overlaps its tail.
+struct UnstageArgs {
+  const uint8_t* scratch[2];
+  uint8_t* out[2];
+  uint64_t nLines[2], nBlocks[2];
+};
+__global__ void __launch_bounds__(256) scalesFromScratchK(UnstageArgs a) {
+  __shared__ uint32_t s[32 * 129];  // [tile][line], padded so that reads of one line's words spread over the banks
+  const int d = blockIdx.z;
+  const uint64_t nLines = a.nLines[d], nBlocks = a.nBlocks[d], nTiles = (nBlocks + 3) / 4, band = blockIdx.x, tb0 = static_cast<uint64_t>(blockIdx.y) * 32;
+  if (!a.scratch[d] || band * 128 >= nLines || tb0 >= nTiles) return;
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  const uint8_t* src = a.scratch[d] + (band * nTiles + tb0) * 512;
   const uint64_t have = nTiles - tb0 < 32 ? nTiles - tb0 : 32;
-  for (int u = threadIdx.x; u < 32 * 128; u += 256)
-    if (static_cast<uint64_t>(u / 128) < have) s[(u / 128) * 129 + u % 128] = src[u];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const int u = threadIdx.x + 256 * k, tile = u / 32, piece = u % 32;
+    if (static_cast<uint64_t>(tile) < have) {
+      const uint4 v = __ldcg(reinterpret_cast<const uint4*>(src) + u);
+      uint32_t* t = s + tile * 129 + piece * 4;
+      t[0] = v.x, t[1] = v.y, t[2] = v.z, t[3] = v.w;
+    }
+  }
   __syncthreads();
-  const bool aligned = nBlocks % 4 == 0;
-  for (int u = threadIdx.x; u < 32 * 128; u += 256) {
-    const int l = u / 32, tb = u % 32;
-    const uint64_t line = band * 128 + l, block = (tb0 + tb) * 4;
-    if (line >= nLines || block >= nBlocks) continue;
-    const uint32_t v = s[tb * 129 + l];
-    uint8_t* dst = out + line * nBlocks + block;
-    if (aligned) *reinterpret_cast<uint32_t*>(dst) = v;
+  if (threadIdx.x < 128 && static_cast<uint64_t>(threadIdx.x / 4) < have) asm volatile("discard.global.L2 [%0], 128;\n" ::"l"(src + threadIdx.x * 128) : "memory");
+  const bool aligned = nBlocks % 16 == 0;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    // Line l's 16 bytes from tiles 4p .. 4p + 3: a warp writes 4 lines of 128 bytes.
+    const int u = threadIdx.x + 256 * k, l = u / 8, p = u % 8;
+    const uint64_t line = band * 128 + l, tile = tb0 + 4 * p;
+    if (line >= nLines || tile >= nTiles) continue;
+    uint32_t v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = s[(4 * p + j) * 129 + l];
+    uint8_t* dst = a.out[d] + line * nBlocks + tile * 4;
+    if (aligned && tile + 3 < nTiles) *reinterpret_cast<uint4*>(dst) = make_uint4(v[0], v[1], v[2], v[3]);
     else
-      for (int k = 0; k < 4 && block + k < nBlocks; ++k) dst[k] = static_cast<uint8_t>(v >> (8 * k));
+      for (uint64_t b = 0; b < 16 && tile * 4 + b < nBlocks; ++b) dst[b] = static_cast<uint8_t>(v[b / 4] >> (8 * (b % 4)));
   }
 }
 
@@ -1280,13 +1307,21 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     });
   });
   if (scratch.p) {
-    const auto unstage = [&](const uint8_t* from, uint8_t* to, uint64_t nLines, uint64_t nBlocks) {
-      const uint64_t bands = (nLines + 127) / 128, groups = ((nBlocks + 3) / 4 + 31) / 32;
-      if (bands > 2147483647u || groups > 65535u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 row bands and 65535 x 128 scale columns for quantize");
-      scalesFromScratchK<<<dim3(static_cast<unsigned>(bands), static_cast<unsigned>(groups)), 256, 0, s>>>(from, to, nLines, nBlocks);
-    };
-    if (row) unstage(q.rowScratch, q.rowScales, rows, cols / 32);
-    if (col) unstage(q.colScratch, q.colScales, cols, rows / 32);
+    UnstageArgs u{};
+    u.scratch[0] = q.rowScratch, u.out[0] = q.rowScales, u.nLines[0] = rows, u.nBlocks[0] = cols / 32;
+    u.scratch[1] = q.colScratch, u.out[1] = q.colScales, u.nLines[1] = cols, u.nBlocks[1] = rows / 32;
+    const uint64_t lines = rows > cols ? rows : cols, blocks = (rows > cols ? rows : cols) / 32;
+    const uint64_t bands = (lines + 127) / 128, groups = ((blocks + 3) / 4 + 31) / 32;
+    if (bands > 2147483647u || groups > 65535u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 row bands and 65535 x 128 scale columns for quantize");
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(static_cast<unsigned>(bands), static_cast<unsigned>(groups), 2);
+    cfg.blockDim = dim3(256);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = 1;
+    DW_CUDA(env, cudaLaunchKernelEx(&cfg, scalesFromScratchK, u), "cudaLaunchKernelEx (quantize scales)");
     uint8_t* p = scratch.p;
     scratch.p = nullptr;
     DW_CUDA(env, cudaFreeAsync(p, s), "cudaFreeAsync (quantize scale staging)");
