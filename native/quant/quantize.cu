@@ -363,13 +363,20 @@ __device__ __forceinline__ void storeScale(uint8_t* base, uint64_t r, uint64_t c
   else base[tiled ? tiledIndex(r, c, nCols) : r * nCols + c] = s.scaleCode;
 }
 
+// FP8 codes of 2 already-scaled values (a in the low byte), saturating: the paired hardware
+// conversion.
+template <int F>
+__device__ __forceinline__ uint32_t cvt2(float a, float b) {
+  return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, isE5M2(F) ? __NV_E5M2 : __NV_E4M3);
+}
+
 // Codes of 2 values (FP8: 2 bytes, first in the low byte). MX blocks that reach here are finite,
-// so their codes come straight from the paired hardware conversion.
+// so their codes come straight from cvt2.
 template <int F>
 __device__ __forceinline__ uint32_t encode2(float a, float b, const BlockScale& s) {
   if constexpr (isMx(F) && !isFp4(F)) {
     if (s.zero) return 0;
-    return __nv_cvt_float2_to_fp8x2(make_float2(a * s.mul, b * s.mul), __NV_SATFINITE, isE5M2(F) ? __NV_E5M2 : __NV_E4M3);
+    return cvt2<F>(a * s.mul, b * s.mul);
   } else {
     return static_cast<uint32_t>(encode<F>(a, s)) | static_cast<uint32_t>(encode<F>(b, s)) << (isFp4(F) ? 4 : 8);
   }
@@ -648,12 +655,6 @@ __device__ __forceinline__ void mxScale2(uint32_t m2, int rceil, uint32_t& codes
   if ((m2 & 0xffffu) >= Bits<T>::kInf) lo = 0xff, mulLo = 0.f;
   if ((m2 >> 16) >= Bits<T>::kInf) hi = 0xff, mulHi = 0.f;
   codes = lo | hi << 16;
-}
-
-// Codes of 2 values (a in the low byte).
-template <int F>
-__device__ __forceinline__ uint32_t cvt2(float a, float b) {
-  return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, isE5M2(F) ? __NV_E5M2 : __NV_E4M3);
 }
 
 // Reduce-scatter of 4 words of packed 16-bit maxima over the lane pairs xor `hiBit` then xor
