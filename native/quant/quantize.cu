@@ -932,45 +932,83 @@ __global__ void dequantizeK(DArgs a) {
 
 // ---- fake quantize ------------------------------------------------------------------------------
 
+// How fake_quant treats one block with largest |x| m (sp: it holds NaN or ±Inf): its scale, the
+// decode scale its codes are multiplied by, the scale quant_stats reports (S), and whether its codes
+// are encoded at all (false where they are all forced to zero).
+struct BlockQuant {
+  BlockScale s;
+  float dec;
+  double S;
+  bool encoded;
+};
+template <int F>
+__device__ __forceinline__ BlockQuant blockQuant(float m, bool sp, int rceil, float g) {
+  BlockQuant q;
+  if constexpr (isMx(F)) {
+    q.s = mxScale<F>(m, sp, rceil);
+    q.dec = q.s.scaleCode == 0xff ? __uint_as_float(0x7fffffff) : pow2(static_cast<int>(q.s.scaleCode) - 127);
+    q.S = q.dec, q.encoded = !sp;
+  } else if constexpr (F == kNvfp4) {
+    q.s = nvfp4Scale(m, sp, g);
+    q.dec = decE4M3(q.s.scaleCode);
+    q.S = static_cast<double>(q.dec) * g, q.encoded = !q.s.zero;
+  } else {
+    q.s = fp8Scale<F>(m);
+    q.dec = q.s.div, q.S = q.s.div, q.encoded = true;
+  }
+  return q;
+}
+
+// Grid-stride over the blocks of B elements along len (stride inner) of an [outer, len, inner]
+// tensor, one thread per block: fn(base, m, sp) after the block's amax pass, with element k of the
+// block at base + k * inner, m its largest |x| and sp whether it holds NaN or ±Inf.
+template <int B, typename T, typename Fn>
+__device__ __forceinline__ void forEachBlock(const T* __restrict__ x, uint64_t outer, uint64_t len, uint64_t inner, Fn&& fn) {
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x, blocks = outer * (len / B) * inner;
+  for (uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < blocks; t += stride) {
+    const uint64_t i = t % inner, b = (t / inner) % (len / B), o = t / inner / (len / B);
+    const uint64_t base = (o * len + b * B) * inner + i;
+    float m = 0.f;
+    bool sp = false;
+    for (int k = 0; k < B; ++k) accumulate(toF(x[base + k * inner]), m, sp);
+    fn(base, m, sp);
+  }
+}
+
+// The largest |x| (m) of a 128 x 128 tile at x + base (rows inner apart) over the CTA, and whether
+// it holds NaN or ±Inf (sp); every thread gets both.
+template <typename T>
+__device__ __forceinline__ void tileAmax(const T* __restrict__ x, uint64_t base, uint64_t inner, float& m, bool& sp) {
+  __shared__ float part[32];
+  m = 0.f, sp = false;
+  for (int e = threadIdx.x; e < 128 * 128; e += blockDim.x) accumulate(toF(x[base + (e / 128) * inner + e % 128]), m, sp);
+  m = warpMax(m, 32);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = m;
+  sp = __syncthreads_or(sp);
+  m = 0.f;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) m = fmaxf(m, part[w]);
+}
+
 // One thread per block of B elements along len (stride inner). Tensorwise: one thread per element.
 template <typename T, int F>
 __global__ void fakeQuantK(const T* __restrict__ x, T* __restrict__ y, uint64_t outer, uint64_t len, uint64_t inner, const float* amax, int rceil) {
   constexpr int B = blockOf(F);
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   float g = 0.f;
-  BlockScale fixed;
   if constexpr (F == kNvfp4) g = tensorScale<F>(*amax);
-  if constexpr (isTensorwise(F)) fixed = fp8Scale<F>(*amax);
   if constexpr (isTensorwise(F)) {
-    const uint64_t n = outer * len * inner;
+    const BlockScale fixed = fp8Scale<F>(*amax);
+    const uint64_t n = outer * len * inner, stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
     for (uint64_t i = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
       y[i] = fromF<T>(decElem<F>(encode<F>(toF(x[i]), fixed)) * fixed.div);
   } else {
-    const uint64_t blocks = outer * (len / B) * inner;
-    for (uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < blocks; t += stride) {
-      const uint64_t i = t % inner, b = (t / inner) % (len / B), o = t / inner / (len / B);
-      const uint64_t base = (o * len + b * B) * inner + i;
-      float m = 0.f;
-      bool sp = false;
-      for (int k = 0; k < B; ++k) accumulate(toF(x[base + k * inner]), m, sp);
-      BlockScale s;
-      float dec;  // the decode scale
-      if constexpr (isMx(F)) {
-        s = mxScale<F>(m, sp, rceil);
-        dec = s.scaleCode == 0xff ? __uint_as_float(0x7fffffff) : pow2(static_cast<int>(s.scaleCode) - 127);
-      } else if constexpr (F == kNvfp4) {
-        s = nvfp4Scale(m, sp, g);
-        dec = decE4M3(s.scaleCode);
-      } else {
-        s = fp8Scale<F>(m);
-        dec = s.div;
-      }
+    forEachBlock<B>(x, outer, len, inner, [&](uint64_t base, float m, bool sp) {
+      const BlockQuant q = blockQuant<F>(m, sp, rceil, g);
       for (int k = 0; k < B; ++k) {
-        float v = decElem<F>(encode<F>(toF(x[base + k * inner]), s)) * dec;
+        float v = decElem<F>(encode<F>(toF(x[base + k * inner]), q.s)) * q.dec;
         if constexpr (F == kNvfp4) v = __fmul_rn(v, g);
         y[base + k * inner] = fromF<T>(v);
       }
-    }
+    });
   }
 }
 
@@ -980,15 +1018,9 @@ __global__ void fakeQuantTileK(const T* __restrict__ x, T* __restrict__ y, uint6
   const uint64_t tilesC = inner / 128, tilesR = len / 128;
   const uint64_t o = blockIdx.x / (tilesR * tilesC), tr = (blockIdx.x / tilesC) % tilesR, tc = blockIdx.x % tilesC;
   const uint64_t base = o * len * inner + tr * 128 * inner + tc * 128;
-  float m = 0.f;
-  bool sp = false;
-  for (int e = threadIdx.x; e < 128 * 128; e += blockDim.x) accumulate(toF(x[base + (e / 128) * inner + e % 128]), m, sp);
-  __shared__ float part[32];
-  m = warpMax(m, 32);
-  if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = m;
-  __syncthreads();
-  m = 0.f;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) m = fmaxf(m, part[w]);
+  float m;
+  bool sp;
+  tileAmax(x, base, inner, m, sp);
   const BlockScale s = fp8Scale<kBlk128x128>(m);
   for (int e = threadIdx.x; e < 128 * 128; e += blockDim.x) {
     const uint64_t k = base + (e / 128) * inner + e % 128;
@@ -1066,41 +1098,19 @@ struct StatsLocal {
 template <typename T, int F>
 __global__ void statsK(const T* __restrict__ x, uint64_t outer, uint64_t len, uint64_t inner, const float* tensorAmax, int rceil, StatsAcc* acc) {
   constexpr int B = blockOf(F);
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   StatsLocal st;
   float g = 0.f;
   if constexpr (F == kNvfp4) g = tensorScale<F>(*tensorAmax);
   if constexpr (isTensorwise(F)) {
     const BlockScale s = fp8Scale<F>(*tensorAmax);
-    const uint64_t n = outer * len * inner;
+    const uint64_t n = outer * len * inner, stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
     for (uint64_t i = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) st.element<F>(toF(x[i]), s, s.div, 0.f, true);
   } else {
-    const uint64_t blocks = outer * (len / B) * inner;
-    for (uint64_t t = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < blocks; t += stride) {
-      const uint64_t i = t % inner, b = (t / inner) % (len / B), o = t / inner / (len / B);
-      const uint64_t base = (o * len + b * B) * inner + i;
-      float m = 0.f;
-      bool sp = false;
-      for (int k = 0; k < B; ++k) accumulate(toF(x[base + k * inner]), m, sp);
-      BlockScale s;
-      float dec;
-      double S;
-      bool encoded;
-      if constexpr (isMx(F)) {
-        s = mxScale<F>(m, sp, rceil);
-        dec = s.scaleCode == 0xff ? __uint_as_float(0x7fffffff) : pow2(static_cast<int>(s.scaleCode) - 127);
-        S = dec, encoded = !sp;
-      } else if constexpr (F == kNvfp4) {
-        s = nvfp4Scale(m, sp, g);
-        dec = decE4M3(s.scaleCode);
-        S = static_cast<double>(dec) * g, encoded = !s.zero;
-      } else {
-        s = fp8Scale<F>(m);
-        dec = s.div, S = s.div, encoded = true;
-      }
-      if (!sp && m > 0.f && S > 0.0 && isfinite(S)) st.scale(S);
-      for (int k = 0; k < B; ++k) st.element<F>(toF(x[base + k * inner]), s, dec, g, encoded);
-    }
+    forEachBlock<B>(x, outer, len, inner, [&](uint64_t base, float m, bool sp) {
+      const BlockQuant q = blockQuant<F>(m, sp, rceil, g);
+      if (!sp && m > 0.f && q.S > 0.0 && isfinite(q.S)) st.scale(q.S);
+      for (int k = 0; k < B; ++k) st.element<F>(toF(x[base + k * inner]), q.s, q.dec, g, q.encoded);
+    });
   }
   st.flush(acc);
 }
@@ -1111,15 +1121,9 @@ __global__ void statsTileK(const T* __restrict__ x, uint64_t len, uint64_t inner
   const uint64_t tilesC = inner / 128, tilesR = len / 128;
   const uint64_t o = blockIdx.x / (tilesR * tilesC), tr = (blockIdx.x / tilesC) % tilesR, tc = blockIdx.x % tilesC;
   const uint64_t base = o * len * inner + tr * 128 * inner + tc * 128;
-  float m = 0.f;
-  bool sp = false;
-  for (int e = threadIdx.x; e < 128 * 128; e += blockDim.x) accumulate(toF(x[base + (e / 128) * inner + e % 128]), m, sp);
-  __shared__ float part[32];
-  m = warpMax(m, 32);
-  if ((threadIdx.x & 31) == 0) part[threadIdx.x / 32] = m;
-  sp = __syncthreads_or(sp);
-  m = 0.f;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) m = fmaxf(m, part[w]);
+  float m;
+  bool sp;
+  tileAmax(x, base, inner, m, sp);
   const BlockScale s = fp8Scale<kBlk128x128>(m);
   StatsLocal st;
   if (threadIdx.x == 0 && !sp && m > 0.f) st.scale(s.div);
