@@ -1,0 +1,178 @@
+// The native ABI: every entry point of the addon, declared once. scripts/gen-abi.mjs turns this
+// table into both sides of the boundary, so no signature or code is written twice by hand:
+//   native/common/abi.gen.h           C++: one struct and one checked reader per entry point
+//                                     (argument count, each argument's kind and range), and the codes
+//   packages/kernels-native/src/abi.gen.ts
+//                                     TS: the codes, a typed signature per entry point, the binding
+//                                     that flattens tensors into numbers, and this table as data
+// A test runs the generator in --check mode, so CI fails when the generated files are stale.
+//
+// An argument is 'name:kind'. Kinds:
+//   u64           a non-negative integer (sizes, counts, handles); 'u64<=N' caps it at N
+//   i32           a signed integer in the i32 range
+//   f64           any number (attributes: eps, alpha, ...)
+//   flag          0 or 1
+//   bool          a JS boolean
+//   stream        a stream handle from streamCreate (0: the legacy default stream)
+//   dtype         a storage dtype code (codes.dtype); fdtype: a float one only
+//   enum.NAME     a code of codes.NAME
+//   tensor        device memory as (allocation base, byte offset): two numbers on the wire; the
+//                 native side checks the range against the live allocation once it knows its size
+//   tensor?       the same, or none as (0, 0)
+//   workspace     scratch device memory the plan gave the call: (base, offset, bytes)
+//   u64[LEN], tensor[LEN]   LEN of them, LEN being an earlier argument's name
+//   view          a TypedArray, DataView or ArrayBuffer (host memory)
+//   string, string[]
+// A group { name, len, args } repeats its arguments LEN times (per-tensor arguments of a
+// multi-tensor kernel). `returns` is the TS type of the result (default void); `file` is where the
+// entry point is defined.
+
+export const codes = {
+  // Storage dtypes of every float/index tensor a kernel reads or writes.
+  dtype: { f32: 0, bf16: 1, f16: 2, i32: 3 },
+  // Quantization formats of @deepwell/precision (native/quant).
+  format: {
+    'mxfp8-e4m3': 0, 'mxfp8-e5m2': 1, mxfp4: 2, nvfp4: 3, 'fp8-e4m3': 4, 'fp8-e5m2': 5, 'fp8-block1x128': 6, 'fp8-block128x128': 7,
+  },
+  // How an MX block scale is chosen: OCP MX 'floor', or 'rceil' (round the ratio up).
+  scaleMode: { floor: 0, rceil: 1 },
+  // cuBLASLt epilogues of gemmLt.
+  epilogue: { none: 0, bias: 1, geluBias: 2, bgradb: 3, geluAuxBias: 4 },
+};
+
+// Bit flags (combined with |), as plain numbers on the wire.
+export const flags = {
+  // quantize / dequantize layouts.
+  quant: { rowwise: 1, columnwise: 2, tiled: 4 },
+};
+
+const gemmShape = ['transA:flag', 'transB:flag', 'M', 'N', 'K', 'batch', 'strideA', 'strideB', 'strideD'];
+const reduce = ['stream', 'dtype:fdtype', 'rank:u64<=8', 'xShape:u64[rank]', 'keepShape:u64[rank]'];
+
+export const entries = {
+  // ---- runtime: device, memory, streams, events, graphs (native/runtime) ------------------------
+  status: { file: 'runtime/device.cpp', args: [], returns: 'NativeStatus' },
+  deviceProperties: { file: 'runtime/device.cpp', args: ['device:u64<=63'], returns: 'NativeDeviceProperties' },
+  memGetInfo: { file: 'runtime/device.cpp', args: ['device:u64<=63'], returns: '{ free: number; total: number }' },
+  nop: { file: 'runtime/device.cpp', args: [] },
+  alloc: { file: 'runtime/memory.cpp', args: ['device:u64<=63', 'bytes'], returns: 'number' },
+  free: { file: 'runtime/memory.cpp', args: ['ptr'] },
+  emptyCache: { file: 'runtime/memory.cpp', args: ['device:u64<=63'] },
+  memoryStats: { file: 'runtime/memory.cpp', args: ['device:u64<=63'], returns: 'NativeMemoryStats' },
+  resetPeak: { file: 'runtime/memory.cpp', args: ['device:u64<=63'] },
+  hostAlloc: { file: 'runtime/memory.cpp', args: ['bytes'], returns: 'ArrayBuffer' },
+  hostFree: { file: 'runtime/memory.cpp', args: ['buffer:view'] },
+  copyHtoD: { file: 'runtime/memory.cpp', args: ['ptr', 'offset', 'src:view'] },
+  copyDtoH: { file: 'runtime/memory.cpp', args: ['dst:view', 'ptr', 'offset'] },
+  copyDtoD: { file: 'runtime/memory.cpp', args: ['dst', 'dstOffset', 'src', 'srcOffset', 'bytes', 'stream'] },
+  copyHtoDAsync: { file: 'runtime/memory.cpp', args: ['ptr', 'offset', 'src:view', 'stream'] },
+  copyDtoHAsync: { file: 'runtime/memory.cpp', args: ['dst:view', 'ptr', 'offset', 'stream'] },
+  memsetAsync: { file: 'runtime/memory.cpp', args: ['ptr', 'offset', 'value:u64<=255', 'bytes', 'stream'] },
+  lookup: { file: 'runtime/memory.cpp', args: ['ptr'], returns: '{ device: number; bytes: number; capacity: number } | null' },
+  streamCreate: { file: 'runtime/streams.cpp', args: ['device:u64<=63'], returns: 'number' },
+  streamDestroy: { file: 'runtime/streams.cpp', args: ['stream'] },
+  streamSynchronize: { file: 'runtime/streams.cpp', args: ['stream'] },
+  streamQuery: { file: 'runtime/streams.cpp', args: ['stream'], returns: 'boolean' },
+  streamWaitEvent: { file: 'runtime/streams.cpp', args: ['stream', 'event'] },
+  deviceSynchronize: { file: 'runtime/streams.cpp', args: ['device:u64<=63'] },
+  eventCreate: { file: 'runtime/streams.cpp', args: ['device:u64<=63', 'timing:bool'], returns: 'number' },
+  eventDestroy: { file: 'runtime/streams.cpp', args: ['event'] },
+  eventRecord: { file: 'runtime/streams.cpp', args: ['event', 'stream'] },
+  eventSynchronize: { file: 'runtime/streams.cpp', args: ['event'] },
+  eventElapsed: { file: 'runtime/streams.cpp', args: ['start', 'end'], returns: 'number' },
+  captureBegin: { file: 'runtime/streams.cpp', args: ['stream'] },
+  captureEnd: { file: 'runtime/streams.cpp', args: ['stream'], returns: '{ graph: number; nodes: number }' },
+  graphLaunch: { file: 'runtime/streams.cpp', args: ['graph', 'stream'] },
+  graphDestroy: { file: 'runtime/streams.cpp', args: ['graph'] },
+  fillHash: { file: 'runtime/smoke.cu', args: ['ptr', 'offset', 'n', 'seed:u64<=4294967295', 'stream'] },
+  addU32: { file: 'runtime/smoke.cu', args: ['ptr', 'offset', 'n', 'value:u64<=4294967295', 'stream'] },
+  openLibrary: { file: 'runtime/vendor.cpp', args: ['kind:string', 'candidates:string[]'], returns: 'NativeLibraryResult' },
+  nvmlDeviceStats: { file: 'runtime/vendor.cpp', args: ['pciBusId:string'], returns: 'NvmlStats' },
+
+  // ---- GEMM (native/gemm) ------------------------------------------------------------------------
+  gemmLt: {
+    file: 'gemm/gemm.cpp',
+    args: ['stream', 'dtype:fdtype', ...gemmShape, 'tf32:flag', 'a:tensor', 'b:tensor', 'd:tensor', 'epilogue:enum.epilogue', 'bias:tensor?', 'aux:tensor?', 'workspace:workspace'],
+  },
+  gemmLtSupported: { file: 'gemm/gemm.cpp', args: ['dtype:fdtype', ...gemmShape, 'tf32:flag', 'epilogue:enum.epilogue', 'workspaceBytes'], returns: 'string' },
+  gemmPlanCount: { file: 'gemm/gemm.cpp', args: [], returns: 'number' },
+  gemmFallback: { file: 'gemm/gemm_fallback.cu', args: ['stream', 'dtype:fdtype', ...gemmShape, 'a:tensor', 'b:tensor', 'd:tensor'] },
+
+  // ---- the 'tensor' op family (native/ops/tensor) -------------------------------------------------
+  fill: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'n', 'value:f64', 'out:tensor'] },
+  scale: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'n', 'alpha:f64', 'x:tensor', 'out:tensor'] },
+  gelu: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'out:tensor'] },
+  silu: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'out:tensor'] },
+  geluBackward: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'n', 'g:tensor', 'x:tensor', 'out:tensor'] },
+  siluBackward: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'n', 'g:tensor', 'x:tensor', 'out:tensor'] },
+  swiglu: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'n', 'gate:tensor', 'up:tensor', 'out:tensor'] },
+  biasAdd: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'rows', 'cols', 'x:tensor', 'bias:tensor', 'out:tensor'] },
+  add: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'rank:u64<=8', 'outShape:u64[rank]', 'aShape:u64[rank]', 'bShape:u64[rank]', 'a:tensor', 'b:tensor', 'out:tensor'] },
+  mul: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'rank:u64<=8', 'outShape:u64[rank]', 'aShape:u64[rank]', 'bShape:u64[rank]', 'a:tensor', 'b:tensor', 'out:tensor'] },
+  reshape: { file: 'ops/tensor', args: ['stream', 'dtype:dtype', 'n', 'x:tensor', 'out:tensor'] },
+  broadcastTo: { file: 'ops/tensor', args: ['stream', 'dtype:dtype', 'rank:u64<=8', 'outShape:u64[rank]', 'xShape:u64[rank]', 'x:tensor', 'out:tensor'] },
+  transpose: { file: 'ops/tensor', args: ['stream', 'dtype:dtype', 'rank:u64<=8', 'xShape:u64[rank]', 'perm:u64[rank]', 'x:tensor', 'out:tensor'] },
+  slice: { file: 'ops/tensor', args: ['stream', 'dtype:dtype', 'outer', 'size', 'inner', 'start', 'length', 'x:tensor', 'out:tensor'] },
+  sliceBackward: { file: 'ops/tensor', args: ['stream', 'dtype:fdtype', 'outer', 'size', 'inner', 'start', 'length', 'g:tensor', 'out:tensor'] },
+  concat: { file: 'ops/tensor', args: ['stream', 'dtype:dtype', 'outer', 'inner', 'k:u64<=1048576', 'sizes:u64[k]', 'xs:tensor[k]', 'out:tensor'] },
+  sum: { file: 'ops/tensor', args: [...reduce, 'x:tensor', 'out:tensor', 'workspace:workspace'] },
+  sumTo: { file: 'ops/tensor', args: [...reduce, 'x:tensor', 'out:tensor', 'workspace:workspace'] },
+  mean: { file: 'ops/tensor', args: [...reduce, 'x:tensor', 'out:tensor', 'workspace:workspace'] },
+  max: { file: 'ops/tensor', args: [...reduce, 'x:tensor', 'out:tensor', 'workspace:workspace'] },
+  maxBackward: { file: 'ops/tensor', args: [...reduce, 'g:tensor', 'x:tensor', 'out:tensor', 'workspace:workspace'] },
+  cast: { file: 'ops/tensor', args: ['stream', 'from:dtype', 'to:dtype', 'n', 'x:tensor', 'out:tensor'] },
+
+  // ---- the 'nn' op family (native/ops/nn) ----------------------------------------------------------
+  softmax: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'outer', 'n', 'inner', 'x:tensor', 'y:tensor'] },
+  softmaxBackward: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'outer', 'n', 'inner', 'g:tensor', 'y:tensor', 'dx:tensor'] },
+  layernorm: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'weight:tensor', 'bias:tensor', 'y:tensor', 'mean:tensor', 'rstd:tensor'] },
+  addLayernorm: {
+    file: 'ops/nn',
+    args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'residual:tensor', 'weight:tensor', 'bias:tensor', 'sum:tensor', 'y:tensor', 'mean:tensor', 'rstd:tensor'],
+  },
+  layernormBackward: {
+    file: 'ops/nn',
+    args: ['stream', 'dtype:fdtype', 'rows', 'D', 'g:tensor', 'x:tensor', 'weight:tensor', 'mean:tensor', 'rstd:tensor', 'dx:tensor', 'dweight:tensor', 'dbias:tensor', 'workspace:workspace'],
+  },
+  rmsnorm: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'weight:tensor', 'y:tensor', 'rstd:tensor'] },
+  rmsnormBackward: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'g:tensor', 'x:tensor', 'weight:tensor', 'rstd:tensor', 'dx:tensor', 'dweight:tensor', 'workspace:workspace'] },
+  embedding: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'P', 'V', 'D', 'table:tensor', 'ids:tensor', 'out:tensor'] },
+  embeddingBackward: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'P', 'V', 'D', 'ids:tensor', 'g:tensor', 'dtable:tensor'] },
+  crossEntropy: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'N', 'V', 'ignoreIndex:i32', 'logits:tensor', 'targets:tensor', 'loss:tensor', 'workspace:workspace'] },
+  crossEntropyBackward: {
+    file: 'ops/nn',
+    args: ['stream', 'dtype:fdtype', 'gDtype:fdtype', 'N', 'V', 'ignoreIndex:i32', 'logits:tensor', 'targets:tensor', 'g:tensor', 'dlogits:tensor', 'workspace:workspace'],
+  },
+  causalMask: { file: 'ops/nn', args: ['stream', 'dtype:fdtype', 'B', 'T', 'S', 'value:f64', 'x:tensor', 'out:tensor'] },
+  adamw: {
+    file: 'ops/nn',
+    args: ['stream', 'gradDtype:fdtype', 'lrDtype:fdtype', 'stepDtype:fdtype', 'n', 'beta1:f64', 'beta2:f64', 'eps:f64', 'weightDecay:f64',
+      'param:tensor', 'grad:tensor', 'm:tensor', 'v:tensor', 'lr:tensor', 'step:tensor', 'param2:tensor', 'm2:tensor', 'v2:tensor'],
+  },
+  adamwMulti: {
+    file: 'ops/nn',
+    args: ['stream', 'gradDtype:fdtype', 'lrDtype:fdtype', 'stepDtype:fdtype', 'count:u64<=1048576', 'beta1:f64', 'beta2:f64', 'eps:f64', 'weightDecay:f64', 'lr:tensor', 'step:tensor',
+      { name: 'tensors', len: 'count', args: ['n', 'param:tensor', 'grad:tensor', 'm:tensor', 'v:tensor', 'param2:tensor', 'm2:tensor', 'v2:tensor'] }],
+  },
+  clipCoef: { file: 'ops/nn', args: ['stream', 'sumsq:tensor', 'coef:tensor', 'norm:tensor', 'maxNorm:f64'] },
+  opsErrorCheck: { file: 'common/errors', args: ['stream'] },
+
+  // ---- the 'moe' op family (native/ops/moe) --------------------------------------------------------
+  topk: { file: 'ops/moe', args: ['stream', 'dtype:fdtype', 'rows', 'E', 'k', 'x:tensor', 'values:tensor', 'indices:tensor'] },
+  topkBackward: { file: 'ops/moe', args: ['stream', 'dtype:fdtype', 'rows', 'k', 'size', 'g:tensor', 'indices:tensor', 'out:tensor'] },
+  gatherRows: { file: 'ops/moe', args: ['stream', 'dtype:fdtype', 'M', 'R', 'D', 'x:tensor', 'idx:tensor', 'out:tensor'] },
+  scatterAddRows: { file: 'ops/moe', args: ['stream', 'dtype:fdtype', 'M', 'R', 'D', 'src:tensor', 'idx:tensor', 'out:tensor'] },
+  moePlan: { file: 'ops/moe', args: ['stream', 'N', 'k', 'E', 'C', 'experts:tensor', 'dispatch:tensor', 'combine:tensor'] },
+  oneHot: { file: 'ops/moe', args: ['stream', 'dtype:fdtype', 'P', 'classes', 'idx:tensor', 'out:tensor'] },
+
+  // ---- quantization (native/quant) ------------------------------------------------------------------
+  quantAmax: { file: 'quant', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'amax:tensor'] },
+  quantize: {
+    file: 'quant',
+    args: ['stream', 'format:enum.format', 'scaleMode:enum.scaleMode', 'dtype:fdtype', 'rows', 'cols', 'flags:u64<=7', 'x:tensor', 'amax:tensor?',
+      'rowData:tensor?', 'rowScales:tensor?', 'colData:tensor?', 'colScales:tensor?', 'globalScale:tensor?', 'workspace:workspace'],
+  },
+  dequantize: { file: 'quant', args: ['stream', 'format:enum.format', 'outDtype:fdtype', 'R', 'C', 'flags:u64<=5', 'data:tensor', 'scales:tensor?', 'globalScale:tensor?', 'out:tensor'] },
+  fakeQuant: { file: 'quant', args: ['stream', 'format:enum.format', 'scaleMode:enum.scaleMode', 'dtype:fdtype', 'outer', 'len', 'inner', 'x:tensor', 'y:tensor', 'workspace:workspace'] },
+  quantStats: { file: 'quant', args: ['stream', 'format:enum.format', 'scaleMode:enum.scaleMode', 'dtype:fdtype', 'outer', 'len', 'inner', 'x:tensor', 'stats:tensor', 'workspace:workspace'] },
+};
