@@ -16,6 +16,11 @@ export interface KernelCandidate<P = unknown, R = unknown> {
   readonly priority: number;
   /** `true` when this kernel can serve `params`; otherwise a reason a person can read. */
   supports(params: P): true | string;
+  /**
+   * Device scratch one call with `params` needs, in bytes (absent: none). A compiled step's memory
+   * plan places it in the arena for the duration of the call; eager callers allocate it.
+   */
+  workspace?(params: P): number;
   run(params: P): R;
 }
 

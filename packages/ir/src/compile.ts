@@ -10,15 +10,16 @@
  * its plans and workspace then); the second is captured once as a CUDA graph, and every step after
  * replays it: inputs are copied in from pinned memory, the graph is launched, the outputs come back.
  */
-import { createRequire } from 'node:module';
-import { CpuBuffer, DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, registry, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
-import type { DevArg, CudaCall } from './cuda/kernels.js';
+import { CpuBuffer, DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
+import * as kn from '@deepwell/kernels-native';
+import type { CudaCall, DevArg } from '@deepwell/kernels-native';
 import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
 import { initialValues } from './init.js';
 import { checkBinding, roundTo } from './interpret.js';
 import type { KernelCall, KernelParams } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
-import { planMemory, storageBytesFor, type MemoryPlan } from './planner.js';
+import type { MemoryPlan } from './planner.js';
+import { planStep, selectKernels, type SelectedKernel } from './select.js';
 import { numel, shapeStr, type NumArray } from './types.js';
 
 export interface CompileOptions {
@@ -69,7 +70,8 @@ export abstract class Executable {
   protected backend: Backend;
   protected arena: DeviceBuffer | null = null;
   protected persistent = new Map<string, DeviceBuffer>();
-  protected kernels: { node: NodeDecl; kernel: KernelCandidate<any, void>; params: KernelParams }[] = [];
+  /** Every node's kernel, chosen once at compile time (the plan holds their workspaces). */
+  protected kernels: SelectedKernel[];
   protected stepCount = 0;
   protected disposed = false;
   /** Inputs that are indices (token ids, targets), with the range each must lie in. */
@@ -80,7 +82,8 @@ export abstract class Executable {
     this.seed = options.seed ?? 0;
     this.backend = backend;
     this.graph = runPasses(Graph.fromJSON(graph.toJSON()), options);
-    this.plan = planMemory(this.graph, storageBytesFor(this.device));
+    this.kernels = selectKernels(this.graph, this.device);
+    this.plan = planStep(this.graph, this.device, this.kernels);
     this.#findIndexInputs();
     for (const [name, id] of [...Object.entries(this.graph.params), ...Object.entries(this.graph.state)]) {
       const t = this.graph.values[id]!.type;
@@ -124,24 +127,6 @@ export abstract class Executable {
 
   get steps(): number {
     return this.stepCount;
-  }
-
-  /** Select every node's kernel once. */
-  protected selectKernels(): void {
-    this.kernels = this.graph.nodes.map((node) => {
-      const params: KernelParams = {
-        op: node.op,
-        device: this.device,
-        inTypes: node.inputs.map((i) => this.graph.values[i]!.type),
-        outTypes: node.outputs.map((o) => this.graph.values[o]!.type),
-        attrs: node.attrs,
-      };
-      try {
-        return { node, kernel: registry.select<KernelParams, void>(node.op, params), params };
-      } catch (e) {
-        throw new DeepwellError('NO_KERNEL', `${this.graph.describeNode(node)}: ${(e as Error).message}`, { cause: e });
-      }
-    });
   }
 
   protected checkBatch(batch: Record<string, NumArray>): void {
@@ -188,7 +173,6 @@ export abstract class Executable {
 
   /** Which kernel served each op, over how many nodes and calls so far. */
   kernelSummary(): KernelSummaryRow[] {
-    if (this.kernels.length === 0) this.selectKernels();
     const rows = new Map<string, KernelSummaryRow>();
     for (const l of this.kernels) {
       const key = `${l.node.op}/${l.kernel.name}`;
@@ -268,7 +252,6 @@ class CpuExecutable extends Executable {
 
   #bind(): void {
     this.arena = this.backend.alloc(this.plan.arenaBytes);
-    this.selectKernels();
     this.#launches = this.kernels.map(({ node, kernel, params }) => {
       const outputs = node.outputs.map((o) => this.#view(o));
       // Outputs stored widened that the kernel must leave rounded to their format.
@@ -305,21 +288,16 @@ class CpuExecutable extends Executable {
   }
 }
 
-type KernelsNative = typeof import('@deepwell/kernels-native');
-const requireCjs = createRequire(import.meta.url);
-
 class CudaExecutable extends Executable {
-  #kn: KernelsNative;
-  #stream: InstanceType<KernelsNative['Stream']>;
-  #graphExec: { launch(stream: unknown): void; dispose(): void } | null = null;
+  #stream: kn.Stream;
+  #graphExec: { launch(stream: kn.Stream): void; dispose(): void } | null = null;
   #useGraph: boolean;
-  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: CudaCall }[] = [];
-  #staging = new Map<string, { pinned: InstanceType<KernelsNative['PinnedBuffer']>; arg: DevArg; put: (v: NumArray) => void; take: () => Float32Array | Int32Array }>();
+  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: CudaCall<KernelParams> }[] = [];
+  #staging = new Map<string, { pinned: kn.PinnedBuffer; arg: DevArg; put: (v: NumArray) => void; take: () => Float32Array | Int32Array }>();
   #lastHostMs = 0;
 
-  constructor(graph: Graph, options: CompileOptions, kn: KernelsNative) {
+  constructor(graph: Graph, options: CompileOptions) {
     super(graph, options, getBackend(options.device!));
-    this.#kn = kn;
     this.#stream = new kn.Stream(Number(this.device.split(':')[1]));
     this.#useGraph = options.cudaGraph ?? true;
   }
@@ -327,22 +305,27 @@ class CudaExecutable extends Executable {
   #arg(id: number): DevArg {
     const t = this.graph.values[id]!.type;
     const pname = this.plan.persistent.get(id);
-    const buf = (pname ? this.persistent.get(pname)! : this.arena!) as InstanceType<KernelsNative['CudaBuffer']>;
+    const buf = (pname ? this.persistent.get(pname)! : this.arena!) as kn.CudaBuffer;
     return { base: buf.ptr, offset: pname ? 0 : this.plan.placements.get(id)!.offset, bytes: byteSizeOf(t) };
+  }
+
+  /** Node k's workspace: its region of the arena, or null when its kernel declared none. */
+  #workspace(k: number): DevArg | null {
+    const w = this.plan.workspaces.get(k);
+    return w ? { base: (this.arena as kn.CudaBuffer).ptr, offset: w.offset, bytes: this.kernels[k]!.workspace } : null;
   }
 
   #bind(): void {
     this.arena = this.backend.alloc(Math.max(1, this.plan.arenaBytes));
-    this.selectKernels();
-    this.#launches = this.kernels.map(({ node, kernel, params }) => ({
+    this.#launches = this.kernels.map(({ node, kernel, params }, k) => ({
       node,
       kernel,
-      call: { ...params, stream: this.#stream.handle, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)) },
+      call: { ...params, stream: this.#stream.handle, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)), workspace: this.#workspace(k) },
     }));
     const io = [...Object.entries(this.graph.inputs), ...Object.entries(this.graph.outputs).map(([k, v]) => [`out:${k}`, v] as const)];
     for (const [name, id] of io) {
       const t = this.graph.values[id]!.type;
-      const pinned = new this.#kn.PinnedBuffer(Math.max(4, byteSizeOf(t)));
+      const pinned = new kn.PinnedBuffer(Math.max(4, byteSizeOf(t)));
       const n = numel(t.shape);
       if (t.dtype === 'bf16' || t.dtype === 'f16') {
         // 16-bit storage: the host side sees f32 values, rounded to nearest even on the way in.
@@ -376,18 +359,18 @@ class CudaExecutable extends Executable {
       if (this.plan.persistent.get(id) === name) continue;
       const src = this.#arg(id);
       const dst = this.#arg(this.graph.params[name] ?? this.graph.state[name]!);
-      this.#kn.loadNative().copyDtoD(dst.base, dst.offset, src.base, src.offset, src.bytes, this.#stream.handle);
+      kn.loadNative().copyDtoD(dst.base, dst.offset, src.base, src.offset, src.bytes, this.#stream.handle);
     }
   }
 
-  #stageInputs(batch: Record<string, NumArray>): Record<string, (...a: number[]) => void> {
+  #stageInputs(batch: Record<string, NumArray>): kn.NativeAddon {
     this.checkBatch(batch);
     if (!this.arena) this.#bind();
-    const native = this.#kn.loadNative() as unknown as Record<string, (...a: number[]) => void>;
+    const native = kn.loadNative();
     for (const [name] of Object.entries(this.graph.inputs)) {
       const s = this.#staging.get(name)!;
       s.put(batch[name]!);
-      native.copyHtoDAsync!(s.arg.base, s.arg.offset, new Uint8Array(s.pinned.buffer, 0, s.arg.bytes) as never, this.#stream.handle);
+      native.copyHtoDAsync(s.arg.base, s.arg.offset, new Uint8Array(s.pinned.buffer, 0, s.arg.bytes), this.#stream.handle);
     }
     return native;
   }
@@ -400,9 +383,9 @@ class CudaExecutable extends Executable {
   override profile(batch: Record<string, NumArray>): StepProfile {
     const native = this.#stageInputs(batch);
     const dev = Number(this.device.split(':')[1]);
-    const events = this.#launches.map(() => [new this.#kn.Event(dev), new this.#kn.Event(dev)] as const);
+    const events = this.#launches.map(() => [new kn.Event(dev), new kn.Event(dev)] as const);
     try {
-      const [first, last] = [new this.#kn.Event(dev), new this.#kn.Event(dev)];
+      const [first, last] = [new kn.Event(dev), new kn.Event(dev)];
       first.record(this.#stream);
       this.#launches.forEach((l, k) => {
         events[k]![0].record(this.#stream);
@@ -427,15 +410,15 @@ class CudaExecutable extends Executable {
   }
 
   /** Queue the outputs' copies, wait for the step, check device-side errors, count the step. */
-  #finish(native: Record<string, (...a: number[]) => void>, t0?: number): Outputs {
+  #finish(native: kn.NativeAddon, t0?: number): Outputs {
     for (const [name] of Object.entries(this.graph.outputs)) {
       const s = this.#staging.get(`out:${name}`)!;
-      native.copyDtoHAsync!(new Uint8Array(s.pinned.buffer, 0, s.arg.bytes) as never, s.arg.base, s.arg.offset, this.#stream.handle);
+      native.copyDtoHAsync(new Uint8Array(s.pinned.buffer, 0, s.arg.bytes), s.arg.base, s.arg.offset, this.#stream.handle);
     }
     if (t0 !== undefined) this.#lastHostMs = performance.now() - t0;
     this.#stream.synchronize();
     // Bad indices inside a captured step are flagged on the device; report them now.
-    if (this.#graphExec && typeof native.opsErrorCheck === 'function') {
+    if (this.#graphExec) {
       try {
         native.opsErrorCheck(this.#stream.handle);
       } catch (e) {
@@ -454,7 +437,7 @@ class CudaExecutable extends Executable {
     if (this.stepCount === 0 || !this.#useGraph) {
       this.#enqueueKernels(this.stepCount === 0 || !this.#useGraph);
     } else {
-      if (!this.#graphExec) this.#graphExec = this.#kn.Graph.capture(this.#stream, () => this.#enqueueKernels(false));
+      if (!this.#graphExec) this.#graphExec = kn.Graph.capture(this.#stream, () => this.#enqueueKernels(false));
       this.#graphExec.launch(this.#stream);
     }
     return this.#finish(native, t0);
@@ -492,17 +475,11 @@ export function compile(graph: Graph, options: CompileOptions = {}): Executable 
   const device = options.device ?? 'cpu';
   if (device === 'cpu') return new CpuExecutable(graph, options);
   if (!/^cuda:\d+$/.test(device)) throw new DeepwellError('INVALID_ARGUMENT', `compile: Expected 'cpu' or 'cuda:N' for device but received ${describe(device)}`);
-  let kn: KernelsNative;
-  try {
-    kn = requireCjs('@deepwell/kernels-native') as KernelsNative;
-  } catch (e) {
-    throw new DeepwellError('NO_BACKEND', `compile: ${device} needs @deepwell/kernels-native, which is not installed`, { cause: e });
-  }
   const status = kn.cudaStatus();
   if (!status.available) throw new DeepwellError('NO_BACKEND', `compile: ${device} is not available here (${status.reason})`);
   const index = Number(device.slice(5));
   if (index >= status.deviceCount) throw new DeepwellError('INVALID_ARGUMENT', `compile: Expected a device in cuda:0 to cuda:${status.deviceCount - 1} but received ${device}`);
   kn.registerCudaBackends();
-  return new CudaExecutable(graph, { ...options, device }, kn);
+  return new CudaExecutable(graph, { ...options, device });
 }
 

@@ -1,8 +1,11 @@
 /**
  * dryrun: what a compiled step will cost before anything runs — bytes for parameters, gradients,
  * optimizer state, activations and workspace, FLOPs per step, and a time estimate from the device's
- * peak rates. It runs the same passes and the same planner as compile(), so its arena figure is the
- * allocation run() makes.
+ * peak rates. It runs the same passes, the same kernel selection and the same planner as compile()
+ * (kernel workspaces included), so its arena figure is the allocation run() makes, and its total is
+ * every byte a compiled step takes from the device allocator (the arena, each parameter and each
+ * state value). Where the device's kernels cannot be selected here (no GPU), workspaces are not
+ * known: `workspaceUnknown` says why, and the arena excludes them.
  *
  * Rates: for a GPU, the probe's datasheet peaks for that GPU; for the CPU, the reference kernels'
  * rates measured here (a small matmul and a large copy), since a datasheet says nothing about them.
@@ -13,6 +16,7 @@ import { Graph, byteSizeOf } from './graph.js';
 import { getOp } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
 import { planMemory, storageBytesFor } from './planner.js';
+import { planStep, selectKernels } from './select.js';
 import type { ValueType } from './types.js';
 
 export interface DryrunOptions {
@@ -33,6 +37,10 @@ export interface DryrunReport {
   activationBytes: number;
   inputBytes: number;
   workspaceBytes: number;
+  /** Kernel scratch live at the busiest point (in workspaceBytes too), and the largest any one node takes. */
+  kernelWorkspaceBytes: { atPeak: number; largest: number };
+  /** Why kernel workspaces could not be planned (their kernels cannot be selected here), else absent. */
+  workspaceUnknown?: string;
   /** The arena run() allocates (gradients, activations and temporaries share it over time). */
   arenaBytes: number;
   /** Arena plus parameters and state. */
@@ -74,7 +82,18 @@ function measureCpuRates(): { tflops: number; gbps: number } {
 export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport {
   const device = options.device ?? 'cpu';
   const g = runPasses(Graph.fromJSON(graph.toJSON()), { precision: options.precision });
-  const plan = planMemory(g, storageBytesFor(device));
+  let plan;
+  let workspaceUnknown: string | undefined;
+  let largest = 0;
+  try {
+    const kernels = selectKernels(g, device);
+    plan = planStep(g, device, kernels);
+    largest = kernels.reduce((a, k) => Math.max(a, k.workspace), 0);
+  } catch (e) {
+    if (!DeepwellError.is(e) || e.code !== 'NO_KERNEL') throw e;
+    workspaceUnknown = `kernels for ${device} cannot be selected here (${e.message.split('\n')[0]})`;
+    plan = planMemory(g, storageBytesFor(device));
+  }
   const sumBytes = (ids: number[]) => ids.reduce((a, id) => a + byteSizeOf(g.values[id]!.type), 0);
   const paramIds = Object.values(g.params);
   const parameterBytes = sumBytes(paramIds);
@@ -117,7 +136,9 @@ export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport 
     optimizerStateBytes,
     activationBytes: plan.peak.activations,
     inputBytes: plan.peak.inputs,
-    workspaceBytes: plan.peak.other + plan.peak.gradients,
+    workspaceBytes: plan.peak.other + plan.peak.gradients + plan.peak.workspace,
+    kernelWorkspaceBytes: { atPeak: plan.peak.workspace, largest },
+    ...(workspaceUnknown ? { workspaceUnknown } : {}),
     arenaBytes: plan.arenaBytes,
     totalBytes: plan.arenaBytes + parameterBytes + optimizerStateBytes,
     flopsPerStep: flops,
@@ -132,7 +153,8 @@ export function formatDryrun(r: DryrunReport): string {
   return [
     `dryrun on ${r.device}: ${r.parameters.toLocaleString('en')} parameters`,
     `  parameters ${mb(r.parameterBytes)}, gradients ${mb(r.gradientBytes)}, optimizer state ${mb(r.optimizerStateBytes)}`,
-    `  arena ${mb(r.arenaBytes)} (at its peak: activations ${mb(r.activationBytes)}, inputs ${mb(r.inputBytes)}, gradients and workspace ${mb(r.workspaceBytes)}); total ${mb(r.totalBytes)}`,
+    `  arena ${mb(r.arenaBytes)} (at its peak: activations ${mb(r.activationBytes)}, inputs ${mb(r.inputBytes)}, gradients and workspace ${mb(r.workspaceBytes)}, of which kernel scratch ${mb(r.kernelWorkspaceBytes.atPeak)}); total ${mb(r.totalBytes)}`,
+    ...(r.workspaceUnknown ? [`  kernel workspaces not planned: ${r.workspaceUnknown}`] : []),
     `  ${(r.flopsPerStep / 1e9).toFixed(3)} GFLOP and ${mb(r.bytesMovedPerStep)} moved per step; estimated ${r.estimate.ms < 1 ? `${(r.estimate.ms * 1000).toPrecision(3)} µs` : `${r.estimate.ms.toFixed(2)} ms`} (${r.estimate.bound}-bound at ${r.estimate.peakTflops.toPrecision(3)} TFLOP/s, ${r.estimate.memoryGBps.toPrecision(3)} GB/s: ${r.estimate.source})`,
   ].join('\n');
 }

@@ -6,6 +6,11 @@
  * overlaps no already-placed value whose lifetime overlaps (greedy by size, as TFLite's and XLA's
  * simple heap planners do). Parameters and state are persistent and live outside the arena; an
  * update produced by an in-place op (the optimizer) is written straight into the persistent value.
+ *
+ * Kernel workspaces are planned the same way: the scratch a node's selected kernel declares
+ * (cuBLASLt's workspace, split-reduction partials, ...) is a region live for that node alone, so
+ * the arena holds every byte a step uses on the device besides the persistent values, and dryrun's
+ * total is what the allocator hands out.
  */
 import type { Graph } from './graph.js';
 import { byteSizeOf } from './graph.js';
@@ -28,8 +33,10 @@ export interface MemoryPlan {
   placements: Map<number, Placement>;
   /** Values that are persistent storage (parameters, state) or alias it (in-place updates): value id -> persistent name. */
   persistent: Map<number, string>;
-  /** Bytes live at the busiest point, by what they are. */
-  peak: { step: number; bytes: number; gradients: number; activations: number; inputs: number; other: number };
+  /** Arena region of each node's kernel workspace, by node index (nodes that declared one). */
+  workspaces: Map<number, Placement>;
+  /** Bytes live at the busiest point, by what they are (workspace: kernel scratch). */
+  peak: { step: number; bytes: number; gradients: number; activations: number; inputs: number; workspace: number; other: number };
 }
 
 const align = (n: number) => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
@@ -44,8 +51,11 @@ export function storageBytesFor(device: string): (t: ValueType) => number {
   return device === 'cpu' ? cpuStorageBytes : byteSizeOf;
 }
 
-/** `bytesOf`: what a value takes in the device's memory (the CPU stores f16/bf16 widened). */
-export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byteSizeOf): MemoryPlan {
+/**
+ * `bytesOf`: what a value takes in the device's memory (the CPU stores f16/bf16 widened).
+ * `workspace`: the scratch bytes node k's kernel needs while it runs (default none).
+ */
+export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byteSizeOf, workspace: (node: number) => number = () => 0): MemoryPlan {
   const persistent = new Map<number, string>();
   for (const [name, id] of [...Object.entries(graph.params), ...Object.entries(graph.state)]) persistent.set(id, name);
   // In-place updates: the output shares the persistent input's storage.
@@ -69,6 +79,11 @@ export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byt
   const items = [...first.keys()]
     .filter((id) => !persistent.has(id))
     .map((id) => ({ id, bytes: align(Math.max(1, bytesOf(graph.values[id]!.type))), first: first.get(id)!, last: last.get(id) ?? first.get(id)! }))
+    // A workspace is item -(k + 1), live at node k only.
+    .concat(graph.nodes.flatMap((_, k) => {
+      const w = workspace(k);
+      return w > 0 ? [{ id: -(k + 1), bytes: align(w), first: k, last: k }] : [];
+    }))
     .sort((a, b) => b.bytes - a.bytes || a.first - b.first || a.id - b.id);
 
   const placed: (Placement & { id: number })[] = [];
@@ -83,22 +98,25 @@ export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byt
     placed.push({ ...it, offset });
     arenaBytes = Math.max(arenaBytes, offset + it.bytes);
   }
-  const placements = new Map(placed.map((p) => [p.id, { offset: p.offset, bytes: p.bytes, first: p.first, last: p.last }]));
+  const placement = (p: Placement) => ({ offset: p.offset, bytes: p.bytes, first: p.first, last: p.last });
+  const placements = new Map(placed.filter((p) => p.id >= 0).map((p) => [p.id, placement(p)]));
+  const workspaces = new Map(placed.filter((p) => p.id < 0).map((p) => [-p.id - 1, placement(p)]));
 
   // The busiest step, and what is live then.
   const gradIds = new Set(Object.values(graph.gradients));
   const inputIds = new Set(Object.values(graph.inputs));
   const firstBackward = graph.nodes.findIndex((n) => /(^|\.)grad$/.test(n.scope));
-  let peak = { step: 0, bytes: 0, gradients: 0, activations: 0, inputs: 0, other: 0 };
+  let peak = { step: 0, bytes: 0, gradients: 0, activations: 0, inputs: 0, workspace: 0, other: 0 };
   for (let k = 0; k <= end; k++) {
     const live = placed.filter((p) => p.first <= k && k <= p.last);
     const bytes = live.reduce((a, p) => a + p.bytes, 0);
     if (bytes <= peak.bytes) continue;
     const sum = (f: (p: (typeof live)[number]) => boolean) => live.filter(f).reduce((a, p) => a + p.bytes, 0);
+    const ws = sum((p) => p.id < 0);
     const gradients = sum((p) => gradIds.has(p.id));
     const inputs = sum((p) => inputIds.has(p.id));
-    const activations = sum((p) => !gradIds.has(p.id) && !inputIds.has(p.id) && (firstBackward < 0 || graph.values[p.id]!.producer! < firstBackward));
-    peak = { step: k, bytes, gradients, inputs, activations, other: bytes - gradients - inputs - activations };
+    const activations = sum((p) => p.id >= 0 && !gradIds.has(p.id) && !inputIds.has(p.id) && (firstBackward < 0 || graph.values[p.id]!.producer! < firstBackward));
+    peak = { step: k, bytes, gradients, inputs, activations, workspace: ws, other: bytes - gradients - inputs - activations - ws };
   }
-  return { arenaBytes, placements, persistent, peak };
+  return { arenaBytes, placements, persistent, workspaces, peak };
 }

@@ -4,7 +4,8 @@
 import { registry, type DTypeName } from '@deepwell/core';
 import { Stream, cudaBackend, findLibrary } from '@deepwell/kernels-native';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkAttrs, getOp, type CudaCall, type ValueType } from '../src/index.js';
+import { checkAttrs, getOp, type ValueType } from '../src/index.js';
+import type { CudaCall } from '@deepwell/kernels-native';
 import { geluScalar } from '../src/ops/gelu.js';
 import { UNIT_ROUNDOFF, gpu, maxError, reference, rounded, runCuda, type CudaInput } from './cuda-helpers.js';
 import { randInt, randn } from './helpers.js';
@@ -167,7 +168,7 @@ describe.skipIf(!gpu)('adamw_multi_cuda', () => {
       const inTypes: ValueType[] = [f32([1]), f32([1]), ...layout.flatMap((l) => [f32([l.n]), { shape: [l.n], dtype: gradDtype }, f32([l.n]), f32([l.n])])];
       const outTypes = getOp('adamw_multi').infer(inTypes, checkAttrs(getOp('adamw_multi'), attrs));
       const params = { op: 'adamw_multi', device: 'cuda:0', inTypes, outTypes, attrs: checkAttrs(getOp('adamw_multi'), attrs) };
-      const kernel = registry.select<CudaCall, void>('adamw_multi', params as CudaCall);
+      const kernel = registry.select<CudaCall, void>('adamw_multi', params as unknown as CudaCall);
       expect(kernel.name).toBe('adamw_multi_cuda');
       const arg = (offset: number, n: number, eb: number) => ({ base: buf.ptr, offset, bytes: n * eb });
       for (let t = 1; t <= steps; t++) {
@@ -185,7 +186,7 @@ describe.skipIf(!gpu)('adamw_multi_cuda', () => {
         be.synchronize();
         const inputs = [arg(lrOff, 1, 4), arg(stepOff, 1, 4), ...layout.flatMap((l) => [arg(l.p, l.n, 4), arg(l.g, l.n, gb), arg(l.m, l.n, 4), arg(l.v, l.n, 4)])];
         const outputs = layout.flatMap((l) => [arg(l.p, l.n, 4), arg(l.m, l.n, 4), arg(l.v, l.n, 4)]);
-        kernel.run({ ...params, stream: stream.handle, inputs, outputs });
+        kernel.run({ ...params, stream: stream.handle, inputs, outputs, workspace: null });
         stream.synchronize();
         layout.forEach((l, k) => {
           const s = state[k]!;

@@ -5,8 +5,8 @@
  * reference run on the same (storage-rounded) inputs in float64.
  */
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry, type DTypeName } from '@deepwell/core';
-import { Stream, cudaBackend, cudaStatus, type CudaBuffer } from '@deepwell/kernels-native';
-import { checkAttrs, getOp, numel, type AttrValue, type CudaCall, type NumArray, type ValueType } from '../src/index.js';
+import { Stream, cudaBackend, cudaStatus, type CudaBuffer, type CudaCall } from '@deepwell/kernels-native';
+import { checkAttrs, getOp, numel, type AttrValue, type NumArray, type ValueType } from '../src/index.js';
 
 export const gpu = cudaStatus().available;
 
@@ -65,9 +65,19 @@ export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, A
     });
     backend.synchronize();
     const params = { op, device: 'cuda:0', inTypes, outTypes, attrs: checked };
-    const kernel = registry.select<CudaCall, void>(op, params as CudaCall);
+    const kernel = registry.select<CudaCall, void>(op, params as unknown as CudaCall);
     if (kernel.backend !== 'cuda') throw new Error(`no CUDA kernel for ${op}: ${registry.explain(op, params).text}`);
-    kernel.run({ ...params, stream: stream.handle, inputs: ins, outputs: outs });
+    // The workspace the kernel declares for the call, poisoned like the outputs.
+    const wsBytes = kernel.workspace?.(params as unknown as CudaCall) ?? 0;
+    let workspace = null;
+    if (wsBytes > 0) {
+      const wb = backend.alloc(wsBytes);
+      bufs.push(wb);
+      backend.memset(wb, 0xff);
+      workspace = { base: wb.ptr, offset: 0, bytes: wsBytes };
+      backend.synchronize();
+    }
+    kernel.run({ ...params, stream: stream.handle, inputs: ins, outputs: outs, workspace });
     stream.synchronize();
     const outputs = outTypes.map((t, k) => {
       const host = new Uint8Array(size(t));

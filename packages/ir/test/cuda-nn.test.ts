@@ -7,10 +7,10 @@
  * reference rounded to the storage dtype <= 2 units of roundoff (one rounding step either way).
  */
 import { f32ToBf16Bits, f32ToF16Bits, registry, type DTypeName } from '@deepwell/core';
-import { Stream, cudaBackend, type CudaBuffer } from '@deepwell/kernels-native';
+import { Stream, cudaBackend, nativeEntries, type CudaBuffer, type CudaCall } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
-import { checkAttrs, getOp, nativeOps, numel, type AttrValue, type CudaCall, type NumArray, type ValueType } from '../src/index.js';
+import { checkAttrs, getOp, numel, type AttrValue, type NumArray, type ValueType } from '../src/index.js';
 import { UNIT_ROUNDOFF, gpu, maxError, reference, rounded, runCuda, type CudaInput } from './cuda-helpers.js';
 import { randInt, randn } from './helpers.js';
 
@@ -483,7 +483,7 @@ function adamwInPlace(n: number, gradDtype: DTypeName, steps: number, attrs: Rec
     const inTypes: ValueType[] = [f32([n]), { shape: [n], dtype: gradDtype }, f32([n]), f32([n]), f32([1]), f32([1])];
     const outTypes: ValueType[] = [f32([n]), f32([n]), f32([n])];
     const params = { op: 'adamw', device: 'cuda:0', inTypes, outTypes, attrs: checkAttrs(getOp('adamw'), attrs) };
-    const kernel = registry.select<CudaCall, void>('adamw', params as CudaCall);
+    const kernel = registry.select<CudaCall, void>('adamw', params as unknown as CudaCall);
     expect(kernel.name).toBe('adamw_cuda');
     for (let t = 1; t <= steps; t++) {
       const g = randn(n);
@@ -493,7 +493,7 @@ function adamwInPlace(n: number, gradDtype: DTypeName, steps: number, attrs: Rec
       backend.write(LR!, encode('f32', [lr]));
       backend.write(ST!, encode('f32', [step]));
       backend.synchronize();
-      kernel.run({ ...params, stream: stream.handle, inputs: [P, G, M, V, LR, ST].map((b) => arg(b!)), outputs: [P, M, V].map((b) => arg(b!)) });
+      kernel.run({ ...params, stream: stream.handle, inputs: [P, G, M, V, LR, ST].map((b) => arg(b!)), outputs: [P, M, V].map((b) => arg(b!)), workspace: null });
       stream.synchronize();
       if (step >= 1) {
         const ins: CudaInput[] = [
@@ -555,7 +555,7 @@ describe.skipIf(!gpu)('adamw_cuda', () => {
   it('records a step below 1 for the next index check, leaving the state untouched', () => {
     const { got } = adamwInPlace(8, 'f32', 1, attrs, { step0: 0 });
     expect(got[0]!.every((x) => Number.isFinite(x))).toBe(true);
-    const e = errorOf(() => nativeOps().ops!.opsErrorCheck!(0));
+    const e = errorOf(() => nativeEntries().entries!.opsErrorCheck(0));
     expect(e.code).toBe('INVALID_ARGUMENT');
     expect(e.message).toContain('adamw');
   });
@@ -587,14 +587,14 @@ describe.skipIf(!gpu)('checkIndices', () => {
       backend.write(ids, Int32Array.from([1, 7, 2]));
       const inTypes: ValueType[] = [{ shape: [5, 4], dtype: 'f32' }, { shape: [3], dtype: 'i32' }];
       const params = { op: 'embedding', device: 'cuda:0', inTypes, outTypes: [{ shape: [3, 4], dtype: 'f32' }] as ValueType[], attrs: {} };
-      const kernel = registry.select<CudaCall, void>('embedding', params as CudaCall);
+      const kernel = registry.select<CudaCall, void>('embedding', params as unknown as CudaCall);
       const arg = (b: CudaBuffer) => ({ base: b.ptr, offset: 0, bytes: b.bytes });
-      kernel.run({ ...params, stream: stream.handle, inputs: [arg(table), arg(ids)], outputs: [arg(out)], checkIndices: false } as CudaCall);
+      kernel.run({ ...params, stream: stream.handle, inputs: [arg(table), arg(ids)], outputs: [arg(out)], workspace: null, checkIndices: false } as CudaCall);
       stream.synchronize();
-      const e = errorOf(() => nativeOps().ops!.opsErrorCheck!(stream.handle));
+      const e = errorOf(() => nativeEntries().entries!.opsErrorCheck(stream.handle));
       expect(e.code).toBe('INVALID_ARGUMENT');
       expect(e.message).toContain('received 7');
-      nativeOps().ops!.opsErrorCheck!(stream.handle); // cleared
+      nativeEntries().entries!.opsErrorCheck(stream.handle); // cleared
     } finally {
       stream.dispose();
       for (const b of [table, ids, out]) backend.free(b);

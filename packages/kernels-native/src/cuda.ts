@@ -16,7 +16,8 @@ import {
   type MemoryStats,
 } from '@deepwell/core';
 import { loadNative, nativeLoadError, tryLoadNative } from './loader.js';
-import type { NativeAddon, NativeDeviceProperties, NativeMemoryStats } from './native.js';
+import type { NativeDeviceProperties, NativeMemoryStats } from './abi-types.js';
+import type { NativeAddon } from './native.js';
 
 export interface CudaStatus {
   /** The native addon loaded. */

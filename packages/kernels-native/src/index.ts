@@ -1,6 +1,13 @@
 export { PACKAGE_ROOT, loadNative, nativeLoadError, nativePath, tryLoadNative } from './loader.js';
 export { fromNative } from './native.js';
-export type { NativeAddon, NativeDeviceProperties, NativeMemoryStats, NativeStatus, NvmlStats } from './native.js';
+export type { NativeAddon } from './native.js';
+export type { DevArg, NativeDeviceProperties, NativeLibraryResult, NativeMemoryStats, NativeStatus, NvmlStats } from './abi-types.js';
+// The native ABI, generated from abi/table.mjs: the codes, the typed entry points, the table.
+export { DTYPE_CODE, EPILOGUE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, ENTRY_POINTS, bindEntries } from './abi.gen.js';
+export type { EntryArg, NativeEntries } from './abi.gen.js';
+// Registering CUDA kernels for an op (the calling convention every ops package uses).
+export { FLOAT_STORAGE, dtypeCode, floatStorage, nativeEntries, registerCuda } from './kernels.js';
+export type { CudaCall, CudaKernel, CudaParams, TensorType } from './kernels.js';
 export {
   CudaBackend,
   CudaBuffer,

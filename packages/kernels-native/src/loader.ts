@@ -31,7 +31,7 @@ function attempt(): { addon: NativeAddon; path: string } {
       tried.push(`${platformDir}: ${existsSync(platformDir) ? readdirSync(platformDir).join(', ') || 'empty' : 'missing'}`);
       path = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(PACKAGE_ROOT);
     }
-    return { addon: wrapAddon(require(path) as NativeAddon), path };
+    return { addon: wrapAddon(require(path) as Record<string, unknown>), path };
   } catch (e) {
     cause = e;
   }

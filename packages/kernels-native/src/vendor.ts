@@ -13,7 +13,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { tryLoadNative } from './loader.js';
-import type { NativeLibraryResult, NvmlStats } from './native.js';
+import type { NativeLibraryResult, NvmlStats } from './abi-types.js';
 
 export type VendorLibrary = 'cublasLt' | 'nccl' | 'nvml';
 

@@ -20,12 +20,12 @@
  * (columnwise; 32 for tensorwise FP8), both by 128 for fp8-block128x128.
  */
 import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
-import { DTYPE_CODE, nativeOps, type NativeOps } from '@deepwell/ir';
+import { DTYPE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, nativeEntries, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { amaxOf } from './blocks.js';
 import type { Format } from './quantize.js';
 import { FAKE_QUANT_FORMATS } from './ops/fake_quant.js';
 import { dequantize2d, quantize2d, tileScales128x4, untileScales128x4, type BlockFp8, type Quantized2d } from './layout.js';
-import { FORMAT_CODE, blockAlong, hasTensorScale, isFp4, isMx, scaleBytes, type AnyFormat } from './cuda/native.js';
+import { blockAlong, hasTensorScale, isFp4, isMx, scaleBytes, type AnyFormat } from './cuda/native.js';
 
 export type TensorDirection = 'rowwise' | 'columnwise' | 'both';
 export type ScaleLayout = 'plain' | 'tiled128x4';
@@ -123,12 +123,22 @@ function scaleShape(f: AnyFormat, R: number, C: number, tiled: boolean): number[
   return tiled ? [Math.ceil(R / 128) * Math.ceil(n / 4), 512] : [R, n];
 }
 
-function cudaOps(device: string): NativeOps {
-  const n = nativeOps();
-  if (!n.ops) throw new DeepwellError('CUDA_UNAVAILABLE', `Expected CUDA for a tensor on ${device} but ${n.why}`);
-  const missing = ['quantAmax', 'quantize', 'dequantize'].find((e) => typeof n.ops![e] !== 'function');
+function cudaOps(device: string): NativeEntries {
+  const n = nativeEntries();
+  if (!n.entries) throw new DeepwellError('CUDA_UNAVAILABLE', `Expected CUDA for a tensor on ${device} but ${n.why}`);
+  const missing = (['quantAmax', 'quantize', 'dequantize'] as const).find((e) => typeof n.entries![e] !== 'function');
   if (missing) throw new DeepwellError('CUDA_UNAVAILABLE', `Expected the loaded @deepwell/kernels-native to have '${missing}' (rebuild it)`);
-  return n.ops;
+  return n.entries;
+}
+
+/**
+ * The workspace of one quantize call: MXFP8 from bf16 / f16 with plain scales stages each
+ * direction's scales in the tiled layout first (a whole-line pass then writes the plain matrix).
+ */
+export function quantizeWorkspaceBytes(f: AnyFormat, dtype: DTypeName, rows: number, cols: number, rowwise: boolean, columnwise: boolean, tiled: boolean): number {
+  const staged = (f === 'mxfp8-e4m3' || f === 'mxfp8-e5m2') && (dtype === 'bf16' || dtype === 'f16') && !tiled;
+  if (!staged) return 0;
+  return (rowwise ? scaleBytes(f, rows, cols, true) : 0) + (columnwise ? scaleBytes(f, cols, rows, true) : 0);
 }
 
 /** The destination tensor: `given` (checked against what the call writes) or a new one. */
@@ -149,8 +159,7 @@ function filled(data: ArrayBufferView, shape: number[], dtype: DTypeName, given:
   return t;
 }
 
-const ptr = (t: Tensor): [number, number] => [(t.buffer as unknown as { ptr: number }).ptr, 0];
-const NONE: [number, number] = [0, 0];
+const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
 
 function result(c: Checked, parts: Partial<Record<'rowwise' | 'columnwise', QuantizedPart>>, globalScale: Tensor | null, amax: Tensor | null): QuantizedTensor {
   const q: QuantizedTensor = {
@@ -198,14 +207,14 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
     return result(c, parts, g === null ? null : filled(Float32Array.of(g), [1], 'f32', options.out?.globalScale, 'out.globalScale'), amax);
   }
   const ops = cudaOps(x.device);
-  const code = DTYPE_CODE[x.dtype]!;
+  const code = dtypeCode(x);
   let amax: Tensor | null = null;
   let globalScale: Tensor | null = null;
   const made: Tensor[] = [];
   try {
     if (hasTensorScale(f)) {
       amax = made[made.push(options.amax !== undefined ? Tensor.from([options.amax], [1], 'f32', { device: x.device }) : Tensor.empty([1], 'f32', { device: x.device })) - 1]!;
-      if (options.amax === undefined) ops.quantAmax!(0, code, x.numel, ...ptr(x), ...ptr(amax));
+      if (options.amax === undefined) ops.quantAmax(0, code, x.numel, ptr(x), ptr(amax));
       globalScale = dest(options.out?.globalScale, [1], 'f32', x.device, 'out.globalScale');
       if (globalScale !== options.out?.globalScale) made.push(globalScale);
     }
@@ -221,9 +230,16 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
       }
       parts[d] = { data, scales };
     }
-    const flags = (parts.rowwise ? 1 : 0) | (parts.columnwise ? 2 : 0) | (c.tiled ? 4 : 0);
-    const opt = (t: Tensor | null | undefined) => (t ? ptr(t) : NONE);
-    ops.quantize!(0, FORMAT_CODE[f], c.scaleMode === 'rceil' ? 1 : 0, code, c.rows, c.cols, flags, ...ptr(x), ...opt(amax), ...opt(parts.rowwise?.data), ...opt(parts.rowwise?.scales), ...opt(parts.columnwise?.data), ...opt(parts.columnwise?.scales), ...opt(globalScale));
+    const flags = (parts.rowwise ? QUANT_FLAGS.rowwise : 0) | (parts.columnwise ? QUANT_FLAGS.columnwise : 0) | (c.tiled ? QUANT_FLAGS.tiled : 0);
+    const opt = (t: Tensor | null | undefined) => (t ? ptr(t) : null);
+    // The call's workspace, freed (to the caching allocator, on the same stream) once queued.
+    const wsBytes = quantizeWorkspaceBytes(f, x.dtype, c.rows, c.cols, !!parts.rowwise, !!parts.columnwise, c.tiled);
+    const ws = wsBytes > 0 ? Tensor.empty([wsBytes], 'u8', { device: x.device }) : null;
+    try {
+      ops.quantize(0, FORMAT_CODE[f], SCALE_MODE_CODE[c.scaleMode ?? 'floor'], code, c.rows, c.cols, flags, ptr(x), opt(amax), opt(parts.rowwise?.data), opt(parts.rowwise?.scales), opt(parts.columnwise?.data), opt(parts.columnwise?.scales), opt(globalScale), ws && ptr(ws));
+    } finally {
+      ws?.dispose();
+    }
   } catch (e) {
     for (const t of made) t.dispose();
     throw e;
@@ -254,8 +270,9 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
   const ops = cudaOps(device);
   const out = dest(options.out, [q.rows, q.cols], dtype, device, 'out');
   try {
-    const flags = (direction === 'columnwise' ? 1 : 0) | (q.scaleLayout === 'tiled128x4' ? 4 : 0);
-    ops.dequantize!(0, FORMAT_CODE[f], DTYPE_CODE[dtype]!, R, C, flags, ...ptr(part.data), ...(part.scales ? ptr(part.scales) : NONE), ...(q.globalScale ? ptr(q.globalScale) : NONE), ...ptr(out));
+    // dequantize's flag 1 says the stored matrix is the transpose (a columnwise part).
+    const flags = (direction === 'columnwise' ? 1 : 0) | (q.scaleLayout === 'tiled128x4' ? QUANT_FLAGS.tiled : 0);
+    ops.dequantize(0, FORMAT_CODE[f], DTYPE_CODE[dtype], R, C, flags, ptr(part.data), part.scales ? ptr(part.scales) : null, q.globalScale ? ptr(q.globalScale) : null, ptr(out));
   } catch (e) {
     if (out !== options.out) out.dispose();
     throw e;

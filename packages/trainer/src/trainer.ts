@@ -26,7 +26,7 @@
  * `fallback: false`) a non-finite loss throws, as before.
  */
 import { freemem } from 'node:os';
-import { createRequire } from 'node:module';
+import { memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
@@ -123,12 +123,9 @@ export interface FitResult {
   numerics: LayerNumerics[] | null;
 }
 
-const require = createRequire(import.meta.url);
-
 function firstGpu(): string | null {
   try {
-    const kn = require('@deepwell/kernels-native') as typeof import('@deepwell/kernels-native');
-    return kn.registerCudaBackends()[0] ?? null;
+    return registerCudaBackends()[0] ?? null;
   } catch {
     return null;
   }
@@ -138,8 +135,7 @@ function firstGpu(): string | null {
 function freeBytes(device: string): number | null {
   if (device === 'cpu') return freemem();
   try {
-    const kn = require('@deepwell/kernels-native') as typeof import('@deepwell/kernels-native');
-    return kn.memGetInfo(Number(device.split(':')[1] ?? 0)).free;
+    return memGetInfo(Number(device.split(':')[1] ?? 0)).free;
   } catch {
     return null;
   }

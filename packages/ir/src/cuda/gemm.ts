@@ -11,10 +11,18 @@
  * ones (shared by every batch, stride 0). A shared right-hand matrix with an untransposed batched
  * left-hand side is folded into one big GEMM (rows = batch × M), which is how every Linear runs.
  */
-import { createRequire } from 'node:module';
+import { EPILOGUE_CODE as EPI, FLOAT_STORAGE, dtypeCode, findLibrary, nativeEntries, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '../op.js';
 import { numel, sameShape } from '../types.js';
-import { DTYPE_CODE, FLOAT_STORAGE, at, nativeOps, registerCuda, type CudaCall, type DevArg, type NativeOps } from './kernels.js';
+import { reduceWorkspace } from './tensor.js';
+
+type Call = CudaCall<KernelParams>;
+
+/**
+ * The cuBLASLt workspace of one GEMM call, as the plan places it: the heuristic may pick algorithms
+ * (split-K among them) that use up to this much scratch.
+ */
+export const GEMM_LT_WORKSPACE = 32 << 20;
 
 interface GemmPlan {
   ta: boolean;
@@ -54,35 +62,42 @@ export function gemmPlan(p: KernelParams): GemmPlan | string {
   return { ta, tb, M, N, K, batch, sA, sB, sD: M * N };
 }
 
-const require = createRequire(import.meta.url);
 function cublasLtFound(): true | string {
-  const kn = require('@deepwell/kernels-native') as typeof import('@deepwell/kernels-native');
-  const lib = kn.findLibrary('cublasLt');
+  const lib = findLibrary('cublasLt');
   return lib.found ? true : `cuBLASLt not found (${lib.tried.at(-1)?.error ?? 'no candidates'})`;
 }
 
-function args(c: CudaCall, g: GemmPlan): number[] {
-  return [c.stream, DTYPE_CODE[c.inTypes[0]!.dtype]!, g.ta ? 1 : 0, g.tb ? 1 : 0, g.M, g.N, g.K, g.batch, g.sA, g.sB, g.sD];
-}
-
-/** Epilogue codes of native/gemm/gemm.cpp. */
-const EPI = { none: 0, bias: 1, bgradb: 3, geluAuxBias: 4 } as const;
+/** The shape arguments every GEMM entry point takes after (stream, dtype). */
+const shape = (g: GemmPlan) => [g.ta ? 1 : 0, g.tb ? 1 : 0, g.M, g.N, g.K, g.batch, g.sA, g.sB, g.sD] as const;
 
 /** true when cuBLASLt is found and has an algorithm for this GEMM with this epilogue, else why not. */
 function ltSupports(p: KernelParams, g: GemmPlan, epi: number): true | string {
   const found = cublasLtFound();
   if (found !== true) return found;
-  const why = nativeOps().ops!.gemmLtSupported!(DTYPE_CODE[p.inTypes[0]!.dtype]!, g.ta ? 1 : 0, g.tb ? 1 : 0, g.M, g.N, g.K, g.batch, g.sA, g.sB, g.sD, 1, epi) as string;
+  const why = nativeEntries().entries!.gemmLtSupported(dtypeCode(p.inTypes[0]!), ...shape(g), 1, epi, GEMM_LT_WORKSPACE);
   return why === '' ? true : why;
 }
 
-/** D = op(a)·op(b) with no epilogue: through cuBLASLt when it takes the shape, else our kernel. */
-function plainGemm(c: CudaCall, g: GemmPlan, ops: NativeOps, d: DevArg): void {
-  if (ltSupports(c, g, EPI.none) === true) ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(d), EPI.none, 0, 0);
-  else ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(d));
+/** D = op(a)·op(b) + epilogue through cuBLASLt, with the call's workspace. */
+function lt(c: Call, g: GemmPlan, ops: NativeEntries, d: DevArg, epi: number, bias: DevArg | null = null, aux: DevArg | null = null): void {
+  ops.gemmLt(c.stream, dtypeCode(c.inTypes[0]!), ...shape(g), 1, c.inputs[0]!, c.inputs[1]!, d, epi, bias, aux, c.workspace);
 }
 
-registerCuda({
+/** Our own GEMM kernel (no epilogue, no workspace). */
+function fallback(c: Call, g: GemmPlan, ops: NativeEntries, d: DevArg): void {
+  ops.gemmFallback(c.stream, dtypeCode(c.inTypes[0]!), ...shape(g), c.inputs[0]!, c.inputs[1]!, d);
+}
+
+/** D = op(a)·op(b) with no epilogue: through cuBLASLt when it takes the shape, else our kernel. */
+function plainGemm(c: Call, g: GemmPlan, ops: NativeEntries, d: DevArg): void {
+  if (ltSupports(c, g, EPI.none) === true) lt(c, g, ops, d, EPI.none);
+  else fallback(c, g, ops, d);
+}
+
+/** The workspace of a candidate that may run cuBLASLt. */
+const ltWorkspace = (): number => (cublasLtFound() === true ? GEMM_LT_WORKSPACE : 0);
+
+registerCuda<KernelParams>({
   op: 'matmul',
   name: 'matmul_cublaslt',
   priority: 200,
@@ -90,13 +105,11 @@ registerCuda({
     const g = gemmPlan(p);
     return typeof g === 'string' ? g : cublasLtFound();
   },
-  run: (c, ops) => {
-    const g = gemmPlan(c) as GemmPlan;
-    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!), 0, 0, 0);
-  },
+  workspace: ltWorkspace,
+  run: (c, ops) => lt(c, gemmPlan(c) as GemmPlan, ops, c.outputs[0]!, EPI.none),
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'matmul',
   name: 'matmul_cuda_fallback',
   priority: 150,
@@ -104,10 +117,7 @@ registerCuda({
     const g = gemmPlan(p);
     return typeof g === 'string' ? g : true;
   },
-  run: (c, ops) => {
-    const g = gemmPlan(c) as GemmPlan;
-    ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!));
-  },
+  run: (c, ops) => fallback(c, gemmPlan(c) as GemmPlan, ops, c.outputs[0]!),
 });
 
 // matmul_bias (made by the fusion pass): cuBLASLt's bias epilogue adds the bias as the GEMM writes D,
@@ -120,7 +130,7 @@ function biasPlan(p: KernelParams): GemmPlan | string {
   return g.batch === 1 ? g : 'the bias epilogue takes one GEMM (batch 1 after folding)';
 }
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'matmul_bias',
   name: 'matmul_bias_cublaslt',
   priority: 200,
@@ -128,13 +138,11 @@ registerCuda({
     const g = biasPlan(p);
     return typeof g === 'string' ? g : cublasLtFound();
   },
-  run: (c, ops) => {
-    const g = biasPlan(c) as GemmPlan;
-    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!), 1, ...at(c.inputs[2]!));
-  },
+  workspace: ltWorkspace,
+  run: (c, ops) => lt(c, biasPlan(c) as GemmPlan, ops, c.outputs[0]!, EPI.bias, c.inputs[2]!),
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'matmul_bias',
   name: 'matmul_bias_cuda_fallback',
   priority: 150,
@@ -145,15 +153,15 @@ registerCuda({
   },
   run: (c, ops) => {
     const g = biasPlan(c) as GemmPlan;
-    ops.gemmFallback!(...args(c, g), ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(c.outputs[0]!));
-    ops.biasAdd!(c.stream, DTYPE_CODE[c.outTypes[0]!.dtype]!, g.M, g.N, ...at(c.outputs[0]!), ...at(c.inputs[2]!), ...at(c.outputs[0]!));
+    fallback(c, g, ops, c.outputs[0]!);
+    ops.biasAdd(c.stream, dtypeCode(c.outTypes[0]!), g.M, g.N, c.outputs[0]!, c.inputs[2]!, c.outputs[0]!);
   },
 });
 
 // matmul_bias_gelu (made by fusion): cuBLASLt's GELU_AUX_BIAS epilogue writes gelu(pre) to `out` and
 // the pre-activation to `pre` (for gelu_backward) as the GEMM stores its tile. Otherwise: the GEMM
 // into pre, the bias added in place, then the gelu kernel from pre to out.
-registerCuda({
+registerCuda<KernelParams>({
   op: 'matmul_bias_gelu',
   name: 'matmul_bias_gelu_cublaslt',
   priority: 200,
@@ -162,14 +170,14 @@ registerCuda({
     const g = biasPlan(p);
     return typeof g === 'string' ? g : ltSupports(p, g, EPI.geluAuxBias);
   },
+  workspace: ltWorkspace,
   run: (c, ops) => {
-    const g = biasPlan(c) as GemmPlan;
     const [out, pre] = c.outputs;
-    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(out!), EPI.geluAuxBias, ...at(c.inputs[2]!), ...at(pre!));
+    lt(c, biasPlan(c) as GemmPlan, ops, out!, EPI.geluAuxBias, c.inputs[2]!, pre!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'matmul_bias_gelu',
   name: 'matmul_bias_gelu_unfused',
   priority: 150,
@@ -178,13 +186,14 @@ registerCuda({
     const g = biasPlan(p);
     return typeof g === 'string' ? g : true;
   },
+  workspace: ltWorkspace,
   run: (c, ops) => {
     const g = biasPlan(c) as GemmPlan;
     const [out, pre] = c.outputs;
-    const dt = DTYPE_CODE[c.outTypes[0]!.dtype]!;
+    const dt = dtypeCode(c.outTypes[0]!);
     plainGemm(c, g, ops, pre!);
-    ops.biasAdd!(c.stream, dt, g.M, g.N, ...at(pre!), ...at(c.inputs[2]!), ...at(pre!));
-    ops.gelu!(c.stream, dt, g.M * g.N, ...at(pre!), ...at(out!));
+    ops.biasAdd(c.stream, dt, g.M, g.N, pre!, c.inputs[2]!, pre!);
+    ops.gelu(c.stream, dt, g.M * g.N, pre!, out!);
   },
 });
 
@@ -197,7 +206,7 @@ function bgradPlan(p: KernelParams): GemmPlan | string {
   return g.batch === 1 ? g : 'the bias-gradient epilogue takes one GEMM';
 }
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'matmul_bgrad',
   name: 'matmul_bgrad_cublaslt',
   priority: 200,
@@ -206,14 +215,14 @@ registerCuda({
     const g = bgradPlan(p);
     return typeof g === 'string' ? g : ltSupports(p, g, EPI.bgradb);
   },
+  workspace: ltWorkspace,
   run: (c, ops) => {
-    const g = bgradPlan(c) as GemmPlan;
     const [out, bgrad] = c.outputs;
-    ops.gemmLt!(...args(c, g), 1, ...at(c.inputs[0]!), ...at(c.inputs[1]!), ...at(out!), EPI.bgradb, ...at(bgrad!));
+    lt(c, bgradPlan(c) as GemmPlan, ops, out!, EPI.bgradb, bgrad!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'matmul_bgrad',
   name: 'matmul_bgrad_unfused',
   priority: 150,
@@ -222,6 +231,12 @@ registerCuda({
     const g = bgradPlan(p);
     return typeof g === 'string' ? g : true;
   },
+  // One workspace for the GEMM, then for sum_to (one after the other on the stream).
+  workspace: (p) => {
+    const a = p.inTypes[0]!;
+    const [r, k] = a.shape as [number, number];
+    return Math.max(ltWorkspace(), reduceWorkspace(a, p.attrs.transA === true ? [1, k] : [r, 1]));
+  },
   run: (c, ops) => {
     const g = bgradPlan(c) as GemmPlan;
     const [out, bgrad] = c.outputs;
@@ -229,6 +244,7 @@ registerCuda({
     // Row sums of op(a): a is [K, M] with transA (sum over rows), else [M, K] (sum over columns).
     const [r, k] = c.inTypes[0]!.shape as [number, number];
     const to = g.ta ? [1, k] : [r, 1];
-    ops.sumTo!(c.stream, DTYPE_CODE[c.inTypes[0]!.dtype]!, 2, r, k, ...to, ...at(c.inputs[0]!), ...at(bgrad!));
+    // The GEMM's workspace is done with once it returns on the stream; sum_to may reuse it.
+    ops.sumTo(c.stream, dtypeCode(c.inTypes[0]!), [r, k], to, c.inputs[0]!, bgrad!, c.workspace);
   },
 });

@@ -1,8 +1,8 @@
-// Importing this registers every CUDA candidate of the op set (they fit only where a GPU is).
+// Importing this registers every CUDA candidate of the op set (they fit only where a GPU is). The
+// calling convention (registerCuda, the typed entry points, DevArg) is @deepwell/kernels-native's.
 import './tensor.js';
 import './nn.js';
 import './moe.js';
 import './gemm.js';
 
-export { DTYPE_CODE, FLOAT_STORAGE, at, floatStorage, nativeOps, registerCuda } from './kernels.js';
-export type { CudaCall, CudaKernel, DevArg, NativeOps } from './kernels.js';
+export { GEMM_LT_WORKSPACE } from './gemm.js';

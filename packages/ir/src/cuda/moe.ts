@@ -1,7 +1,7 @@
 /**
- * CUDA candidates of the 'moe' op family (native/ops/moe.cu, whose header documents each entry
- * point's signature: stream, dtype code, sizes, then each tensor as (base, offset); moe_plan takes
- * integers only and so no dtype code).
+ * CUDA candidates of the 'moe' op family (native/ops/moe/), calling the typed entry points generated
+ * from the ABI table (packages/kernels-native/abi/table.mjs); moe_plan takes integers only and so no
+ * dtype code.
  *
  * Float tensors in one storage dtype (f32 / bf16 / f16), indices i32. The index-taking ops check
  * their indices on the device and then, unless the call says `checkIndices: false`, synchronise
@@ -11,7 +11,7 @@
  */
 import type { KernelParams } from '../op.js';
 import { numel } from '../types.js';
-import { at, registerCuda } from './kernels.js';
+import { registerCuda } from '@deepwell/kernels-native';
 import { checkIndicesAfter, code, oneFloatStorage } from './nn.js';
 
 const I32_MAX = 2 ** 31 - 1;
@@ -20,7 +20,7 @@ const MAX_EXPERTS = 8192;
 const limit = (n: number, max: number, what: string): true | string => (n <= max ? true : `${what} ${n} is above ${max}`);
 const both = (...checks: (true | string)[]): true | string => checks.find((c) => c !== true) ?? true;
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'topk',
   name: 'topk_cuda',
   supports: (p) => both(oneFloatStorage(p), limit(p.inTypes[0]!.shape.at(-1)!, I32_MAX, 'a row length')),
@@ -29,11 +29,11 @@ registerCuda({
     const E = shape.at(-1)!;
     const rows = numel(shape.slice(0, -1));
     const [values, indices] = call.outputs;
-    ops.topk!(call.stream, code(call.inTypes[0]!), rows, E, call.attrs.k as number, ...at(call.inputs[0]!), ...at(values!), ...at(indices!));
+    ops.topk(call.stream, code(call.inTypes[0]!), rows, E, call.attrs.k as number, call.inputs[0]!, values!, indices!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'topk_backward',
   name: 'topk_backward_cuda',
   supports: (p: KernelParams) => both(oneFloatStorage(p), limit(p.attrs.size as number, I32_MAX, 'size'), limit(p.inTypes[0]!.shape.at(-1)!, I32_MAX, 'k')),
@@ -41,35 +41,35 @@ registerCuda({
     const shape = call.inTypes[0]!.shape;
     const k = shape.at(-1)!;
     const rows = numel(shape.slice(0, -1));
-    ops.topkBackward!(call.stream, code(call.inTypes[0]!), rows, k, call.attrs.size as number, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    ops.topkBackward(call.stream, code(call.inTypes[0]!), rows, k, call.attrs.size as number, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
     checkIndicesAfter(call, ops);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'gather_rows',
   name: 'gather_rows_cuda',
   supports: (p) => both(oneFloatStorage(p), limit(p.inTypes[0]!.shape[1]!, I32_MAX, 'a row length')),
   run: (call, ops) => {
     const [R, D] = call.inTypes[0]!.shape as [number, number];
     const M = call.inTypes[1]!.shape[0]!;
-    ops.gatherRows!(call.stream, code(call.inTypes[0]!), M, R, D, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    ops.gatherRows(call.stream, code(call.inTypes[0]!), M, R, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
     checkIndicesAfter(call, ops);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'scatter_add_rows',
   name: 'scatter_add_rows_cuda',
   supports: (p) => both(oneFloatStorage(p), limit(p.inTypes[0]!.shape[1]!, I32_MAX, 'a row length')),
   run: (call, ops) => {
     const [M, D] = call.inTypes[0]!.shape as [number, number];
-    ops.scatterAddRows!(call.stream, code(call.inTypes[0]!), M, call.attrs.rows as number, D, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    ops.scatterAddRows(call.stream, code(call.inTypes[0]!), M, call.attrs.rows as number, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
     checkIndicesAfter(call, ops);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'moe_plan',
   name: 'moe_plan_cuda',
   supports: (p) => {
@@ -86,18 +86,18 @@ registerCuda({
   run: (call, ops) => {
     const [N, k] = call.inTypes[0]!.shape as [number, number];
     const [dispatch, combine] = call.outputs;
-    ops.moePlan!(call.stream, N, k, call.attrs.numExperts as number, call.attrs.capacity as number, ...at(call.inputs[0]!), ...at(dispatch!), ...at(combine!));
+    ops.moePlan(call.stream, N, k, call.attrs.numExperts as number, call.attrs.capacity as number, call.inputs[0]!, dispatch!, combine!);
     checkIndicesAfter(call, ops);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'one_hot',
   name: 'one_hot_cuda',
   supports: (p) => both(oneFloatStorage(p), limit(p.attrs.classes as number, I32_MAX, 'classes')),
   run: (call, ops) => {
     const P = numel(call.inTypes[0]!.shape);
-    ops.oneHot!(call.stream, code(call.outTypes[0]!), P, call.attrs.classes as number, ...at(call.inputs[0]!), ...at(call.outputs[0]!));
+    ops.oneHot(call.stream, code(call.outTypes[0]!), P, call.attrs.classes as number, call.inputs[0]!, call.outputs[0]!);
     checkIndicesAfter(call, ops);
   },
 });

@@ -1,6 +1,6 @@
 /**
- * CUDA candidates of the 'nn' op family (native/ops/nn.cu, whose header documents each entry
- * point's signature: stream, dtype code(s), sizes, attributes, then each tensor as (base, offset)).
+ * CUDA candidates of the 'nn' op family (native/ops/nn/), calling the typed entry points generated
+ * from the ABI table (packages/kernels-native/abi/table.mjs).
  *
  * Storage: every float tensor of a call in one of f32 / bf16 / f16 (FP32 arithmetic, rounded to
  * nearest even on store), the statistics outputs (mean, rstd) in that storage too, indices i32.
@@ -15,19 +15,27 @@
  * until the next check. adamw records a step < 1 the same way but never checks by itself (it runs
  * once per parameter), so the next check reports it.
  */
+import { dtypeCode as code, floatStorage, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '../op.js';
-import { numel, type ValueType } from '../types.js';
-import { DTYPE_CODE, at, floatStorage, registerCuda, type CudaCall, type NativeOps } from './kernels.js';
+import { numel } from '../types.js';
 
-/** A kernel call that may opt out of the synchronising index check. */
-export type CheckedCudaCall = CudaCall & { checkIndices?: boolean };
+export { code };
 
 /** After an index-taking kernel: synchronise and throw INVALID_ARGUMENT for a recorded bad index. */
-export function checkIndicesAfter(call: CudaCall, ops: NativeOps): void {
-  if ((call as CheckedCudaCall).checkIndices !== false) ops.opsErrorCheck!(call.stream);
+export function checkIndicesAfter(call: CudaCall<KernelParams>, ops: NativeEntries): void {
+  if (call.checkIndices !== false) ops.opsErrorCheck(call.stream);
 }
 
-export const code = (t: ValueType): number => DTYPE_CODE[t.dtype]!;
+/**
+ * Workspaces (placed by the compiled step's memory plan, see registerCuda): the norm backwards keep
+ * per-row-group column partials of dweight (and dbias), `arrays` x D floats per group, at most
+ * NORM_BWD_PARTIAL_FLOATS in all (the native grid never takes more groups than that fits, and never
+ * more than there are rows); cross_entropy keeps a sum (f64) and a count (i64) per block of rows, at
+ * most 4096 blocks; its backward one f32 scale.
+ */
+const NORM_BWD_PARTIAL_FLOATS = 4 << 20;
+const normBwdWorkspace = (rows: number, D: number, arrays: number): number => 4 * Math.min(NORM_BWD_PARTIAL_FLOATS, rows * arrays * D);
+const CE_MAX_PARTS = 4096;
 
 const I32_MAX = 2 ** 31 - 1;
 
@@ -65,27 +73,27 @@ function splitAxis(shape: readonly number[], axis: number): [number, number, num
 
 const rowsAndD = (shape: readonly number[]): [number, number] => [numel(shape.slice(0, -1)), shape.at(-1)!];
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'softmax',
   name: 'softmax_cuda',
   supports: (p) => both(oneFloatStorage(p), rowLength(splitAxis(p.inTypes[0]!.shape, p.attrs.axis as number)[1], 'a softmax row')),
   run: (call, ops) => {
     const [outer, n, inner] = splitAxis(call.inTypes[0]!.shape, call.attrs.axis as number);
-    ops.softmax!(call.stream, code(call.inTypes[0]!), outer, n, inner, ...at(call.inputs[0]!), ...at(call.outputs[0]!));
+    ops.softmax(call.stream, code(call.inTypes[0]!), outer, n, inner, call.inputs[0]!, call.outputs[0]!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'softmax_backward',
   name: 'softmax_backward_cuda',
   supports: (p) => both(oneFloatStorage(p), rowLength(splitAxis(p.inTypes[1]!.shape, p.attrs.axis as number)[1], 'a softmax row')),
   run: (call, ops) => {
     const [outer, n, inner] = splitAxis(call.inTypes[1]!.shape, call.attrs.axis as number);
-    ops.softmaxBackward!(call.stream, code(call.inTypes[0]!), outer, n, inner, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    ops.softmaxBackward(call.stream, code(call.inTypes[0]!), outer, n, inner, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'layernorm',
   name: 'layernorm_cuda',
   supports: (p) => both(oneFloatStorage(p, [], [1, 2]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row')),
@@ -93,12 +101,12 @@ registerCuda({
     const [rows, D] = rowsAndD(call.inTypes[0]!.shape);
     const [x, w, b] = call.inputs;
     const [y, mean, rstd] = call.outputs;
-    ops.layernorm!(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, ...at(x!), ...at(w!), ...at(b!), ...at(y!), ...at(mean!), ...at(rstd!));
+    ops.layernorm(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, x!, w!, b!, y!, mean!, rstd!);
   },
 });
 
 // add_layernorm (made by fusion): the layernorm kernel reading x and the residual, writing their sum.
-registerCuda({
+registerCuda<KernelParams>({
   op: 'add_layernorm',
   name: 'add_layernorm_cuda',
   needs: ['addLayernorm'],
@@ -109,24 +117,25 @@ registerCuda({
     const [rows, D] = rowsAndD(call.inTypes[0]!.shape);
     const [x, r, w, b] = call.inputs;
     const [sum, y, mean, rstd] = call.outputs;
-    ops.addLayernorm!(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, ...at(x!), ...at(r!), ...at(w!), ...at(b!), ...at(sum!), ...at(y!), ...at(mean!), ...at(rstd!));
+    ops.addLayernorm(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, x!, r!, w!, b!, sum!, y!, mean!, rstd!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'layernorm_backward',
   name: 'layernorm_backward_cuda',
-  // D is also bounded by the 16 MiB partial-sum scratch: 2 * D floats per block.
+  // D is also bounded by the 16 MiB of partial sums: 2 * D floats per row group.
   supports: (p) => both(oneFloatStorage(p, [], [], [3, 4]), p.inTypes[1]!.shape.at(-1)! <= 2 ** 21 ? true : 'a layernorm row longer than 2^21 elements'),
+  workspace: (p) => normBwdWorkspace(...rowsAndD(p.inTypes[1]!.shape), 2),
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[1]!.shape);
     const [g, x, w, mean, rstd] = call.inputs;
     const [dx, dw, db] = call.outputs;
-    ops.layernormBackward!(call.stream, code(call.inTypes[0]!), rows, D, ...at(g!), ...at(x!), ...at(w!), ...at(mean!), ...at(rstd!), ...at(dx!), ...at(dw!), ...at(db!));
+    ops.layernormBackward(call.stream, code(call.inTypes[0]!), rows, D, g!, x!, w!, mean!, rstd!, dx!, dw!, db!, call.workspace);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'rmsnorm',
   name: 'rmsnorm_cuda',
   supports: (p) => both(oneFloatStorage(p, [], [1]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'an rmsnorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'an rmsnorm row')),
@@ -134,42 +143,43 @@ registerCuda({
     const [rows, D] = rowsAndD(call.inTypes[0]!.shape);
     const [x, w] = call.inputs;
     const [y, rstd] = call.outputs;
-    ops.rmsnorm!(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, ...at(x!), ...at(w!), ...at(y!), ...at(rstd!));
+    ops.rmsnorm(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, x!, w!, y!, rstd!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'rmsnorm_backward',
   name: 'rmsnorm_backward_cuda',
   supports: (p) => both(oneFloatStorage(p, [], [], [3]), p.inTypes[1]!.shape.at(-1)! <= 2 ** 22 ? true : 'an rmsnorm row longer than 2^22 elements'),
+  workspace: (p) => normBwdWorkspace(...rowsAndD(p.inTypes[1]!.shape), 1),
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[1]!.shape);
     const [g, x, w, rstd] = call.inputs;
     const [dx, dw] = call.outputs;
-    ops.rmsnormBackward!(call.stream, code(call.inTypes[0]!), rows, D, ...at(g!), ...at(x!), ...at(w!), ...at(rstd!), ...at(dx!), ...at(dw!));
+    ops.rmsnormBackward(call.stream, code(call.inTypes[0]!), rows, D, g!, x!, w!, rstd!, dx!, dw!, call.workspace);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'embedding',
   name: 'embedding_cuda',
   supports: (p) => both(oneFloatStorage(p), rowLength(p.inTypes[0]!.shape[1]!, 'an embedding row')),
   run: (call, ops) => {
     const [V, D] = call.inTypes[0]!.shape as [number, number];
     const P = numel(call.inTypes[1]!.shape);
-    ops.embedding!(call.stream, code(call.inTypes[0]!), P, V, D, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    ops.embedding(call.stream, code(call.inTypes[0]!), P, V, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
     checkIndicesAfter(call, ops);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'embedding_backward',
   name: 'embedding_backward_cuda',
   supports: (p) => both(oneFloatStorage(p), rowLength(p.inTypes[1]!.shape.at(-1)!, 'an embedding row')),
   run: (call, ops) => {
     const P = numel(call.inTypes[0]!.shape);
     const [V, D] = call.outTypes[0]!.shape as [number, number];
-    ops.embeddingBackward!(call.stream, code(call.inTypes[1]!), P, V, D, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    ops.embeddingBackward(call.stream, code(call.inTypes[1]!), P, V, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
     checkIndicesAfter(call, ops);
   },
 });
@@ -179,52 +189,55 @@ const ignoreOk = (p: KernelParams): true | string => {
   return Number.isInteger(ig) && Math.abs(ig) <= I32_MAX ? true : `an ignoreIndex outside the i32 range (${ig})`;
 };
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'cross_entropy',
   name: 'cross_entropy_cuda',
   supports: (p) => both(oneFloatStorage(p, [], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
+  workspace: (p) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)),
   run: (call, ops) => {
     const [N, V] = call.inTypes[0]!.shape as [number, number];
-    ops.crossEntropy!(call.stream, code(call.inTypes[0]!), N, V, call.attrs.ignoreIndex as number, ...at(call.inputs[0]!), ...at(call.inputs[1]!), ...at(call.outputs[0]!));
+    ops.crossEntropy(call.stream, code(call.inTypes[0]!), N, V, call.attrs.ignoreIndex as number, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!, call.workspace);
     checkIndicesAfter(call, ops);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'cross_entropy_backward',
   name: 'cross_entropy_backward_cuda',
   supports: (p) => both(oneFloatStorage(p, [2]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
+  workspace: () => 4,
   run: (call, ops) => {
     const [N, V] = call.inTypes[0]!.shape as [number, number];
     const [logits, targets, g] = call.inputs;
-    ops.crossEntropyBackward!(
+    ops.crossEntropyBackward(
       call.stream,
       code(call.inTypes[0]!),
       code(call.inTypes[2]!),
       N,
       V,
       call.attrs.ignoreIndex as number,
-      ...at(logits!),
-      ...at(targets!),
-      ...at(g!),
-      ...at(call.outputs[0]!),
+      logits!,
+      targets!,
+      g!,
+      call.outputs[0]!,
+      call.workspace,
     );
     checkIndicesAfter(call, ops);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'causal_mask',
   name: 'causal_mask_cuda',
   supports: (p) => oneFloatStorage(p),
   run: (call, ops) => {
     const shape = call.inTypes[0]!.shape;
     const [T, S] = shape.slice(-2) as [number, number];
-    ops.causalMask!(call.stream, code(call.inTypes[0]!), numel(shape.slice(0, -2)), T, S, call.attrs.value as number, ...at(call.inputs[0]!), ...at(call.outputs[0]!));
+    ops.causalMask(call.stream, code(call.inTypes[0]!), numel(shape.slice(0, -2)), T, S, call.attrs.value as number, call.inputs[0]!, call.outputs[0]!);
   },
 });
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'adamw',
   name: 'adamw_cuda',
   supports: (p) => {
@@ -239,7 +252,7 @@ registerCuda({
     const [param, grad, m, v, lr, step] = call.inputs;
     const [p2, m2, v2] = call.outputs;
     const a = call.attrs;
-    ops.adamw!(
+    ops.adamw(
       call.stream,
       code(call.inTypes[1]!),
       code(call.inTypes[4]!),
@@ -249,15 +262,15 @@ registerCuda({
       a.beta2 as number,
       a.eps as number,
       a.weightDecay as number,
-      ...at(param!),
-      ...at(grad!),
-      ...at(m!),
-      ...at(v!),
-      ...at(lr!),
-      ...at(step!),
-      ...at(p2!),
-      ...at(m2!),
-      ...at(v2!),
+      param!,
+      grad!,
+      m!,
+      v!,
+      lr!,
+      step!,
+      p2!,
+      m2!,
+      v2!,
     );
   },
 });
@@ -265,7 +278,7 @@ registerCuda({
 // adamw_multi (made by fusion): every parameter in a few launches (32 tensors per launch, passed
 // by value as kernel parameters, so a captured graph holds them). One gradient dtype per node (the
 // fusion groups by it).
-registerCuda({
+registerCuda<KernelParams>({
   op: 'adamw_multi',
   name: 'adamw_multi_cuda',
   needs: ['adamwMulti'],
@@ -282,36 +295,35 @@ registerCuda({
   },
   run: (call, ops) => {
     const a = call.attrs;
-    const tensors: number[] = [];
+    const tensors = [];
     for (let k = 0; 2 + 4 * k < call.inputs.length; k++) {
       const [param, grad, m, v] = call.inputs.slice(2 + 4 * k, 6 + 4 * k);
-      const [p2, m2, v2] = call.outputs.slice(3 * k, 3 * k + 3);
-      tensors.push(numel(call.inTypes[2 + 4 * k]!.shape), ...at(param!), ...at(grad!), ...at(m!), ...at(v!), ...at(p2!), ...at(m2!), ...at(v2!));
+      const [param2, m2, v2] = call.outputs.slice(3 * k, 3 * k + 3);
+      tensors.push({ n: numel(call.inTypes[2 + 4 * k]!.shape), param: param!, grad: grad!, m: m!, v: v!, param2: param2!, m2: m2!, v2: v2! });
     }
-    ops.adamwMulti!(
+    ops.adamwMulti(
       call.stream,
       code(call.inTypes[3]!),
       code(call.inTypes[0]!),
       code(call.inTypes[1]!),
-      (call.inputs.length - 2) / 4,
       a.beta1 as number,
       a.beta2 as number,
       a.eps as number,
       a.weightDecay as number,
-      ...at(call.inputs[0]!),
-      ...at(call.inputs[1]!),
-      ...tensors,
+      call.inputs[0]!,
+      call.inputs[1]!,
+      tensors,
     );
   },
 });
 
 // clip_coef: one thread turns the gradients' sum of squares into the clipping factor and the norm.
-registerCuda({
+registerCuda<KernelParams>({
   op: 'clip_coef',
   name: 'clip_coef_cuda',
   needs: ['clipCoef'],
   supports: floatStorage,
   run: (call, ops) => {
-    ops.clipCoef!(call.stream, ...at(call.inputs[0]!), ...at(call.outputs[0]!), ...at(call.outputs[1]!), call.attrs.maxNorm as number);
+    ops.clipCoef(call.stream, call.inputs[0]!, call.outputs[0]!, call.outputs[1]!, call.attrs.maxNorm as number);
   },
 });

@@ -1,37 +1,17 @@
 /**
- * CUDA candidates of the 'tensor' op family (native/ops/tensor.cu). Each candidate calls one native
- * entry point; the signatures below must match the comments at the top of each kernel group in
- * tensor.cu. A tensor argument is two numbers, at(arg) = (allocation base, byte offset); dtype codes
- * are DTYPE_CODE's (0 f32, 1 bf16, 2 f16, 3 i32).
- *
- *   fill(stream, dtype, n, value, out)
- *   add / mul(stream, dtype, rank, outShape[rank], aShape[rank], bShape[rank], a, b, out)
- *       aShape, bShape right-aligned to rank with leading 1s
- *   sumTo / sum / mean / max(stream, dtype, rank, xShape[rank], keepShape[rank], x, out)
- *   maxBackward(stream, dtype, rank, xShape[rank], keepShape[rank], g, x, out)
- *       keepShape: x's shape with the reduced dimensions set to 1
- *   broadcastTo(stream, dtype, rank, outShape[rank], xShape[rank], x, out)
- *   reshape(stream, dtype, n, x, out)
- *   scale(stream, dtype, n, alpha, x, out)
- *   biasAdd(stream, dtype, rows, cols, x, bias, out)
- *   gelu / silu(stream, dtype, n, x, out)
- *   geluBackward / siluBackward(stream, dtype, n, g, x, out)
- *   swiglu(stream, dtype, n, gate, up, out)
- *   transpose(stream, dtype, rank, xShape[rank], perm[rank], x, out)
- *   slice(stream, dtype, outer, size, inner, start, length, x, out)
- *   sliceBackward(stream, dtype, outer, size, inner, start, length, g, out)
- *   concat(stream, dtype, outer, inner, k, sizes[k], x_0, ..., x_{k-1}, out)
- *   cast(stream, fromDtype, toDtype, n, x, out)
+ * CUDA candidates of the 'tensor' op family (native/ops/tensor/). Each candidate calls one native
+ * entry point through its typed signature, generated from the ABI table
+ * (packages/kernels-native/abi/table.mjs), where every signature is declared once.
  *
  * Computing kernels take one float storage dtype for every tensor (f32, bf16 or f16; FP32
  * arithmetic, one rounding on store); the data movers (reshape, broadcast_to, transpose, slice,
  * concat) also move i32. Shapes travel as numbers, so ops that pass shapes handle rank <= 8.
  */
 import type { DTypeName } from '@deepwell/core';
+import { FLOAT_STORAGE, dtypeCode as code, floatStorage, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { axisOf, type KernelParams } from '../op.js';
 import { reduction } from '../ops/sum.js';
 import { numel, shapeStr, type ValueType } from '../types.js';
-import { DTYPE_CODE, FLOAT_STORAGE, at, floatStorage, registerCuda, type CudaCall } from './kernels.js';
 
 /** The most dimensions a shape passed to a native entry point may have. */
 export const CUDA_MAX_RANK = 8;
@@ -39,9 +19,7 @@ export const CUDA_MAX_RANK = 8;
 const MOVABLE: readonly DTypeName[] = ['f32', 'bf16', 'f16', 'i32'];
 
 type Check = (p: KernelParams) => true | string;
-type NativeFn = (...args: number[]) => unknown;
-
-const code = (t: ValueType): number => DTYPE_CODE[t.dtype]!;
+type Call = CudaCall<KernelParams>;
 const tensors = (p: KernelParams): ValueType[] => [...p.inTypes, ...p.outTypes];
 
 /** Every tensor in one float storage dtype (f32, bf16 or f16). */
@@ -79,20 +57,27 @@ const all = (...checks: Check[]): Check => (p) => {
 };
 
 /** Registers `<op>_cuda`, calling the native entry point `entry`. */
-function cuda(op: string, entry: string, supports: Check, run: (c: CudaCall, fn: NativeFn) => void): void {
-  registerCuda({
+function cuda<E extends keyof NativeEntries>(
+  op: string,
+  entry: E,
+  supports: Check,
+  run: (c: Call, fn: NativeEntries[E]) => void,
+  workspace?: (p: KernelParams) => number,
+): void {
+  registerCuda<KernelParams>({
     op,
     name: `${op}_cuda`,
     needs: [entry],
     supports,
-    run: (c, ops) => run(c, ops[entry]!),
+    workspace,
+    run: (c, entries) => run(c, entries[entry].bind(entries) as NativeEntries[E]),
   });
 }
 
-const input = (c: CudaCall, i: number): [number, number] => at(c.inputs[i]!);
-const output = (c: CudaCall): [number, number] => at(c.outputs[0]!);
-const inType = (c: KernelParams, i = 0): ValueType => c.inTypes[i]!;
-const outType = (c: KernelParams): ValueType => c.outTypes[0]!;
+const input = (c: Call, i: number): DevArg => c.inputs[i]!;
+const output = (c: Call): DevArg => c.outputs[0]!;
+const inType = (c: Pick<KernelParams, 'inTypes'>, i = 0): ValueType => c.inTypes[i]!;
+const outType = (c: Pick<KernelParams, 'outTypes'>): ValueType => c.outTypes[0]!;
 
 /** `shape` right-aligned to `rank` with leading 1s. */
 const padTo = (shape: readonly number[], rank: number): number[] => [...new Array<number>(rank - shape.length).fill(1), ...shape];
@@ -101,18 +86,18 @@ const padTo = (shape: readonly number[], rank: number): number[] => [...new Arra
 
 cuda('fill', 'fill', oneFloat, (c, fn) => {
   const o = outType(c);
-  fn(c.stream, code(o), numel(o.shape), c.attrs.value as number, ...output(c));
+  fn(c.stream, code(o), numel(o.shape), c.attrs.value as number, output(c));
 });
 
 cuda('scale', 'scale', oneFloat, (c, fn) => {
   const x = inType(c);
-  fn(c.stream, code(x), numel(x.shape), c.attrs.alpha as number, ...input(c, 0), ...output(c));
+  fn(c.stream, code(x), numel(x.shape), c.attrs.alpha as number, input(c, 0), output(c));
 });
 
 for (const [op, entry] of [['gelu', 'gelu'], ['silu', 'silu']] as const) {
   cuda(op, entry, oneFloat, (c, fn) => {
     const x = inType(c);
-    fn(c.stream, code(x), numel(x.shape), ...input(c, 0), ...output(c));
+    fn(c.stream, code(x), numel(x.shape), input(c, 0), output(c));
   });
 }
 
@@ -120,21 +105,21 @@ for (const [op, entry] of [['gelu', 'gelu'], ['silu', 'silu']] as const) {
 for (const [op, entry] of [['gelu_backward', 'geluBackward'], ['silu_backward', 'siluBackward'], ['swiglu', 'swiglu']] as const) {
   cuda(op, entry, oneFloat, (c, fn) => {
     const o = outType(c);
-    fn(c.stream, code(o), numel(o.shape), ...input(c, 0), ...input(c, 1), ...output(c));
+    fn(c.stream, code(o), numel(o.shape), input(c, 0), input(c, 1), output(c));
   });
 }
 
 cuda('bias_add', 'biasAdd', oneFloat, (c, fn) => {
   const x = inType(c);
   const cols = x.shape.at(-1)!;
-  fn(c.stream, code(x), numel(x.shape.slice(0, -1)), cols, ...input(c, 0), ...input(c, 1), ...output(c));
+  fn(c.stream, code(x), numel(x.shape.slice(0, -1)), cols, input(c, 0), input(c, 1), output(c));
 });
 
 for (const op of ['add', 'mul'] as const) {
   cuda(op, op, all(oneFloat, smallRank), (c, fn) => {
     const o = outType(c);
     const r = o.shape.length;
-    fn(c.stream, code(o), r, ...o.shape, ...padTo(inType(c, 0).shape, r), ...padTo(inType(c, 1).shape, r), ...input(c, 0), ...input(c, 1), ...output(c));
+    fn(c.stream, code(o), o.shape, padTo(inType(c, 0).shape, r), padTo(inType(c, 1).shape, r), input(c, 0), input(c, 1), output(c));
   });
 }
 
@@ -142,18 +127,18 @@ for (const op of ['add', 'mul'] as const) {
 
 cuda('reshape', 'reshape', oneMovable, (c, fn) => {
   const x = inType(c);
-  fn(c.stream, code(x), numel(x.shape), ...input(c, 0), ...output(c));
+  fn(c.stream, code(x), numel(x.shape), input(c, 0), output(c));
 });
 
 cuda('broadcast_to', 'broadcastTo', all(oneMovable, smallRank), (c, fn) => {
   const o = outType(c);
   const r = o.shape.length;
-  fn(c.stream, code(o), r, ...o.shape, ...padTo(inType(c).shape, r), ...input(c, 0), ...output(c));
+  fn(c.stream, code(o), o.shape, padTo(inType(c).shape, r), input(c, 0), output(c));
 });
 
 cuda('transpose', 'transpose', all(oneMovable, smallRank), (c, fn) => {
   const x = inType(c);
-  fn(c.stream, code(x), x.shape.length, ...x.shape, ...(c.attrs.perm as readonly number[]), ...input(c, 0), ...output(c));
+  fn(c.stream, code(x), x.shape, c.attrs.perm as readonly number[], input(c, 0), output(c));
 });
 
 /** [outer, size, inner] around `axis` of `shape`. */
@@ -167,14 +152,14 @@ cuda('slice', 'slice', oneMovable, (c, fn) => {
   const axis = axisOf('slice', c.attrs.axis as number, x.shape.length);
   const start = c.attrs.start as number;
   const end = c.attrs.end as number;
-  fn(c.stream, code(x), ...around(x.shape, axis), start, end - start, ...input(c, 0), ...output(c));
+  fn(c.stream, code(x), ...around(x.shape, axis), start, end - start, input(c, 0), output(c));
 });
 
 cuda('slice_backward', 'sliceBackward', oneFloat, (c, fn) => {
   const g = inType(c);
   const o = outType(c);
   const axis = axisOf('slice_backward', c.attrs.axis as number, o.shape.length);
-  fn(c.stream, code(o), ...around(o.shape, axis), c.attrs.start as number, g.shape[axis]!, ...input(c, 0), ...output(c));
+  fn(c.stream, code(o), ...around(o.shape, axis), c.attrs.start as number, g.shape[axis]!, input(c, 0), output(c));
 });
 
 cuda('concat', 'concat', oneMovable, (c, fn) => {
@@ -182,7 +167,7 @@ cuda('concat', 'concat', oneMovable, (c, fn) => {
   const axis = axisOf('concat', c.attrs.axis as number, o.shape.length);
   const [outer, , inner] = around(o.shape, axis);
   const sizes = c.inTypes.map((t) => t.shape[axis]!);
-  fn(c.stream, code(o), outer, inner, sizes.length, ...sizes, ...c.inputs.flatMap((a) => at(a)), ...output(c));
+  fn(c.stream, code(o), outer, inner, sizes, c.inputs, output(c));
 });
 
 cuda('cast', 'cast', (p) => {
@@ -190,28 +175,53 @@ cuda('cast', 'cast', (p) => {
   return bad ? `no CUDA kernel for ${bad.dtype} storage` : true;
 }, (c, fn) => {
   const x = inType(c);
-  fn(c.stream, code(x), code(outType(c)), numel(x.shape), ...input(c, 0), ...output(c));
+  fn(c.stream, code(x), code(outType(c)), numel(x.shape), input(c, 0), output(c));
 });
 
 // ---- reductions -------------------------------------------------------------------------------
 
-for (const [op, entry] of [['sum', 'sum'], ['mean', 'mean'], ['max', 'max']] as const) {
-  cuda(op, entry, all(oneFloat, smallRank), (c, fn) => {
-    const x = inType(c);
-    const keep = reduction(op, x, c.attrs).keepShape;
-    fn(c.stream, code(x), x.shape.length, ...x.shape, ...keep, ...input(c, 0), ...output(c));
-  });
+/**
+ * The reductions' workspace: a whole tensor (or a few outputs) summed over a long row is cut into
+ * slices whose partial results go to the workspace, one 16-byte slot per slice, and a second kernel
+ * adds them in a fixed order (native/ops/tensor: "split row mode", used for at most 64 outputs over
+ * at least 65536 elements each, about 1024 slices in all). Declared here as that bound: at most
+ * 1024 + 63 slots.
+ */
+const SPLIT_MAX_OUTPUTS = 64;
+const SPLIT_MIN_COUNT = 65536;
+const SPLIT_SLOT_BYTES = 16;
+export function reduceWorkspace(x: ValueType, keep: readonly number[]): number {
+  const nOut = numel(keep);
+  const count = numel(x.shape) / Math.max(1, nOut);
+  return nOut <= SPLIT_MAX_OUTPUTS && count >= SPLIT_MIN_COUNT ? (1024 + SPLIT_MAX_OUTPUTS - 1) * SPLIT_SLOT_BYTES : 0;
 }
 
-cuda('max_backward', 'maxBackward', all(oneFloat, smallRank), (c, fn) => {
-  const x = inType(c, 1);
-  const keep = reduction('max_backward', x, c.attrs).keepShape;
-  fn(c.stream, code(x), x.shape.length, ...x.shape, ...keep, ...input(c, 0), ...input(c, 1), ...output(c));
-});
+for (const [op, entry] of [['sum', 'sum'], ['mean', 'mean'], ['max', 'max']] as const) {
+  const keepOf = (p: KernelParams) => reduction(op, inType(p), p.attrs).keepShape;
+  cuda(
+    op,
+    entry,
+    all(oneFloat, smallRank),
+    (c, fn) => fn(c.stream, code(inType(c)), inType(c).shape, keepOf(c), input(c, 0), output(c), c.workspace),
+    (p) => reduceWorkspace(inType(p), keepOf(p)),
+  );
+}
+
+const maxBackwardKeep = (p: KernelParams) => reduction('max_backward', inType(p, 1), p.attrs).keepShape;
+cuda(
+  'max_backward',
+  'maxBackward',
+  all(oneFloat, smallRank),
+  (c, fn) => fn(c.stream, code(inType(c, 1)), inType(c, 1).shape, maxBackwardKeep(c), input(c, 0), input(c, 1), output(c), c.workspace),
+  (p) => reduceWorkspace(inType(p, 1), maxBackwardKeep(p)),
+);
 
 // sum_to reduces x to its target shape, right-aligned: the target is the keepdims shape.
-cuda('sum_to', 'sumTo', all(oneFloat, smallRank), (c, fn) => {
-  const x = inType(c);
-  const r = x.shape.length;
-  fn(c.stream, code(x), r, ...x.shape, ...padTo(outType(c).shape, r), ...input(c, 0), ...output(c));
-});
+const sumToKeep = (p: KernelParams) => padTo(outType(p).shape, inType(p).shape.length);
+cuda(
+  'sum_to',
+  'sumTo',
+  all(oneFloat, smallRank),
+  (c, fn) => fn(c.stream, code(inType(c)), inType(c).shape, sumToKeep(c), input(c, 0), output(c), c.workspace),
+  (p) => reduceWorkspace(inType(p), sumToKeep(p)),
+);

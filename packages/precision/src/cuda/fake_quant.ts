@@ -4,8 +4,9 @@
  * reference. Tensorwise FP8 and NVFP4 first reduce the tensor amax on the device. quant_stats'
  * candidate (cuda/quant_stats.ts) shares the view and the shape rules.
  */
-import { DTYPE_CODE, at, axisOf, floatStorage, numel, registerCuda, type CudaCall, type KernelParams, type NativeOps } from '@deepwell/ir';
-import { FORMAT_CODE, blockAlong, type AnyFormat } from './native.js';
+import { FORMAT_CODE, SCALE_MODE_CODE, dtypeCode, floatStorage, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
+import { axisOf, numel, type KernelParams } from '@deepwell/ir';
+import { blockAlong, type AnyFormat } from './native.js';
 
 /** x as [outer, len, inner] around the blocks' axis (the last two axes for 128 × 128 tiles). */
 export function view(p: Pick<KernelParams, 'inTypes' | 'attrs'>): [number, number, number] {
@@ -28,18 +29,27 @@ export function supportsBlocks(p: KernelParams): true | string {
   return true;
 }
 
-/** run() of a candidate whose entry point takes (stream, format, scaleMode, dtype, outer, len, inner, x, out). */
+/** run() of a candidate whose entry point takes (stream, format, scaleMode, dtype, outer, len, inner, x, out, workspace). */
 export const runBlocked =
   (entry: 'fakeQuant' | 'quantStats') =>
-  (call: CudaCall, ops: NativeOps): void => {
+  (call: CudaCall<KernelParams>, ops: NativeEntries): void => {
     const [outer, len, inner] = view(call);
-    ops[entry]!(call.stream, FORMAT_CODE[call.attrs.format as AnyFormat], call.attrs.scaleMode === 'rceil' ? 1 : 0, DTYPE_CODE[call.inTypes[0]!.dtype]!, outer, len, inner, ...at(call.inputs[0]!), ...at(call.outputs[0]!));
+    const f = FORMAT_CODE[call.attrs.format as AnyFormat];
+    const mode = SCALE_MODE_CODE[call.attrs.scaleMode === 'rceil' ? 'rceil' : 'floor'];
+    ops[entry](call.stream, f, mode, dtypeCode(call.inTypes[0]!), outer, len, inner, call.inputs[0]!, call.outputs[0]!, call.workspace);
   };
 
-registerCuda({
+/**
+ * The workspace of fakeQuant and quantStats: one device word for the tensor amax (tensorwise FP8,
+ * NVFP4) or the statistics' accumulators (quantStats): at most 64 bytes, declared as 256.
+ */
+export const BLOCKED_WORKSPACE = 256;
+
+registerCuda<KernelParams>({
   op: 'fake_quant',
   name: 'fake_quant_cuda',
   needs: ['fakeQuant'],
   supports: (p) => (p.inTypes[0]!.dtype !== p.outTypes[0]!.dtype ? `expects x and y in one storage dtype, got ${p.inTypes[0]!.dtype} and ${p.outTypes[0]!.dtype}` : supportsBlocks(p)),
+  workspace: () => BLOCKED_WORKSPACE,
   run: runBlocked('fakeQuant'),
 });

@@ -1,23 +1,11 @@
 /**
- * The quantization entry points of @deepwell/kernels-native (native/quant/quantize.cu, whose header
- * documents each signature), reached through @deepwell/ir's nativeOps(): format codes, and the
- * sizes of what each call writes. Callers check their arguments before these; the native side
- * checks them again.
+ * Facts of the formats that the quantization entry points of @deepwell/kernels-native (native/quant,
+ * signatures and format codes in its ABI table) need: the sizes of what each call writes. Callers
+ * check their arguments before these; the native side checks them again.
  */
 import { fakeQuantBlocking, type FakeQuantFormat } from '../ops/fake_quant.js';
 
 export type AnyFormat = FakeQuantFormat;
-
-export const FORMAT_CODE: Readonly<Record<AnyFormat, number>> = Object.freeze({
-  'mxfp8-e4m3': 0,
-  'mxfp8-e5m2': 1,
-  mxfp4: 2,
-  nvfp4: 3,
-  'fp8-e4m3': 4,
-  'fp8-e5m2': 5,
-  'fp8-block1x128': 6,
-  'fp8-block128x128': 7,
-});
 
 // Facts of a format, from fake_quant's one table of blockings.
 export const isFp4 = (f: AnyFormat): boolean => fakeQuantBlocking(f).element === 'e2m1';

@@ -5,13 +5,15 @@
  * counts equal the reference's; the log2 of a scale that is not a power of two may differ from
  * Math.log2's in the last place (the device's double log2, rounded to f32).
  */
-import { registerCuda } from '@deepwell/ir';
-import { runBlocked, supportsBlocks } from './fake_quant.js';
+import { registerCuda } from '@deepwell/kernels-native';
+import type { KernelParams } from '@deepwell/ir';
+import { BLOCKED_WORKSPACE, runBlocked, supportsBlocks } from './fake_quant.js';
 
-registerCuda({
+registerCuda<KernelParams>({
   op: 'quant_stats',
   name: 'quant_stats_cuda',
   needs: ['quantStats'],
   supports: supportsBlocks,
+  workspace: () => BLOCKED_WORKSPACE,
   run: runBlocked('quantStats'),
 });
