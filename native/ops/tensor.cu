@@ -1,4 +1,4 @@
-// CUDA kernels of the 'tensor' op family; see ops_common.h for the conventions.
+// CUDA kernels of the 'tensor' op family; see common/args.h for the conventions.
 //
 // Every entry point takes the stream handle first and a dtype code second, then sizes (plain
 // integers), then each tensor as (allocation base, byte offset): inputs in the op's order, the
@@ -15,7 +15,8 @@
 //   - Reductions are deterministic: each output is reduced by one warp or one block in a fixed
 //     order that depends on the shapes only (no atomics), accumulating in FP32.
 //   - n = 0 (or any empty output) launches nothing; every launch is followed by checkLaunch.
-#include "ops/ops_common.h"
+#include "common/args.h"
+#include "common/launch.h"
 
 #include <algorithm>
 #include <atomic>

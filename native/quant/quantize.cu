@@ -34,7 +34,8 @@
 //   quantStats(stream, fmt, scaleMode, dtype, outer, len, inner, x, stats)
 //       stats (f32[6]): what fakeQuant does to x (amax; non-finite, underflowed and clamped shares;
 //       log2 of the smallest and largest usable block scale), as the quant_stats op defines them.
-#include "ops/ops_common.h"
+#include "common/args.h"
+#include "common/launch.h"
 
 #include <cuda_fp8.h>
 

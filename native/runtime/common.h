@@ -109,8 +109,8 @@ inline void def(Napi::Env env, Napi::Object exports, const char* name, Napi::Fun
   exports.Set(name, Napi::Function::New(env, fn, name));
 }
 
-// Each source file registers its functions through one of these.
-void initDevice(Napi::Env env, Napi::Object exports);
+// Each runtime source file and each op family registers its functions through one of these
+// (device.cpp's Init calls them).
 void initMemory(Napi::Env env, Napi::Object exports);
 void initStreams(Napi::Env env, Napi::Object exports);
 void initSmoke(Napi::Env env, Napi::Object exports);
@@ -119,6 +119,7 @@ void initGemm(Napi::Env env, Napi::Object exports);
 void initGemmFallback(Napi::Env env, Napi::Object exports);
 void initOps_tensor(Napi::Env env, Napi::Object exports);
 void initOps_nn(Napi::Env env, Napi::Object exports);
+void initOpsErrors(Napi::Env env, Napi::Object exports);
 void initOps_moe(Napi::Env env, Napi::Object exports);
 void initQuant(Napi::Env env, Napi::Object exports);
 
