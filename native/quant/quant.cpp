@@ -26,11 +26,8 @@
 namespace dw {
 
 void initQuant(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "quantAmax", quant::QuantAmax);
-  def(env, exports, "quantize", quant::Quantize);
-  def(env, exports, "dequantize", quant::Dequantize);
-  def(env, exports, "fakeQuant", quant::FakeQuant);
-  def(env, exports, "quantStats", quant::QuantStats);
+  using namespace quant;
+  DW_QUANT_ENTRY_POINTS(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

@@ -109,6 +109,12 @@ inline void def(Napi::Env env, Napi::Object exports, const char* name, Napi::Fun
   exports.Set(name, Napi::Function::New(env, fn, name));
 }
 
+// An op family lists its entry points once, as X(exported name, function) in registration order
+// (DW_NN_ENTRY_POINTS and the like, in the family's header): DW_DECLARE_ENTRY declares the
+// functions, DW_DEF_ENTRY registers them (env and exports in scope).
+#define DW_DECLARE_ENTRY(name, fn) Napi::Value fn(const Napi::CallbackInfo& info);
+#define DW_DEF_ENTRY(name, fn) def(env, exports, name, fn);
+
 // Each runtime source file and each op family registers its functions through one of these
 // (device.cpp's Init calls them).
 void initMemory(Napi::Env env, Napi::Object exports);

@@ -17,12 +17,8 @@
 namespace dw {
 
 void initOps_moe(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "topk", moe::Topk);
-  def(env, exports, "topkBackward", moe::TopkBackward);
-  def(env, exports, "gatherRows", moe::GatherRows);
-  def(env, exports, "scatterAddRows", moe::ScatterAddRows);
-  def(env, exports, "moePlan", moe::MoePlan);
-  def(env, exports, "oneHot", moe::OneHot);
+  using namespace moe;
+  DW_MOE_ENTRY_POINTS(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

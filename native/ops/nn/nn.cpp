@@ -27,21 +27,8 @@
 namespace dw {
 
 void initOps_nn(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "softmax", nn::Softmax);
-  def(env, exports, "softmaxBackward", nn::SoftmaxBackward);
-  def(env, exports, "layernorm", nn::Layernorm);
-  def(env, exports, "addLayernorm", nn::AddLayernorm);
-  def(env, exports, "layernormBackward", nn::LayernormBackward);
-  def(env, exports, "rmsnorm", nn::Rmsnorm);
-  def(env, exports, "rmsnormBackward", nn::RmsnormBackward);
-  def(env, exports, "embedding", nn::Embedding);
-  def(env, exports, "embeddingBackward", nn::EmbeddingBackward);
-  def(env, exports, "crossEntropy", nn::CrossEntropy);
-  def(env, exports, "crossEntropyBackward", nn::CrossEntropyBackward);
-  def(env, exports, "causalMask", nn::CausalMask);
-  def(env, exports, "adamw", nn::Adamw);
-  def(env, exports, "adamwMulti", nn::AdamwMulti);
-  def(env, exports, "clipCoef", nn::ClipCoef);
+  using namespace nn;
+  DW_NN_ENTRY_POINTS(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

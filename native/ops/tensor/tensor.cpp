@@ -23,28 +23,8 @@
 namespace dw {
 
 void initOps_tensor(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "fill", tensor::Fill);
-  def(env, exports, "add", tensor::Add);
-  def(env, exports, "mul", tensor::Mul);
-  def(env, exports, "sumTo", tensor::SumTo);
-  def(env, exports, "broadcastTo", tensor::BroadcastTo);
-  def(env, exports, "reshape", tensor::Reshape);
-  def(env, exports, "scale", tensor::Scale);
-  def(env, exports, "biasAdd", tensor::BiasAdd);
-  def(env, exports, "gelu", tensor::Gelu);
-  def(env, exports, "geluBackward", tensor::GeluBackward);
-  def(env, exports, "silu", tensor::Silu);
-  def(env, exports, "siluBackward", tensor::SiluBackward);
-  def(env, exports, "swiglu", tensor::Swiglu);
-  def(env, exports, "transpose", tensor::Transpose);
-  def(env, exports, "slice", tensor::Slice);
-  def(env, exports, "sliceBackward", tensor::SliceBackward);
-  def(env, exports, "concat", tensor::Concat);
-  def(env, exports, "sum", tensor::Sum);
-  def(env, exports, "mean", tensor::Mean);
-  def(env, exports, "max", tensor::Max);
-  def(env, exports, "maxBackward", tensor::MaxBackward);
-  def(env, exports, "cast", tensor::Cast);
+  using namespace tensor;
+  DW_TENSOR_ENTRY_POINTS(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

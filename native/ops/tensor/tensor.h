@@ -1,35 +1,35 @@
-// The 'tensor' op family's entry points (elementwise.cu, movement.cu, reduce.cu, cast.cu;
-// tensor.cpp registers them and describes what they share).
+// The 'tensor' op family's entry points, as X(exported name, function in dw::tensor) in
+// registration order, each defined in the file named beside it; tensor.cpp registers them and
+// describes what they share.
 #pragma once
 #include "runtime/common.h"
 
+#define DW_TENSOR_ENTRY_POINTS(X)                        \
+  X("fill", Fill)                   /* elementwise.cu */ \
+  X("add", Add)                     /* elementwise.cu */ \
+  X("mul", Mul)                     /* elementwise.cu */ \
+  X("sumTo", SumTo)                 /* reduce.cu */      \
+  X("broadcastTo", BroadcastTo)     /* movement.cu */    \
+  X("reshape", Reshape)             /* movement.cu */    \
+  X("scale", Scale)                 /* elementwise.cu */ \
+  X("biasAdd", BiasAdd)             /* elementwise.cu */ \
+  X("gelu", Gelu)                   /* elementwise.cu */ \
+  X("geluBackward", GeluBackward)   /* elementwise.cu */ \
+  X("silu", Silu)                   /* elementwise.cu */ \
+  X("siluBackward", SiluBackward)   /* elementwise.cu */ \
+  X("swiglu", Swiglu)               /* elementwise.cu */ \
+  X("transpose", Transpose)         /* movement.cu */    \
+  X("slice", Slice)                 /* movement.cu */    \
+  X("sliceBackward", SliceBackward) /* movement.cu */    \
+  X("concat", Concat)               /* movement.cu */    \
+  X("sum", Sum)                     /* reduce.cu */      \
+  X("mean", Mean)                   /* reduce.cu */      \
+  X("max", Max)                     /* reduce.cu */      \
+  X("maxBackward", MaxBackward)     /* reduce.cu */      \
+  X("cast", Cast)                   /* cast.cu */
+
 namespace dw::tensor {
 
-// elementwise.cu
-Napi::Value Fill(const Napi::CallbackInfo& info);
-Napi::Value Scale(const Napi::CallbackInfo& info);
-Napi::Value BiasAdd(const Napi::CallbackInfo& info);
-Napi::Value Gelu(const Napi::CallbackInfo& info);
-Napi::Value GeluBackward(const Napi::CallbackInfo& info);
-Napi::Value Silu(const Napi::CallbackInfo& info);
-Napi::Value SiluBackward(const Napi::CallbackInfo& info);
-Napi::Value Swiglu(const Napi::CallbackInfo& info);
-Napi::Value Add(const Napi::CallbackInfo& info);
-Napi::Value Mul(const Napi::CallbackInfo& info);
-// movement.cu
-Napi::Value Reshape(const Napi::CallbackInfo& info);
-Napi::Value BroadcastTo(const Napi::CallbackInfo& info);
-Napi::Value Transpose(const Napi::CallbackInfo& info);
-Napi::Value Slice(const Napi::CallbackInfo& info);
-Napi::Value SliceBackward(const Napi::CallbackInfo& info);
-Napi::Value Concat(const Napi::CallbackInfo& info);
-// reduce.cu
-Napi::Value Sum(const Napi::CallbackInfo& info);
-Napi::Value SumTo(const Napi::CallbackInfo& info);
-Napi::Value Mean(const Napi::CallbackInfo& info);
-Napi::Value Max(const Napi::CallbackInfo& info);
-Napi::Value MaxBackward(const Napi::CallbackInfo& info);
-// cast.cu
-Napi::Value Cast(const Napi::CallbackInfo& info);
+DW_TENSOR_ENTRY_POINTS(DW_DECLARE_ENTRY)
 
 }  // namespace dw::tensor
