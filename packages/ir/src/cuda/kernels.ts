@@ -23,7 +23,7 @@ export interface CudaCall extends KernelParams {
   outputs: DevArg[];
 }
 
-/** Storage dtype codes of native/ops/ops_common.h. */
+/** Storage dtype codes of native/common/dtype.h. */
 export const DTYPE_CODE: Partial<Record<DTypeName, number>> = { f32: 0, bf16: 1, f16: 2, i32: 3 };
 export const FLOAT_STORAGE: readonly DTypeName[] = ['f32', 'bf16', 'f16'];
 

@@ -1,5 +1,5 @@
 /**
- * CUDA candidates of the 'moe' op family (native/ops/moe.cu, whose header documents each entry
+ * CUDA candidates of the 'moe' op family (native/ops/moe/, whose files' headers document each entry
  * point's signature: stream, dtype code, sizes, then each tensor as (base, offset); moe_plan takes
  * integers only and so no dtype code).
  *

@@ -1,5 +1,5 @@
 /**
- * CUDA candidates of the 'nn' op family (native/ops/nn.cu, whose header documents each entry
+ * CUDA candidates of the 'nn' op family (native/ops/nn/, whose files' headers document each entry
  * point's signature: stream, dtype code(s), sizes, attributes, then each tensor as (base, offset)).
  *
  * Storage: every float tensor of a call in one of f32 / bf16 / f16 (FP32 arithmetic, rounded to

@@ -1,8 +1,8 @@
 /**
- * CUDA candidates of the 'tensor' op family (native/ops/tensor.cu). Each candidate calls one native
- * entry point; the signatures below must match the comments at the top of each kernel group in
- * tensor.cu. A tensor argument is two numbers, at(arg) = (allocation base, byte offset); dtype codes
- * are DTYPE_CODE's (0 f32, 1 bf16, 2 f16, 3 i32).
+ * CUDA candidates of the 'tensor' op family (native/ops/tensor/). Each candidate calls one native
+ * entry point; the signatures below must match the comments at the top of each file there. A
+ * tensor argument is two numbers, at(arg) = (allocation base, byte offset); dtype codes are
+ * DTYPE_CODE's (0 f32, 1 bf16, 2 f16, 3 i32).
  *
  *   fill(stream, dtype, n, value, out)
  *   add / mul(stream, dtype, rank, outShape[rank], aShape[rank], bShape[rank], a, b, out)

@@ -1,6 +1,6 @@
 /**
- * The quantization entry points of @deepwell/kernels-native (native/quant/quantize.cu, whose header
- * documents each signature), reached through @deepwell/ir's nativeOps(): format codes, and the
+ * The quantization entry points of @deepwell/kernels-native (native/quant/, whose files' headers
+ * document each signature), reached through @deepwell/ir's nativeOps(): format codes, and the
  * sizes of what each call writes. Callers check their arguments before these; the native side
  * checks them again.
  */
