@@ -17,7 +17,8 @@
 //   4 gelu(D + bias) with the pre-activation D + bias also written to aux (auxBase, auxOff follow
 //   biasOff), for the GELU backward. biasBase 0 when the epilogue takes none.
 // A shape cuBLASLt has no algorithm for fails with INVALID_ARGUMENT; gemmLtSupported asks first.
-#include "ops/ops_common.h"
+#include "common/args.h"
+#include "common/launch.h"
 #include "runtime/vendor/cublaslt_min.h"
 
 #include <dlfcn.h>

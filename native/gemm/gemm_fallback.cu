@@ -11,7 +11,8 @@
 //
 // gemmFallback(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD,
 //              aBase, aOff, bBase, bOff, dBase, dOff)
-#include "ops/ops_common.h"
+#include "common/args.h"
+#include "common/launch.h"
 
 #include <mma.h>
 

@@ -109,8 +109,14 @@ inline void def(Napi::Env env, Napi::Object exports, const char* name, Napi::Fun
   exports.Set(name, Napi::Function::New(env, fn, name));
 }
 
-// Each source file registers its functions through one of these.
-void initDevice(Napi::Env env, Napi::Object exports);
+// An op family lists its entry points once, as X(exported name, function) in registration order
+// (DW_NN_ENTRY_POINTS and the like, in the family's header): DW_DECLARE_ENTRY declares the
+// functions, DW_DEF_ENTRY registers them (env and exports in scope).
+#define DW_DECLARE_ENTRY(name, fn) Napi::Value fn(const Napi::CallbackInfo& info);
+#define DW_DEF_ENTRY(name, fn) def(env, exports, name, fn);
+
+// Each runtime source file and each op family registers its functions through one of these
+// (device.cpp's Init calls them).
 void initMemory(Napi::Env env, Napi::Object exports);
 void initStreams(Napi::Env env, Napi::Object exports);
 void initSmoke(Napi::Env env, Napi::Object exports);
@@ -119,6 +125,7 @@ void initGemm(Napi::Env env, Napi::Object exports);
 void initGemmFallback(Napi::Env env, Napi::Object exports);
 void initOps_tensor(Napi::Env env, Napi::Object exports);
 void initOps_nn(Napi::Env env, Napi::Object exports);
+void initOpsErrors(Napi::Env env, Napi::Object exports);
 void initOps_moe(Napi::Env env, Napi::Object exports);
 void initQuant(Napi::Env env, Napi::Object exports);
 

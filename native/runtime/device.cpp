@@ -105,6 +105,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initGemm(env, exports);
   initOps_tensor(env, exports);
   initOps_nn(env, exports);
+  initOpsErrors(env, exports);
   initOps_moe(env, exports);
   initQuant(env, exports);
   return exports;

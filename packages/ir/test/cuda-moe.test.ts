@@ -1,5 +1,5 @@
 /**
- * The 'moe' family's CUDA kernels (native/ops/moe.cu, src/cuda/moe.ts) against the CPU references
+ * The 'moe' family's CUDA kernels (native/ops/moe/, src/cuda/moe.ts) against the CPU references
  * on the same storage-rounded inputs. Runs only where a GPU is; skips cleanly elsewhere.
  * Integer outputs (topk indices, moe_plan, one_hot) must match exactly; gathers are exact copies;
  * sums follow cuda-nn.test.ts's tolerances (f32 1e-5, bf16 / f16 two units of roundoff against the

@@ -1,5 +1,5 @@
 /**
- * The 'nn' family's CUDA kernels (native/ops/nn.cu, src/cuda/nn.ts) against the CPU references on
+ * The 'nn' family's CUDA kernels (native/ops/nn/, src/cuda/nn.ts) against the CPU references on
  * the same storage-rounded inputs. Runs only where a GPU is; skips cleanly elsewhere.
  *
  * Tolerances: f32 storage, maxError <= 1e-5 with the row's max |want| as the scale wherever the

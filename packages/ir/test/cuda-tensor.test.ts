@@ -1,4 +1,4 @@
-// The 'tensor' family's CUDA kernels (native/ops/tensor.cu) against the float64 CPU references on
+// The 'tensor' family's CUDA kernels (native/ops/tensor/) against the float64 CPU references on
 // the same storage-rounded inputs. Outputs are poisoned with NaN before each run, so an element a
 // kernel never writes fails the comparison. Error budgets are what the precision costs: FP32
 // arithmetic plus one rounding of the output to the storage dtype; reductions grow with length.

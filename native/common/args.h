@@ -1,24 +1,22 @@
-// Conventions every op kernel entry point follows (native/ops/*.cu), so the TypeScript side
-// (packages/ir/src/cuda/) can call them uniformly:
+// How every op kernel entry point (native/ops/, native/quant/, native/gemm/) reads its arguments,
+// so the TypeScript side (packages/ir/src/cuda/) can call them uniformly:
 //
-//   - Storage dtypes are codes: 0 f32, 1 bf16, 2 f16, 3 i32. Arithmetic is always FP32; bf16/f16
-//     are converted on load and rounded to nearest even on store.
+//   - Storage dtypes are codes (common/dtype.h): 0 f32, 1 bf16, 2 f16, 3 i32.
 //   - A tensor argument is two numbers, (allocation base, byte offset): the base must be a live
 //     allocation of the caching allocator and [offset, offset + bytes) must lie inside it;
 //     devArg() checks both and returns the typed pointer. Sizes come as plain integers.
 //   - The stream is a handle from streamCreate (0 = the legacy default stream).
-//   - Every launch is followed by a check of cudaGetLastError(); failures become DeepwellErrors.
+//   - Every launch is followed by a check of cudaGetLastError() (common/launch.h); failures
+//     become DeepwellErrors.
 #pragma once
+#include "common/dtype.h"
 #include "runtime/common.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+#include <cmath>
+#include <string>
+#include <vector>
 
 namespace dw {
-
-enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2, kI32 = 3 };
-
-inline size_t dtypeBytes(int d) { return d == kF32 || d == kI32 ? 4 : 2; }
 
 inline int dtypeArg(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<int>(u64Arg(info, i, "dtype code", 3));
@@ -38,40 +36,28 @@ inline cudaStream_t streamArg(const Napi::CallbackInfo& info, size_t i) {
   return streamFromHandle(info.Env(), u64Arg(info, i, "stream"));
 }
 
-inline void checkLaunch(Napi::Env env, const char* what) {
-  DW_CUDA(env, cudaGetLastError(), std::string(what) + " launch");
+// A signed integer argument (an ignore index may be negative).
+inline int64_t signedArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsNumber())
+    fail(env, "INVALID_ARGUMENT", std::string("Expected a number for ") + name + " (argument " + std::to_string(i) + ")");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(std::fabs(v) <= 2147483647.0) || v != std::trunc(v))
+    fail(env, "INVALID_ARGUMENT", std::string("Expected an integer in [-2147483647, 2147483647] for ") + name + " but received " + formatNumber(v));
+  return static_cast<int64_t>(v);
 }
 
-// FP32 <-> storage conversions.
-__device__ __forceinline__ float toF(float x) { return x; }
-__device__ __forceinline__ float toF(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float toF(__half x) { return __half2float(x); }
-template <typename T> __device__ __forceinline__ T fromF(float x);
-template <> __device__ __forceinline__ float fromF<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 fromF<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ __half fromF<__half>(float x) { return __float2half_rn(x); }
+// Any number (an epsilon, a fill value, a hyperparameter).
+inline double numberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsNumber())
+    fail(info.Env(), "INVALID_ARGUMENT", std::string("Expected a number for ") + name + " (argument " + std::to_string(i) + ")");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
 
-// Runs `body` with T bound to the storage type of a float dtype code.
-#define DW_DISPATCH_FLOAT(env, dtype, T, ...)                                              \
-  switch (dtype) {                                                                         \
-    case ::dw::kF32: { using T = float; __VA_ARGS__; break; }                              \
-    case ::dw::kBF16: { using T = __nv_bfloat16; __VA_ARGS__; break; }                     \
-    case ::dw::kF16: { using T = __half; __VA_ARGS__; break; }                             \
-    default: ::dw::fail(env, "INVALID_DTYPE", "Expected a float dtype code (0 f32, 1 bf16, 2 f16) for this kernel"); \
-  }
-
-// The device address of a __device__ variable on the current device, looked up once per device
-// (`cache` is the caller's, one per variable).
-template <typename S>
-void* deviceSymbol(Napi::Env env, const S& symbol, void* (&cache)[64], const char* what) {
-  int dev = 0;
-  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
-  void* p = dev >= 0 && dev < 64 ? cache[dev] : nullptr;
-  if (!p) {
-    DW_CUDA(env, cudaGetSymbolAddress(&p, symbol), std::string("cudaGetSymbolAddress(") + what + ")");
-    if (dev >= 0 && dev < 64) cache[dev] = p;
-  }
-  return p;
+// A row length that the row kernels index with int.
+inline void checkRowLength(Napi::Env env, uint64_t D, const char* what) {
+  if (D > 2147483647u)
+    fail(env, "INVALID_ARGUMENT", std::string("Expected a row length of at most 2147483647 for ") + what + " but received " + std::to_string(D));
 }
 
 // Reads an entry point's arguments in order and checks the count at the end.
@@ -126,10 +112,5 @@ class Args {
   const char* fn_;
   size_t i_ = 0;
 };
-
-inline unsigned blocksFor(uint64_t n, unsigned threads = 256, unsigned cap = 65535u * 4) {
-  uint64_t b = (n + threads - 1) / threads;
-  return static_cast<unsigned>(b < 1 ? 1 : b > cap ? cap : b);
-}
 
 }  // namespace dw

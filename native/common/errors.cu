@@ -1,0 +1,87 @@
+// The device error words of the op families and opsErrorCheck, which reads them (see errors.h).
+//
+//   opsErrorCheck(stream)
+#include "common/errors.h"
+
+#include "common/args.h"
+#include "common/launch.h"
+
+#include <string>
+
+namespace dw {
+namespace {
+
+__device__ ErrWord g_opsError[kErrFamilies];
+
+const char* const kFamilyNames[kErrFamilies] = {"nn", "moe"};
+
+// The message of a recorded error.
+std::string errorMessage(ErrFamily family, const ErrWord& h) {
+  const std::string pos = std::to_string(h.pos), bound = std::to_string(h.bound), value = formatNumber(h.value);
+  switch (h.op) {
+    case kOpEmbedding:
+    case kOpEmbeddingBackward:
+      return std::string(h.op == kOpEmbedding ? "embedding" : "embedding_backward") + ": Expected an id in [0, " + bound + ") for ids (flat position " + pos +
+             ") but received " + value;
+    case kOpCrossEntropy:
+    case kOpCrossEntropyBackward:
+      return std::string(h.op == kOpCrossEntropy ? "cross_entropy" : "cross_entropy_backward") + ": Expected a target in [0, " + bound +
+             ") or the ignore index " + std::to_string(h.aux) + " for row " + pos + " but received " + value;
+    case kOpAdamw:
+      return "adamw: Expected a step count >= 1 for input 'step' but received " + value;
+    case kOpTopkBackward:
+      return "topk_backward: Expected an index in [0, " + bound + ") for indices (flat position " + pos + ") but received " + value;
+    case kOpGatherRows:
+      return "gather_rows: Expected -1 or an index in [0, " + bound + ") for idx[" + pos + "] but received " + value;
+    case kOpScatterAddRows:
+      return "scatter_add_rows: Expected -1 or an index in [0, " + bound + ") for idx[" + pos + "] but received " + value;
+    case kOpMoePlan:
+      return "moe_plan: Expected an expert id in [0, " + bound + ") for experts[" + pos + ", " + std::to_string(h.aux) + "] but received " + value;
+    case kOpOneHot:
+      return "one_hot: Expected -1 or an index in [0, " + bound + ") for idx (flat position " + pos + ") but received " + value;
+    default:
+      return std::string(family == kErrNn ? "an nn" : "a moe") + " kernel recorded bad data (op code " + std::to_string(h.op) + ", position " + pos +
+             ", value " + value + ")";
+  }
+}
+
+// Reads and clears `family`'s word; "" when it was clear. Synchronises the stream.
+std::string takeError(Napi::Env env, cudaStream_t s, ErrFamily family) {
+  const size_t at = static_cast<size_t>(family) * sizeof(ErrWord);
+  const std::string word = std::string(" (") + kFamilyNames[family] + " error word)";
+  ErrWord h{};
+  DW_CUDA(env, cudaMemcpyFromSymbolAsync(&h, g_opsError, sizeof h, at, cudaMemcpyDeviceToHost, s), "cudaMemcpyFromSymbolAsync" + word);
+  DW_CUDA(env, cudaStreamSynchronize(s), "cudaStreamSynchronize (opsErrorCheck)");
+  if (h.op == 0) return "";
+  const ErrWord zero{};
+  DW_CUDA(env, cudaMemcpyToSymbolAsync(g_opsError, &zero, sizeof zero, at, cudaMemcpyHostToDevice, s), "cudaMemcpyToSymbolAsync" + word);
+  DW_CUDA(env, cudaStreamSynchronize(s), "cudaStreamSynchronize (opsErrorCheck)");
+  return errorMessage(family, h);
+}
+
+Napi::Value OpsErrorCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaStream_t s = streamArg(info, 0);
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  DW_CUDA(env, cudaStreamIsCapturing(s, &st), "cudaStreamIsCapturing (opsErrorCheck)");
+  if (st != cudaStreamCaptureStatusNone) return env.Undefined();  // checked after the capture
+  // Every word is read and cleared; the first family's message wins.
+  std::string msg;
+  for (int f = 0; f < kErrFamilies; ++f) {
+    const std::string m = takeError(env, s, static_cast<ErrFamily>(f));
+    if (msg.empty()) msg = m;
+  }
+  if (!msg.empty()) fail(env, "INVALID_ARGUMENT", msg);
+  return env.Undefined();
+}
+
+}  // namespace
+
+ErrWord* opsErrorWord(Napi::Env env, ErrFamily family) {
+  static void* cache[64] = {};
+  return static_cast<ErrWord*>(deviceSymbol(env, g_opsError, cache, "error words")) + family;
+}
+
+void initOpsErrors(Napi::Env env, Napi::Object exports) { def(env, exports, "opsErrorCheck", OpsErrorCheck); }
+
+}  // namespace dw

@@ -1,0 +1,281 @@
+// AdamW, one tensor or many (nn family; see nn.cpp).
+//
+//   adamw(stream, gradDtype, lrDtype, stepDtype, n, beta1, beta2, eps, weightDecay,
+//         param, grad, m, v, lr, step, param2, m2, v2)
+//       param, m, v and the outputs are f32; grad any float storage; lr and step one element each,
+//       read on the device (so graph replays see new values). Each output may be the very same
+//       range as any input (in place) but must not otherwise overlap one.
+//   adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step,
+//              then per tensor: n, param, grad, m, v, param2, m2, v2)
+//       adamw over `count` tensors (one grad dtype) in a few launches (multi-tensor apply).
+//
+// A step count < 1 skips the whole update and is recorded in the family's error word.
+#include "ops/nn/nn.h"
+
+#include "common/args.h"
+#include "common/errors.h"
+#include "common/launch.h"
+#include "common/rows.cuh"
+
+#include <string>
+#include <vector>
+
+namespace dw::nn {
+namespace {
+
+// One AdamW step's constants, from lr and step read on the device (so graph replays see new values).
+struct AdamwMath {
+  float lr, ic1, ic2, fb1, fb2, ob1, ob2, decay, eps;
+
+  // False (and the step recorded in the error word by block 0) when the step count is < 1.
+  __device__ __forceinline__ bool setup(const void* lrP, int lrCode, const void* stepP, int stepCode, double b1, double b2, float epsIn, float wd, ErrWord* err) {
+    lr = loadScalar(lrP, lrCode);
+    const float t = loadScalar(stepP, stepCode);
+    if (!(t >= 1.f)) {
+      if (blockIdx.x == 0 && threadIdx.x == 0) raiseErr(err, kOpAdamw, 0, t, 1);
+      return false;
+    }
+    ic1 = static_cast<float>(1.0 / (1.0 - pow(b1, static_cast<double>(t))));
+    ic2 = static_cast<float>(1.0 / (1.0 - pow(b2, static_cast<double>(t))));
+    fb1 = static_cast<float>(b1);
+    fb2 = static_cast<float>(b2);
+    ob1 = static_cast<float>(1.0 - b1);
+    ob2 = static_cast<float>(1.0 - b2);
+    decay = 1.f - lr * wd;
+    eps = epsIn;
+    return true;
+  }
+
+  __device__ __forceinline__ void operator()(float pv, float gv, float mv, float vv, float& po, float& mo, float& vo) const {
+    mo = fb1 * mv + ob1 * gv;
+    vo = fb2 * vv + ob2 * gv * gv;
+    po = pv * decay - (lr * (mo * ic1)) / (sqrtf(vo * ic2) + eps);
+  }
+};
+
+// Elements [begin, end) of one tensor, threads `first`, `first + step`, ...: float4 (and 4 grad
+// values) at a time for the part from begin that is a multiple of 4 long when VEC (begin is a
+// multiple of 4 and the pointers 16-byte aligned), one at a time for the rest.
+// Every input element is read before the same element of any output is written, by the same thread,
+// so outputs may be the inputs themselves (no __restrict__ here on purpose).
+template <typename G, bool VEC>
+__device__ __forceinline__ void adamwRange(const AdamwMath& am, const float* p, const G* g, const float* m, const float* v, float* p2, float* m2, float* v2,
+                                           int64_t begin, int64_t end, int64_t first, int64_t step) {
+  int64_t done = begin;
+  if constexpr (VEC) {
+    const int64_t c0 = begin / 4, c1 = c0 + (end - begin) / 4;
+    for (int64_t c = c0 + first; c < c1; c += step) {
+      const float4 pv = reinterpret_cast<const float4*>(p)[c];
+      const float4 mv = reinterpret_cast<const float4*>(m)[c];
+      const float4 vv = reinterpret_cast<const float4*>(v)[c];
+      float gv[4];
+      loadF<G, 4>(g + c * 4, gv);
+      float4 po, mo, vo;
+      am(pv.x, gv[0], mv.x, vv.x, po.x, mo.x, vo.x);
+      am(pv.y, gv[1], mv.y, vv.y, po.y, mo.y, vo.y);
+      am(pv.z, gv[2], mv.z, vv.z, po.z, mo.z, vo.z);
+      am(pv.w, gv[3], mv.w, vv.w, po.w, mo.w, vo.w);
+      reinterpret_cast<float4*>(p2)[c] = po;
+      reinterpret_cast<float4*>(m2)[c] = mo;
+      reinterpret_cast<float4*>(v2)[c] = vo;
+    }
+    done = c1 * 4;
+  }
+  for (int64_t i = done + first; i < end; i += step) {
+    float po, mo, vo;
+    am(p[i], toF(g[i]), m[i], v[i], po, mo, vo);
+    p2[i] = po;
+    m2[i] = mo;
+    v2[i] = vo;
+  }
+}
+
+template <typename G, bool VEC>
+__global__ void __launch_bounds__(256)
+    adamwK(const float* p, const G* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, const void* lrP, int lrCode,
+           const void* stepP, int stepCode, double b1, double b2, float eps, float wd, ErrWord* err) {
+  AdamwMath am;
+  if (!am.setup(lrP, lrCode, stepP, stepCode, b1, b2, eps, wd, err)) return;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  adamwRange<G, VEC>(am, p, g, m, v, p2, m2, v2, 0, n, tid, stride);
+}
+
+// Multi-tensor AdamW: up to kAdamwBatch tensors per launch, passed by value as the kernel's
+// parameters (so a captured graph holds them). Each block updates one chunk of kAdamwChunk elements
+// of one tensor; start[k] is the first block of tensor k (a prefix sum).
+constexpr int kAdamwBatch = 32;
+constexpr int64_t kAdamwChunk = 8192;
+// One tensor's AdamW operands.
+struct AdamwArgs {
+  const float* p;
+  const void* g;
+  const float* m;
+  const float* v;
+  float* p2;
+  float* m2;
+  float* v2;
+};
+struct AdamwTensor {
+  AdamwArgs a;
+  int64_t n;
+};
+struct AdamwBatch {
+  AdamwTensor t[kAdamwBatch];
+  int start[kAdamwBatch + 1];
+  int vec[kAdamwBatch];
+  int count;
+};
+static_assert(sizeof(AdamwBatch) < 4000, "kernel parameters are limited to 4 KiB");
+
+template <typename G>
+__global__ void __launch_bounds__(256)
+    adamwMultiK(const AdamwBatch batch, const void* lrP, int lrCode, const void* stepP, int stepCode, double b1, double b2, float eps, float wd, ErrWord* err) {
+  AdamwMath am;
+  if (!am.setup(lrP, lrCode, stepP, stepCode, b1, b2, eps, wd, err)) return;
+  const int blk = static_cast<int>(blockIdx.x);
+  int k = 0;
+  while (k + 1 < batch.count && batch.start[k + 1] <= blk) k++;
+  const AdamwArgs& e = batch.t[k].a;
+  const int64_t n = batch.t[k].n;
+  const int64_t begin = static_cast<int64_t>(blk - batch.start[k]) * kAdamwChunk;
+  const int64_t end = begin + kAdamwChunk < n ? begin + kAdamwChunk : n;
+  const G* g = static_cast<const G*>(e.g);
+  if (batch.vec[k])
+    adamwRange<G, true>(am, e.p, g, e.m, e.v, e.p2, e.m2, e.v2, begin, end, threadIdx.x, blockDim.x);
+  else
+    adamwRange<G, false>(am, e.p, g, e.m, e.v, e.p2, e.m2, e.v2, begin, end, threadIdx.x, blockDim.x);
+}
+
+// Each output must be an input's very range (in place) or overlap none of the inputs, and the
+// outputs must not overlap each other.
+void checkAdamwOverlap(Napi::Env env, const AdamwArgs& a, uint64_t n, size_t gBytes, const void* lr, size_t lrBytes, const void* step, size_t stepBytes,
+                       const std::string& what) {
+  const uint64_t fb = n * 4;
+  const void* ins[6] = {a.p, a.g, a.m, a.v, lr, step};
+  const uint64_t inBytes[6] = {fb, n * gBytes, fb, fb, lrBytes, stepBytes};
+  const char* inNames[6] = {"param", "grad", "m", "v", "lr", "step"};
+  const void* outs[3] = {a.p2, a.m2, a.v2};
+  const char* outNames[3] = {"param2", "m2", "v2"};
+  for (int o = 0; o < 3; o++) {
+    for (int k = 0; k < 6; k++)
+      if (badOverlap(outs[o], fb, ins[k], inBytes[k]))
+        fail(env, "INVALID_ARGUMENT", "Expected " + what + " output '" + outNames[o] + "' to be the same range as input '" + inNames[k] +
+                                          "' or not to overlap it, but it overlaps it partly");
+    for (int q = o + 1; q < 3; q++)
+      if (n > 0 && reinterpret_cast<uintptr_t>(outs[o]) < reinterpret_cast<uintptr_t>(outs[q]) + fb &&
+          reinterpret_cast<uintptr_t>(outs[q]) < reinterpret_cast<uintptr_t>(outs[o]) + fb)
+        fail(env, "INVALID_ARGUMENT", "Expected " + what + " outputs '" + outNames[o] + "' and '" + outNames[q] + "' not to overlap");
+  }
+}
+
+bool adamwVec(const AdamwArgs& a, size_t gBytes) {
+  return aligned16(a.p) && aligned16(a.m) && aligned16(a.v) && aligned16(a.p2) && aligned16(a.m2) && aligned16(a.v2) &&
+         (reinterpret_cast<uintptr_t>(a.g) % (4 * gBytes)) == 0;
+}
+
+// The arguments shared by adamw and adamwMulti: dtype codes at 1..3 (grad, lr, step), then from
+// `hyper`: beta1, beta2, eps, weightDecay.
+struct AdamwHyper {
+  int gdt, lrdt, stepdt;
+  double b1, b2;
+  float eps, wd;
+};
+
+AdamwHyper adamwHyper(const Napi::CallbackInfo& info, size_t hyper, const char* what) {
+  Napi::Env env = info.Env();
+  AdamwHyper h{dtypeArg(info, 1), dtypeArg(info, 2), dtypeArg(info, 3), 0, 0, 0, 0};
+  if (h.lrdt == kI32 || h.stepdt == kI32) fail(env, "INVALID_DTYPE", std::string("Expected float dtype codes (0 f32, 1 bf16, 2 f16) for ") + what + " lr and step");
+  h.b1 = numberArg(info, hyper, "adamw beta1");
+  h.b2 = numberArg(info, hyper + 1, "adamw beta2");
+  h.eps = static_cast<float>(numberArg(info, hyper + 2, "adamw eps"));
+  h.wd = static_cast<float>(numberArg(info, hyper + 3, "adamw weightDecay"));
+  return h;
+}
+
+}  // namespace
+
+Napi::Value Adamw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaStream_t s = streamArg(info, 0);
+  const uint64_t n = u64Arg(info, 4, "adamw elements");
+  const AdamwHyper h = adamwHyper(info, 5, "adamw");
+  mulSize(env, n, 4, "adamw param");
+  DW_DISPATCH_FLOAT(env, h.gdt, G, {
+    const AdamwArgs a{devArg<float>(info, 9, n, 4, "adamw param"),  devArg<G>(info, 11, n, sizeof(G), "adamw grad"),
+                      devArg<float>(info, 13, n, 4, "adamw m"),     devArg<float>(info, 15, n, 4, "adamw v"),
+                      devArg<float>(info, 21, n, 4, "adamw param2"), devArg<float>(info, 23, n, 4, "adamw m2"),
+                      devArg<float>(info, 25, n, 4, "adamw v2")};
+    const void* lr = devArg<uint8_t>(info, 17, 1, dtypeBytes(h.lrdt), "adamw lr");
+    const void* step = devArg<uint8_t>(info, 19, 1, dtypeBytes(h.stepdt), "adamw step");
+    if (n == 0) return env.Undefined();
+    checkAdamwOverlap(env, a, n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), "adamw");
+    ErrWord* err = opsErrorWord(env, kErrNn);
+    const bool vec = adamwVec(a, sizeof(G));
+    const uint64_t work = vec ? (n + 3) / 4 : n;
+    const unsigned grid = capBlocks((work + 255) / 256, static_cast<uint64_t>(smCount()) * 8);
+    const G* g = static_cast<const G*>(a.g);
+    if (vec)
+      adamwK<G, true><<<grid, 256, 0, s>>>(a.p, g, a.m, a.v, a.p2, a.m2, a.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+    else
+      adamwK<G, false><<<grid, 256, 0, s>>>(a.p, g, a.m, a.v, a.p2, a.m2, a.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+    checkLaunch(env, "adamw");
+  });
+  return env.Undefined();
+}
+
+// adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step,
+//            then per tensor: n, param, grad, m, v, param2, m2, v2)
+// Every tensor is checked before anything is launched; then one launch per kAdamwBatch tensors.
+Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaStream_t s = streamArg(info, 0);
+  const uint64_t count = u64Arg(info, 4, "adamw_multi tensor count");
+  const AdamwHyper h = adamwHyper(info, 5, "adamw_multi");
+  const void* lr = devArg<uint8_t>(info, 9, 1, dtypeBytes(h.lrdt), "adamw_multi lr");
+  const void* step = devArg<uint8_t>(info, 11, 1, dtypeBytes(h.stepdt), "adamw_multi step");
+  constexpr size_t kPer = 15;
+  if (info.Length() != 13 + count * kPer)
+    fail(env, "INVALID_ARGUMENT", "Expected " + std::to_string(13 + count * kPer) + " arguments for adamw_multi of " + std::to_string(count) +
+                                      " tensors but received " + std::to_string(info.Length()));
+  DW_DISPATCH_FLOAT(env, h.gdt, G, {
+    std::vector<AdamwArgs> ts(count);
+    std::vector<uint64_t> ns(count);
+    for (uint64_t k = 0; k < count; k++) {
+      const size_t i = 13 + k * kPer;
+      const std::string what = "adamw_multi tensor " + std::to_string(k);
+      const uint64_t n = u64Arg(info, i, (what + " elements").c_str());
+      mulSize(env, n, 4, what.c_str());
+      ts[k] = {devArg<float>(info, i + 1, n, 4, (what + " param").c_str()), devArg<G>(info, i + 3, n, sizeof(G), (what + " grad").c_str()),
+               devArg<float>(info, i + 5, n, 4, (what + " m").c_str()),     devArg<float>(info, i + 7, n, 4, (what + " v").c_str()),
+               devArg<float>(info, i + 9, n, 4, (what + " param2").c_str()), devArg<float>(info, i + 11, n, 4, (what + " m2").c_str()),
+               devArg<float>(info, i + 13, n, 4, (what + " v2").c_str())};
+      ns[k] = n;
+      checkAdamwOverlap(env, ts[k], n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), what);
+    }
+    ErrWord* err = opsErrorWord(env, kErrNn);
+    AdamwBatch batch{};
+    auto launch = [&]() {
+      if (batch.count == 0) return;
+      adamwMultiK<G><<<static_cast<unsigned>(batch.start[batch.count]), 256, 0, s>>>(batch, lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+      checkLaunch(env, "adamw_multi");
+      batch = AdamwBatch{};
+    };
+    for (uint64_t k = 0; k < count; k++) {
+      if (ns[k] == 0) continue;
+      const uint64_t blocks = (ns[k] + kAdamwChunk - 1) / kAdamwChunk;
+      if (batch.count == kAdamwBatch || static_cast<uint64_t>(batch.start[batch.count]) + blocks > 0x7fffffffu) launch();
+      if (blocks > 0x7fffffffu) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 chunks of " + std::to_string(kAdamwChunk) + " elements per tensor for adamw_multi");
+      const AdamwArgs& a = ts[k];
+      const int c = batch.count;
+      batch.t[c] = {a, static_cast<int64_t>(ns[k])};
+      batch.vec[c] = adamwVec(a, sizeof(G)) ? 1 : 0;
+      batch.start[c + 1] = batch.start[c] + static_cast<int>(blocks);
+      batch.count = c + 1;
+    }
+    launch();
+  });
+  return env.Undefined();
+}
+
+}  // namespace dw::nn

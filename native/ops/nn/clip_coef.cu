@@ -1,0 +1,37 @@
+// clip_coef (nn family; see nn.cpp).
+//
+//   clipCoef(stream, sumsq, coef, norm, maxNorm)       all f32[1]: norm = sqrt(sumsq),
+//       coef = min(1, maxNorm / (norm + 1e-6)) (clipping by the global gradient norm)
+#include "ops/nn/nn.h"
+
+#include "common/args.h"
+#include "common/launch.h"
+
+#include <cmath>
+
+namespace dw::nn {
+namespace {
+
+// clip_coef: one thread; sumsq, coef and norm are f32[1].
+__global__ void clipCoefK(const float* sumsq, float* coef, float* norm, float maxNorm) {
+  const float n = sqrtf(sumsq[0]);
+  norm[0] = n;
+  coef[0] = fminf(1.f, maxNorm / (n + 1e-6f));
+}
+
+}  // namespace
+
+Napi::Value ClipCoef(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cudaStream_t s = streamArg(info, 0);
+  const float* sumsq = devArg<float>(info, 1, 1, 4, "clip_coef sumsq");
+  float* coef = devArg<float>(info, 3, 1, 4, "clip_coef coef");
+  float* norm = devArg<float>(info, 5, 1, 4, "clip_coef norm");
+  const double maxNorm = numberArg(info, 7, "clip_coef maxNorm");
+  if (!(maxNorm > 0) || !std::isfinite(maxNorm)) fail(env, "INVALID_ARGUMENT", "Expected a positive finite maxNorm for clip_coef but received " + formatNumber(maxNorm));
+  clipCoefK<<<1, 1, 0, s>>>(sumsq, coef, norm, static_cast<float>(maxNorm));
+  checkLaunch(env, "clip_coef");
+  return env.Undefined();
+}
+
+}  // namespace dw::nn

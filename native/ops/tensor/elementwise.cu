@@ -1,0 +1,412 @@
+// Elementwise ops, bias_add and add / mul with broadcasting (tensor family; see tensor.cpp).
+//
+//   fill(stream, dtype, n, value, out)
+//   scale(stream, dtype, n, alpha, x, out)
+//   gelu(stream, dtype, n, x, out)              silu(stream, dtype, n, x, out)
+//   geluBackward(stream, dtype, n, g, x, out)   siluBackward(stream, dtype, n, g, x, out)
+//   swiglu(stream, dtype, n, gate, up, out)
+//   biasAdd(stream, dtype, rows, cols, x, bias, out)      x, out: rows*cols; bias: cols
+//
+// Float dtypes only. Grid-stride loops over 16-byte packs (two packs in flight per thread) when
+// every pointer is 16-byte aligned, else over single elements; the n % pack tail is done by the
+// first threads.
+//
+//   add(stream, dtype, rank, outShape[rank], aShape[rank], bShape[rank], a, b, out)
+//   mul(...same...)
+//
+// aShape and bShape are the operands' shapes right-aligned to `rank` (padded with leading 1s); each
+// dimension equals the output's or is 1. Dimensions are collapsed on the host; then equal shapes
+// take the packed elementwise kernel, [R, C] op [C] (either order) the row-broadcast kernel, and
+// anything else the strided kernel (one index decomposition per element).
+#include "ops/tensor/tensor.h"
+
+#include "common/args.h"
+#include "common/launch.h"
+#include "ops/tensor/tensor_common.cuh"
+
+#include <algorithm>
+#include <vector>
+
+namespace dw::tensor {
+namespace {
+
+// A 16-byte pack of storage elements, loaded and stored as one 128-bit access.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int N = 16 / sizeof(T);
+  T v[N];
+};
+
+constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluK = 0.044715f;
+
+struct AddOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct MulOp {
+  __device__ float operator()(float a, float b) const { return a * b; }
+};
+struct ScaleOp {
+  float alpha;
+  __device__ float operator()(float x) const { return x * alpha; }
+};
+
+// gelu(x) = 0.5 x (1 + tanh(u)) = x sigmoid(2u) = x / (1 + exp(-2u)),  u = c (x + k x^3).
+// exp overflowing to inf gives x * 0 = -0 for very negative x; x = -inf gives NaN as the
+// reference does (-inf * 0).
+__device__ __forceinline__ float geluF(float x) {
+  float u = kGeluC * fmaf(kGeluK * x * x, x, x);
+  return __fdividef(x, 1.f + __expf(-2.f * u));
+}
+struct GeluOp {
+  __device__ float operator()(float x) const { return geluF(x); }
+};
+
+// gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2) with t = tanh(u); with s = sigmoid(2u):
+// 0.5 (1 + t) = s and 1 - t^2 = 4 s (1 - s), so gelu'(x) = s (1 + 2c x (1 - s)(1 + 3k x^2)).
+// 1 - s = e s with e = exp(-2u) (no cancellation). x is clamped to [-10, 10] for the derivative:
+// beyond it gelu' is 0 or 1 to FP32 precision, and e stays finite (|2u| <= 87.3). Infinite x gives
+// NaN and NaN stays NaN, as in the reference.
+__device__ __forceinline__ float geluGradF(float x) {
+  float xc = fabsf(x) > 10.f ? copysignf(10.f, x) : x;
+  float x2 = xc * xc;
+  float u = kGeluC * fmaf(kGeluK * x2, xc, xc);
+  float e = __expf(-2.f * u);
+  float s = __frcp_rn(1.f + e);
+  float d = s * fmaf(2.f * kGeluC * xc * (e * s), fmaf(3.f * kGeluK, x2, 1.f), 1.f);
+  return isinf(x) ? __int_as_float(0x7fc00000) : d;
+}
+struct GeluBackwardOp {
+  __device__ float operator()(float g, float x) const { return g * geluGradF(x); }
+};
+
+// silu(x) = x sigmoid(x) = x / (1 + exp(-x)).
+__device__ __forceinline__ float siluF(float x) { return __fdividef(x, 1.f + __expf(-x)); }
+struct SiluOp {
+  __device__ float operator()(float x) const { return siluF(x); }
+};
+// silu'(x) = s (1 + x (1 - s)), s = sigmoid(x). s = 1 / (1 + inf) = 0 for very negative x.
+struct SiluBackwardOp {
+  __device__ float operator()(float g, float x) const {
+    float s = __frcp_rn(1.f + __expf(-x));
+    return g * (s * fmaf(x, 1.f - s, 1.f));
+  }
+};
+struct SwigluOp {
+  __device__ float operator()(float gate, float up) const { return siluF(gate) * up; }
+};
+
+template <int NIN, typename Op>
+__device__ __forceinline__ float apply(const Op& op, float a, float b) {
+  if constexpr (NIN == 1) {
+    (void)b;
+    return op(a);
+  } else {
+    return op(a, b);
+  }
+}
+
+template <int NIN, typename T, typename Op>
+__device__ __forceinline__ Pack<T> applyPack(const Op& op, const Pack<T>& a, const Pack<T>& b) {
+  Pack<T> r;
+#pragma unroll
+  for (int k = 0; k < Pack<T>::N; ++k) r.v[k] = fromF<T>(apply<NIN>(op, toF(a.v[k]), NIN == 2 ? toF(b.v[k]) : 0.f));
+  return r;
+}
+
+// b is ignored (and may be null) when NIN == 1.
+template <int NIN, typename T, typename Op>
+__global__ void __launch_bounds__(kThreads) elementwiseVecKernel(T* out, const T* a, const T* b, uint64_t n, Op op) {
+  using P = Pack<T>;
+  const uint64_t nv = n / P::N;
+  const uint64_t tid = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x;
+  const uint64_t stride = uint64_t(gridDim.x) * blockDim.x;
+  const P* pa = reinterpret_cast<const P*>(a);
+  const P* pb = reinterpret_cast<const P*>(b);
+  P* po = reinterpret_cast<P*>(out);
+  uint64_t v = tid;
+  for (; v + stride < nv; v += 2 * stride) {
+    P a0 = pa[v], a1 = pa[v + stride];
+    P b0 = a0, b1 = a1;
+    if constexpr (NIN == 2) {
+      b0 = pb[v];
+      b1 = pb[v + stride];
+    }
+    po[v] = applyPack<NIN, T>(op, a0, b0);
+    po[v + stride] = applyPack<NIN, T>(op, a1, b1);
+  }
+  if (v < nv) {
+    P a0 = pa[v];
+    P b0 = a0;
+    if constexpr (NIN == 2) b0 = pb[v];
+    po[v] = applyPack<NIN, T>(op, a0, b0);
+  }
+  const uint64_t tail = n - nv * P::N;
+  if (tid < tail) {
+    const uint64_t i = nv * P::N + tid;
+    out[i] = fromF<T>(apply<NIN>(op, toF(a[i]), NIN == 2 ? toF(b[i]) : 0.f));
+  }
+}
+
+template <int NIN, typename T, typename Op>
+__global__ void __launch_bounds__(kThreads) elementwiseKernel(T* out, const T* a, const T* b, uint64_t n, Op op) {
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x)
+    out[i] = fromF<T>(apply<NIN>(op, toF(a[i]), NIN == 2 ? toF(b[i]) : 0.f));
+}
+
+template <int NIN, typename T, typename Op>
+void launchElementwise(Napi::Env env, cudaStream_t s, T* out, const T* a, const T* b, uint64_t n, Op op, const char* what) {
+  if (n == 0) return;
+  constexpr int W = Pack<T>::N;
+  if (aligned(out, 16) && aligned(a, 16) && (NIN == 1 || aligned(b, 16))) {
+    uint64_t threads = std::max<uint64_t>((n / W + 1) / 2, W);
+    elementwiseVecKernel<NIN, T><<<gridFor(env, threads, kThreads), kThreads, 0, s>>>(out, a, b, n, op);
+  } else {
+    elementwiseKernel<NIN, T><<<gridFor(env, n, kThreads), kThreads, 0, s>>>(out, a, b, n, op);
+  }
+  checkLaunch(env, what);
+}
+
+template <int NIN, typename Op>
+void dispatchElementwise(Napi::Env env, cudaStream_t s, int dtype, void* out, const void* a, const void* b, uint64_t n, Op op, const char* what) {
+  DW_DISPATCH_FLOAT(env, dtype, T,
+                    launchElementwise<NIN, T>(env, s, static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n, op, what));
+}
+
+template <typename Op>
+Napi::Value unaryEntry(const Napi::CallbackInfo& info, const char* fn, Op op) {
+  Args a(info, fn);
+  cudaStream_t s = a.stream();
+  int dt = a.floatDtype();
+  uint64_t n = a.u64("element count");
+  size_t es = dtypeBytes(dt);
+  const void* x = a.dev(n, es, "x");
+  void* out = a.dev(n, es, "out");
+  a.end();
+  dispatchElementwise<1>(a.env(), s, dt, out, x, nullptr, n, op, fn);
+  return a.env().Undefined();
+}
+
+template <typename Op>
+Napi::Value binaryEntry(const Napi::CallbackInfo& info, const char* fn, const char* aName, const char* bName, Op op) {
+  Args a(info, fn);
+  cudaStream_t s = a.stream();
+  int dt = a.floatDtype();
+  uint64_t n = a.u64("element count");
+  size_t es = dtypeBytes(dt);
+  const void* x = a.dev(n, es, aName);
+  const void* y = a.dev(n, es, bName);
+  void* out = a.dev(n, es, "out");
+  a.end();
+  dispatchElementwise<2>(a.env(), s, dt, out, x, y, n, op, fn);
+  return a.env().Undefined();
+}
+
+// fill: the value is rounded to FP32, then to the storage dtype, as the host encodes it.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) fillKernel(T* out, uint64_t n, float value, bool vec) {
+  const T v = fromF<T>(value);
+  const uint64_t tid = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x;
+  const uint64_t stride = uint64_t(gridDim.x) * blockDim.x;
+  uint64_t done = 0;
+  if (vec) {
+    using P = Pack<T>;
+    P p;
+#pragma unroll
+    for (int k = 0; k < P::N; ++k) p.v[k] = v;
+    const uint64_t nv = n / P::N;
+    for (uint64_t i = tid; i < nv; i += stride) reinterpret_cast<P*>(out)[i] = p;
+    done = nv * P::N;
+  }
+  for (uint64_t i = done + tid; i < n; i += stride) out[i] = v;
+}
+
+void fillDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t n, float value, void* out) {
+  if (n == 0) return;
+  bool vec = aligned(out, 16);
+  launchFill(env, s, dt, n, value, out, vec);
+  checkLaunch(env, "fill");
+}
+
+// out[r, c] = op(x[r, c], y[c]): bias_add, and add/mul whose second operand is broadcast over the
+// leading dimensions. Packs when cols is a multiple of the pack and every pointer is aligned.
+template <typename T, typename I, typename Op>
+__global__ void __launch_bounds__(kThreads) rowBroadcastVecKernel(T* out, const T* x, const T* y, I nv, I colPacks, Op op) {
+  using P = Pack<T>;
+  const P* px = reinterpret_cast<const P*>(x);
+  const P* py = reinterpret_cast<const P*>(y);
+  P* po = reinterpret_cast<P*>(out);
+  for (I v = blockIdx.x * I(blockDim.x) + threadIdx.x; v < nv; v += I(gridDim.x) * blockDim.x)
+    po[v] = applyPack<2, T>(op, px[v], py[v % colPacks]);
+}
+
+template <typename T, typename I, typename Op>
+__global__ void __launch_bounds__(kThreads) rowBroadcastKernel(T* out, const T* x, const T* y, I n, I cols, Op op) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x)
+    out[i] = fromF<T>(op(toF(x[i]), toF(y[i % cols])));
+}
+
+template <typename T, typename I, typename Op>
+void launchRowBroadcastI(Napi::Env env, cudaStream_t s, T* out, const T* x, const T* y, uint64_t rows, uint64_t cols, Op op, const char* what) {
+  constexpr int W = Pack<T>::N;
+  uint64_t n = rows * cols;
+  if (cols % W == 0 && aligned(out, 16) && aligned(x, 16) && aligned(y, 16)) {
+    uint64_t nv = n / W;
+    rowBroadcastVecKernel<T, I><<<gridFor(env, nv, kThreads), kThreads, 0, s>>>(out, x, y, I(nv), I(cols / W), op);
+  } else {
+    rowBroadcastKernel<T, I><<<gridFor(env, n, kThreads), kThreads, 0, s>>>(out, x, y, I(n), I(cols), op);
+  }
+  checkLaunch(env, what);
+}
+
+template <typename T, typename Op>
+void launchRowBroadcast(Napi::Env env, cudaStream_t s, T* out, const T* x, const T* y, uint64_t rows, uint64_t cols, Op op, const char* what) {
+  if (rows == 0 || cols == 0) return;
+  if (rows * cols < kI32Limit)
+    launchRowBroadcastI<T, uint32_t>(env, s, out, x, y, rows, cols, op, what);
+  else
+    launchRowBroadcastI<T, uint64_t>(env, s, out, x, y, rows, cols, op, what);
+}
+
+void biasAddDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t rows, uint64_t cols, const void* x, const void* bias, void* out) {
+  DW_DISPATCH_FLOAT(env, dt, T,
+                    launchRowBroadcast<T>(env, s, static_cast<T*>(out), static_cast<const T*>(x), static_cast<const T*>(bias), rows, cols, AddOp{}, "biasAdd"));
+}
+
+// ---- add / mul with broadcasting ---------------------------------------------------------------
+
+template <typename T, typename I, typename Op>
+__global__ void __launch_bounds__(kThreads) broadcastBinaryKernel(T* out, const T* a, const T* b, I n, Strided<I> s, Op op) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    I ia, ib;
+    offsetAB(i, s, ia, ib);
+    out[i] = fromF<T>(op(toF(a[ia]), toF(b[ib])));
+  }
+}
+
+template <typename T, typename Op>
+void launchBroadcastBinary(Napi::Env env, cudaStream_t s, T* out, const T* a, const T* b, uint64_t n, const std::vector<Dim2>& dims, Op op, const char* what) {
+  if (n == 0) return;
+  std::vector<uint64_t> size, sa, sb;
+  for (const Dim2& d : dims) {
+    size.push_back(d.size);
+    sa.push_back(d.a);
+    sb.push_back(d.b);
+  }
+  // Equal shapes: one contiguous dimension (or none: a single element).
+  if (dims.empty() || (dims.size() == 1 && dims[0].a == 1 && dims[0].b == 1)) {
+    launchElementwise<2, T>(env, s, out, a, b, n, op, what);
+    return;
+  }
+  // [R, C] op [C] or [C] op [R, C] (add and mul commute exactly in FP32).
+  if (dims.size() == 2 && dims[1].a == 1 && dims[1].b == 1) {
+    if (dims[0].a == dims[1].size && dims[0].b == 0) {
+      launchRowBroadcast<T>(env, s, out, a, b, dims[0].size, dims[1].size, op, what);
+      return;
+    }
+    if (dims[0].b == dims[1].size && dims[0].a == 0) {
+      launchRowBroadcast<T>(env, s, out, b, a, dims[0].size, dims[1].size, op, what);
+      return;
+    }
+  }
+  if (n < kI32Limit)
+    broadcastBinaryKernel<T, uint32_t><<<gridFor(env, n, kThreads), kThreads, 0, s>>>(out, a, b, uint32_t(n), toStrided<uint32_t>(size, sa, sb), op);
+  else
+    broadcastBinaryKernel<T, uint64_t><<<gridFor(env, n, kThreads), kThreads, 0, s>>>(out, a, b, n, toStrided<uint64_t>(size, sa, sb), op);
+  checkLaunch(env, what);
+}
+
+// os, as, bs: the output's and the operands' shapes, all of one rank (checked by the caller).
+template <typename Op>
+void broadcastBinaryDevice(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& os, const std::vector<uint64_t>& as, const std::vector<uint64_t>& bs,
+                           const void* pa, const void* pb, void* out, Op op, const char* fn) {
+  uint64_t n = product(env, os, "out");
+  std::vector<uint64_t> sa = broadcastStrides(env, os, as, fn, "a"), sb = broadcastStrides(env, os, bs, fn, "b");
+  std::vector<Dim2> dims;
+  for (size_t d = 0; d < os.size(); ++d) dims.push_back({os[d], sa[d], sb[d]});
+  dims = collapse(dims);
+  DW_DISPATCH_FLOAT(env, dt, T,
+                    launchBroadcastBinary<T>(env, s, static_cast<T*>(out), static_cast<const T*>(pa), static_cast<const T*>(pb), n, dims, op, fn));
+}
+
+template <typename Op>
+Napi::Value broadcastBinaryEntry(const Napi::CallbackInfo& info, const char* fn, Op op) {
+  Args a(info, fn);
+  cudaStream_t s = a.stream();
+  int dt = a.floatDtype();
+  int rank = rankArg(a);
+  std::vector<uint64_t> os = a.shape(rank, "output shape"), as = a.shape(rank, "shape of a"), bs = a.shape(rank, "shape of b");
+  Napi::Env env = a.env();
+  uint64_t n = product(env, os, "out"), na = product(env, as, "a"), nb = product(env, bs, "b");
+  broadcastStrides(env, os, as, fn, "a");
+  broadcastStrides(env, os, bs, fn, "b");
+  size_t es = dtypeBytes(dt);
+  const void* pa = a.dev(na, es, "a");
+  const void* pb = a.dev(nb, es, "b");
+  void* out = a.dev(n, es, "out");
+  a.end();
+  broadcastBinaryDevice(env, s, dt, os, as, bs, pa, pb, out, op, fn);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void launchFill(Napi::Env env, cudaStream_t s, int dt, uint64_t n, float value, void* out, bool vec) {
+  DW_DISPATCH_FLOAT(env, dt, T, {
+    uint64_t work = vec ? std::max<uint64_t>(n / Pack<T>::N, 1) : n;
+    fillKernel<T><<<gridFor(env, work, kThreads), kThreads, 0, s>>>(static_cast<T*>(out), n, value, vec);
+  });
+}
+
+Napi::Value Gelu(const Napi::CallbackInfo& info) { return unaryEntry(info, "gelu", GeluOp{}); }
+Napi::Value Silu(const Napi::CallbackInfo& info) { return unaryEntry(info, "silu", SiluOp{}); }
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) { return binaryEntry(info, "geluBackward", "g", "x", GeluBackwardOp{}); }
+Napi::Value SiluBackward(const Napi::CallbackInfo& info) { return binaryEntry(info, "siluBackward", "g", "x", SiluBackwardOp{}); }
+Napi::Value Swiglu(const Napi::CallbackInfo& info) { return binaryEntry(info, "swiglu", "gate", "up", SwigluOp{}); }
+
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  Args a(info, "scale");
+  cudaStream_t s = a.stream();
+  int dt = a.floatDtype();
+  uint64_t n = a.u64("element count");
+  float alpha = static_cast<float>(a.f64("alpha"));
+  size_t es = dtypeBytes(dt);
+  const void* x = a.dev(n, es, "x");
+  void* out = a.dev(n, es, "out");
+  a.end();
+  dispatchElementwise<1>(a.env(), s, dt, out, x, nullptr, n, ScaleOp{alpha}, "scale");
+  return a.env().Undefined();
+}
+
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  Args a(info, "fill");
+  cudaStream_t s = a.stream();
+  int dt = a.floatDtype();
+  uint64_t n = a.u64("element count");
+  float value = static_cast<float>(a.f64("value"));
+  void* out = a.dev(n, dtypeBytes(dt), "out");
+  a.end();
+  fillDevice(a.env(), s, dt, n, value, out);
+  return a.env().Undefined();
+}
+
+Napi::Value BiasAdd(const Napi::CallbackInfo& info) {
+  Args a(info, "biasAdd");
+  cudaStream_t s = a.stream();
+  int dt = a.floatDtype();
+  uint64_t rows = a.u64("rows"), cols = a.u64("cols");
+  Napi::Env env = a.env();
+  uint64_t n = mulSize(env, rows, cols, "biasAdd");
+  size_t es = dtypeBytes(dt);
+  const void* x = a.dev(n, es, "x");
+  const void* bias = a.dev(cols, es, "bias");
+  void* out = a.dev(n, es, "out");
+  a.end();
+  biasAddDevice(env, s, dt, rows, cols, x, bias, out);
+  return env.Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) { return broadcastBinaryEntry(info, "add", AddOp{}); }
+Napi::Value Mul(const Napi::CallbackInfo& info) { return broadcastBinaryEntry(info, "mul", MulOp{}); }
+
+}  // namespace dw::tensor

@@ -1,0 +1,355 @@
+// Reductions: sum, mean, max, max_backward, sum_to (tensor family; see tensor.cpp).
+//
+//   sum(stream, dtype, rank, xShape[rank], keepShape[rank], x, out)
+//   mean(...same...)    max(...same...)    sumTo(...same...)
+//   maxBackward(stream, dtype, rank, xShape[rank], keepShape[rank], g, x, out)
+//
+// keepShape is x's shape with every reduced dimension set to 1 (the keepdims shape; for sum_to the
+// target shape right-aligned with leading 1s); out (and g) hold prod(keepShape) elements in its
+// row-major order, which is also the order of the op's output shape. Each keepShape[d] equals
+// xShape[d] or 1.
+//
+// x's dimensions are split into kept and reduced ones (size-1 dimensions dropped, contiguous
+// neighbours merged). Output o's kept offset and the reduced offset of index r < count add up to
+// the element's offset in x; r runs in row-major order within the group.
+//   - Innermost dimension reduced ("row"): one warp per output (count <= 1024) or one block,
+//     threads striding over r (coalesced), then a fixed shuffle tree.
+//   - Few outputs (<= 64) over long groups (>= 65536): split row mode (below), two kernels.
+//   - Innermost dimension kept ("column"): blocks of (32, Y): x picks 32 neighbouring outputs
+//     (coalesced), y strides over r; partials are combined in y order.
+// Thread counts depend on the shapes only, so results are bitwise reproducible.
+//
+// max and max_backward reduce (value, r) pairs: NaN beats everything (the first NaN wins), then the
+// larger value, then the smaller r, exactly the reference's "first maximal element (first NaN)".
+// That combine is associative and commutative, so the tree order does not change the winner.
+#include "ops/tensor/tensor.h"
+
+#include "common/args.h"
+#include "common/launch.h"
+#include "ops/tensor/tensor_common.cuh"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace dw::tensor {
+namespace {
+
+template <typename I>
+struct SumRed {
+  using Acc = float;
+  __device__ static Acc identity() { return 0.f; }
+  __device__ static Acc make(float v, I) { return v; }
+  __device__ static Acc combine(Acc a, Acc b) { return a + b; }
+  __device__ static Acc shflDown(Acc a, int off) { return __shfl_down_sync(0xffffffffu, a, off); }
+};
+
+template <typename I>
+struct ArgMax {
+  float v;
+  I r;
+};
+
+template <typename I>
+struct MaxRed {
+  using Acc = ArgMax<I>;
+  __device__ static Acc identity() { return {-INFINITY, ~I(0)}; }
+  __device__ static Acc make(float v, I r) { return {v, r}; }
+  __device__ static Acc combine(Acc a, Acc b) {
+    const bool an = isnan(a.v), bn = isnan(b.v);
+    if (an || bn) {
+      if (an && bn) return a.r < b.r ? a : b;
+      return an ? a : b;
+    }
+    if (a.v > b.v) return a;
+    if (b.v > a.v) return b;
+    return a.r < b.r ? a : b;
+  }
+  __device__ static Acc shflDown(Acc a, int off) {
+    return {__shfl_down_sync(0xffffffffu, a.v, off), __shfl_down_sync(0xffffffffu, a.r, off)};
+  }
+};
+
+template <typename Red>
+__device__ __forceinline__ typename Red::Acc warpReduce(typename Red::Acc a) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) a = Red::combine(a, Red::shflDown(a, off));
+  return a;
+}
+
+// Epilogues: what to do with the reduced value of output o (kept offset in x: keptOff).
+template <typename T>
+struct SumOut {
+  T* out;
+  float divisor;  // 1 for sum, count for mean
+  bool mean;
+  template <typename Acc, typename I>
+  __device__ void operator()(I o, Acc acc, I, const Strided<I>&) const { out[o] = fromF<T>(mean ? acc / divisor : acc); }
+};
+template <typename T>
+struct MaxOut {
+  T* out;
+  template <typename Acc, typename I>
+  __device__ void operator()(I o, Acc acc, I, const Strided<I>&) const { out[o] = fromF<T>(acc.v); }
+};
+// out (x-shaped, zeroed first) at the group's argmax = g[o].
+template <typename T>
+struct MaxBackwardOut {
+  T* out;
+  const T* g;
+  template <typename Acc, typename I>
+  __device__ void operator()(I o, Acc acc, I keptOff, const Strided<I>& red) const {
+    out[keptOff + (red.rank == 1 ? acc.r * red.a[0] : offsetA(acc.r, red))] = g[o];
+  }
+};
+
+template <typename I>
+__device__ __forceinline__ I reducedOffset(I r, const Strided<I>& red) {
+  return red.rank == 1 ? r * red.a[0] : offsetA(r, red);
+}
+
+// Row mode. WARP: one warp per output (blockDim.x / 32 outputs a block); else one block per output.
+template <typename T, typename I, typename Red, bool WARP, typename Ep>
+__global__ void __launch_bounds__(1024) reduceRowKernel(const T* x, I nOut, I count, Strided<I> kept, Strided<I> red, Ep ep) {
+  using Acc = typename Red::Acc;
+  __shared__ Acc partial[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const I groupSize = WARP ? 32 : blockDim.x;
+  const I t = WARP ? lane : threadIdx.x;
+  const I groupsPerBlock = WARP ? blockDim.x / 32 : 1;
+  const I first = blockIdx.x * groupsPerBlock + (WARP ? warp : 0);
+  const I step = I(gridDim.x) * groupsPerBlock;
+  // In block mode o is the same for every thread of the block, so the __syncthreads are uniform;
+  // in warp mode o is the same for the 32 lanes of a warp, as the shuffles need.
+  for (I o = first; o < nOut; o += step) {
+    const I keptOff = offsetA(o, kept);
+    Acc acc = Red::identity();
+    for (I r = t; r < count; r += groupSize) acc = Red::combine(acc, Red::make(toF(x[keptOff + reducedOffset(r, red)]), r));
+    acc = warpReduce<Red>(acc);
+    if constexpr (!WARP) {
+      if (lane == 0) partial[warp] = acc;
+      __syncthreads();
+      if (warp == 0) {
+        const int warps = blockDim.x >> 5;
+        acc = lane < warps ? partial[lane] : Red::identity();
+        acc = warpReduce<Red>(acc);
+      }
+      __syncthreads();
+      if (threadIdx.x == 0) ep(o, acc, keptOff, red);
+    } else {
+      if (lane == 0) ep(o, acc, keptOff, red);
+    }
+  }
+}
+
+// Column mode: blockDim (32, Y).
+template <typename T, typename I, typename Red, typename Ep>
+__global__ void __launch_bounds__(1024) reduceColKernel(const T* x, I nOut, I count, Strided<I> kept, Strided<I> red, Ep ep) {
+  using Acc = typename Red::Acc;
+  __shared__ Acc partial[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y, Y = blockDim.y;
+  for (I base = I(blockIdx.x) * 32; base < nOut; base += I(gridDim.x) * 32) {
+    const I o = base + tx;
+    Acc acc = Red::identity();
+    I keptOff = 0;
+    if (o < nOut) {
+      keptOff = offsetA(o, kept);
+      for (I r = ty; r < count; r += Y) acc = Red::combine(acc, Red::make(toF(x[keptOff + reducedOffset(r, red)]), r));
+    }
+    partial[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && o < nOut) {
+      for (int k = 1; k < Y; ++k) acc = Red::combine(acc, partial[k][tx]);
+      ep(o, acc, keptOff, red);
+    }
+    __syncthreads();
+  }
+}
+
+// Split row mode, for few outputs over long groups (a whole tensor summed to one value): each
+// group is cut into S slices of `len` elements, block b reduces slice b % S of output b / S into
+// partial slot b (g_reducePartials), then one block per output combines its S partials. S depends
+// on the shapes only (never on the GPU), so results are bitwise reproducible everywhere. The
+// scratch is one per device: like the norm backwards, these reductions must not run on two
+// streams of one device at once.
+constexpr uint64_t kSplitSlots = 1u << 16;
+constexpr uint64_t kSplitMinCount = 1u << 16;  // below this, one block per output is fast enough
+__device__ ulonglong2 g_reducePartials[kSplitSlots];
+
+template <typename Red>
+__device__ __forceinline__ typename Red::Acc blockReduce(typename Red::Acc acc, typename Red::Acc* partial) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  acc = warpReduce<Red>(acc);
+  if (lane == 0) partial[warp] = acc;
+  __syncthreads();
+  if (warp == 0) {
+    acc = lane < int(blockDim.x >> 5) ? partial[lane] : Red::identity();
+    acc = warpReduce<Red>(acc);
+  }
+  __syncthreads();
+  return acc;  // valid in thread 0
+}
+
+template <typename T, typename I, typename Red>
+__global__ void __launch_bounds__(1024)
+    reduceSplitKernel(const T* x, I nOut, I count, I S, I len, Strided<I> kept, Strided<I> red, typename Red::Acc* partials) {
+  using Acc = typename Red::Acc;
+  __shared__ Acc partial[32];
+  for (I b = blockIdx.x; b < nOut * S; b += gridDim.x) {
+    const I o = b / S, j = b % S;
+    const I keptOff = offsetA(o, kept);
+    const I lo = j * len, hi = lo + len < count ? lo + len : count;
+    Acc acc = Red::identity();
+    for (I r = lo + threadIdx.x; r < hi; r += blockDim.x) acc = Red::combine(acc, Red::make(toF(x[keptOff + reducedOffset(r, red)]), r));
+    acc = blockReduce<Red>(acc, partial);
+    if (threadIdx.x == 0) partials[b] = acc;
+  }
+}
+
+template <typename I, typename Red, typename Ep>
+__global__ void __launch_bounds__(256) reduceSplitFinishKernel(I nOut, I S, Strided<I> kept, Strided<I> red, const typename Red::Acc* partials, Ep ep) {
+  using Acc = typename Red::Acc;
+  __shared__ Acc partial[32];
+  for (I o = blockIdx.x; o < nOut; o += gridDim.x) {
+    Acc acc = Red::identity();
+    for (I j = threadIdx.x; j < S; j += blockDim.x) acc = Red::combine(acc, partials[o * S + j]);
+    acc = blockReduce<Red>(acc, partial);
+    if (threadIdx.x == 0) ep(o, acc, offsetA(o, kept), red);
+  }
+}
+
+template <typename Acc>
+Acc* splitScratch(Napi::Env env) {
+  static_assert(sizeof(Acc) <= sizeof(ulonglong2), "a partial must fit a scratch slot");
+  static void* cache[64] = {};
+  return static_cast<Acc*>(deviceSymbol(env, g_reducePartials, cache, "reduce partials"));
+}
+
+enum class ReduceKind { Sum, Mean, Max, MaxBackward };
+
+struct ReducePlan {
+  uint64_t nIn, nOut, count;
+  std::vector<uint64_t> keptSize, keptStride, redSize, redStride;
+  bool row;  // innermost dimension reduced
+};
+
+ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const char* fn) {
+  ReducePlan p{};
+  p.nIn = product(env, xs, "x");
+  p.nOut = product(env, ks, "out");
+  p.count = 1;
+  std::vector<uint64_t> st = contiguousStrides(xs);
+  bool innerReduced = true;  // with no dimension of size > 1, use row mode
+  for (size_t d = 0; d < xs.size(); ++d) {
+    if (ks[d] != xs[d] && ks[d] != 1)
+      fail(env, "SHAPE_MISMATCH", std::string("Expected ") + num(xs[d]) + " or 1 for dimension " + std::to_string(d) + " of the kept shape " + dimsStr(ks) + " (x: " + dimsStr(xs) + ") in " + fn + " but received " + num(ks[d]));
+    if (xs[d] == 1) continue;
+    bool reduced = ks[d] == 1;
+    std::vector<uint64_t>& size = reduced ? p.redSize : p.keptSize;
+    std::vector<uint64_t>& stride = reduced ? p.redStride : p.keptStride;
+    if (reduced) p.count *= xs[d];
+    innerReduced = reduced;
+    if (!size.empty() && stride.back() == st[d] * xs[d]) {
+      size.back() *= xs[d];
+      stride.back() = st[d];
+    } else {
+      size.push_back(xs[d]);
+      stride.push_back(st[d]);
+    }
+  }
+  p.row = innerReduced;
+  return p;
+}
+
+template <typename T, typename I, typename Red, typename Ep>
+void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p, Ep ep) {
+  Strided<I> kept = toStrided<I>(p.keptSize, p.keptStride, {});
+  Strided<I> red = toStrided<I>(p.redSize, p.redStride, {});
+  if (p.row && p.count >= kSplitMinCount && p.nOut <= 64) {
+    // About 1024 blocks in all, each slice at least 4096 elements long.
+    uint64_t S = (1024 + p.nOut - 1) / p.nOut;
+    const uint64_t bySize = (p.count + 4095) / 4096;
+    if (S > bySize) S = bySize;
+    if (S * p.nOut > kSplitSlots) S = kSplitSlots / p.nOut;
+    const uint64_t len = (p.count + S - 1) / S;
+    using Acc = typename Red::Acc;
+    Acc* partials = splitScratch<Acc>(env);
+    reduceSplitKernel<T, I, Red><<<gridFor(env, p.nOut * S, 1, 2), 1024, 0, s>>>(x, I(p.nOut), I(p.count), I(S), I(len), kept, red, partials);
+    reduceSplitFinishKernel<I, Red><<<gridFor(env, p.nOut, 1), 256, 0, s>>>(I(p.nOut), I(S), kept, red, partials, ep);
+  } else if (p.row) {
+    if (p.count <= 1024) {
+      reduceRowKernel<T, I, Red, true><<<gridFor(env, p.nOut, kThreads / 32), kThreads, 0, s>>>(x, I(p.nOut), I(p.count), kept, red, ep);
+    } else {
+      unsigned threads = p.nOut >= 128 ? 256 : 1024;
+      reduceRowKernel<T, I, Red, false><<<gridFor(env, p.nOut, 1, 2048 / threads), threads, 0, s>>>(x, I(p.nOut), I(p.count), kept, red, ep);
+    }
+  } else {
+    unsigned Y = p.count >= 1024 ? 32 : p.count >= 128 ? 16 : p.count >= 16 ? 4 : 1;
+    reduceColKernel<T, I, Red><<<gridFor(env, p.nOut, 32, 2048 / (32 * Y)), dim3(32, Y), 0, s>>>(x, I(p.nOut), I(p.count), kept, red, ep);
+  }
+}
+
+template <typename T, template <typename> class Red, typename Ep>
+void launchReduce(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p, Ep ep, const char* what) {
+  if (p.nIn < kI32Limit)
+    launchReduceI<T, uint32_t, Red<uint32_t>>(env, s, x, p, ep);
+  else
+    launchReduceI<T, uint64_t, Red<uint64_t>>(env, s, x, p, ep);
+  checkLaunch(env, what);
+}
+
+// g is used by MaxBackward only.
+void reduceDevice(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const void* g, const void* x, void* out, const char* fn) {
+  ReducePlan p = planReduce(env, xs, ks, fn);
+  size_t es = dtypeBytes(dt);
+  if (kind == ReduceKind::MaxBackward) {
+    if (p.nIn == 0) return;
+    DW_CUDA(env, cudaMemsetAsync(out, 0, p.nIn * es, s), "maxBackward: cudaMemsetAsync");
+  }
+  if (p.nOut == 0) return;
+  if (p.count == 0) {
+    // Empty groups (only for sum, mean, max; maxBackward returned above): the reference's 0,
+    // 0 / 0 and -Infinity.
+    double v = kind == ReduceKind::Sum ? 0.0 : kind == ReduceKind::Mean ? NAN : -INFINITY;
+    launchFill(env, s, dt, p.nOut, float(v), out, false);
+    checkLaunch(env, fn);
+    return;
+  }
+  DW_DISPATCH_FLOAT(env, dt, T, {
+    const T* xt = static_cast<const T*>(x);
+    T* ot = static_cast<T*>(out);
+    switch (kind) {
+      case ReduceKind::Sum: launchReduce<T, SumRed>(env, s, xt, p, SumOut<T>{ot, 1.f, false}, fn); break;
+      case ReduceKind::Mean: launchReduce<T, SumRed>(env, s, xt, p, SumOut<T>{ot, float(p.count), true}, fn); break;
+      case ReduceKind::Max: launchReduce<T, MaxRed>(env, s, xt, p, MaxOut<T>{ot}, fn); break;
+      case ReduceKind::MaxBackward: launchReduce<T, MaxRed>(env, s, xt, p, MaxBackwardOut<T>{ot, static_cast<const T*>(g)}, fn); break;
+    }
+  });
+}
+
+Napi::Value reduceEntry(const Napi::CallbackInfo& info, const char* fn, ReduceKind kind) {
+  Args a(info, fn);
+  cudaStream_t s = a.stream();
+  int dt = a.floatDtype();
+  int rank = rankArg(a);
+  std::vector<uint64_t> xs = a.shape(rank, "shape of x"), ks = a.shape(rank, "kept shape");
+  Napi::Env env = a.env();
+  ReducePlan p = planReduce(env, xs, ks, fn);
+  size_t es = dtypeBytes(dt);
+  const void* g = kind == ReduceKind::MaxBackward ? a.dev(p.nOut, es, "g") : nullptr;
+  const void* x = a.dev(p.nIn, es, "x");
+  void* out = a.dev(kind == ReduceKind::MaxBackward ? p.nIn : p.nOut, es, "out");
+  a.end();
+  reduceDevice(env, s, dt, kind, xs, ks, g, x, out, fn);
+  return env.Undefined();
+}
+
+}  // namespace
+
+Napi::Value Sum(const Napi::CallbackInfo& info) { return reduceEntry(info, "sum", ReduceKind::Sum); }
+Napi::Value SumTo(const Napi::CallbackInfo& info) { return reduceEntry(info, "sumTo", ReduceKind::Sum); }
+Napi::Value Mean(const Napi::CallbackInfo& info) { return reduceEntry(info, "mean", ReduceKind::Mean); }
+Napi::Value Max(const Napi::CallbackInfo& info) { return reduceEntry(info, "max", ReduceKind::Max); }
+Napi::Value MaxBackward(const Napi::CallbackInfo& info) { return reduceEntry(info, "maxBackward", ReduceKind::MaxBackward); }
+
+}  // namespace dw::tensor
