@@ -13,7 +13,7 @@
 namespace dw {
 namespace abi {
 
-// opsErrorCheck(stream)  [native/common/errors]
+// opsErrorCheck(stream)  [native/common/errors.cu]
 struct OpsErrorCheckArgs {
   cudaStream_t stream{};
 };
@@ -27,3 +27,8 @@ inline OpsErrorCheckArgs readOpsErrorCheck(const Napi::CallbackInfo& info) {
 
 }  // namespace abi
 }  // namespace dw
+
+// The family's entry points as X(exported name, function) in table order, for the family's
+// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
+#define DW_ABI_COMMON_ENTRIES(X)     \
+  X("opsErrorCheck", OpsErrorCheck)

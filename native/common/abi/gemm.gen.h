@@ -147,3 +147,11 @@ inline GemmFallbackArgs readGemmFallback(const Napi::CallbackInfo& info) {
 
 }  // namespace abi
 }  // namespace dw
+
+// The family's entry points as X(exported name, function) in table order, for the family's
+// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
+#define DW_ABI_GEMM_ENTRIES(X)           \
+  X("gemmLt", GemmLt)                    \
+  X("gemmLtSupported", GemmLtSupported)  \
+  X("gemmPlanCount", GemmPlanCount)      \
+  X("gemmFallback", GemmFallback)

@@ -13,7 +13,7 @@
 namespace dw {
 namespace abi {
 
-// topk(stream, dtype, rows, E, k, x, values, indices)  [native/ops/moe]
+// topk(stream, dtype, rows, E, k, x, values, indices)  [native/ops/moe/topk.cu]
 struct TopkArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -39,7 +39,7 @@ inline TopkArgs readTopk(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// topkBackward(stream, dtype, rows, k, size, g, indices, out)  [native/ops/moe]
+// topkBackward(stream, dtype, rows, k, size, g, indices, out)  [native/ops/moe/topk.cu]
 struct TopkBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -65,7 +65,7 @@ inline TopkBackwardArgs readTopkBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// gatherRows(stream, dtype, M, R, D, x, idx, out)  [native/ops/moe]
+// gatherRows(stream, dtype, M, R, D, x, idx, out)  [native/ops/moe/rows.cu]
 struct GatherRowsArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -91,7 +91,7 @@ inline GatherRowsArgs readGatherRows(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// scatterAddRows(stream, dtype, M, R, D, src, idx, out)  [native/ops/moe]
+// scatterAddRows(stream, dtype, M, R, D, src, idx, out)  [native/ops/moe/rows.cu]
 struct ScatterAddRowsArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -117,7 +117,7 @@ inline ScatterAddRowsArgs readScatterAddRows(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// moePlan(stream, N, k, E, C, experts, dispatch, combine)  [native/ops/moe]
+// moePlan(stream, N, k, E, C, experts, dispatch, combine)  [native/ops/moe/moe_plan.cu]
 struct MoePlanArgs {
   cudaStream_t stream{};
   uint64_t N{};
@@ -143,7 +143,7 @@ inline MoePlanArgs readMoePlan(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// oneHot(stream, dtype, P, classes, idx, out)  [native/ops/moe]
+// oneHot(stream, dtype, P, classes, idx, out)  [native/ops/moe/one_hot.cu]
 struct OneHotArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -167,3 +167,13 @@ inline OneHotArgs readOneHot(const Napi::CallbackInfo& info) {
 
 }  // namespace abi
 }  // namespace dw
+
+// The family's entry points as X(exported name, function) in table order, for the family's
+// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
+#define DW_ABI_MOE_ENTRIES(X)          \
+  X("topk", Topk)                      \
+  X("topkBackward", TopkBackward)      \
+  X("gatherRows", GatherRows)          \
+  X("scatterAddRows", ScatterAddRows)  \
+  X("moePlan", MoePlan)                \
+  X("oneHot", OneHot)

@@ -13,7 +13,7 @@
 namespace dw {
 namespace abi {
 
-// softmax(stream, dtype, outer, n, inner, x, y)  [native/ops/nn]
+// softmax(stream, dtype, outer, n, inner, x, y)  [native/ops/nn/softmax.cu]
 struct SoftmaxArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -37,7 +37,7 @@ inline SoftmaxArgs readSoftmax(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// softmaxBackward(stream, dtype, outer, n, inner, g, y, dx)  [native/ops/nn]
+// softmaxBackward(stream, dtype, outer, n, inner, g, y, dx)  [native/ops/nn/softmax.cu]
 struct SoftmaxBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -63,7 +63,7 @@ inline SoftmaxBackwardArgs readSoftmaxBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// layernorm(stream, dtype, rows, D, eps, x, weight, bias, y, mean, rstd)  [native/ops/nn]
+// layernorm(stream, dtype, rows, D, eps, x, weight, bias, y, mean, rstd)  [native/ops/nn/layernorm.cu]
 struct LayernormArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -95,7 +95,7 @@ inline LayernormArgs readLayernorm(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// addLayernorm(stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd)  [native/ops/nn]
+// addLayernorm(stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd)  [native/ops/nn/layernorm.cu]
 struct AddLayernormArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -131,7 +131,7 @@ inline AddLayernormArgs readAddLayernorm(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace)  [native/ops/nn]
+// layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace)  [native/ops/nn/layernorm.cu]
 struct LayernormBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -167,7 +167,7 @@ inline LayernormBackwardArgs readLayernormBackward(const Napi::CallbackInfo& inf
   return a;
 }
 
-// rmsnorm(stream, dtype, rows, D, eps, x, weight, y, rstd)  [native/ops/nn]
+// rmsnorm(stream, dtype, rows, D, eps, x, weight, y, rstd)  [native/ops/nn/rmsnorm.cu]
 struct RmsnormArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -195,7 +195,7 @@ inline RmsnormArgs readRmsnorm(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// rmsnormBackward(stream, dtype, rows, D, g, x, weight, rstd, dx, dweight, workspace)  [native/ops/nn]
+// rmsnormBackward(stream, dtype, rows, D, g, x, weight, rstd, dx, dweight, workspace)  [native/ops/nn/rmsnorm.cu]
 struct RmsnormBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -227,7 +227,7 @@ inline RmsnormBackwardArgs readRmsnormBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// embedding(stream, dtype, P, V, D, table, ids, out)  [native/ops/nn]
+// embedding(stream, dtype, P, V, D, table, ids, out)  [native/ops/nn/embedding.cu]
 struct EmbeddingArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -253,7 +253,7 @@ inline EmbeddingArgs readEmbedding(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// embeddingBackward(stream, dtype, P, V, D, ids, g, dtable)  [native/ops/nn]
+// embeddingBackward(stream, dtype, P, V, D, ids, g, dtable)  [native/ops/nn/embedding.cu]
 struct EmbeddingBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -279,7 +279,7 @@ inline EmbeddingBackwardArgs readEmbeddingBackward(const Napi::CallbackInfo& inf
   return a;
 }
 
-// crossEntropy(stream, dtype, N, V, ignoreIndex, logits, targets, loss, workspace)  [native/ops/nn]
+// crossEntropy(stream, dtype, N, V, ignoreIndex, logits, targets, loss, workspace)  [native/ops/nn/cross_entropy.cu]
 struct CrossEntropyArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -307,7 +307,7 @@ inline CrossEntropyArgs readCrossEntropy(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// crossEntropyBackward(stream, dtype, gDtype, N, V, ignoreIndex, logits, targets, g, dlogits, workspace)  [native/ops/nn]
+// crossEntropyBackward(stream, dtype, gDtype, N, V, ignoreIndex, logits, targets, g, dlogits, workspace)  [native/ops/nn/cross_entropy.cu]
 struct CrossEntropyBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -339,7 +339,7 @@ inline CrossEntropyBackwardArgs readCrossEntropyBackward(const Napi::CallbackInf
   return a;
 }
 
-// causalMask(stream, dtype, B, T, S, value, x, out)  [native/ops/nn]
+// causalMask(stream, dtype, B, T, S, value, x, out)  [native/ops/nn/causal_mask.cu]
 struct CausalMaskArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -365,7 +365,7 @@ inline CausalMaskArgs readCausalMask(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// adamw(stream, gradDtype, lrDtype, stepDtype, n, beta1, beta2, eps, weightDecay, param, grad, m, v, lr, step, param2, m2, v2)  [native/ops/nn]
+// adamw(stream, gradDtype, lrDtype, stepDtype, n, beta1, beta2, eps, weightDecay, param, grad, m, v, lr, step, param2, m2, v2)  [native/ops/nn/adamw.cu]
 struct AdamwArgs {
   cudaStream_t stream{};
   int gradDtype{};
@@ -421,7 +421,7 @@ struct AdamwMultiArgs_Tensors {
   TensorArg m2{};
   TensorArg v2{};
 };
-// adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step, tensors)  [native/ops/nn]
+// adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step, tensors)  [native/ops/nn/adamw.cu]
 struct AdamwMultiArgs {
   cudaStream_t stream{};
   int gradDtype{};
@@ -466,7 +466,7 @@ inline AdamwMultiArgs readAdamwMulti(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// clipCoef(stream, sumsq, coef, norm, maxNorm)  [native/ops/nn]
+// clipCoef(stream, sumsq, coef, norm, maxNorm)  [native/ops/nn/clip_coef.cu]
 struct ClipCoefArgs {
   cudaStream_t stream{};
   TensorArg sumsq{};
@@ -488,3 +488,22 @@ inline ClipCoefArgs readClipCoef(const Napi::CallbackInfo& info) {
 
 }  // namespace abi
 }  // namespace dw
+
+// The family's entry points as X(exported name, function) in table order, for the family's
+// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
+#define DW_ABI_NN_ENTRIES(X)                       \
+  X("softmax", Softmax)                            \
+  X("softmaxBackward", SoftmaxBackward)            \
+  X("layernorm", Layernorm)                        \
+  X("addLayernorm", AddLayernorm)                  \
+  X("layernormBackward", LayernormBackward)        \
+  X("rmsnorm", Rmsnorm)                            \
+  X("rmsnormBackward", RmsnormBackward)            \
+  X("embedding", Embedding)                        \
+  X("embeddingBackward", EmbeddingBackward)        \
+  X("crossEntropy", CrossEntropy)                  \
+  X("crossEntropyBackward", CrossEntropyBackward)  \
+  X("causalMask", CausalMask)                      \
+  X("adamw", Adamw)                                \
+  X("adamwMulti", AdamwMulti)                      \
+  X("clipCoef", ClipCoef)

@@ -13,7 +13,7 @@
 namespace dw {
 namespace abi {
 
-// quantAmax(stream, dtype, n, x, amax)  [native/quant]
+// quantAmax(stream, dtype, n, x, amax)  [native/quant/amax.cu]
 struct QuantAmaxArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -33,7 +33,7 @@ inline QuantAmaxArgs readQuantAmax(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// quantize(stream, format, scaleMode, dtype, rows, cols, flags, x, amax, rowData, rowScales, colData, colScales, globalScale, workspace)  [native/quant]
+// quantize(stream, format, scaleMode, dtype, rows, cols, flags, x, amax, rowData, rowScales, colData, colScales, globalScale, workspace)  [native/quant/quantize.cu]
 struct QuantizeArgs {
   cudaStream_t stream{};
   int format{};
@@ -73,7 +73,7 @@ inline QuantizeArgs readQuantize(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// dequantize(stream, format, outDtype, R, C, flags, data, scales, globalScale, out)  [native/quant]
+// dequantize(stream, format, outDtype, R, C, flags, data, scales, globalScale, out)  [native/quant/dequantize.cu]
 struct DequantizeArgs {
   cudaStream_t stream{};
   int format{};
@@ -103,7 +103,7 @@ inline DequantizeArgs readDequantize(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// fakeQuant(stream, format, scaleMode, dtype, outer, len, inner, x, y, workspace)  [native/quant]
+// fakeQuant(stream, format, scaleMode, dtype, outer, len, inner, x, y, workspace)  [native/quant/fake_quant.cu]
 struct FakeQuantArgs {
   cudaStream_t stream{};
   int format{};
@@ -133,7 +133,7 @@ inline FakeQuantArgs readFakeQuant(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// quantStats(stream, format, scaleMode, dtype, outer, len, inner, x, stats, workspace)  [native/quant]
+// quantStats(stream, format, scaleMode, dtype, outer, len, inner, x, stats, workspace)  [native/quant/quant_stats.cu]
 struct QuantStatsArgs {
   cudaStream_t stream{};
   int format{};
@@ -165,3 +165,12 @@ inline QuantStatsArgs readQuantStats(const Napi::CallbackInfo& info) {
 
 }  // namespace abi
 }  // namespace dw
+
+// The family's entry points as X(exported name, function) in table order, for the family's
+// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
+#define DW_ABI_QUANT_ENTRIES(X) \
+  X("quantAmax", QuantAmax)    \
+  X("quantize", Quantize)      \
+  X("dequantize", Dequantize)  \
+  X("fakeQuant", FakeQuant)    \
+  X("quantStats", QuantStats)

@@ -523,3 +523,44 @@ inline NvmlDeviceStatsArgs readNvmlDeviceStats(const Napi::CallbackInfo& info) {
 
 }  // namespace abi
 }  // namespace dw
+
+// The family's entry points as X(exported name, function) in table order, for the family's
+// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
+#define DW_ABI_RUNTIME_ENTRIES(X)            \
+  X("status", Status)                        \
+  X("deviceProperties", DeviceProperties)    \
+  X("memGetInfo", MemGetInfo)                \
+  X("nop", Nop)                              \
+  X("alloc", Alloc)                          \
+  X("free", Free)                            \
+  X("emptyCache", EmptyCache)                \
+  X("memoryStats", MemoryStats)              \
+  X("resetPeak", ResetPeak)                  \
+  X("hostAlloc", HostAlloc)                  \
+  X("hostFree", HostFree)                    \
+  X("copyHtoD", CopyHtoD)                    \
+  X("copyDtoH", CopyDtoH)                    \
+  X("copyDtoD", CopyDtoD)                    \
+  X("copyHtoDAsync", CopyHtoDAsync)          \
+  X("copyDtoHAsync", CopyDtoHAsync)          \
+  X("memsetAsync", MemsetAsync)              \
+  X("lookup", Lookup)                        \
+  X("streamCreate", StreamCreate)            \
+  X("streamDestroy", StreamDestroy)          \
+  X("streamSynchronize", StreamSynchronize)  \
+  X("streamQuery", StreamQuery)              \
+  X("streamWaitEvent", StreamWaitEvent)      \
+  X("deviceSynchronize", DeviceSynchronize)  \
+  X("eventCreate", EventCreate)              \
+  X("eventDestroy", EventDestroy)            \
+  X("eventRecord", EventRecord)              \
+  X("eventSynchronize", EventSynchronize)    \
+  X("eventElapsed", EventElapsed)            \
+  X("captureBegin", CaptureBegin)            \
+  X("captureEnd", CaptureEnd)                \
+  X("graphLaunch", GraphLaunch)              \
+  X("graphDestroy", GraphDestroy)            \
+  X("fillHash", FillHash)                    \
+  X("addU32", AddU32)                        \
+  X("openLibrary", OpenLibrary)              \
+  X("nvmlDeviceStats", NvmlDeviceStats)

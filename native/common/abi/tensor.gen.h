@@ -13,7 +13,7 @@
 namespace dw {
 namespace abi {
 
-// fill(stream, dtype, n, value, out)  [native/ops/tensor]
+// fill(stream, dtype, n, value, out)  [native/ops/tensor/elementwise.cu]
 struct FillArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -33,7 +33,7 @@ inline FillArgs readFill(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// scale(stream, dtype, n, alpha, x, out)  [native/ops/tensor]
+// scale(stream, dtype, n, alpha, x, out)  [native/ops/tensor/elementwise.cu]
 struct ScaleArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -55,7 +55,7 @@ inline ScaleArgs readScale(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// gelu(stream, dtype, n, x, out)  [native/ops/tensor]
+// gelu(stream, dtype, n, x, out)  [native/ops/tensor/elementwise.cu]
 struct GeluArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -75,7 +75,7 @@ inline GeluArgs readGelu(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// silu(stream, dtype, n, x, out)  [native/ops/tensor]
+// silu(stream, dtype, n, x, out)  [native/ops/tensor/elementwise.cu]
 struct SiluArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -95,7 +95,7 @@ inline SiluArgs readSilu(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// geluBackward(stream, dtype, n, g, x, out)  [native/ops/tensor]
+// geluBackward(stream, dtype, n, g, x, out)  [native/ops/tensor/elementwise.cu]
 struct GeluBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -117,7 +117,7 @@ inline GeluBackwardArgs readGeluBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// siluBackward(stream, dtype, n, g, x, out)  [native/ops/tensor]
+// siluBackward(stream, dtype, n, g, x, out)  [native/ops/tensor/elementwise.cu]
 struct SiluBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -139,7 +139,7 @@ inline SiluBackwardArgs readSiluBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// swiglu(stream, dtype, n, gate, up, out)  [native/ops/tensor]
+// swiglu(stream, dtype, n, gate, up, out)  [native/ops/tensor/elementwise.cu]
 struct SwigluArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -161,7 +161,7 @@ inline SwigluArgs readSwiglu(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// biasAdd(stream, dtype, rows, cols, x, bias, out)  [native/ops/tensor]
+// biasAdd(stream, dtype, rows, cols, x, bias, out)  [native/ops/tensor/elementwise.cu]
 struct BiasAddArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -185,7 +185,7 @@ inline BiasAddArgs readBiasAdd(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// add(stream, dtype, rank, outShape, aShape, bShape, a, b, out)  [native/ops/tensor]
+// add(stream, dtype, rank, outShape, aShape, bShape, a, b, out)  [native/ops/tensor/elementwise.cu]
 struct AddArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -213,7 +213,7 @@ inline AddArgs readAdd(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// mul(stream, dtype, rank, outShape, aShape, bShape, a, b, out)  [native/ops/tensor]
+// mul(stream, dtype, rank, outShape, aShape, bShape, a, b, out)  [native/ops/tensor/elementwise.cu]
 struct MulArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -241,7 +241,7 @@ inline MulArgs readMul(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// reshape(stream, dtype, n, x, out)  [native/ops/tensor]
+// reshape(stream, dtype, n, x, out)  [native/ops/tensor/movement.cu]
 struct ReshapeArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -261,7 +261,7 @@ inline ReshapeArgs readReshape(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// broadcastTo(stream, dtype, rank, outShape, xShape, x, out)  [native/ops/tensor]
+// broadcastTo(stream, dtype, rank, outShape, xShape, x, out)  [native/ops/tensor/movement.cu]
 struct BroadcastToArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -285,7 +285,7 @@ inline BroadcastToArgs readBroadcastTo(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// transpose(stream, dtype, rank, xShape, perm, x, out)  [native/ops/tensor]
+// transpose(stream, dtype, rank, xShape, perm, x, out)  [native/ops/tensor/movement.cu]
 struct TransposeArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -309,7 +309,7 @@ inline TransposeArgs readTranspose(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// slice(stream, dtype, outer, size, inner, start, length, x, out)  [native/ops/tensor]
+// slice(stream, dtype, outer, size, inner, start, length, x, out)  [native/ops/tensor/movement.cu]
 struct SliceArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -337,7 +337,7 @@ inline SliceArgs readSlice(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// sliceBackward(stream, dtype, outer, size, inner, start, length, g, out)  [native/ops/tensor]
+// sliceBackward(stream, dtype, outer, size, inner, start, length, g, out)  [native/ops/tensor/movement.cu]
 struct SliceBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -365,7 +365,7 @@ inline SliceBackwardArgs readSliceBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// concat(stream, dtype, outer, inner, k, sizes, xs, out)  [native/ops/tensor]
+// concat(stream, dtype, outer, inner, k, sizes, xs, out)  [native/ops/tensor/movement.cu]
 struct ConcatArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -391,7 +391,7 @@ inline ConcatArgs readConcat(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// sum(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor]
+// sum(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor/reduce.cu]
 struct SumArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -417,7 +417,7 @@ inline SumArgs readSum(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// sumTo(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor]
+// sumTo(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor/reduce.cu]
 struct SumToArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -443,7 +443,7 @@ inline SumToArgs readSumTo(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// mean(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor]
+// mean(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor/reduce.cu]
 struct MeanArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -469,7 +469,7 @@ inline MeanArgs readMean(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// max(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor]
+// max(stream, dtype, rank, xShape, keepShape, x, out, workspace)  [native/ops/tensor/reduce.cu]
 struct MaxArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -495,7 +495,7 @@ inline MaxArgs readMax(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// maxBackward(stream, dtype, rank, xShape, keepShape, g, x, out, workspace)  [native/ops/tensor]
+// maxBackward(stream, dtype, rank, xShape, keepShape, g, x, out, workspace)  [native/ops/tensor/reduce.cu]
 struct MaxBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -523,7 +523,7 @@ inline MaxBackwardArgs readMaxBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// cast(stream, from, to, n, x, out)  [native/ops/tensor]
+// cast(stream, from, to, n, x, out)  [native/ops/tensor/cast.cu]
 struct CastArgs {
   cudaStream_t stream{};
   int from{};
@@ -547,3 +547,29 @@ inline CastArgs readCast(const Napi::CallbackInfo& info) {
 
 }  // namespace abi
 }  // namespace dw
+
+// The family's entry points as X(exported name, function) in table order, for the family's
+// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
+#define DW_ABI_TENSOR_ENTRIES(X)     \
+  X("fill", Fill)                    \
+  X("scale", Scale)                  \
+  X("gelu", Gelu)                    \
+  X("silu", Silu)                    \
+  X("geluBackward", GeluBackward)    \
+  X("siluBackward", SiluBackward)    \
+  X("swiglu", Swiglu)                \
+  X("biasAdd", BiasAdd)              \
+  X("add", Add)                      \
+  X("mul", Mul)                      \
+  X("reshape", Reshape)              \
+  X("broadcastTo", BroadcastTo)      \
+  X("transpose", Transpose)          \
+  X("slice", Slice)                  \
+  X("sliceBackward", SliceBackward)  \
+  X("concat", Concat)                \
+  X("sum", Sum)                      \
+  X("sumTo", SumTo)                  \
+  X("mean", Mean)                    \
+  X("max", Max)                      \
+  X("maxBackward", MaxBackward)      \
+  X("cast", Cast)

@@ -158,6 +158,16 @@ function genFamily(family, { codes }, entries) {
   }
   L.push('}  // namespace abi');
   L.push('}  // namespace dw');
+  L.push('');
+  L.push(`// The family's entry points as X(exported name, function) in table order, for the family's`);
+  L.push('// registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.');
+  const macro = `DW_ABI_${family.toUpperCase()}_ENTRIES`;
+  const width = Math.max(...entries.map((e) => `  X("${e.name}", ${pascal(e.name)})`.length)) + 1;
+  L.push(`#define ${macro}(X)`.padEnd(width) + ' \\');
+  entries.forEach((e, i) => {
+    const line = `  X("${e.name}", ${pascal(e.name)})`;
+    L.push(i === entries.length - 1 ? line : `${line.padEnd(width)} \\`);
+  });
   return L.join('\n') + '\n';
 }
 

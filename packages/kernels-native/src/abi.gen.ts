@@ -68,55 +68,55 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"gemmLtSupported","file":"gemm/gemm.cpp","returns":"string","args":[{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"batch","kind":"u64"},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"tf32","kind":"flag"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"workspaceBytes","kind":"u64"}]},
   {"name":"gemmPlanCount","file":"gemm/gemm.cpp","returns":"number","args":[]},
   {"name":"gemmFallback","file":"gemm/gemm_fallback.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"batch","kind":"u64"},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"}]},
-  {"name":"fill","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"value","kind":"f64"},{"name":"out","kind":"tensor"}]},
-  {"name":"scale","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"alpha","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"gelu","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"silu","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"geluBackward","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"siluBackward","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"swiglu","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"gate","kind":"tensor"},{"name":"up","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"biasAdd","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"cols","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"add","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"aShape","kind":"u64[]","len":"rank"},{"name":"bShape","kind":"u64[]","len":"rank"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"mul","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"aShape","kind":"u64[]","len":"rank"},{"name":"bShape","kind":"u64[]","len":"rank"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"reshape","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"broadcastTo","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"transpose","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"perm","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"slice","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"outer","kind":"u64"},{"name":"size","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"start","kind":"u64"},{"name":"length","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"sliceBackward","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"size","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"start","kind":"u64"},{"name":"length","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"concat","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"outer","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"k","kind":"u64","max":1048576},{"name":"sizes","kind":"u64[]","len":"k"},{"name":"xs","kind":"tensor[]","len":"k"},{"name":"out","kind":"tensor"}]},
-  {"name":"sum","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"sumTo","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"mean","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"max","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"maxBackward","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"cast","file":"ops/tensor","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"from","kind":"dtype"},{"name":"to","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"softmax","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"n","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"y","kind":"tensor"}]},
-  {"name":"softmaxBackward","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"n","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"dx","kind":"tensor"}]},
-  {"name":"layernorm","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
-  {"name":"addLayernorm","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"residual","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"sum","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
-  {"name":"layernormBackward","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"},{"name":"dx","kind":"tensor"},{"name":"dweight","kind":"tensor"},{"name":"dbias","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"rmsnorm","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
-  {"name":"rmsnormBackward","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"rstd","kind":"tensor"},{"name":"dx","kind":"tensor"},{"name":"dweight","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"embedding","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"P","kind":"u64"},{"name":"V","kind":"u64"},{"name":"D","kind":"u64"},{"name":"table","kind":"tensor"},{"name":"ids","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"embeddingBackward","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"P","kind":"u64"},{"name":"V","kind":"u64"},{"name":"D","kind":"u64"},{"name":"ids","kind":"tensor"},{"name":"g","kind":"tensor"},{"name":"dtable","kind":"tensor"}]},
-  {"name":"crossEntropy","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"N","kind":"u64"},{"name":"V","kind":"u64"},{"name":"ignoreIndex","kind":"i32"},{"name":"logits","kind":"tensor"},{"name":"targets","kind":"tensor"},{"name":"loss","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"crossEntropyBackward","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"gDtype","kind":"fdtype"},{"name":"N","kind":"u64"},{"name":"V","kind":"u64"},{"name":"ignoreIndex","kind":"i32"},{"name":"logits","kind":"tensor"},{"name":"targets","kind":"tensor"},{"name":"g","kind":"tensor"},{"name":"dlogits","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"causalMask","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"B","kind":"u64"},{"name":"T","kind":"u64"},{"name":"S","kind":"u64"},{"name":"value","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"adamw","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"gradDtype","kind":"fdtype"},{"name":"lrDtype","kind":"fdtype"},{"name":"stepDtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"beta1","kind":"f64"},{"name":"beta2","kind":"f64"},{"name":"eps","kind":"f64"},{"name":"weightDecay","kind":"f64"},{"name":"param","kind":"tensor"},{"name":"grad","kind":"tensor"},{"name":"m","kind":"tensor"},{"name":"v","kind":"tensor"},{"name":"lr","kind":"tensor"},{"name":"step","kind":"tensor"},{"name":"param2","kind":"tensor"},{"name":"m2","kind":"tensor"},{"name":"v2","kind":"tensor"}]},
-  {"name":"adamwMulti","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"gradDtype","kind":"fdtype"},{"name":"lrDtype","kind":"fdtype"},{"name":"stepDtype","kind":"fdtype"},{"name":"count","kind":"u64","max":1048576},{"name":"beta1","kind":"f64"},{"name":"beta2","kind":"f64"},{"name":"eps","kind":"f64"},{"name":"weightDecay","kind":"f64"},{"name":"lr","kind":"tensor"},{"name":"step","kind":"tensor"},{"name":"tensors","kind":"group","len":"count","args":[{"name":"n","kind":"u64"},{"name":"param","kind":"tensor"},{"name":"grad","kind":"tensor"},{"name":"m","kind":"tensor"},{"name":"v","kind":"tensor"},{"name":"param2","kind":"tensor"},{"name":"m2","kind":"tensor"},{"name":"v2","kind":"tensor"}]}]},
-  {"name":"clipCoef","file":"ops/nn","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"sumsq","kind":"tensor"},{"name":"coef","kind":"tensor"},{"name":"norm","kind":"tensor"},{"name":"maxNorm","kind":"f64"}]},
-  {"name":"opsErrorCheck","file":"common/errors","returns":"void","args":[{"name":"stream","kind":"stream"}]},
-  {"name":"topk","file":"ops/moe","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"E","kind":"u64"},{"name":"k","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"values","kind":"tensor"},{"name":"indices","kind":"tensor"}]},
-  {"name":"topkBackward","file":"ops/moe","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"k","kind":"u64"},{"name":"size","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"indices","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"gatherRows","file":"ops/moe","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"M","kind":"u64"},{"name":"R","kind":"u64"},{"name":"D","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"idx","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"scatterAddRows","file":"ops/moe","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"M","kind":"u64"},{"name":"R","kind":"u64"},{"name":"D","kind":"u64"},{"name":"src","kind":"tensor"},{"name":"idx","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"moePlan","file":"ops/moe","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"N","kind":"u64"},{"name":"k","kind":"u64"},{"name":"E","kind":"u64"},{"name":"C","kind":"u64"},{"name":"experts","kind":"tensor"},{"name":"dispatch","kind":"tensor"},{"name":"combine","kind":"tensor"}]},
-  {"name":"oneHot","file":"ops/moe","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"P","kind":"u64"},{"name":"classes","kind":"u64"},{"name":"idx","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"quantAmax","file":"quant","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"amax","kind":"tensor"}]},
-  {"name":"quantize","file":"quant","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"scaleMode","kind":"enum","enum":"scaleMode"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"cols","kind":"u64"},{"name":"flags","kind":"u64","max":7},{"name":"x","kind":"tensor"},{"name":"amax","kind":"tensor","optional":true},{"name":"rowData","kind":"tensor","optional":true},{"name":"rowScales","kind":"tensor","optional":true},{"name":"colData","kind":"tensor","optional":true},{"name":"colScales","kind":"tensor","optional":true},{"name":"globalScale","kind":"tensor","optional":true},{"name":"workspace","kind":"workspace"}]},
-  {"name":"dequantize","file":"quant","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"outDtype","kind":"fdtype"},{"name":"R","kind":"u64"},{"name":"C","kind":"u64"},{"name":"flags","kind":"u64","max":5},{"name":"data","kind":"tensor"},{"name":"scales","kind":"tensor","optional":true},{"name":"globalScale","kind":"tensor","optional":true},{"name":"out","kind":"tensor"}]},
-  {"name":"fakeQuant","file":"quant","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"scaleMode","kind":"enum","enum":"scaleMode"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"len","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"quantStats","file":"quant","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"scaleMode","kind":"enum","enum":"scaleMode"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"len","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"stats","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"fill","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"value","kind":"f64"},{"name":"out","kind":"tensor"}]},
+  {"name":"scale","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"alpha","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"gelu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"silu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"geluBackward","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"siluBackward","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"swiglu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"gate","kind":"tensor"},{"name":"up","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"biasAdd","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"cols","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"add","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"aShape","kind":"u64[]","len":"rank"},{"name":"bShape","kind":"u64[]","len":"rank"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"mul","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"aShape","kind":"u64[]","len":"rank"},{"name":"bShape","kind":"u64[]","len":"rank"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"reshape","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"broadcastTo","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"transpose","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"perm","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"slice","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"outer","kind":"u64"},{"name":"size","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"start","kind":"u64"},{"name":"length","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"sliceBackward","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"size","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"start","kind":"u64"},{"name":"length","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"concat","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"outer","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"k","kind":"u64","max":1048576},{"name":"sizes","kind":"u64[]","len":"k"},{"name":"xs","kind":"tensor[]","len":"k"},{"name":"out","kind":"tensor"}]},
+  {"name":"sum","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"sumTo","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"mean","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"max","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"maxBackward","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"cast","file":"ops/tensor/cast.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"from","kind":"dtype"},{"name":"to","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"softmax","file":"ops/nn/softmax.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"n","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"y","kind":"tensor"}]},
+  {"name":"softmaxBackward","file":"ops/nn/softmax.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"n","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"dx","kind":"tensor"}]},
+  {"name":"layernorm","file":"ops/nn/layernorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
+  {"name":"addLayernorm","file":"ops/nn/layernorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"residual","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"sum","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
+  {"name":"layernormBackward","file":"ops/nn/layernorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"},{"name":"dx","kind":"tensor"},{"name":"dweight","kind":"tensor"},{"name":"dbias","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"rmsnorm","file":"ops/nn/rmsnorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
+  {"name":"rmsnormBackward","file":"ops/nn/rmsnorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"rstd","kind":"tensor"},{"name":"dx","kind":"tensor"},{"name":"dweight","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"embedding","file":"ops/nn/embedding.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"P","kind":"u64"},{"name":"V","kind":"u64"},{"name":"D","kind":"u64"},{"name":"table","kind":"tensor"},{"name":"ids","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"embeddingBackward","file":"ops/nn/embedding.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"P","kind":"u64"},{"name":"V","kind":"u64"},{"name":"D","kind":"u64"},{"name":"ids","kind":"tensor"},{"name":"g","kind":"tensor"},{"name":"dtable","kind":"tensor"}]},
+  {"name":"crossEntropy","file":"ops/nn/cross_entropy.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"N","kind":"u64"},{"name":"V","kind":"u64"},{"name":"ignoreIndex","kind":"i32"},{"name":"logits","kind":"tensor"},{"name":"targets","kind":"tensor"},{"name":"loss","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"crossEntropyBackward","file":"ops/nn/cross_entropy.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"gDtype","kind":"fdtype"},{"name":"N","kind":"u64"},{"name":"V","kind":"u64"},{"name":"ignoreIndex","kind":"i32"},{"name":"logits","kind":"tensor"},{"name":"targets","kind":"tensor"},{"name":"g","kind":"tensor"},{"name":"dlogits","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"causalMask","file":"ops/nn/causal_mask.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"B","kind":"u64"},{"name":"T","kind":"u64"},{"name":"S","kind":"u64"},{"name":"value","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"adamw","file":"ops/nn/adamw.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"gradDtype","kind":"fdtype"},{"name":"lrDtype","kind":"fdtype"},{"name":"stepDtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"beta1","kind":"f64"},{"name":"beta2","kind":"f64"},{"name":"eps","kind":"f64"},{"name":"weightDecay","kind":"f64"},{"name":"param","kind":"tensor"},{"name":"grad","kind":"tensor"},{"name":"m","kind":"tensor"},{"name":"v","kind":"tensor"},{"name":"lr","kind":"tensor"},{"name":"step","kind":"tensor"},{"name":"param2","kind":"tensor"},{"name":"m2","kind":"tensor"},{"name":"v2","kind":"tensor"}]},
+  {"name":"adamwMulti","file":"ops/nn/adamw.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"gradDtype","kind":"fdtype"},{"name":"lrDtype","kind":"fdtype"},{"name":"stepDtype","kind":"fdtype"},{"name":"count","kind":"u64","max":1048576},{"name":"beta1","kind":"f64"},{"name":"beta2","kind":"f64"},{"name":"eps","kind":"f64"},{"name":"weightDecay","kind":"f64"},{"name":"lr","kind":"tensor"},{"name":"step","kind":"tensor"},{"name":"tensors","kind":"group","len":"count","args":[{"name":"n","kind":"u64"},{"name":"param","kind":"tensor"},{"name":"grad","kind":"tensor"},{"name":"m","kind":"tensor"},{"name":"v","kind":"tensor"},{"name":"param2","kind":"tensor"},{"name":"m2","kind":"tensor"},{"name":"v2","kind":"tensor"}]}]},
+  {"name":"clipCoef","file":"ops/nn/clip_coef.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"sumsq","kind":"tensor"},{"name":"coef","kind":"tensor"},{"name":"norm","kind":"tensor"},{"name":"maxNorm","kind":"f64"}]},
+  {"name":"opsErrorCheck","file":"common/errors.cu","returns":"void","args":[{"name":"stream","kind":"stream"}]},
+  {"name":"topk","file":"ops/moe/topk.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"E","kind":"u64"},{"name":"k","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"values","kind":"tensor"},{"name":"indices","kind":"tensor"}]},
+  {"name":"topkBackward","file":"ops/moe/topk.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"k","kind":"u64"},{"name":"size","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"indices","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"gatherRows","file":"ops/moe/rows.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"M","kind":"u64"},{"name":"R","kind":"u64"},{"name":"D","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"idx","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"scatterAddRows","file":"ops/moe/rows.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"M","kind":"u64"},{"name":"R","kind":"u64"},{"name":"D","kind":"u64"},{"name":"src","kind":"tensor"},{"name":"idx","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"moePlan","file":"ops/moe/moe_plan.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"N","kind":"u64"},{"name":"k","kind":"u64"},{"name":"E","kind":"u64"},{"name":"C","kind":"u64"},{"name":"experts","kind":"tensor"},{"name":"dispatch","kind":"tensor"},{"name":"combine","kind":"tensor"}]},
+  {"name":"oneHot","file":"ops/moe/one_hot.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"P","kind":"u64"},{"name":"classes","kind":"u64"},{"name":"idx","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"quantAmax","file":"quant/amax.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"amax","kind":"tensor"}]},
+  {"name":"quantize","file":"quant/quantize.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"scaleMode","kind":"enum","enum":"scaleMode"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"cols","kind":"u64"},{"name":"flags","kind":"u64","max":7},{"name":"x","kind":"tensor"},{"name":"amax","kind":"tensor","optional":true},{"name":"rowData","kind":"tensor","optional":true},{"name":"rowScales","kind":"tensor","optional":true},{"name":"colData","kind":"tensor","optional":true},{"name":"colScales","kind":"tensor","optional":true},{"name":"globalScale","kind":"tensor","optional":true},{"name":"workspace","kind":"workspace"}]},
+  {"name":"dequantize","file":"quant/dequantize.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"outDtype","kind":"fdtype"},{"name":"R","kind":"u64"},{"name":"C","kind":"u64"},{"name":"flags","kind":"u64","max":5},{"name":"data","kind":"tensor"},{"name":"scales","kind":"tensor","optional":true},{"name":"globalScale","kind":"tensor","optional":true},{"name":"out","kind":"tensor"}]},
+  {"name":"fakeQuant","file":"quant/fake_quant.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"scaleMode","kind":"enum","enum":"scaleMode"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"len","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
+  {"name":"quantStats","file":"quant/quant_stats.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"format","kind":"enum","enum":"format"},{"name":"scaleMode","kind":"enum","enum":"scaleMode"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"len","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"stats","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
 ];
 
 /** The addon's entry points, typed. A tensor is a DevArg; lengths of arrays are taken from the arrays. */
@@ -203,103 +203,103 @@ export interface NativeEntries {
   gemmPlanCount(): number;
   /** native/gemm/gemm_fallback.cu */
   gemmFallback(stream: number, dtype: number, transA: number, transB: number, M: number, N: number, K: number, batch: number, strideA: number, strideB: number, strideD: number, a: DevArg, b: DevArg, d: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   fill(stream: number, dtype: number, n: number, value: number, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   scale(stream: number, dtype: number, n: number, alpha: number, x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   gelu(stream: number, dtype: number, n: number, x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   silu(stream: number, dtype: number, n: number, x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   geluBackward(stream: number, dtype: number, n: number, g: DevArg, x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   siluBackward(stream: number, dtype: number, n: number, g: DevArg, x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   swiglu(stream: number, dtype: number, n: number, gate: DevArg, up: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   biasAdd(stream: number, dtype: number, rows: number, cols: number, x: DevArg, bias: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   add(stream: number, dtype: number, outShape: readonly number[], aShape: readonly number[], bShape: readonly number[], a: DevArg, b: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/elementwise.cu */
   mul(stream: number, dtype: number, outShape: readonly number[], aShape: readonly number[], bShape: readonly number[], a: DevArg, b: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/movement.cu */
   reshape(stream: number, dtype: number, n: number, x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/movement.cu */
   broadcastTo(stream: number, dtype: number, outShape: readonly number[], xShape: readonly number[], x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/movement.cu */
   transpose(stream: number, dtype: number, xShape: readonly number[], perm: readonly number[], x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/movement.cu */
   slice(stream: number, dtype: number, outer: number, size: number, inner: number, start: number, length: number, x: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/movement.cu */
   sliceBackward(stream: number, dtype: number, outer: number, size: number, inner: number, start: number, length: number, g: DevArg, out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/movement.cu */
   concat(stream: number, dtype: number, outer: number, inner: number, sizes: readonly number[], xs: readonly DevArg[], out: DevArg): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/reduce.cu */
   sum(stream: number, dtype: number, xShape: readonly number[], keepShape: readonly number[], x: DevArg, out: DevArg, workspace: DevArg | null): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/reduce.cu */
   sumTo(stream: number, dtype: number, xShape: readonly number[], keepShape: readonly number[], x: DevArg, out: DevArg, workspace: DevArg | null): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/reduce.cu */
   mean(stream: number, dtype: number, xShape: readonly number[], keepShape: readonly number[], x: DevArg, out: DevArg, workspace: DevArg | null): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/reduce.cu */
   max(stream: number, dtype: number, xShape: readonly number[], keepShape: readonly number[], x: DevArg, out: DevArg, workspace: DevArg | null): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/reduce.cu */
   maxBackward(stream: number, dtype: number, xShape: readonly number[], keepShape: readonly number[], g: DevArg, x: DevArg, out: DevArg, workspace: DevArg | null): void;
-  /** native/ops/tensor */
+  /** native/ops/tensor/cast.cu */
   cast(stream: number, from: number, to: number, n: number, x: DevArg, out: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/softmax.cu */
   softmax(stream: number, dtype: number, outer: number, n: number, inner: number, x: DevArg, y: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/softmax.cu */
   softmaxBackward(stream: number, dtype: number, outer: number, n: number, inner: number, g: DevArg, y: DevArg, dx: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/layernorm.cu */
   layernorm(stream: number, dtype: number, rows: number, D: number, eps: number, x: DevArg, weight: DevArg, bias: DevArg, y: DevArg, mean: DevArg, rstd: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/layernorm.cu */
   addLayernorm(stream: number, dtype: number, rows: number, D: number, eps: number, x: DevArg, residual: DevArg, weight: DevArg, bias: DevArg, sum: DevArg, y: DevArg, mean: DevArg, rstd: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/layernorm.cu */
   layernormBackward(stream: number, dtype: number, rows: number, D: number, g: DevArg, x: DevArg, weight: DevArg, mean: DevArg, rstd: DevArg, dx: DevArg, dweight: DevArg, dbias: DevArg, workspace: DevArg | null): void;
-  /** native/ops/nn */
+  /** native/ops/nn/rmsnorm.cu */
   rmsnorm(stream: number, dtype: number, rows: number, D: number, eps: number, x: DevArg, weight: DevArg, y: DevArg, rstd: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/rmsnorm.cu */
   rmsnormBackward(stream: number, dtype: number, rows: number, D: number, g: DevArg, x: DevArg, weight: DevArg, rstd: DevArg, dx: DevArg, dweight: DevArg, workspace: DevArg | null): void;
-  /** native/ops/nn */
+  /** native/ops/nn/embedding.cu */
   embedding(stream: number, dtype: number, P: number, V: number, D: number, table: DevArg, ids: DevArg, out: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/embedding.cu */
   embeddingBackward(stream: number, dtype: number, P: number, V: number, D: number, ids: DevArg, g: DevArg, dtable: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/cross_entropy.cu */
   crossEntropy(stream: number, dtype: number, N: number, V: number, ignoreIndex: number, logits: DevArg, targets: DevArg, loss: DevArg, workspace: DevArg | null): void;
-  /** native/ops/nn */
+  /** native/ops/nn/cross_entropy.cu */
   crossEntropyBackward(stream: number, dtype: number, gDtype: number, N: number, V: number, ignoreIndex: number, logits: DevArg, targets: DevArg, g: DevArg, dlogits: DevArg, workspace: DevArg | null): void;
-  /** native/ops/nn */
+  /** native/ops/nn/causal_mask.cu */
   causalMask(stream: number, dtype: number, B: number, T: number, S: number, value: number, x: DevArg, out: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/adamw.cu */
   adamw(stream: number, gradDtype: number, lrDtype: number, stepDtype: number, n: number, beta1: number, beta2: number, eps: number, weightDecay: number, param: DevArg, grad: DevArg, m: DevArg, v: DevArg, lr: DevArg, step: DevArg, param2: DevArg, m2: DevArg, v2: DevArg): void;
-  /** native/ops/nn */
+  /** native/ops/nn/adamw.cu */
   adamwMulti(stream: number, gradDtype: number, lrDtype: number, stepDtype: number, beta1: number, beta2: number, eps: number, weightDecay: number, lr: DevArg, step: DevArg, tensors: readonly { n: number; param: DevArg; grad: DevArg; m: DevArg; v: DevArg; param2: DevArg; m2: DevArg; v2: DevArg }[]): void;
-  /** native/ops/nn */
+  /** native/ops/nn/clip_coef.cu */
   clipCoef(stream: number, sumsq: DevArg, coef: DevArg, norm: DevArg, maxNorm: number): void;
-  /** native/common/errors */
+  /** native/common/errors.cu */
   opsErrorCheck(stream: number): void;
-  /** native/ops/moe */
+  /** native/ops/moe/topk.cu */
   topk(stream: number, dtype: number, rows: number, E: number, k: number, x: DevArg, values: DevArg, indices: DevArg): void;
-  /** native/ops/moe */
+  /** native/ops/moe/topk.cu */
   topkBackward(stream: number, dtype: number, rows: number, k: number, size: number, g: DevArg, indices: DevArg, out: DevArg): void;
-  /** native/ops/moe */
+  /** native/ops/moe/rows.cu */
   gatherRows(stream: number, dtype: number, M: number, R: number, D: number, x: DevArg, idx: DevArg, out: DevArg): void;
-  /** native/ops/moe */
+  /** native/ops/moe/rows.cu */
   scatterAddRows(stream: number, dtype: number, M: number, R: number, D: number, src: DevArg, idx: DevArg, out: DevArg): void;
-  /** native/ops/moe */
+  /** native/ops/moe/moe_plan.cu */
   moePlan(stream: number, N: number, k: number, E: number, C: number, experts: DevArg, dispatch: DevArg, combine: DevArg): void;
-  /** native/ops/moe */
+  /** native/ops/moe/one_hot.cu */
   oneHot(stream: number, dtype: number, P: number, classes: number, idx: DevArg, out: DevArg): void;
-  /** native/quant */
+  /** native/quant/amax.cu */
   quantAmax(stream: number, dtype: number, n: number, x: DevArg, amax: DevArg): void;
-  /** native/quant */
+  /** native/quant/quantize.cu */
   quantize(stream: number, format: number, scaleMode: number, dtype: number, rows: number, cols: number, flags: number, x: DevArg, amax: DevArg | null, rowData: DevArg | null, rowScales: DevArg | null, colData: DevArg | null, colScales: DevArg | null, globalScale: DevArg | null, workspace: DevArg | null): void;
-  /** native/quant */
+  /** native/quant/dequantize.cu */
   dequantize(stream: number, format: number, outDtype: number, R: number, C: number, flags: number, data: DevArg, scales: DevArg | null, globalScale: DevArg | null, out: DevArg): void;
-  /** native/quant */
+  /** native/quant/fake_quant.cu */
   fakeQuant(stream: number, format: number, scaleMode: number, dtype: number, outer: number, len: number, inner: number, x: DevArg, y: DevArg, workspace: DevArg | null): void;
-  /** native/quant */
+  /** native/quant/quant_stats.cu */
   quantStats(stream: number, format: number, scaleMode: number, dtype: number, outer: number, len: number, inner: number, x: DevArg, stats: DevArg, workspace: DevArg | null): void;
 }
 
