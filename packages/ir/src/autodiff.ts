@@ -9,8 +9,8 @@ import { GraphBuilder, type Sym } from './builder.js';
 import type { Graph } from './graph.js';
 import { gradientRule } from './gradients.js';
 import { getOp } from './op.js';
-import { add } from './ops/add.js';
-import { fill } from './ops/fill.js';
+import { add } from './ops/basic/add.js';
+import { fill } from './ops/basic/fill.js';
 import type { FloatDType } from './ops/float.js';
 import { numel, shapeStr } from './types.js';
 

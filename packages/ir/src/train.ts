@@ -8,14 +8,14 @@ import { DeepwellError, describe } from '@deepwell/core';
 import { differentiate } from './autodiff.js';
 import { GraphBuilder, type Sym } from './builder.js';
 import { Graph } from './graph.js';
-import { add } from './ops/add.js';
-import { cast, type CastDType } from './ops/cast.js';
-import { clipCoef } from './ops/clip_coef.js';
-import { mul } from './ops/mul.js';
-import { reshape } from './ops/reshape.js';
-import { scale } from './ops/scale.js';
-import { slice } from './ops/slice.js';
-import { sum } from './ops/sum.js';
+import { add } from './ops/basic/add.js';
+import { cast, type CastDType } from './ops/tensor/cast.js';
+import { clipCoef } from './ops/optim/clip_coef.js';
+import { mul } from './ops/tensor/mul.js';
+import { reshape } from './ops/basic/reshape.js';
+import { scale } from './ops/tensor/scale.js';
+import { slice } from './ops/tensor/slice.js';
+import { sum } from './ops/tensor/sum.js';
 
 export interface AdamWOptions {
   beta1?: number;

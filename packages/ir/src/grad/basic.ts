@@ -2,10 +2,10 @@
  * Gradient rules of the basic ops: fill, add, sum_to, broadcast_to, reshape, matmul.
  */
 import type { GradRule } from '../gradients.js';
-import { matmul } from '../ops/matmul.js';
-import { reshape } from '../ops/reshape.js';
-import { sumTo } from '../ops/sum_to.js';
-import { broadcastTo } from '../ops/broadcast_to.js';
+import { matmul } from '../ops/basic/matmul.js';
+import { reshape } from '../ops/basic/reshape.js';
+import { sumTo } from '../ops/basic/sum_to.js';
+import { broadcastTo } from '../ops/basic/broadcast_to.js';
 
 
 export const basicGrads: Record<string, GradRule> = {

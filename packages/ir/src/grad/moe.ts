@@ -1,8 +1,8 @@
 /** Gradient rules of the MoE family (top-k routing, row gather and scatter). */
 import type { GradRule } from '../gradients.js';
-import { gatherRows } from '../ops/gather_rows.js';
-import { scatterAddRows } from '../ops/scatter_add_rows.js';
-import { topkBackward } from '../ops/topk.js';
+import { gatherRows } from '../ops/moe/gather_rows.js';
+import { scatterAddRows } from '../ops/moe/scatter_add_rows.js';
+import { topkBackward } from '../ops/moe/topk.js';
 
 export const moeGrads: Record<string, GradRule> = {
   // Only the values carry a gradient: it goes back to the positions they were taken from.

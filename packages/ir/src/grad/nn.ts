@@ -2,12 +2,12 @@
 import { DeepwellError } from '@deepwell/core';
 import type { GradRule } from '../gradients.js';
 import type { Sym } from '../builder.js';
-import { softmaxBackward } from '../ops/softmax.js';
-import { layernormBackward } from '../ops/layernorm.js';
-import { rmsnormBackward } from '../ops/rmsnorm.js';
-import { embeddingBackward } from '../ops/embedding.js';
-import { crossEntropyBackward } from '../ops/cross_entropy.js';
-import { causalMask } from '../ops/causal_mask.js';
+import { softmaxBackward } from '../ops/nn/softmax.js';
+import { layernormBackward } from '../ops/nn/layernorm.js';
+import { rmsnormBackward } from '../ops/nn/rmsnorm.js';
+import { embeddingBackward } from '../ops/nn/embedding.js';
+import { crossEntropyBackward } from '../ops/nn/cross_entropy.js';
+import { causalMask } from '../ops/nn/causal_mask.js';
 
 /** The gradient of a norm's y; its statistics outputs (mean, rstd) are saved for the backward only. */
 function gradOfY(op: string, grads: readonly (Sym | null)[]): Sym {

@@ -1,20 +1,20 @@
 /** Gradient rules of the tensor family (elementwise, shape and reduction ops). */
 import type { GradRule } from '../gradients.js';
 import type { Sym } from '../builder.js';
-import { broadcastTo } from '../ops/broadcast_to.js';
-import { reshape } from '../ops/reshape.js';
-import { sumTo } from '../ops/sum_to.js';
-import { mul } from '../ops/mul.js';
-import { scale } from '../ops/scale.js';
-import { geluBackward } from '../ops/gelu_backward.js';
-import { silu } from '../ops/silu.js';
-import { siluBackward } from '../ops/silu_backward.js';
-import { inversePerm, transpose } from '../ops/transpose.js';
-import { slice } from '../ops/slice.js';
-import { sliceBackward } from '../ops/slice_backward.js';
-import { maxBackward } from '../ops/max_backward.js';
-import { reduction } from '../ops/sum.js';
-import { cast, type CastDType } from '../ops/cast.js';
+import { broadcastTo } from '../ops/basic/broadcast_to.js';
+import { reshape } from '../ops/basic/reshape.js';
+import { sumTo } from '../ops/basic/sum_to.js';
+import { mul } from '../ops/tensor/mul.js';
+import { scale } from '../ops/tensor/scale.js';
+import { geluBackward } from '../ops/tensor/gelu_backward.js';
+import { silu } from '../ops/tensor/silu.js';
+import { siluBackward } from '../ops/tensor/silu_backward.js';
+import { inversePerm, transpose } from '../ops/tensor/transpose.js';
+import { slice } from '../ops/tensor/slice.js';
+import { sliceBackward } from '../ops/tensor/slice_backward.js';
+import { maxBackward } from '../ops/tensor/max_backward.js';
+import { reduction } from '../ops/tensor/sum.js';
+import { cast, type CastDType } from '../ops/tensor/cast.js';
 import { sameShape } from '../types.js';
 
 /** g of a reduction of x, reshaped to the keepdims shape and broadcast back over x. */
