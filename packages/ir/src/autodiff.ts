@@ -1,14 +1,13 @@
 /**
  * Reverse-mode autodiff on the IR: from a scalar loss back to the parameters, appending the
- * backward nodes to the same graph. Each op's rule is looked up in the gradient table
- * (gradients.ts) and written with the same Sym helpers as the forward pass, so the backward pass is
- * ordinary IR that every later pass and backend handles like the forward one.
+ * backward nodes to the same graph. Each op's gradient rule comes with its definition (defineOp's
+ * `gradient`, or defineGradient) and is written with the same Sym helpers as the forward pass, so
+ * the backward pass is ordinary IR that every later pass and backend handles like the forward one.
  */
 import { DeepwellError } from '@deepwell/core';
 import { GraphBuilder, type Sym } from './builder.js';
 import type { Graph } from './graph.js';
-import { gradientRule } from './gradients.js';
-import { getOp } from './op.js';
+import { getOp, gradientRule } from './op.js';
 import { add } from './ops/basic/add.js';
 import { fill } from './ops/basic/fill.js';
 import type { FloatDType } from './ops/float.js';

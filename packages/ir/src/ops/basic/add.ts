@@ -7,6 +7,7 @@ import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
+import { sumTo } from './sum_to.js';
 
 export const addOp = defineOp({
   name: 'add',
@@ -30,6 +31,7 @@ export const addOp = defineOp({
     for (let i = 0; i < out!.length; i++) out![i] = a![ia[i]!]! + b![ib[i]!]!;
   },
   flops: (_, [out]) => numel(out!.shape),
+  gradient: ({ inputs: [a, b], grads: [g] }) => [sumTo(g!, a!.shape), sumTo(g!, b!.shape)],
 });
 
 export function add(a: Sym, b: Sym): Sym {

@@ -6,6 +6,7 @@ import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { sameShape } from '../../types.js';
+import { sumTo } from './sum_to.js';
 
 export const broadcastToOp = defineOp({
   name: 'broadcast_to',
@@ -25,6 +26,7 @@ export const broadcastToOp = defineOp({
     const idx = broadcastIndex(outTypes[0]!.shape, inTypes[0]!.shape);
     for (let i = 0; i < out!.length; i++) out![i] = x![idx[i]!]!;
   },
+  gradient: ({ inputs: [x], grads: [g] }) => [sumTo(g!, x!.shape)],
 });
 
 export function broadcastTo(x: Sym, shape: readonly number[]): Sym {

@@ -19,6 +19,7 @@ export const fillOp = defineOp({
   reference: ({ outputs, attrs }) => {
     outputs[0]!.fill(attrs.value as number);
   },
+  gradient: () => [],
 });
 
 export function fill(b: GraphBuilder, shape: readonly number[], value: number, dtype: FloatDType = 'f32'): Sym {

@@ -9,6 +9,8 @@ import type { Sym } from '../../builder.js';
 import { broadcastShapes, defineOp, expectRank, shapeError, stridesOf } from '../../op.js';
 import { sameFloat, type FloatDType } from '../float.js';
 import { numel, type Attrs, type ValueType } from '../../types.js';
+import { reshape } from './reshape.js';
+import { sumTo } from './sum_to.js';
 
 function dims(t: ValueType, trans: boolean): [rows: number, cols: number] {
   const r = t.shape[t.shape.length - 2]!;
@@ -93,6 +95,24 @@ export const matmulOp = defineOp({
     const K = dims(a!, attrs.transA === true)[1];
     void b;
     return 2 * numel(out!.shape) * K;
+  },
+  gradient: ({ inputs: [a, b], grads: [g], attrs }) => {
+    const ta = attrs.transA === true;
+    const tb = attrs.transB === true;
+    // A rank-2 weight shared by a batch of activations: fold the batch into rows first, so the
+    // weight gradient is one matmul instead of one per batch followed by a sum.
+    if (b!.rank === 2 && a!.rank > 2 && !ta) {
+      const K = a!.shape.at(-1)!;
+      const N = g!.shape.at(-1)!;
+      const a2 = reshape(a!, [-1, K]);
+      const g2 = reshape(g!, [-1, N]);
+      const da = matmul(g!, b!, { transB: !tb });
+      const db = tb ? matmul(g2, a2, { transA: true }) : matmul(a2, g2, { transA: true });
+      return [da, db];
+    }
+    const da = ta ? matmul(b!, g!, { transA: tb, transB: true }) : matmul(g!, b!, { transB: !tb });
+    const db = tb ? matmul(g!, a!, { transA: true, transB: ta }) : matmul(a!, g!, { transA: !ta });
+    return [sumTo(da, a!.shape), sumTo(db, b!.shape)];
   },
 });
 

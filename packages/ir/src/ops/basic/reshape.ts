@@ -28,6 +28,7 @@ export const reshapeOp = defineOp({
   reference: ({ inputs: [x], outputs: [out] }) => {
     out!.set(x! as never);
   },
+  gradient: ({ inputs: [x], grads: [g] }) => [reshape(g!, x!.shape)],
 });
 
 export function reshape(x: Sym, shape: readonly number[]): Sym {

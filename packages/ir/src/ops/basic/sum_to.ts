@@ -6,6 +6,7 @@ import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
+import { broadcastTo } from './broadcast_to.js';
 
 export const sumToOp = defineOp({
   name: 'sum_to',
@@ -28,6 +29,7 @@ export const sumToOp = defineOp({
     out!.set(acc);
   },
   flops: ([x]) => numel(x!.shape),
+  gradient: ({ inputs: [x], grads: [g] }) => [broadcastTo(g!, x!.shape)],
 });
 
 /** x summed to `shape`; x itself when the shapes already agree. */

@@ -12,6 +12,7 @@ import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank } from '../../op.js';
 import { expectFloat } from '../float.js';
+import { scatterAddRows } from './scatter_add_rows.js';
 
 export const gatherRowsOp = defineOp({
   name: 'gather_rows',
@@ -40,6 +41,7 @@ export const gatherRowsOp = defineOp({
       for (let d = 0; d < D; d++) out![m * D + d] = x![r * D + d]!;
     }
   },
+  gradient: ({ inputs: [x, idx], grads: [g] }) => [scatterAddRows(g!, idx!, x!.shape[0]!), null],
 });
 
 /** Rows of `x` (F[R, D], a float dtype) at `idx` (i32[M]); -1 gives a zero row. */

@@ -47,6 +47,9 @@ export const oneHotOp = defineOp({
       out![p * classes + c] = 1;
     }
   },
+  // The output depends on integers only; this rule lets a loss that uses it (the load-balancing
+  // loss on topk's indices) differentiate, with no gradient flowing into idx.
+  gradient: () => [null],
 });
 
 /** Indicator rows f32[..., classes] for `idx` (i32[...]); -1 gives a zero row. */

@@ -14,6 +14,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, shapeStr } from '../../types.js';
 import { expectFloat } from '../float.js';
+import { gatherRows } from './gather_rows.js';
 
 export const scatterAddRowsOp = defineOp({
   name: 'scatter_add_rows',
@@ -48,6 +49,7 @@ export const scatterAddRowsOp = defineOp({
     out!.set(acc);
   },
   flops: ([src]) => numel(src!.shape),
+  gradient: ({ inputs: [, idx], grads: [g] }) => [gatherRows(g!, idx!), null],
 });
 
 /** A zero F[rows, D] with each row of `src` (F[M, D], a float dtype) added at row `idx[m]`; -1 skips. */

@@ -74,6 +74,8 @@ export const topkOp = defineOp({
     }
   },
   flops: ([x]) => numel(x!.shape) * Math.max(1, Math.ceil(Math.log2(Math.max(2, x!.shape.at(-1)!)))),
+  // Only the values carry a gradient: it goes back to the positions they were taken from.
+  gradient: ({ inputs: [x], outputs: [, indices], grads: [g] }) => [g ? topkBackward(g, indices!, x!.shape.at(-1)!) : null],
 });
 
 export const topkBackwardOp = defineOp({

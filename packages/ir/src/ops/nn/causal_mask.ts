@@ -39,6 +39,7 @@ export const causalMaskOp = defineOp({
       }
     }
   },
+  gradient: ({ grads: [g] }) => [causalMask(g!, 0)],
 });
 
 /** x with the positions after each query's own (its future) set to `value`. */

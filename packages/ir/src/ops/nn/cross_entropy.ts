@@ -74,6 +74,7 @@ export const crossEntropyOp = defineOp({
     loss![0] = count === 0 ? 0 : total / count;
   },
   flops: ([logits]) => 4 * numel(logits!.shape),
+  gradient: ({ inputs: [logits, targets], grads: [g], attrs }) => [crossEntropyBackward(logits!, targets!, g!, attrs.ignoreIndex as number), null],
 });
 
 export const crossEntropyBackwardOp = defineOp({

@@ -48,6 +48,7 @@ export const embeddingOp = defineOp({
       for (let d = 0; d < D; d++) out![p * D + d] = table![row * D + d]!;
     }
   },
+  gradient: ({ inputs: [table, ids], grads: [g] }) => [embeddingBackward(ids!, g!, table!.shape[0]!), null],
 });
 
 export const embeddingBackwardOp = defineOp({

@@ -17,6 +17,7 @@
  *   dweight = sum_R(g * xhat), dbias = sum_R(g).
  * Gradients reaching the mean and rstd outputs are not supported (nothing needs them).
  */
+import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../../types.js';
@@ -30,6 +31,14 @@ function rowsOf(op: string, x: ValueType, vectors: [string, ValueType][]): { row
     if (!sameShape(t.shape, [D])) shapeError(op, `Expected ${x.dtype}[${D}] (the last dimension of x ${shapeStr(x)}) for input '${name}' but received ${shapeStr(t)}`);
   }
   return { rows: x.shape.slice(0, -1), D };
+}
+
+/** The gradient of a norm's y (layernorm, rmsnorm); its statistics outputs are saved for the backward only. */
+export function gradOfY(op: string, grads: readonly (Sym | null)[]): Sym {
+  if (grads.slice(1).some((g) => g !== null) || !grads[0]) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected a loss that uses the statistics outputs of ${op} only through y, for the gradient of ${op} but received one that uses them directly`);
+  }
+  return grads[0];
 }
 
 export const layernormOp = defineOp({
@@ -61,6 +70,7 @@ export const layernormOp = defineOp({
     }
   },
   flops: ([x]) => 8 * numel(x!.shape),
+  gradient: ({ inputs: [x, w], outputs: [, mean, rstd], grads }) => layernormBackward(gradOfY('layernorm', grads), x!, w!, mean!, rstd!),
 });
 
 export const layernormBackwardOp = defineOp({

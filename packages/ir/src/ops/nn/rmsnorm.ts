@@ -16,6 +16,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../../types.js';
 import { sameFloat } from '../float.js';
+import { gradOfY } from './layernorm.js';
 
 /** Check the shapes of x and weight (their dtypes are checked first); returns the row shape and D. */
 function rowsOf(op: string, x: ValueType, w: ValueType): { rows: readonly number[]; D: number } {
@@ -50,6 +51,7 @@ export const rmsnormOp = defineOp({
     }
   },
   flops: ([x]) => 4 * numel(x!.shape),
+  gradient: ({ inputs: [x, w], outputs: [, rstd], grads }) => rmsnormBackward(gradOfY('rmsnorm', grads), x!, w!, rstd!),
 });
 
 export const rmsnormBackwardOp = defineOp({

@@ -47,6 +47,7 @@ export const softmaxOp = defineOp({
     }
   },
   flops: ([x]) => 5 * numel(x!.shape),
+  gradient: ({ outputs: [y], grads: [g], attrs }) => [softmaxBackward(g!, y!, attrs.axis as number)],
 });
 
 function inferBackward(g: ValueType, y: ValueType, axis: number): ValueType[] {

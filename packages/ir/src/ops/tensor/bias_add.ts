@@ -9,6 +9,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp, expectRank, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel } from '../../types.js';
+import { sumTo } from '../basic/sum_to.js';
 
 export const biasAddOp = defineOp({
   name: 'bias_add',
@@ -32,6 +33,7 @@ export const biasAddOp = defineOp({
     for (let i = 0; i < out!.length; i++) out![i] = x![i]! + bias![i % N]!;
   },
   flops: ([x]) => numel(x!.shape),
+  gradient: ({ inputs: [, bias], grads: [g] }) => [g!, sumTo(g!, bias!.shape)],
 });
 
 export function biasAdd(x: Sym, bias: Sym): Sym {

@@ -15,6 +15,7 @@ import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepw
 import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype } from '../../op.js';
 import { numel } from '../../types.js';
+import { isFloat } from '../float.js';
 
 export const CAST_DTYPES = ['f32', 'f16', 'bf16', 'i32'] as const;
 export type CastDType = (typeof CAST_DTYPES)[number];
@@ -54,6 +55,7 @@ export const castOp = defineOp({
     for (let i = 0; i < out!.length; i++) out![i] = castScalar(x![i]!, from, to);
   },
   flops: ([x]) => numel(x!.shape),
+  gradient: ({ inputs: [x], outputs: [y], grads: [g] }) => (isFloat(x!.dtype) && isFloat(y!.dtype) ? [cast(g!, x!.dtype)] : [null]),
 });
 
 export function cast(x: Sym, dtype: CastDType): Sym {

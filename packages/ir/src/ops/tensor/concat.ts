@@ -9,6 +9,7 @@ import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';
 import { numel, shapeStr, type ValueType } from '../../types.js';
+import { slice } from './slice.js';
 
 function check(xs: ValueType[], axisAttr: number): { axis: number; shape: number[] } {
   const first = xs[0]!;
@@ -52,6 +53,16 @@ export const concatOp = defineOp({
         }
       }
       offset += A;
+    });
+  },
+  gradient: ({ inputs, grads: [g], attrs }) => {
+    const rank = inputs[0]!.rank;
+    const axis = (attrs.axis as number) < 0 ? (attrs.axis as number) + rank : (attrs.axis as number);
+    let offset = 0;
+    return inputs.map((x) => {
+      const size = x.shape[axis]!;
+      offset += size;
+      return slice(g!, axis, offset - size, offset);
     });
   },
 });

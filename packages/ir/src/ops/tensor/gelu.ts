@@ -9,6 +9,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel } from '../../types.js';
+import { geluBackward } from './gelu_backward.js';
 
 export const GELU_C = Math.sqrt(2 / Math.PI);
 export const GELU_K = 0.044715;
@@ -33,6 +34,7 @@ export const geluOp = defineOp({
   },
   // x^3 (2), fma-free polynomial (3), tanh (counted as 1), 1 + t, x * (...), * 0.5.
   flops: ([x]) => 9 * numel(x!.shape),
+  gradient: ({ inputs: [x], grads: [g] }) => [geluBackward(g!, x!)],
 });
 
 export function gelu(x: Sym): Sym {

@@ -11,6 +11,7 @@ import { numel } from '../../types.js';
 import { groupIndex, reduction, REDUCE_ATTRS } from './sum.js';
 import { expectFloat } from '../float.js';
 import type { NumArray, ValueType, Attrs } from '../../types.js';
+import { maxBackward } from './max_backward.js';
 
 /** For each group, the flat index in x of its first maximal element (first NaN, if any). */
 export function argmaxOfGroups(op: string, x: NumArray, t: ValueType, attrs: Attrs): Int32Array {
@@ -47,6 +48,7 @@ export const maxOp = defineOp({
     for (let j = 0; j < out!.length; j++) out![j] = arg[j] === -1 ? -Infinity : x![arg[j]!]!;
   },
   flops: ([x]) => numel(x!.shape),
+  gradient: ({ inputs: [x], grads: [g], attrs }) => [maxBackward(g!, x!, attrs.axes as readonly number[], attrs.keepdims === true)],
 });
 
 export function max(x: Sym, axes: readonly number[] = [], keepdims = false): Sym {

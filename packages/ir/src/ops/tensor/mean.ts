@@ -6,8 +6,9 @@
 import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { numel } from '../../types.js';
-import { groupIndex, reduction, REDUCE_ATTRS } from './sum.js';
+import { groupIndex, reduction, REDUCE_ATTRS, spread } from './sum.js';
 import { expectFloat } from '../float.js';
+import { scale } from './scale.js';
 
 export const meanOp = defineOp({
   name: 'mean',
@@ -27,6 +28,10 @@ export const meanOp = defineOp({
     for (let j = 0; j < out!.length; j++) out![j] = acc[j]! / r.count;
   },
   flops: ([x], [out]) => numel(x!.shape) + numel(out!.shape),
+  gradient: ({ inputs: [x], grads: [g], attrs }) => {
+    const r = reduction('mean', x!.type, attrs);
+    return [spread(scale(g!, 1 / r.count), x!, r.keepShape)];
+  },
 });
 
 export function mean(x: Sym, axes: readonly number[] = [], keepdims = false): Sym {

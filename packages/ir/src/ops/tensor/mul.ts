@@ -8,6 +8,7 @@ import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
+import { sumTo } from '../basic/sum_to.js';
 
 export const mulOp = defineOp({
   name: 'mul',
@@ -31,6 +32,7 @@ export const mulOp = defineOp({
     for (let i = 0; i < out!.length; i++) out![i] = a![ia[i]!]! * b![ib[i]!]!;
   },
   flops: (_, [out]) => numel(out!.shape),
+  gradient: ({ inputs: [a, b], grads: [g] }) => [sumTo(mul(g!, b!), a!.shape), sumTo(mul(g!, a!), b!.shape)],
 });
 
 export function mul(a: Sym, b: Sym): Sym {

@@ -23,6 +23,7 @@ export const scaleOp = defineOp({
     for (let i = 0; i < out!.length; i++) out![i] = x![i]! * alpha;
   },
   flops: ([x]) => numel(x!.shape),
+  gradient: ({ grads: [g], attrs }) => [scale(g!, attrs.alpha as number)],
 });
 
 export function scale(x: Sym, alpha: number): Sym {

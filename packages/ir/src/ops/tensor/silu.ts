@@ -6,6 +6,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel } from '../../types.js';
+import { siluBackward } from './silu_backward.js';
 
 /** sigmoid of one value, in float64; exp(-x) overflowing to Infinity gives 0, as it should. */
 export function sigmoidScalar(x: number): number {
@@ -27,6 +28,7 @@ export const siluOp = defineOp({
   },
   // negate, exp (counted as 1), 1 + e, divide, multiply.
   flops: ([x]) => 5 * numel(x!.shape),
+  gradient: ({ inputs: [x], grads: [g] }) => [siluBackward(g!, x!)],
 });
 
 export function silu(x: Sym): Sym {

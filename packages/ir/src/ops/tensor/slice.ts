@@ -9,6 +9,7 @@
 import type { Sym } from '../../builder.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';
 import { numel, type Attrs, type ValueType } from '../../types.js';
+import { sliceBackward } from './slice_backward.js';
 
 function resolve(x: ValueType, attrs: Attrs): { axis: number; start: number; end: number } {
   const axis = axisOf('slice', attrs.axis as number, x.shape.length);
@@ -44,6 +45,7 @@ export const sliceOp = defineOp({
       }
     }
   },
+  gradient: ({ inputs: [x], grads: [g], attrs }) => [sliceBackward(g!, x!.shape, attrs.axis as number, attrs.start as number)],
 });
 
 export function slice(x: Sym, axis: number, start: number, end: number): Sym {

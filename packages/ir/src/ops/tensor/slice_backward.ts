@@ -9,6 +9,7 @@ import { checkShape } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
 import { axisOf, defineOp, expectDtype, shapeError } from '../../op.js';
 import { numel, type Attrs, type ValueType } from '../../types.js';
+import { slice } from './slice.js';
 
 function resolve(g: ValueType, attrs: Attrs): { shape: readonly number[]; axis: number; start: number } {
   const shape = checkShape(attrs.shape, "slice_backward attribute 'shape'");
@@ -43,6 +44,13 @@ export const sliceBackwardOp = defineOp({
         for (let k = 0; k < inner; k++) out![(o * A + start + a) * inner + k] = g![(o * L + a) * inner + k]!;
       }
     }
+  },
+  // Linear in g: its gradient is the slice it undoes.
+  gradient: ({ inputs: [g], grads: [gg], attrs }) => {
+    const start = attrs.start as number;
+    const axis = attrs.axis as number;
+    const length = g!.shape[axis < 0 ? axis + g!.rank : axis]!;
+    return [slice(gg!, axis, start, start + length)];
   },
 });
 

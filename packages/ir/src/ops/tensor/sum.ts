@@ -10,8 +10,10 @@
  */
 import type { Sym } from '../../builder.js';
 import { axisOf, broadcastIndex, defineOp, shapeError } from '../../op.js';
-import { numel, type Attrs, type ValueType } from '../../types.js';
+import { numel, sameShape, type Attrs, type ValueType } from '../../types.js';
 import { expectFloat } from '../float.js';
+import { broadcastTo } from '../basic/broadcast_to.js';
+import { reshape } from '../basic/reshape.js';
 
 export interface Reduction {
   /** Reduced axes, normalised and sorted. */
@@ -41,6 +43,11 @@ export function groupIndex(x: ValueType, r: Reduction): Int32Array {
   return broadcastIndex(x.shape, r.keepShape);
 }
 
+/** The gradient of a reduction of x: g reshaped to the keepdims shape and broadcast back over x. */
+export function spread(g: Sym, x: Sym, keepShape: readonly number[]): Sym {
+  return broadcastTo(sameShape(g.shape, keepShape) ? g : reshape(g, keepShape), x.shape);
+}
+
 export const REDUCE_ATTRS = { axes: { kind: 'ints', default: [] }, keepdims: { kind: 'bool', default: false } } as const;
 
 export const sumOp = defineOp({
@@ -60,6 +67,7 @@ export const sumOp = defineOp({
     out!.set(acc);
   },
   flops: ([x]) => numel(x!.shape),
+  gradient: ({ inputs: [x], grads: [g], attrs }) => [spread(g!, x!, reduction('sum', x!.type, attrs).keepShape)],
 });
 
 export function sum(x: Sym, axes: readonly number[] = [], keepdims = false): Sym {

@@ -10,6 +10,9 @@ import { defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
 import { sigmoidScalar } from './silu.js';
+import { mul } from './mul.js';
+import { silu } from './silu.js';
+import { siluBackward } from './silu_backward.js';
 
 export const swigluOp = defineOp({
   name: 'swiglu',
@@ -32,6 +35,7 @@ export const swigluOp = defineOp({
     }
   },
   flops: ([gate]) => 6 * numel(gate!.shape),
+  gradient: ({ inputs: [gate, up], grads: [g] }) => [siluBackward(mul(g!, up!), gate!), mul(g!, silu(gate!))],
 });
 
 export function swiglu(gate: Sym, up: Sym): Sym {

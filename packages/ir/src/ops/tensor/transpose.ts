@@ -53,6 +53,7 @@ export const transposeOp = defineOp({
       out![i] = x![j]!;
     }
   },
+  gradient: ({ grads: [g], attrs }) => [transpose(g!, inversePerm(attrs.perm as readonly number[]))],
 });
 
 export function transpose(x: Sym, perm: readonly number[]): Sym {
