@@ -2,6 +2,10 @@
  * add: elementwise a + b with numpy broadcasting. a: F[A...], b: F[B...] -> F[broadcast(A, B)], F one
  * float dtype (f32, bf16 or f16) shared by both inputs.
  * Its gradient sums over the broadcast dimensions (sum_to).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, compile.test.ts,
+ * dtypes.test.ts, fusion.test.ts, moe.test.ts, cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';

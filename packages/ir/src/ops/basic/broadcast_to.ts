@@ -1,6 +1,10 @@
 /**
  * broadcast_to: repeat x along broadcast dimensions. x: F[X...] (F a float dtype) -> F[S...] with
  * broadcast(X, S) = S. The gradient of sum_to, and sum_to is its gradient.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';

@@ -3,6 +3,10 @@
  * bf16 or f16; default f32). No inputs; used to seed the loss gradient and for the zero gradient of
  * values the loss does not depend on (in the dtype of the value, so a bf16 value gets bf16 zeros).
  * The value is stored as given; rounding it to a narrow dtype is the interpreter's job.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import { checkShape } from '@deepwell/core';
 import type { GraphBuilder, Sym } from '../../builder.js';

@@ -4,6 +4,10 @@
  *   transB) -> F[...broadcast(Ba, Bb), M, N], F one float dtype (f32, bf16 or f16) shared by a and
  *   b. Batch dimensions broadcast numpy-style; a rank-2 operand is shared by every batch. The
  *   reference accumulates each dot product in float64.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/gemm.ts; the native
+ * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
+ * tested in packages/ir/test/basic.test.ts, compile.test.ts, dtypes.test.ts, cuda-gemm.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { broadcastShapes, defineOp, expectRank, shapeError, stridesOf } from '../../op.js';

@@ -8,6 +8,10 @@
  *   -> out: F[M, N], bgrad: F[M].
  * The reference is the two ops it replaces: the matmul, and the sum in float64 in the order sum_to
  * adds (k ascending), rounded once. Compile-time only: no gradient rule.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/gemm.ts; the native
+ * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
+ * tested in packages/ir/test/fusion.test.ts, cuda-fused.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, expectRank } from '../../op.js';

@@ -5,6 +5,10 @@
  * The reference is exactly the two ops it replaces (the product rounded to the output's storage,
  * then the bias added), so a fused graph computes on the CPU what the unfused one did, bit for bit.
  * Compile-time only, it has no gradient rule: autodiff runs before fusion.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/gemm.ts; the native
+ * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
+ * tested in packages/ir/test/basic.test.ts, compile.test.ts, fusion.test.ts, cuda-gemm.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';

@@ -7,6 +7,10 @@
  *   a, b, bias as matmul_bias; attributes transA, transB -> out: F[..., M, N], pre: F[..., M, N].
  * The reference is exactly the ops it replaces: matmul_bias, pre rounded to its storage as the
  * unfused graph stored it, then gelu. Compile-time only: no gradient rule.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/gemm.ts; the native
+ * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
+ * tested in packages/ir/test/compile.test.ts, fusion.test.ts, cuda-fused.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';

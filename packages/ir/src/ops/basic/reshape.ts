@@ -1,6 +1,10 @@
 /**
  * reshape: the same elements in a new shape (row-major order kept). x: T[X...] -> T[S...] with
  * numel(S) = numel(X); one dimension of S may be -1 and is inferred.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';

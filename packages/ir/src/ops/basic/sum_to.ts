@@ -1,6 +1,10 @@
 /**
  * sum_to: sum x down to a shape it was broadcast from (the gradient of broadcasting).
  * x: F[X...] (F a float dtype), shape S with broadcast(S, X) = X -> F[S]. Accumulates in float64.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
+ * fusion.test.ts, cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';

@@ -7,6 +7,10 @@
  * choice). -1 gives a zero row rather than an error so that empty slots and dropped tokens
  * contribute nothing without a mask; any other index outside [0, R) is an INVALID_ARGUMENT error
  * naming the position. Its gradient w.r.t. x is scatter_add_rows(g, idx, R).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/moe.ts; the native
+ * kernel is in native/ops/moe/; tested in packages/ir/test/moe.test.ts, dtypes.test.ts,
+ * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

@@ -14,6 +14,10 @@
  * gather_rows(expert_out, reshape(combine, [-1])) -> f32[N*k, D] outputs per choice.
  * Integer bookkeeping only: nonDifferentiable, no gradient rule. An expert id outside [0, E) is
  * an INVALID_ARGUMENT error naming the position.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/moe.ts; the native
+ * kernel is in native/ops/moe/; tested in packages/ir/test/moe.test.ts, dtypes.test.ts,
+ * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

@@ -7,6 +7,10 @@
  * zero row, as in gather_rows, so "no choice" counts nowhere; any other index outside
  * [0, classes) is an INVALID_ARGUMENT error naming the position. The output is a function of
  * integers only: nonDifferentiable.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/moe.ts; the native
+ * kernel is in native/ops/moe/; tested in packages/ir/test/moe.test.ts, dtypes.test.ts,
+ * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

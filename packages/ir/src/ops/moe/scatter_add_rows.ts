@@ -8,6 +8,10 @@
  * rather than overwrite, and -1 means "nowhere" just as it means "zero row" there. Accumulates in
  * float64. Any index other than -1 outside [0, R) is an INVALID_ARGUMENT error naming the position.
  * Its gradient w.r.t. src is gather_rows(g, idx).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/moe.ts; the native
+ * kernel is in native/ops/moe/; tested in packages/ir/test/moe.test.ts, dtypes.test.ts,
+ * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

@@ -13,6 +13,10 @@
  *   g: F[..., k] (a float dtype), indices: i32[..., k], attribute size (= E) -> F[..., size] with
  *   out[..., indices[..., j]] += g[..., j] and zeros everywhere else. Indices outside [0, size) are
  *   an INVALID_ARGUMENT error naming the position.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/moe.ts; the native
+ * kernel is in native/ops/moe/; tested in packages/ir/test/moe.test.ts, dtypes.test.ts,
+ * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

@@ -8,6 +8,9 @@
  * pre-norm), so a GPU reads both summands once and writes the sum and the normalised row in one
  * kernel. The reference is exactly the two ops it replaces: the sum rounded to its storage, then
  * layernorm. Compile-time only: no gradient rule.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/fusion.test.ts, cuda-fused.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';

@@ -7,6 +7,10 @@
  * S - T earlier positions). The default fill is finite, so attributes round-trip through JSON, and
  * far enough below any score that softmax turns it into exactly 0; the diagonal is never masked, so
  * no row is all fill. With value 0 the same op is its own gradient: g with the masked positions zeroed.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
+ * cuda-nn.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, expectRank, shapeError } from '../../op.js';

@@ -12,6 +12,10 @@
  *   logits: F[N, V], targets: i32[N], g: f32[1] (the gradient of the f32 loss) -> dlogits: F[N, V]
  *   dlogits[r, :] = (softmax(logits[r, :]) - onehot(t_r)) * g[0] / count, zero rows where ignored.
  * The targets take no gradient.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
+ * dtypes.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

@@ -10,6 +10,10 @@
  *   ids: i32[...I], g: F[...I, D]; attribute vocab (int, V) -> dtable: F[V, D],
  *   dtable[v, :] = sum of g[i..., :] over the positions with ids[i...] = v (rows never used are 0).
  * Repeated ids accumulate in float64. The ids take no gradient.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
+ * cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

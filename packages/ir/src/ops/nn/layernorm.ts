@@ -16,6 +16,10 @@
  *   dx = rstd * (gw - mean_D(gw) - xhat * mean_D(gw * xhat)),
  *   dweight = sum_R(g * xhat), dbias = sum_R(g).
  * Gradients reaching the mean and rstd outputs are not supported (nothing needs them).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
+ * fusion.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

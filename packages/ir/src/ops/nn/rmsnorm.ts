@@ -11,6 +11,10 @@
  *   -> dx: F[...R, D], dweight: F[D]
  *   gw = g * weight, dx = rstd * (gw - x * rstd^2 * mean_D(gw * x)), dweight = sum_R(g * x * rstd).
  * Gradients reaching the rstd output are not supported (nothing needs them).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
+ * cuda-nn.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';

@@ -9,6 +9,10 @@
  *   dx = y * (g - sum(g * y, axis)).
  * One op instead of mul / sum / sub / mul keeps the backward to one pass over the data and needs
  * only the forward output (not x) to be kept.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
+ * cuda-nn.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';

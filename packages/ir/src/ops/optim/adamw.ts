@@ -12,6 +12,10 @@
  * input element before writing the same element of any output, so it is correct in place. It is
  * not differentiated (an optimizer step is not part of the loss). The master weights and moments
  * stay f32 while the gradient may come from a bf16 or f16 backward pass (mixed precision).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
+ * dtypes.test.ts, fusion.test.ts, cuda-fused.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

@@ -8,6 +8,10 @@
  * optimizer's adamw nodes that share lr, step and attributes, so a GPU updates every parameter in
  * a few launches instead of one per parameter. The reference runs adamw's reference per parameter.
  * Not differentiated.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/compile.test.ts, fusion.test.ts,
+ * cuda-fused.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';

@@ -4,6 +4,9 @@
  *   -> coef: f32[1] = min(1, maxNorm / (norm + 1e-6)), norm: f32[1] = sqrt(sumsq).
  * trainingStep multiplies each gradient by coef before the optimizer and outputs the norm (the
  * figure a training log shows). Not differentiated.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/train.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

@@ -4,6 +4,10 @@
  * exactly) so a misplaced bias is a shape error at the line that made it, not a silent broadcast,
  * and so a backend can fuse it into a matmul epilogue. Gradients: g for x, g summed over the
  * leading dimensions for the bias.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, expectRank, shapeError } from '../../op.js';

@@ -10,6 +10,10 @@
  *   to the same dtype: the identity.
  * Written this way so the reference defines exactly what a GPU cast kernel must produce. Gradient:
  * the gradient cast back to the input's float dtype; none through i32.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

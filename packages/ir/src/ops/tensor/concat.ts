@@ -4,6 +4,10 @@
  * Variadic (inputs '...xs') so one node joins any number of pieces; any dtype, since it only moves
  * elements. Its gradient is one slice of g per input. The reference views each input as
  * [outer, A_k, inner] and copies its blocks to their offset in the output.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

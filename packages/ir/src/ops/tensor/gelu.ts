@@ -4,6 +4,10 @@
  *   out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
  * Its gradient is one dedicated op (gelu_backward) rather than a dozen primitive nodes, so the
  * backward pass stays one elementwise kernel and keeps no intermediates alive.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * fusion.test.ts, cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';

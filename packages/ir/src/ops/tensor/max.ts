@@ -4,6 +4,10 @@
  * goes to the FIRST maximal element of each group (row-major order) only, through max_backward,
  * which finds that element the same way; a dedicated op keeps the backward one kernel and free of
  * a float mask.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';

@@ -3,6 +3,10 @@
  * input; F one float dtype shared by both), attrs axes, keepdims (those of the max) -> F[X...]: g of each group at the group's
  * first maximal element (row-major order; the first NaN if any), 0 elsewhere. It recomputes the
  * argmax from x with max's own helper, so the two always pick the same element.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';

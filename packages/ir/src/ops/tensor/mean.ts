@@ -2,6 +2,10 @@
  * mean: the average over axes. x: F[X...] (F a float dtype), attrs axes ([] means every axis), keepdims -> the
  * shape sum gives. Sums in float64, then divides by the group size once. Shares sum's `reduction`
  * so the two can never disagree on shapes. Gradient: g / count broadcast back to x.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';

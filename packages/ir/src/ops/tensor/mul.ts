@@ -3,6 +3,10 @@
  * float dtype (f32, bf16 or f16) shared by both inputs.
  * Built exactly like add (same broadcast rule, same index maps) so the two fuse the same way; its
  * gradient multiplies by the other operand and sums over the broadcast dimensions (sum_to).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';

@@ -2,6 +2,10 @@
  * scale: x * alpha for a constant alpha. x: F[S...] (F a float dtype), attr alpha: float -> F[S...].
  * A constant factor is an attribute rather than a second tensor so that gradient rules (mean's
  * 1/n, for one) need no fill node and a backend can fold it into a neighbouring kernel.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, compile.test.ts,
+ * dtypes.test.ts, cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';

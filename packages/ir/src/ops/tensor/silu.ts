@@ -1,6 +1,10 @@
 /**
  * silu: x * sigmoid(x) (the swish of SwiGLU). x: F[S...] -> F[S...] (F a float dtype).
  * Its gradient is one dedicated op (silu_backward), so the backward pass is one elementwise kernel.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';

@@ -3,6 +3,10 @@
  * dtype shared by both) -> F[S...],
  *   out = g * s (1 + x (1 - s)),  s = sigmoid(x).
  * One op from (g, x), recomputing s, so the backward pass keeps no sigmoid tensor alive.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';

@@ -5,6 +5,10 @@
  * sequence), and it keeps the rule and the gradient (slice_backward, which writes g into zeros of
  * x's shape) simple. Any dtype, since it only moves elements. The reference views x as
  * [outer, A, inner] and copies the rows [start, end) of each outer block.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';

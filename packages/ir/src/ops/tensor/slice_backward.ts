@@ -4,6 +4,10 @@
  * the other dimensions equal -> F[S...], zero outside [start, start + L) along axis. F is a float
  * dtype (f32, f16, bf16), kept as is. One op instead of a concat with zero fills so the backward
  * of a sliced projection is one kernel; its own gradient is the slice it undoes.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import { checkShape } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

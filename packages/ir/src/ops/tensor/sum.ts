@@ -7,6 +7,10 @@
  * shape (which has the same row-major layout as the output), so any set of axes is one loop.
  * `reduction` is shared by mean, max and max_backward. Gradient: g reshaped to the keepdims shape
  * and broadcast back to x.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { axisOf, broadcastIndex, defineOp, shapeError } from '../../op.js';

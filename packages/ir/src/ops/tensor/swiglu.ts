@@ -4,6 +4,10 @@
  * The shapes must be equal (no broadcasting): gate and up are two halves of one MLP projection, and
  * a mismatch is a bug to report, not to broadcast over. One op so the forward is one kernel; its
  * gradient is silu_backward(g * up, gate) for gate and g * silu(gate) for up.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';

@@ -4,6 +4,10 @@
  * it only moves elements (token ids as well as activations). Its gradient is the transpose by the
  * inverse permutation. The reference walks the output in row-major order and gathers from x through
  * x's strides, which is the plainest statement of the definition.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/tensor.ts; the native
+ * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
+ * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError, stridesOf } from '../../op.js';
