@@ -1,6 +1,6 @@
 export * from './ops/index.js';
 export { Graph, byteSizeOf } from './graph.js';
-export type { GraphJSON, InitSpec, NodeDecl, ValueDecl, ValueKind } from './graph.js';
+export type { GraphJSON, InitSpec, NodeDecl, Phase, ValueDecl, ValueKind } from './graph.js';
 export { GraphBuilder, Sym } from './builder.js';
 export { axisOf, checkAttrs, defineGradient, defineOp, differentiableOps, getOp, gradientRule, inplacePairs, listOps, shapeError } from './op.js';
 export type { AttrKind, AttrSpec, GradContext, GradRule, KernelCall, KernelParams, OpDef, RefContext } from './op.js';

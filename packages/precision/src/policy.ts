@@ -5,8 +5,8 @@
  * after autodiff, so a layer's forward GEMM and its two backward GEMMs (data and weight gradient)
  * are rewritten alike, each operand quantized along its own reduction axis (row- or columnwise).
  *
- * Layers are named by the scope of their forward GEMM (`blocks.3.mlp.fc`; backward GEMMs are in
- * `<layer>.grad`). Default decisions, in order:
+ * Layers are named by the scope of their forward GEMM (`blocks.3.mlp.fc`; backward GEMMs keep it and
+ * have phase 'backward'). Default decisions, in order:
  *   1. a user rule ({ match, recipe }, first match wins) on the layer name (the fallback
  *      controller adds its demotions as rules in front);
  *   2. GEMMs without a parameter operand (attention's QKᵀ and ·V) stay BF16 (op kind);
@@ -122,9 +122,9 @@ export interface LayerNumerics {
   log2ScaleMax: number;
 }
 
-// Backward GEMMs are in `<layer>.grad`; the head's (forward scope '') in 'grad'.
-const isBackward = (scope: string) => scope === 'grad' || scope.endsWith('.grad');
-const layerOf = (scope: string) => scope.replace(/(^|\.)grad$/, '') || 'head';
+// A backward GEMM keeps the scope of the forward GEMM it differentiates; the tied head's is ''.
+const isBackward = (n: NodeDecl) => n.phase === 'backward';
+const layerOf = (scope: string) => scope || 'head';
 export const NUMERICS_PREFIX = 'numerics/';
 
 function checkOptions(options: PolicyOptions): void {
@@ -184,7 +184,7 @@ export class PrecisionPolicy implements GraphPass {
     const last = blockIds.length ? Math.max(...blockIds) : -1;
     const out: LayerDecision[] = [];
     for (const [layer, nodes] of layers) {
-      const fwd = nodes.find((n) => !isBackward(n.scope)) ?? nodes[0]!;
+      const fwd = nodes.find((n) => !isBackward(n)) ?? nodes[0]!;
       const param = fwd.inputs.map((i) => this.#paramOf(graph, i)).find((p) => p !== null) ?? null;
       const kind: LayerDecision['kind'] = param === null ? 'attention' : layer === 'head' || /(^|\.)wte\.weight$/.test(param) ? 'head' : 'linear';
       const weight = param !== null ? [...graph.values[graph.params[param]!]!.type.shape] : null;
@@ -222,7 +222,7 @@ export class PrecisionPolicy implements GraphPass {
       gemmIndex.set(layer, k + 1);
       const d = decisions.get(layer)!;
       const r = RECIPES[d.recipe];
-      const backward = isBackward(n.scope);
+      const backward = isBackward(n);
       const base = backward ? r.backward : r.forward;
       if (!base) continue;
       const types = n.inputs.map((id) => graph.values[id]!.type);
@@ -239,7 +239,7 @@ export class PrecisionPolicy implements GraphPass {
       n.inputs = n.inputs.map((id, i) => {
         const format = formats[i]!;
         const attrs = { format, axis: axes[i]!, ...(format.startsWith('mx') ? { scaleMode: this.options.scaleMode } : {}) };
-        return b.within(n.scope, () => {
+        return b.like(n, () => {
           if (this.options.numerics) {
             const name = `${NUMERICS_PREFIX}${layer}/${k}/${'ab'[i]}`;
             b.output(name, b.op1('quant_stats', [b.sym(id)], attrs));

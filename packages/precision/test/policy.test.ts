@@ -106,7 +106,7 @@ describe('PrecisionPolicy', () => {
     const g = policy.run(step(wide())).verify();
     const producer = (id: number) => g.nodes.find((n) => n.outputs.includes(id));
     const formats = (n: NodeDecl) => n.inputs.map((id) => producer(id)).map((p) => (p?.op === 'fake_quant' ? (p.attrs.format as string) : 'bf16'));
-    const gemms = g.nodes.filter((n) => n.op === 'matmul' && (n.scope === 'blocks.1.mlp.fc' || n.scope === 'blocks.1.mlp.fc.grad'));
+    const gemms = g.nodes.filter((n) => n.op === 'matmul' && n.scope === 'blocks.1.mlp.fc');
     expect(gemms.length).toBe(3);
     const [fwd, ...bwd] = gemms;
     expect(formats(fwd!)).toEqual(['fp8-block1x128', 'fp8-block128x128']); // x · Wᵀ
