@@ -50,6 +50,21 @@ export interface GradContext {
  */
 export type GradRule = (c: GradContext) => (Sym | null)[];
 
+/**
+ * An input of an op that holds indices into something (rows of a table, classes, experts). Where
+ * such an input is a graph input (followed back through reshapes), the executable checks every
+ * value before a step runs: a device kernel can only skip a bad index, and the optimizer would then
+ * apply a step computed from garbage.
+ */
+export interface IndexInput {
+  /** Which input holds the indices. */
+  input: number;
+  /** Indices must lie in [0, bound), from the node's input types and attributes. */
+  bound(inTypes: readonly ValueType[], attrs: Attrs): number;
+  /** The one value outside the range that is allowed ("none": -1, an ignore index); null: none. */
+  allow?(attrs: Attrs): number | null;
+}
+
 export interface OpDef {
   name: string;
   /** One line: what it computes. */
@@ -71,6 +86,8 @@ export interface OpDef {
   inplace?: readonly (readonly [number, number])[] | ((inputs: number) => readonly (readonly [number, number])[]);
   /** Outputs that carry no gradient (indices, counts). */
   nonDifferentiable?: boolean;
+  /** Inputs holding indices, checked on the host before each step where they are graph inputs. */
+  indexInputs?: readonly IndexInput[];
   /** The gradient rule; an op without one (here or through defineGradient) is not differentiable. */
   gradient?: GradRule;
 }

@@ -24,6 +24,7 @@ export const gatherRowsOp = defineOp({
   inputs: ['x', 'idx'],
   outputs: ['out'],
   attrs: {},
+  indexInputs: [{ input: 1, bound: ([x]) => x!.shape[0]!, allow: () => -1 }],
   infer: ([x, idx]) => {
     const dtype = expectFloat('gather_rows', 'x', x!);
     expectDtype('gather_rows', 'idx', idx!, ['i32']);

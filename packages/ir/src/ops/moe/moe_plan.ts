@@ -29,6 +29,7 @@ export const moePlanOp = defineOp({
   inputs: ['experts'],
   outputs: ['dispatch', 'combine'],
   attrs: { numExperts: { kind: 'int' }, capacity: { kind: 'int' } },
+  indexInputs: [{ input: 0, bound: (_, attrs) => attrs.numExperts as number }],
   nonDifferentiable: true,
   infer: ([experts], attrs) => {
     expectDtype('moe_plan', 'experts', experts!, ['i32']);

@@ -32,6 +32,7 @@ export const oneHotOp = defineOp({
   inputs: ['idx'],
   outputs: ['out'],
   attrs: { classes: { kind: 'int' } },
+  indexInputs: [{ input: 0, bound: (_, attrs) => attrs.classes as number, allow: () => -1 }],
   nonDifferentiable: true,
   infer: ([idx], attrs) => {
     expectDtype('one_hot', 'idx', idx!, ['i32']);

@@ -26,6 +26,7 @@ export const scatterAddRowsOp = defineOp({
   inputs: ['src', 'idx'],
   outputs: ['out'],
   attrs: { rows: { kind: 'int' } },
+  indexInputs: [{ input: 1, bound: (_, attrs) => attrs.rows as number, allow: () => -1 }],
   infer: ([src, idx], attrs) => {
     const dtype = expectFloat('scatter_add_rows', 'src', src!);
     expectDtype('scatter_add_rows', 'idx', idx!, ['i32']);

@@ -88,6 +88,7 @@ export const topkBackwardOp = defineOp({
   inputs: ['g', 'indices'],
   outputs: ['out'],
   attrs: { size: { kind: 'int' } },
+  indexInputs: [{ input: 1, bound: (_, attrs) => attrs.size as number }],
   infer: ([g, indices], attrs) => {
     const dtype = expectFloat('topk_backward', 'g', g!);
     expectDtype('topk_backward', 'indices', indices!, ['i32']);

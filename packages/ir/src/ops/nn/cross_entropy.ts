@@ -19,7 +19,7 @@
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
-import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
+import { defineOp, expectDtype, expectRank, shapeError, type IndexInput } from '../../op.js';
 import { numel, sameShape, shapeStr, type NumArray, type ValueType } from '../../types.js';
 import { expectFloat, type FloatDType } from '../float.js';
 
@@ -55,12 +55,16 @@ function rowStats(logits: NumArray, r: number, V: number): { max: number; lse: n
   return { max, lse: max + Math.log(sum) };
 }
 
+/** The targets index the logits' last dimension; ignoreIndex is allowed too. */
+const TARGETS: IndexInput = { input: 1, bound: ([logits]) => logits!.shape.at(-1)!, allow: (attrs) => attrs.ignoreIndex as number };
+
 export const crossEntropyOp = defineOp({
   name: 'cross_entropy',
   doc: 'loss = mean over non-ignored rows of logsumexp(logits[r]) - logits[r, targets[r]]',
   inputs: ['logits', 'targets'],
   outputs: ['loss'],
   attrs: { ignoreIndex: { kind: 'int', default: -1 } },
+  indexInputs: [TARGETS],
   infer: ([logits, targets]) => {
     check('cross_entropy', logits!, targets!);
     return [{ shape: [1], dtype: 'f32' }];
@@ -87,6 +91,7 @@ export const crossEntropyBackwardOp = defineOp({
   inputs: ['logits', 'targets', 'g'],
   outputs: ['dlogits'],
   attrs: { ignoreIndex: { kind: 'int', default: -1 } },
+  indexInputs: [TARGETS],
   infer: ([logits, targets, g]) => {
     const dtype = check('cross_entropy_backward', logits!, targets!);
     expectDtype('cross_entropy_backward', 'g', g!, ['f32']);

@@ -38,6 +38,7 @@ export const embeddingOp = defineOp({
   inputs: ['table', 'ids'],
   outputs: ['out'],
   attrs: {},
+  indexInputs: [{ input: 1, bound: ([table]) => table!.shape[0]! }],
   infer: ([table, ids]) => {
     const dtype = expectFloat('embedding', 'table', table!);
     expectDtype('embedding', 'ids', ids!, ['i32']);
@@ -61,6 +62,7 @@ export const embeddingBackwardOp = defineOp({
   inputs: ['ids', 'g'],
   outputs: ['dtable'],
   attrs: { vocab: { kind: 'int' } },
+  indexInputs: [{ input: 0, bound: (_, attrs) => attrs.vocab as number }],
   infer: ([ids, g], attrs) => {
     const op = 'embedding_backward';
     expectDtype(op, 'ids', ids!, ['i32']);
