@@ -7,6 +7,8 @@ export type { AttrKind, AttrSpec, GradContext, GradRule, IndexInput, KernelCall,
 export { interpret } from './interpret.js';
 export type { InterpretOptions } from './interpret.js';
 export { differentiate } from './autodiff.js';
+export { centralDifference, gradcheck } from './gradcheck.js';
+export type { GradcheckInput, GradcheckOptions } from './gradcheck.js';
 export { numel } from './types.js';
 export type { AttrValue, Attrs, NumArray, ValueType } from './types.js';
 export { capture, currentBuilder, eager } from './capture.js';
