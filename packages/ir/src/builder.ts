@@ -6,8 +6,8 @@
  * built. Every op file exports Sym helpers (`matmul(a, b)`), which is how modules and gradient
  * rules are written.
  */
-import { DeepwellError, checkShape, dtypeInfo, type DTypeName } from '@deepwell/core';
-import { Graph, withNode, type InitSpec, type NodeDecl, type Phase, type ValueKind } from './graph.js';
+import { DeepwellError, checkShape, describe, dtypeInfo, type DTypeName } from '@deepwell/core';
+import { Graph, PHASES, withNode, type InitSpec, type NodeDecl, type Phase, type ValueKind } from './graph.js';
 import { checkAttrs, getOp } from './op.js';
 import type { AttrValue, ValueType } from './types.js';
 
@@ -44,13 +44,9 @@ export class GraphBuilder {
     return this.#scope.join('.');
   }
 
-  /** The phase the next node is marked with ('forward' unless inside phase()). */
-  get currentPhase(): Phase {
-    return this.#phase;
-  }
-
   /** Run `fn` with every node it makes marked as part of phase `p` (autodiff: 'backward'). */
   phase<T>(p: Phase, fn: () => T): T {
+    if (!PHASES.includes(p)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${PHASES.join(', ')} for a phase but received ${describe(p)}`);
     const saved = this.#phase;
     this.#phase = p;
     try {

@@ -21,7 +21,7 @@ export type ValueKind = 'input' | 'param' | 'state' | 'node';
 
 /** Which part of a training step a node belongs to. */
 export type Phase = 'forward' | 'backward' | 'optimizer';
-const PHASES: readonly Phase[] = ['forward', 'backward', 'optimizer'];
+export const PHASES: readonly Phase[] = ['forward', 'backward', 'optimizer'];
 
 /** How a parameter or state value starts: deterministic from the run's seed and the value's name. */
 export interface InitSpec {

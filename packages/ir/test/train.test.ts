@@ -1,7 +1,7 @@
 // trainingStep's options: clipping by the global gradient norm, and gradient accumulation over
 // micro-batches, checked with the reference interpreter against the plain step.
 import { describe, expect, it } from 'vitest';
-import { Graph, capture, crossEntropy, currentBuilder, gelu, interpret, matmul, planMemory, runPasses, trainingStep, type Capturable, type NumArray, type Sym } from '../src/index.js';
+import { Graph, GraphBuilder, capture, crossEntropy, currentBuilder, gelu, interpret, matmul, planMemory, runPasses, trainingStep, type Capturable, type NumArray, type Sym } from '../src/index.js';
 import { errorOf, randInt, randn, runOp } from './helpers.js';
 
 class MLP implements Capturable {
@@ -127,5 +127,6 @@ describe('phases', () => {
     json.nodes[0].phase = 'sideways';
     expect(errorOf(() => Graph.fromJSON(json)).message).toBe('Expected one of forward, backward, optimizer for the phase of node #0 but received "sideways"');
     expect(errorOf(() => Graph.fromJSON({ ...json, version: 3 })).message).toMatch(/Expected a deepwell\.ir version 1 or 2 document/);
+    expect(errorOf(() => new GraphBuilder().phase('sideways' as never, () => 0)).message).toBe('Expected one of forward, backward, optimizer for a phase but received "sideways"');
   });
 });
