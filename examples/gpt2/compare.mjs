@@ -54,8 +54,8 @@ console.log(`\nboth loss curves: ${out}/loss-curves.svg`);
 const prof = dw.find((r) => r.event === 'profile');
 if (prof) {
   const part = (n) => {
-    if (/\.attn(\.grad)?$/.test(n.scope)) return 'attention core (QKᵀ, scale, mask, softmax, ·V, their backward, head layout copies)';
-    if (n.op.startsWith('adamw') || n.scope.startsWith('optimizer') || n.scope.startsWith('clip')) return 'optimizer and clipping';
+    if (/\.attn$/.test(n.scope)) return 'attention core (QKᵀ, scale, mask, softmax, ·V, their backward, head layout copies)';
+    if (n.phase === 'optimizer') return 'optimizer and clipping';
     if (n.op.startsWith('matmul')) return 'other GEMMs (Linear layers, tied head; fused epilogues)';
     if (n.op.includes('layernorm')) return 'layernorm (+ residual)';
     if (n.op.startsWith('cross_entropy')) return 'cross-entropy';

@@ -1,16 +1,20 @@
 /**
  * Reverse-mode autodiff on the IR: from a scalar loss back to the parameters, appending the
- * backward nodes to the same graph. Each op's rule is looked up in the gradient table
- * (gradients.ts) and written with the same Sym helpers as the forward pass, so the backward pass is
- * ordinary IR that every later pass and backend handles like the forward one.
+ * backward nodes to the same graph. Each op's gradient rule comes with its definition (defineOp's
+ * `gradient`, or defineGradient) and is written with the same Sym helpers as the forward pass, so
+ * the backward pass is ordinary IR that every later pass and backend handles like the forward one.
+ *
+ * Every node it appends has phase 'backward'. The nodes of a rule keep the scope of the forward node
+ * they differentiate (so a layer's backward GEMMs are found under the layer's own name); the loss's
+ * seed, the sums of gradients reaching one value from several uses, and the zeros of a parameter the
+ * loss does not depend on are in scope 'grad'.
  */
 import { DeepwellError } from '@deepwell/core';
 import { GraphBuilder, type Sym } from './builder.js';
 import type { Graph } from './graph.js';
-import { gradientRule } from './gradients.js';
-import { getOp } from './op.js';
-import { add } from './ops/add.js';
-import { fill } from './ops/fill.js';
+import { getOp, gradientRule } from './op.js';
+import { add } from './ops/basic/add.js';
+import { fill } from './ops/basic/fill.js';
 import type { FloatDType } from './ops/float.js';
 import { numel, shapeStr } from './types.js';
 
@@ -24,6 +28,11 @@ export function differentiate(graph: Graph, loss: number, wrt: readonly number[]
     throw new DeepwellError('SHAPE_MISMATCH', `Expected a one-element f32 loss for differentiate but received ${shapeStr(lossType)}`);
   }
   const b = GraphBuilder.extend(graph);
+  return b.phase('backward', () => backward(b, graph, loss, wrt));
+}
+
+function backward(b: GraphBuilder, graph: Graph, loss: number, wrt: readonly number[]): Map<number, number> {
+  const lossType = graph.value(loss).type;
   const nodes = graph.nodes.slice(); // the forward nodes only: backward nodes are appended as we go
   // Values the loss depends on through differentiable paths, and values that depend on `wrt`.
   const needed = new Set<number>([loss]);
@@ -50,7 +59,7 @@ export function differentiate(graph: Graph, loss: number, wrt: readonly number[]
     if (getOp(n.op).nonDifferentiable) continue;
     const rule = gradientRule(n.op);
     if (!rule) throw new DeepwellError('INVALID_ARGUMENT', `${graph.describeNode(n)} has no gradient rule`);
-    const gIn = b.scoped(n.scope ? `${n.scope}.grad` : 'grad', () =>
+    const gIn = b.within(n.scope, () =>
       rule({ b, inputs: n.inputs.map((i) => b.sym(i)), outputs: n.outputs.map((o) => b.sym(o)), grads: gOut, attrs: n.attrs }),
     );
     n.inputs.forEach((i, j) => {

@@ -1,12 +1,13 @@
 /**
  * Building graphs: a GraphBuilder adds values and nodes, checks each node's types as it is added
  * (so a mistake is reported at the line that made it, naming the node), and tracks the module
- * scope that names nodes and parameters. A Sym is a symbolic tensor: a value of the graph being
+ * scope that names nodes and parameters and the phase (forward, backward, optimizer) every node it
+ * makes is marked with. A Sym is a symbolic tensor: a value of the graph being
  * built. Every op file exports Sym helpers (`matmul(a, b)`), which is how modules and gradient
  * rules are written.
  */
-import { DeepwellError, checkShape, dtypeInfo, type DTypeName } from '@deepwell/core';
-import { Graph, withNode, type InitSpec, type ValueKind } from './graph.js';
+import { DeepwellError, checkShape, describe, dtypeInfo, type DTypeName } from '@deepwell/core';
+import { Graph, PHASES, withNode, type InitSpec, type NodeDecl, type Phase, type ValueKind } from './graph.js';
 import { checkAttrs, getOp } from './op.js';
 import type { AttrValue, ValueType } from './types.js';
 
@@ -37,9 +38,27 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$/;
 export class GraphBuilder {
   readonly graph = new Graph();
   #scope: string[] = [];
+  #phase: Phase = 'forward';
 
   get scope(): string {
     return this.#scope.join('.');
+  }
+
+  /** Run `fn` with every node it makes marked as part of phase `p` (autodiff: 'backward'). */
+  phase<T>(p: Phase, fn: () => T): T {
+    if (!PHASES.includes(p)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${PHASES.join(', ')} for a phase but received ${describe(p)}`);
+    const saved = this.#phase;
+    this.#phase = p;
+    try {
+      return fn();
+    } finally {
+      this.#phase = saved;
+    }
+  }
+
+  /** Run `fn` with the scope and phase of `node`: for passes that copy or rewrite a node. */
+  like<T>(node: Pick<NodeDecl, 'scope' | 'phase'>, fn: () => T): T {
+    return this.phase(node.phase, () => this.within(node.scope, fn));
   }
 
   /** Run `fn` with `name` appended to the scope that names nodes and parameters. */
@@ -119,7 +138,7 @@ export class GraphBuilder {
       const checked = checkAttrs(def, attrs);
       outTypes = def.infer(inputs.map((s) => s.type), checked);
       const outs = outTypes.map((t) => this.#value('node', undefined, t, nodeId));
-      this.graph.nodes.push({ id: nodeId, op: name, inputs: inputs.map((s) => s.id), outputs: outs.map((s) => s.id), attrs: checked, scope: this.scope });
+      this.graph.nodes.push({ id: nodeId, op: name, inputs: inputs.map((s) => s.id), outputs: outs.map((s) => s.id), attrs: checked, scope: this.scope, phase: this.#phase });
       return outs;
     } catch (e) {
       throw withNode(where, e);

@@ -16,7 +16,7 @@ import type { CudaCall, DevArg } from '@deepwell/kernels-native';
 import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
 import { initialValues } from './init.js';
 import { checkBinding, roundTo } from './interpret.js';
-import type { KernelCall, KernelParams } from './op.js';
+import { getOp, type KernelCall, type KernelParams } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
 import type { MemoryPlan } from './planner.js';
 import { planStep, selectKernels, type SelectedKernel } from './select.js';
@@ -97,9 +97,11 @@ export abstract class Executable {
   }
 
   /**
-   * Graph inputs used as indices (embedding ids, cross-entropy targets), followed back through
-   * reshapes, so a bad id is reported before anything runs: a kernel on the device could only skip
-   * it, and the optimizer would then apply a step computed from garbage.
+   * Graph inputs used as indices (the inputs an op declares in `indexInputs`: embedding ids,
+   * cross-entropy targets, …), followed back through reshapes, so a bad id is reported before
+   * anything runs: a kernel on the device could only skip it, and the optimizer would then apply a
+   * step computed from garbage. An input several ops read must suit all of them; errors name the
+   * first.
    */
   #findIndexInputs(): void {
     const producer = new Map<number, NodeDecl>();
@@ -111,13 +113,14 @@ export abstract class Executable {
       return inputName.get(v);
     };
     for (const n of this.graph.nodes) {
-      const ids = n.op === 'embedding' || n.op === 'cross_entropy' ? n.inputs[1]! : undefined;
-      const name = ids === undefined ? undefined : source(ids);
-      if (!name) continue;
-      const limit = this.graph.values[n.inputs[0]!]!.type.shape.at(n.op === 'embedding' ? 0 : -1)!;
-      const allow = n.op === 'cross_entropy' ? ((n.attrs.ignoreIndex as number | undefined) ?? -1) : null;
-      const prev = this.#indexRanges.get(name);
-      this.#indexRanges.set(name, { limit: Math.min(limit, prev?.limit ?? limit), allow: prev ? (prev.allow === allow ? allow : null) : allow, op: n.op });
+      for (const index of getOp(n.op).indexInputs ?? []) {
+        const name = source(n.inputs[index.input]!);
+        if (!name) continue;
+        const limit = index.bound(n.inputs.map((i) => this.graph.values[i]!.type), n.attrs);
+        const allow = index.allow?.(n.attrs) ?? null;
+        const prev = this.#indexRanges.get(name);
+        this.#indexRanges.set(name, { limit: Math.min(limit, prev?.limit ?? limit), allow: prev ? (prev.allow === allow ? allow : null) : allow, op: prev?.op ?? n.op });
+      }
     }
   }
 

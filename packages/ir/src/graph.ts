@@ -3,13 +3,25 @@
  * kept in topological order. Values are graph inputs (data fed each step), parameters (trainable,
  * named like "blocks.3.mlp.fc.weight"), state (persistent non-trainable values such as optimizer
  * moments) or node outputs. `updates` says which node output replaces a parameter or state value
- * after a step. A verifier, a readable text form and JSON that round-trips come with it.
+ * after a step. Every node carries its phase as data: 'forward' (the model and its loss),
+ * 'backward' (every node autodiff makes) or 'optimizer' (clipping and the update); its scope stays
+ * the module path that names it (a backward node keeps the scope of the forward node it
+ * differentiates). A verifier, a readable text form and JSON that round-trips come with it.
+ *
+ * JSON: version 2 writes each node's phase. A version 1 document (before nodes carried it) still
+ * loads: its phase is read off the old scope convention, where autodiff's nodes were in '<scope>.grad'
+ * (or 'grad') and trainingStep's in 'clip' and 'optimizer.<param>'; the '.grad' suffix is dropped so
+ * that the scopes follow today's convention.
  */
-import { DeepwellError, dtypeInfo, type DTypeName } from '@deepwell/core';
+import { DeepwellError, describe, dtypeInfo, type DTypeName } from '@deepwell/core';
 import { checkAttrs, getOp } from './op.js';
 import { shapeStr, type AttrValue, type Attrs, type ValueType } from './types.js';
 
 export type ValueKind = 'input' | 'param' | 'state' | 'node';
+
+/** Which part of a training step a node belongs to. */
+export type Phase = 'forward' | 'backward' | 'optimizer';
+export const PHASES: readonly Phase[] = ['forward', 'backward', 'optimizer'];
 
 /** How a parameter or state value starts: deterministic from the run's seed and the value's name. */
 export interface InitSpec {
@@ -36,6 +48,8 @@ export interface NodeDecl {
   attrs: Attrs;
   /** The module path the node was made in ("blocks.0.attn"); '' at the top. */
   scope: string;
+  /** The part of the step it belongs to; set by the builder (GraphBuilder.phase). */
+  phase: Phase;
   /** Set by the fusion pass: nodes with the same group may run as one elementwise kernel. */
   fusionGroup?: number;
 }
@@ -127,7 +141,7 @@ export class Graph {
     for (const n of this.nodes) {
       const outs = n.outputs.map((o) => `%${o}: ${shapeStr(this.values[o]!.type)}`).join(', ');
       const attrs = Object.entries(n.attrs).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ');
-      const extra = [n.scope ? `# ${n.scope}` : '', n.fusionGroup !== undefined ? `[fused ${n.fusionGroup}]` : ''].filter(Boolean).join(' ');
+      const extra = [n.scope ? `# ${n.scope}` : '', n.phase !== 'forward' ? `[${n.phase}]` : '', n.fusionGroup !== undefined ? `[fused ${n.fusionGroup}]` : ''].filter(Boolean).join(' ');
       out.push(`  ${outs} = ${n.op}(${n.inputs.map((i) => `%${i}`).join(', ')})${attrs ? ` {${attrs}}` : ''}${extra ? `  ${extra}` : ''}`);
     }
     for (const [k, v] of Object.entries(this.outputs)) out.push(`  output ${k} = %${v}`);
@@ -139,7 +153,7 @@ export class Graph {
   toJSON(): GraphJSON {
     return {
       format: 'deepwell.ir',
-      version: 1,
+      version: 2,
       values: this.values.map((v) => ({ ...v, type: { shape: [...v.type.shape], dtype: v.type.dtype } })),
       nodes: this.nodes.map((n) => ({ ...n, attrs: { ...n.attrs } })),
       inputs: { ...this.inputs },
@@ -153,9 +167,9 @@ export class Graph {
   }
 
   static fromJSON(json: unknown): Graph {
-    const j = json as GraphJSON;
-    if (!j || j.format !== 'deepwell.ir' || j.version !== 1 || !Array.isArray(j.values) || !Array.isArray(j.nodes)) {
-      throw new DeepwellError('INVALID_ARGUMENT', "Expected a deepwell.ir version 1 document for Graph.fromJSON but received something else");
+    const j = json as GraphJSON | GraphJSONv1;
+    if (!j || j.format !== 'deepwell.ir' || (j.version !== 1 && j.version !== 2) || !Array.isArray(j.values) || !Array.isArray(j.nodes)) {
+      throw new DeepwellError('INVALID_ARGUMENT', 'Expected a deepwell.ir version 1 or 2 document for Graph.fromJSON but received something else');
     }
     const g = new Graph();
     j.values.forEach((v, i) => {
@@ -163,7 +177,14 @@ export class Graph {
       dtypeInfo(v.type.dtype);
       g.values.push({ ...v, type: Object.freeze({ shape: Object.freeze([...v.type.shape]), dtype: v.type.dtype as DTypeName }) });
     });
-    g.nodes = j.nodes.map((n) => ({ ...n, attrs: Object.freeze({ ...n.attrs }) as Attrs }));
+    g.nodes = j.nodes.map((n) => {
+      const node = { ...n, attrs: Object.freeze({ ...n.attrs }) as Attrs };
+      if (j.version === 1) return { ...node, ...phaseOfV1(n.scope) };
+      if (!PHASES.includes((n as NodeJSON).phase)) {
+        throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${PHASES.join(', ')} for the phase of node #${n.id} but received ${describe((n as NodeJSON).phase)}`);
+      }
+      return node as NodeDecl;
+    });
     Object.assign(g.inputs, j.inputs);
     Object.assign(g.params, j.params);
     Object.assign(g.state, j.state);
@@ -176,11 +197,13 @@ export class Graph {
 
 }
 
+type NodeJSON = { id: number; op: string; inputs: number[]; outputs: number[]; attrs: Record<string, AttrValue>; scope: string; phase: Phase; fusionGroup?: number };
+
 export interface GraphJSON {
   format: 'deepwell.ir';
-  version: 1;
+  version: 2;
   values: { id: number; type: { shape: number[]; dtype: string }; kind: ValueKind; name?: string; producer?: number }[];
-  nodes: { id: number; op: string; inputs: number[]; outputs: number[]; attrs: Record<string, AttrValue>; scope: string; fusionGroup?: number }[];
+  nodes: NodeJSON[];
   inputs: Record<string, number>;
   params: Record<string, number>;
   state: Record<string, number>;
@@ -188,6 +211,16 @@ export interface GraphJSON {
   updates: Record<string, number>;
   gradients?: Record<string, number>;
   init: Record<string, InitSpec>;
+}
+
+/** A version 1 document: nodes without a phase. */
+type GraphJSONv1 = Omit<GraphJSON, 'version' | 'nodes'> & { version: 1; nodes: Omit<NodeJSON, 'phase'>[] };
+
+/** A version 1 node's phase and scope, from the scope convention of that version. */
+function phaseOfV1(scope: string): { scope: string; phase: Phase } {
+  if (scope === 'grad' || scope.endsWith('.grad')) return { scope: scope.slice(0, -'grad'.length).replace(/\.$/, ''), phase: 'backward' };
+  if (scope === 'clip' || scope === 'optimizer' || scope.startsWith('optimizer.')) return { scope, phase: 'optimizer' };
+  return { scope, phase: 'forward' };
 }
 
 export function byteSizeOf(t: ValueType): number {

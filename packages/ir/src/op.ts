@@ -1,13 +1,15 @@
 /**
- * The op set's contract. Each op lives in one file under ops/ and defines: its schema (inputs,
- * outputs, attributes), its shape and dtype rule (`infer`), its CPU reference (written for clarity,
- * accumulating in float64), and optionally its FLOP count. Gradient rules live apart, in
- * gradients.ts, as PyTorch keeps derivatives.yaml apart from its kernels.
+ * The op as a unit. Each op is one `defineOp` call in one file, ops/<family>/<op>.ts, giving: its
+ * schema (inputs, outputs, attributes), its shape and dtype rule (`infer`), its CPU reference
+ * (written for clarity, accumulating in float64), optionally its FLOP count, and its gradient rule
+ * (`gradient`, written as IR with the ops' Sym helpers). Any package defines ops the same way;
+ * `defineGradient` gives a rule to an op defined elsewhere that has none.
  *
  * `defineOp` registers the definition in the op table and the reference as the 'cpu' candidate of
  * the op in core's kernel registry, so the CPU reference is always the last fallback.
  */
 import { DeepwellError, describe, registry } from '@deepwell/core';
+import type { GraphBuilder, Sym } from './builder.js';
 import type { AttrValue, Attrs, NumArray, ValueType } from './types.js';
 import { shapeStr } from './types.js';
 
@@ -28,6 +30,39 @@ export interface RefContext {
   inTypes: ValueType[];
   outTypes: ValueType[];
   attrs: Attrs;
+}
+
+/** What a gradient rule gets: the node's inputs and outputs as Syms of the graph being extended. */
+export interface GradContext {
+  b: GraphBuilder;
+  inputs: Sym[];
+  outputs: Sym[];
+  /** Gradient of each output; null where the loss does not depend on that output. */
+  grads: (Sym | null)[];
+  attrs: Attrs;
+}
+
+/**
+ * How the gradients of a node's inputs follow from the gradients of its outputs, written as IR with
+ * the ops' Sym helpers (as PyTorch's derivatives.yaml and JAX's AD rules): the gradients of the
+ * inputs, in order; null for an input that takes none (indices, targets). A rule may call other ops'
+ * helpers; it runs only when autodiff meets the op, never when the op's module loads.
+ */
+export type GradRule = (c: GradContext) => (Sym | null)[];
+
+/**
+ * An input of an op that holds indices into something (rows of a table, classes, experts). Where
+ * such an input is a graph input (followed back through reshapes), the executable checks every
+ * value before a step runs: a device kernel can only skip a bad index, and the optimizer would then
+ * apply a step computed from garbage.
+ */
+export interface IndexInput {
+  /** Which input holds the indices. */
+  input: number;
+  /** Indices must lie in [0, bound), from the node's input types and attributes. */
+  bound(inTypes: readonly ValueType[], attrs: Attrs): number;
+  /** The one value outside the range that is allowed ("none": -1, an ignore index); null: none. */
+  allow?(attrs: Attrs): number | null;
 }
 
 export interface OpDef {
@@ -51,9 +86,14 @@ export interface OpDef {
   inplace?: readonly (readonly [number, number])[] | ((inputs: number) => readonly (readonly [number, number])[]);
   /** Outputs that carry no gradient (indices, counts). */
   nonDifferentiable?: boolean;
+  /** Inputs holding indices, checked on the host before each step where they are graph inputs. */
+  indexInputs?: readonly IndexInput[];
+  /** The gradient rule; an op without one (here or through defineGradient) is not differentiable. */
+  gradient?: GradRule;
 }
 
-const table = new Map<string, OpDef>();
+/** The op table: each op's definition and its gradient rule (the definition's, or defineGradient's). */
+const table = new Map<string, { def: OpDef; gradient?: GradRule }>();
 
 /** The parameters a CPU reference candidate is selected on. */
 export interface KernelParams {
@@ -73,7 +113,8 @@ const CPU_DTYPES = new Set(['f32', 'i32', 'f16', 'bf16']);
 
 export function defineOp(def: OpDef): OpDef {
   if (table.has(def.name)) throw new DeepwellError('INTERNAL', `op '${def.name}' is defined twice`);
-  table.set(def.name, Object.freeze(def));
+  if (def.gradient !== undefined && typeof def.gradient !== 'function') throw new DeepwellError('INVALID_ARGUMENT', `Expected a function for the gradient rule of ${def.name} but received ${describe(def.gradient)}`);
+  table.set(def.name, { def: Object.freeze(def), ...(def.gradient ? { gradient: def.gradient } : {}) });
   registry.register<KernelCall, void>({
     op: def.name,
     backend: 'cpu',
@@ -90,9 +131,31 @@ export function defineOp(def: OpDef): OpDef {
 }
 
 export function getOp(name: string): OpDef {
-  const d = table.get(name);
+  const d = table.get(name)?.def;
   if (!d) throw new DeepwellError('INVALID_ARGUMENT', `Expected a known op for op name but received ${describe(name)} (known: ${[...table.keys()].sort().join(', ')})`);
   return d;
+}
+
+/**
+ * Give `op`, defined elsewhere without one, its gradient rule. An op has at most one rule: a second
+ * (or one for an op whose defineOp gave `gradient`) is an error, as is an op not yet defined.
+ */
+export function defineGradient(op: string, rule: GradRule): void {
+  const entry = table.get(op);
+  if (!entry) throw new DeepwellError('INVALID_ARGUMENT', `Expected an op defined with defineOp for defineGradient but received ${describe(op)}`);
+  if (typeof rule !== 'function') throw new DeepwellError('INVALID_ARGUMENT', `Expected a function for the gradient rule of ${op} but received ${describe(rule)}`);
+  if (entry.gradient) throw new DeepwellError('INVALID_ARGUMENT', `Expected one gradient rule for op '${op}' but received a second one (it already has a rule)`);
+  entry.gradient = rule;
+}
+
+/** The gradient rule of `op`; undefined for an op that is not differentiable (or not defined). */
+export function gradientRule(op: string): GradRule | undefined {
+  return table.get(op)?.gradient;
+}
+
+/** The ops that have a gradient rule. */
+export function differentiableOps(): string[] {
+  return [...table].filter(([, e]) => e.gradient).map(([name]) => name).sort();
 }
 
 /** The [output, input] pairs of a node of `def` with `inputs` inputs that may share storage. */

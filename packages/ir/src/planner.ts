@@ -105,7 +105,7 @@ export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byt
   // The busiest step, and what is live then.
   const gradIds = new Set(Object.values(graph.gradients));
   const inputIds = new Set(Object.values(graph.inputs));
-  const firstBackward = graph.nodes.findIndex((n) => /(^|\.)grad$/.test(n.scope));
+  const firstBackward = graph.nodes.findIndex((n) => n.phase === 'backward');
   let peak = { step: 0, bytes: 0, gradients: 0, activations: 0, inputs: 0, workspace: 0, other: 0 };
   for (let k = 0; k <= end; k++) {
     const live = placed.filter((p) => p.first <= k && k <= p.last);

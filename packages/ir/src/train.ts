@@ -2,20 +2,21 @@
  * trainingStep(forward) -> one graph for a whole training step: the forward pass, its backward
  * pass (autodiff), optionally gradient accumulation over micro-batches and clipping by the global
  * gradient norm, and an AdamW update of every parameter, with the moments as state and the
- * learning rate and step number as inputs (so schedules need no recompile).
+ * learning rate and step number as inputs (so schedules need no recompile). The clipping and
+ * optimizer nodes have phase 'optimizer' (scopes 'clip' and 'optimizer.<param>').
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { differentiate } from './autodiff.js';
 import { GraphBuilder, type Sym } from './builder.js';
 import { Graph } from './graph.js';
-import { add } from './ops/add.js';
-import { cast, type CastDType } from './ops/cast.js';
-import { clipCoef } from './ops/clip_coef.js';
-import { mul } from './ops/mul.js';
-import { reshape } from './ops/reshape.js';
-import { scale } from './ops/scale.js';
-import { slice } from './ops/slice.js';
-import { sum } from './ops/sum.js';
+import { add } from './ops/basic/add.js';
+import { cast, type CastDType } from './ops/tensor/cast.js';
+import { clipCoef } from './ops/optim/clip_coef.js';
+import { mul } from './ops/tensor/mul.js';
+import { reshape } from './ops/basic/reshape.js';
+import { scale } from './ops/tensor/scale.js';
+import { slice } from './ops/tensor/slice.js';
+import { sum } from './ops/tensor/sum.js';
 
 export interface AdamWOptions {
   beta1?: number;
@@ -64,7 +65,7 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
   const b = GraphBuilder.extend(g);
   let grads = names.map((name) => b.sym(gradIds.get(g.params[name]!)!));
   if (clip !== undefined) {
-    grads = b.scoped('clip', () => {
+    grads = b.phase('optimizer', () => b.scoped('clip', () => {
       let sq: Sym | null = null;
       for (const gr of grads) {
         const g32 = gr.dtype === 'f32' ? gr : cast(gr, 'f32');
@@ -74,7 +75,7 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
       const [coef, norm] = clipCoef(reshape(sq!, [1]), clip);
       b.output('grad_norm', norm);
       return grads.map((gr) => mul(gr, gr.dtype === 'f32' ? coef : cast(coef, gr.dtype as CastDType)));
-    });
+    }));
   }
   const lr = b.input('lr', [1], 'f32');
   const step = b.input('step', [1], 'f32');
@@ -86,13 +87,15 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
     g.gradients[name] = grad.id;
     const m = b.state(`adamw.m.${name}`, p.shape, 'f32', { dist: 'zeros' });
     const v = b.state(`adamw.v.${name}`, p.shape, 'f32', { dist: 'zeros' });
-    const [p2, m2, v2] = b.scoped(`optimizer.${name}`, () =>
-      b.op('adamw', [p, grad, m, v, lr, step], {
-        beta1: o.beta1 ?? 0.9,
-        beta2: o.beta2 ?? 0.95,
-        eps: o.eps ?? 1e-8,
-        weightDecay: decay(name, p.shape) ? (o.weightDecay ?? 0.1) : 0,
-      }),
+    const [p2, m2, v2] = b.phase('optimizer', () =>
+      b.scoped(`optimizer.${name}`, () =>
+        b.op('adamw', [p, grad, m, v, lr, step], {
+          beta1: o.beta1 ?? 0.9,
+          beta2: o.beta2 ?? 0.95,
+          eps: o.eps ?? 1e-8,
+          weightDecay: decay(name, p.shape) ? (o.weightDecay ?? 0.1) : 0,
+        }),
+      ),
     );
     b.update(name, p2!);
     b.update(`adamw.m.${name}`, m2!);
@@ -128,17 +131,17 @@ function microBatches(forward: Graph, lossName: string, names: string[], k: numb
     const m = new Map<number, Sym>(shared);
     for (const [id, { sym, rows }] of big) m.set(id, b.within('', () => slice(sym, 0, i * rows, (i + 1) * rows)));
     for (const n of forward.nodes) {
-      const outs = b.within(n.scope, () => b.op(n.op, n.inputs.map((x) => m.get(x)!), n.attrs as never));
+      const outs = b.like(n, () => b.op(n.op, n.inputs.map((x) => m.get(x)!), n.attrs as never));
       n.outputs.forEach((o, j) => m.set(o, outs[j]!));
     }
     const li = m.get(forward.outputs[lossName]!)!;
     const gi = differentiate(b.graph, li.id, paramIds);
     const gs = paramIds.map((p) => b.sym(gi.get(p)!));
-    acc = acc ? b.scoped('grad', () => acc!.map((a, j) => add(a, gs[j]!))) : gs;
+    acc = acc ? b.phase('backward', () => b.scoped('grad', () => acc!.map((a, j) => add(a, gs[j]!)))) : gs;
     lossSum = lossSum ? add(lossSum, li) : li;
   }
   b.output(lossName, scale(lossSum!, 1 / k));
   const grads = new Map<number, number>();
-  b.scoped('grad', () => paramIds.forEach((p, j) => grads.set(p, scale(acc![j]!, 1 / k).id)));
+  b.phase('backward', () => b.scoped('grad', () => paramIds.forEach((p, j) => grads.set(p, scale(acc![j]!, 1 / k).id))));
   return { g: b.graph, grads };
 }

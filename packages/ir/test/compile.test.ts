@@ -16,6 +16,7 @@ import {
   eliminateCommonSubexpressions,
   eliminateDeadCode,
   fuseMatmulBias,
+  gatherRows,
   gelu,
   initialValues,
   interpret,
@@ -23,8 +24,10 @@ import {
   matmul,
   numel,
   planMemory,
+  reshape,
   runPasses,
   scale,
+  scatterAddRows,
   trainingStep,
   type Capturable,
   type NumArray,
@@ -239,6 +242,23 @@ describe('memory plan and compile', () => {
     expect(errorOf(() => trainingStep(capture(new TinyMLP(5, 7, 4), { x: { shape: [2, 5] }, y: { shape: [2], dtype: 'i32' } }), { loss: 'nll' })).message).toMatch(/outputs logits, loss/);
     exe.dispose();
     expect(errorOf(() => exe.run(good)).code).toBe('DISPOSED');
+  });
+
+  it("checks every index input an op declares (gather_rows' -1 allowed), naming the first op that reads it", () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [4, 3]);
+    const idx = b.input('idx', [2, 3], 'i32');
+    const flat = reshape(idx, [6]);
+    b.output('rows', gatherRows(x, flat));
+    b.output('back', scatterAddRows(b.op1('fill', [], { shape: [6, 3], value: 1 }), flat, 2)); // rows 0 and 1 only
+    const exe = compile(b.graph.verify());
+    const xs = new Float32Array(12).fill(1);
+    expect(exe.run({ x: xs, idx: Int32Array.of(0, 1, -1, 1, 0, -1) }).rows!.length).toBe(18);
+    const e = errorOf(() => exe.run({ x: xs, idx: Int32Array.of(0, 1, -1, 3, 0, 0) }));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toBe("Expected ids in [0, 2) or -1 for input 'idx' (used by gather_rows) but received 3 at position 3");
+    expect(errorOf(() => exe.run({ x: xs, idx: Int32Array.of(0, 1, -2, 1, 0, 0) })).message).toMatch(/received -2 at position 2/);
+    exe.dispose();
   });
 
   it('runs a model eagerly, op by op, with the same numbers', () => {

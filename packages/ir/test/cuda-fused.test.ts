@@ -6,7 +6,7 @@ import { Stream, cudaBackend, findLibrary } from '@deepwell/kernels-native';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkAttrs, getOp, type ValueType } from '../src/index.js';
 import type { CudaCall } from '@deepwell/kernels-native';
-import { geluScalar } from '../src/ops/gelu.js';
+import { geluScalar } from '../src/ops/tensor/gelu.js';
 import { UNIT_ROUNDOFF, gpu, maxError, reference, rounded, runCuda, type CudaInput } from './cuda-helpers.js';
 import { randInt, randn } from './helpers.js';
 

@@ -1,7 +1,7 @@
 // trainingStep's options: clipping by the global gradient norm, and gradient accumulation over
 // micro-batches, checked with the reference interpreter against the plain step.
 import { describe, expect, it } from 'vitest';
-import { capture, crossEntropy, currentBuilder, gelu, interpret, matmul, planMemory, runPasses, trainingStep, type Capturable, type Graph, type NumArray, type Sym } from '../src/index.js';
+import { Graph, GraphBuilder, capture, crossEntropy, currentBuilder, gelu, interpret, matmul, planMemory, runPasses, trainingStep, type Capturable, type NumArray, type Sym } from '../src/index.js';
 import { errorOf, randInt, randn, runOp } from './helpers.js';
 
 class MLP implements Capturable {
@@ -72,5 +72,61 @@ describe('trainingStep options', () => {
     const arena = (g: Graph) => planMemory(runPasses(g)).arenaBytes;
     expect(arena(trainingStep(forwardAt(512), {}))).toBeGreaterThan(1.5 * arena(trainingStep(forwardAt(128), { accumulate: 4 })));
     expect(errorOf(() => trainingStep(forwardAt(N), { accumulate: 0 })).message).toMatch(/positive integer for accumulate/);
+  });
+});
+
+describe('phases', () => {
+  const N = 4;
+  const count = (g: Graph) => Object.fromEntries(['forward', 'backward', 'optimizer'].map((p) => [p, g.nodes.filter((n) => n.phase === p).length]));
+
+  it('autodiff marks every node it makes backward, keeping the forward scope; trainingStep marks clipping and AdamW optimizer', () => {
+    const fwd = forwardAt(N);
+    expect(fwd.nodes.every((n) => n.phase === 'forward')).toBe(true);
+    const step = trainingStep(forwardAt(N), { clipGradNorm: 1 });
+    const forward = step.nodes.slice(0, fwd.nodes.length);
+    expect(forward.map((n) => [n.op, n.phase])).toEqual(fwd.nodes.map((n) => [n.op, 'forward']));
+    const rest = step.nodes.slice(fwd.nodes.length);
+    const firstOptimizer = rest.findIndex((n) => n.phase === 'optimizer');
+    expect(rest.slice(0, firstOptimizer).every((n) => n.phase === 'backward')).toBe(true);
+    expect(rest.slice(firstOptimizer).every((n) => n.phase === 'optimizer')).toBe(true);
+    expect(rest.filter((n) => n.op === 'adamw').length).toBe(2);
+    expect(rest.find((n) => n.op === 'clip_coef')).toMatchObject({ phase: 'optimizer', scope: 'clip' });
+    // The weight gradient of w1's matmul: a backward matmul in the forward matmul's scope ('' here).
+    expect(rest.filter((n) => n.op === 'matmul').every((n) => n.phase === 'backward' && n.scope === '')).toBe(true);
+    expect(step.toText()).toMatch(/= matmul\([^)]*\) \{[^}]*\}  \[backward\]/);
+    expect(step.toText()).toMatch(/= adamw\([^)]*\) \{[^}]*\}  # optimizer\.w1 \[optimizer\]/);
+  });
+
+  it('passes that copy or fuse nodes keep their phase; micro-batches keep forward and backward apart', () => {
+    const step = trainingStep(forwardAt(N));
+    const fused = runPasses(trainingStep(forwardAt(N)));
+    expect(fused.nodes.find((n) => n.op === 'adamw_multi')!.phase).toBe('optimizer');
+    expect(count(fused).forward).toBe(count(step).forward);
+    const micro = trainingStep(forwardAt(N / 2), { accumulate: 2 });
+    const kinds = micro.nodes.map((n) => n.phase[0]).join('').replace(/(.)\1+/g, '$1');
+    // Forward and backward of micro-batch 1, then of 2, the loss's mean over the micro-batches
+    // (forward) and the gradients' (backward), then the optimizer.
+    expect(kinds).toBe('fbfbfbo');
+  });
+
+  it('round-trips through JSON, loads a version 1 document by its scopes, and refuses an unknown phase', () => {
+    const step = trainingStep(forwardAt(N), { clipGradNorm: 1 });
+    const json = JSON.parse(JSON.stringify(step.toJSON()));
+    expect(json.version).toBe(2);
+    expect(Graph.fromJSON(json).nodes.map((n) => n.phase)).toEqual(step.nodes.map((n) => n.phase));
+    // Version 1: no phase; autodiff's nodes were in '<scope>.grad' or 'grad'.
+    const v1 = JSON.parse(JSON.stringify(json));
+    v1.version = 1;
+    for (const n of v1.nodes) {
+      if (n.phase === 'backward') n.scope = n.scope ? `${n.scope}.grad` : 'grad';
+      delete n.phase;
+    }
+    const old = Graph.fromJSON(v1);
+    expect(old.nodes.map((n) => n.phase)).toEqual(step.nodes.map((n) => n.phase));
+    expect(old.nodes.filter((n) => n.op === 'matmul').map((n) => n.scope)).toEqual(step.nodes.filter((n) => n.op === 'matmul').map((n) => n.scope));
+    json.nodes[0].phase = 'sideways';
+    expect(errorOf(() => Graph.fromJSON(json)).message).toBe('Expected one of forward, backward, optimizer for the phase of node #0 but received "sideways"');
+    expect(errorOf(() => Graph.fromJSON({ ...json, version: 3 })).message).toMatch(/Expected a deepwell\.ir version 1 or 2 document/);
+    expect(errorOf(() => new GraphBuilder().phase('sideways' as never, () => 0)).message).toBe('Expected one of forward, backward, optimizer for a phase but received "sideways"');
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Causal self-attention, composite: qkv projection, heads split, softmax(q·kᵀ/√d + causal mask)·v,
- * heads merged, output projection. Built from plain ops so it is its own reference; the fused flash
- * kernel replaces it through the registry when it exists.
+ * heads merged, output projection. Built from plain ops, so it is its own reference, and it is what
+ * runs on every device: the registry chooses a kernel per op, and no op here is attention as a
+ * whole. A fused attention will be an op of its own (in @deepwell/attention-sparsek), which a model
+ * calls instead of this composite.
  */
 import { causalMask, matmul, reshape, scale, slice, softmax, transpose, type Sym } from '@deepwell/ir';
 import { DeepwellError } from '@deepwell/core';

@@ -5,13 +5,19 @@
  * after autodiff, so a layer's forward GEMM and its two backward GEMMs (data and weight gradient)
  * are rewritten alike, each operand quantized along its own reduction axis (row- or columnwise).
  *
- * Layers are named by the scope of their forward GEMM (`blocks.3.mlp.fc`; backward GEMMs are in
- * `<layer>.grad`). Default decisions, in order:
+ * A layer is the scope of its GEMMs (`blocks.3.mlp.fc`: the module that made the forward GEMM; its
+ * backward GEMMs keep that scope and have phase 'backward'; a GEMM made at the top of the model, as
+ * a tied head is, is in layer 'head' when it is the head, else '(top)'). Default decisions, in order:
  *   1. a user rule ({ match, recipe }, first match wins) on the layer name (the fallback
  *      controller adds its demotions as rules in front);
  *   2. GEMMs without a parameter operand (attention's QKᵀ and ·V) stay BF16 (op kind);
- *   3. sensitive layers stay BF16: the output head (the tied-embedding GEMM) and, unless
- *      `keepFirstLast: false`, the first and last transformer block;
+ *   3. sensitive layers stay BF16: the output head and, unless `keepFirstLast: false`, the first
+ *      and last transformer block. Both are found by their role in the graph, not by name
+ *      (roles.ts): the head is the GEMM whose product feeds the loss (cross_entropy's logits,
+ *      through reshapes and casts) or multiplies by the embedding table (tied); a block's depth
+ *      comes from walking the residual stream back from the head, a block starting at each
+ *      residual branch that holds an attention core (so attention + MLP, SwiGLU or MoE is one
+ *      block);
  *   4. layers whose weight has fewer than `minWeightElements` elements stay BF16 (too small to gain);
  *   5. the policy's recipe; a GEMM whose reduction length is not a whole number of the format's
  *      blocks stays BF16, with the reason recorded.
@@ -35,6 +41,7 @@ import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl } from '@deepwell/ir';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
+import { gemmRoles, type GemmRoles } from './roles.js';
 
 export type Recipe = 'bf16' | 'fp8-tensorwise' | 'fp8-blockwise' | 'mxfp8' | 'nvfp4';
 
@@ -122,9 +129,7 @@ export interface LayerNumerics {
   log2ScaleMax: number;
 }
 
-// Backward GEMMs are in `<layer>.grad`; the head's (forward scope '') in 'grad'.
-const isBackward = (scope: string) => scope === 'grad' || scope.endsWith('.grad');
-const layerOf = (scope: string) => scope.replace(/(^|\.)grad$/, '') || 'head';
+const isBackward = (n: NodeDecl) => n.phase === 'backward';
 export const NUMERICS_PREFIX = 'numerics/';
 
 function checkOptions(options: PolicyOptions): void {
@@ -166,36 +171,37 @@ export class PrecisionPolicy implements GraphPass {
     return this;
   }
 
-  /** Which parameter (if any) a value comes from, through casts. */
-  #paramOf(graph: Graph, id: number): string | null {
-    const v = graph.values[id]!;
-    if (v.kind === 'param') return v.name!;
-    const p = v.producer !== undefined ? graph.nodes.find((n) => n.id === v.producer) : undefined;
-    return p && p.op === 'cast' ? this.#paramOf(graph, p.inputs[0]!) : null;
-  }
-
   /** The decision for every layer that has GEMMs (in graph order), without changing the graph. */
   plan(graph: Graph): LayerDecision[] {
+    return this.#plan(graph, gemmRoles(graph));
+  }
+
+  /** A GEMM's layer: its scope; at the top of the model, 'head' for the head, else '(top)'. */
+  #layerOf(roles: GemmRoles): (n: NodeDecl) => string {
+    const topHead = [...roles.heads].some((n) => n.scope === '');
+    return (n) => n.scope || (topHead ? 'head' : '(top)');
+  }
+
+  #plan(graph: Graph, roles: GemmRoles): LayerDecision[] {
     const o = this.options;
-    const gemms = graph.nodes.filter((n) => n.op === 'matmul');
+    const layerOf = this.#layerOf(roles);
     const layers = new Map<string, NodeDecl[]>();
-    for (const n of gemms) layers.set(layerOf(n.scope), [...(layers.get(layerOf(n.scope)) ?? []), n]);
-    const blockIds = [...layers.keys()].map((l) => /^blocks\.(\d+)\./.exec(l)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1]));
-    const last = blockIds.length ? Math.max(...blockIds) : -1;
+    for (const n of graph.nodes.filter((m) => m.op === 'matmul')) layers.set(layerOf(n), [...(layers.get(layerOf(n)) ?? []), n]);
     const out: LayerDecision[] = [];
     for (const [layer, nodes] of layers) {
-      const fwd = nodes.find((n) => !isBackward(n.scope)) ?? nodes[0]!;
-      const param = fwd.inputs.map((i) => this.#paramOf(graph, i)).find((p) => p !== null) ?? null;
-      const kind: LayerDecision['kind'] = param === null ? 'attention' : layer === 'head' || /(^|\.)wte\.weight$/.test(param) ? 'head' : 'linear';
+      const fwd = nodes.find((n) => !isBackward(n)) ?? nodes[0]!;
+      const param = fwd.inputs.map((i) => roles.paramOf(i)).find((p) => p !== null) ?? null;
+      const kind: LayerDecision['kind'] = param === null ? 'attention' : nodes.some((n) => roles.heads.has(n)) ? 'head' : 'linear';
       const weight = param !== null ? [...graph.values[graph.params[param]!]!.type.shape] : null;
       const rule = o.rules.find((r) => (typeof r.match === 'string' ? layer.startsWith(r.match) : r.match.test(layer)));
-      const block = /^blocks\.(\d+)\./.exec(layer);
+      const block = roles.blockOf.get(fwd);
+      const edge = block === 0 ? 'first' : block === roles.blocks - 1 ? 'last' : null;
       let recipe: Recipe = o.recipe;
       let reason: string;
       if (rule) (recipe = rule.recipe), (reason = `rule ${String(rule.match)}`);
       else if (kind === 'attention') (recipe = 'bf16'), (reason = 'attention core (no weight operand) stays BF16');
       else if (kind === 'head') (recipe = 'bf16'), (reason = 'sensitive: output head');
-      else if (o.keepFirstLast && block && (Number(block[1]) === 0 || Number(block[1]) === last)) (recipe = 'bf16'), (reason = `sensitive: ${Number(block[1]) === 0 ? 'first' : 'last'} block`);
+      else if (o.keepFirstLast && edge) (recipe = 'bf16'), (reason = `sensitive: ${edge} block`);
       else if (weight && weight.reduce((a, b) => a * b, 1) < o.minWeightElements) (recipe = 'bf16'), (reason = `too small to gain (< ${o.minWeightElements} weight elements)`);
       else reason = 'policy recipe';
       if (RECIPES[recipe].weight && weight) reason += this.#tiles(weight) ? '; weight in 128×128 tiles' : '; weight in 1×128 blocks (its dims are not both multiples of 128)';
@@ -209,7 +215,9 @@ export class PrecisionPolicy implements GraphPass {
   }
 
   run(graph: Graph): Graph {
-    const decisions = new Map(this.plan(graph).map((d) => [d.layer, d]));
+    const roles = gemmRoles(graph);
+    const layerOf = this.#layerOf(roles);
+    const decisions = new Map(this.#plan(graph, roles).map((d) => [d.layer, d]));
     const b = GraphBuilder.extend(graph);
     const before = new Map<number, NodeDecl[]>(); // node id -> the nodes to put before it
     const original = graph.nodes.slice();
@@ -217,18 +225,18 @@ export class PrecisionPolicy implements GraphPass {
     const numerics: NumericsOutput[] = [];
     for (const n of original) {
       if (n.op !== 'matmul') continue;
-      const layer = layerOf(n.scope);
+      const layer = layerOf(n);
       const k = gemmIndex.get(layer) ?? 0;
       gemmIndex.set(layer, k + 1);
       const d = decisions.get(layer)!;
       const r = RECIPES[d.recipe];
-      const backward = isBackward(n.scope);
+      const backward = isBackward(n);
       const base = backward ? r.backward : r.forward;
       if (!base) continue;
       const types = n.inputs.map((id) => graph.values[id]!.type);
       const axes = [n.attrs.transA ? -2 : -1, n.attrs.transB ? -1 : -2];
       const K = types[0]!.shape.at(axes[0]!)!;
-      const formats = n.inputs.map((id, i) => (r.weight && this.#paramOf(graph, id) !== null && this.#tiles(types[i]!.shape) ? r.weight : base));
+      const formats = n.inputs.map((id, i) => (r.weight && roles.paramOf(id) !== null && this.#tiles(types[i]!.shape) ? r.weight : base));
       const short = formats.map((f) => fakeQuantBlocking(f)).find((bl) => bl.kind !== 'block128x128' && bl.block !== null && K % bl.block !== 0);
       if (short) {
         const why = `; a GEMM with reduction length ${K} (not a multiple of ${short.block}) stays BF16`;
@@ -239,7 +247,7 @@ export class PrecisionPolicy implements GraphPass {
       n.inputs = n.inputs.map((id, i) => {
         const format = formats[i]!;
         const attrs = { format, axis: axes[i]!, ...(format.startsWith('mx') ? { scaleMode: this.options.scaleMode } : {}) };
-        return b.within(n.scope, () => {
+        return b.like(n, () => {
           if (this.options.numerics) {
             const name = `${NUMERICS_PREFIX}${layer}/${k}/${'ab'[i]}`;
             b.output(name, b.op1('quant_stats', [b.sym(id)], attrs));

@@ -3,8 +3,8 @@
 // corpus; fp8-blockwise (1 × 128 blocks, 128 × 128 weight tiles) on a GPT wide enough for tiles;
 // the numerics outputs (quant_stats beside every fake_quant); option errors; the fake_quant op
 // against quantize / dequantize.
-import { autocast, capture, compile, getOp, interpret, trainingStep, type Graph, type NodeDecl } from '@deepwell/ir';
-import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { add, autocast, capture, compile, crossEntropy, getOp, interpret, matmul, reshape, trainingStep, type Graph, type NodeDecl, type Sym } from '@deepwell/ir';
+import { CausalSelfAttention, Embedding, GPT, Linear, MLP, MarkovCorpus, MoE, Module, RMSNorm } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { PrecisionPolicy, dequantize, quantize, support } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
@@ -106,7 +106,7 @@ describe('PrecisionPolicy', () => {
     const g = policy.run(step(wide())).verify();
     const producer = (id: number) => g.nodes.find((n) => n.outputs.includes(id));
     const formats = (n: NodeDecl) => n.inputs.map((id) => producer(id)).map((p) => (p?.op === 'fake_quant' ? (p.attrs.format as string) : 'bf16'));
-    const gemms = g.nodes.filter((n) => n.op === 'matmul' && (n.scope === 'blocks.1.mlp.fc' || n.scope === 'blocks.1.mlp.fc.grad'));
+    const gemms = g.nodes.filter((n) => n.op === 'matmul' && n.scope === 'blocks.1.mlp.fc');
     expect(gemms.length).toBe(3);
     const [fwd, ...bwd] = gemms;
     expect(formats(fwd!)).toEqual(['fp8-block1x128', 'fp8-block128x128']); // x · Wᵀ
@@ -175,6 +175,79 @@ describe('PrecisionPolicy', () => {
     expect(msg({ rules: [{ match: 5, recipe: 'bf16' }] })).toMatch(/Expected a RegExp or a layer-name prefix for a policy rule's match but received 5/);
     expect(msg({ rules: [{ match: 'a', recipe: 'fp4' }] })).toMatch(/Expected a recipe \(bf16, fp8-tensorwise, fp8-blockwise, mxfp8, nvfp4\) in a policy rule but received "fp4"/);
     expect(errorOf(() => new PrecisionPolicy({ recipe: 'mxfp8' }).addRule({ match: /x/, recipe: 'fp16' as never })).message).toMatch(/in a policy rule but received "fp16"/);
+  });
+});
+
+// A model none of whose names the policy could guess: stages named stage_a.. (not blocks.N), a
+// lookup table (not wte), a SwiGLU MLP or an MoE as the feed-forward, and an output layer called
+// readout, or a tied one called unembed.
+const [V, D] = [16, 32];
+class Stage extends Module {
+  readonly pre = this.addChild('pre', new RMSNorm(D));
+  readonly mixer = this.addChild('mixer', new CausalSelfAttention(D, 2));
+  readonly post = this.addChild('post', new RMSNorm(D));
+  readonly ffn: MLP | MoE;
+  constructor(moe: boolean) {
+    super();
+    this.ffn = this.addChild('ffn', moe ? new MoE(D, 2 * D, { experts: 2, topK: 1 }) : new MLP(D, 4 * D, 'swiglu'));
+  }
+  forward(x: Sym): Sym {
+    return this.scope(() => {
+      const h = add(x, this.mixer.forward(this.pre.forward(x)));
+      const f = this.ffn instanceof MoE ? this.ffn.forward(this.post.forward(h)).y : this.ffn.forward(this.post.forward(h));
+      return add(h, f);
+    });
+  }
+}
+class Unembed extends Module {
+  constructor(readonly table: Embedding) {
+    super();
+  }
+  forward(x: Sym): Sym {
+    return this.scope(() => matmul(x, this.table.weight('weight'), { transB: true }));
+  }
+}
+class Tower extends Module {
+  readonly lookup = this.addChild('lookup', new Embedding(V, D));
+  readonly stages = ['a', 'b', 'c'].map((k) => this.addChild(`stage_${k}`, new Stage(k === 'b')));
+  readonly norm = this.addChild('norm', new RMSNorm(D));
+  readonly out: Linear | Unembed;
+  constructor(tied: boolean) {
+    super();
+    this.out = tied ? this.addChild('unembed', new Unembed(this.lookup)) : this.addChild('readout', new Linear(D, V, { bias: false }));
+  }
+  forward({ tokens, targets }: Record<string, Sym>): Record<string, Sym> {
+    return this.scope(() => {
+      let x = this.lookup.forward(tokens!);
+      for (const s of this.stages) x = s.forward(x);
+      const logits = this.out.forward(this.norm.forward(x));
+      return { loss: crossEntropy(reshape(logits, [B * T, V]), reshape(targets!, [B * T])) };
+    });
+  }
+}
+
+describe('PrecisionPolicy on a model named its own way', () => {
+  it('finds the head, and the first and last block by depth, from the graph alone', () => {
+    for (const tied of [false, true]) {
+      const g = trainingStep(autocast(capture(new Tower(tied), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } })));
+      const policy = new PrecisionPolicy({ recipe: 'mxfp8', minWeightElements: 0 });
+      policy.run(g);
+      const by = new Map(policy.lastPlan!.map((d) => [d.layer, d]));
+      const head = tied ? 'unembed' : 'readout';
+      expect(by.get(head), head).toMatchObject({ kind: 'head', recipe: 'bf16', reason: 'sensitive: output head', rewritten: 0 });
+      for (const layer of ['stage_a.mixer.qkv', 'stage_a.mixer.proj', 'stage_a.ffn.fc', 'stage_a.ffn.up', 'stage_a.ffn.proj']) {
+        expect(by.get(layer), layer).toMatchObject({ kind: 'linear', recipe: 'bf16', reason: 'sensitive: first block', rewritten: 0 });
+      }
+      for (const layer of ['stage_c.mixer.qkv', 'stage_c.ffn.up', 'stage_c.ffn.proj']) expect(by.get(layer)!.reason, layer).toBe('sensitive: last block');
+      // The middle stage, its MoE included, takes the recipe.
+      for (const layer of ['stage_b.mixer.qkv', 'stage_b.ffn.router', 'stage_b.ffn']) expect(by.get(layer), layer).toMatchObject({ recipe: 'mxfp8', reason: expect.stringMatching(/^policy recipe/) });
+      expect(by.get('stage_b.mixer')).toMatchObject({ kind: 'attention', recipe: 'bf16' });
+      expect(by.get('stage_b.ffn')!.rewritten).toBeGreaterThan(0);
+      // Rules still match the user's own names, ahead of everything else.
+      const ruled = new PrecisionPolicy({ recipe: 'mxfp8', minWeightElements: 0, rules: [{ match: head, recipe: 'nvfp4' }, { match: /^stage_a\.ffn/, recipe: 'mxfp8' }] }).plan(g);
+      expect(ruled.find((d) => d.layer === head)).toMatchObject({ kind: 'head', recipe: 'nvfp4' });
+      expect(ruled.find((d) => d.layer === 'stage_a.ffn.fc')!.recipe).toBe('mxfp8');
+    }
   });
 });
 

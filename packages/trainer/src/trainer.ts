@@ -30,7 +30,7 @@ import { memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
-import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow, type NodeProfile } from '@deepwell/ir';
+import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
 import { FallbackController, PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
@@ -113,8 +113,8 @@ export interface FitResult {
   replayed: boolean;
   /** The device backend's peak bytes in use during the fit (allocator statistics). */
   peakMemoryBytes: number;
-  /** The profiled step (options.profileStep), when there was one. */
-  profile: { step: number; totalMs: number; nodes: NodeProfile[] } | null;
+  /** The profiled step (options.profileStep), when there was one; each node with its phase. */
+  profile: { step: number; totalMs: number; nodes: (NodeProfile & { phase: Phase })[] } | null;
   /** Every layer demoted by auto-fallback (this run's and, when resumed, the checkpoint's), oldest first. */
   fallbacks: FallbackEvent[];
   /** The policy's per-layer decisions at the end (after any fallback); null without a policy. */
@@ -303,7 +303,7 @@ export class Trainer {
         if (s === o.profileStep && this.device !== 'cpu') {
           const p = exe.profile(inputs);
           out = p.outputs;
-          profile = { step: s, totalMs: p.totalMs, nodes: p.nodes };
+          profile = { step: s, totalMs: p.totalMs, nodes: p.nodes.map((n) => ({ ...n, phase: exe.graph.nodes[n.index]!.phase })) };
           log?.write({ event: 'profile', ...profile });
         } else out = exe.run(inputs);
         const ms = performance.now() - ts;

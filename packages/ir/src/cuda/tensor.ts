@@ -10,7 +10,7 @@
 import type { DTypeName } from '@deepwell/core';
 import { FLOAT_STORAGE, dtypeCode as code, floatStorage, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { axisOf, type KernelParams } from '../op.js';
-import { reduction } from '../ops/sum.js';
+import { reduction } from '../ops/tensor/sum.js';
 import { numel, shapeStr, type ValueType } from '../types.js';
 
 /** The most dimensions a shape passed to a native entry point may have. */

@@ -1,14 +1,8 @@
-// Every op of the standard set. Importing this module defines them all (and registers their CPU
+// Every op of the standard set, one folder per family (ops/<family>/<op>.ts, each family's
+// index.ts re-exporting its files). Importing this module defines them all (and registers their CPU
 // references in core's kernel registry).
-export * from './fill.js';
-export * from './add.js';
-export * from './sum_to.js';
-export * from './broadcast_to.js';
-export * from './reshape.js';
-export * from './matmul.js';
-export * from './matmul_bias.js';
-export * from './matmul_bias_gelu.js';
-export * from './matmul_bgrad.js';
-export * from './set-tensor.js';
-export * from './set-nn.js';
-export * from './set-moe.js';
+export * from './basic/index.js';
+export * from './tensor/index.js';
+export * from './nn/index.js';
+export * from './moe/index.js';
+export * from './optim/index.js';

@@ -44,7 +44,7 @@ export function autocast(graph: Graph, options: AutocastOptions = {}): Graph {
   for (const n of graph.nodes) {
     // cast nodes stay as written; every other op takes its float inputs in the low dtype.
     const inputs = n.op === 'cast' ? n.inputs.map((i) => map.get(i)!) : n.inputs.map((i) => (map.get(i)!.dtype === 'f32' ? toLow(i) : map.get(i)!));
-    const outs = b.within(n.scope, () => b.op(n.op, inputs, n.attrs as never));
+    const outs = b.like(n, () => b.op(n.op, inputs, n.attrs as never));
     n.outputs.forEach((o, k) => map.set(o, outs[k]!));
   }
   for (const [name, id] of Object.entries(graph.outputs)) {

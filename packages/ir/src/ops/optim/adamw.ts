@@ -1,0 +1,90 @@
+/**
+ * adamw: one AdamW step (Loshchilov & Hutter, as torch.optim.AdamW) on one parameter.
+ *   param: f32[P...], grad: F[P...] (F any float dtype: f32, bf16 or f16), m: f32[P...],
+ *   v: f32[P...], lr: f32[1], step: f32[1]
+ *   attributes beta1 (0.9), beta2 (0.95), eps (1e-8), weightDecay (0)
+ *   -> param2: f32[P...], m2: f32[P...], v2: f32[P...]
+ *   p = p * (1 - lr * wd)                     (decoupled weight decay, before the moment update)
+ *   m = b1 * m + (1 - b1) * g;  v = b2 * v + (1 - b2) * g^2
+ *   p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),  t = step[0] (counts from 1).
+ * lr and step are tensors, not attributes, so a schedule changes them without rebuilding the graph.
+ * The outputs may share storage with param, m and v (the `inplace` pairs): the reference reads every
+ * input element before writing the same element of any output, so it is correct in place. It is
+ * not differentiated (an optimizer step is not part of the loss). The master weights and moments
+ * stay f32 while the gradient may come from a bf16 or f16 backward pass (mixed precision).
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
+ * dtypes.test.ts, fusion.test.ts, cuda-fused.test.ts, cuda-nn.test.ts.
+ */
+import { DeepwellError } from '@deepwell/core';
+import type { Sym } from '../../builder.js';
+import { defineOp, expectDtype, shapeError } from '../../op.js';
+import { numel, sameShape, shapeStr } from '../../types.js';
+import { expectFloat } from '../float.js';
+
+export interface AdamWOptions {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
+
+export const adamwOp = defineOp({
+  name: 'adamw',
+  doc: 'param, m, v after one AdamW step with decoupled weight decay',
+  inputs: ['param', 'grad', 'm', 'v', 'lr', 'step'],
+  outputs: ['param2', 'm2', 'v2'],
+  attrs: {
+    beta1: { kind: 'float', default: 0.9 },
+    beta2: { kind: 'float', default: 0.95 },
+    eps: { kind: 'float', default: 1e-8 },
+    weightDecay: { kind: 'float', default: 0 },
+  },
+  inplace: [[0, 0], [1, 2], [2, 3]],
+  nonDifferentiable: true,
+  infer: ([param, grad, m, v, lr, step]) => {
+    const names = ['param', 'grad', 'm', 'v', 'lr', 'step'] as const;
+    [param, grad, m, v, lr, step].forEach((t, i) => {
+      if (names[i] === 'grad') expectFloat('adamw', 'grad', t!);
+      else expectDtype('adamw', names[i]!, t!, ['f32']);
+    });
+    for (const [name, t] of [['grad', grad!], ['m', m!], ['v', v!]] as const) {
+      if (!sameShape(t.shape, param!.shape)) shapeError('adamw', `Expected the shape of param ${shapeStr(param!)} for input '${name}' but received ${shapeStr(t)}`);
+    }
+    for (const [name, t] of [['lr', lr!], ['step', step!]] as const) {
+      if (numel(t.shape) !== 1) shapeError('adamw', `Expected f32[1] for input '${name}' but received ${shapeStr(t)}`);
+    }
+    return [param!, param!, param!].map((t) => ({ shape: t.shape, dtype: 'f32' as const }));
+  },
+  reference: ({ inputs: [param, grad, m, v, lrIn, stepIn], outputs: [p2, m2, v2], attrs }) => {
+    const b1 = attrs.beta1 as number;
+    const b2 = attrs.beta2 as number;
+    const eps = attrs.eps as number;
+    const wd = attrs.weightDecay as number;
+    const lr = lrIn![0]!;
+    const t = stepIn![0]!;
+    if (!(t >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `adamw: Expected a step count >= 1 for input 'step' but received ${t}`);
+    const c1 = 1 - b1 ** t;
+    const c2 = 1 - b2 ** t;
+    for (let i = 0; i < param!.length; i++) {
+      // Read every input element first: outputs may be the input arrays themselves.
+      const g = grad![i]!;
+      const mNew = b1 * m![i]! + (1 - b1) * g;
+      const vNew = b2 * v![i]! + (1 - b2) * g * g;
+      const p = param![i]! * (1 - lr * wd);
+      p2![i] = p - (lr * (mNew / c1)) / (Math.sqrt(vNew / c2) + eps);
+      m2![i] = mNew;
+      v2![i] = vNew;
+    }
+  },
+  flops: ([param]) => 16 * numel(param!.shape),
+});
+
+/** [param2, m2, v2] after one AdamW step; lr and step are f32[1] values (step counts from 1). */
+export function adamw(param: Sym, grad: Sym, m: Sym, v: Sym, lr: Sym, step: Sym, opts: AdamWOptions = {}): [Sym, Sym, Sym] {
+  const attrs: Record<string, number> = {};
+  for (const k of ['beta1', 'beta2', 'eps', 'weightDecay'] as const) if (opts[k] !== undefined) attrs[k] = opts[k];
+  const [p2, m2, v2] = param.builder.op('adamw', [param, grad, m, v, lr, step], attrs);
+  return [p2!, m2!, v2!];
+}

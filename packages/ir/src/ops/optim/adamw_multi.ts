@@ -1,0 +1,58 @@
+/**
+ * adamw_multi: one AdamW step on many parameters at once (multi-tensor apply), the same update as
+ * adamw on each. Inputs: lr: f32[1], step: f32[1], then for each parameter k its param, grad, m, v
+ * as adamw takes them (grads of one parameter may be any float dtype); attributes as adamw.
+ * Outputs: param2, m2, v2 of each parameter in order (3 per parameter), each may share storage with
+ * its input (in place).
+ * Never written by models: the fusion pass (passes/fuse-adamw.ts) makes it at compile time from the
+ * optimizer's adamw nodes that share lr, step and attributes, so a GPU updates every parameter in
+ * a few launches instead of one per parameter. The reference runs adamw's reference per parameter.
+ * Not differentiated.
+ *
+ * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * kernel is in native/ops/nn/; tested in packages/ir/test/compile.test.ts, fusion.test.ts,
+ * cuda-fused.test.ts.
+ */
+import type { Sym } from '../../builder.js';
+import { defineOp, shapeError } from '../../op.js';
+import type { ValueType } from '../../types.js';
+import { adamwOp } from './adamw.js';
+
+function groups<T>(xs: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let k = 2; k < xs.length; k += 4) out.push([xs[k]!, xs[k + 1]!, xs[k + 2]!, xs[k + 3]!, xs[0]!, xs[1]!]);
+  return out;
+}
+
+export const adamwMultiOp = defineOp({
+  name: 'adamw_multi',
+  doc: 'adamw on each (param, grad, m, v) group, sharing lr and step; made by fusion',
+  inputs: ['...lr_step_then_param_grad_m_v'],
+  outputs: ['...param2_m2_v2'],
+  attrs: adamwOp.attrs,
+  inplace: (inputs: number) => {
+    const pairs: [number, number][] = [];
+    for (let k = 0; 2 + 4 * k < inputs; k++) pairs.push([3 * k, 2 + 4 * k], [3 * k + 1, 4 + 4 * k], [3 * k + 2, 5 + 4 * k]);
+    return pairs;
+  },
+  nonDifferentiable: true,
+  infer: (ins, attrs) => {
+    if (ins.length < 6 || (ins.length - 2) % 4 !== 0) shapeError('adamw_multi', `Expected lr, step and 4 inputs per parameter (6, 10, 14, ... inputs) but received ${ins.length}`);
+    return groups<ValueType>(ins).flatMap((g) => adamwOp.infer(g, attrs));
+  },
+  reference: ({ inputs, outputs, inTypes, attrs }) => {
+    const ins = groups(inputs);
+    const types = groups(inTypes);
+    ins.forEach((g, k) => {
+      const outs = outputs.slice(3 * k, 3 * k + 3);
+      adamwOp.reference({ inputs: g, outputs: outs, inTypes: types[k]!, outTypes: types[k]!.slice(0, 3), attrs });
+    });
+  },
+  flops: (ins, outs, attrs) => groups(ins).reduce((s, g) => s + adamwOp.flops!(g, outs, attrs), 0),
+});
+
+/** adamw_multi over `params` (each [param, grad, m, v]); returns [param2, m2, v2] per parameter. */
+export function adamwMulti(lr: Sym, step: Sym, params: readonly (readonly [Sym, Sym, Sym, Sym])[], attrs: Record<string, number> = {}): [Sym, Sym, Sym][] {
+  const outs = lr.builder.op('adamw_multi', [lr, step, ...params.flat()], attrs);
+  return params.map((_, k) => [outs[3 * k]!, outs[3 * k + 1]!, outs[3 * k + 2]!]);
+}
