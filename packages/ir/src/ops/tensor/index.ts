@@ -2,7 +2,7 @@
 export { mulOp, mul } from './mul.js';
 export { scaleOp, scale } from './scale.js';
 export { biasAddOp, biasAdd } from './bias_add.js';
-export { geluOp, gelu } from './gelu.js';
+export { geluOp, gelu, geluScalar } from './gelu.js';
 export { geluBackwardOp, geluBackward } from './gelu_backward.js';
 export { siluOp, silu } from './silu.js';
 export { siluBackwardOp, siluBackward } from './silu_backward.js';
