@@ -12,8 +12,10 @@
 #   8. the memory-bound kernels beside a device-to-device copy (bench/membound.mjs)
 #   9. the runtime micro-benchmarks
 #  10. the quantization kernels beside a device-to-device copy and PyTorch (bench/quantize.mjs)
+#  11. dryrun's total beside the allocator's peak for GPT-2 124M and the tiny GPT (examples/gpt2/memory.mjs)
+#  12. GPT-2 124M, Deepwell only, 200 steps, its losses step by step beside the last recorded run's
 # ONLY="tests quant ..." runs only the named steps (keys: vendor cuobjdump tests installed main
-# sanitizer gemm fusion membound runtime quant); the default is all of them.
+# sanitizer gemm fusion membound runtime quant memory gpt2); the default is all of them.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -109,4 +111,14 @@ node bench/quantize.mjs | tee "$OUT/quantize-bench.txt"
 python3 bench/quantize_torch.py | tee -a "$OUT/quantize-bench.txt"
 step "compute-sanitizer memcheck of the quantization kernels' GPU tests"
 (cd packages/precision && compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node ../../node_modules/vitest/vitest.mjs run test/gpu.test.ts -t "mxfp8-e4m3|nvfp4|fp8-block128x128|fake_quant" 2>&1 | tail -12)
+fi
+if want memory; then
+step "dryrun's total beside the allocator's peak in use over a compiled step"
+node examples/gpt2/memory.mjs --json "$OUT/memory.json"
+fi
+if want gpt2; then
+step "GPT-2 124M (Deepwell), 200 steps, beside the last recorded run (docs/gpu-runs/gpt2-run3)"
+(cd examples/gpt2 && node bench.mjs 200 /tmp/gpt2 2>&1 | grep -v '^step ' | tail -5)
+cp /tmp/gpt2/deepwell.jsonl "$OUT/gpt2-deepwell.jsonl"
+node examples/gpt2/same-losses.mjs docs/gpu-runs/gpt2-run3/deepwell.jsonl /tmp/gpt2/deepwell.jsonl
 fi
