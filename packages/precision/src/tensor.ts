@@ -161,6 +161,27 @@ function filled(data: ArrayBufferView, shape: number[], dtype: DTypeName, given:
 
 const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
 
+/**
+ * The eager calls' workspace: one buffer per device, grown as needed. Every eager quantize runs on
+ * the legacy default stream, so calls that reuse it are ordered; a compiled step's kernels get
+ * workspaces from its own plan instead. A buffer is replaced only after the device has finished
+ * with it (the caching allocator has no per-stream pools, so its block may go to another stream).
+ */
+const staging = new Map<string, Tensor>();
+function stagingFor(device: string, bytes: number): DevArg | null {
+  if (bytes === 0) return null;
+  let t = staging.get(device);
+  if (!t || t.buffer.bytes < bytes) {
+    if (t) {
+      t.backend.synchronize();
+      t.dispose();
+    }
+    t = Tensor.empty([bytes], 'u8', { device });
+    staging.set(device, t);
+  }
+  return { ...ptr(t), bytes };
+}
+
 function result(c: Checked, parts: Partial<Record<'rowwise' | 'columnwise', QuantizedPart>>, globalScale: Tensor | null, amax: Tensor | null): QuantizedTensor {
   const q: QuantizedTensor = {
     format: c.format,
@@ -232,14 +253,8 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
     }
     const flags = (parts.rowwise ? QUANT_FLAGS.rowwise : 0) | (parts.columnwise ? QUANT_FLAGS.columnwise : 0) | (c.tiled ? QUANT_FLAGS.tiled : 0);
     const opt = (t: Tensor | null | undefined) => (t ? ptr(t) : null);
-    // The call's workspace, freed (to the caching allocator, on the same stream) once queued.
     const wsBytes = quantizeWorkspaceBytes(f, x.dtype, c.rows, c.cols, !!parts.rowwise, !!parts.columnwise, c.tiled);
-    const ws = wsBytes > 0 ? Tensor.empty([wsBytes], 'u8', { device: x.device }) : null;
-    try {
-      ops.quantize(0, FORMAT_CODE[f], SCALE_MODE_CODE[c.scaleMode ?? 'floor'], code, c.rows, c.cols, flags, ptr(x), opt(amax), opt(parts.rowwise?.data), opt(parts.rowwise?.scales), opt(parts.columnwise?.data), opt(parts.columnwise?.scales), opt(globalScale), ws && ptr(ws));
-    } finally {
-      ws?.dispose();
-    }
+    ops.quantize(0, FORMAT_CODE[f], SCALE_MODE_CODE[c.scaleMode ?? 'floor'], code, c.rows, c.cols, flags, ptr(x), opt(amax), opt(parts.rowwise?.data), opt(parts.rowwise?.scales), opt(parts.columnwise?.data), opt(parts.columnwise?.scales), opt(globalScale), stagingFor(x.device, wsBytes));
   } catch (e) {
     for (const t of made) t.dispose();
     throw e;
