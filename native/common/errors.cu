@@ -3,7 +3,7 @@
 //   opsErrorCheck(stream)
 #include "common/errors.h"
 
-#include "common/args.h"
+#include "common/abi/common.gen.h"
 #include "common/launch.h"
 
 #include <string>
@@ -60,8 +60,9 @@ std::string takeError(Napi::Env env, cudaStream_t s, ErrFamily family) {
 }
 
 Napi::Value OpsErrorCheck(const Napi::CallbackInfo& info) {
+  const abi::OpsErrorCheckArgs a = abi::readOpsErrorCheck(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
+  cudaStream_t s = a.stream;
   cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
   DW_CUDA(env, cudaStreamIsCapturing(s, &st), "cudaStreamIsCapturing (opsErrorCheck)");
   if (st != cudaStreamCaptureStatusNone) return env.Undefined();  // checked after the capture
@@ -82,6 +83,6 @@ ErrWord* opsErrorWord(Napi::Env env, ErrFamily family) {
   return static_cast<ErrWord*>(deviceSymbol(env, g_opsError, cache, "error words")) + family;
 }
 
-void initOpsErrors(Napi::Env env, Napi::Object exports) { def(env, exports, "opsErrorCheck", OpsErrorCheck); }
+void initOpsErrors(Napi::Env env, Napi::Object exports) { DW_ABI_COMMON_ENTRIES(DW_DEF_ENTRY) }
 
 }  // namespace dw

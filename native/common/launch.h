@@ -54,7 +54,7 @@ inline int smCount() {
   return cache[dev];
 }
 
-// Multiprocessors of the current device (set by devArg), cached per device; a failure to read
+// Multiprocessors of the current device (set by the entry point), cached per device; a failure to read
 // them is a DeepwellError (the tensor family's launch sizes).
 inline unsigned smCount(Napi::Env env) {
   static std::atomic<int> cache[64];
@@ -94,6 +94,12 @@ void* deviceSymbol(Napi::Env env, const S& symbol, void* (&cache)[64], const cha
     if (dev >= 0 && dev < 64) cache[dev] = p;
   }
   return p;
+}
+
+// A row length that the row kernels index with int.
+inline void checkRowLength(Napi::Env env, uint64_t D, const char* what) {
+  if (D > 2147483647u)
+    fail(env, "INVALID_ARGUMENT", std::string("Expected a row length of at most 2147483647 for ") + what + " but received " + std::to_string(D));
 }
 
 }  // namespace dw

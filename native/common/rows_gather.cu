@@ -5,7 +5,8 @@
 // adds the rows in ascending position order.
 #include "common/rows_gather.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
+#include "common/launch.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
 

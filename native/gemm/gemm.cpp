@@ -6,18 +6,25 @@
 // BF16 and FP16 use FP32 accumulation, split-K partial sums included (the heuristic may not pick a
 // reduction in the output type); FP32 storage uses TF32 tensor cores when asked (else FP32).
 //
-// Per (device, dtype, shape, transposes, batch, epilogue, pointer alignment) the descriptors and the
-// heuristic's algorithm are made once and cached; one 32 MiB workspace per device.
+// The signatures are in the ABI table (packages/kernels-native/abi/table.mjs); each entry point
+// reads its arguments through its generated reader (common/abi/gemm.gen.h). Strides are in
+// elements (0: the operand is shared by every batch); epilogue 0 none, 1 bias (D[m, n] += bias[n]),
+// 2 gelu(D + bias) (tanh GELU), 3 bias gradient (bias[m] = Σ_k op(A)[m, k]: the bias gradient of a
+// weight-gradient GEMM whose op(A) is gᵀ), 4 gelu(D + bias) with the pre-activation D + bias also
+// written to aux, for the GELU backward. bias and aux are optional tensors: bias is read when the
+// epilogue takes one (1..4), aux only with epilogue 4; otherwise they are ignored.
 //
-// gemmLt(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32,
-//        aBase, aOff, bBase, bOff, dBase, dOff, epilogue, biasBase, biasOff[, auxBase, auxOff])
-//   strides in elements (0: the operand is shared by every batch); epilogue 0 none,
-//   1 bias (D[m, n] += bias[n]), 2 gelu(D + bias) (tanh GELU), 3 bias gradient
-//   (bias[m] = Σ_k op(A)[m, k]: the bias gradient of a weight-gradient GEMM whose op(A) is gᵀ),
-//   4 gelu(D + bias) with the pre-activation D + bias also written to aux (auxBase, auxOff follow
-//   biasOff), for the GELU backward. biasBase 0 when the epilogue takes none.
-// A shape cuBLASLt has no algorithm for fails with INVALID_ARGUMENT; gemmLtSupported asks first.
-#include "common/args.h"
+// The cuBLASLt workspace is the caller's: gemmLt gets it with the call (the compiled step's memory
+// plan places it in its arena); nothing is allocated here. The heuristic may pick algorithms that
+// use up to that much scratch (gemmLtSupported takes the same size as workspaceBytes), and a call
+// whose algorithm needs more than the call gives fails with INVALID_ARGUMENT.
+//
+// Per (device, dtype, shape, transposes, batch, epilogue, pointer alignment, max workspace) the
+// descriptors and the heuristic's algorithm are made once and cached; one cuBLASLt handle per
+// device. A shape cuBLASLt has no algorithm for fails with INVALID_ARGUMENT; gemmLtSupported asks
+// first.
+#include "common/abi/gemm.gen.h"
+#include "common/dtype.h"
 #include "common/launch.h"
 #include "runtime/vendor/cublaslt_min.h"
 
@@ -54,10 +61,8 @@ struct Plan {
 
 struct DeviceLt {
   dw_cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
 };
 
-constexpr size_t kWorkspace = 32u << 20;
 std::mutex mu;
 Lt* lt = nullptr;
 DeviceLt devices[64];
@@ -114,16 +119,17 @@ struct GemmShape {
   int epi;
 };
 
-// The cached plan for (device, shape, operand alignments), made on first use; nullptr with `why`
-// set when cuBLASLt has no algorithm for it (remembered, so asking again is cheap).
+// The cached plan for (device, shape, operand alignments, max workspace), made on first use;
+// nullptr with `why` set when cuBLASLt has no algorithm for it (remembered, so asking again is
+// cheap). `maxWorkspace` is the heuristic's limit: the plan's algorithm needs at most that much.
 std::unordered_map<std::string, std::string>* refused = new std::unordered_map<std::string, std::string>();
 
-Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& g, const uint32_t al[5], std::string* why) {
+Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& g, const uint32_t al[5], uint64_t maxWorkspace, std::string* why) {
   const std::string key = std::to_string(device) + "/" + std::to_string(g.dtype) + "/" + std::to_string(g.ta) + std::to_string(g.tb) + "/" + std::to_string(g.M) +
                           "x" + std::to_string(g.N) + "x" + std::to_string(g.K) + "/" + std::to_string(g.batch) + ":" + std::to_string(g.sA) + "," +
                           std::to_string(g.sB) + "," + std::to_string(g.sD) + "/" + std::to_string(g.epi) + "/" + std::to_string(g.tf32) + "/" +
                           std::to_string(al[0]) + "," + std::to_string(al[1]) + "," + std::to_string(al[2]) + "," + std::to_string(al[3]) + "," +
-                          std::to_string(al[4]);
+                          std::to_string(al[4]) + "/ws" + std::to_string(maxWorkspace);
   auto it = plans->find(key);
   if (it != plans->end()) return &it->second;
   auto no = refused->find(key);
@@ -168,7 +174,7 @@ Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& 
   }
   dw_cublasLtMatmulPreference_t pref;
   check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
-  size_t ws = kWorkspace;
+  uint64_t ws = maxWorkspace;
   l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
   // FP32 accumulation throughout: a split-K algorithm may keep its partial sums only in the compute
   // type (FP32), never in the output type (bf16/f16: INPLACE and OUTPUT_TYPE round every partial).
@@ -195,54 +201,51 @@ Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& 
   return &plans->emplace(key, p).first->second;
 }
 
-// Reads (dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32) from info[first...].
-GemmShape shapeArgs(const Napi::CallbackInfo& info, size_t first, int epi) {
-  Napi::Env env = info.Env();
+// The shape and options of a gemmLt / gemmLtSupported call (read by their generated readers), with
+// the checks both make.
+template <typename A>
+GemmShape shapeOf(Napi::Env env, const A& a) {
   GemmShape g{};
-  g.dtype = dtypeArg(info, first);
-  if (g.dtype == kI32) fail(env, "INVALID_DTYPE", "Expected a float dtype for gemmLt but received i32");
-  g.ta = u64Arg(info, first + 1, "transA", 1) != 0;
-  g.tb = u64Arg(info, first + 2, "transB", 1) != 0;
-  g.M = u64Arg(info, first + 3, "M");
-  g.N = u64Arg(info, first + 4, "N");
-  g.K = u64Arg(info, first + 5, "K");
-  g.batch = u64Arg(info, first + 6, "batch");
-  g.sA = u64Arg(info, first + 7, "strideA");
-  g.sB = u64Arg(info, first + 8, "strideB");
-  g.sD = u64Arg(info, first + 9, "strideD");
-  g.tf32 = u64Arg(info, first + 10, "tf32", 1) != 0;
-  g.epi = epi;
+  g.dtype = a.dtype;
+  g.ta = a.transA;
+  g.tb = a.transB;
+  g.M = a.M;
+  g.N = a.N;
+  g.K = a.K;
+  g.batch = a.batch;
+  g.sA = a.strideA;
+  g.sB = a.strideB;
+  g.sD = a.strideD;
+  g.tf32 = a.tf32;
+  g.epi = a.epilogue;
   if (g.M == 0 || g.N == 0 || g.K == 0 || g.batch == 0) fail(env, "INVALID_ARGUMENT", "Expected M, N, K and batch >= 1 for gemmLt");
   if ((g.sA != 0 && g.sA < g.M * g.K) || (g.sB != 0 && g.sB < g.K * g.N) || g.sD < g.M * g.N)
     fail(env, "INVALID_ARGUMENT", "Expected batch strides of 0 or at least one matrix for gemmLt");
-  if (epi != 0 && g.batch != 1) fail(env, "INVALID_ARGUMENT", "Expected batch 1 for a gemm epilogue");
+  if (g.epi != 0 && g.batch != 1) fail(env, "INVALID_ARGUMENT", "Expected batch 1 for a gemm epilogue");
   return g;
 }
 
-// The cuBLASLt handle and workspace of the current device, made on first use (caller holds mu).
+// The cuBLASLt handle of the current device, made on first use (caller holds mu).
 DeviceLt& deviceLt(Napi::Env env, Lt& l, int* device) {
   DW_CUDA(env, cudaGetDevice(device), "cudaGetDevice");
   if (*device < 0 || *device >= 64) fail(env, "INVALID_ARGUMENT", "Expected a CUDA device index below 64 for gemmLt");
   DeviceLt& dev = devices[*device];
-  if (!dev.handle) {
-    check(env, l.create(&dev.handle), "cublasLtCreate");
-    DW_CUDA(env, cudaMalloc(&dev.workspace, kWorkspace), "cudaMalloc(gemm workspace)");
-  }
+  if (!dev.handle) check(env, l.create(&dev.handle), "cublasLtCreate");
   return dev;
 }
 
 Napi::Value GemmLt(const Napi::CallbackInfo& info) {
+  const abi::GemmLtArgs a = abi::readGemmLt(info);
   Napi::Env env = info.Env();
-  cudaStream_t stream = streamArg(info, 0);
-  int epi = static_cast<int>(u64Arg(info, 18, "epilogue", 4));
-  const GemmShape g = shapeArgs(info, 1, epi);
+  const int epi = a.epilogue;
+  const GemmShape g = shapeOf(env, a);
   size_t eb = dtypeBytes(g.dtype);
   auto extent = [&](uint64_t stride, uint64_t mat) { return (g.batch - 1) * stride + mat; };
-  void* A = devArg<uint8_t>(info, 12, extent(g.sA, g.M * g.K) * eb, 1, "gemm A");
-  void* B = devArg<uint8_t>(info, 14, extent(g.sB, g.K * g.N) * eb, 1, "gemm B");
-  void* D = devArg<uint8_t>(info, 16, extent(g.sD, g.M * g.N) * eb, 1, "gemm D");
-  void* bias = epi != 0 ? devArg<uint8_t>(info, 19, (epi == 3 ? g.M : g.N) * eb, 1, "gemm bias") : nullptr;
-  void* aux = epi == 4 ? devArg<uint8_t>(info, 21, g.M * g.N * eb, 1, "gemm aux (pre-activation)") : nullptr;
+  void* A = a.a.ptr<uint8_t>(env, extent(g.sA, g.M * g.K) * eb);
+  void* B = a.b.ptr<uint8_t>(env, extent(g.sB, g.K * g.N) * eb);
+  void* D = a.d.ptr<uint8_t>(env, extent(g.sD, g.M * g.N) * eb);
+  void* bias = epi != 0 ? a.bias.ptr<uint8_t>(env, (epi == 3 ? g.M : g.N) * eb) : nullptr;
+  void* aux = epi == 4 ? a.aux.ptr<uint8_t>(env, g.M * g.N * eb) : nullptr;
 
   std::lock_guard<std::mutex> lock(mu);
   Lt& l = loadLt(env);
@@ -250,34 +253,37 @@ Napi::Value GemmLt(const Napi::CallbackInfo& info) {
   DeviceLt& dev = deviceLt(env, l, &device);
   const uint32_t al[5] = {alignmentOf(B), alignmentOf(A), alignmentOf(D), bias ? alignmentOf(bias) : 256u, aux ? alignmentOf(aux) : 256u};
   std::string why;
-  Plan* p = planFor(env, l, dev, device, g, al, &why);
+  Plan* p = planFor(env, l, dev, device, g, al, a.workspace.bytes, &why);
   if (!p) fail(env, "INVALID_ARGUMENT", why);
+  // The heuristic was limited to the call's workspace; a plan that needs more is never run.
+  void* workspace = a.workspace.take<void>(env, p->workspace);
   if (epi != 0) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
   if (epi == 4) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "set EPILOGUE_AUX_POINTER");
   float alpha = 1.0f, beta = 0.0f;
-  check(env, l.matmul(dev.handle, p->desc, &alpha, B, p->a, A, p->b, &beta, D, p->d, D, p->d, &p->algo, dev.workspace, kWorkspace, stream), "cublasLtMatmul");
+  check(env, l.matmul(dev.handle, p->desc, &alpha, B, p->a, A, p->b, &beta, D, p->d, D, p->d, &p->algo, workspace, a.workspace.bytes, a.stream), "cublasLtMatmul");
   return env.Undefined();
 }
 
-// gemmLtSupported(dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32, epilogue)
-//   -> "" when cuBLASLt has an algorithm for this GEMM on the current device with every operand
-//   256-byte aligned (as the compile arena and the allocator place them), else why not. The plan
-//   it makes is the one gemmLt then uses.
+// gemmLtSupported(..., epilogue, workspaceBytes) -> "" when cuBLASLt has an algorithm for this GEMM
+//   on the current device with every operand 256-byte aligned (as the compile arena and the
+//   allocator place them) and at most workspaceBytes of workspace (what each gemmLt call of it will
+//   give), else why not. The plan it makes is the one gemmLt then uses.
 Napi::Value GemmLtSupported(const Napi::CallbackInfo& info) {
+  const abi::GemmLtSupportedArgs a = abi::readGemmLtSupported(info);
   Napi::Env env = info.Env();
-  int epi = static_cast<int>(u64Arg(info, 11, "epilogue", 4));
-  const GemmShape g = shapeArgs(info, 0, epi);
+  const GemmShape g = shapeOf(env, a);
   std::lock_guard<std::mutex> lock(mu);
   Lt& l = loadLt(env);
   int device = 0;
   DeviceLt& dev = deviceLt(env, l, &device);
   const uint32_t al[5] = {256, 256, 256, 256, 256};
   std::string why;
-  return Napi::String::New(env, planFor(env, l, dev, device, g, al, &why) ? "" : why);
+  return Napi::String::New(env, planFor(env, l, dev, device, g, al, a.workspaceBytes, &why) ? "" : why);
 }
 
 // How many GEMM plans are cached (for tests: the cache works).
 Napi::Value GemmPlanCount(const Napi::CallbackInfo& info) {
+  abi::readGemmPlanCount(info);
   std::lock_guard<std::mutex> lock(mu);
   return Napi::Number::New(info.Env(), static_cast<double>(plans->size()));
 }

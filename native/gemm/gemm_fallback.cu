@@ -9,9 +9,11 @@
 //
 // It is written for clarity and any shape, not for peak speed: cuBLASLt is the fast path.
 //
-// gemmFallback(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD,
-//              aBase, aOff, bBase, bOff, dBase, dOff)
-#include "common/args.h"
+// gemmFallback(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a, b, d)
+// (the ABI table; read by its generated reader, common/abi/gemm.gen.h). M, N and K index the
+// kernels as int (at most 2147483647) and batch is the grid's z (at most 65535).
+#include "common/abi/gemm.gen.h"
+#include "common/dtype.h"
 #include "common/launch.h"
 
 #include <mma.h>
@@ -121,26 +123,25 @@ void launchGemm<float>(const float* A, const float* B, float* D, dim3 grid, cuda
 }
 
 Napi::Value GemmFallback(const Napi::CallbackInfo& info) {
+  const abi::GemmFallbackArgs a = abi::readGemmFallback(info);
   Napi::Env env = info.Env();
-  cudaStream_t stream = streamArg(info, 0);
-  int dtype = dtypeArg(info, 1);
-  bool ta = u64Arg(info, 2, "transA", 1) != 0, tb = u64Arg(info, 3, "transB", 1) != 0;
-  const double maxDim = 2147483647.0;
-  uint64_t M = u64Arg(info, 4, "M", maxDim), N = u64Arg(info, 5, "N", maxDim), K = u64Arg(info, 6, "K", maxDim);
-  uint64_t batch = u64Arg(info, 7, "batch", 65535);
-  uint64_t sA = u64Arg(info, 8, "strideA"), sB = u64Arg(info, 9, "strideB"), sD = u64Arg(info, 10, "strideD");
+  cudaStream_t stream = a.stream;
+  const int dtype = a.dtype;
+  const bool ta = a.transA, tb = a.transB;
+  // M, N, K <= 2^31 - 1 and batch <= 65535: the reader checked them (the ABI table's caps).
+  const uint64_t M = a.M, N = a.N, K = a.K, batch = a.batch;
+  const uint64_t sA = a.strideA, sB = a.strideB, sD = a.strideD;
   if (M == 0 || N == 0 || K == 0 || batch == 0) fail(env, "INVALID_ARGUMENT", "Expected M, N, K and batch >= 1 for gemmFallback");
   if ((sA != 0 && sA < M * K) || (sB != 0 && sB < K * N) || sD < M * N)
     fail(env, "INVALID_ARGUMENT", "Expected batch strides of 0 or at least one matrix for gemmFallback");
-  if (dtype == kI32) fail(env, "INVALID_DTYPE", "Expected a float dtype for gemmFallback but received i32");
   size_t eb = dtypeBytes(dtype);
   auto extent = [&](uint64_t stride, uint64_t mat) { return (batch - 1) * stride + mat; };
   dim3 grid(static_cast<unsigned>((N + TN - 1) / TN), static_cast<unsigned>((M + TM - 1) / TM), static_cast<unsigned>(batch));
   if (grid.y > 65535) fail(env, "INVALID_ARGUMENT", "Expected M below 4194240 for gemmFallback");
   DW_DISPATCH_FLOAT(env, dtype, T, {
-    const T* A = devArg<T>(info, 11, extent(sA, M * K), eb, "gemm A");
-    const T* B = devArg<T>(info, 13, extent(sB, K * N), eb, "gemm B");
-    T* D = devArg<T>(info, 15, extent(sD, M * N), eb, "gemm D");
+    const T* A = a.a.ptr<T>(env, extent(sA, M * K), eb);
+    const T* B = a.b.ptr<T>(env, extent(sB, K * N), eb);
+    T* D = a.d.ptr<T>(env, extent(sD, M * N), eb);
     launchGemm<T>(A, B, D, grid, stream, int(M), int(N), int(K), ta, tb, int64_t(sA), int64_t(sB), int64_t(sD));
   });
   checkLaunch(env, "gemmFallback");

@@ -42,16 +42,13 @@ void launchAmax(Napi::Env env, cudaStream_t s, int dtype, const void* x, uint64_
 }
 
 Napi::Value QuantAmax(const Napi::CallbackInfo& info) {
-  Args a(info, "quantAmax");
-  cudaStream_t s = a.stream();
-  const int dtype = a.floatDtype();
-  const uint64_t n = a.u64("n");
-  const void* x = a.dev(n, dtypeBytes(dtype), "quantAmax x");
-  float* out = static_cast<float*>(a.dev(1, 4, "quantAmax amax"));
-  a.end();
-  launchAmax(a.env(), s, dtype, x, n, out);
-  checkLaunch(a.env(), "quantAmax");
-  return a.env().Undefined();
+  const abi::QuantAmaxArgs a = abi::readQuantAmax(info);
+  Napi::Env env = info.Env();
+  const void* x = a.x.ptr<void>(env, a.n, dtypeBytes(a.dtype));
+  float* out = a.amax.ptr<float>(env, 1);
+  launchAmax(env, a.stream, a.dtype, x, a.n, out);
+  checkLaunch(env, "quantAmax");
+  return env.Undefined();
 }
 
 }  // namespace dw::quant

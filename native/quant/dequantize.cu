@@ -2,7 +2,8 @@
 //
 //   dequantize(stream, fmt, outDtype, R, C, flags, data, scales, globalScale, out)
 //       The stored [R, C] matrix's values (C divisible by 8): out [R, C], or [C, R] with flags & 1
-//       (the transpose, i.e. a columnwise result's original layout); flags & 4: tiled scales.
+//       (the transpose, i.e. a columnwise result's original layout); flags & 4 (kTiled): tiled
+//       scales.
 #include "quant/quant.h"
 
 #include "quant/formats.cuh"
@@ -11,6 +12,11 @@
 
 namespace dw::quant {
 namespace {
+
+// dequantize's flags (the ABI table's): the stored matrix is the transpose of the result (a
+// columnwise part); scales in the 128 x 4 tiled layout.
+constexpr int kTranspose = abi::dequant_flags::transpose;
+constexpr int kTiledScales = abi::dequant_flags::tiled;
 
 struct DArgs {
   const uint8_t* data;
@@ -70,14 +76,14 @@ __global__ void dequantizeK(DArgs a) {
 }  // namespace
 
 Napi::Value Dequantize(const Napi::CallbackInfo& info) {
-  Args a(info, "dequantize");
-  Napi::Env env = a.env();
-  cudaStream_t s = a.stream();
-  const int f = static_cast<int>(a.u64("format code", kNumFormats - 1));
-  const int dtype = a.floatDtype();
-  const uint64_t R = a.u64("R"), C = a.u64("C");
-  const int flags = static_cast<int>(a.u64("flags", 5));
-  const bool tiled = flags & 4;
+  const abi::DequantizeArgs a = abi::readDequantize(info);
+  Napi::Env env = info.Env();
+  cudaStream_t s = a.stream;
+  const int f = a.format;
+  const int dtype = a.outDtype;
+  const uint64_t R = a.R, C = a.C;
+  const int flags = static_cast<int>(a.flags);
+  const bool tiled = flags & kTiledScales;
   if (tiled && !(isMx(f) || f == kNvfp4)) fail(env, "INVALID_ARGUMENT", "Expected the tiled scale layout only for MX and NVFP4 formats but received " + fmtName(f));
   if (blockOf(f) && C % blockOf(f) != 0)
     fail(env, "SHAPE_MISMATCH", "Expected a stored row length divisible by " + std::to_string(blockOf(f)) + " for " + fmtName(f) + " but received " + std::to_string(C));
@@ -85,15 +91,14 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   if (C % 8 != 0) fail(env, "SHAPE_MISMATCH", "Expected a stored row length divisible by 8 for dequantize but received " + std::to_string(C));
   const bool global = isTensorwise(f) || f == kNvfp4;
   DArgs d{};
-  d.R = R, d.C = C, d.transpose = flags & 1, d.tiled = tiled;
-  d.data = static_cast<const uint8_t*>(a.dev(codeBytes(f, R, C), 1, "dequantize data"));
+  d.R = R, d.C = C, d.transpose = flags & kTranspose, d.tiled = tiled;
+  d.data = a.data.ptr<const uint8_t>(env, codeBytes(f, R, C));
   const uint64_t sb = scaleBytes(f, R, C, tiled);
-  d.scales = static_cast<const uint8_t*>(sb ? a.dev(sb, 1, "dequantize scales") : a.optDev(0, 1, "dequantize scales"));
-  d.globalScale = static_cast<const float*>(global ? a.dev(1, 4, "dequantize globalScale") : a.optDev(1, 4, "dequantize globalScale"));
-  d.out = a.dev(R * C, dtypeBytes(dtype), "dequantize out");
+  d.scales = sb ? a.scales.ptr<const uint8_t>(env, sb) : a.scales.optPtr<const uint8_t>(env, 0);
+  d.globalScale = global ? a.globalScale.ptr<const float>(env, 1) : a.globalScale.optPtr<const float>(env, 1);
+  d.out = a.out.ptr<void>(env, R * C, dtypeBytes(dtype));
   if (reinterpret_cast<uintptr_t>(d.out) % 16 != 0 || reinterpret_cast<uintptr_t>(d.data) % 8 != 0)
     fail(env, "INVALID_ARGUMENT", "Expected dequantize's out aligned to 16 bytes and data to 8");
-  a.end();
   if (R * C == 0) return env.Undefined();
   dispatchFormat(env, f, [&](auto fc) {
     constexpr int F = decltype(fc)::value;

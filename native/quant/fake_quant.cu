@@ -1,11 +1,11 @@
 // Fake-quantize (quantization family; see quant.cpp).
 //
-//   fakeQuant(stream, fmt, scaleMode, dtype, outer, len, inner, x, y)
+//   fakeQuant(stream, fmt, scaleMode, dtype, outer, len, inner, x, y, workspace)
 //       y = dequantize(quantize(x)) in x's storage, x viewed as [outer, len, inner] with blocks of
 //       consecutive elements along len (for 128 x 128 tiles: along len and inner).
 //
-// Scratch: tensorwise FP8 and NVFP4 first reduce the tensor amax into g_fakeQuantAmax, one word per
-// device (shared with quantStats through tensorAmaxFirst).
+// Workspace: tensorwise FP8 and NVFP4 first reduce the tensor amax into one float of the call's
+// workspace (its first 4 bytes; tensorAmaxFirst, shared with quantStats); other formats use none.
 #include "quant/quant.h"
 
 #include "quant/fake_quant.cuh"
@@ -54,48 +54,31 @@ __global__ void fakeQuantTileK(const T* __restrict__ x, T* __restrict__ y, uint6
   }
 }
 
-__device__ float g_fakeQuantAmax;
-void* g_fakeQuantAmaxAddr[64];
-
 }  // namespace
 
-BlockedCall blockedArgs(Args& a, const char* fn) {
-  Napi::Env env = a.env();
-  BlockedCall c{};
-  c.s = a.stream();
-  c.f = static_cast<int>(a.u64("format code", kNumFormats - 1));
-  c.rceil = static_cast<int>(a.u64("scaleMode (0 floor, 1 rceil)", 1));
-  c.dtype = a.floatDtype();
-  c.outer = a.u64("outer"), c.len = a.u64("len"), c.inner = a.u64("inner");
-  c.n = c.outer * c.len * c.inner;
-  c.B = blockOf(c.f);
-  if (c.B && c.len % c.B != 0)
-    fail(env, "SHAPE_MISMATCH", std::string("Expected a length along the axis divisible by ") + std::to_string(c.B) + " for " + fmtName(c.f) + " but received " + std::to_string(c.len));
-  if (c.f == kBlk128x128 && c.inner % 128 != 0)
-    fail(env, "SHAPE_MISMATCH", "Expected both of the last two dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(c.len) + " x " + std::to_string(c.inner));
-  c.x = a.dev(c.n, dtypeBytes(c.dtype), (std::string(fn) + " x").c_str());
-  return c;
-}
-
-float* tensorAmaxFirst(Napi::Env env, const BlockedCall& c) {
-  if (c.n == 0 || !(isTensorwise(c.f) || c.f == kNvfp4)) return nullptr;
-  float* amax = static_cast<float*>(deviceSymbol(env, g_fakeQuantAmax, g_fakeQuantAmaxAddr, "g_fakeQuantAmax"));
-  launchAmax(env, c.s, c.dtype, c.x, c.n, amax);
-  return amax;
+float* tensorAmaxFirst(Napi::Env env, const BlockedCall& c, float* word) {
+  if (!needsTensorAmax(c)) return nullptr;
+  launchAmax(env, c.s, c.dtype, c.x, c.n, word);
+  return word;
 }
 
 Napi::Value FakeQuant(const Napi::CallbackInfo& info) {
-  Args a(info, "fakeQuant");
-  Napi::Env env = a.env();
-  const BlockedCall c = blockedArgs(a, "fakeQuant");
-  void* y = a.dev(c.n, dtypeBytes(c.dtype), "fakeQuant y");
-  a.end();
+  const abi::FakeQuantArgs a = abi::readFakeQuant(info);
+  Napi::Env env = info.Env();
+  const BlockedCall c = blockedCall(env, a, "fakeQuant x");
+  void* y = a.y.ptr<void>(env, c.n, dtypeBytes(c.dtype));
   if (c.n == 0) return env.Undefined();
   const cudaStream_t s = c.s;
   const int dtype = c.dtype, B = c.B, rceil = c.rceil;
   const uint64_t outer = c.outer, len = c.len, inner = c.inner, n = c.n;
   const void* x = c.x;
-  float* amax = tensorAmaxFirst(env, c);
+  // The workspace: the tensor amax word, where the format uses it.
+  float* word = nullptr;
+  if (needsTensorAmax(c)) {
+    word = a.workspace.take<float>(env, sizeof(float));
+    if (!aligned(word, alignof(float))) fail(env, "INVALID_ARGUMENT", "Expected the workspace of fakeQuant aligned to 4 bytes");
+  }
+  float* amax = tensorAmaxFirst(env, c, word);
   dispatchFormat(env, c.f, [&](auto fc) {
     constexpr int F = decltype(fc)::value;
     DW_DISPATCH_FLOAT(env, dtype, T, {

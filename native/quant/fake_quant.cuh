@@ -1,7 +1,10 @@
 // What fake_quant.cu and quant_stats.cu share: how fake_quant treats a block (blockQuant), the
 // walks over blocks and 128 x 128 tiles, and the arguments both entry points take.
 #pragma once
+#include "common/abi/quant.gen.h"
 #include "quant/formats.cuh"
+
+#include <string>
 
 namespace dw::quant {
 
@@ -71,10 +74,36 @@ struct BlockedCall {
   const void* x;
 };
 
-BlockedCall blockedArgs(Args& a, const char* fn);
+// The shared part of a fakeQuant or quantStats call (A: abi::FakeQuantArgs or abi::QuantStatsArgs,
+// as read), its shape rules checked and x's range (`what` names x in messages).
+template <typename A>
+BlockedCall blockedCall(Napi::Env env, const A& a, const char* what) {
+  BlockedCall c{};
+  c.s = a.stream;
+  c.f = a.format;
+  c.rceil = a.scaleMode == abi::scaleMode::rceil ? 1 : 0;
+  c.dtype = a.dtype;
+  c.outer = a.outer, c.len = a.len, c.inner = a.inner;
+  c.B = blockOf(c.f);
+  if (c.B && c.len % c.B != 0)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected a length along the axis divisible by ") + std::to_string(c.B) + " for " + fmtName(c.f) + " but received " + std::to_string(c.len));
+  if (c.f == kBlk128x128 && c.inner % 128 != 0)
+    fail(env, "SHAPE_MISMATCH", "Expected both of the last two dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(c.len) + " x " + std::to_string(c.inner));
+  c.n = mulSize(env, mulSize(env, c.outer, c.len, what), c.inner, what);
+  c.x = a.x.template ptr<void>(env, c.n, dtypeBytes(c.dtype));
+  return c;
+}
 
-// Tensorwise FP8 and NVFP4: the tensor amax, reduced into a device scratch word first (else null).
-// The word (g_fakeQuantAmax, fake_quant.cu) is one per device, shared by fakeQuant and quantStats.
-float* tensorAmaxFirst(Napi::Env env, const BlockedCall& c);
+// The bytes of the workspace the TS candidates of fakeQuant and quantStats declare
+// (packages/precision/src/cuda/fake_quant.ts, BLOCKED_WORKSPACE): what either may use at most.
+constexpr uint64_t kBlockedWorkspaceBytes = 256;
+
+// Whether the call's scales come from the tensor amax (tensorwise FP8, NVFP4), which is then
+// reduced first, into one float of the call's workspace.
+inline bool needsTensorAmax(const BlockedCall& c) { return c.n != 0 && (isTensorwise(c.f) || c.f == kNvfp4); }
+
+// Where needsTensorAmax(c): reduces the tensor amax into `word` (a float of the call's workspace,
+// on the call's stream) and returns it; else null.
+float* tensorAmaxFirst(Napi::Env env, const BlockedCall& c, float* word);
 
 }  // namespace dw::quant

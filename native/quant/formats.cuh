@@ -2,7 +2,8 @@
 // block scales and the storage helpers shared by the family's kernels, and the host-side format
 // dispatch and size rules.
 #pragma once
-#include "common/args.h"
+#include "common/abi/codes.gen.h"
+#include "common/dtype.h"
 #include "common/launch.h"
 
 #include <cuda_fp8.h>
@@ -14,12 +15,24 @@
 
 namespace dw::quant {
 
-enum QFmt : int { kMxE4M3 = 0, kMxE5M2, kMxFp4, kNvfp4, kTwE4M3, kTwE5M2, kBlk1x128, kBlk128x128, kNumFormats };
+// The format codes are the ABI's (abi::format, generated from the ABI table).
+enum QFmt : int {
+  kMxE4M3 = abi::format::mxfp8_e4m3,
+  kMxE5M2 = abi::format::mxfp8_e5m2,
+  kMxFp4 = abi::format::mxfp4,
+  kNvfp4 = abi::format::nvfp4,
+  kTwE4M3 = abi::format::fp8_e4m3,
+  kTwE5M2 = abi::format::fp8_e5m2,
+  kBlk1x128 = abi::format::fp8_block1x128,
+  kBlk128x128 = abi::format::fp8_block128x128,
+  kNumFormats = abi::format::kCount,
+};
 
-inline constexpr const char* kFormatNames[kNumFormats] = {"mxfp8-e4m3", "mxfp8-e5m2", "mxfp4", "nvfp4", "fp8-e4m3", "fp8-e5m2", "fp8-block1x128", "fp8-block128x128"};
+// quantize's flags (dequantize takes kTiled too), the ABI's (abi::quant_flags).
+constexpr int kRowwise = abi::quant_flags::rowwise, kColumnwise = abi::quant_flags::columnwise, kTiled = abi::quant_flags::tiled;
 
 // Host and device facts of a format.
-__host__ __device__ constexpr bool isMx(int f) { return f <= kMxFp4; }
+__host__ __device__ constexpr bool isMx(int f) { return f == kMxE4M3 || f == kMxE5M2 || f == kMxFp4; }
 __host__ __device__ constexpr bool isFp4(int f) { return f == kMxFp4 || f == kNvfp4; }
 __host__ __device__ constexpr bool isE5M2(int f) { return f == kMxE5M2 || f == kTwE5M2; }
 __host__ __device__ constexpr bool isTensorwise(int f) { return f == kTwE4M3 || f == kTwE5M2; }
@@ -279,11 +292,24 @@ void dispatchFormat(Napi::Env env, int f, Body&& body) {
     case kTwE5M2: body(std::integral_constant<int, kTwE5M2>{}); break;
     case kBlk1x128: body(std::integral_constant<int, kBlk1x128>{}); break;
     case kBlk128x128: body(std::integral_constant<int, kBlk128x128>{}); break;
-    default: fail(env, "INVALID_ARGUMENT", "Expected a format code in [0, 7] but received " + std::to_string(f));
+    default: fail(env, "INVALID_ARGUMENT", "Expected a format code in [0, " + std::to_string(kNumFormats - 1) + "] but received " + std::to_string(f));
   }
 }
 
-inline std::string fmtName(int f) { return f >= 0 && f < kNumFormats ? kFormatNames[f] : "?"; }
+// The format's name in messages (the ABI table's name of its code).
+inline std::string fmtName(int f) {
+  switch (f) {
+    case kMxE4M3: return "mxfp8-e4m3";
+    case kMxE5M2: return "mxfp8-e5m2";
+    case kMxFp4: return "mxfp4";
+    case kNvfp4: return "nvfp4";
+    case kTwE4M3: return "fp8-e4m3";
+    case kTwE5M2: return "fp8-e5m2";
+    case kBlk1x128: return "fp8-block1x128";
+    case kBlk128x128: return "fp8-block128x128";
+    default: return "?";
+  }
+}
 
 // Bytes of a [R, C] matrix of codes.
 inline uint64_t codeBytes(int f, uint64_t R, uint64_t C) { return isFp4(f) ? R * C / 2 : R * C; }

@@ -18,16 +18,19 @@
 // and E5M2 elements are rounded by the hardware conversion (cvt.rn.satfinite: nearest even,
 // saturating), with NaN handled before it; E2M1 by comparisons with its rounding boundaries.
 //
-// Entry points take tensors as (base, offset), an unused one as (0, 0) (the conventions of
-// common/args.h); each file's header lists its entry points. Formats, element codecs and block
-// scales are in formats.cuh. This file registers the entry points.
+// Entry points read their arguments through their generated readers (abi::read<Name>,
+// common/abi/quant.gen.h: count, kinds, ranges and the format / scaleMode / dtype codes); tensors
+// are (base, offset), an unused one (0, 0); each file's header lists its entry points. The format
+// codes and the quantize flags are the generated abi::format / abi::quant_flags constants
+// (common/abi/codes.gen.h). Formats, element codecs and block scales are in formats.cuh. This file
+// registers the entry points.
 #include "quant/quant.h"
 
 namespace dw {
 
 void initQuant(Napi::Env env, Napi::Object exports) {
   using namespace quant;
-  DW_QUANT_ENTRY_POINTS(DW_DEF_ENTRY)
+  DW_ABI_QUANT_ENTRIES(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

@@ -1,14 +1,17 @@
 // Statistics of fake-quantize (quantization family; see quant.cpp).
 //
-//   quantStats(stream, fmt, scaleMode, dtype, outer, len, inner, x, stats)
+//   quantStats(stream, fmt, scaleMode, dtype, outer, len, inner, x, stats, workspace)
 //       stats (f32[6]): what fakeQuant does to x (amax; non-finite, underflowed and clamped shares;
 //       log2 of the smallest and largest usable block scale), as the quant_stats op defines them.
 //
 // What fake_quant does to x, counted (packages/precision/src/ops/quant_stats.ts defines each number):
-// per-thread sums over the thread's blocks, reduced per warp, then one atomic per warp into
-// g_statsAcc; statsFinishK turns the sums into the six values.
+// per-thread sums over the thread's blocks, reduced per warp, then one atomic per warp into the
+// accumulators (StatsAcc); statsFinishK turns the sums into the six values.
 //
-// Scratch: g_statsAcc is one accumulator per device.
+// Workspace (at most kBlockedWorkspaceBytes, what the TS candidate declares): the StatsAcc
+// accumulators at offset 0 (sizeof(StatsAcc) = 48 bytes, 8-byte aligned), zeroed on the stream by
+// each call; for tensorwise FP8 and NVFP4 then the tensor amax word (one float) at
+// kStatsAmaxOffset = sizeof(StatsAcc): 52 bytes in all.
 #include "quant/quant.h"
 
 #include "quant/fake_quant.cuh"
@@ -23,8 +26,11 @@ struct StatsAcc {
   unsigned long long sMin, sMax;  // bit patterns of the smallest / largest usable decode scale (double)
   unsigned int amax;              // bit pattern of the largest finite |x| (float)
 };
-__device__ StatsAcc g_statsAcc;
-void* g_statsAccAddr[64];
+// The call's workspace: the accumulators at 0, then (needsTensorAmax) the tensor amax word.
+constexpr uint64_t kStatsAmaxOffset = sizeof(StatsAcc);
+static_assert(sizeof(StatsAcc) == 48 && alignof(StatsAcc) == 8, "the layout the header describes");
+static_assert(kStatsAmaxOffset % alignof(float) == 0 && kStatsAmaxOffset + sizeof(float) <= kBlockedWorkspaceBytes,
+              "quantStats' workspace must fit what its TS candidate declares");
 
 template <int F>
 __device__ __forceinline__ bool clampsAt(float scaled) {
@@ -137,19 +143,21 @@ __global__ void statsFinishK(const StatsAcc* acc, uint64_t n, float* out) {
 }  // namespace
 
 Napi::Value QuantStats(const Napi::CallbackInfo& info) {
-  Args a(info, "quantStats");
-  Napi::Env env = a.env();
-  const BlockedCall c = blockedArgs(a, "quantStats");
-  float* out = static_cast<float*>(a.dev(6, 4, "quantStats stats"));
-  a.end();
+  const abi::QuantStatsArgs a = abi::readQuantStats(info);
+  Napi::Env env = info.Env();
+  const BlockedCall c = blockedCall(env, a, "quantStats x");
+  float* out = a.stats.ptr<float>(env, 6);
   const cudaStream_t s = c.s;
   const int dtype = c.dtype, B = c.B, rceil = c.rceil;
   const uint64_t outer = c.outer, len = c.len, inner = c.inner, n = c.n;
   const void* x = c.x;
-  StatsAcc* acc = static_cast<StatsAcc*>(deviceSymbol(env, g_statsAcc, g_statsAccAddr, "g_statsAcc"));
+  const bool withAmax = needsTensorAmax(c);
+  uint8_t* ws = a.workspace.take<uint8_t>(env, kStatsAmaxOffset + (withAmax ? sizeof(float) : 0));
+  if (!aligned(ws, alignof(StatsAcc))) fail(env, "INVALID_ARGUMENT", "Expected the workspace of quantStats aligned to " + std::to_string(alignof(StatsAcc)) + " bytes");
+  StatsAcc* acc = reinterpret_cast<StatsAcc*>(ws);
   DW_CUDA(env, cudaMemsetAsync(acc, 0, sizeof(StatsAcc), s), "cudaMemsetAsync (quantStats)");
   DW_CUDA(env, cudaMemsetAsync(&acc->sMin, 0xff, sizeof(acc->sMin), s), "cudaMemsetAsync (quantStats)");
-  float* amax = tensorAmaxFirst(env, c);
+  float* amax = tensorAmaxFirst(env, c, withAmax ? reinterpret_cast<float*>(ws + kStatsAmaxOffset) : nullptr);
   dispatchFormat(env, c.f, [&](auto fc) {
     constexpr int F = decltype(fc)::value;
     if (n) {

@@ -1,11 +1,14 @@
 // Fused quantize (quantization family; see quant.cpp).
 //
 //   quantize(stream, fmt, scaleMode, dtype, rows, cols, flags, x, amax, rowData, rowScales, colData,
-//            colScales, globalScale)
+//            colScales, globalScale, workspace)
 //       x: a row-major [rows, cols] matrix (f32, bf16 or f16). flags: 1 rowwise, 2 columnwise
 //       (stored transposed: data [cols, rows], scales [cols, rows / block]), 4 scales of MX and NVFP4
 //       in cuBLASLt's 128 x 4 tiled layout (zero padding). amax (f32[1], from quantAmax or a delayed
 //       history) is read for tensorwise FP8 and NVFP4, which write their FP32 scale to globalScale.
+//       workspace: MXFP8 from bf16 / f16 with plain scales stages the scales there, in the tiled
+//       size: scaleBytes(..., tiled) of each direction written, rowwise first (at least that many
+//       bytes, 128-byte aligned); other calls use none.
 //
 // One CTA of 256 threads per tile of TR rows x 128 columns. Threads load 8-element chunks (16
 // lanes per tile row), all of a thread's chunks before any use. Rowwise: the lanes holding one
@@ -19,7 +22,6 @@
 
 #include "quant/quantize.cuh"
 
-#include <mutex>
 #include <string>
 
 namespace dw::quant {
@@ -261,37 +263,18 @@ __global__ void __launch_bounds__(kQThreads) quantizeK(QArgs a, uint64_t tiles) 
   }
 }
 
-// Stream-ordered scratch (cudaMallocAsync from the device's default pool, freed with
-// cudaFreeAsync after its last use on `s`). The pool keeps up to 256 MiB between calls instead of
-// returning it at every synchronisation, so a training step's quantizes do not remap memory.
-uint8_t* streamScratch(Napi::Env env, cudaStream_t s, uint64_t bytes, const char* what) {
-  int dev = 0;
-  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
-  static std::once_flag configured[64];
-  if (dev >= 0 && dev < 64)
-    std::call_once(configured[dev], [dev] {
-      cudaMemPool_t pool;
-      uint64_t keep = 256ull << 20;
-      if (cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
-      cudaGetLastError();
-    });
-  void* p = nullptr;
-  DW_CUDA(env, cudaMallocAsync(&p, bytes, s), std::string("cudaMallocAsync (") + what + ", " + std::to_string(bytes) + " bytes)");
-  return static_cast<uint8_t*>(p);
-}
-
 }  // namespace
 
 Napi::Value Quantize(const Napi::CallbackInfo& info) {
-  Args a(info, "quantize");
-  Napi::Env env = a.env();
-  cudaStream_t s = a.stream();
-  const int f = static_cast<int>(a.u64("format code", kNumFormats - 1));
-  const int rceil = static_cast<int>(a.u64("scaleMode (0 floor, 1 rceil)", 1));
-  const int dtype = a.floatDtype();
-  const uint64_t rows = a.u64("rows"), cols = a.u64("cols");
-  const int flags = static_cast<int>(a.u64("flags", 7));
-  const bool row = flags & 1, col = flags & 2, tiled = flags & 4;
+  const abi::QuantizeArgs a = abi::readQuantize(info);
+  Napi::Env env = info.Env();
+  cudaStream_t s = a.stream;
+  const int f = a.format;
+  const int rceil = a.scaleMode == abi::scaleMode::rceil ? 1 : 0;
+  const int dtype = a.dtype;
+  const uint64_t rows = a.rows, cols = a.cols;
+  const int flags = static_cast<int>(a.flags);
+  const bool row = flags & kRowwise, col = flags & kColumnwise, tiled = flags & kTiled;
   if (!row && !col) fail(env, "INVALID_ARGUMENT", "Expected flags with rowwise (1), columnwise (2) or both for quantize but received " + std::to_string(flags));
   if (tiled && !(isMx(f) || f == kNvfp4)) fail(env, "INVALID_ARGUMENT", "Expected the tiled scale layout only for MX and NVFP4 formats but received " + fmtName(f));
   if (cols % 8 != 0) fail(env, "SHAPE_MISMATCH", "Expected cols divisible by 8 for quantize but received " + std::to_string(cols));
@@ -302,39 +285,33 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   const bool global = isTensorwise(f) || f == kNvfp4;
   QArgs q{};
   q.rows = rows, q.cols = cols, q.rceil = rceil, q.tiled = tiled;
-  q.x = a.dev(rows * cols, dtypeBytes(dtype), "quantize x");
+  q.x = a.x.ptr<void>(env, rows * cols, dtypeBytes(dtype));
   if (reinterpret_cast<uintptr_t>(q.x) % 16 != 0) fail(env, "INVALID_ARGUMENT", "Expected x aligned to 16 bytes for quantize");
-  q.amax = static_cast<const float*>(global ? a.dev(1, 4, "quantize amax") : a.optDev(1, 4, "quantize amax"));
-  const auto need = [&](bool want, uint64_t bytes, const char* name) -> uint8_t* {
-    return static_cast<uint8_t*>(want && bytes ? a.dev(bytes, 1, name) : a.optDev(bytes, 1, name));
+  q.amax = global ? a.amax.ptr<const float>(env, 1) : a.amax.optPtr<const float>(env, 1);
+  const auto need = [&](const abi::TensorArg& t, bool want, uint64_t bytes) -> uint8_t* {
+    return want && bytes ? t.ptr<uint8_t>(env, bytes) : t.optPtr<uint8_t>(env, bytes);
   };
-  q.rowData = need(row, codeBytes(f, rows, cols), "quantize rowData");
-  q.rowScales = need(row, scaleBytes(f, rows, cols, tiled), "quantize rowScales");
-  q.colData = need(col, codeBytes(f, cols, rows), "quantize colData");
-  q.colScales = need(col, scaleBytes(f, cols, rows, tiled), "quantize colScales");
-  q.globalScale = static_cast<float*>(global ? a.dev(1, 4, "quantize globalScale") : a.optDev(1, 4, "quantize globalScale"));
-  a.end();
+  q.rowData = need(a.rowData, row, codeBytes(f, rows, cols));
+  q.rowScales = need(a.rowScales, row, scaleBytes(f, rows, cols, tiled));
+  q.colData = need(a.colData, col, codeBytes(f, cols, rows));
+  q.colScales = need(a.colScales, col, scaleBytes(f, cols, rows, tiled));
+  q.globalScale = global ? a.globalScale.ptr<float>(env, 1) : a.globalScale.optPtr<float>(env, 1);
   if (rows == 0 || cols == 0) return env.Undefined();
   // MXFP8 from bf16 / f16 takes quantizeMx8K, which writes every byte of tiled scales (padding
-  // too) and stages plain ones in a stream-ordered scratch of the tiled size.
+  // too) and stages plain ones in the call's workspace, in the tiled size.
   const bool fast = dtype != kF32 && (f == kMxE4M3 || f == kMxE5M2);
   if (tiled && !fast) {
     if (row) DW_CUDA(env, cudaMemsetAsync(q.rowScales, 0, scaleBytes(f, rows, cols, true), s), "cudaMemsetAsync (tiled scales)");
     if (col) DW_CUDA(env, cudaMemsetAsync(q.colScales, 0, scaleBytes(f, cols, rows, true), s), "cudaMemsetAsync (tiled scales)");
   }
-  // Freed on the stream however this call ends.
-  struct Scratch {
-    uint8_t* p = nullptr;
-    cudaStream_t s;
-    ~Scratch() {
-      if (p) cudaFreeAsync(p, s);
-    }
-  } scratch{nullptr, s};
+  uint8_t* staging = nullptr;
   if (fast && !tiled) {
     const uint64_t rowBytes = row ? scaleBytes(f, rows, cols, true) : 0, colBytes = col ? scaleBytes(f, cols, rows, true) : 0;
-    scratch.p = streamScratch(env, s, rowBytes + colBytes, "quantize scale staging");
-    q.rowScratch = row ? scratch.p : nullptr;
-    q.colScratch = col ? scratch.p + rowBytes : nullptr;
+    staging = a.workspace.take<uint8_t>(env, rowBytes + colBytes);
+    // The staged tiles are stored in 16-byte pieces and dropped from L2 in 128-byte lines.
+    if (!aligned(staging, 128)) fail(env, "INVALID_ARGUMENT", "Expected the workspace of quantize aligned to 128 bytes");
+    q.rowScratch = row ? staging : nullptr;
+    q.colScratch = col ? staging + rowBytes : nullptr;
   }
   dispatchFormat(env, f, [&](auto fc) {
     constexpr int F = decltype(fc)::value;
@@ -354,12 +331,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
       }
     });
   });
-  if (scratch.p) {
-    launchScalesFromScratch(env, s, q);
-    uint8_t* p = scratch.p;
-    scratch.p = nullptr;
-    DW_CUDA(env, cudaFreeAsync(p, s), "cudaFreeAsync (quantize scale staging)");
-  }
+  if (staging) launchScalesFromScratch(env, s, q);
   checkLaunch(env, "quantize");
   return env.Undefined();
 }

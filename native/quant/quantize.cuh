@@ -14,7 +14,7 @@ struct QArgs {
   float* globalScale;
   uint64_t rows, cols;
   int rceil, tiled;
-  uint8_t *rowScratch, *colScratch;  // quantizeMx8K with plain scales: the staged scale tiles
+  uint8_t *rowScratch, *colScratch;  // quantizeMx8K with plain scales: the staged scale tiles (the call's workspace)
 };
 
 // FP8 codes of 2 already-scaled values (a in the low byte), saturating: the paired hardware

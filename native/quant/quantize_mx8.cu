@@ -114,9 +114,10 @@ __device__ __forceinline__ void writeScales(uint8_t* base, uint8_t* scratch, con
 
 // The plain [nLines, nBlocks] scale matrices of both directions (blockIdx.z) from the staged tiles
 // in scratch (see writeScales). A CTA (blockIdx.x: 128 lines, blockIdx.y: 32 tiles, 128 blocks)
-// reads 16 KB in order, drops those lines from L2 (the scratch is freed after this kernel, so they
-// need not be written back), and writes whole lines. Launched as a programmatic dependent of
-// quantizeMx8K: it waits for that grid's writes here, while its own launch overlaps its tail.
+// reads 16 KB in order, drops those lines from L2 (the scratch is the call's workspace, not read
+// after this kernel, so they need not be written back), and writes whole lines. Launched as a
+// programmatic dependent of quantizeMx8K: it waits for that grid's writes here, while its own
+// launch overlaps its tail.
 struct UnstageArgs {
   const uint8_t* scratch[2];
   uint8_t* out[2];

@@ -1,9 +1,10 @@
-// Shared by every native source: argument checks and the one way failures leave native code.
+// Shared by every native source: the one way failures leave native code, and registration.
 //
 // Native code never decides what an error means to the user. It throws a Napi::Error carrying a
 // `code` (one of DeepwellErrorCode's strings) and, for CUDA failures, the CUDA error's name and
 // number; the JS wrapper turns that into a DeepwellError with the caller's stack. Every argument is
-// checked here before it reaches CUDA, so bad input is an error, never a crash.
+// read and checked by the entry point's generated reader (common/abi_reader.h, common/abi/*.gen.h)
+// before it reaches CUDA, so bad input is an error, never a crash.
 #pragma once
 #include <napi.h>
 #include <cuda_runtime.h>
@@ -49,55 +50,11 @@ inline std::string formatNumber(double v) {
   return b;
 }
 
-// A non-negative integer argument no larger than `max` (sizes, offsets, device pointers, handles).
-inline uint64_t u64Arg(const Napi::CallbackInfo& info, size_t i, const char* name,
-                       double max = kMaxSafeInt) {
-  Napi::Env env = info.Env();
-  if (i >= info.Length() || !info[i].IsNumber())
-    fail(env, "INVALID_ARGUMENT", std::string("Expected a number for ") + name + " (argument " +
-                                      std::to_string(i) + ")");
-  double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= 0) || v > max || v != static_cast<double>(static_cast<uint64_t>(v)))
-    fail(env, "INVALID_ARGUMENT", std::string("Expected an integer in [0, ") +
-                                      std::to_string(static_cast<uint64_t>(max)) + "] for " + name +
-                                      " but received " + formatNumber(v));
-  return static_cast<uint64_t>(v);
-}
-
-inline int intArg(const Napi::CallbackInfo& info, size_t i, const char* name, int max) {
-  return static_cast<int>(u64Arg(info, i, name, max));
-}
-
-inline bool boolArg(const Napi::CallbackInfo& info, size_t i, bool fallback) {
-  if (i >= info.Length() || info[i].IsUndefined()) return fallback;
-  return info[i].ToBoolean().Value();
-}
-
-// The bytes of a TypedArray, DataView or ArrayBuffer argument.
+// The bytes of a TypedArray, DataView or ArrayBuffer argument (abi::Reader::view).
 struct HostView {
   uint8_t* data;
   size_t bytes;
 };
-
-inline HostView viewArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Env env = info.Env();
-  if (i < info.Length()) {
-    Napi::Value v = info[i];
-    if (v.IsTypedArray()) {
-      Napi::TypedArray t = v.As<Napi::TypedArray>();
-      return {static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
-    }
-    if (v.IsDataView()) {
-      Napi::DataView d = v.As<Napi::DataView>();
-      return {static_cast<uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset(), d.ByteLength()};
-    }
-    if (v.IsArrayBuffer()) {
-      Napi::ArrayBuffer b = v.As<Napi::ArrayBuffer>();
-      return {static_cast<uint8_t*>(b.Data()), b.ByteLength()};
-    }
-  }
-  fail(env, "INVALID_ARGUMENT", std::string("Expected a typed array, DataView or ArrayBuffer for ") + name);
-}
 
 // Device selection is per host thread in CUDA; every entry point that touches a device sets it.
 inline void useDevice(Napi::Env env, int device) {
@@ -109,9 +66,9 @@ inline void def(Napi::Env env, Napi::Object exports, const char* name, Napi::Fun
   exports.Set(name, Napi::Function::New(env, fn, name));
 }
 
-// An op family lists its entry points once, as X(exported name, function) in registration order
-// (DW_NN_ENTRY_POINTS and the like, in the family's header): DW_DECLARE_ENTRY declares the
-// functions, DW_DEF_ENTRY registers them (env and exports in scope).
+// An op family's entry points come from the ABI table as one X-macro list, X(exported name,
+// function) (DW_ABI_NN_ENTRIES and the like, in common/abi/<family>.gen.h): DW_DECLARE_ENTRY
+// declares the functions, DW_DEF_ENTRY registers them (env and exports in scope).
 #define DW_DECLARE_ENTRY(name, fn) Napi::Value fn(const Napi::CallbackInfo& info);
 #define DW_DEF_ENTRY(name, fn) def(env, exports, name, fn);
 

@@ -3,7 +3,11 @@
 //
 // The addon links cudart statically, so it loads on a machine with no driver at all; status() then
 // says why CUDA is unavailable instead of the load failing.
+//
+// Every entry point reads its arguments through its generated reader (common/abi/runtime.gen.h,
+// from the ABI table): the count, the kinds and the ranges are checked there.
 #include "common.h"
+#include "common/abi/runtime.gen.h"
 
 #ifndef DW_CUDA_ARCHS
 #define DW_CUDA_ARCHS "unknown"
@@ -13,6 +17,7 @@ namespace dw {
 namespace {
 
 Napi::Value Status(const Napi::CallbackInfo& info) {
+  abi::readStatus(info);
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   int driver = 0, runtime = 0, count = 0;
@@ -40,8 +45,9 @@ int attr(Napi::Env env, cudaDeviceAttr a, int device, const char* name) {
 }
 
 Napi::Value DeviceProperties(const Napi::CallbackInfo& info) {
+  const abi::DevicePropertiesArgs a = abi::readDeviceProperties(info);
   Napi::Env env = info.Env();
-  int device = intArg(info, 0, "device", 63);
+  const int device = static_cast<int>(a.device);
   cudaDeviceProp p;
   DW_CUDA(env, cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties(" + std::to_string(device) + ")");
   char pci[32] = {0};
@@ -73,8 +79,9 @@ Napi::Value DeviceProperties(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value MemGetInfo(const Napi::CallbackInfo& info) {
+  const abi::MemGetInfoArgs a = abi::readMemGetInfo(info);
   Napi::Env env = info.Env();
-  useDevice(env, intArg(info, 0, "device", 63));
+  useDevice(env, static_cast<int>(a.device));
   size_t freeB = 0, total = 0;
   DW_CUDA(env, cudaMemGetInfo(&freeB, &total), "cudaMemGetInfo");
   Napi::Object o = Napi::Object::New(env);
@@ -83,8 +90,12 @@ Napi::Value MemGetInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// An empty call, to measure the cost of crossing from JS into native code.
-Napi::Value Nop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+// An empty call, to measure the cost of crossing from JS into native code (and of the reader's
+// count check, which every entry point pays).
+Napi::Value Nop(const Napi::CallbackInfo& info) {
+  abi::readNop(info);
+  return info.Env().Undefined();
+}
 
 }  // namespace
 

@@ -9,7 +9,11 @@
 // Why a table of live allocations: JS passes device pointers as numbers. Every pointer that comes
 // back is looked up, and every copy range checked against the allocation it falls in, so a stale,
 // foreign or out-of-range pointer is an error instead of a corrupted device or a crash.
+//
+// Every entry point reads its arguments through its generated reader (common/abi/runtime.gen.h,
+// from the ABI table): the count, the kinds and the ranges are checked there.
 #include "common.h"
+#include "common/abi/runtime.gen.h"
 
 #include <algorithm>
 #include <map>
@@ -23,6 +27,7 @@ namespace {
 constexpr int kMaxDevices = 64;
 constexpr uint64_t kSmallLimit = 1ull << 20;  // up to 1 MiB: 512-byte classes
 constexpr uint64_t kLargeGranule = 2ull << 20;  // above: 2 MiB classes
+// The largest device (2^46) and pinned host (2^40) allocations asked for are the ABI table's caps.
 
 uint64_t roundSize(uint64_t bytes) {
   if (bytes == 0) bytes = 1;
@@ -66,18 +71,19 @@ void releaseCached(int device) {
 }
 
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  const abi::AllocArgs a = abi::readAlloc(info);
   Napi::Env env = info.Env();
-  int device = intArg(info, 0, "device", kMaxDevices - 1);
-  uint64_t bytes = u64Arg(info, 1, "allocation size", static_cast<double>(1ull << 46));
+  const int device = static_cast<int>(a.device);  // the reader checked [0, 63]
+  const uint64_t bytes = a.bytes;  // the reader checked [0, 2^46]
   uint64_t size = roundSize(bytes);
-  Allocator& a = allocator();
-  std::lock_guard<std::mutex> lock(a.mu);
-  DeviceStats& s = a.stats[device];
+  Allocator& al = allocator();
+  std::lock_guard<std::mutex> lock(al.mu);
+  DeviceStats& s = al.stats[device];
   uintptr_t ptr = 0;
-  auto it = a.cached[device].find(size);
-  if (it != a.cached[device].end()) {
+  auto it = al.cached[device].find(size);
+  if (it != al.cached[device].end()) {
     ptr = it->second;
-    a.cached[device].erase(it);
+    al.cached[device].erase(it);
     s.cacheHits++;
   } else {
     useDevice(env, device);
@@ -96,7 +102,7 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
     s.reserved += size;
     s.deviceMallocs++;
   }
-  a.live.emplace(ptr, Block{device, size, bytes});
+  al.live.emplace(ptr, Block{device, size, bytes});
   s.inUse += size;
   s.requested += bytes;
   s.allocations++;
@@ -105,8 +111,9 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
+  const abi::FreeArgs args = abi::readFree(info);
   Napi::Env env = info.Env();
-  uint64_t ptr = u64Arg(info, 0, "device pointer");
+  const uint64_t ptr = args.ptr;
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mu);
   auto it = a.live.find(ptr);
@@ -127,7 +134,7 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
-  int device = intArg(info, 0, "device", kMaxDevices - 1);
+  const int device = static_cast<int>(abi::readEmptyCache(info).device);
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mu);
   releaseCached(device);
@@ -135,8 +142,8 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  const int device = static_cast<int>(abi::readMemoryStats(info).device);
   Napi::Env env = info.Env();
-  int device = intArg(info, 0, "device", kMaxDevices - 1);
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mu);
   const DeviceStats& s = a.stats[device];
@@ -154,7 +161,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
-  int device = intArg(info, 0, "device", kMaxDevices - 1);
+  const int device = static_cast<int>(abi::readResetPeak(info).device);
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mu);
   a.stats[device].peak = a.stats[device].inUse;
@@ -182,8 +189,8 @@ bool isPinnedRange(const uint8_t* p, uint64_t bytes) {
 }
 
 Napi::Value HostAlloc(const Napi::CallbackInfo& info) {
+  const uint64_t bytes = abi::readHostAlloc(info).bytes;
   Napi::Env env = info.Env();
-  uint64_t bytes = u64Arg(info, 0, "pinned allocation size", static_cast<double>(1ull << 40));
   if (bytes == 0) fail(env, "INVALID_ARGUMENT", "Expected a pinned allocation size of at least 1 byte but received 0");
   void* p = nullptr;
   DW_CUDA(env, cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "cudaHostAlloc(" + std::to_string(bytes) + " bytes)");
@@ -197,10 +204,15 @@ Napi::Value HostAlloc(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value HostFree(const Napi::CallbackInfo& info) {
+  abi::readHostFree(info);
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArrayBuffer())
+  // The reader checked the count and that `buffer` is host memory, but its view has no ArrayBuffer
+  // to detach (a freed pinned buffer must not stay readable from JS): the one argument taken past
+  // the reader, until the table has a kind for an ArrayBuffer itself.
+  Napi::Value buffer = info[0];
+  if (!buffer.IsArrayBuffer())
     fail(env, "INVALID_ARGUMENT", "Expected the ArrayBuffer returned by hostAlloc() for freeHost");
-  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  Napi::ArrayBuffer ab = buffer.As<Napi::ArrayBuffer>();
   void* p = ab.Data();
   if (p == nullptr || !takePinned(p))
     fail(env, "DOUBLE_FREE", "freeHost of a buffer that is not live pinned memory (freed already, or not from hostAlloc)");
@@ -211,33 +223,32 @@ Napi::Value HostFree(const Napi::CallbackInfo& info) {
 
 // ---- copies -------------------------------------------------------------------------------------
 Napi::Value CopyHtoD(const Napi::CallbackInfo& info) {  // (ptr, offset, view) blocking
+  const abi::CopyHtoDArgs a = abi::readCopyHtoD(info);
   Napi::Env env = info.Env();
-  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
-  HostView src = viewArg(info, 2, "copy source");
-  void* dst = deviceRange(env, ptr, off, src.bytes, "host-to-device copy");
+  const HostView src = a.src;
+  void* dst = deviceRange(env, a.ptr, a.offset, src.bytes, "host-to-device copy");
   DW_CUDA(env, cudaMemcpy(dst, src.data, src.bytes, cudaMemcpyHostToDevice),
           "cudaMemcpy host-to-device (" + std::to_string(src.bytes) + " bytes)");
   return env.Undefined();
 }
 
 Napi::Value CopyDtoH(const Napi::CallbackInfo& info) {  // (view, ptr, offset) blocking
+  const abi::CopyDtoHArgs a = abi::readCopyDtoH(info);
   Napi::Env env = info.Env();
-  HostView dst = viewArg(info, 0, "copy destination");
-  uint64_t ptr = u64Arg(info, 1, "device pointer"), off = u64Arg(info, 2, "device offset");
-  void* src = deviceRange(env, ptr, off, dst.bytes, "device-to-host copy");
+  const HostView dst = a.dst;
+  void* src = deviceRange(env, a.ptr, a.offset, dst.bytes, "device-to-host copy");
   DW_CUDA(env, cudaMemcpy(dst.data, src, dst.bytes, cudaMemcpyDeviceToHost),
           "cudaMemcpy device-to-host (" + std::to_string(dst.bytes) + " bytes)");
   return env.Undefined();
 }
 
 Napi::Value CopyDtoD(const Napi::CallbackInfo& info) {  // (dst, dstOff, src, srcOff, bytes, stream)
+  const abi::CopyDtoDArgs a = abi::readCopyDtoD(info);
   Napi::Env env = info.Env();
-  uint64_t d = u64Arg(info, 0, "destination pointer"), doff = u64Arg(info, 1, "destination offset");
-  uint64_t s = u64Arg(info, 2, "source pointer"), soff = u64Arg(info, 3, "source offset");
-  uint64_t bytes = u64Arg(info, 4, "byte count");
-  cudaStream_t stream = streamFromHandle(env, info.Length() > 5 ? u64Arg(info, 5, "stream") : 0);
-  void* dst = deviceRange(env, d, doff, bytes, "device-to-device copy destination");
-  void* src = deviceRange(env, s, soff, bytes, "device-to-device copy source");
+  const uint64_t bytes = a.bytes;
+  cudaStream_t stream = a.stream;
+  void* dst = deviceRange(env, a.dst, a.dstOffset, bytes, "device-to-device copy destination");
+  void* src = deviceRange(env, a.src, a.srcOffset, bytes, "device-to-device copy source");
   DW_CUDA(env, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream),
           "cudaMemcpyAsync device-to-device (" + std::to_string(bytes) + " bytes)");
   return env.Undefined();
@@ -246,46 +257,46 @@ Napi::Value CopyDtoD(const Napi::CallbackInfo& info) {  // (dst, dstOff, src, sr
 // Async copies need pinned memory: a pageable source would make them silently synchronous (and
 // the caller could reuse the buffer before the copy read it).
 Napi::Value CopyHtoDAsync(const Napi::CallbackInfo& info) {  // (ptr, offset, pinnedView, stream)
+  const abi::CopyHtoDAsyncArgs a = abi::readCopyHtoDAsync(info);
   Napi::Env env = info.Env();
-  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
-  HostView src = viewArg(info, 2, "copy source");
-  cudaStream_t stream = streamFromHandle(env, u64Arg(info, 3, "stream"));
+  const HostView src = a.src;
+  cudaStream_t stream = a.stream;
   if (!isPinnedRange(src.data, src.bytes))
     fail(env, "INVALID_ARGUMENT", "Expected pinned memory from hostAlloc() for an async copy source but received pageable memory");
-  void* dst = deviceRange(env, ptr, off, src.bytes, "async host-to-device copy");
+  void* dst = deviceRange(env, a.ptr, a.offset, src.bytes, "async host-to-device copy");
   DW_CUDA(env, cudaMemcpyAsync(dst, src.data, src.bytes, cudaMemcpyHostToDevice, stream),
           "cudaMemcpyAsync host-to-device (" + std::to_string(src.bytes) + " bytes)");
   return env.Undefined();
 }
 
 Napi::Value CopyDtoHAsync(const Napi::CallbackInfo& info) {  // (pinnedView, ptr, offset, stream)
+  const abi::CopyDtoHAsyncArgs a = abi::readCopyDtoHAsync(info);
   Napi::Env env = info.Env();
-  HostView dst = viewArg(info, 0, "copy destination");
-  uint64_t ptr = u64Arg(info, 1, "device pointer"), off = u64Arg(info, 2, "device offset");
-  cudaStream_t stream = streamFromHandle(env, u64Arg(info, 3, "stream"));
+  const HostView dst = a.dst;
+  cudaStream_t stream = a.stream;
   if (!isPinnedRange(dst.data, dst.bytes))
     fail(env, "INVALID_ARGUMENT", "Expected pinned memory from hostAlloc() for an async copy destination but received pageable memory");
-  void* src = deviceRange(env, ptr, off, dst.bytes, "async device-to-host copy");
+  void* src = deviceRange(env, a.ptr, a.offset, dst.bytes, "async device-to-host copy");
   DW_CUDA(env, cudaMemcpyAsync(dst.data, src, dst.bytes, cudaMemcpyDeviceToHost, stream),
           "cudaMemcpyAsync device-to-host (" + std::to_string(dst.bytes) + " bytes)");
   return env.Undefined();
 }
 
 Napi::Value MemsetAsync(const Napi::CallbackInfo& info) {  // (ptr, offset, byteValue, bytes, stream)
+  const abi::MemsetAsyncArgs a = abi::readMemsetAsync(info);
   Napi::Env env = info.Env();
-  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
-  int value = intArg(info, 2, "byte value", 255);
-  uint64_t bytes = u64Arg(info, 3, "byte count");
-  cudaStream_t stream = streamFromHandle(env, info.Length() > 4 ? u64Arg(info, 4, "stream") : 0);
-  void* dst = deviceRange(env, ptr, off, bytes, "memset");
+  const int value = static_cast<int>(a.value);  // the reader checked [0, 255]
+  const uint64_t bytes = a.bytes;
+  cudaStream_t stream = a.stream;
+  void* dst = deviceRange(env, a.ptr, a.offset, bytes, "memset");
   DW_CUDA(env, cudaMemsetAsync(dst, value, bytes, stream), "cudaMemsetAsync (" + std::to_string(bytes) + " bytes)");
   return env.Undefined();
 }
 
 // Pointer query for tests and debugging: {device, bytes, capacity} of a live allocation, or null.
 Napi::Value Lookup(const Napi::CallbackInfo& info) {
+  const uint64_t ptr = abi::readLookup(info).ptr;
   Napi::Env env = info.Env();
-  uint64_t ptr = u64Arg(info, 0, "device pointer");
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mu);
   auto it = a.live.find(ptr);

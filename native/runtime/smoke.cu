@@ -7,7 +7,11 @@
 //
 // The reference for fillHash is smokeHash() in packages/kernels-native/src/smoke.ts; the two must
 // stay the same function.
+//
+// Both read their arguments through their generated readers (common/abi/runtime.gen.h, from the
+// ABI table), which check the count, the kinds and the ranges (the u32 argument in [0, 2^32 - 1]).
 #include "common.h"
+#include "common/abi/runtime.gen.h"
 
 namespace dw {
 namespace {
@@ -40,21 +44,23 @@ unsigned gridFor(uint64_t n) {
 // Both launchers take (ptr, offset, n, u32 argument, stream) and differ only in the kernel.
 using U32Kernel = void (*)(uint32_t*, uint64_t, uint32_t);
 
-Napi::Value launchU32(const Napi::CallbackInfo& info, U32Kernel kernel, const char* argName, const char* what) {
-  Napi::Env env = info.Env();
-  uint64_t ptr = u64Arg(info, 0, "device pointer"), off = u64Arg(info, 1, "device offset");
-  uint64_t n = u64Arg(info, 2, "element count");
+Napi::Value launchU32(Napi::Env env, uint64_t ptr, uint64_t off, uint64_t n, uint32_t arg, cudaStream_t s, U32Kernel kernel, const char* what) {
   if (off % 4 != 0) fail(env, "INVALID_ARGUMENT", "Expected a multiple of 4 for the offset of a u32 kernel but received " + std::to_string(off));
   auto* p = static_cast<uint32_t*>(deviceRange(env, ptr, off, n * 4, what));
-  uint32_t arg = static_cast<uint32_t>(u64Arg(info, 3, argName, 4294967295.0));
-  cudaStream_t s = streamFromHandle(env, u64Arg(info, 4, "stream"));
   if (n) kernel<<<gridFor(n), 256, 0, s>>>(p, n, arg);
   DW_CUDA(env, cudaGetLastError(), std::string(what) + " launch");
   return env.Undefined();
 }
 
-Napi::Value FillHash(const Napi::CallbackInfo& info) { return launchU32(info, fillHashKernel, "seed", "fillHash"); }
-Napi::Value AddU32(const Napi::CallbackInfo& info) { return launchU32(info, addU32Kernel, "value", "addU32"); }
+Napi::Value FillHash(const Napi::CallbackInfo& info) {
+  const abi::FillHashArgs a = abi::readFillHash(info);
+  return launchU32(info.Env(), a.ptr, a.offset, a.n, static_cast<uint32_t>(a.seed), a.stream, fillHashKernel, "fillHash");
+}
+
+Napi::Value AddU32(const Napi::CallbackInfo& info) {
+  const abi::AddU32Args a = abi::readAddU32(info);
+  return launchU32(info.Env(), a.ptr, a.offset, a.n, static_cast<uint32_t>(a.value), a.stream, addU32Kernel, "addU32");
+}
 
 }  // namespace
 

@@ -3,7 +3,13 @@
 // Handles rather than raw pointers so that a stale or made-up handle is a clear error: every handle
 // is looked up in its table, and a destroyed one is gone from it. Handle 0 is the legacy default
 // stream. Graphs are captured from a stream and instantiated at once; JS keeps the executable.
+//
+// Every entry point reads its arguments through its generated reader (common/abi/runtime.gen.h,
+// from the ABI table): the count, the kinds and the ranges are checked there. A `stream` argument
+// comes out of the reader as the cudaStream_t of a live handle (streamFromHandle below; a dead or
+// made-up handle fails there), the legacy default stream for handle 0.
 #include "common.h"
+#include "common/abi/runtime.gen.h"
 
 #include <mutex>
 #include <unordered_map>
@@ -36,6 +42,18 @@ struct HandleTable {
     items.erase(it);
     return true;
   }
+  // The first item for which `match` holds, taken out of the table when `erase`.
+  template <typename F>
+  bool findIf(F match, bool erase, T* out) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = items.begin(); it != items.end(); ++it) {
+      if (!match(it->second)) continue;
+      *out = it->second;
+      if (erase) items.erase(it);
+      return true;
+    }
+    return false;
+  }
 };
 
 struct StreamEntry { cudaStream_t stream; int device; };
@@ -51,16 +69,26 @@ HandleTable<GraphEntry>& graphs() { static auto* t = new HandleTable<GraphEntry>
                                     " (destroyed, or never created)");
 }
 
-EventEntry eventArg(const Napi::CallbackInfo& info, size_t i) {
-  uint64_t h = u64Arg(info, i, "event");
+// The live event of handle `h` (read by the entry point's reader).
+EventEntry eventOf(Napi::Env env, uint64_t h) {
   EventEntry e;
-  if (!events().get(h, &e)) badHandle(info.Env(), "event", h);
+  if (!events().get(h, &e)) badHandle(env, "event", h);
   return e;
 }
 
+// The table entry of a created stream the reader gave as its cudaStream_t (the default stream, 0,
+// has none: "a live stream handle ... received 0"), taken out of the table when `take`.
+StreamEntry streamEntryOf(Napi::Env env, cudaStream_t stream, bool take) {
+  if (stream == nullptr) badHandle(env, "stream", 0);
+  StreamEntry s;
+  if (!streams().findIf([&](const StreamEntry& e) { return e.stream == stream; }, take, &s))
+    fail(env, "INVALID_ARGUMENT", "Expected a live stream handle but received one destroyed while the call was made");
+  return s;
+}
+
 Napi::Value StreamCreate(const Napi::CallbackInfo& info) {
+  const int device = static_cast<int>(abi::readStreamCreate(info).device);
   Napi::Env env = info.Env();
-  int device = intArg(info, 0, "device", 63);
   useDevice(env, device);
   cudaStream_t s;
   DW_CUDA(env, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
@@ -68,48 +96,51 @@ Napi::Value StreamCreate(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value StreamDestroy(const Napi::CallbackInfo& info) {
+  const abi::StreamDestroyArgs a = abi::readStreamDestroy(info);
   Napi::Env env = info.Env();
-  uint64_t h = u64Arg(info, 0, "stream");
-  StreamEntry s;
-  if (h == 0 || !streams().take(h, &s)) badHandle(env, "stream", h);
+  const StreamEntry s = streamEntryOf(env, a.stream, true);
   DW_CUDA(env, cudaStreamDestroy(s.stream), "cudaStreamDestroy");
   return env.Undefined();
 }
 
 Napi::Value StreamSynchronize(const Napi::CallbackInfo& info) {
+  const abi::StreamSynchronizeArgs a = abi::readStreamSynchronize(info);
   Napi::Env env = info.Env();
-  DW_CUDA(env, cudaStreamSynchronize(streamFromHandle(env, u64Arg(info, 0, "stream"))), "cudaStreamSynchronize");
+  DW_CUDA(env, cudaStreamSynchronize(a.stream), "cudaStreamSynchronize");
   return env.Undefined();
 }
 
 Napi::Value StreamQuery(const Napi::CallbackInfo& info) {  // true when all work is done
+  const abi::StreamQueryArgs a = abi::readStreamQuery(info);
   Napi::Env env = info.Env();
-  cudaError_t e = cudaStreamQuery(streamFromHandle(env, u64Arg(info, 0, "stream")));
+  cudaError_t e = cudaStreamQuery(a.stream);
   if (e == cudaErrorNotReady) return Napi::Boolean::New(env, false);
   DW_CUDA(env, e, "cudaStreamQuery");
   return Napi::Boolean::New(env, true);
 }
 
 Napi::Value DeviceSynchronize(const Napi::CallbackInfo& info) {
+  const abi::DeviceSynchronizeArgs a = abi::readDeviceSynchronize(info);
   Napi::Env env = info.Env();
-  useDevice(env, intArg(info, 0, "device", 63));
+  useDevice(env, static_cast<int>(a.device));
   DW_CUDA(env, cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   return env.Undefined();
 }
 
-Napi::Value EventCreate(const Napi::CallbackInfo& info) {  // (device, timing = true)
+Napi::Value EventCreate(const Napi::CallbackInfo& info) {  // (device, timing)
+  const abi::EventCreateArgs a = abi::readEventCreate(info);
   Napi::Env env = info.Env();
-  int device = intArg(info, 0, "device", 63);
+  const int device = static_cast<int>(a.device);
   useDevice(env, device);
   cudaEvent_t e;
-  DW_CUDA(env, cudaEventCreateWithFlags(&e, boolArg(info, 1, true) ? cudaEventDefault : cudaEventDisableTiming),
+  DW_CUDA(env, cudaEventCreateWithFlags(&e, a.timing ? cudaEventDefault : cudaEventDisableTiming),
           "cudaEventCreateWithFlags");
   return Napi::Number::New(env, static_cast<double>(events().add({e, device})));
 }
 
 Napi::Value EventDestroy(const Napi::CallbackInfo& info) {
+  const uint64_t h = abi::readEventDestroy(info).event;
   Napi::Env env = info.Env();
-  uint64_t h = u64Arg(info, 0, "event");
   EventEntry e;
   if (!events().take(h, &e)) badHandle(env, "event", h);
   DW_CUDA(env, cudaEventDestroy(e.event), "cudaEventDestroy");
@@ -117,46 +148,49 @@ Napi::Value EventDestroy(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EventRecord(const Napi::CallbackInfo& info) {  // (event, stream)
+  const abi::EventRecordArgs a = abi::readEventRecord(info);
   Napi::Env env = info.Env();
-  EventEntry e = eventArg(info, 0);
-  DW_CUDA(env, cudaEventRecord(e.event, streamFromHandle(env, u64Arg(info, 1, "stream"))), "cudaEventRecord");
+  EventEntry e = eventOf(env, a.event);
+  DW_CUDA(env, cudaEventRecord(e.event, a.stream), "cudaEventRecord");
   return env.Undefined();
 }
 
 Napi::Value EventSynchronize(const Napi::CallbackInfo& info) {
+  const abi::EventSynchronizeArgs a = abi::readEventSynchronize(info);
   Napi::Env env = info.Env();
-  DW_CUDA(env, cudaEventSynchronize(eventArg(info, 0).event), "cudaEventSynchronize");
+  DW_CUDA(env, cudaEventSynchronize(eventOf(env, a.event).event), "cudaEventSynchronize");
   return env.Undefined();
 }
 
 Napi::Value EventElapsed(const Napi::CallbackInfo& info) {  // (start, end) -> milliseconds
+  const abi::EventElapsedArgs args = abi::readEventElapsed(info);
   Napi::Env env = info.Env();
-  EventEntry a = eventArg(info, 0), b = eventArg(info, 1);
+  EventEntry a = eventOf(env, args.start), b = eventOf(env, args.end);
   float ms = 0;
   DW_CUDA(env, cudaEventElapsedTime(&ms, a.event, b.event), "cudaEventElapsedTime");
   return Napi::Number::New(env, ms);
 }
 
 Napi::Value StreamWaitEvent(const Napi::CallbackInfo& info) {  // (stream, event)
+  const abi::StreamWaitEventArgs a = abi::readStreamWaitEvent(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamFromHandle(env, u64Arg(info, 0, "stream"));
-  DW_CUDA(env, cudaStreamWaitEvent(s, eventArg(info, 1).event, 0), "cudaStreamWaitEvent");
+  DW_CUDA(env, cudaStreamWaitEvent(a.stream, eventOf(env, a.event).event, 0), "cudaStreamWaitEvent");
   return env.Undefined();
 }
 
 Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {  // (stream)
+  const abi::CaptureBeginArgs a = abi::readCaptureBegin(info);
   Napi::Env env = info.Env();
-  uint64_t h = u64Arg(info, 0, "stream");
-  if (h == 0) fail(env, "INVALID_ARGUMENT", "Expected a created stream for graph capture but received the default stream (0), which cannot be captured");
-  DW_CUDA(env, cudaStreamBeginCapture(streamFromHandle(env, h), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  // Handle 0, and only handle 0, gives the legacy default stream (nullptr).
+  if (a.stream == nullptr) fail(env, "INVALID_ARGUMENT", "Expected a created stream for graph capture but received the default stream (0), which cannot be captured");
+  DW_CUDA(env, cudaStreamBeginCapture(a.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   return env.Undefined();
 }
 
 Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {  // (stream) -> graph handle
+  const abi::CaptureEndArgs a = abi::readCaptureEnd(info);
   Napi::Env env = info.Env();
-  uint64_t h = u64Arg(info, 0, "stream");
-  StreamEntry s;
-  if (h == 0 || !streams().get(h, &s)) badHandle(env, "stream", h);
+  const StreamEntry s = streamEntryOf(env, a.stream, false);
   cudaGraph_t graph = nullptr;
   DW_CUDA(env, cudaStreamEndCapture(s.stream, &graph), "cudaStreamEndCapture");
   size_t nodes = 0;
@@ -172,17 +206,17 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {  // (stream) -> graph h
 }
 
 Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {  // (graph, stream)
+  const abi::GraphLaunchArgs a = abi::readGraphLaunch(info);
   Napi::Env env = info.Env();
-  uint64_t h = u64Arg(info, 0, "graph");
   GraphEntry g;
-  if (!graphs().get(h, &g)) badHandle(env, "graph", h);
-  DW_CUDA(env, cudaGraphLaunch(g.exec, streamFromHandle(env, u64Arg(info, 1, "stream"))), "cudaGraphLaunch");
+  if (!graphs().get(a.graph, &g)) badHandle(env, "graph", a.graph);
+  DW_CUDA(env, cudaGraphLaunch(g.exec, a.stream), "cudaGraphLaunch");
   return env.Undefined();
 }
 
 Napi::Value GraphDestroy(const Napi::CallbackInfo& info) {
+  const uint64_t h = abi::readGraphDestroy(info).graph;
   Napi::Env env = info.Env();
-  uint64_t h = u64Arg(info, 0, "graph");
   GraphEntry g;
   if (!graphs().take(h, &g)) badHandle(env, "graph", h);
   DW_CUDA(env, cudaGraphExecDestroy(g.exec), "cudaGraphExecDestroy");

@@ -4,7 +4,11 @@
 // candidates in order; this file opens the first that loads, reads its version, and keeps it open.
 //
 // NVML also answers live questions the CUDA runtime cannot: clocks, power, utilisation, temperature.
+//
+// Both entry points read their arguments through their generated readers (common/abi/runtime.gen.h,
+// from the ABI table): the count and the kinds (strings, an array of strings) are checked there.
 #include "common.h"
+#include "common/abi/runtime.gen.h"
 #include "vendor/libs_min.h"
 #include "vendor/nvml_min.h"
 
@@ -55,23 +59,18 @@ std::string versionOf(const std::string& kind, void* h) {
 
 // openLibrary(kind, candidates[]) -> { kind, path, version, tried: [{ candidate, error }] }
 Napi::Value OpenLibrary(const Napi::CallbackInfo& info) {
+  const abi::OpenLibraryArgs a = abi::readOpenLibrary(info);
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray())
-    fail(env, "INVALID_ARGUMENT", "Expected (kind: string, candidates: string[]) for openLibrary");
-  std::string kind = info[0].As<Napi::String>();
+  const std::string& kind = a.kind;
   if (kind != "cublasLt" && kind != "nccl" && kind != "nvml")
     fail(env, "INVALID_ARGUMENT", "Expected 'cublasLt', 'nccl' or 'nvml' for library kind but received '" + kind + "'");
-  Napi::Array cands = info[1].As<Napi::Array>();
   Napi::Object out = Napi::Object::New(env);
   Napi::Array tried = Napi::Array::New(env);
   out.Set("kind", kind);
   out.Set("path", env.Null());
   out.Set("version", env.Null());
   std::lock_guard<std::mutex> lock(libMu);
-  for (uint32_t i = 0; i < cands.Length(); i++) {
-    Napi::Value c = cands.Get(i);
-    if (!c.IsString()) fail(env, "INVALID_ARGUMENT", "Expected strings for library candidates");
-    std::string path = c.As<Napi::String>();
+  for (const std::string& path : a.candidates) {
     dlerror();
     void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) {
@@ -105,9 +104,9 @@ Napi::Value OpenLibrary(const Napi::CallbackInfo& info) {
 // nvmlDeviceStats(pciBusId) -> live clocks, power, utilisation and temperature; null fields where
 // NVML does not answer (some are unsupported in VMs). Requires openLibrary('nvml', ...) first.
 Napi::Value NvmlDeviceStats(const Napi::CallbackInfo& info) {
+  const abi::NvmlDeviceStatsArgs a = abi::readNvmlDeviceStats(info);
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) fail(env, "INVALID_ARGUMENT", "Expected a PCI bus id string for nvmlDeviceStats");
-  std::string bus = info[0].As<Napi::String>();
+  const std::string& bus = a.pciBusId;
   void* h;
   {
     std::lock_guard<std::mutex> lock(libMu);

@@ -43,6 +43,10 @@ constexpr int rowwise = 1;
 constexpr int columnwise = 2;
 constexpr int tiled = 4;
 }  // namespace quant_flags
+namespace dequant_flags {
+constexpr int transpose = 1;
+constexpr int tiled = 4;
+}  // namespace dequant_flags
 
 }  // namespace abi
 }  // namespace dw

@@ -53,7 +53,7 @@ inline GemmLtArgs readGemmLt(const Napi::CallbackInfo& info) {
   a.a = r.tensor("a", false);
   a.b = r.tensor("b", false);
   a.d = r.tensor("d", false);
-  a.epilogue = r.code("epilogue", 4, "a epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
   a.bias = r.tensor("bias", true);
   a.aux = r.tensor("aux", true);
   a.workspace = r.workspace("workspace");
@@ -91,7 +91,7 @@ inline GemmLtSupportedArgs readGemmLtSupported(const Napi::CallbackInfo& info) {
   a.strideB = r.u64("strideB");
   a.strideD = r.u64("strideD");
   a.tf32 = r.u64("tf32", 1.0) != 0;
-  a.epilogue = r.code("epilogue", 4, "a epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
   a.workspaceBytes = r.u64("workspaceBytes");
   r.end();
   return a;
@@ -131,10 +131,10 @@ inline GemmFallbackArgs readGemmFallback(const Napi::CallbackInfo& info) {
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
   a.transA = r.u64("transA", 1.0) != 0;
   a.transB = r.u64("transB", 1.0) != 0;
-  a.M = r.u64("M");
-  a.N = r.u64("N");
-  a.K = r.u64("K");
-  a.batch = r.u64("batch");
+  a.M = r.u64("M", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.batch = r.u64("batch", 65535.0);
   a.strideA = r.u64("strideA");
   a.strideB = r.u64("strideB");
   a.strideD = r.u64("strideD");

@@ -66,7 +66,7 @@ inline AllocArgs readAlloc(const Napi::CallbackInfo& info) {
   Reader r(info, "alloc", 2);
   AllocArgs a;
   a.device = r.u64("device", 63.0);
-  a.bytes = r.u64("bytes");
+  a.bytes = r.u64("bytes", 70368744177664.0);
   r.end();
   return a;
 }
@@ -126,7 +126,7 @@ struct HostAllocArgs {
 inline HostAllocArgs readHostAlloc(const Napi::CallbackInfo& info) {
   Reader r(info, "hostAlloc", 1);
   HostAllocArgs a;
-  a.bytes = r.u64("bytes");
+  a.bytes = r.u64("bytes", 1099511627776.0);
   r.end();
   return a;
 }

@@ -2,9 +2,11 @@
 // (moe_plan.cu) and one_hot (one_hot.cu); each file's header lists its entry points. This file
 // registers them.
 //
-// Shared by every entry point of the family (the conventions of common/args.h): a tensor is two
-// arguments, (base, offset); `dtype` is the storage code (0 f32, 1 bf16, 2 f16) of every float
-// tensor of the call; index tensors are i32; sizes are element counts.
+// Shared by every entry point of the family: each reads its arguments through its generated reader
+// (abi::read<Name>, common/abi/moe.gen.h), which checks the count, the kinds and the ranges; a
+// tensor is (base, offset), checked against its allocation once the entry point knows its size;
+// `dtype` is the storage code (0 f32, 1 bf16, 2 f16) of every float tensor of the call; index
+// tensors are i32; sizes are element counts.
 //
 // A bad index (outside its range, and not the -1 that gather_rows, scatter_add_rows and one_hot
 // allow) is recorded in this family's device error word (common/errors.h), never thrown from the
@@ -18,7 +20,7 @@ namespace dw {
 
 void initOps_moe(Napi::Env env, Napi::Object exports) {
   using namespace moe;
-  DW_MOE_ENTRY_POINTS(DW_DEF_ENTRY)
+  DW_ABI_MOE_ENTRIES(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

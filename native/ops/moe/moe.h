@@ -1,19 +1,13 @@
-// The 'moe' op family's entry points, as X(exported name, function in dw::moe) in registration
-// order, each defined in the file named beside it; moe.cpp registers them and describes what they
-// share.
+// The 'moe' op family's entry points: DW_ABI_MOE_ENTRIES (common/abi/moe.gen.h, generated from the
+// ABI table) lists them as X(exported name, function in dw::moe) in registration order; topk and
+// topkBackward are defined in topk.cu, gatherRows and scatterAddRows in rows.cu, moePlan in
+// moe_plan.cu, oneHot in one_hot.cu. moe.cpp registers them and describes what they share.
 #pragma once
+#include "common/abi/moe.gen.h"
 #include "runtime/common.h"
-
-#define DW_MOE_ENTRY_POINTS(X)                          \
-  X("topk", Topk)                     /* topk.cu */     \
-  X("topkBackward", TopkBackward)     /* topk.cu */     \
-  X("gatherRows", GatherRows)         /* rows.cu */     \
-  X("scatterAddRows", ScatterAddRows) /* rows.cu */     \
-  X("moePlan", MoePlan)               /* moe_plan.cu */ \
-  X("oneHot", OneHot)                 /* one_hot.cu */
 
 namespace dw::moe {
 
-DW_MOE_ENTRY_POINTS(DW_DECLARE_ENTRY)
+DW_ABI_MOE_ENTRIES(DW_DECLARE_ENTRY)
 
 }  // namespace dw::moe

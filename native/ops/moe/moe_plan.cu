@@ -7,7 +7,6 @@
 // An expert id outside [0, E) is recorded in the family's error word.
 #include "ops/moe/moe.h"
 
-#include "common/args.h"
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
@@ -72,19 +71,19 @@ __global__ void __launch_bounds__(1024) moePlanK(const int* experts, int* dispat
 constexpr uint64_t kMaxExperts = 8192;  // used[] counters in shared memory
 
 Napi::Value MoePlan(const Napi::CallbackInfo& info) {
+  const abi::MoePlanArgs a = abi::readMoePlan(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const uint64_t N = u64Arg(info, 1, "moe_plan tokens"), k = u64Arg(info, 2, "moe_plan k"), E = u64Arg(info, 3, "moe_plan numExperts"),
-                 C = u64Arg(info, 4, "moe_plan capacity");
+  cudaStream_t s = a.stream;
+  const uint64_t N = a.N, k = a.k, E = a.E, C = a.C;
   if (E < 1) fail(env, "INVALID_ARGUMENT", "Expected a positive expert count for moe_plan but received 0");
   if (E > kMaxExperts) fail(env, "INVALID_ARGUMENT", "Expected at most " + std::to_string(kMaxExperts) + " experts for moe_plan but received " + std::to_string(E));
   const uint64_t choices = mulSize(env, N, k, "moe_plan experts");
   const uint64_t slots = mulSize(env, E, C, "moe_plan dispatch");
   if (choices > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2147483647 choices (tokens x k) for moe_plan but received " + std::to_string(choices));
   if (slots > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2147483647 slots (numExperts x capacity) for moe_plan but received " + std::to_string(slots));
-  const int* experts = devArg<int>(info, 5, choices, 4, "moe_plan experts");
-  int* dispatch = devArg<int>(info, 7, slots, 4, "moe_plan dispatch");
-  int* combine = devArg<int>(info, 9, choices, 4, "moe_plan combine");
+  const int* experts = a.experts.ptr<int>(env, choices);
+  int* dispatch = a.dispatch.ptr<int>(env, slots);
+  int* combine = a.combine.ptr<int>(env, choices);
   if (choices == 0 && slots == 0) return env.Undefined();
   ErrWord* err = opsErrorWord(env, kErrMoe);
   moePlanK<<<1, 1024, static_cast<size_t>(E) * sizeof(int), s>>>(experts, dispatch, combine, static_cast<int>(N), static_cast<int>(k), static_cast<int>(E),

@@ -6,7 +6,7 @@
 // word.
 #include "ops/moe/moe.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows_gather.h"
@@ -30,15 +30,15 @@ __global__ void oneHotK(const int* idx, T* out, int64_t P, int64_t classes, ErrW
 }  // namespace
 
 Napi::Value OneHot(const Napi::CallbackInfo& info) {
+  const abi::OneHotArgs a = abi::readOneHot(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t P = u64Arg(info, 2, "one_hot positions"), classes = u64Arg(info, 3, "one_hot classes");
+  cudaStream_t s = a.stream;
+  const uint64_t P = a.P, classes = a.classes;
   if (classes > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2147483647 classes for one_hot but received " + std::to_string(classes));
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const int* idx = devArg<int>(info, 4, P, 4, "one_hot idx");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const int* idx = a.idx.ptr<int>(env, P);
     const uint64_t total = mulSize(env, P, classes, "one_hot out");
-    T* out = devArg<T>(info, 6, total, sizeof(T), "one_hot out");
+    T* out = a.out.ptr<T>(env, total);
     ErrWord* err = opsErrorWord(env, kErrMoe);
     if (total > 0) {
       oneHotK<T><<<capBlocks((total + 255) / 256), 256, 0, s>>>(idx, out, static_cast<int64_t>(P), static_cast<int64_t>(classes), err);

@@ -8,7 +8,7 @@
 // position order.
 #include "ops/moe/moe.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows_gather.h"
@@ -16,29 +16,27 @@
 namespace dw::moe {
 
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
+  const abi::GatherRowsArgs a = abi::readGatherRows(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t M = u64Arg(info, 2, "gather_rows M"), R = u64Arg(info, 3, "gather_rows R"), D = u64Arg(info, 4, "gather_rows D");
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* x = devArg<T>(info, 5, mulSize(env, R, D, "gather_rows x"), sizeof(T), "gather_rows x");
-    const int* idx = devArg<int>(info, 7, M, 4, "gather_rows idx");
-    T* out = devArg<T>(info, 9, mulSize(env, M, D, "gather_rows out"), sizeof(T), "gather_rows out");
-    launchGatherRows(env, s, dt, x, idx, out, M, R, D, true, opsErrorWord(env, kErrMoe), kOpGatherRows, "gather_rows");
+  const uint64_t M = a.M, R = a.R, D = a.D;
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* x = a.x.ptr<T>(env, mulSize(env, R, D, "gather_rows x"));
+    const int* idx = a.idx.ptr<int>(env, M);
+    T* out = a.out.ptr<T>(env, mulSize(env, M, D, "gather_rows out"));
+    launchGatherRows(env, a.stream, a.dtype, x, idx, out, M, R, D, true, opsErrorWord(env, kErrMoe), kOpGatherRows, "gather_rows");
   });
   return env.Undefined();
 }
 
 Napi::Value ScatterAddRows(const Napi::CallbackInfo& info) {
+  const abi::ScatterAddRowsArgs a = abi::readScatterAddRows(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t M = u64Arg(info, 2, "scatter_add_rows M"), R = u64Arg(info, 3, "scatter_add_rows rows"), D = u64Arg(info, 4, "scatter_add_rows D");
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* src = devArg<T>(info, 5, mulSize(env, M, D, "scatter_add_rows src"), sizeof(T), "scatter_add_rows src");
-    const int* idx = devArg<int>(info, 7, M, 4, "scatter_add_rows idx");
-    T* out = devArg<T>(info, 9, mulSize(env, R, D, "scatter_add_rows out"), sizeof(T), "scatter_add_rows out");
-    launchScatterRows(env, s, dt, src, idx, out, M, R, D, true, opsErrorWord(env, kErrMoe), kOpScatterAddRows, "scatter_add_rows");
+  const uint64_t M = a.M, R = a.R, D = a.D;
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* src = a.src.ptr<T>(env, mulSize(env, M, D, "scatter_add_rows src"));
+    const int* idx = a.idx.ptr<int>(env, M);
+    T* out = a.out.ptr<T>(env, mulSize(env, R, D, "scatter_add_rows out"));
+    launchScatterRows(env, a.stream, a.dtype, src, idx, out, M, R, D, true, opsErrorWord(env, kErrMoe), kOpScatterAddRows, "scatter_add_rows");
   });
   return env.Undefined();
 }

@@ -8,7 +8,7 @@
 // family's error word.
 #include "ops/moe/moe.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
@@ -92,16 +92,16 @@ __global__ void topkBwdK(const T* g, const int* idx, T* out, int64_t rows, int k
 }  // namespace
 
 Napi::Value Topk(const Napi::CallbackInfo& info) {
+  const abi::TopkArgs a = abi::readTopk(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t rows = u64Arg(info, 2, "topk rows"), E = u64Arg(info, 3, "topk E"), k = u64Arg(info, 4, "topk k");
+  cudaStream_t s = a.stream;
+  const uint64_t rows = a.rows, E = a.E, k = a.k;
   if (E > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected a row length of at most 2147483647 for topk but received " + std::to_string(E));
   if (k < 1 || k > E) fail(env, "INVALID_ARGUMENT", "Expected k in [1, " + std::to_string(E) + "] for topk but received " + std::to_string(k));
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* x = devArg<T>(info, 5, mulSize(env, rows, E, "topk x"), sizeof(T), "topk x");
-    T* vals = devArg<T>(info, 7, mulSize(env, rows, k, "topk values"), sizeof(T), "topk values");
-    int* inds = devArg<int>(info, 9, mulSize(env, rows, k, "topk indices"), 4, "topk indices");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* x = a.x.ptr<T>(env, mulSize(env, rows, E, "topk x"));
+    T* vals = a.values.ptr<T>(env, mulSize(env, rows, k, "topk values"));
+    int* inds = a.indices.ptr<int>(env, mulSize(env, rows, k, "topk indices"));
     if (rows == 0) return env.Undefined();
     topkK<T><<<capBlocks((rows + 7) / 8), 256, 0, s>>>(x, vals, inds, static_cast<int64_t>(rows), static_cast<int>(E), static_cast<int>(k));
     checkLaunch(env, "topk");
@@ -110,18 +110,18 @@ Napi::Value Topk(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TopkBackward(const Napi::CallbackInfo& info) {
+  const abi::TopkBackwardArgs a = abi::readTopkBackward(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t rows = u64Arg(info, 2, "topk_backward rows"), k = u64Arg(info, 3, "topk_backward k"), size = u64Arg(info, 4, "topk_backward size");
+  cudaStream_t s = a.stream;
+  const uint64_t rows = a.rows, k = a.k, size = a.size;
   if (k > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected k of at most 2147483647 for topk_backward but received " + std::to_string(k));
   if (size > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected a size of at most 2147483647 for topk_backward but received " + std::to_string(size));
-  DW_DISPATCH_FLOAT(env, dt, T, {
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
     const uint64_t nk = mulSize(env, rows, k, "topk_backward g");
-    const T* g = devArg<T>(info, 5, nk, sizeof(T), "topk_backward g");
-    const int* idx = devArg<int>(info, 7, nk, 4, "topk_backward indices");
+    const T* g = a.g.ptr<T>(env, nk);
+    const int* idx = a.indices.ptr<int>(env, nk);
     const uint64_t total = mulSize(env, rows, size, "topk_backward out");
-    T* out = devArg<T>(info, 9, total, sizeof(T), "topk_backward out");
+    T* out = a.out.ptr<T>(env, total);
     ErrWord* err = opsErrorWord(env, kErrMoe);
     if (total > 0) {
       topkBwdK<T><<<capBlocks((total + 255) / 256), 256, 0, s>>>(g, idx, out, static_cast<int64_t>(rows), static_cast<int>(k), static_cast<int64_t>(size), err);

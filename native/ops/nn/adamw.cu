@@ -12,7 +12,7 @@
 // A step count < 1 skips the whole update and is recorded in the family's error word.
 #include "ops/nn/nn.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(256)
 constexpr int kAdamwBatch = 32;
 constexpr int64_t kAdamwChunk = 8192;
 // One tensor's AdamW operands.
-struct AdamwArgs {
+struct AdamwOperands {
   const float* p;
   const void* g;
   const float* m;
@@ -117,7 +117,7 @@ struct AdamwArgs {
   float* v2;
 };
 struct AdamwTensor {
-  AdamwArgs a;
+  AdamwOperands a;
   int64_t n;
 };
 struct AdamwBatch {
@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(256)
   const int blk = static_cast<int>(blockIdx.x);
   int k = 0;
   while (k + 1 < batch.count && batch.start[k + 1] <= blk) k++;
-  const AdamwArgs& e = batch.t[k].a;
+  const AdamwOperands& e = batch.t[k].a;
   const int64_t n = batch.t[k].n;
   const int64_t begin = static_cast<int64_t>(blk - batch.start[k]) * kAdamwChunk;
   const int64_t end = begin + kAdamwChunk < n ? begin + kAdamwChunk : n;
@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(256)
 
 // Each output must be an input's very range (in place) or overlap none of the inputs, and the
 // outputs must not overlap each other.
-void checkAdamwOverlap(Napi::Env env, const AdamwArgs& a, uint64_t n, size_t gBytes, const void* lr, size_t lrBytes, const void* step, size_t stepBytes,
+void checkAdamwOverlap(Napi::Env env, const AdamwOperands& a, uint64_t n, size_t gBytes, const void* lr, size_t lrBytes, const void* step, size_t stepBytes,
                        const std::string& what) {
   const uint64_t fb = n * 4;
   const void* ins[6] = {a.p, a.g, a.m, a.v, lr, step};
@@ -169,56 +169,50 @@ void checkAdamwOverlap(Napi::Env env, const AdamwArgs& a, uint64_t n, size_t gBy
   }
 }
 
-bool adamwVec(const AdamwArgs& a, size_t gBytes) {
+bool adamwVec(const AdamwOperands& a, size_t gBytes) {
   return aligned16(a.p) && aligned16(a.m) && aligned16(a.v) && aligned16(a.p2) && aligned16(a.m2) && aligned16(a.v2) &&
          (reinterpret_cast<uintptr_t>(a.g) % (4 * gBytes)) == 0;
 }
 
-// The arguments shared by adamw and adamwMulti: dtype codes at 1..3 (grad, lr, step), then from
-// `hyper`: beta1, beta2, eps, weightDecay.
+// The arguments shared by adamw and adamwMulti (A: abi::AdamwArgs or abi::AdamwMultiArgs): the
+// dtype codes of grad, lr and step (float codes: the readers checked them), beta1, beta2, eps and
+// weightDecay.
 struct AdamwHyper {
   int gdt, lrdt, stepdt;
   double b1, b2;
   float eps, wd;
 };
 
-AdamwHyper adamwHyper(const Napi::CallbackInfo& info, size_t hyper, const char* what) {
-  Napi::Env env = info.Env();
-  AdamwHyper h{dtypeArg(info, 1), dtypeArg(info, 2), dtypeArg(info, 3), 0, 0, 0, 0};
-  if (h.lrdt == kI32 || h.stepdt == kI32) fail(env, "INVALID_DTYPE", std::string("Expected float dtype codes (0 f32, 1 bf16, 2 f16) for ") + what + " lr and step");
-  h.b1 = numberArg(info, hyper, "adamw beta1");
-  h.b2 = numberArg(info, hyper + 1, "adamw beta2");
-  h.eps = static_cast<float>(numberArg(info, hyper + 2, "adamw eps"));
-  h.wd = static_cast<float>(numberArg(info, hyper + 3, "adamw weightDecay"));
-  return h;
+template <typename A>
+AdamwHyper adamwHyper(const A& a) {
+  return {a.gradDtype, a.lrDtype, a.stepDtype, a.beta1, a.beta2, static_cast<float>(a.eps), static_cast<float>(a.weightDecay)};
 }
 
 }  // namespace
 
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
+  const abi::AdamwArgs a = abi::readAdamw(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const uint64_t n = u64Arg(info, 4, "adamw elements");
-  const AdamwHyper h = adamwHyper(info, 5, "adamw");
+  cudaStream_t s = a.stream;
+  const uint64_t n = a.n;
+  const AdamwHyper h = adamwHyper(a);
   mulSize(env, n, 4, "adamw param");
   DW_DISPATCH_FLOAT(env, h.gdt, G, {
-    const AdamwArgs a{devArg<float>(info, 9, n, 4, "adamw param"),  devArg<G>(info, 11, n, sizeof(G), "adamw grad"),
-                      devArg<float>(info, 13, n, 4, "adamw m"),     devArg<float>(info, 15, n, 4, "adamw v"),
-                      devArg<float>(info, 21, n, 4, "adamw param2"), devArg<float>(info, 23, n, 4, "adamw m2"),
-                      devArg<float>(info, 25, n, 4, "adamw v2")};
-    const void* lr = devArg<uint8_t>(info, 17, 1, dtypeBytes(h.lrdt), "adamw lr");
-    const void* step = devArg<uint8_t>(info, 19, 1, dtypeBytes(h.stepdt), "adamw step");
+    const AdamwOperands t{a.param.ptr<float>(env, n),  a.grad.ptr<G>(env, n), a.m.ptr<float>(env, n),  a.v.ptr<float>(env, n),
+                          a.param2.ptr<float>(env, n), a.m2.ptr<float>(env, n), a.v2.ptr<float>(env, n)};
+    const void* lr = a.lr.ptr<void>(env, 1, dtypeBytes(h.lrdt));
+    const void* step = a.step.ptr<void>(env, 1, dtypeBytes(h.stepdt));
     if (n == 0) return env.Undefined();
-    checkAdamwOverlap(env, a, n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), "adamw");
+    checkAdamwOverlap(env, t, n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), "adamw");
     ErrWord* err = opsErrorWord(env, kErrNn);
-    const bool vec = adamwVec(a, sizeof(G));
+    const bool vec = adamwVec(t, sizeof(G));
     const uint64_t work = vec ? (n + 3) / 4 : n;
     const unsigned grid = capBlocks((work + 255) / 256, static_cast<uint64_t>(smCount()) * 8);
-    const G* g = static_cast<const G*>(a.g);
+    const G* g = static_cast<const G*>(t.g);
     if (vec)
-      adamwK<G, true><<<grid, 256, 0, s>>>(a.p, g, a.m, a.v, a.p2, a.m2, a.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+      adamwK<G, true><<<grid, 256, 0, s>>>(t.p, g, t.m, t.v, t.p2, t.m2, t.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
     else
-      adamwK<G, false><<<grid, 256, 0, s>>>(a.p, g, a.m, a.v, a.p2, a.m2, a.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+      adamwK<G, false><<<grid, 256, 0, s>>>(t.p, g, t.m, t.v, t.p2, t.m2, t.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
     checkLaunch(env, "adamw");
   });
   return env.Undefined();
@@ -228,28 +222,23 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
 //            then per tensor: n, param, grad, m, v, param2, m2, v2)
 // Every tensor is checked before anything is launched; then one launch per kAdamwBatch tensors.
 Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
+  const abi::AdamwMultiArgs a = abi::readAdamwMulti(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const uint64_t count = u64Arg(info, 4, "adamw_multi tensor count");
-  const AdamwHyper h = adamwHyper(info, 5, "adamw_multi");
-  const void* lr = devArg<uint8_t>(info, 9, 1, dtypeBytes(h.lrdt), "adamw_multi lr");
-  const void* step = devArg<uint8_t>(info, 11, 1, dtypeBytes(h.stepdt), "adamw_multi step");
-  constexpr size_t kPer = 15;
-  if (info.Length() != 13 + count * kPer)
-    fail(env, "INVALID_ARGUMENT", "Expected " + std::to_string(13 + count * kPer) + " arguments for adamw_multi of " + std::to_string(count) +
-                                      " tensors but received " + std::to_string(info.Length()));
+  cudaStream_t s = a.stream;
+  const uint64_t count = a.count;
+  const AdamwHyper h = adamwHyper(a);
+  const void* lr = a.lr.ptr<void>(env, 1, dtypeBytes(h.lrdt));
+  const void* step = a.step.ptr<void>(env, 1, dtypeBytes(h.stepdt));
   DW_DISPATCH_FLOAT(env, h.gdt, G, {
-    std::vector<AdamwArgs> ts(count);
+    std::vector<AdamwOperands> ts(count);
     std::vector<uint64_t> ns(count);
     for (uint64_t k = 0; k < count; k++) {
-      const size_t i = 13 + k * kPer;
+      const abi::AdamwMultiArgs_Tensors& e = a.tensors[k];
       const std::string what = "adamw_multi tensor " + std::to_string(k);
-      const uint64_t n = u64Arg(info, i, (what + " elements").c_str());
+      const uint64_t n = e.n;
       mulSize(env, n, 4, what.c_str());
-      ts[k] = {devArg<float>(info, i + 1, n, 4, (what + " param").c_str()), devArg<G>(info, i + 3, n, sizeof(G), (what + " grad").c_str()),
-               devArg<float>(info, i + 5, n, 4, (what + " m").c_str()),     devArg<float>(info, i + 7, n, 4, (what + " v").c_str()),
-               devArg<float>(info, i + 9, n, 4, (what + " param2").c_str()), devArg<float>(info, i + 11, n, 4, (what + " m2").c_str()),
-               devArg<float>(info, i + 13, n, 4, (what + " v2").c_str())};
+      ts[k] = {e.param.ptr<float>(env, n),  e.grad.ptr<G>(env, n), e.m.ptr<float>(env, n),  e.v.ptr<float>(env, n),
+               e.param2.ptr<float>(env, n), e.m2.ptr<float>(env, n), e.v2.ptr<float>(env, n)};
       ns[k] = n;
       checkAdamwOverlap(env, ts[k], n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), what);
     }
@@ -266,10 +255,10 @@ Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
       const uint64_t blocks = (ns[k] + kAdamwChunk - 1) / kAdamwChunk;
       if (batch.count == kAdamwBatch || static_cast<uint64_t>(batch.start[batch.count]) + blocks > 0x7fffffffu) launch();
       if (blocks > 0x7fffffffu) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 chunks of " + std::to_string(kAdamwChunk) + " elements per tensor for adamw_multi");
-      const AdamwArgs& a = ts[k];
+      const AdamwOperands& t = ts[k];
       const int c = batch.count;
-      batch.t[c] = {a, static_cast<int64_t>(ns[k])};
-      batch.vec[c] = adamwVec(a, sizeof(G)) ? 1 : 0;
+      batch.t[c] = {t, static_cast<int64_t>(ns[k])};
+      batch.vec[c] = adamwVec(t, sizeof(G)) ? 1 : 0;
       batch.start[c + 1] = batch.start[c] + static_cast<int>(blocks);
       batch.count = c + 1;
     }

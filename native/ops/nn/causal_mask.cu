@@ -6,7 +6,7 @@
 // pointers allow.
 #include "ops/nn/nn.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
 
@@ -35,17 +35,18 @@ __global__ void causalMaskK(const T* x, T* out, int64_t chunks, int64_t nchRow, 
 }  // namespace
 
 Napi::Value CausalMask(const Napi::CallbackInfo& info) {
+  const abi::CausalMaskArgs a = abi::readCausalMask(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t B = u64Arg(info, 2, "causal_mask batch"), nq = u64Arg(info, 3, "causal_mask T"), S = u64Arg(info, 4, "causal_mask S");
-  const float value = static_cast<float>(numberArg(info, 5, "causal_mask value"));
+  cudaStream_t s = a.stream;
+  const int dt = a.dtype;
+  const uint64_t B = a.B, nq = a.T, S = a.S;
+  const float value = static_cast<float>(a.value);
   if (S < nq)
     fail(env, "INVALID_ARGUMENT", "Expected at least as many keys as queries (S >= T) for causal_mask but received T = " + std::to_string(nq) + ", S = " + std::to_string(S));
   const uint64_t total = mulSize(env, mulSize(env, B, nq, "causal_mask x"), S, "causal_mask x");
   DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* x = devArg<T>(info, 6, total, sizeof(T), "causal_mask x");
-    T* out = devArg<T>(info, 8, total, sizeof(T), "causal_mask out");
+    const T* x = a.x.ptr<T>(env, total);
+    T* out = a.out.ptr<T>(env, total);
     if (total == 0) return env.Undefined();
     constexpr int VEC = 16 / sizeof(T);
     if (canVec<T>(S, {x, out}))

@@ -4,7 +4,6 @@
 //       coef = min(1, maxNorm / (norm + 1e-6)) (clipping by the global gradient norm)
 #include "ops/nn/nn.h"
 
-#include "common/args.h"
 #include "common/launch.h"
 
 #include <cmath>
@@ -22,12 +21,13 @@ __global__ void clipCoefK(const float* sumsq, float* coef, float* norm, float ma
 }  // namespace
 
 Napi::Value ClipCoef(const Napi::CallbackInfo& info) {
+  const abi::ClipCoefArgs a = abi::readClipCoef(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const float* sumsq = devArg<float>(info, 1, 1, 4, "clip_coef sumsq");
-  float* coef = devArg<float>(info, 3, 1, 4, "clip_coef coef");
-  float* norm = devArg<float>(info, 5, 1, 4, "clip_coef norm");
-  const double maxNorm = numberArg(info, 7, "clip_coef maxNorm");
+  cudaStream_t s = a.stream;
+  const float* sumsq = a.sumsq.ptr<float>(env, 1);
+  float* coef = a.coef.ptr<float>(env, 1);
+  float* norm = a.norm.ptr<float>(env, 1);
+  const double maxNorm = a.maxNorm;
   if (!(maxNorm > 0) || !std::isfinite(maxNorm)) fail(env, "INVALID_ARGUMENT", "Expected a positive finite maxNorm for clip_coef but received " + formatNumber(maxNorm));
   clipCoefK<<<1, 1, 0, s>>>(sumsq, coef, norm, static_cast<float>(maxNorm));
   checkLaunch(env, "clip_coef");

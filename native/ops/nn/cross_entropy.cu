@@ -1,18 +1,21 @@
 // cross_entropy and its backward (nn family; see nn.cpp).
 //
-//   crossEntropy(stream, dtype, N, V, ignoreIndex, logits, targets, loss)      targets: i32[N]
-//   crossEntropyBackward(stream, dtype, gDtype, N, V, ignoreIndex, logits, targets, g, dlogits)
-//       g: one element of storage gDtype.
+//   crossEntropy(stream, dtype, N, V, ignoreIndex, logits, targets, loss, workspace)   targets: i32[N]
+//       workspace: the per-block partial sums (f64) then counts (i64), 16 bytes per block
+//       (min(N, 4096) blocks; the TS candidate declares 16 * max(1, min(4096, N)) bytes).
+//   crossEntropyBackward(stream, dtype, gDtype, N, V, ignoreIndex, logits, targets, g, dlogits, workspace)
+//       g: one element of storage gDtype; workspace: the f32 scale, 4 bytes.
 //
 // Rows use the online max / sum of online_softmax.cuh. The mean loss sums fixed per-block partials
-// (g_ceSum / g_ceCount) in a fixed order in a second small kernel, in FP64. A target outside
-// [0, V) that is not the ignore index skips its row and is recorded in the family's error word.
+// in a fixed order in a second small kernel, in FP64. A target outside [0, V) that is not the
+// ignore index skips its row and is recorded in the family's error word.
 //
-// Scratch: g_ceSum, g_ceCount and g_ceScale are fixed __device__ buffers, one per device; these
-// kernels must not run concurrently on two streams of one device.
+// Scratch: the partials and the scale live in the call's workspace, so these kernels are safe on
+// several streams at once.
 #include "ops/nn/nn.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
+#include "common/launch.h"  // checkRowLength
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
@@ -22,14 +25,12 @@ namespace dw::nn {
 namespace {
 
 constexpr int kMaxParts = 4096;  // per-block partial sums of cross_entropy
-__device__ double g_ceSum[kMaxParts];
-__device__ long long g_ceCount[kMaxParts];
-__device__ float g_ceScale;
 
 // One pass over each counted row: online max / sum, then loss = logsumexp - logit[target] (FP64
-// from there), summed per block into g_ceSum / g_ceCount[blockIdx.x]. One row per block.
+// from there), summed per block into partSum / partCount[blockIdx.x]. One row per block.
 template <typename T, int V>
-__global__ void __launch_bounds__(256) ceFwdK(const T* logits, const int* targets, int64_t N, int nch, int ignore, ErrWord* err) {
+__global__ void __launch_bounds__(256)
+    ceFwdK(const T* logits, const int* targets, int64_t N, int nch, int ignore, ErrWord* err, double* partSum, long long* partCount) {
   __shared__ float2 sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   double acc = 0.0;
@@ -56,21 +57,21 @@ __global__ void __launch_bounds__(256) ceFwdK(const T* logits, const int* target
     }
   }
   if (threadIdx.x == 0) {
-    g_ceSum[blockIdx.x] = acc;
-    g_ceCount[blockIdx.x] = cnt;
+    partSum[blockIdx.x] = acc;
+    partCount[blockIdx.x] = cnt;
   }
 }
 
 // loss[0] = sum of the nb partial sums / their counts (0 when nothing counted), in a fixed order.
 // The loss is f32 whatever the logits' storage (the op's rule).
-__global__ void __launch_bounds__(256) ceFinalK(int nb, float* loss) {
+__global__ void __launch_bounds__(256) ceFinalK(const double* partSum, const long long* partCount, int nb, float* loss) {
   __shared__ double shs[8];
   __shared__ long long shc[8];
   double s = 0.0;
   long long c = 0;
   for (int b = threadIdx.x; b < nb; b += blockDim.x) {
-    s += g_ceSum[b];
-    c += g_ceCount[b];
+    s += partSum[b];
+    c += partCount[b];
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
@@ -93,8 +94,8 @@ __global__ void __launch_bounds__(256) ceFinalK(int nb, float* loss) {
   }
 }
 
-// g_ceScale = g[0] / (rows whose target is a class, not the ignore index), 0 when there are none.
-__global__ void __launch_bounds__(1024) ceScaleK(const int* targets, int64_t N, int64_t D, int ignore, const void* g, int gCode) {
+// scale[0] = g[0] / (rows whose target is a class, not the ignore index), 0 when there are none.
+__global__ void __launch_bounds__(1024) ceScaleK(const int* targets, int64_t N, int64_t D, int ignore, const void* g, int gCode, float* scale) {
   __shared__ long long sh[32];
   long long c = 0;
   for (int64_t r = threadIdx.x; r < N; r += blockDim.x) {
@@ -109,15 +110,15 @@ __global__ void __launch_bounds__(1024) ceScaleK(const int* targets, int64_t N, 
     long long tc = 0;
     for (int i = 0; i < static_cast<int>(blockDim.x >> 5); i++) tc += sh[i];
     const float gv = loadScalar(g, gCode);
-    g_ceScale = tc == 0 ? 0.f : static_cast<float>(static_cast<double>(gv) / static_cast<double>(tc));
+    scale[0] = tc == 0 ? 0.f : static_cast<float>(static_cast<double>(gv) / static_cast<double>(tc));
   }
 }
 
-// dlogits = (softmax(row) - onehot(target)) * g_ceScale; ignored rows are zero; a bad target skips
-// its row (and is recorded).
+// dlogits = (softmax(row) - onehot(target)) * scale[0] (ceScaleK's); ignored rows are zero; a bad
+// target skips its row (and is recorded).
 template <typename T, int V, int NCH, bool CACHED>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
-    ceBwdK(const T* logits, const int* targets, T* dlogits, int64_t N, int nch, int ignore, ErrWord* err) {
+    ceBwdK(const T* logits, const int* targets, T* dlogits, int64_t N, int nch, int ignore, ErrWord* err, const float* scaleP) {
   __shared__ float2 sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   for (int64_t row = firstRow(); row < N; row += rowStride()) {
@@ -139,7 +140,7 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
     rx.each(lr, nch, [&](int, int, const float(&v)[V]) { msChunk<V>(M, s, v); });
     blockMaxSum(M, s, sh);
     const float inv = 1.f / s;
-    const float scale = g_ceScale;
+    const float scale = scaleP[0];
     rx.each(lr, nch, [&](int, int j, const float(&v)[V]) {
       float o[V];
 #pragma unroll
@@ -155,20 +156,27 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 }  // namespace
 
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  const abi::CrossEntropyArgs a = abi::readCrossEntropy(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t N = u64Arg(info, 2, "cross_entropy rows"), C = u64Arg(info, 3, "cross_entropy classes");
-  const int ignore = static_cast<int>(signedArg(info, 4, "cross_entropy ignoreIndex"));
+  cudaStream_t s = a.stream;
+  const uint64_t N = a.N, C = a.V;
+  const int ignore = static_cast<int>(a.ignoreIndex);
   checkRowLength(env, C, "cross_entropy");
   if (C == 0) fail(env, "INVALID_ARGUMENT", "Expected at least one class for cross_entropy but received 0");
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* logits = devArg<T>(info, 5, mulSize(env, N, C, "cross_entropy logits"), sizeof(T), "cross_entropy logits");
-    const int* targets = devArg<int>(info, 7, N, 4, "cross_entropy targets");
-    float* loss = devArg<float>(info, 9, 1, 4, "cross_entropy loss");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* logits = a.logits.ptr<T>(env, mulSize(env, N, C, "cross_entropy logits"));
+    const int* targets = a.targets.ptr<int>(env, N);
+    float* loss = a.loss.ptr<float>(env, 1);
     unsigned nb = 0;
+    double* partSum = nullptr;
+    long long* partCount = nullptr;
     if (N > 0) {
       nb = capBlocks(N, kMaxParts);
+      // The workspace: double[nb], then long long[nb].
+      uint8_t* ws = a.workspace.take<uint8_t>(env, static_cast<uint64_t>(nb) * (sizeof(double) + sizeof(long long)));
+      if (!aligned(ws, sizeof(double))) fail(env, "INVALID_ARGUMENT", "Expected a workspace aligned to 8 bytes for crossEntropy");
+      partSum = reinterpret_cast<double*>(ws);
+      partCount = reinterpret_cast<long long*>(ws + static_cast<size_t>(nb) * sizeof(double));
       ErrWord* err = opsErrorWord(env, kErrNn);
       constexpr int VEC = 16 / sizeof(T);
       const bool vec = canVec<T>(C, {logits});
@@ -178,44 +186,45 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
       int threads = static_cast<int>(((nch + 15) / 16 + 31) / 32 * 32);
       threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
       if (vec)
-        ceFwdK<T, VEC><<<nb, threads, 0, s>>>(logits, targets, static_cast<int64_t>(N), nch, ignore, err);
+        ceFwdK<T, VEC><<<nb, threads, 0, s>>>(logits, targets, static_cast<int64_t>(N), nch, ignore, err, partSum, partCount);
       else
-        ceFwdK<T, 1><<<nb, threads, 0, s>>>(logits, targets, static_cast<int64_t>(N), nch, ignore, err);
+        ceFwdK<T, 1><<<nb, threads, 0, s>>>(logits, targets, static_cast<int64_t>(N), nch, ignore, err, partSum, partCount);
       checkLaunch(env, "cross_entropy");
     }
-    ceFinalK<<<1, 256, 0, s>>>(static_cast<int>(nb), loss);
+    ceFinalK<<<1, 256, 0, s>>>(partSum, partCount, static_cast<int>(nb), loss);
     checkLaunch(env, "cross_entropy (mean)");
   });
   return env.Undefined();
 }
 
 Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
+  const abi::CrossEntropyBackwardArgs a = abi::readCrossEntropyBackward(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const int gdt = dtypeArg(info, 2);
-  if (gdt == kI32) fail(env, "INVALID_DTYPE", "Expected a float dtype code (0 f32, 1 bf16, 2 f16) for cross_entropy_backward g but received 3 (i32)");
-  const uint64_t N = u64Arg(info, 3, "cross_entropy_backward rows"), C = u64Arg(info, 4, "cross_entropy_backward classes");
-  const int ignore = static_cast<int>(signedArg(info, 5, "cross_entropy_backward ignoreIndex"));
+  cudaStream_t s = a.stream;
+  const int gdt = a.gDtype;  // a float code (the reader checked 0..2)
+  const uint64_t N = a.N, C = a.V;
+  const int ignore = static_cast<int>(a.ignoreIndex);
   checkRowLength(env, C, "cross_entropy_backward");
   if (C == 0) fail(env, "INVALID_ARGUMENT", "Expected at least one class for cross_entropy_backward but received 0");
-  DW_DISPATCH_FLOAT(env, dt, T, {
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
     const uint64_t total = mulSize(env, N, C, "cross_entropy_backward logits");
-    const T* logits = devArg<T>(info, 6, total, sizeof(T), "cross_entropy_backward logits");
-    const int* targets = devArg<int>(info, 8, N, 4, "cross_entropy_backward targets");
-    const void* g = devArg<uint8_t>(info, 10, 1, dtypeBytes(gdt), "cross_entropy_backward g");
-    T* dl = devArg<T>(info, 12, total, sizeof(T), "cross_entropy_backward dlogits");
+    const T* logits = a.logits.ptr<T>(env, total);
+    const int* targets = a.targets.ptr<int>(env, N);
+    const void* g = a.g.ptr<void>(env, 1, dtypeBytes(gdt));
+    T* dl = a.dlogits.ptr<T>(env, total);
     if (N == 0) return env.Undefined();
+    float* scale = a.workspace.take<float>(env, sizeof(float));
+    if (!aligned(scale, sizeof(float))) fail(env, "INVALID_ARGUMENT", "Expected a workspace aligned to 4 bytes for crossEntropyBackward");
     ErrWord* err = opsErrorWord(env, kErrNn);
-    ceScaleK<<<1, 1024, 0, s>>>(targets, static_cast<int64_t>(N), static_cast<int64_t>(C), ignore, g, gdt);
+    ceScaleK<<<1, 1024, 0, s>>>(targets, static_cast<int64_t>(N), static_cast<int64_t>(C), ignore, g, gdt, scale);
     checkLaunch(env, "cross_entropy_backward (scale)");
     DW_ROW_DISPATCH(T, canVec<T>(C, {logits, dl}), DW_FWD_ELEMS(T), {
       const int nch = static_cast<int>(C / V);
       const RowPlan p = rowPlan(nch, NCH);
       if (p.cached)
-        ceBwdK<T, V, NCH, true><<<p.grid(N), p.block(), 0, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err);
+        ceBwdK<T, V, NCH, true><<<p.grid(N), p.block(), 0, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err, scale);
       else
-        ceBwdK<T, V, NCH, false><<<p.grid(N), p.block(), 0, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err);
+        ceBwdK<T, V, NCH, false><<<p.grid(N), p.block(), 0, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err, scale);
     });
     checkLaunch(env, "cross_entropy_backward");
   });

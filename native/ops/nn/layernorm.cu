@@ -3,13 +3,16 @@
 //   layernorm(stream, dtype, rows, D, eps, x, weight, bias, y, mean, rstd)
 //   addLayernorm(stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd)
 //       sum = x + residual (stored, rounded), then layernorm of sum: add_layernorm in one pass.
-//   layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias)
+//   layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace)
+//       workspace: the column partials, at least 4 * min(4 << 20, rows * 2 * D) bytes.
 //
 // Rows go through the row framework (common/rows.cuh). The backward's dweight and dbias are column
-// sums over rows: per-row-group partials in g_ws, then a fixed-order reduction (norm_partials.h).
+// sums over rows: per-row-group partials in the call's workspace, then a fixed-order reduction
+// (norm_partials.h).
 #include "ops/nn/nn.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
+#include "common/launch.h"  // checkRowLength
 #include "common/launch.h"
 #include "common/rows.cuh"
 #include "ops/nn/norm_partials.h"
@@ -75,15 +78,17 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
   }
 }
 
-// dx per row; the row group's column sums of g * xhat and g go to its slice of g_ws (ws,
-// [gridDim.x * blockDim.y][2][D]): kept in registers when CACHED, read-modify-written in g_ws
-// otherwise. Each column of a slice belongs to one thread, so the slices are deterministic.
+// dx per row; the row group's column sums of g * xhat and g go to its slice of the workspace (ws,
+// [min(gridDim.x * blockDim.y, rows)][2][D], see normPartialSlices): kept in registers when CACHED,
+// read-modify-written in ws otherwise. Each column of a slice belongs to one thread, so the slices
+// are deterministic. A row group past the last row has no slice and writes nothing.
 template <typename T, int V, int NCH, bool CACHED>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
     layernormBwdK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, T* dx, int64_t rows, int nch, float* ws) {
   __shared__ float2 sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
+  const bool hasSlice = firstRow() < rows;
   float* pw = ws + firstRow() * 2 * D;  // this row group's slice (firstRow() is its slot)
   float* pb = pw + D;
   float aw[CACHED ? NCH : 1][V], ab[CACHED ? NCH : 1][V];
@@ -92,8 +97,9 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 #pragma unroll
     for (int k = 0; k < V; k++) aw[i][k] = ab[i][k] = 0.f;
   if constexpr (!CACHED) {
-    for (int64_t e = threadIdx.x * static_cast<int64_t>(V); e < D; e += static_cast<int64_t>(blockDim.x) * V)
-      for (int k = 0; k < V; k++) pw[e + k] = pb[e + k] = 0.f;
+    if (hasSlice)
+      for (int64_t e = threadIdx.x * static_cast<int64_t>(V); e < D; e += static_cast<int64_t>(blockDim.x) * V)
+        for (int k = 0; k < V; k++) pw[e + k] = pb[e + k] = 0.f;
   }
   for (int64_t row = firstRow(); row < rows; row += rowStride()) {
     const float mu = mean[row], r = rstd[row];
@@ -136,46 +142,44 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
     });
   }
   if constexpr (CACHED) {
+    if (hasSlice) {
 #pragma unroll
-    for (int i = 0; i < NCH; i++) {
-      const int j = threadIdx.x + i * blockDim.x;
-      if (j < nch)
+      for (int i = 0; i < NCH; i++) {
+        const int j = threadIdx.x + i * blockDim.x;
+        if (j < nch)
 #pragma unroll
-        for (int k = 0; k < V; k++) {
-          pw[static_cast<int64_t>(j) * V + k] = aw[i][k];
-          pb[static_cast<int64_t>(j) * V + k] = ab[i][k];
-        }
+          for (int k = 0; k < V; k++) {
+            pw[static_cast<int64_t>(j) * V + k] = aw[i][k];
+            pb[static_cast<int64_t>(j) * V + k] = ab[i][k];
+          }
+      }
     }
   }
 }
 
-// layernorm and add_layernorm: the same kernel; add_layernorm takes the residual r after x and
-// writes the sum s before y.
-Napi::Value layernormCall(const Napi::CallbackInfo& info, bool res) {
-  Napi::Env env = info.Env();
+// layernorm and add_layernorm: the same kernel; add_layernorm (RES, A = abi::AddLayernormArgs)
+// takes the residual r after x and writes the sum s before y.
+template <bool RES, typename A>
+Napi::Value layernormCall(Napi::Env env, const A& a) {
+  const bool res = RES;
   const std::string op = res ? "add_layernorm" : "layernorm";
   auto name = [&](const char* what) { return op + " " + what; };
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t rows = u64Arg(info, 2, name("rows").c_str()), D = u64Arg(info, 3, name("D").c_str());
-  const float eps = static_cast<float>(numberArg(info, 4, name("eps").c_str()));
+  cudaStream_t s = a.stream;
+  const uint64_t rows = a.rows, D = a.D;
+  const float eps = static_cast<float>(a.eps);
   const uint64_t total = mulSize(env, rows, D, name("x").c_str());
   checkRowLength(env, D, op.c_str());
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    size_t i = 5;
-    auto next = [&](uint64_t elems, size_t bytes, const char* what) {
-      void* p = devArg<uint8_t>(info, i, elems, bytes, name(what).c_str());
-      i += 2;
-      return p;
-    };
-    const T* x = static_cast<const T*>(next(total, sizeof(T), "x"));
-    const T* r = res ? static_cast<const T*>(next(total, sizeof(T), "residual")) : nullptr;
-    const T* w = static_cast<const T*>(next(D, sizeof(T), "weight"));
-    const T* b = static_cast<const T*>(next(D, sizeof(T), "bias"));
-    T* sum = res ? static_cast<T*>(next(total, sizeof(T), "sum")) : nullptr;
-    T* y = static_cast<T*>(next(total, sizeof(T), "y"));
-    float* mean = static_cast<float*>(next(rows, 4, "mean"));
-    float* rstd = static_cast<float*>(next(rows, 4, "rstd"));
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* x = a.x.template ptr<T>(env, total);
+    const T* r = nullptr;
+    if constexpr (RES) r = a.residual.template ptr<T>(env, total);
+    const T* w = a.weight.template ptr<T>(env, D);
+    const T* b = a.bias.template ptr<T>(env, D);
+    T* sum = nullptr;
+    if constexpr (RES) sum = a.sum.template ptr<T>(env, total);
+    T* y = a.y.template ptr<T>(env, total);
+    float* mean = a.mean.template ptr<float>(env, rows);
+    float* rstd = a.rstd.template ptr<float>(env, rows);
     if (rows == 0) return env.Undefined();
     if (D == 0) fail(env, "INVALID_ARGUMENT", "Expected a row length of at least 1 for " + op + " but received 0");
     if (res && (badOverlap(sum, total * sizeof(T), x, total * sizeof(T)) || badOverlap(sum, total * sizeof(T), r, total * sizeof(T))))
@@ -200,36 +204,44 @@ Napi::Value layernormCall(const Napi::CallbackInfo& info, bool res) {
 
 }  // namespace
 
-Napi::Value Layernorm(const Napi::CallbackInfo& info) { return layernormCall(info, false); }
-Napi::Value AddLayernorm(const Napi::CallbackInfo& info) { return layernormCall(info, true); }
+Napi::Value Layernorm(const Napi::CallbackInfo& info) {
+  const abi::LayernormArgs a = abi::readLayernorm(info);
+  return layernormCall<false>(info.Env(), a);
+}
+
+Napi::Value AddLayernorm(const Napi::CallbackInfo& info) {
+  const abi::AddLayernormArgs a = abi::readAddLayernorm(info);
+  return layernormCall<true>(info.Env(), a);
+}
 
 Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
+  const abi::LayernormBackwardArgs a = abi::readLayernormBackward(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t rows = u64Arg(info, 2, "layernorm_backward rows"), D = u64Arg(info, 3, "layernorm_backward D");
+  cudaStream_t s = a.stream;
+  const uint64_t rows = a.rows, D = a.D;
   const uint64_t total = mulSize(env, rows, D, "layernorm_backward x");
   checkRowLength(env, D, "layernorm_backward");
   if (D > static_cast<uint64_t>(kWsFloats) / 2)
     fail(env, "INVALID_ARGUMENT", "Expected a row length of at most " + std::to_string(kWsFloats / 2) + " for layernorm_backward but received " + std::to_string(D));
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* g = devArg<T>(info, 4, total, sizeof(T), "layernorm_backward g");
-    const T* x = devArg<T>(info, 6, total, sizeof(T), "layernorm_backward x");
-    const T* w = devArg<T>(info, 8, D, sizeof(T), "layernorm_backward weight");
-    const float* mean = devArg<float>(info, 10, rows, 4, "layernorm_backward mean");
-    const float* rstd = devArg<float>(info, 12, rows, 4, "layernorm_backward rstd");
-    T* dx = devArg<T>(info, 14, total, sizeof(T), "layernorm_backward dx");
-    T* dw = devArg<T>(info, 16, D, sizeof(T), "layernorm_backward dweight");
-    T* db = devArg<T>(info, 18, D, sizeof(T), "layernorm_backward dbias");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* g = a.g.ptr<T>(env, total);
+    const T* x = a.x.ptr<T>(env, total);
+    const T* w = a.weight.ptr<T>(env, D);
+    const float* mean = a.mean.ptr<float>(env, rows);
+    const float* rstd = a.rstd.ptr<float>(env, rows);
+    T* dx = a.dx.ptr<T>(env, total);
+    T* dw = a.dweight.ptr<T>(env, D);
+    T* db = a.dbias.ptr<T>(env, D);
     if (D == 0) return env.Undefined();
     unsigned nb = 0;
+    float* ws = nullptr;
     if (rows > 0) {
-      float* const ws = normPartials(env);
       DW_ROW_DISPATCH(T, canVec<T>(D, {g, x, w, dx}), kBwdFloats, {
         const int nch = static_cast<int>(D / V);
         const RowPlan p = rowPlan(nch, NCH);
         const unsigned grid = bwdGrid(p, rows, D, 2);
-        nb = grid * static_cast<unsigned>(p.groups);
+        nb = normPartialSlices(grid * static_cast<unsigned>(p.groups), rows);
+        ws = takeNormPartials(env, a.workspace, normPartialFloats(nb, D, 2));
         if (p.cached)
           layernormBwdK<T, V, NCH, true><<<grid, p.block(), 0, s>>>(g, x, w, mean, rstd, dx, static_cast<int64_t>(rows), nch, ws);
         else
@@ -237,7 +249,7 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
       });
       checkLaunch(env, "layernorm_backward");
     }
-    launchColReduce<T>(s, nb, D, 2 * D, dw, db);
+    launchColReduce<T>(s, ws, nb, D, 2 * D, dw, db);
     checkLaunch(env, "layernorm_backward (column sums)");
   });
   return env.Undefined();

@@ -2,10 +2,12 @@
 // clip_coef, one file each in this folder (each file's header lists its entry points). This file
 // registers them.
 //
-// Shared by every entry point of the family (the conventions of common/args.h): a tensor is two
-// arguments, (base, offset); `dtype` is the storage code (0 f32, 1 bf16, 2 f16) of every float
-// tensor of the call unless the signature names another; sizes are element counts; attributes are
-// plain numbers. Arithmetic is FP32 (loss sums FP64), stores round to nearest even.
+// Shared by every entry point of the family: the signatures are declared once, in the ABI table
+// (packages/kernels-native/abi/table.mjs), and each entry point reads its arguments only through its
+// generated reader (common/abi/nn.gen.h): a tensor is two arguments, (base, offset); `dtype` is the
+// storage code (0 f32, 1 bf16, 2 f16) of every float tensor of the call unless the signature names
+// another; sizes are element counts; attributes are plain numbers. Arithmetic is FP32 (loss sums
+// FP64), stores round to nearest even.
 //
 // Bad data (an id, target or index out of range, an AdamW step < 1) cannot throw from a kernel: it
 // is recorded in the family's device error word (common/errors.h) and reported by
@@ -18,17 +20,19 @@
 // identical run to run (the number of partials, and so the summation order of dweight / dbias,
 // depends on the GPU's SM count only).
 //
-// Scratch: the per-block partials live in fixed __device__ buffers (g_ws in norm_partials.cu,
-// g_ceSum, ... in cross_entropy.cu), one per device, so nothing is allocated per call. Kernels that
-// use them (layernorm/rmsnorm backward, cross_entropy and its backward) must not run concurrently
-// on two streams of one device.
+// Scratch: the per-block partials (the norm backwards' column partials, cross_entropy's partial sums
+// and counts, cross_entropy_backward's scale) live in the caller's workspace (the `workspace`
+// argument: the compiled step's memory plan places it in its arena, sized as the TS candidate
+// declares), so nothing is allocated per call and no kernel of the family keeps per-device scratch:
+// they are safe on several streams of one device at once. The only device state is the family's
+// error word.
 #include "ops/nn/nn.h"
 
 namespace dw {
 
 void initOps_nn(Napi::Env env, Napi::Object exports) {
   using namespace nn;
-  DW_NN_ENTRY_POINTS(DW_DEF_ENTRY)
+  DW_ABI_NN_ENTRIES(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

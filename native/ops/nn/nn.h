@@ -1,27 +1,13 @@
-// The 'nn' op family's entry points, as X(exported name, function in dw::nn) in registration order,
-// each defined in the file named beside it; nn.cpp registers them and describes what they share.
+// The 'nn' op family's entry points (functions in dw::nn): the list of exported names and functions
+// is DW_ABI_NN_ENTRIES, generated from the ABI table (common/abi/nn.gen.h, which also holds each
+// entry point's argument reader); each is defined in the file the table names. nn.cpp registers them
+// and describes what they share.
 #pragma once
 #include "runtime/common.h"
-
-#define DW_NN_ENTRY_POINTS(X)                                            \
-  X("softmax", Softmax)                           /* softmax.cu */       \
-  X("softmaxBackward", SoftmaxBackward)           /* softmax.cu */       \
-  X("layernorm", Layernorm)                       /* layernorm.cu */     \
-  X("addLayernorm", AddLayernorm)                 /* layernorm.cu */     \
-  X("layernormBackward", LayernormBackward)       /* layernorm.cu */     \
-  X("rmsnorm", Rmsnorm)                           /* rmsnorm.cu */       \
-  X("rmsnormBackward", RmsnormBackward)           /* rmsnorm.cu */       \
-  X("embedding", Embedding)                       /* embedding.cu */     \
-  X("embeddingBackward", EmbeddingBackward)       /* embedding.cu */     \
-  X("crossEntropy", CrossEntropy)                 /* cross_entropy.cu */ \
-  X("crossEntropyBackward", CrossEntropyBackward) /* cross_entropy.cu */ \
-  X("causalMask", CausalMask)                     /* causal_mask.cu */   \
-  X("adamw", Adamw)                               /* adamw.cu */         \
-  X("adamwMulti", AdamwMulti)                     /* adamw.cu */         \
-  X("clipCoef", ClipCoef)                         /* clip_coef.cu */
+#include "common/abi/nn.gen.h"
 
 namespace dw::nn {
 
-DW_NN_ENTRY_POINTS(DW_DECLARE_ENTRY)
+DW_ABI_NN_ENTRIES(DW_DECLARE_ENTRY)
 
 }  // namespace dw::nn

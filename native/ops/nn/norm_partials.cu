@@ -1,18 +1,16 @@
-// The column partials of the norm backwards and their fixed-order reduction (see norm_partials.h).
+// The fixed-order reduction of the norm backwards' column partials (see norm_partials.h).
 #include "ops/nn/norm_partials.h"
 
 namespace dw::nn {
 namespace {
 
-__device__ float g_ws[kWsFloats];
-
-// out0[d] = sum over b in [0, nb) of g_ws[b * stride + d] (and out1 from g_ws[b * stride + D + d]),
+// out0[d] = sum over b in [0, nb) of ws[b * stride + d] (and out1 from ws[b * stride + D + d]),
 // in a fixed order: warp w adds b = w, w + 32, ... in turn, then warp 0 adds the 32 warp sums in order.
 // Lanes take consecutive columns. nb = 0 writes zeros.
 constexpr int kReduceThreads = 1024;
 
 template <typename T>
-__global__ void __launch_bounds__(kReduceThreads) colReduceK(int nb, int64_t D, int64_t stride, T* out0, T* out1) {
+__global__ void __launch_bounds__(kReduceThreads) colReduceK(const float* ws, int nb, int64_t D, int64_t stride, T* out0, T* out1) {
   __shared__ float sh[2][kReduceThreads / 32][33];
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
   for (int64_t c0 = blockIdx.x * 32LL; c0 < D; c0 += gridDim.x * 32LL) {
@@ -20,8 +18,8 @@ __global__ void __launch_bounds__(kReduceThreads) colReduceK(int nb, int64_t D, 
     float s0 = 0.f, s1 = 0.f;
     if (d < D) {
       for (int b = w; b < nb; b += nw) {
-        s0 += g_ws[b * stride + d];
-        if (out1) s1 += g_ws[b * stride + D + d];
+        s0 += ws[b * stride + d];
+        if (out1) s1 += ws[b * stride + D + d];
       }
     }
     sh[0][w][lane] = s0;
@@ -42,18 +40,13 @@ __global__ void __launch_bounds__(kReduceThreads) colReduceK(int nb, int64_t D, 
 
 }  // namespace
 
-float* normPartials(Napi::Env env) {
-  static void* cache[64] = {};
-  return static_cast<float*>(deviceSymbol(env, g_ws, cache, "norm partials"));
-}
-
 template <typename T>
-void launchColReduce(cudaStream_t s, unsigned nb, uint64_t D, uint64_t stride, T* out0, T* out1) {
-  colReduceK<T><<<capBlocks((D + 31) / 32, 4096), kReduceThreads, 0, s>>>(static_cast<int>(nb), static_cast<int64_t>(D), static_cast<int64_t>(stride), out0, out1);
+void launchColReduce(cudaStream_t s, const float* ws, unsigned nb, uint64_t D, uint64_t stride, T* out0, T* out1) {
+  colReduceK<T><<<capBlocks((D + 31) / 32, 4096), kReduceThreads, 0, s>>>(ws, static_cast<int>(nb), static_cast<int64_t>(D), static_cast<int64_t>(stride), out0, out1);
 }
 
-template void launchColReduce<float>(cudaStream_t, unsigned, uint64_t, uint64_t, float*, float*);
-template void launchColReduce<__nv_bfloat16>(cudaStream_t, unsigned, uint64_t, uint64_t, __nv_bfloat16*, __nv_bfloat16*);
-template void launchColReduce<__half>(cudaStream_t, unsigned, uint64_t, uint64_t, __half*, __half*);
+template void launchColReduce<float>(cudaStream_t, const float*, unsigned, uint64_t, uint64_t, float*, float*);
+template void launchColReduce<__nv_bfloat16>(cudaStream_t, const float*, unsigned, uint64_t, uint64_t, __nv_bfloat16*, __nv_bfloat16*);
+template void launchColReduce<__half>(cudaStream_t, const float*, unsigned, uint64_t, uint64_t, __half*, __half*);
 
 }  // namespace dw::nn

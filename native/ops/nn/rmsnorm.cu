@@ -1,13 +1,16 @@
 // rmsnorm and its backward (nn family; see nn.cpp).
 //
 //   rmsnorm(stream, dtype, rows, D, eps, x, weight, y, rstd)
-//   rmsnormBackward(stream, dtype, rows, D, g, x, weight, rstd, dx, dweight)
+//   rmsnormBackward(stream, dtype, rows, D, g, x, weight, rstd, dx, dweight, workspace)
+//       workspace: the column partials, at least 4 * min(4 << 20, rows * D) bytes.
 //
 // Rows go through the row framework (common/rows.cuh). The backward's dweight is a column sum over
-// rows: per-row-group partials in g_ws, then a fixed-order reduction (norm_partials.h).
+// rows: per-row-group partials in the call's workspace, then a fixed-order reduction
+// (norm_partials.h).
 #include "ops/nn/nn.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
+#include "common/launch.h"  // checkRowLength
 #include "common/launch.h"
 #include "common/rows.cuh"
 #include "ops/nn/norm_partials.h"
@@ -44,13 +47,15 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024) rmsnormK(const
   }
 }
 
-// As layernormBwdK (layernorm.cu); the slice of g_ws (ws) is [gridDim.x * blockDim.y][D] (dweight only).
+// As layernormBwdK (layernorm.cu); the workspace (ws) is [min(gridDim.x * blockDim.y, rows)][D]
+// (dweight only); a row group past the last row has no slice and writes nothing.
 template <typename T, int V, int NCH, bool CACHED>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
     rmsnormBwdK(const T* g, const T* x, const T* w, const float* rstd, T* dx, int64_t rows, int nch, float* ws) {
   __shared__ float sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
+  const bool hasSlice = firstRow() < rows;
   float* pw = ws + firstRow() * D;
   float aw[CACHED ? NCH : 1][V];
 #pragma unroll
@@ -58,8 +63,9 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 #pragma unroll
     for (int k = 0; k < V; k++) aw[i][k] = 0.f;
   if constexpr (!CACHED) {
-    for (int64_t e = threadIdx.x * static_cast<int64_t>(V); e < D; e += static_cast<int64_t>(blockDim.x) * V)
-      for (int k = 0; k < V; k++) pw[e + k] = 0.f;
+    if (hasSlice)
+      for (int64_t e = threadIdx.x * static_cast<int64_t>(V); e < D; e += static_cast<int64_t>(blockDim.x) * V)
+        for (int k = 0; k < V; k++) pw[e + k] = 0.f;
   }
   for (int64_t row = firstRow(); row < rows; row += rowStride()) {
     const float r = rstd[row];
@@ -94,12 +100,14 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
     });
   }
   if constexpr (CACHED) {
+    if (hasSlice) {
 #pragma unroll
-    for (int i = 0; i < NCH; i++) {
-      const int j = threadIdx.x + i * blockDim.x;
-      if (j < nch)
+      for (int i = 0; i < NCH; i++) {
+        const int j = threadIdx.x + i * blockDim.x;
+        if (j < nch)
 #pragma unroll
-        for (int k = 0; k < V; k++) pw[static_cast<int64_t>(j) * V + k] = aw[i][k];
+          for (int k = 0; k < V; k++) pw[static_cast<int64_t>(j) * V + k] = aw[i][k];
+      }
     }
   }
 }
@@ -107,18 +115,18 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 }  // namespace
 
 Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
+  const abi::RmsnormArgs a = abi::readRmsnorm(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t rows = u64Arg(info, 2, "rmsnorm rows"), D = u64Arg(info, 3, "rmsnorm D");
-  const float eps = static_cast<float>(numberArg(info, 4, "rmsnorm eps"));
+  cudaStream_t s = a.stream;
+  const uint64_t rows = a.rows, D = a.D;
+  const float eps = static_cast<float>(a.eps);
   const uint64_t total = mulSize(env, rows, D, "rmsnorm x");
   checkRowLength(env, D, "rmsnorm");
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* x = devArg<T>(info, 5, total, sizeof(T), "rmsnorm x");
-    const T* w = devArg<T>(info, 7, D, sizeof(T), "rmsnorm weight");
-    T* y = devArg<T>(info, 9, total, sizeof(T), "rmsnorm y");
-    float* rstd = devArg<float>(info, 11, rows, 4, "rmsnorm rstd");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* x = a.x.ptr<T>(env, total);
+    const T* w = a.weight.ptr<T>(env, D);
+    T* y = a.y.ptr<T>(env, total);
+    float* rstd = a.rstd.ptr<float>(env, rows);
     if (rows == 0) return env.Undefined();
     if (D == 0)
       fail(env, "INVALID_ARGUMENT", "Expected a row length of at least 1 for rmsnorm but received 0");
@@ -136,30 +144,31 @@ Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  const abi::RmsnormBackwardArgs a = abi::readRmsnormBackward(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t rows = u64Arg(info, 2, "rmsnorm_backward rows"), D = u64Arg(info, 3, "rmsnorm_backward D");
+  cudaStream_t s = a.stream;
+  const uint64_t rows = a.rows, D = a.D;
   const uint64_t total = mulSize(env, rows, D, "rmsnorm_backward x");
   checkRowLength(env, D, "rmsnorm_backward");
   if (D > static_cast<uint64_t>(kWsFloats))
     fail(env, "INVALID_ARGUMENT", "Expected a row length of at most " + std::to_string(kWsFloats) + " for rmsnorm_backward but received " + std::to_string(D));
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* g = devArg<T>(info, 4, total, sizeof(T), "rmsnorm_backward g");
-    const T* x = devArg<T>(info, 6, total, sizeof(T), "rmsnorm_backward x");
-    const T* w = devArg<T>(info, 8, D, sizeof(T), "rmsnorm_backward weight");
-    const float* rstd = devArg<float>(info, 10, rows, 4, "rmsnorm_backward rstd");
-    T* dx = devArg<T>(info, 12, total, sizeof(T), "rmsnorm_backward dx");
-    T* dw = devArg<T>(info, 14, D, sizeof(T), "rmsnorm_backward dweight");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* g = a.g.ptr<T>(env, total);
+    const T* x = a.x.ptr<T>(env, total);
+    const T* w = a.weight.ptr<T>(env, D);
+    const float* rstd = a.rstd.ptr<float>(env, rows);
+    T* dx = a.dx.ptr<T>(env, total);
+    T* dw = a.dweight.ptr<T>(env, D);
     if (D == 0) return env.Undefined();
     unsigned nb = 0;
+    float* ws = nullptr;
     if (rows > 0) {
-      float* const ws = normPartials(env);
       DW_ROW_DISPATCH(T, canVec<T>(D, {g, x, w, dx}), kBwdFloats, {
         const int nch = static_cast<int>(D / V);
         const RowPlan p = rowPlan(nch, NCH);
         const unsigned grid = bwdGrid(p, rows, D, 1);
-        nb = grid * static_cast<unsigned>(p.groups);
+        nb = normPartialSlices(grid * static_cast<unsigned>(p.groups), rows);
+        ws = takeNormPartials(env, a.workspace, normPartialFloats(nb, D, 1));
         if (p.cached)
           rmsnormBwdK<T, V, NCH, true><<<grid, p.block(), 0, s>>>(g, x, w, rstd, dx, static_cast<int64_t>(rows), nch, ws);
         else
@@ -167,7 +176,7 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
       });
       checkLaunch(env, "rmsnorm_backward");
     }
-    launchColReduce<T>(s, nb, D, D, dw, static_cast<T*>(nullptr));
+    launchColReduce<T>(s, ws, nb, D, D, dw, static_cast<T*>(nullptr));
     checkLaunch(env, "rmsnorm_backward (column sums)");
   });
   return env.Undefined();

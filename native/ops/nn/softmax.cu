@@ -9,7 +9,8 @@
 // coalesced across inner.
 #include "ops/nn/nn.h"
 
-#include "common/args.h"
+#include "common/dtype.h"
+#include "common/launch.h"  // checkRowLength
 #include "common/launch.h"
 #include "common/rows.cuh"
 #include "ops/nn/online_softmax.cuh"
@@ -101,14 +102,14 @@ __global__ void softmaxBwdColsK(const T* g, const T* y, T* dx, int64_t outer, in
 }  // namespace
 
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  const abi::SoftmaxArgs a = abi::readSoftmax(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t outer = u64Arg(info, 2, "softmax outer"), n = u64Arg(info, 3, "softmax n"), inner = u64Arg(info, 4, "softmax inner");
+  cudaStream_t s = a.stream;
+  const uint64_t outer = a.outer, n = a.n, inner = a.inner;
   const uint64_t total = mulSize(env, mulSize(env, outer, n, "softmax x"), inner, "softmax x");
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* x = devArg<T>(info, 5, total, sizeof(T), "softmax x");
-    T* y = devArg<T>(info, 7, total, sizeof(T), "softmax y");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* x = a.x.ptr<T>(env, total);
+    T* y = a.y.ptr<T>(env, total);
     if (total == 0) return env.Undefined();
     if (inner == 1) {
       checkRowLength(env, n, "softmax");
@@ -129,15 +130,15 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
+  const abi::SoftmaxBackwardArgs a = abi::readSoftmaxBackward(info);
   Napi::Env env = info.Env();
-  cudaStream_t s = streamArg(info, 0);
-  const int dt = dtypeArg(info, 1);
-  const uint64_t outer = u64Arg(info, 2, "softmax_backward outer"), n = u64Arg(info, 3, "softmax_backward n"), inner = u64Arg(info, 4, "softmax_backward inner");
+  cudaStream_t s = a.stream;
+  const uint64_t outer = a.outer, n = a.n, inner = a.inner;
   const uint64_t total = mulSize(env, mulSize(env, outer, n, "softmax_backward g"), inner, "softmax_backward g");
-  DW_DISPATCH_FLOAT(env, dt, T, {
-    const T* g = devArg<T>(info, 5, total, sizeof(T), "softmax_backward g");
-    const T* y = devArg<T>(info, 7, total, sizeof(T), "softmax_backward y");
-    T* dx = devArg<T>(info, 9, total, sizeof(T), "softmax_backward dx");
+  DW_DISPATCH_FLOAT(env, a.dtype, T, {
+    const T* g = a.g.ptr<T>(env, total);
+    const T* y = a.y.ptr<T>(env, total);
+    T* dx = a.dx.ptr<T>(env, total);
     if (total == 0) return env.Undefined();
     if (inner == 1) {
       checkRowLength(env, n, "softmax_backward");

@@ -7,7 +7,6 @@
 // toward zero, saturating, NaN to 0; the same dtype is a copy.
 #include "ops/tensor/tensor.h"
 
-#include "common/args.h"
 #include "common/launch.h"
 #include "ops/tensor/tensor_common.cuh"
 
@@ -66,15 +65,12 @@ void castDevice(Napi::Env env, cudaStream_t s, int from, int to, uint64_t n, con
 }  // namespace
 
 Napi::Value Cast(const Napi::CallbackInfo& info) {
-  Args a(info, "cast");
-  cudaStream_t s = a.stream();
-  int from = a.dtype(), to = a.dtype();
-  uint64_t n = a.u64("element count");
-  const void* x = a.dev(n, dtypeBytes(from), "x");
-  void* out = a.dev(n, dtypeBytes(to), "out");
-  a.end();
-  castDevice(a.env(), s, from, to, n, x, out);
-  return a.env().Undefined();
+  const abi::CastArgs a = abi::readCast(info);
+  Napi::Env env = info.Env();
+  const void* x = a.x.ptr<void>(env, a.n, dtypeBytes(a.from));
+  void* out = a.out.ptr<void>(env, a.n, dtypeBytes(a.to));
+  castDevice(env, a.stream, a.from, a.to, a.n, x, out);
+  return env.Undefined();
 }
 
 }  // namespace dw::tensor

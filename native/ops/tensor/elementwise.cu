@@ -20,7 +20,6 @@
 // anything else the strided kernel (one index decomposition per element).
 #include "ops/tensor/tensor.h"
 
-#include "common/args.h"
 #include "common/launch.h"
 #include "ops/tensor/tensor_common.cuh"
 
@@ -173,33 +172,25 @@ void dispatchElementwise(Napi::Env env, cudaStream_t s, int dtype, void* out, co
                     launchElementwise<NIN, T>(env, s, static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n, op, what));
 }
 
+// The unary and binary entry points once their arguments are read: n elements of every tensor.
 template <typename Op>
-Napi::Value unaryEntry(const Napi::CallbackInfo& info, const char* fn, Op op) {
-  Args a(info, fn);
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  uint64_t n = a.u64("element count");
+Napi::Value unaryEntry(Napi::Env env, cudaStream_t s, int dt, uint64_t n, const abi::TensorArg& xArg, const abi::TensorArg& outArg, Op op, const char* fn) {
   size_t es = dtypeBytes(dt);
-  const void* x = a.dev(n, es, "x");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  dispatchElementwise<1>(a.env(), s, dt, out, x, nullptr, n, op, fn);
-  return a.env().Undefined();
+  const void* x = xArg.ptr<void>(env, n, es);
+  void* out = outArg.ptr<void>(env, n, es);
+  dispatchElementwise<1>(env, s, dt, out, x, nullptr, n, op, fn);
+  return env.Undefined();
 }
 
 template <typename Op>
-Napi::Value binaryEntry(const Napi::CallbackInfo& info, const char* fn, const char* aName, const char* bName, Op op) {
-  Args a(info, fn);
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  uint64_t n = a.u64("element count");
+Napi::Value binaryEntry(Napi::Env env, cudaStream_t s, int dt, uint64_t n, const abi::TensorArg& xArg, const abi::TensorArg& yArg, const abi::TensorArg& outArg, Op op,
+                        const char* fn) {
   size_t es = dtypeBytes(dt);
-  const void* x = a.dev(n, es, aName);
-  const void* y = a.dev(n, es, bName);
-  void* out = a.dev(n, es, "out");
-  a.end();
-  dispatchElementwise<2>(a.env(), s, dt, out, x, y, n, op, fn);
-  return a.env().Undefined();
+  const void* x = xArg.ptr<void>(env, n, es);
+  const void* y = yArg.ptr<void>(env, n, es);
+  void* out = outArg.ptr<void>(env, n, es);
+  dispatchElementwise<2>(env, s, dt, out, x, y, n, op, fn);
+  return env.Undefined();
 }
 
 // fill: the value is rounded to FP32, then to the storage dtype, as the host encodes it.
@@ -329,22 +320,17 @@ void broadcastBinaryDevice(Napi::Env env, cudaStream_t s, int dt, const std::vec
                     launchBroadcastBinary<T>(env, s, static_cast<T*>(out), static_cast<const T*>(pa), static_cast<const T*>(pb), n, dims, op, fn));
 }
 
+// add / mul once their arguments are read: os, as, bs of one rank (the reader read rank of each).
 template <typename Op>
-Napi::Value broadcastBinaryEntry(const Napi::CallbackInfo& info, const char* fn, Op op) {
-  Args a(info, fn);
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  int rank = rankArg(a);
-  std::vector<uint64_t> os = a.shape(rank, "output shape"), as = a.shape(rank, "shape of a"), bs = a.shape(rank, "shape of b");
-  Napi::Env env = a.env();
+Napi::Value broadcastBinaryEntry(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& os, const std::vector<uint64_t>& as, const std::vector<uint64_t>& bs,
+                                 const abi::TensorArg& aArg, const abi::TensorArg& bArg, const abi::TensorArg& outArg, Op op, const char* fn) {
   uint64_t n = product(env, os, "out"), na = product(env, as, "a"), nb = product(env, bs, "b");
   broadcastStrides(env, os, as, fn, "a");
   broadcastStrides(env, os, bs, fn, "b");
   size_t es = dtypeBytes(dt);
-  const void* pa = a.dev(na, es, "a");
-  const void* pb = a.dev(nb, es, "b");
-  void* out = a.dev(n, es, "out");
-  a.end();
+  const void* pa = aArg.ptr<void>(env, na, es);
+  const void* pb = bArg.ptr<void>(env, nb, es);
+  void* out = outArg.ptr<void>(env, n, es);
   broadcastBinaryDevice(env, s, dt, os, as, bs, pa, pb, out, op, fn);
   return env.Undefined();
 }
@@ -358,55 +344,71 @@ void launchFill(Napi::Env env, cudaStream_t s, int dt, uint64_t n, float value, 
   });
 }
 
-Napi::Value Gelu(const Napi::CallbackInfo& info) { return unaryEntry(info, "gelu", GeluOp{}); }
-Napi::Value Silu(const Napi::CallbackInfo& info) { return unaryEntry(info, "silu", SiluOp{}); }
-Napi::Value GeluBackward(const Napi::CallbackInfo& info) { return binaryEntry(info, "geluBackward", "g", "x", GeluBackwardOp{}); }
-Napi::Value SiluBackward(const Napi::CallbackInfo& info) { return binaryEntry(info, "siluBackward", "g", "x", SiluBackwardOp{}); }
-Napi::Value Swiglu(const Napi::CallbackInfo& info) { return binaryEntry(info, "swiglu", "gate", "up", SwigluOp{}); }
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  const abi::GeluArgs a = abi::readGelu(info);
+  return unaryEntry(info.Env(), a.stream, a.dtype, a.n, a.x, a.out, GeluOp{}, "gelu");
+}
+
+Napi::Value Silu(const Napi::CallbackInfo& info) {
+  const abi::SiluArgs a = abi::readSilu(info);
+  return unaryEntry(info.Env(), a.stream, a.dtype, a.n, a.x, a.out, SiluOp{}, "silu");
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  const abi::GeluBackwardArgs a = abi::readGeluBackward(info);
+  return binaryEntry(info.Env(), a.stream, a.dtype, a.n, a.g, a.x, a.out, GeluBackwardOp{}, "geluBackward");
+}
+
+Napi::Value SiluBackward(const Napi::CallbackInfo& info) {
+  const abi::SiluBackwardArgs a = abi::readSiluBackward(info);
+  return binaryEntry(info.Env(), a.stream, a.dtype, a.n, a.g, a.x, a.out, SiluBackwardOp{}, "siluBackward");
+}
+
+Napi::Value Swiglu(const Napi::CallbackInfo& info) {
+  const abi::SwigluArgs a = abi::readSwiglu(info);
+  return binaryEntry(info.Env(), a.stream, a.dtype, a.n, a.gate, a.up, a.out, SwigluOp{}, "swiglu");
+}
 
 Napi::Value Scale(const Napi::CallbackInfo& info) {
-  Args a(info, "scale");
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  uint64_t n = a.u64("element count");
-  float alpha = static_cast<float>(a.f64("alpha"));
-  size_t es = dtypeBytes(dt);
-  const void* x = a.dev(n, es, "x");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  dispatchElementwise<1>(a.env(), s, dt, out, x, nullptr, n, ScaleOp{alpha}, "scale");
-  return a.env().Undefined();
-}
-
-Napi::Value Fill(const Napi::CallbackInfo& info) {
-  Args a(info, "fill");
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  uint64_t n = a.u64("element count");
-  float value = static_cast<float>(a.f64("value"));
-  void* out = a.dev(n, dtypeBytes(dt), "out");
-  a.end();
-  fillDevice(a.env(), s, dt, n, value, out);
-  return a.env().Undefined();
-}
-
-Napi::Value BiasAdd(const Napi::CallbackInfo& info) {
-  Args a(info, "biasAdd");
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  uint64_t rows = a.u64("rows"), cols = a.u64("cols");
-  Napi::Env env = a.env();
-  uint64_t n = mulSize(env, rows, cols, "biasAdd");
-  size_t es = dtypeBytes(dt);
-  const void* x = a.dev(n, es, "x");
-  const void* bias = a.dev(cols, es, "bias");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  biasAddDevice(env, s, dt, rows, cols, x, bias, out);
+  const abi::ScaleArgs a = abi::readScale(info);
+  Napi::Env env = info.Env();
+  float alpha = static_cast<float>(a.alpha);
+  size_t es = dtypeBytes(a.dtype);
+  const void* x = a.x.ptr<void>(env, a.n, es);
+  void* out = a.out.ptr<void>(env, a.n, es);
+  dispatchElementwise<1>(env, a.stream, a.dtype, out, x, nullptr, a.n, ScaleOp{alpha}, "scale");
   return env.Undefined();
 }
 
-Napi::Value Add(const Napi::CallbackInfo& info) { return broadcastBinaryEntry(info, "add", AddOp{}); }
-Napi::Value Mul(const Napi::CallbackInfo& info) { return broadcastBinaryEntry(info, "mul", MulOp{}); }
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  const abi::FillArgs a = abi::readFill(info);
+  Napi::Env env = info.Env();
+  float value = static_cast<float>(a.value);
+  void* out = a.out.ptr<void>(env, a.n, dtypeBytes(a.dtype));
+  fillDevice(env, a.stream, a.dtype, a.n, value, out);
+  return env.Undefined();
+}
+
+Napi::Value BiasAdd(const Napi::CallbackInfo& info) {
+  const abi::BiasAddArgs a = abi::readBiasAdd(info);
+  Napi::Env env = info.Env();
+  uint64_t n = mulSize(env, a.rows, a.cols, "biasAdd");
+  size_t es = dtypeBytes(a.dtype);
+  const void* x = a.x.ptr<void>(env, n, es);
+  const void* bias = a.bias.ptr<void>(env, a.cols, es);
+  void* out = a.out.ptr<void>(env, n, es);
+  biasAddDevice(env, a.stream, a.dtype, a.rows, a.cols, x, bias, out);
+  return env.Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  const abi::AddArgs a = abi::readAdd(info);
+  return broadcastBinaryEntry(info.Env(), a.stream, a.dtype, a.outShape, a.aShape, a.bShape, a.a, a.b, a.out, AddOp{}, "add");
+}
+
+Napi::Value Mul(const Napi::CallbackInfo& info) {
+  const abi::MulArgs a = abi::readMul(info);
+  return broadcastBinaryEntry(info.Env(), a.stream, a.dtype, a.outShape, a.aShape, a.bShape, a.a, a.b, a.out, MulOp{}, "mul");
+}
 
 }  // namespace dw::tensor

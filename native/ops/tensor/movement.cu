@@ -9,14 +9,13 @@
 //        x viewed as [outer, size, inner]; out = x[:, start:start+length, :]
 //   sliceBackward(stream, dtype, outer, size, inner, start, length, g, out)
 //        out [outer, size, inner] = 0 except out[:, start:start+length, :] = g [outer, length, inner]
-//   concat(stream, dtype, outer, inner, k, sizes[k], x_0, ..., x_{k-1}, out)
+//   concat(stream, dtype, outer, inner, k, sizes[k], xs[k], out)
 //        x_j viewed as [outer, sizes[j], inner]; out [outer, sum(sizes), inner]
 //
 // Any dtype (sliceBackward: float dtypes); elements move as bits, in the widest unit (16, 8, 4 or
 // 2 bytes) that every row length, pitch and pointer allows.
 #include "ops/tensor/tensor.h"
 
-#include "common/args.h"
 #include "common/launch.h"
 #include "ops/tensor/tensor_common.cuh"
 
@@ -346,111 +345,87 @@ void concatDevice(Napi::Env env, cudaStream_t s, int dt, uint64_t outer, uint64_
 }  // namespace
 
 Napi::Value Reshape(const Napi::CallbackInfo& info) {
-  Args a(info, "reshape");
-  cudaStream_t s = a.stream();
-  int dt = a.dtype();
-  uint64_t n = a.u64("element count");
-  size_t es = dtypeBytes(dt);
-  const void* x = a.dev(n, es, "x");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  Napi::Env env = a.env();
+  const abi::ReshapeArgs a = abi::readReshape(info);
+  Napi::Env env = info.Env();
+  const uint64_t n = a.n;
+  size_t es = dtypeBytes(a.dtype);
+  const void* x = a.x.ptr<void>(env, n, es);
+  void* out = a.out.ptr<void>(env, n, es);
   if (n != 0 && x != out)
-    DW_CUDA(env, cudaMemcpyAsync(out, x, n * es, cudaMemcpyDeviceToDevice, s), "reshape: cudaMemcpyAsync (" + num(n * es) + " bytes)");
+    DW_CUDA(env, cudaMemcpyAsync(out, x, n * es, cudaMemcpyDeviceToDevice, a.stream), "reshape: cudaMemcpyAsync (" + num(n * es) + " bytes)");
   return env.Undefined();
 }
 
 Napi::Value BroadcastTo(const Napi::CallbackInfo& info) {
-  Args a(info, "broadcastTo");
-  cudaStream_t s = a.stream();
-  int dt = a.dtype();
-  int rank = rankArg(a);
-  std::vector<uint64_t> os = a.shape(rank, "output shape"), xs = a.shape(rank, "shape of x");
-  Napi::Env env = a.env();
+  const abi::BroadcastToArgs a = abi::readBroadcastTo(info);
+  Napi::Env env = info.Env();
+  const std::vector<uint64_t>& os = a.outShape;
+  const std::vector<uint64_t>& xs = a.xShape;
   uint64_t n = product(env, os, "out"), nx = product(env, xs, "x");
   broadcastStrides(env, os, xs, "broadcastTo", "x");
-  size_t es = dtypeBytes(dt);
-  const void* x = a.dev(nx, es, "x");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  broadcastToDevice(env, s, dt, os, xs, x, out);
+  size_t es = dtypeBytes(a.dtype);
+  const void* x = a.x.ptr<void>(env, nx, es);
+  void* out = a.out.ptr<void>(env, n, es);
+  broadcastToDevice(env, a.stream, a.dtype, os, xs, x, out);
   return env.Undefined();
 }
 
 Napi::Value Transpose(const Napi::CallbackInfo& info) {
-  Args a(info, "transpose");
-  cudaStream_t s = a.stream();
-  int dt = a.dtype();
-  int rank = rankArg(a);
-  std::vector<uint64_t> xs = a.shape(rank, "shape of x"), permArg = a.shape(rank, "perm");
-  Napi::Env env = a.env();
-  checkPerm(env, permArg);
+  const abi::TransposeArgs a = abi::readTranspose(info);
+  Napi::Env env = info.Env();
+  const std::vector<uint64_t>& xs = a.xShape;
+  checkPerm(env, a.perm);
   uint64_t n = product(env, xs, "x");
-  size_t es = dtypeBytes(dt);
-  const void* x = a.dev(n, es, "x");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  transposeDevice(env, s, dt, xs, permArg, x, out);
+  size_t es = dtypeBytes(a.dtype);
+  const void* x = a.x.ptr<void>(env, n, es);
+  void* out = a.out.ptr<void>(env, n, es);
+  transposeDevice(env, a.stream, a.dtype, xs, a.perm, x, out);
   return env.Undefined();
 }
 
 Napi::Value Slice(const Napi::CallbackInfo& info) {
-  Args a(info, "slice");
-  cudaStream_t s = a.stream();
-  int dt = a.dtype();
-  uint64_t outer = a.u64("outer"), size = a.u64("size"), inner = a.u64("inner"), start = a.u64("start"), len = a.u64("length");
-  Napi::Env env = a.env();
+  const abi::SliceArgs a = abi::readSlice(info);
+  Napi::Env env = info.Env();
+  const uint64_t outer = a.outer, size = a.size, inner = a.inner, start = a.start, len = a.length;
   if (start > size || len > size - start)
     fail(env, "SHAPE_MISMATCH", "Expected start + length <= " + num(size) + " for slice but received start " + num(start) + ", length " + num(len));
   uint64_t nx = product(env, {outer, size, inner}, "x"), n = product(env, {outer, len, inner}, "out");
-  size_t es = dtypeBytes(dt);
-  const void* x = a.dev(nx, es, "x");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  sliceDevice(env, s, dt, outer, size, inner, start, len, x, out);
+  size_t es = dtypeBytes(a.dtype);
+  const void* x = a.x.ptr<void>(env, nx, es);
+  void* out = a.out.ptr<void>(env, n, es);
+  sliceDevice(env, a.stream, a.dtype, outer, size, inner, start, len, x, out);
   return env.Undefined();
 }
 
 Napi::Value SliceBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "sliceBackward");
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  uint64_t outer = a.u64("outer"), size = a.u64("size"), inner = a.u64("inner"), start = a.u64("start"), len = a.u64("length");
-  Napi::Env env = a.env();
+  const abi::SliceBackwardArgs a = abi::readSliceBackward(info);
+  Napi::Env env = info.Env();
+  const uint64_t outer = a.outer, size = a.size, inner = a.inner, start = a.start, len = a.length;
   if (start > size || len > size - start)
     fail(env, "SHAPE_MISMATCH", "Expected start + length <= " + num(size) + " for sliceBackward but received start " + num(start) + ", length " + num(len));
   uint64_t n = product(env, {outer, size, inner}, "out"), ng = product(env, {outer, len, inner}, "g");
-  size_t es = dtypeBytes(dt);
-  const void* g = a.dev(ng, es, "g");
-  void* out = a.dev(n, es, "out");
-  a.end();
-  sliceBackwardDevice(env, s, dt, outer, size, inner, start, len, g, out);
+  size_t es = dtypeBytes(a.dtype);
+  const void* g = a.g.ptr<void>(env, ng, es);
+  void* out = a.out.ptr<void>(env, n, es);
+  sliceBackwardDevice(env, a.stream, a.dtype, outer, size, inner, start, len, g, out);
   return env.Undefined();
 }
 
 Napi::Value Concat(const Napi::CallbackInfo& info) {
-  Args a(info, "concat");
-  cudaStream_t s = a.stream();
-  int dt = a.dtype();
-  uint64_t outer = a.u64("outer"), inner = a.u64("inner");
-  uint64_t k = a.u64("input count", 1 << 20);
-  Napi::Env env = a.env();
+  const abi::ConcatArgs a = abi::readConcat(info);  // k <= 2^20, k sizes and k tensors, counted
+  Napi::Env env = info.Env();
+  const uint64_t outer = a.outer, inner = a.inner, k = a.k;
   if (k == 0) fail(env, "INVALID_ARGUMENT", "Expected at least 1 input for concat but received 0");
-  // stream, dtype, outer, inner, k, k sizes, 2 numbers per input, 2 for out.
-  expectEq(env, 5 + 3 * k + 2, a.count(), "the argument count of concat with " + num(k) + " inputs");
-  std::vector<uint64_t> sizes(k);
   uint64_t total = 0;
   for (uint64_t j = 0; j < k; ++j) {
-    sizes[j] = a.u64("input size along the axis");
-    total += sizes[j];
+    total += a.sizes[j];
     if (total > static_cast<uint64_t>(kMaxSafeInt)) fail(env, "INVALID_ARGUMENT", "Expected a total size along the concat axis of at most 2^53 - 1 but received more");
   }
-  size_t es = dtypeBytes(dt);
+  size_t es = dtypeBytes(a.dtype);
   std::vector<const void*> xs(k);
-  for (uint64_t j = 0; j < k; ++j) xs[j] = a.dev(product(env, {outer, sizes[j], inner}, "an input of concat"), es, "concat input");
-  void* out = a.dev(product(env, {outer, total, inner}, "out"), es, "out");
-  a.end();
-  concatDevice(env, s, dt, outer, inner, sizes, xs, out);
+  for (uint64_t j = 0; j < k; ++j) xs[j] = a.xs[j].ptr<void>(env, product(env, {outer, a.sizes[j], inner}, "an input of concat"), es);
+  void* out = a.out.ptr<void>(env, product(env, {outer, total, inner}, "out"), es);
+  concatDevice(env, a.stream, a.dtype, outer, inner, a.sizes, xs, out);
   return env.Undefined();
 }
 

@@ -1,8 +1,8 @@
 // Reductions: sum, mean, max, max_backward, sum_to (tensor family; see tensor.cpp).
 //
-//   sum(stream, dtype, rank, xShape[rank], keepShape[rank], x, out)
+//   sum(stream, dtype, rank, xShape[rank], keepShape[rank], x, out, workspace)
 //   mean(...same...)    max(...same...)    sumTo(...same...)
-//   maxBackward(stream, dtype, rank, xShape[rank], keepShape[rank], g, x, out)
+//   maxBackward(stream, dtype, rank, xShape[rank], keepShape[rank], g, x, out, workspace)
 //
 // keepShape is x's shape with every reduced dimension set to 1 (the keepdims shape; for sum_to the
 // target shape right-aligned with leading 1s); out (and g) hold prod(keepShape) elements in its
@@ -14,7 +14,9 @@
 // the element's offset in x; r runs in row-major order within the group.
 //   - Innermost dimension reduced ("row"): one warp per output (count <= 1024) or one block,
 //     threads striding over r (coalesced), then a fixed shuffle tree.
-//   - Few outputs (<= 64) over long groups (>= 65536): split row mode (below), two kernels.
+//   - Few outputs (<= 64) over long groups (>= 65536): split row mode (below), two kernels, with
+//     the partials in the call's workspace (S * nOut * 16 bytes, at most (1024 + 63) * 16; none is
+//     needed in the other modes).
 //   - Innermost dimension kept ("column"): blocks of (32, Y): x picks 32 neighbouring outputs
 //     (coalesced), y strides over r; partials are combined in y order.
 // Thread counts depend on the shapes only, so results are bitwise reproducible.
@@ -24,7 +26,6 @@
 // That combine is associative and commutative, so the tree order does not change the winner.
 #include "ops/tensor/tensor.h"
 
-#include "common/args.h"
 #include "common/launch.h"
 #include "ops/tensor/tensor_common.cuh"
 
@@ -168,13 +169,14 @@ __global__ void __launch_bounds__(1024) reduceColKernel(const T* x, I nOut, I co
 
 // Split row mode, for few outputs over long groups (a whole tensor summed to one value): each
 // group is cut into S slices of `len` elements, block b reduces slice b % S of output b / S into
-// partial slot b (g_reducePartials), then one block per output combines its S partials. S depends
-// on the shapes only (never on the GPU), so results are bitwise reproducible everywhere. The
-// scratch is one per device: like the norm backwards, these reductions must not run on two
-// streams of one device at once.
+// partial slot b, then one block per output combines its S partials. S depends on the shapes only
+// (never on the GPU), so results are bitwise reproducible everywhere. The partials are the call's
+// workspace (the caller's memory plan places it), one 16-byte slot per slice: S * nOut slots.
+// S * nOut <= 1024 + nOut - 1, so the kSplitSlots cap never binds.
 constexpr uint64_t kSplitSlots = 1u << 16;
+constexpr uint64_t kSplitSlotBytes = 16;
+constexpr uint64_t kSplitMaxOutputs = 64;
 constexpr uint64_t kSplitMinCount = 1u << 16;  // below this, one block per output is fast enough
-__device__ ulonglong2 g_reducePartials[kSplitSlots];
 
 template <typename Red>
 __device__ __forceinline__ typename Red::Acc blockReduce(typename Red::Acc acc, typename Red::Acc* partial) {
@@ -218,19 +220,15 @@ __global__ void __launch_bounds__(256) reduceSplitFinishKernel(I nOut, I S, Stri
   }
 }
 
-template <typename Acc>
-Acc* splitScratch(Napi::Env env) {
-  static_assert(sizeof(Acc) <= sizeof(ulonglong2), "a partial must fit a scratch slot");
-  static void* cache[64] = {};
-  return static_cast<Acc*>(deviceSymbol(env, g_reducePartials, cache, "reduce partials"));
-}
-
 enum class ReduceKind { Sum, Mean, Max, MaxBackward };
 
 struct ReducePlan {
   uint64_t nIn, nOut, count;
   std::vector<uint64_t> keptSize, keptStride, redSize, redStride;
   bool row;  // innermost dimension reduced
+  // Split row mode: S slices of len elements per output, S * nOut workspace slots.
+  bool split;
+  uint64_t S, len;
 };
 
 ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const char* fn) {
@@ -258,22 +256,30 @@ ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std:
     }
   }
   p.row = innerReduced;
-  return p;
-}
-
-template <typename T, typename I, typename Red, typename Ep>
-void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p, Ep ep) {
-  Strided<I> kept = toStrided<I>(p.keptSize, p.keptStride, {});
-  Strided<I> red = toStrided<I>(p.redSize, p.redStride, {});
-  if (p.row && p.count >= kSplitMinCount && p.nOut <= 64) {
-    // About 1024 blocks in all, each slice at least 4096 elements long.
+  // Split row mode (launchReduceI) when there are outputs to reduce (nOut >= 1, count >= 1):
+  // about 1024 blocks in all, each slice at least 4096 elements long.
+  p.split = p.row && p.nOut != 0 && p.count >= kSplitMinCount && p.nOut <= kSplitMaxOutputs;
+  if (p.split) {
     uint64_t S = (1024 + p.nOut - 1) / p.nOut;
     const uint64_t bySize = (p.count + 4095) / 4096;
     if (S > bySize) S = bySize;
     if (S * p.nOut > kSplitSlots) S = kSplitSlots / p.nOut;
-    const uint64_t len = (p.count + S - 1) / S;
+    p.S = S;
+    p.len = (p.count + S - 1) / S;
+  }
+  return p;
+}
+
+// workspace: the split mode's partials (S * nOut slots of kSplitSlotBytes), nullptr otherwise.
+template <typename T, typename I, typename Red, typename Ep>
+void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p, Ep ep, void* workspace) {
+  Strided<I> kept = toStrided<I>(p.keptSize, p.keptStride, {});
+  Strided<I> red = toStrided<I>(p.redSize, p.redStride, {});
+  if (p.split) {
     using Acc = typename Red::Acc;
-    Acc* partials = splitScratch<Acc>(env);
+    static_assert(sizeof(Acc) <= kSplitSlotBytes, "a partial must fit a workspace slot");
+    Acc* partials = static_cast<Acc*>(workspace);
+    const uint64_t S = p.S, len = p.len;
     reduceSplitKernel<T, I, Red><<<gridFor(env, p.nOut * S, 1, 2), 1024, 0, s>>>(x, I(p.nOut), I(p.count), I(S), I(len), kept, red, partials);
     reduceSplitFinishKernel<I, Red><<<gridFor(env, p.nOut, 1), 256, 0, s>>>(I(p.nOut), I(S), kept, red, partials, ep);
   } else if (p.row) {
@@ -290,17 +296,16 @@ void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& 
 }
 
 template <typename T, template <typename> class Red, typename Ep>
-void launchReduce(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p, Ep ep, const char* what) {
+void launchReduce(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& p, Ep ep, void* workspace, const char* what) {
   if (p.nIn < kI32Limit)
-    launchReduceI<T, uint32_t, Red<uint32_t>>(env, s, x, p, ep);
+    launchReduceI<T, uint32_t, Red<uint32_t>>(env, s, x, p, ep, workspace);
   else
-    launchReduceI<T, uint64_t, Red<uint64_t>>(env, s, x, p, ep);
+    launchReduceI<T, uint64_t, Red<uint64_t>>(env, s, x, p, ep, workspace);
   checkLaunch(env, what);
 }
 
-// g is used by MaxBackward only.
-void reduceDevice(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const void* g, const void* x, void* out, const char* fn) {
-  ReducePlan p = planReduce(env, xs, ks, fn);
+// g is used by MaxBackward only; workspace as launchReduceI's.
+void reduceDevice(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const ReducePlan& p, const void* g, const void* x, void* out, void* workspace, const char* fn) {
   size_t es = dtypeBytes(dt);
   if (kind == ReduceKind::MaxBackward) {
     if (p.nIn == 0) return;
@@ -319,37 +324,57 @@ void reduceDevice(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const 
     const T* xt = static_cast<const T*>(x);
     T* ot = static_cast<T*>(out);
     switch (kind) {
-      case ReduceKind::Sum: launchReduce<T, SumRed>(env, s, xt, p, SumOut<T>{ot, 1.f, false}, fn); break;
-      case ReduceKind::Mean: launchReduce<T, SumRed>(env, s, xt, p, SumOut<T>{ot, float(p.count), true}, fn); break;
-      case ReduceKind::Max: launchReduce<T, MaxRed>(env, s, xt, p, MaxOut<T>{ot}, fn); break;
-      case ReduceKind::MaxBackward: launchReduce<T, MaxRed>(env, s, xt, p, MaxBackwardOut<T>{ot, static_cast<const T*>(g)}, fn); break;
+      case ReduceKind::Sum: launchReduce<T, SumRed>(env, s, xt, p, SumOut<T>{ot, 1.f, false}, workspace, fn); break;
+      case ReduceKind::Mean: launchReduce<T, SumRed>(env, s, xt, p, SumOut<T>{ot, float(p.count), true}, workspace, fn); break;
+      case ReduceKind::Max: launchReduce<T, MaxRed>(env, s, xt, p, MaxOut<T>{ot}, workspace, fn); break;
+      case ReduceKind::MaxBackward: launchReduce<T, MaxRed>(env, s, xt, p, MaxBackwardOut<T>{ot, static_cast<const T*>(g)}, workspace, fn); break;
     }
   });
 }
 
-Napi::Value reduceEntry(const Napi::CallbackInfo& info, const char* fn, ReduceKind kind) {
-  Args a(info, fn);
-  cudaStream_t s = a.stream();
-  int dt = a.floatDtype();
-  int rank = rankArg(a);
-  std::vector<uint64_t> xs = a.shape(rank, "shape of x"), ks = a.shape(rank, "kept shape");
-  Napi::Env env = a.env();
+// The reductions once their arguments are read; gArg is maxBackward's g (nullptr for the others).
+Napi::Value reduceEntry(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const abi::TensorArg* gArg,
+                        const abi::TensorArg& xArg, const abi::TensorArg& outArg, const abi::WorkspaceArg& ws, const char* fn) {
   ReducePlan p = planReduce(env, xs, ks, fn);
   size_t es = dtypeBytes(dt);
-  const void* g = kind == ReduceKind::MaxBackward ? a.dev(p.nOut, es, "g") : nullptr;
-  const void* x = a.dev(p.nIn, es, "x");
-  void* out = a.dev(kind == ReduceKind::MaxBackward ? p.nIn : p.nOut, es, "out");
-  a.end();
-  reduceDevice(env, s, dt, kind, xs, ks, g, x, out, fn);
+  const void* g = kind == ReduceKind::MaxBackward ? gArg->ptr<void>(env, p.nOut, es) : nullptr;
+  const void* x = xArg.ptr<void>(env, p.nIn, es);
+  void* out = outArg.ptr<void>(env, kind == ReduceKind::MaxBackward ? p.nIn : p.nOut, es);
+  void* workspace = nullptr;
+  if (p.split) {
+    workspace = ws.take<void>(env, p.S * p.nOut * kSplitSlotBytes);
+    if (!aligned(workspace, kSplitSlotBytes))
+      fail(env, "INVALID_ARGUMENT", std::string("Expected a workspace aligned to ") + num(kSplitSlotBytes) + " bytes for " + fn);
+  }
+  reduceDevice(env, s, dt, kind, p, g, x, out, workspace, fn);
   return env.Undefined();
 }
 
 }  // namespace
 
-Napi::Value Sum(const Napi::CallbackInfo& info) { return reduceEntry(info, "sum", ReduceKind::Sum); }
-Napi::Value SumTo(const Napi::CallbackInfo& info) { return reduceEntry(info, "sumTo", ReduceKind::Sum); }
-Napi::Value Mean(const Napi::CallbackInfo& info) { return reduceEntry(info, "mean", ReduceKind::Mean); }
-Napi::Value Max(const Napi::CallbackInfo& info) { return reduceEntry(info, "max", ReduceKind::Max); }
-Napi::Value MaxBackward(const Napi::CallbackInfo& info) { return reduceEntry(info, "maxBackward", ReduceKind::MaxBackward); }
+Napi::Value Sum(const Napi::CallbackInfo& info) {
+  const abi::SumArgs a = abi::readSum(info);
+  return reduceEntry(info.Env(), a.stream, a.dtype, ReduceKind::Sum, a.xShape, a.keepShape, nullptr, a.x, a.out, a.workspace, "sum");
+}
+
+Napi::Value SumTo(const Napi::CallbackInfo& info) {
+  const abi::SumToArgs a = abi::readSumTo(info);
+  return reduceEntry(info.Env(), a.stream, a.dtype, ReduceKind::Sum, a.xShape, a.keepShape, nullptr, a.x, a.out, a.workspace, "sumTo");
+}
+
+Napi::Value Mean(const Napi::CallbackInfo& info) {
+  const abi::MeanArgs a = abi::readMean(info);
+  return reduceEntry(info.Env(), a.stream, a.dtype, ReduceKind::Mean, a.xShape, a.keepShape, nullptr, a.x, a.out, a.workspace, "mean");
+}
+
+Napi::Value Max(const Napi::CallbackInfo& info) {
+  const abi::MaxArgs a = abi::readMax(info);
+  return reduceEntry(info.Env(), a.stream, a.dtype, ReduceKind::Max, a.xShape, a.keepShape, nullptr, a.x, a.out, a.workspace, "max");
+}
+
+Napi::Value MaxBackward(const Napi::CallbackInfo& info) {
+  const abi::MaxBackwardArgs a = abi::readMaxBackward(info);
+  return reduceEntry(info.Env(), a.stream, a.dtype, ReduceKind::MaxBackward, a.xShape, a.keepShape, &a.g, a.x, a.out, a.workspace, "maxBackward");
+}
 
 }  // namespace dw::tensor

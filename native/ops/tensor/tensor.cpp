@@ -4,9 +4,12 @@
 //
 // Every entry point takes the stream handle first and a dtype code second, then sizes (plain
 // integers), then each tensor as (allocation base, byte offset): inputs in the op's order, the
-// output last (the conventions of common/args.h). The TypeScript side is
-// packages/ir/src/cuda/tensor.ts; the two must agree on every signature. Semantics are those of
-// the CPU references in packages/ir/src/ops/*.ts.
+// output last; the reductions end with their workspace (base, offset, bytes). Signatures are
+// declared once in the ABI table (packages/kernels-native/abi/table.mjs); each entry point reads its
+// arguments through its generated reader (abi::read<Name>, common/abi/tensor.gen.h), which checks
+// the count, the kinds and the ranges; a tensor is checked against its allocation once the entry
+// point knows its size. The TypeScript callers are packages/ir/src/cuda/tensor.ts (and gemm.ts for
+// sumTo). Semantics are those of the CPU references in packages/ir/src/ops/*.ts.
 //
 // Shared rules:
 //   - Float tensors are f32, bf16 or f16 storage (one dtype per call); arithmetic is FP32 and
@@ -24,7 +27,7 @@ namespace dw {
 
 void initOps_tensor(Napi::Env env, Napi::Object exports) {
   using namespace tensor;
-  DW_TENSOR_ENTRY_POINTS(DW_DEF_ENTRY)
+  DW_ABI_TENSOR_ENTRIES(DW_DEF_ENTRY)
 }
 
 }  // namespace dw

@@ -1,7 +1,7 @@
 // Helpers shared by the tensor family's files: shape arithmetic and messages, grid sizes, strided
 // index decomposition (Strided, offsetA, offsetAB) and the collapse of broadcast dimensions.
 #pragma once
-#include "common/args.h"
+#include "common/dtype.h"
 #include "common/launch.h"
 
 #include <cstdint>
@@ -21,12 +21,6 @@ inline std::string dimsStr(const std::vector<uint64_t>& s) {
   for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + num(s[i]);
   return r + "]";
 }
-
-inline void expectEq(Napi::Env env, uint64_t want, uint64_t got, const std::string& what) {
-  if (want != got) fail(env, "INVALID_ARGUMENT", "Expected " + num(want) + " for " + what + " but received " + num(got));
-}
-
-inline int rankArg(Args& a) { return static_cast<int>(a.u64("rank", kMaxRank)); }
 
 // Product of sizes, failing instead of overflowing past 2^53.
 inline uint64_t product(Napi::Env env, const std::vector<uint64_t>& s, const char* what) {

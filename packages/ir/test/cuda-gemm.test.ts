@@ -5,7 +5,7 @@ import { registry, type DTypeName } from '@deepwell/core';
 import { cudaBackend, findLibrary, loadNative } from '@deepwell/kernels-native';
 import { afterAll, describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
-import { gemmPlan } from '../src/cuda/gemm.js';
+import { GEMM_LT_WORKSPACE, gemmPlan } from '../src/cuda/gemm.js';
 import { gpu, rounded, runCuda } from './cuda-helpers.js';
 import { randInt, randn } from './helpers.js';
 
@@ -116,7 +116,7 @@ describe.skipIf(!gpu)('matmul on the GPU', () => {
   });
 
   it('applies the bias, GELU+bias and bias-gradient epilogues', () => {
-    const n = loadNative() as unknown as Record<string, (...x: number[]) => void>;
+    const n = loadNative();
     const be = cudaBackend(0);
     const [M, N, K] = [37, 24, 40];
     const a = rounded('bf16', randn(M * K));
@@ -124,6 +124,9 @@ describe.skipIf(!gpu)('matmul on the GPU', () => {
     const bias = rounded('bf16', randn(N));
     const up = (x: Float64Array) => Uint16Array.from(x, (v) => new Uint16Array(new Float32Array([v]).buffer)[1]!);
     const bufs = [be.alloc(M * K * 2), be.alloc(N * K * 2), be.alloc(M * N * 2), be.alloc(Math.max(M, N) * 2)];
+    const ws = be.alloc(GEMM_LT_WORKSPACE);
+    const t = (b: (typeof bufs)[0]) => ({ base: b.ptr, offset: 0, bytes: b.bytes });
+    const wsArg = { base: ws.ptr, offset: 0, bytes: GEMM_LT_WORKSPACE };
     be.write(bufs[0]!, up(a));
     be.write(bufs[1]!, up(w));
     const read = (buf: (typeof bufs)[0], count: number) => {
@@ -135,7 +138,7 @@ describe.skipIf(!gpu)('matmul on the GPU', () => {
     for (const epi of [1, 2]) {
       be.write(bufs[3]!, up(Float64Array.from({ length: Math.max(M, N) }, (_, i) => bias[i] ?? 0)));
       be.memset(bufs[2]!, 0xff);
-      n.gemmLt!(0, 1, 0, 1, M, N, K, 1, 0, 0, M * N, 0, bufs[0]!.ptr, 0, bufs[1]!.ptr, 0, bufs[2]!.ptr, 0, epi, bufs[3]!.ptr, 0);
+      n.gemmLt(0, 1, 0, 1, M, N, K, 1, 0, 0, M * N, 0, t(bufs[0]!), t(bufs[1]!), t(bufs[2]!), epi, t(bufs[3]!), null, wsArg);
       be.synchronize();
       const got = read(bufs[2]!, M * N);
       for (let m = 0; m < M; m++)
@@ -155,7 +158,7 @@ describe.skipIf(!gpu)('matmul on the GPU', () => {
     be.write(bufs[2]!, up(g));
     const dW = be.alloc(N * K * 2);
     be.memset(bufs[3]!, 0xff);
-    n.gemmLt!(0, 1, 1, 0, N, K, M, 1, 0, 0, N * K, 0, bufs[2]!.ptr, 0, bufs[0]!.ptr, 0, dW.ptr, 0, 3, bufs[3]!.ptr, 0);
+    n.gemmLt(0, 1, 1, 0, N, K, M, 1, 0, 0, N * K, 0, t(bufs[2]!), t(bufs[0]!), t(dW), 3, t(bufs[3]!), null, wsArg);
     be.synchronize();
     const db = read(bufs[3]!, N);
     for (let j = 0; j < N; j++) {
@@ -164,23 +167,35 @@ describe.skipIf(!gpu)('matmul on the GPU', () => {
       for (let m = 0; m < M; m++) (s += g[m * N + j]!), (mag += Math.abs(g[m * N + j]!));
       expect(Math.abs(db[j]! - s)).toBeLessThanOrEqual(2 ** -8 * Math.abs(s) + M * 2 ** -22 * mag);
     }
-    for (const b of [...bufs, dW]) be.free(b);
+    for (const b of [...bufs, dW, ws]) be.free(b);
   });
 
   it('plans each shape once and rejects bad GEMM arguments with typed errors', () => {
-    const n = loadNative() as unknown as Record<string, (...x: number[]) => number>;
+    const n = loadNative();
     const c = cases()[0]!;
     runCase(c, 'bf16');
     const count = n.gemmPlanCount!();
     runCase(c, 'bf16');
     runCase(c, 'bf16');
-    expect(n.gemmPlanCount!()).toBe(count);
+    expect(n.gemmPlanCount()).toBe(count);
     const be = cudaBackend(0);
     const small = be.alloc(64);
-    expect(errorOf(() => n.gemmLt!(0, 1, 0, 0, 0, 4, 4, 1, 0, 0, 16, 1, small.ptr, 0, small.ptr, 0, small.ptr, 0, 0, 0, 0)).code).toBe('INVALID_ARGUMENT');
-    expect(errorOf(() => n.gemmLt!(0, 1, 0, 0, 64, 64, 64, 1, 0, 0, 4096, 1, small.ptr, 0, small.ptr, 0, small.ptr, 0, 0, 0, 0)).code).toBe('SHAPE_MISMATCH');
-    expect(errorOf(() => n.gemmFallback!(0, 3, 0, 0, 2, 2, 2, 1, 0, 0, 4, small.ptr, 0, small.ptr, 0, small.ptr, 0)).code).toBe('INVALID_DTYPE');
+    const s = { base: small.ptr, offset: 0, bytes: 64 };
+    const ws = be.alloc(GEMM_LT_WORKSPACE);
+    const wsArg = { base: ws.ptr, offset: 0, bytes: GEMM_LT_WORKSPACE };
+    expect(errorOf(() => n.gemmLt(0, 1, 0, 0, 0, 4, 4, 1, 0, 0, 16, 1, s, s, s, 0, null, null, wsArg)).code).toBe('INVALID_ARGUMENT');
+    expect(errorOf(() => n.gemmLt(0, 1, 0, 0, 64, 64, 64, 1, 0, 0, 4096, 1, s, s, s, 0, null, null, wsArg)).code).toBe('SHAPE_MISMATCH');
+    // A workspace said to be larger than its allocation: refused before cuBLASLt could overrun it.
+    const big = be.alloc(3 * 512 * 512 * 2);
+    const m = (k: number) => ({ base: big.ptr, offset: k * 512 * 512 * 2, bytes: 512 * 512 * 2 });
+    expect(n.gemmLtSupported(1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, 0, GEMM_LT_WORKSPACE)).toBe('');
+    expect(errorOf(() => n.gemmLt(0, 1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, m(0), m(1), m(2), 0, null, null, { ...wsArg, bytes: GEMM_LT_WORKSPACE + 4096 })).code).toBe('INVALID_ARGUMENT');
+    n.gemmLt(0, 1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, m(0), m(1), m(2), 0, null, null, wsArg);
+    be.synchronize();
+    expect(errorOf(() => n.gemmFallback(0, 3, 0, 0, 2, 2, 2, 1, 0, 0, 4, s, s, s)).code).toBe('INVALID_DTYPE');
     be.free(small);
+    be.free(big);
+    be.free(ws);
     expect(gemmPlan({ op: 'matmul', device: 'cuda:0', inTypes: [{ shape: [2, 3, 4, 4], dtype: 'f32' }, { shape: [3, 1, 4, 4], dtype: 'f32' }], outTypes: [{ shape: [2, 3, 4, 4], dtype: 'f32' }], attrs: {} })).toMatch(/partially broadcast/);
   });
 });

@@ -422,7 +422,7 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
       expect(e.message).toMatch(/Expected 3 or 1 for dimension 1 of the kept shape/);
       // concat with a missing tensor argument.
       e = errorOf(() => ops.concat(0, 0, 1, 1, [1, 1], [a], b));
-      expect(e.message).toMatch(/Expected at least 5 arguments for concat but received 10/);
+      expect(e.message).toMatch(/Expected an argument 11 \(out\) for concat but received 11 arguments/);
       // A rank above 8.
       e = errorOf(() => ops.sum(0, 0, new Array(9).fill(1), new Array(9).fill(1), a, o, null));
       expect(e.message).toMatch(/Expected an integer in \[0, 8\] for rank/);

@@ -42,8 +42,10 @@ export const codes = {
 
 // Bit flags (combined with |), as plain numbers on the wire.
 export const flags = {
-  // quantize / dequantize layouts.
+  // quantize's layouts.
   quant: { rowwise: 1, columnwise: 2, tiled: 4 },
+  // dequantize's: the stored matrix is the transpose (a columnwise part); tiled scales.
+  dequant: { transpose: 1, tiled: 4 },
 };
 
 const gemmShape = ['transA:flag', 'transB:flag', 'M', 'N', 'K', 'batch', 'strideA', 'strideB', 'strideD'];
@@ -55,12 +57,12 @@ export const entries = {
   deviceProperties: { file: 'runtime/device.cpp', args: ['device:u64<=63'], returns: 'NativeDeviceProperties' },
   memGetInfo: { file: 'runtime/device.cpp', args: ['device:u64<=63'], returns: '{ free: number; total: number }' },
   nop: { file: 'runtime/device.cpp', args: [] },
-  alloc: { file: 'runtime/memory.cpp', args: ['device:u64<=63', 'bytes'], returns: 'number' },
+  alloc: { file: 'runtime/memory.cpp', args: ['device:u64<=63', 'bytes:u64<=70368744177664'], returns: 'number' },
   free: { file: 'runtime/memory.cpp', args: ['ptr'] },
   emptyCache: { file: 'runtime/memory.cpp', args: ['device:u64<=63'] },
   memoryStats: { file: 'runtime/memory.cpp', args: ['device:u64<=63'], returns: 'NativeMemoryStats' },
   resetPeak: { file: 'runtime/memory.cpp', args: ['device:u64<=63'] },
-  hostAlloc: { file: 'runtime/memory.cpp', args: ['bytes'], returns: 'ArrayBuffer' },
+  hostAlloc: { file: 'runtime/memory.cpp', args: ['bytes:u64<=1099511627776'], returns: 'ArrayBuffer' },
   hostFree: { file: 'runtime/memory.cpp', args: ['buffer:view'] },
   copyHtoD: { file: 'runtime/memory.cpp', args: ['ptr', 'offset', 'src:view'] },
   copyDtoH: { file: 'runtime/memory.cpp', args: ['dst:view', 'ptr', 'offset'] },
@@ -96,7 +98,11 @@ export const entries = {
   },
   gemmLtSupported: { file: 'gemm/gemm.cpp', args: ['dtype:fdtype', ...gemmShape, 'tf32:flag', 'epilogue:enum.epilogue', 'workspaceBytes'], returns: 'string' },
   gemmPlanCount: { file: 'gemm/gemm.cpp', args: [], returns: 'number' },
-  gemmFallback: { file: 'gemm/gemm_fallback.cu', args: ['stream', 'dtype:fdtype', ...gemmShape, 'a:tensor', 'b:tensor', 'd:tensor'] },
+  // Our own kernel indexes M, N and K as int and takes batch as the grid's z.
+  gemmFallback: {
+    file: 'gemm/gemm_fallback.cu',
+    args: ['stream', 'dtype:fdtype', 'transA:flag', 'transB:flag', 'M:u64<=2147483647', 'N:u64<=2147483647', 'K:u64<=2147483647', 'batch:u64<=65535', 'strideA', 'strideB', 'strideD', 'a:tensor', 'b:tensor', 'd:tensor'],
+  },
 
   // ---- the 'tensor' op family (native/ops/tensor) -------------------------------------------------
   fill: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'value:f64', 'out:tensor'] },

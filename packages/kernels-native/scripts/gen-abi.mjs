@@ -74,7 +74,7 @@ function cppRead(a, codes, fn, lhs, lenOf) {
     case 'stream': return `${lhs} = r.stream(${n});`;
     case 'dtype': return `${lhs} = r.dtype(${n}, ${Object.keys(codes.dtype).length - 1}, "a dtype code (${Object.entries(codes.dtype).map(([k, v]) => `${v} ${k}`).join(', ')})");`;
     case 'fdtype': return `${lhs} = r.dtype(${n}, ${codes.dtype.f16}, "a float dtype code (0 f32, 1 bf16, 2 f16)");`;
-    case 'enum': return `${lhs} = r.code(${n}, ${Object.keys(codes[a.enum]).length - 1}, "a ${a.enum} code (${Object.entries(codes[a.enum]).map(([k, v]) => `${v} ${k}`).join(', ')})");`;
+    case 'enum': return `${lhs} = r.code(${n}, ${Object.keys(codes[a.enum]).length - 1}, "${/^[aeiou]/.test(a.enum) ? 'an' : 'a'} ${a.enum} code (${Object.entries(codes[a.enum]).map(([k, v]) => `${v} ${k}`).join(', ')})");`;
     case 'tensor': return `${lhs} = r.tensor(${n}, ${a.optional ? 'true' : 'false'});`;
     case 'workspace': return `${lhs} = r.workspace(${n});`;
     case 'view': return `${lhs} = r.view(${n});`;

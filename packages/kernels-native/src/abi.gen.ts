@@ -13,6 +13,8 @@ export const SCALE_MODE_CODE = Object.freeze({"floor":0,"rceil":1} as const);
 export const EPILOGUE_CODE = Object.freeze({"none":0,"bias":1,"geluBias":2,"bgradb":3,"geluAuxBias":4} as const);
 /** The quant flag bits of the native ABI. */
 export const QUANT_FLAGS = Object.freeze({"rowwise":1,"columnwise":2,"tiled":4} as const);
+/** The dequant flag bits of the native ABI. */
+export const DEQUANT_FLAGS = Object.freeze({"transpose":1,"tiled":4} as const);
 
 /** An argument of an entry point, as the table declares it. */
 export interface EntryArg {
@@ -31,12 +33,12 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"deviceProperties","file":"runtime/device.cpp","returns":"NativeDeviceProperties","args":[{"name":"device","kind":"u64","max":63}]},
   {"name":"memGetInfo","file":"runtime/device.cpp","returns":"{ free: number; total: number }","args":[{"name":"device","kind":"u64","max":63}]},
   {"name":"nop","file":"runtime/device.cpp","returns":"void","args":[]},
-  {"name":"alloc","file":"runtime/memory.cpp","returns":"number","args":[{"name":"device","kind":"u64","max":63},{"name":"bytes","kind":"u64"}]},
+  {"name":"alloc","file":"runtime/memory.cpp","returns":"number","args":[{"name":"device","kind":"u64","max":63},{"name":"bytes","kind":"u64","max":70368744177664}]},
   {"name":"free","file":"runtime/memory.cpp","returns":"void","args":[{"name":"ptr","kind":"u64"}]},
   {"name":"emptyCache","file":"runtime/memory.cpp","returns":"void","args":[{"name":"device","kind":"u64","max":63}]},
   {"name":"memoryStats","file":"runtime/memory.cpp","returns":"NativeMemoryStats","args":[{"name":"device","kind":"u64","max":63}]},
   {"name":"resetPeak","file":"runtime/memory.cpp","returns":"void","args":[{"name":"device","kind":"u64","max":63}]},
-  {"name":"hostAlloc","file":"runtime/memory.cpp","returns":"ArrayBuffer","args":[{"name":"bytes","kind":"u64"}]},
+  {"name":"hostAlloc","file":"runtime/memory.cpp","returns":"ArrayBuffer","args":[{"name":"bytes","kind":"u64","max":1099511627776}]},
   {"name":"hostFree","file":"runtime/memory.cpp","returns":"void","args":[{"name":"buffer","kind":"view"}]},
   {"name":"copyHtoD","file":"runtime/memory.cpp","returns":"void","args":[{"name":"ptr","kind":"u64"},{"name":"offset","kind":"u64"},{"name":"src","kind":"view"}]},
   {"name":"copyDtoH","file":"runtime/memory.cpp","returns":"void","args":[{"name":"dst","kind":"view"},{"name":"ptr","kind":"u64"},{"name":"offset","kind":"u64"}]},
@@ -67,7 +69,7 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"gemmLt","file":"gemm/gemm.cpp","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"batch","kind":"u64"},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"tf32","kind":"flag"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"bias","kind":"tensor","optional":true},{"name":"aux","kind":"tensor","optional":true},{"name":"workspace","kind":"workspace"}]},
   {"name":"gemmLtSupported","file":"gemm/gemm.cpp","returns":"string","args":[{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"batch","kind":"u64"},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"tf32","kind":"flag"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"workspaceBytes","kind":"u64"}]},
   {"name":"gemmPlanCount","file":"gemm/gemm.cpp","returns":"number","args":[]},
-  {"name":"gemmFallback","file":"gemm/gemm_fallback.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"batch","kind":"u64"},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"}]},
+  {"name":"gemmFallback","file":"gemm/gemm_fallback.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"batch","kind":"u64","max":65535},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"}]},
   {"name":"fill","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"value","kind":"f64"},{"name":"out","kind":"tensor"}]},
   {"name":"scale","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"alpha","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
   {"name":"gelu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},

@@ -14,7 +14,8 @@ describe('native argument checks (no GPU needed)', () => {
       expect(errorOf(() => n.alloc(0, bad as number)).code).toBe('INVALID_ARGUMENT');
     }
     expect(errorOf(() => n.alloc(-1, 64)).code).toBe('INVALID_ARGUMENT');
-    expect(errorOf(() => n.alloc(0, -5)).message).toBe('Expected an integer in [0, 70368744177664] for allocation size but received -5');
+    expect(errorOf(() => n.alloc(0, -5)).message).toBe('Expected an integer in [0, 70368744177664] for bytes of alloc but received -5');
+    expect(errorOf(() => n.alloc(0, 2 ** 47)).message).toBe('Expected an integer in [0, 70368744177664] for bytes of alloc but received 140737488355328');
   });
 
   it('rejects pointers it never handed out', () => {

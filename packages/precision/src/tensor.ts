@@ -20,7 +20,7 @@
  * (columnwise; 32 for tensorwise FP8), both by 128 for fp8-block128x128.
  */
 import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
-import { DTYPE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, nativeEntries, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
+import { DEQUANT_FLAGS, DTYPE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, nativeEntries, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { amaxOf } from './blocks.js';
 import type { Format } from './quantize.js';
 import { FAKE_QUANT_FORMATS } from './ops/fake_quant.js';
@@ -285,8 +285,7 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
   const ops = cudaOps(device);
   const out = dest(options.out, [q.rows, q.cols], dtype, device, 'out');
   try {
-    // dequantize's flag 1 says the stored matrix is the transpose (a columnwise part).
-    const flags = (direction === 'columnwise' ? 1 : 0) | (q.scaleLayout === 'tiled128x4' ? QUANT_FLAGS.tiled : 0);
+    const flags = (direction === 'columnwise' ? DEQUANT_FLAGS.transpose : 0) | (q.scaleLayout === 'tiled128x4' ? DEQUANT_FLAGS.tiled : 0);
     ops.dequantize(0, FORMAT_CODE[f], DTYPE_CODE[dtype], R, C, flags, ptr(part.data), part.scales ? ptr(part.scales) : null, q.globalScale ? ptr(q.globalScale) : null, ptr(out));
   } catch (e) {
     if (out !== options.out) out.dispose();
