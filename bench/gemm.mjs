@@ -18,6 +18,11 @@ if (!findLibrary('cublasLt').found) throw new Error('cuBLASLt not found');
 const n = loadNative();
 const be = cudaBackend(0);
 const stream = new Stream(0);
+// Tensors as the typed entry points take them, and one cuBLASLt workspace for every call (the
+// 32 MiB a compiled step's plan gives a GEMM).
+const t = (buf) => ({ base: buf.ptr, offset: 0, bytes: buf.bytes });
+const workspaceBuf = be.alloc(32 << 20);
+const workspace = t(workspaceBuf);
 const block = Uint16Array.from({ length: 32 << 20 }, () => f32ToBf16Bits(Math.random() * 2 - 1));
 function randomBuffer(elems) {
   const buf = be.alloc(elems * 2);
@@ -50,7 +55,7 @@ for (const [name, M, N, K, ta, tb] of SHAPES) {
   let next = 0;
   const launch = () => {
     const [a, b, d] = bufs[next++ % sets];
-    n.gemmLt(stream.handle, 1, ta ? 1 : 0, tb ? 1 : 0, M, N, K, 1, 0, 0, M * N, 0, a.ptr, 0, b.ptr, 0, d.ptr, 0, 0, 0, 0);
+    n.gemmLt(stream.handle, 1, ta ? 1 : 0, tb ? 1 : 0, M, N, K, 1, 0, 0, M * N, 0, t(a), t(b), t(d), 0, null, null, workspace);
   };
   // Warm-up: at least 300 ms of this GEMM (clocks settle, the plan is cached).
   const one = timed(() => launch());
@@ -64,4 +69,5 @@ for (const [name, M, N, K, ta, tb] of SHAPES) {
   for (const set of bufs) for (const b of set) be.free(b);
   be.emptyCache();
 }
+be.free(workspaceBuf);
 stream.dispose();

@@ -3,7 +3,7 @@
 // the result back and check a few entries against dot products computed here.
 //   node index.mjs [M N K]      (default 4096 4096 4096)
 import { bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
-import { Event, Stream, cudaBackend, cudaStatus, findLibrary, loadNative } from '@deepwell/kernels-native';
+import { DTYPE_CODE, EPILOGUE_CODE, Event, Stream, cudaBackend, cudaStatus, findLibrary, loadNative } from '@deepwell/kernels-native';
 
 const [M, N, K] = (process.argv.length > 4 ? process.argv.slice(2, 5) : [4096, 4096, 4096]).map(Number);
 const status = cudaStatus();
@@ -27,12 +27,16 @@ backend.write(da, a);
 backend.write(db, b);
 console.log(`device memory in use: ${(backend.memoryStats().inUse / 2 ** 20).toFixed(1)} MiB`);
 
-// D[M, N] = A[M, K] · B[K, N] in bf16 with FP32 accumulation.
-// gemmLt(stream, dtype (1 = bf16), transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32,
-//        A (base, offset), B, D, epilogue (0 = none), bias (base, offset))
+// D[M, N] = A[M, K] · B[K, N] in bf16 with FP32 accumulation, through the typed entry point (its
+// signature is the ABI table's, packages/kernels-native/abi/table.mjs): tensors as { base, offset,
+// bytes }, and a workspace for cuBLASLt (a compiled step's plan gives one; here we allocate it).
+// gemmLt(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32,
+//        a, b, d, epilogue, bias | null, aux | null, workspace | null)
 const native = loadNative();
 const stream = new Stream(0);
-const gemm = () => native.gemmLt(stream.handle, 1, 0, 0, M, N, K, 1, 0, 0, M * N, 0, da.ptr, 0, db.ptr, 0, dd.ptr, 0, 0, 0, 0);
+const ws = backend.alloc(32 << 20);
+const t = (buf) => ({ base: buf.ptr, offset: 0, bytes: buf.bytes });
+const gemm = () => native.gemmLt(stream.handle, DTYPE_CODE.bf16, 0, 0, M, N, K, 1, 0, 0, M * N, 0, t(da), t(db), t(dd), EPILOGUE_CODE.none, null, null, t(ws));
 for (let i = 0; i < 3; i++) gemm(); // warm-up: the first call plans the GEMM
 const [start, end] = [new Event(0), new Event(0)];
 const reps = 10;
@@ -59,7 +63,7 @@ for (let t = 0; t < 8; t++) {
   worst = Math.max(worst, Math.abs(bf16BitsToF32(d[i * N + j]) - want) / (Math.abs(want) + mag * 2 ** -16));
 }
 console.log(`8 random entries against float64 dot products: worst relative error ${worst.toExponential(2)} (bf16 output: ~4e-3 expected)`);
-for (const buf of [da, db, dd]) backend.free(buf);
+for (const buf of [da, db, dd, ws]) backend.free(buf);
 start.dispose();
 end.dispose();
 stream.dispose();

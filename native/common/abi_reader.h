@@ -14,6 +14,7 @@
 #include "runtime/common.h"
 
 #include <cmath>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,13 @@ struct TensorArg {
   }
 };
 
+// alignof(T), and 1 for void.
+template <typename T>
+constexpr size_t alignOf() {
+  if constexpr (std::is_void_v<T>) return 1;
+  else return alignof(T);
+}
+
 // Scratch device memory the plan gave a call: `bytes` at (base, offset), checked when read; data is
 // nullptr when bytes is 0.
 struct WorkspaceArg {
@@ -57,13 +65,17 @@ struct WorkspaceArg {
   uint64_t bytes = 0;
   const char* fn = "";
 
-  // The workspace as T*, failing unless it holds at least `need` bytes.
+  // The workspace as T*, failing unless it holds at least `need` bytes and starts at a multiple of
+  // `align` bytes (a plan's workspaces start at multiples of 256).
   template <typename T>
-  T* take(Napi::Env env, uint64_t need) const {
+  T* take(Napi::Env env, uint64_t need, size_t align = alignOf<T>()) const {
     if (need > bytes)
       fail(env, "INVALID_ARGUMENT", "Expected a workspace of at least " + std::to_string(need) + " bytes for " + fn + " but received " + std::to_string(bytes));
+    if (need > 0 && reinterpret_cast<uintptr_t>(data) % align != 0)
+      fail(env, "INVALID_ARGUMENT", "Expected a workspace aligned to " + std::to_string(align) + " bytes for " + fn);
     return static_cast<T*>(data);
   }
+
 };
 
 class Reader {

@@ -1,12 +1,13 @@
 // Storage dtypes of every op kernel (native/ops/, native/quant/, native/gemm/), so the TypeScript
 // side (packages/ir/src/cuda/) can call them uniformly:
 //
-//   - Storage dtypes are codes: 0 f32, 1 bf16, 2 f16, 3 i32. Arithmetic is always FP32; bf16/f16
-//     are converted on load and rounded to nearest even on store.
+//   - Storage dtypes are codes (the ABI table's, common/abi/codes.gen.h): f32, bf16, f16, i32.
+//     Arithmetic is always FP32; bf16/f16 are converted on load and rounded to nearest even on store.
 //
 // This header holds the codes, the FP32 <-> storage conversions used by the kernels and the
 // dispatch from a code to its storage type.
 #pragma once
+#include "common/abi/codes.gen.h"
 #include "runtime/common.h"
 
 #include <cuda_bf16.h>
@@ -16,7 +17,7 @@
 
 namespace dw {
 
-enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2, kI32 = 3 };
+enum DType : int { kF32 = abi::dtype::f32, kBF16 = abi::dtype::bf16, kF16 = abi::dtype::f16, kI32 = abi::dtype::i32 };
 
 inline size_t dtypeBytes(int d) { return d == kF32 || d == kI32 ? 4 : 2; }
 

@@ -145,14 +145,14 @@ Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& 
   int opB = g.ta ? DW_CUBLAS_OP_T : DW_CUBLAS_OP_N;  // cuBLASLt's B is our a
   check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA), "set TRANSA");
   check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB), "set TRANSB");
-  int epilogue = g.epi == 1   ? DW_CUBLASLT_EPILOGUE_BIAS
-                 : g.epi == 2 ? DW_CUBLASLT_EPILOGUE_GELU_BIAS
-                 : g.epi == 3 ? DW_CUBLASLT_EPILOGUE_BGRADB
-                 : g.epi == 4 ? DW_CUBLASLT_EPILOGUE_GELU_AUX_BIAS
-                              : DW_CUBLASLT_EPILOGUE_DEFAULT;
+  int epilogue = g.epi == abi::epilogue::bias          ? DW_CUBLASLT_EPILOGUE_BIAS
+                 : g.epi == abi::epilogue::geluBias    ? DW_CUBLASLT_EPILOGUE_GELU_BIAS
+                 : g.epi == abi::epilogue::bgradb      ? DW_CUBLASLT_EPILOGUE_BGRADB
+                 : g.epi == abi::epilogue::geluAuxBias ? DW_CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                                                        : DW_CUBLASLT_EPILOGUE_DEFAULT;
   check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue), "set EPILOGUE");
-  if (g.epi != 0) check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ctype, sizeof ctype), "set BIAS_DATA_TYPE");
-  if (g.epi == 4) {
+  if (g.epi != abi::epilogue::none) check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ctype, sizeof ctype), "set BIAS_DATA_TYPE");
+  if (g.epi == abi::epilogue::geluAuxBias) {
     // The pre-activation is stored in D's layout (column-major N x M, leading dimension N).
     int64_t ld = static_cast<int64_t>(g.N);
     check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld), "set EPILOGUE_AUX_LD");
@@ -221,7 +221,7 @@ GemmShape shapeOf(Napi::Env env, const A& a) {
   if (g.M == 0 || g.N == 0 || g.K == 0 || g.batch == 0) fail(env, "INVALID_ARGUMENT", "Expected M, N, K and batch >= 1 for gemmLt");
   if ((g.sA != 0 && g.sA < g.M * g.K) || (g.sB != 0 && g.sB < g.K * g.N) || g.sD < g.M * g.N)
     fail(env, "INVALID_ARGUMENT", "Expected batch strides of 0 or at least one matrix for gemmLt");
-  if (g.epi != 0 && g.batch != 1) fail(env, "INVALID_ARGUMENT", "Expected batch 1 for a gemm epilogue");
+  if (g.epi != abi::epilogue::none && g.batch != 1) fail(env, "INVALID_ARGUMENT", "Expected batch 1 for a gemm epilogue");
   return g;
 }
 
@@ -244,8 +244,8 @@ Napi::Value GemmLt(const Napi::CallbackInfo& info) {
   void* A = a.a.ptr<uint8_t>(env, extent(g.sA, g.M * g.K) * eb);
   void* B = a.b.ptr<uint8_t>(env, extent(g.sB, g.K * g.N) * eb);
   void* D = a.d.ptr<uint8_t>(env, extent(g.sD, g.M * g.N) * eb);
-  void* bias = epi != 0 ? a.bias.ptr<uint8_t>(env, (epi == 3 ? g.M : g.N) * eb) : nullptr;
-  void* aux = epi == 4 ? a.aux.ptr<uint8_t>(env, g.M * g.N * eb) : nullptr;
+  void* bias = epi != abi::epilogue::none ? a.bias.ptr<uint8_t>(env, (epi == abi::epilogue::bgradb ? g.M : g.N) * eb) : nullptr;
+  void* aux = epi == abi::epilogue::geluAuxBias ? a.aux.ptr<uint8_t>(env, g.M * g.N * eb) : nullptr;
 
   std::lock_guard<std::mutex> lock(mu);
   Lt& l = loadLt(env);
@@ -256,9 +256,9 @@ Napi::Value GemmLt(const Napi::CallbackInfo& info) {
   Plan* p = planFor(env, l, dev, device, g, al, a.workspace.bytes, &why);
   if (!p) fail(env, "INVALID_ARGUMENT", why);
   // The heuristic was limited to the call's workspace; a plan that needs more is never run.
-  void* workspace = a.workspace.take<void>(env, p->workspace);
-  if (epi != 0) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
-  if (epi == 4) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "set EPILOGUE_AUX_POINTER");
+  void* workspace = a.workspace.take<void>(env, p->workspace, 256);
+  if (epi != abi::epilogue::none) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
+  if (epi == abi::epilogue::geluAuxBias) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "set EPILOGUE_AUX_POINTER");
   float alpha = 1.0f, beta = 0.0f;
   check(env, l.matmul(dev.handle, p->desc, &alpha, B, p->a, A, p->b, &beta, D, p->d, D, p->d, &p->algo, workspace, a.workspace.bytes, a.stream), "cublasLtMatmul");
   return env.Undefined();

@@ -76,7 +76,6 @@ Napi::Value FakeQuant(const Napi::CallbackInfo& info) {
   float* word = nullptr;
   if (needsTensorAmax(c)) {
     word = a.workspace.take<float>(env, sizeof(float));
-    if (!aligned(word, alignof(float))) fail(env, "INVALID_ARGUMENT", "Expected the workspace of fakeQuant aligned to 4 bytes");
   }
   float* amax = tensorAmaxFirst(env, c, word);
   dispatchFormat(env, c.f, [&](auto fc) {

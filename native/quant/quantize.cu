@@ -307,9 +307,8 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   uint8_t* staging = nullptr;
   if (fast && !tiled) {
     const uint64_t rowBytes = row ? scaleBytes(f, rows, cols, true) : 0, colBytes = col ? scaleBytes(f, cols, rows, true) : 0;
-    staging = a.workspace.take<uint8_t>(env, rowBytes + colBytes);
     // The staged tiles are stored in 16-byte pieces and dropped from L2 in 128-byte lines.
-    if (!aligned(staging, 128)) fail(env, "INVALID_ARGUMENT", "Expected the workspace of quantize aligned to 128 bytes");
+    staging = a.workspace.take<uint8_t>(env, rowBytes + colBytes, 128);
     q.rowScratch = row ? staging : nullptr;
     q.colScratch = col ? staging + rowBytes : nullptr;
   }

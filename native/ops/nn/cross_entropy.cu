@@ -173,8 +173,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
     if (N > 0) {
       nb = capBlocks(N, kMaxParts);
       // The workspace: double[nb], then long long[nb].
-      uint8_t* ws = a.workspace.take<uint8_t>(env, static_cast<uint64_t>(nb) * (sizeof(double) + sizeof(long long)));
-      if (!aligned(ws, sizeof(double))) fail(env, "INVALID_ARGUMENT", "Expected a workspace aligned to 8 bytes for crossEntropy");
+      uint8_t* ws = a.workspace.take<uint8_t>(env, static_cast<uint64_t>(nb) * (sizeof(double) + sizeof(long long)), alignof(double));
       partSum = reinterpret_cast<double*>(ws);
       partCount = reinterpret_cast<long long*>(ws + static_cast<size_t>(nb) * sizeof(double));
       ErrWord* err = opsErrorWord(env, kErrNn);
@@ -214,7 +213,6 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
     T* dl = a.dlogits.ptr<T>(env, total);
     if (N == 0) return env.Undefined();
     float* scale = a.workspace.take<float>(env, sizeof(float));
-    if (!aligned(scale, sizeof(float))) fail(env, "INVALID_ARGUMENT", "Expected a workspace aligned to 4 bytes for crossEntropyBackward");
     ErrWord* err = opsErrorWord(env, kErrNn);
     ceScaleK<<<1, 1024, 0, s>>>(targets, static_cast<int64_t>(N), static_cast<int64_t>(C), ignore, g, gdt, scale);
     checkLaunch(env, "cross_entropy_backward (scale)");

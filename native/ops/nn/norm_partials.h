@@ -52,12 +52,9 @@ inline uint64_t normPartialFloats(unsigned slices, uint64_t D, int arrays) {
 }
 
 // The call's workspace as the partials of `floats` floats: INVALID_ARGUMENT when the caller gave
-// fewer bytes or a workspace not aligned to a float.
+// fewer bytes or a workspace not aligned to a float (WorkspaceArg::take).
 inline float* takeNormPartials(Napi::Env env, const abi::WorkspaceArg& ws, uint64_t floats) {
-  float* p = ws.take<float>(env, floats * sizeof(float));
-  if (floats > 0 && !aligned(p, sizeof(float)))
-    fail(env, "INVALID_ARGUMENT", std::string("Expected a workspace aligned to 4 bytes for ") + ws.fn);
-  return p;
+  return ws.take<float>(env, floats * sizeof(float));
 }
 
 // out0[d] = sum over b in [0, nb) of ws[b * stride + d] (and out1[d] from ws[b * stride + D + d]

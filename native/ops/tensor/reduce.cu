@@ -342,9 +342,7 @@ Napi::Value reduceEntry(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, 
   void* out = outArg.ptr<void>(env, kind == ReduceKind::MaxBackward ? p.nIn : p.nOut, es);
   void* workspace = nullptr;
   if (p.split) {
-    workspace = ws.take<void>(env, p.S * p.nOut * kSplitSlotBytes);
-    if (!aligned(workspace, kSplitSlotBytes))
-      fail(env, "INVALID_ARGUMENT", std::string("Expected a workspace aligned to ") + num(kSplitSlotBytes) + " bytes for " + fn);
+    workspace = ws.take<void>(env, p.S * p.nOut * kSplitSlotBytes, kSplitSlotBytes);
   }
   reduceDevice(env, s, dt, kind, p, g, x, out, workspace, fn);
   return env.Undefined();
