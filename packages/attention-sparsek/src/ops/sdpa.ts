@@ -1,0 +1,220 @@
+/**
+ * sdpa: scaled dot-product attention, the op every fused attention kernel of this package serves.
+ *
+ *   q: F[B, H, Sq, D], k: F[B, Hkv, Sk, D], v: F[B, Hkv, Sk, D] (F one float dtype: f32, bf16, f16;
+ *   layout 'bhsd'), or q: F[B, Sq, H, D], k and v: F[B, Sk, Hkv, D] (layout 'bshd': the heads of a
+ *   token side by side, as a QKV projection writes them)
+ *   attributes: causal (bool, default false), scale (float; 0, the default, means 1 / sqrt(D)),
+ *   layout ('bhsd' default, or 'bshd')
+ *   -> out: F[same layout as q], lse: f32[B, H, Sq]
+ *
+ *   H is a multiple of Hkv: query head h reads key/value head floor(h / (H / Hkv)) (grouped-query
+ *   attention; Hkv = 1 is multi-query). s_ij = scale · q_i · k_j; with causal, key j is visible to
+ *   query i when j <= i + (Sk - Sq) (the mask aligned to the bottom right, as the causal_mask op and
+ *   FlashAttention-2 have it, so a query block at the end of a longer key sequence sees all keys
+ *   before it). p_ij = exp(s_ij - lse_i), lse_i = log Σ_j exp(s_ij) over visible j,
+ *   out_i = Σ_j p_ij v_j. A row that sees no key (causal with Sk < Sq) gives out 0 and lse -Infinity.
+ *   The log-sum-exp is returned (f32 whatever F is) so the backward need not recompute the softmax
+ *   statistics: a fused kernel keeps no S × S matrix.
+ *
+ * sdpa_backward: the gradients, as FlashAttention's backward computes them from out and lse.
+ *   dout: F[as q], q, k, v (as sdpa), out: F[as q], lse: f32[B, H, Sq]; the same attributes
+ *   -> dq: F[as q], dk: F[as k], dv: F[as v]
+ *   delta_i = dout_i · out_i, p_ij = exp(s_ij - lse_i), dv_j = Σ_i p_ij dout_i,
+ *   ds_ij = p_ij (dout_i · v_j - delta_i), dq_i = scale Σ_j ds_ij k_j, dk_j = scale Σ_i ds_ij q_i;
+ *   with GQA, dk and dv sum over the query heads that share a key/value head.
+ *
+ * The references are written for clarity and accumulate in float64. Kernels: none but the
+ * references yet (the Hopper kernels are issue 14's work); tests in test/sdpa.test.ts.
+ */
+import { DeepwellError } from '@deepwell/core';
+import { defineOp, shapeError, type Attrs, type NumArray, type Sym, type ValueType } from '@deepwell/ir';
+
+export type AttentionLayout = 'bhsd' | 'bshd';
+
+const FLOAT = ['f32', 'bf16', 'f16'];
+const shapeStr = (t: ValueType) => `${t.dtype}[${t.shape.join(', ')}]`;
+
+/** The sizes of a call, from q's and k's shapes in the call's layout. */
+export interface AttentionDims {
+  B: number;
+  H: number;
+  Hkv: number;
+  Sq: number;
+  Sk: number;
+  D: number;
+  layout: AttentionLayout;
+  causal: boolean;
+  /** The scale actually used (the attribute, or 1 / sqrt(D) for 0). */
+  scale: number;
+}
+
+/** [B, heads, S, D] of a tensor in `layout`. */
+function bhsd(t: ValueType, layout: AttentionLayout): [number, number, number, number] {
+  const [B, a, b, D] = t.shape as [number, number, number, number];
+  return layout === 'bhsd' ? [B, a, b, D] : [B, b, a, D];
+}
+
+/** Checks q, k, v (and their dtypes) against each other; the sizes of the call. */
+export function attentionDims(op: string, [q, k, v]: readonly ValueType[], attrs: Attrs): AttentionDims {
+  const layout = attrs.layout as AttentionLayout;
+  for (const [name, t] of [['q', q!], ['k', k!], ['v', v!]] as const) {
+    if (!FLOAT.includes(t.dtype)) throw new DeepwellError('INVALID_DTYPE', `${op}: Expected f32, bf16 or f16 for input '${name}' but received ${shapeStr(t)}`);
+    if (t.shape.length !== 4) shapeError(op, `Expected a rank-4 tensor (${layout === 'bhsd' ? '[B, heads, S, D]' : '[B, S, heads, D]'}) for input '${name}' but received ${shapeStr(t)}`);
+  }
+  for (const [name, t] of [['k', k!], ['v', v!]] as const) {
+    if (t.dtype !== q!.dtype) throw new DeepwellError('INVALID_DTYPE', `${op}: Expected ${q!.dtype} (the dtype of q) for input '${name}' but received ${shapeStr(t)}`);
+  }
+  const [B, H, Sq, D] = bhsd(q!, layout);
+  const [Bk, Hkv, Sk, Dk] = bhsd(k!, layout);
+  if (v!.shape.join() !== k!.shape.join()) shapeError(op, `Expected v shaped as k, ${shapeStr(k!)}, but received ${shapeStr(v!)}`);
+  if (Bk !== B) shapeError(op, `Expected the batch of k (${Bk}) to equal q's (${B})`);
+  if (Dk !== D) shapeError(op, `Expected the head dimension of k (${Dk}) to equal q's (${D})`);
+  if (Hkv < 1 || H % Hkv !== 0) shapeError(op, `Expected q's heads (${H}) to be a multiple of k's and v's heads (${Hkv})`);
+  if (D < 1) shapeError(op, `Expected a head dimension of at least 1 but received ${D}`);
+  const s = attrs.scale as number;
+  if (!Number.isFinite(s) || s < 0) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a finite scale >= 0 (0 for 1 / sqrt(D)) but received ${s}`);
+  return { B, H, Hkv, Sq, Sk, D, layout, causal: attrs.causal === true, scale: s === 0 ? 1 / Math.sqrt(D) : s };
+}
+
+/** Element offset of (b, head, s, d) in a tensor of `heads` heads and length S in `layout`. */
+function at(n: AttentionDims, heads: number, S: number, b: number, h: number, s: number): number {
+  return n.layout === 'bhsd' ? ((b * heads + h) * S + s) * n.D : ((b * S + s) * heads + h) * n.D;
+}
+
+/** The last key query i sees (exclusive bound): all of them, or i + (Sk - Sq) + 1 with causal. */
+function visible(n: AttentionDims, i: number): number {
+  return n.causal ? Math.max(0, Math.min(n.Sk, i + n.Sk - n.Sq + 1)) : n.Sk;
+}
+
+/** The scores of query row (b, h, i) against its visible keys, in float64. */
+function scores(n: AttentionDims, q: NumArray, k: NumArray, b: number, h: number, i: number): Float64Array {
+  const hk = Math.floor(h / (n.H / n.Hkv));
+  const qo = at(n, n.H, n.Sq, b, h, i);
+  const s = new Float64Array(visible(n, i));
+  for (let j = 0; j < s.length; j++) {
+    const ko = at(n, n.Hkv, n.Sk, b, hk, j);
+    let dot = 0;
+    for (let d = 0; d < n.D; d++) dot += q[qo + d]! * k[ko + d]!;
+    s[j] = n.scale * dot;
+  }
+  return s;
+}
+
+const ATTRS = {
+  causal: { kind: 'bool', default: false },
+  scale: { kind: 'float', default: 0 },
+  layout: { kind: 'string', oneOf: ['bhsd', 'bshd'], default: 'bhsd' },
+} as const;
+
+/** FLOPs of the two matrix products, halved where the causal mask hides half the keys. */
+function attentionFlops(n: AttentionDims, products: number): number {
+  const pairs = n.causal ? Array.from({ length: n.Sq }, (_, i) => visible(n, i)).reduce((a, b) => a + b, 0) : n.Sq * n.Sk;
+  return 2 * products * n.B * n.H * pairs * n.D;
+}
+
+export const sdpaOp = defineOp({
+  name: 'sdpa',
+  doc: 'out = softmax(scale · q kᵀ [+ causal mask]) v per head (GQA: heads share k and v); also the f32 log-sum-exp per row',
+  inputs: ['q', 'k', 'v'],
+  outputs: ['out', 'lse'],
+  attrs: ATTRS,
+  infer: (inputs, attrs) => {
+    const n = attentionDims('sdpa', inputs, attrs);
+    return [{ shape: inputs[0]!.shape, dtype: inputs[0]!.dtype }, { shape: [n.B, n.H, n.Sq], dtype: 'f32' }];
+  },
+  flops: (inputs, _outputs, attrs) => attentionFlops(attentionDims('sdpa', inputs, attrs), 2),
+  reference: ({ inputs: [q, k, v], outputs: [out, lse], inTypes, attrs }) => {
+    const n = attentionDims('sdpa', inTypes, attrs);
+    const group = n.H / n.Hkv;
+    for (let b = 0; b < n.B; b++)
+      for (let h = 0; h < n.H; h++)
+        for (let i = 0; i < n.Sq; i++) {
+          const s = scores(n, q!, k!, b, h, i);
+          const m = s.reduce((a, x) => Math.max(a, x), -Infinity);
+          let l = 0;
+          for (let j = 0; j < s.length; j++) l += (s[j] = Math.exp(s[j]! - m));
+          const oo = at(n, n.H, n.Sq, b, h, i);
+          for (let d = 0; d < n.D; d++) {
+            let acc = 0;
+            for (let j = 0; j < s.length; j++) acc += s[j]! * v![at(n, n.Hkv, n.Sk, b, Math.floor(h / group), j) + d]!;
+            out![oo + d] = s.length ? acc / l : 0;
+          }
+          lse![(b * n.H + h) * n.Sq + i] = s.length ? m + Math.log(l) : -Infinity;
+        }
+  },
+  gradient: ({ inputs: [q, k, v], outputs: [out, lse], grads: [g, glse], attrs }) => {
+    if (glse) throw new DeepwellError('INVALID_ARGUMENT', "Expected a loss that uses sdpa's lse output only through its backward, for the gradient of sdpa, but received one that uses it directly");
+    return sdpaBackward(g!, q!, k!, v!, out!, lse!, attrs);
+  },
+});
+
+export const sdpaBackwardOp = defineOp({
+  name: 'sdpa_backward',
+  doc: "sdpa's gradients dq, dk, dv from dout, q, k, v, out and lse",
+  inputs: ['dout', 'q', 'k', 'v', 'out', 'lse'],
+  outputs: ['dq', 'dk', 'dv'],
+  attrs: ATTRS,
+  infer: ([dout, q, k, v, out, lse], attrs) => {
+    const n = attentionDims('sdpa_backward', [q!, k!, v!], attrs);
+    for (const [name, t] of [['dout', dout!], ['out', out!]] as const) {
+      if (t.shape.join() !== q!.shape.join() || t.dtype !== q!.dtype) shapeError('sdpa_backward', `Expected ${name} shaped and typed as q, ${shapeStr(q!)}, but received ${shapeStr(t)}`);
+    }
+    if (lse!.dtype !== 'f32' || lse!.shape.join() !== [n.B, n.H, n.Sq].join()) shapeError('sdpa_backward', `Expected lse f32[${n.B}, ${n.H}, ${n.Sq}] but received ${shapeStr(lse!)}`);
+    return [q!, k!, v!];
+  },
+  flops: ([, q, k, v], _outputs, attrs) => attentionFlops(attentionDims('sdpa_backward', [q!, k!, v!], attrs), 5),
+  reference: ({ inputs: [dout, q, k, v, out, lse], outputs: [dq, dk, dv], inTypes, attrs }) => {
+    const n = attentionDims('sdpa_backward', inTypes.slice(1, 4), attrs);
+    const group = n.H / n.Hkv;
+    // float64 accumulators for dk and dv, which sum over query rows and over a group's heads.
+    const dkAcc = new Float64Array(dk!.length);
+    const dvAcc = new Float64Array(dv!.length);
+    for (let b = 0; b < n.B; b++)
+      for (let h = 0; h < n.H; h++) {
+        const hk = Math.floor(h / group);
+        for (let i = 0; i < n.Sq; i++) {
+          const qo = at(n, n.H, n.Sq, b, h, i);
+          const L = lse![(b * n.H + h) * n.Sq + i]!;
+          const p = scores(n, q!, k!, b, h, i).map((s) => Math.exp(s - L));
+          let delta = 0;
+          for (let d = 0; d < n.D; d++) delta += dout![qo + d]! * out![qo + d]!;
+          const dqRow = new Float64Array(n.D);
+          for (let j = 0; j < p.length; j++) {
+            const ko = at(n, n.Hkv, n.Sk, b, hk, j);
+            let dp = 0;
+            for (let d = 0; d < n.D; d++) {
+              dp += dout![qo + d]! * v![ko + d]!;
+              dvAcc[ko + d]! += p[j]! * dout![qo + d]!;
+            }
+            const ds = p[j]! * (dp - delta);
+            for (let d = 0; d < n.D; d++) {
+              dqRow[d]! += n.scale * ds * k![ko + d]!;
+              dkAcc[ko + d]! += n.scale * ds * q![qo + d]!;
+            }
+          }
+          for (let d = 0; d < n.D; d++) dq![qo + d] = dqRow[d]!;
+        }
+      }
+    dk!.set(dkAcc);
+    dv!.set(dvAcc);
+  },
+});
+
+export interface SdpaAttributes {
+  causal?: boolean;
+  /** 0 or absent: 1 / sqrt(D). */
+  scale?: number;
+  layout?: AttentionLayout;
+}
+
+/** sdpa in a captured model: [out, lse]. */
+export function sdpa(q: Sym, k: Sym, v: Sym, attrs: SdpaAttributes = {}): [Sym, Sym] {
+  const [out, lse] = q.builder.op('sdpa', [q, k, v], { ...attrs });
+  return [out!, lse!];
+}
+
+export function sdpaBackward(dout: Sym, q: Sym, k: Sym, v: Sym, out: Sym, lse: Sym, attrs: Attrs): [Sym, Sym, Sym] {
+  const [dq, dk, dv] = q.builder.op('sdpa_backward', [dout, q, k, v, out, lse], { ...attrs });
+  return [dq!, dk!, dv!];
+}
