@@ -1,24 +1,44 @@
 /**
- * Causal self-attention, composite: qkv projection, heads split, softmax(q·kᵀ/√d + causal mask)·v,
- * heads merged, output projection. Built from plain ops, so it is its own reference, and it is what
- * runs on every device: the registry chooses a kernel per op, and no op here is attention as a
- * whole. A fused attention will be an op of its own (in @deepwell/attention-sparsek), which a model
- * calls instead of this composite.
+ * Causal self-attention: qkv projection, heads split, softmax(q·kᵀ/√d + causal mask)·v, heads
+ * merged, output projection. Two ways to build the middle:
+ *   - composite (the default): plain ops (matmul, scale, causal_mask, softmax, transposes), so it is
+ *     its own reference and runs on every device with the kernels each op has;
+ *   - fused (`fused: true`): the sdpa op of @deepwell/attention-sparsek, one op for the whole of
+ *     attention, fed in the layout the projection writes ([B, T, heads, D]: no transposes). Its CPU
+ *     reference serves today; its GPU kernels are still to come, so the composite stays the default.
+ * `kvHeads` (default `heads`) gives grouped-query attention: heads / kvHeads query heads share each
+ * key/value head, and the qkv projection shrinks to (heads + 2 · kvHeads) · headDim outputs.
  */
-import { causalMask, matmul, reshape, scale, slice, softmax, transpose, type Sym } from '@deepwell/ir';
-import { DeepwellError } from '@deepwell/core';
+import { broadcastTo, causalMask, matmul, reshape, scale, slice, softmax, transpose, type Sym } from '@deepwell/ir';
+import { DeepwellError, checkInteger } from '@deepwell/core';
+import { sdpa } from '@deepwell/attention-sparsek';
 import { Linear } from './layers.js';
 import { Module } from './module.js';
+
+export interface AttentionOptions {
+  residualStd?: number;
+  bias?: boolean;
+  /** Key/value heads (grouped-query attention); a divisor of the head count. Default: the head count. */
+  kvHeads?: number;
+  /** One sdpa op instead of the composite (default false). */
+  fused?: boolean;
+}
 
 export class CausalSelfAttention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
   readonly headDim: number;
-  constructor(readonly dim: number, readonly heads: number, options: { residualStd?: number; bias?: boolean } = {}) {
+  readonly kvHeads: number;
+  readonly fused: boolean;
+  constructor(readonly dim: number, readonly heads: number, options: AttentionOptions = {}) {
     super();
     if (dim % heads !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a width divisible by the head count for attention but received width ${dim} and ${heads} heads`);
+    this.kvHeads = checkInteger(options.kvHeads ?? heads, 'kvHeads of attention', 1, heads);
+    if (heads % this.kvHeads !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected kvHeads dividing the head count (${heads}) for attention but received ${this.kvHeads}`);
+    if (options.fused !== undefined && typeof options.fused !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for fused of attention but received ${String(options.fused)}`);
+    this.fused = options.fused ?? false;
     this.headDim = dim / heads;
-    this.qkv = this.addChild('qkv', new Linear(dim, 3 * dim, { bias: options.bias ?? true }));
+    this.qkv = this.addChild('qkv', new Linear(dim, (heads + 2 * this.kvHeads) * this.headDim, { bias: options.bias ?? true }));
     this.proj = this.addChild('proj', new Linear(dim, dim, { bias: options.bias ?? true, std: options.residualStd ?? 0.02 }));
   }
 
@@ -27,6 +47,7 @@ export class CausalSelfAttention extends Module {
     return this.scope(() => {
       const [B, T] = [x.shape[0]!, x.shape[1]!];
       const [H, D] = [this.heads, this.headDim];
+      if (this.fused || this.kvHeads !== H) return this.proj.forward(this.#grouped(x, B, T));
       // [B, T, 3C] -> [B, T, 3, H, D] -> [3, B, H, T, D]
       const qkv = transpose(reshape(this.qkv.forward(x), [B, T, 3, H, D]), [2, 0, 3, 1, 4]);
       const part = (i: number) => reshape(slice(qkv, 0, i, i + 1), [B, H, T, D]);
@@ -35,5 +56,24 @@ export class CausalSelfAttention extends Module {
       const y = reshape(transpose(matmul(att, v), [0, 2, 1, 3]), [B, T, this.dim]);
       return this.proj.forward(y);
     });
+  }
+
+  /**
+   * [B, T, C] of attention output, for the fused op or with kvHeads < heads: the projection as
+   * [B, T, H + 2·Hkv, D], q, k and v sliced along the heads.
+   */
+  #grouped(x: Sym, B: number, T: number): Sym {
+    const [H, Hkv, D] = [this.heads, this.kvHeads, this.headDim];
+    const qkv = reshape(this.qkv.forward(x), [B, T, H + 2 * Hkv, D]);
+    const q = slice(qkv, 2, 0, H);
+    const k = slice(qkv, 2, H, H + Hkv);
+    const v = slice(qkv, 2, H + Hkv, H + 2 * Hkv);
+    if (this.fused) return reshape(sdpa(q, k, v, { causal: true, layout: 'bshd' })[0], [B, T, this.dim]);
+    // Composite GQA: heads to the front ([B, heads, T, D]), each key/value head repeated for its
+    // group of query heads.
+    const bhtd = (t: Sym) => transpose(t, [0, 2, 1, 3]);
+    const repeat = (t: Sym) => reshape(broadcastTo(reshape(bhtd(t), [B, Hkv, 1, T, D]), [B, Hkv, H / Hkv, T, D]), [B, H, T, D]);
+    const att = softmax(causalMask(scale(matmul(bhtd(q), repeat(k), { transB: true }), 1 / Math.sqrt(D))));
+    return reshape(transpose(matmul(att, repeat(v)), [0, 2, 1, 3]), [B, T, this.dim]);
   }
 }

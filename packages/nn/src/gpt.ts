@@ -24,6 +24,10 @@ export interface GPTConfig {
   /** Share the token embedding with the output head (default true). */
   tiedEmbeddings?: boolean;
   bias?: boolean;
+  /** Key/value heads for grouped-query attention (a divisor of nHead; default nHead). */
+  nKvHead?: number;
+  /** Attention as one sdpa op (@deepwell/attention-sparsek) instead of the composite (default false). */
+  fusedAttention?: boolean;
   moe?: { experts: number; topK: number; capacityFactor?: number; auxLossWeight?: number; everyNth?: number };
 }
 
@@ -45,11 +49,11 @@ class Block extends Module {
   readonly attn: CausalSelfAttention;
   readonly ln2: Norm;
   readonly mlp: MLP | MoE;
-  constructor(c: Required<Pick<GPTConfig, 'nEmbd' | 'nHead' | 'mlpHidden' | 'activation' | 'norm' | 'bias'>>, residualStd: number, moe: GPTConfig['moe'] | null) {
+  constructor(c: Required<Pick<GPTConfig, 'nEmbd' | 'nHead' | 'nKvHead' | 'fusedAttention' | 'mlpHidden' | 'activation' | 'norm' | 'bias'>>, residualStd: number, moe: GPTConfig['moe'] | null) {
     super();
     const norm = () => (c.norm === 'rmsnorm' ? new RMSNorm(c.nEmbd) : new LayerNorm(c.nEmbd));
     this.ln1 = this.addChild('ln1', norm());
-    this.attn = this.addChild('attn', new CausalSelfAttention(c.nEmbd, c.nHead, { residualStd, bias: c.bias }));
+    this.attn = this.addChild('attn', new CausalSelfAttention(c.nEmbd, c.nHead, { residualStd, bias: c.bias, kvHeads: c.nKvHead, fused: c.fusedAttention }));
     this.ln2 = this.addChild('ln2', norm());
     this.mlp = moe
       ? this.addChild('moe', new MoE(c.nEmbd, c.mlpHidden, { ...moe, residualStd }))
@@ -86,6 +90,8 @@ export class GPT extends Module {
       norm: checkOneOf(c.norm ?? 'layernorm', ['layernorm', 'rmsnorm'], 'GPT config norm'),
       tiedEmbeddings: true,
       bias: true,
+      nKvHead: c.nHead,
+      fusedAttention: false,
       ...c,
       moe: c.moe ?? null,
     };

@@ -1,0 +1,67 @@
+// CausalSelfAttention's fused path (one sdpa op) and grouped-query attention, against the composite:
+// the same parameters give the same loss (float64 interpretation) and gradients, and a fused GPT
+// trains on the CPU. Fresh random parameters and tokens every run.
+import { capture, compile, interpret, trainingStep, type Graph, type NumArray } from '@deepwell/ir';
+import { describe, expect, it } from 'vitest';
+import { CausalSelfAttention, GPT, MarkovCorpus, type GPTConfig } from '../src/index.js';
+import { errorOf } from '../../../testing/errors.js';
+
+const [B, T] = [2, 8];
+const spec = { tokens: { shape: [B, T], dtype: 'i32' as const }, targets: { shape: [B, T], dtype: 'i32' as const } };
+const base: GPTConfig = { vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 4, nEmbd: 32 };
+const normals = (n: number) => Float64Array.from({ length: n }, () => 0.3 * Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
+
+/** The loss and every parameter's gradient of one step of `g` on `params`, in float64. */
+function lossAndGrads(g: Graph, params: Record<string, Float64Array>, batch: Record<string, NumArray>) {
+  const bind: Record<string, NumArray> = { ...batch, ...params, lr: Float64Array.of(0), step: Float64Array.of(1) };
+  for (const [name, id] of Object.entries(g.state)) bind[name] = new Float64Array(g.values[id]!.type.shape.reduce((a, b) => a * b, 1));
+  const vals = interpret(g, bind, { precision: 'f64' });
+  return { loss: vals[g.outputs.loss!]![0]!, grads: Object.fromEntries(Object.entries(g.gradients).map(([n, id]) => [n, vals[id]!])) };
+}
+
+describe('CausalSelfAttention', () => {
+  it.each([
+    ['fused, as many kv heads as heads', { fusedAttention: true }],
+    ['GQA 2:1, composite against fused', { nKvHead: 2 }],
+    ['MQA, composite against fused', { nKvHead: 1 }],
+  ] as const)('gives the same loss and gradients either way (%s)', (_name, extra) => {
+    const composite = trainingStep(capture(new GPT({ ...base, ...extra, fusedAttention: false }), spec));
+    const fused = trainingStep(capture(new GPT({ ...base, ...extra, fusedAttention: true }), spec));
+    expect(fused.nodes.some((n) => n.op === 'sdpa')).toBe(true);
+    expect(composite.nodes.some((n) => n.op === 'sdpa')).toBe(false);
+    const params = Object.fromEntries(Object.entries(composite.params).map(([name, id]) => [name, normals(composite.values[id]!.type.shape.reduce((a, b) => a * b, 1))]));
+    expect(Object.keys(fused.params).sort()).toEqual(Object.keys(params).sort());
+    const corpus = new MarkovCorpus({ vocab: base.vocabSize, seed: Math.floor(Math.random() * 1e6) });
+    const batch = corpus.batch(B, T);
+    const a = lossAndGrads(composite, params, batch);
+    const b = lossAndGrads(fused, params, batch);
+    expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-12);
+    for (const [name, g] of Object.entries(a.grads)) {
+      const h = b.grads[name]!;
+      let worst = 0;
+      for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i]! - h[i]!));
+      expect(worst, name).toBeLessThan(1e-12);
+    }
+  });
+
+  it('trains a fused GQA GPT on the CPU: the loss goes down, the sdpa reference serving', () => {
+    const exe = compile(trainingStep(capture(new GPT({ ...base, nKvHead: 2, fusedAttention: true }), spec), { optimizer: { weightDecay: 0 } }), { seed: 3 });
+    const corpus = new MarkovCorpus({ vocab: base.vocabSize, seed: 11 });
+    const losses: number[] = [];
+    for (let s = 1; s <= 60; s++) {
+      const { tokens, targets } = corpus.batch(B, T);
+      losses.push(exe.run({ tokens, targets, lr: Float32Array.of(s <= 10 ? (3e-3 * s) / 10 : 3e-3), step: Float32Array.of(s) }).loss![0]!);
+    }
+    expect(exe.kernelSummary().find((r) => r.op === 'sdpa')).toMatchObject({ kernel: 'sdpa_reference', nodes: 2 });
+    expect(exe.kernelSummary().find((r) => r.op === 'sdpa_backward')).toMatchObject({ kernel: 'sdpa_backward_reference', nodes: 2 });
+    exe.dispose();
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(losses.slice(-10))).toBeLessThan(0.8 * mean(losses.slice(0, 10)));
+  });
+
+  it('sizes the qkv projection for its kv heads, and rejects kv heads that do not divide the heads', () => {
+    expect(new CausalSelfAttention(32, 4, { kvHeads: 2 }).qkv.outFeatures).toBe((4 + 2 * 2) * 8);
+    expect(errorOf(() => new CausalSelfAttention(32, 4, { kvHeads: 3 })).message).toMatch(/kvHeads dividing the head count \(4\)/);
+    expect(errorOf(() => new CausalSelfAttention(32, 4, { kvHeads: 8 })).code).toBe('INVALID_ARGUMENT');
+  });
+});
