@@ -85,6 +85,7 @@ void initOps_nn(Napi::Env env, Napi::Object exports);
 void initOpsErrors(Napi::Env env, Napi::Object exports);
 void initOps_moe(Napi::Env env, Napi::Object exports);
 void initQuant(Napi::Env env, Napi::Object exports);
+void initAttention(Napi::Env env, Napi::Object exports);
 
 // The dlopen handle of a vendor library opened by openLibrary ('cublasLt', 'nccl', 'nvml'), or null.
 void* vendorHandle(const char* kind);

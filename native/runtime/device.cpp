@@ -119,6 +119,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initOpsErrors(env, exports);
   initOps_moe(env, exports);
   initQuant(env, exports);
+  initAttention(env, exports);
   return exports;
 }
 

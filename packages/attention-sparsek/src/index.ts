@@ -4,3 +4,5 @@ export { attentionDims, sdpa, sdpaBackward, sdpaBackwardOp, sdpaOp } from './ops
 export type { AttentionDims, AttentionLayout, SdpaAttributes } from './ops/sdpa.js';
 export { scaledDotProductAttention } from './tensor.js';
 export type { ScaledDotProductAttentionOptions } from './tensor.js';
+// The CUDA candidates register themselves with the kernel registry on import.
+import './cuda/sdpa.js';

@@ -8,11 +8,13 @@
  *     out: F, shaped as q.
  *
  * It runs the sdpa op's best kernel for the tensors' device, through the kernel registry: on the CPU
- * the float64 reference (its results rounded to F as a compiled CPU step stores them). A device whose
- * kernels cannot serve the call gets NO_KERNEL with every candidate and its reason; the Hopper
- * kernels are still to come (issue 14), so today that is every GPU.
+ * the float64 reference (its results rounded to F as a compiled CPU step stores them), on a GPU the
+ * best CUDA kernel that fits (today the general path; the Hopper kernels are still to come) on the
+ * legacy default stream. A device whose kernels cannot serve the call gets NO_KERNEL with every
+ * candidate and its reason.
  */
-import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry, type DTypeName } from '@deepwell/core';
+import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry, type DTypeName, type KernelCandidate } from '@deepwell/core';
+import type { CudaCall, DevArg } from '@deepwell/kernels-native';
 import { checkAttrs, getOp, type KernelCall, type KernelParams, type ValueType } from '@deepwell/ir';
 import { attentionDims, type AttentionLayout } from './ops/sdpa.js';
 
@@ -46,6 +48,28 @@ function stored(values: Float64Array, dtype: DTypeName): Float32Array | Uint16Ar
   return Uint16Array.from(f, (x) => conv(x));
 }
 
+/** A CUDA kernel's call on device tensors: out and lse allocated on the device, lse then freed. */
+function onDevice(kernel: KernelCandidate<any, void>, params: KernelParams, q: Tensor, k: Tensor, v: Tensor): Tensor {
+  const [outType, lseType] = params.outTypes;
+  const out = Tensor.empty(outType!.shape, outType!.dtype, { device: q.device });
+  const lse = Tensor.empty(lseType!.shape, lseType!.dtype, { device: q.device });
+  const arg = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
+  if ((kernel.workspace?.(params) ?? 0) > 0) throw new DeepwellError('INTERNAL', `scaledDotProductAttention: kernel '${kernel.name}' needs a workspace, which the Tensor call does not give yet`);
+  try {
+    const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: [arg(q), arg(k), arg(v)], outputs: [arg(out), arg(lse)], workspace: null };
+    kernel.run(call);
+  } catch (e) {
+    out.dispose();
+    throw e;
+  } finally {
+    // lse is the kernel's output only; the caching allocator may hand its block to work on another
+    // stream, so the device finishes the kernel before it is freed.
+    out.backend.synchronize();
+    lse.dispose();
+  }
+  return out;
+}
+
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, options: ScaledDotProductAttentionOptions = {}): Tensor {
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (!(t instanceof Tensor)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Tensor for ${name} but received ${describe(t)}`);
@@ -75,9 +99,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, optio
   } catch (e) {
     throw new DeepwellError('NO_KERNEL', `scaledDotProductAttention on ${q.device}: ${(e as Error).message}`, { cause: e });
   }
-  if (kernel.backend !== 'cpu') {
-    throw new DeepwellError('NO_KERNEL', `scaledDotProductAttention: the ${kernel.backend} kernel '${kernel.name}' is not callable on Tensors yet`);
-  }
+  if (kernel.backend === 'cuda') return onDevice(kernel, params, q, k, v);
   const out = new Float64Array(q.numel);
   const lse = new Float64Array(n.B * n.H * n.Sq);
   kernel.run({ ...params, inputs: [hostValues(q), hostValues(k), hostValues(v)], outputs: [out, lse] } as KernelCall);

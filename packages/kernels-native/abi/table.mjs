@@ -171,6 +171,19 @@ export const entries = {
   moePlan: { file: 'ops/moe/moe_plan.cu', args: ['stream', 'N', 'k', 'E', 'C', 'experts:tensor', 'dispatch:tensor', 'combine:tensor'] },
   oneHot: { file: 'ops/moe/one_hot.cu', args: ['stream', 'dtype:fdtype', 'P', 'classes', 'idx:tensor', 'out:tensor'] },
 
+  // ---- attention (native/attention) ----------------------------------------------------------------
+  // Shapes: q, out [B, H, Sq, D] and k, v [B, Hkv, Sk, D] (layout 0), or [B, S, heads, D] (layout 1);
+  // lse f32 [B, H, Sq].
+  sdpaForward: {
+    file: 'attention/sdpa.cu',
+    args: ['stream', 'dtype:fdtype', 'B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256', 'causal:flag', 'layout:flag', 'scale:f64', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor'],
+  },
+  sdpaBackward: {
+    file: 'attention/sdpa.cu',
+    args: ['stream', 'dtype:fdtype', 'B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256', 'causal:flag', 'layout:flag', 'scale:f64',
+      'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'dq:tensor', 'dk:tensor', 'dv:tensor'],
+  },
+
   // ---- quantization (native/quant) ------------------------------------------------------------------
   quantAmax: { file: 'quant/amax.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'amax:tensor'] },
   quantize: {

@@ -113,4 +113,22 @@ describe.skipIf(!gpu)('training on the GPU', () => {
     expect(errorOf(() => compile(trainingStep(capture(new GPT(CFG), spec)), { device: 'cuda:7' })).code).toBe('INVALID_ARGUMENT');
     exe.dispose();
   }, 120_000);
+
+  it('a GPT with fused GQA attention trains on the GPU, served by the CUDA kernels', () => {
+    const model = new GPT({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 64, fusedAttention: true });
+    const spec = { tokens: { shape: [8, 16], dtype: 'i32' as const }, targets: { shape: [8, 16], dtype: 'i32' as const } };
+    const exe = compile(trainingStep(capture(model, spec), { optimizer: { weightDecay: 0 } }), { device: 'cuda:0', seed: 5 });
+    const corpus = new MarkovCorpus({ vocab: 16, seed: 21 });
+    const losses: number[] = [];
+    for (let s = 1; s <= 60; s++) {
+      const { tokens, targets } = corpus.batch(8, 16);
+      losses.push(exe.run({ tokens, targets, lr: Float32Array.of(s <= 10 ? (3e-3 * s) / 10 : 3e-3), step: Float32Array.of(s) }).loss![0]!);
+    }
+    const summary = exe.kernelSummary();
+    expect(summary.find((r) => r.op === 'sdpa')).toMatchObject({ kernel: 'sdpa_cuda_general', nodes: 2 });
+    expect(summary.find((r) => r.op === 'sdpa_backward')).toMatchObject({ kernel: 'sdpa_backward_cuda_general', nodes: 2 });
+    exe.dispose();
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(losses.slice(-10))).toBeLessThan(0.8 * mean(losses.slice(0, 10)));
+  });
 });

@@ -24,8 +24,9 @@
  *   ds_ij = p_ij (dout_i · v_j - delta_i), dq_i = scale Σ_j ds_ij k_j, dk_j = scale Σ_i ds_ij q_i;
  *   with GQA, dk and dv sum over the query heads that share a key/value head.
  *
- * The references are written for clarity and accumulate in float64. Kernels: none but the
- * references yet (the Hopper kernels are issue 14's work); tests in test/sdpa.test.ts.
+ * The references are written for clarity and accumulate in float64. Kernels: the CUDA general path
+ * (src/cuda/sdpa.ts over native/attention/sdpa.cu; the fast Hopper kernels are still to come);
+ * tests in test/sdpa.test.ts (CPU) and test/gpu.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type NumArray, type Sym, type ValueType } from '@deepwell/ir';
