@@ -4,8 +4,9 @@
  *   - composite (the default): plain ops (matmul, scale, causal_mask, softmax, transposes), so it is
  *     its own reference and runs on every device with the kernels each op has;
  *   - fused (`fused: true`): the sdpa op of @deepwell/attention-sparsek, one op for the whole of
- *     attention, fed in the layout the projection writes ([B, T, heads, D]: no transposes). Its CPU
- *     reference serves today; its GPU kernels are still to come, so the composite stays the default.
+ *     attention, fed in the layout the projection writes ([B, T, heads, D]: no transposes). On a GPU
+ *     its general CUDA path serves (correct, not yet fast: the Hopper kernels are still to come), so
+ *     the composite stays the default.
  * `kvHeads` (default `heads`) gives grouped-query attention: heads / kvHeads query heads share each
  * key/value head, and the qkv projection shrinks to (heads + 2 · kvHeads) · headDim outputs.
  */
