@@ -38,6 +38,7 @@ struct Dims {
   int64_t B, H, Hkv, Sq, Sk, D;
   bool causal, bshd;
   float scale;
+  uint64_t nq, nk;  // elements of q (and out, dout, dq) and of k (and v, dk, dv)
 };
 
 // Element offset of row s of head h of batch b in a tensor of `heads` heads and length S.
@@ -151,17 +152,20 @@ __global__ void __launch_bounds__(32) sdpaDkvK(Dims n, const T* dout, const T* q
   }
 }
 
-// The sizes of a call, checked: heads a multiple of kv heads, grid dimensions in range.
+// The sizes of a call, checked: heads a multiple of kv heads, grid dimensions in range, element
+// counts that fit 64 bits.
 template <typename A>
 Dims dimsOf(Napi::Env env, const A& a, const char* fn) {
   Dims n{static_cast<int64_t>(a.B), static_cast<int64_t>(a.H), static_cast<int64_t>(a.Hkv), static_cast<int64_t>(a.Sq), static_cast<int64_t>(a.Sk),
-         static_cast<int64_t>(a.D), a.causal, a.layout, static_cast<float>(a.scale)};
+         static_cast<int64_t>(a.D), a.causal, a.layout, static_cast<float>(a.scale), 0, 0};
   if (a.Hkv == 0 || a.H % a.Hkv != 0)
     fail(env, "SHAPE_MISMATCH", std::string("Expected H (") + std::to_string(a.H) + ") to be a multiple of Hkv (" + std::to_string(a.Hkv) + ") for " + fn);
   if (a.D == 0) fail(env, "INVALID_ARGUMENT", std::string("Expected a head dimension of at least 1 for ") + fn);
   if (a.Sq > 2147483647u || a.Sk > 2147483647u || a.H > 65535 || a.B > 65535)
     fail(env, "INVALID_ARGUMENT", std::string("Expected Sq, Sk < 2^31 and H, B <= 65535 for ") + fn);
   if (!(std::isfinite(a.scale))) fail(env, "INVALID_ARGUMENT", std::string("Expected a finite scale for ") + fn);
+  n.nq = mulSize(env, mulSize(env, a.B * a.H, a.Sq, fn), a.D, fn);
+  n.nk = mulSize(env, mulSize(env, a.B * a.Hkv, a.Sk, fn), a.D, fn);
   return n;
 }
 
@@ -171,8 +175,7 @@ Napi::Value SdpaForward(const Napi::CallbackInfo& info) {
   const abi::SdpaForwardArgs a = abi::readSdpaForward(info);
   Napi::Env env = info.Env();
   const Dims n = dimsOf(env, a, "sdpaForward");
-  const uint64_t nq = mulSize(env, mulSize(env, a.B * a.H, a.Sq, "sdpaForward q"), a.D, "sdpaForward q");
-  const uint64_t nk = mulSize(env, mulSize(env, a.B * a.Hkv, a.Sk, "sdpaForward k"), a.D, "sdpaForward k");
+  const uint64_t nq = n.nq, nk = n.nk;
   DW_DISPATCH_FLOAT(env, a.dtype, T, {
     const T* q = a.q.ptr<T>(env, nq);
     const T* k = a.k.ptr<T>(env, nk);
@@ -190,8 +193,7 @@ Napi::Value SdpaBackward(const Napi::CallbackInfo& info) {
   const abi::SdpaBackwardArgs a = abi::readSdpaBackward(info);
   Napi::Env env = info.Env();
   const Dims n = dimsOf(env, a, "sdpaBackward");
-  const uint64_t nq = mulSize(env, mulSize(env, a.B * a.H, a.Sq, "sdpaBackward q"), a.D, "sdpaBackward q");
-  const uint64_t nk = mulSize(env, mulSize(env, a.B * a.Hkv, a.Sk, "sdpaBackward k"), a.D, "sdpaBackward k");
+  const uint64_t nq = n.nq, nk = n.nk;
   DW_DISPATCH_FLOAT(env, a.dtype, T, {
     const T* dout = a.dout.ptr<T>(env, nq);
     const T* q = a.q.ptr<T>(env, nq);
