@@ -226,9 +226,8 @@ describe.skipIf(!gpu)('sdpa_qkv on CUDA', () => {
       const g2 = runCuda('sdpa_qkv_backward', bwdTypes, bwdIn, attrs);
       expect(g1.kernel).toBe('sdpa_qkv_backward_cuda_general');
       const [want] = reference('sdpa_qkv_backward', bwdTypes, bwdIn, attrs);
-      (
-        [['dq', 0, c.H], ['dk', c.H, c.H + c.Hkv], ['dv', c.H + c.Hkv, all]] as const
-      ).forEach(([name, from, to]) => {
+      const parts = [['dq', 0, c.H], ['dk', c.H, c.H + c.Hkv], ['dv', c.H + c.Hkv, all]] as const;
+      parts.forEach(([name, from, to]) => {
         const got = headsOf(g1.outs[0]!, c.B * c.S, all, c.D, from, to);
         expect(relErr(got, round(dt, headsOf(want!, c.B * c.S, all, c.D, from, to))), name).toBeLessThan(TOL[dt]);
       });
