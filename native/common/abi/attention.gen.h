@@ -13,7 +13,7 @@
 namespace dw {
 namespace abi {
 
-// sdpaForward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, layout, scale, q, k, v, out, lse)  [native/attention/sdpa.cu]
+// sdpaForward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, q, k, v, out, lse, qsb, qsh, qss, ksb, ksh, kss, osb, osh, oss, workspace)  [native/attention/sdpa.cu]
 struct SdpaForwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -24,16 +24,25 @@ struct SdpaForwardArgs {
   uint64_t Sk{};
   uint64_t D{};
   bool causal{};
-  bool layout{};
   double scale{};
   TensorArg q{};
   TensorArg k{};
   TensorArg v{};
   TensorArg out{};
   TensorArg lse{};
+  uint64_t qsb{};
+  uint64_t qsh{};
+  uint64_t qss{};
+  uint64_t ksb{};
+  uint64_t ksh{};
+  uint64_t kss{};
+  uint64_t osb{};
+  uint64_t osh{};
+  uint64_t oss{};
+  WorkspaceArg workspace{};
 };
 inline SdpaForwardArgs readSdpaForward(const Napi::CallbackInfo& info) {
-  Reader r(info, "sdpaForward", 21);
+  Reader r(info, "sdpaForward", 32);
   SdpaForwardArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -44,18 +53,27 @@ inline SdpaForwardArgs readSdpaForward(const Napi::CallbackInfo& info) {
   a.Sk = r.u64("Sk");
   a.D = r.u64("D", 256.0);
   a.causal = r.u64("causal", 1.0) != 0;
-  a.layout = r.u64("layout", 1.0) != 0;
   a.scale = r.f64("scale");
   a.q = r.tensor("q", false);
   a.k = r.tensor("k", false);
   a.v = r.tensor("v", false);
   a.out = r.tensor("out", false);
   a.lse = r.tensor("lse", false);
+  a.qsb = r.u64("qsb");
+  a.qsh = r.u64("qsh");
+  a.qss = r.u64("qss");
+  a.ksb = r.u64("ksb");
+  a.ksh = r.u64("ksh");
+  a.kss = r.u64("kss");
+  a.osb = r.u64("osb");
+  a.osh = r.u64("osh");
+  a.oss = r.u64("oss");
+  a.workspace = r.workspace("workspace");
   r.end();
   return a;
 }
 
-// sdpaBackward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, layout, scale, dout, q, k, v, out, lse, dq, dk, dv)  [native/attention/sdpa.cu]
+// sdpaBackward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, dout, q, k, v, out, lse, dq, dk, dv, qsb, qsh, qss, ksb, ksh, kss, osb, osh, oss, workspace)  [native/attention/sdpa.cu]
 struct SdpaBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -66,7 +84,6 @@ struct SdpaBackwardArgs {
   uint64_t Sk{};
   uint64_t D{};
   bool causal{};
-  bool layout{};
   double scale{};
   TensorArg dout{};
   TensorArg q{};
@@ -77,9 +94,19 @@ struct SdpaBackwardArgs {
   TensorArg dq{};
   TensorArg dk{};
   TensorArg dv{};
+  uint64_t qsb{};
+  uint64_t qsh{};
+  uint64_t qss{};
+  uint64_t ksb{};
+  uint64_t ksh{};
+  uint64_t kss{};
+  uint64_t osb{};
+  uint64_t osh{};
+  uint64_t oss{};
+  WorkspaceArg workspace{};
 };
 inline SdpaBackwardArgs readSdpaBackward(const Napi::CallbackInfo& info) {
-  Reader r(info, "sdpaBackward", 29);
+  Reader r(info, "sdpaBackward", 40);
   SdpaBackwardArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -90,7 +117,6 @@ inline SdpaBackwardArgs readSdpaBackward(const Napi::CallbackInfo& info) {
   a.Sk = r.u64("Sk");
   a.D = r.u64("D", 256.0);
   a.causal = r.u64("causal", 1.0) != 0;
-  a.layout = r.u64("layout", 1.0) != 0;
   a.scale = r.f64("scale");
   a.dout = r.tensor("dout", false);
   a.q = r.tensor("q", false);
@@ -101,6 +127,16 @@ inline SdpaBackwardArgs readSdpaBackward(const Napi::CallbackInfo& info) {
   a.dq = r.tensor("dq", false);
   a.dk = r.tensor("dk", false);
   a.dv = r.tensor("dv", false);
+  a.qsb = r.u64("qsb");
+  a.qsh = r.u64("qsh");
+  a.qss = r.u64("qss");
+  a.ksb = r.u64("ksb");
+  a.ksh = r.u64("ksh");
+  a.kss = r.u64("kss");
+  a.osb = r.u64("osb");
+  a.osh = r.u64("osh");
+  a.oss = r.u64("oss");
+  a.workspace = r.workspace("workspace");
   r.end();
   return a;
 }

@@ -1,10 +1,12 @@
-// sdpa's CUDA kernels against the float64 references, on fresh random inputs with poisoned outputs:
-// forward (out, lse) and backward (dq, dk, dv), f32 and bf16, causal or not, GQA and MQA, both
-// layouts, S from 1 to 1000 and head dimensions 64, 128 and one other; two backward runs bitwise
-// identical; and the Tensor-level call. Skipped without a GPU (nn's GPU tests train a fused GPT).
-import { bf16BitsToF32, f32ToBf16Bits, registry } from '@deepwell/core';
+// sdpa's and sdpa_qkv's CUDA kernels against the float64 references, on fresh random inputs with
+// poisoned outputs: forward (out, lse) and backward (dq, dk, dv; sdpa_qkv's dqkv), f32 and bf16,
+// causal or not, GQA and MQA, both layouts and the packed qkv, S from 1 to 1000 and head dimensions
+// 64, 128 and one other; two backward runs bitwise identical; sdpa_qkv bitwise equal to sdpa on the
+// slices; the native checks of extents and overlaps; and the Tensor-level call. Skipped without a GPU
+// (nn's GPU tests train a fused GPT).
+import { bf16BitsToF32, f32ToBf16Bits, registry, type DeepwellError } from '@deepwell/core';
 import { checkAttrs, getOp, type KernelParams, type ValueType } from '@deepwell/ir';
-import { Stream, cudaBackend, cudaStatus, registerCudaBackends, type CudaBuffer, type CudaCall } from '@deepwell/kernels-native';
+import { Stream, cudaBackend, cudaStatus, nativeEntries, registerCudaBackends, type CudaBuffer, type CudaCall, type DevArg } from '@deepwell/kernels-native';
 import { Tensor } from '@deepwell/core';
 import { describe, expect, it } from 'vitest';
 import { scaledDotProductAttention } from '../src/index.js';
@@ -179,5 +181,90 @@ describe.skipIf(!gpu)('sdpa on CUDA', () => {
     const [want] = reference('sdpa', [f(H), f(Hkv), f(Hkv)], [q!, k!, v!].map((x) => round('f32', x)), { causal: true });
     expect(relErr(got, want!)).toBeLessThan(2e-5);
     for (const x of [tq, tk, tv, out]) x.dispose();
+  });
+});
+
+// sdpa_qkv: the same kernels reading q, k and v in place in one packed qkv [B, S, H + 2·Hkv, D] and
+// writing dq, dk, dv into one dqkv (every element of it: the outputs are poisoned first).
+const QKV_CASES = [
+  { B: 2, H: 4, Hkv: 4, S: 1, D: 64, causal: true },
+  { B: 1, H: 4, Hkv: 1, S: 77, D: 64, causal: true }, // MQA
+  { B: 1, H: 8, Hkv: 2, S: 77, D: 128, causal: false }, // GQA 4:1
+  { B: 2, H: 4, Hkv: 2, S: 33, D: 40, causal: true },
+];
+
+/** Heads [from, to) of a [B, S, heads, D] array. */
+function headsOf(x: Float64Array, rows: number, all: number, D: number, from: number, to: number): Float64Array {
+  const y = new Float64Array(rows * (to - from) * D);
+  for (let r = 0; r < rows; r++) y.set(x.subarray((r * all + from) * D, (r * all + to) * D), r * (to - from) * D);
+  return y;
+}
+
+describe.skipIf(!gpu)('sdpa_qkv on CUDA', () => {
+  for (const dt of ['f32', 'bf16'] as const)
+    it.each(QKV_CASES.map((c) => [JSON.stringify(c), c] as const))(`forward and backward equal the float64 reference and sdpa's kernels on the slices, ${dt} (%s)`, (_name, c) => {
+      const all = c.H + 2 * c.Hkv;
+      const attrs = { heads: c.H, causal: c.causal, scale: 0 };
+      const t = (heads: number): ValueType => ({ shape: [c.B, c.S, heads, c.D], dtype: dt });
+      const lseType: ValueType = { shape: [c.B, c.H, c.S], dtype: 'f32' };
+      const qkv = round(dt, randn(c.B * c.S * all * c.D));
+      const fwd = runCuda('sdpa_qkv', [t(all)], [qkv], attrs);
+      expect(fwd.kernel).toBe('sdpa_qkv_cuda_general');
+      const [outRef, lseRef] = reference('sdpa_qkv', [t(all)], [qkv], attrs);
+      expect(relErr(fwd.outs[0]!, outRef!)).toBeLessThan(TOL[dt]);
+      expect(relErr(fwd.outs[1]!, lseRef!)).toBeLessThan(1e-5);
+      // The same arithmetic in the same order as sdpa's kernel on contiguous slices: the same bits.
+      const part = (from: number, to: number) => headsOf(qkv, c.B * c.S, all, c.D, from, to);
+      const sliced = runCuda('sdpa', [t(c.H), t(c.Hkv), t(c.Hkv)], [part(0, c.H), part(c.H, c.H + c.Hkv), part(c.H + c.Hkv, all)], { causal: c.causal, layout: 'bshd' });
+      expect(Array.from(fwd.outs[0]!)).toEqual(Array.from(sliced.outs[0]!));
+      expect(Array.from(fwd.outs[1]!)).toEqual(Array.from(sliced.outs[1]!));
+      // The backward from the reference's out and lse (out rounded to the storage format).
+      const dout = round(dt, randn(outRef!.length));
+      const bwdTypes = [t(c.H), t(all), t(c.H), lseType];
+      const bwdIn = [dout, qkv, round(dt, outRef!), Float64Array.from(Float32Array.from(lseRef!))];
+      const g1 = runCuda('sdpa_qkv_backward', bwdTypes, bwdIn, attrs);
+      const g2 = runCuda('sdpa_qkv_backward', bwdTypes, bwdIn, attrs);
+      expect(g1.kernel).toBe('sdpa_qkv_backward_cuda_general');
+      const [want] = reference('sdpa_qkv_backward', bwdTypes, bwdIn, attrs);
+      const parts = [['dq', 0, c.H], ['dk', c.H, c.H + c.Hkv], ['dv', c.H + c.Hkv, all]] as const;
+      parts.forEach(([name, from, to]) => {
+        const got = headsOf(g1.outs[0]!, c.B * c.S, all, c.D, from, to);
+        expect(relErr(got, round(dt, headsOf(want!, c.B * c.S, all, c.D, from, to))), name).toBeLessThan(TOL[dt]);
+      });
+      expect(Array.from(g2.outs[0]!), 'dqkv bitwise the same on a second run').toEqual(Array.from(g1.outs[0]!));
+    });
+
+  it('the native entry points reject extents past an allocation, outputs over inputs and output rows that overlap', () => {
+    const e = nativeEntries().entries!;
+    const be = cudaBackend(0);
+    const [B, H, S, D] = [1, 2, 4, 8];
+    const n = B * H * S * D;
+    const bufs = [be.alloc(4 * n * 3), be.alloc(4 * n), be.alloc(4 * B * H * S)];
+    const [qkvBuf, outBuf, lseBuf] = bufs;
+    const arg = (b: CudaBuffer, elems = 0): DevArg => ({ base: b.ptr, offset: 4 * elems, bytes: b.bytes - 4 * elems });
+    // Packed q, k, v ([B, S, 3H, D]) and a contiguous out [B, S, H, D].
+    const [sb, sh, ss] = [S * 3 * H * D, D, 3 * H * D];
+    const call = (q: DevArg, k: DevArg, v: DevArg, out: DevArg, [osb, osh, oss] = [S * H * D, D, H * D]) => () =>
+      e.sdpaForward(0, 0, B, H, H, S, S, D, 1, 0.25, q, k, v, out, arg(lseBuf!), sb, sh, ss, sb, sh, ss, osb!, osh!, oss!, null);
+    const packed = [arg(qkvBuf!), arg(qkvBuf!, H * D), arg(qkvBuf!, 2 * H * D)] as const;
+    const code = (fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        return [(err as DeepwellError).code, (err as Error).message];
+      }
+      return ['none', ''];
+    };
+    try {
+      expect(code(call(...packed, arg(outBuf!)))).toEqual(['none', '']);
+      // v one head further on: its last row passes the allocation's end.
+      expect(code(call(packed[0], packed[1], arg(qkvBuf!, 2 * H * D + D), arg(outBuf!)))[0]).toBe('SHAPE_MISMATCH');
+      expect(code(call(...packed, arg(outBuf!), [S * H * D, D, H * D + 1]))[0]).toBe('SHAPE_MISMATCH');
+      expect(code(call(...packed, arg(qkvBuf!)))).toEqual(['INVALID_ARGUMENT', expect.stringMatching(/out of sdpaForward not to overlap the input q/)]);
+      expect(code(call(...packed, arg(outBuf!), [S * H * D, D, D / 2]))).toEqual(['INVALID_ARGUMENT', expect.stringMatching(/rows do not overlap/)]);
+      be.synchronize();
+    } finally {
+      for (const b of bufs) be.free(b!);
+    }
   });
 });

@@ -50,6 +50,9 @@ export const flags = {
 
 const gemmShape = ['transA:flag', 'transB:flag', 'M', 'N', 'K', 'batch', 'strideA', 'strideB', 'strideD'];
 const reduce = ['stream', 'dtype:fdtype', 'rank:u64<=8', 'xShape:u64[rank]', 'keepShape:u64[rank]'];
+// The attention entry points' sizes and attributes, and their element strides (see attention below).
+const attnSizes = ['B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256', 'causal:flag', 'scale:f64'];
+const attnStrides = ['qsb', 'qsh', 'qss', 'ksb', 'ksh', 'kss', 'osb', 'osh', 'oss'];
 
 export const entries = {
   // ---- runtime: device, memory, streams, events, graphs (native/runtime) ------------------------
@@ -172,16 +175,15 @@ export const entries = {
   oneHot: { file: 'ops/moe/one_hot.cu', args: ['stream', 'dtype:fdtype', 'P', 'classes', 'idx:tensor', 'out:tensor'] },
 
   // ---- attention (native/attention) ----------------------------------------------------------------
-  // Shapes: q, out [B, H, Sq, D] and k, v [B, Hkv, Sk, D] (layout 0), or [B, S, heads, D] (layout 1);
-  // lse f32 [B, H, Sq].
-  sdpaForward: {
-    file: 'attention/sdpa.cu',
-    args: ['stream', 'dtype:fdtype', 'B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256', 'causal:flag', 'layout:flag', 'scale:f64', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor'],
-  },
+  // Element (b, h, s, d) of q and dq is at b·qsb + h·qsh + s·qss + d; of k, v, dk and dv at
+  // b·ksb + h·ksh + s·kss + d (k and v share strides; their bases are the tensors' own); of out and
+  // dout at b·osb + h·osh + s·oss + d. So [B, heads, S, D], [B, S, heads, D] and q, k, v inside one
+  // packed QKV projection output ([B, S, H + 2·Hkv, D], each at its head offset) all go without a
+  // copy. lse f32 [B, H, Sq], contiguous. Every attention entry point takes these arguments.
+  sdpaForward: { file: 'attention/sdpa.cu', args: ['stream', 'dtype:fdtype', ...attnSizes, 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', ...attnStrides, 'workspace:workspace'] },
   sdpaBackward: {
     file: 'attention/sdpa.cu',
-    args: ['stream', 'dtype:fdtype', 'B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256', 'causal:flag', 'layout:flag', 'scale:f64',
-      'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'dq:tensor', 'dk:tensor', 'dv:tensor'],
+    args: ['stream', 'dtype:fdtype', ...attnSizes, 'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'dq:tensor', 'dk:tensor', 'dv:tensor', ...attnStrides, 'workspace:workspace'],
   },
 
   // ---- quantization (native/quant) ------------------------------------------------------------------

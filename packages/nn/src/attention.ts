@@ -3,16 +3,17 @@
  * merged, output projection. Two ways to build the middle:
  *   - composite (the default): plain ops (matmul, scale, causal_mask, softmax, transposes), so it is
  *     its own reference and runs on every device with the kernels each op has;
- *   - fused (`fused: true`): the sdpa op of @deepwell/attention-sparsek, one op for the whole of
- *     attention, fed in the layout the projection writes ([B, T, heads, D]: no transposes). On a GPU
- *     its general CUDA path serves (correct, not yet fast: the Hopper kernels are still to come), so
- *     the composite stays the default.
+ *   - fused (`fused: true`): the sdpa_qkv op of @deepwell/attention-sparsek, one op for the whole of
+ *     attention, reading q, k and v where the projection wrote them ([B, T, H + 2·Hkv, D]: no
+ *     slices, no transposes; its backward writes the projection's gradient whole). On a GPU its
+ *     general CUDA path serves (correct, not yet fast: the Hopper kernels are still to come), so the
+ *     composite stays the default.
  * `kvHeads` (default `heads`) gives grouped-query attention: heads / kvHeads query heads share each
  * key/value head, and the qkv projection shrinks to (heads + 2 · kvHeads) · headDim outputs.
  */
 import { broadcastTo, causalMask, matmul, reshape, scale, slice, softmax, transpose, type Sym } from '@deepwell/ir';
 import { DeepwellError, checkInteger } from '@deepwell/core';
-import { sdpa } from '@deepwell/attention-sparsek';
+import { sdpaQkv } from '@deepwell/attention-sparsek';
 import { Linear } from './layers.js';
 import { Module } from './module.js';
 
@@ -21,7 +22,7 @@ export interface AttentionOptions {
   bias?: boolean;
   /** Key/value heads (grouped-query attention); a divisor of the head count. Default: the head count. */
   kvHeads?: number;
-  /** One sdpa op instead of the composite (default false). */
+  /** One sdpa_qkv op instead of the composite (default false). */
   fused?: boolean;
 }
 
@@ -48,7 +49,11 @@ export class CausalSelfAttention extends Module {
     return this.scope(() => {
       const [B, T] = [x.shape[0]!, x.shape[1]!];
       const [H, D] = [this.heads, this.headDim];
-      if (this.fused || this.kvHeads !== H) return this.proj.forward(this.#grouped(x, B, T));
+      if (this.fused) {
+        const qkv = reshape(this.qkv.forward(x), [B, T, H + 2 * this.kvHeads, D]);
+        return this.proj.forward(reshape(sdpaQkv(qkv, { heads: H, causal: true })[0], [B, T, this.dim]));
+      }
+      if (this.kvHeads !== H) return this.proj.forward(this.#grouped(x, B, T));
       // [B, T, 3C] -> [B, T, 3, H, D] -> [3, B, H, T, D]
       const qkv = transpose(reshape(this.qkv.forward(x), [B, T, 3, H, D]), [2, 0, 3, 1, 4]);
       const part = (i: number) => reshape(slice(qkv, 0, i, i + 1), [B, H, T, D]);
@@ -60,7 +65,7 @@ export class CausalSelfAttention extends Module {
   }
 
   /**
-   * [B, T, C] of attention output, for the fused op or with kvHeads < heads: the projection as
+   * [B, T, C] of composite attention output with kvHeads < heads: the projection as
    * [B, T, H + 2·Hkv, D], q, k and v sliced along the heads.
    */
   #grouped(x: Sym, B: number, T: number): Sym {
@@ -69,7 +74,6 @@ export class CausalSelfAttention extends Module {
     const q = slice(qkv, 2, 0, H);
     const k = slice(qkv, 2, H, H + Hkv);
     const v = slice(qkv, 2, H + Hkv, H + 2 * Hkv);
-    if (this.fused) return reshape(sdpa(q, k, v, { causal: true, layout: 'bshd' })[0], [B, T, this.dim]);
     // Composite GQA: heads to the front ([B, heads, T, D]), each key/value head repeated for its
     // group of query heads.
     const bhtd = (t: Sym) => transpose(t, [0, 2, 1, 3]);

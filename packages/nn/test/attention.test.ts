@@ -1,4 +1,4 @@
-// CausalSelfAttention's fused path (one sdpa op) and grouped-query attention, against the composite:
+// CausalSelfAttention's fused path (one sdpa_qkv op on the projection, no slices) and grouped-query attention, against the composite:
 // the same parameters give the same loss (float64 interpretation) and gradients, and a fused GPT
 // trains on the CPU. Fresh random parameters and tokens every run.
 import { capture, compile, interpret, trainingStep, type Graph, type NumArray } from '@deepwell/ir';
@@ -27,8 +27,12 @@ describe('CausalSelfAttention', () => {
   ] as const)('gives the same loss and gradients either way (%s)', (_name, extra) => {
     const composite = trainingStep(capture(new GPT({ ...base, ...extra, fusedAttention: false }), spec));
     const fused = trainingStep(capture(new GPT({ ...base, ...extra, fusedAttention: true }), spec));
-    expect(fused.nodes.some((n) => n.op === 'sdpa')).toBe(true);
-    expect(composite.nodes.some((n) => n.op === 'sdpa')).toBe(false);
+    expect(fused.nodes.filter((n) => n.op === 'sdpa_qkv')).toHaveLength(base.nLayer);
+    expect(fused.nodes.filter((n) => n.op === 'sdpa_qkv_backward')).toHaveLength(base.nLayer);
+    // q, k and v are read where the projection wrote them: the one slice left is the position
+    // embedding's (and its gradient), none per layer.
+    expect(fused.nodes.filter((n) => n.op.startsWith('slice')).map((n) => n.op)).toEqual(['slice', 'slice_backward']);
+    expect(composite.nodes.some((n) => n.op.startsWith('sdpa'))).toBe(false);
     const params = Object.fromEntries(Object.entries(composite.params).map(([name, id]) => [name, normals(composite.values[id]!.type.shape.reduce((a, b) => a * b, 1))]));
     expect(Object.keys(fused.params).sort()).toEqual(Object.keys(params).sort());
     const corpus = new MarkovCorpus({ vocab: base.vocabSize, seed: Math.floor(Math.random() * 1e6) });
@@ -44,7 +48,7 @@ describe('CausalSelfAttention', () => {
     }
   });
 
-  it('trains a fused GQA GPT on the CPU: the loss goes down, the sdpa reference serving', () => {
+  it('trains a fused GQA GPT on the CPU: the loss goes down, the sdpa_qkv reference serving', () => {
     const exe = compile(trainingStep(capture(new GPT({ ...base, nKvHead: 2, fusedAttention: true }), spec), { optimizer: { weightDecay: 0 } }), { seed: 3 });
     const corpus = new MarkovCorpus({ vocab: base.vocabSize, seed: 11 });
     const losses: number[] = [];
@@ -52,8 +56,8 @@ describe('CausalSelfAttention', () => {
       const { tokens, targets } = corpus.batch(B, T);
       losses.push(exe.run({ tokens, targets, lr: Float32Array.of(s <= 10 ? (3e-3 * s) / 10 : 3e-3), step: Float32Array.of(s) }).loss![0]!);
     }
-    expect(exe.kernelSummary().find((r) => r.op === 'sdpa')).toMatchObject({ kernel: 'sdpa_reference', nodes: 2 });
-    expect(exe.kernelSummary().find((r) => r.op === 'sdpa_backward')).toMatchObject({ kernel: 'sdpa_backward_reference', nodes: 2 });
+    expect(exe.kernelSummary().find((r) => r.op === 'sdpa_qkv')).toMatchObject({ kernel: 'sdpa_qkv_reference', nodes: 2 });
+    expect(exe.kernelSummary().find((r) => r.op === 'sdpa_qkv_backward')).toMatchObject({ kernel: 'sdpa_qkv_backward_reference', nodes: 2 });
     exe.dispose();
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     expect(mean(losses.slice(-10))).toBeLessThan(0.8 * mean(losses.slice(0, 10)));

@@ -125,8 +125,8 @@ describe.skipIf(!gpu)('training on the GPU', () => {
       losses.push(exe.run({ tokens, targets, lr: Float32Array.of(s <= 10 ? (3e-3 * s) / 10 : 3e-3), step: Float32Array.of(s) }).loss![0]!);
     }
     const summary = exe.kernelSummary();
-    expect(summary.find((r) => r.op === 'sdpa')).toMatchObject({ kernel: 'sdpa_cuda_general', nodes: 2 });
-    expect(summary.find((r) => r.op === 'sdpa_backward')).toMatchObject({ kernel: 'sdpa_backward_cuda_general', nodes: 2 });
+    expect(summary.find((r) => r.op === 'sdpa_qkv')).toMatchObject({ kernel: 'sdpa_qkv_cuda_general', nodes: 2 });
+    expect(summary.find((r) => r.op === 'sdpa_qkv_backward')).toMatchObject({ kernel: 'sdpa_qkv_backward_cuda_general', nodes: 2 });
     exe.dispose();
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     expect(mean(losses.slice(-10))).toBeLessThan(0.8 * mean(losses.slice(0, 10)));

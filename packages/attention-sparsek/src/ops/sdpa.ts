@@ -24,30 +24,30 @@
  *   ds_ij = p_ij (dout_i · v_j - delta_i), dq_i = scale Σ_j ds_ij k_j, dk_j = scale Σ_i ds_ij q_i;
  *   with GQA, dk and dv sum over the query heads that share a key/value head.
  *
- * The references are written for clarity and accumulate in float64. Kernels: the CUDA general path
- * (src/cuda/sdpa.ts over native/attention/sdpa.cu; the fast Hopper kernels are still to come);
- * tests in test/sdpa.test.ts (CPU) and test/gpu.test.ts.
+ * The references are written for clarity and accumulate in float64; their math, over element
+ * strides, is shared with sdpa_qkv (ops/attention_math.ts): this file checks the inputs and gives the
+ * layout's strides. Kernels: the CUDA general path (src/cuda/sdpa.ts over native/attention/sdpa.cu;
+ * the fast Hopper kernels are still to come); tests in test/sdpa.test.ts (CPU) and test/gpu.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import { defineOp, shapeError, type Attrs, type NumArray, type Sym, type ValueType } from '@deepwell/ir';
+import { defineOp, shapeError, type Attrs, type Sym, type ValueType } from '@deepwell/ir';
+import { attentionBackward, attentionFlops, attentionForward, denseStrides, type AttentionSizes, type AttentionStrides } from './attention_math.js';
 
 export type AttentionLayout = 'bhsd' | 'bshd';
 
-const FLOAT = ['f32', 'bf16', 'f16'];
-const shapeStr = (t: ValueType) => `${t.dtype}[${t.shape.join(', ')}]`;
+export const FLOAT = ['f32', 'bf16', 'f16'];
+export const shapeStr = (t: ValueType) => `${t.dtype}[${t.shape.join(', ')}]`;
 
 /** The sizes of a call, from q's and k's shapes in the call's layout. */
-export interface AttentionDims {
-  B: number;
-  H: number;
-  Hkv: number;
-  Sq: number;
-  Sk: number;
-  D: number;
+export interface AttentionDims extends AttentionSizes {
   layout: AttentionLayout;
-  causal: boolean;
-  /** The scale actually used (the attribute, or 1 / sqrt(D) for 0). */
-  scale: number;
+}
+
+/** The scale attribute checked, and the scale it means (1 / sqrt(D) for 0). */
+export function resolveScale(op: string, attrs: Attrs, D: number): number {
+  const s = attrs.scale as number;
+  if (!Number.isFinite(s) || s < 0) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a finite scale >= 0 (0 for 1 / sqrt(D)) but received ${s}`);
+  return s === 0 ? 1 / Math.sqrt(D) : s;
 }
 
 /** [B, heads, S, D] of a tensor in `layout`. */
@@ -73,33 +73,13 @@ export function attentionDims(op: string, [q, k, v]: readonly ValueType[], attrs
   if (Dk !== D) shapeError(op, `Expected the head dimension of k (${Dk}) to equal q's (${D})`);
   if (Hkv < 1 || H % Hkv !== 0) shapeError(op, `Expected q's heads (${H}) to be a multiple of k's and v's heads (${Hkv})`);
   if (D < 1) shapeError(op, `Expected a head dimension of at least 1 but received ${D}`);
-  const s = attrs.scale as number;
-  if (!Number.isFinite(s) || s < 0) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a finite scale >= 0 (0 for 1 / sqrt(D)) but received ${s}`);
-  return { B, H, Hkv, Sq, Sk, D, layout, causal: attrs.causal === true, scale: s === 0 ? 1 / Math.sqrt(D) : s };
+  return { B, H, Hkv, Sq, Sk, D, layout, causal: attrs.causal === true, scale: resolveScale(op, attrs, D) };
 }
 
-/** Element offset of (b, head, s, d) in a tensor of `heads` heads and length S in `layout`. */
-function at(n: AttentionDims, heads: number, S: number, b: number, h: number, s: number): number {
-  return n.layout === 'bhsd' ? ((b * heads + h) * S + s) * n.D : ((b * S + s) * heads + h) * n.D;
-}
-
-/** The last key query i sees (exclusive bound): all of them, or i + (Sk - Sq) + 1 with causal. */
-function visible(n: AttentionDims, i: number): number {
-  return n.causal ? Math.max(0, Math.min(n.Sk, i + n.Sk - n.Sq + 1)) : n.Sk;
-}
-
-/** The scores of query row (b, h, i) against its visible keys, in float64. */
-function scores(n: AttentionDims, q: NumArray, k: NumArray, b: number, h: number, i: number): Float64Array {
-  const hk = Math.floor(h / (n.H / n.Hkv));
-  const qo = at(n, n.H, n.Sq, b, h, i);
-  const s = new Float64Array(visible(n, i));
-  for (let j = 0; j < s.length; j++) {
-    const ko = at(n, n.Hkv, n.Sk, b, hk, j);
-    let dot = 0;
-    for (let d = 0; d < n.D; d++) dot += q[qo + d]! * k[ko + d]!;
-    s[j] = n.scale * dot;
-  }
-  return s;
+/** Where q, k, v and out lie in the call's layout (contiguous tensors). */
+export function layoutStrides(n: AttentionDims): AttentionStrides {
+  const kv = denseStrides(n.layout, n.Hkv, n.Sk, n.D);
+  return { q: denseStrides(n.layout, n.H, n.Sq, n.D), k: kv, v: kv, out: denseStrides(n.layout, n.H, n.Sq, n.D) };
 }
 
 const ATTRS = {
@@ -107,12 +87,6 @@ const ATTRS = {
   scale: { kind: 'float', default: 0 },
   layout: { kind: 'string', oneOf: ['bhsd', 'bshd'], default: 'bhsd' },
 } as const;
-
-/** FLOPs of the two matrix products, halved where the causal mask hides half the keys. */
-function attentionFlops(n: AttentionDims, products: number): number {
-  const pairs = n.causal ? Array.from({ length: n.Sq }, (_, i) => visible(n, i)).reduce((a, b) => a + b, 0) : n.Sq * n.Sk;
-  return 2 * products * n.B * n.H * pairs * n.D;
-}
 
 export const sdpaOp = defineOp({
   name: 'sdpa',
@@ -127,22 +101,7 @@ export const sdpaOp = defineOp({
   flops: (inputs, _outputs, attrs) => attentionFlops(attentionDims('sdpa', inputs, attrs), 2),
   reference: ({ inputs: [q, k, v], outputs: [out, lse], inTypes, attrs }) => {
     const n = attentionDims('sdpa', inTypes, attrs);
-    const group = n.H / n.Hkv;
-    for (let b = 0; b < n.B; b++)
-      for (let h = 0; h < n.H; h++)
-        for (let i = 0; i < n.Sq; i++) {
-          const s = scores(n, q!, k!, b, h, i);
-          const m = s.reduce((a, x) => Math.max(a, x), -Infinity);
-          let l = 0;
-          for (let j = 0; j < s.length; j++) l += (s[j] = Math.exp(s[j]! - m));
-          const oo = at(n, n.H, n.Sq, b, h, i);
-          for (let d = 0; d < n.D; d++) {
-            let acc = 0;
-            for (let j = 0; j < s.length; j++) acc += s[j]! * v![at(n, n.Hkv, n.Sk, b, Math.floor(h / group), j) + d]!;
-            out![oo + d] = s.length ? acc / l : 0;
-          }
-          lse![(b * n.H + h) * n.Sq + i] = s.length ? m + Math.log(l) : -Infinity;
-        }
+    attentionForward(n, layoutStrides(n), q!, k!, v!, out!, lse!);
   },
   gradient: ({ inputs: [q, k, v], outputs: [out, lse], grads: [g, glse], attrs }) => {
     if (glse) throw new DeepwellError('INVALID_ARGUMENT', "Expected a loss that uses sdpa's lse output only through its backward, for the gradient of sdpa, but received one that uses it directly");
@@ -167,38 +126,7 @@ export const sdpaBackwardOp = defineOp({
   flops: ([, q, k, v], _outputs, attrs) => attentionFlops(attentionDims('sdpa_backward', [q!, k!, v!], attrs), 5),
   reference: ({ inputs: [dout, q, k, v, out, lse], outputs: [dq, dk, dv], inTypes, attrs }) => {
     const n = attentionDims('sdpa_backward', inTypes.slice(1, 4), attrs);
-    const group = n.H / n.Hkv;
-    // float64 accumulators for dk and dv, which sum over query rows and over a group's heads.
-    const dkAcc = new Float64Array(dk!.length);
-    const dvAcc = new Float64Array(dv!.length);
-    for (let b = 0; b < n.B; b++)
-      for (let h = 0; h < n.H; h++) {
-        const hk = Math.floor(h / group);
-        for (let i = 0; i < n.Sq; i++) {
-          const qo = at(n, n.H, n.Sq, b, h, i);
-          const L = lse![(b * n.H + h) * n.Sq + i]!;
-          const p = scores(n, q!, k!, b, h, i).map((s) => Math.exp(s - L));
-          let delta = 0;
-          for (let d = 0; d < n.D; d++) delta += dout![qo + d]! * out![qo + d]!;
-          const dqRow = new Float64Array(n.D);
-          for (let j = 0; j < p.length; j++) {
-            const ko = at(n, n.Hkv, n.Sk, b, hk, j);
-            let dp = 0;
-            for (let d = 0; d < n.D; d++) {
-              dp += dout![qo + d]! * v![ko + d]!;
-              dvAcc[ko + d]! += p[j]! * dout![qo + d]!;
-            }
-            const ds = p[j]! * (dp - delta);
-            for (let d = 0; d < n.D; d++) {
-              dqRow[d]! += n.scale * ds * k![ko + d]!;
-              dkAcc[ko + d]! += n.scale * ds * q![qo + d]!;
-            }
-          }
-          for (let d = 0; d < n.D; d++) dq![qo + d] = dqRow[d]!;
-        }
-      }
-    dk!.set(dkAcc);
-    dv!.set(dvAcc);
+    attentionBackward(n, layoutStrides(n), dout!, q!, k!, v!, out!, lse!, dq!, dk!, dv!);
   },
 });
 
