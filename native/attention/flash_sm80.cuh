@@ -528,6 +528,7 @@ cudaError_t forwardWith(const FlashFwdParams& p, cudaStream_t st) {
 template <typename T, int D>
 cudaError_t flashForwardSm80(const FlashFwdParams& p, cudaStream_t st) {
   static_assert(D == 64 || D == 128, "flash_sm80 takes head dimensions 64 and 128");
+  if (p.Sq == 0 || p.B == 0 || p.H == 0) return cudaSuccess;
   const int64_t heads = int64_t(p.B) * p.H, sms = sm80::smCountOf();
   if (heads * ((p.Sq + 127) / 128) >= 2 * sms) return sm80::forwardWith<T, D, 8, 64>(p, st);
   if (heads * ((p.Sq + 63) / 64) >= sms) return sm80::forwardWith<T, D, 4, 64>(p, st);
@@ -541,6 +542,7 @@ template <typename T, int D>
 cudaError_t flashBackwardSm80(const FlashBwdParams& p, cudaStream_t st) {
   static_assert(D == 64 || D == 128, "flash_sm80 takes head dimensions 64 and 128");
   using namespace sm80;
+  if (p.B == 0 || p.H == 0) return cudaSuccess;
   const int64_t rows = int64_t(p.B) * p.H * p.Sq;
   if (rows > 0) {
     deltaKernel<T, D><<<static_cast<unsigned>((rows + 3) / 4), 128, 0, st>>>(p);
@@ -549,8 +551,11 @@ cudaError_t flashBackwardSm80(const FlashBwdParams& p, cudaStream_t st) {
   }
   constexpr int NW = 4, KBN = NW * 16, QBM = NW * 16;
   constexpr int DKV_BM = D == 128 ? 32 : 64, DQ_BN = D == 128 ? 32 : 64;
-  cudaError_t e = launch(dkvKernel<T, D, NW, DKV_BM>, dim3((p.Sk + KBN - 1) / KBN, p.Hkv, p.B), NW * 32, (2 * KBN + 4 * DKV_BM) * D * 2, st, &p);
-  if (e != cudaSuccess) return e;
+  if (p.Sk > 0) {
+    cudaError_t e = launch(dkvKernel<T, D, NW, DKV_BM>, dim3((p.Sk + KBN - 1) / KBN, p.Hkv, p.B), NW * 32, (2 * KBN + 4 * DKV_BM) * D * 2, st, &p);
+    if (e != cudaSuccess) return e;
+  }
+  if (p.Sq == 0) return cudaSuccess;
   return launch(dqKernel<T, D, NW, DQ_BN>, dim3((p.Sq + QBM - 1) / QBM, p.H, p.B), NW * 32, (2 * QBM + 4 * DQ_BN) * D * 2, st, &p);
 }
 
