@@ -1,0 +1,220 @@
+// Lab harness of the Hopper flash-attention forward (native/attention/flash_fwd_sm90.cuh): for each
+// shape and layout, run it on poisoned outputs, check out and lse against the float64 reference
+// (lab::refRow) on all rows of small shapes or a sample (2 heads x 64 rows incl. first and last) of big
+// ones, then time it. One greppable line per case; exit status 1 on any FAIL.
+//
+// Build (from /work/main):
+//   mkdir -p dev/cuda/attention/build && nvcc -O3 -std=c++17 -arch=sm_90a -lineinfo -I/work/main/native \
+//       -o dev/cuda/attention/build/fwd_sm90 dev/cuda/attention/fwd_sm90.cu
+// Run: dev/cuda/attention/build/fwd_sm90 [check|small]   (check: correctness only, no timing;
+//   small: only the small untimed cases, e.g. under compute-sanitizer)
+//   DW_FWD90_NOPP=1 runs the variant without ping-pong scheduling (for A/B timing).
+#include <cstring>
+#include <string>
+
+#include "../../../native/attention/flash_fwd_sm90.cuh"
+#include "common.cuh"
+
+namespace {
+
+using dw::attention::FlashFwdParams;
+using dw::attention::Stride3;
+
+enum class Layout { BHSD, BSHD, Packed };
+const char* layoutName(Layout l) { return l == Layout::BHSD ? "bhsd" : l == Layout::BSHD ? "bshd" : "packed"; }
+
+struct Case {
+  lab::Shape s;
+  Layout layout;
+  bool f16;
+  bool time;
+};
+
+template <typename T>
+cudaError_t launch(const FlashFwdParams& p, bool pingPong) {
+  if (p.D == 64) return pingPong ? dw::attention::flashForwardSm90<T, 64>(p, 0) : dw::attention::fwd90::flashForwardSm90Impl<T, 64, false>(p, 0);
+  return pingPong ? dw::attention::flashForwardSm90<T, 128>(p, 0) : dw::attention::fwd90::flashForwardSm90Impl<T, 128, false>(p, 0);
+}
+
+template <typename T>
+bool runCase(const Case& cs, bool doTime, bool pingPong) {
+  const lab::Shape& s = cs.s;
+  const int B = s.B, H = s.H, Hkv = s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D;
+  // Element strides of q, k, v (k and v share theirs) and out, and the buffers.
+  lab::Strides qs, ks, os;
+  size_t nQ, nK, nO;
+  int64_t kOff = 0, vOff = 0;  // offsets of k and v in the packed buffer
+  if (cs.layout == Layout::BHSD) {
+    qs = s.bhsd(H, Sq);
+    ks = s.bhsd(Hkv, Sk);
+    os = qs;
+    nQ = size_t(s.nq());
+    nK = size_t(s.nk());
+  } else if (cs.layout == Layout::BSHD) {
+    qs = {int64_t(Sq) * H * D, D, int64_t(H) * D};
+    ks = {int64_t(Sk) * Hkv * D, D, int64_t(Hkv) * D};
+    os = qs;
+    nQ = size_t(s.nq());
+    nK = size_t(s.nk());
+  } else {  // q, k, v inside one [B, S, H + 2 Hkv, D] buffer (Sq == Sk)
+    const int64_t W = int64_t(H + 2 * Hkv) * D;
+    qs = ks = {int64_t(Sq) * W, D, W};
+    os = {int64_t(Sq) * H * D, D, int64_t(H) * D};
+    nQ = size_t(B) * Sq * W;
+    nK = 0;
+    kOff = int64_t(H) * D;
+    vOff = int64_t(H + Hkv) * D;
+  }
+  nO = size_t(s.nq());
+  const uint64_t seed = uint64_t(B) * 1000003 + H * 10007 + Sq * 101 + Sk + D + s.causal;
+  std::vector<T> hq = lab::randomValues<T>(nQ, seed), hk, hv;
+  if (nK) {
+    hk = lab::randomValues<T>(nK, seed + 1);
+    hv = lab::randomValues<T>(nK, seed + 2);
+  }
+  lab::DevBuf<T> dq(hq);
+  lab::DevBuf<T> dk(nK ? hk : std::vector<T>(1)), dv(nK ? hv : std::vector<T>(1));
+  const size_t guard = 4096;  // poisoned elements past out and lse that must stay untouched
+  lab::DevBuf<T> dout(nO + guard);
+  lab::DevBuf<float> dlse(size_t(B) * H * Sq + guard);
+  dout.poison();
+  dlse.poison();
+
+  FlashFwdParams p;
+  p.q = dq.p;
+  p.k = nK ? static_cast<const void*>(dk.p) : static_cast<const void*>(dq.p + kOff);
+  p.v = nK ? static_cast<const void*>(dv.p) : static_cast<const void*>(dq.p + vOff);
+  p.out = dout.p;
+  p.lse = dlse.p;
+  p.qs = {qs.b, qs.h, qs.s};
+  p.ks = p.vs = {ks.b, ks.h, ks.s};
+  p.os = {os.b, os.h, os.s};
+  p.B = B;
+  p.H = H;
+  p.Hkv = Hkv;
+  p.Sq = Sq;
+  p.Sk = Sk;
+  p.D = D;
+  p.causal = s.causal;
+  p.scale = s.sc();
+
+  const char* ty = cs.f16 ? "f16" : "bf16";
+  char head[256];
+  std::snprintf(head, sizeof head, "fwd_sm90 %s layout=%s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d", ty, layoutName(cs.layout), B, H,
+                Hkv, Sq, Sk, D, int(s.causal));
+  cudaError_t e = launch<T>(p, pingPong);
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) {
+    std::printf("%s err=inf lseErr=inf FAIL (%s)\n", head, cudaGetErrorString(e));
+    std::fflush(stdout);
+    return false;
+  }
+  const std::vector<T> ho = dout.host();
+  const std::vector<float> hl = dlse.host();
+
+  // Rows to check.
+  std::vector<std::pair<int, int>> heads;  // (b, h)
+  std::vector<int> rows;
+  const bool all = double(B) * H * Sq * double(Sk) * D <= 3e8;
+  if (all) {
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) heads.push_back({b, h});
+    for (int i = 0; i < Sq; ++i) rows.push_back(i);
+  } else {
+    heads.push_back({0, 0});
+    heads.push_back({B - 1, H - 1});
+    std::mt19937 g{uint32_t(seed)};
+    for (int i = 0; i < std::min(Sq, 24); ++i) rows.push_back(i);
+    for (int i = std::max(0, Sq - 24); i < Sq; ++i) rows.push_back(i);
+    for (int i = 0; i < 16; ++i) rows.push_back(int(g() % uint32_t(Sq)));
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  }
+  const T* qp = hq.data();
+  const T* kp = nK ? hk.data() : hq.data() + kOff;
+  const T* vp = nK ? hv.data() : hq.data() + vOff;
+  lab::Err err;
+  double lseErr = 0;
+  bool lseOk = true;
+  std::vector<double> ref(D);
+  for (auto [b, h] : heads)
+    for (int i : rows) {
+      double rl;
+      lab::refRow(s, qp, qs, kp, vp, ks, b, h, i, ref.data(), &rl);
+      const T* got = ho.data() + b * os.b + h * os.h + int64_t(i) * os.s;
+      for (int d = 0; d < D; ++d) err.add(lab::toFloat(got[d]), ref[d]);
+      const double gl = hl[(size_t(b) * H + h) * Sq + i];
+      if (std::isinf(rl)) {
+        if (!(std::isinf(gl) && gl < 0)) lseOk = false, lseErr = INFINITY;
+      } else {
+        const double ae = std::isnan(gl) ? INFINITY : std::fabs(gl - rl);
+        lseErr = std::max(lseErr, ae);
+        if (!(ae <= 1e-3 * std::fabs(rl) + 1e-3)) lseOk = false;
+      }
+    }
+  // Nothing written past the ends (e.g. rows >= Sq of a bshd out would land in the guard).
+  bool guardOk = true;
+  {
+    const uint16_t* o16 = reinterpret_cast<const uint16_t*>(ho.data());
+    for (size_t i = nO; i < nO + guard; ++i) guardOk &= o16[i] == 0xFFFF;
+    const uint32_t* l32 = reinterpret_cast<const uint32_t*>(hl.data());
+    for (size_t i = size_t(B) * H * Sq; i < hl.size(); ++i) guardOk &= l32[i] == 0xFFFFFFFFu;
+  }
+  const bool pass = err.rel() <= 2e-2 && lseOk && guardOk;
+  std::printf("%s err=%.3e lseErr=%.3e%s %s", head, err.rel(), lseErr, guardOk ? "" : " guard=CLOBBERED", pass ? "PASS" : "FAIL");
+  if (doTime && cs.time) {
+    const float ms = lab::medianMs([&] { launch<T>(p, pingPong); });
+    std::printf(" ms=%.4f tflops=%.1f", ms, s.fwdFlops() / (double(ms) * 1e-3) / 1e12);
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  return pass;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool small = argc > 1 && std::strcmp(argv[1], "small") == 0;  // the untimed cases only (for compute-sanitizer)
+  const bool doTime = !(argc > 1 && (std::strcmp(argv[1], "check") == 0 || small));
+  const char* nopp = std::getenv("DW_FWD90_NOPP");
+  const bool pingPong = !(nopp && nopp[0] == '1');
+  auto S = [](int B, int H, int Hkv, int Sq, int Sk, int D, bool causal) { return lab::Shape{B, H, Hkv, Sq, Sk, D, causal, 0.f}; };
+  const Layout L0 = Layout::BHSD;
+  std::vector<Case> cases = {
+      // correctness: edges, GQA/MQA, Sq != Sk, partial tiles
+      {S(1, 1, 1, 1, 1, 64, false), L0, false, false},
+      {S(1, 1, 1, 1, 1, 128, true), L0, false, false},
+      {S(2, 4, 1, 77, 77, 64, true), L0, false, false},
+      {S(2, 4, 1, 77, 77, 64, true), L0, true, false},
+      {S(1, 8, 2, 1000, 1000, 128, true), L0, false, false},
+      {S(1, 4, 4, 333, 1000, 128, true), L0, false, false},
+      {S(1, 2, 2, 300, 100, 128, true), L0, false, false},  // Sq > Sk: rows that see no key
+      {S(1, 2, 1, 129, 257, 64, false), L0, false, false},
+      {S(1, 3, 3, 200, 131, 128, false), L0, true, false},
+      {S(2, 4, 4, 4096, 4096, 64, false), L0, false, false},
+      // layouts
+      {S(2, 4, 2, 300, 300, 128, true), Layout::BSHD, false, false},
+      {S(2, 6, 2, 257, 257, 64, false), Layout::BSHD, false, false},
+      {S(2, 4, 2, 300, 300, 128, true), Layout::Packed, false, false},
+      {S(1, 8, 8, 1024, 1024, 64, true), Layout::Packed, false, true},
+      {S(2, 16, 16, 2048, 2048, 128, true), Layout::BSHD, false, true},
+      // timing shapes
+      {S(16, 12, 12, 1024, 1024, 64, true), L0, false, true},
+      {S(4, 16, 16, 4096, 4096, 128, true), L0, false, true},
+      {S(4, 16, 16, 4096, 4096, 128, false), L0, false, true},
+      {S(4, 16, 16, 4096, 4096, 128, false), L0, true, true},
+      {S(8, 16, 16, 2048, 2048, 64, true), L0, false, true},
+      {S(8, 16, 16, 2048, 2048, 64, false), L0, false, true},
+      {S(1, 32, 32, 16384, 16384, 128, true), L0, false, true},
+      {S(2, 32, 8, 8192, 8192, 128, true), L0, false, true},
+      {S(1, 8, 8, 512, 512, 64, true), L0, false, true},
+  };
+  int fails = 0;
+  for (const Case& c : cases) {
+    if (small && c.time) continue;
+    const bool ok = c.f16 ? runCase<__half>(c, doTime, pingPong) : runCase<__nv_bfloat16>(c, doTime, pingPong);
+    fails += !ok;
+  }
+  std::printf("fwd_sm90 summary: %d case(s) failed\n", fails);
+  return fails ? 1 : 0;
+}
