@@ -1,0 +1,200 @@
+// lab-arch: sm_90a
+// The Hopper attention backward (native/attention/flash_bwd_sm90.cuh) against the float64 reference:
+// out and lse come from the verified portable forward (flash_sm80.cuh), then the sm90 backward runs
+// on poisoned dq, dk, dv (and poisoned scratch / delta); dq, dk, dv are checked against
+// lab::refBackwardHead, two runs must agree bitwise (the fixed dQ order), and it is timed.
+//   build: bash dev/cuda/attention/build.sh bwd_sm90   (or, from the repo root:
+//          nvcc -O3 -std=c++17 -arch=sm_90a -lineinfo -Inative -Xptxas -v -o dev/cuda/attention/build/bwd_sm90 dev/cuda/attention/bwd_sm90.cu)
+//   run:   dev/cuda/attention/build/bwd_sm90 [--small] [--no-time] [--sm80] [--case N]
+//          --sm80 also times the portable backward on the timing shapes (kernel name flash_sm80);
+//          --case N runs only correctness case N (0-based, both dtypes), no timing: for bisecting.
+// One line per case: `bwd_sm90 bf16 B=.. H=.. Hkv=.. Sq=.. Sk=.. D=.. causal=.. pass=bwd layout=..
+// err=dq,dk,dv deterministic=.. PASS|FAIL ms=.. tflops=..`; the exit code is the number of failures.
+#include "attention/flash_bwd_sm90.cuh"
+#include "attention/flash_sm80.cuh"
+#include "common.cuh"
+
+#include <cstring>
+#include <string>
+
+using namespace dw::attention;
+
+namespace {
+
+enum class Layout { bhsd, bshd, packed };
+const char* layoutName(Layout l) { return l == Layout::bhsd ? "bhsd" : l == Layout::bshd ? "bshd" : "packed"; }
+
+struct Case {
+  lab::Shape s;
+  Layout layout;
+};
+
+int failures = 0;
+bool alsoSm80 = false;
+
+template <typename T>
+void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
+  const lab::Shape& s = c.s;
+  const int H = s.H, Hkv = s.Hkv, D = s.D;
+  // q (and dq), k, v (and dk, dv), out (and dout): [B, H, S, D] for bhsd, [B, S, H, D] for bshd;
+  // packed: q, k, v (and dq, dk, dv) inside one [B, S, H + 2 Hkv, D] buffer.
+  size_t qN, kN;
+  Stride3 qs, ks, os;
+  int64_t kOff = 0, vOff = 0;
+  if (c.layout == Layout::bhsd) {
+    qs = {int64_t(H) * s.Sq * D, int64_t(s.Sq) * D, D};
+    ks = {int64_t(Hkv) * s.Sk * D, int64_t(s.Sk) * D, D};
+    os = qs;
+    qN = s.nq();
+    kN = s.nk();
+  } else if (c.layout == Layout::bshd) {
+    qs = {int64_t(s.Sq) * H * D, D, int64_t(H) * D};
+    ks = {int64_t(s.Sk) * Hkv * D, D, int64_t(Hkv) * D};
+    os = qs;
+    qN = s.nq();
+    kN = s.nk();
+  } else {
+    const int64_t W = int64_t(H + 2 * Hkv) * D;
+    qs = ks = {int64_t(s.Sq) * W, D, W};
+    os = {int64_t(s.Sq) * H * D, D, int64_t(H) * D};
+    qN = size_t(s.B) * s.Sq * W;
+    kN = 0;
+    kOff = int64_t(H) * D;
+    vOff = int64_t(H + Hkv) * D;
+  }
+  const bool packed = c.layout == Layout::packed;
+  auto hq = lab::randomValues<T>(qN, seed);
+  auto hk = lab::randomValues<T>(packed ? 0 : kN, seed + 1);
+  auto hv = lab::randomValues<T>(packed ? 0 : kN, seed + 2);
+  auto hdo = lab::randomValues<T>(s.nq(), seed + 3);
+  lab::DevBuf<T> dq_(hq), dk_(hk), dv_(hv), ddo(hdo), dout(s.nq()), dgq(qN), dgk(packed ? 0 : kN), dgv(packed ? 0 : kN);
+  lab::DevBuf<float> dlse(size_t(s.B) * H * s.Sq), ddelta(size_t(s.B) * H * s.Sq);
+  const T* qp = dq_.p;
+  const T* kp = packed ? dq_.p + kOff : dk_.p;
+  const T* vp = packed ? dq_.p + vOff : dv_.p;
+  T* gqp = dgq.p;
+  T* gkp = packed ? dgq.p + kOff : dgk.p;
+  T* gvp = packed ? dgq.p + vOff : dgv.p;
+  const T* hqp = hq.data();
+  const T* hkp = packed ? hq.data() + kOff : hk.data();
+  const T* hvp = packed ? hq.data() + vOff : hv.data();
+
+  // out and lse from the verified portable forward.
+  FlashFwdParams fp{qp, kp, vp, dout.p, dlse.p, qs, ks, ks, os, s.B, H, Hkv, s.Sq, s.Sk, D, s.causal, s.sc()};
+  LAB_CHECK((D == 128 ? flashForwardSm80<T, 128>(fp, 0) : flashForwardSm80<T, 64>(fp, 0)));
+  LAB_CHECK(cudaDeviceSynchronize());
+
+  FlashBwdParams bp{ddo.p, qp, kp, vp, dout.p, dlse.p, gqp, gkp, gvp, ddelta.p, os, qs, ks, ks, os, qs, ks, ks, s.B, H, Hkv, s.Sq, s.Sk, D, s.causal, s.sc()};
+  lab::DevBuf<uint8_t> scratch(flashBackwardSm90Scratch(bp));
+  auto runB = [&] { return D == 128 ? flashBackwardSm90<T, 128>(bp, scratch.p, 0) : flashBackwardSm90<T, 64>(bp, scratch.p, 0); };
+  dgq.poison();
+  if (!packed) dgk.poison(), dgv.poison();
+  scratch.poison();
+  ddelta.poison();
+  const cudaError_t launched = runB();
+  if (launched != cudaSuccess) {
+    std::printf("bwd_sm90 %s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d pass=bwd layout=%s refused: %s FAIL ms=0 tflops=0\n", dt, s.B, H, Hkv, s.Sq,
+                s.Sk, D, int(s.causal), layoutName(c.layout), cudaGetErrorString(launched));
+    ++failures;
+    return;
+  }
+  LAB_CHECK(cudaDeviceSynchronize());
+  auto g1q = dgq.host(), g1k = dgk.host(), g1v = dgv.host();
+  scratch.poison();
+  LAB_CHECK(runB());
+  LAB_CHECK(cudaDeviceSynchronize());
+  auto g2q = dgq.host(), g2k = dgk.host(), g2v = dgv.host();
+  const bool same = std::memcmp(g1q.data(), g2q.data(), g1q.size() * sizeof(T)) == 0 && std::memcmp(g1k.data(), g2k.data(), g1k.size() * sizeof(T)) == 0 &&
+                    std::memcmp(g1v.data(), g2v.data(), g1v.size() * sizeof(T)) == 0;
+  // The first and last (b, kv head) fully, when the head is small enough for the CPU.
+  lab::Err eq, ek, ev;
+  const bool checkable = double(s.Sq) * s.Sk * D * (H / Hkv) <= 2.0e9;
+  if (checkable) {
+    const T* gq = g1q.data();
+    const T* gk = packed ? g1q.data() + kOff : g1k.data();
+    const T* gv = packed ? g1q.data() + vOff : g1v.data();
+    const int heads[2][2] = {{0, 0}, {s.B - 1, Hkv - 1}};
+    std::vector<double> rq, rk, rv;
+    for (auto& bh : heads) {
+      lab::refBackwardHead(s, hqp, hkp, hvp, hdo.data(), {qs.b, qs.h, qs.s}, {ks.b, ks.h, ks.s}, {os.b, os.h, os.s}, bh[0], bh[1], rq, rk, rv);
+      const int group = H / Hkv;
+      for (int g = 0; g < group; ++g)
+        for (int i = 0; i < s.Sq; ++i)
+          for (int d = 0; d < D; ++d) eq.add(lab::toFloat(gq[bh[0] * qs.b + (bh[1] * group + g) * qs.h + i * qs.s + d]), rq[(size_t(g) * s.Sq + i) * D + d]);
+      for (int j = 0; j < s.Sk; ++j)
+        for (int d = 0; d < D; ++d) {
+          ek.add(lab::toFloat(gk[bh[0] * ks.b + bh[1] * ks.h + j * ks.s + d]), rk[size_t(j) * D + d]);
+          ev.add(lab::toFloat(gv[bh[0] * ks.b + bh[1] * ks.h + j * ks.s + d]), rv[size_t(j) * D + d]);
+        }
+    }
+  } else {
+    // Too big for the CPU reference: at least every output must be written (no NaN left of the poison).
+    for (auto x : g1q) eq.add(lab::toFloat(x), 0);
+    for (auto x : g1k) ek.add(lab::toFloat(x), 0);
+    for (auto x : g1v) ev.add(lab::toFloat(x), 0);
+  }
+  const double tolG = std::is_same<T, __nv_bfloat16>::value ? 3e-2 : 6e-3;
+  const bool written = std::isfinite(eq.maxAbs) && std::isfinite(ek.maxAbs) && std::isfinite(ev.maxAbs);
+  const bool okB = same && written && (!checkable || (eq.rel() <= tolG && ek.rel() <= tolG && ev.rel() <= tolG));
+  float msB = 0;
+  if (time) msB = lab::medianMs([&] { runB(); });
+  std::printf("bwd_sm90 %s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d pass=bwd layout=%s err=%.2e,%.2e,%.2e%s deterministic=%d %s ms=%.4f tflops=%.1f\n", dt, s.B, H,
+              Hkv, s.Sq, s.Sk, D, int(s.causal), layoutName(c.layout), checkable ? eq.rel() : 0.0, checkable ? ek.rel() : 0.0, checkable ? ev.rel() : 0.0,
+              checkable ? "" : "(unchecked)", int(same), okB ? "PASS" : "FAIL", msB, time ? s.bwdFlops() / (msB * 1e-3) / 1e12 : 0.0);
+  failures += !okB;
+  if (time && alsoSm80) {
+    auto run80 = [&] { return D == 128 ? flashBackwardSm80<T, 128>(bp, 0) : flashBackwardSm80<T, 64>(bp, 0); };
+    const float ms80 = lab::medianMs([&] { run80(); });
+    std::printf("flash_sm80 %s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d pass=bwd layout=%s (timing only) ms=%.4f tflops=%.1f\n", dt, s.B, H, Hkv, s.Sq,
+                s.Sk, D, int(s.causal), layoutName(c.layout), ms80, s.bwdFlops() / (ms80 * 1e-3) / 1e12);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool small = false, time = true;
+  int only = -1;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--small")) small = true;
+    if (!std::strcmp(argv[i], "--case") && i + 1 < argc) only = std::atoi(argv[++i]), time = false;
+    if (!std::strcmp(argv[i], "--no-time")) time = false;
+    if (!std::strcmp(argv[i], "--sm80")) alsoSm80 = true;
+  }
+  if (small) time = false;
+  // Correctness cases: tiny, MQA, GQA 4:1, Sq < Sk and Sq > Sk (causal bottom right: rows that see no
+  // key), partial blocks, bshd and packed strides, a scale of one's own.
+  std::vector<Case> checks = {
+      {{1, 1, 1, 1, 1, 64, false, 0}, Layout::bhsd},       {{1, 1, 1, 1, 1, 128, true, 0}, Layout::bhsd},
+      {{2, 4, 1, 77, 77, 64, true, 0}, Layout::bhsd},      {{2, 4, 1, 77, 77, 128, true, 0}, Layout::bhsd},
+      {{1, 8, 2, 1000, 1000, 128, true, 0}, Layout::bhsd}, {{1, 8, 2, 1000, 1000, 64, true, 0}, Layout::bhsd},
+      {{1, 4, 4, 333, 1000, 128, true, 0}, Layout::bhsd},  {{1, 4, 4, 333, 1000, 64, true, 0}, Layout::bhsd},
+      {{1, 4, 4, 1000, 333, 64, true, 0}, Layout::bhsd},   {{1, 4, 4, 1000, 333, 128, true, 0}, Layout::bhsd},
+      {{2, 3, 3, 77, 130, 128, false, 0.3f}, Layout::bshd}, {{1, 4, 1, 1000, 1000, 64, false, 0}, Layout::bshd},
+      {{2, 6, 2, 300, 300, 128, true, 0}, Layout::packed},  {{2, 6, 2, 300, 300, 64, false, 0}, Layout::packed},
+  };
+  if (!small) {
+    checks.push_back({{1, 2, 2, 4096, 4096, 64, false, 0}, Layout::bhsd});
+    checks.push_back({{1, 2, 2, 4096, 4096, 64, true, 0}, Layout::bhsd});
+    checks.push_back({{1, 2, 1, 4096, 4096, 128, false, 0}, Layout::bhsd});
+  }
+  int n = 0;
+  for (auto& c : checks) {
+    if (only < 0 || only == n) {
+      runCase<__nv_bfloat16>(c, "bf16", false, 1000 + 17 * n);
+      if (n % 2 == 0 || small || only == n) runCase<__half>(c, "f16", false, 5000 + 17 * n);
+    }
+    ++n;
+  }
+  if (time) {
+    const std::vector<lab::Shape> timed = {
+        {16, 12, 12, 1024, 1024, 64, true, 0}, {4, 16, 16, 4096, 4096, 128, true, 0}, {4, 16, 16, 4096, 4096, 128, false, 0},
+        {8, 16, 16, 2048, 2048, 64, true, 0},  {1, 32, 32, 16384, 16384, 128, true, 0}, {2, 32, 8, 8192, 8192, 128, true, 0},
+        {1, 8, 8, 512, 512, 64, true, 0},
+    };
+    for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + n++);
+    runCase<__nv_bfloat16>({{16, 12, 12, 1024, 1024, 64, true, 0}, Layout::packed}, "bf16", true, 9100);
+  }
+  std::printf("bwd_sm90: %d failure(s)\n", failures);
+  return failures;
+}
