@@ -141,11 +141,141 @@ inline SdpaBackwardArgs readSdpaBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// flashForward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, q, k, v, out, lse, qsb, qsh, qss, ksb, ksh, kss, osb, osh, oss, workspace)  [native/attention/flash.cu]
+struct FlashForwardArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t B{};
+  uint64_t H{};
+  uint64_t Hkv{};
+  uint64_t Sq{};
+  uint64_t Sk{};
+  uint64_t D{};
+  bool causal{};
+  double scale{};
+  TensorArg q{};
+  TensorArg k{};
+  TensorArg v{};
+  TensorArg out{};
+  TensorArg lse{};
+  uint64_t qsb{};
+  uint64_t qsh{};
+  uint64_t qss{};
+  uint64_t ksb{};
+  uint64_t ksh{};
+  uint64_t kss{};
+  uint64_t osb{};
+  uint64_t osh{};
+  uint64_t oss{};
+  WorkspaceArg workspace{};
+};
+inline FlashForwardArgs readFlashForward(const Napi::CallbackInfo& info) {
+  Reader r(info, "flashForward", 32);
+  FlashForwardArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.B = r.u64("B");
+  a.H = r.u64("H");
+  a.Hkv = r.u64("Hkv");
+  a.Sq = r.u64("Sq");
+  a.Sk = r.u64("Sk");
+  a.D = r.u64("D", 256.0);
+  a.causal = r.u64("causal", 1.0) != 0;
+  a.scale = r.f64("scale");
+  a.q = r.tensor("q", false);
+  a.k = r.tensor("k", false);
+  a.v = r.tensor("v", false);
+  a.out = r.tensor("out", false);
+  a.lse = r.tensor("lse", false);
+  a.qsb = r.u64("qsb");
+  a.qsh = r.u64("qsh");
+  a.qss = r.u64("qss");
+  a.ksb = r.u64("ksb");
+  a.ksh = r.u64("ksh");
+  a.kss = r.u64("kss");
+  a.osb = r.u64("osb");
+  a.osh = r.u64("osh");
+  a.oss = r.u64("oss");
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
+// flashBackward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, dout, q, k, v, out, lse, dq, dk, dv, qsb, qsh, qss, ksb, ksh, kss, osb, osh, oss, workspace)  [native/attention/flash.cu]
+struct FlashBackwardArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t B{};
+  uint64_t H{};
+  uint64_t Hkv{};
+  uint64_t Sq{};
+  uint64_t Sk{};
+  uint64_t D{};
+  bool causal{};
+  double scale{};
+  TensorArg dout{};
+  TensorArg q{};
+  TensorArg k{};
+  TensorArg v{};
+  TensorArg out{};
+  TensorArg lse{};
+  TensorArg dq{};
+  TensorArg dk{};
+  TensorArg dv{};
+  uint64_t qsb{};
+  uint64_t qsh{};
+  uint64_t qss{};
+  uint64_t ksb{};
+  uint64_t ksh{};
+  uint64_t kss{};
+  uint64_t osb{};
+  uint64_t osh{};
+  uint64_t oss{};
+  WorkspaceArg workspace{};
+};
+inline FlashBackwardArgs readFlashBackward(const Napi::CallbackInfo& info) {
+  Reader r(info, "flashBackward", 40);
+  FlashBackwardArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.B = r.u64("B");
+  a.H = r.u64("H");
+  a.Hkv = r.u64("Hkv");
+  a.Sq = r.u64("Sq");
+  a.Sk = r.u64("Sk");
+  a.D = r.u64("D", 256.0);
+  a.causal = r.u64("causal", 1.0) != 0;
+  a.scale = r.f64("scale");
+  a.dout = r.tensor("dout", false);
+  a.q = r.tensor("q", false);
+  a.k = r.tensor("k", false);
+  a.v = r.tensor("v", false);
+  a.out = r.tensor("out", false);
+  a.lse = r.tensor("lse", false);
+  a.dq = r.tensor("dq", false);
+  a.dk = r.tensor("dk", false);
+  a.dv = r.tensor("dv", false);
+  a.qsb = r.u64("qsb");
+  a.qsh = r.u64("qsh");
+  a.qss = r.u64("qss");
+  a.ksb = r.u64("ksb");
+  a.ksh = r.u64("ksh");
+  a.kss = r.u64("kss");
+  a.osb = r.u64("osb");
+  a.osh = r.u64("osh");
+  a.oss = r.u64("oss");
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_ATTENTION_ENTRIES(X) \
-  X("sdpaForward", SdpaForward)    \
-  X("sdpaBackward", SdpaBackward)
+#define DW_ABI_ATTENTION_ENTRIES(X)  \
+  X("sdpaForward", SdpaForward)      \
+  X("sdpaBackward", SdpaBackward)    \
+  X("flashForward", FlashForward)    \
+  X("flashBackward", FlashBackward)

@@ -11,3 +11,4 @@ export type { ScaledDotProductAttentionOptions } from './tensor.js';
 // The CUDA candidates register themselves with the kernel registry on import.
 import './cuda/sdpa.js';
 import './cuda/sdpa_qkv.js';
+import './cuda/flash.js';

@@ -185,6 +185,11 @@ export const entries = {
     file: 'attention/sdpa.cu',
     args: ['stream', 'dtype:fdtype', ...attnSizes, 'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'dq:tensor', 'dk:tensor', 'dv:tensor', ...attnStrides, 'workspace:workspace'],
   },
+  flashForward: { file: 'attention/flash.cu', args: ['stream', 'dtype:fdtype', ...attnSizes, 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', ...attnStrides, 'workspace:workspace'] },
+  flashBackward: {
+    file: 'attention/flash.cu',
+    args: ['stream', 'dtype:fdtype', ...attnSizes, 'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'dq:tensor', 'dk:tensor', 'dv:tensor', ...attnStrides, 'workspace:workspace'],
+  },
 
   // ---- quantization (native/quant) ------------------------------------------------------------------
   quantAmax: { file: 'quant/amax.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'amax:tensor'] },

@@ -8,7 +8,7 @@
  * they fit.
  */
 import { dtypeInfo, type DTypeName } from '@deepwell/core';
-import { dtypeCode, registerCuda, type DevArg } from '@deepwell/kernels-native';
+import { dtypeCode, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
 import type { AttentionSizes, AttentionStrides, RowStrides } from '../ops/attention_math.js';
 import { attentionDims, layoutStrides } from '../ops/sdpa.js';
@@ -40,18 +40,28 @@ export function at(arg: DevArg, rows: RowStrides, dtype: DTypeName): DevArg {
   return { base: arg.base, offset: arg.offset + bytes, bytes: arg.bytes - bytes };
 }
 
+/** The arguments of sdpaForward (and flashForward, which takes the same) for a call of sdpa. */
+export function sdpaForwardArgs(c: CudaCall<KernelParams>): Parameters<NativeEntries['sdpaForward']> {
+  const [q, k, v] = c.inputs;
+  const [out, lse] = c.outputs;
+  const n = attentionDims(c.op, c.inTypes, c.attrs);
+  return [c.stream, dtypeCode(c.inTypes[0]!), ...sizeArgs(n), q!, k!, v!, out!, lse!, ...strideArgs(layoutStrides(n)), c.workspace];
+}
+
+/** The arguments of sdpaBackward (and flashBackward) for a call of sdpa_backward. */
+export function sdpaBackwardArgs(c: CudaCall<KernelParams>): Parameters<NativeEntries['sdpaBackward']> {
+  const [dout, q, k, v, out, lse] = c.inputs;
+  const [dq, dk, dv] = c.outputs;
+  const n = attentionDims(c.op, c.inTypes.slice(1, 4), c.attrs);
+  return [c.stream, dtypeCode(c.inTypes[1]!), ...sizeArgs(n), dout!, q!, k!, v!, out!, lse!, dq!, dk!, dv!, ...strideArgs(layoutStrides(n)), c.workspace];
+}
+
 registerCuda<KernelParams>({
   op: 'sdpa',
   name: 'sdpa_cuda_general',
   needs: ['sdpaForward'],
   supports: (p) => generalLimits(p.inTypes[0]!.dtype, attentionDims(p.op, p.inTypes, p.attrs)),
-  run: (c, e) => {
-    const [q, k, v] = c.inputs;
-    const [out, lse] = c.outputs;
-    const n = attentionDims(c.op, c.inTypes, c.attrs);
-    const st = layoutStrides(n);
-    e.sdpaForward(c.stream, dtypeCode(c.inTypes[0]!), ...sizeArgs(n), q!, k!, v!, out!, lse!, ...strideArgs(st), c.workspace);
-  },
+  run: (c, e) => e.sdpaForward(...sdpaForwardArgs(c)),
 });
 
 registerCuda<KernelParams>({
@@ -59,11 +69,5 @@ registerCuda<KernelParams>({
   name: 'sdpa_backward_cuda_general',
   needs: ['sdpaBackward'],
   supports: (p) => generalLimits(p.inTypes[1]!.dtype, attentionDims(p.op, p.inTypes.slice(1, 4), p.attrs)),
-  run: (c, e) => {
-    const [dout, q, k, v, out, lse] = c.inputs;
-    const [dq, dk, dv] = c.outputs;
-    const n = attentionDims(c.op, c.inTypes.slice(1, 4), c.attrs);
-    const st = layoutStrides(n);
-    e.sdpaBackward(c.stream, dtypeCode(c.inTypes[1]!), ...sizeArgs(n), dout!, q!, k!, v!, out!, lse!, dq!, dk!, dv!, ...strideArgs(st), c.workspace);
-  },
+  run: (c, e) => e.sdpaBackward(...sdpaBackwardArgs(c)),
 });
