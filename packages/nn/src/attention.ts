@@ -1,13 +1,13 @@
 /**
  * Causal self-attention: qkv projection, heads split, softmax(q·kᵀ/√d + causal mask)·v, heads
  * merged, output projection. Two ways to build the middle:
- *   - composite (the default): plain ops (matmul, scale, causal_mask, softmax, transposes), so it is
- *     its own reference and runs on every device with the kernels each op has;
- *   - fused (`fused: true`): the sdpa_qkv op of @deepwell/attention-sparsek, one op for the whole of
- *     attention, reading q, k and v where the projection wrote them ([B, T, H + 2·Hkv, D]: no
- *     slices, no transposes; its backward writes the projection's gradient whole). On a GPU its
- *     general CUDA path serves (correct, not yet fast: the Hopper kernels are still to come), so the
- *     composite stays the default.
+ *   - fused (the default; `fused: true`): the sdpa_qkv op of @deepwell/attention-sparsek, one op for
+ *     the whole of attention, reading q, k and v where the projection wrote them ([B, T, H + 2·Hkv, D]:
+ *     no slices, no transposes, no S × S buffer; its backward writes the projection's gradient
+ *     whole). On a GPU the flash kernels serve bf16/f16 with head dimension 64 or 128 (Hopper
+ *     kernels on sm_90, mma.sync ones elsewhere), the general CUDA path the rest;
+ *   - composite (`fused: false`): plain ops (matmul, scale, causal_mask, softmax, transposes), kept
+ *     as the reference: it is its own reference and runs on every device with the kernels each op has.
  * `kvHeads` (default `heads`) gives grouped-query attention: heads / kvHeads query heads share each
  * key/value head, and the qkv projection shrinks to (heads + 2 · kvHeads) · headDim outputs.
  */
@@ -22,7 +22,7 @@ export interface AttentionOptions {
   bias?: boolean;
   /** Key/value heads (grouped-query attention); a divisor of the head count. Default: the head count. */
   kvHeads?: number;
-  /** One sdpa_qkv op instead of the composite (default false). */
+  /** One sdpa_qkv op (default true); false builds the composite reference. */
   fused?: boolean;
 }
 
@@ -38,7 +38,7 @@ export class CausalSelfAttention extends Module {
     this.kvHeads = checkInteger(options.kvHeads ?? heads, 'kvHeads of attention', 1, heads);
     if (heads % this.kvHeads !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected kvHeads dividing the head count (${heads}) for attention but received ${this.kvHeads}`);
     if (options.fused !== undefined && typeof options.fused !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for fused of attention but received ${String(options.fused)}`);
-    this.fused = options.fused ?? false;
+    this.fused = options.fused ?? true;
     this.headDim = dim / heads;
     this.qkv = this.addChild('qkv', new Linear(dim, (heads + 2 * this.kvHeads) * this.headDim, { bias: options.bias ?? true }));
     this.proj = this.addChild('proj', new Linear(dim, dim, { bias: options.bias ?? true, std: options.residualStd ?? 0.02 }));

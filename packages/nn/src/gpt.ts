@@ -26,7 +26,7 @@ export interface GPTConfig {
   bias?: boolean;
   /** Key/value heads for grouped-query attention (a divisor of nHead; default nHead). */
   nKvHead?: number;
-  /** Attention as one sdpa_qkv op (@deepwell/attention-sparsek) instead of the composite (default false). */
+  /** Attention as one sdpa_qkv op (@deepwell/attention-sparsek; default true), or the composite reference (false). */
   fusedAttention?: boolean;
   moe?: { experts: number; topK: number; capacityFactor?: number; auxLossWeight?: number; everyNth?: number };
 }
@@ -91,7 +91,7 @@ export class GPT extends Module {
       tiedEmbeddings: true,
       bias: true,
       nKvHead: c.nHead,
-      fusedAttention: false,
+      fusedAttention: true,
       ...c,
       moe: c.moe ?? null,
     };
