@@ -60,6 +60,7 @@
 
 #include "attention/flash_bwd_sm90_ptx.cuh"
 #include "attention/flash_params.h"
+#include "attention/sm90_tma.h"
 
 namespace dw {
 namespace attention {
@@ -554,29 +555,10 @@ __global__ void __launch_bounds__(256) bwdSm90PostKernel(void* dqOut, Stride3 dq
 }
 
 // ---------------- host side ----------------
-using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
-                                   const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-// cuTensorMapEncodeTiled from the driver, found through the runtime (the addon links only cudart).
-inline EncodeTiledFn encodeTiled() {
-  static const EncodeTiledFn fn = []() -> EncodeTiledFn {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-#if CUDART_VERSION >= 12050
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess) f = nullptr;
-#else
-    if (cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q) != cudaSuccess) f = nullptr;
-#endif
-    return q == cudaDriverEntryPointSuccess ? reinterpret_cast<EncodeTiledFn>(f) : nullptr;
-  }();
-  return fn;
-}
-
 // A 4-D map (d, s, head, batch) over a strided 16-bit tensor, box (64, rows, 1, 1), 128-byte swizzle,
 // out-of-range rows read as zero. False when TMA cannot describe it.
 inline bool makeMap(CUtensorMap* map, CUtensorMapDataType dt, const void* ptr, int D, int S, int heads, int B, Stride3 st, int rows) {
-  const EncodeTiledFn enc = encodeTiled();
+  const EncodeTiledFn enc = encodeTiledFn();
   if (enc == nullptr || ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
   const int64_t dims[3] = {S, heads, B}, strides[3] = {st.s, st.h, st.b};
   int64_t span = int64_t(D) * 2;  // a dimension of extent 1 is never stepped: any legal stride past the rest

@@ -44,6 +44,7 @@
 
 #include "attention/flash_params.h"
 #include "attention/sm90_ptx.cuh"
+#include "attention/sm90_tma.h"
 
 namespace dw {
 namespace attention {
@@ -374,25 +375,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---------------- host side ----------------
-using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
-                                   const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-// cuTensorMapEncodeTiled from the driver, found through the runtime (the addon links only cudart).
-inline EncodeTiledFn encodeTiledFn() {
-  static const EncodeTiledFn fn = []() -> EncodeTiledFn {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-#if CUDART_VERSION >= 12050
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess) p = nullptr;
-#else
-    if (cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &p, cudaEnableDefault, &q) != cudaSuccess) p = nullptr;
-#endif
-    return q == cudaDriverEntryPointSuccess ? reinterpret_cast<EncodeTiledFn>(p) : nullptr;
-  }();
-  return fn;
-}
-
 // A 4-D map (d, s, head, batch) over a strided 16-bit tensor, box (64, rows, 1, 1), 128-byte swizzle,
 // out-of-range elements read as zero. False when TMA cannot describe it.
 inline bool makeTensorMap(CUtensorMap* map, CUtensorMapDataType dt, const void* ptr, int D, int S, int heads, int B, Stride3 st,
