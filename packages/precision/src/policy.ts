@@ -41,7 +41,7 @@ import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl } from '@deepwell/ir';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
-import { gemmRoles, type GemmRoles } from './roles.js';
+import { ATTENTION_OPS, gemmRoles, type GemmRoles } from './roles.js';
 
 export type Recipe = 'bf16' | 'fp8-tensorwise' | 'fp8-blockwise' | 'mxfp8' | 'nvfp4';
 
@@ -186,7 +186,7 @@ export class PrecisionPolicy implements GraphPass {
     const o = this.options;
     const layerOf = this.#layerOf(roles);
     const layers = new Map<string, NodeDecl[]>();
-    for (const n of graph.nodes.filter((m) => m.op === 'matmul')) layers.set(layerOf(n), [...(layers.get(layerOf(n)) ?? []), n]);
+    for (const n of graph.nodes.filter((m) => m.op === 'matmul' || ATTENTION_OPS.has(m.op))) layers.set(layerOf(n), [...(layers.get(layerOf(n)) ?? []), n]);
     const out: LayerDecision[] = [];
     for (const [layer, nodes] of layers) {
       const fwd = nodes.find((n) => !isBackward(n)) ?? nodes[0]!;
@@ -198,7 +198,9 @@ export class PrecisionPolicy implements GraphPass {
       const edge = block === 0 ? 'first' : block === roles.blocks - 1 ? 'last' : null;
       let recipe: Recipe = o.recipe;
       let reason: string;
-      if (rule) (recipe = rule.recipe), (reason = `rule ${String(rule.match)}`);
+      const fused = nodes.some((n) => ATTENTION_OPS.has(n.op));
+      if (fused) (recipe = 'bf16'), (reason = 'attention core (a fused attention op, its own kernels) stays BF16');
+      else if (rule) (recipe = rule.recipe), (reason = `rule ${String(rule.match)}`);
       else if (kind === 'attention') (recipe = 'bf16'), (reason = 'attention core (no weight operand) stays BF16');
       else if (kind === 'head') (recipe = 'bf16'), (reason = 'sensitive: output head');
       else if (o.keepFirstLast && edge) (recipe = 'bf16'), (reason = `sensitive: ${edge} block`);

@@ -12,7 +12,7 @@
  *    activation input of every node (the final norm, casts), and at each residual add x + f(x) (an
  *    add one of whose inputs depends on the other) on along x, recording f's nodes as one residual
  *    branch. In stream order, a new block starts at every branch that holds an attention core (a
- *    GEMM of two activations, as QKᵀ and ·V); the branches after it up to the next one (the MLP,
+ *    GEMM of two activations, as QKᵀ and ·V, or a fused attention op); the branches after it up to the next one (the MLP,
  *    GELU or SwiGLU, or the MoE) belong to the same block. A stack without attention counts every
  *    branch as a block. Forward GEMMs outside every branch (the head, anything before the first
  *    block) have no block.
@@ -29,6 +29,9 @@ export interface GemmRoles {
   /** The parameter a value is (through casts), or null. */
   paramOf(id: number): string | null;
 }
+
+/** Fused attention ops (@deepwell/attention-sparsek): an attention core in one node. */
+export const ATTENTION_OPS: ReadonlySet<string> = new Set(['sdpa', 'sdpa_qkv', 'sdpa_backward', 'sdpa_qkv_backward']);
 
 /** Ops the head's product passes through on its way to the loss. */
 const TO_LOGITS = new Set(['reshape', 'transpose', 'cast', 'bias_add']);
@@ -101,7 +104,7 @@ export function gemmRoles(graph: Graph): GemmRoles {
     const x = head.inputs.find((i) => paramOf(i) === null);
     if (x === undefined) continue;
     const branches = branchesBelow(x);
-    const core = branches.map((f) => [...f].some((n) => isGemm(n) && n.inputs.every((i) => paramOf(i) === null)));
+    const core = branches.map((f) => [...f].some((n) => ATTENTION_OPS.has(n.op) || (isGemm(n) && n.inputs.every((i) => paramOf(i) === null))));
     const starts = core.some(Boolean) ? core : core.map(() => true);
     let block = -1;
     branches.forEach((f, k) => {
