@@ -2,6 +2,7 @@
 // kernels): the sizes and strides of a call, each tensor's extent, output rows that never overlap,
 // and outputs that never meet an input. Every failure is a typed error naming the argument.
 #pragma once
+#include "attention/flash_params.h"
 #include "common/launch.h"
 
 #include <cmath>
@@ -14,9 +15,7 @@ namespace dw {
 namespace attention {
 
 // Element strides of one tensor's rows (d is contiguous).
-struct RowStrides {
-  int64_t b, h, s;
-};
+using RowStrides = Stride3;  // flash_params.h: one description of a tensor's row strides
 
 struct Dims {
   int64_t B, H, Hkv, Sq, Sk, D;

@@ -59,9 +59,13 @@ cudaError_t forward(const FlashFwdParams& p, cudaStream_t st) {
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
+// Read once, at the first backward, not on every call.
 bool sm80Forced() {
-  const char* v = std::getenv("DEEPWELL_FLASH_BWD");
-  return v != nullptr && std::strcmp(v, "sm80") == 0;
+  static const bool forced = [] {
+    const char* v = std::getenv("DEEPWELL_FLASH_BWD");
+    return v != nullptr && std::strcmp(v, "sm80") == 0;
+  }();
+  return forced;
 }
 
 // scratch: the workspace past delta, `bytes` long (null when none).
