@@ -5,7 +5,7 @@
 //   <out>/init.safetensors   the initial weights (f32, Deepwell's parameter names)
 // and <out>/deepwell.jsonl (the Trainer's log). Settings shared with the PyTorch side are in
 // <out>/config.json.   node bench.mjs [steps=200] [out=runs/gpt2] [batch=16]
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { TokenLoader, Trainer, writeSafetensors, writeShard } from '@deepwell/trainer';
@@ -49,3 +49,5 @@ trainer.on('start', ({ executable }) => {
 const r = trainer.fit();
 const times = r.losses.length;
 console.log(JSON.stringify({ impl: 'deepwell', tokensPerSecond: r.tokensPerSecond, mfu: r.mfu, peakMemoryBytes: r.peakMemoryBytes, steps: times, finalLoss: r.losses.at(-1).loss }));
+// The peak beside the step log, where compare.mjs reads both sides' peaks.
+appendFileSync(`${out}/deepwell.jsonl`, `${JSON.stringify({ event: 'memory', peakMemoryBytes: r.peakMemoryBytes })}\n`);

@@ -12,17 +12,23 @@ const read = (f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWi
 const dw = read(`${out}/deepwell.jsonl`);
 const flops = dw.find((r) => r.event === 'start').flopsPerStep;
 const runs = { deepwell: dw.filter((r) => r.event === 'step') };
+// Peak device memory each side reported (Deepwell: its allocator's high-water mark; PyTorch:
+// torch.cuda.max_memory_allocated), from the record that carries it.
+const peak = { deepwell: dw.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes };
 for (const mode of ['eager', 'compile']) {
   try {
-    runs[`torch-${mode}`] = read(`${out}/torch-${mode}.jsonl`).filter((r) => r.event === 'step');
+    const rows = read(`${out}/torch-${mode}.jsonl`);
+    runs[`torch-${mode}`] = rows.filter((r) => r.event === 'step');
+    peak[`torch-${mode}`] = rows.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes;
   } catch {}
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const tokens = cfg.B * cfg.T;
-console.log(`| implementation | median step (ms, steps 11-${cfg.steps}) | tokens/s | MFU (989 TFLOP/s bf16) |\n| --- | --- | --- | --- |`);
+console.log(`| implementation | median step (ms, steps 11-${cfg.steps}) | tokens/s | MFU (989 TFLOP/s bf16) | peak memory (GiB) |\n| --- | --- | --- | --- | --- |`);
 for (const [name, steps] of Object.entries(runs)) {
   const ms = median(steps.filter((s) => s.step > 10).map((s) => s.ms));
-  console.log(`| ${name} | ${ms.toFixed(1)} | ${Math.round(tokens / (ms / 1000)).toLocaleString('en')} | ${((100 * flops) / (ms / 1000) / 989e12).toFixed(1)}% |`);
+  const gib = peak[name] === undefined ? '-' : (peak[name] / 2 ** 30).toFixed(2);
+  console.log(`| ${name} | ${ms.toFixed(1)} | ${Math.round(tokens / (ms / 1000)).toLocaleString('en')} | ${((100 * flops) / (ms / 1000) / 989e12).toFixed(1)}% | ${gib} |`);
 }
 const names = Object.keys(runs);
 console.log(`\n| step | ${names.join(' | ')} |\n| --- | ${names.map(() => '---').join(' | ')} |`);

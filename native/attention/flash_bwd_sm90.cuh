@@ -425,7 +425,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::fenceRegs(dv);
       sm90::fenceRegs(pf);
       sm90::fenceRegs(dsf);
-      if (lane == 0) sm90::mbarArrive(empty(sg));  // Q, dO, lse2, delta of this stage are consumed
+      // Q, dO, lse2, delta of this stage are consumed: every lane's reads of lse2 and delta are ordered
+      // before lane 0's arrive (__syncwarp), so the producer's next bulk copy cannot overtake one.
+      __syncwarp();
+      if (lane == 0) sm90::mbarArrive(empty(sg));
 
       // dQ quarter -> staging (float4 r4 of thread tw at (r4·128 + tw)·16 bytes) -> the writer.
       if (it > 0) sm90::namedBarSync(kBarDqEmpty + wc, 160);

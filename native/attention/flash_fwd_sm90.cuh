@@ -30,6 +30,11 @@
 //     softmax runs while the other's GEMMs occupy the tensor cores.
 //   Key blocks are visited from last to first, so the masked ones (the partial block at Sk, the causal
 //   diagonal) come first and the mask code runs only there; causal tiles skip fully masked blocks.
+// Key-split mode (grids of 128-row tiles under one wave, e.g. the seed's B1 H8 S512 D64: 32 tiles on
+//   132 SMs): 64-row tiles, twice the CTAs, and the two consumer warpgroups share the tile's rows and
+//   take alternate key blocks, so a tile's critical path is half its blocks; at the end warpgroup 1
+//   hands O, m and l to warpgroup 0 through shared memory, which merges them in that fixed order
+//   (deterministic) and writes the tile. No ping-pong there (the two may see different block counts).
 // Grid: 1-D over (query tile, b·h), ordered so that groups of heads whose K and V fit in ~24 MB of L2
 //   are done together, and within a group the heaviest (causal: last) query tiles start first.
 // Output: each thread stores its O pairs (4 bytes) directly; rows >= Sq are never written. A row that
@@ -80,6 +85,7 @@ struct Args {
   float* lse;
   Stride3 os;
   int B, H, Hkv, Sq, Sk;
+  int rows;        // query rows per tile: kBM, or 64 in the key-split mode
   int numM;        // query tiles per (b, h)
   int groupHeads;  // (b, h) pairs per L2 group of the tile order
   int causal;
@@ -106,7 +112,7 @@ __device__ __forceinline__ void decodeTile(const Args& a, int& m, int& b, int& h
 __device__ __forceinline__ int numKeyBlocks(const Args& a, int m) {
   int64_t end = a.Sk;
   if (a.causal) {
-    const int64_t lastRow = min(int64_t(a.Sq), int64_t(m + 1) * kBM) - 1;
+    const int64_t lastRow = min(int64_t(a.Sq), int64_t(m + 1) * a.rows) - 1;
     end = min(end, lastRow + 1 + int64_t(a.Sk) - a.Sq);
   }
   return end > 0 ? int((end + kBN - 1) / kBN) : 0;
@@ -179,7 +185,7 @@ __device__ __forceinline__ void packP(const float (&s)[kBN / 2], uint32_t (&p)[k
 }
 #endif  // DW_FWD90_DEVICE
 
-template <typename T, int D, bool PingPong>
+template <typename T, int D, bool PingPong, bool Split>
 __global__ void __launch_bounds__(kThreads, 1)
     flashFwdSm90Kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                        const __grid_constant__ CUtensorMap tmV, const Args a) {
@@ -203,8 +209,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int s = 0; s < S; ++s) {
       sm90::mbarInit(kFull(s), 1);
       sm90::mbarInit(vFull(s), 1);
-      sm90::mbarInit(kEmpty(s), 8);  // one arrive per consumer warp
-      sm90::mbarInit(vEmpty(s), 8);
+      sm90::mbarInit(kEmpty(s), Split ? 4 : 8);  // one arrive per consumer warp that reads the stage
+      sm90::mbarInit(vEmpty(s), Split ? 4 : 8);
     }
     sm90::fenceBarrierInit();
   }
@@ -221,9 +227,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::prefetchTensorMap(&tmK);
       sm90::prefetchTensorMap(&tmV);
       const int hk = h / (a.H / a.Hkv);
-      sm90::mbarArriveExpectTx(qFull, C::kQBytes);
+      // Split: 64 rows into the first half of each panel (the panel stride stays kBM * 128).
+      sm90::mbarArriveExpectTx(qFull, Split ? C::kQBytes / 2 : C::kQBytes);
 #pragma unroll
-      for (int p = 0; p < C::kPanels; ++p) sm90::tmaLoad4d(base + C::kQOff + p * (kBM * 128), &tmQ, qFull, p * 64, m * kBM, h, b);
+      for (int p = 0; p < C::kPanels; ++p) sm90::tmaLoad4d(base + C::kQOff + p * (kBM * 128), &tmQ, qFull, p * 64, m * a.rows, h, b);
       const uint64_t keep = sm90::policyEvictLast();  // K and V are reread by the head's other tiles
       int stage = 0, phase = 0;
       for (int it = 0; it < nBlocks; ++it) {
@@ -246,10 +253,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---------------- consumers ----------------
   sm90::setmaxnregInc<kConsumerRegs>();
-  const int cw = wg - 1;  // 0 or 1: rows cw*64 .. cw*64+63 of the tile
+  // cw: 0 or 1. Rows cw*64 .. cw*64+63 of the tile; in the key-split mode both own the tile's 64 rows
+  // and take alternate key blocks (cw, cw + 2, ...).
+  const int cw = wg - 1;
   const int t = threadIdx.x - 128 * wg;
   const int g = lane >> 2, c = lane & 3;
-  const int row0 = m * kBM + cw * 64 + (t >> 5) * 16 + g;  // this thread's rows: row0, row0 + 8
+  const int wgRow = m * a.rows + (Split ? 0 : cw * 64);
+  const int row0 = wgRow + (t >> 5) * 16 + g;  // this thread's rows: row0, row0 + 8
   const float sl2 = a.scaleLog2;
   const int shift = a.Sk - a.Sq;
   int lim[2];  // exclusive end of the visible keys of each row
@@ -258,17 +268,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t e = a.causal ? int64_t(row0 + 8 * r) + shift + 1 : int64_t(a.Sk);
     lim[r] = int(e < 0 ? 0 : (e > a.Sk ? a.Sk : e));
   }
-  const int64_t wgFirstRow = int64_t(m) * kBM + cw * 64;
+  const int64_t wgFirstRow = wgRow;
+  // This warpgroup's key blocks, as indices `it` of the producer's order (block nBlocks - 1 - it):
+  // first, first + step, ... (`mine` of them); ring stage and phase follow from it.
+  constexpr int step = Split ? 2 : 1;
+  const int first = Split ? cw : 0;
+  const int mine = nBlocks > first ? (nBlocks - first + step - 1) / step : 0;
+  auto stageOf = [](int it) { return it % S; };
+  auto phaseOf = [](int it) { return (it / S) & 1; };
 
   float o[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f}, corr[2];
 
-  if (nBlocks > 0) {
+  if (mine > 0) {
     float s[kBN / 2];
     uint32_t pf[kBN / 4];
-    const uint64_t qDesc = sm90::descSw128(base + C::kQOff + cw * 64 * 128, 16, 1024);
+    const uint64_t qDesc = sm90::descSw128(base + C::kQOff + (Split ? 0 : cw * 64 * 128), 16, 1024);
     const uint64_t kDesc0 = sm90::descSw128(base + C::kKOff, 16, 1024);
     const uint64_t vDesc0 = sm90::descSw128(base + C::kVOff, kBN * 128, 1024);
     constexpr uint32_t kStageDesc = C::kKVBytes >> 4;
@@ -277,34 +294,34 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int64_t last = int64_t(j + 1) * kBN;  // one past the block's last key
       return last > a.Sk || (a.causal && last - 1 > wgFirstRow + shift);
     };
-    const uint32_t mine = 1 + cw, other = 2 - cw;  // named barriers 1, 2 order the GEMM issue
+    const uint32_t myBar = 1 + cw, other = 2 - cw;  // named barriers 1, 2 order the GEMM issue
     if (PingPong && cw == 1) sm90::namedBarArrive(1, 256);  // warpgroup 0 goes first
 
     sm90::mbarWait(qFull, 0);
-    // Block nBlocks-1: S only.
+    // This warpgroup's first block: S only.
     {
-      sm90::mbarWait(kFull(0), 0);
-      if (PingPong) sm90::namedBarSync(mine, 256);
+      sm90::mbarWait(kFull(stageOf(first)), phaseOf(first));
+      if (PingPong) sm90::namedBarSync(myBar, 256);
       sm90::fenceRegs(s);
       sm90::wgmmaFence();
-      gemmQK<T, D>(s, qDesc, kDesc0);
+      gemmQK<T, D>(s, qDesc, kDesc0 + stageOf(first) * kStageDesc);
       sm90::wgmmaCommit();
       if (PingPong) sm90::namedBarArrive(other, 256);
       sm90::wgmmaWait<0>();
       sm90::fenceRegs(s);
-      if (lane == 0) sm90::mbarArrive(kEmpty(0));
-      const int j = nBlocks - 1;
+      if (lane == 0) sm90::mbarArrive(kEmpty(stageOf(first)));
+      const int j = nBlocks - 1 - first;
       if (needMask(j)) applyMask(s, j * kBN + 2 * c, lim);
       softmaxStep<true>(s, mrow, lrow, corr, sl2);
       packP<T>(s, pf);
     }
-    int sK = 1 % S, phK = S == 1 ? 1 : 0;  // the stage of K for iteration it
-    int sV = 0, phV = 0;                    // the stage of V for iteration it - 1
-    for (int it = 1; it < nBlocks; ++it) {
+    for (int n = 1; n < mine; ++n) {
+      const int it = first + n * step, prev = it - step;
       const int j = nBlocks - 1 - it;
-      sm90::mbarWait(kFull(sK), phK);
-      sm90::mbarWait(vFull(sV), phV);
-      if (PingPong) sm90::namedBarSync(mine, 256);
+      const int sK = stageOf(it), sV = stageOf(prev);
+      sm90::mbarWait(kFull(sK), phaseOf(it));
+      sm90::mbarWait(vFull(sV), phaseOf(prev));
+      if (PingPong) sm90::namedBarSync(myBar, 256);
       sm90::fenceRegs(s);
       sm90::fenceRegs(o);
       sm90::fenceRegs(pf);
@@ -335,12 +352,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         o[4 * i + 3] *= corr[1];
       }
       packP<T>(s, pf);
-      if (++sK == S) sK = 0, phK ^= 1;
-      if (++sV == S) sV = 0, phV ^= 1;
     }
     // The last P·V.
-    sm90::mbarWait(vFull(sV), phV);
-    if (PingPong) sm90::namedBarSync(mine, 256);
+    const int last = first + (mine - 1) * step;
+    const int sV = stageOf(last);
+    sm90::mbarWait(vFull(sV), phaseOf(last));
+    if (PingPong) sm90::namedBarSync(myBar, 256);
     sm90::fenceRegs(o);
     sm90::fenceRegs(pf);
     sm90::wgmmaFence();
@@ -350,6 +367,40 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90::wgmmaWait<0>();
     sm90::fenceRegs(o);
     if (lane == 0) sm90::mbarArrive(vEmpty(sV));
+  }
+
+  // ---------------- key-split merge ----------------
+  // Warpgroup 1 hands its O, m and l (the same rows, other keys) to warpgroup 0 through the K ring
+  // (free once both are past their last block: every loaded block was consumed), which merges them
+  // in this fixed order and writes the tile.
+  if (Split) {
+    float* xch = reinterpret_cast<float*>(smemRaw + (base + C::kKOff - sm90::smemAddr(smemRaw)));
+    constexpr int kX = D / 2 + 4;  // floats a thread hands over, stored [kX][128]
+    sm90::namedBarSync(3, 256);
+    if (cw == 1) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) xch[i * 128 + t] = o[i];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) xch[(D / 2 + r) * 128 + t] = mrow[r], xch[(D / 2 + 2 + r) * 128 + t] = lrow[r];
+    }
+    sm90::namedBarSync(3, 256);
+    if (cw == 1) return;
+    float f0[2], f1[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float m1 = xch[(D / 2 + r) * 128 + t], l1 = xch[(D / 2 + 2 + r) * 128 + t];
+      const float mx = fmaxf(mrow[r], m1);
+      const float ms = mx == -INFINITY ? 0.f : mx * sl2;
+      f0[r] = sm90::fastExp2(mrow[r] * sl2 - ms);  // 0 for a side that saw no key (m = -inf)
+      f1[r] = sm90::fastExp2(m1 * sl2 - ms);
+      lrow[r] = lrow[r] * f0[r] + l1 * f1[r];
+      mrow[r] = mx;
+    }
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) {
+      const int r = (i >> 1) & 1;  // element 4k + 2r + e belongs to row r
+      o[i] = o[i] * f0[r] + xch[i * 128 + t] * f1[r];
+    }
   }
 
   // ---------------- epilogue ----------------
@@ -402,9 +453,14 @@ inline bool makeTensorMap(CUtensorMap* map, CUtensorMapDataType dt, const void* 
   return r == CUDA_SUCCESS;
 }
 
-template <typename T, int D, bool PingPong = true>
+// PingPong: the two consumer warpgroups take 64 rows each of a 128-row tile and issue their GEMMs in
+// turn. Split: they share a 64-row tile and take alternate key blocks (twice the CTAs, half the
+// blocks on each tile's critical path: for grids under one wave). Not both.
+template <typename T, int D, bool PingPong = true, bool Split = false>
 cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
+  static_assert(!(PingPong && Split), "ping-pong orders two warpgroups' GEMMs over the same number of key blocks");
   using C = Cfg<D>;
+  constexpr int rows = Split ? 64 : kBM;
   if (p.D != D || p.B < 1 || p.H < 1 || p.Hkv < 1 || p.H % p.Hkv != 0 || p.Sq < 1 || p.Sk < 1) return cudaErrorInvalidValue;
   int dev = 0, major = 0, minor = 0;
   cudaError_t e = cudaGetDevice(&dev);
@@ -416,7 +472,7 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   if (p.out == nullptr || reinterpret_cast<uintptr_t>(p.out) % 4 != 0 || (p.os.b | p.os.h | p.os.s) % 2 != 0) return cudaErrorInvalidValue;
   const CUtensorMapDataType dt = std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   CUtensorMap mq, mk, mv;
-  if (!makeTensorMap(&mq, dt, p.q, D, p.Sq, p.H, p.B, p.qs, kBM) || !makeTensorMap(&mk, dt, p.k, D, p.Sk, p.Hkv, p.B, p.ks, kBN) ||
+  if (!makeTensorMap(&mq, dt, p.q, D, p.Sq, p.H, p.B, p.qs, rows) || !makeTensorMap(&mk, dt, p.k, D, p.Sk, p.Hkv, p.B, p.ks, kBN) ||
       !makeTensorMap(&mv, dt, p.v, D, p.Sk, p.Hkv, p.B, p.vs, kBN))
     return cudaErrorInvalidValue;
 
@@ -431,7 +487,8 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   a.Sk = p.Sk;
   a.causal = p.causal ? 1 : 0;
   a.scaleLog2 = p.scale * 1.4426950408889634f;
-  a.numM = (p.Sq + kBM - 1) / kBM;
+  a.rows = rows;
+  a.numM = (p.Sq + rows - 1) / rows;
   const int64_t bh = int64_t(p.B) * p.H;
   const int64_t tiles = bh * a.numM;
   if (tiles > 0x7fffffff) return cudaErrorInvalidValue;
@@ -441,7 +498,7 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   group = group < 1 ? 1 : (group > bh ? bh : group);
   a.groupHeads = int(group);
 
-  auto kernel = flashFwdSm90Kernel<T, D, PingPong>;
+  auto kernel = flashFwdSm90Kernel<T, D, PingPong, Split>;
   // A build without sm_90a device code holds only the trapping stub (a handful of registers, not the
   // 168 the real kernel takes): refuse rather than launch it.
   static const int regs = [&] {
@@ -449,8 +506,13 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
     return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
   }();
   if (regs < 128) return cudaErrorNotSupported;
-  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmem));
-  if (e != cudaSuccess) return e;
+  // The shared-memory limit is a per-device function attribute: set once per device, not per call.
+  static bool smemSet[64] = {};
+  if (dev >= 64 || !smemSet[dev]) {
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmem));
+    if (e != cudaSuccess) return e;
+    if (dev < 64) smemSet[dev] = true;
+  }
   kernel<<<unsigned(tiles), kThreads, C::kSmem, stream>>>(mq, mk, mv, a);
   return cudaGetLastError();
 }
@@ -458,9 +520,18 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
 }  // namespace fwd90
 
 // The Hopper forward (see the header of this file). T = __nv_bfloat16 or __half, D = 64 or 128.
+// A grid of 128-row tiles under one wave (the seed's B1 H8 S512: 32 tiles on 132 SMs) runs in the
+// key-split mode, whose latency is about half; larger grids ping-pong.
 template <typename T, int D>
 cudaError_t flashForwardSm90(const FlashFwdParams& p, cudaStream_t stream) {
-  return fwd90::flashForwardSm90Impl<T, D, true>(p, stream);
+  static int sms[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+  int& n = sms[dev < 64 ? dev : 0];
+  if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) n = 132;
+  const int64_t tiles = int64_t(p.B) * p.H * ((int64_t(p.Sq) + fwd90::kBM - 1) / fwd90::kBM);
+  if (tiles < n) return fwd90::flashForwardSm90Impl<T, D, false, true>(p, stream);
+  return fwd90::flashForwardSm90Impl<T, D, true, false>(p, stream);
 }
 
 }  // namespace attention

@@ -8,7 +8,8 @@
 //       -o dev/cuda/attention/build/fwd_sm90 dev/cuda/attention/fwd_sm90.cu
 // Run: dev/cuda/attention/build/fwd_sm90 [check|small]   (check: correctness only, no timing;
 //   small: only the small untimed cases, e.g. under compute-sanitizer)
-//   DW_FWD90_NOPP=1 runs the variant without ping-pong scheduling (for A/B timing).
+//   Each correctness case runs in the production schedule and in both forced ones (key-split, ping-pong);
+//   the seed's shape and two more small grids are timed in every schedule (mode=...).
 #include <cstring>
 #include <string>
 
@@ -30,14 +31,28 @@ struct Case {
   bool time;
 };
 
-template <typename T>
-cudaError_t launch(const FlashFwdParams& p, bool pingPong) {
-  if (p.D == 64) return pingPong ? dw::attention::flashForwardSm90<T, 64>(p, 0) : dw::attention::fwd90::flashForwardSm90Impl<T, 64, false>(p, 0);
-  return pingPong ? dw::attention::flashForwardSm90<T, 128>(p, 0) : dw::attention::fwd90::flashForwardSm90Impl<T, 128, false>(p, 0);
+// Which schedule runs: the production choice (key-split under one wave, else ping-pong), or one forced.
+enum class Mode { Auto, PingPong, Split, Plain };
+const char* modeName(Mode m) { return m == Mode::Auto ? "auto" : m == Mode::PingPong ? "pingpong" : m == Mode::Split ? "split" : "plain"; }
+
+template <typename T, int D>
+cudaError_t launchD(const FlashFwdParams& p, Mode mode, cudaStream_t st) {
+  namespace f = dw::attention::fwd90;
+  switch (mode) {
+    case Mode::PingPong: return f::flashForwardSm90Impl<T, D, true, false>(p, st);
+    case Mode::Split: return f::flashForwardSm90Impl<T, D, false, true>(p, st);
+    case Mode::Plain: return f::flashForwardSm90Impl<T, D, false, false>(p, st);
+    default: return dw::attention::flashForwardSm90<T, D>(p, st);
+  }
 }
 
 template <typename T>
-bool runCase(const Case& cs, bool doTime, bool pingPong) {
+cudaError_t launch(const FlashFwdParams& p, Mode mode, cudaStream_t st = 0) {
+  return p.D == 64 ? launchD<T, 64>(p, mode, st) : launchD<T, 128>(p, mode, st);
+}
+
+template <typename T>
+bool runCase(const Case& cs, bool doTime, Mode mode) {
   const lab::Shape& s = cs.s;
   const int B = s.B, H = s.H, Hkv = s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D;
   // Element strides of q, k, v (k and v share theirs) and out, and the buffers.
@@ -100,9 +115,9 @@ bool runCase(const Case& cs, bool doTime, bool pingPong) {
 
   const char* ty = cs.f16 ? "f16" : "bf16";
   char head[256];
-  std::snprintf(head, sizeof head, "fwd_sm90 %s layout=%s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d", ty, layoutName(cs.layout), B, H,
+  std::snprintf(head, sizeof head, "fwd_sm90 %s mode=%s layout=%s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d", ty, modeName(mode), layoutName(cs.layout), B, H,
                 Hkv, Sq, Sk, D, int(s.causal));
-  cudaError_t e = launch<T>(p, pingPong);
+  cudaError_t e = launch<T>(p, mode);
   if (e == cudaSuccess) e = cudaDeviceSynchronize();
   if (e != cudaSuccess) {
     std::printf("%s err=inf lseErr=inf FAIL (%s)\n", head, cudaGetErrorString(e));
@@ -163,8 +178,10 @@ bool runCase(const Case& cs, bool doTime, bool pingPong) {
   const bool pass = err.rel() <= 2e-2 && lseOk && guardOk;
   std::printf("%s err=%.3e lseErr=%.3e%s %s", head, err.rel(), lseErr, guardOk ? "" : " guard=CLOBBERED", pass ? "PASS" : "FAIL");
   if (doTime && cs.time) {
-    const float ms = lab::medianMs([&] { launch<T>(p, pingPong); });
+    const float ms = lab::medianMs([&] { launch<T>(p, mode); });
     std::printf(" ms=%.4f tflops=%.1f", ms, s.fwdFlops() / (double(ms) * 1e-3) / 1e12);
+    // Small calls: also per call inside a CUDA graph (no host launch cost), as a training step runs them.
+    if (ms < 0.05f) std::printf(" graph_us=%.2f", lab::graphUs([&](cudaStream_t st) { return launch<T>(p, mode, st); }));
   }
   std::printf("\n");
   std::fflush(stdout);
@@ -176,8 +193,6 @@ bool runCase(const Case& cs, bool doTime, bool pingPong) {
 int main(int argc, char** argv) {
   const bool small = argc > 1 && std::strcmp(argv[1], "small") == 0;  // the untimed cases only (for compute-sanitizer)
   const bool doTime = !(argc > 1 && (std::strcmp(argv[1], "check") == 0 || small));
-  const char* nopp = std::getenv("DW_FWD90_NOPP");
-  const bool pingPong = !(nopp && nopp[0] == '1');
   auto S = [](int B, int H, int Hkv, int Sq, int Sk, int D, bool causal) { return lab::Shape{B, H, Hkv, Sq, Sk, D, causal, 0.f}; };
   const Layout L0 = Layout::BHSD;
   std::vector<Case> cases = {
@@ -210,11 +225,20 @@ int main(int argc, char** argv) {
       {S(1, 8, 8, 512, 512, 64, true), L0, false, true},
   };
   int fails = 0;
+  auto run = [&](const Case& c, bool time, Mode mode) { fails += !(c.f16 ? runCase<__half>(c, time, mode) : runCase<__nv_bfloat16>(c, time, mode)); };
   for (const Case& c : cases) {
     if (small && c.time) continue;
-    const bool ok = c.f16 ? runCase<__half>(c, doTime, pingPong) : runCase<__nv_bfloat16>(c, doTime, pingPong);
-    fails += !ok;
+    run(c, doTime, Mode::Auto);
+    // The correctness cases in both schedules, whichever the production choice is.
+    if (!c.time) run(c, false, Mode::Split), run(c, false, Mode::PingPong);
   }
+  // The seed's configuration (and one wave's worth) in every schedule, for the A/B.
+  if (doTime)
+    for (Mode m : {Mode::PingPong, Mode::Split, Mode::Plain}) {
+      run({S(1, 8, 8, 512, 512, 64, true), L0, false, true}, true, m);
+      run({S(1, 8, 8, 1024, 1024, 64, true), L0, false, true}, true, m);
+      run({S(1, 16, 16, 2048, 2048, 128, true), L0, false, true}, true, m);
+    }
   std::printf("fwd_sm90 summary: %d case(s) failed\n", fails);
   return fails ? 1 : 0;
 }

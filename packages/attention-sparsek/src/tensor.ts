@@ -9,7 +9,8 @@
  *
  * It runs the sdpa op's best kernel for the tensors' device, through the kernel registry: on the CPU
  * the float64 reference (its results rounded to F as a compiled CPU step stores them), on a GPU the
- * best CUDA kernel that fits (today the general path; the Hopper kernels are still to come) on the
+ * best CUDA kernel that fits (the fused flash kernels for bf16 / f16 at head dimensions 64 and 128,
+ * Hopper's on sm_90; else the general path) on the
  * legacy default stream. A device whose kernels cannot serve the call gets NO_KERNEL with every
  * candidate and its reason.
  */

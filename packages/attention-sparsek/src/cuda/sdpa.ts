@@ -4,8 +4,8 @@
  * every shape the op allows with a head dimension up to 256, and needs no workspace. The native entry
  * points take element strides, not a layout: each layout is its strides (ops/sdpa.ts layoutStrides,
  * the same the reference reads), and sdpa_qkv passes q, k and v inside one packed buffer the same way
- * (src/cuda/sdpa_qkv.ts). The fast Hopper kernels, when they come, register above it for the shapes
- * they fit.
+ * (src/cuda/sdpa_qkv.ts). The fused flash kernels (src/cuda/flash.ts) register above it for the
+ * shapes they fit (bf16 / f16, head dimensions 64 and 128); this path takes the rest.
  */
 import { dtypeInfo, type DTypeName } from '@deepwell/core';
 import { dtypeCode, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
