@@ -9,6 +9,11 @@
  * caching allocator; every launch goes on one stream. The first step runs eagerly (cuBLASLt makes
  * its plans and workspace then); the second is captured once as a CUDA graph, and every step after
  * replays it: inputs are copied in from pinned memory, the graph is launched, the outputs come back.
+ *
+ * A reshape the planner aliased (plan.aliases: its output is its input's storage) launches nothing
+ * on either device, nor inside the captured CUDA graph; the node stays in the graph, its kernel is
+ * still selected (so dryrun and compile agree) and kernelSummary() and profile() list it as kernel
+ * 'alias' with no calls and 0 ms.
  */
 import { CpuBuffer, DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
 import * as kn from '@deepwell/kernels-native';
@@ -39,6 +44,7 @@ export interface CompileOptions {
 export interface NodeProfile {
   index: number;
   op: string;
+  /** The kernel's name; 'alias' (and 0 ms) for a reshape that aliases its input, which runs nothing. */
   kernel: string;
   scope: string;
   ms: number;
@@ -174,16 +180,29 @@ export abstract class Executable {
     return false;
   }
 
-  /** Which kernel served each op, over how many nodes and calls so far. */
+  /** Whether node k launches nothing: a reshape whose output aliases its input's storage. */
+  protected aliased(k: number): boolean {
+    const out = this.kernels[k]!.node.outputs[0];
+    return out !== undefined && this.plan.aliases.has(out);
+  }
+
+  /** The indices of the nodes that launch a kernel, in order. */
+  protected launchedNodes(): number[] {
+    return this.kernels.flatMap((_, k) => (this.aliased(k) ? [] : [k]));
+  }
+
+  /** Which kernel served each op, over how many nodes and calls so far (aliased reshapes: kernel 'alias', no calls). */
   kernelSummary(): KernelSummaryRow[] {
     const rows = new Map<string, KernelSummaryRow>();
-    for (const l of this.kernels) {
-      const key = `${l.node.op}/${l.kernel.name}`;
-      const r = rows.get(key) ?? { op: l.node.op, kernel: l.kernel.name, backend: l.kernel.backend, nodes: 0, calls: 0 };
+    this.kernels.forEach((l, k) => {
+      const alias = this.aliased(k);
+      const kernel = alias ? 'alias' : l.kernel.name;
+      const key = `${l.node.op}/${kernel}`;
+      const r = rows.get(key) ?? { op: l.node.op, kernel, backend: l.kernel.backend, nodes: 0, calls: 0 };
       r.nodes++;
-      r.calls += this.stepCount;
+      if (!alias) r.calls += this.stepCount;
       rows.set(key, r);
-    }
+    });
     return [...rows.values()].sort((a, b) => a.op.localeCompare(b.op));
   }
 
@@ -255,10 +274,11 @@ class CpuExecutable extends Executable {
 
   #bind(): void {
     this.arena = this.backend.alloc(this.plan.arenaBytes);
-    this.#launches = this.kernels.map(({ node, kernel, params }) => {
+    this.#launches = this.launchedNodes().map((k) => {
+      const { node, kernel, params } = this.kernels[k]!;
       const outputs = node.outputs.map((o) => this.#view(o));
       // Outputs stored widened that the kernel must leave rounded to their format.
-      const narrow = params.outTypes.flatMap((t, k): [DTypeName, NumArray][] => (t.dtype === 'bf16' || t.dtype === 'f16' ? [[t.dtype, outputs[k]!]] : []));
+      const narrow = params.outTypes.flatMap((t, j): [DTypeName, NumArray][] => (t.dtype === 'bf16' || t.dtype === 'f16' ? [[t.dtype, outputs[j]!]] : []));
       return { node, kernel, call: { ...params, inputs: node.inputs.map((i) => this.#view(i)), outputs }, narrow };
     });
   }
@@ -295,7 +315,7 @@ class CudaExecutable extends Executable {
   #stream: kn.Stream;
   #graphExec: { launch(stream: kn.Stream): void; dispose(): void } | null = null;
   #useGraph: boolean;
-  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: CudaCall<KernelParams> }[] = [];
+  #launches: { index: number; node: NodeDecl; kernel: KernelCandidate<any, void>; call: CudaCall<KernelParams> }[] = [];
   #staging = new Map<string, { pinned: kn.PinnedBuffer; arg: DevArg; put: (v: NumArray) => void; take: () => Float32Array | Int32Array }>();
   #lastHostMs = 0;
 
@@ -320,11 +340,11 @@ class CudaExecutable extends Executable {
 
   #bind(): void {
     this.arena = this.backend.alloc(Math.max(1, this.plan.arenaBytes));
-    this.#launches = this.kernels.map(({ node, kernel, params }, k) => ({
-      node,
-      kernel,
-      call: { ...params, stream: this.#stream.handle, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)), workspace: this.#workspace(k) },
-    }));
+    this.#launches = this.launchedNodes().map((k) => {
+      const { node, kernel, params } = this.kernels[k]!;
+      const call = { ...params, stream: this.#stream.handle, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)), workspace: this.#workspace(k) };
+      return { index: k, node, kernel, call };
+    });
     const io = [...Object.entries(this.graph.inputs), ...Object.entries(this.graph.outputs).map(([k, v]) => [`out:${k}`, v] as const)];
     for (const [name, id] of io) {
       const t = this.graph.values[id]!.type;
@@ -390,19 +410,21 @@ class CudaExecutable extends Executable {
     try {
       const [first, last] = [new kn.Event(dev), new kn.Event(dev)];
       first.record(this.#stream);
-      this.#launches.forEach((l, k) => {
-        events[k]![0].record(this.#stream);
+      this.#launches.forEach((l, j) => {
+        events[j]![0].record(this.#stream);
         try {
           l.kernel.run({ ...l.call, checkIndices: false });
         } catch (e) {
           this.rethrow(l.node, e);
         }
-        events[k]![1].record(this.#stream);
+        events[j]![1].record(this.#stream);
       });
       this.#copyUpdates();
       last.record(this.#stream);
       const outputs = this.#finish(native);
-      const nodes = this.#launches.map((l, k) => ({ index: k, op: l.node.op, kernel: l.kernel.name, scope: l.node.scope, ms: events[k]![1].elapsedSince(events[k]![0]) }));
+      // Every node, by its index in the graph; an aliased reshape launched nothing and took no time.
+      const ms = new Map(this.#launches.map((l, j) => [l.index, events[j]![1].elapsedSince(events[j]![0])]));
+      const nodes = this.kernels.map(({ node, kernel }, k) => ({ index: k, op: node.op, kernel: this.aliased(k) ? 'alias' : kernel.name, scope: node.scope, ms: ms.get(k) ?? 0 }));
       const totalMs = last.elapsedSince(first);
       first.dispose();
       last.dispose();

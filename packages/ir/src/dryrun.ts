@@ -46,7 +46,7 @@ export interface DryrunReport {
   /** Arena plus parameters and state. */
   totalBytes: number;
   flopsPerStep: number;
-  /** Bytes read and written by all kernels, unfused. */
+  /** Bytes read and written by all kernels, unfused (aliased reshapes, which run none, move none). */
   bytesMovedPerStep: number;
   estimate: { ms: number; bound: 'compute' | 'memory'; peakTflops: number; memoryGBps: number; source: string };
 }
@@ -105,6 +105,8 @@ export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport 
     const ins = n.inputs.map((i) => g.values[i]!.type);
     const outs = n.outputs.map((o) => g.values[o]!.type);
     flops += def.flops?.(ins, outs, n.attrs) ?? 0;
+    // A reshape the planner aliased runs no kernel and moves nothing.
+    if (n.outputs.length === 1 && plan.aliases.has(n.outputs[0]!)) continue;
     moved += [...ins, ...outs].reduce((a, t) => a + byteSizeOf(t), 0);
   }
   let peakTflops = options.peakTflops;

@@ -58,6 +58,10 @@ describe('CausalSelfAttention', () => {
     }
     expect(exe.kernelSummary().find((r) => r.op === 'sdpa_qkv')).toMatchObject({ kernel: 'sdpa_qkv_reference', nodes: 2 });
     expect(exe.kernelSummary().find((r) => r.op === 'sdpa_qkv_backward')).toMatchObject({ kernel: 'sdpa_qkv_backward_reference', nodes: 2 });
+    // Every reshape (around attention, forward and backward) aliases its input: none copies.
+    const reshapes = exe.kernelSummary().filter((r) => r.op === 'reshape');
+    expect(reshapes.map((r) => [r.kernel, r.calls])).toEqual([['alias', 0]]);
+    expect(reshapes[0]!.nodes).toBe(exe.graph.nodes.filter((n) => n.op === 'reshape').length);
     exe.dispose();
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     expect(mean(losses.slice(-10))).toBeLessThan(0.8 * mean(losses.slice(0, 10)));
