@@ -161,7 +161,11 @@ struct Step {
 };
 #endif  // DW_BWD90_DEVICE
 
-template <typename T, int D>
+// LseGlobal: the consumers read lse2 and delta straight from the scratch copies in global memory
+// (prefetched into L1 at the start of each step) instead of from ring stages the producer fills with
+// bulk copies; an A/B of the lab (timing, and racecheck, which flags the stage hand-off of the bulk
+// copies) decides which one production runs.
+template <typename T, int D, bool LseGlobal = false>
 __global__ void __launch_bounds__(kThreads, 1)
     bwdSm90Kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmDO, const __grid_constant__ CUtensorMap tmK,
                   const __grid_constant__ CUtensorMap tmV, const Args a) {
@@ -215,16 +219,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int h = hk * group + st.g, i0 = st.qb * BM;
         const int64_t row = (int64_t(b) * a.H + h) * a.SqPad + i0;
         sm90::mbarWait(empty(s), ph ^ 1);
-        sm90::mbarArriveExpectTx(qFull(s), C::kQBytes + BM * 4);
+        sm90::mbarArriveExpectTx(qFull(s), C::kQBytes + (LseGlobal ? 0 : BM * 4));
 #pragma unroll
         for (int p = 0; p < C::kPanels; ++p)
           sm90::tmaLoad4dHint(base + C::kQ + s * C::kQBytes + p * (BM * 128), &tmQ, qFull(s), p * 64, i0, h, b, keep);
-        sm90::bulkLoad(base + C::kLse + s * BM * 4, a.lse2 + row, BM * 4, qFull(s));
-        sm90::mbarArriveExpectTx(doFull(s), C::kQBytes + BM * 4);
+        if (!LseGlobal) sm90::bulkLoad(base + C::kLse + s * BM * 4, a.lse2 + row, BM * 4, qFull(s));
+        sm90::mbarArriveExpectTx(doFull(s), C::kQBytes + (LseGlobal ? 0 : BM * 4));
 #pragma unroll
         for (int p = 0; p < C::kPanels; ++p)
           sm90::tmaLoad4dHint(base + C::kDO + s * C::kQBytes + p * (BM * 128), &tmDO, doFull(s), p * 64, i0, h, b, keep);
-        sm90::bulkLoad(base + C::kDelta + s * BM * 4, a.delta + row, BM * 4, doFull(s));
+        if (!LseGlobal) sm90::bulkLoad(base + C::kDelta + s * BM * 4, a.delta + row, BM * 4, doFull(s));
         st.next(qbFirst, a.nQB);
       }
     } else if (warp == 1) {
@@ -312,6 +316,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int sg = it & 1, ph = (it >> 1) & 1;
       const int i0 = st.qb * BM;
       const uint32_t qOff = sg * C::kQBytes;
+      // This step's rows of lse2 and delta: in global memory (LseGlobal; computed where read, so no
+      // pointer stays live across the GEMMs), or the stage's copies.
+      auto statRow = [&] { return (int64_t(b) * a.H + int64_t(hk) * group + st.g) * a.SqPad + i0; };
+      if (LseGlobal && wc == 0 && tw < BM / 32) sm90::prefetchL1(a.lse2 + statRow() + 32 * tw), sm90::prefetchL1(a.delta + statRow() + 32 * tw);
 
       // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (k = d).
       sm90::mbarWait(qFull(sg), ph);
@@ -335,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // Pᵀ while dPᵀ is still running.
       sm90::wgmmaWait<1>();
       sm90::fenceRegs(s);
-      const float* lse2s = reinterpret_cast<const float*>(sm + C::kLse) + sg * BM;
+      const float* lse2s = LseGlobal ? a.lse2 + statRow() : reinterpret_cast<const float*>(sm + C::kLse) + sg * BM;
       const bool needMask = keyBase + 64 > a.Sk || (a.causal && int64_t(keyBase) + 63 - shift > i0);
       if (needMask) {
         int lim[2];
@@ -373,7 +381,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::fenceRegs(dp);
 
       // dSᵀ = Pᵀ∘(dPᵀ − delta) as A fragments.
-      const float* dls = reinterpret_cast<const float*>(sm + C::kDelta) + sg * BM;
+      const float* dls = LseGlobal ? a.delta + statRow() : reinterpret_cast<const float*>(sm + C::kDelta) + sg * BM;
 #pragma unroll
       for (int i = 0; i < BM / 8; ++i) {
         const float2 dl = *reinterpret_cast<const float2*>(dls + 8 * i + 2 * c);
@@ -609,10 +617,10 @@ inline bool strideOk(int64_t st, int extent, int64_t m) { return extent <= 1 || 
 // Bytes of scratch flashBackwardSm90 needs besides p.delta (0 for an unsupported head dim).
 inline size_t flashBackwardSm90Scratch(const FlashBwdParams& p) { return bwd90::scratchLayout(p).total; }
 
-// The Hopper backward (see the header of this file). T = __nv_bfloat16 or __half, D = 64 or 128.
-template <typename T, int D>
-cudaError_t flashBackwardSm90(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
-  using namespace bwd90;
+namespace bwd90 {
+// The launcher of both variants (LseGlobal: see the kernel).
+template <typename T, int D, bool LseGlobal>
+cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
   using C = Cfg<D>;
   if (p.D != D || p.B < 1 || p.H < 1 || p.Hkv < 1 || p.H % p.Hkv != 0 || p.Sq < 1 || p.Sk < 1) return cudaErrorInvalidValue;
   if (p.B > 65535 || p.H > 65535 || scratch == nullptr || reinterpret_cast<uintptr_t>(scratch) % 256 != 0) return cudaErrorInvalidValue;
@@ -666,7 +674,7 @@ cudaError_t flashBackwardSm90(const FlashBwdParams& p, void* scratch, cudaStream
   const dim3 qGrid(unsigned(l.nQB), unsigned(p.H), unsigned(p.B));
   bwdSm90PreKernel<T, D><<<qGrid, 256, 0, stream>>>(p, a);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  auto kernel = bwdSm90Kernel<T, D>;
+  auto kernel = bwdSm90Kernel<T, D, LseGlobal>;
   static std::atomic<uint64_t> attrSet{0};  // devices (< 64) whose smem attribute is set already
   const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
   if (!bit || !(attrSet.load() & bit)) {
@@ -677,6 +685,13 @@ cudaError_t flashBackwardSm90(const FlashBwdParams& p, void* scratch, cudaStream
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   bwdSm90PostKernel<T, D><<<qGrid, 256, 0, stream>>>(p.dq, p.dqs, a);
   return cudaGetLastError();
+}
+}  // namespace bwd90
+
+// The Hopper backward (see the header of this file). T = __nv_bfloat16 or __half, D = 64 or 128.
+template <typename T, int D>
+cudaError_t flashBackwardSm90(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
+  return bwd90::flashBackwardSm90Impl<T, D, false>(p, scratch, stream);
 }
 
 }  // namespace attention

@@ -52,6 +52,9 @@ __device__ __forceinline__ void mbarWait(uint32_t bar, uint32_t parity) {
   }
 }
 
+// A 128-byte line of global memory into L1 ahead of its loads.
+__device__ __forceinline__ void prefetchL1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+
 // ---- TMA ----
 __device__ __forceinline__ void prefetchTensorMap(const void* map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");

@@ -8,6 +8,8 @@
 //   run:   dev/cuda/attention/build/bwd_sm90 [--small | --race] [--no-time] [--sm80] [--case N]
 //          --sm80 also times the portable backward on the timing shapes (kernel name flash_sm80);
 //          --case N runs only correctness case N (0-based, both dtypes), no timing: for bisecting.
+//          --race: two short cases in both variants, for compute-sanitizer racecheck;
+//          --ab: also the timing shapes with lse2 / delta read from global memory (mode=lseglobal).
 // One line per case: `bwd_sm90 bf16 B=.. H=.. Hkv=.. Sq=.. Sk=.. D=.. causal=.. pass=bwd layout=..
 // err=dq,dk,dv deterministic=.. PASS|FAIL ms=.. tflops=..`; the exit code is the number of failures.
 #include "attention/flash_bwd_sm90.cuh"
@@ -31,6 +33,14 @@ struct Case {
 
 int failures = 0;
 bool alsoSm80 = false;
+// The variant under test: false = production (lse2 / delta through ring stages), true = read from
+// global memory (bwd90::flashBackwardSm90Impl<T, D, true>); its lines say mode=lseglobal.
+bool lseGlobal = false;
+
+template <typename T, int D>
+cudaError_t runSm90(const FlashBwdParams& bp, void* scratch, cudaStream_t st) {
+  return lseGlobal ? dw::attention::bwd90::flashBackwardSm90Impl<T, D, true>(bp, scratch, st) : flashBackwardSm90<T, D>(bp, scratch, st);
+}
 
 template <typename T>
 void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
@@ -86,7 +96,7 @@ void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
 
   FlashBwdParams bp{ddo.p, qp, kp, vp, dout.p, dlse.p, gqp, gkp, gvp, ddelta.p, os, qs, ks, ks, os, qs, ks, ks, s.B, H, Hkv, s.Sq, s.Sk, D, s.causal, s.sc()};
   lab::DevBuf<uint8_t> scratch(flashBackwardSm90Scratch(bp));
-  auto runB = [&] { return D == 128 ? flashBackwardSm90<T, 128>(bp, scratch.p, 0) : flashBackwardSm90<T, 64>(bp, scratch.p, 0); };
+  auto runB = [&] { return D == 128 ? runSm90<T, 128>(bp, scratch.p, 0) : runSm90<T, 64>(bp, scratch.p, 0); };
   dgq.poison();
   if (!packed) dgk.poison(), dgv.poison();
   scratch.poison();
@@ -142,10 +152,11 @@ void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
   // Small calls: also per call inside a CUDA graph (no host launch cost), as a training step runs them.
   char graph[32] = "";
   if (time && msB < 0.05f) {
-    auto onStream = [&](cudaStream_t st) { return D == 128 ? flashBackwardSm90<T, 128>(bp, scratch.p, st) : flashBackwardSm90<T, 64>(bp, scratch.p, st); };
+    auto onStream = [&](cudaStream_t st) { return D == 128 ? runSm90<T, 128>(bp, scratch.p, st) : runSm90<T, 64>(bp, scratch.p, st); };
     std::snprintf(graph, sizeof graph, " graph_us=%.2f", lab::graphUs(onStream));
   }
-  std::printf("bwd_sm90 %s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d pass=bwd layout=%s err=%.2e,%.2e,%.2e%s deterministic=%d %s ms=%.4f tflops=%.1f%s\n", dt, s.B, H,
+  std::printf("bwd_sm90 %s%s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d pass=bwd layout=%s err=%.2e,%.2e,%.2e%s deterministic=%d %s ms=%.4f tflops=%.1f%s\n", dt,
+              lseGlobal ? " mode=lseglobal" : "", s.B, H,
               Hkv, s.Sq, s.Sk, D, int(s.causal), layoutName(c.layout), checkable ? eq.rel() : 0.0, checkable ? ek.rel() : 0.0, checkable ? ev.rel() : 0.0,
               checkable ? "" : "(unchecked)", int(same), okB ? "PASS" : "FAIL", msB, time ? s.bwdFlops() / (msB * 1e-3) / 1e12 : 0.0, graph);
   failures += !okB;
@@ -160,7 +171,7 @@ void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool small = false, race = false, time = true;
+  bool small = false, race = false, time = true, ab = false;
   int only = -1;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--small")) small = true;
@@ -168,13 +179,17 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--case") && i + 1 < argc) only = std::atoi(argv[++i]), time = false;
     if (!std::strcmp(argv[i], "--no-time")) time = false;
     if (!std::strcmp(argv[i], "--sm80")) alsoSm80 = true;
+    if (!std::strcmp(argv[i], "--ab")) ab = true;
   }
   if (small || race) time = false;
   // --race: two short cases (both head dims, a partial block, causal and not) for compute-sanitizer's
   // racecheck, which is slow on a kernel whose CTAs wait on each other's semaphores.
   if (race) {
-    runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 64, true, 0}, Layout::bhsd}, "bf16", false, 77);
-    runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 128, false, 0}, Layout::bhsd}, "bf16", false, 78);
+    for (bool v : {false, true}) {  // both variants (see lseGlobal)
+      lseGlobal = v;
+      runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 64, true, 0}, Layout::bhsd}, "bf16", false, 77);
+      runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 128, false, 0}, Layout::bhsd}, "bf16", false, 78);
+    }
     std::printf("bwd_sm90: %d failure(s)\n", failures);
     return failures;
   }
@@ -209,6 +224,12 @@ int main(int argc, char** argv) {
         {1, 8, 8, 512, 512, 64, true, 0},
     };
     for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + n++);
+    if (ab) {  // the other variant on the same shapes and seeds, checked and timed
+      lseGlobal = true;
+      int m = n - int(timed.size());
+      for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + m++);
+      lseGlobal = false;
+    }
     runCase<__nv_bfloat16>({{16, 12, 12, 1024, 1024, 64, true, 0}, Layout::packed}, "bf16", true, 9100);
   }
   std::printf("bwd_sm90: %d failure(s)\n", failures);

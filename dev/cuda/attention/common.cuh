@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <thread>
 #include <vector>
 
 #define LAB_CHECK(x)                                                                          \
@@ -31,6 +32,10 @@
   } while (0)
 
 namespace lab {
+
+// Result lines go out as they are printed (line-buffered even into a file or pipe), so a run stopped
+// by a timeout still shows every case it finished.
+inline const bool kLineBuffered = std::setvbuf(stdout, nullptr, _IOLBF, 0) == 0;
 
 struct Strides {
   int64_t b, h, s;
@@ -120,6 +125,8 @@ void refRow(const Shape& s, const T* q, Strides qs, const T* k, const T* v, Stri
 
 // The float64 reference backward for one key/value head (b, hk) and its query heads: dq for those
 // query heads' rows, dk and dv for the head's keys (dout read with strides dos). dq: [group][Sq][D], dk, dv: [Sk][D].
+// The rows are spread over the host's cores (the big checks would take minutes on one): each thread
+// owns every nt-th query row (dq rows are its own) and private dk, dv sums, added up in thread order.
 template <typename T>
 void refBackwardHead(const Shape& s, const T* q, const T* k, const T* v, const T* dout, Strides qs, Strides ks, Strides dos, int b, int hk,
                      std::vector<double>& dq, std::vector<double>& dk, std::vector<double>& dv) {
@@ -127,10 +134,16 @@ void refBackwardHead(const Shape& s, const T* q, const T* k, const T* v, const T
   dq.assign(size_t(group) * s.Sq * s.D, 0);
   dk.assign(size_t(s.Sk) * s.D, 0);
   dv.assign(size_t(s.Sk) * s.D, 0);
-  std::vector<double> o(s.D);
-  for (int g = 0; g < group; ++g) {
-    const int h = hk * group + g;
-    for (int i = 0; i < s.Sq; ++i) {
+  const int rows = group * s.Sq;
+  const int nt = std::max(1, std::min<int>({int(std::thread::hardware_concurrency()), 32, rows}));
+  std::vector<std::vector<double>> dkT(nt, std::vector<double>(size_t(s.Sk) * s.D)), dvT(nt, std::vector<double>(size_t(s.Sk) * s.D));
+  auto work = [&](int t) {
+    std::vector<double> o(s.D);
+    std::vector<double>& dkt = dkT[t];
+    std::vector<double>& dvt = dvT[t];
+    for (int r = t; r < rows; r += nt) {
+      const int g = r / s.Sq, i = r % s.Sq;
+      const int h = hk * group + g;
       double lse;
       refRow(s, q, qs, k, v, ks, b, h, i, o.data(), &lse);
       const T* qr = q + b * qs.b + h * qs.h + i * qs.s;
@@ -149,12 +162,18 @@ void refBackwardHead(const Shape& s, const T* q, const T* k, const T* v, const T
         const double ds = p * (dp - delta);
         for (int d = 0; d < s.D; ++d) {
           dq[(size_t(g) * s.Sq + i) * s.D + d] += s.sc() * ds * toFloat(kr[d]);
-          dk[size_t(j) * s.D + d] += s.sc() * ds * toFloat(qr[d]);
-          dv[size_t(j) * s.D + d] += p * toFloat(dor[d]);
+          dkt[size_t(j) * s.D + d] += s.sc() * ds * toFloat(qr[d]);
+          dvt[size_t(j) * s.D + d] += p * toFloat(dor[d]);
         }
       }
     }
-  }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < nt; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < nt; ++t)
+    for (size_t x = 0; x < dk.size(); ++x) dk[x] += dkT[t][x], dv[x] += dvT[t][x];
 }
 
 // Error of a result against a float64 reference: the largest |got - ref|, relative to the largest
