@@ -23,6 +23,7 @@
 // determinism without a dQ accumulation buffer.
 #pragma once
 #include "attention/flash_params.h"
+#include "attention/smem_limit.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -499,12 +500,15 @@ __global__ void __launch_bounds__(NW * 32) dkvKernel(FlashBwdParams p) {
 
 // ---- launchers ----------------------------------------------------------------------------------
 
-template <typename K>
-cudaError_t launch(K kernel, dim3 grid, int threads, int smemBytes, cudaStream_t st, const void* params) {
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smemBytes);
+// Kernel with Smem bytes of dynamic shared memory; its limit is set once per device (smem_limit.h).
+template <auto Kernel, int Smem>
+cudaError_t launch(dim3 grid, int threads, cudaStream_t st, const void* params) {
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = setSmemLimitOnce<Kernel, Smem>(dev);
   if (e != cudaSuccess) return e;
   void* args[] = {const_cast<void*>(params)};
-  return cudaLaunchKernel(reinterpret_cast<const void*>(kernel), grid, dim3(threads), args, smemBytes, st);
+  return cudaLaunchKernel(reinterpret_cast<const void*>(Kernel), grid, dim3(threads), args, Smem, st);
 }
 
 inline int smCountOf() {
@@ -518,7 +522,7 @@ template <typename T, int D, int NW, int BN>
 cudaError_t forwardWith(const FlashFwdParams& p, cudaStream_t st) {
   constexpr int BM = NW * 16;
   const dim3 grid((p.Sq + BM - 1) / BM, p.H, p.B);
-  return launch(fwdKernel<T, D, NW, BN>, grid, NW * 32, (BM + 4 * BN) * D * 2, st, &p);
+  return launch<fwdKernel<T, D, NW, BN>, (BM + 4 * BN) * D * 2>(grid, NW * 32, st, &p);
 }
 
 }  // namespace sm80
@@ -552,11 +556,11 @@ cudaError_t flashBackwardSm80(const FlashBwdParams& p, cudaStream_t st) {
   constexpr int NW = 4, KBN = NW * 16, QBM = NW * 16;
   constexpr int DKV_BM = D == 128 ? 32 : 64, DQ_BN = D == 128 ? 32 : 64;
   if (p.Sk > 0) {
-    cudaError_t e = launch(dkvKernel<T, D, NW, DKV_BM>, dim3((p.Sk + KBN - 1) / KBN, p.Hkv, p.B), NW * 32, (2 * KBN + 4 * DKV_BM) * D * 2, st, &p);
+    cudaError_t e = launch<dkvKernel<T, D, NW, DKV_BM>, (2 * KBN + 4 * DKV_BM) * D * 2>(dim3((p.Sk + KBN - 1) / KBN, p.Hkv, p.B), NW * 32, st, &p);
     if (e != cudaSuccess) return e;
   }
   if (p.Sq == 0) return cudaSuccess;
-  return launch(dqKernel<T, D, NW, DQ_BN>, dim3((p.Sq + QBM - 1) / QBM, p.H, p.B), NW * 32, (2 * QBM + 4 * DQ_BN) * D * 2, st, &p);
+  return launch<dqKernel<T, D, NW, DQ_BN>, (2 * QBM + 4 * DQ_BN) * D * 2>(dim3((p.Sq + QBM - 1) / QBM, p.H, p.B), NW * 32, st, &p);
 }
 
 }  // namespace attention
