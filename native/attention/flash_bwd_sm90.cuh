@@ -53,7 +53,6 @@
 #include <cuda.h>  // CUtensorMap types only; the encode function comes through cudaGetDriverEntryPoint
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -61,6 +60,7 @@
 #include "attention/flash_bwd_sm90_ptx.cuh"
 #include "attention/flash_params.h"
 #include "attention/sm90_tma.h"
+#include "attention/smem_limit.h"
 
 namespace dw {
 namespace attention {
@@ -675,12 +675,7 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
   bwdSm90PreKernel<T, D><<<qGrid, 256, 0, stream>>>(p, a);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   auto kernel = bwdSm90Kernel<T, D, LseGlobal>;
-  static std::atomic<uint64_t> attrSet{0};  // devices (< 64) whose smem attribute is set already
-  const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
-  if (!bit || !(attrSet.load() & bit)) {
-    if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmem))) != cudaSuccess) return e;
-    attrSet.fetch_or(bit);
-  }
+  if ((e = setSmemLimitOnce<bwdSm90Kernel<T, D, LseGlobal>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
   kernel<<<dim3(unsigned(a.nKB), unsigned(p.Hkv), unsigned(p.B)), kThreads, C::kSmem, stream>>>(mq, mdo, mk, mv, a);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   bwdSm90PostKernel<T, D><<<qGrid, 256, 0, stream>>>(p.dq, p.dqs, a);

@@ -50,6 +50,7 @@
 #include "attention/flash_params.h"
 #include "attention/sm90_ptx.cuh"
 #include "attention/sm90_tma.h"
+#include "attention/smem_limit.h"
 
 namespace dw {
 namespace attention {
@@ -507,12 +508,7 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   }();
   if (regs < 128) return cudaErrorNotSupported;
   // The shared-memory limit is a per-device function attribute: set once per device, not per call.
-  static bool smemSet[64] = {};
-  if (dev >= 64 || !smemSet[dev]) {
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmem));
-    if (e != cudaSuccess) return e;
-    if (dev < 64) smemSet[dev] = true;
-  }
+  if ((e = setSmemLimitOnce<flashFwdSm90Kernel<T, D, PingPong, Split>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
   kernel<<<unsigned(tiles), kThreads, C::kSmem, stream>>>(mq, mk, mv, a);
   return cudaGetLastError();
 }
