@@ -57,8 +57,6 @@ cudaError_t forward(const FlashFwdParams& p, cudaStream_t st) {
   return p.D == 128 ? flashForwardSm80<T, 128>(p, st) : flashForwardSm80<T, 64>(p, st);
 }
 
-size_t align256(size_t n) { return (n + 255) / 256 * 256; }
-
 // Read once, at the first backward, not on every call.
 bool sm80Forced() {
   static const bool forced = [] {
@@ -107,7 +105,7 @@ Napi::Value FlashBackward(const Napi::CallbackInfo& info) {
   checkFlash(env, a, "flashBackward");
   const uint64_t deltaBytes = flashBackwardWorkspaceBytes(static_cast<int>(a.B), static_cast<int>(a.H), static_cast<int>(a.Sq));
   float* delta = a.workspace.take<float>(env, deltaBytes, 256);
-  const uint64_t skip = align256(deltaBytes);
+  const uint64_t skip = bwd90::align256(deltaBytes);
   void* scratch = a.workspace.bytes > skip ? static_cast<char*>(a.workspace.data) + skip : nullptr;
   const uint64_t scratchBytes = a.workspace.bytes > skip ? a.workspace.bytes - skip : 0;
   auto run = [&](auto tag) {
