@@ -82,8 +82,18 @@ inline void checkNoOverlap(Napi::Env env, const Span& out, std::initializer_list
       fail(env, "INVALID_ARGUMENT", std::string("Expected ") + out.name + " of " + fn + " not to overlap the input " + in.name + " but received overlapping device ranges");
 }
 
-// The sizes and strides of a call, checked: heads a multiple of kv heads, grid dimensions in range,
-// each tensor's extent within 2^53 - 1 elements, output rows that do not overlap.
+// The sizes of a call, checked: heads a multiple of kv heads, a head dimension, grid dimensions in
+// range.
+inline void checkSizes(Napi::Env env, uint64_t B, uint64_t H, uint64_t Hkv, uint64_t Sq, uint64_t Sk, uint64_t D, const char* fn) {
+  if (Hkv == 0 || H % Hkv != 0)
+    fail(env, "SHAPE_MISMATCH", std::string("Expected H (") + std::to_string(H) + ") to be a multiple of Hkv (" + std::to_string(Hkv) + ") for " + fn);
+  if (D == 0) fail(env, "INVALID_ARGUMENT", std::string("Expected a head dimension of at least 1 for ") + fn);
+  if (Sq > 2147483647u || Sk > 2147483647u || H > 65535 || B > 65535)
+    fail(env, "INVALID_ARGUMENT", std::string("Expected Sq, Sk < 2^31 and H, B <= 65535 for ") + fn);
+}
+
+// The sizes and strides of a call, checked: the sizes (checkSizes), a finite scale, each tensor's
+// extent within 2^53 - 1 elements, output rows that do not overlap.
 template <typename A>
 Dims dimsOf(Napi::Env env, const A& a, const char* fn, bool backward) {
   Dims n{static_cast<int64_t>(a.B), static_cast<int64_t>(a.H), static_cast<int64_t>(a.Hkv), static_cast<int64_t>(a.Sq), static_cast<int64_t>(a.Sk), static_cast<int64_t>(a.D),
@@ -91,11 +101,7 @@ Dims dimsOf(Napi::Env env, const A& a, const char* fn, bool backward) {
          {static_cast<int64_t>(a.qsb), static_cast<int64_t>(a.qsh), static_cast<int64_t>(a.qss)},
          {static_cast<int64_t>(a.ksb), static_cast<int64_t>(a.ksh), static_cast<int64_t>(a.kss)},
          {static_cast<int64_t>(a.osb), static_cast<int64_t>(a.osh), static_cast<int64_t>(a.oss)}, 0, 0, 0, 0, 0};
-  if (a.Hkv == 0 || a.H % a.Hkv != 0)
-    fail(env, "SHAPE_MISMATCH", std::string("Expected H (") + std::to_string(a.H) + ") to be a multiple of Hkv (" + std::to_string(a.Hkv) + ") for " + fn);
-  if (a.D == 0) fail(env, "INVALID_ARGUMENT", std::string("Expected a head dimension of at least 1 for ") + fn);
-  if (a.Sq > 2147483647u || a.Sk > 2147483647u || a.H > 65535 || a.B > 65535)
-    fail(env, "INVALID_ARGUMENT", std::string("Expected Sq, Sk < 2^31 and H, B <= 65535 for ") + fn);
+  checkSizes(env, a.B, a.H, a.Hkv, a.Sq, a.Sk, a.D, fn);
   if (!(std::isfinite(a.scale))) fail(env, "INVALID_ARGUMENT", std::string("Expected a finite scale for ") + fn);
   const std::string f(fn);
   n.qx = extentOf(env, a.B, a.H, a.Sq, a.D, a.qsb, a.qsh, a.qss, f + " q (qsb, qsh, qss)");

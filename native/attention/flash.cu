@@ -11,9 +11,12 @@
 //   flashBackward  on sm_90 the Hopper backward (flash_bwd_sm90.cuh: deterministic, dQ added in a
 //                  fixed order), else flash_sm80.cuh's deterministic three-kernel backward.
 //                  Workspace: delta (f32 [B, H, Sq]) at its start, then, 256-byte aligned, the Hopper
-//                  backward's scratch (flashBackwardSm90Scratch; the TS candidate sizes it the same
-//                  way). With less than that, or DEEPWELL_FLASH_BWD=sm80 in the environment (a
-//                  switch for comparing the two), the sm80 backward runs.
+//                  backward's scratch (flashBackwardSm90Scratch). With less than that, or
+//                  DEEPWELL_FLASH_BWD=sm80 in the environment (a switch for comparing the two), the
+//                  sm80 backward runs.
+//   flashBackwardWorkspace  the bytes of that workspace for a call's sizes on a device of a given
+//                  compute capability (the scratch on 9.0 only): the one place the size is defined;
+//                  the TS candidate declares what it answers.
 #include "attention/checks.h"
 #include "attention/flash_bwd_sm90.cuh"
 #include "attention/flash_fwd_sm90.cuh"
@@ -29,11 +32,15 @@ namespace dw {
 namespace attention {
 namespace {
 
+void checkHeadDim(Napi::Env env, uint64_t D, const char* fn) {
+  if (D != 64 && D != 128) fail(env, "INVALID_ARGUMENT", std::string("Expected a head dimension of 64 or 128 for ") + fn + " but received " + std::to_string(D));
+}
+
 template <typename A>
 void checkFlash(Napi::Env env, const A& a, const char* fn) {
   const std::string f(fn);
   if (a.dtype != kBF16 && a.dtype != kF16) fail(env, "INVALID_DTYPE", "Expected bf16 or f16 (dtype code 1 or 2) for " + f + " but received dtype code " + std::to_string(a.dtype));
-  if (a.D != 64 && a.D != 128) fail(env, "INVALID_ARGUMENT", "Expected a head dimension of 64 or 128 for " + f + " but received " + std::to_string(a.D));
+  checkHeadDim(env, a.D, fn);
   const uint64_t strides[9] = {a.qsb, a.qsh, a.qss, a.ksb, a.ksh, a.kss, a.osb, a.osh, a.oss};
   for (uint64_t s : strides)
     if (s % 8 != 0) fail(env, "INVALID_ARGUMENT", "Expected element strides that are multiples of 8 (16-byte rows) for " + f + " but received " + std::to_string(s));
@@ -65,6 +72,9 @@ bool sm80Forced() {
   }();
   return forced;
 }
+
+// Where the Hopper backward's scratch starts in the workspace: past delta, at a 256-byte boundary.
+uint64_t scratchOffset(uint64_t B, uint64_t H, uint64_t Sq) { return bwd90::align256(flashBackwardWorkspaceBytes(int(B), int(H), int(Sq))); }
 
 // scratch: the workspace past delta, `bytes` long (null when none).
 template <typename T>
@@ -105,7 +115,7 @@ Napi::Value FlashBackward(const Napi::CallbackInfo& info) {
   checkFlash(env, a, "flashBackward");
   const uint64_t deltaBytes = flashBackwardWorkspaceBytes(static_cast<int>(a.B), static_cast<int>(a.H), static_cast<int>(a.Sq));
   float* delta = a.workspace.take<float>(env, deltaBytes, 256);
-  const uint64_t skip = bwd90::align256(deltaBytes);
+  const uint64_t skip = scratchOffset(a.B, a.H, a.Sq);
   void* scratch = a.workspace.bytes > skip ? static_cast<char*>(a.workspace.data) + skip : nullptr;
   const uint64_t scratchBytes = a.workspace.bytes > skip ? a.workspace.bytes - skip : 0;
   auto run = [&](auto tag) {
@@ -123,6 +133,26 @@ Napi::Value FlashBackward(const Napi::CallbackInfo& info) {
   if (a.dtype == kBF16) run(__nv_bfloat16{});
   else run(__half{});
   return env.Undefined();
+}
+
+Napi::Value FlashBackwardWorkspace(const Napi::CallbackInfo& info) {
+  const abi::FlashBackwardWorkspaceArgs a = abi::readFlashBackwardWorkspace(info);
+  Napi::Env env = info.Env();
+  const char* fn = "flashBackwardWorkspace";
+  checkSizes(env, a.B, a.H, a.Hkv, a.Sq, a.Sk, a.D, fn);
+  checkHeadDim(env, a.D, fn);
+  if (a.ccMajor < 8)
+    fail(env, "INVALID_ARGUMENT", std::string("Expected a compute capability of 8.0 or newer for ") + fn + " (the flash kernels run from sm_80) but received " +
+                                      std::to_string(a.ccMajor) + "." + std::to_string(a.ccMinor));
+  // The largest piece, the Hopper dQ accumulator (f32 [B, H, SqPad, D], SqPad < Sq + 128), within
+  // 2^53 - 1 elements: no size below overflows.
+  mulSize(env, mulSize(env, a.B * a.H, a.Sq + 128, fn), a.D, fn);
+  // The Hopper backward runs on 9.0 only, and only when there are keys (backward() above).
+  const bool sm90 = a.ccMajor == 9 && a.ccMinor == 0 && a.Sk > 0;
+  const uint64_t bytes = scratchOffset(a.B, a.H, a.Sq) + (sm90 ? flashBackwardSm90Scratch(int(a.B), int(a.H), int(a.Sq), int(a.D)) : 0);
+  if (bytes > static_cast<uint64_t>(kMaxSafeInt))
+    fail(env, "INVALID_ARGUMENT", std::string("Expected a workspace of at most 2^53 - 1 bytes for ") + fn + " but the sizes need " + std::to_string(bytes));
+  return Napi::Number::New(env, static_cast<double>(bytes));
 }
 
 }  // namespace attention

@@ -4,7 +4,8 @@
 // v, out, dout, dq, dk, dv (d contiguous). Same math and conventions as flash_sm80.cuh's backward
 // (log2-domain exp2, lse2 = lse·log2e with +inf for rows that see no key, dK and dQ scaled last).
 //
-//   flashBackwardSm90Scratch(p)              bytes of scratch it needs (besides p.delta)
+//   flashBackwardSm90Scratch(p)              bytes of scratch it needs (besides p.delta); also by
+//                                            sizes (B, H, Sq, D)
 //   flashBackwardSm90<T, D>(p, scratch, st)  T = __nv_bfloat16 or __half, D = 64 or 128
 //   Returns cudaErrorInvalidValue without launching when the layout does not suit TMA or the vector
 //   accesses (a base not 16-byte aligned, a stride not a multiple of 8 elements; dk/dv: 4 bytes and
@@ -595,26 +596,29 @@ struct ScratchLayout {
   size_t acc = 0, lse2 = 0, delta = 0, sem = 0, total = 0;
   int BM = 0, nQB = 0, SqPad = 0;
 };
-inline ScratchLayout scratchLayout(const FlashBwdParams& p) {
+inline ScratchLayout scratchLayout(int B, int H, int Sq, int D) {
   ScratchLayout l;
-  if ((p.D != 64 && p.D != 128) || p.B < 1 || p.H < 1 || p.Sq < 1) return l;
-  l.BM = p.D == 128 ? Cfg<128>::kBM : Cfg<64>::kBM;
-  l.nQB = (p.Sq + l.BM - 1) / l.BM;
+  if ((D != 64 && D != 128) || B < 1 || H < 1 || Sq < 1) return l;
+  l.BM = D == 128 ? Cfg<128>::kBM : Cfg<64>::kBM;
+  l.nQB = (Sq + l.BM - 1) / l.BM;
   l.SqPad = l.nQB * l.BM;
-  const size_t bh = size_t(p.B) * p.H;
-  l.lse2 = align256(bh * l.SqPad * p.D * sizeof(float));
+  const size_t bh = size_t(B) * H;
+  l.lse2 = align256(bh * l.SqPad * D * sizeof(float));
   l.delta = l.lse2 + align256(bh * l.SqPad * sizeof(float));
   l.sem = l.delta + align256(bh * l.SqPad * sizeof(float));
   l.total = l.sem + align256(bh * l.nQB * sizeof(int));
   return l;
 }
+inline ScratchLayout scratchLayout(const FlashBwdParams& p) { return scratchLayout(p.B, p.H, p.Sq, p.D); }
 
 // A stride of a dimension longer than 1 must be a multiple of m elements.
 inline bool strideOk(int64_t st, int extent, int64_t m) { return extent <= 1 || st % m == 0; }
 
 }  // namespace bwd90
 
-// Bytes of scratch flashBackwardSm90 needs besides p.delta (0 for an unsupported head dim).
+// Bytes of scratch flashBackwardSm90 needs besides p.delta (0 for an unsupported head dim); by sizes
+// for flash.cu's flashBackwardWorkspace entry point, which sizes the plan's workspace.
+inline size_t flashBackwardSm90Scratch(int B, int H, int Sq, int D) { return bwd90::scratchLayout(B, H, Sq, D).total; }
 inline size_t flashBackwardSm90Scratch(const FlashBwdParams& p) { return bwd90::scratchLayout(p).total; }
 
 namespace bwd90 {

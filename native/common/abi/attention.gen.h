@@ -269,13 +269,40 @@ inline FlashBackwardArgs readFlashBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// flashBackwardWorkspace(B, H, Hkv, Sq, Sk, D, ccMajor, ccMinor)  [native/attention/flash.cu]
+struct FlashBackwardWorkspaceArgs {
+  uint64_t B{};
+  uint64_t H{};
+  uint64_t Hkv{};
+  uint64_t Sq{};
+  uint64_t Sk{};
+  uint64_t D{};
+  uint64_t ccMajor{};
+  uint64_t ccMinor{};
+};
+inline FlashBackwardWorkspaceArgs readFlashBackwardWorkspace(const Napi::CallbackInfo& info) {
+  Reader r(info, "flashBackwardWorkspace", 8);
+  FlashBackwardWorkspaceArgs a;
+  a.B = r.u64("B");
+  a.H = r.u64("H");
+  a.Hkv = r.u64("Hkv");
+  a.Sq = r.u64("Sq");
+  a.Sk = r.u64("Sk");
+  a.D = r.u64("D", 256.0);
+  a.ccMajor = r.u64("ccMajor", 99.0);
+  a.ccMinor = r.u64("ccMinor", 9.0);
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_ATTENTION_ENTRIES(X)  \
-  X("sdpaForward", SdpaForward)      \
-  X("sdpaBackward", SdpaBackward)    \
-  X("flashForward", FlashForward)    \
-  X("flashBackward", FlashBackward)
+#define DW_ABI_ATTENTION_ENTRIES(X)                    \
+  X("sdpaForward", SdpaForward)                        \
+  X("sdpaBackward", SdpaBackward)                      \
+  X("flashForward", FlashForward)                      \
+  X("flashBackward", FlashBackward)                    \
+  X("flashBackwardWorkspace", FlashBackwardWorkspace)

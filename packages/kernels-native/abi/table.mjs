@@ -51,7 +51,8 @@ export const flags = {
 const gemmShape = ['transA:flag', 'transB:flag', 'M', 'N', 'K', 'batch', 'strideA', 'strideB', 'strideD'];
 const reduce = ['stream', 'dtype:fdtype', 'rank:u64<=8', 'xShape:u64[rank]', 'keepShape:u64[rank]'];
 // The attention entry points' sizes and attributes, and their element strides (see attention below).
-const attnSizes = ['B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256', 'causal:flag', 'scale:f64'];
+const attnShape = ['B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256'];
+const attnSizes = [...attnShape, 'causal:flag', 'scale:f64'];
 const attnStrides = ['qsb', 'qsh', 'qss', 'ksb', 'ksh', 'kss', 'osb', 'osh', 'oss'];
 
 export const entries = {
@@ -190,6 +191,9 @@ export const entries = {
     file: 'attention/flash.cu',
     args: ['stream', 'dtype:fdtype', ...attnSizes, 'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'dq:tensor', 'dk:tensor', 'dv:tensor', ...attnStrides, 'workspace:workspace'],
   },
+  // The bytes of flashBackward's workspace for a call of these sizes on a device of compute capability
+  // ccMajor.ccMinor: the native side defines the layout, the candidate declares what this answers.
+  flashBackwardWorkspace: { file: 'attention/flash.cu', args: [...attnShape, 'ccMajor:u64<=99', 'ccMinor:u64<=9'], returns: 'number' },
 
   // ---- quantization (native/quant) ------------------------------------------------------------------
   quantAmax: { file: 'quant/amax.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'amax:tensor'] },
