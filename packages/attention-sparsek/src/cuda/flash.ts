@@ -9,10 +9,11 @@
  * Workspace (backward only): delta, f32 [B, H, Sq], then, 256-byte aligned and on sm_90 only, the
  * Hopper backward's scratch: an f32 dQ accumulator [B, H, SqPad, D], padded lse2 and delta copies
  * [B, H, SqPad] and a semaphore per query block (SqPad = Sq rounded up to the query block, 64 rows at
- * D = 128 and 128 at D = 64). Priority 200: above the general path (100), which takes what these
- * decline (f32, other head dimensions, older GPUs).
+ * D = 128 and 128 at D = 64). The addon defines that layout and answers its size
+ * (flashBackwardWorkspace); the backward candidates declare what it answers. Priority 200: above
+ * the general path (100), which takes what these decline (f32, other head dimensions, older GPUs).
  */
-import { deviceProperties, registerCuda } from '@deepwell/kernels-native';
+import { deviceProperties, nativeEntries, registerCuda } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
 import type { AttentionSizes } from '../ops/attention_math.js';
 import { attentionDims } from '../ops/sdpa.js';
@@ -46,16 +47,13 @@ function flashLimits(device: string, dtype: string, n: AttentionSizes): true | s
   return true;
 }
 
-const align256 = (n: number) => Math.ceil(n / 256) * 256;
-
-/** The backward's workspace bytes on `device` (see the header). */
-export function flashBackwardWorkspace(device: string, n: AttentionSizes): number {
-  const delta = align256(n.B * n.H * n.Sq * 4);
-  if (capability(device) !== 90 || n.Sq < 1) return delta;
-  const BM = n.D === 128 ? 64 : 128;
-  const nQB = Math.ceil(n.Sq / BM);
-  const rows = n.B * n.H * nQB * BM;
-  return delta + align256(rows * n.D * 4) + 2 * align256(rows * 4) + align256(n.B * n.H * nQB * 4);
+/**
+ * The backward's workspace bytes on `device` (see the header), as the addon answers them. Asked only
+ * of a selected candidate, so the addon is loaded and has the entry point (`needs`).
+ */
+function backwardWorkspace(device: string, n: AttentionSizes): number {
+  const cc = capability(device);
+  return nativeEntries().entries!.flashBackwardWorkspace(n.B, n.H, n.Hkv, n.Sq, n.Sk, n.D, Math.floor(cc / 10), cc % 10);
 }
 
 const sdpaSizes = (p: KernelParams) => attentionDims(p.op, p.op === 'sdpa' ? p.inTypes : p.inTypes.slice(1, 4), p.attrs);
@@ -74,9 +72,9 @@ registerCuda<KernelParams>({
   op: 'sdpa_backward',
   name: 'sdpa_backward_cuda_flash',
   priority: PRIORITY,
-  needs: ['flashBackward'],
+  needs: ['flashBackward', 'flashBackwardWorkspace'],
   supports: (p) => flashLimits(p.device, p.inTypes[1]!.dtype, sdpaSizes(p)),
-  workspace: (p) => flashBackwardWorkspace(p.device, sdpaSizes(p)),
+  workspace: (p) => backwardWorkspace(p.device, sdpaSizes(p)),
   run: (c, e) => e.flashBackward(...sdpaBackwardArgs(c)),
 });
 
@@ -93,8 +91,8 @@ registerCuda<KernelParams>({
   op: 'sdpa_qkv_backward',
   name: 'sdpa_qkv_backward_cuda_flash',
   priority: PRIORITY,
-  needs: ['flashBackward'],
+  needs: ['flashBackward', 'flashBackwardWorkspace'],
   supports: (p) => flashLimits(p.device, p.inTypes[1]!.dtype, qkvSizes(p)),
-  workspace: (p) => flashBackwardWorkspace(p.device, qkvSizes(p)),
+  workspace: (p) => backwardWorkspace(p.device, qkvSizes(p)),
   run: (c, e) => e.flashBackward(...sdpaQkvBackwardArgs(c)),
 });
