@@ -9,6 +9,8 @@
 //   Query head h reads key/value head h / (H / Hkv). Causal: key j visible to query i when
 //   j <= i + Sk - Sq (bottom right). A row that sees no key: out 0, lse -inf.
 #pragma once
+#include "attention/flash_params.h"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -37,9 +39,9 @@ namespace lab {
 // by a timeout still shows every case it finished.
 inline const bool kLineBuffered = std::setvbuf(stdout, nullptr, _IOLBF, 0) == 0;
 
-struct Strides {
-  int64_t b, h, s;
-};
+// Element strides of a tensor's rows: the kernels' own type (flash_params.h), so a harness passes
+// the strides it checks with.
+using Strides = dw::attention::Stride3;
 
 struct Shape {
   int B, H, Hkv, Sq, Sk, D;
@@ -50,6 +52,8 @@ struct Shape {
   int64_t nk() const { return int64_t(B) * Hkv * Sk * D; }
   // Contiguous [B, heads, S, D] strides.
   Strides bhsd(int heads, int S) const { return {int64_t(heads) * S * D, int64_t(S) * D, D}; }
+  // Contiguous [B, S, heads, D] strides.
+  Strides bshd(int heads, int S) const { return {int64_t(S) * heads * D, D, int64_t(heads) * D}; }
   int visibleEnd(int i) const {
     if (!causal) return Sk;
     int64_t e = int64_t(i) + Sk - Sq + 1;
@@ -65,6 +69,37 @@ struct Shape {
   double fwdFlops() const { return 4.0 * B * H * pairs() * D; }
   double bwdFlops() const { return 2.5 * fwdFlops(); }
 };
+
+// The layouts the harnesses run: q (and dq), k, v (and dk, dv) and out (and dout) contiguous
+// [B, heads, S, D] (bhsd) or [B, S, heads, D] (bshd); or q, k, v (and dq, dk, dv) inside one
+// [B, S, H + 2·Hkv, D] buffer as a QKV projection writes them (packed; Sq == Sk), out [B, S, H, D].
+enum class Layout { bhsd, bshd, packed };
+inline const char* layoutName(Layout l) { return l == Layout::bhsd ? "bhsd" : l == Layout::bshd ? "bshd" : "packed"; }
+
+// A layout for one shape: the strides of q (and dq), k and v (and dk, dv), out (and dout), and the
+// buffers: q's of qN elements, k's and v's of kN each (packed: none, 0; k and v sit in q's at kOff
+// and vOff), out's of s.nq().
+struct Views {
+  Layout layout;
+  Strides qs, ks, os;
+  size_t qN, kN;
+  int64_t kOff, vOff;
+  bool packed() const { return layout == Layout::packed; }
+  // k's (v's) first element, given q's buffer and k's (v's) own: inside q's when packed.
+  template <typename P> P k(P qBuf, P kBuf) const { return packed() ? qBuf + kOff : kBuf; }
+  template <typename P> P v(P qBuf, P vBuf) const { return packed() ? qBuf + vOff : vBuf; }
+};
+
+inline Views viewsOf(const Shape& s, Layout l) {
+  if (l == Layout::packed) {
+    const int64_t W = int64_t(s.H + 2 * s.Hkv) * s.D;
+    const Strides qkv{int64_t(s.Sq) * W, s.D, W};
+    return {l, qkv, qkv, s.bshd(s.H, s.Sq), size_t(s.B) * s.Sq * W, 0, int64_t(s.H) * s.D, int64_t(s.H + s.Hkv) * s.D};
+  }
+  const bool bhsd = l == Layout::bhsd;
+  const Strides qs = bhsd ? s.bhsd(s.H, s.Sq) : s.bshd(s.H, s.Sq), ks = bhsd ? s.bhsd(s.Hkv, s.Sk) : s.bshd(s.Hkv, s.Sk);
+  return {l, qs, ks, qs, size_t(s.nq()), size_t(s.nk()), 0, 0};
+}
 
 template <typename T> inline float toFloat(T x);
 template <> inline float toFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -98,6 +133,36 @@ struct DevBuf {
   }
   // Every byte 0xFF: NaN in f32, bf16 and f16, so an unwritten element fails the check.
   void poison() { LAB_CHECK(cudaMemset(p, 0xFF, std::max<size_t>(1, n) * sizeof(T))); }
+};
+
+// One case's tensors in a layout (viewsOf): random q, k, v and dout (seeds seed .. seed + 3) on the
+// host and the device; out, lse, the backward's delta and the gradients on the device. Packed, k and
+// v sit inside q's buffers (host and device) and dk, dv inside dq's.
+template <typename T>
+struct Tensors {
+  Shape s;
+  Views L;
+  std::vector<T> hq, hk, hv, hdo;
+  DevBuf<T> q, k, v, dout, out, dq, dk, dv;
+  DevBuf<float> lse, delta;
+  Tensors(const Shape& shape, Layout l, uint64_t seed)
+      : s(shape), L(viewsOf(shape, l)), hq(randomValues<T>(L.qN, seed)), hk(randomValues<T>(L.kN, seed + 1)), hv(randomValues<T>(L.kN, seed + 2)),
+        hdo(randomValues<T>(size_t(s.nq()), seed + 3)), q(hq), k(hk), v(hv), dout(hdo), out(size_t(s.nq())), dq(L.qN), dk(L.kN), dv(L.kN),
+        lse(size_t(s.B) * s.H * s.Sq), delta(size_t(s.B) * s.H * s.Sq) {}
+  // k and v on the host and on the device.
+  const T* hostK() const { return L.k(hq.data(), hk.data()); }
+  const T* hostV() const { return L.v(hq.data(), hv.data()); }
+  const T* devK() const { return L.k<const T*>(q.p, k.p); }
+  const T* devV() const { return L.v<const T*>(q.p, v.p); }
+  // The kernels' parameters over these tensors.
+  dw::attention::FlashFwdParams fwdParams() const {
+    return {q.p, devK(), devV(), out.p, lse.p, L.qs, L.ks, L.ks, L.os, s.B, s.H, s.Hkv, s.Sq, s.Sk, s.D, s.causal, s.sc()};
+  }
+  dw::attention::FlashBwdParams bwdParams() const {
+    // dout, out, dq, dk and dv as out, q, k and v: the gradients share their tensors' strides.
+    return {dout.p, q.p, devK(), devV(), out.p, lse.p, dq.p, L.k(dq.p, dk.p), L.v(dq.p, dv.p), delta.p,
+            L.os, L.qs, L.ks, L.ks, L.os, L.qs, L.ks, L.ks, s.B, s.H, s.Hkv, s.Sq, s.Sk, s.D, s.causal, s.sc()};
+  }
 };
 
 // The float64 reference of one query row (b, h, i): out row (D values) and lse.
@@ -187,6 +252,31 @@ struct Err {
   }
   double rel() const { return maxRef > 0 ? maxAbs / maxRef : maxAbs; }
 };
+
+// A backward's dq, dk and dv (host copies of t.dq, t.dk, t.dv) against the float64 reference on the
+// first and last (b, kv head) (one when they are the same), into eq, ek and ev.
+template <typename T>
+void checkBackward(const Tensors<T>& t, const std::vector<T>& dq, const std::vector<T>& dk, const std::vector<T>& dv, Err& eq, Err& ek, Err& ev) {
+  const Shape& s = t.s;
+  const Strides qs = t.L.qs, ks = t.L.ks;
+  const T* gk = t.L.k(dq.data(), dk.data());
+  const T* gv = t.L.v(dq.data(), dv.data());
+  const int group = s.H / s.Hkv, D = s.D;
+  const int heads[2][2] = {{0, 0}, {s.B - 1, s.Hkv - 1}};
+  std::vector<double> rq, rk, rv;
+  for (auto& bh : heads) {
+    if (&bh != &heads[0] && bh[0] == 0 && bh[1] == 0) break;
+    refBackwardHead(s, t.hq.data(), t.hostK(), t.hostV(), t.hdo.data(), qs, ks, t.L.os, bh[0], bh[1], rq, rk, rv);
+    for (int g = 0; g < group; ++g)
+      for (int i = 0; i < s.Sq; ++i)
+        for (int d = 0; d < D; ++d) eq.add(toFloat(dq[bh[0] * qs.b + (bh[1] * group + g) * qs.h + i * qs.s + d]), rq[(size_t(g) * s.Sq + i) * D + d]);
+    for (int j = 0; j < s.Sk; ++j)
+      for (int d = 0; d < D; ++d) {
+        ek.add(toFloat(gk[bh[0] * ks.b + bh[1] * ks.h + j * ks.s + d]), rk[size_t(j) * D + d]);
+        ev.add(toFloat(gv[bh[0] * ks.b + bh[1] * ks.h + j * ks.s + d]), rv[size_t(j) * D + d]);
+      }
+  }
+}
 
 // Median milliseconds of `launch` over `iters` timed runs (CUDA events around each), after `warm`.
 template <typename F>

@@ -16,8 +16,8 @@ using namespace dw::attention;
 
 namespace {
 
-enum class Layout { bhsd, bshd, packed };
-const char* layoutName(Layout l) { return l == Layout::bhsd ? "bhsd" : l == Layout::bshd ? "bshd" : "packed"; }
+using lab::Layout;
+using lab::layoutName;
 
 struct Case {
   lab::Shape s;
@@ -31,57 +31,16 @@ template <typename T>
 void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
   const lab::Shape& s = c.s;
   const int H = s.H, Hkv = s.Hkv, D = s.D;
-  // Buffers and strides per layout: q (and dq), k, v (and dk, dv), out (and dout) always [B, Sq, H, D]
-  // for bshd/packed, [B, H, Sq, D] for bhsd.
-  size_t qN, kN;
-  Stride3 qs, ks, os;
-  int64_t kOff = 0, vOff = 0;
-  if (c.layout == Layout::bhsd) {
-    qs = {int64_t(H) * s.Sq * D, int64_t(s.Sq) * D, D};
-    ks = {int64_t(Hkv) * s.Sk * D, int64_t(s.Sk) * D, D};
-    os = qs;
-    qN = s.nq();
-    kN = s.nk();
-  } else if (c.layout == Layout::bshd) {
-    qs = {int64_t(s.Sq) * H * D, D, int64_t(H) * D};
-    ks = {int64_t(s.Sk) * Hkv * D, D, int64_t(Hkv) * D};
-    os = qs;
-    qN = s.nq();
-    kN = s.nk();
-  } else {
-    const int64_t W = int64_t(H + 2 * Hkv) * D;
-    qs = ks = {int64_t(s.Sq) * W, D, W};
-    os = {int64_t(s.Sq) * H * D, D, int64_t(H) * D};
-    qN = size_t(s.B) * s.Sq * W;
-    kN = 0;
-    kOff = int64_t(H) * D;
-    vOff = int64_t(H + Hkv) * D;
-  }
-  const bool packed = c.layout == Layout::packed;
-  auto hq = lab::randomValues<T>(qN, seed);
-  auto hk = lab::randomValues<T>(packed ? 0 : kN, seed + 1);
-  auto hv = lab::randomValues<T>(packed ? 0 : kN, seed + 2);
-  auto hdo = lab::randomValues<T>(s.nq(), seed + 3);
-  lab::DevBuf<T> dq_(hq), dk_(hk), dv_(hv), ddo(hdo), dout(s.nq()), dgq(qN), dgk(packed ? 0 : kN), dgv(packed ? 0 : kN);
-  lab::DevBuf<float> dlse(size_t(s.B) * H * s.Sq), ddelta(size_t(s.B) * H * s.Sq);
-  const T* qp = dq_.p;
-  const T* kp = packed ? dq_.p + kOff : dk_.p;
-  const T* vp = packed ? dq_.p + vOff : dv_.p;
-  T* gqp = dgq.p;
-  T* gkp = packed ? dgq.p + kOff : dgk.p;
-  T* gvp = packed ? dgq.p + vOff : dgv.p;
-  const T* hqp = hq.data();
-  const T* hkp = packed ? hq.data() + kOff : hk.data();
-  const T* hvp = packed ? hq.data() + vOff : hv.data();
+  lab::Tensors<T> t(s, c.layout, seed);
 
   auto fwd = [&](const FlashFwdParams& f) { return D == 128 ? flashForwardSm80<T, 128>(f, 0) : flashForwardSm80<T, 64>(f, 0); };
-  FlashFwdParams fp{qp, kp, vp, dout.p, dlse.p, qs, ks, ks, os, s.B, H, Hkv, s.Sq, s.Sk, D, s.causal, s.sc()};
-  dout.poison();
-  dlse.poison();
+  const FlashFwdParams fp = t.fwdParams();
+  t.out.poison();
+  t.lse.poison();
   LAB_CHECK(fwd(fp));
   LAB_CHECK(cudaDeviceSynchronize());
-  auto ho = dout.host();
-  auto hl = dlse.host();
+  auto ho = t.out.host();
+  auto hl = t.lse.host();
 
   // Forward check: every row of up to 4 (b, h) pairs, at most 256 rows each (first, last, spread).
   lab::Err eo, el;
@@ -91,8 +50,8 @@ void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
     const int stepRows = std::max(1, s.Sq / 256);
     for (int i = 0; i < s.Sq; i += (i + stepRows < s.Sq ? stepRows : std::max(1, s.Sq - 1 - i))) {
       double lse;
-      lab::refRow(s, hqp, {qs.b, qs.h, qs.s}, hkp, hvp, {ks.b, ks.h, ks.s}, bh[0], bh[1], i, ref.data(), &lse);
-      const T* got = ho.data() + bh[0] * os.b + bh[1] * os.h + i * os.s;
+      lab::refRow(s, t.hq.data(), t.L.qs, t.hostK(), t.hostV(), t.L.ks, bh[0], bh[1], i, ref.data(), &lse);
+      const T* got = ho.data() + bh[0] * t.L.os.b + bh[1] * t.L.os.h + i * t.L.os.s;
       for (int d = 0; d < D; ++d) eo.add(lab::toFloat(got[d]), ref[d]);
       const float gl = hl[(size_t(bh[0]) * H + bh[1]) * s.Sq + i];
       if (std::isinf(lse)) el.add(std::isinf(gl) && gl < 0 ? 0 : INFINITY, 0);
@@ -110,40 +69,22 @@ void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
   failures += !okF;
   if (c.fwdOnly) return;
 
-  FlashBwdParams bp{ddo.p, qp, kp, vp, dout.p, dlse.p, gqp, gkp, gvp, ddelta.p, os, qs, ks, ks, os, qs, ks, ks, s.B, H, Hkv, s.Sq, s.Sk, D, s.causal, s.sc()};
+  const FlashBwdParams bp = t.bwdParams();
   auto runB = [&] { return D == 128 ? flashBackwardSm80<T, 128>(bp, 0) : flashBackwardSm80<T, 64>(bp, 0); };
-  dgq.poison();
-  if (!packed) dgk.poison(), dgv.poison();
+  t.dq.poison();
+  if (!t.L.packed()) t.dk.poison(), t.dv.poison();
   LAB_CHECK(runB());
   LAB_CHECK(cudaDeviceSynchronize());
-  auto g1q = dgq.host(), g1k = dgk.host(), g1v = dgv.host();
+  auto g1q = t.dq.host(), g1k = t.dk.host(), g1v = t.dv.host();
   LAB_CHECK(runB());
   LAB_CHECK(cudaDeviceSynchronize());
-  auto g2q = dgq.host(), g2k = dgk.host(), g2v = dgv.host();
+  auto g2q = t.dq.host(), g2k = t.dk.host(), g2v = t.dv.host();
   const bool same = std::memcmp(g1q.data(), g2q.data(), g1q.size() * sizeof(T)) == 0 && std::memcmp(g1k.data(), g2k.data(), g1k.size() * sizeof(T)) == 0 &&
                     std::memcmp(g1v.data(), g2v.data(), g1v.size() * sizeof(T)) == 0;
   // Backward check: the first and last (b, kv head) fully, when the head is small enough for the CPU.
   lab::Err eq, ek, ev;
   const bool checkable = double(s.Sq) * s.Sk * D * (H / Hkv) <= 2.0e9;
-  if (checkable) {
-    const T* gq = g1q.data();
-    const T* gk = packed ? g1q.data() + kOff : g1k.data();
-    const T* gv = packed ? g1q.data() + vOff : g1v.data();
-    const int heads[2][2] = {{0, 0}, {s.B - 1, Hkv - 1}};
-    std::vector<double> rq, rk, rv;
-    for (auto& bh : heads) {
-      lab::refBackwardHead(s, hqp, hkp, hvp, hdo.data(), {qs.b, qs.h, qs.s}, {ks.b, ks.h, ks.s}, {os.b, os.h, os.s}, bh[0], bh[1], rq, rk, rv);
-      const int group = H / Hkv;
-      for (int g = 0; g < group; ++g)
-        for (int i = 0; i < s.Sq; ++i)
-          for (int d = 0; d < D; ++d) eq.add(lab::toFloat(gq[bh[0] * qs.b + (bh[1] * group + g) * qs.h + i * qs.s + d]), rq[(size_t(g) * s.Sq + i) * D + d]);
-      for (int j = 0; j < s.Sk; ++j)
-        for (int d = 0; d < D; ++d) {
-          ek.add(lab::toFloat(gk[bh[0] * ks.b + bh[1] * ks.h + j * ks.s + d]), rk[size_t(j) * D + d]);
-          ev.add(lab::toFloat(gv[bh[0] * ks.b + bh[1] * ks.h + j * ks.s + d]), rv[size_t(j) * D + d]);
-        }
-    }
-  }
+  if (checkable) lab::checkBackward(t, g1q, g1k, g1v, eq, ek, ev);
   const double tolG = std::is_same<T, __nv_bfloat16>::value ? 3e-2 : 6e-3;
   const bool okB = same && (!checkable || (eq.rel() <= tolG && ek.rel() <= tolG && ev.rel() <= tolG));
   float msB = 0;

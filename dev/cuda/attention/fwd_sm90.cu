@@ -19,10 +19,8 @@
 namespace {
 
 using dw::attention::FlashFwdParams;
-using dw::attention::Stride3;
-
-enum class Layout { BHSD, BSHD, Packed };
-const char* layoutName(Layout l) { return l == Layout::BHSD ? "bhsd" : l == Layout::BSHD ? "bshd" : "packed"; }
+using lab::Layout;
+using lab::layoutName;
 
 struct Case {
   lab::Shape s;
@@ -55,32 +53,11 @@ template <typename T>
 bool runCase(const Case& cs, bool doTime, Mode mode) {
   const lab::Shape& s = cs.s;
   const int B = s.B, H = s.H, Hkv = s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D;
-  // Element strides of q, k, v (k and v share theirs) and out, and the buffers.
-  lab::Strides qs, ks, os;
-  size_t nQ, nK, nO;
-  int64_t kOff = 0, vOff = 0;  // offsets of k and v in the packed buffer
-  if (cs.layout == Layout::BHSD) {
-    qs = s.bhsd(H, Sq);
-    ks = s.bhsd(Hkv, Sk);
-    os = qs;
-    nQ = size_t(s.nq());
-    nK = size_t(s.nk());
-  } else if (cs.layout == Layout::BSHD) {
-    qs = {int64_t(Sq) * H * D, D, int64_t(H) * D};
-    ks = {int64_t(Sk) * Hkv * D, D, int64_t(Hkv) * D};
-    os = qs;
-    nQ = size_t(s.nq());
-    nK = size_t(s.nk());
-  } else {  // q, k, v inside one [B, S, H + 2 Hkv, D] buffer (Sq == Sk)
-    const int64_t W = int64_t(H + 2 * Hkv) * D;
-    qs = ks = {int64_t(Sq) * W, D, W};
-    os = {int64_t(Sq) * H * D, D, int64_t(H) * D};
-    nQ = size_t(B) * Sq * W;
-    nK = 0;
-    kOff = int64_t(H) * D;
-    vOff = int64_t(H + Hkv) * D;
-  }
-  nO = size_t(s.nq());
+  // Element strides of q, k, v (k and v share theirs) and out, and the buffers (packed: k and v
+  // inside q's, nK = 0).
+  const lab::Views L = lab::viewsOf(s, cs.layout);
+  const lab::Strides qs = L.qs, ks = L.ks, os = L.os;
+  const size_t nQ = L.qN, nK = L.kN, nO = size_t(s.nq());
   const uint64_t seed = uint64_t(B) * 1000003 + H * 10007 + Sq * 101 + Sk + D + s.causal;
   std::vector<T> hq = lab::randomValues<T>(nQ, seed), hk, hv;
   if (nK) {
@@ -97,13 +74,13 @@ bool runCase(const Case& cs, bool doTime, Mode mode) {
 
   FlashFwdParams p;
   p.q = dq.p;
-  p.k = nK ? static_cast<const void*>(dk.p) : static_cast<const void*>(dq.p + kOff);
-  p.v = nK ? static_cast<const void*>(dv.p) : static_cast<const void*>(dq.p + vOff);
+  p.k = L.k<const T*>(dq.p, dk.p);
+  p.v = L.v<const T*>(dq.p, dv.p);
   p.out = dout.p;
   p.lse = dlse.p;
-  p.qs = {qs.b, qs.h, qs.s};
-  p.ks = p.vs = {ks.b, ks.h, ks.s};
-  p.os = {os.b, os.h, os.s};
+  p.qs = qs;
+  p.ks = p.vs = ks;
+  p.os = os;
   p.B = B;
   p.H = H;
   p.Hkv = Hkv;
@@ -146,8 +123,8 @@ bool runCase(const Case& cs, bool doTime, Mode mode) {
     rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
   }
   const T* qp = hq.data();
-  const T* kp = nK ? hk.data() : hq.data() + kOff;
-  const T* vp = nK ? hv.data() : hq.data() + vOff;
+  const T* kp = L.k(hq.data(), hk.data());
+  const T* vp = L.v(hq.data(), hv.data());
   lab::Err err;
   double lseErr = 0;
   bool lseOk = true;
@@ -194,7 +171,7 @@ int main(int argc, char** argv) {
   const bool small = argc > 1 && std::strcmp(argv[1], "small") == 0;  // the untimed cases only (for compute-sanitizer)
   const bool doTime = !(argc > 1 && (std::strcmp(argv[1], "check") == 0 || small));
   auto S = [](int B, int H, int Hkv, int Sq, int Sk, int D, bool causal) { return lab::Shape{B, H, Hkv, Sq, Sk, D, causal, 0.f}; };
-  const Layout L0 = Layout::BHSD;
+  const Layout L0 = Layout::bhsd;
   std::vector<Case> cases = {
       // correctness: edges, GQA/MQA, Sq != Sk, partial tiles
       {S(1, 1, 1, 1, 1, 64, false), L0, false, false},
@@ -208,11 +185,11 @@ int main(int argc, char** argv) {
       {S(1, 3, 3, 200, 131, 128, false), L0, true, false},
       {S(2, 4, 4, 4096, 4096, 64, false), L0, false, false},
       // layouts
-      {S(2, 4, 2, 300, 300, 128, true), Layout::BSHD, false, false},
-      {S(2, 6, 2, 257, 257, 64, false), Layout::BSHD, false, false},
-      {S(2, 4, 2, 300, 300, 128, true), Layout::Packed, false, false},
-      {S(1, 8, 8, 1024, 1024, 64, true), Layout::Packed, false, true},
-      {S(2, 16, 16, 2048, 2048, 128, true), Layout::BSHD, false, true},
+      {S(2, 4, 2, 300, 300, 128, true), Layout::bshd, false, false},
+      {S(2, 6, 2, 257, 257, 64, false), Layout::bshd, false, false},
+      {S(2, 4, 2, 300, 300, 128, true), Layout::packed, false, false},
+      {S(1, 8, 8, 1024, 1024, 64, true), Layout::packed, false, true},
+      {S(2, 16, 16, 2048, 2048, 128, true), Layout::bshd, false, true},
       // timing shapes
       {S(16, 12, 12, 1024, 1024, 64, true), L0, false, true},
       {S(4, 16, 16, 4096, 4096, 128, true), L0, false, true},
