@@ -376,7 +376,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // in this fixed order and writes the tile.
   if (Split) {
     float* xch = reinterpret_cast<float*>(smemRaw + (base + C::kKOff - sm90::smemAddr(smemRaw)));
-    constexpr int kX = D / 2 + 4;  // floats a thread hands over, stored [kX][128]
+    // A thread hands over D/2 + 4 floats (O, then m and l of its two rows), stored [D/2 + 4][128] so
+    // a warp's accesses are consecutive. They fit in the K ring (S · kBN · D · 2 bytes).
+    static_assert((D / 2 + 4) * 128 * 4 <= C::kStages * C::kKVBytes, "the hand-over fits in the K ring");
     sm90::namedBarSync(3, 256);
     if (cw == 1) {
 #pragma unroll
