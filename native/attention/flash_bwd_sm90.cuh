@@ -567,28 +567,6 @@ __global__ void __launch_bounds__(256) bwdSm90PostKernel(void* dqOut, Stride3 dq
 }
 
 // ---------------- host side ----------------
-// A 4-D map (d, s, head, batch) over a strided 16-bit tensor, box (64, rows, 1, 1), 128-byte swizzle,
-// out-of-range rows read as zero. False when TMA cannot describe it.
-inline bool makeMap(CUtensorMap* map, CUtensorMapDataType dt, const void* ptr, int D, int S, int heads, int B, Stride3 st, int rows) {
-  const EncodeTiledFn enc = encodeTiledFn();
-  if (enc == nullptr || ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
-  const int64_t dims[3] = {S, heads, B}, strides[3] = {st.s, st.h, st.b};
-  int64_t span = int64_t(D) * 2;  // a dimension of extent 1 is never stepped: any legal stride past the rest
-  for (int i = 0; i < 3; ++i)
-    if (dims[i] > 1 && strides[i] > 0 && strides[i] * 2 * dims[i] > span) span = strides[i] * 2 * dims[i];
-  span = (span + 15) / 16 * 16;
-  cuuint64_t gdim[4] = {cuuint64_t(D), cuuint64_t(S), cuuint64_t(heads), cuuint64_t(B)};
-  cuuint64_t gstride[3];
-  for (int i = 0; i < 3; ++i) {
-    const int64_t bytes = dims[i] > 1 ? strides[i] * 2 : span;
-    if (bytes <= 0 || bytes % 16 != 0 || bytes >= (int64_t(1) << 40)) return false;
-    gstride[i] = cuuint64_t(bytes);
-  }
-  cuuint32_t box[4] = {64, cuuint32_t(rows), 1, 1}, estride[4] = {1, 1, 1, 1};
-  return enc(map, dt, 4, const_cast<void*>(ptr), gdim, gstride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
 inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
 // Scratch pieces, each 256-byte aligned: dQ accumulator, lse2, delta (padded), semaphores.
@@ -648,8 +626,8 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
     return cudaErrorInvalidValue;
   const CUtensorMapDataType dt = std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   CUtensorMap mq, mdo, mk, mv;
-  if (!makeMap(&mq, dt, p.q, D, p.Sq, p.H, p.B, p.qs, C::kBM) || !makeMap(&mdo, dt, p.dout, D, p.Sq, p.H, p.B, p.dos, C::kBM) ||
-      !makeMap(&mk, dt, p.k, D, p.Sk, p.Hkv, p.B, p.ks, kBN) || !makeMap(&mv, dt, p.v, D, p.Sk, p.Hkv, p.B, p.vs, kBN))
+  if (!makeHeadMap(&mq, dt, p.q, D, p.Sq, p.H, p.B, p.qs, C::kBM) || !makeHeadMap(&mdo, dt, p.dout, D, p.Sq, p.H, p.B, p.dos, C::kBM) ||
+      !makeHeadMap(&mk, dt, p.k, D, p.Sk, p.Hkv, p.B, p.ks, kBN) || !makeHeadMap(&mv, dt, p.v, D, p.Sk, p.Hkv, p.B, p.vs, kBN))
     return cudaErrorInvalidValue;
 
   const ScratchLayout l = scratchLayout(p);

@@ -429,33 +429,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---------------- host side ----------------
-// A 4-D map (d, s, head, batch) over a strided 16-bit tensor, box (64, rows, 1, 1), 128-byte swizzle,
-// out-of-range elements read as zero. False when TMA cannot describe it.
-inline bool makeTensorMap(CUtensorMap* map, CUtensorMapDataType dt, const void* ptr, int D, int S, int heads, int B, Stride3 st,
-                          int boxRows) {
-  const EncodeTiledFn enc = encodeTiledFn();
-  if (enc == nullptr || ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
-  const int64_t dims[3] = {S, heads, B};
-  const int64_t strides[3] = {st.s, st.h, st.b};
-  // A dimension of extent 1 is never stepped: give it a legal stride past everything else.
-  int64_t span = int64_t(D) * 2;
-  for (int i = 0; i < 3; ++i)
-    if (dims[i] > 1) span = strides[i] > 0 && strides[i] * 2 * dims[i] > span ? strides[i] * 2 * dims[i] : span;
-  span = (span + 15) / 16 * 16;
-  cuuint64_t gdim[4] = {cuuint64_t(D), cuuint64_t(S), cuuint64_t(heads), cuuint64_t(B)};
-  cuuint64_t gstride[3];
-  for (int i = 0; i < 3; ++i) {
-    const int64_t bytes = dims[i] > 1 ? strides[i] * 2 : span;
-    if (bytes <= 0 || bytes % 16 != 0 || bytes >= (int64_t(1) << 40)) return false;
-    gstride[i] = cuuint64_t(bytes);
-  }
-  cuuint32_t box[4] = {64, cuuint32_t(boxRows), 1, 1};
-  cuuint32_t estride[4] = {1, 1, 1, 1};
-  const CUresult r = enc(map, dt, 4, const_cast<void*>(ptr), gdim, gstride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                         CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS;
-}
-
 // PingPong: the two consumer warpgroups take 64 rows each of a 128-row tile and issue their GEMMs in
 // turn. Split: they share a 64-row tile and take alternate key blocks (twice the CTAs, half the
 // blocks on each tile's critical path: for grids under one wave). Not both.
@@ -475,8 +448,8 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   if (p.out == nullptr || reinterpret_cast<uintptr_t>(p.out) % 4 != 0 || (p.os.b | p.os.h | p.os.s) % 2 != 0) return cudaErrorInvalidValue;
   const CUtensorMapDataType dt = std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   CUtensorMap mq, mk, mv;
-  if (!makeTensorMap(&mq, dt, p.q, D, p.Sq, p.H, p.B, p.qs, rows) || !makeTensorMap(&mk, dt, p.k, D, p.Sk, p.Hkv, p.B, p.ks, kBN) ||
-      !makeTensorMap(&mv, dt, p.v, D, p.Sk, p.Hkv, p.B, p.vs, kBN))
+  if (!makeHeadMap(&mq, dt, p.q, D, p.Sq, p.H, p.B, p.qs, rows) || !makeHeadMap(&mk, dt, p.k, D, p.Sk, p.Hkv, p.B, p.ks, kBN) ||
+      !makeHeadMap(&mv, dt, p.v, D, p.Sk, p.Hkv, p.B, p.vs, kBN))
     return cudaErrorInvalidValue;
 
   Args a;
