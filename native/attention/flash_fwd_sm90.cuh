@@ -186,7 +186,7 @@ __device__ __forceinline__ void packP(const float (&s)[kBN / 2], uint32_t (&p)[k
 }
 #endif  // DW_FWD90_DEVICE
 
-template <typename T, int D, bool PingPong, bool Split>
+template <typename T, int D, bool PingPong, bool Split, bool Pdl>
 __global__ void __launch_bounds__(kThreads, 1)
     flashFwdSm90Kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                        const __grid_constant__ CUtensorMap tmV, const Args a) {
@@ -227,6 +227,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0 && nBlocks > 0) {
       sm90::prefetchTensorMap(&tmK);
       sm90::prefetchTensorMap(&tmV);
+      if (Pdl) sm90::gridDepWait();  // the grid before (which wrote q, k, v) is done
       const int hk = h / (a.H / a.Hkv);
       // Split: 64 rows into the first half of each panel (the panel stride stays kBM * 128).
       sm90::mbarArriveExpectTx(qFull, Split ? C::kQBytes / 2 : C::kQBytes);
@@ -254,6 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---------------- consumers ----------------
   sm90::setmaxnregInc<kConsumerRegs>();
+  if (Pdl) sm90::gridDepWait();  // nothing of out or lse is written before the grid before is done
   // cw: 0 or 1. Rows cw*64 .. cw*64+63 of the tile; in the key-split mode both own the tile's 64 rows
   // and take alternate key blocks (cw, cw + 2, ...).
   const int cw = wg - 1;
@@ -370,6 +372,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane == 0) sm90::mbarArrive(vEmpty(sV));
   }
 
+  if (Pdl) sm90::gridDepLaunch();  // the next grid may start its prologue (it waits for this one's writes)
+
   // ---------------- key-split merge ----------------
   // Warpgroup 1 hands its O, m and l (the same rows, other keys) to warpgroup 0 through the K ring
   // (free once both are past their last block: every loaded block was consumed), which merges them
@@ -432,7 +436,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 // PingPong: the two consumer warpgroups take 64 rows each of a 128-row tile and issue their GEMMs in
 // turn. Split: they share a 64-row tile and take alternate key blocks (twice the CTAs, half the
 // blocks on each tile's critical path: for grids under one wave). Not both.
-template <typename T, int D, bool PingPong = true, bool Split = false>
+// Pdl: launched as a programmatic dependent of the grid before it in the stream, so its start-up
+// (barrier init, tensor-map prefetch, register reallocation) overlaps that grid's tail; the kernel
+// waits (griddepcontrol.wait) before it reads q, k, v or writes anything. A lab variant for now.
+template <typename T, int D, bool PingPong = true, bool Split = false, bool Pdl = false>
 cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   static_assert(!(PingPong && Split), "ping-pong orders two warpgroups' GEMMs over the same number of key blocks");
   using C = Cfg<D>;
@@ -474,7 +481,7 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   group = group < 1 ? 1 : (group > bh ? bh : group);
   a.groupHeads = int(group);
 
-  auto kernel = flashFwdSm90Kernel<T, D, PingPong, Split>;
+  auto kernel = flashFwdSm90Kernel<T, D, PingPong, Split, Pdl>;
   // A build without sm_90a device code holds only the trapping stub (a handful of registers, not the
   // 168 the real kernel takes): refuse rather than launch it.
   static const int regs = [&] {
@@ -483,9 +490,22 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   }();
   if (regs < 128) return cudaErrorNotSupported;
   // The shared-memory limit is a per-device function attribute: set once per device, not per call.
-  if ((e = setSmemLimitOnce<flashFwdSm90Kernel<T, D, PingPong, Split>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
-  kernel<<<unsigned(tiles), kThreads, C::kSmem, stream>>>(mq, mk, mv, a);
-  return cudaGetLastError();
+  if ((e = setSmemLimitOnce<flashFwdSm90Kernel<T, D, PingPong, Split, Pdl>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
+  if (!Pdl) {
+    kernel<<<unsigned(tiles), kThreads, C::kSmem, stream>>>(mq, mk, mv, a);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(tiles));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = C::kSmem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, mq, mk, mv, a);
 }
 
 }  // namespace fwd90

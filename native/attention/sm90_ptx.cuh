@@ -26,6 +26,12 @@ __device__ __forceinline__ uint32_t smemAddr(const void* p) { return static_cast
 __device__ __forceinline__ void mbarInit(uint32_t bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
 }
+// Programmatic dependent launch (a grid launched with cudaLaunchAttributeProgrammaticStreamSerialization
+// may start while the grid before it in the stream is still running): wait until that grid has
+// completed and its writes are visible (at once when launched without the attribute), and let the
+// grid after this one start its prologue.
+__device__ __forceinline__ void gridDepWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void gridDepLaunch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 // Makes the barrier inits visible to the async proxy (TMA) and the other threads (then a CTA sync).
 __device__ __forceinline__ void fenceBarrierInit() {
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");

@@ -45,6 +45,7 @@ void run(const lab::Shape& s) {
       {"sm90", at::flashForwardSm90<T, D>},
       {"sm90_pingpong", at::fwd90::flashForwardSm90Impl<T, D, true, false>},
       {"sm90_split", at::fwd90::flashForwardSm90Impl<T, D, false, true>},
+      {"sm90_split_pdl", at::fwd90::flashForwardSm90Impl<T, D, false, true, true>},  // programmatic dependent launch
       {"sm80_bm32", at::sm80::forwardWith<T, D, 2, 64>},
       {"sm80_bm64", at::sm80::forwardWith<T, D, 4, 64>},
       {"sm80_bm128", at::sm80::forwardWith<T, D, 8, 64>},
