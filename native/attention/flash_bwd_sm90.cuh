@@ -60,6 +60,7 @@
 
 #include "attention/flash_bwd_sm90_ptx.cuh"
 #include "attention/flash_params.h"
+#include "common/device_info.h"
 #include "attention/sm90_tma.h"
 #include "attention/smem_limit.h"
 
@@ -608,12 +609,10 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
   if (p.B > 65535 || p.H > 65535 || scratch == nullptr || reinterpret_cast<uintptr_t>(scratch) % 256 != 0) return cudaErrorInvalidValue;
   if (p.lse == nullptr || p.delta == nullptr || p.out == nullptr || p.dq == nullptr || p.dk == nullptr || p.dv == nullptr)
     return cudaErrorInvalidValue;
-  int dev = 0, major = 0, minor = 0;
+  int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-  if (major != 9 || minor != 0) return cudaErrorNotSupported;
+  if (computeCapability(dev) != 90) return cudaErrorNotSupported;
   // 16-byte vector rows: out, dout (pre), dq (post); 4-byte pairs: dk, dv.
   auto vec16 = [&](const void* ptr, Stride3 s, int heads, int S) {
     return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && strideOk(s.b, p.B, 8) && strideOk(s.h, heads, 8) && strideOk(s.s, S, 8);

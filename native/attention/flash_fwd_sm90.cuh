@@ -48,6 +48,7 @@
 #include <type_traits>
 
 #include "attention/flash_params.h"
+#include "common/device_info.h"
 #include "attention/sm90_ptx.cuh"
 #include "attention/sm90_tma.h"
 #include "attention/smem_limit.h"
@@ -445,12 +446,10 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   using C = Cfg<D>;
   constexpr int rows = Split ? 64 : kBM;
   if (p.D != D || p.B < 1 || p.H < 1 || p.Hkv < 1 || p.H % p.Hkv != 0 || p.Sq < 1 || p.Sk < 1) return cudaErrorInvalidValue;
-  int dev = 0, major = 0, minor = 0;
+  int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-  if (major != 9 || minor != 0) return cudaErrorNotSupported;
+  if (computeCapability(dev) != 90) return cudaErrorNotSupported;
   // out: 4-byte stores of column pairs.
   if (p.out == nullptr || reinterpret_cast<uintptr_t>(p.out) % 4 != 0 || (p.os.b | p.os.h | p.os.s) % 2 != 0) return cudaErrorInvalidValue;
   const CUtensorMapDataType dt = std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
@@ -515,13 +514,8 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
 // key-split mode, whose latency is about half; larger grids ping-pong.
 template <typename T, int D>
 cudaError_t flashForwardSm90(const FlashFwdParams& p, cudaStream_t stream) {
-  static int sms[64] = {};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
-  int& n = sms[dev < 64 ? dev : 0];
-  if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) n = 132;
   const int64_t tiles = int64_t(p.B) * p.H * ((int64_t(p.Sq) + fwd90::kBM - 1) / fwd90::kBM);
-  if (tiles < n) return fwd90::flashForwardSm90Impl<T, D, false, true>(p, stream);
+  if (tiles < smCount()) return fwd90::flashForwardSm90Impl<T, D, false, true>(p, stream);
   return fwd90::flashForwardSm90Impl<T, D, true, false>(p, stream);
 }
 

@@ -23,6 +23,7 @@
 // determinism without a dQ accumulation buffer.
 #pragma once
 #include "attention/flash_params.h"
+#include "common/device_info.h"
 #include "attention/smem_limit.h"
 
 #include <cuda_bf16.h>
@@ -511,13 +512,6 @@ cudaError_t launch(dim3 grid, int threads, cudaStream_t st, const void* params) 
   return cudaLaunchKernel(reinterpret_cast<const void*>(Kernel), grid, dim3(threads), args, Smem, st);
 }
 
-inline int smCountOf() {
-  int dev = 0, n = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-  return n > 0 ? n : 132;
-}
-
 template <typename T, int D, int NW, int BN>
 cudaError_t forwardWith(const FlashFwdParams& p, cudaStream_t st) {
   constexpr int BM = NW * 16;
@@ -533,7 +527,7 @@ template <typename T, int D>
 cudaError_t flashForwardSm80(const FlashFwdParams& p, cudaStream_t st) {
   static_assert(D == 64 || D == 128, "flash_sm80 takes head dimensions 64 and 128");
   if (p.Sq == 0 || p.B == 0 || p.H == 0) return cudaSuccess;
-  const int64_t heads = int64_t(p.B) * p.H, sms = sm80::smCountOf();
+  const int64_t heads = int64_t(p.B) * p.H, sms = smCount();
   if (heads * ((p.Sq + 127) / 128) >= 2 * sms) return sm80::forwardWith<T, D, 8, 64>(p, st);
   if (heads * ((p.Sq + 63) / 64) >= sms) return sm80::forwardWith<T, D, 4, 64>(p, st);
   return sm80::forwardWith<T, D, 2, 64>(p, st);

@@ -5,6 +5,7 @@
 // variable is visible only to kernels of its own file. Kernels elsewhere get its address as an
 // argument (deviceSymbol below; common/errors.h does this for the error words).
 #pragma once
+#include "common/device_info.h"  // smCount()
 #include "runtime/common.h"
 
 #include <atomic>
@@ -32,26 +33,6 @@ inline uint64_t mulSize(Napi::Env env, uint64_t a, uint64_t b, const char* what)
   if (a != 0 && b > static_cast<uint64_t>(kMaxSafeInt) / a)
     fail(env, "INVALID_ARGUMENT", std::string("Expected at most 2^53 - 1 elements for ") + what + " but received " + std::to_string(a) + " x " + std::to_string(b));
   return a * b;
-}
-
-// Multiprocessors of the current device, cached per device; 132 when they cannot be read (the
-// nn family's launch sizes).
-inline int smCount() {
-  static int cache[64] = {0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
-    cudaGetLastError();
-    return 132;
-  }
-  if (cache[dev] == 0) {
-    int n = 0;
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) {
-      cudaGetLastError();
-      n = 132;
-    }
-    cache[dev] = n;
-  }
-  return cache[dev];
 }
 
 // Multiprocessors of the current device (set by the entry point), cached per device; a failure to read
