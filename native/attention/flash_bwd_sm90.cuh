@@ -14,12 +14,16 @@
 //
 // Three kernels:
 //   pre   a CTA per (query block, h, b): delta_i = dout_i·out_i (into p.delta), and padded copies
-//         lse2 / delta (f32 [B, H, SqPad]; rows >= Sq: +inf / 0, so they add nothing) for 1-D bulk
-//         loads; zeroes the block's semaphore. (The dQ accumulator needs no zeroing: the first
+//         lse2 / delta (f32 [B, H, SqPad]; rows >= Sq: +inf / 0, so they add nothing) that the
+//         main kernel reads whole blocks of; zeroes the block's semaphore. (The dQ accumulator needs no zeroing: the first
 //         partial in the fixed order is a bulk store, the others bulk reduce-adds.)
 //   main  a CTA per (key block of 128 keys, kv head, batch), 384 threads = 3 warpgroups:
 //         WG0 warp 0, the producer: K, V once (TMA), then per step Q_i, dO_i (TMA, 128-byte
-//           swizzle) and lse2_i, delta_i (bulk copies) into a 2-stage ring (full / empty mbarriers).
+//           swizzle) into a 2-stage ring (full / empty mbarriers). lse2_i, delta_i reach the
+//           consumers as the `Stats` parameter says: Staged (production), the consumers copy the
+//           next step's rows into the other of two smem slots with 4-byte cp.async while this step
+//           runs, published by the dSᵀ barrier they already share; Bulk, the producer bulk-copies
+//           them into the ring stages; Global, the consumers read them from global memory.
 //         WG0 warp 1, the dQ writer: per step waits for the step's semaphore, bulk-stores (first in
 //           the order) or bulk-reduce-adds the two warpgroups' dQ partials (f32, staged in smem)
 //           into the global accumulator, frees the staging once read, waits for completion,
@@ -47,9 +51,8 @@
 // Non-causal CTAs of one head all start at query block 0, so they stagger by one writer hand-off
 //   each at the start (the price of the fixed order; a rotated order among co-resident CTAs would
 //   remove it but can deadlock when fewer CTAs fit than assumed, so it is not done).
-// Checked so far only by compiling (no spills) and by a numpy emulation of every address and layout
-// (TMA swizzle, wgmma descriptors, fragments, staging, semaphore order) against a float64 backward;
-// the lab (dev/cuda/attention/bwd_sm90.cu) is the test on the GPU.
+// The lab (dev/cuda/attention/bwd_sm90.cu) checks it on the GPU against a float64 backward, two runs
+// bitwise, and A/Bs the Stats variants.
 #pragma once
 #include <cuda.h>  // CUtensorMap types only; the encode function comes through cudaGetDriverEntryPoint
 #include <cuda_runtime.h>
@@ -82,6 +85,11 @@ constexpr uint32_t kWatchdogSpins = 1u << 27;
 // Named barriers (0 is __syncthreads): dQ staged (consumer WG w arrives, writer syncs), dQ staging
 // free (writer arrives, WG w syncs), dSᵀ written (both consumer WGs).
 constexpr uint32_t kBarDqFull = 1, kBarDqEmpty = 3, kBarDs = 5;
+
+// How lse2 and delta reach the consumers (see the header). Staged is production: as fast as Bulk
+// and clean under compute-sanitizer's racecheck, which does not follow Bulk's hand-off (generic
+// reads released by an mbarrier arrive, then the producer's async-proxy bulk copy into the stage).
+enum class Stats { Staged, Bulk, Global };
 
 template <int D>
 struct Cfg {
@@ -163,11 +171,8 @@ struct Step {
 };
 #endif  // DW_BWD90_DEVICE
 
-// LseGlobal: the consumers read lse2 and delta straight from the scratch copies in global memory
-// (prefetched into L1 at the start of each step) instead of from ring stages the producer fills with
-// bulk copies; an A/B of the lab (timing, and racecheck, which flags the stage hand-off of the bulk
-// copies) decides which one production runs.
-template <typename T, int D, bool LseGlobal = false>
+// Mode: how lse2 and delta reach the consumers (Stats; the lab A/Bs the three).
+template <typename T, int D, Stats Mode = Stats::Staged>
 __global__ void __launch_bounds__(kThreads, 1)
     bwdSm90Kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmDO, const __grid_constant__ CUtensorMap tmK,
                   const __grid_constant__ CUtensorMap tmV, const Args a) {
@@ -201,6 +206,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t shift = int64_t(a.Sk) - a.Sq;
   const int qbFirst = firstQueryBlock(a, kb, BM);
   const int nIter = group * (a.nQB - qbFirst);
+  constexpr bool kBulk = Mode == Stats::Bulk, kGlobal = Mode == Stats::Global;
 
   if (wg == 0) {
     sm90::setmaxnregDec<kProducerRegs>();
@@ -221,16 +227,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int h = hk * group + st.g, i0 = st.qb * BM;
         const int64_t row = (int64_t(b) * a.H + h) * a.SqPad + i0;
         sm90::mbarWait(empty(s), ph ^ 1);
-        sm90::mbarArriveExpectTx(qFull(s), C::kQBytes + (LseGlobal ? 0 : BM * 4));
+        sm90::mbarArriveExpectTx(qFull(s), C::kQBytes + (kBulk ? BM * 4 : 0));
 #pragma unroll
         for (int p = 0; p < C::kPanels; ++p)
           sm90::tmaLoad4dHint(base + C::kQ + s * C::kQBytes + p * (BM * 128), &tmQ, qFull(s), p * 64, i0, h, b, keep);
-        if (!LseGlobal) sm90::bulkLoad(base + C::kLse + s * BM * 4, a.lse2 + row, BM * 4, qFull(s));
-        sm90::mbarArriveExpectTx(doFull(s), C::kQBytes + (LseGlobal ? 0 : BM * 4));
+        if (kBulk) sm90::bulkLoad(base + C::kLse + s * BM * 4, a.lse2 + row, BM * 4, qFull(s));
+        sm90::mbarArriveExpectTx(doFull(s), C::kQBytes + (kBulk ? BM * 4 : 0));
 #pragma unroll
         for (int p = 0; p < C::kPanels; ++p)
           sm90::tmaLoad4dHint(base + C::kDO + s * C::kQBytes + p * (BM * 128), &tmDO, doFull(s), p * 64, i0, h, b, keep);
-        if (!LseGlobal) sm90::bulkLoad(base + C::kDelta + s * BM * 4, a.delta + row, BM * 4, doFull(s));
+        if (kBulk) sm90::bulkLoad(base + C::kDelta + s * BM * 4, a.delta + row, BM * 4, doFull(s));
         st.next(qbFirst, a.nQB);
       }
     } else if (warp == 1) {
@@ -312,16 +318,38 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint64_t descDSt = sm90::descSw128(base + C::kDS + (BM == 128 ? wc * kBN * 128 : 0), kBN * 128, 1024);
     const uint64_t descKt = sm90::descSw128(base + C::kK + (BM == 64 ? wc * kBN * 128 : 0), kBN * 128, 1024);
 
+    // Staged: consumer thread ct < 2·BM owns one float of each step's stats: row ct % BM of lse2
+    // (ct < BM) or of delta, copied into slot (step & 1). Step 0's now; step it+1's during step it,
+    // into the slot step it−1 read (free: its reads all precede step it−1's dSᵀ barrier), waited for
+    // before step it's dSᵀ barrier, which publishes it to step it+1's reads.
+    const int ct = threadIdx.x - 128;
+    const bool stager = Mode == Stats::Staged && ct < 2 * BM;
+    const float* statSrc = ct < BM ? a.lse2 : a.delta;
+    const uint32_t statDst = base + (ct < BM ? C::kLse : C::kDelta) + 4u * uint32_t(ct % BM);
+    auto stageStats = [&](const Step& x, int slot) {
+      const int64_t row = (int64_t(b) * a.H + int64_t(hk) * group + x.g) * a.SqPad + int64_t(x.qb) * BM + ct % BM;
+      sm90::cpAsync4(statDst + uint32_t(slot) * BM * 4, statSrc + row);
+      sm90::cpAsyncCommitGroup();
+    };
+    if (Mode == Stats::Staged) {
+      if (stager) stageStats(Step{0, qbFirst}, 0), sm90::cpAsyncWaitGroups();
+      sm90::namedBarSync(kBarDs, 256);
+    }
     sm90::mbarWait(kvFull, 0);
     Step st{0, qbFirst};
     for (int it = 0; it < nIter; ++it) {
       const int sg = it & 1, ph = (it >> 1) & 1;
       const int i0 = st.qb * BM;
       const uint32_t qOff = sg * C::kQBytes;
-      // This step's rows of lse2 and delta: in global memory (LseGlobal; computed where read, so no
-      // pointer stays live across the GEMMs), or the stage's copies.
+      // This step's rows of lse2 and delta: in global memory (Global; computed where read, so no
+      // pointer stays live across the GEMMs), or the stage's (Bulk) or slot's (Staged) copies.
       auto statRow = [&] { return (int64_t(b) * a.H + int64_t(hk) * group + st.g) * a.SqPad + i0; };
-      if (LseGlobal && wc == 0 && tw < BM / 32) sm90::prefetchL1(a.lse2 + statRow() + 32 * tw), sm90::prefetchL1(a.delta + statRow() + 32 * tw);
+      if (kGlobal && wc == 0 && tw < BM / 32) sm90::prefetchL1(a.lse2 + statRow() + 32 * tw), sm90::prefetchL1(a.delta + statRow() + 32 * tw);
+      if (stager && it + 1 < nIter) {
+        Step nx = st;
+        nx.next(qbFirst, a.nQB);
+        stageStats(nx, sg ^ 1);
+      }
 
       // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (k = d).
       sm90::mbarWait(qFull(sg), ph);
@@ -345,7 +373,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // Pᵀ while dPᵀ is still running.
       sm90::wgmmaWait<1>();
       sm90::fenceRegs(s);
-      const float* lse2s = LseGlobal ? a.lse2 + statRow() : reinterpret_cast<const float*>(sm + C::kLse) + sg * BM;
+      const float* lse2s = kGlobal ? a.lse2 + statRow() : reinterpret_cast<const float*>(sm + C::kLse) + sg * BM;
       const bool needMask = keyBase + 64 > a.Sk || (a.causal && int64_t(keyBase) + 63 - shift > i0);
       if (needMask) {
         int lim[2];
@@ -383,7 +411,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::fenceRegs(dp);
 
       // dSᵀ = Pᵀ∘(dPᵀ − delta) as A fragments.
-      const float* dls = LseGlobal ? a.delta + statRow() : reinterpret_cast<const float*>(sm + C::kDelta) + sg * BM;
+      const float* dls = kGlobal ? a.delta + statRow() : reinterpret_cast<const float*>(sm + C::kDelta) + sg * BM;
 #pragma unroll
       for (int i = 0; i < BM / 8; ++i) {
         const float2 dl = *reinterpret_cast<const float2*>(dls + 8 * i + 2 * c);
@@ -420,7 +448,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int kk = 0; kk < BM / 16; ++kk) sm90::wgmmaRS<D, T>(dk, &dsf[4 * kk], descQt + ((qOff + kk * 2048) >> 4));
       sm90::wgmmaCommit();
 
-      // Both warpgroups' dSᵀ in smem, then this warpgroup's dQ quarter = dS K (k = the 128 keys).
+      // Both warpgroups' dSᵀ in smem (and, Staged, the next step's stats), then this warpgroup's
+      // dQ quarter = dS K (k = the 128 keys).
+      if (stager) sm90::cpAsyncWaitGroups();
       sm90::fenceProxyAsyncShared();
       sm90::namedBarSync(kBarDs, 256);
       sm90::fenceRegs(dq);
@@ -601,8 +631,8 @@ inline size_t flashBackwardSm90Scratch(int B, int H, int Sq, int D) { return bwd
 inline size_t flashBackwardSm90Scratch(const FlashBwdParams& p) { return bwd90::scratchLayout(p).total; }
 
 namespace bwd90 {
-// The launcher of both variants (LseGlobal: see the kernel).
-template <typename T, int D, bool LseGlobal>
+// The launcher of every variant (Stats: see the kernel).
+template <typename T, int D, Stats Mode>
 cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
   using C = Cfg<D>;
   if (p.D != D || p.B < 1 || p.H < 1 || p.Hkv < 1 || p.H % p.Hkv != 0 || p.Sq < 1 || p.Sk < 1) return cudaErrorInvalidValue;
@@ -655,8 +685,8 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
   const dim3 qGrid(unsigned(l.nQB), unsigned(p.H), unsigned(p.B));
   bwdSm90PreKernel<T, D><<<qGrid, 256, 0, stream>>>(p, a);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  auto kernel = bwdSm90Kernel<T, D, LseGlobal>;
-  if ((e = setSmemLimitOnce<bwdSm90Kernel<T, D, LseGlobal>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
+  auto kernel = bwdSm90Kernel<T, D, Mode>;
+  if ((e = setSmemLimitOnce<bwdSm90Kernel<T, D, Mode>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
   kernel<<<dim3(unsigned(a.nKB), unsigned(p.Hkv), unsigned(p.B)), kThreads, C::kSmem, stream>>>(mq, mdo, mk, mv, a);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   bwdSm90PostKernel<T, D><<<qGrid, 256, 0, stream>>>(p.dq, p.dqs, a);
@@ -667,7 +697,7 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
 // The Hopper backward (see the header of this file). T = __nv_bfloat16 or __half, D = 64 or 128.
 template <typename T, int D>
 cudaError_t flashBackwardSm90(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
-  return bwd90::flashBackwardSm90Impl<T, D, false>(p, scratch, stream);
+  return bwd90::flashBackwardSm90Impl<T, D, bwd90::Stats::Staged>(p, scratch, stream);
 }
 
 }  // namespace attention

@@ -34,6 +34,13 @@ DW_WGMMA_TT64(__nv_bfloat16, "bf16")
 DW_WGMMA_TT64(__half, "f16")
 #undef DW_WGMMA_TT64
 
+// ---- one 4-byte cp.async (generic proxy; completion by its own commit / wait groups) ----
+__device__ __forceinline__ void cpAsync4(uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cpAsyncCommitGroup() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cpAsyncWaitGroups() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
 // ---- bulk (non-tensor) copies ----
 // `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared, completion
 // signalled on `bar` as transaction bytes.

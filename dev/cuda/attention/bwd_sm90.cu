@@ -8,8 +8,9 @@
 //   run:   dev/cuda/attention/build/bwd_sm90 [--small | --race] [--no-time] [--sm80] [--case N]
 //          --sm80 also times the portable backward on the timing shapes (kernel name flash_sm80);
 //          --case N runs only correctness case N (0-based, both dtypes), no timing: for bisecting.
-//          --race: two short cases in both variants, for compute-sanitizer racecheck;
-//          --ab: also the timing shapes with lse2 / delta read from global memory (mode=lseglobal).
+//          --race: two short cases in every Stats variant, for compute-sanitizer racecheck;
+//          --ab: also the timing shapes in the other Stats variants (how lse2 / delta reach the
+//          consumers: mode=bulk, mode=global; production, Staged, prints no mode).
 // One line per case: `bwd_sm90 bf16 B=.. H=.. Hkv=.. Sq=.. Sk=.. D=.. causal=.. pass=bwd layout=..
 // err=dq,dk,dv deterministic=.. PASS|FAIL ms=.. tflops=..`; the exit code is the number of failures.
 #include "attention/flash_bwd_sm90.cuh"
@@ -33,13 +34,18 @@ struct Case {
 
 int failures = 0;
 bool alsoSm80 = false;
-// The variant under test: false = production (lse2 / delta through ring stages), true = read from
-// global memory (bwd90::flashBackwardSm90Impl<T, D, true>); its lines say mode=lseglobal.
-bool lseGlobal = false;
+// The variant under test (bwd90::Stats): Staged is production (flashBackwardSm90); the others say
+// mode=bulk or mode=global on their lines.
+using dw::attention::bwd90::Stats;
+Stats variant = Stats::Staged;
+const char* modeTag() { return variant == Stats::Bulk ? " mode=bulk" : variant == Stats::Global ? " mode=global" : ""; }
 
 template <typename T, int D>
 cudaError_t runSm90(const FlashBwdParams& bp, void* scratch, cudaStream_t st) {
-  return lseGlobal ? dw::attention::bwd90::flashBackwardSm90Impl<T, D, true>(bp, scratch, st) : flashBackwardSm90<T, D>(bp, scratch, st);
+  using dw::attention::bwd90::flashBackwardSm90Impl;
+  if (variant == Stats::Bulk) return flashBackwardSm90Impl<T, D, Stats::Bulk>(bp, scratch, st);
+  if (variant == Stats::Global) return flashBackwardSm90Impl<T, D, Stats::Global>(bp, scratch, st);
+  return flashBackwardSm90<T, D>(bp, scratch, st);
 }
 
 template <typename T>
@@ -98,7 +104,7 @@ void runCase(const Case& c, const char* dt, bool time, uint64_t seed) {
     std::snprintf(graph, sizeof graph, " graph_us=%.2f", lab::graphUs(onStream));
   }
   std::printf("bwd_sm90 %s%s B=%d H=%d Hkv=%d Sq=%d Sk=%d D=%d causal=%d pass=bwd layout=%s err=%.2e,%.2e,%.2e%s deterministic=%d %s ms=%.4f tflops=%.1f%s\n", dt,
-              lseGlobal ? " mode=lseglobal" : "", s.B, H,
+              modeTag(), s.B, H,
               Hkv, s.Sq, s.Sk, D, int(s.causal), layoutName(c.layout), checkable ? eq.rel() : 0.0, checkable ? ek.rel() : 0.0, checkable ? ev.rel() : 0.0,
               checkable ? "" : "(unchecked)", int(same), okB ? "PASS" : "FAIL", msB, time ? s.bwdFlops() / (msB * 1e-3) / 1e12 : 0.0, graph);
   failures += !okB;
@@ -127,8 +133,8 @@ int main(int argc, char** argv) {
   // --race: two short cases (both head dims, a partial block, causal and not) for compute-sanitizer's
   // racecheck, which is slow on a kernel whose CTAs wait on each other's semaphores.
   if (race) {
-    for (bool v : {false, true}) {  // both variants (see lseGlobal)
-      lseGlobal = v;
+    for (Stats v : {Stats::Staged, Stats::Bulk, Stats::Global}) {  // every variant
+      variant = v;
       runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 64, true, 0}, Layout::bhsd}, "bf16", false, 77);
       runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 128, false, 0}, Layout::bhsd}, "bf16", false, 78);
     }
@@ -166,11 +172,13 @@ int main(int argc, char** argv) {
         {1, 8, 8, 512, 512, 64, true, 0},
     };
     for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + n++);
-    if (ab) {  // the other variant on the same shapes and seeds, checked and timed
-      lseGlobal = true;
-      int m = n - int(timed.size());
-      for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + m++);
-      lseGlobal = false;
+    if (ab) {  // the other variants on the same shapes and seeds, checked and timed
+      for (Stats v : {Stats::Bulk, Stats::Global}) {
+        variant = v;
+        int m = n - int(timed.size());
+        for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + m++);
+      }
+      variant = Stats::Staged;
     }
     runCase<__nv_bfloat16>({{16, 12, 12, 1024, 1024, 64, true, 0}, Layout::packed}, "bf16", true, 9100);
   }
