@@ -20,7 +20,7 @@
 //   main  a CTA per (key block of 128 keys, kv head, batch), 384 threads = 3 warpgroups:
 //         WG0 warp 0, the producer: K, V once (TMA), then per step Q_i, dO_i (TMA, 128-byte
 //           swizzle) into a 2-stage ring (full / empty mbarriers). lse2_i, delta_i reach the
-//           consumers as the `Stats` parameter says: Staged (production), the consumers copy the
+//           consumers as the `Stats` parameter says (production: kProductionStats): Staged, the consumers copy the
 //           next step's rows into the other of two smem slots with 4-byte cp.async while this step
 //           runs, published by the dSᵀ barrier they already share; Bulk, the producer bulk-copies
 //           them into the ring stages; Global, the consumers read them from global memory.
@@ -86,10 +86,14 @@ constexpr uint32_t kWatchdogSpins = 1u << 27;
 // free (writer arrives, WG w syncs), dSᵀ written (both consumer WGs).
 constexpr uint32_t kBarDqFull = 1, kBarDqEmpty = 3, kBarDs = 5;
 
-// How lse2 and delta reach the consumers (see the header). Staged is production: as fast as Bulk
-// and clean under compute-sanitizer's racecheck, which does not follow Bulk's hand-off (generic
-// reads released by an mbarrier arrive, then the producer's async-proxy bulk copy into the stage).
+// How lse2 and delta reach the consumers (see the header). Production: Staged at D64, Global at
+// D128, each within 0–4 % of Bulk's speed at its head dim on the H200 (the lab's A/B, 2026-12-03:
+// Staged lost 3–14 % at D128, Global 19–25 % at D64) and both clean under compute-sanitizer's
+// racecheck, which does not follow Bulk's hand-off (generic reads released by an mbarrier arrive,
+// then the producer's async-proxy bulk copy into the stage) and reports it. Bulk stays for the lab.
 enum class Stats { Staged, Bulk, Global };
+template <int D>
+constexpr Stats kProductionStats = D == 64 ? Stats::Staged : Stats::Global;
 
 template <int D>
 struct Cfg {
@@ -697,7 +701,7 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
 // The Hopper backward (see the header of this file). T = __nv_bfloat16 or __half, D = 64 or 128.
 template <typename T, int D>
 cudaError_t flashBackwardSm90(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
-  return bwd90::flashBackwardSm90Impl<T, D, bwd90::Stats::Staged>(p, scratch, stream);
+  return bwd90::flashBackwardSm90Impl<T, D, bwd90::kProductionStats<D>>(p, scratch, stream);
 }
 
 }  // namespace attention

@@ -1,4 +1,4 @@
-// GEMM through cuBLASLt, loaded at run time (dlopen; declarations in runtime/vendor/cublaslt_min.h).
+// GEMM through cuBLASLt, loaded at run time (gemm/lt.h; declarations in runtime/vendor/cublaslt_min.h).
 //
 // Deepwell's matmul is row-major: D[M, N] = op(A)[M, K] · op(B)[K, N], batched with strides.
 // cuBLASLt is column-major, and a row-major matrix is its transpose in column-major, so we ask for
@@ -26,31 +26,18 @@
 #include "common/abi/gemm.gen.h"
 #include "common/dtype.h"
 #include "common/launch.h"
-#include "runtime/vendor/cublaslt_min.h"
 
-#include <dlfcn.h>
+#include "gemm/lt.h"
 
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
 namespace dw {
 namespace {
 
-struct Lt {
-  dw_cublasLtCreate_t create;
-  dw_cublasLtMatmulDescCreate_t descCreate;
-  dw_cublasLtMatmulDescDestroy_t descDestroy;
-  dw_cublasLtMatmulDescSetAttribute_t descSet;
-  dw_cublasLtMatrixLayoutCreate_t layoutCreate;
-  dw_cublasLtMatrixLayoutDestroy_t layoutDestroy;
-  dw_cublasLtMatrixLayoutSetAttribute_t layoutSet;
-  dw_cublasLtMatmulPreferenceCreate_t prefCreate;
-  dw_cublasLtMatmulPreferenceDestroy_t prefDestroy;
-  dw_cublasLtMatmulPreferenceSetAttribute_t prefSet;
-  dw_cublasLtMatmulAlgoGetHeuristic_t heuristic;
-  dw_cublasLtMatmul_t matmul;
-};
+using lt::alignmentOf;
+using lt::check;
+using Lt = lt::Fns;
 
 struct Plan {
   dw_cublasLtMatmulDesc_t desc;
@@ -59,55 +46,7 @@ struct Plan {
   size_t workspace;
 };
 
-struct DeviceLt {
-  dw_cublasLtHandle_t handle = nullptr;
-};
-
-std::mutex mu;
-Lt* lt = nullptr;
-DeviceLt devices[64];
 std::unordered_map<std::string, Plan>* plans = new std::unordered_map<std::string, Plan>();
-
-template <typename F>
-F sym(Napi::Env env, void* h, const char* name) {
-  void* p = dlsym(h, name);
-  if (!p) fail(env, "LIBRARY_UNAVAILABLE", std::string("cuBLASLt lacks ") + name);
-  return reinterpret_cast<F>(p);
-}
-
-Lt& loadLt(Napi::Env env) {
-  if (lt) return *lt;
-  void* h = vendorHandle("cublasLt");
-  if (!h) fail(env, "LIBRARY_UNAVAILABLE", "cuBLASLt is not loaded: findLibrary('cublasLt') found none (set DEEPWELL_CUBLASLT_PATH or install the CUDA toolkit's cuBLAS)");
-  Lt* l = new Lt{
-      sym<dw_cublasLtCreate_t>(env, h, "cublasLtCreate"),
-      sym<dw_cublasLtMatmulDescCreate_t>(env, h, "cublasLtMatmulDescCreate"),
-      sym<dw_cublasLtMatmulDescDestroy_t>(env, h, "cublasLtMatmulDescDestroy"),
-      sym<dw_cublasLtMatmulDescSetAttribute_t>(env, h, "cublasLtMatmulDescSetAttribute"),
-      sym<dw_cublasLtMatrixLayoutCreate_t>(env, h, "cublasLtMatrixLayoutCreate"),
-      sym<dw_cublasLtMatrixLayoutDestroy_t>(env, h, "cublasLtMatrixLayoutDestroy"),
-      sym<dw_cublasLtMatrixLayoutSetAttribute_t>(env, h, "cublasLtMatrixLayoutSetAttribute"),
-      sym<dw_cublasLtMatmulPreferenceCreate_t>(env, h, "cublasLtMatmulPreferenceCreate"),
-      sym<dw_cublasLtMatmulPreferenceDestroy_t>(env, h, "cublasLtMatmulPreferenceDestroy"),
-      sym<dw_cublasLtMatmulPreferenceSetAttribute_t>(env, h, "cublasLtMatmulPreferenceSetAttribute"),
-      sym<dw_cublasLtMatmulAlgoGetHeuristic_t>(env, h, "cublasLtMatmulAlgoGetHeuristic"),
-      sym<dw_cublasLtMatmul_t>(env, h, "cublasLtMatmul"),
-  };
-  lt = l;
-  return *lt;
-}
-
-void check(Napi::Env env, dw_cublasStatus_t s, const char* what) {
-  if (s != 0) fail(env, "CUDA_ERROR", std::string(what) + " failed: cuBLAS status " + std::to_string(s));
-}
-
-// Largest power of two (<= 256) dividing the address: what the heuristic may assume.
-uint32_t alignmentOf(const void* p) {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  uint32_t al = 256;
-  while (al > 1 && (a % al) != 0) al >>= 1;
-  return al;
-}
 
 int cudaTypeOf(int dtype) { return dtype == kBF16 ? DW_CUDA_R_16BF : dtype == kF16 ? DW_CUDA_R_16F : DW_CUDA_R_32F; }
 
@@ -124,7 +63,7 @@ struct GemmShape {
 // cheap). `maxWorkspace` is the heuristic's limit: the plan's algorithm needs at most that much.
 std::unordered_map<std::string, std::string>* refused = new std::unordered_map<std::string, std::string>();
 
-Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& g, const uint32_t al[5], uint64_t maxWorkspace, std::string* why) {
+Plan* planFor(Napi::Env env, Lt& l, dw_cublasLtHandle_t handle, int device, const GemmShape& g, const uint32_t al[5], uint64_t maxWorkspace, std::string* why) {
   const std::string key = std::to_string(device) + "/" + std::to_string(g.dtype) + "/" + std::to_string(g.ta) + std::to_string(g.tb) + "/" + std::to_string(g.M) +
                           "x" + std::to_string(g.N) + "x" + std::to_string(g.K) + "/" + std::to_string(g.batch) + ":" + std::to_string(g.sA) + "," +
                           std::to_string(g.sB) + "," + std::to_string(g.sD) + "/" + std::to_string(g.epi) + "/" + std::to_string(g.tf32) + "/" +
@@ -185,7 +124,7 @@ Plan* planFor(Napi::Env env, Lt& l, DeviceLt& dev, int device, const GemmShape& 
   for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);
   dw_cublasLtMatmulHeuristicResult_t res{};
   int found = 0;
-  dw_cublasStatus_t st = l.heuristic(dev.handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
+  dw_cublasStatus_t st = l.heuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
   l.prefDestroy(pref);
   if (st != 0 || found == 0) {
     l.descDestroy(p.desc);
@@ -225,15 +164,6 @@ GemmShape shapeOf(Napi::Env env, const A& a) {
   return g;
 }
 
-// The cuBLASLt handle of the current device, made on first use (caller holds mu).
-DeviceLt& deviceLt(Napi::Env env, Lt& l, int* device) {
-  DW_CUDA(env, cudaGetDevice(device), "cudaGetDevice");
-  if (*device < 0 || *device >= 64) fail(env, "INVALID_ARGUMENT", "Expected a CUDA device index below 64 for gemmLt");
-  DeviceLt& dev = devices[*device];
-  if (!dev.handle) check(env, l.create(&dev.handle), "cublasLtCreate");
-  return dev;
-}
-
 Napi::Value GemmLt(const Napi::CallbackInfo& info) {
   const abi::GemmLtArgs a = abi::readGemmLt(info);
   Napi::Env env = info.Env();
@@ -247,20 +177,20 @@ Napi::Value GemmLt(const Napi::CallbackInfo& info) {
   void* bias = epi != abi::epilogue::none ? a.bias.ptr<uint8_t>(env, (epi == abi::epilogue::bgradb ? g.M : g.N) * eb) : nullptr;
   void* aux = epi == abi::epilogue::geluAuxBias ? a.aux.ptr<uint8_t>(env, g.M * g.N * eb) : nullptr;
 
-  std::lock_guard<std::mutex> lock(mu);
-  Lt& l = loadLt(env);
+  std::lock_guard<std::mutex> lock(lt::mutex());
+  Lt& l = lt::load(env);
   int device = 0;
-  DeviceLt& dev = deviceLt(env, l, &device);
+  dw_cublasLtHandle_t handle = lt::handle(env, l, &device);
   const uint32_t al[5] = {alignmentOf(B), alignmentOf(A), alignmentOf(D), bias ? alignmentOf(bias) : 256u, aux ? alignmentOf(aux) : 256u};
   std::string why;
-  Plan* p = planFor(env, l, dev, device, g, al, a.workspace.bytes, &why);
+  Plan* p = planFor(env, l, handle, device, g, al, a.workspace.bytes, &why);
   if (!p) fail(env, "INVALID_ARGUMENT", why);
   // The heuristic was limited to the call's workspace; a plan that needs more is never run.
   void* workspace = a.workspace.take<void>(env, p->workspace, 256);
   if (epi != abi::epilogue::none) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
   if (epi == abi::epilogue::geluAuxBias) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "set EPILOGUE_AUX_POINTER");
   float alpha = 1.0f, beta = 0.0f;
-  check(env, l.matmul(dev.handle, p->desc, &alpha, B, p->a, A, p->b, &beta, D, p->d, D, p->d, &p->algo, workspace, a.workspace.bytes, a.stream), "cublasLtMatmul");
+  check(env, l.matmul(handle, p->desc, &alpha, B, p->a, A, p->b, &beta, D, p->d, D, p->d, &p->algo, workspace, a.workspace.bytes, a.stream), "cublasLtMatmul");
   return env.Undefined();
 }
 
@@ -272,19 +202,19 @@ Napi::Value GemmLtSupported(const Napi::CallbackInfo& info) {
   const abi::GemmLtSupportedArgs a = abi::readGemmLtSupported(info);
   Napi::Env env = info.Env();
   const GemmShape g = shapeOf(env, a);
-  std::lock_guard<std::mutex> lock(mu);
-  Lt& l = loadLt(env);
+  std::lock_guard<std::mutex> lock(lt::mutex());
+  Lt& l = lt::load(env);
   int device = 0;
-  DeviceLt& dev = deviceLt(env, l, &device);
+  dw_cublasLtHandle_t handle = lt::handle(env, l, &device);
   const uint32_t al[5] = {256, 256, 256, 256, 256};
   std::string why;
-  return Napi::String::New(env, planFor(env, l, dev, device, g, al, a.workspaceBytes, &why) ? "" : why);
+  return Napi::String::New(env, planFor(env, l, handle, device, g, al, a.workspaceBytes, &why) ? "" : why);
 }
 
 // How many GEMM plans are cached (for tests: the cache works).
 Napi::Value GemmPlanCount(const Napi::CallbackInfo& info) {
   abi::readGemmPlanCount(info);
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(lt::mutex());
   return Napi::Number::New(info.Env(), static_cast<double>(plans->size()));
 }
 
@@ -295,6 +225,7 @@ void initGemm(Napi::Env env, Napi::Object exports) {
   def(env, exports, "gemmPlanCount", GemmPlanCount);
   def(env, exports, "gemmLtSupported", GemmLtSupported);
   initGemmFallback(env, exports);
+  initGemmScaled(env, exports);
 }
 
 }  // namespace dw

@@ -8,9 +8,9 @@
 //   run:   dev/cuda/attention/build/bwd_sm90 [--small | --race] [--no-time] [--sm80] [--case N]
 //          --sm80 also times the portable backward on the timing shapes (kernel name flash_sm80);
 //          --case N runs only correctness case N (0-based, both dtypes), no timing: for bisecting.
-//          --race: two short cases in every Stats variant, for compute-sanitizer racecheck;
-//          --ab: also the timing shapes in the other Stats variants (how lse2 / delta reach the
-//          consumers: mode=bulk, mode=global; production, Staged, prints no mode).
+//          --race: two short cases in production and every Stats variant, for racecheck;
+//          --ab: also the timing shapes in every Stats variant (how lse2 / delta reach the
+//          consumers: mode=staged, mode=bulk, mode=global; production prints no mode).
 // One line per case: `bwd_sm90 bf16 B=.. H=.. Hkv=.. Sq=.. Sk=.. D=.. causal=.. pass=bwd layout=..
 // err=dq,dk,dv deterministic=.. PASS|FAIL ms=.. tflops=..`; the exit code is the number of failures.
 #include "attention/flash_bwd_sm90.cuh"
@@ -34,18 +34,23 @@ struct Case {
 
 int failures = 0;
 bool alsoSm80 = false;
-// The variant under test (bwd90::Stats): Staged is production (flashBackwardSm90); the others say
-// mode=bulk or mode=global on their lines.
+// The variant under test: production (flashBackwardSm90, no mode on its lines) or one bwd90::Stats
+// forced (mode=staged, mode=bulk, mode=global).
 using dw::attention::bwd90::Stats;
+bool forced = false;
 Stats variant = Stats::Staged;
-const char* modeTag() { return variant == Stats::Bulk ? " mode=bulk" : variant == Stats::Global ? " mode=global" : ""; }
+const char* modeTag() {
+  if (!forced) return "";
+  return variant == Stats::Bulk ? " mode=bulk" : variant == Stats::Global ? " mode=global" : " mode=staged";
+}
 
 template <typename T, int D>
 cudaError_t runSm90(const FlashBwdParams& bp, void* scratch, cudaStream_t st) {
   using dw::attention::bwd90::flashBackwardSm90Impl;
+  if (!forced) return flashBackwardSm90<T, D>(bp, scratch, st);
   if (variant == Stats::Bulk) return flashBackwardSm90Impl<T, D, Stats::Bulk>(bp, scratch, st);
   if (variant == Stats::Global) return flashBackwardSm90Impl<T, D, Stats::Global>(bp, scratch, st);
-  return flashBackwardSm90<T, D>(bp, scratch, st);
+  return flashBackwardSm90Impl<T, D, Stats::Staged>(bp, scratch, st);
 }
 
 template <typename T>
@@ -133,8 +138,9 @@ int main(int argc, char** argv) {
   // --race: two short cases (both head dims, a partial block, causal and not) for compute-sanitizer's
   // racecheck, which is slow on a kernel whose CTAs wait on each other's semaphores.
   if (race) {
-    for (Stats v : {Stats::Staged, Stats::Bulk, Stats::Global}) {  // every variant
-      variant = v;
+    for (int v = -1; v < 3; ++v) {  // production, then every variant forced
+      forced = v >= 0;
+      variant = Stats(v < 0 ? 0 : v);
       runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 64, true, 0}, Layout::bhsd}, "bf16", false, 77);
       runCase<__nv_bfloat16>({{1, 2, 1, 130, 130, 128, false, 0}, Layout::bhsd}, "bf16", false, 78);
     }
@@ -173,12 +179,13 @@ int main(int argc, char** argv) {
     };
     for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + n++);
     if (ab) {  // the other variants on the same shapes and seeds, checked and timed
-      for (Stats v : {Stats::Bulk, Stats::Global}) {
+      for (Stats v : {Stats::Staged, Stats::Bulk, Stats::Global}) {
+        forced = true;
         variant = v;
         int m = n - int(timed.size());
         for (auto& s : timed) runCase<__nv_bfloat16>({s, Layout::bhsd}, "bf16", true, 9000 + m++);
       }
-      variant = Stats::Staged;
+      forced = false;
     }
     runCase<__nv_bfloat16>({{16, 12, 12, 1024, 1024, 64, true, 0}, Layout::packed}, "bf16", true, 9100);
   }

@@ -30,6 +30,18 @@ constexpr int floor = 0;
 constexpr int rceil = 1;
 constexpr int kCount = 2;
 }  // namespace scaleMode
+namespace fp8 {
+constexpr int e4m3 = 0;
+constexpr int e5m2 = 1;
+constexpr int kCount = 2;
+}  // namespace fp8
+namespace scaling {
+constexpr int tensor = 0;
+constexpr int row = 1;
+constexpr int block1x128 = 2;
+constexpr int block128x128 = 3;
+constexpr int kCount = 4;
+}  // namespace scaling
 namespace epilogue {
 constexpr int none = 0;
 constexpr int bias = 1;

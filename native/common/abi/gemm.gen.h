@@ -107,6 +107,84 @@ inline GemmPlanCountArgs readGemmPlanCount(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// scaledGemmLt(stream, M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, a, aScale, b, bScale, d, epilogue, bias, workspace)  [native/gemm/gemm_scaled.cpp]
+struct ScaledGemmLtArgs {
+  cudaStream_t stream{};
+  uint64_t M{};
+  uint64_t N{};
+  uint64_t K{};
+  int aFormat{};
+  int bFormat{};
+  int aScaling{};
+  int bScaling{};
+  int outDtype{};
+  bool fastAccum{};
+  TensorArg a{};
+  TensorArg aScale{};
+  TensorArg b{};
+  TensorArg bScale{};
+  TensorArg d{};
+  int epilogue{};
+  TensorArg bias{};
+  WorkspaceArg workspace{};
+};
+inline ScaledGemmLtArgs readScaledGemmLt(const Napi::CallbackInfo& info) {
+  Reader r(info, "scaledGemmLt", 26);
+  ScaledGemmLtArgs a;
+  a.stream = r.stream("stream");
+  a.M = r.u64("M");
+  a.N = r.u64("N");
+  a.K = r.u64("K");
+  a.aFormat = r.code("aFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
+  a.bFormat = r.code("bFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
+  a.aScaling = r.code("aScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
+  a.bScaling = r.code("bScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
+  a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.fastAccum = r.u64("fastAccum", 1.0) != 0;
+  a.a = r.tensor("a", false);
+  a.aScale = r.tensor("aScale", false);
+  a.b = r.tensor("b", false);
+  a.bScale = r.tensor("bScale", false);
+  a.d = r.tensor("d", false);
+  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.bias = r.tensor("bias", true);
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
+// scaledGemmLtSupported(M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, epilogue, workspaceBytes)  [native/gemm/gemm_scaled.cpp]
+struct ScaledGemmLtSupportedArgs {
+  uint64_t M{};
+  uint64_t N{};
+  uint64_t K{};
+  int aFormat{};
+  int bFormat{};
+  int aScaling{};
+  int bScaling{};
+  int outDtype{};
+  bool fastAccum{};
+  int epilogue{};
+  uint64_t workspaceBytes{};
+};
+inline ScaledGemmLtSupportedArgs readScaledGemmLtSupported(const Napi::CallbackInfo& info) {
+  Reader r(info, "scaledGemmLtSupported", 11);
+  ScaledGemmLtSupportedArgs a;
+  a.M = r.u64("M");
+  a.N = r.u64("N");
+  a.K = r.u64("K");
+  a.aFormat = r.code("aFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
+  a.bFormat = r.code("bFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
+  a.aScaling = r.code("aScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
+  a.bScaling = r.code("bScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
+  a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.fastAccum = r.u64("fastAccum", 1.0) != 0;
+  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.workspaceBytes = r.u64("workspaceBytes");
+  r.end();
+  return a;
+}
+
 // gemmFallback(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a, b, d)  [native/gemm/gemm_fallback.cu]
 struct GemmFallbackArgs {
   cudaStream_t stream{};
@@ -150,8 +228,10 @@ inline GemmFallbackArgs readGemmFallback(const Napi::CallbackInfo& info) {
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_GEMM_ENTRIES(X)           \
-  X("gemmLt", GemmLt)                    \
-  X("gemmLtSupported", GemmLtSupported)  \
-  X("gemmPlanCount", GemmPlanCount)      \
+#define DW_ABI_GEMM_ENTRIES(X)                       \
+  X("gemmLt", GemmLt)                                \
+  X("gemmLtSupported", GemmLtSupported)              \
+  X("gemmPlanCount", GemmPlanCount)                  \
+  X("scaledGemmLt", ScaledGemmLt)                    \
+  X("scaledGemmLtSupported", ScaledGemmLtSupported)  \
   X("gemmFallback", GemmFallback)

@@ -9,6 +9,10 @@ export const DTYPE_CODE = Object.freeze({"f32":0,"bf16":1,"f16":2,"i32":3} as co
 export const FORMAT_CODE = Object.freeze({"mxfp8-e4m3":0,"mxfp8-e5m2":1,"mxfp4":2,"nvfp4":3,"fp8-e4m3":4,"fp8-e5m2":5,"fp8-block1x128":6,"fp8-block128x128":7} as const);
 /** The scaleMode codes of the native ABI. */
 export const SCALE_MODE_CODE = Object.freeze({"floor":0,"rceil":1} as const);
+/** The fp8 codes of the native ABI. */
+export const FP8_CODE = Object.freeze({"e4m3":0,"e5m2":1} as const);
+/** The scaling codes of the native ABI. */
+export const SCALING_CODE = Object.freeze({"tensor":0,"row":1,"block1x128":2,"block128x128":3} as const);
 /** The epilogue codes of the native ABI. */
 export const EPILOGUE_CODE = Object.freeze({"none":0,"bias":1,"geluBias":2,"bgradb":3,"geluAuxBias":4} as const);
 /** The quant flag bits of the native ABI. */
@@ -69,6 +73,8 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"gemmLt","file":"gemm/gemm.cpp","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"batch","kind":"u64"},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"tf32","kind":"flag"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"bias","kind":"tensor","optional":true},{"name":"aux","kind":"tensor","optional":true},{"name":"workspace","kind":"workspace"}]},
   {"name":"gemmLtSupported","file":"gemm/gemm.cpp","returns":"string","args":[{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"batch","kind":"u64"},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"tf32","kind":"flag"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"workspaceBytes","kind":"u64"}]},
   {"name":"gemmPlanCount","file":"gemm/gemm.cpp","returns":"number","args":[]},
+  {"name":"scaledGemmLt","file":"gemm/gemm_scaled.cpp","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"aFormat","kind":"enum","enum":"fp8"},{"name":"bFormat","kind":"enum","enum":"fp8"},{"name":"aScaling","kind":"enum","enum":"scaling"},{"name":"bScaling","kind":"enum","enum":"scaling"},{"name":"outDtype","kind":"fdtype"},{"name":"fastAccum","kind":"flag"},{"name":"a","kind":"tensor"},{"name":"aScale","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"bScale","kind":"tensor"},{"name":"d","kind":"tensor"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"bias","kind":"tensor","optional":true},{"name":"workspace","kind":"workspace"}]},
+  {"name":"scaledGemmLtSupported","file":"gemm/gemm_scaled.cpp","returns":"string","args":[{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"aFormat","kind":"enum","enum":"fp8"},{"name":"bFormat","kind":"enum","enum":"fp8"},{"name":"aScaling","kind":"enum","enum":"scaling"},{"name":"bScaling","kind":"enum","enum":"scaling"},{"name":"outDtype","kind":"fdtype"},{"name":"fastAccum","kind":"flag"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"workspaceBytes","kind":"u64"}]},
   {"name":"gemmFallback","file":"gemm/gemm_fallback.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"batch","kind":"u64","max":65535},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"}]},
   {"name":"fill","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"value","kind":"f64"},{"name":"out","kind":"tensor"}]},
   {"name":"scale","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"alpha","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
@@ -208,6 +214,10 @@ export interface NativeEntries {
   gemmLtSupported(dtype: number, transA: number, transB: number, M: number, N: number, K: number, batch: number, strideA: number, strideB: number, strideD: number, tf32: number, epilogue: number, workspaceBytes: number): string;
   /** native/gemm/gemm.cpp */
   gemmPlanCount(): number;
+  /** native/gemm/gemm_scaled.cpp */
+  scaledGemmLt(stream: number, M: number, N: number, K: number, aFormat: number, bFormat: number, aScaling: number, bScaling: number, outDtype: number, fastAccum: number, a: DevArg, aScale: DevArg, b: DevArg, bScale: DevArg, d: DevArg, epilogue: number, bias: DevArg | null, workspace: DevArg | null): void;
+  /** native/gemm/gemm_scaled.cpp */
+  scaledGemmLtSupported(M: number, N: number, K: number, aFormat: number, bFormat: number, aScaling: number, bScaling: number, outDtype: number, fastAccum: number, epilogue: number, workspaceBytes: number): string;
   /** native/gemm/gemm_fallback.cu */
   gemmFallback(stream: number, dtype: number, transA: number, transB: number, M: number, N: number, K: number, batch: number, strideA: number, strideB: number, strideD: number, a: DevArg, b: DevArg, d: DevArg): void;
   /** native/ops/tensor/elementwise.cu */
@@ -365,6 +375,8 @@ export function bindEntries(raw: Raw): NativeEntries {
     gemmLt: (stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32, a, b, d, epilogue, bias, aux, workspace) => raw.gemmLt!(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32, a.base, a.offset, b.base, b.offset, d.base, d.offset, epilogue, bias?.base ?? 0, bias?.offset ?? 0, aux?.base ?? 0, aux?.offset ?? 0, workspace?.base ?? 0, workspace?.offset ?? 0, workspace?.bytes ?? 0),
     gemmLtSupported: (dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32, epilogue, workspaceBytes) => raw.gemmLtSupported!(dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, tf32, epilogue, workspaceBytes),
     gemmPlanCount: () => raw.gemmPlanCount!(),
+    scaledGemmLt: (stream, M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, a, aScale, b, bScale, d, epilogue, bias, workspace) => raw.scaledGemmLt!(stream, M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, a.base, a.offset, aScale.base, aScale.offset, b.base, b.offset, bScale.base, bScale.offset, d.base, d.offset, epilogue, bias?.base ?? 0, bias?.offset ?? 0, workspace?.base ?? 0, workspace?.offset ?? 0, workspace?.bytes ?? 0),
+    scaledGemmLtSupported: (M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, epilogue, workspaceBytes) => raw.scaledGemmLtSupported!(M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, epilogue, workspaceBytes),
     gemmFallback: (stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a, b, d) => raw.gemmFallback!(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a.base, a.offset, b.base, b.offset, d.base, d.offset),
     fill: (stream, dtype, n, value, out) => raw.fill!(stream, dtype, n, value, out.base, out.offset),
     scale: (stream, dtype, n, alpha, x, out) => raw.scale!(stream, dtype, n, alpha, x.base, x.offset, out.base, out.offset),

@@ -1,0 +1,185 @@
+// The FP8 GEMM through cuBLASLt (kernels-native's scaledGemmLt, native/gemm/gemm_scaled.cpp) against
+// a float64 reference of the same codes and scales, on odd shapes: every scaling pair cuBLASLt
+// offers on Hopper, e4m3 and e5m2 operands, bf16 and f32 outputs, fast accumulation. Outputs are
+// poisoned (NaN) first, so an unwritten element fails; the padding of 128 × 128 scales is NaN too,
+// so reading it fails. The error must be no worse than a naive FP8 GEMM's at the same precision
+// (exact FP8 products summed in f32 in order, rounded once to the output), with a floor for the
+// tensor cores' accumulation. Two runs must agree bit for bit. Skipped without a GPU.
+import { DeepwellError, Tensor, bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
+import { DTYPE_CODE, cudaStatus, nativeEntries, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
+import { describe, expect, it } from 'vitest';
+import { ELEMENTS, encodeElement, decodeElement } from '../src/index.js';
+
+const gpu = cudaStatus().available;
+const FP8 = { e4m3: 0, e5m2: 1 } as const;
+const SCALING = { tensor: 0, row: 1, block1x128: 2, block128x128: 3 } as const;
+type Fp8 = keyof typeof FP8;
+type Scaling = keyof typeof SCALING;
+
+const normal = () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
+
+/** n random FP8 codes (normal values spread over the format's range; never NaN). */
+function codes(f: Fp8, n: number): Uint8Array {
+  const e = f === 'e4m3' ? ELEMENTS.e4m3 : ELEMENTS.e5m2;
+  const top = f === 'e4m3' ? 448 : 57344;
+  return Uint8Array.from({ length: n }, () => encodeElement(e, Math.max(-top, Math.min(top, normal() * 2 ** Math.floor(Math.random() * 6 - 2)))));
+}
+const decode = (f: Fp8, c: Uint8Array) => Float64Array.from(c, (x) => decodeElement(f === 'e4m3' ? ELEMENTS.e4m3 : ELEMENTS.e5m2, x));
+
+/**
+ * Scales of an operand with R rows and K columns in scaledGemmLt's layout, and the scale of element
+ * (r, k) they give. The 128 × 128 layout's padding columns hold NaN.
+ */
+function scales(s: Scaling, R: number, K: number): { data: Float32Array; at: (r: number, k: number) => number } {
+  const v = () => Math.fround(2 ** (Math.random() * 6 - 3));
+  const L = Math.ceil(K / 128);
+  if (s === 'tensor') {
+    const data = Float32Array.of(v());
+    return { data, at: () => data[0]! };
+  }
+  if (s === 'row') {
+    const data = Float32Array.from({ length: R }, v);
+    return { data, at: (r) => data[r]! };
+  }
+  if (s === 'block1x128') {
+    const data = Float32Array.from({ length: L * R }, v); // [L, R]
+    return { data, at: (r, k) => data[Math.floor(k / 128) * R + r]! };
+  }
+  const L4 = Math.ceil(L / 4) * 4;
+  const data = new Float32Array(Math.ceil(R / 128) * L4).fill(NaN); // [ceil(R/128), L4]
+  for (let rb = 0; rb < Math.ceil(R / 128); rb++) for (let kb = 0; kb < L; kb++) data[rb * L4 + kb] = v();
+  return { data, at: (r, k) => data[Math.floor(r / 128) * L4 + Math.floor(k / 128)]! };
+}
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  a: Fp8;
+  b: Fp8;
+  sa: Scaling;
+  sb: Scaling;
+  out: 'bf16' | 'f32';
+  fast?: boolean;
+}
+
+const CASES: Case[] = [
+  { M: 77, N: 40, K: 48, a: 'e4m3', b: 'e4m3', sa: 'tensor', sb: 'tensor', out: 'bf16' },
+  { M: 1, N: 8, K: 16, a: 'e4m3', b: 'e4m3', sa: 'tensor', sb: 'tensor', out: 'f32' },
+  { M: 130, N: 264, K: 272, a: 'e5m2', b: 'e4m3', sa: 'tensor', sb: 'tensor', out: 'bf16' }, // a gradient × a weight
+  { M: 257, N: 1000, K: 1024, a: 'e4m3', b: 'e5m2', sa: 'tensor', sb: 'tensor', out: 'f32' },
+  { M: 257, N: 1000, K: 1024, a: 'e4m3', b: 'e4m3', sa: 'tensor', sb: 'tensor', out: 'bf16', fast: true },
+  { M: 99, N: 136, K: 400, a: 'e4m3', b: 'e4m3', sa: 'row', sb: 'row', out: 'bf16' },
+  { M: 132, N: 264, K: 384, a: 'e4m3', b: 'e4m3', sa: 'block1x128', sb: 'block128x128', out: 'bf16' }, // activations × weights
+  { M: 260, N: 136, K: 640, a: 'e4m3', b: 'e4m3', sa: 'block1x128', sb: 'block128x128', out: 'f32' }, // L = 5: padded scales
+  { M: 132, N: 264, K: 384, a: 'e4m3', b: 'e4m3', sa: 'block128x128', sb: 'block1x128', out: 'bf16' },
+  { M: 4, N: 8, K: 128, a: 'e4m3', b: 'e4m3', sa: 'block1x128', sb: 'block1x128', out: 'bf16' },
+  { M: 136, N: 400, K: 1152, a: 'e5m2', b: 'e4m3', sa: 'block1x128', sb: 'block1x128', out: 'f32' }, // a weight gradient
+];
+
+/** ‖got − want‖ / ‖want‖, throwing on NaN (unwritten, or padding read). */
+function relErr(got: ArrayLike<number>, want: Float64Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (Number.isNaN(got[i]!)) throw new Error(`element ${i} is NaN (unwritten, or a padding scale was read)`);
+    num += (got[i]! - want[i]!) ** 2;
+    den += want[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-300));
+}
+
+function ops(): NativeEntries {
+  const n = nativeEntries();
+  if (!n.entries) throw new Error(n.why);
+  return n.entries;
+}
+
+/** One call on the legacy default stream; D read back as numbers. */
+function run(c: Case, a: Tensor, sa: Tensor, b: Tensor, sb: Tensor, ws: Tensor): Float64Array {
+  const d = Tensor.from(c.out === 'f32' ? new Float32Array(c.M * c.N).fill(NaN) : new Uint16Array(c.M * c.N).fill(0x7fc0), [c.M, c.N], c.out, { device: 'cuda:0' });
+  ops().scaledGemmLt(0, c.M, c.N, c.K, FP8[c.a], FP8[c.b], SCALING[c.sa], SCALING[c.sb], DTYPE_CODE[c.out], c.fast ? 1 : 0, ptr(a), ptr(sa), ptr(b), ptr(sb), ptr(d), 0, null, ptr(ws));
+  const host = d.toHost();
+  d.dispose();
+  return c.out === 'f32' ? Float64Array.from(host as Float32Array) : Float64Array.from(host as Uint16Array, bf16BitsToF32);
+}
+
+describe.skipIf(!gpu)('scaledGemmLt (FP8 through cuBLASLt) on CUDA', () => {
+  it.each(CASES.map((c) => [`${c.M}x${c.N}x${c.K} ${c.a}·${c.b} ${c.sa}/${c.sb} → ${c.out}${c.fast ? ' fast' : ''}`, c] as const))(
+    'equals the float64 reference within a naive FP8 GEMM’s error, bit-identical on a rerun: %s',
+    (_name, c) => {
+      const ac = codes(c.a, c.M * c.K);
+      const bc = codes(c.b, c.N * c.K);
+      const as = scales(c.sa, c.M, c.K);
+      const bs = scales(c.sb, c.N, c.K);
+      const [av, bv] = [decode(c.a, ac), decode(c.b, bc)];
+      // Reference (float64) and the naive FP8 GEMM (exact products of the scaled operands in f32,
+      // summed in order in f32, rounded once to the output).
+      const want = new Float64Array(c.M * c.N);
+      const naive = new Float64Array(c.M * c.N);
+      const round = c.out === 'f32' ? Math.fround : (x: number) => bf16BitsToF32(f32ToBf16Bits(x));
+      for (let m = 0; m < c.M; m++)
+        for (let n = 0; n < c.N; n++) {
+          let s = 0;
+          let f = 0;
+          for (let k = 0; k < c.K; k++) {
+            const p = as.at(m, k) * av[m * c.K + k]! * (bs.at(n, k) * bv[n * c.K + k]!);
+            s += p;
+            f = Math.fround(f + Math.fround(p));
+          }
+          want[m * c.N + n] = s;
+          naive[m * c.N + n] = round(f);
+        }
+      const dev = { device: 'cuda:0' } as const;
+      const a = Tensor.from(ac, [c.M, c.K], 'u8', dev);
+      const b = Tensor.from(bc, [c.N, c.K], 'u8', dev);
+      const sa = Tensor.from(as.data, [as.data.length], 'f32', dev);
+      const sb = Tensor.from(bs.data, [bs.data.length], 'f32', dev);
+      const ws = Tensor.empty([32 << 20], 'u8', dev);
+      const got = run(c, a, sa, b, sb, ws);
+      const again = run(c, a, sa, b, sb, ws);
+      for (const t of [a, b, sa, sb, ws]) t.dispose();
+      const err = relErr(got, want);
+      const naiveErr = relErr(naive, want);
+      // The floor: the FP8 tensor cores add partial sums at reduced precision between promotions
+      // to FP32 (far fewer bits with fast accumulation), which a sequential f32 sum does not.
+      const floor = c.fast ? 2 ** -9 : 2 ** -14;
+      expect(err, `relative error ${err} against the naive FP8 GEMM's ${naiveErr}`).toBeLessThanOrEqual(1.25 * naiveErr + floor);
+      expect(Float64Array.from(again).every((x, i) => Object.is(x, got[i])), 'bit-identical on a rerun').toBe(true);
+    },
+  );
+
+  it('rejects what cuBLASLt cannot do with typed errors naming it', () => {
+    const n = ops();
+    const dev = { device: 'cuda:0' } as const;
+    const a = Tensor.empty([128, 256], 'u8', dev);
+    const s = Tensor.from(new Float32Array(1024).fill(1), [1024], 'f32', dev);
+    const d = Tensor.empty([128, 128], 'f32', dev);
+    const ws = Tensor.empty([1 << 20], 'u8', dev);
+    const call = (o: Partial<{ K: number; a: number; b: number; sa: number; sb: number; out: number; fast: number; epi: number; scale: Tensor }>) => () =>
+      n.scaledGemmLt(0, 128, 128, o.K ?? 256, o.a ?? 0, o.b ?? 0, o.sa ?? 0, o.sb ?? 0, o.out ?? DTYPE_CODE.f32, o.fast ?? 0, ptr(a), ptr(o.scale ?? s), ptr(a), ptr(s), ptr(d), o.epi ?? 0, o.epi ? ptr(s) : null, ptr(ws));
+    const cases: [string, () => void, RegExp][] = [
+      ['e5m2 × e5m2', call({ a: 1, b: 1 }), /at most one e5m2/],
+      ['128x128 × 128x128', call({ sa: 3, sb: 3 }), /scalings/],
+      ['tensor × row', call({ sa: 0, sb: 1 }), /scalings/],
+      ['K not a whole number of blocks', call({ K: 200, sa: 2, sb: 3 }), /K divisible by 128/],
+      ['K not a multiple of 16', call({ K: 40 }), /K divisible by 16/],
+      ['fast accumulation with blocks', call({ sa: 2, sb: 2, fast: 1 }), /fastAccum 0/],
+      ['bias with f32 output', call({ epi: 1 }), /no bias epilogue with f32/],
+      ['scales shorter than the layout needs', call({ sa: 2, sb: 2, scale: Tensor.from(new Float32Array(4), [4], 'f32', dev) }), /./],
+    ];
+    for (const [what, fn, msg] of cases) {
+      let err: unknown = null;
+      try {
+        fn();
+      } catch (e) {
+        err = e;
+      }
+      expect(DeepwellError.is(err), `${what}: a DeepwellError`).toBe(true);
+      expect((err as DeepwellError).code, what).toBe('INVALID_ARGUMENT');
+      expect((err as Error).message, what).toMatch(msg);
+    }
+    for (const t of [a, s, d, ws]) t.dispose();
+  });
+});
