@@ -51,13 +51,21 @@ export function timed(stream, launches) {
  * and the launches per sample.
  */
 export function measure(stream, launch, sets) {
-  // Warm-up: at least 300 ms of this GEMM (clocks settle, the plan is cached).
-  const one = timed(stream, () => launch());
-  const per = Math.max(sets, Math.ceil(25 / Math.max(one, 1e-3)));
+  // Warm-up: at least 300 ms of this GEMM (clocks settle, the plan is cached). The batch is first
+  // sized from one launch, but a case's first launch also builds its plan (host time between the
+  // events: in GEMM run 5, 8192³'s first launch timed > 25 ms, so its samples were one launch of
+  // 1.6 ms each), so it is sized again from the last warm-up batch.
+  let per = Math.max(sets, Math.ceil(25 / Math.max(timed(stream, () => launch()), 1e-3)));
   const batch = () => {
     for (let i = 0; i < per; i++) launch();
   };
-  for (let t = 0; t < 300; ) t += timed(stream, batch);
+  let last = 0;
+  for (let t = 0; t < 300; ) {
+    const ms = timed(stream, batch);
+    t += ms;
+    last = ms / per;
+  }
+  per = Math.max(sets, Math.ceil(25 / Math.max(last, 1e-3)));
   // 9 samples, each a batch of back-to-back launches (>= ~25 ms) between one pair of events.
   const samples = [];
   for (let r = 0; r < 9; r++) samples.push(timed(stream, batch) / per);

@@ -28,15 +28,20 @@ def timed(fn):
 def measure(launch, sets):
     """The method on one case: launch() makes one call (cycling its own operand sets). Returns the
     median milliseconds per call of 9 samples and the calls per sample."""
-    one = timed(launch)
-    per = max(sets, math.ceil(25 / max(one, 1e-3)))
+    # Warm-up: at least 300 ms. The batch is first sized from one call, but a case's first call also
+    # picks its algorithm (host time between the events), so it is sized again from the last
+    # warm-up batch.
+    per = max(sets, math.ceil(25 / max(timed(launch), 1e-3)))
 
     def batch():
         for _ in range(per):
             launch()
 
-    warm = 0.0
+    warm, last = 0.0, 0.0
     while warm < 300:
-        warm += timed(batch)
+        ms = timed(batch)
+        warm += ms
+        last = ms / per
+    per = max(sets, math.ceil(25 / max(last, 1e-3)))
     samples = sorted(timed(batch) / per for _ in range(9))
     return samples[len(samples) // 2], per
