@@ -1,5 +1,5 @@
 // The GEMM benchmarks' method on the Deepwell side, shared by bench/gemm.mjs (bf16) and
-// bench/scaled_gemm.mjs (FP8): inputs tiled from a 64 MiB random host block (never zeros);
+// bench/scaled_gemm.mjs (FP8): inputs tiled from a 64 MiB random host block (not zero-filled);
 // operand sets cycled so at least 256 MiB is touched (inputs are not served from the 60 MiB L2 on
 // the next launch); at least 300 ms of warm-up launches per case; then 9 samples, each a batch of
 // back-to-back launches (about 25 ms) between one pair of CUDA events; the median time per launch.
