@@ -1,10 +1,9 @@
 #!/usr/bin/env node
 // Reads the JSON lines of both GEMM benchmarks (several alternating rounds) and prints, per shape,
 // each side's median TFLOP/s over the rounds, their ratio, and the lowest ratio of any one round.
-import { readFileSync } from 'node:fs';
+import { median, readJsonLines } from './bench-stats.mjs';
 
-const rows = readFileSync(process.argv[2], 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rows = readJsonLines(process.argv[2]);
 const names = [...new Set(rows.map((r) => r.name))];
 const rounds = [...new Set(rows.map((r) => r.round ?? 1))];
 const get = (impl, name, round) => rows.find((r) => r.impl === impl && r.name === name && (r.round ?? 1) === round);

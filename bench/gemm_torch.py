@@ -1,25 +1,17 @@
 # torch.matmul at the shapes of bench/gemm.mjs, measured the same way: random bf16 inputs, operand
 # sets cycled so at least 256 MiB is touched, at least 300 ms of warm-up per shape, then 9 samples of
-# back-to-back calls (about 25 ms each) between one pair of CUDA events; the median per call.
-import json, math, os, torch
+# back-to-back calls (about 25 ms each) between one pair of CUDA events; the median per call. The
+# method's code is bench/gemm_method.py, shared with bench/scaled_gemm_torch.py.
+import json, os, torch
+
+from gemm_method import measure, operand_sets
 
 SHAPES = json.load(open(os.path.join(os.path.dirname(__file__), "gemm-shapes.json")))["shapes"]
 ROUND = int(os.environ.get("GEMM_ROUND", "1"))
-L2_ROTATE_BYTES = 256 << 20
-
-
-def timed(fn):
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    s.record()
-    fn()
-    e.record()
-    e.synchronize()
-    return s.elapsed_time(e)
 
 
 for name, M, N, K, ta, tb in SHAPES:
-    set_bytes = 2 * (M * K + K * N + M * N)
-    sets = max(1, min(8, math.ceil(L2_ROTATE_BYTES / set_bytes)))
+    sets = operand_sets(2 * (M * K + K * N + M * N))
     ops = []
     for _ in range(sets):
         # Stored as the Deepwell side stores them; the transposes are views, as in a model.
@@ -34,18 +26,7 @@ for name, M, N, K, ta, tb in SHAPES:
         state["i"] += 1
         torch.matmul(A, B, out=D)
 
-    one = timed(launch)
-    per = max(sets, math.ceil(25 / max(one, 1e-3)))
-
-    def batch():
-        for _ in range(per):
-            launch()
-
-    warm = 0.0
-    while warm < 300:
-        warm += timed(batch)
-    samples = sorted(timed(batch) / per for _ in range(9))
-    ms = samples[len(samples) // 2]
+    ms, per = measure(launch, sets)
     print(json.dumps({"impl": "torch", "round": ROUND, "name": name, "M": M, "N": N, "K": K, "ms": ms, "tflops": 2 * M * N * K / (ms * 1e9), "launchesPerSample": per, "operandSets": sets}), flush=True)
     del ops
     torch.cuda.empty_cache()
