@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU host, from the repo root, after scripts/device-pack.sh: the fused attention
 # kernels end to end (device time is scarce, so in one or two calls):
-#   OUT=dir bash scripts/flash-check.sh [lab] [model]      (both when none is named)
+#   OUT=dir bash scripts/flash-check.sh [lab] [bwd] [model]      (lab and model when none is named)
 # lab:
 #   1. the kernel lab (dev/cuda/attention/build.sh; LAB_PREBUILT=1 uses the binaries already in
 #      dev/cuda/attention/build, e.g. built on the dev machine and carried): fwd_sm90 (Hopper forward, every
 #      schedule), bwd_sm90 (Hopper backward), seed (the seed's shape under CUDA-graph replay), each checked
 #      against the float64 reference and timed; PyTorch's SDPA (cuDNN, FA2) in the same run; the table
 #   2. compute-sanitizer memcheck and racecheck on both Hopper kernels' small cases
+# bwd: the backward's part of lab alone (production only, no A/B of its variants), beside PyTorch
 # model:
 #   3. GPT-2 124M with the fused attention, 200 steps (examples/gpt2), then torch.compile's run last
 #   4. the attention-sparsek and nn tests with the GPU present (every flash and general candidate)
@@ -48,6 +49,18 @@ for part in "${parts[@]}"; do
       step "$t"; timeout 150 compute-sanitizer --tool "$1" --print-limit 20 $lab/$2 $3 > "$OUT/$1-$2.log" 2>&1; echo "exit $?"; tail -3 "$OUT/$1-$2.log"
     done
     ;;
+  bwd)
+    # The backward alone (production timing, no A/B), PyTorch beside it, memcheck and racecheck.
+    step "bwd_sm90"; timeout -k 5 200 $lab/bwd_sm90 > "$OUT/lab-bwd_sm90.log" 2>&1; echo "bwd_sm90 exit $?"
+    grep "FAIL\|ms=[1-9]\|ms=0.[0-9]*[1-9]" "$OUT/lab-bwd_sm90.log" | cut -c1-200; tail -1 "$OUT/lab-bwd_sm90.log"
+    step "PyTorch SDPA"; timeout 150 python3 bench/attention_torch.py "$OUT/attention_torch.json" > "$OUT/torch.log" 2>&1; echo "torch exit $?"
+    python3 bench/attention_table.py --torch "$OUT/attention_torch.json" "$OUT/lab-bwd_sm90.log" > "$OUT/attention-table.md" 2>&1
+    sed -n '/^### bwd/,/^Torch notes/p' "$OUT/attention-table.md" | head -14
+    for t in "memcheck bwd_sm90 --small" "racecheck bwd_sm90 --race"; do
+      set -- $t
+      step "$t"; timeout 150 compute-sanitizer --tool "$1" --print-limit 20 $lab/$2 $3 > "$OUT/$1-$2.log" 2>&1; echo "exit $?"; tail -2 "$OUT/$1-$2.log"
+    done
+    ;;
   model)
     # Ordered by what matters most if device time runs out: our GPT-2 step first (speed, the kernel
     # breakdown, memory), then the GPU tests, the example, and torch.compile's run last.
@@ -65,7 +78,7 @@ for part in "${parts[@]}"; do
     node examples/gpt2/compare.mjs /tmp/gpt2 2>&1 | tee "$OUT/gpt2-compare.md" | grep -v "^| [0-9]" | head -60
     cp /tmp/gpt2/*.jsonl /tmp/gpt2/*.svg "$OUT/" 2>/dev/null
     ;;
-  *) echo "flash-check.sh: unknown part '$part' (lab, model)"; exit 2 ;;
+  *) echo "flash-check.sh: unknown part '$part' (lab, bwd, model)"; exit 2 ;;
   esac
 done
 step "done"
