@@ -123,6 +123,11 @@ ScaledPlan* planFor(Napi::Env env, lt::Fns& l, dw_cublasLtHandle_t handle, int d
   const int modeA = scaleMode(g.bScaling), modeB = scaleMode(g.aScaling);
   check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &modeA, sizeof modeA), "set A_SCALE_MODE");
   check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &modeB, sizeof modeB), "set B_SCALE_MODE");
+  // Vector and block scale modes need scale pointers set when the heuristic is asked (it answers
+  // INVALID_VALUE without); it does not read them, and each call sets the real ones.
+  void* placeholder = reinterpret_cast<void*>(uintptr_t{256});
+  check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &placeholder, sizeof placeholder), "set A_SCALE_POINTER");
+  check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &placeholder, sizeof placeholder), "set B_SCALE_POINTER");
   const int8_t fast = g.fastAccum ? 1 : 0;
   check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast), "set FAST_ACCUM");
   const int epilogue = g.epilogue == abi::epilogue::bias ? DW_CUBLASLT_EPILOGUE_BIAS : DW_CUBLASLT_EPILOGUE_DEFAULT;
@@ -175,8 +180,8 @@ Napi::Value ScaledGemmLt(const Napi::CallbackInfo& info) {
   void* A = a.a.ptr<uint8_t>(env, g.M * g.K);
   void* B = a.b.ptr<uint8_t>(env, g.N * g.K);
   void* D = a.d.ptr<uint8_t>(env, g.M * g.N * dtypeBytes(g.outDtype));
-  void* sa = a.aScale.ptr<float>(env, scaleElems(g.aScaling, g.M, g.K) * 4);
-  void* sb = a.bScale.ptr<float>(env, scaleElems(g.bScaling, g.N, g.K) * 4);
+  void* sa = a.aScale.ptr<float>(env, scaleElems(g.aScaling, g.M, g.K));
+  void* sb = a.bScale.ptr<float>(env, scaleElems(g.bScaling, g.N, g.K));
   void* bias = g.epilogue == abi::epilogue::bias ? a.bias.ptr<uint8_t>(env, g.N * dtypeBytes(g.outDtype)) : nullptr;
   if (reinterpret_cast<uintptr_t>(sa) % 16 != 0 || reinterpret_cast<uintptr_t>(sb) % 16 != 0)
     fail(env, "INVALID_ARGUMENT", "Expected 16-byte aligned scales for scaledGemmLt");

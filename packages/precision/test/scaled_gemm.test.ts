@@ -6,11 +6,12 @@
 // (exact FP8 products summed in f32 in order, rounded once to the output), with a floor for the
 // tensor cores' accumulation. Two runs must agree bit for bit. Skipped without a GPU.
 import { DeepwellError, Tensor, bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
-import { DTYPE_CODE, cudaStatus, nativeEntries, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
+import { DTYPE_CODE, cudaStatus, nativeEntries, registerCudaBackends, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, encodeElement, decodeElement } from '../src/index.js';
 
 const gpu = cudaStatus().available;
+if (gpu) registerCudaBackends();
 const FP8 = { e4m3: 0, e5m2: 1 } as const;
 const SCALING = { tensor: 0, row: 1, block1x128: 2, block128x128: 3 } as const;
 type Fp8 = keyof typeof FP8;
