@@ -6,11 +6,12 @@
 // (exact FP8 products summed in f32 in order, rounded once to the output), with a floor for the
 // tensor cores' accumulation. Two runs must agree bit for bit. Skipped without a GPU.
 import { DeepwellError, Tensor, bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
-import { DTYPE_CODE, cudaStatus, nativeEntries, registerCudaBackends, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
+import { DTYPE_CODE, cudaStatus, findLibrary, nativeEntries, registerCudaBackends, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, encodeElement, decodeElement } from '../src/index.js';
 
-const gpu = cudaStatus().available;
+// cuBLASLt is loaded at run time (findLibrary); without it there is nothing to test.
+const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
 const FP8 = { e4m3: 0, e5m2: 1 } as const;
 const SCALING = { tensor: 0, row: 1, block1x128: 2, block128x128: 3 } as const;
@@ -143,9 +144,10 @@ describe.skipIf(!gpu)('scaledGemmLt (FP8 through cuBLASLt) on CUDA', () => {
       for (const t of [a, b, sa, sb, ws]) t.dispose();
       const err = relErr(got, want);
       const naiveErr = relErr(naive, want);
-      // The floor: the FP8 tensor cores add partial sums at reduced precision between promotions
-      // to FP32 (far fewer bits with fast accumulation), which a sequential f32 sum does not.
-      const floor = c.fast ? 2 ** -9 : 2 ** -14;
+      // The floor: Hopper's FP8 tensor cores keep only about 14 bits of their partial sums between
+      // promotions to FP32 (far fewer with fast accumulation), which a sequential f32 sum does not:
+      // f32 outputs at K = 640–1152 measured 2.2–2.4e-4 on the H200 (2026-12-03).
+      const floor = c.fast ? 2 ** -9 : 2 ** -11;
       expect(err, `relative error ${err} against the naive FP8 GEMM's ${naiveErr}`).toBeLessThanOrEqual(1.25 * naiveErr + floor);
       expect(Float64Array.from(again).every((x, i) => Object.is(x, got[i])), 'bit-identical on a rerun').toBe(true);
     },
@@ -160,17 +162,17 @@ describe.skipIf(!gpu)('scaledGemmLt (FP8 through cuBLASLt) on CUDA', () => {
     const ws = Tensor.empty([1 << 20], 'u8', dev);
     const call = (o: Partial<{ K: number; a: number; b: number; sa: number; sb: number; out: number; fast: number; epi: number; scale: Tensor }>) => () =>
       n.scaledGemmLt(0, 128, 128, o.K ?? 256, o.a ?? 0, o.b ?? 0, o.sa ?? 0, o.sb ?? 0, o.out ?? DTYPE_CODE.f32, o.fast ?? 0, ptr(a), ptr(o.scale ?? s), ptr(a), ptr(s), ptr(d), o.epi ?? 0, o.epi ? ptr(s) : null, ptr(ws));
-    const cases: [string, () => void, RegExp][] = [
+    const cases: [string, () => void, RegExp, string?][] = [
       ['e5m2 × e5m2', call({ a: 1, b: 1 }), /at most one e5m2/],
       ['128x128 × 128x128', call({ sa: 3, sb: 3 }), /scalings/],
       ['tensor × row', call({ sa: 0, sb: 1 }), /scalings/],
-      ['K not a whole number of blocks', call({ K: 200, sa: 2, sb: 3 }), /K divisible by 128/],
+      ['K not a whole number of blocks', call({ K: 144, sa: 2, sb: 3 }), /K divisible by 128/],
       ['K not a multiple of 16', call({ K: 40 }), /K divisible by 16/],
       ['fast accumulation with blocks', call({ sa: 2, sb: 2, fast: 1 }), /fastAccum 0/],
       ['bias with f32 output', call({ epi: 1 }), /no bias epilogue with f32/],
-      ['scales shorter than the layout needs', call({ sa: 2, sb: 2, scale: Tensor.from(new Float32Array(4), [4], 'f32', dev) }), /./],
+      ['scales shorter than the layout needs', call({ sa: 2, sb: 2, scale: Tensor.from(new Float32Array(4), [4], 'f32', dev) }), /aScale/, 'SHAPE_MISMATCH'],
     ];
-    for (const [what, fn, msg] of cases) {
+    for (const [what, fn, msg, code] of cases) {
       let err: unknown = null;
       try {
         fn();
@@ -178,7 +180,7 @@ describe.skipIf(!gpu)('scaledGemmLt (FP8 through cuBLASLt) on CUDA', () => {
         err = e;
       }
       expect(DeepwellError.is(err), `${what}: a DeepwellError`).toBe(true);
-      expect((err as DeepwellError).code, what).toBe('INVALID_ARGUMENT');
+      expect((err as DeepwellError).code, what).toBe(code ?? 'INVALID_ARGUMENT');
       expect((err as Error).message, what).toMatch(msg);
     }
     for (const t of [a, s, d, ws]) t.dispose();
