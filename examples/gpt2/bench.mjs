@@ -1,32 +1,44 @@
-// GPT-2 124M (12 layers, 12 heads, width 768, T = 1024, vocab 50304, tied embeddings) trained by the
-// Trainer in bf16 with f32 master weights on the first GPU. Writes, for bench_torch.py to use:
+// GPT-2 124M (12 layers, 12 heads, width 768, T = 1024, vocab 50304, tied embeddings; or another GPT,
+// below) trained by the Trainer in bf16 with f32 master weights on the first GPU. Writes, for bench_torch.py to use:
 //   <out>/data.bin      an llm.c shard: a Markov chain over 256 symbols spread over the GPT-2
 //                       vocabulary (its entropy rate is known), steps · B · T + 1 tokens, read in order
 //   <out>/init.safetensors   the initial weights (f32, Deepwell's parameter names)
 // and <out>/deepwell.jsonl (the Trainer's log). Settings shared with the PyTorch side are in
-// <out>/config.json.   node bench.mjs [steps=200] [out=runs/gpt2] [batch=16]
+// <out>/config.json, and the precision policy's per-layer plan in <out>/plan.json.
+//   node bench.mjs [steps=200] [out=runs/gpt2] [batch=16]
+// Other models and recipes (the FP8 end-to-end runs):
+//   GPT_CONFIG   a GPT preset name or a GPTConfig as JSON (default gpt2-small); T = its blockSize
+//   RECIPE       a @deepwell/precision recipe (RECIPES: bf16, fp8-tensorwise, fp8-blockwise, ...);
+//                anything but bf16 trains under a PrecisionPolicy of that recipe
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { GPT, GPT_PRESETS, MarkovCorpus } from '@deepwell/nn';
+import { PrecisionPolicy, RECIPES } from '@deepwell/precision';
 import { TokenLoader, Trainer, writeSafetensors, writeShard } from '@deepwell/trainer';
 
 const steps = Number(process.argv[2] ?? 200);
 const out = resolve(process.argv[3] ?? 'runs/gpt2');
 const B = Number(process.argv[4] ?? 16);
-const T = 1024;
+const modelSpec = (process.env.GPT_CONFIG ?? 'gpt2-small').trim();
+const model = modelSpec.startsWith('{') ? JSON.parse(modelSpec) : GPT_PRESETS[modelSpec];
+if (!model) throw new Error(`GPT_CONFIG: expected a preset (${Object.keys(GPT_PRESETS).join(', ')}) or a GPTConfig as JSON but received '${modelSpec}'`);
+const recipe = process.env.RECIPE ?? 'bf16';
+if (!Object.hasOwn(RECIPES, recipe)) throw new Error(`RECIPE: expected one of ${Object.keys(RECIPES).join(', ')} but received '${recipe}'`);
+const T = model.blockSize;
 mkdirSync(out, { recursive: true });
-const config = { steps, B, T, lr: 6e-4, minLr: 6e-5, warmup: Number(process.env.GPT2_WARMUP ?? 100), weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
+const config = { steps, B, T, model, recipe, lr: 6e-4, minLr: 6e-5, warmup: Number(process.env.GPT2_WARMUP ?? 100), weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
 writeFileSync(`${out}/config.json`, JSON.stringify(config, null, 1));
 
 const corpus = new MarkovCorpus({ vocab: config.symbols, seed: 7 });
 const t0 = performance.now();
 const symbols = corpus.sample(steps * B * T + 1);
-const tokens = Uint16Array.from(symbols, (x) => (x * config.spread) % 50304);
+const tokens = Uint16Array.from(symbols, (x) => (x * config.spread) % model.vocabSize);
 writeShard(`${out}/data.bin`, tokens);
 console.log(`data: ${tokens.length} tokens (Markov chain over ${config.symbols} symbols, entropy rate ${corpus.entropyRate().toFixed(4)} nats/token) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 const trainer = new Trainer({
-  model: new GPT('gpt2-small'),
+  model: new GPT(model),
+  ...(recipe === 'bf16' ? {} : { policy: new PrecisionPolicy({ recipe }) }),
   train: new TokenLoader({ shards: [`${out}/data.bin`], batchSize: B, seqLen: T, shuffle: false }),
   precision: 'bf16',
   steps,
@@ -49,5 +61,7 @@ trainer.on('start', ({ executable }) => {
 const r = trainer.fit();
 const times = r.losses.length;
 console.log(JSON.stringify({ impl: 'deepwell', tokensPerSecond: r.tokensPerSecond, mfu: r.mfu, peakMemoryBytes: r.peakMemoryBytes, steps: times, finalLoss: r.losses.at(-1).loss }));
+// Which layers ran which recipe (bench_torch.py's fp8 mode quantizes the same linear layers).
+writeFileSync(`${out}/plan.json`, JSON.stringify(r.plan ?? [], null, 1));
 // The peak beside the step log, where compare.mjs reads both sides' peaks.
 appendFileSync(`${out}/deepwell.jsonl`, `${JSON.stringify({ event: 'memory', peakMemoryBytes: r.peakMemoryBytes })}\n`);

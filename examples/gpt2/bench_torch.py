@@ -1,10 +1,16 @@
 # The PyTorch reference for bench.mjs: the same GPT-2 124M written against Deepwell's parameter
 # names, started from Deepwell's initial weights (init.safetensors), trained on the same shard in the
 # same order with the same schedule, AdamW (fused), clipping and bf16 autocast; attention through
-# scaled_dot_product_attention. Mode 'eager' or 'compile' (torch.compile). Logs one JSON line per
-# step (loss, ms by CUDA events around the step) and a summary line.
-#   python3 bench_torch.py <out dir> <eager|compile>
-import json, math, sys, time
+# scaled_dot_product_attention. Mode 'eager', 'compile' (torch.compile) or 'compile-fp8': torch.compile
+# with the linear layers the Deepwell run quantized (<out>/plan.json: every 'linear' layer whose
+# recipe is not bf16; every block linear when there is no plan) as FP8 linears on torch._scaled_mm
+# with dynamic tensorwise scaling, as torchao's float8 training does: x and W in E4M3, the output
+# gradient in E5M2 (the fp8-tensorwise recipe's backward format), one scale per tensor from its
+# amax each step, FP32 accumulation, bf16 out. The model's size comes from config.json (bench.mjs's
+# GPT_CONFIG; GPT-2 124M by default). Logs one JSON line per step (loss, ms by CUDA events around
+# the step) and a summary line.
+#   python3 bench_torch.py <out dir> <eager|compile|compile-fp8>
+import json, math, os, sys, time
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,7 +19,59 @@ from safetensors.torch import load_file
 out, mode = sys.argv[1], sys.argv[2]
 cfg = json.load(open(f"{out}/config.json"))
 B, T, steps = cfg["B"], cfg["T"], cfg["steps"]
-H, C, L, V = 12, 768, 12, 50304
+m_cfg = cfg.get("model", {"vocabSize": 50304, "nLayer": 12, "nHead": 12, "nEmbd": 768})
+H, C, L, V = m_cfg["nHead"], m_cfg["nEmbd"], m_cfg["nLayer"], m_cfg["vocabSize"]
+assert mode in ("eager", "compile", "compile-fp8"), f"mode: eager, compile or compile-fp8, not {mode}"
+E4M3, E5M2 = torch.finfo(torch.float8_e4m3fn).max, torch.finfo(torch.float8_e5m2).max
+
+
+def to_fp8(t, dtype, top):
+    """t as FP8 codes with one dequantization scale s = amax / top (t ≈ s · codes)."""
+    s = (t.detach().abs().amax().float() / top).clamp(min=1e-12)
+    return (t.float() / s).clamp(-top, top).to(dtype), s
+
+
+class Fp8Linear(torch.autograd.Function):
+    """y = x Wᵀ + b on FP8 tensor cores: E4M3 x and W forward, E5M2 dy backward; torch._scaled_mm
+    takes its second operand column-major, so each call passes a transposed view of a row-major
+    [out, in] copy."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        x2 = x.reshape(-1, x.shape[-1])
+        xq, sx = to_fp8(x2, torch.float8_e4m3fn, E4M3)
+        wq, sw = to_fp8(w, torch.float8_e4m3fn, E4M3)
+        y = torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw, bias=None if b is None else b.to(torch.bfloat16), out_dtype=torch.bfloat16)
+        ctx.save_for_backward(xq, sx, wq, sw)
+        ctx.has_bias, ctx.shape = b is not None, x.shape
+        return y.view(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, dy):
+        xq, sx, wq, sw = ctx.saved_tensors
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        gq, sg = to_fp8(dy2, torch.float8_e5m2, E5M2)
+        dx = torch._scaled_mm(gq, wq.t().contiguous().t(), scale_a=sg, scale_b=sw, out_dtype=torch.bfloat16)
+        dw = torch._scaled_mm(gq.t().contiguous(), xq.t().contiguous().t(), scale_a=sg, scale_b=sx, out_dtype=torch.float32)
+        db = dy2.float().sum(0) if ctx.has_bias else None
+        return dx.view(ctx.shape), dw, db
+
+
+fp8_weights = set()
+if mode == "compile-fp8":
+    plan_path = f"{out}/plan.json"
+    plan = json.load(open(plan_path)) if os.path.exists(plan_path) else None
+    if plan:
+        fp8_weights = {d["layer"] + ".weight" for d in plan if d["kind"] == "linear" and d["recipe"] != "bf16"}
+    else:
+        fp8_weights = {f"blocks.{i}.{n}.weight" for i in range(L) for n in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")}
+
+
+def linear(x, name, bias=True):
+    w, b = P(name + ".weight"), (P(name + ".bias") if bias else None)
+    if name + ".weight" in fp8_weights:
+        return Fp8Linear.apply(x, w, b)
+    return F.linear(x, w, b)
 dev = "cuda"
 torch.manual_seed(cfg["seed"])
 
@@ -32,12 +90,12 @@ def model(x, y):
     for i in range(L):
         p = f"blocks.{i}."
         a = F.layer_norm(h, (C,), P(p + "ln1.weight"), P(p + "ln1.bias"), 1e-5)
-        qkv = F.linear(a, P(p + "attn.qkv.weight"), P(p + "attn.qkv.bias")).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
+        qkv = linear(a, p + "attn.qkv").view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
         att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
-        h = h + F.linear(att.transpose(1, 2).reshape(B, T, C), P(p + "attn.proj.weight"), P(p + "attn.proj.bias"))
+        h = h + linear(att.transpose(1, 2).reshape(B, T, C), p + "attn.proj")
         m = F.layer_norm(h, (C,), P(p + "ln2.weight"), P(p + "ln2.bias"), 1e-5)
-        m = F.gelu(F.linear(m, P(p + "mlp.fc.weight"), P(p + "mlp.fc.bias")), approximate="tanh")
-        h = h + F.linear(m, P(p + "mlp.proj.weight"), P(p + "mlp.proj.bias"))
+        m = F.gelu(linear(m, p + "mlp.fc"), approximate="tanh")
+        h = h + linear(m, p + "mlp.proj")
     h = F.layer_norm(h, (C,), P("lnf.weight"), P("lnf.bias"), 1e-5)
     logits = F.linear(h, P("wte.weight"))
     return F.cross_entropy(logits.float().view(-1, V), y.view(-1))
@@ -68,7 +126,7 @@ def train_step(x, y):
     return loss, norm
 
 
-step_fn = torch.compile(train_step) if mode == "compile" else train_step
+step_fn = torch.compile(train_step) if mode.startswith("compile") else train_step
 torch.cuda.reset_peak_memory_stats()
 t_start = time.time()
 for s in range(1, steps + 1):
