@@ -16,6 +16,10 @@ export type { BlockFp8, Direction, Quantized2d } from './layout.js';
 export { AmaxHistory } from './amax.js';
 export { dequantizeTensor, quantizeTensor } from './tensor.js';
 export type { QuantizeTensorOptions, QuantizedPart, QuantizedTensor, ScaleLayout, TensorDirection } from './tensor.js';
+export { GEMM_SCALE_LAYOUTS, SCALED_OUT_DTYPES, SCALINGS, checkScaledMatmul, roundToBf16, scaleIndex, scaleShape, scaledMatmulOp, scalingPairAllowed } from './ops/scaled_matmul.js';
+export type { GemmScaleLayout, ScaledMatmulDims, ScaledOutDtype, Scaling } from './ops/scaled_matmul.js';
+export { SCALED_GEMM_WORKSPACE, scaledGemmLimits } from './cuda/scaled_matmul.js';
 // The CUDA candidates register themselves with the kernel registry on import.
 import './cuda/fake_quant.js';
 import './cuda/quant_stats.js';
+import './cuda/scaled_matmul.js';

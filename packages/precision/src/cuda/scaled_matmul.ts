@@ -1,0 +1,86 @@
+/**
+ * The CUDA candidate of scaled_matmul: kernels-native's scaledGemmLt (native/gemm/gemm_scaled.cpp),
+ * cuBLASLt's FP8 GEMM — tensor scales through scale pointers (SCALAR_32F), row scales
+ * (OUTER_VEC_32F), 1 × 128 and 128 × 128 block scales (VEC128_32F, BLK128x128_32F; cuBLAS >= 12.9
+ * on Hopper), FP32 accumulation, bf16 or f32 out. The op's operands are already the GEMM's (K-major
+ * codes, dequantization scales), so the call passes them through as they are.
+ *
+ * It declines, with the reason, what the op allows but the GEMM does not take:
+ *   - block scales in the 'plain' layout (the GEMM reads the 'gemm' layout; quantizeTensor writes it
+ *     with `scaleLayout: 'gemm'`);
+ *   - the sizes gemm_scaled.cpp refuses: K % 16 (16-byte rows of codes), M and N % 4 with block
+ *     scaling, a row of D not a multiple of 16 bytes, sizes from 2^31;
+ *   - a shape cuBLASLt has no algorithm for (scaledGemmLtSupported, asked at selection time: the
+ *     addon caches its plans, so asking again is a lookup), or no cuBLASLt.
+ * The checks are repeated here rather than left to the addon because the addon throws on them, and
+ * a candidate must answer a reason instead.
+ *
+ * Workspace: cuBLASLt's, 32 MiB, as the BF16 GEMMs declare it (GEMM_LT_WORKSPACE): the plan places
+ * it in the arena; the eager Tensor call (../scaled_matmul.ts) keeps one per device.
+ * No epilogue yet: bias (which scaledGemmLt has) comes with a fused op when the policy's rewrite
+ * needs it, as matmul_bias came after matmul.
+ */
+import { DTYPE_CODE, EPILOGUE_CODE, FP8_CODE, SCALING_CODE, findLibrary, nativeEntries, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
+import { GEMM_LT_WORKSPACE, type KernelParams } from '@deepwell/ir';
+import { checkScaledMatmul, isBlockScaling, type ScaledMatmulDims } from '../ops/scaled_matmul.js';
+
+/** The cuBLASLt workspace of one FP8 GEMM call (the BF16 GEMMs' figure). */
+export const SCALED_GEMM_WORKSPACE = GEMM_LT_WORKSPACE;
+
+/** A call's sizes, or why the op itself refuses it. */
+function dimsOf(p: KernelParams): ScaledMatmulDims | string {
+  try {
+    return checkScaledMatmul(p.op, p.inTypes, p.attrs);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** What scaledGemmLt takes beyond the op's own rule (gemm_scaled.cpp's checkShape), else why not. */
+export function scaledGemmLimits(n: ScaledMatmulDims): true | string {
+  const block = isBlockScaling(n.aScaling);
+  if (block && n.layout !== 'gemm') return `takes block scales in scaleLayout 'gemm' (cuBLASLt's VEC128_32F / BLK128x128_32F layouts), not '${n.layout}': quantize with quantizeTensor(x, { format, scaleLayout: 'gemm' })`;
+  if (Math.max(n.M, n.N, n.K) > 2 ** 31) return `takes M, N and K up to 2^31, not ${n.M}, ${n.N} and ${n.K}`;
+  if (n.K % 16 !== 0) return `takes K divisible by 16 (16-byte rows of FP8 codes), not ${n.K}`;
+  if (block && (n.M % 4 !== 0 || n.N % 4 !== 0)) return `takes M and N divisible by 4 with block scaling, not ${n.M} and ${n.N}`;
+  const rowBytes = n.N * (n.outDtype === 'f32' ? 4 : 2);
+  if (rowBytes % 16 !== 0) return `takes rows of d of a multiple of 16 bytes, not ${rowBytes} (N = ${n.N}, ${n.outDtype})`;
+  return true;
+}
+
+/** The size, format and scaling arguments scaledGemmLt and scaledGemmLtSupported share. */
+const shapeArgs = (n: ScaledMatmulDims) =>
+  [n.M, n.N, n.K, FP8_CODE[n.aFormat], FP8_CODE[n.bFormat], SCALING_CODE[n.aScaling], SCALING_CODE[n.bScaling], DTYPE_CODE[n.outDtype], n.fastAccum ? 1 : 0] as const;
+
+function supports(p: KernelParams): true | string {
+  const n = dimsOf(p);
+  if (typeof n === 'string') return n;
+  const limits = scaledGemmLimits(n);
+  if (limits !== true) return limits;
+  const lib = findLibrary('cublasLt');
+  if (!lib.found) return `cuBLASLt not found (${lib.tried.at(-1)?.error ?? 'no candidates'})`;
+  try {
+    // registerCuda asks this only with the addon loaded and its entry points present (`needs`).
+    const why = nativeEntries().entries!.scaledGemmLtSupported(...shapeArgs(n), EPILOGUE_CODE.none, SCALED_GEMM_WORKSPACE);
+    return why === '' ? true : why;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** D = (a·sa)·(b·sb)ᵀ through cuBLASLt on the call's stream, with the call's workspace. */
+export function runScaledGemm(c: CudaCall<KernelParams>, ops: NativeEntries): void {
+  const n = checkScaledMatmul(c.op, c.inTypes, c.attrs);
+  const [a, aScale, b, bScale] = c.inputs as [DevArg, DevArg, DevArg, DevArg];
+  ops.scaledGemmLt(c.stream, ...shapeArgs(n), a, aScale, b, bScale, c.outputs[0]!, EPILOGUE_CODE.none, null, c.workspace);
+}
+
+registerCuda<KernelParams>({
+  op: 'scaled_matmul',
+  name: 'scaled_matmul_cublaslt',
+  priority: 200,
+  needs: ['scaledGemmLt', 'scaledGemmLtSupported'],
+  supports,
+  workspace: () => SCALED_GEMM_WORKSPACE,
+  run: runScaledGemm,
+});
