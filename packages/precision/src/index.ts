@@ -18,6 +18,8 @@ export { dequantizeTensor, quantizeTensor } from './tensor.js';
 export type { QuantizeTensorOptions, QuantizedPart, QuantizedTensor, ScaleLayout, TensorDirection } from './tensor.js';
 export { GEMM_SCALE_LAYOUTS, SCALED_OUT_DTYPES, SCALINGS, checkScaledMatmul, roundToBf16, scaleIndex, scaleShape, scaledMatmulOp, scalingPairAllowed } from './ops/scaled_matmul.js';
 export type { GemmScaleLayout, ScaledMatmulDims, ScaledOutDtype, Scaling } from './ops/scaled_matmul.js';
+export { scaledMatmul } from './scaled_matmul.js';
+export type { ScaledMatmulOptions } from './scaled_matmul.js';
 export { SCALED_GEMM_WORKSPACE, scaledGemmLimits } from './cuda/scaled_matmul.js';
 // The CUDA candidates register themselves with the kernel registry on import.
 import './cuda/fake_quant.js';
