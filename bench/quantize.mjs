@@ -67,7 +67,8 @@ be.free(y);
 report('device-to-device copy, 512 MiB', copyMs, 2 * x.bytes);
 copy = rows[0].gbps;
 
-// Scales in the plain layout unless a case names cuBLASLt's tiled one ('tiled128x4').
+// Scales in the plain layout unless a case names the GEMM's ('tiled128x4' for MX, 'gemm' for
+// blockwise FP8).
 const CASES = [
   ['mxfp8-e4m3', 'rowwise'],
   ['mxfp8-e4m3', 'both'],
@@ -81,7 +82,9 @@ const CASES = [
   ['nvfp4', 'both'],
   ['fp8-e4m3', 'rowwise'],
   ['fp8-block1x128', 'rowwise'],
+  ['fp8-block1x128', 'both', 'gemm'],
   ['fp8-block128x128', 'both'],
+  ['fp8-block128x128', 'both', 'gemm'],
 ];
 for (const [format, direction, scaleLayout] of CASES) {
   const opts = { format, direction, ...(format.startsWith('mx') ? { scaleMode: 'rceil' } : {}), ...(scaleLayout ? { scaleLayout } : {}) };

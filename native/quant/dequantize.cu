@@ -2,8 +2,10 @@
 //
 //   dequantize(stream, fmt, outDtype, R, C, flags, data, scales, globalScale, out)
 //       The stored [R, C] matrix's values (C divisible by 8): out [R, C], or [C, R] with flags & 1
-//       (the transpose, i.e. a columnwise result's original layout); flags & 4 (kTiled): tiled
-//       scales.
+//       (the transpose, i.e. a columnwise result's original layout); flags & 4 (kGemm): the
+//       scales in the layout the format's GEMM reads, as quantize writes it (quantize.cu): MX and
+//       NVFP4 in 128 x 4 tiles, fp8-block1x128 f32 [C / 128, R], fp8-block128x128 f32
+//       [R / 128, L4] (L = C / 128 rounded up to a multiple of 4); not for tensorwise FP8.
 #include "quant/quant.h"
 
 #include "quant/formats.cuh"
@@ -14,9 +16,10 @@ namespace dw::quant {
 namespace {
 
 // dequantize's flags (the ABI table's): the stored matrix is the transpose of the result (a
-// columnwise part); scales in the 128 x 4 tiled layout.
+// columnwise part); scales in the GEMM's layout of the format.
 constexpr int kTranspose = abi::dequant_flags::transpose;
-constexpr int kTiledScales = abi::dequant_flags::tiled;
+constexpr int kGemm = abi::dequant_flags::gemm;
+static_assert(kGemm == kGemmLayout, "one bit means the GEMM layout in both entries (checkGemmLayout)");
 
 struct DArgs {
   const uint8_t* data;
@@ -24,18 +27,18 @@ struct DArgs {
   const float* globalScale;
   void* out;
   uint64_t R, C;
-  int transpose, tiled;
+  int transpose, gemm;
 };
 
 template <int F>
 __device__ __forceinline__ float scaleValue(const DArgs& a, uint64_t r, uint64_t c) {
   constexpr int B = blockOf(F);
   if constexpr (isTensorwise(F)) return *a.globalScale;
-  else if constexpr (F == kBlk1x128) return reinterpret_cast<const float*>(a.scales)[r * (a.C / 128) + c / 128];
-  else if constexpr (F == kBlk128x128) return reinterpret_cast<const float*>(a.scales)[(r / 128) * ((a.C + 127) / 128) + c / 128];
+  else if constexpr (F == kBlk1x128) return reinterpret_cast<const float*>(a.scales)[blockFp8Index<F>(r, c / 128, a.R, a.C / 128, a.gemm)];
+  else if constexpr (F == kBlk128x128) return reinterpret_cast<const float*>(a.scales)[blockFp8Index<F>(r / 128, c / 128, (a.R + 127) / 128, (a.C + 127) / 128, a.gemm)];
   else {
     const uint64_t n = a.C / B;
-    const uint32_t code = a.scales[a.tiled ? tiledIndex(r, c / B, n) : r * n + c / B];
+    const uint32_t code = a.scales[a.gemm ? tiledIndex(r, c / B, n) : r * n + c / B];
     if constexpr (isMx(F)) return code == 0xff ? __uint_as_float(0x7fffffff) : pow2(static_cast<int>(code) - 127);
     else return decE4M3(code);
   }
@@ -83,17 +86,17 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   const int dtype = a.outDtype;
   const uint64_t R = a.R, C = a.C;
   const int flags = static_cast<int>(a.flags);
-  const bool tiled = flags & kTiledScales;
-  if (tiled && !(isMx(f) || f == kNvfp4)) fail(env, "INVALID_ARGUMENT", "Expected the tiled scale layout only for MX and NVFP4 formats but received " + fmtName(f));
+  const bool gemm = flags & kGemm;
+  checkGemmLayout(env, f, flags, "dequantize");
   if (blockOf(f) && C % blockOf(f) != 0)
     fail(env, "SHAPE_MISMATCH", "Expected a stored row length divisible by " + std::to_string(blockOf(f)) + " for " + fmtName(f) + " but received " + std::to_string(C));
   if (f == kBlk128x128 && R % 128 != 0) fail(env, "SHAPE_MISMATCH", "Expected both dimensions divisible by 128 for fp8-block128x128 but received " + std::to_string(R) + " x " + std::to_string(C));
   if (C % 8 != 0) fail(env, "SHAPE_MISMATCH", "Expected a stored row length divisible by 8 for dequantize but received " + std::to_string(C));
   const bool global = isTensorwise(f) || f == kNvfp4;
   DArgs d{};
-  d.R = R, d.C = C, d.transpose = flags & kTranspose, d.tiled = tiled;
+  d.R = R, d.C = C, d.transpose = flags & kTranspose, d.gemm = gemm;
   d.data = a.data.ptr<const uint8_t>(env, codeBytes(f, R, C));
-  const uint64_t sb = scaleBytes(f, R, C, tiled);
+  const uint64_t sb = scaleBytes(f, R, C, gemm);
   d.scales = sb ? a.scales.ptr<const uint8_t>(env, sb) : a.scales.optPtr<const uint8_t>(env, 0);
   d.globalScale = global ? a.globalScale.ptr<const float>(env, 1) : a.globalScale.optPtr<const float>(env, 1);
   d.out = a.out.ptr<void>(env, R * C, dtypeBytes(dtype));

@@ -28,8 +28,10 @@ enum QFmt : int {
   kNumFormats = abi::format::kCount,
 };
 
-// quantize's flags (dequantize takes kTiled too), the ABI's (abi::quant_flags).
-constexpr int kRowwise = abi::quant_flags::rowwise, kColumnwise = abi::quant_flags::columnwise, kTiled = abi::quant_flags::tiled;
+// quantize's flags (dequantize takes kGemmLayout too), the ABI's (abi::quant_flags). kGemmLayout:
+// the scales in the layout the format's GEMM reads (gemmScaleIndex / blockFp8Index below), not
+// the plain row-major one; MX / NVFP4 and blockwise FP8 have one, tensorwise FP8 none.
+constexpr int kRowwise = abi::quant_flags::rowwise, kColumnwise = abi::quant_flags::columnwise, kGemmLayout = abi::quant_flags::gemm;
 
 // Host and device facts of a format.
 __host__ __device__ constexpr bool isMx(int f) { return f == kMxE4M3 || f == kMxE5M2 || f == kMxFp4; }
@@ -186,10 +188,27 @@ __device__ __forceinline__ float tensorScale(float amax) {
   else return amax == 0.f ? 1.f : __fdiv_rn(amax, elemMax(F));
 }
 
-// Index of scale (r, c) of a [*, nCols] scale matrix in cuBLASLt's 128 x 4 tiled layout.
+// Index of scale (r, c) of a [*, nCols] scale matrix in cuBLASLt's 128 x 4 tiled layout (the GEMM
+// layout of MX and NVFP4 scale codes; zero padding).
 __device__ __forceinline__ uint64_t tiledIndex(uint64_t r, uint64_t c, uint64_t nCols) {
   const uint64_t tilesC = (nCols + 3) / 4, rr = r % 128;
   return ((r / 128) * tilesC + c / 4) * 512 + (rr % 32) * 16 + (rr / 32) * 4 + (c % 4);
+}
+
+// K-blocks of a blockwise-FP8 128 x 128 scale row in the GEMM layout: L rounded up to 4.
+__host__ __device__ constexpr uint64_t roundUp4(uint64_t L) { return (L + 3) / 4 * 4; }
+
+// Index of blockwise-FP8 scale (r, kb) of a stored [R, K] matrix (blocks along K, L = K / 128
+// K-blocks; r is the row for 1 x 128, the row block for 128 x 128). Plain: row-major [*, L], r · L
+// + kb. The GEMM layout (cuBLASLt's VEC128_32F / BLK128x128_32F, gemm/gemm_scaled.cpp): 1 x 128
+// f32 [L, R], kb · R + r; 128 x 128 f32 [ceil(R / 128), L4], r · L4 + kb, L4 = roundUp4(L), the
+// padding columns [L, L4) written as 0 by the quantizer.
+template <int F>
+__host__ __device__ __forceinline__ uint64_t blockFp8Index(uint64_t r, uint64_t kb, uint64_t R, uint64_t L, bool gemm) {
+  static_assert(F == kBlk1x128 || F == kBlk128x128, "blockwise FP8 only");
+  if (!gemm) return r * L + kb;
+  if constexpr (F == kBlk1x128) return kb * R + r;
+  else return r * roundUp4(L) + kb;
 }
 
 // ---- storage ------------------------------------------------------------------------------------
@@ -314,13 +333,22 @@ inline std::string fmtName(int f) {
 // Bytes of a [R, C] matrix of codes.
 inline uint64_t codeBytes(int f, uint64_t R, uint64_t C) { return isFp4(f) ? R * C / 2 : R * C; }
 
-// Bytes of the scales of a stored [R, C] matrix (blocks along C).
-inline uint64_t scaleBytes(int f, uint64_t R, uint64_t C, bool tiled) {
+// Bytes of the scales of a stored [R, C] matrix (blocks along C), plain or in the GEMM layout
+// (`gemm`: MX / NVFP4 128 x 4 tiles; blockwise FP8 128 x 128 with the K-blocks padded to 4).
+inline uint64_t scaleBytes(int f, uint64_t R, uint64_t C, bool gemm) {
   if (isTensorwise(f)) return 0;
   if (f == kBlk1x128) return R * (C / 128) * 4;
-  if (f == kBlk128x128) return ((R + 127) / 128) * ((C + 127) / 128) * 4;
+  const uint64_t L = (C + 127) / 128;
+  if (f == kBlk128x128) return ((R + 127) / 128) * (gemm ? roundUp4(L) : L) * 4;
   const uint64_t n = C / blockOf(f);
-  return tiled ? ((R + 127) / 128) * ((n + 3) / 4) * 512 : R * n;
+  return gemm ? ((R + 127) / 128) * ((n + 3) / 4) * 512 : R * n;
+}
+
+// The GEMM layout's refusal: tensorwise FP8 has one scale and no layout to choose.
+inline void checkGemmLayout(Napi::Env env, int f, int flags, const char* fn) {
+  if ((flags & kGemmLayout) && isTensorwise(f))
+    fail(env, "INVALID_ARGUMENT", std::string("Expected flags without 4 (the GEMM scale layout) for ") + fmtName(f) + " (one tensor scale: no layout) in " + fn +
+                                      " but received " + std::to_string(flags));
 }
 
 // The shape rules of a direction: the blocks' axis a whole number of blocks, 8-element chunks.

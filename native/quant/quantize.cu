@@ -3,11 +3,18 @@
 //   quantize(stream, fmt, scaleMode, dtype, rows, cols, flags, x, amax, rowData, rowScales, colData,
 //            colScales, globalScale, workspace)
 //       x: a row-major [rows, cols] matrix (f32, bf16 or f16). flags: 1 rowwise, 2 columnwise
-//       (stored transposed: data [cols, rows], scales [cols, rows / block]), 4 scales of MX and NVFP4
-//       in cuBLASLt's 128 x 4 tiled layout (zero padding). amax (f32[1], from quantAmax or a delayed
-//       history) is read for tensorwise FP8 and NVFP4, which write their FP32 scale to globalScale.
+//       (stored transposed: data [cols, rows], scales [cols, rows / block]), 4 (kGemmLayout) the
+//       scales in the layout the format's GEMM reads, for each direction's stored [R, K] matrix
+//       (a columnwise part's is [cols, rows]: R = cols, K = rows), L = K / block:
+//         MX, NVFP4         cuBLASLt's 128 x 4 tiles of scale codes (zero padding);
+//         fp8-block1x128    f32 [L, R], R contiguous (scaledGemmLt's VEC128_32F);
+//         fp8-block128x128  f32 [R / 128, L4], L4 = L rounded up to a multiple of 4, K-blocks
+//                           contiguous (BLK128x128_32F), the padding columns written as 0;
+//       refused for tensorwise FP8. The kernels write that layout directly (storeScale).
+//       amax (f32[1], from quantAmax or a delayed history) is read for tensorwise FP8 and NVFP4,
+//       which write their FP32 scale to globalScale.
 //       workspace: MXFP8 from bf16 / f16 with plain scales stages the scales there, in the tiled
-//       size: scaleBytes(..., tiled) of each direction written, rowwise first (at least that many
+//       size: scaleBytes(..., true) of each direction written, rowwise first (at least that many
 //       bytes, 128-byte aligned); other calls use none.
 //
 // One CTA of 256 threads per tile of TR rows x 128 columns. Threads load 8-element chunks (16
@@ -39,10 +46,19 @@ constexpr size_t quantSmemBytes() {
   return 2 * static_cast<size_t>(tileRows<F, COL>()) * kTileC * sizeof(T) + (COL ? static_cast<size_t>(kTileC) * 128 * (isFp4(F) ? 1 : 2) / 2 : 0);
 }
 
+// Scale (r, c) of a stored matrix's [nRows, nCols] scale matrix (r a row, or a row block for
+// 128 x 128; c a block along the row), where `gemm` says: plain row-major, or the GEMM layout.
 template <int F>
-__device__ __forceinline__ void storeScale(uint8_t* base, uint64_t r, uint64_t c, uint64_t nCols, const BlockScale& s, int tiled) {
-  if constexpr (f32Scales(F)) reinterpret_cast<float*>(base)[r * nCols + c] = s.scaleF;
-  else base[tiled ? tiledIndex(r, c, nCols) : r * nCols + c] = s.scaleCode;
+__device__ __forceinline__ void storeScale(uint8_t* base, uint64_t r, uint64_t c, uint64_t nRows, uint64_t nCols, const BlockScale& s, int gemm) {
+  if constexpr (f32Scales(F)) reinterpret_cast<float*>(base)[blockFp8Index<F>(r, c, nRows, nCols, gemm)] = s.scaleF;
+  else base[gemm ? tiledIndex(r, c, nCols) : r * nCols + c] = s.scaleCode;
+}
+
+// 128 x 128 tiles in the GEMM layout: the padding columns [L, L4) of scale row rb, written as 0
+// by the tile of the last K-block, so every scale byte is written once and no memset runs.
+__device__ __forceinline__ void zeroBlockPadding(uint8_t* base, uint64_t rb, uint64_t L) {
+  float* row = reinterpret_cast<float*>(base) + rb * roundUp4(L);
+  for (uint64_t kb = L; kb < roundUp4(L); ++kb) row[kb] = 0.f;
 }
 
 // Codes of 2 values (FP8: 2 bytes, first in the low byte). MX blocks that reach here are finite,
@@ -100,8 +116,12 @@ __device__ __forceinline__ void quantizeTile(const QArgs& a, uint64_t tileIdx, c
     for (int w = 0; w < kQThreads / 32; ++w) m = max(m, part[w]);
     fixed = fp8Scale<F>(Bits<T>::value(m));
     if (threadIdx.x == 0) {
-      if (ROW) storeScale<F>(a.rowScales, r0 / 128, c0 / 128, (a.cols + 127) / 128, fixed, 0);
-      if (COL) storeScale<F>(a.colScales, c0 / 128, r0 / 128, (a.rows + 127) / 128, fixed, 0);
+      // Rowwise the stored matrix is [rows, cols] (K = cols); columnwise [cols, rows] (K = rows).
+      const uint64_t Lr = (a.cols + 127) / 128, Lc = (a.rows + 127) / 128;
+      if (ROW) storeScale<F>(a.rowScales, r0 / 128, c0 / 128, (a.rows + 127) / 128, Lr, fixed, a.gemm);
+      if (COL) storeScale<F>(a.colScales, c0 / 128, r0 / 128, (a.cols + 127) / 128, Lc, fixed, a.gemm);
+      if (a.gemm && ROW && c0 / 128 == Lr - 1) zeroBlockPadding(a.rowScales, r0 / 128, Lr);
+      if (a.gemm && COL && r0 / 128 == Lc - 1) zeroBlockPadding(a.colScales, c0 / 128, Lc);
     }
   }
 
@@ -125,7 +145,7 @@ __device__ __forceinline__ void quantizeTile(const QArgs& a, uint64_t tileIdx, c
         if constexpr (isMx(F)) s = mxScale<F>(amax, sp, a.rceil);
         else if constexpr (F == kNvfp4) s = nvfp4Scale(amax, sp, g);
         else s = fp8Scale<F>(amax);  // blockwise FP8 ignores NaN and ±Inf in the amax
-        if (ok && chunkCol % LPB == 0) storeScale<F>(a.rowScales, gr, gc / B, nScaleCols, s, a.tiled);
+        if (ok && chunkCol % LPB == 0) storeScale<F>(a.rowScales, gr, gc / B, a.rows, nScaleCols, s, a.gemm);
       }
       if (ok) storeCodes8<F>(a.rowData + (gr * a.cols + gc) * (isFp4(F) ? 1 : 2) / 2, v, s);
     }
@@ -176,8 +196,8 @@ __device__ __forceinline__ void quantizeTile(const QArgs& a, uint64_t tileIdx, c
           if constexpr (isMx(F)) s0 = mxScale<F>(a0, sp0, a.rceil), s1 = mxScale<F>(a1, sp1, a.rceil);
           else s0 = nvfp4Scale(a0, sp0, g), s1 = nvfp4Scale(a1, sp1, g);
         }
-        storeScale<F>(a.colScales, gcol, grow / B, nScaleCols, s0, a.tiled);
-        storeScale<F>(a.colScales, gcol + 1, grow / B, nScaleCols, s1, a.tiled);
+        storeScale<F>(a.colScales, gcol, grow / B, a.cols, nScaleCols, s0, a.gemm);
+        storeScale<F>(a.colScales, gcol + 1, grow / B, a.cols, nScaleCols, s1, a.gemm);
       }
       for (int j = 0; j < G; j += 16) {
         float v0[16], v1[16];
@@ -274,9 +294,9 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   const int dtype = a.dtype;
   const uint64_t rows = a.rows, cols = a.cols;
   const int flags = static_cast<int>(a.flags);
-  const bool row = flags & kRowwise, col = flags & kColumnwise, tiled = flags & kTiled;
+  const bool row = flags & kRowwise, col = flags & kColumnwise, gemm = flags & kGemmLayout;
   if (!row && !col) fail(env, "INVALID_ARGUMENT", "Expected flags with rowwise (1), columnwise (2) or both for quantize but received " + std::to_string(flags));
-  if (tiled && !(isMx(f) || f == kNvfp4)) fail(env, "INVALID_ARGUMENT", "Expected the tiled scale layout only for MX and NVFP4 formats but received " + fmtName(f));
+  checkGemmLayout(env, f, flags, "quantize");
   if (cols % 8 != 0) fail(env, "SHAPE_MISMATCH", "Expected cols divisible by 8 for quantize but received " + std::to_string(cols));
   if (row) checkDirection(env, f, rows, cols, "rowwise");
   if (col) checkDirection(env, f, cols, rows, "columnwise");
@@ -284,7 +304,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     fail(env, "SHAPE_MISMATCH", std::string("Expected rows divisible by 32 for columnwise ") + fmtName(f) + " but received " + std::to_string(rows));
   const bool global = isTensorwise(f) || f == kNvfp4;
   QArgs q{};
-  q.rows = rows, q.cols = cols, q.rceil = rceil, q.tiled = tiled;
+  q.rows = rows, q.cols = cols, q.rceil = rceil, q.gemm = gemm;
   q.x = a.x.ptr<void>(env, rows * cols, dtypeBytes(dtype));
   if (reinterpret_cast<uintptr_t>(q.x) % 16 != 0) fail(env, "INVALID_ARGUMENT", "Expected x aligned to 16 bytes for quantize");
   q.amax = global ? a.amax.ptr<const float>(env, 1) : a.amax.optPtr<const float>(env, 1);
@@ -292,20 +312,20 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     return want && bytes ? t.ptr<uint8_t>(env, bytes) : t.optPtr<uint8_t>(env, bytes);
   };
   q.rowData = need(a.rowData, row, codeBytes(f, rows, cols));
-  q.rowScales = need(a.rowScales, row, scaleBytes(f, rows, cols, tiled));
+  q.rowScales = need(a.rowScales, row, scaleBytes(f, rows, cols, gemm));
   q.colData = need(a.colData, col, codeBytes(f, cols, rows));
-  q.colScales = need(a.colScales, col, scaleBytes(f, cols, rows, tiled));
+  q.colScales = need(a.colScales, col, scaleBytes(f, cols, rows, gemm));
   q.globalScale = global ? a.globalScale.ptr<float>(env, 1) : a.globalScale.optPtr<float>(env, 1);
   if (rows == 0 || cols == 0) return env.Undefined();
   // MXFP8 from bf16 / f16 takes quantizeMx8K, which writes every byte of tiled scales (padding
   // too) and stages plain ones in the call's workspace, in the tiled size.
   const bool fast = dtype != kF32 && (f == kMxE4M3 || f == kMxE5M2);
-  if (tiled && !fast) {
+  if (gemm && (isMx(f) || f == kNvfp4) && !fast) {
     if (row) DW_CUDA(env, cudaMemsetAsync(q.rowScales, 0, scaleBytes(f, rows, cols, true), s), "cudaMemsetAsync (tiled scales)");
     if (col) DW_CUDA(env, cudaMemsetAsync(q.colScales, 0, scaleBytes(f, cols, rows, true), s), "cudaMemsetAsync (tiled scales)");
   }
   uint8_t* staging = nullptr;
-  if (fast && !tiled) {
+  if (fast && !gemm) {
     const uint64_t rowBytes = row ? scaleBytes(f, rows, cols, true) : 0, colBytes = col ? scaleBytes(f, cols, rows, true) : 0;
     // The staged tiles are stored in 16-byte pieces and dropped from L2 in 128-byte lines.
     staging = a.workspace.take<uint8_t>(env, rowBytes + colBytes, 128);

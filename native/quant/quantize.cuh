@@ -13,7 +13,7 @@ struct QArgs {
   uint8_t *rowData, *rowScales, *colData, *colScales;
   float* globalScale;
   uint64_t rows, cols;
-  int rceil, tiled;
+  int rceil, gemm;  // gemm: scales in the GEMM layout (kGemmLayout)
   uint8_t *rowScratch, *colScratch;  // quantizeMx8K with plain scales: the staged scale tiles (the call's workspace)
 };
 

@@ -53,11 +53,11 @@ constexpr int kCount = 5;
 namespace quant_flags {
 constexpr int rowwise = 1;
 constexpr int columnwise = 2;
-constexpr int tiled = 4;
+constexpr int gemm = 4;
 }  // namespace quant_flags
 namespace dequant_flags {
 constexpr int transpose = 1;
-constexpr int tiled = 4;
+constexpr int gemm = 4;
 }  // namespace dequant_flags
 
 }  // namespace abi

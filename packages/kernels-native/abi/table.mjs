@@ -47,10 +47,15 @@ export const codes = {
 
 // Bit flags (combined with |), as plain numbers on the wire.
 export const flags = {
-  // quantize's layouts.
-  quant: { rowwise: 1, columnwise: 2, tiled: 4 },
-  // dequantize's: the stored matrix is the transpose (a columnwise part); tiled scales.
-  dequant: { transpose: 1, tiled: 4 },
+  // quantize's: which directions to write, and `gemm`: the scales in the layout the format's GEMM
+  // reads instead of the plain row-major one. One bit for every format: MX and NVFP4 scale codes
+  // in cuBLASLt's 128 × 4 tiles; blockwise FP8 in scaledGemmLt's layouts (gemm/gemm_scaled.cpp)
+  // for the stored [R, K] matrix, L = K / 128: 1 × 128 f32 [L, R], 128 × 128 f32
+  // [ceil(R / 128), L4] with L4 = L rounded up to a multiple of 4 (padding written as 0);
+  // tensorwise FP8 has no such layout (refused).
+  quant: { rowwise: 1, columnwise: 2, gemm: 4 },
+  // dequantize's: the stored matrix is the transpose (a columnwise part); scales in the GEMM's layout.
+  dequant: { transpose: 1, gemm: 4 },
 };
 
 const gemmShape = ['transA:flag', 'transB:flag', 'M', 'N', 'K', 'batch', 'strideA', 'strideB', 'strideD'];

@@ -16,9 +16,9 @@ export const SCALING_CODE = Object.freeze({"tensor":0,"row":1,"block1x128":2,"bl
 /** The epilogue codes of the native ABI. */
 export const EPILOGUE_CODE = Object.freeze({"none":0,"bias":1,"geluBias":2,"bgradb":3,"geluAuxBias":4} as const);
 /** The quant flag bits of the native ABI. */
-export const QUANT_FLAGS = Object.freeze({"rowwise":1,"columnwise":2,"tiled":4} as const);
+export const QUANT_FLAGS = Object.freeze({"rowwise":1,"columnwise":2,"gemm":4} as const);
 /** The dequant flag bits of the native ABI. */
-export const DEQUANT_FLAGS = Object.freeze({"transpose":1,"tiled":4} as const);
+export const DEQUANT_FLAGS = Object.freeze({"transpose":1,"gemm":4} as const);
 
 /** An argument of an entry point, as the table declares it. */
 export interface EntryArg {

@@ -11,7 +11,7 @@ export { NUMERICS_PREFIX, PrecisionPolicy, RECIPES, support } from './policy.js'
 export type { LayerDecision, LayerNumerics, NumericsOutput, PolicyOptions, PolicyRule, Recipe, RecipeSpec } from './policy.js';
 export { DEMOTE, FALLBACK_DEFAULTS, FallbackController, checkFallbackOptions } from './fallback.js';
 export type { FallbackDecision, FallbackEvent, FallbackOptions } from './fallback.js';
-export { dequantize2d, quantize2d, tileScales128x4, untileScales128x4 } from './layout.js';
+export { dequantize2d, gemmBlockScales, plainBlockScales, quantize2d, tileScales128x4, untileScales128x4 } from './layout.js';
 export type { BlockFp8, Direction, Quantized2d } from './layout.js';
 export { AmaxHistory } from './amax.js';
 export { dequantizeTensor, quantizeTensor } from './tensor.js';

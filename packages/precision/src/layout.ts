@@ -16,6 +16,15 @@
  * tiled layout cuBLASLt's VEC32_UE8M0 / VEC16_UE4M3 modes read — tiles of 128 rows × 4 columns, 512
  * bytes each, tile (rb, cb) at (rb · ceil(cols / 4) + cb) · 512, row r and column c of a tile at
  * (r mod 32) · 16 + floor(r / 32) · 4 + c; padding is zero.
+ *
+ * gemmBlockScales(format, scales, R, K): the FP32 scales of a blockwise-FP8 stored [R, K] matrix
+ * (K contiguous, blocks along K, L = K / 128) in the layouts cuBLASLt's VEC128_32F / BLK128x128_32F
+ * modes read (scaledGemmLt, native/gemm/gemm_scaled.cpp):
+ *   'fp8-block1x128'   f32 [L, R], R contiguous: block (r, kb) at kb · R + r;
+ *   'fp8-block128x128' f32 [ceil(R / 128), L4], L4 = L rounded up to a multiple of 4: tile (rb, kb)
+ *                      at rb · L4 + kb; the padding columns kb in [L, L4) are 0 (never read).
+ * The plain layout is quantize2d's ([R, L] and [ceil(R / 128), L], row-major); plainBlockScales is
+ * the inverse. A columnwise result's stored matrix is [cols, rows], so its R is cols and its K rows.
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { ELEMENTS, decodeElement, encodeElement } from './elements.js';
@@ -119,5 +128,40 @@ export function untileScales128x4(tiled: Uint8Array, rows: number, cols: number)
       const rr = r % 128;
       out[r * cols + c] = tiled[(Math.floor(r / 128) * tilesC + Math.floor(c / 4)) * 512 + (rr % 32) * 16 + Math.floor(rr / 32) * 4 + (c % 4)]!;
     }
+  return out;
+}
+
+function blockGrid(format: BlockFp8, R: number, K: number): { rowBlocks: number; L: number; L4: number } {
+  if (format !== 'fp8-block1x128' && format !== 'fp8-block128x128') throw new DeepwellError('INVALID_ARGUMENT', `Expected format 'fp8-block1x128' or 'fp8-block128x128' but received ${describe(format)}`);
+  if (!Number.isInteger(R) || !Number.isInteger(K) || R < 1 || K < 1 || K % 128 !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a stored [R, K] matrix with R >= 1 and K a positive multiple of 128 for ${format} but received ${describe(R)} × ${describe(K)}`);
+  const L = K / 128;
+  return { rowBlocks: format === 'fp8-block1x128' ? R : Math.ceil(R / 128), L, L4: Math.ceil(L / 4) * 4 };
+}
+
+/** The plain blockwise-FP8 scales of a stored [R, K] matrix in the GEMM's layout (see above). */
+export function gemmBlockScales(format: BlockFp8, scales: Float32Array, R: number, K: number): Float32Array {
+  const { rowBlocks, L, L4 } = blockGrid(format, R, K);
+  if (!(scales instanceof Float32Array) || scales.length !== rowBlocks * L) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${rowBlocks} × ${L} = ${rowBlocks * L} f32 scales of ${format} for ${R} × ${K} but received ${describe(scales)}`);
+  if (format === 'fp8-block1x128') {
+    const out = new Float32Array(L * R);
+    for (let r = 0; r < R; r++) for (let kb = 0; kb < L; kb++) out[kb * R + r] = scales[r * L + kb]!;
+    return out;
+  }
+  const out = new Float32Array(rowBlocks * L4); // the padding stays 0
+  for (let rb = 0; rb < rowBlocks; rb++) out.set(scales.subarray(rb * L, (rb + 1) * L), rb * L4);
+  return out;
+}
+
+/** The inverse of gemmBlockScales: the GEMM layout's scales back in the plain layout. */
+export function plainBlockScales(format: BlockFp8, gemm: Float32Array, R: number, K: number): Float32Array {
+  const { rowBlocks, L, L4 } = blockGrid(format, R, K);
+  const need = format === 'fp8-block1x128' ? L * R : rowBlocks * L4;
+  if (!(gemm instanceof Float32Array) || gemm.length !== need) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${need} f32 scales of ${format} in the GEMM layout for ${R} × ${K} but received ${describe(gemm)}`);
+  const out = new Float32Array(rowBlocks * L);
+  if (format === 'fp8-block1x128') {
+    for (let r = 0; r < R; r++) for (let kb = 0; kb < L; kb++) out[r * L + kb] = gemm[kb * R + r]!;
+  } else {
+    for (let rb = 0; rb < rowBlocks; rb++) out.set(gemm.subarray(rb * L4, rb * L4 + L), rb * L);
+  }
   return out;
 }

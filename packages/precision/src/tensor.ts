@@ -7,7 +7,12 @@
  *   quantizeTensor(x, { format, scaleMode?, direction?, scaleLayout?, amax? }) -> QuantizedTensor
  *     x: f32 / bf16 / f16, rank >= 1, viewed as a [rows, cols] matrix (cols = the last dimension).
  *     direction 'rowwise' (default), 'columnwise' (stored transposed: data [cols, rows]) or 'both'.
- *     scaleLayout 'tiled128x4' (MX and NVFP4): scales in cuBLASLt's 128 × 4 tiled layout.
+ *     scaleLayout: the layout the GEMM reads ('plain', the default, is quantize2d's row-major one):
+ *       'tiled128x4' (MX and NVFP4): cuBLASLt's 128 × 4 tiles of scale codes;
+ *       'gemm' (blockwise FP8): scaledGemmLt's, for the stored [R, K] matrix (L = K / 128):
+ *       1 × 128 f32 [L, R] (R contiguous), 128 × 128 f32 [ceil(R / 128), L4] with L4 = L rounded
+ *       up to a multiple of 4, padding 0 (layout.ts's gemmBlockScales). A columnwise part is
+ *       stored [cols, rows], so there R = cols and K = rows.
  *     amax (tensorwise FP8, NVFP4): the tensor amax to scale by (delayed scaling); default x's own,
  *     which the result reports in `amax` (push it into an AmaxHistory).
  *     out: tensors to write into instead of new ones (reused buffers, e.g. each step's), shaped and
@@ -16,6 +21,7 @@
  *
  * Data tensors: f8e4m3 / f8e5m2 codes, or f4e2m1 (two per byte, element 2i in the low nibble).
  * Scales: e8m0 (MX), f8e4m3 (NVFP4), f32 (blockwise FP8); tiled scales are [tiles, 512].
+ * The native entries take one flag for both non-plain layouts ("the GEMM's layout of this format").
  * Shapes: cols divisible by 8 and by the block along it (rowwise), rows by the block along it
  * (columnwise; 32 for tensorwise FP8), both by 128 for fp8-block128x128.
  */
@@ -24,11 +30,11 @@ import { DEQUANT_FLAGS, DTYPE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, d
 import { amaxOf } from './blocks.js';
 import type { Format } from './quantize.js';
 import { FAKE_QUANT_FORMATS } from './ops/fake_quant.js';
-import { dequantize2d, quantize2d, tileScales128x4, untileScales128x4, type BlockFp8, type Quantized2d } from './layout.js';
+import { dequantize2d, gemmBlockScales, plainBlockScales, quantize2d, tileScales128x4, untileScales128x4, type BlockFp8, type Quantized2d } from './layout.js';
 import { blockAlong, hasTensorScale, isFp4, isMx, scaleBytes, type AnyFormat } from './cuda/native.js';
 
 export type TensorDirection = 'rowwise' | 'columnwise' | 'both';
-export type ScaleLayout = 'plain' | 'tiled128x4';
+export type ScaleLayout = 'plain' | 'tiled128x4' | 'gemm';
 
 export interface QuantizeTensorOptions {
   format: AnyFormat;
@@ -72,9 +78,18 @@ interface Checked {
   format: AnyFormat;
   scaleMode: 'floor' | 'rceil' | null;
   directions: ('rowwise' | 'columnwise')[];
-  tiled: boolean;
+  layout: ScaleLayout;
+  /** A layout other than plain: the GEMM's for this format (the native flag). */
+  gemm: boolean;
   rows: number;
   cols: number;
+}
+
+/** The non-plain scale layout a format has: the one its GEMM reads (null: tensorwise FP8). */
+function gemmLayoutOf(f: AnyFormat): ScaleLayout | null {
+  if (isMx(f) || f === 'nvfp4') return 'tiled128x4';
+  if (f === 'fp8-block1x128' || f === 'fp8-block128x128') return 'gemm';
+  return null;
 }
 
 function check(x: unknown, options: QuantizeTensorOptions): Checked {
@@ -88,8 +103,12 @@ function check(x: unknown, options: QuantizeTensorOptions): Checked {
   const direction = options.direction ?? 'rowwise';
   if (!['rowwise', 'columnwise', 'both'].includes(direction)) throw new DeepwellError('INVALID_ARGUMENT', `Expected direction 'rowwise', 'columnwise' or 'both' but received ${describe(options.direction)}`);
   const layout = options.scaleLayout ?? 'plain';
-  if (layout !== 'plain' && layout !== 'tiled128x4') throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain' or 'tiled128x4' but received ${describe(options.scaleLayout)}`);
-  if (layout === 'tiled128x4' && !(isMx(format) || format === 'nvfp4')) throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain' for ${format} (the tiled layout holds MX and NVFP4 scale codes) but received 'tiled128x4'`);
+  if (layout !== 'plain' && layout !== 'tiled128x4' && layout !== 'gemm') throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain', 'tiled128x4' or 'gemm' but received ${describe(options.scaleLayout)}`);
+  const gemmLayout = gemmLayoutOf(format);
+  if (layout !== 'plain' && layout !== gemmLayout) {
+    const why = gemmLayout === null ? 'one tensor scale: no layout to choose' : `its GEMM layout is '${gemmLayout}'; ${layout === 'gemm' ? "'gemm' is blockwise FP8's" : "'tiled128x4' holds MX and NVFP4 scale codes"}`;
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain'${gemmLayout ? ` or '${gemmLayout}'` : ''} for ${format} (${why}) but received '${layout}'`);
+  }
   if (options.amax !== undefined) {
     if (!hasTensorScale(format)) throw new DeepwellError('INVALID_ARGUMENT', `Expected no amax for ${format} (its scales come from each block) but received ${describe(options.amax)}`);
     if (typeof options.amax !== 'number' || !Number.isFinite(options.amax) || options.amax < 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite amax >= 0 but received ${describe(options.amax)}`);
@@ -106,7 +125,7 @@ function check(x: unknown, options: QuantizeTensorOptions): Checked {
     if (along % need !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length along the blocks divisible by ${need} for ${format} (${d}) but received ${shape}`);
   }
   if (format === 'fp8-block128x128' && (rows % 128 !== 0 || cols % 128 !== 0)) throw new DeepwellError('SHAPE_MISMATCH', `Expected rows and cols divisible by 128 for fp8-block128x128 but received ${shape}`);
-  return { format, scaleMode: isMx(format) ? (options.scaleMode ?? 'floor') : null, directions: [...directions], tiled: layout === 'tiled128x4', rows, cols };
+  return { format, scaleMode: isMx(format) ? (options.scaleMode ?? 'floor') : null, directions: [...directions], layout, gemm: layout !== 'plain', rows, cols };
 }
 
 function hostValues(x: Tensor): Float32Array {
@@ -116,11 +135,12 @@ function hostValues(x: Tensor): Float32Array {
   return Float32Array.from(h as Uint16Array, (b) => conv(b));
 }
 
-/** The scale matrix of a stored [R, C] result: its shape (plain or tiled). */
-function scaleShape(f: AnyFormat, R: number, C: number, tiled: boolean): number[] {
-  if (f === 'fp8-block128x128') return [R / 128, C / 128];
+/** The scale matrix of a stored [R, C] result: its shape (plain, or the GEMM's layout). */
+function scaleShape(f: AnyFormat, R: number, C: number, gemm: boolean): number[] {
+  if (f === 'fp8-block1x128') return gemm ? [C / 128, R] : [R, C / 128];
+  if (f === 'fp8-block128x128') return [Math.ceil(R / 128), gemm ? Math.ceil(C / 128 / 4) * 4 : C / 128]; // [R/128, L4 or L]
   const n = C / blockAlong(f)!;
-  return tiled ? [Math.ceil(R / 128) * Math.ceil(n / 4), 512] : [R, n];
+  return gemm ? [Math.ceil(R / 128) * Math.ceil(n / 4), 512] : [R, n];
 }
 
 function cudaOps(device: string): NativeEntries {
@@ -135,8 +155,8 @@ function cudaOps(device: string): NativeEntries {
  * The workspace of one quantize call: MXFP8 from bf16 / f16 with plain scales stages each
  * direction's scales in the tiled layout first (a whole-line pass then writes the plain matrix).
  */
-export function quantizeWorkspaceBytes(f: AnyFormat, dtype: DTypeName, rows: number, cols: number, rowwise: boolean, columnwise: boolean, tiled: boolean): number {
-  const staged = (f === 'mxfp8-e4m3' || f === 'mxfp8-e5m2') && (dtype === 'bf16' || dtype === 'f16') && !tiled;
+export function quantizeWorkspaceBytes(f: AnyFormat, dtype: DTypeName, rows: number, cols: number, rowwise: boolean, columnwise: boolean, gemm: boolean): number {
+  const staged = (f === 'mxfp8-e4m3' || f === 'mxfp8-e5m2') && (dtype === 'bf16' || dtype === 'f16') && !gemm;
   if (!staged) return 0;
   return (rowwise ? scaleBytes(f, rows, cols, true) : 0) + (columnwise ? scaleBytes(f, cols, rows, true) : 0);
 }
@@ -186,7 +206,7 @@ function result(c: Checked, parts: Partial<Record<'rowwise' | 'columnwise', Quan
   const q: QuantizedTensor = {
     format: c.format,
     scaleMode: c.scaleMode,
-    scaleLayout: c.tiled ? 'tiled128x4' : 'plain',
+    scaleLayout: c.layout,
     rows: c.rows,
     cols: c.cols,
     rowwise: parts.rowwise ?? null,
@@ -218,8 +238,8 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
       const [R, C] = dims(d);
       let scales: Tensor | null = null;
       if (q.scales.length) {
-        const sc = c.tiled ? tileScales128x4(q.scales as Uint8Array, R, C / blockAlong(f)!) : q.scales;
-        scales = filled(sc, scaleShape(f, R, C, c.tiled), scaleDtype(f), options.out?.[d]?.scales, `out.${d}.scales`);
+        const sc = c.layout === 'tiled128x4' ? tileScales128x4(q.scales as Uint8Array, R, C / blockAlong(f)!) : c.layout === 'gemm' ? gemmBlockScales(f as BlockFp8, q.scales as Float32Array, R, C) : q.scales;
+        scales = filled(sc, scaleShape(f, R, C, c.gemm), scaleDtype(f), options.out?.[d]?.scales, `out.${d}.scales`);
       }
       parts[d] = { data: filled(q.data, [R, C], codeDtype(f), options.out?.[d]?.data, `out.${d}.data`), scales };
       g = q.globalScale;
@@ -245,15 +265,15 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
       const data = dest(given?.data, [R, C], codeDtype(f), x.device, `out.${d}.data`);
       if (data !== given?.data) made.push(data);
       let scales: Tensor | null = null;
-      if (scaleBytes(f, R, C, c.tiled) > 0) {
-        scales = dest(given?.scales, scaleShape(f, R, C, c.tiled), scaleDtype(f), x.device, `out.${d}.scales`);
+      if (scaleBytes(f, R, C, c.gemm) > 0) {
+        scales = dest(given?.scales, scaleShape(f, R, C, c.gemm), scaleDtype(f), x.device, `out.${d}.scales`);
         if (scales !== given?.scales) made.push(scales);
       }
       parts[d] = { data, scales };
     }
-    const flags = (parts.rowwise ? QUANT_FLAGS.rowwise : 0) | (parts.columnwise ? QUANT_FLAGS.columnwise : 0) | (c.tiled ? QUANT_FLAGS.tiled : 0);
+    const flags = (parts.rowwise ? QUANT_FLAGS.rowwise : 0) | (parts.columnwise ? QUANT_FLAGS.columnwise : 0) | (c.gemm ? QUANT_FLAGS.gemm : 0);
     const opt = (t: Tensor | null | undefined) => (t ? ptr(t) : null);
-    const wsBytes = quantizeWorkspaceBytes(f, x.dtype, c.rows, c.cols, !!parts.rowwise, !!parts.columnwise, c.tiled);
+    const wsBytes = quantizeWorkspaceBytes(f, x.dtype, c.rows, c.cols, !!parts.rowwise, !!parts.columnwise, c.gemm);
     ops.quantize(0, FORMAT_CODE[f], SCALE_MODE_CODE[c.scaleMode ?? 'floor'], code, c.rows, c.cols, flags, ptr(x), opt(amax), opt(parts.rowwise?.data), opt(parts.rowwise?.scales), opt(parts.columnwise?.data), opt(parts.columnwise?.scales), opt(globalScale), stagingFor(x.device, wsBytes));
   } catch (e) {
     for (const t of made) t.dispose();
@@ -271,11 +291,13 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
   const dtype = options.dtype ?? 'f32';
   if (!FLOAT_INPUTS.includes(dtype)) throw new DeepwellError('INVALID_DTYPE', `Expected dtype f32, bf16 or f16 but received ${describe(options.dtype)}`);
   const f = q.format;
+  if (q.scaleLayout !== 'plain' && q.scaleLayout !== gemmLayoutOf(f)) throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain'${gemmLayoutOf(f) ? ` or '${gemmLayoutOf(f)}'` : ''} for ${f} but received ${describe(q.scaleLayout)}`);
   const [R, C] = direction === 'rowwise' ? [q.rows, q.cols] : [q.cols, q.rows];
   const device = part.data.device;
   if (device === 'cpu') {
     let scales: Uint8Array | Float32Array = part.scales ? (part.scales.toHost() as Uint8Array | Float32Array) : new Uint8Array(0);
     if (q.scaleLayout === 'tiled128x4') scales = untileScales128x4(scales as Uint8Array, R, C / blockAlong(f)!);
+    else if (q.scaleLayout === 'gemm') scales = plainBlockScales(f as BlockFp8, scales as Float32Array, R, C);
     const stored: Quantized2d = { format: f as Format | BlockFp8, direction, rows: q.rows, cols: q.cols, data: part.data.toHost() as Uint8Array, scales, globalScale: q.globalScale ? (q.globalScale.toHost() as Float32Array)[0]! : null };
     const v = dequantize2d(stored);
     if (dtype === 'f32') return filled(v, [q.rows, q.cols], 'f32', options.out, 'out');
@@ -285,7 +307,7 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
   const ops = cudaOps(device);
   const out = dest(options.out, [q.rows, q.cols], dtype, device, 'out');
   try {
-    const flags = (direction === 'columnwise' ? DEQUANT_FLAGS.transpose : 0) | (q.scaleLayout === 'tiled128x4' ? DEQUANT_FLAGS.tiled : 0);
+    const flags = (direction === 'columnwise' ? DEQUANT_FLAGS.transpose : 0) | (q.scaleLayout !== 'plain' ? DEQUANT_FLAGS.gemm : 0);
     ops.dequantize(0, FORMAT_CODE[f], DTYPE_CODE[dtype], R, C, flags, ptr(part.data), part.scales ? ptr(part.scales) : null, q.globalScale ? ptr(q.globalScale) : null, ptr(out));
   } catch (e) {
     if (out !== options.out) out.dispose();

@@ -1,5 +1,6 @@
 // The quantization kernels on the GPU against the references, bit for bit: every format, rowwise
-// and columnwise from one call or alone, plain and tiled scales, f32, bf16 and f16 inputs, random inputs (new
+// and columnwise from one call or alone, plain scales and each format's GEMM layout (MX / NVFP4
+// 128 × 4 tiles, blockwise FP8 'gemm'), f32, bf16 and f16 inputs, random inputs (new
 // each run) with adversarial blocks planted (all zero, negative zeros, one huge value, NaN, ±Inf,
 // subnormals, values on the element's rounding boundaries); dequantize; fake_quant through the
 // registry. Outputs are poisoned first, so an element a kernel does not write fails. Skipped
@@ -135,7 +136,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       const [rows, cols] = shapeFor(f);
       for (const dtype of ['bf16', 'f16', 'f32'] as const) {
         for (const scaleMode of f.startsWith('mx') ? (['floor', 'rceil'] as const) : [undefined]) {
-          for (const scaleLayout of f.startsWith('mx') || f === 'nvfp4' ? (['plain', 'tiled128x4'] as const) : (['plain'] as const)) {
+          for (const scaleLayout of f.startsWith('mx') || f === 'nvfp4' ? (['plain', 'tiled128x4'] as const) : f.startsWith('fp8-block') ? (['plain', 'gemm'] as const) : (['plain'] as const)) {
             const x = input(f, rows, cols, dtype);
             const opts = { format: f, direction: 'both' as const, scaleLayout, ...(scaleMode ? { scaleMode } : {}) };
             const host = tensorOf(x, [rows, cols], dtype);
@@ -194,6 +195,48 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     }
   }, 120_000);
 
+  // Blockwise FP8 in scaledGemmLt's layout on shapes where it differs most from the plain one:
+  // 1 × 128 with R not a multiple of 128 (rowwise [40, 640]; columnwise from [256, 200], stored
+  // [200, 256]), 128 × 128 with L not a multiple of 4 (rowwise L = 5 → 8, columnwise L = 3 → 4),
+  // whose padding the CPU reference holds at 0: a poisoned, unwritten pad fails.
+  it("blockwise FP8 with scaleLayout 'gemm' on odd shapes: bit-identical to the reference, padding zeroed, dequantize reads it", () => {
+    const cases = [
+      { format: 'fp8-block1x128', rows: 40, cols: 640, direction: 'rowwise' },
+      { format: 'fp8-block1x128', rows: 256, cols: 200, direction: 'columnwise' },
+      { format: 'fp8-block1x128', rows: 384, cols: 1152, direction: 'both' },
+      { format: 'fp8-block128x128', rows: 384, cols: 640, direction: 'both' },
+      { format: 'fp8-block128x128', rows: 640, cols: 384, direction: 'rowwise' },
+      { format: 'fp8-block128x128', rows: 640, cols: 384, direction: 'columnwise' },
+    ] as const;
+    for (const { format, rows, cols, direction } of cases) {
+      for (const dtype of ['bf16', 'f32'] as const) {
+        const x = input(format, rows, cols, dtype);
+        const opts = { format, direction, scaleLayout: 'gemm' as const };
+        const host = tensorOf(x, [rows, cols], dtype);
+        const cpuQ = quantizeTensor(host, opts);
+        const plainQ = quantizeTensor(host, { format, direction });
+        const dev = deviceTensor(x, [rows, cols], dtype);
+        const dirs = direction === 'both' ? (['rowwise', 'columnwise'] as const) : [direction];
+        for (const byte of [0xa5, 0xff]) {
+          const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, byte, dirs) });
+          const what = `${format} ${dtype} ${rows} x ${cols} ${direction} gemm (poison ${byte})`;
+          expect(gpuQ.scaleLayout).toBe('gemm');
+          expectSameQuantized(gpuQ, cpuQ, what);
+          for (const d of dirs) {
+            const out = Tensor.from(new Float32Array(rows * cols).fill(12345.678), [rows, cols], 'f32', { device: 'cuda:0' });
+            const gv = dequantizeTensor(gpuQ, { direction: d, out }).toHost() as Float32Array;
+            const cv = dequantizeTensor(plainQ, { direction: d }).toHost() as Float32Array;
+            const at = same(gv, cv);
+            expect(at, `${what} dequantize ${d} at ${at}: gpu ${gv[at]} cpu (plain layout) ${cv[at]}`).toBe(-1);
+            out.dispose();
+          }
+          gpuQ.dispose();
+        }
+        for (const t of [host, dev, cpuQ, plainQ]) t.dispose();
+      }
+    }
+  });
+
   it('delayed scaling: a given amax scales tensorwise FP8 and NVFP4 alike on both devices (values beyond it saturate)', () => {
     for (const f of ['fp8-e4m3', 'nvfp4'] as const) {
       const x = input(f, 64, 128, 'bf16').map((v) => (Number.isFinite(v) ? v : 1));
@@ -212,6 +255,8 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     const narrow = deviceTensor(new Float32Array(64 * 40).fill(1), [64, 40], 'bf16');
     expect(errorOf(() => quantizeTensor(narrow, { format: 'mxfp8-e4m3' })).message).toMatch(/divisible by 32 for mxfp8-e4m3 \(rowwise\)/);
     expect(errorOf(() => quantizeTensor(x, { format: 'fp8-e4m3', scaleLayout: 'tiled128x4' })).message).toMatch(/Expected scaleLayout 'plain'/);
+    expect(errorOf(() => quantizeTensor(x, { format: 'mxfp8-e4m3', scaleLayout: 'gemm' })).message).toMatch(/Expected scaleLayout 'plain' or 'tiled128x4' for mxfp8-e4m3/);
+    expect(errorOf(() => quantizeTensor(x, { format: 'fp8-block1x128', scaleLayout: 'tiled128x4' })).message).toMatch(/Expected scaleLayout 'plain' or 'gemm' for fp8-block1x128/);
     expect(errorOf(() => quantizeTensor(x, { format: 'mxfp8-e4m3', out: { rowwise: { data: narrow, scales: null } } })).message).toMatch(/Expected f8e4m3\[64, 128\] on cuda:0 for out.rowwise.data/);
     expect(errorOf(() => dequantizeTensor(q, { direction: 'columnwise' })).message).toMatch(/quantized rowwise only/);
     for (const t of [q, x, narrow]) t.dispose();

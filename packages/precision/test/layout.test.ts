@@ -1,7 +1,7 @@
-// Rowwise and columnwise quantization of matrices, blockwise FP8, and cuBLASLt's 128 × 4 tiled
-// scale layout.
+// Rowwise and columnwise quantization of matrices, blockwise FP8, cuBLASLt's 128 × 4 tiled
+// scale layout, and blockwise FP8's GEMM scale layouts.
 import { describe, expect, it } from 'vitest';
-import { ELEMENTS, dequantize, dequantize2d, encodeElement, quantize, quantize2d, tileScales128x4, untileScales128x4 } from '../src/index.js';
+import { ELEMENTS, dequantize, dequantize2d, encodeElement, gemmBlockScales, plainBlockScales, quantize, quantize2d, tileScales128x4, untileScales128x4 } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const randn = (n: number) => Float32Array.from({ length: n }, () => Math.fround((Math.random() * 2 - 1) * 10 ** (Math.random() * 4 - 2)));
@@ -85,5 +85,68 @@ describe('tileScales128x4', () => {
     expect(t[2 * 512 + (72 % 32) * 16 + 2 * 4 + 0]).toBe(0); // row 200 of 256: padding
     expect(Array.from(untileScales128x4(t, rows, cols))).toEqual(Array.from(s));
     expect(errorOf(() => untileScales128x4(t.subarray(1), rows, cols)).code).toBe('SHAPE_MISMATCH');
+  });
+});
+
+describe('gemmBlockScales', () => {
+  // Distinct positive scales, so a misplaced one shows (0 only where padding is).
+  const scalesOf = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.fround(1 + i + Math.random() / 2));
+
+  it('1 × 128: [R, L] becomes [L, R] with R contiguous, and back (R odd)', () => {
+    const [R, K] = [37, 5 * 128];
+    const L = K / 128;
+    const s = scalesOf(R * L);
+    const g = gemmBlockScales('fp8-block1x128', s, R, K);
+    expect(g.length).toBe(L * R);
+    for (let r = 0; r < R; r++) for (let kb = 0; kb < L; kb++) expect(g[kb * R + r]).toBe(s[r * L + kb]);
+    expect(g[1]).toBe(s[L]); // row 1 of K-block 0 sits next to row 0
+    expect(Array.from(plainBlockScales('fp8-block1x128', g, R, K))).toEqual(Array.from(s));
+  });
+
+  for (const [R, L] of [
+    [384, 5], // L not a multiple of 4: 3 padding columns
+    [200, 6], // R not a multiple of 128 (ceil), 2 padding columns
+    [128, 8], // no padding
+    [130, 1],
+  ] as const) {
+    it(`128 × 128: [ceil(R/128), L] becomes [ceil(R/128), L4], K-blocks contiguous, padding 0, and back (R ${R}, L ${L})`, () => {
+      const K = L * 128;
+      const RB = Math.ceil(R / 128);
+      const L4 = Math.ceil(L / 4) * 4;
+      const s = scalesOf(RB * L);
+      const g = gemmBlockScales('fp8-block128x128', s, R, K);
+      expect(g.length).toBe(RB * L4);
+      for (let rb = 0; rb < RB; rb++)
+        for (let kb = 0; kb < L4; kb++) expect(g[rb * L4 + kb], `(${rb}, ${kb})`).toBe(kb < L ? s[rb * L + kb] : 0);
+      expect(Array.from(plainBlockScales('fp8-block128x128', g, R, K))).toEqual(Array.from(s));
+    });
+  }
+
+  it('rearranges quantize2d\'s scales, rowwise and columnwise (the stored matrix is [cols, rows])', () => {
+    const [rows, cols] = [256, 640]; // columnwise: R = 640, K = 256 (L = 2, padded to 4)
+    const x = Float32Array.from({ length: rows * cols }, () => Math.random() * 2 - 1);
+    for (const format of ['fp8-block1x128', 'fp8-block128x128'] as const) {
+      for (const direction of ['rowwise', 'columnwise'] as const) {
+        const q = quantize2d(x, rows, cols, { format, direction });
+        const [R, K] = direction === 'rowwise' ? [rows, cols] : [cols, rows];
+        const g = gemmBlockScales(format, q.scales as Float32Array, R, K);
+        const L4 = Math.ceil(K / 512) * 4;
+        // Scale of stored element (r, k), read the GEMM's way, equals the plain layout's.
+        for (let r = 0; r < R; r += 61)
+          for (let k = 0; k < K; k += 97) {
+            const plain = (q.scales as Float32Array)[(format === 'fp8-block1x128' ? r : Math.floor(r / 128)) * (K / 128) + Math.floor(k / 128)];
+            const gemm = format === 'fp8-block1x128' ? g[Math.floor(k / 128) * R + r] : g[Math.floor(r / 128) * L4 + Math.floor(k / 128)];
+            expect(gemm, `${format} ${direction} (${r}, ${k})`).toBe(plain);
+          }
+      }
+    }
+  });
+
+  it('says what is wrong', () => {
+    expect(errorOf(() => gemmBlockScales('fp8-block1x128', new Float32Array(3), 2, 256)).message).toMatch(/Expected 2 × 2 = 4 f32 scales of fp8-block1x128 for 2 × 256 but received Float32Array\(3\)/);
+    expect(errorOf(() => gemmBlockScales('fp8-block128x128', new Float32Array(4), 128, 100)).code).toBe('SHAPE_MISMATCH');
+    expect(errorOf(() => gemmBlockScales('mxfp8-e4m3' as never, new Float32Array(4), 128, 128)).message).toMatch(/Expected format 'fp8-block1x128' or 'fp8-block128x128' but received "mxfp8-e4m3"/);
+    expect(errorOf(() => plainBlockScales('fp8-block128x128', new Float32Array(5), 128, 640)).message).toMatch(/Expected 8 f32 scales of fp8-block128x128 in the GEMM layout for 128 × 640/);
+    expect(errorOf(() => gemmBlockScales('fp8-block1x128', new Uint8Array(4) as never, 2, 256)).code).toBe('SHAPE_MISMATCH');
   });
 });

@@ -4,11 +4,12 @@
 // poisoned (NaN) first, so an unwritten element fails; the padding of 128 × 128 scales is NaN too,
 // so reading it fails. The error must be no worse than a naive FP8 GEMM's at the same precision
 // (exact FP8 products summed in f32 in order, rounded once to the output), with a floor for the
-// tensor cores' accumulation. Two runs must agree bit for bit. Skipped without a GPU.
+// tensor cores' accumulation. Two runs must agree bit for bit. Then the quantizer's blockwise-FP8
+// parts in scaleLayout 'gemm' go in as they are, for a Linear's three GEMMs. Skipped without a GPU.
 import { DeepwellError, Tensor, bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
 import { DTYPE_CODE, cudaStatus, findLibrary, nativeEntries, registerCudaBackends, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
-import { ELEMENTS, encodeElement, decodeElement } from '../src/index.js';
+import { ELEMENTS, encodeElement, decodeElement, quantizeTensor, type QuantizedTensor } from '../src/index.js';
 
 // cuBLASLt is loaded at run time (findLibrary); without it there is nothing to test.
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
@@ -152,6 +153,72 @@ describe.skipIf(!gpu)('scaledGemmLt (FP8 through cuBLASLt) on CUDA', () => {
       expect(Float64Array.from(again).every((x, i) => Object.is(x, got[i])), 'bit-identical on a rerun').toBe(true);
     },
   );
+
+  // A Linear's GEMMs on the quantizer's output, every operand quantized on the GPU with scaleLayout
+  // 'gemm' and passed unchanged: forward Y = X · Wᵀ (X 1 × 128 rowwise, W 128 × 128 rowwise), data
+  // gradient dX = dY · W (W's columnwise part, stored [K, N]: L = 3, padded to 4) and weight
+  // gradient dW = dYᵀ · X (both columnwise parts, blocks along M). The reference takes the CPU
+  // quantizer's codes and plain-layout scales (the GPU test holds the two quantizers bit-identical),
+  // so a scale the GEMM reads from the wrong place shows as error.
+  it("takes quantizeTensor's scaleLayout 'gemm' parts as they are: forward, data and weight gradients", () => {
+    const dev = { device: 'cuda:0' } as const;
+    const bf16Of = (n: number, scale: number) => Uint16Array.from({ length: n }, () => f32ToBf16Bits(normal() * scale));
+    /** An operand for the GEMM (device part) and for the reference (CPU plain part's values). */
+    const operand = (x: Uint16Array, shape: [number, number], format: 'fp8-block1x128' | 'fp8-block128x128', d: 'rowwise' | 'columnwise') => {
+      const host = Tensor.from(x, shape, 'bf16');
+      const gpu = Tensor.from(x, shape, 'bf16', dev);
+      const g: QuantizedTensor = quantizeTensor(gpu, { format, direction: d, scaleLayout: 'gemm' });
+      const c: QuantizedTensor = quantizeTensor(host, { format, direction: d });
+      const [R, K] = d === 'rowwise' ? shape : [shape[1], shape[0]];
+      const codes = Float64Array.from(c[d]!.data.toHost() as Uint8Array, (b) => decodeElement(ELEMENTS.e4m3, b));
+      const s = c[d]!.scales!.toHost() as Float32Array; // plain: [R, L] or [R / 128, L]
+      const tile = format === 'fp8-block128x128' ? 128 : 1;
+      const at = (r: number, k: number) => s[Math.floor(r / tile) * (K / 128) + Math.floor(k / 128)]!;
+      for (const t of [host, gpu]) t.dispose();
+      return { R, K, codes, at, data: g[d]!.data, scales: g[d]!.scales!, scaling: format === 'fp8-block1x128' ? ('block1x128' as const) : ('block128x128' as const), dispose: () => (g.dispose(), c.dispose()) };
+    };
+    type Operand = ReturnType<typeof operand>;
+    const gemm = (what: string, a: Operand, b: Operand) => {
+      const [M, N, K] = [a.R, b.R, a.K];
+      expect(b.K, what).toBe(K);
+      const c: Case = { M, N, K, a: 'e4m3', b: 'e4m3', sa: a.scaling, sb: b.scaling, out: 'f32' };
+      const want = new Float64Array(M * N);
+      const naive = new Float64Array(M * N);
+      for (let m = 0; m < M; m++)
+        for (let n = 0; n < N; n++) {
+          let s = 0;
+          let f = 0;
+          for (let k = 0; k < K; k++) {
+            const p = a.at(m, k) * a.codes[m * K + k]! * (b.at(n, k) * b.codes[n * K + k]!);
+            s += p;
+            f = Math.fround(f + Math.fround(p));
+          }
+          want[m * N + n] = s;
+          naive[m * N + n] = Math.fround(f);
+        }
+      const ws = Tensor.empty([32 << 20], 'u8', dev);
+      const got = run(c, a.data, a.scales, b.data, b.scales, ws);
+      ws.dispose();
+      const err = relErr(got, want);
+      const naiveErr = relErr(naive, want);
+      expect(err, `${what}: relative error ${err} against the naive FP8 GEMM's ${naiveErr}`).toBeLessThanOrEqual(1.25 * naiveErr + 2 ** -11);
+    };
+    // Forward and data gradient: M = 260 (1 × 128 operands of R not a multiple of 128).
+    const [M, N, K] = [260, 384, 640];
+    const w = bf16Of(N * K, 0.05);
+    const x = operand(bf16Of(M * K, 1), [M, K], 'fp8-block1x128', 'rowwise');
+    const wRow = operand(w, [N, K], 'fp8-block128x128', 'rowwise');
+    gemm('forward X · Wᵀ', x, wRow);
+    const dy = operand(bf16Of(M * N, 1e-3), [M, N], 'fp8-block1x128', 'rowwise');
+    const wCol = operand(w, [N, K], 'fp8-block128x128', 'columnwise');
+    gemm('data gradient dY · W', dy, wCol);
+    // Weight gradient: blocks along M, so M = 384 here.
+    const M2 = 384;
+    const dyCol = operand(bf16Of(M2 * N, 1e-3), [M2, N], 'fp8-block1x128', 'columnwise');
+    const xCol = operand(bf16Of(M2 * K, 1), [M2, K], 'fp8-block1x128', 'columnwise');
+    gemm('weight gradient dYᵀ · X', dyCol, xCol);
+    for (const o of [x, wRow, dy, wCol, dyCol, xCol]) o.dispose();
+  }, 120_000);
 
   it('rejects what cuBLASLt cannot do with typed errors naming it', () => {
     const n = ops();

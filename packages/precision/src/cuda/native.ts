@@ -15,11 +15,16 @@ export const hasTensorScale = (f: AnyFormat): boolean => ['tensorwise', 'nvfp4']
 /** Elements per scale along the blocks (null: one scale for the tensor). */
 export const blockAlong = (f: AnyFormat): number | null => fakeQuantBlocking(f).block;
 
-/** Bytes of the scales of a stored [R, C] matrix (blocks along C), plain or 128 × 4 tiled. */
-export function scaleBytes(f: AnyFormat, R: number, C: number, tiled: boolean): number {
+/**
+ * Bytes of the scales of a stored [R, C] matrix (blocks along C), in the plain layout or (`gemm`)
+ * the GEMM's: MX and NVFP4 codes in 128 × 4 tiles; blockwise FP8 as scaledGemmLt reads it, the
+ * 128 × 128 tiles' K-block count padded to a multiple of 4.
+ */
+export function scaleBytes(f: AnyFormat, R: number, C: number, gemm: boolean): number {
   if (f === 'fp8-e4m3' || f === 'fp8-e5m2') return 0;
   if (f === 'fp8-block1x128') return R * (C / 128) * 4;
-  if (f === 'fp8-block128x128') return Math.ceil(R / 128) * Math.ceil(C / 128) * 4;
+  const L = Math.ceil(C / 128);
+  if (f === 'fp8-block128x128') return Math.ceil(R / 128) * (gemm ? Math.ceil(L / 4) * 4 : L) * 4;
   const n = C / blockAlong(f)!;
-  return tiled ? Math.ceil(R / 128) * Math.ceil(n / 4) * 512 : R * n;
+  return gemm ? Math.ceil(R / 128) * Math.ceil(n / 4) * 512 : R * n;
 }
