@@ -111,21 +111,9 @@ Plan* planFor(Napi::Env env, Lt& l, dw_cublasLtHandle_t handle, int device, cons
       check(env, l.layoutSet(ls[i], DW_CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i], sizeof strides[i]), "set STRIDED_BATCH_OFFSET");
     }
   }
-  dw_cublasLtMatmulPreference_t pref;
-  check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
-  uint64_t ws = maxWorkspace;
-  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-  // FP32 accumulation throughout: a split-K algorithm may keep its partial sums only in the compute
-  // type (FP32), never in the output type (bf16/f16: INPLACE and OUTPUT_TYPE round every partial).
-  uint32_t reduction = DW_CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
-  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction, sizeof reduction);
-  int attrs[4] = {DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                  DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-  for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);
   dw_cublasLtMatmulHeuristicResult_t res{};
   int found = 0;
-  dw_cublasStatus_t st = l.heuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
-  l.prefDestroy(pref);
+  const dw_cublasStatus_t st = lt::bestAlgo(env, l, handle, p.desc, p.a, p.b, p.d, maxWorkspace, al, &res, &found);
   if (st != 0 || found == 0) {
     l.descDestroy(p.desc);
     l.layoutDestroy(p.a);

@@ -138,20 +138,9 @@ ScaledPlan* planFor(Napi::Env env, lt::Fns& l, dw_cublasLtHandle_t handle, int d
   check(env, l.layoutCreate(&p.a, fp8Type(g.bFormat), g.K, g.N, static_cast<int64_t>(g.K)), "layout A");
   check(env, l.layoutCreate(&p.b, fp8Type(g.aFormat), g.K, g.M, static_cast<int64_t>(g.K)), "layout B");
   check(env, l.layoutCreate(&p.d, dtype, g.N, g.M, static_cast<int64_t>(g.N)), "layout D");
-  dw_cublasLtMatmulPreference_t pref;
-  check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
-  uint64_t ws = maxWorkspace;
-  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-  // Split-K partial sums only in FP32 (as gemm.cpp asks).
-  uint32_t reduction = DW_CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
-  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction, sizeof reduction);
-  const int attrs[4] = {DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                        DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-  for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);
   dw_cublasLtMatmulHeuristicResult_t res{};
   int found = 0;
-  const dw_cublasStatus_t st = l.heuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
-  l.prefDestroy(pref);
+  const dw_cublasStatus_t st = lt::bestAlgo(env, l, handle, p.desc, p.a, p.b, p.d, maxWorkspace, al, &res, &found);
   if (st != 0 || found == 0) {
     l.descDestroy(p.desc);
     l.layoutDestroy(p.a);

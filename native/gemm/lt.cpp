@@ -65,5 +65,25 @@ uint32_t alignmentOf(const void* p) {
   return al;
 }
 
+dw_cublasStatus_t bestAlgo(Napi::Env env, Fns& l, dw_cublasLtHandle_t handle, dw_cublasLtMatmulDesc_t desc, dw_cublasLtMatrixLayout_t a,
+                           dw_cublasLtMatrixLayout_t b, dw_cublasLtMatrixLayout_t d, uint64_t maxWorkspace, const uint32_t al[4],
+                           dw_cublasLtMatmulHeuristicResult_t* res, int* found) {
+  dw_cublasLtMatmulPreference_t pref;
+  check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  uint64_t ws = maxWorkspace;
+  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  // FP32 accumulation throughout: a split-K algorithm may keep its partial sums only in the compute
+  // type (FP32), never in the output type (bf16/f16: INPLACE and OUTPUT_TYPE round every partial).
+  uint32_t reduction = DW_CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  l.prefSet(pref, DW_CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction, sizeof reduction);
+  const int attrs[4] = {DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                        DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);
+  *found = 0;
+  const dw_cublasStatus_t st = l.heuristic(handle, desc, a, b, d, d, pref, 1, res, found);
+  l.prefDestroy(pref);
+  return st;
+}
+
 }  // namespace lt
 }  // namespace dw

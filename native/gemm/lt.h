@@ -36,6 +36,12 @@ dw_cublasLtHandle_t handle(Napi::Env env, Fns& l, int* device);
 void check(Napi::Env env, dw_cublasStatus_t s, const char* what);
 // Largest power of two (<= 256) dividing the address.
 uint32_t alignmentOf(const void* p);
+// The heuristic's best algorithm for D = op(A)·op(B) (C = D) within maxWorkspace bytes, for operands
+// aligned to al (A, B, C, D bytes), split-K partial sums kept in FP32 only; the heuristic's status,
+// and in *found how many it returned (0 or 1).
+dw_cublasStatus_t bestAlgo(Napi::Env env, Fns& l, dw_cublasLtHandle_t handle, dw_cublasLtMatmulDesc_t desc, dw_cublasLtMatrixLayout_t a,
+                           dw_cublasLtMatrixLayout_t b, dw_cublasLtMatrixLayout_t d, uint64_t maxWorkspace, const uint32_t al[4],
+                           dw_cublasLtMatmulHeuristicResult_t* res, int* found);
 
 }  // namespace lt
 }  // namespace dw

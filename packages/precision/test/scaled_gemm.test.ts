@@ -10,6 +10,7 @@ import { DeepwellError, Tensor, bf16BitsToF32, f32ToBf16Bits } from '@deepwell/c
 import { DTYPE_CODE, cudaStatus, findLibrary, nativeEntries, registerCudaBackends, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, encodeElement, decodeElement, quantizeTensor, type QuantizedTensor } from '../src/index.js';
+import { relErr } from './fp8.js';
 
 // cuBLASLt is loaded at run time (findLibrary); without it there is nothing to test.
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
@@ -81,17 +82,6 @@ const CASES: Case[] = [
   { M: 136, N: 400, K: 1152, a: 'e5m2', b: 'e4m3', sa: 'block1x128', sb: 'block1x128', out: 'f32' }, // a weight gradient
 ];
 
-/** ‖got − want‖ / ‖want‖, throwing on NaN (unwritten, or padding read). */
-function relErr(got: ArrayLike<number>, want: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (Number.isNaN(got[i]!)) throw new Error(`element ${i} is NaN (unwritten, or a padding scale was read)`);
-    num += (got[i]! - want[i]!) ** 2;
-    den += want[i]! ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-300));
-}
 
 function ops(): NativeEntries {
   const n = nativeEntries();
