@@ -1,13 +1,13 @@
 // Quantize a random tensor (normal values with a few outliers, as activations have) to each format
 // and print the error against the original; then the precision policy's per-layer table for GPT-2
-// small's training step, for the recipe asked for and for 'fp8-blockwise'; last, quantizeTensor on a
+// small's training step, for the recipe asked for and for 'fp8-blockwise'; then quantizeTensor on a
 // bf16 tensor, rowwise and columnwise in one call, on the first GPU when there is one (the CPU
-// reference otherwise), checked against the CPU's codes.
+// reference otherwise), checked against the CPU's codes; last, FP8 GEMMs (scaledMatmul) beside BF16.
 //   node examples/precision/index.mjs [mxfp8|nvfp4|fp8-tensorwise|fp8-blockwise]
 import { autocast, capture, trainingStep } from '@deepwell/ir';
 import { GPT } from '@deepwell/nn';
 import { Tensor, f32ToBf16Bits } from '@deepwell/core';
-import { FORMATS, PrecisionPolicy, dequantize, dequantize2d, dequantizeTensor, quantize, quantize2d, quantizeTensor } from '@deepwell/precision';
+import { FORMATS, PrecisionPolicy, dequantize, dequantize2d, dequantizeTensor, quantize, quantize2d, quantizeTensor, scaledMatmul } from '@deepwell/precision';
 
 const n = 1 << 16;
 const x = Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
@@ -70,4 +70,43 @@ for (const direction of ['rowwise', 'columnwise']) {
   let o = 0;
   for (let i = 0; i < back.length; i++) (e += (back[i] - orig[i]) ** 2), (o += orig[i] ** 2);
   console.log(`dequantized ${direction.padEnd(10)} relative RMS error ${Math.sqrt(e / o).toExponential(3)}`);
+}
+
+// FP8 GEMMs (scaledMatmul): d = x · wᵀ from quantized operands, on the GPU's FP8 tensor cores through
+// cuBLASLt when there is a GPU (the float64 reference otherwise), tensorwise and blockwise (activations
+// in 1 × 128 blocks, the weight in 128 × 128 tiles, scales in the GEMM's layout), beside the same
+// product with the operands rounded to bf16 (what a BF16 GEMM starts from), each against float64.
+// Speed: bench/scaled_gemm.sh (on the H200, 1.25–1.81× our BF16 GEMM; docs/gpu-runs/2026-12-03-fp8-gemm).
+{
+  const [M, N, K] = [256, 384, 512];
+  const normal = () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+  const xs = Float32Array.from({ length: M * K }, normal);
+  const ws = Float32Array.from({ length: N * K }, () => normal() * 0.02);
+  const bf = (v) => new Float32Array(new Uint32Array([f32ToBf16Bits(v) << 16]).buffer)[0];
+  const product = (a, b) => {
+    const d = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[m * K + k] * b[n * K + k];
+      d[m * N + n] = s;
+    }
+    return d;
+  };
+  const exact = product(xs, ws);
+  const errOf = (d) => {
+    let e = 0;
+    let o = 0;
+    for (let i = 0; i < d.length; i++) (e += (d[i] - exact[i]) ** 2), (o += exact[i] ** 2);
+    return Math.sqrt(e / o).toExponential(3);
+  };
+  console.log(`\nd = x · wᵀ, ${M}×${N}×${K}, relative RMS error against float64:`);
+  console.log(`  bf16 operands, exact sum:                ${errOf(product(xs.map(bf), ws.map(bf)))}`);
+  const on = (a, shape) => Tensor.from(a, shape, 'f32', { device });
+  for (const [name, fx, fw, layout] of [['fp8 tensorwise (e4m3)', 'fp8-e4m3', 'fp8-e4m3', undefined], ['fp8 blockwise (1×128 · 128×128)', 'fp8-block1x128', 'fp8-block128x128', 'gemm']]) {
+    const qx = quantizeTensor(on(xs, [M, K]), { format: fx, ...(layout ? { scaleLayout: layout } : {}) });
+    const qw = quantizeTensor(on(ws, [N, K]), { format: fw, ...(layout ? { scaleLayout: layout } : {}) });
+    const d = scaledMatmul(qx, qw, { outDtype: 'f32' });
+    console.log(`  ${`${name} on ${device}:`.padEnd(40)} ${errOf(d.toHost())}`);
+    for (const t of [qx, qw, d]) t.dispose();
+  }
 }
