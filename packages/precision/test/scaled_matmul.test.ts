@@ -201,6 +201,8 @@ describe('scaled_matmul: the reference', () => {
     const bc = codes('e5m2', c.N * c.K);
     ac[2 * c.K + 17] = 0x7f; // NaN in row 2 of a
     bc[3 * c.K + 5] = 0x7c; // +Inf in row 3 of b
+    // The a element each row multiplies that Inf by: not a zero (0 × Inf is NaN, not Inf).
+    for (let m = 0; m < c.M; m++) if (m !== 2 && (ac[m * c.K + 5]! & 0x7f) === 0) ac[m * c.K + 5] = 0x38;
     const as = scales(c.sa, c.M, c.K);
     const bs = scales(c.sb, c.N, c.K);
     const got = runReference(c, 'gemm', ac, as, bc, bs);
