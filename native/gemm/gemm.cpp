@@ -30,7 +30,6 @@
 #include "gemm/lt.h"
 
 #include <string>
-#include <unordered_map>
 
 namespace dw {
 namespace {
@@ -39,14 +38,9 @@ using lt::alignmentOf;
 using lt::check;
 using Lt = lt::Fns;
 
-struct Plan {
-  dw_cublasLtMatmulDesc_t desc;
-  dw_cublasLtMatrixLayout_t a, b, d;
-  dw_cublasLtMatmulAlgo_t algo;
-  size_t workspace;
-};
+using lt::Plan;
 
-std::unordered_map<std::string, Plan>* plans = new std::unordered_map<std::string, Plan>();
+lt::PlanCache* plans = new lt::PlanCache();
 
 int cudaTypeOf(int dtype) { return dtype == kBF16 ? DW_CUDA_R_16BF : dtype == kF16 ? DW_CUDA_R_16F : DW_CUDA_R_32F; }
 
@@ -61,7 +55,6 @@ struct GemmShape {
 // The cached plan for (device, shape, operand alignments, max workspace), made on first use;
 // nullptr with `why` set when cuBLASLt has no algorithm for it (remembered, so asking again is
 // cheap). `maxWorkspace` is the heuristic's limit: the plan's algorithm needs at most that much.
-std::unordered_map<std::string, std::string>* refused = new std::unordered_map<std::string, std::string>();
 
 Plan* planFor(Napi::Env env, Lt& l, dw_cublasLtHandle_t handle, int device, const GemmShape& g, const uint32_t al[5], uint64_t maxWorkspace, std::string* why) {
   const std::string key = std::to_string(device) + "/" + std::to_string(g.dtype) + "/" + std::to_string(g.ta) + std::to_string(g.tb) + "/" + std::to_string(g.M) +
@@ -69,13 +62,8 @@ Plan* planFor(Napi::Env env, Lt& l, dw_cublasLtHandle_t handle, int device, cons
                           std::to_string(g.sB) + "," + std::to_string(g.sD) + "/" + std::to_string(g.epi) + "/" + std::to_string(g.tf32) + "/" +
                           std::to_string(al[0]) + "," + std::to_string(al[1]) + "," + std::to_string(al[2]) + "," + std::to_string(al[3]) + "," +
                           std::to_string(al[4]) + "/ws" + std::to_string(maxWorkspace);
-  auto it = plans->find(key);
-  if (it != plans->end()) return &it->second;
-  auto no = refused->find(key);
-  if (no != refused->end()) {
-    *why = no->second;
-    return nullptr;
-  }
+  if (Plan* hit = plans->find(key, why)) return hit;
+  if (!why->empty()) return nullptr;
   Plan p{};
   int ctype = cudaTypeOf(g.dtype);
   int compute = g.dtype == kF32 && g.tf32 ? DW_CUBLAS_COMPUTE_32F_FAST_TF32 : DW_CUBLAS_COMPUTE_32F;
@@ -111,21 +99,7 @@ Plan* planFor(Napi::Env env, Lt& l, dw_cublasLtHandle_t handle, int device, cons
       check(env, l.layoutSet(ls[i], DW_CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i], sizeof strides[i]), "set STRIDED_BATCH_OFFSET");
     }
   }
-  dw_cublasLtMatmulHeuristicResult_t res{};
-  int found = 0;
-  const dw_cublasStatus_t st = lt::bestAlgo(env, l, handle, p.desc, p.a, p.b, p.d, maxWorkspace, al, &res, &found);
-  if (st != 0 || found == 0) {
-    l.descDestroy(p.desc);
-    l.layoutDestroy(p.a);
-    l.layoutDestroy(p.b);
-    l.layoutDestroy(p.d);
-    *why = "cuBLASLt has no algorithm for this GEMM (" + key + "), status " + std::to_string(st);
-    refused->emplace(key, *why);
-    return nullptr;
-  }
-  p.algo = res.algo;
-  p.workspace = res.workspaceSize;
-  return &plans->emplace(key, p).first->second;
+  return plans->settle(env, l, handle, p, maxWorkspace, al, key, "algorithm", why);
 }
 
 // The shape and options of a gemmLt / gemmLtSupported call (read by their generated readers), with

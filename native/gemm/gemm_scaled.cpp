@@ -33,7 +33,6 @@
 #include "gemm/lt.h"
 
 #include <string>
-#include <unordered_map>
 
 namespace dw {
 namespace {
@@ -46,15 +45,9 @@ struct ScaledShape {
   bool fastAccum;
 };
 
-struct ScaledPlan {
-  dw_cublasLtMatmulDesc_t desc;
-  dw_cublasLtMatrixLayout_t a, b, d;
-  dw_cublasLtMatmulAlgo_t algo;
-  size_t workspace;
-};
+using ScaledPlan = lt::Plan;
 
-std::unordered_map<std::string, ScaledPlan>* plans = new std::unordered_map<std::string, ScaledPlan>();
-std::unordered_map<std::string, std::string>* refused = new std::unordered_map<std::string, std::string>();
+lt::PlanCache* plans = new lt::PlanCache();
 
 const char* scalingName(int s) {
   return s == abi::scaling::tensor ? "tensor" : s == abi::scaling::row ? "row" : s == abi::scaling::block1x128 ? "block1x128" : "block128x128";
@@ -108,13 +101,8 @@ ScaledPlan* planFor(Napi::Env env, lt::Fns& l, dw_cublasLtHandle_t handle, int d
                           std::to_string(g.aFormat) + std::to_string(g.bFormat) + "/" + std::to_string(g.aScaling) + std::to_string(g.bScaling) + "/" +
                           std::to_string(g.outDtype) + "/" + std::to_string(g.fastAccum) + "/" + std::to_string(g.epilogue) + "/" + std::to_string(al[0]) + "," +
                           std::to_string(al[1]) + "," + std::to_string(al[2]) + "," + std::to_string(al[3]) + "/ws" + std::to_string(maxWorkspace);
-  auto it = plans->find(key);
-  if (it != plans->end()) return &it->second;
-  auto no = refused->find(key);
-  if (no != refused->end()) {
-    *why = no->second;
-    return nullptr;
-  }
+  if (ScaledPlan* hit = plans->find(key, why)) return hit;
+  if (!why->empty()) return nullptr;
   ScaledPlan p{};
   check(env, l.descCreate(&p.desc, DW_CUBLAS_COMPUTE_32F, DW_CUDA_R_32F), "cublasLtMatmulDescCreate");
   const int opA = DW_CUBLAS_OP_T, opB = DW_CUBLAS_OP_N;  // cuBLASLt's A is our b ([N, K] row-major), its B our a
@@ -138,21 +126,7 @@ ScaledPlan* planFor(Napi::Env env, lt::Fns& l, dw_cublasLtHandle_t handle, int d
   check(env, l.layoutCreate(&p.a, fp8Type(g.bFormat), g.K, g.N, static_cast<int64_t>(g.K)), "layout A");
   check(env, l.layoutCreate(&p.b, fp8Type(g.aFormat), g.K, g.M, static_cast<int64_t>(g.K)), "layout B");
   check(env, l.layoutCreate(&p.d, dtype, g.N, g.M, static_cast<int64_t>(g.N)), "layout D");
-  dw_cublasLtMatmulHeuristicResult_t res{};
-  int found = 0;
-  const dw_cublasStatus_t st = lt::bestAlgo(env, l, handle, p.desc, p.a, p.b, p.d, maxWorkspace, al, &res, &found);
-  if (st != 0 || found == 0) {
-    l.descDestroy(p.desc);
-    l.layoutDestroy(p.a);
-    l.layoutDestroy(p.b);
-    l.layoutDestroy(p.d);
-    *why = "cuBLASLt has no FP8 algorithm for this GEMM (" + key + "), status " + std::to_string(st);
-    refused->emplace(key, *why);
-    return nullptr;
-  }
-  p.algo = res.algo;
-  p.workspace = res.workspaceSize;
-  return &plans->emplace(key, p).first->second;
+  return plans->settle(env, l, handle, p, maxWorkspace, al, key, "FP8 algorithm", why);
 }
 
 template <typename A>

@@ -65,9 +65,17 @@ uint32_t alignmentOf(const void* p) {
   return al;
 }
 
-dw_cublasStatus_t bestAlgo(Napi::Env env, Fns& l, dw_cublasLtHandle_t handle, dw_cublasLtMatmulDesc_t desc, dw_cublasLtMatrixLayout_t a,
-                           dw_cublasLtMatrixLayout_t b, dw_cublasLtMatrixLayout_t d, uint64_t maxWorkspace, const uint32_t al[4],
-                           dw_cublasLtMatmulHeuristicResult_t* res, int* found) {
+Plan* PlanCache::find(const std::string& key, std::string* why) {
+  why->clear();
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return &it->second;
+  auto no = refused_.find(key);
+  if (no != refused_.end()) *why = no->second;
+  return nullptr;
+}
+
+Plan* PlanCache::settle(Napi::Env env, Fns& l, dw_cublasLtHandle_t handle, Plan p, uint64_t maxWorkspace, const uint32_t al[4], const std::string& key,
+                        const char* what, std::string* why) {
   dw_cublasLtMatmulPreference_t pref;
   check(env, l.prefCreate(&pref), "cublasLtMatmulPreferenceCreate");
   uint64_t ws = maxWorkspace;
@@ -79,10 +87,22 @@ dw_cublasStatus_t bestAlgo(Napi::Env env, Fns& l, dw_cublasLtHandle_t handle, dw
   const int attrs[4] = {DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
                         DW_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4; i++) l.prefSet(pref, attrs[i], &al[i], sizeof al[i]);
-  *found = 0;
-  const dw_cublasStatus_t st = l.heuristic(handle, desc, a, b, d, d, pref, 1, res, found);
+  dw_cublasLtMatmulHeuristicResult_t res{};
+  int found = 0;
+  const dw_cublasStatus_t st = l.heuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
   l.prefDestroy(pref);
-  return st;
+  if (st != 0 || found == 0) {
+    l.descDestroy(p.desc);
+    l.layoutDestroy(p.a);
+    l.layoutDestroy(p.b);
+    l.layoutDestroy(p.d);
+    *why = std::string("cuBLASLt has no ") + what + " for this GEMM (" + key + "), status " + std::to_string(st);
+    refused_.emplace(key, *why);
+    return nullptr;
+  }
+  p.algo = res.algo;
+  p.workspace = res.workspaceSize;
+  return &plans_.emplace(key, p).first->second;
 }
 
 }  // namespace lt

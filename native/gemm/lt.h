@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 
 namespace dw {
 namespace lt {
@@ -36,12 +38,35 @@ dw_cublasLtHandle_t handle(Napi::Env env, Fns& l, int* device);
 void check(Napi::Env env, dw_cublasStatus_t s, const char* what);
 // Largest power of two (<= 256) dividing the address.
 uint32_t alignmentOf(const void* p);
-// The heuristic's best algorithm for D = op(A)·op(B) (C = D) within maxWorkspace bytes, for operands
-// aligned to al (A, B, C, D bytes), split-K partial sums kept in FP32 only; the heuristic's status,
-// and in *found how many it returned (0 or 1).
-dw_cublasStatus_t bestAlgo(Napi::Env env, Fns& l, dw_cublasLtHandle_t handle, dw_cublasLtMatmulDesc_t desc, dw_cublasLtMatrixLayout_t a,
-                           dw_cublasLtMatrixLayout_t b, dw_cublasLtMatrixLayout_t d, uint64_t maxWorkspace, const uint32_t al[4],
-                           dw_cublasLtMatmulHeuristicResult_t* res, int* found);
+
+// One GEMM's descriptors and the heuristic's algorithm for them (needing `workspace` bytes).
+struct Plan {
+  dw_cublasLtMatmulDesc_t desc;
+  dw_cublasLtMatrixLayout_t a, b, d;
+  dw_cublasLtMatmulAlgo_t algo;
+  size_t workspace;
+};
+
+// Plans made once per key, and the keys cuBLASLt has no algorithm for (with why), so asking again
+// is a lookup. Callers hold mutex().
+class PlanCache {
+ public:
+  // The plan kept for key; nullptr with *why set when key was refused; nullptr with *why empty
+  // when neither (make the descriptors and call settle).
+  Plan* find(const std::string& key, std::string* why);
+  // Asks the heuristic for the best algorithm for p's descriptors (D = op(A)·op(B), C = D) within
+  // maxWorkspace bytes, operands aligned to al (A, B, C, D bytes), split-K partial sums in FP32
+  // only, and keeps the plan under key; or, when it has none, destroys p's descriptors, remembers
+  // the refusal ("cuBLASLt has no <what> for this GEMM (key), status s") and returns nullptr with
+  // *why set.
+  Plan* settle(Napi::Env env, Fns& l, dw_cublasLtHandle_t handle, Plan p, uint64_t maxWorkspace, const uint32_t al[4], const std::string& key,
+               const char* what, std::string* why);
+  size_t size() const { return plans_.size(); }
+
+ private:
+  std::unordered_map<std::string, Plan> plans_;
+  std::unordered_map<std::string, std::string> refused_;
+};
 
 }  // namespace lt
 }  // namespace dw
