@@ -87,7 +87,7 @@ constexpr uint32_t kWatchdogSpins = 1u << 27;
 constexpr uint32_t kBarDqFull = 1, kBarDqEmpty = 3, kBarDs = 5;
 
 // How lse2 and delta reach the consumers (see the header). Production: Staged at D64, Global at
-// D128, each within 0–4 % of Bulk's speed at its head dim on the H200 (the lab's A/B, 2026-12-03:
+// D128, each within 5 % of Bulk's speed at its head dim on the H200 (the lab's A/B, 2026-12-03:
 // Staged lost 3–14 % at D128, Global 19–25 % at D64) and both clean under compute-sanitizer's
 // racecheck, which does not follow Bulk's hand-off (generic reads released by an mbarrier arrive,
 // then the producer's async-proxy bulk copy into the stage) and reports it. Bulk stays for the lab.
