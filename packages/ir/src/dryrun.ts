@@ -81,7 +81,7 @@ function measureCpuRates(): { tflops: number; gbps: number } {
 
 export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport {
   const device = options.device ?? 'cpu';
-  const g = runPasses(Graph.fromJSON(graph.toJSON()), { precision: options.precision });
+  const g = runPasses(Graph.fromJSON(graph.toJSON()), { precision: options.precision, device });
   let plan;
   let workspaceUnknown: string | undefined;
   let largest = 0;

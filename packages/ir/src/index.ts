@@ -22,7 +22,7 @@ export { planMemory, ARENA_ALIGN } from './planner.js';
 export type { MemoryPlan, Placement } from './planner.js';
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, runPasses, sortNodes } from './passes/index.js';
 export { fuse, fuseAdamW, fuseAddLayernorm, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './passes/index.js';
-export type { AutocastOptions, GraphPass } from './passes/index.js';
+export type { AutocastOptions, GraphPass, PassContext } from './passes/index.js';
 export { trainingStep } from './train.js';
 export type { AdamWOptions, TrainingStepOptions } from './train.js';
 export * from './cuda/index.js';

@@ -24,6 +24,8 @@ export function allocFor(t: ValueType, precision: 'f32' | 'f64'): NumArray {
   if (t.dtype === 'i32') return new Int32Array(n).fill(INT_POISON);
   // f16 and bf16 live widened in float arrays on the CPU: the values are exactly the narrow ones.
   if (t.dtype === 'f32' || t.dtype === 'bf16' || t.dtype === 'f16') return (precision === 'f64' ? new Float64Array(n) : new Float32Array(n)).fill(NaN);
+  // FP8 codes (scaled_matmul's and quantize's operands) live as their byte values 0-255.
+  if (t.dtype === 'f8e4m3' || t.dtype === 'f8e5m2') return new Float32Array(n).fill(NaN);
   throw new DeepwellError('INVALID_DTYPE', `The CPU reference computes f32, f16, bf16 (widened) and i32, not ${shapeStr(t)}`);
 }
 

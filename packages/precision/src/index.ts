@@ -7,7 +7,7 @@ export type { Format, QuantizeOptions, Quantized } from './quantize.js';
 export { FAKE_QUANT_FORMATS, fakeQuantBlocking, fakeQuantOp } from './ops/fake_quant.js';
 export type { FakeQuantBlocking, FakeQuantFormat } from './ops/fake_quant.js';
 export { QUANT_STATS, quantStatsOp } from './ops/quant_stats.js';
-export { NUMERICS_PREFIX, PrecisionPolicy, RECIPES, support } from './policy.js';
+export { NUMERICS_PREFIX, PrecisionPolicy, RECIPES, computeCapabilityOf, support } from './policy.js';
 export type { LayerDecision, LayerNumerics, NumericsOutput, PolicyOptions, PolicyRule, Recipe, RecipeSpec } from './policy.js';
 export { DEMOTE, FALLBACK_DEFAULTS, FallbackController, checkFallbackOptions } from './fallback.js';
 export type { FallbackDecision, FallbackEvent, FallbackOptions } from './fallback.js';
@@ -19,9 +19,14 @@ export type { QuantizeTensorOptions, QuantizedPart, QuantizedTensor, ScaleLayout
 export { GEMM_SCALE_LAYOUTS, SCALED_OUT_DTYPES, SCALINGS, checkScaledMatmul, roundToBf16, scaleIndex, scaleShape, scaledMatmulOp, scalingPairAllowed } from './ops/scaled_matmul.js';
 export type { GemmScaleLayout, ScaledMatmulDims, ScaledOutDtype, Scaling } from './ops/scaled_matmul.js';
 export { scaledMatmul } from './scaled_matmul.js';
+export { QUANTIZE_DIRECTIONS, QUANTIZE_FORMATS, checkQuantize, quantizeOp, quantizeOutputs, scalingOf } from './ops/quantize.js';
+export type { QuantizeDirection, QuantizeFormat, QuantizeOutputs } from './ops/quantize.js';
+export { hasNativeRewrite, planNativeGemm, operandFormat } from './native_gemm.js';
+export type { NativeGemm, NativeOperand } from './native_gemm.js';
 export type { ScaledMatmulOptions } from './scaled_matmul.js';
 export { SCALED_GEMM_WORKSPACE, scaledGemmLimits } from './cuda/scaled_matmul.js';
 // The CUDA candidates register themselves with the kernel registry on import.
 import './cuda/fake_quant.js';
 import './cuda/quant_stats.js';
 import './cuda/scaled_matmul.js';
+import './cuda/quantize.js';

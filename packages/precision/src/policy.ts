@@ -1,9 +1,13 @@
 /**
  * The per-layer precision policy: a GraphPass (compile's `precision` hook) that decides, for each
- * GEMM of a training step, which precision it runs in, and rewrites the chosen ones so that both
- * operands pass through `fake_quant` (quantize → dequantize; the GEMM itself stays BF16). It runs
- * after autodiff, so a layer's forward GEMM and its two backward GEMMs (data and weight gradient)
- * are rewritten alike, each operand quantized along its own reduction axis (row- or columnwise).
+ * GEMM of a training step, which precision it runs in, and rewrites the chosen ones: natively, as
+ * quantize → scaled_matmul (the FP8 GEMM on tensor cores; native_gemm.ts), where the device runs
+ * the recipe and this build has the kernels, else emulated, both operands through `fake_quant`
+ * (quantize → dequantize; the GEMM itself stays BF16). It runs after autodiff, so a layer's forward
+ * GEMM and its two backward GEMMs (data and weight gradient) are rewritten alike, each operand
+ * quantized along its own reduction axis (row- or columnwise). Both ways quantize an operand alike
+ * (operandFormat): a gradient in the backward format, other operands in the forward format, a
+ * weight in 128 × 128 tiles in the weight format.
  *
  * A layer is the scope of its GEMMs (`blocks.3.mlp.fc`: the module that made the forward GEMM; its
  * backward GEMMs keep that scope and have phase 'backward'; a GEMM made at the top of the model, as
@@ -33,13 +37,18 @@
  * `numericsTable` prints them. The fallback controller (fallback.ts) reads them to name the layer
  * behind a loss spike.
  *
- * Emulated only for now: every recipe runs as quantize → dequantize → BF16 GEMM on every device
- * (the low-precision GEMM kernels and fused quantization kernels are still to come). `support()`
- * says where a recipe would run natively.
+ * Native (`native: 'auto'`, the default): fp8-tensorwise on compute capability >= 8.9 and
+ * fp8-blockwise on 9.x, through cuBLASLt; a GEMM whose shape the kernels do not take stays emulated
+ * and the layer's reason says why. MXFP8 and NVFP4 are emulated everywhere for now. The numerics'
+ * quant_stats read the same operand with the same format the native quantizer uses, so their
+ * statistics are those of the real quantized operands. `support()` says where a recipe runs
+ * natively; the table's 'runs' column says what each layer did.
  */
 import { DeepwellError, describe } from '@deepwell/core';
-import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl } from '@deepwell/ir';
+import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl, type PassContext } from '@deepwell/ir';
+import { deviceProperties, isCudaAvailable } from '@deepwell/kernels-native';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
+import { hasNativeRewrite, operandFormat, planNativeGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
 import { ATTENTION_OPS, gemmRoles, type GemmRoles } from './roles.js';
 
@@ -90,8 +99,15 @@ export interface PolicyOptions {
   keepFirstLast?: boolean;
   minWeightElements?: number;
   scaleMode?: 'floor' | 'rceil';
-  /** Add a quant_stats output beside every fake_quant (default false). */
+  /** Add a quant_stats output beside every quantized GEMM operand (default false). */
   numerics?: boolean;
+  /**
+   * Run chosen GEMMs natively (quantize → scaled_matmul, FP8 on tensor cores): 'auto' (default)
+   * where the device the step is compiled for runs the recipe natively (support()) and this build
+   * has the rewrite (fp8-tensorwise, fp8-blockwise); true always (a CPU step then cannot run: the
+   * reference interpreter can); false never (emulate: fake_quant → BF16 GEMM).
+   */
+  native?: 'auto' | boolean;
 }
 
 export interface LayerDecision {
@@ -101,9 +117,10 @@ export interface LayerDecision {
   weight: number[] | null;
   recipe: Recipe;
   reason: string;
-  /** The GEMM nodes of the layer (forward and backward) and how many were rewritten. */
+  /** The GEMM nodes of the layer (forward and backward), how many were rewritten, how many of those natively. */
   gemms: number;
   rewritten: number;
+  native: number;
 }
 
 /** One quant_stats output of the last run(), in graph order. */
@@ -141,6 +158,20 @@ function checkOptions(options: PolicyOptions): void {
   if (options.minWeightElements !== undefined && !(Number.isInteger(options.minWeightElements) && options.minWeightElements >= 0)) throw bad('a non-negative integer for minWeightElements', options.minWeightElements);
   if (options.scaleMode !== undefined && options.scaleMode !== 'floor' && options.scaleMode !== 'rceil') throw bad("'floor' or 'rceil' for scaleMode", options.scaleMode);
   if (options.numerics !== undefined && typeof options.numerics !== 'boolean') throw bad('a boolean for numerics', options.numerics);
+  if (options.native !== undefined && options.native !== 'auto' && typeof options.native !== 'boolean') throw bad("'auto' or a boolean for native", options.native);
+}
+
+/** The compute capability ('9.0') of a CUDA device name ('cuda:0'), or null (the CPU, no GPU). */
+export function computeCapabilityOf(device: string | undefined): string | null {
+  const m = /^cuda(?::(\d+))?$/.exec(device ?? '');
+  if (!m) return null;
+  try {
+    if (!isCudaAvailable()) return null;
+    const p = deviceProperties(Number(m[1] ?? 0));
+    return `${p.major}.${p.minor}`;
+  } catch {
+    return null;
+  }
 }
 
 function checkRule(r: PolicyRule): void {
@@ -155,7 +186,7 @@ export class PrecisionPolicy implements GraphPass {
 
   constructor(options: PolicyOptions) {
     checkOptions(options);
-    this.options = { keepFirstLast: true, minWeightElements: 1 << 14, scaleMode: 'floor', numerics: false, ...options, rules: [...(options.rules ?? [])] };
+    this.options = { keepFirstLast: true, minWeightElements: 1 << 14, scaleMode: 'floor', numerics: false, native: 'auto', ...options, rules: [...(options.rules ?? [])] };
   }
 
   /** A new policy with these options changed (rules included: the copy has its own list). */
@@ -207,7 +238,7 @@ export class PrecisionPolicy implements GraphPass {
       else if (weight && weight.reduce((a, b) => a * b, 1) < o.minWeightElements) (recipe = 'bf16'), (reason = `too small to gain (< ${o.minWeightElements} weight elements)`);
       else reason = 'policy recipe';
       if (RECIPES[recipe].weight && weight) reason += this.#tiles(weight) ? '; weight in 128×128 tiles' : '; weight in 1×128 blocks (its dims are not both multiples of 128)';
-      out.push({ layer, kind, weight, recipe, reason, gemms: nodes.length, rewritten: 0 });
+      out.push({ layer, kind, weight, recipe, reason, gemms: nodes.length, rewritten: 0, native: 0 });
     }
     return out;
   }
@@ -216,15 +247,22 @@ export class PrecisionPolicy implements GraphPass {
     return shape.length >= 2 && shape.at(-1)! % 128 === 0 && shape.at(-2)! % 128 === 0;
   }
 
-  run(graph: Graph): Graph {
+  run(graph: Graph, context?: PassContext): Graph {
     const roles = gemmRoles(graph);
     const layerOf = this.#layerOf(roles);
     const decisions = new Map(this.#plan(graph, roles).map((d) => [d.layer, d]));
+    const cc = this.options.native === 'auto' ? computeCapabilityOf(context?.device) : null;
+    const producers = producerMap(graph);
+    const tiles = (shape: readonly number[]) => this.#tiles(shape);
     const b = GraphBuilder.extend(graph);
     const before = new Map<number, NodeDecl[]>(); // node id -> the nodes to put before it
     const original = graph.nodes.slice();
     const gemmIndex = new Map<string, number>();
     const numerics: NumericsOutput[] = [];
+    const natives: NativeGemm[] = [];
+    const why = (d: LayerDecision, text: string) => {
+      if (!d.reason.includes(text)) d.reason += text;
+    };
     for (const n of original) {
       if (n.op !== 'matmul') continue;
       const layer = layerOf(n);
@@ -233,20 +271,22 @@ export class PrecisionPolicy implements GraphPass {
       const d = decisions.get(layer)!;
       const r = RECIPES[d.recipe];
       const backward = isBackward(n);
-      const base = backward ? r.backward : r.forward;
-      if (!base) continue;
+      if (!(backward ? r.backward : r.forward)) continue;
       const types = n.inputs.map((id) => graph.values[id]!.type);
       const axes = [n.attrs.transA ? -2 : -1, n.attrs.transB ? -1 : -2];
       const K = types[0]!.shape.at(axes[0]!)!;
-      const formats = n.inputs.map((id, i) => (r.weight && roles.paramOf(id) !== null && this.#tiles(types[i]!.shape) ? r.weight : base));
+      const formats = n.inputs.map((id) => operandFormat(graph, id, r, roles, producers, tiles)!);
       const short = formats.map((f) => fakeQuantBlocking(f)).find((bl) => bl.kind !== 'block128x128' && bl.block !== null && K % bl.block !== 0);
       if (short) {
-        const why = `; a GEMM with reduction length ${K} (not a multiple of ${short.block}) stays BF16`;
-        if (!d.reason.includes(why)) d.reason += why;
+        why(d, `; a GEMM with reduction length ${K} (not a multiple of ${short.block}) stays BF16`);
         continue;
       }
+      const wantNative = hasNativeRewrite(d.recipe) && (this.options.native === true || (cc !== null && support(d.recipe, cc) === 'native'));
+      const native = wantNative ? planNativeGemm(graph, n, r, roles, producers, tiles) : null;
+      if (typeof native === 'string') why(d, `; a ${backward ? 'backward' : 'forward'} GEMM stays emulated: ${native}`);
+      else if (native === null && this.options.native !== false && cc !== null && support(d.recipe, cc) === 'native') why(d, `; emulated: no native ${d.recipe} GEMM in this build`);
       const first = graph.nodes.length;
-      n.inputs = n.inputs.map((id, i) => {
+      const operands = n.inputs.map((id, i) => {
         const format = formats[i]!;
         const attrs = { format, axis: axes[i]!, ...(format.startsWith('mx') ? { scaleMode: this.options.scaleMode } : {}) };
         return b.like(n, () => {
@@ -255,13 +295,19 @@ export class PrecisionPolicy implements GraphPass {
             b.output(name, b.op1('quant_stats', [b.sym(id)], attrs));
             numerics.push({ name, layer, gemm: k, operand: i === 0 ? 'a' : 'b', pass: backward ? 'backward' : 'forward', format });
           }
-          return b.op1('fake_quant', [b.sym(id)], attrs).id;
+          return native && typeof native !== 'string' ? id : b.op1('fake_quant', [b.sym(id)], attrs).id;
         });
       });
+      if (native && typeof native !== 'string') {
+        natives.push(native);
+        d.native++;
+      } else n.inputs = operands;
       before.set(n.id, graph.nodes.slice(first));
       d.rewritten++;
     }
-    // Each fake_quant goes right before its GEMM (so the quantized copies live only briefly).
+    for (const [id, nodes] of rewriteNative(graph, b, natives)) before.set(id, [...(before.get(id) ?? []), ...nodes]);
+    // Each fake_quant or quantize goes right before its (first) GEMM, so the quantized copies live
+    // only as long as they must.
     const added = new Set([...before.values()].flat());
     graph.nodes = original.flatMap((n) => [...(before.get(n.id) ?? []), n]).concat(graph.nodes.filter((n) => !added.has(n) && !original.includes(n)));
     this.lastPlan = [...decisions.values()];
@@ -277,7 +323,12 @@ export class PrecisionPolicy implements GraphPass {
   /** The per-layer table, for a person. */
   static table(plan: LayerDecision[], cc: string | null = null): string {
     const rows = [['layer', 'kind', 'weight', 'precision', cc ? `on sm ${cc}` : 'runs', 'why']];
-    for (const d of plan) rows.push([d.layer, d.kind, d.weight ? d.weight.join('×') : '-', d.recipe, d.recipe === 'bf16' ? 'native' : `emulated${support(d.recipe, cc) === 'native' ? ' (native-capable)' : ''}`, d.reason]);
+    const runs = (d: LayerDecision) => {
+      if (d.recipe === 'bf16') return 'native';
+      if (d.native > 0) return d.native === d.rewritten ? 'native' : `native ${d.native}/${d.rewritten} GEMMs`;
+      return `emulated${support(d.recipe, cc) === 'native' ? ' (native-capable)' : ''}`;
+    };
+    for (const d of plan) rows.push([d.layer, d.kind, d.weight ? d.weight.join('×') : '-', d.recipe, runs(d), d.reason]);
     return formatRows(rows);
   }
 

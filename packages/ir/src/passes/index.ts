@@ -24,12 +24,17 @@ export type { AutocastOptions };
  */
 export interface GraphPass {
   readonly name: string;
-  run(graph: Graph): Graph;
+  run(graph: Graph, context?: PassContext): Graph;
 }
 
-export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?: boolean } = {}): Graph {
+/** What a pass may know of the compile it runs in: the device the step is compiled for. */
+export interface PassContext {
+  device: string;
+}
+
+export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?: boolean; device?: string } = {}): Graph {
   let g = graph;
-  if (options.precision) g = options.precision.run(g).verify();
+  if (options.precision) g = options.precision.run(g, { device: options.device ?? 'cpu' }).verify();
   g = eliminateCommonSubexpressions(g);
   if (options.fuse !== false) g = markElementwiseFusion(fuse(g));
   return g.verify();

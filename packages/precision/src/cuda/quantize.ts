@@ -1,0 +1,55 @@
+/**
+ * The CUDA candidate of quantize: kernels-native's fused quantize (native/quant/quantize.cu), one
+ * read of x writing the rowwise codes, the columnwise (transposed) codes or both, with the block
+ * scales in the GEMM's layout; tensorwise FP8 first reduces the tensor's amax on the device
+ * (quantAmax, into the call's workspace), and the quantize kernel then writes the one scale.
+ * Bit-identical to the op's reference (the quantizer's GPU tests check the kernel against
+ * quantize2d). It declines, with the reason, the shapes the kernel does not take: cols not a
+ * multiple of 8, columnwise tensorwise FP8 with rows not a multiple of 32.
+ */
+import { FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, floatStorage, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
+import type { KernelParams } from '@deepwell/ir';
+import { checkQuantize, isTensorwise, quantizeOutputs, type QuantizeDirection, type QuantizeFormat } from '../ops/quantize.js';
+
+/** The tensor amax (f32[1]) of tensorwise FP8, declared as 256 bytes as fake_quant's is. */
+export const QUANTIZE_WORKSPACE = 256;
+
+function supports(p: KernelParams): true | string {
+  let rows: number, cols: number;
+  try {
+    [rows, cols] = checkQuantize(p.op, p.inTypes[0]!, p.attrs);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const x = floatStorage({ ...p, outTypes: [] });
+  if (x !== true) return x;
+  if (cols % 8 !== 0) return `takes cols divisible by 8 (16-byte loads), not ${cols}`;
+  const f = p.attrs.format as QuantizeFormat;
+  if (isTensorwise(f) && p.attrs.direction !== 'rowwise' && rows % 32 !== 0) return `takes rows divisible by 32 for columnwise tensorwise FP8, not ${rows}`;
+  return true;
+}
+
+function run(c: CudaCall<KernelParams>, ops: NativeEntries): void {
+  const [rows, cols] = checkQuantize(c.op, c.inTypes[0]!, c.attrs);
+  const f = c.attrs.format as QuantizeFormat;
+  const d = c.attrs.direction as QuantizeDirection;
+  const o = quantizeOutputs(f, d);
+  const at = (i: number | null): DevArg | null => (i === null ? null : c.outputs[i]!);
+  const x = c.inputs[0]!;
+  const code = dtypeCode(c.inTypes[0]!);
+  const tensorwise = isTensorwise(f);
+  const amax = tensorwise ? { ...c.workspace!, bytes: 4 } : null;
+  if (amax) ops.quantAmax(c.stream, code, rows * cols, x, amax);
+  const flags = (o.rowCodes !== null ? QUANT_FLAGS.rowwise : 0) | (o.colCodes !== null ? QUANT_FLAGS.columnwise : 0) | (tensorwise ? 0 : QUANT_FLAGS.gemm);
+  const scales = (i: number | null) => (tensorwise ? null : at(i));
+  ops.quantize(c.stream, FORMAT_CODE[f], SCALE_MODE_CODE.floor, code, rows, cols, flags, x, amax, at(o.rowCodes), scales(o.rowScales), at(o.colCodes), scales(o.colScales), tensorwise ? at(o.rowScales ?? o.colScales) : null, null);
+}
+
+registerCuda<KernelParams>({
+  op: 'quantize',
+  name: 'quantize_cuda',
+  needs: ['quantAmax', 'quantize'],
+  supports,
+  workspace: (p) => (isTensorwise(p.attrs.format as QuantizeFormat) ? QUANTIZE_WORKSPACE : 0),
+  run,
+});

@@ -1,0 +1,134 @@
+// The precision policy's native rewrite (quantize → scaled_matmul) on a GPT's training step, on the
+// CPU: its structure (one quantize per tensor with both directions, weights from their f32 masters,
+// every GEMM of a chosen layer native), the reference interpreter running it against the emulated
+// rewrite and against no quantization, the per-layer table, dryrun's accounting of the FP8 copies,
+// and the quantize op's errors. The compiled GPU step is in native_policy_gpu.test.ts.
+import { autocast, capture, dryrun, getOp, initialValues, interpret, numel, trainingStep, GraphBuilder, type Graph } from '@deepwell/ir';
+import { GPT } from '@deepwell/nn';
+import { describe, expect, it } from 'vitest';
+import { PrecisionPolicy, RECIPES, quantizeOutputs } from '../src/index.js';
+import { errorOf } from '../../../testing/errors.js';
+
+const [B, T] = [4, 32]; // B·T = 128: the weight gradients' reduction is one block of 128
+const wide = () => new GPT({ vocabSize: 64, blockSize: T, nLayer: 3, nHead: 2, nEmbd: 128 });
+
+function step(): Graph {
+  const fwd = capture(wide(), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+  delete fwd.outputs.logits;
+  return trainingStep(autocast(fwd), { optimizer: { weightDecay: 0 }, clipGradNorm: 1e9 });
+}
+
+/** Random bindings for every input, parameter and state value of a step (a new seed every run). */
+function bindings(g: Graph, seed: number): Record<string, Float32Array | Int32Array> {
+  const out: Record<string, Float32Array | Int32Array> = {};
+  for (const [name, id] of Object.entries(g.params)) out[name] = initialValues(g.init[name] ?? { dist: 'zeros' }, numel(g.values[id]!.type.shape), seed, name) as Float32Array;
+  for (const [name, id] of Object.entries(g.state)) out[name] = new Float32Array(numel(g.values[id]!.type.shape));
+  let s = seed;
+  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % 64;
+  for (const name of ['tokens', 'targets']) out[name] = Int32Array.from({ length: B * T }, next);
+  out.lr = Float32Array.of(1e-3);
+  out.step = Float32Array.of(1);
+  return out;
+}
+
+const run = (g: Graph, b: Record<string, Float32Array | Int32Array>) => {
+  const vals = interpret(g, b);
+  return { loss: vals[g.outputs.loss!]![0]!, norm: vals[g.outputs.grad_norm!]![0]! };
+};
+
+describe('PrecisionPolicy, native rewrite', () => {
+  for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
+    it(`${recipe}: quantize → scaled_matmul for every GEMM of a chosen layer, one quantize per tensor`, () => {
+      const policy = new PrecisionPolicy({ recipe, native: true, minWeightElements: 0 });
+      const g = policy.run(step()).verify();
+      const plan = policy.lastPlan!;
+      const chosen = plan.filter((d) => d.recipe === recipe);
+      // The middle block's four linear layers; the first and last blocks, head and attention stay BF16.
+      expect(chosen.map((d) => d.layer).sort()).toEqual(['blocks.1.attn.proj', 'blocks.1.attn.qkv', 'blocks.1.mlp.fc', 'blocks.1.mlp.proj']);
+      for (const d of chosen) expect(d).toMatchObject({ gemms: 3, rewritten: 3, native: 3 });
+      expect(g.nodes.filter((n) => n.op === 'fake_quant')).toEqual([]);
+      const sm = g.nodes.filter((n) => n.op === 'scaled_matmul');
+      expect(sm.length).toBe(12);
+      const q = g.nodes.filter((n) => n.op === 'quantize');
+      // Per layer: its input x, its weight and the gradient dy, each once, in both directions.
+      expect(q.length).toBe(12);
+      for (const n of q) expect(n.attrs.direction).toBe('both');
+      const weights = q.filter((n) => g.values[n.inputs[0]!]!.kind === 'param');
+      expect(weights.length).toBe(4); // from the f32 masters
+      for (const n of weights) expect(n.attrs.format).toBe(recipe === 'fp8-blockwise' ? 'fp8-block128x128' : 'fp8-e4m3');
+      const grads = q.filter((n) => n.phase === 'backward');
+      expect(grads.length).toBe(4);
+      for (const n of grads) expect(n.attrs.format).toBe(recipe === 'fp8-blockwise' ? 'fp8-block1x128' : 'fp8-e5m2');
+      // The forward GEMMs accumulate fast under tensorwise, the backward ones promote.
+      for (const n of sm) expect(n.attrs.fastAccum).toBe(recipe === 'fp8-tensorwise' && n.phase === 'forward');
+      expect(PrecisionPolicy.table(plan, '9.0')).toMatch(new RegExp(`blocks\\.1\\.mlp\\.fc\\s+linear\\s+512×128\\s+${recipe}\\s+native\\s`));
+    });
+
+    it(`${recipe}: the interpreted native step agrees with the emulated one`, () => {
+      const seed = (Math.random() * 2 ** 31) >>> 0;
+      const base = step();
+      const b = bindings(base, seed);
+      const native = new PrecisionPolicy({ recipe, native: true, minWeightElements: 0, keepFirstLast: false }).run(step()).verify();
+      const emulated = new PrecisionPolicy({ recipe, native: false, minWeightElements: 0, keepFirstLast: false }).run(step()).verify();
+      expect(native.nodes.some((n) => n.op === 'scaled_matmul')).toBe(true);
+      expect(emulated.nodes.some((n) => n.op === 'scaled_matmul')).toBe(false);
+      const [n, e, f] = [run(native, b), run(emulated, b), run(base, b)];
+      // The same quantized operands; the GEMMs differ only in rounding (the emulation's dequantized
+      // bf16 operands and f32 sums, the reference's exact sums rounded once).
+      expect(Math.abs(n.loss - e.loss) / e.loss, `seed ${seed}`).toBeLessThan(2e-3);
+      expect(Math.abs(n.norm - e.norm) / e.norm, `seed ${seed}`).toBeLessThan(2e-2);
+      // …and both differ from the unquantized step by about the formats' error.
+      expect(Math.abs(n.loss - f.loss) / f.loss).toBeLessThan(3e-2);
+      expect(n.loss).not.toBe(f.loss);
+    }, 120_000);
+  }
+
+  it('keeps a GEMM emulated, saying why, where the kernels do not take its shape', () => {
+    // B·T = 48: not a multiple of 32 rows for tensorwise's columnwise quantizer, so the weight
+    // gradient (which reads x and dy columnwise) stays emulated; the other two run natively.
+    const fwd = capture(wide(), { tokens: { shape: [3, 16], dtype: 'i32' }, targets: { shape: [3, 16], dtype: 'i32' } });
+    delete fwd.outputs.logits;
+    const g = trainingStep(autocast(fwd), { optimizer: { weightDecay: 0 } });
+    const policy = new PrecisionPolicy({ recipe: 'fp8-tensorwise', native: true, minWeightElements: 0, keepFirstLast: false });
+    policy.run(g).verify();
+    const fc = policy.lastPlan!.find((d) => d.layer === 'blocks.1.mlp.fc')!;
+    expect(fc.rewritten).toBe(3);
+    expect(fc.native).toBe(2);
+    expect(fc.reason).toMatch(/stays emulated: operand . has 48 rows, not a multiple of 32/);
+    expect(PrecisionPolicy.table(policy.lastPlan!, '9.0')).toMatch(/blocks\.1\.mlp\.fc.*native 2\/3 GEMMs/);
+  });
+
+  it("native: 'auto' emulates on the CPU and in dryrun without a GPU; dryrun counts the FP8 copies", () => {
+    const auto = new PrecisionPolicy({ recipe: 'fp8-tensorwise', minWeightElements: 0 });
+    const g = auto.run(step(), { device: 'cpu' });
+    expect(g.nodes.some((n) => n.op === 'quantize')).toBe(false);
+    expect(auto.lastPlan!.every((d) => d.native === 0)).toBe(true);
+    const plain = dryrun(step());
+    const native = dryrun(step(), { precision: new PrecisionPolicy({ recipe: 'fp8-tensorwise', native: true, minWeightElements: 0, keepFirstLast: false }) });
+    expect(native.totalBytes).not.toBe(plain.totalBytes);
+    // The same GEMMs, in FP8; the weights' bf16 casts are gone (quantized from their f32 masters).
+    expect(native.flopsPerStep).toBeLessThanOrEqual(plain.flopsPerStep);
+    expect(native.flopsPerStep).toBeGreaterThan(0.99 * plain.flopsPerStep);
+    expect(errorOf(() => new PrecisionPolicy({ recipe: 'fp8-tensorwise', native: 'yes' as never })).message).toMatch(/Expected 'auto' or a boolean for native/);
+  });
+
+  it('quantize: outputs by format and direction, the reference against its codec, and bad input', () => {
+    expect(quantizeOutputs('fp8-e4m3', 'both')).toEqual({ rowCodes: 0, colCodes: 1, rowScales: 2, colScales: 2 });
+    expect(quantizeOutputs('fp8-block1x128', 'both')).toEqual({ rowCodes: 0, rowScales: 1, colCodes: 2, colScales: 3 });
+    const b = new GraphBuilder();
+    const x = b.input('x', [256, 128], 'bf16');
+    const outs = b.op('quantize', [x], { format: 'fp8-block1x128', direction: 'both' });
+    expect(outs.map((s) => `${s.type.dtype}[${s.shape.join(',')}]`)).toEqual(['f8e4m3[256,128]', 'f32[1,256]', 'f8e4m3[128,256]', 'f32[2,128]']);
+    const t = b.op('quantize', [x], { format: 'fp8-e5m2', direction: 'columnwise' });
+    expect(t.map((s) => `${s.type.dtype}[${s.shape.join(',')}]`)).toEqual(['f8e5m2[128,256]', 'f32[1]']);
+    const bad = new GraphBuilder();
+    const y = bad.input('y', [100, 128], 'bf16');
+    expect(errorOf(() => bad.op('quantize', [y], { format: 'fp8-block1x128', direction: 'columnwise' })).message).toMatch(/divisible by 128 for fp8-block1x128 \(columnwise\)/);
+    expect(errorOf(() => bad.op('quantize', [y], { format: 'fp8-block128x128' })).message).toMatch(/rows and cols divisible by 128/);
+    expect(errorOf(() => bad.op('quantize', [y], { format: 'mxfp8-e4m3' })).message).toMatch(/Expected one of 'fp8-e4m3'/);
+    const i = bad.input('i', [128, 128], 'i32');
+    expect(errorOf(() => bad.op('quantize', [i], { format: 'fp8-e4m3' })).message).toMatch(/Expected f32, bf16 or f16 for input 'x'/);
+    expect(getOp('quantize').gradient).toBeUndefined();
+    void RECIPES;
+  });
+});
