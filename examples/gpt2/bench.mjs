@@ -9,11 +9,14 @@
 // Other models and recipes (the FP8 end-to-end runs):
 //   GPT_CONFIG   a GPT preset name or a GPTConfig as JSON (default gpt2-small); T = its blockSize
 //   RECIPE       a @deepwell/precision recipe (RECIPES: bf16, fp8-tensorwise, fp8-blockwise, ...);
-//                anything but bf16 trains under a PrecisionPolicy of that recipe
+//                anything but bf16 trains under a PrecisionPolicy of that recipe (natively where the
+//                GPU runs it: fp8-tensorwise and fp8-blockwise on an H100 / H200)
+//   KEEP_FIRST_LAST  0: the policy's recipe also for the first and last block (default 1: they
+//                stay BF16, the policy's default); the head stays BF16 either way
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { GPT, GPT_PRESETS, MarkovCorpus } from '@deepwell/nn';
-import { PrecisionPolicy, RECIPES } from '@deepwell/precision';
+import { PrecisionPolicy, RECIPES, computeCapabilityOf } from '@deepwell/precision';
 import { TokenLoader, Trainer, writeSafetensors, writeShard } from '@deepwell/trainer';
 
 const steps = Number(process.argv[2] ?? 200);
@@ -38,7 +41,7 @@ console.log(`data: ${tokens.length} tokens (Markov chain over ${config.symbols} 
 
 const trainer = new Trainer({
   model: new GPT(model),
-  ...(recipe === 'bf16' ? {} : { policy: new PrecisionPolicy({ recipe }) }),
+  ...(recipe === 'bf16' ? {} : { policy: new PrecisionPolicy({ recipe, keepFirstLast: process.env.KEEP_FIRST_LAST !== '0' }) }),
   train: new TokenLoader({ shards: [`${out}/data.bin`], batchSize: B, seqLen: T, shuffle: false }),
   precision: 'bf16',
   steps,
@@ -63,5 +66,6 @@ const times = r.losses.length;
 console.log(JSON.stringify({ impl: 'deepwell', tokensPerSecond: r.tokensPerSecond, mfu: r.mfu, peakMemoryBytes: r.peakMemoryBytes, steps: times, finalLoss: r.losses.at(-1).loss }));
 // Which layers ran which recipe (bench_torch.py's fp8 mode quantizes the same linear layers).
 writeFileSync(`${out}/plan.json`, JSON.stringify(r.plan ?? [], null, 1));
+if (r.plan) console.log(`per-layer precision (${recipe}):\n${PrecisionPolicy.table(r.plan, computeCapabilityOf(trainer.device))}`);
 // The peak beside the step log, where compare.mjs reads both sides' peaks.
 appendFileSync(`${out}/deepwell.jsonl`, `${JSON.stringify({ event: 'memory', peakMemoryBytes: r.peakMemoryBytes })}\n`);

@@ -6,7 +6,8 @@
 # recipe is not bf16; every block linear when there is no plan) as FP8 linears on torch._scaled_mm
 # with dynamic tensorwise scaling, as torchao's float8 training does: x and W in E4M3, the output
 # gradient in E5M2 (the fp8-tensorwise recipe's backward format), one scale per tensor from its
-# amax each step, FP32 accumulation, bf16 out. The model's size comes from config.json (bench.mjs's
+# amax each step, FP32 accumulation (the forward GEMM without periodic promotion, use_fast_accum, as
+# torchao's default and Deepwell's forward GEMM do), bf16 out. The model's size comes from config.json (bench.mjs's
 # GPT_CONFIG; GPT-2 124M by default). Logs one JSON line per step (loss, ms by CUDA events around
 # the step) and a summary line.
 #   python3 bench_torch.py <out dir> <eager|compile|compile-fp8>
@@ -41,7 +42,7 @@ class Fp8Linear(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         xq, sx = to_fp8(x2, torch.float8_e4m3fn, E4M3)
         wq, sw = to_fp8(w, torch.float8_e4m3fn, E4M3)
-        y = torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw, bias=None if b is None else b.to(torch.bfloat16), out_dtype=torch.bfloat16)
+        y = torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw, bias=None if b is None else b.to(torch.bfloat16), out_dtype=torch.bfloat16, use_fast_accum=True)
         ctx.save_for_backward(xq, sx, wq, sw)
         ctx.has_bias, ctx.shape = b is not None, x.shape
         return y.view(*x.shape[:-1], w.shape[0])

@@ -15,7 +15,7 @@ const runs = { deepwell: dw.filter((r) => r.event === 'step') };
 // Peak device memory each side reported (Deepwell: its allocator's high-water mark; PyTorch:
 // torch.cuda.max_memory_allocated), from the record that carries it.
 const peak = { deepwell: dw.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes };
-for (const mode of ['eager', 'compile']) {
+for (const mode of ['eager', 'compile', 'compile-fp8']) {
   try {
     const rows = read(`${out}/torch-${mode}.jsonl`);
     runs[`torch-${mode}`] = rows.filter((r) => r.event === 'step');
@@ -48,10 +48,10 @@ for (const n of names.filter((x) => x !== 'deepwell')) {
 }
 
 // Both curves in one picture.
-const colors = { deepwell: '#1f77b4', 'torch-eager': '#ff7f0e', 'torch-compile': '#2ca02c' };
+const colors = { deepwell: '#1f77b4', 'torch-eager': '#ff7f0e', 'torch-compile': '#2ca02c', 'torch-compile-fp8': '#d62728' };
 const svg = lossCurveSvg(
   Object.entries(runs).map(([name, steps]) => ({ name, points: steps.map((r) => [r.step, r.loss]), color: colors[name] ?? '#777' })),
-  { title: `GPT-2 124M, B ${cfg.B} × T ${cfg.T}, bf16: training loss` },
+  { title: `GPT ${cfg.model ? `${cfg.model.nLayer}L × ${cfg.model.nEmbd}` : "124M"}, B ${cfg.B} × T ${cfg.T}, ${cfg.recipe ?? "bf16"}: training loss` },
 );
 writeFileSync(`${out}/loss-curves.svg`, svg);
 console.log(`\nboth loss curves: ${out}/loss-curves.svg`);

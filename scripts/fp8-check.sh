@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# On the GPU host: issue 15's FP8 checks, by part, into $OUT (a log per part and a tarball).
+#   OUT=$OUT bash scripts/fp8-check.sh [tests] [gemm] [e2e] [e2e-torch] [gpt2]
+#   tests      the precision package's GPU tests (quantizer, FP8 GEMM, scaled_matmul, the native
+#              policy in a compiled step) and kernels-native / ir (the GEMM plan cache)
+#   gemm       bench/scaled_gemm.sh: our FP8 and bf16 GEMMs beside PyTorch's, every shape and mode
+#   e2e        the ~1B GPT (16 layers, width 2048, 16 heads, T 2048, vocab 50304; B = E2E_B, default
+#              8) for E2E_STEPS (300) steps under each recipe in E2E_RECIPES (bf16 fp8-tensorwise
+#              fp8-blockwise), each recipe for every block (KEEP_FIRST_LAST=0; the head stays BF16)
+#   e2e-torch  torch.compile (bf16) and the torchao-style FP8 reference on the same runs' data
+#   gpt2       GPT-2 124M under each recipe (GPT2_STEPS, 200), then torch.compile and its FP8
+# Needs .device/ from scripts/device-pack.sh (this machine's Node and the packages).
+set -uo pipefail
+TOP=${OUT:-$PWD/gpu-out}
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(tests gemm)
+name=fp8-check-$(IFS=-; echo "${parts[*]}")
+OUT=$TOP/$name
+mkdir -p "$OUT"
+exec > >(tee "$TOP/$name.log") 2>&1
+step() { printf '\n##### %s  (t=%ss)\n' "$*" "$SECONDS"; }
+export PATH=/tmp:$PATH:/usr/local/cuda/bin NCCL_NVLS_ENABLE=0 FORCE_COLOR=0 NO_COLOR=1
+[ -x /tmp/node ] || { xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node; }
+[ -d node_modules/.pnpm ] || tar -xJf .device/deps.tar.xz
+step "date and GPU"; date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+
+E1B='{"vocabSize":50304,"blockSize":2048,"nLayer":16,"nHead":16,"nEmbd":2048}'
+recipes_run() { # <model json> <steps> <B> <dir prefix> <recipes...>
+  local model=$1 steps=$2 b=$3 prefix=$4; shift 4
+  for r in "$@"; do
+    step "$prefix: $r, $steps steps, B $b"
+    (cd examples/gpt2 && GPT_CONFIG=$model RECIPE=$r KEEP_FIRST_LAST=0 timeout 400 node bench.mjs "$steps" "/tmp/$prefix-$r" "$b" 2>&1 | grep -v '^step ' | tail -24)
+    cp "/tmp/$prefix-$r/deepwell.jsonl" "$OUT/$prefix-$r-deepwell.jsonl" 2>/dev/null; cp "/tmp/$prefix-$r/plan.json" "$OUT/$prefix-$r-plan.json" 2>/dev/null
+  done
+}
+torch_run() { # <dir> <mode> <timeout>
+  step "torch $2 in $1"
+  (cd examples/gpt2 && timeout "$3" python3 bench_torch.py "$1" "$2" > "$1/torch-$2.jsonl" 2>"$OUT/$(basename "$1")-torch-$2.err"; echo "exit $?"; tail -1 "$1/torch-$2.jsonl")
+  cp "$1/torch-$2.jsonl" "$OUT/$(basename "$1")-torch-$2.jsonl" 2>/dev/null; tail -3 "$OUT/$(basename "$1")-torch-$2.err"
+}
+
+for part in "${parts[@]}"; do
+  case $part in
+  tests)
+    step "precision GPU tests"
+    (cd packages/precision && timeout 400 node ../../node_modules/vitest/vitest.mjs run test/gpu.test.ts test/scaled_gemm.test.ts test/scaled_matmul_gpu.test.ts test/native_policy_gpu.test.ts) > "$OUT/precision-gpu.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Test Files|Tests |native:|emulated |bf16  " "$OUT/precision-gpu.log" | grep -v "^ *✓ .*[0-9]ms$" | tail -40
+    step "kernels-native and ir tests (the GEMM plan cache)"
+    timeout 300 node scripts/test-all.mjs packages/kernels-native packages/ir > "$OUT/native-ir.log" 2>&1
+    echo "exit $?"; grep -E "FAIL|×|passed|failed" "$OUT/native-ir.log" | tail -12
+    ;;
+  gemm) step "FP8 GEMM benchmark"; OUT=$OUT timeout 500 bash bench/scaled_gemm.sh > "$OUT/gemm.log" 2>&1; echo "exit $?"; cat "$OUT/scaled-gemm-table.md" 2>/dev/null || tail -20 "$OUT/gemm.log" ;;
+  e2e)
+    recipes_run "$E1B" "${E2E_STEPS:-300}" "${E2E_B:-8}" e2e ${E2E_RECIPES:-bf16 fp8-tensorwise fp8-blockwise}
+    step "e2e summary"; node examples/gpt2/recipes.mjs /tmp/e2e-* | tee "$OUT/e2e-recipes.md"
+    ;;
+  e2e-torch)
+    torch_run /tmp/e2e-bf16 compile 400
+    torch_run /tmp/e2e-fp8-tensorwise compile-fp8 400
+    step "e2e summary"; node examples/gpt2/recipes.mjs /tmp/e2e-* | tee "$OUT/e2e-recipes.md"
+    ;;
+  gpt2)
+    recipes_run gpt2-small "${GPT2_STEPS:-200}" 16 gpt2 bf16 fp8-tensorwise fp8-blockwise
+    torch_run /tmp/gpt2-bf16 compile 200
+    torch_run /tmp/gpt2-fp8-tensorwise compile-fp8 200
+    step "gpt2 summary"; node examples/gpt2/recipes.mjs /tmp/gpt2-* | tee "$OUT/gpt2-recipes.md"
+    ;;
+  *) echo "fp8-check.sh: unknown part '$part' (tests, gemm, e2e, e2e-torch, gpt2)"; exit 2 ;;
+  esac
+done
+step "done"
+tar -czf "$TOP/$name.tgz" -C "$TOP" "$name" && rm -rf "$OUT"
