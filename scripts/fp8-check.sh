@@ -45,6 +45,8 @@ for part in "${parts[@]}"; do
     step "precision GPU tests"
     (cd packages/precision && timeout 400 node ../../node_modules/vitest/vitest.mjs run test/gpu.test.ts test/scaled_gemm.test.ts test/scaled_matmul_gpu.test.ts test/native_policy_gpu.test.ts) > "$OUT/precision-gpu.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Test Files|Tests |native:|emulated |bf16  " "$OUT/precision-gpu.log" | grep -v "^ *✓ .*[0-9]ms$" | tail -40
+    step "examples/precision (its GPU section: FP8 GEMMs, a short FP8 training run)"
+    (cd examples/precision && timeout 150 node index.mjs 2>&1 | tail -22 | tee "$OUT/example-precision.log")
     step "kernels-native and ir tests (the GEMM plan cache)"
     timeout 300 node scripts/test-all.mjs packages/kernels-native packages/ir > "$OUT/native-ir.log" 2>&1
     echo "exit $?"; grep -E "FAIL|×|passed|failed" "$OUT/native-ir.log" | tail -12

@@ -2,12 +2,13 @@
 // and print the error against the original; then the precision policy's per-layer table for GPT-2
 // small's training step, for the recipe asked for and for 'fp8-blockwise'; then quantizeTensor on a
 // bf16 tensor, rowwise and columnwise in one call, on the first GPU when there is one (the CPU
-// reference otherwise), checked against the CPU's codes; last, FP8 GEMMs (scaledMatmul) beside BF16.
+// reference otherwise), checked against the CPU's codes; FP8 GEMMs (scaledMatmul) beside BF16; last,
+// a short training run with an FP8 recipe (native on an H100 / H200, emulated elsewhere).
 //   node examples/precision/index.mjs [mxfp8|nvfp4|fp8-tensorwise|fp8-blockwise]
-import { autocast, capture, trainingStep } from '@deepwell/ir';
-import { GPT } from '@deepwell/nn';
+import { autocast, capture, compile, trainingStep } from '@deepwell/ir';
+import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { Tensor, f32ToBf16Bits } from '@deepwell/core';
-import { FORMATS, PrecisionPolicy, dequantize, dequantize2d, dequantizeTensor, quantize, quantize2d, quantizeTensor, scaledMatmul } from '@deepwell/precision';
+import { FORMATS, PrecisionPolicy, computeCapabilityOf, dequantize, dequantize2d, dequantizeTensor, quantize, quantize2d, quantizeTensor, scaledMatmul } from '@deepwell/precision';
 
 const n = 1 << 16;
 const x = Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
@@ -108,5 +109,38 @@ for (const direction of ['rowwise', 'columnwise']) {
     const d = scaledMatmul(qx, qw, { outDtype: 'f32' });
     console.log(`  ${`${name} on ${device}:`.padEnd(40)} ${errOf(d.toHost())}`);
     for (const t of [qx, qw, d]) t.dispose();
+  }
+}
+
+// A short training run with an FP8 recipe: a small GPT's compiled step under fp8-tensorwise beside
+// plain bf16, on the same batches. On an H100 / H200 the policy runs the chosen GEMMs natively
+// (quantize → scaled_matmul on FP8 tensor cores; the table's 'runs' column says so); on the CPU it
+// emulates them (fake_quant → BF16 GEMM). Larger runs: examples/gpt2 (RECIPE=fp8-tensorwise).
+{
+  const gpu = device !== 'cpu';
+  const cfg = gpu ? { vocabSize: 256, blockSize: 256, nLayer: 4, nHead: 4, nEmbd: 512 } : { vocabSize: 64, blockSize: 32, nLayer: 3, nHead: 2, nEmbd: 128 };
+  const [B, T, steps] = gpu ? [32, 256, 60] : [4, 32, 12];
+  const corpus = new MarkovCorpus({ vocab: cfg.vocabSize, seed: 3 });
+  const batches = Array.from({ length: steps }, () => corpus.batch(B, T));
+  const stepGraph = () => {
+    const fwd = capture(new GPT(cfg), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+    delete fwd.outputs.logits;
+    return trainingStep(autocast(fwd), { optimizer: { weightDecay: 0.1 }, clipGradNorm: 1 });
+  };
+  console.log(`\nA ${cfg.nLayer}-layer GPT (width ${cfg.nEmbd}, T ${T}, B ${B}) for ${steps} steps on ${device}:`);
+  for (const recipe of ['bf16', 'fp8-tensorwise']) {
+    const policy = recipe === 'bf16' ? undefined : new PrecisionPolicy({ recipe, keepFirstLast: false, minWeightElements: 0 });
+    const exe = compile(stepGraph(), { device, seed: 1, precision: policy });
+    const losses = [];
+    const ms = [];
+    batches.forEach((b, s) => {
+      const t0 = performance.now();
+      losses.push(exe.run({ ...b, lr: Float32Array.of(1e-3 * Math.min(1, (s + 1) / 10)), step: Float32Array.of(s + 1) }).loss[0]);
+      ms.push(performance.now() - t0);
+    });
+    exe.dispose();
+    const late = ms.slice(Math.floor(steps / 2)).sort((a, b) => a - b);
+    console.log(`  ${recipe.padEnd(15)} loss ${losses[0].toFixed(3)} -> ${losses.at(-1).toFixed(3)}, median step ${late[late.length >> 1].toFixed(2)} ms (wall clock)`);
+    if (policy) console.log(PrecisionPolicy.table(policy.lastPlan, computeCapabilityOf(device)).split('\n').filter((l, i) => i === 0 || /blocks\.1\.|head/.test(l)).map((l) => `    ${l}`).join('\n'));
   }
 }
