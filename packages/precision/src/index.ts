@@ -19,6 +19,7 @@ export type { QuantizeTensorOptions, QuantizedPart, QuantizedTensor, ScaleLayout
 export { GEMM_SCALE_LAYOUTS, SCALED_OUT_DTYPES, SCALINGS, checkScaledMatmul, roundToBf16, scaleIndex, scaleShape, scaledMatmulOp, scalingPairAllowed } from './ops/scaled_matmul.js';
 export type { GemmScaleLayout, ScaledMatmulDims, ScaledOutDtype, Scaling } from './ops/scaled_matmul.js';
 export { scaledMatmul } from './scaled_matmul.js';
+export { scaledMatmulBiasOp } from './ops/scaled_matmul_bias.js';
 export { QUANTIZE_DIRECTIONS, QUANTIZE_FORMATS, checkQuantize, quantizeOp, quantizeOutputs, scalingOf } from './ops/quantize.js';
 export type { QuantizeDirection, QuantizeFormat, QuantizeOutputs } from './ops/quantize.js';
 export { hasNativeRewrite, planNativeGemm, operandFormat } from './native_gemm.js';

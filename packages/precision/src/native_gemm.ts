@@ -133,8 +133,9 @@ export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: 
 /**
  * Rewrites the planned GEMMs: one quantize node per (tensor, view, format) with the directions the
  * GEMMs ask of it, before the first GEMM that reads it; each GEMM node becomes a reshape (free: an
- * alias) of a new scaled_matmul to its own shape, so its output value and every reader stay. Returns
- * the new nodes to put before each node (by node id).
+ * alias) of a new scaled_matmul to its own shape, so its output value and every reader stay. A
+ * forward GEMM whose only reader is a bias_add takes the bias into its epilogue (scaled_matmul_bias)
+ * and the bias_add becomes the reshape. Returns the new nodes to put before each node (by node id).
  */
 export function rewriteNative(graph: Graph, b: GraphBuilder, gemms: readonly NativeGemm[]): Map<number, NodeDecl[]> {
   const before = new Map<number, NodeDecl[]>();
@@ -164,15 +165,26 @@ export function rewriteNative(graph: Graph, b: GraphBuilder, gemms: readonly Nat
     const { outs, at } = made.get(key(o))!;
     return o.direction === 'rowwise' ? [outs[at.rowCodes!]!, outs[at.rowScales!]!] : [outs[at.colCodes!]!, outs[at.colScales!]!];
   };
+  // Readers of each value (nodes, and the graph's outputs, updates and gradients as null).
+  const readers = new Map<number, (NodeDecl | null)[]>();
+  for (const n of graph.nodes) for (const i of n.inputs) readers.set(i, [...(readers.get(i) ?? []), n]);
+  for (const v of [...Object.values(graph.outputs), ...Object.values(graph.updates), ...Object.values(graph.gradients)]) readers.set(v, [...(readers.get(v) ?? []), null]);
   for (const g of gemms) {
     const from = graph.nodes.length;
-    const shape = [...graph.values[g.node.outputs[0]!]!.type.shape];
+    const product = g.node.outputs[0]!;
     const attrs = { aScaling: scalingOf(g.a.format), bScaling: scalingOf(g.b.format), scaleLayout: 'gemm', outDtype: g.outDtype, fastAccum: g.fastAccum };
-    const d = b.like(g.node, () => b.op1('scaled_matmul', [...pick(g.a), ...pick(g.b)], attrs));
-    place(g.node, from);
-    g.node.op = 'reshape';
-    g.node.inputs = [d.id];
-    g.node.attrs = { shape };
+    // A forward product whose one reader adds a bias: the bias goes into the GEMM's epilogue, and
+    // the bias_add node becomes the reshape (the matmul node is left unread, for DCE).
+    const only = readers.get(product)?.length === 1 ? readers.get(product)![0] : null;
+    const biasT = only?.op === 'bias_add' && only.inputs[0] === product ? graph.values[only.inputs[1]!]!.type : null;
+    const bias = biasT && g.outDtype === 'bf16' && biasT.dtype === 'bf16' && biasT.shape.length === 1 && biasT.shape[0] === g.N ? only! : null;
+    const operands = [...pick(g.a), ...pick(g.b)];
+    const d = b.like(g.node, () => (bias ? b.op1('scaled_matmul_bias', [...operands, b.sym(bias.inputs[1]!)], attrs) : b.op1('scaled_matmul', operands, attrs)));
+    const target = bias ?? g.node;
+    place(target, from);
+    target.op = 'reshape';
+    target.inputs = [d.id];
+    target.attrs = { shape: [...graph.values[target.outputs[0]!]!.type.shape] };
   }
   return before;
 }

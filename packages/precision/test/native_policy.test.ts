@@ -47,8 +47,11 @@ describe('PrecisionPolicy, native rewrite', () => {
       expect(chosen.map((d) => d.layer).sort()).toEqual(['blocks.1.attn.proj', 'blocks.1.attn.qkv', 'blocks.1.mlp.fc', 'blocks.1.mlp.proj']);
       for (const d of chosen) expect(d).toMatchObject({ gemms: 3, rewritten: 3, native: 3 });
       expect(g.nodes.filter((n) => n.op === 'fake_quant')).toEqual([]);
-      const sm = g.nodes.filter((n) => n.op === 'scaled_matmul');
+      const sm = g.nodes.filter((n) => n.op === 'scaled_matmul' || n.op === 'scaled_matmul_bias');
       expect(sm.length).toBe(12);
+      // The forward GEMMs take their Linear's bias into the epilogue; no bias_add is left for them.
+      expect(sm.filter((n) => n.op === 'scaled_matmul_bias').map((n) => n.phase)).toEqual(['forward', 'forward', 'forward', 'forward']);
+      expect(g.nodes.filter((n) => n.op === 'bias_add' && n.scope.startsWith('blocks.1.'))).toEqual([]);
       const q = g.nodes.filter((n) => n.op === 'quantize');
       // Per layer: its input x, its weight and the gradient dy, each once, in both directions.
       expect(q.length).toBe(12);

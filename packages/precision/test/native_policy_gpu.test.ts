@@ -48,7 +48,10 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
       const a = train(native);
       const k = (op: string) => a.kernels.filter((r) => r.op === op);
       expect(k('scaled_matmul').map((r) => r.kernel)).toEqual(['scaled_matmul_cublaslt']);
-      expect(k('scaled_matmul')[0]!.nodes).toBe(3 * 4 * 3); // 3 blocks × 4 linear layers × 3 GEMMs
+      expect(k('scaled_matmul_bias').map((r) => r.kernel)).toEqual(['scaled_matmul_bias_cublaslt']);
+      // 3 blocks × 4 linear layers × 3 GEMMs, the forward ones with their bias in the epilogue.
+      expect(k('scaled_matmul')[0]!.nodes + k('scaled_matmul_bias')[0]!.nodes).toBe(3 * 4 * 3);
+      expect(k('scaled_matmul_bias')[0]!.nodes).toBe(3 * 4);
       expect(k('quantize').map((r) => r.kernel)).toEqual(['quantize_cuda']);
       expect(k('fake_quant')).toEqual([]);
       const again = train(native.clone());

@@ -17,8 +17,7 @@
  *
  * Workspace: cuBLASLt's, 32 MiB, as the BF16 GEMMs declare it (GEMM_LT_WORKSPACE): the plan places
  * it in the arena; the eager Tensor call (../scaled_matmul.ts) keeps one per device.
- * No epilogue yet: bias (which scaledGemmLt has) comes with a fused op when the policy's rewrite
- * needs it, as matmul_bias came after matmul.
+ * scaled_matmul_bias is the same call with cuBLASLt's BIAS epilogue (bias of outDtype, [N]).
  */
 import { DTYPE_CODE, EPILOGUE_CODE, FP8_CODE, SCALING_CODE, findLibrary, nativeEntries, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { GEMM_LT_WORKSPACE, type KernelParams } from '@deepwell/ir';
@@ -30,7 +29,7 @@ export const SCALED_GEMM_WORKSPACE = GEMM_LT_WORKSPACE;
 /** A call's sizes, or why the op itself refuses it. */
 function dimsOf(p: KernelParams): ScaledMatmulDims | string {
   try {
-    return checkScaledMatmul(p.op, p.inTypes, p.attrs);
+    return checkScaledMatmul(p.op, p.inTypes.slice(0, 4), p.attrs);
   } catch (e) {
     return (e as Error).message;
   }
@@ -52,6 +51,8 @@ export function scaledGemmLimits(n: ScaledMatmulDims): true | string {
 const shapeArgs = (n: ScaledMatmulDims) =>
   [n.M, n.N, n.K, FP8_CODE[n.aFormat], FP8_CODE[n.bFormat], SCALING_CODE[n.aScaling], SCALING_CODE[n.bScaling], DTYPE_CODE[n.outDtype], n.fastAccum ? 1 : 0] as const;
 
+const withBias = (p: Pick<KernelParams, 'op'>) => p.op === 'scaled_matmul_bias';
+
 function supports(p: KernelParams): true | string {
   const n = dimsOf(p);
   if (typeof n === 'string') return n;
@@ -61,7 +62,7 @@ function supports(p: KernelParams): true | string {
   if (!lib.found) return `cuBLASLt not found (${lib.tried.at(-1)?.error ?? 'no candidates'})`;
   try {
     // registerCuda asks this only with the addon loaded and its entry points present (`needs`).
-    const why = nativeEntries().entries!.scaledGemmLtSupported(...shapeArgs(n), EPILOGUE_CODE.none, SCALED_GEMM_WORKSPACE);
+    const why = nativeEntries().entries!.scaledGemmLtSupported(...shapeArgs(n), withBias(p) ? EPILOGUE_CODE.bias : EPILOGUE_CODE.none, SCALED_GEMM_WORKSPACE);
     return why === '' ? true : why;
   } catch (e) {
     return (e as Error).message;
@@ -70,17 +71,19 @@ function supports(p: KernelParams): true | string {
 
 /** D = (a·sa)·(b·sb)ᵀ through cuBLASLt on the call's stream, with the call's workspace. */
 export function runScaledGemm(c: CudaCall<KernelParams>, ops: NativeEntries): void {
-  const n = checkScaledMatmul(c.op, c.inTypes, c.attrs);
-  const [a, aScale, b, bScale] = c.inputs as [DevArg, DevArg, DevArg, DevArg];
-  ops.scaledGemmLt(c.stream, ...shapeArgs(n), a, aScale, b, bScale, c.outputs[0]!, EPILOGUE_CODE.none, null, c.workspace);
+  const n = checkScaledMatmul(c.op, c.inTypes.slice(0, 4), c.attrs);
+  const [a, aScale, b, bScale, bias] = c.inputs as [DevArg, DevArg, DevArg, DevArg, DevArg | undefined];
+  ops.scaledGemmLt(c.stream, ...shapeArgs(n), a, aScale, b, bScale, c.outputs[0]!, withBias(c) ? EPILOGUE_CODE.bias : EPILOGUE_CODE.none, withBias(c) ? bias! : null, c.workspace);
 }
 
-registerCuda<KernelParams>({
-  op: 'scaled_matmul',
-  name: 'scaled_matmul_cublaslt',
-  priority: 200,
-  needs: ['scaledGemmLt', 'scaledGemmLtSupported'],
-  supports,
-  workspace: () => SCALED_GEMM_WORKSPACE,
-  run: runScaledGemm,
-});
+for (const op of ['scaled_matmul', 'scaled_matmul_bias']) {
+  registerCuda<KernelParams>({
+    op,
+    name: `${op}_cublaslt`,
+    priority: 200,
+    needs: ['scaledGemmLt', 'scaledGemmLtSupported'],
+    supports,
+    workspace: () => SCALED_GEMM_WORKSPACE,
+    run: runScaledGemm,
+  });
+}

@@ -219,6 +219,25 @@ export function roundToBf16(x: number): number {
   return x < 0 ? -r : r;
 }
 
+/**
+ * The reference of scaled_matmul (and of scaled_matmul_bias, with `bias`: f32-widened values of
+ * outDtype [N], added to the exact float64 sum before the one rounding, as the GEMM's epilogue adds
+ * it to the FP32 accumulator).
+ */
+export function scaledMatmulReference(op: string, [a, aScale, b, bScale]: readonly NumArray[], d: NumArray, inTypes: readonly ValueType[], attrs: Attrs, bias: NumArray | null): void {
+  const n = checkScaledMatmul(op, inTypes, attrs);
+  const { M, N, K } = n;
+  const A = dequantizeOperand(op, 'a', a!, aScale!, n.aFormat, n.aScaling, n.layout, M, K);
+  const B = dequantizeOperand(op, 'b', b!, bScale!, n.bFormat, n.bScaling, n.layout, N, K);
+  const round = n.outDtype === 'f32' ? Math.fround : roundToBf16;
+  for (let m = 0; m < M; m++)
+    for (let j = 0; j < N; j++) {
+      let s = bias ? bias[j]! : 0;
+      for (let k = 0; k < K; k++) s += A[m * K + k]! * B[j * K + k]!;
+      d[m * N + j] = round(s);
+    }
+}
+
 export const scaledMatmulOp = defineOp({
   name: 'scaled_matmul',
   doc: 'd = (a·aScale) · (b·bScale)ᵀ: the FP8 GEMM on K-major codes with tensor, row or block scales, rounded once to outDtype',
@@ -235,19 +254,6 @@ export const scaledMatmulOp = defineOp({
     const n = checkScaledMatmul('scaled_matmul', inTypes, attrs);
     return [{ shape: [n.M, n.N], dtype: n.outDtype }];
   },
-  reference: ({ inputs: [a, aScale, b, bScale], outputs: [d], inTypes, attrs }) => {
-    const op = 'scaled_matmul';
-    const n = checkScaledMatmul(op, inTypes, attrs);
-    const { M, N, K } = n;
-    const A = dequantizeOperand(op, 'a', a!, aScale!, n.aFormat, n.aScaling, n.layout, M, K);
-    const B = dequantizeOperand(op, 'b', b!, bScale!, n.bFormat, n.bScaling, n.layout, N, K);
-    const round = n.outDtype === 'f32' ? Math.fround : roundToBf16;
-    for (let m = 0; m < M; m++)
-      for (let j = 0; j < N; j++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) s += A[m * K + k]! * B[j * K + k]!;
-        d![m * N + j] = round(s);
-      }
-  },
+  reference: ({ inputs: [a, aScale, b, bScale], outputs: [d], inTypes, attrs }) => scaledMatmulReference('scaled_matmul', [a!, aScale!, b!, bScale!], d!, inTypes, attrs, null),
   flops: ([a, , b]) => 2 * a!.shape[0]! * b!.shape[0]! * a!.shape[1]!,
 });
