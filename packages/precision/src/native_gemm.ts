@@ -13,8 +13,8 @@
  * an activation x is quantized once in the forward, rowwise for the forward GEMM and columnwise for
  * the weight gradient, so what the backward keeps of x is its FP8 codes (and x itself dies early
  * where nothing else reads it); the gradient dy once, rowwise for the data gradient and columnwise
- * for the weight gradient; a weight once per step, from its f32 master (not through the bf16 cast),
- * rowwise for the forward and columnwise (Wᵀ) for the data gradient. Values are matched through
+ * for the weight gradient; a weight once per step (its bf16 copy, as the emulation and the
+ * numerics read it), rowwise for the forward and columnwise (Wᵀ) for the data gradient. Values are matched through
  * reshapes, so dy and its [B·T, N] view share a node.
  *
  * Formats by the operand's role: a gradient (a value the backward computes) takes the recipe's
@@ -31,7 +31,7 @@
 import { reshape, type Graph, type GraphBuilder, type NodeDecl, type Sym } from '@deepwell/ir';
 import type { RecipeSpec } from './policy.js';
 import type { GemmRoles } from './roles.js';
-import { scalingPairAllowed } from './ops/scaled_matmul.js';
+import { scalingPairAllowed, type ScaledMatmulDims } from './ops/scaled_matmul.js';
 import type { FakeQuantFormat } from './ops/fake_quant.js';
 import { checkQuantize, quantizeOutputs, scalingOf, type QuantizeDirection, type QuantizeFormat, type QuantizeOutputs } from './ops/quantize.js';
 import { scaledGemmLimits } from './cuda/scaled_matmul.js';
@@ -55,7 +55,12 @@ export interface NativeGemm {
   K: number;
   outDtype: 'bf16' | 'f32';
   fastAccum: boolean;
+  /** Whether a bias may go into the GEMM's epilogue (a forward GEMM, bf16 out, the GEMM available). */
+  biasOk: boolean;
 }
+
+/** Whether this machine runs an FP8 GEMM (with the bias epilogue), else why not (scaledGemmAvailable). */
+export type GemmProbe = (dims: ScaledMatmulDims, bias: boolean) => true | string;
 
 const NATIVE_RECIPES = new Set(['fp8-tensorwise', 'fp8-blockwise']);
 
@@ -91,7 +96,7 @@ export function operandFormat(graph: Graph, id: number, r: RecipeSpec, roles: Ge
  * How matmul node `n` runs natively under recipe `r` (`tiles`: whether a weight shape takes the
  * recipe's weight format), or why it cannot.
  */
-export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean): NativeGemm | string {
+export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean, probe: GemmProbe | null): NativeGemm | string {
   const [aT, bT] = n.inputs.map((id) => graph.values[id]!.type) as [Graph['values'][0]['type'], Graph['values'][0]['type']];
   const out = graph.values[n.outputs[0]!]!.type;
   const transA = n.attrs.transA === true;
@@ -103,11 +108,11 @@ export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: 
   const aRows = aT.shape.reduce((x, y) => x * y, 1) / aCols;
   const [M, K] = transA ? [aCols, aRows] : [aRows, aCols];
   const N = transB ? bT.shape[0]! : bT.shape[1]!;
+  // The operand as the GEMM would read it (a weight's bf16 copy, not its f32 master), so the native
+  // GEMM, the emulation and the numerics quantize the same values.
   const operand = (id: number, rows: number, cols: number, direction: 'rowwise' | 'columnwise'): NativeOperand => {
-    const param = roles.paramOf(id);
     const format = operandFormat(graph, id, r, roles, producers, tiles) as QuantizeFormat;
-    const root = param !== null ? graph.params[param]! : rootOf(producers, id);
-    return { root, rows, cols, format, direction };
+    return { root: rootOf(producers, id), rows, cols, format, direction };
   };
   const a = operand(n.inputs[0]!, aRows, aCols, transA ? 'columnwise' : 'rowwise');
   const b = operand(n.inputs[1]!, bT.shape[0]!, bT.shape[1]!, transB ? 'rowwise' : 'columnwise');
@@ -124,10 +129,12 @@ export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: 
   }
   const outDtype = out.dtype;
   const fastAccum = scalingOf(a.format) === 'tensor' && n.phase !== 'backward';
-  const block = scalingOf(a.format) !== 'tensor';
-  const limits = scaledGemmLimits({ M, N, K, aFormat: 'e4m3', bFormat: 'e4m3', aScaling: block ? 'block1x128' : 'tensor', bScaling: block ? 'block1x128' : 'tensor', layout: 'gemm', outDtype, fastAccum });
-  if (limits !== true) return `the FP8 GEMM ${limits}`;
-  return { node: n, a, b, M, N, K, outDtype, fastAccum };
+  const fp8 = (f: QuantizeFormat) => (f === 'fp8-e5m2' ? 'e5m2' : 'e4m3') as 'e4m3' | 'e5m2';
+  const dims: ScaledMatmulDims = { M, N, K, aFormat: fp8(a.format), bFormat: fp8(b.format), aScaling: scalingOf(a.format), bScaling: scalingOf(b.format), layout: 'gemm', outDtype, fastAccum };
+  const ok = probe ? probe(dims, false) : scaledGemmLimits(dims);
+  if (ok !== true) return `the FP8 GEMM ${ok}`;
+  const biasOk = outDtype === 'bf16' && n.phase !== 'backward' && (probe ? probe(dims, true) === true : true);
+  return { node: n, a, b, M, N, K, outDtype, fastAccum, biasOk };
 }
 
 /**
@@ -177,7 +184,7 @@ export function rewriteNative(graph: Graph, b: GraphBuilder, gemms: readonly Nat
     // the bias_add node becomes the reshape (the matmul node is left unread, for DCE).
     const only = readers.get(product)?.length === 1 ? readers.get(product)![0] : null;
     const biasT = only?.op === 'bias_add' && only.inputs[0] === product ? graph.values[only.inputs[1]!]!.type : null;
-    const bias = biasT && g.outDtype === 'bf16' && biasT.dtype === 'bf16' && biasT.shape.length === 1 && biasT.shape[0] === g.N ? only! : null;
+    const bias = biasT && g.biasOk && biasT.dtype === 'bf16' && biasT.shape.length === 1 && biasT.shape[0] === g.N ? only! : null;
     const operands = [...pick(g.a), ...pick(g.b)];
     const d = b.like(g.node, () => (bias ? b.op1('scaled_matmul_bias', [...operands, b.sym(bias.inputs[1]!)], attrs) : b.op1('scaled_matmul', operands, attrs)));
     const target = bias ?? g.node;

@@ -46,7 +46,8 @@
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl, type PassContext } from '@deepwell/ir';
-import { deviceProperties, isCudaAvailable } from '@deepwell/kernels-native';
+import { deviceProperties, isCudaAvailable, nativeEntries } from '@deepwell/kernels-native';
+import { scaledGemmAvailable } from './cuda/scaled_matmul.js';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
 import { hasNativeRewrite, operandFormat, planNativeGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
@@ -254,6 +255,12 @@ export class PrecisionPolicy implements GraphPass {
     const cc = this.options.native === 'auto' ? computeCapabilityOf(context?.device) : null;
     const producers = producerMap(graph);
     const tiles = (shape: readonly number[]) => this.#tiles(shape);
+    // On a CUDA device, what the kernels take is asked of this machine before a GEMM is rewritten
+    // (cuBLASLt's answer for the shape, the addon's entries), so a GEMM it would refuse stays emulated.
+    const onCuda = /^cuda(:\d+)?$/.test(context?.device ?? '');
+    const probe = onCuda ? scaledGemmAvailable : null;
+    const entries = onCuda ? nativeEntries().entries : null;
+    const nativeWhyNot = onCuda && !(entries && typeof entries.quantize === 'function' && typeof entries.quantAmax === 'function') ? 'the loaded @deepwell/kernels-native has no quantize (rebuild it)' : null;
     const b = GraphBuilder.extend(graph);
     const before = new Map<number, NodeDecl[]>(); // node id -> the nodes to put before it
     const original = graph.nodes.slice();
@@ -282,7 +289,7 @@ export class PrecisionPolicy implements GraphPass {
         continue;
       }
       const wantNative = hasNativeRewrite(d.recipe) && (this.options.native === true || (cc !== null && support(d.recipe, cc) === 'native'));
-      const native = wantNative ? planNativeGemm(graph, n, r, roles, producers, tiles) : null;
+      const native = wantNative ? (nativeWhyNot ?? planNativeGemm(graph, n, r, roles, producers, tiles, probe)) : null;
       if (typeof native === 'string') why(d, `; a ${backward ? 'backward' : 'forward'} GEMM stays emulated: ${native}`);
       else if (native === null && this.options.native !== false && cc !== null && support(d.recipe, cc) === 'native') why(d, `; emulated: no native ${d.recipe} GEMM in this build`);
       const first = graph.nodes.length;

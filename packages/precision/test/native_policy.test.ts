@@ -1,5 +1,5 @@
 // The precision policy's native rewrite (quantize → scaled_matmul) on a GPT's training step, on the
-// CPU: its structure (one quantize per tensor with both directions, weights from their f32 masters,
+// CPU: its structure (one quantize per tensor with both directions, weights from their bf16 copies,
 // every GEMM of a chosen layer native), the reference interpreter running it against the emulated
 // rewrite and against no quantization, the per-layer table, dryrun's accounting of the FP8 copies,
 // and the quantize op's errors. The compiled GPU step is in native_policy_gpu.test.ts.
@@ -56,8 +56,10 @@ describe('PrecisionPolicy, native rewrite', () => {
       // Per layer: its input x, its weight and the gradient dy, each once, in both directions.
       expect(q.length).toBe(12);
       for (const n of q) expect(n.attrs.direction).toBe('both');
-      const weights = q.filter((n) => g.values[n.inputs[0]!]!.kind === 'param');
-      expect(weights.length).toBe(4); // from the f32 masters
+      // A weight is quantized from its bf16 copy (the cast of its f32 master), as the emulation reads it.
+      const castOfParam = (id: number) => g.nodes.some((m) => m.op === 'cast' && m.outputs[0] === id && g.values[m.inputs[0]!]!.kind === 'param');
+      const weights = q.filter((n) => castOfParam(n.inputs[0]!));
+      expect(weights.length).toBe(4);
       for (const n of weights) expect(n.attrs.format).toBe(recipe === 'fp8-blockwise' ? 'fp8-block128x128' : 'fp8-e4m3');
       const grads = q.filter((n) => n.phase === 'backward');
       expect(grads.length).toBe(4);

@@ -56,13 +56,25 @@ const withBias = (p: Pick<KernelParams, 'op'>) => p.op === 'scaled_matmul_bias';
 function supports(p: KernelParams): true | string {
   const n = dimsOf(p);
   if (typeof n === 'string') return n;
+  return scaledGemmAvailable(n, withBias(p));
+}
+
+/**
+ * Whether this machine runs the FP8 GEMM of `n` (with the bias epilogue when `bias`): the sizes
+ * scaledGemmLt takes, cuBLASLt found, the addon's entry points, and cuBLASLt's own answer for the
+ * shape on the current device (the addon caches its plans, so asking again is a lookup); else why
+ * not. The candidate asks it at selection time, the precision policy before it rewrites a GEMM.
+ */
+export function scaledGemmAvailable(n: ScaledMatmulDims, bias: boolean): true | string {
   const limits = scaledGemmLimits(n);
   if (limits !== true) return limits;
+  if (bias && n.outDtype === 'f32') return 'has no bias epilogue with f32 output';
   const lib = findLibrary('cublasLt');
   if (!lib.found) return `cuBLASLt not found (${lib.tried.at(-1)?.error ?? 'no candidates'})`;
+  const entries = nativeEntries().entries;
+  if (!entries || typeof entries.scaledGemmLtSupported !== 'function' || typeof entries.scaledGemmLt !== 'function') return 'the loaded @deepwell/kernels-native has no scaledGemmLt (rebuild it)';
   try {
-    // registerCuda asks this only with the addon loaded and its entry points present (`needs`).
-    const why = nativeEntries().entries!.scaledGemmLtSupported(...shapeArgs(n), withBias(p) ? EPILOGUE_CODE.bias : EPILOGUE_CODE.none, SCALED_GEMM_WORKSPACE);
+    const why = entries.scaledGemmLtSupported(...shapeArgs(n), bias ? EPILOGUE_CODE.bias : EPILOGUE_CODE.none, SCALED_GEMM_WORKSPACE);
     return why === '' ? true : why;
   } catch (e) {
     return (e as Error).message;
