@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 15's FP8 checks, by part, into $OUT (a log per part and a tarball).
-#   OUT=$OUT bash scripts/fp8-check.sh [tests] [gemm] [e2e] [e2e-torch] [gpt2]
+#   OUT=$OUT bash scripts/fp8-check.sh [tests] [tests-native] [gemm] [e2e] [e2e-torch] [gpt2]
 #   tests      the precision package's GPU tests (quantizer, FP8 GEMM, scaled_matmul, the native
-#              policy in a compiled step) and kernels-native / ir (the GEMM plan cache)
-#   gemm       bench/scaled_gemm.sh: our FP8 and bf16 GEMMs beside PyTorch's, every shape and mode
+#              policy in a compiled step) and examples/precision
+#   tests-native  kernels-native and ir (the GEMM plan cache)
+#   gemm       bench/scaled_gemm.sh: our FP8 and bf16 GEMMs beside PyTorch's, every shape and mode,
+#              SCALED_GEMM_ROUNDS rounds (default 1)
 #   e2e        the ~1B GPT (16 layers, width 2048, 16 heads, T 2048, vocab 50304; B = E2E_B, default
 #              8) for E2E_STEPS (300) steps under each recipe in E2E_RECIPES (bf16 fp8-tensorwise
 #              fp8-blockwise), each recipe for every block (KEEP_FIRST_LAST=0; the head stays BF16)
@@ -47,11 +49,13 @@ for part in "${parts[@]}"; do
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Test Files|Tests |native:|emulated |bf16  " "$OUT/precision-gpu.log" | grep -v "^ *✓ .*[0-9]ms$" | tail -40
     step "examples/precision (its GPU section: FP8 GEMMs, a short FP8 training run)"
     (cd examples/precision && timeout 150 node index.mjs 2>&1 | tail -22 | tee "$OUT/example-precision.log")
+    ;;
+  tests-native)
     step "kernels-native and ir tests (the GEMM plan cache)"
     timeout 300 node scripts/test-all.mjs packages/kernels-native packages/ir > "$OUT/native-ir.log" 2>&1
     echo "exit $?"; grep -E "FAIL|×|passed|failed" "$OUT/native-ir.log" | tail -12
     ;;
-  gemm) step "FP8 GEMM benchmark"; OUT=$OUT timeout 500 bash bench/scaled_gemm.sh > "$OUT/gemm.log" 2>&1; echo "exit $?"; cat "$OUT/scaled-gemm-table.md" 2>/dev/null || tail -20 "$OUT/gemm.log" ;;
+  gemm) step "FP8 GEMM benchmark"; OUT=$OUT SCALED_GEMM_ROUNDS=${SCALED_GEMM_ROUNDS:-1} timeout 400 bash bench/scaled_gemm.sh > "$OUT/gemm.log" 2>&1; echo "exit $?"; cat "$OUT/scaled-gemm-table.md" 2>/dev/null || tail -20 "$OUT/gemm.log" ;;
   e2e)
     recipes_run "$E1B" "${E2E_STEPS:-300}" "${E2E_B:-8}" e2e ${E2E_RECIPES:-bf16 fp8-tensorwise fp8-blockwise}
     step "e2e summary"; node examples/gpt2/recipes.mjs /tmp/e2e-* | tee "$OUT/e2e-recipes.md"
@@ -63,8 +67,8 @@ for part in "${parts[@]}"; do
     ;;
   gpt2)
     recipes_run gpt2-small "${GPT2_STEPS:-200}" 16 gpt2 bf16 fp8-tensorwise fp8-blockwise
-    torch_run /tmp/gpt2-bf16 compile 200
-    torch_run /tmp/gpt2-fp8-tensorwise compile-fp8 200
+    torch_run /tmp/gpt2-bf16 compile 150
+    torch_run /tmp/gpt2-fp8-tensorwise compile-fp8 150
     step "gpt2 summary"; node examples/gpt2/recipes.mjs /tmp/gpt2-* | tee "$OUT/gpt2-recipes.md"
     ;;
   *) echo "fp8-check.sh: unknown part '$part' (tests, gemm, e2e, e2e-torch, gpt2)"; exit 2 ;;
