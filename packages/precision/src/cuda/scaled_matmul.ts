@@ -73,7 +73,7 @@ function supports(p: KernelParams): true | string {
 export function runScaledGemm(c: CudaCall<KernelParams>, ops: NativeEntries): void {
   const n = checkScaledMatmul(c.op, c.inTypes.slice(0, 4), c.attrs);
   const [a, aScale, b, bScale, bias] = c.inputs as [DevArg, DevArg, DevArg, DevArg, DevArg | undefined];
-  ops.scaledGemmLt(c.stream, ...shapeArgs(n), a, aScale, b, bScale, c.outputs[0]!, withBias(c) ? EPILOGUE_CODE.bias : EPILOGUE_CODE.none, withBias(c) ? bias! : null, c.workspace);
+  ops.scaledGemmLt(c.stream, ...shapeArgs(n), a, aScale, b, bScale, c.outputs[0]!, withBias(c) ? EPILOGUE_CODE.bias : EPILOGUE_CODE.none, withBias(c) ? bias! : null, null, null, c.workspace);
 }
 
 for (const op of ['scaled_matmul', 'scaled_matmul_bias']) {
