@@ -42,8 +42,8 @@
 //
 // mx32 and nv16 need compute capability 10.0 or newer (Blackwell's block-scaled tensor cores): on
 // an older GPU both entry points answer why without asking cuBLASLt (scaledGemmLt fails with it).
-// No Blackwell GPU is available to the project: this path is compiled and its refusals tested on
-// Hopper, never run.
+// No Blackwell GPU is available to the project: this path is compiled, never run; its refusals
+// below compute capability 10 have GPU tests (precision's scaled_matmul_gpu.test.ts).
 //
 // cuBLASLt is column-major: we ask for Dᵀ[N, M] = b · aᵀ, so its A is our b (op T) and its B is
 // our a (op N), m = N, n = M; its A scale is sb, its B scale sa. Plans (descriptors and the

@@ -15,8 +15,8 @@
  *   - a shape cuBLASLt has no algorithm for (scaledGemmLtSupported, asked at selection time: the
  *     addon caches its plans, so asking again is a lookup), or no cuBLASLt;
  *   - mx32 / nv16 on a GPU below compute capability 10.0: the addon says so without asking cuBLASLt
- *     (on Hopper that is the reason this candidate gives). The sm_100 path is compiled and its
- *     refusals tested on the H200, never run: no Blackwell GPU is available to the project.
+ *     (on Hopper that is the reason this candidate gives). The sm_100 path is compiled, never run:
+ *     no Blackwell GPU is available to the project.
  * The checks are repeated here rather than left to the addon because the addon throws on them, and
  * a candidate must answer a reason instead.
  *
