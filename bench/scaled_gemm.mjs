@@ -145,7 +145,7 @@ function prepareScaled(M, N, K, mode, owned) {
   let next = 0;
   const launch = () => {
     const [a, aScale, b, bScale, d] = args[next++ % sets];
-    n.scaledGemmLt(stream.handle, M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, a, aScale, b, bScale, d, epilogue, null, workspace);
+    n.scaledGemmLt(stream.handle, M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, a, aScale, b, bScale, d, epilogue, null, null, null, workspace);
   };
   return { api: 'scaledGemmLt', launch, sets };
 }

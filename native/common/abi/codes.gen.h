@@ -33,14 +33,17 @@ constexpr int kCount = 2;
 namespace fp8 {
 constexpr int e4m3 = 0;
 constexpr int e5m2 = 1;
-constexpr int kCount = 2;
+constexpr int e2m1 = 2;
+constexpr int kCount = 3;
 }  // namespace fp8
 namespace scaling {
 constexpr int tensor = 0;
 constexpr int row = 1;
 constexpr int block1x128 = 2;
 constexpr int block128x128 = 3;
-constexpr int kCount = 4;
+constexpr int mx32 = 4;
+constexpr int nv16 = 5;
+constexpr int kCount = 6;
 }  // namespace scaling
 namespace epilogue {
 constexpr int none = 0;

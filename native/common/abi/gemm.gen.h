@@ -107,7 +107,7 @@ inline GemmPlanCountArgs readGemmPlanCount(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// scaledGemmLt(stream, M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, a, aScale, b, bScale, d, epilogue, bias, workspace)  [native/gemm/gemm_scaled.cpp]
+// scaledGemmLt(stream, M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, a, aScale, b, bScale, d, epilogue, bias, aGlobal, bGlobal, workspace)  [native/gemm/gemm_scaled.cpp]
 struct ScaledGemmLtArgs {
   cudaStream_t stream{};
   uint64_t M{};
@@ -126,19 +126,21 @@ struct ScaledGemmLtArgs {
   TensorArg d{};
   int epilogue{};
   TensorArg bias{};
+  TensorArg aGlobal{};
+  TensorArg bGlobal{};
   WorkspaceArg workspace{};
 };
 inline ScaledGemmLtArgs readScaledGemmLt(const Napi::CallbackInfo& info) {
-  Reader r(info, "scaledGemmLt", 26);
+  Reader r(info, "scaledGemmLt", 30);
   ScaledGemmLtArgs a;
   a.stream = r.stream("stream");
   a.M = r.u64("M");
   a.N = r.u64("N");
   a.K = r.u64("K");
-  a.aFormat = r.code("aFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
-  a.bFormat = r.code("bFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
-  a.aScaling = r.code("aScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
-  a.bScaling = r.code("bScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
+  a.aFormat = r.code("aFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.bFormat = r.code("bFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.aScaling = r.code("aScaling", 5, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128, 4 mx32, 5 nv16)");
+  a.bScaling = r.code("bScaling", 5, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128, 4 mx32, 5 nv16)");
   a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
   a.fastAccum = r.u64("fastAccum", 1.0) != 0;
   a.a = r.tensor("a", false);
@@ -148,6 +150,8 @@ inline ScaledGemmLtArgs readScaledGemmLt(const Napi::CallbackInfo& info) {
   a.d = r.tensor("d", false);
   a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
   a.bias = r.tensor("bias", true);
+  a.aGlobal = r.tensor("aGlobal", true);
+  a.bGlobal = r.tensor("bGlobal", true);
   a.workspace = r.workspace("workspace");
   r.end();
   return a;
@@ -173,10 +177,10 @@ inline ScaledGemmLtSupportedArgs readScaledGemmLtSupported(const Napi::CallbackI
   a.M = r.u64("M");
   a.N = r.u64("N");
   a.K = r.u64("K");
-  a.aFormat = r.code("aFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
-  a.bFormat = r.code("bFormat", 1, "a fp8 code (0 e4m3, 1 e5m2)");
-  a.aScaling = r.code("aScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
-  a.bScaling = r.code("bScaling", 3, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128)");
+  a.aFormat = r.code("aFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.bFormat = r.code("bFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.aScaling = r.code("aScaling", 5, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128, 4 mx32, 5 nv16)");
+  a.bScaling = r.code("bScaling", 5, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128, 4 mx32, 5 nv16)");
   a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
   a.fastAccum = r.u64("fastAccum", 1.0) != 0;
   a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");

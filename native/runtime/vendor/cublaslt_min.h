@@ -20,12 +20,25 @@ typedef struct {
   int reserved[4];
 } dw_cublasLtMatmulHeuristicResult_t;
 
-// cudaDataType (library_types.h) and cublasComputeType_t (cublas_api.h)
-enum { DW_CUDA_R_32F = 0, DW_CUDA_R_16F = 2, DW_CUDA_R_16BF = 14, DW_CUDA_R_8F_E4M3 = 28, DW_CUDA_R_8F_E5M2 = 29 };
+// cudaDataType (library_types.h) and cublasComputeType_t (cublas_api.h). UE4M3 (NVFP4's block
+// scales) is E4M3's code, read unsigned; UE8M0 and E2M1 are the block-scaled modes' (Blackwell).
+// The last three are in the H200's dump of library_types.h (docs/gpu-runs/2026-12-03-flash/
+// run6-stats-ab/cublaslt-fp8-enums.txt), as are VEC16_UE4M3 and VEC32_UE8M0 below.
+enum {
+  DW_CUDA_R_32F = 0,
+  DW_CUDA_R_16F = 2,
+  DW_CUDA_R_16BF = 14,
+  DW_CUDA_R_8F_E4M3 = 28,
+  DW_CUDA_R_8F_UE4M3 = 28,
+  DW_CUDA_R_8F_E5M2 = 29,
+  DW_CUDA_R_8F_UE8M0 = 30,
+  DW_CUDA_R_4F_E2M1 = 33,
+};
 enum { DW_CUBLAS_COMPUTE_32F = 68, DW_CUBLAS_COMPUTE_32F_FAST_TF32 = 77 };
 enum { DW_CUBLAS_OP_N = 0, DW_CUBLAS_OP_T = 1 };
 // cublasLtMatmulDescAttributes_t
 enum {
+  DW_CUBLASLT_MATMUL_DESC_POINTER_MODE = 2,  // cublasLtPointerMode_t (int32)
   DW_CUBLASLT_MATMUL_DESC_TRANSA = 3,
   DW_CUBLASLT_MATMUL_DESC_TRANSB = 4,
   DW_CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
@@ -40,9 +53,15 @@ enum {
   DW_CUBLASLT_MATMUL_DESC_A_SCALE_MODE = 31,
   DW_CUBLASLT_MATMUL_DESC_B_SCALE_MODE = 32,
 };
+// cublasLtPointerMode_t: where alpha and beta live (DEVICE: both device pointers). POINTER_MODE
+// and these two are from NVIDIA's nvmath-python bindings of cublasLt.h (MatmulDescAttribute,
+// PointerMode), not yet from the H200's dump: scripts/gpu-check.sh now prints them.
+enum { DW_CUBLASLT_POINTER_MODE_HOST = 0, DW_CUBLASLT_POINTER_MODE_DEVICE = 1 };
 // cublasLtMatmulMatrixScale_t (the scale modes of A_SCALE_MODE / B_SCALE_MODE)
 enum {
   DW_CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F = 0,
+  DW_CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3 = 1,  // an E4M3 code per 16 of K, 128 × 4 tiles (NVFP4)
+  DW_CUBLASLT_MATMUL_MATRIX_SCALE_VEC32_UE8M0 = 2,  // an E8M0 code per 32 of K, 128 × 4 tiles (MXFP8)
   DW_CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F = 3,
   DW_CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F = 4,
   DW_CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F = 5,

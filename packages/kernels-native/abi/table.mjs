@@ -36,11 +36,14 @@ export const codes = {
   },
   // How an MX block scale is chosen: OCP MX 'floor', or 'rceil' (round the ratio up).
   scaleMode: { floor: 0, rceil: 1 },
-  // FP8 element formats of scaledGemmLt's operands.
-  fp8: { e4m3: 0, e5m2: 1 },
+  // Element formats of scaledGemmLt's operands: FP8, and FP4 E2M1 (NVFP4's elements, two per
+  // byte; the enum keeps its first name).
+  fp8: { e4m3: 0, e5m2: 1, e2m1: 2 },
   // How a scaledGemmLt operand is scaled (the scale layouts: native/gemm/gemm_scaled.cpp):
-  // one f32 for the tensor, one per row, one per 1 × 128 block along K, one per 128 × 128 tile.
-  scaling: { tensor: 0, row: 1, block1x128: 2, block128x128: 3 },
+  // one f32 for the tensor, one per row, one per 1 × 128 block along K, one per 128 × 128 tile;
+  // Blackwell's block-scaled modes: an E8M0 code per 32 of K (MXFP8) or an E4M3 code per 16 of K
+  // (NVFP4), in cuBLASLt's 128 × 4 tiles.
+  scaling: { tensor: 0, row: 1, block1x128: 2, block128x128: 3, mx32: 4, nv16: 5 },
   // cuBLASLt epilogues of gemmLt.
   epilogue: { none: 0, bias: 1, geluBias: 2, bgradb: 3, geluAuxBias: 4 },
 };
@@ -113,11 +116,12 @@ export const entries = {
   gemmLtSupported: { file: 'gemm/gemm.cpp', args: ['dtype:fdtype', ...gemmShape, 'tf32:flag', 'epilogue:enum.epilogue', 'workspaceBytes'], returns: 'string' },
   gemmPlanCount: { file: 'gemm/gemm.cpp', args: [], returns: 'number' },
   // FP8 GEMM through cuBLASLt: D[M, N] = (a·sa)[M, K] · (b·sb)[N, K]ᵀ, both operands K-major FP8
-  // codes (a Linear's activations and its weight as stored); scale layouts in gemm/gemm_scaled.cpp.
+  // codes (a Linear's activations and its weight as stored), or MXFP8 / NVFP4 on Blackwell;
+  // aGlobal, bGlobal: NVFP4's f32 tensor scales (nv16 only). Layouts in gemm/gemm_scaled.cpp.
   scaledGemmLt: {
     file: 'gemm/gemm_scaled.cpp',
     args: ['stream', 'M', 'N', 'K', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'aScaling:enum.scaling', 'bScaling:enum.scaling', 'outDtype:fdtype', 'fastAccum:flag',
-      'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'd:tensor', 'epilogue:enum.epilogue', 'bias:tensor?', 'workspace:workspace'],
+      'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'd:tensor', 'epilogue:enum.epilogue', 'bias:tensor?', 'aGlobal:tensor?', 'bGlobal:tensor?', 'workspace:workspace'],
   },
   scaledGemmLtSupported: {
     file: 'gemm/gemm_scaled.cpp',

@@ -11,13 +11,13 @@ export { NUMERICS_PREFIX, PrecisionPolicy, RECIPES, computeCapabilityOf, support
 export type { LayerDecision, LayerNumerics, NumericsOutput, PolicyOptions, PolicyRule, Recipe, RecipeSpec } from './policy.js';
 export { DEMOTE, FALLBACK_DEFAULTS, FallbackController, checkFallbackOptions } from './fallback.js';
 export type { FallbackDecision, FallbackEvent, FallbackOptions } from './fallback.js';
-export { dequantize2d, gemmBlockScales, plainBlockScales, quantize2d, tileScales128x4, untileScales128x4 } from './layout.js';
+export { dequantize2d, gemmBlockScales, plainBlockScales, quantize2d, tileScales128x4, tiledScaleIndex128x4, untileScales128x4 } from './layout.js';
 export type { BlockFp8, Direction, Quantized2d } from './layout.js';
 export { AmaxHistory } from './amax.js';
 export { dequantizeTensor, quantizeTensor } from './tensor.js';
 export type { QuantizeTensorOptions, QuantizedPart, QuantizedTensor, ScaleLayout, TensorDirection } from './tensor.js';
-export { GEMM_SCALE_LAYOUTS, SCALED_OUT_DTYPES, SCALINGS, checkScaledMatmul, roundToBf16, scaleIndex, scaleShape, scaledMatmulOp, scalingPairAllowed } from './ops/scaled_matmul.js';
-export type { GemmScaleLayout, ScaledMatmulDims, ScaledOutDtype, Scaling } from './ops/scaled_matmul.js';
+export { GEMM_SCALE_LAYOUTS, SCALED_OUT_DTYPES, SCALINGS, checkScaledMatmul, isMicroScaling, microBlock, roundToBf16, scaleIndex, scaleShape, scaledMatmulOp, scalingPairAllowed } from './ops/scaled_matmul.js';
+export type { GemmScaleLayout, ScaledElement, ScaledMatmulDims, ScaledOutDtype, Scaling } from './ops/scaled_matmul.js';
 export { scaledMatmul } from './scaled_matmul.js';
 export { scaledMatmulBiasOp } from './ops/scaled_matmul_bias.js';
 export { QUANTIZE_DIRECTIONS, QUANTIZE_FORMATS, checkQuantize, quantizeOp, quantizeOutputs, scalingOf } from './ops/quantize.js';

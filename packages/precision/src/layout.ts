@@ -102,18 +102,17 @@ export function dequantize2d(q: Quantized2d): Float32Array {
   return q.direction === 'rowwise' ? m : Float32Array.from(transpose(m, R, C));
 }
 
+/** Where block scale (r, c) of a [rows, cols] matrix of them lies in the 128 × 4 tiled layout. */
+export function tiledScaleIndex128x4(r: number, c: number, cols: number): number {
+  const rr = r % 128;
+  return (Math.floor(r / 128) * Math.ceil(cols / 4) + Math.floor(c / 4)) * 512 + (rr % 32) * 16 + Math.floor(rr / 32) * 4 + (c % 4);
+}
+
 /** Block-scale codes [rows, cols] (row-major) in cuBLASLt's 128 × 4 tiled layout, zero-padded. */
 export function tileScales128x4(scales: Uint8Array, rows: number, cols: number): Uint8Array {
   checkMatrix(scales, rows, cols);
-  const tilesR = Math.ceil(rows / 128);
-  const tilesC = Math.ceil(cols / 4);
-  const out = new Uint8Array(tilesR * tilesC * 512);
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) {
-      const tile = Math.floor(r / 128) * tilesC + Math.floor(c / 4);
-      const rr = r % 128;
-      out[tile * 512 + (rr % 32) * 16 + Math.floor(rr / 32) * 4 + (c % 4)] = scales[r * cols + c]!;
-    }
+  const out = new Uint8Array(Math.ceil(rows / 128) * Math.ceil(cols / 4) * 512);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[tiledScaleIndex128x4(r, c, cols)] = scales[r * cols + c]!;
   return out;
 }
 
@@ -123,11 +122,7 @@ export function untileScales128x4(tiled: Uint8Array, rows: number, cols: number)
   const need = Math.ceil(rows / 128) * tilesC * 512;
   if (tiled.length !== need) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${need} bytes of tiled scales for ${rows} × ${cols} but received ${tiled.length}`);
   const out = new Uint8Array(rows * cols);
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) {
-      const rr = r % 128;
-      out[r * cols + c] = tiled[(Math.floor(r / 128) * tilesC + Math.floor(c / 4)) * 512 + (rr % 32) * 16 + Math.floor(rr / 32) * 4 + (c % 4)]!;
-    }
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = tiled[tiledScaleIndex128x4(r, c, cols)]!;
   return out;
 }
 

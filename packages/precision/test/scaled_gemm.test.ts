@@ -92,7 +92,7 @@ function ops(): NativeEntries {
 /** One call on the legacy default stream; D read back as numbers. */
 function run(c: Case, a: Tensor, sa: Tensor, b: Tensor, sb: Tensor, ws: Tensor): Float64Array {
   const d = Tensor.from(c.out === 'f32' ? new Float32Array(c.M * c.N).fill(NaN) : new Uint16Array(c.M * c.N).fill(0x7fc0), [c.M, c.N], c.out, { device: 'cuda:0' });
-  ops().scaledGemmLt(0, c.M, c.N, c.K, FP8[c.a], FP8[c.b], SCALING[c.sa], SCALING[c.sb], DTYPE_CODE[c.out], c.fast ? 1 : 0, ptr(a), ptr(sa), ptr(b), ptr(sb), ptr(d), 0, null, ptr(ws));
+  ops().scaledGemmLt(0, c.M, c.N, c.K, FP8[c.a], FP8[c.b], SCALING[c.sa], SCALING[c.sb], DTYPE_CODE[c.out], c.fast ? 1 : 0, ptr(a), ptr(sa), ptr(b), ptr(sb), ptr(d), 0, null, null, null, ptr(ws));
   const host = d.toHost();
   d.dispose();
   return c.out === 'f32' ? Float64Array.from(host as Float32Array) : Float64Array.from(host as Uint16Array, bf16BitsToF32);
@@ -218,7 +218,7 @@ describe.skipIf(!gpu)('scaledGemmLt (FP8 through cuBLASLt) on CUDA', () => {
     const d = Tensor.empty([128, 128], 'f32', dev);
     const ws = Tensor.empty([1 << 20], 'u8', dev);
     const call = (o: Partial<{ K: number; a: number; b: number; sa: number; sb: number; out: number; fast: number; epi: number; scale: Tensor }>) => () =>
-      n.scaledGemmLt(0, 128, 128, o.K ?? 256, o.a ?? 0, o.b ?? 0, o.sa ?? 0, o.sb ?? 0, o.out ?? DTYPE_CODE.f32, o.fast ?? 0, ptr(a), ptr(o.scale ?? s), ptr(a), ptr(s), ptr(d), o.epi ?? 0, o.epi ? ptr(s) : null, ptr(ws));
+      n.scaledGemmLt(0, 128, 128, o.K ?? 256, o.a ?? 0, o.b ?? 0, o.sa ?? 0, o.sb ?? 0, o.out ?? DTYPE_CODE.f32, o.fast ?? 0, ptr(a), ptr(o.scale ?? s), ptr(a), ptr(s), ptr(d), o.epi ?? 0, o.epi ? ptr(s) : null, null, null, ptr(ws));
     const cases: [string, () => void, RegExp, string?][] = [
       ['e5m2 × e5m2', call({ a: 1, b: 1 }), /at most one e5m2/],
       ['128x128 × 128x128', call({ sa: 3, sb: 3 }), /scalings/],

@@ -394,7 +394,7 @@ describe('scaled_matmul and scaledMatmul: bad input', () => {
       ['128 × 128 × 128 × 128', infer([t([128, 128], 'f8e4m3'), t([1, 1], 'f32'), t([128, 128], 'f8e4m3'), t([1, 1], 'f32')], { aScaling: 'block128x128', bScaling: 'block128x128' }), 'INVALID_ARGUMENT', /but received \(block128x128, block128x128\)/],
       ['e5m2 × e5m2', infer([t([4, 128], 'f8e5m2'), one, t([8, 128], 'f8e5m2'), one]), 'INVALID_DTYPE', /Expected at most one f8e5m2 operand .* but received f8e5m2 for both 'a' and 'b'/],
       ['fastAccum with blocks', infer([t([4, 128], 'f8e4m3'), t([4, 1], 'f32'), b, t([8, 1], 'f32')], { aScaling: 'block1x128', bScaling: 'block1x128', fastAccum: true }), 'INVALID_ARGUMENT', /Expected fastAccum false with block scaling .* but received true/],
-      ['an unknown scaling', infer([a, one, b, one], { aScaling: 'column' }), 'INVALID_ARGUMENT', /Expected one of 'tensor', 'row', 'block1x128', 'block128x128' for attribute 'aScaling' but received "column"/],
+      ['an unknown scaling', infer([a, one, b, one], { aScaling: 'column' }), 'INVALID_ARGUMENT', /Expected one of 'tensor', 'row', 'block1x128', 'block128x128', 'mx32', 'nv16' for attribute 'aScaling' but received "column"/],
     ];
     for (const [what, fn, code, msg] of cases) {
       const e = errorOf(fn);
@@ -421,7 +421,8 @@ describe('scaled_matmul and scaledMatmul: bad input', () => {
     const b128 = q(128, 128, 'fp8-block128x128');
     const cases: [string, () => unknown, string, RegExp][] = [
       ['a Tensor for a', () => scaledMatmul(x(4, 128) as never, e4), 'INVALID_ARGUMENT', /^scaledMatmul: Expected a QuantizedTensor from quantizeTensor for a but received/],
-      ['an MX operand', () => scaledMatmul(e4, q(8, 128, 'mxfp8-e4m3')), 'INVALID_ARGUMENT', /Expected an FP8 format \(fp8-e4m3, fp8-e5m2, fp8-block1x128, fp8-block128x128\) for b but received 'mxfp8-e4m3'/],
+      ['an MXFP4 operand', () => scaledMatmul(e4, q(8, 128, 'mxfp4')), 'INVALID_ARGUMENT', /Expected an FP8, MXFP8 or NVFP4 format \(fp8-e4m3, fp8-e5m2, fp8-block1x128, fp8-block128x128, mxfp8-e4m3, mxfp8-e5m2, nvfp4\) for b but received 'mxfp4' \(scaled_matmul has no MXFP4 GEMM\)/],
+      ['tensorwise × MXFP8', () => scaledMatmul(e4, q(8, 128, 'mxfp8-e4m3')), 'INVALID_ARGUMENT', /Expected tensorwise FP8 with tensorwise FP8 .* but received fp8-e4m3 and mxfp8-e4m3/],
       ['columnwise only', () => scaledMatmul(q(32, 128, 'fp8-e4m3', { direction: 'columnwise' }), e4), 'INVALID_ARGUMENT', /Expected a rowwise part for a .* but received a columnwise part only/],
       ['K differs', () => scaledMatmul(e4, q(8, 64, 'fp8-e4m3')), 'SHAPE_MISMATCH', /Expected b with K = 128 columns \(a's: d = a · bᵀ\) but received 8 × 64/],
       ['tensorwise × blockwise', () => scaledMatmul(e4, b1), 'INVALID_ARGUMENT', /Expected tensorwise FP8 with tensorwise FP8 .* but received fp8-e4m3 and fp8-block1x128/],

@@ -10,11 +10,16 @@
 // the Tensor call bit for bit. Through the IR: kernel selection, dryrun's workspace and compile's
 // kernel summary. A compiled step cannot be fed FP8 codes yet (its host staging holds f32, i32 and
 // 16-bit floats), so no step is run. Skipped without a GPU and cuBLASLt.
+//
+// MXFP8 and NVFP4 (mx32, nv16: Blackwell's block-scaled GEMMs): on any GPU the addon's argument
+// checks; below compute capability 10 (the H200) every layer's decline with the addon's reason; on
+// compute capability 10 or newer a run against the reference — written for Blackwell, compiled,
+// never run (the project has no Blackwell GPU), so it is a sketch until one runs it.
 import { Tensor, bf16BitsToF32, registry } from '@deepwell/core';
-import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
+import { DTYPE_CODE, EPILOGUE_CODE, FP8_CODE, SCALING_CODE, cudaStatus, findLibrary, nativeEntries, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
 import { GraphBuilder, compile, dryrun, getOp, type KernelParams } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
-import { ELEMENTS, SCALED_GEMM_WORKSPACE, decodeElement, quantizeTensor, roundToBf16, scaledMatmul, type QuantizedTensor } from '../src/index.js';
+import { ELEMENTS, SCALED_GEMM_WORKSPACE, computeCapabilityOf, decodeElement, dequantizeTensor, quantizeTensor, roundToBf16, scaledMatmul, type QuantizedTensor } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 import { gemmLayoutScales, relErr } from './fp8.js';
 
@@ -203,5 +208,119 @@ describe.skipIf(!gpu)('scaledMatmul on CUDA (cuBLASLt FP8)', () => {
     const exe = compile(b.graph, { device: 'cuda:0' });
     expect(exe.kernelSummary()).toEqual([{ op: 'scaled_matmul', kernel: 'scaled_matmul_cublaslt', backend: 'cuda', nodes: 1, calls: 0 }]);
     exe.dispose();
+  });
+});
+
+// ---- MXFP8 and NVFP4 (mx32, nv16) ---------------------------------------------------------------
+
+const cc = gpu ? computeCapabilityOf('cuda:0') : null;
+const blackwell = cc !== null && Number(cc.split('.')[0]) >= 10;
+
+/** x [rows, K] from fresh random values, quantized on the GPU with the scales in cuBLASLt's tiles. */
+const tiled = (rows: number, K: number, format: 'mxfp8-e4m3' | 'mxfp8-e5m2' | 'nvfp4') => {
+  const x = Tensor.from(randMatrix(rows * K), [rows, K], 'f32', dev);
+  const q = quantizeTensor(x, { format, scaleLayout: 'tiled128x4' });
+  x.dispose();
+  return q;
+};
+
+describe.skipIf(!gpu)('scaledGemmLt mx32 / nv16: argument checks (before the device is asked)', () => {
+  it('refuses bad arguments with typed errors naming them', () => {
+    const n = nativeEntries().entries!;
+    const a = Tensor.empty([128, 256], 'u8', dev);
+    const s = Tensor.empty([2048], 'u8', dev);
+    const g = Tensor.from([1], [1], 'f32', dev);
+    const d = Tensor.empty([128, 128], 'f32', dev);
+    const ws = Tensor.empty([1 << 20], 'u8', dev);
+    const short = Tensor.empty([512], 'u8', dev); // 1 row tile × 1 column tile; K = 256 needs 2
+    type O = Partial<{ K: number; a: number; b: number; sa: number; sb: number; fast: number; scale: Tensor; globals: boolean }>;
+    const call = (o: O) => () =>
+      n.scaledGemmLt(0, 128, 128, o.K ?? 256, o.a ?? FP8_CODE.e4m3, o.b ?? FP8_CODE.e4m3, o.sa ?? SCALING_CODE.mx32, o.sb ?? SCALING_CODE.mx32, DTYPE_CODE.f32, o.fast ?? 0, ptr(a), ptr(o.scale ?? s), ptr(a), ptr(s), ptr(d), EPILOGUE_CODE.none, null, o.globals ? ptr(g) : null, o.globals ? ptr(g) : null, ptr(ws));
+    const e2 = { a: FP8_CODE.e2m1, b: FP8_CODE.e2m1, sa: SCALING_CODE.nv16, sb: SCALING_CODE.nv16 };
+    const cases: [string, () => void, string, RegExp][] = [
+      ['mx32 × nv16', call({ sb: SCALING_CODE.nv16 }), 'INVALID_ARGUMENT', /\(mx32, mx32\) or \(nv16, nv16\) but received \(mx32, nv16\)/],
+      ['e2m1 with mx32', call({ a: FP8_CODE.e2m1 }), 'INVALID_ARGUMENT', /Expected e2m1 operands only with nv16 scaling \(NVFP4\) but received \(e2m1, e4m3\)/],
+      ['e4m3 with nv16', call({ ...e2, b: FP8_CODE.e4m3, globals: true }), 'INVALID_ARGUMENT', /Expected e2m1 operands \(NVFP4\) with nv16 scaling but received \(e2m1, e4m3\)/],
+      ['K not in 32s', call({ K: 240 }), 'INVALID_ARGUMENT', /Expected K divisible by 32 with mx32 scaling .* but received 240/],
+      ['fast accumulation', call({ fast: 1 }), 'INVALID_ARGUMENT', /Expected fastAccum 0 with block scaling/],
+      ['nv16 without tensor scales', call(e2), 'INVALID_ARGUMENT', /Expected aGlobal and bGlobal \(NVFP4's f32 tensor scales, f32\[1\] each\) with nv16 scaling/],
+      ['mx32 with tensor scales', call({ globals: true }), 'INVALID_ARGUMENT', /Expected no aGlobal or bGlobal \(NVFP4's tensor scales\) with mx32 scaling/],
+      ['tiles shorter than the layout needs', call({ scale: short }), 'SHAPE_MISMATCH', /aScale/],
+    ];
+    for (const [what, fn, code, msg] of cases) {
+      const e = errorOf(fn);
+      expect(e.code, what).toBe(code);
+      expect(e.message, what).toMatch(msg);
+    }
+    for (const t of [a, s, g, d, ws, short]) t.dispose();
+  });
+});
+
+describe.skipIf(!gpu || blackwell)('MXFP8 and NVFP4 below compute capability 10: declined with the reason', () => {
+  it('scaledGemmLtSupported, scaledGemmLt, the registry and scaledMatmul each say why', () => {
+    const reason = new RegExp(`block-scaled MXFP8/NVFP4 GEMMs \\((mx32|nv16) scaling\\) need compute capability 10\\.0 or newer \\(Blackwell\\); this GPU is ${cc!.replace('.', '\\.')}$`);
+    const n = nativeEntries().entries!;
+    const [M, N, K] = [256, 128, 256];
+    for (const [f, e] of [['mx32', FP8_CODE.e4m3], ['nv16', FP8_CODE.e2m1]] as const) {
+      expect(n.scaledGemmLtSupported(M, N, K, e, e, SCALING_CODE[f], SCALING_CODE[f], DTYPE_CODE.bf16, 0, EPILOGUE_CODE.none, SCALED_GEMM_WORKSPACE), f).toMatch(reason);
+    }
+    for (const format of ['mxfp8-e4m3', 'nvfp4'] as const) {
+      const [qa, qb] = [tiled(M, K, format), tiled(N, K, format)];
+      // The Tensor call: NO_KERNEL, the candidate's reason the addon's.
+      const e = errorOf(() => scaledMatmul(qa, qb));
+      expect(e.code, format).toBe('NO_KERNEL');
+      expect(e.message, format).toMatch(/scaled_matmul_cublaslt/);
+      expect(e.message, format).toMatch(new RegExp(reason.source.replace('$', '')));
+      // The registry explains the same without throwing.
+      const nv = format === 'nvfp4';
+      const ins = [qa.rowwise!.data, qa.rowwise!.scales!, qb.rowwise!.data, qb.rowwise!.scales!, ...(nv ? [qa.globalScale!, qb.globalScale!] : [])];
+      const inTypes = ins.map((t) => ({ shape: t.shape, dtype: t.dtype }));
+      const attrs = { aScaling: nv ? 'nv16' : 'mx32', bScaling: nv ? 'nv16' : 'mx32', scaleLayout: 'gemm', outDtype: 'bf16', fastAccum: false };
+      const ex = registry.explain('scaled_matmul', { op: 'scaled_matmul', device: 'cuda:0', inTypes, outTypes: getOp('scaled_matmul').infer(inTypes, attrs), attrs });
+      expect(ex.selected).toBeNull();
+      expect(ex.text).toMatch(/scaled_matmul_cublaslt.*need compute capability 10\.0 or newer/);
+      // The addon itself, called with valid arguments: INVALID_ARGUMENT with the same reason, no abort.
+      const d = Tensor.empty([M, N], 'bf16', dev);
+      const ws = Tensor.empty([SCALED_GEMM_WORKSPACE], 'u8', dev);
+      const code = nv ? FP8_CODE.e2m1 : FP8_CODE.e4m3;
+      const raw = errorOf(() => n.scaledGemmLt(0, M, N, K, code, code, SCALING_CODE[attrs.aScaling as 'mx32'], SCALING_CODE[attrs.bScaling as 'mx32'], DTYPE_CODE.bf16, 0, ptr(ins[0]!), ptr(ins[1]!), ptr(ins[2]!), ptr(ins[3]!), ptr(d), EPILOGUE_CODE.none, null, nv ? ptr(ins[4]!) : null, nv ? ptr(ins[5]!) : null, ptr(ws)));
+      expect([raw.code, raw.message]).toEqual(['INVALID_ARGUMENT', expect.stringMatching(reason)]);
+      for (const t of [d, ws]) t.dispose();
+      for (const q of [qa, qb]) q.dispose();
+    }
+    // The device still works after the refusals.
+    const [fa, fb] = operands({ M: 4, N: 8, K: 128, a: 'fp8-e4m3', b: 'fp8-e4m3', out: 'f32' });
+    expect(valuesOf(scaledMatmul(fa, fb, { outDtype: 'f32' })).every(Number.isFinite)).toBe(true);
+    for (const q of [fa, fb]) q.dispose();
+  });
+});
+
+// Compiled, never run: no Blackwell GPU is available to the project (this block skips on the H200).
+describe.skipIf(!gpu || !blackwell)('MXFP8 and NVFP4 through cuBLASLt on Blackwell (written for sm_100, never run)', () => {
+  const MX: [string, 'mxfp8-e4m3' | 'mxfp8-e5m2' | 'nvfp4', 'mxfp8-e4m3' | 'mxfp8-e5m2' | 'nvfp4', number, number, number, 'bf16' | 'f32'][] = [
+    ['mxfp8 e4m3 · e4m3', 'mxfp8-e4m3', 'mxfp8-e4m3', 256, 512, 1024, 'bf16'],
+    ['mxfp8 e5m2 · e4m3, odd M', 'mxfp8-e5m2', 'mxfp8-e4m3', 130, 256, 512, 'f32'],
+    ['nvfp4 · nvfp4', 'nvfp4', 'nvfp4', 256, 512, 1024, 'bf16'],
+    ['nvfp4 · nvfp4, odd M', 'nvfp4', 'nvfp4', 77, 128, 256, 'f32'],
+  ];
+  it.each(MX)('is within a naive GEMM’s error of the float64 reference, bit-identical on a rerun: %s', (_name, fa, fb, M, N, K, out) => {
+    const [qa, qb] = [tiled(M, K, fa), tiled(N, K, fb)];
+    const [ha, hb] = [onHost(qa), onHost(qb)];
+    const want = valuesOf(scaledMatmul(ha, hb, { outDtype: 'f32' })); // the reference, rounded to f32
+    // A naive GEMM at the same precision: the dequantized f32 values, products summed in f32.
+    const [A, B] = [dequantizeTensor(ha).toHost() as Float32Array, dequantizeTensor(hb).toHost() as Float32Array];
+    const round = out === 'f32' ? Math.fround : roundToBf16;
+    const naive = new Float64Array(M * N);
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let f = 0;
+        for (let k = 0; k < K; k++) f = Math.fround(f + Math.fround(A[m * K + k]! * B[n * K + k]!));
+        naive[m * N + n] = round(f);
+      }
+    const got = valuesOf(scaledMatmul(qa, qb, { outDtype: out }));
+    const err = relErr(got, want);
+    expect(err, `relative error ${err} against the naive GEMM's ${relErr(naive, want)}`).toBeLessThanOrEqual(1.25 * relErr(naive, want) + 2 ** -11);
+    expect(bitsEqual(valuesOf(scaledMatmul(qa, qb, { outDtype: out })), got), 'bit-identical on a rerun').toBe(true);
+    for (const q of [qa, qb, ha, hb]) q.dispose();
   });
 });

@@ -9,7 +9,8 @@
  *   -> d: bf16 [M, N],  d[m, n] = Σ_k a(m, k)·sa(m, k) · b(n, k)·sb(n, k) + bias[n]
  *
  * Reference: scaled_matmul's, the bias added to the exact sum before the one rounding (the epilogue
- * adds it to the FP32 accumulator before the conversion). No gradient rule, as scaled_matmul.
+ * adds it to the FP32 accumulator before the conversion). No gradient rule, as scaled_matmul. Every
+ * scaling but nv16 (its tensor scales would be two more inputs, beside the bias).
  * CUDA candidate: ../cuda/scaled_matmul.ts (scaledGemmLt with the bias epilogue).
  */
 import { DeepwellError } from '@deepwell/core';
@@ -29,6 +30,9 @@ export const scaledMatmulBiasOp = defineOp({
     fastAccum: { kind: 'bool', default: false },
   },
   infer: (inTypes, attrs) => {
+    if (attrs.aScaling === 'nv16' || attrs.bScaling === 'nv16') {
+      throw new DeepwellError('INVALID_ARGUMENT', `scaled_matmul_bias: Expected a scaling other than nv16 (NVFP4's tensor scales are inputs of scaled_matmul only; add the bias after it) but received (${attrs.aScaling}, ${attrs.bScaling})`);
+    }
     const n = checkScaledMatmul('scaled_matmul_bias', inTypes.slice(0, 4), attrs);
     const bias = inTypes[4]!;
     if (bias.dtype !== n.outDtype) throw new DeepwellError('INVALID_DTYPE', `scaled_matmul_bias: Expected ${n.outDtype} (outDtype) for input 'bias' but received ${bias.dtype}`);
