@@ -18,7 +18,9 @@
 //     the partials in the call's workspace (S * nOut * 16 bytes, at most (1024 + 63) * 16; none is
 //     needed in the other modes).
 //   - Innermost dimension kept ("column"): blocks of (32, Y): x picks 32 neighbouring outputs
-//     (coalesced), y strides over r; partials are combined in y order.
+//     (coalesced), y strides over r; partials are combined in y order. With fewer than 1024 / 2
+//     such blocks over columns of >= 2048 rows, split column mode: S slices of rows, partials in
+//     the workspace (S * nOut * 16 bytes), combined in slice order by a second kernel.
 // Thread counts depend on the shapes only, so results are bitwise reproducible.
 //
 // max and max_backward reduce (value, r) pairs: NaN beats everything (the first NaN wins), then the
@@ -177,6 +179,7 @@ constexpr uint64_t kSplitSlots = 1u << 16;
 constexpr uint64_t kSplitSlotBytes = 16;
 constexpr uint64_t kSplitMaxOutputs = 64;
 constexpr uint64_t kSplitMinCount = 1u << 16;  // below this, one block per output is fast enough
+constexpr uint64_t kColSplitMinCount = 2048;     // split column mode: columns at least this long
 
 template <typename Red>
 __device__ __forceinline__ typename Red::Acc blockReduce(typename Red::Acc acc, typename Red::Acc* partial) {
@@ -220,6 +223,44 @@ __global__ void __launch_bounds__(256) reduceSplitFinishKernel(I nOut, I S, Stri
   }
 }
 
+// Split column mode, for narrow outputs over long columns (a bias gradient: dy [16384, 2048]
+// summed over its rows): the plain column mode has only ceil(nOut / 32) blocks, too few to keep
+// the GPU's memory busy. Block (x, j) takes 32 outputs and slice j of S slices of `len` rows, as a
+// column-mode block does over all rows, and writes its partials to slot j · nOut + o; then one
+// thread per output combines its S partials in slice order. S depends on the shapes only.
+template <typename T, typename I, typename Red>
+__global__ void __launch_bounds__(1024) reduceColSplitKernel(const T* x, I nOut, I count, I len, Strided<I> kept, Strided<I> red, typename Red::Acc* partials) {
+  using Acc = typename Red::Acc;
+  __shared__ Acc partial[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y, Y = blockDim.y;
+  const I j = blockIdx.y, lo = j * len, hi = lo + len < count ? lo + len : count;
+  for (I base = I(blockIdx.x) * 32; base < nOut; base += I(gridDim.x) * 32) {
+    const I o = base + tx;
+    Acc acc = Red::identity();
+    if (o < nOut) {
+      const I keptOff = offsetA(o, kept);
+      for (I r = lo + ty; r < hi; r += Y) acc = Red::combine(acc, Red::make(toF(x[keptOff + reducedOffset(r, red)]), r));
+    }
+    partial[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && o < nOut) {
+      for (int k = 1; k < Y; ++k) acc = Red::combine(acc, partial[k][tx]);
+      partials[j * nOut + o] = acc;
+    }
+    __syncthreads();
+  }
+}
+
+template <typename I, typename Red, typename Ep>
+__global__ void __launch_bounds__(256) reduceColSplitFinishKernel(I nOut, I S, Strided<I> kept, Strided<I> red, const typename Red::Acc* partials, Ep ep) {
+  using Acc = typename Red::Acc;
+  for (I o = I(blockIdx.x) * blockDim.x + threadIdx.x; o < nOut; o += I(gridDim.x) * blockDim.x) {
+    Acc acc = partials[o];
+    for (I j = 1; j < S; ++j) acc = Red::combine(acc, partials[j * nOut + o]);
+    ep(o, acc, offsetA(o, kept), red);
+  }
+}
+
 enum class ReduceKind { Sum, Mean, Max, MaxBackward };
 
 struct ReducePlan {
@@ -228,6 +269,8 @@ struct ReducePlan {
   bool row;  // innermost dimension reduced
   // Split row mode: S slices of len elements per output, S * nOut workspace slots.
   bool split;
+  // Split column mode: S slices of len rows, S * nOut workspace slots.
+  bool colSplit;
   uint64_t S, len;
 };
 
@@ -267,6 +310,20 @@ ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std:
     p.S = S;
     p.len = (p.count + S - 1) / S;
   }
+  // Split column mode (below kColSplitBlocks column blocks, columns of kColSplitMinCount rows or
+  // more): about 1024 blocks in all, each slice at least 1024 rows. ir's reduceWorkspace
+  // (packages/ir/src/cuda/tensor.ts) mirrors this rule to size the workspace.
+  if (!p.row && p.nOut != 0 && p.count >= kColSplitMinCount) {
+    const uint64_t colBlocks = (p.nOut + 31) / 32;
+    uint64_t S = (1024 + colBlocks - 1) / colBlocks;
+    const uint64_t bySize = (p.count + 1023) / 1024;
+    if (S > bySize) S = bySize;
+    if (S >= 2) {
+      p.colSplit = true;
+      p.S = S;
+      p.len = (p.count + S - 1) / S;
+    }
+  }
   return p;
 }
 
@@ -289,6 +346,13 @@ void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& 
       unsigned threads = p.nOut >= 128 ? 256 : 1024;
       reduceRowKernel<T, I, Red, false><<<gridFor(env, p.nOut, 1, 2048 / threads), threads, 0, s>>>(x, I(p.nOut), I(p.count), kept, red, ep);
     }
+  } else if (p.colSplit) {
+    using Acc = typename Red::Acc;
+    static_assert(sizeof(Acc) <= kSplitSlotBytes, "a partial must fit a workspace slot");
+    Acc* partials = static_cast<Acc*>(workspace);
+    const unsigned colBlocks = static_cast<unsigned>((p.nOut + 31) / 32);
+    reduceColSplitKernel<T, I, Red><<<dim3(colBlocks, static_cast<unsigned>(p.S)), dim3(32, 32), 0, s>>>(x, I(p.nOut), I(p.count), I(p.len), kept, red, partials);
+    reduceColSplitFinishKernel<I, Red><<<gridFor(env, p.nOut, 256), 256, 0, s>>>(I(p.nOut), I(p.S), kept, red, partials, ep);
   } else {
     unsigned Y = p.count >= 1024 ? 32 : p.count >= 128 ? 16 : p.count >= 16 ? 4 : 1;
     reduceColKernel<T, I, Red><<<gridFor(env, p.nOut, 32, 2048 / (32 * Y)), dim3(32, Y), 0, s>>>(x, I(p.nOut), I(p.count), kept, red, ep);
@@ -341,7 +405,7 @@ Napi::Value reduceEntry(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, 
   const void* x = xArg.ptr<void>(env, p.nIn, es);
   void* out = outArg.ptr<void>(env, kind == ReduceKind::MaxBackward ? p.nIn : p.nOut, es);
   void* workspace = nullptr;
-  if (p.split) {
+  if (p.split || p.colSplit) {
     workspace = ws.take<void>(env, p.S * p.nOut * kSplitSlotBytes, kSplitSlotBytes);
   }
   reduceDevice(env, s, dt, kind, p, g, x, out, workspace, fn);

@@ -212,7 +212,9 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
     });
 
     it(`sum_to (${storage}) sums over the broadcast dimensions`, () => {
-      const cases: [number[], number[]][] = [[[4, 5, 6], [5, 1]], [[4, 5, 6], [6]], [[4, 5, 6], [4, 1, 1]], [[4, 5, 6], [1]], [[4, 5, 6], []], [[4, 5, 6], [4, 5, 6]], [[2, 3000], [1]], [[3000, 5], [5]], [[200, 300], [300]], [[7, 1, 13], [1, 13]], [[512, 64], [64]]];
+      const cases: [number[], number[]][] = [[[4, 5, 6], [5, 1]], [[4, 5, 6], [6]], [[4, 5, 6], [4, 1, 1]], [[4, 5, 6], [1]], [[4, 5, 6], []], [[4, 5, 6], [4, 5, 6]], [[2, 3000], [1]], [[3000, 5], [5]], [[200, 300], [300]], [[7, 1, 13], [1, 13]], [[512, 64], [64]],
+        // split column mode (columns of >= 2048 rows, few blocks of 32 outputs): even and uneven slices, a bias gradient's shape
+        [[2049, 33], [1, 33]], [[2, 2500, 96], [96]], [[4096, 2048], [2048]], [[8192, 40], [40]]];
       for (const [from, to] of cases) expectReduced('sum_to', inp(from), { shape: to }, storage);
     });
   }
@@ -296,7 +298,9 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
     [[], {}],
     [[2, 3000], { axes: [1] }], // block per output, few outputs
     [[300, 1500], { axes: [1] }], // block per output
-    [[3000, 5], { axes: [0] }], // columns, 32 partials each
+    [[3000, 5], { axes: [0] }], // split columns: 3 slices of 1000 rows, then 32 partials each
+    [[500, 5], { axes: [0] }], // columns, 32 partials each
+    [[3, 1500, 70], { axes: [0, 1] }], // split columns over merged dimensions, uneven slices
     [[200, 300], { axes: [0] }],
     [[6, 40, 9], { axes: [1] }], // reduced dimension in the middle
     [[1000003], {}], // split: one output, 245 slices, two kernels

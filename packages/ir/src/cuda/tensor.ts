@@ -181,19 +181,35 @@ cuda('cast', 'cast', (p) => {
 // ---- reductions -------------------------------------------------------------------------------
 
 /**
- * The reductions' workspace: a whole tensor (or a few outputs) summed over a long row is cut into
- * slices whose partial results go to the workspace, one 16-byte slot per slice, and a second kernel
- * adds them in a fixed order (native/ops/tensor: "split row mode", used for at most 64 outputs over
- * at least 65536 elements each, about 1024 slices in all). Declared here as that bound: at most
- * 1024 + 63 slots.
+ * The reductions' workspace. Two modes of native/ops/tensor/reduce.cu cut long reductions into
+ * slices whose partial results go to the workspace, one 16-byte slot per slice and output, and a
+ * second kernel combines them in a fixed order:
+ *   - split row mode: at most 64 outputs over at least 65536 elements each (a whole tensor summed),
+ *     about 1024 slices in all; declared as that bound, 1024 + 63 slots;
+ *   - split column mode: the innermost dimension kept (a bias gradient, dy summed over its rows)
+ *     with fewer than 1024 blocks of 32 outputs and at least 2048 rows: S = min(ceil(1024 /
+ *     blocks), ceil(rows / 1024)) slices when that is 2 or more, S · nOut slots. The rule mirrors
+ *     planReduce's, which launches from it.
  */
 const SPLIT_MAX_OUTPUTS = 64;
 const SPLIT_MIN_COUNT = 65536;
 const SPLIT_SLOT_BYTES = 16;
+const COL_SPLIT_MIN_COUNT = 2048;
 export function reduceWorkspace(x: ValueType, keep: readonly number[]): number {
   const nOut = numel(keep);
   const count = numel(x.shape) / Math.max(1, nOut);
-  return nOut <= SPLIT_MAX_OUTPUTS && count >= SPLIT_MIN_COUNT ? (1024 + SPLIT_MAX_OUTPUTS - 1) * SPLIT_SLOT_BYTES : 0;
+  const row = nOut <= SPLIT_MAX_OUTPUTS && count >= SPLIT_MIN_COUNT ? (1024 + SPLIT_MAX_OUTPUTS - 1) * SPLIT_SLOT_BYTES : 0;
+  // Column mode: the innermost dimension of size > 1 is kept (keep is x's shape right-aligned).
+  const inner = x.shape.map((d, i) => (d > 1 ? i : -1)).reduce((a, b) => Math.max(a, b), -1);
+  const offset = x.shape.length - keep.length;
+  const column = inner >= 0 && keep[inner - offset] !== 1;
+  let col = 0;
+  if (column && nOut > 0 && count >= COL_SPLIT_MIN_COUNT) {
+    const blocks = Math.ceil(nOut / 32);
+    const S = Math.min(Math.ceil(1024 / blocks), Math.ceil(count / 1024));
+    if (S >= 2) col = S * nOut * SPLIT_SLOT_BYTES;
+  }
+  return Math.max(row, col);
 }
 
 for (const [op, entry] of [['sum', 'sum'], ['mean', 'mean'], ['max', 'max']] as const) {
