@@ -24,7 +24,7 @@
 // not per block), finds the amax in one pass and encodes in a second, writing the codes as a
 // contiguous run of the transposed output.
 //
-// MXFP8 from bf16 / f16 takes the fast path of quantize_mx8.cu instead.
+// MXFP8 and tensorwise FP8 from bf16 / f16 take the register path of quantize_mx8.cu instead.
 #include "quant/quant.h"
 
 #include "quant/quantize.cuh"
@@ -338,10 +338,12 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     const uint64_t TR = col ? TRc : TRr, tiles = ((rows + TR - 1) / TR) * ((cols + kTileC - 1) / kTileC);
     if (tiles > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 tiles for quantize but received " + std::to_string(tiles));
     DW_DISPATCH_FLOAT(env, dtype, T, {
-      if constexpr (sizeof(T) == 2 && isMx(F) && !isFp4(F)) {
-        // MXFP8 from bf16 / f16: the register path, 128 x 128 tiles, about two per CTA on large
-        // inputs: CTAs that start and end at different times keep the memory system busier than
-        // resident CTAs that walk the tiles in step (measured on the H200, docs/gpu-runs.md).
+      if constexpr (sizeof(T) == 2 && ((isMx(F) && !isFp4(F)) || isTensorwise(F))) {
+        // MXFP8 and tensorwise FP8 from bf16 / f16: the register path, 128 x 128 tiles, about two
+        // per CTA on large inputs: CTAs that start and end at different times keep the memory
+        // system busier than resident CTAs that walk the tiles in step (measured on the H200 for
+        // MXFP8, docs/gpu-runs.md). Tensorwise FP8 took the tile kernel below until 2026-12-03,
+        // at about 40% of copy bandwidth in the 1B model's step (docs/gpu-runs/2026-12-03-fp8-e2e).
         launchQuantizeMx8<T, F>(env, s, q, row, col);
       } else {
         if (row && col) launchTiles(env, s, quantizeK<T, F, true, true>, quantSmemBytes<T, F, true>(), q, tiles, tiles);

@@ -38,8 +38,8 @@ void launchTiles(Napi::Env env, cudaStream_t s, K kernel, size_t smem, const QAr
   kernel<<<static_cast<unsigned>(grid), kQThreads, smem, s>>>(q, n);
 }
 
-// quantize_mx8.cu: MXFP8 (F: kMxE4M3 or kMxE5M2) from bf16 / f16 (T) with quantizeMx8K; rowwise,
-// columnwise or both. Instantiated for those four (T, F).
+// quantize_mx8.cu: MXFP8 (F: kMxE4M3 or kMxE5M2) and tensorwise FP8 (kTwE4M3, kTwE5M2) from
+// bf16 / f16 (T) with quantizeMx8K; rowwise, columnwise or both. Instantiated for those eight (T, F).
 template <typename T, int F>
 void launchQuantizeMx8(Napi::Env env, cudaStream_t s, const QArgs& q, bool row, bool col);
 

@@ -1,5 +1,7 @@
-// MXFP8 quantize from bf16 / f16: the fast path of quantize (quantization family; see quant.cpp;
-// quantize.cu calls launchQuantizeMx8 and launchScalesFromScratch).
+// MXFP8 and tensorwise FP8 quantize from bf16 / f16: the fast path of quantize (quantization family;
+// see quant.cpp; quantize.cu calls launchQuantizeMx8 and launchScalesFromScratch). Tensorwise FP8
+// (one scale s from the tensor amax, codes of f32(x / s)) takes the same loads, staging and stores
+// with the block-scale work compiled out (TW below); not yet measured on a GPU (2026-12-03).
 //
 // The common training case. A CTA of 8 warps takes a tile of 128 x 128 elements; each warp a
 // 32 x 64 part of it, each lane an 8 x 8 block (8 rows of 16 bytes) held in registers, so one read
@@ -159,10 +161,26 @@ __global__ void __launch_bounds__(256) scalesFromScratchK(UnstageArgs a) {
   }
 }
 
+// Tensorwise FP8 codes of two values: f32(v / s) correctly rounded (__fdiv_rn), then encElem
+// (NaN keeps its sign, ±Inf saturates), as quantize.cu's encode does for tensorwise FP8, so the
+// register path is bit-identical to it and to the reference.
+template <int F>
+__device__ __forceinline__ uint32_t encTw2(float a, float b, float div) {
+  return static_cast<uint32_t>(encElem<F>(__fdiv_rn(a, div))) | static_cast<uint32_t>(encElem<F>(__fdiv_rn(b, div))) << 8;
+}
+
+// F: MXFP8 (per-block scales, below) or tensorwise FP8 (TW: one scale s from the tensor amax that
+// quantAmax left in a.amax; no scale arrays; the kernel writes s to a.globalScale once).
 template <typename T, int F, bool ROW, bool COL>
 __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t tiles) {
-  static_assert(sizeof(T) == 2 && isMx(F) && !isFp4(F), "the fast path is MXFP8 from 16-bit input");
+  constexpr bool TW = isTensorwise(F);
+  static_assert(sizeof(T) == 2 && ((isMx(F) && !isFp4(F)) || TW), "the fast path is MXFP8 or tensorwise FP8 from 16-bit input");
   constexpr uint32_t kInf = Bits<T>::kInf;
+  float twDiv = 1.f;
+  if constexpr (TW) {
+    twDiv = fp8Scale<F>(*a.amax).div;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *a.globalScale = twDiv;
+  }
   extern __shared__ __align__(16) unsigned char smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, cc = lane & 3, rc = (lane >> 2) & 3, half = lane >> 4;
   // This lane's block within a tile: rows br .. br + 8, columns bc .. bc + 8.
@@ -209,29 +227,32 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
     // Row i's largest |x| pattern per word half (even and odd columns), and column pairs' over the
     // 8 rows; whether the warp holds a NaN or ±Inf anywhere.
     uint32_t rowMax[8], colMax[4] = {0, 0, 0, 0};
+    bool special = false;
+    if constexpr (!TW) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      uint32_t m[4];
+      for (int i = 0; i < 8; ++i) {
+        uint32_t m[4];
 #pragma unroll
-      for (int p = 0; p < 4; ++p) m[p] = w[i][p] & 0x7fff7fffu, colMax[p] = __vmaxu2(colMax[p], m[p]);
-      rowMax[i] = __vmaxu2(__vimax3_u16x2(m[0], m[1], m[2]), m[3]);
+        for (int p = 0; p < 4; ++p) m[p] = w[i][p] & 0x7fff7fffu, colMax[p] = __vmaxu2(colMax[p], m[p]);
+        rowMax[i] = __vmaxu2(__vimax3_u16x2(m[0], m[1], m[2]), m[3]);
+      }
+      const uint32_t all = __vimax3_u16x2(colMax[0], colMax[1], __vmaxu2(colMax[2], colMax[3]));
+      special = __any_sync(0xffffffffu, (all & 0xffffu) >= kInf || (all >> 16) >= kInf);
     }
-    const uint32_t all = __vimax3_u16x2(colMax[0], colMax[1], __vmaxu2(colMax[2], colMax[3]));
-    const bool special = __any_sync(0xffffffffu, (all & 0xffffu) >= kInf || (all >> 16) >= kInf);
 
     // Rows 2j and 2j + 1 in one word, reduced over the row block's 4 lanes: this lane keeps rows
     // 2 cc and 2 cc + 1. Column pairs reduced over the column block's 4 lanes: it keeps columns
     // 2 rc and 2 rc + 1.
     uint32_t rowCodes = 0, colCodes = 0;
     float rowLo = 0.f, rowHi = 0.f, colLo = 0.f, colHi = 0.f;
-    if constexpr (ROW) {
+    if constexpr (ROW && !TW) {
       uint32_t pairs[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j)
         pairs[j] = __vmaxu2(__byte_perm(rowMax[2 * j], rowMax[2 * j + 1], 0x5410), __byte_perm(rowMax[2 * j], rowMax[2 * j + 1], 0x7632));
       mxScale2<T, F>(reduceScatter4(pairs, cc & 2, cc & 1, 2, 1), a.rceil, rowCodes, rowLo, rowHi);
     }
-    if constexpr (COL) mxScale2<T, F>(reduceScatter4(colMax, rc & 2, rc & 1, 8, 4), a.rceil, colCodes, colLo, colHi);
+    if constexpr (COL && !TW) mxScale2<T, F>(reduceScatter4(colMax, rc & 2, rc & 1, 8, 4), a.rceil, colCodes, colLo, colHi);
 
     // This tile's staging buffer; the barrier at the end of the previous tile's encoding ordered
     // the write-out of the tile before it (same buffer) before these stores.
@@ -239,28 +260,33 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
     uint8_t* rowScaleStage = colStage + kMxTile * kMxTile;
     uint8_t* colScaleStage = rowScaleStage + kMxTile * 4;
     if constexpr (ROW) {
-      const int sb = bc / 32;
-      rowScaleStage[(br + 2 * cc) * 4 + sb] = static_cast<uint8_t>(rowCodes);
-      rowScaleStage[(br + 2 * cc + 1) * 4 + sb] = static_cast<uint8_t>(rowCodes >> 16);
+      if constexpr (!TW) {
+        const int sb = bc / 32;
+        rowScaleStage[(br + 2 * cc) * 4 + sb] = static_cast<uint8_t>(rowCodes);
+        rowScaleStage[(br + 2 * cc + 1) * 4 + sb] = static_cast<uint8_t>(rowCodes >> 16);
+      }
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        const float m = __shfl_sync(0xffffffffu, i & 1 ? rowHi : rowLo, (lane & ~3) | (i >> 1));
+        const float m = TW ? 0.f : __shfl_sync(0xffffffffu, i & 1 ? rowHi : rowLo, (lane & ~3) | (i >> 1));
         uint32_t q[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float2 x0 = unpack2<T>(w[i][2 * h]), x1 = unpack2<T>(w[i][2 * h + 1]);
-          q[h] = cvt2<F>(x0.x * m, x0.y * m) | cvt2<F>(x1.x * m, x1.y * m) << 16;
+          if constexpr (TW) q[h] = encTw2<F>(x0.x, x0.y, twDiv) | encTw2<F>(x1.x, x1.y, twDiv) << 16;
+          else q[h] = cvt2<F>(x0.x * m, x0.y * m) | cvt2<F>(x1.x * m, x1.y * m) << 16;
         }
-        if (special && m == 0.f) q[0] = q[1] = 0;  // a block with NaN or ±Inf
+        if (!TW && special && m == 0.f) q[0] = q[1] = 0;  // a block with NaN or ±Inf
         if (r0 + br + i < a.rows && c0 + bc < a.cols) *reinterpret_cast<uint2*>(a.rowData + (r0 + br + i) * a.cols + c0 + bc) = make_uint2(q[0], q[1]);
       }
     }
     if constexpr (COL) {
-      colScaleStage[(bc + 2 * rc) * 4 + br / 32] = static_cast<uint8_t>(colCodes);
-      colScaleStage[(bc + 2 * rc + 1) * 4 + br / 32] = static_cast<uint8_t>(colCodes >> 16);
+      if constexpr (!TW) {
+        colScaleStage[(bc + 2 * rc) * 4 + br / 32] = static_cast<uint8_t>(colCodes);
+        colScaleStage[(bc + 2 * rc + 1) * 4 + br / 32] = static_cast<uint8_t>(colCodes >> 16);
+      }
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        const float m = __shfl_sync(0xffffffffu, k & 1 ? colHi : colLo, (lane & ~12) | (k >> 1) << 2);
+        const float m = TW ? 0.f : __shfl_sync(0xffffffffu, k & 1 ? colHi : colLo, (lane & ~12) | (k >> 1) << 2);
         float x[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
@@ -269,8 +295,11 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
         }
         uint32_t q[2];
 #pragma unroll
-        for (int h = 0; h < 2; ++h) q[h] = cvt2<F>(x[4 * h] * m, x[4 * h + 1] * m) | cvt2<F>(x[4 * h + 2] * m, x[4 * h + 3] * m) << 16;
-        if (special && m == 0.f) q[0] = q[1] = 0;
+        for (int h = 0; h < 2; ++h) {
+          if constexpr (TW) q[h] = encTw2<F>(x[4 * h], x[4 * h + 1], twDiv) | encTw2<F>(x[4 * h + 2], x[4 * h + 3], twDiv) << 16;
+          else q[h] = cvt2<F>(x[4 * h] * m, x[4 * h + 1] * m) | cvt2<F>(x[4 * h + 2] * m, x[4 * h + 3] * m) << 16;
+        }
+        if (!TW && special && m == 0.f) q[0] = q[1] = 0;
         *reinterpret_cast<uint2*>(colStage + stagedUnit(bc + k, br / 8)) = make_uint2(q[0], q[1]);
       }
     }
@@ -286,8 +315,8 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
           *reinterpret_cast<uint4*>(a.colData + (c0 + l) * a.rows + r0 + j * 16) = *reinterpret_cast<const uint4*>(colStage + stagedUnit(l, 2 * j));
       }
     }
-    if (ROW && threadIdx.x < 32) writeScales(a.rowScales, a.rowScratch, rowScaleStage, threadIdx.x, r0, c0 / 32, a.cols / 32);
-    if (COL && threadIdx.x >= kQThreads - 32) writeScales(a.colScales, a.colScratch, colScaleStage, threadIdx.x - (kQThreads - 32), c0, r0 / 32, a.rows / 32);
+    if (!TW && ROW && threadIdx.x < 32) writeScales(a.rowScales, a.rowScratch, rowScaleStage, threadIdx.x, r0, c0 / 32, a.cols / 32);
+    if (!TW && COL && threadIdx.x >= kQThreads - 32) writeScales(a.colScales, a.colScratch, colScaleStage, threadIdx.x - (kQThreads - 32), c0, r0 / 32, a.rows / 32);
   }
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
@@ -307,6 +336,10 @@ template void launchQuantizeMx8<__nv_bfloat16, kMxE4M3>(Napi::Env, cudaStream_t,
 template void launchQuantizeMx8<__nv_bfloat16, kMxE5M2>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
 template void launchQuantizeMx8<__half, kMxE4M3>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
 template void launchQuantizeMx8<__half, kMxE5M2>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__nv_bfloat16, kTwE4M3>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__nv_bfloat16, kTwE5M2>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__half, kTwE4M3>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__half, kTwE5M2>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
 
 void launchScalesFromScratch(Napi::Env env, cudaStream_t s, const QArgs& q) {
   const uint64_t rows = q.rows, cols = q.cols;

@@ -195,6 +195,26 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     }
   }, 120_000);
 
+  // Tensorwise FP8 from bf16 / f16 takes the same register path (one scale from the tensor amax,
+  // codes of f32(x / s)): large inputs, both element formats, both directions.
+  it('tensorwise FP8 from bf16 and f16 on a large input (the register path): bit-identical to the reference', () => {
+    const cases = [
+      { rows: 3104, cols: 2976, format: 'fp8-e4m3', dtype: 'bf16' },
+      { rows: 2048, cols: 4104, format: 'fp8-e5m2', dtype: 'f16' },
+      { rows: 1056, cols: 2048, format: 'fp8-e5m2', dtype: 'bf16' },
+    ] as const;
+    for (const { rows, cols, format, dtype } of cases) {
+      const x = input(format, rows, cols, dtype);
+      const opts = { format, direction: 'both' as const };
+      const host = tensorOf(x, [rows, cols], dtype);
+      const cpuQ = quantizeTensor(host, opts);
+      const dev = deviceTensor(x, [rows, cols], dtype);
+      const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5) });
+      expectSameQuantized(gpuQ, cpuQ, `${format} ${dtype} ${rows} x ${cols}`);
+      for (const t of [host, dev, gpuQ, cpuQ]) t.dispose();
+    }
+  }, 120_000);
+
   // Blockwise FP8 in scaledGemmLt's layout on shapes where it differs most from the plain one:
   // 1 × 128 with R not a multiple of 128 (rowwise [40, 640]; columnwise from [256, 200], stored
   // [200, 256]), 128 × 128 with L not a multiple of 4 (rowwise L = 5 → 8, columnwise L = 3 → 4),
