@@ -22,14 +22,14 @@
  * On a CUDA device the op's best kernel runs through the registry (cuBLASLt's FP8 GEMM) on the
  * legacy default stream, as quantizeTensor's kernels do; a shape it cannot take gives NO_KERNEL with
  * each candidate's reason (MXFP8 and NVFP4 on a GPU below compute capability 10.0: the addon's
- * reason; the Blackwell path is compiled, never run). Its cuBLASLt workspace is one buffer per
- * device, kept for later calls (grown as needed; replaced only after the device has finished with
- * the old one). On the CPU the float64 reference runs (its result rounded once to outDtype).
+ * reason; the Blackwell path is compiled, never run). Its cuBLASLt workspace is the eager calls'
+ * scratch (eager.ts: one buffer per device, grown as needed). On the CPU the float64 reference runs (its result rounded once to outDtype).
  * Everything is checked here, before the native boundary, with errors naming the argument.
  */
 import { DeepwellError, Tensor, describe, f32ToBf16Bits, registry, unpackNibbles, type KernelCandidate } from '@deepwell/core';
-import type { CudaCall, DevArg } from '@deepwell/kernels-native';
+import type { CudaCall } from '@deepwell/kernels-native';
 import { checkAttrs, getOp, type KernelParams, type ValueType } from '@deepwell/ir';
+import { devArg, eagerScratch } from './eager.js';
 import type { QuantizedTensor } from './tensor.js';
 import { SCALED_OUT_DTYPES, isBlockScaling, isMicroScaling, scalingPairAllowed, type GemmScaleLayout, type Scaling, type ScaledOutDtype } from './ops/scaled_matmul.js';
 import './cuda/scaled_matmul.js';
@@ -95,23 +95,6 @@ function operand(q: QuantizedTensor, name: 'a' | 'b'): Operand {
   return { format: q.format, scaling, layout, codes: part.data, scale, global, rows: q.rows, cols: q.cols };
 }
 
-/** The eager calls' cuBLASLt workspace: one buffer per device, grown as needed (see the header). */
-const workspaces = new Map<string, Tensor>();
-function workspaceFor(device: string, bytes: number): DevArg | null {
-  if (bytes === 0) return null;
-  let t = workspaces.get(device);
-  if (!t || t.buffer.bytes < bytes) {
-    if (t) {
-      t.backend.synchronize();
-      t.dispose();
-    }
-    t = Tensor.empty([bytes], 'u8', { device });
-    workspaces.set(device, t);
-  }
-  return { ...arg(t), bytes };
-}
-
-const arg = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
 
 export function scaledMatmul(a: QuantizedTensor, b: QuantizedTensor, options: ScaledMatmulOptions = {}): Tensor {
   if (options === null || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `scaledMatmul: Expected an options object but received ${describe(options)}`);
@@ -178,9 +161,9 @@ export function scaledMatmul(a: QuantizedTensor, b: QuantizedTensor, options: Sc
     const call: CudaCall<KernelParams> = {
       ...params,
       stream: 0,
-      inputs: inputs.map(arg),
-      outputs: [arg(out)],
-      workspace: workspaceFor(device, kernel.workspace?.(params) ?? 0),
+      inputs: inputs.map(devArg),
+      outputs: [devArg(out)],
+      workspace: eagerScratch(device, kernel.workspace?.(params) ?? 0),
     };
     kernel.run(call);
   } catch (e) {

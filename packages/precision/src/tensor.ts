@@ -26,8 +26,9 @@
  * (columnwise; 32 for tensorwise FP8), both by 128 for fp8-block128x128.
  */
 import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
-import { DEQUANT_FLAGS, DTYPE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, nativeEntries, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
+import { DEQUANT_FLAGS, DTYPE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, nativeEntries, type NativeEntries } from '@deepwell/kernels-native';
 import { amaxOf } from './blocks.js';
+import { devArg, eagerScratch } from './eager.js';
 import type { Format } from './quantize.js';
 import { FAKE_QUANT_FORMATS } from './ops/fake_quant.js';
 import { dequantize2d, gemmBlockScales, plainBlockScales, quantize2d, tileScales128x4, untileScales128x4, type BlockFp8, type Quantized2d } from './layout.js';
@@ -179,29 +180,6 @@ function filled(data: ArrayBufferView, shape: number[], dtype: DTypeName, given:
   return t;
 }
 
-const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
-
-/**
- * The eager calls' workspace: one buffer per device, grown as needed. Every eager quantize runs on
- * the legacy default stream, so calls that reuse it are ordered; a compiled step's kernels get
- * workspaces from its own plan instead. A buffer is replaced only after the device has finished
- * with it (the caching allocator has no per-stream pools, so its block may go to another stream).
- */
-const staging = new Map<string, Tensor>();
-function stagingFor(device: string, bytes: number): DevArg | null {
-  if (bytes === 0) return null;
-  let t = staging.get(device);
-  if (!t || t.buffer.bytes < bytes) {
-    if (t) {
-      t.backend.synchronize();
-      t.dispose();
-    }
-    t = Tensor.empty([bytes], 'u8', { device });
-    staging.set(device, t);
-  }
-  return { ...ptr(t), bytes };
-}
-
 function result(c: Checked, parts: Partial<Record<'rowwise' | 'columnwise', QuantizedPart>>, globalScale: Tensor | null, amax: Tensor | null): QuantizedTensor {
   const q: QuantizedTensor = {
     format: c.format,
@@ -255,7 +233,7 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
   try {
     if (hasTensorScale(f)) {
       amax = made[made.push(options.amax !== undefined ? Tensor.from([options.amax], [1], 'f32', { device: x.device }) : Tensor.empty([1], 'f32', { device: x.device })) - 1]!;
-      if (options.amax === undefined) ops.quantAmax(0, code, x.numel, ptr(x), ptr(amax));
+      if (options.amax === undefined) ops.quantAmax(0, code, x.numel, devArg(x), devArg(amax));
       globalScale = dest(options.out?.globalScale, [1], 'f32', x.device, 'out.globalScale');
       if (globalScale !== options.out?.globalScale) made.push(globalScale);
     }
@@ -272,9 +250,9 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
       parts[d] = { data, scales };
     }
     const flags = (parts.rowwise ? QUANT_FLAGS.rowwise : 0) | (parts.columnwise ? QUANT_FLAGS.columnwise : 0) | (c.gemm ? QUANT_FLAGS.gemm : 0);
-    const opt = (t: Tensor | null | undefined) => (t ? ptr(t) : null);
+    const opt = (t: Tensor | null | undefined) => (t ? devArg(t) : null);
     const wsBytes = quantizeWorkspaceBytes(f, x.dtype, c.rows, c.cols, !!parts.rowwise, !!parts.columnwise, c.gemm);
-    ops.quantize(0, FORMAT_CODE[f], SCALE_MODE_CODE[c.scaleMode ?? 'floor'], code, c.rows, c.cols, flags, ptr(x), opt(amax), opt(parts.rowwise?.data), opt(parts.rowwise?.scales), opt(parts.columnwise?.data), opt(parts.columnwise?.scales), opt(globalScale), stagingFor(x.device, wsBytes));
+    ops.quantize(0, FORMAT_CODE[f], SCALE_MODE_CODE[c.scaleMode ?? 'floor'], code, c.rows, c.cols, flags, devArg(x), opt(amax), opt(parts.rowwise?.data), opt(parts.rowwise?.scales), opt(parts.columnwise?.data), opt(parts.columnwise?.scales), opt(globalScale), eagerScratch(x.device, wsBytes));
   } catch (e) {
     for (const t of made) t.dispose();
     throw e;
@@ -308,7 +286,7 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
   const out = dest(options.out, [q.rows, q.cols], dtype, device, 'out');
   try {
     const flags = (direction === 'columnwise' ? DEQUANT_FLAGS.transpose : 0) | (q.scaleLayout !== 'plain' ? DEQUANT_FLAGS.gemm : 0);
-    ops.dequantize(0, FORMAT_CODE[f], DTYPE_CODE[dtype], R, C, flags, ptr(part.data), part.scales ? ptr(part.scales) : null, q.globalScale ? ptr(q.globalScale) : null, ptr(out));
+    ops.dequantize(0, FORMAT_CODE[f], DTYPE_CODE[dtype], R, C, flags, devArg(part.data), part.scales ? devArg(part.scales) : null, q.globalScale ? devArg(q.globalScale) : null, devArg(out));
   } catch (e) {
     if (out !== options.out) out.dispose();
     throw e;

@@ -1,6 +1,32 @@
-// What the FP8 GEMM tests share: their error measure, and a quantizer's blockwise scales re-laid
-// into the GEMM's layout on the host with the 128 × 128 padding NaN (so a kernel that reads it fails).
+// What the FP8 GEMM tests share: their error measures, exact comparison, a result's values, and a
+// quantizer's blockwise scales re-laid into the GEMM's layout on the host with the 128 × 128 padding
+// NaN (so a kernel that reads it fails).
+import { bf16BitsToF32, type Tensor } from '@deepwell/core';
 import { gemmBlockScales, type QuantizedTensor } from '../src/index.js';
+
+/** A bf16 or f32 result's values, in float64. */
+export const valuesOf = (t: Tensor): Float64Array => (t.dtype === 'bf16' ? Float64Array.from(t.toHost() as Uint16Array, bf16BitsToF32) : Float64Array.from(t.toHost() as Float32Array));
+
+/** The first index where got and want differ (NaN equals NaN, -0 differs from +0), or -1. */
+export function firstDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Math.min(got.length, want.length);
+  for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want[i]) && !(Number.isNaN(got[i]!) && Number.isNaN(want[i]!))) return i;
+  return -1;
+}
+
+/** ‖d − x·wᵀ‖ / ‖x·wᵀ‖ for d [M, N], x [M, K], w [N, K] (row-major): the product d stands for. */
+export function productError(d: ArrayLike<number>, x: ArrayLike<number>, w: ArrayLike<number>, M: number, N: number, K: number): number {
+  let num = 0;
+  let den = 0;
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+      num += (d[m * N + n]! - s) ** 2;
+      den += s * s;
+    }
+  return Math.sqrt(num / den);
+}
 
 /** ‖got − want‖ / ‖want‖, throwing on NaN (an unwritten element, or a padding scale read). */
 export function relErr(got: ArrayLike<number>, want: Float64Array): number {

@@ -14,7 +14,7 @@ import { GraphBuilder, differentiate, getOp, interpret, mul, sum, type NumArray,
 import { describe, expect, it } from 'vitest';
 import { dequantizeTensor, quantizeTensor, roundToBf16, scaledMatmul, type QuantizedTensor } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
-import { gemmLayoutScales } from './fp8.js';
+import { firstDiff, gemmLayoutScales, productError, valuesOf } from './fp8.js';
 
 type Fp8 = 'e4m3' | 'e5m2';
 type Scaling = 'tensor' | 'row' | 'block1x128' | 'block128x128';
@@ -105,12 +105,6 @@ function want(M: number, N: number, K: number, av: (m: number, k: number) => num
   return d;
 }
 
-/** The first index where got and want differ (NaN equals NaN, -0 differs from +0), or -1. */
-function firstDiff(got: ArrayLike<number>, wantd: ArrayLike<number>): number {
-  if (got.length !== wantd.length) return Math.min(got.length, wantd.length);
-  for (let i = 0; i < got.length; i++) if (!Object.is(got[i], wantd[i]) && !(Number.isNaN(got[i]!) && Number.isNaN(wantd[i]!))) return i;
-  return -1;
-}
 
 interface Case {
   M: number;
@@ -292,7 +286,6 @@ function toGemmLayout(q: QuantizedTensor): QuantizedTensor {
   return { ...q, scaleLayout: 'gemm', rowwise: { data: q.rowwise!.data, scales }, dispose: () => scales.dispose() };
 }
 
-const valuesOf = (t: Tensor): Float64Array => (t.dtype === 'bf16' ? Float64Array.from(t.toHost() as Uint16Array, bf16BitsToF32) : Float64Array.from(t.toHost() as Float32Array));
 
 const PAIRS: [string, string, number, number, number][] = [
   ['fp8-e4m3', 'fp8-e4m3', 45, 23, 72],
@@ -325,16 +318,7 @@ describe('scaledMatmul on the CPU', () => {
         expect(firstDiff(valuesOf(d), wantd), `${out}, plain`).toBe(-1);
         expect(firstDiff(valuesOf(scaledMatmul(ga, gb, { outDtype: out })), wantd), `${out}, gemm`).toBe(-1);
         // And it is the product it stands for: x · wᵀ within FP8's error.
-        let num = 0;
-        let den = 0;
-        for (let m = 0; m < M; m++)
-          for (let n = 0; n < N; n++) {
-            let s = 0;
-            for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-            num += (wantd[m * N + n]! - s) ** 2;
-            den += s * s;
-          }
-        expect(Math.sqrt(num / den)).toBeLessThan(fa.endsWith('e5m2') || fb.endsWith('e5m2') ? 0.15 : 0.08);
+        expect(productError(wantd, x, w, M, N, K)).toBeLessThan(fa.endsWith('e5m2') || fb.endsWith('e5m2') ? 0.15 : 0.08);
       }
       expect(scaledMatmul(qa, qb).dtype).toBe('bf16');
       for (const q of [qa, qb, ga, gb]) q.dispose();

@@ -15,13 +15,13 @@
 // checks; below compute capability 10 (the H200) every layer's decline with the addon's reason; on
 // compute capability 10 or newer a run against the reference — written for Blackwell, compiled,
 // never run (the project has no Blackwell GPU), so it is a sketch until one runs it.
-import { Tensor, bf16BitsToF32, registry } from '@deepwell/core';
+import { Tensor, registry } from '@deepwell/core';
 import { DTYPE_CODE, EPILOGUE_CODE, FP8_CODE, SCALING_CODE, cudaStatus, findLibrary, nativeEntries, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
 import { GraphBuilder, compile, dryrun, getOp, type KernelParams } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, SCALED_GEMM_WORKSPACE, computeCapabilityOf, decodeElement, dequantizeTensor, quantizeTensor, roundToBf16, scaledMatmul, type QuantizedTensor } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
-import { gemmLayoutScales, relErr } from './fp8.js';
+import { gemmLayoutScales, relErr, valuesOf } from './fp8.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
@@ -60,7 +60,6 @@ function values64(q: QuantizedTensor): Float64Array {
   return Float64Array.from({ length: R * K }, (_, i) => decodeElement(e, c[i]!) * at(Math.floor(i / K), i % K));
 }
 
-const valuesOf = (t: Tensor): Float64Array => (t.dtype === 'bf16' ? Float64Array.from(t.toHost() as Uint16Array, bf16BitsToF32) : Float64Array.from(t.toHost() as Float32Array));
 
 
 const bitsEqual = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]));

@@ -17,6 +17,7 @@ import { GraphBuilder, getOp, interpret, type NumArray, type ValueType } from '@
 import { describe, expect, it } from 'vitest';
 import { dequantize2d, quantize2d, quantizeTensor, scaleIndex, scaleShape, scaledGemmLimits, scaledMatmul, tileScales128x4, untileScales128x4, type QuantizedTensor } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
+import { firstDiff, productError, valuesOf } from './fp8.js';
 
 type Elem = 'e4m3' | 'e5m2' | 'e2m1';
 type Mx = 'mxfp8-e4m3' | 'mxfp8-e5m2' | 'nvfp4';
@@ -56,12 +57,6 @@ function nearestBf16(x: number): number {
   return bf16BitsToF32(best);
 }
 
-/** The first index where got and want differ (NaN equals NaN, -0 differs from +0), or -1. */
-function firstDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  if (got.length !== want.length) return Math.min(got.length, want.length);
-  for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want[i]) && !(Number.isNaN(got[i]!) && Number.isNaN(want[i]!))) return i;
-  return -1;
-}
 
 /** One operand, quantized rowwise by quantize2d, in the op's CPU form, and its values as this file reads them. */
 interface Operand {
@@ -192,7 +187,6 @@ describe('scaled_matmul mx32 / nv16: the reference', () => {
 
 // ---- scaledMatmul on quantizeTensor results ------------------------------------------------------
 
-const valuesOf = (t: Tensor): Float64Array => (t.dtype === 'bf16' ? Float64Array.from(t.toHost() as Uint16Array, bf16BitsToF32) : Float64Array.from(t.toHost() as Float32Array));
 
 /** A rowwise QuantizedTensor's value (r, k) in float64, from its codes and plain scales (g included). */
 function dequantized64(q: QuantizedTensor): Float64Array {
@@ -235,16 +229,7 @@ describe('scaledMatmul on MXFP8 and NVFP4 on the CPU', () => {
       expect(firstDiff(valuesOf(d), wantd), `${out}, plain`).toBe(-1);
       expect(firstDiff(valuesOf(scaledMatmul(ta, tb, { outDtype: out })), wantd), `${out}, tiled128x4`).toBe(-1);
       // And it is the product it stands for: x · wᵀ within the format's error.
-      let num = 0;
-      let den = 0;
-      for (let m = 0; m < M; m++)
-        for (let n = 0; n < N; n++) {
-          let s = 0;
-          for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-          num += (wantd[m * N + n]! - s) ** 2;
-          den += s * s;
-        }
-      expect(Math.sqrt(num / den)).toBeLessThan(tol);
+      expect(productError(wantd, x, w, M, N, K)).toBeLessThan(tol);
     }
     for (const q of [pa, pb, ta, tb]) q.dispose();
   });
