@@ -206,10 +206,15 @@ export abstract class Executable {
     return [...rows.values()].sort((a, b) => a.op.localeCompare(b.op));
   }
 
-  /** A copy of a parameter or state value by name. */
-  get(name: string): Float32Array {
+  /**
+   * A copy of a parameter or state value by name; into `into` when given (a Float32Array of the
+   * value's size, reused: the trainer's snapshots read every value into the same arrays).
+   */
+  get(name: string, into?: Float32Array): Float32Array {
     const id = this.named(name);
-    const out = new Float32Array(numel(this.graph.values[id]!.type.shape));
+    const n = numel(this.graph.values[id]!.type.shape);
+    if (into !== undefined && (!(into instanceof Float32Array) || into.length !== n)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Float32Array of ${n} elements to read '${name}' into but received ${describe(into)}${into instanceof Float32Array ? ` of ${into.length}` : ''}`);
+    const out = into ?? new Float32Array(n);
     this.backend.read(this.persistent.get(this.persistentName(id))!, out);
     return out;
   }

@@ -234,6 +234,12 @@ describe('memory plan and compile', () => {
     expect(errorOf(() => exe.run({ ...good, extra: new Float32Array(1) })).message).toMatch(/for a batch input but received "extra"/);
     expect(errorOf(() => exe.get('fc1.weights')).message).toMatch(/unknown; did you mean fc1\.weight/);
     expect(errorOf(() => exe.set('fc1.bias', new Float32Array(3))).code).toBe('SHAPE_MISMATCH');
+    // get into a reused array: the same values, the same array; the wrong size is refused.
+    const w = exe.get('fc1.weight');
+    const into = new Float32Array(w.length).fill(Number.NaN);
+    expect(exe.get('fc1.weight', into)).toBe(into);
+    expect(Array.from(into)).toEqual(Array.from(w));
+    expect(errorOf(() => exe.get('fc1.weight', new Float32Array(w.length + 1))).message).toMatch(/Expected a Float32Array of \d+ elements to read 'fc1.weight' into/);
     const bad = { ...good, y: Int32Array.from({ length: N }, () => 9) };
     expect(errorOf(() => exe.run(bad)).message).toMatch(/Expected ids in \[0, 4\) or -1 for input 'y' \(used by cross_entropy\) but received 9 at position 0/);
     // No GPU here: NO_BACKEND; a GPU host has no cuda:99: INVALID_ARGUMENT.

@@ -29,8 +29,12 @@ export interface FallbackOptions {
   spikeFactor?: number;
   /** An operand whose amax exceeds amaxJump × the largest of its last `window` good amaxes is named. Default 16. */
   amaxJump?: number;
-  /** For the trainer: keep an in-memory copy of the weights and optimizer state every this many steps. Default 25. */
-  snapshotEvery?: number;
+  /**
+   * For the trainer: keep an in-memory copy of the weights and optimizer state every this many
+   * steps. Default 'auto': at least 25 steps apart, and spaced further where a copy (a host read of
+   * about 12 bytes per parameter) would take more than 2% of the steps' time.
+   */
+  snapshotEvery?: number | 'auto';
 }
 
 export interface FallbackEvent {
@@ -54,7 +58,7 @@ export interface FallbackDecision {
 /** One level down: nvfp4 → mxfp8 → bf16; every 8-bit recipe → bf16. */
 export const DEMOTE: Readonly<Record<Recipe, Recipe | null>> = Object.freeze({ nvfp4: 'mxfp8', mxfp8: 'bf16', 'fp8-blockwise': 'bf16', 'fp8-tensorwise': 'bf16', bf16: null });
 
-export const FALLBACK_DEFAULTS: Readonly<Required<FallbackOptions>> = Object.freeze({ window: 20, spikeFactor: 3, amaxJump: 16, snapshotEvery: 25 });
+export const FALLBACK_DEFAULTS: Readonly<Required<FallbackOptions>> = Object.freeze({ window: 20, spikeFactor: 3, amaxJump: 16, snapshotEvery: 'auto' });
 
 export function checkFallbackOptions(options: unknown): Required<FallbackOptions> {
   if (options === undefined) return { ...FALLBACK_DEFAULTS };
@@ -64,13 +68,13 @@ export function checkFallbackOptions(options: unknown): Required<FallbackOptions
     if (!(k in FALLBACK_DEFAULTS)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(FALLBACK_DEFAULTS).join(', ')} for a fallback option but received ${describe(k)}`);
   }
   const int = (k: 'window' | 'snapshotEvery') => {
-    if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for fallback.${k} but received ${describe(o[k])}`);
+    if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer${k === 'snapshotEvery' ? " or 'auto'" : ''} for fallback.${k} but received ${describe(o[k])}`);
   };
   const factor = (k: 'spikeFactor' | 'amaxJump') => {
     if (o[k] !== undefined && !(typeof o[k] === 'number' && Number.isFinite(o[k]) && (o[k] as number) > 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite number > 1 for fallback.${k} but received ${describe(o[k])}`);
   };
   int('window');
-  int('snapshotEvery');
+  if (o.snapshotEvery !== 'auto') int('snapshotEvery');
   factor('spikeFactor');
   factor('amaxJump');
   return { ...FALLBACK_DEFAULTS, ...(o as FallbackOptions) };

@@ -132,10 +132,11 @@ describe('FallbackController', () => {
     expect(msg({ window: 0 })).toBe('Expected a positive integer for fallback.window but received 0');
     expect(msg({ spikeFactor: 1 })).toBe('Expected a finite number > 1 for fallback.spikeFactor but received 1');
     expect(msg({ amaxJump: Infinity })).toBe('Expected a finite number > 1 for fallback.amaxJump but received Infinity');
-    expect(msg({ snapshotEvery: 2.5 })).toBe('Expected a positive integer for fallback.snapshotEvery but received 2.5');
+    expect(msg({ snapshotEvery: 2.5 })).toBe("Expected a positive integer or 'auto' for fallback.snapshotEvery but received 2.5");
+    expect(msg({ snapshotEvery: 'sometimes' })).toBe("Expected a positive integer or 'auto' for fallback.snapshotEvery but received \"sometimes\"");
     expect(msg({ windw: 3 })).toBe('Expected one of window, spikeFactor, amaxJump, snapshotEvery for a fallback option but received "windw"');
     expect(msg(7)).toMatch(/^Expected fallback options .* or false but received 7$/);
     expect(errorOf(() => new FallbackController({} as never)).message).toMatch(/Expected a PrecisionPolicy for the fallback controller/);
-    expect(checkFallbackOptions(undefined)).toEqual({ window: 20, spikeFactor: 3, amaxJump: 16, snapshotEvery: 25 });
+    expect(checkFallbackOptions(undefined)).toEqual({ window: 20, spikeFactor: 3, amaxJump: 16, snapshotEvery: 'auto' });
   });
 });

@@ -24,7 +24,10 @@ function step(): Graph {
 
 const seed = (Math.random() * 2 ** 31) >>> 0;
 const corpus = new MarkovCorpus({ vocab: 256, seed });
-const batches = Array.from({ length: 8 }, () => corpus.batch(B, T));
+// Two batches, alternated: within 8 steps the loss on a batch seen before falls clearly (on 8
+// distinct batches, 8 steps at this rate do not reliably lower the loss, even in BF16).
+const pair = [corpus.batch(B, T), corpus.batch(B, T)];
+const batches = Array.from({ length: 8 }, (_, s) => pair[s % 2]!);
 
 function train(policy: PrecisionPolicy | undefined) {
   const exe = compile(step(), { device: 'cuda:0', seed, precision: policy });
@@ -63,7 +66,7 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
         expect(Math.abs(a.losses[s]! - emulated.losses[s]!) / emulated.losses[s]!, `step ${s}, seed ${seed}`).toBeLessThan(5e-3);
         expect(Math.abs(a.losses[s]! - bf16.losses[s]!) / bf16.losses[s]!, `step ${s}, seed ${seed}`).toBeLessThan(2e-2);
       }
-      expect(a.losses.at(-1)!).toBeLessThan(a.losses[0]!); // it learns
+      expect(a.losses[6]!, `it learns: losses ${a.losses.join(' ')}, seed ${seed}`).toBeLessThan(0.95 * a.losses[0]!); // the same batch, three updates on
       console.log(`${recipe} native: losses ${a.losses.map((l) => l.toFixed(4)).join(' ')}\n  emulated ${emulated.losses.map((l) => l.toFixed(4)).join(' ')}\n  bf16     ${bf16.losses.map((l) => l.toFixed(4)).join(' ')}`);
     }, 300_000);
 

@@ -21,8 +21,9 @@
  * norm, non-finite quantized operands, a loss spike) it demotes the layer responsible, and the
  * trainer recompiles the step with the demoted policy, rolls the weights, the AdamW moments and the
  * data position back to the newest of this run's last checkpoint and an in-memory snapshot (taken
- * every `fallback.snapshotEvery` steps), logs and emits 'fallback', and goes on from there. The
- * demotions are in the checkpoints, so a resumed run keeps them. Without a policy (or with
+ * every `fallback.snapshotEvery` steps; by default 25 or more, spaced so that the copies take at
+ * most 2% of the steps' time), logs and emits 'fallback', and goes on from there. The demotions are
+ * in the checkpoints, so a resumed run keeps them. Without a policy (or with
  * `fallback: false`) a non-finite loss throws, as before.
  */
 import { freemem } from 'node:os';
@@ -30,7 +31,7 @@ import { memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
-import { autocast, capture, compile, dryrun, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
+import { autocast, capture, compile, dryrun, numel, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
 import { FallbackController, PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
@@ -150,6 +151,16 @@ function isPolicy(p: unknown): p is PrecisionPolicy {
   return typeof q === 'object' && q !== null && q.name === 'precision-policy' && typeof q.run === 'function' && typeof q.clone === 'function' && typeof q.addRule === 'function';
 }
 
+const AUTO_SNAPSHOT_EVERY = 25;
+const SNAPSHOT_SHARE = 0.02;
+
+/** `a` when it can take the value `name` of `exe` (a snapshot array to reuse), else undefined. */
+function sameSize(a: Float32Array | undefined, exe: Executable, name: string): Float32Array | undefined {
+  if (!a) return undefined;
+  const id = exe.graph.params[name] ?? exe.graph.state[name];
+  return id !== undefined && a.length === numel(exe.graph.values[id]!.type.shape) ? a : undefined;
+}
+
 /** Every parameter and optimizer-state value of an executable, copied out, with the data position. */
 interface Snapshot {
   step: number;
@@ -263,7 +274,24 @@ export class Trainer {
     let snapshot: Snapshot | null = null;
     let lastOut: Record<string, Float32Array | Int32Array> = {};
     const stateNames = () => [...Object.keys(exe.graph.params), ...Object.keys(exe.graph.state)];
-    const takeSnapshot = (step: number): Snapshot => ({ step, loader: o.train.state, values: new Map(stateNames().map((n) => [n, exe.get(n)])) });
+    // A snapshot reads every value into the previous snapshot's arrays (no allocation after the
+    // first). With snapshotEvery 'auto' they are at least AUTO_SNAPSHOT_EVERY steps apart, and
+    // further where one copy would cost more than SNAPSHOT_SHARE of the steps' time (a 1B model's
+    // copy is about 11 GB, seconds against a step of tenths of one).
+    let snapshotMs = 0;
+    let stepMsMean = 0;
+    const takeSnapshot = (step: number): Snapshot => {
+      const t = performance.now();
+      const old = snapshot?.values;
+      const values = new Map(stateNames().map((n) => [n, exe.get(n, sameSize(old?.get(n), exe, n))]));
+      snapshotMs = performance.now() - t;
+      return { step, loader: o.train.state, values };
+    };
+    const snapshotDue = (s: number): boolean => {
+      const every = controller!.options.snapshotEvery;
+      if (every !== 'auto') return s % every === 0;
+      return s - snapshot!.step >= Math.max(AUTO_SNAPSHOT_EVERY, Math.ceil(snapshotMs / (SNAPSHOT_SHARE * Math.max(stepMsMean, 1e-3))));
+    };
     try {
       const resumeFrom = options.resume === true ? (o.checkpoint ? checkpointsIn(o.checkpoint.dir).at(-1)?.path : undefined) : options.resume || undefined;
       if (options.resume === true && !o.checkpoint) throw new DeepwellError('INVALID_ARGUMENT', 'Expected options.checkpoint.dir to resume from but the trainer has no checkpoint directory');
@@ -339,7 +367,8 @@ export class Trainer {
             s = restoredTo;
             continue;
           }
-          if (s % controller!.options.snapshotEvery === 0) snapshot = takeSnapshot(s);
+          stepMsMean = stepMsMean === 0 ? ms : 0.9 * stepMsMean + 0.1 * ms;
+          if (snapshotDue(s)) snapshot = takeSnapshot(s);
         } else if (!Number.isFinite(loss)) throw new DeepwellError('INTERNAL', `The loss is ${loss} at step ${s} (diverged: lower the learning rate, or check the data)`);
         const tokens = B * T * (o.accumulate ?? 1);
         tokensDone += tokens;
