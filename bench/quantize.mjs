@@ -81,6 +81,7 @@ const CASES = [
   ['nvfp4', 'rowwise'],
   ['nvfp4', 'both'],
   ['fp8-e4m3', 'rowwise'],
+  ['fp8-e4m3', 'both'],
   ['fp8-block1x128', 'rowwise'],
   ['fp8-block1x128', 'both', 'gemm'],
   ['fp8-block128x128', 'both'],

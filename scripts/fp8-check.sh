@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 15's FP8 checks, by part, into $OUT (a log per part and a tarball).
-#   OUT=$OUT bash scripts/fp8-check.sh [tests] [tests-native] [gemm] [e2e] [e2e-torch] [gpt2]
+#   OUT=$OUT bash scripts/fp8-check.sh [tests] [tests-native] [quant] [reduce] [gemm] [e2e] [e2e-torch] [gpt2]
 #   tests      the precision package's GPU tests (quantizer, FP8 GEMM, scaled_matmul, the native
 #              policy in a compiled step) and examples/precision
 #   tests-native  kernels-native and ir (the GEMM plan cache)
@@ -11,6 +11,8 @@
 #              fp8-blockwise), each recipe for every block (KEEP_FIRST_LAST=0; the head stays BF16)
 #   e2e-torch  torch.compile (bf16) and the torchao-style FP8 reference on the same runs' data
 #   gpt2       GPT-2 124M under each recipe (GPT2_STEPS, 200), then torch.compile and its FP8
+#   quant      bench/quantize.mjs: the quantizers (and the tensor amax) beside a copy, 16384² bf16
+#   reduce     ir's CUDA tensor-op tests (the reductions: sum_to's column modes)
 # Needs .device/ from scripts/device-pack.sh (this machine's Node and the packages).
 set -uo pipefail
 TOP=${OUT:-$PWD/gpu-out}
@@ -55,6 +57,12 @@ for part in "${parts[@]}"; do
     timeout 300 node scripts/test-all.mjs packages/kernels-native packages/ir > "$OUT/native-ir.log" 2>&1
     echo "exit $?"; grep -E "FAIL|×|passed|failed" "$OUT/native-ir.log" | tail -12
     ;;
+  quant) step "quantizer benchmark"; (cd bench && timeout 200 node quantize.mjs 2>&1 | grep '^|' | tee "$OUT/quantize.md") ;;
+  reduce)
+    step "ir CUDA tensor ops (reductions)"
+    (cd packages/ir && timeout 300 node ../../node_modules/vitest/vitest.mjs run test/cuda-tensor.test.ts) > "$OUT/ir-tensor.log" 2>&1
+    echo "exit $?"; grep -E "FAIL|×|Tests " "$OUT/ir-tensor.log" | tail -12
+    ;;
   gemm) step "FP8 GEMM benchmark"; OUT=$OUT SCALED_GEMM_ROUNDS=${SCALED_GEMM_ROUNDS:-1} timeout 400 bash bench/scaled_gemm.sh > "$OUT/gemm.log" 2>&1; echo "exit $?"; cat "$OUT/scaled-gemm-table.md" 2>/dev/null || tail -20 "$OUT/gemm.log" ;;
   e2e)
     recipes_run "$E1B" "${E2E_STEPS:-300}" "${E2E_B:-8}" e2e ${E2E_RECIPES:-bf16 fp8-tensorwise fp8-blockwise}
@@ -71,7 +79,7 @@ for part in "${parts[@]}"; do
     torch_run /tmp/gpt2-fp8-tensorwise compile-fp8 150
     step "gpt2 summary"; node examples/gpt2/recipes.mjs /tmp/gpt2-* | tee "$OUT/gpt2-recipes.md"
     ;;
-  *) echo "fp8-check.sh: unknown part '$part' (tests, gemm, e2e, e2e-torch, gpt2)"; exit 2 ;;
+  *) echo "fp8-check.sh: unknown part '$part' (tests, tests-native, quant, reduce, gemm, e2e, e2e-torch, gpt2)"; exit 2 ;;
   esac
 done
 step "done"

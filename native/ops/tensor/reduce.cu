@@ -33,6 +33,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace dw::tensor {
@@ -261,6 +262,68 @@ __global__ void __launch_bounds__(256) reduceColSplitFinishKernel(I nOut, I S, S
   }
 }
 
+// Column vector mode, for sums over the rows of a row-major [count, nOut] x (every reduced
+// dimension before every kept one, nOut a multiple of 8, x 16-byte aligned): the bias gradients
+// of the FP8 path, dy [16384, 2048..8192] summed over its rows. The split column mode above loads
+// 2 bytes per thread through the general strided indexing and reached about 1 TB/s on the H200
+// (2026-12-03, the 1B step's profile); here each thread owns 8 adjacent columns, loads them as
+// 16-byte vectors, 8 rows in flight, over slice blockIdx.y of S slices of `len` rows, summing the
+// rows in order, and writes 8 f32 partials to slot j · nOut + o. The finish combines the S
+// partials of 32 columns per block: thread row ty sums slices ty, ty + 32, ... in order, then
+// row 0 adds the 32 in order. Every order depends on the shapes only.
+template <typename T>
+__device__ __forceinline__ void addChunk(float (&acc)[8], const uint4 (&b)[sizeof(T) / 2]) {
+  const T* t = reinterpret_cast<const T*>(b);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) acc[i] += toF(t[i]);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) reduceColVecKernel(const T* __restrict__ x, uint64_t nOut, uint64_t count, uint64_t len, float* __restrict__ partials) {
+  constexpr int W = sizeof(T) / 2;  // 16-byte loads per 8 elements
+  const uint64_t v = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (8 * v >= nOut) return;
+  const uint64_t lo = static_cast<uint64_t>(blockIdx.y) * len, hi = lo + len < count ? lo + len : count;
+  const uint64_t rowStep = nOut * sizeof(T) / 16;
+  const uint4* p = reinterpret_cast<const uint4*>(x + lo * nOut + 8 * v);
+  float acc[8] = {};
+  uint64_t r = lo;
+  for (; r + 8 <= hi; r += 8, p += 8 * rowStep) {
+    uint4 b[8][W];
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+#pragma unroll
+      for (int w = 0; w < W; ++w) b[k][w] = __ldg(p + k * rowStep + w);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) addChunk<T>(acc, b[k]);
+  }
+  for (; r < hi; ++r, p += rowStep) {
+    uint4 b[W];
+#pragma unroll
+    for (int w = 0; w < W; ++w) b[w] = __ldg(p + w);
+    addChunk<T>(acc, b);
+  }
+  float4* out = reinterpret_cast<float4*>(partials + blockIdx.y * nOut + 8 * v);
+  out[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+  out[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+}
+
+template <typename I, typename Ep>
+__global__ void __launch_bounds__(1024) reduceColVecFinishKernel(I nOut, I S, Strided<I> kept, Strided<I> red, const float* __restrict__ partials, Ep ep) {
+  __shared__ float part[32][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const I o = I(blockIdx.x) * 32 + tx;
+  float acc = 0.f;
+  if (o < nOut)
+    for (I j = ty; j < S; j += 32) acc += partials[j * nOut + o];
+  part[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && o < nOut) {
+    for (int k = 1; k < 32; ++k) acc += part[k][tx];
+    ep(o, acc, offsetA(o, kept), red);
+  }
+}
+
 enum class ReduceKind { Sum, Mean, Max, MaxBackward };
 
 struct ReducePlan {
@@ -271,10 +334,12 @@ struct ReducePlan {
   bool split;
   // Split column mode: S slices of len rows, S * nOut workspace slots.
   bool colSplit;
+  // Column vector mode (sums): S slices of len rows, S * nOut f32 partials in the workspace.
+  bool colVec;
   uint64_t S, len;
 };
 
-ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const char* fn) {
+ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, bool sum, const char* fn) {
   ReducePlan p{};
   p.nIn = product(env, xs, "x");
   p.nOut = product(env, ks, "out");
@@ -313,6 +378,21 @@ ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std:
   // Split column mode (below kColSplitBlocks column blocks, columns of kColSplitMinCount rows or
   // more): about 1024 blocks in all, each slice at least 1024 rows. ir's reduceWorkspace
   // (packages/ir/src/cuda/tensor.ts) mirrors this rule to size the workspace.
+  // Column vector mode first (sums over the rows of a row-major [count, nOut]): about 1024 blocks
+  // of 256 threads in all, each slice at least 64 rows.
+  if (!p.row && sum && p.nOut != 0 && p.nOut % 8 == 0 && p.count >= kColSplitMinCount && p.keptSize.size() == 1 && p.keptStride[0] == 1 && p.redSize.size() == 1 &&
+      p.redStride[0] == p.nOut) {
+    const uint64_t colBlocks = (p.nOut / 8 + 255) / 256;
+    uint64_t S = (1024 + colBlocks - 1) / colBlocks;
+    const uint64_t bySize = (p.count + 63) / 64;
+    if (S > bySize) S = bySize;
+    if (S >= 2 && S <= 65535) {
+      p.colVec = true;
+      p.S = S;
+      p.len = (p.count + S - 1) / S;
+      return p;
+    }
+  }
   if (!p.row && p.nOut != 0 && p.count >= kColSplitMinCount) {
     const uint64_t colBlocks = (p.nOut + 31) / 32;
     uint64_t S = (1024 + colBlocks - 1) / colBlocks;
@@ -345,6 +425,13 @@ void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& 
     } else {
       unsigned threads = p.nOut >= 128 ? 256 : 1024;
       reduceRowKernel<T, I, Red, false><<<gridFor(env, p.nOut, 1, 2048 / threads), threads, 0, s>>>(x, I(p.nOut), I(p.count), kept, red, ep);
+    }
+  } else if (p.colVec) {
+    if constexpr (std::is_same_v<typename Red::Acc, float>) {
+      float* partials = static_cast<float*>(workspace);
+      const unsigned colBlocks = static_cast<unsigned>((p.nOut / 8 + 255) / 256);
+      reduceColVecKernel<T><<<dim3(colBlocks, static_cast<unsigned>(p.S)), 256, 0, s>>>(x, p.nOut, p.count, p.len, partials);
+      reduceColVecFinishKernel<I, Ep><<<static_cast<unsigned>((p.nOut + 31) / 32), dim3(32, 32), 0, s>>>(I(p.nOut), I(p.S), kept, red, partials, ep);
     }
   } else if (p.colSplit) {
     using Acc = typename Red::Acc;
@@ -399,14 +486,18 @@ void reduceDevice(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const 
 // The reductions once their arguments are read; gArg is maxBackward's g (nullptr for the others).
 Napi::Value reduceEntry(Napi::Env env, cudaStream_t s, int dt, ReduceKind kind, const std::vector<uint64_t>& xs, const std::vector<uint64_t>& ks, const abi::TensorArg* gArg,
                         const abi::TensorArg& xArg, const abi::TensorArg& outArg, const abi::WorkspaceArg& ws, const char* fn) {
-  ReducePlan p = planReduce(env, xs, ks, fn);
+  ReducePlan p = planReduce(env, xs, ks, kind == ReduceKind::Sum || kind == ReduceKind::Mean, fn);
   size_t es = dtypeBytes(dt);
   const void* g = kind == ReduceKind::MaxBackward ? gArg->ptr<void>(env, p.nOut, es) : nullptr;
   const void* x = xArg.ptr<void>(env, p.nIn, es);
   void* out = outArg.ptr<void>(env, kind == ReduceKind::MaxBackward ? p.nIn : p.nOut, es);
   void* workspace = nullptr;
+  // An unaligned x (a view into the middle of a buffer) takes the plain column mode instead.
+  if (p.colVec && reinterpret_cast<uintptr_t>(x) % 16 != 0) p.colVec = false;
   if (p.split || p.colSplit) {
     workspace = ws.take<void>(env, p.S * p.nOut * kSplitSlotBytes, kSplitSlotBytes);
+  } else if (p.colVec) {
+    workspace = ws.take<void>(env, p.S * p.nOut * sizeof(float), 16);
   }
   reduceDevice(env, s, dt, kind, p, g, x, out, workspace, fn);
   return env.Undefined();

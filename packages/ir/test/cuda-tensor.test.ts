@@ -214,7 +214,9 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
     it(`sum_to (${storage}) sums over the broadcast dimensions`, () => {
       const cases: [number[], number[]][] = [[[4, 5, 6], [5, 1]], [[4, 5, 6], [6]], [[4, 5, 6], [4, 1, 1]], [[4, 5, 6], [1]], [[4, 5, 6], []], [[4, 5, 6], [4, 5, 6]], [[2, 3000], [1]], [[3000, 5], [5]], [[200, 300], [300]], [[7, 1, 13], [1, 13]], [[512, 64], [64]],
         // split column mode (columns of >= 2048 rows, few blocks of 32 outputs): even and uneven slices, a bias gradient's shape
-        [[2049, 33], [1, 33]], [[2, 2500, 96], [96]], [[4096, 2048], [2048]], [[8192, 40], [40]]];
+        [[2049, 33], [1, 33]], [[3, 1500, 70], [70]],
+        // column vector mode (nOut a multiple of 8): a bias gradient's shapes, a tail of rows
+        [[2, 2500, 96], [96]], [[4096, 2048], [2048]], [[8192, 40], [40]], [[2053, 6144], [6144]]];
       for (const [from, to] of cases) expectReduced('sum_to', inp(from), { shape: to }, storage);
     });
   }
@@ -306,6 +308,11 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
     [[1000003], {}], // split: one output, 245 slices, two kernels
     [[3, 200001], { axes: [1] }], // split: a few outputs
     [[2, 65536, 1], { axes: [1, 2], keepdims: true }], // split, at the threshold
+    // column vector mode (sums over the rows of a [rows, 8k]; max takes the split column mode):
+    [[3001, 24], { axes: [0] }], // 47 slices of 64 rows, the last 57 (a tail under 8 rows)
+    [[2, 1100, 136], { axes: [0, 1] }], // merged leading dimensions
+    [[2050, 2056], { axes: [0] }], // two blocks of 256 threads across the columns, the second partly idle
+    [[2048, 8], { axes: [0] }], // at the threshold
   ];
 
   for (const storage of STORAGES) {

@@ -215,6 +215,33 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     }
   }, 120_000);
 
+  // The tensor amax of tensorwise FP8 (quantAmax: 8-element chunks, four in flight per thread,
+  // non-finite chunks rescanned): the largest finite |x| wherever it lies (the first element, the
+  // last, anywhere), NaN and ±Inf (larger in magnitude) ignored, on sizes below and above the
+  // kernel's four-chunk stride.
+  it('the tensor amax: the largest finite |x| wherever it lies, NaN and ±Inf ignored, every dtype', () => {
+    for (const [rows, cols] of [[64, 128], [1000, 1032], [4104, 4096]] as const) {
+      for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+        const round = dtype === 'bf16' ? bf16 : dtype === 'f16' ? f16 : Math.fround;
+        const n = rows * cols;
+        for (const where of [0, n - 1, Math.floor(rand() * n)]) {
+          const x = Float32Array.from({ length: n }, () => round(normal()));
+          const big = round(40 + rand() * 20) * (rand() < 0.5 ? -1 : 1);
+          x[where] = big;
+          for (let k = 0; k < 4; k++) {
+            let at = Math.floor(rand() * n);
+            if (at === where) at = (at + 1) % n;
+            x[at] = [NaN, Infinity, -Infinity, NaN][k]!;
+          }
+          const dev = deviceTensor(x, [rows, cols], dtype);
+          const q = quantizeTensor(dev, { format: 'fp8-e4m3', direction: 'rowwise' });
+          expect((q.amax!.toHost() as Float32Array)[0], `${dtype} ${rows} x ${cols}, max at ${where}`).toBe(Math.abs(big));
+          for (const t of [dev, q]) t.dispose();
+        }
+      }
+    }
+  }, 120_000);
+
   // Blockwise FP8 in scaledGemmLt's layout on shapes where it differs most from the plain one:
   // 1 × 128 with R not a multiple of 128 (rowwise [40, 640]; columnwise from [256, 200], stored
   // [200, 256]), 128 × 128 with L not a multiple of 4 (rowwise L = 5 → 8, columnwise L = 3 → 4),

@@ -24,10 +24,7 @@ function step(): Graph {
 
 const seed = (Math.random() * 2 ** 31) >>> 0;
 const corpus = new MarkovCorpus({ vocab: 256, seed });
-// Two batches, alternated: within 8 steps the loss on a batch seen before falls clearly (on 8
-// distinct batches, 8 steps at this rate do not reliably lower the loss, even in BF16).
-const pair = [corpus.batch(B, T), corpus.batch(B, T)];
-const batches = Array.from({ length: 8 }, (_, s) => pair[s % 2]!);
+const batches = Array.from({ length: 8 }, () => corpus.batch(B, T));
 
 function train(policy: PrecisionPolicy | undefined) {
   const exe = compile(step(), { device: 'cuda:0', seed, precision: policy });
@@ -38,9 +35,13 @@ function train(policy: PrecisionPolicy | undefined) {
     losses.push(out.loss![0]!);
     norms.push(out.grad_norm![0]!);
   });
+  // Whether it learned: the first batch's loss again, after the 8 steps (a step at lr 0 leaves the
+  // weights as they are). Over 8 distinct batches the loss itself does not reliably fall at this
+  // rate, even in BF16; on a batch it has seen it falls by 3-5% (measured on the CPU, 3 seeds).
+  const probe = exe.run({ ...batches[0]!, lr: Float32Array.of(0), step: Float32Array.of(batches.length + 1) }).loss![0]!;
   const kernels = exe.kernelSummary();
   exe.dispose();
-  return { losses, norms, kernels };
+  return { losses, norms, kernels, probe };
 }
 
 for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
@@ -66,7 +67,7 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
         expect(Math.abs(a.losses[s]! - emulated.losses[s]!) / emulated.losses[s]!, `step ${s}, seed ${seed}`).toBeLessThan(5e-3);
         expect(Math.abs(a.losses[s]! - bf16.losses[s]!) / bf16.losses[s]!, `step ${s}, seed ${seed}`).toBeLessThan(2e-2);
       }
-      expect(a.losses[6]!, `it learns: losses ${a.losses.join(' ')}, seed ${seed}`).toBeLessThan(0.95 * a.losses[0]!); // the same batch, three updates on
+      expect(a.probe, `it learns: the first batch's loss ${a.losses[0]} before, ${a.probe} after; seed ${seed}`).toBeLessThan(0.99 * a.losses[0]!);
       console.log(`${recipe} native: losses ${a.losses.map((l) => l.toFixed(4)).join(' ')}\n  emulated ${emulated.losses.map((l) => l.toFixed(4)).join(' ')}\n  bf16     ${bf16.losses.map((l) => l.toFixed(4)).join(' ')}`);
     }, 300_000);
 

@@ -235,7 +235,7 @@ registerCuda<KernelParams>({
   workspace: (p) => {
     const a = p.inTypes[0]!;
     const [r, k] = a.shape as [number, number];
-    return Math.max(ltWorkspace(), reduceWorkspace(a, p.attrs.transA === true ? [1, k] : [r, 1]));
+    return Math.max(ltWorkspace(), reduceWorkspace(a, p.attrs.transA === true ? [1, k] : [r, 1], true));
   },
   run: (c, ops) => {
     const g = bgradPlan(c) as GemmPlan;

@@ -188,14 +188,18 @@ cuda('cast', 'cast', (p) => {
  *     about 1024 slices in all; declared as that bound, 1024 + 63 slots;
  *   - split column mode: the innermost dimension kept (a bias gradient, dy summed over its rows)
  *     with fewer than 1024 blocks of 32 outputs and at least 2048 rows: S = min(ceil(1024 /
- *     blocks), ceil(rows / 1024)) slices when that is 2 or more, S · nOut slots. The rule mirrors
- *     planReduce's, which launches from it.
+ *     blocks), ceil(rows / 1024)) slices when that is 2 or more, S · nOut slots;
+ *   - column vector mode, before it, for sums (sum, mean, sum_to) over the rows of a row-major
+ *     [rows, nOut] (every reduced dimension of size > 1 before every kept one), nOut a multiple of
+ *     8, at least 2048 rows: S = min(ceil(1024 / ceil(nOut / 2048)), ceil(rows / 64)) slices when
+ *     that is 2 to 65535, S · nOut f32 partials.
+ * The rules mirror planReduce's, which launches from them.
  */
 const SPLIT_MAX_OUTPUTS = 64;
 const SPLIT_MIN_COUNT = 65536;
 const SPLIT_SLOT_BYTES = 16;
 const COL_SPLIT_MIN_COUNT = 2048;
-export function reduceWorkspace(x: ValueType, keep: readonly number[]): number {
+export function reduceWorkspace(x: ValueType, keep: readonly number[], sum: boolean): number {
   const nOut = numel(keep);
   const count = numel(x.shape) / Math.max(1, nOut);
   const row = nOut <= SPLIT_MAX_OUTPUTS && count >= SPLIT_MIN_COUNT ? (1024 + SPLIT_MAX_OUTPUTS - 1) * SPLIT_SLOT_BYTES : 0;
@@ -203,6 +207,11 @@ export function reduceWorkspace(x: ValueType, keep: readonly number[]): number {
   const inner = x.shape.map((d, i) => (d > 1 ? i : -1)).reduce((a, b) => Math.max(a, b), -1);
   const offset = x.shape.length - keep.length;
   const column = inner >= 0 && keep[inner - offset] !== 1;
+  const order = x.shape.map((d, i) => (d <= 1 ? '' : i < offset || keep[i - offset] === 1 ? 'r' : 'k')).join('');
+  if (sum && column && /^r+k+$/.test(order) && nOut % 8 === 0 && count >= COL_SPLIT_MIN_COUNT) {
+    const S = Math.min(Math.ceil(1024 / Math.ceil(nOut / 2048)), Math.ceil(count / 64));
+    if (S >= 2 && S <= 65535) return Math.max(row, S * nOut * 4);
+  }
   let col = 0;
   if (column && nOut > 0 && count >= COL_SPLIT_MIN_COUNT) {
     const blocks = Math.ceil(nOut / 32);
@@ -219,7 +228,7 @@ for (const [op, entry] of [['sum', 'sum'], ['mean', 'mean'], ['max', 'max']] as 
     entry,
     all(oneFloat, smallRank),
     (c, fn) => fn(c.stream, code(inType(c)), inType(c).shape, keepOf(c), input(c, 0), output(c), c.workspace),
-    (p) => reduceWorkspace(inType(p), keepOf(p)),
+    (p) => reduceWorkspace(inType(p), keepOf(p), op !== 'max'),
   );
 }
 
@@ -229,7 +238,7 @@ cuda(
   'maxBackward',
   all(oneFloat, smallRank),
   (c, fn) => fn(c.stream, code(inType(c, 1)), inType(c, 1).shape, maxBackwardKeep(c), input(c, 0), input(c, 1), output(c), c.workspace),
-  (p) => reduceWorkspace(inType(p, 1), maxBackwardKeep(p)),
+  (p) => reduceWorkspace(inType(p, 1), maxBackwardKeep(p), false),
 );
 
 // sum_to reduces x to its target shape, right-aligned: the target is the keepdims shape.
@@ -239,5 +248,5 @@ cuda(
   'sumTo',
   all(oneFloat, smallRank),
   (c, fn) => fn(c.stream, code(inType(c)), inType(c).shape, sumToKeep(c), input(c, 0), output(c), c.workspace),
-  (p) => reduceWorkspace(inType(p), sumToKeep(p)),
+  (p) => reduceWorkspace(inType(p), sumToKeep(p), true),
 );
