@@ -9,12 +9,14 @@
 // Format codes (fmt):
 //   0 mxfp8-e4m3   1 mxfp8-e5m2   2 mxfp4        blocks of 32, E8M0 scales ('floor' or 'rceil')
 //   3 nvfp4                                      blocks of 16, E4M3 scales, FP32 tensor scale g
-//   4 fp8-e4m3     5 fp8-e5m2                    tensorwise: one FP32 scale s = amax / max
+//   4 fp8-e4m3     5 fp8-e5m2                    tensorwise: one FP32 scale s = 1 / (max / amax)
 //   6 fp8-block1x128   7 fp8-block128x128        E4M3, FP32 scale per block / per 128 x 128 tile
 //
 // Arithmetic follows the references operation by operation: MX scales come from the exponent bits
-// (no rounded division decides them), V / X is an exact multiplication by a power of two, and the
-// NVFP4 / FP8 scale and element divisions are correctly rounded FP32 divisions (__fdiv_rn). E4M3
+// (no rounded division decides them), V / X is an exact multiplication by a power of two, the
+// NVFP4 scale and element divisions are correctly rounded FP32 divisions (__fdiv_rn), and FP8
+// (tensorwise, blockwise) multiplies each element by m = f32(max / amax) (__fmul_rn) with the
+// decode scale f32(1 / m) (__frcp_rn), as torchao's dynamic scaling does. E4M3
 // and E5M2 elements are rounded by the hardware conversion (cvt.rn.satfinite: nearest even,
 // saturating), with NaN handled before it; E2M1 by comparisons with its rounding boundaries.
 //

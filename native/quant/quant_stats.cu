@@ -60,7 +60,7 @@ struct StatsLocal {
     float y = decElem<F>(encode<F>(v, s)) * dec;
     if constexpr (F == kNvfp4) y = __fmul_rn(y, g);
     if (v != 0.f && y == 0.f) ++underflow;
-    if (encoded && clampsAt<F>(s.useDiv ? __fdiv_rn(v, s.div) : v * s.mul)) ++saturated;
+    if (encoded && clampsAt<F>(s.useDiv ? __fdiv_rn(v, s.div) : __fmul_rn(v, s.mul))) ++saturated;
   }
   // Sums of the warp into the accumulator (every lane calls it).
   __device__ void flush(StatsAcc* acc) {

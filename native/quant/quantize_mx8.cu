@@ -161,12 +161,12 @@ __global__ void __launch_bounds__(256) scalesFromScratchK(UnstageArgs a) {
   }
 }
 
-// Tensorwise FP8 codes of two values: f32(v / s) correctly rounded (__fdiv_rn), then encElem
+// Tensorwise FP8 codes of two values: f32(v * m) (__fmul_rn, m from fp8Scale), then encElem
 // (NaN keeps its sign, ±Inf saturates), as quantize.cu's encode does for tensorwise FP8, so the
 // register path is bit-identical to it and to the reference.
 template <int F>
-__device__ __forceinline__ uint32_t encTw2(float a, float b, float div) {
-  return static_cast<uint32_t>(encElem<F>(__fdiv_rn(a, div))) | static_cast<uint32_t>(encElem<F>(__fdiv_rn(b, div))) << 8;
+__device__ __forceinline__ uint32_t encTw2(float a, float b, float mul) {
+  return static_cast<uint32_t>(encElem<F>(__fmul_rn(a, mul))) | static_cast<uint32_t>(encElem<F>(__fmul_rn(b, mul))) << 8;
 }
 
 // F: MXFP8 (per-block scales, below) or tensorwise FP8 (TW: one scale s from the tensor amax that
@@ -176,10 +176,11 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
   constexpr bool TW = isTensorwise(F);
   static_assert(sizeof(T) == 2 && ((isMx(F) && !isFp4(F)) || TW), "the fast path is MXFP8 or tensorwise FP8 from 16-bit input");
   constexpr uint32_t kInf = Bits<T>::kInf;
-  float twDiv = 1.f;
+  float twMul = 1.f;
   if constexpr (TW) {
-    twDiv = fp8Scale<F>(*a.amax).div;
-    if (blockIdx.x == 0 && threadIdx.x == 0) *a.globalScale = twDiv;
+    const BlockScale tw = fp8Scale<F>(*a.amax);
+    twMul = tw.mul;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *a.globalScale = tw.div;
   }
   extern __shared__ __align__(16) unsigned char smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, cc = lane & 3, rc = (lane >> 2) & 3, half = lane >> 4;
@@ -272,7 +273,7 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float2 x0 = unpack2<T>(w[i][2 * h]), x1 = unpack2<T>(w[i][2 * h + 1]);
-          if constexpr (TW) q[h] = encTw2<F>(x0.x, x0.y, twDiv) | encTw2<F>(x1.x, x1.y, twDiv) << 16;
+          if constexpr (TW) q[h] = encTw2<F>(x0.x, x0.y, twMul) | encTw2<F>(x1.x, x1.y, twMul) << 16;
           else q[h] = cvt2<F>(x0.x * m, x0.y * m) | cvt2<F>(x1.x * m, x1.y * m) << 16;
         }
         if (!TW && special && m == 0.f) q[0] = q[1] = 0;  // a block with NaN or ±Inf
@@ -296,7 +297,7 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
         uint32_t q[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          if constexpr (TW) q[h] = encTw2<F>(x[4 * h], x[4 * h + 1], twDiv) | encTw2<F>(x[4 * h + 2], x[4 * h + 3], twDiv) << 16;
+          if constexpr (TW) q[h] = encTw2<F>(x[4 * h], x[4 * h + 1], twMul) | encTw2<F>(x[4 * h + 2], x[4 * h + 3], twMul) << 16;
           else q[h] = cvt2<F>(x[4 * h] * m, x[4 * h + 1] * m) | cvt2<F>(x[4 * h + 2] * m, x[4 * h + 3] * m) << 16;
         }
         if (!TW && special && m == 0.f) q[0] = q[1] = 0;

@@ -1,12 +1,12 @@
 /**
  * Delayed scaling for tensorwise FP8 (as Transformer Engine's): the scale a step uses comes from
  * the amax values of earlier steps, so quantizing needs no pass over the tensor first. An
- * AmaxHistory keeps the last `length` amaxes; `scale()` is f32(max(history) / max_elem), 1 while the
- * history is empty or all zero. Non-finite amaxes are refused: they mark a step to skip, not a scale.
+ * AmaxHistory keeps the last `length` amaxes; `scale()` is the decode scale fp8Scaling gives for
+ * max(history) (f32(1 / f32(max_elem / amax))), 1 while the history is empty or all zero. Non-finite amaxes are refused: they mark a step to skip, not a scale.
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { ELEMENTS, decodeElement, encodeElement, type ElementFormat } from './elements.js';
-import { amaxOf } from './blocks.js';
+import { amaxOf, fp8Scaling } from './blocks.js';
 
 export class AmaxHistory {
   readonly #values: number[] = [];
@@ -25,10 +25,13 @@ export class AmaxHistory {
     return this.#values;
   }
 
-  /** The decode scale for the next step: f32(max(history) / max_elem), or 1. */
+  /** The decode scale for the next step: f32(1 / m), m = f32(max_elem / max(history)), or 1. */
   scale(): number {
-    const m = Math.max(0, ...this.#values);
-    return m === 0 ? 1 : Math.fround(m / this.element.max);
+    return this.#scaling().scale;
+  }
+
+  #scaling(): { mul: number; scale: number } {
+    return fp8Scaling(Math.max(0, ...this.#values), this.element.max);
   }
 
   /**
@@ -36,9 +39,9 @@ export class AmaxHistory {
    * then record x's own amax. Returns the codes and the scale they were made with.
    */
   quantize(x: ArrayLike<number>): { data: Uint8Array; scale: number } {
-    const s = this.scale();
+    const { mul, scale: s } = this.#scaling();
     const data = new Uint8Array(x.length);
-    for (let i = 0; i < x.length; i++) data[i] = encodeElement(this.element, Math.fround(x[i]! / s));
+    for (let i = 0; i < x.length; i++) data[i] = encodeElement(this.element, Math.fround(x[i]! * mul));
     const { amax, special } = amaxOf(x, 0, x.length);
     if (!special) this.push(amax);
     return { data, scale: s };

@@ -28,6 +28,21 @@ export type ScaleMode = 'floor' | 'rceil';
 
 const fround = Math.fround;
 
+const F32_MAX = 3.4028234663852886e38;
+
+/**
+ * Tensorwise and blockwise FP8 scaling, as torchao's dynamic scaling: the multiplier m =
+ * f32(max_elem / amax) (f32's largest where that overflows, 1 for an amax of 0), elements
+ * E(f32(x · m)) saturating, and the decode scale s = f32(1 / m). A multiplication per element,
+ * not a division: the quantizers run at memory speed (a correctly rounded division per element
+ * made the tensorwise register path compute-bound on the H200).
+ */
+export function fp8Scaling(amax: number, maxElem: number): { mul: number; scale: number } {
+  let mul = amax === 0 ? 1 : fround(maxElem / amax);
+  if (!Number.isFinite(mul)) mul = F32_MAX;
+  return { mul, scale: fround(1 / mul) };
+}
+
 /** The largest finite magnitude of x[from, to), and whether a NaN or ±Inf is among them. */
 export function amaxOf(x: ArrayLike<number>, from: number, to: number): { amax: number; special: boolean } {
   let amax = 0;

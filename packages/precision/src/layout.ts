@@ -7,8 +7,9 @@
  * columnwise result is stored transposed — data [cols, rows], scales [cols, rows / block] — the
  * layout in which the backward GEMM reads it with K contiguous.
  *
- * Blockwise FP8 (E4M3 elements, one FP32 scale per block, scale = f32(amax / 448), 1 for an
- * all-zero block; elements E4M3(f32(x / scale)) saturating):
+ * Blockwise FP8 (E4M3 elements, one FP32 decode scale per block; blocks.ts's fp8Scaling, as
+ * torchao's: m = f32(448 / amax), elements E4M3(f32(x · m)) saturating, scale = f32(1 / m); 1 for
+ * an all-zero block):
  *   'fp8-block1x128'   blocks of 1 × 128 along the direction (activations);
  *   'fp8-block128x128' tiles of 128 × 128 (weights); direction then only sets the data layout.
  *
@@ -28,7 +29,7 @@
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { ELEMENTS, decodeElement, encodeElement } from './elements.js';
-import { amaxOf } from './blocks.js';
+import { amaxOf, fp8Scaling } from './blocks.js';
 import { blockSizeOf, dequantize, quantize, type Format, type Quantized } from './quantize.js';
 
 export type Direction = 'rowwise' | 'columnwise';
@@ -73,10 +74,10 @@ export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: n
       for (let bc = 0; bc < C / 128; bc++) {
         let amax = 0;
         for (let r = br * tile; r < (br + 1) * tile; r++) amax = Math.max(amax, amaxOf(m, r * C + bc * 128, r * C + bc * 128 + 128).amax);
-        const s = amax === 0 ? 1 : Math.fround(amax / 448);
-        scales[br * (C / 128) + bc] = s;
+        const { mul, scale } = fp8Scaling(amax, 448);
+        scales[br * (C / 128) + bc] = scale;
         for (let r = br * tile; r < (br + 1) * tile; r++)
-          for (let c = bc * 128; c < bc * 128 + 128; c++) data[r * C + c] = encodeElement(ELEMENTS.e4m3, Math.fround(m[r * C + c]! / s));
+          for (let c = bc * 128; c < bc * 128 + 128; c++) data[r * C + c] = encodeElement(ELEMENTS.e4m3, Math.fround(m[r * C + c]! * mul));
       }
     return { format: options.format, direction, rows, cols, data, scales, globalScale: null };
   }

@@ -2,8 +2,9 @@
  * quantize / dequantize on plain arrays of values (blocks of consecutive elements):
  *   'mxfp8-e4m3' | 'mxfp8-e5m2' | 'mxfp4'   OCP MX, blocks of 32, E8M0 scales, scaleMode 'floor' | 'rceil'
  *   'nvfp4'                                  blocks of 16, E4M3 scales, an FP32 tensor scale
- *   'fp8-e4m3' | 'fp8-e5m2'                  tensorwise FP8: one FP32 scale s = f32(amax / max_elem),
- *                                            elements E(f32(x / s)) saturating (s = 1 when amax is 0)
+ *   'fp8-e4m3' | 'fp8-e5m2'                  tensorwise FP8, as torchao: m = f32(max_elem / amax),
+ *                                            elements E(f32(x · m)) saturating, one FP32 decode
+ *                                            scale s = f32(1 / m) (m = s = 1 when amax is 0)
  * Tensorwise FP8 and NVFP4 take the tensor amax from x, or from options.amax (delayed scaling).
  * Inputs are Float32Array, Float64Array or arrays of numbers (bf16 values are f32 values). Errors
  * name what is wrong: an unknown format or scale mode, a length that is not a whole number of
@@ -11,7 +12,7 @@
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { ELEMENTS, decodeElement, encodeElement, type ElementFormat } from './elements.js';
-import { NVFP4_BLOCK, amaxOf, dequantizeMx, dequantizeNvfp4, quantizeMx, quantizeNvfp4, type ScaleMode } from './blocks.js';
+import { NVFP4_BLOCK, amaxOf, fp8Scaling, dequantizeMx, dequantizeNvfp4, quantizeMx, quantizeNvfp4, type ScaleMode } from './blocks.js';
 
 export const FORMATS = ['mxfp8-e4m3', 'mxfp8-e5m2', 'mxfp4', 'nvfp4', 'fp8-e4m3', 'fp8-e5m2'] as const;
 export type Format = (typeof FORMATS)[number];
@@ -86,10 +87,10 @@ export function quantize(x: Float32Array | Float64Array | readonly number[], opt
   }
   const elem = TENSORWISE[format]!;
   const amax = options.amax ?? amaxOf(xs, 0, n).amax;
-  const s = amax === 0 ? 1 : Math.fround(amax / elem.max);
+  const { mul, scale } = fp8Scaling(amax, elem.max);
   const data = new Uint8Array(n);
-  for (let i = 0; i < n; i++) data[i] = encodeElement(elem, Math.fround(xs[i]! / s), { saturate: true });
-  return { ...base, scaleMode: null, data, scales: new Uint8Array(0), globalScale: s };
+  for (let i = 0; i < n; i++) data[i] = encodeElement(elem, Math.fround(xs[i]! * mul), { saturate: true });
+  return { ...base, scaleMode: null, data, scales: new Uint8Array(0), globalScale: scale };
 }
 
 export function dequantize(q: Quantized): Float32Array {

@@ -148,11 +148,16 @@ describe('NVFP4', () => {
 });
 
 describe('tensorwise FP8 and the API', () => {
-  it('fp8-e4m3 scales by amax / 448 and saturates nothing', () => {
+  it('fp8-e4m3 multiplies by m = f32(448 / amax), decodes with f32(1 / m), and saturates nothing', () => {
     const x = randn(1000, 3);
     const q = quantize(x, { format: 'fp8-e4m3' });
     const amax = Math.max(...Array.from(x, Math.abs));
-    expect(q.globalScale).toBe(f32(amax / 448));
+    const m = f32(448 / amax);
+    expect(q.globalScale).toBe(f32(1 / m));
+    for (let i = 0; i < x.length; i += 97) expect(q.data[i]).toBe(encodeElement(ELEMENTS.e4m3, f32(x[i]! * m), { saturate: true }));
+    // An amax so small that 448 / amax overflows f32 takes f32's largest multiplier.
+    const tiny = quantize(Float32Array.of(1e-45, -1e-45, 0, 0), { format: 'fp8-e4m3' });
+    expect(tiny.globalScale).toBe(f32(1 / 3.4028234663852886e38));
     const d = dequantize(q);
     for (let i = 0; i < x.length; i++) expect(Math.abs(d[i]! - x[i]!)).toBeLessThanOrEqual(Math.abs(x[i]!) * 2 ** -4 + q.globalScale! * 2 ** -9);
   });

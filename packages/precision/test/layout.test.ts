@@ -32,7 +32,7 @@ describe('quantize2d', () => {
   }
 
   for (const format of ['fp8-block1x128', 'fp8-block128x128'] as const) {
-    it(`${format}: one FP32 scale amax / 448 per block, E4M3 elements`, () => {
+    it(`${format}: one FP32 decode scale f32(1 / f32(448 / amax)) per block, E4M3 elements of f32(x · m)`, () => {
       const [rows, cols] = [256, 384];
       const x = randn(rows * cols);
       x.fill(0, 0, 128); // an all-zero 1 × 128 block (scale 1)
@@ -45,11 +45,11 @@ describe('quantize2d', () => {
         for (let bc = 0; bc < cols / 128; bc++) {
           let amax = 0;
           for (let r = br * tile; r < (br + 1) * tile; r++) for (let c = bc * 128; c < bc * 128 + 128; c++) amax = Math.max(amax, Math.abs(x[r * cols + c]!));
-          const want = amax === 0 ? 1 : Math.fround(amax / 448);
-          expect(s[br * (cols / 128) + bc]).toBe(want);
+          const m = amax === 0 ? 1 : Math.fround(448 / amax);
+          expect(s[br * (cols / 128) + bc]).toBe(Math.fround(1 / m));
           const r = br * tile;
           const c = bc * 128 + 7;
-          expect(q.data[r * cols + c]).toBe(encodeElement(ELEMENTS.e4m3, Math.fround(x[r * cols + c]! / want)));
+          expect(q.data[r * cols + c]).toBe(encodeElement(ELEMENTS.e4m3, Math.fround(x[r * cols + c]! * m)));
         }
       const d = dequantize2d(q);
       for (let i = 0; i < x.length; i++) {

@@ -142,14 +142,20 @@ function expectedStats(x: Float32Array, shape: number[], format: FakeQuantFormat
     let y: Float32Array;
     let blockOf: (k: number) => number;
     let scale: (b: number) => number;
-    let scaled: (v: number, s: number) => number;
+    // The element encoder's input: MX x / 2^e, NVFP4 f32(x / f32(s·g)), FP8 f32(x · m) with the
+    // block's multiplier m = f32(max_elem / amax) (f32's largest where that overflows, 1 for 0).
+    let scaled: (v: number, s: number, blockAmax: number) => number;
+    const fp8 = (v: number, _s: number, a: number) => {
+      const m = a === 0 ? 1 : Math.fround(elem.max / a);
+      return Math.fround(v * (Number.isFinite(m) ? m : 3.4028234663852886e38));
+    };
     if (kind === 'block1x128' || kind === 'block128x128') {
       const q = quantize2d(g.values, g.rows, g.cols, { format: format as 'fp8-block1x128' });
       y = dequantize2d(q);
       const tile = kind === 'block128x128' ? 128 : 1;
       blockOf = (k) => Math.floor(Math.floor(k / g.cols) / tile) * (g.cols / 128) + Math.floor((k % g.cols) / 128);
       scale = (b) => (q.scales as Float32Array)[b]!;
-      scaled = (v, s) => Math.fround(v / s);
+      scaled = fp8;
     } else {
       // NVFP4's tensor scale comes from the whole tensor's amax (one per operand).
       const tensorAmax = x.reduce((m, v) => (Number.isFinite(v) ? Math.max(m, Math.abs(v)) : m), 0);
@@ -157,7 +163,7 @@ function expectedStats(x: Float32Array, shape: number[], format: FakeQuantFormat
       y = dequantize(q);
       blockOf = (k) => Math.floor(k / q.blockSize);
       scale = kind === 'mx' ? (b) => decodeE8m0(q.scales[b]!) : kind === 'nvfp4' ? (b) => decodeElement(ELEMENTS.e4m3, q.scales[b]!) * q.globalScale! : () => q.globalScale!;
-      scaled = kind === 'mx' ? (v, s) => v / s : kind === 'nvfp4' ? (v, s) => Math.fround(v / Math.fround(s)) : (v, s) => Math.fround(v / s);
+      scaled = kind === 'mx' ? (v, s) => v / s : kind === 'nvfp4' ? (v, s) => Math.fround(v / Math.fround(s)) : fp8;
     }
     const blocks = new Map<number, number[]>();
     g.values.forEach((v, k) => {
@@ -172,7 +178,7 @@ function expectedStats(x: Float32Array, shape: number[], format: FakeQuantFormat
       if (!special && bamax > 0 && s > 0 && Number.isFinite(s)) logs.push(Math.log2(s));
       // MX and NVFP4 blocks holding NaN/Inf are not encoded; NVFP4 blocks with f32(s·g) = 0 neither.
       const encoded = !((kind === 'mx' || kind === 'nvfp4') && special) && !(kind === 'nvfp4' && Math.fround(s) === 0);
-      if (encoded) for (const v of vs) if (Number.isFinite(v) && clamps(scaled(v, s))) saturated++;
+      if (encoded) for (const v of vs) if (Number.isFinite(v) && clamps(scaled(v, s, bamax))) saturated++;
     }
     g.values.forEach((v, k) => {
       if (!Number.isFinite(v)) nonfinite++;

@@ -15,8 +15,9 @@
  *     both axes must be multiples of 128 and `axis` must be one of them (-1 or -2): it changes
  *     nothing, a tile being the same read either way.
  * Within a group, the codecs of quantize.ts (MX, NVFP4, tensorwise FP8) and layout.ts (blockwise
- * FP8: E4M3 elements, an FP32 scale s = f32(amax / 448) per block, 1 for an all-zero block,
- * elements E4M3(f32(x / s)) saturating, so ±Inf becomes ±448·s and NaN stays NaN) define the
+ * FP8: E4M3 elements, m = f32(448 / amax) per block, elements E4M3(f32(x · m)) saturating, the
+ * FP32 decode scale s = f32(1 / m), 1 for an all-zero block, so ±Inf becomes ±448·s and NaN stays
+ * NaN) define the
  * result bit for bit.
  * Compile-time only (the precision policy inserts it after autodiff), so it has no gradient rule.
  */

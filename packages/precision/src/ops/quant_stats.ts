@@ -17,7 +17,8 @@
  *                    FP32 scale g, from the amax of all of x, exact in float64); tensorwise and
  *                    blockwise FP8 the FP32 scale s.
  *   scaled value v of an element (what the element encoder was given):
- *                    MX x / 2^e (exact); NVFP4 f32(x / f32(s·g)); FP8 (both kinds) f32(x / s).
+ *                    MX x / 2^e (exact); NVFP4 f32(x / f32(s·g)); FP8 (both kinds) f32(x · m),
+ *                    m = f32(max_elem / amax) of the block (blocks.ts's fp8Scaling).
  *   A block is usable for the scale range when it holds no NaN/±Inf, its amax is > 0 (an all-zero
  *   block's scale is a convention: 2^−127, 0 or 1) and S is finite and > 0 (NVFP4: s or g not 0).
  * An element is saturated when x is finite, its block was encoded (not an MX/NVFP4 block holding
@@ -31,7 +32,7 @@
  */
 import { defineOp, numel } from '@deepwell/ir';
 import { ELEMENTS, decodeE8m0, decodeElement, type ElementName } from '../elements.js';
-import { amaxOf } from '../blocks.js';
+import { amaxOf, fp8Scaling } from '../blocks.js';
 import { FAKE_QUANT_ATTRS, checkFakeQuant, fakeQuantBlocking, gather, quantGroups, quantizeGroup, type FakeQuantFormat } from './fake_quant.js';
 
 /** The names of quant_stats' six values, in order. */
@@ -89,6 +90,8 @@ export const quantStatsOp = defineOp({
         if (!Number.isFinite(v)) special[b] = 1;
         else bamax[b] = Math.max(bamax[b]!, Math.abs(v));
       });
+      // FP8's multipliers, from each block's amax.
+      const muls = Float64Array.from(bamax, (a) => fp8Scaling(a, ELEMENTS[element].max).mul);
       for (let b = 0; b < scales.length; b++) {
         const s = scales[b]!;
         if (special[b] || bamax[b] === 0 || !(s > 0) || !Number.isFinite(s)) continue;
@@ -109,7 +112,7 @@ export const quantStatsOp = defineOp({
           const denom = Math.fround(s);
           if (special[b] || denom === 0) return;
           scaled = Math.fround(v / denom);
-        } else scaled = Math.fround(v / s);
+        } else scaled = Math.fround(v * muls[b]!);
         if (clamps(Math.abs(scaled))) saturated++;
       });
     }

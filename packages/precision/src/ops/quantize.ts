@@ -15,9 +15,10 @@
  *
  * Every stored [R, K] part is a K-major scaled_matmul operand as it is: the forward GEMM reads x's
  * rowwise codes, the weight-gradient GEMM its columnwise ones; a weight's columnwise codes are Wᵀ for
- * the data-gradient GEMM. The codecs are layout.ts's quantize2d (tensorwise FP8: scale
- * s = amax / max_elem over the whole tensor, codes of x / s; blockwise: f32(amax / 448) per block,
- * 1 for an all-zero block), bit for bit; scales are dequantization scales (x ≈ s · decode(code)).
+ * the data-gradient GEMM. The codecs are layout.ts's quantize2d (blocks.ts's fp8Scaling: m =
+ * f32(max_elem / amax) over the whole tensor for tensorwise FP8, f32(448 / amax) per block for
+ * blockwise, codes of f32(x · m), decode scale s = f32(1 / m)), bit for bit; scales are
+ * dequantization scales (x ≈ s · decode(code)).
  *
  * On the CPU the codes are held as their byte values in a float array (scaled_matmul's convention,
  * see ops/scaled_matmul.ts), so the reference interpreter runs a natively rewritten graph; the
