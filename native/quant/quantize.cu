@@ -24,7 +24,8 @@
 // not per block), finds the amax in one pass and encodes in a second, writing the codes as a
 // contiguous run of the transposed output.
 //
-// MXFP8 and tensorwise FP8 from bf16 / f16 take the register path of quantize_mx8.cu instead.
+// MXFP8, tensorwise FP8 and blockwise FP8 (whole 128 x 128 tiles) from bf16 / f16 take the
+// register path of quantize_mx8.cu instead.
 #include "quant/quant.h"
 
 #include "quant/quantize.cuh"
@@ -44,21 +45,6 @@ __host__ __device__ constexpr int tileRows() { return COL || F == kBlk1x128 || F
 template <typename T, int F, bool COL>
 constexpr size_t quantSmemBytes() {
   return 2 * static_cast<size_t>(tileRows<F, COL>()) * kTileC * sizeof(T) + (COL ? static_cast<size_t>(kTileC) * 128 * (isFp4(F) ? 1 : 2) / 2 : 0);
-}
-
-// Scale (r, c) of a stored matrix's [nRows, nCols] scale matrix (r a row, or a row block for
-// 128 x 128; c a block along the row), where `gemm` says: plain row-major, or the GEMM layout.
-template <int F>
-__device__ __forceinline__ void storeScale(uint8_t* base, uint64_t r, uint64_t c, uint64_t nRows, uint64_t nCols, const BlockScale& s, int gemm) {
-  if constexpr (f32Scales(F)) reinterpret_cast<float*>(base)[blockFp8Index<F>(r, c, nRows, nCols, gemm)] = s.scaleF;
-  else base[gemm ? tiledIndex(r, c, nCols) : r * nCols + c] = s.scaleCode;
-}
-
-// 128 x 128 tiles in the GEMM layout: the padding columns [L, L4) of scale row rb, written as 0
-// by the tile of the last K-block, so every scale byte is written once and no memset runs.
-__device__ __forceinline__ void zeroBlockPadding(uint8_t* base, uint64_t rb, uint64_t L) {
-  float* row = reinterpret_cast<float*>(base) + rb * roundUp4(L);
-  for (uint64_t kb = L; kb < roundUp4(L); ++kb) row[kb] = 0.f;
 }
 
 // Codes of 2 values (FP8: 2 bytes, first in the low byte). MX blocks that reach here are finite,
@@ -338,14 +324,20 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     const uint64_t TR = col ? TRc : TRr, tiles = ((rows + TR - 1) / TR) * ((cols + kTileC - 1) / kTileC);
     if (tiles > 2147483647u) fail(env, "INVALID_ARGUMENT", "Expected at most 2^31 - 1 tiles for quantize but received " + std::to_string(tiles));
     DW_DISPATCH_FLOAT(env, dtype, T, {
-      if constexpr (sizeof(T) == 2 && ((isMx(F) && !isFp4(F)) || isTensorwise(F))) {
-        // MXFP8 and tensorwise FP8 from bf16 / f16: the register path, 128 x 128 tiles, about two
-        // per CTA on large inputs: CTAs that start and end at different times keep the memory
-        // system busier than resident CTAs that walk the tiles in step (measured on the H200 for
-        // MXFP8, docs/gpu-runs.md). Tensorwise FP8 took the tile kernel below until 2026-12-03,
-        // at about 40% of copy bandwidth in the 1B model's step (docs/gpu-runs/2026-12-03-fp8-e2e).
-        launchQuantizeMx8<T, F>(env, s, q, row, col);
-      } else {
+      // MXFP8, tensorwise FP8 and blockwise FP8 (whole 128 x 128 tiles) from bf16 / f16: the
+      // register path, 128 x 128 tiles, about two per CTA on large inputs: CTAs that start and end
+      // at different times keep the memory system busier than resident CTAs that walk the tiles in
+      // step (measured on the H200 for MXFP8, docs/gpu-runs.md). Tensorwise FP8 took the tile
+      // kernel below until 2026-12-03, at about 40% of copy bandwidth in the 1B model's step
+      // (docs/gpu-runs/2026-12-03-fp8-e2e); blockwise FP8 at about a third of copy bandwidth.
+      // Blockwise FP8 on partial tiles (1 x 128 one way, rows or cols not a multiple of 128) stays
+      // with the tile kernel.
+      constexpr bool regT = sizeof(T) == 2 && ((isMx(F) && !isFp4(F)) || isTensorwise(F) || f32Scales(F));
+      const bool reg = regT && (!f32Scales(F) || (rows % 128 == 0 && cols % 128 == 0));
+      if constexpr (regT) {
+        if (reg) launchQuantizeMx8<T, F>(env, s, q, row, col);
+      }
+      if (!reg) {
         if (row && col) launchTiles(env, s, quantizeK<T, F, true, true>, quantSmemBytes<T, F, true>(), q, tiles, tiles);
         else if (row) launchTiles(env, s, quantizeK<T, F, true, false>, quantSmemBytes<T, F, false>(), q, tiles, tiles);
         else launchTiles(env, s, quantizeK<T, F, false, true>, quantSmemBytes<T, F, true>(), q, tiles, tiles);

@@ -24,6 +24,21 @@ __device__ __forceinline__ uint32_t cvt2(float a, float b) {
   return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, isE5M2(F) ? __NV_E5M2 : __NV_E4M3);
 }
 
+// Scale (r, c) of a stored matrix's [nRows, nCols] scale matrix (r a row, or a row block for
+// 128 x 128; c a block along the row), where `gemm` says: plain row-major, or the GEMM layout.
+template <int F>
+__device__ __forceinline__ void storeScale(uint8_t* base, uint64_t r, uint64_t c, uint64_t nRows, uint64_t nCols, const BlockScale& s, int gemm) {
+  if constexpr (f32Scales(F)) reinterpret_cast<float*>(base)[blockFp8Index<F>(r, c, nRows, nCols, gemm)] = s.scaleF;
+  else base[gemm ? tiledIndex(r, c, nCols) : r * nCols + c] = s.scaleCode;
+}
+
+// 128 x 128 tiles in the GEMM layout: the padding columns [L, L4) of scale row rb, written as 0
+// by the tile of the last K-block, so every scale byte is written once and no memset runs.
+__device__ __forceinline__ void zeroBlockPadding(uint8_t* base, uint64_t rb, uint64_t L) {
+  float* row = reinterpret_cast<float*>(base) + rb * roundUp4(L);
+  for (uint64_t kb = L; kb < roundUp4(L); ++kb) row[kb] = 0.f;
+}
+
 // As many CTAs as fit on the GPU at once, at most `ctas`, or (`spread`) about two tiles per CTA
 // where that is more; the kernel takes `n` tiles, CTA b tiles b, b + grid, ...
 template <typename K>
@@ -38,8 +53,9 @@ void launchTiles(Napi::Env env, cudaStream_t s, K kernel, size_t smem, const QAr
   kernel<<<static_cast<unsigned>(grid), kQThreads, smem, s>>>(q, n);
 }
 
-// quantize_mx8.cu: MXFP8 (F: kMxE4M3 or kMxE5M2) and tensorwise FP8 (kTwE4M3, kTwE5M2) from
-// bf16 / f16 (T) with quantizeMx8K; rowwise, columnwise or both. Instantiated for those eight (T, F).
+// quantize_mx8.cu: MXFP8 (F: kMxE4M3 or kMxE5M2), tensorwise FP8 (kTwE4M3, kTwE5M2) and blockwise
+// FP8 (kBlk1x128, kBlk128x128; rows and cols multiples of 128) from bf16 / f16 (T) with
+// quantizeMx8K; rowwise, columnwise or both. Instantiated for those twelve (T, F).
 template <typename T, int F>
 void launchQuantizeMx8(Napi::Env env, cudaStream_t s, const QArgs& q, bool row, bool col);
 

@@ -1,7 +1,10 @@
-// MXFP8 and tensorwise FP8 quantize from bf16 / f16: the fast path of quantize (quantization family;
-// see quant.cpp; quantize.cu calls launchQuantizeMx8 and launchScalesFromScratch). Tensorwise FP8
-// (one scale s from the tensor amax, codes of f32(x / s)) takes the same loads, staging and stores
-// with the block-scale work compiled out (TW below); not yet measured on a GPU (2026-12-03).
+// MXFP8, tensorwise and blockwise FP8 quantize from bf16 / f16: the fast path of quantize
+// (quantization family; see quant.cpp; quantize.cu calls launchQuantizeMx8 and
+// launchScalesFromScratch). Tensorwise FP8 (one multiplier m from the tensor amax, codes of
+// f32(x · m)) takes the same loads, staging and stores with the block-scale work compiled out (TW
+// below); blockwise FP8 (1 x 128 and 128 x 128 blocks, whole tiles only) reduces its block maxima
+// across warps in shared memory (BW below). Blockwise is compiled, not yet run on a GPU
+// (2026-12-03).
 //
 // The common training case. A CTA of 8 warps takes a tile of 128 x 128 elements; each warp a
 // 32 x 64 part of it, each lane an 8 x 8 block (8 rows of 16 bytes) held in registers, so one read
@@ -40,6 +43,8 @@ constexpr int kMxTile = 128, kMxStages = 2;
 constexpr size_t kMxRingBytes = static_cast<size_t>(kQThreads / 32) * kMxStages * 8 * 32 * 16;
 constexpr size_t kMxStageBytes = kMxTile * kMxTile + 2 * kMxTile * 4;
 constexpr size_t kMxSmemBytes = kMxRingBytes + 2 * kMxStageBytes;
+// Blockwise FP8 adds its block maxima: rows [2 column halves][128], columns [4 row bands][128].
+constexpr size_t kBwRedBytes = (2 + 4) * kMxTile * 4;
 
 // Two elements of a 16-bit word as floats (element 2i in the low half).
 template <typename T>
@@ -169,12 +174,24 @@ __device__ __forceinline__ uint32_t encTw2(float a, float b, float mul) {
   return static_cast<uint32_t>(encElem<F>(__fmul_rn(a, mul))) | static_cast<uint32_t>(encElem<F>(__fmul_rn(b, mul))) << 8;
 }
 
-// F: MXFP8 (per-block scales, below) or tensorwise FP8 (TW: one scale s from the tensor amax that
-// quantAmax left in a.amax; no scale arrays; the kernel writes s to a.globalScale once).
+// |x| patterns of a word's two 16-bit elements with NaN and ±Inf as 0 (blockwise FP8's amax
+// ignores them).
+template <typename T>
+__device__ __forceinline__ uint32_t finiteAbs2(uint32_t w) {
+  const uint32_t a = w & 0x7fff7fffu;
+  return a & ~__vcmpgeu2(a, Bits<T>::kInf | Bits<T>::kInf << 16);
+}
+
+// F: MXFP8 (per-block scales, below), tensorwise FP8 (TW: one scale s from the tensor amax that
+// quantAmax left in a.amax; no scale arrays; the kernel writes s to a.globalScale once), or
+// blockwise FP8 (BW: 1 x 128 blocks, a tile row or column, or the 128 x 128 tile itself; rows and
+// cols multiples of 128). A blockwise block spans warps, so its maxima meet in shared memory
+// (one more barrier per tile); each lane then computes the multipliers of its 8 rows and 8
+// columns (fp8Scale, as quantize.cu's tile kernel) and the scales go out as storeScale writes them.
 template <typename T, int F, bool ROW, bool COL>
 __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t tiles) {
-  constexpr bool TW = isTensorwise(F);
-  static_assert(sizeof(T) == 2 && ((isMx(F) && !isFp4(F)) || TW), "the fast path is MXFP8 or tensorwise FP8 from 16-bit input");
+  constexpr bool TW = isTensorwise(F), B1 = F == kBlk1x128, B128 = F == kBlk128x128, BW = B1 || B128;
+  static_assert(sizeof(T) == 2 && ((isMx(F) && !isFp4(F)) || TW || BW), "the fast path is MXFP8, tensorwise or blockwise FP8 from 16-bit input");
   constexpr uint32_t kInf = Bits<T>::kInf;
   float twMul = 1.f;
   if constexpr (TW) {
@@ -229,7 +246,7 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
     // 8 rows; whether the warp holds a NaN or ±Inf anywhere.
     uint32_t rowMax[8], colMax[4] = {0, 0, 0, 0};
     bool special = false;
-    if constexpr (!TW) {
+    if constexpr (isMx(F)) {
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         uint32_t m[4];
@@ -246,14 +263,96 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
     // 2 rc and 2 rc + 1.
     uint32_t rowCodes = 0, colCodes = 0;
     float rowLo = 0.f, rowHi = 0.f, colLo = 0.f, colHi = 0.f;
-    if constexpr (ROW && !TW) {
+    if constexpr (ROW && isMx(F)) {
       uint32_t pairs[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j)
         pairs[j] = __vmaxu2(__byte_perm(rowMax[2 * j], rowMax[2 * j + 1], 0x5410), __byte_perm(rowMax[2 * j], rowMax[2 * j + 1], 0x7632));
       mxScale2<T, F>(reduceScatter4(pairs, cc & 2, cc & 1, 2, 1), a.rceil, rowCodes, rowLo, rowHi);
     }
-    if constexpr (COL && !TW) mxScale2<T, F>(reduceScatter4(colMax, rc & 2, rc & 1, 8, 4), a.rceil, colCodes, colLo, colHi);
+    if constexpr (COL && isMx(F)) mxScale2<T, F>(reduceScatter4(colMax, rc & 2, rc & 1, 8, 4), a.rceil, colCodes, colLo, colHi);
+
+    // Blockwise: the maxima of this lane's rows and columns over their blocks, then the
+    // multipliers (rowMul[i] of row br + i, colMul[k] of column bc + k).
+    float rowMul[8], colMul[8];
+    if constexpr (BW) {
+      uint32_t* redRow = reinterpret_cast<uint32_t*>(smem + kMxRingBytes + 2 * kMxStageBytes);
+      uint32_t* redCol = redRow + 2 * kMxTile;
+      uint32_t rm[8], cm[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        uint32_t m[4];
+#pragma unroll
+        for (int p = 0; p < 4; ++p) m[p] = finiteAbs2<T>(w[i][p]), cm[p] = __vmaxu2(cm[p], m[p]);
+        const uint32_t r2 = __vmaxu2(__vimax3_u16x2(m[0], m[1], m[2]), m[3]);
+        rm[i] = max(r2 & 0xffffu, r2 >> 16);
+      }
+      if constexpr (B128) {
+        uint32_t m = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) m = max(m, rm[i]);
+        m = warpMaxU(m, 32);
+        if (lane == 0) redRow[warp] = m;
+      } else {
+        // Rows: over the 16 lanes of a row (cc, half), then the two warps of a column half.
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          rm[i] = max(rm[i], __shfl_xor_sync(0xffffffffu, rm[i], 1));
+          rm[i] = max(rm[i], __shfl_xor_sync(0xffffffffu, rm[i], 2));
+          rm[i] = max(rm[i], __shfl_xor_sync(0xffffffffu, rm[i], 16));
+        }
+        if (ROW && (lane & 0x13) == 0)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) redRow[(warp & 1) * kMxTile + br + i] = rm[i];
+        // Columns: over the 4 lanes of a column (rc), then the four warps down the tile.
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          cm[p] = __vmaxu2(cm[p], __shfl_xor_sync(0xffffffffu, cm[p], 4));
+          cm[p] = __vmaxu2(cm[p], __shfl_xor_sync(0xffffffffu, cm[p], 8));
+        }
+        if (COL && rc == 0)
+#pragma unroll
+          for (int p = 0; p < 4; ++p) redCol[(warp >> 1) * kMxTile + bc + 2 * p] = cm[p] & 0xffffu, redCol[(warp >> 1) * kMxTile + bc + 2 * p + 1] = cm[p] >> 16;
+      }
+      __syncthreads();  // the block maxima are in
+      if constexpr (B128) {
+        uint32_t m = 0;
+#pragma unroll
+        for (int v = 0; v < kQThreads / 32; ++v) m = max(m, redRow[v]);
+        const BlockScale s = fp8Scale<F>(Bits<T>::value(m));
+#pragma unroll
+        for (int i = 0; i < 8; ++i) rowMul[i] = colMul[i] = s.mul;
+        if (threadIdx.x == 0) {
+          // As the tile kernel: rowwise the stored matrix is [rows, cols] (K = cols), columnwise
+          // [cols, rows] (K = rows); in the GEMM layout the last K-block's tile zeroes the padding.
+          const uint64_t Lr = a.cols / 128, Lc = a.rows / 128;
+          if (ROW) storeScale<F>(a.rowScales, r0 / 128, c0 / 128, a.rows / 128, Lr, s, a.gemm);
+          if (COL) storeScale<F>(a.colScales, c0 / 128, r0 / 128, a.cols / 128, Lc, s, a.gemm);
+          if (a.gemm && ROW && c0 / 128 == Lr - 1) zeroBlockPadding(a.rowScales, r0 / 128, Lr);
+          if (a.gemm && COL && r0 / 128 == Lc - 1) zeroBlockPadding(a.colScales, c0 / 128, Lc);
+        }
+      } else {
+        if constexpr (ROW) {
+          const bool writer = (lane & 0x13) == 0 && (warp & 1) == 0;
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const BlockScale s = fp8Scale<F>(Bits<T>::value(max(redRow[br + i], redRow[kMxTile + br + i])));
+            rowMul[i] = s.mul;
+            if (writer) storeScale<F>(a.rowScales, r0 + br + i, c0 / 128, a.rows, a.cols / 128, s, a.gemm);
+          }
+        }
+        if constexpr (COL) {
+          const bool writer = rc == 0 && (warp >> 1) == 0;
+#pragma unroll
+          for (int k = 0; k < 8; ++k) {
+            const uint32_t m = max(max(redCol[bc + k], redCol[kMxTile + bc + k]), max(redCol[2 * kMxTile + bc + k], redCol[3 * kMxTile + bc + k]));
+            const BlockScale s = fp8Scale<F>(Bits<T>::value(m));
+            colMul[k] = s.mul;
+            if (writer) storeScale<F>(a.colScales, c0 + bc + k, r0 / 128, a.cols, a.rows / 128, s, a.gemm);
+          }
+        }
+      }
+    }
 
     // This tile's staging buffer; the barrier at the end of the previous tile's encoding ordered
     // the write-out of the tile before it (same buffer) before these stores.
@@ -261,33 +360,34 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
     uint8_t* rowScaleStage = colStage + kMxTile * kMxTile;
     uint8_t* colScaleStage = rowScaleStage + kMxTile * 4;
     if constexpr (ROW) {
-      if constexpr (!TW) {
+      if constexpr (isMx(F)) {
         const int sb = bc / 32;
         rowScaleStage[(br + 2 * cc) * 4 + sb] = static_cast<uint8_t>(rowCodes);
         rowScaleStage[(br + 2 * cc + 1) * 4 + sb] = static_cast<uint8_t>(rowCodes >> 16);
       }
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        const float m = TW ? 0.f : __shfl_sync(0xffffffffu, i & 1 ? rowHi : rowLo, (lane & ~3) | (i >> 1));
+        const float m = !isMx(F) ? 0.f : __shfl_sync(0xffffffffu, i & 1 ? rowHi : rowLo, (lane & ~3) | (i >> 1));
         uint32_t q[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float2 x0 = unpack2<T>(w[i][2 * h]), x1 = unpack2<T>(w[i][2 * h + 1]);
           if constexpr (TW) q[h] = encTw2<F>(x0.x, x0.y, twMul) | encTw2<F>(x1.x, x1.y, twMul) << 16;
+          else if constexpr (BW) q[h] = encTw2<F>(x0.x, x0.y, rowMul[i]) | encTw2<F>(x1.x, x1.y, rowMul[i]) << 16;
           else q[h] = cvt2<F>(x0.x * m, x0.y * m) | cvt2<F>(x1.x * m, x1.y * m) << 16;
         }
-        if (!TW && special && m == 0.f) q[0] = q[1] = 0;  // a block with NaN or ±Inf
+        if (isMx(F) && special && m == 0.f) q[0] = q[1] = 0;  // a block with NaN or ±Inf
         if (r0 + br + i < a.rows && c0 + bc < a.cols) *reinterpret_cast<uint2*>(a.rowData + (r0 + br + i) * a.cols + c0 + bc) = make_uint2(q[0], q[1]);
       }
     }
     if constexpr (COL) {
-      if constexpr (!TW) {
+      if constexpr (isMx(F)) {
         colScaleStage[(bc + 2 * rc) * 4 + br / 32] = static_cast<uint8_t>(colCodes);
         colScaleStage[(bc + 2 * rc + 1) * 4 + br / 32] = static_cast<uint8_t>(colCodes >> 16);
       }
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        const float m = TW ? 0.f : __shfl_sync(0xffffffffu, k & 1 ? colHi : colLo, (lane & ~12) | (k >> 1) << 2);
+        const float m = !isMx(F) ? 0.f : __shfl_sync(0xffffffffu, k & 1 ? colHi : colLo, (lane & ~12) | (k >> 1) << 2);
         float x[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
@@ -298,9 +398,10 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           if constexpr (TW) q[h] = encTw2<F>(x[4 * h], x[4 * h + 1], twMul) | encTw2<F>(x[4 * h + 2], x[4 * h + 3], twMul) << 16;
+          else if constexpr (BW) q[h] = encTw2<F>(x[4 * h], x[4 * h + 1], colMul[k]) | encTw2<F>(x[4 * h + 2], x[4 * h + 3], colMul[k]) << 16;
           else q[h] = cvt2<F>(x[4 * h] * m, x[4 * h + 1] * m) | cvt2<F>(x[4 * h + 2] * m, x[4 * h + 3] * m) << 16;
         }
-        if (!TW && special && m == 0.f) q[0] = q[1] = 0;
+        if (isMx(F) && special && m == 0.f) q[0] = q[1] = 0;
         *reinterpret_cast<uint2*>(colStage + stagedUnit(bc + k, br / 8)) = make_uint2(q[0], q[1]);
       }
     }
@@ -316,8 +417,8 @@ __global__ void __launch_bounds__(kQThreads, 2) quantizeMx8K(QArgs a, uint64_t t
           *reinterpret_cast<uint4*>(a.colData + (c0 + l) * a.rows + r0 + j * 16) = *reinterpret_cast<const uint4*>(colStage + stagedUnit(l, 2 * j));
       }
     }
-    if (!TW && ROW && threadIdx.x < 32) writeScales(a.rowScales, a.rowScratch, rowScaleStage, threadIdx.x, r0, c0 / 32, a.cols / 32);
-    if (!TW && COL && threadIdx.x >= kQThreads - 32) writeScales(a.colScales, a.colScratch, colScaleStage, threadIdx.x - (kQThreads - 32), c0, r0 / 32, a.rows / 32);
+    if (isMx(F) && ROW && threadIdx.x < 32) writeScales(a.rowScales, a.rowScratch, rowScaleStage, threadIdx.x, r0, c0 / 32, a.cols / 32);
+    if (isMx(F) && COL && threadIdx.x >= kQThreads - 32) writeScales(a.colScales, a.colScratch, colScaleStage, threadIdx.x - (kQThreads - 32), c0, r0 / 32, a.rows / 32);
   }
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
@@ -328,9 +429,10 @@ template <typename T, int F>
 void launchQuantizeMx8(Napi::Env env, cudaStream_t s, const QArgs& q, bool row, bool col) {
   const uint64_t rows = q.rows, cols = q.cols;
   const uint64_t n = ((rows + kMxTile - 1) / kMxTile) * ((cols + kMxTile - 1) / kMxTile);
-  if (row && col) launchTiles(env, s, quantizeMx8K<T, F, true, true>, kMxSmemBytes, q, n, n, true);
-  else if (row) launchTiles(env, s, quantizeMx8K<T, F, true, false>, kMxSmemBytes, q, n, n, true);
-  else launchTiles(env, s, quantizeMx8K<T, F, false, true>, kMxSmemBytes, q, n, n, true);
+  const size_t smem = kMxSmemBytes + (f32Scales(F) ? kBwRedBytes : 0);
+  if (row && col) launchTiles(env, s, quantizeMx8K<T, F, true, true>, smem, q, n, n, true);
+  else if (row) launchTiles(env, s, quantizeMx8K<T, F, true, false>, smem, q, n, n, true);
+  else launchTiles(env, s, quantizeMx8K<T, F, false, true>, smem, q, n, n, true);
 }
 
 template void launchQuantizeMx8<__nv_bfloat16, kMxE4M3>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
@@ -341,6 +443,10 @@ template void launchQuantizeMx8<__nv_bfloat16, kTwE4M3>(Napi::Env, cudaStream_t,
 template void launchQuantizeMx8<__nv_bfloat16, kTwE5M2>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
 template void launchQuantizeMx8<__half, kTwE4M3>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
 template void launchQuantizeMx8<__half, kTwE5M2>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__nv_bfloat16, kBlk1x128>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__nv_bfloat16, kBlk128x128>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__half, kBlk1x128>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
+template void launchQuantizeMx8<__half, kBlk128x128>(Napi::Env, cudaStream_t, const QArgs&, bool, bool);
 
 void launchScalesFromScratch(Napi::Env env, cudaStream_t s, const QArgs& q) {
   const uint64_t rows = q.rows, cols = q.cols;

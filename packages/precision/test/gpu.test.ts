@@ -215,6 +215,33 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     }
   }, 120_000);
 
+  // Blockwise FP8 from bf16 / f16 on whole 128 × 128 tiles takes the register path too (block
+  // maxima meet in shared memory across warps): both element layouts of the scales, each
+  // direction alone and both, an odd number of K-blocks for 128 × 128's padded GEMM layout, with
+  // the input's adversarial runs (NaN, ±Inf, huge values, zeros) inside blocks.
+  it('blockwise FP8 from bf16 and f16 on whole tiles (the register path): bit-identical to the reference, either scale layout', () => {
+    const cases = [
+      { rows: 2048, cols: 3072, format: 'fp8-block1x128', dtype: 'bf16', direction: 'both', scaleLayout: 'gemm' },
+      { rows: 1152, cols: 1024, format: 'fp8-block1x128', dtype: 'f16', direction: 'both', scaleLayout: 'plain' },
+      { rows: 1024, cols: 640, format: 'fp8-block1x128', dtype: 'bf16', direction: 'rowwise', scaleLayout: 'gemm' },
+      { rows: 640, cols: 1024, format: 'fp8-block1x128', dtype: 'bf16', direction: 'columnwise', scaleLayout: 'gemm' },
+      { rows: 1024, cols: 1152, format: 'fp8-block128x128', dtype: 'bf16', direction: 'both', scaleLayout: 'gemm' },
+      { rows: 1152, cols: 640, format: 'fp8-block128x128', dtype: 'f16', direction: 'both', scaleLayout: 'plain' },
+      { rows: 640, cols: 1152, format: 'fp8-block128x128', dtype: 'bf16', direction: 'columnwise', scaleLayout: 'gemm' },
+    ] as const;
+    for (const { rows, cols, format, dtype, direction, scaleLayout } of cases) {
+      const x = input(format, rows, cols, dtype);
+      const opts = { format, direction, scaleLayout };
+      const host = tensorOf(x, [rows, cols], dtype);
+      const cpuQ = quantizeTensor(host, opts);
+      const dev = deviceTensor(x, [rows, cols], dtype);
+      const dirs = direction === 'both' ? (['rowwise', 'columnwise'] as const) : [direction];
+      const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5, dirs) });
+      expectSameQuantized(gpuQ, cpuQ, `${format} ${dtype} ${rows} x ${cols} ${direction} ${scaleLayout}`);
+      for (const t of [host, dev, gpuQ, cpuQ]) t.dispose();
+    }
+  }, 120_000);
+
   // The tensor amax of tensorwise FP8 (quantAmax: 8-element chunks, four in flight per thread,
   // non-finite chunks rescanned): the largest finite |x| wherever it lies (the first element, the
   // last, anywhere), NaN and ±Inf (larger in magnitude) ignored, on sizes below and above the
