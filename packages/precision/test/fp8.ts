@@ -1,7 +1,7 @@
-// What the FP8 GEMM tests share: their error measures, exact comparison, a result's values, and a
-// quantizer's blockwise scales re-laid into the GEMM's layout on the host with the 128 × 128 padding
-// NaN (so a kernel that reads it fails).
-import { bf16BitsToF32, type Tensor } from '@deepwell/core';
+// What the FP8 GEMM tests share: their error measures, exact comparison, a result's values, bf16
+// rounding of a reference (nearestBf16), and a quantizer's blockwise scales re-laid into the GEMM's
+// layout on the host with the 128 × 128 padding NaN (so a kernel that reads it fails).
+import { bf16BitsToF32, f32ToBf16Bits, type Tensor } from '@deepwell/core';
 import { gemmBlockScales, type QuantizedTensor } from '../src/index.js';
 
 /** A bf16 or f32 result's values, in float64. */
@@ -50,4 +50,19 @@ export function gemmLayoutScales(q: QuantizedTensor): { data: Float32Array; shap
   const [RB, L4] = [Math.ceil(R / 128), Math.ceil(L / 4) * 4];
   for (let rb = 0; rb < RB; rb++) data.fill(NaN, rb * L4 + L, (rb + 1) * L4);
   return { data, shape: [RB, L4] };
+}
+
+/** x rounded to the nearest bf16 value (ties to the even code), by search among the neighbours. */
+export function nearestBf16(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  if (Math.abs(x) >= (2 - 2 ** -8) * 2 ** 127) return Math.sign(x) * Infinity;
+  const c = f32ToBf16Bits(x);
+  let best = c;
+  for (const k of [c - 1, c + 1]) {
+    if ((k & 0x8000) !== (c & 0x8000) || (k & 0x7fff) >= 0x7f80) continue;
+    const dk = Math.abs(bf16BitsToF32(k) - x);
+    const db = Math.abs(bf16BitsToF32(best) - x);
+    if (dk < db || (dk === db && k % 2 === 0)) best = k;
+  }
+  return bf16BitsToF32(best);
 }

@@ -127,6 +127,17 @@ function tensorOf(x: Float32Array, shape: number[], dtype: 'f32' | 'bf16' | 'f16
 }
 const deviceTensor = (x: Float32Array, shape: number[], dtype: 'f32' | 'bf16' | 'f16') => tensorOf(x, shape, dtype, 'cuda:0');
 
+/** x [rows, cols] quantized on the GPU (into poisoned outputs) and by the CPU reference: bit for bit the same. */
+function expectGpuQuantizeExact(x: Float32Array, rows: number, cols: number, dtype: 'f32' | 'bf16' | 'f16', opts: Parameters<typeof quantizeTensor>[1], what: string): void {
+  const host = tensorOf(x, [rows, cols], dtype);
+  const cpuQ = quantizeTensor(host, opts);
+  const dev = deviceTensor(x, [rows, cols], dtype);
+  const dirs = opts.direction === 'rowwise' || opts.direction === 'columnwise' ? [opts.direction] : (['rowwise', 'columnwise'] as const);
+  const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5, dirs) });
+  expectSameQuantized(gpuQ, cpuQ, what);
+  for (const t of [host, dev, gpuQ, cpuQ]) t.dispose();
+}
+
 describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
   // Shapes with partial tiles (rows not a multiple of 64, cols not of 128) where the format allows.
   const shapeFor = (f: AnyFormat): [number, number] => (f.startsWith('fp8-block') ? [256, 384] : f === 'fp8-e4m3' || f === 'fp8-e5m2' ? [96, 168] : [96, 160]);
@@ -185,13 +196,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     ] as const;
     for (const { rows, cols, format, dtype, scaleMode, scaleLayout } of cases) {
       const x = input(format, rows, cols, dtype);
-      const opts = { format, direction: 'both' as const, scaleMode, scaleLayout };
-      const host = tensorOf(x, [rows, cols], dtype);
-      const cpuQ = quantizeTensor(host, opts);
-      const dev = deviceTensor(x, [rows, cols], dtype);
-      const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5) });
-      expectSameQuantized(gpuQ, cpuQ, `${format} ${dtype} ${scaleMode} ${scaleLayout} ${rows} x ${cols}`);
-      for (const t of [host, dev, gpuQ, cpuQ]) t.dispose();
+      expectGpuQuantizeExact(x, rows, cols, dtype, { format, direction: 'both', scaleMode, scaleLayout }, `${format} ${dtype} ${scaleMode} ${scaleLayout} ${rows} x ${cols}`);
     }
   }, 120_000);
 
@@ -205,13 +210,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     ] as const;
     for (const { rows, cols, format, dtype } of cases) {
       const x = input(format, rows, cols, dtype);
-      const opts = { format, direction: 'both' as const };
-      const host = tensorOf(x, [rows, cols], dtype);
-      const cpuQ = quantizeTensor(host, opts);
-      const dev = deviceTensor(x, [rows, cols], dtype);
-      const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5) });
-      expectSameQuantized(gpuQ, cpuQ, `${format} ${dtype} ${rows} x ${cols}`);
-      for (const t of [host, dev, gpuQ, cpuQ]) t.dispose();
+      expectGpuQuantizeExact(x, rows, cols, dtype, { format, direction: 'both' }, `${format} ${dtype} ${rows} x ${cols}`);
     }
   }, 120_000);
 
@@ -231,14 +230,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     ] as const;
     for (const { rows, cols, format, dtype, direction, scaleLayout } of cases) {
       const x = input(format, rows, cols, dtype);
-      const opts = { format, direction, scaleLayout };
-      const host = tensorOf(x, [rows, cols], dtype);
-      const cpuQ = quantizeTensor(host, opts);
-      const dev = deviceTensor(x, [rows, cols], dtype);
-      const dirs = direction === 'both' ? (['rowwise', 'columnwise'] as const) : [direction];
-      const gpuQ = quantizeTensor(dev, { ...opts, out: poisoned(cpuQ, 0xa5, dirs) });
-      expectSameQuantized(gpuQ, cpuQ, `${format} ${dtype} ${rows} x ${cols} ${direction} ${scaleLayout}`);
-      for (const t of [host, dev, gpuQ, cpuQ]) t.dispose();
+      expectGpuQuantizeExact(x, rows, cols, dtype, { format, direction, scaleLayout }, `${format} ${dtype} ${rows} x ${cols} ${direction} ${scaleLayout}`);
     }
   }, 120_000);
 

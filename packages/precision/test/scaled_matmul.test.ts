@@ -14,7 +14,7 @@ import { GraphBuilder, differentiate, getOp, interpret, mul, sum, type NumArray,
 import { describe, expect, it } from 'vitest';
 import { dequantizeTensor, quantizeTensor, roundToBf16, scaledMatmul, type QuantizedTensor } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
-import { firstDiff, gemmLayoutScales, productError, valuesOf } from './fp8.js';
+import { firstDiff, gemmLayoutScales, nearestBf16, productError, valuesOf } from './fp8.js';
 
 type Fp8 = 'e4m3' | 'e5m2';
 type Scaling = 'tensor' | 'row' | 'block1x128' | 'block128x128';
@@ -76,20 +76,6 @@ function scales(s: Scaling, R: number, K: number): { at: (r: number, k: number) 
   return { at, packed: { plain: { data: plain, shape: [rows, L] }, gemm: { data: gemm, shape: [rows, L4] } } };
 }
 
-/** x rounded to the nearest bf16 value (ties to the even code), by search among the neighbours. */
-function nearestBf16(x: number): number {
-  if (!Number.isFinite(x) || x === 0) return x;
-  if (Math.abs(x) >= (2 - 2 ** -8) * 2 ** 127) return Math.sign(x) * Infinity;
-  const c = f32ToBf16Bits(x);
-  let best = c;
-  for (const k of [c - 1, c + 1]) {
-    if ((k & 0x8000) !== (c & 0x8000) || (k & 0x7fff) >= 0x7f80) continue;
-    const dk = Math.abs(bf16BitsToF32(k) - x);
-    const db = Math.abs(bf16BitsToF32(best) - x);
-    if (dk < db || (dk === db && k % 2 === 0)) best = k;
-  }
-  return bf16BitsToF32(best);
-}
 
 const round = (out: 'bf16' | 'f32') => (out === 'f32' ? Math.fround : nearestBf16);
 

@@ -17,7 +17,7 @@ import { GraphBuilder, getOp, interpret, type NumArray, type ValueType } from '@
 import { describe, expect, it } from 'vitest';
 import { dequantize2d, quantize2d, quantizeTensor, scaleIndex, scaleShape, scaledGemmLimits, scaledMatmul, tileScales128x4, untileScales128x4, type QuantizedTensor } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
-import { firstDiff, productError, valuesOf } from './fp8.js';
+import { firstDiff, nearestBf16, productError, valuesOf } from './fp8.js';
 
 type Elem = 'e4m3' | 'e5m2' | 'e2m1';
 type Mx = 'mxfp8-e4m3' | 'mxfp8-e5m2' | 'nvfp4';
@@ -42,20 +42,6 @@ const blockOf = (f: Mx) => (f === 'nvfp4' ? 16 : 32);
 const scalingOf = (f: Mx) => (f === 'nvfp4' ? 'nv16' : 'mx32');
 const dtypeOf = (f: Mx) => (f === 'nvfp4' ? 'f4e2m1' : f === 'mxfp8-e5m2' ? 'f8e5m2' : 'f8e4m3');
 
-/** x rounded to the nearest bf16 value (ties to the even code), by search among the neighbours. */
-function nearestBf16(x: number): number {
-  if (!Number.isFinite(x) || x === 0) return x;
-  if (Math.abs(x) >= (2 - 2 ** -8) * 2 ** 127) return Math.sign(x) * Infinity;
-  const c = f32ToBf16Bits(x);
-  let best = c;
-  for (const k of [c - 1, c + 1]) {
-    if ((k & 0x8000) !== (c & 0x8000) || (k & 0x7fff) >= 0x7f80) continue;
-    const dk = Math.abs(bf16BitsToF32(k) - x);
-    const db = Math.abs(bf16BitsToF32(best) - x);
-    if (dk < db || (dk === db && k % 2 === 0)) best = k;
-  }
-  return bf16BitsToF32(best);
-}
 
 
 /** One operand, quantized rowwise by quantize2d, in the op's CPU form, and its values as this file reads them. */
