@@ -95,7 +95,7 @@ inline LayernormArgs readLayernorm(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// addLayernorm(stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd)  [native/ops/nn/layernorm.cu]
+// addLayernorm(stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd, amax)  [native/ops/nn/layernorm.cu]
 struct AddLayernormArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -110,9 +110,10 @@ struct AddLayernormArgs {
   TensorArg y{};
   TensorArg mean{};
   TensorArg rstd{};
+  TensorArg amax{};
 };
 inline AddLayernormArgs readAddLayernorm(const Napi::CallbackInfo& info) {
-  Reader r(info, "addLayernorm", 21);
+  Reader r(info, "addLayernorm", 23);
   AddLayernormArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -127,6 +128,7 @@ inline AddLayernormArgs readAddLayernorm(const Napi::CallbackInfo& info) {
   a.y = r.tensor("y", false);
   a.mean = r.tensor("mean", false);
   a.rstd = r.tensor("rstd", false);
+  a.amax = r.tensor("amax", true);
   r.end();
   return a;
 }

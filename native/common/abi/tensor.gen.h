@@ -55,22 +55,24 @@ inline ScaleArgs readScale(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// gelu(stream, dtype, n, x, out)  [native/ops/tensor/elementwise.cu]
+// gelu(stream, dtype, n, x, out, amax)  [native/ops/tensor/elementwise.cu]
 struct GeluArgs {
   cudaStream_t stream{};
   int dtype{};
   uint64_t n{};
   TensorArg x{};
   TensorArg out{};
+  TensorArg amax{};
 };
 inline GeluArgs readGelu(const Napi::CallbackInfo& info) {
-  Reader r(info, "gelu", 7);
+  Reader r(info, "gelu", 9);
   GeluArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
   a.n = r.u64("n");
   a.x = r.tensor("x", false);
   a.out = r.tensor("out", false);
+  a.amax = r.tensor("amax", true);
   r.end();
   return a;
 }
@@ -95,7 +97,7 @@ inline SiluArgs readSilu(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// geluBackward(stream, dtype, n, g, x, out)  [native/ops/tensor/elementwise.cu]
+// geluBackward(stream, dtype, n, g, x, out, amax)  [native/ops/tensor/elementwise.cu]
 struct GeluBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -103,9 +105,10 @@ struct GeluBackwardArgs {
   TensorArg g{};
   TensorArg x{};
   TensorArg out{};
+  TensorArg amax{};
 };
 inline GeluBackwardArgs readGeluBackward(const Napi::CallbackInfo& info) {
-  Reader r(info, "geluBackward", 9);
+  Reader r(info, "geluBackward", 11);
   GeluBackwardArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -113,6 +116,7 @@ inline GeluBackwardArgs readGeluBackward(const Napi::CallbackInfo& info) {
   a.g = r.tensor("g", false);
   a.x = r.tensor("x", false);
   a.out = r.tensor("out", false);
+  a.amax = r.tensor("amax", true);
   r.end();
   return a;
 }
@@ -185,7 +189,7 @@ inline BiasAddArgs readBiasAdd(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// add(stream, dtype, rank, outShape, aShape, bShape, a, b, out)  [native/ops/tensor/elementwise.cu]
+// add(stream, dtype, rank, outShape, aShape, bShape, a, b, out, amax)  [native/ops/tensor/elementwise.cu]
 struct AddArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -196,6 +200,7 @@ struct AddArgs {
   TensorArg a{};
   TensorArg b{};
   TensorArg out{};
+  TensorArg amax{};
 };
 inline AddArgs readAdd(const Napi::CallbackInfo& info) {
   Reader r(info, "add", -1);
@@ -209,6 +214,7 @@ inline AddArgs readAdd(const Napi::CallbackInfo& info) {
   a.a = r.tensor("a", false);
   a.b = r.tensor("b", false);
   a.out = r.tensor("out", false);
+  a.amax = r.tensor("amax", true);
   r.end();
   return a;
 }
@@ -523,7 +529,7 @@ inline MaxBackwardArgs readMaxBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// cast(stream, from, to, n, x, out)  [native/ops/tensor/cast.cu]
+// cast(stream, from, to, n, x, out, amax)  [native/ops/tensor/cast.cu]
 struct CastArgs {
   cudaStream_t stream{};
   int from{};
@@ -531,9 +537,10 @@ struct CastArgs {
   uint64_t n{};
   TensorArg x{};
   TensorArg out{};
+  TensorArg amax{};
 };
 inline CastArgs readCast(const Napi::CallbackInfo& info) {
-  Reader r(info, "cast", 8);
+  Reader r(info, "cast", 10);
   CastArgs a;
   a.stream = r.stream("stream");
   a.from = r.dtype("from", 3, "a dtype code (0 f32, 1 bf16, 2 f16, 3 i32)");
@@ -541,6 +548,7 @@ inline CastArgs readCast(const Napi::CallbackInfo& info) {
   a.n = r.u64("n");
   a.x = r.tensor("x", false);
   a.out = r.tensor("out", false);
+  a.amax = r.tensor("amax", true);
   r.end();
   return a;
 }

@@ -1,8 +1,10 @@
 // layernorm, add_layernorm and the layernorm backward (nn family; see nn.cpp).
 //
 //   layernorm(stream, dtype, rows, D, eps, x, weight, bias, y, mean, rstd)
-//   addLayernorm(stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd)
+//   addLayernorm(stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd, amax)
 //       sum = x + residual (stored, rounded), then layernorm of sum: add_layernorm in one pass.
+//       amax (optional f32[1]): the largest finite |y| as stored, for the FP8 quantizer that reads
+//       y (common/amax.cuh).
 //   layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace)
 //       workspace: the column partials, at least 4 * min(4 << 20, rows * 2 * D) bytes.
 //
@@ -13,6 +15,7 @@
 
 #include "common/dtype.h"
 #include "common/launch.h"  // checkRowLength
+#include "common/amax.cuh"
 #include "common/launch.h"
 #include "common/rows.cuh"
 #include "ops/nn/norm_partials.h"
@@ -26,8 +29,9 @@ namespace {
 // the unfused add would store it); each thread then reads back only the chunks it wrote itself.
 template <typename T, int V, int NCH, bool CACHED, bool RES>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
-    layernormK(const T* x, const T* r, T* s, const T* w, const T* b, T* y, float* mean, float* rstd, int64_t rows, int nch, float eps) {
+    layernormK(const T* x, const T* r, T* s, const T* w, const T* b, T* y, float* mean, float* rstd, int64_t rows, int nch, float eps, float* amax) {
   __shared__ float sh[32];
+  float m = 0.f;  // the largest finite |y| this thread stored (with amax)
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
   for (int64_t row = firstRow(); row < rows; row += rowStride()) {
@@ -70,12 +74,17 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 #pragma unroll
       for (int k = 0; k < V; k++) o[k] = (v[k] - mu) * r * wv[k] + bv[k];
       storeF<T, V>(yr + static_cast<int64_t>(j) * V, o);
+      if (amax) {
+#pragma unroll
+        for (int k = 0; k < V; k++) m = fmaxf(m, finiteAbs(toF(fromF<T>(o[k]))));
+      }
     });
     if (threadIdx.x == 0) {
       mean[row] = mu;
       rstd[row] = r;
     }
   }
+  if (amax) blockAmaxAtomic(m, amax);
 }
 
 // dx per row; the row group's column sums of g * xhat and g go to its slice of the workspace (ws,
@@ -180,6 +189,9 @@ Napi::Value layernormCall(Napi::Env env, const A& a) {
     T* y = a.y.template ptr<T>(env, total);
     float* mean = a.mean.template ptr<float>(env, rows);
     float* rstd = a.rstd.template ptr<float>(env, rows);
+    float* amax = nullptr;
+    if constexpr (RES) amax = a.amax.template optPtr<float>(env, 1);
+    zeroAmax(env, amax, s);
     if (rows == 0) return env.Undefined();
     if (D == 0) fail(env, "INVALID_ARGUMENT", "Expected a row length of at least 1 for " + op + " but received 0");
     if (res && (badOverlap(sum, total * sizeof(T), x, total * sizeof(T)) || badOverlap(sum, total * sizeof(T), r, total * sizeof(T))))
@@ -189,13 +201,13 @@ Napi::Value layernormCall(Napi::Env env, const A& a) {
       const RowPlan p = rowPlan(nch, NCH);
       const int64_t n = static_cast<int64_t>(rows);
       if (p.cached && res)
-        layernormK<T, V, NCH, true, true><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps);
+        layernormK<T, V, NCH, true, true><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps, amax);
       else if (p.cached)
-        layernormK<T, V, NCH, true, false><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps);
+        layernormK<T, V, NCH, true, false><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps, amax);
       else if (res)
-        layernormK<T, V, NCH, false, true><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps);
+        layernormK<T, V, NCH, false, true><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps, amax);
       else
-        layernormK<T, V, NCH, false, false><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps);
+        layernormK<T, V, NCH, false, false><<<p.grid(rows), p.block(), 0, s>>>(x, r, sum, w, b, y, mean, rstd, n, nch, eps, amax);
     });
     checkLaunch(env, op.c_str());
   });

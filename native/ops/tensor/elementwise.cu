@@ -2,17 +2,18 @@
 //
 //   fill(stream, dtype, n, value, out)
 //   scale(stream, dtype, n, alpha, x, out)
-//   gelu(stream, dtype, n, x, out)              silu(stream, dtype, n, x, out)
-//   geluBackward(stream, dtype, n, g, x, out)   siluBackward(stream, dtype, n, g, x, out)
+//   gelu(stream, dtype, n, x, out, amax)        silu(stream, dtype, n, x, out)
+//   geluBackward(stream, dtype, n, g, x, out, amax)   siluBackward(stream, dtype, n, g, x, out)
 //   swiglu(stream, dtype, n, gate, up, out)
 //   biasAdd(stream, dtype, rows, cols, x, bias, out)      x, out: rows*cols; bias: cols
 //
 // Float dtypes only. Grid-stride loops over 16-byte packs (two packs in flight per thread) when
 // every pointer is 16-byte aligned, else over single elements; the n % pack tail is done by the
-// first threads.
+// first threads. gelu, geluBackward and add take an optional amax (f32[1]): the largest finite
+// |out| as stored, reduced as out is written (common/amax.cuh; add: same-shape operands only).
 //
-//   add(stream, dtype, rank, outShape[rank], aShape[rank], bShape[rank], a, b, out)
-//   mul(...same...)
+//   add(stream, dtype, rank, outShape[rank], aShape[rank], bShape[rank], a, b, out, amax)
+//   mul(stream, dtype, rank, outShape[rank], aShape[rank], bShape[rank], a, b, out)
 //
 // aShape and bShape are the operands' shapes right-aligned to `rank` (padded with leading 1s); each
 // dimension equals the output's or is 1. Dimensions are collapsed on the host; then equal shapes
@@ -20,6 +21,7 @@
 // anything else the strided kernel (one index decomposition per element).
 #include "ops/tensor/tensor.h"
 
+#include "common/amax.cuh"
 #include "common/launch.h"
 #include "ops/tensor/tensor_common.cuh"
 
@@ -113,9 +115,17 @@ __device__ __forceinline__ Pack<T> applyPack(const Op& op, const Pack<T>& a, con
   return r;
 }
 
-// b is ignored (and may be null) when NIN == 1.
-template <int NIN, typename T, typename Op>
-__global__ void __launch_bounds__(kThreads) elementwiseVecKernel(T* out, const T* a, const T* b, uint64_t n, Op op) {
+// The running amax of a pack as stored.
+template <typename T>
+__device__ __forceinline__ float packAmax(float m, const Pack<T>& p) {
+#pragma unroll
+  for (int k = 0; k < Pack<T>::N; ++k) m = fmaxf(m, finiteAbs(toF(p.v[k])));
+  return m;
+}
+
+// b is ignored (and may be null) when NIN == 1. With AMAX, the largest finite |out| goes to amax.
+template <int NIN, bool AMAX, typename T, typename Op>
+__global__ void __launch_bounds__(kThreads) elementwiseVecKernel(T* out, const T* a, const T* b, uint64_t n, Op op, float* amax) {
   using P = Pack<T>;
   const uint64_t nv = n / P::N;
   const uint64_t tid = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x;
@@ -123,6 +133,7 @@ __global__ void __launch_bounds__(kThreads) elementwiseVecKernel(T* out, const T
   const P* pa = reinterpret_cast<const P*>(a);
   const P* pb = reinterpret_cast<const P*>(b);
   P* po = reinterpret_cast<P*>(out);
+  float m = 0.f;
   uint64_t v = tid;
   for (; v + stride < nv; v += 2 * stride) {
     P a0 = pa[v], a1 = pa[v + stride];
@@ -131,65 +142,83 @@ __global__ void __launch_bounds__(kThreads) elementwiseVecKernel(T* out, const T
       b0 = pb[v];
       b1 = pb[v + stride];
     }
-    po[v] = applyPack<NIN, T>(op, a0, b0);
-    po[v + stride] = applyPack<NIN, T>(op, a1, b1);
+    const P r0 = applyPack<NIN, T>(op, a0, b0), r1 = applyPack<NIN, T>(op, a1, b1);
+    po[v] = r0;
+    po[v + stride] = r1;
+    if constexpr (AMAX) m = packAmax(packAmax(m, r0), r1);
   }
   if (v < nv) {
     P a0 = pa[v];
     P b0 = a0;
     if constexpr (NIN == 2) b0 = pb[v];
-    po[v] = applyPack<NIN, T>(op, a0, b0);
+    const P r0 = applyPack<NIN, T>(op, a0, b0);
+    po[v] = r0;
+    if constexpr (AMAX) m = packAmax(m, r0);
   }
   const uint64_t tail = n - nv * P::N;
   if (tid < tail) {
     const uint64_t i = nv * P::N + tid;
     out[i] = fromF<T>(apply<NIN>(op, toF(a[i]), NIN == 2 ? toF(b[i]) : 0.f));
+    if constexpr (AMAX) m = fmaxf(m, finiteAbs(toF(out[i])));
   }
+  if constexpr (AMAX) blockAmaxAtomic(m, amax);
 }
 
-template <int NIN, typename T, typename Op>
-__global__ void __launch_bounds__(kThreads) elementwiseKernel(T* out, const T* a, const T* b, uint64_t n, Op op) {
-  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x)
-    out[i] = fromF<T>(apply<NIN>(op, toF(a[i]), NIN == 2 ? toF(b[i]) : 0.f));
+template <int NIN, bool AMAX, typename T, typename Op>
+__global__ void __launch_bounds__(kThreads) elementwiseKernel(T* out, const T* a, const T* b, uint64_t n, Op op, float* amax) {
+  float m = 0.f;
+  for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x) {
+    const T r = fromF<T>(apply<NIN>(op, toF(a[i]), NIN == 2 ? toF(b[i]) : 0.f));
+    out[i] = r;
+    if constexpr (AMAX) m = fmaxf(m, finiteAbs(toF(r)));
+  }
+  if constexpr (AMAX) blockAmaxAtomic(m, amax);
 }
 
+// amax: null, or an f32[1] to zero and reduce the largest finite |out| into.
 template <int NIN, typename T, typename Op>
-void launchElementwise(Napi::Env env, cudaStream_t s, T* out, const T* a, const T* b, uint64_t n, Op op, const char* what) {
+void launchElementwise(Napi::Env env, cudaStream_t s, T* out, const T* a, const T* b, uint64_t n, Op op, const char* what, float* amax = nullptr) {
+  zeroAmax(env, amax, s);
   if (n == 0) return;
   constexpr int W = Pack<T>::N;
   if (aligned(out, 16) && aligned(a, 16) && (NIN == 1 || aligned(b, 16))) {
     uint64_t threads = std::max<uint64_t>((n / W + 1) / 2, W);
-    elementwiseVecKernel<NIN, T><<<gridFor(env, threads, kThreads), kThreads, 0, s>>>(out, a, b, n, op);
+    const unsigned grid = gridFor(env, threads, kThreads);
+    if (amax) elementwiseVecKernel<NIN, true, T><<<grid, kThreads, 0, s>>>(out, a, b, n, op, amax);
+    else elementwiseVecKernel<NIN, false, T><<<grid, kThreads, 0, s>>>(out, a, b, n, op, nullptr);
   } else {
-    elementwiseKernel<NIN, T><<<gridFor(env, n, kThreads), kThreads, 0, s>>>(out, a, b, n, op);
+    const unsigned grid = gridFor(env, n, kThreads);
+    if (amax) elementwiseKernel<NIN, true, T><<<grid, kThreads, 0, s>>>(out, a, b, n, op, amax);
+    else elementwiseKernel<NIN, false, T><<<grid, kThreads, 0, s>>>(out, a, b, n, op, nullptr);
   }
   checkLaunch(env, what);
 }
 
 template <int NIN, typename Op>
-void dispatchElementwise(Napi::Env env, cudaStream_t s, int dtype, void* out, const void* a, const void* b, uint64_t n, Op op, const char* what) {
+void dispatchElementwise(Napi::Env env, cudaStream_t s, int dtype, void* out, const void* a, const void* b, uint64_t n, Op op, const char* what, float* amax = nullptr) {
   DW_DISPATCH_FLOAT(env, dtype, T,
-                    launchElementwise<NIN, T>(env, s, static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n, op, what));
+                    launchElementwise<NIN, T>(env, s, static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n, op, what, amax));
 }
 
-// The unary and binary entry points once their arguments are read: n elements of every tensor.
+// The unary and binary entry points once their arguments are read: n elements of every tensor;
+// amax (null for none) as launchElementwise takes it.
 template <typename Op>
-Napi::Value unaryEntry(Napi::Env env, cudaStream_t s, int dt, uint64_t n, const abi::TensorArg& xArg, const abi::TensorArg& outArg, Op op, const char* fn) {
+Napi::Value unaryEntry(Napi::Env env, cudaStream_t s, int dt, uint64_t n, const abi::TensorArg& xArg, const abi::TensorArg& outArg, Op op, const char* fn, float* amax = nullptr) {
   size_t es = dtypeBytes(dt);
   const void* x = xArg.ptr<void>(env, n, es);
   void* out = outArg.ptr<void>(env, n, es);
-  dispatchElementwise<1>(env, s, dt, out, x, nullptr, n, op, fn);
+  dispatchElementwise<1>(env, s, dt, out, x, nullptr, n, op, fn, amax);
   return env.Undefined();
 }
 
 template <typename Op>
 Napi::Value binaryEntry(Napi::Env env, cudaStream_t s, int dt, uint64_t n, const abi::TensorArg& xArg, const abi::TensorArg& yArg, const abi::TensorArg& outArg, Op op,
-                        const char* fn) {
+                        const char* fn, float* amax = nullptr) {
   size_t es = dtypeBytes(dt);
   const void* x = xArg.ptr<void>(env, n, es);
   const void* y = yArg.ptr<void>(env, n, es);
   void* out = outArg.ptr<void>(env, n, es);
-  dispatchElementwise<2>(env, s, dt, out, x, y, n, op, fn);
+  dispatchElementwise<2>(env, s, dt, out, x, y, n, op, fn, amax);
   return env.Undefined();
 }
 
@@ -275,9 +304,13 @@ __global__ void __launch_bounds__(kThreads) broadcastBinaryKernel(T* out, const 
   }
 }
 
+// amax (add only) is computed for equal shapes; the caller refuses it for the others.
 template <typename T, typename Op>
-void launchBroadcastBinary(Napi::Env env, cudaStream_t s, T* out, const T* a, const T* b, uint64_t n, const std::vector<Dim2>& dims, Op op, const char* what) {
-  if (n == 0) return;
+void launchBroadcastBinary(Napi::Env env, cudaStream_t s, T* out, const T* a, const T* b, uint64_t n, const std::vector<Dim2>& dims, Op op, const char* what, float* amax) {
+  if (n == 0) {
+    zeroAmax(env, amax, s);
+    return;
+  }
   std::vector<uint64_t> size, sa, sb;
   for (const Dim2& d : dims) {
     size.push_back(d.size);
@@ -286,7 +319,7 @@ void launchBroadcastBinary(Napi::Env env, cudaStream_t s, T* out, const T* a, co
   }
   // Equal shapes: one contiguous dimension (or none: a single element).
   if (dims.empty() || (dims.size() == 1 && dims[0].a == 1 && dims[0].b == 1)) {
-    launchElementwise<2, T>(env, s, out, a, b, n, op, what);
+    launchElementwise<2, T>(env, s, out, a, b, n, op, what, amax);
     return;
   }
   // [R, C] op [C] or [C] op [R, C] (add and mul commute exactly in FP32).
@@ -310,20 +343,22 @@ void launchBroadcastBinary(Napi::Env env, cudaStream_t s, T* out, const T* a, co
 // os, as, bs: the output's and the operands' shapes, all of one rank (checked by the caller).
 template <typename Op>
 void broadcastBinaryDevice(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& os, const std::vector<uint64_t>& as, const std::vector<uint64_t>& bs,
-                           const void* pa, const void* pb, void* out, Op op, const char* fn) {
+                           const void* pa, const void* pb, void* out, Op op, const char* fn, float* amax) {
   uint64_t n = product(env, os, "out");
   std::vector<uint64_t> sa = broadcastStrides(env, os, as, fn, "a"), sb = broadcastStrides(env, os, bs, fn, "b");
   std::vector<Dim2> dims;
   for (size_t d = 0; d < os.size(); ++d) dims.push_back({os[d], sa[d], sb[d]});
   dims = collapse(dims);
+  if (amax && !(dims.empty() || (dims.size() == 1 && dims[0].a == 1 && dims[0].b == 1)))
+    fail(env, "INVALID_ARGUMENT", std::string("Expected operands of the output's shape for ") + fn + " with an amax (it is reduced for same-shape operands only) but received broadcasting shapes");
   DW_DISPATCH_FLOAT(env, dt, T,
-                    launchBroadcastBinary<T>(env, s, static_cast<T*>(out), static_cast<const T*>(pa), static_cast<const T*>(pb), n, dims, op, fn));
+                    launchBroadcastBinary<T>(env, s, static_cast<T*>(out), static_cast<const T*>(pa), static_cast<const T*>(pb), n, dims, op, fn, amax));
 }
 
 // add / mul once their arguments are read: os, as, bs of one rank (the reader read rank of each).
 template <typename Op>
 Napi::Value broadcastBinaryEntry(Napi::Env env, cudaStream_t s, int dt, const std::vector<uint64_t>& os, const std::vector<uint64_t>& as, const std::vector<uint64_t>& bs,
-                                 const abi::TensorArg& aArg, const abi::TensorArg& bArg, const abi::TensorArg& outArg, Op op, const char* fn) {
+                                 const abi::TensorArg& aArg, const abi::TensorArg& bArg, const abi::TensorArg& outArg, Op op, const char* fn, float* amax = nullptr) {
   uint64_t n = product(env, os, "out"), na = product(env, as, "a"), nb = product(env, bs, "b");
   broadcastStrides(env, os, as, fn, "a");
   broadcastStrides(env, os, bs, fn, "b");
@@ -331,7 +366,7 @@ Napi::Value broadcastBinaryEntry(Napi::Env env, cudaStream_t s, int dt, const st
   const void* pa = aArg.ptr<void>(env, na, es);
   const void* pb = bArg.ptr<void>(env, nb, es);
   void* out = outArg.ptr<void>(env, n, es);
-  broadcastBinaryDevice(env, s, dt, os, as, bs, pa, pb, out, op, fn);
+  broadcastBinaryDevice(env, s, dt, os, as, bs, pa, pb, out, op, fn, amax);
   return env.Undefined();
 }
 
@@ -346,7 +381,7 @@ void launchFill(Napi::Env env, cudaStream_t s, int dt, uint64_t n, float value, 
 
 Napi::Value Gelu(const Napi::CallbackInfo& info) {
   const abi::GeluArgs a = abi::readGelu(info);
-  return unaryEntry(info.Env(), a.stream, a.dtype, a.n, a.x, a.out, GeluOp{}, "gelu");
+  return unaryEntry(info.Env(), a.stream, a.dtype, a.n, a.x, a.out, GeluOp{}, "gelu", a.amax.optPtr<float>(info.Env(), 1));
 }
 
 Napi::Value Silu(const Napi::CallbackInfo& info) {
@@ -356,7 +391,7 @@ Napi::Value Silu(const Napi::CallbackInfo& info) {
 
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   const abi::GeluBackwardArgs a = abi::readGeluBackward(info);
-  return binaryEntry(info.Env(), a.stream, a.dtype, a.n, a.g, a.x, a.out, GeluBackwardOp{}, "geluBackward");
+  return binaryEntry(info.Env(), a.stream, a.dtype, a.n, a.g, a.x, a.out, GeluBackwardOp{}, "geluBackward", a.amax.optPtr<float>(info.Env(), 1));
 }
 
 Napi::Value SiluBackward(const Napi::CallbackInfo& info) {
@@ -403,7 +438,7 @@ Napi::Value BiasAdd(const Napi::CallbackInfo& info) {
 
 Napi::Value Add(const Napi::CallbackInfo& info) {
   const abi::AddArgs a = abi::readAdd(info);
-  return broadcastBinaryEntry(info.Env(), a.stream, a.dtype, a.outShape, a.aShape, a.bShape, a.a, a.b, a.out, AddOp{}, "add");
+  return broadcastBinaryEntry(info.Env(), a.stream, a.dtype, a.outShape, a.aShape, a.bShape, a.a, a.b, a.out, AddOp{}, "add", a.amax.optPtr<float>(info.Env(), 1));
 }
 
 Napi::Value Mul(const Napi::CallbackInfo& info) {

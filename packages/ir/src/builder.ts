@@ -132,8 +132,10 @@ export class GraphBuilder {
         if (!(s instanceof Sym) || s.builder !== this) throw new DeepwellError('INVALID_ARGUMENT', 'Expected symbolic tensors of this graph for inputs');
       }
       const variadic = def.inputs.length === 1 && def.inputs[0]!.startsWith('...');
-      if (variadic ? inputs.length < 1 : inputs.length !== def.inputs.length) {
-        throw new DeepwellError('INVALID_ARGUMENT', `Expected ${variadic ? 'at least 1 input' : `${def.inputs.length} inputs (${def.inputs.join(', ')})`} but received ${inputs.length}`);
+      const required = def.inputs.filter((name) => !name.endsWith('?')).length;
+      if (variadic ? inputs.length < 1 : inputs.length < required || inputs.length > def.inputs.length) {
+        const want = required === def.inputs.length ? `${required}` : `${required} to ${def.inputs.length}`;
+        throw new DeepwellError('INVALID_ARGUMENT', `Expected ${variadic ? 'at least 1 input' : `${want} inputs (${def.inputs.join(', ')})`} but received ${inputs.length}`);
       }
       const checked = checkAttrs(def, attrs);
       outTypes = def.infer(inputs.map((s) => s.type), checked);

@@ -69,7 +69,10 @@ export interface OpDef {
   name: string;
   /** One line: what it computes. */
   doc: string;
-  /** Input names; a single name starting with '...' takes any number (>= 1) of inputs. */
+  /**
+   * Input names; a single name starting with '...' takes any number (>= 1) of inputs; names ending
+   * in '?' are optional (they come last; a node may leave out any tail of them).
+   */
   inputs: readonly string[];
   outputs: readonly string[];
   attrs: Readonly<Record<string, AttrSpec>>;
@@ -90,6 +93,19 @@ export interface OpDef {
   indexInputs?: readonly IndexInput[];
   /** The gradient rule; an op without one (here or through defineGradient) is not differentiable. */
   gradient?: GradRule;
+  /**
+   * Fused amax (ops/amax.ts): the output whose amax the op also returns, as one more output f32[1]
+   * after its own, when its bool attribute `amax` is true (the largest finite magnitude of the
+   * values as stored; 0 when there are none). The fuse-amax pass sets it for a consumer that asks.
+   */
+  amaxOf?: number;
+  /**
+   * The consumer side: whether a node with these attributes reads the amax of its input 0 (an FP8
+   * quantizer's tensor scale). Such an op declares an optional last input (a name ending in '?',
+   * f32[1]) that the fuse-amax pass fills from input 0's producer, so the consumer need not reduce
+   * the tensor itself.
+   */
+  takesAmax?(attrs: Attrs): boolean;
 }
 
 /** The op table: each op's definition and its gradient rule (the definition's, or defineGradient's). */

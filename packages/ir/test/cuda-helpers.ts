@@ -17,7 +17,7 @@ export interface CudaInput {
   data: Float64Array | Float32Array | Int32Array;
 }
 
-function encode(dtype: DTypeName, data: ArrayLike<number>): ArrayBufferView {
+export function encode(dtype: DTypeName, data: ArrayLike<number>): ArrayBufferView {
   if (dtype === 'f32') return Float32Array.from(data);
   if (dtype === 'i32') return Int32Array.from(data);
   if (dtype === 'bf16') return Uint16Array.from(data, f32ToBf16Bits);
@@ -25,7 +25,7 @@ function encode(dtype: DTypeName, data: ArrayLike<number>): ArrayBufferView {
   throw new Error(`no test encoding for ${dtype}`);
 }
 
-function decode(dtype: DTypeName, bytes: Uint8Array): Float64Array {
+export function decode(dtype: DTypeName, bytes: Uint8Array): Float64Array {
   const b = bytes.buffer;
   if (dtype === 'f32') return Float64Array.from(new Float32Array(b));
   if (dtype === 'i32') return Float64Array.from(new Int32Array(b));

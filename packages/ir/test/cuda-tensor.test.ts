@@ -5,8 +5,8 @@
 import { registry, type DTypeName } from '@deepwell/core';
 import { cudaBackend, nativeEntries, type CudaBuffer } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
-import { capture, checkAttrs, compile, getOp, interpret, numel, type AttrValue, type ValueType } from '../src/index.js';
-import { gpu, maxError, reference, rounded, runCuda, UNIT_ROUNDOFF, type CudaInput } from './cuda-helpers.js';
+import { capture, checkAttrs, compile, getOp, interpret, numel, storedAmax, type AttrValue, type ValueType } from '../src/index.js';
+import { decode, encode, gpu, maxError, reference, rounded, runCuda, UNIT_ROUNDOFF, type CudaInput } from './cuda-helpers.js';
 import { errorOf, randInt, randn } from './helpers.js';
 
 const U32 = UNIT_ROUNDOFF.f32!;
@@ -163,7 +163,7 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
     try {
       backend.write(xb, Float32Array.from(x), 4);
       backend.memset(ob, 0xff);
-      ops.gelu(0, 0, n, { base: xb.ptr, offset: 4, bytes: 4 * n }, { base: ob.ptr, offset: 4, bytes: 4 * n });
+      ops.gelu(0, 0, n, { base: xb.ptr, offset: 4, bytes: 4 * n }, { base: ob.ptr, offset: 4, bytes: 4 * n }, null);
       backend.synchronize();
       const host = new Float32Array(n);
       backend.read(ob, host, 4);
@@ -172,6 +172,65 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
     } finally {
       backend.free(xb);
       backend.free(ob);
+    }
+  });
+
+  it('fused amax: gelu, gelu_backward, add and cast reduce the largest finite |out| as stored, on the packed and scalar paths', () => {
+    const ops = nativeEntries().entries!;
+    const backend = cudaBackend(0);
+    const bufs: CudaBuffer[] = [];
+    const alloc = (bytes: number) => {
+      const b = backend.alloc(bytes);
+      bufs.push(b);
+      return b;
+    };
+    try {
+      for (const [dtype, code, bytes] of [['f32', 0, 4], ['bf16', 1, 2]] as const) {
+        for (const offset of [0, 4]) {
+          for (const n of [1, 4097, 300001]) {
+            const x = data(n, 3);
+            const g = data(n, 0.5);
+            if (n > 10) {
+              x[randInt(0, n - 1)] = 60 * (Math.random() < 0.5 ? -1 : 1);
+              x[randInt(0, n - 1)] = Number.NaN;
+              x[randInt(0, n - 1)] = Number.NEGATIVE_INFINITY;
+            }
+            const enc = (v: Float64Array) => encode(dtype, v);
+            const [xb, gb, ob, ab] = [alloc(4 * n + 16), alloc(bytes * n + 16), alloc(bytes * n + 16), alloc(4)]; // xb also holds cast's f32 input
+            backend.write(xb, enc(x), offset);
+            backend.write(gb, enc(g), offset);
+            const at = (b: CudaBuffer) => ({ base: b.ptr, offset, bytes: bytes * n });
+            const amaxArg = { base: ab.ptr, offset: 0, bytes: 4 };
+            const calls: [string, () => void][] = [
+              ['gelu', () => ops.gelu(0, code, n, at(xb), at(ob), amaxArg)],
+              ['gelu_backward', () => ops.geluBackward(0, code, n, at(gb), at(xb), at(ob), amaxArg)],
+              ['add', () => ops.add(0, code, [n], [n], [n], at(xb), at(gb), at(ob), amaxArg)],
+              ['cast', () => ops.cast(0, 0, code, n, at(xb), at(ob), amaxArg)],
+            ];
+            for (const [op, call] of calls) {
+              if (op === 'cast') backend.write(xb, Float32Array.from(x), offset); // f32 in
+              backend.memset(ob, 0xff);
+              backend.write(ab, Float32Array.of(-1)); // the entry point zeroes it
+              call();
+              backend.synchronize();
+              const host = new Uint8Array(bytes * n);
+              backend.read(ob, host, offset);
+              const out = decode(dtype, host);
+              const got = new Float32Array(1);
+              backend.read(ab, got);
+              const want = storedAmax(out, dtype);
+              expect(want, `${op} ${dtype} n ${n}`).toBeGreaterThan(0);
+              expect(got[0], `${op} ${dtype} offset ${offset} n ${n}`).toBe(want);
+            }
+          }
+        }
+      }
+      // The amax of an add is for same-shape operands; a cast's for float dtypes.
+      const [a, b2, o, am] = [alloc(64), alloc(64), alloc(64), alloc(4)].map((x) => ({ base: x.ptr, offset: 0, bytes: x.bytes }));
+      expect(errorOf(() => ops.add(0, 0, [2, 4], [2, 4], [1, 4], a!, b2!, o!, am!)).message).toMatch(/Expected operands of the output's shape for add with an amax/);
+      expect(errorOf(() => ops.cast(0, 3, 0, 4, a!, o!, am!)).code).toBe('INVALID_DTYPE');
+    } finally {
+      for (const b of bufs) backend.free(b);
     }
   });
 
@@ -413,11 +472,11 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
       const b = buf(64);
       const o = buf(64);
       // Shapes that do not broadcast.
-      let e = errorOf(() => ops.add(0, 0, [3, 4], [2, 4], [3, 1], a, b, o));
+      let e = errorOf(() => ops.add(0, 0, [3, 4], [2, 4], [3, 1], a, b, o, null));
       expect(e.code).toBe('SHAPE_MISMATCH');
       expect(e.message).toMatch(/Expected 3 or 1 for dimension 0 of a/);
       // A buffer too small for the element count.
-      e = errorOf(() => ops.gelu(0, 0, 17, a, o));
+      e = errorOf(() => ops.gelu(0, 0, 17, a, o, null));
       expect(e.code).toBe('SHAPE_MISMATCH');
       expect(e.message).toMatch(/Expected at most 64 bytes/);
       // i32 where a float is needed.
@@ -438,8 +497,8 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
       e = errorOf(() => ops.sum(0, 0, new Array(9).fill(1), new Array(9).fill(1), a, o, null));
       expect(e.message).toMatch(/Expected an integer in \[0, 8\] for rank/);
       // Misaligned offsets and foreign pointers.
-      expect(errorOf(() => ops.gelu(0, 0, 4, { ...a, offset: 2 }, o)).message).toMatch(/aligned to 4 bytes/);
-      expect(errorOf(() => ops.gelu(0, 0, 4, { ...a, base: a.base + 4096 * 1024 * 1024 }, o)).message).toMatch(/live device allocation/);
+      expect(errorOf(() => ops.gelu(0, 0, 4, { ...a, offset: 2 }, o, null)).message).toMatch(/aligned to 4 bytes/);
+      expect(errorOf(() => ops.gelu(0, 0, 4, { ...a, base: a.base + 4096 * 1024 * 1024 }, o, null)).message).toMatch(/live device allocation/);
     } finally {
       for (const b of bufs) backend.free(b);
     }

@@ -137,13 +137,15 @@ export const entries = {
   // ---- the 'tensor' op family (native/ops/tensor) -------------------------------------------------
   fill: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'value:f64', 'out:tensor'] },
   scale: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'alpha:f64', 'x:tensor', 'out:tensor'] },
-  gelu: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'out:tensor'] },
+  // amax (f32[1], optional) on the ops that feed an FP8 quantizer: the largest finite |out| as
+  // stored, reduced as the kernel writes out (ir's fuse-amax; add: same-shape operands only).
+  gelu: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'out:tensor', 'amax:tensor?'] },
   silu: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'out:tensor'] },
-  geluBackward: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'g:tensor', 'x:tensor', 'out:tensor'] },
+  geluBackward: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'g:tensor', 'x:tensor', 'out:tensor', 'amax:tensor?'] },
   siluBackward: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'g:tensor', 'x:tensor', 'out:tensor'] },
   swiglu: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'gate:tensor', 'up:tensor', 'out:tensor'] },
   biasAdd: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'rows', 'cols', 'x:tensor', 'bias:tensor', 'out:tensor'] },
-  add: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'rank:u64<=8', 'outShape:u64[rank]', 'aShape:u64[rank]', 'bShape:u64[rank]', 'a:tensor', 'b:tensor', 'out:tensor'] },
+  add: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'rank:u64<=8', 'outShape:u64[rank]', 'aShape:u64[rank]', 'bShape:u64[rank]', 'a:tensor', 'b:tensor', 'out:tensor', 'amax:tensor?'] },
   mul: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'rank:u64<=8', 'outShape:u64[rank]', 'aShape:u64[rank]', 'bShape:u64[rank]', 'a:tensor', 'b:tensor', 'out:tensor'] },
   reshape: { file: 'ops/tensor/movement.cu', args: ['stream', 'dtype:dtype', 'n', 'x:tensor', 'out:tensor'] },
   broadcastTo: { file: 'ops/tensor/movement.cu', args: ['stream', 'dtype:dtype', 'rank:u64<=8', 'outShape:u64[rank]', 'xShape:u64[rank]', 'x:tensor', 'out:tensor'] },
@@ -156,7 +158,7 @@ export const entries = {
   mean: { file: 'ops/tensor/reduce.cu', args: [...reduce, 'x:tensor', 'out:tensor', 'workspace:workspace'] },
   max: { file: 'ops/tensor/reduce.cu', args: [...reduce, 'x:tensor', 'out:tensor', 'workspace:workspace'] },
   maxBackward: { file: 'ops/tensor/reduce.cu', args: [...reduce, 'g:tensor', 'x:tensor', 'out:tensor', 'workspace:workspace'] },
-  cast: { file: 'ops/tensor/cast.cu', args: ['stream', 'from:dtype', 'to:dtype', 'n', 'x:tensor', 'out:tensor'] },
+  cast: { file: 'ops/tensor/cast.cu', args: ['stream', 'from:dtype', 'to:dtype', 'n', 'x:tensor', 'out:tensor', 'amax:tensor?'] },
 
   // ---- the 'nn' op family (native/ops/nn) ----------------------------------------------------------
   softmax: { file: 'ops/nn/softmax.cu', args: ['stream', 'dtype:fdtype', 'outer', 'n', 'inner', 'x:tensor', 'y:tensor'] },
@@ -164,7 +166,7 @@ export const entries = {
   layernorm: { file: 'ops/nn/layernorm.cu', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'weight:tensor', 'bias:tensor', 'y:tensor', 'mean:tensor', 'rstd:tensor'] },
   addLayernorm: {
     file: 'ops/nn/layernorm.cu',
-    args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'residual:tensor', 'weight:tensor', 'bias:tensor', 'sum:tensor', 'y:tensor', 'mean:tensor', 'rstd:tensor'],
+    args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'residual:tensor', 'weight:tensor', 'bias:tensor', 'sum:tensor', 'y:tensor', 'mean:tensor', 'rstd:tensor', 'amax:tensor?'],
   },
   layernormBackward: {
     file: 'ops/nn/layernorm.cu',

@@ -78,13 +78,13 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"gemmFallback","file":"gemm/gemm_fallback.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"batch","kind":"u64","max":65535},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"}]},
   {"name":"fill","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"value","kind":"f64"},{"name":"out","kind":"tensor"}]},
   {"name":"scale","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"alpha","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"gelu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"gelu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"amax","kind":"tensor","optional":true}]},
   {"name":"silu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"geluBackward","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"geluBackward","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"amax","kind":"tensor","optional":true}]},
   {"name":"siluBackward","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
   {"name":"swiglu","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"n","kind":"u64"},{"name":"gate","kind":"tensor"},{"name":"up","kind":"tensor"},{"name":"out","kind":"tensor"}]},
   {"name":"biasAdd","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"cols","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"out","kind":"tensor"}]},
-  {"name":"add","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"aShape","kind":"u64[]","len":"rank"},{"name":"bShape","kind":"u64[]","len":"rank"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"add","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"aShape","kind":"u64[]","len":"rank"},{"name":"bShape","kind":"u64[]","len":"rank"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"amax","kind":"tensor","optional":true}]},
   {"name":"mul","file":"ops/tensor/elementwise.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"aShape","kind":"u64[]","len":"rank"},{"name":"bShape","kind":"u64[]","len":"rank"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"out","kind":"tensor"}]},
   {"name":"reshape","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
   {"name":"broadcastTo","file":"ops/tensor/movement.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"rank","kind":"u64","max":8},{"name":"outShape","kind":"u64[]","len":"rank"},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
@@ -97,11 +97,11 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"mean","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
   {"name":"max","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
   {"name":"maxBackward","file":"ops/tensor/reduce.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rank","kind":"u64","max":8},{"name":"xShape","kind":"u64[]","len":"rank"},{"name":"keepShape","kind":"u64[]","len":"rank"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
-  {"name":"cast","file":"ops/tensor/cast.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"from","kind":"dtype"},{"name":"to","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"}]},
+  {"name":"cast","file":"ops/tensor/cast.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"from","kind":"dtype"},{"name":"to","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"amax","kind":"tensor","optional":true}]},
   {"name":"softmax","file":"ops/nn/softmax.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"n","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"x","kind":"tensor"},{"name":"y","kind":"tensor"}]},
   {"name":"softmaxBackward","file":"ops/nn/softmax.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"outer","kind":"u64"},{"name":"n","kind":"u64"},{"name":"inner","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"dx","kind":"tensor"}]},
   {"name":"layernorm","file":"ops/nn/layernorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
-  {"name":"addLayernorm","file":"ops/nn/layernorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"residual","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"sum","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
+  {"name":"addLayernorm","file":"ops/nn/layernorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"residual","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"bias","kind":"tensor"},{"name":"sum","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"},{"name":"amax","kind":"tensor","optional":true}]},
   {"name":"layernormBackward","file":"ops/nn/layernorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"mean","kind":"tensor"},{"name":"rstd","kind":"tensor"},{"name":"dx","kind":"tensor"},{"name":"dweight","kind":"tensor"},{"name":"dbias","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
   {"name":"rmsnorm","file":"ops/nn/rmsnorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"eps","kind":"f64"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"y","kind":"tensor"},{"name":"rstd","kind":"tensor"}]},
   {"name":"rmsnormBackward","file":"ops/nn/rmsnorm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"rows","kind":"u64"},{"name":"D","kind":"u64"},{"name":"g","kind":"tensor"},{"name":"x","kind":"tensor"},{"name":"weight","kind":"tensor"},{"name":"rstd","kind":"tensor"},{"name":"dx","kind":"tensor"},{"name":"dweight","kind":"tensor"},{"name":"workspace","kind":"workspace"}]},
@@ -225,11 +225,11 @@ export interface NativeEntries {
   /** native/ops/tensor/elementwise.cu */
   scale(stream: number, dtype: number, n: number, alpha: number, x: DevArg, out: DevArg): void;
   /** native/ops/tensor/elementwise.cu */
-  gelu(stream: number, dtype: number, n: number, x: DevArg, out: DevArg): void;
+  gelu(stream: number, dtype: number, n: number, x: DevArg, out: DevArg, amax: DevArg | null): void;
   /** native/ops/tensor/elementwise.cu */
   silu(stream: number, dtype: number, n: number, x: DevArg, out: DevArg): void;
   /** native/ops/tensor/elementwise.cu */
-  geluBackward(stream: number, dtype: number, n: number, g: DevArg, x: DevArg, out: DevArg): void;
+  geluBackward(stream: number, dtype: number, n: number, g: DevArg, x: DevArg, out: DevArg, amax: DevArg | null): void;
   /** native/ops/tensor/elementwise.cu */
   siluBackward(stream: number, dtype: number, n: number, g: DevArg, x: DevArg, out: DevArg): void;
   /** native/ops/tensor/elementwise.cu */
@@ -237,7 +237,7 @@ export interface NativeEntries {
   /** native/ops/tensor/elementwise.cu */
   biasAdd(stream: number, dtype: number, rows: number, cols: number, x: DevArg, bias: DevArg, out: DevArg): void;
   /** native/ops/tensor/elementwise.cu */
-  add(stream: number, dtype: number, outShape: readonly number[], aShape: readonly number[], bShape: readonly number[], a: DevArg, b: DevArg, out: DevArg): void;
+  add(stream: number, dtype: number, outShape: readonly number[], aShape: readonly number[], bShape: readonly number[], a: DevArg, b: DevArg, out: DevArg, amax: DevArg | null): void;
   /** native/ops/tensor/elementwise.cu */
   mul(stream: number, dtype: number, outShape: readonly number[], aShape: readonly number[], bShape: readonly number[], a: DevArg, b: DevArg, out: DevArg): void;
   /** native/ops/tensor/movement.cu */
@@ -263,7 +263,7 @@ export interface NativeEntries {
   /** native/ops/tensor/reduce.cu */
   maxBackward(stream: number, dtype: number, xShape: readonly number[], keepShape: readonly number[], g: DevArg, x: DevArg, out: DevArg, workspace: DevArg | null): void;
   /** native/ops/tensor/cast.cu */
-  cast(stream: number, from: number, to: number, n: number, x: DevArg, out: DevArg): void;
+  cast(stream: number, from: number, to: number, n: number, x: DevArg, out: DevArg, amax: DevArg | null): void;
   /** native/ops/nn/softmax.cu */
   softmax(stream: number, dtype: number, outer: number, n: number, inner: number, x: DevArg, y: DevArg): void;
   /** native/ops/nn/softmax.cu */
@@ -271,7 +271,7 @@ export interface NativeEntries {
   /** native/ops/nn/layernorm.cu */
   layernorm(stream: number, dtype: number, rows: number, D: number, eps: number, x: DevArg, weight: DevArg, bias: DevArg, y: DevArg, mean: DevArg, rstd: DevArg): void;
   /** native/ops/nn/layernorm.cu */
-  addLayernorm(stream: number, dtype: number, rows: number, D: number, eps: number, x: DevArg, residual: DevArg, weight: DevArg, bias: DevArg, sum: DevArg, y: DevArg, mean: DevArg, rstd: DevArg): void;
+  addLayernorm(stream: number, dtype: number, rows: number, D: number, eps: number, x: DevArg, residual: DevArg, weight: DevArg, bias: DevArg, sum: DevArg, y: DevArg, mean: DevArg, rstd: DevArg, amax: DevArg | null): void;
   /** native/ops/nn/layernorm.cu */
   layernormBackward(stream: number, dtype: number, rows: number, D: number, g: DevArg, x: DevArg, weight: DevArg, mean: DevArg, rstd: DevArg, dx: DevArg, dweight: DevArg, dbias: DevArg, workspace: DevArg | null): void;
   /** native/ops/nn/rmsnorm.cu */
@@ -380,13 +380,13 @@ export function bindEntries(raw: Raw): NativeEntries {
     gemmFallback: (stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a, b, d) => raw.gemmFallback!(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a.base, a.offset, b.base, b.offset, d.base, d.offset),
     fill: (stream, dtype, n, value, out) => raw.fill!(stream, dtype, n, value, out.base, out.offset),
     scale: (stream, dtype, n, alpha, x, out) => raw.scale!(stream, dtype, n, alpha, x.base, x.offset, out.base, out.offset),
-    gelu: (stream, dtype, n, x, out) => raw.gelu!(stream, dtype, n, x.base, x.offset, out.base, out.offset),
+    gelu: (stream, dtype, n, x, out, amax) => raw.gelu!(stream, dtype, n, x.base, x.offset, out.base, out.offset, amax?.base ?? 0, amax?.offset ?? 0),
     silu: (stream, dtype, n, x, out) => raw.silu!(stream, dtype, n, x.base, x.offset, out.base, out.offset),
-    geluBackward: (stream, dtype, n, g, x, out) => raw.geluBackward!(stream, dtype, n, g.base, g.offset, x.base, x.offset, out.base, out.offset),
+    geluBackward: (stream, dtype, n, g, x, out, amax) => raw.geluBackward!(stream, dtype, n, g.base, g.offset, x.base, x.offset, out.base, out.offset, amax?.base ?? 0, amax?.offset ?? 0),
     siluBackward: (stream, dtype, n, g, x, out) => raw.siluBackward!(stream, dtype, n, g.base, g.offset, x.base, x.offset, out.base, out.offset),
     swiglu: (stream, dtype, n, gate, up, out) => raw.swiglu!(stream, dtype, n, gate.base, gate.offset, up.base, up.offset, out.base, out.offset),
     biasAdd: (stream, dtype, rows, cols, x, bias, out) => raw.biasAdd!(stream, dtype, rows, cols, x.base, x.offset, bias.base, bias.offset, out.base, out.offset),
-    add: (stream, dtype, outShape, aShape, bShape, a, b, out) => raw.add!(stream, dtype, outShape.length, ...outShape, ...aShape, ...bShape, a.base, a.offset, b.base, b.offset, out.base, out.offset),
+    add: (stream, dtype, outShape, aShape, bShape, a, b, out, amax) => raw.add!(stream, dtype, outShape.length, ...outShape, ...aShape, ...bShape, a.base, a.offset, b.base, b.offset, out.base, out.offset, amax?.base ?? 0, amax?.offset ?? 0),
     mul: (stream, dtype, outShape, aShape, bShape, a, b, out) => raw.mul!(stream, dtype, outShape.length, ...outShape, ...aShape, ...bShape, a.base, a.offset, b.base, b.offset, out.base, out.offset),
     reshape: (stream, dtype, n, x, out) => raw.reshape!(stream, dtype, n, x.base, x.offset, out.base, out.offset),
     broadcastTo: (stream, dtype, outShape, xShape, x, out) => raw.broadcastTo!(stream, dtype, outShape.length, ...outShape, ...xShape, x.base, x.offset, out.base, out.offset),
@@ -399,11 +399,11 @@ export function bindEntries(raw: Raw): NativeEntries {
     mean: (stream, dtype, xShape, keepShape, x, out, workspace) => raw.mean!(stream, dtype, xShape.length, ...xShape, ...keepShape, x.base, x.offset, out.base, out.offset, workspace?.base ?? 0, workspace?.offset ?? 0, workspace?.bytes ?? 0),
     max: (stream, dtype, xShape, keepShape, x, out, workspace) => raw.max!(stream, dtype, xShape.length, ...xShape, ...keepShape, x.base, x.offset, out.base, out.offset, workspace?.base ?? 0, workspace?.offset ?? 0, workspace?.bytes ?? 0),
     maxBackward: (stream, dtype, xShape, keepShape, g, x, out, workspace) => raw.maxBackward!(stream, dtype, xShape.length, ...xShape, ...keepShape, g.base, g.offset, x.base, x.offset, out.base, out.offset, workspace?.base ?? 0, workspace?.offset ?? 0, workspace?.bytes ?? 0),
-    cast: (stream, from, to, n, x, out) => raw.cast!(stream, from, to, n, x.base, x.offset, out.base, out.offset),
+    cast: (stream, from, to, n, x, out, amax) => raw.cast!(stream, from, to, n, x.base, x.offset, out.base, out.offset, amax?.base ?? 0, amax?.offset ?? 0),
     softmax: (stream, dtype, outer, n, inner, x, y) => raw.softmax!(stream, dtype, outer, n, inner, x.base, x.offset, y.base, y.offset),
     softmaxBackward: (stream, dtype, outer, n, inner, g, y, dx) => raw.softmaxBackward!(stream, dtype, outer, n, inner, g.base, g.offset, y.base, y.offset, dx.base, dx.offset),
     layernorm: (stream, dtype, rows, D, eps, x, weight, bias, y, mean, rstd) => raw.layernorm!(stream, dtype, rows, D, eps, x.base, x.offset, weight.base, weight.offset, bias.base, bias.offset, y.base, y.offset, mean.base, mean.offset, rstd.base, rstd.offset),
-    addLayernorm: (stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd) => raw.addLayernorm!(stream, dtype, rows, D, eps, x.base, x.offset, residual.base, residual.offset, weight.base, weight.offset, bias.base, bias.offset, sum.base, sum.offset, y.base, y.offset, mean.base, mean.offset, rstd.base, rstd.offset),
+    addLayernorm: (stream, dtype, rows, D, eps, x, residual, weight, bias, sum, y, mean, rstd, amax) => raw.addLayernorm!(stream, dtype, rows, D, eps, x.base, x.offset, residual.base, residual.offset, weight.base, weight.offset, bias.base, bias.offset, sum.base, sum.offset, y.base, y.offset, mean.base, mean.offset, rstd.base, rstd.offset, amax?.base ?? 0, amax?.offset ?? 0),
     layernormBackward: (stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace) => raw.layernormBackward!(stream, dtype, rows, D, g.base, g.offset, x.base, x.offset, weight.base, weight.offset, mean.base, mean.offset, rstd.base, rstd.offset, dx.base, dx.offset, dweight.base, dweight.offset, dbias.base, dbias.offset, workspace?.base ?? 0, workspace?.offset ?? 0, workspace?.bytes ?? 0),
     rmsnorm: (stream, dtype, rows, D, eps, x, weight, y, rstd) => raw.rmsnorm!(stream, dtype, rows, D, eps, x.base, x.offset, weight.base, weight.offset, y.base, y.offset, rstd.base, rstd.offset),
     rmsnormBackward: (stream, dtype, rows, D, g, x, weight, rstd, dx, dweight, workspace) => raw.rmsnormBackward!(stream, dtype, rows, D, g.base, g.offset, x.base, x.offset, weight.base, weight.offset, rstd.base, rstd.offset, dx.base, dx.offset, dweight.base, dweight.offset, workspace?.base ?? 0, workspace?.offset ?? 0, workspace?.bytes ?? 0),

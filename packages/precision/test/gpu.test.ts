@@ -370,6 +370,55 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     }
   }, 120_000);
 
+  it('tensorwise quantizers take the amax their input\'s kernel reduced (gelu, gelu_backward, add, cast, add_layernorm): the scales the reference gives, bit for bit', () => {
+    const [R, C] = [256, 384];
+    const rnd = (n: number, scale: number) => Float32Array.from({ length: n }, () => (Math.random() * 2 - 1) * scale);
+    // A large value at a random place in each input, and NaN / ±Inf, which the amax skips.
+    const planted = (x: Float32Array) => {
+      x[(Math.random() * x.length) | 0] = 40 * (Math.random() < 0.5 ? -1 : 1);
+      x[(Math.random() * x.length) | 0] = Number.NaN;
+      x[(Math.random() * x.length) | 0] = Number.POSITIVE_INFINITY;
+      return x;
+    };
+    const shapes = { h: [R, C], g: [R, C], r: [R, C], w32: [C, R], lw: [C], lb: [C] };
+    const graph = capture(
+      {
+        forward: ({ h, g, r, w32, lw, lb }) => {
+          const b = h!.builder;
+          const scaleOf = (x: typeof h, format: string) => b.op('quantize', [x!], { format, direction: 'both' })[2]!;
+          const s = b.op1('add', [h!, r!]);
+          const y = b.op('layernorm', [s, lw!, lb!])[0]!;
+          return {
+            gelu: scaleOf(b.op1('gelu', [h!]), 'fp8-e4m3'),
+            geluBackward: scaleOf(b.op1('gelu_backward', [g!, h!]), 'fp8-e5m2'),
+            add: scaleOf(b.op1('add', [h!, g!]), 'fp8-e4m3'),
+            cast: scaleOf(b.op1('cast', [w32!], { dtype: 'bf16' }), 'fp8-e4m3'),
+            layernorm: scaleOf(y, 'fp8-e4m3'),
+            sum: s,
+          };
+        },
+      },
+      Object.fromEntries(Object.entries(shapes).map(([k, shape]) => [k, { shape, dtype: k === 'w32' ? 'f32' : 'bf16' }])) as never,
+    );
+    const batch = { h: planted(rnd(R * C, 3)), g: planted(rnd(R * C, 0.01)), r: rnd(R * C, 2), w32: planted(rnd(C * R, 0.05)), lw: rnd(C, 1.5), lb: rnd(C, 0.1) };
+    const want = interpret(graph, batch);
+    const exe = compile(graph, { device: 'cuda:0' });
+    const q = exe.graph.nodes.filter((n) => n.op === 'quantize');
+    expect(q.length).toBe(5);
+    for (const n of q) expect(n.inputs.length, exe.graph.describeNode(n)).toBe(2); // every one fused
+    expect(exe.graph.nodes.some((n) => n.op === 'add_layernorm' && n.attrs.amax === true)).toBe(true);
+    for (let rep = 0; rep < 2; rep++) {
+      const got = exe.run(batch);
+      for (const name of ['gelu', 'geluBackward', 'add', 'cast', 'layernorm']) {
+        const w = want[graph.outputs[name]!]![0]!;
+        expect(w, name).toBeGreaterThan(0);
+        expect(w, name).toBeLessThan(1);
+        expect(got[name]![0], `${name} (run ${rep})`).toBe(w);
+      }
+    }
+    exe.dispose();
+  }, 120_000);
+
   it('quant_stats on CUDA gives the reference\'s counts and amax, and its scale range to the last place', () => {
     for (const f of FORMATS) {
       for (const axis of f === 'fp8-block128x128' ? [-1] : [-1, 0]) {

@@ -3,7 +3,7 @@
 // every GEMM of a chosen layer native), the reference interpreter running it against the emulated
 // rewrite and against no quantization, the per-layer table, dryrun's accounting of the FP8 copies,
 // and the quantize op's errors. The compiled GPU step is in native_policy_gpu.test.ts.
-import { autocast, capture, dryrun, getOp, initialValues, interpret, numel, trainingStep, GraphBuilder, type Graph } from '@deepwell/ir';
+import { autocast, capture, dryrun, getOp, initialValues, interpret, numel, runPasses, trainingStep, GraphBuilder, type Graph, type NodeDecl } from '@deepwell/ir';
 import { GPT } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { PrecisionPolicy, RECIPES, quantizeOutputs } from '../src/index.js';
@@ -87,6 +87,67 @@ describe('PrecisionPolicy, native rewrite', () => {
       expect(n.loss).not.toBe(f.loss);
     }, 120_000);
   }
+
+  it('fp8-tensorwise: every quantizer takes its amax from the kernel that wrote its input, where that kernel can; the step is unchanged', () => {
+    const seed = (Math.random() * 2 ** 31) >>> 0;
+    const policy = () => new PrecisionPolicy({ recipe: 'fp8-tensorwise', native: true, minWeightElements: 0, keepFirstLast: false });
+    const plain = policy().run(step()).verify();
+    const fused = runPasses(step(), { precision: policy() });
+    const producer = new Map<number, NodeDecl>();
+    for (const n of fused.nodes) for (const o of n.outputs) producer.set(o, n);
+    const rootProducer = (v: number): NodeDecl => {
+      let p = producer.get(v)!;
+      while (p.op === 'reshape') p = producer.get(p.inputs[0]!)!;
+      return p;
+    };
+    const q = fused.nodes.filter((n) => n.op === 'quantize' && n.scope.startsWith('blocks.1.'));
+    expect(q.length).toBe(12);
+    // The four weights' casts, both layernorms' outputs, GELU's, GELU's gradient and the residual
+    // stream's gradient (two adds) give their amax; the attention output and its gradient do not.
+    const given = q.filter((n) => n.inputs.length === 2).map((n) => `${n.scope} ${rootProducer(n.inputs[0]!).op}`).sort();
+    expect(given).toEqual([
+      'blocks.1.attn.proj add',
+      'blocks.1.attn.proj cast',
+      'blocks.1.attn.qkv add_layernorm',
+      'blocks.1.attn.qkv cast',
+      'blocks.1.mlp.fc add_layernorm',
+      'blocks.1.mlp.fc cast',
+      'blocks.1.mlp.fc gelu_backward',
+      'blocks.1.mlp.proj add',
+      'blocks.1.mlp.proj cast',
+      'blocks.1.mlp.proj gelu',
+    ]);
+    for (const n of q.filter((m) => m.inputs.length === 2)) {
+      const p = producer.get(n.inputs[1]!)!;
+      expect(p.attrs.amax).toBe(true);
+      expect(p.outputs.at(-1)).toBe(n.inputs[1]);
+      expect(p).toBe(rootProducer(n.inputs[0]!));
+    }
+    // The CPU reference runs the fused step to the same loss and gradient norm, bit for bit.
+    const b = bindings(plain, seed);
+    const [u, f] = [run(plain, b), run(fused, b)];
+    expect(f.loss, `seed ${seed}`).toBe(u.loss);
+    expect(f.norm, `seed ${seed}`).toBe(u.norm);
+    // Blockwise scales come from each block: no quantizer asks.
+    const blockwise = runPasses(step(), { precision: new PrecisionPolicy({ recipe: 'fp8-blockwise', native: true, minWeightElements: 0, keepFirstLast: false }) });
+    expect(blockwise.nodes.filter((n) => n.op === 'quantize' && n.inputs.length !== 1)).toEqual([]);
+  }, 120_000);
+
+  it('quantize with an amax input: its reference scales by that amax; the input is checked', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [64, 32], 'bf16');
+    const amax = b.input('amax', [1], 'f32');
+    const [, , scale] = b.op('quantize', [x, amax], { format: 'fp8-e4m3', direction: 'both' });
+    b.output('scale', scale!);
+    const xs = Float32Array.from({ length: 64 * 32 }, () => Math.random() * 2 - 1);
+    const out = interpret(b.graph, { x: xs, amax: Float32Array.of(3.5) });
+    expect(out[b.graph.outputs.scale!]![0]).toBe(Math.fround(1 / Math.fround(448 / 3.5)));
+    const square = b.input('square', [128, 128], 'bf16');
+    expect(errorOf(() => b.op('quantize', [square, amax], { format: 'fp8-block1x128', direction: 'rowwise' })).message).toMatch(/Expected no 'amax' input for fp8-block1x128/);
+    const wide = b.input('wide', [2], 'f32');
+    expect(errorOf(() => b.op('quantize', [x, wide], { format: 'fp8-e5m2' })).message).toMatch(/Expected f32\[1\] for input 'amax' but received f32\[2\]/);
+    expect(errorOf(() => b.op('quantize', [x, amax, amax], { format: 'fp8-e5m2' })).message).toMatch(/Expected 1 to 2 inputs \(x, amax\?\) but received 3/);
+  });
 
   it('keeps a GEMM emulated, saying why, where the kernels do not take its shape', () => {
     // B·T = 48: not a multiple of 32 rows for tensorwise's columnwise quantizer, so the weight

@@ -193,7 +193,7 @@ registerCuda<KernelParams>({
     const dt = dtypeCode(c.outTypes[0]!);
     plainGemm(c, g, ops, pre!);
     ops.biasAdd(c.stream, dt, g.M, g.N, pre!, c.inputs[2]!, pre!);
-    ops.gelu(c.stream, dt, g.M * g.N, pre!, out!);
+    ops.gelu(c.stream, dt, g.M * g.N, pre!, out!, null);
   },
 });
 

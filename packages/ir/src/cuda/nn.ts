@@ -111,13 +111,14 @@ registerCuda<KernelParams>({
   name: 'add_layernorm_cuda',
   needs: ['addLayernorm'],
   supports: (p) => {
-    return both(oneFloatStorage(p, [], [2, 3]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'));
+    // mean, rstd and (asked for) the amax are f32.
+    return both(oneFloatStorage(p, [], p.attrs.amax === true ? [2, 3, 4] : [2, 3]), rowLength(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'), nonEmptyRow(p.inTypes[0]!.shape.at(-1)!, 'a layernorm row'));
   },
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[0]!.shape);
     const [x, r, w, b] = call.inputs;
-    const [sum, y, mean, rstd] = call.outputs;
-    ops.addLayernorm(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, x!, r!, w!, b!, sum!, y!, mean!, rstd!);
+    const [sum, y, mean, rstd, amax] = call.outputs;
+    ops.addLayernorm(call.stream, code(call.inTypes[0]!), rows, D, call.attrs.eps as number, x!, r!, w!, b!, sum!, y!, mean!, rstd!, call.attrs.amax === true ? amax! : null);
   },
 });
 

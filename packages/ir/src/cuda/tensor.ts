@@ -11,7 +11,7 @@ import type { DTypeName } from '@deepwell/core';
 import { FLOAT_STORAGE, dtypeCode as code, floatStorage, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { axisOf, type KernelParams } from '../op.js';
 import { reduction } from '../ops/tensor/sum.js';
-import { numel, shapeStr, type ValueType } from '../types.js';
+import { numel, sameShape, shapeStr, type ValueType } from '../types.js';
 
 /** The most dimensions a shape passed to a native entry point may have. */
 export const CUDA_MAX_RANK = 8;
@@ -20,7 +20,8 @@ const MOVABLE: readonly DTypeName[] = ['f32', 'bf16', 'f16', 'i32'];
 
 type Check = (p: KernelParams) => true | string;
 type Call = CudaCall<KernelParams>;
-const tensors = (p: KernelParams): ValueType[] => [...p.inTypes, ...p.outTypes];
+/** A node's tensors, less the f32[1] amax output of one asked for it (ops/amax.ts). */
+const tensors = (p: KernelParams): ValueType[] => [...p.inTypes, ...(p.attrs.amax === true ? p.outTypes.slice(0, -1) : p.outTypes)];
 
 /** Every tensor in one float storage dtype (f32, bf16 or f16). */
 const oneFloat: Check = (p) => {
@@ -78,6 +79,8 @@ const input = (c: Call, i: number): DevArg => c.inputs[i]!;
 const output = (c: Call): DevArg => c.outputs[0]!;
 const inType = (c: Pick<KernelParams, 'inTypes'>, i = 0): ValueType => c.inTypes[i]!;
 const outType = (c: Pick<KernelParams, 'outTypes'>): ValueType => c.outTypes[0]!;
+/** The amax output (the last) of an op asked for it (ops/amax.ts), else null. */
+const amaxOut = (c: Call): DevArg | null => (c.attrs.amax === true ? c.outputs.at(-1)! : null);
 
 /** `shape` right-aligned to `rank` with leading 1s. */
 const padTo = (shape: readonly number[], rank: number): number[] => [...new Array<number>(rank - shape.length).fill(1), ...shape];
@@ -94,15 +97,23 @@ cuda('scale', 'scale', oneFloat, (c, fn) => {
   fn(c.stream, code(x), numel(x.shape), c.attrs.alpha as number, input(c, 0), output(c));
 });
 
-for (const [op, entry] of [['gelu', 'gelu'], ['silu', 'silu']] as const) {
-  cuda(op, entry, oneFloat, (c, fn) => {
-    const x = inType(c);
-    fn(c.stream, code(x), numel(x.shape), input(c, 0), output(c));
-  });
-}
+cuda('gelu', 'gelu', oneFloat, (c, fn) => {
+  const x = inType(c);
+  fn(c.stream, code(x), numel(x.shape), input(c, 0), output(c), amaxOut(c));
+});
 
-// (g, x) for the backward ops, (gate, up) for swiglu: the op's input order.
-for (const [op, entry] of [['gelu_backward', 'geluBackward'], ['silu_backward', 'siluBackward'], ['swiglu', 'swiglu']] as const) {
+cuda('silu', 'silu', oneFloat, (c, fn) => {
+  const x = inType(c);
+  fn(c.stream, code(x), numel(x.shape), input(c, 0), output(c));
+});
+
+cuda('gelu_backward', 'geluBackward', oneFloat, (c, fn) => {
+  const o = outType(c);
+  fn(c.stream, code(o), numel(o.shape), input(c, 0), input(c, 1), output(c), amaxOut(c));
+});
+
+// (g, x) for silu_backward, (gate, up) for swiglu: the op's input order.
+for (const [op, entry] of [['silu_backward', 'siluBackward'], ['swiglu', 'swiglu']] as const) {
   cuda(op, entry, oneFloat, (c, fn) => {
     const o = outType(c);
     fn(c.stream, code(o), numel(o.shape), input(c, 0), input(c, 1), output(c));
@@ -115,13 +126,20 @@ cuda('bias_add', 'biasAdd', oneFloat, (c, fn) => {
   fn(c.stream, code(x), numel(x.shape.slice(0, -1)), cols, input(c, 0), input(c, 1), output(c));
 });
 
-for (const op of ['add', 'mul'] as const) {
-  cuda(op, op, all(oneFloat, smallRank), (c, fn) => {
-    const o = outType(c);
-    const r = o.shape.length;
-    fn(c.stream, code(o), o.shape, padTo(inType(c, 0).shape, r), padTo(inType(c, 1).shape, r), input(c, 0), input(c, 1), output(c));
-  });
-}
+/** With its amax (ops/amax.ts), add takes same-shape operands: the broadcasting kernels reduce none. */
+const amaxSameShape: Check = (p) => (p.attrs.amax !== true || p.inTypes.every((t) => sameShape(t.shape, p.outTypes[0]!.shape)) ? true : 'computes the amax of an add of same-shape operands only');
+
+cuda('add', 'add', all(oneFloat, smallRank, amaxSameShape), (c, fn) => {
+  const o = outType(c);
+  const r = o.shape.length;
+  fn(c.stream, code(o), o.shape, padTo(inType(c, 0).shape, r), padTo(inType(c, 1).shape, r), input(c, 0), input(c, 1), output(c), amaxOut(c));
+});
+
+cuda('mul', 'mul', all(oneFloat, smallRank), (c, fn) => {
+  const o = outType(c);
+  const r = o.shape.length;
+  fn(c.stream, code(o), o.shape, padTo(inType(c, 0).shape, r), padTo(inType(c, 1).shape, r), input(c, 0), input(c, 1), output(c));
+});
 
 // ---- data movement ----------------------------------------------------------------------------
 
@@ -175,7 +193,7 @@ cuda('cast', 'cast', (p) => {
   return bad ? `no CUDA kernel for ${bad.dtype} storage` : true;
 }, (c, fn) => {
   const x = inType(c);
-  fn(c.stream, code(x), code(outType(c)), numel(x.shape), input(c, 0), output(c));
+  fn(c.stream, code(x), code(outType(c)), numel(x.shape), input(c, 0), output(c), amaxOut(c));
 });
 
 // ---- reductions -------------------------------------------------------------------------------

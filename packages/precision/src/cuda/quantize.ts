@@ -2,7 +2,8 @@
  * The CUDA candidate of quantize: kernels-native's fused quantize (native/quant/quantize.cu), one
  * read of x writing the rowwise codes, the columnwise (transposed) codes or both, with the block
  * scales in the GEMM's layout; tensorwise FP8 first reduces the tensor's amax on the device
- * (quantAmax, into the call's workspace), and the quantize kernel then writes the one scale.
+ * (quantAmax, into the call's workspace) unless the node was given it (its optional amax input,
+ * from the kernel that wrote x), and the quantize kernel then writes the one scale.
  * Bit-identical to the op's reference (the quantizer's GPU tests check the kernel against
  * quantize2d). It declines, with the reason, the shapes the kernel does not take: cols not a
  * multiple of 8, columnwise tensorwise FP8 with rows not a multiple of 32.
@@ -38,8 +39,10 @@ function run(c: CudaCall<KernelParams>, ops: NativeEntries): void {
   const x = c.inputs[0]!;
   const code = dtypeCode(c.inTypes[0]!);
   const tensorwise = isTensorwise(f);
-  const amax = tensorwise ? { ...c.workspace!, bytes: 4 } : null;
-  if (amax) ops.quantAmax(c.stream, code, rows * cols, x, amax);
+  // x's amax: the producer's (fuse-amax's second input), else reduced here into the workspace.
+  const given = c.inputs[1] ?? null;
+  const amax = tensorwise ? (given ?? { ...c.workspace!, bytes: 4 }) : null;
+  if (amax && !given) ops.quantAmax(c.stream, code, rows * cols, x, amax);
   const flags = (o.rowCodes !== null ? QUANT_FLAGS.rowwise : 0) | (o.colCodes !== null ? QUANT_FLAGS.columnwise : 0) | (tensorwise ? 0 : QUANT_FLAGS.gemm);
   const scales = (i: number | null) => (tensorwise ? null : at(i));
   ops.quantize(c.stream, FORMAT_CODE[f], SCALE_MODE_CODE.floor, code, rows, cols, flags, x, amax, at(o.rowCodes), scales(o.rowScales), at(o.colCodes), scales(o.colScales), tensorwise ? at(o.rowScales ?? o.colScales) : null, null);
@@ -50,6 +53,6 @@ registerCuda<KernelParams>({
   name: 'quantize_cuda',
   needs: ['quantAmax', 'quantize'],
   supports,
-  workspace: (p) => (isTensorwise(p.attrs.format as QuantizeFormat) ? QUANTIZE_WORKSPACE : 0),
+  workspace: (p) => (isTensorwise(p.attrs.format as QuantizeFormat) && p.inTypes.length === 1 ? QUANTIZE_WORKSPACE : 0),
   run,
 });

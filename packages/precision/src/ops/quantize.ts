@@ -2,7 +2,9 @@
  * quantize: x quantized into FP8 GEMM operands, rowwise, columnwise or both from one read — what
  * the precision policy's native rewrite puts before each scaled_matmul.
  *
- *   x: f32 | bf16 | f16 [rows, cols]; attributes format ('fp8-e4m3' | 'fp8-e5m2' tensorwise,
+ *   x: f32 | bf16 | f16 [rows, cols]; optionally amax: f32[1], x's amax (tensorwise FP8 only: the
+ *   largest finite |x|, from the kernel that wrote x; ir's fuse-amax pass supplies it, so the
+ *   quantizer skips its own pass over x); attributes format ('fp8-e4m3' | 'fp8-e5m2' tensorwise,
  *   'fp8-block1x128', 'fp8-block128x128'), direction ('rowwise' | 'columnwise' | 'both')
  *   -> for each direction (rowwise first) the codes, f8e4m3 | f8e5m2: [rows, cols] rowwise (blocks
  *      along a row: K = cols), [cols, rows] columnwise (blocks down a column, stored transposed:
@@ -79,17 +81,25 @@ export function checkQuantize(op: string, x: ValueType, attrs: Attrs): [number, 
   return [rows, cols];
 }
 
+/** Checks quantize's optional amax input: f32[1], for tensorwise FP8 only. */
+export function checkAmaxInput(op: string, amax: ValueType, attrs: Attrs): void {
+  if (!isTensorwise(attrs.format as QuantizeFormat)) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected no 'amax' input for ${String(attrs.format)} (only tensorwise FP8 takes the tensor's amax) but received one`);
+  if (amax.dtype !== 'f32' || amax.shape.length !== 1 || amax.shape[0] !== 1) shapeError(op, `Expected f32[1] for input 'amax' but received ${amax.dtype}[${amax.shape.join(', ')}]`);
+}
+
 export const quantizeOp = defineOp({
   name: 'quantize',
   doc: 'x quantized into K-major FP8 GEMM operands (tensorwise or blockwise scales), rowwise, columnwise (transposed) or both from one read',
-  inputs: ['x'],
+  inputs: ['x', 'amax?'],
   outputs: ['codes...', 'scales...'],
   attrs: {
     format: { kind: 'string', oneOf: QUANTIZE_FORMATS },
     direction: { kind: 'string', default: 'rowwise', oneOf: QUANTIZE_DIRECTIONS },
   },
-  infer: ([x], attrs) => {
+  takesAmax: (attrs) => isTensorwise(attrs.format as QuantizeFormat),
+  infer: ([x, amax], attrs) => {
     const [rows, cols] = checkQuantize('quantize', x!, attrs);
+    if (amax) checkAmaxInput('quantize', amax, attrs);
     const format = attrs.format as QuantizeFormat;
     const dtype = format === 'fp8-e5m2' ? 'f8e5m2' : 'f8e4m3';
     const parts = directionsOf(attrs.direction as QuantizeDirection).map((d) => (d === 'rowwise' ? [rows, cols] : [cols, rows]) as [number, number]);
@@ -103,13 +113,13 @@ export const quantizeOp = defineOp({
     if (o.colScales !== null) out[o.colScales] = scales.at(-1)!;
     return out;
   },
-  reference: ({ inputs: [x], outputs, inTypes, attrs }) => {
+  reference: ({ inputs: [x, amax], outputs, inTypes, attrs }) => {
     const [rows, cols] = checkQuantize('quantize', inTypes[0]!, attrs);
     const format = attrs.format as QuantizeFormat;
     const o = quantizeOutputs(format, attrs.direction as QuantizeDirection);
     const values = Float64Array.from(x!);
     for (const d of directionsOf(attrs.direction as QuantizeDirection)) {
-      const q = quantize2d(values, rows, cols, { format, direction: d });
+      const q = quantize2d(values, rows, cols, { format, direction: d, ...(amax ? { amax: amax[0]! } : {}) });
       const [codesAt, scalesAt] = d === 'rowwise' ? [o.rowCodes!, o.rowScales!] : [o.colCodes!, o.colScales!];
       outputs[codesAt]!.set(q.data);
       const [R, K] = d === 'rowwise' ? [rows, cols] : [cols, rows];

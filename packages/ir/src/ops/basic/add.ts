@@ -12,27 +12,31 @@ import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
 import { sumTo } from './sum_to.js';
+import { AMAX_ATTR, withAmax, writeAmax } from '../amax.js';
 
 export const addOp = defineOp({
   name: 'add',
   doc: 'out = a + b (broadcasting)',
   inputs: ['a', 'b'],
   outputs: ['out'],
-  attrs: {},
+  attrs: { ...AMAX_ATTR },
   elementwise: true,
-  infer: ([a, b]) => {
+  amaxOf: 0,
+  infer: ([a, b], attrs) => {
     const dtype = sameFloat('add', [['a', a!], ['b', b!]]);
-    return [{ shape: broadcastShapes('add', a!.shape, b!.shape), dtype }];
+    return withAmax([{ shape: broadcastShapes('add', a!.shape, b!.shape), dtype }], attrs);
   },
-  reference: ({ inputs: [a, b], outputs: [out], inTypes, outTypes }) => {
+  reference: ({ inputs: [a, b], outputs, inTypes, outTypes, attrs }) => {
+    const out = outputs[0]!;
     const shape = outTypes[0]!.shape;
     if (sameShape(inTypes[0]!.shape, shape) && sameShape(inTypes[1]!.shape, shape)) {
-      for (let i = 0; i < out!.length; i++) out![i] = a![i]! + b![i]!;
-      return;
+      for (let i = 0; i < out.length; i++) out[i] = a![i]! + b![i]!;
+    } else {
+      const ia = broadcastIndex(shape, inTypes[0]!.shape);
+      const ib = broadcastIndex(shape, inTypes[1]!.shape);
+      for (let i = 0; i < out.length; i++) out[i] = a![ia[i]!]! + b![ib[i]!]!;
     }
-    const ia = broadcastIndex(shape, inTypes[0]!.shape);
-    const ib = broadcastIndex(shape, inTypes[1]!.shape);
-    for (let i = 0; i < out!.length; i++) out![i] = a![ia[i]!]! + b![ib[i]!]!;
+    writeAmax(outputs, outTypes, 0, attrs);
   },
   flops: (_, [out]) => numel(out!.shape),
   gradient: ({ inputs: [a, b], grads: [g] }) => [sumTo(g!, a!.shape), sumTo(g!, b!.shape)],

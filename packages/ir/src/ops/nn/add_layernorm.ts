@@ -18,22 +18,26 @@ import { roundTo } from '../../interpret.js';
 import { numel, sameShape, shapeStr } from '../../types.js';
 import { addOp } from '../basic/add.js';
 import { layernormOp } from './layernorm.js';
+import { AMAX_ATTR, withAmax, writeAmax } from '../amax.js';
 
 export const addLayernormOp = defineOp({
   name: 'add_layernorm',
   doc: 'sum = x + residual; y, mean, rstd = layernorm(sum); made by fusion',
   inputs: ['x', 'residual', 'weight', 'bias'],
   outputs: ['sum', 'y', 'mean', 'rstd'],
-  attrs: { eps: { kind: 'float', default: 1e-5 } },
+  attrs: { eps: { kind: 'float', default: 1e-5 }, ...AMAX_ATTR },
+  amaxOf: 1,
   infer: ([x, r, w, b], attrs) => {
     if (!sameShape(x!.shape, r!.shape)) shapeError('add_layernorm', `Expected the shape of x ${shapeStr(x!)} for input 'residual' but received ${shapeStr(r!)}`);
     const [sum] = addOp.infer([x!, r!], {});
-    return [sum!, ...layernormOp.infer([sum!, w!, b!], attrs)];
+    return withAmax([sum!, ...layernormOp.infer([sum!, w!, b!], { eps: attrs.eps! })], attrs);
   },
-  reference: ({ inputs: [x, r, w, b], outputs: [sum, y, mean, rstd], inTypes, outTypes, attrs }) => {
+  reference: ({ inputs: [x, r, w, b], outputs, inTypes, outTypes, attrs }) => {
+    const [sum, y, mean, rstd] = outputs;
     addOp.reference({ inputs: [x!, r!], outputs: [sum!], inTypes: inTypes.slice(0, 2), outTypes: outTypes.slice(0, 1), attrs: {} });
     roundTo(outTypes[0]!.dtype, sum!);
-    layernormOp.reference({ inputs: [sum!, w!, b!], outputs: [y!, mean!, rstd!], inTypes: [outTypes[0]!, inTypes[2]!, inTypes[3]!], outTypes: outTypes.slice(1), attrs });
+    layernormOp.reference({ inputs: [sum!, w!, b!], outputs: [y!, mean!, rstd!], inTypes: [outTypes[0]!, inTypes[2]!, inTypes[3]!], outTypes: outTypes.slice(1, 4), attrs: { eps: attrs.eps! } });
+    writeAmax(outputs, outTypes, 1, attrs);
   },
   flops: ([x], outs) => numel(x!.shape) + layernormOp.flops!([x!], outs.slice(1), {}),
 });

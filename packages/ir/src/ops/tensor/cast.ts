@@ -15,11 +15,12 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
+import { DeepwellError, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype } from '../../op.js';
 import { numel } from '../../types.js';
 import { isFloat } from '../float.js';
+import { AMAX_ATTR, withAmax, writeAmax } from '../amax.js';
 
 export const CAST_DTYPES = ['f32', 'f16', 'bf16', 'i32'] as const;
 export type CastDType = (typeof CAST_DTYPES)[number];
@@ -47,16 +48,20 @@ export const castOp = defineOp({
   doc: 'out = x converted to `dtype` (round to nearest even for f16/bf16, truncation for i32)',
   inputs: ['x'],
   outputs: ['out'],
-  attrs: { dtype: { kind: 'string', oneOf: CAST_DTYPES } },
+  attrs: { dtype: { kind: 'string', oneOf: CAST_DTYPES }, ...AMAX_ATTR },
   elementwise: true,
+  amaxOf: 0,
   infer: ([x], attrs) => {
     expectDtype('cast', 'x', x!, CAST_DTYPES);
-    return [{ shape: x!.shape, dtype: attrs.dtype as CastDType }];
+    if (attrs.amax === true && (x!.dtype === 'i32' || attrs.dtype === 'i32')) throw new DeepwellError('INVALID_DTYPE', `cast: Expected float dtypes with attribute 'amax' but received ${x!.dtype} to ${String(attrs.dtype)}`);
+    return withAmax([{ shape: x!.shape, dtype: attrs.dtype as CastDType }], attrs);
   },
-  reference: ({ inputs: [x], outputs: [out], inTypes, outTypes }) => {
+  reference: ({ inputs: [x], outputs, inTypes, outTypes, attrs }) => {
+    const out = outputs[0]!;
     const from = inTypes[0]!.dtype as CastDType;
     const to = outTypes[0]!.dtype as CastDType;
-    for (let i = 0; i < out!.length; i++) out![i] = castScalar(x![i]!, from, to);
+    for (let i = 0; i < out.length; i++) out[i] = castScalar(x![i]!, from, to);
+    writeAmax(outputs, outTypes, 0, attrs);
   },
   flops: ([x]) => numel(x!.shape),
   gradient: ({ inputs: [x], outputs: [y], grads: [g] }) => (isFloat(x!.dtype) && isFloat(y!.dtype) ? [cast(g!, x!.dtype)] : [null]),

@@ -13,6 +13,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel } from '../../types.js';
+import { AMAX_ATTR, withAmax, writeAmax } from '../amax.js';
 import { geluBackward } from './gelu_backward.js';
 
 export const GELU_C = Math.sqrt(2 / Math.PI);
@@ -28,13 +29,14 @@ export const geluOp = defineOp({
   doc: 'out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))',
   inputs: ['x'],
   outputs: ['out'],
-  attrs: {},
+  attrs: { ...AMAX_ATTR },
   elementwise: true,
-  infer: ([x]) => {
-    return [{ shape: x!.shape, dtype: expectFloat('gelu', 'x', x!) }];
-  },
-  reference: ({ inputs: [x], outputs: [out] }) => {
-    for (let i = 0; i < out!.length; i++) out![i] = geluScalar(x![i]!);
+  amaxOf: 0,
+  infer: ([x], attrs) => withAmax([{ shape: x!.shape, dtype: expectFloat('gelu', 'x', x!) }], attrs),
+  reference: ({ inputs: [x], outputs, outTypes, attrs }) => {
+    const out = outputs[0]!;
+    for (let i = 0; i < out.length; i++) out[i] = geluScalar(x![i]!);
+    writeAmax(outputs, outTypes, 0, attrs);
   },
   // x^3 (2), fma-free polynomial (3), tanh (counted as 1), 1 + t, x * (...), * 0.5.
   flops: ([x]) => 9 * numel(x!.shape),

@@ -14,6 +14,7 @@ import { defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
 import { GELU_C, GELU_K } from './gelu.js';
+import { AMAX_ATTR, withAmax, writeAmax } from '../amax.js';
 
 /** d gelu / dx at one value, in float64. */
 export function geluGradScalar(x: number): number {
@@ -26,17 +27,20 @@ export const geluBackwardOp = defineOp({
   doc: "out = g * gelu'(x)",
   inputs: ['g', 'x'],
   outputs: ['out'],
-  attrs: {},
+  attrs: { ...AMAX_ATTR },
   elementwise: true,
-  infer: ([g, x]) => {
+  amaxOf: 0,
+  infer: ([g, x], attrs) => {
     const dtype = sameFloat('gelu_backward', [['g', g!], ['x', x!]]);
     if (!sameShape(g!.shape, x!.shape)) {
       shapeError('gelu_backward', `Expected the shape of x [${x!.shape.join(', ')}] for input 'g' but received [${g!.shape.join(', ')}]`);
     }
-    return [{ shape: x!.shape, dtype }];
+    return withAmax([{ shape: x!.shape, dtype }], attrs);
   },
-  reference: ({ inputs: [g, x], outputs: [out] }) => {
-    for (let i = 0; i < out!.length; i++) out![i] = g![i]! * geluGradScalar(x![i]!);
+  reference: ({ inputs: [g, x], outputs, outTypes, attrs }) => {
+    const out = outputs[0]!;
+    for (let i = 0; i < out.length; i++) out[i] = g![i]! * geluGradScalar(x![i]!);
+    writeAmax(outputs, outTypes, 0, attrs);
   },
   flops: ([, x]) => 16 * numel(x!.shape),
 });
