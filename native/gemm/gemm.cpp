@@ -188,6 +188,7 @@ void initGemm(Napi::Env env, Napi::Object exports) {
   def(env, exports, "gemmLtSupported", GemmLtSupported);
   initGemmFallback(env, exports);
   initGemmScaled(env, exports);
+  initGemmMx8(env, exports);
 }
 
 }  // namespace dw

@@ -5,6 +5,7 @@
 #include "common/abi/codes.gen.h"
 #include "common/dtype.h"
 #include "common/launch.h"
+#include "common/scale_tiles.h"
 
 #include <cuda_fp8.h>
 
@@ -197,11 +198,8 @@ __device__ __forceinline__ float tensorScale(float amax) {
 }
 
 // Index of scale (r, c) of a [*, nCols] scale matrix in cuBLASLt's 128 x 4 tiled layout (the GEMM
-// layout of MX and NVFP4 scale codes; zero padding).
-__device__ __forceinline__ uint64_t tiledIndex(uint64_t r, uint64_t c, uint64_t nCols) {
-  const uint64_t tilesC = (nCols + 3) / 4, rr = r % 128;
-  return ((r / 128) * tilesC + c / 4) * 512 + (rr % 32) * 16 + (rr / 32) * 4 + (c % 4);
-}
+// layout of MX and NVFP4 scale codes; zero padding): common/scale_tiles.h, which the GEMMs read by.
+__device__ __forceinline__ uint64_t tiledIndex(uint64_t r, uint64_t c, uint64_t nCols) { return tiledIndex128x4(r, c, nCols); }
 
 // K-blocks of a blockwise-FP8 128 x 128 scale row in the GEMM layout: L rounded up to 4.
 __host__ __device__ constexpr uint64_t roundUp4(uint64_t L) { return (L + 3) / 4 * 4; }

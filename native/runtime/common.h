@@ -81,6 +81,7 @@ void initVendor(Napi::Env env, Napi::Object exports);
 void initGemm(Napi::Env env, Napi::Object exports);
 void initGemmFallback(Napi::Env env, Napi::Object exports);
 void initGemmScaled(Napi::Env env, Napi::Object exports);
+void initGemmMx8(Napi::Env env, Napi::Object exports);
 void initOps_tensor(Napi::Env env, Napi::Object exports);
 void initOps_nn(Napi::Env env, Napi::Object exports);
 void initOpsErrors(Napi::Env env, Napi::Object exports);

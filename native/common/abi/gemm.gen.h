@@ -189,6 +189,40 @@ inline ScaledGemmLtSupportedArgs readScaledGemmLtSupported(const Napi::CallbackI
   return a;
 }
 
+// mx8GemmSm90(stream, M, N, K, aFormat, bFormat, outDtype, a, aScale, b, bScale, d)  [native/gemm/gemm_mx8_sm90.cu]
+struct Mx8GemmSm90Args {
+  cudaStream_t stream{};
+  uint64_t M{};
+  uint64_t N{};
+  uint64_t K{};
+  int aFormat{};
+  int bFormat{};
+  int outDtype{};
+  TensorArg a{};
+  TensorArg aScale{};
+  TensorArg b{};
+  TensorArg bScale{};
+  TensorArg d{};
+};
+inline Mx8GemmSm90Args readMx8GemmSm90(const Napi::CallbackInfo& info) {
+  Reader r(info, "mx8GemmSm90", 17);
+  Mx8GemmSm90Args a;
+  a.stream = r.stream("stream");
+  a.M = r.u64("M", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.aFormat = r.code("aFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.bFormat = r.code("bFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.a = r.tensor("a", false);
+  a.aScale = r.tensor("aScale", false);
+  a.b = r.tensor("b", false);
+  a.bScale = r.tensor("bScale", false);
+  a.d = r.tensor("d", false);
+  r.end();
+  return a;
+}
+
 // gemmFallback(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a, b, d)  [native/gemm/gemm_fallback.cu]
 struct GemmFallbackArgs {
   cudaStream_t stream{};
@@ -238,4 +272,5 @@ inline GemmFallbackArgs readGemmFallback(const Napi::CallbackInfo& info) {
   X("gemmPlanCount", GemmPlanCount)                  \
   X("scaledGemmLt", ScaledGemmLt)                    \
   X("scaledGemmLtSupported", ScaledGemmLtSupported)  \
+  X("mx8GemmSm90", Mx8GemmSm90)                      \
   X("gemmFallback", GemmFallback)

@@ -128,6 +128,14 @@ export const entries = {
     args: ['M', 'N', 'K', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'aScaling:enum.scaling', 'bScaling:enum.scaling', 'outDtype:fdtype', 'fastAccum:flag', 'epilogue:enum.epilogue', 'workspaceBytes'],
     returns: 'string',
   },
+  // MXFP8 on Hopper, our own kernel (no block-scaled tensor cores before Blackwell): D[M, N] =
+  // Σ_k a·2^(ea − 127) · b·2^(eb − 127), a [M, K] and b [N, K] K-major e4m3 / e5m2 codes (not both
+  // e5m2), E8M0 scale codes per 32 of K in cuBLASLt's 128 × 4 tiles (as scaledGemmLt's mx32), f32
+  // accumulation, out bf16 or f32. Sizes index the kernel as int.
+  mx8GemmSm90: {
+    file: 'gemm/gemm_mx8_sm90.cu',
+    args: ['stream', 'M:u64<=2147483647', 'N:u64<=2147483647', 'K:u64<=2147483647', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'outDtype:fdtype', 'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'd:tensor'],
+  },
   // Our own kernel indexes M, N and K as int and takes batch as the grid's z.
   gemmFallback: {
     file: 'gemm/gemm_fallback.cu',

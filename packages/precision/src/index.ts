@@ -26,8 +26,10 @@ export { hasNativeRewrite, planNativeGemm, operandFormat } from './native_gemm.j
 export type { NativeGemm, NativeOperand } from './native_gemm.js';
 export type { ScaledMatmulOptions } from './scaled_matmul.js';
 export { SCALED_GEMM_WORKSPACE, scaledGemmLimits } from './cuda/scaled_matmul.js';
+export { MX8_SM90_KERNEL, mx8Sm90Limits } from './cuda/scaled_matmul_mx8.js';
 // The CUDA candidates register themselves with the kernel registry on import.
 import './cuda/fake_quant.js';
 import './cuda/quant_stats.js';
 import './cuda/scaled_matmul.js';
+import './cuda/scaled_matmul_mx8.js';
 import './cuda/quantize.js';

@@ -21,8 +21,9 @@
  *
  * On a CUDA device the op's best kernel runs through the registry (cuBLASLt's FP8 GEMM) on the
  * legacy default stream, as quantizeTensor's kernels do; a shape it cannot take gives NO_KERNEL with
- * each candidate's reason (MXFP8 and NVFP4 on a GPU below compute capability 10.0: the addon's
- * reason; the Blackwell path is compiled, never run). Its cuBLASLt workspace is the eager calls'
+ * each candidate's reason (NVFP4 on a GPU below compute capability 10.0: the addon's reason; the
+ * Blackwell path is compiled, never run). MXFP8 on Hopper (compute capability 9.x) runs our own
+ * kernel, exact to MX semantics but not fast (cuda/scaled_matmul_mx8.ts). Its cuBLASLt workspace is the eager calls'
  * scratch (eager.ts: one buffer per device, grown as needed). On the CPU the float64 reference runs (its result rounded once to outDtype).
  * Everything is checked here, before the native boundary, with errors naming the argument.
  */
@@ -33,6 +34,7 @@ import { devArg, eagerScratch } from './eager.js';
 import type { QuantizedTensor } from './tensor.js';
 import { SCALED_OUT_DTYPES, isBlockScaling, isMicroScaling, scalingPairAllowed, type GemmScaleLayout, type Scaling, type ScaledOutDtype } from './ops/scaled_matmul.js';
 import './cuda/scaled_matmul.js';
+import './cuda/scaled_matmul_mx8.js';
 
 export interface ScaledMatmulOptions {
   /** 'bf16' (default) or 'f32'. */
