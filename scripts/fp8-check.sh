@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 15's FP8 checks, by part, into $OUT (a log per part and a tarball).
-#   OUT=$OUT bash scripts/fp8-check.sh [tests] [tests-native] [quant] [reduce] [gemm] [e2e] [e2e-torch] [gpt2]
+#   OUT=$OUT bash scripts/fp8-check.sh [tests] [tests-native] [quant] [reduce] [amax] [mx8] [gemm] [e2e] [e2e-torch] [gpt2]
 #   tests      the precision package's GPU tests (quantizer, FP8 GEMM, scaled_matmul, the native
 #              policy in a compiled step) and examples/precision
 #   tests-native  kernels-native and ir (the GEMM plan cache)
@@ -11,6 +11,9 @@
 #              fp8-blockwise), each recipe for every block (KEEP_FIRST_LAST=0; the head stays BF16)
 #   e2e-torch  torch.compile (bf16) and the torchao-style FP8 reference on the same runs' data
 #   gpt2       GPT-2 124M under each recipe (GPT2_STEPS, 200), then torch.compile and its FP8
+#              (GPT2_TORCH=0: our recipes only)
+#   amax       the fused amax's GPU tests only (ir's kernel test, precision's compiled scales)
+#   mx8        the MXFP8 Hopper GEMM: its GPU tests (and scaled_matmul's), then bench/mx8_gemm.mjs
 #   quant      bench/quantize.mjs: the quantizers (and the tensor amax) beside a copy, 16384² bf16
 #   reduce     ir's CUDA tensor-op tests (the reductions: sum_to's column modes)
 # Needs .device/ from scripts/device-pack.sh (this machine's Node and the packages).
@@ -57,6 +60,19 @@ for part in "${parts[@]}"; do
     timeout 300 node scripts/test-all.mjs packages/kernels-native packages/ir > "$OUT/native-ir.log" 2>&1
     echo "exit $?"; grep -E "FAIL|×|passed|failed" "$OUT/native-ir.log" | tail -12
     ;;
+  amax)
+    step "fused amax GPU tests"
+    (cd packages/ir && timeout 200 node ../../node_modules/vitest/vitest.mjs run test/cuda-tensor.test.ts -t "fused amax") > "$OUT/amax-ir.log" 2>&1
+    echo "ir exit $?"; grep -E "✓|×|FAIL|Tests " "$OUT/amax-ir.log" | tail -6
+    (cd packages/precision && timeout 200 node ../../node_modules/vitest/vitest.mjs run test/gpu.test.ts -t "take the amax") > "$OUT/amax-precision.log" 2>&1
+    echo "precision exit $?"; grep -E "✓|×|FAIL|Tests " "$OUT/amax-precision.log" | tail -6
+    ;;
+  mx8)
+    step "MXFP8 Hopper GEMM: GPU tests"
+    (cd packages/precision && timeout 300 node ../../node_modules/vitest/vitest.mjs run test/scaled_matmul_mx8_gpu.test.ts test/scaled_matmul_gpu.test.ts) > "$OUT/mx8-tests.log" 2>&1
+    echo "exit $?"; grep -E "✓|×|FAIL|Tests |Error" "$OUT/mx8-tests.log" | grep -v "^ *✓ .*[0-9]ms$" | tail -20
+    step "MXFP8 Hopper GEMM: bench"; timeout 200 node bench/mx8_gemm.mjs 2>&1 | tee "$OUT/mx8-bench.md" | tail -20
+    ;;
   quant) step "quantizer benchmark"; (cd bench && timeout 200 node quantize.mjs 2>&1 | grep '^|' | tee "$OUT/quantize.md") ;;
   reduce)
     step "ir CUDA tensor ops (reductions)"
@@ -75,8 +91,10 @@ for part in "${parts[@]}"; do
     ;;
   gpt2)
     recipes_run gpt2-small "${GPT2_STEPS:-200}" 16 gpt2 bf16 fp8-tensorwise fp8-blockwise
-    torch_run /tmp/gpt2-bf16 compile 150
-    torch_run /tmp/gpt2-fp8-tensorwise compile-fp8 150
+    if [ "${GPT2_TORCH:-1}" != 0 ]; then
+      torch_run /tmp/gpt2-bf16 compile 150
+      torch_run /tmp/gpt2-fp8-tensorwise compile-fp8 150
+    fi
     step "gpt2 summary"; node examples/gpt2/recipes.mjs /tmp/gpt2-* | tee "$OUT/gpt2-recipes.md"
     ;;
   *) echo "fp8-check.sh: unknown part '$part' (tests, tests-native, quant, reduce, gemm, e2e, e2e-torch, gpt2)"; exit 2 ;;
