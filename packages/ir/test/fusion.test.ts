@@ -14,16 +14,20 @@ import {
   currentBuilder,
   eliminateCommonSubexpressions,
   fuse,
+  defineOp,
   fuseAdamW,
   fuseAddLayernorm,
+  fuseAmax,
   fuseBiasGradient,
   fuseMatmulBias,
   fuseMatmulGelu,
   gelu,
+  interpret,
   layernorm,
   matmul,
   reshape,
   sortNodes,
+  storedAmax,
   sumTo,
   trainingStep,
   type Capturable,
@@ -242,5 +246,65 @@ describe('the fused ops', () => {
       for (let j = 0; j < 3; j++) expectClose(outs[3 * k + j]!, want[j]!, 0, 0);
     });
     expect(errorOf(() => runOp('adamw_multi', [lr, step, ...groups[0]!.slice(0, 3)])).message).toMatch(/4 inputs per parameter/);
+  });
+});
+
+describe('fused amax (the fuse-amax pass)', () => {
+  // A consumer that reads its input's amax, as an FP8 quantizer does: its output is that amax.
+  defineOp({
+    name: 'test_amax_reader',
+    doc: 'the amax of x (given, or reduced here): a test consumer of the fuse-amax pass',
+    inputs: ['x', 'amax?'],
+    outputs: ['amax'],
+    attrs: {},
+    takesAmax: () => true,
+    infer: () => [{ shape: [1], dtype: 'f32' }],
+    reference: ({ inputs: [x, given], outputs: [out], inTypes }) => {
+      out![0] = given ? given[0]! : storedAmax(x!, inTypes[0]!.dtype);
+    },
+  });
+
+  it('gives a consumer the amax of the kernel that wrote its input, through reshapes, once per producer; the results are unchanged', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [6, 8], 'bf16');
+    const y = b.input('y', [6, 8], 'bf16');
+    const row = b.input('row', [8], 'bf16');
+    const g = gelu(x);
+    const read = (s: Sym) => b.op1('test_amax_reader', [s]);
+    b.output('a', read(g));
+    b.output('b', read(reshape(g, [48]))); // the same producer, through a reshape
+    b.output('c', read(add(x, y)));
+    b.output('d', read(add(x, row))); // broadcasting: its kernels reduce no amax
+    b.output('e', read(b.op1('cast', [b.op1('cast', [x], { dtype: 'i32' })], { dtype: 'f32' }))); // from i32: no amax
+    const graph = b.graph;
+    const data = (n: number) => Float32Array.from(randn(n));
+    const bind = { x: data(48), y: data(48), row: data(8) };
+    bind.x[randInt(0, 47)] = Number.POSITIVE_INFINITY;
+    const want = interpret(Graph.fromJSON(graph.toJSON()), bind);
+    expect(fuseAmax(graph)).toBe(3);
+    graph.verify();
+    const readers = graph.nodes.filter((n) => n.op === 'test_amax_reader');
+    expect(readers.map((n) => n.inputs.length)).toEqual([2, 2, 2, 1, 1]);
+    const geluNode = graph.nodes.find((n) => n.op === 'gelu')!;
+    expect(geluNode.attrs.amax).toBe(true);
+    expect(geluNode.outputs.length).toBe(2);
+    expect(readers[0]!.inputs[1]).toBe(geluNode.outputs[1]);
+    expect(readers[1]!.inputs[1]).toBe(geluNode.outputs[1]);
+    expect(fuseAmax(graph)).toBe(0); // every reader served
+    const got = interpret(graph, bind);
+    for (const name of ['a', 'b', 'c', 'd', 'e']) {
+      const id = graph.outputs[name]!;
+      expect(got[id]![0], name).toBe(want[id]![0]);
+      expect(got[id]![0], name).toBeGreaterThan(0);
+    }
+  });
+
+  it('an op returns the amax of its output as stored, NaN and ±Inf skipped, when asked', () => {
+    const x = { shape: [5], dtype: 'bf16' as const, data: Float64Array.of(1.00390625, -3, Number.NaN, Number.NEGATIVE_INFINITY, 2.5) };
+    const [out, amax] = runOp('gelu', [x], { amax: true }, 'f32');
+    expect(amax![0]).toBe(storedAmax(out!, 'bf16'));
+    expect(amax![0]).toBe(Math.max(...Array.from(out!).filter(Number.isFinite).map(Math.abs)));
+    expect(runOp('gelu', [x]).length).toBe(1);
+    expect(errorOf(() => runOp('cast', [{ ...x, dtype: 'f32' }], { dtype: 'i32', amax: true })).message).toMatch(/Expected float dtypes with attribute 'amax'/);
   });
 });

@@ -27,7 +27,6 @@ function canReduce(graph: Graph, p: NodeDecl, index: number): boolean {
 
 export function fuseAmax(graph: Graph): number {
   const producer = producers(graph);
-  const amaxOf = new Map<number, number>(); // producer node id -> its amax value
   let fused = 0;
   for (const n of graph.nodes) {
     const def = getOp(n.op);
@@ -39,14 +38,12 @@ export function fuseAmax(graph: Graph): number {
       p = producer.get(v);
     }
     if (!p || !canReduce(graph, p, p.outputs.indexOf(v))) continue;
-    let amax = amaxOf.get(p.id);
-    if (amax === undefined) {
-      if (p.attrs.amax === true) continue; // set by someone else: its amax value is not ours to find
-      amax = graph.values.length;
+    // A producer already returning its amax (for another consumer, or built so) has it last.
+    const amax = p.attrs.amax === true ? p.outputs.at(-1)! : graph.values.length;
+    if (p.attrs.amax !== true) {
       graph.values.push({ id: amax, type: Object.freeze({ shape: Object.freeze([1]), dtype: 'f32' }), kind: 'node', producer: p.id });
       p.attrs = { ...p.attrs, amax: true };
       p.outputs = [...p.outputs, amax];
-      amaxOf.set(p.id, amax);
     }
     n.inputs = [...n.inputs, amax];
     fused++;
