@@ -46,7 +46,8 @@
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl, type PassContext } from '@deepwell/ir';
-import { deviceProperties, isCudaAvailable, nativeEntries } from '@deepwell/kernels-native';
+import { nativeEntries } from '@deepwell/kernels-native';
+import { computeCapabilityOf } from './device.js';
 import { scaledGemmAvailable } from './cuda/scaled_matmul.js';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
 import { hasNativeRewrite, operandFormat, planNativeGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
@@ -160,19 +161,6 @@ function checkOptions(options: PolicyOptions): void {
   if (options.scaleMode !== undefined && options.scaleMode !== 'floor' && options.scaleMode !== 'rceil') throw bad("'floor' or 'rceil' for scaleMode", options.scaleMode);
   if (options.numerics !== undefined && typeof options.numerics !== 'boolean') throw bad('a boolean for numerics', options.numerics);
   if (options.native !== undefined && options.native !== 'auto' && typeof options.native !== 'boolean') throw bad("'auto' or a boolean for native", options.native);
-}
-
-/** The compute capability ('9.0') of a CUDA device name ('cuda:0'), or null (the CPU, no GPU). */
-export function computeCapabilityOf(device: string | undefined): string | null {
-  const m = /^cuda(?::(\d+))?$/.exec(device ?? '');
-  if (!m) return null;
-  try {
-    if (!isCudaAvailable()) return null;
-    const p = deviceProperties(Number(m[1] ?? 0));
-    return `${p.major}.${p.minor}`;
-  } catch {
-    return null;
-  }
 }
 
 function checkRule(r: PolicyRule): void {

@@ -20,9 +20,10 @@
  * is slower than emulation (0.34× its speed), so the precision policy never uses it: it is the op's
  * exact MXFP8 path on Hopper, where the op has no other kernel.
  */
-import { DTYPE_CODE, FP8_CODE, deviceProperties, isCudaAvailable, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
+import { DTYPE_CODE, FP8_CODE, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
 import { checkScaledMatmul, type ScaledMatmulDims } from '../ops/scaled_matmul.js';
+import { computeCapabilityOf } from '../device.js';
 
 /** The candidate's name in the registry. */
 export const MX8_SM90_KERNEL = 'scaled_matmul_mx8_sm90';
@@ -45,19 +46,6 @@ export function mx8Sm90Limits(n: ScaledMatmulDims, cc: string | null): true | st
   return true;
 }
 
-/** The compute capability ('9.0') of a 'cuda:N' device, or null. */
-function ccOf(device: string): string | null {
-  const m = /^cuda(?::(\d+))?$/.exec(device);
-  if (!m) return null;
-  try {
-    if (!isCudaAvailable()) return null;
-    const p = deviceProperties(Number(m[1] ?? 0));
-    return `${p.major}.${p.minor}`;
-  } catch {
-    return null;
-  }
-}
-
 function supports(p: KernelParams): true | string {
   let n: ScaledMatmulDims;
   try {
@@ -66,7 +54,7 @@ function supports(p: KernelParams): true | string {
     return (e as Error).message;
   }
   if (n.aScaling !== 'mx32') return mx8Sm90Limits(n, null); // before asking the device
-  return mx8Sm90Limits(n, ccOf(p.device));
+  return mx8Sm90Limits(n, computeCapabilityOf(p.device));
 }
 
 /** D = Σ_kb sa·sb · Σ a·b through mx8GemmSm90 on the call's stream. */

@@ -1,0 +1,15 @@
+/** What the precision package asks of the GPU it runs on. */
+import { deviceProperties, isCudaAvailable } from '@deepwell/kernels-native';
+
+/** The compute capability ('9.0') of a CUDA device name ('cuda:0'), or null (the CPU, no GPU). */
+export function computeCapabilityOf(device: string | undefined): string | null {
+  const m = /^cuda(?::(\d+))?$/.exec(device ?? '');
+  if (!m) return null;
+  try {
+    if (!isCudaAvailable()) return null;
+    const p = deviceProperties(Number(m[1] ?? 0));
+    return `${p.major}.${p.minor}`;
+  } catch {
+    return null;
+  }
+}
