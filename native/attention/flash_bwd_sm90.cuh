@@ -65,7 +65,7 @@
 #include "attention/flash_params.h"
 #include "common/device_info.h"
 #include "attention/sm90_tma.h"
-#include "attention/smem_limit.h"
+#include "common/smem_limit.h"
 
 namespace dw {
 namespace attention {

@@ -51,7 +51,7 @@
 #include "common/device_info.h"
 #include "attention/sm90_ptx.cuh"
 #include "attention/sm90_tma.h"
-#include "attention/smem_limit.h"
+#include "common/smem_limit.h"
 
 namespace dw {
 namespace attention {

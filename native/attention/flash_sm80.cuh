@@ -24,7 +24,7 @@
 #pragma once
 #include "attention/flash_params.h"
 #include "common/device_info.h"
-#include "attention/smem_limit.h"
+#include "common/smem_limit.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -56,11 +56,11 @@
 #include "common/dtype.h"
 #include "common/launch.h"
 #include "common/scale_tiles.h"
+#include "common/smem_limit.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
-#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -289,21 +289,10 @@ __global__ void __launch_bounds__(THREADS, 1) mx8GemmSm90K(const Mx8Args p) {
     }
 }
 
-// The kernel's dynamic shared-memory limit, set once per (instantiation, device).
-template <auto Kernel>
-cudaError_t setSmemOnce(int dev) {
-  static std::atomic<uint64_t> done{0};
-  const uint64_t bit = dev >= 0 && dev < 64 ? uint64_t(1) << dev : 0;
-  if (bit != 0 && (done.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
-  const cudaError_t e = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES);
-  if (e == cudaSuccess) done.fetch_or(bit, std::memory_order_release);
-  return e;
-}
-
 template <int AF, int BF, typename OutT>
 void launch(Napi::Env env, int dev, cudaStream_t s, const Mx8Args& p, unsigned ctas) {
   constexpr auto kernel = mx8GemmSm90K<AF, BF, OutT>;
-  DW_CUDA(env, setSmemOnce<kernel>(dev), "cudaFuncSetAttribute (mx8GemmSm90)");
+  DW_CUDA(env, (setSmemLimitOnce<kernel, SMEM_BYTES>(dev)), "cudaFuncSetAttribute (mx8GemmSm90)");
   kernel<<<ctas, THREADS, SMEM_BYTES, s>>>(p);
 }
 

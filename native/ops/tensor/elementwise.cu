@@ -158,8 +158,9 @@ __global__ void __launch_bounds__(kThreads) elementwiseVecKernel(T* out, const T
   const uint64_t tail = n - nv * P::N;
   if (tid < tail) {
     const uint64_t i = nv * P::N + tid;
-    out[i] = fromF<T>(apply<NIN>(op, toF(a[i]), NIN == 2 ? toF(b[i]) : 0.f));
-    if constexpr (AMAX) m = fmaxf(m, finiteAbs(toF(out[i])));
+    const T r = fromF<T>(apply<NIN>(op, toF(a[i]), NIN == 2 ? toF(b[i]) : 0.f));
+    out[i] = r;
+    if constexpr (AMAX) m = fmaxf(m, finiteAbs(toF(r)));
   }
   if constexpr (AMAX) blockAmaxAtomic(m, amax);
 }

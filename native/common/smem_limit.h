@@ -1,7 +1,7 @@
-// The dynamic shared-memory limit of a fused attention kernel (cudaFuncAttributeMaxDynamicSharedMemorySize)
-// is an attribute of one kernel on one device: the launchers set it once per (kernel, device), not on
-// every launch (each setting is a driver call). Used by flash_sm80.cuh, flash_fwd_sm90.cuh and
-// flash_bwd_sm90.cuh.
+// The dynamic shared-memory limit of a kernel (cudaFuncAttributeMaxDynamicSharedMemorySize) is an
+// attribute of one kernel on one device: the launchers set it once per (kernel, device), not on every
+// launch (each setting is a driver call). Used by the attention kernels (flash_sm80.cuh,
+// flash_fwd_sm90.cuh, flash_bwd_sm90.cuh) and gemm_mx8_sm90.cu.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -9,7 +9,6 @@
 #include <cstdint>
 
 namespace dw {
-namespace attention {
 
 // Sets Kernel's limit to Bytes on device `dev` the first time it is asked there. Kernel is the kernel
 // itself (not its type, which every instantiation of one __global__ template shares), so each kernel
@@ -25,5 +24,4 @@ cudaError_t setSmemLimitOnce(int dev) {
   return e;
 }
 
-}  // namespace attention
 }  // namespace dw
