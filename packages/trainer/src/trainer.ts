@@ -82,7 +82,15 @@ export interface StepEvent {
   ms: number;
   tokensPerSecond: number;
   mfu: number | null;
+  /** dryrun's total for the step (arena, parameters, state): the planned footprint, the same every step. */
   memoryBytes: number;
+  /**
+   * Host time of the step up to the wait for the device (queueing the CUDA graph and the copies),
+   * in ms: present on a GPU, where steps replay one captured graph after the first two.
+   */
+  hostMs?: number;
+  /** The device allocator's bytes in use after the step (a GPU only): constant once replaying. */
+  inUseBytes?: number;
 }
 
 export interface TrainerEvents {
@@ -375,7 +383,8 @@ export class Trainer {
         const elapsed = (performance.now() - t0) / 1000;
         const tokensPerSecond = tokens / (ms / 1000);
         const mfu = peak ? this.report.flopsPerStep / (ms / 1000) / (peak * 1e12) : null;
-        const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes };
+        const device = this.device === 'cpu' ? {} : { hostMs: (exe as { lastHostMs?: number }).lastHostMs, inUseBytes: getBackend(this.device).memoryStats().inUse };
+        const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes, ...device };
         losses.push({ step: s, loss });
         log?.write({ event: 'step', ...ev });
         progress?.step({ step: s, total: o.steps, loss, lr, tokensPerSecond, mfu, elapsed });

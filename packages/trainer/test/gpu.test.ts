@@ -9,7 +9,7 @@ import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import type { Executable } from '@deepwell/ir';
 import { PrecisionPolicy } from '@deepwell/precision';
-import { TokenLoader, Trainer, checkpointsIn, markovShard, type TrainerOptions } from '../src/index.js';
+import { TokenLoader, Trainer, checkpointsIn, markovShard, type StepEvent, type TrainerOptions } from '../src/index.js';
 
 const gpu = cudaStatus().available;
 const shard = markovShard(new MarkovCorpus({ vocab: 16, seed: 2 }), 50000, 'train');
@@ -50,6 +50,21 @@ describe.skipIf(!gpu)('Trainer on the GPU', () => {
     expect(checkpointsIn(dir).at(-1)!.step).toBe(10);
     const resumed = new Trainer(options({ checkpoint: { dir, every: 5 } })).fit({ resume: true });
     expect(resumed.losses).toEqual(whole.losses);
+  });
+
+  it('reports each step\'s host time and the allocator\'s bytes in use, constant once the graph replays', () => {
+    const t = new Trainer(options({ steps: 12, accumulate: 1 }));
+    const events: StepEvent[] = [];
+    t.on('step', (e) => events.push(e));
+    t.fit();
+    expect(events.length).toBe(12);
+    for (const e of events) {
+      expect(e.hostMs).toBeGreaterThan(0);
+      expect(e.hostMs!).toBeLessThan(e.ms);
+      expect(e.inUseBytes).toBeGreaterThan(0);
+    }
+    // From the third step on, one captured graph replays: nothing is allocated or freed.
+    expect(new Set(events.slice(2).map((e) => e.inUseBytes)).size).toBe(1);
   });
 
   it('with an MXFP8 policy and numerics on the GPU, a forced fault in one layer is named, demoted and rolled back', () => {
