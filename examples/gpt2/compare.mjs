@@ -1,81 +1,116 @@
-// Both sides' per-step logs side by side: loss at each logged step, the largest gap after warm-up,
-// and throughput as tokens/s from the median step time over the steps after the first 10 (the
-// first steps include compilation and graph capture), MFU from dryrun's FLOPs per step; all the
-// loss curves in one SVG (<out>/loss-curves.svg); where Deepwell's profiled step went.
+// The runs of run.sh side by side: Deepwell's (the bf16 run in <out>, each other recipe in
+// <out>/recipe-<name>/) and PyTorch's (<out>/torch-<mode>.jsonl). Loss at each logged step, the
+// largest gap after warm-up, throughput as tokens/s from the median step time over the steps after
+// the first 10 (the first steps include compilation and graph capture), MFU from dryrun's FLOPs per
+// step, peak device memory; Deepwell's host time per replayed step and its bytes in use over the
+// replayed steps; all the loss curves in one SVG (<out>/loss-curves.svg); where Deepwell's profiled
+// step went (<out>/breakdown.md); and every figure in <out>/summary.json.
 //   node compare.mjs <out dir>
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { lossCurveSvg } from '@deepwell/trainer';
+import { breakdownTable, kernelRows } from './breakdown.mjs';
 
 const out = process.argv[2] ?? 'runs/gpt2';
 const cfg = JSON.parse(readFileSync(`${out}/config.json`, 'utf8'));
 const read = (f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-const dw = read(`${out}/deepwell.jsonl`);
-const flops = dw.find((r) => r.event === 'start').flopsPerStep;
-const runs = { deepwell: dw.filter((r) => r.event === 'step') };
-// Peak device memory each side reported (Deepwell: its allocator's high-water mark; PyTorch:
-// torch.cuda.max_memory_allocated), from the record that carries it.
-const peak = { deepwell: dw.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes };
-for (const mode of ['eager', 'compile', 'compile-fp8']) {
-  try {
-    const rows = read(`${out}/torch-${mode}.jsonl`);
-    runs[`torch-${mode}`] = rows.filter((r) => r.event === 'step');
-    peak[`torch-${mode}`] = rows.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes;
-  } catch {}
-}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const tokens = cfg.B * cfg.T;
-console.log(`| implementation | median step (ms, steps 11-${cfg.steps}) | tokens/s | MFU (989 TFLOP/s bf16) | peak memory (GiB) |\n| --- | --- | --- | --- | --- |`);
-for (const [name, steps] of Object.entries(runs)) {
-  const ms = median(steps.filter((s) => s.step > 10).map((s) => s.ms));
-  const gib = peak[name] === undefined ? '-' : (peak[name] / 2 ** 30).toFixed(2);
-  console.log(`| ${name} | ${ms.toFixed(1)} | ${Math.round(tokens / (ms / 1000)).toLocaleString('en')} | ${((100 * flops) / (ms / 1000) / 989e12).toFixed(1)}% | ${gib} |`);
+
+// Every run: its step records, its peak (Deepwell: the allocator's high-water mark; PyTorch:
+// torch.cuda.max_memory_allocated), and Deepwell's log.
+const runs = {};
+const addDeepwell = (dir) => {
+  const log = read(`${dir}/deepwell.jsonl`);
+  const c = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8'));
+  runs[`deepwell ${c.recipe ?? 'bf16'}`] = { steps: log.filter((r) => r.event === 'step'), peak: log.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes, log };
+};
+addDeepwell(out);
+for (const d of readdirSync(out).filter((d) => d.startsWith('recipe-')).sort()) if (existsSync(`${out}/${d}/deepwell.jsonl`)) addDeepwell(`${out}/${d}`);
+for (const mode of ['eager', 'compile', 'compile-fp8']) {
+  if (!existsSync(`${out}/torch-${mode}.jsonl`)) continue;
+  const rows = read(`${out}/torch-${mode}.jsonl`);
+  runs[`torch-${mode}`] = { steps: rows.filter((r) => r.event === 'step'), peak: rows.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes };
+}
+const flops = runs['deepwell bf16'].log.find((r) => r.event === 'start').flopsPerStep;
+const stats = {};
+for (const [name, r] of Object.entries(runs)) {
+  const ms = median(r.steps.filter((s) => s.step > 10).map((s) => s.ms));
+  const last = r.steps.slice(-20);
+  stats[name] = { steps: r.steps.length, medianStepMs: ms, tokensPerSecond: tokens / (ms / 1000), mfu: flops / (ms / 1000) / 989e12, peakMemoryBytes: r.peak ?? null, meanLossLast20: last.reduce((a, x) => a + x.loss, 0) / last.length, finalLoss: r.steps.at(-1)?.loss };
+}
+const compiled = stats['torch-compile'];
+for (const s of Object.values(stats)) {
+  s.vsTorchCompile = compiled ? s.tokensPerSecond / compiled.tokensPerSecond : null;
+  s.memoryVsTorchCompile = compiled?.peakMemoryBytes && s.peakMemoryBytes ? s.peakMemoryBytes / compiled.peakMemoryBytes : null;
+}
+
+console.log(`| implementation | median step (ms, steps 11-${cfg.steps}) | tokens/s | × torch.compile | MFU (989 TFLOP/s bf16) | peak memory (GiB) |\n| --- | --- | --- | --- | --- | --- |`);
+for (const [name, s] of Object.entries(stats)) {
+  const gib = s.peakMemoryBytes === null ? '-' : (s.peakMemoryBytes / 2 ** 30).toFixed(2);
+  console.log(`| ${name} | ${s.medianStepMs.toFixed(1)} | ${Math.round(s.tokensPerSecond).toLocaleString('en')} | ${s.vsTorchCompile === null ? '-' : `${s.vsTorchCompile.toFixed(3)}×`} | ${(100 * s.mfu).toFixed(1)}% | ${gib} |`);
 }
 const names = Object.keys(runs);
 console.log(`\n| step | ${names.join(' | ')} |\n| --- | ${names.map(() => '---').join(' | ')} |`);
 for (let s = 1; s <= cfg.steps; s++) {
   if (s !== 1 && s % 10 !== 0) continue;
-  console.log(`| ${s} | ${names.map((n) => runs[n].find((r) => r.step === s)?.loss.toFixed(4) ?? '-').join(' | ')} |`);
+  console.log(`| ${s} | ${names.map((n) => runs[n].steps.find((r) => r.step === s)?.loss.toFixed(4) ?? '-').join(' | ')} |`);
 }
-for (const n of names.filter((x) => x !== 'deepwell')) {
-  let worst = 0;
-  let at = 0;
-  for (const r of runs.deepwell) {
-    if (r.step <= cfg.warmup) continue;
-    const t = runs[n].find((x) => x.step === r.step);
-    if (t && Math.abs(t.loss - r.loss) > worst) (worst = Math.abs(t.loss - r.loss)), (at = r.step);
+// The largest loss gap after warm-up between each Deepwell run and each PyTorch run.
+const gaps = [];
+for (const d of names.filter((x) => x.startsWith('deepwell'))) {
+  for (const n of names.filter((x) => x.startsWith('torch'))) {
+    let worst = 0;
+    let at = 0;
+    for (const r of runs[d].steps) {
+      if (r.step <= cfg.warmup) continue;
+      const t = runs[n].steps.find((x) => x.step === r.step);
+      if (t && Math.abs(t.loss - r.loss) > worst) (worst = Math.abs(t.loss - r.loss)), (at = r.step);
+    }
+    gaps.push({ deepwell: d, torch: n, largestLossGap: worst, atStep: at });
+    console.log(`largest |Δloss| ${d} vs ${n} after warm-up (step > ${cfg.warmup}): ${worst.toFixed(4)} at step ${at} (target <= 0.02)`);
   }
-  console.log(`\nlargest |Δloss| deepwell vs ${n} after warm-up (step > ${cfg.warmup}): ${worst.toFixed(4)} at step ${at} (target <= 0.02)`);
+}
+// Deepwell on the device: the host time of each replayed step (steps 3 on: the first two run
+// eagerly and capture) and the allocator's bytes in use over them.
+const device = {};
+for (const d of names.filter((x) => x.startsWith('deepwell'))) {
+  const replayed = runs[d].steps.filter((s) => s.step > 2 && s.hostMs !== undefined);
+  if (replayed.length === 0) continue;
+  const inUse = new Set(replayed.map((s) => s.inUseBytes));
+  device[d] = { replayedSteps: replayed.length, hostUsMedian: 1000 * median(replayed.map((s) => s.hostMs)), hostUsMax: 1000 * Math.max(...replayed.map((s) => s.hostMs)), inUseBytesConstant: inUse.size === 1, inUseBytes: [...inUse] };
+  console.log(`${d}: host time per replayed step median ${device[d].hostUsMedian.toFixed(1)} µs (max ${device[d].hostUsMax.toFixed(1)}) over ${replayed.length} steps (target < 50 µs); bytes in use ${inUse.size === 1 ? `constant at ${[...inUse][0]}` : `varied: ${[...inUse].slice(0, 5).join(', ')}`}`);
 }
 
-// Both curves in one picture.
-const colors = { deepwell: '#1f77b4', 'torch-eager': '#ff7f0e', 'torch-compile': '#2ca02c', 'torch-compile-fp8': '#d62728' };
+const colors = ['#1f77b4', '#9467bd', '#8c564b', '#ff7f0e', '#2ca02c', '#d62728'];
 const svg = lossCurveSvg(
-  Object.entries(runs).map(([name, steps]) => ({ name, points: steps.map((r) => [r.step, r.loss]), color: colors[name] ?? '#777' })),
-  { title: `GPT ${cfg.model ? `${cfg.model.nLayer}L × ${cfg.model.nEmbd}` : "124M"}, B ${cfg.B} × T ${cfg.T}, ${cfg.recipe ?? "bf16"}: training loss` },
+  names.map((name, i) => ({ name, points: runs[name].steps.map((r) => [r.step, r.loss]), color: colors[i % colors.length] })),
+  { title: `GPT ${cfg.model ? `${cfg.model.nLayer}L × ${cfg.model.nEmbd}` : '124M'}, B ${cfg.B} × T ${cfg.T}: training loss` },
 );
 writeFileSync(`${out}/loss-curves.svg`, svg);
-console.log(`\nboth loss curves: ${out}/loss-curves.svg`);
+console.log(`\nthe loss curves: ${out}/loss-curves.svg`);
 
-// Where Deepwell's step goes: the profiled step (Trainer profileStep), by part of the model and by kernel.
-const prof = dw.find((r) => r.event === 'profile');
-if (prof) {
-  const part = (n) => {
-    if (/\.attn$/.test(n.scope)) return 'attention core (QKᵀ, scale, mask, softmax, ·V, their backward, head layout copies)';
-    if (n.phase === 'optimizer') return 'optimizer and clipping';
-    if (n.op.startsWith('matmul')) return 'other GEMMs (Linear layers, tied head; fused epilogues)';
-    if (n.op.includes('layernorm')) return 'layernorm (+ residual)';
-    if (n.op.startsWith('cross_entropy')) return 'cross-entropy';
-    return 'other (embeddings, casts, GELU backward, adds, …)';
-  };
-  const sumBy = (key) => {
-    const m = new Map();
-    for (const n of prof.nodes) m.set(key(n), (m.get(key(n)) ?? 0) + n.ms);
-    return [...m].sort((a, b) => b[1] - a[1]);
-  };
-  const nodeSum = prof.nodes.reduce((a, n) => a + n.ms, 0);
-  console.log(`\nDeepwell step ${prof.step} profiled node by node (CUDA events around each node; launched eagerly, not replayed): ${prof.totalMs.toFixed(1)} ms on the device, ${nodeSum.toFixed(1)} ms inside nodes\n`);
-  console.log('| part of the step | ms | share |\n| --- | --- | --- |');
-  for (const [k, ms] of sumBy(part)) console.log(`| ${k} | ${ms.toFixed(2)} | ${((100 * ms) / nodeSum).toFixed(1)}% |`);
-  console.log('\n| kernel | ms | share |\n| --- | --- | --- |');
-  for (const [k, ms] of sumBy((n) => n.kernel).slice(0, 15)) console.log(`| ${k} | ${ms.toFixed(2)} | ${((100 * ms) / nodeSum).toFixed(1)}% |`);
+// Where each Deepwell run's profiled step went, kernel by kernel.
+const breakdowns = {};
+let md = '';
+for (const d of names.filter((x) => x.startsWith('deepwell'))) {
+  const prof = runs[d].log.find((r) => r.event === 'profile');
+  if (!prof) continue;
+  breakdowns[d] = { step: prof.step, totalMs: prof.totalMs, kernels: kernelRows(prof) };
+  md += `## ${d}: step ${prof.step} profiled node by node (CUDA events around each node; launched eagerly, not replayed): ${prof.totalMs.toFixed(2)} ms on the device\n\n${breakdownTable(prof)}\n\n`;
 }
+if (md) {
+  writeFileSync(`${out}/breakdown.md`, md);
+  console.log(`per-kernel breakdown: ${out}/breakdown.md`);
+}
+let gpu = null;
+try {
+  gpu = execFileSync('nvidia-smi', ['--query-gpu=name,driver_version', '--format=csv,noheader'], { encoding: 'utf8' }).trim().split('\n')[0];
+} catch {}
+let commit = null;
+try {
+  commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+} catch {}
+const summary = { date: new Date().toISOString(), gpu, commit, config: cfg, method: 'median step time over steps 11 on (Deepwell: wall clock per Trainer step, the step a replayed CUDA graph; PyTorch: CUDA events around each step); peak: allocator high-water mark (Deepwell) and torch.cuda.max_memory_allocated', runs: stats, lossGaps: gaps, device, breakdowns };
+writeFileSync(`${out}/summary.json`, `${JSON.stringify(summary, null, 1)}\n`);
+console.log(`summary: ${out}/summary.json`);
