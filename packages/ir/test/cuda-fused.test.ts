@@ -96,7 +96,9 @@ describe.skipIf(!gpu)('the fused GEMMs on CUDA', () => {
 });
 
 describe.skipIf(!gpu)('add_layernorm_cuda', () => {
-  const cases: number[][] = [[1, 1], [3, 7], [5, 13], [17, 768], [2, 3, 768], [4, 1000], [3, 4096], [2, 20000], [301, 96]];
+  // The last five go through the register-row kernel (native/ops/nn/reg_rows.cuh) with rows to spare
+  // in its last round, and 1, 2, 4 and 8 warps per row.
+  const cases: number[][] = [[1, 1], [3, 7], [5, 13], [17, 768], [2, 3, 768], [4, 1000], [3, 4096], [2, 20000], [301, 96], [2049, 768], [257, 1024], [300, 1600], [33, 4096], [9, 6144]];
   for (const storage of ['f32', 'bf16', 'f16'] as const) {
     it(`writes the exact sum and the layernorm of it in ${storage}`, () => {
       for (const shape of cases) {
