@@ -284,7 +284,10 @@ describe('the fused ops', () => {
     const [unfused] = runOp('gelu_backward', [{ shape: [M, N], dtype: 'bf16', data: prod! }, pre], {}, 'f32');
     expectClose(fused!, unfused!, 0, 0);
     expect(errorOf(() => runOp('matmul_dgelu', [a, w, { ...pre, shape: [M + 1, N], data: randn((M + 1) * N) }])).message).toMatch(/Expected the product's shape/);
-    expect(errorOf(() => runOp('matmul_dgelu', [a, w, { ...pre, dtype: 'f32' }])).message).toMatch(/Expected the product's dtype bf16 for input 'pre'/);
+    const bad = errorOf(() => runOp('matmul_dgelu', [a, w, { ...pre, dtype: 'f32' }]));
+    expect(bad.code).toBe('INVALID_DTYPE');
+    expect(bad.message).toMatch(/Expected bf16 for input 'pre'/);
+    expect(errorOf(() => runOp('matmul_dgelu', [a, w])).message).toMatch(/3 inputs|input/);
   });
 
   it('add_layernorm: the sum and the layernorm of it', () => {

@@ -26,6 +26,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { roundTo } from '../../interpret.js';
 import { sameShape } from '../../types.js';
+import { sameFloat } from '../float.js';
 import { geluBackwardOp } from '../tensor/gelu_backward.js';
 import { matmulOp } from './matmul.js';
 
@@ -36,8 +37,8 @@ export const matmulDgeluOp = defineOp({
   outputs: ['out'],
   attrs: { transA: { kind: 'bool', default: false }, transB: { kind: 'bool', default: false } },
   infer: ([a, b, pre], attrs) => {
+    sameFloat('matmul_dgelu', [['a', a!], ['b', b!], ['pre', pre!]]);
     const [prod] = matmulOp.infer([a!, b!], attrs);
-    if (pre!.dtype !== prod!.dtype) shapeError('matmul_dgelu', `Expected the product's dtype ${prod!.dtype} for input 'pre' but received ${pre!.dtype}`);
     if (!sameShape(pre!.shape, prod!.shape)) {
       shapeError('matmul_dgelu', `Expected the product's shape [${prod!.shape.join(', ')}] for input 'pre' but received [${pre!.shape.join(', ')}]`);
     }
