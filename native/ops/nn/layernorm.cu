@@ -193,11 +193,11 @@ __device__ __forceinline__ void stPack(T* p, int64_t chunk, const float (&f)[V])
 }
 
 // layernorm (and add_layernorm with RES): the same arithmetic as layernormK, the row held in
-// registers as floats (with RES, the sum as stored: rounded to T, never read back). Weight and bias
-// are read for every row (L1 hits): held in registers they would cost the registers that let two
-// blocks share an SM.
+// registers as stored (with RES, the sum rounded to T, never read back). Weight and bias are read
+// for every row (L1 hits): held in registers they would cost the registers that let three blocks
+// share an SM.
 template <typename T, int V, int NCH, int W, bool RES>
-__global__ void __launch_bounds__(kRegThreads, 2)
+__global__ void __launch_bounds__(kRegThreads, 3)
     layernormRegK(const T* x, const T* r, T* s, const T* w, const T* b, T* y, float* mean, float* rstd, int64_t rows, int nch, float eps, float* amax) {
   constexpr int TPR = 32 * W, G = kRegThreads / TPR;
   __shared__ float2 sh[2][kRegMaxWarps];
@@ -209,9 +209,11 @@ __global__ void __launch_bounds__(kRegThreads, 2)
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * G; base < rows; base += static_cast<int64_t>(gridDim.x) * G) {
     const int64_t row = base + threadIdx.y;
     const bool valid = row < rows;
-    float v[NCH][V];
+    // The row as stored, packed (x, or with RES the sum as written, rounded to T): half the
+    // registers of floats for bf16, so three blocks share an SM without spilling.
+    Pack<T, V> xp[NCH];
     {
-      Pack<T, V> xp[NCH], rp[NCH];
+      Pack<T, V> rp[NCH];
 #pragma unroll
       for (int i = 0; i < NCH; i++) {
         const int j = t + i * TPR;
@@ -220,19 +222,14 @@ __global__ void __launch_bounds__(kRegThreads, 2)
           if constexpr (RES) rp[i] = ldPack<T, V>(r + row * D, j);
         }
       }
+      if constexpr (RES) {
 #pragma unroll
-      for (int i = 0; i < NCH; i++) {
-        const int j = t + i * TPR;
-        const bool on = valid && j < nch;
+        for (int i = 0; i < NCH; i++) {
+          const int j = t + i * TPR;
+          if (valid && j < nch) {
 #pragma unroll
-        for (int k = 0; k < V; k++) v[i][k] = on ? toF(xp[i].v[k]) : 0.f;
-        if constexpr (RES) {
-          if (on) {
-#pragma unroll
-            for (int k = 0; k < V; k++) v[i][k] += toF(rp[i].v[k]);
-            stPack<T, V>(s + row * D, j, v[i]);
-#pragma unroll
-            for (int k = 0; k < V; k++) v[i][k] = toF(fromF<T>(v[i][k]));
+            for (int k = 0; k < V; k++) xp[i].v[k] = fromF<T>(toF(xp[i].v[k]) + toF(rp[i].v[k]));
+            reinterpret_cast<Pack<T, V>*>(s + row * D)[j] = xp[i];
           }
         }
       }
@@ -240,17 +237,18 @@ __global__ void __launch_bounds__(kRegThreads, 2)
     float sum = 0.f;
 #pragma unroll
     for (int i = 0; i < NCH; i++)
+      if (valid && t + i * TPR < nch)
 #pragma unroll
-      for (int k = 0; k < V; k++) sum += v[i][k];
+        for (int k = 0; k < V; k++) sum += toF(xp[i].v[k]);
     const float mu = groupSum<W>(sum, sh, parity) / Df;
     parity ^= 1;
     float sq = 0.f;
 #pragma unroll
     for (int i = 0; i < NCH; i++) {
-      if (t + i * TPR < nch)
+      if (valid && t + i * TPR < nch)
 #pragma unroll
         for (int k = 0; k < V; k++) {
-          const float d = v[i][k] - mu;
+          const float d = toF(xp[i].v[k]) - mu;
           sq += d * d;
         }
     }
@@ -264,7 +262,7 @@ __global__ void __launch_bounds__(kRegThreads, 2)
           const Pack<T, V> wp = ldPack<T, V>(w, j), bp = ldPack<T, V>(b, j);
           float o[V];
 #pragma unroll
-          for (int k = 0; k < V; k++) o[k] = (v[i][k] - mu) * rs * toF(wp.v[k]) + toF(bp.v[k]);
+          for (int k = 0; k < V; k++) o[k] = (toF(xp[i].v[k]) - mu) * rs * toF(wp.v[k]) + toF(bp.v[k]);
           stPack<T, V>(y + row * D, j, o);
           if (amax) {
 #pragma unroll
