@@ -2,6 +2,7 @@
 // Each compile-time fusion against the kernels it replaces, at GPT-2 small's shapes (batch 16 × 1024
 // tokens, bf16 activations), on the kernels the registry selects, as a compiled step runs them:
 //   - matmul_bias_gelu (cuBLASLt GELU_AUX_BIAS)  vs matmul_bias (BIAS epilogue) + gelu
+//   - matmul_dgelu (cuBLASLt DGELU)               vs matmul + gelu_backward
 //   - matmul_bgrad (cuBLASLt BGRADB)              vs matmul + sum_to
 //   - add_layernorm                               vs add + layernorm
 //   - adamw_multi over GPT-2 small's 148 tensors  vs 148 adamw launches
@@ -15,7 +16,7 @@ import { Event, Graph, Stream, cudaBackend } from '@deepwell/kernels-native';
 
 const be = cudaBackend(0);
 const stream = new Stream(0);
-const bytesOf = (t) => t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f32' || t.dtype === 'i32' ? 4 : 2);
+const bytesOf = (t) => t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'u8' ? 1 : t.dtype === 'f32' || t.dtype === 'i32' ? 4 : 2);
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const block = { bf16: Uint16Array.from({ length: 1 << 22 }, () => f32ToBf16Bits(Math.random() * 2 - 1)), f32: Float32Array.from({ length: 1 << 22 }, () => Math.random() * 0.01 + 1e-4) };
 const live = [];
@@ -25,6 +26,7 @@ function tensor(shape, dtype) {
   const buf = be.alloc(Math.max(4, bytesOf(t)));
   live.push(buf);
   const total = bytesOf(t);
+  if (dtype === 'u8') return { t, buf, arg: { base: buf.ptr, offset: 0, bytes: buf.bytes } }; // scratch: left as is
   const src = block[dtype];
   const first = Math.min(total, src.byteLength);
   be.write(buf, new Uint8Array(src.buffer, 0, first));
@@ -46,7 +48,11 @@ function kernel(op, ins, attrs = {}, outs = null) {
   const k = registry.select(op, params);
   if (k.backend !== 'cuda') throw new Error(`no CUDA kernel for ${op}: ${registry.explain(op, params).text}`);
   const o = outs ?? outTypes.map((t) => tensor(t.shape, t.dtype));
-  const call = { ...params, stream: stream.handle, inputs: ins.map((x) => x.arg), outputs: o.map((x) => x.arg), checkIndices: false };
+  // The scratch the kernel declares (cuBLASLt's workspace, split reductions), as a compiled step's
+  // plan would place it.
+  const wsBytes = k.workspace?.(params) ?? 0;
+  const ws = wsBytes > 0 ? tensor([wsBytes], 'u8') : null;
+  const call = { ...params, stream: stream.handle, inputs: ins.map((x) => x.arg), outputs: o.map((x) => x.arg), workspace: ws ? ws.arg : null, checkIndices: false };
   return { name: k.name, outs: o, run: () => k.run(call) };
 }
 
@@ -103,6 +109,17 @@ const [T, D, H] = [16 * 1024, 768, 3072];
   const mb = kernel('matmul_bias', [x, w, b], { transB: true });
   const g = kernel('gelu', [mb.outs[0]]);
   compare(`fc + GELU ${T}×${H}×${D}`, { label: fused.name, launch: fused.run }, { label: `${mb.name} + ${g.name}`, launch: () => (mb.run(), g.run()) });
+}
+{
+  // The MLP's backward: dh = dy · W_proj (W_proj [D, H], as fc2's weight [out, in]) into
+  // gelu_backward(dh, pre).
+  const dy = tensor([T, D], 'bf16');
+  const w = tensor([D, H], 'bf16');
+  const pre = tensor([T, H], 'bf16');
+  const fused = kernel('matmul_dgelu', [dy, w, pre]);
+  const mm = kernel('matmul', [dy, w]);
+  const gb = kernel('gelu_backward', [mm.outs[0], pre]);
+  compare(`fc2 data gradient + GELU backward ${T}×${H}×${D}`, { label: fused.name, launch: fused.run }, { label: `${mm.name} + ${gb.name}`, launch: () => (mm.run(), gb.run()) });
 }
 {
   const gy = tensor([T, H], 'bf16');

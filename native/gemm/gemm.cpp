@@ -11,8 +11,10 @@
 // elements (0: the operand is shared by every batch); epilogue 0 none, 1 bias (D[m, n] += bias[n]),
 // 2 gelu(D + bias) (tanh GELU), 3 bias gradient (bias[m] = Σ_k op(A)[m, k]: the bias gradient of a
 // weight-gradient GEMM whose op(A) is gᵀ), 4 gelu(D + bias) with the pre-activation D + bias also
-// written to aux, for the GELU backward. bias and aux are optional tensors: bias is read when the
-// epilogue takes one (1..4), aux only with epilogue 4; otherwise they are ignored.
+// written to aux, for the GELU backward, 5 the GELU backward: D = (op(A)·op(B)) * gelu'(aux), aux
+// the pre-activation epilogue 4 wrote (read, [M, N] in D's layout; cuBLASLt's DGELU). bias and aux
+// are optional tensors: bias is read when the epilogue takes one (1..4), aux with epilogues 4 and 5
+// (its range checked); otherwise they are ignored.
 //
 // The cuBLASLt workspace is the caller's: gemmLt gets it with the call (the compiled step's memory
 // plan places it in its arena); nothing is allocated here. The heuristic may pick algorithms that
@@ -41,6 +43,10 @@ using Lt = lt::Fns;
 using lt::Plan;
 
 lt::PlanCache* plans = new lt::PlanCache();
+
+// Epilogues that take a bias vector (read, or written by BGRADB), and those with an aux matrix.
+bool hasBias(int epi) { return epi == abi::epilogue::bias || epi == abi::epilogue::geluBias || epi == abi::epilogue::bgradb || epi == abi::epilogue::geluAuxBias; }
+bool hasAux(int epi) { return epi == abi::epilogue::geluAuxBias || epi == abi::epilogue::dgelu; }
 
 int cudaTypeOf(int dtype) { return dtype == kBF16 ? DW_CUDA_R_16BF : dtype == kF16 ? DW_CUDA_R_16F : DW_CUDA_R_32F; }
 
@@ -76,11 +82,13 @@ Plan* planFor(Napi::Env env, Lt& l, dw_cublasLtHandle_t handle, int device, cons
                  : g.epi == abi::epilogue::geluBias    ? DW_CUBLASLT_EPILOGUE_GELU_BIAS
                  : g.epi == abi::epilogue::bgradb      ? DW_CUBLASLT_EPILOGUE_BGRADB
                  : g.epi == abi::epilogue::geluAuxBias ? DW_CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                 : g.epi == abi::epilogue::dgelu       ? DW_CUBLASLT_EPILOGUE_DGELU
                                                         : DW_CUBLASLT_EPILOGUE_DEFAULT;
   check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue), "set EPILOGUE");
-  if (g.epi != abi::epilogue::none) check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ctype, sizeof ctype), "set BIAS_DATA_TYPE");
-  if (g.epi == abi::epilogue::geluAuxBias) {
-    // The pre-activation is stored in D's layout (column-major N x M, leading dimension N).
+  if (hasBias(g.epi)) check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ctype, sizeof ctype), "set BIAS_DATA_TYPE");
+  if (hasAux(g.epi)) {
+    // The pre-activation is in D's layout (column-major N x M, leading dimension N), written by
+    // GELU_AUX_BIAS and read by DGELU; its type is D's (cuBLASLt's default for the aux buffer).
     int64_t ld = static_cast<int64_t>(g.N);
     check(env, l.descSet(p.desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld), "set EPILOGUE_AUX_LD");
   }
@@ -136,8 +144,8 @@ Napi::Value GemmLt(const Napi::CallbackInfo& info) {
   void* A = a.a.ptr<uint8_t>(env, extent(g.sA, g.M * g.K) * eb);
   void* B = a.b.ptr<uint8_t>(env, extent(g.sB, g.K * g.N) * eb);
   void* D = a.d.ptr<uint8_t>(env, extent(g.sD, g.M * g.N) * eb);
-  void* bias = epi != abi::epilogue::none ? a.bias.ptr<uint8_t>(env, (epi == abi::epilogue::bgradb ? g.M : g.N) * eb) : nullptr;
-  void* aux = epi == abi::epilogue::geluAuxBias ? a.aux.ptr<uint8_t>(env, g.M * g.N * eb) : nullptr;
+  void* bias = hasBias(epi) ? a.bias.ptr<uint8_t>(env, (epi == abi::epilogue::bgradb ? g.M : g.N) * eb) : nullptr;
+  void* aux = hasAux(epi) ? a.aux.ptr<uint8_t>(env, g.M * g.N * eb) : nullptr;
 
   std::lock_guard<std::mutex> lock(lt::mutex());
   Lt& l = lt::load(env);
@@ -149,8 +157,8 @@ Napi::Value GemmLt(const Napi::CallbackInfo& info) {
   if (!p) fail(env, "INVALID_ARGUMENT", why);
   // The heuristic was limited to the call's workspace; a plan that needs more is never run.
   void* workspace = a.workspace.take<void>(env, p->workspace, 256);
-  if (epi != abi::epilogue::none) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
-  if (epi == abi::epilogue::geluAuxBias) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "set EPILOGUE_AUX_POINTER");
+  if (bias) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "set BIAS_POINTER");
+  if (aux) check(env, l.descSet(p->desc, DW_CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "set EPILOGUE_AUX_POINTER");
   float alpha = 1.0f, beta = 0.0f;
   check(env, l.matmul(handle, p->desc, &alpha, B, p->a, A, p->b, &beta, D, p->d, D, p->d, &p->algo, workspace, a.workspace.bytes, a.stream), "cublasLtMatmul");
   return env.Undefined();

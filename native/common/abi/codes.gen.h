@@ -51,7 +51,8 @@ constexpr int bias = 1;
 constexpr int geluBias = 2;
 constexpr int bgradb = 3;
 constexpr int geluAuxBias = 4;
-constexpr int kCount = 5;
+constexpr int dgelu = 5;
+constexpr int kCount = 6;
 }  // namespace epilogue
 namespace quant_flags {
 constexpr int rowwise = 1;

@@ -53,7 +53,7 @@ inline GemmLtArgs readGemmLt(const Napi::CallbackInfo& info) {
   a.a = r.tensor("a", false);
   a.b = r.tensor("b", false);
   a.d = r.tensor("d", false);
-  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.epilogue = r.code("epilogue", 5, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias, 5 dgelu)");
   a.bias = r.tensor("bias", true);
   a.aux = r.tensor("aux", true);
   a.workspace = r.workspace("workspace");
@@ -91,7 +91,7 @@ inline GemmLtSupportedArgs readGemmLtSupported(const Napi::CallbackInfo& info) {
   a.strideB = r.u64("strideB");
   a.strideD = r.u64("strideD");
   a.tf32 = r.u64("tf32", 1.0) != 0;
-  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.epilogue = r.code("epilogue", 5, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias, 5 dgelu)");
   a.workspaceBytes = r.u64("workspaceBytes");
   r.end();
   return a;
@@ -148,7 +148,7 @@ inline ScaledGemmLtArgs readScaledGemmLt(const Napi::CallbackInfo& info) {
   a.b = r.tensor("b", false);
   a.bScale = r.tensor("bScale", false);
   a.d = r.tensor("d", false);
-  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.epilogue = r.code("epilogue", 5, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias, 5 dgelu)");
   a.bias = r.tensor("bias", true);
   a.aGlobal = r.tensor("aGlobal", true);
   a.bGlobal = r.tensor("bGlobal", true);
@@ -183,7 +183,7 @@ inline ScaledGemmLtSupportedArgs readScaledGemmLtSupported(const Napi::CallbackI
   a.bScaling = r.code("bScaling", 5, "a scaling code (0 tensor, 1 row, 2 block1x128, 3 block128x128, 4 mx32, 5 nv16)");
   a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
   a.fastAccum = r.u64("fastAccum", 1.0) != 0;
-  a.epilogue = r.code("epilogue", 4, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias)");
+  a.epilogue = r.code("epilogue", 5, "an epilogue code (0 none, 1 bias, 2 geluBias, 3 bgradb, 4 geluAuxBias, 5 dgelu)");
   a.workspaceBytes = r.u64("workspaceBytes");
   r.end();
   return a;

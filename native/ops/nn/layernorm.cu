@@ -8,9 +8,19 @@
 //   layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace)
 //       workspace: the column partials, at least 4 * min(4 << 20, rows * 2 * D) bytes.
 //
-// Rows go through the row framework (common/rows.cuh). The backward's dweight and dbias are column
-// sums over rows: per-row-group partials in the call's workspace, then a fixed-order reduction
-// (norm_partials.h).
+// These kernels are memory-bound: a bf16 row of 768 is 1.5 KB per tensor, and a [16384, 768]
+// backward moves 75 MB (g, x in, dx out) in what a device-to-device copy of the same bytes takes
+// (~20 us on an H200). Rows that split into 16-byte chunks and hold in 8 warps x 32 threads x 4
+// chunks (6144 bf16 / 4096 f32 elements) go through the register-row kernels (ops/nn/reg_rows.cuh):
+// one warp per row up to 768 bf16 elements, the row read once into registers, weight and bias
+// loaded once per thread, a persistent grid whose blocks keep the backward's column sums in
+// registers over all their rows, so there are as few column partials as blocks the GPU holds (a few
+// hundred, not one per 16 rows). Other rows go through the row framework (common/rows.cuh).
+//
+// Determinism: the backward's dweight and dbias are column sums over rows: each block adds its row
+// groups' sums in group order and writes one slice of the call's workspace; launchColReduce adds
+// the slices in a fixed order (norm_partials.h). The grid depends on the device and the shape only,
+// so the bits are the same run to run. No float atomics.
 #include "ops/nn/nn.h"
 
 #include "common/dtype.h"
@@ -19,6 +29,7 @@
 #include "common/launch.h"
 #include "common/rows.cuh"
 #include "ops/nn/norm_partials.h"
+#include "ops/nn/reg_rows.cuh"
 
 #include <string>
 
@@ -166,6 +177,239 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
   }
 }
 
+// ---- register-row kernels (ops/nn/reg_rows.cuh) -----------------------------------------------------
+
+template <typename T, int V>
+__device__ __forceinline__ Pack<T, V> ldPack(const T* p, int64_t chunk) {
+  return reinterpret_cast<const Pack<T, V>*>(p)[chunk];
+}
+
+template <typename T, int V>
+__device__ __forceinline__ void stPack(T* p, int64_t chunk, const float (&f)[V]) {
+  Pack<T, V> pk;
+#pragma unroll
+  for (int k = 0; k < V; k++) pk.v[k] = fromF<T>(f[k]);
+  reinterpret_cast<Pack<T, V>*>(p)[chunk] = pk;
+}
+
+// layernorm (and add_layernorm with RES): the same arithmetic as layernormK, the row held in
+// registers as stored (with RES, the sum rounded to T, never read back). Weight and bias are read
+// for every row (L1 hits): held in registers they would cost the registers that let three blocks
+// share an SM.
+template <typename T, int V, int NCH, int W, bool RES>
+__global__ void __launch_bounds__(kRegThreads, 3)
+    layernormRegK(const T* x, const T* r, T* s, const T* w, const T* b, T* y, float* mean, float* rstd, int64_t rows, int nch, float eps, float* amax) {
+  constexpr int TPR = 32 * W, G = kRegThreads / TPR;
+  __shared__ float2 sh[2][kRegMaxWarps];
+  const int t = threadIdx.x;
+  const int64_t D = static_cast<int64_t>(nch) * V;
+  const float Df = static_cast<float>(D);
+  float m = 0.f;  // the largest finite |y| this thread stored (with amax)
+  int parity = 0;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * G; base < rows; base += static_cast<int64_t>(gridDim.x) * G) {
+    const int64_t row = base + threadIdx.y;
+    const bool valid = row < rows;
+    // The row as stored, packed (x, or with RES the sum as written, rounded to T): half the
+    // registers of floats for bf16, so three blocks share an SM without spilling.
+    Pack<T, V> xp[NCH];
+    {
+      Pack<T, V> rp[NCH];
+#pragma unroll
+      for (int i = 0; i < NCH; i++) {
+        const int j = t + i * TPR;
+        if (valid && j < nch) {
+          xp[i] = ldPack<T, V>(x + row * D, j);
+          if constexpr (RES) rp[i] = ldPack<T, V>(r + row * D, j);
+        }
+      }
+      if constexpr (RES) {
+#pragma unroll
+        for (int i = 0; i < NCH; i++) {
+          const int j = t + i * TPR;
+          if (valid && j < nch) {
+#pragma unroll
+            for (int k = 0; k < V; k++) xp[i].v[k] = fromF<T>(toF(xp[i].v[k]) + toF(rp[i].v[k]));
+            reinterpret_cast<Pack<T, V>*>(s + row * D)[j] = xp[i];
+          }
+        }
+      }
+    }
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < NCH; i++)
+      if (valid && t + i * TPR < nch)
+#pragma unroll
+        for (int k = 0; k < V; k++) sum += toF(xp[i].v[k]);
+    const float mu = groupSum<W>(sum, sh, parity) / Df;
+    parity ^= 1;
+    float sq = 0.f;
+#pragma unroll
+    for (int i = 0; i < NCH; i++) {
+      if (valid && t + i * TPR < nch)
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+          const float d = toF(xp[i].v[k]) - mu;
+          sq += d * d;
+        }
+    }
+    const float rs = 1.f / sqrtf(groupSum<W>(sq, sh, parity) / Df + eps);
+    parity ^= 1;
+    if (valid) {
+#pragma unroll
+      for (int i = 0; i < NCH; i++) {
+        const int j = t + i * TPR;
+        if (j < nch) {
+          const Pack<T, V> wp = ldPack<T, V>(w, j), bp = ldPack<T, V>(b, j);
+          float o[V];
+#pragma unroll
+          for (int k = 0; k < V; k++) o[k] = (toF(xp[i].v[k]) - mu) * rs * toF(wp.v[k]) + toF(bp.v[k]);
+          stPack<T, V>(y + row * D, j, o);
+          if (amax) {
+#pragma unroll
+            for (int k = 0; k < V; k++) m = fmaxf(m, finiteAbs(toF(fromF<T>(o[k]))));
+          }
+        }
+      }
+      if (t == 0) {
+        mean[row] = mu;
+        rstd[row] = rs;
+      }
+    }
+  }
+  if (amax) blockAmaxAtomic(m, amax);
+}
+
+// The layernorm backward: the same arithmetic as layernormBwdK. Each thread adds g * xhat and g of
+// its columns over all its rows in registers; at the end the block's row groups add theirs in group
+// order (through shared memory: 2 D floats when G > 1) and the last writes the block's slice of ws
+// ([gridDim.x][2][D], dweight's half first).
+template <typename T, int V, int NCH, int W>
+__global__ void __launch_bounds__(kRegThreads, 2)
+    layernormBwdRegK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, T* dx, int64_t rows, int nch, float* ws) {
+  constexpr int TPR = 32 * W, G = kRegThreads / TPR;
+  __shared__ float2 sh[2][kRegMaxWarps];
+  extern __shared__ float part[];  // [2][D] when G > 1
+  const int t = threadIdx.x;
+  const int64_t D = static_cast<int64_t>(nch) * V;
+  const float Df = static_cast<float>(D);
+  // weight is read again for every row (from L1): kept in registers it would cost the registers
+  // that let two blocks share an SM.
+  float aw[NCH][V], ab[NCH][V];
+#pragma unroll
+  for (int i = 0; i < NCH; i++)
+#pragma unroll
+    for (int k = 0; k < V; k++) aw[i][k] = ab[i][k] = 0.f;
+  int parity = 0;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * G; base < rows; base += static_cast<int64_t>(gridDim.x) * G, parity ^= 1) {
+    const int64_t row = base + threadIdx.y;
+    const bool valid = row < rows;
+    Pack<T, V> gp[NCH], xp[NCH], wp[NCH];
+#pragma unroll
+    for (int i = 0; i < NCH; i++) {
+      const int j = t + i * TPR;
+      if (valid && j < nch) {
+        gp[i] = ldPack<T, V>(g + row * D, j);
+        xp[i] = ldPack<T, V>(x + row * D, j);
+        wp[i] = ldPack<T, V>(w, j);
+      }
+    }
+    const float mu = valid ? mean[row] : 0.f, rs = valid ? rstd[row] : 0.f;
+    float sGw = 0.f, sGwX = 0.f;
+    if (valid) {
+#pragma unroll
+      for (int i = 0; i < NCH; i++) {
+        if (t + i * TPR < nch)
+#pragma unroll
+          for (int k = 0; k < V; k++) {
+            const float gv = toF(gp[i].v[k]);
+            const float xh = (toF(xp[i].v[k]) - mu) * rs;
+            const float gw = __fmul_rn(gv, toF(wp[i].v[k]));
+            sGw += gw;
+            sGwX += gw * xh;
+            aw[i][k] += gv * xh;
+            ab[i][k] += gv;
+          }
+      }
+    }
+    groupSum2<W>(sGw, sGwX, sh, parity);
+    const float mGw = sGw / Df, mGwX = sGwX / Df;
+    if (valid) {
+#pragma unroll
+      for (int i = 0; i < NCH; i++) {
+        const int j = t + i * TPR;
+        if (j < nch) {
+          float o[V];
+#pragma unroll
+          for (int k = 0; k < V; k++) {
+            const float xh = (toF(xp[i].v[k]) - mu) * rs;
+            o[k] = rs * (__fmul_rn(toF(gp[i].v[k]), toF(wp[i].v[k])) - mGw - xh * mGwX);
+          }
+          stPack<T, V>(dx + row * D, j, o);
+        }
+      }
+    }
+  }
+  // The block's column sums: group 0's, plus group 1's, ... in order; the last group writes.
+  float* sw = ws + static_cast<int64_t>(blockIdx.x) * 2 * D;
+#pragma unroll 1
+  for (int y = 0; y < G; y++) {
+    if (threadIdx.y == y) {
+#pragma unroll
+      for (int i = 0; i < NCH; i++) {
+        const int j = t + i * TPR;
+        if (j < nch)
+#pragma unroll
+          for (int k = 0; k < V; k++) {
+            const int64_t e = static_cast<int64_t>(j) * V + k;
+            float vw = aw[i][k], vb = ab[i][k];
+            if (y > 0) {
+              vw = part[e] + vw;
+              vb = part[D + e] + vb;
+            }
+            if (y == G - 1) {
+              sw[e] = vw;
+              sw[D + e] = vb;
+            } else {
+              part[e] = vw;
+              part[D + e] = vb;
+            }
+          }
+      }
+    }
+    if (y < G - 1) __syncthreads();
+  }
+}
+
+// Launches the register-row forward for a plan; the grid is persistent (reg_rows.cuh).
+template <typename T, bool RES>
+void launchLayernormReg(Napi::Env env, const RegPlan& p, cudaStream_t st, const T* x, const T* r, T* s, const T* w, const T* b, T* y, float* mean, float* rstd, uint64_t rows,
+                        int nch, float eps, float* amax) {
+  regDispatch<T>(p, [&](auto Wc, auto Nc) {
+    constexpr int W = decltype(Wc)::value, NCH = decltype(Nc)::value, V = 16 / sizeof(T);
+    const unsigned grid = regGrid(regBlocksPerSm<layernormRegK<T, V, NCH, W, RES>>(env, 0), rows, p.groups(), uint64_t(1) << 20);
+    layernormRegK<T, V, NCH, W, RES><<<grid, p.block(), 0, st>>>(x, r, s, w, b, y, mean, rstd, static_cast<int64_t>(rows), nch, eps, amax);
+  });
+}
+
+// Launches the register-row backward; returns the number of column-partial slices it writes (its
+// grid), after taking them from the call's workspace.
+template <typename T>
+unsigned launchLayernormBwdReg(Napi::Env env, const RegPlan& p, cudaStream_t st, const abi::WorkspaceArg& wsArg, const T* g, const T* x, const T* w, const float* mean,
+                               const float* rstd, T* dx, uint64_t rows, uint64_t D, float** wsOut) {
+  unsigned nb = 0;
+  regDispatch<T>(p, [&](auto Wc, auto Nc) {
+    constexpr int W = decltype(Wc)::value, NCH = decltype(Nc)::value, V = 16 / sizeof(T);
+    const size_t smem = p.groups() > 1 ? 2 * D * sizeof(float) : 0;
+    // smem is a function of D, so the occupancy is asked for the most any row of this plan takes.
+    const size_t smemMax = p.groups() > 1 ? 2 * sizeof(float) * static_cast<size_t>(32 * W * NCH * V) : 0;
+    nb = regGrid(regBlocksPerSm<layernormBwdRegK<T, V, NCH, W>>(env, smemMax), rows, p.groups(), static_cast<uint64_t>(kWsFloats) / (2 * D));
+    float* ws = takeNormPartials(env, wsArg, normPartialFloats(nb, D, 2));
+    *wsOut = ws;
+    layernormBwdRegK<T, V, NCH, W><<<nb, p.block(), smem, st>>>(g, x, w, mean, rstd, dx, static_cast<int64_t>(rows), static_cast<int>(D / V), ws);
+  });
+  return nb;
+}
+
 // layernorm and add_layernorm: the same kernel; add_layernorm (RES, A = abi::AddLayernormArgs)
 // takes the residual r after x and writes the sum s before y.
 template <bool RES, typename A>
@@ -196,7 +440,14 @@ Napi::Value layernormCall(Napi::Env env, const A& a) {
     if (D == 0) fail(env, "INVALID_ARGUMENT", "Expected a row length of at least 1 for " + op + " but received 0");
     if (res && (badOverlap(sum, total * sizeof(T), x, total * sizeof(T)) || badOverlap(sum, total * sizeof(T), r, total * sizeof(T))))
       fail(env, "INVALID_ARGUMENT", "Expected add_layernorm's sum to be the same range as x or the residual, or not to overlap them, but it overlaps one partly");
-    DW_ROW_DISPATCH(T, canVec<T>(D, {x, r ? r : x, sum ? sum : y, w, b, y}), DW_FWD_ELEMS(T), {
+    const bool vec = canVec<T>(D, {x, r ? r : x, sum ? sum : y, w, b, y});
+    const RegPlan rp = vec && regRowsAllowed() ? regPlan(static_cast<int64_t>(D / (16 / sizeof(T))), regMaxChunks<T>()) : RegPlan{};
+    if (rp.W > 0) {
+      launchLayernormReg<T, RES>(env, rp, s, x, r, sum, w, b, y, mean, rstd, rows, static_cast<int>(D / (16 / sizeof(T))), eps, amax);
+      checkLaunch(env, op.c_str());
+      return env.Undefined();
+    }
+    DW_ROW_DISPATCH(T, vec, DW_FWD_ELEMS(T), {
       const int nch = static_cast<int>(D / V);
       const RowPlan p = rowPlan(nch, NCH);
       const int64_t n = static_cast<int64_t>(rows);
@@ -247,8 +498,13 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
     if (D == 0) return env.Undefined();
     unsigned nb = 0;
     float* ws = nullptr;
-    if (rows > 0) {
-      DW_ROW_DISPATCH(T, canVec<T>(D, {g, x, w, dx}), kBwdFloats, {
+    const bool vec = canVec<T>(D, {g, x, w, dx});
+    const RegPlan rp = vec && regRowsAllowed() ? regPlan(static_cast<int64_t>(D / (16 / sizeof(T))), regMaxChunks<T>()) : RegPlan{};
+    if (rows > 0 && rp.W > 0) {
+      nb = launchLayernormBwdReg<T>(env, rp, s, a.workspace, g, x, w, mean, rstd, dx, rows, D, &ws);
+      checkLaunch(env, "layernorm_backward");
+    } else if (rows > 0) {
+      DW_ROW_DISPATCH(T, vec, kBwdFloats, {
         const int nch = static_cast<int>(D / V);
         const RowPlan p = rowPlan(nch, NCH);
         const unsigned grid = bwdGrid(p, rows, D, 2);

@@ -8,6 +8,7 @@ namespace {
 // in a fixed order: warp w adds b = w, w + 32, ... in turn, then warp 0 adds the 32 warp sums in order.
 // Lanes take consecutive columns. nb = 0 writes zeros.
 constexpr int kReduceThreads = 1024;
+constexpr int kUnroll = 8;
 
 template <typename T>
 __global__ void __launch_bounds__(kReduceThreads) colReduceK(const float* ws, int nb, int64_t D, int64_t stride, T* out0, T* out1) {
@@ -17,9 +18,22 @@ __global__ void __launch_bounds__(kReduceThreads) colReduceK(const float* ws, in
     const int64_t d = c0 + lane;
     float s0 = 0.f, s1 = 0.f;
     if (d < D) {
-      for (int b = w; b < nb; b += nw) {
-        s0 += ws[b * stride + d];
-        if (out1) s1 += ws[b * stride + D + d];
+      // kUnroll slices' loads in flight before their adds (one memory latency per kUnroll slices,
+      // not per slice); the adds keep the order b = w, w + nw, ... (a slice past nb adds +0, which
+      // changes no sum: s starts at +0 and a sum of floats is never -0 unless all its terms are).
+      for (int b0 = w; b0 < nb; b0 += kUnroll * nw) {
+        float v0[kUnroll], v1[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++) {
+          const int b = b0 + u * nw;
+          v0[u] = b < nb ? ws[b * stride + d] : 0.f;
+          v1[u] = out1 && b < nb ? ws[b * stride + D + d] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++) {
+          s0 += v0[u];
+          s1 += v1[u];
+        }
       }
     }
     sh[0][w][lane] = s0;

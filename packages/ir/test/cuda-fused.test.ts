@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { checkAttrs, getOp, type ValueType } from '../src/index.js';
 import type { CudaCall } from '@deepwell/kernels-native';
 import { geluScalar } from '../src/ops/tensor/gelu.js';
+import { geluGradScalar } from '../src/ops/tensor/gelu_backward.js';
 import { UNIT_ROUNDOFF, gpu, maxError, reference, rounded, runCuda, type CudaInput } from './cuda-helpers.js';
 import { randInt, randn } from './helpers.js';
 
@@ -70,6 +71,35 @@ describe.skipIf(!gpu)('the fused GEMMs on CUDA', () => {
       }
     });
 
+    it(`matmul_dgelu: (dy·w) * gelu'(pre) (${hidden ? 'cuBLASLt hidden: unfused' : 'cuBLASLt DGELU'})`, () => {
+      hideCublasLt(hidden);
+      for (const storage of ['f32', 'bf16'] as const) {
+        // dh = dy @ W_proj as in an MLP's backward: dy [B, M, K], w [K, N] shared, untransposed.
+        const [B, M, K, N] = [randInt(1, 3), randInt(5, 40), 8 * randInt(1, 12), 8 * randInt(1, 12)];
+        const dy = rounded(storage, randn(B * M * K));
+        const w = rounded(storage, randn(K * N).map((v) => v / Math.sqrt(K)));
+        const pre = rounded(storage, randn(B * M * N).map((v) => 2 * v));
+        const r = runCuda('matmul_dgelu', [{ shape: [B, M, K], data: dy }, { shape: [K, N], data: w }, { shape: [B, M, N], data: pre }], {}, { storage });
+        expect(r.kernel).toBe(hidden ? 'matmul_dgelu_unfused' : 'matmul_dgelu_cublaslt');
+        // The exact product (w transposed into the helper's [N, K] layout) and gelu'(pre) in float64.
+        const wT = new Float64Array(N * K);
+        for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) wT[n * K + k] = w[k * N + n]!;
+        const { want: prod, mag } = product(dy, wT, B * M, N, K);
+        const d = pre.map(geluGradScalar);
+        const out = prod.map((v, i) => v * d[i]!);
+        const uOut = UNIT_ROUNDOFF[storage]!;
+        const uIn = storage === 'f32' && !hidden ? 2 ** -11 : 0; // TF32 operands through cuBLASLt
+        // The GEMM's error, the product's rounding to storage (unfused only: the epilogue multiplies
+        // the FP32 product), both times |gelu'| < 1.13; out's one rounding; gelu' in FP32 (tanh).
+        const bound = (i: number) =>
+          1.13 * ((K * 2 ** -23 + 2 * uIn) * mag[i]! + uOut * Math.abs(prod[i]!)) + 2 * uOut * Math.abs(out[i]!) + 1e-5 * (1 + pre[i]! * pre[i]!) * Math.abs(prod[i]!) + 1e-30;
+        expectWithin(r.outputs[0]!, out, bound, `out ${storage}`);
+        // The reference (what the unfused graph computes) within the same bound.
+        const [ref] = reference('matmul_dgelu', [{ shape: [B, M, K], data: dy }, { shape: [K, N], data: w }, { shape: [B, M, N], data: pre }], {}, storage);
+        expectWithin(ref!, out, bound, `reference ${storage}`);
+      }
+    });
+
     it(`matmul_bgrad: gᵀ·x and the bias gradient Σ_rows g (${hidden ? 'cuBLASLt hidden: unfused' : 'cuBLASLt BGRADB'})`, () => {
       hideCublasLt(hidden);
       for (const storage of ['f32', 'bf16'] as const) {
@@ -96,7 +126,9 @@ describe.skipIf(!gpu)('the fused GEMMs on CUDA', () => {
 });
 
 describe.skipIf(!gpu)('add_layernorm_cuda', () => {
-  const cases: number[][] = [[1, 1], [3, 7], [5, 13], [17, 768], [2, 3, 768], [4, 1000], [3, 4096], [2, 20000], [301, 96]];
+  // The last five go through the register-row kernel (native/ops/nn/reg_rows.cuh) with rows to spare
+  // in its last round, and 1, 2, 4 and 8 warps per row.
+  const cases: number[][] = [[1, 1], [3, 7], [5, 13], [17, 768], [2, 3, 768], [4, 1000], [3, 4096], [2, 20000], [301, 96], [2049, 768], [257, 1024], [300, 1600], [33, 4096], [9, 6144]];
   for (const storage of ['f32', 'bf16', 'f16'] as const) {
     it(`writes the exact sum and the layernorm of it in ${storage}`, () => {
       for (const shape of cases) {

@@ -2,7 +2,7 @@
 // error a naive computation at the same precision makes (input rounding, FP32 accumulation, one
 // output rounding), never by a fixed tolerance. Outputs are poisoned before every run.
 import { registry, type DTypeName } from '@deepwell/core';
-import { cudaBackend, findLibrary, loadNative } from '@deepwell/kernels-native';
+import { EPILOGUE_CODE, cudaBackend, findLibrary, loadNative } from '@deepwell/kernels-native';
 import { afterAll, describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
 import { GEMM_LT_WORKSPACE, gemmPlan } from '../src/cuda/gemm.js';
@@ -192,6 +192,16 @@ describe.skipIf(!gpu)('matmul on the GPU', () => {
     expect(errorOf(() => n.gemmLt(0, 1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, m(0), m(1), m(2), 0, null, null, { ...wsArg, bytes: GEMM_LT_WORKSPACE + 4096 })).message).toMatch(/Expected at most 33554432 bytes/);
     n.gemmLt(0, 1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, m(0), m(1), m(2), 0, null, null, wsArg);
     be.synchronize();
+    // The DGELU epilogue reads aux (the pre-activation, M x N): none, or one too small, is refused
+    // before cuBLASLt runs; so is a batch (epilogues take one GEMM).
+    const dgelu = EPILOGUE_CODE.dgelu;
+    expect(errorOf(() => n.gemmLt(0, 1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, m(0), m(1), m(2), dgelu, null, null, wsArg)).message).toMatch(/Expected a tensor for aux/);
+    expect(errorOf(() => n.gemmLt(0, 1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, m(0), m(1), m(2), dgelu, null, s, wsArg)).code).toBe('SHAPE_MISMATCH');
+    expect(errorOf(() => n.gemmLt(0, 1, 0, 0, 16, 16, 16, 2, 256, 256, 256, 1, m(0), m(1), m(2), dgelu, null, m(0), wsArg)).message).toMatch(/batch 1/);
+    if (n.gemmLtSupported(1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, dgelu, GEMM_LT_WORKSPACE) === '') {
+      n.gemmLt(0, 1, 0, 0, 512, 512, 512, 1, 0, 0, 512 * 512, 1, m(0), m(1), m(2), dgelu, null, m(0), wsArg);
+      be.synchronize();
+    }
     expect(errorOf(() => n.gemmFallback(0, 3, 0, 0, 2, 2, 2, 1, 0, 0, 4, s, s, s)).code).toBe('INVALID_DTYPE');
     be.free(small);
     be.free(big);

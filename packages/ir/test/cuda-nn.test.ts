@@ -217,6 +217,68 @@ describe.skipIf(!gpu)('layernorm_backward_cuda', () => {
   });
 });
 
+/**
+ * The register-row kernels (native/ops/nn/reg_rows.cuh): rows of 16-byte chunks up to 6144 bf16 /
+ * 4096 f32 elements, a persistent grid whose row groups take several rows each (one warp per row up
+ * to 768 bf16 elements; 2, 4, 8 warps beyond), against the reference; and the row framework's kernels
+ * on the same rows (DEEPWELL_NORM_KERNEL=rows) as a second implementation. Row counts that are not
+ * multiples of a block's row groups leave groups idle in the last round. dweight and dbias must be
+ * bitwise the same on a second run (fixed-order column sums, no atomics).
+ */
+describe.skipIf(!gpu)('layernorm register-row kernels', () => {
+  const SHAPES: number[][] = [[2048, 768], [1001, 768], [257, 1024], [300, 1600], [129, 2048], [33, 4096], [9, 6144], [513, 200]];
+  const withPath = <R>(path: 'reg' | 'rows', fn: () => R): R => {
+    if (path === 'rows') process.env.DEEPWELL_NORM_KERNEL = 'rows';
+    try {
+      return fn();
+    } finally {
+      delete process.env.DEEPWELL_NORM_KERNEL;
+    }
+  };
+  for (const storage of ['f32', 'bf16'] as const) {
+    it(`layernorm and its backward match the reference in ${storage}, both paths`, () => {
+      for (const shape of SHAPES) {
+        const D = shape.at(-1)!;
+        const rows = shape[0]!;
+        const x = scaled(numel(shape), 2, 0.5);
+        const w = randn(D);
+        const fwdIn = [
+          { shape, data: x },
+          { shape: [D], data: w },
+          { shape: [D], data: randn(D) },
+        ];
+        const fwdWant = reference('layernorm', fwdIn, { eps: 1e-5 }, storage);
+        const bwdIn = [
+          { shape, data: randn(numel(shape)) },
+          { shape, data: x },
+          { shape: [D], data: w },
+          { shape: [rows], dtype: 'f32' as const, data: Float64Array.from(fwdWant[1]!) },
+          { shape: [rows], dtype: 'f32' as const, data: Float64Array.from(fwdWant[2]!) },
+        ];
+        const bwdWant = reference('layernorm_backward', bwdIn, {}, storage);
+        const xs = rounded(storage, x);
+        for (const path of ['reg', 'rows'] as const) {
+          const what = `${path} ${shape}`;
+          const fwd = withPath(path, () => runCuda('layernorm', fwdIn, { eps: 1e-5 }, { storage }).outputs);
+          expect(rowsError(fwd[0]!, fwdWant[0]!, D, storage), `y ${what}`).toBeLessThanOrEqual(tol(storage));
+          expect(rowsError(fwd[1]!, fwdWant[1]!, 1, storage, (r) => maxAbs(xs.subarray(r * D, r * D + D))), `mean ${what}`).toBeLessThanOrEqual(tol(storage));
+          expect(rowsError(fwd[2]!, fwdWant[2]!, 1, storage, () => 0), `rstd ${what}`).toBeLessThanOrEqual(tol(storage));
+          const bwd = withPath(path, () => runCuda('layernorm_backward', bwdIn, {}, { storage }).outputs);
+          expect(rowsError(bwd[0]!, bwdWant[0]!, D, storage, termScale(bwdIn, storage, 4)), `dx ${what}`).toBeLessThanOrEqual(tol(storage));
+          // Sums over `rows` rows: the f32 bound grows with the row count (one rounding per add).
+          const sumTol = storage === 'f32' ? Math.max(1e-5, rows * 2 ** -24) : tol(storage);
+          expect(allError(bwd[1]!, bwdWant[1]!, storage), `dweight ${what}`).toBeLessThanOrEqual(sumTol);
+          expect(allError(bwd[2]!, bwdWant[2]!, storage), `dbias ${what}`).toBeLessThanOrEqual(sumTol);
+          const again = withPath(path, () => runCuda('layernorm_backward', bwdIn, {}, { storage }).outputs);
+          expectExact(again[1]!, bwd[1]!, `dweight run to run ${what}`);
+          expectExact(again[2]!, bwd[2]!, `dbias run to run ${what}`);
+          expectExact(again[0]!, bwd[0]!, `dx run to run ${what}`);
+        }
+      }
+    });
+  }
+});
+
 describe.skipIf(!gpu)('rmsnorm_cuda', () => {
   for (const storage of STORAGES) {
     it(`matches the reference in ${storage} (y, rstd)`, () => {

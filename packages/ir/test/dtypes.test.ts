@@ -76,6 +76,7 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     matmul_bias: { inputs: [[[4, 2, 3], F], [[3, 5], F], [[5], F]], want: [F] },
     matmul_bias_gelu: { inputs: [[[4, 2, 3], F], [[3, 5], F], [[5], F]], want: [F, F] },
     matmul_bgrad: { inputs: [[[4, 3], F], [[4, 5], F]], attrs: { transA: true }, want: [F, F] },
+    matmul_dgelu: { inputs: [[[4, 2, 3], F], [[3, 5], F], [[4, 2, 5], F]], want: [F] },
     sum_to: { inputs: [[[2, 3], F]], attrs: { shape: [1, 3] }, want: [F] },
     broadcast_to: { inputs: [[[3], F]], attrs: { shape: [2, 3] }, want: [F] },
     reshape: { inputs: [[[2, 3], F]], attrs: { shape: [6] }, want: [F] },

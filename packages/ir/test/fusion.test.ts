@@ -20,8 +20,11 @@ import {
   fuseAmax,
   fuseBiasGradient,
   fuseMatmulBias,
+  fuseMatmulDgelu,
   fuseMatmulGelu,
   gelu,
+  geluBackward,
+  geluScalar,
   interpret,
   layernorm,
   matmul,
@@ -75,6 +78,8 @@ describe('fusion of a training step', () => {
       const plain = compile(step, { seed: 9, fuse: false });
       const g = fused.graph;
       expect(count(g, 'matmul_bias_gelu')).toBe(1); // fc1
+      expect(count(g, 'matmul_dgelu')).toBe(1); // fc2's data gradient into fc1's GELU backward
+      expect(count(g, 'gelu_backward')).toBe(0);
       expect(count(g, 'matmul_bias')).toBe(2); // fc2, head
       expect(count(g, 'matmul_bgrad')).toBe(3); // the weight and bias gradients of fc1, fc2, head
       expect(count(g, 'sum_to')).toBe(0);
@@ -112,6 +117,37 @@ describe('the fusion patterns', () => {
     const n = out.nodes.find((m) => m.op === 'matmul_bias_gelu')!;
     expect(n.outputs).toEqual([out.outputs.act, out.outputs.pre]);
     expect(count(out, 'gelu')).toBe(0);
+  });
+
+  it('fuses a matmul into the gelu_backward that reads it as its gradient, and nothing else', () => {
+    const b = new GraphBuilder();
+    const dy = b.input('dy', [2, 3, 5]);
+    const w = b.param('w', [5, 4], 'f32', { dist: 'normal' });
+    const pre = b.input('pre', [2, 3, 4]);
+    const dh = matmul(dy, w);
+    b.output('dpre', geluBackward(dh, pre)); // fused
+    const shared = matmul(dy, w, { transA: false, transB: false });
+    b.output('shared', shared); // a second use of the product: not fused
+    b.output('d2', geluBackward(shared, pre));
+    const asPre = matmul(b.input('dy2', [2, 3, 5]), w);
+    b.output('d3', geluBackward(pre, asPre)); // the product as the pre-activation: not fused
+    const withAmax = matmul(b.input('dy3', [2, 3, 5]), w);
+    b.output('d4', b.op('gelu_backward', [withAmax, pre], { amax: true })[0]!); // returns an amax: not fused
+    const copy = () => Graph.fromJSON(b.graph.verify().toJSON());
+    const g = copy();
+    expect(fuseMatmulDgelu(g)).toBe(1);
+    const out = fuse(copy()).verify();
+    const n = out.nodes.find((m) => m.op === 'matmul_dgelu')!;
+    expect(n.outputs).toEqual([out.outputs.dpre]);
+    expect(n.inputs).toEqual([out.inputs.dy, out.params.w, out.inputs.pre]);
+    expect(count(out, 'gelu_backward')).toBe(3);
+    // The fused graph computes what the unfused one did, bit for bit (f32 and bf16 storage).
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const bind = Object.fromEntries(['dy', 'pre', 'dy2', 'dy3'].map((k) => [k, Float32Array.from(randn(k.startsWith('dy') ? 30 : 24))]));
+      const want = interpret(copy(), { ...bind, w: Float32Array.from(randn(20)) });
+      const got = interpret(out, { ...bind, w: Float32Array.from(want[copy().params.w!]!) });
+      for (const name of ['dpre', 'd2', 'd3', 'd4']) expect(Array.from(got[out.outputs[name]!]!), `${name} ${dtype}`).toEqual(Array.from(want[copy().outputs[name]!]!));
+    }
   });
 
   it('fuses the bias gradient only with a transA matmul of the same g, reshaped or not', () => {
@@ -213,6 +249,45 @@ describe('the fused ops', () => {
       expectClose(bg!, wantB, 1e-12, 1e-12);
     }
     expect(errorOf(() => runOp('matmul_bgrad', [{ shape: [2, 3, 4], data: randn(24) }, { shape: [4, 2], data: randn(8) }])).message).toMatch(/rank 2/);
+  });
+
+  it("matmul_dgelu: the product times gelu'(pre), against float64 and against the ops it replaces", () => {
+    const [B, M, K, N] = [randInt(1, 3), randInt(1, 6), randInt(1, 7), randInt(1, 5)];
+    // gelu' by a central difference of gelu: independent of gelu_backward's closed form.
+    const dgelu = (x: number) => (geluScalar(x + 1e-5) - geluScalar(x - 1e-5)) / 2e-5;
+    for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const a = randn(B * M * K);
+      const w = randn(K * N);
+      const pre = randn(B * M * N).map((v) => 3 * v);
+      const aShape = transA ? [B, K, M] : [B, M, K];
+      const [out] = runOp('matmul_dgelu', [{ shape: aShape, data: a }, { shape: transB ? [N, K] : [K, N], data: w }, { shape: [B, M, N], data: pre }], { transA, transB });
+      const at = (b: number, m: number, k: number) => (transA ? a[b * K * M + k * M + m]! : a[b * M * K + m * K + k]!);
+      const wt = (k: number, n: number) => (transB ? w[n * K + k]! : w[k * N + n]!);
+      const want = new Float64Array(B * M * N);
+      for (let b = 0; b < B; b++)
+        for (let m = 0; m < M; m++)
+          for (let n = 0; n < N; n++) {
+            let acc = 0;
+            for (let k = 0; k < K; k++) acc += at(b, m, k) * wt(k, n);
+            const i = (b * M + m) * N + n;
+            want[i] = acc * dgelu(pre[i]!);
+          }
+      // The product is rounded to f32 as the unfused matmul stored it; the difference gelu' ~1e-10.
+      expectClose(out!, want, 1e-6, 1e-6);
+    }
+    // bf16 storage: exactly matmul, then gelu_backward, each rounded as the unfused graph stores it.
+    const a = { shape: [M, K], dtype: 'bf16' as const, data: randn(M * K) };
+    const w = { shape: [K, N], dtype: 'bf16' as const, data: randn(K * N) };
+    const pre = { shape: [M, N], dtype: 'bf16' as const, data: randn(M * N) };
+    const [fused] = runOp('matmul_dgelu', [a, w, pre], {}, 'f32');
+    const [prod] = runOp('matmul', [a, w], {}, 'f32');
+    const [unfused] = runOp('gelu_backward', [{ shape: [M, N], dtype: 'bf16', data: prod! }, pre], {}, 'f32');
+    expectClose(fused!, unfused!, 0, 0);
+    expect(errorOf(() => runOp('matmul_dgelu', [a, w, { ...pre, shape: [M + 1, N], data: randn((M + 1) * N) }])).message).toMatch(/Expected the product's shape/);
+    const bad = errorOf(() => runOp('matmul_dgelu', [a, w, { ...pre, dtype: 'f32' }]));
+    expect(bad.code).toBe('INVALID_DTYPE');
+    expect(bad.message).toMatch(/Expected bf16 for input 'pre'/);
+    expect(errorOf(() => runOp('matmul_dgelu', [a, w])).message).toMatch(/3 inputs|input/);
   });
 
   it('add_layernorm: the sum and the layernorm of it', () => {

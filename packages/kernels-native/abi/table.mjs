@@ -44,8 +44,8 @@ export const codes = {
   // Blackwell's block-scaled modes: an E8M0 code per 32 of K (MXFP8) or an E4M3 code per 16 of K
   // (NVFP4), in cuBLASLt's 128 × 4 tiles.
   scaling: { tensor: 0, row: 1, block1x128: 2, block128x128: 3, mx32: 4, nv16: 5 },
-  // cuBLASLt epilogues of gemmLt.
-  epilogue: { none: 0, bias: 1, geluBias: 2, bgradb: 3, geluAuxBias: 4 },
+  // cuBLASLt epilogues of gemmLt (dgelu: D = product * gelu'(aux), the GELU backward).
+  epilogue: { none: 0, bias: 1, geluBias: 2, bgradb: 3, geluAuxBias: 4, dgelu: 5 },
 };
 
 // Bit flags (combined with |), as plain numbers on the wire.

@@ -14,7 +14,7 @@ export const FP8_CODE = Object.freeze({"e4m3":0,"e5m2":1,"e2m1":2} as const);
 /** The scaling codes of the native ABI. */
 export const SCALING_CODE = Object.freeze({"tensor":0,"row":1,"block1x128":2,"block128x128":3,"mx32":4,"nv16":5} as const);
 /** The epilogue codes of the native ABI. */
-export const EPILOGUE_CODE = Object.freeze({"none":0,"bias":1,"geluBias":2,"bgradb":3,"geluAuxBias":4} as const);
+export const EPILOGUE_CODE = Object.freeze({"none":0,"bias":1,"geluBias":2,"bgradb":3,"geluAuxBias":4,"dgelu":5} as const);
 /** The quant flag bits of the native ABI. */
 export const QUANT_FLAGS = Object.freeze({"rowwise":1,"columnwise":2,"gemm":4} as const);
 /** The dequant flag bits of the native ABI. */

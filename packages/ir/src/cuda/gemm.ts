@@ -1,7 +1,7 @@
 /**
  * matmul on CUDA: cuBLASLt first (priority 200), then our own kernel (native/gemm/gemm_fallback.cu:
  * WMMA tensor cores for bf16/f16, FP32 FMA for f32; priority 150), then the CPU reference.
- * The fused GEMMs (matmul_bias, matmul_bias_gelu, matmul_bgrad) take cuBLASLt's epilogues where
+ * The fused GEMMs (matmul_bias, matmul_bias_gelu, matmul_dgelu, matmul_bgrad) take cuBLASLt's epilogues where
  * cuBLASLt has an algorithm for them (asked at compile time through gemmLtSupported), else one GEMM
  * and our elementwise / reduction kernels one after the other.
  * FP32 storage runs on TF32 tensor cores through cuBLASLt (FP32 accumulation), as PyTorch's
@@ -194,6 +194,49 @@ registerCuda<KernelParams>({
     plainGemm(c, g, ops, pre!);
     ops.biasAdd(c.stream, dt, g.M, g.N, pre!, c.inputs[2]!, pre!);
     ops.gelu(c.stream, dt, g.M * g.N, pre!, out!, null);
+  },
+});
+
+// matmul_dgelu (made by fusion): cuBLASLt's DGELU epilogue multiplies the FP32 product by gelu'(pre)
+// as the GEMM stores its tile (pre read as the aux matrix, in D's layout). Otherwise: the GEMM into
+// out, then the gelu_backward kernel in place (out = out * gelu'(pre), elementwise).
+function dgeluPlan(p: KernelParams): GemmPlan | string {
+  const g = gemmPlan(p);
+  if (typeof g === 'string') return g;
+  if (p.inTypes[2]!.dtype !== p.outTypes[0]!.dtype) return `needs pre in the output's storage (${p.outTypes[0]!.dtype}), got ${p.inTypes[2]!.dtype}`;
+  return g.batch === 1 ? g : 'the DGELU epilogue takes one GEMM (batch 1 after folding)';
+}
+
+registerCuda<KernelParams>({
+  op: 'matmul_dgelu',
+  name: 'matmul_dgelu_cublaslt',
+  priority: 200,
+  needs: ['gemmLt', 'gemmLtSupported'],
+  supports: (p) => {
+    const g = dgeluPlan(p);
+    return typeof g === 'string' ? g : ltSupports(p, g, EPI.dgelu);
+  },
+  workspace: ltWorkspace,
+  run: (c, ops) => lt(c, dgeluPlan(c) as GemmPlan, ops, c.outputs[0]!, EPI.dgelu, null, c.inputs[2]!),
+});
+
+registerCuda<KernelParams>({
+  op: 'matmul_dgelu',
+  name: 'matmul_dgelu_unfused',
+  priority: 150,
+  needs: ['gemmLtSupported', 'gemmFallback', 'geluBackward'],
+  // Any batch: the GEMM runs batched, the elementwise kernel over every element.
+  supports: (p) => {
+    const g = gemmPlan(p);
+    if (typeof g === 'string') return g;
+    return p.inTypes[2]!.dtype === p.outTypes[0]!.dtype ? true : `needs pre in the output's storage (${p.outTypes[0]!.dtype}), got ${p.inTypes[2]!.dtype}`;
+  },
+  workspace: ltWorkspace,
+  run: (c, ops) => {
+    const g = gemmPlan(c) as GemmPlan;
+    const out = c.outputs[0]!;
+    plainGemm(c, g, ops, out);
+    ops.geluBackward(c.stream, dtypeCode(c.outTypes[0]!), numel(c.outTypes[0]!.shape), out, c.inputs[2]!, out, null);
   },
 });
 

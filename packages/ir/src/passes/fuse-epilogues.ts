@@ -4,8 +4,11 @@
  *   - bias: a matmul whose only use is a bias_add -> matmul_bias (the BIAS epilogue);
  *   - GELU: a matmul_bias whose product feeds a gelu -> matmul_bias_gelu, which also returns the
  *     pre-activation for gelu_backward (GELU_AUX_BIAS);
+ *   - GELU backward: a matmul whose only use is the gradient input of a gelu_backward ->
+ *     matmul_dgelu, the pre-activation read by the epilogue (DGELU);
  *   - bias gradient: a weight-gradient matmul gᵀ·x (transA) and the sum_to of the same g that makes
- *     the bias gradient -> matmul_bgrad (BGRADB).
+ *     the bias gradient -> matmul_bgrad (BGRADB). After the GELU backward fusion, so an MLP's fc
+ *     layer gets its weight and bias gradients from one GEMM reading matmul_dgelu's output.
  * Each fused op's CPU reference is the ops it replaces, so a fused graph computes on the CPU what
  * the unfused one did, bit for bit. The graph's outputs and updates keep their values. The callers
  * (runPasses) sort the nodes afterwards (a moved output may have readers before its new producer)
@@ -63,6 +66,29 @@ export function fuseMatmulGelu(graph: Graph): number {
   return fused;
 }
 
+/**
+ * matmul -> gelu_backward(product, pre) becomes matmul_dgelu where the gelu_backward reads the
+ * product as its gradient input and nothing else reads the product. A gelu_backward that returns an
+ * amax (made so, or by an earlier fuse-amax) is left alone: matmul_dgelu returns none.
+ */
+export function fuseMatmulDgelu(graph: Graph): number {
+  const uses = useCounts(graph);
+  const producer = producers(graph);
+  let fused = 0;
+  for (const n of graph.nodes) {
+    if (n.op !== 'gelu_backward' || n.outputs.length !== 1 || n.attrs.amax === true) continue;
+    const mm = producer.get(n.inputs[0]!);
+    if (!mm || mm.op !== 'matmul' || uses.get(mm.outputs[0]!) !== 1 || n.inputs[1] === mm.outputs[0]) continue;
+    // The gelu_backward node becomes the fused node (it sits after both operands and pre); the
+    // matmul is left without uses.
+    n.op = 'matmul_dgelu';
+    n.inputs = [mm.inputs[0]!, mm.inputs[1]!, n.inputs[1]!];
+    n.attrs = mm.attrs;
+    fused++;
+  }
+  return fused;
+}
+
 /** A transA matmul of g (or of g reshaped to 2-D) and the sum_to of g to [M] become matmul_bgrad. */
 export function fuseBiasGradient(graph: Graph): number {
   const producer = producers(graph);
@@ -88,10 +114,11 @@ export function fuseBiasGradient(graph: Graph): number {
   return fused;
 }
 
-/** All three, in order; returns how many nodes each fused. */
-export function fuseGemmEpilogues(graph: Graph): { bias: number; gelu: number; bgrad: number } {
+/** All four, in order; returns how many nodes each fused. */
+export function fuseGemmEpilogues(graph: Graph): { bias: number; gelu: number; dgelu: number; bgrad: number } {
   const bias = fuseMatmulBias(graph);
   const gelu = fuseMatmulGelu(graph);
+  const dgelu = fuseMatmulDgelu(graph);
   const bgrad = fuseBiasGradient(graph);
-  return { bias, gelu, bgrad };
+  return { bias, gelu, dgelu, bgrad };
 }

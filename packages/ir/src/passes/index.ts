@@ -1,6 +1,6 @@
 /**
  * Graph passes, and the hook through which a precision policy rewrites a graph. The compile
- * pipeline: [precision policy] -> CSE (+ DCE) -> GEMM epilogue fusion (bias, GELU, bias gradient)
+ * pipeline: [precision policy] -> CSE (+ DCE) -> GEMM epilogue fusion (bias, GELU, GELU backward, bias gradient)
  * -> residual + layernorm fusion -> multi-tensor AdamW -> fused amax (an FP8 quantizer's tensor amax
  * from the kernel that writes its input) -> stable topological sort -> DCE -> elementwise fusion
  * marks -> verify.
@@ -10,14 +10,14 @@ import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
 import { markElementwiseFusion } from './fusion.js';
 import { autocast, type AutocastOptions } from './autocast.js';
-import { fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './fuse-epilogues.js';
+import { fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu } from './fuse-epilogues.js';
 import { fuseAddLayernorm } from './fuse-add-layernorm.js';
 import { fuseAdamW } from './fuse-adamw.js';
 import { fuseAmax } from './fuse-amax.js';
 import { sortNodes } from './order.js';
 
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
-export { fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu };
+export { fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu };
 export type { AutocastOptions };
 
 /**

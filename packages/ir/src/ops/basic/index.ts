@@ -9,3 +9,4 @@ export * from './matmul.js';
 export * from './matmul_bias.js';
 export * from './matmul_bias_gelu.js';
 export * from './matmul_bgrad.js';
+export * from './matmul_dgelu.js';
