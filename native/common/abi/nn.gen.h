@@ -133,7 +133,7 @@ inline AddLayernormArgs readAddLayernorm(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace)  [native/ops/nn/layernorm.cu]
+// layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, addend, workspace)  [native/ops/nn/layernorm.cu]
 struct LayernormBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -147,10 +147,11 @@ struct LayernormBackwardArgs {
   TensorArg dx{};
   TensorArg dweight{};
   TensorArg dbias{};
+  TensorArg addend{};
   WorkspaceArg workspace{};
 };
 inline LayernormBackwardArgs readLayernormBackward(const Napi::CallbackInfo& info) {
-  Reader r(info, "layernormBackward", 23);
+  Reader r(info, "layernormBackward", 25);
   LayernormBackwardArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -164,6 +165,7 @@ inline LayernormBackwardArgs readLayernormBackward(const Napi::CallbackInfo& inf
   a.dx = r.tensor("dx", false);
   a.dweight = r.tensor("dweight", false);
   a.dbias = r.tensor("dbias", false);
+  a.addend = r.tensor("addend", true);
   a.workspace = r.workspace("workspace");
   r.end();
   return a;

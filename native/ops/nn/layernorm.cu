@@ -5,7 +5,9 @@
 //       sum = x + residual (stored, rounded), then layernorm of sum: add_layernorm in one pass.
 //       amax (optional f32[1]): the largest finite |y| as stored, for the FP8 quantizer that reads
 //       y (common/amax.cuh).
-//   layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, workspace)
+//   layernormBackward(stream, dtype, rows, D, g, x, weight, mean, rstd, dx, dweight, dbias, addend, workspace)
+//       addend (optional, as x): added to dx as stored, the sum rounded again (the residual stream's
+//       gradient from passes/fuse-norm-residual.ts: the bits of dx then an add); may be dx itself.
 //       workspace: the column partials, at least 4 * min(4 << 20, rows * 2 * D) bytes.
 //
 // These kernels are memory-bound: a bf16 row of 768 is 1.5 KB per tensor, and a [16384, 768]
@@ -104,7 +106,7 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 // are deterministic. A row group past the last row has no slice and writes nothing.
 template <typename T, int V, int NCH, bool CACHED>
 __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
-    layernormBwdK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, T* dx, int64_t rows, int nch, float* ws) {
+    layernormBwdK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, const T* addend, T* dx, int64_t rows, int nch, float* ws) {
   __shared__ float2 sh[32];
   const int64_t D = static_cast<int64_t>(nch) * V;
   const float Df = static_cast<float>(D);
@@ -157,6 +159,12 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
       for (int k = 0; k < V; k++) {
         const float xh = (xv[k] - mu) * r;
         o[k] = r * (__fmul_rn(gv[k], wv[k]) - mGw - xh * mGwX);
+      }
+      if (addend) {
+        float av[V];
+        loadF<T, V>(addend + row * D + static_cast<int64_t>(j) * V, av);
+#pragma unroll
+        for (int k = 0; k < V; k++) o[k] = toF(fromF<T>(o[k])) + av[k];
       }
       storeF<T, V>(dr + static_cast<int64_t>(j) * V, o);
     });
@@ -285,7 +293,7 @@ __global__ void __launch_bounds__(kRegThreads, 3)
 // ([gridDim.x][2][D], dweight's half first).
 template <typename T, int V, int NCH, int W>
 __global__ void __launch_bounds__(kRegThreads, 2)
-    layernormBwdRegK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, T* dx, int64_t rows, int nch, float* ws) {
+    layernormBwdRegK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, const T* addend, T* dx, int64_t rows, int nch, float* ws) {
   constexpr int TPR = 32 * W, G = kRegThreads / TPR;
   __shared__ float2 sh[2][kRegMaxWarps];
   extern __shared__ float part[];  // [2][D] when G > 1
@@ -344,6 +352,11 @@ __global__ void __launch_bounds__(kRegThreads, 2)
             const float xh = (toF(xp[i].v[k]) - mu) * rs;
             o[k] = rs * (__fmul_rn(toF(gp[i].v[k]), toF(wp[i].v[k])) - mGw - xh * mGwX);
           }
+          if (addend) {
+            const Pack<T, V> ap = ldPack<T, V>(addend + row * D, j);
+#pragma unroll
+            for (int k = 0; k < V; k++) o[k] = toF(fromF<T>(o[k])) + toF(ap.v[k]);
+          }
           stPack<T, V>(dx + row * D, j, o);
         }
       }
@@ -395,7 +408,7 @@ void launchLayernormReg(Napi::Env env, const RegPlan& p, cudaStream_t st, const 
 // grid), after taking them from the call's workspace.
 template <typename T>
 unsigned launchLayernormBwdReg(Napi::Env env, const RegPlan& p, cudaStream_t st, const abi::WorkspaceArg& wsArg, const T* g, const T* x, const T* w, const float* mean,
-                               const float* rstd, T* dx, uint64_t rows, uint64_t D, float** wsOut) {
+                               const float* rstd, const T* addend, T* dx, uint64_t rows, uint64_t D, float** wsOut) {
   unsigned nb = 0;
   regDispatch<T>(p, [&](auto Wc, auto Nc) {
     constexpr int W = decltype(Wc)::value, NCH = decltype(Nc)::value, V = 16 / sizeof(T);
@@ -405,7 +418,7 @@ unsigned launchLayernormBwdReg(Napi::Env env, const RegPlan& p, cudaStream_t st,
     nb = regGrid(regBlocksPerSm<layernormBwdRegK<T, V, NCH, W>>(env, smemMax), rows, p.groups(), static_cast<uint64_t>(kWsFloats) / (2 * D));
     float* ws = takeNormPartials(env, wsArg, normPartialFloats(nb, D, 2));
     *wsOut = ws;
-    layernormBwdRegK<T, V, NCH, W><<<nb, p.block(), smem, st>>>(g, x, w, mean, rstd, dx, static_cast<int64_t>(rows), static_cast<int>(D / V), ws);
+    layernormBwdRegK<T, V, NCH, W><<<nb, p.block(), smem, st>>>(g, x, w, mean, rstd, addend, dx, static_cast<int64_t>(rows), static_cast<int>(D / V), ws);
   });
   return nb;
 }
@@ -493,15 +506,16 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
     const float* mean = a.mean.ptr<float>(env, rows);
     const float* rstd = a.rstd.ptr<float>(env, rows);
     T* dx = a.dx.ptr<T>(env, total);
+    const T* addend = a.addend.template optPtr<T>(env, total);
     T* dw = a.dweight.ptr<T>(env, D);
     T* db = a.dbias.ptr<T>(env, D);
     if (D == 0) return env.Undefined();
     unsigned nb = 0;
     float* ws = nullptr;
-    const bool vec = canVec<T>(D, {g, x, w, dx});
+    const bool vec = canVec<T>(D, {g, x, w, dx, addend});
     const RegPlan rp = vec && regRowsAllowed() ? regPlan(static_cast<int64_t>(D / (16 / sizeof(T))), regMaxChunks<T>()) : RegPlan{};
     if (rows > 0 && rp.W > 0) {
-      nb = launchLayernormBwdReg<T>(env, rp, s, a.workspace, g, x, w, mean, rstd, dx, rows, D, &ws);
+      nb = launchLayernormBwdReg<T>(env, rp, s, a.workspace, g, x, w, mean, rstd, addend, dx, rows, D, &ws);
       checkLaunch(env, "layernorm_backward");
     } else if (rows > 0) {
       DW_ROW_DISPATCH(T, vec, kBwdFloats, {
@@ -511,9 +525,9 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
         nb = normPartialSlices(grid * static_cast<unsigned>(p.groups), rows);
         ws = takeNormPartials(env, a.workspace, normPartialFloats(nb, D, 2));
         if (p.cached)
-          layernormBwdK<T, V, NCH, true><<<grid, p.block(), 0, s>>>(g, x, w, mean, rstd, dx, static_cast<int64_t>(rows), nch, ws);
+          layernormBwdK<T, V, NCH, true><<<grid, p.block(), 0, s>>>(g, x, w, mean, rstd, addend, dx, static_cast<int64_t>(rows), nch, ws);
         else
-          layernormBwdK<T, V, NCH, false><<<grid, p.block(), 0, s>>>(g, x, w, mean, rstd, dx, static_cast<int64_t>(rows), nch, ws);
+          layernormBwdK<T, V, NCH, false><<<grid, p.block(), 0, s>>>(g, x, w, mean, rstd, addend, dx, static_cast<int64_t>(rows), nch, ws);
       });
       checkLaunch(env, "layernorm_backward");
     }

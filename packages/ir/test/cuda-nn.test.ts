@@ -273,6 +273,13 @@ describe.skipIf(!gpu)('layernorm register-row kernels', () => {
           expectExact(again[1]!, bwd[1]!, `dweight run to run ${what}`);
           expectExact(again[2]!, bwd[2]!, `dbias run to run ${what}`);
           expectExact(again[0]!, bwd[0]!, `dx run to run ${what}`);
+          // With an addend (passes/fuse-norm-residual.ts): dx as stored, plus the addend in f32,
+          // rounded to the storage: bit for bit what the kernel without it and an add give.
+          const addend = randn(numel(shape));
+          const fused = withPath(path, () => runCuda('layernorm_backward', [...bwdIn, { shape, data: addend }], {}, { storage }).outputs);
+          const as = rounded(storage, addend);
+          expectExact(fused[0]!, rounded(storage, bwd[0]!.map((v, i) => Math.fround(v + as[i]!))), `dx + addend ${what}`);
+          expectExact(fused[1]!, bwd[1]!, `dweight with an addend ${what}`);
         }
       }
     });

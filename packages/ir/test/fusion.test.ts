@@ -185,6 +185,33 @@ describe('the fusion patterns', () => {
     expect(count(out, 'add')).toBe(1);
   });
 
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`folds the residual gradient's add into layernorm_backward, same bits (${dtype}); not where dx is read again`, () => {
+      const [R, D] = [randInt(2, 6), randInt(3, 12)];
+      const b = new GraphBuilder();
+      const x = b.input('x', [R, D], dtype);
+      const g = b.input('g', [R, D], dtype);
+      const r = b.input('r', [R, D], dtype);
+      const w = b.input('w', [D], dtype);
+      const bias = b.input('bias', [D], dtype);
+      const [, mean, rstd] = b.op('layernorm', [x, w, bias]);
+      const [dx, dw] = b.op('layernorm_backward', [g, x, w, mean!, rstd!]);
+      b.output('sum', add(r, dx!)); // the residual stream's gradient
+      b.output('dw', dw!);
+      const [dx2] = b.op('layernorm_backward', [r, x, w, mean!, rstd!]);
+      b.output('kept', add(dx2!, g));
+      b.output('dx2', dx2!); // read twice: stays apart
+      const plain = b.graph.verify();
+      const fused = fuse(Graph.fromJSON(plain.toJSON())).verify();
+      expect(fused.nodes.filter((n) => n.op === 'layernorm_backward').map((n) => n.inputs.length)).toEqual([6, 5]);
+      expect(count(fused, 'add')).toBe(1);
+      const q = (n: number) => Float32Array.from(randn(n), (v) => (dtype === 'bf16' ? Math.fround(v) : v));
+      const bind = { x: q(R * D), g: q(R * D), r: q(R * D), w: q(D), bias: q(D) };
+      const [a, c] = [interpret(plain, bind), interpret(fused, bind)];
+      for (const name of ['sum', 'dw', 'kept', 'dx2']) expect(Array.from(c[fused.outputs[name]!]!)).toEqual(Array.from(a[plain.outputs[name]!]!));
+    });
+  }
+
   it('groups adamw nodes by lr, step, attributes and gradient dtype; leaves one whose result is read', () => {
     const b = new GraphBuilder();
     const lr = b.input('lr', [1]);

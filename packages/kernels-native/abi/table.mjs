@@ -178,7 +178,7 @@ export const entries = {
   },
   layernormBackward: {
     file: 'ops/nn/layernorm.cu',
-    args: ['stream', 'dtype:fdtype', 'rows', 'D', 'g:tensor', 'x:tensor', 'weight:tensor', 'mean:tensor', 'rstd:tensor', 'dx:tensor', 'dweight:tensor', 'dbias:tensor', 'workspace:workspace'],
+    args: ['stream', 'dtype:fdtype', 'rows', 'D', 'g:tensor', 'x:tensor', 'weight:tensor', 'mean:tensor', 'rstd:tensor', 'dx:tensor', 'dweight:tensor', 'dbias:tensor', 'addend:tensor?', 'workspace:workspace'],
   },
   rmsnorm: { file: 'ops/nn/rmsnorm.cu', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'weight:tensor', 'y:tensor', 'rstd:tensor'] },
   rmsnormBackward: { file: 'ops/nn/rmsnorm.cu', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'g:tensor', 'x:tensor', 'weight:tensor', 'rstd:tensor', 'dx:tensor', 'dweight:tensor', 'workspace:workspace'] },

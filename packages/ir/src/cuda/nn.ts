@@ -130,9 +130,9 @@ registerCuda<KernelParams>({
   workspace: (p) => normBwdWorkspace(...rowsAndD(p.inTypes[1]!.shape), 2),
   run: (call, ops) => {
     const [rows, D] = rowsAndD(call.inTypes[1]!.shape);
-    const [g, x, w, mean, rstd] = call.inputs;
+    const [g, x, w, mean, rstd, addend] = call.inputs;
     const [dx, dw, db] = call.outputs;
-    ops.layernormBackward(call.stream, code(call.inTypes[0]!), rows, D, g!, x!, w!, mean!, rstd!, dx!, dw!, db!, call.workspace);
+    ops.layernormBackward(call.stream, code(call.inTypes[0]!), rows, D, g!, x!, w!, mean!, rstd!, dx!, dw!, db!, addend ?? null, call.workspace);
   },
 });
 

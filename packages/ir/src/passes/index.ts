@@ -12,12 +12,13 @@ import { markElementwiseFusion } from './fusion.js';
 import { autocast, type AutocastOptions } from './autocast.js';
 import { fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu } from './fuse-epilogues.js';
 import { fuseAddLayernorm } from './fuse-add-layernorm.js';
+import { fuseNormResidual } from './fuse-norm-residual.js';
 import { fuseAdamW } from './fuse-adamw.js';
 import { fuseAmax } from './fuse-amax.js';
 import { sortNodes } from './order.js';
 
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
-export { fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu };
+export { fuseAdamW, fuseAddLayernorm, fuseAmax, fuseNormResidual, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu };
 export type { AutocastOptions };
 
 /**
@@ -44,6 +45,6 @@ export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?:
 
 /** Every fusion of the compile pipeline, then the sort and DCE they need. */
 export function fuse(graph: Graph): Graph {
-  const n = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseAdamW(graph) + fuseAmax(graph);
+  const n = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseNormResidual(graph) + fuseAdamW(graph) + fuseAmax(graph);
   return n ? eliminateDeadCode(sortNodes(graph)) : graph;
 }

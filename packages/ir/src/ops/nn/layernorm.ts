@@ -16,6 +16,10 @@
  *   dx = rstd * (gw - mean_D(gw) - xhat * mean_D(gw * xhat)),
  *   dweight = sum_R(g * xhat), dbias = sum_R(g).
  * Gradients reaching the mean and rstd outputs are not supported (nothing needs them).
+ * An optional last input addend: F[...R, D] (made by passes/fuse-norm-residual.ts, never by
+ * autodiff) is added to dx as the add it replaces did: dx rounded to F first, then the sum rounded
+ * again, so a pre-norm residual stream's gradient (the residual branch's plus the norm's) comes out
+ * of the same kernel, one read of the addend instead of a read of dx and a pass of its own.
  *
  * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
  * kernel is in native/ops/nn/layernorm.cu (rows of 16-byte chunks up to 6144 bf16 / 4096 f32
@@ -29,6 +33,7 @@ import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../../types.js';
 import { sameFloat } from '../float.js';
+import { roundTo } from '../../interpret.js';
 
 /** Check the shapes of x and the [D] vectors (their dtypes are checked first); returns the row shape and D. */
 function rowsOf(op: string, x: ValueType, vectors: [string, ValueType][]): { rows: readonly number[]; D: number } {
@@ -83,12 +88,13 @@ export const layernormOp = defineOp({
 export const layernormBackwardOp = defineOp({
   name: 'layernorm_backward',
   doc: 'dx, dweight, dbias of layernorm from g, x, weight and the saved mean and rstd',
-  inputs: ['g', 'x', 'weight', 'mean', 'rstd'],
+  inputs: ['g', 'x', 'weight', 'mean', 'rstd', 'addend?'],
   outputs: ['dx', 'dweight', 'dbias'],
   attrs: {},
-  infer: ([g, x, w, mean, rstd]) => {
+  infer: ([g, x, w, mean, rstd, addend]) => {
     const op = 'layernorm_backward';
-    const dtype = sameFloat(op, [['g', g!], ['x', x!], ['weight', w!]]);
+    const dtype = sameFloat(op, [['g', g!], ['x', x!], ['weight', w!], ...(addend ? [['addend', addend] as [string, ValueType]] : [])]);
+    if (addend && !sameShape(addend.shape, x!.shape)) shapeError(op, `Expected the shape of x ${shapeStr(x!)} for input 'addend' but received ${shapeStr(addend)}`);
     for (const [name, t] of [['mean', mean!], ['rstd', rstd!]] as const) expectDtype(op, name, t, ['f32']);
     const { rows, D } = rowsOf(op, x!, [['weight', w!]]);
     if (!sameShape(g!.shape, x!.shape)) shapeError(op, `Expected the shape of x ${shapeStr(x!)} for input 'g' but received ${shapeStr(g!)}`);
@@ -97,7 +103,7 @@ export const layernormBackwardOp = defineOp({
     }
     return [{ shape: x!.shape, dtype }, { shape: [D], dtype }, { shape: [D], dtype }];
   },
-  reference: ({ inputs: [g, x, w, meanIn, rstdIn], outputs: [dx, dw, db], inTypes }) => {
+  reference: ({ inputs: [g, x, w, meanIn, rstdIn, addend], outputs: [dx, dw, db], inTypes, outTypes }) => {
     const D = inTypes[1]!.shape.at(-1)!;
     const R = numel(inTypes[1]!.shape.slice(0, -1));
     const accW = new Float64Array(D);
@@ -122,6 +128,11 @@ export const layernormBackwardOp = defineOp({
         const xhat = (x![o + d]! - mean) * rstd;
         dx![o + d] = rstd * (g![o + d]! * w![d]! - meanGw - xhat * meanGwXhat);
       }
+    }
+    if (addend) {
+      // As the unfused graph: dx stored in its format, then the add (whose result the caller rounds).
+      roundTo(outTypes[0]!.dtype, dx!);
+      for (let i = 0; i < dx!.length; i++) dx![i] = dx![i]! + addend[i]!;
     }
     dw!.set(accW);
     db!.set(accB);
