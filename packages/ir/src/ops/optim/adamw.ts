@@ -20,7 +20,8 @@
  *
  * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
  * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
- * dtypes.test.ts, fusion.test.ts, cuda-fused.test.ts, cuda-nn.test.ts.
+ * dtypes.test.ts, fusion.test.ts, optim.test.ts, cuda-fused.test.ts, cuda-nn.test.ts,
+ * cuda-optim.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';

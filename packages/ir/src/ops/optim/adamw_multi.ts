@@ -9,12 +9,14 @@
  * its input (in place).
  * Never written by models: the fusion pass (passes/fuse-adamw.ts) makes it at compile time from the
  * optimizer's adamw nodes that share lr, step, gradScale (or its absence) and attributes, so a GPU
- * updates every parameter in a few launches instead of one per parameter. The reference runs adamw's reference per parameter.
- * Not differentiated.
+ * updates every parameter in a few launches instead of one per parameter. The reference runs
+ * adamw's reference per parameter. Not differentiated. It declares no `anyFloatInputs`, unlike
+ * adamw: elide-casts runs before the fusion, and skipping a cast into one node could leave it with
+ * mixed gradient dtypes, which its CUDA kernel (one dtype per node) does not take.
  *
  * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
  * kernel is in native/ops/nn/; tested in packages/ir/test/compile.test.ts, fusion.test.ts,
- * cuda-fused.test.ts.
+ * optim.test.ts, cuda-fused.test.ts, cuda-optim.test.ts.
  */
 import type { Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
