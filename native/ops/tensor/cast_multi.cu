@@ -15,6 +15,7 @@
 #include "common/launch.h"
 #include "common/rows.cuh"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -70,8 +71,7 @@ __global__ void __launch_bounds__(kCmThreads) castMultiK(const CmBatch b) {
 
 }  // namespace
 
-// Every tensor is checked before anything is launched (ranges, and that no output overlaps any
-// input or other output: blocks run in any order).
+// Every tensor is checked before anything is launched (ranges, and overlaps below).
 Napi::Value CastMulti(const Napi::CallbackInfo& info) {
   const abi::CastMultiArgs a = abi::readCastMulti(info);
   Napi::Env env = info.Env();
@@ -85,19 +85,32 @@ Napi::Value CastMulti(const Napi::CallbackInfo& info) {
     xs[k] = e.x.ptr<void>(env, e.n, fb);
     outs[k] = e.out.ptr<void>(env, e.n, tb);
   }
-  auto overlap = [](const void* p, uint64_t pb, const void* q, uint64_t qb) {
-    const uintptr_t p0 = reinterpret_cast<uintptr_t>(p), q0 = reinterpret_cast<uintptr_t>(q);
-    return pb > 0 && qb > 0 && p0 < q0 + qb && q0 < p0 + pb;
+  // No output may overlap an input or another output (blocks run in any order); inputs may share
+  // memory. A sweep over the ranges sorted by start (n log n, for any tensor count): a range that
+  // starts before the furthest end seen so far overlaps the range that reached it.
+  struct Range {
+    uintptr_t begin, end;
+    bool out;
+    uint64_t k;
   };
-  // Pairwise, sorted would be n log n; weights are a few hundred tensors, so n² is a few 10^4 tests.
+  std::vector<Range> rs;
+  rs.reserve(2 * count);
   for (uint64_t k = 0; k < count; k++) {
-    const uint64_t ob = a.tensors[k].n * tb;
-    for (uint64_t j = 0; j < count; j++) {
-      if (overlap(outs[k], ob, xs[j], a.tensors[j].n * fb))
-        fail(env, "INVALID_ARGUMENT", "Expected cast_multi output " + std::to_string(k) + " not to overlap input " + std::to_string(j));
-      if (j > k && overlap(outs[k], ob, outs[j], a.tensors[j].n * tb))
-        fail(env, "INVALID_ARGUMENT", "Expected cast_multi outputs " + std::to_string(k) + " and " + std::to_string(j) + " not to overlap");
-    }
+    const uint64_t n = a.tensors[k].n;
+    if (n == 0) continue;
+    rs.push_back({reinterpret_cast<uintptr_t>(xs[k]), reinterpret_cast<uintptr_t>(xs[k]) + n * fb, false, k});
+    rs.push_back({reinterpret_cast<uintptr_t>(outs[k]), reinterpret_cast<uintptr_t>(outs[k]) + n * tb, true, k});
+  }
+  std::sort(rs.begin(), rs.end(), [](const Range& x, const Range& y) { return x.begin < y.begin || (x.begin == y.begin && x.out < y.out); });
+  const Range* furthest = nullptr;     // of every range so far
+  const Range* furthestOut = nullptr;  // of the outputs so far
+  auto name = [](const Range& r) { return std::string(r.out ? "output " : "input ") + std::to_string(r.k); };
+  for (const Range& r : rs) {
+    const Range* hit = r.out ? furthest : furthestOut;
+    if (hit && r.begin < hit->end)
+      fail(env, "INVALID_ARGUMENT", "Expected the outputs of cast_multi not to overlap any of its tensors, but " + name(r) + " overlaps " + name(*hit));
+    if (!furthest || r.end > furthest->end) furthest = &r;
+    if (r.out && (!furthestOut || r.end > furthestOut->end)) furthestOut = &r;
   }
   DW_DISPATCH_FLOAT(env, a.from, F, {
     DW_DISPATCH_FLOAT(env, a.to, T, {

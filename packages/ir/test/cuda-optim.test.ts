@@ -178,6 +178,38 @@ describe.skipIf(!gpu)('cast_multi_cuda', () => {
   }
 });
 
+describe.skipIf(!gpu)('native checks of the new entry points (a DeepwellError, never a crash)', () => {
+  const select = (op: string, inTypes: ValueType[], attrs: Record<string, unknown> = {}) => {
+    const def = getOp(op);
+    const checked = checkAttrs(def, attrs);
+    const params = { op, device: 'cuda:0', inTypes, outTypes: def.infer(inTypes, checked), attrs: checked };
+    return { params, kernel: registry.select<CudaCall, void>(op, params as unknown as CudaCall) };
+  };
+  it('cast_multi refuses an output overlapping an input; sum_squares a short workspace; adamw a gradScale inside an output', () => {
+    const be = cudaBackend(0);
+    const stream = new Stream(0);
+    const buf = be.alloc(1 << 16);
+    const at = (offset: number, bytes: number) => ({ base: buf.ptr, offset, bytes });
+    try {
+      const cm = select('cast_multi', [{ shape: [100], dtype: 'f32' }, { shape: [10], dtype: 'f32' }], { dtype: 'bf16' });
+      const run = (outAt: number) => cm.kernel.run({ ...cm.params, stream: stream.handle, inputs: [at(0, 400), at(1024, 40)], outputs: [at(outAt, 200), at(2048, 20)], workspace: null });
+      expect(() => run(200)).toThrow(/cast_multi not to overlap any of its tensors, but output 0 overlaps input 0/);
+      run(4096); // apart: fine
+      const ss = select('sum_squares', [{ shape: [40000], dtype: 'bf16' }]);
+      expect(() => ss.kernel.run({ ...ss.params, stream: stream.handle, inputs: [at(0, 80000)], outputs: [at(81920, 4)], workspace: at(82176, 8) })).toThrow(/workspace of at least 24 bytes/);
+      const f = (shape: number[]): ValueType => ({ shape, dtype: 'f32' });
+      const aw = select('adamw', [f([64]), f([64]), f([64]), f([64]), f([1]), f([1]), f([1])]);
+      const ins = [at(0, 256), at(256, 256), at(512, 256), at(768, 256), at(1024, 4), at(1028, 4), at(16, 4)];
+      be.memset(buf, 0);
+      expect(() => aw.kernel.run({ ...aw.params, stream: stream.handle, inputs: ins, outputs: [at(0, 256), at(512, 256), at(768, 256)], workspace: null })).toThrow(/not to overlap input 'gradScale'/);
+      stream.synchronize();
+    } finally {
+      stream.dispose();
+      be.free(buf);
+    }
+  });
+});
+
 /** A pre-norm MLP with a head, in bf16 under autocast. */
 class Net implements Capturable {
   forward({ x, y }: Record<string, Sym>): Record<string, Sym> {
