@@ -188,7 +188,7 @@ describe.skipIf(!gpu)('native checks of the new entry points (a DeepwellError, n
   it('cast_multi refuses an output overlapping an input; sum_squares a short workspace; adamw a gradScale inside an output', () => {
     const be = cudaBackend(0);
     const stream = new Stream(0);
-    const buf = be.alloc(1 << 16);
+    const buf = be.alloc(1 << 17);
     const at = (offset: number, bytes: number) => ({ base: buf.ptr, offset, bytes });
     try {
       const cm = select('cast_multi', [{ shape: [100], dtype: 'f32' }, { shape: [10], dtype: 'f32' }], { dtype: 'bf16' });
