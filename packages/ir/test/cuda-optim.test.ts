@@ -249,17 +249,22 @@ describe.skipIf(!gpu)('a compiled autocast step with clipping on CUDA', () => {
       expect(Math.abs(a.loss![0]! - b.loss![0]!)).toBeLessThan(2e-2 * Math.abs(b.loss![0]!));
       expect(Math.abs(a.grad_norm![0]! - b.grad_norm![0]!)).toBeLessThan(3e-2 * b.grad_norm![0]!);
     }
-    // The updates (after - before) agree to 10% in L2: near-zero gradients may flip an element's
-    // Adam step between the two, the bulk does not; an unwritten or unscaled update fails.
+    // The updates (after - before) point the same way: near-zero gradients may flip an element's
+    // Adam step (about lr) between the two, the bulk does not. Every element finite and within
+    // Adam's reach of the CPU's (a few lr a step); an unwritten or garbage update fails.
     for (const name of cuda.parameterNames()) {
       const [g, c, p0] = [cuda.get(name), cpu.get(name), init[name]!];
-      expect(Array.from(g).every(Number.isFinite), name).toBe(true);
-      let num = 0, den = 0;
+      let dot = 0, gg = 0, cc = 0, worst = 0;
       for (let i = 0; i < p0.length; i++) {
-        num += (g[i]! - c[i]!) ** 2;
-        den += (c[i]! - p0[i]!) ** 2;
+        expect(Number.isFinite(g[i]!), `${name}[${i}]`).toBe(true);
+        const [du, dc] = [g[i]! - p0[i]!, c[i]! - p0[i]!];
+        dot += du * dc;
+        gg += du * du;
+        cc += dc * dc;
+        worst = Math.max(worst, Math.abs(du - dc));
       }
-      expect(Math.sqrt(num / den), name).toBeLessThan(0.1);
+      expect(dot / Math.sqrt(gg * cc), name).toBeGreaterThan(0.9);
+      expect(worst, name).toBeLessThan(8 * 1e-3 * 4);
     }
     cuda.dispose();
     cpu.dispose();
