@@ -6,6 +6,11 @@
 //   - matmul_bgrad (cuBLASLt BGRADB)              vs matmul + sum_to
 //   - add_layernorm                               vs add + layernorm
 //   - adamw_multi over GPT-2 small's 148 tensors  vs 148 adamw launches
+//   - the clipping's sum of squares over GPT-2 small's 148 bf16 gradients: sum_squares + clip_coef
+//                                                 vs 148 × (cast to f32, mul, sum), 147 adds, clip_coef
+//   - AdamW with the clipping factor, bf16 gradients: adamw_multi with gradScale
+//                                                 vs 148 × (cast to f32, mul by the factor), adamw_multi
+//   - the weights' bf16 copies: cast_multi        vs 148 cast launches
 // Method: random inputs (never zeros); each variant's launches captured once as a CUDA graph, then
 // replayed: 3 warm-up replays, then 7 samples, each a batch of replays timed between one pair of
 // CUDA events (at least ~20 ms per sample); the median time per replay. Variants alternate sample by
@@ -157,6 +162,66 @@ const [T, D, H] = [16 * 1024, 768, 3072];
     label: `${shapes.length} × ${singles[0].name}`,
     launch: () => singles.forEach((k) => k.run()),
   }, 7 * 4 * shapes.reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0)); // p, m, v read and written, g read (f32)
+}
+
+{
+  // The optimizer phase of GPT-2 small's autocast step with clipGradNorm: bf16 gradients (what the
+  // backward makes), f32 master weights and moments.
+  const shapes = [[50304, 768], [1024, 768]];
+  for (let l = 0; l < 12; l++) shapes.push([768], [768], [2304, 768], [2304], [768, 768], [768], [768], [768], [3072, 768], [3072], [768, 3072], [768]);
+  shapes.push([768], [768]);
+  const N = shapes.reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+  const what = `GPT-2 small's ${shapes.length} tensors (${(N / 1e6).toFixed(1)}M, bf16 grads)`;
+  const grads = shapes.map((s) => tensor(s, 'bf16'));
+  // sum_squares + clip_coef against the chain trainingStep built before (each gradient cast to f32
+  // by the backward, then squared, summed and added up).
+  const ss = kernel('sum_squares', grads);
+  const coef = kernel('clip_coef', [ss.outs[0]], { maxNorm: 1 });
+  const casts = grads.map((g) => kernel('cast', [g], { dtype: 'f32' }));
+  const sq = casts.map((c) => kernel('mul', [c.outs[0], c.outs[0]]));
+  const sums = sq.map((m) => kernel('sum', [m.outs[0]]));
+  const adds = [];
+  let acc = sums[0].outs[0];
+  for (const s of sums.slice(1)) {
+    const a = kernel('add', [acc, s.outs[0]]);
+    adds.push(a);
+    acc = a.outs[0];
+  }
+  const coef0 = kernel('clip_coef', [acc], { maxNorm: 1 });
+  compare(`clipping's sum of squares, ${what}`, { label: `${ss.name} + ${coef.name}`, launch: () => (ss.run(), coef.run()) }, {
+    label: `${shapes.length} × (cast, mul, sum) + ${adds.length} add + clip_coef`,
+    launch: () => (casts.forEach((k) => k.run()), sq.forEach((k) => k.run()), sums.forEach((k) => k.run()), adds.forEach((k) => k.run()), coef0.run()),
+  }, 2 * N);
+}
+{
+  const shapes = [[50304, 768], [1024, 768]];
+  for (let l = 0; l < 12; l++) shapes.push([768], [768], [2304, 768], [2304], [768, 768], [768], [768], [768], [3072, 768], [3072], [768, 3072], [768]);
+  shapes.push([768], [768]);
+  const N = shapes.reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+  const lr = tensor([1], 'f32');
+  const step = tensor([1], 'f32');
+  const scale = tensor([1], 'f32');
+  be.write(lr.buf, Float32Array.of(1e-4));
+  be.write(step.buf, Float32Array.of(10));
+  be.write(scale.buf, Float32Array.of(0.5));
+  const groups = shapes.map((s) => [tensor(s, 'f32'), tensor(s, 'bf16'), tensor(s, 'f32'), tensor(s, 'f32')]);
+  const attrs = { weightDecay: 0.1 };
+  const multi = kernel('adamw_multi', [lr, step, ...groups.flat(), scale], attrs, groups.flatMap(([p, , m, v]) => [p, m, v]));
+  // Before: the backward's cast of each bf16 gradient to f32, its mul by the factor, adamw_multi on f32.
+  const casts = groups.map(([, g]) => kernel('cast', [g], { dtype: 'f32' }));
+  const muls = casts.map((c) => kernel('mul', [c.outs[0], scale]));
+  const plain = kernel('adamw_multi', [lr, step, ...groups.flatMap(([p, , m, v], k) => [p, muls[k].outs[0], m, v])], attrs, groups.flatMap(([p, , m, v]) => [p, m, v]));
+  compare(`AdamW with the clip factor, GPT-2 small's ${shapes.length} tensors (bf16 grads)`, { label: `${multi.name} (gradScale)`, launch: multi.run }, {
+    label: `${shapes.length} × (cast, mul) + ${plain.name}`,
+    launch: () => (casts.forEach((k) => k.run()), muls.forEach((k) => k.run()), plain.run()),
+  }, 26 * N); // p, m, v read and written (f32), g read (bf16)
+  const weights = shapes.map((s) => tensor(s, 'f32')); // compare() freed the tensors above
+  const cm = kernel('cast_multi', weights, { dtype: 'bf16' });
+  const singles = weights.map((w) => kernel('cast', [w], { dtype: 'bf16' }));
+  compare(`the weights' bf16 copies, GPT-2 small's ${shapes.length} tensors`, { label: cm.name, launch: cm.run }, {
+    label: `${shapes.length} × ${singles[0].name}`,
+    launch: () => singles.forEach((k) => k.run()),
+  }, 6 * N);
 }
 
 console.log('| fusion | fused kernel | ms | GB/s (read + write) | unfused kernels | ms | speed-up |\n| --- | --- | --- | --- | --- | --- | --- |');

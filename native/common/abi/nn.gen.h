@@ -369,7 +369,7 @@ inline CausalMaskArgs readCausalMask(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// adamw(stream, gradDtype, lrDtype, stepDtype, n, beta1, beta2, eps, weightDecay, param, grad, m, v, lr, step, param2, m2, v2)  [native/ops/nn/adamw.cu]
+// adamw(stream, gradDtype, lrDtype, stepDtype, n, beta1, beta2, eps, weightDecay, param, grad, m, v, lr, step, param2, m2, v2, gradScale)  [native/ops/nn/adamw.cu]
 struct AdamwArgs {
   cudaStream_t stream{};
   int gradDtype{};
@@ -389,9 +389,10 @@ struct AdamwArgs {
   TensorArg param2{};
   TensorArg m2{};
   TensorArg v2{};
+  TensorArg gradScale{};
 };
 inline AdamwArgs readAdamw(const Napi::CallbackInfo& info) {
-  Reader r(info, "adamw", 27);
+  Reader r(info, "adamw", 29);
   AdamwArgs a;
   a.stream = r.stream("stream");
   a.gradDtype = r.dtype("gradDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -411,6 +412,7 @@ inline AdamwArgs readAdamw(const Napi::CallbackInfo& info) {
   a.param2 = r.tensor("param2", false);
   a.m2 = r.tensor("m2", false);
   a.v2 = r.tensor("v2", false);
+  a.gradScale = r.tensor("gradScale", true);
   r.end();
   return a;
 }
@@ -425,7 +427,7 @@ struct AdamwMultiArgs_Tensors {
   TensorArg m2{};
   TensorArg v2{};
 };
-// adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step, tensors)  [native/ops/nn/adamw.cu]
+// adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step, gradScale, tensors)  [native/ops/nn/adamw.cu]
 struct AdamwMultiArgs {
   cudaStream_t stream{};
   int gradDtype{};
@@ -438,6 +440,7 @@ struct AdamwMultiArgs {
   double weightDecay{};
   TensorArg lr{};
   TensorArg step{};
+  TensorArg gradScale{};
   std::vector<AdamwMultiArgs_Tensors> tensors{};
 };
 inline AdamwMultiArgs readAdamwMulti(const Napi::CallbackInfo& info) {
@@ -454,6 +457,7 @@ inline AdamwMultiArgs readAdamwMulti(const Napi::CallbackInfo& info) {
   a.weightDecay = r.f64("weightDecay");
   a.lr = r.tensor("lr", false);
   a.step = r.tensor("step", false);
+  a.gradScale = r.tensor("gradScale", true);
   r.expectAtLeast(a.count * 15);
   a.tensors.resize(a.count);
   for (auto& g : a.tensors) {
@@ -490,6 +494,37 @@ inline ClipCoefArgs readClipCoef(const Napi::CallbackInfo& info) {
   return a;
 }
 
+struct SumSquaresArgs_Tensors {
+  int dtype{};
+  uint64_t n{};
+  TensorArg x{};
+};
+// sumSquares(stream, count, out, workspace, tensors)  [native/ops/nn/sum_squares.cu]
+struct SumSquaresArgs {
+  cudaStream_t stream{};
+  uint64_t count{};
+  TensorArg out{};
+  WorkspaceArg workspace{};
+  std::vector<SumSquaresArgs_Tensors> tensors{};
+};
+inline SumSquaresArgs readSumSquares(const Napi::CallbackInfo& info) {
+  Reader r(info, "sumSquares", -1);
+  SumSquaresArgs a;
+  a.stream = r.stream("stream");
+  a.count = r.u64("count", 1048576.0);
+  a.out = r.tensor("out", false);
+  a.workspace = r.workspace("workspace");
+  r.expectAtLeast(a.count * 4);
+  a.tensors.resize(a.count);
+  for (auto& g : a.tensors) {
+    g.dtype = r.dtype("tensors.dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+    g.n = r.u64("tensors.n");
+    g.x = r.tensor("tensors.x", false);
+  }
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
@@ -510,4 +545,5 @@ inline ClipCoefArgs readClipCoef(const Napi::CallbackInfo& info) {
   X("causalMask", CausalMask)                      \
   X("adamw", Adamw)                                \
   X("adamwMulti", AdamwMulti)                      \
-  X("clipCoef", ClipCoef)
+  X("clipCoef", ClipCoef)                          \
+  X("sumSquares", SumSquares)

@@ -553,6 +553,37 @@ inline CastArgs readCast(const Napi::CallbackInfo& info) {
   return a;
 }
 
+struct CastMultiArgs_Tensors {
+  uint64_t n{};
+  TensorArg x{};
+  TensorArg out{};
+};
+// castMulti(stream, from, to, count, tensors)  [native/ops/tensor/cast_multi.cu]
+struct CastMultiArgs {
+  cudaStream_t stream{};
+  int from{};
+  int to{};
+  uint64_t count{};
+  std::vector<CastMultiArgs_Tensors> tensors{};
+};
+inline CastMultiArgs readCastMulti(const Napi::CallbackInfo& info) {
+  Reader r(info, "castMulti", -1);
+  CastMultiArgs a;
+  a.stream = r.stream("stream");
+  a.from = r.dtype("from", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.to = r.dtype("to", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.count = r.u64("count", 1048576.0);
+  r.expectAtLeast(a.count * 5);
+  a.tensors.resize(a.count);
+  for (auto& g : a.tensors) {
+    g.n = r.u64("tensors.n");
+    g.x = r.tensor("tensors.x", false);
+    g.out = r.tensor("tensors.out", false);
+  }
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
@@ -580,4 +611,5 @@ inline CastArgs readCast(const Napi::CallbackInfo& info) {
   X("mean", Mean)                    \
   X("max", Max)                      \
   X("maxBackward", MaxBackward)      \
-  X("cast", Cast)
+  X("cast", Cast)                    \
+  X("castMulti", CastMulti)

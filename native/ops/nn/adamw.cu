@@ -1,13 +1,16 @@
 // AdamW, one tensor or many (nn family; see nn.cpp).
 //
 //   adamw(stream, gradDtype, lrDtype, stepDtype, n, beta1, beta2, eps, weightDecay,
-//         param, grad, m, v, lr, step, param2, m2, v2)
+//         param, grad, m, v, lr, step, param2, m2, v2, gradScale)
 //       param, m, v and the outputs are f32; grad any float storage; lr and step one element each,
 //       read on the device (so graph replays see new values). Each output may be the very same
-//       range as any input (in place) but must not otherwise overlap one.
+//       range as any input (in place) but must not otherwise overlap one. gradScale (optional,
+//       f32[1], read on the device): the gradient is multiplied by it first (g = fp32(grad * s),
+//       the clipping factor); without it s = 1, which changes no bit.
 //   adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step,
-//              then per tensor: n, param, grad, m, v, param2, m2, v2)
-//       adamw over `count` tensors (one grad dtype) in a few launches (multi-tensor apply).
+//              gradScale, then per tensor: n, param, grad, m, v, param2, m2, v2)
+//       adamw over `count` tensors (one grad dtype, one gradScale) in a few launches (multi-tensor
+//       apply).
 //
 // A step count < 1 skips the whole update and is recorded in the family's error word.
 #include "ops/nn/nn.h"
@@ -25,11 +28,13 @@ namespace {
 
 // One AdamW step's constants, from lr and step read on the device (so graph replays see new values).
 struct AdamwMath {
-  float lr, ic1, ic2, fb1, fb2, ob1, ob2, decay, eps;
+  float lr, ic1, ic2, fb1, fb2, ob1, ob2, decay, eps, gs;
 
   // False (and the step recorded in the error word by block 0) when the step count is < 1.
-  __device__ __forceinline__ bool setup(const void* lrP, int lrCode, const void* stepP, int stepCode, double b1, double b2, float epsIn, float wd, ErrWord* err) {
+  __device__ __forceinline__ bool setup(const void* lrP, int lrCode, const void* stepP, int stepCode, const float* scaleP, double b1, double b2, float epsIn,
+                                        float wd, ErrWord* err) {
     lr = loadScalar(lrP, lrCode);
+    gs = scaleP ? *scaleP : 1.f;
     const float t = loadScalar(stepP, stepCode);
     if (!(t >= 1.f)) {
       if (blockIdx.x == 0 && threadIdx.x == 0) raiseErr(err, kOpAdamw, 0, t, 1);
@@ -46,7 +51,8 @@ struct AdamwMath {
     return true;
   }
 
-  __device__ __forceinline__ void operator()(float pv, float gv, float mv, float vv, float& po, float& mo, float& vo) const {
+  __device__ __forceinline__ void operator()(float pv, float gIn, float mv, float vv, float& po, float& mo, float& vo) const {
+    const float gv = __fmul_rn(gIn, gs);  // rounded on its own, as mul(grad, scale) stored it
     mo = fb1 * mv + ob1 * gv;
     vo = fb2 * vv + ob2 * gv * gv;
     po = pv * decay - (lr * (mo * ic1)) / (sqrtf(vo * ic2) + eps);
@@ -93,9 +99,9 @@ __device__ __forceinline__ void adamwRange(const AdamwMath& am, const float* p, 
 template <typename G, bool VEC>
 __global__ void __launch_bounds__(256)
     adamwK(const float* p, const G* g, const float* m, const float* v, float* p2, float* m2, float* v2, int64_t n, const void* lrP, int lrCode,
-           const void* stepP, int stepCode, double b1, double b2, float eps, float wd, ErrWord* err) {
+           const void* stepP, int stepCode, const float* scaleP, double b1, double b2, float eps, float wd, ErrWord* err) {
   AdamwMath am;
-  if (!am.setup(lrP, lrCode, stepP, stepCode, b1, b2, eps, wd, err)) return;
+  if (!am.setup(lrP, lrCode, stepP, stepCode, scaleP, b1, b2, eps, wd, err)) return;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   adamwRange<G, VEC>(am, p, g, m, v, p2, m2, v2, 0, n, tid, stride);
@@ -130,9 +136,10 @@ static_assert(sizeof(AdamwBatch) < 4000, "kernel parameters are limited to 4 KiB
 
 template <typename G>
 __global__ void __launch_bounds__(256)
-    adamwMultiK(const AdamwBatch batch, const void* lrP, int lrCode, const void* stepP, int stepCode, double b1, double b2, float eps, float wd, ErrWord* err) {
+    adamwMultiK(const AdamwBatch batch, const void* lrP, int lrCode, const void* stepP, int stepCode, const float* scaleP, double b1, double b2, float eps, float wd,
+                ErrWord* err) {
   AdamwMath am;
-  if (!am.setup(lrP, lrCode, stepP, stepCode, b1, b2, eps, wd, err)) return;
+  if (!am.setup(lrP, lrCode, stepP, stepCode, scaleP, b1, b2, eps, wd, err)) return;
   const int blk = static_cast<int>(blockIdx.x);
   int k = 0;
   while (k + 1 < batch.count && batch.start[k + 1] <= blk) k++;
@@ -149,8 +156,9 @@ __global__ void __launch_bounds__(256)
 
 // Each output must be an input's very range (in place) or overlap none of the inputs, and the
 // outputs must not overlap each other.
+// gradScale (4 bytes, may be null) must not overlap an output at all: every block reads it.
 void checkAdamwOverlap(Napi::Env env, const AdamwOperands& a, uint64_t n, size_t gBytes, const void* lr, size_t lrBytes, const void* step, size_t stepBytes,
-                       const std::string& what) {
+                       const float* scale, const std::string& what) {
   const uint64_t fb = n * 4;
   const void* ins[6] = {a.p, a.g, a.m, a.v, lr, step};
   const uint64_t inBytes[6] = {fb, n * gBytes, fb, fb, lrBytes, stepBytes};
@@ -158,6 +166,9 @@ void checkAdamwOverlap(Napi::Env env, const AdamwOperands& a, uint64_t n, size_t
   const void* outs[3] = {a.p2, a.m2, a.v2};
   const char* outNames[3] = {"param2", "m2", "v2"};
   for (int o = 0; o < 3; o++) {
+    if (scale && n > 0 && reinterpret_cast<uintptr_t>(outs[o]) < reinterpret_cast<uintptr_t>(scale) + 4 &&
+        reinterpret_cast<uintptr_t>(scale) < reinterpret_cast<uintptr_t>(outs[o]) + fb)
+      fail(env, "INVALID_ARGUMENT", "Expected " + what + " output '" + outNames[o] + "' not to overlap input 'gradScale'");
     for (int k = 0; k < 6; k++)
       if (badOverlap(outs[o], fb, ins[k], inBytes[k]))
         fail(env, "INVALID_ARGUMENT", "Expected " + what + " output '" + outNames[o] + "' to be the same range as input '" + inNames[k] +
@@ -202,24 +213,25 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
                           a.param2.ptr<float>(env, n), a.m2.ptr<float>(env, n), a.v2.ptr<float>(env, n)};
     const void* lr = a.lr.ptr<void>(env, 1, dtypeBytes(h.lrdt));
     const void* step = a.step.ptr<void>(env, 1, dtypeBytes(h.stepdt));
+    const float* scale = a.gradScale.optPtr<float>(env, 1);
     if (n == 0) return env.Undefined();
-    checkAdamwOverlap(env, t, n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), "adamw");
+    checkAdamwOverlap(env, t, n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), scale, "adamw");
     ErrWord* err = opsErrorWord(env, kErrNn);
     const bool vec = adamwVec(t, sizeof(G));
     const uint64_t work = vec ? (n + 3) / 4 : n;
     const unsigned grid = capBlocks((work + 255) / 256, static_cast<uint64_t>(smCount()) * 8);
     const G* g = static_cast<const G*>(t.g);
     if (vec)
-      adamwK<G, true><<<grid, 256, 0, s>>>(t.p, g, t.m, t.v, t.p2, t.m2, t.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+      adamwK<G, true><<<grid, 256, 0, s>>>(t.p, g, t.m, t.v, t.p2, t.m2, t.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, scale, h.b1, h.b2, h.eps, h.wd, err);
     else
-      adamwK<G, false><<<grid, 256, 0, s>>>(t.p, g, t.m, t.v, t.p2, t.m2, t.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+      adamwK<G, false><<<grid, 256, 0, s>>>(t.p, g, t.m, t.v, t.p2, t.m2, t.v2, static_cast<int64_t>(n), lr, h.lrdt, step, h.stepdt, scale, h.b1, h.b2, h.eps, h.wd, err);
     checkLaunch(env, "adamw");
   });
   return env.Undefined();
 }
 
 // adamwMulti(stream, gradDtype, lrDtype, stepDtype, count, beta1, beta2, eps, weightDecay, lr, step,
-//            then per tensor: n, param, grad, m, v, param2, m2, v2)
+//            gradScale, then per tensor: n, param, grad, m, v, param2, m2, v2)
 // Every tensor is checked before anything is launched; then one launch per kAdamwBatch tensors.
 Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
   const abi::AdamwMultiArgs a = abi::readAdamwMulti(info);
@@ -229,6 +241,7 @@ Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
   const AdamwHyper h = adamwHyper(a);
   const void* lr = a.lr.ptr<void>(env, 1, dtypeBytes(h.lrdt));
   const void* step = a.step.ptr<void>(env, 1, dtypeBytes(h.stepdt));
+  const float* scale = a.gradScale.optPtr<float>(env, 1);
   DW_DISPATCH_FLOAT(env, h.gdt, G, {
     std::vector<AdamwOperands> ts(count);
     std::vector<uint64_t> ns(count);
@@ -240,13 +253,13 @@ Napi::Value AdamwMulti(const Napi::CallbackInfo& info) {
       ts[k] = {e.param.ptr<float>(env, n),  e.grad.ptr<G>(env, n), e.m.ptr<float>(env, n),  e.v.ptr<float>(env, n),
                e.param2.ptr<float>(env, n), e.m2.ptr<float>(env, n), e.v2.ptr<float>(env, n)};
       ns[k] = n;
-      checkAdamwOverlap(env, ts[k], n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), what);
+      checkAdamwOverlap(env, ts[k], n, sizeof(G), lr, dtypeBytes(h.lrdt), step, dtypeBytes(h.stepdt), scale, what);
     }
     ErrWord* err = opsErrorWord(env, kErrNn);
     AdamwBatch batch{};
     auto launch = [&]() {
       if (batch.count == 0) return;
-      adamwMultiK<G><<<static_cast<unsigned>(batch.start[batch.count]), 256, 0, s>>>(batch, lr, h.lrdt, step, h.stepdt, h.b1, h.b2, h.eps, h.wd, err);
+      adamwMultiK<G><<<static_cast<unsigned>(batch.start[batch.count]), 256, 0, s>>>(batch, lr, h.lrdt, step, h.stepdt, scale, h.b1, h.b2, h.eps, h.wd, err);
       checkLaunch(env, "adamw_multi");
       batch = AdamwBatch{};
     };

@@ -1,5 +1,5 @@
-// The 'nn' op family: softmax, layernorm, rmsnorm, embedding, cross_entropy, causal_mask, adamw and
-// clip_coef, one file each in this folder (each file's header lists its entry points). This file
+// The 'nn' op family: softmax, layernorm, rmsnorm, embedding, cross_entropy, causal_mask, adamw,
+// clip_coef and sum_squares, one file each in this folder (each file's header lists its entry points). This file
 // registers them.
 //
 // Shared by every entry point of the family: the signatures are declared once, in the ABI table
@@ -15,7 +15,7 @@
 //
 // Determinism: no floating-point atomics. Row reductions use a fixed shuffle/shared-memory tree
 // (common/rows.cuh); dweight/dbias and the cross-entropy mean sum fixed per-block partials in a
-// fixed order (a second small kernel); embedding_backward (common/rows_gather.cu) gives each thread
+// fixed order (a second small kernel), as do sum_squares' per-chunk f64 partials; embedding_backward (common/rows_gather.cu) gives each thread
 // its own output columns and adds the rows in ascending position order. Results are bitwise
 // identical run to run (the number of partials, and so the summation order of dweight / dbias,
 // depends on the GPU's SM count only).

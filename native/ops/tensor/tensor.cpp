@@ -1,5 +1,6 @@
 // The 'tensor' op family: elementwise ops with bias_add and broadcasting add / mul
-// (elementwise.cu), data movement (movement.cu), reductions (reduce.cu) and cast (cast.cu); each
+// (elementwise.cu), data movement (movement.cu), reductions (reduce.cu), cast (cast.cu) and
+// cast_multi (cast_multi.cu, many tensors per launch; one dtype pair per call); each
 // file's header lists its entry points. This file registers them.
 //
 // Every entry point takes the stream handle first and a dtype code second, then sizes (plain

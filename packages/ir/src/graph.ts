@@ -62,7 +62,13 @@ export class Graph {
   state: Record<string, number> = {};
   outputs: Record<string, number> = {};
   updates: Record<string, number> = {};
-  /** Gradient of each parameter, by parameter name (set by autodiff in a training step). */
+  /**
+   * Gradient of each parameter, by parameter name (set by trainingStep): the loss's gradient as the
+   * backward pass made it, before clipping (the optimizer applies the clipping factor itself, as
+   * adamw's gradScale). Read by dryrun and the planner (gradient bytes) and counted as a use by the
+   * fusions; not kept alive by DCE. The elide-casts pass may point an entry at the bf16 / f16 value a
+   * skipped widening cast read (the same numbers, in the dtype the step now holds them in).
+   */
   gradients: Record<string, number> = {};
   init: Record<string, InitSpec> = {};
 

@@ -89,6 +89,14 @@ export interface OpDef {
   inplace?: readonly (readonly [number, number])[] | ((inputs: number) => readonly (readonly [number, number])[]);
   /** Outputs that carry no gradient (indices, counts). */
   nonDifferentiable?: boolean;
+  /**
+   * Inputs read at their exact value whatever their float storage (f32, bf16 or f16, each widened
+   * to f32 on load, the node's other types unchanged), as a function of the input count. A cast
+   * that only widens (bf16 / f16 -> f32, exact) into such an input may be skipped: the elide-casts
+   * pass (passes/elide-casts.ts) has the node read the narrow value, with bitwise the same result.
+   * The op's dtype rule and its kernels must take any float dtype there.
+   */
+  anyFloatInputs?(inputs: number): readonly number[];
   /** Inputs holding indices, checked on the host before each step where they are graph inputs. */
   indexInputs?: readonly IndexInput[];
   /** The gradient rule; an op without one (here or through defineGradient) is not differentiable. */

@@ -4,19 +4,21 @@
  * gradient norm, and an AdamW update of every parameter, with the moments as state and the
  * learning rate and step number as inputs (so schedules need no recompile). The clipping and
  * optimizer nodes have phase 'optimizer' (scopes 'clip' and 'optimizer.<param>').
+ *
+ * Clipping is one sum_squares node over every gradient (whatever their dtypes) and one clip_coef;
+ * the factor goes into each adamw as its gradScale input, so no scaled copy of a gradient is ever
+ * written. `graph.gradients` therefore names each parameter's gradient as the backward pass made
+ * it, before clipping (the optimizer applies the factor).
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { differentiate } from './autodiff.js';
 import { GraphBuilder, type Sym } from './builder.js';
 import { Graph } from './graph.js';
 import { add } from './ops/basic/add.js';
-import { cast, type CastDType } from './ops/tensor/cast.js';
 import { clipCoef } from './ops/optim/clip_coef.js';
-import { mul } from './ops/tensor/mul.js';
-import { reshape } from './ops/basic/reshape.js';
+import { sumSquares } from './ops/optim/sum_squares.js';
 import { scale } from './ops/tensor/scale.js';
 import { slice } from './ops/tensor/slice.js';
-import { sum } from './ops/tensor/sum.js';
 
 export interface AdamWOptions {
   beta1?: number;
@@ -33,7 +35,8 @@ export interface TrainingStepOptions {
   optimizer?: AdamWOptions;
   /**
    * Clip the gradients by their global norm (torch.nn.utils.clip_grad_norm_): every gradient is
-   * multiplied by min(1, clipGradNorm / (norm + 1e-6)) before AdamW; the step outputs `grad_norm`.
+   * multiplied by min(1, clipGradNorm / (norm + 1e-6)) before AdamW (inside it: its gradScale
+   * input, the product rounded to f32); the step outputs `grad_norm`.
    */
   clipGradNorm?: number;
   /**
@@ -63,18 +66,13 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
   const names = Object.keys(forward.params);
   const { g, grads: gradIds } = k === 1 ? oneBatch(forward, lossName, names) : microBatches(forward, lossName, names, k);
   const b = GraphBuilder.extend(g);
-  let grads = names.map((name) => b.sym(gradIds.get(g.params[name]!)!));
+  const grads = names.map((name) => b.sym(gradIds.get(g.params[name]!)!));
+  let gradScale: Sym | undefined;
   if (clip !== undefined) {
-    grads = b.phase('optimizer', () => b.scoped('clip', () => {
-      let sq: Sym | null = null;
-      for (const gr of grads) {
-        const g32 = gr.dtype === 'f32' ? gr : cast(gr, 'f32');
-        const s = sum(mul(g32, g32));
-        sq = sq ? add(sq, s) : s;
-      }
-      const [coef, norm] = clipCoef(reshape(sq!, [1]), clip);
+    gradScale = b.phase('optimizer', () => b.scoped('clip', () => {
+      const [coef, norm] = clipCoef(sumSquares(grads), clip);
       b.output('grad_norm', norm);
-      return grads.map((gr) => mul(gr, gr.dtype === 'f32' ? coef : cast(coef, gr.dtype as CastDType)));
+      return coef;
     }));
   }
   const lr = b.input('lr', [1], 'f32');
@@ -89,7 +87,7 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
     const v = b.state(`adamw.v.${name}`, p.shape, 'f32', { dist: 'zeros' });
     const [p2, m2, v2] = b.phase('optimizer', () =>
       b.scoped(`optimizer.${name}`, () =>
-        b.op('adamw', [p, grad, m, v, lr, step], {
+        b.op('adamw', [p, grad, m, v, lr, step, ...(gradScale ? [gradScale] : [])], {
           beta1: o.beta1 ?? 0.9,
           beta2: o.beta2 ?? 0.95,
           eps: o.eps ?? 1e-8,

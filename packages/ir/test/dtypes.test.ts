@@ -113,6 +113,10 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     adamw: { inputs: [[[2, 3], f32], [[2, 3], F], [[2, 3], f32], [[2, 3], f32], [[1], f32], [[1], f32]], want: [f32, f32, f32] },
     adamw_multi: { inputs: [[[1], f32], [[1], f32], [[2], f32], [[2], F], [[2], f32], [[2], f32], [[3], f32], [[3], F], [[3], f32], [[3], f32]], want: [f32, f32, f32, f32, f32, f32] },
     clip_coef: { inputs: [[[1], f32]], attrs: { maxNorm: 1 }, want: [f32, f32] },
+    // The sum of squares is f32 whatever its inputs, which may each have a dtype of their own.
+    sum_squares: { inputs: [[[2, 3], F], [[4], f32], [[1], F]], want: [f32] },
+    // One dtype in, the attribute's out.
+    cast_multi: { inputs: [[[2, 3], F], [[4], F]], attrs: { dtype: 'f32' }, want: [f32, f32] },
     topk: { inputs: [[[4, 6], F]], attrs: { k: 2 }, want: [F, i32] },
     topk_backward: { inputs: [[[4, 2], F], [[4, 2], i32]], attrs: { size: 6 }, want: [F] },
     gather_rows: { inputs: [[[5, 3], F], [[4], i32]], want: [F] },
@@ -263,6 +267,7 @@ describe('mixed float dtypes', () => {
       ['adamw', [[[2], 'f32'], [[2], 'f32'], [[2], 'f32'], [[2], 'f16'], [[1], 'f32'], [[1], 'f32']], {}, 'v'],
       ['adamw', [[[2], 'f32'], [[2], 'f16'], [[2], 'f32'], [[2], 'f32'], [[1], 'bf16'], [[1], 'f32']], {}, 'lr'],
       ['adamw', [[[2], 'f32'], [[2], 'f16'], [[2], 'f32'], [[2], 'f32'], [[1], 'f32'], [[1], 'bf16']], {}, 'step'],
+      ['adamw', [[[2], 'f32'], [[2], 'f16'], [[2], 'f32'], [[2], 'f32'], [[1], 'f32'], [[1], 'f32'], [[1], 'bf16']], {}, 'gradScale'],
     ];
     for (const [op, specs, attrs, name] of bad) {
       const e = errorFor(op, specs, attrs);

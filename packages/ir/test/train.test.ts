@@ -34,18 +34,35 @@ describe('trainingStep options', () => {
   const x = randn(N * 5);
   const y = Int32Array.from({ length: N }, () => randInt(0, 3));
 
-  it('clips by the global gradient norm, outputting the norm', () => {
+  it('clips by the global gradient norm inside the optimizer, outputting the norm', () => {
     const plain = trainingStep(forwardAt(N));
     const want = gradients(plain, interpret(plain, bind(plain, params, x, y), { precision: 'f64' }));
     const total = norm(want);
     for (const maxNorm of [total / 3, total * 3]) {
       const clipped = trainingStep(forwardAt(N), { clipGradNorm: maxNorm });
-      const vals = interpret(clipped, bind(clipped, params, x, y), { precision: 'f64' });
+      // Moments that are not zero, so the update depends on the gradient's size, not only its sign.
+      const bindings = bind(clipped, params, x, y);
+      for (const name of Object.keys(clipped.state)) bindings[name] = randn(bindings[name]!.length).map((v) => (name.startsWith('adamw.v') ? Math.abs(v) * 1e-3 : v * 1e-2));
+      const vals = interpret(clipped, bindings, { precision: 'f64' });
       expect(vals[clipped.outputs.grad_norm!]![0]).toBeCloseTo(total, 10);
+      // One sum_squares over every gradient, one clip_coef, the factor read by each adamw.
+      const [ss] = clipped.nodes.filter((n) => n.op === 'sum_squares');
+      expect(ss!.inputs.length).toBe(2);
+      const coefId = clipped.nodes.find((n) => n.op === 'clip_coef')!.outputs[0]!;
+      expect(clipped.nodes.filter((n) => n.op === 'adamw').map((n) => n.inputs[6])).toEqual([coefId, coefId]);
+      // graph.gradients are the gradients before clipping.
       const got = gradients(clipped, vals);
+      for (const k of Object.keys(want)) for (let i = 0; i < want[k]!.length; i++) expect(got[k]![i]).toBeCloseTo(want[k]![i]!, 12);
+      // The update is AdamW's on the clipped gradient.
       const coef = Math.min(1, maxNorm / (total + 1e-6));
-      for (const k of Object.keys(want)) for (let i = 0; i < want[k]!.length; i++) expect(got[k]![i]).toBeCloseTo(want[k]![i]! * coef, 12);
-      if (coef < 1) expect(norm(got)).toBeCloseTo(maxNorm, 5);
+      for (const name of ['w1', 'w2']) {
+        const shape = clipped.values[clipped.params[name]!]!.type.shape as number[];
+        const t = (data: Float64Array, sh = shape) => ({ shape: sh, data });
+        const [p2] = runOp('adamw', [t(params[name as 'w1']), t(want[name]!.map((v) => v * coef)), t(bindings[`adamw.m.${name}`] as Float64Array), t(bindings[`adamw.v.${name}`] as Float64Array), t(Float64Array.of(0.01), [1]), t(Float64Array.of(1), [1])], { weightDecay: 0.1 });
+        const upd = vals[clipped.updates[name]!]!;
+        for (let i = 0; i < upd.length; i++) expect(upd[i]).toBeCloseTo(p2![i]!, 12);
+      }
+      if (coef < 1) expect(norm(Object.fromEntries(Object.entries(want).map(([k, v]) => [k, v.map((e) => e * coef)])))).toBeCloseTo(maxNorm, 5);
     }
     expect(errorOf(() => trainingStep(forwardAt(N), { clipGradNorm: -1 })).message).toMatch(/positive number for clipGradNorm/);
   });

@@ -167,6 +167,7 @@ export const entries = {
   max: { file: 'ops/tensor/reduce.cu', args: [...reduce, 'x:tensor', 'out:tensor', 'workspace:workspace'] },
   maxBackward: { file: 'ops/tensor/reduce.cu', args: [...reduce, 'g:tensor', 'x:tensor', 'out:tensor', 'workspace:workspace'] },
   cast: { file: 'ops/tensor/cast.cu', args: ['stream', 'from:dtype', 'to:dtype', 'n', 'x:tensor', 'out:tensor', 'amax:tensor?'] },
+  castMulti: { file: 'ops/tensor/cast_multi.cu', args: ['stream', 'from:fdtype', 'to:fdtype', 'count:u64<=1048576', { name: 'tensors', len: 'count', args: ['n', 'x:tensor', 'out:tensor'] }] },
 
   // ---- the 'nn' op family (native/ops/nn) ----------------------------------------------------------
   softmax: { file: 'ops/nn/softmax.cu', args: ['stream', 'dtype:fdtype', 'outer', 'n', 'inner', 'x:tensor', 'y:tensor'] },
@@ -193,14 +194,18 @@ export const entries = {
   adamw: {
     file: 'ops/nn/adamw.cu',
     args: ['stream', 'gradDtype:fdtype', 'lrDtype:fdtype', 'stepDtype:fdtype', 'n', 'beta1:f64', 'beta2:f64', 'eps:f64', 'weightDecay:f64',
-      'param:tensor', 'grad:tensor', 'm:tensor', 'v:tensor', 'lr:tensor', 'step:tensor', 'param2:tensor', 'm2:tensor', 'v2:tensor'],
+      'param:tensor', 'grad:tensor', 'm:tensor', 'v:tensor', 'lr:tensor', 'step:tensor', 'param2:tensor', 'm2:tensor', 'v2:tensor', 'gradScale:tensor?'],
   },
   adamwMulti: {
     file: 'ops/nn/adamw.cu',
     args: ['stream', 'gradDtype:fdtype', 'lrDtype:fdtype', 'stepDtype:fdtype', 'count:u64<=1048576', 'beta1:f64', 'beta2:f64', 'eps:f64', 'weightDecay:f64', 'lr:tensor', 'step:tensor',
-      { name: 'tensors', len: 'count', args: ['n', 'param:tensor', 'grad:tensor', 'm:tensor', 'v:tensor', 'param2:tensor', 'm2:tensor', 'v2:tensor'] }],
+      'gradScale:tensor?', { name: 'tensors', len: 'count', args: ['n', 'param:tensor', 'grad:tensor', 'm:tensor', 'v:tensor', 'param2:tensor', 'm2:tensor', 'v2:tensor'] }],
   },
   clipCoef: { file: 'ops/nn/clip_coef.cu', args: ['stream', 'sumsq:tensor', 'coef:tensor', 'norm:tensor', 'maxNorm:f64'] },
+  // out f32[1] = the sum of x² over every element of every tensor (each of its own float dtype);
+  // the workspace holds one f64 partial per chunk of 16384 elements (sumSquaresChunk in
+  // packages/ir/src/cuda/nn.ts declares it so).
+  sumSquares: { file: 'ops/nn/sum_squares.cu', args: ['stream', 'count:u64<=1048576', 'out:tensor', 'workspace:workspace', { name: 'tensors', len: 'count', args: ['dtype:fdtype', 'n', 'x:tensor'] }] },
   opsErrorCheck: { file: 'common/errors.cu', args: ['stream'] },
 
   // ---- the 'moe' op family (native/ops/moe) --------------------------------------------------------

@@ -4,8 +4,9 @@
  *
  * Storage: every float tensor of a call in one of f32 / bf16 / f16 (FP32 arithmetic, rounded to
  * nearest even on store), the statistics outputs (mean, rstd) in that storage too, indices i32.
- * Exceptions: cross_entropy_backward's g may be any float storage; adamw keeps param, m, v and its
- * outputs in f32 while grad, lr and step may be any float storage.
+ * Exceptions: cross_entropy_backward's g may be any float storage; adamw keeps param, m, v, its
+ * gradScale and its outputs in f32 while grad, lr and step may be any float storage; sum_squares
+ * takes each input in a float storage of its own.
  *
  * Bad ids / targets / indices are found on the device: the kernel skips the row and records the
  * value in a device error word, and nothing synchronises, so the launches can be captured in a
@@ -17,6 +18,7 @@
  */
 import { dtypeCode as code, floatStorage, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '../op.js';
+import { hasGradScale } from '../ops/optim/adamw_multi.js';
 import { numel } from '../types.js';
 
 export { code };
@@ -246,11 +248,12 @@ registerCuda<KernelParams>({
     if (base !== true) return base;
     const names = ['param', 'grad', 'm', 'v', 'lr', 'step'];
     for (const i of [0, 2, 3]) if (p.inTypes[i]!.dtype !== 'f32') return `keeps ${names[i]} in f32 (master weights and moments), got ${p.inTypes[i]!.dtype}`;
+    if (p.inTypes[6] && p.inTypes[6].dtype !== 'f32') return `reads gradScale in f32, got ${p.inTypes[6].dtype}`;
     for (const t of p.outTypes) if (t.dtype !== 'f32') return `writes param, m and v in f32, got ${t.dtype}`;
     return true;
   },
   run: (call, ops) => {
-    const [param, grad, m, v, lr, step] = call.inputs;
+    const [param, grad, m, v, lr, step, gradScale] = call.inputs;
     const [p2, m2, v2] = call.outputs;
     const a = call.attrs;
     ops.adamw(
@@ -272,13 +275,14 @@ registerCuda<KernelParams>({
       p2!,
       m2!,
       v2!,
+      gradScale ?? null,
     );
   },
 });
 
 // adamw_multi (made by fusion): every parameter in a few launches (32 tensors per launch, passed
 // by value as kernel parameters, so a captured graph holds them). One gradient dtype per node (the
-// fusion groups by it).
+// fusion groups by it); the optional last input, gradScale (f32[1]), is shared by every tensor.
 registerCuda<KernelParams>({
   op: 'adamw_multi',
   name: 'adamw_multi_cuda',
@@ -287,7 +291,9 @@ registerCuda<KernelParams>({
     const base = floatStorage(p);
     if (base !== true) return base;
     const grad = p.inTypes[3]!.dtype;
-    for (let k = 2; k < p.inTypes.length; k += 4) {
+    const scaled = hasGradScale(p.inTypes.length);
+    if (scaled && p.inTypes.at(-1)!.dtype !== 'f32') return `reads gradScale in f32, got ${p.inTypes.at(-1)!.dtype}`;
+    for (let k = 2; k + 3 < p.inTypes.length; k += 4) {
       for (const j of [0, 2, 3]) if (p.inTypes[k + j]!.dtype !== 'f32') return `keeps param, m and v in f32 (master weights and moments), got ${p.inTypes[k + j]!.dtype}`;
       if (p.inTypes[k + 1]!.dtype !== grad) return `takes one gradient dtype per node, got ${grad} and ${p.inTypes[k + 1]!.dtype}`;
     }
@@ -297,7 +303,8 @@ registerCuda<KernelParams>({
   run: (call, ops) => {
     const a = call.attrs;
     const tensors = [];
-    for (let k = 0; 2 + 4 * k < call.inputs.length; k++) {
+    const scaled = hasGradScale(call.inputs.length);
+    for (let k = 0; 2 + 4 * k + 3 < call.inputs.length; k++) {
       const [param, grad, m, v] = call.inputs.slice(2 + 4 * k, 6 + 4 * k);
       const [param2, m2, v2] = call.outputs.slice(3 * k, 3 * k + 3);
       tensors.push({ n: numel(call.inTypes[2 + 4 * k]!.shape), param: param!, grad: grad!, m: m!, v: v!, param2: param2!, m2: m2!, v2: v2! });
@@ -313,6 +320,7 @@ registerCuda<KernelParams>({
       a.weightDecay as number,
       call.inputs[0]!,
       call.inputs[1]!,
+      scaled ? call.inputs.at(-1)! : null,
       tensors,
     );
   },
@@ -326,5 +334,33 @@ registerCuda<KernelParams>({
   supports: floatStorage,
   run: (call, ops) => {
     ops.clipCoef(call.stream, call.inputs[0]!, call.outputs[0]!, call.outputs[1]!, call.attrs.maxNorm as number);
+  },
+});
+
+/**
+ * sum_squares: up to 128 tensors per launch (by value), one block per chunk of SUM_SQUARES_CHUNK
+ * elements of one tensor, each block's f64 partial in the workspace (8 bytes per chunk: the
+ * native side's kSsChunk, native/ops/nn/sum_squares.cu, must equal this), then one block adds them
+ * in order. Each input in its own float storage.
+ */
+export const SUM_SQUARES_CHUNK = 16384;
+export const sumSquaresWorkspace = (inTypes: readonly { shape: readonly number[] }[]): number =>
+  Math.max(256, 8 * inTypes.reduce((a, t) => a + Math.ceil(numel(t.shape) / SUM_SQUARES_CHUNK), 0));
+
+registerCuda<KernelParams>({
+  op: 'sum_squares',
+  name: 'sum_squares_cuda',
+  needs: ['sumSquares'],
+  supports: (p) => {
+    const base = floatStorage(p);
+    if (base !== true) return base;
+    if (p.outTypes[0]!.dtype !== 'f32') return `writes the sum in f32, got ${p.outTypes[0]!.dtype}`;
+    const chunks = p.inTypes.reduce((a, t) => a + Math.ceil(numel(t.shape) / SUM_SQUARES_CHUNK), 0);
+    return chunks <= I32_MAX ? true : `takes at most 2^31 - 1 chunks of ${SUM_SQUARES_CHUNK} elements in all, got ${chunks}`;
+  },
+  workspace: (p) => sumSquaresWorkspace(p.inTypes),
+  run: (call, ops) => {
+    const tensors = call.inputs.map((x, k) => ({ dtype: code(call.inTypes[k]!), n: numel(call.inTypes[k]!.shape), x: x! }));
+    ops.sumSquares(call.stream, call.outputs[0]!, call.workspace, tensors);
   },
 });

@@ -34,6 +34,17 @@ const oneFloat: Check = (p) => {
   return other ? `needs one storage dtype for every tensor, not ${all[0]!.dtype} and ${other.dtype}` : true;
 };
 
+/** Inputs in one float storage dtype, outputs in one float storage dtype (cast_multi's). */
+const oneFloatIn: Check = (p) => {
+  for (const ts of [p.inTypes, p.outTypes]) {
+    const bad = ts.find((t) => !FLOAT_STORAGE.includes(t.dtype));
+    if (bad) return `computes on float storage (f32, bf16, f16), not ${bad.dtype}`;
+    const other = ts.find((t) => t.dtype !== ts[0]!.dtype);
+    if (other) return `needs one storage dtype for its inputs and one for its outputs, not ${ts[0]!.dtype} and ${other.dtype}`;
+  }
+  return true;
+};
+
 /** Every tensor in one dtype the data-movement kernels move (f32, bf16, f16, i32). */
 const oneMovable: Check = (p) => {
   const all = tensors(p);
@@ -194,6 +205,13 @@ cuda('cast', 'cast', (p) => {
 }, (c, fn) => {
   const x = inType(c);
   fn(c.stream, code(x), code(outType(c)), numel(x.shape), input(c, 0), output(c), amaxOut(c));
+});
+
+// cast_multi (made by fusion from the weight casts): up to 128 tensors per launch, by value; one
+// input dtype and one output dtype per node (the op's rule).
+cuda('cast_multi', 'castMulti', oneFloatIn, (c, fn) => {
+  const tensors = c.inputs.map((x, k) => ({ n: numel(c.inTypes[k]!.shape), x: x!, out: c.outputs[k]! }));
+  fn(c.stream, code(c.inTypes[0]!), code(c.outTypes[0]!), tensors);
 });
 
 // ---- reductions -------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 /**
  * Graph passes, and the hook through which a precision policy rewrites a graph. The compile
- * pipeline: [precision policy] -> CSE (+ DCE) -> GEMM epilogue fusion (bias, GELU, GELU backward, bias gradient)
- * -> residual + layernorm fusion -> multi-tensor AdamW -> fused amax (an FP8 quantizer's tensor amax
- * from the kernel that writes its input) -> stable topological sort -> DCE -> elementwise fusion
+ * pipeline: [precision policy] -> CSE (+ DCE) -> GEMM epilogue fusion (bias, GELU, GELU backward,
+ * bias gradient) -> residual + layernorm fusion -> the residual gradient into layernorm_backward
+ * -> widening gradient casts skipped (the optimizer and sum_squares read bf16 gradients directly)
+ * -> multi-tensor AdamW -> fused amax (an FP8 quantizer's tensor amax from the kernel that writes
+ * its input) -> multi-tensor weight casts -> stable topological sort -> DCE -> elementwise fusion
  * marks -> verify.
  */
 import type { Graph } from '../graph.js';
@@ -15,10 +17,12 @@ import { fuseAddLayernorm } from './fuse-add-layernorm.js';
 import { fuseNormResidual } from './fuse-norm-residual.js';
 import { fuseAdamW } from './fuse-adamw.js';
 import { fuseAmax } from './fuse-amax.js';
+import { elideWideningCasts } from './elide-casts.js';
+import { fuseParamCasts } from './fuse-casts.js';
 import { sortNodes } from './order.js';
 
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
-export { fuseAdamW, fuseAddLayernorm, fuseAmax, fuseNormResidual, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu };
+export { elideWideningCasts, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu, fuseNormResidual, fuseParamCasts };
 export type { AutocastOptions };
 
 /**
@@ -45,6 +49,9 @@ export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?:
 
 /** Every fusion of the compile pipeline, then the sort and DCE they need. */
 export function fuse(graph: Graph): Graph {
-  const n = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseNormResidual(graph) + fuseAdamW(graph) + fuseAmax(graph);
+  const epilogues = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseNormResidual(graph);
+  // Order matters: the cast elision before AdamW's grouping (by gradient dtype), the weight casts
+  // after fuse-amax (a cast returning its amax keeps its own kernel).
+  const n = epilogues + elideWideningCasts(graph) + fuseAdamW(graph) + fuseAmax(graph) + fuseParamCasts(graph);
   return n ? eliminateDeadCode(sortNodes(graph)) : graph;
 }

@@ -2,8 +2,9 @@
  * clip_coef: the factor that clips gradients by their global norm, as torch.nn.utils.clip_grad_norm_.
  *   sumsq: f32[1] (the sum of squares of every gradient), attribute maxNorm (> 0)
  *   -> coef: f32[1] = min(1, maxNorm / (norm + 1e-6)), norm: f32[1] = sqrt(sumsq).
- * trainingStep multiplies each gradient by coef before the optimizer and outputs the norm (the
- * figure a training log shows). Not differentiated.
+ * trainingStep computes sumsq with one sum_squares node over every gradient, passes coef to each
+ * adamw as its gradScale (the gradient multiplied by it inside the optimizer) and outputs the norm
+ * (the figure a training log shows). Not differentiated.
  *
  * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
  * kernel is in native/ops/nn/; tested in packages/ir/test/train.test.ts, cuda-nn.test.ts.

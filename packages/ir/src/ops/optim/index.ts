@@ -3,3 +3,4 @@
 export * from './adamw.js';
 export * from './adamw_multi.js';
 export * from './clip_coef.js';
+export * from './sum_squares.js';

@@ -16,4 +16,5 @@ export { meanOp, mean } from './mean.js';
 export { maxOp, max } from './max.js';
 export { maxBackwardOp, maxBackward } from './max_backward.js';
 export { castOp, cast } from './cast.js';
+export { castMultiOp, castMulti } from './cast_multi.js';
 export type { CastDType } from './cast.js';
