@@ -4,9 +4,12 @@
  * same-shape tensors. Where dx is read by that add only, the add becomes layernorm_backward's
  * optional addend, so a GPU writes the sum from the norm's kernel (one read of the other summand)
  * instead of writing dx, reading it back and writing the sum. The reference rounds dx to its
- * format before the add, as the unfused graph stored it: the same bits.
+ * format before the add, as the unfused graph stored it: the same bits. An add whose sum a tensorwise
+ * FP8 quantizer reads stays apart: fuse-amax gives that add the quantizer's amax, which the norm's
+ * backward kernel does not compute.
  */
 import type { Graph, NodeDecl } from '../graph.js';
+import { getOp } from '../op.js';
 import { sameShape } from '../types.js';
 import { producers, useCounts } from './fuse-epilogues.js';
 
@@ -17,13 +20,26 @@ function dependsOn(graph: Graph, n: NodeDecl, v: number): boolean {
   return reached.has(v);
 }
 
+/** The values (followed back through reshapes) whose amax a consumer asks for (OpDef.takesAmax). */
+function amaxWanted(graph: Graph, producer: Map<number, NodeDecl>): Set<number> {
+  const wanted = new Set<number>();
+  for (const n of graph.nodes) {
+    if (!getOp(n.op).takesAmax?.(n.attrs)) continue;
+    let v = n.inputs[0]!;
+    for (let p = producer.get(v); p && p.op === 'reshape'; p = producer.get(v)) v = p.inputs[0]!;
+    wanted.add(v);
+  }
+  return wanted;
+}
+
 export function fuseNormResidual(graph: Graph): number {
   const uses = useCounts(graph);
   const producer = producers(graph);
+  const wanted = amaxWanted(graph, producer);
   let fused = 0;
   for (const add of graph.nodes) {
     // An add that also returns an amax (a quantizer reads its sum) keeps its own kernel.
-    if (add.op !== 'add' || add.outputs.length !== 1 || add.inputs.length !== 2 || add.attrs.amax) continue;
+    if (add.op !== 'add' || add.outputs.length !== 1 || add.inputs.length !== 2 || add.attrs.amax || wanted.has(add.outputs[0]!)) continue;
     const [ta, tb] = add.inputs.map((i) => graph.values[i]!.type);
     const out = graph.values[add.outputs[0]!]!.type;
     if (!sameShape(ta!.shape, tb!.shape) || !sameShape(ta!.shape, out.shape) || ta!.dtype !== tb!.dtype || ta!.dtype !== out.dtype) continue;

@@ -137,7 +137,8 @@ export const layernormBackwardOp = defineOp({
     dw!.set(accW);
     db!.set(accB);
   },
-  flops: ([g]) => 12 * numel(g!.shape),
+  // The addend's add counted as the add node it replaces was.
+  flops: ([g, , , , , addend]) => (addend ? 13 : 12) * numel(g!.shape),
 });
 
 /** Layer normalisation over the last dimension; returns y (the node also outputs mean and rstd). */
