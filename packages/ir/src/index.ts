@@ -19,7 +19,7 @@ export { dryrun, formatDryrun } from './dryrun.js';
 export type { DryrunOptions, DryrunReport } from './dryrun.js';
 export { initialValues, rng } from './init.js';
 export { planMemory, ARENA_ALIGN } from './planner.js';
-export type { MemoryPlan, Placement } from './planner.js';
+export type { MemoryPlan, Placement, PlanOptions } from './planner.js';
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, runPasses, sortNodes } from './passes/index.js';
 export { fuse, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './passes/index.js';
 export type { AutocastOptions, GraphPass, PassContext } from './passes/index.js';

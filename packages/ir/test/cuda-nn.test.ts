@@ -417,6 +417,25 @@ describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
     expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
   });
 
+  // The planner writes dlogits over the logits where they die (the op's inplace pair [0, 0]): every
+  // row path (warp rows, cached block rows, uncached 1024-thread rows of 50304, unvectorized rows of
+  // 7 and 13, ignored rows) must give the same bits in place as into a buffer of its own.
+  for (const storage of STORAGES) {
+    it(`gives the same bits written over the logits as apart, in ${storage}`, () => {
+      for (const [N, V] of CE_CASES) {
+        const inputs: CudaInput[] = [
+          { shape: [N, V], data: scaled(N * V, 2) },
+          { shape: [N], dtype: 'i32', data: targetsFor(N, V, -100) },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(0.5 + Math.random()) },
+        ];
+        const apart = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -100 }, { storage }).outputs[0]!;
+        const over = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -100 }, { storage, inplace: [[0, 0]] }).outputs[0]!;
+        expect(apart.some((v) => Number.isNaN(v)), `${N} x ${V}: unwritten`).toBe(false);
+        expect(Buffer.from(over.buffer, over.byteOffset, over.byteLength).equals(Buffer.from(apart.buffer, apart.byteOffset, apart.byteLength)), `${N} x ${V}`).toBe(true);
+      }
+    });
+  }
+
   it('throws INVALID_ARGUMENT for a bad target', () => {
     const e = errorOf(() =>
       runCuda('cross_entropy_backward', [

@@ -1,5 +1,5 @@
 import { errorOf } from '../../../testing/errors.js';
-import { capture, compile, dryrun, trainingStep } from '@deepwell/ir';
+import { autocast, byteSizeOf, capture, compile, dryrun, planMemory, runPasses, trainingStep } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { GPT, MarkovCorpus, type GPTConfig } from '../src/index.js';
 
@@ -55,6 +55,26 @@ describe('GPT', () => {
     // 6 · N · tokens for the weights' matmuls is the floor; attention and the rest add to it.
     expect(r.flopsPerStep).toBeGreaterThan(6 * 124475904 * 16 * 1024 * 0.7);
     expect(r.arenaBytes).toBeGreaterThan(r.activationBytes);
+  }, 120_000);
+
+  it('writes dlogits over the logits in GPT-2 small’s bf16 step, so dryrun’s peak drops by the logits’ size', () => {
+    // The step the Trainer builds, planned for a GPU (bf16 stored in 2 bytes). Without a GPU here the
+    // kernels' workspaces are unknown (on the H200 they add 32 MiB at this peak, cuBLASLt's).
+    const fwd = capture(new GPT('gpt2-small'), spec(16, 1024));
+    for (const k of Object.keys(fwd.outputs)) if (k !== 'loss') delete fwd.outputs[k];
+    const step = trainingStep(autocast(fwd), { clipGradNorm: 1 });
+    const r = dryrun(step, { device: 'cuda:0', peakTflops: 989, memoryGBps: 4800 });
+    const g = runPasses(step, { device: 'cuda:0' });
+    const plan = planMemory(g, byteSizeOf);
+    const apart = planMemory(g, byteSizeOf, undefined, { inplace: false });
+    const logitsBytes = 16 * 1024 * 50304 * 2;
+    const ce = g.nodes.find((n) => n.op === 'cross_entropy_backward')!;
+    expect(plan.inplace.get(ce.outputs[0]!)).toBe(ce.inputs[0]);
+    expect(r.arenaBytes).toBe(plan.arenaBytes);
+    // Before: logits and dlogits both live at cross_entropy_backward (9.25 GiB in all); after, 7.74.
+    expect(apart.peak.bytes - plan.peak.bytes).toBeGreaterThanOrEqual(logitsBytes * 0.95);
+    expect(apart.peak.step).toBe(g.nodes.indexOf(ce));
+    expect(r.totalBytes).toBeLessThanOrEqual(8.0 * 2 ** 30);
   }, 120_000);
 
   it('trains on the CPU to within 10% of the corpus entropy rate', () => {

@@ -11,7 +11,10 @@
  * cross_entropy_backward: the fused gradient.
  *   logits: F[N, V], targets: i32[N], g: f32[1] (the gradient of the f32 loss) -> dlogits: F[N, V]
  *   dlogits[r, :] = (softmax(logits[r, :]) - onehot(t_r)) * g[0] / count, zero rows where ignored.
- * The targets take no gradient.
+ * The targets take no gradient. dlogits may be written over logits (the `inplace` pair [0, 0]; the
+ * planner takes it where the logits die at this node, as they do in a training step, so the step
+ * never holds both): the reference and the kernel read each whole row (its maximum and sum) before
+ * writing any of it, and each element of the row just before writing it.
  *
  * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
  * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
@@ -92,6 +95,7 @@ export const crossEntropyBackwardOp = defineOp({
   outputs: ['dlogits'],
   attrs: { ignoreIndex: { kind: 'int', default: -1 } },
   indexInputs: [TARGETS],
+  inplace: [[0, 0]],
   infer: ([logits, targets, g]) => {
     const dtype = check('cross_entropy_backward', logits!, targets!);
     expectDtype('cross_entropy_backward', 'g', g!, ['f32']);
