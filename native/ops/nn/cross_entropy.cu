@@ -4,7 +4,9 @@
 //       workspace: the per-block partial sums (f64) then counts (i64), 16 bytes per block
 //       (min(N, 4096) blocks; the TS candidate declares 16 * max(1, min(4096, N)) bytes).
 //   crossEntropyBackward(stream, dtype, gDtype, N, V, ignoreIndex, logits, targets, g, dlogits, workspace)
-//       g: one element of storage gDtype; workspace: the f32 scale, 4 bytes.
+//       g: one element of storage gDtype; workspace: the f32 scale, 4 bytes. dlogits may be the
+//       logits' own storage (the planner writes it in place where the logits die); any other
+//       overlap with an input or the workspace is an INVALID_ARGUMENT.
 //
 // Rows use the online max / sum of online_softmax.cuh. The mean loss sums fixed per-block partials
 // in a fixed order in a second small kernel, in FP64. A target outside [0, V) that is not the
@@ -213,6 +215,15 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
     T* dl = a.dlogits.ptr<T>(env, total);
     if (N == 0) return env.Undefined();
     float* scale = a.workspace.take<float>(env, sizeof(float));
+    // dlogits may be the logits themselves (written in place: each row is read whole before any of
+    // it is written, and each element by the thread that then writes it), but no part of them
+    // otherwise, nor of the targets, g or the scale, which are read while rows are written.
+    const uint64_t bytes = total * sizeof(T);
+    if (badOverlap(dl, bytes, logits, bytes) || badOverlap(dl, bytes, targets, N * sizeof(int)) || dl == static_cast<const void*>(targets) ||
+        badOverlap(dl, bytes, g, dtypeBytes(gdt)) || dl == g || badOverlap(dl, bytes, scale, sizeof(float)) || dl == static_cast<void*>(scale))
+      fail(env, "INVALID_ARGUMENT",
+           "Expected dlogits of cross_entropy_backward to be the logits' storage or apart from the logits, targets, g and workspace, but received overlapping "
+           "ranges");
     ErrWord* err = opsErrorWord(env, kErrNn);
     ceScaleK<<<1, 1024, 0, s>>>(targets, static_cast<int64_t>(N), static_cast<int64_t>(C), ignore, g, gdt, scale);
     checkLaunch(env, "cross_entropy_backward (scale)");

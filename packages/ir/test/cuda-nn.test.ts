@@ -436,6 +436,36 @@ describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
     });
   }
 
+  it('refuses dlogits that overlap the logits without being them, or the targets, g and workspace', () => {
+    const backend = cudaBackend(0);
+    const stream = new Stream(0);
+    const [N, V] = [4, 64];
+    const T = N * V * 4; // bytes of the logits
+    // One buffer: logits [0, T), room for dlogits apart [T, 2T), then targets, g and the workspace.
+    const host = new ArrayBuffer(3 * T);
+    new Float32Array(host).set(Float32Array.from(randn(3 * N * V)));
+    new Int32Array(host, 2 * T, N).set([0, 5, 63, 17]);
+    new Float32Array(host, 2 * T + 32, 1).set([1]);
+    const buf = backend.alloc(3 * T);
+    try {
+      backend.write(buf, new Uint8Array(host));
+      const at = (offset: number, bytes: number) => ({ base: buf.ptr, offset, bytes });
+      const call = (dl: ReturnType<typeof at>) =>
+        nativeEntries().entries!.crossEntropyBackward(stream.handle, 0, 0, N, V, -1, at(0, T), at(2 * T, 4 * N), at(2 * T + 32, 4), dl, at(2 * T + 48, 4));
+      for (const dl of [at(256, T), at(2 * T - 512, T)]) {
+        const e = errorOf(() => call(dl));
+        expect(e.code).toBe('INVALID_ARGUMENT');
+        expect(e.message).toContain('overlapping');
+      }
+      call(at(0, T)); // in place: accepted
+      call(at(T, T)); // apart: accepted
+      stream.synchronize();
+    } finally {
+      stream.dispose();
+      backend.free(buf);
+    }
+  });
+
   it('throws INVALID_ARGUMENT for a bad target', () => {
     const e = errorOf(() =>
       runCuda('cross_entropy_backward', [
