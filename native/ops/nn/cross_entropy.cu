@@ -8,7 +8,8 @@
 //       logits' own storage (the planner writes it in place where the logits die); any other
 //       overlap with an input or the workspace is an INVALID_ARGUMENT.
 //
-// Rows use the online max / sum of online_softmax.cuh. The mean loss sums fixed per-block partials
+// Rows use the online max / sum of online_softmax.cuh. The backward reads a row once where it fits
+// in registers or (up to 112 KiB, as GPT-2's 50304 bf16 classes) in shared memory, else twice. The mean loss sums fixed per-block partials
 // in a fixed order in a second small kernel, in FP64. A target outside [0, V) that is not the
 // ignore index skips its row and is recorded in the family's error word.
 //
@@ -21,6 +22,7 @@
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
+#include "common/smem_limit.h"
 #include "ops/nn/online_softmax.cuh"
 
 namespace dw::nn {
@@ -155,6 +157,63 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
   }
 }
 
+// The same for rows too long to keep in registers but short enough for shared memory (up to
+// kCeSmemRow bytes: GPT-2's 50304 bf16 classes are 98 KiB): one DRAM read of each row instead of
+// two. The first pass loads every chunk once, keeps it in shared memory and folds it into the online
+// max / sum; the second reads it back from there and writes dlogits. Thread t owns chunks t,
+// t + blockDim.x, ... in both passes (and in the next row's), so a chunk's shared slot is only ever
+// touched by one thread; blockMaxSum's barriers order the passes. In place (dlogits == logits) every
+// global element is read in the first pass, before the barrier, and written in the second.
+// 512 threads and at most 112 KiB a block: two rows in flight per SM.
+constexpr int kCeSmemThreads = 512;
+constexpr int kCeSmemRow = 112 * 1024;
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kCeSmemThreads, 2)
+    ceBwdSmemK(const T* logits, const int* targets, T* dlogits, int64_t N, int nch, int ignore, ErrWord* err, const float* scaleP) {
+  extern __shared__ __align__(16) unsigned char ceRow[];
+  Pack<T, V>* row = reinterpret_cast<Pack<T, V>*>(ceRow);
+  __shared__ float2 sh[32];
+  const int64_t D = static_cast<int64_t>(nch) * V;
+  for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
+    const int t = targets[r];
+    T* dr = dlogits + r * D;
+    if (t == ignore) {
+      const float z[V] = {};
+      for (int j = threadIdx.x; j < nch; j += blockDim.x) storeF<T, V>(dr + static_cast<int64_t>(j) * V, z);
+      continue;
+    }
+    if (t < 0 || t >= D) {
+      if (threadIdx.x == 0) raiseErr(err, kOpCrossEntropyBackward, r, t, D, ignore);
+      continue;
+    }
+    const Pack<T, V>* lr = reinterpret_cast<const Pack<T, V>*>(logits + r * D);
+    float M = -INFINITY, s = 0.f;
+#pragma unroll 4
+    for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+      const Pack<T, V> pk = lr[j];
+      row[j] = pk;
+      float v[V];
+      unpack<T, V>(pk, v);
+      msChunk<V>(M, s, v);
+    }
+    blockMaxSum(M, s, sh);
+    const float inv = 1.f / s;
+    const float scale = scaleP[0];
+#pragma unroll 4
+    for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+      float v[V], o[V];
+      unpack<T, V>(row[j], v);
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const float p = msExp(v[k], M) * inv;
+        o[k] = (static_cast<int64_t>(j) * V + k == t ? p - 1.f : p) * scale;
+      }
+      storeF<T, V>(dr + static_cast<int64_t>(j) * V, o);
+    }
+  }
+}
+
 }  // namespace
 
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
@@ -230,7 +289,14 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
     DW_ROW_DISPATCH(T, canVec<T>(C, {logits, dl}), DW_FWD_ELEMS(T), {
       const int nch = static_cast<int>(C / V);
       const RowPlan p = rowPlan(nch, NCH);
-      if (p.cached)
+      const uint64_t rowBytes = C * sizeof(T);
+      if (V > 1 && !p.cached && rowBytes <= static_cast<uint64_t>(kCeSmemRow)) {
+        // Rows that do not fit in registers but do in shared memory: read once (see ceBwdSmemK).
+        int dev = 0;
+        DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
+        DW_CUDA(env, (setSmemLimitOnce<ceBwdSmemK<T, V>, kCeSmemRow>(dev)), "cross_entropy_backward shared memory limit");
+        ceBwdSmemK<T, V><<<capBlocks(N), kCeSmemThreads, rowBytes, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err, scale);
+      } else if (p.cached)
         ceBwdK<T, V, NCH, true><<<p.grid(N), p.block(), 0, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err, scale);
       else
         ceBwdK<T, V, NCH, false><<<p.grid(N), p.block(), 0, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err, scale);
