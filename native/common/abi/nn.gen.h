@@ -341,6 +341,40 @@ inline CrossEntropyBackwardArgs readCrossEntropyBackward(const Napi::CallbackInf
   return a;
 }
 
+// crossEntropyWithGrad(stream, dtype, gDtype, N, V, ignoreIndex, logits, targets, g, loss, dlogits, workspace)  [native/ops/nn/cross_entropy.cu]
+struct CrossEntropyWithGradArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  int gDtype{};
+  uint64_t N{};
+  uint64_t V{};
+  int32_t ignoreIndex{};
+  TensorArg logits{};
+  TensorArg targets{};
+  TensorArg g{};
+  TensorArg loss{};
+  TensorArg dlogits{};
+  WorkspaceArg workspace{};
+};
+inline CrossEntropyWithGradArgs readCrossEntropyWithGrad(const Napi::CallbackInfo& info) {
+  Reader r(info, "crossEntropyWithGrad", 19);
+  CrossEntropyWithGradArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.gDtype = r.dtype("gDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.N = r.u64("N");
+  a.V = r.u64("V");
+  a.ignoreIndex = r.i32("ignoreIndex");
+  a.logits = r.tensor("logits", false);
+  a.targets = r.tensor("targets", false);
+  a.g = r.tensor("g", false);
+  a.loss = r.tensor("loss", false);
+  a.dlogits = r.tensor("dlogits", false);
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
 // causalMask(stream, dtype, B, T, S, value, x, out)  [native/ops/nn/causal_mask.cu]
 struct CausalMaskArgs {
   cudaStream_t stream{};
@@ -505,6 +539,7 @@ inline ClipCoefArgs readClipCoef(const Napi::CallbackInfo& info) {
   X("embeddingBackward", EmbeddingBackward)        \
   X("crossEntropy", CrossEntropy)                  \
   X("crossEntropyBackward", CrossEntropyBackward)  \
+  X("crossEntropyWithGrad", CrossEntropyWithGrad)  \
   X("causalMask", CausalMask)                      \
   X("adamw", Adamw)                                \
   X("adamwMulti", AdamwMulti)                      \

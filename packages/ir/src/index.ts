@@ -21,7 +21,7 @@ export { initialValues, rng } from './init.js';
 export { planMemory, ARENA_ALIGN } from './planner.js';
 export type { MemoryPlan, Placement, PlanOptions } from './planner.js';
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, runPasses, sortNodes } from './passes/index.js';
-export { fuse, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './passes/index.js';
+export { fuse, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './passes/index.js';
 export type { AutocastOptions, GraphPass, PassContext } from './passes/index.js';
 export { trainingStep } from './train.js';
 export type { AdamWOptions, TrainingStepOptions } from './train.js';

@@ -480,6 +480,58 @@ describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
   });
 });
 
+describe.skipIf(!gpu)('cross_entropy_with_grad_cuda', () => {
+  // Every row path (warp rows, cached and shared-memory block rows, uncached rows of 50304 f32,
+  // unvectorized rows), ignored rows, against the two references; then in place against apart.
+  for (const storage of STORAGES) {
+    it(`gives the loss and dlogits of the references in ${storage}, and the same bits written over the logits`, () => {
+      for (const [N, V] of CE_CASES) {
+        const inputs: CudaInput[] = [
+          { shape: [N, V], data: scaled(N * V, 2) },
+          { shape: [N], dtype: 'i32', data: targetsFor(N, V, -100) },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(0.5 + Math.random()) },
+        ];
+        const { got, want } = run('cross_entropy_with_grad', inputs, { ignoreIndex: -100 }, storage);
+        expect(allError(got[0]!, want[0]!, storage, maxAbs(rounded(storage, inputs[0]!.data))), `loss ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+        const count = (inputs[1]!.data as Int32Array).filter((t) => t !== -100).length;
+        const unit = Math.abs(inputs[2]!.data[0]!) / Math.max(1, count);
+        expect(allError(got[1]!, want[1]!, storage, Math.max(maxAbs(want[1]!), unit)), `dlogits ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+        const over = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -100 }, { storage, inplace: [[1, 0]] }).outputs;
+        expectExact(over[0]!, got[0]!, `loss in place ${N} x ${V}`);
+        expectExact(over[1]!, got[1]!, `dlogits in place ${N} x ${V}`);
+      }
+    });
+  }
+
+  it('gives loss 0 and zero rows when every row is ignored, and is bitwise deterministic', () => {
+    const none = run('cross_entropy_with_grad', [{ shape: [6, 5], data: randn(30) }, { shape: [6], dtype: 'i32', data: new Int32Array(6).fill(-1) }, { shape: [1], data: Float64Array.of(1) }], { ignoreIndex: -1 }, 'f32');
+    expect(none.got[0]![0]).toBe(0);
+    expect(Array.from(none.got[1]!).every((v) => v === 0)).toBe(true);
+    const inputs: CudaInput[] = [
+      { shape: [300, 50304], data: scaled(300 * 50304, 3) },
+      { shape: [300], dtype: 'i32', data: targetsFor(300, 50304, -1) },
+      { shape: [1], dtype: 'f32', data: Float64Array.of(1) },
+    ];
+    const a = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs;
+    const b = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs;
+    expectExact(b[0]!, a[0]!, 'loss');
+    expectExact(b[1]!, a[1]!, 'dlogits');
+  });
+
+  it('throws INVALID_ARGUMENT naming the op for a bad target', () => {
+    const e = errorOf(() =>
+      runCuda('cross_entropy_with_grad', [
+        { shape: [2, 4], data: randn(8) },
+        { shape: [2], dtype: 'i32', data: Int32Array.from([0, 4]) },
+        { shape: [1], data: Float64Array.of(1) },
+      ]),
+    );
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain('cross_entropy_with_grad');
+    expect(e.message).toContain('row 1 but received 4');
+  });
+});
+
 // ---- causal mask ---------------------------------------------------------------------------------
 
 describe.skipIf(!gpu)('causal_mask_cuda', () => {

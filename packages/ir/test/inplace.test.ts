@@ -181,39 +181,43 @@ describe('cross_entropy_backward in place', () => {
     }
   }
 
-  for (const dtype of ['f32', 'bf16'] as const) {
-    it(`is written over the logits in a ${dtype} training step, which equals the interpreter bit for bit`, () => {
-      const fwd = capture(new Classifier(), { x: { shape: [N, C] }, y: { shape: [N], dtype: 'i32' } });
-      const step = trainingStep(dtype === 'bf16' ? autocast(fwd) : fwd, { optimizer: { weightDecay: 0 } });
-      const exe = compile(step, { seed: 4 });
-      const g = exe.graph;
-      const ce = g.nodes.find((n) => n.op === 'cross_entropy_backward')!;
-      const logits = ce.inputs[0]!;
-      expect(exe.plan.inplace.get(ce.outputs[0]!)).toBe(logits);
-      expect(exe.plan.placements.get(ce.outputs[0]!)).toEqual(exe.plan.placements.get(logits));
-      expectNoClash(exe.plan);
-      // The plan without in-place writes holds the logits and dlogits at once there: one more [N, V].
-      const apart = planMemory(g, (t) => (t.dtype === 'bf16' ? 4 * numel(t.shape) : byteSizeOf(t)), undefined, { inplace: false });
-      const at = g.nodes.indexOf(ce);
-      expect(liveAt(apart, at) - liveAt(exe.plan, at)).toBe(exe.plan.placements.get(logits)!.bytes);
-      expect(exe.plan.placements.get(logits)!.bytes).toBeGreaterThanOrEqual(4 * N * V);
+  // Fused (the default: cross_entropy_with_grad writes dlogits, its output 1, over the logits) and
+  // not (cross_entropy_backward does, its output 0).
+  for (const [fuse, op, out] of [[true, 'cross_entropy_with_grad', 1], [false, 'cross_entropy_backward', 0]] as const) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      it(`is written over the logits by ${op} in a ${dtype} training step, which equals the interpreter bit for bit`, () => {
+        const fwd = capture(new Classifier(), { x: { shape: [N, C] }, y: { shape: [N], dtype: 'i32' } });
+        const step = trainingStep(dtype === 'bf16' ? autocast(fwd) : fwd, { optimizer: { weightDecay: 0 } });
+        const exe = compile(step, { seed: 4, fuse });
+        const g = exe.graph;
+        const ce = g.nodes.find((n) => n.op === op)!;
+        const logits = ce.inputs[0]!;
+        expect(exe.plan.inplace.get(ce.outputs[out]!)).toBe(logits);
+        expect(exe.plan.placements.get(ce.outputs[out]!)).toEqual(exe.plan.placements.get(logits));
+        expectNoClash(exe.plan);
+        // The plan without in-place writes holds the logits and dlogits at once there: one more [N, V].
+        const apart = planMemory(g, (t) => (t.dtype === 'bf16' ? 4 * numel(t.shape) : byteSizeOf(t)), undefined, { inplace: false });
+        const at = g.nodes.indexOf(ce);
+        expect(liveAt(apart, at) - liveAt(exe.plan, at)).toBe(exe.plan.placements.get(logits)!.bytes);
+        expect(exe.plan.placements.get(logits)!.bytes).toBeGreaterThanOrEqual(4 * N * V);
 
-      const state: Record<string, Float32Array> = {};
-      for (const [name, id] of [...Object.entries(g.params), ...Object.entries(g.state)]) state[name] = initialValues(g.init[name]!, numel(g.values[id]!.type.shape), 4, name) as Float32Array;
-      for (let s = 1; s <= 3; s++) {
-        const batch = {
-          x: Float32Array.from(randn(N * C)),
-          y: Int32Array.from({ length: N }, () => Math.floor(Math.random() * V)),
-          lr: Float32Array.of(0.1),
-          step: Float32Array.of(s),
-        };
-        const got = exe.run(batch);
-        const vals = interpret(g, { ...batch, ...state } as Record<string, NumArray>);
-        expect(Array.from(got.loss!)).toEqual(Array.from(vals[g.outputs.loss!]!));
-        for (const [name, id] of Object.entries(g.updates)) state[name] = Float32Array.from(vals[id]!);
-        for (const name of Object.keys(state)) expect(Array.from(exe.get(name)), name).toEqual(Array.from(state[name]!));
-      }
-      exe.dispose();
-    });
+        const state: Record<string, Float32Array> = {};
+        for (const [name, id] of [...Object.entries(g.params), ...Object.entries(g.state)]) state[name] = initialValues(g.init[name]!, numel(g.values[id]!.type.shape), 4, name) as Float32Array;
+        for (let s = 1; s <= 3; s++) {
+          const batch = {
+            x: Float32Array.from(randn(N * C)),
+            y: Int32Array.from({ length: N }, () => Math.floor(Math.random() * V)),
+            lr: Float32Array.of(0.1),
+            step: Float32Array.of(s),
+          };
+          const got = exe.run(batch);
+          const vals = interpret(g, { ...batch, ...state } as Record<string, NumArray>);
+          expect(Array.from(got.loss!)).toEqual(Array.from(vals[g.outputs.loss!]!));
+          for (const [name, id] of Object.entries(g.updates)) state[name] = Float32Array.from(vals[id]!);
+          for (const name of Object.keys(state)) expect(Array.from(exe.get(name)), name).toEqual(Array.from(state[name]!));
+        }
+        exe.dispose();
+      });
+    }
   }
 });

@@ -189,6 +189,10 @@ export const entries = {
     file: 'ops/nn/cross_entropy.cu',
     args: ['stream', 'dtype:fdtype', 'gDtype:fdtype', 'N', 'V', 'ignoreIndex:i32', 'logits:tensor', 'targets:tensor', 'g:tensor', 'dlogits:tensor', 'workspace:workspace'],
   },
+  crossEntropyWithGrad: {
+    file: 'ops/nn/cross_entropy.cu',
+    args: ['stream', 'dtype:fdtype', 'gDtype:fdtype', 'N', 'V', 'ignoreIndex:i32', 'logits:tensor', 'targets:tensor', 'g:tensor', 'loss:tensor', 'dlogits:tensor', 'workspace:workspace'],
+  },
   causalMask: { file: 'ops/nn/causal_mask.cu', args: ['stream', 'dtype:fdtype', 'B', 'T', 'S', 'value:f64', 'x:tensor', 'out:tensor'] },
   adamw: {
     file: 'ops/nn/adamw.cu',

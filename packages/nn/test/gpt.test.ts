@@ -68,10 +68,11 @@ describe('GPT', () => {
     const plan = planMemory(g, byteSizeOf);
     const apart = planMemory(g, byteSizeOf, undefined, { inplace: false });
     const logitsBytes = 16 * 1024 * 50304 * 2;
-    const ce = g.nodes.find((n) => n.op === 'cross_entropy_backward')!;
-    expect(plan.inplace.get(ce.outputs[0]!)).toBe(ce.inputs[0]);
+    // The loss and dlogits in one op (fuse-cross-entropy), dlogits (its output 1) over the logits.
+    const ce = g.nodes.find((n) => n.op === 'cross_entropy_with_grad')!;
+    expect(plan.inplace.get(ce.outputs[1]!)).toBe(ce.inputs[0]);
     expect(r.arenaBytes).toBe(plan.arenaBytes);
-    // Before: logits and dlogits both live at cross_entropy_backward (9.25 GiB in all); after, 7.74.
+    // Before: logits and dlogits both live at the loss's backward (9.25 GiB in all); after, 7.74.
     expect(apart.peak.bytes - plan.peak.bytes).toBeGreaterThanOrEqual(logitsBytes * 0.95);
     expect(apart.peak.step).toBe(g.nodes.indexOf(ce));
     expect(r.totalBytes).toBeLessThanOrEqual(8.0 * 2 ** 30);

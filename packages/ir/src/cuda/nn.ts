@@ -4,7 +4,7 @@
  *
  * Storage: every float tensor of a call in one of f32 / bf16 / f16 (FP32 arithmetic, rounded to
  * nearest even on store), the statistics outputs (mean, rstd) in that storage too, indices i32.
- * Exceptions: cross_entropy_backward's g may be any float storage; adamw keeps param, m, v and its
+ * Exceptions: cross_entropy_backward's and cross_entropy_with_grad's g may be any float storage; adamw keeps param, m, v and its
  * outputs in f32 while grad, lr and step may be any float storage.
  *
  * Bad ids / targets / indices are found on the device: the kernel skips the row and records the
@@ -223,6 +223,23 @@ registerCuda<KernelParams>({
       call.outputs[0]!,
       call.workspace,
     );
+    checkIndicesAfter(call, ops);
+  },
+});
+
+// The loss and dlogits from one read of the logits (the fuse-cross-entropy pass's op). Workspace:
+// the loss's per-block partials (16 bytes a block, min(N, 4096) blocks) and the gradient's scale.
+registerCuda<KernelParams>({
+  op: 'cross_entropy_with_grad',
+  name: 'cross_entropy_with_grad_cuda',
+  needs: ['crossEntropyWithGrad'],
+  supports: (p) => both(oneFloatStorage(p, [2], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
+  workspace: (p) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)) + 4,
+  run: (call, ops) => {
+    const [N, V] = call.inTypes[0]!.shape as [number, number];
+    const [logits, targets, g] = call.inputs;
+    const [loss, dlogits] = call.outputs;
+    ops.crossEntropyWithGrad(call.stream, code(call.inTypes[0]!), code(call.inTypes[2]!), N, V, call.attrs.ignoreIndex as number, logits!, targets!, g!, loss!, dlogits!, call.workspace);
     checkIndicesAfter(call, ops);
   },
 });

@@ -1,9 +1,9 @@
 /**
  * Graph passes, and the hook through which a precision policy rewrites a graph. The compile
  * pipeline: [precision policy] -> CSE (+ DCE) -> GEMM epilogue fusion (bias, GELU, bias gradient)
- * -> residual + layernorm fusion -> multi-tensor AdamW -> fused amax (an FP8 quantizer's tensor amax
- * from the kernel that writes its input) -> stable topological sort -> DCE -> elementwise fusion
- * marks -> verify.
+ * -> residual + layernorm fusion -> cross-entropy with its gradient (one op) -> multi-tensor AdamW
+ * -> fused amax (an FP8 quantizer's tensor amax from the kernel that writes its input) -> stable
+ * topological sort -> DCE -> elementwise fusion marks -> verify.
  */
 import type { Graph } from '../graph.js';
 import { eliminateCommonSubexpressions } from './cse.js';
@@ -12,12 +12,13 @@ import { markElementwiseFusion } from './fusion.js';
 import { autocast, type AutocastOptions } from './autocast.js';
 import { fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu } from './fuse-epilogues.js';
 import { fuseAddLayernorm } from './fuse-add-layernorm.js';
+import { fuseCrossEntropy } from './fuse-cross-entropy.js';
 import { fuseAdamW } from './fuse-adamw.js';
 import { fuseAmax } from './fuse-amax.js';
 import { sortNodes } from './order.js';
 
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
-export { fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu };
+export { fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulGelu };
 export type { AutocastOptions };
 
 /**
@@ -44,6 +45,6 @@ export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?:
 
 /** Every fusion of the compile pipeline, then the sort and DCE they need. */
 export function fuse(graph: Graph): Graph {
-  const n = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseAdamW(graph) + fuseAmax(graph);
+  const n = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseCrossEntropy(graph) + fuseAdamW(graph) + fuseAmax(graph);
   return n ? eliminateDeadCode(sortNodes(graph)) : graph;
 }

@@ -16,7 +16,15 @@
  * never holds both): the reference and the kernel read each whole row (its maximum and sum) before
  * writing any of it, and each element of the row just before writing it.
  *
- * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
+ * cross_entropy_with_grad: both at once, from one read of the logits (llm.c's fused classifier).
+ *   logits: F[N, V], targets: i32[N], g: f32[1] -> loss: f32[1], dlogits: F[N, V]
+ *   loss as cross_entropy, dlogits as cross_entropy_backward with the same g. Made by the
+ *   fuse-cross-entropy pass after autodiff where the loss's gradient g does not depend on the loss
+ *   (a training step's seed, the fill of 1, possibly scaled); never differentiated. Its reference is
+ *   exactly the two it replaces, loss first. dlogits may be written over logits (`inplace` [1, 0]):
+ *   the loss is taken from each row before the row is overwritten.
+ *
+ * Kernels and tests: the CUDA candidates are registered in packages/ir/src/cuda/nn.ts; the native
  * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
  * dtypes.test.ts, cuda-nn.test.ts.
  */
@@ -121,6 +129,29 @@ export const crossEntropyBackwardOp = defineOp({
     }
   },
   flops: ([logits]) => 5 * numel(logits!.shape),
+});
+
+export const crossEntropyWithGradOp = defineOp({
+  name: 'cross_entropy_with_grad',
+  doc: 'cross_entropy and cross_entropy_backward of the same logits in one pass: loss and dlogits',
+  inputs: ['logits', 'targets', 'g'],
+  outputs: ['loss', 'dlogits'],
+  attrs: { ignoreIndex: { kind: 'int', default: -1 } },
+  indexInputs: [TARGETS],
+  inplace: [[1, 0]],
+  nonDifferentiable: true,
+  infer: ([logits, targets, g]) => {
+    const dtype = check('cross_entropy_with_grad', logits!, targets!);
+    expectDtype('cross_entropy_with_grad', 'g', g!, ['f32']);
+    if (!sameShape(g!.shape, [1])) shapeError('cross_entropy_with_grad', `Expected f32[1] for input 'g' but received ${shapeStr(g!)}`);
+    return [{ shape: [1], dtype: 'f32' }, { shape: logits!.shape, dtype }];
+  },
+  reference: ({ inputs: [logits, targets, g], outputs: [loss, dlogits], inTypes, outTypes, attrs }) => {
+    // The loss first: in place, the backward's reference then overwrites each row after reading it.
+    crossEntropyOp.reference({ inputs: [logits!, targets!], outputs: [loss!], inTypes: inTypes.slice(0, 2), outTypes: [outTypes[0]!], attrs });
+    crossEntropyBackwardOp.reference({ inputs: [logits!, targets!, g!], outputs: [dlogits!], inTypes, outTypes: [outTypes[1]!], attrs });
+  },
+  flops: ([logits]) => 9 * numel(logits!.shape),
 });
 
 export function crossEntropy(logits: Sym, targets: Sym, ignoreIndex = -1): Sym {
