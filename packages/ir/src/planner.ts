@@ -11,7 +11,7 @@
  * the value it reshapes, so the executors launch nothing for it. The values of one alias group (a
  * value and every reshape, or reshape of a reshape, of it) are placed once, live from the group's
  * first producer to the last use of any of them. Reshapes of persistent values stay copies (see
- * reshapeAliases).
+ * storageGroups).
  *
  * An op's `inplace` pairs let its output take the storage of an arena input that dies at that node
  * (cross_entropy_backward writes dlogits over the logits): the output joins the input's group, so

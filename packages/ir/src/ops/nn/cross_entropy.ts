@@ -25,8 +25,9 @@
  *   the loss is taken from each row before the row is overwritten.
  *
  * Kernels and tests: the CUDA candidates are registered in packages/ir/src/cuda/nn.ts; the native
- * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
- * dtypes.test.ts, cuda-nn.test.ts.
+ * kernels are in native/ops/nn/cross_entropy.cu; the pass in src/passes/fuse-cross-entropy.ts;
+ * tested in packages/ir/test/nn.test.ts, compile.test.ts, dtypes.test.ts, inplace.test.ts,
+ * fuse-cross-entropy.test.ts, fusion.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
