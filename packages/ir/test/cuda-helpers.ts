@@ -40,9 +40,10 @@ export function rounded(dtype: DTypeName, data: ArrayLike<number>): Float64Array
 
 /**
  * `inplace`: [output, input] pairs whose output is written into the input's device buffer (as the
- * planner places an op's `inplace` pair), not into a poisoned buffer of its own.
+ * planner places an op's `inplace` pair), not into a poisoned buffer of its own. `kernel`: run this
+ * candidate (by name) instead of the one the registry selects.
  */
-export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue> = {}, options: { storage?: DTypeName; inplace?: [number, number][] } = {}): { outputs: Float64Array[]; kernel: string } {
+export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue> = {}, options: { storage?: DTypeName; inplace?: [number, number][]; kernel?: string } = {}): { outputs: Float64Array[]; kernel: string } {
   const storage = options.storage ?? 'f32';
   const def = getOp(op);
   const checked = checkAttrs(def, attrs);
@@ -72,7 +73,8 @@ export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, A
     const outs = outBufs.map((buf) => ({ base: buf.ptr, offset: 0, bytes: buf.bytes }));
     backend.synchronize();
     const params = { op, device: 'cuda:0', inTypes, outTypes, attrs: checked };
-    const kernel = registry.select<CudaCall, void>(op, params as unknown as CudaCall);
+    const kernel = options.kernel ? registry.candidates(op).find((k) => k.name === options.kernel)! : registry.select<CudaCall, void>(op, params as unknown as CudaCall);
+    if (!kernel) throw new Error(`no kernel ${options.kernel} for ${op}`);
     if (kernel.backend !== 'cuda') throw new Error(`no CUDA kernel for ${op}: ${registry.explain(op, params).text}`);
     // The workspace the kernel declares for the call, poisoned like the outputs.
     const wsBytes = kernel.workspace?.(params as unknown as CudaCall) ?? 0;

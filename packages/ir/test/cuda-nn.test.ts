@@ -503,6 +503,25 @@ describe.skipIf(!gpu)('cross_entropy_with_grad_cuda', () => {
     });
   }
 
+  it('runs the two kernels in turn where the addon has no crossEntropyWithGrad (cross_entropy_with_grad_unfused)', () => {
+    for (const storage of STORAGES) {
+      for (const [N, V] of [[5, 13], [64, 1000], [4, 50304]] as const) {
+        const inputs: CudaInput[] = [
+          { shape: [N, V], data: scaled(N * V, 2) },
+          { shape: [N], dtype: 'i32', data: targetsFor(N, V, -1) },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(1) },
+        ];
+        const want = reference('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, storage);
+        for (const inplace of [[], [[1, 0]]] as [number, number][][]) {
+          const got = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, { storage, inplace, kernel: 'cross_entropy_with_grad_unfused' }).outputs;
+          const count = (inputs[1]!.data as Int32Array).filter((t) => t !== -1).length;
+          expect(allError(got[0]!, want[0]!, storage, maxAbs(rounded(storage, inputs[0]!.data))), `loss ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+          expect(allError(got[1]!, want[1]!, storage, Math.max(maxAbs(want[1]!), 1 / Math.max(1, count))), `dlogits ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+        }
+      }
+    }
+  });
+
   it('gives loss 0 and zero rows when every row is ignored, and is bitwise deterministic', () => {
     const none = run('cross_entropy_with_grad', [{ shape: [6, 5], data: randn(30) }, { shape: [6], dtype: 'i32', data: new Int32Array(6).fill(-1) }, { shape: [1], data: Float64Array.of(1) }], { ignoreIndex: -1 }, 'f32');
     expect(none.got[0]![0]).toBe(0);

@@ -244,6 +244,27 @@ registerCuda<KernelParams>({
   },
 });
 
+// The two kernels in turn, where the addon has no crossEntropyWithGrad (an older build): the loss
+// first (it reads the logits), then dlogits (in place too). The same workspace serves both, one
+// after the other on the stream.
+registerCuda<KernelParams>({
+  op: 'cross_entropy_with_grad',
+  name: 'cross_entropy_with_grad_unfused',
+  priority: 50,
+  supports: (p) => both(oneFloatStorage(p, [2], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
+  workspace: (p) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)) + 4,
+  run: (call, ops) => {
+    const [N, V] = call.inTypes[0]!.shape as [number, number];
+    const [logits, targets, g] = call.inputs;
+    const [loss, dlogits] = call.outputs;
+    const dt = code(call.inTypes[0]!);
+    const ignore = call.attrs.ignoreIndex as number;
+    ops.crossEntropy(call.stream, dt, N, V, ignore, logits!, targets!, loss!, call.workspace);
+    ops.crossEntropyBackward(call.stream, dt, code(call.inTypes[2]!), N, V, ignore, logits!, targets!, g!, dlogits!, call.workspace);
+    checkIndicesAfter(call, ops);
+  },
+});
+
 registerCuda<KernelParams>({
   op: 'causal_mask',
   name: 'causal_mask_cuda',
