@@ -76,6 +76,17 @@ describe('GPT', () => {
     expect(apart.peak.bytes - plan.peak.bytes).toBeGreaterThanOrEqual(logitsBytes * 0.95);
     expect(apart.peak.step).toBe(g.nodes.indexOf(ce));
     expect(r.totalBytes).toBeLessThanOrEqual(8.0 * 2 ** 30);
+    // No two storage groups share bytes while both are live (sorted by offset: each placement
+    // against the ones that start before it ends).
+    const rootOf = (id: number): number => plan.aliases.get(id) ?? (plan.inplace.has(id) ? rootOf(plan.inplace.get(id)!) : id);
+    const ps = [...plan.placements].filter(([id]) => rootOf(id) === id).sort((a, b) => a[1].offset - b[1].offset);
+    for (let i = 0; i < ps.length; i++) {
+      const [, a] = ps[i]!;
+      for (let j = i + 1; j < ps.length && ps[j]![1].offset < a.offset + a.bytes; j++) {
+        const [, b] = ps[j]!;
+        expect(a.first <= b.last && b.first <= a.last, `values %${ps[i]![0]} and %${ps[j]![0]}`).toBe(false);
+      }
+    }
   }, 120_000);
 
   it('trains on the CPU to within 10% of the corpus entropy rate', () => {
