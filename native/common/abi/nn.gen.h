@@ -255,7 +255,7 @@ inline EmbeddingArgs readEmbedding(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// embeddingBackward(stream, dtype, P, V, D, ids, g, dtable)  [native/ops/nn/embedding.cu]
+// embeddingBackward(stream, dtype, P, V, D, ids, g, dtable, workspace)  [native/ops/nn/embedding.cu]
 struct EmbeddingBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -265,9 +265,10 @@ struct EmbeddingBackwardArgs {
   TensorArg ids{};
   TensorArg g{};
   TensorArg dtable{};
+  WorkspaceArg workspace{};
 };
 inline EmbeddingBackwardArgs readEmbeddingBackward(const Napi::CallbackInfo& info) {
-  Reader r(info, "embeddingBackward", 11);
+  Reader r(info, "embeddingBackward", 14);
   EmbeddingBackwardArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -277,6 +278,7 @@ inline EmbeddingBackwardArgs readEmbeddingBackward(const Napi::CallbackInfo& inf
   a.ids = r.tensor("ids", false);
   a.g = r.tensor("g", false);
   a.dtable = r.tensor("dtable", false);
+  a.workspace = r.workspace("workspace");
   r.end();
   return a;
 }

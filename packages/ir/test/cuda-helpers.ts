@@ -41,9 +41,15 @@ export function rounded(dtype: DTypeName, data: ArrayLike<number>): Float64Array
 /**
  * `inplace`: [output, input] pairs whose output is written into the input's device buffer (as the
  * planner places an op's `inplace` pair), not into a poisoned buffer of its own. `kernel`: run this
- * candidate (by name) instead of the one the registry selects.
+ * candidate (by name) instead of the one the registry selects. `noWorkspace`: call it without the
+ * workspace it declares (kernels with a path that needs none).
  */
-export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue> = {}, options: { storage?: DTypeName; inplace?: [number, number][]; kernel?: string } = {}): { outputs: Float64Array[]; kernel: string } {
+export function runCuda(
+  op: string,
+  inputs: CudaInput[],
+  attrs: Record<string, AttrValue> = {},
+  options: { storage?: DTypeName; inplace?: [number, number][]; kernel?: string; noWorkspace?: boolean } = {},
+): { outputs: Float64Array[]; kernel: string } {
   const storage = options.storage ?? 'f32';
   const def = getOp(op);
   const checked = checkAttrs(def, attrs);
@@ -77,7 +83,7 @@ export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, A
     if (!kernel) throw new Error(`no kernel ${options.kernel} for ${op}`);
     if (kernel.backend !== 'cuda') throw new Error(`no CUDA kernel for ${op}: ${registry.explain(op, params).text}`);
     // The workspace the kernel declares for the call, poisoned like the outputs.
-    const wsBytes = kernel.workspace?.(params as unknown as CudaCall) ?? 0;
+    const wsBytes = options.noWorkspace ? 0 : (kernel.workspace?.(params as unknown as CudaCall) ?? 0);
     let workspace = null;
     if (wsBytes > 0) {
       const wb = backend.alloc(wsBytes);

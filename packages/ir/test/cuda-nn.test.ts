@@ -322,11 +322,36 @@ describe.skipIf(!gpu)('embedding_backward_cuda', () => {
     }
   });
 
+  // The sorted path (with the declared workspace) and the scatter path (without) add each row's
+  // contributions in the same order from 0 in FP32: the same bits. GPT-2's wte shape included, with
+  // skewed ids (a few very frequent), rows of unvectorizable width, and ids nobody names (zero rows).
+  it('gives the same bits through the sorted path as through the scatter path', () => {
+    const cases: [number, number, number][] = [[16384, 50304, 768], [4096, 17, 96], [1000, 300, 13], [7, 5000, 64], [1, 1, 8]];
+    for (const storage of STORAGES) {
+      for (const [P, V, D] of cases) {
+        const ids = Int32Array.from({ length: P }, () => (Math.random() < 0.3 ? randInt(0, Math.min(V, 10) - 1) : randInt(0, V - 1)));
+        const inputs: CudaInput[] = [
+          { shape: [P], dtype: 'i32', data: ids },
+          { shape: [P, D], data: randn(P * D) },
+        ];
+        const sorted = runCuda('embedding_backward', inputs, { vocab: V }, { storage }).outputs[0]!;
+        const scatter = runCuda('embedding_backward', inputs, { vocab: V }, { storage, noWorkspace: true }).outputs[0]!;
+        expectExact(sorted, scatter, `${storage} P ${P} V ${V} D ${D}`);
+      }
+    }
+  });
+
   it('throws INVALID_ARGUMENT for an id outside [0, vocab)', () => {
     const e = errorOf(() => runCuda('embedding_backward', [{ shape: [3], dtype: 'i32', data: Int32Array.from([0, 9, 1]) }, { shape: [3, 4], data: randn(12) }], { vocab: 9 }));
     expect(e.code).toBe('INVALID_ARGUMENT');
     expect(e.message).toContain('embedding_backward');
     expect(e.message).toContain('received 9');
+    // The same through the scatter path (no workspace), and a negative id through both.
+    for (const noWorkspace of [false, true]) {
+      const n = errorOf(() => runCuda('embedding_backward', [{ shape: [3], dtype: 'i32', data: Int32Array.from([0, -3, 1]) }, { shape: [3, 4], data: randn(12) }], { vocab: 9 }, { noWorkspace }));
+      expect(n.code).toBe('INVALID_ARGUMENT');
+      expect(n.message).toContain('received -3');
+    }
   });
 });
 

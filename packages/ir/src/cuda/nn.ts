@@ -37,6 +37,17 @@ const NORM_BWD_PARTIAL_FLOATS = 4 << 20;
 const normBwdWorkspace = (rows: number, D: number, arrays: number): number => 4 * Math.min(NORM_BWD_PARTIAL_FLOATS, rows * arrays * D);
 const CE_MAX_PARTS = 4096;
 
+/**
+ * embedding_backward's workspace for P ids into V rows, as native/ops/nn/embedding.cu sizes it:
+ * keys and positions in and out (4 × P ints), each row's run (2 × V ints), each 256-aligned, and
+ * 1 MiB + 8 bytes a position for CUB's radix sort (which asks for less at these sizes). With less,
+ * the kernel takes its slower scatter path.
+ */
+export function embeddingBackwardWorkspace(P: number, V: number): number {
+  const a = (n: number) => Math.ceil(n / 256) * 256;
+  return 4 * a(4 * P) + 2 * a(4 * V) + (1 << 20) + 8 * P;
+}
+
 const I32_MAX = 2 ** 31 - 1;
 
 /**
@@ -177,10 +188,11 @@ registerCuda<KernelParams>({
   op: 'embedding_backward',
   name: 'embedding_backward_cuda',
   supports: (p) => both(oneFloatStorage(p), rowLength(p.inTypes[1]!.shape.at(-1)!, 'an embedding row')),
+  workspace: (p) => embeddingBackwardWorkspace(numel(p.inTypes[0]!.shape), p.outTypes[0]!.shape[0]!),
   run: (call, ops) => {
     const P = numel(call.inTypes[0]!.shape);
     const [V, D] = call.outTypes[0]!.shape as [number, number];
-    ops.embeddingBackward(call.stream, code(call.inTypes[1]!), P, V, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
+    ops.embeddingBackward(call.stream, code(call.inTypes[1]!), P, V, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!, call.workspace);
     checkIndicesAfter(call, ops);
   },
 });
