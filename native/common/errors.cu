@@ -25,7 +25,8 @@ std::string errorMessage(ErrFamily family, const ErrWord& h) {
              ") but received " + value;
     case kOpCrossEntropy:
     case kOpCrossEntropyBackward:
-      return std::string(h.op == kOpCrossEntropy ? "cross_entropy" : "cross_entropy_backward") + ": Expected a target in [0, " + bound +
+    case kOpCrossEntropyWithGrad:
+      return std::string(h.op == kOpCrossEntropy ? "cross_entropy" : h.op == kOpCrossEntropyBackward ? "cross_entropy_backward" : "cross_entropy_with_grad") + ": Expected a target in [0, " + bound +
              ") or the ignore index " + std::to_string(h.aux) + " for row " + pos + " but received " + value;
     case kOpAdamw:
       return "adamw: Expected a step count >= 1 for input 'step' but received " + value;

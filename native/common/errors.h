@@ -38,6 +38,7 @@ enum ErrOp : int {
   kOpCrossEntropy = 3,
   kOpCrossEntropyBackward = 4,
   kOpAdamw = 5,
+  kOpCrossEntropyWithGrad = 6,
   // moe
   kOpTopkBackward = 11,
   kOpGatherRows = 12,

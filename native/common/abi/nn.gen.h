@@ -257,7 +257,7 @@ inline EmbeddingArgs readEmbedding(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// embeddingBackward(stream, dtype, P, V, D, ids, g, dtable)  [native/ops/nn/embedding.cu]
+// embeddingBackward(stream, dtype, P, V, D, ids, g, dtable, workspace)  [native/ops/nn/embedding.cu]
 struct EmbeddingBackwardArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -267,9 +267,10 @@ struct EmbeddingBackwardArgs {
   TensorArg ids{};
   TensorArg g{};
   TensorArg dtable{};
+  WorkspaceArg workspace{};
 };
 inline EmbeddingBackwardArgs readEmbeddingBackward(const Napi::CallbackInfo& info) {
-  Reader r(info, "embeddingBackward", 11);
+  Reader r(info, "embeddingBackward", 14);
   EmbeddingBackwardArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -279,6 +280,7 @@ inline EmbeddingBackwardArgs readEmbeddingBackward(const Napi::CallbackInfo& inf
   a.ids = r.tensor("ids", false);
   a.g = r.tensor("g", false);
   a.dtable = r.tensor("dtable", false);
+  a.workspace = r.workspace("workspace");
   r.end();
   return a;
 }
@@ -337,6 +339,40 @@ inline CrossEntropyBackwardArgs readCrossEntropyBackward(const Napi::CallbackInf
   a.logits = r.tensor("logits", false);
   a.targets = r.tensor("targets", false);
   a.g = r.tensor("g", false);
+  a.dlogits = r.tensor("dlogits", false);
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
+// crossEntropyWithGrad(stream, dtype, gDtype, N, V, ignoreIndex, logits, targets, g, loss, dlogits, workspace)  [native/ops/nn/cross_entropy.cu]
+struct CrossEntropyWithGradArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  int gDtype{};
+  uint64_t N{};
+  uint64_t V{};
+  int32_t ignoreIndex{};
+  TensorArg logits{};
+  TensorArg targets{};
+  TensorArg g{};
+  TensorArg loss{};
+  TensorArg dlogits{};
+  WorkspaceArg workspace{};
+};
+inline CrossEntropyWithGradArgs readCrossEntropyWithGrad(const Napi::CallbackInfo& info) {
+  Reader r(info, "crossEntropyWithGrad", 19);
+  CrossEntropyWithGradArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.gDtype = r.dtype("gDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.N = r.u64("N");
+  a.V = r.u64("V");
+  a.ignoreIndex = r.i32("ignoreIndex");
+  a.logits = r.tensor("logits", false);
+  a.targets = r.tensor("targets", false);
+  a.g = r.tensor("g", false);
+  a.loss = r.tensor("loss", false);
   a.dlogits = r.tensor("dlogits", false);
   a.workspace = r.workspace("workspace");
   r.end();
@@ -542,6 +578,7 @@ inline SumSquaresArgs readSumSquares(const Napi::CallbackInfo& info) {
   X("embeddingBackward", EmbeddingBackward)        \
   X("crossEntropy", CrossEntropy)                  \
   X("crossEntropyBackward", CrossEntropyBackward)  \
+  X("crossEntropyWithGrad", CrossEntropyWithGrad)  \
   X("causalMask", CausalMask)                      \
   X("adamw", Adamw)                                \
   X("adamwMulti", AdamwMulti)                      \

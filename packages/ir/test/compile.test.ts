@@ -241,7 +241,7 @@ describe('memory plan and compile', () => {
     expect(Array.from(into)).toEqual(Array.from(w));
     expect(errorOf(() => exe.get('fc1.weight', new Float32Array(w.length + 1))).message).toMatch(/Expected a Float32Array of \d+ elements to read 'fc1.weight' into/);
     const bad = { ...good, y: Int32Array.from({ length: N }, () => 9) };
-    expect(errorOf(() => exe.run(bad)).message).toMatch(/Expected ids in \[0, 4\) or -1 for input 'y' \(used by cross_entropy\) but received 9 at position 0/);
+    expect(errorOf(() => exe.run(bad)).message).toMatch(/Expected ids in \[0, 4\) or -1 for input 'y' \(used by cross_entropy_with_grad\) but received 9 at position 0/);
     // No GPU here: NO_BACKEND; a GPU host has no cuda:99: INVALID_ARGUMENT.
     expect(['NO_BACKEND', 'INVALID_ARGUMENT']).toContain(errorOf(() => compile(fwd, { device: 'cuda:99' })).code);
     expect(errorOf(() => compile(fwd, { device: 'gpu' })).code).toBe('INVALID_ARGUMENT');

@@ -38,7 +38,18 @@ export function rounded(dtype: DTypeName, data: ArrayLike<number>): Float64Array
   return decode(dtype, new Uint8Array((encode(dtype, data) as Uint8Array).buffer));
 }
 
-export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue> = {}, options: { storage?: DTypeName } = {}): { outputs: Float64Array[]; kernel: string } {
+/**
+ * `inplace`: [output, input] pairs whose output is written into the input's device buffer (as the
+ * planner places an op's `inplace` pair), not into a poisoned buffer of its own. `kernel`: run this
+ * candidate (by name) instead of the one the registry selects. `noWorkspace`: call it without the
+ * workspace it declares (kernels with a path that needs none).
+ */
+export function runCuda(
+  op: string,
+  inputs: CudaInput[],
+  attrs: Record<string, AttrValue> = {},
+  options: { storage?: DTypeName; inplace?: [number, number][]; kernel?: string; noWorkspace?: boolean } = {},
+): { outputs: Float64Array[]; kernel: string } {
   const storage = options.storage ?? 'f32';
   const def = getOp(op);
   const checked = checkAttrs(def, attrs);
@@ -57,18 +68,22 @@ export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, A
       if (numel(x.shape) > 0) backend.write(buf, encode(inTypes[i]!.dtype, x.data));
       return { base: buf.ptr, offset: 0, bytes: buf.bytes };
     });
-    const outs = outTypes.map((t) => {
+    const outBufs = outTypes.map((t, k) => {
+      const over = options.inplace?.find(([o]) => o === k);
+      if (over) return bufs[over[1]]!;
       const buf = backend.alloc(size(t));
       bufs.push(buf);
       backend.memset(buf, 0xff); // poison: NaN in every float format
-      return { base: buf.ptr, offset: 0, bytes: buf.bytes };
+      return buf;
     });
+    const outs = outBufs.map((buf) => ({ base: buf.ptr, offset: 0, bytes: buf.bytes }));
     backend.synchronize();
     const params = { op, device: 'cuda:0', inTypes, outTypes, attrs: checked };
-    const kernel = registry.select<CudaCall, void>(op, params as unknown as CudaCall);
+    const kernel = options.kernel ? registry.candidates(op).find((k) => k.name === options.kernel)! : registry.select<CudaCall, void>(op, params as unknown as CudaCall);
+    if (!kernel) throw new Error(`no kernel ${options.kernel} for ${op}`);
     if (kernel.backend !== 'cuda') throw new Error(`no CUDA kernel for ${op}: ${registry.explain(op, params).text}`);
     // The workspace the kernel declares for the call, poisoned like the outputs.
-    const wsBytes = kernel.workspace?.(params as unknown as CudaCall) ?? 0;
+    const wsBytes = options.noWorkspace ? 0 : (kernel.workspace?.(params as unknown as CudaCall) ?? 0);
     let workspace = null;
     if (wsBytes > 0) {
       const wb = backend.alloc(wsBytes);
@@ -81,7 +96,7 @@ export function runCuda(op: string, inputs: CudaInput[], attrs: Record<string, A
     stream.synchronize();
     const outputs = outTypes.map((t, k) => {
       const host = new Uint8Array(size(t));
-      backend.read(bufs[inputs.length + k]!, host);
+      backend.read(outBufs[k]!, host);
       return decode(t.dtype, host).subarray(0, numel(t.shape));
     });
     return { outputs, kernel: kernel.name };

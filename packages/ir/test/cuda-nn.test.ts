@@ -391,11 +391,36 @@ describe.skipIf(!gpu)('embedding_backward_cuda', () => {
     }
   });
 
+  // The sorted path (with the declared workspace) and the scatter path (without) add each row's
+  // contributions in the same order from 0 in FP32: the same bits. GPT-2's wte shape included, with
+  // skewed ids (a few very frequent), rows of unvectorizable width, and ids nobody names (zero rows).
+  it('gives the same bits through the sorted path as through the scatter path', () => {
+    const cases: [number, number, number][] = [[16384, 50304, 768], [4096, 17, 96], [1000, 300, 13], [7, 5000, 64], [1, 1, 8]];
+    for (const storage of STORAGES) {
+      for (const [P, V, D] of cases) {
+        const ids = Int32Array.from({ length: P }, () => (Math.random() < 0.3 ? randInt(0, Math.min(V, 10) - 1) : randInt(0, V - 1)));
+        const inputs: CudaInput[] = [
+          { shape: [P], dtype: 'i32', data: ids },
+          { shape: [P, D], data: randn(P * D) },
+        ];
+        const sorted = runCuda('embedding_backward', inputs, { vocab: V }, { storage }).outputs[0]!;
+        const scatter = runCuda('embedding_backward', inputs, { vocab: V }, { storage, noWorkspace: true }).outputs[0]!;
+        expectExact(sorted, scatter, `${storage} P ${P} V ${V} D ${D}`);
+      }
+    }
+  });
+
   it('throws INVALID_ARGUMENT for an id outside [0, vocab)', () => {
     const e = errorOf(() => runCuda('embedding_backward', [{ shape: [3], dtype: 'i32', data: Int32Array.from([0, 9, 1]) }, { shape: [3, 4], data: randn(12) }], { vocab: 9 }));
     expect(e.code).toBe('INVALID_ARGUMENT');
     expect(e.message).toContain('embedding_backward');
     expect(e.message).toContain('received 9');
+    // The same through the scatter path (no workspace), and a negative id through both.
+    for (const noWorkspace of [false, true]) {
+      const n = errorOf(() => runCuda('embedding_backward', [{ shape: [3], dtype: 'i32', data: Int32Array.from([0, -3, 1]) }, { shape: [3, 4], data: randn(12) }], { vocab: 9 }, { noWorkspace }));
+      expect(n.code).toBe('INVALID_ARGUMENT');
+      expect(n.message).toContain('received -3');
+    }
   });
 });
 
@@ -486,6 +511,55 @@ describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
     expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
   });
 
+  // The planner writes dlogits over the logits where they die (the op's inplace pair [0, 0]): every
+  // row path (warp rows, cached block rows, uncached 1024-thread rows of 50304, unvectorized rows of
+  // 7 and 13, ignored rows) must give the same bits in place as into a buffer of its own.
+  for (const storage of STORAGES) {
+    it(`gives the same bits written over the logits as apart, in ${storage}`, () => {
+      for (const [N, V] of CE_CASES) {
+        const inputs: CudaInput[] = [
+          { shape: [N, V], data: scaled(N * V, 2) },
+          { shape: [N], dtype: 'i32', data: targetsFor(N, V, -100) },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(0.5 + Math.random()) },
+        ];
+        const apart = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -100 }, { storage }).outputs[0]!;
+        const over = runCuda('cross_entropy_backward', inputs, { ignoreIndex: -100 }, { storage, inplace: [[0, 0]] }).outputs[0]!;
+        expect(apart.some((v) => Number.isNaN(v)), `${N} x ${V}: unwritten`).toBe(false);
+        expect(Buffer.from(over.buffer, over.byteOffset, over.byteLength).equals(Buffer.from(apart.buffer, apart.byteOffset, apart.byteLength)), `${N} x ${V}`).toBe(true);
+      }
+    });
+  }
+
+  it('refuses dlogits that overlap the logits without being them, or the targets, g and workspace', () => {
+    const backend = cudaBackend(0);
+    const stream = new Stream(0);
+    const [N, V] = [4, 64];
+    const T = N * V * 4; // bytes of the logits
+    // One buffer: logits [0, T), room for dlogits apart [T, 2T), then targets, g and the workspace.
+    const host = new ArrayBuffer(3 * T);
+    new Float32Array(host).set(Float32Array.from(randn(3 * N * V)));
+    new Int32Array(host, 2 * T, N).set([0, 5, 63, 17]);
+    new Float32Array(host, 2 * T + 32, 1).set([1]);
+    const buf = backend.alloc(3 * T);
+    try {
+      backend.write(buf, new Uint8Array(host));
+      const at = (offset: number, bytes: number) => ({ base: buf.ptr, offset, bytes });
+      const call = (dl: ReturnType<typeof at>) =>
+        nativeEntries().entries!.crossEntropyBackward(stream.handle, 0, 0, N, V, -1, at(0, T), at(2 * T, 4 * N), at(2 * T + 32, 4), dl, at(2 * T + 48, 4));
+      for (const dl of [at(256, T), at(2 * T - 512, T)]) {
+        const e = errorOf(() => call(dl));
+        expect(e.code).toBe('INVALID_ARGUMENT');
+        expect(e.message).toContain('overlapping');
+      }
+      call(at(0, T)); // in place: accepted
+      call(at(T, T)); // apart: accepted
+      stream.synchronize();
+    } finally {
+      stream.dispose();
+      backend.free(buf);
+    }
+  });
+
   it('throws INVALID_ARGUMENT for a bad target', () => {
     const e = errorOf(() =>
       runCuda('cross_entropy_backward', [
@@ -497,6 +571,77 @@ describe.skipIf(!gpu)('cross_entropy_backward_cuda', () => {
     expect(e.code).toBe('INVALID_ARGUMENT');
     expect(e.message).toContain('cross_entropy_backward');
     expect(e.message).toContain('row 0 but received 4');
+  });
+});
+
+describe.skipIf(!gpu)('cross_entropy_with_grad_cuda', () => {
+  // Every row path (warp rows, cached and shared-memory block rows, uncached rows of 50304 f32,
+  // unvectorized rows), ignored rows, against the two references; then in place against apart.
+  for (const storage of STORAGES) {
+    it(`gives the loss and dlogits of the references in ${storage}, and the same bits written over the logits`, () => {
+      for (const [N, V] of CE_CASES) {
+        const inputs: CudaInput[] = [
+          { shape: [N, V], data: scaled(N * V, 2) },
+          { shape: [N], dtype: 'i32', data: targetsFor(N, V, -100) },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(0.5 + Math.random()) },
+        ];
+        const { got, want } = run('cross_entropy_with_grad', inputs, { ignoreIndex: -100 }, storage);
+        expect(allError(got[0]!, want[0]!, storage, maxAbs(rounded(storage, inputs[0]!.data))), `loss ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+        const count = (inputs[1]!.data as Int32Array).filter((t) => t !== -100).length;
+        const unit = Math.abs(inputs[2]!.data[0]!) / Math.max(1, count);
+        expect(allError(got[1]!, want[1]!, storage, Math.max(maxAbs(want[1]!), unit)), `dlogits ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+        const over = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -100 }, { storage, inplace: [[1, 0]] }).outputs;
+        expectExact(over[0]!, got[0]!, `loss in place ${N} x ${V}`);
+        expectExact(over[1]!, got[1]!, `dlogits in place ${N} x ${V}`);
+      }
+    });
+  }
+
+  it('runs the two kernels in turn where the addon has no crossEntropyWithGrad (cross_entropy_with_grad_unfused)', () => {
+    for (const storage of STORAGES) {
+      for (const [N, V] of [[5, 13], [64, 1000], [4, 50304]] as const) {
+        const inputs: CudaInput[] = [
+          { shape: [N, V], data: scaled(N * V, 2) },
+          { shape: [N], dtype: 'i32', data: targetsFor(N, V, -1) },
+          { shape: [1], dtype: 'f32', data: Float64Array.of(1) },
+        ];
+        const want = reference('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, storage);
+        for (const inplace of [[], [[1, 0]]] as [number, number][][]) {
+          const got = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, { storage, inplace, kernel: 'cross_entropy_with_grad_unfused' }).outputs;
+          const count = (inputs[1]!.data as Int32Array).filter((t) => t !== -1).length;
+          expect(allError(got[0]!, want[0]!, storage, maxAbs(rounded(storage, inputs[0]!.data))), `loss ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+          expect(allError(got[1]!, want[1]!, storage, Math.max(maxAbs(want[1]!), 1 / Math.max(1, count))), `dlogits ${N} x ${V}`).toBeLessThanOrEqual(tol(storage));
+        }
+      }
+    }
+  });
+
+  it('gives loss 0 and zero rows when every row is ignored, and is bitwise deterministic', () => {
+    const none = run('cross_entropy_with_grad', [{ shape: [6, 5], data: randn(30) }, { shape: [6], dtype: 'i32', data: new Int32Array(6).fill(-1) }, { shape: [1], data: Float64Array.of(1) }], { ignoreIndex: -1 }, 'f32');
+    expect(none.got[0]![0]).toBe(0);
+    expect(Array.from(none.got[1]!).every((v) => v === 0)).toBe(true);
+    const inputs: CudaInput[] = [
+      { shape: [300, 50304], data: scaled(300 * 50304, 3) },
+      { shape: [300], dtype: 'i32', data: targetsFor(300, 50304, -1) },
+      { shape: [1], dtype: 'f32', data: Float64Array.of(1) },
+    ];
+    const a = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs;
+    const b = runCuda('cross_entropy_with_grad', inputs, { ignoreIndex: -1 }, { storage: 'bf16' }).outputs;
+    expectExact(b[0]!, a[0]!, 'loss');
+    expectExact(b[1]!, a[1]!, 'dlogits');
+  });
+
+  it('throws INVALID_ARGUMENT naming the op for a bad target', () => {
+    const e = errorOf(() =>
+      runCuda('cross_entropy_with_grad', [
+        { shape: [2, 4], data: randn(8) },
+        { shape: [2], dtype: 'i32', data: Int32Array.from([0, 4]) },
+        { shape: [1], data: Float64Array.of(1) },
+      ]),
+    );
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain('cross_entropy_with_grad');
+    expect(e.message).toContain('row 1 but received 4');
   });
 });
 

@@ -109,6 +109,7 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     // The loss is f32 whatever the logits; its gradient g is f32, dlogits take the logits' dtype.
     cross_entropy: { inputs: [[[4, 5], F], [[4], i32]], want: [f32] },
     cross_entropy_backward: { inputs: [[[4, 5], F], [[4], i32], [[1], f32]], want: [F] },
+    cross_entropy_with_grad: { inputs: [[[4, 5], F], [[4], i32], [[1], f32]], want: [f32, F] },
     // Master weights and moments stay f32; the gradient may be narrow.
     adamw: { inputs: [[[2, 3], f32], [[2, 3], F], [[2, 3], f32], [[2, 3], f32], [[1], f32], [[1], f32]], want: [f32, f32, f32] },
     adamw_multi: { inputs: [[[1], f32], [[1], f32], [[2], f32], [[2], F], [[2], f32], [[2], f32], [[3], f32], [[3], F], [[3], f32], [[3], f32]], want: [f32, f32, f32, f32, f32, f32] },
@@ -262,6 +263,7 @@ describe('mixed float dtypes', () => {
       ['layernorm_backward', [[[2, 3], 'bf16'], [[2, 3], 'bf16'], [[3], 'bf16'], [[2], 'f32'], [[2], 'f16']], {}, 'rstd'],
       ['rmsnorm_backward', [[[2, 3], 'bf16'], [[2, 3], 'bf16'], [[3], 'bf16'], [[2], 'bf16']], {}, 'rstd'],
       ['cross_entropy_backward', [[[4, 5], 'bf16'], [[4], 'i32'], [[1], 'bf16']], {}, 'g'],
+      ['cross_entropy_with_grad', [[[4, 5], 'bf16'], [[4], 'i32'], [[1], 'bf16']], {}, 'g'],
       ['adamw', [[[2], 'bf16'], [[2], 'bf16'], [[2], 'f32'], [[2], 'f32'], [[1], 'f32'], [[1], 'f32']], {}, 'param'],
       ['adamw', [[[2], 'f32'], [[2], 'bf16'], [[2], 'bf16'], [[2], 'f32'], [[1], 'f32'], [[1], 'f32']], {}, 'm'],
       ['adamw', [[[2], 'f32'], [[2], 'f32'], [[2], 'f32'], [[2], 'f16'], [[1], 'f32'], [[1], 'f32']], {}, 'v'],
@@ -318,6 +320,7 @@ describe('i32 into float inputs', () => {
       ['cross_entropy', [i([4, 5]), i([4])], {}],
       ['cross_entropy', [h([4, 5]), h([4])], {}],
       ['cross_entropy_backward', [h([4, 5]), i([4]), i([1])], {}],
+      ['cross_entropy_with_grad', [h([4, 5]), i([4]), i([1])], {}],
       ['adamw', [[[2], 'f32'], i([2]), [[2], 'f32'], [[2], 'f32'], [[1], 'f32'], [[1], 'f32']], {}],
       ['topk', [i([4, 6])], { k: 2 }],
       ['topk_backward', [i([4, 2]), i([4, 2])], { size: 6 }],

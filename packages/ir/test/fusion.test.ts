@@ -88,6 +88,9 @@ describe('fusion of a training step', () => {
       // trainingStep decays the matrices only: two groups of attributes, one update each.
       expect(count(g, 'adamw_multi')).toBe(2);
       expect(count(g, 'adamw')).toBe(0);
+      // The loss and its gradient from one read of the logits.
+      expect(count(g, 'cross_entropy_with_grad')).toBe(1);
+      expect(count(g, 'cross_entropy') + count(g, 'cross_entropy_backward')).toBe(0);
       expect(g.nodes.length).toBeLessThan(plain.graph.nodes.length);
       for (let s = 1; s <= 3; s++) {
         const b = batch(s);

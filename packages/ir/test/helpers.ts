@@ -4,7 +4,7 @@
  */
 import type { DTypeName } from '@deepwell/core';
 import { expect } from 'vitest';
-import { GraphBuilder, interpret, type AttrValue, type NumArray } from '../src/index.js';
+import { GraphBuilder, interpret, type AttrValue, type MemoryPlan, type NumArray } from '../src/index.js';
 
 export const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 export const randn = (n: number) => Float64Array.from({ length: n }, () => {
@@ -38,4 +38,18 @@ export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, atol = 1
     const ok = Math.abs(a[i]! - b[i]!) <= atol + rtol * Math.abs(b[i]!);
     if (!ok) throw new Error(`element ${i}: ${a[i]} vs ${b[i]}`);
   }
+}
+
+/** No two values of different storage groups (reshape aliases, in-place writes) may share bytes while both are live. */
+export function expectNoClash(plan: MemoryPlan): void {
+  const rootOf = (id: number): number => plan.aliases.get(id) ?? (plan.inplace.has(id) ? rootOf(plan.inplace.get(id)!) : id);
+  const ps = [...plan.placements.entries()];
+  for (let i = 0; i < ps.length; i++)
+    for (let j = i + 1; j < ps.length; j++) {
+      const [[ia, a], [ib, b]] = [ps[i]!, ps[j]!];
+      if (rootOf(ia) === rootOf(ib)) continue;
+      const time = a.first <= b.last && b.first <= a.last;
+      const space = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
+      expect(time && space, `values %${ia} and %${ib}`).toBe(false);
+    }
 }

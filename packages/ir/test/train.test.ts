@@ -118,7 +118,9 @@ describe('phases', () => {
     const step = trainingStep(forwardAt(N));
     const fused = runPasses(trainingStep(forwardAt(N)));
     expect(fused.nodes.find((n) => n.op === 'adamw_multi')!.phase).toBe('optimizer');
-    expect(count(fused).forward).toBe(count(step).forward);
+    // Every forward node keeps its phase, but the loss: fused with its gradient into one backward node.
+    expect(count(fused).forward).toBe(count(step).forward! - 1);
+    expect(fused.nodes.find((n) => n.op === 'cross_entropy_with_grad')!.phase).toBe('backward');
     const micro = trainingStep(forwardAt(N / 2), { accumulate: 2 });
     const kinds = micro.nodes.map((n) => n.phase[0]).join('').replace(/(.)\1+/g, '$1');
     // Forward and backward of micro-batch 1, then of 2, the loss's mean over the micro-batches

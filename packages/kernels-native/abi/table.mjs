@@ -184,11 +184,15 @@ export const entries = {
   rmsnorm: { file: 'ops/nn/rmsnorm.cu', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'eps:f64', 'x:tensor', 'weight:tensor', 'y:tensor', 'rstd:tensor'] },
   rmsnormBackward: { file: 'ops/nn/rmsnorm.cu', args: ['stream', 'dtype:fdtype', 'rows', 'D', 'g:tensor', 'x:tensor', 'weight:tensor', 'rstd:tensor', 'dx:tensor', 'dweight:tensor', 'workspace:workspace'] },
   embedding: { file: 'ops/nn/embedding.cu', args: ['stream', 'dtype:fdtype', 'P', 'V', 'D', 'table:tensor', 'ids:tensor', 'out:tensor'] },
-  embeddingBackward: { file: 'ops/nn/embedding.cu', args: ['stream', 'dtype:fdtype', 'P', 'V', 'D', 'ids:tensor', 'g:tensor', 'dtable:tensor'] },
+  embeddingBackward: { file: 'ops/nn/embedding.cu', args: ['stream', 'dtype:fdtype', 'P', 'V', 'D', 'ids:tensor', 'g:tensor', 'dtable:tensor', 'workspace:workspace'] },
   crossEntropy: { file: 'ops/nn/cross_entropy.cu', args: ['stream', 'dtype:fdtype', 'N', 'V', 'ignoreIndex:i32', 'logits:tensor', 'targets:tensor', 'loss:tensor', 'workspace:workspace'] },
   crossEntropyBackward: {
     file: 'ops/nn/cross_entropy.cu',
     args: ['stream', 'dtype:fdtype', 'gDtype:fdtype', 'N', 'V', 'ignoreIndex:i32', 'logits:tensor', 'targets:tensor', 'g:tensor', 'dlogits:tensor', 'workspace:workspace'],
+  },
+  crossEntropyWithGrad: {
+    file: 'ops/nn/cross_entropy.cu',
+    args: ['stream', 'dtype:fdtype', 'gDtype:fdtype', 'N', 'V', 'ignoreIndex:i32', 'logits:tensor', 'targets:tensor', 'g:tensor', 'loss:tensor', 'dlogits:tensor', 'workspace:workspace'],
   },
   causalMask: { file: 'ops/nn/causal_mask.cu', args: ['stream', 'dtype:fdtype', 'B', 'T', 'S', 'value:f64', 'x:tensor', 'out:tensor'] },
   adamw: {

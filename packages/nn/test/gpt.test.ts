@@ -1,5 +1,5 @@
 import { errorOf } from '../../../testing/errors.js';
-import { capture, compile, dryrun, trainingStep } from '@deepwell/ir';
+import { autocast, byteSizeOf, capture, compile, dryrun, planMemory, runPasses, trainingStep } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { GPT, MarkovCorpus, type GPTConfig } from '../src/index.js';
 
@@ -55,6 +55,38 @@ describe('GPT', () => {
     // 6 · N · tokens for the weights' matmuls is the floor; attention and the rest add to it.
     expect(r.flopsPerStep).toBeGreaterThan(6 * 124475904 * 16 * 1024 * 0.7);
     expect(r.arenaBytes).toBeGreaterThan(r.activationBytes);
+  }, 120_000);
+
+  it('writes dlogits over the logits in GPT-2 small’s bf16 step, so dryrun’s peak drops by the logits’ size', () => {
+    // The step the Trainer builds, planned for a GPU (bf16 stored in 2 bytes). Without a GPU here the
+    // kernels' workspaces are unknown (on the H200 they add 32 MiB at this peak, cuBLASLt's).
+    const fwd = capture(new GPT('gpt2-small'), spec(16, 1024));
+    for (const k of Object.keys(fwd.outputs)) if (k !== 'loss') delete fwd.outputs[k];
+    const step = trainingStep(autocast(fwd), { clipGradNorm: 1 });
+    const r = dryrun(step, { device: 'cuda:0', peakTflops: 989, memoryGBps: 4800 });
+    const g = runPasses(step, { device: 'cuda:0' });
+    const plan = planMemory(g, byteSizeOf);
+    const apart = planMemory(g, byteSizeOf, undefined, { inplace: false });
+    const logitsBytes = 16 * 1024 * 50304 * 2;
+    // The loss and dlogits in one op (fuse-cross-entropy), dlogits (its output 1) over the logits.
+    const ce = g.nodes.find((n) => n.op === 'cross_entropy_with_grad')!;
+    expect(plan.inplace.get(ce.outputs[1]!)).toBe(ce.inputs[0]);
+    expect(r.arenaBytes).toBe(plan.arenaBytes);
+    // Before: logits and dlogits both live at the loss's backward (9.25 GiB in all); after, 7.74.
+    expect(apart.peak.bytes - plan.peak.bytes).toBeGreaterThanOrEqual(logitsBytes * 0.95);
+    expect(apart.peak.step).toBe(g.nodes.indexOf(ce));
+    expect(r.totalBytes).toBeLessThanOrEqual(8.0 * 2 ** 30);
+    // No two storage groups share bytes while both are live (sorted by offset: each placement
+    // against the ones that start before it ends).
+    const rootOf = (id: number): number => plan.aliases.get(id) ?? (plan.inplace.has(id) ? rootOf(plan.inplace.get(id)!) : id);
+    const ps = [...plan.placements].filter(([id]) => rootOf(id) === id).sort((a, b) => a[1].offset - b[1].offset);
+    for (let i = 0; i < ps.length; i++) {
+      const [, a] = ps[i]!;
+      for (let j = i + 1; j < ps.length && ps[j]![1].offset < a.offset + a.bytes; j++) {
+        const [, b] = ps[j]!;
+        expect(a.first <= b.last && b.first <= a.last, `values %${ps[i]![0]} and %${ps[j]![0]}`).toBe(false);
+      }
+    }
   }, 120_000);
 
   it('trains on the CPU to within 10% of the corpus entropy rate', () => {

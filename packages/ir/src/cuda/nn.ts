@@ -4,9 +4,9 @@
  *
  * Storage: every float tensor of a call in one of f32 / bf16 / f16 (FP32 arithmetic, rounded to
  * nearest even on store), the statistics outputs (mean, rstd) in that storage too, indices i32.
- * Exceptions: cross_entropy_backward's g may be any float storage; adamw keeps param, m, v, its
- * gradScale and its outputs in f32 while grad, lr and step may be any float storage; sum_squares
- * takes each input in a float storage of its own.
+ * Exceptions: cross_entropy_backward's and cross_entropy_with_grad's g may be any float storage;
+ * adamw keeps param, m, v, its gradScale and its outputs in f32 while grad, lr and step may be any
+ * float storage; sum_squares takes each input in a float storage of its own.
  *
  * Bad ids / targets / indices are found on the device: the kernel skips the row and records the
  * value in a device error word, and nothing synchronises, so the launches can be captured in a
@@ -38,6 +38,17 @@ export function checkIndicesAfter(call: CudaCall<KernelParams>, ops: NativeEntri
 const NORM_BWD_PARTIAL_FLOATS = 4 << 20;
 const normBwdWorkspace = (rows: number, D: number, arrays: number): number => 4 * Math.min(NORM_BWD_PARTIAL_FLOATS, rows * arrays * D);
 const CE_MAX_PARTS = 4096;
+
+/**
+ * embedding_backward's workspace for P ids into V rows, as native/ops/nn/embedding.cu sizes it:
+ * keys and positions in and out (4 × P ints), each row's run (2 × V ints), each 256-aligned, and
+ * 1 MiB + 8 bytes a position for CUB's radix sort (which asks for less at these sizes). With less,
+ * the kernel takes its slower scatter path.
+ */
+export function embeddingBackwardWorkspace(P: number, V: number): number {
+  const a = (n: number) => Math.ceil(n / 256) * 256;
+  return 4 * a(4 * P) + 2 * a(4 * V) + (1 << 20) + 8 * P;
+}
 
 const I32_MAX = 2 ** 31 - 1;
 
@@ -179,10 +190,11 @@ registerCuda<KernelParams>({
   op: 'embedding_backward',
   name: 'embedding_backward_cuda',
   supports: (p) => both(oneFloatStorage(p), rowLength(p.inTypes[1]!.shape.at(-1)!, 'an embedding row')),
+  workspace: (p) => embeddingBackwardWorkspace(numel(p.inTypes[0]!.shape), p.outTypes[0]!.shape[0]!),
   run: (call, ops) => {
     const P = numel(call.inTypes[0]!.shape);
     const [V, D] = call.outTypes[0]!.shape as [number, number];
-    ops.embeddingBackward(call.stream, code(call.inTypes[1]!), P, V, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!);
+    ops.embeddingBackward(call.stream, code(call.inTypes[1]!), P, V, D, call.inputs[0]!, call.inputs[1]!, call.outputs[0]!, call.workspace);
     checkIndicesAfter(call, ops);
   },
 });
@@ -225,6 +237,44 @@ registerCuda<KernelParams>({
       call.outputs[0]!,
       call.workspace,
     );
+    checkIndicesAfter(call, ops);
+  },
+});
+
+// The loss and dlogits from one read of the logits (the fuse-cross-entropy pass's op). Workspace:
+// the loss's per-block partials (16 bytes a block, min(N, 4096) blocks) and the gradient's scale.
+registerCuda<KernelParams>({
+  op: 'cross_entropy_with_grad',
+  name: 'cross_entropy_with_grad_cuda',
+  needs: ['crossEntropyWithGrad'],
+  supports: (p) => both(oneFloatStorage(p, [2], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
+  workspace: (p) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)) + 4,
+  run: (call, ops) => {
+    const [N, V] = call.inTypes[0]!.shape as [number, number];
+    const [logits, targets, g] = call.inputs;
+    const [loss, dlogits] = call.outputs;
+    ops.crossEntropyWithGrad(call.stream, code(call.inTypes[0]!), code(call.inTypes[2]!), N, V, call.attrs.ignoreIndex as number, logits!, targets!, g!, loss!, dlogits!, call.workspace);
+    checkIndicesAfter(call, ops);
+  },
+});
+
+// The two kernels in turn, where the addon has no crossEntropyWithGrad (an older build): the loss
+// first (it reads the logits), then dlogits (in place too). The same workspace serves both, one
+// after the other on the stream.
+registerCuda<KernelParams>({
+  op: 'cross_entropy_with_grad',
+  name: 'cross_entropy_with_grad_unfused',
+  priority: 50,
+  supports: (p) => both(oneFloatStorage(p, [2], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
+  workspace: (p) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)) + 4,
+  run: (call, ops) => {
+    const [N, V] = call.inTypes[0]!.shape as [number, number];
+    const [logits, targets, g] = call.inputs;
+    const [loss, dlogits] = call.outputs;
+    const dt = code(call.inTypes[0]!);
+    const ignore = call.attrs.ignoreIndex as number;
+    ops.crossEntropy(call.stream, dt, N, V, ignore, logits!, targets!, loss!, call.workspace);
+    ops.crossEntropyBackward(call.stream, dt, code(call.inTypes[2]!), N, V, ignore, logits!, targets!, g!, dlogits!, call.workspace);
     checkIndicesAfter(call, ops);
   },
 });

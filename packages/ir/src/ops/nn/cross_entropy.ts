@@ -11,11 +11,23 @@
  * cross_entropy_backward: the fused gradient.
  *   logits: F[N, V], targets: i32[N], g: f32[1] (the gradient of the f32 loss) -> dlogits: F[N, V]
  *   dlogits[r, :] = (softmax(logits[r, :]) - onehot(t_r)) * g[0] / count, zero rows where ignored.
- * The targets take no gradient.
+ * The targets take no gradient. dlogits may be written over logits (the `inplace` pair [0, 0]; the
+ * planner takes it where the logits die at this node, as they do in a training step, so the step
+ * never holds both): the reference and the kernel read each whole row (its maximum and sum) before
+ * writing any of it, and each element of the row just before writing it.
  *
- * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
- * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, compile.test.ts,
- * dtypes.test.ts, cuda-nn.test.ts.
+ * cross_entropy_with_grad: both at once, from one read of the logits (llm.c's fused classifier).
+ *   logits: F[N, V], targets: i32[N], g: f32[1] -> loss: f32[1], dlogits: F[N, V]
+ *   loss as cross_entropy, dlogits as cross_entropy_backward with the same g. Made by the
+ *   fuse-cross-entropy pass after autodiff where the loss's gradient g does not depend on the loss
+ *   (a training step's seed, the fill of 1, possibly scaled); never differentiated. Its reference is
+ *   exactly the two it replaces, loss first. dlogits may be written over logits (`inplace` [1, 0]):
+ *   the loss is taken from each row before the row is overwritten.
+ *
+ * Kernels and tests: the CUDA candidates are registered in packages/ir/src/cuda/nn.ts; the native
+ * kernels are in native/ops/nn/cross_entropy.cu; the pass in src/passes/fuse-cross-entropy.ts;
+ * tested in packages/ir/test/nn.test.ts, compile.test.ts, dtypes.test.ts, inplace.test.ts,
+ * fuse-cross-entropy.test.ts, fusion.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
@@ -92,6 +104,7 @@ export const crossEntropyBackwardOp = defineOp({
   outputs: ['dlogits'],
   attrs: { ignoreIndex: { kind: 'int', default: -1 } },
   indexInputs: [TARGETS],
+  inplace: [[0, 0]],
   infer: ([logits, targets, g]) => {
     const dtype = check('cross_entropy_backward', logits!, targets!);
     expectDtype('cross_entropy_backward', 'g', g!, ['f32']);
@@ -117,6 +130,29 @@ export const crossEntropyBackwardOp = defineOp({
     }
   },
   flops: ([logits]) => 5 * numel(logits!.shape),
+});
+
+export const crossEntropyWithGradOp = defineOp({
+  name: 'cross_entropy_with_grad',
+  doc: 'cross_entropy and cross_entropy_backward of the same logits in one pass: loss and dlogits',
+  inputs: ['logits', 'targets', 'g'],
+  outputs: ['loss', 'dlogits'],
+  attrs: { ignoreIndex: { kind: 'int', default: -1 } },
+  indexInputs: [TARGETS],
+  inplace: [[1, 0]],
+  nonDifferentiable: true,
+  infer: ([logits, targets, g]) => {
+    const dtype = check('cross_entropy_with_grad', logits!, targets!);
+    expectDtype('cross_entropy_with_grad', 'g', g!, ['f32']);
+    if (!sameShape(g!.shape, [1])) shapeError('cross_entropy_with_grad', `Expected f32[1] for input 'g' but received ${shapeStr(g!)}`);
+    return [{ shape: [1], dtype: 'f32' }, { shape: logits!.shape, dtype }];
+  },
+  reference: ({ inputs: [logits, targets, g], outputs: [loss, dlogits], inTypes, outTypes, attrs }) => {
+    // The loss first: in place, the backward's reference then overwrites each row after reading it.
+    crossEntropyOp.reference({ inputs: [logits!, targets!], outputs: [loss!], inTypes: inTypes.slice(0, 2), outTypes: [outTypes[0]!], attrs });
+    crossEntropyBackwardOp.reference({ inputs: [logits!, targets!, g!], outputs: [dlogits!], inTypes, outTypes: [outTypes[1]!], attrs });
+  },
+  flops: ([logits]) => 9 * numel(logits!.shape),
 });
 
 export function crossEntropy(logits: Sym, targets: Sym, ignoreIndex = -1): Sym {
