@@ -41,8 +41,11 @@ for part in "${parts[@]}"; do
   case $part in
   tests)
     step "ir GPU tests"
-    (cd packages/ir && timeout 400 node ../../node_modules/vitest/vitest.mjs run ${STEP_TESTS:-test/cuda-nn.test.ts test/cuda-fused.test.ts test/cuda-tensor.test.ts}) > "$OUT/ir-gpu.log" 2>&1
+    (cd packages/ir && timeout 400 node ../../node_modules/vitest/vitest.mjs run ${STEP_TESTS:-test/cuda-nn.test.ts test/cuda-fused.test.ts test/cuda-optim.test.ts test/cuda-gemm.test.ts test/cuda-tensor.test.ts}) > "$OUT/ir-gpu.log" 2>&1
     echo "exit $?"; grep -E "✗|×|FAIL|Test Files|Tests " "$OUT/ir-gpu.log" | tail -30
+    step "kernels-native ABI and GPU tests"
+    (cd packages/kernels-native && timeout 200 node ../../node_modules/vitest/vitest.mjs run test/abi.test.ts test/gpu.test.ts) > "$OUT/native-gpu.log" 2>&1
+    echo "exit $?"; grep -E "✗|×|FAIL|Tests " "$OUT/native-gpu.log" | tail -12
     step "nn and trainer GPU tests"
     (cd packages/nn && timeout 300 node ../../node_modules/vitest/vitest.mjs run test/gpu.test.ts) > "$OUT/nn-gpu.log" 2>&1
     echo "nn exit $?"; grep -E "✗|×|FAIL|Tests |host time|Δloss" "$OUT/nn-gpu.log" | tail -12
