@@ -4,7 +4,8 @@
 //                       vocabulary (its entropy rate is known), steps · B · T + 1 tokens, read in order
 //   <out>/init.safetensors   the initial weights (f32, Deepwell's parameter names)
 // and <out>/deepwell.jsonl (the Trainer's log). Settings shared with the PyTorch side are in
-// <out>/config.json, and the precision policy's per-layer plan in <out>/plan.json.
+// <out>/config.json, the precision policy's per-layer plan in <out>/plan.json, and the kernel
+// chosen for each op of the step in <out>/kernels.json.
 //   node bench.mjs [steps=200] [out=runs/gpt2] [batch=16]
 // Other models and recipes (the FP8 end-to-end runs):
 //   GPT_CONFIG   a GPT preset name or a GPTConfig as JSON (default gpt2-small); T = its blockSize
@@ -64,8 +65,10 @@ trainer.on('start', ({ executable }) => {
 const r = trainer.fit();
 const times = r.losses.length;
 console.log(JSON.stringify({ impl: 'deepwell', tokensPerSecond: r.tokensPerSecond, mfu: r.mfu, peakMemoryBytes: r.peakMemoryBytes, steps: times, finalLoss: r.losses.at(-1).loss }));
-// Which layers ran which recipe (bench_torch.py's fp8 mode quantizes the same linear layers).
+// Which layers ran which recipe (bench_torch.py's fp8 mode quantizes the same linear layers), and
+// which kernel the registry chose for each op of the step (and how often it ran).
 writeFileSync(`${out}/plan.json`, JSON.stringify(r.plan ?? [], null, 1));
+writeFileSync(`${out}/kernels.json`, JSON.stringify(r.kernels, null, 1));
 if (r.plan) console.log(`per-layer precision (${recipe}):\n${PrecisionPolicy.table(r.plan, computeCapabilityOf(trainer.device))}`);
 // The peak beside the step log, where compare.mjs reads both sides' peaks.
 appendFileSync(`${out}/deepwell.jsonl`, `${JSON.stringify({ event: 'memory', peakMemoryBytes: r.peakMemoryBytes })}\n`);

@@ -4,7 +4,8 @@
 // the first 10 (the first steps include compilation and graph capture), MFU from dryrun's FLOPs per
 // step, peak device memory; Deepwell's host time per replayed step and its bytes in use over the
 // replayed steps; all the loss curves in one SVG (<out>/loss-curves.svg); where Deepwell's profiled
-// step went (<out>/breakdown.md); and every figure in <out>/summary.json.
+// step went (<out>/breakdown.md); and every figure in <out>/summary.json (with the kernel the
+// registry chose for each op, from bench.mjs's kernels.json).
 //   node compare.mjs <out dir>
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,8 @@ const runs = {};
 const addDeepwell = (dir) => {
   const log = read(`${dir}/deepwell.jsonl`);
   const c = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8'));
-  runs[`deepwell ${c.recipe ?? 'bf16'}`] = { steps: log.filter((r) => r.event === 'step'), peak: log.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes, log };
+  const kernels = existsSync(`${dir}/kernels.json`) ? JSON.parse(readFileSync(`${dir}/kernels.json`, 'utf8')) : null;
+  runs[`deepwell ${c.recipe ?? 'bf16'}`] = { steps: log.filter((r) => r.event === 'step'), peak: log.find((r) => r.peakMemoryBytes !== undefined)?.peakMemoryBytes, log, kernels };
 };
 addDeepwell(out);
 for (const d of readdirSync(out).filter((d) => d.startsWith('recipe-')).sort()) if (existsSync(`${out}/${d}/deepwell.jsonl`)) addDeepwell(`${out}/${d}`);
@@ -96,7 +98,7 @@ let md = '';
 for (const d of names.filter((x) => x.startsWith('deepwell'))) {
   const prof = runs[d].log.find((r) => r.event === 'profile');
   if (!prof) continue;
-  breakdowns[d] = { step: prof.step, totalMs: prof.totalMs, kernels: kernelRows(prof) };
+  breakdowns[d] = { step: prof.step, totalMs: prof.totalMs, kernels: kernelRows(prof), chosen: runs[d].kernels };
   md += `## ${d}: step ${prof.step} profiled node by node (CUDA events around each node; launched eagerly, not replayed): ${prof.totalMs.toFixed(2)} ms on the device\n\n${breakdownTable(prof)}\n\n`;
 }
 if (md) {
