@@ -14,7 +14,7 @@
 //                GPU runs it: fp8-tensorwise and fp8-blockwise on an H100 / H200)
 //   KEEP_FIRST_LAST  0: the policy's recipe also for the first and last block (default 1: they
 //                stay BF16, the policy's default); the head stays BF16 either way
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { GPT, GPT_PRESETS, MarkovCorpus } from '@deepwell/nn';
 import { PrecisionPolicy, RECIPES, computeCapabilityOf } from '@deepwell/precision';
@@ -30,6 +30,8 @@ const recipe = process.env.RECIPE ?? 'bf16';
 if (!Object.hasOwn(RECIPES, recipe)) throw new Error(`RECIPE: expected one of ${Object.keys(RECIPES).join(', ')} but received '${recipe}'`);
 const T = model.blockSize;
 mkdirSync(out, { recursive: true });
+// This run's log only (the Trainer appends to a log it finds, as a resumed run wants).
+rmSync(`${out}/deepwell.jsonl`, { force: true });
 const config = { steps, B, T, model, recipe, lr: 6e-4, minLr: 6e-5, warmup: Number(process.env.GPT2_WARMUP ?? 100), weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
 writeFileSync(`${out}/config.json`, JSON.stringify(config, null, 1));
 

@@ -164,7 +164,7 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
         float av[V];
         loadF<T, V>(addend + row * D + static_cast<int64_t>(j) * V, av);
 #pragma unroll
-        for (int k = 0; k < V; k++) o[k] = toF(fromF<T>(o[k])) + av[k];
+        for (int k = 0; k < V; k++) o[k] = __fadd_rn(toF(fromF<T>(o[k])), av[k]);  // no FMA: the add as the add kernel does it
       }
       storeF<T, V>(dr + static_cast<int64_t>(j) * V, o);
     });
@@ -355,7 +355,7 @@ __global__ void __launch_bounds__(kRegThreads, 2)
           if (addend) {
             const Pack<T, V> ap = ldPack<T, V>(addend + row * D, j);
 #pragma unroll
-            for (int k = 0; k < V; k++) o[k] = toF(fromF<T>(o[k])) + toF(ap.v[k]);
+            for (int k = 0; k < V; k++) o[k] = __fadd_rn(toF(fromF<T>(o[k])), toF(ap.v[k]));  // no FMA (f32: fromF is no rounding)
           }
           stPack<T, V>(dx + row * D, j, o);
         }
