@@ -15,4 +15,6 @@ tar -cJf .device/deps.tar.xz \
   node_modules packages/*/node_modules examples/*/node_modules bench/node_modules packages/*/dist packages/kernels-native/prebuilds
 node scripts/pack-install.mjs --dest /tmp/deepwell-device-install > /dev/null
 tar -C /tmp/deepwell-device-install -cJf .device/installed.tar.xz project
+# The commit packed (with '-dirty' for uncommitted changes): the GPU host's copy has no reliable .git.
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo -dirty)" > .device/commit
 ls -la .device

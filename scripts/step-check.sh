@@ -26,7 +26,8 @@ export PATH=/tmp:$PATH:/usr/local/cuda/bin NCCL_NVLS_ENABLE=0 FORCE_COLOR=0 NO_C
 [ -x /tmp/node ] || { xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node; }
 [ -d node_modules/.pnpm ] || tar -xJf .device/deps.tar.xz
 step "date and GPU"; date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
-git log --oneline -1 2>/dev/null || true
+export DEEPWELL_COMMIT=$(cat .device/commit 2>/dev/null || echo unknown)
+echo "commit (as packed): $DEEPWELL_COMMIT"
 
 # Keep a run's records (not its data shard or initial weights) under $OUT/<name>.
 keep() { # <run dir> <name>

@@ -109,9 +109,11 @@ let gpu = null;
 try {
   gpu = execFileSync('nvidia-smi', ['--query-gpu=name,driver_version', '--format=csv,noheader'], { encoding: 'utf8' }).trim().split('\n')[0];
 } catch {}
-let commit = null;
+// The commit that ran: DEEPWELL_COMMIT where the checkout's own .git may not be this tree's (the
+// GPU host's copy: scripts/device-pack.sh records it), else git's HEAD here.
+let commit = process.env.DEEPWELL_COMMIT || null;
 try {
-  commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  commit ??= execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 } catch {}
 const summary = { date: new Date().toISOString(), gpu, commit, config: cfg, method: 'median step time over steps 11 on (Deepwell: wall clock per Trainer step, the step a replayed CUDA graph; PyTorch: CUDA events around each step); peak: allocator high-water mark (Deepwell) and torch.cuda.max_memory_allocated', runs: stats, lossGaps: gaps, device, breakdowns };
 writeFileSync(`${out}/summary.json`, `${JSON.stringify(summary, null, 1)}\n`);
