@@ -149,10 +149,13 @@ export abstract class Executable {
       const range = this.#indexRanges.get(name);
       if (!range) continue;
       const data = batch[name] as Int32Array;
-      for (let i = 0; i < data.length; i++) {
+      // Every step: one tight pass (an unsigned compare takes v < 0 too), the message only on a miss.
+      const limit = range.limit;
+      const allow = range.allow ?? Number.NaN; // no id equals NaN
+      for (let i = 0, n = data.length; i < n; i++) {
         const v = data[i]!;
-        if ((v < 0 || v >= range.limit) && v !== range.allow) {
-          throw new DeepwellError('INVALID_ARGUMENT', `Expected ids in [0, ${range.limit})${range.allow !== null ? ` or ${range.allow}` : ''} for input '${name}' (used by ${range.op}) but received ${v} at position ${i}`, {
+        if (v >>> 0 >= limit && v !== allow) {
+          throw new DeepwellError('INVALID_ARGUMENT', `Expected ids in [0, ${limit})${range.allow !== null ? ` or ${range.allow}` : ''} for input '${name}' (used by ${range.op}) but received ${v} at position ${i}`, {
             details: { input: name, position: i, value: v },
           });
         }

@@ -130,6 +130,11 @@ describe('GPT', () => {
     const e = errorOf(() => exe.run({ tokens: Int32Array.of(1, 2, 99, 3), targets: Int32Array.of(1, 2, 3, 4) }));
     expect(e.code).toBe('INVALID_ARGUMENT');
     expect(e.message).toMatch(/Expected ids in \[0, 16\) for input 'tokens' \(used by embedding\) but received 99 at position 2/);
+    // The edges: the vocabulary size itself, and a negative id where no ignore index is allowed.
+    expect(errorOf(() => exe.run({ tokens: Int32Array.of(1, 2, 3, 16), targets: Int32Array.of(1, 2, 3, 4) })).message).toMatch(/received 16 at position 3/);
+    expect(errorOf(() => exe.run({ tokens: Int32Array.of(-1, 2, 3, 4), targets: Int32Array.of(1, 2, 3, 4) })).message).toMatch(/received -1 at position 0/);
+    expect(errorOf(() => exe.run({ tokens: Int32Array.of(1, 2, 3, 4), targets: Int32Array.of(1, 2, -2, 4) })).message).toMatch(/or -1 for input 'targets'.*received -2 at position 2/);
+    expect(exe.run({ tokens: Int32Array.of(0, 15, 3, 4), targets: Int32Array.of(1, -1, 15, 0) }).loss![0]).toBeGreaterThan(0);
     exe.dispose();
   });
 });
