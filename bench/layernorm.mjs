@@ -14,8 +14,8 @@
 //   node bench/layernorm.mjs            # the table, then one JSON line
 import { f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
 import { checkAttrs, getOp } from '@deepwell/ir';
-import { Event, Stream, cudaBackend } from '@deepwell/kernels-native';
-import { median } from './bench-stats.mjs';
+import { Stream, cudaBackend } from '@deepwell/kernels-native';
+import { fillRepeated, timeMedian } from './device-bench.mjs';
 
 const be = cudaBackend(0);
 const stream = new Stream(0);
@@ -30,34 +30,8 @@ function blockFor(dtype, k = 1, shift = 0) {
   return Uint16Array.from(f, dtype === 'bf16' ? f32ToBf16Bits : f32ToF16Bits);
 }
 
-/** Fills a buffer with a random block repeated (doubling copies: cheap for GBs). */
-function fill(buf, t, k = 1, shift = 0) {
-  const block = blockFor(t.dtype, k, shift);
-  const total = bytesOf(t);
-  const first = Math.min(total, block.byteLength);
-  be.write(buf, new Uint8Array(block.buffer, 0, first));
-  for (let done = first; done < total; ) {
-    const n = Math.min(done, total - done);
-    be.copy(buf, buf, n, done, 0);
-    done += n;
-  }
-}
-
-function time(launch) {
-  for (let i = 0; i < 5; i++) launch();
-  const out = [];
-  for (let i = 0; i < 21; i++) {
-    const [s, e] = [new Event(0), new Event(0)];
-    s.record(stream);
-    launch();
-    e.record(stream);
-    e.synchronize();
-    out.push(e.elapsedSince(s));
-    s.dispose();
-    e.dispose();
-  }
-  return median(out);
-}
+const fill = (buf, t, k = 1, shift = 0) => fillRepeated(be, buf, blockFor(t.dtype, k, shift), bytesOf(t));
+const time = (launch) => timeMedian(stream, launch, { warmups: 5, reps: 21 });
 
 /** GB/s of a D2D copy of `bytes` bytes (reads + writes counted: 2 x bytes). */
 function copyRate(bytes) {

@@ -6,41 +6,20 @@
 // its own CUDA events, the median.
 import { f32ToBf16Bits, registry } from '@deepwell/core';
 import { checkAttrs, getOp } from '@deepwell/ir';
-import { Event, Stream, cudaBackend } from '@deepwell/kernels-native';
+import { Stream, cudaBackend } from '@deepwell/kernels-native';
+import { fillRepeated, timeMedian } from './device-bench.mjs';
 
 const be = cudaBackend(0);
 const stream = new Stream(0);
 const bytesOf = (t) => t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f32' || t.dtype === 'i32' ? 4 : 2);
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const randBlock = { bf16: Uint16Array.from({ length: 1 << 22 }, () => f32ToBf16Bits(Math.random() * 2 - 1)), f32: Float32Array.from({ length: 1 << 22 }, () => Math.random() * 2 - 1) };
 
 function fill(buf, t, ints) {
   const block = t.dtype === 'i32' ? Int32Array.from({ length: 1 << 20 }, () => Math.floor(Math.random() * ints)) : randBlock[t.dtype];
-  const total = bytesOf(t);
-  const first = Math.min(total, block.byteLength);
-  be.write(buf, new Uint8Array(block.buffer, 0, first));
-  for (let done = first; done < total; ) {
-    const k = Math.min(done, total - done);
-    be.copy(buf, buf, k, done, 0);
-    done += k;
-  }
+  fillRepeated(be, buf, block, bytesOf(t));
 }
 
-function time(launch) {
-  for (let i = 0; i < 3; i++) launch();
-  const out = [];
-  for (let i = 0; i < 15; i++) {
-    const [s, e] = [new Event(0), new Event(0)];
-    s.record(stream);
-    launch();
-    e.record(stream);
-    e.synchronize();
-    out.push(e.elapsedSince(s));
-    s.dispose();
-    e.dispose();
-  }
-  return median(out);
-}
+const time = (launch) => timeMedian(stream, launch, { warmups: 3, reps: 15 });
 
 const rows = [];
 {

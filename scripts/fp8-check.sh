@@ -18,18 +18,10 @@
 #   reduce     ir's CUDA tensor-op tests (the reductions: sum_to's column modes)
 # Needs .device/ from scripts/device-pack.sh (this machine's Node and the packages).
 set -uo pipefail
-TOP=${OUT:-$PWD/gpu-out}
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(tests gemm)
-name=fp8-check-$(IFS=-; echo "${parts[*]}")
-OUT=$TOP/$name
-mkdir -p "$OUT"
-exec > >(tee "$TOP/$name.log") 2>&1
-step() { printf '\n##### %s  (t=%ss)\n' "$*" "$SECONDS"; }
-export PATH=/tmp:$PATH:/usr/local/cuda/bin NCCL_NVLS_ENABLE=0 FORCE_COLOR=0 NO_COLOR=1
-[ -x /tmp/node ] || { xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node; }
-[ -d node_modules/.pnpm ] || tar -xJf .device/deps.tar.xz
-step "date and GPU"; date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+source "$(dirname "$0")/device-lib.sh"
+device_begin fp8-check
 
 E1B='{"vocabSize":50304,"blockSize":2048,"nLayer":16,"nHead":16,"nEmbd":2048}'
 recipes_run() { # <model json> <steps> <B> <dir prefix> <recipes...>
@@ -100,5 +92,4 @@ for part in "${parts[@]}"; do
   *) echo "fp8-check.sh: unknown part '$part' (tests, tests-native, quant, reduce, gemm, e2e, e2e-torch, gpt2)"; exit 2 ;;
   esac
 done
-step "done"
-tar -czf "$TOP/$name.tgz" -C "$TOP" "$name" && rm -rf "$OUT"
+device_end

@@ -14,20 +14,10 @@
 #   bench   BENCH_CMDS: extra benchmark commands (';'-separated), each logged
 # Needs .device/ from scripts/device-pack.sh (this machine's Node and the packages).
 set -uo pipefail
-TOP=${OUT:-$PWD/gpu-out}
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(tests gpt2)
-name=step-check-$(IFS=-; echo "${parts[*]}")
-OUT=$TOP/$name
-mkdir -p "$OUT"
-exec > >(tee "$TOP/$name.log") 2>&1
-step() { printf '\n##### %s  (t=%ss)\n' "$*" "$SECONDS"; }
-export PATH=/tmp:$PATH:/usr/local/cuda/bin NCCL_NVLS_ENABLE=0 FORCE_COLOR=0 NO_COLOR=1
-[ -x /tmp/node ] || { xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node; }
-[ -d node_modules/.pnpm ] || tar -xJf .device/deps.tar.xz
-step "date and GPU"; date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
-export DEEPWELL_COMMIT=$(cat .device/commit 2>/dev/null || echo unknown)
-echo "commit (as packed): $DEEPWELL_COMMIT"
+source "$(dirname "$0")/device-lib.sh"
+device_begin step-check
 
 # Keep a run's records (not its data shard or initial weights) under $OUT/<name>.
 keep() { # <run dir> <name>
@@ -83,5 +73,4 @@ for part in "${parts[@]}"; do
   *) echo "step-check.sh: unknown part '$part' (tests, gpt2, repeat, long, t2048, big, bench)"; exit 2 ;;
   esac
 done
-step "done"
-tar -czf "$TOP/$name.tgz" -C "$TOP" "$name" && rm -rf "$OUT"
+device_end

@@ -394,8 +394,9 @@ registerCuda<KernelParams>({
  * in order. Each input in its own float storage.
  */
 export const SUM_SQUARES_CHUNK = 16384;
-export const sumSquaresWorkspace = (inTypes: readonly { shape: readonly number[] }[]): number =>
-  Math.max(256, 8 * inTypes.reduce((a, t) => a + Math.ceil(numel(t.shape) / SUM_SQUARES_CHUNK), 0));
+/** The chunks of SUM_SQUARES_CHUNK elements over all inputs: one block and one f64 partial each. */
+const sumSquaresChunks = (inTypes: readonly { shape: readonly number[] }[]): number => inTypes.reduce((a, t) => a + Math.ceil(numel(t.shape) / SUM_SQUARES_CHUNK), 0);
+export const sumSquaresWorkspace = (inTypes: readonly { shape: readonly number[] }[]): number => Math.max(256, 8 * sumSquaresChunks(inTypes));
 
 registerCuda<KernelParams>({
   op: 'sum_squares',
@@ -405,7 +406,7 @@ registerCuda<KernelParams>({
     const base = floatStorage(p);
     if (base !== true) return base;
     if (p.outTypes[0]!.dtype !== 'f32') return `writes the sum in f32, got ${p.outTypes[0]!.dtype}`;
-    const chunks = p.inTypes.reduce((a, t) => a + Math.ceil(numel(t.shape) / SUM_SQUARES_CHUNK), 0);
+    const chunks = sumSquaresChunks(p.inTypes);
     return chunks <= I32_MAX ? true : `takes at most 2^31 - 1 chunks of ${SUM_SQUARES_CHUNK} elements in all, got ${chunks}`;
   },
   workspace: (p) => sumSquaresWorkspace(p.inTypes),

@@ -11,7 +11,7 @@
 import type { Graph, NodeDecl } from '../graph.js';
 import { getOp } from '../op.js';
 import { sameShape } from '../types.js';
-import { producers } from './fuse-epilogues.js';
+import { producers, viewRoot } from './fuse-epilogues.js';
 
 /** Whether the amax of output `index` of node `p` can come from `p` itself. */
 function canReduce(graph: Graph, p: NodeDecl, index: number): boolean {
@@ -31,12 +31,8 @@ export function fuseAmax(graph: Graph): number {
   for (const n of graph.nodes) {
     const def = getOp(n.op);
     if (!def.takesAmax?.(n.attrs) || n.inputs.length !== def.inputs.length - 1) continue;
-    let v = n.inputs[0]!;
-    let p = producer.get(v);
-    while (p && p.op === 'reshape') {
-      v = p.inputs[0]!;
-      p = producer.get(v);
-    }
+    const v = viewRoot(producer, n.inputs[0]!);
+    const p = producer.get(v);
     if (!p || !canReduce(graph, p, p.outputs.indexOf(v))) continue;
     // A producer already returning its amax (for another consumer, or built so) has it last.
     const amax = p.attrs.amax === true ? p.outputs.at(-1)! : graph.values.length;

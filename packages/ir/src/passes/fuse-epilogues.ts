@@ -31,6 +31,12 @@ export function producers(graph: Graph): Map<number, NodeDecl> {
   return producer;
 }
 
+/** The value `v` is a view of: followed back through reshapes (which alias their input). */
+export function viewRoot(producer: Map<number, NodeDecl>, v: number): number {
+  for (let p = producer.get(v); p && p.op === 'reshape'; p = producer.get(v)) v = p.inputs[0]!;
+  return v;
+}
+
 /** matmul -> bias_add becomes matmul_bias where the bias_add is the product's only use. */
 export function fuseMatmulBias(graph: Graph): number {
   const uses = useCounts(graph);

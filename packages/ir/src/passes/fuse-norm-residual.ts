@@ -11,7 +11,7 @@
 import type { Graph, NodeDecl } from '../graph.js';
 import { getOp } from '../op.js';
 import { sameShape } from '../types.js';
-import { producers, useCounts } from './fuse-epilogues.js';
+import { producers, useCounts, viewRoot } from './fuse-epilogues.js';
 
 /** Whether value `v` depends on an output of node `n` (walking the nodes in order). */
 function dependsOn(graph: Graph, n: NodeDecl, v: number): boolean {
@@ -25,9 +25,7 @@ function amaxWanted(graph: Graph, producer: Map<number, NodeDecl>): Set<number> 
   const wanted = new Set<number>();
   for (const n of graph.nodes) {
     if (!getOp(n.op).takesAmax?.(n.attrs)) continue;
-    let v = n.inputs[0]!;
-    for (let p = producer.get(v); p && p.op === 'reshape'; p = producer.get(v)) v = p.inputs[0]!;
-    wanted.add(v);
+    wanted.add(viewRoot(producer, n.inputs[0]!));
   }
   return wanted;
 }
