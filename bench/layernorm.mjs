@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 // The layernorm kernels (layernorm, add_layernorm, layernorm_backward) beside a device-to-device copy
 // of the same bytes, measured in the same run. Each op runs through the CUDA candidate the registry
-// selects (as a compiled step would), twice: with the register-row kernels (native/ops/nn/
-// reg_rows.cuh; the default) and with the row framework's kernels (DEEPWELL_NORM_KERNEL=rows, read by
-// the native entry point at each call), so one run compares them.
+// selects (as a compiled step would), once per kernel path (PATHS below: environment variables the
+// native entry point reads at each call), so one run compares them.
 //
 // Bytes moved = every input read once + every output written once (the backward's column partials,
 // a few hundred slices of 2 x D floats, are overhead, not counted). "of copy" = the kernel's GB/s over
@@ -53,6 +52,7 @@ function cases(rows, D, dt) {
     [`layernorm ${rows}x${D} ${dt}`, 'layernorm', [x, v, v], { eps: 1e-5 }],
     [`add_layernorm ${rows}x${D} ${dt}`, 'add_layernorm', [x, x, v, v], { eps: 1e-5 }],
     [`layernorm_backward ${rows}x${D} ${dt}`, 'layernorm_backward', [x, x, v, stat, stat], {}],
+    [`layernorm_backward + addend ${rows}x${D} ${dt}`, 'layernorm_backward', [x, x, v, stat, stat, x], {}],
   ];
 }
 const SHAPES = [
@@ -64,6 +64,12 @@ const SHAPES = [
   [16384, 4096, 'bf16'],
   [16384, 768, 'f32'],
 ];
+
+// The kernels each op is timed with, by the environment the native entry points read at each call:
+// the default, the backward's register-row kernel of before (DEEPWELL_NORM_BWD_KERNEL=reg) and the
+// row framework's (DEEPWELL_NORM_KERNEL=rows). For the forward ops the first two are the same kernel.
+const PATHS = { default: {}, 'reg backward': { DEEPWELL_NORM_BWD_KERNEL: 'reg' }, 'row framework': { DEEPWELL_NORM_KERNEL: 'rows' } };
+const ENV_KEYS = ['DEEPWELL_NORM_KERNEL', 'DEEPWELL_NORM_BWD_KERNEL'];
 
 const rows = [];
 for (const [R, D, dt] of SHAPES) {
@@ -93,13 +99,13 @@ for (const [R, D, dt] of SHAPES) {
     const moved = [...inTypes, ...outTypes].reduce((a, ty) => a + bytesOf(ty), 0);
     const copy = copyRate(Math.ceil(moved / 2 / 256) * 256);
     const row = { name, kernel: kernel.name, moved, copyMs: copy.ms, copyGbps: copy.gbps };
-    for (const path of ['reg', 'rows']) {
-      if (path === 'rows') process.env.DEEPWELL_NORM_KERNEL = 'rows';
-      else delete process.env.DEEPWELL_NORM_KERNEL;
+    for (const [path, env] of Object.entries(PATHS)) {
+      for (const k of ENV_KEYS) delete process.env[k];
+      Object.assign(process.env, env);
       const ms = time(() => kernel.run(call));
       row[path] = { ms, gbps: moved / (ms * 1e6), ofCopy: moved / (ms * 1e6) / copy.gbps };
     }
-    delete process.env.DEEPWELL_NORM_KERNEL;
+    for (const k of ENV_KEYS) delete process.env[k];
     rows.push(row);
     for (const b of [...ins, ...outs, ...(ws ? [ws] : [])]) be.free(b);
     be.emptyCache();
@@ -107,16 +113,15 @@ for (const [R, D, dt] of SHAPES) {
 }
 
 const f = (x, d = 1) => x.toFixed(d);
-console.log('| kernel | MB moved | copy µs (GB/s) | register rows µs | GB/s | of copy | row framework µs | GB/s | of copy |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+const names = Object.keys(PATHS);
+console.log(`| kernel | MB moved | copy µs (GB/s) | ${names.map((n) => `${n} µs | of copy`).join(' | ')} |`);
+console.log(`| --- | --- | --- | ${names.map(() => '--- | ---').join(' | ')} |`);
 for (const r of rows) {
   if (r.error) {
-    console.log(`| ${r.name} | no CUDA kernel: ${r.error} | | | | | | | |`);
+    console.log(`| ${r.name} | no CUDA kernel: ${r.error} | | ${names.map(() => ' | ').join(' | ')} |`);
     continue;
   }
-  console.log(
-    `| ${r.name} | ${f(r.moved / 1e6)} | ${f(r.copyMs * 1e3)} (${f(r.copyGbps, 0)}) | ${f(r.reg.ms * 1e3)} | ${f(r.reg.gbps, 0)} | ${r.reg.ofCopy.toFixed(2)} | ${f(r.rows.ms * 1e3)} | ${f(r.rows.gbps, 0)} | ${r.rows.ofCopy.toFixed(2)} |`,
-  );
+  console.log(`| ${r.name} | ${f(r.moved / 1e6)} | ${f(r.copyMs * 1e3)} (${f(r.copyGbps, 0)}) | ${names.map((n) => `${f(r[n].ms * 1e3)} | ${r[n].ofCopy.toFixed(2)}`).join(' | ')} |`);
 }
 console.log(JSON.stringify({ date: new Date().toISOString(), rows }));
 stream.dispose();

@@ -34,12 +34,21 @@ const rows = [];
 }
 const copy = rows[0].gbps;
 
+// GPT-2 124M's 148 weights (f32), as the step's cast_multi converts them to bf16 for autocast.
+function gpt2Weights() {
+  const C = 768;
+  const layer = [[C], [C], [C, 3 * C], [3 * C], [C, C], [C], [C], [C], [C, 4 * C], [4 * C], [4 * C, C], [C]];
+  const shapes = [[50304, C], [1024, C], ...Array.from({ length: 12 }, () => layer).flat(), [C], [C]];
+  return shapes.map((shape) => ({ shape, dtype: 'f32' }));
+}
+
 // name, op, inputs (types), attrs, bytes that must move (defaults to all inputs + outputs)
 const CASES = [
   ['layernorm 131072×768 bf16', 'layernorm', [{ shape: [131072, 768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }], { eps: 1e-5 }],
   ['add_layernorm 131072×768 bf16 (residual + layernorm)', 'add_layernorm', [{ shape: [131072, 768], dtype: 'bf16' }, { shape: [131072, 768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }, { shape: [768], dtype: 'bf16' }], { eps: 1e-5 }],
   ['gelu 268M bf16', 'gelu', [{ shape: [1 << 28], dtype: 'bf16' }], {}],
   ['adamw 124M f32 (grad bf16)', 'adamw', [{ shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'bf16' }, { shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'f32' }, { shape: [1], dtype: 'f32' }, { shape: [1], dtype: 'f32' }], { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }],
+  ['cast_multi GPT-2 124M weights f32 → bf16 (148 tensors)', 'cast_multi', gpt2Weights(), { dtype: 'bf16' }],
   ['cross_entropy 16384×50304 bf16', 'cross_entropy', [{ shape: [16384, 50304], dtype: 'bf16' }, { shape: [16384], dtype: 'i32' }], { ignoreIndex: -1 }],
 ];
 

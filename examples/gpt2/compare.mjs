@@ -80,8 +80,11 @@ for (const d of names.filter((x) => x.startsWith('deepwell'))) {
   const replayed = runs[d].steps.filter((s) => s.step > 2 && s.hostMs !== undefined);
   if (replayed.length === 0) continue;
   const inUse = new Set(replayed.map((s) => s.inUseBytes));
-  device[d] = { replayedSteps: replayed.length, hostUsMedian: 1000 * median(replayed.map((s) => s.hostMs)), hostUsMax: 1000 * Math.max(...replayed.map((s) => s.hostMs)), inUseBytesConstant: inUse.size === 1, inUseBytes: [...inUse] };
-  console.log(`${d}: host time per replayed step median ${device[d].hostUsMedian.toFixed(1)} µs (max ${device[d].hostUsMax.toFixed(1)}) over ${replayed.length} steps (target < 50 µs); bytes in use ${inUse.size === 1 ? `constant at ${[...inUse][0]}` : `varied: ${[...inUse].slice(0, 5).join(', ')}`}`);
+  // The medians of the host time's parts (lastHostSplit: check, stage, launch, outputs), where logged.
+  const split = replayed[0].hostSplit ? Object.fromEntries(Object.keys(replayed[0].hostSplit).map((k) => [k, median(replayed.map((s) => s.hostSplit[k]))])) : null;
+  device[d] = { replayedSteps: replayed.length, hostUsMedian: 1000 * median(replayed.map((s) => s.hostMs)), hostUsMax: 1000 * Math.max(...replayed.map((s) => s.hostMs)), hostSplitUsMedian: split, inUseBytesConstant: inUse.size === 1, inUseBytes: [...inUse] };
+  const parts = split ? ` (medians of its parts, µs: ${Object.entries(split).map(([k, v]) => `${k.replace(/Us$/, '')} ${v.toFixed(1)}`).join(', ')})` : '';
+  console.log(`${d}: host time per replayed step median ${device[d].hostUsMedian.toFixed(1)} µs${parts} (max ${device[d].hostUsMax.toFixed(1)}) over ${replayed.length} steps (target < 50 µs); bytes in use ${inUse.size === 1 ? `constant at ${[...inUse][0]}` : `varied: ${[...inUse].slice(0, 5).join(', ')}`}`);
 }
 
 const colors = ['#1f77b4', '#9467bd', '#8c564b', '#ff7f0e', '#2ca02c', '#d62728'];

@@ -1,6 +1,6 @@
-// Where the host time of a replayed training step goes (the Trainer's hostMs): the batch check
-// (ids against the vocabulary, on the host) and the rest (staging the inputs, cudaGraphLaunch, the
-// outputs' copies queued), for GPT-2 124M (B16, T1024) and the tiny GPT, bf16 with clipping as the
+// Where the host time of a replayed training step goes (the Trainer's hostMs), by the executable's
+// lastHostSplit: the batch check (ids against the vocabulary, on the host), staging the inputs,
+// cudaGraphLaunch, the outputs' copies queued, for GPT-2 124M (B16, T1024) and the tiny GPT, bf16 with clipping as the
 // Trainer builds the step. Medians over 100 replayed steps, process.hrtime-based performance.now().
 //   node examples/gpt2/host.mjs
 import { autocast, capture, compile, trainingStep } from '@deepwell/ir';
@@ -27,16 +27,15 @@ for (const [preset, B, T] of [['gpt2-small', 16, 1024], ['tiny', 8, 16]]) {
   });
   for (let s = 1; s <= 3; s++) exe.run(batch(s));
   const host = [];
-  const check = [];
-  for (let s = 4; s < 104; s++) {
-    const b = batch(s);
-    const t0 = performance.now();
-    exe['checkBatch'](b);
-    check.push(performance.now() - t0);
+  const split = { checkUs: [], stageUs: [], launchUs: [], outputsUs: [] };
+  const batches = Array.from({ length: 100 }, (_, k) => batch(k + 4));
+  for (const b of batches) {
     exe.run(b);
     host.push(exe.lastHostMs);
+    for (const [k, v] of Object.entries(exe.lastHostSplit)) split[k].push(v);
   }
   const kernels = exe.kernelSummary().reduce((a, r) => a + r.nodes, 0);
-  console.log(JSON.stringify({ model: preset, B, T, irNodes: exe.graph.nodes.length, kernelNodes: kernels, replaying: exe.replaying, hostUsMedian: 1000 * median(host), checkBatchUsMedian: 1000 * median(check), restUs: 1000 * (median(host) - median(check)) }));
+  const parts = Object.fromEntries(Object.entries(split).map(([k, v]) => [k, median(v)]));
+  console.log(JSON.stringify({ model: preset, B, T, irNodes: exe.graph.nodes.length, kernelNodes: kernels, graphNodes: exe.graphNodes ?? null, replaying: exe.replaying, hostUsMedian: 1000 * median(host), partsUsMedian: parts }));
   exe.dispose();
 }

@@ -13,6 +13,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace dw {
 namespace {
@@ -195,13 +196,35 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {  // (stream) -> graph h
   DW_CUDA(env, cudaStreamEndCapture(s.stream, &graph), "cudaStreamEndCapture");
   size_t nodes = 0;
   cudaGraphGetNodes(graph, nullptr, &nodes);
+  // The nodes by kind: what a launch of the graph has to queue (kernels, copies, memsets, other).
+  std::vector<cudaGraphNode_t> list(nodes);
+  double kinds[4] = {0, 0, 0, 0};
+  if (nodes > 0 && cudaGraphGetNodes(graph, list.data(), &nodes) == cudaSuccess) {
+    for (size_t i = 0; i < nodes; i++) {
+      cudaGraphNodeType t = cudaGraphNodeTypeEmpty;
+      cudaGraphNodeGetType(list[i], &t);
+      kinds[t == cudaGraphNodeTypeKernel ? 0 : t == cudaGraphNodeTypeMemcpy ? 1 : t == cudaGraphNodeTypeMemset ? 2 : 3]++;
+    }
+  }
   cudaGraphExec_t exec = nullptr;
   cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   if (e != cudaSuccess) failCuda(env, e, "cudaGraphInstantiate");
+  // Upload now, so the first launch does not pay for it.
+  e = cudaGraphUpload(exec, s.stream);
+  if (e != cudaSuccess) {
+    cudaGraphExecDestroy(exec);
+    failCuda(env, e, "cudaGraphUpload");
+  }
   Napi::Object o = Napi::Object::New(env);
   o.Set("graph", static_cast<double>(graphs().add({exec, s.device, nodes})));
   o.Set("nodes", static_cast<double>(nodes));
+  Napi::Object k = Napi::Object::New(env);
+  k.Set("kernel", kinds[0]);
+  k.Set("memcpy", kinds[1]);
+  k.Set("memset", kinds[2]);
+  k.Set("other", kinds[3]);
+  o.Set("kinds", k);
   return o;
 }
 

@@ -253,6 +253,24 @@ inline MemsetAsyncArgs readMemsetAsync(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// firstBadId(ids, limit, allow, hasAllow)  [native/runtime/memory.cpp]
+struct FirstBadIdArgs {
+  HostView ids{};
+  uint64_t limit{};
+  int32_t allow{};
+  bool hasAllow{};
+};
+inline FirstBadIdArgs readFirstBadId(const Napi::CallbackInfo& info) {
+  Reader r(info, "firstBadId", 4);
+  FirstBadIdArgs a;
+  a.ids = r.view("ids");
+  a.limit = r.u64("limit", 2147483648.0);
+  a.allow = r.i32("allow");
+  a.hasAllow = r.u64("hasAllow", 1.0) != 0;
+  r.end();
+  return a;
+}
+
 // lookup(ptr)  [native/runtime/memory.cpp]
 struct LookupArgs {
   uint64_t ptr{};
@@ -544,6 +562,7 @@ inline NvmlDeviceStatsArgs readNvmlDeviceStats(const Napi::CallbackInfo& info) {
   X("copyHtoDAsync", CopyHtoDAsync)          \
   X("copyDtoHAsync", CopyDtoHAsync)          \
   X("memsetAsync", MemsetAsync)              \
+  X("firstBadId", FirstBadId)                \
   X("lookup", Lookup)                        \
   X("streamCreate", StreamCreate)            \
   X("streamDestroy", StreamDestroy)          \

@@ -149,18 +149,27 @@ export abstract class Executable {
       const range = this.#indexRanges.get(name);
       if (!range) continue;
       const data = batch[name] as Int32Array;
-      // Every step: one tight pass (an unsigned compare takes v < 0 too), the message only on a miss.
-      const limit = range.limit;
-      const allow = range.allow ?? Number.NaN; // no id equals NaN
-      for (let i = 0, n = data.length; i < n; i++) {
+      const i = this.findBadId(data, range.limit, range.allow);
+      if (i >= 0) {
         const v = data[i]!;
-        if (v >>> 0 >= limit && v !== allow) {
-          throw new DeepwellError('INVALID_ARGUMENT', `Expected ids in [0, ${limit})${range.allow !== null ? ` or ${range.allow}` : ''} for input '${name}' (used by ${range.op}) but received ${v} at position ${i}`, {
-            details: { input: name, position: i, value: v },
-          });
-        }
+        throw new DeepwellError('INVALID_ARGUMENT', `Expected ids in [0, ${range.limit})${range.allow !== null ? ` or ${range.allow}` : ''} for input '${name}' (used by ${range.op}) but received ${v} at position ${i}`, {
+          details: { input: name, position: i, value: v },
+        });
       }
     }
+  }
+
+  /**
+   * The position of the first id outside [0, limit) that is not `allow`, or -1. Every step, so one
+   * tight pass (an unsigned compare takes v < 0 too); the CUDA executable does it natively.
+   */
+  protected findBadId(data: Int32Array, limit: number, allow: number | null): number {
+    const ok = allow ?? Number.NaN; // no id equals NaN
+    for (let i = 0, n = data.length; i < n; i++) {
+      const v = data[i]!;
+      if (v >>> 0 >= limit && v !== ok) return i;
+    }
+    return -1;
   }
 
   protected rethrow(node: NodeDecl, e: unknown): never {
@@ -319,13 +328,22 @@ class CpuExecutable extends Executable {
   }
 }
 
+/** The host time of a CUDA step by part, in µs (CudaExecutable's lastHostSplit). */
+export interface HostSplit {
+  checkUs: number;
+  stageUs: number;
+  launchUs: number;
+  outputsUs: number;
+}
+
 class CudaExecutable extends Executable {
   #stream: kn.Stream;
-  #graphExec: { launch(stream: kn.Stream): void; dispose(): void } | null = null;
+  #graphExec: kn.Graph | null = null;
   #useGraph: boolean;
   #launches: { index: number; node: NodeDecl; kernel: KernelCandidate<any, void>; call: CudaCall<KernelParams> }[] = [];
   #staging = new Map<string, { pinned: kn.PinnedBuffer; arg: DevArg; put: (v: NumArray) => void; take: () => Float32Array | Int32Array }>();
   #lastHostMs = 0;
+  #lastHostSplit: HostSplit = { checkUs: 0, stageUs: 0, launchUs: 0, outputsUs: 0 };
 
   constructor(graph: Graph, options: CompileOptions) {
     super(graph, options, getBackend(options.device!));
@@ -394,8 +412,12 @@ class CudaExecutable extends Executable {
     }
   }
 
+  protected override findBadId(data: Int32Array, limit: number, allow: number | null): number {
+    return kn.loadNative().firstBadId(data, limit, allow ?? 0, allow === null ? 0 : 1);
+  }
+
+  /** Copies the (checked) batch into the inputs' pinned buffers and queues their uploads. */
   #stageInputs(batch: Record<string, NumArray>): kn.NativeAddon {
-    this.checkBatch(batch);
     if (!this.arena) this.#bind();
     const native = kn.loadNative();
     for (const [name] of Object.entries(this.graph.inputs)) {
@@ -412,6 +434,7 @@ class CudaExecutable extends Executable {
    * computes what run() would, bit for bit. Returns the per-node times and the step's outputs.
    */
   override profile(batch: Record<string, NumArray>): StepProfile {
+    this.checkBatch(batch);
     const native = this.#stageInputs(batch);
     const dev = Number(this.device.split(':')[1]);
     const events = this.#launches.map(() => [new kn.Event(dev), new kn.Event(dev)] as const);
@@ -443,12 +466,16 @@ class CudaExecutable extends Executable {
   }
 
   /** Queue the outputs' copies, wait for the step, check device-side errors, count the step. */
-  #finish(native: kn.NativeAddon, t0?: number): Outputs {
+  #finish(native: kn.NativeAddon, t?: readonly [number, number, number, number]): Outputs {
     for (const [name] of Object.entries(this.graph.outputs)) {
       const s = this.#staging.get(`out:${name}`)!;
       native.copyDtoHAsync(new Uint8Array(s.pinned.buffer, 0, s.arg.bytes), s.arg.base, s.arg.offset, this.#stream.handle);
     }
-    if (t0 !== undefined) this.#lastHostMs = performance.now() - t0;
+    if (t) {
+      const t4 = performance.now();
+      this.#lastHostMs = t4 - t[0];
+      this.#lastHostSplit = { checkUs: 1000 * (t[1] - t[0]), stageUs: 1000 * (t[2] - t[1]), launchUs: 1000 * (t[3] - t[2]), outputsUs: 1000 * (t4 - t[3]) };
+    }
     this.#stream.synchronize();
     // Bad indices inside a captured step are flagged on the device; report them now.
     if (this.#graphExec) {
@@ -466,14 +493,17 @@ class CudaExecutable extends Executable {
 
   run(batch: Record<string, NumArray>): Outputs {
     const t0 = performance.now();
+    this.checkBatch(batch);
+    const t1 = performance.now();
     const native = this.#stageInputs(batch);
+    const t2 = performance.now();
     if (this.stepCount === 0 || !this.#useGraph) {
       this.#enqueueKernels(this.stepCount === 0 || !this.#useGraph);
     } else {
       if (!this.#graphExec) this.#graphExec = kn.Graph.capture(this.#stream, () => this.#enqueueKernels(false));
       this.#graphExec.launch(this.#stream);
     }
-    return this.#finish(native, t0);
+    return this.#finish(native, [t0, t1, t2, performance.now()]);
   }
 
   /** Host time of the last run() up to the wait for the device (queueing the step, not running it). */
@@ -481,8 +511,18 @@ class CudaExecutable extends Executable {
     return this.#lastHostMs;
   }
 
+  /** Where lastHostMs went, in µs: the batch check, staging the inputs, launching the step, queueing the outputs' copies. */
+  get lastHostSplit(): HostSplit {
+    return { ...this.#lastHostSplit };
+  }
+
   override get replaying(): boolean {
     return this.#graphExec !== null;
+  }
+
+  /** The captured step's nodes (all, and by kind), once it is replaying; else null. */
+  get graphNodes(): { nodes: number; kinds: kn.GraphNodeKinds } | null {
+    return this.#graphExec ? { nodes: this.#graphExec.nodes, kinds: { ...this.#graphExec.kinds } } : null;
   }
 
   protected override release(): void {

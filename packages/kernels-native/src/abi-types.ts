@@ -53,6 +53,14 @@ export interface NativeMemoryStats {
   cacheHits: number;
 }
 
+/** A captured CUDA graph's nodes by kind (captureEnd). */
+export interface GraphNodeKinds {
+  kernel: number;
+  memcpy: number;
+  memset: number;
+  other: number;
+}
+
 export interface NativeLibraryResult {
   kind: string;
   path: string | null;

@@ -16,7 +16,7 @@ import {
   type MemoryStats,
 } from '@deepwell/core';
 import { loadNative, nativeLoadError, tryLoadNative } from './loader.js';
-import type { NativeDeviceProperties, NativeMemoryStats } from './abi-types.js';
+import type { GraphNodeKinds, NativeDeviceProperties, NativeMemoryStats } from './abi-types.js';
 import type { NativeAddon } from './native.js';
 
 export interface CudaStatus {
@@ -284,10 +284,13 @@ export class Event {
 /** An instantiated CUDA graph: the work captured once, replayed by launch(). */
 export class Graph {
   readonly nodes: number;
+  /** The nodes by kind: kernels, copies, memsets, other. */
+  readonly kinds: GraphNodeKinds;
   #h: number;
-  private constructor(handle: number, nodes: number) {
+  private constructor(handle: number, nodes: number, kinds: GraphNodeKinds) {
     this.#h = handle;
     this.nodes = nodes;
+    this.kinds = kinds;
   }
 
   /**
@@ -308,8 +311,8 @@ export class Graph {
       }
       throw e;
     }
-    const { graph, nodes } = n.captureEnd(stream.handle);
-    return new Graph(graph, nodes);
+    const { graph, nodes, kinds } = n.captureEnd(stream.handle);
+    return new Graph(graph, nodes, kinds);
   }
 
   launch(stream: Stream): void {

@@ -1,7 +1,7 @@
 export { PACKAGE_ROOT, loadNative, nativeLoadError, nativePath, tryLoadNative } from './loader.js';
 export { fromNative } from './native.js';
 export type { NativeAddon } from './native.js';
-export type { DevArg, NativeDeviceProperties, NativeLibraryResult, NativeMemoryStats, NativeStatus, NvmlStats } from './abi-types.js';
+export type { DevArg, GraphNodeKinds, NativeDeviceProperties, NativeLibraryResult, NativeMemoryStats, NativeStatus, NvmlStats } from './abi-types.js';
 // The native ABI, generated from abi/table.mjs: the codes, the typed entry points, the table.
 export { DEQUANT_FLAGS, DTYPE_CODE, EPILOGUE_CODE, FORMAT_CODE, FP8_CODE, QUANT_FLAGS, SCALE_MODE_CODE, SCALING_CODE, ENTRY_POINTS, bindEntries } from './abi.gen.js';
 export type { EntryArg, NativeEntries } from './abi.gen.js';

@@ -31,7 +31,7 @@ import { memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
-import { autocast, capture, compile, dryrun, numel, trainingStep, type Capturable, type DryrunReport, type Executable, type Graph, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
+import { autocast, capture, compile, dryrun, numel, trainingStep, type Capturable, type DryrunReport, type Executable, type HostSplit, type Graph, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
 import { FallbackController, PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
@@ -89,6 +89,8 @@ export interface StepEvent {
    * in ms: present on a GPU, where steps replay one captured graph after the first two.
    */
   hostMs?: number;
+  /** hostMs by part, in µs: the batch check, staging the inputs, the launch, queueing the outputs' copies (a GPU only). */
+  hostSplit?: HostSplit;
   /** The device allocator's bytes in use after the step (a GPU only): constant once replaying. */
   inUseBytes?: number;
 }
@@ -383,7 +385,7 @@ export class Trainer {
         const elapsed = (performance.now() - t0) / 1000;
         const tokensPerSecond = tokens / (ms / 1000);
         const mfu = peak ? this.report.flopsPerStep / (ms / 1000) / (peak * 1e12) : null;
-        const device = this.device === 'cpu' ? {} : { hostMs: (exe as { lastHostMs?: number }).lastHostMs, inUseBytes: getBackend(this.device).memoryStats().inUse };
+        const device = this.device === 'cpu' ? {} : { hostMs: (exe as { lastHostMs?: number }).lastHostMs, hostSplit: (exe as { lastHostSplit?: HostSplit }).lastHostSplit, inUseBytes: getBackend(this.device).memoryStats().inUse };
         const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes, ...device };
         losses.push({ step: s, loss });
         log?.write({ event: 'step', ...ev });
