@@ -41,14 +41,7 @@ __device__ __forceinline__ void cpAsync4(uint32_t dst, const void* src) {
 __device__ __forceinline__ void cpAsyncCommitGroup() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void cpAsyncWaitGroups() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
-// ---- bulk (non-tensor) copies ----
-// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared, completion
-// signalled on `bar` as transaction bytes.
-__device__ __forceinline__ void bulkLoad(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-               "l"(reinterpret_cast<uint64_t>(src)), "r"(bytes), "r"(bar)
-               : "memory");
-}
+// ---- bulk (non-tensor) copies (bulkLoad, the load into shared memory: common/sm90_async.cuh) ----
 // global[dst .. dst+bytes) += shared[src ..] elementwise in f32 (each element one atomic add in L2).
 __device__ __forceinline__ void bulkReduceAddF32(float* dst, uint32_t src, uint32_t bytes) {
   asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(reinterpret_cast<uint64_t>(dst)),
@@ -67,10 +60,8 @@ __device__ __forceinline__ void bulkWaitAll() { asm volatile("cp.async.bulk.wait
 __device__ __forceinline__ void bulkWaitRead() { asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory"); }
 
 // ---- proxy fences ----
-// Generic-proxy shared-memory writes before it become visible to the async proxy (wgmma operands,
-// bulk copies out of shared memory) after it.
-__device__ __forceinline__ void fenceProxyAsyncShared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-// The same for global memory (orders the bulk reduce-adds with the semaphore's generic accesses).
+// fenceProxyAsyncShared (shared memory): common/sm90_async.cuh. The same for global memory (orders
+// the bulk reduce-adds with the semaphore's generic accesses):
 __device__ __forceinline__ void fenceProxyAsyncGlobal() { asm volatile("fence.proxy.async.global;" ::: "memory"); }
 
 // ---- semaphores (int in global memory) ----

@@ -1,7 +1,8 @@
-// Hopper (sm_90a) primitives for the attention kernels: mbarriers, TMA tensor loads, wgmma
-// (warpgroup MMA) with shared-memory descriptors, setmaxnreg and named barriers, as thin inline-PTX
-// wrappers. Device code here compiles only for sm_90a (the arch-specific features wgmma and
-// setmaxnreg need the "a" target); every wrapper is __forceinline__.
+// Hopper (sm_90a) primitives for the attention kernels: TMA tensor loads, wgmma (warpgroup MMA)
+// with shared-memory descriptors, setmaxnreg and named barriers, as thin inline-PTX wrappers, over
+// the mbarriers and bulk copies of common/sm90_async.cuh (included). Device code here compiles only
+// for sm_90a (the arch-specific features wgmma and setmaxnreg need the "a" target); every wrapper
+// is __forceinline__.
 //
 // Shared-memory operand layout used throughout: tiles written by TMA with CU_TENSOR_MAP_SWIZZLE_128B
 // and a 64-element (128-byte) inner box: row r of a tile sits at r * 128 bytes, its 16-byte chunks
@@ -17,47 +18,20 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 
+#include "common/sm90_async.cuh"
+
 namespace dw {
 namespace sm90 {
 
-__device__ __forceinline__ uint32_t smemAddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+// smemAddr, the mbarrier wrappers, bulkLoad and fenceProxyAsyncShared: common/sm90_async.cuh.
 
-// ---- mbarrier ----
-__device__ __forceinline__ void mbarInit(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
+// ---- grid dependencies ----
 // Programmatic dependent launch (a grid launched with cudaLaunchAttributeProgrammaticStreamSerialization
 // may start while the grid before it in the stream is still running): wait until that grid has
 // completed and its writes are visible (at once when launched without the attribute), and let the
 // grid after this one start its prologue.
 __device__ __forceinline__ void gridDepWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void gridDepLaunch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
-// Makes the barrier inits visible to the async proxy (TMA) and the other threads (then a CTA sync).
-__device__ __forceinline__ void fenceBarrierInit() {
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-}
-__device__ __forceinline__ void mbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbarArrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ bool mbarTryWait(uint32_t bar, uint32_t parity) {
-  uint32_t ok;
-  asm volatile(
-      "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(ok)
-      : "r"(bar), "r"(parity)
-      : "memory");
-  return ok != 0;
-}
-// Waits until the phase with the given parity has completed.
-__device__ __forceinline__ void mbarWait(uint32_t bar, uint32_t parity) {
-  while (!mbarTryWait(bar, parity)) {
-  }
-}
-
 // A 128-byte line of global memory into L1 ahead of its loads.
 __device__ __forceinline__ void prefetchL1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 
