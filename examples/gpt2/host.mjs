@@ -13,7 +13,11 @@ if (!cudaStatus().available) {
 }
 const [device] = registerCudaBackends();
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-for (const [preset, B, T] of [['gpt2-small', 16, 1024], ['tiny', 8, 16]]) {
+// GPT-2 twice: as the runtime captures it, and with the captured memset nodes kept as they are
+// (DEEPWELL_GRAPH_MEMSET=keep; by default they become kernel nodes: native/runtime/graph_memset.cu).
+for (const [preset, B, T, memsets] of [['gpt2-small', 16, 1024, 'as kernels'], ['gpt2-small', 16, 1024, 'kept'], ['tiny', 8, 16, 'as kernels']]) {
+  if (memsets === 'kept') process.env.DEEPWELL_GRAPH_MEMSET = 'keep';
+  else delete process.env.DEEPWELL_GRAPH_MEMSET;
   const model = new GPT(preset);
   const captured = capture(model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
   for (const k of Object.keys(captured.outputs)) if (k !== 'loss') delete captured.outputs[k];
@@ -36,6 +40,6 @@ for (const [preset, B, T] of [['gpt2-small', 16, 1024], ['tiny', 8, 16]]) {
   }
   const kernels = exe.kernelSummary().reduce((a, r) => a + r.nodes, 0);
   const parts = Object.fromEntries(Object.entries(split).map(([k, v]) => [k, median(v)]));
-  console.log(JSON.stringify({ model: preset, B, T, irNodes: exe.graph.nodes.length, kernelNodes: kernels, graphNodes: exe.graphNodes ?? null, replaying: exe.replaying, hostUsMedian: 1000 * median(host), partsUsMedian: parts }));
+  console.log(JSON.stringify({ model: preset, B, T, memsets, irNodes: exe.graph.nodes.length, kernelNodes: kernels, graphNodes: exe.graphNodes ?? null, replaying: exe.replaying, hostUsMedian: 1000 * median(host), partsUsMedian: parts }));
   exe.dispose();
 }

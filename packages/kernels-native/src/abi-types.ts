@@ -59,6 +59,8 @@ export interface GraphNodeKinds {
   memcpy: number;
   memset: number;
   other: number;
+  /** Of the kernels, the memsets captured and replaced by a kernel node (runtime/graph_memset.cu). */
+  memsetAsKernel: number;
 }
 
 export interface NativeLibraryResult {

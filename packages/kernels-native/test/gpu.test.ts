@@ -184,6 +184,51 @@ describe.skipIf(!gpu)('on the GPU', () => {
     stream.dispose();
   });
 
+  it("turns a captured graph's memsets into kernel nodes that write the same bytes, in the same order", () => {
+    const stream = new Stream(0);
+    const native = loadNative();
+    const n = 50_000 + Math.floor(Math.random() * 1000);
+    const s = seed();
+    const buf = backend.alloc(n * 4);
+    // Memsets of random byte values over random ranges (odd offsets and lengths: the byte path;
+    // 4-aligned: the word path), each followed by an add over the whole buffer, so a memset run out
+    // of order or not at all shows.
+    const sets = Array.from({ length: 6 }, (_, k) => {
+      const aligned = k % 2 === 0;
+      const offset = aligned ? 4 * Math.floor(Math.random() * (n / 2)) : 1 + Math.floor(Math.random() * (2 * n));
+      const bytes = aligned ? 4 * (1 + Math.floor(Math.random() * 5000)) : 1 + Math.floor(Math.random() * 20_001);
+      return { offset, bytes: Math.min(bytes, n * 4 - offset), value: Math.floor(Math.random() * 256), add: 1 + Math.floor(Math.random() * 1000) };
+    });
+    const record = () => sets.forEach((m) => (native.memsetAsync(buf.ptr, m.offset, m.value, m.bytes, stream.handle), addU32(buf, n, m.add, stream)));
+    // What the same work gives unreplayed, on the host's model of it.
+    const want = new Uint32Array(n);
+    for (let i = 0; i < n; i++) want[i] = smokeHash(s, i);
+    const bytes = new Uint8Array(want.buffer);
+    for (const m of sets) {
+      bytes.fill(m.value, m.offset, m.offset + m.bytes);
+      for (let i = 0; i < n; i++) want[i] = (want[i]! + m.add) >>> 0;
+    }
+    for (const keep of [false, true]) {
+      if (keep) process.env.DEEPWELL_GRAPH_MEMSET = 'keep';
+      const graph = Graph.capture(stream, record);
+      delete process.env.DEEPWELL_GRAPH_MEMSET;
+      expect(graph.kinds.memset).toBe(keep ? sets.length : 0);
+      expect(graph.kinds.memsetAsKernel).toBe(keep ? 0 : sets.length);
+      expect(graph.kinds.kernel).toBe(sets.length + (keep ? 0 : sets.length));
+      fillHash(buf, n, s, stream);
+      graph.launch(stream);
+      stream.synchronize();
+      const got = new Uint32Array(n);
+      backend.read(buf, got);
+      let bad = 0;
+      for (let i = 0; i < n; i++) if (got[i] !== want[i]) bad++;
+      expect(bad, keep ? 'memset nodes kept' : 'memsets as kernel nodes').toBe(0);
+      graph.dispose();
+    }
+    backend.free(buf);
+    stream.dispose();
+  });
+
   it('copies asynchronously through pinned memory, and refuses pageable memory', () => {
     const bytes = 8 * 2 ** 20 + 16 * Math.floor(Math.random() * 1000);
     const stream = new Stream(0);
