@@ -3,7 +3,10 @@
 // of the same bytes, measured in the same run. Each op runs through the CUDA candidate the registry
 // selects (as a compiled step would), twice: with the register-row kernels (native/ops/nn/
 // reg_rows.cuh; the default) and with the row framework's kernels (DEEPWELL_NORM_KERNEL=rows, read by
-// the native entry point at each call), so one run compares them.
+// the native entry point at each call), so one run compares them. The backward also runs with each
+// of its register kernels (DEEPWELL_NORM_BWD_KERNEL: the default layernormBwdPipeK, =wide, =reg the
+// first one, native/ops/nn/layernorm_bwd.cu), in a second table, with and without the addend
+// (GPT-2's backward takes the residual gradient's add through it).
 //
 // Bytes moved = every input read once + every output written once (the backward's column partials,
 // a few hundred slices of 2 x D floats, are overhead, not counted). "of copy" = the kernel's GB/s over
@@ -53,6 +56,7 @@ function cases(rows, D, dt) {
     [`layernorm ${rows}x${D} ${dt}`, 'layernorm', [x, v, v], { eps: 1e-5 }],
     [`add_layernorm ${rows}x${D} ${dt}`, 'add_layernorm', [x, x, v, v], { eps: 1e-5 }],
     [`layernorm_backward ${rows}x${D} ${dt}`, 'layernorm_backward', [x, x, v, stat, stat], {}],
+    [`layernorm_backward+addend ${rows}x${D} ${dt}`, 'layernorm_backward', [x, x, v, stat, stat, x], {}],
   ];
 }
 const SHAPES = [
@@ -93,13 +97,20 @@ for (const [R, D, dt] of SHAPES) {
     const moved = [...inTypes, ...outTypes].reduce((a, ty) => a + bytesOf(ty), 0);
     const copy = copyRate(Math.ceil(moved / 2 / 256) * 256);
     const row = { name, kernel: kernel.name, moved, copyMs: copy.ms, copyGbps: copy.gbps };
+    const rate = (ms) => ({ ms, gbps: moved / (ms * 1e6), ofCopy: moved / (ms * 1e6) / copy.gbps });
     for (const path of ['reg', 'rows']) {
       if (path === 'rows') process.env.DEEPWELL_NORM_KERNEL = 'rows';
       else delete process.env.DEEPWELL_NORM_KERNEL;
-      const ms = time(() => kernel.run(call));
-      row[path] = { ms, gbps: moved / (ms * 1e6), ofCopy: moved / (ms * 1e6) / copy.gbps };
+      row[path] = rate(time(() => kernel.run(call)));
     }
     delete process.env.DEEPWELL_NORM_KERNEL;
+    if (op === 'layernorm_backward') {
+      for (const k of ['wide', 'reg']) {
+        process.env.DEEPWELL_NORM_BWD_KERNEL = k;
+        row[`bwd-${k}`] = rate(time(() => kernel.run(call)));
+      }
+      delete process.env.DEEPWELL_NORM_BWD_KERNEL;
+    }
     rows.push(row);
     for (const b of [...ins, ...outs, ...(ws ? [ws] : [])]) be.free(b);
     be.emptyCache();
@@ -117,6 +128,12 @@ for (const r of rows) {
   console.log(
     `| ${r.name} | ${f(r.moved / 1e6)} | ${f(r.copyMs * 1e3)} (${f(r.copyGbps, 0)}) | ${f(r.reg.ms * 1e3)} | ${f(r.reg.gbps, 0)} | ${r.reg.ofCopy.toFixed(2)} | ${f(r.rows.ms * 1e3)} | ${f(r.rows.gbps, 0)} | ${r.rows.ofCopy.toFixed(2)} |`,
   );
+}
+const cell = (p) => `${f(p.ms * 1e3)} | ${p.ofCopy.toFixed(2)}`;
+console.log('\n| backward | MB moved | pipe µs (default) | of copy | wide µs | of copy | reg µs (first) | of copy |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) {
+  if (!r.error && r['bwd-reg']) console.log(`| ${r.name} | ${f(r.moved / 1e6)} | ${cell(r.reg)} | ${cell(r['bwd-wide'])} | ${cell(r['bwd-reg'])} |`);
 }
 console.log(JSON.stringify({ date: new Date().toISOString(), rows }));
 stream.dispose();
