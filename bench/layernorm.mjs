@@ -66,9 +66,16 @@ const SHAPES = [
 ];
 
 // The kernels each op is timed with, by the environment the native entry points read at each call:
-// the default, the backward's register-row kernel of before (DEEPWELL_NORM_BWD_KERNEL=reg) and the
-// row framework's (DEEPWELL_NORM_KERNEL=rows). For the forward ops the first two are the same kernel.
-const PATHS = { default: {}, 'reg backward': { DEEPWELL_NORM_BWD_KERNEL: 'reg' }, 'row framework': { DEEPWELL_NORM_KERNEL: 'rows' } };
+// the default (the backward: layernormBwdPipeK, native/ops/nn/layernorm_bwd.cu), the backward's
+// variant without the prefetch at 3 blocks an SM (DEEPWELL_NORM_BWD_KERNEL=wide), its register-row
+// kernel of before (=reg), and the row framework's kernels (DEEPWELL_NORM_KERNEL=rows). For the
+// forward ops the first three are the same kernel.
+const PATHS = {
+  default: {},
+  'wide backward': { DEEPWELL_NORM_BWD_KERNEL: 'wide' },
+  'reg backward': { DEEPWELL_NORM_BWD_KERNEL: 'reg' },
+  'row framework': { DEEPWELL_NORM_KERNEL: 'rows' },
+};
 const ENV_KEYS = ['DEEPWELL_NORM_KERNEL', 'DEEPWELL_NORM_BWD_KERNEL'];
 
 const rows = [];

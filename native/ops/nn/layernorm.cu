@@ -14,10 +14,15 @@
 // backward moves 75 MB (g, x in, dx out) in what a device-to-device copy of the same bytes takes
 // (~20 us on an H200). Rows that split into 16-byte chunks and hold in 8 warps x 32 threads x 4
 // chunks (6144 bf16 / 4096 f32 elements) go through the register-row kernels (ops/nn/reg_rows.cuh):
-// one warp per row up to 768 bf16 elements, the row read once into registers, weight and bias
-// loaded once per thread, a persistent grid whose blocks keep the backward's column sums in
-// registers over all their rows, so there are as few column partials as blocks the GPU holds (a few
-// hundred, not one per 16 rows). Other rows go through the row framework (common/rows.cuh).
+// one warp per row up to 768 bf16 elements, the row read once into registers, a persistent grid
+// whose blocks keep the backward's column sums over all their rows, so there are as few column
+// partials as blocks the GPU holds (a few hundred, not one per 16 rows). Other rows go through the
+// row framework (common/rows.cuh). The backward's default register kernel is layernormBwdPipeK
+// (ops/nn/layernorm_bwd.cu: column sums in shared memory, the next row's loads in flight while a
+// row is computed; not yet timed on a GPU); layernormBwdRegK below, which keeps the column sums in
+// registers and spills for bf16 at D = 768, stays selectable (DEEPWELL_NORM_BWD_KERNEL=reg,
+// reg_rows.cuh's normBwdPath): the same dx bits, and the same dweight / dbias bits where both get
+// the same blocks per SM (the same grid).
 //
 // Determinism: the backward's dweight and dbias are column sums over rows: each block adds its row
 // groups' sums in group order and writes one slice of the call's workspace; launchColReduce adds
@@ -30,6 +35,7 @@
 #include "common/amax.cuh"
 #include "common/launch.h"
 #include "common/rows.cuh"
+#include "ops/nn/layernorm_bwd.h"
 #include "ops/nn/norm_partials.h"
 #include "ops/nn/reg_rows.cuh"
 
@@ -187,19 +193,6 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 
 // ---- register-row kernels (ops/nn/reg_rows.cuh) -----------------------------------------------------
 
-template <typename T, int V>
-__device__ __forceinline__ Pack<T, V> ldPack(const T* p, int64_t chunk) {
-  return reinterpret_cast<const Pack<T, V>*>(p)[chunk];
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void stPack(T* p, int64_t chunk, const float (&f)[V]) {
-  Pack<T, V> pk;
-#pragma unroll
-  for (int k = 0; k < V; k++) pk.v[k] = fromF<T>(f[k]);
-  reinterpret_cast<Pack<T, V>*>(p)[chunk] = pk;
-}
-
 // layernorm (and add_layernorm with RES): the same arithmetic as layernormK, the row held in
 // registers as stored (with RES, the sum rounded to T, never read back). Weight and bias are read
 // for every row (L1 hits): held in registers they would cost the registers that let three blocks
@@ -287,10 +280,13 @@ __global__ void __launch_bounds__(kRegThreads, 3)
   if (amax) blockAmaxAtomic(m, amax);
 }
 
-// The layernorm backward: the same arithmetic as layernormBwdK. Each thread adds g * xhat and g of
-// its columns over all its rows in registers; at the end the block's row groups add theirs in group
-// order (through shared memory: 2 D floats when G > 1) and the last writes the block's slice of ws
-// ([gridDim.x][2][D], dweight's half first).
+// The layernorm backward: the same arithmetic as layernormBwdK. Since layernormBwdPipeK
+// (ops/nn/layernorm_bwd.cu) it runs only when DEEPWELL_NORM_BWD_KERNEL=reg asks for it: measured at
+// 0.55 of a copy for GPT-2's [16384, 768] bf16 without an addend (it spills, and reads the addend
+// only after the sums). Each thread adds g * xhat and g of its columns over all its rows in
+// registers; at the end the block's row groups add theirs in group order (through shared memory:
+// 2 D floats when G > 1) and the last writes the block's slice of ws ([gridDim.x][2][D], dweight's
+// half first).
 template <typename T, int V, int NCH, int W>
 __global__ void __launch_bounds__(kRegThreads, 2)
     layernormBwdRegK(const T* g, const T* x, const T* w, const float* mean, const float* rstd, const T* addend, T* dx, int64_t rows, int nch, float* ws) {
@@ -513,9 +509,13 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
     unsigned nb = 0;
     float* ws = nullptr;
     const bool vec = canVec<T>(D, {g, x, w, dx, addend});
-    const RegPlan rp = vec && regRowsAllowed() ? regPlan(static_cast<int64_t>(D / (16 / sizeof(T))), regMaxChunks<T>()) : RegPlan{};
+    const NormBwdPath path = normBwdPath();
+    const RegPlan rp = vec && path != NormBwdPath::Rows ? regPlan(static_cast<int64_t>(D / (16 / sizeof(T))), regMaxChunks<T>()) : RegPlan{};
     if (rows > 0 && rp.W > 0) {
-      nb = launchLayernormBwdReg<T>(env, rp, s, a.workspace, g, x, w, mean, rstd, addend, dx, rows, D, &ws);
+      if (path == NormBwdPath::Reg)
+        nb = launchLayernormBwdReg<T>(env, rp, s, a.workspace, g, x, w, mean, rstd, addend, dx, rows, D, &ws);
+      else
+        nb = launchLayernormBwdPipe<T>(env, rp, s, a.workspace, g, x, w, mean, rstd, addend, dx, rows, D, path == NormBwdPath::Wide, &ws);
       checkLaunch(env, "layernorm_backward");
     } else if (rows > 0) {
       DW_ROW_DISPATCH(T, vec, kBwdFloats, {

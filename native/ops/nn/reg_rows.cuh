@@ -1,5 +1,6 @@
-// The register-row framework of the layernorm kernels (ops/nn/layernorm.cu): rows of 16-byte chunks
-// held whole in registers by a row group of W warps, with a persistent grid.
+// The register-row framework of the layernorm kernels (ops/nn/layernorm.cu, and the backward's
+// default in ops/nn/layernorm_bwd.cu): rows of 16-byte chunks held whole in registers by a row group
+// of W warps, with a persistent grid.
 //
 // Why beside common/rows.cuh: that framework sizes a row group to the row (64 threads for a bf16
 // row of 768 in the backward, a block of its own with two block barriers a row) and launches a
@@ -8,7 +9,8 @@
 //   - a block is kRegThreads threads, G = kRegThreads / (32 W) row groups (blockDim (32 W, G));
 //     thread t of a group owns chunks t, t + 32 W, ... (NCH of them), the same columns in every
 //     row, so per-column operands (weight, bias) are loaded once per thread and per-column sums
-//     (dweight, dbias) stay in registers over all of the thread's rows;
+//     (dweight, dbias) are the thread's own over all of its rows (in registers in layernormBwdRegK,
+//     in the thread's slots of shared memory in layernormBwdPipeK);
 //   - the grid is what the GPU holds at once (occupancy x SMs, capped by the rows), and the block's
 //     row groups take rows in rounds: round k, group y -> row (blockIdx.x + k gridDim.x) G + y.
 //     Every thread of a block runs every round (a group past the last row is idle in it), so a
@@ -34,8 +36,9 @@ constexpr int kRegThreads = 256;
 constexpr int kRegMaxWarps = 8;  // warps per row
 
 // Chunks per thread: 4 for f32 (16 elements), 3 for bf16 / f16 (24 elements). With two blocks of
-// 256 threads per SM (128 registers a thread), the bf16 backward holds 24 elements of g and x and
-// 48 column sums a thread; 32 elements spill.
+// 256 threads per SM (128 registers a thread), layernormBwdRegK holds 24 elements of g and x and 48
+// column sums a thread (and spills some for bf16); 32 elements spill more. layernormBwdPipeK takes
+// the same plan (so the same dx bits) with its column sums in shared memory.
 template <typename T>
 constexpr int regMaxChunks() {
   return sizeof(T) == 4 ? 4 : 3;
@@ -47,6 +50,23 @@ constexpr int regMaxChunks() {
 inline bool regRowsAllowed() {
   const char* e = std::getenv("DEEPWELL_NORM_KERNEL");
   return !(e && std::strcmp(e, "rows") == 0);
+}
+
+// The layernorm backward's kernel, read at each call like regRowsAllowed: Pipe (the default) is
+// layernormBwdPipeK (ops/nn/layernorm_bwd.cu), Wide its variant without the prefetch, Reg the first
+// register-row backward (layernormBwdRegK in ops/nn/layernorm.cu), Rows the row framework's:
+// DEEPWELL_NORM_BWD_KERNEL=wide, =reg or =rows picks those (anything else, the default), and
+// DEEPWELL_NORM_KERNEL=rows still sends every norm kernel to the row framework. Pipe, Wide and Reg
+// take the same rows (regPlan) and give the same dx bits.
+enum class NormBwdPath { Pipe, Wide, Reg, Rows };
+inline NormBwdPath normBwdPath() {
+  if (!regRowsAllowed()) return NormBwdPath::Rows;
+  const char* e = std::getenv("DEEPWELL_NORM_BWD_KERNEL");
+  if (!e) return NormBwdPath::Pipe;
+  if (std::strcmp(e, "wide") == 0) return NormBwdPath::Wide;
+  if (std::strcmp(e, "reg") == 0) return NormBwdPath::Reg;
+  if (std::strcmp(e, "rows") == 0) return NormBwdPath::Rows;
+  return NormBwdPath::Pipe;
 }
 
 struct RegPlan {
@@ -87,7 +107,8 @@ void regDispatch(const RegPlan& p, F&& f) {
 // Blocks of Kernel one SM holds with `smem` bytes of dynamic shared memory (at least 1), cached per
 // device and kernel: the persistent grid's size. The same kernel, block and device always give the
 // same count, so the grid (and the number of column partials it writes) is fixed for a device and
-// shape. Each caller passes one smem per kernel.
+// shape. Each caller passes one smem per kernel. Where `smem` is past the default limit, it also
+// allows the kernel that much (once per device), so call it before the kernel's launches.
 template <auto Kernel>
 unsigned regBlocksPerSm(Napi::Env env, size_t smem) {
   static std::atomic<int> cache[64];
@@ -97,6 +118,12 @@ unsigned regBlocksPerSm(Napi::Env env, size_t smem) {
     const int c = cache[dev].load(std::memory_order_relaxed);
     if (c > 0) return static_cast<unsigned>(c);
   }
+  // Past the default dynamic shared memory (48 KiB less the static), the kernel must be allowed more
+  // before it can launch (and before the occupancy counts it); once per device, as the cache.
+  cudaFuncAttributes fa{};
+  DW_CUDA(env, cudaFuncGetAttributes(&fa, Kernel), "cudaFuncGetAttributes");
+  if (smem > static_cast<size_t>(fa.maxDynamicSharedSizeBytes))
+    DW_CUDA(env, cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "cudaFuncSetAttribute(maxDynamicSharedMemorySize)");
   int n = 0;
   DW_CUDA(env, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, Kernel, kRegThreads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
   if (n < 1) n = 1;
@@ -111,6 +138,19 @@ inline unsigned regGrid(unsigned perSm, uint64_t rows, int groups, uint64_t cap)
   if (g > byRows) g = byRows;
   if (g > cap) g = cap;
   return static_cast<unsigned>(g < 1 ? 1 : g);
+}
+
+template <typename T, int V>
+__device__ __forceinline__ Pack<T, V> ldPack(const T* p, int64_t chunk) {
+  return reinterpret_cast<const Pack<T, V>*>(p)[chunk];
+}
+
+template <typename T, int V>
+__device__ __forceinline__ void stPack(T* p, int64_t chunk, const float (&f)[V]) {
+  Pack<T, V> pk;
+#pragma unroll
+  for (int k = 0; k < V; k++) pk.v[k] = fromF<T>(f[k]);
+  reinterpret_cast<Pack<T, V>*>(p)[chunk] = pk;
 }
 
 // Sums a and b over the thread's row group (W warps); every thread of the group gets the same bits.

@@ -242,6 +242,67 @@ describe.skipIf(!gpu)('layernorm register-row kernels', () => {
   }
 });
 
+/**
+ * The layernorm backward's register-row kernels, picked by DEEPWELL_NORM_BWD_KERNEL: the default
+ * (layernormBwdPipeK, native/ops/nn/layernorm_bwd.cu), its variant without the prefetch (=wide) and
+ * the first register kernel (=reg, layernormBwdRegK) do the same arithmetic on the same rows, so dx
+ * is bit for bit the same, with and without an addend. From 768 elements on, the default and =reg
+ * both run two blocks an SM (ptxas puts both between 86 and 128 registers), so the same grid: dweight
+ * and dbias bit for bit too (the short row may get another count of blocks, so another grid). =wide
+ * has a larger grid: its column sums are checked against the reference and run to run.
+ */
+describe.skipIf(!gpu)('layernorm backward kernels (pipe, wide, reg)', () => {
+  const SHAPES: number[][] = [[2048, 768], [1001, 768], [257, 1024], [300, 1600], [33, 4096], [9, 6144], [513, 200]];
+  const withKernel = <R>(k: 'pipe' | 'wide' | 'reg', fn: () => R): R => {
+    if (k !== 'pipe') process.env.DEEPWELL_NORM_BWD_KERNEL = k;
+    try {
+      return fn();
+    } finally {
+      delete process.env.DEEPWELL_NORM_BWD_KERNEL;
+    }
+  };
+  for (const storage of ['f32', 'bf16'] as const) {
+    it(`give the same dx bits in ${storage}; pipe the same dweight and dbias bits as reg from D = 768`, () => {
+      for (const shape of SHAPES) {
+        const D = shape.at(-1)!;
+        const rows = shape[0]!;
+        const x = scaled(numel(shape), 2, 0.5);
+        const w = randn(D);
+        const stats = reference('layernorm', [{ shape, data: x }, { shape: [D], data: w }, { shape: [D], data: randn(D) }], { eps: 1e-5 }, storage);
+        const bwdIn = [
+          { shape, data: randn(numel(shape)) },
+          { shape, data: x },
+          { shape: [D], data: w },
+          { shape: [rows], dtype: 'f32' as const, data: Float64Array.from(stats[1]!) },
+          { shape: [rows], dtype: 'f32' as const, data: Float64Array.from(stats[2]!) },
+        ];
+        const want = reference('layernorm_backward', bwdIn, {}, storage);
+        const sumTol = storage === 'f32' ? Math.max(1e-5, rows * 2 ** -24) : tol(storage);
+        for (const inputs of [bwdIn, [...bwdIn, { shape, data: randn(numel(shape)) }]]) {
+          const what = `${shape}${inputs.length > 5 ? ' with an addend' : ''}`;
+          const out = (k: 'pipe' | 'wide' | 'reg') => withKernel(k, () => runCuda('layernorm_backward', inputs, {}, { storage }).outputs);
+          const reg = out('reg');
+          const pipe = out('pipe');
+          const wide = out('wide');
+          expectExact(pipe[0]!, reg[0]!, `dx pipe ${what}`);
+          expectExact(wide[0]!, reg[0]!, `dx wide ${what}`);
+          if (D >= 768) {
+            expectExact(pipe[1]!, reg[1]!, `dweight pipe ${what}`);
+            expectExact(pipe[2]!, reg[2]!, `dbias pipe ${what}`);
+          }
+          for (const [k, o] of [['pipe', pipe], ['wide', wide]] as const) {
+            expect(allError(o[1]!, want[1]!, storage), `dweight ${k} ${what}`).toBeLessThanOrEqual(sumTol);
+            expect(allError(o[2]!, want[2]!, storage), `dbias ${k} ${what}`).toBeLessThanOrEqual(sumTol);
+          }
+          const again = out('wide');
+          expectExact(again[1]!, wide[1]!, `dweight wide run to run ${what}`);
+          expectExact(again[2]!, wide[2]!, `dbias wide run to run ${what}`);
+        }
+      }
+    });
+  }
+});
+
 describe.skipIf(!gpu)('rmsnorm_cuda', () => {
   for (const storage of STORAGES) {
     it(`matches the reference in ${storage} (y, rstd)`, () => {
