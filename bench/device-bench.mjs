@@ -14,17 +14,22 @@ export function fillRepeated(be, buf, block, totalBytes) {
   }
 }
 
-/** `warmups` launches, then the median ms of `reps` launches each between its own pair of events on `stream`. */
-export function timeMedian(stream, launch, { warmups, reps }) {
+/**
+ * `warmups` launches, then the median ms a launch takes over `reps` timings, each of `batch`
+ * launches back to back between a pair of events on `stream` (divided by `batch`). With batch 1 an
+ * idle GPU's time includes the host's launch work (it runs the start event, then waits for the
+ * kernel): tens of µs beside a short kernel. Back to back, the launches queue behind each other.
+ */
+export function timeMedian(stream, launch, { warmups, reps, batch = 1 }) {
   for (let i = 0; i < warmups; i++) launch();
   const out = [];
   for (let i = 0; i < reps; i++) {
     const [s, e] = [new Event(0), new Event(0)];
     s.record(stream);
-    launch();
+    for (let k = 0; k < batch; k++) launch();
     e.record(stream);
     e.synchronize();
-    out.push(e.elapsedSince(s));
+    out.push(e.elapsedSince(s) / batch);
     s.dispose();
     e.dispose();
   }

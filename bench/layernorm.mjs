@@ -7,8 +7,8 @@
 // Bytes moved = every input read once + every output written once (the backward's column partials,
 // a few hundred slices of 2 x D floats, are overhead, not counted). "of copy" = the kernel's GB/s over
 // the GB/s of cudaMemcpyAsync D2D of half those bytes (a copy reads and writes each byte: the same
-// traffic), timed the same way. Method: random inputs (never zeros), 5 warm-ups, 21 launches each
-// between its own pair of CUDA events, the median.
+// traffic), timed the same way. Method: random inputs (never zeros), 5 warm-ups, 21 timings of 10
+// launches back to back between a pair of CUDA events (per launch), the median (device-bench.mjs).
 //
 //   node bench/layernorm.mjs            # the table, then one JSON line
 import { f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
@@ -30,7 +30,7 @@ function blockFor(dtype, k = 1, shift = 0) {
 }
 
 const fill = (buf, t, k = 1, shift = 0) => fillRepeated(be, buf, blockFor(t.dtype, k, shift), bytesOf(t));
-const time = (launch) => timeMedian(stream, launch, { warmups: 5, reps: 21 });
+const time = (launch) => timeMedian(stream, launch, { warmups: 5, reps: 21, batch: 10 });
 
 /** GB/s of a D2D copy of `bytes` bytes (reads + writes counted: 2 x bytes). */
 function copyRate(bytes) {

@@ -2,8 +2,8 @@
 // Memory-bound kernels at large sizes against a device-to-device copy measured in the same run.
 // Each kernel is the CUDA candidate the registry selects for the op (as a compiled step would use).
 // Bandwidth = (bytes the kernel must read + bytes it must write) / time: each input read once, each
-// output written once. Method: random inputs (never zeros), 3 warm-ups, 15 launches each timed with
-// its own CUDA events, the median.
+// output written once. Method: random inputs (never zeros), 3 warm-ups, 15 timings of 10 launches
+// back to back between a pair of CUDA events (per launch), the median (device-bench.mjs).
 import { f32ToBf16Bits, registry } from '@deepwell/core';
 import { checkAttrs, getOp } from '@deepwell/ir';
 import { Stream, cudaBackend } from '@deepwell/kernels-native';
@@ -19,7 +19,7 @@ function fill(buf, t, ints) {
   fillRepeated(be, buf, block, bytesOf(t));
 }
 
-const time = (launch) => timeMedian(stream, launch, { warmups: 3, reps: 15 });
+const time = (launch) => timeMedian(stream, launch, { warmups: 3, reps: 15, batch: 10 });
 
 const rows = [];
 {
@@ -82,11 +82,13 @@ for (const [name, op, inTypes, attrs] of CASES) {
   }
   const outs = op === 'adamw' ? [ins[0], ins[2], ins[3]] : outTypes.map((t) => be.alloc(bytesOf(t)));
   const arg = (b) => ({ base: b.ptr, offset: 0, bytes: b.bytes });
-  const call = { ...params, stream: stream.handle, inputs: ins.map(arg), outputs: outs.map(arg), checkIndices: false };
+  const wsBytes = kernel.workspace?.(params) ?? 0;
+  const ws = wsBytes > 0 ? be.alloc(wsBytes) : null;
+  const call = { ...params, stream: stream.handle, inputs: ins.map(arg), outputs: outs.map(arg), workspace: ws ? arg(ws) : null, checkIndices: false };
   const ms = time(() => kernel.run(call));
   const moved = [...inTypes, ...outTypes].reduce((a, t) => a + bytesOf(t), 0);
   rows.push({ name, kernel: kernel.name, ms, gbps: moved / (ms * 1e6), ofCopy: moved / (ms * 1e6) / copy });
-  for (const b of new Set([...ins, ...outs])) be.free(b);
+  for (const b of new Set([...ins, ...outs, ...(ws ? [ws] : [])])) be.free(b);
   be.emptyCache();
 }
 console.log(`| kernel | ms | GB/s (read + write) | of copy |\n| --- | --- | --- | --- |`);
