@@ -3,8 +3,7 @@
 // cross_entropy_with_grad (one read and one write each at best), each into a buffer of its own and
 // written in place over the logits (as the planner places them in a training step). The figure to
 // watch is each kernel's time against the copy's (which reads and writes the same bytes): the
-// gradient kernels should reach about 0.8 of the copy's bandwidth or better. The gradient kernels
-// run twice: as by default, then with DEEPWELL_CE_KERNEL=smem (rows marked ", smem").
+// gradient kernels should reach about 0.8 of the copy's bandwidth or better.
 //   node examples/gpt2/ce-bench.mjs [--rows 16384] [--classes 50304] [--dtype bf16] [--reps 20]
 import { f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
 import { checkAttrs, getOp } from '@deepwell/ir';
@@ -81,25 +80,16 @@ const copyMs = time(() => native.copyDtoD(other.ptr, 0, logits.ptr, 0, bytes, st
 const rows = [
   ['copy (read + write)', copyMs, 2],
   ['cross_entropy (read)', time(kernelCall('cross_entropy', [arg2(logits), arg2(targets)], [arg2(loss)], [lt, it], [ft]), refill), 1],
+  ['cross_entropy_backward, apart', time(kernelCall('cross_entropy_backward', [arg2(logits), arg2(targets), arg2(g)], [arg2(other)], [lt, it, ft], [lt]), refill), 2],
+  ['cross_entropy_backward, in place', time(kernelCall('cross_entropy_backward', [arg2(logits), arg2(targets), arg2(g)], [arg2(logits)], [lt, it, ft], [lt]), refill), 2],
+  ['cross_entropy_with_grad, apart', time(kernelCall('cross_entropy_with_grad', [arg2(logits), arg2(targets), arg2(g)], [arg2(loss), arg2(other)], [lt, it, ft], [ft, lt]), refill), 2],
+  ['cross_entropy_with_grad, in place', time(kernelCall('cross_entropy_with_grad', [arg2(logits), arg2(targets), arg2(g)], [arg2(loss), arg2(logits)], [lt, it, ft], [ft, lt]), refill), 2],
 ];
-// The gradient kernels as they run by default, then with DEEPWELL_CE_KERNEL=smem (rows of 32-112
-// KiB, as GPT-2's bf16 ones: the per-thread-load kernel instead of the bulk-copy one; read by the
-// addon at each call).
-for (const tag of ['', ', smem']) {
-  if (tag) process.env.DEEPWELL_CE_KERNEL = 'smem';
-  rows.push(
-    [`cross_entropy_backward, apart${tag}`, time(kernelCall('cross_entropy_backward', [arg2(logits), arg2(targets), arg2(g)], [arg2(other)], [lt, it, ft], [lt]), refill), 2],
-    [`cross_entropy_backward, in place${tag}`, time(kernelCall('cross_entropy_backward', [arg2(logits), arg2(targets), arg2(g)], [arg2(logits)], [lt, it, ft], [lt]), refill), 2],
-    [`cross_entropy_with_grad, apart${tag}`, time(kernelCall('cross_entropy_with_grad', [arg2(logits), arg2(targets), arg2(g)], [arg2(loss), arg2(other)], [lt, it, ft], [ft, lt]), refill), 2],
-    [`cross_entropy_with_grad, in place${tag}`, time(kernelCall('cross_entropy_with_grad', [arg2(logits), arg2(targets), arg2(g)], [arg2(loss), arg2(logits)], [lt, it, ft], [ft, lt]), refill), 2],
-  );
-}
-delete process.env.DEEPWELL_CE_KERNEL;
 native.opsErrorCheck(stream.handle);
 console.log(`${native.deviceProperties(0).name}: logits ${dtype}[${N}, ${V}] = ${(bytes / 1e9).toFixed(2)} GB, median of ${reps}`);
 for (const [name, ms, passes] of rows) {
   const gbps = (passes * bytes) / (ms * 1e6);
-  console.log(`  ${name.padEnd(42)} ${ms.toFixed(3).padStart(7)} ms  ${gbps.toFixed(0).padStart(5)} GB/s  ${(gbps / ((2 * bytes) / (copyMs * 1e6))).toFixed(2)} of the copy's`);
+  console.log(`  ${name.padEnd(36)} ${ms.toFixed(3).padStart(7)} ms  ${gbps.toFixed(0).padStart(5)} GB/s  ${(gbps / ((2 * bytes) / (copyMs * 1e6))).toFixed(2)} of the copy's`);
 }
 stream.dispose();
 for (const b of [logits, other, targets, g, loss, work, seed]) backend.free(b);

@@ -14,31 +14,22 @@
 //
 // Rows use the online max / sum of online_softmax.cuh. The gradient kernels read a row from DRAM
 // once where it fits in registers or (up to 112 KiB, as GPT-2's 50304 bf16 classes) in shared
-// memory, else twice (the second from L2 where it is still there). Rows for shared memory are
-// loaded on sm_90 and later by bulk async copies (ceBwdBulkK: the whole row in flight at once, a
-// persistent grid, the next row's copy issued piece by piece during this row's write pass; not yet
-// timed on a GPU), elsewhere or with DEEPWELL_CE_KERNEL=smem by per-thread loads (ceBwdSmemK); both
-// give the same bits. The mean loss sums fixed per-block partials in a fixed order in a second
-// small kernel, in FP64, so it is deterministic. A target outside [0, V) that is not the ignore
-// index skips its row and is recorded in the family's error word.
+// memory, else twice (the second from L2 where it is still there). The mean loss sums fixed
+// per-block partials in a fixed order in a second small kernel, in FP64, so it is deterministic. A
+// target outside [0, V) that is not the ignore index skips its row and is recorded in the family's
+// error word.
 //
 // Scratch: the partials and the scale live in the call's workspace, so these kernels are safe on
 // several streams at once.
 #include "ops/nn/nn.h"
 
-#include "common/device_info.h"  // computeCapability
 #include "common/dtype.h"
 #include "common/launch.h"  // checkRowLength
 #include "common/errors.h"
 #include "common/launch.h"
 #include "common/rows.cuh"
-#include "common/sm90_async.cuh"
 #include "common/smem_limit.h"
 #include "ops/nn/online_softmax.cuh"
-
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
 
 namespace dw::nn {
 namespace {
@@ -167,29 +158,6 @@ __device__ __forceinline__ float targetOf(int j, int t, const float (&v)[V]) {
   return x;
 }
 
-// A chunk of a row held in shared memory (ceBwdSmemK, ceBwdBulkK): the first pass folds it into the
-// online max / sum (and, for the loss, the target's logit); the second writes its dlogits,
-// (softmax - onehot(t)) * scale. One definition for both kernels, so they give the same bits.
-template <typename T, int V, bool LOSS>
-__device__ __forceinline__ void ceFold(const Pack<T, V>& pk, int j, int t, float& M, float& s, float& xt) {
-  float v[V];
-  unpack<T, V>(pk, v);
-  msChunk<V>(M, s, v);
-  if constexpr (LOSS) xt += targetOf<V>(j, t, v);
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void ceGrad(const Pack<T, V>& pk, int j, int t, float M, float inv, float scale, T* dr) {
-  float v[V], o[V];
-  unpack<T, V>(pk, v);
-#pragma unroll
-  for (int k = 0; k < V; k++) {
-    const float p = msExp(v[k], M) * inv;
-    o[k] = (static_cast<int64_t>(j) * V + k == t ? p - 1.f : p) * scale;
-  }
-  storeF<T, V>(dr + static_cast<int64_t>(j) * V, o);
-}
-
 // dlogits = (softmax(row) - onehot(target)) * scale[0] (ceScaleK's); ignored rows are zero; a bad
 // target skips its row (and is recorded). LOSS (cross_entropy_with_grad): the row's loss,
 // logsumexp - logit[target], from the same read of the row (the target's logit taken from the
@@ -247,8 +215,9 @@ __global__ void __launch_bounds__(CACHED ? kCachedThreads : 1024)
 
 // The same for rows too long to keep in registers but short enough for shared memory (up to
 // kCeSmemRow bytes: GPT-2's 50304 bf16 classes are 98 KiB): one DRAM read of each row instead of
-// two. The first pass loads every chunk once, keeps it in shared memory and folds it into the online
-// max / sum; the second reads it back from there and writes dlogits. Thread t owns chunks t,
+// two. The first pass copies every chunk once into shared memory (cp.async: the whole row in flight
+// at once) and folds it into the online max / sum from there; the second reads it back and writes
+// dlogits. Thread t owns chunks t,
 // t + blockDim.x, ... in both passes (and in the next row's), so a chunk's shared slot is only ever
 // touched by one thread; blockMaxSum's barriers order the passes. In place (dlogits == logits) every
 // global element is read in the first pass, before the barrier, and written in the second.
@@ -280,11 +249,25 @@ __global__ void __launch_bounds__(kCeSmemThreads, 2)
     }
     const Pack<T, V>* lr = reinterpret_cast<const Pack<T, V>*>(logits + r * D);
     float M = -INFINITY, s = 0.f, xt = 0.f;
+    // The thread's chunks go straight to shared memory by async copies (cp.async, 16 bytes each),
+    // all of them in flight at once with no registers held (a load-use loop kept one or two loads
+    // in flight a thread: 0.65-0.69 of a copy's bandwidth on an H200); then folded from there in the
+    // same order. Each thread reads back only the chunks it copied, after its own wait.
+    if constexpr (sizeof(Pack<T, V>) == 16) {  // always, where it is launched (16-byte chunks)
+      for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+        const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(row + j));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(lr + j) : "memory");
+      }
+      asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+    } else {
+      for (int j = threadIdx.x; j < nch; j += blockDim.x) row[j] = lr[j];
+    }
 #pragma unroll 4
     for (int j = threadIdx.x; j < nch; j += blockDim.x) {
-      const Pack<T, V> pk = lr[j];
-      row[j] = pk;
-      ceFold<T, V, LOSS>(pk, j, t, M, s, xt);
+      float v[V];
+      unpack<T, V>(row[j], v);
+      msChunk<V>(M, s, v);
+      if constexpr (LOSS) xt += targetOf<V>(j, t, v);
     }
     blockMaxSum(M, s, sh);
     if constexpr (LOSS) {
@@ -297,194 +280,18 @@ __global__ void __launch_bounds__(kCeSmemThreads, 2)
     const float inv = 1.f / s;
     const float scale = scaleP[0];
 #pragma unroll 4
-    for (int j = threadIdx.x; j < nch; j += blockDim.x) ceGrad<T, V>(row[j], j, t, M, inv, scale, dr);
+    for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+      float v[V], o[V];
+      unpack<T, V>(row[j], v);
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const float p = msExp(v[k], M) * inv;
+        o[k] = (static_cast<int64_t>(j) * V + k == t ? p - 1.f : p) * scale;
+      }
+      storeF<T, V>(dr + static_cast<int64_t>(j) * V, o);
+    }
   }
   if constexpr (LOSS) ceBlockPartial(acc, cnt, partSum, partCount);
-}
-
-// The same rows with the DRAM read done by bulk async copies (sm_90+; the default, see
-// ceBulkAllowed): ceBwdSmemK keeps only about 4 16-byte loads a thread in flight and alternates its
-// read pass with its write pass. Here one thread (the issuer, thread 0) copies the whole row into
-// shared memory as pieces of up to 16 KiB (cp.async.bulk, each completing on its own "full"
-// mbarrier), so the row is in flight at once and the first pass folds piece k as soon as it lands.
-// The grid is persistent (the blocks an SM holds x SMs) and the next row's pieces are issued during
-// this row's second pass: piece k as soon as every warp has read piece k (each warp arrives on an
-// "empty" mbarrier after it; the issuer waits on it, then fence.proxy.async, so the generic reads
-// are ordered before the async-proxy write that reuses the buffer). Rows here are whole 16-byte
-// chunks at 16-byte aligned addresses (launchCeRows sends only such rows), as the copies need.
-//
-// Numerics are ceBwdSmemK's bit for bit: a piece is 1024 chunks, two of each thread's, so thread t
-// still folds chunks t, t + 512, ... in that order (ceFold, ceGrad, blockMaxSum, the same loss).
-// The loss partials too: G is ceBwdSmemK's grid (capBlocks(N, maxBlocks)) and "row block" b < G
-// owns rows b, b + G, ... as there; a real block takes row blocks blockIdx.x, + gridDim.x, ... and
-// writes each one's partial to partSum / partCount[b], so nothing depends on the real grid.
-//
-// Phases: every counted row (a target that is a class) completes each full[k] and each empty[k]
-// once, ignored and bad rows complete nothing (no copy is issued for them), so every thread keeps
-// one parity, ph, for the next counted row. A barrier never runs two phases ahead of a waiter: the
-// next row's copy into piece k waits for this row's empty[k], and the next row's pass 2 needs that
-// copy. An uncounted row copies the row after it (when counted) at its end, after the empty phases
-// of the last counted row (parity ph ^ 1), which may still be in its second pass; before any
-// counted row that parity is 1, the phase before a fresh barrier's first, which a wait finds
-// complete at once (as a producer's first wait on an empty barrier). Every copy issued is waited
-// on before the block exits. In place (dlogits == logits) is safe as in ceBwdSmemK: a row is read
-// whole (every full wait) before the barrier of blockMaxSum and written after it, and the next
-// row's copy reads another row.
-constexpr int kCePiece = 16 * 1024;
-constexpr int kCeMaxPieces = kCeSmemRow / kCePiece;
-constexpr int kCePieceChunks = kCePiece / 16;
-static_assert(kCeSmemRow % kCePiece == 0 && kCePieceChunks == 2 * kCeSmemThreads, "a piece is two 16-byte chunks of each thread");
-
-__device__ __forceinline__ bool ceCounted(int t, int ignore, int64_t D) { return t != ignore && t >= 0 && t < D; }
-
-template <typename T, int V, bool LOSS>
-__global__ void __launch_bounds__(kCeSmemThreads, 2)
-    ceBwdBulkK(const T* logits, const int* targets, T* dlogits, int64_t N, int nch, int ignore, ErrWord* err, const float* scaleP, double* partSum,
-               long long* partCount, int64_t G) {
-  static_assert(sizeof(Pack<T, V>) == 16, "16-byte chunks");
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  using namespace sm90;
-  extern __shared__ __align__(16) unsigned char ceBulkRow[];
-  const Pack<T, V>* row = reinterpret_cast<const Pack<T, V>*>(ceBulkRow);
-  __shared__ float2 sh[32];
-  __shared__ __align__(8) uint64_t bars[2 * kCeMaxPieces];  // full[k], then empty[k]
-  const int64_t D = static_cast<int64_t>(nch) * V;
-  const uint32_t rowBytes = static_cast<uint32_t>(nch) * 16u;
-  const int pieces = (nch + kCePieceChunks - 1) / kCePieceChunks;
-  const uint32_t rowS = smemAddr(ceBulkRow), fullS = smemAddr(bars), emptyS = fullS + 8 * kCeMaxPieces;
-  const bool issuer = threadIdx.x == 0;
-  if (issuer) {
-    for (int k = 0; k < pieces; k++) {
-      mbarInit(fullS + 8 * k, 1);
-      mbarInit(emptyS + 8 * k, kCeSmemThreads / 32);
-    }
-    fenceBarrierInit();
-  }
-  __syncthreads();
-  // Pieces [k0, k1) of row r into shared memory (the issuer's).
-  auto load = [&](int64_t r, int k0, int k1) {
-    const unsigned char* src = reinterpret_cast<const unsigned char*>(logits + r * D);
-    for (int k = k0; k < k1; k++) {
-      const uint32_t off = static_cast<uint32_t>(k) * kCePiece;
-      const uint32_t bytes = rowBytes - off < kCePiece ? rowBytes - off : kCePiece;
-      mbarArriveExpectTx(fullS + 8 * k, bytes);
-      bulkLoad(rowS + off, src + off, bytes, fullS + 8 * k);
-    }
-  };
-  int64_t b = blockIdx.x, r = b;  // the row block and the row
-  uint32_t ph = 0;                // parity of the next counted row's phases
-  if (issuer && ceCounted(targets[r], ignore, D)) load(r, 0, pieces);
-  double acc = 0.0;
-  long long cnt = 0;
-  while (b < G) {
-    // The next row: the row block's next, else the first of the block's next row block.
-    int64_t nb = b, nr = r + G;
-    if (nr >= N) {
-      nb += gridDim.x;
-      nr = nb;
-    }
-    const bool loadNext = issuer && nb < G && ceCounted(targets[nr], ignore, D);
-    const int t = targets[r];
-    T* dr = dlogits + r * D;
-    if (!ceCounted(t, ignore, D)) {
-      if (t == ignore) {
-        const float z[V] = {};
-        for (int j = threadIdx.x; j < nch; j += blockDim.x) storeF<T, V>(dr + static_cast<int64_t>(j) * V, z);
-      } else if (threadIdx.x == 0) {
-        raiseErr(err, LOSS ? kOpCrossEntropyWithGrad : kOpCrossEntropyBackward, r, t, D, ignore);
-      }
-      if (loadNext) {
-        for (int k = 0; k < pieces; k++) mbarWait(emptyS + 8 * k, ph ^ 1);
-        fenceProxyAsyncShared();
-        load(nr, 0, pieces);
-      }
-    } else {
-      float M = -INFINITY, s = 0.f, xt = 0.f;
-      for (int k = 0; k < pieces; k++) {
-        mbarWait(fullS + 8 * k, ph);
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-          const int j = k * kCePieceChunks + i * kCeSmemThreads + threadIdx.x;
-          if (j < nch) ceFold<T, V, LOSS>(row[j], j, t, M, s, xt);
-        }
-      }
-      blockMaxSum(M, s, sh);
-      if constexpr (LOSS) {
-        xt = blockSum(xt, reinterpret_cast<float*>(sh));
-        if (threadIdx.x == 0) {
-          acc += static_cast<double>(M) + log(static_cast<double>(s)) - static_cast<double>(xt);
-          cnt++;
-        }
-      }
-      const float inv = 1.f / s;
-      const float scale = scaleP[0];
-      for (int k = 0; k < pieces; k++) {
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-          const int j = k * kCePieceChunks + i * kCeSmemThreads + threadIdx.x;
-          if (j < nch) ceGrad<T, V>(row[j], j, t, M, inv, scale, dr);
-        }
-        // The warp's reads of piece k are done (__syncwarp orders them before lane 0's arrive).
-        __syncwarp();
-        if ((threadIdx.x & 31) == 0) mbarArrive(emptyS + 8 * k);
-        if (loadNext) {
-          mbarWait(emptyS + 8 * k, ph);
-          fenceProxyAsyncShared();
-          load(nr, k, k + 1);
-        }
-      }
-      ph ^= 1;
-    }
-    if constexpr (LOSS) {
-      if (nb != b) {
-        if (threadIdx.x == 0) {
-          partSum[b] = acc;
-          partCount[b] = cnt;
-        }
-        acc = 0.0;
-        cnt = 0;
-      }
-    }
-    b = nb;
-    r = nr;
-  }
-#endif
-}
-
-// DEEPWELL_CE_KERNEL=smem sends the rows ceBwdBulkK would take to ceBwdSmemK instead (to time both;
-// also the fallback below sm_90). Read at each call (a compiled step's CUDA graph keeps what it
-// captured).
-inline bool ceBulkAllowed() {
-  const char* e = std::getenv("DEEPWELL_CE_KERNEL");
-  return !(e && std::strcmp(e, "smem") == 0);
-}
-
-// Blocks of Kernel one SM holds with `smem` bytes of dynamic shared memory (at least 1): the
-// persistent grid's size per SM. Cached per device for the last row length asked.
-template <auto Kernel>
-unsigned ceBlocksPerSm(Napi::Env env, int dev, size_t smem) {
-  static std::atomic<uint64_t> cache[64];  // smem << 8 | blocks
-  if (dev >= 0 && dev < 64) {
-    const uint64_t c = cache[dev].load(std::memory_order_relaxed);
-    if (c != 0 && (c >> 8) == smem) return static_cast<unsigned>(c & 0xff);
-  }
-  int n = 0;
-  DW_CUDA(env, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, Kernel, kCeSmemThreads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  n = n < 1 ? 1 : n > 255 ? 255 : n;
-  if (dev >= 0 && dev < 64) cache[dev].store((static_cast<uint64_t>(smem) << 8) | static_cast<uint64_t>(n), std::memory_order_relaxed);
-  return static_cast<unsigned>(n);
-}
-
-// ceBwdBulkK over G row blocks (ceBwdSmemK's grid) on at most the blocks the GPU holds at once.
-template <typename T, int V, bool LOSS>
-void launchCeBulk(Napi::Env env, cudaStream_t s, int dev, const T* logits, const int* targets, T* dl, uint64_t N, int nch, int ignore, ErrWord* err,
-                  const float* scale, double* partSum, long long* partCount, unsigned G) {
-  const size_t rowBytes = static_cast<size_t>(nch) * 16;
-  DW_CUDA(env, (setSmemLimitOnce<ceBwdBulkK<T, V, LOSS>, kCeSmemRow>(dev)), "cross_entropy shared memory limit");
-  uint64_t grid = static_cast<uint64_t>(ceBlocksPerSm<ceBwdBulkK<T, V, LOSS>>(env, dev, rowBytes)) * smCount(env);
-  if (grid > G) grid = G;
-  ceBwdBulkK<T, V, LOSS><<<static_cast<unsigned>(grid), kCeSmemThreads, rowBytes, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err,
-                                                                                      scale, partSum, partCount, static_cast<int64_t>(G));
 }
 
 // Launches the row kernel of cross_entropy_backward (LOSS false) or cross_entropy_with_grad (LOSS
@@ -499,21 +306,12 @@ unsigned launchCeRows(Napi::Env env, cudaStream_t s, const T* logits, const int*
     const RowPlan p = rowPlan(nch, NCH);
     const uint64_t rowBytes = C * sizeof(T);
     if (V > 1 && !p.cached && rowBytes <= static_cast<uint64_t>(kCeSmemRow)) {
-      // Rows that do not fit in registers but do in shared memory: read once (see ceBwdSmemK and
-      // ceBwdBulkK; both write `blocks` partials).
+      // Rows that do not fit in registers but do in shared memory: read once (see ceBwdSmemK).
       int dev = 0;
       DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice");
+      DW_CUDA(env, (setSmemLimitOnce<ceBwdSmemK<T, V, LOSS>, kCeSmemRow>(dev)), "cross_entropy shared memory limit");
       blocks = capBlocks(N, maxBlocks);
-      bool bulk = false;
-      if constexpr (V > 1) {
-        bulk = ceBulkAllowed() && computeCapability(dev) >= 90;
-        if (bulk) launchCeBulk<T, V, LOSS>(env, s, dev, logits, targets, dl, N, nch, ignore, err, scale, partSum, partCount, blocks);
-      }
-      if (!bulk) {
-        DW_CUDA(env, (setSmemLimitOnce<ceBwdSmemK<T, V, LOSS>, kCeSmemRow>(dev)), "cross_entropy shared memory limit");
-        ceBwdSmemK<T, V, LOSS><<<blocks, kCeSmemThreads, rowBytes, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err, scale, partSum,
-                                                                       partCount);
-      }
+      ceBwdSmemK<T, V, LOSS><<<blocks, kCeSmemThreads, rowBytes, s>>>(logits, targets, dl, static_cast<int64_t>(N), nch, ignore, err, scale, partSum, partCount);
     } else {
       blocks = p.grid(N) < maxBlocks ? p.grid(N) : maxBlocks;
       if (p.cached)
