@@ -378,13 +378,15 @@ ReducePlan planReduce(Napi::Env env, const std::vector<uint64_t>& xs, const std:
   // Split column mode (below kColSplitBlocks column blocks, columns of kColSplitMinCount rows or
   // more): about 1024 blocks in all, each slice at least 1024 rows. ir's reduceWorkspace
   // (packages/ir/src/cuda/tensor.ts) mirrors this rule to size the workspace.
-  // Column vector mode first (sums over the rows of a row-major [count, nOut]): about 1024 blocks
-  // of 256 threads in all, each slice at least 64 rows.
+  // Column vector mode first (sums over the rows of a row-major [count, nOut]): about 2048 blocks
+  // in all (colVecThreads each), each slice at least 32 rows. GPT-2's bias gradients (nOut 768 to
+  // 3072, 16384 rows) had a few warps an SM at 1024 blocks of 64 rows (0.57 of a copy's bandwidth
+  // over the FP8 step's 41 of them, H200, 2026-12-03).
   if (!p.row && sum && p.nOut != 0 && p.nOut % 8 == 0 && p.count >= kColSplitMinCount && p.keptSize.size() == 1 && p.keptStride[0] == 1 && p.redSize.size() == 1 &&
       p.redStride[0] == p.nOut) {
     const uint64_t colBlocks = (p.nOut / 8 + 255) / 256;
-    uint64_t S = (1024 + colBlocks - 1) / colBlocks;
-    const uint64_t bySize = (p.count + 63) / 64;
+    uint64_t S = (2048 + colBlocks - 1) / colBlocks;
+    const uint64_t bySize = (p.count + 31) / 32;
     if (S > bySize) S = bySize;
     if (S >= 2 && S <= 65535) {
       p.colVec = true;
@@ -430,7 +432,11 @@ void launchReduceI(Napi::Env env, cudaStream_t s, const T* x, const ReducePlan& 
     if constexpr (std::is_same_v<typename Red::Acc, float>) {
       float* partials = static_cast<float*>(workspace);
       const unsigned colBlocks = static_cast<unsigned>((p.nOut / 8 + 255) / 256);
-      reduceColVecKernel<T><<<dim3(colBlocks, static_cast<unsigned>(p.S)), 256, 0, s>>>(x, p.nOut, p.count, p.len, partials);
+      // The vectors (8 columns each) shared evenly by the column blocks, in whole warps: 96 threads
+      // for 768 columns, not 256 of which 160 idle (they hold the block's slot on the SM).
+      const uint64_t vecs = p.nOut / 8, per = (vecs + colBlocks - 1) / colBlocks;
+      const unsigned threads = static_cast<unsigned>((per + 31) / 32 * 32);
+      reduceColVecKernel<T><<<dim3(colBlocks, static_cast<unsigned>(p.S)), threads, 0, s>>>(x, p.nOut, p.count, p.len, partials);
       reduceColVecFinishKernel<I, Ep><<<static_cast<unsigned>((p.nOut + 31) / 32), dim3(32, 32), 0, s>>>(I(p.nOut), I(p.S), kept, red, partials, ep);
     }
   } else if (p.colSplit) {

@@ -275,7 +275,9 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
         // split column mode (columns of >= 2048 rows, few blocks of 32 outputs): even and uneven slices, a bias gradient's shape
         [[2049, 33], [1, 33]], [[3, 1500, 70], [70]],
         // column vector mode (nOut a multiple of 8): a bias gradient's shapes, a tail of rows
-        [[2, 2500, 96], [96]], [[4096, 2048], [2048]], [[8192, 40], [40]], [[2053, 6144], [6144]]];
+        [[2, 2500, 96], [96]], [[4096, 2048], [2048]], [[8192, 40], [40]], [[2053, 6144], [6144]],
+        // GPT-2's: 96 threads a block; 288 vectors in two blocks of 160 threads (the last 32 idle)
+        [[16384, 768], [768]], [[4100, 2304], [2304]]];
       for (const [from, to] of cases) expectReduced('sum_to', inp(from), { shape: to }, storage);
     });
   }

@@ -227,7 +227,7 @@ cuda('cast_multi', 'castMulti', oneFloatIn, (c, fn) => {
  *     blocks), ceil(rows / 1024)) slices when that is 2 or more, S · nOut slots;
  *   - column vector mode, before it, for sums (sum, mean, sum_to) over the rows of a row-major
  *     [rows, nOut] (every reduced dimension of size > 1 before every kept one), nOut a multiple of
- *     8, at least 2048 rows: S = min(ceil(1024 / ceil(nOut / 2048)), ceil(rows / 64)) slices when
+ *     8, at least 2048 rows: S = min(ceil(2048 / ceil(nOut / 2048)), ceil(rows / 32)) slices when
  *     that is 2 to 65535, S · nOut f32 partials.
  * The rules mirror planReduce's, which launches from them.
  */
@@ -245,7 +245,7 @@ export function reduceWorkspace(x: ValueType, keep: readonly number[], sum: bool
   const column = inner >= 0 && keep[inner - offset] !== 1;
   const order = x.shape.map((d, i) => (d <= 1 ? '' : i < offset || keep[i - offset] === 1 ? 'r' : 'k')).join('');
   if (sum && column && /^r+k+$/.test(order) && nOut % 8 === 0 && count >= COL_SPLIT_MIN_COUNT) {
-    const S = Math.min(Math.ceil(1024 / Math.ceil(nOut / 2048)), Math.ceil(count / 64));
+    const S = Math.min(Math.ceil(2048 / Math.ceil(nOut / 2048)), Math.ceil(count / 32));
     if (S >= 2 && S <= 65535) return Math.max(row, S * nOut * 4);
   }
   let col = 0;
