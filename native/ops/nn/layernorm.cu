@@ -19,7 +19,8 @@
 // partials as blocks the GPU holds (a few hundred, not one per 16 rows). Other rows go through the
 // row framework (common/rows.cuh). The backward's default register kernel is layernormBwdPipeK
 // (ops/nn/layernorm_bwd.cu: column sums in shared memory, the next row's loads in flight while a
-// row is computed; not yet timed on a GPU); layernormBwdRegK below, which keeps the column sums in
+// row is computed: 0.65 of a copy at GPT-2's [16384, 768] bf16 against 0.51, on an H200);
+// layernormBwdRegK below, which keeps the column sums in
 // registers and spills for bf16 at D = 768, stays selectable (DEEPWELL_NORM_BWD_KERNEL=reg,
 // reg_rows.cuh's normBwdPath): the same dx bits, and the same dweight / dbias bits where both get
 // the same blocks per SM (the same grid).

@@ -279,7 +279,7 @@ describe.skipIf(!gpu)('tensor kernels on the GPU', () => {
         // GPT-2's: 96 threads a block; 288 vectors in two blocks of 160 threads (the last 32 idle)
         [[16384, 768], [768]], [[4100, 2304], [2304]]];
       for (const [from, to] of cases) expectReduced('sum_to', inp(from), { shape: to }, storage);
-    });
+    }, 180_000); // the float64 references of ~40M elements: bf16 took 91 s on the H200's host
   }
 
   // ---- data movement ------------------------------------------------------------------------------
