@@ -1,8 +1,9 @@
 // The sm_90 async-proxy primitives that are not arch-specific (no "a" target needed, so they compile
 // for sm_90a, sm_100a / sm_100f and the plain compute_90 PTX alike): mbarriers, 1-D bulk copies from
 // global into shared memory, and the shared-memory proxy fence. Used by the attention kernels
-// (through attention/sm90_ptx.cuh, which adds the sm_90a-only wgmma / setmaxnreg wrappers) and by
-// cross_entropy's bulk-copy kernel. Call them only from device code built for sm_90 or later.
+// (through attention/sm90_ptx.cuh, which adds the sm_90a-only wgmma / setmaxnreg wrappers); here,
+// not there, so a kernel outside attention can use them without the sm_90a-only ones. Call them only
+// from device code built for sm_90 or later.
 #pragma once
 #include <cstdint>
 
