@@ -241,14 +241,18 @@ registerCuda<KernelParams>({
   },
 });
 
+// Both candidates of cross_entropy_with_grad take the same calls and the same workspace.
+const ceWithGradSupports = (p: KernelParams) => both(oneFloatStorage(p, [2], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p));
+const ceWithGradWorkspace = (p: KernelParams) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)) + 4;
+
 // The loss and dlogits from one read of the logits (the fuse-cross-entropy pass's op). Workspace:
 // the loss's per-block partials (16 bytes a block, min(N, 4096) blocks) and the gradient's scale.
 registerCuda<KernelParams>({
   op: 'cross_entropy_with_grad',
   name: 'cross_entropy_with_grad_cuda',
   needs: ['crossEntropyWithGrad'],
-  supports: (p) => both(oneFloatStorage(p, [2], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
-  workspace: (p) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)) + 4,
+  supports: ceWithGradSupports,
+  workspace: ceWithGradWorkspace,
   run: (call, ops) => {
     const [N, V] = call.inTypes[0]!.shape as [number, number];
     const [logits, targets, g] = call.inputs;
@@ -265,8 +269,8 @@ registerCuda<KernelParams>({
   op: 'cross_entropy_with_grad',
   name: 'cross_entropy_with_grad_unfused',
   priority: 50,
-  supports: (p) => both(oneFloatStorage(p, [2], [0]), rowLength(p.inTypes[0]!.shape[1]!, 'a row of logits'), ignoreOk(p)),
-  workspace: (p) => 16 * Math.max(1, Math.min(CE_MAX_PARTS, p.inTypes[0]!.shape[0]!)) + 4,
+  supports: ceWithGradSupports,
+  workspace: ceWithGradWorkspace,
   run: (call, ops) => {
     const [N, V] = call.inTypes[0]!.shape as [number, number];
     const [logits, targets, g] = call.inputs;
