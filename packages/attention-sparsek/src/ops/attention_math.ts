@@ -16,6 +16,12 @@
  *   backward: delta_i = dout_i · out_i, p_ij = exp(s_ij - lse_i), dv_j = Σ_i p_ij dout_i,
  *             ds_ij = p_ij (dout_i · v_j - delta_i), dq_i = scale Σ_j ds_ij k_j,
  *             dk_j = scale Σ_i ds_ij q_i; with GQA, dk and dv sum over the query heads of a group.
+ *
+ * An optional visibility predicate `see(b, h, i, j)` (h the query head) hides more pairs than the
+ * causal bound: the block-sparse ops (ops/sparsek.ts) are dense attention under a block mask, written
+ * once here rather than copied. A hidden pair has score -Infinity, so p_ij = 0 and it adds nothing to
+ * any sum; a row that sees no key still gives out 0 and lse -Infinity (and, in the backward, no
+ * gradient). Without a predicate (sdpa, sdpa_qkv) nothing changes: no call per pair.
  */
 import type { NumArray } from '@deepwell/ir';
 
@@ -65,6 +71,9 @@ export function packedStrides(n: AttentionSizes): AttentionStrides {
 
 const rowAt = (t: RowStrides, b: number, h: number, s: number) => t.offset + b * t.b + h * t.h + s * t.s;
 
+/** Whether query row i of query head h (batch b) sees key j, beyond the causal bound; absent: every key. */
+export type Visibility = (b: number, h: number, i: number, j: number) => boolean;
+
 /** The last key query i sees (exclusive bound): all of them, or i + (Sk - Sq) + 1 with causal. */
 export function visible(n: AttentionSizes, i: number): number {
   return n.causal ? Math.max(0, Math.min(n.Sk, i + n.Sk - n.Sq + 1)) : n.Sk;
@@ -76,12 +85,19 @@ export function attentionFlops(n: AttentionSizes, products: number): number {
   return 2 * products * n.B * n.H * pairs * n.D;
 }
 
-/** The scores of query row (b, h, i) against its visible keys, in float64. */
-function scores(n: AttentionSizes, st: AttentionStrides, q: NumArray, k: NumArray, b: number, h: number, i: number): Float64Array {
+/**
+ * The scores of query row (b, h, i) against keys 0 .. visible(n, i) - 1, in float64; -Infinity for a
+ * key `see` hides.
+ */
+function scores(n: AttentionSizes, st: AttentionStrides, q: NumArray, k: NumArray, b: number, h: number, i: number, see?: Visibility): Float64Array {
   const hk = Math.floor(h / (n.H / n.Hkv));
   const qo = rowAt(st.q, b, h, i);
   const s = new Float64Array(visible(n, i));
   for (let j = 0; j < s.length; j++) {
+    if (see && !see(b, h, i, j)) {
+      s[j] = -Infinity;
+      continue;
+    }
     const ko = rowAt(st.k, b, hk, j);
     let dot = 0;
     for (let d = 0; d < n.D; d++) dot += q[qo + d]! * k[ko + d]!;
@@ -90,34 +106,40 @@ function scores(n: AttentionSizes, st: AttentionStrides, q: NumArray, k: NumArra
   return s;
 }
 
-/** The forward in float64: out (at st.out) and lse (f32 [B, H, Sq] contiguous), every row written. */
-export function attentionForward(n: AttentionSizes, st: AttentionStrides, q: NumArray, k: NumArray, v: NumArray, out: NumArray, lse: NumArray): void {
+/**
+ * The forward in float64: out (at st.out) and lse (f32 [B, H, Sq] contiguous), every row written;
+ * `see` hides pairs beyond the causal bound.
+ */
+export function attentionForward(n: AttentionSizes, st: AttentionStrides, q: NumArray, k: NumArray, v: NumArray, out: NumArray, lse: NumArray, see?: Visibility): void {
   const group = n.H / n.Hkv;
   for (let b = 0; b < n.B; b++)
     for (let h = 0; h < n.H; h++)
       for (let i = 0; i < n.Sq; i++) {
-        const s = scores(n, st, q, k, b, h, i);
+        const s = scores(n, st, q, k, b, h, i, see);
         const m = s.reduce((a, x) => Math.max(a, x), -Infinity);
+        // No key seen: none in the causal bound, or (with a predicate) every one hidden.
+        const none = s.length === 0 || (see !== undefined && m === -Infinity);
         let l = 0;
-        for (let j = 0; j < s.length; j++) l += (s[j] = Math.exp(s[j]! - m));
+        for (let j = 0; j < s.length; j++) l += (s[j] = none ? 0 : Math.exp(s[j]! - m));
         const oo = rowAt(st.out, b, h, i);
         for (let d = 0; d < n.D; d++) {
           let acc = 0;
           for (let j = 0; j < s.length; j++) acc += s[j]! * v[rowAt(st.v, b, Math.floor(h / group), j) + d]!;
-          out[oo + d] = s.length ? acc / l : 0;
+          out[oo + d] = none ? 0 : acc / l;
         }
-        lse[(b * n.H + h) * n.Sq + i] = s.length ? m + Math.log(l) : -Infinity;
+        lse[(b * n.H + h) * n.Sq + i] = none ? -Infinity : m + Math.log(l);
       }
 }
 
 /**
  * The backward in float64: dq, dk, dv laid out as q, k, v (they may be one array: a packed dqkv),
- * dout as out; every element of their rows written.
+ * dout as out; every element of their rows written. `see` hides pairs beyond the causal bound (it
+ * must be the forward's, so that lse is the log-sum-exp over the same keys).
  */
 export function attentionBackward(
   n: AttentionSizes, st: AttentionStrides,
   dout: NumArray, q: NumArray, k: NumArray, v: NumArray, out: NumArray, lse: NumArray,
-  dq: NumArray, dk: NumArray, dv: NumArray,
+  dq: NumArray, dk: NumArray, dv: NumArray, see?: Visibility,
 ): void {
   const group = n.H / n.Hkv;
   // float64 accumulators for dk and dv, [B, Hkv, Sk, D]: they sum over query rows and a group's heads.
@@ -131,11 +153,13 @@ export function attentionBackward(
         const qo = rowAt(st.q, b, h, i);
         const oo = rowAt(st.out, b, h, i);
         const L = lse[(b * n.H + h) * n.Sq + i]!;
-        const p = scores(n, st, q, k, b, h, i).map((s) => Math.exp(s - L));
+        const s = scores(n, st, q, k, b, h, i, see);
+        const p = s.map((x) => Math.exp(x - L));
         let delta = 0;
         for (let d = 0; d < n.D; d++) delta += dout[oo + d]! * out[oo + d]!;
         const dqRow = new Float64Array(n.D);
         for (let j = 0; j < p.length; j++) {
+          if (see && s[j] === -Infinity) continue; // hidden: p_ij = 0 (even in a row that sees nothing)
           const ko = rowAt(st.k, b, hk, j);
           const vo = rowAt(st.v, b, hk, j);
           const ao = at(b, hk, j);
