@@ -67,11 +67,13 @@ const devArg = (t: Tensor, bytes = t.buffer.bytes): DevArg => ({ base: (t.buffer
  */
 function onDevice(kernel: KernelCandidate<any, void>, params: KernelParams, inputs: readonly Tensor[], keep: readonly number[]): Tensor[] {
   const device = inputs[0]!.device;
-  const outs = params.outTypes.map((t) => Tensor.empty(t.shape, t.dtype, { device }));
-  const wsBytes = kernel.workspace?.(params) ?? 0;
-  const workspace = wsBytes > 0 ? Tensor.empty([Math.ceil(wsBytes / 4)], 'f32', { device }) : null;
+  const outs: Tensor[] = [];
+  let workspace: Tensor | null = null;
   let ok = false;
   try {
+    for (const t of params.outTypes) outs.push(Tensor.empty(t.shape, t.dtype, { device }));
+    const wsBytes = kernel.workspace?.(params) ?? 0;
+    if (wsBytes > 0) workspace = Tensor.empty([Math.ceil(wsBytes / 4)], 'f32', { device });
     const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: inputs.map((t) => devArg(t)), outputs: outs.map((t) => devArg(t)), workspace: workspace ? devArg(workspace, wsBytes) : null };
     kernel.run(call);
     ok = true;
@@ -79,7 +81,7 @@ function onDevice(kernel: KernelCandidate<any, void>, params: KernelParams, inpu
     // The outputs not returned and the workspace are the kernel's only; the caching allocator may
     // hand their blocks to work on another stream, so the device finishes the kernel before they are
     // freed (all of them, the kept ones too, when the call failed).
-    outs[0]!.backend.synchronize();
+    inputs[0]!.backend.synchronize();
     workspace?.dispose();
     outs.forEach((t, i) => (!ok || !keep.includes(i)) && t.dispose());
   }
