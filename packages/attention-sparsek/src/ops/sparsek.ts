@@ -32,8 +32,9 @@
  * is that of the masked attention; lse must not be used except through the backward (as sdpa),
  * indices carry none. The references accumulate in float64 and are dense attention
  * (ops/attention_math.ts) under the selected block mask, written for clarity: O(S²) whatever topK.
- * The contract with the CUDA kernels (native entry points, workspaces): notes/sparsek_spec.md; tests
- * in test/sparsek.test.ts.
+ * sparsekDims is the one shape and attribute rule: the CUDA candidates (src/cuda/sparsek.ts, over
+ * the native sparsekForward / sparsekBackward, which select the same blocks in f32) call it too.
+ * Tests in test/sparsek.test.ts.
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type Sym, type ValueType } from '@deepwell/ir';
