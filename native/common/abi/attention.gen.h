@@ -295,6 +295,180 @@ inline FlashBackwardWorkspaceArgs readFlashBackwardWorkspace(const Napi::Callbac
   return a;
 }
 
+// sparsekForward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, blockSize, topK, first, window, q, k, v, out, lse, indices, qsb, qsh, qss, ksb, ksh, kss, osb, osh, oss, workspace)  [native/attention/sparsek.cu]
+struct SparsekForwardArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t B{};
+  uint64_t H{};
+  uint64_t Hkv{};
+  uint64_t Sq{};
+  uint64_t Sk{};
+  uint64_t D{};
+  bool causal{};
+  double scale{};
+  uint64_t blockSize{};
+  uint64_t topK{};
+  bool first{};
+  uint64_t window{};
+  TensorArg q{};
+  TensorArg k{};
+  TensorArg v{};
+  TensorArg out{};
+  TensorArg lse{};
+  TensorArg indices{};
+  uint64_t qsb{};
+  uint64_t qsh{};
+  uint64_t qss{};
+  uint64_t ksb{};
+  uint64_t ksh{};
+  uint64_t kss{};
+  uint64_t osb{};
+  uint64_t osh{};
+  uint64_t oss{};
+  WorkspaceArg workspace{};
+};
+inline SparsekForwardArgs readSparsekForward(const Napi::CallbackInfo& info) {
+  Reader r(info, "sparsekForward", 38);
+  SparsekForwardArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.B = r.u64("B");
+  a.H = r.u64("H");
+  a.Hkv = r.u64("Hkv");
+  a.Sq = r.u64("Sq");
+  a.Sk = r.u64("Sk");
+  a.D = r.u64("D", 256.0);
+  a.causal = r.u64("causal", 1.0) != 0;
+  a.scale = r.f64("scale");
+  a.blockSize = r.u64("blockSize");
+  a.topK = r.u64("topK");
+  a.first = r.u64("first", 1.0) != 0;
+  a.window = r.u64("window");
+  a.q = r.tensor("q", false);
+  a.k = r.tensor("k", false);
+  a.v = r.tensor("v", false);
+  a.out = r.tensor("out", false);
+  a.lse = r.tensor("lse", false);
+  a.indices = r.tensor("indices", false);
+  a.qsb = r.u64("qsb");
+  a.qsh = r.u64("qsh");
+  a.qss = r.u64("qss");
+  a.ksb = r.u64("ksb");
+  a.ksh = r.u64("ksh");
+  a.kss = r.u64("kss");
+  a.osb = r.u64("osb");
+  a.osh = r.u64("osh");
+  a.oss = r.u64("oss");
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
+// sparsekBackward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, blockSize, topK, first, window, dout, q, k, v, out, lse, indices, dq, dk, dv, qsb, qsh, qss, ksb, ksh, kss, osb, osh, oss, workspace)  [native/attention/sparsek.cu]
+struct SparsekBackwardArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t B{};
+  uint64_t H{};
+  uint64_t Hkv{};
+  uint64_t Sq{};
+  uint64_t Sk{};
+  uint64_t D{};
+  bool causal{};
+  double scale{};
+  uint64_t blockSize{};
+  uint64_t topK{};
+  bool first{};
+  uint64_t window{};
+  TensorArg dout{};
+  TensorArg q{};
+  TensorArg k{};
+  TensorArg v{};
+  TensorArg out{};
+  TensorArg lse{};
+  TensorArg indices{};
+  TensorArg dq{};
+  TensorArg dk{};
+  TensorArg dv{};
+  uint64_t qsb{};
+  uint64_t qsh{};
+  uint64_t qss{};
+  uint64_t ksb{};
+  uint64_t ksh{};
+  uint64_t kss{};
+  uint64_t osb{};
+  uint64_t osh{};
+  uint64_t oss{};
+  WorkspaceArg workspace{};
+};
+inline SparsekBackwardArgs readSparsekBackward(const Napi::CallbackInfo& info) {
+  Reader r(info, "sparsekBackward", 46);
+  SparsekBackwardArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.B = r.u64("B");
+  a.H = r.u64("H");
+  a.Hkv = r.u64("Hkv");
+  a.Sq = r.u64("Sq");
+  a.Sk = r.u64("Sk");
+  a.D = r.u64("D", 256.0);
+  a.causal = r.u64("causal", 1.0) != 0;
+  a.scale = r.f64("scale");
+  a.blockSize = r.u64("blockSize");
+  a.topK = r.u64("topK");
+  a.first = r.u64("first", 1.0) != 0;
+  a.window = r.u64("window");
+  a.dout = r.tensor("dout", false);
+  a.q = r.tensor("q", false);
+  a.k = r.tensor("k", false);
+  a.v = r.tensor("v", false);
+  a.out = r.tensor("out", false);
+  a.lse = r.tensor("lse", false);
+  a.indices = r.tensor("indices", false);
+  a.dq = r.tensor("dq", false);
+  a.dk = r.tensor("dk", false);
+  a.dv = r.tensor("dv", false);
+  a.qsb = r.u64("qsb");
+  a.qsh = r.u64("qsh");
+  a.qss = r.u64("qss");
+  a.ksb = r.u64("ksb");
+  a.ksh = r.u64("ksh");
+  a.kss = r.u64("kss");
+  a.osb = r.u64("osb");
+  a.osh = r.u64("osh");
+  a.oss = r.u64("oss");
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
+// sparsekWorkspace(B, H, Hkv, Sq, Sk, D, blockSize, backward)  [native/attention/sparsek.cu]
+struct SparsekWorkspaceArgs {
+  uint64_t B{};
+  uint64_t H{};
+  uint64_t Hkv{};
+  uint64_t Sq{};
+  uint64_t Sk{};
+  uint64_t D{};
+  uint64_t blockSize{};
+  bool backward{};
+};
+inline SparsekWorkspaceArgs readSparsekWorkspace(const Napi::CallbackInfo& info) {
+  Reader r(info, "sparsekWorkspace", 8);
+  SparsekWorkspaceArgs a;
+  a.B = r.u64("B");
+  a.H = r.u64("H");
+  a.Hkv = r.u64("Hkv");
+  a.Sq = r.u64("Sq");
+  a.Sk = r.u64("Sk");
+  a.D = r.u64("D", 256.0);
+  a.blockSize = r.u64("blockSize");
+  a.backward = r.u64("backward", 1.0) != 0;
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
@@ -305,4 +479,7 @@ inline FlashBackwardWorkspaceArgs readFlashBackwardWorkspace(const Napi::Callbac
   X("sdpaBackward", SdpaBackward)                      \
   X("flashForward", FlashForward)                      \
   X("flashBackward", FlashBackward)                    \
-  X("flashBackwardWorkspace", FlashBackwardWorkspace)
+  X("flashBackwardWorkspace", FlashBackwardWorkspace)  \
+  X("sparsekForward", SparsekForward)                  \
+  X("sparsekBackward", SparsekBackward)                \
+  X("sparsekWorkspace", SparsekWorkspace)

@@ -66,6 +66,7 @@ const reduce = ['stream', 'dtype:fdtype', 'rank:u64<=8', 'xShape:u64[rank]', 'ke
 // The attention entry points' sizes and attributes, and their element strides (see attention below).
 const attnShape = ['B', 'H', 'Hkv', 'Sq', 'Sk', 'D:u64<=256'];
 const attnSizes = [...attnShape, 'causal:flag', 'scale:f64'];
+const sparseAttrs = ['blockSize', 'topK', 'first:flag', 'window'];
 const attnStrides = ['qsb', 'qsh', 'qss', 'ksb', 'ksh', 'kss', 'osb', 'osh', 'oss'];
 
 export const entries = {
@@ -240,6 +241,19 @@ export const entries = {
   // The bytes of flashBackward's workspace for a call of these sizes on a device of compute capability
   // ccMajor.ccMinor: the native side defines the layout, the candidate declares what this answers.
   flashBackwardWorkspace: { file: 'attention/flash.cu', args: [...attnShape, 'ccMajor:u64<=99', 'ccMinor:u64<=9'], returns: 'number' },
+  // SparseK top-k block-sparse attention (attention/sparsek.cu): flash's arguments (Sq = Sk), the
+  // selection's attributes and the indices, i32 [B, Hkv, nB, topK].
+  sparsekForward: {
+    file: 'attention/sparsek.cu',
+    args: ['stream', 'dtype:fdtype', ...attnSizes, ...sparseAttrs, 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'indices:tensor', ...attnStrides, 'workspace:workspace'],
+  },
+  sparsekBackward: {
+    file: 'attention/sparsek.cu',
+    args: ['stream', 'dtype:fdtype', ...attnSizes, ...sparseAttrs, 'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'indices:tensor',
+      'dq:tensor', 'dk:tensor', 'dv:tensor', ...attnStrides, 'workspace:workspace'],
+  },
+  // The bytes of sparsekForward's (backward 0) or sparsekBackward's (1) workspace.
+  sparsekWorkspace: { file: 'attention/sparsek.cu', args: [...attnShape, 'blockSize', 'backward:flag'], returns: 'number' },
 
   // ---- quantization (native/quant) ------------------------------------------------------------------
   quantAmax: { file: 'quant/amax.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'amax:tensor'] },
