@@ -19,3 +19,4 @@ export type { SparseKAttentionOptions, SparseKAttentionResult } from './tensor_s
 import './cuda/sdpa.js';
 import './cuda/sdpa_qkv.js';
 import './cuda/flash.js';
+import './cuda/sparsek.js';

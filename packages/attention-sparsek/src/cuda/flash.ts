@@ -25,7 +25,7 @@ const PRIORITY = 200;
 
 /** The compute capability of a 'cuda:N' device, cached. */
 const capabilities = new Map<string, number>();
-function capability(device: string): number {
+export function capability(device: string): number {
   let cc = capabilities.get(device);
   if (cc === undefined) {
     try {
