@@ -10,10 +10,18 @@
  *     as the reference: it is its own reference and runs on every device with the kernels each op has.
  * `kvHeads` (default `heads`) gives grouped-query attention: heads / kvHeads query heads share each
  * key/value head, and the qkv projection shrinks to (heads + 2 · kvHeads) · headDim outputs.
+ *
+ * `kind` picks the attention itself (fused path only): { kind: 'dense' } (the default: sdpa_qkv) or
+ * { kind: 'sparsek', blockSize?, topK?, first?, window? }: the sparsek_attention op of
+ * @deepwell/attention-sparsek (each block of queries attends only to its topK best blocks of keys,
+ * MoBA's block-mean score, shared by a GQA group; the diagonal block always, optionally block 0 and a
+ * local window of blocks). It reads q, k and v as slices of the projection (copies: the sparse op
+ * takes separate tensors), in the [B, T, heads, D] layout. Defaults: blockSize 64, topK 16 (at most
+ * the number of blocks of T), first false, window 1.
  */
 import { broadcastTo, causalMask, matmul, reshape, scale, slice, softmax, transpose, type Sym } from '@deepwell/ir';
 import { DeepwellError, checkInteger } from '@deepwell/core';
-import { sdpaQkv } from '@deepwell/attention-sparsek';
+import { sdpaQkv, sparsekAttention } from '@deepwell/attention-sparsek';
 import { Linear } from './layers.js';
 import { Module } from './module.js';
 
@@ -24,6 +32,37 @@ export interface AttentionOptions {
   kvHeads?: number;
   /** One sdpa_qkv op (default true); false builds the composite reference. */
   fused?: boolean;
+  /** Dense (default) or SparseK top-k block-sparse attention; see the header. */
+  kind?: AttentionKind;
+}
+
+/** Which attention a layer computes. */
+export type AttentionKind = { kind: 'dense' } | { kind: 'sparsek'; blockSize?: number; topK?: number; first?: boolean; window?: number };
+
+const SPARSEK_KEYS = ['kind', 'blockSize', 'topK', 'first', 'window'];
+
+/** An attention kind checked (unknown keys, wrong types are typed errors naming `what`). */
+export function checkAttentionKind(k: unknown, what: string): AttentionKind {
+  if (k === null || typeof k !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected { kind: 'dense' | 'sparsek', ... } for ${what} but received ${String(k)}`);
+  const o = k as Record<string, unknown>;
+  if (o.kind === 'dense') {
+    const extra = Object.keys(o).filter((key) => key !== 'kind');
+    if (extra.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected no options besides kind for dense ${what} but received ${extra.join(', ')}`);
+    return { kind: 'dense' };
+  }
+  if (o.kind !== 'sparsek') throw new DeepwellError('INVALID_ARGUMENT', `Expected kind 'dense' or 'sparsek' for ${what} but received ${String(o.kind)}`);
+  for (const key of Object.keys(o)) {
+    if (!SPARSEK_KEYS.includes(key)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${SPARSEK_KEYS.join(', ')} for an option of sparsek ${what} but received '${key}'`);
+  }
+  const out: AttentionKind = { kind: 'sparsek' };
+  if (o.blockSize !== undefined) out.blockSize = checkInteger(o.blockSize as number, `blockSize of ${what}`, 1);
+  if (o.topK !== undefined) out.topK = checkInteger(o.topK as number, `topK of ${what}`, 1);
+  if (o.window !== undefined) out.window = checkInteger(o.window as number, `window of ${what}`, 1);
+  if (o.first !== undefined) {
+    if (typeof o.first !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for first of ${what} but received ${String(o.first)}`);
+    out.first = o.first;
+  }
+  return out;
 }
 
 export class CausalSelfAttention extends Module {
@@ -32,6 +71,7 @@ export class CausalSelfAttention extends Module {
   readonly headDim: number;
   readonly kvHeads: number;
   readonly fused: boolean;
+  readonly kind: AttentionKind;
   constructor(readonly dim: number, readonly heads: number, options: AttentionOptions = {}) {
     super();
     if (dim % heads !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a width divisible by the head count for attention but received width ${dim} and ${heads} heads`);
@@ -39,6 +79,8 @@ export class CausalSelfAttention extends Module {
     if (heads % this.kvHeads !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected kvHeads dividing the head count (${heads}) for attention but received ${this.kvHeads}`);
     if (options.fused !== undefined && typeof options.fused !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for fused of attention but received ${String(options.fused)}`);
     this.fused = options.fused ?? true;
+    this.kind = checkAttentionKind(options.kind ?? { kind: 'dense' }, 'attention');
+    if (this.kind.kind === 'sparsek' && !this.fused) throw new DeepwellError('INVALID_ARGUMENT', `Expected fused attention for kind 'sparsek' (the composite reference is dense) but received fused: false`);
     this.headDim = dim / heads;
     this.qkv = this.addChild('qkv', new Linear(dim, (heads + 2 * this.kvHeads) * this.headDim, { bias: options.bias ?? true }));
     this.proj = this.addChild('proj', new Linear(dim, dim, { bias: options.bias ?? true, std: options.residualStd ?? 0.02 }));
@@ -49,6 +91,7 @@ export class CausalSelfAttention extends Module {
     return this.scope(() => {
       const [B, T] = [x.shape[0]!, x.shape[1]!];
       const [H, D] = [this.heads, this.headDim];
+      if (this.kind.kind === 'sparsek') return this.proj.forward(reshape(this.#sparse(x, B, T), [B, T, this.dim]));
       if (this.fused) {
         const qkv = reshape(this.qkv.forward(x), [B, T, H + 2 * this.kvHeads, D]);
         return this.proj.forward(reshape(sdpaQkv(qkv, { heads: H, causal: true })[0], [B, T, this.dim]));
@@ -62,6 +105,18 @@ export class CausalSelfAttention extends Module {
       const y = reshape(transpose(matmul(att, v), [0, 2, 1, 3]), [B, T, this.dim]);
       return this.proj.forward(y);
     });
+  }
+
+  /** [B, T, H, D] of sparsek attention: q, k, v sliced from the projection, in the 'bshd' layout. */
+  #sparse(x: Sym, B: number, T: number): Sym {
+    const [H, Hkv, D] = [this.heads, this.kvHeads, this.headDim];
+    const k = this.kind as Extract<AttentionKind, { kind: 'sparsek' }>;
+    const blockSize = k.blockSize ?? 64;
+    const topK = k.topK ?? Math.min(16, Math.ceil(T / blockSize));
+    const qkv = reshape(this.qkv.forward(x), [B, T, H + 2 * Hkv, D]);
+    const [q, kk, v] = [slice(qkv, 2, 0, H), slice(qkv, 2, H, H + Hkv), slice(qkv, 2, H + Hkv, H + 2 * Hkv)];
+    const attrs = { causal: true, layout: 'bshd' as const, blockSize, topK, first: k.first ?? false, window: k.window ?? 1 };
+    return sparsekAttention(q, kk, v, attrs)[0];
   }
 
   /**

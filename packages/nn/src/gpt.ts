@@ -6,7 +6,7 @@
  */
 import { DeepwellError, checkInteger, checkOneOf } from '@deepwell/core';
 import { add, crossEntropy, matmul, reshape, scale, slice, type Sym } from '@deepwell/ir';
-import { CausalSelfAttention } from './attention.js';
+import { CausalSelfAttention, checkAttentionKind, type AttentionKind } from './attention.js';
 import { Embedding, LayerNorm, Linear, MLP, RMSNorm, type Activation } from './layers.js';
 import { MoE } from './moe.js';
 import { Module } from './module.js';
@@ -28,6 +28,12 @@ export interface GPTConfig {
   nKvHead?: number;
   /** Attention as one sdpa_qkv op (@deepwell/attention-sparsek; default true), or the composite reference (false). */
   fusedAttention?: boolean;
+  /**
+   * The attention of every layer ({ kind: 'dense' }, the default, or { kind: 'sparsek', blockSize?,
+   * topK?, first?, window? }: SparseK top-k block-sparse attention), or one per layer (an array of
+   * nLayer kinds).
+   */
+  attention?: AttentionKind | AttentionKind[];
   moe?: { experts: number; topK: number; capacityFactor?: number; auxLossWeight?: number; everyNth?: number };
 }
 
@@ -49,11 +55,16 @@ class Block extends Module {
   readonly attn: CausalSelfAttention;
   readonly ln2: Norm;
   readonly mlp: MLP | MoE;
-  constructor(c: Required<Pick<GPTConfig, 'nEmbd' | 'nHead' | 'nKvHead' | 'fusedAttention' | 'mlpHidden' | 'activation' | 'norm' | 'bias'>>, residualStd: number, moe: GPTConfig['moe'] | null) {
+  constructor(
+    c: Required<Pick<GPTConfig, 'nEmbd' | 'nHead' | 'nKvHead' | 'fusedAttention' | 'mlpHidden' | 'activation' | 'norm' | 'bias'>>,
+    residualStd: number,
+    moe: GPTConfig['moe'] | null,
+    kind: AttentionKind,
+  ) {
     super();
     const norm = () => (c.norm === 'rmsnorm' ? new RMSNorm(c.nEmbd) : new LayerNorm(c.nEmbd));
     this.ln1 = this.addChild('ln1', norm());
-    this.attn = this.addChild('attn', new CausalSelfAttention(c.nEmbd, c.nHead, { residualStd, bias: c.bias, kvHeads: c.nKvHead, fused: c.fusedAttention }));
+    this.attn = this.addChild('attn', new CausalSelfAttention(c.nEmbd, c.nHead, { residualStd, bias: c.bias, kvHeads: c.nKvHead, fused: c.fusedAttention, kind }));
     this.ln2 = this.addChild('ln2', norm());
     this.mlp = moe
       ? this.addChild('moe', new MoE(c.nEmbd, c.mlpHidden, { ...moe, residualStd }))
@@ -69,6 +80,13 @@ class Block extends Module {
       return { x: add(h, this.mlp.forward(this.ln2.forward(h))), aux: null };
     });
   }
+}
+
+/** GPTConfig.attention as one checked kind per layer. */
+function attentionKinds(a: AttentionKind | AttentionKind[], nLayer: number): AttentionKind[] {
+  if (!Array.isArray(a)) return Array.from({ length: nLayer }, () => checkAttentionKind(a, 'GPT config attention'));
+  if (a.length !== nLayer) throw new DeepwellError('INVALID_ARGUMENT', `Expected one attention kind per layer (${nLayer}) for GPT config attention but received ${a.length}`);
+  return a.map((k, i) => checkAttentionKind(k, `GPT config attention[${i}]`));
 }
 
 export class GPT extends Module {
@@ -92,6 +110,7 @@ export class GPT extends Module {
       bias: true,
       nKvHead: c.nHead,
       fusedAttention: true,
+      attention: { kind: 'dense' },
       ...c,
       moe: c.moe ?? null,
     };
@@ -100,7 +119,8 @@ export class GPT extends Module {
     this.wte = this.addChild('wte', new Embedding(cfg.vocabSize, cfg.nEmbd));
     this.wpe = this.addChild('wpe', new Embedding(cfg.blockSize, cfg.nEmbd));
     const every = cfg.moe?.everyNth ?? 1;
-    this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.addChild(`blocks.${i}`, new Block(cfg, residualStd, cfg.moe && i % every === every - 1 ? cfg.moe : null)));
+    const kinds = attentionKinds(cfg.attention, cfg.nLayer);
+    this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.addChild(`blocks.${i}`, new Block(cfg, residualStd, cfg.moe && i % every === every - 1 ? cfg.moe : null, kinds[i]!)));
     this.lnf = this.addChild('lnf', cfg.norm === 'rmsnorm' ? new RMSNorm(cfg.nEmbd) : new LayerNorm(cfg.nEmbd));
     this.head = cfg.tiedEmbeddings ? null : this.addChild('head', new Linear(cfg.nEmbd, cfg.vocabSize, { bias: false }));
   }

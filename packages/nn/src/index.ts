@@ -3,6 +3,7 @@ export type { ParamSpec } from './module.js';
 export { Embedding, LayerNorm, Linear, MLP, RMSNorm } from './layers.js';
 export type { Activation } from './layers.js';
 export { CausalSelfAttention } from './attention.js';
+export type { AttentionKind, AttentionOptions } from './attention.js';
 export { MoE } from './moe.js';
 export type { MoEOptions } from './moe.js';
 export { GPT, GPT_PRESETS } from './gpt.js';

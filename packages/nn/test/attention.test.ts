@@ -73,3 +73,68 @@ describe('CausalSelfAttention', () => {
     expect(errorOf(() => new CausalSelfAttention(32, 4, { kvHeads: 8 })).code).toBe('INVALID_ARGUMENT');
   });
 });
+
+describe('sparsek attention in GPT', () => {
+  const sparse = (extra: Record<string, unknown>) => ({ kind: 'sparsek' as const, blockSize: 2, ...extra });
+
+  it('with topK covering every block, gives dense attention’s loss and gradients (float64)', () => {
+    // T 8, blockSize 2: 4 blocks; topK 4 selects all of them, so the block mask is the causal one.
+    const dense = trainingStep(capture(new GPT({ ...base, nKvHead: 2 }), spec));
+    const sp = trainingStep(capture(new GPT({ ...base, nKvHead: 2, attention: sparse({ topK: 4 }) }), spec));
+    expect(sp.nodes.filter((n) => n.op === 'sparsek_attention')).toHaveLength(base.nLayer);
+    expect(sp.nodes.filter((n) => n.op === 'sparsek_attention_backward')).toHaveLength(base.nLayer);
+    const params = Object.fromEntries(Object.entries(dense.params).map(([name, id]) => [name, normals(dense.values[id]!.type.shape.reduce((a, b) => a * b, 1))]));
+    const batch = new MarkovCorpus({ vocab: base.vocabSize, seed: Math.floor(Math.random() * 1e6) }).batch(B, T);
+    const a = lossAndGrads(dense, params, batch);
+    const b = lossAndGrads(sp, params, batch);
+    expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-12);
+    for (const [name, g] of Object.entries(a.grads)) {
+      const h = b.grads[name]!;
+      let worst = 0;
+      for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i]! - h[i]!));
+      expect(worst, name).toBeLessThan(1e-12);
+    }
+  });
+
+  it('with fewer blocks, differs from dense; per-layer kinds mix dense and sparse layers', () => {
+    const mixed = trainingStep(capture(new GPT({ ...base, attention: [{ kind: 'dense' }, sparse({ topK: 2, first: true })] }), spec));
+    expect(mixed.nodes.filter((n) => n.op === 'sparsek_attention')).toHaveLength(1);
+    expect(mixed.nodes.filter((n) => n.op === 'sdpa_qkv')).toHaveLength(1);
+    const dense = trainingStep(capture(new GPT(base), spec));
+    const params = Object.fromEntries(Object.entries(dense.params).map(([name, id]) => [name, normals(dense.values[id]!.type.shape.reduce((a, b) => a * b, 1))]));
+    const batch = new MarkovCorpus({ vocab: base.vocabSize, seed: Math.floor(Math.random() * 1e6) }).batch(B, T);
+    expect(Math.abs(lossAndGrads(dense, params, batch).loss - lossAndGrads(mixed, params, batch).loss)).toBeGreaterThan(1e-9);
+  });
+
+  it('trains a sparsek GPT on the CPU: the loss goes down', () => {
+    const exe = compile(trainingStep(capture(new GPT({ ...base, nKvHead: 2, attention: sparse({ topK: 2 }) }), spec), { optimizer: { weightDecay: 0 } }), { seed: 5 });
+    const corpus = new MarkovCorpus({ vocab: base.vocabSize, seed: 13 });
+    const losses: number[] = [];
+    for (let s = 1; s <= 60; s++) {
+      const { tokens, targets } = corpus.batch(B, T);
+      losses.push(exe.run({ tokens, targets, lr: Float32Array.of(s <= 10 ? (3e-3 * s) / 10 : 3e-3), step: Float32Array.of(s) }).loss![0]!);
+    }
+    expect(exe.kernelSummary().find((r) => r.op === 'sparsek_attention')).toMatchObject({ kernel: 'sparsek_attention_reference' });
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(losses.slice(-10))).toBeLessThan(mean(losses.slice(0, 10)) - 0.2);
+  });
+
+  it('gives typed errors for bad attention kinds', () => {
+    const bad: [unknown, RegExp][] = [
+      [{ kind: 'flash' }, /kind 'dense' or 'sparsek'/],
+      [{ kind: 'sparsek', topk: 2 }, /option of sparsek.*'topk'/],
+      [{ kind: 'sparsek', topK: 0 }, /topK/],
+      [{ kind: 'sparsek', first: 'yes' }, /boolean for first/],
+      [{ kind: 'dense', topK: 2 }, /no options besides kind/],
+      [[{ kind: 'dense' }], /one attention kind per layer \(2\)/],
+      ['sparsek', /Expected \{ kind/],
+    ];
+    for (const [attention, msg] of bad) {
+      const err = errorOf(() => new GPT({ ...base, attention: attention as GPTConfig['attention'] }));
+      expect(err, String(attention)).toMatchObject({ code: 'INVALID_ARGUMENT' });
+      expect((err as Error).message).toMatch(msg);
+    }
+    // topK beyond the blocks of the sequence is the op's error, at capture.
+    expect(errorOf(() => capture(new GPT({ ...base, attention: sparse({ topK: 5 }) }), spec))).toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
