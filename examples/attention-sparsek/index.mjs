@@ -1,19 +1,21 @@
 // scaledDotProductAttention on Tensors: grouped-query causal attention on random inputs, checked
 // against a naive attention computed here in float64 (every score materialised), in f32 and in bf16;
-// then, on a GPU, the bf16 call timed at a training shape.   node index.mjs
+// then, on a GPU, the bf16 call timed at a training shape. Then sparseKAttention (SparseK top-k
+// block-sparse attention), checked the same way under its block mask and, on a GPU, timed beside
+// dense attention at S = 16384.   node index.mjs
 //
 // On a GPU it runs the op's best CUDA kernel for each call: for bf16 or f16 at head dimensions 64
 // and 128 the fused flash kernels (on sm_90, H100 / H200, the Hopper kernels with TMA and wgmma;
 // elsewhere from sm_80 the mma.sync ones), for everything else (here the f32 check at D = 32) the
 // general path. Without a GPU the CPU reference serves, and the timing is skipped.
-import { scaledDotProductAttention } from '@deepwell/attention-sparsek';
+import { scaledDotProductAttention, sparseKAttention } from '@deepwell/attention-sparsek';
 import { Tensor, bf16BitsToF32, f32ToBf16Bits, registry } from '@deepwell/core';
 
 const randn = (n) => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
 
 // The naive reference over [B, heads, S, D] arrays: for each query head, its group's key/value
-// head, the causal mask, softmax.
-function naive({ B, H, Hkv, S, D }, q, k, v) {
+// head, the causal mask (and, for SparseK, `visible(b, h, i, j)`: the selected blocks), softmax.
+function naive({ B, H, Hkv, S, D }, q, k, v, visible = () => true) {
   const out = new Float64Array(q.length);
   const scale = 1 / Math.sqrt(D);
   for (let b = 0; b < B; b++)
@@ -24,7 +26,7 @@ function naive({ B, H, Hkv, S, D }, q, k, v) {
         for (let j = 0; j <= i; j++) {
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[((b * H + h) * S + i) * D + d] * k[((b * Hkv + hk) * S + j) * D + d];
-          s.push(scale * dot);
+          s.push(visible(b, h, i, j) ? scale * dot : -Infinity);
         }
         const m = Math.max(...s);
         const e = s.map((x) => Math.exp(x - m));
@@ -148,6 +150,80 @@ if (device !== 'cpu') {
   const name = kn?.deviceProperties(Number(device.split(':')[1] ?? 0)).name ?? device;
   console.log(`scaledDotProductAttention, ${describeShape(shape)}, bf16 on ${name} (${kernelFor(device, 'bf16', shape)}):`);
   console.log(`  ${ms.toFixed(3)} ms median of 20 calls (min ${times[0].toFixed(3)}), ${tflops.toFixed(0)} TFLOP/s`);
+  for (const x of [tq, tk, tv]) x.dispose();
+}
+
+// SparseK: each block of 64 queries attends only to its topK best blocks of keys (MoBA's score: the
+// block's mean query against each block's mean key, one selection per GQA group; its own diagonal
+// block always), so the cost grows with S·topK, not S². The call returns the output and the
+// selection (indices i32 [B, Hkv, blocks, topK], ascending, -1 where a block has fewer candidates).
+// Checked on a small shape against the naive attention under that block mask; timed on a GPU
+// against dense attention at a long sequence.
+{
+  const shape = { B: 1, H: 4, Hkv: 2, S: 320, D: 64 };
+  const { B, H, Hkv, S, D } = shape;
+  const [blockSize, topK] = [64, 2];
+  const bf16 = (n) => Float32Array.from(randn(n), (x) => bf16BitsToF32(f32ToBf16Bits(x)));
+  const [q, k, v] = [H, Hkv, Hkv].map((h) => bf16(B * h * S * D));
+  const sparseOn = (dev) => {
+    const t = (x, heads) => Tensor.from(toStorage(x, 'bf16'), [B, heads, S, D], 'bf16', { device: dev });
+    const [tq, tk, tv] = [t(q, H), t(k, Hkv), t(v, Hkv)];
+    const { out, indices } = sparseKAttention(tq, tk, tv, { blockSize, topK, causal: true });
+    const r = { host: fromStorage(out.to('cpu').toHost(), 'bf16'), idx: indices.to('cpu').toHost(), device: dev };
+    for (const x of [tq, tk, tv, out, indices]) x.dispose();
+    return r;
+  };
+  let r;
+  try {
+    r = sparseOn(device);
+  } catch (e) {
+    if (device === 'cpu') throw e;
+    console.log(`on ${device}: ${e.code} — ${e.message.split('\n')[0]}`);
+    r = sparseOn('cpu');
+  }
+  const nB = Math.ceil(S / blockSize);
+  const visible = (b, h, i, j) => {
+    const row = ((b * Hkv + Math.floor(h / (H / Hkv))) * nB + Math.floor(i / blockSize)) * topK;
+    return Array.from(r.idx.subarray(row, row + topK)).includes(Math.floor(j / blockSize));
+  };
+  const want = naive(shape, q, k, v, visible);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += (r.host[i] - want[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  const rel = Math.sqrt(num / den);
+  console.log(`sparseKAttention, ${describeShape(shape)}, blockSize ${blockSize}, topK ${topK}, bf16 on ${r.device}:`);
+  console.log(`  blocks chosen by query block 4 of kv head 0: [${Array.from(r.idx.subarray(4 * topK, 5 * topK)).join(', ')}] (4 is its own)`);
+  console.log(`  relative error from the naive float64 attention under that mask: ${rel.toExponential(2)} (bf16 output: ~2e-3 expected)`);
+  if (!(rel < 1e-2)) failed = true;
+}
+
+// SparseK beside dense attention on the GPU at S = 16384 (top-16 blocks of 64: 1/8 of the causal
+// keys on average), forward only, the median of 10 calls after 3 warm-ups, each until the device
+// has finished (bench/sparsek.mjs measures both passes beside PyTorch).
+if (device !== 'cpu') {
+  const [B, H, Hkv, S, D] = [1, 32, 8, 16384, 128];
+  const bits = (n) => Uint16Array.from({ length: n }, () => f32ToBf16Bits(2 * Math.random() - 1));
+  const t = (heads) => Tensor.from(bits(B * heads * S * D), [B, heads, S, D], 'bf16', { device });
+  const [tq, tk, tv] = [t(H), t(Hkv), t(Hkv)];
+  const median = (f) => {
+    for (let i = 0; i < 3; i++) f();
+    const ts = Array.from({ length: 10 }, f).sort((a, b) => a - b);
+    return (ts[4] + ts[5]) / 2;
+  };
+  const timed = (call) => () => {
+    const t0 = performance.now();
+    const outs = call();
+    tq.backend.synchronize();
+    const ms = performance.now() - t0;
+    for (const o of outs) o.dispose();
+    return ms;
+  };
+  const dense = median(timed(() => [scaledDotProductAttention(tq, tk, tv, { causal: true, enableGqa: true })]));
+  const sparse = median(timed(() => Object.values(sparseKAttention(tq, tk, tv, { blockSize: 64, topK: 16, causal: true }))));
+  console.log(`B${B} H${H}/Hkv${Hkv} S${S} D${D} causal bf16: dense ${dense.toFixed(2)} ms, sparseK top-16 ${sparse.toFixed(2)} ms (${(dense / sparse).toFixed(1)}x; selection included)`);
   for (const x of [tq, tk, tv]) x.dispose();
 }
 
