@@ -33,13 +33,15 @@ for part in "${parts[@]}"; do
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool: the sparse kernels' small cases"
       (cd packages/attention-sparsek && SANITIZE_SMALL=1 timeout 280 "$san" --tool $tool --target-processes all --print-limit 20 \
-        node ../../node_modules/vitest/vitest.mjs run test/gpu_sparsek.test.ts --pool=forks --poolOptions.forks.singleFork) > "$OUT/sanitize-$tool.log" 2>&1
+        node ../../node_modules/vitest/vitest.mjs run test/gpu_sparsek.test.ts --pool=forks) > "$OUT/sanitize-$tool.log" 2>&1
       echo "exit $?"; grep -E "ERROR SUMMARY|Tests |========= (Invalid|Race|Error)" "$OUT/sanitize-$tool.log" | sort | uniq -c | head -20
     done
     ;;
   bench)
     step "bench/sparsek.mjs: ours, dense and sparse"
     timeout 400 node bench/sparsek.mjs "$OUT/sparsek-bench.json" 2>&1 | tee "$OUT/bench.log" | grep -v '^{'
+    step "bench/sparsek.mjs: block size 128 on the portable kernels (DEEPWELL_SPARSEK_KERNEL=sm80)"
+    DEEPWELL_SPARSEK_KERNEL=sm80 CASES=32768:16:128,65536:32:128 timeout 200 node bench/sparsek.mjs "$OUT/sparsek-bench-sm80.json" 2>&1 | tee -a "$OUT/bench.log" | grep -v '^{' | tail -4
     step "bench/sparsek_torch.py: PyTorch default SDPA"
     timeout 200 python3 bench/sparsek_torch.py "$OUT/sparsek-torch.json" 2>&1 | tee -a "$OUT/bench.log"
     ;;

@@ -63,6 +63,7 @@
 
 #include "attention/flash_bwd_sm90_ptx.cuh"
 #include "attention/flash_params.h"
+#include "attention/sparse_blocks.cuh"
 #include "common/device_info.h"
 #include "attention/sm90_tma.h"
 #include "common/smem_limit.h"
@@ -127,6 +128,7 @@ struct Args {
   int B, H, Hkv, Sq, Sk, nQB, nKB, SqPad;
   int causal;
   float scale, scaleLog2;
+  SparseIdx sp;  // Sparse only: the selection (block size kBN), whose query blocks each key block walks
 };
 
 // The first query block key block kb touches (causal: the first query that sees its first key).
@@ -166,17 +168,32 @@ __device__ __forceinline__ void computeP(float (&s)[BM / 2], const float* lse2s,
   }
 }
 
-// One (query head, query block) step counter, shared by the three roles so they agree.
+// One (query head, query block) step counter, shared by the three roles so they agree. Dense: the
+// query blocks qbFirst .. nQB − 1 of each head. Sparse: of each head, the key block's list of query
+// blocks (of kBN rows: R = kBN / BM steps each); li is the position in the list.
 struct Step {
-  int g, qb;
-  __device__ __forceinline__ void next(int qbFirst, int nQB) {
-    if (++qb == nQB) qb = qbFirst, ++g;
+  int g, qb, li;
+  template <bool Sparse, int R>
+  __device__ __forceinline__ void next(int qbFirst, int nQB, const int* list, int nList) {
+    if constexpr (!Sparse) {
+      if (++qb == nQB) qb = qbFirst, ++g;
+    } else {
+      if ((qb + 1) % R != 0) {
+        ++qb;
+        return;
+      }
+      if (++li == nList) li = 0, ++g;
+      qb = list[li] * R;
+    }
   }
 };
 #endif  // DW_BWD90_DEVICE
 
 // Mode: how lse2 and delta reach the consumers (Stats; the lab A/Bs the three).
-template <typename T, int D, Stats Mode = Stats::Staged>
+// Sparse: walk only the query blocks whose selection lists this key block (SparseK, block size kBN;
+// the list and each entry's rank in the dQ order in dynamic shared memory past C::kSmem), and add
+// dQ partials in descending order of each query block's selected key blocks.
+template <typename T, int D, Stats Mode = Stats::Staged, bool Sparse = false>
 __global__ void __launch_bounds__(kThreads, 1)
     bwdSm90Kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmDO, const __grid_constant__ CUtensorMap tmK,
                   const __grid_constant__ CUtensorMap tmV, const Args a) {
@@ -202,14 +219,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     sm90::fenceBarrierInit();
   }
-  __syncthreads();  // the last CTA-wide barrier
-
   const int kb = a.nKB - 1 - int(blockIdx.x);  // highest key block first (see the header)
   const int hk = blockIdx.y, b = blockIdx.z;
+  constexpr int R = kBN / BM;  // steps per query block of a sparse list
+  int* const list = reinterpret_cast<int*>(smemRaw + C::kSmem);
+  const int* const rank = list + (Sparse ? a.sp.nB : 0);
+  int nList = 0;
+  if constexpr (Sparse) nList = selectingBlocks<kThreads>(a.sp, a.Hkv, b, hk, kb, a.causal != 0, list, list + a.sp.nB);
+  __syncthreads();  // the last CTA-wide barrier
+
   const int group = a.H / a.Hkv;
   const int64_t shift = int64_t(a.Sk) - a.Sq;
-  const int qbFirst = firstQueryBlock(a, kb, BM);
-  const int nIter = group * (a.nQB - qbFirst);
+  const int qbFirst = Sparse ? 0 : firstQueryBlock(a, kb, BM);
+  const int nIter = Sparse ? group * nList * R : group * (a.nQB - qbFirst);
+  const Step start{0, Sparse ? (nList > 0 ? list[0] * R : 0) : qbFirst, 0};
   constexpr bool kBulk = Mode == Stats::Bulk, kGlobal = Mode == Stats::Global;
 
   if (wg == 0) {
@@ -225,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         sm90::tmaLoad4d(base + C::kV + p * (kBN * 128), &tmV, kvFull, p * 64, kb * kBN, hk, b);
       }
       const uint64_t keep = sm90::policyEvictLast();  // Q and dO are reread by every key block
-      Step st{0, qbFirst};
+      Step st = start;
       for (int it = 0; it < nIter; ++it) {
         const int s = it & 1, ph = (it >> 1) & 1;
         const int h = hk * group + st.g, i0 = st.qb * BM;
@@ -241,16 +264,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int p = 0; p < C::kPanels; ++p)
           sm90::tmaLoad4dHint(base + C::kDO + s * C::kQBytes + p * (BM * 128), &tmDO, doFull(s), p * 64, i0, h, b, keep);
         if (kBulk) sm90::bulkLoad(base + C::kDelta + s * BM * 4, a.delta + row, BM * 4, doFull(s));
-        st.next(qbFirst, a.nQB);
+        st.next<Sparse, R>(qbFirst, a.nQB, list, nList);
       }
     } else if (warp == 1) {
       // ---------------- dQ writer ----------------
       // (Within 24 registers: one block index relative to the group's first head, the block row,
       // a spin counter; everything else from the constant bank.)
       const int64_t blk0 = (int64_t(b) * a.H + int64_t(hk) * group) * a.nQB;
-      int idx = qbFirst, qb = qbFirst;  // idx = g·nQB + qb
+      Step st = start;
       for (int it = 0; it < nIter; ++it) {
-        const int target = lastKeyBlock(a, qb, BM) - kb;
+        const int idx = st.g * a.nQB + st.qb;
+        const int target = Sparse ? rank[st.li] : lastKeyBlock(a, st.qb, BM) - kb;
         if (lane == 0) {
           uint32_t spins = 0;
           while (sm90::ldAcquire(a.sem + blk0 + idx) != target) {
@@ -286,8 +310,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           __threadfence();
           sm90::redReleaseAdd(a.sem + blk0 + idx, 1);
         }
-        ++idx;
-        if (++qb == a.nQB) qb = qbFirst, idx += qbFirst;
+        st.next<Sparse, R>(qbFirst, a.nQB, list, nList);
       }
     }
     return;
@@ -336,11 +359,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::cpAsyncCommitGroup();
     };
     if (Mode == Stats::Staged) {
-      if (stager) stageStats(Step{0, qbFirst}, 0), sm90::cpAsyncWaitGroups();
+      if (stager) stageStats(start, 0), sm90::cpAsyncWaitGroups();
       sm90::namedBarSync(kBarDs, 256);
     }
     sm90::mbarWait(kvFull, 0);
-    Step st{0, qbFirst};
+    Step st = start;
     for (int it = 0; it < nIter; ++it) {
       const int sg = it & 1, ph = (it >> 1) & 1;
       const int i0 = st.qb * BM;
@@ -351,7 +374,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (kGlobal && wc == 0 && tw < BM / 32) sm90::prefetchL1(a.lse2 + statRow() + 32 * tw), sm90::prefetchL1(a.delta + statRow() + 32 * tw);
       if (stager && it + 1 < nIter) {
         Step nx = st;
-        nx.next(qbFirst, a.nQB);
+        nx.next<Sparse, R>(qbFirst, a.nQB, list, nList);
         stageStats(nx, sg ^ 1);
       }
 
@@ -481,7 +504,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int r4 = 0; r4 < 8; ++r4) stg[r4 * 128] = make_float4(dq[4 * r4], dq[4 * r4 + 1], dq[4 * r4 + 2], dq[4 * r4 + 3]);
       sm90::fenceProxyAsyncShared();
       sm90::namedBarArrive(kBarDqFull + wc, 160);
-      st.next(qbFirst, a.nQB);
+      st.next<Sparse, R>(qbFirst, a.nQB, list, nList);
     }
   }
 
@@ -635,10 +658,17 @@ inline size_t flashBackwardSm90Scratch(int B, int H, int Sq, int D) { return bwd
 inline size_t flashBackwardSm90Scratch(const FlashBwdParams& p) { return bwd90::scratchLayout(p).total; }
 
 namespace bwd90 {
-// The launcher of every variant (Stats: see the kernel).
-template <typename T, int D, Stats Mode>
-cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
+// The most blocks a sparse launch takes: it adds a query block and its rank per key block, 8 · nB
+// bytes, to the kernel's shared memory (4 K blocks at D 128, 4 K less a few at D 64).
+template <int D>
+constexpr int sparseMaxBlocks() { return (227 * 1024 - int(Cfg<D>::kSmem)) / 8; }
+
+// The launcher of every variant (Stats: see the kernel). sp: a SparseK selection (block size kBN,
+// Sq = Sk, at most kSparseMaxBlocks blocks), or null for dense attention.
+template <typename T, int D, Stats Mode, bool Sparse = false>
+cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaStream_t stream, const SparseIdx* sp = nullptr) {
   using C = Cfg<D>;
+  if (Sparse && (sp == nullptr || sp->bs != kBN || p.Sq != p.Sk || sp->nB != (p.Sk + kBN - 1) / kBN || sp->nB > sparseMaxBlocks<D>())) return cudaErrorInvalidValue;
   if (p.D != D || p.B < 1 || p.H < 1 || p.Hkv < 1 || p.H % p.Hkv != 0 || p.Sq < 1 || p.Sk < 1) return cudaErrorInvalidValue;
   if (p.B > 65535 || p.H > 65535 || scratch == nullptr || reinterpret_cast<uintptr_t>(scratch) % 256 != 0) return cudaErrorInvalidValue;
   if (p.lse == nullptr || p.delta == nullptr || p.out == nullptr || p.dq == nullptr || p.dk == nullptr || p.dv == nullptr)
@@ -685,13 +715,16 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
   a.causal = p.causal ? 1 : 0;
   a.scale = p.scale;
   a.scaleLog2 = p.scale * kLog2e;
+  a.sp = Sparse ? *sp : SparseIdx{nullptr, 0, 0, 0};
 
   const dim3 qGrid(unsigned(l.nQB), unsigned(p.H), unsigned(p.B));
   bwdSm90PreKernel<T, D><<<qGrid, 256, 0, stream>>>(p, a);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  auto kernel = bwdSm90Kernel<T, D, Mode>;
-  if ((e = setSmemLimitOnce<bwdSm90Kernel<T, D, Mode>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
-  kernel<<<dim3(unsigned(a.nKB), unsigned(p.Hkv), unsigned(p.B)), kThreads, C::kSmem, stream>>>(mq, mdo, mk, mv, a);
+  auto kernel = bwdSm90Kernel<T, D, Mode, Sparse>;
+  constexpr int kSmemMax = int(C::kSmem) + (Sparse ? 8 * sparseMaxBlocks<D>() : 0);
+  if ((e = setSmemLimitOnce<bwdSm90Kernel<T, D, Mode, Sparse>, kSmemMax>(dev)) != cudaSuccess) return e;
+  const size_t smem = C::kSmem + (Sparse ? 8 * size_t(sp->nB) : 0);
+  kernel<<<dim3(unsigned(a.nKB), unsigned(p.Hkv), unsigned(p.B)), kThreads, smem, stream>>>(mq, mdo, mk, mv, a);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   bwdSm90PostKernel<T, D><<<qGrid, 256, 0, stream>>>(p.dq, p.dqs, a);
   return cudaGetLastError();
@@ -702,6 +735,14 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
 template <typename T, int D>
 cudaError_t flashBackwardSm90(const FlashBwdParams& p, void* scratch, cudaStream_t stream) {
   return bwd90::flashBackwardSm90Impl<T, D, bwd90::kProductionStats<D>>(p, scratch, stream);
+}
+
+// The same backward over a SparseK selection of 128-key blocks (sparsek.cu; at most
+// bwd90::sparseMaxBlocks<D>() blocks, else cudaErrorInvalidValue): each key block walks only the
+// query blocks that chose it. Scratch as flashBackwardSm90's (flashBackwardSm90Scratch).
+template <typename T, int D>
+cudaError_t flashBackwardSparseSm90(const FlashBwdParams& p, const SparseIdx& sp, void* scratch, cudaStream_t stream) {
+  return bwd90::flashBackwardSm90Impl<T, D, bwd90::kProductionStats<D>, true>(p, scratch, stream, &sp);
 }
 
 }  // namespace attention

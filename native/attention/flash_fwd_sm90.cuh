@@ -48,6 +48,7 @@
 #include <type_traits>
 
 #include "attention/flash_params.h"
+#include "attention/sparse_blocks.cuh"
 #include "common/device_info.h"
 #include "attention/sm90_ptx.cuh"
 #include "attention/sm90_tma.h"
@@ -92,6 +93,7 @@ struct Args {
   int groupHeads;  // (b, h) pairs per L2 group of the tile order
   int causal;
   float scaleLog2;  // scale * log2(e)
+  SparseIdx sp;     // Sparse only: the selection (block size kBN = kBM: query tile m is query block m)
 };
 
 #ifdef DW_FWD90_DEVICE
@@ -187,7 +189,9 @@ __device__ __forceinline__ void packP(const float (&s)[kBN / 2], uint32_t (&p)[k
 }
 #endif  // DW_FWD90_DEVICE
 
-template <typename T, int D, bool PingPong, bool Split, bool Pdl>
+// Sparse: visit only the key blocks the tile's query block selected (SparseK, block size 128; its
+// list in dynamic shared memory past C::kSmem), last first, as the dense order.
+template <typename T, int D, bool PingPong, bool Split, bool Pdl, bool Sparse = false>
 __global__ void __launch_bounds__(kThreads, 1)
     flashFwdSm90Kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                        const __grid_constant__ CUtensorMap tmV, const Args a) {
@@ -216,11 +220,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     sm90::fenceBarrierInit();
   }
-  __syncthreads();  // the last CTA-wide barrier: producer threads exit early
-
   int m, b, h;
   decodeTile(a, m, b, h);
-  const int nBlocks = numKeyBlocks(a, m);
+  // Sparse: the selected key blocks, ascending (the visit order below is from the last).
+  int* const sel = reinterpret_cast<int*>(smemRaw + C::kSmem);
+  __shared__ int selCount;
+  if constexpr (Sparse) {
+    const int* row = selectionRow(a.sp, a.Hkv, b, h / (a.H / a.Hkv), m);
+    for (int t = threadIdx.x; t < a.sp.topK; t += kThreads) sel[t] = row[t];
+    if (threadIdx.x == 0) selCount = listLength(a.sp, row);
+  }
+  __syncthreads();  // the last CTA-wide barrier: producer threads exit early
+
+  const int nBlocks = Sparse ? selCount : numKeyBlocks(a, m);
+  auto blockAt = [&](int j) { return Sparse ? sel[j] : j; };  // the key block of visit position j
 
   if (wg == 0) {
     // ---------------- producer ----------------
@@ -242,12 +255,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         sm90::mbarArriveExpectTx(kFull(stage), C::kKVBytes);
 #pragma unroll
         for (int p = 0; p < C::kPanels; ++p)
-          sm90::tmaLoad4dHint(base + C::kKOff + stage * C::kKVBytes + p * (kBN * 128), &tmK, kFull(stage), p * 64, j * kBN, hk, b, keep);
+          sm90::tmaLoad4dHint(base + C::kKOff + stage * C::kKVBytes + p * (kBN * 128), &tmK, kFull(stage), p * 64, blockAt(j) * kBN, hk, b, keep);
         sm90::mbarWait(vEmpty(stage), phase ^ 1);
         sm90::mbarArriveExpectTx(vFull(stage), C::kKVBytes);
 #pragma unroll
         for (int p = 0; p < C::kPanels; ++p)
-          sm90::tmaLoad4dHint(base + C::kVOff + stage * C::kKVBytes + p * (kBN * 128), &tmV, vFull(stage), p * 64, j * kBN, hk, b, keep);
+          sm90::tmaLoad4dHint(base + C::kVOff + stage * C::kKVBytes + p * (kBN * 128), &tmV, vFull(stage), p * 64, blockAt(j) * kBN, hk, b, keep);
         if (++stage == S) stage = 0, phase ^= 1;
       }
     }
@@ -314,14 +327,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::wgmmaWait<0>();
       sm90::fenceRegs(s);
       if (lane == 0) sm90::mbarArrive(kEmpty(stageOf(first)));
-      const int j = nBlocks - 1 - first;
+      const int j = blockAt(nBlocks - 1 - first);
       if (needMask(j)) applyMask(s, j * kBN + 2 * c, lim);
       softmaxStep<true>(s, mrow, lrow, corr, sl2);
       packP<T>(s, pf);
     }
     for (int n = 1; n < mine; ++n) {
       const int it = first + n * step, prev = it - step;
-      const int j = nBlocks - 1 - it;
+      const int j = blockAt(nBlocks - 1 - it);
       const int sK = stageOf(it), sV = stageOf(prev);
       sm90::mbarWait(kFull(sK), phaseOf(it));
       sm90::mbarWait(vFull(sV), phaseOf(prev));
@@ -440,9 +453,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 // Pdl: launched as a programmatic dependent of the grid before it in the stream, so its start-up
 // (barrier init, tensor-map prefetch, register reallocation) overlaps that grid's tail; the kernel
 // waits (griddepcontrol.wait) before it reads q, k, v or writes anything. A lab variant for now.
-template <typename T, int D, bool PingPong = true, bool Split = false, bool Pdl = false>
-cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
+// Sparse: a SparseK selection `sp` (block size 128 = kBM, Sq = Sk, topK ints of shared memory).
+template <typename T, int D, bool PingPong = true, bool Split = false, bool Pdl = false, bool Sparse = false>
+cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream, const SparseIdx* sp = nullptr) {
   static_assert(!(PingPong && Split), "ping-pong orders two warpgroups' GEMMs over the same number of key blocks");
+  static_assert(!(Sparse && Split), "a sparse tile is one query block of kBM rows");
+  if (Sparse && (sp == nullptr || sp->bs != kBM || p.Sq != p.Sk || sp->nB != (p.Sq + kBM - 1) / kBM || sp->topK > 4096)) return cudaErrorInvalidValue;
   using C = Cfg<D>;
   constexpr int rows = Split ? 64 : kBM;
   if (p.D != D || p.B < 1 || p.H < 1 || p.Hkv < 1 || p.H % p.Hkv != 0 || p.Sq < 1 || p.Sk < 1) return cudaErrorInvalidValue;
@@ -471,6 +487,7 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   a.scaleLog2 = p.scale * 1.4426950408889634f;
   a.rows = rows;
   a.numM = (p.Sq + rows - 1) / rows;
+  a.sp = Sparse ? *sp : SparseIdx{nullptr, 0, 0, 0};
   const int64_t bh = int64_t(p.B) * p.H;
   const int64_t tiles = bh * a.numM;
   if (tiles > 0x7fffffff) return cudaErrorInvalidValue;
@@ -480,7 +497,7 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   group = group < 1 ? 1 : (group > bh ? bh : group);
   a.groupHeads = int(group);
 
-  auto kernel = flashFwdSm90Kernel<T, D, PingPong, Split, Pdl>;
+  auto kernel = flashFwdSm90Kernel<T, D, PingPong, Split, Pdl, Sparse>;
   // A build without sm_90a device code holds only the trapping stub (a handful of registers, not the
   // 168 the real kernel takes): refuse rather than launch it.
   static const int regs = [&] {
@@ -489,9 +506,9 @@ cudaError_t flashForwardSm90Impl(const FlashFwdParams& p, cudaStream_t stream) {
   }();
   if (regs < 128) return cudaErrorNotSupported;
   // The shared-memory limit is a per-device function attribute: set once per device, not per call.
-  if ((e = setSmemLimitOnce<flashFwdSm90Kernel<T, D, PingPong, Split, Pdl>, int(C::kSmem)>(dev)) != cudaSuccess) return e;
+  if ((e = setSmemLimitOnce<flashFwdSm90Kernel<T, D, PingPong, Split, Pdl, Sparse>, int(C::kSmem) + (Sparse ? 4 * 4096 : 0)>(dev)) != cudaSuccess) return e;
   if (!Pdl) {
-    kernel<<<unsigned(tiles), kThreads, C::kSmem, stream>>>(mq, mk, mv, a);
+    kernel<<<unsigned(tiles), kThreads, C::kSmem + (Sparse ? 4 * size_t(sp->topK) : 0), stream>>>(mq, mk, mv, a);
     return cudaGetLastError();
   }
   cudaLaunchConfig_t cfg{};
@@ -517,6 +534,13 @@ cudaError_t flashForwardSm90(const FlashFwdParams& p, cudaStream_t stream) {
   const int64_t tiles = int64_t(p.B) * p.H * ((int64_t(p.Sq) + fwd90::kBM - 1) / fwd90::kBM);
   if (tiles < smCount()) return fwd90::flashForwardSm90Impl<T, D, false, true>(p, stream);
   return fwd90::flashForwardSm90Impl<T, D, true, false>(p, stream);
+}
+
+// The same forward over a SparseK selection of 128-key blocks (sparsek.cu; topK <= 4096, else
+// cudaErrorInvalidValue): each 128-row query tile visits only its selected key blocks.
+template <typename T, int D>
+cudaError_t flashForwardSparseSm90(const FlashFwdParams& p, const SparseIdx& sp, cudaStream_t stream) {
+  return fwd90::flashForwardSm90Impl<T, D, true, false, false, true>(p, stream, &sp);
 }
 
 }  // namespace attention

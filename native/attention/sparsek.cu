@@ -4,21 +4,31 @@
 // (blockSize, topK, first, window) and the indices tensor, i32 [B, Hkv, nB, topK].
 //
 //   sparsekForward   the block means and the top-k selection (sparsek_select.cuh), then the sparse
-//                    forward over the selected blocks (sparsek_sm80.cuh: mma.sync, every GPU from
-//                    sm_80, the H200 included). Writes out, lse and indices.
+//                    forward over the selected blocks. Writes out, lse and indices.
 //                    Workspace: qbar, kbar (f32 [B, Hkv, nB, D] each, the second 256-byte aligned).
 //   sparsekBackward  the deterministic sparse backward over the indices it is given.
-//                    Workspace: delta (f32 [B, H, S]).
-//   sparsekWorkspace the bytes of either workspace for a call's sizes: the one place it is defined.
+//                    Workspace: delta (f32 [B, H, S]), then, 256-byte aligned, on sm_90 with 128-key
+//                    blocks, the Hopper backward's scratch (flashBackwardSm90Scratch).
+//   sparsekWorkspace the bytes of either workspace for a call's sizes on a device of a given compute
+//                    capability: the one place they are defined.
+// Kernels: block size 128 on sm_90 runs the Hopper flash kernels with the selection
+// (flash_fwd_sm90.cuh, flash_bwd_sm90.cuh with Sparse: TMA, wgmma, warp-specialized; the backward's
+// dQ added in a fixed order); everything else, or DEEPWELL_SPARSEK_KERNEL=sm80 in the environment (a
+// switch for comparing the two), the portable mma.sync kernels of sparsek_sm80.cuh (every GPU from
+// sm_80; on sm_100 compiled, never run here).
 // The kernels take bf16 or f16, head dimensions 64 and 128, block sizes 64 and 128, 16-byte aligned
 // rows; anything else (and every size the kernels could not index) is a typed error.
 #include "attention/checks.h"
+#include "attention/flash_bwd_sm90.cuh"
+#include "attention/flash_fwd_sm90.cuh"
 #include "attention/sparsek_select.cuh"
 #include "attention/sparsek_sm80.cuh"
 #include "common/abi/attention.gen.h"
 #include "common/dtype.h"
 #include "common/smem_limit.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace dw {
@@ -54,6 +64,36 @@ uint64_t checkSparse(Napi::Env env, const A& a, const char* fn) {
 void checkAligned16(Napi::Env env, std::initializer_list<Span> tensors, const char* fn) {
   for (const Span& t : tensors)
     if (reinterpret_cast<uintptr_t>(t.p) % 16 != 0) fail(env, "INVALID_ARGUMENT", std::string("Expected ") + t.name + " of " + fn + " at a 16-byte aligned address");
+}
+
+// Read once: DEEPWELL_SPARSEK_KERNEL=sm80 keeps the portable kernels on sm_90 too.
+bool portableForced() {
+  static const bool forced = [] {
+    const char* v = std::getenv("DEEPWELL_SPARSEK_KERNEL");
+    return v != nullptr && std::strcmp(v, "sm80") == 0;
+  }();
+  return forced;
+}
+// A Hopper kernel's refusal (not this device, or sizes it does not take): the portable one runs.
+bool declined(cudaError_t e) { return e == cudaErrorNotSupported || e == cudaErrorInvalidValue; }
+
+template <typename T, int D>
+cudaError_t sparseForward(const FlashFwdParams& p, const SparseIdx& s, cudaStream_t st) {
+  if (s.bs == 128 && !portableForced()) {
+    const cudaError_t e = flashForwardSparseSm90<T, D>(p, s, st);
+    if (!declined(e)) return e;
+  }
+  return sparseForwardSm80<T, D>(p, s, st);
+}
+
+// scratch: the workspace past delta (null when there is none for the Hopper backward).
+template <typename T, int D>
+cudaError_t sparseBackward(const FlashBwdParams& p, const SparseIdx& s, void* scratch, uint64_t bytes, cudaStream_t st) {
+  if (s.bs == 128 && scratch != nullptr && !portableForced() && bytes >= flashBackwardSm90Scratch(p)) {
+    const cudaError_t e = flashBackwardSparseSm90<T, D>(p, s, scratch, st);
+    if (!declined(e)) return e;
+  }
+  return sparseBackwardSm80<T, D>(p, s, st);
 }
 
 Stride3 s3(uint64_t b, uint64_t h, uint64_t s) { return {static_cast<int64_t>(b), static_cast<int64_t>(h), static_cast<int64_t>(s)}; }
@@ -108,7 +148,7 @@ Napi::Value SparsekForward(const Napi::CallbackInfo& info) {
     const FlashFwdParams p{t.q, t.k, t.v, t.out, t.lse, s3(a.qsb, a.qsh, a.qss), s3(a.ksb, a.ksh, a.kss), s3(a.ksb, a.ksh, a.kss), s3(a.osb, a.osh, a.oss), B, H, Hkv, S, S, D,
                            a.causal, n.scale};
     const SparseIdx s{idx, int(a.blockSize), int(a.topK), int(nB)};
-    DW_CUDA(env, (D == 128 ? sparseForwardSm80<T, 128>(p, s, a.stream) : sparseForwardSm80<T, 64>(p, s, a.stream)), "sparsekForward launch");
+    DW_CUDA(env, (D == 128 ? sparseForward<T, 128>(p, s, a.stream) : sparseForward<T, 64>(p, s, a.stream)), "sparsekForward launch");
   };
   if (a.dtype == kBF16) run(__nv_bfloat16{});
   else run(__half{});
@@ -122,6 +162,9 @@ Napi::Value SparsekBackward(const Napi::CallbackInfo& info) {
   const uint64_t nB = checkSparse(env, a, fn);  // first: the kernels' reach, then the layout
   const Dims n = dimsOf(env, a, fn, true);
   float* delta = a.workspace.take<float>(env, n.qRows * 4, 256);
+  const uint64_t skip = align256(n.qRows * 4);
+  void* scratch = a.workspace.bytes > skip ? static_cast<char*>(a.workspace.data) + skip : nullptr;
+  const uint64_t scratchBytes = a.workspace.bytes > skip ? a.workspace.bytes - skip : 0;
   const uint64_t idxCount = mulSize(env, mulSize(env, a.B * a.Hkv, nB, fn), a.topK, fn);
   auto run = [&](auto tag) {
     using T = decltype(tag);
@@ -138,7 +181,7 @@ Napi::Value SparsekBackward(const Napi::CallbackInfo& info) {
     const FlashBwdParams p{t.dout, t.q, t.k, t.v, t.out, t.lse, t.dq, t.dk, t.dv, delta, os, qs, ks, ks, os, qs, ks, ks,
                            int(a.B), int(a.H), int(a.Hkv), S, S, int(a.D), a.causal, n.scale};
     const SparseIdx s{idx, int(a.blockSize), int(a.topK), int(nB)};
-    DW_CUDA(env, (a.D == 128 ? sparseBackwardSm80<T, 128>(p, s, a.stream) : sparseBackwardSm80<T, 64>(p, s, a.stream)), "sparsekBackward launch");
+    DW_CUDA(env, (a.D == 128 ? sparseBackward<T, 128>(p, s, scratch, scratchBytes, a.stream) : sparseBackward<T, 64>(p, s, scratch, scratchBytes, a.stream)), "sparsekBackward launch");
   };
   if (a.dtype == kBF16) run(__nv_bfloat16{});
   else run(__half{});
@@ -154,6 +197,12 @@ Napi::Value SparsekWorkspace(const Napi::CallbackInfo& info) {
   uint64_t bytes;
   if (a.backward) {
     bytes = mulSize(env, mulSize(env, a.B * a.H, a.Sq, fn), 4, fn);
+    // The Hopper backward's scratch (its largest piece, the f32 dQ accumulator [B, H, SqPad, D],
+    // SqPad < Sq + 128, is within 2^53 - 1 elements by the check first).
+    if (a.ccMajor == 9 && a.ccMinor == 0 && a.blockSize == 128 && (a.D == 64 || a.D == 128) && a.Sq > 0) {
+      mulSize(env, mulSize(env, a.B * a.H, a.Sq + 128, fn), a.D, fn);
+      bytes = align256(bytes) + flashBackwardSm90Scratch(int(a.B), int(a.H), int(a.Sq), int(a.D));
+    }
   } else {
     const uint64_t q = mulSize(env, mulSize(env, mulSize(env, a.B * a.Hkv, numBlocks(a.Sq, a.blockSize), fn), a.D, fn), 4, fn);
     bytes = align256(q) + q;

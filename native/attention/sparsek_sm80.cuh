@@ -11,9 +11,9 @@
 //   backward (deterministic: no atomics, every sum in one fixed order), three kernels:
 //     delta  flash_sm80's: delta_i = dout_i · out_i
 //     dk,dv  a CTA per (key block, kv head, batch), BS/16 warps of 16 keys: first the query blocks
-//            that selected this key block (found by binary search in each query block's sorted
-//            list, compacted in ascending order in shared memory: no inverse index in global
-//            memory), then for each head of the group, each such query block, each BM-row part of it:
+//            that selected this key block (sparse_blocks.cuh: found by binary search in each query
+//            block's sorted list, compacted in ascending order in shared memory: no inverse index
+//            in global memory), then for each head of the group, each such query block, each BM-row part of it:
 //            Sᵀ, Pᵀ, dV += Pᵀ dO, dPᵀ, dSᵀ, dK += dSᵀ Q
 //     dq     a CTA per (query block, GH heads, batch), as the forward: S, P, dP, dS, dQ += dS K over
 //            the selected tiles in ascending order.
@@ -21,14 +21,10 @@
 // kernel read out of bounds).
 #pragma once
 #include "attention/flash_sm80.cuh"
+#include "attention/sparse_blocks.cuh"
 
 namespace dw {
 namespace attention {
-
-struct SparseIdx {
-  const int* idx;  // i32 [B, Hkv, nB, topK]
-  int bs, topK, nB;
-};
 
 namespace sparse80 {
 using namespace sm80;
@@ -279,45 +275,18 @@ __global__ void __launch_bounds__(GH * BS / 16 * 32) sparseDqKernel(FlashBwdPara
   storeRows<T, D>(dq, dqg, p.dqs.s, r0, p.Sq - i0, lane, p.scale, p.scale);
 }
 
-// Does query block qb (kv head hk, batch b) list key block kb? Binary search of its ascending list
-// (entries outside [0, nB) read as past the end).
-__device__ __forceinline__ bool selects(const SparseIdx& s, int Hkv, int b, int hk, int qb, int kb) {
-  const int* row = s.idx + ((int64_t(b) * Hkv + hk) * s.nB + qb) * s.topK;
-  int lo = 0, hi = s.topK;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2, v = row[mid];
-    const int key = v < 0 || v >= s.nB ? 0x7fffffff : v;
-    if (key < kb) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < s.topK && row[lo] == kb;
-}
-
 template <typename T, int D, int BS>
 __global__ void __launch_bounds__(BS / 16 * 32) sparseDkvKernel(FlashBwdParams p, SparseIdx s) {
   constexpr int NW = BS / 16, BN = BS, NT = NW * 32, KD = D / 16, BM = D == 128 ? 32 : 64, SUBQ = BS / BM;
   extern __shared__ __align__(128) uint8_t smem[];
   const uint32_t sK = smemAddr(smem), sV = sK + BN * D * 2, sQ = sV + BN * D * 2, sdO = sQ + 2 * BM * D * 2;
   int* list = reinterpret_cast<int*>(smem + (2 * BN + 4 * BM) * D * 2);
-  __shared__ int warpCount[NW];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gr = lane / 4, t = lane % 4;
   const int kb = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
   const int j0 = kb * BS, S = p.Sk, group = p.H / p.Hkv;
 
   // The query blocks that selected this key block, ascending (causal: only kb and later can).
-  int nList = 0;
-  for (int base = p.causal ? kb : 0; base < s.nB; base += NT) {
-    const int qb = base + tid;
-    const bool on = qb < s.nB && selects(s, p.Hkv, b, hk, qb, kb);
-    const unsigned bal = __ballot_sync(0xffffffffu, on);
-    if (lane == 0) warpCount[warp] = __popc(bal);
-    __syncthreads();
-    int before = nList;
-    for (int w = 0; w < warp; ++w) before += warpCount[w];
-    if (on) list[before + __popc(bal & ((1u << lane) - 1u))] = qb;
-    for (int w = 0; w < NW; ++w) nList += warpCount[w];
-    __syncthreads();
-  }
+  const int nList = selectingBlocks<NT>(s, p.Hkv, b, hk, kb, p.causal, list, nullptr);
   const int nIter = group * nList * SUBQ;
   auto stepOf = [&](int it, int& h, int& i0) {
     const int per = nList * SUBQ, r = it % per;

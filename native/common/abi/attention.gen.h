@@ -443,7 +443,7 @@ inline SparsekBackwardArgs readSparsekBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// sparsekWorkspace(B, H, Hkv, Sq, Sk, D, blockSize, backward)  [native/attention/sparsek.cu]
+// sparsekWorkspace(B, H, Hkv, Sq, Sk, D, blockSize, backward, ccMajor, ccMinor)  [native/attention/sparsek.cu]
 struct SparsekWorkspaceArgs {
   uint64_t B{};
   uint64_t H{};
@@ -453,9 +453,11 @@ struct SparsekWorkspaceArgs {
   uint64_t D{};
   uint64_t blockSize{};
   bool backward{};
+  uint64_t ccMajor{};
+  uint64_t ccMinor{};
 };
 inline SparsekWorkspaceArgs readSparsekWorkspace(const Napi::CallbackInfo& info) {
-  Reader r(info, "sparsekWorkspace", 8);
+  Reader r(info, "sparsekWorkspace", 10);
   SparsekWorkspaceArgs a;
   a.B = r.u64("B");
   a.H = r.u64("H");
@@ -465,6 +467,8 @@ inline SparsekWorkspaceArgs readSparsekWorkspace(const Napi::CallbackInfo& info)
   a.D = r.u64("D", 256.0);
   a.blockSize = r.u64("blockSize");
   a.backward = r.u64("backward", 1.0) != 0;
+  a.ccMajor = r.u64("ccMajor", 99.0);
+  a.ccMinor = r.u64("ccMinor", 9.0);
   r.end();
   return a;
 }

@@ -2,7 +2,8 @@
 // poisoned outputs and workspaces: the selection (equal to the reference's, except where two scores
 // lie within f32 rounding of each other), the forward (out, lse; no less accurate than a naive bf16
 // attention under the same mask), the backward over the GPU's own indices (dq, dk, dv), bf16 and
-// f16, causal or not, GQA, MQA and MHA, block sizes 64 and 128, S not a multiple of the block;
+// f16, causal or not, GQA, MQA and MHA, block sizes 64 and 128 (on sm_90 the Hopper kernels), S
+// not a multiple of the block;
 // topK = every block equal to dense attention; two runs bitwise identical; the registry's choice;
 // the native entry points' refusals. Skipped without a GPU. SANITIZE_SMALL=1 keeps the small cases
 // (for compute-sanitizer, scripts/sparsek-check.sh).
@@ -35,6 +36,9 @@ const ALL: Case[] = [
   { B: 1, H: 2, Hkv: 1, S: 129, D: 64, blockSize: 64, topK: 2, causal: true, dtype: 'f16', small: true },
   { B: 1, H: 8, Hkv: 2, S: 1100, D: 128, blockSize: 64, topK: 6, causal: true, first: true, dtype: 'bf16' }, // GQA 4:1
   { B: 1, H: 4, Hkv: 2, S: 700, D: 128, blockSize: 128, topK: 3, causal: true, window: 2, dtype: 'bf16' },
+  // Block size 128 on sm_90: the Hopper kernels (D 64 here; the cases above at D 128 and non-causal).
+  { B: 2, H: 8, Hkv: 2, S: 1000, D: 64, blockSize: 128, topK: 3, causal: true, first: true, dtype: 'bf16' },
+  { B: 1, H: 2, Hkv: 1, S: 300, D: 128, blockSize: 128, topK: 2, causal: true, dtype: 'f16', small: true },
 ];
 const CASES = process.env.SANITIZE_SMALL === '1' ? ALL.filter((c) => c.small) : ALL;
 const TOL = 1e-2; // one rounding to a 16-bit format, with room for FP32 sums
@@ -160,9 +164,11 @@ describe.skipIf(!gpu)('sparsek_attention on CUDA', () => {
     const ws = { base: 0, offset: 0, bytes: 0 };
     const none = { base: 0, offset: 0, bytes: 0 };
     // (stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, blockSize, topK, first, window, q, k, v, out, lse, indices, 9 strides, workspace)
+    // B 1, H 2, Hkv 1, S 256, D 64 (contiguous [B, heads, S, D] element strides of q and out, k and v).
+    const [QS, KS] = [[32768, 16384, 64], [16384, 16384, 64]] as const;
     const call = (over: Partial<Record<string, number>>) => {
       const a = { dtype: 1, Sq: 256, Sk: 256, D: 64, blockSize: 64, topK: 2, window: 1, ...over };
-      return () => e.sparsekForward(0, a.dtype, 1, 2, 1, a.Sq, a.Sk, a.D, 1, 0.125, a.blockSize, a.topK, 0, a.window, none, none, none, none, none, none, 16384, 8192, 64, 16384, 16384, 64, 16384, 8192, 64, ws);
+      return () => e.sparsekForward(0, a.dtype, 1, 2, 1, a.Sq, a.Sk, a.D, 1, 0.125, a.blockSize, a.topK, 0, a.window, none, none, none, none, none, none, ...QS, ...KS, ...QS, ws);
     };
     expect(thrown(call({ blockSize: 32 }))).toMatch(/INVALID_ARGUMENT.*block size of 64 or 128/);
     expect(thrown(call({ topK: 5 }))).toMatch(/INVALID_ARGUMENT.*topK in \[1, 4\]/);

@@ -252,8 +252,9 @@ export const entries = {
     args: ['stream', 'dtype:fdtype', ...attnSizes, ...sparseAttrs, 'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'indices:tensor',
       'dq:tensor', 'dk:tensor', 'dv:tensor', ...attnStrides, 'workspace:workspace'],
   },
-  // The bytes of sparsekForward's (backward 0) or sparsekBackward's (1) workspace.
-  sparsekWorkspace: { file: 'attention/sparsek.cu', args: [...attnShape, 'blockSize', 'backward:flag'], returns: 'number' },
+  // The bytes of sparsekForward's (backward 0) or sparsekBackward's (1) workspace on a device of
+  // compute capability ccMajor.ccMinor.
+  sparsekWorkspace: { file: 'attention/sparsek.cu', args: [...attnShape, 'blockSize', 'backward:flag', 'ccMajor:u64<=99', 'ccMinor:u64<=9'], returns: 'number' },
 
   // ---- quantization (native/quant) ------------------------------------------------------------------
   quantAmax: { file: 'quant/amax.cu', args: ['stream', 'dtype:fdtype', 'n', 'x:tensor', 'amax:tensor'] },

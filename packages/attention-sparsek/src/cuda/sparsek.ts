@@ -1,14 +1,17 @@
 /**
  * The CUDA candidates of sparsek_attention and sparsek_attention_backward (native/attention/sparsek.cu):
  * the block means and top-k selection (sparsek_select.cuh), then the block-sparse forward, or the
- * deterministic block-sparse backward over the forward's indices (sparsek_sm80.cuh: mma.sync, every
- * GPU from sm_80, the H200 included; on sm_100 compiled, never run here). bf16 or f16, head
+ * deterministic block-sparse backward over the forward's indices. Block size 128 on sm_90: the
+ * Hopper flash kernels walking the selection (TMA, wgmma); otherwise the portable mma.sync kernels
+ * (sparsek_sm80.cuh: every GPU from sm_80, the H200 included; on sm_100 compiled, never run here). bf16 or f16, head
  * dimensions 64 and 128, block sizes 64 and 128, any S, causal or not, GQA and MQA, both layouts
  * (the same element strides as the flash candidates). What they decline has no other CUDA kernel:
  * the call fails with NO_KERNEL, naming the reason.
  *
  * Workspace: the forward's block means (qbar, kbar: f32 [B, Hkv, nB, D] each), the backward's delta
- * (f32 [B, H, S]); the addon defines their size (sparsekWorkspace) and the candidates declare it.
+ * (f32 [B, H, S]) and, for the Hopper backward, its dQ accumulator and padded statistics; the addon
+ * defines their size for the device's compute capability (sparsekWorkspace) and the candidates
+ * declare it.
  */
 import { dtypeCode, nativeEntries, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
@@ -34,8 +37,9 @@ const sparseArgs = (n: SparsekDims) => [n.blockSize, n.topK, n.first ? 1 : 0, n.
 const forwardDims = (p: KernelParams) => sparsekDims(p.op, p.inTypes, p.attrs);
 const backwardDims = (p: KernelParams) => sparsekDims(p.op, p.inTypes.slice(1, 4), p.attrs);
 
-function workspace(n: SparsekDims, backward: boolean): number {
-  return nativeEntries().entries!.sparsekWorkspace(n.B, n.H, n.Hkv, n.Sq, n.Sk, n.D, n.blockSize, backward ? 1 : 0);
+function workspace(device: string, n: SparsekDims, backward: boolean): number {
+  const cc = capability(device);
+  return nativeEntries().entries!.sparsekWorkspace(n.B, n.H, n.Hkv, n.Sq, n.Sk, n.D, n.blockSize, backward ? 1 : 0, Math.floor(cc / 10), cc % 10);
 }
 
 function forwardArgs(c: CudaCall<KernelParams>): Parameters<NativeEntries['sparsekForward']> {
@@ -58,7 +62,7 @@ registerCuda<KernelParams>({
   priority: PRIORITY,
   needs: ['sparsekForward', 'sparsekWorkspace'],
   supports: (p) => limits(p.device, p.inTypes[0]!.dtype, forwardDims(p)),
-  workspace: (p) => workspace(forwardDims(p), false),
+  workspace: (p) => workspace(p.device, forwardDims(p), false),
   run: (c, e) => e.sparsekForward(...forwardArgs(c)),
 });
 
@@ -68,6 +72,6 @@ registerCuda<KernelParams>({
   priority: PRIORITY,
   needs: ['sparsekBackward', 'sparsekWorkspace'],
   supports: (p) => limits(p.device, p.inTypes[1]!.dtype, backwardDims(p)),
-  workspace: (p) => workspace(backwardDims(p), true),
+  workspace: (p) => workspace(p.device, backwardDims(p), true),
   run: (c, e) => e.sparsekBackward(...backwardArgs(c)),
 });
