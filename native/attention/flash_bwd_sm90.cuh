@@ -659,9 +659,10 @@ inline size_t flashBackwardSm90Scratch(const FlashBwdParams& p) { return bwd90::
 
 namespace bwd90 {
 // The most blocks a sparse launch takes: it adds a query block and its rank per key block, 8 · nB
-// bytes, to the kernel's shared memory (4 K blocks at D 128, 4 K less a few at D 64).
+// bytes, to the kernel's dynamic shared memory, which with the static (1 KiB kept for it:
+// selectingBlocks' warp counts) stays within the 227 KiB a CTA may have (about 3.9 K blocks).
 template <int D>
-constexpr int sparseMaxBlocks() { return (227 * 1024 - int(Cfg<D>::kSmem)) / 8; }
+constexpr int sparseMaxBlocks() { return (227 * 1024 - 1024 - int(Cfg<D>::kSmem)) / 8; }
 
 // The launcher of every variant (Stats: see the kernel). sp: a SparseK selection (block size kBN,
 // Sq = Sk, at most kSparseMaxBlocks blocks), or null for dense attention.

@@ -74,8 +74,14 @@ bool portableForced() {
   }();
   return forced;
 }
-// A Hopper kernel's refusal (not this device, or sizes it does not take): the portable one runs.
-bool declined(cudaError_t e) { return e == cudaErrorNotSupported || e == cudaErrorInvalidValue; }
+// A Hopper kernel's refusal (not this device, or sizes it does not take): the portable one runs,
+// after the refusal is cleared from the runtime's last error (a refused attribute call records it,
+// and the portable launcher's cudaGetLastError would report it as its own).
+bool declined(cudaError_t e) {
+  const bool no = e == cudaErrorNotSupported || e == cudaErrorInvalidValue;
+  if (no) (void)cudaGetLastError();
+  return no;
+}
 
 template <typename T, int D>
 cudaError_t sparseForward(const FlashFwdParams& p, const SparseIdx& s, cudaStream_t st) {
