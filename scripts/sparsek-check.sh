@@ -8,7 +8,7 @@
 #             (test/gpu_sparsek.test.ts with SANITIZE_SMALL=1)
 #   bench     bench/sparsek.mjs (ours, dense and sparse) and bench/sparsek_torch.py (PyTorch's
 #             default SDPA) on the same shapes, one after the other
-#   quality   examples/attention-sparsek/quality.mjs: dense and sparsek GPTs on associative recall
+#   quality   examples/attention-sparsek/quality.mjs: dense and sparsek GPTs on the copy task
 set -uo pipefail
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(tests bench)
@@ -46,8 +46,15 @@ for part in "${parts[@]}"; do
     timeout 200 python3 bench/sparsek_torch.py "$OUT/sparsek-torch.json" 2>&1 | tee -a "$OUT/bench.log"
     ;;
   quality)
-    step "associative recall: dense and sparsek GPTs"
-    (cd examples/attention-sparsek && timeout 500 node quality.mjs "$OUT/quality") 2>&1 | tee "$OUT/quality.log" | tail -30
+    # QUALITY_RUNS: ';'-separated argument lists for quality.mjs (default: its defaults), each run
+    # into $OUT/quality-<n>, limited to QUALITY_TIMEOUT seconds (default 250).
+    IFS=';' read -ra qruns <<< "${QUALITY_RUNS:-steps=1000}"
+    n=0
+    for args in "${qruns[@]}"; do
+      n=$((n + 1))
+      step "copy task, dense and sparsek GPTs: $args"
+      (cd examples/attention-sparsek && timeout "${QUALITY_TIMEOUT:-250}" node quality.mjs out="$OUT/quality-$n" $args) 2>&1 | tee "$OUT/quality-$n.log" | grep -v "^step\|^ *[0-9]* |" | tail -25
+    done
     ;;
   *) echo "sparsek-check.sh: unknown part '$part' (tests, sanitize, bench, quality)"; exit 2 ;;
   esac
