@@ -49,6 +49,10 @@ for part in "${parts[@]}"; do
     # QUALITY_RUNS: ';'-separated argument lists for quality.mjs (default: its defaults), each run
     # into $OUT/quality-<n>, limited to QUALITY_TIMEOUT seconds (default 250).
     IFS=';' read -ra qruns <<< "${QUALITY_RUNS:-steps=1000}"
+    # A pack made before the example depended on ir, nn and trainer lacks their links: add them.
+    for p in ir nn trainer; do
+      [ -e "examples/attention-sparsek/node_modules/@deepwell/$p" ] || ln -s "../../../../packages/$p" "examples/attention-sparsek/node_modules/@deepwell/$p"
+    done
     n=0
     for args in "${qruns[@]}"; do
       n=$((n + 1))
