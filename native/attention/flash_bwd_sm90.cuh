@@ -656,6 +656,9 @@ inline bool strideOk(int64_t st, int extent, int64_t m) { return extent <= 1 || 
 // for flash.cu's flashBackwardWorkspace entry point, which sizes the plan's workspace.
 inline size_t flashBackwardSm90Scratch(int B, int H, int Sq, int D) { return bwd90::scratchLayout(B, H, Sq, D).total; }
 inline size_t flashBackwardSm90Scratch(const FlashBwdParams& p) { return bwd90::scratchLayout(p).total; }
+// The sparse backward's: its query blocks are whole 128-row blocks of the selection, so the padded
+// layout covers Sq rounded up to 128 (at D 128 both 64-row halves of the last block exist).
+inline size_t flashBackwardSparseSm90Scratch(int B, int H, int Sq, int D) { return bwd90::scratchLayout(B, H, (Sq + 127) / 128 * 128, D).total; }
 
 namespace bwd90 {
 // The most blocks a sparse launch takes: it adds a query block and its rank per key block, 8 · nB
@@ -694,7 +697,8 @@ cudaError_t flashBackwardSm90Impl(const FlashBwdParams& p, void* scratch, cudaSt
       !makeHeadMap(&mk, dt, p.k, D, p.Sk, p.Hkv, p.B, p.ks, kBN) || !makeHeadMap(&mv, dt, p.v, D, p.Sk, p.Hkv, p.B, p.vs, kBN))
     return cudaErrorInvalidValue;
 
-  const ScratchLayout l = scratchLayout(p);
+  // Sparse: steps are whole 128-row query blocks (R of BM rows each), so the layout is padded to them.
+  const ScratchLayout l = scratchLayout(p.B, p.H, Sparse ? (p.Sq + kBN - 1) / kBN * kBN : p.Sq, D);
   uint8_t* sc = static_cast<uint8_t*>(scratch);
   Args a;
   a.dqAcc = reinterpret_cast<float*>(sc + l.acc);

@@ -95,7 +95,7 @@ cudaError_t sparseForward(const FlashFwdParams& p, const SparseIdx& s, cudaStrea
 // scratch: the workspace past delta (null when there is none for the Hopper backward).
 template <typename T, int D>
 cudaError_t sparseBackward(const FlashBwdParams& p, const SparseIdx& s, void* scratch, uint64_t bytes, cudaStream_t st) {
-  if (s.bs == 128 && scratch != nullptr && !portableForced() && bytes >= flashBackwardSm90Scratch(p)) {
+  if (s.bs == 128 && scratch != nullptr && !portableForced() && bytes >= flashBackwardSparseSm90Scratch(p.B, p.H, p.Sq, D)) {
     const cudaError_t e = flashBackwardSparseSm90<T, D>(p, s, scratch, st);
     if (!declined(e)) return e;
   }
@@ -207,7 +207,7 @@ Napi::Value SparsekWorkspace(const Napi::CallbackInfo& info) {
     // SqPad < Sq + 128, is within 2^53 - 1 elements by the check first).
     if (a.ccMajor == 9 && a.ccMinor == 0 && a.blockSize == 128 && (a.D == 64 || a.D == 128) && a.Sq > 0) {
       mulSize(env, mulSize(env, a.B * a.H, a.Sq + 128, fn), a.D, fn);
-      bytes = align256(bytes) + flashBackwardSm90Scratch(int(a.B), int(a.H), int(a.Sq), int(a.D));
+      bytes = align256(bytes) + flashBackwardSparseSm90Scratch(int(a.B), int(a.H), int(a.Sq), int(a.D));
     }
   } else {
     const uint64_t q = mulSize(env, mulSize(env, mulSize(env, a.B * a.Hkv, numBlocks(a.Sq, a.blockSize), fn), a.D, fn), 4, fn);
