@@ -33,7 +33,7 @@ for part in "${parts[@]}"; do
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool: the sparse kernels' small cases"
       (cd packages/attention-sparsek && SANITIZE_SMALL=1 timeout 280 "$san" --tool $tool --target-processes all --print-limit 20 \
-        node ../../node_modules/vitest/vitest.mjs run test/gpu_sparsek.test.ts --pool=forks) > "$OUT/sanitize-$tool.log" 2>&1
+        node ../../node_modules/vitest/vitest.mjs run test/gpu_sparsek.test.ts --pool=threads) > "$OUT/sanitize-$tool.log" 2>&1
       echo "exit $?"; grep -E "ERROR SUMMARY|Tests |========= (Invalid|Race|Error)" "$OUT/sanitize-$tool.log" | sort | uniq -c | head -20
     done
     ;;
