@@ -19,24 +19,11 @@
  */
 import { DeepwellError, describe, type Tensor } from '@deepwell/core';
 import { checkAttrs, getOp, type ValueType } from '@deepwell/ir';
-import type { AttentionLayout } from './ops/sdpa.js';
-import { sparsekDims } from './ops/sparsek.js';
+import { sparsekDims, type SparsekAttributes } from './ops/sparsek.js';
 import { checkCall, optionalBoolean, optionalScale, runOp } from './tensor_call.js';
 
-export interface SparseKAttentionOptions {
-  /** Rows per query block and per key block (default 64). */
-  blockSize?: number;
-  /** Key blocks each query block attends to, the always-on ones included (default 16). */
-  topK?: number;
-  causal?: boolean;
-  /** Always select block 0 (default false). */
-  first?: boolean;
-  /** Always select the query block's own block and the window - 1 before it (default 1). */
-  window?: number;
-  /** Default 1 / sqrt(D). */
-  scale?: number;
-  layout?: AttentionLayout;
-}
+/** The op's attributes (ops/sparsek.ts); scale, when given, must be > 0 here (absent: 1 / sqrt(D)). */
+export type SparseKAttentionOptions = SparsekAttributes;
 
 export interface SparseKAttentionResult {
   /** F, shaped as q. */

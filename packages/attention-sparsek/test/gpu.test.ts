@@ -13,18 +13,11 @@ import { DTYPE_CODE, cudaBackend, nativeEntries, type CudaBuffer, type DevArg } 
 import { describe, expect, it } from 'vitest';
 import { scaledDotProductAttention } from '../src/index.js';
 import {
-  DTS, bitDiff, candidatesFor, familyOf, flashDevice, gpu, gradErr, naiveAtPrecision, naturalGrad, paramsOf, randn, reference, relErr, round, runCuda, type Dt,
+  DTS, bitDiff, candidatesFor, familyOf, flashDevice, gpu, gradErr, naiveAtPrecision, naturalGrad, paramsOf, randn, reference, relErr, round, runCuda, type Dt, type NaiveCase,
 } from './gpu_helpers.js';
 
 
-interface Case {
-  B: number;
-  H: number;
-  Hkv: number;
-  S: number;
-  D: number;
-  causal: boolean;
-  layout: 'bhsd' | 'bshd';
+interface Case extends NaiveCase {
   /** Default both. */
   dtypes?: readonly Dt[];
 }

@@ -19,6 +19,19 @@ function lossAndGrads(g: Graph, params: Record<string, Float64Array>, batch: Rec
   return { loss: vals[g.outputs.loss!]![0]!, grads: Object.fromEntries(Object.entries(g.gradients).map(([n, id]) => [n, vals[id]!])) };
 }
 
+/** The two steps give the same loss and every parameter the same gradient, within 1e-12 (float64). */
+function expectSameLossAndGrads(g1: Graph, g2: Graph, params: Record<string, Float64Array>, batch: Record<string, NumArray>) {
+  const a = lossAndGrads(g1, params, batch);
+  const b = lossAndGrads(g2, params, batch);
+  expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-12);
+  for (const [name, g] of Object.entries(a.grads)) {
+    const h = b.grads[name]!;
+    let worst = 0;
+    for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i]! - h[i]!));
+    expect(worst, name).toBeLessThan(1e-12);
+  }
+}
+
 describe('CausalSelfAttention', () => {
   it.each([
     ['fused, as many kv heads as heads', { fusedAttention: true }],
@@ -37,15 +50,7 @@ describe('CausalSelfAttention', () => {
     expect(Object.keys(fused.params).sort()).toEqual(Object.keys(params).sort());
     const corpus = new MarkovCorpus({ vocab: base.vocabSize, seed: Math.floor(Math.random() * 1e6) });
     const batch = corpus.batch(B, T);
-    const a = lossAndGrads(composite, params, batch);
-    const b = lossAndGrads(fused, params, batch);
-    expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-12);
-    for (const [name, g] of Object.entries(a.grads)) {
-      const h = b.grads[name]!;
-      let worst = 0;
-      for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i]! - h[i]!));
-      expect(worst, name).toBeLessThan(1e-12);
-    }
+    expectSameLossAndGrads(composite, fused, params, batch);
   });
 
   it('trains a fused GQA GPT on the CPU: the loss goes down, the sdpa_qkv reference serving', () => {
@@ -85,15 +90,7 @@ describe('sparsek attention in GPT', () => {
     expect(sp.nodes.filter((n) => n.op === 'sparsek_attention_backward')).toHaveLength(base.nLayer);
     const params = Object.fromEntries(Object.entries(dense.params).map(([name, id]) => [name, normals(dense.values[id]!.type.shape.reduce((a, b) => a * b, 1))]));
     const batch = new MarkovCorpus({ vocab: base.vocabSize, seed: Math.floor(Math.random() * 1e6) }).batch(B, T);
-    const a = lossAndGrads(dense, params, batch);
-    const b = lossAndGrads(sp, params, batch);
-    expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-12);
-    for (const [name, g] of Object.entries(a.grads)) {
-      const h = b.grads[name]!;
-      let worst = 0;
-      for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i]! - h[i]!));
-      expect(worst, name).toBeLessThan(1e-12);
-    }
+    expectSameLossAndGrads(dense, sp, params, batch);
   });
 
   it('with fewer blocks, differs from dense; per-layer kinds mix dense and sparse layers', () => {
