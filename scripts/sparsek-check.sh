@@ -47,7 +47,8 @@ for part in "${parts[@]}"; do
     ;;
   quality)
     # QUALITY_RUNS: ';'-separated argument lists for quality.mjs (default: its defaults), each run
-    # into $OUT/quality-<n>, limited to QUALITY_TIMEOUT seconds (default 250).
+    # into $OUT/quality-<n>, limited to QUALITY_TIMEOUT seconds (default 250). QUALITY_PARALLEL=1
+    # runs them at once, sharing the GPU: a sweep of what learns, whose step times mean nothing.
     IFS=';' read -ra qruns <<< "${QUALITY_RUNS:-steps=1000}"
     # A pack made before the example depended on ir, nn and trainer lacks their links: add them.
     for p in ir nn trainer; do
@@ -56,9 +57,22 @@ for part in "${parts[@]}"; do
     n=0
     for args in "${qruns[@]}"; do
       n=$((n + 1))
+      if [ -n "${QUALITY_PARALLEL:-}" ]; then
+        (cd examples/attention-sparsek && timeout "${QUALITY_TIMEOUT:-250}" node quality.mjs out="$OUT/quality-$n" $args > "$OUT/quality-$n.log" 2>&1) &
+        continue
+      fi
       step "copy task, dense and sparsek GPTs: $args"
       (cd examples/attention-sparsek && timeout "${QUALITY_TIMEOUT:-250}" node quality.mjs out="$OUT/quality-$n" $args) 2>&1 | tee "$OUT/quality-$n.log" | grep -v "^step\|^ *[0-9]* |" | tail -25
     done
+    if [ -n "${QUALITY_PARALLEL:-}" ]; then
+      wait
+      n=0
+      for args in "${qruns[@]}"; do
+        n=$((n + 1))
+        step "copy task, dense and sparsek GPTs, run $n of ${#qruns[@]} at once (step times shared the GPU): $args"
+        grep -v "^step\|^ *[0-9]* |" "$OUT/quality-$n.log" | tail -12
+      done
+    fi
     ;;
   *) echo "sparsek-check.sh: unknown part '$part' (tests, sanitize, bench, quality)"; exit 2 ;;
   esac

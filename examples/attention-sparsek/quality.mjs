@@ -42,8 +42,8 @@ async function findDevice() {
 
 /** The defaults of a device kind: the issue's shape on a GPU, a model of seconds on the CPU. */
 const DEFAULTS = {
-  cuda: { steps: 1000, T: 4096, batch: 8, vocab: 256, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 64, topK: 8, window: 2, first: 1, lr: 1e-3, seed: 1 },
-  cpu: { steps: 60, T: 128, batch: 4, vocab: 64, layers: 2, embd: 32, heads: 2, kvHeads: 1, blockSize: 16, topK: 3, window: 1, first: 1, lr: 3e-3, seed: 1 },
+  cuda: { steps: 4000, T: 4096, batch: 8, vocab: 1024, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 128, topK: 8, window: 1, first: 1, lr: 1e-3, seed: 1, positions: 'sinusoidal' },
+  cpu: { steps: 60, T: 128, batch: 4, vocab: 64, layers: 2, embd: 32, heads: 2, kvHeads: 1, blockSize: 16, topK: 3, window: 1, first: 1, lr: 3e-3, seed: 1, positions: 'sinusoidal' },
 };
 
 /** key=value arguments over QUALITY_<KEY> variables over the device's defaults, checked. */
@@ -65,6 +65,11 @@ function readOptions(argv, env, detected) {
   const o = { ...DEFAULTS[device === 'cpu' ? 'cpu' : 'cuda'], device };
   for (const [key, v] of Object.entries(given)) {
     if (key === 'device' || key === 'out') continue;
+    if (key === 'positions') {
+      if (v !== 'normal' && v !== 'sinusoidal') throw new Error(`Expected 'normal' or 'sinusoidal' for positions but received '${v}'`);
+      o.positions = v;
+      continue;
+    }
     const n = Number(v);
     if (!Number.isFinite(n)) throw new Error(`Expected a number for ${key} but received '${v}'`);
     o[key] = n;
@@ -104,6 +109,7 @@ function gptConfig(o, attention, task) {
     nHead: o.heads,
     nKvHead: o.kvHeads,
     nEmbd: o.embd,
+    positionInit: o.positions,
     attention,
   };
 }

@@ -25,9 +25,15 @@ export const PHASES: readonly Phase[] = ['forward', 'backward', 'optimizer'];
 
 /** How a parameter or state value starts: deterministic from the run's seed and the value's name. */
 export interface InitSpec {
-  dist: 'normal' | 'zeros' | 'ones' | 'uniform';
-  /** normal: standard deviation; uniform: half-width. */
+  dist: 'normal' | 'zeros' | 'ones' | 'uniform' | 'sinusoidal';
+  /** normal: standard deviation; uniform: half-width; sinusoidal: amplitude. */
   scale?: number;
+  /**
+   * sinusoidal: the row width C of a [rows, C] table (C even). Row p, columns 2i and 2i + 1:
+   * scale · sin(p · ω_i) and scale · cos(p · ω_i), ω_i = 10000^(-2i / C), the Transformer's
+   * position encoding (Vaswani et al. 2017) as a starting value.
+   */
+  columns?: number;
 }
 
 export interface ValueDecl {

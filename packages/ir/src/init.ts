@@ -3,6 +3,7 @@
  * InitSpec with a generator seeded by (run seed, value name). The same seed gives the same model
  * on every machine, and adding a parameter does not change the others' values.
  */
+import { DeepwellError } from '@deepwell/core';
 import type { InitSpec } from './graph.js';
 
 /** 32-bit FNV-1a of a string, mixed with a seed. */
@@ -46,6 +47,21 @@ export function initialValues(spec: InitSpec, n: number, seed: number, name: str
         if (i + 1 < n) out[i + 1] = m * Math.sin(2 * Math.PI * v);
       }
       break;
+    case 'sinusoidal': {
+      // No draws: a fixed table (offsets between rows are rotations of each column pair).
+      const C = spec.columns ?? 0;
+      if (!Number.isInteger(C) || C < 2 || C % 2 !== 0 || n % C !== 0) {
+        throw new DeepwellError('INVALID_ARGUMENT', `Expected an even column count dividing the ${n} values for the sinusoidal initialisation of '${name}' but received ${String(spec.columns)}`);
+      }
+      for (let p = 0; p < n / C; p++) {
+        for (let i = 0; i < C / 2; i++) {
+          const a = p * Math.pow(10000, (-2 * i) / C);
+          out[p * C + 2 * i] = Math.sin(a) * scale;
+          out[p * C + 2 * i + 1] = Math.cos(a) * scale;
+        }
+      }
+      break;
+    }
   }
   return out;
 }

@@ -34,6 +34,14 @@ export interface GPTConfig {
    * nLayer kinds).
    */
   attention?: AttentionKind | AttentionKind[];
+  /**
+   * How the learned position embedding starts: 'normal' (random, std 0.02; GPT-2's, the default) or
+   * 'sinusoidal' (the Transformer's sin/cos table, amplitude 0.02, then trained). Sinusoids make a
+   * fixed offset between positions the same rotation everywhere, so heads that attend a fixed
+   * distance back (the previous token, as induction heads need) are learnt from every position at
+   * once; at long T, random rows learn them slowly.
+   */
+  positionInit?: 'normal' | 'sinusoidal';
   moe?: { experts: number; topK: number; capacityFactor?: number; auxLossWeight?: number; everyNth?: number };
 }
 
@@ -111,13 +119,15 @@ export class GPT extends Module {
       nKvHead: c.nHead,
       fusedAttention: true,
       attention: { kind: 'dense' },
+      positionInit: checkOneOf(c.positionInit ?? 'normal', ['normal', 'sinusoidal'], 'GPT config positionInit'),
       ...c,
       moe: c.moe ?? null,
     };
     const cfg = this.config;
+    if (cfg.positionInit === 'sinusoidal' && cfg.nEmbd % 2 !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected an even nEmbd for GPT config positionInit 'sinusoidal' (sin/cos pairs) but received ${cfg.nEmbd}`);
     const residualStd = 0.02 / Math.sqrt(2 * cfg.nLayer);
     this.wte = this.addChild('wte', new Embedding(cfg.vocabSize, cfg.nEmbd));
-    this.wpe = this.addChild('wpe', new Embedding(cfg.blockSize, cfg.nEmbd));
+    this.wpe = this.addChild('wpe', new Embedding(cfg.blockSize, cfg.nEmbd, { init: cfg.positionInit }));
     const every = cfg.moe?.everyNth ?? 1;
     const kinds = attentionKinds(cfg.attention, cfg.nLayer);
     this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.addChild(`blocks.${i}`, new Block(cfg, residualStd, cfg.moe && i % every === every - 1 ? cfg.moe : null, kinds[i]!)));

@@ -24,9 +24,11 @@ export class Linear extends Module {
 }
 
 export class Embedding extends Module {
-  constructor(readonly count: number, readonly dim: number, options: { std?: number } = {}) {
+  /** init 'sinusoidal': the rows start as the Transformer's sinusoidal position encoding (amplitude std), not random. */
+  constructor(readonly count: number, readonly dim: number, options: { std?: number; init?: 'normal' | 'sinusoidal' } = {}) {
     super();
-    this.addParam('weight', [count, dim], { dist: 'normal', scale: options.std ?? 0.02 });
+    const scale = options.std ?? 0.02;
+    this.addParam('weight', [count, dim], options.init === 'sinusoidal' ? { dist: 'sinusoidal', scale, columns: dim } : { dist: 'normal', scale });
   }
   /** ids: i32[...] -> f32[..., dim] */
   forward(ids: Sym): Sym {

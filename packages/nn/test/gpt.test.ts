@@ -1,5 +1,5 @@
 import { errorOf } from '../../../testing/errors.js';
-import { autocast, byteSizeOf, capture, compile, dryrun, planMemory, runPasses, trainingStep } from '@deepwell/ir';
+import { autocast, byteSizeOf, capture, compile, dryrun, initialValues, planMemory, runPasses, trainingStep } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { GPT, MarkovCorpus, type GPTConfig } from '../src/index.js';
 
@@ -115,6 +115,29 @@ describe('GPT', () => {
   it('trains with SwiGLU and RMSNorm', () => {
     const { losses } = train({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false }, 60, 3, { B: 4, T: 8, lr: 1e-2 });
     expect(mean(losses.slice(-10))).toBeLessThan(mean(losses.slice(0, 5)) - 0.2);
+  });
+
+  it('starts its position embedding as the sinusoidal table when asked, and nothing else changes', () => {
+    const cfg = { vocabSize: 16, blockSize: 12, nLayer: 1, nHead: 2, nEmbd: 8 };
+    const seed = 1 + Math.floor(Math.random() * 1000);
+    const exe = (c: GPTConfig) => compile(capture(new GPT(c), spec(1, 4)), { seed });
+    const [plain, sin] = [exe(cfg), exe({ ...cfg, positionInit: 'sinusoidal' })];
+    const wpe = sin.get('wpe.weight');
+    for (let p = 0; p < 12; p++) {
+      for (let c = 0; c < 8; c++) {
+        // Row p, column c: the angle p / 10000^(2⌊c/2⌋ / C), sin in even columns and cos in odd ones.
+        const angle = p / 10000 ** ((c - (c % 2)) / 8);
+        expect(wpe[p * 8 + c]).toBeCloseTo(0.02 * (c % 2 ? Math.cos(angle) : Math.sin(angle)), 7);
+      }
+    }
+    expect(Array.from(plain.get('wpe.weight'))).not.toEqual(Array.from(wpe));
+    for (const name of ['wte.weight', 'blocks.0.attn.qkv.weight', 'blocks.0.mlp.fc.weight']) expect(Array.from(sin.get(name))).toEqual(Array.from(plain.get(name)));
+    plain.dispose();
+    sin.dispose();
+    expect(errorOf(() => new GPT({ ...cfg, positionInit: 'rope' as never })).message).toMatch(/Expected one of 'normal', 'sinusoidal' for GPT config positionInit but received "rope"/);
+    expect(errorOf(() => new GPT({ ...cfg, nHead: 1, nEmbd: 7, positionInit: 'sinusoidal' })).message).toMatch(/even nEmbd/);
+    expect(errorOf(() => initialValues({ dist: 'sinusoidal', scale: 1 }, 12, 0, 'x')).message).toMatch(/Expected an even column count dividing the 12 values for the sinusoidal initialisation of 'x' but received undefined/);
+    expect(errorOf(() => initialValues({ dist: 'sinusoidal', columns: 5 }, 10, 0, 'x')).code).toBe('INVALID_ARGUMENT');
   });
 
   it('gives typed errors for bad configs and inputs', () => {
