@@ -55,17 +55,19 @@ for part in "${parts[@]}"; do
       [ -e "examples/attention-sparsek/node_modules/@deepwell/$p" ] || ln -s "../../../../packages/$p" "examples/attention-sparsek/node_modules/@deepwell/$p"
     done
     n=0
+    pids=()
     for args in "${qruns[@]}"; do
       n=$((n + 1))
       if [ -n "${QUALITY_PARALLEL:-}" ]; then
         (cd examples/attention-sparsek && timeout "${QUALITY_TIMEOUT:-250}" node quality.mjs out="$OUT/quality-$n" $args > "$OUT/quality-$n.log" 2>&1) &
+        pids+=($!)
         continue
       fi
       step "copy task, dense and sparsek GPTs: $args"
       (cd examples/attention-sparsek && timeout "${QUALITY_TIMEOUT:-250}" node quality.mjs out="$OUT/quality-$n" $args) 2>&1 | tee "$OUT/quality-$n.log" | grep -v "^step\|^ *[0-9]* |" | tail -25
     done
     if [ -n "${QUALITY_PARALLEL:-}" ]; then
-      wait
+      wait "${pids[@]}" # (a bare wait would also wait for the log's tee)
       n=0
       for args in "${qruns[@]}"; do
         n=$((n + 1))

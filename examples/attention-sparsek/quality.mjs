@@ -42,8 +42,8 @@ async function findDevice() {
 
 /** The defaults of a device kind: the issue's shape on a GPU, a model of seconds on the CPU. */
 const DEFAULTS = {
-  cuda: { steps: 4000, T: 4096, batch: 8, vocab: 1024, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 128, topK: 8, window: 1, first: 1, lr: 1e-3, seed: 1, positions: 'sinusoidal' },
-  cpu: { steps: 60, T: 128, batch: 4, vocab: 64, layers: 2, embd: 32, heads: 2, kvHeads: 1, blockSize: 16, topK: 3, window: 1, first: 1, lr: 3e-3, seed: 1, positions: 'sinusoidal' },
+  cuda: { steps: 4000, T: 4096, batch: 8, vocab: 1024, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 128, topK: 8, window: 1, first: 1, lr: 1e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000 },
+  cpu: { steps: 60, T: 128, batch: 4, vocab: 64, layers: 2, embd: 32, heads: 2, kvHeads: 1, blockSize: 16, topK: 3, window: 1, first: 1, lr: 3e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000 },
 };
 
 /** key=value arguments over QUALITY_<KEY> variables over the device's defaults, checked. */
@@ -78,6 +78,7 @@ function readOptions(argv, env, detected) {
     if (!Number.isInteger(o[key]) || o[key] < 1) throw new Error(`Expected a positive integer for ${key} but received ${o[key]}`);
   }
   if (o.first !== 0 && o.first !== 1) throw new Error(`Expected 0 or 1 for first but received ${o.first}`);
+  if (!(o.positionBase > 1)) throw new Error(`Expected a number above 1 for positionBase but received ${o.positionBase}`);
   if (!(o.lr > 0)) throw new Error(`Expected a positive learning rate for lr but received ${o.lr}`);
   if (!Number.isInteger(o.seed) || o.seed < 0) throw new Error(`Expected a non-negative integer for seed but received ${o.seed}`);
   // Each copy block's source must be one whole key block (see copy_task.mjs), and the always-on
@@ -110,6 +111,7 @@ function gptConfig(o, attention, task) {
     nKvHead: o.kvHeads,
     nEmbd: o.embd,
     positionInit: o.positions,
+    ...(o.positions === 'sinusoidal' ? { positionBase: o.positionBase } : {}),
     attention,
   };
 }

@@ -30,10 +30,12 @@ export interface InitSpec {
   scale?: number;
   /**
    * sinusoidal: the row width C of a [rows, C] table (C even). Row p, columns 2i and 2i + 1:
-   * scale · sin(p · ω_i) and scale · cos(p · ω_i), ω_i = 10000^(-2i / C), the Transformer's
-   * position encoding (Vaswani et al. 2017) as a starting value.
+   * scale · sin(p · ω_i) and scale · cos(p · ω_i), ω_i = base^(-2i / C), the Transformer's
+   * position encoding (Vaswani et al. 2017; base 10000) as a starting value.
    */
   columns?: number;
+  /** sinusoidal: the base of the frequencies (default 10000; the longest period is 2π · base). */
+  base?: number;
 }
 
 export interface ValueDecl {

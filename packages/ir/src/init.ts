@@ -50,12 +50,14 @@ export function initialValues(spec: InitSpec, n: number, seed: number, name: str
     case 'sinusoidal': {
       // No draws: a fixed table (offsets between rows are rotations of each column pair).
       const C = spec.columns ?? 0;
+      const base = spec.base ?? 10000;
       if (!Number.isInteger(C) || C < 2 || C % 2 !== 0 || n % C !== 0) {
         throw new DeepwellError('INVALID_ARGUMENT', `Expected an even column count dividing the ${n} values for the sinusoidal initialisation of '${name}' but received ${String(spec.columns)}`);
       }
+      if (!(base > 1) || !Number.isFinite(base)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite base above 1 for the sinusoidal initialisation of '${name}' but received ${String(spec.base)}`);
       for (let p = 0; p < n / C; p++) {
         for (let i = 0; i < C / 2; i++) {
-          const a = p * Math.pow(10000, (-2 * i) / C);
+          const a = p * Math.pow(base, (-2 * i) / C);
           out[p * C + 2 * i] = Math.sin(a) * scale;
           out[p * C + 2 * i + 1] = Math.cos(a) * scale;
         }

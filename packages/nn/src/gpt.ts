@@ -42,6 +42,12 @@ export interface GPTConfig {
    * once; at long T, random rows learn them slowly.
    */
   positionInit?: 'normal' | 'sinusoidal';
+  /**
+   * The sinusoids' base (default 10000, the Transformer's): periods from 2π to 2π · base. A small
+   * base (10: periods up to 63) keeps only the short periods that tell neighbours apart, so a
+   * block's mean position embedding is near zero.
+   */
+  positionBase?: number;
   moe?: { experts: number; topK: number; capacityFactor?: number; auxLossWeight?: number; everyNth?: number };
 }
 
@@ -120,14 +126,17 @@ export class GPT extends Module {
       fusedAttention: true,
       attention: { kind: 'dense' },
       positionInit: checkOneOf(c.positionInit ?? 'normal', ['normal', 'sinusoidal'], 'GPT config positionInit'),
+      positionBase: 10000,
       ...c,
       moe: c.moe ?? null,
     };
     const cfg = this.config;
     if (cfg.positionInit === 'sinusoidal' && cfg.nEmbd % 2 !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected an even nEmbd for GPT config positionInit 'sinusoidal' (sin/cos pairs) but received ${cfg.nEmbd}`);
+    if (!(typeof cfg.positionBase === 'number' && cfg.positionBase > 1 && Number.isFinite(cfg.positionBase))) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite number above 1 for GPT config positionBase but received ${String(cfg.positionBase)}`);
+    if (c.positionBase !== undefined && cfg.positionInit !== 'sinusoidal') throw new DeepwellError('INVALID_ARGUMENT', `Expected positionInit 'sinusoidal' with GPT config positionBase (it sets the sinusoids' base) but received positionInit '${cfg.positionInit}'`);
     const residualStd = 0.02 / Math.sqrt(2 * cfg.nLayer);
     this.wte = this.addChild('wte', new Embedding(cfg.vocabSize, cfg.nEmbd));
-    this.wpe = this.addChild('wpe', new Embedding(cfg.blockSize, cfg.nEmbd, { init: cfg.positionInit }));
+    this.wpe = this.addChild('wpe', new Embedding(cfg.blockSize, cfg.nEmbd, { init: cfg.positionInit, base: cfg.positionBase }));
     const every = cfg.moe?.everyNth ?? 1;
     const kinds = attentionKinds(cfg.attention, cfg.nLayer);
     this.blocks = Array.from({ length: cfg.nLayer }, (_, i) => this.addChild(`blocks.${i}`, new Block(cfg, residualStd, cfg.moe && i % every === every - 1 ? cfg.moe : null, kinds[i]!)));

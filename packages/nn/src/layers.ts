@@ -24,11 +24,11 @@ export class Linear extends Module {
 }
 
 export class Embedding extends Module {
-  /** init 'sinusoidal': the rows start as the Transformer's sinusoidal position encoding (amplitude std), not random. */
-  constructor(readonly count: number, readonly dim: number, options: { std?: number; init?: 'normal' | 'sinusoidal' } = {}) {
+  /** init 'sinusoidal': the rows start as the Transformer's sinusoidal position encoding (amplitude std, frequencies base^(-2i/dim)), not random. */
+  constructor(readonly count: number, readonly dim: number, options: { std?: number; init?: 'normal' | 'sinusoidal'; base?: number } = {}) {
     super();
     const scale = options.std ?? 0.02;
-    this.addParam('weight', [count, dim], options.init === 'sinusoidal' ? { dist: 'sinusoidal', scale, columns: dim } : { dist: 'normal', scale });
+    this.addParam('weight', [count, dim], options.init === 'sinusoidal' ? { dist: 'sinusoidal', scale, columns: dim, base: options.base ?? 10000 } : { dist: 'normal', scale });
   }
   /** ids: i32[...] -> f32[..., dim] */
   forward(ids: Sym): Sym {

@@ -136,6 +136,13 @@ describe('GPT', () => {
     sin.dispose();
     expect(errorOf(() => new GPT({ ...cfg, positionInit: 'rope' as never })).message).toMatch(/Expected one of 'normal', 'sinusoidal' for GPT config positionInit but received "rope"/);
     expect(errorOf(() => new GPT({ ...cfg, nHead: 1, nEmbd: 7, positionInit: 'sinusoidal' })).message).toMatch(/even nEmbd/);
+    expect(errorOf(() => new GPT({ ...cfg, positionInit: 'sinusoidal', positionBase: 1 })).message).toMatch(/Expected a finite number above 1 for GPT config positionBase but received 1/);
+    expect(errorOf(() => new GPT({ ...cfg, positionBase: 10 })).message).toMatch(/Expected positionInit 'sinusoidal' with GPT config positionBase/);
+    // Another base: row 5, columns 2 and 3 at the angle 5 / 10^(2/8).
+    const short = compile(capture(new GPT({ ...cfg, positionInit: 'sinusoidal', positionBase: 10 }), spec(1, 4)), { seed });
+    expect(short.get('wpe.weight')[5 * 8 + 2]).toBeCloseTo(0.02 * Math.sin(5 / 10 ** 0.25), 7);
+    expect(short.get('wpe.weight')[5 * 8 + 3]).toBeCloseTo(0.02 * Math.cos(5 / 10 ** 0.25), 7);
+    short.dispose();
     expect(errorOf(() => initialValues({ dist: 'sinusoidal', scale: 1 }, 12, 0, 'x')).message).toMatch(/Expected an even column count dividing the 12 values for the sinusoidal initialisation of 'x' but received undefined/);
     expect(errorOf(() => initialValues({ dist: 'sinusoidal', columns: 5 }, 10, 0, 'x')).code).toBe('INVALID_ARGUMENT');
   });
