@@ -42,8 +42,8 @@ async function findDevice() {
 
 /** The defaults of a device kind: the issue's shape on a GPU, a model of seconds on the CPU. */
 const DEFAULTS = {
-  cuda: { steps: 4000, T: 4096, batch: 8, vocab: 1024, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 128, topK: 8, window: 1, first: 1, lr: 1e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000 },
-  cpu: { steps: 60, T: 128, batch: 4, vocab: 64, layers: 2, embd: 32, heads: 2, kvHeads: 1, blockSize: 16, topK: 3, window: 1, first: 1, lr: 3e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000 },
+  cuda: { steps: 4000, T: 4096, batch: 8, vocab: 1024, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 128, topK: 8, window: 1, first: 1, lr: 1e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000, switchAt: 0 },
+  cpu: { steps: 60, T: 128, batch: 4, vocab: 64, layers: 2, embd: 32, heads: 2, kvHeads: 1, blockSize: 16, topK: 3, window: 1, first: 1, lr: 3e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000, switchAt: 0 },
 };
 
 /** key=value arguments over QUALITY_<KEY> variables over the device's defaults, checked. */
@@ -78,6 +78,7 @@ function readOptions(argv, env, detected) {
     if (!Number.isInteger(o[key]) || o[key] < 1) throw new Error(`Expected a positive integer for ${key} but received ${o[key]}`);
   }
   if (o.first !== 0 && o.first !== 1) throw new Error(`Expected 0 or 1 for first but received ${o.first}`);
+  if (!Number.isInteger(o.switchAt) || o.switchAt < 0 || o.switchAt >= o.steps) throw new Error(`Expected an integer in [0, steps) for switchAt (0: sparsek from the start) but received ${o.switchAt}`);
   if (!(o.positionBase > 1)) throw new Error(`Expected a number above 1 for positionBase but received ${o.positionBase}`);
   if (!(o.lr > 0)) throw new Error(`Expected a positive learning rate for lr but received ${o.lr}`);
   if (!Number.isInteger(o.seed) || o.seed < 0) throw new Error(`Expected a non-negative integer for seed but received ${o.seed}`);
@@ -121,7 +122,7 @@ function gptConfig(o, attention, task) {
  * run, the loss read back, so the device has finished); tokens/s is B·T over the median step time
  * after the warm-up steps (the first steps compile, and on a GPU run eagerly and capture the graph).
  */
-function train(o, name, attention) {
+function train(o, name, attention, { checkpointDir = null, resume = null } = {}) {
   const task = new CopyTask({ T: o.T, batch: o.batch, vocab: o.vocab, seed: o.seed });
   const config = gptConfig(o, attention, task);
   const jsonl = join(o.out, `${name}.jsonl`);
@@ -136,6 +137,8 @@ function train(o, name, attention) {
     clipGradNorm: 1,
     seed: o.seed,
     log: { jsonl, every: Math.max(1, Math.round(o.steps / 20)) },
+    // The dense run of a switch keeps its checkpoint at switchAt for the sparsek run to start from.
+    ...(checkpointDir ? { checkpoint: { dir: checkpointDir, every: o.switchAt, keep: Math.ceil(o.steps / o.switchAt) + 1 } } : {}),
   });
   // The initial weights' checksum: equal for both models when they start from the same weights.
   let initChecksum = null;
@@ -150,11 +153,17 @@ function train(o, name, attention) {
   const steps = [];
   trainer.on('step', (e) => steps.push({ step: e.step, loss: e.loss, ms: e.ms }));
   const t0 = performance.now();
-  const r = trainer.fit();
+  const r = trainer.fit(resume ? { resume } : {});
   const seconds = (performance.now() - t0) / 1000;
-  if (steps.length !== o.steps) throw new Error(`Expected ${o.steps} steps of ${name} but the Trainer reported ${steps.length}`);
-  const warmup = Math.min(o.steps - 1, Math.max(3, Math.ceil(o.steps / 10)));
-  const medianMs = median(steps.slice(warmup).map((s) => s.ms));
+  const first = resume ? o.switchAt + 1 : 1;
+  if (steps.length !== o.steps - first + 1) throw new Error(`Expected steps ${first} to ${o.steps} of ${name} but the Trainer reported ${steps.length}`);
+  // A resumed run's earlier losses come from the checkpoint (the dense phase).
+  if (resume) steps.unshift(...r.losses.filter((l) => l.step < first).map((l) => ({ step: l.step, loss: l.loss, ms: NaN })));
+  if (steps.length !== o.steps) throw new Error(`Expected ${o.steps} losses of ${name} but have ${steps.length}`);
+  // Step times after the compile and graph capture; with a switch, of the steps after it (both models).
+  const timed = o.switchAt ? steps.slice(o.switchAt) : steps;
+  const warmup = Math.min(timed.length - 1, Math.max(3, Math.ceil(timed.length / 10)));
+  const medianMs = median(timed.slice(warmup).map((s) => s.ms));
   const last = steps.slice(-Math.max(1, Math.round(o.steps / 10)));
   return {
     name,
@@ -167,7 +176,7 @@ function train(o, name, attention) {
     steps: steps.map((s) => s.step),
     loss: steps.map((s) => s.loss),
     stepMs: steps.map((s) => s.ms),
-    warmupSteps: warmup,
+    warmupSteps: o.switchAt + warmup,
     medianStepMs: medianMs,
     tokensPerSecond: (o.batch * o.T) / (medianMs / 1000),
     finalLoss: mean(last.map((s) => s.loss)),
@@ -189,13 +198,16 @@ const sparse = { kind: 'sparsek', blockSize: o.blockSize, topK: o.topK, first: o
 console.log(`copy task: T ${o.T}, batch ${o.batch}, ${o.vocab} symbols (chance ${chance.toFixed(3)} nats, optimum 0); ${o.steps} steps on ${o.device} (${deviceName})`);
 console.log(`model: ${o.layers} layers, width ${o.embd}, ${o.heads} heads over ${o.kvHeads} key/value heads of ${o.embd / o.heads}; sparsek: blocks of ${o.blockSize}, top-${o.topK}, first ${sparse.first}, window ${o.window} (of ${o.T / o.blockSize} blocks)`);
 
-const runs = [];
-for (const [name, attention] of [['dense', { kind: 'dense' }], ['sparsek', sparse]]) {
-  console.log(`\n${name}:`);
-  runs.push(train(o, name, attention));
-}
-const [dense, sparsek] = runs;
-if (dense.initChecksum !== sparsek.initChecksum) throw new Error(`Expected the same initial weights for both models but their checksums differ: ${dense.initChecksum} and ${sparsek.initChecksum}`);
+// switchAt N: the sparsek model is the dense one until step N (its checkpoint there), then sparsek;
+// DeepSeek-V3.2's DSA, too, starts sparse training from a dense model.
+const checkpointDir = o.switchAt ? join(o.out, 'dense-checkpoints') : null;
+if (checkpointDir) rmSync(checkpointDir, { recursive: true, force: true });
+console.log('\ndense:');
+const dense = train(o, 'dense', { kind: 'dense' }, { checkpointDir });
+console.log(o.switchAt ? `\nsparsek from the dense model's step ${o.switchAt}:` : '\nsparsek:');
+const sparsek = train(o, 'sparsek', sparse, { resume: checkpointDir ? join(checkpointDir, `step-${String(o.switchAt).padStart(8, '0')}.safetensors`) : null });
+if (!o.switchAt && dense.initChecksum !== sparsek.initChecksum) throw new Error(`Expected the same initial weights for both models but their checksums differ: ${dense.initChecksum} and ${sparsek.initChecksum}`);
+if (checkpointDir) rmSync(checkpointDir, { recursive: true, force: true });
 
 const ratio = sparsek.finalLoss / dense.finalLoss;
 const speedup = sparsek.tokensPerSecond / dense.tokensPerSecond;
@@ -219,7 +231,7 @@ const curve = (r) => r.steps.map((s, i) => [s, r.loss[i]]);
 const svg = lossCurveSvg(
   [
     { name: `dense (${dense.finalLoss.toFixed(3)})`, points: curve(dense), color: '#1f77b4' },
-    { name: `sparsek top-${o.topK} (${sparsek.finalLoss.toFixed(3)})`, points: curve(sparsek), color: '#d62728' },
+    { name: `sparsek top-${o.topK}${o.switchAt ? ` from step ${o.switchAt}` : ''} (${sparsek.finalLoss.toFixed(3)})`, points: curve(sparsek).slice(o.switchAt), color: '#d62728' },
     { name: `chance log ${o.vocab}`, points: [[1, chance], [o.steps, chance]], color: '#999999' },
   ],
   { title: `copy task, T ${o.T}: loss on the copy (${deviceName}, ${dense.precision}, batch ${o.batch})` },
