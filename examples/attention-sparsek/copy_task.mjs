@@ -18,8 +18,8 @@
 //   does not look there) can do no better than uniform over the V symbols, whatever else it sees
 //   (the copy so far tells nothing about the next x).
 //
-// Why independent uniform symbols and a vocabulary of a few times the block size (default V = 256
-// for blocks of n = 64) rather than a tiny alphabet or "segments": SparseK ranks key blocks by the
+// Why independent uniform symbols and a vocabulary of a few times the block size (quality.mjs's GPU
+// default: V = 1024 for blocks of n = 128, a contrast of 9) rather than a tiny alphabet or "segments": SparseK ranks key blocks by the
 // dot product of the query block's mean query with each key block's mean key. A head that matches
 // symbols (q·k high where they agree, as an induction head does) gives a block pair a score near the
 // overlap of their symbol histograms, Σ_v c_v c'_v: about n + n²/V for the copy and its source, n²/V

@@ -10,9 +10,12 @@
 //
 // steps, T, batch, device ('cuda:0' when a GPU is usable, else 'cpu'), out (default runs/sparsek-quality
 // at the repository root), vocab, layers, embd, heads, kvHeads, blockSize, topK, window, first (0/1),
-// lr, seed. On a GPU the defaults are the (T 4096, 4 layers, width 256, 4 heads over 2
-// key/value heads of 64, blocks of 64, top-8 with block 0 and a window of 2, bf16 activations); on
-// the CPU a tiny model that runs in seconds (T 128, 2 layers, width 32, blocks of 16, top-3).
+// lr, seed, positions ('sinusoidal' or 'normal': GPTConfig.positionInit), positionBase, switchAt (N > 0:
+// the sparsek model continues the dense model's step-N checkpoint). On a GPU the defaults are the
+// shape measured in docs/gpu-runs/2026-12-04-sparsek-quality (T 4096, V 1024, 4 layers, width 256,
+// 4 heads over 2 key/value heads of 64, blocks of 128, top-8 with block 0 and the diagonal, 8000
+// steps, bf16 activations); on the CPU a tiny model that runs in seconds (T 128, 2 layers, width
+// 32, blocks of 16, top-3).
 //
 // Writes into out: quality.json (the config, both loss curves and step times, tokens/s, the final
 // losses as the mean of the last 10% of steps, their ratio, the kernels that served attention, the
@@ -42,7 +45,7 @@ async function findDevice() {
 
 /** The defaults of a device kind: the shape on a GPU, a model of seconds on the CPU. */
 const DEFAULTS = {
-  cuda: { steps: 4000, T: 4096, batch: 8, vocab: 1024, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 128, topK: 8, window: 1, first: 1, lr: 1e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000, switchAt: 0 },
+  cuda: { steps: 8000, T: 4096, batch: 8, vocab: 1024, layers: 4, embd: 256, heads: 4, kvHeads: 2, blockSize: 128, topK: 8, window: 1, first: 1, lr: 1e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000, switchAt: 0 },
   cpu: { steps: 60, T: 128, batch: 4, vocab: 64, layers: 2, embd: 32, heads: 2, kvHeads: 1, blockSize: 16, topK: 3, window: 1, first: 1, lr: 3e-3, seed: 1, positions: 'sinusoidal', positionBase: 10000, switchAt: 0 },
 };
 
