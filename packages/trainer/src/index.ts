@@ -3,6 +3,10 @@ export type { FitResult, StepEvent, TrainerEvents, TrainerOptions } from './trai
 export { TokenLoader, markovShard } from './loader.js';
 export type { LoaderOptions, LoaderState } from './loader.js';
 export { LLMC_MAGIC, readShard, writeShard } from './shards.js';
+export { TOKENIZER_FORMAT, TOKENIZER_NAMES, charTokenizer, gpt2Tokenizer, loadTokenizer, tokenizerByName, tokenizerFromRecord } from './tokenizer.js';
+export type { Tokenizer, TokenizerName, TokenizerRecord } from './tokenizer.js';
+export { prepareText } from './prepare.js';
+export type { PrepareOptions, PrepareResult } from './prepare.js';
 export type { Shard, ShardFormat } from './shards.js';
 export { readSafetensors, writeHooks, writeSafetensors } from './safetensors.js';
 export type { SafeDType, SafeTensor, SafetensorsFile } from './safetensors.js';

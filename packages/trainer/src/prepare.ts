@@ -1,0 +1,226 @@
+/**
+ * Text files → llm.c token shards (magic 20240520, uint16 tokens), as llm.c's and nanoGPT's
+ * preparation scripts make them, streamed: a file is read in chunks (8 MiB by default), so a corpus
+ * of many GB never sits in memory; only the shard being filled does.
+ *
+ *   - Tokenizer 'gpt2': each file is a document, preceded by <|endoftext|> (50256) as llm.c does.
+ *     Chunks are cut only after a newline that has a non-space on both sides, a boundary GPT-2's
+ *     pre-tokenizer always splits at, so the tokens equal those of encoding each file whole.
+ *   - Tokenizer 'char': a first pass collects the characters; the files are then concatenated.
+ *   - Split: the last `valFraction` of the input (by bytes, over the files in order) is validation,
+ *     cut at the first chunk boundary at or after that point (nanoGPT's 90/10 split by default).
+ *   - Shards of at most `shardTokens` tokens: <out>/train_000000.bin …, <out>/val_000000.bin …,
+ *     each written atomically; <out>/tokenizer.json records the tokenizer, <out>/prepare.json the
+ *     inputs and counts.
+ * It refuses an output directory that already holds shards or a tokenizer (nothing is overwritten).
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DeepwellError, checkOneOf } from '@deepwell/core';
+import { writeShard } from './shards.js';
+import { TOKENIZER_NAMES, charTokenizer, gpt2Tokenizer, type Tokenizer, type TokenizerName } from './tokenizer.js';
+
+export interface PrepareOptions {
+  /** UTF-8 text files, in order. */
+  inputs: readonly string[];
+  /** The output directory (created; it must not hold shards or a tokenizer already). */
+  out: string;
+  tokenizer: TokenizerName;
+  /** The share of the input (by bytes) kept for validation, in [0, 0.5] (default 0.1). */
+  valFraction?: number;
+  /** Tokens per shard at most (default 100M, llm.c's FineWeb shards). */
+  shardTokens?: number;
+  /** Bytes read at a time (default 8 MiB). */
+  chunkBytes?: number;
+  /** Called after each chunk. */
+  onProgress?: (p: { bytes: number; totalBytes: number; tokens: number; pass: 'characters' | 'tokens' }) => void;
+}
+
+export interface PrepareResult {
+  tokenizer: Tokenizer;
+  tokenizerPath: string;
+  train: { path: string; tokens: number }[];
+  val: { path: string; tokens: number }[];
+  tokens: { train: number; val: number };
+}
+
+const MANIFEST = 'prepare.json';
+
+/** Each file's text, chunk by chunk (whole code points), then '' at its end. */
+function* chunksOf(path: string, chunkBytes: number): Generator<{ text: string; bytes: number }> {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(chunkBytes);
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    for (;;) {
+      const n = readSync(fd, buf, 0, chunkBytes, null);
+      let text: string;
+      try {
+        text = decoder.decode(buf.subarray(0, n), { stream: n > 0 });
+      } catch (e) {
+        throw new DeepwellError('INVALID_ARGUMENT', `${path} is not UTF-8 text: ${(e as Error).message}`, { cause: e });
+      }
+      yield { text, bytes: n };
+      if (n === 0) return;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const isSpace = (c: string | undefined) => c !== undefined && /\s/u.test(c);
+
+/** The last index i (0 < i <= s.length - 1) where s[i - 1] is '\n' with non-spaces around it, or -1. */
+function lastSafeCut(s: string): number {
+  for (let i = s.length - 1; i > 1; i--) {
+    if (s[i - 1] === '\n' && !isSpace(s[i]) && !isSpace(s[i - 2])) return i;
+  }
+  return -1;
+}
+
+/** The first index i >= from (and >= 2) where s[i - 1] is '\n' with non-spaces around it, or -1. */
+function firstSafeCut(s: string, from: number): number {
+  for (let i = Math.max(from, 2); i < s.length; i++) {
+    if (s[i - 1] === '\n' && !isSpace(s[i]) && !isSpace(s[i - 2])) return i;
+  }
+  return -1;
+}
+
+/** The index of the first UTF-16 unit of s whose UTF-8 offset is at least `byte` (whole code points). */
+function charIndexAtByte(s: string, byte: number): number {
+  let b = 0;
+  let i = 0;
+  for (const c of s) {
+    if (b >= byte) return i;
+    b += Buffer.byteLength(c);
+    i += c.length;
+  }
+  return s.length;
+}
+
+/** Shards of one split, filled token by token and written when full. */
+class ShardWriter {
+  readonly written: { path: string; tokens: number }[] = [];
+  #buf: Uint16Array;
+  #n = 0;
+  constructor(readonly out: string, readonly split: 'train' | 'val', readonly size: number) {
+    this.#buf = new Uint16Array(size);
+  }
+  push(ids: readonly number[]): void {
+    for (const id of ids) {
+      this.#buf[this.#n++] = id;
+      if (this.#n === this.size) this.flush();
+    }
+  }
+  flush(): void {
+    if (this.#n === 0) return;
+    const path = join(this.out, `${this.split}_${String(this.written.length).padStart(6, '0')}.bin`);
+    writeShard(path, this.#buf.subarray(0, this.#n));
+    this.written.push({ path, tokens: this.#n });
+    this.#n = 0;
+  }
+  get total(): number {
+    return this.written.reduce((a, w) => a + w.tokens, 0) + this.#n;
+  }
+}
+
+function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'onProgress'>> & { sizes: number[] } {
+  if (!Array.isArray(o.inputs) || o.inputs.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected at least one text file for prepare inputs but received none');
+  checkOneOf(o.tokenizer, TOKENIZER_NAMES, 'prepare tokenizer');
+  if (typeof o.out !== 'string' || o.out === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected an output directory for prepare out but received ${String(o.out)}`);
+  const valFraction = o.valFraction ?? 0.1;
+  if (!(valFraction >= 0 && valFraction <= 0.5)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a number in [0, 0.5] for prepare valFraction but received ${String(o.valFraction)}`);
+  const shardTokens = o.shardTokens ?? 100_000_000;
+  if (!Number.isInteger(shardTokens) || shardTokens < 1 || shardTokens > 2 ** 31 - 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [1, 2^31) for prepare shardTokens but received ${String(o.shardTokens)}`);
+  const chunkBytes = o.chunkBytes ?? 8 << 20;
+  if (!Number.isInteger(chunkBytes) || chunkBytes < 16) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer of at least 16 for prepare chunkBytes but received ${String(o.chunkBytes)}`);
+  const sizes = o.inputs.map((p) => {
+    let st;
+    try {
+      st = statSync(p);
+    } catch (e) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Could not read the text file ${p}: ${(e as Error).message}`, { cause: e });
+    }
+    if (!st.isFile()) throw new DeepwellError('INVALID_ARGUMENT', `Expected a text file for prepare inputs but ${p} is not a file`);
+    if (st.size === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected text in ${p} but the file is empty`);
+    return st.size;
+  });
+  if (existsSync(o.out)) {
+    const taken = readdirSync(o.out).filter((f) => /^(train|val)_\d+\.bin$/.test(f) || f === 'tokenizer.json' || f === MANIFEST);
+    if (taken.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected an output directory without shards for prepare but ${o.out} holds ${taken.slice(0, 3).join(', ')}${taken.length > 3 ? ', …' : ''}; choose another directory (nothing was overwritten)`);
+  }
+  return { inputs: o.inputs, out: o.out, tokenizer: o.tokenizer, valFraction, shardTokens, chunkBytes, sizes };
+}
+
+/** Prepare text files into token shards (see the file's header). */
+export function prepareText(options: PrepareOptions): PrepareResult {
+  const o = checkOptions(options);
+  const totalBytes = o.sizes.reduce((a, b) => a + b, 0);
+  const report = options.onProgress ?? (() => {});
+  let tokenizer: Tokenizer;
+  if (o.tokenizer === 'char') {
+    const chars = new Set<string>();
+    let bytes = 0;
+    for (const path of o.inputs) {
+      for (const c of chunksOf(path, o.chunkBytes)) {
+        for (const ch of c.text) chars.add(ch);
+        bytes += c.bytes;
+        if (c.bytes) report({ bytes, totalBytes, tokens: 0, pass: 'characters' });
+      }
+    }
+    tokenizer = charTokenizer(chars);
+  } else {
+    tokenizer = gpt2Tokenizer();
+  }
+  mkdirSync(o.out, { recursive: true });
+  const writers = { train: new ShardWriter(o.out, 'train', o.shardTokens), val: new ShardWriter(o.out, 'val', o.shardTokens) };
+  const valFrom = o.valFraction > 0 ? Math.floor(totalBytes * (1 - o.valFraction)) : Infinity;
+  let bytes = 0; // read
+  let consumed = 0; // encoded
+  const tokens = () => writers.train.total + writers.val.total;
+  const split = () => (consumed >= valFrom ? writers.val : writers.train);
+  /** Encode a piece that starts and ends at safe boundaries; cut it where validation starts. */
+  const emit = (piece: string) => {
+    const len = Buffer.byteLength(piece);
+    if (consumed < valFrom && consumed + len > valFrom) {
+      const at = charIndexAtByte(piece, valFrom - consumed);
+      const k = tokenizer.name === 'char' ? at : firstSafeCut(piece, at);
+      if (k > 0 && k < piece.length) {
+        writers.train.push(tokenizer.encode(piece.slice(0, k)));
+        writers.val.push(tokenizer.encode(piece.slice(k)));
+        consumed += len;
+        return;
+      }
+    }
+    split().push(tokenizer.encode(piece));
+    consumed += len;
+  };
+  for (const path of o.inputs) {
+    if (tokenizer.eot !== null) split().push([tokenizer.eot]);
+    let pending = '';
+    for (const c of chunksOf(path, o.chunkBytes)) {
+      bytes += c.bytes;
+      pending += c.text;
+      // Encode up to a boundary where cutting cannot change the tokens (char: anywhere).
+      const cut = c.bytes === 0 || tokenizer.name === 'char' ? pending.length : lastSafeCut(pending);
+      if (cut <= 0) continue;
+      emit(pending.slice(0, cut));
+      pending = pending.slice(cut);
+      report({ bytes, totalBytes, tokens: tokens(), pass: 'tokens' });
+    }
+  }
+  writers.train.flush();
+  writers.val.flush();
+  const tokenizerPath = join(o.out, 'tokenizer.json');
+  writeFileSync(tokenizerPath, `${JSON.stringify(tokenizer.record())}\n`);
+  const result: PrepareResult = {
+    tokenizer,
+    tokenizerPath,
+    train: writers.train.written,
+    val: writers.val.written,
+    tokens: { train: writers.train.total, val: writers.val.total },
+  };
+  const manifest = { inputs: o.inputs.map((p, i) => ({ path: p, bytes: o.sizes[i] })), tokenizer: tokenizer.name, vocabSize: tokenizer.vocabSize, valFraction: o.valFraction, shardTokens: o.shardTokens, train: result.train, val: result.val, tokens: result.tokens };
+  writeFileSync(join(o.out, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+  return result;
+}
