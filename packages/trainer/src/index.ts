@@ -6,6 +6,7 @@ export { LLMC_MAGIC, readShard, writeShard } from './shards.js';
 export { TOKENIZER_FORMAT, TOKENIZER_NAMES, charTokenizer, gpt2Tokenizer, loadTokenizer, tokenizerByName, tokenizerFromRecord } from './tokenizer.js';
 export type { Tokenizer, TokenizerName, TokenizerRecord } from './tokenizer.js';
 export { prepareText } from './prepare.js';
+export { exportHuggingFace, gpt2ConfigJson, importHuggingFace } from './hf.js';
 export type { PrepareOptions, PrepareResult } from './prepare.js';
 export type { Shard, ShardFormat } from './shards.js';
 export { readSafetensors, writeHooks, writeSafetensors } from './safetensors.js';
