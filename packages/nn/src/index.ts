@@ -10,3 +10,5 @@ export { GPT, GPT_PRESETS } from './gpt.js';
 export type { GPTConfig, GPTPreset } from './gpt.js';
 export { MarkovCorpus } from './data/markov.js';
 export type { MarkovOptions } from './data/markov.js';
+export { Generator, sampleToken } from './generate.js';
+export type { SampleOptions } from './generate.js';

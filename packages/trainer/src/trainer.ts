@@ -132,6 +132,8 @@ export interface FitResult {
   plan: LayerDecision[] | null;
   /** The last step's per-layer numerics (a policy with numerics: true), else null. */
   numerics: LayerNumerics[] | null;
+  /** The trained parameters by name (a host copy: the step's executable is disposed when fit returns), for a Generator or an export. */
+  weights: Map<string, Float32Array>;
 }
 
 function firstGpu(): string | null {
@@ -443,6 +445,7 @@ export class Trainer {
         fallbacks: controller ? [...controller.history] : [],
         plan: policy?.lastPlan ?? null,
         numerics: policy?.options.numerics ? PrecisionPolicy.numerics(lastOut) : null,
+        weights: new Map(exe.parameterNames().map((name) => [name, exe.get(name)] as const)),
       };
       log?.write({ event: 'end', tokensPerSecond, mfu, checkpoint: lastCheckpoint, lossCurve });
       this.#emit('end', result);

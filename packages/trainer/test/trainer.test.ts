@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { GPT, Generator, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { TokenLoader, Trainer, checkpointsIn, markovShard, readSafetensors, writeSafetensors, type Shard, type TrainerOptions } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
@@ -56,6 +56,13 @@ describe('Trainer.fit on the CPU', () => {
     expect(f.metadata.step).toBe('12');
     expect(f.tensors.get('wte.weight')!.shape).toEqual([16, 32]);
     expect(f.tensors.has('adamw.m.wte.weight')).toBe(true);
+    // The trained weights come back with the result: the final checkpoint's parameters, exactly.
+    expect([...r.weights.keys()].sort()).toEqual(new GPT('tiny').namedParameters().map(([n]) => n).sort());
+    for (const [name, w] of r.weights) {
+      const { data } = f.tensors.get(name)!;
+      expect(Array.from(w), name).toEqual(Array.from(new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))));
+    }
+    expect(new Generator(new GPT('tiny'), r.weights).generate([1, 2], { maxTokens: 3 }).length).toBe(3);
     const log = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log.filter((l) => l.event === 'step').length).toBe(12);
     expect(log.at(-1).event).toBe('end');
