@@ -1,0 +1,205 @@
+/**
+ * The deepwell subcommands. Each takes its parsed arguments and an output sink, and throws a
+ * DeepwellError (printed by main with the command's name) for bad input.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { join } from 'node:path';
+import { DeepwellError } from '@deepwell/core';
+import { autocast, capture, dryrun, trainingStep } from '@deepwell/ir';
+import { GPT, GPT_PRESETS, Generator, type GPTConfig } from '@deepwell/nn';
+import {
+  TokenLoader, Trainer, checkpointsIn, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors,
+  tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord,
+} from '@deepwell/trainer';
+import { loadRunConfig, type RunConfig } from './config.js';
+
+export interface Io {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+/** The shards and tokenizer of a prepared directory. */
+function dataOf(dir: string): { train: string[]; val: string[]; tokenizer: Tokenizer } {
+  if (!existsSync(dir)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a directory made by deepwell prepare for data but ${dir} does not exist`);
+  const files = readdirSync(dir).sort();
+  const train = files.filter((f) => /^train_\d+\.bin$/.test(f)).map((f) => join(dir, f));
+  const val = files.filter((f) => /^val_\d+\.bin$/.test(f)).map((f) => join(dir, f));
+  if (!train.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected train_*.bin shards in ${dir} (deepwell prepare makes them) but found none`);
+  return { train, val, tokenizer: loadTokenizer(join(dir, 'tokenizer.json')) };
+}
+
+function modelConfig(model: RunConfig['model']): GPTConfig {
+  if (typeof model === 'string') {
+    if (!(model in GPT_PRESETS)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(GPT_PRESETS).join(', ')} for the model preset but received '${model}'`);
+    return GPT_PRESETS[model as keyof typeof GPT_PRESETS];
+  }
+  return model;
+}
+
+export function prepare(inputs: string[], o: { tokenizer?: string; out?: string; valFraction?: string; shardTokens?: string }, io: Io): void {
+  if (!inputs.length) throw new DeepwellError('INVALID_ARGUMENT', 'Expected one or more text files but received none');
+  if (!o.out) throw new DeepwellError('INVALID_ARGUMENT', 'Expected --out <dir> for the shards but received none');
+  if (!o.tokenizer) throw new DeepwellError('INVALID_ARGUMENT', "Expected --tokenizer gpt2|char but received none");
+  let shown = -1;
+  const r = prepareText({
+    inputs,
+    out: o.out,
+    tokenizer: o.tokenizer as 'gpt2',
+    valFraction: o.valFraction === undefined ? undefined : Number(o.valFraction),
+    shardTokens: o.shardTokens === undefined ? undefined : Number(o.shardTokens),
+    onProgress: (p) => {
+      const pct = Math.floor((100 * p.bytes) / p.totalBytes / 10) * 10;
+      if (pct > shown) {
+        shown = pct;
+        io.err(`${p.pass === 'characters' ? 'reading characters' : 'tokenizing'}: ${pct}% of ${(p.totalBytes / 1e6).toFixed(1)} MB${p.pass === 'tokens' ? `, ${p.tokens.toLocaleString('en')} tokens` : ''}`);
+      }
+    },
+  });
+  io.out(`${r.tokenizer.name} tokenizer (${r.tokenizer.vocabSize} tokens) → ${r.tokenizerPath}`);
+  io.out(`train: ${r.tokens.train.toLocaleString('en')} tokens in ${r.train.length} shard(s); val: ${r.tokens.val.toLocaleString('en')} tokens in ${r.val.length} shard(s) → ${o.out}`);
+}
+
+export function train(configPath: string, overrides: [string, string][], io: Io): void {
+  const c = loadRunConfig(configPath, overrides);
+  const data = dataOf(c.data);
+  const model = modelConfig(c.model);
+  if (model.vocabSize < data.tokenizer.vocabSize) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected model.vocabSize of at least the tokenizer's ${data.tokenizer.vocabSize} tokens (${join(c.data, 'tokenizer.json')}) but received ${model.vocabSize}`);
+  }
+  const checkpoint = c.checkpoint ?? { dir: join(c.data, '..', 'checkpoints'), every: Math.max(1, Math.ceil(c.steps / 10)) };
+  if (!c.resume && checkpointsIn(checkpoint.dir).length) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected an empty checkpoint directory for a new run but ${checkpoint.dir} holds checkpoints; pass --resume to continue that run, or set checkpoint.dir to another directory (nothing was deleted)`);
+  }
+  const loader = (shards: string[], shuffle: boolean) => new TokenLoader({ shards, batchSize: c.batchSize, seqLen: c.seqLen, seed: c.seed ?? 0, shuffle, vocab: data.tokenizer.vocabSize });
+  const trainer = new Trainer({
+    model: new GPT(model),
+    train: loader(data.train, true),
+    ...(c.evalEvery && data.val.length ? { val: loader(data.val, false), evalEvery: c.evalEvery, evalBatches: c.evalBatches } : {}),
+    ...(c.device ? { device: c.device } : {}),
+    ...(c.precision ? { precision: c.precision } : {}),
+    optimizer: c.optimizer,
+    schedule: c.schedule,
+    steps: c.steps,
+    clipGradNorm: c.clipGradNorm,
+    accumulate: c.accumulate,
+    checkpoint,
+    seed: c.seed,
+    log: { ...c.log, svg: join(checkpoint.dir, 'loss.svg') },
+    // What sample and export need from a checkpoint: the model and the tokenizer.
+    config: { model, tokenizer: data.tokenizer.record() },
+  });
+  if (c.evalEvery && !data.val.length) io.err(`warning: evalEvery is set but ${c.data} has no val_*.bin shards: no evaluation`);
+  const r = trainer.fit({ resume: c.resume ?? false });
+  io.out(`trained ${r.steps} steps: final loss ${r.losses.at(-1)?.loss.toFixed(4)}${r.evals.length ? `, eval ${r.evals.at(-1)!.loss.toFixed(4)}` : ''}; ${Math.round(r.tokensPerSecond).toLocaleString('en')} tokens/s`);
+  io.out(`checkpoint: ${r.checkpoint}`);
+}
+
+/** A checkpoint's model config, tokenizer and parameters (the optimizer state is left out). */
+export function readModel(path: string): { model: GPTConfig; tokenizer: Tokenizer; weights: Map<string, Float32Array> } {
+  const file = readSafetensors(path);
+  if (file.metadata.format !== CHECKPOINT_FORMAT) throw new DeepwellError('INVALID_ARGUMENT', `${path} is not a Deepwell checkpoint`);
+  let config: { model?: GPTConfig; tokenizer?: TokenizerRecord } | null;
+  try {
+    config = JSON.parse(file.metadata.config ?? 'null');
+  } catch {
+    config = null;
+  }
+  if (!config?.model || !config.tokenizer) {
+    throw new DeepwellError('INVALID_ARGUMENT', `${path} does not record its model and tokenizer (checkpoints of deepwell train and deepwell import do; a Trainer's needs config: { model, tokenizer })`);
+  }
+  const tokenizer = tokenizerFromRecord(config.tokenizer, path);
+  const names = new Set(new GPT(config.model).namedParameters().map(([n]) => n));
+  const weights = new Map<string, Float32Array>();
+  for (const [name, t] of file.tensors) {
+    if (!names.has(name)) continue;
+    if (t.dtype !== 'F32') throw new DeepwellError('INVALID_DTYPE', `Expected F32 for '${name}' in ${path} but received ${t.dtype}`);
+    weights.set(name, new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength)));
+  }
+  const gpt = new GPT(config.model);
+  for (const [name, p] of gpt.namedParameters()) {
+    const w = weights.get(name);
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    if (!w) throw new DeepwellError('INVALID_ARGUMENT', `${path} has no '${name}', which its model config needs`);
+    if (w.length !== n) throw new DeepwellError('SHAPE_MISMATCH', `${path}: '${name}' has ${w.length} values but its model config needs [${p.shape.join(', ')}]`);
+  }
+  return { model: config.model, tokenizer, weights };
+}
+
+export function sample(path: string, o: { prompt?: string; maxTokens?: string; temperature?: string; topK?: string; topP?: string; seed?: string; device?: string }, io: Io): void {
+  const { model, tokenizer, weights } = readModel(path);
+  const prompt = tokenizer.encode(o.prompt ?? (tokenizer.eot !== null ? '' : '\n'));
+  const ids = prompt.length ? prompt : [tokenizer.eot ?? 0];
+  const num = (v: string | undefined, name: string) => {
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!Number.isFinite(x)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a number for --${name} but received '${v}'`);
+    return x;
+  };
+  const g = new Generator(new GPT(model), weights, { device: o.device ?? 'cpu' });
+  try {
+    const out = g.generate(ids, {
+      maxTokens: num(o.maxTokens, 'max-tokens') ?? 100,
+      temperature: num(o.temperature, 'temperature'),
+      topK: num(o.topK, 'top-k'),
+      topP: num(o.topP, 'top-p'),
+      seed: num(o.seed, 'seed') ?? 0,
+      ...(tokenizer.eot !== null ? { stop: tokenizer.eot } : {}),
+    });
+    io.out(tokenizer.decode([...prompt, ...out.filter((t) => t < tokenizer.vocabSize)]));
+  } finally {
+    g.dispose();
+  }
+}
+
+export function exportHf(path: string, dir: string, o: { vocabSize?: string }, io: Io): void {
+  const { model, tokenizer, weights } = readModel(path);
+  const vocabSize = o.vocabSize !== undefined ? Number(o.vocabSize) : Math.min(model.vocabSize, tokenizer.vocabSize);
+  exportHuggingFace(dir, weights, model, { vocabSize });
+  io.out(`wrote ${join(dir, 'model.safetensors')} and ${join(dir, 'config.json')} (vocab ${vocabSize})`);
+}
+
+export function importHf(dir: string, path: string, o: { padVocab?: string }, io: Io): void {
+  if (existsSync(path)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a new checkpoint path for the import but ${path} exists (nothing was overwritten)`);
+  const { config, params } = importHuggingFace(dir, { padVocabTo: o.padVocab === undefined ? 64 : Number(o.padVocab) });
+  const tokenizer = tokenizerFromRecord({ format: 'deepwell-tokenizer', version: 1, name: 'gpt2', vocabSize: 50257, eot: 50256 });
+  const tensors = new Map([...params].map(([n, v]) => [n, { dtype: 'F32' as const, shape: shapeOf(config, n), data: v }]));
+  writeSafetensors(path, tensors, { format: CHECKPOINT_FORMAT, version: '1', step: '0', loader: 'null', seed: '0', config: JSON.stringify({ model: config, tokenizer: tokenizer.record() }), extra: 'null' });
+  io.out(`wrote ${path}: a ${config.nLayer}-layer GPT-2 of width ${config.nEmbd} (vocab ${config.vocabSize}), its weights only`);
+}
+
+function shapeOf(config: GPTConfig, name: string): number[] {
+  const p = new GPT(config).namedParameters().find(([n]) => n === name);
+  if (!p) throw new DeepwellError('INVALID_ARGUMENT', `Expected a parameter of the model but received '${name}'`);
+  return [...p[1].shape];
+}
+
+/** Memory, FLOPs and time per step of a run config, and the largest power-of-two batch that fits. */
+export function dryrunConfig(configPath: string, overrides: [string, string][], io: Io): void {
+  const c = loadRunConfig(configPath, overrides);
+  const model = modelConfig(c.model);
+  const device = c.device ?? 'cpu';
+  const stepOf = (B: number) => {
+    const f = capture(new GPT(model), { tokens: { shape: [B, c.seqLen], dtype: 'i32' }, targets: { shape: [B, c.seqLen], dtype: 'i32' } });
+    for (const k of Object.keys(f.outputs)) if (k !== 'loss') delete f.outputs[k];
+    const precision = c.precision ?? (device === 'cpu' ? 'f32' : 'bf16');
+    return dryrun(trainingStep(precision === 'bf16' ? autocast(f) : f, { clipGradNorm: c.clipGradNorm }), { device });
+  };
+  const r = stepOf(c.batchSize);
+  io.out(`model: ${r.parameters.toLocaleString('en')} parameters; batch ${c.batchSize} × ${c.seqLen} on ${device}`);
+  io.out(`memory per step: ${gib(r.totalBytes)} (parameters ${gib(r.parameterBytes)}, optimizer state ${gib(r.optimizerStateBytes)}, arena ${gib(r.arenaBytes)})`);
+  io.out(`compute: ${(r.flopsPerStep / 1e12).toFixed(3)} TFLOP per step; estimate ${r.estimate.ms.toFixed(1)} ms (${r.estimate.bound}-bound, ${r.estimate.source})`);
+  const limit = device === 'cpu' ? totalmem() : null;
+  if (limit === null) {
+    io.out('largest batch: not estimated off the GPU host (the device memory is unknown here)');
+    return;
+  }
+  let best = 0;
+  for (let B = 1; B <= 1024; B *= 2) {
+    if (stepOf(B).totalBytes > limit) break;
+    best = B;
+  }
+  io.out(best ? `largest batch that fits in ${gib(limit)}: ${best}${best === 1024 ? ' (or more)' : ''} (powers of two)` : `not even batch 1 fits in ${gib(limit)}`);
+}

@@ -1,0 +1,158 @@
+/**
+ * `deepwell <command> …`: argument parsing (node:util's parseArgs, strict), help for every command,
+ * and errors that name the command and the option. Exit codes: 0 done, 1 failed, 2 bad usage.
+ */
+import { parseArgs } from 'node:util';
+import { DeepwellError } from '@deepwell/core';
+import { main as probeMain } from '@deepwell/probe';
+import { dryrunConfig, exportHf, importHf, prepare, sample, train, type Io } from './commands.js';
+
+interface Command {
+  summary: string;
+  usage: string;
+  help: string;
+  options: Record<string, { type: 'string' | 'boolean' }>;
+  /** Whether unknown --key value pairs are config overrides (train, dryrun). */
+  overrides?: boolean;
+  run: (positionals: string[], values: Record<string, string | boolean | undefined>, overrides: [string, string][], io: Io) => void | Promise<number>;
+}
+
+const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
+
+function need(positionals: string[], n: number, what: string): void {
+  if (positionals.length < n) throw new UsageError(`expected ${what}`);
+  if (positionals.length > n) throw new UsageError(`unexpected argument '${positionals[n]}'`);
+}
+
+class UsageError extends Error {}
+
+const COMMANDS: Record<string, Command> = {
+  prepare: {
+    summary: 'text files into token shards',
+    usage: 'deepwell prepare <text…> --tokenizer gpt2|char --out <dir> [--val-fraction 0.1] [--shard-tokens 100000000]',
+    help: 'Tokenizes UTF-8 text files into llm.c token shards (train_*.bin, val_*.bin) with tokenizer.json beside them, streaming: the last --val-fraction of the input is validation.',
+    options: { tokenizer: { type: 'string' }, out: { type: 'string' }, 'val-fraction': { type: 'string' }, 'shard-tokens': { type: 'string' } },
+    run: (p, v, _o, io) => prepare(p, { tokenizer: str(v.tokenizer), out: str(v.out), valFraction: str(v['val-fraction']), shardTokens: str(v['shard-tokens']) }, io),
+  },
+  train: {
+    summary: 'train a GPT on prepared shards',
+    usage: 'deepwell train <config.json> [--resume] [--<key> <value> …]',
+    help: 'Trains a GPT on prepared shards with the Trainer. The config holds model, data, batchSize, seqLen, steps and the Trainer\'s options (optimizer, schedule, clipGradNorm, accumulate, evalEvery, evalBatches, seed, device, precision, checkpoint, log); --key value overrides any of them, dotted for nested keys (--optimizer.lr 1e-3). --resume continues the newest checkpoint.',
+    options: { resume: { type: 'boolean' } },
+    overrides: true,
+    run: (p, v, o, io) => {
+      need(p, 1, 'a run config (config.json)');
+      train(p[0]!, v.resume ? [...o, ['resume', 'true']] : o, io);
+    },
+  },
+  sample: {
+    summary: 'generate text from a checkpoint',
+    usage: 'deepwell sample <checkpoint> [--prompt <text>] [--max-tokens 100] [--temperature 1] [--top-k <k>] [--top-p <p>] [--seed 0] [--device cpu]',
+    help: 'Generates text from a checkpoint of deepwell train or deepwell import, with the tokenizer it records.',
+    options: { prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' } },
+    run: (p, v, _o, io) => {
+      need(p, 1, 'a checkpoint');
+      sample(p[0]!, { prompt: str(v.prompt), maxTokens: str(v['max-tokens']), temperature: str(v.temperature), topK: str(v['top-k']), topP: str(v['top-p']), seed: str(v.seed), device: str(v.device) }, io);
+    },
+  },
+  export: {
+    summary: 'a checkpoint as a Hugging Face GPT-2 directory',
+    usage: 'deepwell export --hf <checkpoint> <dir> [--vocab-size <n>]',
+    help: "Writes a GPT-2-shaped checkpoint as the Hugging Face layout transformers loads (model.safetensors, config.json); the vocabulary defaults to the tokenizer's (50257 for GPT-2's).",
+    options: { hf: { type: 'boolean' }, 'vocab-size': { type: 'string' } },
+    run: (p, v, _o, io) => {
+      if (!v.hf) throw new UsageError('expected --hf (the one export format)');
+      need(p, 2, 'a checkpoint and an output directory');
+      exportHf(p[0]!, p[1]!, { vocabSize: str(v['vocab-size']) }, io);
+    },
+  },
+  import: {
+    summary: 'a Hugging Face GPT-2 directory as a checkpoint',
+    usage: 'deepwell import --hf <dir> <checkpoint> [--pad-vocab 64]',
+    help: "Reads a Hugging Face GPT-2 directory (config.json, model.safetensors) into a Deepwell checkpoint of its weights, the vocabulary padded to a multiple of --pad-vocab, for deepwell sample and export.",
+    options: { hf: { type: 'boolean' }, 'pad-vocab': { type: 'string' } },
+    run: (p, v, _o, io) => {
+      if (!v.hf) throw new UsageError('expected --hf (the one import format)');
+      need(p, 2, 'a Hugging Face directory and a checkpoint path');
+      importHf(p[0]!, p[1]!, { padVocab: str(v['pad-vocab']) }, io);
+    },
+  },
+  probe: {
+    summary: 'the GPUs and what they can do',
+    usage: 'deepwell probe [--json]',
+    help: 'Prints the GPUs, their capabilities and the vendor libraries found.',
+    options: { json: { type: 'boolean' } },
+    run: (_p, v) => probeMain(v.json ? ['--json'] : []),
+  },
+  dryrun: {
+    summary: "a run config's memory, FLOPs and time per step",
+    usage: 'deepwell dryrun <config.json> [--<key> <value> …]',
+    help: "Memory, FLOPs and estimated time of a run config's training step without running it, and the largest batch that fits.",
+    options: {},
+    overrides: true,
+    run: (p, _v, o, io) => {
+      need(p, 1, 'a run config (config.json)');
+      dryrunConfig(p[0]!, o, io);
+    },
+  },
+};
+
+const TOP = `Usage: deepwell <command> [options]   (deepwell <command> --help for one)
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}`;
+
+/** Split `--key value` pairs that are not the command's own options (config overrides). */
+function splitOverrides(args: string[], own: Record<string, unknown>): { rest: string[]; overrides: [string, string][] } {
+  const rest: string[] = [];
+  const overrides: [string, string][] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const m = /^--([A-Za-z][\w.]*)(?:=(.*))?$/.exec(a);
+    if (m && !(m[1]! in own) && m[1] !== 'help') {
+      if (m[2] !== undefined) overrides.push([m[1]!, m[2]]);
+      else if (i + 1 < args.length) overrides.push([m[1]!, args[++i]!]);
+      else throw new UsageError(`expected a value after ${a}`);
+    } else rest.push(a);
+  }
+  return { rest, overrides };
+}
+
+export async function main(argv: string[], io: Io = { out: (s) => console.log(s), err: (s) => console.error(s) }): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(TOP);
+    return name === undefined ? 2 : 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    io.err(`deepwell: unknown command '${name}' (expected one of ${Object.keys(COMMANDS).join(', ')})\n\n${TOP}`);
+    return 2;
+  }
+  try {
+    const { rest, overrides } = cmd.overrides ? splitOverrides(args, cmd.options) : { rest: args, overrides: [] };
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    } catch (e) {
+      const m = /'(--?[^']+)'/.exec((e as Error).message);
+      throw new UsageError(m ? `unknown option or missing value: ${m[1]}` : (e as Error).message);
+    }
+    if (parsed.values.help) {
+      io.out(`Usage: ${cmd.usage}\n\n${cmd.help}`);
+      return 0;
+    }
+    const r = await cmd.run(parsed.positionals, parsed.values as Record<string, string | boolean | undefined>, overrides, io);
+    return typeof r === 'number' ? r : 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`deepwell ${name}: ${e.message}\nUsage: ${cmd.usage}`);
+      return 2;
+    }
+    if (DeepwellError.is(e)) {
+      io.err(`deepwell ${name}: ${e.message} [${e.code}]`);
+      return 1;
+    }
+    throw e;
+  }
+}
