@@ -74,10 +74,15 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
     throw new DeepwellError('INVALID_ARGUMENT', `Expected an empty checkpoint directory for a new run but ${checkpoint.dir} holds checkpoints; pass --resume to continue that run, or set checkpoint.dir to another directory (nothing was deleted)`);
   }
   const loader = (shards: string[], shuffle: boolean) => new TokenLoader({ shards, batchSize: c.batchSize, seqLen: c.seqLen, seed: c.seed ?? 0, shuffle, vocab: data.tokenizer.vocabSize });
+  const evaluating = Boolean(c.evalEvery && data.val.length);
+  const tok = data.tokenizer;
+  const { prompt = '', ...sampling } = c.sample ?? {};
+  const sampleIds = prompt ? tok.encode(prompt) : [tok.eot ?? 0];
   const trainer = new Trainer({
     model: new GPT(model),
     train: loader(data.train, true),
-    ...(c.evalEvery && data.val.length ? { val: loader(data.val, false), evalEvery: c.evalEvery, evalBatches: c.evalBatches } : {}),
+    ...(evaluating ? { val: loader(data.val, false), evalEvery: c.evalEvery, evalBatches: c.evalBatches } : {}),
+    ...(evaluating && c.sample ? { sample: { ...sampling, prompt: sampleIds, decode: (ids: number[]) => tok.decode(ids.filter((i) => i < tok.vocabSize)) } } : {}),
     ...(c.device ? { device: c.device } : {}),
     ...(c.precision ? { precision: c.precision } : {}),
     optimizer: c.optimizer,
@@ -92,6 +97,7 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
     config: { model, tokenizer: data.tokenizer.record() },
   });
   if (c.evalEvery && !data.val.length) io.err(`warning: evalEvery is set but ${c.data} has no val_*.bin shards: no evaluation`);
+  if (c.sample && !evaluating) io.err('warning: sample is set but there is no evaluation (evalEvery and val shards): no samples');
   const r = trainer.fit({ resume: c.resume ?? false });
   io.out(`trained ${r.steps} steps: final loss ${r.losses.at(-1)?.loss.toFixed(4)}${r.evals.length ? `, eval ${r.evals.at(-1)!.loss.toFixed(4)}` : ''}; ${Math.round(r.tokensPerSecond).toLocaleString('en')} tokens/s`);
   io.out(`checkpoint: ${r.checkpoint}`);

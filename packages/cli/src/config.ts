@@ -9,7 +9,8 @@
  *     "optimizer": { "lr": 3e-3 }, "schedule": { "warmup": 20 }, "clipGradNorm": 1,
  *     "evalEvery": 50, "evalBatches": 4, "seed": 1, "device": "cpu", "precision": "f32",
  *     "checkpoint": { "dir": "runs/shakespeare", "every": 50, "keep": 3 }, "resume": false,
- *     "log": { "jsonl": "runs/shakespeare/log.jsonl", "every": 10 }
+ *     "log": { "jsonl": "runs/shakespeare/log.jsonl", "every": 10 },
+ *     "sample": { "prompt": "ROMEO:", "maxTokens": 64 }    // printed at each evaluation
  *   }
  * Relative paths are relative to the config file.
  */
@@ -36,18 +37,21 @@ export interface RunConfig {
   checkpoint?: { dir: string; every: number; keep?: number };
   resume?: boolean;
   log?: { jsonl?: string; every?: number };
+  /** At each evaluation, continue this text and print it (nanoGPT's samples). */
+  sample?: { prompt?: string; maxTokens?: number; temperature?: number; topK?: number; seed?: number };
 }
 
 const KEYS: Record<string, 'object' | 'number' | 'string' | 'boolean' | 'model'> = {
   model: 'model', data: 'string', batchSize: 'number', seqLen: 'number', steps: 'number', optimizer: 'object', schedule: 'object',
   clipGradNorm: 'number', accumulate: 'number', evalEvery: 'number', evalBatches: 'number', seed: 'number', device: 'string',
-  precision: 'string', checkpoint: 'object', resume: 'boolean', log: 'object',
+  precision: 'string', checkpoint: 'object', resume: 'boolean', log: 'object', sample: 'object',
 };
 const NESTED: Record<string, string[]> = {
   optimizer: ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'],
   schedule: ['warmup', 'minLr'],
   checkpoint: ['dir', 'every', 'keep'],
   log: ['jsonl', 'every'],
+  sample: ['prompt', 'maxTokens', 'temperature', 'topK', 'seed'],
 };
 
 function bad(source: string, msg: string): never {

@@ -62,7 +62,7 @@ describe('deepwell, from text to a sample', () => {
     writeFileSync(config, JSON.stringify({
       model: { vocabSize: 64, blockSize: 32, nLayer: 2, nHead: 2, nEmbd: 32 },
       data: 'data-char', batchSize: 8, seqLen: 32, steps: 80, optimizer: { lr: 1e-2 }, evalEvery: 40, evalBatches: 2,
-      seed: 3, device: 'cpu', checkpoint: { dir: 'run', every: 40 }, log: { jsonl: 'run/log.jsonl', every: 20 },
+      seed: 3, device: 'cpu', checkpoint: { dir: 'run', every: 40 }, log: { jsonl: 'run/log.jsonl', every: 20 }, sample: { prompt: 'And', maxTokens: 8 },
     }));
     expect(tok.vocabSize).toBeLessThanOrEqual(64);
     const t = await run('train', config, '--steps', '80');
@@ -70,6 +70,10 @@ describe('deepwell, from text to a sample', () => {
     const log = readFileSync(join(ckptDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const losses = log.filter((l) => l.event === 'step').map((l) => l.loss);
     expect(losses.at(-1)).toBeLessThan(losses[0] - 1); // it learns the text's characters
+    // Samples at the evaluations (steps 40 and 80): the prompt and 8 characters of the text's alphabet.
+    const samples = log.filter((l) => l.event === 'sample');
+    expect(samples.map((l) => l.step)).toEqual([40, 80]);
+    for (const l of samples) expect(Array.from(l.text as string).length === 11 && (l.text as string).startsWith('And')).toBe(true);
     const ckpt = join(ckptDir, 'step-00000080.safetensors');
     expect(existsSync(ckpt)).toBe(true);
     // A second run into the same folder is refused unless it resumes.

@@ -32,6 +32,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
 import { autocast, capture, compile, dryrun, numel, trainingStep, type Capturable, type DryrunReport, type Executable, type HostSplit, type Graph, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
+import { GPT, Generator } from '@deepwell/nn';
 import { FallbackController, PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
@@ -71,6 +72,11 @@ export interface TrainerOptions {
   policy?: PrecisionPolicy;
   /** Auto-fallback with a policy (default on: the defaults of FallbackOptions); false turns it off. */
   fallback?: FallbackOptions | false;
+  /**
+   * At each evaluation, continue `prompt` (token ids) from the current weights and print it, as
+   * nanoGPT does (`decode` turns the ids into text; default: the ids). The model must be a GPT.
+   */
+  sample?: { prompt: number[]; maxTokens?: number; temperature?: number; topK?: number; seed?: number; decode?: (ids: number[]) => string };
 }
 
 export interface StepEvent {
@@ -100,6 +106,8 @@ export interface TrainerEvents {
   start: { step: number; executable: Executable };
   step: StepEvent;
   eval: { step: number; loss: number };
+  /** options.sample's continuation at an evaluation. */
+  sample: { step: number; tokens: number[]; text: string };
   checkpoint: { step: number; path: string };
   /**
    * A bad step was undone: layers demoted, weights, optimizer state and data position restored to
@@ -201,6 +209,11 @@ export class Trainer {
     if (options.fallback !== undefined && options.fallback !== false) {
       checkFallbackOptions(options.fallback);
       if (!options.policy) throw new DeepwellError('INVALID_ARGUMENT', `Expected a policy for fallback (it demotes the policy's layers) but received ${describe(options.policy)}`);
+    }
+    if (options.sample !== undefined) {
+      if (!(options.model instanceof GPT)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT model for sample (it generates with nn's Generator) but received ${describe(options.model)}`);
+      if (!options.val || !options.evalEvery) throw new DeepwellError('INVALID_ARGUMENT', 'Expected val and evalEvery for sample (it samples at each evaluation) but received none');
+      if (!Array.isArray(options.sample.prompt) || options.sample.prompt.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of token ids for sample.prompt but received ${describe(options.sample.prompt)}`);
     }
     this.#options = options;
     this.device = options.device ?? firstGpu() ?? 'cpu';
@@ -405,6 +418,19 @@ export class Trainer {
           log?.write({ event: 'eval', ...e });
           progress?.line(`eval at step ${s}: loss ${e.loss.toFixed(4)}`);
           this.#emit('eval', e);
+          if (o.sample) {
+            const { prompt, decode, maxTokens = 32, ...rest } = o.sample;
+            const g = new Generator(o.model as GPT, new Map(exe.parameterNames().map((n) => [n, exe.get(n)] as const)), { device: this.device });
+            try {
+              const tokens = g.generate(prompt, { maxTokens, ...rest });
+              const text = decode ? decode([...prompt, ...tokens]) : [...prompt, ...tokens].join(' ');
+              log?.write({ event: 'sample', step: s, tokens, text });
+              progress?.line(`sample at step ${s}: ${JSON.stringify(text)}`);
+              this.#emit('sample', { step: s, tokens, text });
+            } finally {
+              g.dispose();
+            }
+          }
         }
         if (o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) {
           const path = checkpointPath(o.checkpoint.dir, s);

@@ -30,6 +30,21 @@ function options(over: Partial<TrainerOptions> = {}): TrainerOptions {
 }
 
 describe('Trainer.fit on the CPU', () => {
+  it('samples at each evaluation from the weights of that step', () => {
+    const val = () => new TokenLoader({ shards: [valShard], batchSize: 4, seqLen: 16, shuffle: false });
+    const sample = { prompt: [1, 2, 3], maxTokens: 5, seed: 4, decode: (ids: number[]) => ids.map((i) => 'abcdefghijklmnop'[i]).join('') };
+    const t = new Trainer(options({ val: val(), evalEvery: 6, evalBatches: 1, sample }));
+    const seen: { step: number; tokens: number[]; text: string }[] = [];
+    t.on('sample', (e) => seen.push(e));
+    const r = t.fit();
+    expect(seen.map((e) => e.step)).toEqual([6, 12]);
+    const last = new Generator(new GPT('tiny'), r.weights).generate(sample.prompt, { maxTokens: 5, seed: 4 });
+    expect(seen[1]!.tokens).toEqual(last);
+    expect(seen[1]!.text).toBe(sample.decode([1, 2, 3, ...last]));
+    expect(errorOf(() => new Trainer(options({ sample }))).message).toMatch(/Expected val and evalEvery for sample/);
+    expect(errorOf(() => new Trainer(options({ val: val(), evalEvery: 6, sample: { prompt: [] } }))).message).toMatch(/non-empty array of token ids for sample.prompt/);
+  });
+
   it('trains with evaluation, checkpoints, events, a JSONL log and a loss curve', () => {
     const dir = fresh();
     const seen: string[] = [];
