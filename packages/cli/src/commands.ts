@@ -12,6 +12,7 @@ import {
   TokenLoader, Trainer, checkpointsIn, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors,
   tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord,
 } from '@deepwell/trainer';
+import { probe } from '@deepwell/probe';
 import { loadRunConfig, type RunConfig } from './config.js';
 
 export interface Io {
@@ -20,6 +21,7 @@ export interface Io {
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+const duration = (ms: number) => (ms < 1e4 ? `${ms.toFixed(1)} ms` : ms < 6e5 ? `${(ms / 1e3).toFixed(1)} s` : `${(ms / 6e4).toFixed(1)} min`);
 
 /** The shards and tokenizer of a prepared directory. */
 function dataOf(dir: string): { train: string[]; val: string[]; tokenizer: Tokenizer } {
@@ -182,7 +184,7 @@ function shapeOf(config: GPTConfig, name: string): number[] {
   return [...p[1].shape];
 }
 
-/** Memory, FLOPs and time per step of a run config, and the largest power-of-two batch that fits. */
+/** Memory, FLOPs and time per step of a run config, and the largest batch that fits (in the CPU's memory, or the GPU's free memory). */
 export function dryrunConfig(configPath: string, overrides: [string, string][], io: Io): void {
   const c = loadRunConfig(configPath, overrides);
   const model = modelConfig(c.model);
@@ -196,16 +198,22 @@ export function dryrunConfig(configPath: string, overrides: [string, string][], 
   const r = stepOf(c.batchSize);
   io.out(`model: ${r.parameters.toLocaleString('en')} parameters; batch ${c.batchSize} × ${c.seqLen} on ${device}`);
   io.out(`memory per step: ${gib(r.totalBytes)} (parameters ${gib(r.parameterBytes)}, optimizer state ${gib(r.optimizerStateBytes)}, arena ${gib(r.arenaBytes)})`);
-  io.out(`compute: ${(r.flopsPerStep / 1e12).toFixed(3)} TFLOP per step; estimate ${r.estimate.ms.toFixed(1)} ms (${r.estimate.bound}-bound, ${r.estimate.source})`);
-  const limit = device === 'cpu' ? totalmem() : null;
+  io.out(`compute: ${(r.flopsPerStep / 1e12).toFixed(3)} TFLOP per step; estimate ${duration(r.estimate.ms)} per step (${r.estimate.bound}-bound, ${r.estimate.source})`);
+  const gpu = device === 'cpu' ? null : probe().gpus.find((g) => g.index === Number(device.split(':')[1] ?? 0));
+  const limit = device === 'cpu' ? totalmem() : gpu?.memoryFreeBytes ?? null;
   if (limit === null) {
-    io.out('largest batch: not estimated off the GPU host (the device memory is unknown here)');
+    io.out(`largest batch: not estimated (no ${device} here to ask for its free memory)`);
     return;
   }
-  let best = 0;
-  for (let B = 1; B <= 1024; B *= 2) {
-    if (stepOf(B).totalBytes > limit) break;
-    best = B;
+  // The step's bytes are affine in the batch (parameters and state fixed, activations per sample):
+  // two dryruns give the line, a third checks the batch it predicts (stepping down while over).
+  const [t1, t2] = [stepOf(1).totalBytes, stepOf(2).totalBytes];
+  if (t1 > limit) {
+    io.out(`not even batch 1 fits in ${gib(limit)}`);
+    return;
   }
-  io.out(best ? `largest batch that fits in ${gib(limit)}: ${best}${best === 1024 ? ' (or more)' : ''} (powers of two)` : `not even batch 1 fits in ${gib(limit)}`);
+  const per = Math.max(1, t2 - t1);
+  let best = Math.max(1, Math.floor((limit - (t1 - per)) / per));
+  for (let tries = 0; tries < 8 && best > 1 && stepOf(best).totalBytes > limit; tries++) best = Math.max(1, Math.floor(best * 0.95));
+  io.out(`largest batch that fits in ${gib(limit)}: about ${best} (the step's bytes are ${gib(t1 - per)} + ${gib(per)} per sample)`);
 }
