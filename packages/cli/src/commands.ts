@@ -84,7 +84,7 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
     model: new GPT(model),
     train: loader(data.train, true),
     ...(evaluating ? { val: loader(data.val, false), evalEvery: c.evalEvery, evalBatches: c.evalBatches } : {}),
-    ...(evaluating && c.sample ? { sample: { ...sampling, prompt: sampleIds, decode: (ids: number[]) => tok.decode(ids.filter((i) => i < tok.vocabSize)) } } : {}),
+    ...(evaluating && c.sample ? { sample: { ...sampling, prompt: sampleIds, vocab: tok.vocabSize, decode: (ids: number[]) => tok.decode(ids) } } : {}),
     ...(c.device ? { device: c.device } : {}),
     ...(c.precision ? { precision: c.precision } : {}),
     optimizer: c.optimizer,
@@ -154,9 +154,10 @@ export function sample(path: string, o: { prompt?: string; maxTokens?: string; t
       topK: num(o.topK, 'top-k'),
       topP: num(o.topP, 'top-p'),
       seed: num(o.seed, 'seed') ?? 0,
+      vocab: Math.min(model.vocabSize, tokenizer.vocabSize), // never a padding id
       ...(tokenizer.eot !== null ? { stop: tokenizer.eot } : {}),
     });
-    io.out(tokenizer.decode([...prompt, ...out.filter((t) => t < tokenizer.vocabSize)]));
+    io.out(tokenizer.decode([...prompt, ...out]));
   } finally {
     g.dispose();
   }

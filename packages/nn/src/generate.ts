@@ -27,20 +27,23 @@ export interface SampleOptions {
   seed?: number;
   /** Stop after this token (it is included), e.g. GPT-2's <|endoftext|> 50256. */
   stop?: number;
+  /** Sample only ids below this: a padded vocabulary's real size (GPT-2's 50257 of 50304), as llm.c samples. */
+  vocab?: number;
 }
 
-function checkSample(o: SampleOptions): Required<Omit<SampleOptions, 'stop'>> & { stop: number | null } {
+function checkSample(o: SampleOptions, V: number): Required<Omit<SampleOptions, 'stop'>> & { stop: number | null } {
   if (o === null || typeof o !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected sampling options { maxTokens, ... } but received ${String(o)}`);
-  const known = ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'stop'];
+  const known = ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'stop', 'vocab'];
   for (const k of Object.keys(o)) if (!known.includes(k)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${known.join(', ')} for a sampling option but received '${k}'`);
-  const { maxTokens, temperature = 1, topK = Infinity, topP = 1, seed = 0, stop } = o;
+  const { maxTokens, temperature = 1, topK = Infinity, topP = 1, seed = 0, stop, vocab = V } = o;
+  if (!Number.isInteger(vocab) || vocab < 1 || vocab > V) throw new DeepwellError('INVALID_ARGUMENT', `Expected vocab in [1, ${V}] (the model's vocabSize) but received ${String(vocab)}`);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for maxTokens but received ${String(maxTokens)}`);
   if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite temperature >= 0 but received ${String(temperature)}`);
   if (topK !== Infinity && (!Number.isInteger(topK) || topK < 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for topK but received ${String(topK)}`);
   if (!(topP > 0 && topP <= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected topP in (0, 1] but received ${String(topP)}`);
   if (!Number.isInteger(seed) || seed < 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-negative integer for seed but received ${String(seed)}`);
   if (stop !== undefined && !Number.isInteger(stop)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a token id for stop but received ${String(stop)}`);
-  return { maxTokens, temperature, topK, topP, seed, stop: stop ?? null };
+  return { maxTokens, temperature, topK, topP, seed, stop: stop ?? null, vocab };
 }
 
 /**
@@ -107,8 +110,8 @@ export class Generator {
 
   /** The prompt's continuation: the new tokens only. */
   generate(prompt: ArrayLike<number>, options: SampleOptions): number[] {
-    const o = checkSample(options);
     const { vocabSize: V, blockSize } = this.#model.config;
+    const o = checkSample(options, V);
     const ctx = Array.from(prompt);
     if (ctx.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected at least one prompt token but received none');
     if (ctx.length > blockSize) throw new DeepwellError('INVALID_ARGUMENT', `Expected a prompt of at most the model's context (blockSize ${blockSize} tokens) but received ${ctx.length}`);
@@ -125,7 +128,7 @@ export class Generator {
       tokens.set(window);
       const logits = this.#exe(T).run({ tokens }).logits!;
       const at = (window.length - 1) * V;
-      const next = sampleToken(logits.subarray(at, at + V), o, rand());
+      const next = sampleToken(logits.subarray(at, at + o.vocab), o, rand());
       out.push(next);
       ctx.push(next);
       if (next === o.stop) break;

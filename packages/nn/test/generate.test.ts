@@ -51,6 +51,11 @@ describe('Generator', () => {
     expect(g.generate([1, 2, 3], { maxTokens: 10, seed: 7, temperature: 1.5 })).toEqual(a);
     const others = [8, 9, 10, 11].map((seed) => g.generate([1, 2, 3], { maxTokens: 10, seed, temperature: 1.5 }));
     expect(others.some((o) => o.join() !== a.join())).toBe(true);
+    // A padded vocabulary: only the first 5 ids are ever drawn.
+    const five = [0, 1, 2, 3].flatMap((seed) => g.generate([1, 2, 3], { maxTokens: 10, seed, temperature: 3, vocab: 5 }));
+    expect(five.every((t) => t < 5)).toBe(true);
+    expect(new Set(five).size).toBeGreaterThan(2);
+    expect(errorOf(() => g.generate([1], { maxTokens: 1, vocab: 14 })).message).toMatch(/vocab in \[1, 13\]/);
     const stop = a[4]!;
     const cut = g.generate([1, 2, 3], { maxTokens: 10, seed: 7, temperature: 1.5, stop });
     expect(cut).toEqual(a.slice(0, a.indexOf(stop) + 1));

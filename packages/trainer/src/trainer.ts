@@ -76,7 +76,7 @@ export interface TrainerOptions {
    * At each evaluation, continue `prompt` (token ids) from the current weights and print it, as
    * nanoGPT does (`decode` turns the ids into text; default: the ids). The model must be a GPT.
    */
-  sample?: { prompt: number[]; maxTokens?: number; temperature?: number; topK?: number; seed?: number; decode?: (ids: number[]) => string };
+  sample?: { prompt: number[]; maxTokens?: number; temperature?: number; topK?: number; seed?: number; vocab?: number; decode?: (ids: number[]) => string };
 }
 
 export interface StepEvent {
