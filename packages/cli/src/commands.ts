@@ -60,6 +60,7 @@ export function prepare(inputs: string[], o: { tokenizer?: string; out?: string;
       }
     },
   });
+  for (const w of r.warnings) io.err(`warning: ${w}`);
   io.out(`${r.tokenizer.name} tokenizer (${r.tokenizer.vocabSize} tokens) → ${r.tokenizerPath}`);
   io.out(`train: ${r.tokens.train.toLocaleString('en')} tokens in ${r.train.length} shard(s); val: ${r.tokens.val.toLocaleString('en')} tokens in ${r.val.length} shard(s) → ${o.out}`);
 }
@@ -138,8 +139,10 @@ export function readModel(path: string): { model: GPTConfig; tokenizer: Tokenize
 
 export function sample(path: string, o: { prompt?: string; maxTokens?: string; temperature?: string; topK?: string; topP?: string; seed?: string; device?: string }, io: Io): void {
   const { model, tokenizer, weights } = readModel(path);
-  const prompt = tokenizer.encode(o.prompt ?? (tokenizer.eot !== null ? '' : '\n'));
-  const ids = prompt.length ? prompt : [tokenizer.eot ?? 0];
+  // No prompt: GPT-2's <|endoftext|>, or a newline (token 0 when the text had none) for chars.
+  const prompt = o.prompt !== undefined ? tokenizer.encode(o.prompt) : [];
+  const newline = tokenizer.record().name === 'char' && (tokenizer.record() as { chars: string[] }).chars.includes('\n') ? tokenizer.encode('\n') : [0];
+  const ids = prompt.length ? prompt : tokenizer.eot !== null ? [tokenizer.eot] : newline;
   const num = (v: string | undefined, name: string) => {
     if (v === undefined) return undefined;
     const x = Number(v);

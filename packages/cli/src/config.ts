@@ -46,13 +46,16 @@ const KEYS: Record<string, 'object' | 'number' | 'string' | 'boolean' | 'model'>
   clipGradNorm: 'number', accumulate: 'number', evalEvery: 'number', evalBatches: 'number', seed: 'number', device: 'string',
   precision: 'string', checkpoint: 'object', resume: 'boolean', log: 'object', sample: 'object',
 };
-const NESTED: Record<string, string[]> = {
-  optimizer: ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'],
-  schedule: ['warmup', 'minLr'],
-  checkpoint: ['dir', 'every', 'keep'],
-  log: ['jsonl', 'every'],
-  sample: ['prompt', 'maxTokens', 'temperature', 'topK', 'seed'],
+type Kind = 'number' | 'string';
+const NESTED: Record<string, Record<string, Kind>> = {
+  optimizer: { lr: 'number', beta1: 'number', beta2: 'number', eps: 'number', weightDecay: 'number' },
+  schedule: { warmup: 'number', minLr: 'number' },
+  checkpoint: { dir: 'string', every: 'number', keep: 'number' },
+  log: { jsonl: 'string', every: 'number' },
+  sample: { prompt: 'string', maxTokens: 'number', temperature: 'number', topK: 'number', seed: 'number' },
 };
+/** Keys that must be there when their object is. */
+const REQUIRED: Record<string, string[]> = { checkpoint: ['dir', 'every'] };
 
 function bad(source: string, msg: string): never {
   throw new DeepwellError('INVALID_ARGUMENT', `${source}: ${msg}`);
@@ -84,7 +87,10 @@ export function loadRunConfig(path: string, overrides: [string, string][] = []):
       if (at[p] === null || typeof at[p] !== 'object') bad(`--${key}`, `'${p}' is not an object in the config`);
       at = at[p] as Record<string, unknown>;
     }
-    at[parts.at(-1)!] = parseValue(value);
+    // A string-valued key keeps the text as given (--checkpoint.dir 2024 is a directory, not a number).
+    const leaf = parts.at(-1)!;
+    const kind = parts.length === 1 ? KEYS[leaf] : NESTED[parts[0]!]?.[leaf];
+    at[leaf] = kind === 'string' || (kind === 'model' && !value.trim().startsWith('{')) ? value : parseValue(value);
   }
   for (const [key, value] of Object.entries(raw)) {
     const kind = KEYS[key];
@@ -95,7 +101,12 @@ export function loadRunConfig(path: string, overrides: [string, string][] = []):
     }
     if (kind === 'object') {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) bad(path, `expected an object for '${key}' but received ${JSON.stringify(value)}`);
-      for (const k of Object.keys(value as object)) if (!NESTED[key]!.includes(k)) bad(path, `unknown key '${key}.${k}' (expected one of ${NESTED[key]!.join(', ')})`);
+      const spec = NESTED[key]!;
+      for (const [k, v] of Object.entries(value as object)) {
+        if (!spec[k]) bad(path, `unknown key '${key}.${k}' (expected one of ${Object.keys(spec).join(', ')})`);
+        if (typeof v !== spec[k]) bad(path, `expected a ${spec[k]} for '${key}.${k}' but received ${JSON.stringify(v)}`);
+      }
+      for (const k of REQUIRED[key] ?? []) if ((value as Record<string, unknown>)[k] === undefined) bad(path, `missing '${key}.${k}'`);
       continue;
     }
     if (typeof value !== kind) bad(path, `expected a ${kind} for '${key}' but received ${JSON.stringify(value)}`);

@@ -131,6 +131,15 @@ describe('deepwell, from text to a sample', () => {
     expect(r.err).toMatch(/run.json: unknown key 'learningRate'/);
     r = await run('train', config, '--optimizer.learningRate', '1e-3');
     expect(r.err).toMatch(/unknown key 'optimizer.learningRate' \(expected one of lr, beta1/);
+    // Nested keys are typed too: a missing checkpoint.dir, a number where a count goes, and a
+    // directory named like a number stays a string.
+    writeFileSync(join(dir, 'nodir.json'), JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), checkpoint: { every: 1 } }));
+    r = await run('train', join(dir, 'nodir.json'));
+    expect([r.code, r.err]).toEqual([1, expect.stringMatching(/nodir.json: missing 'checkpoint.dir'/)]);
+    r = await run('train', config, '--sample.maxTokens', 'many');
+    expect(r.err).toMatch(/expected a number for 'sample.maxTokens' but received "many"/);
+    r = await run('dryrun', config, '--checkpoint.dir', '2024', '--batchSize', '2');
+    expect(r.code, r.err).toBe(0);
     r = await run('export', ckpt, join(dir, 'z'));
     expect(r.err).toMatch(/expected --hf/);
     expect((await run('frob')).code).toBe(2);

@@ -171,6 +171,14 @@ export function importHuggingFace(dir: string, options: { padVocabTo?: number } 
   for (const k of ['vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head']) {
     if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for ${k} in ${cfgPath} but received ${JSON.stringify(cfg[k])}`);
   }
+  // What GPT2Config can change that this model cannot: each would be a silently different model.
+  const unlike = (key: string, ok: (v: unknown) => boolean, want: string) => {
+    if (cfg[key] !== undefined && !ok(cfg[key])) throw new DeepwellError('INVALID_ARGUMENT', `Expected ${key} ${want} in ${cfgPath} (the GPT-2 Deepwell builds) but received ${JSON.stringify(cfg[key])}`);
+  };
+  unlike('layer_norm_epsilon', (v) => v === 1e-5, '1e-5');
+  unlike('scale_attn_weights', (v) => v === true, 'true');
+  unlike('scale_attn_by_inverse_layer_idx', (v) => v === false, 'false');
+  unlike('n_inner', (v) => v === null || (Number.isInteger(v) && (v as number) > 0), 'null or a positive integer');
   const act = cfg.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') throw new DeepwellError('INVALID_ARGUMENT', `Expected activation_function gelu_new (the tanh GELU, Deepwell's) in ${cfgPath} but received ${JSON.stringify(act)}`);
   const V = cfg.vocab_size as number;

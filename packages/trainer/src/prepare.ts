@@ -4,8 +4,9 @@
  * of many GB never sits in memory; only the shard being filled does.
  *
  *   - Tokenizer 'gpt2': each file is a document, preceded by <|endoftext|> (50256) as llm.c does.
- *     Chunks are cut only after a newline that has a non-space on both sides, a boundary GPT-2's
- *     pre-tokenizer always splits at, so the tokens equal those of encoding each file whole.
+ *     Chunks are cut only between a non-space and a space, a boundary GPT-2's pre-tokenizer always
+ *     splits at, so the tokens equal those of encoding each file whole (a text without spaces is
+ *     encoded whole).
  *   - Tokenizer 'char': a first pass collects the characters; the files are then concatenated.
  *   - Split: the last `valFraction` of the input (by bytes, over the files in order) is validation,
  *     cut at the first chunk boundary at or after that point (nanoGPT's 90/10 split by default).
@@ -42,6 +43,8 @@ export interface PrepareResult {
   train: { path: string; tokens: number }[];
   val: { path: string; tokens: number }[];
   tokens: { train: number; val: number };
+  /** What the caller should hear: a validation split that came out empty, say. */
+  warnings: string[];
 }
 
 const MANIFEST = 'prepare.json';
@@ -51,7 +54,7 @@ function* chunksOf(path: string, chunkBytes: number): Generator<{ text: string; 
   const fd = openSync(path, 'r');
   try {
     const buf = Buffer.alloc(chunkBytes);
-    const decoder = new TextDecoder('utf-8', { fatal: true });
+    const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // keep a BOM, as Python's utf-8 does
     for (;;) {
       const n = readSync(fd, buf, 0, chunkBytes, null);
       let text: string;
@@ -70,19 +73,21 @@ function* chunksOf(path: string, chunkBytes: number): Generator<{ text: string; 
 
 const isSpace = (c: string | undefined) => c !== undefined && /\s/u.test(c);
 
-/** The last index i (0 < i <= s.length - 1) where s[i - 1] is '\n' with non-spaces around it, or -1. */
+// A cut between a non-space and a space (JavaScript's \s, which js-tiktoken's pattern uses) never
+// changes GPT-2's tokens: no piece of its pre-tokenizer runs from a non-space into a space (a word
+// takes at most one space, in front), and the regex only looks ahead, so each side matches alone as
+// it does in the whole text.
+const safeAt = (s: string, i: number) => i > 0 && i < s.length && !isSpace(s[i - 1]) && isSpace(s[i]);
+
+/** The last safe cut of s, or -1. */
 function lastSafeCut(s: string): number {
-  for (let i = s.length - 1; i > 1; i--) {
-    if (s[i - 1] === '\n' && !isSpace(s[i]) && !isSpace(s[i - 2])) return i;
-  }
+  for (let i = s.length - 1; i > 0; i--) if (safeAt(s, i)) return i;
   return -1;
 }
 
-/** The first index i >= from (and >= 2) where s[i - 1] is '\n' with non-spaces around it, or -1. */
+/** The first safe cut of s at or after `from`, or -1. */
 function firstSafeCut(s: string, from: number): number {
-  for (let i = Math.max(from, 2); i < s.length; i++) {
-    if (s[i - 1] === '\n' && !isSpace(s[i]) && !isSpace(s[i - 2])) return i;
-  }
+  for (let i = Math.max(from, 1); i < s.length; i++) if (safeAt(s, i)) return i;
   return -1;
 }
 
@@ -146,6 +151,7 @@ function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'onProgr
     return st.size;
   });
   if (existsSync(o.out)) {
+    if (!statSync(o.out).isDirectory()) throw new DeepwellError('INVALID_ARGUMENT', `Expected a directory for prepare out but ${o.out} is a file`);
     const taken = readdirSync(o.out).filter((f) => /^(train|val)_\d+\.bin$/.test(f) || f === 'tokenizer.json' || f === MANIFEST);
     if (taken.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected an output directory without shards for prepare but ${o.out} holds ${taken.slice(0, 3).join(', ')}${taken.length > 3 ? ', …' : ''}; choose another directory (nothing was overwritten)`);
   }
@@ -219,7 +225,9 @@ export function prepareText(options: PrepareOptions): PrepareResult {
     train: writers.train.written,
     val: writers.val.written,
     tokens: { train: writers.train.total, val: writers.val.total },
+    warnings: [],
   };
+  if (o.valFraction > 0 && result.tokens.val === 0) result.warnings.push(`no validation tokens: the input has no place to cut after ${((1 - o.valFraction) * 100).toFixed(0)}% of its bytes (GPT-2 cuts only between a non-space and a space), so everything is train`);
   const manifest = { inputs: o.inputs.map((p, i) => ({ path: p, bytes: o.sizes[i] })), tokenizer: tokenizer.name, vocabSize: tokenizer.vocabSize, valFraction: o.valFraction, shardTokens: o.shardTokens, train: result.train, val: result.val, tokens: result.tokens };
   writeFileSync(join(o.out, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
   return result;

@@ -1,5 +1,5 @@
 // Hugging Face GPT-2 export and import, checked against a fixture written from the published layout.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { capture, compile } from '@deepwell/ir';
@@ -130,6 +130,14 @@ describe('Hugging Face GPT-2', () => {
     exportHuggingFace(other, paramsOf({ ...tiny, nLayer: 1 }), { ...tiny, nLayer: 1 });
     copyFileSync(join(out, 'config.json'), join(other, 'config.json'));
     expect(errorOf(() => importHuggingFace(other)).message).toMatch(/Expected tensor 'transformer.h.1.ln_1.weight' .* for a 2-layer GPT-2/);
+    // GPT2Config options this model does not have are refused, each naming the key.
+    for (const [key, value] of [['layer_norm_epsilon', 1e-6], ['scale_attn_weights', false], ['scale_attn_by_inverse_layer_idx', true], ['n_inner', 2.5]] as const) {
+      const d = fresh();
+      exportHuggingFace(d, params, tiny);
+      const cfg = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
+      writeFileSync(join(d, 'config.json'), JSON.stringify({ ...cfg, [key]: value }));
+      expect(errorOf(() => importHuggingFace(d)).message).toMatch(new RegExp(`Expected ${key} .* but received ${JSON.stringify(value)}`));
+    }
     const wide = fresh();
     exportHuggingFace(wide, paramsOf({ ...tiny, mlpHidden: 12 }), { ...tiny, mlpHidden: 12 });
     copyFileSync(join(out, 'config.json'), join(wide, 'config.json'));

@@ -66,6 +66,30 @@ describe('prepareText', () => {
     expect(manifest.tokens).toEqual(r.tokens);
   });
 
+  it('cuts CRLF text, one long line and a BOM without changing a token, and splits them', () => {
+    const gpt2 = gpt2Tokenizer();
+    const cases = {
+      crlf: Array.from({ length: 300 }, (_, i) => `line ${i} of the file,  with  spaces`).join('\r\n'),
+      oneLine: Array.from({ length: 600 }, () => ['word', 'more', '  ', 'é中', '🙂'][Math.floor(Math.random() * 5)]).join(' '),
+      bom: `\ufeff${randomText(100)}`,
+    };
+    for (const [name, text] of Object.entries(cases)) {
+      const p = join(dir, `${name}.txt`);
+      writeFileSync(p, text);
+      const r = prepareText({ inputs: [p], out: fresh(), tokenizer: 'gpt2', chunkBytes: 32 });
+      const ids = [...r.train, ...r.val].flatMap((s) => readLlmc(s.path));
+      expect(ids, name).toEqual([50256, ...gpt2.encode(text)]);
+      expect(r.tokens.val, name).toBeGreaterThan(0);
+      expect(r.warnings).toEqual([]);
+    }
+    // No space to cut at: all train, and the result says so.
+    const p = join(dir, 'nospace.txt');
+    writeFileSync(p, 'x'.repeat(500));
+    const r = prepareText({ inputs: [p], out: fresh(), tokenizer: 'gpt2', chunkBytes: 32 });
+    expect(r.tokens.val).toBe(0);
+    expect(r.warnings[0]).toMatch(/no validation tokens/);
+  });
+
   it('prepares characters with the char tokenizer, files concatenated', () => {
     const texts = ['hello 🙂\n', randomText(50)];
     const inputs = texts.map((t, i) => {
@@ -100,6 +124,7 @@ describe('prepareText', () => {
     expect(errorOf(() => prepareText({ inputs: [good], out, tokenizer: 'gpt2', valFraction: 0.9 })).message).toMatch(/\[0, 0.5\] for prepare valFraction but received 0.9/);
     expect(errorOf(() => prepareText({ inputs: [good], out, tokenizer: 'gpt2', shardTokens: 0 })).message).toMatch(/prepare shardTokens/);
     expect(errorOf(() => prepareText({ inputs: [binary], out: fresh(), tokenizer: 'char' })).message).toMatch(/bin.txt is not UTF-8 text/);
+    expect(errorOf(() => prepareText({ inputs: [good], out: good, tokenizer: 'char' })).message).toMatch(/Expected a directory for prepare out but .*good.txt is a file/);
     prepareText({ inputs: [good], out, tokenizer: 'gpt2', valFraction: 0 });
     const before = readFileSync(join(out, 'train_000000.bin'));
     expect(errorOf(() => prepareText({ inputs: [good, good], out, tokenizer: 'gpt2' })).message).toMatch(/without shards for prepare but .* holds .*train_000000.bin.*nothing was overwritten/);
