@@ -9,7 +9,7 @@ import { DeepwellError } from '@deepwell/core';
 import { autocast, capture, dryrun, trainingStep } from '@deepwell/ir';
 import { GPT, GPT_PRESETS, Generator, type GPTConfig } from '@deepwell/nn';
 import {
-  TokenLoader, Trainer, checkpointsIn, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors,
+  TokenLoader, Trainer, asFloat32, checkpointsIn, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors,
   tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord,
 } from '@deepwell/trainer';
 import { probe } from '@deepwell/probe';
@@ -120,19 +120,16 @@ export function readModel(path: string): { model: GPTConfig; tokenizer: Tokenize
     throw new DeepwellError('INVALID_ARGUMENT', `${path} does not record its model and tokenizer (checkpoints of deepwell train and deepwell import do; a Trainer's needs config: { model, tokenizer })`);
   }
   const tokenizer = tokenizerFromRecord(config.tokenizer, path);
-  const names = new Set(new GPT(config.model).namedParameters().map(([n]) => n));
+  // The model's parameters from the file (the optimizer state is left out), each checked against the config.
   const weights = new Map<string, Float32Array>();
-  for (const [name, t] of file.tensors) {
-    if (!names.has(name)) continue;
-    if (t.dtype !== 'F32') throw new DeepwellError('INVALID_DTYPE', `Expected F32 for '${name}' in ${path} but received ${t.dtype}`);
-    weights.set(name, new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength)));
-  }
-  const gpt = new GPT(config.model);
-  for (const [name, p] of gpt.namedParameters()) {
-    const w = weights.get(name);
+  for (const [name, p] of new GPT(config.model).namedParameters()) {
+    const t = file.tensors.get(name);
     const n = p.shape.reduce((a, b) => a * b, 1);
-    if (!w) throw new DeepwellError('INVALID_ARGUMENT', `${path} has no '${name}', which its model config needs`);
+    if (!t) throw new DeepwellError('INVALID_ARGUMENT', `${path} has no '${name}', which its model config needs`);
+    if (t.dtype !== 'F32') throw new DeepwellError('INVALID_DTYPE', `Expected F32 for '${name}' in ${path} but received ${t.dtype}`);
+    const w = asFloat32(name, t);
     if (w.length !== n) throw new DeepwellError('SHAPE_MISMATCH', `${path}: '${name}' has ${w.length} values but its model config needs [${p.shape.join(', ')}]`);
+    weights.set(name, w);
   }
   return { model: config.model, tokenizer, weights };
 }
@@ -141,7 +138,8 @@ export function sample(path: string, o: { prompt?: string; maxTokens?: string; t
   const { model, tokenizer, weights } = readModel(path);
   // No prompt: GPT-2's <|endoftext|>, or a newline (token 0 when the text had none) for chars.
   const prompt = o.prompt !== undefined ? tokenizer.encode(o.prompt) : [];
-  const newline = tokenizer.record().name === 'char' && (tokenizer.record() as { chars: string[] }).chars.includes('\n') ? tokenizer.encode('\n') : [0];
+  const record = tokenizer.record();
+  const newline = record.name === 'char' && record.chars.includes('\n') ? tokenizer.encode('\n') : [0];
   const ids = prompt.length ? prompt : tokenizer.eot !== null ? [tokenizer.eot] : newline;
   const num = (v: string | undefined, name: string) => {
     if (v === undefined) return undefined;
@@ -177,15 +175,10 @@ export function importHf(dir: string, path: string, o: { padVocab?: string }, io
   if (existsSync(path)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a new checkpoint path for the import but ${path} exists (nothing was overwritten)`);
   const { config, params } = importHuggingFace(dir, { padVocabTo: o.padVocab === undefined ? 64 : Number(o.padVocab) });
   const tokenizer = tokenizerFromRecord({ format: 'deepwell-tokenizer', version: 1, name: 'gpt2', vocabSize: 50257, eot: 50256 });
-  const tensors = new Map([...params].map(([n, v]) => [n, { dtype: 'F32' as const, shape: shapeOf(config, n), data: v }]));
+  const shapes = new Map(new GPT(config).namedParameters().map(([n, p]) => [n, [...p.shape]]));
+  const tensors = new Map([...params].map(([n, v]) => [n, { dtype: 'F32' as const, shape: shapes.get(n)!, data: v }]));
   writeSafetensors(path, tensors, { format: CHECKPOINT_FORMAT, version: '1', step: '0', loader: 'null', seed: '0', config: JSON.stringify({ model: config, tokenizer: tokenizer.record() }), extra: 'null' });
   io.out(`wrote ${path}: a ${config.nLayer}-layer GPT-2 of width ${config.nEmbd} (vocab ${config.vocabSize}), its weights only`);
-}
-
-function shapeOf(config: GPTConfig, name: string): number[] {
-  const p = new GPT(config).namedParameters().find(([n]) => n === name);
-  if (!p) throw new DeepwellError('INVALID_ARGUMENT', `Expected a parameter of the model but received '${name}'`);
-  return [...p[1].shape];
 }
 
 /** Memory, FLOPs and time per step of a run config, and the largest batch that fits (in the CPU's memory, or the GPU's free memory). */

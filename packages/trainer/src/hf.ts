@@ -25,7 +25,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, bf16BitsToF32, f16BitsToF32 } from '@deepwell/core';
 import type { GPTConfig } from '@deepwell/nn';
-import { readSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
+import { asFloat32, readSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
 
 export type Params = Map<string, Float32Array>;
 
@@ -144,10 +144,9 @@ export function exportHuggingFace(dir: string, params: Params, config: GPTConfig
 
 /** A tensor of the file as f32 (F32, F16 or BF16). */
 function floats(name: string, t: SafeTensor): Float32Array {
-  const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  if (t.dtype === 'F32') return new Float32Array(bytes.slice().buffer);
+  if (t.dtype === 'F32') return asFloat32(name, t);
   if (t.dtype === 'F16' || t.dtype === 'BF16') {
-    const bits = new Uint16Array(bytes.slice().buffer);
+    const bits = new Uint16Array(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice().buffer);
     const f = t.dtype === 'F16' ? f16BitsToF32 : bf16BitsToF32;
     return Float32Array.from(bits, (b) => f(b));
   }

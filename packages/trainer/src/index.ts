@@ -9,7 +9,7 @@ export { prepareText } from './prepare.js';
 export { exportHuggingFace, gpt2ConfigJson, importHuggingFace } from './hf.js';
 export type { PrepareOptions, PrepareResult } from './prepare.js';
 export type { Shard, ShardFormat } from './shards.js';
-export { readSafetensors, writeHooks, writeSafetensors } from './safetensors.js';
+export { asFloat32, readSafetensors, writeHooks, writeSafetensors } from './safetensors.js';
 export type { SafeDType, SafeTensor, SafetensorsFile } from './safetensors.js';
 export { CHECKPOINT_FORMAT, checkpointsIn, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 export type { CheckpointMeta } from './checkpoint.js';
