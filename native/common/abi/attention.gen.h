@@ -141,6 +141,86 @@ inline SdpaBackwardArgs readSdpaBackward(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// kvCacheWrite(stream, dtype, B, Hkv, n, Tmax, D, tokenStride, kcache, vcache, k, v, pos, kout, vout)  [native/attention/decode.cu]
+struct KvCacheWriteArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t B{};
+  uint64_t Hkv{};
+  uint64_t n{};
+  uint64_t Tmax{};
+  uint64_t D{};
+  uint64_t tokenStride{};
+  TensorArg kcache{};
+  TensorArg vcache{};
+  TensorArg k{};
+  TensorArg v{};
+  TensorArg pos{};
+  TensorArg kout{};
+  TensorArg vout{};
+};
+inline KvCacheWriteArgs readKvCacheWrite(const Napi::CallbackInfo& info) {
+  Reader r(info, "kvCacheWrite", 22);
+  KvCacheWriteArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.B = r.u64("B");
+  a.Hkv = r.u64("Hkv");
+  a.n = r.u64("n");
+  a.Tmax = r.u64("Tmax");
+  a.D = r.u64("D", 256.0);
+  a.tokenStride = r.u64("tokenStride");
+  a.kcache = r.tensor("kcache", false);
+  a.vcache = r.tensor("vcache", false);
+  a.k = r.tensor("k", false);
+  a.v = r.tensor("v", false);
+  a.pos = r.tensor("pos", false);
+  a.kout = r.tensor("kout", false);
+  a.vout = r.tensor("vout", false);
+  r.end();
+  return a;
+}
+
+// sdpaDecode(stream, dtype, B, H, Hkv, n, Tmax, D, scale, qTokenStride, q, kcache, vcache, pos, out)  [native/attention/decode.cu]
+struct SdpaDecodeArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t B{};
+  uint64_t H{};
+  uint64_t Hkv{};
+  uint64_t n{};
+  uint64_t Tmax{};
+  uint64_t D{};
+  double scale{};
+  uint64_t qTokenStride{};
+  TensorArg q{};
+  TensorArg kcache{};
+  TensorArg vcache{};
+  TensorArg pos{};
+  TensorArg out{};
+};
+inline SdpaDecodeArgs readSdpaDecode(const Napi::CallbackInfo& info) {
+  Reader r(info, "sdpaDecode", 20);
+  SdpaDecodeArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.B = r.u64("B");
+  a.H = r.u64("H");
+  a.Hkv = r.u64("Hkv");
+  a.n = r.u64("n");
+  a.Tmax = r.u64("Tmax");
+  a.D = r.u64("D", 256.0);
+  a.scale = r.f64("scale");
+  a.qTokenStride = r.u64("qTokenStride");
+  a.q = r.tensor("q", false);
+  a.kcache = r.tensor("kcache", false);
+  a.vcache = r.tensor("vcache", false);
+  a.pos = r.tensor("pos", false);
+  a.out = r.tensor("out", false);
+  r.end();
+  return a;
+}
+
 // flashForward(stream, dtype, B, H, Hkv, Sq, Sk, D, causal, scale, q, k, v, out, lse, qsb, qsh, qss, ksb, ksh, kss, osb, osh, oss, workspace)  [native/attention/flash.cu]
 struct FlashForwardArgs {
   cudaStream_t stream{};
@@ -481,6 +561,8 @@ inline SparsekWorkspaceArgs readSparsekWorkspace(const Napi::CallbackInfo& info)
 #define DW_ABI_ATTENTION_ENTRIES(X)                    \
   X("sdpaForward", SdpaForward)                        \
   X("sdpaBackward", SdpaBackward)                      \
+  X("kvCacheWrite", KvCacheWrite)                      \
+  X("sdpaDecode", SdpaDecode)                          \
   X("flashForward", FlashForward)                      \
   X("flashBackward", FlashBackward)                    \
   X("flashBackwardWorkspace", FlashBackwardWorkspace)  \

@@ -1,4 +1,5 @@
-// @deepwell/attention-sparsek: attention ops (dense sdpa, sdpa_qkv; SparseK top-k block-sparse) with
+// @deepwell/attention-sparsek: attention ops (dense sdpa, sdpa_qkv; SparseK top-k block-sparse;
+// kv_cache_write and sdpa_decode for decoding with a cache) with
 // float64 references and gradient rules, and the Tensor-level calls. Importing this module defines
 // the ops (and registers their CPU references).
 export { attentionDims, layoutStrides, sdpa, sdpaBackward, sdpaBackwardOp, sdpaOp } from './ops/sdpa.js';
@@ -9,6 +10,8 @@ export { sparsekAttention, sparsekAttentionBackward, sparsekAttentionBackwardOp,
 export type { SparsekAttributes, SparsekDims } from './ops/sparsek.js';
 export { blockVisibility, sparsekFlops, sparsekSelect } from './ops/sparsek_math.js';
 export type { SparsekSizes } from './ops/sparsek_math.js';
+export { decodeDims, kvCacheWrite, kvCacheWriteOp, sdpaDecode, sdpaDecodeOp } from './ops/decode.js';
+export type { DecodeAttributes, DecodeDims } from './ops/decode.js';
 export { packedStrides } from './ops/attention_math.js';
 export type { AttentionSizes, AttentionStrides, RowStrides, Visibility } from './ops/attention_math.js';
 export { scaledDotProductAttention } from './tensor.js';
@@ -20,3 +23,4 @@ import './cuda/sdpa.js';
 import './cuda/sdpa_qkv.js';
 import './cuda/flash.js';
 import './cuda/sparsek.js';
+import './cuda/decode.js';

@@ -134,7 +134,7 @@ export function readModel(path: string): { model: GPTConfig; tokenizer: Tokenize
   return { model: config.model, tokenizer, weights };
 }
 
-export function sample(path: string, o: { prompt?: string; maxTokens?: string; temperature?: string; topK?: string; topP?: string; seed?: string; device?: string }, io: Io): void {
+export function sample(path: string, o: { prompt?: string; maxTokens?: string; temperature?: string; topK?: string; topP?: string; seed?: string; device?: string; precision?: string; cache?: boolean }, io: Io): void {
   const { model, tokenizer, weights } = readModel(path);
   // No prompt: GPT-2's <|endoftext|>, or a newline (token 0 when the text had none) for chars.
   const prompt = o.prompt !== undefined ? tokenizer.encode(o.prompt) : [];
@@ -147,7 +147,8 @@ export function sample(path: string, o: { prompt?: string; maxTokens?: string; t
     if (!Number.isFinite(x)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a number for --${name} but received '${v}'`);
     return x;
   };
-  const g = new Generator(new GPT(model), weights, { device: o.device ?? 'cpu' });
+  if (o.precision !== undefined && o.precision !== 'f32' && o.precision !== 'bf16') throw new DeepwellError('INVALID_ARGUMENT', `Expected f32 or bf16 for --precision but received '${o.precision}'`);
+  const g = new Generator(new GPT(model), weights, { device: o.device ?? 'cpu', ...(o.precision ? { precision: o.precision } : {}), ...(o.cache === false ? { cache: false } : {}) });
   try {
     const out = g.generate(ids, {
       maxTokens: num(o.maxTokens, 'max-tokens') ?? 100,

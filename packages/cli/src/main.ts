@@ -47,12 +47,12 @@ const COMMANDS: Record<string, Command> = {
   },
   sample: {
     summary: 'generate text from a checkpoint',
-    usage: 'deepwell sample <checkpoint> [--prompt <text>] [--max-tokens 100] [--temperature 1] [--top-k <k>] [--top-p <p>] [--seed 0] [--device cpu]',
-    help: 'Generates text from a checkpoint of deepwell train or deepwell import, with the tokenizer it records.',
-    options: { prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' } },
+    usage: 'deepwell sample <checkpoint> [--prompt <text>] [--max-tokens 100] [--temperature 1] [--top-k <k>] [--top-p <p>] [--seed 0] [--device cpu] [--precision f32|bf16] [--no-cache]',
+    help: 'Generates text from a checkpoint of deepwell train or deepwell import, with the tokenizer it records. Decodes over a key/value cache (one step a token; on a GPU one CUDA graph a step) unless --no-cache; --precision defaults to f32 on the CPU and bf16 on a GPU.',
+    options: { prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' }, 'no-cache': { type: 'boolean' } },
     run: (p, v, _o, io) => {
       need(p, 1, 'a checkpoint');
-      sample(p[0]!, { prompt: str(v.prompt), maxTokens: str(v['max-tokens']), temperature: str(v.temperature), topK: str(v['top-k']), topP: str(v['top-p']), seed: str(v.seed), device: str(v.device) }, io);
+      sample(p[0]!, { prompt: str(v.prompt), maxTokens: str(v['max-tokens']), temperature: str(v.temperature), topK: str(v['top-k']), topP: str(v['top-p']), seed: str(v.seed), device: str(v.device), precision: str(v.precision), cache: v['no-cache'] ? false : undefined }, io);
     },
   },
   export: {

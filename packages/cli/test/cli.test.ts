@@ -87,6 +87,11 @@ describe('deepwell, from text to a sample', () => {
     expect(Array.from(s.out).length).toBe(7 + 40);
     expect(Array.from(s.out).every((c) => tok.chars.includes(c))).toBe(true);
     expect((await run('sample', ckpt, '--prompt', 'And God', '--max-tokens', '40', '--seed', '1')).out).toBe(s.out);
+    // Greedy over the key/value cache and without it: the same text.
+    const greedy = await run('sample', ckpt, '--prompt', 'And God', '--max-tokens', '30', '--temperature', '0');
+    expect(greedy.code, greedy.err).toBe(0);
+    expect((await run('sample', ckpt, '--prompt', 'And God', '--max-tokens', '30', '--temperature', '0', '--no-cache')).out).toBe(greedy.out);
+    expect((await run('sample', ckpt, '--precision', 'fp8')).err).toMatch(/f32 or bf16 for --precision but received 'fp8'/);
 
     const hf = join(dir, 'hf');
     const e = await run('export', '--hf', ckpt, hf, '--vocab-size', '64');

@@ -23,7 +23,7 @@ import { initialValues } from './init.js';
 import { checkBinding, roundTo } from './interpret.js';
 import { getOp, type KernelCall, type KernelParams } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
-import type { MemoryPlan } from './planner.js';
+import { storageBytesFor, type MemoryPlan } from './planner.js';
 import { planStep, selectKernels, type SelectedKernel } from './select.js';
 import { numel, shapeStr, type NumArray } from './types.js';
 
@@ -93,11 +93,20 @@ export abstract class Executable {
     this.#findIndexInputs();
     for (const [name, id] of [...Object.entries(this.graph.params), ...Object.entries(this.graph.state)]) {
       const t = this.graph.values[id]!.type;
+      const init = this.graph.init[name] ?? { dist: 'zeros' };
       if (t.dtype !== 'f32') {
-        throw new DeepwellError('INVALID_DTYPE', `compile: Expected f32 for parameter or state '${name}' (master weights and optimizer state are f32; autocast() makes the low-precision copies) but received ${shapeStr(t)}`);
+        // 16-bit state is an activation kept across steps (a decode step's key/value caches): state
+        // the graph updates, starting from zeros.
+        const kept = (t.dtype === 'bf16' || t.dtype === 'f16') && name in this.graph.state && name in this.graph.updates && init.dist === 'zeros';
+        if (!kept) throw new DeepwellError('INVALID_DTYPE', `compile: Expected f32 for parameter or state '${name}' (master weights and optimizer state are f32; autocast() makes the low-precision copies) but received ${shapeStr(t)}`);
+        const bytes = storageBytesFor(this.device)(t);
+        const buf = this.backend.alloc(bytes);
+        this.backend.write(buf, new Uint8Array(bytes));
+        this.persistent.set(name, buf);
+        continue;
       }
       const buf = this.backend.alloc(byteSizeOf(t));
-      this.backend.write(buf, initialValues(this.graph.init[name] ?? { dist: 'zeros' }, numel(t.shape), this.seed, name) as Float32Array);
+      this.backend.write(buf, initialValues(init, numel(t.shape), this.seed, name) as Float32Array);
       this.persistent.set(name, buf);
     }
   }
@@ -227,15 +236,32 @@ export abstract class Executable {
     const n = numel(this.graph.values[id]!.type.shape);
     if (into !== undefined && (!(into instanceof Float32Array) || into.length !== n)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Float32Array of ${n} elements to read '${name}' into but received ${describe(into)}${into instanceof Float32Array ? ` of ${into.length}` : ''}`);
     const out = into ?? new Float32Array(n);
-    this.backend.read(this.persistent.get(this.persistentName(id))!, out);
+    const buf = this.persistent.get(this.persistentName(id))!;
+    const dtype = this.graph.values[id]!.type.dtype;
+    if (this.device !== 'cpu' && (dtype === 'bf16' || dtype === 'f16')) {
+      const bits = new Uint16Array(n);
+      this.backend.read(buf, bits);
+      const dec = dtype === 'bf16' ? bf16BitsToF32 : f16BitsToF32;
+      for (let i = 0; i < n; i++) out[i] = dec(bits[i]!);
+    } else this.backend.read(buf, out);
     return out;
   }
 
   /** Overwrite a parameter or state value by name. */
   set(name: string, data: Float32Array | Float64Array): void {
     const id = this.named(name);
-    checkBinding(name, this.graph.values[id]!.type, data);
-    this.backend.write(this.persistent.get(this.persistentName(id))!, data instanceof Float32Array ? data : Float32Array.from(data));
+    const t = this.graph.values[id]!.type;
+    checkBinding(name, t, data);
+    const buf = this.persistent.get(this.persistentName(id))!;
+    if (this.device !== 'cpu' && (t.dtype === 'bf16' || t.dtype === 'f16')) {
+      const enc = t.dtype === 'bf16' ? f32ToBf16Bits : f32ToF16Bits;
+      this.backend.write(buf, Uint16Array.from(data, (v) => enc(v)));
+    } else if (t.dtype === 'bf16' || t.dtype === 'f16') {
+      // The CPU stores 16-bit values widened: rounded to their format, as its kernels leave them.
+      const v = Float32Array.from(data);
+      roundTo(t.dtype, v);
+      this.backend.write(buf, v);
+    } else this.backend.write(buf, data instanceof Float32Array ? data : Float32Array.from(data));
   }
 
   parameterNames(): string[] {

@@ -233,6 +233,17 @@ export const entries = {
     file: 'attention/sdpa.cu',
     args: ['stream', 'dtype:fdtype', ...attnSizes, 'dout:tensor', 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', 'dq:tensor', 'dk:tensor', 'dv:tensor', ...attnStrides, 'workspace:workspace'],
   },
+  // Decoding with a key/value cache (native/attention/decode.cu): caches [B, Hkv, Tmax, D]; k, v and q
+  // inside the packed QKV projection output (token stride in elements, each at its first head);
+  // pos i32[n], the step's positions, read on the device.
+  kvCacheWrite: {
+    file: 'attention/decode.cu',
+    args: ['stream', 'dtype:fdtype', 'B', 'Hkv', 'n', 'Tmax', 'D:u64<=256', 'tokenStride', 'kcache:tensor', 'vcache:tensor', 'k:tensor', 'v:tensor', 'pos:tensor', 'kout:tensor', 'vout:tensor'],
+  },
+  sdpaDecode: {
+    file: 'attention/decode.cu',
+    args: ['stream', 'dtype:fdtype', 'B', 'H', 'Hkv', 'n', 'Tmax', 'D:u64<=256', 'scale:f64', 'qTokenStride', 'q:tensor', 'kcache:tensor', 'vcache:tensor', 'pos:tensor', 'out:tensor'],
+  },
   flashForward: { file: 'attention/flash.cu', args: ['stream', 'dtype:fdtype', ...attnSizes, 'q:tensor', 'k:tensor', 'v:tensor', 'out:tensor', 'lse:tensor', ...attnStrides, 'workspace:workspace'] },
   flashBackward: {
     file: 'attention/flash.cu',

@@ -18,10 +18,15 @@
  * local window of blocks). It reads q, k and v as slices of the projection (copies: the sparse op
  * takes separate tensors), in the [B, T, heads, D] layout. Defaults: blockSize 64, topK 16 (at most
  * the number of blocks of T), first false, window 1.
+ *
+ * `decode(x, pos, cacheLength)` is the same attention for a generation step: the step's keys and
+ * values go into a key/value cache kept as graph state (`<path>.kcache`, `<path>.vcache`,
+ * [B, kvHeads, cacheLength, headDim], updated in place by kv_cache_write) and its queries attend over
+ * the cache up to their positions (sdpa_decode). Dense attention only.
  */
 import { broadcastTo, causalMask, matmul, reshape, scale, slice, softmax, transpose, type Sym } from '@deepwell/ir';
 import { DeepwellError, checkInteger } from '@deepwell/core';
-import { sdpaQkv, sparsekAttention } from '@deepwell/attention-sparsek';
+import { kvCacheWrite, sdpaDecode, sdpaQkv, sparsekAttention } from '@deepwell/attention-sparsek';
 import { Linear } from './layers.js';
 import { Module } from './module.js';
 
@@ -104,6 +109,26 @@ export class CausalSelfAttention extends Module {
       const att = softmax(causalMask(scale(matmul(q, k, { transB: true }), 1 / Math.sqrt(D))));
       const y = reshape(transpose(matmul(att, v), [0, 2, 1, 3]), [B, T, this.dim]);
       return this.proj.forward(y);
+    });
+  }
+
+  /**
+   * x: f32[B, n, C], the step's n tokens at positions pos (i32[n]) -> f32[B, n, C], attending over
+   * every earlier token through this layer's key/value cache of cacheLength positions (graph state,
+   * zeros at first; each step writes its tokens' rows before reading).
+   */
+  decode(x: Sym, pos: Sym, cacheLength: number): Sym {
+    if (this.kind.kind !== 'dense') throw new DeepwellError('INVALID_ARGUMENT', `Expected dense attention for a decode step with a key/value cache but layer '${this.path}' has kind '${this.kind.kind}'`);
+    return this.scope(() => {
+      const [B, n] = [x.shape[0]!, x.shape[1]!];
+      const [H, Hkv, D] = [this.heads, this.kvHeads, this.headDim];
+      const qkv = reshape(this.qkv.forward(x), [B, n, H + 2 * Hkv, D]);
+      const b = x.builder;
+      const cache = (name: string) => b.state(`${this.path}.${name}`, [B, Hkv, cacheLength, D], qkv.dtype, { dist: 'zeros' });
+      const [kc, vc] = kvCacheWrite(cache('kcache'), cache('vcache'), qkv, pos, { heads: H });
+      b.update(`${this.path}.kcache`, kc);
+      b.update(`${this.path}.vcache`, vc);
+      return this.proj.forward(reshape(sdpaDecode(qkv, kc, vc, pos, { heads: H }), [B, n, this.dim]));
     });
   }
 

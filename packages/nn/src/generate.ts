@@ -1,18 +1,25 @@
 /**
- * Text generation from a GPT: `new Generator(model, weights, { device })`, then
+ * Text generation from a GPT: `new Generator(model, weights, { device, precision, cache })`, then
  * `generate(prompt, { maxTokens, temperature, topK, topP, seed, stop })`.
  *
- * Each new token runs the model's forward over the context so far (a forward-only executable of
- * [1, T], T the context this call needs, compiled once per T and kept): the context is written from
- * position 0 and the rest of the row is filler, which causal attention never lets the last real
- * position see, so its logits are those of the context alone (not for MoE models, whose expert
- * capacity the filler shares: there T is the exact length). Past the model's blockSize the context
- * is its last blockSize tokens, as nanoGPT's sampling does. Sampling is in float64 from a seeded
- * generator: the same seed gives the same tokens.
+ * With a key/value cache (the default for models whose layers all use dense attention): one
+ * compiled decode step, [1, 1] tokens at a position given as data (GPT.decode: each layer keeps its
+ * keys and values as graph state, so on a GPU the step is one CUDA graph replayed for every token).
+ * The prompt goes in token by token, then each new token costs one step over the cache. The cache
+ * holds blockSize positions; a generation that runs past them continues without it.
+ *
+ * Without the cache (`cache: false`, and for SparseK layers): each new token runs the model's
+ * forward over the context so far (a forward-only executable of [1, T], T the context this call
+ * needs, compiled once per T and kept): the context is written from position 0 and the rest of the
+ * row is filler, which causal attention never lets the last real position see, so its logits are
+ * those of the context alone (not for MoE models, whose expert capacity the filler shares: there T
+ * is the exact length). Past the model's blockSize the context is its last blockSize tokens, as
+ * nanoGPT's sampling does. Sampling is in float64 from a seeded generator: the same seed gives the
+ * same tokens.
  */
 import { DeepwellError } from '@deepwell/core';
-import { capture, compile, rng, type Executable } from '@deepwell/ir';
-import type { GPT } from './gpt.js';
+import { autocast, capture, compile, rng, type Executable } from '@deepwell/ir';
+import { GPTDecode, type GPT } from './gpt.js';
 
 export interface SampleOptions {
   /** Tokens to add (at least 1). */
@@ -48,7 +55,8 @@ function checkSample(o: SampleOptions, V: number): Required<Omit<SampleOptions, 
 
 /**
  * The next token from one row of logits: greedy at temperature 0, else softmax(logits / T) in
- * float64, cut to the top k and then to the top-p mass, renormalised, drawn with `u` in [0, 1).
+ * float64, cut to the top k and then to the top-p mass, renormalised, drawn with `u` in [0, 1)
+ * walking the candidates (by descending logit where top-k or top-p cut, else in id order).
  */
 export function sampleToken(logits: ArrayLike<number>, o: { temperature: number; topK: number; topP: number }, u: number): number {
   const V = logits.length;
@@ -57,10 +65,9 @@ export function sampleToken(logits: ArrayLike<number>, o: { temperature: number;
     for (let i = 1; i < V; i++) if (logits[i]! > logits[best]!) best = i;
     return best;
   }
-  // Candidates by descending logit (ties: lower id first).
-  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
-  const keep = order.slice(0, Math.min(V, o.topK));
-  const top = logits[keep[0]!]!;
+  const keep = candidates(logits, o);
+  let top = -Infinity;
+  for (const i of keep) top = Math.max(top, logits[i]!);
   let p = keep.map((i) => Math.exp((logits[i]! - top) / o.temperature));
   let sum = p.reduce((a, b) => a + b, 0);
   if (o.topP < 1) {
@@ -78,17 +85,85 @@ export function sampleToken(logits: ArrayLike<number>, o: { temperature: number;
   return keep[p.length - 1]!;
 }
 
+export interface GeneratorOptions {
+  /** 'cpu' (the default) or 'cuda:N'. */
+  device?: string;
+  /** Compute precision (default: f32 on the CPU, bf16 on a GPU, as the Trainer). */
+  precision?: 'f32' | 'bf16';
+  /** Decode over a key/value cache (default: true when every layer's attention is dense). */
+  cache?: boolean;
+}
+
+/** Descending logit, ties to the lower id. */
+const before = (logits: ArrayLike<number>, a: number, b: number) => logits[a]! > logits[b]! || (logits[a]! === logits[b]! && a < b);
+
+/**
+ * The ids sampling draws from, in the order it walks them: the top k by descending logit (ties: the
+ * lower id first; a heap of k, not a sort of the whole vocabulary), all ids sorted so where top-p
+ * cuts the tail, or every id in id order (temperature alone: no order matters).
+ */
+function candidates(logits: ArrayLike<number>, o: { topK: number; topP: number }): number[] {
+  const V = logits.length;
+  if (o.topK >= V) {
+    const all = Array.from({ length: V }, (_, i) => i);
+    return o.topP < 1 ? all.sort((a, b) => (before(logits, a, b) ? -1 : 1)) : all;
+  }
+  // A min-heap (by `before`) of the k best so far: its root is the worst kept.
+  const k = o.topK;
+  const heap: number[] = [];
+  const worse = (a: number, b: number) => before(logits, b, a);
+  const down = (i: number) => {
+    for (;;) {
+      const [l, r] = [2 * i + 1, 2 * i + 2];
+      let m = i;
+      if (l < heap.length && worse(heap[l]!, heap[m]!)) m = l;
+      if (r < heap.length && worse(heap[r]!, heap[m]!)) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      i = m;
+    }
+  };
+  for (let id = 0; id < V; id++) {
+    if (heap.length < k) {
+      heap.push(id);
+      for (let i = heap.length - 1; i > 0; ) {
+        const p = (i - 1) >> 1;
+        if (!worse(heap[i]!, heap[p]!)) break;
+        [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+        i = p;
+      }
+    } else if (before(logits, id, heap[0]!)) {
+      heap[0] = id;
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => (before(logits, a, b) ? -1 : 1));
+}
+
 export class Generator {
   readonly #model: GPT;
   readonly #weights: Map<string, Float32Array>;
   readonly #device: string;
+  readonly #precision: 'f32' | 'bf16';
+  /** Whether generate() decodes over a key/value cache. */
+  readonly cache: boolean;
   readonly #exes = new Map<number, Executable>();
+  #decoder: Executable | null = null;
 
   /** weights: every parameter of the model by name (a FitResult's, an import's, exe.get's). */
-  constructor(model: GPT, weights: Map<string, Float32Array> | Record<string, Float32Array>, options: { device?: string } = {}) {
+  constructor(model: GPT, weights: Map<string, Float32Array> | Record<string, Float32Array>, options: GeneratorOptions = {}) {
     this.#model = model;
     this.#weights = weights instanceof Map ? weights : new Map(Object.entries(weights));
+    if (options === null || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected generator options { device, precision, cache } but received ${String(options)}`);
+    for (const k of Object.keys(options)) if (!['device', 'precision', 'cache'].includes(k)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of device, precision, cache for a generator option but received '${k}'`);
     this.#device = options.device ?? 'cpu';
+    const precision = options.precision ?? (this.#device === 'cpu' ? 'f32' : 'bf16');
+    if (precision !== 'f32' && precision !== 'bf16') throw new DeepwellError('INVALID_ARGUMENT', `Expected 'f32' or 'bf16' for the generator's precision but received ${String(precision)}`);
+    this.#precision = precision;
+    const dense = model.blocks.every((b) => b.attn.kind.kind === 'dense');
+    if (options.cache !== undefined && typeof options.cache !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for the generator's cache but received ${String(options.cache)}`);
+    if (options.cache === true && !dense) throw new DeepwellError('INVALID_ARGUMENT', "Expected a model whose layers all use dense attention for cache: true (a key/value cache serves dense attention only) but this one has SparseK layers");
+    this.cache = options.cache ?? dense;
     const names = model.namedParameters().map(([n]) => n);
     const missing = names.filter((n) => !this.#weights.has(n));
     if (missing.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected weights for every parameter of the model but ${missing.length} are missing: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}`);
@@ -96,16 +171,26 @@ export class Generator {
     if (extra.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected only the model's parameters as weights but received ${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''}`);
   }
 
+  #compile(g: ReturnType<typeof capture>): Executable {
+    const exe = compile(this.#precision === 'bf16' ? autocast(g) : g, { device: this.#device });
+    for (const [name, w] of this.#weights) exe.set(name, w);
+    return exe;
+  }
+
   /** The forward of [1, T], compiled once and loaded with the weights. */
   #exe(T: number): Executable {
     let exe = this.#exes.get(T);
     if (!exe) {
-      const g = capture(this.#model, { tokens: { shape: [1, T], dtype: 'i32' } });
-      exe = compile(g, { device: this.#device });
-      for (const [name, w] of this.#weights) exe.set(name, w);
+      exe = this.#compile(capture(this.#model, { tokens: { shape: [1, T], dtype: 'i32' } }));
       this.#exes.set(T, exe);
     }
     return exe;
+  }
+
+  /** The decode step: one token at a given position over the caches, compiled once. */
+  #decode(): Executable {
+    this.#decoder ??= this.#compile(capture(new GPTDecode(this.#model), { tokens: { shape: [1, 1], dtype: 'i32' }, pos: { shape: [1], dtype: 'i32' } }));
+    return this.#decoder;
   }
 
   /** The prompt's continuation: the new tokens only. */
@@ -118,26 +203,46 @@ export class Generator {
     ctx.forEach((t, i) => {
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new DeepwellError('INVALID_ARGUMENT', `Expected prompt tokens in [0, ${V}) but received ${t} at position ${i}`);
     });
-    const exact = this.#model.config.moe !== null;
     const rand = rng(o.seed);
     const out: number[] = [];
-    for (let s = 0; s < o.maxTokens; s++) {
-      const window = ctx.length > blockSize ? ctx.slice(-blockSize) : ctx;
-      const T = exact ? window.length : Math.min(blockSize, Math.max(window.length, ctx.length - out.length + o.maxTokens));
-      const tokens = new Int32Array(T);
-      tokens.set(window);
-      const logits = this.#exe(T).run({ tokens }).logits!;
-      const at = (window.length - 1) * V;
-      const next = sampleToken(logits.subarray(at, at + o.vocab), o, rand());
+    const pick = (logits: Float32Array | Int32Array, at: number) => {
+      const next = sampleToken(logits.subarray(at * V, at * V + o.vocab), o, rand());
       out.push(next);
       ctx.push(next);
-      if (next === o.stop) break;
+      return next !== o.stop && out.length < o.maxTokens;
+    };
+    if (this.cache) {
+      // Token by token through the cache while the context fits it; rows past a step's position are
+      // never read, so the caches need no clearing between calls.
+      const exe = this.#decode();
+      const tokens = new Int32Array(1);
+      const pos = new Int32Array(1);
+      let fed = 0;
+      let logits: Float32Array | Int32Array | undefined;
+      while (ctx.length <= blockSize) {
+        while (fed < ctx.length) {
+          tokens[0] = ctx[fed]!;
+          pos[0] = fed++;
+          logits = exe.run({ tokens, pos }).logits!;
+        }
+        if (!pick(logits!, 0)) return out;
+      }
     }
-    return out;
+    const exact = this.#model.config.moe !== null;
+    for (;;) {
+      const window = ctx.length > blockSize ? ctx.slice(-blockSize) : ctx;
+      const left = o.maxTokens - out.length;
+      const T = exact ? window.length : Math.min(blockSize, window.length + left - 1);
+      const tokens = new Int32Array(T);
+      tokens.set(window);
+      if (!pick(this.#exe(T).run({ tokens }).logits!, window.length - 1)) return out;
+    }
   }
 
   dispose(): void {
     for (const exe of this.#exes.values()) exe.dispose();
     this.#exes.clear();
+    this.#decoder?.dispose();
+    this.#decoder = null;
   }
 }

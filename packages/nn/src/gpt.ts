@@ -84,9 +84,10 @@ class Block extends Module {
       ? this.addChild('moe', new MoE(c.nEmbd, c.mlpHidden, { ...moe, residualStd }))
       : this.addChild('mlp', new MLP(c.nEmbd, c.mlpHidden, c.activation, { residualStd, bias: c.bias }));
   }
-  forward(x: Sym): { x: Sym; aux: Sym | null } {
+  /** `attend`: the attention of the normed input (the layer's own forward, or its cached decode). */
+  forward(x: Sym, attend = (y: Sym) => this.attn.forward(y)): { x: Sym; aux: Sym | null } {
     return this.scope(() => {
-      const h = add(x, this.attn.forward(this.ln1.forward(x)));
+      const h = add(x, attend(this.ln1.forward(x)));
       if (this.mlp instanceof MoE) {
         const { y, aux } = this.mlp.forward(this.ln2.forward(h));
         return { x: add(h, y), aux };
@@ -174,6 +175,44 @@ export class GPT extends Module {
       }
       return out;
     });
+  }
+
+  /**
+   * One generation step: tokens i32[B, n] at positions pos i32[n] (pos[i] in [0, cacheLength)) ->
+   * { logits: f32[B, n, V] }, each token attending to the earlier ones through per-layer key/value
+   * caches kept as graph state (CausalSelfAttention.decode). Feeding a sequence's tokens step by
+   * step at positions 0, 1, 2, ... gives the logits forward() gives for it, position by position.
+   * Dense attention layers only.
+   */
+  decode(inputs: Record<string, Sym>, options: DecodeOptions = {}): Record<string, Sym> {
+    const { tokens, pos } = inputs;
+    if (!tokens || tokens.rank !== 2 || tokens.dtype !== 'i32') throw new DeepwellError('INVALID_ARGUMENT', `Expected i32[B, n] for GPT decode input 'tokens' but received ${tokens ? tokens.toString() : 'none'}`);
+    const n = tokens.shape[1]!;
+    if (!pos || pos.dtype !== 'i32' || pos.rank !== 1 || pos.shape[0] !== n) throw new DeepwellError('INVALID_ARGUMENT', `Expected i32[${n}] (a position per token) for GPT decode input 'pos' but received ${pos ? pos.toString() : 'none'}`);
+    const length = checkInteger(options.cacheLength ?? this.config.blockSize, 'cacheLength of GPT decode', 1, this.config.blockSize);
+    return this.scope(() => {
+      let x = add(this.wte.forward(tokens), this.wpe.forward(pos)); // [B, n, C] + [n, C]
+      for (const block of this.blocks) x = block.forward(x, (y) => block.attn.decode(y, pos, length)).x;
+      x = this.lnf.forward(x);
+      return { logits: this.head ? this.head.forward(x) : matmul(x, this.wte.weight('weight'), { transB: true }) };
+    });
+  }
+}
+
+export interface DecodeOptions {
+  /** Positions each layer's key/value cache holds (at most blockSize; default blockSize). */
+  cacheLength?: number;
+}
+
+/**
+ * The model's forward for one generation step with a key/value cache per layer (GPT.decode): tokens
+ * i32[B, n] at positions pos i32[n] -> { logits: f32[B, n, V] }. Captured by itself:
+ * `capture(new GPTDecode(model), { tokens: ..., pos: ... })`.
+ */
+export class GPTDecode {
+  constructor(readonly model: GPT, readonly options: DecodeOptions = {}) {}
+  forward(inputs: Record<string, Sym>): Record<string, Sym> {
+    return this.model.decode(inputs, this.options);
   }
 }
 

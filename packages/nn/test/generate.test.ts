@@ -1,8 +1,9 @@
-// Generation: the padded, compiled-once forward against an exact-length forward per token, seeds,
-// and the sampler's distribution.
-import { capture, compile } from '@deepwell/ir';
+// Generation: decoding over the key/value cache and the padded, compiled-once forward against an
+// exact-length forward per token, the cached decode step's logits against the forward's, seeds, and
+// the sampler's distribution.
+import { autocast, capture, compile } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
-import { GPT, Generator, sampleToken, type GPTConfig } from '../src/index.js';
+import { GPT, GPTDecode, Generator, sampleToken, type GPTConfig } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const cfg: GPTConfig = { vocabSize: 13, blockSize: 12, nLayer: 2, nHead: 2, nEmbd: 16 };
@@ -42,6 +43,67 @@ describe('Generator', () => {
     expect(got).toEqual(greedyReference(cfg, w, prompt, 14));
     expect(g.generate(prompt, { maxTokens: 14, topK: 1, seed: 3 })).toEqual(got); // top-1 is greedy
     g.dispose();
+  });
+
+  it.each([
+    ['multi-head', cfg],
+    ['grouped-query, composite attention, no bias', { ...cfg, nHead: 4, nKvHead: 1, fusedAttention: false, bias: false }],
+    ['RMSNorm, SwiGLU, untied head', { ...cfg, norm: 'rmsnorm', activation: 'swiglu', tiedEmbeddings: false }],
+  ] as [string, GPTConfig][])('greedy with the key/value cache equals greedy without it, token for token, past the context too (%s)', (_name, config) => {
+    const w = weightsOf(config);
+    const cached = new Generator(new GPT(config), w);
+    const plain = new Generator(new GPT(config), w, { cache: false });
+    expect(cached.cache).toBe(true);
+    expect(plain.cache).toBe(false);
+    for (const length of [1, 5]) {
+      const prompt = Array.from({ length }, () => Math.floor(Math.random() * 13));
+      const got = cached.generate(prompt, { maxTokens: 16 - length, temperature: 0 }); // runs past blockSize 12
+      expect(got).toEqual(plain.generate(prompt, { maxTokens: 16 - length, temperature: 0 }));
+      expect(got).toEqual(greedyReference(config, w, prompt, 16 - length));
+    }
+    cached.dispose();
+    plain.dispose();
+  });
+
+  it('a decode step gives bitwise the logits of the forward at every position (CPU, f32)', () => {
+    const w = weightsOf(cfg);
+    const T = cfg.blockSize;
+    const tokens = Int32Array.from({ length: T }, () => Math.floor(Math.random() * 13));
+    const full = compile(capture(new GPT(cfg), { tokens: { shape: [1, T], dtype: 'i32' } }));
+    const step = compile(capture(new GPTDecode(new GPT(cfg)), { tokens: { shape: [1, 1], dtype: 'i32' }, pos: { shape: [1], dtype: 'i32' } }));
+    for (const [k, v] of w) {
+      full.set(k, v);
+      step.set(k, v);
+    }
+    const want = full.run({ tokens }).logits!;
+    for (let p = 0; p < T; p++) {
+      const got = step.run({ tokens: tokens.subarray(p, p + 1), pos: Int32Array.from([p]) }).logits!;
+      expect(Array.from(got)).toEqual(Array.from(want.subarray(p * 13, (p + 1) * 13)));
+    }
+    full.dispose();
+    step.dispose();
+  });
+
+  it('keeps the caches as state in bf16 under autocast, and generates the tokens the uncached bf16 path does', () => {
+    const g = autocast(capture(new GPTDecode(new GPT(cfg)), { tokens: { shape: [1, 1], dtype: 'i32' }, pos: { shape: [1], dtype: 'i32' } }));
+    const caches = Object.entries(g.state);
+    expect(caches.map(([n]) => n).sort()).toEqual(['blocks.0.attn.kcache', 'blocks.0.attn.vcache', 'blocks.1.attn.kcache', 'blocks.1.attn.vcache']);
+    for (const [, id] of caches) expect(g.values[id]!.type).toEqual({ shape: [1, 2, 12, 8], dtype: 'bf16' });
+    expect(Object.keys(g.updates).sort()).toEqual(caches.map(([n]) => n).sort());
+    const w = weightsOf(cfg);
+    const prompt = [3, 1, 4];
+    const a = new Generator(new GPT(cfg), w, { precision: 'bf16' }).generate(prompt, { maxTokens: 8, temperature: 0 });
+    expect(a).toEqual(new Generator(new GPT(cfg), w, { precision: 'bf16', cache: false }).generate(prompt, { maxTokens: 8, temperature: 0 }));
+  });
+
+  it('decodes SparseK models without a cache, and says so when asked for one', () => {
+    const sparse: GPTConfig = { ...cfg, attention: { kind: 'sparsek', blockSize: 4, topK: 1 } };
+    const w = weightsOf(sparse);
+    expect(new Generator(new GPT(sparse), w).cache).toBe(false);
+    expect(errorOf(() => new Generator(new GPT(sparse), w, { cache: true })).message).toMatch(/dense attention for cache: true/);
+    expect(errorOf(() => new Generator(new GPT(cfg), weightsOf(cfg), { cash: true } as never)).message).toMatch(/generator option but received 'cash'/);
+    expect(errorOf(() => new Generator(new GPT(cfg), weightsOf(cfg), { precision: 'fp16' } as never)).message).toMatch(/'f32' or 'bf16' for the generator's precision but received fp16/);
+    expect(errorOf(() => capture(new GPTDecode(new GPT(cfg), { cacheLength: 13 }), { tokens: { shape: [1, 1], dtype: 'i32' }, pos: { shape: [1], dtype: 'i32' } })).message).toMatch(/cacheLength/);
   });
 
   it('samples the same tokens for the same seed, and stops at the stop token', () => {

@@ -420,7 +420,7 @@ export class Trainer {
           this.#emit('eval', e);
           if (o.sample) {
             const { prompt, decode, maxTokens = 32, ...rest } = o.sample;
-            const g = new Generator(o.model as GPT, new Map(exe.parameterNames().map((n) => [n, exe.get(n)] as const)), { device: this.device });
+            const g = new Generator(o.model as GPT, new Map(exe.parameterNames().map((n) => [n, exe.get(n)] as const)), { device: this.device, precision: this.precision });
             try {
               const tokens = g.generate(prompt, { maxTokens, ...rest });
               const text = decode ? decode([...prompt, ...tokens]) : [...prompt, ...tokens].join(' ');

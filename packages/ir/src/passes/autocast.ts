@@ -5,7 +5,8 @@
  * needs the range or precision stays FP32 by the ops' own rules (the loss, normalisation statistics,
  * the optimizer). Graph outputs are cast back to f32. Apply it to the forward graph before
  * trainingStep(): autodiff then differentiates through the casts, so parameter gradients arrive in
- * f32 for AdamW.
+ * f32 for AdamW. A forward that updates state of its own (a decode step's key/value caches) keeps
+ * that state in the low dtype too.
  */
 import { DeepwellError, describe } from '@deepwell/core';
 import { GraphBuilder, type Sym } from '../builder.js';
@@ -18,7 +19,8 @@ export interface AutocastOptions {
 export function autocast(graph: Graph, options: AutocastOptions = {}): Graph {
   const low = options.dtype ?? 'bf16';
   if (low !== 'bf16' && low !== 'f16') throw new DeepwellError('INVALID_ARGUMENT', `Expected 'bf16' or 'f16' for autocast dtype but received ${describe(low)}`);
-  if (Object.keys(graph.updates).length || Object.keys(graph.gradients).length) {
+  const updated = new Set(Object.keys(graph.updates));
+  if (Object.keys(graph.gradients).length || Object.keys(graph.params).some((p) => updated.has(p))) {
     throw new DeepwellError('INVALID_ARGUMENT', 'Expected a forward graph for autocast (apply it before trainingStep) but received one with updates');
   }
   const b = new GraphBuilder();
@@ -26,7 +28,12 @@ export function autocast(graph: Graph, options: AutocastOptions = {}): Graph {
   for (const v of graph.values) {
     if (v.kind === 'input') map.set(v.id, b.input(v.name!, v.type.shape, v.type.dtype));
     else if (v.kind === 'param') map.set(v.id, b.param(v.name!, v.type.shape, v.type.dtype, graph.init[v.name!]!, { absolute: true }));
-    else if (v.kind === 'state') map.set(v.id, b.state(v.name!, v.type.shape, v.type.dtype, graph.init[v.name!]!));
+    else if (v.kind === 'state') {
+      // State the forward updates (a decode step's key/value caches) is an activation kept across
+      // steps: stored in the low dtype like the others.
+      const dtype = updated.has(v.name!) && v.type.dtype === 'f32' ? low : v.type.dtype;
+      map.set(v.id, b.state(v.name!, v.type.shape, dtype, graph.init[v.name!]!));
+    }
   }
   const lowered = new Map<number, Sym>();
   const toLow = (id: number): Sym => {
@@ -50,6 +57,11 @@ export function autocast(graph: Graph, options: AutocastOptions = {}): Graph {
   for (const [name, id] of Object.entries(graph.outputs)) {
     const s = map.get(id)!;
     b.output(name, s.dtype === 'bf16' || s.dtype === 'f16' ? b.op1('cast', [s], { dtype: 'f32' }) : s);
+  }
+  for (const [name, id] of Object.entries(graph.updates)) {
+    const s = map.get(id)!;
+    const want = b.graph.values[b.graph.state[name]!]!.type.dtype;
+    b.update(name, s.dtype === want ? s : b.op1('cast', [s], { dtype: want }));
   }
   return b.graph.verify();
 }
