@@ -67,6 +67,7 @@ __global__ void __launch_bounds__(256) sdpaDecodeK(DecodeDims n, const T* q, con
   const int64_t h = blockIdx.x, i = blockIdx.y, b = blockIdx.z;
   const int64_t hk = h / (n.H / n.Hkv);
   const int g = threadIdx.x / kLanes, lane = threadIdx.x % kLanes;
+  const unsigned gmask = 0xffu << (threadIdx.x & 24u);  // this group's 8 lanes in the warp
   const int E = static_cast<int>((n.D + kLanes - 1) / kLanes);
   const int64_t d0 = int64_t(lane) * E;
   const T* qrow = q + b * n.n * n.qTokenStride + i * n.qTokenStride + h * n.D;
@@ -87,10 +88,12 @@ __global__ void __launch_bounds__(256) sdpaDecodeK(DecodeDims n, const T* q, con
 #pragma unroll
     for (int t = 0; t < kMaxE; ++t)
       if (t < E && d0 + t < n.D) s += qr[t] * toF(kr[d0 + t]);
-    // The 8 lanes of a group are aligned in the warp: xor 4, 2, 1 stays inside it.
-    s += __shfl_xor_sync(0xffffffffu, s, 4);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    // The 8 lanes of a group are aligned in the warp: xor 4, 2, 1 stays inside it. The mask names
+    // only the group's lanes: the 4 groups of a warp can run different numbers of keys (a full-warp
+    // mask here, with some lanes already out of the loop, is undefined and hangs).
+    s += __shfl_xor_sync(gmask, s, 4);
+    s += __shfl_xor_sync(gmask, s, 2);
+    s += __shfl_xor_sync(gmask, s, 1);
     const float mn = fmaxf(m, s);
     const float c = expf(m - mn);  // 0 on the first key (m = -inf)
     const float e = expf(s - mn);

@@ -14,7 +14,7 @@
 //   CUDA_HOME                          where nvcc lives (else PATH, else /usr/local/cuda)
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { createRequire } from 'node:module';
@@ -126,17 +126,27 @@ async function main() {
     log('native addon is up to date');
     return;
   }
-  const objDir = join(tmpdir(), `deepwell-native-${digest.slice(0, 12)}`);
+  // Objects are kept by a key of their source, every header, the flags and nvcc: editing one .cu
+  // file recompiles that file alone (a header change recompiles everything, as it may).
+  const objDir = join(tmpdir(), 'deepwell-native-objects');
   mkdirSync(objDir, { recursive: true });
   mkdirSync(OUT_DIR, { recursive: true });
-  log(`building ${sources.length} sources for ${built.join(', ')} with ${nvcc}`);
+  const shared = createHash('sha256');
+  for (const f of headers) shared.update(f.slice(root.length)).update(readFileSync(f));
+  shared.update(JSON.stringify([common, flags, execFileSync(nvcc, ['--version'], { encoding: 'utf8' })]));
+  const sharedKey = shared.digest('hex');
+  const objects = sources.map((s) => {
+    const key = createHash('sha256').update(sharedKey).update(s.slice(root.length)).update(readFileSync(s)).digest('hex').slice(0, 16);
+    return join(objDir, `${relative(root, s).replace(/[/\\]/g, '_')}-${key}.o`);
+  });
+  const queue = sources.filter((_, i) => !existsSync(objects[i]));
+  log(`building ${queue.length} of ${sources.length} sources for ${built.join(', ')} with ${nvcc}`);
   const t0 = Date.now();
-  const queue = [...sources];
-  const objects = sources.map((s) => join(objDir, relative(root, s).replace(/[/\\]/g, '_') + '.o'));
   const workers = Array.from({ length: Math.max(1, Math.min(availableParallelism(), 4)) }, async () => {
     for (let s = queue.shift(); s; s = queue.shift()) {
       const obj = objects[sources.indexOf(s)];
-      const warnings = await run(nvcc, [...common, ...(s.endsWith('.cu') ? flags : []), '-c', s, '-o', obj]);
+      const warnings = await run(nvcc, [...common, ...(s.endsWith('.cu') ? flags : []), '-c', s, '-o', `${obj}.tmp`]);
+      renameSync(`${obj}.tmp`, obj);
       if (warnings.trim()) process.stderr.write(warnings);
     }
   });
