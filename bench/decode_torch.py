@@ -92,6 +92,11 @@ with torch.no_grad():
     ref = forward(weights(torch.float64), tokens[None])[0]
     ours = {p: torch.frombuffer(bytearray(open(f"{d}/logits-{p}.bin", "rb").read()), dtype=torch.float32).view(T, V).to(dev) for p in ("bf16", "f32")}
     theirs = {p: forward(weights(dt), tokens[None])[0] for p, dt in (("bf16", torch.bfloat16), ("f32", torch.float32))}
+    # Deepwell's f32 GEMMs on the GPU run on TF32 tensor cores (as PyTorch's allow_tf32): the same
+    # forward with that setting is the naive implementation at Deepwell's f32 precision.
+    torch.backends.cuda.matmul.allow_tf32 = True
+    theirs["tf32"] = forward(weights(torch.float32), tokens[None])[0]
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def errors(x):
@@ -106,6 +111,10 @@ for p in ("bf16", "f32"):
     logits[p]["ratio"] = r
     print(f"logits {p}: Deepwell vs float64 rel L2 {logits[p]['deepwell']['relL2']:.3e} (max abs {logits[p]['deepwell']['maxAbs']:.3e}, argmax {logits[p]['deepwell']['argmaxAgrees']:.4f}); "
           f"PyTorch {p} {logits[p]['pytorch']['relL2']:.3e} (max abs {logits[p]['pytorch']['maxAbs']:.3e}, argmax {logits[p]['pytorch']['argmaxAgrees']:.4f}); ratio {r:.2f}")
+logits["f32"]["pytorchTf32"] = errors(theirs["tf32"])
+logits["f32"]["ratioTf32"] = logits["f32"]["deepwell"]["relL2"] / max(logits["f32"]["pytorchTf32"]["relL2"], 1e-30)
+print(f"logits f32: PyTorch f32 with TF32 matmuls (Deepwell's f32 GEMMs are TF32) rel L2 {logits['f32']['pytorchTf32']['relL2']:.3e} "
+      f"(max abs {logits['f32']['pytorchTf32']['maxAbs']:.3e}); ratio {logits['f32']['ratioTf32']:.2f}")
 try:
     from transformers import GPT2LMHeadModel
 

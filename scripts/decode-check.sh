@@ -21,7 +21,7 @@ for part in "${parts[@]}"; do
     for spec in "attention-sparsek:test/gpu_decode.test.ts" "nn:test/gpu_generate.test.ts"; do
       pkg=${spec%%:*}
       step "$pkg GPU tests (${spec#*:})"
-      (cd packages/$pkg && timeout 300 $vitest run ${spec#*:}) > "$OUT/$pkg-decode.log" 2>&1
+      (cd packages/$pkg && timeout 150 $vitest run ${spec#*:}) > "$OUT/$pkg-decode.log" 2>&1
       echo "exit $?"; grep -E "✓|✗|×|FAIL|Test Files|Tests |decode logits|Error" "$OUT/$pkg-decode.log" | tail -25
     done
     ;;

@@ -45,14 +45,22 @@ describe.skipIf(!gpu)('generation on the GPU', () => {
       return exe;
     });
     const errs: number[] = [];
+    const cpuRows = new Float32Array(T * V);
     for (let p = 0; p < T; p++) {
       const [cpu, cuda] = steps.map((exe) => exe.run({ tokens: tokens.subarray(p, p + 1), pos: Int32Array.of(p) }).logits!);
       errs.push(relErr(cuda!, cpu!));
+      cpuRows.set(cpu!, p * V);
     }
-    // f32 on the GPU: TF32 GEMMs (inputs rounded to 10-bit mantissas).
-    console.log(`decode logits, GPU f32 vs CPU: max relative error ${Math.max(...errs).toExponential(2)}`);
-    expect(Math.max(...errs)).toBeLessThan(1e-2);
-    for (const exe of steps) exe.dispose();
+    // The GPU's forward without the cache (the path generate() takes past the context) on the same
+    // tokens: every row against the CPU's decode steps.
+    const forward = compile(capture(new GPT(config), { tokens: { shape: [1, T], dtype: 'i32' } }), { device: 'cuda:0' });
+    for (const [k, v] of w) forward.set(k, v);
+    const whole = forward.run({ tokens }).logits!;
+    const rowErrs = Array.from({ length: T }, (_, p) => relErr(whole.subarray(p * V, (p + 1) * V), cpuRows.subarray(p * V, (p + 1) * V)));
+    console.log(`decode logits, GPU f32 vs CPU: max relative error ${Math.max(...errs).toExponential(2)}; GPU forward vs CPU decode ${Math.max(...rowErrs).toExponential(2)}`);
+    expect(Math.max(...errs)).toBeLessThan(1e-4);
+    expect(Math.max(...rowErrs)).toBeLessThan(1e-4);
+    for (const exe of [...steps, forward]) exe.dispose();
   });
 
   it.each(CONFIGS)('greedy with the cache equals greedy without it, token for token; seeded sampling repeats; bf16 runs (%s)', (_name, config) => {
@@ -62,7 +70,22 @@ describe.skipIf(!gpu)('generation on the GPU', () => {
     const prompt = Array.from({ length: 5 }, () => Math.floor(Math.random() * config.vocabSize));
     const n = config.blockSize + 4 - prompt.length; // past the context: the last tokens without the cache
     const a = cached.generate(prompt, { maxTokens: n, temperature: 0 });
-    expect(a).toEqual(plain.generate(prompt, { maxTokens: n, temperature: 0 }));
+    const b = plain.generate(prompt, { maxTokens: n, temperature: 0 });
+    const k = a.findIndex((t, i) => t !== b[i]);
+    if (k >= 0) {
+      // The two paths round differently (one row at a time against whole blocks), so greedy may part
+      // at a near tie, and only there: the CPU's logits after the shared tokens must put the two
+      // choices within a rounding of each other.
+      const ctx = Int32Array.from([...prompt, ...a.slice(0, k)]);
+      const exe = compile(capture(new GPT(config), { tokens: { shape: [1, ctx.length], dtype: 'i32' } }));
+      for (const [name, v] of w) exe.set(name, v);
+      const last = exe.run({ tokens: ctx }).logits!.subarray((ctx.length - 1) * config.vocabSize);
+      const scale = Math.max(...Array.from(last, Math.abs));
+      const gap = Math.abs(last[a[k]!]! - last[b[k]!]!) / scale;
+      console.log(`greedy parts at token ${k} (${a[k]} with the cache, ${b[k]} without): CPU logits ${last[a[k]!]} and ${last[b[k]!]}, gap ${gap.toExponential(2)} of the largest`);
+      exe.dispose();
+      expect(gap).toBeLessThan(1e-4);
+    }
     const bf16 = new Generator(new GPT(config), w, { device: 'cuda:0' });
     const s1 = bf16.generate(prompt, { maxTokens: 20, temperature: 0.8, topK: 10, seed: 5 });
     expect(bf16.generate(prompt, { maxTokens: 20, temperature: 0.8, topK: 10, seed: 5 })).toEqual(s1);
