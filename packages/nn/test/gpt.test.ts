@@ -59,7 +59,8 @@ describe('GPT', () => {
 
   it('writes dlogits over the logits in GPT-2 small’s bf16 step, so dryrun’s peak drops by the logits’ size', () => {
     // The step the Trainer builds, planned for a GPU (bf16 stored in 2 bytes). Without a GPU here the
-    // kernels' workspaces are unknown (on the H200 they add 32 MiB at this peak, cuBLASLt's).
+    // kernels' workspaces are unknown (on the H200 they add 32 MiB at this peak, cuBLASLt's, measured
+    // 2026-12-04).
     const fwd = capture(new GPT('gpt2-small'), spec(16, 1024));
     for (const k of Object.keys(fwd.outputs)) if (k !== 'loss') delete fwd.outputs[k];
     const step = trainingStep(autocast(fwd), { clipGradNorm: 1 });
@@ -71,7 +72,12 @@ describe('GPT', () => {
     // The loss and dlogits in one op (fuse-cross-entropy), dlogits (its output 1) over the logits.
     const ce = g.nodes.find((n) => n.op === 'cross_entropy_with_grad')!;
     expect(plan.inplace.get(ce.outputs[1]!)).toBe(ce.inputs[0]);
-    expect(r.arenaBytes).toBe(plan.arenaBytes);
+    if (r.workspaceUnknown) expect(r.arenaBytes).toBe(plan.arenaBytes);
+    else {
+      // With a GPU, dryrun plans the kernels' scratch as well: the arena grows by at most the largest.
+      expect(r.arenaBytes).toBeGreaterThanOrEqual(plan.arenaBytes);
+      expect(r.arenaBytes).toBeLessThanOrEqual(plan.arenaBytes + r.kernelWorkspaceBytes.largest);
+    }
     // Before: logits and dlogits both live at the loss's backward (9.25 GiB in all); after, 7.74.
     expect(apart.peak.bytes - plan.peak.bytes).toBeGreaterThanOrEqual(logitsBytes * 0.95);
     expect(apart.peak.step).toBe(g.nodes.indexOf(ce));
