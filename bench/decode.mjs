@@ -62,7 +62,8 @@ for (const precision of ['bf16', 'f32']) {
 // 3. Decode speed, bf16, batch 1.
 const prompt = Array.from(tokens.subarray(0, PROMPT));
 function timed(gen, n, reps) {
-  gen.generate(prompt, { maxTokens: Math.min(n, 8), temperature: 0, vocab: V }); // compile, capture
+  // Warm-up at the timed length: without the cache the forward is compiled per sequence length.
+  gen.generate(prompt, { maxTokens: n, temperature: 0, vocab: V });
   const runs = [];
   let out = null;
   for (let r = 0; r < reps; r++) {
