@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 18's GPU checks, by part, into $OUT. Needs .device/ from scripts/device-pack.sh.
-#   OUT=$OUT bash scripts/decode-check.sh [decode] [tests] [bench]
+#   OUT=$OUT bash scripts/decode-check.sh [decode] [tests] [bench] [sanitize]
 #   decode  the decode kernels (attention-sparsek test/gpu_decode.test.ts) and the Generator on the
 #           GPU (nn test/gpu_generate.test.ts)
 #   tests   the package GPU suites the change touches: attention-sparsek's, ir's cuda-*, nn's and
@@ -44,7 +44,16 @@ for part in "${parts[@]}"; do
     step "bench/decode_torch.py: the forward from the Hugging Face names, PyTorch KV-cache decode"
     timeout 300 python3 bench/decode_torch.py /tmp/decode-bench "$OUT/decode-torch.json" 2>&1 | tee "$OUT/decode-torch.log"
     ;;
-  *) echo "decode-check.sh: unknown part '$part' (decode, tests, bench)"; exit 2 ;;
+  sanitize)
+    san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    for tool in memcheck racecheck; do
+      step "compute-sanitizer --tool $tool: the decode kernels' tests"
+      (cd packages/attention-sparsek && timeout 200 "$san" --tool $tool --target-processes all --print-limit 20 \
+        $vitest run test/gpu_decode.test.ts --pool=threads) > "$OUT/sanitize-$tool.log" 2>&1
+      echo "exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Tests |========= (Invalid|Race|Error)" "$OUT/sanitize-$tool.log" | sort | uniq -c | head -20
+    done
+    ;;
+  *) echo "decode-check.sh: unknown part '$part' (decode, tests, bench, sanitize)"; exit 2 ;;
   esac
 done
 device_end
