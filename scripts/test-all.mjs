@@ -21,6 +21,14 @@ const totals = { passed: 0, failed: 0, skipped: 0 };
 const rows = [];
 let broken = false;
 
+// Colour only on a terminal. (FORCE_COLOR set to anything, '0' included, turns the runner's colours
+// on: it is tested for presence. A log gets plain text.)
+const runnerEnv = { ...process.env };
+if (!process.stdout.isTTY) {
+  delete runnerEnv.FORCE_COLOR;
+  runnerEnv.NO_COLOR = '1';
+}
+
 for (const dir of dirs) {
   const name = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name;
   const json = join(out, `${name.replace(/[@/]/g, '_')}.json`);
@@ -28,7 +36,7 @@ for (const dir of dirs) {
   const r = spawnSync(process.execPath, [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${json}`], {
     cwd: dir,
     stdio: 'inherit',
-    env: { ...process.env, FORCE_COLOR: '0' },
+    env: runnerEnv,
   });
   if (!existsSync(json)) {
     console.log(`${name}: the test runner exited with ${r.status ?? r.signal} and wrote no results`);

@@ -15,7 +15,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -127,8 +127,10 @@ async function main() {
     return;
   }
   // Objects are kept by a key of their source, every header, the flags and nvcc: editing one .cu
-  // file recompiles that file alone (a header change recompiles everything, as it may).
-  const objDir = join(tmpdir(), 'deepwell-native-objects');
+  // file recompiles that file alone (a header change recompiles everything, as it may). They live in
+  // the package's build/ (ignored by git; os.tmpdir() is the package folder itself under pnpm's
+  // lifecycle scripts), and objects of earlier sources are removed once the addon is linked.
+  const objDir = join(pkg, 'build', 'objects');
   mkdirSync(objDir, { recursive: true });
   mkdirSync(OUT_DIR, { recursive: true });
   const shared = createHash('sha256');
@@ -156,6 +158,8 @@ async function main() {
   rmSync(OUT_FILE, { force: true });
   cpSync(tmpOut, OUT_FILE);
   rmSync(tmpOut, { force: true });
+  const keep = new Set(objects.map((o) => relative(objDir, o)));
+  for (const f of readdirSync(objDir)) if (!keep.has(f)) rmSync(join(objDir, f), { force: true });
   writeFileSync(infoFile, JSON.stringify({ digest, archs: built, nvcc: execFileSync(nvcc, ['--version'], { encoding: 'utf8' }).trim().split('\n').at(-1), builtAt: new Date().toISOString() }, null, 2));
   log(`built ${relative(pkg, OUT_FILE)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
