@@ -189,8 +189,8 @@ export abstract class Executable {
   abstract run(batch: Record<string, NumArray>): Outputs;
 
   /**
-   * One step with the device time of every node (CUDA executables: launched node by node between
-   * CUDA events; a real step, computing what run() would). The CPU reference has no profile.
+   * One step with the time of every node, computing what run() would: CUDA executables launch node
+   * by node between CUDA events (device time); the CPU reference times each kernel on the host.
    */
   profile(_batch: Record<string, NumArray>): StepProfile {
     throw new DeepwellError('NO_BACKEND', `profile() times kernels on a GPU; this executable runs on ${this.device}`);
@@ -295,7 +295,7 @@ export abstract class Executable {
 }
 
 class CpuExecutable extends Executable {
-  #launches: { node: NodeDecl; kernel: KernelCandidate<any, void>; call: KernelCall; narrow: [DTypeName, NumArray][] }[] = [];
+  #launches: { index: number; node: NodeDecl; kernel: KernelCandidate<any, void>; call: KernelCall; narrow: [DTypeName, NumArray][] }[] = [];
   #views = new Map<number, NumArray>();
 
   constructor(graph: Graph, options: CompileOptions) {
@@ -322,21 +322,38 @@ class CpuExecutable extends Executable {
       const outputs = node.outputs.map((o) => this.#view(o));
       // Outputs stored widened that the kernel must leave rounded to their format.
       const narrow = params.outTypes.flatMap((t, j): [DTypeName, NumArray][] => (t.dtype === 'bf16' || t.dtype === 'f16' ? [[t.dtype, outputs[j]!]] : []));
-      return { node, kernel, call: { ...params, inputs: node.inputs.map((i) => this.#view(i)), outputs }, narrow };
+      return { index: k, node, kernel, call: { ...params, inputs: node.inputs.map((i) => this.#view(i)), outputs }, narrow };
     });
   }
 
   run(batch: Record<string, NumArray>): Outputs {
+    return this.#step(batch, null);
+  }
+
+  /** One step with each node's host time (the reference kernels run on the calling thread). */
+  override profile(batch: Record<string, NumArray>): StepProfile {
+    const ms = new Map<number, number>();
+    const t0 = performance.now();
+    const outputs = this.#step(batch, ms);
+    const totalMs = performance.now() - t0;
+    const nodes = this.kernels.map(({ node, kernel }, k) => ({ index: k, op: node.op, kernel: this.aliased(k) ? 'alias' : kernel.name, scope: node.scope, ms: ms.get(k) ?? 0 }));
+    return { outputs, nodes, totalMs };
+  }
+
+  /** The step; with `times`, each launched node's milliseconds by its graph index. */
+  #step(batch: Record<string, NumArray>, times: Map<number, number> | null): Outputs {
     this.checkBatch(batch);
     if (!this.arena) this.#bind();
     for (const [name, id] of Object.entries(this.graph.inputs)) this.#view(id).set(batch[name]! as never);
     for (const l of this.#launches) {
+      const t = times ? performance.now() : 0;
       try {
         l.kernel.run(l.call);
       } catch (e) {
         this.rethrow(l.node, e);
       }
       for (const [dtype, view] of l.narrow) roundTo(dtype, view);
+      if (times) times.set(l.index, performance.now() - t);
     }
     for (const [name, id] of Object.entries(this.graph.updates)) {
       if (this.plan.persistent.get(id) === name) continue;

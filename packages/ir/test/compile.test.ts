@@ -318,3 +318,27 @@ describe('matmul + bias fusion', () => {
     plain.dispose();
   });
 });
+
+describe('profile on the CPU', () => {
+  it('computes what run() computes, bitwise, with every launched node timed and aliases at 0', () => {
+    const { fwd, batch } = setup();
+    const step = trainingStep(fwd);
+    const [a, b] = [compile(step, { seed: 9 }), compile(step, { seed: 9 })];
+    try {
+      for (let s = 0; s < 3; s++) {
+        const x = batch();
+        const ran = a.run(x);
+        const p = b.profile(x);
+        expect(Float64Array.from(p.outputs.loss!)).toEqual(Float64Array.from(ran.loss!));
+        expect(p.nodes.length).toBe(b.graph.nodes.length);
+        expect(p.nodes.every((n, i) => n.index === i && n.ms >= 0 && n.op === b.graph.nodes[i]!.op)).toBe(true);
+        expect(p.nodes.filter((n) => n.kernel === 'alias').every((n) => n.ms === 0)).toBe(true);
+        expect(p.totalMs).toBeGreaterThanOrEqual(p.nodes.reduce((t, n) => t + n.ms, 0));
+      }
+      for (const name of a.parameterNames()) expect(Array.from(b.get(name))).toEqual(Array.from(a.get(name)));
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+});
