@@ -1,5 +1,9 @@
 export { Trainer } from './trainer.js';
-export type { FitResult, StepEvent, TrainerEvents, TrainerOptions } from './trainer.js';
+export type { FitResult, FromEngineOptions, StepEvent, TrainerEvents, TrainerOptions } from './trainer.js';
+export { Engine, formatProfile, optimize } from './engine.js';
+export type { EngineDryrun, EnginePrecision, EnginePrecisionPolicy, KernelProfile, KernelProfileRow, OptimizeOptions } from './engine.js';
+export { kernelRates } from './rates.js';
+export type { KernelRates } from './rates.js';
 export { TokenLoader, markovShard } from './loader.js';
 export type { LoaderOptions, LoaderState } from './loader.js';
 export { LLMC_MAGIC, readShard, writeShard } from './shards.js';

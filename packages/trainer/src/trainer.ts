@@ -37,6 +37,7 @@ import { FallbackController, PrecisionPolicy, checkFallbackOptions, type Fallbac
 import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState, TokenLoader } from './loader.js';
 import { JsonlLog, Progress } from './metrics.js';
+import type { Engine } from './engine.js';
 import { lossCurveSvg } from './plot.js';
 import { warmupCosine, type Schedule } from './schedule.js';
 
@@ -78,6 +79,13 @@ export interface TrainerOptions {
    */
   sample?: { prompt: number[]; maxTokens?: number; temperature?: number; topK?: number; seed?: number; vocab?: number; decode?: (ids: number[]) => string };
 }
+
+/** Trainer.fromEngine's options: the loaders as `data`, the rest as TrainerOptions less what the engine decided. */
+export type FromEngineOptions = Omit<TrainerOptions, 'model' | 'train' | 'val' | 'device' | 'precision' | 'policy' | 'clipGradNorm' | 'optimizer'> & {
+  data: { train: TokenLoader; val?: TokenLoader };
+  /** The learning rate (default 6e-4) and any AdamW constant to change from the engine's. */
+  optimizer?: TrainerOptions['optimizer'];
+};
 
 export interface StepEvent {
   step: number;
@@ -244,6 +252,38 @@ export class Trainer {
         `The training step needs ${gib(this.report.totalBytes)} on ${this.device} (parameters ${gib(this.report.parameterBytes)}, optimizer state ${gib(this.report.optimizerStateBytes)}, arena ${gib(this.report.arenaBytes)}: dryrun) but ${gib(free)} is free; use a smaller batch or model`,
       );
     }
+  }
+
+  /**
+   * A Trainer with an Engine's settings (optimize() in engine.ts): its model, device, activations'
+   * precision, precision policy (a copy), AdamW constants and clipping; `data` the loaders (their
+   * batch shape must be the engine's), the rest as TrainerOptions. The engine's own executable is
+   * released (the Trainer compiles its step when fit() starts); at the end of each fit the engine's
+   * precisionPolicy records the run's fallbacks and final per-layer plan.
+   */
+  static fromEngine(engine: Engine, options: FromEngineOptions): Trainer {
+    if (!options || typeof options !== 'object' || !options.data?.train) throw new DeepwellError('INVALID_ARGUMENT', `Expected { data: { train, val? }, steps, … } for Trainer.fromEngine but received ${describe(options)}`);
+    const { data, optimizer, ...rest } = options;
+    for (const [name, loader] of Object.entries(data)) {
+      if (loader && (loader.batchSize !== engine.batchSize || loader.seqLen !== engine.seqLen)) {
+        throw new DeepwellError('SHAPE_MISMATCH', `Expected data.${name}'s batch shape [${engine.batchSize}, ${engine.seqLen}] (the engine's) but received [${loader.batchSize}, ${loader.seqLen}]`);
+      }
+    }
+    engine.release();
+    const t = new Trainer({
+      ...rest,
+      model: engine.model,
+      train: data.train,
+      ...(data.val ? { val: data.val } : {}),
+      device: engine.device,
+      precision: engine.activations,
+      optimizer: { ...engine.optimizer, ...optimizer },
+      ...(engine.clipGradNorm !== undefined ? { clipGradNorm: engine.clipGradNorm } : {}),
+      ...(engine.policyCopy() ? { policy: engine.policyCopy()! } : {}),
+      seed: rest.seed ?? engine.seed,
+    });
+    t.on('end', (r) => engine.recordTraining(r.fallbacks, r.plan));
+    return t;
   }
 
   /** One step's data: `accumulate` loader batches stacked along the batch dimension. */

@@ -2,9 +2,10 @@
 // step from the kernels' rates (an emulated FP8 recipe adds quantization and is modelled slower than
 // its BF16 baseline); the policy's per-layer decisions; bad options give typed errors. The GPU half
 // (a native recipe, the kernel profile) is in gpu.test.ts and scripts/engine-check.sh.
-import { GPT } from '@deepwell/nn';
+import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { formatProfile, optimize } from '../src/engine.js';
+import { TokenLoader, Trainer, markovShard } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const small = () => new GPT({ vocabSize: 64, blockSize: 32, nLayer: 3, nHead: 2, nEmbd: 128 });
@@ -72,6 +73,28 @@ describe('optimize() on the CPU', () => {
       engine.dispose();
     }
   });
+
+  it('Trainer.fromEngine trains a small GPT with the engine’s recipe and records the run’s plan', () => {
+    const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
+    const train = new TokenLoader({ shards: [markovShard(corpus, 20000)], batchSize: 4, seqLen: 16, seed: 2 });
+    const engine = optimize(small(), { seqLen: 16, batchSize: 4, device: 'cpu', precision: 'fp8-tensorwise', clipGradNorm: 1 });
+    try {
+      const bad = new TokenLoader({ shards: [markovShard(corpus, 2000)], batchSize: 2, seqLen: 16 });
+      expect(errorOf(() => Trainer.fromEngine(engine, { data: { train: bad }, steps: 5 })).message).toMatch(/data.train's batch shape \[4, 16\] \(the engine's\)/);
+      const t = Trainer.fromEngine(engine, { data: { train }, steps: 30, optimizer: { lr: 3e-3 }, log: { progress: false } });
+      expect(t.device).toBe('cpu');
+      expect(t.precision).toBe('bf16');
+      const r = t.fit();
+      expect(r.losses.at(-1)!.loss).toBeLessThan(r.losses[0]!.loss - 0.3);
+      expect(r.plan!.some((d) => d.recipe === 'fp8-tensorwise')).toBe(true);
+      expect(engine.precisionPolicy.layerPrecisions).toEqual(r.plan);
+      expect(engine.precisionPolicy.fallbackHistory).toEqual(r.fallbacks);
+      // The engine compiles its step again on demand after the Trainer released it.
+      expect(engine.executable.parameterNames().length).toBeGreaterThan(0);
+    } finally {
+      engine.dispose();
+    }
+  }, 60_000);
 
   it('gives typed errors for bad options, and a disposed engine says so', () => {
     const m = new GPT('tiny');
