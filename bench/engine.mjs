@@ -49,7 +49,7 @@ for (const precision of [process.env.PRECISION ?? 'auto', 'bf16']) {
   trainer.on('step', (e) => stepMs.push(e.ms));
   const r = trainer.fit();
   const ms = median(stepMs.slice(Math.floor(STEPS / 3)));
-  log(`${precision}: trained ${STEPS} steps, loss ${r.losses[0].loss.toFixed(3)} → ${r.losses.at(-1).loss.toFixed(3)}, ${ms.toFixed(2)} ms a step (median of the last two thirds), ${((B * T) / ms / 1000).toFixed(0)}K tokens/s`);
+  log(`${precision}: trained ${STEPS} steps, loss ${r.losses[0].loss.toFixed(3)} → ${r.losses.at(-1).loss.toFixed(3)}, ${ms.toFixed(2)} ms a step (median of the last two thirds), ${((B * T) / (ms / 1000) / 1000).toFixed(0)}K tokens/s`);
   results.push({
     precision,
     recipe: pp.recipe,

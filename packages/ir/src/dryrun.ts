@@ -13,7 +13,7 @@
 import { DeepwellError } from '@deepwell/core';
 import { probe } from '@deepwell/probe';
 import { Graph, byteSizeOf } from './graph.js';
-import { getOp } from './op.js';
+import { bytesMoved, getOp } from './op.js';
 import { runPasses, type GraphPass } from './passes/index.js';
 import { planMemory, storageBytesFor } from './planner.js';
 import { planStep, selectKernels } from './select.js';
@@ -107,7 +107,7 @@ export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport 
     flops += def.flops?.(ins, outs, n.attrs) ?? 0;
     // A reshape the planner aliased runs no kernel and moves nothing.
     if (n.outputs.length === 1 && plan.aliases.has(n.outputs[0]!)) continue;
-    moved += [...ins, ...outs].reduce((a, t) => a + byteSizeOf(t), 0);
+    moved += bytesMoved(n.op, ins, outs, n.attrs);
   }
   let peakTflops = options.peakTflops;
   let memoryGBps = options.memoryGBps;

@@ -12,6 +12,7 @@ import { DeepwellError, describe, registry } from '@deepwell/core';
 import type { GraphBuilder, Sym } from './builder.js';
 import type { AttrValue, Attrs, NumArray, ValueType } from './types.js';
 import { shapeStr } from './types.js';
+import { byteSizeOf } from './graph.js';
 
 export type AttrKind = 'int' | 'float' | 'bool' | 'string' | 'ints';
 
@@ -80,6 +81,12 @@ export interface OpDef {
   infer(inputs: ValueType[], attrs: Attrs): ValueType[];
   reference(ctx: RefContext): void;
   flops?(inputs: ValueType[], outputs: ValueType[], attrs: Attrs): number;
+  /**
+   * Bytes the kernel reads and writes, where that is not every input and output whole (a gather
+   * reads only the rows it takes); default: the sum of all of them. Used by dryrun's time estimate
+   * and by profiles' GB/s.
+   */
+  bytes?(inputs: ValueType[], outputs: ValueType[], attrs: Attrs): number;
   /** One output element from the same-index input elements: a candidate for elementwise fusion. */
   elementwise?: boolean;
   /**
@@ -152,6 +159,12 @@ export function defineOp(def: OpDef): OpDef {
     run: (c) => def.reference({ inputs: c.inputs, outputs: c.outputs, inTypes: c.inTypes, outTypes: c.outTypes, attrs: c.attrs }),
   });
   return def;
+}
+
+/** The bytes a node of `op` reads and writes: its `bytes` rule, else every input and output whole. */
+export function bytesMoved(op: string, inputs: ValueType[], outputs: ValueType[], attrs: Attrs): number {
+  const rule = getOp(op).bytes;
+  return rule ? rule(inputs, outputs, attrs) : [...inputs, ...outputs].reduce((a, t) => a + byteSizeOf(t), 0);
 }
 
 export function getOp(name: string): OpDef {

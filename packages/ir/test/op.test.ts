@@ -1,7 +1,7 @@
 // The op as a unit: an op defined outside the standard set, its gradient given with it or later
 // through defineGradient, and the errors of giving a rule twice or to an op that does not exist.
 import { describe, expect, it } from 'vitest';
-import { GraphBuilder, defineGradient, defineOp, differentiableOps, differentiate, gradientRule, mul, scale, type GradRule, type Sym } from '../src/index.js';
+import { GraphBuilder, bytesMoved, defineGradient, defineOp, differentiableOps, differentiate, gradientRule, mul, scale, type GradRule, type Sym } from '../src/index.js';
 import { errorOf, gradcheck } from './helpers.js';
 
 /** An elementwise op y = x³ with no gradient rule of its own. */
@@ -53,5 +53,20 @@ describe('defineGradient', () => {
   it("reads the op table: the standard set's rules come with their ops", () => {
     for (const op of ['add', 'matmul', 'layernorm', 'cross_entropy', 'gather_rows', 'cast']) expect(gradientRule(op)).toBeTypeOf('function');
     for (const op of ['moe_plan', 'adamw', 'layernorm_backward']) expect(gradientRule(op)).toBeUndefined();
+  });
+});
+
+describe('bytesMoved', () => {
+  it('counts a gather by the rows it takes and every other op by its inputs and outputs whole', () => {
+    const [V, D, n] = [1000 + Math.floor(Math.random() * 5000), 64, 1 + Math.floor(Math.random() * 100)];
+    const table = { shape: [V, D], dtype: 'bf16' as const };
+    const ids = { shape: [n], dtype: 'i32' as const };
+    const rows = { shape: [n, D], dtype: 'bf16' as const };
+    // The table (V·D·2 bytes) is not read whole: ids (4n) and the rows read and written (2·2nD).
+    expect(bytesMoved('embedding', [table, ids], [rows], {})).toBe(4 * n + 2 * 2 * n * D);
+    expect(bytesMoved('gather_rows', [table, ids], [rows], {})).toBe(4 * n + 2 * 2 * n * D);
+    expect(bytesMoved('embedding_backward', [ids, rows], [table], { vocab: V })).toBe(4 * n + 3 * 2 * n * D + 2 * V * D);
+    expect(bytesMoved('slice', [table], [rows], { axis: 0, start: 0, end: n })).toBe(2 * 2 * n * D);
+    expect(bytesMoved('add', [rows, rows], [rows], {})).toBe(3 * 2 * n * D);
   });
 });

@@ -20,7 +20,7 @@
  * grouped by kernel with its TFLOP/s and GB/s.
  */
 import { DeepwellError, describe } from '@deepwell/core';
-import { Graph, autocast, byteSizeOf, capture, compile, dryrun, getOp, runPasses, trainingStep, type Capturable, type DryrunReport, type Executable, type NodeDecl } from '@deepwell/ir';
+import { Graph, autocast, bytesMoved, capture, compile, dryrun, getOp, runPasses, trainingStep, type Capturable, type DryrunReport, type Executable, type NodeDecl } from '@deepwell/ir';
 import { deviceProperties, registerCudaBackends } from '@deepwell/kernels-native';
 import { GPT } from '@deepwell/nn';
 import { PrecisionPolicy, RECIPES, computeCapabilityOf, hasNativeRewrite, support, type FallbackEvent, type LayerDecision, type Recipe } from '@deepwell/precision';
@@ -67,8 +67,9 @@ export interface EngineDryrun extends DryrunReport {
     /** baselineMs / ms: the expected speed-up over BF16. */
     speedupOverBf16: number;
     tokensPerSecond: number;
-    /** Modelled ms by kernel family. */
+    /** Modelled ms by kernel family, with this engine's precision and in the baseline. */
     byFamily: Record<'gemm' | 'attention' | 'memory', number>;
+    baselineByFamily: Record<'gemm' | 'attention' | 'memory', number>;
     rates: KernelRates;
   };
 }
@@ -125,7 +126,7 @@ function nodeMs(g: Graph, n: NodeDecl, rates: KernelRates): { ms: number; family
   const ins = n.inputs.map((i) => g.values[i]!.type);
   const outs = n.outputs.map((o) => g.values[o]!.type);
   const flops = getOp(n.op).flops?.(ins, outs, n.attrs) ?? 0;
-  const bytes = [...ins, ...outs].reduce((a, t) => a + byteSizeOf(t), 0);
+  const bytes = bytesMoved(n.op, ins, outs, n.attrs);
   const memMs = bytes / (rates.memoryGBps * 1e6);
   if (GEMM_OPS.has(n.op)) {
     const s = String(n.attrs.aScaling ?? '');
@@ -243,7 +244,7 @@ export class Engine {
     const base = this.#policy ? modelMs(passes(), rates) : mine;
     return {
       ...report,
-      time: { ms: mine.ms, baselineMs: base.ms, speedupOverBf16: base.ms / mine.ms, tokensPerSecond: (this.batchSize * this.seqLen) / (mine.ms / 1000), byFamily: mine.byFamily, rates },
+      time: { ms: mine.ms, baselineMs: base.ms, speedupOverBf16: base.ms / mine.ms, tokensPerSecond: (this.batchSize * this.seqLen) / (mine.ms / 1000), byFamily: mine.byFamily, baselineByFamily: base.byFamily, rates },
     };
   }
 
@@ -268,7 +269,7 @@ export class Engine {
       r.calls++;
       r.ms += n.ms;
       r.flops += getOp(node.op).flops?.(ins, outs, node.attrs) ?? 0;
-      r.bytes += [...ins, ...outs].reduce((a, t) => a + byteSizeOf(t), 0);
+      r.bytes += bytesMoved(node.op, ins, outs, node.attrs);
       rows.set(n.kernel, r);
       sum += n.ms;
     }

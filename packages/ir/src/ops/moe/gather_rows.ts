@@ -14,6 +14,7 @@
  */
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
+import { byteSizeOf } from '../../graph.js';
 import { defineOp, expectDtype, expectRank } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { scatterAddRows } from './scatter_add_rows.js';
@@ -25,6 +26,7 @@ export const gatherRowsOp = defineOp({
   outputs: ['out'],
   attrs: {},
   indexInputs: [{ input: 1, bound: ([x]) => x!.shape[0]!, allow: () => -1 }],
+  bytes: ([, idx], [out]) => byteSizeOf(idx!) + 2 * byteSizeOf(out!), // the rows it takes, not all of x
   infer: ([x, idx]) => {
     const dtype = expectFloat('gather_rows', 'x', x!);
     expectDtype('gather_rows', 'idx', idx!, ['i32']);

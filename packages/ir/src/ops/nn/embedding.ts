@@ -18,6 +18,7 @@
 import { DeepwellError } from '@deepwell/core';
 import type { Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError, stridesOf } from '../../op.js';
+import { byteSizeOf } from '../../graph.js';
 import { numel, sameShape, shapeStr, type NumArray } from '../../types.js';
 import { expectFloat } from '../float.js';
 
@@ -39,6 +40,8 @@ export const embeddingOp = defineOp({
   outputs: ['out'],
   attrs: {},
   indexInputs: [{ input: 1, bound: ([table]) => table!.shape[0]! }],
+  // The rows it takes (out's size), not the whole table; ids; out.
+  bytes: ([, ids], [out]) => byteSizeOf(ids!) + 2 * byteSizeOf(out!),
   infer: ([table, ids]) => {
     const dtype = expectFloat('embedding', 'table', table!);
     expectDtype('embedding', 'ids', ids!, ['i32']);
@@ -63,6 +66,8 @@ export const embeddingBackwardOp = defineOp({
   outputs: ['dtable'],
   attrs: { vocab: { kind: 'int' } },
   indexInputs: [{ input: 0, bound: (_, attrs) => attrs.vocab as number }],
+  // ids and g read; dtable written whole (zeros where no id), then g's rows added into it.
+  bytes: ([ids, g], [dtable]) => byteSizeOf(ids!) + 3 * byteSizeOf(g!) + byteSizeOf(dtable!),
   infer: ([ids, g], attrs) => {
     const op = 'embedding_backward';
     expectDtype(op, 'ids', ids!, ['i32']);

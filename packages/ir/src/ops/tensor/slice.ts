@@ -11,6 +11,7 @@
  * cuda-tensor.test.ts.
  */
 import type { Sym } from '../../builder.js';
+import { byteSizeOf } from '../../graph.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';
 import { numel, type Attrs, type ValueType } from '../../types.js';
 import { sliceBackward } from './slice_backward.js';
@@ -32,6 +33,7 @@ export const sliceOp = defineOp({
   inputs: ['x'],
   outputs: ['out'],
   attrs: { axis: { kind: 'int' }, start: { kind: 'int' }, end: { kind: 'int' } },
+  bytes: (_, [out]) => 2 * byteSizeOf(out!), // the slice read, the slice written
   infer: ([x], attrs) => {
     const { axis, start, end } = resolve(x!, attrs);
     return [{ shape: x!.shape.map((d, i) => (i === axis ? end - start : d)), dtype: x!.dtype }];
