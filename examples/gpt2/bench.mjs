@@ -7,6 +7,10 @@
 // <out>/config.json, the precision policy's per-layer plan in <out>/plan.json, and the kernel
 // chosen for each op of the step in <out>/kernels.json.
 //   node bench.mjs [steps=200] [out=runs/gpt2] [batch=16]
+// Needs an NVIDIA GPU (it stops, saying why, without one; GPT2_ALLOW_CPU=1 runs on the CPU anyway,
+// which is only sensible with a small GPT_CONFIG such as tiny, to try the script).
+//   GPT2_WARMUP  the learning rate's warm-up in steps (default 100, as in the published GPT-2 runs;
+//                half the run when it is shorter than 100 steps); at most the steps
 // Other models and recipes (the FP8 end-to-end runs):
 //   GPT_CONFIG   a GPT preset name or a GPTConfig as JSON (default gpt2-small); T = its blockSize
 //   RECIPE       a @deepwell/precision recipe (RECIPES: bf16, fp8-tensorwise, fp8-blockwise, ...);
@@ -19,20 +23,40 @@ import { resolve } from 'node:path';
 import { GPT, GPT_PRESETS, MarkovCorpus } from '@deepwell/nn';
 import { PrecisionPolicy, RECIPES, computeCapabilityOf } from '@deepwell/precision';
 import { TokenLoader, Trainer, writeSafetensors, writeShard } from '@deepwell/trainer';
+import { requireGpu } from './preflight.mjs';
 
-const steps = Number(process.argv[2] ?? 200);
+const fail = (message) => {
+  console.error(`bench.mjs: ${message}\nUsage: node bench.mjs [steps=200] [out=runs/gpt2] [batch=16]`);
+  process.exit(2);
+};
+const whole = (v, what) => (/^[1-9]\d*$/.test(v) ? Number(v) : fail(`expected a whole number above 0 for ${what} but received '${v}'`));
+const steps = whole(process.argv[2] ?? '200', 'the steps');
 const out = resolve(process.argv[3] ?? 'runs/gpt2');
-const B = Number(process.argv[4] ?? 16);
+const B = whole(process.argv[4] ?? '16', 'the batch');
 const modelSpec = (process.env.GPT_CONFIG ?? 'gpt2-small').trim();
-const model = modelSpec.startsWith('{') ? JSON.parse(modelSpec) : GPT_PRESETS[modelSpec];
-if (!model) throw new Error(`GPT_CONFIG: expected a preset (${Object.keys(GPT_PRESETS).join(', ')}) or a GPTConfig as JSON but received '${modelSpec}'`);
+let model;
+try {
+  model = modelSpec.startsWith('{') ? JSON.parse(modelSpec) : GPT_PRESETS[modelSpec];
+} catch (e) {
+  fail(`GPT_CONFIG is not valid JSON: ${e.message}`);
+}
+if (!model) fail(`GPT_CONFIG: expected a preset (${Object.keys(GPT_PRESETS).join(', ')}) or a GPTConfig as JSON but received '${modelSpec}'`);
 const recipe = process.env.RECIPE ?? 'bf16';
-if (!Object.hasOwn(RECIPES, recipe)) throw new Error(`RECIPE: expected one of ${Object.keys(RECIPES).join(', ')} but received '${recipe}'`);
+if (!Object.hasOwn(RECIPES, recipe)) fail(`RECIPE: expected one of ${Object.keys(RECIPES).join(', ')} but received '${recipe}'`);
+// The warm-up: 100 steps, as the published GPT-2 124M runs since gpt2-run2 (200 and 110 steps); a
+// run shorter than 100 steps, which the schedule would refuse, warms up over its first half.
+const warmupDefault = steps >= 100 ? 100 : Math.floor(steps / 2);
+const warmupEnv = process.env.GPT2_WARMUP?.trim() || undefined;
+const warmup = warmupEnv === undefined ? warmupDefault : /^\d+$/.test(warmupEnv) ? Number(warmupEnv) : NaN;
+if (!(warmup <= steps)) fail(`GPT2_WARMUP: expected a whole number of steps from 0 to the ${steps} steps of this run but received '${warmupEnv}' (unset, it is ${warmupDefault}: 100, or half a run shorter than 100 steps)`);
+if (process.env.GPT2_ALLOW_CPU !== '1') {
+  requireGpu('bench.mjs', "it trains GPT-2 124M (or GPT_CONFIG's model), and one GPT-2 step on the CPU's reference kernels takes hours", 'GPT2_ALLOW_CPU=1 runs it on the CPU anyway, e.g. with GPT_CONFIG=tiny to try the script.');
+}
 const T = model.blockSize;
 mkdirSync(out, { recursive: true });
 // This run's log only (the Trainer appends to a log it finds, as a resumed run wants).
 rmSync(`${out}/deepwell.jsonl`, { force: true });
-const config = { steps, B, T, model, recipe, lr: 6e-4, minLr: 6e-5, warmup: Number(process.env.GPT2_WARMUP ?? 100), weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
+const config = { steps, B, T, model, recipe, lr: 6e-4, minLr: 6e-5, warmup, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
 writeFileSync(`${out}/config.json`, JSON.stringify(config, null, 1));
 
 const corpus = new MarkovCorpus({ vocab: config.symbols, seed: 7 });
@@ -40,6 +64,7 @@ const t0 = performance.now();
 const symbols = corpus.sample(steps * B * T + 1);
 const tokens = Uint16Array.from(symbols, (x) => (x * config.spread) % model.vocabSize);
 writeShard(`${out}/data.bin`, tokens);
+console.log(`${steps} steps, batch ${B} × ${T}, recipe ${recipe}, warm-up ${warmup} steps (${warmupEnv === undefined ? 'the default: 100, or half a run shorter than 100 steps; GPT2_WARMUP sets it' : 'GPT2_WARMUP'})`);
 console.log(`data: ${tokens.length} tokens (Markov chain over ${config.symbols} symbols, entropy rate ${corpus.entropyRate().toFixed(4)} nats/token) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 const trainer = new Trainer({

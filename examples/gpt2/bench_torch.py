@@ -11,13 +11,27 @@
 # GPT_CONFIG; GPT-2 124M by default). Logs one JSON line per step (loss, ms by CUDA events around
 # the step) and a summary line.
 #   python3 bench_torch.py <out dir> <eager|compile|compile-fp8>
-import json, math, os, sys, time
+# Needs an NVIDIA GPU and torch (a CUDA build), numpy and safetensors; says which is missing and stops.
+import importlib.util, json, math, os, sys, time
+
+USAGE = "Usage: python3 bench_torch.py <out dir of a bench.mjs run> <eager|compile|compile-fp8>"
+if len(sys.argv) != 3 or sys.argv[2] not in ("eager", "compile", "compile-fp8"):
+    sys.exit(f"bench_torch.py: expected an out dir and a mode but received {sys.argv[1:]}\n{USAGE}")
+_missing = [m for m in ("torch", "numpy", "safetensors") if importlib.util.find_spec(m) is None]
+if _missing:
+    sys.exit(f"bench_torch.py: this python3 ({sys.executable}) has no {', '.join(_missing)}: pip install torch numpy safetensors (torch built for CUDA)")
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+if not torch.cuda.is_available():
+    cpu_only = "; this torch is a CPU-only build" if torch.version.cuda is None else ""
+    sys.exit(f"bench_torch.py: PyTorch {torch.__version__} sees no GPU (torch.cuda.is_available() is False{cpu_only}); the comparison runs on an NVIDIA GPU")
 out, mode = sys.argv[1], sys.argv[2]
+for f in ("config.json", "data.bin", "init.safetensors"):
+    if not os.path.exists(f"{out}/{f}"):
+        sys.exit(f"bench_torch.py: {out}/{f} is missing: run node bench.mjs <steps> {out} first (it writes the data and the initial weights)\n{USAGE}")
 cfg = json.load(open(f"{out}/config.json"))
 B, T, steps = cfg["B"], cfg["T"], cfg["steps"]
 m_cfg = cfg.get("model", {"vocabSize": 50304, "nLayer": 12, "nHead": 12, "nEmbd": 768})

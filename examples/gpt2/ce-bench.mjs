@@ -7,12 +7,10 @@
 //   node examples/gpt2/ce-bench.mjs [--rows 16384] [--classes 50304] [--dtype bf16] [--reps 20]
 import { f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
 import { checkAttrs, getOp } from '@deepwell/ir';
-import { Event, Stream, cudaBackend, cudaStatus, loadNative } from '@deepwell/kernels-native';
+import { Event, Stream, cudaBackend, loadNative } from '@deepwell/kernels-native';
+import { requireGpu } from './preflight.mjs';
 
-if (!cudaStatus().available) {
-  console.log(`no GPU: ${cudaStatus().reason}`);
-  process.exit(0);
-}
+requireGpu('ce-bench.mjs', "it times the cross-entropy kernels on GPT-2's logits");
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : def;

@@ -1,7 +1,8 @@
 // The runs of run.sh side by side: Deepwell's (the bf16 run in <out>, each other recipe in
 // <out>/recipe-<name>/) and PyTorch's (<out>/torch-<mode>.jsonl). Loss at each logged step, the
 // largest gap after warm-up, throughput as tokens/s from the median step time over the steps after
-// the first 10 (the first steps include compilation and graph capture), MFU from dryrun's FLOPs per
+// the first 10 (the first steps include compilation and graph capture; the first half of a run of
+// under 20 steps), MFU from dryrun's FLOPs per
 // step, peak device memory; Deepwell's host time per replayed step and its bytes in use over the
 // replayed steps; all the loss curves in one SVG (<out>/loss-curves.svg); where Deepwell's profiled
 // step went (<out>/breakdown.md); and every figure in <out>/summary.json (with the kernel the
@@ -9,14 +10,21 @@
 //   node compare.mjs <out dir>
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { MarkovCorpus } from '@deepwell/nn';
 import { lossCurveSvg } from '@deepwell/trainer';
 import { breakdownTable, kernelRows } from './breakdown.mjs';
 
 const out = process.argv[2] ?? 'runs/gpt2';
+if (!existsSync(`${out}/config.json`) || !existsSync(`${out}/deepwell.jsonl`)) {
+  console.error(`compare.mjs: no bench.mjs run in ${out} (it writes config.json and deepwell.jsonl there): run bash examples/gpt2/run.sh, or node examples/gpt2/bench.mjs <steps> ${out}, first\nUsage: node compare.mjs <out dir>`);
+  process.exit(2);
+}
 const cfg = JSON.parse(readFileSync(`${out}/config.json`, 'utf8'));
 const read = (f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const tokens = cfg.B * cfg.T;
+// Steps left out of the timing: compilation and graph capture.
+const skip = Math.min(10, Math.floor(cfg.steps / 2));
 
 // Every run: its step records, its peak (Deepwell: the allocator's high-water mark; PyTorch:
 // torch.cuda.max_memory_allocated), and Deepwell's log.
@@ -37,7 +45,7 @@ for (const mode of ['eager', 'compile', 'compile-fp8']) {
 const flops = runs['deepwell bf16'].log.find((r) => r.event === 'start').flopsPerStep;
 const stats = {};
 for (const [name, r] of Object.entries(runs)) {
-  const ms = median(r.steps.filter((s) => s.step > 10).map((s) => s.ms));
+  const ms = median(r.steps.filter((s) => s.step > skip).map((s) => s.ms));
   const last = r.steps.slice(-20);
   stats[name] = { steps: r.steps.length, medianStepMs: ms, tokensPerSecond: tokens / (ms / 1000), mfu: flops / (ms / 1000) / 989e12, peakMemoryBytes: r.peak ?? null, meanLossLast20: last.reduce((a, x) => a + x.loss, 0) / last.length, finalLoss: r.steps.at(-1)?.loss };
 }
@@ -47,7 +55,7 @@ for (const s of Object.values(stats)) {
   s.memoryVsTorchCompile = compiled?.peakMemoryBytes && s.peakMemoryBytes ? s.peakMemoryBytes / compiled.peakMemoryBytes : null;
 }
 
-console.log(`| implementation | median step (ms, steps 11-${cfg.steps}) | tokens/s | × torch.compile | MFU (989 TFLOP/s bf16) | peak memory (GiB) |\n| --- | --- | --- | --- | --- | --- |`);
+console.log(`| implementation | median step (ms, steps ${skip + 1}-${cfg.steps}) | tokens/s | × torch.compile | MFU (989 TFLOP/s bf16) | peak memory (GiB) |\n| --- | --- | --- | --- | --- | --- |`);
 for (const [name, s] of Object.entries(stats)) {
   const gib = s.peakMemoryBytes === null ? '-' : (s.peakMemoryBytes / 2 ** 30).toFixed(2);
   console.log(`| ${name} | ${s.medianStepMs.toFixed(1)} | ${Math.round(s.tokensPerSecond).toLocaleString('en')} | ${s.vsTorchCompile === null ? '-' : `${s.vsTorchCompile.toFixed(3)}×`} | ${(100 * s.mfu).toFixed(1)}% | ${gib} |`);
@@ -88,9 +96,18 @@ for (const d of names.filter((x) => x.startsWith('deepwell'))) {
 }
 
 const colors = ['#1f77b4', '#9467bd', '#8c564b', '#ff7f0e', '#2ca02c', '#d62728'];
+// The data's floor: bench.mjs's chain (seed 7) over cfg.symbols symbols, spread over the vocabulary
+// (symbol x is token x · spread mod vocab): where that is one to one, the chain's entropy rate is
+// the lowest loss any model can reach (a small model's vocabulary merges symbols: no floor then).
+const vocab = cfg.model?.vocabSize ?? 50304;
+const oneToOne = cfg.symbols && new Set(Array.from({ length: cfg.symbols }, (_, x) => (x * cfg.spread) % vocab)).size === cfg.symbols;
+const entropy = oneToOne ? new MarkovCorpus({ vocab: cfg.symbols, seed: 7 }).entropyRate() : null;
 const svg = lossCurveSvg(
   names.map((name, i) => ({ name, points: runs[name].steps.map((r) => [r.step, r.loss]), color: colors[i % colors.length] })),
-  { title: `GPT ${cfg.model ? `${cfg.model.nLayer}L × ${cfg.model.nEmbd}` : '124M'}, B ${cfg.B} × T ${cfg.T}: training loss` },
+  {
+    title: `GPT ${cfg.model ? `${cfg.model.nLayer}L × ${cfg.model.nEmbd}` : '124M'}, B ${cfg.B} × T ${cfg.T}: training loss`,
+    ...(entropy !== null ? { floor: { value: entropy, label: `entropy rate of the data, ${entropy.toFixed(3)}: the lowest loss a model can reach` } } : {}),
+  },
 );
 writeFileSync(`${out}/loss-curves.svg`, svg);
 console.log(`\nthe loss curves: ${out}/loss-curves.svg`);
@@ -118,6 +135,6 @@ let commit = process.env.DEEPWELL_COMMIT || null;
 try {
   commit ??= execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 } catch {}
-const summary = { date: new Date().toISOString(), gpu, commit, config: cfg, method: 'median step time over steps 11 on (Deepwell: wall clock per Trainer step, the step a replayed CUDA graph; PyTorch: CUDA events around each step); peak: allocator high-water mark (Deepwell) and torch.cuda.max_memory_allocated', runs: stats, lossGaps: gaps, device, breakdowns };
+const summary = { date: new Date().toISOString(), gpu, commit, config: cfg, method: `median step time over steps ${skip + 1} on (Deepwell: wall clock per Trainer step, the step a replayed CUDA graph; PyTorch: CUDA events around each step); peak: allocator high-water mark (Deepwell) and torch.cuda.max_memory_allocated`, runs: stats, lossGaps: gaps, device, breakdowns };
 writeFileSync(`${out}/summary.json`, `${JSON.stringify(summary, null, 1)}\n`);
 console.log(`summary: ${out}/summary.json`);

@@ -4,13 +4,11 @@
 // Trainer builds the step. Medians over 100 replayed steps, process.hrtime-based performance.now().
 //   node examples/gpt2/host.mjs
 import { autocast, capture, compile, trainingStep } from '@deepwell/ir';
-import { cudaStatus, registerCudaBackends } from '@deepwell/kernels-native';
+import { registerCudaBackends } from '@deepwell/kernels-native';
 import { GPT } from '@deepwell/nn';
+import { requireGpu } from './preflight.mjs';
 
-if (!cudaStatus().available) {
-  console.log(`no GPU: ${cudaStatus().reason}`);
-  process.exit(0);
-}
+requireGpu('host.mjs', "it times the host's part of replaying GPT-2's training step as a CUDA graph");
 const [device] = registerCudaBackends();
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 // GPT-2 twice: as the runtime captures it, and with the captured memset nodes kept as they are

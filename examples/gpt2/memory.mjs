@@ -8,13 +8,11 @@
 //   node examples/gpt2/memory.mjs [--json FILE]
 import { writeFileSync } from 'node:fs';
 import { autocast, capture, compile, dryrun, trainingStep } from '@deepwell/ir';
-import { cudaStatus, loadNative, registerCudaBackends } from '@deepwell/kernels-native';
+import { loadNative, registerCudaBackends } from '@deepwell/kernels-native';
 import { GPT } from '@deepwell/nn';
+import { requireGpu } from './preflight.mjs';
 
-if (!cudaStatus().available) {
-  console.log(`no GPU: ${cudaStatus().reason}`);
-  process.exit(0);
-}
+requireGpu('memory.mjs', "it sets dryrun's memory figure beside what the GPU's allocator hands out");
 const [device] = registerCudaBackends();
 const native = loadNative();
 const dev = Number(device.split(':')[1]);

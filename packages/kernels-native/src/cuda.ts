@@ -48,8 +48,14 @@ function queryStatus(): CudaStatus {
     return { loaded: false, available: false, reason: nativeLoadError()!.message.split('\n')[0], deviceCount: 0, driverVersion: 0, runtimeVersion: 0 };
   }
   const s = addon.status();
-  // With no driver at all the runtime reports "driver version is insufficient": say what it means.
-  if (s.driverVersion === 0 && !s.available) s.reason = `no NVIDIA driver is installed (libcuda.so.1 did not load; CUDA said: ${s.reason})`;
+  // With no driver at all the runtime reports "CUDA driver version is insufficient for CUDA runtime
+  // version" (cudaErrorInsufficientDriver), which reads as if a driver were there: say what it means,
+  // once. With a driver that is too old, say which versions and what to do.
+  const version = (v: number) => `${Math.floor(v / 1000)}.${(v % 1000) / 10}`;
+  if (!s.available && s.driverVersion === 0) s.reason = 'no NVIDIA driver is installed (libcuda.so.1 could not be loaded)';
+  else if (!s.available && s.cudaError === 'cudaErrorInsufficientDriver') {
+    s.reason = `the NVIDIA driver supports CUDA ${version(s.driverVersion)}, older than the CUDA ${version(s.runtimeVersion)} this addon was built with: update the driver`;
+  }
   return { loaded: true, ...s, cudaArchs: addon.build.cudaArchs };
 }
 
