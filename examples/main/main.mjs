@@ -5,7 +5,9 @@
 // result: what was trained, the loss beside the corpus's entropy rate (the lowest loss any model can
 // reach), tokens/s, and where the checkpoint, the JSONL log and the loss-curve picture are. Which
 // kernel served each op goes into the log (a "kernels" record), and on screen with --kernels.
-//   node examples/main/main.mjs [steps (default 300)] [output dir (default runs/main)] [--kernels]
+//   node examples/main/main.mjs [steps (default 300)] [output dir] [--kernels]
+// The output dir defaults to a new folder per run, runs/main/<date and time>: the Trainer refuses a
+// folder that holds another run's checkpoints, and nothing of an earlier run is overwritten.
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { registry } from '@deepwell/core';
@@ -17,7 +19,8 @@ import { TokenLoader, Trainer, lossCurveSvg, markovShard } from '@deepwell/train
 
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('-'));
-const [stepsArg = '300', outArg = 'runs/main', ...extra] = args.filter((a) => !a.startsWith('-'));
+const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+const [stepsArg = '300', outArg = `runs/main/${stamp}`, ...extra] = args.filter((a) => !a.startsWith('-'));
 const usage = 'Usage: node examples/main/main.mjs [steps] [output dir] [--kernels]';
 const unknown = flags.filter((f) => f !== '--kernels');
 if (unknown.length || extra.length || !/^[1-9]\d*$/.test(stepsArg)) {

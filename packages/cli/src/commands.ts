@@ -9,8 +9,8 @@ import { DeepwellError } from '@deepwell/core';
 import { autocast, capture, dryrun, trainingStep } from '@deepwell/ir';
 import { GPT, GPT_PRESETS, Generator, type GPTConfig } from '@deepwell/nn';
 import {
-  TokenLoader, Trainer, asFloat32, checkpointsIn, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors,
-  tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord,
+  TokenLoader, Trainer, asFloat32, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors, resolveStart,
+  tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord, type TrainerDevice,
 } from '@deepwell/trainer';
 import { probe } from '@deepwell/probe';
 import { loadRunConfig, type RunConfig } from './config.js';
@@ -73,9 +73,10 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
     throw new DeepwellError('INVALID_ARGUMENT', `Expected model.vocabSize of at least the tokenizer's ${data.tokenizer.vocabSize} tokens (${join(c.data, 'tokenizer.json')}) but received ${model.vocabSize}`);
   }
   const checkpoint = c.checkpoint ?? { dir: join(c.data, '..', 'checkpoints'), every: Math.max(1, Math.ceil(c.steps / 10)) };
-  if (!c.resume && checkpointsIn(checkpoint.dir).length) {
-    throw new DeepwellError('INVALID_ARGUMENT', `Expected an empty checkpoint directory for a new run but ${checkpoint.dir} holds checkpoints; pass --resume to continue that run, or set checkpoint.dir to another directory (nothing was deleted)`);
-  }
+  // The Trainer decides what a run may do with the folder (a new run refuses one that holds
+  // checkpoints; resume needs some, unless 'auto'); asked here too so a refusal comes before the
+  // model is built. fit() asks again.
+  resolveStart(checkpoint.dir, c.resume ?? false);
   const loader = (shards: string[], shuffle: boolean) => new TokenLoader({ shards, batchSize: c.batchSize, seqLen: c.seqLen, seed: c.seed ?? 0, shuffle, vocab: data.tokenizer.vocabSize });
   const evaluating = Boolean(c.evalEvery && data.val.length);
   const tok = data.tokenizer;
@@ -86,7 +87,7 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
     train: loader(data.train, true),
     ...(evaluating ? { val: loader(data.val, false), evalEvery: c.evalEvery, evalBatches: c.evalBatches } : {}),
     ...(evaluating && c.sample ? { sample: { ...sampling, prompt: sampleIds, vocab: tok.vocabSize, decode: (ids: number[]) => tok.decode(ids) } } : {}),
-    ...(c.device ? { device: c.device } : {}),
+    ...(c.device ? { device: c.device as TrainerDevice } : {}),
     ...(c.precision ? { precision: c.precision } : {}),
     optimizer: c.optimizer,
     schedule: c.schedule,
@@ -101,7 +102,7 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
   });
   if (c.evalEvery && !data.val.length) io.err(`warning: evalEvery is set but ${c.data} has no val_*.bin shards: no evaluation`);
   if (c.sample && !evaluating) io.err('warning: sample is set but there is no evaluation (evalEvery and val shards): no samples');
-  const r = trainer.fit({ resume: c.resume ?? false });
+  const r = trainer.fit({ resume: c.resume ?? false, ...(c.extend ? { extend: true } : {}) });
   io.out(`trained ${r.steps} steps: final loss ${r.losses.at(-1)?.loss.toFixed(4)}${r.evals.length ? `, eval ${r.evals.at(-1)!.loss.toFixed(4)}` : ''}; ${Math.round(r.tokensPerSecond).toLocaleString('en')} tokens/s`);
   io.out(`checkpoint: ${r.checkpoint}`);
 }

@@ -8,7 +8,8 @@
  *     "batchSize": 8, "seqLen": 64, "steps": 200,
  *     "optimizer": { "lr": 3e-3 }, "schedule": { "warmup": 20 }, "clipGradNorm": 1,
  *     "evalEvery": 50, "evalBatches": 4, "seed": 1, "device": "cpu", "precision": "f32",
- *     "checkpoint": { "dir": "runs/shakespeare", "every": 50, "keep": 3 }, "resume": false,
+ *     "checkpoint": { "dir": "runs/shakespeare", "every": 50, "keep": 3 }, "resume": false,   // or true, "auto"
+ *     "extend": false,                     // with resume: keep the checkpoint's schedule when steps etc. changed
  *     "log": { "jsonl": "runs/shakespeare/log.jsonl", "every": 10 },
  *     "sample": { "prompt": "ROMEO:", "maxTokens": 64 }    // printed at each evaluation
  *   }
@@ -35,16 +36,19 @@ export interface RunConfig {
   device?: string;
   precision?: 'bf16' | 'f32';
   checkpoint?: { dir: string; every: number; keep?: number };
-  resume?: boolean;
+  /** Continue the checkpoint directory's run (true), or do so only when it holds checkpoints ('auto'). Default false: a new run. */
+  resume?: boolean | 'auto';
+  /** With resume: keep the checkpoint's learning-rate schedule when this config's differs (e.g. more steps); past its end, its minLr. */
+  extend?: boolean;
   log?: { jsonl?: string; every?: number };
   /** At each evaluation, continue this text and print it (nanoGPT's samples). */
   sample?: { prompt?: string; maxTokens?: number; temperature?: number; topK?: number; seed?: number };
 }
 
-const KEYS: Record<string, 'object' | 'number' | 'string' | 'boolean' | 'model'> = {
+const KEYS: Record<string, 'object' | 'number' | 'string' | 'boolean' | 'model' | 'resume'> = {
   model: 'model', data: 'string', batchSize: 'number', seqLen: 'number', steps: 'number', optimizer: 'object', schedule: 'object',
   clipGradNorm: 'number', accumulate: 'number', evalEvery: 'number', evalBatches: 'number', seed: 'number', device: 'string',
-  precision: 'string', checkpoint: 'object', resume: 'boolean', log: 'object', sample: 'object',
+  precision: 'string', checkpoint: 'object', resume: 'resume', extend: 'boolean', log: 'object', sample: 'object',
 };
 type Kind = 'number' | 'string';
 const NESTED: Record<string, Record<string, Kind>> = {
@@ -95,6 +99,10 @@ export function loadRunConfig(path: string, overrides: [string, string][] = []):
   for (const [key, value] of Object.entries(raw)) {
     const kind = KEYS[key];
     if (!kind) bad(path, `unknown key '${key}' (expected one of ${Object.keys(KEYS).join(', ')})`);
+    if (kind === 'resume') {
+      if (typeof value !== 'boolean' && value !== 'auto') bad(path, `expected true, false or "auto" for 'resume' but received ${JSON.stringify(value)}`);
+      continue;
+    }
     if (kind === 'model') {
       if (typeof value !== 'string' && (value === null || typeof value !== 'object')) bad(path, `expected a GPT config object or a preset name for 'model' but received ${JSON.stringify(value)}`);
       continue;

@@ -36,13 +36,13 @@ const COMMANDS: Record<string, Command> = {
   },
   train: {
     summary: 'train a GPT on prepared shards',
-    usage: 'deepwell train <config.json> [--resume] [--<key> <value> …]',
-    help: 'Trains a GPT on prepared shards with the Trainer. The config holds model, data, batchSize, seqLen, steps and the Trainer\'s options (optimizer, schedule, clipGradNorm, accumulate, evalEvery, evalBatches, seed, device, precision, checkpoint, log); --key value overrides any of them, dotted for nested keys (--optimizer.lr 1e-3). --resume continues the newest checkpoint.',
-    options: { resume: { type: 'boolean' } },
+    usage: 'deepwell train <config.json> [--resume] [--extend] [--<key> <value> …]',
+    help: 'Trains a GPT on prepared shards with the Trainer. The config holds model, data, batchSize, seqLen, steps and the Trainer\'s options (optimizer, schedule, clipGradNorm, accumulate, evalEvery, evalBatches, seed, device, precision, checkpoint, log); --key value overrides any of them, dotted for nested keys (--optimizer.lr 1e-3). A new run refuses a checkpoint directory that holds checkpoints. --resume continues the newest checkpoint ("resume": "auto" in the config: only when there is one); --extend, with --resume, keeps the checkpoint\'s learning-rate schedule when the config\'s differs (e.g. more steps).',
+    options: { resume: { type: 'boolean' }, extend: { type: 'boolean' } },
     overrides: true,
     run: (p, v, o, io) => {
       need(p, 1, 'a run config (config.json)');
-      train(p[0]!, v.resume ? [...o, ['resume', 'true']] : o, io);
+      train(p[0]!, [...o, ...(v.resume ? [['resume', 'true'] as [string, string]] : []), ...(v.extend ? [['extend', 'true'] as [string, string]] : [])], io);
     },
   },
   sample: {

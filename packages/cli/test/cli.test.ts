@@ -76,10 +76,36 @@ describe('deepwell, from text to a sample', () => {
     for (const l of samples) expect(Array.from(l.text as string).length === 11 && (l.text as string).startsWith('And')).toBe(true);
     const ckpt = join(ckptDir, 'step-00000080.safetensors');
     expect(existsSync(ckpt)).toBe(true);
-    // A second run into the same folder is refused unless it resumes.
+    // A second run into the same folder is refused unless it resumes (the Trainer's rule, asked before the model is built).
     const again = await run('train', config);
     expect(again.code).toBe(1);
-    expect(again.err).toMatch(/holds checkpoints; pass --resume/);
+    expect(again.err).toMatch(/holds checkpoints \(steps 40, 80\); resume that run \(resume: true\)/);
+    // Resuming with more steps would reshape the learning-rate schedule: refused, naming what differs.
+    const more = await run('train', config, '--resume', '--steps', '100');
+    expect(more.code).toBe(1);
+    expect(more.err).toMatch(/differs: warmup 8 → 10, total 80 → 100 \(steps\); at step 81 the lr would be .*extend: true/);
+    expect(readdirSync(ckptDir).filter((f) => f.endsWith('.safetensors')).sort()).toEqual(['step-00000040.safetensors', 'step-00000080.safetensors']);
+    // --extend keeps the 80-step schedule: steps 81-100 at its minLr (1e-2 / 10).
+    const extended = await run('train', config, '--resume', '--extend', '--steps', '100');
+    expect(extended.code, extended.err).toBe(0);
+    expect(extended.out).toMatch(/trained 100 steps/);
+    const lrs = readFileSync(join(ckptDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.event === 'step' && l.step > 80).map((l) => l.lr);
+    expect(lrs.length).toBe(20);
+    expect(lrs.every((lr: number) => Math.abs(lr - 1e-3) < 1e-12)).toBe(true);
+    // --resume on a folder with no checkpoints is an error naming it; "resume": "auto" starts a new run there, then resumes it.
+    const empty = join(dir, 'run-auto');
+    const none = await run('train', config, '--resume', '--checkpoint.dir', empty, '--log.jsonl', join(empty, 'log.jsonl'));
+    expect([none.code, none.err]).toEqual([1, expect.stringMatching(/Expected checkpoints to resume from in .*run-auto but it does not exist; resume: 'auto'/)]);
+    const autoConfig = join(dir, 'run-auto.json');
+    writeFileSync(autoConfig, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), resume: 'auto', steps: 2, checkpoint: { dir: 'run-auto', every: 40 }, log: { jsonl: 'run-auto/log.jsonl' } }));
+    for (let i = 0; i < 2; i++) {
+      const auto = await run('train', autoConfig);
+      expect(auto.code, auto.err).toBe(0);
+      expect(auto.out).toMatch(/trained 2 steps/);
+    }
+    const autoLog = readFileSync(join(empty, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(autoLog.filter((l) => l.event === 'step').map((l) => l.step)).toEqual([1, 2]);
+    expect(autoLog.filter((l) => l.event === 'resume').map((l) => l.step)).toEqual([2]);
 
     const s = await run('sample', ckpt, '--prompt', 'And God', '--max-tokens', '40', '--seed', '1');
     expect(s.code, s.err).toBe(0);

@@ -21,6 +21,7 @@ export type DeepwellErrorCode =
   | 'CUDA_ERROR' // the CUDA runtime reported an error
   | 'NATIVE_LOAD_FAILED' // the native addon could not be loaded
   | 'LIBRARY_UNAVAILABLE' // a vendor library (cuBLASLt, NCCL, NVML) was not found
+  | 'ABORTED' // the caller cancelled the work (an AbortSignal), e.g. Trainer.fitAsync
   | 'INTERNAL'; // a bug in Deepwell: please report it
 
 const BRAND = Symbol.for('deepwell.error');

@@ -80,6 +80,8 @@ export abstract class Executable {
   protected kernels: SelectedKernel[];
   protected stepCount = 0;
   protected disposed = false;
+  /** dispose()'s note on who disposed it and when, for the error of a later use. */
+  #disposedNote = '';
   /** Inputs that are indices (token ids, targets), with the range each must lie in. */
   #indexRanges = new Map<string, { limit: number; allow: number | null; op: string }>();
 
@@ -147,8 +149,13 @@ export abstract class Executable {
     return this.stepCount;
   }
 
+  /** Throw DISPOSED, with dispose()'s note, once the executable is disposed (its memory is gone). */
+  protected checkLive(): void {
+    if (this.disposed) throw new DeepwellError('DISPOSED', `Expected a live executable but this one was disposed${this.#disposedNote ? ` ${this.#disposedNote}` : ' (dispose())'}`);
+  }
+
   protected checkBatch(batch: Record<string, NumArray>): void {
-    if (this.disposed) throw new DeepwellError('DISPOSED', 'This executable was disposed');
+    this.checkLive();
     for (const name of Object.keys(batch)) {
       if (!(name in this.graph.inputs)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(this.graph.inputs).join(', ')} for a batch input but received ${describe(name)}`);
     }
@@ -273,6 +280,7 @@ export abstract class Executable {
   }
 
   protected named(name: string): number {
+    this.checkLive();
     const id = this.graph.params[name] ?? this.graph.state[name];
     if (id === undefined) {
       const known = [...Object.keys(this.graph.params), ...Object.keys(this.graph.state)];
@@ -282,9 +290,14 @@ export abstract class Executable {
     return id;
   }
 
-  dispose(): void {
+  /**
+   * Free the arena and the persistent values. `note` says who disposed it and when (e.g. "when
+   * fit() returned"); a later run, get or set throws DISPOSED with it.
+   */
+  dispose(note?: string): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.#disposedNote = note ?? '';
     this.release();
     if (this.arena) this.backend.free(this.arena);
     for (const b of this.persistent.values()) this.backend.free(b);
@@ -577,7 +590,7 @@ class CudaExecutable extends Executable {
 }
 
 /** Levenshtein distance, for "did you mean" in errors. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];

@@ -5,7 +5,7 @@
  * MoE load-balancing loss, weighted).
  */
 import { DeepwellError, checkInteger, checkOneOf } from '@deepwell/core';
-import { add, crossEntropy, matmul, reshape, scale, slice, type Sym } from '@deepwell/ir';
+import { add, crossEntropy, editDistance, matmul, reshape, scale, slice, type Sym } from '@deepwell/ir';
 import { CausalSelfAttention, checkAttentionKind, type AttentionKind } from './attention.js';
 import { Embedding, LayerNorm, Linear, MLP, RMSNorm, type Activation } from './layers.js';
 import { MoE } from './moe.js';
@@ -97,6 +97,40 @@ class Block extends Module {
   }
 }
 
+/** GPTConfig's keys, in the order the errors list them, and those of its moe object. */
+const CONFIG_KEYS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd', 'mlpHidden', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'nKvHead', 'fusedAttention', 'attention', 'positionInit', 'positionBase', 'moe'];
+const MOE_KEYS = ['experts', 'topK', 'capacityFactor', 'auxLossWeight', 'everyNth'];
+/** Other libraries' names (nanoGPT, Hugging Face's GPT2Config, Llama configs) for our keys, and what Deepwell has instead of a few. */
+const CONFIG_ALIASES: Record<string, string> = {
+  n_layer: 'nLayer', num_hidden_layers: 'nLayer', numLayers: 'nLayer', layers: 'nLayer', depth: 'nLayer',
+  n_head: 'nHead', num_attention_heads: 'nHead', numHeads: 'nHead', heads: 'nHead',
+  n_embd: 'nEmbd', hidden_size: 'nEmbd', hiddenSize: 'nEmbd', dModel: 'nEmbd', d_model: 'nEmbd', dim: 'nEmbd', width: 'nEmbd',
+  vocab_size: 'vocabSize', vocab: 'vocabSize',
+  block_size: 'blockSize', n_positions: 'blockSize', n_ctx: 'blockSize', max_position_embeddings: 'blockSize', contextLength: 'blockSize', seqLen: 'blockSize', maxSeqLen: 'blockSize',
+  n_inner: 'mlpHidden', intermediate_size: 'mlpHidden', ffnHidden: 'mlpHidden', hiddenDim: 'mlpHidden',
+  num_key_value_heads: 'nKvHead', n_kv_head: 'nKvHead', nKvHeads: 'nKvHead', kvHeads: 'nKvHead',
+  tie_word_embeddings: 'tiedEmbeddings', activation_function: 'activation',
+  num_experts: 'experts', n_experts: 'experts', num_experts_per_tok: 'topK', aux_loss_weight: 'auxLossWeight',
+};
+const CONFIG_HINTS: Record<string, string> = {
+  dropout: "Deepwell's GPT has no dropout (nanoGPT trains GPT-2 with dropout 0); leave it out",
+  attn_pdrop: "Deepwell's GPT has no dropout; leave it out",
+  resid_pdrop: "Deepwell's GPT has no dropout; leave it out",
+  embd_pdrop: "Deepwell's GPT has no dropout; leave it out",
+};
+
+/** An unknown key of `obj` is an error naming it, with a near key, another library's name for one, or a hint. */
+function checkKeys(obj: object, known: string[], what: string): void {
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key)) continue;
+    const alias = CONFIG_ALIASES[key];
+    const [lower, limit] = [key.toLowerCase(), key.length <= 3 ? 1 : 2];
+    const near = known.filter((k) => editDistance(k.toLowerCase(), lower) <= limit || (lower.length >= 4 && k.toLowerCase().startsWith(lower)));
+    const hint = CONFIG_HINTS[key] ?? (alias && known.includes(alias) ? `did you mean ${alias}?` : near.length ? `did you mean ${near.join(' or ')}?` : '');
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${known.join(', ')} for a ${what} key but received '${key}'${hint ? ` (${hint})` : ''}`);
+  }
+}
+
 /** GPTConfig.attention as one checked kind per layer. */
 function attentionKinds(a: AttentionKind | AttentionKind[], nLayer: number): AttentionKind[] {
   if (!Array.isArray(a)) return Array.from({ length: nLayer }, () => checkAttentionKind(a, 'GPT config attention'));
@@ -115,6 +149,9 @@ export class GPT extends Module {
   constructor(config: GPTConfig | GPTPreset) {
     super();
     const c = typeof config === 'string' ? presetOf(config) : config;
+    if (c === null || typeof c !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT config object or a preset name (${Object.keys(GPT_PRESETS).join(', ')}) but received ${String(c)}`);
+    checkKeys(c, CONFIG_KEYS, 'GPT config');
+    if (c.moe !== undefined && c.moe !== null && typeof c.moe === 'object') checkKeys(c.moe, MOE_KEYS, 'GPT config moe');
     for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) checkInteger(c[k], `GPT config ${k}`, 1);
     if (c.nEmbd % c.nHead !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected nEmbd divisible by nHead for GPT config but received nEmbd ${c.nEmbd} and nHead ${c.nHead}`);
     this.config = {

@@ -173,6 +173,26 @@ describe('GPT', () => {
     expect(exe.run({ tokens: Int32Array.of(0, 15, 3, 4), targets: Int32Array.of(1, -1, 15, 0) }).loss![0]).toBeGreaterThan(0);
     exe.dispose();
   });
+
+  it('names an unknown config key with a suggestion (issue 19): a near key, another library\'s name, or what Deepwell does instead', () => {
+    const n = 1 + Math.floor(Math.random() * 3);
+    const base = { vocabSize: 16, blockSize: 8, nLayer: n, nHead: 2, nEmbd: 16 };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ nLayers: n }, /^Expected one of vocabSize, blockSize, nLayer, .* for a GPT config key but received 'nLayers' \(did you mean nLayer\?\)$/],
+      [{ dropout: 0.1 }, /'dropout' \(Deepwell's GPT has no dropout/],
+      [{ n_embd: 16 }, /'n_embd' \(did you mean nEmbd\?\)/],
+      [{ num_attention_heads: 2 }, /'num_attention_heads' \(did you mean nHead\?\)/],
+      [{ tiedEmbedding: false }, /'tiedEmbedding' \(did you mean tiedEmbeddings\?\)/],
+      [{ moe: { experts: 4, topK: 2, capacity: 1.5 } }, /for a GPT config moe key but received 'capacity' \(did you mean capacityFactor\?\)/],
+      [{ zebra: 1 }, /received 'zebra'$/],
+    ];
+    for (const [extra, re] of cases) {
+      const e = errorOf(() => new GPT({ ...base, ...extra } as GPTConfig));
+      expect(e.code, Object.keys(extra)[0]).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(re);
+    }
+    expect(new GPT(base).blocks.length).toBe(n);
+  });
 });
 
 describe('MarkovCorpus', () => {

@@ -24,6 +24,7 @@ import { Graph, autocast, bytesMoved, capture, compile, dryrun, getOp, runPasses
 import { deviceProperties, registerCudaBackends } from '@deepwell/kernels-native';
 import { GPT } from '@deepwell/nn';
 import { PrecisionPolicy, RECIPES, computeCapabilityOf, hasNativeRewrite, support, type FallbackEvent, type LayerDecision, type Recipe } from '@deepwell/precision';
+import { checkDevice, type TrainerDevice } from './options.js';
 import { kernelRates, type KernelRates } from './rates.js';
 
 /** 'auto', one of @deepwell/precision's recipes, or 'f32' (no policy, f32 activations). */
@@ -37,7 +38,7 @@ export interface OptimizeOptions {
   /** Default 'auto' (see the module's comment). */
   precision?: EnginePrecision;
   /** 'cpu' or 'cuda:N'; default: the first GPU when one is usable, else the CPU. */
-  device?: string;
+  device?: TrainerDevice;
   /** AdamW's constants (the learning rate comes from the Trainer's schedule each step). Defaults: β 0.9/0.95, eps 1e-8, weight decay 0.1. */
   optimizer?: { beta1?: number; beta2?: number; eps?: number; weightDecay?: number };
   /** Clip gradients to this global norm (default: no clipping). */
@@ -157,14 +158,11 @@ function checkOptions(o: OptimizeOptions): void {
   if (p !== undefined && p !== 'auto' && p !== 'f32' && !Object.hasOwn(RECIPES, p)) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected 'auto', 'f32' or a recipe (${Object.keys(RECIPES).join(', ')}) for precision but received ${describe(p)}`);
   }
-  if (o.device !== undefined && o.device !== 'cpu' && !/^cuda:\d+$/.test(String(o.device))) {
-    throw new DeepwellError('INVALID_ARGUMENT', `Expected 'cpu' or 'cuda:N' for device but received ${describe(o.device)}`);
-  }
 }
 
 export class Engine {
   readonly model: Capturable;
-  readonly device: string;
+  readonly device: TrainerDevice;
   readonly seqLen: number;
   readonly batchSize: number;
   /** Activations' dtype: bf16 with a recipe, f32 for 'f32'. */
@@ -184,7 +182,7 @@ export class Engine {
   constructor(model: Capturable, options: OptimizeOptions) {
     checkOptions(options);
     this.model = model;
-    this.device = options.device ?? firstGpu() ?? 'cpu';
+    this.device = checkDevice(options.device, () => (firstGpu() ?? 'cpu') as TrainerDevice); // the Trainer's check
     this.seqLen = options.seqLen;
     this.batchSize = options.batchSize;
     this.optimizer = { ...options.optimizer };

@@ -1,16 +1,37 @@
 /**
  * Trainer: one call (`fit`) trains a captured model with AdamW on token batches, on the first GPU
- * (bf16 activations, f32 master weights) or on the CPU reference backend.
+ * (bf16 activations, f32 master weights) or on the CPU reference backend. Its options, results
+ * and events, each documented with its default, are in options.ts.
  *
  * Each step: the loader's next batch, the schedule's learning rate, one compiled training step
- * (forward, backward, AdamW — one CUDA graph replay on a GPU). Around it: periodic evaluation on
- * held-out batches (a forward-only executable given the current weights), checkpoints (atomic
- * safetensors with the loader position), metrics (loss, tokens/s, MFU against the device's peak,
- * memory), a JSONL log, a progress display, events, and at the end a loss-curve SVG.
+ * (forward, backward, AdamW — one CUDA graph replay on a GPU). Around it: periodic evaluation on a
+ * fixed held-out set (the first evaluation reads evalBatches batches of val and keeps them, so
+ * every evaluation measures the same data; a forward-only executable given the current weights),
+ * checkpoints (atomic safetensors with the loader position, the run's id and its schedule),
+ * metrics (loss, tokens/s, MFU against the device's peak, memory), a JSONL log, a progress
+ * display, events, and at the end a loss-curve SVG.
  *
- * Resuming (`resume: true`, or a checkpoint path) loads the newest checkpoint of the directory and
- * continues with the same data and schedule: the losses equal those of an uninterrupted run, bit
- * for bit (the compiled step is deterministic; the data position and step are in the checkpoint).
+ * One loop, two drivers: the loop is a generator (`#run`) that yields after every step; `fit`
+ * drives it to the end synchronously, `fitAsync` resumes it from setImmediate, so timers and I/O
+ * run between steps, and stops it when its AbortSignal fires (after the current step, which it
+ * checkpoints when there is a checkpoint directory; it then rejects with ABORTED).
+ *
+ * A run and its files: a run has an id (a UUID, kept by a resumed run) in its checkpoints and log.
+ * A new run refuses a checkpoint directory that holds checkpoints and a log file that holds
+ * records (resolveStart in checkpoint.ts decides, for the CLI too); pruning deletes only the run's
+ * own older checkpoints. Nothing is deleted or overwritten that the run did not write.
+ *
+ * Resuming (`resume: true`, 'auto', or a checkpoint path) loads the checkpoint and continues with
+ * the same data and schedule: the losses equal those of an uninterrupted run, bit for bit (the
+ * compiled step is deterministic; the data position and step are in the checkpoint). Options that
+ * would reshape the learning-rate schedule mid-run (another steps, lr, warmup or minLr) are refused
+ * unless `extend: true`, which keeps the checkpoint's schedule (past its end, its minLr).
+ *
+ * A Trainer trains once: the step's executable (the 'start' event's) is disposed when fit returns,
+ * after FitResult.weights has copied the parameters out, and a second fit on the same Trainer is
+ * refused (it would start again from the initial weights); make a new Trainer and resume from the
+ * checkpoints to train on. A fit refused before training (a bad option, a directory that holds
+ * another run) does not use the Trainer up.
  *
  * Before allocating, dryrun's memory figure is compared with what the device has free; a model that
  * cannot fit is refused with OUT_OF_MEMORY and the figures.
@@ -26,135 +47,28 @@
  * in the checkpoints, so a resumed run keeps them. Without a policy (or with
  * `fallback: false`) a non-finite loss throws, as before.
  */
+import { randomUUID } from 'node:crypto';
 import { freemem } from 'node:os';
 import { memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
-import { autocast, capture, compile, dryrun, numel, trainingStep, type Capturable, type DryrunReport, type Executable, type HostSplit, type Graph, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
-import { GPT, Generator } from '@deepwell/nn';
-import { FallbackController, PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
-import { checkpointPath, checkpointsIn, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
-import type { LoaderState, TokenLoader } from './loader.js';
+import { autocast, capture, compile, dryrun, numel, trainingStep, type DryrunReport, type Executable, type Graph, type HostSplit } from '@deepwell/ir';
+import { GPT, Generator as TextGenerator } from '@deepwell/nn';
+import { FallbackController, PrecisionPolicy, type FallbackEvent } from '@deepwell/precision';
+import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint } from './checkpoint.js';
+import type { LoaderState } from './loader.js';
 import { JsonlLog, Progress } from './metrics.js';
 import type { Engine } from './engine.js';
+import { checkDevice, checkFitOptions, checkTrainerOptions, type FitAsyncOptions, type FitOptions, type FitResult, type FromEngineOptions, type StepEvent, type TrainerDevice, type TrainerEvents, type TrainerOptions } from './options.js';
 import { lossCurveSvg } from './plot.js';
-import { warmupCosine, type Schedule } from './schedule.js';
+import { asScheduleRecord, describeSchedule, scheduleDifferences, scheduleOf, warmupCosine, type Schedule, type ScheduleRecord } from './schedule.js';
 
-export interface TrainerOptions {
-  /** A model whose forward({ tokens, targets }) returns at least { loss }. */
-  model: Capturable;
-  train: TokenLoader;
-  /** Held-out data for evaluation (same batch shape as train). */
-  val?: TokenLoader;
-  /** 'cuda:N' or 'cpu'; default: the first GPU when one is usable, else the CPU. */
-  device?: string;
-  /** Activations in bf16 with f32 master weights, or all f32. Default: bf16 on a GPU, f32 on the CPU. */
-  precision?: 'bf16' | 'f32';
-  optimizer?: { lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number };
-  /** Default: warm-up over 10% of the steps, cosine to lr/10. */
-  schedule?: Schedule | { warmup?: number; minLr?: number };
-  steps: number;
-  /** Clip gradients to this global norm (the step then reports grad_norm). */
-  clipGradNorm?: number;
-  /** Micro-batches per step (gradient accumulation): each step takes this many loader batches. */
-  accumulate?: number;
-  evalEvery?: number;
-  evalBatches?: number;
-  checkpoint?: { dir: string; every: number; keep?: number };
-  seed?: number;
-  /** JSONL log path; progress display (default: a bar on a TTY, lines otherwise); log every n steps. */
-  log?: { jsonl?: string; progress?: boolean; every?: number; svg?: string };
-  /** Anything JSON the checkpoint should carry as the run's config. */
-  config?: unknown;
-  /** On a GPU: run this step through Executable.profile (per-node device times; same numbers). */
-  profileStep?: number;
-  /** A per-layer precision policy (compile's precision pass); the trainer works on a copy. */
-  policy?: PrecisionPolicy;
-  /** Auto-fallback with a policy (default on: the defaults of FallbackOptions); false turns it off. */
-  fallback?: FallbackOptions | false;
-  /**
-   * At each evaluation, continue `prompt` (token ids) from the current weights and print it, as
-   * nanoGPT does (`decode` turns the ids into text; default: the ids). The model must be a GPT.
-   */
-  sample?: { prompt: number[]; maxTokens?: number; temperature?: number; topK?: number; seed?: number; vocab?: number; decode?: (ids: number[]) => string };
-}
+export type { FitAsyncOptions, FitOptions, FitResult, FromEngineOptions, StepEvent, TrainerDevice, TrainerEvents, TrainerOptions } from './options.js';
 
-/** Trainer.fromEngine's options: the loaders as `data`, the rest as TrainerOptions less what the engine decided. */
-export type FromEngineOptions = Omit<TrainerOptions, 'model' | 'train' | 'val' | 'device' | 'precision' | 'policy' | 'clipGradNorm' | 'optimizer'> & {
-  data: { train: TokenLoader; val?: TokenLoader };
-  /** The learning rate (default 6e-4) and any AdamW constant to change from the engine's. */
-  optimizer?: TrainerOptions['optimizer'];
-};
-
-export interface StepEvent {
-  step: number;
-  loss: number;
-  /** The global gradient norm before clipping (with clipGradNorm). */
-  gradNorm?: number;
-  lr: number;
-  ms: number;
-  tokensPerSecond: number;
-  mfu: number | null;
-  /** dryrun's total for the step (arena, parameters, state): the planned footprint, the same every step. */
-  memoryBytes: number;
-  /**
-   * Host time of the step up to the wait for the device (queueing the CUDA graph and the copies),
-   * in ms: present on a GPU, where steps replay one captured graph after the first two.
-   */
-  hostMs?: number;
-  /** hostMs by part, in µs: the batch check, staging the inputs, the launch, queueing the outputs' copies (a GPU only). */
-  hostSplit?: HostSplit;
-  /** The device allocator's bytes in use after the step (a GPU only): constant once replaying. */
-  inUseBytes?: number;
-}
-
-export interface TrainerEvents {
-  /** Before the first step (after loading a checkpoint when resuming): the compiled step. */
-  start: { step: number; executable: Executable };
-  step: StepEvent;
-  eval: { step: number; loss: number };
-  /** options.sample's continuation at an evaluation. */
-  sample: { step: number; tokens: number[]; text: string };
-  checkpoint: { step: number; path: string };
-  /**
-   * A bad step was undone: layers demoted, weights, optimizer state and data position restored to
-   * `restoredTo`, and a new executable compiled (the one training continues with).
-   */
-  fallback: { step: number; loss: number; cause: string; events: FallbackEvent[]; restoredTo: number; source: 'checkpoint' | 'snapshot'; executable: Executable };
-  end: FitResult;
-}
-
-export interface FitResult {
-  steps: number;
-  losses: { step: number; loss: number }[];
-  evals: { step: number; loss: number }[];
-  tokensPerSecond: number;
-  mfu: number | null;
-  checkpoint: string | null;
-  lossCurve: string | null;
-  dryrun: DryrunReport;
-  /** Which kernel served each op of the training step, and how often (this fit's calls). */
-  kernels: KernelSummaryRow[];
-  /** Whether the step ran as one replayed CUDA graph. */
-  replayed: boolean;
-  /** The device backend's peak bytes in use during the fit (allocator statistics). */
-  peakMemoryBytes: number;
-  /** The profiled step (options.profileStep), when there was one; each node with its phase. */
-  profile: { step: number; totalMs: number; nodes: (NodeProfile & { phase: Phase })[] } | null;
-  /** Every layer demoted by auto-fallback (this run's and, when resumed, the checkpoint's), oldest first. */
-  fallbacks: FallbackEvent[];
-  /** The policy's per-layer decisions at the end (after any fallback); null without a policy. */
-  plan: LayerDecision[] | null;
-  /** The last step's per-layer numerics (a policy with numerics: true), else null. */
-  numerics: LayerNumerics[] | null;
-  /** The trained parameters by name (a host copy: the step's executable is disposed when fit returns), for a Generator or an export. */
-  weights: Map<string, Float32Array>;
-}
-
-function firstGpu(): string | null {
+function firstGpu(): TrainerDevice | null {
   try {
-    return registerCudaBackends()[0] ?? null;
+    return (registerCudaBackends()[0] as TrainerDevice | undefined) ?? null;
   } catch {
     return null;
   }
@@ -172,15 +86,10 @@ function freeBytes(device: string): number | null {
 
 type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
 
-/** A PrecisionPolicy, from this copy of @deepwell/precision or another (ESM / CJS). */
-function isPolicy(p: unknown): p is PrecisionPolicy {
-  if (p instanceof PrecisionPolicy) return true;
-  const q = p as PrecisionPolicy | null;
-  return typeof q === 'object' && q !== null && q.name === 'precision-policy' && typeof q.run === 'function' && typeof q.clone === 'function' && typeof q.addRule === 'function';
-}
-
 const AUTO_SNAPSHOT_EVERY = 25;
 const SNAPSHOT_SHARE = 0.02;
+/** dispose()'s note for the step and evaluation executables: a later use's error says it. */
+const DISPOSED_AT_END = 'when fit() returned (the Trainer disposes its executables when fit or fitAsync ends; FitResult.weights holds the trained parameters)';
 
 /** `a` when it can take the value `name` of `exe` (a snapshot array to reuse), else undefined. */
 function sameSize(a: Float32Array | undefined, exe: Executable, name: string): Float32Array | undefined {
@@ -196,40 +105,43 @@ interface Snapshot {
   values: Map<string, Float32Array>;
 }
 
+const fmtLr = (x: number) => x.toExponential(2);
+
 export class Trainer {
-  readonly device: string;
+  /** The device it trains on: options.device, or the first usable GPU, else 'cpu'. */
+  readonly device: TrainerDevice;
+  /** Activations' precision: options.precision, or bf16 on a GPU and f32 on the CPU. */
   readonly precision: 'bf16' | 'f32';
+  /** The learning rate by step from the options (a fit resumed with extend uses the checkpoint's instead). */
   readonly schedule: Schedule;
+  /** The training step's graph (forward, backward, AdamW). */
   readonly step: Graph;
+  /** dryrun's report for the training step. */
   readonly report: DryrunReport;
   readonly #options: TrainerOptions;
   readonly #listeners = new Map<keyof TrainerEvents, Listener<never>[]>();
   readonly #forward: Graph;
+  /** The schedule as a checkpoint records it. */
+  readonly #scheduleRecord: ScheduleRecord;
+  /** Whether a fit has started training (a Trainer trains once). */
+  #used = false;
 
   constructor(options: TrainerOptions) {
-    if (!options || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected trainer options but received ${describe(options)}`);
-    if (!Number.isInteger(options.steps) || options.steps < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for steps but received ${describe(options.steps)}`);
-    if (!options.train || typeof options.train.next !== 'function') throw new DeepwellError('INVALID_ARGUMENT', `Expected a TokenLoader for train but received ${describe(options.train)}`);
-    if (options.val && (options.val.batchSize !== options.train.batchSize || options.val.seqLen !== options.train.seqLen)) {
-      throw new DeepwellError('SHAPE_MISMATCH', `Expected the val loader's batch shape [${options.train.batchSize}, ${options.train.seqLen}] (the train loader's) but received [${options.val.batchSize}, ${options.val.seqLen}]`);
-    }
-    if (options.policy !== undefined && !isPolicy(options.policy)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a PrecisionPolicy (from @deepwell/precision) for policy but received ${describe(options.policy)}`);
-    if (options.fallback !== undefined && options.fallback !== false) {
-      checkFallbackOptions(options.fallback);
-      if (!options.policy) throw new DeepwellError('INVALID_ARGUMENT', `Expected a policy for fallback (it demotes the policy's layers) but received ${describe(options.policy)}`);
-    }
-    if (options.sample !== undefined) {
-      if (!(options.model instanceof GPT)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT model for sample (it generates with nn's Generator) but received ${describe(options.model)}`);
-      if (!options.val || !options.evalEvery) throw new DeepwellError('INVALID_ARGUMENT', 'Expected val and evalEvery for sample (it samples at each evaluation) but received none');
-      if (!Array.isArray(options.sample.prompt) || options.sample.prompt.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of token ids for sample.prompt but received ${describe(options.sample.prompt)}`);
-    }
+    checkTrainerOptions(options);
     this.#options = options;
-    this.device = options.device ?? firstGpu() ?? 'cpu';
+    this.device = checkDevice(options.device, () => firstGpu() ?? 'cpu');
     this.precision = options.precision ?? (this.device === 'cpu' ? 'f32' : 'bf16');
     const o = options.optimizer ?? {};
     const lr = o.lr ?? 6e-4;
     const sch = options.schedule;
-    this.schedule = typeof sch === 'function' ? sch : warmupCosine({ lr, total: options.steps, warmup: sch?.warmup ?? Math.ceil(options.steps / 10), minLr: sch?.minLr ?? lr / 10 });
+    if (typeof sch === 'function') {
+      this.schedule = sch;
+      this.#scheduleRecord = { kind: 'custom' };
+    } else {
+      const shape = { lr, total: options.steps, warmup: sch?.warmup ?? Math.ceil(options.steps / 10), minLr: sch?.minLr ?? lr / 10 };
+      this.schedule = warmupCosine(shape);
+      this.#scheduleRecord = { kind: 'warmupCosine', ...shape };
+    }
 
     const { batchSize: B, seqLen: T } = options.train;
     const captured = capture(options.model, { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
@@ -263,6 +175,11 @@ export class Trainer {
    */
   static fromEngine(engine: Engine, options: FromEngineOptions): Trainer {
     if (!options || typeof options !== 'object' || !options.data?.train) throw new DeepwellError('INVALID_ARGUMENT', `Expected { data: { train, val? }, steps, … } for Trainer.fromEngine but received ${describe(options)}`);
+    for (const key of ['model', 'train', 'val', 'device', 'precision', 'policy', 'clipGradNorm'] as const) {
+      if ((options as Record<string, unknown>)[key] !== undefined) {
+        throw new DeepwellError('INVALID_ARGUMENT', `Expected no ${key} for Trainer.fromEngine (${key === 'train' || key === 'val' ? 'the loaders go in data' : "the engine's is used"}) but received ${describe((options as Record<string, unknown>)[key])}`);
+      }
+    }
     const { data, optimizer, ...rest } = options;
     for (const [name, loader] of Object.entries(data)) {
       if (loader && (loader.batchSize !== engine.batchSize || loader.seqLen !== engine.seqLen)) {
@@ -275,7 +192,7 @@ export class Trainer {
       model: engine.model,
       train: data.train,
       ...(data.val ? { val: data.val } : {}),
-      device: engine.device,
+      device: engine.device as TrainerDevice,
       precision: engine.activations,
       optimizer: { ...engine.optimizer, ...optimizer },
       ...(engine.clipGradNorm !== undefined ? { clipGradNorm: engine.clipGradNorm } : {}),
@@ -313,12 +230,92 @@ export class Trainer {
   }
 
   /**
-   * Train for `steps` steps (from step 1, or after the checkpoint when resuming). `resume`: true
-   * for the newest checkpoint of options.checkpoint.dir (a fresh start when there is none), or a
-   * checkpoint path.
+   * Train to step options.steps: from step 1 (a new run), or after a checkpoint (`resume`: true,
+   * 'auto' or a path; see FitOptions). Synchronous: nothing else on the event loop runs until it
+   * returns (fitAsync yields between steps). A Trainer fits once; a second call throws DISPOSED.
    */
-  fit(options: { resume?: boolean | string } = {}): FitResult {
+  fit(options: FitOptions = {}): FitResult {
+    const run = this.#run(checkFitOptions(options, 'fit'));
+    for (;;) {
+      const r = run.next(false);
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * fit's loop, yielding to the event loop (setImmediate) before every step, so timers, I/O and
+   * other work run while it trains; the losses are fit's, bit for bit. `signal` aborts it: the run
+   * stops after the current step, writes that step's checkpoint when checkpoint.dir is set, and
+   * the promise rejects with a DeepwellError of code 'ABORTED' (details: { step, checkpoint }).
+   * An already aborted signal rejects before anything runs (the Trainer is not used up).
+   */
+  async fitAsync(options: FitAsyncOptions = {}): Promise<FitResult> {
+    const { signal, ...rest } = checkFitOptions(options, 'fitAsync');
+    const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+    await tick();
+    if (signal?.aborted) throw new DeepwellError('ABORTED', 'fitAsync was aborted before training (the signal was already aborted); nothing ran', { cause: signal.reason, details: { step: null, checkpoint: null } });
+    const run = this.#run(rest, signal);
+    for (let r = run.next(false); ; r = run.next(signal?.aborted === true)) {
+      if (r.done) return r.value;
+      await tick();
+    }
+  }
+
+  /** The learning rate each way at `step`, for the schedule-mismatch error. */
+  #lrs(step: number, saved: ScheduleRecord): string {
+    const old = scheduleOf(saved);
+    return old ? `; at step ${step} the lr would be ${fmtLr(this.schedule(step))} instead of ${fmtLr(old(step))}` : '';
+  }
+
+  /**
+   * The schedule a resumed run follows: this Trainer's when it matches the checkpoint's record
+   * (or there is none), the checkpoint's with `extend`, otherwise an error saying what differs.
+   * Returns the schedule, its record, and what extend means here (null without extend's effect).
+   */
+  #resumedSchedule(from: string, extend: boolean): { schedule: Schedule; record: ScheduleRecord; note: string | null } {
+    const md = readMetadata(from);
+    let saved: ScheduleRecord | null = null;
+    try {
+      saved = md?.schedule ? asScheduleRecord(JSON.parse(md.schedule)) : null;
+    } catch {
+      saved = null;
+    }
+    const mine = { schedule: this.schedule, record: this.#scheduleRecord, note: null };
+    if (!saved) return mine; // a checkpoint from before schedules were recorded: nothing to compare
+    const diff = scheduleDifferences(saved, this.#scheduleRecord);
+    if (!diff.length) return mine;
+    const next = Number(md?.step) + 1;
+    if (!extend) {
+      throw new DeepwellError(
+        'INVALID_ARGUMENT',
+        `Expected this run's learning-rate schedule to be the checkpoint's (${from}: ${describeSchedule(saved)}) on resume but it differs: ${diff.join(', ')}${this.#lrs(next, saved)}. Resume with the original options, or pass extend: true with resume to keep the checkpoint's schedule (past its end it stays at its minLr)`,
+        { details: { differences: diff } },
+      );
+    }
+    const fn = scheduleOf(saved);
+    if (!fn) throw new DeepwellError('INVALID_ARGUMENT', `Expected the checkpoint's schedule function as schedule to extend ${from} (its schedule was a function, which a checkpoint cannot hold) but received ${describeSchedule(this.#scheduleRecord)}`);
     const o = this.#options;
+    const past = saved.kind === 'warmupCosine' && saved.total < o.steps ? `; steps ${Math.max(next, saved.total + 1)}–${o.steps} run at its minLr ${fmtLr(saved.minLr)}` : saved.kind === 'warmupCosine' && saved.total > o.steps ? `; the run stops at step ${o.steps}, before its end at step ${saved.total}` : '';
+    return { schedule: fn, record: saved, note: `extend: keeping the checkpoint's schedule (${describeSchedule(saved)}) instead of this run's (${diff.join(', ')})${past}` };
+  }
+
+  /**
+   * The training loop, as a generator: it yields after every step (the step's number) and is
+   * resumed with `stop` — true to end the run there (fitAsync's abort: the step is checkpointed
+   * when there is a checkpoint directory, then ABORTED is thrown). fit and fitAsync both drive it.
+   */
+  *#run(options: FitOptions, signal?: AbortSignal): Generator<number, FitResult, boolean> {
+    const o = this.#options;
+    if (this.#used) {
+      throw new DeepwellError('DISPOSED', 'Expected a Trainer that has not trained yet but fit() already ran on this Trainer: a Trainer trains once (a second fit would start again from the initial weights). FitResult.weights holds the trained parameters; to train on, make a new Trainer and fit({ resume: true }) from the checkpoints');
+    }
+    // Everything that can refuse the run is decided before anything is written or compiled.
+    const begin = resolveStart(o.checkpoint?.dir ?? null, options.resume ?? false);
+    const { schedule, record: scheduleRecord, note: extendNote } = begin.from ? this.#resumedSchedule(begin.from, options.extend === true) : { schedule: this.schedule, record: this.#scheduleRecord, note: null };
+    const run = begin.run ?? randomUUID();
+    const log = o.log?.jsonl ? new JsonlLog(o.log.jsonl, { run, resume: begin.from !== null }) : null;
+    this.#used = true;
+
     const { batchSize: B, seqLen: T } = o.train;
     const seed = o.seed ?? 1;
     // The run's own copy of the policy: fallbacks add rules to it.
@@ -328,7 +325,8 @@ export class Trainer {
     const compileStep = () => compile(this.step, { device: this.device, seed, precision: policy });
     let exe = compileStep();
     let evalExe: Executable | null = null;
-    const log = o.log?.jsonl ? new JsonlLog(o.log.jsonl) : null;
+    /** The held-out set: the first evaluation's evalBatches batches of val, used by every evaluation. */
+    let heldOut: { tokens: Int32Array; targets: Int32Array }[] | null = null;
     const progress = o.log?.progress === false ? null : new Progress(process.stderr, o.log?.every ?? 10);
     const losses: { step: number; loss: number }[] = [];
     const evals: { step: number; loss: number }[] = [];
@@ -357,39 +355,53 @@ export class Trainer {
       if (every !== 'auto') return s % every === 0;
       return s - snapshot!.step >= Math.max(AUTO_SNAPSHOT_EVERY, Math.ceil(snapshotMs / (SNAPSHOT_SHARE * Math.max(stepMsMean, 1e-3))));
     };
+    const saveAt = (s: number): string => {
+      const c = o.checkpoint!;
+      const path = checkpointPath(c.dir, s, run);
+      saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, extra: { losses, evals, fallbacks: controller?.history ?? [] } });
+      pruneCheckpoints(c.dir, c.keep ?? 3, run);
+      lastCheckpoint = path;
+      lastCheckpointStep = s;
+      log?.write({ event: 'checkpoint', step: s, path });
+      this.#emit('checkpoint', { step: s, path });
+      return path;
+    };
     try {
-      const resumeFrom = options.resume === true ? (o.checkpoint ? checkpointsIn(o.checkpoint.dir).at(-1)?.path : undefined) : options.resume || undefined;
-      if (options.resume === true && !o.checkpoint) throw new DeepwellError('INVALID_ARGUMENT', 'Expected options.checkpoint.dir to resume from but the trainer has no checkpoint directory');
-      if (resumeFrom) {
-        const meta = loadCheckpoint(resumeFrom, exe);
+      if (begin.from) {
+        const meta = loadCheckpoint(begin.from, exe);
         o.train.restore(meta.loader as LoaderState);
         const extra = meta.extra as { losses?: { step: number; loss: number }[]; evals?: { step: number; loss: number }[]; fallbacks?: FallbackEvent[] } | null;
         losses.push(...(extra?.losses ?? []));
         evals.push(...(extra?.evals ?? []));
         start = meta.step + 1;
-        lastCheckpoint = resumeFrom;
+        lastCheckpoint = begin.from;
         lastCheckpointStep = meta.step;
         if (controller && extra?.fallbacks?.length) {
           // Keep the run's demotions: recompile with them and carry the loaded values over.
           controller.replay(extra.fallbacks);
           const next = compileStep();
           for (const name of stateNames()) next.set(name, exe.get(name));
-          exe.dispose();
+          exe.dispose('when the Trainer recompiled the resumed step with the checkpoint\'s precision fallbacks');
           exe = next;
           progress?.line(`kept ${extra.fallbacks.length} precision fallback(s): ${extra.fallbacks.map((e) => `${e.layer} ${e.from} → ${e.to}`).join(', ')}`);
         }
-        progress?.line(`resumed from ${resumeFrom} at step ${meta.step}`);
-        log?.write({ event: 'resume', step: meta.step, path: resumeFrom });
+        progress?.line(`resumed from ${begin.from} at step ${meta.step}`);
+        log?.write({ event: 'resume', run, step: meta.step, path: begin.from });
+        if (extendNote) {
+          progress?.line(extendNote);
+          log?.write({ event: 'extend', step: meta.step, note: extendNote, schedule: scheduleRecord });
+        }
       }
-      log?.write({ event: 'start', device: this.device, precision: this.precision, recipe: policy?.options.recipe ?? null, batch: [B, T], steps: o.steps, parameters: this.report.parameters, flopsPerStep: this.report.flopsPerStep, totalBytes: this.report.totalBytes });
+      log?.write({ event: 'start', run, device: this.device, precision: this.precision, recipe: policy?.options.recipe ?? null, batch: [B, T], steps: o.steps, parameters: this.report.parameters, flopsPerStep: this.report.flopsPerStep, totalBytes: this.report.totalBytes });
       this.#emit('start', { step: start, executable: exe });
       if (autoFallback) snapshot = takeSnapshot(start - 1);
       const peak = this.device === 'cpu' ? null : this.report.estimate.peakTflops;
       const t0 = performance.now();
       let tokensDone = 0;
+      let stepsHere = 0; // steps run by this process (the ETA's count; a resumed run's start late)
       for (let s = start; s <= o.steps; s++) {
         const batch = this.#batch();
-        const lr = this.schedule(s);
+        const lr = schedule(s);
         const ts = performance.now();
         const inputs = { ...batch, lr: Float32Array.of(lr), step: Float32Array.of(s) };
         let out;
@@ -407,9 +419,9 @@ export class Trainer {
           const decision = controller!.observe(s, loss, out); // throws when nothing is left to demote
           if (decision) {
             // Undo the step: a step compiled with the demoted policy, the state from before it.
-            exe.dispose();
+            exe.dispose("after a precision fallback (the 'fallback' event carries the executable training continues with)");
             exe = compileStep();
-            evalExe?.dispose();
+            evalExe?.dispose('after a precision fallback');
             evalExe = null;
             let restoredTo: number;
             let source: 'checkpoint' | 'snapshot';
@@ -437,6 +449,7 @@ export class Trainer {
         } else if (!Number.isFinite(loss)) throw new DeepwellError('INTERNAL', `The loss is ${loss} at step ${s} (diverged: lower the learning rate, or check the data)`);
         const tokens = B * T * (o.accumulate ?? 1);
         tokensDone += tokens;
+        stepsHere++;
         const elapsed = (performance.now() - t0) / 1000;
         const tokensPerSecond = tokens / (ms / 1000);
         const mfu = peak ? this.report.flopsPerStep / (ms / 1000) / (peak * 1e12) : null;
@@ -444,23 +457,23 @@ export class Trainer {
         const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes, ...device };
         losses.push({ step: s, loss });
         log?.write({ event: 'step', ...ev });
-        progress?.step({ step: s, total: o.steps, loss, lr, tokensPerSecond, mfu, elapsed });
+        progress?.step({ step: s, total: o.steps, done: stepsHere, loss, lr, tokensPerSecond, mfu, elapsed });
         this.#emit('step', ev);
 
         if (o.val && o.evalEvery && (s % o.evalEvery === 0 || s === o.steps)) {
           evalExe ??= compile(this.#forward, { device: this.device, seed, precision: policy?.clone({ numerics: false }) });
           for (const name of evalExe.parameterNames()) evalExe.set(name, exe.get(name));
+          heldOut ??= Array.from({ length: o.evalBatches ?? 10 }, () => o.val!.next());
           let sum = 0;
-          const n = o.evalBatches ?? 10;
-          for (let k = 0; k < n; k++) sum += evalExe.run(o.val.next()).loss![0]!;
-          const e = { step: s, loss: sum / n };
+          for (const b of heldOut) sum += evalExe.run(b).loss![0]!;
+          const e = { step: s, loss: sum / heldOut.length };
           evals.push(e);
           log?.write({ event: 'eval', ...e });
           progress?.line(`eval at step ${s}: loss ${e.loss.toFixed(4)}`);
           this.#emit('eval', e);
           if (o.sample) {
             const { prompt, decode, maxTokens = 32, ...rest } = o.sample;
-            const g = new Generator(o.model as GPT, new Map(exe.parameterNames().map((n) => [n, exe.get(n)] as const)), { device: this.device, precision: this.precision });
+            const g = new TextGenerator(o.model as GPT, new Map(exe.parameterNames().map((n) => [n, exe.get(n)] as const)), { device: this.device, precision: this.precision });
             try {
               const tokens = g.generate(prompt, { maxTokens, ...rest });
               const text = decode ? decode([...prompt, ...tokens]) : [...prompt, ...tokens].join(' ');
@@ -472,14 +485,17 @@ export class Trainer {
             }
           }
         }
-        if (o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) {
-          const path = checkpointPath(o.checkpoint.dir, s);
-          saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, extra: { losses, evals, fallbacks: controller?.history ?? [] } });
-          pruneCheckpoints(o.checkpoint.dir, o.checkpoint.keep ?? 3);
-          lastCheckpoint = path;
-          lastCheckpointStep = s;
-          log?.write({ event: 'checkpoint', step: s, path });
-          this.#emit('checkpoint', { step: s, path });
+        if (o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) saveAt(s);
+        if (yield s) {
+          // Aborted (fitAsync): this step is done; keep it, then stop.
+          const path = o.checkpoint ? (lastCheckpointStep === s ? lastCheckpoint : saveAt(s)) : null;
+          log?.write({ event: 'abort', step: s, checkpoint: path });
+          progress?.line(`aborted after step ${s}${path ? `; checkpoint ${path}` : ''}`);
+          throw new DeepwellError(
+            'ABORTED',
+            `fitAsync was aborted after step ${s} of ${o.steps} ${path ? `(${path} holds that step: fit({ resume: true }) with a new Trainer continues from it)` : '(no checkpoint directory: nothing was saved)'}`,
+            { cause: signal?.reason, details: { step: s, checkpoint: path } },
+          );
         }
       }
       const seconds = (performance.now() - t0) / 1000;
@@ -496,6 +512,7 @@ export class Trainer {
         lossCurve = svg;
       }
       const result: FitResult = {
+        run,
         steps: o.steps,
         losses,
         evals,
@@ -517,8 +534,8 @@ export class Trainer {
       this.#emit('end', result);
       return result;
     } finally {
-      exe.dispose();
-      evalExe?.dispose();
+      exe.dispose(DISPOSED_AT_END);
+      evalExe?.dispose(DISPOSED_AT_END);
     }
   }
 }

@@ -100,7 +100,7 @@ describe('optimize() on the CPU', () => {
     const m = new GPT('tiny');
     expect(errorOf(() => optimize(m, { seqLen: 16, batchSize: 0 })).message).toMatch(/positive integer for batchSize/);
     expect(errorOf(() => optimize(m, { seqLen: 16, batchSize: 2, precision: 'fp16' as never })).message).toMatch(/'auto', 'f32' or a recipe/);
-    expect(errorOf(() => optimize(m, { seqLen: 16, batchSize: 2, device: 'gpu' })).message).toMatch(/'cpu' or 'cuda:N' for device/);
+    expect(errorOf(() => optimize(m, { seqLen: 16, batchSize: 2, device: 'gpu' as never })).message).toMatch(/'cpu' or 'cuda:N' \(N a GPU's index\) for device.*did you mean 'cuda:0'/);
     expect(errorOf(() => optimize(m, { seqLen: 16, batchSize: 2, lr: 1 } as never)).message).toMatch(/received 'lr'/);
     const e = optimize(m, { seqLen: 16, batchSize: 2, device: 'cpu' });
     e.dispose();
