@@ -1,6 +1,7 @@
 export { DeepwellError, describe, invalid } from './errors.js';
 export type { DeepwellErrorCode, DeepwellErrorOptions } from './errors.js';
-export { checkFunction, checkInteger, checkOneOf, checkShape } from './check.js';
+export { checkFunction, checkInteger, checkKeys, checkNumber, checkOneOf, checkShape, editDistance } from './check.js';
+export type { KeyCheckOptions, NumberRange } from './check.js';
 export {
   DTYPES,
   DTYPE_NAMES,

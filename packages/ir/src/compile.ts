@@ -15,7 +15,7 @@
  * still selected (so dryrun and compile agree) and kernelSummary() and profile() list it as kernel
  * 'alias' with no calls and 0 ms.
  */
-import { CpuBuffer, DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
+import { CpuBuffer, DeepwellError, bf16BitsToF32, describe, editDistance, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
 import * as kn from '@deepwell/kernels-native';
 import type { CudaCall, DevArg } from '@deepwell/kernels-native';
 import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
@@ -587,17 +587,6 @@ class CudaExecutable extends Executable {
     this.#staging.clear();
     this.#stream.dispose();
   }
-}
-
-/** Levenshtein distance, for "did you mean" in errors. */
-export function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 export function compile(graph: Graph, options: CompileOptions = {}): Executable {

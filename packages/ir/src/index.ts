@@ -13,7 +13,7 @@ export { numel } from './types.js';
 export type { AttrValue, Attrs, NumArray, ValueType } from './types.js';
 export { capture, currentBuilder, eager } from './capture.js';
 export type { Capturable, EagerOptions, InputSpec } from './capture.js';
-export { compile, editDistance, Executable } from './compile.js';
+export { compile, Executable } from './compile.js';
 export type { HostSplit } from './compile.js';
 export type { CompileOptions, KernelSummaryRow, NodeProfile, StepProfile } from './compile.js';
 export { dryrun, formatDryrun } from './dryrun.js';

@@ -4,8 +4,8 @@
  * forward({ tokens, targets }) gives logits and, with targets, the mean cross-entropy loss (plus the
  * MoE load-balancing loss, weighted).
  */
-import { DeepwellError, checkInteger, checkOneOf } from '@deepwell/core';
-import { add, crossEntropy, editDistance, matmul, reshape, scale, slice, type Sym } from '@deepwell/ir';
+import { DeepwellError, checkInteger, checkKeys, checkOneOf } from '@deepwell/core';
+import { add, crossEntropy, matmul, reshape, scale, slice, type Sym } from '@deepwell/ir';
 import { CausalSelfAttention, checkAttentionKind, type AttentionKind } from './attention.js';
 import { Embedding, LayerNorm, Linear, MLP, RMSNorm, type Activation } from './layers.js';
 import { MoE } from './moe.js';
@@ -119,18 +119,6 @@ const CONFIG_HINTS: Record<string, string> = {
   embd_pdrop: "Deepwell's GPT has no dropout; leave it out",
 };
 
-/** An unknown key of `obj` is an error naming it, with a near key, another library's name for one, or a hint. */
-function checkKeys(obj: object, known: string[], what: string): void {
-  for (const key of Object.keys(obj)) {
-    if (known.includes(key)) continue;
-    const alias = CONFIG_ALIASES[key];
-    const [lower, limit] = [key.toLowerCase(), key.length <= 3 ? 1 : 2];
-    const near = known.filter((k) => editDistance(k.toLowerCase(), lower) <= limit || (lower.length >= 4 && k.toLowerCase().startsWith(lower)));
-    const hint = CONFIG_HINTS[key] ?? (alias && known.includes(alias) ? `did you mean ${alias}?` : near.length ? `did you mean ${near.join(' or ')}?` : '');
-    throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${known.join(', ')} for a ${what} key but received '${key}'${hint ? ` (${hint})` : ''}`);
-  }
-}
-
 /** GPTConfig.attention as one checked kind per layer. */
 function attentionKinds(a: AttentionKind | AttentionKind[], nLayer: number): AttentionKind[] {
   if (!Array.isArray(a)) return Array.from({ length: nLayer }, () => checkAttentionKind(a, 'GPT config attention'));
@@ -150,8 +138,8 @@ export class GPT extends Module {
     super();
     const c = typeof config === 'string' ? presetOf(config) : config;
     if (c === null || typeof c !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT config object or a preset name (${Object.keys(GPT_PRESETS).join(', ')}) but received ${String(c)}`);
-    checkKeys(c, CONFIG_KEYS, 'GPT config');
-    if (c.moe !== undefined && c.moe !== null && typeof c.moe === 'object') checkKeys(c.moe, MOE_KEYS, 'GPT config moe');
+    checkKeys(c, CONFIG_KEYS, 'GPT config', { aliases: CONFIG_ALIASES, hints: CONFIG_HINTS, noun: 'key' });
+    if (c.moe !== undefined && c.moe !== null && typeof c.moe === 'object') checkKeys(c.moe, MOE_KEYS, 'GPT config moe', { aliases: CONFIG_ALIASES, hints: CONFIG_HINTS, noun: 'key' });
     for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) checkInteger(c[k], `GPT config ${k}`, 1);
     if (c.nEmbd % c.nHead !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected nEmbd divisible by nHead for GPT config but received nEmbd ${c.nEmbd} and nHead ${c.nHead}`);
     this.config = {

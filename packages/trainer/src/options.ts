@@ -6,8 +6,8 @@
  * options that would silently do nothing alone (val without evalEvery, evalEvery without val) are
  * refused; device names are checked against 'cpu' and the GPUs that are here.
  */
-import { DeepwellError, describe, parseDevice } from '@deepwell/core';
-import { editDistance, type Capturable, type DryrunReport, type Executable, type HostSplit, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
+import { DeepwellError, checkKeys as coreCheckKeys, describe, parseDevice } from '@deepwell/core';
+import { type Capturable, type DryrunReport, type Executable, type HostSplit, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
 import { cudaStatus } from '@deepwell/kernels-native';
 import { GPT } from '@deepwell/nn';
 import { PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
@@ -293,15 +293,7 @@ const ALIASES: Record<string, Record<string, string>> = {
 
 /** The keys of `obj` not in `known` are an error naming the first, with a suggestion. `what`: 'Trainer', 'optimizer', … */
 export function checkKeys(obj: object, known: string[], what: string): void {
-  for (const key of Object.keys(obj)) {
-    if (known.includes(key) || (obj as Record<string, unknown>)[key] === undefined) continue;
-    const lower = key.toLowerCase();
-    const limit = key.length <= 3 ? 1 : 2;
-    const near = known.filter((k) => editDistance(k.toLowerCase(), lower) <= limit || (lower.length >= 4 && k.toLowerCase().startsWith(lower)));
-    const alias = ALIASES[what]?.[key];
-    const hint = alias ?? (near.length ? near.join(' or ') : null);
-    throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${known.join(', ')} for ${/^[aeiou]/i.test(what) ? 'an' : 'a'} ${what} option but received '${key}'${hint ? ` (did you mean ${hint}?)` : ''}`);
-  }
+  coreCheckKeys(obj, known, what, { aliases: ALIASES[what] });
 }
 
 const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
