@@ -3,7 +3,7 @@
  * through the buffers a backend hands out. Backends are found by device string ('cpu', 'cuda:0');
  * the table lives on globalThis so that the ESM and CJS copies of core share one.
  */
-import { DeepwellError, describe } from './errors.js';
+import { DeepwellError, describe, invalid } from './errors.js';
 
 export type Device = 'cpu' | `cuda:${number}`;
 
@@ -50,8 +50,15 @@ type Table = Map<Device, Backend>;
 const table: Table = ((globalThis as Record<symbol, unknown>)[TABLE] as Table | undefined) ?? new Map();
 (globalThis as Record<symbol, unknown>)[TABLE] = table;
 
+const METHODS = ['alloc', 'free', 'write', 'read', 'copy', 'synchronize', 'memoryStats'] as const;
+
+/** Register (or replace) the backend of a device; an object without the Backend methods is refused. */
 export function registerBackend(backend: Backend): void {
-  table.set(parseDevice(backend.device), backend);
+  if (typeof backend !== 'object' || backend === null) invalid('a Backend object ({ device, alloc, free, write, read, copy, synchronize, memoryStats })', 'registerBackend', backend);
+  const device = parseDevice(backend.device);
+  const missing = METHODS.find((m) => typeof backend[m] !== 'function');
+  if (missing) invalid(`a Backend with a ${missing}() method`, `the backend of ${device}`, backend[missing]);
+  table.set(device, backend);
 }
 
 export function unregisterBackend(device: Device): boolean {
@@ -80,7 +87,8 @@ export function listBackends(): Device[] {
 
 /** Check an offset/length pair against a buffer: the message names what overflowed. */
 export function checkRange(what: string, bufferBytes: number, offset: number, bytes: number): void {
-  for (const [v, name] of [[offset, 'offset'], [bytes, 'byte count']] as const) {
+  if (typeof what !== 'string') invalid('a string', "checkRange's what", what);
+  for (const [v, name] of [[bufferBytes, 'buffer size'], [offset, 'offset'], [bytes, 'byte count']] as const) {
     if (!Number.isSafeInteger(v) || v < 0) {
       throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-negative integer for ${what} ${name} but received ${describe(v)}`);
     }

@@ -18,6 +18,7 @@ export function checkShape(shape: unknown, what = 'shape'): readonly number[] {
 }
 
 export function checkOneOf<T extends string>(value: unknown, allowed: readonly T[], what: string): T {
+  checkStrings(allowed, 'the allowed values of checkOneOf');
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
     invalid(`one of ${allowed.map((a) => `'${a}'`).join(', ')}`, what, value);
   }
@@ -42,7 +43,9 @@ export interface NumberRange {
 
 /** A finite number in the range: NaN and ±Infinity are always refused. */
 export function checkNumber(value: unknown, what: string, range: NumberRange = {}): number {
+  if (typeof range !== 'object' || range === null) invalid('a range object ({ min, max, above, below })', 'the range of checkNumber', range);
   const { min, max, above, below } = range;
+  for (const [k, v] of Object.entries({ min, max, above, below })) if (v !== undefined && typeof v !== 'number') invalid('a number', `checkNumber's range.${k}`, v);
   const ok =
     typeof value === 'number' &&
     Number.isFinite(value) &&
@@ -59,6 +62,7 @@ export function checkNumber(value: unknown, what: string, range: NumberRange = {
 
 /** Levenshtein distance, for "did you mean" in errors. */
 export function editDistance(a: string, b: string): number {
+  if (typeof a !== 'string' || typeof b !== 'string') invalid('two strings', 'editDistance', typeof a !== 'string' ? a : b);
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
@@ -83,6 +87,8 @@ export interface KeyCheckOptions {
  * value is undefined are let through (`{ ...defaults, x: undefined }`).
  */
 export function checkKeys(obj: unknown, known: readonly string[], what: string, options: KeyCheckOptions = {}): void {
+  checkStrings(known, 'the known keys of checkKeys');
+  if (typeof options !== 'object' || options === null) invalid('an options object ({ aliases, hints, noun })', 'checkKeys', options);
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) invalid('an options object', what, obj);
   for (const key of Object.keys(obj)) {
     if (known.includes(key) || (obj as Record<string, unknown>)[key] === undefined) continue;
@@ -96,4 +102,8 @@ export function checkKeys(obj: unknown, known: readonly string[], what: string, 
       details: { key, known: [...known] },
     });
   }
+}
+
+function checkStrings(list: unknown, what: string): void {
+  if (!Array.isArray(list) || !list.every((k) => typeof k === 'string')) invalid('an array of strings', what, list);
 }

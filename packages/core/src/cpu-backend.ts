@@ -2,11 +2,25 @@
 import { checkRange, hasBackend, registerBackend, type Backend, type DeviceBuffer, type MemoryStats } from './backend.js';
 import { DeepwellError, describe } from './errors.js';
 
+const MAX_CPU_ALLOC = 2 ** 33; // 8 GiB: past this a typed array either fails or thrashes.
+
+function checkBytes(bytes: unknown): number {
+  if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_CPU_ALLOC) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [0, ${MAX_CPU_ALLOC}] for allocation size but received ${describe(bytes)}`);
+  }
+  return bytes;
+}
+
 export class CpuBuffer implements DeviceBuffer {
   readonly device = 'cpu' as const;
   #data: Uint8Array | null;
   constructor(bytes: number) {
-    this.#data = new Uint8Array(bytes);
+    checkBytes(bytes);
+    try {
+      this.#data = new Uint8Array(bytes);
+    } catch (cause) {
+      throw new DeepwellError('OUT_OF_MEMORY', `Could not allocate ${bytes} bytes of host memory`, { cause });
+    }
   }
   get bytes(): number {
     return this.#data?.byteLength ?? 0;
@@ -24,22 +38,15 @@ export class CpuBuffer implements DeviceBuffer {
   }
 }
 
-const MAX_CPU_ALLOC = 2 ** 33; // 8 GiB: past this a typed array either fails or thrashes.
-
 export class CpuBackend implements Backend {
   readonly device = 'cpu' as const;
   #stats: MemoryStats = { inUse: 0, reserved: 0, peak: 0, allocations: 0 };
+  /** The buffers this backend handed out: only those are counted, and only those can be freed here. */
+  #mine = new WeakSet<CpuBuffer>();
 
   alloc(bytes: number): CpuBuffer {
-    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_CPU_ALLOC) {
-      throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [0, ${MAX_CPU_ALLOC}] for allocation size but received ${describe(bytes)}`);
-    }
-    let buf: CpuBuffer;
-    try {
-      buf = new CpuBuffer(bytes);
-    } catch (cause) {
-      throw new DeepwellError('OUT_OF_MEMORY', `Could not allocate ${bytes} bytes of host memory`, { cause });
-    }
+    const buf = new CpuBuffer(checkBytes(bytes));
+    this.#mine.add(buf);
     const s = this.#stats;
     s.inUse += bytes;
     s.reserved = s.inUse;
@@ -50,6 +57,7 @@ export class CpuBackend implements Backend {
 
   free(buffer: DeviceBuffer): void {
     const buf = asCpu(buffer);
+    if (!this.#mine.has(buf)) throw new DeepwellError('DEVICE_MISMATCH', 'Expected a buffer this CPU backend allocated for free() but received one it did not hand out');
     const bytes = buf.bytes;
     if (!buf.release()) throw new DeepwellError('DOUBLE_FREE', 'This CPU buffer was already freed');
     this.#stats.inUse -= bytes;

@@ -5,7 +5,7 @@
  * Element codecs for the 8- and 4-bit formats (rounding, saturation, scales) belong to
  * @deepwell/precision; core only knows how many bits each takes and how they are stored.
  */
-import { DeepwellError, describe } from './errors.js';
+import { DeepwellError, describe, invalid } from './errors.js';
 
 export type DTypeName = 'f32' | 'f16' | 'bf16' | 'f8e4m3' | 'f8e5m2' | 'e8m0' | 'f4e2m1' | 'i32' | 'i64' | 'u8' | 'u16';
 
@@ -76,8 +76,18 @@ export function hostLength(dtype: DTypeName, numel: number): number {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+// The conversions are called per element: their checks are a typeof or a mask, nothing more.
+function checkValue(x: unknown, what: string): void {
+  if (typeof x !== 'number') invalid('a number', what, x);
+}
+
+function checkBits(bits: unknown, what: string): void {
+  if (typeof bits !== 'number' || (bits & 0xffff) !== bits) invalid('a 16-bit pattern (an integer in [0, 65535])', what, bits);
+}
+
 /** float32 → bfloat16 bits, round to nearest even; NaN stays a (quiet) NaN. */
 export function f32ToBf16Bits(x: number): number {
+  checkValue(x, 'f32ToBf16Bits');
   f32[0] = x;
   const b = u32[0]!;
   if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff;
@@ -85,12 +95,14 @@ export function f32ToBf16Bits(x: number): number {
 }
 
 export function bf16BitsToF32(bits: number): number {
+  checkBits(bits, 'bf16BitsToF32');
   u32[0] = (bits & 0xffff) << 16;
   return f32[0]!;
 }
 
 /** float32 → IEEE half bits, round to nearest even, overflow to infinity, subnormals kept. */
 export function f32ToF16Bits(x: number): number {
+  checkValue(x, 'f32ToF16Bits');
   f32[0] = x;
   const b = u32[0]!;
   const sign = (b >>> 16) & 0x8000;
@@ -116,6 +128,7 @@ export function f32ToF16Bits(x: number): number {
 }
 
 export function f16BitsToF32(bits: number): number {
+  checkBits(bits, 'f16BitsToF32');
   const sign = bits & 0x8000 ? -1 : 1;
   const exp = (bits >>> 10) & 0x1f;
   const man = bits & 0x3ff;
@@ -126,6 +139,9 @@ export function f16BitsToF32(bits: number): number {
 
 // ---- FP4: two codes per byte, element 2i in the low nibble (as torch.float4_e2m1fn_x2) ------------
 export function packNibbles(codes: ArrayLike<number>): Uint8Array {
+  if (!Array.isArray(codes) && !(ArrayBuffer.isView(codes) && !(codes instanceof DataView) && !(codes instanceof BigInt64Array) && !(codes instanceof BigUint64Array))) {
+    invalid('an array or typed array of 4-bit codes', 'packNibbles', codes);
+  }
   if (codes.length % 2 !== 0) {
     throw new DeepwellError('SHAPE_MISMATCH', `Expected an even number of 4-bit codes for packNibbles but received ${codes.length}`);
   }
@@ -133,8 +149,8 @@ export function packNibbles(codes: ArrayLike<number>): Uint8Array {
   for (let i = 0; i < out.length; i++) {
     const lo = codes[2 * i]!;
     const hi = codes[2 * i + 1]!;
-    if (!(lo >= 0 && lo < 16 && hi >= 0 && hi < 16 && Number.isInteger(lo) && Number.isInteger(hi))) {
-      throw new DeepwellError('INVALID_ARGUMENT', `Expected 4-bit codes (0..15) for packNibbles but received ${lo}, ${hi} at ${2 * i}`);
+    if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && lo < 16 && hi >= 0 && hi < 16)) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected 4-bit codes (0..15) for packNibbles but received ${describe(lo)}, ${describe(hi)} at ${2 * i}`);
     }
     out[i] = lo | (hi << 4);
   }
@@ -142,6 +158,7 @@ export function packNibbles(codes: ArrayLike<number>): Uint8Array {
 }
 
 export function unpackNibbles(packed: Uint8Array): Uint8Array {
+  if (!(packed instanceof Uint8Array)) invalid('a Uint8Array of packed 4-bit codes', 'unpackNibbles', packed);
   const out = new Uint8Array(packed.length * 2);
   for (let i = 0; i < packed.length; i++) {
     out[2 * i] = packed[i]! & 0xf;

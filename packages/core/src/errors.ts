@@ -26,6 +26,11 @@ export type DeepwellErrorCode =
 
 const BRAND = Symbol.for('deepwell.error');
 
+const CODES: ReadonlySet<string> = new Set<DeepwellErrorCode>([
+  'INVALID_ARGUMENT', 'INVALID_DTYPE', 'SHAPE_MISMATCH', 'DEVICE_MISMATCH', 'DISPOSED', 'DOUBLE_FREE', 'OUT_OF_MEMORY',
+  'NO_BACKEND', 'NO_KERNEL', 'CUDA_UNAVAILABLE', 'CUDA_ERROR', 'NATIVE_LOAD_FAILED', 'LIBRARY_UNAVAILABLE', 'ABORTED', 'INTERNAL',
+]);
+
 export interface DeepwellErrorOptions {
   cause?: unknown;
   /** Extra machine-readable facts (a CUDA error name, a node name, the sizes involved). */
@@ -36,12 +41,26 @@ export class DeepwellError extends Error {
   readonly code: DeepwellErrorCode;
   readonly details: Readonly<Record<string, unknown>>;
 
-  constructor(code: DeepwellErrorCode, message: string, options: DeepwellErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+  /**
+   * An unknown code, a message that is not a string or options that are not an object are a bug in
+   * the caller: the constructor throws an INVALID_ARGUMENT DeepwellError naming it.
+   */
+  constructor(code: DeepwellErrorCode, message: string, options: DeepwellErrorOptions | null = {}) {
+    const o = options ?? {};
+    const bad = !CODES.has(code as string)
+      ? ['one of the DeepwellError codes (INVALID_ARGUMENT, SHAPE_MISMATCH, …)', 'code', code]
+      : typeof message !== 'string'
+        ? ['a string', 'message', message]
+        : typeof o !== 'object' || (o.details !== undefined && (typeof o.details !== 'object' || o.details === null))
+          ? ['an options object ({ cause?, details?: object })', 'options', options]
+          : null;
+    super(bad ? `Expected ${bad[0]} for a DeepwellError's ${bad[1]} but received ${describe(bad[2])}` : message, o.cause === undefined ? undefined : { cause: o.cause });
     this.name = 'DeepwellError';
-    this.code = code;
-    this.details = Object.freeze({ ...(options.details ?? {}) });
+    this.code = bad ? 'INVALID_ARGUMENT' : code;
+    this.details = Object.freeze({ ...(bad ? {} : (o.details ?? {})) });
     Object.defineProperty(this, BRAND, { value: true });
+    // Thrown, not returned: `new DeepwellError(junk)` must not hand back an error with a junk code.
+    if (bad) throw this;
   }
 
   /** True for a DeepwellError from any copy of this package (ESM and CJS copies included). */
@@ -55,7 +74,9 @@ export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'symbol') return value.toString();
   if (Array.isArray(value)) return value.length <= 8 ? `[${value.map(describe).join(', ')}]` : `an array of ${value.length}`;
   if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${(value as { length?: number }).length ?? value.byteLength})`;
   if (typeof value === 'function') return 'a function';

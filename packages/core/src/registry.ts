@@ -5,7 +5,7 @@
  * answer "what actually ran". The package that defines an op registers its kernels here.
  */
 import { checkFunction, checkInteger } from './check.js';
-import { DeepwellError, describe } from './errors.js';
+import { DeepwellError, describe, invalid } from './errors.js';
 
 export interface KernelCandidate<P = unknown, R = unknown> {
   readonly op: string;
@@ -61,6 +61,7 @@ export class KernelRegistry {
     checkInteger(c!.priority, `priority of kernel '${c!.name}'`, -1_000_000, 1_000_000);
     checkFunction(c!.supports, `supports of kernel '${c!.name}'`);
     checkFunction(c!.run, `run of kernel '${c!.name}'`);
+    if (c!.workspace !== undefined) checkFunction(c!.workspace, `workspace of kernel '${c!.name}'`);
     const list = this.#ops.get(c!.op) ?? [];
     if (list.some((k) => k.name === c!.name)) {
       throw new DeepwellError('INVALID_ARGUMENT', `Kernel '${c!.name}' is already registered for op '${c!.op}'`);
@@ -71,6 +72,8 @@ export class KernelRegistry {
   }
 
   unregister(op: string, name: string): boolean {
+    checkOp(op);
+    if (typeof name !== 'string') invalid('a kernel name (a string)', 'unregister', name);
     const list = this.#ops.get(op);
     const i = list?.findIndex((k) => k.name === name) ?? -1;
     if (i < 0) return false;
@@ -84,10 +87,12 @@ export class KernelRegistry {
   }
 
   candidates(op: string): readonly KernelCandidate<any, any>[] {
+    checkOp(op);
     return [...(this.#ops.get(op) ?? [])];
   }
 
   explain<P>(op: string, params: P): Explanation {
+    checkOp(op);
     let selected: string | null = null;
     const rows: ExplainRow[] = (this.#ops.get(op) ?? []).map((k) => {
       const verdict = verdictOf(k, params);
@@ -102,6 +107,7 @@ export class KernelRegistry {
   }
 
   select<P, R = unknown>(op: string, params: P): KernelCandidate<P, R> {
+    checkOp(op);
     for (const k of this.#ops.get(op) ?? []) if (verdictOf(k, params) === true) return k;
     const known = this.#ops.has(op) ? '' : ` (registered ops: ${this.ops().join(', ') || 'none'})`;
     throw new DeepwellError('NO_KERNEL', `No kernel supports this call of '${op}'${known}\n${this.explain(op, params).text}`, {
@@ -126,6 +132,10 @@ export class KernelRegistry {
   resetSummary(): void {
     this.#calls.clear();
   }
+}
+
+function checkOp(op: unknown): void {
+  if (typeof op !== 'string') invalid('an op name (a string)', 'the kernel registry', op);
 }
 
 function verdictOf<P>(k: KernelCandidate<P, unknown>, params: P): true | string {

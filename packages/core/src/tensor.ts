@@ -8,10 +8,10 @@
  * pressure, so relying on it runs GPUs out of memory.
  */
 import { getBackend, parseDevice, type Backend, type Device, type DeviceBuffer } from './backend.js';
-import { checkShape } from './check.js';
+import { checkFunction, checkKeys, checkShape } from './check.js';
 import './cpu-backend.js';
 import { byteSize, dtypeInfo, hostLength, type DTypeName, type HostArray } from './dtype.js';
-import { DeepwellError, describe } from './errors.js';
+import { DeepwellError, describe, invalid } from './errors.js';
 
 interface Held { backend: Backend; buffer: DeviceBuffer }
 let leaked = 0;
@@ -30,6 +30,9 @@ export function leakStats(): { collectedWithoutDispose: number } {
 }
 
 const scopes: Set<Tensor>[] = [];
+/** Only Tensor.empty may construct: `new Tensor(...)` from JavaScript would wrap junk storage. */
+const TOKEN = Symbol('Tensor.empty');
+const F32_MAX = 3.4028234663852886e38;
 
 export interface TensorOptions {
   device?: Device | string;
@@ -42,7 +45,8 @@ export class Tensor {
   #backend: Backend;
   #buffer: DeviceBuffer | null;
 
-  private constructor(shape: readonly number[], dtype: DTypeName, device: Device, backend: Backend, buffer: DeviceBuffer) {
+  private constructor(shape: readonly number[], dtype: DTypeName, device: Device, backend: Backend, buffer: DeviceBuffer, token?: symbol) {
+    if (token !== TOKEN) invalid('Tensor.empty() or Tensor.from() (the constructor is private)', 'a new Tensor', 'a direct constructor call');
     this.shape = shape;
     this.dtype = dtype;
     this.device = device;
@@ -56,10 +60,11 @@ export class Tensor {
   static empty(shape: readonly number[], dtype: DTypeName, options: TensorOptions = {}): Tensor {
     const s = checkShape(shape);
     const d = dtypeInfo(dtype).name;
-    const device = parseDevice(options.device ?? 'cpu');
+    const bytes = byteSize(d, numelOf(s));
+    const device = deviceOf(options);
     const backend = getBackend(device);
-    const buffer = backend.alloc(byteSize(d, numelOf(s)));
-    return new Tensor(s, d, device, backend, buffer);
+    const buffer = backend.alloc(bytes);
+    return new Tensor(s, d, device, backend, buffer, TOKEN);
   }
 
   /**
@@ -67,24 +72,27 @@ export class Tensor {
    * for f16/bf16, packed bytes for f4e2m1), or plain numbers for f32/i32.
    */
   static from(data: HostArray | readonly number[], shape: readonly number[], dtype: DTypeName = 'f32', options: TensorOptions = {}): Tensor {
+    // Everything is checked before anything is allocated: sizes first, then the values.
     const s = checkShape(shape);
     const info = dtypeInfo(dtype);
     const want = hostLength(info.name, numelOf(s));
+    const device = deviceOf(options);
     let src: ArrayBufferView;
     if (Array.isArray(data)) {
       if (info.name !== 'f32' && info.name !== 'i32') {
         throw new DeepwellError('INVALID_ARGUMENT', `Expected a ${info.hostArray.name} for ${dtype} data but received a plain array`);
       }
+      if (data.length !== want) mismatch(want, data.length, s, dtype);
+      checkPlainValues(data, info.name);
       src = new info.hostArray(want);
       (src as Float32Array).set(data as number[]);
-      if (data.length !== want) mismatch(want, data.length, s, dtype);
     } else if (data instanceof info.hostArray) {
       if ((data as HostArray).length !== want) mismatch(want, (data as HostArray).length, s, dtype);
       src = data as ArrayBufferView;
     } else {
       throw new DeepwellError('INVALID_ARGUMENT', `Expected a ${info.hostArray.name} for ${dtype} data but received ${describe(data)}`);
     }
-    const t = Tensor.empty(s, info.name, options);
+    const t = Tensor.empty(s, info.name, { device });
     t.#backend.write(t.buffer, src);
     return t;
   }
@@ -144,6 +152,28 @@ export class Tensor {
   }
 }
 
+function deviceOf(options: unknown): Device {
+  if (options === undefined) return 'cpu';
+  checkKeys(options, ['device'], 'Tensor');
+  return parseDevice((options as TensorOptions).device ?? 'cpu');
+}
+
+/**
+ * Plain arrays hold numbers that must fit the dtype as they are: i32 data is integers in
+ * [-2^31, 2^31) (never truncated or wrapped), f32 data numbers that float32 holds (NaN and ±Inf
+ * included; a finite value beyond float32's range would silently become Infinity).
+ */
+function checkPlainValues(data: readonly unknown[], dtype: 'f32' | 'i32'): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (dtype === 'i32') {
+      if (!(typeof v === 'number' && Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31)) invalid('an integer in [-2^31, 2^31 - 1]', `i32 data[${i}]`, v);
+    } else if (typeof v !== 'number' || (Number.isFinite(v) && Math.abs(v) > F32_MAX && !Number.isFinite(Math.fround(v)))) {
+      invalid('a number within float32\'s range (NaN and ±Infinity are float32 values)', `f32 data[${i}]`, v);
+    }
+  }
+}
+
 function numelOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -160,6 +190,7 @@ function mismatch(want: number, got: number, shape: readonly number[], dtype: st
  * tensors made after an `await` could not be told apart from those of other work.
  */
 export function scope<T>(fn: () => T): T {
+  checkFunction(fn, 'scope()');
   const made = new Set<Tensor>();
   scopes.push(made);
   let result: T;
@@ -189,6 +220,7 @@ export function scope<T>(fn: () => T): T {
 
 /** Exempt a tensor from the scopes it is in; it is then disposed only by dispose(). */
 export function keep<T extends Tensor>(tensor: T): T {
+  if (!(tensor instanceof Tensor)) invalid('a Tensor', 'keep()', tensor);
   for (const s of scopes) s.delete(tensor);
   return tensor;
 }
