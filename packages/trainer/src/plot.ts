@@ -18,7 +18,7 @@
  * curve into a flat line: those are clipped at the edge of the plot, drawn as triangles there,
  * counted in the legend and left out of the moving average.
  */
-import { checkInteger, checkOneOf, invalid } from '@deepwell/core';
+import { checkInteger, checkKeys, checkOneOf, invalid } from '@deepwell/core';
 
 export type SeriesStyle = 'trace' | 'markers' | 'line';
 
@@ -94,19 +94,25 @@ export function smoothTrace(pts: readonly Pt[], w: number, use: (y: number) => b
   return out;
 }
 
-/** Round-numbered ticks in [lo, hi]: steps of 1, 2, 2.5 or 5 × 10^k (at least `least`), at most `max` of them. */
+/**
+ * Round-numbered ticks in [lo, hi]: steps of 1, 2, 2.5 or 5 × 10^k (at least `least`), at most `max`
+ * of them. Bounded whatever the range: at most max + 2 candidates are tried (an index from the first
+ * tick, never a counter at the scale of lo, which could not advance past 2^53), and a range too
+ * narrow for distinct round values (or not a finite one) gets its two ends.
+ */
 function ticks(lo: number, hi: number, max: number, least = 0): { step: number; values: number[] } {
   const span = hi - lo;
+  if (!(span > 0) || !Number.isFinite(span)) return { step: Number.isFinite(span) && span > 0 ? span : 1, values: Number.isFinite(lo) && lo < hi ? [lo, hi] : [] };
   const mag = 10 ** Math.floor(Math.log10(span / Math.max(1, max)));
   const step = Math.max(least, [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => span / s <= max + 1e-9) ?? 10 * mag);
   const values: number[] = [];
   const k0 = Math.ceil(lo / step - 1e-9);
-  for (let k = k0; k <= k0 + max + 1; k++) {
-    const v = +(k * step).toPrecision(12);
+  for (let i = 0; i <= max + 1; i++) {
+    const v = +((k0 + i) * step).toPrecision(12);
     if (v > hi + step * 1e-9) break;
-    values.push(v);
+    if (v >= lo - step * 1e-9 && (values.length === 0 || v > values.at(-1)!)) values.push(v);
   }
-  return { step, values };
+  return values.length ? { step, values } : { step: span, values: [lo, hi] };
 }
 
 /** Tick labels with the same number of decimals (as many as the step needs); 12k, 1.5M; 1e+9 beyond. */
@@ -145,16 +151,44 @@ function widen(lo: number, hi: number): [number, number] {
   return [lo - pad, hi + pad];
 }
 
+/**
+ * A CSS colour, and nothing else (it goes into the SVG's attributes): #rgb, #rgba, #rrggbb or
+ * #rrggbbaa; a colour keyword; rgb(), rgba(), hsl() or hsla() of numbers, percentages and angles.
+ */
+const COLOR = /^(?:#(?:[0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})|[a-z]{3,24}|(?:rgba?|hsla?)\(\s*[-+]?[\d.]+(?:%|deg|rad|turn)?(?:\s*[,/\s]\s*[-+]?[\d.]+(?:%|deg|rad|turn)?){2,3}\s*\))$/i;
+/** The most points a 'trace' series' moving average takes. */
+const MAX_SMOOTH = 1001;
+
+function checkText(v: unknown, what: string): void {
+  if (v !== undefined && typeof v !== 'string') invalid('a string', what, v);
+}
+
 function checkOptions(series: readonly Series[], o: LossCurveOptions): void {
   if (!Array.isArray(series)) invalid('an array of series', 'lossCurveSvg series', series);
   series.forEach((s, i) => {
-    if (!Array.isArray(s?.points)) invalid('an array of [x, y] points', `series[${i}].points`, s?.points);
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) invalid('a series { name, points, color, style? }', `series[${i}]`, s);
+    checkKeys(s, ['name', 'points', 'color', 'style'], `series[${i}]`, { noun: 'key' });
+    if (typeof s.name !== 'string') invalid('a string', `series[${i}].name`, s.name);
+    if (typeof s.color !== 'string' || !COLOR.test(s.color)) invalid("a CSS colour ('#1f77b4', 'red', 'rgb(31, 119, 180)')", `series[${i}].color`, s.color);
+    if (!Array.isArray(s.points)) invalid('an array of [x, y] points', `series[${i}].points`, s.points);
+    (s.points as readonly unknown[]).forEach((p: unknown, j: number) => {
+      // NaN and ±Infinity are numbers a diverged run reports: those points are left out of the picture.
+      if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'number' || typeof p[1] !== 'number') invalid('an [x, y] pair of numbers', `series[${i}].points[${j}]`, p);
+    });
     if (s.style !== undefined) checkOneOf(s.style, ['trace', 'markers', 'line'], `series[${i}].style`);
   });
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) invalid('an options object', 'lossCurveSvg options', o);
+  checkKeys(o, ['title', 'width', 'height', 'xLabel', 'yLabel', 'floor', 'smooth'], 'lossCurveSvg');
+  for (const k of ['title', 'xLabel', 'yLabel'] as const) checkText(o[k], `lossCurveSvg ${k}`);
   if (o.width !== undefined) checkInteger(o.width, 'lossCurveSvg width', 200, 20_000);
   if (o.height !== undefined) checkInteger(o.height, 'lossCurveSvg height', 150, 20_000);
-  if (o.smooth !== undefined && (checkInteger(o.smooth, 'lossCurveSvg smooth', 1) & 1) === 0) invalid('an odd integer', 'lossCurveSvg smooth', o.smooth);
-  if (o.floor !== undefined && (typeof o.floor?.value !== 'number' || !Number.isFinite(o.floor.value))) invalid('a finite number', 'lossCurveSvg floor.value', o.floor?.value);
+  if (o.smooth !== undefined && (checkInteger(o.smooth, 'lossCurveSvg smooth', 1, MAX_SMOOTH) & 1) === 0) invalid('an odd integer', 'lossCurveSvg smooth', o.smooth);
+  if (o.floor !== undefined) {
+    if (typeof o.floor !== 'object' || o.floor === null) invalid('{ value, label? }', 'lossCurveSvg floor', o.floor);
+    checkKeys(o.floor, ['value', 'label'], 'lossCurveSvg floor', { noun: 'key' });
+    if (typeof o.floor.value !== 'number' || !Number.isFinite(o.floor.value)) invalid('a finite number', 'lossCurveSvg floor.value', o.floor.value);
+    checkText(o.floor.label, 'lossCurveSvg floor.label');
+  }
 }
 
 export function lossCurveSvg(series: readonly Series[], options: LossCurveOptions = {}): string {
@@ -185,7 +219,8 @@ export function lossCurveSvg(series: readonly Series[], options: LossCurveOption
   let xmin = Infinity;
   let xmax = -Infinity;
   for (const s of drawn) for (const [x] of s.pts) [xmin, xmax] = [Math.min(xmin, x), Math.max(xmax, x)];
-  const [x0, x1] = xmin < xmax ? [xmin, xmax] : xmin === xmax ? [xmin - 1, xmax + 1] : [0, 1];
+  // One step (or steps too close for doubles to tell apart): a range around it.
+  const [x0, x1] = xmin < xmax ? [xmin, xmax] : xmin === xmax ? (xmin - 1 < xmax + 1 ? [xmin - 1, xmax + 1] : widen(xmin, xmax)) : [0, 1];
 
   // The legend, above the plot: a row of entries, wrapped.
   // The raw trace fainter the denser it is (its overlapping segments add up).

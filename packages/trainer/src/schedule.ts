@@ -6,29 +6,33 @@
  * A checkpoint records the Trainer's schedule as a ScheduleRecord (its four numbers, or 'custom'
  * for a function), so a resumed run can tell whether its options would reshape the schedule.
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, checkNumber, describe, invalid } from '@deepwell/core';
 
 export type Schedule = (step: number) => number;
 
 export interface WarmupCosineOptions {
+  /** The peak learning rate: a finite number > 0. */
   lr: number;
+  /** Steps of linear warm-up, an integer in [0, total]. Default 0. */
   warmup?: number;
+  /** The last step of the cosine, an integer >= 1 (at most 2^31 - 1). */
   total: number;
+  /** The learning rate at `total` and after, in [0, lr]. Default lr / 10. */
   minLr?: number;
 }
 
+/** The most steps a schedule (and a Trainer) counts to. */
+export const MAX_STEPS = 2 ** 31 - 1;
+
 export function warmupCosine(options: WarmupCosineOptions): Schedule {
-  const { lr, total } = options;
-  const warmup = options.warmup ?? 0;
-  const minLr = options.minLr ?? lr / 10;
-  const check = (ok: boolean, what: string, v: unknown) => {
-    if (!ok) throw new DeepwellError('INVALID_ARGUMENT', `Expected ${what} but received ${describe(v)}`);
-  };
-  check(Number.isFinite(lr) && lr > 0, 'a positive learning rate for lr', lr);
-  check(Number.isInteger(total) && total >= 1, 'a positive integer for total steps', total);
-  check(Number.isInteger(warmup) && warmup >= 0 && warmup <= total, `an integer in [0, ${total}] for warmup steps`, warmup);
-  check(Number.isFinite(minLr) && minLr >= 0 && minLr <= lr, `a minLr in [0, ${lr}]`, minLr);
+  checkKeys(options, ['lr', 'warmup', 'total', 'minLr'], 'warmupCosine');
+  const { lr } = options;
+  if (typeof lr !== 'number' || !Number.isFinite(lr) || lr <= 0) invalid('a positive learning rate (a finite number > 0)', 'warmupCosine lr', lr);
+  const total = checkInteger(options.total, 'warmupCosine total steps', 1, MAX_STEPS);
+  const warmup = checkInteger(options.warmup ?? 0, 'warmupCosine warmup steps', 0, total);
+  const minLr = checkNumber(options.minLr ?? lr / 10, 'warmupCosine minLr', { min: 0, max: lr });
   return (step) => {
+    checkInteger(step, 'the schedule step (1-based)', 1);
     if (step <= warmup) return (lr * step) / warmup;
     if (step >= total) return minLr;
     const progress = (step - warmup) / (total - warmup);
@@ -36,7 +40,23 @@ export function warmupCosine(options: WarmupCosineOptions): Schedule {
   };
 }
 
-export const constant = (lr: number): Schedule => () => lr;
+/** The same learning rate at every step: a finite number >= 0. */
+export function constant(lr: number): Schedule {
+  checkNumber(lr, 'constant lr', { min: 0 });
+  return () => lr;
+}
+
+/**
+ * The learning rate `schedule` gives `step`, checked: a finite number >= 0, else an error naming
+ * the step (a schedule function of the caller's that went negative or NaN there).
+ */
+export function scheduledLr(schedule: Schedule, step: number): number {
+  const lr = schedule(step);
+  if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite learning rate >= 0 from the schedule at step ${step} but received ${describe(lr)}`, { details: { step, lr } });
+  }
+  return lr;
+}
 
 /** A schedule as a checkpoint records it: warmupCosine's parameters, or 'custom' for a function (which cannot be compared). */
 export type ScheduleRecord = ({ kind: 'warmupCosine' } & Required<WarmupCosineOptions>) | { kind: 'custom' };

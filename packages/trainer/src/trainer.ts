@@ -62,7 +62,7 @@ import { JsonlLog, Progress } from './metrics.js';
 import type { Engine } from './engine.js';
 import { checkDevice, checkFitOptions, checkTrainerOptions, type FitAsyncOptions, type FitOptions, type FitResult, type FromEngineOptions, type StepEvent, type TrainerDevice, type TrainerEvents, type TrainerOptions } from './options.js';
 import { lossCurveSvg } from './plot.js';
-import { asScheduleRecord, describeSchedule, scheduleDifferences, scheduleOf, warmupCosine, type Schedule, type ScheduleRecord } from './schedule.js';
+import { asScheduleRecord, describeSchedule, scheduleDifferences, scheduledLr, scheduleOf, warmupCosine, type Schedule, type ScheduleRecord } from './schedule.js';
 
 export type { FitAsyncOptions, FitOptions, FitResult, FromEngineOptions, StepEvent, TrainerDevice, TrainerEvents, TrainerOptions } from './options.js';
 
@@ -401,7 +401,7 @@ export class Trainer {
       let stepsHere = 0; // steps run by this process (the ETA's count; a resumed run's start late)
       for (let s = start; s <= o.steps; s++) {
         const batch = this.#batch();
-        const lr = schedule(s);
+        const lr = scheduledLr(schedule, s);
         const ts = performance.now();
         const inputs = { ...batch, lr: Float32Array.of(lr), step: Float32Array.of(s) };
         let out;
