@@ -53,6 +53,21 @@ struct Allocator {
   DeviceStats stats[kMaxDevices];
 };
 
+// Fault injection (allocFault): a countdown over every device and pinned allocation; when it reaches
+// zero that allocation fails as an out-of-memory would, so a test can fail each allocation site of a
+// compiled step in turn and check the error is typed and nothing leaks. Off (0) unless a test arms it.
+std::mutex faultMu;
+int64_t faultCountdown = 0;
+uint64_t allocationsSeen = 0;
+
+// Counts an allocation; true when the armed fault fires on it.
+bool injectedFault() {
+  std::lock_guard<std::mutex> lock(faultMu);
+  allocationsSeen++;
+  if (faultCountdown > 0 && --faultCountdown == 0) return true;
+  return false;
+}
+
 Allocator& allocator() {
   static Allocator* a = new Allocator();  // never destroyed: frees at exit would race the driver
   return *a;
@@ -79,6 +94,8 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Allocator& al = allocator();
   std::lock_guard<std::mutex> lock(al.mu);
   DeviceStats& s = al.stats[device];
+  if (injectedFault())
+    fail(env, "OUT_OF_MEMORY", "injected allocation failure (allocFault): " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device));
   uintptr_t ptr = 0;
   auto it = al.cached[device].find(size);
   if (it != al.cached[device].end()) {
@@ -192,6 +209,7 @@ Napi::Value HostAlloc(const Napi::CallbackInfo& info) {
   const uint64_t bytes = abi::readHostAlloc(info).bytes;
   Napi::Env env = info.Env();
   if (bytes == 0) fail(env, "INVALID_ARGUMENT", "Expected a pinned allocation size of at least 1 byte but received 0");
+  if (injectedFault()) fail(env, "OUT_OF_MEMORY", "injected allocation failure (allocFault): " + std::to_string(bytes) + " pinned bytes");
   void* p = nullptr;
   DW_CUDA(env, cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "cudaHostAlloc(" + std::to_string(bytes) + " bytes)");
   {
@@ -335,6 +353,17 @@ Napi::Value Lookup(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value AllocFault(const Napi::CallbackInfo& info) {
+  const int32_t after = abi::readAllocFault(info).after;
+  Napi::Env env = info.Env();
+  if (after < 0) fail(env, "INVALID_ARGUMENT", "Expected a count >= 0 for allocFault's after but received " + std::to_string(after));
+  std::lock_guard<std::mutex> lock(faultMu);
+  const uint64_t seen = allocationsSeen;
+  allocationsSeen = 0;
+  faultCountdown = after;
+  return Napi::Number::New(env, static_cast<double>(seen));
+}
+
 }  // namespace
 
 void* deviceRange(Napi::Env env, uint64_t ptr, uint64_t offset, uint64_t bytes, const char* what) {
@@ -369,6 +398,7 @@ void initMemory(Napi::Env env, Napi::Object exports) {
   def(env, exports, "memsetAsync", MemsetAsync);
   def(env, exports, "firstBadId", FirstBadId);
   def(env, exports, "lookup", Lookup);
+  def(env, exports, "allocFault", AllocFault);
 }
 
 }  // namespace dw

@@ -283,6 +283,18 @@ inline LookupArgs readLookup(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// allocFault(after)  [native/runtime/memory.cpp]
+struct AllocFaultArgs {
+  int32_t after{};
+};
+inline AllocFaultArgs readAllocFault(const Napi::CallbackInfo& info) {
+  Reader r(info, "allocFault", 1);
+  AllocFaultArgs a;
+  a.after = r.i32("after");
+  r.end();
+  return a;
+}
+
 // streamCreate(device)  [native/runtime/streams.cpp]
 struct StreamCreateArgs {
   uint64_t device{};
@@ -564,6 +576,7 @@ inline NvmlDeviceStatsArgs readNvmlDeviceStats(const Napi::CallbackInfo& info) {
   X("memsetAsync", MemsetAsync)              \
   X("firstBadId", FirstBadId)                \
   X("lookup", Lookup)                        \
+  X("allocFault", AllocFault)                \
   X("streamCreate", StreamCreate)            \
   X("streamDestroy", StreamDestroy)          \
   X("streamSynchronize", StreamSynchronize)  \

@@ -90,6 +90,9 @@ export const entries = {
   memsetAsync: { file: 'runtime/memory.cpp', args: ['ptr', 'offset', 'value:u64<=255', 'bytes', 'stream'] },
   firstBadId: { file: 'runtime/memory.cpp', args: ['ids:view', 'limit:u64<=2147483648', 'allow:i32', 'hasAllow:flag'], returns: 'number' },
   lookup: { file: 'runtime/memory.cpp', args: ['ptr'], returns: '{ device: number; bytes: number; capacity: number } | null' },
+  // Fault injection for tests: the after-th device or pinned allocation from now fails once with
+  // OUT_OF_MEMORY (0 disarms). Returns the allocations made since the previous call.
+  allocFault: { file: 'runtime/memory.cpp', args: ['after:i32'], returns: 'number' },
   streamCreate: { file: 'runtime/streams.cpp', args: ['device:u64<=63'], returns: 'number' },
   streamDestroy: { file: 'runtime/streams.cpp', args: ['stream'] },
   streamSynchronize: { file: 'runtime/streams.cpp', args: ['stream'] },

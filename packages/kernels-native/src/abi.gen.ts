@@ -52,6 +52,7 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"memsetAsync","file":"runtime/memory.cpp","returns":"void","args":[{"name":"ptr","kind":"u64"},{"name":"offset","kind":"u64"},{"name":"value","kind":"u64","max":255},{"name":"bytes","kind":"u64"},{"name":"stream","kind":"stream"}]},
   {"name":"firstBadId","file":"runtime/memory.cpp","returns":"number","args":[{"name":"ids","kind":"view"},{"name":"limit","kind":"u64","max":2147483648},{"name":"allow","kind":"i32"},{"name":"hasAllow","kind":"flag"}]},
   {"name":"lookup","file":"runtime/memory.cpp","returns":"{ device: number; bytes: number; capacity: number } | null","args":[{"name":"ptr","kind":"u64"}]},
+  {"name":"allocFault","file":"runtime/memory.cpp","returns":"number","args":[{"name":"after","kind":"i32"}]},
   {"name":"streamCreate","file":"runtime/streams.cpp","returns":"number","args":[{"name":"device","kind":"u64","max":63}]},
   {"name":"streamDestroy","file":"runtime/streams.cpp","returns":"void","args":[{"name":"stream","kind":"stream"}]},
   {"name":"streamSynchronize","file":"runtime/streams.cpp","returns":"void","args":[{"name":"stream","kind":"stream"}]},
@@ -182,6 +183,8 @@ export interface NativeEntries {
   firstBadId(ids: ArrayBufferView | ArrayBuffer, limit: number, allow: number, hasAllow: number): number;
   /** native/runtime/memory.cpp */
   lookup(ptr: number): { device: number; bytes: number; capacity: number } | null;
+  /** native/runtime/memory.cpp */
+  allocFault(after: number): number;
   /** native/runtime/streams.cpp */
   streamCreate(device: number): number;
   /** native/runtime/streams.cpp */
@@ -384,6 +387,7 @@ export function bindEntries(raw: Raw): NativeEntries {
     memsetAsync: (ptr, offset, value, bytes, stream) => raw.memsetAsync!(ptr, offset, value, bytes, stream),
     firstBadId: (ids, limit, allow, hasAllow) => raw.firstBadId!(ids, limit, allow, hasAllow),
     lookup: (ptr) => raw.lookup!(ptr),
+    allocFault: (after) => raw.allocFault!(after),
     streamCreate: (device) => raw.streamCreate!(device),
     streamDestroy: (stream) => raw.streamDestroy!(stream),
     streamSynchronize: (stream) => raw.streamSynchronize!(stream),

@@ -11,7 +11,7 @@
  *   declared with `workspace(params)`, which the compiled step's memory plan places in its arena
  *   (eager calls get a temporary buffer), so no kernel keeps scratch of its own.
  */
-import { registry, type DTypeName } from '@deepwell/core';
+import { invalid, registry, type DTypeName } from '@deepwell/core';
 import { DTYPE_CODE } from './abi.gen.js';
 import type { NativeEntries } from './abi.gen.js';
 import type { DevArg } from './abi-types.js';
@@ -74,6 +74,8 @@ export function nativeEntries(): { entries: NativeEntries | null; why: string } 
 
 /** Register a CUDA candidate for an op in core's registry. */
 export function registerCuda<P extends CudaParams = CudaParams>(k: CudaKernel<P>): void {
+  if (typeof k !== 'object' || k === null || typeof k.op !== 'string' || typeof k.name !== 'string' || typeof k.run !== 'function')
+    invalid('a CUDA kernel { op, name, run, supports? }', 'registerCuda', k);
   registry.register<CudaCall<P>, void>({
     op: k.op,
     backend: 'cuda',
@@ -97,13 +99,14 @@ export const FLOAT_STORAGE: readonly DTypeName[] = ['f32', 'bf16', 'f16'];
 
 /** The storage dtype code of a tensor type (DTYPE_CODE of the ABI table). */
 export function dtypeCode(t: TensorType): number {
-  const c = (DTYPE_CODE as Readonly<Record<string, number>>)[t.dtype];
-  if (c === undefined) throw new TypeError(`no storage dtype code for ${t.dtype}`);
+  const c = (DTYPE_CODE as Readonly<Record<string, number>>)[(t as TensorType | undefined)?.dtype as string];
+  if (c === undefined || !Object.hasOwn(DTYPE_CODE, t.dtype)) invalid(`a tensor type of dtype ${Object.keys(DTYPE_CODE).join(', ')}`, 'dtypeCode', t, 'INVALID_DTYPE');
   return c;
 }
 
 /** supports() helper: every float tensor in one of the float storage dtypes, indices i32. */
 export function floatStorage(p: CudaParams): true | string {
+  if (typeof p !== 'object' || p === null || !Array.isArray(p.inTypes) || !Array.isArray(p.outTypes)) invalid('kernel parameters with inTypes and outTypes', 'floatStorage', p);
   for (const t of [...p.inTypes, ...p.outTypes]) {
     if (t.dtype !== 'i32' && !FLOAT_STORAGE.includes(t.dtype)) return `no CUDA kernel for ${t.dtype} storage`;
   }

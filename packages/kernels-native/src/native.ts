@@ -38,6 +38,10 @@ export function wrapAddon(raw: Record<string, unknown>): NativeAddon {
       try {
         return f(...a);
       } catch (e) {
+        // A TypeError with no code comes from the generated binding reading an argument of the wrong
+        // shape (a device argument that is not { base, offset }) before the native call.
+        if (e instanceof TypeError && (e as { code?: unknown }).code === undefined)
+          throw new DeepwellError('INVALID_ARGUMENT', `Expected the arguments of ${k} as its signature declares them: ${e.message}`, { cause: e });
         throw fromNative(e);
       }
     };

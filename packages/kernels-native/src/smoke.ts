@@ -3,8 +3,8 @@
  * fillHash. They carry no op semantics: @deepwell/probe's smoke test and this package's own tests
  * use them to prove that a kernel ran on the device and wrote every element.
  */
-import { checkInteger } from '@deepwell/core';
-import type { CudaBuffer, Stream } from './cuda.js';
+import { checkInteger, invalid } from '@deepwell/core';
+import { CudaBuffer, Stream } from './cuda.js';
 import { loadNative } from './loader.js';
 
 /** JS reference of native/runtime/smoke.cu's mix(): must stay the same function. */
@@ -19,13 +19,22 @@ export function smokeHash(seed: number, i: number): number {
 
 /** Queue the fill kernel: u32[i] = smokeHash(seed, i) for i < n. */
 export function fillHash(buffer: CudaBuffer, n: number, seed: number, stream?: Stream, offset = 0): void {
+  checkSmokeArgs(buffer, stream, offset, 'fillHash');
   checkInteger(n, 'element count', 0, Math.floor((buffer.bytes - offset) / 4));
   checkInteger(seed, 'seed', 0, 2 ** 32 - 1);
   loadNative().fillHash(buffer.ptr, offset, n, seed, stream?.handle ?? 0);
 }
 
+function checkSmokeArgs(buffer: CudaBuffer, stream: Stream | undefined, offset: number, fn: string): void {
+  if (!(buffer instanceof CudaBuffer)) invalid('a CudaBuffer', `${fn} buffer`, buffer, 'DEVICE_MISMATCH');
+  if (stream !== undefined && !(stream instanceof Stream)) invalid('a Stream (or nothing)', `${fn} stream`, stream);
+  checkInteger(offset, `${fn} byte offset`, 0, buffer.bytes);
+  if (offset % 4 !== 0) invalid('a byte offset that is a multiple of 4', `${fn} offset`, offset);
+}
+
 /** Queue the add kernel: u32[i] += value for i < n (wrapping). */
 export function addU32(buffer: CudaBuffer, n: number, value: number, stream?: Stream, offset = 0): void {
+  checkSmokeArgs(buffer, stream, offset, 'addU32');
   checkInteger(n, 'element count', 0, Math.floor((buffer.bytes - offset) / 4));
   checkInteger(value, 'value', 0, 2 ** 32 - 1);
   loadNative().addU32(buffer.ptr, offset, n, value, stream?.handle ?? 0);

@@ -9,6 +9,7 @@
  *   4. pip's nvidia-* wheels in any site-packages we can find (nvidia/cublas/lib, nvidia/cu13/lib,
  *      nvidia/nccl/lib), including $VIRTUAL_ENV and /opt/<name>/.venv
  */
+import { checkKeys, checkOneOf } from '@deepwell/core';
 import { existsSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +58,7 @@ export function sitePackages(): string[] {
 
 /** Where `lib` is looked for, in order. */
 export function libraryCandidates(lib: VendorLibrary): string[] {
+  checkOneOf(lib, Object.keys(SONAMES) as VendorLibrary[], 'libraryCandidates library');
   const out: string[] = [];
   const override = process.env[ENV[lib]];
   if (override) out.push(override);
@@ -84,6 +86,8 @@ const found: Map<VendorLibrary, VendorLibraryReport> = ((globalThis as Record<sy
 
 /** Find and open one vendor library (once per process; `refresh` looks again). */
 export function findLibrary(lib: VendorLibrary, options: { refresh?: boolean } = {}): VendorLibraryReport {
+  checkOneOf(lib, Object.keys(SONAMES) as VendorLibrary[], 'findLibrary library');
+  checkKeys(options, ['refresh'], 'findLibrary');
   const hit = found.get(lib);
   if (hit && !options.refresh) return hit;
   const addon = tryLoadNative();

@@ -18,6 +18,19 @@ describe('native argument checks (no GPU needed)', () => {
     expect(errorOf(() => n.alloc(0, 2 ** 47)).message).toBe('Expected an integer in [0, 70368744177664] for bytes of alloc but received 140737488355328');
   });
 
+  it('allocFault: refuses a negative count, and counts allocations between calls (none here)', () => {
+    expect(errorOf(() => n.allocFault(-1)).code).toBe('INVALID_ARGUMENT');
+    expect(errorOf(() => n.allocFault(1.5)).code).toBe('INVALID_ARGUMENT');
+    expect(n.allocFault(0)).toBeGreaterThanOrEqual(0);
+    expect(n.allocFault(0)).toBe(0);
+  });
+
+  it('a device argument of the wrong shape is INVALID_ARGUMENT, not a TypeError from the binding', () => {
+    const e = errorOf(() => n.layernorm(0, 0, 1, 4, 1e-5, null as never, null as never, null as never, null as never, null as never, null as never));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.cause).toBeInstanceOf(TypeError);
+  });
+
   it('rejects pointers it never handed out', () => {
     expect(errorOf(() => n.free(bogus)).code).toBe('DOUBLE_FREE');
     expect(errorOf(() => n.copyHtoD(bogus, 0, new Uint8Array(4))).code).toBe('INVALID_ARGUMENT');

@@ -8,6 +8,7 @@
  *   10.x  tcgen05 MMA and tensor memory (datacenter Blackwell, through sm_100a / sm_100f)
  *   10.x+ block-scaled MMA: MXFP8, MXFP6, MXFP4 and NVFP4 (12.x through mma.sync, without tcgen05)
  */
+import { checkInteger, invalid } from '@deepwell/core';
 
 export interface GpuFeatures {
   bf16: boolean;
@@ -25,6 +26,8 @@ export interface GpuFeatures {
 }
 
 export function featuresOf(major: number, minor: number): GpuFeatures {
+  checkInteger(major, 'featuresOf major (compute capability)', 0, 99);
+  checkInteger(minor, 'featuresOf minor (compute capability)', 0, 99);
   const cc = major * 10 + minor;
   const blackwellDc = major === 10 || major === 11;
   const blockScaled = major >= 10;
@@ -46,6 +49,9 @@ export function featuresOf(major: number, minor: number): GpuFeatures {
 
 /** Which code in the addon serves this GPU: its own SASS, or PTX compiled by the driver at load. */
 export function kernelImageFor(major: number, minor: number, builtArchs: string): string {
+  checkInteger(major, 'kernelImageFor major (compute capability)', 0, 99);
+  checkInteger(minor, 'kernelImageFor minor (compute capability)', 0, 99);
+  if (typeof builtArchs !== 'string') invalid("the addon's built architectures as a string ('sm_90a,sm_100f')", 'kernelImageFor builtArchs', builtArchs);
   const archs = builtArchs.split(',').map((s) => s.trim());
   if (major === 9 && minor === 0 && archs.includes('sm_90a')) return 'sm_90a';
   if (major === 10 && archs.includes('sm_100f')) return 'sm_100f';

@@ -1,6 +1,7 @@
 /** The probe report as text a person reads, and the deepwell-probe command line. */
 import type { VendorLibraryReport } from '@deepwell/kernels-native';
 import { probe, type ProbeReport } from './report.js';
+import { invalid } from '@deepwell/core';
 
 const GiB = 1024 ** 3;
 const fmt = (bytes: number) => `${(bytes / GiB).toFixed(1)} GiB`;
@@ -20,6 +21,8 @@ function notFound(lib: VendorLibraryReport): string {
 }
 
 export function formatHardwareInfo(r: ProbeReport = probe()): string {
+  const obj = (v: unknown) => typeof v === 'object' && v !== null;
+  if (!obj(r) || !obj(r.host) || !obj(r.native) || !obj(r.cuda) || !Array.isArray(r.gpus) || !Array.isArray(r.libraries)) invalid('a report from probe()', 'formatHardwareInfo', r);
   const out: string[] = [];
   out.push(`Deepwell hardware report`);
   out.push(`  host     ${r.host.platform}-${r.host.arch}, Node ${r.host.node}, ${r.host.cpuCount} × ${r.host.cpuModel}, ${fmt(r.host.memoryBytes)}`);
@@ -59,6 +62,7 @@ export function printHardwareInfo(r: ProbeReport = probe()): void {
 
 /** deepwell-probe [--json]: exit code 0 whether or not a GPU is present; 2 for bad arguments. */
 export async function main(argv: string[]): Promise<number> {
+  if (!Array.isArray(argv) || argv.some((a) => typeof a !== 'string')) invalid('an array of argument strings', 'deepwell-probe main(argv)', argv);
   const unknown = argv.filter((a) => a !== '--json' && a !== '--help' && a !== '-h');
   if (unknown.length || argv.includes('--help') || argv.includes('-h')) {
     const usage = 'Usage: deepwell-probe [--json]\n  Prints the GPUs, their capabilities and the vendor libraries found. --json prints the report as JSON (its gpus array is empty without a GPU).';
