@@ -3,7 +3,11 @@
 // line totalling all packages: `N passed, N failed, N skipped`. Exits non-zero when any test fails or
 // a runner dies. GPU tests skip themselves where no GPU is present.
 //
-//   node scripts/test-all.mjs [package-dir ...]   (default: every package under packages/)
+//   node scripts/test-all.mjs [package-dir ...]   (default: every package under packages/, then the fuzz suite)
+//
+// The fuzz suite (fuzz/run.mjs) runs last and shows its own line, "fuzz: N cases, N typed errors, N
+// accepted, 0 crashes, 0 hangs, 0 untyped, 0 silent"; in the total its cases count as passed when
+// typed or accepted and failed otherwise. Ask for it alone with `node scripts/test-all.mjs fuzz`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,8 +15,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const requested = process.argv.slice(2);
-const dirs = (requested.length ? requested.map((d) => join(root, d)) : readdirSync(join(root, 'packages')).map((d) => join(root, 'packages', d)))
+const requested = process.argv.slice(2).filter((d) => d !== 'fuzz');
+const fuzz = process.argv.slice(2).includes('fuzz') || process.argv.length === 2;
+const dirs = (requested.length ? requested.map((d) => join(root, d)) : fuzz && process.argv.length > 2 ? [] : readdirSync(join(root, 'packages')).map((d) => join(root, 'packages', d)))
   .filter((d) => existsSync(join(d, 'vitest.config.ts')))
   .sort();
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
@@ -57,6 +62,27 @@ for (const dir of dirs) {
   }
   if (r.status !== 0) broken = true;
   rows.push([name, j.numPassedTests, j.numFailedTests + suiteFailures, skipped, r.status === 0 ? 'ok' : 'FAILED']);
+}
+
+if (fuzz) {
+  console.log('\n=== fuzz (fuzz/run.mjs) ===');
+  const r = spawnSync(process.execPath, [join(root, 'fuzz', 'run.mjs')], { cwd: root, env: runnerEnv, encoding: 'utf8', maxBuffer: 64 << 20 });
+  process.stdout.write(r.stdout ?? '');
+  process.stderr.write(r.stderr ?? '');
+  const m = /^fuzz: (\d+) cases, (\d+) typed errors, (\d+) accepted, (\d+) crashes, (\d+) hangs, (\d+) untyped, (\d+) silent$/m.exec(r.stdout ?? '');
+  if (!m) {
+    console.log(`fuzz: the suite exited with ${r.status ?? r.signal} and printed no summary`);
+    broken = true;
+    totals.failed += 1;
+    rows.push(['fuzz', 0, 1, 0, 'runner failed']);
+  } else {
+    const [cases, typed, accepted] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    const failed = cases - typed - accepted + (r.status !== 0 && cases === typed + accepted ? 1 : 0);
+    totals.passed += typed + accepted;
+    totals.failed += failed;
+    if (r.status !== 0) broken = true;
+    rows.push(['fuzz (cases)', typed + accepted, failed, 0, r.status === 0 ? 'ok' : 'FAILED']);
+  }
 }
 
 console.log('\n=== summary ===');
