@@ -6,7 +6,9 @@
 #   3. every package's tests with the GPU present (scripts/test-all.mjs)
 #   4. the project installed from the packed tarballs, carried as installed, with no nvcc on PATH:
 #      examples/probe and deepwell-probe --json
-#   5. the main job under compute-sanitizer memcheck
+#   5. the main job under compute-sanitizer memcheck; then (key `sanitize`, not in the default run:
+#      it takes about half an hour) memcheck, racecheck and synccheck over every GPU test file and
+#      initcheck over the quantizers' and the attention kernels' (scripts/sanitize-tests.sh)
 #   6. the GEMM benchmark beside torch.matmul (bench/gemm.sh)
 #   7. each fusion beside the kernels it replaces (bench/fusion.mjs)
 #   8. the memory-bound kernels beside a device-to-device copy (bench/membound.mjs)
@@ -15,7 +17,8 @@
 #  11. dryrun's total beside the allocator's peak for GPT-2 124M and the tiny GPT (examples/gpt2/memory.mjs)
 #  12. GPT-2 124M, Deepwell only, 200 steps, its losses step by step beside the last recorded run's
 # ONLY="tests quant ..." runs only the named steps (keys: vendor cuobjdump tests installed main
-# sanitizer gemm fusion membound runtime quant memory gpt2); the default is all of them.
+# sanitizer sanitize gemm fusion membound runtime quant memory gpt2); the default is all of them
+# but sanitize.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -23,6 +26,7 @@ log="$OUT/gpu-check.log"
 exec > >(tee "$log") 2>&1
 step() { printf '\n##### %s\n' "$*"; }
 want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+asked() { [[ " ${ONLY:-} " == *" $1 "* ]]; }
 
 xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PATH
 tar -xJf .device/deps.tar.xz
@@ -84,6 +88,16 @@ fi
 if want sanitizer; then
 step "compute-sanitizer memcheck of the main job"
 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node examples/main/main.mjs 2>&1 | tail -8
+
+fi
+if asked sanitize; then
+for tool in memcheck racecheck synccheck; do
+  step "compute-sanitizer --tool $tool over every GPU test file"
+  OUT=$OUT bash scripts/sanitize-tests.sh $tool
+done
+step "compute-sanitizer --tool initcheck over the quantizers' and the attention kernels' tests"
+OUT=$OUT bash scripts/sanitize-tests.sh initcheck packages/precision/test/gpu.test.ts packages/attention-sparsek/test/gpu.test.ts \
+  packages/attention-sparsek/test/gpu_sparsek.test.ts packages/attention-sparsek/test/gpu_decode.test.ts
 
 fi
 if want gemm; then

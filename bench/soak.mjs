@@ -1,0 +1,238 @@
+#!/usr/bin/env node
+// Soak and crash-resume checks for issue 20, run on the GPU host (scripts/robust-check.sh):
+//
+//   node bench/soak.mjs train  --steps 10000 --dir D [--losses F] [--json F] [--every 500]
+//       trains a small GPT (4 layers, width 128, batch 16 × 64) on a Markov corpus on cuda:0 and
+//       samples, every 100 steps, the allocator's bytes in use and reserved, the driver's used bytes,
+//       and the process's RSS and V8 heap (after a full GC). Past warm-up (the first 10% of steps)
+//       every sample must stay within 1 MiB of the first. Appends "step hexbits" per step to --losses.
+//   node bench/soak.mjs alloc  --cycles 100000 [--json F]
+//       random-sized allocate/free cycles through the CUDA backend (up to 64 live at once): bytes in
+//       use back to where they were, reserved bounded by the live peak, RSS flat.
+//   node bench/soak.mjs resume --steps 1500 --kills 6 [--json F]
+//       a reference run, then the same run started with resume: 'auto' and killed with SIGKILL at
+//       random moments (one kill the instant a checkpoint's temporary file appears, so mid-write)
+//       and restarted until it finishes: every step's loss bitwise equal to the reference's.
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const args = process.argv.slice(2);
+const mode = args[0];
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const MiB = 2 ** 20;
+const gc = globalThis.gc ?? (() => {});
+
+async function cuda() {
+  const kn = await import('@deepwell/kernels-native');
+  if (!kn.cudaStatus().available) throw new Error(`soak: needs a GPU (${kn.cudaStatus().reason})`);
+  return kn;
+}
+
+function hex(x) {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(x);
+  return b.toString('hex');
+}
+
+async function train() {
+  const kn = await cuda();
+  const { GPT, MarkovCorpus } = await import('@deepwell/nn');
+  const { TokenLoader, Trainer, markovShard } = await import('@deepwell/trainer');
+  const steps = Number(opt('steps', 10000));
+  const dir = opt('dir');
+  const every = Number(opt('every', 500));
+  const lossesFile = opt('losses');
+  const [B, T, vocab] = [16, 64, 64];
+  const corpus = new MarkovCorpus({ vocab, seed: 7 });
+  const trainLoader = new TokenLoader({ shards: [markovShard(corpus, 1_000_000, 'soak train')], batchSize: B, seqLen: T, seed: 7 });
+  const model = new GPT({ vocabSize: vocab, blockSize: T, nLayer: 4, nHead: 4, nEmbd: 128 });
+  const trainer = new Trainer({
+    model,
+    train: trainLoader,
+    device: 'cuda:0',
+    steps,
+    optimizer: { lr: 1e-3, weightDecay: 0.1 },
+    schedule: { warmup: 100, minLr: 1e-4 },
+    checkpoint: { dir, every, keep: 2 },
+    seed: 7,
+    log: { jsonl: join(dir, 'log.jsonl'), every: 1000 },
+  });
+  const backend = kn.cudaBackend(0);
+  const samples = [];
+  const sample = (step) => {
+    gc();
+    const m = backend.memoryStats();
+    const info = kn.memGetInfo(0);
+    const mem = process.memoryUsage();
+    samples.push({ step, inUse: m.inUse, reserved: m.reserved, driverUsed: info.total - info.free, rss: mem.rss, heapUsed: mem.heapUsed });
+  };
+  trainer.on('step', (ev) => {
+    if (lossesFile) appendFileSync(lossesFile, `${ev.step} ${hex(ev.loss)}\n`);
+    if (ev.step % 100 === 0) sample(ev.step);
+  });
+  const t0 = performance.now();
+  const result = trainer.fit({ resume: 'auto' });
+  const seconds = (performance.now() - t0) / 1000;
+  const warm = samples.filter((s) => s.step >= Math.max(100, steps / 10));
+  const drift = {};
+  for (const key of ['inUse', 'reserved', 'driverUsed', 'rss', 'heapUsed']) {
+    const v = warm.map((s) => s[key]);
+    drift[key] = v.length ? { first: v[0], min: Math.min(...v), max: Math.max(...v), spreadMiB: (Math.max(...v) - Math.min(...v)) / MiB } : null;
+  }
+  const flat = Object.values(drift).every((d) => d === null || d.spreadMiB <= 1);
+  const out = { mode: 'train', steps, seconds, lastLoss: result.losses.at(-1)?.loss, samples: samples.length, warmFrom: warm[0]?.step, drift, flat };
+  console.log(`soak train: ${steps} steps in ${seconds.toFixed(1)} s, last loss ${out.lastLoss?.toFixed(4)}`);
+  for (const [k, d] of Object.entries(drift)) if (d) console.log(`  ${k.padEnd(10)} ${(d.first / MiB).toFixed(2)} MiB at step ${warm[0].step}; spread after warm-up ${d.spreadMiB.toFixed(3)} MiB`);
+  console.log(`  memory flat after warm-up (every spread within 1 MiB): ${flat ? 'yes' : 'NO'}`);
+  if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, trace: samples }, null, 1));
+  if (!flat) process.exitCode = 1;
+}
+
+async function alloc() {
+  const kn = await cuda();
+  const cycles = Number(opt('cycles', 100000));
+  const backend = kn.cudaBackend(0);
+  let seed = 12345;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const warmup = () => {
+    gc();
+    return { ...backend.memoryStats(), rss: process.memoryUsage().rss };
+  };
+  const live = [];
+  const run = (n) => {
+    for (let i = 0; i < n; i++) {
+      if (live.length < 64 && (live.length === 0 || rand() < 0.5)) {
+        const r = rand();
+        const bytes = r < 0.6 ? 1 + Math.floor(rand() * 65536) : r < 0.95 ? 1 + Math.floor(rand() * 8 * MiB) : 1 + Math.floor(rand() * 64 * MiB);
+        live.push(backend.alloc(bytes));
+      } else backend.free(live.splice(Math.floor(rand() * live.length), 1)[0]);
+    }
+    while (live.length) backend.free(live.pop());
+  };
+  const before = warmup();
+  run(Math.min(cycles, 10000)); // warm-up: the cache fills
+  const warm = warmup();
+  const t0 = performance.now();
+  run(cycles);
+  const seconds = (performance.now() - t0) / 1000;
+  const after = warmup();
+  const out = {
+    mode: 'alloc',
+    cycles,
+    seconds,
+    inUse: [before.inUse, warm.inUse, after.inUse],
+    reservedMiB: [before.reserved / MiB, warm.reserved / MiB, after.reserved / MiB],
+    rssMiB: [before.rss / MiB, warm.rss / MiB, after.rss / MiB],
+    cacheHits: after.cacheHits,
+    deviceMallocs: after.deviceMallocs,
+  };
+  const flat = after.inUse === before.inUse && Math.abs(after.rss - warm.rss) <= MiB && after.reserved <= warm.reserved + 64 * MiB;
+  console.log(`soak alloc: ${cycles} allocate/free cycles in ${seconds.toFixed(2)} s; in use ${out.inUse.join(' → ')} bytes; reserved ${out.reservedMiB.map((x) => x.toFixed(1)).join(' → ')} MiB; RSS ${out.rssMiB.map((x) => x.toFixed(1)).join(' → ')} MiB; ${after.cacheHits} cache hits, ${after.deviceMallocs} cudaMallocs`);
+  console.log(`  flat: ${flat ? 'yes' : 'NO'}`);
+  if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, flat }, null, 1));
+  if (!flat) process.exitCode = 1;
+}
+
+function readLosses(file) {
+  const map = new Map();
+  const redone = [];
+  if (!existsSync(file)) return { map, redone };
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^(\d+) ([0-9a-f]{16})$/.exec(line);
+    if (!m) continue; // a line cut by the kill
+    const step = Number(m[1]);
+    if (map.has(step) && map.get(step) !== m[2]) redone.push({ step, first: map.get(step), again: m[2] });
+    map.set(step, m[2]);
+  }
+  return { map, redone };
+}
+
+function child(steps, dir, losses) {
+  const script = fileURLToPath(import.meta.url);
+  return spawn(process.execPath, ['--expose-gc', script, 'train', '--steps', String(steps), '--dir', dir, '--losses', losses, '--every', String(Math.max(10, Math.floor(steps / 30)))], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+async function resume() {
+  await cuda();
+  const steps = Number(opt('steps', 1500));
+  const kills = Number(opt('kills', 6));
+  const root = opt('root', '/tmp/deepwell-soak-resume');
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  const wait = (p) => new Promise((resolve) => p.on('exit', (code, signal) => resolve({ code, signal })));
+  // The reference: one uninterrupted run.
+  const ref = child(steps, join(root, 'ref'), join(root, 'ref.losses'));
+  let refErr = '';
+  ref.stderr.on('data', (d) => (refErr += d));
+  const refExit = await wait(ref);
+  if (refExit.code !== 0) throw new Error(`soak resume: the reference run failed (${JSON.stringify(refExit)}): ${refErr.slice(-2000)}`);
+  // The interrupted run: killed `kills` times, then let finish.
+  const dir = join(root, 'killed');
+  const losses = join(root, 'killed.losses');
+  mkdirSync(dir, { recursive: true });
+  const log = [];
+  let seed = 99;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let k = 0; ; k++) {
+    const p = child(steps, dir, losses);
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    const done = wait(p);
+    let how = 'ran to the end';
+    if (k < kills) {
+      if (k === 1 || k === 3) {
+        // Mid-checkpoint: the instant a temporary file appears in the folder.
+        const w = watch(dir, (ev, name) => {
+          if (name && /tmp/.test(String(name)) && p.exitCode === null) {
+            p.kill('SIGKILL');
+            how = `killed as ${name} appeared (mid-checkpoint)`;
+          }
+        });
+        const r = await done;
+        w.close();
+        if (how === 'ran to the end' && r.signal !== 'SIGKILL') how = 'ran to the end (no checkpoint write seen)';
+      } else {
+        const ms = 1500 + Math.floor(rand() * 4000);
+        const t = setTimeout(() => {
+          p.kill('SIGKILL');
+          how = `killed after ${ms} ms`;
+        }, ms);
+        await done;
+        clearTimeout(t);
+      }
+    }
+    const r = await done;
+    const got = readLosses(losses).map.size;
+    log.push({ attempt: k, how, exit: r, stepsLogged: got, files: readdirSync(dir).filter((f) => !f.endsWith('.jsonl')) });
+    console.log(`  attempt ${k}: ${how}; ${r.signal ?? `exit ${r.code}`}; ${got} steps logged; folder: ${log.at(-1).files.join(' ')}`);
+    if (r.code !== 0 && r.signal !== 'SIGKILL') throw new Error(`soak resume: attempt ${k} failed: ${err.slice(-3000)}`);
+    if (r.code === 0) break;
+    if (k > kills + 3) throw new Error('soak resume: the run never finished');
+  }
+  const a = readLosses(join(root, 'ref.losses'));
+  const b = readLosses(losses);
+  let differ = 0;
+  let first = null;
+  for (let s = 1; s <= steps; s++) {
+    if (a.map.get(s) !== b.map.get(s)) {
+      differ++;
+      first ??= { step: s, reference: a.map.get(s), resumed: b.map.get(s) };
+    }
+  }
+  const out = { mode: 'resume', steps, kills, attempts: log, stepsCompared: steps, differ, first, redone: b.redone.length, redoneDiffer: b.redone.slice(0, 5) };
+  console.log(`soak resume: ${steps} steps, ${log.length - 1} kills; losses differing from the uninterrupted run: ${differ}${first ? ` (first at step ${first.step})` : ''}; steps run twice with different losses: ${b.redone.length}`);
+  if (opt('json')) writeFileSync(opt('json'), JSON.stringify(out, null, 1));
+  if (differ || b.redone.length) process.exitCode = 1;
+}
+
+const modes = { train, alloc, resume };
+if (!modes[mode]) {
+  console.error('usage: node bench/soak.mjs train|alloc|resume [options] (see the top of the file)');
+  process.exit(2);
+}
+await modes[mode]();
