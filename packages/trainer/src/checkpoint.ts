@@ -14,16 +14,18 @@
  * over another run's file: no default deletes or overwrites anything the run did not write.
  * Checkpoints written before run ids (no `run` metadata) are never pruned or overwritten.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, describe, invalid } from '@deepwell/core';
 import type { Executable } from '@deepwell/ir';
 import { numel } from '@deepwell/ir';
-import { asFloat32, readSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
+import { asFloat32, checkPath, firstNonFinite, parseSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
 import { asScheduleRecord, type ScheduleRecord } from './schedule.js';
 
 export const CHECKPOINT_FORMAT = 'deepwell-checkpoint';
-export const CHECKPOINT_VERSION = '1';
+/** Version 2 carries checksums (safetensors.ts) and must; version 1 (before them) still loads, checked for finite values. */
+export const CHECKPOINT_VERSION = '2';
+const VERSIONS = ['1', '2'];
 
 export interface CheckpointMeta {
   step: number;
@@ -43,32 +45,136 @@ function persistentNames(exe: Executable): string[] {
   return [...Object.keys(exe.graph.params), ...Object.keys(exe.graph.state)];
 }
 
+/** An executable argument: something with a graph of params and state, get and set (not disposed: get says so). */
+function checkExecutable(exe: unknown, what: string): Executable {
+  const e = exe as Executable | null;
+  if (typeof e !== 'object' || e === null || typeof e.get !== 'function' || typeof e.set !== 'function' || typeof e.graph?.params !== 'object' || typeof e.graph?.state !== 'object') {
+    invalid('a compiled Executable (from compile())', what, exe);
+  }
+  return e;
+}
+
+const isJson = (v: unknown, what: string): string => {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v ?? null);
+  } catch (e) {
+    invalid(`a JSON value (${(e as Error).message})`, what, v);
+  }
+  if (s === undefined) invalid('a JSON value', what, v);
+  return s;
+};
+
 export function saveCheckpoint(path: string, exe: Executable, meta: CheckpointMeta): void {
+  checkPath(path, 'the checkpoint path');
+  checkExecutable(exe, 'saveCheckpoint');
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) invalid('checkpoint metadata { step, loader, seed, config, extra?, run?, schedule? }', 'saveCheckpoint', meta);
+  checkKeys(meta, ['step', 'loader', 'seed', 'config', 'extra', 'run', 'schedule'], 'checkpoint metadata');
+  checkInteger(meta.step, 'the checkpoint step');
+  checkInteger(meta.seed, 'the checkpoint seed');
+  if (meta.run !== undefined && meta.run !== null && (typeof meta.run !== 'string' || meta.run.length === 0)) invalid('a run id (a non-empty string)', 'the checkpoint run', meta.run);
+  const strings = { loader: isJson(meta.loader, 'the checkpoint loader'), config: isJson(meta.config, 'the checkpoint config'), extra: isJson(meta.extra, 'the checkpoint extra'), schedule: meta.schedule ? isJson(meta.schedule, 'the checkpoint schedule') : null };
   const tensors = new Map<string, SafeTensor>();
   for (const name of persistentNames(exe)) {
     const id = exe.graph.params[name] ?? exe.graph.state[name]!;
-    tensors.set(name, { dtype: 'F32', shape: [...exe.graph.values[id]!.type.shape], data: exe.get(name) });
+    const data = exe.get(name);
+    // A checkpoint never holds NaN or Infinity: it could not be resumed, and pruning would drop the good ones.
+    const bad = firstNonFinite(data);
+    if (bad >= 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected finite values for checkpoint tensor '${name}' but element ${bad} is ${data[bad]}; ${path} was not written (the run diverged: lower the learning rate)`, { details: { tensor: name, index: bad } });
+    tensors.set(name, { dtype: 'F32', shape: [...exe.graph.values[id]!.type.shape], data });
   }
   writeSafetensors(path, tensors, {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
     step: String(meta.step),
-    loader: JSON.stringify(meta.loader),
+    loader: strings.loader,
     seed: String(meta.seed),
-    config: JSON.stringify(meta.config),
-    extra: JSON.stringify(meta.extra ?? null),
+    config: strings.config,
+    extra: strings.extra,
     ...(meta.run ? { run: meta.run } : {}),
-    ...(meta.schedule ? { schedule: JSON.stringify(meta.schedule) } : {}),
+    ...(strings.schedule ? { schedule: strings.schedule } : {}),
   });
 }
 
-export function loadCheckpoint(path: string, exe: Executable): CheckpointMeta {
-  const file = readSafetensors(path);
+/** A checkpoint file read and checked whole, without a model: its tensors (F32, finite) and metadata. */
+interface CheckpointContents {
+  tensors: Map<string, Float32Array>;
+  shapes: Map<string, number[]>;
+  meta: CheckpointMeta;
+}
+
+/** Files already checked by verifyCheckpoint in this process, by path: size, mtime and inode when checked. */
+const verified = new Map<string, string>();
+const stamp = (path: string): string | null => {
+  try {
+    const s = statSync(path);
+    return `${s.size}:${s.mtimeMs}:${s.ino}`;
+  } catch {
+    return null;
+  }
+};
+
+/**
+ * Read and check a checkpoint file whole: the safetensors structure, the checksums (required from
+ * version 2), the metadata (format, version, step, seed, JSON fields), every tensor F32 and finite.
+ * Throws a DeepwellError saying what is wrong; the model is not involved.
+ */
+function readCheckpoint(path: string): CheckpointContents {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (e) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Could not read checkpoint ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const file = parseSafetensors(buf, path);
   const md = file.metadata;
   if (md.format !== CHECKPOINT_FORMAT) {
     throw new DeepwellError('INVALID_ARGUMENT', `${path} is not a Deepwell checkpoint (metadata format ${JSON.stringify(md.format ?? null)}, expected '${CHECKPOINT_FORMAT}')`);
   }
-  if (md.version !== CHECKPOINT_VERSION) throw new DeepwellError('INVALID_ARGUMENT', `${path} is checkpoint version ${md.version}; this Deepwell reads version ${CHECKPOINT_VERSION}`);
+  if (!VERSIONS.includes(md.version!)) throw new DeepwellError('INVALID_ARGUMENT', `${path} is checkpoint version ${JSON.stringify(md.version ?? null)}; this Deepwell reads versions ${VERSIONS.join(' and ')}`);
+  if (md.version !== '1' && !file.checksummed) throw new DeepwellError('INVALID_ARGUMENT', `${path} is checkpoint version ${md.version} without its checksums: it is damaged`);
+  const parse = (k: string) => {
+    try {
+      return JSON.parse(md[k] ?? 'null') as unknown;
+    } catch {
+      throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has unreadable metadata '${k}' (not JSON)`);
+    }
+  };
+  const int = (k: string) => {
+    const v = md[k];
+    if (typeof v !== 'string' || !/^\d{1,15}$/.test(v)) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has an invalid ${k} ${JSON.stringify(v ?? null)} (expected a non-negative integer)`);
+    return Number(v);
+  };
+  const meta: CheckpointMeta = { step: int('step'), loader: parse('loader'), seed: md.seed === undefined ? 0 : int('seed'), config: parse('config'), extra: parse('extra'), run: md.run || null, schedule: asScheduleRecord(parse('schedule')) };
+  const tensors = new Map<string, Float32Array>();
+  const shapes = new Map<string, number[]>();
+  for (const [name, t] of file.tensors) {
+    const data = asFloat32(name, t);
+    const bad = firstNonFinite(data);
+    if (bad >= 0) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} holds a non-finite value in '${name}' (element ${bad} is ${data[bad]}): it is damaged or from a diverged run; nothing was loaded`, { details: { tensor: name, index: bad } });
+    tensors.set(name, data);
+    shapes.set(name, t.shape);
+  }
+  return { tensors, shapes, meta };
+}
+
+/** Check a checkpoint file whole (see readCheckpoint), once per file version in this process. */
+function verifyCheckpoint(path: string): void {
+  const before = stamp(path);
+  if (before !== null && verified.get(path) === before) return;
+  readCheckpoint(path);
+  if (before !== null && stamp(path) === before) verified.set(path, before);
+}
+
+/**
+ * Load a checkpoint into `exe`. Everything is checked first — the file (structure, checksums,
+ * metadata, finite F32 values) and every tensor's presence and shape against the executable — and
+ * only then are the values set: a refused checkpoint leaves the executable as it was.
+ */
+export function loadCheckpoint(path: string, exe: Executable): CheckpointMeta {
+  checkPath(path, 'the checkpoint path');
+  checkExecutable(exe, 'loadCheckpoint');
+  const file = readCheckpoint(path);
   const names = persistentNames(exe);
   const missing = names.filter((n) => !file.tensors.has(n));
   const extra = [...file.tensors.keys()].filter((n) => !names.includes(n));
@@ -79,26 +185,16 @@ export function loadCheckpoint(path: string, exe: Executable): CheckpointMeta {
       `Checkpoint ${path} does not match the model:${missing.length ? ` missing ${list(missing)};` : ''}${extra.length ? ` not in the model ${list(extra)};` : ''} nothing was loaded`,
     );
   }
-  const values = names.map((name) => {
-    const t = file.tensors.get(name)!;
+  for (const name of names) {
+    const shape = file.shapes.get(name)!;
     const id = exe.graph.params[name] ?? exe.graph.state[name]!;
-    const shape = exe.graph.values[id]!.type.shape;
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]) || numel(t.shape) !== numel(shape)) {
-      throw new DeepwellError('SHAPE_MISMATCH', `Checkpoint tensor '${name}' is ${t.dtype}[${t.shape.join(', ')}] but the model's is f32[${shape.join(', ')}]; nothing was loaded`);
+    const want = exe.graph.values[id]!.type.shape;
+    if (shape.length !== want.length || shape.some((d, i) => d !== want[i]) || numel(shape) !== numel(want)) {
+      throw new DeepwellError('SHAPE_MISMATCH', `Checkpoint tensor '${name}' is F32[${shape.join(', ')}] but the model's is f32[${want.join(', ')}]; nothing was loaded`);
     }
-    return [name, asFloat32(name, t)] as const;
-  });
-  for (const [name, data] of values) exe.set(name, data);
-  const parse = (k: string) => {
-    try {
-      return JSON.parse(md[k] ?? 'null');
-    } catch {
-      throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has unreadable metadata '${k}'`);
-    }
-  };
-  const step = Number(md.step);
-  if (!Number.isInteger(step) || step < 0) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has an invalid step ${JSON.stringify(md.step)}`);
-  return { step, loader: parse('loader'), seed: Number(md.seed), config: parse('config'), extra: parse('extra'), run: md.run || null, schedule: asScheduleRecord(parse('schedule')) };
+  }
+  for (const name of names) exe.set(name, file.tensors.get(name)!);
+  return file.meta;
 }
 
 /**
@@ -106,6 +202,7 @@ export function loadCheckpoint(path: string, exe: Executable): CheckpointMeta {
  * checkpoint can be gigabytes). Null when the file cannot be read or is not safetensors.
  */
 export function readMetadata(path: string): Record<string, string> | null {
+  if (typeof path !== 'string' || path.length === 0) return null;
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -116,11 +213,14 @@ export function readMetadata(path: string): Record<string, string> | null {
     const len = Buffer.alloc(8);
     if (readSync(fd, len, 0, 8, 0) < 8) return null;
     const n = Number(len.readBigUInt64LE(0));
-    if (n > Math.min(statSync(path).size - 8, 1 << 28)) return null;
+    if (n > Math.min(statSync(path).size - 8, 100_000_000)) return null;
     const header = Buffer.alloc(n);
     if (readSync(fd, header, 0, n, 8) < n) return null;
-    const h = JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> } | null;
-    return h && typeof h === 'object' ? (h.__metadata__ ?? {}) : null;
+    const h = JSON.parse(header.toString('utf8')) as { __metadata__?: unknown } | null;
+    if (!h || typeof h !== 'object' || Array.isArray(h)) return null;
+    const md = h.__metadata__ ?? {};
+    if (typeof md !== 'object' || md === null || Array.isArray(md) || !Object.values(md).every((v) => typeof v === 'string')) return null;
+    return md as Record<string, string>;
   } catch {
     return null;
   } finally {
@@ -137,7 +237,9 @@ function runOf(path: string): string | null | undefined {
 
 /** Checkpoint files of a directory: `step-00000100.safetensors`, oldest first. */
 export function checkpointsIn(dir: string): { step: number; path: string }[] {
+  checkPath(dir, 'the checkpoint directory');
   if (!existsSync(dir)) return [];
+  if (!statSync(dir).isDirectory()) invalid('a directory', 'the checkpoint directory', dir);
   return readdirSync(dir)
     .map((f) => /^step-(\d+)\.safetensors$/.exec(f))
     .filter((m): m is RegExpExecArray => m !== null)
@@ -147,12 +249,20 @@ export function checkpointsIn(dir: string): { step: number; path: string }[] {
 
 /**
  * Where step `step`'s checkpoint of run `run` goes (the directory is made). A file already there
- * that is not this run's is an error: a checkpoint never overwrites another run's file.
+ * that is not this run's is an error: a checkpoint never overwrites another run's file. `damaged`:
+ * files the resume found damaged and said so (RunStart.skipped), which the same step's new
+ * checkpoint replaces.
  */
-export function checkpointPath(dir: string, step: number, run: string): string {
-  mkdirSync(dir, { recursive: true });
+export function checkpointPath(dir: string, step: number, run: string, damaged: ReadonlySet<string> = new Set()): string {
+  checkPath(dir, 'the checkpoint directory');
+  checkInteger(step, 'the checkpoint step');
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Could not make the checkpoint directory ${dir}: ${(e as Error).message}`, { cause: e });
+  }
   const path = join(dir, `step-${String(step).padStart(8, '0')}.safetensors`);
-  if (existsSync(path)) {
+  if (existsSync(path) && !damaged.has(path)) {
     const owner = runOf(path);
     if (owner !== run) {
       throw new DeepwellError('INVALID_ARGUMENT', `Expected to write step ${step}'s checkpoint at ${path} but a file of ${owner === undefined ? 'another program' : owner === null ? 'a run without an id' : `another run (${owner})`} is there; nothing was overwritten (use another checkpoint.dir)`);
@@ -170,6 +280,7 @@ export interface CheckpointFile {
 
 /** The checkpoint files of a directory with their runs (headers only), oldest first. */
 export function checkpointRuns(dir: string): CheckpointFile[] {
+  checkPath(dir, 'the checkpoint directory');
   return checkpointsIn(dir).map((c) => ({ ...c, run: runOf(c.path) }));
 }
 
@@ -183,15 +294,19 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Keep run `run`'s newest `keep` checkpoints in a directory, deleting its older ones, and remove
- * the temporary files its killed writers left behind (a process no longer running, whose header
- * names this run; never read: checkpointsIn lists complete, renamed files only). Nothing else is
+ * Keep run `run`'s newest `keep` (>= 1) checkpoints in a directory, deleting its older ones, and
+ * remove the temporary files its killed writers left behind (a process no longer running, whose
+ * header names this run; never read: checkpointsIn lists complete, renamed files only). `latest`,
+ * the checkpoint just written (the one FitResult names), is never deleted. Nothing else is
  * touched: other runs' checkpoints, checkpoints without a run id, other files. Returns the paths
  * deleted.
  */
-export function pruneCheckpoints(dir: string, keep: number, run: string): string[] {
+export function pruneCheckpoints(dir: string, keep: number, run: string, latest?: string): string[] {
+  checkPath(dir, 'the checkpoint directory');
+  checkInteger(keep, 'checkpoint.keep', 1);
+  if (typeof run !== 'string' || run.length === 0) invalid('a run id', 'pruneCheckpoints', run);
   const mine = checkpointRuns(dir).filter((c) => c.run === run);
-  const removed = mine.slice(0, Math.max(0, mine.length - keep)).map((c) => c.path);
+  const removed = mine.slice(0, Math.max(0, mine.length - keep)).map((c) => c.path).filter((p) => p !== latest);
   for (const f of readdirSync(dir)) {
     const m = /^\.step-\d+\.safetensors\.tmp-(\d+)$/.exec(f);
     if (m && Number(m[1]) !== process.pid && !alive(Number(m[1])) && runOf(join(dir, f)) === run) removed.push(join(dir, f));
@@ -204,6 +319,12 @@ export function pruneCheckpoints(dir: string, keep: number, run: string): string
 export interface RunStart {
   from: string | null;
   run: string | null;
+  /**
+   * Newer checkpoints of the directory that failed their check (damaged, truncated, non-finite),
+   * newest first, each with why: the resume goes on from the newest good one. Empty for a new run
+   * or an explicit path (a damaged one is refused).
+   */
+  skipped: { step: number; path: string; reason: string }[];
 }
 
 const steps = (cs: CheckpointFile[]) => cs.map((c) => c.step).join(', ');
@@ -221,11 +342,14 @@ function byRun(cs: CheckpointFile[]): string {
  * and the CLI before it builds one, so both refuse the same things with the same words:
  *  - a new run (resume false): `dir` must hold no checkpoint (another run's would be pruned,
  *    overwritten or resumed by mistake);
- *  - true: the newest checkpoint of `dir`, which must hold some, of one run;
+ *  - true: the newest checkpoint of `dir` that passes its check (read whole: structure,
+ *    checksums, metadata, finite values), which must hold some, of one run; the newer ones that
+ *    fail are in `skipped` with why; none good is an error listing each;
  *  - 'auto': as true when `dir` holds checkpoints, else a new run;
- *  - a path: that checkpoint; `dir` must hold no checkpoints but that run's.
+ *  - a path: that checkpoint, which must pass its check; `dir` must hold no checkpoints but that run's.
  */
 export function resolveStart(dir: string | null, resume: boolean | 'auto' | string = false): RunStart {
+  if (dir !== null) checkPath(dir, 'the checkpoint directory (checkpoint.dir)');
   if (typeof resume !== 'boolean' && !(typeof resume === 'string' && resume.length > 0)) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected true, false, 'auto' or a checkpoint path for resume but received ${describe(resume)}`);
   }
@@ -238,13 +362,13 @@ export function resolveStart(dir: string | null, resume: boolean | 'auto' | stri
         { details: { dir, steps: files.map((c) => c.step) } },
       );
     }
-    return { from: null, run: null };
+    return { from: null, run: null, skipped: [] };
   }
   if (resume === true || resume === 'auto') {
     if (!dir) throw new DeepwellError('INVALID_ARGUMENT', `Expected options.checkpoint.dir to resume from (resume: ${describe(resume)}) but the trainer has no checkpoint directory`);
     const ours = files.filter((c) => c.run !== undefined);
     if (!ours.length) {
-      if (resume === 'auto') return { from: null, run: null };
+      if (resume === 'auto') return { from: null, run: null, skipped: [] };
       const what = !existsSync(dir) ? 'does not exist' : files.length ? `holds only files that are not Deepwell checkpoints (steps ${steps(files)})` : 'holds none';
       throw new DeepwellError('INVALID_ARGUMENT', `Expected checkpoints to resume from in ${dir} but it ${what}; resume: 'auto' resumes when there are checkpoints and starts a new run otherwise`);
     }
@@ -252,16 +376,26 @@ export function resolveStart(dir: string | null, resume: boolean | 'auto' | stri
     if (runs.size > 1) {
       throw new DeepwellError('INVALID_ARGUMENT', `Expected the checkpoints of one run in ${dir} to resume but it holds several (${byRun(ours)}); pass the checkpoint to resume as resume: '<path>' with a checkpoint.dir of its own`);
     }
-    const last = ours.at(-1)!;
-    return { from: last.path, run: last.run ?? null };
+    // Newest first: the run's checkpoints and the step files whose header cannot be read (damaged).
+    const candidates = files.filter((c) => c.run !== undefined || readMetadata(c.path) === null).reverse();
+    const skipped: RunStart['skipped'] = [];
+    for (const c of candidates) {
+      try {
+        verifyCheckpoint(c.path);
+        return { from: c.path, run: c.run ?? null, skipped };
+      } catch (e) {
+        if (!DeepwellError.is(e)) throw e;
+        skipped.push({ step: c.step, path: c.path, reason: e.message });
+      }
+    }
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected a checkpoint that loads to resume from in ${dir} but every one fails its check: ${skipped.map((s) => `step ${s.step}: ${s.reason}`).join('; ')}`, { details: { dir, skipped } });
   }
   if (!existsSync(resume)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a checkpoint file for resume but ${resume} does not exist`);
-  const run = runOf(resume);
-  // Not a Deepwell checkpoint: loadCheckpoint says so with the details.
-  if (run === undefined) return { from: resume, run: null };
+  verifyCheckpoint(resume);
+  const run = runOf(resume) ?? null;
   const others = files.filter((c) => c.run !== run);
   if (others.length) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected ${dir} to hold no checkpoints but those of the run being resumed (${runName(run)}, ${resume}) but it holds others (${byRun(others)}); set checkpoint.dir to that run's directory or an empty one (nothing was deleted or overwritten)`);
   }
-  return { from: resume, run };
+  return { from: resume, run, skipped: [] };
 }

@@ -21,11 +21,11 @@
  * also takes the hub's files without the `transformer.` prefix, F16 and BF16 tensors, and skips the
  * attention-mask buffers older files carry (`attn.bias`, `attn.masked_bias`).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DeepwellError, bf16BitsToF32, f16BitsToF32 } from '@deepwell/core';
+import { DeepwellError, bf16BitsToF32, checkInteger, checkKeys, describe, f16BitsToF32, invalid } from '@deepwell/core';
 import type { GPTConfig } from '@deepwell/nn';
-import { asFloat32, readSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
+import { asFloat32, checkPath, firstNonFinite, readSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
 
 export type Params = Map<string, Float32Array>;
 
@@ -60,8 +60,22 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
+/** The largest padVocabTo (llm.c pads to 64 or 128). */
+const MAX_PAD = 65536;
+const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** NaN or Infinity in a tensor is refused, naming it: such weights would train or sample garbage. */
+function checkFinite(v: Float32Array, name: string, where: string): void {
+  const i = firstNonFinite(v);
+  if (i >= 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected finite values for '${name}' ${where} but element ${i} is ${v[i]}`, { details: { tensor: name, index: i } });
+}
+
 /** The checks that make a GPTConfig a GPT-2 shape; the error names the option. */
 function checkGpt2Shape(c: GPTConfig): void {
+  if (!plainObject(c)) invalid('a GPT config { vocabSize, blockSize, nLayer, nHead, nEmbd, … }', 'the Hugging Face export', c);
+  for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) checkInteger(c[k], `GPT config ${k}`, 1, 2 ** 31 - 1);
+  if (c.mlpHidden !== undefined) checkInteger(c.mlpHidden, 'GPT config mlpHidden', 1, 2 ** 31 - 1);
+  if (c.nEmbd % c.nHead !== 0) invalid(`an nEmbd divisible by nHead (${c.nHead})`, 'GPT config nEmbd', c.nEmbd);
   const bad = (what: string, v: unknown) => {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT-2-shaped model for Hugging Face GPT-2 but GPT config ${what} is ${JSON.stringify(v)}`);
   };
@@ -108,7 +122,12 @@ export function gpt2ConfigJson(c: GPTConfig, vocab: number): Record<string, unkn
  * Refuses a directory that already holds either file.
  */
 export function exportHuggingFace(dir: string, params: Params, config: GPTConfig, options: { vocabSize?: number } = {}): void {
+  checkPath(dir, 'the Hugging Face export directory');
+  if (!(params instanceof Map)) invalid("a Map of the model's parameters (name → Float32Array)", 'the Hugging Face export', params);
   checkGpt2Shape(config);
+  checkKeys(options, ['vocabSize'], 'Hugging Face export');
+  // Each layer has 12 parameters: a config with more layers than the map has values is missing some (checked before the name list is built).
+  if (config.nLayer > params.size) throw new DeepwellError('INVALID_ARGUMENT', `Expected parameter 'blocks.${params.size}.ln1.weight' for the Hugging Face export (GPT config nLayer ${config.nLayer}) but the model has none`);
   const C = config.nEmbd;
   const H = config.mlpHidden ?? 4 * C;
   const vocab = options.vocabSize ?? config.vocabSize;
@@ -125,7 +144,9 @@ export function exportHuggingFace(dir: string, params: Params, config: GPTConfig
     const shape = shapeOf(d);
     const n = shape.reduce((a, b) => a * b, 1);
     if (!v) throw new DeepwellError('INVALID_ARGUMENT', `Expected parameter '${d}' for the Hugging Face export but the model has none`);
+    if (!(v instanceof Float32Array)) invalid('a Float32Array', `parameter '${d}' of the Hugging Face export`, v);
     if (v.length !== n) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${n} values ([${shape.join(', ')}]) for '${d}' of the GPT config but received ${v.length}`);
+    checkFinite(v, d, 'in the Hugging Face export');
     let data = t ? transpose(v, shape[0]!, shape[1]!) : v;
     let out = t ? [shape[1]!, shape[0]!] : shape;
     if (d === 'wte.weight' || d === 'head.weight') {
@@ -137,9 +158,18 @@ export function exportHuggingFace(dir: string, params: Params, config: GPTConfig
   for (const f of ['model.safetensors', 'config.json']) {
     if (existsSync(join(dir, f))) throw new DeepwellError('INVALID_ARGUMENT', `Expected a directory without ${f} for the Hugging Face export but ${dir} holds one (nothing was overwritten)`);
   }
-  mkdirSync(dir, { recursive: true });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Could not make the Hugging Face export directory ${dir}: ${(e as Error).message}`, { cause: e });
+  }
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(gpt2ConfigJson(config, vocab), null, 2)}\n`);
+  try {
+    writeFileSync(join(dir, 'config.json'), `${JSON.stringify(gpt2ConfigJson(config, vocab), null, 2)}\n`);
+  } catch (e) {
+    rmSync(join(dir, 'model.safetensors'), { force: true }); // not half an export
+    throw new DeepwellError('INVALID_ARGUMENT', `Could not write ${join(dir, 'config.json')}: ${(e as Error).message} (nothing was exported)`, { cause: e });
+  }
 }
 
 /** A tensor of the file as f32 (F32, F16 or BF16). */
@@ -159,6 +189,10 @@ function floats(name: string, t: SafeTensor): Float32Array {
  * (64: GPT-2's 50257 → 50304, as llm.c trains it).
  */
 export function importHuggingFace(dir: string, options: { padVocabTo?: number } = {}): { config: GPTConfig; params: Params } {
+  checkPath(dir, 'the Hugging Face directory');
+  checkKeys(options, ['padVocabTo'], 'Hugging Face import');
+  const pad = options.padVocabTo ?? 1;
+  if (!Number.isInteger(pad) || pad < 1 || pad > MAX_PAD) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [1, ${MAX_PAD}] for padVocabTo but received ${describe(options.padVocabTo)}`);
   const cfgPath = join(dir, 'config.json');
   let cfg: Record<string, unknown>;
   try {
@@ -166,9 +200,10 @@ export function importHuggingFace(dir: string, options: { padVocabTo?: number } 
   } catch (e) {
     throw new DeepwellError('INVALID_ARGUMENT', `Could not read the Hugging Face config ${cfgPath}: ${(e as Error).message}`, { cause: e });
   }
+  if (!plainObject(cfg)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a JSON object in ${cfgPath} but received ${describe(cfg)}`);
   if (cfg.model_type !== 'gpt2') throw new DeepwellError('INVALID_ARGUMENT', `Expected model_type 'gpt2' in ${cfgPath} but received ${JSON.stringify(cfg.model_type)}`);
   for (const k of ['vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head']) {
-    if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for ${k} in ${cfgPath} but received ${JSON.stringify(cfg[k])}`);
+    if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1 || (cfg[k] as number) > 2 ** 31 - 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for ${k} in ${cfgPath} but received ${JSON.stringify(cfg[k])}`);
   }
   // What GPT2Config can change that this model cannot: each would be a silently different model.
   const unlike = (key: string, ok: (v: unknown) => boolean, want: string) => {
@@ -182,13 +217,14 @@ export function importHuggingFace(dir: string, options: { padVocabTo?: number } 
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') throw new DeepwellError('INVALID_ARGUMENT', `Expected activation_function gelu_new (the tanh GELU, Deepwell's) in ${cfgPath} but received ${JSON.stringify(act)}`);
   const V = cfg.vocab_size as number;
   const C = cfg.n_embd as number;
-  const pad = options.padVocabTo ?? 1;
-  if (!Number.isInteger(pad) || pad < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for padVocabTo but received ${String(options.padVocabTo)}`);
+  if (C % (cfg.n_head as number) !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected n_embd divisible by n_head in ${cfgPath} but received n_embd ${C} and n_head ${cfg.n_head}`);
   const Vp = Math.ceil(V / pad) * pad;
   const tied = cfg.tie_word_embeddings !== false;
   const config: GPTConfig = { vocabSize: Vp, blockSize: cfg.n_positions as number, nLayer: cfg.n_layer as number, nHead: cfg.n_head as number, nEmbd: C, tiedEmbeddings: tied };
   if (cfg.n_inner !== null && cfg.n_inner !== undefined) config.mlpHidden = cfg.n_inner as number;
   const file = readSafetensors(join(dir, 'model.safetensors'));
+  // Each layer is 12 tensors: more layers than the file has tensors cannot be there (checked before the name list is built).
+  if (config.nLayer > file.tensors.size) throw new DeepwellError('INVALID_ARGUMENT', `Expected tensor 'transformer.h.${file.tensors.size}.ln_1.weight' in ${join(dir, 'model.safetensors')} for a ${config.nLayer}-layer GPT-2 but it has none (${file.tensors.size} tensors)`);
   // The hub's gpt2 files name tensors without 'transformer.'; save_pretrained's with it.
   const byName = new Map<string, SafeTensor>();
   for (const [name, t] of file.tensors) {
@@ -208,6 +244,7 @@ export function importHuggingFace(dir: string, options: { padVocabTo?: number } 
     if (src.shape.length !== want.length || src.shape.some((s, i) => s !== want[i])) {
       throw new DeepwellError('SHAPE_MISMATCH', `Expected [${want.join(', ')}] for '${h}' of ${cfgPath}'s config but the file has [${src.shape.join(', ')}]`);
     }
+    checkFinite(v, h, `in ${join(dir, 'model.safetensors')}`);
     if (t) v = transpose(v, want[0]!, want[1]!);
     if ((d === 'wte.weight' || d === 'head.weight') && Vp > V) {
       const padded = new Float32Array(Vp * C);

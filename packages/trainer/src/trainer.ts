@@ -315,6 +315,12 @@ export class Trainer {
     const run = begin.run ?? randomUUID();
     const log = o.log?.jsonl ? new JsonlLog(o.log.jsonl, { run, resume: begin.from !== null }) : null;
     this.#used = true;
+    // Newer checkpoints that failed their check: said (a warning and the log), then replaced when the run reaches their step.
+    for (const k of begin.skipped) {
+      process.emitWarning(`checkpoint ${k.path} (step ${k.step}) fails its check, so the run resumes from ${begin.from}: ${k.reason}`, { type: 'DeepwellWarning', code: 'DEEPWELL_CHECKPOINT_DAMAGED' });
+      log?.write({ event: 'warning', kind: 'damaged checkpoint', step: k.step, path: k.path, reason: k.reason, resumedFrom: begin.from });
+    }
+    const damaged = new Set(begin.skipped.map((k) => k.path));
 
     const { batchSize: B, seqLen: T } = o.train;
     const seed = o.seed ?? 1;
@@ -357,9 +363,9 @@ export class Trainer {
     };
     const saveAt = (s: number): string => {
       const c = o.checkpoint!;
-      const path = checkpointPath(c.dir, s, run);
+      const path = checkpointPath(c.dir, s, run, damaged);
       saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, extra: { losses, evals, fallbacks: controller?.history ?? [] } });
-      pruneCheckpoints(c.dir, c.keep ?? 3, run);
+      pruneCheckpoints(c.dir, c.keep ?? 3, run, path);
       lastCheckpoint = path;
       lastCheckpointStep = s;
       log?.write({ event: 'checkpoint', step: s, path });

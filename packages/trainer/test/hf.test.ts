@@ -6,6 +6,7 @@ import { capture, compile } from '@deepwell/ir';
 import { GPT, type GPTConfig } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { exportHuggingFace, importHuggingFace, writeSafetensors } from '../src/index.js';
+import { CHECKSUM_KEY } from '../src/safetensors.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deepwell-hf-'));
@@ -48,7 +49,10 @@ describe('Hugging Face GPT-2', () => {
     const path = join(out, 'model.safetensors');
     const h = header(path);
     const { __metadata__: metadata, ...tensors } = h;
-    expect(metadata).toEqual(fixture.metadata);
+    // The published layout's metadata, and the checksums every Deepwell file carries (one per tensor and one for the metadata).
+    const { [CHECKSUM_KEY]: sums, ...published } = metadata as Record<string, string>;
+    expect(published).toEqual(fixture.metadata);
+    expect(Object.keys(JSON.parse(sums!)).sort()).toEqual(['__metadata__', ...Object.keys(tensors)].sort());
     expect(Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, (t as { shape: number[] }).shape]))).toEqual(fixture.tensors);
     expect(Object.values(tensors).every((t) => (t as { dtype: string }).dtype === 'F32')).toBe(true);
     const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
