@@ -111,28 +111,29 @@ export interface TrainerOptions {
   /**
    * The learning rate by step: a function of the 1-based step, or the default warm-up + cosine's
    * shape. Default: warm-up over ceil(steps / 10) steps to optimizer.lr, cosine to lr / 10 at `steps`.
+   * A function's value at each step must be a finite number >= 0: another is refused at that step.
    * A checkpoint records it; resuming with a different one is refused unless fit's extend.
    */
   schedule?: Schedule | ScheduleOptions;
-  /** Steps to train (the last step's number; a resumed run continues to it). Required. */
+  /** Steps to train (the last step's number; a resumed run continues to it), an integer in [1, 2^31 - 1]. Required. */
   steps: number;
-  /** Clip gradients to this global norm (the step then reports gradNorm). Default: no clipping. */
+  /** Clip gradients to this global norm, a finite number > 0 (the step then reports gradNorm). Default: no clipping. */
   clipGradNorm?: number;
-  /** Micro-batches per step (gradient accumulation): each step takes this many loader batches. Default 1. */
+  /** Micro-batches per step (gradient accumulation): each step takes this many loader batches, in [1, 65536]. Default 1. */
   accumulate?: number;
   /** Evaluate on val every this many steps and at the last step; needs val. Default: no evaluation. */
   evalEvery?: number;
-  /** Batches of val in the held-out set (read once, at the first evaluation); needs val. Default 10. */
+  /** Batches of val in the held-out set (read once, at the first evaluation), in [1, 100000]; needs val. Default 10. */
   evalBatches?: number;
   /** Checkpoints: where, how often, how many to keep. Default: none. */
   checkpoint?: CheckpointOptions;
-  /** The seed of the parameters' initialisation. Default 1. */
+  /** The seed of the parameters' initialisation, an integer in [0, 2^32). Default 1. */
   seed?: number;
   /** The JSONL log, the progress display and the loss curve. Default: progress on stderr, no log, loss.svg in checkpoint.dir. */
   log?: LogOptions;
-  /** Anything JSON the checkpoints should carry as the run's config (deepwell train stores { model, tokenizer }). Default null. */
+  /** Anything JSON the checkpoints should carry as the run's config (deepwell train stores { model, tokenizer }); checked to serialise. Default null. */
   config?: unknown;
-  /** On a GPU: run this step through Executable.profile (per-node device times; the same numbers). Default: none. */
+  /** On a GPU: run this step (in [1, steps]) through Executable.profile (per-node device times; the same numbers). Default: none. */
   profileStep?: number;
   /** A per-layer precision policy (compile's precision pass); the trainer works on a copy. Default: none. */
   policy?: PrecisionPolicy;
@@ -300,8 +301,37 @@ const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === '
 function check(ok: boolean, expected: string, what: string, received: unknown): void {
   if (!ok) throw new DeepwellError('INVALID_ARGUMENT', `Expected ${expected} for ${what} but received ${describe(received)}`);
 }
-const positiveInt = (v: unknown, what: string) => check(Number.isInteger(v) && (v as number) >= 1, 'a positive integer', what, v);
+/** The most steps (and step counts: evalEvery, checkpoint.every, …) an option may say. */
+const MAX_STEPS = 2 ** 31 - 1;
+const positiveInt = (v: unknown, what: string, max = MAX_STEPS) => check(Number.isInteger(v) && (v as number) >= 1 && (v as number) <= max, max === MAX_STEPS ? 'a positive integer' : `an integer in [1, ${max}]`, what, v);
 const optional = (v: unknown, test: () => void) => v !== undefined && test();
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+export const PRECISIONS = ['bf16', 'f32'] as const;
+/** Micro-batches per step at most, and held-out batches at most. */
+const MAX_ACCUMULATE = 65536;
+const MAX_EVAL_BATCHES = 100_000;
+
+/** A loader, from this copy of the trainer or another (ESM / CJS): next, restore, state and an integer batch shape. */
+function checkLoader(l: unknown, what: string): void {
+  const x = l as { next?: unknown; restore?: unknown; batchSize?: unknown; seqLen?: unknown } | null;
+  const ok = typeof x === 'object' && x !== null && typeof x.next === 'function' && typeof x.restore === 'function' && Number.isInteger(x.batchSize) && (x.batchSize as number) >= 1 && Number.isInteger(x.seqLen) && (x.seqLen as number) >= 1;
+  check(ok, 'a TokenLoader', what, l);
+}
+
+/** sample's options, checked as nn's Generator will check them, before any step runs (its first use is at the first evaluation). */
+function checkSampleOptions(o: TrainerOptions, vocabSize: number): void {
+  const s = o.sample!;
+  if (!Array.isArray(s.prompt) || s.prompt.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of token ids for sample.prompt but received ${describe(s.prompt)}`);
+  s.prompt.forEach((id, i) => check(Number.isInteger(id) && id >= 0 && id < vocabSize, `a token id in [0, ${vocabSize})`, `sample.prompt[${i}]`, id));
+  optional(s.maxTokens, () => positiveInt(s.maxTokens, 'sample.maxTokens', 65536));
+  optional(s.temperature, () => check(finite(s.temperature) && s.temperature >= 0, 'a finite number >= 0', 'sample.temperature', s.temperature));
+  optional(s.topK, () => positiveInt(s.topK, 'sample.topK', vocabSize));
+  optional(s.topP, () => check(finite(s.topP) && s.topP > 0 && s.topP <= 1, 'a number in (0, 1]', 'sample.topP', s.topP));
+  optional(s.seed, () => check(Number.isInteger(s.seed) && s.seed! >= 0 && s.seed! <= 2 ** 32 - 1, 'an integer in [0, 2^32)', 'sample.seed', s.seed));
+  optional(s.vocab, () => positiveInt(s.vocab, 'sample.vocab', vocabSize));
+  optional(s.stop, () => check(Number.isInteger(s.stop) && s.stop! >= 0 && s.stop! < vocabSize, `a token id in [0, ${vocabSize})`, 'sample.stop', s.stop));
+  optional(s.decode, () => check(typeof s.decode === 'function', 'a function of the ids', 'sample.decode', s.decode));
+}
 
 /** A PrecisionPolicy, from this copy of @deepwell/precision or another (ESM / CJS). */
 export function isPolicy(p: unknown): p is PrecisionPolicy {
@@ -345,9 +375,10 @@ export function checkTrainerOptions(options: TrainerOptions): void {
     check(plainObject(v), key === 'schedule' ? 'a function of the step or { warmup, minLr }' : `an object { ${known.join(', ')} }`, key, v);
     checkKeys(v as object, known, key);
   }
+  check(typeof (o.model as { forward?: unknown } | null)?.forward === 'function', 'a model with forward({ tokens, targets }) (e.g. a GPT from @deepwell/nn)', 'model', o.model);
   positiveInt(o.steps, 'steps');
-  check(typeof o.train?.next === 'function', 'a TokenLoader', 'train', o.train);
-  optional(o.val, () => check(typeof o.val!.next === 'function', 'a TokenLoader', 'val', o.val));
+  checkLoader(o.train, 'train');
+  optional(o.val, () => checkLoader(o.val, 'val'));
   if (o.val && (o.val.batchSize !== o.train.batchSize || o.val.seqLen !== o.train.seqLen)) {
     throw new DeepwellError('SHAPE_MISMATCH', `Expected the val loader's batch shape [${o.train.batchSize}, ${o.train.seqLen}] (the train loader's) but received [${o.val.batchSize}, ${o.val.seqLen}]`);
   }
@@ -359,15 +390,23 @@ export function checkTrainerOptions(options: TrainerOptions): void {
   if (o.evalEvery !== undefined && o.val === undefined) alone('a val loader with evalEvery (the held-out data to evaluate on)');
   if (o.evalBatches !== undefined && o.val === undefined) alone('a val loader with evalBatches (the held-out batches it reads)');
   optional(o.evalEvery, () => positiveInt(o.evalEvery, 'evalEvery'));
-  optional(o.evalBatches, () => positiveInt(o.evalBatches, 'evalBatches'));
-  optional(o.precision, () => check(o.precision === 'bf16' || o.precision === 'f32', "'bf16' or 'f32'", 'precision', o.precision));
-  optional(o.seed, () => check(Number.isInteger(o.seed) && o.seed! >= 0, 'a non-negative integer', 'seed', o.seed));
-  optional(o.profileStep, () => positiveInt(o.profileStep, 'profileStep'));
+  optional(o.evalBatches, () => positiveInt(o.evalBatches, 'evalBatches', MAX_EVAL_BATCHES));
+  optional(o.accumulate, () => positiveInt(o.accumulate, 'accumulate', MAX_ACCUMULATE));
+  optional(o.clipGradNorm, () => check(finite(o.clipGradNorm) && o.clipGradNorm > 0, 'a finite number > 0', 'clipGradNorm', o.clipGradNorm));
+  optional(o.precision, () => check((PRECISIONS as readonly unknown[]).includes(o.precision), `one of ${PRECISIONS.map((p) => `'${p}'`).join(', ')}`, 'precision', o.precision));
+  optional(o.seed, () => check(Number.isInteger(o.seed) && o.seed! >= 0 && o.seed! <= 2 ** 32 - 1, 'an integer in [0, 2^32)', 'seed', o.seed));
+  optional(o.profileStep, () => positiveInt(o.profileStep, 'profileStep', o.steps));
   const opt = o.optimizer ?? {};
-  optional(opt.lr, () => check(Number.isFinite(opt.lr) && opt.lr! > 0, 'a positive number', 'optimizer.lr', opt.lr));
-  for (const k of ['beta1', 'beta2'] as const) optional(opt[k], () => check(opt[k]! >= 0 && opt[k]! < 1, 'a number in [0, 1)', `optimizer.${k}`, opt[k]));
-  optional(opt.eps, () => check(Number.isFinite(opt.eps) && opt.eps! > 0, 'a positive number', 'optimizer.eps', opt.eps));
-  optional(opt.weightDecay, () => check(Number.isFinite(opt.weightDecay) && opt.weightDecay! >= 0, 'a non-negative number', 'optimizer.weightDecay', opt.weightDecay));
+  optional(opt.lr, () => check(finite(opt.lr) && opt.lr > 0, 'a positive number', 'optimizer.lr', opt.lr));
+  for (const k of ['beta1', 'beta2'] as const) optional(opt[k], () => check(finite(opt[k]) && opt[k]! >= 0 && opt[k]! < 1, 'a number in [0, 1)', `optimizer.${k}`, opt[k]));
+  optional(opt.eps, () => check(finite(opt.eps) && opt.eps > 0, 'a positive number', 'optimizer.eps', opt.eps));
+  optional(opt.weightDecay, () => check(finite(opt.weightDecay) && opt.weightDecay >= 0, 'a non-negative number', 'optimizer.weightDecay', opt.weightDecay));
+  if (o.schedule !== undefined && typeof o.schedule !== 'function') {
+    const sch = o.schedule;
+    const lr = opt.lr ?? 6e-4;
+    optional(sch.warmup, () => check(Number.isInteger(sch.warmup) && sch.warmup! >= 0 && sch.warmup! <= o.steps, `an integer in [0, ${o.steps}] (steps)`, 'schedule.warmup', sch.warmup));
+    optional(sch.minLr, () => check(finite(sch.minLr) && sch.minLr >= 0 && sch.minLr <= lr, `a number in [0, ${lr}] (optimizer.lr)`, 'schedule.minLr', sch.minLr));
+  }
   if (o.checkpoint !== undefined) {
     const c = o.checkpoint;
     check(typeof c.dir === 'string' && c.dir.length > 0, 'a directory path', 'checkpoint.dir', c.dir);
@@ -380,6 +419,16 @@ export function checkTrainerOptions(options: TrainerOptions): void {
     optional(l.progress, () => check(typeof l.progress === 'boolean', 'a boolean', 'log.progress', l.progress));
     optional(l.every, () => positiveInt(l.every, 'log.every'));
   }
+  if (o.config !== undefined) {
+    // The checkpoints carry it as JSON: a value JSON cannot hold would fail at the first checkpoint, mid-run.
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(o.config);
+    } catch (cause) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected a JSON value for config (the checkpoints carry it) but received ${describe(o.config)}: ${(cause as Error).message}`, { cause });
+    }
+    check(json !== undefined, 'a JSON value', 'config', o.config);
+  }
   if (o.policy !== undefined && !isPolicy(o.policy)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a PrecisionPolicy (from @deepwell/precision) for policy but received ${describe(o.policy)}`);
   if (o.fallback !== undefined && o.fallback !== false) {
     checkFallbackOptions(o.fallback);
@@ -388,9 +437,7 @@ export function checkTrainerOptions(options: TrainerOptions): void {
   if (o.sample !== undefined) {
     if (!(o.model instanceof GPT)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT model for sample (it generates with nn's Generator) but received ${describe(o.model)}`);
     if (!o.val || !o.evalEvery) throw new DeepwellError('INVALID_ARGUMENT', 'Expected val and evalEvery for sample (it samples at each evaluation) but received none');
-    if (!Array.isArray(o.sample.prompt) || o.sample.prompt.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of token ids for sample.prompt but received ${describe(o.sample.prompt)}`);
-    optional(o.sample.maxTokens, () => positiveInt(o.sample!.maxTokens, 'sample.maxTokens'));
-    optional(o.sample.decode, () => check(typeof o.sample!.decode === 'function', 'a function of the ids', 'sample.decode', o.sample!.decode));
+    checkSampleOptions(o, o.model.config.vocabSize);
   }
 }
 

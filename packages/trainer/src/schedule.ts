@@ -63,7 +63,7 @@ export type ScheduleRecord = ({ kind: 'warmupCosine' } & Required<WarmupCosineOp
 
 /** The warmupCosine schedule a record describes (null for a 'custom' one). */
 export function scheduleOf(record: ScheduleRecord): Schedule | null {
-  return record.kind === 'warmupCosine' ? warmupCosine(record) : null;
+  return record.kind === 'warmupCosine' ? warmupCosine({ lr: record.lr, warmup: record.warmup, total: record.total, minLr: record.minLr }) : null;
 }
 
 const num = (x: number) => String(Number(x.toPrecision(6)));
