@@ -1,11 +1,11 @@
 // Hugging Face GPT-2 export and import, checked against a fixture written from the published layout.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { capture, compile } from '@deepwell/ir';
 import { GPT, type GPTConfig } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
-import { exportHuggingFace, importHuggingFace, writeSafetensors } from '../src/index.js';
+import { exportHuggingFace, importHuggingFace, readSafetensors, writeSafetensors } from '../src/index.js';
 import { CHECKSUM_KEY } from '../src/safetensors.js';
 import { errorOf } from '../../../testing/errors.js';
 
@@ -146,5 +146,55 @@ describe('Hugging Face GPT-2', () => {
     exportHuggingFace(wide, paramsOf({ ...tiny, mlpHidden: 12 }), { ...tiny, mlpHidden: 12 });
     copyFileSync(join(out, 'config.json'), join(wide, 'config.json'));
     expect(errorOf(() => importHuggingFace(wide)).message).toMatch(/Expected \[8, 32\] for 'transformer.h.0.mlp.c_fc.weight' .* the file has \[8, 12\]/);
+  });
+
+  it('refuses damaged directories and bad arguments with DeepwellErrors, before sizing anything (issue 20)', () => {
+    const params = paramsOf(tiny);
+    const d = fresh();
+    exportHuggingFace(d, params, tiny);
+    const cfg = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
+    const withConfig = (c: unknown) => {
+      const e = fresh();
+      mkdirSync(e);
+      copyFileSync(join(d, 'model.safetensors'), join(e, 'model.safetensors'));
+      writeFileSync(join(e, 'config.json'), JSON.stringify(c));
+      return e;
+    };
+    // A config.json that is JSON but not an object.
+    for (const c of [null, [1], 5, 'gpt2']) expect(errorOf(() => importHuggingFace(withConfig(c))).message).toMatch(/Expected a JSON object in .*config.json/);
+    // A layer count far beyond the file is refused at once (the name list is not built).
+    const t0 = performance.now();
+    expect(errorOf(() => importHuggingFace(withConfig({ ...cfg, n_layer: 2 ** 31 - 1 }))).message).toMatch(/2147483647-layer GPT-2 but it has none/);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(errorOf(() => importHuggingFace(withConfig({ ...cfg, n_head: 3 }))).message).toMatch(/n_embd divisible by n_head/);
+    // NaN weights in the file (checksums intact: written so) are refused, naming the tensor.
+    const file = readSafetensors(join(d, 'model.safetensors'));
+    const ln = file.tensors.get('transformer.h.1.ln_2.bias')!;
+    const nan = new Float32Array(new Uint8Array(ln.data.buffer, ln.data.byteOffset, ln.data.byteLength).slice().buffer);
+    nan[Math.floor(Math.random() * nan.length)] = Number.NaN;
+    const poisoned = withConfig(cfg);
+    writeSafetensors(join(poisoned, 'model.safetensors'), new Map([...file.tensors, ['transformer.h.1.ln_2.bias', { ...ln, data: nan }]]), file.metadata);
+    expect(errorOf(() => importHuggingFace(poisoned)).message).toMatch(/finite values for 'transformer.h.1.ln_2.bias'.* element \d+ is NaN/);
+    // A flipped bit in the weights fails the checksum.
+    const flipped = withConfig(cfg);
+    const bytes = readFileSync(join(flipped, 'model.safetensors'));
+    bytes[bytes.length - 3] ^= 0x04;
+    writeFileSync(join(flipped, 'model.safetensors'), bytes);
+    expect(errorOf(() => importHuggingFace(flipped)).message).toMatch(/fails its checksum/);
+    // Arguments: paths are strings, options known, padVocabTo bounded; export takes a Map of Float32Arrays of finite values.
+    expect(errorOf(() => importHuggingFace(3 as never)).message).toMatch(/Expected a file path .* received 3/);
+    expect(errorOf(() => importHuggingFace(d, { padVocab: 64 } as never)).message).toMatch(/padVocab.*did you mean padVocabTo/);
+    expect(errorOf(() => importHuggingFace(d, { padVocabTo: 2 ** 40 })).message).toMatch(/padVocabTo/);
+    expect(errorOf(() => exportHuggingFace(fresh(), {} as never, tiny)).message).toMatch(/a Map of the model's parameters/);
+    expect(errorOf(() => exportHuggingFace(fresh(), params, null as never)).message).toMatch(/GPT config/);
+    expect(errorOf(() => exportHuggingFace(fresh(), params, { ...tiny, nLayer: 1e9 })).message).toMatch(/nLayer/);
+    expect(errorOf(() => exportHuggingFace(fresh(), params, tiny, { vocab: 3 } as never)).message).toMatch(/vocab/);
+    const bad = new Map(params);
+    const w = params.get('wpe.weight')!.slice();
+    w[0] = Number.POSITIVE_INFINITY;
+    bad.set('wpe.weight', w);
+    const out = fresh();
+    expect(errorOf(() => exportHuggingFace(out, bad, tiny)).message).toMatch(/finite values for 'wpe.weight'/);
+    expect(existsSync(out)).toBe(false);
   });
 });
