@@ -60,6 +60,15 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
+/**
+ * The metadata key of model.safetensors that records config.json's shape fields (checksummed with
+ * the file): an import refuses a config.json that disagrees (damaged or edited: n_head 2 → 4 would
+ * load the same weights as another model).
+ */
+const SHAPE_KEY = 'deepwell.gpt2';
+const SHAPE_FIELDS = ['vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head', 'n_inner', 'tie_word_embeddings'] as const;
+const shapeRecord = (cfg: Record<string, unknown>) => Object.fromEntries(SHAPE_FIELDS.map((k) => [k, k === 'n_inner' ? (cfg[k] ?? null) : k === 'tie_word_embeddings' ? cfg[k] !== false : cfg[k]]));
+
 /** The largest padVocabTo (llm.c pads to 64 or 128). */
 const MAX_PAD = 65536;
 const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -84,12 +93,15 @@ function checkGpt2Shape(c: GPTConfig): void {
   if (c.bias === false) bad('bias', c.bias);
   if (c.nKvHead !== undefined && c.nKvHead !== c.nHead) bad('nKvHead', c.nKvHead);
   if (c.moe) bad('moe', c.moe);
+  if (c.attention !== undefined && !Array.isArray(c.attention) && !plainObject(c.attention)) bad('attention', c.attention);
   const kinds = Array.isArray(c.attention) ? c.attention : [c.attention ?? { kind: 'dense' }];
   if (kinds.some((k) => k.kind !== 'dense')) bad('attention', c.attention);
 }
 
 /** GPT2Config's fields for a Deepwell GPT config (vocab: the rows written). */
 export function gpt2ConfigJson(c: GPTConfig, vocab: number): Record<string, unknown> {
+  checkGpt2Shape(c);
+  checkInteger(vocab, 'the vocabulary rows written (vocab)', 1, c.vocabSize);
   const hidden = c.mlpHidden ?? 4 * c.nEmbd;
   return {
     architectures: ['GPT2LMHeadModel'],
@@ -163,7 +175,7 @@ export function exportHuggingFace(dir: string, params: Params, config: GPTConfig
   } catch (e) {
     throw new DeepwellError('INVALID_ARGUMENT', `Could not make the Hugging Face export directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
-  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt', [SHAPE_KEY]: JSON.stringify(shapeRecord(gpt2ConfigJson(config, vocab))) });
   try {
     writeFileSync(join(dir, 'config.json'), `${JSON.stringify(gpt2ConfigJson(config, vocab), null, 2)}\n`);
   } catch (e) {
@@ -257,6 +269,19 @@ export function importHuggingFace(dir: string, options: { padVocabTo?: number } 
   const head = byName.get('lm_head.weight');
   if (head && tied) byName.delete('lm_head.weight');
   if (byName.size) throw new DeepwellError('INVALID_ARGUMENT', `Expected only GPT-2's tensors in ${join(dir, 'model.safetensors')} but it also has ${[...byName.keys()].slice(0, 3).join(', ')}`);
+  // What the tensors' shapes cannot show (n_head), from the record our export keeps.
+  const recorded = file.metadata[SHAPE_KEY];
+  if (recorded !== undefined) {
+    const mine = shapeRecord(cfg);
+    let theirs: Record<string, unknown> | null = null;
+    try {
+      theirs = JSON.parse(recorded) as Record<string, unknown>;
+    } catch {
+      theirs = null;
+    }
+    const differs = SHAPE_FIELDS.filter((k) => !plainObject(theirs) || theirs[k] !== mine[k]);
+    if (differs.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected ${cfgPath} to agree with the shape its model.safetensors records but ${differs.map((k) => `${k} is ${JSON.stringify(mine[k])} there and ${JSON.stringify(plainObject(theirs) ? theirs[k] : null)} in the record`).join(', ')} (a damaged or edited config.json)`);
+  }
   return { config, params };
 }
 

@@ -71,7 +71,7 @@ function rawFile(path: string, header: unknown, data: Uint8Array = new Uint8Arra
 /** A file's bytes with one bit of the data section flipped (`at` bytes from its end). */
 function flipDataBit(path: string, at = 5): void {
   const b = readFileSync(path);
-  b[b.length - at] ^= 0x10;
+  b[b.length - at] = b[b.length - at]! ^ 0x10;
   writeFileSync(path, b);
 }
 

@@ -50,8 +50,9 @@ describe('Hugging Face GPT-2', () => {
     const h = header(path);
     const { __metadata__: metadata, ...tensors } = h;
     // The published layout's metadata, and the checksums every Deepwell file carries (one per tensor and one for the metadata).
-    const { [CHECKSUM_KEY]: sums, ...published } = metadata as Record<string, string>;
+    const { [CHECKSUM_KEY]: sums, 'deepwell.gpt2': shape, ...published } = metadata as Record<string, string>;
     expect(published).toEqual(fixture.metadata);
+    expect(JSON.parse(shape!)).toEqual({ vocab_size: 11, n_positions: 6, n_embd: 8, n_layer: 2, n_head: 2, n_inner: null, tie_word_embeddings: true });
     expect(Object.keys(JSON.parse(sums!)).sort()).toEqual(['__metadata__', ...Object.keys(tensors)].sort());
     expect(Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, (t as { shape: number[] }).shape]))).toEqual(fixture.tensors);
     expect(Object.values(tensors).every((t) => (t as { dtype: string }).dtype === 'F32')).toBe(true);
@@ -167,6 +168,8 @@ describe('Hugging Face GPT-2', () => {
     expect(errorOf(() => importHuggingFace(withConfig({ ...cfg, n_layer: 2 ** 31 - 1 }))).message).toMatch(/2147483647-layer GPT-2 but it has none/);
     expect(performance.now() - t0).toBeLessThan(1000);
     expect(errorOf(() => importHuggingFace(withConfig({ ...cfg, n_head: 3 }))).message).toMatch(/n_embd divisible by n_head/);
+    // A config.json that disagrees with the shape model.safetensors records: the same weights would be another model.
+    expect(errorOf(() => importHuggingFace(withConfig({ ...cfg, n_head: 4 }))).message).toMatch(/agree with the shape .* n_head is 4 there and 2 in the record/);
     // NaN weights in the file (checksums intact: written so) are refused, naming the tensor.
     const file = readSafetensors(join(d, 'model.safetensors'));
     const ln = file.tensors.get('transformer.h.1.ln_2.bias')!;
@@ -178,7 +181,7 @@ describe('Hugging Face GPT-2', () => {
     // A flipped bit in the weights fails the checksum.
     const flipped = withConfig(cfg);
     const bytes = readFileSync(join(flipped, 'model.safetensors'));
-    bytes[bytes.length - 3] ^= 0x04;
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x04;
     writeFileSync(join(flipped, 'model.safetensors'), bytes);
     expect(errorOf(() => importHuggingFace(flipped)).message).toMatch(/fails its checksum/);
     // Arguments: paths are strings, options known, padVocabTo bounded; export takes a Map of Float32Arrays of finite values.
