@@ -9,7 +9,7 @@
  */
 import { appendFileSync, closeSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, checkNumber, describe, invalid } from '@deepwell/core';
 
 /** The first record of a JSONL file: undefined when the file is missing or empty, null when its first line is not a JSON object. */
 function firstRecord(path: string): Record<string, unknown> | null | undefined {
@@ -42,6 +42,12 @@ export class JsonlLog {
    * to whatever it holds.
    */
   constructor(readonly path: string, owner?: { run: string; resume: boolean }) {
+    if (typeof path !== 'string' || path.length === 0) invalid('a file path (a non-empty string)', 'JsonlLog path', path);
+    if (owner !== undefined) {
+      checkKeys(owner, ['run', 'resume'], 'JsonlLog owner', { noun: 'key' });
+      if (typeof owner.run !== 'string' || owner.run.length === 0) invalid("the run's id (a non-empty string)", 'JsonlLog owner.run', owner.run);
+      if (typeof owner.resume !== 'boolean') invalid('a boolean', 'JsonlLog owner.resume', owner.resume);
+    }
     if (owner) {
       const first = firstRecord(path);
       if (first !== undefined) {
@@ -52,10 +58,27 @@ export class JsonlLog {
         }
       }
     }
-    mkdirSync(dirname(path), { recursive: true });
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (e) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Could not make the folder of the log ${path}: ${(e as Error).message}`, { cause: e });
+    }
   }
+
+  /** Append one record (a JSON object) as a line. */
   write(record: Record<string, unknown>): void {
-    appendFileSync(this.path, `${JSON.stringify(record)}\n`);
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) invalid('a record (a JSON object)', 'JsonlLog write', record);
+    let line: string;
+    try {
+      line = JSON.stringify(record);
+    } catch (e) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected a record JSON can hold for JsonlLog write but received ${describe(record)}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      appendFileSync(this.path, `${line}\n`);
+    } catch (e) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Could not append to the log ${this.path}: ${(e as Error).message}`, { cause: e });
+    }
   }
 }
 
@@ -91,10 +114,25 @@ export class Progress {
   readonly tty: boolean;
   #last = 0;
   constructor(readonly stream: NodeJS.WriteStream = process.stderr, readonly every = 10, tty?: boolean) {
+    if (typeof (stream as { write?: unknown } | null)?.write !== 'function') invalid('a writable stream (with write)', 'Progress stream', stream);
+    checkInteger(every, 'Progress every', 1, 2 ** 31 - 1);
+    if (tty !== undefined && typeof tty !== 'boolean') invalid('a boolean', 'Progress tty', tty);
     this.tty = tty ?? Boolean(stream.isTTY);
   }
 
   step(s: StepLine): void {
+    if (typeof s !== 'object' || s === null) invalid('a step line { step, total, loss, lr, tokensPerSecond, mfu, elapsed }', 'Progress step', s);
+    checkKeys(s, ['step', 'total', 'done', 'loss', 'lr', 'tokensPerSecond', 'mfu', 'elapsed'], 'Progress step', { noun: 'key' });
+    checkInteger(s.total, 'Progress step total', 1);
+    checkInteger(s.step, 'Progress step step', 0, s.total);
+    if (s.done !== undefined) checkInteger(s.done, 'Progress step done', 0, s.step);
+    // The loss and the rate as they are (a diverged step's NaN is shown as NaN); times and counts finite.
+    for (const k of ['loss', 'lr'] as const) if (typeof s[k] !== 'number') invalid('a number', `Progress step ${k}`, s[k]);
+    // Rates of a step timed at 0 ms may be Infinity: shown, not refused.
+    const rate = (v: unknown, what: string) => (typeof v !== 'number' || !(v >= 0)) && invalid('a number >= 0', `Progress step ${what}`, v);
+    rate(s.tokensPerSecond, 'tokensPerSecond');
+    if (s.mfu !== null) rate(s.mfu, 'mfu');
+    checkNumber(s.elapsed, 'Progress step elapsed', { min: 0 });
     const done = s.done ?? s.step;
     const eta = done > 0 ? (s.elapsed / done) * (s.total - s.step) : NaN;
     const stats = `loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  ${Math.round(s.tokensPerSecond).toLocaleString('en')} tok/s${s.mfu !== null ? `  MFU ${(100 * s.mfu).toFixed(1)}%` : ''}`;
@@ -111,6 +149,7 @@ export class Progress {
   }
 
   line(text: string): void {
+    if (typeof text !== 'string') invalid('a string', 'Progress line', text);
     this.stream.write(`${this.tty ? '\r\x1b[K' : ''}${text}\n`);
   }
 }

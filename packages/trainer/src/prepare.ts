@@ -17,7 +17,7 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DeepwellError, checkOneOf } from '@deepwell/core';
+import { DeepwellError, checkFunction, checkInteger, checkKeys, checkOneOf, describe, invalid } from '@deepwell/core';
 import { writeShard } from './shards.js';
 import { TOKENIZER_NAMES, charTokenizer, gpt2Tokenizer, type Tokenizer, type TokenizerName } from './tokenizer.js';
 
@@ -108,13 +108,14 @@ class ShardWriter {
   readonly written: { path: string; tokens: number }[] = [];
   #buf: Uint16Array;
   #n = 0;
-  constructor(readonly out: string, readonly split: 'train' | 'val', readonly size: number) {
-    this.#buf = new Uint16Array(size);
+  /** `most`: a bound on the tokens there can be (the buffer is never larger). */
+  constructor(readonly out: string, readonly split: 'train' | 'val', readonly size: number, most: number) {
+    this.#buf = new Uint16Array(Math.min(size, most));
   }
   push(ids: readonly number[]): void {
     for (const id of ids) {
       this.#buf[this.#n++] = id;
-      if (this.#n === this.size) this.flush();
+      if (this.#n === this.#buf.length) this.flush();
     }
   }
   flush(): void {
@@ -129,16 +130,21 @@ class ShardWriter {
   }
 }
 
+const PREPARE_KEYS = ['inputs', 'out', 'tokenizer', 'valFraction', 'shardTokens', 'chunkBytes', 'onProgress'];
+
 function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'onProgress'>> & { sizes: number[] } {
-  if (!Array.isArray(o.inputs) || o.inputs.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected at least one text file for prepare inputs but received none');
+  checkKeys(o, PREPARE_KEYS, 'prepare');
+  if (!Array.isArray(o.inputs) || o.inputs.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected at least one text file for prepare inputs but received ${describe(o.inputs)}`);
+  o.inputs.forEach((p, i) => {
+    if (typeof p !== 'string' || p.length === 0) invalid('a file path (a non-empty string)', `prepare inputs[${i}]`, p);
+  });
   checkOneOf(o.tokenizer, TOKENIZER_NAMES, 'prepare tokenizer');
-  if (typeof o.out !== 'string' || o.out === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected an output directory for prepare out but received ${String(o.out)}`);
+  if (typeof o.out !== 'string' || o.out === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected an output directory for prepare out but received ${describe(o.out)}`);
   const valFraction = o.valFraction ?? 0.1;
-  if (!(valFraction >= 0 && valFraction <= 0.5)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a number in [0, 0.5] for prepare valFraction but received ${String(o.valFraction)}`);
-  const shardTokens = o.shardTokens ?? 100_000_000;
-  if (!Number.isInteger(shardTokens) || shardTokens < 1 || shardTokens > 2 ** 31 - 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [1, 2^31) for prepare shardTokens but received ${String(o.shardTokens)}`);
-  const chunkBytes = o.chunkBytes ?? 8 << 20;
-  if (!Number.isInteger(chunkBytes) || chunkBytes < 16) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer of at least 16 for prepare chunkBytes but received ${String(o.chunkBytes)}`);
+  if (typeof valFraction !== 'number' || !(valFraction >= 0 && valFraction <= 0.5)) invalid('a number in [0, 0.5]', 'prepare valFraction', o.valFraction);
+  const shardTokens = checkInteger(o.shardTokens ?? 100_000_000, 'prepare shardTokens', 1, 2 ** 31 - 1);
+  const chunkBytes = checkInteger(o.chunkBytes ?? 8 << 20, 'prepare chunkBytes', 16, 2 ** 30);
+  if (o.onProgress !== undefined) checkFunction(o.onProgress, 'prepare onProgress');
   const sizes = o.inputs.map((p) => {
     let st;
     try {
@@ -178,8 +184,14 @@ export function prepareText(options: PrepareOptions): PrepareResult {
   } else {
     tokenizer = gpt2Tokenizer();
   }
-  mkdirSync(o.out, { recursive: true });
-  const writers = { train: new ShardWriter(o.out, 'train', o.shardTokens), val: new ShardWriter(o.out, 'val', o.shardTokens) };
+  try {
+    mkdirSync(o.out, { recursive: true });
+  } catch (e) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Could not make the output directory ${o.out}: ${(e as Error).message}`, { cause: e });
+  }
+  // Every token takes at least one byte of text (GPT-2's BPE and chars alike), plus <|endoftext|> per file.
+  const most = totalBytes + o.inputs.length;
+  const writers = { train: new ShardWriter(o.out, 'train', o.shardTokens, most), val: new ShardWriter(o.out, 'val', o.shardTokens, most) };
   const valFrom = o.valFraction > 0 ? Math.floor(totalBytes * (1 - o.valFraction)) : Infinity;
   let bytes = 0; // read
   let consumed = 0; // encoded

@@ -10,7 +10,7 @@
  * model knows how to decode them.
  */
 import { readFileSync } from 'node:fs';
-import { DeepwellError, checkOneOf } from '@deepwell/core';
+import { DeepwellError, checkOneOf, describe, invalid } from '@deepwell/core';
 import { Tiktoken } from 'js-tiktoken/lite';
 import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 
@@ -36,7 +36,8 @@ export interface Tokenizer {
 }
 
 function checkIds(ids: ArrayLike<number>, vocabSize: number, name: string): number[] {
-  const out = Array.from(ids);
+  if (!Array.isArray(ids) && !(ArrayBuffer.isView(ids) && !(ids instanceof DataView))) invalid('an array of token ids', `the ${name} tokenizer's decode`, ids);
+  const out = Array.from(ids as ArrayLike<number>);
   for (let i = 0; i < out.length; i++) {
     const v = out[i]!;
     if (!Number.isInteger(v) || v < 0 || v >= vocabSize) {
@@ -44,6 +45,11 @@ function checkIds(ids: ArrayLike<number>, vocabSize: number, name: string): numb
     }
   }
   return out;
+}
+
+function checkText(text: unknown, name: string): string {
+  if (typeof text !== 'string') invalid('a string', `the ${name} tokenizer's encode`, text);
+  return text;
 }
 
 let gpt2Encoder: Tiktoken | null = null;
@@ -56,7 +62,7 @@ export function gpt2Tokenizer(): Tokenizer {
     name: 'gpt2',
     vocabSize: 50257,
     eot: 50256,
-    encode: (text) => enc.encode(text, [], []),
+    encode: (text) => enc.encode(checkText(text, 'gpt2'), [], []),
     decode: (ids) => enc.decode(checkIds(ids, 50257, 'gpt2')),
     record: () => ({ format: TOKENIZER_FORMAT, version: 1, name: 'gpt2', vocabSize: 50257, eot: 50256 }),
   };
@@ -64,10 +70,12 @@ export function gpt2Tokenizer(): Tokenizer {
 
 /** One token per distinct code point of `chars` (a string or the characters themselves), in code point order. */
 export function charTokenizer(chars: string | Iterable<string>): Tokenizer {
+  if (typeof chars !== 'string' && typeof (chars as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== 'function') invalid('a string or an iterable of characters', 'the char tokenizer', chars);
   const set = new Set<string>();
   for (const c of typeof chars === 'string' ? Array.from(chars) : chars) {
-    if (typeof c !== 'string' || Array.from(c).length !== 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected single characters for the char tokenizer but received ${JSON.stringify(c)}`);
+    if (typeof c !== 'string' || Array.from(c).length !== 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected single characters for the char tokenizer but received ${describe(c)}`);
     set.add(c);
+    if (set.size > 65536) break;
   }
   if (set.size === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected at least one character for the char tokenizer but received none (an empty text?)');
   if (set.size > 65536) throw new DeepwellError('INVALID_ARGUMENT', `Expected at most 65536 distinct characters for the char tokenizer (uint16 shards) but received ${set.size}`);
@@ -78,6 +86,7 @@ export function charTokenizer(chars: string | Iterable<string>): Tokenizer {
     vocabSize: list.length,
     eot: null,
     encode(text) {
+      checkText(text, 'char');
       const out: number[] = [];
       let i = 0;
       for (const c of text) {
@@ -95,6 +104,7 @@ export function charTokenizer(chars: string | Iterable<string>): Tokenizer {
 
 /** The tokenizer a record describes (`source` names it in errors: a path, say). */
 export function tokenizerFromRecord(record: unknown, source = 'tokenizer record'): Tokenizer {
+  if (typeof source !== 'string') invalid('a string (what the record came from)', 'tokenizerFromRecord source', source);
   const r = record as Partial<Record<string, unknown>> | null;
   if (r === null || typeof r !== 'object' || r.format !== TOKENIZER_FORMAT || r.version !== 1) {
     throw new DeepwellError('INVALID_ARGUMENT', `${source} is not a Deepwell tokenizer record (expected format '${TOKENIZER_FORMAT}', version 1)`);
@@ -118,6 +128,7 @@ export function tokenizerFromRecord(record: unknown, source = 'tokenizer record'
 
 /** Read `tokenizer.json` (or any path holding a record). */
 export function loadTokenizer(path: string): Tokenizer {
+  if (typeof path !== 'string' || path.length === 0) invalid('a file path (a non-empty string)', 'loadTokenizer path', path);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
