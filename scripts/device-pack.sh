@@ -12,9 +12,15 @@ pnpm build
 tar -cJf .device/deps.tar.xz \
   --exclude='node_modules/.pnpm/typescript@*' --exclude='node_modules/.pnpm/@turbo+*' --exclude='node_modules/.pnpm/turbo@*' \
   --exclude='node_modules/.pnpm/prettier@*' --exclude='node_modules/.pnpm/@esbuild+*' --exclude='node_modules/.pnpm/esbuild@*' \
-  node_modules packages/*/node_modules examples/*/node_modules bench/node_modules packages/*/dist packages/kernels-native/prebuilds
-node scripts/pack-install.mjs --dest /tmp/deepwell-device-install > /dev/null
-tar -C /tmp/deepwell-device-install -cJf .device/installed.tar.xz project
+  --exclude='node_modules/.pnpm/@resvg+*' --exclude='node_modules/.pnpm/@types+*' --exclude='node_modules/.pnpm/@changesets+*' \
+  node_modules packages/*/node_modules examples/*/node_modules bench/node_modules fuzz/node_modules packages/*/dist packages/kernels-native/prebuilds
+# The tarball install (gpu-check.sh's `installed` step); DEVICE_PACK_NO_INSTALL=1 leaves it out.
+if [ -z "${DEVICE_PACK_NO_INSTALL:-}" ]; then
+  node scripts/pack-install.mjs --dest /tmp/deepwell-device-install > /dev/null
+  tar -C /tmp/deepwell-device-install -cJf .device/installed.tar.xz project
+else
+  rm -f .device/installed.tar.xz
+fi
 # The commit packed (with '-dirty' for uncommitted changes): the GPU host's copy has no reliable .git.
 echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo -dirty)" > .device/commit
 ls -la .device

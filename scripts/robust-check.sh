@@ -2,8 +2,8 @@
 # On the GPU host: issue 20's checks (bad input never corrupts, hangs or lies), by part, into $OUT.
 # Needs .device/ from scripts/device-pack.sh.
 #   OUT=$OUT bash scripts/robust-check.sh [fuzz] [faults] [alloc] [soak] [resume] [memcheck] [racecheck] [synccheck] [initcheck]
-#   fuzz       the fuzz suite with the GPU present (fuzz/run.mjs): the native boundary's cases then
-#              reach real allocations and streams
+#   fuzz       the fuzz suite with the GPU present (fuzz/run.mjs; FUZZ_ONLY=a,b for some modules): the
+#              native boundary's cases then reach real allocations and streams
 #   faults     out of memory at every allocation site of a compiled step (nn test/gpu_faults.test.ts)
 #   alloc      100,000 allocate/free cycles (bench/soak.mjs alloc)
 #   soak       10,000 training steps of a small GPT, memory sampled (bench/soak.mjs train)
@@ -22,7 +22,7 @@ for part in "${parts[@]}"; do
   case $part in
   fuzz)
     step "fuzz suite, GPU present"
-    timeout 500 node fuzz/run.mjs --json "$OUT/fuzz.json" --workers 4 > "$OUT/fuzz.log" 2>&1
+    timeout 500 node fuzz/run.mjs --json "$OUT/fuzz.json" --workers 4 ${FUZZ_ONLY:+--only $FUZZ_ONLY} > "$OUT/fuzz.log" 2>&1
     echo "exit $?"; grep -vE "^\s+at " "$OUT/fuzz.log" | tail -40
     ;;
   faults)
@@ -36,7 +36,7 @@ for part in "${parts[@]}"; do
     ;;
   soak)
     step "10,000 training steps, memory sampled every 100"
-    rm -rf /tmp/soak-train && timeout 550 node --expose-gc bench/soak.mjs train --steps 10000 --dir /tmp/soak-train --json "$OUT/soak.json"; echo "exit $?"
+    rm -rf /tmp/soak-train && timeout 550 node --expose-gc bench/soak.mjs train --steps 10000 --dir /tmp/soak-train --check-memory --json "$OUT/soak.json"; echo "exit $?"
     ;;
   resume)
     step "kill -9 at random moments (and mid-checkpoint), resumed, beside an uninterrupted run"

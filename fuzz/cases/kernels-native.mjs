@@ -106,6 +106,7 @@ function nativeCase(rng, entry, i) {
     name: `kernels-native raw ${entry.name} #${i}`,
     entry: ['kernels-native.tryLoadNative', 'kernels-native.ENTRY_POINTS'],
     expect: 'either',
+    check: (v) => (v?.problems ? `the device was left unusable or leaking: ${v.problems.join('; ')}` : undefined),
     run: async () => {
       const addon = raw();
       if (!addon) return { skipped: 'no native addon' };
@@ -128,26 +129,41 @@ function nativeCase(rng, entry, i) {
       } catch (e) {
         error = e;
       }
+      const problems = [];
       if (onGpu) {
-        addon.allocFault(0);
-        // What a valid vector allocated or created is the case's to give back.
-        if (entry.name === 'alloc' && typeof result === 'number') addon.free(result);
-        if (entry.name === 'streamCreate' && typeof result === 'number') addon.streamDestroy(result);
-        if (entry.name === 'eventCreate' && typeof result === 'number') addon.eventDestroy(result);
-        if (entry.name === 'hostAlloc' && result instanceof ArrayBuffer) addon.hostFree(new Uint8Array(result));
-        addon.streamSynchronize(live.stream);
-        addon.deviceSynchronize(0); // a kernel that ran wild fails here, and so does every later case
-        for (const b of live.buffers) addon.free(b.ptr);
-        if (entry.name !== 'streamDestroy' || error) {
+        // Each step on its own: one that fails must not keep the rest from cleaning up.
+        const tidy = (what, f) => {
           try {
-            addon.streamDestroy(live.stream);
-          } catch {
-            // destroyed by the case itself (streamDestroy with the live stream)
+            f();
+          } catch (e) {
+            problems.push(`${what}: ${e?.message ?? e}`);
           }
-        }
+        };
+        const quiet = (f) => {
+          try {
+            f();
+          } catch {
+            // expected to fail when there is nothing to undo
+          }
+        };
+        addon.allocFault(0);
+        // A capture the vector began is the caller's to end (a capture left open blocks every
+        // allocation in the process): end it and drop its graph.
+        quiet(() => addon.graphDestroy(addon.captureEnd(live.stream).graph));
+        // What a valid vector allocated or created is the case's to give back.
+        if (entry.name === 'alloc' && typeof result === 'number') tidy('free', () => addon.free(result));
+        if (entry.name === 'streamCreate' && typeof result === 'number') tidy('streamDestroy', () => addon.streamDestroy(result));
+        if (entry.name === 'eventCreate' && typeof result === 'number') tidy('eventDestroy', () => addon.eventDestroy(result));
+        if (entry.name === 'captureEnd' && result && typeof result.graph === 'number') tidy('graphDestroy', () => addon.graphDestroy(result.graph));
+        if (entry.name === 'hostAlloc' && result instanceof ArrayBuffer) tidy('hostFree', () => addon.hostFree(new Uint8Array(result)));
+        quiet(() => addon.streamSynchronize(live.stream)); // the stream may be gone (streamDestroy)
+        tidy('deviceSynchronize (a kernel that ran wild fails here)', () => addon.deviceSynchronize(0));
+        for (const b of live.buffers) quiet(() => addon.free(b.ptr)); // a vector may have freed one
+        quiet(() => addon.streamDestroy(live.stream));
         const after = addon.memoryStats(0).inUse;
-        if (after !== before) throw new Error(`${entry.name}: bytes in use ${before} before, ${after} after`);
+        if (after !== before) problems.push(`bytes in use ${before} before, ${after} after`);
       }
+      if (problems.length) return { problems, args };
       if (error !== undefined) {
         if (DeepwellError.is(error)) throw error;
         if (!CODES.has(error?.code)) throw new TypeError(`${entry.name}(${args.map(show).join(', ')}) threw without a DeepwellError code: ${String(error?.message ?? error)}`);

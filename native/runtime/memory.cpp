@@ -2,8 +2,9 @@
 //
 // Why a cache: cudaMalloc/cudaFree synchronise the device and cost tens of microseconds; a training
 // step allocates and frees the same sizes every iteration. Freed blocks go to a per-device free list
-// keyed by size class and are handed out again without touching the driver (as PyTorch's
-// CUDACachingAllocator, much simplified: no block splitting, no per-stream pools yet, so all work
+// keyed by size class and are handed out again without touching the driver, to a request of that
+// size or up to a quarter smaller (as PyTorch's CUDACachingAllocator, much simplified: no block
+// splitting, no per-stream pools yet, so all work
 // that uses a buffer must be on one stream or synchronised before its free).
 //
 // Why a table of live allocations: JS passes device pointers as numbers. Every pointer that comes
@@ -97,8 +98,11 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   if (injectedFault())
     fail(env, "OUT_OF_MEMORY", "injected allocation failure (allocFault): " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device));
   uintptr_t ptr = 0;
-  auto it = al.cached[device].find(size);
-  if (it != al.cached[device].end()) {
+  // Best fit among the cached blocks, up to a quarter larger than asked: an exact size match alone
+  // let the cache grow without bound under sizes that vary (a new class for every size seen).
+  auto it = al.cached[device].lower_bound(size);
+  if (it != al.cached[device].end() && it->first - size <= size / 4) {
+    size = it->first;
     ptr = it->second;
     al.cached[device].erase(it);
     s.cacheHits++;
