@@ -7,6 +7,8 @@
 //       and the process's RSS and V8 heap (after a full GC). Past warm-up (the first 10% of steps)
 //       every sample must stay within 1 MiB of the first (with --check-memory, the exit code says so).
 //       Appends "step hexbits" per step to --losses.
+//   node bench/soak.mjs bare   --steps 10000 [--json F]
+//       the same model's compiled step run directly, without the Trainer, memory sampled the same way
 //   node bench/soak.mjs alloc  --cycles 100000 [--json F]
 //       random-sized allocate/free cycles through the CUDA backend (up to 64 live at once): bytes in
 //       use back to where they were, reserved bounded by the live peak, RSS flat.
@@ -93,6 +95,43 @@ async function train() {
   console.log(`  memory flat after warm-up (every spread within 1 MiB): ${flat ? 'yes' : 'NO'}`);
   if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, trace: samples }, null, 1));
   if (!flat && args.includes('--check-memory')) process.exitCode = 1;
+}
+
+// The same model's compiled step run directly (no Trainer): what the native side and the executable
+// hold per step, apart from the Trainer's own history (its per-step loss records).
+async function bare() {
+  const kn = await cuda();
+  const { GPT, MarkovCorpus } = await import('@deepwell/nn');
+  const { autocast, capture, compile, trainingStep } = await import('@deepwell/ir');
+  const steps = Number(opt('steps', 10000));
+  const [B, T, vocab] = [16, 64, 64];
+  const corpus = new MarkovCorpus({ vocab, seed: 7 });
+  const spec = { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } };
+  const exe = compile(trainingStep(autocast(capture(new GPT({ vocabSize: vocab, blockSize: T, nLayer: 4, nHead: 4, nEmbd: 128 }), spec))), { device: 'cuda:0', seed: 7 });
+  const batch = corpus.batch(B, T);
+  const backend = kn.cudaBackend(0);
+  const samples = [];
+  const lr = new Float32Array(1);
+  const stepArr = new Float32Array(1);
+  let last = 0;
+  for (let s = 1; s <= steps; s++) {
+    lr[0] = 1e-3;
+    stepArr[0] = s;
+    last = exe.run({ ...batch, lr, step: stepArr }).loss[0];
+    if (s % 100 === 0) {
+      gc();
+      const m = backend.memoryStats();
+      const h = process.memoryUsage();
+      samples.push({ step: s, inUse: m.inUse, rss: h.rss, heapUsed: h.heapUsed, external: h.external });
+    }
+  }
+  exe.dispose();
+  const warm = samples.filter((x) => x.step >= steps / 10);
+  const spread = (k) => (Math.max(...warm.map((x) => x[k])) - Math.min(...warm.map((x) => x[k]))) / MiB;
+  const out = { mode: 'bare', steps, last, spreadMiB: { inUse: spread('inUse'), rss: spread('rss'), heapUsed: spread('heapUsed'), external: spread('external') } };
+  console.log(`soak bare: ${steps} steps of the compiled step alone, last loss ${last.toFixed(4)}; spread after warm-up (MiB): ${Object.entries(out.spreadMiB).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
+  console.log(`  RSS every 1000 steps (MiB): ${samples.filter((x) => x.step % 1000 === 0).map((x) => (x.rss / MiB).toFixed(1)).join(' ')}`);
+  if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, trace: samples }, null, 1));
 }
 
 async function alloc() {
@@ -234,7 +273,7 @@ async function resume() {
   if (differ || b.redone.length) process.exitCode = 1;
 }
 
-const modes = { train, alloc, resume };
+const modes = { train, bare, alloc, resume };
 if (!modes[mode]) {
   console.error('usage: node bench/soak.mjs train|alloc|resume [options] (see the top of the file)');
   process.exit(2);

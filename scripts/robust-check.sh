@@ -37,6 +37,8 @@ for part in "${parts[@]}"; do
   soak)
     step "10,000 training steps, memory sampled every 100"
     rm -rf /tmp/soak-train && timeout 550 node --expose-gc bench/soak.mjs train --steps 10000 --dir /tmp/soak-train --check-memory --json "$OUT/soak.json"; echo "exit $?"
+    step "the same compiled step run 10,000 times without the Trainer"
+    timeout 300 node --expose-gc bench/soak.mjs bare --steps 10000 --json "$OUT/soak-bare.json"; echo "exit $?"
     ;;
   resume)
     step "kill -9 at random moments (and mid-checkpoint), resumed, beside an uninterrupted run"
