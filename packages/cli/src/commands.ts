@@ -5,7 +5,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, parseDevice } from '@deepwell/core';
 import { autocast, capture, dryrun, trainingStep } from '@deepwell/ir';
 import { GPT, GPT_PRESETS, Generator, type GPTConfig } from '@deepwell/nn';
 import {
@@ -26,7 +26,12 @@ const duration = (ms: number) => (ms < 1e4 ? `${ms.toFixed(1)} ms` : ms < 6e5 ? 
 /** The shards and tokenizer of a prepared directory. */
 function dataOf(dir: string): { train: string[]; val: string[]; tokenizer: Tokenizer } {
   if (!existsSync(dir)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a directory made by deepwell prepare for data but ${dir} does not exist`);
-  const files = readdirSync(dir).sort();
+  let files: string[];
+  try {
+    files = readdirSync(dir).sort();
+  } catch (e) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected a directory made by deepwell prepare for data but could not list ${dir}: ${(e as Error).message}`, { cause: e });
+  }
   const train = files.filter((f) => /^train_\d+\.bin$/.test(f)).map((f) => join(dir, f));
   const val = files.filter((f) => /^val_\d+\.bin$/.test(f)).map((f) => join(dir, f));
   if (!train.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected train_*.bin shards in ${dir} (deepwell prepare makes them) but found none`);
@@ -35,10 +40,26 @@ function dataOf(dir: string): { train: string[]; val: string[]; tokenizer: Token
 
 function modelConfig(model: RunConfig['model']): GPTConfig {
   if (typeof model === 'string') {
-    if (!(model in GPT_PRESETS)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(GPT_PRESETS).join(', ')} for the model preset but received '${model}'`);
+    if (!Object.prototype.hasOwnProperty.call(GPT_PRESETS, model)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(GPT_PRESETS).join(', ')} for the model preset but received '${model}'`);
     return GPT_PRESETS[model as keyof typeof GPT_PRESETS];
   }
   return model;
+}
+
+/**
+ * A number flag's text as a number: decimal only (Number() would take '', ' ', '0x10' and 'Infinity'),
+ * an integer where `integer`, within [min, max]; an error naming the flag otherwise.
+ */
+export function numberFlag(text: string | undefined, flag: string, o: { integer?: boolean; min?: number; max?: number; above?: number } = {}): number | undefined {
+  if (text === undefined) return undefined;
+  const pattern = o.integer ? /^[-+]?\d+$/ : /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i;
+  const x = pattern.test(text.trim()) ? Number(text) : NaN;
+  const ok = Number.isFinite(x) && (!o.integer || Number.isSafeInteger(x)) && (o.min === undefined || x >= o.min) && (o.max === undefined || x <= o.max) && (o.above === undefined || x > o.above);
+  if (!ok) {
+    const range = [o.min !== undefined ? `>= ${o.min}` : '', o.above !== undefined ? `> ${o.above}` : '', o.max !== undefined ? `<= ${o.max}` : ''].filter(Boolean).join(' and ');
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected ${o.integer ? 'an integer' : 'a number'}${range ? ` ${range}` : ''} for --${flag} but received '${text}'`);
+  }
+  return x;
 }
 
 export function prepare(inputs: string[], o: { tokenizer?: string; out?: string; valFraction?: string; shardTokens?: string }, io: Io): void {
@@ -50,8 +71,8 @@ export function prepare(inputs: string[], o: { tokenizer?: string; out?: string;
     inputs,
     out: o.out,
     tokenizer: o.tokenizer as 'gpt2',
-    valFraction: o.valFraction === undefined ? undefined : Number(o.valFraction),
-    shardTokens: o.shardTokens === undefined ? undefined : Number(o.shardTokens),
+    valFraction: numberFlag(o.valFraction, 'val-fraction', { min: 0, max: 0.5 }),
+    shardTokens: numberFlag(o.shardTokens, 'shard-tokens', { integer: true, min: 1, max: 2 ** 31 - 1 }),
     onProgress: (p) => {
       const pct = Math.floor((100 * p.bytes) / p.totalBytes / 10) * 10;
       if (pct > shown) {
@@ -69,8 +90,9 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
   const c = loadRunConfig(configPath, overrides);
   const data = dataOf(c.data);
   const model = modelConfig(c.model);
-  if (model.vocabSize < data.tokenizer.vocabSize) {
-    throw new DeepwellError('INVALID_ARGUMENT', `Expected model.vocabSize of at least the tokenizer's ${data.tokenizer.vocabSize} tokens (${join(c.data, 'tokenizer.json')}) but received ${model.vocabSize}`);
+  const gpt = new GPT(model); // checks the config (GPT's own errors name the key)
+  if (gpt.config.vocabSize < data.tokenizer.vocabSize) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected model.vocabSize of at least the tokenizer's ${data.tokenizer.vocabSize} tokens (${join(c.data, 'tokenizer.json')}) but received ${gpt.config.vocabSize}`);
   }
   const checkpoint = c.checkpoint ?? { dir: join(c.data, '..', 'checkpoints'), every: Math.max(1, Math.ceil(c.steps / 10)) };
   // The Trainer decides what a run may do with the folder (a new run refuses one that holds
@@ -83,7 +105,7 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
   const { prompt = '', ...sampling } = c.sample ?? {};
   const sampleIds = prompt ? tok.encode(prompt) : [tok.eot ?? 0];
   const trainer = new Trainer({
-    model: new GPT(model),
+    model: gpt,
     train: loader(data.train, true),
     ...(evaluating ? { val: loader(data.val, false), evalEvery: c.evalEvery, evalBatches: c.evalBatches } : {}),
     ...(evaluating && c.sample ? { sample: { ...sampling, prompt: sampleIds, vocab: tok.vocabSize, decode: (ids: number[]) => tok.decode(ids) } } : {}),
@@ -142,21 +164,21 @@ export function sample(path: string, o: { prompt?: string; maxTokens?: string; t
   const record = tokenizer.record();
   const newline = record.name === 'char' && record.chars.includes('\n') ? tokenizer.encode('\n') : [0];
   const ids = prompt.length ? prompt : tokenizer.eot !== null ? [tokenizer.eot] : newline;
-  const num = (v: string | undefined, name: string) => {
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (!Number.isFinite(x)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a number for --${name} but received '${v}'`);
-    return x;
-  };
+  // Every flag checked before the weights go to the device.
+  const maxTokens = numberFlag(o.maxTokens, 'max-tokens', { integer: true, min: 1, max: 65536 }) ?? 100;
+  const temperature = numberFlag(o.temperature, 'temperature', { min: 0 });
+  const topK = numberFlag(o.topK, 'top-k', { integer: true, min: 1 });
+  const topP = numberFlag(o.topP, 'top-p', { above: 0, max: 1 });
+  const seed = numberFlag(o.seed, 'seed', { integer: true, min: 0, max: 2 ** 32 - 1 }) ?? 0;
   if (o.precision !== undefined && o.precision !== 'f32' && o.precision !== 'bf16') throw new DeepwellError('INVALID_ARGUMENT', `Expected f32 or bf16 for --precision but received '${o.precision}'`);
   const g = new Generator(new GPT(model), weights, { device: o.device ?? 'cpu', ...(o.precision ? { precision: o.precision } : {}), ...(o.cache === false ? { cache: false } : {}) });
   try {
     const out = g.generate(ids, {
-      maxTokens: num(o.maxTokens, 'max-tokens') ?? 100,
-      temperature: num(o.temperature, 'temperature'),
-      topK: num(o.topK, 'top-k'),
-      topP: num(o.topP, 'top-p'),
-      seed: num(o.seed, 'seed') ?? 0,
+      maxTokens,
+      temperature,
+      topK,
+      topP,
+      seed,
       vocab: Math.min(model.vocabSize, tokenizer.vocabSize), // never a padding id
       ...(tokenizer.eot !== null ? { stop: tokenizer.eot } : {}),
     });
@@ -168,14 +190,15 @@ export function sample(path: string, o: { prompt?: string; maxTokens?: string; t
 
 export function exportHf(path: string, dir: string, o: { vocabSize?: string }, io: Io): void {
   const { model, tokenizer, weights } = readModel(path);
-  const vocabSize = o.vocabSize !== undefined ? Number(o.vocabSize) : Math.min(model.vocabSize, tokenizer.vocabSize);
+  const vocabSize = numberFlag(o.vocabSize, 'vocab-size', { integer: true, min: 1, max: model.vocabSize }) ?? Math.min(model.vocabSize, tokenizer.vocabSize);
   exportHuggingFace(dir, weights, model, { vocabSize });
   io.out(`wrote ${join(dir, 'model.safetensors')} and ${join(dir, 'config.json')} (vocab ${vocabSize})`);
 }
 
 export function importHf(dir: string, path: string, o: { padVocab?: string }, io: Io): void {
   if (existsSync(path)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a new checkpoint path for the import but ${path} exists (nothing was overwritten)`);
-  const { config, params } = importHuggingFace(dir, { padVocabTo: o.padVocab === undefined ? 64 : Number(o.padVocab) });
+  const padVocabTo = numberFlag(o.padVocab, 'pad-vocab', { integer: true, min: 1, max: 65536 }) ?? 64;
+  const { config, params } = importHuggingFace(dir, { padVocabTo });
   const tokenizer = tokenizerFromRecord({ format: 'deepwell-tokenizer', version: 1, name: 'gpt2', vocabSize: 50257, eot: 50256 });
   const shapes = new Map(new GPT(config).namedParameters().map(([n, p]) => [n, [...p.shape]]));
   const tensors = new Map([...params].map(([n, v]) => [n, { dtype: 'F32' as const, shape: shapes.get(n)!, data: v }]));
@@ -187,7 +210,8 @@ export function importHf(dir: string, path: string, o: { padVocab?: string }, io
 export function dryrunConfig(configPath: string, overrides: [string, string][], io: Io): void {
   const c = loadRunConfig(configPath, overrides);
   const model = modelConfig(c.model);
-  const device = c.device ?? 'cpu';
+  new GPT(model); // checks the config before any capture
+  const device = parseDevice(c.device ?? 'cpu');
   const stepOf = (B: number) => {
     const f = capture(new GPT(model), { tokens: { shape: [B, c.seqLen], dtype: 'i32' }, targets: { shape: [B, c.seqLen], dtype: 'i32' } });
     for (const k of Object.keys(f.outputs)) if (k !== 'loss') delete f.outputs[k];

@@ -17,7 +17,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, editDistance, invalid } from '@deepwell/core';
 import type { GPTConfig, GPTPreset } from '@deepwell/nn';
 
 export interface RunConfig {
@@ -45,24 +45,46 @@ export interface RunConfig {
   sample?: { prompt?: string; maxTokens?: number; temperature?: number; topK?: number; seed?: number };
 }
 
-const KEYS: Record<string, 'object' | 'number' | 'string' | 'boolean' | 'model' | 'resume'> = {
-  model: 'model', data: 'string', batchSize: 'number', seqLen: 'number', steps: 'number', optimizer: 'object', schedule: 'object',
-  clipGradNorm: 'number', accumulate: 'number', evalEvery: 'number', evalBatches: 'number', seed: 'number', device: 'string',
-  precision: 'string', checkpoint: 'object', resume: 'resume', extend: 'boolean', log: 'object', sample: 'object',
+/** A value's kind: 'int' an integer >= its minimum, 'number' a finite number >= its minimum. */
+type Kind = 'object' | 'int' | 'number' | 'string' | 'boolean' | 'model' | 'resume' | 'precision';
+type Spec = { kind: Kind; min?: number };
+const int = (min: number): Spec => ({ kind: 'int', min });
+const num = (min?: number): Spec => ({ kind: 'number', min });
+const KEYS: Record<string, Spec> = {
+  model: { kind: 'model' }, data: { kind: 'string' }, batchSize: int(1), seqLen: int(1), steps: int(1), optimizer: { kind: 'object' }, schedule: { kind: 'object' },
+  clipGradNorm: num(0), accumulate: int(1), evalEvery: int(1), evalBatches: int(1), seed: int(0), device: { kind: 'string' },
+  precision: { kind: 'precision' }, checkpoint: { kind: 'object' }, resume: { kind: 'resume' }, extend: { kind: 'boolean' }, log: { kind: 'object' }, sample: { kind: 'object' },
 };
-type Kind = 'number' | 'string';
-const NESTED: Record<string, Record<string, Kind>> = {
-  optimizer: { lr: 'number', beta1: 'number', beta2: 'number', eps: 'number', weightDecay: 'number' },
-  schedule: { warmup: 'number', minLr: 'number' },
-  checkpoint: { dir: 'string', every: 'number', keep: 'number' },
-  log: { jsonl: 'string', every: 'number' },
-  sample: { prompt: 'string', maxTokens: 'number', temperature: 'number', topK: 'number', seed: 'number' },
+const NESTED: Record<string, Record<string, Spec>> = {
+  optimizer: { lr: num(0), beta1: num(0), beta2: num(0), eps: num(0), weightDecay: num(0) },
+  schedule: { warmup: int(0), minLr: num(0) },
+  checkpoint: { dir: { kind: 'string' }, every: int(1), keep: int(1) },
+  log: { jsonl: { kind: 'string' }, every: int(1) },
+  sample: { prompt: { kind: 'string' }, maxTokens: int(1), temperature: num(0), topK: int(1), seed: int(0) },
+};
+/** Other trainers' names for keys (nanoGPT's, Hugging Face's). */
+const ALIASES: Record<string, string> = {
+  lr: 'optimizer.lr', learningRate: 'optimizer.lr', learning_rate: 'optimizer.lr', weightDecay: 'optimizer.weightDecay', weight_decay: 'optimizer.weightDecay',
+  warmup: 'schedule.warmup', warmupSteps: 'schedule.warmup', warmup_iters: 'schedule.warmup', minLr: 'schedule.minLr', min_lr: 'schedule.minLr',
+  maxSteps: 'steps', max_steps: 'steps', max_iters: 'steps', evalInterval: 'evalEvery', eval_interval: 'evalEvery', eval_iters: 'evalBatches',
+  gradClip: 'clipGradNorm', grad_clip: 'clipGradNorm', gradient_accumulation_steps: 'accumulate', outDir: 'checkpoint.dir', out_dir: 'checkpoint.dir', dtype: 'precision',
 };
 /** Keys that must be there when their object is. */
 const REQUIRED: Record<string, string[]> = { checkpoint: ['dir', 'every'] };
+const PRECISIONS = ['bf16', 'f32'];
+/** A part of a dotted override key: a plain name (never __proto__ or constructor, which would reach Object's prototype). */
+const NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
+const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
 
 function bad(source: string, msg: string): never {
   throw new DeepwellError('INVALID_ARGUMENT', `${source}: ${msg}`);
+}
+
+/** " (did you mean x?)" for the known names near `key`, or ''. */
+function suggest(key: string, known: string[]): string {
+  const lower = key.toLowerCase();
+  const near = known.filter((k) => editDistance(k.toLowerCase(), lower) <= (key.length <= 3 ? 1 : 2));
+  return near.length ? ` (did you mean ${near.join(' or ')}?)` : '';
 }
 
 /** A value given on the command line: JSON when it parses (numbers, true, {…}), else the string. */
@@ -74,8 +96,39 @@ function parseValue(v: string): unknown {
   }
 }
 
+/** `value` against its spec; `name` is the key as the config writes it ('optimizer.lr'). */
+function checkValue(source: string, name: string, spec: Spec, value: unknown): void {
+  const got = JSON.stringify(value) ?? String(value);
+  const { kind, min } = spec;
+  if (kind === 'int' || kind === 'number') {
+    if (typeof value !== 'number') bad(source, `expected a number for '${name}' but received ${got}`);
+    const ok = Number.isFinite(value) && (kind === 'number' || Number.isInteger(value)) && (min === undefined || value >= min);
+    if (!ok) bad(source, `expected ${kind === 'int' ? 'an integer' : 'a finite number'}${min !== undefined ? ` >= ${min}` : ''} for '${name}' but received ${got}`);
+  } else if (kind === 'precision') {
+    if (!PRECISIONS.includes(value as string)) bad(source, `expected one of ${PRECISIONS.map((p) => `"${p}"`).join(', ')} for '${name}' but received ${got}`);
+  } else if (kind === 'resume') {
+    if (typeof value !== 'boolean' && value !== 'auto') bad(source, `expected true, false or "auto" for '${name}' but received ${got}`);
+  } else if (kind === 'model') {
+    if (typeof value !== 'string' && (value === null || typeof value !== 'object' || Array.isArray(value))) bad(source, `expected a GPT config object or a preset name for '${name}' but received ${got}`);
+  } else if (kind === 'object') {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) bad(source, `expected an object for '${name}' but received ${got}`);
+    const spec = NESTED[name]!;
+    for (const [k, v] of Object.entries(value as object)) {
+      if (!has(spec, k)) bad(source, `unknown key '${name}.${k}' (expected one of ${Object.keys(spec).join(', ')})${suggest(k, Object.keys(spec))}`);
+      checkValue(source, `${name}.${k}`, spec[k]!, v);
+    }
+    for (const k of REQUIRED[name] ?? []) if ((value as Record<string, unknown>)[k] === undefined) bad(source, `missing '${name}.${k}'`);
+  } else if (typeof value !== kind || (kind === 'string' && value === '')) {
+    bad(source, `expected a ${kind === 'string' ? 'non-empty string' : kind} for '${name}' but received ${got}`);
+  }
+}
+
 /** Read, override and check a run config. `overrides`: [dotted key, value] pairs from the command line. */
 export function loadRunConfig(path: string, overrides: [string, string][] = []): RunConfig {
+  if (typeof path !== 'string' || path.length === 0) invalid('a run config path (a non-empty string)', 'loadRunConfig path', path);
+  if (!Array.isArray(overrides) || overrides.some((o) => !Array.isArray(o) || o.length !== 2 || typeof o[0] !== 'string' || typeof o[1] !== 'string')) {
+    invalid('an array of [key, value] string pairs', 'loadRunConfig overrides', overrides);
+  }
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -85,39 +138,25 @@ export function loadRunConfig(path: string, overrides: [string, string][] = []):
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) bad(path, 'expected a JSON object');
   for (const [key, value] of overrides) {
     const parts = key.split('.');
+    const top = parts[0]!;
+    if (parts.some((p) => !NAME.test(p))) bad(`--${key}`, 'expected a config key (names joined by dots, as optimizer.lr)');
+    if (parts.length > 2) bad(`--${key}`, 'expected a key at most one level deep (as optimizer.lr)');
+    // Own keys only: a key never reaches what every object inherits (constructor, toString).
     let at = raw as Record<string, unknown>;
     for (const p of parts.slice(0, -1)) {
-      if (at[p] === undefined) at[p] = {};
+      if (!has(at, p)) at[p] = {};
       if (at[p] === null || typeof at[p] !== 'object') bad(`--${key}`, `'${p}' is not an object in the config`);
       at = at[p] as Record<string, unknown>;
     }
     // A string-valued key keeps the text as given (--checkpoint.dir 2024 is a directory, not a number).
     const leaf = parts.at(-1)!;
-    const kind = parts.length === 1 ? KEYS[leaf] : NESTED[parts[0]!]?.[leaf];
+    const spec = parts.length === 1 ? (has(KEYS, leaf) ? KEYS[leaf] : undefined) : has(NESTED, top) && has(NESTED[top]!, leaf) ? NESTED[top]![leaf] : undefined;
+    const kind = spec?.kind;
     at[leaf] = kind === 'string' || (kind === 'model' && !value.trim().startsWith('{')) ? value : parseValue(value);
   }
   for (const [key, value] of Object.entries(raw)) {
-    const kind = KEYS[key];
-    if (!kind) bad(path, `unknown key '${key}' (expected one of ${Object.keys(KEYS).join(', ')})`);
-    if (kind === 'resume') {
-      if (typeof value !== 'boolean' && value !== 'auto') bad(path, `expected true, false or "auto" for 'resume' but received ${JSON.stringify(value)}`);
-      continue;
-    }
-    if (kind === 'model') {
-      if (typeof value !== 'string' && (value === null || typeof value !== 'object')) bad(path, `expected a GPT config object or a preset name for 'model' but received ${JSON.stringify(value)}`);
-      continue;
-    }
-    if (kind === 'object') {
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) bad(path, `expected an object for '${key}' but received ${JSON.stringify(value)}`);
-      const spec = NESTED[key]!;
-      for (const [k, v] of Object.entries(value as object)) {
-        if (!spec[k]) bad(path, `unknown key '${key}.${k}' (expected one of ${Object.keys(spec).join(', ')})`);
-        if (typeof v !== spec[k]) bad(path, `expected a ${spec[k]} for '${key}.${k}' but received ${JSON.stringify(v)}`);
-      }
-      for (const k of REQUIRED[key] ?? []) if ((value as Record<string, unknown>)[k] === undefined) bad(path, `missing '${key}.${k}'`);
-      continue;
-    }
-    if (typeof value !== kind) bad(path, `expected a ${kind} for '${key}' but received ${JSON.stringify(value)}`);
+    if (!has(KEYS, key)) bad(path, `unknown key '${key}' (expected one of ${Object.keys(KEYS).join(', ')})${ALIASES[key] ? ` (did you mean ${ALIASES[key]}?)` : suggest(key, Object.keys(KEYS))}`);
+    checkValue(path, key, KEYS[key]!, value);
   }
   for (const key of ['model', 'data', 'batchSize', 'seqLen', 'steps']) if (raw[key] === undefined) bad(path, `missing '${key}'`);
   const c = raw as unknown as RunConfig;

@@ -3,7 +3,7 @@
  * and errors that name the command and the option. Exit codes: 0 done, 1 failed, 2 bad usage.
  */
 import { parseArgs } from 'node:util';
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, editDistance, invalid } from '@deepwell/core';
 import { main as probeMain } from '@deepwell/probe';
 import { dryrunConfig, exportHf, importHf, prepare, sample, train, type Io } from './commands.js';
 
@@ -102,6 +102,29 @@ const TOP = `Usage: deepwell <command> [options]   (deepwell <command> --help fo
 Commands:
 ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}`;
 
+/** " (did you mean --x?)" for the command's options near `flag` (with or without its dashes), or ''. */
+function nearFlag(flag: string, options: Record<string, unknown>): string {
+  const name = flag.replace(/^-+/, '').split('=')[0]!.toLowerCase();
+  const near = Object.keys(options).filter((k) => editDistance(k, name) <= (name.length <= 3 ? 1 : 2) || (name.length >= 3 && k.startsWith(name)));
+  return near.length ? ` (did you mean ${near.map((k) => `--${k}`).join(' or ')}?)` : '';
+}
+
+/** parseArgs's error as a usage error: which option, and what is wrong with it. */
+function usageOf(e: unknown, options: Record<string, { type: string }>): UsageError {
+  const code = (e as { code?: string }).code;
+  const message = (e as Error).message ?? String(e);
+  const flag = /'(--?[^'\s]+)/.exec(message)?.[1];
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag) {
+    const known = Object.keys(options).map((k) => `--${k}`).join(', ');
+    return new UsageError(`unknown option ${flag}${nearFlag(flag, options)}${known ? ` (options: ${known})` : ' (this command takes none)'}`);
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag) {
+    const name = flag.replace(/^-+/, '').split('=')[0]!;
+    return new UsageError(options[name]?.type === 'boolean' ? `${flag.split('=')[0]} takes no value` : `expected a value after ${flag}`);
+  }
+  return new UsageError(message);
+}
+
 /** Split `--key value` pairs that are not the command's own options (config overrides). */
 function splitOverrides(args: string[], own: Record<string, unknown>): { rest: string[]; overrides: [string, string][] } {
   const rest: string[] = [];
@@ -118,25 +141,37 @@ function splitOverrides(args: string[], own: Record<string, unknown>): { rest: s
   return { rest, overrides };
 }
 
+/**
+ * Run `deepwell <argv…>`: 0 done, 1 failed (a DeepwellError, printed with its code), 2 bad usage.
+ * Bad input never ends in a stack trace: an error that is not a DeepwellError (a bug) is printed as
+ * one, asking for a report, with exit code 1 (its stack with DEEPWELL_DEBUG=1).
+ */
 export async function main(argv: string[], io: Io = { out: (s) => console.log(s), err: (s) => console.error(s) }): Promise<number> {
+  if (!Array.isArray(argv) || argv.some((a) => typeof a !== 'string')) invalid('an array of argument strings', 'deepwell main(argv)', argv);
+  if (typeof io !== 'object' || io === null || typeof io.out !== 'function' || typeof io.err !== 'function') invalid('{ out, err } functions of a line', 'deepwell main(io)', io);
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.out(TOP);
     return name === undefined ? 2 : 0;
   }
-  const cmd = COMMANDS[name];
+  const cmd = Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!cmd) {
-    io.err(`deepwell: unknown command '${name}' (expected one of ${Object.keys(COMMANDS).join(', ')})\n\n${TOP}`);
+    const near = Object.keys(COMMANDS).filter((c) => editDistance(c, name.toLowerCase()) <= 2);
+    io.err(`deepwell: unknown command '${name}'${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''} (expected one of ${Object.keys(COMMANDS).join(', ')})\n\n${TOP}`);
     return 2;
   }
   try {
     const { rest, overrides } = cmd.overrides ? splitOverrides(args, cmd.options) : { rest: args, overrides: [] };
+    // A negative number after a string option is its value, not an option ('--seed -1' as '--seed=-1').
+    for (let i = 0; i + 1 < rest.length; i++) {
+      const m = /^--([\w-]+)$/.exec(rest[i]!);
+      if (m && cmd.options[m[1]!]?.type === 'string' && /^-(\d|\.\d)/.test(rest[i + 1]!)) rest.splice(i, 2, `${rest[i]}=${rest[i + 1]}`);
+    }
     let parsed;
     try {
       parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
     } catch (e) {
-      const m = /'(--?[^']+)'/.exec((e as Error).message);
-      throw new UsageError(m ? `unknown option or missing value: ${m[1]}` : (e as Error).message);
+      throw usageOf(e, cmd.options);
     }
     if (parsed.values.help) {
       io.out(`Usage: ${cmd.usage}\n\n${cmd.help}`);
@@ -153,6 +188,8 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
       io.err(`deepwell ${name}: ${e.message} [${e.code}]`);
       return 1;
     }
-    throw e;
+    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    io.err(`deepwell ${name}: internal error (a bug in Deepwell: please report it with the command line): ${what}${process.env.DEEPWELL_DEBUG ? `\n${(e as Error)?.stack ?? ''}` : ''}`);
+    return 1;
   }
 }

@@ -145,7 +145,7 @@ describe('deepwell, from text to a sample', () => {
     r = await run('prepare', textPath, '--tokenizer', 'gpt5', '--out', join(dir, 'y'));
     expect(r.err).toMatch(/Expected one of 'gpt2', 'char' for prepare tokenizer but received "gpt5"/);
     r = await run('prepare', textPath, '--tokenizr', 'char');
-    expect([r.code, r.err]).toEqual([2, expect.stringMatching(/unknown option or missing value: --tokenizr/)]);
+    expect([r.code, r.err]).toEqual([2, expect.stringMatching(/unknown option --tokenizr \(did you mean --tokenizer\?\)/)]);
     const ckpt = join(dir, 'run', 'step-00000080.safetensors');
     r = await run('sample', ckpt, '--prompt', 'a'.repeat(33));
     expect(r.err).toMatch(/prompt of at most the model's context \(blockSize 32 tokens\) but received 33/);
