@@ -19,16 +19,22 @@
  *   rounding to float32 (the arithmetic a GPU kernel does, each operation correctly rounded).
  *   g = 0 (an all-zero tensor) or s = 0 (a block scale that underflows) give zero codes. NaN or Inf
  *   in a block gives it the E4M3 NaN scale (0x7F) and zero codes; the tensor's amax ignores them.
+ *   A tiny amax does not make g 0 (issue 20): for amax > 0, g is at least 2^-149 (NVFP4_MIN_G, the
+ *   smallest positive float32), where f32(amax / 2688) would underflow to 0 (amax below about
+ *   3.9e-42, an f32 subnormal) and turn every element into 0. Where g (and so s · g) is subnormal,
+ *   the encoder divides by f32(s · g) while the decoder multiplies by the exact s · g: decoded values
+ *   then carry an extra absolute error of at most 6 · 2^-150 (below float32's own subnormal step).
+ * Inputs are float32 values (a Float64Array's values must lie within float32's range: the public
+ * entry points refuse others); NaN and ±Inf are handled as above.
  * E2M1 codes are packed two per byte, element 2i in the low nibble (as torch.float4_e2m1fn_x2).
  */
-import { packNibbles, unpackNibbles } from '@deepwell/core';
-import { E8M0_NAN, decodeE8m0, decodeElement, encodeE8m0, encodeElement, ilog2, type ElementFormat, ELEMENTS } from './elements.js';
+import { DeepwellError, invalid, packNibbles, unpackNibbles } from '@deepwell/core';
+import { E8M0_NAN, decodeCode, decodeE8m0, encodeE8m0, encodeValue, ilog2, type ElementFormat, ELEMENTS } from './elements.js';
+import { F32_MAX, checkAmax, checkBytes, checkCount, checkElement, checkScaleMode, checkValues } from './guards.js';
 
 export type ScaleMode = 'floor' | 'rceil';
 
 const fround = Math.fround;
-
-const F32_MAX = 3.4028234663852886e38;
 
 /**
  * Tensorwise and blockwise FP8 scaling, as torchao's dynamic scaling: the multiplier m =
@@ -38,6 +44,7 @@ const F32_MAX = 3.4028234663852886e38;
  * made the tensorwise register path compute-bound on the H200).
  */
 export function fp8Scaling(amax: number, maxElem: number): { mul: number; scale: number } {
+  // amax <= F32_MAX (checked by every entry point) keeps mul >= f32(448 / F32_MAX) > 0 and scale finite.
   let mul = amax === 0 ? 1 : fround(maxElem / amax);
   if (!Number.isFinite(mul)) mul = F32_MAX;
   return { mul, scale: fround(1 / mul) };
@@ -57,6 +64,12 @@ export function amaxOf(x: ArrayLike<number>, from: number, to: number): { amax: 
 
 /** The shared exponent of a block of finite values with largest magnitude amax > 0. */
 export function mxExponent(elem: ElementFormat, amax: number, mode: ScaleMode): number {
+  checkElement(elem, 'mxExponent');
+  if (typeof amax !== 'number' || !(amax > 0 && amax <= F32_MAX)) invalid(`a block amax > 0 and <= ${F32_MAX}`, 'mxExponent', amax);
+  return exponentOf(elem, amax, checkScaleMode(mode));
+}
+
+function exponentOf(elem: ElementFormat, amax: number, mode: ScaleMode): number {
   let e: number;
   if (mode === 'floor') e = ilog2(amax) - elem.emax;
   else {
@@ -75,6 +88,22 @@ export interface MxBlocks {
 }
 
 export function quantizeMx(x: ArrayLike<number>, elem: ElementFormat, mode: ScaleMode, block = 32): MxBlocks {
+  const xs = checkValues(x, 'quantizeMx x');
+  checkElement(elem, 'quantizeMx');
+  checkScaleMode(mode);
+  checkBlocks(xs.length, block, elem, 'quantizeMx');
+  return encodeMx(xs, elem, mode, block);
+}
+
+/** The length and block of a block codec call: whole blocks, and whole bytes for 4-bit codes. */
+function checkBlocks(n: number, block: unknown, elem: ElementFormat, what: string): void {
+  checkCount(block, `${what} block`);
+  if (n % (block as number) !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length divisible by the block of ${block as number} for ${what} but received ${n}`);
+  if (elem.bits === 4 && n % 2 !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected an even length for ${what} (4-bit codes, two per byte) but received ${n}`);
+}
+
+/** quantizeMx without the checks (quantize() checked its input). */
+export function encodeMx(x: ArrayLike<number>, elem: ElementFormat, mode: ScaleMode, block: number): MxBlocks {
   const n = x.length;
   const codes = new Uint8Array(n);
   const scales = new Uint8Array(n / block);
@@ -84,18 +113,29 @@ export function quantizeMx(x: ArrayLike<number>, elem: ElementFormat, mode: Scal
       scales[b] = E8M0_NAN;
       continue; // codes stay 0
     }
-    const e = amax === 0 ? -127 : mxExponent(elem, amax, mode);
+    const e = amax === 0 ? -127 : exponentOf(elem, amax, mode);
     scales[b] = encodeE8m0(e);
     const inv = 2 ** -e;
-    for (let i = b * block; i < (b + 1) * block; i++) codes[i] = encodeElement(elem, x[i]! * inv, { saturate: true });
+    for (let i = b * block; i < (b + 1) * block; i++) codes[i] = encodeValue(elem, x[i]! * inv, true);
   }
   return { data: elem.bits === 4 ? packNibbles(codes) : codes, scales };
 }
 
 export function dequantizeMx(q: MxBlocks, elem: ElementFormat, n: number, block = 32): Float32Array {
+  checkElement(elem, 'dequantizeMx');
+  checkCount(n, 'dequantizeMx length', 0);
+  checkBlocks(n, block, elem, 'dequantizeMx');
+  if (typeof q !== 'object' || q === null) invalid('MX blocks ({ data, scales })', 'dequantizeMx', q);
+  checkBytes(q.data, elem.bits === 4 ? n / 2 : n, 'dequantizeMx data');
+  checkBytes(q.scales, n / block, 'dequantizeMx scales');
+  return decodeMx(q, elem, n, block);
+}
+
+/** dequantizeMx without the checks (dequantize() checked the Quantized). */
+export function decodeMx(q: MxBlocks, elem: ElementFormat, n: number, block: number): Float32Array {
   const codes = elem.bits === 4 ? unpackNibbles(q.data) : q.data;
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = decodeElement(elem, codes[i]!) * decodeE8m0(q.scales[Math.floor(i / block)]!);
+  for (let i = 0; i < n; i++) out[i] = decodeCode(elem, codes[i]!) * decodeE8m0(q.scales[Math.floor(i / block)]!);
   return out;
 }
 
@@ -110,11 +150,26 @@ export interface Nvfp4Blocks {
 const E4M3 = ELEMENTS.e4m3;
 const E2M1 = ELEMENTS.e2m1;
 export const NVFP4_BLOCK = 16;
+/** The smallest tensor scale g of a non-zero tensor (see the file's comment). */
+export const NVFP4_MIN_G = 2 ** -149;
+
+/** NVFP4's tensor scale g of a tensor amax (0 for an all-zero tensor). */
+export function nvfp4GlobalScale(amax: number): number {
+  return amax === 0 ? 0 : Math.max(fround(amax / (448 * 6)), NVFP4_MIN_G);
+}
 
 /** `amax`: the tensor amax to derive g from (default: x's own; a delayed amax may be smaller). */
 export function quantizeNvfp4(x: ArrayLike<number>, amax?: number): Nvfp4Blocks {
+  const xs = checkValues(x, 'quantizeNvfp4 x');
+  checkBlocks(xs.length, NVFP4_BLOCK, E2M1, 'quantizeNvfp4');
+  if (amax !== undefined) checkAmax(amax);
+  return encodeNvfp4(xs, amax);
+}
+
+/** quantizeNvfp4 without the checks (quantize() checked its input). */
+export function encodeNvfp4(x: ArrayLike<number>, amax?: number): Nvfp4Blocks {
   const n = x.length;
-  const g = fround((amax ?? amaxOf(x, 0, n).amax) / (448 * 6));
+  const g = nvfp4GlobalScale(amax ?? amaxOf(x, 0, n).amax);
   const codes = new Uint8Array(n);
   const scales = new Uint8Array(n / NVFP4_BLOCK);
   for (let b = 0; b < scales.length; b++) {
@@ -124,20 +179,39 @@ export function quantizeNvfp4(x: ArrayLike<number>, amax?: number): Nvfp4Blocks 
       continue;
     }
     if (g === 0) continue; // all zero: scale and codes 0
-    const sc = encodeElement(E4M3, fround(fround(bamax / 6) / g), { saturate: true });
+    const sc = encodeValue(E4M3, fround(fround(bamax / 6) / g), true);
     scales[b] = sc;
-    const denom = fround(decodeElement(E4M3, sc) * g);
+    const denom = fround(decodeCode(E4M3, sc) * g);
     if (denom === 0) continue;
-    for (let i = b * NVFP4_BLOCK; i < (b + 1) * NVFP4_BLOCK; i++) codes[i] = encodeElement(E2M1, fround(x[i]! / denom), { saturate: true });
+    for (let i = b * NVFP4_BLOCK; i < (b + 1) * NVFP4_BLOCK; i++) codes[i] = encodeValue(E2M1, fround(x[i]! / denom), true);
   }
   return { data: packNibbles(codes), scales, globalScale: g };
 }
 
 export function dequantizeNvfp4(q: Nvfp4Blocks, n: number): Float32Array {
-  const codes = unpackNibbles(q.data);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = decodeElement(E2M1, codes[i]!) * decodeElement(E4M3, q.scales[Math.floor(i / NVFP4_BLOCK)]!) * q.globalScale;
-  return out;
+  checkCount(n, 'dequantizeNvfp4 length', 0);
+  checkBlocks(n, NVFP4_BLOCK, E2M1, 'dequantizeNvfp4');
+  if (typeof q !== 'object' || q === null) invalid('NVFP4 blocks ({ data, scales, globalScale })', 'dequantizeNvfp4', q);
+  checkNvfp4Parts(q.data, q.scales, q.globalScale, n, 'dequantizeNvfp4');
+  return decodeNvfp4(q, n);
 }
 
+/**
+ * The parts of NVFP4 blocks: codes and scales of the right lengths, block scales unsigned E4M3
+ * codes (the quantizer never sets the sign bit; the GEMMs read them unsigned), g a float32 >= 0.
+ */
+export function checkNvfp4Parts(data: unknown, scales: unknown, g: unknown, n: number, what: string): void {
+  checkBytes(data, n / 2, `${what} data`);
+  const sc = checkBytes(scales, n / NVFP4_BLOCK, `${what} scales`);
+  const bad = sc.findIndex((c) => c >= 0x80);
+  if (bad >= 0) invalid('unsigned E4M3 block scale codes (0 to 127)', `${what} scales[${bad}]`, sc[bad]);
+  if (typeof g !== 'number' || !(g >= 0 && g <= F32_MAX) || fround(g) !== g) invalid('a float32 tensor scale >= 0', `${what} globalScale`, g);
+}
 
+/** dequantizeNvfp4 without the checks. */
+export function decodeNvfp4(q: Nvfp4Blocks, n: number): Float32Array {
+  const codes = unpackNibbles(q.data);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = decodeCode(E2M1, codes[i]!) * decodeCode(E4M3, q.scales[Math.floor(i / NVFP4_BLOCK)]!) * q.globalScale;
+  return out;
+}

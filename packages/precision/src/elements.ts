@@ -16,7 +16,8 @@
  * sign (E4M3 0x7F / 0xFF, E5M2 0x7F / 0xFF); E2M1, having none, encodes NaN as +0 — block formats
  * never ask it to (a block holding NaN gets a NaN scale instead). Negative zero keeps its sign.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, describe, invalid } from '@deepwell/core';
+import { checkElement, checkOptions } from './guards.js';
 
 export type ElementName = 'e4m3' | 'e5m2' | 'e2m1';
 
@@ -34,15 +35,16 @@ export interface ElementFormat {
   hasNaN: boolean;
 }
 
-export const ELEMENTS: Readonly<Record<ElementName, ElementFormat>> = Object.freeze({
-  e4m3: { name: 'e4m3', bits: 8, expBits: 4, manBits: 3, bias: 7, max: 448, emax: 8, hasInf: false, hasNaN: true },
-  e5m2: { name: 'e5m2', bits: 8, expBits: 5, manBits: 2, bias: 15, max: 57344, emax: 15, hasInf: true, hasNaN: true },
-  e2m1: { name: 'e2m1', bits: 4, expBits: 2, manBits: 1, bias: 1, max: 6, emax: 2, hasInf: false, hasNaN: false },
+// Frozen all the way down: every codec reads these facts, so no caller may change them.
+export const ELEMENTS: Readonly<Record<ElementName, Readonly<ElementFormat>>> = Object.freeze({
+  e4m3: Object.freeze<ElementFormat>({ name: 'e4m3', bits: 8, expBits: 4, manBits: 3, bias: 7, max: 448, emax: 8, hasInf: false, hasNaN: true }),
+  e5m2: Object.freeze<ElementFormat>({ name: 'e5m2', bits: 8, expBits: 5, manBits: 2, bias: 15, max: 57344, emax: 15, hasInf: true, hasNaN: true }),
+  e2m1: Object.freeze<ElementFormat>({ name: 'e2m1', bits: 4, expBits: 2, manBits: 1, bias: 1, max: 6, emax: 2, hasInf: false, hasNaN: false }),
 });
 
 export function elementFormat(name: unknown): ElementFormat {
-  const f = typeof name === 'string' ? ELEMENTS[name as ElementName] : undefined;
-  if (!f) throw new DeepwellError('INVALID_DTYPE', `Expected an element format (${Object.keys(ELEMENTS).join(', ')}) but received ${JSON.stringify(name)}`);
+  const f = typeof name === 'string' && Object.hasOwn(ELEMENTS, name) ? ELEMENTS[name as ElementName] : undefined;
+  if (!f) throw new DeepwellError('INVALID_DTYPE', `Expected an element format (${Object.keys(ELEMENTS).join(', ')}) but received ${describe(name)}`);
   return f;
 }
 
@@ -81,10 +83,22 @@ export interface EncodeOptions {
 
 /** The element code of x (see the file's comment for rounding, saturation and specials). */
 export function encodeElement(fmt: ElementFormat, x: number, options: EncodeOptions = {}): number {
+  checkElement(fmt, 'encodeElement');
+  if (typeof x !== 'number') invalid('a number', 'the value to encode', x);
+  return encodeValue(fmt, x, checkEncodeOptions(options));
+}
+
+function checkEncodeOptions(options: unknown): boolean {
+  const { saturate } = checkOptions<EncodeOptions>(options, ['saturate'], 'encode');
+  if (saturate !== undefined && typeof saturate !== 'boolean') invalid('a boolean', 'saturate', saturate);
+  return saturate ?? true;
+}
+
+/** encodeElement without the checks: for the codecs' loops, whose callers checked their input. */
+export function encodeValue(fmt: ElementFormat, x: number, saturate: boolean): number {
   const sign = x < 0 || Object.is(x, -0) ? 1 << (fmt.bits - 1) : 0;
   const nan = fmt.name === 'e2m1' ? 0 : sign | 0x7f;
   if (Number.isNaN(x)) return nan;
-  const saturate = options.saturate ?? true;
   const a = Math.abs(x);
   const maxCode = codeOfExact(fmt, fmt.max);
   if (a > fmt.max) {
@@ -104,8 +118,15 @@ export function encodeElement(fmt: ElementFormat, x: number, options: EncodeOpti
   return sign | codeOfExact(fmt, v);
 }
 
-/** The value of an element code. */
+/** The value of an element code (an integer in [0, 2^bits)). */
 export function decodeElement(fmt: ElementFormat, code: number): number {
+  checkElement(fmt, 'decodeElement');
+  if (!Number.isInteger(code) || code < 0 || code >= 2 ** fmt.bits) invalid(`a ${fmt.name} code (an integer in [0, ${2 ** fmt.bits - 1}])`, 'decodeElement', code);
+  return decodeCode(fmt, code);
+}
+
+/** decodeElement without the checks, for the codecs' loops (codes read from bytes). */
+export function decodeCode(fmt: ElementFormat, code: number): number {
   const s = (code >> (fmt.bits - 1)) & 1 ? -1 : 1;
   const field = (code >> fmt.manBits) & ((1 << fmt.expBits) - 1);
   const m = code & ((1 << fmt.manBits) - 1);
@@ -120,18 +141,25 @@ export function decodeElement(fmt: ElementFormat, code: number): number {
 
 export const E8M0_NAN = 0xff;
 
-/** The E8M0 code of 2^e (e an integer in [-127, 127]); NaN for anything else. */
+/** The E8M0 code of 2^e (e an integer in [-127, 127]); NaN for any other number. */
 export function encodeE8m0(e: number): number {
+  if (typeof e !== 'number') invalid('a number (the exponent)', 'encodeE8m0', e);
   return Number.isInteger(e) && e >= -127 && e <= 127 ? e + 127 : E8M0_NAN;
 }
 
+/** 2^(code − 127) for a code in [0, 254]; NaN for 0xFF. */
 export function decodeE8m0(code: number): number {
+  if (!Number.isInteger(code) || code < 0 || code > 255) invalid('an E8M0 code (an integer in [0, 255])', 'decodeE8m0', code);
   return code === E8M0_NAN ? NaN : 2 ** (code - 127);
 }
 
 /** Encode every value of xs (a tensor of element codes, one per byte, before any nibble packing). */
 export function encodeElements(fmt: ElementFormat, xs: ArrayLike<number>, options: EncodeOptions = {}): Uint8Array {
+  checkElement(fmt, 'encodeElements');
+  const saturate = checkEncodeOptions(options);
+  const ok = Array.isArray(xs) ? xs.every((v) => typeof v === 'number') : ArrayBuffer.isView(xs) && !(xs instanceof DataView) && !(xs instanceof BigInt64Array) && !(xs instanceof BigUint64Array);
+  if (!ok) invalid('an array or typed array of numbers', 'encodeElements', xs);
   const out = new Uint8Array(xs.length);
-  for (let i = 0; i < xs.length; i++) out[i] = encodeElement(fmt, xs[i]!, options);
+  for (let i = 0; i < xs.length; i++) out[i] = encodeValue(fmt, xs[i]!, saturate);
   return out;
 }

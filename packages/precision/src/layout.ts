@@ -27,10 +27,11 @@
  * The plain layout is quantize2d's ([R, L] and [ceil(R / 128), L], row-major); plainBlockScales is
  * the inverse. A columnwise result's stored matrix is [cols, rows], so its R is cols and its K rows.
  */
-import { DeepwellError, describe } from '@deepwell/core';
-import { ELEMENTS, decodeElement, encodeElement } from './elements.js';
+import { DeepwellError, describe, invalid } from '@deepwell/core';
+import { ELEMENTS, decodeCode, encodeValue } from './elements.js';
 import { amaxOf, fp8Scaling } from './blocks.js';
-import { blockSizeOf, dequantize, quantize, type Format, type Quantized } from './quantize.js';
+import { FORMATS, blockSizeOf, dequantize, quantize, type Format, type Quantized } from './quantize.js';
+import { F32_MAX, checkBytes, checkCount, checkOptions, checkValues } from './guards.js';
 
 export type Direction = 'rowwise' | 'columnwise';
 export type BlockFp8 = 'fp8-block1x128' | 'fp8-block128x128';
@@ -53,13 +54,24 @@ function transpose(x: ArrayLike<number>, rows: number, cols: number): Float64Arr
   return t;
 }
 
+const BLOCK_FP8: readonly string[] = ['fp8-block1x128', 'fp8-block128x128'];
+const FORMATS_2D: readonly string[] = [...FORMATS, ...BLOCK_FP8];
+
 function checkMatrix(x: ArrayLike<number>, rows: number, cols: number): void {
-  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected positive integer rows and cols but received ${describe(rows)} and ${describe(cols)}`);
+  if (!Number.isSafeInteger(rows) || !Number.isSafeInteger(cols) || rows < 1 || cols < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected positive integer rows and cols but received ${describe(rows)} and ${describe(cols)}`);
   if (x.length !== rows * cols) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${rows} × ${cols} = ${rows * cols} values but received ${x.length}`);
 }
 
 export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: number, options: { format: Format | BlockFp8; direction?: Direction; scaleMode?: 'floor' | 'rceil'; amax?: number }): Quantized2d {
+  if (!(x instanceof Float32Array) && !(x instanceof Float64Array)) throw new DeepwellError('INVALID_DTYPE', `Expected a Float32Array or Float64Array to quantize2d but received ${describe(x)}`);
   checkMatrix(x, rows, cols);
+  if (typeof options !== 'object' || options === null) invalid('quantize2d options ({ format, direction?, scaleMode?, amax? })', 'quantize2d', options);
+  checkOptions(options, ['format', 'direction', 'scaleMode', 'amax'], 'quantize2d');
+  if (!FORMATS_2D.includes(options.format)) invalid(`a format (${FORMATS_2D.join(', ')})`, 'quantize2d', options.format);
+  checkValues(x, 'the values to quantize2d');
+  if (BLOCK_FP8.includes(options.format)) {
+    for (const k of ['scaleMode', 'amax'] as const) if (options[k] !== undefined) invalid(`no ${k} for ${options.format} (its scales come from each block)`, 'quantize2d', options[k]);
+  }
   const direction = options.direction ?? 'rowwise';
   if (direction !== 'rowwise' && direction !== 'columnwise') throw new DeepwellError('INVALID_ARGUMENT', `Expected direction 'rowwise' or 'columnwise' but received ${describe(options.direction)}`);
   // The stored matrix: rows along which blocks run are its rows.
@@ -77,7 +89,7 @@ export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: n
         const { mul, scale } = fp8Scaling(amax, 448);
         scales[br * (C / 128) + bc] = scale;
         for (let r = br * tile; r < (br + 1) * tile; r++)
-          for (let c = bc * 128; c < bc * 128 + 128; c++) data[r * C + c] = encodeElement(ELEMENTS.e4m3, Math.fround(m[r * C + c]! * mul));
+          for (let c = bc * 128; c < bc * 128 + 128; c++) data[r * C + c] = encodeValue(ELEMENTS.e4m3, Math.fround(m[r * C + c]! * mul), true);
       }
     return { format: options.format, direction, rows, cols, data, scales, globalScale: null };
   }
@@ -88,15 +100,34 @@ export function quantize2d(x: Float32Array | Float64Array, rows: number, cols: n
 }
 
 /** The row-major [rows, cols] values of a quantize2d result. */
+/**
+ * The row-major [rows, cols] values of a quantize2d result. Every field is checked before any is
+ * read: format, direction, sizes, the codes' byte count; blockwise FP8's f32 scales (their count,
+ * finite and >= 0); the rest as dequantize checks a Quantized.
+ */
 export function dequantize2d(q: Quantized2d): Float32Array {
+  if (typeof q !== 'object' || q === null) invalid('a quantize2d result ({ format, direction, rows, cols, data, scales, globalScale })', 'dequantize2d', q);
+  if (!FORMATS_2D.includes(q.format)) invalid(`a format (${FORMATS_2D.join(', ')})`, 'dequantize2d', q.format);
+  if (q.direction !== 'rowwise' && q.direction !== 'columnwise') invalid("'rowwise' or 'columnwise'", 'the direction to dequantize2d', q.direction);
+  checkCount(q.rows, 'the rows to dequantize2d');
+  checkCount(q.cols, 'the cols to dequantize2d');
+  if (!Number.isSafeInteger(q.rows * q.cols)) invalid('rows × cols a safe integer', 'dequantize2d', q.rows * q.cols);
   const [R, C] = q.direction === 'rowwise' ? [q.rows, q.cols] : [q.cols, q.rows];
   let m: Float32Array;
   if (q.format === 'fp8-block1x128' || q.format === 'fp8-block128x128') {
     const tile = q.format === 'fp8-block128x128' ? 128 : 1;
-    const s = q.scales as Float32Array;
+    if (C % 128 !== 0 || R % tile !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${tile === 1 ? '' : 'rows and '}a length along the blocks divisible by 128 for ${q.format} but received ${q.rows} × ${q.cols} (${q.direction})`);
+    checkBytes(q.data, R * C, 'the codes to dequantize2d');
+    const s = q.scales;
+    const count = (R / tile) * (C / 128);
+    if (!(s instanceof Float32Array) || s.length !== count) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${count} f32 scales of ${q.format} for ${q.rows} × ${q.cols} but received ${describe(s)}`);
+    const bad = s.findIndex((v) => !(v >= 0 && v <= F32_MAX));
+    if (bad >= 0) invalid('finite block scales >= 0', `the scales to dequantize2d [${bad}]`, s[bad]);
     m = new Float32Array(R * C);
-    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) m[r * C + c] = decodeElement(ELEMENTS.e4m3, q.data[r * C + c]!) * s[Math.floor(r / tile) * (C / 128) + Math.floor(c / 128)]!;
+    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) m[r * C + c] = decodeCode(ELEMENTS.e4m3, q.data[r * C + c]!) * s[Math.floor(r / tile) * (C / 128) + Math.floor(c / 128)]!;
   } else {
+    const block = blockSizeOf(q.format);
+    if (block !== null && C % block !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length along the blocks divisible by ${block} for ${q.format} but received ${q.rows} × ${q.cols} (${q.direction})`);
     const flat: Quantized = { format: q.format, scaleMode: null, length: R * C, blockSize: blockSizeOf(q.format) ?? R * C, data: q.data, scales: q.scales as Uint8Array, globalScale: q.globalScale };
     m = dequantize(flat);
   }
@@ -105,25 +136,38 @@ export function dequantize2d(q: Quantized2d): Float32Array {
 
 /** Where block scale (r, c) of a [rows, cols] matrix of them lies in the 128 × 4 tiled layout. */
 export function tiledScaleIndex128x4(r: number, c: number, cols: number): number {
+  checkCount(r, 'the scale row', 0);
+  checkCount(cols, 'the scale columns');
+  checkCount(c, 'the scale column', 0);
+  if (c >= cols) invalid(`a column < ${cols}`, 'tiledScaleIndex128x4', c);
+  return tiledIndex(r, c, cols);
+}
+
+/** tiledScaleIndex128x4 without the checks, for the loops over checked sizes. */
+export function tiledIndex(r: number, c: number, cols: number): number {
   const rr = r % 128;
   return (Math.floor(r / 128) * Math.ceil(cols / 4) + Math.floor(c / 4)) * 512 + (rr % 32) * 16 + Math.floor(rr / 32) * 4 + (c % 4);
 }
 
 /** Block-scale codes [rows, cols] (row-major) in cuBLASLt's 128 × 4 tiled layout, zero-padded. */
 export function tileScales128x4(scales: Uint8Array, rows: number, cols: number): Uint8Array {
+  if (!(scales instanceof Uint8Array)) invalid('a Uint8Array of scale codes', 'tileScales128x4', scales);
   checkMatrix(scales, rows, cols);
   const out = new Uint8Array(Math.ceil(rows / 128) * Math.ceil(cols / 4) * 512);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[tiledScaleIndex128x4(r, c, cols)] = scales[r * cols + c]!;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[tiledIndex(r, c, cols)] = scales[r * cols + c]!;
   return out;
 }
 
 /** The inverse of tileScales128x4. */
 export function untileScales128x4(tiled: Uint8Array, rows: number, cols: number): Uint8Array {
+  if (!(tiled instanceof Uint8Array)) invalid('a Uint8Array of tiled scale codes', 'untileScales128x4', tiled);
+  checkCount(rows, 'the rows of untileScales128x4');
+  checkCount(cols, 'the cols of untileScales128x4');
   const tilesC = Math.ceil(cols / 4);
   const need = Math.ceil(rows / 128) * tilesC * 512;
   if (tiled.length !== need) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${need} bytes of tiled scales for ${rows} × ${cols} but received ${tiled.length}`);
   const out = new Uint8Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = tiled[tiledScaleIndex128x4(r, c, cols)]!;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = tiled[tiledIndex(r, c, cols)]!;
   return out;
 }
 

@@ -24,7 +24,6 @@
 import { DeepwellError, describe } from '@deepwell/core';
 import { axisOf, defineOp, numel, shapeError, type ValueType } from '@deepwell/ir';
 import type { ElementName } from '../elements.js';
-import { amaxOf } from '../blocks.js';
 import { dequantize2d, quantize2d, type BlockFp8, type Quantized2d } from '../layout.js';
 import { FORMATS, dequantize, quantize, type Format, type Quantized } from '../quantize.js';
 
@@ -104,11 +103,24 @@ export function quantGroups(shape: readonly number[], format: FakeQuantFormat, a
   return groups;
 }
 
-/** A group's values, in float64. */
+/**
+ * A group's values, as the float32 values x holds (the reference interpreter may hold x in float64
+ * unrounded; a value beyond float32's range is then the ±Inf a float32 tensor would hold).
+ */
 export function gather(x: ArrayLike<number>, g: QuantGroup): Float64Array {
   const out = new Float64Array(g.rows * g.cols);
-  for (let k = 0; k < out.length; k++) out[k] = x[g.start + k * g.stride]!;
+  for (let k = 0; k < out.length; k++) out[k] = Math.fround(x[g.start + k * g.stride]!);
   return out;
+}
+
+/** The largest finite |x| over x's float32 values (NVFP4's tensor amax). */
+export function tensorAmaxOf(x: ArrayLike<number>): number {
+  let amax = 0;
+  for (let i = 0; i < x.length; i++) {
+    const a = Math.abs(Math.fround(x[i]!));
+    if (a > amax && a !== Infinity) amax = a;
+  }
+  return amax;
 }
 
 /** One group quantized: the codec's result (1-D or 2-D) and its decoded values. */
@@ -145,7 +157,7 @@ export const fakeQuantOp = defineOp({
     const format = attrs.format as FakeQuantFormat;
     const axis = checkFakeQuant('fake_quant', inTypes[0]!, format, attrs.axis as number);
     // Gather each group, quantize and decode it, scatter it back.
-    const tensorAmax = format === 'nvfp4' ? amaxOf(x!, 0, x!.length).amax : undefined;
+    const tensorAmax = format === 'nvfp4' ? tensorAmaxOf(x!) : undefined;
     for (const g of quantGroups(inTypes[0]!.shape, format, axis)) {
       const d = quantizeGroup(gather(x!, g), g, format, attrs.scaleMode as 'floor' | 'rceil', tensorAmax).y;
       for (let k = 0; k < d.length; k++) y![g.start + k * g.stride] = d[k]!;

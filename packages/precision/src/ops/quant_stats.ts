@@ -31,9 +31,9 @@
  * Compile-time only (the policy inserts it with `numerics: true`), so it has no gradient rule.
  */
 import { defineOp, numel } from '@deepwell/ir';
-import { ELEMENTS, decodeE8m0, decodeElement, type ElementName } from '../elements.js';
-import { amaxOf, fp8Scaling } from '../blocks.js';
-import { FAKE_QUANT_ATTRS, checkFakeQuant, fakeQuantBlocking, gather, quantGroups, quantizeGroup, type FakeQuantFormat } from './fake_quant.js';
+import { ELEMENTS, decodeCode, decodeE8m0, type ElementName } from '../elements.js';
+import { fp8Scaling } from '../blocks.js';
+import { FAKE_QUANT_ATTRS, checkFakeQuant, fakeQuantBlocking, gather, quantGroups, quantizeGroup, tensorAmaxOf, type FakeQuantFormat } from './fake_quant.js';
 
 /** The names of quant_stats' six values, in order. */
 export const QUANT_STATS = ['amax', 'nonfinite', 'underflow', 'saturated', 'log2ScaleMin', 'log2ScaleMax'] as const;
@@ -63,7 +63,7 @@ export const quantStatsOp = defineOp({
     let saturated = 0;
     let lo = Infinity;
     let hi = -Infinity;
-    const tensorAmax = kind === 'nvfp4' ? amaxOf(x!, 0, x!.length).amax : undefined;
+    const tensorAmax = kind === 'nvfp4' ? tensorAmaxOf(x!) : undefined;
     for (const g of quantGroups(inTypes[0]!.shape, format, axis)) {
       const values = gather(x!, g);
       const qg = quantizeGroup(values, g, format, attrs.scaleMode as 'floor' | 'rceil', tensorAmax);
@@ -80,7 +80,7 @@ export const quantStatsOp = defineOp({
         blockOf = (k) => Math.floor(k / q.blockSize);
         scales =
           kind === 'mx' ? Float64Array.from(q.scales, decodeE8m0) :
-          kind === 'nvfp4' ? Float64Array.from(q.scales, (c) => decodeElement(ELEMENTS.e4m3, c) * q.globalScale!) :
+          kind === 'nvfp4' ? Float64Array.from(q.scales, (c) => decodeCode(ELEMENTS.e4m3, c) * q.globalScale!) :
           Float64Array.of(q.globalScale!);
       }
       const special = new Uint8Array(scales.length);

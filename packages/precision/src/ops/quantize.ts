@@ -28,7 +28,7 @@
  * ../cuda/quantize.ts (native/quant/quantize.cu, after quantAmax for tensorwise FP8).
  * Compile-time only (the policy inserts it after autodiff), so it has no gradient rule.
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, checkOneOf, describe, invalid } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type ValueType } from '@deepwell/ir';
 import { gemmBlockScales, quantize2d, type BlockFp8, type Direction } from '../layout.js';
 import { scaleShape, type Scaling } from './scaled_matmul.js';
@@ -40,6 +40,7 @@ export type QuantizeDirection = (typeof QUANTIZE_DIRECTIONS)[number];
 
 /** The scaled_matmul scaling of a format's scales. */
 export function scalingOf(format: QuantizeFormat): Scaling {
+  checkOneOf(format, QUANTIZE_FORMATS, 'the quantize format');
   return format === 'fp8-block1x128' ? 'block1x128' : format === 'fp8-block128x128' ? 'block128x128' : 'tensor';
 }
 
@@ -54,6 +55,8 @@ export interface QuantizeOutputs {
 }
 
 export function quantizeOutputs(format: QuantizeFormat, direction: QuantizeDirection): QuantizeOutputs {
+  checkOneOf(format, QUANTIZE_FORMATS, 'the quantize format');
+  checkOneOf(direction, QUANTIZE_DIRECTIONS, 'the quantize direction');
   if (direction === 'rowwise') return { rowCodes: 0, rowScales: 1, colCodes: null, colScales: null };
   if (direction === 'columnwise') return { rowCodes: null, rowScales: null, colCodes: 0, colScales: 1 };
   return isTensorwise(format) ? { rowCodes: 0, colCodes: 1, rowScales: 2, colScales: 2 } : { rowCodes: 0, rowScales: 1, colCodes: 2, colScales: 3 };
@@ -63,6 +66,10 @@ const directionsOf = (d: QuantizeDirection): Direction[] => (d === 'both' ? ['ro
 
 /** Checks x and the attributes as the shape rule does; returns [rows, cols]. */
 export function checkQuantize(op: string, x: ValueType, attrs: Attrs): [number, number] {
+  if (typeof op !== 'string') invalid('an op name', 'checkQuantize', op);
+  if (typeof attrs !== 'object' || attrs === null) invalid('an attributes object', `${op}'s attributes`, attrs);
+  const ok = typeof x === 'object' && x !== null && typeof x.dtype === 'string' && Array.isArray(x.shape) && x.shape.every((d: number) => Number.isSafeInteger(d) && d >= 0);
+  if (!ok) invalid("an input type ({ shape: non-negative integers, dtype })", `${op}'s input 'x'`, x);
   const format = attrs.format as QuantizeFormat;
   const direction = attrs.direction as QuantizeDirection;
   if (!(QUANTIZE_FORMATS as readonly unknown[]).includes(format)) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected one of ${QUANTIZE_FORMATS.join(', ')} for attribute 'format' but received ${describe(format)}`);
@@ -117,7 +124,7 @@ export const quantizeOp = defineOp({
     const [rows, cols] = checkQuantize('quantize', inTypes[0]!, attrs);
     const format = attrs.format as QuantizeFormat;
     const o = quantizeOutputs(format, attrs.direction as QuantizeDirection);
-    const values = Float64Array.from(x!);
+    const values = Float64Array.from(x!, (v) => Math.fround(v)); // x's float32 values (the interpreter may hold f64)
     for (const d of directionsOf(attrs.direction as QuantizeDirection)) {
       const q = quantize2d(values, rows, cols, { format, direction: d, ...(amax ? { amax: amax[0]! } : {}) });
       const [codesAt, scalesAt] = d === 'rowwise' ? [o.rowCodes!, o.rowScales!] : [o.colCodes!, o.colScales!];

@@ -80,10 +80,10 @@
  * CUDA candidate: ../cuda/scaled_matmul.ts over kernels-native's scaledGemmLt (native/gemm/
  * gemm_scaled.cpp). Tests: test/scaled_matmul.test.ts (CPU), test/scaled_matmul_gpu.test.ts.
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, checkOneOf, describe, invalid } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type NumArray, type ValueType } from '@deepwell/ir';
-import { ELEMENTS, decodeE8m0, decodeElement, ilog2, type ElementFormat } from '../elements.js';
-import { tiledScaleIndex128x4 } from '../layout.js';
+import { ELEMENTS, decodeCode, decodeE8m0, ilog2, type ElementFormat } from '../elements.js';
+import { tiledIndex } from '../layout.js';
 
 export const SCALINGS = ['tensor', 'row', 'block1x128', 'block128x128', 'mx32', 'nv16'] as const;
 export type Scaling = (typeof SCALINGS)[number];
@@ -98,7 +98,19 @@ export const isBlockScaling = (s: Scaling): boolean => s === 'block1x128' || s =
 /** Blackwell's block-scaled modes: a scale code per 32 (MXFP8) or 16 (NVFP4) elements along K. */
 export const isMicroScaling = (s: Scaling): boolean => s === 'mx32' || s === 'nv16';
 /** Elements along K per scale of a micro-scaling (mx32, nv16). */
-export const microBlock = (s: Scaling): number => (s === 'mx32' ? 32 : 16);
+export const microBlock = (s: Scaling): number => {
+  if (s !== 'mx32' && s !== 'nv16') invalid("a micro-scaling ('mx32' or 'nv16')", 'microBlock', s);
+  return s === 'mx32' ? 32 : 16;
+};
+
+/** A scaling, a layout and an operand's R rows and K columns (positive integers). */
+function checkScaleArgs(scaling: unknown, layout: unknown, R: unknown, K: unknown, what: string): void {
+  checkOneOf(scaling, SCALINGS, `the scaling of ${what}`);
+  checkOneOf(layout, GEMM_SCALE_LAYOUTS, `the scale layout of ${what}`);
+  for (const [name, v] of [['R', R], ['K', K]] as const) {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) invalid('a positive integer', `${what}'s ${name}`, v);
+  }
+}
 
 /** Whether cuBLASLt (and so this op) has a GEMM for the pair (see the file's comment). */
 export function scalingPairAllowed(a: Scaling, b: Scaling): boolean {
@@ -108,6 +120,7 @@ export function scalingPairAllowed(a: Scaling, b: Scaling): boolean {
 
 /** The shape of the scales of an operand of R rows and K columns (the table in the file's comment). */
 export function scaleShape(scaling: Scaling, layout: GemmScaleLayout, R: number, K: number): number[] {
+  checkScaleArgs(scaling, layout, R, K, 'scaleShape');
   const L = Math.ceil(K / 128);
   const RB = Math.ceil(R / 128);
   switch (scaling) {
@@ -129,6 +142,7 @@ export function scaleShape(scaling: Scaling, layout: GemmScaleLayout, R: number,
 
 /** The index into the scales (of `scaleShape`) of the scale of element (r, k). */
 export function scaleIndex(scaling: Scaling, layout: GemmScaleLayout, R: number, K: number): (r: number, k: number) => number {
+  checkScaleArgs(scaling, layout, R, K, 'scaleIndex');
   const L = Math.ceil(K / 128);
   switch (scaling) {
     case 'tensor':
@@ -145,7 +159,7 @@ export function scaleIndex(scaling: Scaling, layout: GemmScaleLayout, R: number,
     case 'nv16': {
       const block = microBlock(scaling);
       const n = Math.ceil(K / block);
-      return layout === 'plain' ? (r, k) => r * n + Math.floor(k / block) : (r, k) => tiledScaleIndex128x4(r, Math.floor(k / block), n);
+      return layout === 'plain' ? (r, k) => r * n + Math.floor(k / block) : (r, k) => tiledIndex(r, Math.floor(k / block), n);
     }
   }
 }
@@ -164,6 +178,19 @@ export interface ScaledMatmulDims {
   fastAccum: boolean;
 }
 
+/** A ScaledMatmulDims as checkScaledMatmul returns it (for the kernels' limit checks, which are public). */
+export function checkScaledMatmulDims(n: unknown, what: string): ScaledMatmulDims {
+  const d = n as ScaledMatmulDims;
+  if (typeof d !== 'object' || d === null) invalid('the sizes of a scaled_matmul call ({ M, N, K, aFormat, bFormat, aScaling, bScaling, layout, outDtype, fastAccum })', what, n);
+  for (const k of ['M', 'N', 'K'] as const) if (!Number.isSafeInteger(d[k]) || d[k] < 1) invalid('a positive integer', `${what}'s ${k}`, d[k]);
+  for (const k of ['aFormat', 'bFormat'] as const) checkOneOf(d[k], ['e4m3', 'e5m2', 'e2m1'], `${what}'s ${k}`);
+  for (const k of ['aScaling', 'bScaling'] as const) checkOneOf(d[k], SCALINGS, `${what}'s ${k}`);
+  checkOneOf(d.layout, GEMM_SCALE_LAYOUTS, `${what}'s layout`);
+  checkOneOf(d.outDtype, SCALED_OUT_DTYPES, `${what}'s outDtype`);
+  if (typeof d.fastAccum !== 'boolean') invalid('a boolean', `${what}'s fastAccum`, d.fastAccum);
+  return d;
+}
+
 const str = (t: ValueType) => `${t.dtype}[${t.shape.join(', ')}]`;
 
 /** The operand (codes), scale and tensor-scale dtypes a scaling takes. */
@@ -179,6 +206,13 @@ function dtypesOf(s: Scaling): { codes: readonly string[]; codesText: string; sc
  * inputs, or six with nv16 (a, aScale, b, bScale, aGlobal, bGlobal).
  */
 export function checkScaledMatmul(op: string, inTypes: readonly ValueType[], attrs: Attrs): ScaledMatmulDims {
+  if (typeof op !== 'string') invalid('an op name', 'checkScaledMatmul', op);
+  if (typeof attrs !== 'object' || attrs === null) invalid('an attributes object', `${op}'s attributes`, attrs);
+  if (!Array.isArray(inTypes)) invalid('an array of input types ({ shape, dtype })', `${op}'s inputs`, inTypes);
+  inTypes.forEach((t, i) => {
+    const ok = typeof t === 'object' && t !== null && typeof t.dtype === 'string' && Array.isArray(t.shape) && t.shape.every((d: number) => Number.isSafeInteger(d) && d >= 0);
+    if (!ok) invalid('an input type ({ shape: non-negative integers, dtype })', `${op}'s input ${i}`, t);
+  });
   const [a, aScale, b, bScale] = inTypes as [ValueType, ValueType, ValueType, ValueType];
   const aScaling = attrs.aScaling as Scaling;
   const bScaling = attrs.bScaling as Scaling;
@@ -238,7 +272,7 @@ const DECODED = new Map<string, Float64Array>();
 function decodeTable(f: ElementFormat): Float64Array {
   let t = DECODED.get(f.name);
   if (!t) {
-    t = Float64Array.from({ length: 256 }, (_, c) => decodeElement(f, c));
+    t = Float64Array.from({ length: 256 }, (_, c) => decodeCode(f, c));
     DECODED.set(f.name, t);
   }
   return t;
@@ -247,7 +281,7 @@ function decodeTable(f: ElementFormat): Float64Array {
 /** Scale codes as scales: E8M0 2^(c − 127) (0xFF NaN) for mx32, unsigned E4M3 for nv16. */
 const SCALE_CODES: Partial<Record<Scaling, Float64Array>> = {};
 function scaleTable(s: 'mx32' | 'nv16'): Float64Array {
-  return (SCALE_CODES[s] ??= Float64Array.from({ length: 256 }, (_, c) => (s === 'mx32' ? decodeE8m0(c) : decodeElement(ELEMENTS.e4m3, c & 0x7f))));
+  return (SCALE_CODES[s] ??= Float64Array.from({ length: 256 }, (_, c) => (s === 'mx32' ? decodeE8m0(c) : decodeCode(ELEMENTS.e4m3, c & 0x7f))));
 }
 
 const isCode = (c: number, max: number) => Number.isInteger(c) && c >= 0 && c <= max;
@@ -289,6 +323,7 @@ function roundHalfEven(r: number): number {
  * bf16 value, where rounding reaches 2^128, ±Infinity; NaN stays NaN, zeros keep their sign.
  */
 export function roundToBf16(x: number): number {
+  if (typeof x !== 'number') invalid('a number', 'roundToBf16', x);
   if (!Number.isFinite(x) || x === 0) return x;
   const a = Math.abs(x);
   const q = 2 ** (Math.max(ilog2(a), -126) - 7); // the spacing of bf16 values around a (8 significant bits)
