@@ -1,8 +1,10 @@
 /** What the precision package asks of the GPU it runs on. */
+import { invalid } from '@deepwell/core';
 import { deviceProperties, isCudaAvailable } from '@deepwell/kernels-native';
 
 /** The compute capability ('9.0') of a CUDA device name ('cuda:0'), or null (the CPU, no GPU). */
 export function computeCapabilityOf(device: string | undefined): string | null {
+  if (device !== undefined && typeof device !== 'string') invalid("a device name ('cpu', 'cuda:0') or undefined", 'computeCapabilityOf', device);
   const m = /^cuda(?::(\d+))?$/.exec(device ?? '');
   if (!m) return null;
   try {

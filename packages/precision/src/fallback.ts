@@ -19,8 +19,8 @@
  *
  * The controller decides; rolling the weights back and recompiling is the trainer's part.
  */
-import { DeepwellError, describe } from '@deepwell/core';
-import { NUMERICS_PREFIX, RECIPES, type PrecisionPolicy, type Recipe } from './policy.js';
+import { DeepwellError, checkInteger, describe, invalid } from '@deepwell/core';
+import { NUMERICS_PREFIX, RECIPES, checkRecipe, type PrecisionPolicy, type Recipe } from './policy.js';
 
 export interface FallbackOptions {
   /** Good steps the spike detector looks back on (the median's window) and waits for first. Default 20. */
@@ -65,7 +65,8 @@ export function checkFallbackOptions(options: unknown): Required<FallbackOptions
   if (!options || typeof options !== 'object' || Array.isArray(options)) throw new DeepwellError('INVALID_ARGUMENT', `Expected fallback options ({ window, spikeFactor, amaxJump, snapshotEvery }) or false but received ${describe(options)}`);
   const o = options as Record<string, unknown>;
   for (const k of Object.keys(o)) {
-    if (!(k in FALLBACK_DEFAULTS)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(FALLBACK_DEFAULTS).join(', ')} for a fallback option but received ${describe(k)}`);
+    // Own keys only: 'toString' is in every object, not a fallback option.
+    if (!Object.hasOwn(FALLBACK_DEFAULTS, k)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(FALLBACK_DEFAULTS).join(', ')} for a fallback option but received ${describe(k)}`);
   }
   const int = (k: 'window' | 'snapshotEvery') => {
     if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer${k === 'snapshotEvery' ? " or 'auto'" : ''} for fallback.${k} but received ${describe(o[k])}`);
@@ -74,6 +75,7 @@ export function checkFallbackOptions(options: unknown): Required<FallbackOptions
     if (o[k] !== undefined && !(typeof o[k] === 'number' && Number.isFinite(o[k]) && (o[k] as number) > 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite number > 1 for fallback.${k} but received ${describe(o[k])}`);
   };
   int('window');
+  if (o.window !== undefined) checkInteger(o.window, 'fallback.window', 1, 1_000_000);
   if (o.snapshotEvery !== 'auto') int('snapshotEvery');
   factor('spikeFactor');
   factor('amaxJump');
@@ -108,6 +110,16 @@ export class FallbackController {
    * Throws when the step is bad and every layer is already BF16.
    */
   observe(step: number, loss: number, outputs: Record<string, ArrayLike<number>> = {}): FallbackDecision | null {
+    checkInteger(step, 'the step to observe');
+    // NaN and ±Inf are what the controller is for: only a non-number is refused.
+    if (typeof loss !== 'number') invalid('a number (NaN and ±Infinity included)', 'the loss to observe', loss);
+    if (typeof outputs !== 'object' || outputs === null || Array.isArray(outputs)) invalid("a step's outputs (a record of arrays)", 'observe', outputs);
+    for (const [name, v] of Object.entries(outputs)) {
+      if (!name.startsWith(NUMERICS_PREFIX) && name !== 'grad_norm') continue; // what the controller reads
+      const ok = Array.isArray(v) ? v.every((x) => typeof x === 'number') : ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
+      if (!ok) invalid('an array or typed array of numbers', `output '${name}'`, v);
+      if ((name.startsWith(NUMERICS_PREFIX) && v.length < 2) || (name === 'grad_norm' && v.length < 1)) invalid(`${name === 'grad_norm' ? 'one value' : 'quant_stats values'}`, `output '${name}'`, v);
+    }
     const o = this.options;
     const numerics = this.policy.lastNumerics.filter((n) => outputs[n.name] !== undefined);
     const stat = (name: string, k: number) => outputs[name]![k]!;
@@ -165,13 +177,18 @@ export class FallbackController {
   replay(history: readonly FallbackEvent[]): void {
     if (!Array.isArray(history)) throw new DeepwellError('INVALID_ARGUMENT', `Expected an array of fallback events to replay but received ${describe(history)}`);
     for (const e of history) {
-      if (!e || typeof e.layer !== 'string' || !Object.hasOwn(RECIPES, e.to)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a fallback event { step, layer, from, to, reason } but received ${describe(e)}`);
+      if (!e || typeof e !== 'object' || typeof e.layer !== 'string' || !Number.isSafeInteger(e.step) || e.step < 0 || typeof e.reason !== 'string') {
+        throw new DeepwellError('INVALID_ARGUMENT', `Expected a fallback event { step, layer, from, to, reason } but received ${describe(e)}`);
+      }
+      checkRecipe(e.from, `for the fallback event's from (${e.layer})`);
+      checkRecipe(e.to, `for the fallback event's to (${e.layer})`);
     }
     this.#apply(history);
   }
 
   /** Forget the good steps after `step` (the trainer rolled back to it and will run them again). */
   rewind(step: number): void {
+    checkInteger(step, 'the step to rewind to', -1);
     this.#good = this.#good.filter((g) => g.step <= step);
     for (const h of this.#amax.values()) h.splice(0, h.length, ...h.filter((x) => x.step <= step));
   }

@@ -28,8 +28,10 @@
  * A GEMM that cannot run natively (an operand that is not a 2-D view, a scaling pair cuBLASLt does
  * not have, sizes the kernels do not take) stays emulated; planNativeGemm says why.
  */
+import { invalid } from '@deepwell/core';
 import { reshape, type Graph, type GraphBuilder, type NodeDecl, type Sym } from '@deepwell/ir';
-import type { RecipeSpec } from './policy.js';
+import { RECIPES, checkRecipe, type RecipeSpec } from './policy.js';
+import { checkGraphLike } from './guards.js';
 import type { GemmRoles } from './roles.js';
 import { scalingPairAllowed, type ScaledMatmulDims } from './ops/scaled_matmul.js';
 import type { FakeQuantFormat } from './ops/fake_quant.js';
@@ -65,7 +67,16 @@ export type GemmProbe = (dims: ScaledMatmulDims, bias: boolean) => true | string
 const NATIVE_RECIPES = new Set(['fp8-tensorwise', 'fp8-blockwise']);
 
 /** Whether a recipe has a native rewrite in this build (MXFP8 and NVFP4 GEMMs: not yet). */
-export const hasNativeRewrite = (recipe: string): boolean => NATIVE_RECIPES.has(recipe);
+export const hasNativeRewrite = (recipe: string): boolean => NATIVE_RECIPES.has(checkRecipe(recipe, 'for hasNativeRewrite'));
+
+/** The arguments planNativeGemm and operandFormat share, checked (they are public). */
+function checkPlanArgs(graph: unknown, r: unknown, roles: unknown, producers: unknown, tiles: unknown, what: string): void {
+  checkGraphLike(graph, what);
+  if (!Object.values(RECIPES).includes(r as RecipeSpec)) invalid('a recipe spec from RECIPES', `${what}'s recipe`, r);
+  if (typeof roles !== 'object' || roles === null || typeof (roles as { paramOf?: unknown }).paramOf !== 'function') invalid("the graph's GEMM roles", what, roles);
+  if (!(producers instanceof Map)) invalid('a Map of producers (producerMap(graph))', what, producers);
+  if (typeof tiles !== 'function') invalid('a function (weight shape → whether it takes the weight format)', `${what}'s tiles`, tiles);
+}
 
 /** The value a value is a view of: followed back through reshapes. */
 function rootOf(producers: Map<number, NodeDecl>, id: number): number {
@@ -87,6 +98,8 @@ export function producerMap(graph: Graph): Map<number, NodeDecl> {
  * uses the same rule, so emulation and the native GEMMs quantize alike.
  */
 export function operandFormat(graph: Graph, id: number, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean): FakeQuantFormat | null {
+  checkPlanArgs(graph, r, roles, producers, tiles, 'operandFormat');
+  if (!Number.isInteger(id) || id < 0 || id >= graph.values.length) invalid(`a value id in [0, ${graph.values.length})`, 'operandFormat', id);
   const gradient = producers.get(rootOf(producers, id))?.phase === 'backward'; // not a view the backward made of x
   const base = gradient ? r.backward : r.forward;
   return base && r.weight && roles.paramOf(id) !== null && tiles(graph.values[id]!.type.shape) ? r.weight : base;
@@ -97,6 +110,9 @@ export function operandFormat(graph: Graph, id: number, r: RecipeSpec, roles: Ge
  * recipe's weight format), or why it cannot.
  */
 export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean, probe: GemmProbe | null): NativeGemm | string {
+  checkPlanArgs(graph, r, roles, producers, tiles, 'planNativeGemm');
+  if (!graph.nodes.includes(n) || n.op !== 'matmul') invalid("a matmul node of the graph", 'planNativeGemm', n);
+  if (probe !== null && typeof probe !== 'function') invalid('a GEMM probe function or null', 'planNativeGemm', probe);
   const [aT, bT] = n.inputs.map((id) => graph.values[id]!.type) as [Graph['values'][0]['type'], Graph['values'][0]['type']];
   const out = graph.values[n.outputs[0]!]!.type;
   const transA = n.attrs.transA === true;

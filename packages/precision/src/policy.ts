@@ -44,7 +44,7 @@
  * statistics are those of the real quantized operands. `support()` says where a recipe runs
  * natively; the table's 'runs' column says what each layer did.
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, checkKeys, describe, invalid } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl, type PassContext } from '@deepwell/ir';
 import { nativeEntries } from '@deepwell/kernels-native';
 import { computeCapabilityOf } from './device.js';
@@ -53,6 +53,7 @@ import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
 import { hasNativeRewrite, operandFormat, planNativeGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
 import { ATTENTION_OPS, gemmRoles, type GemmRoles } from './roles.js';
+import { checkGraphLike } from './guards.js';
 
 export type Recipe = 'bf16' | 'fp8-tensorwise' | 'fp8-blockwise' | 'mxfp8' | 'nvfp4';
 
@@ -81,10 +82,28 @@ export const RECIPES: Readonly<Record<Recipe, RecipeSpec>> = Object.freeze({
 
 const recipeList = () => Object.keys(RECIPES).join(', ');
 
+/** Other libraries' and near names of recipes, said in place of "did you mean" when refused. */
+const RECIPE_HINTS: Readonly<Record<string, string>> = {
+  fp8: "'fp8-tensorwise' or 'fp8-blockwise'",
+  fp16: "'bf16' (FP16 is not a recipe: the policy's GEMMs run BF16 or lower)",
+  f16: "'bf16' (FP16 is not a recipe: the policy's GEMMs run BF16 or lower)",
+  f32: "'bf16' (FP32 GEMMs are not a recipe: leave the policy out)",
+  fp32: "'bf16' (FP32 GEMMs are not a recipe: leave the policy out)",
+  mxfp4: "'nvfp4' or 'mxfp8' (MXFP4 is a format, not a recipe)",
+};
+
+/** A recipe name (an unknown one is refused, never taken for another); `what` reads "for X" or "in X". */
+export function checkRecipe(recipe: unknown, what: string): Recipe {
+  if (typeof recipe === 'string' && Object.hasOwn(RECIPES, recipe)) return recipe as Recipe;
+  const hint = typeof recipe === 'string' ? (RECIPE_HINTS[recipe.toLowerCase()] ?? Object.keys(RECIPES).find((r) => r.toLowerCase() === recipe.toLowerCase() || r.startsWith(recipe.toLowerCase()))) : undefined;
+  throw new DeepwellError('INVALID_ARGUMENT', `Expected a recipe (${recipeList()}) ${what} but received ${describe(recipe)}${hint ? ` (did you mean ${hint.startsWith("'") ? hint : `'${hint}'`}?)` : ''}`);
+}
+
 /** Whether a GPU of compute capability `cc` ('9.0', '10.0', …) runs a recipe's GEMMs natively. */
 export function support(recipe: Recipe, cc: string | null): 'native' | 'emulated' {
-  const r = Object.hasOwn(RECIPES, recipe) ? RECIPES[recipe] : undefined;
-  if (!r || cc === null || r.nativeFrom === null) return 'emulated';
+  const r = RECIPES[checkRecipe(recipe, 'for support()')];
+  if (cc !== null && (typeof cc !== 'string' || !/^\d+\.\d+$/.test(cc))) invalid("a compute capability ('9.0', '10.0') or null", 'support()', cc);
+  if (cc === null || r.nativeFrom === null) return 'emulated';
   const v = Number(cc);
   return v >= r.nativeFrom && (r.nativeBelow === null || v < r.nativeBelow) ? 'native' : 'emulated';
 }
@@ -151,13 +170,17 @@ export interface LayerNumerics {
 const isBackward = (n: NodeDecl) => n.phase === 'backward';
 export const NUMERICS_PREFIX = 'numerics/';
 
+const POLICY_OPTIONS = ['recipe', 'rules', 'keepFirstLast', 'minWeightElements', 'scaleMode', 'numerics', 'native'];
+
 function checkOptions(options: PolicyOptions): void {
   const bad = (what: string, got: unknown) => new DeepwellError('INVALID_ARGUMENT', `Expected ${what} but received ${describe(got)}`);
-  if (!options || typeof options !== 'object' || !Object.hasOwn(RECIPES, options.recipe)) throw bad(`a recipe (${recipeList()}) for the precision policy`, options?.recipe);
+  if (!options || typeof options !== 'object' || Array.isArray(options)) throw bad(`precision policy options ({ recipe: ${recipeList()}, … })`, options);
+  checkKeys(options, POLICY_OPTIONS, 'precision policy', { aliases: { precision: 'recipe', format: 'recipe', keepFirstAndLast: 'keepFirstLast', minWeight: 'minWeightElements' } });
+  checkRecipe(options.recipe, 'for the precision policy');
   if (options.rules !== undefined && !Array.isArray(options.rules)) throw bad('an array of { match, recipe } for the policy rules', options.rules);
   for (const r of options.rules ?? []) checkRule(r);
   if (options.keepFirstLast !== undefined && typeof options.keepFirstLast !== 'boolean') throw bad('a boolean for keepFirstLast', options.keepFirstLast);
-  if (options.minWeightElements !== undefined && !(Number.isInteger(options.minWeightElements) && options.minWeightElements >= 0)) throw bad('a non-negative integer for minWeightElements', options.minWeightElements);
+  if (options.minWeightElements !== undefined && !(Number.isSafeInteger(options.minWeightElements) && options.minWeightElements >= 0)) throw bad('a non-negative integer for minWeightElements', options.minWeightElements);
   if (options.scaleMode !== undefined && options.scaleMode !== 'floor' && options.scaleMode !== 'rceil') throw bad("'floor' or 'rceil' for scaleMode", options.scaleMode);
   if (options.numerics !== undefined && typeof options.numerics !== 'boolean') throw bad('a boolean for numerics', options.numerics);
   if (options.native !== undefined && options.native !== 'auto' && typeof options.native !== 'boolean') throw bad("'auto' or a boolean for native", options.native);
@@ -165,7 +188,8 @@ function checkOptions(options: PolicyOptions): void {
 
 function checkRule(r: PolicyRule): void {
   if (!r || typeof r !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected a { match, recipe } policy rule but received ${describe(r)}`);
-  if (!Object.hasOwn(RECIPES, r.recipe)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a recipe (${recipeList()}) in a policy rule but received ${describe(r.recipe)}`);
+  checkKeys(r, ['match', 'recipe'], 'policy rule', { noun: 'key' });
+  checkRecipe(r.recipe, 'in a policy rule');
   if (!(r.match instanceof RegExp) && typeof r.match !== 'string') throw new DeepwellError('INVALID_ARGUMENT', `Expected a RegExp or a layer-name prefix for a policy rule's match but received ${describe(r.match)}`);
 }
 
@@ -180,12 +204,16 @@ export class PrecisionPolicy implements GraphPass {
 
   /** A new policy with these options changed (rules included: the copy has its own list). */
   clone(over: Partial<PolicyOptions> = {}): PrecisionPolicy {
+    if (typeof over !== 'object' || over === null || Array.isArray(over)) invalid('an object of policy options to change', 'clone()', over);
     return new PrecisionPolicy({ ...this.options, ...over });
   }
 
   /** Add a rule: at the end (after the user's), or `first` (it then wins over every other). */
   addRule(rule: PolicyRule, options: { first?: boolean } = {}): this {
     checkRule(rule);
+    if (typeof options !== 'object' || options === null) invalid('{ first?: boolean }', 'addRule options', options);
+    checkKeys(options, ['first'], 'addRule');
+    if (options.first !== undefined && typeof options.first !== 'boolean') invalid('a boolean', 'addRule first', options.first);
     if (options.first) this.options.rules.unshift(rule);
     else this.options.rules.push(rule);
     return this;
@@ -193,6 +221,7 @@ export class PrecisionPolicy implements GraphPass {
 
   /** The decision for every layer that has GEMMs (in graph order), without changing the graph. */
   plan(graph: Graph): LayerDecision[] {
+    checkGraphLike(graph, 'PrecisionPolicy.plan');
     return this.#plan(graph, gemmRoles(graph));
   }
 
@@ -237,6 +266,9 @@ export class PrecisionPolicy implements GraphPass {
   }
 
   run(graph: Graph, context?: PassContext): Graph {
+    checkGraphLike(graph, 'PrecisionPolicy.run');
+    if (context !== undefined && (typeof context !== 'object' || context === null)) invalid('a pass context ({ device? })', 'PrecisionPolicy.run', context);
+    if (context?.device !== undefined && typeof context.device !== 'string') invalid('a device name', 'the pass context device', context.device);
     const roles = gemmRoles(graph);
     const layerOf = this.#layerOf(roles);
     const decisions = new Map(this.#plan(graph, roles).map((d) => [d.layer, d]));
@@ -317,6 +349,12 @@ export class PrecisionPolicy implements GraphPass {
 
   /** The per-layer table, for a person. */
   static table(plan: LayerDecision[], cc: string | null = null): string {
+    if (!Array.isArray(plan)) invalid("an array of layer decisions (a policy's lastPlan)", 'PrecisionPolicy.table', plan);
+    plan.forEach((d, i) => {
+      const ok = typeof d === 'object' && d !== null && typeof d.layer === 'string' && typeof d.kind === 'string' && typeof d.reason === 'string' && Object.hasOwn(RECIPES, d.recipe) && (d.weight === null || Array.isArray(d.weight)) && [d.native, d.rewritten].every(Number.isInteger);
+      if (!ok) invalid('a layer decision ({ layer, kind, weight, recipe, reason, gemms, rewritten, native })', `PrecisionPolicy.table plan[${i}]`, d);
+    });
+    if (cc !== null && typeof cc !== 'string') invalid("a compute capability ('9.0') or null", 'PrecisionPolicy.table', cc);
     const rows = [['layer', 'kind', 'weight', 'precision', cc ? `on sm ${cc}` : 'runs', 'why']];
     const runs = (d: LayerDecision) => {
       if (d.recipe === 'bf16') return 'native';
@@ -337,6 +375,7 @@ export class PrecisionPolicy implements GraphPass {
     for (const [name, v] of Object.entries(outputs)) {
       if (!name.startsWith(NUMERICS_PREFIX)) continue;
       if (!v || v.length !== QUANT_STATS.length) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${QUANT_STATS.length} values (${QUANT_STATS.join(', ')}) for output '${name}' but received ${describe(v)}`);
+      if (!Array.from(v).every((x) => typeof x === 'number')) invalid('numbers', `the values of output '${name}'`, v);
       const layer = name.slice(NUMERICS_PREFIX.length).split('/').slice(0, -2).join('/');
       const l = layers.get(layer) ?? { layer, operands: 0, amax: 0, nonfinite: 0, underflow: 0, saturated: 0, log2ScaleMin: NaN, log2ScaleMax: NaN };
       const [amax, nonfinite, underflow, saturated, lo, hi] = Array.from(v);
@@ -355,6 +394,10 @@ export class PrecisionPolicy implements GraphPass {
   /** The per-layer numerics as a table, for a person. */
   static numericsTable(numerics: Record<string, ArrayLike<number>> | LayerNumerics[]): string {
     const rows = Array.isArray(numerics) ? numerics : PrecisionPolicy.numerics(numerics);
+    rows.forEach((l, i) => {
+      const ok = typeof l === 'object' && l !== null && typeof l.layer === 'string' && (['operands', 'amax', 'underflow', 'saturated', 'nonfinite', 'log2ScaleMin', 'log2ScaleMax'] as const).every((k) => typeof l[k] === 'number');
+      if (!ok) invalid('layer numerics ({ layer, operands, amax, nonfinite, underflow, saturated, log2ScaleMin, log2ScaleMax })', `numericsTable[${i}]`, l);
+    });
     const pct = (x: number) => (x === 0 ? '0' : `${(100 * x).toPrecision(2)}%`);
     const range = (l: LayerNumerics) => (Number.isNaN(l.log2ScaleMin) ? '-' : `2^${l.log2ScaleMin.toFixed(1)} .. 2^${l.log2ScaleMax.toFixed(1)}`);
     return formatRows([['layer', 'operands', 'amax', 'scales', 'underflow', 'saturated', 'non-finite'], ...rows.map((l) => [l.layer, String(l.operands), l.amax.toPrecision(3), range(l), pct(l.underflow), pct(l.saturated), pct(l.nonfinite)])]);

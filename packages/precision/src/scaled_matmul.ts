@@ -27,7 +27,7 @@
  * scratch (eager.ts: one buffer per device, grown as needed). On the CPU the float64 reference runs (its result rounded once to outDtype).
  * Everything is checked here, before the native boundary, with errors naming the argument.
  */
-import { DeepwellError, Tensor, describe, f32ToBf16Bits, registry, unpackNibbles, type KernelCandidate } from '@deepwell/core';
+import { DeepwellError, Tensor, describe, f32ToBf16Bits, invalid, registry, unpackNibbles, type KernelCandidate } from '@deepwell/core';
 import type { CudaCall } from '@deepwell/kernels-native';
 import { checkAttrs, getOp, type KernelParams, type ValueType } from '@deepwell/ir';
 import { devArg, eagerScratch } from './eager.js';
@@ -44,6 +44,9 @@ export interface ScaledMatmulOptions {
 }
 
 const OPTIONS = ['outDtype', 'fastAccum'];
+/** The CPU reference's limits: 2^28 outputs (2 GiB of float64), 2^36 multiply-adds (minutes). */
+const CPU_MAX_OUT = 2 ** 28;
+const CPU_MAX_WORK = 2 ** 36;
 
 /** The formats scaledMatmul takes and how each scales its operand. */
 const SCALING_OF: Readonly<Record<string, Scaling>> = {
@@ -140,8 +143,13 @@ export function scaledMatmul(a: QuantizedTensor, b: QuantizedTensor, options: Sc
   const inTypes: ValueType[] = inputs.map((t) => ({ shape: t.shape, dtype: t.dtype }));
   const outTypes = op.infer(inTypes, attrs);
   const [M, N] = outTypes[0]!.shape as [number, number];
+  const K = A.codes.shape[1]!;
 
   if (device === 'cpu') {
+    // The reference is a float64 triple loop: a size it would take hours over is refused, not run.
+    if (M * N > CPU_MAX_OUT || M * N * K > CPU_MAX_WORK) {
+      invalid(`at most ${CPU_MAX_OUT} outputs and ${CPU_MAX_WORK} multiply-adds for the CPU reference (use a GPU)`, 'scaledMatmul on the CPU', `${M} × ${N} × ${K}`);
+    }
     // The reference directly: the registry's CPU candidate of an op computes f32 / bf16 / f16 / i32
     // storage and declines f8 codes (see the op's comment).
     const d = new Float64Array(M * N);

@@ -25,7 +25,7 @@
  * Shapes: cols divisible by 8 and by the block along it (rowwise), rows by the block along it
  * (columnwise; 32 for tensorwise FP8), both by 128 for fp8-block128x128.
  */
-import { DeepwellError, Tensor, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
+import { DeepwellError, Tensor, bf16BitsToF32, checkKeys, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, invalid, type DTypeName } from '@deepwell/core';
 import { DEQUANT_FLAGS, DTYPE_CODE, FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, nativeEntries, type NativeEntries } from '@deepwell/kernels-native';
 import { amaxOf } from './blocks.js';
 import { devArg, eagerScratch } from './eager.js';
@@ -33,6 +33,7 @@ import type { Format } from './quantize.js';
 import { FAKE_QUANT_FORMATS } from './ops/fake_quant.js';
 import { dequantize2d, gemmBlockScales, plainBlockScales, quantize2d, tileScales128x4, untileScales128x4, type BlockFp8, type Quantized2d } from './layout.js';
 import { blockAlong, hasTensorScale, isFp4, isMx, scaleBytes, type AnyFormat } from './cuda/native.js';
+import { checkAmax } from './guards.js';
 
 export type TensorDirection = 'rowwise' | 'columnwise' | 'both';
 export type ScaleLayout = 'plain' | 'tiled128x4' | 'gemm';
@@ -95,6 +96,8 @@ function gemmLayoutOf(f: AnyFormat): ScaleLayout | null {
 
 function check(x: unknown, options: QuantizeTensorOptions): Checked {
   if (!(x instanceof Tensor)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Tensor to quantize but received ${describe(x)}`);
+  if (typeof options !== 'object' || options === null) invalid('quantizeTensor options ({ format, scaleMode?, direction?, scaleLayout?, amax?, out? })', 'quantizeTensor', options);
+  checkKeys(options, ['format', 'scaleMode', 'direction', 'scaleLayout', 'amax', 'out'], 'quantizeTensor');
   if (!FLOAT_INPUTS.includes(x.dtype)) throw new DeepwellError('INVALID_DTYPE', `Expected an f32, bf16 or f16 tensor to quantize but received ${x.dtype}`);
   if (x.shape.length === 0) throw new DeepwellError('SHAPE_MISMATCH', 'Expected a tensor of rank >= 1 to quantize but received a scalar');
   const format = options?.format;
@@ -112,12 +115,20 @@ function check(x: unknown, options: QuantizeTensorOptions): Checked {
   }
   if (options.amax !== undefined) {
     if (!hasTensorScale(format)) throw new DeepwellError('INVALID_ARGUMENT', `Expected no amax for ${format} (its scales come from each block) but received ${describe(options.amax)}`);
-    if (typeof options.amax !== 'number' || !Number.isFinite(options.amax) || options.amax < 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite amax >= 0 but received ${describe(options.amax)}`);
+    checkAmax(options.amax);
   }
   const cols = x.shape.at(-1)!;
   const rows = x.numel / Math.max(cols, 1);
   const directions = direction === 'both' ? (['rowwise', 'columnwise'] as const) : [direction as 'rowwise' | 'columnwise'];
-  const shape = `[${x.shape.join(', ')}] (${rows} × ${cols})`;
+  checkSizes(format, rows, cols, directions, `[${x.shape.join(', ')}] (${rows} × ${cols})`);
+  const c: Checked = { format, scaleMode: isMx(format) ? (options.scaleMode ?? 'floor') : null, directions: [...directions], layout, gemm: layout !== 'plain', rows, cols };
+  checkOut(c, options.out, x.device);
+  return c;
+}
+
+/** The sizes quantizeTensor takes (and dequantizeTensor, of a part it reads). */
+function checkSizes(format: AnyFormat, rows: number, cols: number, directions: readonly ('rowwise' | 'columnwise')[], shape: string): void {
+  if (rows < 1 || cols < 1) throw new DeepwellError('SHAPE_MISMATCH', `Expected at least one row and one column to quantize but received ${shape}`);
   if (cols % 8 !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a last dimension divisible by 8 to quantize but received ${shape}`);
   const block = blockAlong(format);
   for (const d of directions) {
@@ -126,7 +137,41 @@ function check(x: unknown, options: QuantizeTensorOptions): Checked {
     if (along % need !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length along the blocks divisible by ${need} for ${format} (${d}) but received ${shape}`);
   }
   if (format === 'fp8-block128x128' && (rows % 128 !== 0 || cols % 128 !== 0)) throw new DeepwellError('SHAPE_MISMATCH', `Expected rows and cols divisible by 128 for fp8-block128x128 but received ${shape}`);
-  return { format, scaleMode: isMx(format) ? (options.scaleMode ?? 'floor') : null, directions: [...directions], layout, gemm: layout !== 'plain', rows, cols };
+}
+
+/** A part's data and scales as a call writes (or reads) them: [dtype, shape] each, scales null when the format has none. */
+function partTypes(c: Pick<Checked, 'format' | 'rows' | 'cols' | 'gemm'>, d: 'rowwise' | 'columnwise'): { data: [DTypeName, number[]]; scales: [DTypeName, number[]] | null } {
+  const [R, C] = d === 'rowwise' ? [c.rows, c.cols] : [c.cols, c.rows];
+  return { data: [codeDtype(c.format), [R, C]], scales: scaleBytes(c.format, R, C, c.gemm) > 0 ? [scaleDtype(c.format), scaleShape(c.format, R, C, c.gemm)] : null };
+}
+
+/**
+ * Every destination in `out`, checked before anything is written (nothing is half-applied): the
+ * parts of the directions asked for, their tensors' dtypes, shapes and device; no part of a
+ * direction not asked for, no key but rowwise, columnwise and globalScale.
+ */
+function checkOut(c: Checked, out: unknown, device: string): void {
+  if (out === undefined) return;
+  if (typeof out !== 'object' || out === null) invalid('an object ({ rowwise?, columnwise?, globalScale? })', 'quantizeTensor out', out);
+  checkKeys(out, ['rowwise', 'columnwise', 'globalScale'], 'quantizeTensor out');
+  const o = out as NonNullable<QuantizeTensorOptions['out']>;
+  for (const d of ['rowwise', 'columnwise'] as const) {
+    const part = o[d];
+    if (part === undefined || part === null) continue;
+    if (!c.directions.includes(d)) invalid(`no out.${d} (the call quantizes ${c.directions.join(' and ')})`, 'quantizeTensor out', part);
+    if (typeof part !== 'object') invalid('{ data?, scales? } of Tensors', `out.${d}`, part);
+    checkKeys(part, ['data', 'scales'], `quantizeTensor out.${d}`);
+    const t = partTypes(c, d);
+    if (part.data != null) expectTensor(part.data, t.data[1], t.data[0], device, `out.${d}.data`);
+    if (part.scales != null) {
+      if (!t.scales) invalid(`no scales for ${c.format} (one tensor scale: out.globalScale)`, `out.${d}.scales`, part.scales);
+      expectTensor(part.scales, t.scales[1], t.scales[0], device, `out.${d}.scales`);
+    }
+  }
+  if (o.globalScale != null) {
+    if (!hasTensorScale(c.format)) invalid(`no globalScale for ${c.format} (its scales are per block)`, 'out.globalScale', o.globalScale);
+    expectTensor(o.globalScale, [1], 'f32', device, 'out.globalScale');
+  }
 }
 
 function hostValues(x: Tensor): Float32Array {
@@ -162,14 +207,20 @@ export function quantizeWorkspaceBytes(f: AnyFormat, dtype: DTypeName, rows: num
   return (rowwise ? scaleBytes(f, rows, cols, true) : 0) + (columnwise ? scaleBytes(f, cols, rows, true) : 0);
 }
 
-/** The destination tensor: `given` (checked against what the call writes) or a new one. */
-function dest(given: Tensor | null | undefined, shape: number[], dtype: DTypeName, device: string, what: string): Tensor {
-  if (given === undefined || given === null) return Tensor.empty(shape, dtype, { device });
+/** `given` is a live Tensor of this dtype and shape on this device. */
+function expectTensor(given: unknown, shape: readonly number[], dtype: DTypeName, device: string, what: string): Tensor {
   if (!(given instanceof Tensor)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Tensor for ${what} but received ${describe(given)}`);
   if (given.dtype !== dtype || given.shape.join() !== shape.join() || given.device !== device) {
     throw new DeepwellError('SHAPE_MISMATCH', `Expected ${dtype}[${shape.join(', ')}] on ${device} for ${what} but received ${given.dtype}[${given.shape.join(', ')}] on ${given.device}`);
   }
+  if (given.disposed) throw new DeepwellError('DISPOSED', `Expected a live Tensor for ${what} but received a disposed one`);
   return given;
+}
+
+/** The destination tensor: `given` (checked against what the call writes) or a new one. */
+function dest(given: Tensor | null | undefined, shape: number[], dtype: DTypeName, device: string, what: string): Tensor {
+  if (given === undefined || given === null) return Tensor.empty(shape, dtype, { device });
+  return expectTensor(given, shape, dtype, device, what);
 }
 
 /** A host result copied into a destination tensor. */
@@ -262,6 +313,8 @@ export function quantizeTensor(x: Tensor, options: QuantizeTensorOptions): Quant
 
 export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'rowwise' | 'columnwise'; dtype?: 'f32' | 'bf16' | 'f16'; out?: Tensor } = {}): Tensor {
   if (!q || typeof q !== 'object' || !ALL_FORMATS.includes(q.format)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a QuantizedTensor from quantizeTensor but received ${describe(q)}`);
+  if (typeof options !== 'object' || options === null) invalid('dequantizeTensor options ({ direction?, dtype?, out? })', 'dequantizeTensor', options);
+  checkKeys(options, ['direction', 'dtype', 'out'], 'dequantizeTensor');
   const direction = options.direction ?? (q.rowwise ? 'rowwise' : 'columnwise');
   const part = direction === 'rowwise' ? q.rowwise : direction === 'columnwise' ? q.columnwise : undefined;
   if (part === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected direction 'rowwise' or 'columnwise' but received ${describe(options.direction)}`);
@@ -270,6 +323,7 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
   if (!FLOAT_INPUTS.includes(dtype)) throw new DeepwellError('INVALID_DTYPE', `Expected dtype f32, bf16 or f16 but received ${describe(options.dtype)}`);
   const f = q.format;
   if (q.scaleLayout !== 'plain' && q.scaleLayout !== gemmLayoutOf(f)) throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleLayout 'plain'${gemmLayoutOf(f) ? ` or '${gemmLayoutOf(f)}'` : ''} for ${f} but received ${describe(q.scaleLayout)}`);
+  checkPart(q, part, direction);
   const [R, C] = direction === 'rowwise' ? [q.rows, q.cols] : [q.cols, q.rows];
   const device = part.data.device;
   if (device === 'cpu') {
@@ -292,4 +346,22 @@ export function dequantizeTensor(q: QuantizedTensor, options: { direction?: 'row
     throw e;
   }
   return out;
+}
+
+/**
+ * The part of a QuantizedTensor that dequantizeTensor reads, checked against its own header before
+ * a byte is read (on a GPU the kernel trusts these sizes): rows and cols the quantizer takes, codes
+ * of the format's dtype and [R, C], scales of the layout's shape (none for tensorwise FP8), an f32[1]
+ * globalScale where the format has one, all live and on one device.
+ */
+function checkPart(q: QuantizedTensor, part: QuantizedPart, direction: 'rowwise' | 'columnwise'): void {
+  for (const k of ['rows', 'cols'] as const) if (!Number.isSafeInteger(q[k]) || q[k] < 1) invalid('a positive integer', `the QuantizedTensor's ${k}`, q[k]);
+  checkSizes(q.format, q.rows, q.cols, [direction], `${q.rows} × ${q.cols}`);
+  if (typeof part !== 'object') invalid('{ data, scales } of Tensors', `the ${direction} part`, part);
+  const t = partTypes({ format: q.format, rows: q.rows, cols: q.cols, gemm: q.scaleLayout !== 'plain' }, direction);
+  const data = expectTensor(part.data, t.data[1], t.data[0], (part.data as Tensor | undefined)?.device ?? 'cpu', `the ${direction} codes`);
+  if (t.scales) expectTensor(part.scales, t.scales[1], t.scales[0], data.device, `the ${direction} scales`);
+  else if (part.scales != null) invalid(`no scales for ${q.format} (one tensor scale)`, `the ${direction} scales`, part.scales);
+  if (hasTensorScale(q.format)) expectTensor(q.globalScale, [1], 'f32', data.device, 'the globalScale');
+  else if (q.globalScale != null) invalid(`no globalScale for ${q.format}`, 'the globalScale', q.globalScale);
 }

@@ -27,7 +27,7 @@
  */
 import { DTYPE_CODE, EPILOGUE_CODE, FP8_CODE, SCALING_CODE, findLibrary, nativeEntries, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import { GEMM_LT_WORKSPACE, type KernelParams } from '@deepwell/ir';
-import { checkScaledMatmul, isBlockScaling, isMicroScaling, type ScaledMatmulDims } from '../ops/scaled_matmul.js';
+import { checkScaledMatmul, checkScaledMatmulDims, isBlockScaling, isMicroScaling, type ScaledMatmulDims } from '../ops/scaled_matmul.js';
 
 /** The cuBLASLt workspace of one FP8 GEMM call (the BF16 GEMMs' figure). */
 export const SCALED_GEMM_WORKSPACE = GEMM_LT_WORKSPACE;
@@ -47,6 +47,7 @@ function dimsOf(p: KernelParams): ScaledMatmulDims | string {
 
 /** What scaledGemmLt takes beyond the op's own rule (gemm_scaled.cpp's checkShape), else why not. */
 export function scaledGemmLimits(n: ScaledMatmulDims): true | string {
+  checkScaledMatmulDims(n, 'scaledGemmLimits');
   const block = isBlockScaling(n.aScaling);
   const micro = isMicroScaling(n.aScaling);
   if (block && n.layout !== 'gemm') return `takes block scales in scaleLayout 'gemm' (cuBLASLt's VEC128_32F / BLK128x128_32F layouts), not '${n.layout}': quantize with quantizeTensor(x, { format, scaleLayout: 'gemm' })`;

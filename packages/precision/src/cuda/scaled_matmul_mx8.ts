@@ -22,7 +22,8 @@
  */
 import { DTYPE_CODE, FP8_CODE, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
-import { checkScaledMatmul, type ScaledMatmulDims } from '../ops/scaled_matmul.js';
+import { invalid } from '@deepwell/core';
+import { checkScaledMatmul, checkScaledMatmulDims, type ScaledMatmulDims } from '../ops/scaled_matmul.js';
 import { computeCapabilityOf } from '../device.js';
 
 /** The candidate's name in the registry. */
@@ -35,6 +36,8 @@ const MAX_INT = 2 ** 31 - 1;
  * known), else why not. The kernel's own limits only: the registry checks the device and the addon.
  */
 export function mx8Sm90Limits(n: ScaledMatmulDims, cc: string | null): true | string {
+  checkScaledMatmulDims(n, 'mx8Sm90Limits');
+  if (cc !== null && typeof cc !== 'string') invalid("a compute capability ('9.0') or null", 'mx8Sm90Limits', cc);
   if (n.aScaling !== 'mx32' || n.bScaling !== 'mx32') return `takes MXFP8 operands only (mx32 × mx32 scaling), not (${n.aScaling}, ${n.bScaling})`;
   if (n.layout !== 'gemm') return `takes mx32 scale codes in scaleLayout 'gemm' (cuBLASLt's 128 × 4 tiles), not '${n.layout}': quantize with quantizeTensor(x, { format, scaleLayout: 'tiled128x4' })`;
   if (Math.max(n.M, n.N, n.K) > MAX_INT) return `takes M, N and K up to 2^31 - 1, not ${n.M}, ${n.N} and ${n.K}`;
