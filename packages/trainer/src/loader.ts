@@ -107,9 +107,9 @@ export class TokenLoader {
     if (this.batchSize * this.seqLen > MAX_BATCH_TOKENS) invalid(`batchSize × seqLen of at most ${MAX_BATCH_TOKENS}`, 'the loader', `${this.batchSize} × ${this.seqLen}`);
     if (options.shuffle !== undefined && typeof options.shuffle !== 'boolean') invalid('a boolean', 'shuffle', options.shuffle);
     this.shuffle = options.shuffle ?? true;
-    this.seed = checkInteger(options.seed ?? 0, 'seed', 0, 2 ** 32 - 1);
-    this.worldSize = positiveInt(options.worldSize ?? 1, 'worldSize', 65536);
-    this.rank = options.rank ?? 0;
+    this.seed = options.seed === undefined ? 0 : checkInteger(options.seed, 'seed', 0, 2 ** 32 - 1);
+    this.worldSize = options.worldSize === undefined ? 1 : positiveInt(options.worldSize, 'worldSize', 65536);
+    this.rank = options.rank === undefined ? 0 : (options.rank as number);
     if (!Number.isInteger(this.rank) || this.rank < 0 || this.rank >= this.worldSize) {
       throw new DeepwellError('INVALID_ARGUMENT', `Expected a rank in [0, ${this.worldSize - 1}] but received ${describe(options.rank)}`);
     }

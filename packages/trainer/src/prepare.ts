@@ -140,10 +140,10 @@ function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'onProgr
   });
   checkOneOf(o.tokenizer, TOKENIZER_NAMES, 'prepare tokenizer');
   if (typeof o.out !== 'string' || o.out === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected an output directory for prepare out but received ${describe(o.out)}`);
-  const valFraction = o.valFraction ?? 0.1;
+  const valFraction = o.valFraction === undefined ? 0.1 : o.valFraction;
   if (typeof valFraction !== 'number' || !(valFraction >= 0 && valFraction <= 0.5)) invalid('a number in [0, 0.5]', 'prepare valFraction', o.valFraction);
-  const shardTokens = checkInteger(o.shardTokens ?? 100_000_000, 'prepare shardTokens', 1, 2 ** 31 - 1);
-  const chunkBytes = checkInteger(o.chunkBytes ?? 8 << 20, 'prepare chunkBytes', 16, 2 ** 30);
+  const shardTokens = o.shardTokens === undefined ? 100_000_000 : checkInteger(o.shardTokens, 'prepare shardTokens', 1, 2 ** 31 - 1);
+  const chunkBytes = o.chunkBytes === undefined ? 8 << 20 : checkInteger(o.chunkBytes, 'prepare chunkBytes', 16, 2 ** 30);
   if (o.onProgress !== undefined) checkFunction(o.onProgress, 'prepare onProgress');
   const sizes = o.inputs.map((p) => {
     let st;

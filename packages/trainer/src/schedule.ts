@@ -29,8 +29,8 @@ export function warmupCosine(options: WarmupCosineOptions): Schedule {
   const { lr } = options;
   if (typeof lr !== 'number' || !Number.isFinite(lr) || lr <= 0) invalid('a positive learning rate (a finite number > 0)', 'warmupCosine lr', lr);
   const total = checkInteger(options.total, 'warmupCosine total steps', 1, MAX_STEPS);
-  const warmup = checkInteger(options.warmup ?? 0, 'warmupCosine warmup steps', 0, total);
-  const minLr = checkNumber(options.minLr ?? lr / 10, 'warmupCosine minLr', { min: 0, max: lr });
+  const warmup = options.warmup === undefined ? 0 : checkInteger(options.warmup, 'warmupCosine warmup steps', 0, total);
+  const minLr = options.minLr === undefined ? lr / 10 : checkNumber(options.minLr, 'warmupCosine minLr', { min: 0, max: lr });
   return (step) => {
     checkInteger(step, 'the schedule step (1-based)', 1);
     if (step <= warmup) return (lr * step) / warmup;

@@ -119,7 +119,7 @@ describe('TokenLoader checks its options, its shards and a restored position', (
 describe('schedules', () => {
   it('refuses bad options, and a schedule function that goes negative or NaN, naming the step', () => {
     expect(errorOf(() => warmupCosine({ lr: NaN, total: 10 })).message).toMatch(/positive learning rate/);
-    expect(errorOf(() => warmupCosine({ lr: 1, total: 10, minLr: NaN })).message).toMatch(/minLr/);
+    for (const minLr of [NaN, null]) expect(errorOf(() => warmupCosine({ lr: 1, total: 10, minLr: minLr as number })).message).toMatch(/minLr/);
     expect(errorOf(() => warmupCosine({ lr: 1, total: Infinity })).message).toMatch(/total/);
     expect(errorOf(() => warmupCosine({ lr: 1, total: 10, warmup: 2.5 })).message).toMatch(/warmup/);
     expect(errorOf(() => warmupCosine({ lr: 1, total: 10, warmpu: 2 } as never)).message).toMatch(/did you mean warmup\?/);
