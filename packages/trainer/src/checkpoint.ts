@@ -129,7 +129,7 @@ function readCheckpoint(path: string): CheckpointContents {
   const file = parseSafetensors(buf, path);
   const md = file.metadata;
   if (md.format !== CHECKPOINT_FORMAT) {
-    throw new DeepwellError('INVALID_ARGUMENT', `${path} is not a Deepwell checkpoint (metadata format ${JSON.stringify(md.format ?? null)}, expected '${CHECKPOINT_FORMAT}')`);
+    throw new DeepwellError('INVALID_ARGUMENT', `${path} is not a Deepwell checkpoint (metadata format ${JSON.stringify(md.format ?? null)}, expected '${CHECKPOINT_FORMAT}')`, { details: { path, foreign: true } });
   }
   if (!VERSIONS.includes(md.version!)) throw new DeepwellError('INVALID_ARGUMENT', `${path} is checkpoint version ${JSON.stringify(md.version ?? null)}; this Deepwell reads versions ${VERSIONS.join(' and ')}`);
   if (md.version !== '1' && !file.checksummed) throw new DeepwellError('INVALID_ARGUMENT', `${path} is checkpoint version ${md.version} without its checksums: it is damaged`);
@@ -142,7 +142,7 @@ function readCheckpoint(path: string): CheckpointContents {
   };
   const int = (k: string) => {
     const v = md[k];
-    if (typeof v !== 'string' || !/^\d{1,15}$/.test(v)) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has an invalid ${k} ${JSON.stringify(v ?? null)} (expected a non-negative integer)`);
+    if (typeof v !== 'string' || !/^\d{1,16}$/.test(v) || !Number.isSafeInteger(Number(v))) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has an invalid ${k} ${JSON.stringify(v ?? null)} (expected a non-negative integer)`);
     return Number(v);
   };
   const meta: CheckpointMeta = { step: int('step'), loader: parse('loader'), seed: md.seed === undefined ? 0 : int('seed'), config: parse('config'), extra: parse('extra'), run: md.run || null, schedule: asScheduleRecord(parse('schedule')) };
@@ -376,16 +376,16 @@ export function resolveStart(dir: string | null, resume: boolean | 'auto' | stri
     if (runs.size > 1) {
       throw new DeepwellError('INVALID_ARGUMENT', `Expected the checkpoints of one run in ${dir} to resume but it holds several (${byRun(ours)}); pass the checkpoint to resume as resume: '<path>' with a checkpoint.dir of its own`);
     }
-    // Newest first: the run's checkpoints and the step files whose header cannot be read (damaged).
-    const candidates = files.filter((c) => c.run !== undefined || readMetadata(c.path) === null).reverse();
+    // Newest first, every step file: the first that passes its check is the start; a newer damaged
+    // one is skipped and said; another program's safetensors (intact, another format) is passed over.
     const skipped: RunStart['skipped'] = [];
-    for (const c of candidates) {
+    for (const c of [...files].reverse()) {
       try {
         verifyCheckpoint(c.path);
         return { from: c.path, run: c.run ?? null, skipped };
       } catch (e) {
         if (!DeepwellError.is(e)) throw e;
-        skipped.push({ step: c.step, path: c.path, reason: e.message });
+        if (e.details.foreign !== true) skipped.push({ step: c.step, path: c.path, reason: e.message });
       }
     }
     throw new DeepwellError('INVALID_ARGUMENT', `Expected a checkpoint that loads to resume from in ${dir} but every one fails its check: ${skipped.map((s) => `step ${s.step}: ${s.reason}`).join('; ')}`, { details: { dir, skipped } });

@@ -142,8 +142,8 @@ export function exportHuggingFace(dir: string, params: Params, config: GPTConfig
   if (config.nLayer > params.size) throw new DeepwellError('INVALID_ARGUMENT', `Expected parameter 'blocks.${params.size}.ln1.weight' for the Hugging Face export (GPT config nLayer ${config.nLayer}) but the model has none`);
   const C = config.nEmbd;
   const H = config.mlpHidden ?? 4 * C;
-  const vocab = options.vocabSize ?? config.vocabSize;
-  if (!Number.isInteger(vocab) || vocab < 1 || vocab > config.vocabSize) throw new DeepwellError('INVALID_ARGUMENT', `Expected vocabSize in [1, ${config.vocabSize}] (the model's rows) for the Hugging Face export but received ${String(options.vocabSize)}`);
+  const vocab = options.vocabSize === undefined ? config.vocabSize : options.vocabSize;
+  if (!Number.isInteger(vocab) || vocab < 1 || vocab > config.vocabSize) throw new DeepwellError('INVALID_ARGUMENT', `Expected vocabSize in [1, ${config.vocabSize}] (the model's rows) for the Hugging Face export but received ${describe(options.vocabSize)}`);
   const tied = config.tiedEmbeddings ?? true;
   const shapeOf = (d: string) => ourShape(d, config.vocabSize, config.blockSize, C, H);
   const map = nameMap(config.nLayer, tied);

@@ -24,7 +24,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import * as zlib from 'node:zlib';
-import { DeepwellError, checkShape, describe, invalid } from '@deepwell/core';
+import { DeepwellError, checkShape, describe, editDistance, invalid } from '@deepwell/core';
 
 export type SafeDType = 'F32' | 'F16' | 'BF16' | 'I32' | 'U16' | 'I64' | 'U8';
 const BYTES: Record<SafeDType, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, U16: 2, I64: 8, U8: 1 };
@@ -47,6 +47,13 @@ export interface SafetensorsFile {
 export const CHECKSUM_KEY = 'deepwell.crc32';
 /** The largest header read (the reference implementation's limit, 100 MB). */
 const MAX_HEADER = 100_000_000;
+
+/**
+ * A metadata entry that is the checksum key damaged: a key within 3 edits of it, or a value shaped
+ * like the checksums (a flipped bit in the key's name must not turn a file into one without
+ * checksums). Reserved on write for the same reason.
+ */
+const likeChecksums = (k: string, v: string) => k !== CHECKSUM_KEY && (editDistance(k, CHECKSUM_KEY) <= 3 || v.startsWith('{"__metadata__":"'));
 
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
@@ -124,6 +131,8 @@ export function writeSafetensors(path: string, tensors: Map<string, SafeTensor> 
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') invalid('a string', `safetensors metadata '${k}'`, v);
   }
+  const near = Object.entries(metadata).find(([k, v]) => likeChecksums(k, v));
+  if (near) invalid(`metadata keys more than 3 edits from '${CHECKSUM_KEY}' with values not shaped like its checksums (reserved: a damaged checksum key must be told from a key of the caller's)`, 'safetensors metadata', near[0]);
   if (metadata[CHECKSUM_KEY] !== undefined) invalid(`metadata without '${CHECKSUM_KEY}' (the checksums are written by writeSafetensors)`, 'safetensors metadata', metadata[CHECKSUM_KEY]);
   const sums: Record<string, string> = { __metadata__: metadataCrc(metadata) };
   const header: Record<string, unknown> = {};
@@ -331,6 +340,8 @@ export function parseSafetensors(buf: Uint8Array, path: string): SafetensorsFile
 
 /** The checksums of `deepwell.crc32`, when the file has them, against the header and the bytes. */
 function verifyChecksums(metadata: Record<string, string>, spans: { name: string; begin: number; end: number; dtype: string; shape: number[] }[], data: Uint8Array, bad: (why: string) => never): void {
+  const near = Object.entries(metadata).find(([k, v]) => likeChecksums(k, v));
+  if (near) bad(`its metadata key '${near[0]}' is where its checksums ('${CHECKSUM_KEY}') would be: it is damaged`);
   const raw = metadata[CHECKSUM_KEY];
   if (raw === undefined) return;
   let sums: unknown;

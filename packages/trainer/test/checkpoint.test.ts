@@ -170,6 +170,21 @@ describe('loading a checkpoint (issue 20)', () => {
     exe.dispose();
   });
 
+  it("a damaged name of the checksum key does not turn a file into one without checksums", () => {
+    const dir = fresh();
+    const p = join(dir, 'k.safetensors');
+    writeSafetensors(p, { a: { dtype: 'F32', shape: [3], data: randoms(3) } }, { note: 'x' });
+    const bytes = readFileSync(p);
+    const at = bytes.indexOf(CHECKSUM_KEY) + CHECKSUM_KEY.length - 1; // its last character
+    for (const c of ['3', 'X']) {
+      const b = Buffer.from(bytes);
+      b[at] = c.charCodeAt(0);
+      writeFileSync(p, b);
+      expect(errorOf(() => readSafetensors(p)).message).toMatch(/where its checksums .* would be: it is damaged/);
+    }
+    expect(errorOf(() => writeSafetensors(p, {}, { 'deepwell.crc33': 'x' })).message).toMatch(/reserved/);
+  });
+
   it('CRC-32 in JavaScript (for Node before 20.15) equals zlib', () => {
     const bytes = new Uint8Array(randoms(1000).buffer);
     const native = (zlib as { crc32?: (d: Uint8Array, v?: number) => number }).crc32;
@@ -225,6 +240,25 @@ describe('resuming from a damaged newest checkpoint (issue 20)', () => {
     expect(e.message).toMatch(/Expected a checkpoint that loads to resume from .* but every one fails its check: step 8: .*step 4: .*checksum/);
     // An explicit path that is damaged is refused (no fallback: the caller named it).
     expect(errorOf(() => resolveStart(null, p4!)).message).toMatch(/fails its checksum/);
+  });
+
+  it("another program's intact safetensors among the steps is passed over, not taken for a damaged checkpoint", () => {
+    const dir = fresh();
+    interrupted(dir);
+    const foreign = join(dir, 'step-00000010.safetensors');
+    writeSafetensors(foreign, { x: { dtype: 'F32', shape: [2], data: randoms(2) } }, { format: 'pt' });
+    expect(resolveStart(dir, true)).toEqual({ from: join(dir, 'step-00000008.safetensors'), run: expect.any(String), skipped: [] });
+  });
+
+  it('a newest checkpoint whose format name is damaged is said, not passed over as a foreign file', () => {
+    const dir = fresh();
+    interrupted(dir);
+    const [p4, p8] = checkpointsIn(dir).map((c) => c.path);
+    const b = readFileSync(p8!);
+    const at = b.indexOf(CHECKPOINT_FORMAT) + 3;
+    b[at] = b[at]! ^ 0x01;
+    writeFileSync(p8!, b);
+    expect(resolveStart(dir, true)).toMatchObject({ from: p4, skipped: [{ step: 8, path: p8, reason: expect.stringMatching(/metadata fails its checksum/) }] });
   });
 });
 
