@@ -9,9 +9,9 @@
  * seed, the sums of gradients reaching one value from several uses, and the zeros of a parameter the
  * loss does not depend on are in scope 'grad'.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, invalid } from '@deepwell/core';
 import { GraphBuilder, type Sym } from './builder.js';
-import type { Graph } from './graph.js';
+import { checkGraph, type Graph } from './graph.js';
 import { getOp, gradientRule } from './op.js';
 import { add } from './ops/basic/add.js';
 import { fill } from './ops/basic/fill.js';
@@ -23,6 +23,10 @@ import { numel, shapeStr } from './types.js';
  * map from each of `wrt` to its gradient value; a value the loss does not depend on gets zeros.
  */
 export function differentiate(graph: Graph, loss: number, wrt: readonly number[]): Map<number, number> {
+  checkGraph(graph, 'the graph of differentiate');
+  if (!Number.isSafeInteger(loss)) invalid('a value id', 'the loss of differentiate', loss);
+  if (!Array.isArray(wrt) || !wrt.every((w) => Number.isSafeInteger(w))) invalid('an array of value ids', 'wrt of differentiate', wrt);
+  wrt.forEach((w) => graph.value(w));
   const lossType = graph.value(loss).type;
   if (numel(lossType.shape) !== 1 || lossType.dtype !== 'f32') {
     throw new DeepwellError('SHAPE_MISMATCH', `Expected a one-element f32 loss for differentiate but received ${shapeStr(lossType)}`);

@@ -6,8 +6,9 @@
  * built. Every op file exports Sym helpers (`matmul(a, b)`), which is how modules and gradient
  * rules are written.
  */
-import { DeepwellError, checkShape, describe, dtypeInfo, type DTypeName } from '@deepwell/core';
-import { Graph, PHASES, withNode, type InitSpec, type NodeDecl, type Phase, type ValueKind } from './graph.js';
+import { DeepwellError, checkFunction, checkKeys, checkShape, describe, dtypeInfo, invalid, type DTypeName } from '@deepwell/core';
+import { Graph, PHASES, checkGraph, withNode, type InitSpec, type NodeDecl, type Phase, type ValueKind } from './graph.js';
+import { checkInitSpec } from './init.js';
 import { checkAttrs, getOp } from './op.js';
 import type { AttrValue, ValueType } from './types.js';
 
@@ -15,7 +16,10 @@ export class Sym {
   constructor(
     readonly builder: GraphBuilder,
     readonly id: number,
-  ) {}
+  ) {
+    if (!(builder instanceof GraphBuilder)) invalid('a GraphBuilder', 'the builder of a Sym', builder);
+    builder.graph.value(id);
+  }
   get type(): ValueType {
     return this.builder.graph.values[this.id]!.type;
   }
@@ -33,6 +37,21 @@ export class Sym {
   }
 }
 
+/**
+ * The builder of `x`, a Sym: how the ops' Sym helpers (`gelu(x)`) find the graph to add to, with a
+ * typed error naming the helper when `x` is not a Sym (the builder then checks every other input).
+ */
+export function builderOf(x: unknown, what: string): GraphBuilder {
+  if (!(x instanceof Sym)) invalid('a symbolic tensor (a Sym, inside capture() or a GraphBuilder)', what, x);
+  return x.builder;
+}
+
+/** The builder of `xs[0]`, `xs` a non-empty array of Syms (the variadic helpers: concat, sum_squares). */
+export function builderOfAll(xs: unknown, what: string): GraphBuilder {
+  if (!Array.isArray(xs) || xs.length === 0) invalid('a non-empty array of symbolic tensors', what, xs);
+  return builderOf(xs[0], `${what}[0]`);
+}
+
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$/;
 
 export class GraphBuilder {
@@ -46,6 +65,7 @@ export class GraphBuilder {
 
   /** Run `fn` with every node it makes marked as part of phase `p` (autodiff: 'backward'). */
   phase<T>(p: Phase, fn: () => T): T {
+    checkFunction(fn, 'the function of phase()');
     if (!PHASES.includes(p)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${PHASES.join(', ')} for a phase but received ${describe(p)}`);
     const saved = this.#phase;
     this.#phase = p;
@@ -58,11 +78,14 @@ export class GraphBuilder {
 
   /** Run `fn` with the scope and phase of `node`: for passes that copy or rewrite a node. */
   like<T>(node: Pick<NodeDecl, 'scope' | 'phase'>, fn: () => T): T {
+    if (typeof node !== 'object' || node === null || typeof node.scope !== 'string') invalid('a node ({ scope, phase })', 'like()', node);
     return this.phase(node.phase, () => this.within(node.scope, fn));
   }
 
   /** Run `fn` with `name` appended to the scope that names nodes and parameters. */
   scoped<T>(name: string, fn: () => T): T {
+    if (typeof name !== 'string' || name === '') invalid('a non-empty scope name', 'scoped()', name);
+    checkFunction(fn, 'the function of scoped()');
     this.#scope.push(name);
     try {
       return fn();
@@ -97,6 +120,8 @@ export class GraphBuilder {
 
   /** Run `fn` with the scope set to `path` (a module's full path), whatever it was. */
   within<T>(path: string, fn: () => T): T {
+    if (typeof path !== 'string') invalid('a scope path', 'within()', path);
+    checkFunction(fn, 'the function of within()');
     const saved = this.#scope;
     this.#scope = path ? [path] : [];
     try {
@@ -108,7 +133,9 @@ export class GraphBuilder {
 
   /** A trainable parameter; `name` is prefixed with the current scope unless `absolute`. */
   param(name: string, shape: readonly number[], dtype: DTypeName, init: InitSpec, options: { absolute?: boolean } = {}): Sym {
+    checkKeys(options, ['absolute'], 'param');
     const full = this.scope && !options.absolute ? `${this.scope}.${name}` : name;
+    checkInitSpec(init, `init of parameter '${full}'`);
     const s = this.#named('param', full, shape, dtype);
     this.graph.init[full] = init;
     return s;
@@ -116,6 +143,7 @@ export class GraphBuilder {
 
   /** Persistent non-trainable storage (optimizer moments); the name is used as given. */
   state(name: string, shape: readonly number[], dtype: DTypeName, init: InitSpec): Sym {
+    checkInitSpec(init, `init of state '${name}'`);
     const s = this.#named('state', name, shape, dtype);
     this.graph.init[name] = init;
     return s;
@@ -128,6 +156,7 @@ export class GraphBuilder {
     const where = `node #${nodeId}${this.scope ? ` '${this.scope}'` : ''} (${name})`;
     let outTypes: ValueType[];
     try {
+      if (!Array.isArray(inputs)) invalid('an array of symbolic tensors', 'inputs', inputs);
       for (const s of inputs) {
         if (!(s instanceof Sym) || s.builder !== this) throw new DeepwellError('INVALID_ARGUMENT', 'Expected symbolic tensors of this graph for inputs');
       }
@@ -139,6 +168,8 @@ export class GraphBuilder {
       }
       const checked = checkAttrs(def, attrs);
       outTypes = def.infer(inputs.map((s) => s.type), checked);
+      // Whatever the op's rule computed (a size from an attribute), every output must be a real shape.
+      outTypes.forEach((t, k) => checkShape(t.shape, `the shape of output ${k}`));
       const outs = outTypes.map((t) => this.#value('node', undefined, t, nodeId));
       this.graph.nodes.push({ id: nodeId, op: name, inputs: inputs.map((s) => s.id), outputs: outs.map((s) => s.id), attrs: checked, scope: this.scope, phase: this.#phase });
       return outs;
@@ -153,12 +184,21 @@ export class GraphBuilder {
   }
 
   output(name: string, s: Sym): void {
+    this.#own(name, s, 'output');
     this.graph.outputs[name] = s.id;
   }
 
   /** After a step, `s` replaces the parameter or state value called `name`. */
   update(name: string, s: Sym): void {
+    this.#own(name, s, 'update');
+    if (!(name in this.graph.params) && !(name in this.graph.state)) invalid('the name of a parameter or state value', 'update', name);
     this.graph.updates[name] = s.id;
+  }
+
+  /** Checks an output's or update's name and that `s` is a value of this graph. */
+  #own(name: unknown, s: unknown, what: string): void {
+    if (typeof name !== 'string' || name === '') invalid('a non-empty string', `${what} name`, name);
+    if (!(s instanceof Sym) || s.builder !== this) invalid('a symbolic tensor of this graph', `${what} '${name}'`, s);
   }
 
   /** A Sym for an existing value of this graph (for passes that extend a graph). */
@@ -169,6 +209,7 @@ export class GraphBuilder {
 
   /** Continue building on an existing graph (autodiff and the optimizer append to the forward graph). */
   static extend(graph: Graph): GraphBuilder {
+    checkGraph(graph, 'the graph of GraphBuilder.extend');
     const b = new GraphBuilder();
     (b as { graph: Graph }).graph = graph;
     return b;

@@ -15,14 +15,14 @@
  * still selected (so dryrun and compile agree) and kernelSummary() and profile() list it as kernel
  * 'alias' with no calls and 0 ms.
  */
-import { CpuBuffer, DeepwellError, bf16BitsToF32, describe, editDistance, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
+import { CpuBuffer, DeepwellError, bf16BitsToF32, checkKeys, describe, editDistance, invalid, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
 import * as kn from '@deepwell/kernels-native';
 import type { CudaCall, DevArg } from '@deepwell/kernels-native';
-import { Graph, byteSizeOf, type NodeDecl } from './graph.js';
-import { initialValues } from './init.js';
+import { Graph, byteSizeOf, checkGraph, type NodeDecl } from './graph.js';
+import { checkSeed, initialValues } from './init.js';
 import { checkBinding, roundTo } from './interpret.js';
 import { getOp, type KernelCall, type KernelParams } from './op.js';
-import { runPasses, type GraphPass } from './passes/index.js';
+import { checkPass, runPasses, type GraphPass } from './passes/index.js';
 import { storageBytesFor, type MemoryPlan } from './planner.js';
 import { planStep, selectKernels, type SelectedKernel } from './select.js';
 import { numel, shapeStr, type NumArray } from './types.js';
@@ -84,15 +84,46 @@ export abstract class Executable {
   #disposedNote = '';
   /** Inputs that are indices (token ids, targets), with the range each must lie in. */
   #indexRanges = new Map<string, { limit: number; allow: number | null; op: string }>();
+  /** Inputs that are one-element hyperparameters (a learning rate, a step count), with their least value. */
+  #scalarRanges = new Map<string, { min: number; what: string; op: string }>();
 
   protected constructor(graph: Graph, options: CompileOptions, backend: Backend) {
+    if (new.target === Executable) invalid('compile(graph, options) to make an executable', 'new Executable', 'a direct construction');
     this.device = options.device ?? 'cpu';
     this.seed = options.seed ?? 0;
     this.backend = backend;
-    this.graph = runPasses(Graph.fromJSON(graph.toJSON()), options);
+    this.graph = runPasses(Graph.fromJSON(graph.toJSON()), { precision: options.precision, fuse: options.fuse, device: this.device });
     this.kernels = selectKernels(this.graph, this.device);
     this.plan = planStep(this.graph, this.device, this.kernels);
     this.#findIndexInputs();
+    this.#findScalarInputs();
+    if (this.device === 'cpu') this.#checkHostBytes();
+    try {
+      this.#allocatePersistent();
+    } catch (e) {
+      // Nothing half-made is left behind: what was allocated before the failure is freed.
+      this.freePersistent();
+      throw e;
+    }
+  }
+
+  /** The CPU step's bytes (arena, parameters, state) against MAX_CPU_STEP_BYTES, before any is allocated. */
+  #checkHostBytes(): void {
+    const ids = [...Object.values(this.graph.params), ...Object.values(this.graph.state)];
+    const bytes = this.plan.arenaBytes + ids.reduce((a, id) => a + byteSizeOf(this.graph.values[id]!.type), 0);
+    if (bytes > MAX_CPU_STEP_BYTES) {
+      throw new DeepwellError('OUT_OF_MEMORY', `compile: Expected a step needing at most ${MAX_CPU_STEP_BYTES} bytes of host memory on the CPU reference but received one needing ${bytes} (its arena, parameters and state)`);
+    }
+  }
+
+  /** Frees every persistent value allocated so far (a failed compile, dispose()). */
+  protected freePersistent(): void {
+    for (const b of this.persistent.values()) this.backend.free(b);
+    this.persistent.clear();
+  }
+
+  /** Allocates and initialises every parameter and state value; each buffer is recorded as soon as it exists. */
+  #allocatePersistent(): void {
     for (const [name, id] of [...Object.entries(this.graph.params), ...Object.entries(this.graph.state)]) {
       const t = this.graph.values[id]!.type;
       const init = this.graph.init[name] ?? { dist: 'zeros' };
@@ -103,13 +134,30 @@ export abstract class Executable {
         if (!kept) throw new DeepwellError('INVALID_DTYPE', `compile: Expected f32 for parameter or state '${name}' (master weights and optimizer state are f32; autocast() makes the low-precision copies) but received ${shapeStr(t)}`);
         const bytes = storageBytesFor(this.device)(t);
         const buf = this.backend.alloc(bytes);
-        this.backend.write(buf, new Uint8Array(bytes));
         this.persistent.set(name, buf);
+        this.backend.write(buf, new Uint8Array(bytes));
         continue;
       }
       const buf = this.backend.alloc(byteSizeOf(t));
-      this.backend.write(buf, initialValues(init, numel(t.shape), this.seed, name) as Float32Array);
       this.persistent.set(name, buf);
+      this.backend.write(buf, initialValues(init, numel(t.shape), this.seed, name) as Float32Array);
+    }
+  }
+
+  /** Graph inputs that ops read as one-element hyperparameters (OpDef.scalarInputs), followed back through reshapes. */
+  #findScalarInputs(): void {
+    const producer = new Map<number, NodeDecl>();
+    for (const n of this.graph.nodes) for (const o of n.outputs) producer.set(o, n);
+    const inputName = new Map(Object.entries(this.graph.inputs).map(([k, v]) => [v, k]));
+    for (const n of this.graph.nodes) {
+      for (const sc of getOp(n.op).scalarInputs?.(n.inputs.length) ?? []) {
+        let v = n.inputs[sc.input]!;
+        for (let p = producer.get(v); p && p.op === 'reshape'; p = producer.get(v)) v = p.inputs[0]!;
+        const name = inputName.get(v);
+        if (name === undefined) continue;
+        const prev = this.#scalarRanges.get(name);
+        if (!prev || sc.min > prev.min) this.#scalarRanges.set(name, { min: sc.min, what: sc.name, op: n.op });
+      }
     }
   }
 
@@ -156,12 +204,23 @@ export abstract class Executable {
 
   protected checkBatch(batch: Record<string, NumArray>): void {
     this.checkLive();
+    if (typeof batch !== 'object' || batch === null || Array.isArray(batch)) invalid('an object of arrays by input name', 'the batch of a step', batch);
     for (const name of Object.keys(batch)) {
       if (!(name in this.graph.inputs)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(this.graph.inputs).join(', ')} for a batch input but received ${describe(name)}`);
     }
     for (const [name, id] of Object.entries(this.graph.inputs)) {
       if (!(name in batch)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value for input '${name}' (${shapeStr(this.graph.values[id]!.type)}) but received none`);
       checkBinding(name, this.graph.values[id]!.type, batch[name]);
+      const scalar = this.#scalarRanges.get(name);
+      if (scalar) {
+        const data = batch[name]!;
+        for (let i = 0; i < data.length; i++) {
+          const v = data[i]!;
+          if (!(Number.isFinite(v) && v >= scalar.min)) {
+            throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite number >= ${scalar.min} for input '${name}' (the ${scalar.what} of ${scalar.op}) but received ${v}`, { details: { input: name, value: v } });
+          }
+        }
+      }
       const range = this.#indexRanges.get(name);
       if (!range) continue;
       const data = batch[name] as Int32Array;
@@ -281,6 +340,7 @@ export abstract class Executable {
 
   protected named(name: string): number {
     this.checkLive();
+    if (typeof name !== 'string') invalid('a parameter or state name', 'get/set', name);
     const id = this.graph.params[name] ?? this.graph.state[name];
     if (id === undefined) {
       const known = [...Object.keys(this.graph.params), ...Object.keys(this.graph.state)];
@@ -295,13 +355,13 @@ export abstract class Executable {
    * fit() returned"); a later run, get or set throws DISPOSED with it.
    */
   dispose(note?: string): void {
+    if (note !== undefined && typeof note !== 'string') invalid('a string', 'the note of dispose()', note);
     if (this.disposed) return;
     this.disposed = true;
     this.#disposedNote = note ?? '';
     this.release();
     if (this.arena) this.backend.free(this.arena);
-    for (const b of this.persistent.values()) this.backend.free(b);
-    this.persistent.clear();
+    this.freePersistent();
   }
 
   protected release(): void {}
@@ -403,7 +463,13 @@ class CudaExecutable extends Executable {
 
   constructor(graph: Graph, options: CompileOptions) {
     super(graph, options, getBackend(options.device!));
-    this.#stream = new kn.Stream(Number(this.device.split(':')[1]));
+    try {
+      this.#stream = new kn.Stream(Number(this.device.split(':')[1]));
+    } catch (e) {
+      // The parameters and state are already on the device: free them, as a failed compile must.
+      this.freePersistent();
+      throw e;
+    }
     this.#useGraph = options.cudaGraph ?? true;
   }
 
@@ -589,7 +655,16 @@ class CudaExecutable extends Executable {
   }
 }
 
+/** The most host memory a CPU-reference step may take (arena, parameters and state): 4 GiB. */
+export const MAX_CPU_STEP_BYTES = 2 ** 32;
+
 export function compile(graph: Graph, options: CompileOptions = {}): Executable {
+  checkGraph(graph, 'the graph to compile');
+  checkKeys(options, ['device', 'seed', 'precision', 'fuse', 'cudaGraph'], 'compile');
+  if (options.device !== undefined && typeof options.device !== 'string') invalid("'cpu' or 'cuda:N'", 'compile device', options.device);
+  if (options.seed !== undefined) checkSeed(options.seed, 'compile seed');
+  if (options.precision !== undefined) checkPass(options.precision, 'compile precision');
+  for (const k of ['fuse', 'cudaGraph'] as const) if (options[k] !== undefined && typeof options[k] !== 'boolean') invalid('a boolean', `compile ${k}`, options[k]);
   const device = options.device ?? 'cpu';
   if (device === 'cpu') return new CpuExecutable(graph, options);
   if (!/^cuda:\d+$/.test(device)) throw new DeepwellError('INVALID_ARGUMENT', `compile: Expected 'cpu' or 'cuda:N' for device but received ${describe(device)}`);

@@ -10,11 +10,11 @@
  * Rates: for a GPU, the probe's datasheet peaks for that GPU; for the CPU, the reference kernels'
  * rates measured here (a small matmul and a large copy), since a datasheet says nothing about them.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, checkKeys, checkNumber, invalid } from '@deepwell/core';
 import { probe } from '@deepwell/probe';
-import { Graph, byteSizeOf } from './graph.js';
+import { Graph, byteSizeOf, checkGraph } from './graph.js';
 import { bytesMoved, getOp } from './op.js';
-import { runPasses, type GraphPass } from './passes/index.js';
+import { checkPass, runPasses, type GraphPass } from './passes/index.js';
 import { planMemory, storageBytesFor } from './planner.js';
 import { planStep, selectKernels } from './select.js';
 import type { ValueType } from './types.js';
@@ -80,7 +80,14 @@ function measureCpuRates(): { tflops: number; gbps: number } {
 }
 
 export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport {
+  checkGraph(graph, 'the graph of dryrun');
+  checkKeys(options, ['device', 'precision', 'peakTflops', 'memoryGBps'], 'dryrun');
   const device = options.device ?? 'cpu';
+  if (typeof device !== 'string' || !/^(cpu|cuda:\d+)$/.test(device)) invalid("'cpu' or 'cuda:N'", 'dryrun device', device);
+  if (options.precision !== undefined) checkPass(options.precision, 'dryrun precision');
+  // Rates a time is divided by: finite and above 0 (0 would give an infinite estimate, NaN none).
+  if (options.peakTflops !== undefined) checkNumber(options.peakTflops, 'dryrun peakTflops', { above: 0 });
+  if (options.memoryGBps !== undefined) checkNumber(options.memoryGBps, 'dryrun memoryGBps', { above: 0 });
   const g = runPasses(Graph.fromJSON(graph.toJSON()), { precision: options.precision, device });
   let plan;
   let workspaceUnknown: string | undefined;
@@ -151,6 +158,8 @@ export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport 
 
 /** The report as a few readable lines. */
 export function formatDryrun(r: DryrunReport): string {
+  const ok = typeof r === 'object' && r !== null && typeof r.device === 'string' && typeof r.estimate === 'object' && r.estimate !== null && typeof r.kernelWorkspaceBytes === 'object' && r.kernelWorkspaceBytes !== null;
+  if (!ok) invalid('a report from dryrun()', 'formatDryrun', r);
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
   return [
     `dryrun on ${r.device}: ${r.parameters.toLocaleString('en')} parameters`,

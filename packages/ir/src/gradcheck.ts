@@ -6,7 +6,7 @@
  * the reference interpreter in float64. Returns the largest error relative to max(1, |numeric|);
  * throws INVALID_ARGUMENT naming the first element past `tol`.
  */
-import { DeepwellError, type DTypeName } from '@deepwell/core';
+import { DeepwellError, checkFunction, checkInteger, checkKeys, checkNumber, checkShape, invalid, type DTypeName } from '@deepwell/core';
 import { differentiate } from './autodiff.js';
 import { GraphBuilder, type Sym } from './builder.js';
 import { interpret } from './interpret.js';
@@ -39,6 +39,11 @@ function normals(n: number): Float64Array {
 
 /** (f() at x[j] + eps − f() at x[j] − eps) / 2·eps: the central difference of f, which reads x, along x[j]. */
 export function centralDifference(f: () => number, x: Float64Array, j: number, eps = 1e-6): number {
+  checkFunction(f, 'the function of centralDifference');
+  if (!(x instanceof Float64Array)) invalid('a Float64Array', 'x of centralDifference', x);
+  checkInteger(j, 'the index of centralDifference', 0, Math.max(0, x.length - 1));
+  if (x.length === 0) invalid('a non-empty Float64Array', 'x of centralDifference', x);
+  checkNumber(eps, 'eps of centralDifference', { above: 0 });
   const keep = x[j]!;
   x[j] = keep + eps;
   const up = f();
@@ -53,9 +58,27 @@ function dot(y: Sym, w: Sym): Sym {
   return reshape(matmul(reshape(y, [1, n]), reshape(w, [n, 1])), [1]);
 }
 
+/**
+ * The most elements gradcheck differentiates: each takes two interpreter runs of the op's graph,
+ * so past this a check would run for minutes (it is for small inputs).
+ */
+export const MAX_GRADCHECK_ELEMENTS = 4096;
+
 export function gradcheck(op: string, specs: GradcheckInput[], attrs: Record<string, AttrValue> = {}, options: GradcheckOptions = {}): number {
-  const eps = options.eps ?? 1e-6;
-  const tol = options.tol ?? 1e-6;
+  checkKeys(options, ['eps', 'tol', 'outputs'], 'gradcheck');
+  const eps = checkNumber(options.eps ?? 1e-6, 'gradcheck eps', { above: 0 });
+  const tol = checkNumber(options.tol ?? 1e-6, 'gradcheck tol', { min: 0 });
+  if (options.outputs !== undefined && !(Array.isArray(options.outputs) && options.outputs.every((k) => Number.isSafeInteger(k) && k >= 0))) invalid('an array of output indices', 'gradcheck outputs', options.outputs);
+  if (!Array.isArray(specs)) invalid('an array of input specs ({ shape, dtype?, data?, diff? })', 'the inputs of gradcheck', specs);
+  let diffElements = 0;
+  specs.forEach((s, i) => {
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) invalid('an input spec ({ shape, dtype?, data?, diff? })', `gradcheck input ${i}`, s);
+    checkKeys(s, ['shape', 'dtype', 'data', 'diff'], `gradcheck input ${i}`, { noun: 'key' });
+    const n = numel(checkShape(s.shape, `the shape of gradcheck input ${i}`));
+    if (s.diff !== undefined && typeof s.diff !== 'boolean') invalid('a boolean', `diff of gradcheck input ${i}`, s.diff);
+    if ((s.diff ?? (s.dtype ?? 'f32') === 'f32')) diffElements += n;
+  });
+  if (diffElements > MAX_GRADCHECK_ELEMENTS) invalid(`at most ${MAX_GRADCHECK_ELEMENTS} elements to differentiate (two interpreter runs each)`, 'the inputs of gradcheck', diffElements);
   const b = new GraphBuilder();
   const syms = specs.map((s, i) => {
     const diff = s.diff ?? (s.dtype ?? 'f32') === 'f32';

@@ -13,7 +13,8 @@
  * (or 'grad') and trainingStep's in 'clip' and 'optimizer.<param>'; the '.grad' suffix is dropped so
  * that the scopes follow today's convention.
  */
-import { DeepwellError, describe, dtypeInfo, type DTypeName } from '@deepwell/core';
+import { DeepwellError, checkShape, describe, dtypeInfo, invalid, type DTypeName } from '@deepwell/core';
+import { checkGraphJSON } from './graph-json.js';
 import { checkAttrs, getOp } from './op.js';
 import { shapeStr, type AttrValue, type Attrs, type ValueType } from './types.js';
 
@@ -82,12 +83,13 @@ export class Graph {
 
   value(id: number): ValueDecl {
     const v = this.values[id];
-    if (!v) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value id in [0, ${this.values.length - 1}] but received ${id}`);
+    if (!v || !Number.isSafeInteger(id)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value id in [0, ${this.values.length - 1}] but received ${describe(id)}`);
     return v;
   }
 
   /** "%12 'blocks.0.attn' (matmul)": how errors name a node. */
   describeNode(n: NodeDecl): string {
+    if (typeof n !== 'object' || n === null) invalid('a node of the graph', 'describeNode', n);
     return `node #${n.id}${n.scope ? ` '${n.scope}'` : ''} (${n.op})`;
   }
 
@@ -117,6 +119,7 @@ export class Graph {
       } catch (e) {
         throw withNode(this.describeNode(n), e);
       }
+      want.forEach((t, k) => checkShape(t.shape, `the shape of output ${k} of ${this.describeNode(n)}`));
       if (want.length !== n.outputs.length) throw new DeepwellError('SHAPE_MISMATCH', `${this.describeNode(n)} has ${n.outputs.length} outputs, its op gives ${want.length}`);
       n.outputs.forEach((o, k) => {
         const v = this.values[o];
@@ -181,23 +184,16 @@ export class Graph {
   }
 
   static fromJSON(json: unknown): Graph {
+    // Every field checked before anything is built (errors name the place: "nodes[3].inputs[1]").
+    checkGraphJSON(json);
     const j = json as GraphJSON | GraphJSONv1;
-    if (!j || j.format !== 'deepwell.ir' || (j.version !== 1 && j.version !== 2) || !Array.isArray(j.values) || !Array.isArray(j.nodes)) {
-      throw new DeepwellError('INVALID_ARGUMENT', 'Expected a deepwell.ir version 1 or 2 document for Graph.fromJSON but received something else');
-    }
     const g = new Graph();
-    j.values.forEach((v, i) => {
-      if (v.id !== i) throw new DeepwellError('INVALID_ARGUMENT', `value at position ${i} has id ${v.id}`);
-      dtypeInfo(v.type.dtype);
+    j.values.forEach((v) => {
       g.values.push({ ...v, type: Object.freeze({ shape: Object.freeze([...v.type.shape]), dtype: v.type.dtype as DTypeName }) });
     });
     g.nodes = j.nodes.map((n) => {
-      const node = { ...n, attrs: Object.freeze({ ...n.attrs }) as Attrs };
-      if (j.version === 1) return { ...node, ...phaseOfV1(n.scope) };
-      if (!PHASES.includes((n as NodeJSON).phase)) {
-        throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${PHASES.join(', ')} for the phase of node #${n.id} but received ${describe((n as NodeJSON).phase)}`);
-      }
-      return node as NodeDecl;
+      const node = { ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: Object.freeze({ ...n.attrs }) as Attrs };
+      return j.version === 1 ? { ...node, ...phaseOfV1(n.scope) } : (node as NodeDecl);
     });
     Object.assign(g.inputs, j.inputs);
     Object.assign(g.params, j.params);
@@ -205,7 +201,7 @@ export class Graph {
     Object.assign(g.outputs, j.outputs);
     Object.assign(g.updates, j.updates);
     Object.assign(g.gradients, j.gradients ?? {});
-    Object.assign(g.init, j.init);
+    for (const [name, spec] of Object.entries(j.init)) g.init[name] = { ...spec };
     return g.verify();
   }
 
@@ -237,7 +233,15 @@ function phaseOfV1(scope: string): { scope: string; phase: Phase } {
   return { scope, phase: 'forward' };
 }
 
+/** `g` if it is a Graph (from any copy of this package), else an INVALID_ARGUMENT naming `what`. */
+export function checkGraph(g: unknown, what: string): Graph {
+  const ok = g instanceof Graph || (typeof g === 'object' && g !== null && Array.isArray((g as Graph).values) && Array.isArray((g as Graph).nodes) && typeof (g as Graph).toJSON === 'function' && typeof (g as Graph).verify === 'function');
+  if (!ok) invalid('a Graph', what, g);
+  return g as Graph;
+}
+
 export function byteSizeOf(t: ValueType): number {
+  if (typeof t !== 'object' || t === null || !Array.isArray(t.shape)) invalid('a value type ({ shape, dtype })', 'byteSizeOf', t);
   return Math.ceil((t.shape.reduce((a, b) => a * b, 1) * dtypeInfo(t.dtype).bits) / 8);
 }
 

@@ -3,7 +3,7 @@ export { Graph, byteSizeOf } from './graph.js';
 export type { GraphJSON, InitSpec, NodeDecl, Phase, ValueDecl, ValueKind } from './graph.js';
 export { GraphBuilder, Sym } from './builder.js';
 export { axisOf, bytesMoved, checkAttrs, defineGradient, defineOp, differentiableOps, getOp, gradientRule, inplacePairs, listOps, shapeError } from './op.js';
-export type { AttrKind, AttrSpec, GradContext, GradRule, IndexInput, KernelCall, KernelParams, OpDef, RefContext } from './op.js';
+export type { AttrKind, AttrSpec, GradContext, GradRule, IndexInput, KernelCall, KernelParams, OpDef, RefContext, ScalarInput } from './op.js';
 export { interpret } from './interpret.js';
 export type { InterpretOptions } from './interpret.js';
 export { differentiate } from './autodiff.js';

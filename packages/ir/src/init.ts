@@ -3,8 +3,29 @@
  * InitSpec with a generator seeded by (run seed, value name). The same seed gives the same model
  * on every machine, and adding a parameter does not change the others' values.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, checkNumber, checkOneOf, describe, invalid } from '@deepwell/core';
 import type { InitSpec } from './graph.js';
+
+/** The distributions an InitSpec may name. */
+export const INIT_DISTS = ['normal', 'zeros', 'ones', 'uniform', 'sinusoidal'] as const;
+
+/** The most values initialValues makes at once (a Float32Array of 8 GiB). */
+export const MAX_INIT_VALUES = 2 ** 31;
+
+/**
+ * Checks an InitSpec (`what` names it in errors: "init of parameter 'w'"): a known dist, a finite
+ * scale, an integer column count >= 2 and a finite base above 1 where given, no other keys.
+ */
+export function checkInitSpec(spec: unknown, what: string): InitSpec {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) invalid(`an InitSpec ({ dist: ${INIT_DISTS.map((d) => `'${d}'`).join(' | ')}, scale? })`, what, spec);
+  checkKeys(spec, ['dist', 'scale', 'columns', 'base'], what, { noun: 'key' });
+  const s = spec as Record<string, unknown>;
+  checkOneOf(s.dist, INIT_DISTS, `${what}.dist`);
+  if (s.scale !== undefined) checkNumber(s.scale, `${what}.scale`);
+  if (s.columns !== undefined) checkInteger(s.columns, `${what}.columns`, 2);
+  if (s.base !== undefined) checkNumber(s.base, `${what}.base`, { above: 1 });
+  return spec as InitSpec;
+}
 
 /** 32-bit FNV-1a of a string, mixed with a seed. */
 function hash(seed: number, s: string): number {
@@ -13,8 +34,15 @@ function hash(seed: number, s: string): number {
   return h;
 }
 
+/** A seed: any safe integer (its low 32 bits are used). */
+export function checkSeed(seed: unknown, what: string): number {
+  if (!Number.isSafeInteger(seed)) invalid('a safe integer', what, seed);
+  return seed as number;
+}
+
 /** mulberry32: a small, fast, well-distributed 32-bit generator; returns uniforms in [0, 1). */
 export function rng(seed: number): () => number {
+  checkSeed(seed, 'rng seed');
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -25,7 +53,15 @@ export function rng(seed: number): () => number {
   };
 }
 
-export function initialValues(spec: InitSpec, n: number, seed: number, name: string, out: Float32Array | Float64Array = new Float32Array(n)): Float32Array | Float64Array {
+export function initialValues(spec: InitSpec, n: number, seed: number, name: string, out?: Float32Array | Float64Array): Float32Array | Float64Array {
+  if (typeof name !== 'string') invalid('a value name', 'initialValues name', name);
+  checkInitSpec(spec, `init of '${name}'`);
+  checkInteger(n, `the value count of '${name}'`, 0, MAX_INIT_VALUES);
+  checkSeed(seed, 'seed');
+  if (out !== undefined && !((out instanceof Float32Array || out instanceof Float64Array) && out.length >= n)) {
+    invalid(`a Float32Array or Float64Array of at least ${n} elements`, `the output of initialValues for '${name}'`, out);
+  }
+  out ??= new Float32Array(n);
   const r = rng(hash(seed, name));
   const scale = spec.scale ?? 1;
   switch (spec.dist) {
@@ -64,6 +100,8 @@ export function initialValues(spec: InitSpec, n: number, seed: number, name: str
       }
       break;
     }
+    default:
+      throw new DeepwellError('INTERNAL', `initialValues: no case for dist ${describe(spec.dist)}`);
   }
   return out;
 }

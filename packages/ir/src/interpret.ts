@@ -4,9 +4,9 @@
  * engine of eager mode, and, with `precision: 'f64'`, what gradient checks run on. Outputs are
  * poisoned (NaN, or a sentinel integer) before each op, so an element an op forgets to write shows.
  */
-import { DeepwellError, bf16BitsToF32, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
+import { DeepwellError, bf16BitsToF32, checkFunction, checkKeys, checkOneOf, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, invalid, type DTypeName } from '@deepwell/core';
 import type { Graph, NodeDecl } from './graph.js';
-import { withNode } from './graph.js';
+import { checkGraph, withNode } from './graph.js';
 import { getOp } from './op.js';
 import { numel, shapeStr, type NumArray, type ValueType } from './types.js';
 
@@ -18,6 +18,13 @@ export interface InterpretOptions {
 }
 
 export const INT_POISON = -0x7ffffff0;
+
+/**
+ * The most elements the values interpret computes may hold in all (it keeps every value): 2^28,
+ * 1 GiB as f32. The reference is for small graphs and checks; a larger one is refused before
+ * anything is allocated.
+ */
+export const MAX_INTERPRET_ELEMENTS = 2 ** 28;
 
 export function allocFor(t: ValueType, precision: 'f32' | 'f64'): NumArray {
   const n = numel(t.shape);
@@ -43,7 +50,21 @@ export function checkBinding(name: string, t: ValueType, data: unknown): NumArra
  * value, indexed by value id.
  */
 export function interpret(graph: Graph, bindings: Record<string, NumArray>, options: InterpretOptions = {}): NumArray[] {
-  const precision = options.precision ?? 'f32';
+  checkGraph(graph, 'the graph to interpret');
+  checkKeys(options, ['precision', 'onNode'], 'interpret');
+  const precision = checkOneOf(options.precision ?? 'f32', ['f32', 'f64'], 'interpret precision');
+  if (options.onNode !== undefined) checkFunction(options.onNode, 'interpret onNode');
+  if (typeof bindings !== 'object' || bindings === null || Array.isArray(bindings)) invalid('an object of arrays by input, parameter or state name', 'the bindings of interpret', bindings);
+  let total = 0;
+  for (const n of graph.nodes) {
+    for (const o of n.outputs) {
+      const count = numel(graph.value(o).type.shape);
+      total += count;
+      if (total > MAX_INTERPRET_ELEMENTS) {
+        throw new DeepwellError('OUT_OF_MEMORY', `Expected at most ${MAX_INTERPRET_ELEMENTS} elements in all for the values interpret computes but received a graph computing more (${graph.describeNode(n)} alone makes ${count}); compile() the graph instead`);
+      }
+    }
+  }
   const vals: NumArray[] = new Array(graph.values.length);
   const named = { ...graph.inputs, ...graph.params, ...graph.state };
   for (const name of Object.keys(bindings)) {

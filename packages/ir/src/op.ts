@@ -8,7 +8,7 @@
  * `defineOp` registers the definition in the op table and the reference as the 'cpu' candidate of
  * the op in core's kernel registry, so the CPU reference is always the last fallback.
  */
-import { DeepwellError, describe, registry } from '@deepwell/core';
+import { DeepwellError, describe, invalid, registry } from '@deepwell/core';
 import type { GraphBuilder, Sym } from './builder.js';
 import type { AttrValue, Attrs, NumArray, ValueType } from './types.js';
 import { shapeStr } from './types.js';
@@ -66,6 +66,15 @@ export interface IndexInput {
   allow?(attrs: Attrs): number | null;
 }
 
+/** A one-element hyperparameter input of an op (OpDef.scalarInputs). */
+export interface ScalarInput {
+  input: number;
+  /** How errors name it ('lr'). */
+  name: string;
+  /** The smallest value allowed (the value must be finite too). */
+  min: number;
+}
+
 export interface OpDef {
   name: string;
   /** One line: what it computes. */
@@ -106,6 +115,12 @@ export interface OpDef {
   anyFloatInputs?(inputs: number): readonly number[];
   /** Inputs holding indices, checked on the host before each step where they are graph inputs. */
   indexInputs?: readonly IndexInput[];
+  /**
+   * One-element inputs that are hyperparameters (a learning rate, a step count), as a function of
+   * the input count: where such an input is a graph input, the executable checks its value before
+   * each step (finite and at least `min`), so a NaN learning rate is refused, not applied.
+   */
+  scalarInputs?(inputs: number): readonly ScalarInput[];
   /** The gradient rule; an op without one (here or through defineGradient) is not differentiable. */
   gradient?: GradRule;
   /**
@@ -143,6 +158,12 @@ export interface KernelCall extends KernelParams {
 const CPU_DTYPES = new Set(['f32', 'i32', 'f16', 'bf16']);
 
 export function defineOp(def: OpDef): OpDef {
+  if (typeof def !== 'object' || def === null) invalid('an op definition', 'defineOp', def);
+  if (typeof def.name !== 'string' || !/^[a-z][a-z0-9_]*$/.test(def.name)) invalid('a snake_case op name', 'the name of defineOp', def.name);
+  const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  if (!strings(def.inputs) || !strings(def.outputs)) invalid('arrays of input and output names', `the inputs and outputs of op ${def.name}`, strings(def.inputs) ? def.outputs : def.inputs);
+  if (typeof def.attrs !== 'object' || def.attrs === null || Array.isArray(def.attrs)) invalid('an object of attribute specs', `the attrs of op ${def.name}`, def.attrs);
+  for (const k of ['infer', 'reference'] as const) if (typeof def[k] !== 'function') invalid('a function', `${k} of op ${def.name}`, def[k]);
   if (table.has(def.name)) throw new DeepwellError('INTERNAL', `op '${def.name}' is defined twice`);
   if (def.gradient !== undefined && typeof def.gradient !== 'function') throw new DeepwellError('INVALID_ARGUMENT', `Expected a function for the gradient rule of ${def.name} but received ${describe(def.gradient)}`);
   table.set(def.name, { def: Object.freeze(def), ...(def.gradient ? { gradient: def.gradient } : {}) });
@@ -164,6 +185,7 @@ export function defineOp(def: OpDef): OpDef {
 /** The bytes a node of `op` reads and writes: its `bytes` rule, else every input and output whole. */
 export function bytesMoved(op: string, inputs: ValueType[], outputs: ValueType[], attrs: Attrs): number {
   const rule = getOp(op).bytes;
+  if (!Array.isArray(inputs) || !Array.isArray(outputs)) invalid('arrays of value types', `the inputs and outputs of bytesMoved(${op})`, Array.isArray(inputs) ? outputs : inputs);
   return rule ? rule(inputs, outputs, attrs) : [...inputs, ...outputs].reduce((a, t) => a + byteSizeOf(t), 0);
 }
 
@@ -197,6 +219,8 @@ export function differentiableOps(): string[] {
 
 /** The [output, input] pairs of a node of `def` with `inputs` inputs that may share storage. */
 export function inplacePairs(def: OpDef, inputs: number): readonly (readonly [number, number])[] {
+  if (typeof def !== 'object' || def === null) invalid('an op definition (getOp(name))', 'inplacePairs', def);
+  if (!Number.isSafeInteger(inputs) || inputs < 0) invalid('an input count', 'inplacePairs', inputs);
   const p = def.inplace;
   return typeof p === 'function' ? p(inputs) : (p ?? []);
 }
@@ -207,6 +231,8 @@ export function listOps(): string[] {
 
 /** Attributes checked against the schema, defaults filled in. */
 export function checkAttrs(def: OpDef, attrs: Record<string, unknown> = {}): Attrs {
+  if (!def || typeof def !== 'object' || typeof def.name !== 'string' || typeof def.attrs !== 'object' || def.attrs === null) invalid('an op definition (getOp(name))', 'checkAttrs', def);
+  if (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs)) invalid('an object of attributes', `the attributes of ${def.name}`, attrs);
   const out: Record<string, AttrValue> = {};
   for (const k of Object.keys(attrs)) {
     if (!(k in def.attrs)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(def.attrs).join(', ') || '(no attributes)'} for an attribute of ${def.name} but received ${describe(k)}`);
@@ -216,12 +242,13 @@ export function checkAttrs(def: OpDef, attrs: Record<string, unknown> = {}): Att
     const what = `attribute '${k}' of ${def.name}`;
     if (v === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value for ${what} but received none`);
     const ok =
-      spec.kind === 'int' ? Number.isInteger(v) :
+      spec.kind === 'int' ? Number.isSafeInteger(v) :
       spec.kind === 'float' ? typeof v === 'number' && !Number.isNaN(v) :
       spec.kind === 'bool' ? typeof v === 'boolean' :
       spec.kind === 'string' ? typeof v === 'string' && (!spec.oneOf || spec.oneOf.includes(v)) :
-      Array.isArray(v) && v.every((x) => Number.isInteger(x));
+      Array.isArray(v) && v.every((x) => Number.isSafeInteger(x));
     if (!ok) {
+      // An int is a safe integer: past 2^53 a size, axis or count is not exact.
       const expect = spec.kind === 'string' && spec.oneOf ? `one of ${spec.oneOf.map((s) => `'${s}'`).join(', ')}` : `a${spec.kind === 'int' || spec.kind === 'ints' ? 'n' : ''} ${spec.kind}`;
       throw new DeepwellError('INVALID_ARGUMENT', `Expected ${expect} for ${what} but received ${describe(v)}`);
     }
@@ -232,7 +259,8 @@ export function checkAttrs(def: OpDef, attrs: Record<string, unknown> = {}): Att
 
 // ---- helpers for shape rules ------------------------------------------------------------------
 export function shapeError(op: string, message: string): never {
-  throw new DeepwellError('SHAPE_MISMATCH', `${op}: ${message}`);
+  const text = (v: unknown) => (typeof v === 'string' ? v : describe(v));
+  throw new DeepwellError('SHAPE_MISMATCH', `${text(op)}: ${text(message)}`);
 }
 
 export function expectDtype(op: string, input: string, t: ValueType, allowed: readonly string[]): void {
@@ -250,8 +278,9 @@ export function expectRank(op: string, input: string, t: ValueType, min: number,
 
 /** Normalise a possibly negative axis; errors name the op. */
 export function axisOf(op: string, axis: number, rank: number): number {
-  const a = axis < 0 ? axis + rank : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= rank) shapeError(op, `Expected an axis in [${-rank}, ${rank - 1}] but received ${axis}`);
+  const a = typeof axis === 'number' && axis < 0 ? axis + rank : axis;
+  if (!Number.isSafeInteger(rank) || rank < 0) invalid('a rank (an integer >= 0)', `the rank of axisOf`, rank);
+  if (typeof axis !== 'number' || !Number.isInteger(a) || a < 0 || a >= rank) shapeError(op, `Expected an axis in [${-rank}, ${rank - 1}] but received ${describe(axis)}`);
   return a;
 }
 

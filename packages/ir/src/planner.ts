@@ -24,8 +24,8 @@
  * the arena holds every byte a step uses on the device besides the persistent values, and dryrun's
  * total is what the allocator hands out.
  */
-import type { Graph } from './graph.js';
-import { byteSizeOf } from './graph.js';
+import { checkFunction, checkKeys, invalid } from '@deepwell/core';
+import { byteSizeOf, checkGraph, type Graph } from './graph.js';
 import { getOp, inplacePairs } from './op.js';
 import { numel, type ValueType } from './types.js';
 
@@ -85,6 +85,11 @@ export interface PlanOptions {
  * `workspace`: the scratch bytes node k's kernel needs while it runs (default none).
  */
 export function planMemory(graph: Graph, bytesOf: (t: ValueType) => number = byteSizeOf, workspace: (node: number) => number = () => 0, options: PlanOptions = {}): MemoryPlan {
+  checkGraph(graph, 'the graph of planMemory');
+  checkFunction(bytesOf, 'the bytesOf of planMemory');
+  checkFunction(workspace, 'the workspace of planMemory');
+  checkKeys(options, ['inplace'], 'planMemory');
+  if (options.inplace !== undefined && typeof options.inplace !== 'boolean') invalid('a boolean', 'planMemory inplace', options.inplace);
   const persistent = new Map<number, string>();
   for (const [name, id] of [...Object.entries(graph.params), ...Object.entries(graph.state)]) persistent.set(id, name);
   // In-place updates: the output shares the persistent input's storage.

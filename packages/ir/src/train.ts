@@ -10,10 +10,11 @@
  * written. `graph.gradients` therefore names each parameter's gradient as the backward pass made
  * it, before clipping (the optimizer applies the factor).
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, checkFunction, checkKeys, describe, invalid } from '@deepwell/core';
 import { differentiate } from './autodiff.js';
 import { GraphBuilder, type Sym } from './builder.js';
-import { Graph } from './graph.js';
+import { Graph, checkGraph } from './graph.js';
+import { checkAdamWAttrs } from './ops/optim/adamw-attrs.js';
 import { add } from './ops/basic/add.js';
 import { clipCoef } from './ops/optim/clip_coef.js';
 import { sumSquares } from './ops/optim/sum_squares.js';
@@ -49,9 +50,22 @@ export interface TrainingStepOptions {
   accumulate?: number;
 }
 
+/**
+ * The most micro-batches trainingStep accumulates over: each is a copy of the forward and backward
+ * graph, so the step graph grows with it (and a huge count would take forever to build).
+ */
+export const MAX_ACCUMULATE = 1024;
+
 export function trainingStep(forward: Graph, options: TrainingStepOptions = {}): Graph {
+  checkGraph(forward, 'the forward graph of trainingStep');
+  checkKeys(options, ['loss', 'optimizer', 'clipGradNorm', 'accumulate'], 'trainingStep', { aliases: { gradientAccumulation: 'accumulate', maxGradNorm: 'clipGradNorm', clip: 'clipGradNorm' } });
   const lossName = options.loss ?? 'loss';
-  if (forward.outputs[lossName] === undefined) {
+  if (typeof lossName !== 'string') invalid('an output name', 'trainingStep loss', lossName);
+  const o = options.optimizer ?? {};
+  checkKeys(o, ['beta1', 'beta2', 'eps', 'weightDecay', 'decay'], 'trainingStep optimizer', { aliases: { betas: 'beta1 and beta2', weight_decay: 'weightDecay', lr: 'the step input lr' } });
+  checkAdamWAttrs(o as Record<string, unknown>, 'trainingStep optimizer');
+  if (o.decay !== undefined) checkFunction(o.decay, 'trainingStep optimizer decay');
+  if (!Object.prototype.hasOwnProperty.call(forward.outputs, lossName)) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected an output named '${lossName}' for the loss but received a graph with outputs ${Object.keys(forward.outputs).join(', ') || '(none)'}`);
   }
   if (Object.keys(forward.params).length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected a graph with parameters to train but received one with none');
@@ -59,7 +73,8 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
     if (reserved in forward.inputs) throw new DeepwellError('INVALID_ARGUMENT', `The input name '${reserved}' is reserved for the optimizer`);
   }
   const k = options.accumulate ?? 1;
-  if (!Number.isInteger(k) || k < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for accumulate but received ${describe(options.accumulate)}`);
+  if (!Number.isSafeInteger(k) || k < 1) invalid('a positive integer', 'accumulate', options.accumulate);
+  if (k > MAX_ACCUMULATE) invalid(`a positive integer up to ${MAX_ACCUMULATE} (each micro-batch copies the forward and backward graph)`, 'accumulate', k);
   const clip = options.clipGradNorm;
   if (clip !== undefined && !(Number.isFinite(clip) && clip > 0)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive number for clipGradNorm but received ${describe(clip)}`);
 
@@ -77,7 +92,6 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
   }
   const lr = b.input('lr', [1], 'f32');
   const step = b.input('step', [1], 'f32');
-  const o = options.optimizer ?? {};
   const decay = o.decay ?? ((_: string, shape: readonly number[]) => shape.length >= 2);
   names.forEach((name, j) => {
     const p = b.sym(g.params[name]!);
@@ -85,13 +99,15 @@ export function trainingStep(forward: Graph, options: TrainingStepOptions = {}):
     g.gradients[name] = grad.id;
     const m = b.state(`adamw.m.${name}`, p.shape, 'f32', { dist: 'zeros' });
     const v = b.state(`adamw.v.${name}`, p.shape, 'f32', { dist: 'zeros' });
+    const decays = decay(name, p.shape);
+    if (typeof decays !== 'boolean') invalid('a boolean', `trainingStep optimizer decay('${name}')`, decays);
     const [p2, m2, v2] = b.phase('optimizer', () =>
       b.scoped(`optimizer.${name}`, () =>
         b.op('adamw', [p, grad, m, v, lr, step, ...(gradScale ? [gradScale] : [])], {
           beta1: o.beta1 ?? 0.9,
           beta2: o.beta2 ?? 0.95,
           eps: o.eps ?? 1e-8,
-          weightDecay: decay(name, p.shape) ? (o.weightDecay ?? 0.1) : 0,
+          weightDecay: decays ? (o.weightDecay ?? 0.1) : 0,
         }),
       ),
     );

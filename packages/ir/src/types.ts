@@ -1,5 +1,5 @@
 /** The few types every part of the IR shares. */
-import type { DTypeName } from '@deepwell/core';
+import { invalid, type DTypeName } from '@deepwell/core';
 
 /** Host arrays the CPU reference computes on: f32 (f64 in gradient checks) and i32. */
 export type NumArray = Float32Array | Float64Array | Int32Array;
@@ -13,7 +13,10 @@ export type AttrValue = number | string | boolean | readonly number[];
 export type Attrs = Readonly<Record<string, AttrValue>>;
 
 export function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
+  if (!Array.isArray(shape)) invalid('an array of sizes', 'numel', shape);
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
 }
 
 export function shapeStr(t: ValueType): string {

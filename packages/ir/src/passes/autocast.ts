@@ -8,15 +8,17 @@
  * f32 for AdamW. A forward that updates state of its own (a decode step's key/value caches) keeps
  * that state in the low dtype too.
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, checkKeys, describe } from '@deepwell/core';
 import { GraphBuilder, type Sym } from '../builder.js';
-import type { Graph } from '../graph.js';
+import { checkGraph, type Graph } from '../graph.js';
 
 export interface AutocastOptions {
   dtype?: 'bf16' | 'f16';
 }
 
 export function autocast(graph: Graph, options: AutocastOptions = {}): Graph {
+  checkGraph(graph, 'the graph of autocast');
+  checkKeys(options, ['dtype'], 'autocast');
   const low = options.dtype ?? 'bf16';
   if (low !== 'bf16' && low !== 'f16') throw new DeepwellError('INVALID_ARGUMENT', `Expected 'bf16' or 'f16' for autocast dtype but received ${describe(low)}`);
   const updated = new Set(Object.keys(graph.updates));

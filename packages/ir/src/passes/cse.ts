@@ -3,11 +3,12 @@
  * same inputs compute the same values, so the later one's uses are pointed at the earlier one's
  * outputs (and DCE then drops it). Ops that update storage in place are never merged.
  */
-import type { Graph } from '../graph.js';
+import { checkGraph, type Graph } from '../graph.js';
 import { getOp } from '../op.js';
 import { eliminateDeadCode } from './dce.js';
 
 export function eliminateCommonSubexpressions(graph: Graph): Graph {
+  checkGraph(graph, 'the graph of eliminateCommonSubexpressions');
   const seen = new Map<string, number[]>();
   const alias = new Map<number, number>();
   const resolve = (v: number) => alias.get(v) ?? v;

@@ -3,9 +3,10 @@
  * values and nodes densely (so the memory plan and the text form see no gaps). Inputs, parameters
  * and state are always kept: they are the graph's interface even when unused.
  */
-import { Graph, type NodeDecl } from '../graph.js';
+import { checkGraph, Graph, type NodeDecl } from '../graph.js';
 
 export function eliminateDeadCode(graph: Graph): Graph {
+  checkGraph(graph, 'the graph of eliminateDeadCode');
   const live = new Set<number>([...Object.values(graph.outputs), ...Object.values(graph.updates)]);
   const keep: NodeDecl[] = [];
   for (let k = graph.nodes.length - 1; k >= 0; k--) {

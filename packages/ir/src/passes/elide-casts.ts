@@ -11,10 +11,11 @@
  * the multi-tensor AdamW fusion, so that sees the gradients' new dtype. Returns how many casts it
  * skipped (DCE then removes them).
  */
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 import { getOp } from '../op.js';
 
 export function elideWideningCasts(graph: Graph): number {
+  checkGraph(graph, 'the graph of elideWideningCasts');
   const readers = new Map<number, { node: NodeDecl; slot: number }[]>();
   for (const n of graph.nodes) n.inputs.forEach((i, slot) => readers.set(i, [...(readers.get(i) ?? []), { node: n, slot }]));
   const pinned = new Set([...Object.values(graph.outputs), ...Object.values(graph.updates)]);

@@ -10,9 +10,10 @@
  * autocast once elide-casts has run), so a mix costs nothing there; a step that mixes them gets one
  * more node (a few more launches), not a slower kernel.
  */
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 
 export function fuseAdamW(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseAdamW');
   const read = new Map<number, number>();
   for (const n of graph.nodes) for (const i of n.inputs) read.set(i, (read.get(i) ?? 0) + 1);
   const groups = new Map<string, NodeDecl[]>();

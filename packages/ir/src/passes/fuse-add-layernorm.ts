@@ -4,11 +4,12 @@
  * add_layernorm node returning the sum as well, so a GPU reads both summands once and writes the
  * sum and the normalised rows in one kernel. The reference is the two ops it replaces.
  */
-import type { Graph } from '../graph.js';
+import { checkGraph, type Graph } from '../graph.js';
 import { sameShape } from '../types.js';
 import { producers } from './fuse-epilogues.js';
 
 export function fuseAddLayernorm(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseAddLayernorm');
   const producer = producers(graph);
   let fused = 0;
   for (const n of graph.nodes) {

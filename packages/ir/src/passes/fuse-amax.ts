@@ -8,7 +8,7 @@
  * add is left alone (its kernels compute no amax), as is a producer whose output is not the one it
  * reduces. Returns how many consumers were given an amax.
  */
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 import { getOp } from '../op.js';
 import { sameShape } from '../types.js';
 import { producers, viewRoot } from './fuse-epilogues.js';
@@ -26,6 +26,7 @@ function canReduce(graph: Graph, p: NodeDecl, index: number): boolean {
 }
 
 export function fuseAmax(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseAmax');
   const producer = producers(graph);
   let fused = 0;
   for (const n of graph.nodes) {

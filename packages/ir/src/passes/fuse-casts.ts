@@ -8,11 +8,12 @@
  * backward's data-gradient GEMMs anyway, so the memory peak (the end of the forward) is the same.
  * Returns how many casts were fused.
  */
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 import { checkAttrs, getOp } from '../op.js';
 import { isFloat } from '../ops/float.js';
 
 export function fuseParamCasts(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseParamCasts');
   const groups = new Map<string, NodeDecl[]>();
   for (const n of graph.nodes) {
     if (n.op !== 'cast' || n.attrs.amax === true || n.outputs.length !== 1) continue;

@@ -13,10 +13,11 @@
  * The logits are then read by that node only where they were before, so the planner can still
  * write dlogits over them (its `inplace` pair).
  */
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 import { producers } from './fuse-epilogues.js';
 
 export function fuseCrossEntropy(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseCrossEntropy');
   const producer = producers(graph);
   /** Whether value `id` is computed (transitively) from value `target`. */
   const dependsOn = (id: number, target: number): boolean => {

@@ -14,7 +14,7 @@
  * (runPasses) sort the nodes afterwards (a moved output may have readers before its new producer)
  * and drop what is left unused.
  */
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 import { sameShape } from '../types.js';
 
 /** How many times each value is read, counting the graph's outputs, updates and gradients. */
@@ -39,6 +39,7 @@ export function viewRoot(producer: Map<number, NodeDecl>, v: number): number {
 
 /** matmul -> bias_add becomes matmul_bias where the bias_add is the product's only use. */
 export function fuseMatmulBias(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseMatmulBias');
   const uses = useCounts(graph);
   const producer = producers(graph);
   let fused = 0;
@@ -58,6 +59,7 @@ export function fuseMatmulBias(graph: Graph): number {
 
 /** matmul_bias -> gelu becomes matmul_bias_gelu, the gelu's output moving to the GEMM. */
 export function fuseMatmulGelu(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseMatmulGelu');
   const producer = producers(graph);
   let fused = 0;
   for (const n of graph.nodes) {
@@ -78,6 +80,7 @@ export function fuseMatmulGelu(graph: Graph): number {
  * amax (made so, or by an earlier fuse-amax) is left alone: matmul_dgelu returns none.
  */
 export function fuseMatmulDgelu(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseMatmulDgelu');
   const uses = useCounts(graph);
   const producer = producers(graph);
   let fused = 0;
@@ -97,6 +100,7 @@ export function fuseMatmulDgelu(graph: Graph): number {
 
 /** A transA matmul of g (or of g reshaped to 2-D) and the sum_to of g to [M] become matmul_bgrad. */
 export function fuseBiasGradient(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseBiasGradient');
   const producer = producers(graph);
   const sums = new Map<number, NodeDecl[]>();
   for (const n of graph.nodes) if (n.op === 'sum_to' && n.outputs.length === 1) sums.set(n.inputs[0]!, [...(sums.get(n.inputs[0]!) ?? []), n]);
@@ -122,6 +126,7 @@ export function fuseBiasGradient(graph: Graph): number {
 
 /** All four, in order; returns how many nodes each fused. */
 export function fuseGemmEpilogues(graph: Graph): { bias: number; gelu: number; dgelu: number; bgrad: number } {
+  checkGraph(graph, 'the graph of fuseGemmEpilogues');
   const bias = fuseMatmulBias(graph);
   const gelu = fuseMatmulGelu(graph);
   const dgelu = fuseMatmulDgelu(graph);

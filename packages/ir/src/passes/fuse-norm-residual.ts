@@ -8,7 +8,7 @@
  * FP8 quantizer reads stays apart: fuse-amax gives that add the quantizer's amax, which the norm's
  * backward kernel does not compute.
  */
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 import { getOp } from '../op.js';
 import { sameShape } from '../types.js';
 import { producers, useCounts, viewRoot } from './fuse-epilogues.js';
@@ -31,6 +31,7 @@ function amaxWanted(graph: Graph, producer: Map<number, NodeDecl>): Set<number> 
 }
 
 export function fuseNormResidual(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseNormResidual');
   const uses = useCounts(graph);
   const producer = producers(graph);
   const wanted = amaxWanted(graph, producer);

@@ -3,10 +3,11 @@
  * link get one fusionGroup, telling a backend they may run as a single kernel (one read, one write).
  * Marks only: the CPU reference still runs node by node; the CUDA backend acts on them.
  */
-import type { Graph } from '../graph.js';
+import { checkGraph, type Graph } from '../graph.js';
 import { getOp } from '../op.js';
 
 export function markElementwiseFusion(graph: Graph): Graph {
+  checkGraph(graph, 'the graph of markElementwiseFusion');
   const uses = new Map<number, number>();
   for (const n of graph.nodes) for (const i of n.inputs) uses.set(i, (uses.get(i) ?? 0) + 1);
   for (const v of [...Object.values(graph.outputs), ...Object.values(graph.updates)]) uses.set(v, (uses.get(v) ?? 0) + 1);

@@ -7,7 +7,8 @@
  * quantizer's tensor amax from the kernel that writes its input) -> multi-tensor weight casts ->
  * stable topological sort -> DCE -> elementwise fusion marks -> verify.
  */
-import type { Graph } from '../graph.js';
+import { checkKeys, invalid } from '@deepwell/core';
+import { checkGraph, type Graph } from '../graph.js';
 import { eliminateCommonSubexpressions } from './cse.js';
 import { eliminateDeadCode } from './dce.js';
 import { markElementwiseFusion } from './fusion.js';
@@ -40,9 +41,28 @@ export interface PassContext {
   device: string;
 }
 
+/**
+ * `p` if it is a GraphPass (an object with a string name and run(graph)), else INVALID_ARGUMENT: a
+ * precision given by name ('fp16', 'bf16') is refused rather than silently ignored (make the pass:
+ * autocast, or @deepwell/precision's policy).
+ */
+export function checkPass(p: unknown, what: string): GraphPass {
+  const ok = typeof p === 'object' && p !== null && typeof (p as GraphPass).run === 'function' && typeof (p as GraphPass).name === 'string';
+  if (!ok) invalid(`a GraphPass (an object with name and run(graph)${typeof p === 'string' ? '; a precision is a pass such as a @deepwell/precision policy, not a name' : ''})`, what, p);
+  return p as GraphPass;
+}
+
 export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?: boolean; device?: string } = {}): Graph {
+  checkGraph(graph, 'the graph of runPasses');
+  checkKeys(options, ['precision', 'fuse', 'device'], 'runPasses');
+  if (options.precision !== undefined) checkPass(options.precision, 'precision');
+  if (options.fuse !== undefined && typeof options.fuse !== 'boolean') invalid('a boolean', 'fuse', options.fuse);
+  if (options.device !== undefined && typeof options.device !== 'string') invalid("a device name ('cpu', 'cuda:N')", 'device', options.device);
   let g = graph;
-  if (options.precision) g = options.precision.run(g, { device: options.device ?? 'cpu' }).verify();
+  if (options.precision) {
+    const out = options.precision.run(g, { device: options.device ?? 'cpu' });
+    g = checkGraph(out, `the result of precision pass '${options.precision.name}'`).verify();
+  }
   g = eliminateCommonSubexpressions(g);
   if (options.fuse !== false) g = markElementwiseFusion(fuse(g));
   return g.verify();
@@ -50,6 +70,7 @@ export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?:
 
 /** Every fusion of the compile pipeline, then the sort and DCE they need. */
 export function fuse(graph: Graph): Graph {
+  checkGraph(graph, 'the graph of fuse');
   const epilogues = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseNormResidual(graph) + fuseCrossEntropy(graph);
   // Order matters: the cast elision before AdamW's grouping (by gradient dtype), the weight casts
   // after fuse-amax (a cast returning its amax keeps its own kernel).

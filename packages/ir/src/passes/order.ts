@@ -5,9 +5,10 @@
  * in the old order goes first), so the memory plan changes as little as possible.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Graph, NodeDecl } from '../graph.js';
+import { checkGraph, type Graph, type NodeDecl } from '../graph.js';
 
 export function sortNodes(graph: Graph): Graph {
+  checkGraph(graph, 'the graph of sortNodes');
   const nodes = graph.nodes;
   const producer = new Map<number, number>();
   nodes.forEach((n, k) => n.outputs.forEach((o) => producer.set(o, k)));

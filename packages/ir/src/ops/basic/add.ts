@@ -7,7 +7,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, compile.test.ts,
  * dtypes.test.ts, fusion.test.ts, moe.test.ts, cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
@@ -43,6 +43,7 @@ export const addOp = defineOp({
 });
 
 export function add(a: Sym, b: Sym): Sym {
-  if (a.builder !== b.builder) shapeError('add', 'Expected symbolic tensors of one graph');
-  return a.builder.op1('add', [a, b]);
+  const builder = builderOf(a, 'a of add');
+  if (builder !== builderOf(b, 'b of add')) shapeError('add', 'Expected symbolic tensors of one graph');
+  return builder.op1('add', [a, b]);
 }

@@ -6,7 +6,8 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { checkShape } from '@deepwell/core';
+import { builderOf, type Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { sameShape } from '../../types.js';
@@ -20,7 +21,7 @@ export const broadcastToOp = defineOp({
   attrs: { shape: { kind: 'ints' } },
   infer: ([x], attrs) => {
     const dtype = expectFloat('broadcast_to', 'x', x!);
-    const shape = attrs.shape as readonly number[];
+    const shape = checkShape(attrs.shape, "broadcast_to attribute 'shape'");
     if (!sameShape(broadcastShapes('broadcast_to', x!.shape, shape), shape)) {
       shapeError('broadcast_to', `Expected a shape that [${x!.shape.join(', ')}] broadcasts to but received [${shape.join(', ')}]`);
     }
@@ -34,5 +35,6 @@ export const broadcastToOp = defineOp({
 });
 
 export function broadcastTo(x: Sym, shape: readonly number[]): Sym {
-  return sameShape(x.shape, shape) ? x : x.builder.op1('broadcast_to', [x], { shape });
+  const builder = builderOf(x, 'x of broadcastTo');
+  return Array.isArray(shape) && sameShape(x.shape, shape) ? x : builder.op1('broadcast_to', [x], { shape });
 }

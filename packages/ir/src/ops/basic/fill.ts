@@ -8,8 +8,8 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import { checkShape } from '@deepwell/core';
-import type { GraphBuilder, Sym } from '../../builder.js';
+import { checkShape, invalid } from '@deepwell/core';
+import { GraphBuilder, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { FLOAT_DTYPES, type FloatDType } from '../float.js';
 
@@ -27,5 +27,6 @@ export const fillOp = defineOp({
 });
 
 export function fill(b: GraphBuilder, shape: readonly number[], value: number, dtype: FloatDType = 'f32'): Sym {
+  if (!(b instanceof GraphBuilder)) invalid('a GraphBuilder', 'the builder of fill', b);
   return b.op1('fill', [], { shape, value, dtype });
 }

@@ -9,7 +9,7 @@
  * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
  * tested in packages/ir/test/basic.test.ts, compile.test.ts, dtypes.test.ts, cuda-gemm.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { broadcastShapes, defineOp, expectRank, shapeError, stridesOf } from '../../op.js';
 import { sameFloat, type FloatDType } from '../float.js';
 import { numel, type Attrs, type ValueType } from '../../types.js';
@@ -121,5 +121,5 @@ export const matmulOp = defineOp({
 });
 
 export function matmul(a: Sym, b: Sym, attrs: { transA?: boolean; transB?: boolean } = {}): Sym {
-  return a.builder.op1('matmul', [a, b], attrs);
+  return builderOf(a, 'a of matmul').op1('matmul', [a, b], attrs);
 }

@@ -13,7 +13,7 @@
  * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
  * tested in packages/ir/test/fusion.test.ts, cuda-fused.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectRank } from '../../op.js';
 import { numel } from '../../types.js';
 import { matmulOp } from './matmul.js';
@@ -44,6 +44,6 @@ export const matmulBgradOp = defineOp({
 
 /** [op(a) @ op(b), the row sums of op(a)]. */
 export function matmulBgrad(a: Sym, b: Sym, attrs: { transA?: boolean; transB?: boolean } = {}): [Sym, Sym] {
-  const [out, bgrad] = a.builder.op('matmul_bgrad', [a, b], attrs);
+  const [out, bgrad] = builderOf(a, 'a of matmulBgrad').op('matmul_bgrad', [a, b], attrs);
   return [out!, bgrad!];
 }

@@ -10,7 +10,7 @@
  * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
  * tested in packages/ir/test/basic.test.ts, compile.test.ts, fusion.test.ts, cuda-gemm.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { roundTo } from '../../interpret.js';
 import { numel } from '../../types.js';
@@ -46,5 +46,5 @@ export const matmulBiasOp = defineOp({
 });
 
 export function matmulBias(a: Sym, b: Sym, bias: Sym, attrs: { transA?: boolean; transB?: boolean } = {}): Sym {
-  return a.builder.op1('matmul_bias', [a, b, bias], attrs);
+  return builderOf(a, 'a of matmulBias').op1('matmul_bias', [a, b, bias], attrs);
 }

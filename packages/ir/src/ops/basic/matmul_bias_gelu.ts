@@ -12,7 +12,7 @@
  * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; our fallback kernel gemm_fallback.cu);
  * tested in packages/ir/test/compile.test.ts, fusion.test.ts, cuda-fused.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { roundTo } from '../../interpret.js';
 import { numel } from '../../types.js';
@@ -41,6 +41,6 @@ export const matmulBiasGeluOp = defineOp({
 
 /** [gelu(pre), pre] with pre = op(a) @ op(b) + bias. */
 export function matmulBiasGelu(a: Sym, b: Sym, bias: Sym, attrs: { transA?: boolean; transB?: boolean } = {}): [Sym, Sym] {
-  const [out, pre] = a.builder.op('matmul_bias_gelu', [a, b, bias], attrs);
+  const [out, pre] = builderOf(a, 'a of matmulBiasGelu').op('matmul_bias_gelu', [a, b, bias], attrs);
   return [out!, pre!];
 }

@@ -22,7 +22,7 @@
  * kernel is in native/gemm/ (cuBLASLt through gemm.cpp; otherwise our GEMM, then the gelu_backward
  * kernel); tested in packages/ir/test/fusion.test.ts, dtypes.test.ts, cuda-fused.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { roundTo } from '../../interpret.js';
 import { sameShape } from '../../types.js';
@@ -59,5 +59,5 @@ export const matmulDgeluOp = defineOp({
 
 /** (op(a) @ op(b)) * gelu'(pre). */
 export function matmulDgelu(a: Sym, b: Sym, pre: Sym, attrs: { transA?: boolean; transB?: boolean } = {}): Sym {
-  return a.builder.op1('matmul_dgelu', [a, b, pre], attrs);
+  return builderOf(a, 'a of matmulDgelu').op1('matmul_dgelu', [a, b, pre], attrs);
 }

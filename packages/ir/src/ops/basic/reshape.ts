@@ -6,7 +6,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { numel, type ValueType } from '../../types.js';
 
@@ -36,5 +36,5 @@ export const reshapeOp = defineOp({
 });
 
 export function reshape(x: Sym, shape: readonly number[]): Sym {
-  return x.builder.op1('reshape', [x], { shape });
+  return builderOf(x, 'x of reshape').op1('reshape', [x], { shape });
 }

@@ -6,7 +6,8 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/basic.test.ts, dtypes.test.ts,
  * fusion.test.ts, cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { checkShape } from '@deepwell/core';
+import { builderOf, type Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
@@ -20,7 +21,7 @@ export const sumToOp = defineOp({
   attrs: { shape: { kind: 'ints' } },
   infer: ([x], attrs) => {
     const dtype = expectFloat('sum_to', 'x', x!);
-    const shape = attrs.shape as readonly number[];
+    const shape = checkShape(attrs.shape, "sum_to attribute 'shape'");
     if (!sameShape(broadcastShapes('sum_to', shape, x!.shape), x!.shape)) {
       shapeError('sum_to', `Expected a shape that broadcasts to [${x!.shape.join(', ')}] but received [${shape.join(', ')}]`);
     }
@@ -38,5 +39,6 @@ export const sumToOp = defineOp({
 
 /** x summed to `shape`; x itself when the shapes already agree. */
 export function sumTo(x: Sym, shape: readonly number[]): Sym {
-  return sameShape(x.shape, shape) ? x : x.builder.op1('sum_to', [x], { shape });
+  const builder = builderOf(x, 'x of sumTo');
+  return Array.isArray(shape) && sameShape(x.shape, shape) ? x : builder.op1('sum_to', [x], { shape });
 }

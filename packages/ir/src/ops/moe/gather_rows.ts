@@ -13,7 +13,7 @@
  * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { byteSizeOf } from '../../graph.js';
 import { defineOp, expectDtype, expectRank } from '../../op.js';
 import { expectFloat } from '../float.js';
@@ -53,6 +53,6 @@ export const gatherRowsOp = defineOp({
 
 /** Rows of `x` (F[R, D], a float dtype) at `idx` (i32[M]); -1 gives a zero row. */
 export function gatherRows(x: Sym, idx: Sym): Sym {
-  return x.builder.op1('gather_rows', [x, idx]);
+  return builderOf(x, 'x of gatherRows').op1('gather_rows', [x, idx]);
 }
 

@@ -20,7 +20,7 @@
  * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 
 export const moePlanOp = defineOp({
@@ -68,6 +68,6 @@ export const moePlanOp = defineOp({
 
 /** Capacity-based routing plan for `experts` (i32[N, k]): [dispatch i32[E*C], combine i32[N, k]]. */
 export function moePlan(experts: Sym, numExperts: number, capacity: number): [dispatch: Sym, combine: Sym] {
-  const [dispatch, combine] = experts.builder.op('moe_plan', [experts], { numExperts, capacity });
+  const [dispatch, combine] = builderOf(experts, 'experts of moePlan').op('moe_plan', [experts], { numExperts, capacity });
   return [dispatch!, combine!];
 }

@@ -13,7 +13,7 @@
  * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, shapeError } from '../../op.js';
 
 /** The multi-index of flat position `p` in a row-major `shape`, as text: "[1, 0, 2]". */
@@ -59,5 +59,5 @@ export const oneHotOp = defineOp({
 
 /** Indicator rows f32[..., classes] for `idx` (i32[...]); -1 gives a zero row. */
 export function oneHot(idx: Sym, classes: number): Sym {
-  return idx.builder.op1('one_hot', [idx], { classes });
+  return builderOf(idx, 'idx of oneHot').op1('one_hot', [idx], { classes });
 }

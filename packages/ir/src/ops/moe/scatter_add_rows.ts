@@ -14,7 +14,7 @@
  * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, shapeStr } from '../../types.js';
 import { expectFloat } from '../float.js';
@@ -59,5 +59,5 @@ export const scatterAddRowsOp = defineOp({
 
 /** A zero F[rows, D] with each row of `src` (F[M, D], a float dtype) added at row `idx[m]`; -1 skips. */
 export function scatterAddRows(src: Sym, idx: Sym, rows: number): Sym {
-  return src.builder.op1('scatter_add_rows', [src, idx], { rows });
+  return builderOf(src, 'src of scatterAddRows').op1('scatter_add_rows', [src, idx], { rows });
 }

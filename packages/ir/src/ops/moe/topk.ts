@@ -19,7 +19,7 @@
  * cuda-moe.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr } from '../../types.js';
 import { expectFloat } from '../float.js';
@@ -122,11 +122,11 @@ export const topkBackwardOp = defineOp({
 
 /** The k largest entries of `x` along its last axis and their positions: [values, indices]. */
 export function topk(x: Sym, k: number): [values: Sym, indices: Sym] {
-  const [values, indices] = x.builder.op('topk', [x], { k });
+  const [values, indices] = builderOf(x, 'x of topk').op('topk', [x], { k });
   return [values!, indices!];
 }
 
 /** Gradient of topk's values: scatter `g` (F[..., k]) to `indices` in a zero F[..., size]. */
 export function topkBackward(g: Sym, indices: Sym, size: number): Sym {
-  return g.builder.op1('topk_backward', [g, indices], { size });
+  return builderOf(g, 'g of topkBackward').op1('topk_backward', [g, indices], { size });
 }

@@ -12,7 +12,7 @@
  * Kernels and tests: the CUDA candidate is registered in packages/ir/src/cuda/nn.ts; the native
  * kernel is in native/ops/nn/; tested in packages/ir/test/fusion.test.ts, cuda-fused.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { roundTo } from '../../interpret.js';
 import { numel, sameShape, shapeStr } from '../../types.js';
@@ -44,6 +44,6 @@ export const addLayernormOp = defineOp({
 
 /** [sum, y, mean, rstd] with sum = x + residual and y = layernorm(sum). */
 export function addLayernorm(x: Sym, residual: Sym, weight: Sym, bias: Sym, eps?: number): [Sym, Sym, Sym, Sym] {
-  const [s, y, m, r] = x.builder.op('add_layernorm', [x, residual, weight, bias], eps === undefined ? {} : { eps });
+  const [s, y, m, r] = builderOf(x, 'x of addLayernorm').op('add_layernorm', [x, residual, weight, bias], eps === undefined ? {} : { eps });
   return [s!, y!, m!, r!];
 }

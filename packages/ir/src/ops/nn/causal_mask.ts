@@ -12,7 +12,7 @@
  * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
  * cuda-nn.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectRank, shapeError } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel, shapeStr } from '../../types.js';
@@ -48,5 +48,5 @@ export const causalMaskOp = defineOp({
 
 /** x with the positions after each query's own (its future) set to `value`. */
 export function causalMask(x: Sym, value = -1e30): Sym {
-  return x.builder.op1('causal_mask', [x], { value });
+  return builderOf(x, 'x of causalMask').op1('causal_mask', [x], { value });
 }

@@ -30,7 +30,7 @@
  * fuse-cross-entropy.test.ts, fusion.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError, type IndexInput } from '../../op.js';
 import { numel, sameShape, shapeStr, type NumArray, type ValueType } from '../../types.js';
 import { expectFloat, type FloatDType } from '../float.js';
@@ -156,9 +156,9 @@ export const crossEntropyWithGradOp = defineOp({
 });
 
 export function crossEntropy(logits: Sym, targets: Sym, ignoreIndex = -1): Sym {
-  return logits.builder.op1('cross_entropy', [logits, targets], { ignoreIndex });
+  return builderOf(logits, 'logits of crossEntropy').op1('cross_entropy', [logits, targets], { ignoreIndex });
 }
 
 export function crossEntropyBackward(logits: Sym, targets: Sym, g: Sym, ignoreIndex = -1): Sym {
-  return logits.builder.op1('cross_entropy_backward', [logits, targets, g], { ignoreIndex });
+  return builderOf(logits, 'logits of crossEntropyBackward').op1('cross_entropy_backward', [logits, targets, g], { ignoreIndex });
 }

@@ -16,7 +16,7 @@
  * cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError, stridesOf } from '../../op.js';
 import { byteSizeOf } from '../../graph.js';
 import { numel, sameShape, shapeStr, type NumArray } from '../../types.js';
@@ -94,9 +94,9 @@ export const embeddingBackwardOp = defineOp({
 });
 
 export function embedding(table: Sym, ids: Sym): Sym {
-  return table.builder.op1('embedding', [table, ids]);
+  return builderOf(table, 'table of embedding').op1('embedding', [table, ids]);
 }
 
 export function embeddingBackward(ids: Sym, g: Sym, vocab: number): Sym {
-  return ids.builder.op1('embedding_backward', [ids, g], { vocab });
+  return builderOf(ids, 'ids of embeddingBackward').op1('embedding_backward', [ids, g], { vocab });
 }

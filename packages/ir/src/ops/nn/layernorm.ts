@@ -29,7 +29,7 @@
  * fusion.test.ts, cuda-nn.test.ts; timed by bench/layernorm.mjs.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../../types.js';
 import { sameFloat } from '../float.js';
@@ -143,12 +143,12 @@ export const layernormBackwardOp = defineOp({
 
 /** Layer normalisation over the last dimension; returns y (the node also outputs mean and rstd). */
 export function layernorm(x: Sym, weight: Sym, bias: Sym, eps = 1e-5): Sym {
-  return x.builder.op('layernorm', [x, weight, bias], { eps })[0]!;
+  return builderOf(x, 'x of layernorm').op('layernorm', [x, weight, bias], { eps })[0]!;
 }
 
 /** [dx, dweight, dbias] of layernorm. */
 export function layernormBackward(g: Sym, x: Sym, weight: Sym, mean: Sym, rstd: Sym): [Sym, Sym, Sym] {
-  const [dx, dw, db] = g.builder.op('layernorm_backward', [g, x, weight, mean, rstd]);
+  const [dx, dw, db] = builderOf(g, 'g of layernormBackward').op('layernorm_backward', [g, x, weight, mean, rstd]);
   return [dx!, dw!, db!];
 }
 

@@ -16,7 +16,7 @@
  * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
  * cuda-nn.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../../types.js';
 import { sameFloat } from '../float.js';
@@ -95,11 +95,11 @@ export const rmsnormBackwardOp = defineOp({
 
 /** RMS normalisation over the last dimension; returns y (the node also outputs rstd). */
 export function rmsnorm(x: Sym, weight: Sym, eps = 1e-6): Sym {
-  return x.builder.op('rmsnorm', [x, weight], { eps })[0]!;
+  return builderOf(x, 'x of rmsnorm').op('rmsnorm', [x, weight], { eps })[0]!;
 }
 
 /** [dx, dweight] of rmsnorm. */
 export function rmsnormBackward(g: Sym, x: Sym, weight: Sym, rstd: Sym): [Sym, Sym] {
-  const [dx, dw] = g.builder.op('rmsnorm_backward', [g, x, weight, rstd]);
+  const [dx, dw] = builderOf(g, 'g of rmsnormBackward').op('rmsnorm_backward', [g, x, weight, rstd]);
   return [dx!, dw!];
 }

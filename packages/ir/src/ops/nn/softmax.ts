@@ -14,7 +14,7 @@
  * kernel is in native/ops/nn/; tested in packages/ir/test/nn.test.ts, dtypes.test.ts,
  * cuda-nn.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';
 import { expectFloat, sameFloat } from '../float.js';
 import { numel, sameShape, shapeStr, type ValueType } from '../../types.js';
@@ -85,9 +85,9 @@ export const softmaxBackwardOp = defineOp({
 });
 
 export function softmax(x: Sym, axis = -1): Sym {
-  return x.builder.op1('softmax', [x], { axis });
+  return builderOf(x, 'x of softmax').op1('softmax', [x], { axis });
 }
 
 export function softmaxBackward(g: Sym, y: Sym, axis = -1): Sym {
-  return g.builder.op1('softmax_backward', [g, y], { axis });
+  return builderOf(g, 'g of softmaxBackward').op1('softmax_backward', [g, y], { axis });
 }

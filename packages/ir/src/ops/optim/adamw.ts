@@ -23,8 +23,9 @@
  * dtypes.test.ts, fusion.test.ts, optim.test.ts, cuda-fused.test.ts, cuda-nn.test.ts,
  * cuda-optim.test.ts.
  */
-import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { DeepwellError, checkKeys } from '@deepwell/core';
+import { builderOf, type Sym } from '../../builder.js';
+import { checkAdamWAttrs } from './adamw-attrs.js';
 import { defineOp, expectDtype, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr } from '../../types.js';
 import { expectFloat } from '../float.js';
@@ -35,6 +36,12 @@ export interface AdamWOptions {
   eps?: number;
   weightDecay?: number;
 }
+
+/** The hyperparameter inputs the executable checks before a step: lr (finite, >= 0) and step (finite, >= 1). */
+const ADAMW_SCALARS = [
+  { input: 4, name: 'lr', min: 0 },
+  { input: 5, name: 'step', min: 1 },
+] as const;
 
 export const adamwOp = defineOp({
   name: 'adamw',
@@ -50,7 +57,9 @@ export const adamwOp = defineOp({
   inplace: [[0, 0], [1, 2], [2, 3]],
   nonDifferentiable: true,
   anyFloatInputs: () => [1],
-  infer: ([param, grad, m, v, lr, step, scale]) => {
+  scalarInputs: () => ADAMW_SCALARS,
+  infer: ([param, grad, m, v, lr, step, scale], attrs) => {
+    checkAdamWAttrs(attrs, 'adamw');
     const names = ['param', 'grad', 'm', 'v', 'lr', 'step'] as const;
     [param, grad, m, v, lr, step].forEach((t, i) => {
       if (names[i] === 'grad') expectFloat('adamw', 'grad', t!);
@@ -75,7 +84,8 @@ export const adamwOp = defineOp({
     const wd = attrs.weightDecay as number;
     const lr = lrIn![0]!;
     const t = stepIn![0]!;
-    if (!(t >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `adamw: Expected a step count >= 1 for input 'step' but received ${t}`);
+    if (!(Number.isFinite(lr) && lr >= 0)) throw new DeepwellError('INVALID_ARGUMENT', `adamw: Expected a finite learning rate >= 0 for input 'lr' but received ${lr}`);
+    if (!(t >= 1 && Number.isFinite(t))) throw new DeepwellError('INVALID_ARGUMENT', `adamw: Expected a step count >= 1 for input 'step' but received ${t}`);
     const c1 = 1 - b1 ** t;
     const c2 = 1 - b2 ** t;
     // The scaled gradient as mul(grad, gradScale) stored it: rounded to f32 (the interpreter's f32
@@ -101,8 +111,10 @@ export const adamwOp = defineOp({
  * gradient is first multiplied by `gradScale` (f32[1]) when one is given.
  */
 export function adamw(param: Sym, grad: Sym, m: Sym, v: Sym, lr: Sym, step: Sym, opts: AdamWOptions = {}, gradScale?: Sym): [Sym, Sym, Sym] {
+  checkKeys(opts, ['beta1', 'beta2', 'eps', 'weightDecay'], 'adamw');
+  checkAdamWAttrs(opts as Record<string, unknown>, 'adamw');
   const attrs: Record<string, number> = {};
   for (const k of ['beta1', 'beta2', 'eps', 'weightDecay'] as const) if (opts[k] !== undefined) attrs[k] = opts[k];
-  const [p2, m2, v2] = param.builder.op('adamw', [param, grad, m, v, lr, step, ...(gradScale ? [gradScale] : [])], attrs);
+  const [p2, m2, v2] = builderOf(param, 'param of adamw').op('adamw', [param, grad, m, v, lr, step, ...(gradScale ? [gradScale] : [])], attrs);
   return [p2!, m2!, v2!];
 }

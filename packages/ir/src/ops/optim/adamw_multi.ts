@@ -18,13 +18,17 @@
  * kernel is in native/ops/nn/; tested in packages/ir/test/compile.test.ts, fusion.test.ts,
  * optim.test.ts, cuda-fused.test.ts, cuda-optim.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { invalid } from '@deepwell/core';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import type { ValueType } from '../../types.js';
 import { adamwOp } from './adamw.js';
 
 /** Whether a node with `inputs` inputs has the trailing gradScale (4K + 3 inputs). */
-export const hasGradScale = (inputs: number): boolean => inputs % 4 === 3;
+export function hasGradScale(inputs: number): boolean {
+  if (!Number.isSafeInteger(inputs) || inputs < 0) invalid('an input count', 'hasGradScale', inputs);
+  return inputs % 4 === 3;
+}
 
 /** Each parameter's inputs in adamw's order: [param, grad, m, v, lr, step] and gradScale if any. */
 function groups<T>(xs: readonly T[]): T[][] {
@@ -47,6 +51,10 @@ export const adamwMultiOp = defineOp({
     return pairs;
   },
   nonDifferentiable: true,
+  scalarInputs: () => [
+    { input: 0, name: 'lr', min: 0 },
+    { input: 1, name: 'step', min: 1 },
+  ],
   infer: (ins, attrs) => {
     if (ins.length < 6 || ins.length % 4 < 2) {
       shapeError('adamw_multi', `Expected lr, step, 4 inputs per parameter and an optional gradScale (6, 7, 10, 11, 14, ... inputs) but received ${ins.length}`);
@@ -69,6 +77,7 @@ export const adamwMultiOp = defineOp({
  * (f32[1]) when one is given; returns [param2, m2, v2] per parameter.
  */
 export function adamwMulti(lr: Sym, step: Sym, params: readonly (readonly [Sym, Sym, Sym, Sym])[], attrs: Record<string, number> = {}, gradScale?: Sym): [Sym, Sym, Sym][] {
-  const outs = lr.builder.op('adamw_multi', [lr, step, ...params.flat(), ...(gradScale ? [gradScale] : [])], attrs);
+  if (!Array.isArray(params)) invalid('an array of [param, grad, m, v] groups', 'params of adamwMulti', params);
+  const outs = builderOf(lr, 'lr of adamwMulti').op('adamw_multi', [lr, step, ...params.flat(), ...(gradScale ? [gradScale] : [])], attrs);
   return params.map((_, k) => [outs[3 * k]!, outs[3 * k + 1]!, outs[3 * k + 2]!]);
 }

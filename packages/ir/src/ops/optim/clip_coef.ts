@@ -10,7 +10,7 @@
  * kernel is in native/ops/nn/; tested in packages/ir/test/train.test.ts, cuda-nn.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, shapeError } from '../../op.js';
 import { numel, shapeStr } from '../../types.js';
 
@@ -38,6 +38,6 @@ export const clipCoefOp = defineOp({
 
 /** [coef, norm] for clipping gradients whose squares sum to `sumsq` to the norm `maxNorm`. */
 export function clipCoef(sumsq: Sym, maxNorm: number): [Sym, Sym] {
-  const [c, n] = sumsq.builder.op('clip_coef', [sumsq], { maxNorm });
+  const [c, n] = builderOf(sumsq, 'sumsq of clipCoef').op('clip_coef', [sumsq], { maxNorm });
   return [c!, n!];
 }

@@ -18,7 +18,7 @@
  * kernel is in native/ops/nn/; tested in packages/ir/test/optim.test.ts, train.test.ts,
  * cuda-optim.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOfAll, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { numel } from '../../types.js';
 import { expectFloat } from '../float.js';
@@ -45,5 +45,5 @@ export const sumSquaresOp = defineOp({
 
 /** f32[1]: the sum of the squares of every element of `xs` (each any float dtype). */
 export function sumSquares(xs: readonly Sym[]): Sym {
-  return xs[0]!.builder.op1('sum_squares', [...xs], {});
+  return builderOfAll(xs, 'xs of sumSquares').op1('sum_squares', [...xs], {});
 }

@@ -9,7 +9,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectRank, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel } from '../../types.js';
@@ -41,6 +41,7 @@ export const biasAddOp = defineOp({
 });
 
 export function biasAdd(x: Sym, bias: Sym): Sym {
-  if (x.builder !== bias.builder) shapeError('bias_add', 'Expected symbolic tensors of one graph');
-  return x.builder.op1('bias_add', [x, bias]);
+  const builder = builderOf(x, 'x of biasAdd');
+  if (builder !== builderOf(bias, 'bias of biasAdd')) shapeError('bias_add', 'Expected symbolic tensors of one graph');
+  return builder.op1('bias_add', [x, bias]);
 }

@@ -16,7 +16,7 @@
  * cuda-tensor.test.ts.
  */
 import { DeepwellError, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype } from '../../op.js';
 import { numel } from '../../types.js';
 import { isFloat } from '../float.js';
@@ -68,5 +68,5 @@ export const castOp = defineOp({
 });
 
 export function cast(x: Sym, dtype: CastDType): Sym {
-  return x.builder.op1('cast', [x], { dtype });
+  return builderOf(x, 'x of cast').op1('cast', [x], { dtype });
 }

@@ -16,7 +16,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/optim.test.ts, cuda-optim.test.ts.
  */
 import { DeepwellError, describe } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOfAll, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { numel } from '../../types.js';
 import { FLOAT_DTYPES, sameFloat, type FloatDType } from '../float.js';
@@ -48,5 +48,5 @@ export const castMultiOp = defineOp({
 
 /** Each of `xs` (one float dtype) cast to `dtype`, as cast does, in one node. */
 export function castMulti(xs: readonly Sym[], dtype: FloatDType): Sym[] {
-  return xs[0]!.builder.op('cast_multi', [...xs], { dtype });
+  return builderOfAll(xs, 'xs of castMulti').op('cast_multi', [...xs], { dtype });
 }

@@ -10,7 +10,7 @@
  * cuda-tensor.test.ts.
  */
 import { DeepwellError } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOfAll, type Sym } from '../../builder.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';
 import { numel, shapeStr, type ValueType } from '../../types.js';
 import { slice } from './slice.js';
@@ -72,6 +72,6 @@ export const concatOp = defineOp({
 });
 
 export function concat(xs: readonly Sym[], axis: number): Sym {
-  if (xs.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'concat: Expected at least 1 tensor for xs but received none');
-  return xs[0]!.builder.op1('concat', xs, { axis });
+  if (Array.isArray(xs) && xs.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'concat: Expected at least 1 tensor for xs but received none');
+  return builderOfAll(xs, 'xs of concat').op1('concat', xs, { axis });
 }

@@ -9,7 +9,8 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * fusion.test.ts, cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { invalid } from '@deepwell/core';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel } from '../../types.js';
@@ -21,6 +22,7 @@ export const GELU_K = 0.044715;
 
 /** gelu of one value, in float64. */
 export function geluScalar(x: number): number {
+  if (typeof x !== 'number') invalid('a number', 'geluScalar', x);
   return 0.5 * x * (1 + Math.tanh(GELU_C * (x + GELU_K * x * x * x)));
 }
 
@@ -44,5 +46,5 @@ export const geluOp = defineOp({
 });
 
 export function gelu(x: Sym): Sym {
-  return x.builder.op1('gelu', [x]);
+  return builderOf(x, 'x of gelu').op1('gelu', [x]);
 }

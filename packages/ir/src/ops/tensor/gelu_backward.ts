@@ -9,7 +9,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
@@ -46,6 +46,7 @@ export const geluBackwardOp = defineOp({
 });
 
 export function geluBackward(g: Sym, x: Sym): Sym {
-  if (g.builder !== x.builder) shapeError('gelu_backward', 'Expected symbolic tensors of one graph');
-  return g.builder.op1('gelu_backward', [g, x]);
+  const builder = builderOf(g, 'g of geluBackward');
+  if (builder !== builderOf(x, 'x of geluBackward')) shapeError('gelu_backward', 'Expected symbolic tensors of one graph');
+  return builder.op1('gelu_backward', [g, x]);
 }

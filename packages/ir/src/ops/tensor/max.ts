@@ -9,7 +9,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { numel } from '../../types.js';
 import { groupIndex, reduction, REDUCE_ATTRS } from './sum.js';
@@ -56,5 +56,5 @@ export const maxOp = defineOp({
 });
 
 export function max(x: Sym, axes: readonly number[] = [], keepdims = false): Sym {
-  return x.builder.op1('max', [x], { axes, keepdims });
+  return builderOf(x, 'x of max').op1('max', [x], { axes, keepdims });
 }

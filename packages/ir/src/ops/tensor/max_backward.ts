@@ -8,7 +8,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
@@ -38,6 +38,7 @@ export const maxBackwardOp = defineOp({
 });
 
 export function maxBackward(g: Sym, x: Sym, axes: readonly number[], keepdims: boolean): Sym {
-  if (g.builder !== x.builder) shapeError('max_backward', 'Expected symbolic tensors of one graph');
-  return g.builder.op1('max_backward', [g, x], { axes, keepdims });
+  const builder = builderOf(g, 'g of maxBackward');
+  if (builder !== builderOf(x, 'x of maxBackward')) shapeError('max_backward', 'Expected symbolic tensors of one graph');
+  return builder.op1('max_backward', [g, x], { axes, keepdims });
 }

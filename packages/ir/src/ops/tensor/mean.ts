@@ -7,7 +7,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { numel } from '../../types.js';
 import { groupIndex, reduction, REDUCE_ATTRS, spread } from './sum.js';
@@ -39,5 +39,5 @@ export const meanOp = defineOp({
 });
 
 export function mean(x: Sym, axes: readonly number[] = [], keepdims = false): Sym {
-  return x.builder.op1('mean', [x], { axes, keepdims });
+  return builderOf(x, 'x of mean').op1('mean', [x], { axes, keepdims });
 }

@@ -8,7 +8,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { broadcastIndex, broadcastShapes, defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
@@ -40,6 +40,7 @@ export const mulOp = defineOp({
 });
 
 export function mul(a: Sym, b: Sym): Sym {
-  if (a.builder !== b.builder) shapeError('mul', 'Expected symbolic tensors of one graph');
-  return a.builder.op1('mul', [a, b]);
+  const builder = builderOf(a, 'a of mul');
+  if (builder !== builderOf(b, 'b of mul')) shapeError('mul', 'Expected symbolic tensors of one graph');
+  return builder.op1('mul', [a, b]);
 }

@@ -7,7 +7,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, compile.test.ts,
  * dtypes.test.ts, cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel } from '../../types.js';
@@ -31,5 +31,5 @@ export const scaleOp = defineOp({
 });
 
 export function scale(x: Sym, alpha: number): Sym {
-  return x.builder.op1('scale', [x], { alpha });
+  return builderOf(x, 'x of scale').op1('scale', [x], { alpha });
 }

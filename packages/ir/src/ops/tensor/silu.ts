@@ -6,7 +6,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp } from '../../op.js';
 import { expectFloat } from '../float.js';
 import { numel } from '../../types.js';
@@ -36,5 +36,5 @@ export const siluOp = defineOp({
 });
 
 export function silu(x: Sym): Sym {
-  return x.builder.op1('silu', [x]);
+  return builderOf(x, 'x of silu').op1('silu', [x]);
 }

@@ -8,7 +8,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
@@ -41,6 +41,7 @@ export const siluBackwardOp = defineOp({
 });
 
 export function siluBackward(g: Sym, x: Sym): Sym {
-  if (g.builder !== x.builder) shapeError('silu_backward', 'Expected symbolic tensors of one graph');
-  return g.builder.op1('silu_backward', [g, x]);
+  const builder = builderOf(g, 'g of siluBackward');
+  if (builder !== builderOf(x, 'x of siluBackward')) shapeError('silu_backward', 'Expected symbolic tensors of one graph');
+  return builder.op1('silu_backward', [g, x]);
 }

@@ -10,7 +10,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { byteSizeOf } from '../../graph.js';
 import { axisOf, defineOp, shapeError } from '../../op.js';
 import { numel, type Attrs, type ValueType } from '../../types.js';
@@ -55,5 +55,5 @@ export const sliceOp = defineOp({
 });
 
 export function slice(x: Sym, axis: number, start: number, end: number): Sym {
-  return x.builder.op1('slice', [x], { axis, start, end });
+  return builderOf(x, 'x of slice').op1('slice', [x], { axis, start, end });
 }

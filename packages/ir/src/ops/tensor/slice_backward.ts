@@ -10,7 +10,7 @@
  * cuda-tensor.test.ts.
  */
 import { checkShape } from '@deepwell/core';
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { axisOf, defineOp, expectDtype, shapeError } from '../../op.js';
 import { numel, type Attrs, type ValueType } from '../../types.js';
 import { slice } from './slice.js';
@@ -59,5 +59,5 @@ export const sliceBackwardOp = defineOp({
 });
 
 export function sliceBackward(g: Sym, shape: readonly number[], axis: number, start: number): Sym {
-  return g.builder.op1('slice_backward', [g], { shape, axis, start });
+  return builderOf(g, 'g of sliceBackward').op1('slice_backward', [g], { shape, axis, start });
 }

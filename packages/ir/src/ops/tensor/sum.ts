@@ -12,7 +12,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { axisOf, broadcastIndex, defineOp, shapeError } from '../../op.js';
 import { numel, sameShape, type Attrs, type ValueType } from '../../types.js';
 import { expectFloat } from '../float.js';
@@ -75,5 +75,5 @@ export const sumOp = defineOp({
 });
 
 export function sum(x: Sym, axes: readonly number[] = [], keepdims = false): Sym {
-  return x.builder.op1('sum', [x], { axes, keepdims });
+  return builderOf(x, 'x of sum').op1('sum', [x], { axes, keepdims });
 }

@@ -9,7 +9,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError } from '../../op.js';
 import { sameFloat } from '../float.js';
 import { numel, sameShape } from '../../types.js';
@@ -43,6 +43,7 @@ export const swigluOp = defineOp({
 });
 
 export function swiglu(gate: Sym, up: Sym): Sym {
-  if (gate.builder !== up.builder) shapeError('swiglu', 'Expected symbolic tensors of one graph');
-  return gate.builder.op1('swiglu', [gate, up]);
+  const builder = builderOf(gate, 'gate of swiglu');
+  if (builder !== builderOf(up, 'up of swiglu')) shapeError('swiglu', 'Expected symbolic tensors of one graph');
+  return builder.op1('swiglu', [gate, up]);
 }

@@ -9,7 +9,8 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import type { Sym } from '../../builder.js';
+import { invalid } from '@deepwell/core';
+import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, shapeError, stridesOf } from '../../op.js';
 import type { ValueType } from '../../types.js';
 
@@ -23,6 +24,8 @@ function checkPerm(x: ValueType, perm: readonly number[]): void {
 
 /** The permutation that undoes `perm`. */
 export function inversePerm(perm: readonly number[]): number[] {
+  const ok = Array.isArray(perm) && perm.every((p) => Number.isSafeInteger(p) && p >= 0 && p < perm.length) && new Set(perm).size === perm.length;
+  if (!ok) invalid('a permutation of 0 .. n-1', 'inversePerm', perm);
   const inv = new Array<number>(perm.length);
   perm.forEach((p, d) => (inv[p] = d));
   return inv;
@@ -61,5 +64,5 @@ export const transposeOp = defineOp({
 });
 
 export function transpose(x: Sym, perm: readonly number[]): Sym {
-  return x.builder.op1('transpose', [x], { perm });
+  return builderOf(x, 'x of transpose').op1('transpose', [x], { perm });
 }
