@@ -47,12 +47,13 @@ export interface RunConfig {
 
 /** A value's kind: 'int' an integer >= its minimum, 'number' a finite number >= its minimum. */
 type Kind = 'object' | 'int' | 'number' | 'string' | 'boolean' | 'model' | 'resume' | 'precision';
-type Spec = { kind: Kind; min?: number };
-const int = (min: number): Spec => ({ kind: 'int', min });
+type Spec = { kind: Kind; min?: number; max?: number };
+/** Integers up to int32 unless said (a count of steps, a size): the Trainer and the loader take no more. */
+const int = (min: number, max = 2 ** 31 - 1): Spec => ({ kind: 'int', min, max });
 const num = (min?: number): Spec => ({ kind: 'number', min });
 const KEYS: Record<string, Spec> = {
-  model: { kind: 'model' }, data: { kind: 'string' }, batchSize: int(1), seqLen: int(1), steps: int(1), optimizer: { kind: 'object' }, schedule: { kind: 'object' },
-  clipGradNorm: num(0), accumulate: int(1), evalEvery: int(1), evalBatches: int(1), seed: int(0), device: { kind: 'string' },
+  model: { kind: 'model' }, data: { kind: 'string' }, batchSize: int(1, 2 ** 20), seqLen: int(1, 2 ** 20), steps: int(1), optimizer: { kind: 'object' }, schedule: { kind: 'object' },
+  clipGradNorm: num(0), accumulate: int(1, 65536), evalEvery: int(1), evalBatches: int(1, 100_000), seed: int(0, 2 ** 32 - 1), device: { kind: 'string' },
   precision: { kind: 'precision' }, checkpoint: { kind: 'object' }, resume: { kind: 'resume' }, extend: { kind: 'boolean' }, log: { kind: 'object' }, sample: { kind: 'object' },
 };
 const NESTED: Record<string, Record<string, Spec>> = {
@@ -60,7 +61,7 @@ const NESTED: Record<string, Record<string, Spec>> = {
   schedule: { warmup: int(0), minLr: num(0) },
   checkpoint: { dir: { kind: 'string' }, every: int(1), keep: int(1) },
   log: { jsonl: { kind: 'string' }, every: int(1) },
-  sample: { prompt: { kind: 'string' }, maxTokens: int(1), temperature: num(0), topK: int(1), seed: int(0) },
+  sample: { prompt: { kind: 'string' }, maxTokens: int(1, 65536), temperature: num(0), topK: int(1), seed: int(0, 2 ** 32 - 1) },
 };
 /** Other trainers' names for keys (nanoGPT's, Hugging Face's). */
 const ALIASES: Record<string, string> = {
@@ -99,11 +100,12 @@ function parseValue(v: string): unknown {
 /** `value` against its spec; `name` is the key as the config writes it ('optimizer.lr'). */
 function checkValue(source: string, name: string, spec: Spec, value: unknown): void {
   const got = JSON.stringify(value) ?? String(value);
-  const { kind, min } = spec;
+  const { kind, min, max } = spec;
   if (kind === 'int' || kind === 'number') {
     if (typeof value !== 'number') bad(source, `expected a number for '${name}' but received ${got}`);
-    const ok = Number.isFinite(value) && (kind === 'number' || Number.isInteger(value)) && (min === undefined || value >= min);
-    if (!ok) bad(source, `expected ${kind === 'int' ? 'an integer' : 'a finite number'}${min !== undefined ? ` >= ${min}` : ''} for '${name}' but received ${got}`);
+    const ok = Number.isFinite(value) && (kind === 'number' || Number.isInteger(value)) && (min === undefined || value >= min) && (max === undefined || value <= max);
+    const range = max !== undefined ? ` in [${min}, ${max}]` : min !== undefined ? ` >= ${min}` : '';
+    if (!ok) bad(source, `expected ${kind === 'int' ? 'an integer' : 'a finite number'}${range} for '${name}' but received ${got}`);
   } else if (kind === 'precision') {
     if (!PRECISIONS.includes(value as string)) bad(source, `expected one of ${PRECISIONS.map((p) => `"${p}"`).join(', ')} for '${name}' but received ${got}`);
   } else if (kind === 'resume') {

@@ -82,7 +82,10 @@ const COMMANDS: Record<string, Command> = {
     usage: 'deepwell probe [--json]',
     help: 'Prints the GPUs, their capabilities and the vendor libraries found.',
     options: { json: { type: 'boolean' } },
-    run: (_p, v) => probeMain(v.json ? ['--json'] : []),
+    run: (p, v) => {
+      need(p, 0, 'no arguments');
+      return probeMain(v.json ? ['--json'] : []);
+    },
   },
   dryrun: {
     summary: "a run config's memory, FLOPs and time per step",
