@@ -155,7 +155,8 @@ export class Tensor {
 function deviceOf(options: unknown): Device {
   if (options === undefined) return 'cpu';
   checkKeys(options, ['device'], 'Tensor');
-  return parseDevice((options as TensorOptions).device ?? 'cpu');
+  const device = (options as TensorOptions).device;
+  return parseDevice(device === undefined ? 'cpu' : device); // null is not a device
 }
 
 /**

@@ -71,6 +71,7 @@ describe(`core refuses bad input (seed ${seed})`, () => {
     expect(errorOf(() => Tensor.from([1], [1], 'f32', null as never)).code).toBe('INVALID_ARGUMENT');
     expect(errorOf(() => Tensor.from([1], [1], 'f32', 'cpu' as never)).code).toBe('INVALID_ARGUMENT');
     expect(errorOf(() => Tensor.empty([1], 'f32', { devic: 'cpu' } as never)).message).toMatch(/devic.*did you mean device/);
+    expect(errorOf(() => Tensor.empty([1], 'f32', { device: null } as never)).code).toBe('INVALID_ARGUMENT');
   });
 
   it('the Tensor constructor cannot be called from outside', () => {
