@@ -18,13 +18,12 @@ import {
   JsonlLog, LLMC_MAGIC, Progress, TOKENIZER_FORMAT, TokenLoader, Trainer, charTokenizer, constant, gpt2Tokenizer, loadTokenizer, lossCurveSvg, markovShard,
   prepareText, readSafetensors, readShard, tokenizerByName, tokenizerFromRecord, warmupCosine, writeSafetensors, writeShard,
 } from '@deepwell/trainer';
-import { BAD_INTEGERS, NON_FINITE, WRONG_TYPES, damage, junk, nonFinite, show } from '../lib.mjs';
+import { BAD_INTEGERS, NON_FINITE, damage, junk, nonFinite, show } from '../lib.mjs';
 
 // ---- helpers (all work happens inside run) ----
 const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
 const tokensOf = (r, n, vocab) => Uint16Array.from({ length: n }, () => r.int(0, vocab - 1));
 const NOT_PATHS = [5, 0, -1, null, undefined, true, {}, [], () => 1, Buffer.from('x'), new Uint8Array(3), 1n, ''];
-const NOT_OBJECTS = [5, 'x', true, [], () => 1, 1n];
 /** A small text of words (spaces between, so GPT-2's chunking has places to cut). */
 const WORDS = ['the', 'light', 'water', 'earth', 'and', 'was', 'good', 'night', 'day', 'of', 'In', 'beginning'];
 const textOf = (r, n) => Array.from({ length: n }, () => WORDS[r.int(0, WORDS.length - 1)]).join(r.bool(0.1) ? '\n' : ' ');
@@ -180,13 +179,8 @@ export function cases(rng, ctx) {
       run: () => {
         const p = fresh(ctx, 'good.bin');
         writeShard(p, tokensOf(r, 50, 100));
-        if (what === 'path') return readShard(bad);
-        if (what === 'options') return readShard(p, bad);
-        if (what === 'format') return readShard(p, { format: bad });
-        if (what === 'vocab') return readShard(p, { vocab: bad });
-        if (what === 'key') return readShard(p, { [bad]: 1 });
-        if (what === 'missing') return readShard(`${p}.missing`);
-        return readShard(ctx.dir);
+        const args = { path: [bad], options: [p, bad], format: [p, { format: bad }], vocab: [p, { vocab: bad }], key: [p, { [bad]: 1 }], missing: [`${p}.missing`], directory: [ctx.dir] }[what];
+        return readShard(...args);
       },
     });
   }
@@ -199,10 +193,8 @@ export function cases(rng, ctx) {
       expect: 'error',
       run: () => {
         const p = fresh(ctx, 'w.bin');
-        if (what === 'path') return writeShard(bad, [1, 2, 3]);
-        if (what === 'tokens') return writeShard(p, bad);
-        if (what === 'token') return writeShard(p, [1, bad, 3]);
-        return writeShard(p, [1, 2, 3], bad);
+        const args = { path: [bad, [1, 2, 3]], tokens: [p, bad], token: [p, [1, bad, 3]], format: [p, [1, 2, 3], bad] }[what];
+        return writeShard(...args);
       },
     });
   }
@@ -487,14 +479,9 @@ export function cases(rng, ctx) {
       entry: what.startsWith('char') ? 'trainer.charTokenizer' : what.startsWith('gpt2') ? 'trainer.gpt2Tokenizer' : what === 'byName' ? 'trainer.tokenizerByName' : what === 'record' ? 'trainer.tokenizerFromRecord' : 'trainer.loadTokenizer',
       expect: 'error',
       run: () => {
-        if (what === 'char chars') return charTokenizer(bad);
-        if (what === 'char encode') return charTokenizer('abc').encode(bad);
-        if (what === 'char decode') return charTokenizer('abc').decode(bad);
-        if (what === 'gpt2 encode') return gpt2Tokenizer().encode(bad);
-        if (what === 'gpt2 decode') return gpt2Tokenizer().decode(bad);
-        if (what === 'byName') return tokenizerByName(bad, 'abc');
-        if (what === 'record') return tokenizerFromRecord(bad);
-        return loadTokenizer(bad);
+        const call = { 'char chars': () => charTokenizer(bad), 'char encode': () => charTokenizer('abc').encode(bad), 'char decode': () => charTokenizer('abc').decode(bad), 'gpt2 encode': () => gpt2Tokenizer().encode(bad) };
+        Object.assign(call, { 'gpt2 decode': () => gpt2Tokenizer().decode(bad), byName: () => tokenizerByName(bad, 'abc'), record: () => tokenizerFromRecord(bad), 'load path': () => loadTokenizer(bad) });
+        return call[what]();
       },
     });
   }
@@ -617,9 +604,7 @@ export function cases(rng, ctx) {
       entry: what === 'line' ? 'trainer.Progress#line' : ['stream', 'every', 'tty'].includes(what) ? 'trainer.Progress' : 'trainer.Progress#step',
       expect: 'error',
       run: () => {
-        if (what === 'stream') return new Progress(bad);
-        if (what === 'every') return new Progress(sink(), bad);
-        if (what === 'tty') return new Progress(sink(), 10, bad);
+        if (['stream', 'every', 'tty'].includes(what)) return new Progress(...{ stream: [bad], every: [sink(), bad], tty: [sink(), 10, bad] }[what]);
         const p = new Progress(sink(), 10, r.bool());
         if (what === 'line') return p.line(bad);
         if (what === 'stepLine') return p.step(bad);
@@ -652,8 +637,7 @@ export function cases(rng, ctx) {
       entry: what === 'record' ? 'trainer.JsonlLog#write' : 'trainer.JsonlLog',
       expect: 'error',
       run: () => {
-        if (what === 'path') return new JsonlLog(bad);
-        if (what === 'owner') return new JsonlLog(fresh(ctx, 'log.jsonl'), bad);
+        if (what !== 'record') return what === 'path' ? new JsonlLog(bad) : new JsonlLog(fresh(ctx, 'log.jsonl'), bad);
         return new JsonlLog(fresh(ctx, 'log.jsonl'), { run: 'r', resume: false }).write(bad);
       },
     });
