@@ -85,7 +85,8 @@ export function describe(value: unknown): string {
 
 /** Throw INVALID_ARGUMENT (or another code) worded "Expected X for Y but received Z". */
 export function invalid(expected: string, what: string, received: unknown, code: DeepwellErrorCode = 'INVALID_ARGUMENT'): never {
-  throw new DeepwellError(code, `Expected ${expected} for ${what} but received ${describe(received)}`, {
+  const text = (v: unknown) => (typeof v === 'string' ? v : describe(v)); // a Symbol would not interpolate
+  throw new DeepwellError(code, `Expected ${text(expected)} for ${text(what)} but received ${describe(received)}`, {
     details: { expected, what },
   });
 }

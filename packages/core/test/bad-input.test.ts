@@ -19,6 +19,7 @@ import {
   f16BitsToF32,
   f32ToBf16Bits,
   f32ToF16Bits,
+  invalid,
   keep,
   packNibbles,
   registerBackend,
@@ -139,5 +140,6 @@ describe(`core refuses bad input (seed ${seed})`, () => {
     expect(errorOf(() => new DeepwellError('INTERNAL', Symbol('x') as never)).code).toBe('INVALID_ARGUMENT');
     expect(new DeepwellError('INTERNAL', 'x', null as never).details).toEqual({});
     expect(describeValue(Symbol('tag'))).toBe('Symbol(tag)');
+    expect(errorOf(() => invalid(Symbol('x') as never, Symbol('y') as never, 1)).message).toBe('Expected Symbol(x) for Symbol(y) but received 1');
   });
 });
