@@ -81,7 +81,7 @@ export function quantize(x: Float32Array | Float64Array | readonly number[], opt
   checkOptions<QuantizeOptions>(options, ['format', 'scaleMode', 'amax'], 'quantize');
   const format = checkFormat(options.format);
   const xs = checkValues(x, 'the values to quantize');
-  const mode = options.scaleMode ?? 'floor';
+  const mode = options.scaleMode === undefined ? 'floor' : options.scaleMode; // null is not a mode
   if (mode !== 'floor' && mode !== 'rceil') throw new DeepwellError('INVALID_ARGUMENT', `Expected scaleMode 'floor' or 'rceil' but received ${describe(options.scaleMode)}`);
   if (options.scaleMode !== undefined && !MX[format]) throw new DeepwellError('INVALID_ARGUMENT', `Expected no scaleMode for ${format} (its scales are not powers of two) but received ${describe(options.scaleMode)}`);
   if (options.amax !== undefined) {

@@ -214,6 +214,7 @@ describe(`precision refuses bad input (seed ${seed})`, () => {
       () => quantize(x, null as never),
       () => quantize(x, { format: 'fp8-e4m3', amx: 3 } as never),
       () => quantize(x, { format: 'fp16' as never }),
+      () => quantize(x, { format: 'mxfp8-e4m3', scaleMode: null as never }),
       () => quantize2d(null as never, 1, 32, { format: 'fp8-e4m3' }),
       () => quantize2d(x, 1, 32, null as never),
       () => quantize2d(x, 1, 32, { format: 'fp8-block1x128', amax: 1 } as never),
