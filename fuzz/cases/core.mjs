@@ -588,6 +588,9 @@ function checkCases(rng, out) {
     const v = junk(rng);
     out.push({ name: `core.invalid: received ${show(v)}`, entry: 'core.invalid', expect: 'error', run: () => invalid('X', 'Y', v) });
   }
+  for (const [x, y, code] of [[Symbol('x'), 'y', undefined], ['x', Symbol('y'), undefined], [null, 5, undefined], ['x', 'y', 'BOGUS'], ['x', 'y', 'SHAPE_MISMATCH']]) {
+    out.push({ name: `core.invalid: (${show(x)}, ${show(y)}, code ${show(code)})`, entry: 'core.invalid', expect: 'error', run: () => invalid(x, y, 1, code) });
+  }
   // The shared checks: valid inputs pass through, bad ones are refused.
   for (let i = 0; i < 50; i++) {
     const min = rng.int(-100, 100);
