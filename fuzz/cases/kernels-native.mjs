@@ -155,7 +155,7 @@ function nativeCase(rng, entry, i) {
         if (entry.name === 'streamCreate' && typeof result === 'number') tidy('streamDestroy', () => addon.streamDestroy(result));
         if (entry.name === 'eventCreate' && typeof result === 'number') tidy('eventDestroy', () => addon.eventDestroy(result));
         if (entry.name === 'captureEnd' && result && typeof result.graph === 'number') tidy('graphDestroy', () => addon.graphDestroy(result.graph));
-        if (entry.name === 'hostAlloc' && result instanceof ArrayBuffer) tidy('hostFree', () => addon.hostFree(new Uint8Array(result)));
+        if (entry.name === 'hostAlloc' && result instanceof ArrayBuffer) tidy('hostFree', () => addon.hostFree(result));
         quiet(() => addon.streamSynchronize(live.stream)); // the stream may be gone (streamDestroy)
         tidy('deviceSynchronize (a kernel that ran wild fails here)', () => addon.deviceSynchronize(0));
         for (const b of live.buffers) quiet(() => addon.free(b.ptr)); // a vector may have freed one

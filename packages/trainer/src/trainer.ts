@@ -58,7 +58,7 @@ import { GPT, Generator as TextGenerator } from '@deepwell/nn';
 import { FallbackController, PrecisionPolicy, type FallbackEvent } from '@deepwell/precision';
 import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState } from './loader.js';
-import { JsonlLog, Progress } from './metrics.js';
+import { JsonlLog, LossHistory, Progress } from './metrics.js';
 import type { Engine } from './engine.js';
 import { checkDevice, checkFitOptions, checkTrainerOptions, type FitAsyncOptions, type FitOptions, type FitResult, type FromEngineOptions, type StepEvent, type TrainerDevice, type TrainerEvents, type TrainerOptions } from './options.js';
 import { lossCurveSvg } from './plot.js';
@@ -334,7 +334,7 @@ export class Trainer {
     /** The held-out set: the first evaluation's evalBatches batches of val, used by every evaluation. */
     let heldOut: { tokens: Int32Array; targets: Int32Array }[] | null = null;
     const progress = o.log?.progress === false ? null : new Progress(process.stderr, o.log?.every ?? 10);
-    const losses: { step: number; loss: number }[] = [];
+    const losses = new LossHistory();
     const evals: { step: number; loss: number }[] = [];
     let start = 1;
     let lastCheckpoint: string | null = null;
@@ -364,7 +364,7 @@ export class Trainer {
     const saveAt = (s: number): string => {
       const c = o.checkpoint!;
       const path = checkpointPath(c.dir, s, run, damaged);
-      saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, extra: { losses, evals, fallbacks: controller?.history ?? [] } });
+      saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, extra: { losses: losses.list(), evals, fallbacks: controller?.history ?? [] } });
       pruneCheckpoints(c.dir, c.keep ?? 3, run, path);
       lastCheckpoint = path;
       lastCheckpointStep = s;
@@ -377,7 +377,7 @@ export class Trainer {
         const meta = loadCheckpoint(begin.from, exe);
         o.train.restore(meta.loader as LoaderState);
         const extra = meta.extra as { losses?: { step: number; loss: number }[]; evals?: { step: number; loss: number }[]; fallbacks?: FallbackEvent[] } | null;
-        losses.push(...(extra?.losses ?? []));
+        losses.pushAll(Array.isArray(extra?.losses) ? extra.losses.filter((l) => Number.isFinite(l?.step) && typeof l?.loss === 'number') : []);
         evals.push(...(extra?.evals ?? []));
         start = meta.step + 1;
         lastCheckpoint = begin.from;
@@ -440,7 +440,7 @@ export class Trainer {
               o.train.restore(snapshot!.loader);
               (restoredTo = snapshot!.step), (source = 'snapshot');
             }
-            losses.splice(0, losses.length, ...losses.filter((l) => l.step <= restoredTo));
+            losses.truncateAfter(restoredTo);
             evals.splice(0, evals.length, ...evals.filter((l) => l.step <= restoredTo));
             controller!.rewind(restoredTo);
             const f = { step: s, loss, cause: decision.cause, events: decision.events, restoredTo, source };
@@ -461,7 +461,7 @@ export class Trainer {
         const mfu = peak ? this.report.flopsPerStep / (ms / 1000) / (peak * 1e12) : null;
         const device = this.device === 'cpu' ? {} : { hostMs: (exe as { lastHostMs?: number }).lastHostMs, hostSplit: (exe as { lastHostSplit?: HostSplit }).lastHostSplit, inUseBytes: getBackend(this.device).memoryStats().inUse };
         const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes, ...device };
-        losses.push({ step: s, loss });
+        losses.push(s, loss);
         log?.write({ event: 'step', ...ev });
         progress?.step({ step: s, total: o.steps, done: stepsHere, loss, lr, tokensPerSecond, mfu, elapsed });
         this.#emit('step', ev);
@@ -512,7 +512,7 @@ export class Trainer {
       const svg = o.log?.svg ?? (o.checkpoint ? join(o.checkpoint.dir, 'loss.svg') : null);
       if (svg) {
         mkdirSync(join(svg, '..'), { recursive: true });
-        const series = [{ name: 'train loss', points: losses.map((l) => [l.step, l.loss] as const), color: '#1f77b4' }];
+        const series = [{ name: 'train loss', points: losses.points(), color: '#1f77b4' }];
         if (evals.length) series.push({ name: 'eval loss', points: evals.map((l) => [l.step, l.loss] as const), color: '#d62728' });
         writeFileSync(svg, lossCurveSvg(series, { title: `loss (${this.device}, ${this.precision}, batch ${B}×${T})` }));
         lossCurve = svg;
@@ -520,7 +520,7 @@ export class Trainer {
       const result: FitResult = {
         run,
         steps: o.steps,
-        losses,
+        losses: losses.list(),
         evals,
         tokensPerSecond,
         mfu,
