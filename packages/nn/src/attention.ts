@@ -25,9 +25,10 @@
  * the cache up to their positions (sdpa_decode). Dense attention only.
  */
 import { broadcastTo, causalMask, matmul, reshape, scale, slice, softmax, transpose, type Sym } from '@deepwell/ir';
-import { DeepwellError, checkInteger } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, describe } from '@deepwell/core';
 import { kvCacheWrite, sdpaDecode, sdpaQkv, sparsekAttention } from '@deepwell/attention-sparsek';
-import { Linear } from './layers.js';
+import { Linear, checkSize } from './layers.js';
+import { MAX_SIZE, checkSym, optionalBoolean, optionalStd, optionsObject } from './limits.js';
 import { Module } from './module.js';
 
 export interface AttentionOptions {
@@ -48,27 +49,30 @@ const SPARSEK_KEYS = ['kind', 'blockSize', 'topK', 'first', 'window'];
 
 /** An attention kind checked (unknown keys, wrong types are typed errors naming `what`). */
 export function checkAttentionKind(k: unknown, what: string): AttentionKind {
-  if (k === null || typeof k !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected { kind: 'dense' | 'sparsek', ... } for ${what} but received ${String(k)}`);
+  if (k === null || typeof k !== 'object' || Array.isArray(k)) throw new DeepwellError('INVALID_ARGUMENT', `Expected { kind: 'dense' | 'sparsek', ... } for ${what} but received ${describe(k)}`);
   const o = k as Record<string, unknown>;
   if (o.kind === 'dense') {
     const extra = Object.keys(o).filter((key) => key !== 'kind');
     if (extra.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected no options besides kind for dense ${what} but received ${extra.join(', ')}`);
     return { kind: 'dense' };
   }
-  if (o.kind !== 'sparsek') throw new DeepwellError('INVALID_ARGUMENT', `Expected kind 'dense' or 'sparsek' for ${what} but received ${String(o.kind)}`);
+  if (o.kind !== 'sparsek') throw new DeepwellError('INVALID_ARGUMENT', `Expected kind 'dense' or 'sparsek' for ${what} but received ${describe(o.kind)}`);
   for (const key of Object.keys(o)) {
     if (!SPARSEK_KEYS.includes(key)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${SPARSEK_KEYS.join(', ')} for an option of sparsek ${what} but received '${key}'`);
   }
   const out: AttentionKind = { kind: 'sparsek' };
-  if (o.blockSize !== undefined) out.blockSize = checkInteger(o.blockSize as number, `blockSize of ${what}`, 1);
-  if (o.topK !== undefined) out.topK = checkInteger(o.topK as number, `topK of ${what}`, 1);
-  if (o.window !== undefined) out.window = checkInteger(o.window as number, `window of ${what}`, 1);
-  if (o.first !== undefined) {
-    if (typeof o.first !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for first of ${what} but received ${String(o.first)}`);
-    out.first = o.first;
+  if (o.blockSize !== undefined) out.blockSize = checkInteger(o.blockSize, `blockSize of ${what}`, 1, MAX_SIZE);
+  if (o.topK !== undefined) out.topK = checkInteger(o.topK, `topK of ${what}`, 1, MAX_SIZE);
+  if (o.window !== undefined) out.window = checkInteger(o.window, `window of ${what}`, 1, MAX_SIZE);
+  if (o.first !== undefined) out.first = optionalBoolean(o.first, `first of ${what}`, false);
+  const forced = (out.window ?? 1) + (out.first ? 1 : 0);
+  if (out.topK !== undefined && forced > out.topK) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected topK at least the always-selected blocks (window ${out.window ?? 1}${out.first ? ' + first 1' : ''}) for ${what} but received ${out.topK}`);
   }
   return out;
 }
+
+const ATTENTION_KEYS = ['residualStd', 'bias', 'kvHeads', 'fused', 'kind'];
 
 export class CausalSelfAttention extends Module {
   readonly qkv: Linear;
@@ -79,20 +83,27 @@ export class CausalSelfAttention extends Module {
   readonly kind: AttentionKind;
   constructor(readonly dim: number, readonly heads: number, options: AttentionOptions = {}) {
     super();
+    checkSize(dim, 'width of attention');
+    checkInteger(heads, 'heads of attention', 1, dim);
     if (dim % heads !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a width divisible by the head count for attention but received width ${dim} and ${heads} heads`);
-    this.kvHeads = checkInteger(options.kvHeads ?? heads, 'kvHeads of attention', 1, heads);
+    const o = optionsObject(options, 'attention');
+    checkKeys(o, ATTENTION_KEYS, 'attention');
+    this.kvHeads = checkInteger(o.kvHeads === undefined ? heads : o.kvHeads, 'kvHeads of attention', 1, heads);
     if (heads % this.kvHeads !== 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected kvHeads dividing the head count (${heads}) for attention but received ${this.kvHeads}`);
-    if (options.fused !== undefined && typeof options.fused !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for fused of attention but received ${String(options.fused)}`);
-    this.fused = options.fused ?? true;
-    this.kind = checkAttentionKind(options.kind ?? { kind: 'dense' }, 'attention');
+    this.fused = optionalBoolean(o.fused, 'fused of attention', true);
+    const bias = optionalBoolean(o.bias, 'bias of attention', true);
+    const std = optionalStd(o.residualStd, 'residualStd of attention', 0.02);
+    this.kind = checkAttentionKind(o.kind === undefined ? { kind: 'dense' } : o.kind, 'attention');
     if (this.kind.kind === 'sparsek' && !this.fused) throw new DeepwellError('INVALID_ARGUMENT', `Expected fused attention for kind 'sparsek' (the composite reference is dense) but received fused: false`);
     this.headDim = dim / heads;
-    this.qkv = this.addChild('qkv', new Linear(dim, (heads + 2 * this.kvHeads) * this.headDim, { bias: options.bias ?? true }));
-    this.proj = this.addChild('proj', new Linear(dim, dim, { bias: options.bias ?? true, std: options.residualStd ?? 0.02 }));
+    this.qkv = this.addChild('qkv', new Linear(dim, (heads + 2 * this.kvHeads) * this.headDim, { bias }));
+    this.proj = this.addChild('proj', new Linear(dim, dim, { bias, std }));
   }
 
   /** x: f32[B, T, C] -> f32[B, T, C] */
   forward(x: Sym): Sym {
+    checkSym(x, 'the input of attention');
+    if (x.rank !== 3 || x.shape[2] !== this.dim) throw new DeepwellError('SHAPE_MISMATCH', `Expected [B, T, ${this.dim}] for the input of attention but received ${x.toString()}`);
     return this.scope(() => {
       const [B, T] = [x.shape[0]!, x.shape[1]!];
       const [H, D] = [this.heads, this.headDim];
@@ -118,8 +129,12 @@ export class CausalSelfAttention extends Module {
    * zeros at first; each step writes its tokens' rows before reading).
    */
   decode(x: Sym, pos: Sym, cacheLength: number): Sym {
+    checkSym(x, 'x of attention decode');
+    checkSym(pos, 'pos of attention decode');
+    checkInteger(cacheLength, 'cacheLength of attention decode', 1, MAX_SIZE);
     if (this.kind.kind !== 'dense') throw new DeepwellError('INVALID_ARGUMENT', `Expected dense attention for a decode step with a key/value cache but layer '${this.path}' has kind '${this.kind.kind}'`);
     return this.scope(() => {
+      if (x.rank !== 3 || x.shape[2] !== this.dim) throw new DeepwellError('SHAPE_MISMATCH', `Expected [B, n, ${this.dim}] for the input of attention decode but received ${x.toString()}`);
       const [B, n] = [x.shape[0]!, x.shape[1]!];
       const [H, Hkv, D] = [this.heads, this.kvHeads, this.headDim];
       const qkv = reshape(this.qkv.forward(x), [B, n, H + 2 * Hkv, D]);

@@ -17,12 +17,15 @@
  * nanoGPT's sampling does. Sampling is in float64 from a seeded generator: the same seed gives the
  * same tokens.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, checkKeys, checkNumber, describe } from '@deepwell/core';
 import { autocast, capture, compile, rng, type Executable } from '@deepwell/ir';
-import { GPTDecode, type GPT } from './gpt.js';
+import { GPT, GPTDecode } from './gpt.js';
+
+/** Most tokens one generate() call adds (2^20): each costs a step of the model. */
+export const MAX_NEW_TOKENS = 2 ** 20;
 
 export interface SampleOptions {
-  /** Tokens to add (at least 1). */
+  /** Tokens to add, in [1, 2^20]. */
   maxTokens: number;
   /** Softmax temperature (default 1); 0 takes the most likely token (ties: the lowest id). */
   temperature?: number;
@@ -30,35 +33,71 @@ export interface SampleOptions {
   topK?: number;
   /** Keep the most likely tokens whose probabilities sum to at least p, in (0, 1] (default 1). */
   topP?: number;
-  /** Seed of the sampling generator (default 0). */
+  /** Seed of the sampling generator, an integer in [0, 2^32) (default 0). */
   seed?: number;
-  /** Stop after this token (it is included), e.g. GPT-2's <|endoftext|> 50256. */
+  /** Stop after this token (it is included; an id in [0, vocab)), e.g. GPT-2's <|endoftext|> 50256. */
   stop?: number;
   /** Sample only ids below this: a padded vocabulary's real size (GPT-2's 50257 of 50304), as llm.c samples. */
   vocab?: number;
 }
 
+const SAMPLE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'stop', 'vocab'];
+
 function checkSample(o: SampleOptions, V: number): Required<Omit<SampleOptions, 'stop'>> & { stop: number | null } {
-  if (o === null || typeof o !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected sampling options { maxTokens, ... } but received ${String(o)}`);
-  const known = ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'stop', 'vocab'];
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${known.join(', ')} for a sampling option but received '${k}'`);
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new DeepwellError('INVALID_ARGUMENT', `Expected sampling options { maxTokens, ... } but received ${describe(o)}`);
+  checkKeys(o, SAMPLE_KEYS, 'sampling');
   const { maxTokens, temperature = 1, topK = Infinity, topP = 1, seed = 0, stop, vocab = V } = o;
-  if (!Number.isInteger(vocab) || vocab < 1 || vocab > V) throw new DeepwellError('INVALID_ARGUMENT', `Expected vocab in [1, ${V}] (the model's vocabSize) but received ${String(vocab)}`);
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for maxTokens but received ${String(maxTokens)}`);
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite temperature >= 0 but received ${String(temperature)}`);
-  if (topK !== Infinity && (!Number.isInteger(topK) || topK < 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for topK but received ${String(topK)}`);
-  if (!(topP > 0 && topP <= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected topP in (0, 1] but received ${String(topP)}`);
-  if (!Number.isInteger(seed) || seed < 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-negative integer for seed but received ${String(seed)}`);
-  if (stop !== undefined && !Number.isInteger(stop)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a token id for stop but received ${String(stop)}`);
-  return { maxTokens, temperature, topK, topP, seed, stop: stop ?? null, vocab };
+  if (!Number.isInteger(vocab) || vocab < 1 || vocab > V) throw new DeepwellError('INVALID_ARGUMENT', `Expected vocab in [1, ${V}] (the model's vocabSize) but received ${describe(vocab)}`);
+  if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_NEW_TOKENS) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for maxTokens (at most ${MAX_NEW_TOKENS}) but received ${describe(maxTokens)}`);
+  const picks = checkPick({ temperature, topK, topP }, '');
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [0, 2^32) for seed but received ${describe(seed)}`);
+  if (stop !== undefined && !(Number.isInteger(stop) && stop >= 0 && stop < vocab)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a token id in [0, ${vocab}) for stop but received ${describe(stop)}`);
+  return { maxTokens, ...picks, seed, stop: stop ?? null, vocab };
+}
+
+/** temperature (finite, >= 0), topK (an integer >= 1, or Infinity: all) and topP (in (0, 1]) checked. */
+function checkPick(o: { temperature: unknown; topK: unknown; topP: unknown }, of: string): { temperature: number; topK: number; topP: number } {
+  const { temperature, topK, topP } = o;
+  if (!(typeof temperature === 'number' && temperature >= 0 && Number.isFinite(temperature))) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite temperature >= 0${of} but received ${describe(temperature)}`);
+  if (topK !== Infinity && !(typeof topK === 'number' && Number.isInteger(topK) && topK >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for topK (or Infinity: every token)${of} but received ${describe(topK)}`);
+  if (!(typeof topP === 'number' && topP > 0 && topP <= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected topP in (0, 1]${of} but received ${describe(topP)}`);
+  return { temperature, topK: topK as number, topP };
+}
+
+/**
+ * Checks a row of logits for sampleToken: a non-empty array of numbers, none NaN or +Infinity
+ * (-Infinity is a token ruled out), not all -Infinity.
+ */
+function checkLogits(logits: ArrayLike<number>, what: string): void {
+  const ok = Array.isArray(logits) || (ArrayBuffer.isView(logits) && !(logits instanceof DataView) && !(logits instanceof BigInt64Array) && !(logits instanceof BigUint64Array));
+  if (!ok || logits.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of numbers for ${what} but received ${describe(logits)}`);
+  let finite = false;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (typeof x !== 'number' || Number.isNaN(x) || x === Infinity) throw new DeepwellError('INVALID_ARGUMENT', `Expected finite numbers (or -Infinity for a token ruled out) for ${what} but received ${describe(x)} at index ${i}`);
+    if (x !== -Infinity) finite = true;
+  }
+  if (!finite) throw new DeepwellError('INVALID_ARGUMENT', `Expected at least one finite logit for ${what} but received ${logits.length} of -Infinity`);
 }
 
 /**
  * The next token from one row of logits: greedy at temperature 0, else softmax(logits / T) in
  * float64, cut to the top k and then to the top-p mass, renormalised, drawn with `u` in [0, 1)
  * walking the candidates (by descending logit where top-k or top-p cut, else in id order).
+ * `o`'s fields default as SampleOptions' (temperature 1, topK Infinity, topP 1); logits must be
+ * finite or -Infinity (a token ruled out), at least one finite.
  */
-export function sampleToken(logits: ArrayLike<number>, o: { temperature: number; topK: number; topP: number }, u: number): number {
+export function sampleToken(logits: ArrayLike<number>, o: { temperature?: number; topK?: number; topP?: number }, u: number): number {
+  checkLogits(logits, 'the logits of sampleToken');
+  checkKeys(o, ['temperature', 'topK', 'topP'], 'sampleToken');
+  const given = (x: unknown, fallback: number) => (x === undefined ? fallback : x);
+  const picks = checkPick({ temperature: given(o.temperature, 1), topK: given(o.topK, Infinity), topP: given(o.topP, 1) }, ' for sampleToken');
+  checkNumber(u, 'u of sampleToken (a uniform draw)', { min: 0, below: 1 });
+  return pickToken(logits, picks, u);
+}
+
+/** sampleToken on checked arguments. */
+function pickToken(logits: ArrayLike<number>, o: { temperature: number; topK: number; topP: number }, u: number): number {
   const V = logits.length;
   if (o.temperature === 0) {
     let best = 0;
@@ -78,11 +117,14 @@ export function sampleToken(logits: ArrayLike<number>, o: { temperature: number;
     sum = p.reduce((a, b) => a + b, 0);
   }
   let acc = 0;
+  let last = 0;
   for (let i = 0; i < p.length; i++) {
+    if (p[i]! > 0) last = i;
     acc += p[i]! / sum;
     if (u < acc) return keep[i]!;
   }
-  return keep[p.length - 1]!;
+  // u above the rounded total: the last candidate with any probability (never one ruled out).
+  return keep[last]!;
 }
 
 export interface GeneratorOptions {
@@ -152,12 +194,18 @@ export class Generator {
 
   /** weights: every parameter of the model by name (a FitResult's, an import's, exe.get's). */
   constructor(model: GPT, weights: Map<string, Float32Array> | Record<string, Float32Array>, options: GeneratorOptions = {}) {
+    if (!(model instanceof GPT)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT for the model of Generator but received ${describe(model)}`);
     this.#model = model;
-    this.#weights = weights instanceof Map ? weights : new Map(Object.entries(weights));
-    if (options === null || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected generator options { device, precision, cache } but received ${String(options)}`);
-    for (const k of Object.keys(options)) if (!['device', 'precision', 'cache'].includes(k)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of device, precision, cache for a generator option but received '${k}'`);
-    this.#device = options.device ?? 'cpu';
-    const precision = options.precision ?? (this.#device === 'cpu' ? 'f32' : 'bf16');
+    if (weights === null || typeof weights !== 'object' || Array.isArray(weights) || ArrayBuffer.isView(weights)) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected the weights as a Map or an object of Float32Arrays by parameter name for Generator but received ${describe(weights)}`);
+    }
+    this.#weights = weights instanceof Map ? new Map(weights) : new Map(Object.entries(weights));
+    if (options === null || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected generator options { device, precision, cache } but received ${describe(options)}`);
+    checkKeys(options, ['device', 'precision', 'cache'], 'generator');
+    const device = options.device === undefined ? 'cpu' : options.device;
+    if (typeof device !== 'string' || !/^(cpu|cuda:\d+)$/.test(device)) throw new DeepwellError('INVALID_ARGUMENT', `Expected 'cpu' or 'cuda:N' for the generator's device but received ${describe(device)}`);
+    this.#device = device;
+    const precision = options.precision === undefined ? (this.#device === 'cpu' ? 'f32' : 'bf16') : options.precision;
     if (precision !== 'f32' && precision !== 'bf16') throw new DeepwellError('INVALID_ARGUMENT', `Expected 'f32' or 'bf16' for the generator's precision but received ${String(precision)}`);
     this.#precision = precision;
     const dense = model.blocks.every((b) => b.attn.kind.kind === 'dense');
@@ -167,8 +215,15 @@ export class Generator {
     const names = model.namedParameters().map(([n]) => n);
     const missing = names.filter((n) => !this.#weights.has(n));
     if (missing.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected weights for every parameter of the model but ${missing.length} are missing: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}`);
-    const extra = [...this.#weights.keys()].filter((n) => !names.includes(n));
+    const known = new Set(names);
+    const extra = [...this.#weights.keys()].filter((n) => !known.has(n));
     if (extra.length) throw new DeepwellError('INVALID_ARGUMENT', `Expected only the model's parameters as weights but received ${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', …' : ''}`);
+    for (const [name, spec] of model.namedParameters()) {
+      const w: unknown = this.#weights.get(name);
+      const n = spec.shape.reduce((a, b) => a * b, 1);
+      if (!(w instanceof Float32Array || w instanceof Float64Array)) throw new DeepwellError('INVALID_DTYPE', `Expected a Float32Array for weight '${name}' of Generator but received ${describe(w)}`);
+      if (w.length !== n) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${n} values (${spec.shape.join(' × ')}) for weight '${name}' of Generator but received ${w.length}`);
+    }
   }
 
   #compile(g: ReturnType<typeof capture>): Executable {
@@ -197,16 +252,24 @@ export class Generator {
   generate(prompt: ArrayLike<number>, options: SampleOptions): number[] {
     const { vocabSize: V, blockSize } = this.#model.config;
     const o = checkSample(options, V);
-    const ctx = Array.from(prompt);
-    if (ctx.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected at least one prompt token but received none');
-    if (ctx.length > blockSize) throw new DeepwellError('INVALID_ARGUMENT', `Expected a prompt of at most the model's context (blockSize ${blockSize} tokens) but received ${ctx.length}`);
-    ctx.forEach((t, i) => {
-      if (!Number.isInteger(t) || t < 0 || t >= V) throw new DeepwellError('INVALID_ARGUMENT', `Expected prompt tokens in [0, ${V}) but received ${t} at position ${i}`);
-    });
+    const isArray = Array.isArray(prompt) || (ArrayBuffer.isView(prompt) && !(prompt instanceof DataView));
+    if (!isArray) throw new DeepwellError('INVALID_ARGUMENT', `Expected the prompt as an array of token ids (an Array or an Int32Array) but received ${describe(prompt)}`);
+    if (prompt.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected at least one prompt token but received none');
+    if (prompt.length > blockSize) throw new DeepwellError('INVALID_ARGUMENT', `Expected a prompt of at most the model's context (blockSize ${blockSize} tokens) but received ${prompt.length}`);
+    const ctx: number[] = [];
+    for (let i = 0; i < prompt.length; i++) {
+      const t = prompt[i];
+      if (!Number.isInteger(t) || (t as number) < 0 || (t as number) >= V) throw new DeepwellError('INVALID_ARGUMENT', `Expected prompt tokens in [0, ${V}) but received ${describe(t)} at position ${i}`);
+      ctx.push(t as number);
+    }
     const rand = rng(o.seed);
     const out: number[] = [];
-    const pick = (logits: Float32Array | Int32Array, at: number) => {
-      const next = sampleToken(logits.subarray(at * V, at * V + o.vocab), o, rand());
+    const pick = (all: Float32Array | Int32Array, at: number) => {
+      const logits = all.subarray(at * V, at * V + o.vocab);
+      for (let i = 0; i < logits.length; i++) {
+        if (!Number.isFinite(logits[i])) throw new DeepwellError('INVALID_ARGUMENT', `Expected finite logits from the model for token ${out.length + 1} of generate but received ${logits[i]} for id ${i}: do the weights hold NaN or Infinity?`);
+      }
+      const next = pickToken(logits, o, rand());
       out.push(next);
       ctx.push(next);
       return next !== o.stop && out.length < o.maxTokens;

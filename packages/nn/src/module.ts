@@ -4,8 +4,29 @@
  * inside capture() or eager(). Parameter names are module paths ("blocks.3.mlp.fc.weight"), given
  * when the tree is captured; a parameter used twice (tied embeddings) is one graph value.
  */
-import { DeepwellError, type DTypeName } from '@deepwell/core';
+import { DTYPE_NAMES, DeepwellError, checkKeys, checkNumber, checkOneOf, checkShape, describe, type DTypeName } from '@deepwell/core';
 import { currentBuilder, type GraphBuilder, type InitSpec, type Sym } from '@deepwell/ir';
+import { checkParameterCount } from './limits.js';
+
+const INIT_KEYS = ['dist', 'scale', 'columns', 'base'];
+const DISTS = ['normal', 'zeros', 'ones', 'uniform', 'sinusoidal'] as const;
+
+/** A parameter or child name: a non-empty string. */
+function checkName(name: unknown, owner: string): string {
+  if (typeof name !== 'string' || name.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty string for a parameter or child name of ${owner} but received ${describe(name)}`);
+  return name;
+}
+
+/** An initialisation spec checked: a known dist, finite numbers, no unknown keys. */
+function checkInit(init: unknown, what: string): InitSpec {
+  checkKeys(init, INIT_KEYS, what, { noun: 'key' });
+  const o = init as Record<string, unknown>;
+  const out: InitSpec = { dist: checkOneOf(o.dist, DISTS, `dist of ${what}`) };
+  if (o.scale !== undefined) out.scale = checkNumber(o.scale, `scale of ${what}`);
+  if (o.columns !== undefined) out.columns = checkNumber(o.columns, `columns of ${what}`, { min: 1 });
+  if (o.base !== undefined) out.base = checkNumber(o.base, `base of ${what}`, { above: 1 });
+  return out;
+}
 
 export interface ParamSpec {
   shape: readonly number[];
@@ -19,12 +40,24 @@ export abstract class Module {
   #path = '';
   #made = new WeakMap<GraphBuilder, Map<string, Sym>>();
 
+  /**
+   * Declares a parameter: its shape (at most MAX_PARAMETERS elements), its initialisation and its
+   * dtype, all checked here (nothing is allocated until the model is compiled).
+   */
   protected addParam(name: string, shape: readonly number[], init: InitSpec, dtype: DTypeName = 'f32'): void {
-    if (this.#params.has(name) || this.#children.has(name)) throw new DeepwellError('INVALID_ARGUMENT', `'${name}' is declared twice in ${this.constructor.name}`);
-    this.#params.set(name, { shape: [...shape], init, dtype });
+    const owner = this.constructor.name;
+    checkName(name, owner);
+    const dims = checkShape(shape, `shape of parameter '${name}' of ${owner}`);
+    checkParameterCount(dims.reduce((a, b) => a * b, 1), `parameter '${name}' of ${owner}`);
+    const spec: ParamSpec = { shape: [...dims], init: checkInit(init, `the init of parameter '${name}' of ${owner}`), dtype: checkOneOf(dtype, DTYPE_NAMES, `dtype of parameter '${name}' of ${owner}`) };
+    if (this.#params.has(name) || this.#children.has(name)) throw new DeepwellError('INVALID_ARGUMENT', `'${name}' is declared twice in ${owner}`);
+    this.#params.set(name, spec);
   }
 
   protected addChild<M extends Module>(name: string, child: M): M {
+    checkName(name, this.constructor.name);
+    if (!(child instanceof Module)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Module for child '${name}' of ${this.constructor.name} but received ${describe(child)}`);
+    if ((child as Module) === (this as Module)) throw new DeepwellError('INVALID_ARGUMENT', `Expected another module for child '${name}' of ${this.constructor.name} but received the module itself`);
     if (this.#params.has(name) || this.#children.has(name)) throw new DeepwellError('INVALID_ARGUMENT', `'${name}' is declared twice in ${this.constructor.name}`);
     this.#children.set(name, child);
     child.#setPath(this.#path ? `${this.#path}.${name}` : name);
@@ -43,8 +76,8 @@ export abstract class Module {
 
   /** The parameter `name` of this module as a value of the graph being captured. */
   weight(name: string): Sym {
-    const spec = this.#params.get(name);
-    if (!spec) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${[...this.#params.keys()].join(', ') || '(none)'} for a parameter of ${this.constructor.name} but received '${name}'`);
+    const spec = typeof name === 'string' ? this.#params.get(name) : undefined;
+    if (!spec) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${[...this.#params.keys()].join(', ') || '(none)'} for a parameter of ${this.constructor.name} but received ${describe(name)}`);
     const b = currentBuilder();
     let made = this.#made.get(b);
     if (!made) this.#made.set(b, (made = new Map()));

@@ -9,16 +9,33 @@
  * choices that went to expert e and P_e the mean router probability of e. It is minimal when
  * routing is uniform; only P carries gradient.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, checkNumber } from '@deepwell/core';
 import { gatherRows, gelu, matmul, mean, moePlan, mul, oneHot, reshape, scale, softmax, sum, topk, type Sym } from '@deepwell/ir';
-import { Linear } from './layers.js';
+import { Linear, checkSize } from './layers.js';
+import { MAX_EXPERTS, checkParameterCount, checkSym, optionalStd, optionsObject } from './limits.js';
 import { Module } from './module.js';
 
 export interface MoEOptions {
+  /** Experts, in [1, 4096]. */
   experts: number;
+  /** Experts per token, in [1, experts]. */
   topK: number;
+  /** Capacity per expert relative to an even share, in (0, experts] (default 1.25); experts / topK already lets every expert take every token. */
   capacityFactor?: number;
   residualStd?: number;
+}
+
+const MOE_OPTION_KEYS = ['experts', 'topK', 'capacityFactor', 'residualStd'];
+
+/** MoE's options checked (also GPTConfig.moe's, before a GPT builds anything). */
+export function checkMoEOptions(options: unknown, what: string): { experts: number; topK: number; capacityFactor: number } {
+  const o = options as Record<string, unknown>;
+  const experts = checkInteger(o.experts, `experts of ${what}`, 1, MAX_EXPERTS);
+  if (!(typeof o.topK === 'number' && Number.isInteger(o.topK) && o.topK >= 1 && o.topK <= experts)) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected topK in [1, ${experts}] for ${what} but received ${String(o.topK)}`);
+  }
+  const capacityFactor = o.capacityFactor === undefined ? 1.25 : checkNumber(o.capacityFactor, `capacityFactor of ${what}`, { above: 0, max: experts });
+  return { experts, topK: o.topK, capacityFactor };
 }
 
 export class MoE extends Module {
@@ -28,23 +45,32 @@ export class MoE extends Module {
   readonly capacityFactor: number;
   constructor(readonly dim: number, readonly hidden: number, options: MoEOptions) {
     super();
-    if (!(options.topK >= 1 && options.topK <= options.experts)) {
-      throw new DeepwellError('INVALID_ARGUMENT', `Expected topK in [1, ${options.experts}] for MoE but received ${options.topK}`);
-    }
-    this.experts = options.experts;
-    this.topK = options.topK;
-    this.capacityFactor = options.capacityFactor ?? 1.25;
-    this.router = this.addChild('router', new Linear(dim, options.experts, { bias: false }));
-    this.addParam('w1', [options.experts, dim, hidden], { dist: 'normal', scale: 0.02 });
-    this.addParam('w2', [options.experts, hidden, dim], { dist: 'normal', scale: options.residualStd ?? 0.02 });
+    checkSize(dim, 'dim of MoE');
+    checkSize(hidden, 'hidden of MoE');
+    if (options === undefined) throw new DeepwellError('INVALID_ARGUMENT', 'Expected MoE options { experts, topK, ... } but received undefined');
+    const o = optionsObject(options, 'MoE');
+    checkKeys(o, MOE_OPTION_KEYS, 'MoE');
+    const { experts, topK, capacityFactor } = checkMoEOptions(o, 'MoE');
+    const std = optionalStd(o.residualStd, 'residualStd of MoE', 0.02);
+    checkParameterCount(experts * (dim + 2 * dim * hidden), 'MoE');
+    this.experts = experts;
+    this.topK = topK;
+    this.capacityFactor = capacityFactor;
+    this.router = this.addChild('router', new Linear(dim, experts, { bias: false }));
+    this.addParam('w1', [experts, dim, hidden], { dist: 'normal', scale: 0.02 });
+    this.addParam('w2', [experts, hidden, dim], { dist: 'normal', scale: std });
   }
 
+  /** Tokens each expert takes for a batch of `tokens` tokens: ceil(capacityFactor · tokens · topK / experts), at least 1. */
   capacity(tokens: number): number {
+    checkInteger(tokens, 'tokens of MoE capacity', 0);
     return Math.max(1, Math.ceil((this.capacityFactor * tokens * this.topK) / this.experts));
   }
 
   /** x: f32[B, T, D] -> { y: f32[B, T, D], aux: f32[1] (load-balancing loss) } */
   forward(x: Sym): { y: Sym; aux: Sym } {
+    checkSym(x, 'the input of MoE');
+    if (x.rank !== 3 || x.shape[2] !== this.dim) throw new DeepwellError('SHAPE_MISMATCH', `Expected [B, T, ${this.dim}] for the input of MoE but received ${x.toString()}`);
     return this.scope(() => {
       const [B, T, D] = [x.shape[0]!, x.shape[1]!, x.shape[2]!];
       const N = B * T;
