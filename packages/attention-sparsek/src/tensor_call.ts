@@ -19,7 +19,7 @@ export function checkCall(caller: string, tensors: Readonly<Record<string, unkno
     const names = Object.keys(tensors);
     throw new DeepwellError('INVALID_ARGUMENT', `Expected ${names.slice(0, -1).join(', ')} and ${names.at(-1)} on one device but received ${ts.slice(0, -1).map((t) => t.device).join(', ')} and ${ts.at(-1)!.device}`);
   }
-  if (options === null || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected an options object but received ${describe(options)}`);
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new DeepwellError('INVALID_ARGUMENT', `Expected an options object for ${caller} but received ${describe(options)}`);
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${known.join(', ')} for an option of ${caller} but received ${describe(key)}`);
   }

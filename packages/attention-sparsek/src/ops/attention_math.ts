@@ -24,6 +24,7 @@
  * gradient). Without a predicate (sdpa, sdpa_qkv) nothing changes: no call per pair.
  */
 import type { NumArray } from '@deepwell/ir';
+import { checkSizes } from './checks.js';
 
 /** The sizes and attributes of an attention call, whatever its layout. */
 export interface AttentionSizes {
@@ -64,6 +65,7 @@ export function denseStrides(layout: 'bhsd' | 'bshd', heads: number, S: number, 
  * H + Hkv), out [B, S, H, D]: what a QKV projection's output reshaped is, read without a copy.
  */
 export function packedStrides(n: AttentionSizes): AttentionStrides {
+  checkSizes('packedStrides', n);
   const heads = n.H + 2 * n.Hkv;
   const at = (head: number): RowStrides => ({ offset: head * n.D, b: n.Sq * heads * n.D, h: n.D, s: heads * n.D });
   return { q: at(0), k: at(n.H), v: at(n.H + n.Hkv), out: denseStrides('bshd', n.H, n.Sq, n.D) };

@@ -23,9 +23,10 @@
  * Neither has a gradient: they serve inference. The CUDA kernels: native/attention/decode.cu
  * (src/cuda/decode.ts registers them).
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, describe } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type NumArray, type Sym, type ValueType } from '@deepwell/ir';
 import { attentionForward, type AttentionSizes, type AttentionStrides } from './attention_math.js';
+import { checkAttrsObject, checkOpName, checkSyms, checkTypes } from './checks.js';
 import { FLOAT, resolveScale, shapeStr } from './sdpa.js';
 
 /** The sizes of a decode call: batch, heads, tokens this step, cache length, head dimension. */
@@ -40,11 +41,14 @@ export interface DecodeDims {
 
 /** Checks qkv, the two caches and pos against each other and the heads attribute. */
 export function decodeDims(op: string, qkv: ValueType, kcache: ValueType, vcache: ValueType, pos: ValueType, attrs: Attrs): DecodeDims {
+  checkOpName(op);
+  checkTypes(op, [qkv, kcache, vcache, pos], 4, ['qkv', 'kcache', 'vcache', 'pos']);
+  checkAttrsObject(op, attrs, ['heads', 'scale']);
   if (!FLOAT.includes(qkv.dtype)) throw new DeepwellError('INVALID_DTYPE', `${op}: Expected f32, bf16 or f16 for input 'qkv' but received ${shapeStr(qkv)}`);
   if (qkv.shape.length !== 4) shapeError(op, `Expected a rank-4 tensor ([B, n, H + 2·Hkv, D]) for input 'qkv' but received ${shapeStr(qkv)}`);
   const [B, n, heads, D] = qkv.shape as [number, number, number, number];
   const H = attrs.heads as number;
-  if (!Number.isInteger(H) || H < 1) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected an integer >= 1 for attribute 'heads' but received ${H}`);
+  if (!Number.isInteger(H) || H < 1) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected an integer >= 1 for attribute 'heads' but received ${describe(H)}`);
   if (kcache.shape.length !== 4) shapeError(op, `Expected a rank-4 tensor ([B, Hkv, Tmax, D]) for input 'kcache' but received ${shapeStr(kcache)}`);
   const [, Hkv, Tmax] = kcache.shape as [number, number, number, number];
   if (heads !== H + 2 * Hkv) shapeError(op, `Expected input 'qkv' to hold heads (${H}) query heads and the cache's ${Hkv} key and ${Hkv} value heads (${H + 2 * Hkv}) in its third dimension but received ${shapeStr(qkv)}`);
@@ -66,7 +70,8 @@ export const kvCacheWriteOp = defineOp({
   attrs: { heads: { kind: 'int' } },
   inplace: [[0, 0], [1, 1]],
   indexInputs: [{ input: 3, bound: posBound }],
-  infer: ([kcache, vcache, qkv, pos], attrs) => {
+  infer: (inTypes, attrs) => {
+    const [kcache, vcache, qkv, pos] = checkTypes('kv_cache_write', inTypes, 4, ['kcache', 'vcache', 'qkv', 'pos']);
     decodeDims('kv_cache_write', qkv!, kcache!, vcache!, pos!, attrs);
     return [kcache!, vcache!];
   },
@@ -99,7 +104,8 @@ export const sdpaDecodeOp = defineOp({
   outputs: ['out'],
   attrs: { heads: { kind: 'int' }, scale: { kind: 'float', default: 0 } },
   indexInputs: [{ input: 3, bound: (inTypes) => inTypes[1]!.shape[2]! }],
-  infer: ([qkv, kcache, vcache, pos], attrs) => {
+  infer: (inTypes, attrs) => {
+    const [qkv, kcache, vcache, pos] = checkTypes('sdpa_decode', inTypes, 4, ['qkv', 'kcache', 'vcache', 'pos']);
     const n = decodeDims('sdpa_decode', qkv!, kcache!, vcache!, pos!, attrs);
     resolveScale('sdpa_decode', attrs, n.D);
     return [{ shape: [n.B, n.n, n.H, n.D], dtype: qkv!.dtype }];
@@ -145,11 +151,17 @@ export interface DecodeAttributes {
 
 /** kv_cache_write in a captured model: [kcache', vcache']. */
 export function kvCacheWrite(kcache: Sym, vcache: Sym, qkv: Sym, pos: Sym, attrs: DecodeAttributes): [Sym, Sym] {
+  checkSyms('kvCacheWrite', { kcache, vcache, qkv, pos });
+  if (attrs === undefined) throw new DeepwellError('INVALID_ARGUMENT', 'kvCacheWrite: Expected attributes { heads } but received undefined');
+  checkAttrsObject('kvCacheWrite', attrs, ['heads']);
   const [k, v] = qkv.builder.op('kv_cache_write', [kcache, vcache, qkv, pos], { heads: attrs.heads });
   return [k!, v!];
 }
 
 /** sdpa_decode in a captured model: out F[B, n, H, D]. */
 export function sdpaDecode(qkv: Sym, kcache: Sym, vcache: Sym, pos: Sym, attrs: DecodeAttributes & { scale?: number }): Sym {
+  checkSyms('sdpaDecode', { qkv, kcache, vcache, pos });
+  if (attrs === undefined) throw new DeepwellError('INVALID_ARGUMENT', 'sdpaDecode: Expected attributes { heads, scale? } but received undefined');
+  checkAttrsObject('sdpaDecode', attrs);
   return qkv.builder.op1('sdpa_decode', [qkv, kcache, vcache, pos], { ...attrs });
 }

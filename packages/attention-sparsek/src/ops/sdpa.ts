@@ -29,9 +29,10 @@
  * layout's strides. Kernels: the CUDA general path (src/cuda/sdpa.ts over native/attention/sdpa.cu;
  * the fast Hopper kernels are still to come); tests in test/sdpa.test.ts (CPU) and test/gpu.test.ts.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, describe } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type Sym, type ValueType } from '@deepwell/ir';
 import { attentionBackward, attentionFlops, attentionForward, denseStrides, type AttentionSizes, type AttentionStrides } from './attention_math.js';
+import { checkAttrsObject, checkOpName, checkSizes, checkSyms, checkTypes } from './checks.js';
 
 export type AttentionLayout = 'bhsd' | 'bshd';
 
@@ -45,8 +46,8 @@ export interface AttentionDims extends AttentionSizes {
 
 /** The scale attribute checked, and the scale it means (1 / sqrt(D) for 0). */
 export function resolveScale(op: string, attrs: Attrs, D: number): number {
-  const s = attrs.scale as number;
-  if (!Number.isFinite(s) || s < 0) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a finite scale >= 0 (0 for 1 / sqrt(D)) but received ${s}`);
+  const s = (attrs.scale ?? 0) as number;
+  if (typeof s !== 'number' || !Number.isFinite(s) || s < 0) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a finite scale >= 0 (0 for 1 / sqrt(D)) but received ${describe(s)}`);
   return s === 0 ? 1 / Math.sqrt(D) : s;
 }
 
@@ -57,8 +58,14 @@ function bhsd(t: ValueType, layout: AttentionLayout): [number, number, number, n
 }
 
 /** Checks q, k, v (and their dtypes) against each other; the sizes of the call. */
-export function attentionDims(op: string, [q, k, v]: readonly ValueType[], attrs: Attrs): AttentionDims {
-  const layout = attrs.layout as AttentionLayout;
+export function attentionDims(op: string, inTypes: readonly ValueType[], attrs: Attrs): AttentionDims {
+  checkOpName(op);
+  const [q, k, v] = checkTypes(op, inTypes, 3, ['q', 'k', 'v']);
+  const a = checkAttrsObject(op, attrs, Object.keys(ATTRS));
+  const layout = (a.layout ?? 'bhsd') as AttentionLayout;
+  if (layout !== 'bhsd' && layout !== 'bshd') throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected 'bhsd' or 'bshd' for attribute 'layout' but received ${describe(layout)}`);
+  const causal = a.causal ?? false;
+  if (typeof causal !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a boolean for attribute 'causal' but received ${describe(causal)}`);
   for (const [name, t] of [['q', q!], ['k', k!], ['v', v!]] as const) {
     if (!FLOAT.includes(t.dtype)) throw new DeepwellError('INVALID_DTYPE', `${op}: Expected f32, bf16 or f16 for input '${name}' but received ${shapeStr(t)}`);
     if (t.shape.length !== 4) shapeError(op, `Expected a rank-4 tensor (${layout === 'bhsd' ? '[B, heads, S, D]' : '[B, S, heads, D]'}) for input '${name}' but received ${shapeStr(t)}`);
@@ -73,11 +80,13 @@ export function attentionDims(op: string, [q, k, v]: readonly ValueType[], attrs
   if (Dk !== D) shapeError(op, `Expected the head dimension of k (${Dk}) to equal q's (${D})`);
   if (Hkv < 1 || H % Hkv !== 0) shapeError(op, `Expected q's heads (${H}) to be a multiple of k's and v's heads (${Hkv})`);
   if (D < 1) shapeError(op, `Expected a head dimension of at least 1 but received ${D}`);
-  return { B, H, Hkv, Sq, Sk, D, layout, causal: attrs.causal === true, scale: resolveScale(op, attrs, D) };
+  return { B, H, Hkv, Sq, Sk, D, layout, causal, scale: resolveScale(op, attrs, D) };
 }
 
 /** Where q, k, v and out lie in the call's layout (contiguous tensors). */
 export function layoutStrides(n: AttentionDims): AttentionStrides {
+  checkSizes('layoutStrides', n);
+  if (n.layout !== 'bhsd' && n.layout !== 'bshd') throw new DeepwellError('INVALID_ARGUMENT', `layoutStrides: Expected 'bhsd' or 'bshd' for layout but received ${describe(n.layout)}`);
   const kv = denseStrides(n.layout, n.Hkv, n.Sk, n.D);
   return { q: denseStrides(n.layout, n.H, n.Sq, n.D), k: kv, v: kv, out: denseStrides(n.layout, n.H, n.Sq, n.D) };
 }
@@ -115,7 +124,8 @@ export const sdpaBackwardOp = defineOp({
   inputs: ['dout', 'q', 'k', 'v', 'out', 'lse'],
   outputs: ['dq', 'dk', 'dv'],
   attrs: ATTRS,
-  infer: ([dout, q, k, v, out, lse], attrs) => {
+  infer: (inTypes, attrs) => {
+    const [dout, q, k, v, out, lse] = checkTypes('sdpa_backward', inTypes, 6, ['dout', 'q', 'k', 'v', 'out', 'lse']);
     const n = attentionDims('sdpa_backward', [q!, k!, v!], attrs);
     for (const [name, t] of [['dout', dout!], ['out', out!]] as const) {
       if (t.shape.join() !== q!.shape.join() || t.dtype !== q!.dtype) shapeError('sdpa_backward', `Expected ${name} shaped and typed as q, ${shapeStr(q!)}, but received ${shapeStr(t)}`);
@@ -139,11 +149,15 @@ export interface SdpaAttributes {
 
 /** sdpa in a captured model: [out, lse]. */
 export function sdpa(q: Sym, k: Sym, v: Sym, attrs: SdpaAttributes = {}): [Sym, Sym] {
+  checkSyms('sdpa', { q, k, v });
+  checkAttrsObject('sdpa', attrs);
   const [out, lse] = q.builder.op('sdpa', [q, k, v], { ...attrs });
   return [out!, lse!];
 }
 
-export function sdpaBackward(dout: Sym, q: Sym, k: Sym, v: Sym, out: Sym, lse: Sym, attrs: Attrs): [Sym, Sym, Sym] {
+export function sdpaBackward(dout: Sym, q: Sym, k: Sym, v: Sym, out: Sym, lse: Sym, attrs: Attrs | SdpaAttributes = {}): [Sym, Sym, Sym] {
+  checkSyms('sdpaBackward', { dout, q, k, v, out, lse });
+  checkAttrsObject('sdpaBackward', attrs);
   const [dq, dk, dv] = q.builder.op('sdpa_backward', [dout, q, k, v, out, lse], { ...attrs });
   return [dq!, dk!, dv!];
 }

@@ -20,25 +20,31 @@
  * and write dqkv whole (native strides, src/cuda/sdpa_qkv.ts). The math is sdpa's
  * (ops/attention_math.ts), over the packed strides.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, describe } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type Sym, type ValueType } from '@deepwell/ir';
 import { attentionBackward, attentionFlops, attentionForward, packedStrides, type AttentionSizes } from './attention_math.js';
+import { checkAttrsObject, checkOpName, checkSyms, checkTypes } from './checks.js';
 import { FLOAT, resolveScale, shapeStr } from './sdpa.js';
 
 /** Checks qkv and the heads attribute; the sizes of the call (Sq = Sk = S). */
 export function qkvDims(op: string, qkv: ValueType, attrs: Attrs): AttentionSizes {
+  checkOpName(op);
+  checkTypes(op, [qkv], 1, ['qkv']);
+  const a = checkAttrsObject(op, attrs, Object.keys(ATTRS));
+  const causal = a.causal ?? false;
+  if (typeof causal !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a boolean for attribute 'causal' but received ${String(causal)}`);
   if (!FLOAT.includes(qkv.dtype)) throw new DeepwellError('INVALID_DTYPE', `${op}: Expected f32, bf16 or f16 for input 'qkv' but received ${shapeStr(qkv)}`);
   if (qkv.shape.length !== 4) shapeError(op, `Expected a rank-4 tensor ([B, S, H + 2·Hkv, D]) for input 'qkv' but received ${shapeStr(qkv)}`);
   const [B, S, heads, D] = qkv.shape as [number, number, number, number];
   const H = attrs.heads as number;
-  if (!Number.isInteger(H) || H < 1) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected an integer >= 1 for attribute 'heads' but received ${H}`);
+  if (!Number.isInteger(H) || H < 1) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected an integer >= 1 for attribute 'heads' but received ${describe(H)}`);
   const Hkv = (heads - H) / 2;
   if (!Number.isInteger(Hkv) || Hkv < 1) {
     shapeError(op, `Expected input 'qkv' to hold heads (${H}) query heads and 2·Hkv key and value heads, Hkv >= 1, in its third dimension, but received ${shapeStr(qkv)} (${heads} − ${H} is not a positive even number)`);
   }
   if (H % Hkv !== 0) shapeError(op, `Expected the query heads (attribute 'heads', ${H}) to be a multiple of the key/value heads of input 'qkv' (${Hkv}) but received ${shapeStr(qkv)}`);
   if (D < 1) shapeError(op, `Expected a head dimension of at least 1 for input 'qkv' but received ${shapeStr(qkv)}`);
-  return { B, H, Hkv, Sq: S, Sk: S, D, causal: attrs.causal === true, scale: resolveScale(op, attrs, D) };
+  return { B, H, Hkv, Sq: S, Sk: S, D, causal, scale: resolveScale(op, attrs, D) };
 }
 
 const ATTRS = {
@@ -55,7 +61,8 @@ export const sdpaQkvOp = defineOp({
   inputs: ['qkv'],
   outputs: ['out', 'lse'],
   attrs: ATTRS,
-  infer: ([qkv], attrs) => {
+  infer: (inTypes, attrs) => {
+    const [qkv] = checkTypes('sdpa_qkv', inTypes, 1, ['qkv']);
     const n = qkvDims('sdpa_qkv', qkv!, attrs);
     return [{ shape: outShape(n), dtype: qkv!.dtype }, { shape: [n.B, n.H, n.Sq], dtype: 'f32' }];
   },
@@ -76,8 +83,9 @@ export const sdpaQkvBackwardOp = defineOp({
   inputs: ['dout', 'qkv', 'out', 'lse'],
   outputs: ['dqkv'],
   attrs: ATTRS,
-  infer: ([dout, qkv, out, lse], attrs) => {
+  infer: (inTypes, attrs) => {
     const op = 'sdpa_qkv_backward';
+    const [dout, qkv, out, lse] = checkTypes(op, inTypes, 4, ['dout', 'qkv', 'out', 'lse']);
     const n = qkvDims(op, qkv!, attrs);
     const want = `${qkv!.dtype}[${outShape(n).join(', ')}]`;
     for (const [name, t] of [['dout', dout!], ['out', out!]] as const) {
@@ -103,10 +111,16 @@ export interface SdpaQkvAttributes {
 
 /** sdpa_qkv in a captured model: [out F[B, S, H, D], lse f32[B, H, S]]. */
 export function sdpaQkv(qkv: Sym, attrs: SdpaQkvAttributes): [Sym, Sym] {
+  checkSyms('sdpaQkv', { qkv });
+  if (attrs === undefined) throw new DeepwellError('INVALID_ARGUMENT', 'sdpaQkv: Expected attributes { heads, causal?, scale? } but received undefined');
+  checkAttrsObject('sdpaQkv', attrs);
   const [out, lse] = qkv.builder.op('sdpa_qkv', [qkv], { ...attrs });
   return [out!, lse!];
 }
 
-export function sdpaQkvBackward(dout: Sym, qkv: Sym, out: Sym, lse: Sym, attrs: Attrs): Sym {
+export function sdpaQkvBackward(dout: Sym, qkv: Sym, out: Sym, lse: Sym, attrs: Attrs | SdpaQkvAttributes): Sym {
+  checkSyms('sdpaQkvBackward', { dout, qkv, out, lse });
+  if (attrs === undefined) throw new DeepwellError('INVALID_ARGUMENT', 'sdpaQkvBackward: Expected attributes { heads, causal?, scale? } but received undefined');
+  checkAttrsObject('sdpaQkvBackward', attrs);
   return qkv.builder.op1('sdpa_qkv_backward', [dout, qkv, out, lse], { ...attrs });
 }

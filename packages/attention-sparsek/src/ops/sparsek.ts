@@ -39,6 +39,7 @@
 import { DeepwellError, describe } from '@deepwell/core';
 import { defineOp, shapeError, type Attrs, type Sym, type ValueType } from '@deepwell/ir';
 import { attentionBackward, attentionForward } from './attention_math.js';
+import { checkAttrsObject, checkOpName, checkSyms, checkTypes } from './checks.js';
 import { attentionDims, layoutStrides, shapeStr, type AttentionDims, type AttentionLayout } from './sdpa.js';
 import { blockVisibility, sparsekFlops, sparsekSelect, type SparsekSizes } from './sparsek_math.js';
 
@@ -50,14 +51,18 @@ export interface SparsekDims extends AttentionDims, SparsekSizes {}
  * the sizes of the call, nB = ceil(S / blockSize) among them.
  */
 export function sparsekDims(op: string, inTypes: readonly ValueType[], attrs: Attrs): SparsekDims {
-  const n = attentionDims(op, inTypes, attrs);
+  checkOpName(op);
+  const a = checkAttrsObject(op, attrs, Object.keys(ATTRS));
+  const { blockSize: _b, topK: _t, first: _f, window: _w, ...dense } = a;
+  const n = attentionDims(op, inTypes, dense as Attrs);
   if (n.Sk !== n.Sq) shapeError(op, `Expected the sequence length of k and v (${n.Sk}) to equal q's (${n.Sq}) (SparseK is self-attention) but received q ${shapeStr(inTypes[0]!)} and k ${shapeStr(inTypes[1]!)}`);
   for (const name of ['blockSize', 'topK', 'window'] as const) {
-    const x = attrs[name];
+    const x = attrs[name] ?? ATTRS[name].default;
     if (!(typeof x === 'number' && Number.isInteger(x) && x >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected an integer >= 1 for attribute '${name}' but received ${describe(x)}`);
   }
-  const [blockSize, topK, window] = [attrs.blockSize as number, attrs.topK as number, attrs.window as number];
-  const first = attrs.first === true;
+  const [blockSize, topK, window] = [(attrs.blockSize ?? ATTRS.blockSize.default) as number, (attrs.topK ?? ATTRS.topK.default) as number, (attrs.window ?? ATTRS.window.default) as number];
+  const first = attrs.first ?? false;
+  if (typeof first !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected a boolean for attribute 'first' but received ${describe(first)}`);
   const nB = Math.ceil(n.Sq / blockSize);
   if (topK > nB) {
     throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected topK at most the number of blocks, ${nB} (ceil(S / blockSize) = ceil(${n.Sq} / ${blockSize})), but received ${topK}: k larger than the number of blocks`);
@@ -115,8 +120,9 @@ export const sparsekAttentionBackwardOp = defineOp({
   attrs: ATTRS,
   // The executable checks indices that are graph inputs before each step; the reference checks all.
   indexInputs: [{ input: 6, bound: (inTypes, attrs) => sparsekDims('sparsek_attention_backward', inTypes.slice(1, 4), attrs).nB, allow: () => -1 }],
-  infer: ([dout, q, k, v, out, lse, indices], attrs) => {
+  infer: (inTypes, attrs) => {
     const op = 'sparsek_attention_backward';
+    const [dout, q, k, v, out, lse, indices] = checkTypes(op, inTypes, 7, ['dout', 'q', 'k', 'v', 'out', 'lse', 'indices']);
     const n = sparsekDims(op, [q!, k!, v!], attrs);
     for (const [name, t] of [['dout', dout!], ['out', out!]] as const) {
       if (t.shape.join() !== q!.shape.join() || t.dtype !== q!.dtype) shapeError(op, `Expected ${name} shaped and typed as q, ${shapeStr(q!)}, but received ${shapeStr(t)}`);
@@ -151,12 +157,16 @@ export interface SparsekAttributes {
 
 /** sparsek_attention in a captured model: [out, lse, indices]. */
 export function sparsekAttention(q: Sym, k: Sym, v: Sym, attrs: SparsekAttributes = {}): [out: Sym, lse: Sym, indices: Sym] {
+  checkSyms('sparsekAttention', { q, k, v });
+  checkAttrsObject('sparsekAttention', attrs);
   const [out, lse, indices] = q.builder.op('sparsek_attention', [q, k, v], { ...attrs });
   return [out!, lse!, indices!];
 }
 
 /** sparsek_attention_backward in a captured model: [dq, dk, dv], following the forward's `indices`. */
 export function sparsekAttentionBackward(dout: Sym, q: Sym, k: Sym, v: Sym, out: Sym, lse: Sym, indices: Sym, attrs: Attrs | SparsekAttributes = {}): [dq: Sym, dk: Sym, dv: Sym] {
+  checkSyms('sparsekAttentionBackward', { dout, q, k, v, out, lse, indices });
+  checkAttrsObject('sparsekAttentionBackward', attrs);
   const [dq, dk, dv] = q.builder.op('sparsek_attention_backward', [dout, q, k, v, out, lse, indices], { ...attrs });
   return [dq!, dk!, dv!];
 }

@@ -16,9 +16,10 @@
  *   indices[b, g, i, :] = selected(i) ascending, then -1 up to topK.
  * One selection serves all the query heads of a group, so a GQA kernel's tiles stay full (NSA, MoBA).
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, describe } from '@deepwell/core';
 import type { NumArray } from '@deepwell/ir';
 import type { AttentionSizes, AttentionStrides, RowStrides, Visibility } from './attention_math.js';
+import { checkOpName, checkSizes, checkSpan, checkStrides } from './checks.js';
 
 /** The sizes and attributes of a SparseK call (Sq = Sk = S). */
 export interface SparsekSizes extends AttentionSizes {
@@ -31,6 +32,17 @@ export interface SparsekSizes extends AttentionSizes {
 }
 
 const rowAt = (t: RowStrides, b: number, h: number, s: number) => t.offset + b * t.b + h * t.h + s * t.s;
+
+/** SparseK sizes checked: attention's, Sq = Sk, window and first, and nB = ceil(S / blockSize), topK <= nB. */
+function checkSparseSizes(fn: string, n: SparsekSizes): SparsekSizes {
+  checkSizes(fn, n, ['blockSize', 'topK', 'window']);
+  if (n.Sq !== n.Sk) throw new DeepwellError('INVALID_ARGUMENT', `${fn}: Expected Sq equal to Sk (SparseK is self-attention) but received Sq ${n.Sq} and Sk ${n.Sk}`);
+  if (typeof n.first !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `${fn}: Expected a boolean for first but received ${describe(n.first)}`);
+  const nB = Math.ceil(n.Sq / n.blockSize);
+  if (n.nB !== nB) throw new DeepwellError('INVALID_ARGUMENT', `${fn}: Expected nB = ceil(S / blockSize) = ${nB} but received ${describe(n.nB)}`);
+  if (n.topK > nB) throw new DeepwellError('INVALID_ARGUMENT', `${fn}: Expected topK at most nB (${nB}) but received ${n.topK}`);
+  return n;
+}
 
 /** True when block a (score sa) ranks before block b (score sb): the spec's order, a total one. */
 function ranksBefore(sa: number, a: number, sb: number, b: number): boolean {
@@ -58,6 +70,10 @@ function meanRows(x: NumArray, t: RowStrides, D: number, b: number, h0: number, 
  * then -1. q and k are read at `st.q` and `st.k`, in whatever layout those strides describe.
  */
 export function sparsekSelect(n: SparsekSizes, st: AttentionStrides, q: NumArray, k: NumArray): Int32Array {
+  checkSparseSizes('sparsekSelect', n);
+  if (st === null || typeof st !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `sparsekSelect: Expected strides { q, k, v, out } but received ${describe(st)}`);
+  checkSpan('sparsekSelect', q, 'q', checkStrides('sparsekSelect', st.q, 'q'), n.B, n.H, n.Sq, n.D);
+  checkSpan('sparsekSelect', k, 'k', checkStrides('sparsekSelect', st.k, 'k'), n.B, n.Hkv, n.Sk, n.D);
   const { B, H, Hkv, D, blockSize: bs, topK, nB } = n;
   const S = n.Sq;
   const G = H / Hkv;
@@ -102,6 +118,11 @@ export function sparsekSelect(n: SparsekSizes, st: AttentionStrides, q: NumArray
  * [0, nB): otherwise INVALID_ARGUMENT naming `op` and the position (the backward takes them as given).
  */
 export function blockVisibility(op: string, n: SparsekSizes, indices: NumArray): Visibility {
+  checkOpName(op);
+  checkSparseSizes(op, n);
+  const want = n.B * n.Hkv * n.nB * n.topK;
+  if (!(indices instanceof Int32Array || indices instanceof Float32Array || indices instanceof Float64Array)) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected an Int32Array of ${want} block indices but received ${describe(indices)}`);
+  if (indices.length < want) throw new DeepwellError('SHAPE_MISMATCH', `${op}: Expected ${want} block indices ([B, Hkv, nB, topK]) but received ${indices.length}`);
   const { B, H, Hkv, topK, nB, blockSize: bs } = n;
   const G = H / Hkv;
   const mask = new Uint8Array(B * Hkv * nB * nB);
@@ -126,6 +147,8 @@ export function blockVisibility(op: string, n: SparsekSizes, indices: NumArray):
  * 2·B·Hkv·nB²·D) is not counted.
  */
 export function sparsekFlops(n: SparsekSizes, products: number): number {
+  checkSparseSizes('sparsekFlops', n);
+  if (!(typeof products === 'number' && Number.isSafeInteger(products) && products >= 0)) throw new DeepwellError('INVALID_ARGUMENT', `sparsekFlops: Expected an integer >= 0 for products but received ${describe(products)}`);
   const S = n.Sq;
   let pairs = 0;
   for (let i = 0; i < n.nB; i++) {
