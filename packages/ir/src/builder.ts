@@ -198,7 +198,7 @@ export class GraphBuilder {
   /** Checks an output's or update's name and that `s` is a value of this graph. */
   #own(name: unknown, s: unknown, what: string): void {
     if (typeof name !== 'string' || name === '') invalid('a non-empty string', `${what} name`, name);
-    if (!(s instanceof Sym) || s.builder !== this) invalid('a symbolic tensor of this graph', `${what} '${name}'`, s);
+    if (!(s instanceof Sym) || s.builder.graph !== this.graph) invalid('a symbolic tensor of this graph', `${what} '${name}'`, s);
   }
 
   /** A Sym for an existing value of this graph (for passes that extend a graph). */

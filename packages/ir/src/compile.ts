@@ -486,8 +486,22 @@ class CudaExecutable extends Executable {
     return w ? { base: (this.arena as kn.CudaBuffer).ptr, offset: w.offset, bytes: this.kernels[k]!.workspace } : null;
   }
 
+  /** The arena, the launches and the pinned staging buffers; on a failure part-way, all freed (the next run binds afresh). */
   #bind(): void {
     this.arena = this.backend.alloc(Math.max(1, this.plan.arenaBytes));
+    try {
+      this.#bindLaunches();
+    } catch (e) {
+      for (const st of this.#staging.values()) st.pinned.dispose();
+      this.#staging.clear();
+      this.#launches = [];
+      this.backend.free(this.arena);
+      this.arena = null;
+      throw e;
+    }
+  }
+
+  #bindLaunches(): void {
     this.#launches = this.launchedNodes().map((k) => {
       const { node, kernel, params } = this.kernels[k]!;
       const call = { ...params, stream: this.#stream.handle, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)), workspace: this.#workspace(k) };
@@ -559,9 +573,16 @@ class CudaExecutable extends Executable {
     this.checkBatch(batch);
     const native = this.#stageInputs(batch);
     const dev = Number(this.device.split(':')[1]);
-    const events = this.#launches.map(() => [new kn.Event(dev), new kn.Event(dev)] as const);
+    // Every event made is disposed at the end, also when making one (or the step) fails part-way.
+    const made: kn.Event[] = [];
+    const event = () => {
+      const e = new kn.Event(dev);
+      made.push(e);
+      return e;
+    };
     try {
-      const [first, last] = [new kn.Event(dev), new kn.Event(dev)];
+      const events = this.#launches.map(() => [event(), event()] as const);
+      const [first, last] = [event(), event()];
       first.record(this.#stream);
       this.#launches.forEach((l, j) => {
         events[j]![0].record(this.#stream);
@@ -578,12 +599,9 @@ class CudaExecutable extends Executable {
       // Every node, by its index in the graph; an aliased reshape launched nothing and took no time.
       const ms = new Map(this.#launches.map((l, j) => [l.index, events[j]![1].elapsedSince(events[j]![0])]));
       const nodes = this.kernels.map(({ node, kernel }, k) => ({ index: k, op: node.op, kernel: this.aliased(k) ? 'alias' : kernel.name, scope: node.scope, ms: ms.get(k) ?? 0 }));
-      const totalMs = last.elapsedSince(first);
-      first.dispose();
-      last.dispose();
-      return { outputs, nodes, totalMs };
+      return { outputs, nodes, totalMs: last.elapsedSince(first) };
     } finally {
-      for (const [a, b] of events) (a.dispose(), b.dispose());
+      for (const e of made) e.dispose();
     }
   }
 

@@ -82,7 +82,7 @@ function measureCpuRates(): { tflops: number; gbps: number } {
 export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport {
   checkGraph(graph, 'the graph of dryrun');
   checkKeys(options, ['device', 'precision', 'peakTflops', 'memoryGBps'], 'dryrun');
-  const device = options.device ?? 'cpu';
+  const device = options.device === undefined ? 'cpu' : options.device;
   if (typeof device !== 'string' || !/^(cpu|cuda:\d+)$/.test(device)) invalid("'cpu' or 'cuda:N'", 'dryrun device', device);
   if (options.precision !== undefined) checkPass(options.precision, 'dryrun precision');
   // Rates a time is divided by: finite and above 0 (0 would give an infinite estimate, NaN none).

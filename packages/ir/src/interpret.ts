@@ -52,7 +52,7 @@ export function checkBinding(name: string, t: ValueType, data: unknown): NumArra
 export function interpret(graph: Graph, bindings: Record<string, NumArray>, options: InterpretOptions = {}): NumArray[] {
   checkGraph(graph, 'the graph to interpret');
   checkKeys(options, ['precision', 'onNode'], 'interpret');
-  const precision = checkOneOf(options.precision ?? 'f32', ['f32', 'f64'], 'interpret precision');
+  const precision = checkOneOf(options.precision === undefined ? 'f32' : options.precision, ['f32', 'f64'], 'interpret precision');
   if (options.onNode !== undefined) checkFunction(options.onNode, 'interpret onNode');
   if (typeof bindings !== 'object' || bindings === null || Array.isArray(bindings)) invalid('an object of arrays by input, parameter or state name', 'the bindings of interpret', bindings);
   let total = 0;

@@ -238,7 +238,9 @@ export function checkAttrs(def: OpDef, attrs: Record<string, unknown> = {}): Att
     if (!(k in def.attrs)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of ${Object.keys(def.attrs).join(', ') || '(no attributes)'} for an attribute of ${def.name} but received ${describe(k)}`);
   }
   for (const [k, spec] of Object.entries(def.attrs)) {
-    const v = attrs[k] ?? spec.default;
+    // Only a missing (undefined) attribute takes the default: null is not a value (a NaN written to
+    // JSON comes back as null, and must not silently become the default).
+    const v = attrs[k] === undefined ? spec.default : attrs[k];
     const what = `attribute '${k}' of ${def.name}`;
     if (v === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value for ${what} but received none`);
     const ok =

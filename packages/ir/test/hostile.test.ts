@@ -137,6 +137,16 @@ describe('attributes are checked when the graph is built', () => {
     expect(errorOf(() => b.op('transpose', [x], { perm: [1, 2 ** 60] })).message).toMatch(/perm/);
     expect(errorOf(() => b.op('one_hot', [b.input('i', [3], 'i32')], { classes: 1e300 })).message).toMatch(/classes/);
   });
+  it('refuses a null attribute instead of taking its default (a NaN written to JSON reads back as null)', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [2, 3], 'f32');
+    expect(errorOf(() => b.op('causal_mask', [x], { value: null } as never)).message).toMatch(/value/);
+    expect(errorOf(() => b.op('matmul', [x, b.input('w', [3, 2], 'f32')], { transA: null } as never)).message).toMatch(/transA/);
+    const j = JSON.parse(JSON.stringify(doc()));
+    const n = j.nodes.find((m: { op: string }) => m.op === 'adamw');
+    n.attrs.eps = null;
+    expect(errorOf(() => Graph.fromJSON(j)).message).toMatch(/eps/);
+  });
   it('refuses null attrs or inputs with a typed error', () => {
     const b = new GraphBuilder();
     const x = b.input('x', [2, 3], 'f32');
@@ -265,6 +275,10 @@ describe('options of every public entry point', () => {
     expect(errorOf(() => dryrun(g, { precision: 'fp16' } as never)).message).toMatch(/precision/);
     expect(errorOf(() => runPasses(g, { precision: 'bf16' } as never)).message).toMatch(/precision/);
     expect(errorOf(() => interpret(g, {}, { precision: 'fp16' } as never)).message).toMatch(/precision/);
+  });
+  it('refuses null where a device or precision name goes (not the default)', () => {
+    expect(errorOf(() => dryrun(g, { device: null } as never)).message).toMatch(/device/);
+    expect(errorOf(() => interpret(g, {}, { precision: null } as never)).message).toMatch(/precision/);
   });
   it('refuses a seed, device or flag of the wrong type', () => {
     expect(errorOf(() => compile(g, { seed: 1.5 })).message).toMatch(/seed/);
