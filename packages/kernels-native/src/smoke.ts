@@ -9,6 +9,7 @@ import { loadNative } from './loader.js';
 
 /** JS reference of native/runtime/smoke.cu's mix(): must stay the same function. */
 export function smokeHash(seed: number, i: number): number {
+  if (!Number.isInteger(seed) || !Number.isInteger(i)) invalid('integers', 'smokeHash seed and index', [seed, i]);
   let x = (seed ^ Math.imul(i, 0x9e3779b9)) >>> 0;
   x = (x ^ (x >>> 16)) >>> 0;
   x = Math.imul(x, 0x7feb352d) >>> 0;

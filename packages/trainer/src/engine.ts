@@ -19,7 +19,7 @@
  * not a measurement. engine.profile() measures: one real step, each node timed between CUDA events,
  * grouped by kernel with its TFLOP/s and GB/s.
  */
-import { DeepwellError, describe } from '@deepwell/core';
+import { DeepwellError, describe, invalid } from '@deepwell/core';
 import { Graph, autocast, bytesMoved, capture, compile, dryrun, getOp, runPasses, trainingStep, type Capturable, type DryrunReport, type Executable, type NodeDecl } from '@deepwell/ir';
 import { deviceProperties, registerCudaBackends } from '@deepwell/kernels-native';
 import { GPT } from '@deepwell/nn';
@@ -306,6 +306,8 @@ export function optimize(model: Capturable, options: OptimizeOptions): Engine {
 
 /** A profile as a Markdown table. */
 export function formatProfile(p: KernelProfile): string {
+  const ok = typeof p === 'object' && p !== null && Number.isFinite(p.stepMs) && Array.isArray(p.rows) && p.rows.every((r) => typeof r === 'object' && r !== null && ['ms', 'share', 'tflops', 'gbps', 'calls'].every((k) => typeof (r as unknown as Record<string, unknown>)[k] === 'number'));
+  if (!ok) invalid('a profile from engine.profile()', 'formatProfile', p);
   const lines = [`step ${p.stepMs.toFixed(3)} ms on ${p.device}`, '', '| kernel | op | calls | ms | share | TFLOP/s | GB/s |', '|---|---|---:|---:|---:|---:|---:|'];
   for (const r of p.rows) lines.push(`| ${r.kernel} | ${r.op} | ${r.calls} | ${r.ms.toFixed(3)} | ${(100 * r.share).toFixed(1)}% | ${r.tflops.toFixed(1)} | ${r.gbps.toFixed(0)} |`);
   return lines.join('\n');

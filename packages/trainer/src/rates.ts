@@ -9,6 +9,7 @@
  * model is conservative for large models. Attention runs at the flash kernels' rate on GPT-2's
  * shape; elementwise and reduction kernels at the measured copy bandwidth times their measured share.
  */
+import { checkNumber, invalid } from '@deepwell/core';
 export interface KernelRates {
   /** TFLOP/s of a GEMM by how its operands are stored: bf16 (or f16/f32-TF32) and the native FP8 scalings. */
   gemmTflops: { bf16: number; tensor: number; row: number; block: number };
@@ -36,7 +37,12 @@ const MEASURED: Record<string, KernelRates> = {
  * measured rates for the CPU: `gpuName` null).
  */
 export function kernelRates(gpuName: string | null, estimate: { peakTflops: number; memoryGBps: number; source: string }): KernelRates {
-  const measured = gpuName === null ? undefined : MEASURED[gpuName];
+  if (gpuName !== null && typeof gpuName !== 'string') invalid("a GPU's name or null", 'kernelRates gpuName', gpuName);
+  if (typeof estimate !== 'object' || estimate === null) invalid('an estimate { peakTflops, memoryGBps, source }', 'kernelRates estimate', estimate);
+  checkNumber(estimate.peakTflops, 'kernelRates estimate.peakTflops', { above: 0 });
+  checkNumber(estimate.memoryGBps, 'kernelRates estimate.memoryGBps', { above: 0 });
+  if (typeof estimate.source !== 'string') invalid('a string', 'kernelRates estimate.source', estimate.source);
+  const measured = gpuName === null || !Object.hasOwn(MEASURED, gpuName) ? undefined : MEASURED[gpuName];
   if (measured) return measured;
   const t = estimate.peakTflops;
   const f8 = gpuName === null ? t : 2 * t;
