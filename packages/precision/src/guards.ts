@@ -68,10 +68,17 @@ export function checkCount(n: unknown, what: string, min = 1): number {
   return n;
 }
 
-/** What graph passes read of an ir Graph: its nodes and values (a structural check, not a deep one). */
+/**
+ * What graph passes read of an ir Graph: its nodes (each with an op, inputs and outputs) and values
+ * (each with a type). Structural, so that a Graph from another copy of @deepwell/ir passes too.
+ */
 export function checkGraphLike(graph: unknown, what: string): void {
   const g = graph as { nodes?: unknown; values?: unknown; params?: unknown } | null;
   if (typeof g !== 'object' || g === null || !Array.isArray(g.nodes) || !Array.isArray(g.values) || typeof g.params !== 'object' || g.params === null) {
     invalid('an ir Graph (nodes, values, params)', what, graph);
   }
+  const badNode = g.nodes.findIndex((n) => typeof n !== 'object' || n === null || typeof n.op !== 'string' || !Array.isArray(n.inputs) || !Array.isArray(n.outputs));
+  if (badNode >= 0) invalid('a graph node ({ op, inputs, outputs, … })', `${what}: node ${badNode}`, g.nodes[badNode]);
+  const badValue = g.values.findIndex((v) => typeof v !== 'object' || v === null || typeof v.type !== 'object' || v.type === null || !Array.isArray(v.type.shape));
+  if (badValue >= 0) invalid('a graph value ({ kind, type: { shape, dtype } })', `${what}: value ${badValue}`, g.values[badValue]);
 }
