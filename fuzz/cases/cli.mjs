@@ -232,9 +232,11 @@ export function cases(rng, ctx) {
       run: () => {
         const path = fresh(ctx, 'run.json');
         const c = { model: TINY, data: join(ctx.dir, 'no-data-here'), batchSize: 2, seqLen: 8, steps: 2 };
-        if (what === 'key') c[bad] = 1;
-        else c[what] = bad;
-        writeFileSync(path, what === 'key' && bad === '__proto__' ? JSON.stringify(c).replace('"__proto__"', '"__proto__"') : JSON.stringify(c));
+        // An own "__proto__" key exists only in JSON text (assigning it to an object sets the prototype).
+        const proto = what === 'key' && bad === '__proto__';
+        if (what === 'key' && !proto) c[bad] = 1;
+        else if (what !== 'key') c[what] = bad;
+        writeFileSync(path, proto ? JSON.stringify(c).replace(/^\{/, '{"__proto__":1,') : JSON.stringify(c));
         void r;
         return run([command, path]);
       },
