@@ -6,8 +6,10 @@
  */
 import {
   DeepwellError,
+  checkFunction,
   checkInteger,
   checkRange,
+  invalid,
   describe,
   registerBackend,
   type Backend,
@@ -305,6 +307,8 @@ export class Graph {
    * error rethrown.
    */
   static capture(stream: Stream, fn: () => void): Graph {
+    if (!(stream instanceof Stream)) invalid('a Stream', 'Graph.capture stream', stream);
+    checkFunction(fn, 'Graph.capture fn');
     const n = native();
     n.captureBegin(stream.handle);
     try {
