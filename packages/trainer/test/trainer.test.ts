@@ -167,7 +167,9 @@ describe('Trainer.fit on the CPU', () => {
   });
 
   it('refuses a model that cannot fit before allocating anything, with dryrun figures', () => {
-    const huge = new GPT({ vocabSize: 50304, blockSize: 64, nLayer: 48, nHead: 32, nEmbd: 8192 });
+    // 19.7B parameters: under nn's own limit on a GPT (2^35), far over this host's memory (16 bytes a
+    // parameter for weights, gradients and AdamW's two moments: 316 GB).
+    const huge = new GPT({ vocabSize: 50304, blockSize: 64, nLayer: 24, nHead: 32, nEmbd: 8192 });
     const e = errorOf(() => new Trainer(options({ model: huge, train: new TokenLoader({ shards: [trainShard], batchSize: 1, seqLen: 64 }) })));
     expect(e.code).toBe('OUT_OF_MEMORY');
     expect(e.message).toMatch(/needs [\d.]+ GiB on cpu .* free/);
