@@ -7,7 +7,7 @@
 //       and the process's RSS and V8 heap (after a full GC). Past warm-up (the first 10% of steps)
 //       every sample must stay within 1 MiB of the first (with --check-memory, the exit code says so).
 //       Appends "step hexbits" per step to --losses.
-//   node bench/soak.mjs bare   --steps 10000 [--json F]
+//   node bench/soak.mjs bare   --steps 10000 [--fresh] [--json F]
 //       the same model's compiled step run directly, without the Trainer, memory sampled the same way
 //   node bench/soak.mjs alloc  --cycles 100000 [--json F]
 //       allocate/free cycles through the CUDA backend in step-like rounds (64 tensors of fixed sizes,
@@ -115,10 +115,13 @@ async function bare() {
   const lr = new Float32Array(1);
   const stepArr = new Float32Array(1);
   let last = 0;
+  // --fresh: new batch and scalar arrays every step, as the Trainer passes them.
+  const fresh = args.includes('--fresh');
   for (let s = 1; s <= steps; s++) {
     lr[0] = 1e-3;
     stepArr[0] = s;
-    last = exe.run({ ...batch, lr, step: stepArr }).loss[0];
+    const inputs = fresh ? { tokens: batch.tokens.slice(), targets: batch.targets.slice(), lr: Float32Array.of(1e-3), step: Float32Array.of(s) } : { ...batch, lr, step: stepArr };
+    last = exe.run(inputs).loss[0];
     if (s % 100 === 0) {
       gc();
       const m = backend.memoryStats();
@@ -129,7 +132,7 @@ async function bare() {
   exe.dispose();
   const warm = samples.filter((x) => x.step >= steps / 10);
   const spread = (k) => (Math.max(...warm.map((x) => x[k])) - Math.min(...warm.map((x) => x[k]))) / MiB;
-  const out = { mode: 'bare', steps, last, spreadMiB: { inUse: spread('inUse'), rss: spread('rss'), heapUsed: spread('heapUsed'), external: spread('external') } };
+  const out = { mode: 'bare', fresh, steps, last, spreadMiB: { inUse: spread('inUse'), rss: spread('rss'), heapUsed: spread('heapUsed'), external: spread('external') } };
   console.log(`soak bare: ${steps} steps of the compiled step alone, last loss ${last.toFixed(4)}; spread after warm-up (MiB): ${Object.entries(out.spreadMiB).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
   console.log(`  RSS every 1000 steps (MiB): ${samples.filter((x) => x.step % 1000 === 0).map((x) => (x.rss / MiB).toFixed(1)).join(' ')}`);
   if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, trace: samples }, null, 1));

@@ -39,6 +39,8 @@ for part in "${parts[@]}"; do
     rm -rf /tmp/soak-train && timeout 550 node --expose-gc bench/soak.mjs train --steps 10000 --dir /tmp/soak-train --check-memory --json "$OUT/soak.json"; echo "exit $?"
     step "the same compiled step run 10,000 times without the Trainer"
     timeout 300 node --expose-gc bench/soak.mjs bare --steps 10000 --json "$OUT/soak-bare.json"; echo "exit $?"
+    step "the same, with new input arrays every step (as the Trainer passes them)"
+    timeout 300 node --expose-gc bench/soak.mjs bare --fresh --steps 10000 --json "$OUT/soak-bare-fresh.json"; echo "exit $?"
     ;;
   resume)
     step "kill -9 at random moments (and mid-checkpoint), resumed, beside an uninterrupted run"
