@@ -193,7 +193,12 @@ __device__ __forceinline__ uint8_t encode(float v, const BlockScale& s) {
 // The tensor-level scale (tensorwise: the decode scale s; NVFP4: g) from the tensor amax.
 template <int F>
 __device__ __forceinline__ float tensorScale(float amax) {
-  if constexpr (F == kNvfp4) return __fdiv_rn(amax, 448.f * 6.f);
+  if constexpr (F == kNvfp4) {
+    // For amax > 0, at least 2^-149 (the smallest positive float32): amax / 2688 underflows to 0
+    // below about 3.9e-42 and would zero every element (the CPU reference's NVFP4_MIN_G, issue 20).
+    const float g = __fdiv_rn(amax, 448.f * 6.f);
+    return amax > 0.f && g < __int_as_float(1) ? __int_as_float(1) : g;
+  }
   else return fp8Scale<F>(amax).div;
 }
 

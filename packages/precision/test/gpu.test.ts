@@ -314,6 +314,19 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     }
   });
 
+  it('a subnormal amax: tensorwise FP8 and NVFP4 codes and scales equal the reference, the tensor scale never 0', () => {
+    // float32 subnormals around 1e-44: NVFP4's g = amax / 2688 underflowed to 0 on the GPU (issue 20).
+    const x = Float32Array.from(input('fp8-e4m3', 64, 128, 'f32'), (v) => (Number.isFinite(v) ? v * 1e-44 : 3e-44));
+    for (const f of ['fp8-e4m3', 'nvfp4'] as const) {
+      const cpuQ = quantizeTensor(Tensor.from(x, [64, 128], 'f32'), { format: f });
+      const gpuQ = quantizeTensor(deviceTensor(x, [64, 128], 'f32'), { format: f, out: poisoned(cpuQ, 0xa5, ['rowwise']) });
+      expectSameQuantized(gpuQ, cpuQ, `${f} subnormal amax`);
+      const back = dequantizeTensor(gpuQ, {}).toHost() as Float32Array;
+      expect(back.some((v) => v !== 0), `${f}: every element decoded to 0`).toBe(true);
+      for (const t of [cpuQ, gpuQ]) t.dispose();
+    }
+  });
+
   it('bad input gives clear errors', () => {
     const x = deviceTensor(input('mxfp8-e4m3', 64, 128, 'bf16'), [64, 128], 'bf16');
     const q = quantizeTensor(x, { format: 'mxfp8-e4m3' });
