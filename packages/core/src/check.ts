@@ -2,6 +2,7 @@
 import { DeepwellError, invalid } from './errors.js';
 
 export function checkInteger(value: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof min !== 'number' || typeof max !== 'number' || Number.isNaN(min) || Number.isNaN(max)) invalid('numbers for the bounds', 'checkInteger min and max', [min, max]);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
     invalid(`an integer ${range}`, what, value);

@@ -89,6 +89,9 @@ export class CudaBuffer implements DeviceBuffer {
   #ptr: number;
   /** @internal */
   constructor(index: number, ptr: number, bytes: number) {
+    checkInteger(index, 'CudaBuffer device index', 0, 63);
+    checkInteger(ptr, 'CudaBuffer pointer');
+    checkInteger(bytes, 'CudaBuffer bytes');
     this.index = index;
     this.device = `cuda:${index}`;
     this.#ptr = ptr;

@@ -3,7 +3,7 @@
  * (abi/table.mjs -> abi.gen.ts), and the wrapper that turns every native failure into a
  * DeepwellError thrown from the JS caller's stack.
  */
-import { DeepwellError, type DeepwellErrorCode } from '@deepwell/core';
+import { DeepwellError, describe, type DeepwellErrorCode } from '@deepwell/core';
 import { bindEntries, type NativeEntries } from './abi.gen.js';
 
 /** The addon: every entry point of the ABI table, typed, plus what the build recorded. */
@@ -23,7 +23,8 @@ export function fromNative(e: unknown): DeepwellError {
   const details: Record<string, unknown> = {};
   if (err?.cudaError) details.cudaError = err.cudaError;
   if (err?.cudaErrorCode !== undefined) details.cudaErrorCode = err.cudaErrorCode;
-  return new DeepwellError(code, err?.message ?? String(e), { cause: e, details });
+  const message = typeof err?.message === 'string' ? err.message : describe(e);
+  return new DeepwellError(code, message, { cause: e, details });
 }
 
 /**

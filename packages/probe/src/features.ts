@@ -78,5 +78,6 @@ const PEAKS: Record<string, PeakRates> = {
 };
 
 export function peakRatesFor(name: string): PeakRates | null {
-  return PEAKS[name] ?? null;
+  if (typeof name !== 'string') invalid("a GPU's name (a string)", 'peakRatesFor name', name);
+  return Object.hasOwn(PEAKS, name) ? PEAKS[name]! : null;
 }

@@ -4,7 +4,7 @@
  * CPU candidate computes that reference. Running it on whatever device is present shows allocation, a kernel, copies and the
  * registry's choice working together, and checks every element.
  */
-import { DeepwellError, Tensor, hasBackend, registry, scope, type Device } from '@deepwell/core';
+import { DeepwellError, Tensor, checkInteger, hasBackend, invalid, registry, scope, type Device } from '@deepwell/core';
 import { fillHash, smokeHash, type CudaBuffer } from '@deepwell/kernels-native';
 
 interface FillParams {
@@ -50,6 +50,9 @@ export interface SmokeTestResult {
 
 /** Fill `elements` u32 on `device` through the registry and check every one. */
 export function smokeTest(device: Device = 'cpu', elements = 1 << 20): SmokeTestResult {
+  if (typeof device !== 'string') invalid("a device name ('cpu' or 'cuda:N')", 'smokeTest device', device);
+  // The CPU checks every element in JavaScript: 2^26 of them take about a second there.
+  checkInteger(elements, `smokeTest elements on ${device}`, 1, device === 'cpu' ? 2 ** 26 : 2 ** 30);
   registerKernels();
   if (!hasBackend(device)) {
     throw new DeepwellError('NO_BACKEND', `No backend for ${device}: call registerCudaBackends() from @deepwell/kernels-native first`);
