@@ -7,9 +7,10 @@
 // public export no case reaches.
 //
 //   node fuzz/run.mjs [--only core,ir] [--seed N] [--workers N] [--json file] [--verbose]
-// FUZZ_SEED sets the seed too; without one a fresh seed is drawn and printed, so every run tries new
-// inputs and any failure can be replayed with --seed.
-import { fork } from 'node:child_process';
+// FUZZ_SEED sets the seed too; without either, the seed comes from the checked-out commit (so a
+// commit's CI run is reproducible and every change tries new inputs), or is drawn fresh outside a
+// git checkout. It is printed, and any failure can be replayed with --seed.
+import { execFileSync, fork } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -22,7 +23,19 @@ const opt = (name) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const seed = Number(opt('seed') ?? process.env.FUZZ_SEED ?? randomInt(2 ** 31));
+// The seed: --seed, else FUZZ_SEED, else one derived from the checked-out commit (so CI's run of a
+// commit is reproducible and every change tries new inputs), else a fresh one.
+function commitSeed() {
+  try {
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: HERE, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return /^[0-9a-f]{40}$/.test(head) ? { seed: parseInt(head.slice(0, 7), 16), from: `commit ${head.slice(0, 10)}` } : null;
+  } catch {
+    return null;
+  }
+}
+const given = opt('seed') ?? process.env.FUZZ_SEED;
+const fromCommit = given === undefined ? commitSeed() : null;
+const seed = Number(given ?? fromCommit?.seed ?? randomInt(2 ** 31));
 if (!Number.isInteger(seed)) throw new Error(`fuzz: --seed must be an integer, got ${opt('seed') ?? process.env.FUZZ_SEED}`);
 const only = opt('only')?.split(',').filter(Boolean);
 const workers = Number(opt('workers') ?? Math.max(1, Math.min(4, availableParallelism())));
@@ -34,7 +47,7 @@ const suite = await buildSuite(names, seed, { dir: join(scratch, 'parent') });
 const queue = [];
 for (const name of names) suite[name].forEach((c, index) => queue.push({ module: name, index, id: queue.length, timeoutMs: c.timeoutMs ?? DEFAULT_TIMEOUT_MS }));
 const results = new Array(queue.length);
-console.log(`fuzz: seed ${seed}; ${queue.length} cases from ${names.join(', ')}; ${workers} workers`);
+console.log(`fuzz: seed ${seed}${fromCommit ? ` (from ${fromCommit.from})` : given === undefined ? ' (fresh)' : ''}; ${queue.length} cases from ${names.join(', ')}; ${workers} workers`);
 
 const t0 = Date.now();
 let next = 0;
