@@ -29,6 +29,17 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const MiB = 2 ** 20;
+// The process's resident memory by kind (Linux): anonymous (heaps, malloc), file-backed (mapped
+// libraries), shared memory; to tell a leak from libraries paging in.
+function residentKinds() {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { rssAnon: kb('RssAnon'), rssFile: kb('RssFile'), rssShmem: kb('RssShmem') };
+  } catch {
+    return {};
+  }
+}
 const gc = globalThis.gc ?? (() => {});
 
 async function cuda() {
@@ -73,7 +84,7 @@ async function train() {
     const m = backend.memoryStats();
     const info = kn.memGetInfo(0);
     const mem = process.memoryUsage();
-    samples.push({ step, inUse: m.inUse, reserved: m.reserved, driverUsed: info.total - info.free, rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external });
+    samples.push({ step, inUse: m.inUse, reserved: m.reserved, driverUsed: info.total - info.free, rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, ...residentKinds() });
   };
   trainer.on('step', (ev) => {
     if (lossesFile) appendFileSync(lossesFile, `${ev.step} ${hex(ev.loss)}\n`);
@@ -84,7 +95,7 @@ async function train() {
   const seconds = (performance.now() - t0) / 1000;
   const warm = samples.filter((s) => s.step >= Math.max(100, steps / 10));
   const drift = {};
-  for (const key of ['inUse', 'reserved', 'driverUsed', 'rss', 'heapUsed', 'external']) {
+  for (const key of ['inUse', 'reserved', 'driverUsed', 'rss', 'rssAnon', 'rssFile', 'rssShmem', 'heapUsed', 'external']) {
     const v = warm.map((s) => s[key]);
     drift[key] = v.length ? { first: v[0], min: Math.min(...v), max: Math.max(...v), spreadMiB: (Math.max(...v) - Math.min(...v)) / MiB } : null;
   }
@@ -126,13 +137,13 @@ async function bare() {
       gc();
       const m = backend.memoryStats();
       const h = process.memoryUsage();
-      samples.push({ step: s, inUse: m.inUse, rss: h.rss, heapUsed: h.heapUsed, external: h.external });
+      samples.push({ step: s, inUse: m.inUse, rss: h.rss, heapUsed: h.heapUsed, external: h.external, ...residentKinds() });
     }
   }
   exe.dispose();
   const warm = samples.filter((x) => x.step >= steps / 10);
   const spread = (k) => (Math.max(...warm.map((x) => x[k])) - Math.min(...warm.map((x) => x[k]))) / MiB;
-  const out = { mode: 'bare', fresh, steps, last, spreadMiB: { inUse: spread('inUse'), rss: spread('rss'), heapUsed: spread('heapUsed'), external: spread('external') } };
+  const out = { mode: 'bare', fresh, steps, last, spreadMiB: { inUse: spread('inUse'), rss: spread('rss'), rssAnon: spread('rssAnon'), rssFile: spread('rssFile'), heapUsed: spread('heapUsed'), external: spread('external') } };
   console.log(`soak bare: ${steps} steps of the compiled step alone, last loss ${last.toFixed(4)}; spread after warm-up (MiB): ${Object.entries(out.spreadMiB).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
   console.log(`  RSS every 1000 steps (MiB): ${samples.filter((x) => x.step % 1000 === 0).map((x) => (x.rss / MiB).toFixed(1)).join(' ')}`);
   if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, trace: samples }, null, 1));
