@@ -5,7 +5,8 @@
 # package (test/gpu*.test.ts, ir's test/cuda-*.test.ts). Prints one line per file (the sanitizer's
 # summary and the tests' count) and a last line, "<tool>: N files, N clean, N with errors"; exits
 # non-zero when any file has errors or fails. Logs go to $OUT/sanitize-<tool>/ (or ./sanitize-out).
-# SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file.
+# SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file. The tests see DEEPWELL_SANITIZER
+# (the tool's name): a time bound is skipped under it, nothing else.
 set -uo pipefail
 tool=${1:?usage: sanitize-tests.sh memcheck|racecheck|synccheck|initcheck [files...]}
 shift
@@ -30,7 +31,7 @@ for f in "${files[@]}"; do
   pkg=${f%%/test/*}
   name=$(echo "$f" | tr '/' '_')
   t0=$SECONDS
-  (cd "$root/$pkg" && timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
+  (cd "$root/$pkg" && DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
     --error-exitcode 9 node "$root/node_modules/vitest/vitest.mjs" run "test/${f#*/test/}" --pool=forks --no-file-parallelism) > "$logs/$name.log" 2>&1
   rc=$?
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$logs/$name.log" | sed 's/========= //' | sort | uniq -c | tr -s ' ' | paste -sd ';' -)

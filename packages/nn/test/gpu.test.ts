@@ -80,7 +80,9 @@ describe.skipIf(!gpu)('training on the GPU', () => {
     expect([now.inUse, now.deviceMallocs]).toEqual([after2.inUse, after2.deviceMallocs]);
     const median = [...host].sort((a, b) => a - b)[host.length >> 1]!;
     console.log(`host time per replayed step: median ${(median * 1000).toFixed(1)} µs over ${host.length} steps (target <= 50 µs)`);
-    expect(median).toBeLessThan(1); // ms; the recorded figure is in docs/gpu-runs.md
+    // ms; the recorded figure is in docs/gpu-runs.md. Under compute-sanitizer (scripts/sanitize-tests.sh
+    // sets DEEPWELL_SANITIZER) every call is instrumented and a time bound says nothing.
+    if (!process.env.DEEPWELL_SANITIZER) expect(median).toBeLessThan(1);
     exe.dispose();
   }, 300_000);
 
