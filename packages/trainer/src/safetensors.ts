@@ -23,7 +23,7 @@
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import * as zlib from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { DeepwellError, checkShape, describe, editDistance, invalid } from '@deepwell/core';
 
 export type SafeDType = 'F32' | 'F16' | 'BF16' | 'I32' | 'U16' | 'I64' | 'U8';
@@ -58,25 +58,6 @@ const likeChecksums = (k: string, v: string) => k !== CHECKSUM_KEY && (editDista
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
 const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
-
-let TABLE: Uint32Array | null = null;
-/** CRC-32 (IEEE, zlib's) in JavaScript: for Node versions whose zlib lacks crc32. */
-export function crc32js(data: Uint8Array, value = 0): number {
-  if (!TABLE) {
-    TABLE = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      TABLE[n] = c >>> 0;
-    }
-  }
-  let c = ~value >>> 0;
-  for (let i = 0; i < data.length; i++) c = TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
-const nativeCrc = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
-// An empty array over an empty buffer reaches zlib as a null pointer, for which zlib returns 0, not `value`.
-const crc32 = (data: Uint8Array, value = 0): number => (data.length === 0 ? value : nativeCrc ? nativeCrc(data, value) : crc32js(data, value)) >>> 0;
 
 const bytesOf = (v: ArrayBufferView) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 /** A tensor's checksum: its name, dtype and shape, then its bytes. */

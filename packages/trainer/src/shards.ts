@@ -13,7 +13,7 @@
  * that disagrees with the size, a damaged header or checksum, a token outside the vocabulary.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import * as zlib from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { DeepwellError, checkInteger, checkKeys, checkOneOf, describe, invalid as expected } from '@deepwell/core';
 
 export const LLMC_MAGIC = 20240520;
@@ -43,24 +43,6 @@ export interface ReadShardOptions {
 
 function invalid(path: string, why: string): never {
   throw new DeepwellError('INVALID_ARGUMENT', `${path} is not a valid token shard: ${why}`);
-}
-
-let crcTable: Int32Array | null = null;
-/** CRC-32 (IEEE, zlib's) of `bytes`: node:zlib's where it has one (Node ≥ 20.15), else a table. */
-export function crc32(bytes: Uint8Array): number {
-  const native = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
-  if (typeof native === 'function') return native(bytes) >>> 0;
-  if (!crcTable) {
-    crcTable = new Int32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c;
-    }
-  }
-  let c = -1;
-  for (let i = 0; i < bytes.length; i++) c = crcTable[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
 }
 
 /** `options` of readShard (or a loader) checked: the format's name, the vocabulary. */

@@ -4,27 +4,14 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
-import { TokenLoader, Trainer, checkpointsIn, markovShard, readSafetensors, type Shard, type TrainerOptions } from '../src/index.js';
+import { tinyRun } from './tiny-run.js';
+import { Trainer, checkpointsIn, readSafetensors } from '../src/index.js';
 
 const seed = 1 + Math.floor(Math.random() * 1e6);
-const corpus = new MarkovCorpus({ vocab: 16, seed });
-const trainShard: Shard = markovShard(corpus, 20000, 'train');
+const { options } = tinyRun(seed);
 const fresh = () => mkdtempSync(join(tmpdir(), 'deepwell-async-'));
 
-function options(over: Partial<TrainerOptions> = {}): TrainerOptions {
-  return {
-    model: new GPT('tiny'),
-    train: new TokenLoader({ shards: [trainShard], batchSize: 4, seqLen: 16, seed: seed + 1 }),
-    device: 'cpu',
-    steps: 12,
-    optimizer: { lr: 3e-3 },
-    seed: 3,
-    log: { progress: false },
-    ...over,
-  };
-}
 
 describe('Trainer.fitAsync', () => {
   it("gives fit's losses bit for bit, and timers run between its steps", async () => {

@@ -10,14 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { compile, type Executable } from '@deepwell/ir';
-import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { GPT } from '@deepwell/nn';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { TokenLoader, Trainer, checkpointsIn, loadCheckpoint, markovShard, readSafetensors, resolveStart, saveCheckpoint, writeHooks, writeSafetensors, type SafeTensor, type Shard, type TrainerOptions } from '../src/index.js';
+import { tinyRun } from './tiny-run.js';
+import { Trainer, checkpointsIn, loadCheckpoint, readSafetensors, resolveStart, saveCheckpoint, writeHooks, writeSafetensors, type SafeTensor } from '../src/index.js';
 import { CHECKPOINT_FORMAT, pruneCheckpoints } from '../src/checkpoint.js';
-import { CHECKSUM_KEY, crc32js } from '../src/safetensors.js';
+import { crc32js } from '../src/crc32.js';
+import { CHECKSUM_KEY } from '../src/safetensors.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const seed = 1 + Math.floor(Math.random() * 1e6);
+const { options } = tinyRun(seed);
 let state = seed;
 /** A seeded uniform in [-0.5, 0.5) (mulberry32). */
 function rand(): number {
@@ -28,8 +31,6 @@ function rand(): number {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
 }
 const randoms = (n: number) => Float32Array.from({ length: n }, rand);
-const corpus = new MarkovCorpus({ vocab: 16, seed });
-const trainShard: Shard = markovShard(corpus, 20000, 'train');
 const root = mkdtempSync(join(tmpdir(), 'deepwell-ckpt-'));
 let n = 0;
 const fresh = () => {
@@ -38,18 +39,6 @@ const fresh = () => {
   return d;
 };
 
-function options(over: Partial<TrainerOptions> = {}): TrainerOptions {
-  return {
-    model: new GPT('tiny'),
-    train: new TokenLoader({ shards: [trainShard], batchSize: 4, seqLen: 16, seed: seed + 1 }),
-    device: 'cpu',
-    steps: 12,
-    optimizer: { lr: 3e-3 },
-    seed: 3,
-    log: { progress: false },
-    ...over,
-  };
-}
 
 /** The tiny GPT's compiled training step with random values in every parameter and state. */
 function executable(): Executable {

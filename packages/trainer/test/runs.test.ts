@@ -9,30 +9,18 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Executable } from '@deepwell/ir';
-import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { GPT } from '@deepwell/nn';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { tinyRun } from './tiny-run.js';
 import { Progress, TokenLoader, Trainer, checkpointsIn, constant, markovShard, readSafetensors, writeSafetensors, type Shard, type TrainerOptions } from '../src/index.js';
 import { pruneCheckpoints } from '../src/checkpoint.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const seed = 1 + Math.floor(Math.random() * 1e6);
-const corpus = new MarkovCorpus({ vocab: 16, seed });
-const trainShard: Shard = markovShard(corpus, 20000, 'train');
+const { corpus, options } = tinyRun(seed);
 const valShard: Shard = markovShard(corpus, 4000, 'val');
 const fresh = () => mkdtempSync(join(tmpdir(), 'deepwell-runs-'));
 
-function options(over: Partial<TrainerOptions> = {}): TrainerOptions {
-  return {
-    model: new GPT('tiny'),
-    train: new TokenLoader({ shards: [trainShard], batchSize: 4, seqLen: 16, seed: seed + 1 }),
-    device: 'cpu',
-    steps: 12,
-    optimizer: { lr: 3e-3 },
-    seed: 3,
-    log: { progress: false },
-    ...over,
-  };
-}
 
 /** Every file of a directory with a hash of its bytes. */
 function contents(dir: string): Record<string, string> {
