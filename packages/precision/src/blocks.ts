@@ -29,7 +29,7 @@
  * E2M1 codes are packed two per byte, element 2i in the low nibble (as torch.float4_e2m1fn_x2).
  */
 import { DeepwellError, invalid, packNibbles, unpackNibbles } from '@deepwell/core';
-import { E8M0_NAN, decodeCode, decodeE8m0, encodeE8m0, encodeValue, ilog2, type ElementFormat, ELEMENTS } from './elements.js';
+import { E8M0_NAN, decodeCode, e8m0Value, encodeE8m0, encodeValue, ilog2, type ElementFormat, ELEMENTS } from './elements.js';
 import { F32_MAX, checkAmax, checkBytes, checkCount, checkElement, checkScaleMode, checkValues } from './guards.js';
 
 export type ScaleMode = 'floor' | 'rceil';
@@ -135,7 +135,7 @@ export function dequantizeMx(q: MxBlocks, elem: ElementFormat, n: number, block 
 export function decodeMx(q: MxBlocks, elem: ElementFormat, n: number, block: number): Float32Array {
   const codes = elem.bits === 4 ? unpackNibbles(q.data) : q.data;
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = decodeCode(elem, codes[i]!) * decodeE8m0(q.scales[Math.floor(i / block)]!);
+  for (let i = 0; i < n; i++) out[i] = decodeCode(elem, codes[i]!) * e8m0Value(q.scales[Math.floor(i / block)]!);
   return out;
 }
 

@@ -150,6 +150,11 @@ export function encodeE8m0(e: number): number {
 /** 2^(code − 127) for a code in [0, 254]; NaN for 0xFF. */
 export function decodeE8m0(code: number): number {
   if (!Number.isInteger(code) || code < 0 || code > 255) invalid('an E8M0 code (an integer in [0, 255])', 'decodeE8m0', code);
+  return e8m0Value(code);
+}
+
+/** decodeE8m0 without the check, for the decoders' inner loops (their scales are a checked Uint8Array). */
+export function e8m0Value(code: number): number {
   return code === E8M0_NAN ? NaN : 2 ** (code - 127);
 }
 

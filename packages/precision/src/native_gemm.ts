@@ -100,6 +100,11 @@ export function producerMap(graph: Graph): Map<number, NodeDecl> {
 export function operandFormat(graph: Graph, id: number, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean): FakeQuantFormat | null {
   checkPlanArgs(graph, r, roles, producers, tiles, 'operandFormat');
   if (!Number.isInteger(id) || id < 0 || id >= graph.values.length) invalid(`a value id in [0, ${graph.values.length})`, 'operandFormat', id);
+  return formatOf(graph, id, r, roles, producers, tiles);
+}
+
+/** operandFormat without the checks: for the policy, which checked its graph once. */
+export function formatOf(graph: Graph, id: number, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean): FakeQuantFormat | null {
   const gradient = producers.get(rootOf(producers, id))?.phase === 'backward'; // not a view the backward made of x
   const base = gradient ? r.backward : r.forward;
   return base && r.weight && roles.paramOf(id) !== null && tiles(graph.values[id]!.type.shape) ? r.weight : base;
@@ -113,6 +118,11 @@ export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: 
   checkPlanArgs(graph, r, roles, producers, tiles, 'planNativeGemm');
   if (!graph.nodes.includes(n) || n.op !== 'matmul') invalid("a matmul node of the graph", 'planNativeGemm', n);
   if (probe !== null && typeof probe !== 'function') invalid('a GEMM probe function or null', 'planNativeGemm', probe);
+  return planGemm(graph, n, r, roles, producers, tiles, probe);
+}
+
+/** planNativeGemm without the checks: for the policy, which checked its graph once (one check a matmul made planning quadratic in the graph). */
+export function planGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean, probe: GemmProbe | null): NativeGemm | string {
   const [aT, bT] = n.inputs.map((id) => graph.values[id]!.type) as [Graph['values'][0]['type'], Graph['values'][0]['type']];
   const out = graph.values[n.outputs[0]!]!.type;
   const transA = n.attrs.transA === true;
@@ -127,7 +137,7 @@ export function planNativeGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: 
   // The operand as the GEMM would read it (a weight's bf16 copy, not its f32 master), so the native
   // GEMM, the emulation and the numerics quantize the same values.
   const operand = (id: number, rows: number, cols: number, direction: 'rowwise' | 'columnwise'): NativeOperand => {
-    const format = operandFormat(graph, id, r, roles, producers, tiles) as QuantizeFormat;
+    const format = formatOf(graph, id, r, roles, producers, tiles) as QuantizeFormat;
     return { root: rootOf(producers, id), rows, cols, format, direction };
   };
   const a = operand(n.inputs[0]!, aRows, aCols, transA ? 'columnwise' : 'rowwise');

@@ -50,7 +50,7 @@ import { nativeEntries } from '@deepwell/kernels-native';
 import { computeCapabilityOf } from './device.js';
 import { scaledGemmAvailable } from './cuda/scaled_matmul.js';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
-import { hasNativeRewrite, operandFormat, planNativeGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
+import { formatOf, hasNativeRewrite, planGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
 import { ATTENTION_OPS, gemmRoles, type GemmRoles } from './roles.js';
 import { checkGraphLike } from './guards.js';
@@ -302,14 +302,14 @@ export class PrecisionPolicy implements GraphPass {
       const types = n.inputs.map((id) => graph.values[id]!.type);
       const axes = [n.attrs.transA ? -2 : -1, n.attrs.transB ? -1 : -2];
       const K = types[0]!.shape.at(axes[0]!)!;
-      const formats = n.inputs.map((id) => operandFormat(graph, id, r, roles, producers, tiles)!);
+      const formats = n.inputs.map((id) => formatOf(graph, id, r, roles, producers, tiles)!);
       const short = formats.map((f) => fakeQuantBlocking(f)).find((bl) => bl.kind !== 'block128x128' && bl.block !== null && K % bl.block !== 0);
       if (short) {
         why(d, `; a GEMM with reduction length ${K} (not a multiple of ${short.block}) stays BF16`);
         continue;
       }
       const wantNative = hasNativeRewrite(d.recipe) && (this.options.native === true || (cc !== null && support(d.recipe, cc) === 'native'));
-      const native = wantNative ? (nativeWhyNot ?? planNativeGemm(graph, n, r, roles, producers, tiles, probe)) : null;
+      const native = wantNative ? (nativeWhyNot ?? planGemm(graph, n, r, roles, producers, tiles, probe)) : null;
       if (typeof native === 'string') why(d, `; a ${backward ? 'backward' : 'forward'} GEMM stays emulated: ${native}`);
       else if (native === null && this.options.native !== false && cc !== null && support(d.recipe, cc) === 'native') why(d, `; emulated: no native ${d.recipe} GEMM in this build`);
       const first = graph.nodes.length;
