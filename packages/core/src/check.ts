@@ -11,6 +11,7 @@ export function checkInteger(value: unknown, what: string, min = 0, max = Number
 }
 
 export function checkShape(shape: unknown, what = 'shape'): readonly number[] {
+  if (typeof what !== 'string') invalid('a string', 'checkShape what', what);
   if (!Array.isArray(shape)) invalid('an array of non-negative integers', what, shape);
   shape.forEach((d, i) => checkInteger(d, `${what}[${i}]`));
   const numel = shape.reduce((a: number, b: number) => a * b, 1);
@@ -88,6 +89,7 @@ export interface KeyCheckOptions {
  * value is undefined are let through (`{ ...defaults, x: undefined }`).
  */
 export function checkKeys(obj: unknown, known: readonly string[], what: string, options: KeyCheckOptions = {}): void {
+  if (typeof what !== 'string') invalid('a string', 'checkKeys what', what);
   checkStrings(known, 'the known keys of checkKeys');
   if (typeof options !== 'object' || options === null) invalid('an options object ({ aliases, hints, noun })', 'checkKeys', options);
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) invalid('an options object', what, obj);
