@@ -7,7 +7,7 @@
 #   4. the project installed from the packed tarballs, carried as installed, with no nvcc on PATH:
 #      examples/probe and deepwell-probe --json
 #   5. the main job under compute-sanitizer memcheck; then (key `sanitize`, not in the default run:
-#      it takes about half an hour) memcheck, racecheck and synccheck over every GPU test file and
+#      it takes long) memcheck, racecheck and synccheck over every GPU test file and
 #      initcheck over the quantizers' and the attention kernels' (scripts/sanitize-tests.sh)
 #   6. the GEMM benchmark beside torch.matmul (bench/gemm.sh)
 #   7. each fusion beside the kernels it replaces (bench/fusion.mjs)
@@ -91,12 +91,10 @@ compute-sanitizer --tool memcheck --target-processes all --print-limit 20 node e
 
 fi
 if asked sanitize; then
-for tool in memcheck racecheck synccheck; do
-  step "compute-sanitizer --tool $tool over every GPU test file"
-  OUT=$OUT bash scripts/sanitize-tests.sh $tool
-done
+step "compute-sanitizer --tool memcheck, racecheck and synccheck over every GPU test file, 8 files at once"
+OUT=$OUT SANITIZE_JOBS=8 bash scripts/sanitize-tests.sh memcheck,racecheck,synccheck
 step "compute-sanitizer --tool initcheck over the quantizers' and the attention kernels' tests"
-OUT=$OUT bash scripts/sanitize-tests.sh initcheck packages/precision/test/gpu.test.ts packages/attention-sparsek/test/gpu.test.ts \
+OUT=$OUT SANITIZE_JOBS=4 bash scripts/sanitize-tests.sh initcheck packages/precision/test/gpu.test.ts packages/attention-sparsek/test/gpu.test.ts \
   packages/attention-sparsek/test/gpu_sparsek.test.ts packages/attention-sparsek/test/gpu_decode.test.ts
 
 fi

@@ -10,7 +10,8 @@
 #   resume     kill -9 at random moments and mid-checkpoint, resumed, losses against an uninterrupted run
 #   memcheck racecheck synccheck initcheck
 #              compute-sanitizer over the GPU test files (scripts/sanitize-tests.sh); initcheck only
-#              over the quantizers' and the attention kernels' tests
+#              over the quantizers' and the attention kernels' tests. Tools joined by commas
+#              (racecheck,synccheck) run side by side; SANITIZE_JOBS files at once (default 8)
 set -uo pipefail
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(fuzz faults alloc soak resume)
@@ -46,15 +47,14 @@ for part in "${parts[@]}"; do
     step "kill -9 at random moments (and mid-checkpoint), resumed, beside an uninterrupted run"
     timeout 550 node bench/soak.mjs resume --steps 6000 --kills 6 --json "$OUT/resume.json"; echo "exit $?"
     ;;
-  memcheck | racecheck | synccheck)
+  memcheck* | racecheck* | synccheck*)
     step "compute-sanitizer --tool $part over every GPU test file"
-    # SANITIZE_FILES="a.test.ts b.test.ts" for some of the files (all of them take longer than one
-    # device call under memcheck: split them).
-    OUT=$OUT SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-240} bash scripts/sanitize-tests.sh "$part" ${SANITIZE_FILES:-}; echo "exit $?"
+    # SANITIZE_FILES="a.test.ts b.test.ts" for some of the files.
+    OUT=$OUT SANITIZE_JOBS=${SANITIZE_JOBS:-8} SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-240} bash scripts/sanitize-tests.sh "$part" ${SANITIZE_FILES:-}; echo "exit $?"
     ;;
   initcheck)
     step "compute-sanitizer --tool initcheck over the quantizers' and the attention kernels' tests"
-    OUT=$OUT SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-240} bash scripts/sanitize-tests.sh initcheck packages/precision/test/gpu.test.ts \
+    OUT=$OUT SANITIZE_JOBS=${SANITIZE_JOBS:-8} SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-240} bash scripts/sanitize-tests.sh initcheck packages/precision/test/gpu.test.ts \
       packages/attention-sparsek/test/gpu.test.ts packages/attention-sparsek/test/gpu_sparsek.test.ts packages/attention-sparsek/test/gpu_decode.test.ts; echo "exit $?"
     ;;
   *) echo "robust-check.sh: unknown part '$part'"; exit 2 ;;

@@ -1,44 +1,73 @@
 #!/usr/bin/env bash
-# compute-sanitizer over every kernel's GPU tests, one test file at a time, on the GPU host:
-#   bash scripts/sanitize-tests.sh <tool> [package/test/file.test.ts ...]
-# tool: memcheck, racecheck, synccheck or initcheck. Without files: every GPU test file of every
-# package (test/gpu*.test.ts, ir's test/cuda-*.test.ts). Prints one line per file (the sanitizer's
-# summary and the tests' count) and a last line, "<tool>: N files, N clean, N with errors"; exits
-# non-zero when any file has errors or fails. Logs go to $OUT/sanitize-<tool>/ (or ./sanitize-out).
-# SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file. The tests see DEEPWELL_SANITIZER
+# compute-sanitizer over every kernel's GPU tests, one process per test file, on the GPU host:
+#   bash scripts/sanitize-tests.sh <tool>[,<tool>...] [package/test/file.test.ts ...]
+# tool: memcheck, racecheck, synccheck or initcheck (several, comma-separated, run side by side).
+# Without files: every GPU test file of every package (test/gpu*.test.ts, test/*_gpu.test.ts, ir's
+# test/cuda-*.test.ts). Prints one line per (tool, file) as each ends (the sanitizer's summary and the
+# tests' count) and a last line per tool, "<tool>: N files, N clean, N with errors"; exits non-zero
+# when any file has errors or fails. Logs go to $OUT/sanitize-<tool>/ (or ./sanitize-out).
+# SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file; SANITIZE_JOBS (default 1) runs
+# that many files at once on the one GPU (the sanitizers' cost is mostly per launch, on the host, so
+# files in parallel finish sooner; the slowest files start first). The tests see DEEPWELL_SANITIZER
 # (the tool's name): a time bound is skipped under it, nothing else.
 set -uo pipefail
-tool=${1:?usage: sanitize-tests.sh memcheck|racecheck|synccheck|initcheck [files...]}
+tools=${1:?usage: sanitize-tests.sh memcheck|racecheck|synccheck|initcheck[,...] [files...]}
 shift
 root=$(cd "$(dirname "$0")/.." && pwd)
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-logs=${OUT:-$root/sanitize-out}/sanitize-$tool
-mkdir -p "$logs"
+top=${OUT:-$root/sanitize-out}
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
   cd "$root"
   mapfile -t files < <(ls packages/*/test/gpu*.test.ts packages/*/test/*_gpu.test.ts packages/ir/test/cuda-*.test.ts 2>/dev/null | sort -u)
 fi
-extra=()
-case $tool in
-  # API errors are left out: every CUDA call's status is checked and becomes a typed error, and the
-  # tests provoke some on purpose (an out-of-memory cudaMalloc).
-  memcheck) extra=(--leak-check no --report-api-errors no) ;;
-  initcheck) extra=(--track-unused-memory no) ;;
-esac
-clean=0 bad=0
-for f in "${files[@]}"; do
-  pkg=${f%%/test/*}
+# Slowest first (seconds under memcheck on the H200, 2026-12-04); the rest after them in name order.
+slow=(packages/ir/test/cuda-tensor.test.ts packages/precision/test/gpu.test.ts packages/ir/test/cuda-nn.test.ts
+  packages/attention-sparsek/test/gpu_sparsek.test.ts packages/nn/test/gpu.test.ts packages/attention-sparsek/test/gpu.test.ts)
+ordered=()
+for s in "${slow[@]}"; do for f in "${files[@]}"; do [ "$f" = "$s" ] && ordered+=("$f"); done; done
+for f in "${files[@]}"; do [[ " ${slow[*]} " == *" $f "* ]] || ordered+=("$f"); done
+
+one() { # tool file: runs one file under one tool, prints its line, leaves a verdict file
+  local tool=$1 f=$2 extra=()
+  local logs=$top/sanitize-$tool pkg=${f%%/test/*} name
   name=$(echo "$f" | tr '/' '_')
-  t0=$SECONDS
-  (cd "$root/$pkg" && DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
+  case $tool in
+    # API errors are left out: every CUDA call's status is checked and becomes a typed error, and the
+    # tests provoke some on purpose (an out-of-memory cudaMalloc).
+    memcheck) extra=(--leak-check no --report-api-errors no) ;;
+    racecheck | synccheck) extra=(--report-api-errors no) ;;
+    initcheck) extra=(--track-unused-memory no --report-api-errors no) ;;
+  esac
+  local t0=$SECONDS
+  (cd "$root/$pkg" && NO_COLOR=1 FORCE_COLOR=0 DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
     --error-exitcode 9 node "$root/node_modules/vitest/vitest.mjs" run "test/${f#*/test/}" --pool=forks --no-file-parallelism) > "$logs/$name.log" 2>&1
-  rc=$?
+  local rc=$? summary tests errors verdict
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$logs/$name.log" | sed 's/========= //' | sort | uniq -c | tr -s ' ' | paste -sd ';' -)
   tests=$(grep -E "^\s+Tests " "$logs/$name.log" | tail -1 | tr -s ' ')
   errors=$(grep -E "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" -c "$logs/$name.log")
-  if [ "$rc" -eq 0 ] && [ "$errors" -eq 0 ]; then clean=$((clean + 1)); verdict=clean; else bad=$((bad + 1)); verdict="ERRORS (exit $rc)"; fi
-  printf '%-55s %-12s %4ss  %s |%s\n' "$f" "$verdict" $((SECONDS - t0)) "${summary:-no summary}" "$tests"
+  if [ "$rc" -eq 0 ] && [ "$errors" -eq 0 ]; then verdict=clean; else verdict="ERRORS (exit $rc)"; fi
+  echo "$verdict" > "$logs/$name.verdict"
+  printf '%-10s %-52s %-16s %4ss  %s |%s\n' "$tool" "$f" "$verdict" $((SECONDS - t0)) "${summary:-no summary}" "$tests"
+}
+
+jobs=${SANITIZE_JOBS:-1}
+IFS=, read -ra toollist <<< "$tools"
+for tool in "${toollist[@]}"; do mkdir -p "$top/sanitize-$tool"; rm -f "$top/sanitize-$tool"/*.verdict; done
+running=0
+for f in "${ordered[@]}"; do
+  for tool in "${toollist[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
+    one "$tool" "$f" &
+    running=$((running + 1))
+  done
 done
-echo "$tool: ${#files[@]} files, $clean clean, $bad with errors"
+wait
+bad=0
+for tool in "${toollist[@]}"; do
+  c=$(grep -lx clean "$top/sanitize-$tool"/*.verdict 2>/dev/null | wc -l)
+  n=$(ls "$top/sanitize-$tool"/*.verdict 2>/dev/null | wc -l)
+  echo "$tool: ${#ordered[@]} files, $c clean, $((${#ordered[@]} - c)) with errors"
+  [ "$c" -eq "${#ordered[@]}" ] && [ "$n" -eq "${#ordered[@]}" ] || bad=1
+done
 [ "$bad" -eq 0 ]
