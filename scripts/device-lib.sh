@@ -9,7 +9,7 @@ step() { printf '\n##### %s  (t=%ss)\n' "$*" "$SECONDS"; }
 
 device_begin() {
   TOP=${OUT:-$PWD/gpu-out}
-  name=$1-$(IFS=-; echo "${parts[*]}")
+  name=$1-$(IFS=-; echo "${parts[*]}" | tr , _)
   OUT=$TOP/$name
   mkdir -p "$OUT"
   exec > >(tee "$TOP/$name.log") 2>&1
