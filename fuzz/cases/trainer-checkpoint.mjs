@@ -109,7 +109,7 @@ function hostile(rng) {
     case 6: return ['negative shape', { a: t([-(k / 4)], [0, k]) }, k];
     case 7: return ['shape junk', { a: t(rng.pick([null, 'abc', 5, {}, [null], ['2'], [[2]], [true]]), [0, k]) }, k];
     case 8: return ['huge shape', { a: t([2 ** 40, 2 ** 40], [0, k]) }, k];
-    case 9: return ['dtype junk', { a: t([k / 4], [0, k], rng.pick([null, 5, 'F64', 'f32', '', 'BOOL', ['F32'], {}])) }, k];
+    case 9: return ['dtype junk', { a: t([k / 4], [0, k], rng.pick([null, 5, 'C64', 'f32', '', 'BOOL', ['F32'], {}])) }, k];
     case 10: return ['offsets junk', { a: t([k / 4], rng.pick([[0], [0, k, k], ['0', k], [0.5, k + 0.5], [k, 0], null, 'x', [null, null], {}])) }, k];
     case 11: return ['dtype/bytes disagree', { a: t([k / 4], [0, k], rng.pick(['F16', 'BF16', 'U8', 'I64'])) }, k];
     case 12: return ['non-string metadata', { __metadata__: { step: rng.pick([7, null, true, {}, ['x'], 1.5]) }, a: t([k / 4], [0, k]) }, k];
@@ -335,6 +335,11 @@ export function cases(rng, ctx) {
     ['run a number', { ...META, run: 5 }],
     ['run empty', { ...META, run: '' }],
     ['an unknown key', { ...META, stepp: 3 }],
+    // The loss history (version 3): two Float64Arrays of one length, steps increasing to `step`, losses finite.
+    ...[null, 5, 'abc', [], { steps: [1], losses: [2] }, { steps: Float64Array.of(1), losses: Float32Array.of(2) }, { steps: Float64Array.of(1, 2), losses: Float64Array.of(2) },
+      { steps: Float64Array.of(2, 1), losses: Float64Array.of(1, 1) }, { steps: Float64Array.of(5), losses: Float64Array.of(1) }, { steps: Float64Array.of(-1), losses: Float64Array.of(1) },
+      { steps: Float64Array.of(1.5), losses: Float64Array.of(1) }, { steps: Float64Array.of(1), losses: Float64Array.of(NaN) }, { steps: Float64Array.of(1), losses: Float64Array.of(-Infinity) },
+      { steps: Float64Array.of(1), losses: Float64Array.of(1), extra: 1 }].map((h) => [`lossHistory ${show(h)}`, { ...META, lossHistory: h }]),
     ['null', null],
     ['a string', 'meta'],
     ['an array', [META]],
@@ -543,7 +548,10 @@ export function cases(rng, ctx) {
         const values = new Map([...fx.A].map(([n, v]) => [n, r.f32(v.length, 10 ** r.int(-30, 30))]));
         setAll(fx.exe, values);
         const p = join(caseDir(ctx, id), `step-${step}.safetensors`);
-        const meta = { ...META, step, seed: r.int(0, 1000), loader: { sample: r.int(0, 99), note: 'é"\n' } };
+        // A loss history (version 3's tensors) of up to 40 steps ending at `step`, most cases.
+        const n = Math.min(r.int(0, 40), step + 1);
+        const lossHistory = { steps: Float64Array.from({ length: n }, (_, j) => step - n + 1 + j), losses: Float64Array.from(r.f32(n, 10)) };
+        const meta = { ...META, step, seed: r.int(0, 1000), loader: { sample: r.int(0, 99), note: 'é"\n' }, lossHistory };
         saveCheckpoint(p, fx.exe, meta);
         setAll(fx.exe, fx.B);
         const got = loadCheckpoint(p, fx.exe);

@@ -2,7 +2,11 @@
  * Checkpoints: every parameter and optimizer-state value of a compiled step (f32, by the names the
  * graph gives them: `blocks.0.attn.qkv.weight`, `adamw.m.blocks.0.attn.qkv.weight`, ...) in one
  * safetensors file, with the trainer's position as string metadata: format and version, step, the
- * data loader's position, the seed, the config, the run's id and its learning-rate schedule.
+ * data loader's position, the seed, the config, the run's id and its learning-rate schedule. The
+ * training-loss history (version 3) is two F64 tensors, `#loss.step` and `#loss.value`, written
+ * straight from the trainer's arrays: a checkpoint's cost does not grow with the run's length, as
+ * it did when the history was JSON in the metadata (every checkpoint built, wrote and, when pruning,
+ * parsed it again; the host memory of a long run crept up with it).
  * Written atomically (safetensors.ts), so a crash mid-write leaves the previous checkpoint intact.
  * Loading checks every tensor's presence, dtype and shape against the executable before it writes
  * any of them.
@@ -23,9 +27,22 @@ import { asFloat32, checkPath, firstNonFinite, parseSafetensors, writeSafetensor
 import { asScheduleRecord, type ScheduleRecord } from './schedule.js';
 
 export const CHECKPOINT_FORMAT = 'deepwell-checkpoint';
-/** Version 2 carries checksums (safetensors.ts) and must; version 1 (before them) still loads, checked for finite values. */
-export const CHECKPOINT_VERSION = '2';
-const VERSIONS = ['1', '2'];
+/**
+ * Version 3 keeps the loss history as tensors; version 2 (history in `extra.losses`) carries
+ * checksums (safetensors.ts) and must, as 3 must; version 1 (before them) still loads, checked for
+ * finite values.
+ */
+export const CHECKPOINT_VERSION = '3';
+const VERSIONS = ['1', '2', '3'];
+/** The loss history's tensors: names no graph value has (ir's names are identifiers and dots). */
+const LOSS_STEPS = '#loss.step';
+const LOSS_VALUES = '#loss.value';
+
+/** A training-loss history: step numbers (increasing integers) and their losses, one each. */
+export interface LossSeries {
+  steps: Float64Array;
+  losses: Float64Array;
+}
 
 export interface CheckpointMeta {
   step: number;
@@ -38,6 +55,45 @@ export interface CheckpointMeta {
   run?: string | null;
   /** The run's learning-rate schedule; null (when loaded) when the checkpoint does not record one. */
   schedule?: ScheduleRecord | null;
+  /**
+   * The training-loss history up to `step`, stored as tensors (not JSON). When loaded: the file's
+   * (from `extra.losses` for a version 1 or 2 checkpoint), empty when it has none.
+   */
+  lossHistory?: LossSeries;
+}
+
+/** A loss history's checks: two Float64Arrays of one length, steps increasing integers ≥ 0 and ≤ `last`, losses finite. */
+function checkLossSeries(h: unknown, last: number, what: string): LossSeries {
+  const o = h as LossSeries | null;
+  if (typeof o !== 'object' || o === null || !(o.steps instanceof Float64Array) || !(o.losses instanceof Float64Array) || o.steps.length !== o.losses.length) {
+    invalid('{ steps, losses }: two Float64Arrays of one length', what, h);
+  }
+  checkKeys(o, ['steps', 'losses'], what);
+  let prev = -1;
+  for (let i = 0; i < o.steps.length; i++) {
+    const step = o.steps[i]!;
+    const loss = o.losses[i]!;
+    if (!Number.isSafeInteger(step) || step <= prev || step > last) {
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected increasing integer steps from 0 to ${last} in ${what} but element ${i} is ${step}${i ? ` after ${prev}` : ''}`);
+    }
+    if (!Number.isFinite(loss)) throw new DeepwellError('INVALID_ARGUMENT', `Expected finite losses in ${what} but the loss of step ${step} is ${loss}`);
+    prev = step;
+  }
+  return o;
+}
+
+/**
+ * A version 1 or 2 checkpoint's history, from `extra.losses`: the records that are { step, loss }
+ * numbers with steps increasing up to the checkpoint's, as before (the rest are left out).
+ */
+function seriesFromExtra(extra: unknown, last: number): LossSeries {
+  const list = (extra as { losses?: unknown } | null)?.losses;
+  const kept: { step: number; loss: number }[] = [];
+  for (const l of Array.isArray(list) ? (list as { step?: unknown; loss?: unknown }[]) : []) {
+    const { step, loss } = l ?? {};
+    if (Number.isSafeInteger(step) && typeof loss === 'number' && Number.isFinite(loss) && (step as number) <= last && (step as number) > (kept.at(-1)?.step ?? -1)) kept.push({ step: step as number, loss });
+  }
+  return { steps: Float64Array.from(kept, (l) => l.step), losses: Float64Array.from(kept, (l) => l.loss) };
 }
 
 /** Every persistent value of the executable: parameters, then optimizer state, by name. */
@@ -69,18 +125,25 @@ export function saveCheckpoint(path: string, exe: Executable, meta: CheckpointMe
   checkPath(path, 'the checkpoint path');
   checkExecutable(exe, 'saveCheckpoint');
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) invalid('checkpoint metadata { step, loader, seed, config, extra?, run?, schedule? }', 'saveCheckpoint', meta);
-  checkKeys(meta, ['step', 'loader', 'seed', 'config', 'extra', 'run', 'schedule'], 'checkpoint metadata');
+  checkKeys(meta, ['step', 'loader', 'seed', 'config', 'extra', 'run', 'schedule', 'lossHistory'], 'checkpoint metadata');
   checkInteger(meta.step, 'the checkpoint step');
+  const history = meta.lossHistory === undefined ? null : checkLossSeries(meta.lossHistory, meta.step, 'the checkpoint lossHistory');
   checkInteger(meta.seed, 'the checkpoint seed');
   if (meta.run !== undefined && meta.run !== null && (typeof meta.run !== 'string' || meta.run.length === 0)) invalid('a run id (a non-empty string)', 'the checkpoint run', meta.run);
   const strings = { loader: isJson(meta.loader, 'the checkpoint loader'), config: isJson(meta.config, 'the checkpoint config'), extra: isJson(meta.extra, 'the checkpoint extra'), schedule: meta.schedule ? isJson(meta.schedule, 'the checkpoint schedule') : null };
   const tensors = new Map<string, SafeTensor>();
+  // The history first: F64 at offset 0 and 8n stays 8-byte aligned; the arrays are written as they are.
+  if (history) {
+    tensors.set(LOSS_STEPS, { dtype: 'F64', shape: [history.steps.length], data: history.steps });
+    tensors.set(LOSS_VALUES, { dtype: 'F64', shape: [history.losses.length], data: history.losses });
+  }
   for (const name of persistentNames(exe)) {
     const id = exe.graph.params[name] ?? exe.graph.state[name]!;
     const data = exe.get(name);
     // A checkpoint never holds NaN or Infinity: it could not be resumed, and pruning would drop the good ones.
     const bad = firstNonFinite(data);
     if (bad >= 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected finite values for checkpoint tensor '${name}' but element ${bad} is ${data[bad]}; ${path} was not written (the run diverged: lower the learning rate)`, { details: { tensor: name, index: bad } });
+    if (tensors.has(name)) throw new DeepwellError('INVALID_ARGUMENT', `The executable has a value named '${name}', which checkpoints reserve for the loss history`);
     tensors.set(name, { dtype: 'F32', shape: [...exe.graph.values[id]!.type.shape], data });
   }
   writeSafetensors(path, tensors, {
@@ -100,7 +163,25 @@ export function saveCheckpoint(path: string, exe: Executable, meta: CheckpointMe
 interface CheckpointContents {
   tensors: Map<string, Float32Array>;
   shapes: Map<string, number[]>;
-  meta: CheckpointMeta;
+  meta: CheckpointMeta & { lossHistory: LossSeries };
+}
+
+/** A version 3 file's loss history from its two F64 tensors (both or neither), checked. */
+function seriesFromTensors(path: string, file: { tensors: Map<string, SafeTensor> }, last: number): LossSeries {
+  const s = file.tensors.get(LOSS_STEPS);
+  const v = file.tensors.get(LOSS_VALUES);
+  if (!s && !v) return { steps: new Float64Array(0), losses: new Float64Array(0) };
+  const f64 = (name: string, t: SafeTensor | undefined): Float64Array => {
+    if (!t || t.dtype !== 'F64' || t.shape.length !== 1) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has a damaged loss history: '${name}' is ${t ? `${t.dtype}[${t.shape.join(', ')}]` : 'missing'}, expected F64[n] beside '${name === LOSS_STEPS ? LOSS_VALUES : LOSS_STEPS}'`);
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    return t.data.byteOffset % 8 === 0 ? new Float64Array(t.data.buffer, t.data.byteOffset, t.shape[0]) : new Float64Array(bytes.slice().buffer);
+  };
+  try {
+    return checkLossSeries({ steps: f64(LOSS_STEPS, s), losses: f64(LOSS_VALUES, v) }, last, `the loss history of ${path}`);
+  } catch (e) {
+    if (e instanceof DeepwellError && /damaged/.test(e.message)) throw e;
+    throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has a damaged loss history: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** Files already checked by verifyCheckpoint in this process, by path: size, mtime and inode when checked. */
@@ -145,10 +226,14 @@ function readCheckpoint(path: string): CheckpointContents {
     if (typeof v !== 'string' || !/^\d{1,16}$/.test(v) || !Number.isSafeInteger(Number(v))) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has an invalid ${k} ${JSON.stringify(v ?? null)} (expected a non-negative integer)`);
     return Number(v);
   };
-  const meta: CheckpointMeta = { step: int('step'), loader: parse('loader'), seed: md.seed === undefined ? 0 : int('seed'), config: parse('config'), extra: parse('extra'), run: md.run || null, schedule: asScheduleRecord(parse('schedule')) };
+  const step = int('step');
+  const extra = parse('extra');
+  const lossHistory = md.version === '1' || md.version === '2' ? seriesFromExtra(extra, step) : seriesFromTensors(path, file, step);
+  const meta = { step, loader: parse('loader'), seed: md.seed === undefined ? 0 : int('seed'), config: parse('config'), extra, run: md.run || null, schedule: asScheduleRecord(parse('schedule')), lossHistory };
   const tensors = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
   for (const [name, t] of file.tensors) {
+    if (md.version !== '1' && md.version !== '2' && (name === LOSS_STEPS || name === LOSS_VALUES)) continue;
     const data = asFloat32(name, t);
     const bad = firstNonFinite(data);
     if (bad >= 0) throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} holds a non-finite value in '${name}' (element ${bad} is ${data[bad]}): it is damaged or from a diverged run; nothing was loaded`, { details: { tensor: name, index: bad } });

@@ -17,7 +17,7 @@ export type { Shard, ShardFormat } from './shards.js';
 export { asFloat32, readSafetensors, writeHooks, writeSafetensors } from './safetensors.js';
 export type { SafeDType, SafeTensor, SafetensorsFile } from './safetensors.js';
 export { CHECKPOINT_FORMAT, checkpointRuns, checkpointsIn, loadCheckpoint, resolveStart, saveCheckpoint } from './checkpoint.js';
-export type { CheckpointFile, CheckpointMeta, RunStart } from './checkpoint.js';
+export type { CheckpointFile, CheckpointMeta, LossSeries, RunStart } from './checkpoint.js';
 export { constant, warmupCosine } from './schedule.js';
 export type { Schedule, ScheduleRecord, WarmupCosineOptions } from './schedule.js';
 export { lossCurveSvg } from './plot.js';

@@ -183,9 +183,14 @@ export class LossHistory {
     this.#n++;
   }
 
-  /** Appends records (a checkpoint's), in order. */
-  pushAll(records: readonly { step: number; loss: number }[]): void {
-    for (const r of records) this.push(r.step, r.loss);
+  /** Appends a series (a checkpoint's), in order. */
+  pushSeries(series: { steps: Float64Array; losses: Float64Array }): void {
+    for (let i = 0; i < series.steps.length; i++) this.push(series.steps[i]!, series.losses[i]!);
+  }
+
+  /** The history as views of its own arrays (no copy: valid until the next push or truncation). */
+  series(): { steps: Float64Array; losses: Float64Array } {
+    return { steps: this.#steps.subarray(0, this.#n), losses: this.#losses.subarray(0, this.#n) };
   }
 
   /** Drops every record after `step` (a rewind to a checkpoint or snapshot). */

@@ -26,8 +26,8 @@ import { dirname, basename, join } from 'node:path';
 import { crc32 } from './crc32.js';
 import { DeepwellError, checkShape, describe, editDistance, invalid } from '@deepwell/core';
 
-export type SafeDType = 'F32' | 'F16' | 'BF16' | 'I32' | 'U16' | 'I64' | 'U8';
-const BYTES: Record<SafeDType, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, U16: 2, I64: 8, U8: 1 };
+export type SafeDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I32' | 'U16' | 'I64' | 'U8';
+const BYTES: Record<SafeDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I32: 4, U16: 2, I64: 8, U8: 1 };
 const DTYPES = Object.keys(BYTES) as SafeDType[];
 
 export interface SafeTensor {

@@ -364,7 +364,7 @@ export class Trainer {
     const saveAt = (s: number): string => {
       const c = o.checkpoint!;
       const path = checkpointPath(c.dir, s, run, damaged);
-      saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, extra: { losses: losses.list(), evals, fallbacks: controller?.history ?? [] } });
+      saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, lossHistory: losses.series(), extra: { evals, fallbacks: controller?.history ?? [] } });
       pruneCheckpoints(c.dir, c.keep ?? 3, run, path);
       lastCheckpoint = path;
       lastCheckpointStep = s;
@@ -376,8 +376,8 @@ export class Trainer {
       if (begin.from) {
         const meta = loadCheckpoint(begin.from, exe);
         o.train.restore(meta.loader as LoaderState);
-        const extra = meta.extra as { losses?: { step: number; loss: number }[]; evals?: { step: number; loss: number }[]; fallbacks?: FallbackEvent[] } | null;
-        losses.pushAll(Array.isArray(extra?.losses) ? extra.losses.filter((l) => Number.isFinite(l?.step) && typeof l?.loss === 'number') : []);
+        const extra = meta.extra as { evals?: { step: number; loss: number }[]; fallbacks?: FallbackEvent[] } | null;
+        losses.pushSeries(meta.lossHistory!);
         evals.push(...(extra?.evals ?? []));
         start = meta.step + 1;
         lastCheckpoint = begin.from;
