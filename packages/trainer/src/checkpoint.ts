@@ -392,9 +392,14 @@ export function pruneCheckpoints(dir: string, keep: number, run: string, latest?
   if (typeof run !== 'string' || run.length === 0) invalid('a run id', 'pruneCheckpoints', run);
   const mine = checkpointRuns(dir).filter((c) => c.run === run);
   const removed = mine.slice(0, Math.max(0, mine.length - keep)).map((c) => c.path).filter((p) => p !== latest);
+  // Temporary files of writers that died (kill -9 mid-checkpoint): this run's, and those cut before
+  // their header was whole (killed as the write began: nothing in them to tell whose, and nothing
+  // to lose). A whole header of another run, or of something else, is left alone.
   for (const f of readdirSync(dir)) {
     const m = /^\.step-\d+\.safetensors\.tmp-(\d+)$/.exec(f);
-    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1])) && runOf(join(dir, f)) === run) removed.push(join(dir, f));
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    const md = readMetadata(join(dir, f));
+    if (md === null || (md.format === CHECKPOINT_FORMAT && (md.run || null) === run)) removed.push(join(dir, f));
   }
   for (const path of removed) rmSync(path, { force: true });
   return removed;

@@ -5,6 +5,7 @@
 // covered) and writeSafetensors the shapes it used to write; a failed write leaves no temporary
 // file; paths must be strings (a number is a file descriptor to node's fs); pruning keeps the final
 // checkpoint. On the CPU with the tiny GPT and random values drawn from a fresh seed.
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -388,6 +389,23 @@ describe('pruning and the checkpoint options (issue 20)', () => {
     // A resumed run wrote step 4 with a newer (damaged) step 8 of its own there: keep 1 keeps both.
     expect(pruneCheckpoints(dir, 1, 'r1', join(dir, 'step-00000004.safetensors'))).toEqual([join(dir, 'step-00000002.safetensors')]);
     expect(checkpointsIn(dir).map((c) => c.step)).toEqual([4, 8]);
+  });
+
+  it("a dead writer's temporary file is removed when it is this run's or was cut before its header; another run's stays", () => {
+    const dir = fresh();
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!; // exited: its id names no live process
+    const f = { a: { dtype: 'F32' as const, shape: [2], data: randoms(2) } };
+    const md = (step: number, run: string) => ({ format: CHECKPOINT_FORMAT, version: '3', step: String(step), run });
+    writeSafetensors(join(dir, 'step-00000004.safetensors'), f, md(4, 'r1'));
+    const tmp = (step: number) => join(dir, `.step-0000000${step}.safetensors.tmp-${dead}`);
+    writeFileSync(tmp(5), ''); // killed the instant the file was made (seen in the GPU kill -9 run)
+    writeFileSync(tmp(6), Buffer.from([200, 1, 0])); // killed inside the header's length
+    writeSafetensors(tmp(7), f, md(7, 'r1')); // killed in the data: whole header, this run
+    writeSafetensors(tmp(8), f, md(8, 'r2')); // whole header, another run: not ours to delete
+    writeFileSync(join(dir, `.notes.tmp-${dead}`), 'x'); // not a checkpoint's name
+    const removed = pruneCheckpoints(dir, 2, 'r1');
+    expect(removed.sort()).toEqual([tmp(5), tmp(6), tmp(7)].sort());
+    expect(readdirSync(dir).sort()).toEqual([`.notes.tmp-${dead}`, `.step-00000008.safetensors.tmp-${dead}`, 'step-00000004.safetensors'].sort());
   });
 
   it('the Trainer refuses checkpoint.every and keep that are not integers >= 1, and resume that is a number', () => {
