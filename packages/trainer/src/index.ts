@@ -1,6 +1,8 @@
 export { Trainer } from './trainer.js';
 export type { FitResult, FromEngineOptions, StepEvent, TrainerEvents, TrainerOptions } from './trainer.js';
 export type { CheckpointOptions, FitAsyncOptions, FitOptions, LogOptions, OptimizerOptions, ScheduleOptions, TrainerDevice, TrainerSampleOptions } from './options.js';
+export { checkDevice, checkTrainerSettings } from './options.js';
+export type { TrainerSettings } from './options.js';
 export { Engine, formatProfile, optimize } from './engine.js';
 export type { EngineDryrun, EnginePrecision, EnginePrecisionPolicy, KernelProfile, KernelProfileRow, OptimizeOptions } from './engine.js';
 export { kernelRates } from './rates.js';

@@ -364,31 +364,24 @@ export function checkDevice(device: unknown, fallback: () => TrainerDevice): Tra
   return d;
 }
 
-/** Every option of the Trainer checked, nested objects too, before anything is captured. */
-export function checkTrainerOptions(options: TrainerOptions): void {
-  check(plainObject(options), 'trainer options { model, train, steps, … }', 'the Trainer', options);
-  const o = options;
-  checkKeys(o, TRAINER_KEYS, 'Trainer');
-  for (const [key, known] of Object.entries(NESTED)) {
-    const v = (o as unknown as Record<string, unknown>)[key];
+/**
+ * The Trainer's settings that are plain data (what `deepwell train`'s run config can say), as the
+ * Trainer checks them: the one check of these values, used by checkTrainerOptions and by the CLI
+ * before it reads any data.
+ */
+export type TrainerSettings = Pick<TrainerOptions, 'steps' | 'precision' | 'optimizer' | 'schedule' | 'clipGradNorm' | 'accumulate' | 'evalEvery' | 'evalBatches' | 'checkpoint' | 'seed' | 'log' | 'profileStep'>;
+
+/** TrainerSettings checked (nested objects' keys too); the pairing of val with evalEvery is checkTrainerOptions'. */
+export function checkTrainerSettings(settings: TrainerSettings): void {
+  check(plainObject(settings), 'trainer settings { steps, optimizer?, schedule?, … }', 'the Trainer settings', settings);
+  const o = settings;
+  for (const key of ['optimizer', 'schedule', 'checkpoint', 'log'] as const) {
+    const v = (o as Record<string, unknown>)[key];
     if (v === undefined || (key === 'schedule' && typeof v === 'function')) continue;
-    check(plainObject(v), key === 'schedule' ? 'a function of the step or { warmup, minLr }' : `an object { ${known.join(', ')} }`, key, v);
-    checkKeys(v as object, known, key);
+    check(plainObject(v), key === 'schedule' ? 'a function of the step or { warmup, minLr }' : `an object { ${NESTED[key]!.join(', ')} }`, key, v);
+    checkKeys(v as object, NESTED[key]!, key);
   }
-  check(typeof (o.model as { forward?: unknown } | null)?.forward === 'function', 'a model with forward({ tokens, targets }) (e.g. a GPT from @deepwell/nn)', 'model', o.model);
   positiveInt(o.steps, 'steps');
-  checkLoader(o.train, 'train');
-  optional(o.val, () => checkLoader(o.val, 'val'));
-  if (o.val && (o.val.batchSize !== o.train.batchSize || o.val.seqLen !== o.train.seqLen)) {
-    throw new DeepwellError('SHAPE_MISMATCH', `Expected the val loader's batch shape [${o.train.batchSize}, ${o.train.seqLen}] (the train loader's) but received [${o.val.batchSize}, ${o.val.seqLen}]`);
-  }
-  // Evaluation needs both: either alone would silently do nothing.
-  const alone = (expected: string) => {
-    throw new DeepwellError('INVALID_ARGUMENT', `Expected ${expected} but received undefined`);
-  };
-  if (o.val !== undefined && o.evalEvery === undefined) alone('evalEvery with val (how often to evaluate on it)');
-  if (o.evalEvery !== undefined && o.val === undefined) alone('a val loader with evalEvery (the held-out data to evaluate on)');
-  if (o.evalBatches !== undefined && o.val === undefined) alone('a val loader with evalBatches (the held-out batches it reads)');
   optional(o.evalEvery, () => positiveInt(o.evalEvery, 'evalEvery'));
   optional(o.evalBatches, () => positiveInt(o.evalBatches, 'evalBatches', MAX_EVAL_BATCHES));
   optional(o.accumulate, () => positiveInt(o.accumulate, 'accumulate', MAX_ACCUMULATE));
@@ -419,6 +412,34 @@ export function checkTrainerOptions(options: TrainerOptions): void {
     optional(l.progress, () => check(typeof l.progress === 'boolean', 'a boolean', 'log.progress', l.progress));
     optional(l.every, () => positiveInt(l.every, 'log.every'));
   }
+}
+
+/** Every option of the Trainer checked, nested objects too, before anything is captured. */
+export function checkTrainerOptions(options: TrainerOptions): void {
+  check(plainObject(options), 'trainer options { model, train, steps, … }', 'the Trainer', options);
+  const o = options;
+  checkKeys(o, TRAINER_KEYS, 'Trainer');
+  for (const [key, known] of Object.entries(NESTED)) {
+    const v = (o as unknown as Record<string, unknown>)[key];
+    if (v === undefined || (key === 'schedule' && typeof v === 'function')) continue;
+    check(plainObject(v), key === 'schedule' ? 'a function of the step or { warmup, minLr }' : `an object { ${known.join(', ')} }`, key, v);
+    checkKeys(v as object, known, key);
+  }
+  check(typeof (o.model as { forward?: unknown } | null)?.forward === 'function', 'a model with forward({ tokens, targets }) (e.g. a GPT from @deepwell/nn)', 'model', o.model);
+  positiveInt(o.steps, 'steps');
+  checkLoader(o.train, 'train');
+  optional(o.val, () => checkLoader(o.val, 'val'));
+  if (o.val && (o.val.batchSize !== o.train.batchSize || o.val.seqLen !== o.train.seqLen)) {
+    throw new DeepwellError('SHAPE_MISMATCH', `Expected the val loader's batch shape [${o.train.batchSize}, ${o.train.seqLen}] (the train loader's) but received [${o.val.batchSize}, ${o.val.seqLen}]`);
+  }
+  // Evaluation needs both: either alone would silently do nothing.
+  const alone = (expected: string) => {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected ${expected} but received undefined`);
+  };
+  if (o.val !== undefined && o.evalEvery === undefined) alone('evalEvery with val (how often to evaluate on it)');
+  if (o.evalEvery !== undefined && o.val === undefined) alone('a val loader with evalEvery (the held-out data to evaluate on)');
+  if (o.evalBatches !== undefined && o.val === undefined) alone('a val loader with evalBatches (the held-out batches it reads)');
+  checkTrainerSettings(o);
   if (o.config !== undefined) {
     // The checkpoints carry it as JSON: a value JSON cannot hold would fail at the first checkpoint, mid-run.
     let json: string | undefined;
