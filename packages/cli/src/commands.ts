@@ -10,7 +10,7 @@ import { autocast, capture, dryrun, trainingStep } from '@deepwell/ir';
 import { GPT, GPT_PRESETS, Generator, type GPTConfig } from '@deepwell/nn';
 import {
   TokenLoader, Trainer, asFloat32, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors, resolveStart,
-  tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord, type TrainerDevice,
+  checkDevice, tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord, type TrainerDevice,
 } from '@deepwell/trainer';
 import { probe } from '@deepwell/probe';
 import { loadRunConfig, type RunConfig } from './config.js';
@@ -88,6 +88,8 @@ export function prepare(inputs: string[], o: { tokenizer?: string; out?: string;
 
 export function train(configPath: string, overrides: [string, string][], io: Io): void {
   const c = loadRunConfig(configPath, overrides);
+  // The Trainer's device check (a GPU that is here), before any data is read; the Trainer asks again.
+  if (c.device !== undefined) checkDevice(c.device, () => 'cpu');
   const data = dataOf(c.data);
   const model = modelConfig(c.model);
   const gpt = new GPT(model); // checks the config (GPT's own errors name the key)

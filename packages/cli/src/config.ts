@@ -17,8 +17,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { DeepwellError, editDistance, invalid } from '@deepwell/core';
+import { DeepwellError, editDistance, invalid, parseDevice } from '@deepwell/core';
 import type { GPTConfig, GPTPreset } from '@deepwell/nn';
+import { checkTrainerSettings, type TrainerSettings } from '@deepwell/trainer';
 
 export interface RunConfig {
   model: GPTConfig | GPTPreset;
@@ -45,24 +46,31 @@ export interface RunConfig {
   sample?: { prompt?: string; maxTokens?: number; temperature?: number; topK?: number; seed?: number };
 }
 
-/** A value's kind: 'int' an integer >= its minimum, 'number' a finite number >= its minimum. */
-type Kind = 'object' | 'int' | 'number' | 'string' | 'boolean' | 'model' | 'resume' | 'precision';
+/**
+ * A value's JSON kind: 'int' an integer, 'number' a finite number, each within [min, max] when
+ * given. The values the Trainer takes (steps, optimizer, schedule, …) are checked here for their
+ * kind only: their ranges are the Trainer's own check (checkTrainerSettings), which loadRunConfig
+ * runs on them, so a run config is refused exactly where a Trainer would be.
+ */
+type Kind = 'object' | 'int' | 'number' | 'string' | 'boolean' | 'model' | 'resume' | 'precision' | 'device';
 type Spec = { kind: Kind; min?: number; max?: number };
 /** Integers up to int32 unless said (a count of steps, a size): the Trainer and the loader take no more. */
-const int = (min: number, max = 2 ** 31 - 1): Spec => ({ kind: 'int', min, max });
+const int = (min?: number, max = min === undefined ? undefined : 2 ** 31 - 1): Spec => ({ kind: 'int', min, max });
 const num = (min?: number): Spec => ({ kind: 'number', min });
 const KEYS: Record<string, Spec> = {
   model: { kind: 'model' }, data: { kind: 'string' }, batchSize: int(1, 2 ** 20), seqLen: int(1, 2 ** 20), steps: int(1), optimizer: { kind: 'object' }, schedule: { kind: 'object' },
-  clipGradNorm: num(0), accumulate: int(1, 65536), evalEvery: int(1), evalBatches: int(1, 100_000), seed: int(0, 2 ** 32 - 1), device: { kind: 'string' },
+  clipGradNorm: num(), accumulate: int(), evalEvery: int(), evalBatches: int(), seed: int(), device: { kind: 'device' },
   precision: { kind: 'precision' }, checkpoint: { kind: 'object' }, resume: { kind: 'resume' }, extend: { kind: 'boolean' }, log: { kind: 'object' }, sample: { kind: 'object' },
 };
 const NESTED: Record<string, Record<string, Spec>> = {
-  optimizer: { lr: num(0), beta1: num(0), beta2: num(0), eps: num(0), weightDecay: num(0) },
-  schedule: { warmup: int(0), minLr: num(0) },
-  checkpoint: { dir: { kind: 'string' }, every: int(1), keep: int(1) },
-  log: { jsonl: { kind: 'string' }, every: int(1) },
+  optimizer: { lr: num(), beta1: num(), beta2: num(), eps: num(), weightDecay: num() },
+  schedule: { warmup: int(), minLr: num() },
+  checkpoint: { dir: { kind: 'string' }, every: int(), keep: int() },
+  log: { jsonl: { kind: 'string' }, every: int() },
   sample: { prompt: { kind: 'string' }, maxTokens: int(1, 65536), temperature: num(0), topK: int(1), seed: int(0, 2 ** 32 - 1) },
 };
+/** The run config's keys that are the Trainer's settings, checked by the Trainer's check. */
+const TRAINER_SETTINGS = ['steps', 'optimizer', 'schedule', 'clipGradNorm', 'accumulate', 'evalEvery', 'evalBatches', 'seed', 'precision', 'checkpoint', 'log'] as const;
 /** Other trainers' names for keys (nanoGPT's, Hugging Face's). */
 const ALIASES: Record<string, string> = {
   lr: 'optimizer.lr', learningRate: 'optimizer.lr', learning_rate: 'optimizer.lr', weightDecay: 'optimizer.weightDecay', weight_decay: 'optimizer.weightDecay',
@@ -108,6 +116,12 @@ function checkValue(source: string, name: string, spec: Spec, value: unknown): v
     if (!ok) bad(source, `expected ${kind === 'int' ? 'an integer' : 'a finite number'}${range} for '${name}' but received ${got}`);
   } else if (kind === 'precision') {
     if (!PRECISIONS.includes(value as string)) bad(source, `expected one of ${PRECISIONS.map((p) => `"${p}"`).join(', ')} for '${name}' but received ${got}`);
+  } else if (kind === 'device') {
+    try {
+      parseDevice(value); // the devices' one parser (the Trainer's and Tensor.from's)
+    } catch {
+      bad(source, `expected 'cpu' or 'cuda:N' for '${name}' but received ${got}`);
+    }
   } else if (kind === 'resume') {
     if (typeof value !== 'boolean' && value !== 'auto') bad(source, `expected true, false or "auto" for '${name}' but received ${got}`);
   } else if (kind === 'model') {
@@ -154,13 +168,20 @@ export function loadRunConfig(path: string, overrides: [string, string][] = []):
     const leaf = parts.at(-1)!;
     const spec = parts.length === 1 ? (has(KEYS, leaf) ? KEYS[leaf] : undefined) : has(NESTED, top) && has(NESTED[top]!, leaf) ? NESTED[top]![leaf] : undefined;
     const kind = spec?.kind;
-    at[leaf] = kind === 'string' || (kind === 'model' && !value.trim().startsWith('{')) ? value : parseValue(value);
+    at[leaf] = kind === 'string' || kind === 'device' || (kind === 'model' && !value.trim().startsWith('{')) ? value : parseValue(value);
   }
   for (const [key, value] of Object.entries(raw)) {
     if (!has(KEYS, key)) bad(path, `unknown key '${key}' (expected one of ${Object.keys(KEYS).join(', ')})${ALIASES[key] ? ` (did you mean ${ALIASES[key]}?)` : suggest(key, Object.keys(KEYS))}`);
     checkValue(path, key, KEYS[key]!, value);
   }
   for (const key of ['model', 'data', 'batchSize', 'seqLen', 'steps']) if (raw[key] === undefined) bad(path, `missing '${key}'`);
+  const settings = Object.fromEntries(TRAINER_SETTINGS.filter((k) => raw[k] !== undefined).map((k) => [k, raw[k]])) as unknown as TrainerSettings;
+  try {
+    checkTrainerSettings(settings);
+  } catch (e) {
+    if (!DeepwellError.is(e)) throw e;
+    throw new DeepwellError(e.code, `${path}: ${e.message}`, { cause: e, details: e.details });
+  }
   const c = raw as unknown as RunConfig;
   const base = dirname(resolve(path));
   const rel = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
