@@ -88,21 +88,39 @@ function checkBits(bits: unknown, what: string): void {
 /** float32 → bfloat16 bits, round to nearest even; NaN stays a (quiet) NaN. */
 export function f32ToBf16Bits(x: number): number {
   checkValue(x, 'f32ToBf16Bits');
+  return toBf16(x);
+}
+
+export function bf16BitsToF32(bits: number): number {
+  checkBits(bits, 'bf16BitsToF32');
+  return fromBf16(bits);
+}
+
+/** float32 → IEEE half bits, round to nearest even, overflow to infinity, subnormals kept. */
+export function f32ToF16Bits(x: number): number {
+  checkValue(x, 'f32ToF16Bits');
+  return toF16(x);
+}
+
+export function f16BitsToF32(bits: number): number {
+  checkBits(bits, 'f16BitsToF32');
+  return fromF16(bits);
+}
+
+// The bodies, unchecked: for loops over data already known to be numbers / 16-bit patterns.
+function toBf16(x: number): number {
   f32[0] = x;
   const b = u32[0]!;
   if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff;
   return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-export function bf16BitsToF32(bits: number): number {
-  checkBits(bits, 'bf16BitsToF32');
+function fromBf16(bits: number): number {
   u32[0] = (bits & 0xffff) << 16;
   return f32[0]!;
 }
 
-/** float32 → IEEE half bits, round to nearest even, overflow to infinity, subnormals kept. */
-export function f32ToF16Bits(x: number): number {
-  checkValue(x, 'f32ToF16Bits');
+function toF16(x: number): number {
   f32[0] = x;
   const b = u32[0]!;
   const sign = (b >>> 16) & 0x8000;
@@ -127,15 +145,24 @@ export function f32ToF16Bits(x: number): number {
   return sign | r;
 }
 
-export function f16BitsToF32(bits: number): number {
-  checkBits(bits, 'f16BitsToF32');
-  const sign = bits & 0x8000 ? -1 : 1;
+// Every half is exact in float32: normals and infinities are rebuilt as float32 bits (no Math.pow
+// per element), subnormals are man · 2^-24, NaN stays NaN.
+function fromF16(bits: number): number {
   const exp = (bits >>> 10) & 0x1f;
   const man = bits & 0x3ff;
-  if (exp === 0) return sign * man * 2 ** -24;
-  if (exp === 0x1f) return man ? NaN : sign * Infinity;
-  return sign * (1 + man / 1024) * 2 ** (exp - 15);
+  if (exp === 0) return (bits & 0x8000 ? -man : man) * 2 ** -24;
+  if (exp === 0x1f) return man ? NaN : bits & 0x8000 ? -Infinity : Infinity;
+  u32[0] = ((bits & 0x8000) << 16) | ((exp + 112) << 23) | (man << 13);
+  return f32[0]!;
 }
+
+/**
+ * The four 16-bit conversions WITHOUT their argument checks, for Deepwell's own per-element loops
+ * over typed arrays (whose elements are numbers, and 16-bit patterns in a Uint16Array, by
+ * construction). Not for users: a value of another type gives a wrong result, not an error; call
+ * f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits and f16BitsToF32, which check every argument.
+ */
+export const float16Unchecked = Object.freeze({ f32ToBf16Bits: toBf16, bf16BitsToF32: fromBf16, f32ToF16Bits: toF16, f16BitsToF32: fromF16 });
 
 // ---- FP4: two codes per byte, element 2i in the low nibble (as torch.float4_e2m1fn_x2) ------------
 export function packNibbles(codes: ArrayLike<number>): Uint8Array {

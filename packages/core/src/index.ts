@@ -12,6 +12,7 @@ export {
   f16BitsToF32,
   f32ToBf16Bits,
   f32ToF16Bits,
+  float16Unchecked,
   hostLength,
   packNibbles,
   unpackNibbles,

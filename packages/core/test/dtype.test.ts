@@ -10,6 +10,7 @@ import {
   f16BitsToF32,
   f32ToBf16Bits,
   f32ToF16Bits,
+  float16Unchecked,
   packNibbles,
   unpackNibbles,
 } from '../src/index.js';
@@ -102,6 +103,36 @@ describe('dtypes', () => {
     }
     expect(f32ToF16Bits(70000)).toBe(0x7c00);
     expect(f32ToF16Bits(-0)).toBe(0x8000);
+  });
+
+  it('float16Unchecked gives the checked conversions\' results (every 16-bit pattern, random floats)', () => {
+    // The half decoder as first written (sign · (1 + man/1024) · 2^(exp-15)): the faster one must match it.
+    const half = (b: number) => {
+      const sign = b & 0x8000 ? -1 : 1;
+      const exp = (b >>> 10) & 0x1f;
+      const man = b & 0x3ff;
+      if (exp === 0) return sign * man * 2 ** -24;
+      if (exp === 0x1f) return man ? NaN : sign * Infinity;
+      return sign * (1 + man / 1024) * 2 ** (exp - 15);
+    };
+    const u = float16Unchecked;
+    for (let b = 0; b < 65536; b++) {
+      expect(Object.is(f16BitsToF32(b), half(b))).toBe(true);
+      expect(Object.is(u.f16BitsToF32(b), half(b))).toBe(true);
+      expect(Object.is(u.bf16BitsToF32(b), bf16BitsToF32(b))).toBe(true);
+    }
+    const f = new Float32Array(1);
+    const w = new Uint32Array(f.buffer);
+    for (let i = 0; i < 20000; i++) {
+      w[0] = (Math.random() * 2 ** 32) >>> 0;
+      const x = f[0]!;
+      expect(u.f32ToBf16Bits(x)).toBe(f32ToBf16Bits(x));
+      expect(u.f32ToF16Bits(x)).toBe(f32ToF16Bits(x));
+    }
+    expect(Object.isFrozen(u)).toBe(true);
+    // The public functions still check every argument.
+    expect(code(() => f16BitsToF32(65536))).toBe('INVALID_ARGUMENT');
+    expect(code(() => f32ToF16Bits('1' as unknown as number))).toBe('INVALID_ARGUMENT');
   });
 
   it('packs FP4 codes with element 2i in the low nibble', () => {
