@@ -15,7 +15,7 @@
  * still selected (so dryrun and compile agree) and kernelSummary() and profile() list it as kernel
  * 'alias' with no calls and 0 ms.
  */
-import { CpuBuffer, DeepwellError, bf16BitsToF32, checkKeys, describe, editDistance, invalid, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
+import { CpuBuffer, DeepwellError, checkKeys, describe, editDistance, invalid, float16Unchecked, getBackend, type Backend, type DTypeName, type DeviceBuffer, type KernelCandidate } from '@deepwell/core';
 import * as kn from '@deepwell/kernels-native';
 import type { CudaCall, DevArg } from '@deepwell/kernels-native';
 import { Graph, byteSizeOf, checkGraph, type NodeDecl } from './graph.js';
@@ -26,6 +26,9 @@ import { checkPass, runPasses, type GraphPass } from './passes/index.js';
 import { storageBytesFor, type MemoryPlan } from './planner.js';
 import { planStep, selectKernels, type SelectedKernel } from './select.js';
 import { numel, shapeStr, type NumArray } from './types.js';
+
+// Per-element loops over typed arrays (numbers by construction): the conversions without their checks.
+const { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } = float16Unchecked;
 
 export interface CompileOptions {
   /** Where the step runs: 'cpu' (the reference backend, the default) or 'cuda:N'. */

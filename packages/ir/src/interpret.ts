@@ -4,7 +4,10 @@
  * engine of eager mode, and, with `precision: 'f64'`, what gradient checks run on. Outputs are
  * poisoned (NaN, or a sentinel integer) before each op, so an element an op forgets to write shows.
  */
-import { DeepwellError, bf16BitsToF32, checkFunction, checkKeys, checkOneOf, describe, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, invalid, type DTypeName } from '@deepwell/core';
+import { DeepwellError, checkFunction, checkKeys, checkOneOf, describe, float16Unchecked, invalid, type DTypeName } from '@deepwell/core';
+
+// Per-element loops over typed arrays (numbers by construction): the conversions without their checks.
+const { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } = float16Unchecked;
 import type { Graph, NodeDecl } from './graph.js';
 import { checkGraph, withNode } from './graph.js';
 import { getOp } from './op.js';

@@ -7,7 +7,10 @@
  * it. The fuse-amax pass (passes/fuse-amax.ts) sets the attribute where a consumer asks
  * (OpDef.takesAmax) and wires the new output to that consumer.
  */
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, invalid } from '@deepwell/core';
+import { float16Unchecked, invalid } from '@deepwell/core';
+
+// Per element of a typed array (numbers by construction): the conversions without their checks.
+const { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } = float16Unchecked;
 import type { AttrSpec } from '../op.js';
 import type { Attrs, NumArray, ValueType } from '../types.js';
 

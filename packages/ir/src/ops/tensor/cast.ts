@@ -15,7 +15,7 @@
  * kernel is in native/ops/tensor/; tested in packages/ir/test/tensor.test.ts, dtypes.test.ts,
  * cuda-tensor.test.ts.
  */
-import { DeepwellError, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
+import { DeepwellError, float16Unchecked } from '@deepwell/core';
 import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype } from '../../op.js';
 import { numel } from '../../types.js';
@@ -24,6 +24,9 @@ import { AMAX_ATTR, withAmax, writeAmax } from '../amax.js';
 
 export const CAST_DTYPES = ['f32', 'f16', 'bf16', 'i32'] as const;
 export type CastDType = (typeof CAST_DTYPES)[number];
+
+// Per element of a typed array (numbers by construction): the conversions without their checks.
+const { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } = float16Unchecked;
 
 const I32_MIN = -(2 ** 31);
 const I32_MAX = 2 ** 31 - 1;
