@@ -10,8 +10,8 @@
 // came back to where they were. Without a GPU (CI) every vector still goes through the reader.
 import { createRequire } from 'node:module';
 import { DeepwellError } from '@deepwell/core';
-import { ENTRY_POINTS, cudaStatus, fromNative, nativePath, tryLoadNative } from '@deepwell/kernels-native';
-import { show } from '../lib.mjs';
+import { ENTRY_POINTS, countHashMismatches, cudaStatus, fillHashHost, fromNative, nativePath, smokeHash, tryLoadNative } from '@deepwell/kernels-native';
+import { BAD_INTEGERS, WRONG_TYPES, show } from '../lib.mjs';
 
 const CODES = new Set(['INVALID_ARGUMENT', 'INVALID_DTYPE', 'SHAPE_MISMATCH', 'DOUBLE_FREE', 'OUT_OF_MEMORY', 'CUDA_UNAVAILABLE', 'CUDA_ERROR', 'LIBRARY_UNAVAILABLE']);
 const SKIP = new Set(['nop']); // nop takes nothing and is left raw on purpose (it measures a bare call)
@@ -179,6 +179,46 @@ export function cases(rng) {
   for (const entry of ENTRY_POINTS) {
     if (SKIP.has(entry.name)) continue;
     for (let i = 0; i < 12; i++) out.push(nativeCase(rng, entry, i));
+  }
+  out.push(...hashCases(rng));
+  return out;
+}
+
+// The smoke hash's host references (array forms, checked once): valid fills match smokeHash, a
+// damaged fill is counted exactly, and bad arrays and seeds are typed errors.
+function hashCases(rng) {
+  const out = [];
+  for (let i = 0; i < 10; i++) {
+    const n = rng.int(0, 5000);
+    const seed = rng.int(0, 2 ** 32 - 1);
+    const flips = [...new Set(Array.from({ length: rng.int(0, 4) }, () => rng.int(0, Math.max(0, n - 1))))].filter((k) => k < n);
+    const xor = rng.int(1, 2 ** 32 - 1);
+    out.push({
+      name: `kernels-native.fillHashHost/countHashMismatches: n ${n} seed ${seed} flips ${flips.length}`,
+      entry: ['kernels-native.fillHashHost', 'kernels-native.countHashMismatches'],
+      expect: 'ok',
+      run: () => {
+        const h = fillHashHost(new Uint32Array(n), seed);
+        const clean = countHashMismatches(h, seed);
+        for (const k of flips) h[k] = (h[k] ^ xor) >>> 0;
+        return { h, clean, damaged: countHashMismatches(h, seed) };
+      },
+      check: ({ h, clean, damaged }) => {
+        if (clean !== 0) return `a fresh fill has ${clean} mismatches`;
+        if (damaged !== flips.length) return `counted ${damaged} mismatches for ${flips.length} flipped elements`;
+        for (let k = 0; k < n; k += 97) if (!flips.includes(k) && h[k] !== smokeHash(seed, k)) return `element ${k} is not smokeHash`;
+        return undefined;
+      },
+    });
+  }
+  for (const bad of [...WRONG_TYPES, new Int32Array(4), new Float32Array(2), [1, 2]]) {
+    out.push({ name: `kernels-native.fillHashHost into ${show(bad)}`, entry: 'kernels-native.fillHashHost', expect: 'error', run: () => fillHashHost(bad, 1) });
+    out.push({ name: `kernels-native.countHashMismatches data ${show(bad)}`, entry: 'kernels-native.countHashMismatches', expect: 'error', run: () => countHashMismatches(bad, 1) });
+  }
+  for (const bad of [...BAD_INTEGERS.filter((v) => !(Number.isInteger(v) && v >= 0 && v < 2 ** 32)), 2 ** 32, '7', null, undefined]) {
+    const n = rng.int(0, 8);
+    out.push({ name: `kernels-native.fillHashHost seed ${show(bad)}`, entry: 'kernels-native.fillHashHost', expect: 'error', run: () => fillHashHost(new Uint32Array(n), bad) });
+    out.push({ name: `kernels-native.countHashMismatches seed ${show(bad)}`, entry: 'kernels-native.countHashMismatches', expect: 'error', run: () => countHashMismatches(new Uint32Array(3), bad) });
   }
   return out;
 }

@@ -25,4 +25,4 @@ export {
 export type { CudaMemoryStats, CudaStatus } from './cuda.js';
 export { findLibrary, findVendorLibraries, libraryCandidates, nvmlStats, sitePackages } from './vendor.js';
 export type { VendorLibrary, VendorLibraryReport } from './vendor.js';
-export { addU32, fillHash, smokeHash } from './smoke.js';
+export { addU32, countHashMismatches, fillHash, fillHashHost, smokeHash } from './smoke.js';

@@ -10,6 +10,28 @@ import { loadNative } from './loader.js';
 /** JS reference of native/runtime/smoke.cu's mix(): must stay the same function. */
 export function smokeHash(seed: number, i: number): number {
   if (!Number.isInteger(seed) || !Number.isInteger(i)) invalid('integers', 'smokeHash seed and index', [seed, i]);
+  return mix(seed, i);
+}
+
+/** smokeHash for all of `into` on the host: into[i] = smokeHash(seed, i). Checks once, not per element. */
+export function fillHashHost(into: Uint32Array, seed: number): Uint32Array {
+  if (!(into instanceof Uint32Array)) invalid('a Uint32Array', 'fillHashHost into', into);
+  checkInteger(seed, 'fillHashHost seed', 0, 2 ** 32 - 1);
+  for (let i = 0; i < into.length; i++) into[i] = mix(seed, i);
+  return into;
+}
+
+/** How many elements of `data` differ from smokeHash(seed, i): a fill's check, without a per-element check. */
+export function countHashMismatches(data: Uint32Array, seed: number): number {
+  if (!(data instanceof Uint32Array)) invalid('a Uint32Array', 'countHashMismatches data', data);
+  checkInteger(seed, 'countHashMismatches seed', 0, 2 ** 32 - 1);
+  let bad = 0;
+  for (let i = 0; i < data.length; i++) if (data[i] !== mix(seed, i)) bad++;
+  return bad;
+}
+
+// The hash itself, unchecked: integers by construction in the loops above.
+function mix(seed: number, i: number): number {
   let x = (seed ^ Math.imul(i, 0x9e3779b9)) >>> 0;
   x = (x ^ (x >>> 16)) >>> 0;
   x = Math.imul(x, 0x7feb352d) >>> 0;
