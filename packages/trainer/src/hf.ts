@@ -23,7 +23,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DeepwellError, bf16BitsToF32, checkInteger, checkKeys, describe, f16BitsToF32, invalid } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, describe, float16Unchecked, invalid } from '@deepwell/core';
 import type { GPTConfig } from '@deepwell/nn';
 import { asFloat32, checkPath, firstNonFinite, readSafetensors, writeSafetensors, type SafeTensor } from './safetensors.js';
 
@@ -189,7 +189,8 @@ function floats(name: string, t: SafeTensor): Float32Array {
   if (t.dtype === 'F32') return asFloat32(name, t);
   if (t.dtype === 'F16' || t.dtype === 'BF16') {
     const bits = new Uint16Array(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice().buffer);
-    const f = t.dtype === 'F16' ? f16BitsToF32 : bf16BitsToF32;
+    // Per element of a Uint16Array (16-bit patterns by construction): the conversions without their checks.
+    const f = t.dtype === 'F16' ? float16Unchecked.f16BitsToF32 : float16Unchecked.bf16BitsToF32;
     return Float32Array.from(bits, (b) => f(b));
   }
   throw new DeepwellError('INVALID_DTYPE', `Expected F32, F16 or BF16 for Hugging Face tensor '${name}' but received ${t.dtype}`);
