@@ -36,6 +36,11 @@ function firstRecord(path: string): Record<string, unknown> | null | undefined {
   }
 }
 
+// Set by the classes' static blocks: JsonlLog#write and Progress#step without their argument checks,
+// for the Trainer's loop (see writeRecord, progressStep below).
+let appendRecord: (log: JsonlLog, record: Record<string, unknown>) => void;
+let showStep: (p: Progress, s: StepLine) => void;
+
 export class JsonlLog {
   /**
    * `owner`: the run that writes (its id) and whether it resumes. Without it the file is appended
@@ -68,6 +73,14 @@ export class JsonlLog {
   /** Append one record (a JSON object) as a line. */
   write(record: Record<string, unknown>): void {
     if (typeof record !== 'object' || record === null || Array.isArray(record)) invalid('a record (a JSON object)', 'JsonlLog write', record);
+    this.#append(record);
+  }
+
+  static {
+    appendRecord = (log, record) => log.#append(record);
+  }
+
+  #append(record: Record<string, unknown>): void {
     let line: string;
     try {
       line = JSON.stringify(record);
@@ -121,18 +134,15 @@ export class Progress {
   }
 
   step(s: StepLine): void {
-    if (typeof s !== 'object' || s === null) invalid('a step line { step, total, loss, lr, tokensPerSecond, mfu, elapsed }', 'Progress step', s);
-    checkKeys(s, ['step', 'total', 'done', 'loss', 'lr', 'tokensPerSecond', 'mfu', 'elapsed'], 'Progress step', { noun: 'key' });
-    checkInteger(s.total, 'Progress step total', 1);
-    checkInteger(s.step, 'Progress step step', 0, s.total);
-    if (s.done !== undefined) checkInteger(s.done, 'Progress step done', 0, s.step);
-    // The loss and the rate as they are (a diverged step's NaN is shown as NaN); times and counts finite.
-    for (const k of ['loss', 'lr'] as const) if (typeof s[k] !== 'number') invalid('a number', `Progress step ${k}`, s[k]);
-    // Rates of a step timed at 0 ms may be Infinity: shown, not refused.
-    const rate = (v: unknown, what: string) => (typeof v !== 'number' || !(v >= 0)) && invalid('a number >= 0', `Progress step ${what}`, v);
-    rate(s.tokensPerSecond, 'tokensPerSecond');
-    if (s.mfu !== null) rate(s.mfu, 'mfu');
-    checkNumber(s.elapsed, 'Progress step elapsed', { min: 0 });
+    checkStepLine(s);
+    this.#show(s);
+  }
+
+  static {
+    showStep = (p, s) => p.#show(s);
+  }
+
+  #show(s: StepLine): void {
     const done = s.done ?? s.step;
     const eta = done > 0 ? (s.elapsed / done) * (s.total - s.step) : NaN;
     const stats = `loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  ${Math.round(s.tokensPerSecond).toLocaleString('en')} tok/s${s.mfu !== null ? `  MFU ${(100 * s.mfu).toFixed(1)}%` : ''}`;
@@ -152,6 +162,31 @@ export class Progress {
     if (typeof text !== 'string') invalid('a string', 'Progress line', text);
     this.stream.write(`${this.tty ? '\r\x1b[K' : ''}${text}\n`);
   }
+}
+
+/** For the Trainer's loop (internal, not exported from the package): JsonlLog#write without its argument check (its records are objects by construction). */
+export function writeRecord(log: JsonlLog, record: Record<string, unknown>): void {
+  appendRecord(log, record);
+}
+
+/** For the Trainer's loop (internal): Progress#step without its argument checks (its step lines are well formed by construction). */
+export function progressStep(p: Progress, s: StepLine): void {
+  showStep(p, s);
+}
+
+function checkStepLine(s: StepLine): void {
+  if (typeof s !== 'object' || s === null) invalid('a step line { step, total, loss, lr, tokensPerSecond, mfu, elapsed }', 'Progress step', s);
+  checkKeys(s, ['step', 'total', 'done', 'loss', 'lr', 'tokensPerSecond', 'mfu', 'elapsed'], 'Progress step', { noun: 'key' });
+  checkInteger(s.total, 'Progress step total', 1);
+  checkInteger(s.step, 'Progress step step', 0, s.total);
+  if (s.done !== undefined) checkInteger(s.done, 'Progress step done', 0, s.step);
+  // The loss and the rate as they are (a diverged step's NaN is shown as NaN); times and counts finite.
+  for (const k of ['loss', 'lr'] as const) if (typeof s[k] !== 'number') invalid('a number', `Progress step ${k}`, s[k]);
+  // Rates of a step timed at 0 ms may be Infinity: shown, not refused.
+  const rate = (v: unknown, what: string) => (typeof v !== 'number' || !(v >= 0)) && invalid('a number >= 0', `Progress step ${what}`, v);
+  rate(s.tokensPerSecond, 'tokensPerSecond');
+  if (s.mfu !== null) rate(s.mfu, 'mfu');
+  checkNumber(s.elapsed, 'Progress step elapsed', { min: 0 });
 }
 
 /**

@@ -31,13 +31,30 @@ export function warmupCosine(options: WarmupCosineOptions): Schedule {
   const total = checkInteger(options.total, 'warmupCosine total steps', 1, MAX_STEPS);
   const warmup = options.warmup === undefined ? 0 : checkInteger(options.warmup, 'warmupCosine warmup steps', 0, total);
   const minLr = options.minLr === undefined ? lr / 10 : checkNumber(options.minLr, 'warmupCosine minLr', { min: 0, max: lr });
-  return (step) => {
-    checkInteger(step, 'the schedule step (1-based)', 1);
+  const at: Schedule = (step) => {
     if (step <= warmup) return (lr * step) / warmup;
     if (step >= total) return minLr;
     const progress = (step - warmup) / (total - warmup);
     return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * progress));
   };
+  const schedule: Schedule = (step) => {
+    checkInteger(step, 'the schedule step (1-based)', 1);
+    return at(step);
+  };
+  UNCHECKED.set(schedule, at);
+  return schedule;
+}
+
+/** Each warmupCosine schedule's body without its per-call step check. */
+const UNCHECKED = new WeakMap<Schedule, Schedule>();
+
+/**
+ * For the Trainer's loop (internal, not exported from the package): a warmupCosine schedule without
+ * its per-call step check (the loop's steps are integers >= 1 by construction); any other schedule
+ * as it is. scheduledLr still checks what it returns.
+ */
+export function uncheckedSchedule(schedule: Schedule): Schedule {
+  return UNCHECKED.get(schedule) ?? schedule;
 }
 
 /** The same learning rate at every step: a finite number >= 0. */

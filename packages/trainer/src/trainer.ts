@@ -58,11 +58,11 @@ import { GPT, Generator as TextGenerator } from '@deepwell/nn';
 import { FallbackController, PrecisionPolicy, type FallbackEvent } from '@deepwell/precision';
 import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState } from './loader.js';
-import { JsonlLog, LossHistory, Progress } from './metrics.js';
+import { JsonlLog, LossHistory, Progress, progressStep, writeRecord } from './metrics.js';
 import type { Engine } from './engine.js';
 import { checkDevice, checkFitOptions, checkTrainerOptions, type FitAsyncOptions, type FitOptions, type FitResult, type FromEngineOptions, type StepEvent, type TrainerDevice, type TrainerEvents, type TrainerOptions } from './options.js';
 import { lossCurveSvg } from './plot.js';
-import { asScheduleRecord, describeSchedule, scheduleDifferences, scheduledLr, scheduleOf, warmupCosine, type Schedule, type ScheduleRecord } from './schedule.js';
+import { asScheduleRecord, describeSchedule, scheduleDifferences, scheduledLr, scheduleOf, uncheckedSchedule, warmupCosine, type Schedule, type ScheduleRecord } from './schedule.js';
 
 export type { FitAsyncOptions, FitOptions, FitResult, FromEngineOptions, StepEvent, TrainerDevice, TrainerEvents, TrainerOptions } from './options.js';
 
@@ -405,9 +405,12 @@ export class Trainer {
       const t0 = performance.now();
       let tokensDone = 0;
       let stepsHere = 0; // steps run by this process (the ETA's count; a resumed run's start late)
+      // Per step, the schedule, the log and the progress line without their argument checks (the
+      // loop's steps, records and lines are well formed by construction); scheduledLr still checks the rate.
+      const lrAt = uncheckedSchedule(schedule);
       for (let s = start; s <= o.steps; s++) {
         const batch = this.#batch();
-        const lr = scheduledLr(schedule, s);
+        const lr = scheduledLr(lrAt, s);
         const ts = performance.now();
         const inputs = { ...batch, lr: Float32Array.of(lr), step: Float32Array.of(s) };
         let out;
@@ -462,8 +465,8 @@ export class Trainer {
         const device = this.device === 'cpu' ? {} : { hostMs: (exe as { lastHostMs?: number }).lastHostMs, hostSplit: (exe as { lastHostSplit?: HostSplit }).lastHostSplit, inUseBytes: getBackend(this.device).memoryStats().inUse };
         const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes, ...device };
         losses.push(s, loss);
-        log?.write({ event: 'step', ...ev });
-        progress?.step({ step: s, total: o.steps, done: stepsHere, loss, lr, tokensPerSecond, mfu, elapsed });
+        if (log) writeRecord(log, { event: 'step', ...ev });
+        if (progress) progressStep(progress, { step: s, total: o.steps, done: stepsHere, loss, lr, tokensPerSecond, mfu, elapsed });
         this.#emit('step', ev);
 
         if (o.val && o.evalEvery && (s % o.evalEvery === 0 || s === o.steps)) {

@@ -94,6 +94,18 @@ describe('Trainer with a precision policy and auto-fallback', () => {
     expect(log.filter((l) => l.event === 'step').length).toBe(24 + 2); // steps 9 and 10 ran twice (the bad 11 is the 'fallback' line)
   }, 120_000);
 
+  it('with the progress display on (the default), a rollback goes on: the steps run here may outnumber the step reached', () => {
+    // After a rollback from step 11 to 8, step 9 is this process's 11th step: the display's ETA
+    // counts steps run, and the run must not stop on a progress line.
+    const opts = options({ steps: 16, policy: policy({ numerics: true }), fallback: { window: 5, snapshotEvery: 4 }, log: { progress: true, every: 1000 } });
+    const { t, fallbacks } = faulty(opts, 10);
+    const r = t.fit();
+    expect(fallbacks).toHaveLength(1);
+    expect(fallbacks[0]).toMatchObject({ step: 11, restoredTo: 8, source: 'snapshot' });
+    expect(r.losses.map((l) => l.step)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(r.losses.every((l) => Number.isFinite(l.loss))).toBe(true);
+  });
+
   it('without numerics: every quantized layer down one level, back to the last checkpoint; a resumed run keeps the demotions', () => {
     const dir = fresh();
     const opts = (over: Partial<TrainerOptions> = {}) => options({ policy: policy({ recipe: 'nvfp4' }), checkpoint: { dir, every: 5 }, ...over });
