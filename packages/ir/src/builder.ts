@@ -12,6 +12,9 @@ import { checkInitSpec } from './init.js';
 import { checkAttrs, getOp } from './op.js';
 import type { AttrValue, ValueType } from './types.js';
 
+/** Every Sym this copy of the package made: an object given Sym's prototype (no builder) is not one. */
+const SYMS = new WeakSet<object>();
+
 export class Sym {
   constructor(
     readonly builder: GraphBuilder,
@@ -19,6 +22,7 @@ export class Sym {
   ) {
     if (!(builder instanceof GraphBuilder)) invalid('a GraphBuilder', 'the builder of a Sym', builder);
     builder.graph.value(id);
+    SYMS.add(this);
   }
   get type(): ValueType {
     return this.builder.graph.values[this.id]!.type;
@@ -38,12 +42,25 @@ export class Sym {
 }
 
 /**
+ * Whether `x` is a symbolic tensor: a Sym made by a GraphBuilder (the one test every package
+ * uses; `instanceof Sym` would pass an object given Sym's prototype, without a builder or id).
+ */
+export function isSym(x: unknown): x is Sym {
+  return typeof x === 'object' && x !== null && SYMS.has(x);
+}
+
+/** `x` as a Sym, or a typed error naming `what`. */
+export function checkSym(x: unknown, what: string): Sym {
+  if (!isSym(x)) invalid('a symbolic tensor (a Sym, inside capture() or eager())', what, x);
+  return x;
+}
+
+/**
  * The builder of `x`, a Sym: how the ops' Sym helpers (`gelu(x)`) find the graph to add to, with a
  * typed error naming the helper when `x` is not a Sym (the builder then checks every other input).
  */
 export function builderOf(x: unknown, what: string): GraphBuilder {
-  if (!(x instanceof Sym)) invalid('a symbolic tensor (a Sym, inside capture() or a GraphBuilder)', what, x);
-  return x.builder;
+  return checkSym(x, what).builder;
 }
 
 /** The builder of `xs[0]`, `xs` a non-empty array of Syms (the variadic helpers: concat, sum_squares). */
@@ -158,7 +175,7 @@ export class GraphBuilder {
     try {
       if (!Array.isArray(inputs)) invalid('an array of symbolic tensors', 'inputs', inputs);
       for (const s of inputs) {
-        if (!(s instanceof Sym) || s.builder !== this) throw new DeepwellError('INVALID_ARGUMENT', 'Expected symbolic tensors of this graph for inputs');
+        if (!isSym(s) || s.builder !== this) throw new DeepwellError('INVALID_ARGUMENT', 'Expected symbolic tensors of this graph for inputs');
       }
       const variadic = def.inputs.length === 1 && def.inputs[0]!.startsWith('...');
       const required = def.inputs.filter((name) => !name.endsWith('?')).length;
@@ -198,7 +215,7 @@ export class GraphBuilder {
   /** Checks an output's or update's name and that `s` is a value of this graph. */
   #own(name: unknown, s: unknown, what: string): void {
     if (typeof name !== 'string' || name === '') invalid('a non-empty string', `${what} name`, name);
-    if (!(s instanceof Sym) || s.builder.graph !== this.graph) invalid('a symbolic tensor of this graph', `${what} '${name}'`, s);
+    if (!isSym(s) || s.builder.graph !== this.graph) invalid('a symbolic tensor of this graph', `${what} '${name}'`, s);
   }
 
   /** A Sym for an existing value of this graph (for passes that extend a graph). */

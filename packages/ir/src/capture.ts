@@ -7,7 +7,7 @@
  * with a callback after every node.
  */
 import { DeepwellError, checkFunction, checkKeys, checkShape, describe, invalid, type DTypeName } from '@deepwell/core';
-import { GraphBuilder, Sym } from './builder.js';
+import { GraphBuilder, Sym, isSym } from './builder.js';
 import type { Graph, NodeDecl } from './graph.js';
 import { checkSeed, initialValues } from './init.js';
 import { interpret } from './interpret.js';
@@ -50,18 +50,19 @@ export function capture(model: Capturable, inputSpec: Record<string, InputSpec>)
   } finally {
     stack.pop();
   }
-  const own = (s: unknown) => s instanceof Sym && s.builder === b;
+  const own = (s: unknown) => isSym(s) && s.builder === b;
   if (out !== null && typeof (out as { then?: unknown })?.then === 'function') {
     // The trace is over when forward() returns: ops an async forward makes after that belong to no capture.
     invalid('a Sym or a record of Syms returned synchronously (forward cannot be async)', 'the result of forward() in capture', 'a Promise');
   }
-  if (out instanceof Sym) {
-    if (!own(out)) invalid('a Sym made in this capture', 'the output of forward() (a Sym of an earlier capture or another graph?)', out.toString());
-    b.output('out', out);
+  if (isSym(out) || out instanceof Sym) {
+    // An object given Sym's prototype is no Sym (isSym): refused here, not read as a record of outputs.
+    if (!own(out)) invalid('a Sym made in this capture', 'the output of forward() (a Sym of an earlier capture or another graph?)', isSym(out) ? out.toString() : out);
+    b.output('out', out as Sym);
   } else {
     if (!isRecord(out)) invalid('a Sym or a record of Syms', 'the result of forward() in capture', out);
     for (const [k, v] of Object.entries(out)) {
-      if (!own(v)) invalid('a Sym made in this capture', `output '${k}' of forward() (a Sym of an earlier capture or another graph?)`, v instanceof Sym ? v.toString() : v);
+      if (!own(v)) invalid('a Sym made in this capture', `output '${k}' of forward() (a Sym of an earlier capture or another graph?)`, isSym(v) ? v.toString() : v);
       b.output(k, v as Sym);
     }
   }
