@@ -1,7 +1,7 @@
 export * from './ops/index.js';
 export { Graph, byteSizeOf } from './graph.js';
 export type { GraphJSON, InitSpec, NodeDecl, Phase, ValueDecl, ValueKind } from './graph.js';
-export { GraphBuilder, Sym } from './builder.js';
+export { GraphBuilder, Sym, checkSym, isSym } from './builder.js';
 export { axisOf, bytesMoved, checkAttrs, defineGradient, defineOp, differentiableOps, getOp, gradientRule, inplacePairs, listOps, shapeError } from './op.js';
 export type { AttrKind, AttrSpec, GradContext, GradRule, IndexInput, KernelCall, KernelParams, OpDef, RefContext, ScalarInput } from './op.js';
 export { interpret } from './interpret.js';
@@ -18,7 +18,7 @@ export type { HostSplit } from './compile.js';
 export type { CompileOptions, KernelSummaryRow, NodeProfile, StepProfile } from './compile.js';
 export { dryrun, formatDryrun } from './dryrun.js';
 export type { DryrunOptions, DryrunReport } from './dryrun.js';
-export { initialValues, rng } from './init.js';
+export { INIT_DISTS, checkInitSpec, initialValues, rng } from './init.js';
 export { planMemory, ARENA_ALIGN } from './planner.js';
 export type { MemoryPlan, Placement, PlanOptions } from './planner.js';
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, runPasses, sortNodes } from './passes/index.js';
