@@ -9,7 +9,7 @@
  * has 141 GB, and data parallelism keeps a whole copy on each).
  */
 import { DeepwellError, checkNumber, describe } from '@deepwell/core';
-import { Sym } from '@deepwell/ir';
+import { checkSym as irCheckSym, type Sym } from '@deepwell/ir';
 
 /** Largest size of any one dimension: a vocabulary, a context, a width, a hidden size (2^24). */
 export const MAX_SIZE = 2 ** 24;
@@ -54,8 +54,5 @@ export function optionsObject<T extends object>(value: T | undefined, what: stri
   return value;
 }
 
-/** A symbolic tensor of the graph being captured (a module's forward takes nothing else). */
-export function checkSym(value: unknown, what: string): Sym {
-  if (!(value instanceof Sym)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a symbolic tensor (a Sym, inside capture() or eager()) for ${what} but received ${describe(value)}`);
-  return value;
-}
+/** A symbolic tensor of the graph being captured (a module's forward takes nothing else): ir's one Sym check. */
+export const checkSym: (value: unknown, what: string) => Sym = irCheckSym;

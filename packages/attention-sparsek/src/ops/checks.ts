@@ -10,7 +10,7 @@
  *     (attention_math.ts, sparsek_math.ts) index, so that they never read past an array.
  */
 import { DeepwellError, checkKeys, describe } from '@deepwell/core';
-import { Sym, type NumArray, type ValueType } from '@deepwell/ir';
+import { isSym, type NumArray, type ValueType } from '@deepwell/ir';
 import type { AttentionSizes, RowStrides } from './attention_math.js';
 
 /** The caller's name a shape rule puts in its errors: a string. */
@@ -44,7 +44,7 @@ export function checkAttrsObject(fn: string, attrs: unknown, known?: readonly st
 /** Each named argument a Sym (of one graph: the builder checks that when it makes the node). */
 export function checkSyms(fn: string, syms: Readonly<Record<string, unknown>>): void {
   for (const [name, s] of Object.entries(syms)) {
-    if (!(s instanceof Sym)) throw new DeepwellError('INVALID_ARGUMENT', `${fn}: Expected a symbolic tensor (a Sym, inside capture()) for '${name}' but received ${describe(s)}`);
+    if (!isSym(s)) throw new DeepwellError('INVALID_ARGUMENT', `${fn}: Expected a symbolic tensor (a Sym, inside capture()) for '${name}' but received ${describe(s)}`);
   }
 }
 
