@@ -4,12 +4,10 @@
  * inside capture() or eager(). Parameter names are module paths ("blocks.3.mlp.fc.weight"), given
  * when the tree is captured; a parameter used twice (tied embeddings) is one graph value.
  */
-import { DTYPE_NAMES, DeepwellError, checkKeys, checkNumber, checkOneOf, checkShape, describe, type DTypeName } from '@deepwell/core';
-import { currentBuilder, type GraphBuilder, type InitSpec, type Sym } from '@deepwell/ir';
+import { DTYPE_NAMES, DeepwellError, checkOneOf, checkShape, describe, type DTypeName } from '@deepwell/core';
+import { checkInitSpec, currentBuilder, type GraphBuilder, type InitSpec, type Sym } from '@deepwell/ir';
 import { checkParameterCount } from './limits.js';
 
-const INIT_KEYS = ['dist', 'scale', 'columns', 'base'];
-const DISTS = ['normal', 'zeros', 'ones', 'uniform', 'sinusoidal'] as const;
 
 /** A parameter or child name: a non-empty string. */
 function checkName(name: unknown, owner: string): string {
@@ -17,15 +15,9 @@ function checkName(name: unknown, owner: string): string {
   return name;
 }
 
-/** An initialisation spec checked: a known dist, finite numbers, no unknown keys. */
+/** An initialisation spec checked by ir's checkInitSpec (the one check, the builder's too), copied so a later change to the caller's object changes nothing. */
 function checkInit(init: unknown, what: string): InitSpec {
-  checkKeys(init, INIT_KEYS, what, { noun: 'key' });
-  const o = init as Record<string, unknown>;
-  const out: InitSpec = { dist: checkOneOf(o.dist, DISTS, `dist of ${what}`) };
-  if (o.scale !== undefined) out.scale = checkNumber(o.scale, `scale of ${what}`);
-  if (o.columns !== undefined) out.columns = checkNumber(o.columns, `columns of ${what}`, { min: 1 });
-  if (o.base !== undefined) out.base = checkNumber(o.base, `base of ${what}`, { above: 1 });
-  return out;
+  return { ...checkInitSpec(init, what) };
 }
 
 export interface ParamSpec {
