@@ -160,6 +160,32 @@ function checkOptions(o: OptimizeOptions): void {
   }
 }
 
+/**
+ * For Trainer.fromEngine (internal, not exported from the package): the step the engine compiled,
+ * with what its compile decided, handed over once so that the Trainer need not compile it again.
+ */
+export interface CompiledStep {
+  exe: Executable;
+  /** The graph compiled (the Trainer's own must equal it for the hand-over to hold). */
+  step: Graph;
+  seed: number;
+  device: string;
+  /** The policy's state after that compile (a Trainer's copy of the policy takes it). */
+  lastPlan: LayerDecision[] | null;
+  lastNumerics: PrecisionPolicy['lastNumerics'];
+}
+
+let handOver: (engine: Engine) => CompiledStep | null;
+
+/**
+ * The engine's compiled step when nothing has run it or seen it yet (it is then exactly what a new
+ * compile of the same graph, seed and policy gives), detached from the engine (which compiles again
+ * on demand, as after release()); otherwise null, and the engine's executable is released.
+ */
+export function takeCompiledStep(engine: Engine): CompiledStep | null {
+  return handOver(engine);
+}
+
 export class Engine {
   readonly model: Capturable;
   readonly device: TrainerDevice;
@@ -177,7 +203,21 @@ export class Engine {
   readonly #fallbacks: FallbackEvent[] = [];
   #plan: LayerDecision[] = [];
   #exe: Executable | null;
+  /** Whether `executable` handed the executable out (it may have run: no longer a fresh compile). */
+  #handedOut = false;
   #disposed = false;
+
+  static {
+    handOver = (e) => {
+      const exe = e.#exe;
+      if (!exe || e.#handedOut || e.#disposed) {
+        e.release();
+        return null;
+      }
+      e.#exe = null;
+      return { exe, step: e.step, seed: e.seed, device: e.device, lastPlan: e.#policy?.lastPlan ? [...e.#policy.lastPlan] : null, lastNumerics: [...(e.#policy?.lastNumerics ?? [])] };
+    };
+  }
 
   constructor(model: Capturable, options: OptimizeOptions) {
     checkOptions(options);
@@ -210,10 +250,11 @@ export class Engine {
   get executable(): Executable {
     if (this.#disposed) throw new DeepwellError('INVALID_ARGUMENT', 'Expected a live engine but this one was disposed (engine.dispose())');
     this.#exe ??= compile(this.step, { device: this.device, seed: this.seed, precision: this.#policy?.clone() });
+    this.#handedOut = true;
     return this.#exe;
   }
 
-  /** Frees the executable's device memory (Trainer.fromEngine does, before compiling its own step); the engine stays usable. */
+  /** Frees the executable's device memory; the engine stays usable (it compiles again on demand). */
   release(): void {
     this.#exe?.dispose();
     this.#exe = null;

@@ -59,7 +59,7 @@ import { FallbackController, PrecisionPolicy, type FallbackEvent } from '@deepwe
 import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState } from './loader.js';
 import { JsonlLog, LossHistory, Progress, progressStep, writeRecord } from './metrics.js';
-import type { Engine } from './engine.js';
+import { takeCompiledStep, type CompiledStep, type Engine } from './engine.js';
 import { checkDevice, checkFitOptions, checkTrainerOptions, type FitAsyncOptions, type FitOptions, type FitResult, type FromEngineOptions, type StepEvent, type TrainerDevice, type TrainerEvents, type TrainerOptions } from './options.js';
 import { lossCurveSvg } from './plot.js';
 import { asScheduleRecord, describeSchedule, scheduleDifferences, scheduledLr, scheduleOf, uncheckedSchedule, warmupCosine, type Schedule, type ScheduleRecord } from './schedule.js';
@@ -85,6 +85,11 @@ function freeBytes(device: string): number | null {
 }
 
 type Listener<K extends keyof TrainerEvents> = (e: TrainerEvents[K]) => void;
+
+/** Trainer.fromEngine's offer of the engine's compiled step, to the Trainer it is constructing. */
+let offeredStep: CompiledStep | null = null;
+
+const sameGraph = (a: Graph, b: Graph) => a === b || JSON.stringify(a.toJSON()) === JSON.stringify(b.toJSON());
 
 const AUTO_SNAPSHOT_EVERY = 25;
 const SNAPSHOT_SHARE = 0.02;
@@ -125,6 +130,8 @@ export class Trainer {
   readonly #scheduleRecord: ScheduleRecord;
   /** Whether a fit has started training (a Trainer trains once). */
   #used = false;
+  /** The engine's compiled step (Trainer.fromEngine), when it is this Trainer's step exactly: the fit's first executable. */
+  #adopted: CompiledStep | null = null;
 
   constructor(options: TrainerOptions) {
     checkTrainerOptions(options);
@@ -155,8 +162,17 @@ export class Trainer {
       accumulate: options.accumulate,
     });
     this.report = dryrun(this.step, { device: this.device, precision: options.policy?.clone() });
-    // Refuse what cannot fit before anything is allocated (an eval executable adds the forward's share).
-    const free = freeBytes(this.device);
+    // Trainer.fromEngine's offer: kept when it is this step compiled as fit would (the same graph,
+    // device and seed; the engine's policy), else freed before the memory check.
+    const offered = offeredStep;
+    offeredStep = null;
+    if (offered) {
+      if (offered.device === this.device && offered.seed === (options.seed ?? 1) && sameGraph(offered.step, this.step)) this.#adopted = offered;
+      else offered.exe.dispose();
+    }
+    // Refuse what cannot fit before anything is allocated (an eval executable adds the forward's share);
+    // an adopted step is allocated already.
+    const free = this.#adopted ? null : freeBytes(this.device);
     if (free !== null && this.report.totalBytes > free) {
       const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
       throw new DeepwellError(
@@ -169,9 +185,12 @@ export class Trainer {
   /**
    * A Trainer with an Engine's settings (optimize() in engine.ts): its model, device, activations'
    * precision, precision policy (a copy), AdamW constants and clipping; `data` the loaders (their
-   * batch shape must be the engine's), the rest as TrainerOptions. The engine's own executable is
-   * released (the Trainer compiles its step when fit() starts); at the end of each fit the engine's
-   * precisionPolicy records the run's fallbacks and final per-layer plan.
+   * batch shape must be the engine's), the rest as TrainerOptions. The step the engine compiled is
+   * handed to the Trainer, which trains it instead of compiling the same step again, when nothing
+   * has run it (engine.executable was not asked for) and the Trainer's step is the same graph with
+   * the same seed; otherwise the engine's executable is released and fit() compiles its own. Either
+   * way the engine compiles again on demand. At the end of each fit the engine's precisionPolicy
+   * records the run's fallbacks and final per-layer plan.
    */
   static fromEngine(engine: Engine, options: FromEngineOptions): Trainer {
     if (!options || typeof options !== 'object' || !options.data?.train) throw new DeepwellError('INVALID_ARGUMENT', `Expected { data: { train, val? }, steps, … } for Trainer.fromEngine but received ${describe(options)}`);
@@ -186,8 +205,10 @@ export class Trainer {
         throw new DeepwellError('SHAPE_MISMATCH', `Expected data.${name}'s batch shape [${engine.batchSize}, ${engine.seqLen}] (the engine's) but received [${loader.batchSize}, ${loader.seqLen}]`);
       }
     }
-    engine.release();
-    const t = new Trainer({
+    offeredStep = takeCompiledStep(engine);
+    let t: Trainer;
+    try {
+      t = new Trainer({
       ...rest,
       model: engine.model,
       train: data.train,
@@ -198,7 +219,12 @@ export class Trainer {
       ...(engine.clipGradNorm !== undefined ? { clipGradNorm: engine.clipGradNorm } : {}),
       ...(engine.policyCopy() ? { policy: engine.policyCopy()! } : {}),
       seed: rest.seed ?? engine.seed,
-    });
+      });
+    } finally {
+      // Not taken (the constructor refused the options first): freed, as release() would have.
+      offeredStep?.exe.dispose();
+      offeredStep = null;
+    }
     t.on('end', (r) => engine.recordTraining(r.fallbacks, r.plan));
     return t;
   }
@@ -315,10 +341,17 @@ export class Trainer {
     const run = begin.run ?? randomUUID();
     const log = o.log?.jsonl ? new JsonlLog(o.log.jsonl, { run, resume: begin.from !== null }) : null;
     this.#used = true;
+    const adopted = this.#adopted;
+    this.#adopted = null;
     // Newer checkpoints that failed their check: said (a warning and the log), then replaced when the run reaches their step.
-    for (const k of begin.skipped) {
-      process.emitWarning(`checkpoint ${k.path} (step ${k.step}) fails its check, so the run resumes from ${begin.from}: ${k.reason}`, { type: 'DeepwellWarning', code: 'DEEPWELL_CHECKPOINT_DAMAGED' });
-      log?.write({ event: 'warning', kind: 'damaged checkpoint', step: k.step, path: k.path, reason: k.reason, resumedFrom: begin.from });
+    try {
+      for (const k of begin.skipped) {
+        process.emitWarning(`checkpoint ${k.path} (step ${k.step}) fails its check, so the run resumes from ${begin.from}: ${k.reason}`, { type: 'DeepwellWarning', code: 'DEEPWELL_CHECKPOINT_DAMAGED' });
+        log?.write({ event: 'warning', kind: 'damaged checkpoint', step: k.step, path: k.path, reason: k.reason, resumedFrom: begin.from });
+      }
+    } catch (e) {
+      adopted?.exe.dispose();
+      throw e;
     }
     const damaged = new Set(begin.skipped.map((k) => k.path));
 
@@ -329,7 +362,13 @@ export class Trainer {
     const controller = policy ? new FallbackController(policy, o.fallback || undefined) : null;
     const autoFallback = controller !== null && o.fallback !== false;
     const compileStep = () => compile(this.step, { device: this.device, seed, precision: policy });
-    let exe = compileStep();
+    // The engine's step (Trainer.fromEngine) is this compile's result already: trained as it is, its
+    // policy's plan and numerics outputs carried over to this run's copy of the policy.
+    let exe = adopted ? adopted.exe : compileStep();
+    if (adopted && policy) {
+      policy.lastPlan = adopted.lastPlan ? [...adopted.lastPlan] : null;
+      policy.lastNumerics = [...adopted.lastNumerics];
+    }
     let evalExe: Executable | null = null;
     /** The held-out set: the first evaluation's evalBatches batches of val, used by every evaluation. */
     let heldOut: { tokens: Int32Array; targets: Int32Array }[] | null = null;
