@@ -20,49 +20,9 @@
 import { DeepwellError, checkKeys, checkNumber, describe } from '@deepwell/core';
 import { autocast, capture, compile, rng, type Executable } from '@deepwell/ir';
 import { GPT, GPTDecode } from './gpt.js';
+import { checkPick, checkPrompt, checkSampleOptions, type SampleOptions } from './sample_options.js';
 
-/** Most tokens one generate() call adds (2^20): each costs a step of the model. */
-export const MAX_NEW_TOKENS = 2 ** 20;
-
-export interface SampleOptions {
-  /** Tokens to add, in [1, 2^20]. */
-  maxTokens: number;
-  /** Softmax temperature (default 1); 0 takes the most likely token (ties: the lowest id). */
-  temperature?: number;
-  /** Keep only the k most likely tokens (default: all). */
-  topK?: number;
-  /** Keep the most likely tokens whose probabilities sum to at least p, in (0, 1] (default 1). */
-  topP?: number;
-  /** Seed of the sampling generator, an integer in [0, 2^32) (default 0). */
-  seed?: number;
-  /** Stop after this token (it is included; an id in [0, vocab)), e.g. GPT-2's <|endoftext|> 50256. */
-  stop?: number;
-  /** Sample only ids below this: a padded vocabulary's real size (GPT-2's 50257 of 50304), as llm.c samples. */
-  vocab?: number;
-}
-
-const SAMPLE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'stop', 'vocab'];
-
-function checkSample(o: SampleOptions, V: number): Required<Omit<SampleOptions, 'stop'>> & { stop: number | null } {
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new DeepwellError('INVALID_ARGUMENT', `Expected sampling options { maxTokens, ... } but received ${describe(o)}`);
-  checkKeys(o, SAMPLE_KEYS, 'sampling');
-  const { maxTokens, temperature = 1, topK = Infinity, topP = 1, seed = 0, stop, vocab = V } = o;
-  if (!Number.isInteger(vocab) || vocab < 1 || vocab > V) throw new DeepwellError('INVALID_ARGUMENT', `Expected vocab in [1, ${V}] (the model's vocabSize) but received ${describe(vocab)}`);
-  if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_NEW_TOKENS) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for maxTokens (at most ${MAX_NEW_TOKENS}) but received ${describe(maxTokens)}`);
-  const picks = checkPick({ temperature, topK, topP }, '');
-  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [0, 2^32) for seed but received ${describe(seed)}`);
-  if (stop !== undefined && !(Number.isInteger(stop) && stop >= 0 && stop < vocab)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a token id in [0, ${vocab}) for stop but received ${describe(stop)}`);
-  return { maxTokens, ...picks, seed, stop: stop ?? null, vocab };
-}
-
-/** temperature (finite, >= 0), topK (an integer >= 1, or Infinity: all) and topP (in (0, 1]) checked. */
-function checkPick(o: { temperature: unknown; topK: unknown; topP: unknown }, of: string): { temperature: number; topK: number; topP: number } {
-  const { temperature, topK, topP } = o;
-  if (!(typeof temperature === 'number' && temperature >= 0 && Number.isFinite(temperature))) throw new DeepwellError('INVALID_ARGUMENT', `Expected a finite temperature >= 0${of} but received ${describe(temperature)}`);
-  if (topK !== Infinity && !(typeof topK === 'number' && Number.isInteger(topK) && topK >= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a positive integer for topK (or Infinity: every token)${of} but received ${describe(topK)}`);
-  if (!(typeof topP === 'number' && topP > 0 && topP <= 1)) throw new DeepwellError('INVALID_ARGUMENT', `Expected topP in (0, 1]${of} but received ${describe(topP)}`);
-  return { temperature, topK: topK as number, topP };
-}
+export { MAX_NEW_TOKENS, type SampleOptions } from './sample_options.js';
 
 /**
  * Checks a row of logits for sampleToken: a non-empty array of numbers, none NaN or +Infinity
@@ -91,7 +51,7 @@ export function sampleToken(logits: ArrayLike<number>, o: { temperature?: number
   checkLogits(logits, 'the logits of sampleToken');
   checkKeys(o, ['temperature', 'topK', 'topP'], 'sampleToken');
   const given = (x: unknown, fallback: number) => (x === undefined ? fallback : x);
-  const picks = checkPick({ temperature: given(o.temperature, 1), topK: given(o.topK, Infinity), topP: given(o.topP, 1) }, ' for sampleToken');
+  const picks = checkPick({ temperature: given(o.temperature, 1), topK: given(o.topK, Infinity), topP: given(o.topP, 1) }, (k) => `${k} of sampleToken`);
   checkNumber(u, 'u of sampleToken (a uniform draw)', { min: 0, below: 1 });
   return pickToken(logits, picks, u);
 }
@@ -251,17 +211,8 @@ export class Generator {
   /** The prompt's continuation: the new tokens only. */
   generate(prompt: ArrayLike<number>, options: SampleOptions): number[] {
     const { vocabSize: V, blockSize } = this.#model.config;
-    const o = checkSample(options, V);
-    const isArray = Array.isArray(prompt) || (ArrayBuffer.isView(prompt) && !(prompt instanceof DataView));
-    if (!isArray) throw new DeepwellError('INVALID_ARGUMENT', `Expected the prompt as an array of token ids (an Array or an Int32Array) but received ${describe(prompt)}`);
-    if (prompt.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected at least one prompt token but received none');
-    if (prompt.length > blockSize) throw new DeepwellError('INVALID_ARGUMENT', `Expected a prompt of at most the model's context (blockSize ${blockSize} tokens) but received ${prompt.length}`);
-    const ctx: number[] = [];
-    for (let i = 0; i < prompt.length; i++) {
-      const t = prompt[i];
-      if (!Number.isInteger(t) || (t as number) < 0 || (t as number) >= V) throw new DeepwellError('INVALID_ARGUMENT', `Expected prompt tokens in [0, ${V}) but received ${describe(t)} at position ${i}`);
-      ctx.push(t as number);
-    }
+    const o = checkSampleOptions(options, { vocabSize: V, blockSize });
+    const ctx = checkPrompt(prompt, { vocabSize: V, blockSize });
     const rand = rng(o.seed);
     const out: number[] = [];
     const pick = (all: Float32Array | Int32Array, at: number) => {

@@ -11,4 +11,6 @@ export type { DecodeOptions, GPTConfig, GPTPreset, ResolvedGPTConfig } from './g
 export { MarkovCorpus } from './data/markov.js';
 export type { MarkovOptions } from './data/markov.js';
 export { Generator, sampleToken } from './generate.js';
+export { MAX_NEW_TOKENS, checkPrompt, checkSampleOptions } from './sample_options.js';
+export type { CheckedSampleOptions, SampleCheckContext } from './sample_options.js';
 export type { GeneratorOptions, SampleOptions } from './generate.js';
