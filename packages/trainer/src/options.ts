@@ -9,7 +9,7 @@
 import { DeepwellError, checkKeys as coreCheckKeys, describe, parseDevice } from '@deepwell/core';
 import { type Capturable, type DryrunReport, type Executable, type HostSplit, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
 import { cudaStatus } from '@deepwell/kernels-native';
-import { GPT } from '@deepwell/nn';
+import { GPT, checkPrompt, checkSampleOptions } from '@deepwell/nn';
 import { PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
 import type { TokenLoader } from './loader.js';
 import type { Schedule } from './schedule.js';
@@ -318,20 +318,21 @@ function checkLoader(l: unknown, what: string): void {
   check(ok, 'a TokenLoader', what, l);
 }
 
-/** sample's options, checked as nn's Generator will check them, before any step runs (its first use is at the first evaluation). */
-function checkSampleOptions(o: TrainerOptions, vocabSize: number): void {
-  const s = o.sample!;
-  if (!Array.isArray(s.prompt) || s.prompt.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of token ids for sample.prompt but received ${describe(s.prompt)}`);
-  s.prompt.forEach((id, i) => check(Number.isInteger(id) && id >= 0 && id < vocabSize, `a token id in [0, ${vocabSize})`, `sample.prompt[${i}]`, id));
-  optional(s.maxTokens, () => positiveInt(s.maxTokens, 'sample.maxTokens', 65536));
-  optional(s.temperature, () => check(finite(s.temperature) && s.temperature >= 0, 'a finite number >= 0', 'sample.temperature', s.temperature));
-  optional(s.topK, () => positiveInt(s.topK, 'sample.topK', vocabSize));
-  optional(s.topP, () => check(finite(s.topP) && s.topP > 0 && s.topP <= 1, 'a number in (0, 1]', 'sample.topP', s.topP));
-  optional(s.seed, () => check(Number.isInteger(s.seed) && s.seed! >= 0 && s.seed! <= 2 ** 32 - 1, 'an integer in [0, 2^32)', 'sample.seed', s.seed));
-  optional(s.vocab, () => positiveInt(s.vocab, 'sample.vocab', vocabSize));
-  optional(s.stop, () => check(Number.isInteger(s.stop) && s.stop! >= 0 && s.stop! < vocabSize, `a token id in [0, ${vocabSize})`, 'sample.stop', s.stop));
-  optional(s.decode, () => check(typeof s.decode === 'function', 'a function of the ids', 'sample.decode', s.decode));
+/**
+ * sample's options, checked by nn's own check of generate's (checkPrompt, checkSampleOptions), before
+ * any step runs (their first use is at the first evaluation); maxTokens defaults to 32 and is at
+ * most 65536 here (each evaluation pays for it).
+ */
+function checkSample(s: TrainerSampleOptions, model: { vocabSize: number; blockSize: number }): void {
+  const at = { vocabSize: model.vocabSize, blockSize: model.blockSize, prefix: 'sample.', maxTokens: MAX_SAMPLE_TOKENS };
+  check(Array.isArray(s.prompt), 'a non-empty array of token ids', 'sample.prompt', s.prompt); // number[] here (generate takes typed arrays too)
+  checkPrompt(s.prompt, at);
+  const { prompt: _prompt, decode, ...sampling } = s;
+  checkSampleOptions({ ...sampling, maxTokens: s.maxTokens === undefined ? 32 : s.maxTokens }, at);
+  optional(decode, () => check(typeof decode === 'function', 'a function of the ids', 'sample.decode', decode));
 }
+/** The most tokens sample may add at each evaluation. */
+const MAX_SAMPLE_TOKENS = 65536;
 
 /** A PrecisionPolicy, from this copy of @deepwell/precision or another (ESM / CJS). */
 export function isPolicy(p: unknown): p is PrecisionPolicy {
@@ -458,7 +459,7 @@ export function checkTrainerOptions(options: TrainerOptions): void {
   if (o.sample !== undefined) {
     if (!(o.model instanceof GPT)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT model for sample (it generates with nn's Generator) but received ${describe(o.model)}`);
     if (!o.val || !o.evalEvery) throw new DeepwellError('INVALID_ARGUMENT', 'Expected val and evalEvery for sample (it samples at each evaluation) but received none');
-    checkSampleOptions(o, o.model.config.vocabSize);
+    checkSample(o.sample, o.model.config);
   }
 }
 
