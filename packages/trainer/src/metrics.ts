@@ -36,10 +36,10 @@ function firstRecord(path: string): Record<string, unknown> | null | undefined {
   }
 }
 
-// Set by the classes' static blocks: JsonlLog#write and Progress#step without their argument checks,
-// for the Trainer's loop (see writeRecord, progressStep below).
-let appendRecord: (log: JsonlLog, record: Record<string, unknown>) => void;
-let showStep: (p: Progress, s: StepLine) => void;
+// Set by the classes' static blocks: marks a log or a progress display as the Trainer's, whose
+// write and step then skip their argument checks (see trusted below).
+let trustLog: (log: JsonlLog) => void;
+let trustProgress: (p: Progress) => void;
 
 export class JsonlLog {
   /**
@@ -72,12 +72,15 @@ export class JsonlLog {
 
   /** Append one record (a JSON object) as a line. */
   write(record: Record<string, unknown>): void {
-    if (typeof record !== 'object' || record === null || Array.isArray(record)) invalid('a record (a JSON object)', 'JsonlLog write', record);
+    if (!this.#trusted && (typeof record !== 'object' || record === null || Array.isArray(record))) invalid('a record (a JSON object)', 'JsonlLog write', record);
     this.#append(record);
   }
 
+  /** Made by the Trainer for its own records (objects by construction): write skips its check. */
+  #trusted = false;
+
   static {
-    appendRecord = (log, record) => log.#append(record);
+    trustLog = (log) => void (log.#trusted = true);
   }
 
   #append(record: Record<string, unknown>): void {
@@ -134,12 +137,15 @@ export class Progress {
   }
 
   step(s: StepLine): void {
-    checkStepLine(s);
+    if (!this.#trusted) checkStepLine(s);
     this.#show(s);
   }
 
+  /** Made by the Trainer for its own step lines (well formed by construction): step skips its checks. */
+  #trusted = false;
+
   static {
-    showStep = (p, s) => p.#show(s);
+    trustProgress = (p) => void (p.#trusted = true);
   }
 
   #show(s: StepLine): void {
@@ -164,14 +170,15 @@ export class Progress {
   }
 }
 
-/** For the Trainer's loop (internal, not exported from the package): JsonlLog#write without its argument check (its records are objects by construction). */
-export function writeRecord(log: JsonlLog, record: Record<string, unknown>): void {
-  appendRecord(log, record);
-}
-
-/** For the Trainer's loop (internal): Progress#step without its argument checks (its step lines are well formed by construction). */
-export function progressStep(p: Progress, s: StepLine): void {
-  showStep(p, s);
+/**
+ * For the Trainer (internal, not exported from the package): its own log or progress display, whose
+ * write / step skip the per-call argument checks (its records and step lines are well formed by
+ * construction). One a user makes checks every call.
+ */
+export function trusted<T extends JsonlLog | Progress>(x: T): T {
+  if (x instanceof JsonlLog) trustLog(x);
+  else trustProgress(x as Progress);
+  return x;
 }
 
 function checkStepLine(s: StepLine): void {

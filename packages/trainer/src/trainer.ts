@@ -58,7 +58,7 @@ import { GPT, Generator as TextGenerator } from '@deepwell/nn';
 import { FallbackController, PrecisionPolicy, type FallbackEvent } from '@deepwell/precision';
 import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint } from './checkpoint.js';
 import type { LoaderState } from './loader.js';
-import { JsonlLog, LossHistory, Progress, progressStep, writeRecord } from './metrics.js';
+import { JsonlLog, LossHistory, Progress, trusted } from './metrics.js';
 import { takeCompiledStep, type CompiledStep, type Engine } from './engine.js';
 import { checkDevice, checkFitOptions, checkTrainerOptions, type FitAsyncOptions, type FitOptions, type FitResult, type FromEngineOptions, type StepEvent, type TrainerDevice, type TrainerEvents, type TrainerOptions } from './options.js';
 import { lossCurveSvg } from './plot.js';
@@ -339,7 +339,7 @@ export class Trainer {
     const begin = resolveStart(o.checkpoint?.dir ?? null, options.resume ?? false);
     const { schedule, record: scheduleRecord, note: extendNote } = begin.from ? this.#resumedSchedule(begin.from, options.extend === true) : { schedule: this.schedule, record: this.#scheduleRecord, note: null };
     const run = begin.run ?? randomUUID();
-    const log = o.log?.jsonl ? new JsonlLog(o.log.jsonl, { run, resume: begin.from !== null }) : null;
+    const log = o.log?.jsonl ? trusted(new JsonlLog(o.log.jsonl, { run, resume: begin.from !== null })) : null;
     this.#used = true;
     const adopted = this.#adopted;
     this.#adopted = null;
@@ -372,7 +372,7 @@ export class Trainer {
     let evalExe: Executable | null = null;
     /** The held-out set: the first evaluation's evalBatches batches of val, used by every evaluation. */
     let heldOut: { tokens: Int32Array; targets: Int32Array }[] | null = null;
-    const progress = o.log?.progress === false ? null : new Progress(process.stderr, o.log?.every ?? 10);
+    const progress = o.log?.progress === false ? null : trusted(new Progress(process.stderr, o.log?.every ?? 10));
     const losses = new LossHistory();
     const evals: { step: number; loss: number }[] = [];
     let start = 1;
@@ -444,8 +444,8 @@ export class Trainer {
       const t0 = performance.now();
       let tokensDone = 0;
       let stepsHere = 0; // steps run by this process (the ETA's count; a resumed run's start late)
-      // Per step, the schedule, the log and the progress line without their argument checks (the
-      // loop's steps, records and lines are well formed by construction); scheduledLr still checks the rate.
+      // Per step, the schedule, the log and the progress line (trusted above) without their argument
+      // checks (the loop's steps, records and lines are well formed by construction); scheduledLr still checks the rate.
       const lrAt = uncheckedSchedule(schedule);
       for (let s = start; s <= o.steps; s++) {
         const batch = this.#batch();
@@ -504,8 +504,8 @@ export class Trainer {
         const device = this.device === 'cpu' ? {} : { hostMs: (exe as { lastHostMs?: number }).lastHostMs, hostSplit: (exe as { lastHostSplit?: HostSplit }).lastHostSplit, inUseBytes: getBackend(this.device).memoryStats().inUse };
         const ev: StepEvent = { step: s, loss, ...(gradNorm !== undefined ? { gradNorm } : {}), lr, ms, tokensPerSecond, mfu, memoryBytes: this.report.totalBytes, ...device };
         losses.push(s, loss);
-        if (log) writeRecord(log, { event: 'step', ...ev });
-        if (progress) progressStep(progress, { step: s, total: o.steps, done: stepsHere, loss, lr, tokensPerSecond, mfu, elapsed });
+        log?.write({ event: 'step', ...ev });
+        progress?.step({ step: s, total: o.steps, done: stepsHere, loss, lr, tokensPerSecond, mfu, elapsed });
         this.#emit('step', ev);
 
         if (o.val && o.evalEvery && (s % o.evalEvery === 0 || s === o.steps)) {
