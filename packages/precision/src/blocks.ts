@@ -28,9 +28,9 @@
  * entry points refuse others); NaN and ±Inf are handled as above.
  * E2M1 codes are packed two per byte, element 2i in the low nibble (as torch.float4_e2m1fn_x2).
  */
-import { DeepwellError, invalid, packNibbles, unpackNibbles } from '@deepwell/core';
+import { DeepwellError, checkInteger, invalid, packNibbles, unpackNibbles } from '@deepwell/core';
 import { E8M0_NAN, decodeCode, e8m0Value, encodeE8m0, encodeValue, ilog2, type ElementFormat, ELEMENTS } from './elements.js';
-import { F32_MAX, checkAmax, checkBytes, checkCount, checkElement, checkScaleMode, checkValues } from './guards.js';
+import { F32_MAX, checkAmax, checkBytes, checkElement, checkScaleMode, checkValues } from './guards.js';
 
 export type ScaleMode = 'floor' | 'rceil';
 
@@ -97,7 +97,7 @@ export function quantizeMx(x: ArrayLike<number>, elem: ElementFormat, mode: Scal
 
 /** The length and block of a block codec call: whole blocks, and whole bytes for 4-bit codes. */
 function checkBlocks(n: number, block: unknown, elem: ElementFormat, what: string): void {
-  checkCount(block, `${what} block`);
+  checkInteger(block, `${what} block`, 1);
   if (n % (block as number) !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a length divisible by the block of ${block as number} for ${what} but received ${n}`);
   if (elem.bits === 4 && n % 2 !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected an even length for ${what} (4-bit codes, two per byte) but received ${n}`);
 }
@@ -123,7 +123,7 @@ export function encodeMx(x: ArrayLike<number>, elem: ElementFormat, mode: ScaleM
 
 export function dequantizeMx(q: MxBlocks, elem: ElementFormat, n: number, block = 32): Float32Array {
   checkElement(elem, 'dequantizeMx');
-  checkCount(n, 'dequantizeMx length', 0);
+  checkInteger(n, 'dequantizeMx length', 0);
   checkBlocks(n, block, elem, 'dequantizeMx');
   if (typeof q !== 'object' || q === null) invalid('MX blocks ({ data, scales })', 'dequantizeMx', q);
   checkBytes(q.data, elem.bits === 4 ? n / 2 : n, 'dequantizeMx data');
@@ -189,7 +189,7 @@ export function encodeNvfp4(x: ArrayLike<number>, amax?: number): Nvfp4Blocks {
 }
 
 export function dequantizeNvfp4(q: Nvfp4Blocks, n: number): Float32Array {
-  checkCount(n, 'dequantizeNvfp4 length', 0);
+  checkInteger(n, 'dequantizeNvfp4 length', 0);
   checkBlocks(n, NVFP4_BLOCK, E2M1, 'dequantizeNvfp4');
   if (typeof q !== 'object' || q === null) invalid('NVFP4 blocks ({ data, scales, globalScale })', 'dequantizeNvfp4', q);
   checkNvfp4Parts(q.data, q.scales, q.globalScale, n, 'dequantizeNvfp4');

@@ -3,7 +3,7 @@
  * received Z" (core's helpers underneath). Each entry point checks everything it reads, sizes
  * before values, before it allocates or loops; the codecs behind them trust what they are given.
  */
-import { DeepwellError, checkKeys, describe, invalid } from '@deepwell/core';
+import { DeepwellError, checkKeys, checkNumber, describe, invalid } from '@deepwell/core';
 import { ELEMENTS, type ElementFormat } from './elements.js';
 
 /** The largest finite float32. */
@@ -58,14 +58,7 @@ export function checkScaleMode(mode: unknown, what = 'scaleMode'): 'floor' | 'rc
 
 /** A tensor amax: finite, >= 0 and within float32's range (the scales are float32). */
 export function checkAmax(amax: unknown, what = 'amax'): number {
-  if (typeof amax !== 'number' || !(amax >= 0 && amax <= F32_MAX)) invalid(`a finite amax >= 0 and <= ${F32_MAX} (float32's largest)`, what, amax);
-  return amax;
-}
-
-/** A positive safe integer count of elements (rows, cols, block sizes). */
-export function checkCount(n: unknown, what: string, min = 1): number {
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) invalid(`an integer >= ${min}`, what, n);
-  return n;
+  return checkNumber(amax, `${what} (a finite amax, at most float32's largest)`, { min: 0, max: F32_MAX });
 }
 
 /**

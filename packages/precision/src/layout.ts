@@ -27,11 +27,11 @@
  * The plain layout is quantize2d's ([R, L] and [ceil(R / 128), L], row-major); plainBlockScales is
  * the inverse. A columnwise result's stored matrix is [cols, rows], so its R is cols and its K rows.
  */
-import { DeepwellError, describe, invalid } from '@deepwell/core';
+import { DeepwellError, checkInteger, describe, invalid } from '@deepwell/core';
 import { ELEMENTS, decodeCode, encodeValue } from './elements.js';
 import { amaxOf, fp8Scaling } from './blocks.js';
 import { FORMATS, blockSizeOf, dequantize, quantize, type Format, type Quantized } from './quantize.js';
-import { F32_MAX, checkBytes, checkCount, checkOptions, checkValues } from './guards.js';
+import { F32_MAX, checkBytes, checkOptions, checkValues } from './guards.js';
 
 export type Direction = 'rowwise' | 'columnwise';
 export type BlockFp8 = 'fp8-block1x128' | 'fp8-block128x128';
@@ -109,8 +109,8 @@ export function dequantize2d(q: Quantized2d): Float32Array {
   if (typeof q !== 'object' || q === null) invalid('a quantize2d result ({ format, direction, rows, cols, data, scales, globalScale })', 'dequantize2d', q);
   if (!FORMATS_2D.includes(q.format)) invalid(`a format (${FORMATS_2D.join(', ')})`, 'dequantize2d', q.format);
   if (q.direction !== 'rowwise' && q.direction !== 'columnwise') invalid("'rowwise' or 'columnwise'", 'the direction to dequantize2d', q.direction);
-  checkCount(q.rows, 'the rows to dequantize2d');
-  checkCount(q.cols, 'the cols to dequantize2d');
+  checkInteger(q.rows, 'the rows to dequantize2d', 1);
+  checkInteger(q.cols, 'the cols to dequantize2d', 1);
   if (!Number.isSafeInteger(q.rows * q.cols)) invalid('rows × cols a safe integer', 'dequantize2d', q.rows * q.cols);
   const [R, C] = q.direction === 'rowwise' ? [q.rows, q.cols] : [q.cols, q.rows];
   let m: Float32Array;
@@ -136,9 +136,9 @@ export function dequantize2d(q: Quantized2d): Float32Array {
 
 /** Where block scale (r, c) of a [rows, cols] matrix of them lies in the 128 × 4 tiled layout. */
 export function tiledScaleIndex128x4(r: number, c: number, cols: number): number {
-  checkCount(r, 'the scale row', 0);
-  checkCount(cols, 'the scale columns');
-  checkCount(c, 'the scale column', 0);
+  checkInteger(r, 'the scale row', 0);
+  checkInteger(cols, 'the scale columns', 1);
+  checkInteger(c, 'the scale column', 0);
   if (c >= cols) invalid(`a column < ${cols}`, 'tiledScaleIndex128x4', c);
   return tiledIndex(r, c, cols);
 }
@@ -161,8 +161,8 @@ export function tileScales128x4(scales: Uint8Array, rows: number, cols: number):
 /** The inverse of tileScales128x4. */
 export function untileScales128x4(tiled: Uint8Array, rows: number, cols: number): Uint8Array {
   if (!(tiled instanceof Uint8Array)) invalid('a Uint8Array of tiled scale codes', 'untileScales128x4', tiled);
-  checkCount(rows, 'the rows of untileScales128x4');
-  checkCount(cols, 'the cols of untileScales128x4');
+  checkInteger(rows, 'the rows of untileScales128x4', 1);
+  checkInteger(cols, 'the cols of untileScales128x4', 1);
   const tilesC = Math.ceil(cols / 4);
   const need = Math.ceil(rows / 128) * tilesC * 512;
   if (tiled.length !== need) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${need} bytes of tiled scales for ${rows} × ${cols} but received ${tiled.length}`);

@@ -28,10 +28,10 @@
  * dequantize checks every field of the Quantized it is given (format, sizes, byte lengths, scale
  * codes, the tensor scale) before it reads any: a Quantized whose parts do not fit is refused.
  */
-import { DeepwellError, describe, invalid } from '@deepwell/core';
+import { DeepwellError, checkInteger, describe, invalid } from '@deepwell/core';
 import { ELEMENTS, decodeCode, encodeValue, type ElementFormat } from './elements.js';
 import { NVFP4_BLOCK, amaxOf, checkNvfp4Parts, decodeMx, decodeNvfp4, encodeMx, encodeNvfp4, fp8Scaling, type ScaleMode } from './blocks.js';
-import { F32_MAX, checkAmax, checkBytes, checkCount, checkOptions, checkScaleMode, checkValues } from './guards.js';
+import { F32_MAX, checkAmax, checkBytes, checkOptions, checkScaleMode, checkValues } from './guards.js';
 
 export const FORMATS = ['mxfp8-e4m3', 'mxfp8-e5m2', 'mxfp4', 'nvfp4', 'fp8-e4m3', 'fp8-e5m2'] as const;
 export type Format = (typeof FORMATS)[number];
@@ -124,7 +124,7 @@ function checkQuantized(q: unknown): Quantized {
     if (mx) checkScaleMode(r.scaleMode, 'the Quantized scaleMode');
     else invalid(`null for the scaleMode of ${format}`, 'the Quantized scaleMode', r.scaleMode);
   }
-  const n = checkCount(r.length, 'the Quantized length', 0);
+  const n = checkInteger(r.length, 'the Quantized length', 0);
   const block = blockSizeOf(format) ?? Math.max(1, n);
   if (r.blockSize !== block) invalid(`${block} (${format}'s ${MX[format] || format === 'nvfp4' ? 'block' : 'one block: the whole tensor'})`, 'the Quantized blockSize', r.blockSize);
   if (n % block !== 0) throw new DeepwellError('SHAPE_MISMATCH', `Expected a Quantized length divisible by ${format}'s block of ${block} but received ${n}`);
