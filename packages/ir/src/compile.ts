@@ -26,6 +26,7 @@ import { checkPass, runPasses, type GraphPass } from './passes/index.js';
 import { storageBytesFor, type MemoryPlan } from './planner.js';
 import { planStep, selectKernels, type SelectedKernel } from './select.js';
 import { numel, shapeStr, type NumArray } from './types.js';
+import { checkDeviceName } from './device.js';
 
 // Per-element loops over typed arrays (numbers by construction): the conversions without their checks.
 const { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } = float16Unchecked;
@@ -688,7 +689,7 @@ export function compile(graph: Graph, options: CompileOptions = {}): Executable 
   for (const k of ['fuse', 'cudaGraph'] as const) if (options[k] !== undefined && typeof options[k] !== 'boolean') invalid('a boolean', `compile ${k}`, options[k]);
   const device = options.device ?? 'cpu';
   if (device === 'cpu') return new CpuExecutable(graph, options);
-  if (!/^cuda:\d+$/.test(device)) throw new DeepwellError('INVALID_ARGUMENT', `compile: Expected 'cpu' or 'cuda:N' for device but received ${describe(device)}`);
+  checkDeviceName(device, 'device of compile');
   const status = kn.cudaStatus();
   if (!status.available) throw new DeepwellError('NO_BACKEND', `compile: ${device} is not available here (${status.reason})`);
   const index = Number(device.slice(5));

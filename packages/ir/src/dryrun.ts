@@ -18,6 +18,7 @@ import { checkPass, runPasses, type GraphPass } from './passes/index.js';
 import { planMemory, storageBytesFor } from './planner.js';
 import { planStep, selectKernels } from './select.js';
 import type { ValueType } from './types.js';
+import { checkDeviceName } from './device.js';
 
 export interface DryrunOptions {
   device?: string;
@@ -82,8 +83,7 @@ function measureCpuRates(): { tflops: number; gbps: number } {
 export function dryrun(graph: Graph, options: DryrunOptions = {}): DryrunReport {
   checkGraph(graph, 'the graph of dryrun');
   checkKeys(options, ['device', 'precision', 'peakTflops', 'memoryGBps'], 'dryrun');
-  const device = options.device === undefined ? 'cpu' : options.device;
-  if (typeof device !== 'string' || !/^(cpu|cuda:\d+)$/.test(device)) invalid("'cpu' or 'cuda:N'", 'dryrun device', device);
+  const device = checkDeviceName(options.device === undefined ? 'cpu' : options.device, 'dryrun device');
   if (options.precision !== undefined) checkPass(options.precision, 'dryrun precision');
   // Rates a time is divided by: finite and above 0 (0 would give an infinite estimate, NaN none).
   if (options.peakTflops !== undefined) checkNumber(options.peakTflops, 'dryrun peakTflops', { above: 0 });

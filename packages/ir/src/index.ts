@@ -17,6 +17,7 @@ export { compile, Executable } from './compile.js';
 export type { HostSplit } from './compile.js';
 export type { CompileOptions, KernelSummaryRow, NodeProfile, StepProfile } from './compile.js';
 export { dryrun, formatDryrun } from './dryrun.js';
+export { checkDeviceName } from './device.js';
 export type { DryrunOptions, DryrunReport } from './dryrun.js';
 export { INIT_DISTS, checkInitSpec, initialValues, rng } from './init.js';
 export { planMemory, ARENA_ALIGN } from './planner.js';
