@@ -18,7 +18,7 @@
  * same tokens.
  */
 import { DeepwellError, checkKeys, checkNumber, describe } from '@deepwell/core';
-import { autocast, capture, compile, rng, type Executable } from '@deepwell/ir';
+import { autocast, capture, checkDeviceName, compile, rng, type Executable } from '@deepwell/ir';
 import { GPT, GPTDecode } from './gpt.js';
 import { checkPick, checkPrompt, checkSampleOptions, type SampleOptions } from './sample_options.js';
 
@@ -162,9 +162,7 @@ export class Generator {
     this.#weights = weights instanceof Map ? new Map(weights) : new Map(Object.entries(weights));
     if (options === null || typeof options !== 'object') throw new DeepwellError('INVALID_ARGUMENT', `Expected generator options { device, precision, cache } but received ${describe(options)}`);
     checkKeys(options, ['device', 'precision', 'cache'], 'generator');
-    const device = options.device === undefined ? 'cpu' : options.device;
-    if (typeof device !== 'string' || !/^(cpu|cuda:\d+)$/.test(device)) throw new DeepwellError('INVALID_ARGUMENT', `Expected 'cpu' or 'cuda:N' for the generator's device but received ${describe(device)}`);
-    this.#device = device;
+    this.#device = checkDeviceName(options.device === undefined ? 'cpu' : options.device, "the generator's device");
     const precision = options.precision === undefined ? (this.#device === 'cpu' ? 'f32' : 'bf16') : options.precision;
     if (precision !== 'f32' && precision !== 'bf16') throw new DeepwellError('INVALID_ARGUMENT', `Expected 'f32' or 'bf16' for the generator's precision but received ${String(precision)}`);
     this.#precision = precision;
