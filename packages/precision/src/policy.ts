@@ -44,7 +44,7 @@
  * statistics are those of the real quantized operands. `support()` says where a recipe runs
  * natively; the table's 'runs' column says what each layer did.
  */
-import { DeepwellError, checkKeys, describe, invalid } from '@deepwell/core';
+import { DeepwellError, checkKeys, describe, invalid, parseDevice } from '@deepwell/core';
 import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl, type PassContext } from '@deepwell/ir';
 import { nativeEntries } from '@deepwell/kernels-native';
 import { computeCapabilityOf } from './device.js';
@@ -277,7 +277,7 @@ export class PrecisionPolicy implements GraphPass {
     const tiles = (shape: readonly number[]) => this.#tiles(shape);
     // On a CUDA device, what the kernels take is asked of this machine before a GEMM is rewritten
     // (cuBLASLt's answer for the shape, the addon's entries), so a GEMM it would refuse stays emulated.
-    const onCuda = /^cuda(:\d+)?$/.test(context?.device ?? '');
+    const onCuda = context?.device !== undefined && parseDevice(context.device) !== 'cpu';
     const probe = onCuda ? scaledGemmAvailable : null;
     const entries = onCuda ? nativeEntries().entries : null;
     const nativeWhyNot = onCuda && !(entries && typeof entries.quantize === 'function' && typeof entries.quantAmax === 'function') ? 'the loaded @deepwell/kernels-native has no quantize (rebuild it)' : null;
