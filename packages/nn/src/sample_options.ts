@@ -3,7 +3,7 @@
  * and the Trainer's `sample` option (and so deepwell train's), each naming the options its own way
  * (`prefix`: 'sample.' for the Trainer's).
  */
-import { DeepwellError, checkKeys, describe } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, describe, invalid } from '@deepwell/core';
 
 /** Most tokens one generate() call adds (2^20): each costs a step of the model. */
 export const MAX_NEW_TOKENS = 2 ** 20;
@@ -60,8 +60,21 @@ export function checkPick(o: { temperature: unknown; topK: unknown; topP: unknow
   return { temperature: temperature as number, topK: k, topP: topP as number };
 }
 
+/** The context itself checked (a caller's bug, not the user's options). */
+function checkContext(at: unknown, what: string): SampleCheckContext {
+  if (at === null || typeof at !== 'object' || Array.isArray(at)) invalid('a context { vocabSize, blockSize, prefix?, maxTokens? }', what, at);
+  checkKeys(at, ['vocabSize', 'blockSize', 'prefix', 'maxTokens'], what);
+  const c = at as SampleCheckContext;
+  checkInteger(c.vocabSize, `${what}.vocabSize`, 1, 2 ** 31 - 1);
+  checkInteger(c.blockSize, `${what}.blockSize`, 1, 2 ** 31 - 1);
+  if (c.prefix !== undefined && typeof c.prefix !== 'string') invalid('a string', `${what}.prefix`, c.prefix);
+  if (c.maxTokens !== undefined) checkInteger(c.maxTokens, `${what}.maxTokens`, 1, MAX_NEW_TOKENS);
+  return c;
+}
+
 /** Sampling options checked against the model's sizes, defaults filled in. */
-export function checkSampleOptions(options: unknown, at: SampleCheckContext): CheckedSampleOptions {
+export function checkSampleOptions(options: unknown, context: SampleCheckContext): CheckedSampleOptions {
+  const at = checkContext(context, 'the context of checkSampleOptions');
   const p = at.prefix ?? '';
   const V = at.vocabSize;
   const limit = at.maxTokens ?? MAX_NEW_TOKENS;
@@ -77,7 +90,8 @@ export function checkSampleOptions(options: unknown, at: SampleCheckContext): Ch
 }
 
 /** A prompt checked: an Array or typed array of 1 to blockSize token ids in [0, vocabSize); a copy as numbers. */
-export function checkPrompt(prompt: unknown, at: SampleCheckContext): number[] {
+export function checkPrompt(prompt: unknown, context: SampleCheckContext): number[] {
+  const at = checkContext(context, 'the context of checkPrompt');
   const name = `${at.prefix ?? ''}prompt`;
   const V = at.vocabSize;
   const isArray = Array.isArray(prompt) || (ArrayBuffer.isView(prompt) && !(prompt instanceof DataView));
