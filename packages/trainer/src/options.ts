@@ -346,6 +346,7 @@ export function isPolicy(p: unknown): p is PrecisionPolicy {
  * the default `fallback` (the first usable GPU, else the CPU).
  */
 export function checkDevice(device: unknown, fallback: () => TrainerDevice): TrainerDevice {
+  if (typeof fallback !== 'function') throw new DeepwellError('INVALID_ARGUMENT', `Expected a function giving the default device for checkDevice's fallback but received ${describe(fallback)}`);
   if (device === undefined) return fallback();
   const status = cudaStatus();
   const count = status.available ? status.deviceCount : 0;
