@@ -7,7 +7,7 @@ import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { DeepwellError, parseDevice } from '@deepwell/core';
 import { autocast, capture, dryrun, trainingStep } from '@deepwell/ir';
-import { GPT, GPT_PRESETS, Generator, type GPTConfig } from '@deepwell/nn';
+import { GPT, GPT_PRESETS, Generator, checkSampleOptions, type GPTConfig } from '@deepwell/nn';
 import {
   TokenLoader, Trainer, asFloat32, exportHuggingFace, importHuggingFace, loadTokenizer, prepareText, readSafetensors, resolveStart,
   checkDevice, tokenizerFromRecord, writeSafetensors, CHECKPOINT_FORMAT, type Tokenizer, type TokenizerRecord, type TrainerDevice,
@@ -90,9 +90,14 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
   const c = loadRunConfig(configPath, overrides);
   // The Trainer's device check (a GPU that is here), before any data is read; the Trainer asks again.
   if (c.device !== undefined) checkDevice(c.device, () => 'cpu');
-  const data = dataOf(c.data);
   const model = modelConfig(c.model);
   const gpt = new GPT(model); // checks the config (GPT's own errors name the key)
+  if (c.sample) {
+    // nn's check of sampling options (the Trainer's too), before any data is read; the prompt is text until the tokenizer is read.
+    const { prompt: _prompt, ...sampling } = c.sample;
+    checkSampleOptions({ ...sampling, maxTokens: sampling.maxTokens ?? 32 }, { vocabSize: gpt.config.vocabSize, blockSize: gpt.config.blockSize, prefix: 'sample.' });
+  }
+  const data = dataOf(c.data);
   if (gpt.config.vocabSize < data.tokenizer.vocabSize) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected model.vocabSize of at least the tokenizer's ${data.tokenizer.vocabSize} tokens (${join(c.data, 'tokenizer.json')}) but received ${gpt.config.vocabSize}`);
   }

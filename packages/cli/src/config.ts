@@ -67,7 +67,7 @@ const NESTED: Record<string, Record<string, Spec>> = {
   schedule: { warmup: int(), minLr: num() },
   checkpoint: { dir: { kind: 'string' }, every: int(), keep: int() },
   log: { jsonl: { kind: 'string' }, every: int() },
-  sample: { prompt: { kind: 'string' }, maxTokens: int(1, 65536), temperature: num(0), topK: int(1), seed: int(0, 2 ** 32 - 1) },
+  sample: { prompt: { kind: 'string' }, maxTokens: int(1, 65536), temperature: num(), topK: int(), seed: int() }, // ranges: nn's checkSampleOptions, in train
 };
 /** The run config's keys that are the Trainer's settings, checked by the Trainer's check. */
 const TRAINER_SETTINGS = ['steps', 'optimizer', 'schedule', 'clipGradNorm', 'accumulate', 'evalEvery', 'evalBatches', 'seed', 'precision', 'checkpoint', 'log'] as const;
