@@ -184,12 +184,12 @@ function seriesFromTensors(path: string, file: { tensors: Map<string, SafeTensor
   }
 }
 
-/** Files already checked by verifyCheckpoint in this process, by path: size, mtime, ctime and inode when checked. */
+/** Files already checked by verifyCheckpoint in this process, by path: size, mtime and inode when checked. */
 const verified = new Map<string, string>();
 const stamp = (path: string): string | null => {
   try {
     const s = statSync(path);
-    return `${s.size}:${s.mtimeMs}:${s.ctimeMs}:${s.ino}`;
+    return `${s.size}:${s.mtimeMs}:${s.ino}`;
   } catch {
     return null;
   }
@@ -243,33 +243,12 @@ function readCheckpoint(path: string): CheckpointContents {
   return { tensors, shapes, meta };
 }
 
-/**
- * What the last verifyCheckpoint read, for the loadCheckpoint that follows it (a resume: resolveStart
- * verifies, the Trainer loads), so that the file is read and checked once. Held weakly (a resolveStart
- * without a load keeps no checkpoint in memory; within one synchronous job, as a fit's start, it
- * stays), taken once, and used only while the file's stamp is still the one it was read under: a
- * file changed in between is read and checked again.
- */
-let lastVerified: { path: string; stamp: string; contents: WeakRef<CheckpointContents> } | null = null;
-
 /** Check a checkpoint file whole (see readCheckpoint), once per file version in this process. */
 function verifyCheckpoint(path: string): void {
   const before = stamp(path);
   if (before !== null && verified.get(path) === before) return;
-  const contents = readCheckpoint(path);
-  if (before !== null && stamp(path) === before) {
-    verified.set(path, before);
-    lastVerified = { path, stamp: before, contents: new WeakRef(contents) };
-  }
-}
-
-/** The contents verifyCheckpoint read from `path` when the file is unchanged since, else null; taken once. */
-function takeVerified(path: string): CheckpointContents | null {
-  const last = lastVerified;
-  lastVerified = null;
-  if (last?.path !== path) return null;
-  const contents = last.contents.deref();
-  return contents && stamp(path) === last.stamp ? contents : null;
+  readCheckpoint(path);
+  if (before !== null && stamp(path) === before) verified.set(path, before);
 }
 
 /**
@@ -280,7 +259,7 @@ function takeVerified(path: string): CheckpointContents | null {
 export function loadCheckpoint(path: string, exe: Executable): CheckpointMeta {
   checkPath(path, 'the checkpoint path');
   checkExecutable(exe, 'loadCheckpoint');
-  const file = takeVerified(path) ?? readCheckpoint(path);
+  const file = readCheckpoint(path);
   const names = persistentNames(exe);
   const missing = names.filter((n) => !file.tensors.has(n));
   const extra = [...file.tensors.keys()].filter((n) => !names.includes(n));
