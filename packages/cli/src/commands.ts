@@ -92,11 +92,7 @@ export function train(configPath: string, overrides: [string, string][], io: Io)
   if (c.device !== undefined) checkDevice(c.device, () => 'cpu');
   const model = modelConfig(c.model);
   const gpt = new GPT(model); // checks the config (GPT's own errors name the key)
-  if (c.sample) {
-    // nn's check of sampling options (the Trainer's too), before any data is read; the prompt is text until the tokenizer is read.
-    const { prompt: _prompt, ...sampling } = c.sample;
-    checkSampleOptions({ ...sampling, maxTokens: sampling.maxTokens ?? 32 }, { vocabSize: gpt.config.vocabSize, blockSize: gpt.config.blockSize, prefix: 'sample.' });
-  }
+  checkRunSample(c, gpt);
   const data = dataOf(c.data);
   if (gpt.config.vocabSize < data.tokenizer.vocabSize) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected model.vocabSize of at least the tokenizer's ${data.tokenizer.vocabSize} tokens (${join(c.data, 'tokenizer.json')}) but received ${gpt.config.vocabSize}`);
@@ -214,10 +210,20 @@ export function importHf(dir: string, path: string, o: { padVocab?: string }, io
 }
 
 /** Memory, FLOPs and time per step of a run config, and the largest batch that fits (in the CPU's memory, or the GPU's free memory). */
+/**
+ * A run config's sample options by nn's check (the Trainer's too), before any data is read: train
+ * and dryrun refuse the same configs. The prompt is text until the tokenizer is read.
+ */
+function checkRunSample(c: RunConfig, gpt: GPT): void {
+  if (!c.sample) return;
+  const { prompt: _prompt, ...sampling } = c.sample;
+  checkSampleOptions({ ...sampling, maxTokens: sampling.maxTokens ?? 32 }, { vocabSize: gpt.config.vocabSize, blockSize: gpt.config.blockSize, prefix: 'sample.' });
+}
+
 export function dryrunConfig(configPath: string, overrides: [string, string][], io: Io): void {
   const c = loadRunConfig(configPath, overrides);
   const model = modelConfig(c.model);
-  new GPT(model); // checks the config before any capture
+  checkRunSample(c, new GPT(model)); // checks the config before any capture
   const device = parseDevice(c.device ?? 'cpu');
   const stepOf = (B: number) => {
     const f = capture(new GPT(model), { tokens: { shape: [B, c.seqLen], dtype: 'i32' }, targets: { shape: [B, c.seqLen], dtype: 'i32' } });

@@ -78,12 +78,14 @@ describe('run config checked by the Trainer\'s check', () => {
 });
 
 describe("run config's sample checked by nn's sampling check", () => {
-  it('deepwell train refuses sample.topK past the model\'s vocabulary before reading the data folder (before: after)', async () => {
+  it('deepwell train and dryrun refuse sample.topK past the model\'s vocabulary (train: before reading the data folder, not after)', async () => {
     for (const sample of [{ topK: int(100_000, 1e9) }, { temperature: -rnd(0.1, 5) }, { seed: -int(1, 9) }]) {
-      const r = await run('train', configWith({ sample: { prompt: 'Hi', ...sample } }));
-      expect(r.code, r.err).toBe(1);
-      expect(r.err).toMatch(new RegExp(`for sample\\.${Object.keys(sample)[0]} but received`));
-      expect(r.err).not.toMatch(/does not exist|internal error|TypeError/);
+      for (const cmd of ['train', 'dryrun']) {
+        const r = await run(cmd, configWith({ sample: { prompt: 'Hi', ...sample } }));
+        expect(r.code, `${cmd} ${r.err}`).toBe(1);
+        expect(r.err).toMatch(new RegExp(`for sample\\.${Object.keys(sample)[0]} but received`));
+        expect(r.err).not.toMatch(/does not exist|internal error|TypeError/);
+      }
     }
   });
 });
