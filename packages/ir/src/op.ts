@@ -280,8 +280,9 @@ export function expectRank(op: string, input: string, t: ValueType, min: number,
 
 /** Normalise a possibly negative axis; errors name the op. */
 export function axisOf(op: string, axis: number, rank: number): number {
-  const a = typeof axis === 'number' && axis < 0 ? axis + rank : axis;
+  if (typeof op !== 'string') invalid("an op's name (a string)", 'the op of axisOf', op);
   if (!Number.isSafeInteger(rank) || rank < 0) invalid('a rank (an integer >= 0)', `the rank of axisOf`, rank);
+  const a = typeof axis === 'number' && axis < 0 ? axis + rank : axis;
   if (typeof axis !== 'number' || !Number.isInteger(a) || a < 0 || a >= rank) shapeError(op, `Expected an axis in [${-rank}, ${rank - 1}] but received ${describe(axis)}`);
   return a;
 }

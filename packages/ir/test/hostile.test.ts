@@ -4,6 +4,7 @@ import { getBackend } from '@deepwell/core';
 import { describe, expect, it } from 'vitest';
 import {
   Graph,
+  axisOf,
   GraphBuilder,
   adamw,
   capture,
@@ -285,5 +286,17 @@ describe('options of every public entry point', () => {
     expect(errorOf(() => compile(g, { seed: NaN })).message).toMatch(/seed/);
     expect(errorOf(() => compile(g, { device: 7 } as never)).message).toMatch(/device/);
     expect(errorOf(() => compile(g, { fuse: 'no' } as never)).message).toMatch(/fuse/);
+  });
+});
+
+describe('axisOf with junk (found by the fuzz suite)', () => {
+  it('a rank or op that is no number or string is a DeepwellError, not a TypeError from the arithmetic', () => {
+    const rank = randInt(1, 6);
+    expect(axisOf('sum', -1, rank)).toBe(rank - 1);
+    for (const [op, axis, r] of [[Map, -(2 ** 31), Object.create(null)], ['sum', -1, Object.create(null)], [{}, 0, 2]] as const) {
+      const e = errorOf(() => axisOf(op as never, axis, r as never));
+      expect(e.name).toBe('DeepwellError');
+      expect(e.message).toMatch(/axisOf/);
+    }
   });
 });
