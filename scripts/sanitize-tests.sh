@@ -6,7 +6,8 @@
 # test/cuda-*.test.ts). Prints one line per (tool, file) as each ends (the sanitizer's summary and the
 # tests' count) and a last line per tool, "<tool>: N files, N clean, N with errors"; exits non-zero
 # when any file has errors or fails. Logs go to $OUT/sanitize-<tool>/ (or ./sanitize-out).
-# SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file; SANITIZE_JOBS (default 1) runs
+# SANITIZE_EXTRA adds options to every run (said in the log's first lines; e.g. excluding a vendor
+# library's kernels by name). SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file; SANITIZE_JOBS (default 1) runs
 # that many files at once on the one GPU (the sanitizers' cost is mostly per launch, on the host, so
 # files in parallel finish sooner; the slowest files start first). The tests see DEEPWELL_SANITIZER
 # (the tool's name): a time bound is skipped under it, nothing else; a test has no time limit of its
@@ -42,6 +43,9 @@ one() { # tool file: runs one file under one tool, prints its line, leaves a ver
     racecheck | synccheck) extra=(--report-api-errors no) ;;
     initcheck) extra=(--report-api-errors no) ;;
   esac
+  # SANITIZE_EXTRA: more options for every file (e.g. --kernel-name-exclude for a vendor's kernels).
+  # shellcheck disable=SC2206
+  extra+=(${SANITIZE_EXTRA:-})
   local t0=$SECONDS
   (cd "$root/$pkg" && NO_COLOR=1 FORCE_COLOR=0 DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
     --error-exitcode 9 node "$root/node_modules/vitest/vitest.mjs" run "test/${f#*/test/}" --pool=forks --no-file-parallelism --testTimeout=1800000 --hookTimeout=1800000) > "$logs/$name.log" 2>&1
@@ -55,6 +59,7 @@ one() { # tool file: runs one file under one tool, prints its line, leaves a ver
 }
 
 jobs=${SANITIZE_JOBS:-1}
+[ -n "${SANITIZE_EXTRA:-}" ] && echo "sanitize-tests.sh: every run with the extra options: $SANITIZE_EXTRA"
 IFS=, read -ra toollist <<< "$tools"
 for tool in "${toollist[@]}"; do mkdir -p "$top/sanitize-$tool"; rm -f "$top/sanitize-$tool"/*.verdict; done
 running=0
