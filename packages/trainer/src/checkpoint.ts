@@ -176,10 +176,10 @@ function seriesFromTensors(path: string, file: { tensors: Map<string, SafeTensor
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     return t.data.byteOffset % 8 === 0 ? new Float64Array(t.data.buffer, t.data.byteOffset, t.shape[0]) : new Float64Array(bytes.slice().buffer);
   };
+  const series = { steps: f64(LOSS_STEPS, s), losses: f64(LOSS_VALUES, v) };
   try {
-    return checkLossSeries({ steps: f64(LOSS_STEPS, s), losses: f64(LOSS_VALUES, v) }, last, `the loss history of ${path}`);
+    return checkLossSeries(series, last, `the loss history of ${path}`);
   } catch (e) {
-    if (e instanceof DeepwellError && /damaged/.test(e.message)) throw e;
     throw new DeepwellError('INVALID_ARGUMENT', `Checkpoint ${path} has a damaged loss history: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -373,16 +373,21 @@ export function checkDevice(device: unknown, fallback: () => TrainerDevice): Tra
  */
 export type TrainerSettings = Pick<TrainerOptions, 'steps' | 'precision' | 'optimizer' | 'schedule' | 'clipGradNorm' | 'accumulate' | 'evalEvery' | 'evalBatches' | 'checkpoint' | 'seed' | 'log' | 'profileStep'>;
 
-/** TrainerSettings checked (nested objects' keys too); the pairing of val with evalEvery is checkTrainerOptions'. */
-export function checkTrainerSettings(settings: TrainerSettings): void {
-  check(plainObject(settings), 'trainer settings { steps, optimizer?, schedule?, … }', 'the Trainer settings', settings);
-  const o = settings;
-  for (const key of ['optimizer', 'schedule', 'checkpoint', 'log'] as const) {
+/** The nested option objects named (those present): plain objects with known keys; a function is a schedule too. */
+function checkNested(o: object, keys: readonly string[]): void {
+  for (const key of keys) {
     const v = (o as Record<string, unknown>)[key];
     if (v === undefined || (key === 'schedule' && typeof v === 'function')) continue;
     check(plainObject(v), key === 'schedule' ? 'a function of the step or { warmup, minLr }' : `an object { ${NESTED[key]!.join(', ')} }`, key, v);
     checkKeys(v as object, NESTED[key]!, key);
   }
+}
+
+/** TrainerSettings checked (nested objects' keys too); the pairing of val with evalEvery is checkTrainerOptions'. */
+export function checkTrainerSettings(settings: TrainerSettings): void {
+  check(plainObject(settings), 'trainer settings { steps, optimizer?, schedule?, … }', 'the Trainer settings', settings);
+  const o = settings;
+  checkNested(o, ['optimizer', 'schedule', 'checkpoint', 'log']);
   positiveInt(o.steps, 'steps');
   optional(o.evalEvery, () => positiveInt(o.evalEvery, 'evalEvery'));
   optional(o.evalBatches, () => positiveInt(o.evalBatches, 'evalBatches', MAX_EVAL_BATCHES));
@@ -421,12 +426,7 @@ export function checkTrainerOptions(options: TrainerOptions): void {
   check(plainObject(options), 'trainer options { model, train, steps, … }', 'the Trainer', options);
   const o = options;
   checkKeys(o, TRAINER_KEYS, 'Trainer');
-  for (const [key, known] of Object.entries(NESTED)) {
-    const v = (o as unknown as Record<string, unknown>)[key];
-    if (v === undefined || (key === 'schedule' && typeof v === 'function')) continue;
-    check(plainObject(v), key === 'schedule' ? 'a function of the step or { warmup, minLr }' : `an object { ${known.join(', ')} }`, key, v);
-    checkKeys(v as object, known, key);
-  }
+  checkNested(o, Object.keys(NESTED));
   check(typeof (o.model as { forward?: unknown } | null)?.forward === 'function', 'a model with forward({ tokens, targets }) (e.g. a GPT from @deepwell/nn)', 'model', o.model);
   positiveInt(o.steps, 'steps');
   checkLoader(o.train, 'train');
