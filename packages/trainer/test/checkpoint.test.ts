@@ -6,14 +6,13 @@
 // file; paths must be strings (a number is a file descriptor to node's fs); pruning keeps the final
 // checkpoint. On the CPU with the tiny GPT and random values drawn from a fresh seed.
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { compile, type Executable } from '@deepwell/ir';
 import { GPT } from '@deepwell/nn';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { tinyRun } from './tiny-run.js';
+import { scratchDirs, seededUniform, tinyRun } from './tiny-run.js';
 import { Trainer, checkpointsIn, loadCheckpoint, readSafetensors, resolveStart, saveCheckpoint, writeHooks, writeSafetensors, type SafeTensor } from '../src/index.js';
 import { CHECKPOINT_FORMAT, pruneCheckpoints } from '../src/checkpoint.js';
 import { crc32js } from '../src/crc32.js';
@@ -22,24 +21,11 @@ import { errorOf } from '../../../testing/errors.js';
 
 const seed = 1 + Math.floor(Math.random() * 1e6);
 const { options } = tinyRun(seed);
-let state = seed;
-/** A seeded uniform in [-0.5, 0.5) (mulberry32). */
-function rand(): number {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-}
+const uniform = seededUniform(seed);
+/** A seeded uniform in [-0.5, 0.5). */
+const rand = () => uniform() - 0.5;
 const randoms = (n: number) => Float32Array.from({ length: n }, rand);
-const root = mkdtempSync(join(tmpdir(), 'deepwell-ckpt-'));
-let n = 0;
-const fresh = () => {
-  const d = join(root, `d${n++}`);
-  mkdirSync(d);
-  return d;
-};
-
+const fresh = scratchDirs('deepwell-ckpt-');
 
 /** The tiny GPT's compiled training step with random values in every parameter and state. */
 function executable(): Executable {

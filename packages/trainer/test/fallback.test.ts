@@ -9,30 +9,17 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Executable } from '@deepwell/ir';
-import { GPT, MarkovCorpus } from '@deepwell/nn';
+import { GPT } from '@deepwell/nn';
 import { PrecisionPolicy, type PolicyOptions } from '@deepwell/precision';
 import { describe, expect, it } from 'vitest';
-import { TokenLoader, Trainer, markovShard, readSafetensors, type Shard, type TrainerEvents, type TrainerOptions } from '../src/index.js';
+import { Trainer, readSafetensors, type TrainerEvents, type TrainerOptions } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
+import { tinyRun } from './tiny-run.js';
 
-const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
-const trainShard: Shard = markovShard(corpus, 20000, 'train');
+const { options } = tinyRun(1, 5);
 const fresh = () => mkdtempSync(join(tmpdir(), 'deepwell-fallback-'));
 const policy = (o: Partial<PolicyOptions> = {}) => new PrecisionPolicy({ recipe: 'mxfp8', keepFirstLast: false, minWeightElements: 0, ...o });
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-function options(over: Partial<TrainerOptions> = {}): TrainerOptions {
-  return {
-    model: new GPT('tiny'),
-    train: new TokenLoader({ shards: [trainShard], batchSize: 4, seqLen: 16, seed: 5 }),
-    device: 'cpu',
-    steps: 12,
-    optimizer: { lr: 3e-3 },
-    seed: 3,
-    log: { progress: false },
-    ...over,
-  };
-}
 
 /** A trainer whose `layer` weight is multiplied by `factor` once, after step `at`. */
 function faulty(opts: TrainerOptions, at: number | null, layer = 'blocks.1.mlp.fc', factor = 1e40) {

@@ -5,12 +5,11 @@
 // round-trips bit for bit; a version 2 checkpoint (history in extra.losses) still resumes with its
 // history; a damaged history is refused with a DeepwellError and nothing is loaded. On the CPU with
 // the tiny GPT; values from a fresh seed.
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile, type Executable } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
-import { tinyRun } from './tiny-run.js';
+import { scratchDirs, seededUniform, tinyRun } from './tiny-run.js';
 import { Trainer, loadCheckpoint, readSafetensors, saveCheckpoint, writeSafetensors, type SafeTensor } from '../src/index.js';
 import { CHECKPOINT_FORMAT } from '../src/checkpoint.js';
 import { CHECKSUM_KEY } from '../src/safetensors.js';
@@ -18,22 +17,8 @@ import { errorOf } from '../../../testing/errors.js';
 
 const seed = 1 + Math.floor(Math.random() * 1e6);
 const { options } = tinyRun(seed);
-let state = seed;
-/** A seeded uniform in [0, 1) (mulberry32). */
-function rand(): number {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const root = mkdtempSync(join(tmpdir(), 'deepwell-losses-'));
-let n = 0;
-const fresh = () => {
-  const d = join(root, `d${n++}`);
-  mkdirSync(d);
-  return d;
-};
+const rand = seededUniform(seed);
+const fresh = scratchDirs('deepwell-losses-');
 const executable = (): Executable => compile(new Trainer(options()).step, { device: 'cpu', seed: 1 });
 /** A history of `count` steps ending at `last` (≥ 2 count): increasing steps with random gaps, random losses (f32 values and not). */
 function history(count: number, last: number): { steps: Float64Array; losses: Float64Array } {

@@ -10,24 +10,11 @@ import { GPT, Generator, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { TokenLoader, Trainer, checkpointsIn, markovShard, readSafetensors, writeSafetensors, type Shard, type TrainerOptions } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
+import { tinyRun } from './tiny-run.js';
 
-const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
-const trainShard: Shard = markovShard(corpus, 20000, 'train');
+const { corpus, trainShard, options } = tinyRun(1, 5);
 const valShard: Shard = markovShard(corpus, 4000, 'val');
 const fresh = () => mkdtempSync(join(tmpdir(), 'deepwell-fit-'));
-
-function options(over: Partial<TrainerOptions> = {}): TrainerOptions {
-  return {
-    model: new GPT('tiny'),
-    train: new TokenLoader({ shards: [trainShard], batchSize: 4, seqLen: 16, seed: 5 }),
-    device: 'cpu',
-    steps: 12,
-    optimizer: { lr: 3e-3 },
-    seed: 3,
-    log: { progress: false },
-    ...over,
-  };
-}
 
 describe('Trainer.fit on the CPU', () => {
   it('samples at each evaluation from the weights of that step', () => {
