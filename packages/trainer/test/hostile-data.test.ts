@@ -32,7 +32,7 @@ describe('readShard refuses what is not an llm.c shard unless raw is asked for',
     const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from(randTokens(200).buffer)]);
     const bad = {
       flipped,
-      truncated: good.subarray(0, int(2, 1000) * 2),
+      truncated: good.subarray(0, int(1, good.length / 2 - 1) * 2), // always shorter than the file (int(2, 1000) * 2 could be all of it, which reads fine: the test failed now and then)
       png,
       text: Buffer.from('the quick brown fox jumps over the lazy dog, '.repeat(int(30, 60))),
       zeros: Buffer.alloc(2 * int(600, 1200)),
