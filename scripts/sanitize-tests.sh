@@ -6,8 +6,10 @@
 # test/cuda-*.test.ts). Prints one line per (tool, file) as each ends (the sanitizer's summary and the
 # tests' count) and a last line per tool, "<tool>: N files, N clean, N with errors"; exits non-zero
 # when any file has errors or fails. Logs go to $OUT/sanitize-<tool>/ (or ./sanitize-out).
-# SANITIZE_EXTRA adds options to every run (said in the log's first lines; e.g. excluding a vendor
-# library's kernels by name). SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file; SANITIZE_JOBS (default 1) runs
+# SANITIZE_EXTRA adds options to every run, SANITIZE_EXTRA_<tool> to one tool's runs (said in the
+# output's first lines; e.g. excluding a vendor library's kernels by name). Tests report one by one
+# (vitest's verbose reporter), so a file cut by its time limit still shows what passed.
+# SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file; SANITIZE_JOBS (default 1) runs
 # that many files at once on the one GPU (the sanitizers' cost is mostly per launch, on the host, so
 # files in parallel finish sooner; the slowest files start first). The tests see DEEPWELL_SANITIZER
 # (the tool's name): a time bound is skipped under it, nothing else; a test has no time limit of its
@@ -43,12 +45,14 @@ one() { # tool file: runs one file under one tool, prints its line, leaves a ver
     racecheck | synccheck) extra=(--report-api-errors no) ;;
     initcheck) extra=(--report-api-errors no) ;;
   esac
-  # SANITIZE_EXTRA: more options for every file (e.g. --kernel-name-exclude for a vendor's kernels).
+  # SANITIZE_EXTRA: more options for every file and tool; SANITIZE_EXTRA_<tool> (SANITIZE_EXTRA_racecheck)
+  # for one tool only (e.g. --kernel-name-exclude kns=nvjet for cuBLASLt's kernels).
+  local per=SANITIZE_EXTRA_$tool
   # shellcheck disable=SC2206
-  extra+=(${SANITIZE_EXTRA:-})
+  extra+=(${SANITIZE_EXTRA:-} ${!per:-})
   local t0=$SECONDS
   (cd "$root/$pkg" && NO_COLOR=1 FORCE_COLOR=0 DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
-    --error-exitcode 9 node "$root/node_modules/vitest/vitest.mjs" run "test/${f#*/test/}" --pool=forks --no-file-parallelism --testTimeout=1800000 --hookTimeout=1800000) > "$logs/$name.log" 2>&1
+    --error-exitcode 9 node "$root/node_modules/vitest/vitest.mjs" run "test/${f#*/test/}" --pool=forks --no-file-parallelism --reporter=verbose --testTimeout=1800000 --hookTimeout=1800000) > "$logs/$name.log" 2>&1
   local rc=$? summary tests errors verdict
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$logs/$name.log" | sed 's/========= //' | sort | uniq -c | tr -s ' ' | paste -sd ';' -)
   tests=$(grep -E "^\s+Tests " "$logs/$name.log" | tail -1 | tr -s ' ')
@@ -61,6 +65,10 @@ one() { # tool file: runs one file under one tool, prints its line, leaves a ver
 jobs=${SANITIZE_JOBS:-1}
 [ -n "${SANITIZE_EXTRA:-}" ] && echo "sanitize-tests.sh: every run with the extra options: $SANITIZE_EXTRA"
 IFS=, read -ra toollist <<< "$tools"
+for tool in "${toollist[@]}"; do
+  per=SANITIZE_EXTRA_$tool
+  [ -n "${!per:-}" ] && echo "sanitize-tests.sh: every $tool run with the extra options: ${!per}"
+done
 for tool in "${toollist[@]}"; do mkdir -p "$top/sanitize-$tool"; rm -f "$top/sanitize-$tool"/*.verdict; done
 running=0
 for f in "${ordered[@]}"; do
