@@ -13,7 +13,7 @@
 //       Appends "step hexbits" per step to --losses.
 //   node bench/soak.mjs bare   --steps 10000 [--fresh] [--json F]
 //       the same model's compiled step run directly, without the Trainer, memory sampled the same way
-//   node bench/soak.mjs alloc  --cycles 100000 [--json F]
+//   node bench/soak.mjs alloc  --cycles 100000 [--warmup 100000] [--json F]
 //       allocate/free cycles through the CUDA backend in step-like rounds (64 tensors of fixed sizes,
 //       allocated in a random order with random frees between): bytes in use back to zero, reserved
 //       and RSS within 1 MiB after warm-up; then a random walk over 256 sizes (reported).
@@ -170,19 +170,22 @@ async function alloc() {
     gc();
     const m = backend.memoryStats();
     const h = process.memoryUsage();
-    return { cycle, inUse: m.inUse, reserved: m.reserved, rss: h.rss, heapUsed: h.heapUsed, external: h.external, cacheHits: m.cacheHits, deviceMallocs: m.deviceMallocs };
+    return { cycle, inUse: m.inUse, reserved: m.reserved, rss: h.rss, ...residentKinds(), heapUsed: h.heapUsed, external: h.external, cacheHits: m.cacheHits, deviceMallocs: m.deviceMallocs };
   };
   // Step-like rounds (the verdict): each round allocates a fixed set of 64 of those sizes in a
   // random order, freeing a random live one now and then, and frees the rest at its end, as a
-  // training step does with different orders. 64 allocations and 64 frees a round; the first sixth
-  // of the cycles is warm-up.
+  // training step does with different orders. 64 allocations and 64 frees a round; `--warmup`
+  // cycles (default 100,000) come first and are not judged: the process's resident set rises by a
+  // few MiB over the first 70,000 cycles and then stays put (H200, 2026-12-04, a 20,000-cycle
+  // warm-up: 158.8 MiB at cycle 20,000, 162.3 from 70,000 to 120,000; the whole run took 0.6 s).
   const stepSizes = Array.from({ length: 64 }, () => sizes[Math.floor(rand() * sizes.length)]);
   const trace = [snap(0)];
   const live = [];
-  const total = cycles + Math.floor(cycles / 5);
+  const total = cycles + Number(opt('warmup', 100000));
   const t0 = performance.now();
   let done = 0;
-  let nextSnap = 10000;
+  const every = Math.max(10000, Math.ceil(total / 50 / 10000) * 10000);
+  let nextSnap = every;
   while (done < total) {
     const order = stepSizes.map((x) => [rand(), x]).sort((p, q) => p[0] - q[0]).map((p) => p[1]);
     for (const bytes of order) {
@@ -193,7 +196,7 @@ async function alloc() {
     done += stepSizes.length;
     if (done >= nextSnap) {
       trace.push(snap(done));
-      nextSnap += 10000;
+      nextSnap += every;
     }
   }
   const seconds = (performance.now() - t0) / 1000;
@@ -216,7 +219,7 @@ async function alloc() {
     warmup: total - cycles,
     seconds,
     inUseEnd: end.inUse,
-    spreadMiB: { reserved: spread('reserved'), rss: spread('rss'), heapUsed: spread('heapUsed') },
+    spreadMiB: { reserved: spread('reserved'), rss: spread('rss'), rssAnon: spread('rssAnon'), rssFile: spread('rssFile'), heapUsed: spread('heapUsed') },
     cacheHits: end.cacheHits,
     deviceMallocs: end.deviceMallocs,
     randomWalk: { cycles, inUseEnd: afterWalk.inUse, reservedMiB: afterWalk.reserved / MiB, rssMiB: afterWalk.rss / MiB },
@@ -224,9 +227,12 @@ async function alloc() {
   };
   const flat = end.inUse === 0 && afterWalk.inUse === 0 && out.spreadMiB.reserved <= 1 && out.spreadMiB.rss <= 1;
   console.log(`soak alloc: ${done} allocations and as many frees in step-like rounds of 64 (${out.warmup} warm-up) in ${seconds.toFixed(2)} s; bytes in use at the end ${end.inUse}; ${end.cacheHits} cache hits, ${end.deviceMallocs} cudaMallocs`);
-  console.log(`  reserved MiB every 10,000: ${trace.map((t) => (t.reserved / MiB).toFixed(1)).join(' ')}`);
-  console.log(`  RSS MiB every 10,000:      ${trace.map((t) => (t.rss / MiB).toFixed(1)).join(' ')}`);
-  console.log(`  after warm-up: reserved spread ${out.spreadMiB.reserved.toFixed(3)} MiB, RSS spread ${out.spreadMiB.rss.toFixed(3)} MiB, heap spread ${out.spreadMiB.heapUsed.toFixed(3)} MiB; flat: ${flat ? 'yes' : 'NO'}`);
+  const each = every.toLocaleString('en-US');
+  console.log(`  reserved MiB every ${each}: ${trace.map((t) => (t.reserved / MiB).toFixed(1)).join(' ')}`);
+  console.log(`  RSS MiB every ${each}:      ${trace.map((t) => (t.rss / MiB).toFixed(1)).join(' ')}`);
+  console.log(`  anonymous RSS MiB:          ${trace.map((t) => (t.rssAnon / MiB).toFixed(1)).join(' ')}`);
+  console.log(`  file-backed RSS MiB:        ${trace.map((t) => (t.rssFile / MiB).toFixed(1)).join(' ')}`);
+  console.log(`  after ${out.warmup} warm-up cycles: reserved spread ${out.spreadMiB.reserved.toFixed(3)} MiB, RSS spread ${out.spreadMiB.rss.toFixed(3)} MiB (anonymous ${out.spreadMiB.rssAnon.toFixed(3)}, file-backed ${out.spreadMiB.rssFile.toFixed(3)}), heap spread ${out.spreadMiB.heapUsed.toFixed(3)} MiB; flat: ${flat ? 'yes' : 'NO'}`);
   console.log(`  then a random walk of ${cycles} allocate/free cycles over 256 sizes: bytes in use at the end ${afterWalk.inUse}; reserved ${out.randomWalk.reservedMiB.toFixed(1)} MiB; RSS ${out.randomWalk.rssMiB.toFixed(1)} MiB`);
   if (opt('json')) writeFileSync(opt('json'), JSON.stringify({ ...out, flat }, null, 1));
   if (!flat) process.exitCode = 1;

@@ -34,6 +34,8 @@ for part in "${parts[@]}"; do
   alloc)
     step "100,000 allocate/free cycles"
     timeout 300 node --expose-gc bench/soak.mjs alloc --cycles 100000 --json "$OUT/alloc.json"; echo "exit $?"
+    step "10,000,000 allocate/free cycles (a trend too small to see in 100,000)"
+    timeout 300 node --expose-gc bench/soak.mjs alloc --cycles 10000000 --json "$OUT/alloc-10m.json"; echo "exit $?"
     ;;
   soak)
     step "10,000 training steps, memory sampled every 100"

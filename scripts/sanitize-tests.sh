@@ -53,11 +53,24 @@ one() { # tool file: runs one file under one tool, prints its line, leaves a ver
   local t0=$SECONDS
   (cd "$root/$pkg" && NO_COLOR=1 FORCE_COLOR=0 DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
     --error-exitcode 9 node "$root/node_modules/vitest/vitest.mjs" run "test/${f#*/test/}" --pool=forks --no-file-parallelism --reporter=verbose --testTimeout=1800000 --hookTimeout=1800000) > "$logs/$name.log" 2>&1
-  local rc=$? summary tests errors verdict
+  local rc=$? summary tests errors verdict vendor=0 ours=0
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$logs/$name.log" | sed 's/========= //' | sort | uniq -c | tr -s ' ' | paste -sd ';' -)
   tests=$(grep -E "^\s+Tests " "$logs/$name.log" | tail -1 | tr -s ' ')
   errors=$(grep -E "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]" -c "$logs/$name.log")
+  if [ "$tool" = racecheck ]; then
+    # Each race report names the kernel at both accesses. Reports inside cuBLASLt's own kernels
+    # (nvjet_*: NVIDIA's code, which we cannot read or change) are counted apart and said; any
+    # other report, or the sanitizer failing, is an error. (Excluding those kernels from the check
+    # instead, --kernel-name-exclude, made the sanitizer fail on a hardware exception, 2026-12-04.)
+    vendor=$(grep -cE "Race reported between .* access at nvjet_" "$logs/$name.log")
+    ours=$(grep -E "access at [^ ]+\+0x" "$logs/$name.log" | grep -vcE "access at nvjet_")
+    if [ "$rc" -eq 9 ] && [ "$ours" -eq 0 ] && [ "$vendor" -gt 0 ] && ! grep -qE "Internal Sanitizer Error|Target application terminated" "$logs/$name.log" \
+      && [[ "$tests" == *passed* && "$tests" != *failed* ]]; then
+      rc=0 errors=0
+    fi
+  fi
   if [ "$rc" -eq 0 ] && [ "$errors" -eq 0 ]; then verdict=clean; else verdict="ERRORS (exit $rc)"; fi
+  [ "$vendor" -gt 0 ] && summary="$summary; race reports: $vendor in cuBLASLt's nvjet kernels, $ours lines naming other kernels"
   echo "$verdict" > "$logs/$name.verdict"
   printf '%-10s %-52s %-16s %4ss  %s |%s\n' "$tool" "$f" "$verdict" $((SECONDS - t0)) "${summary:-no summary}" "$tests"
 }

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { ELEMENTS, PrecisionPolicy, decodeElement, dequantizeTensor, quantizeTensor, type QuantizedTensor } from '../src/index.js';
 import type { AnyFormat } from '../src/cuda/native.js';
 import { errorOf } from '../../../testing/errors.js';
+import { repeats, underSanitizer } from '../../../testing/sanitizer.js';
 
 const gpu = cudaStatus().available;
 if (gpu) registerCudaBackends();
@@ -370,15 +371,20 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       if (policy) expect(exe.kernelSummary().find((k) => k.op === 'fake_quant')!.kernel).toBe('fake_quant_cuda');
       const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
       const losses: number[] = [];
-      for (let s = 1; s <= 150; s++) losses.push(exe.run({ ...corpus.batch(B, T), lr: Float32Array.of(3e-3 * Math.min(1, s / 20)), step: Float32Array.of(s) }).loss![0]!);
+      for (let s = 1; s <= repeats(150, 10); s++) losses.push(exe.run({ ...corpus.batch(B, T), lr: Float32Array.of(3e-3 * Math.min(1, s / 20)), step: Float32Array.of(s) }).loss![0]!);
       exe.dispose();
-      return losses.slice(-30).reduce((a, b) => a + b) / 30;
+      expect(losses.every(Number.isFinite)).toBe(true);
+      const last = losses.slice(-30);
+      return last.reduce((a, b) => a + b) / last.length;
     };
     const bf16 = train(undefined);
     for (const recipe of ['mxfp8', 'nvfp4'] as const) {
       const low = train(new PrecisionPolicy({ recipe, keepFirstLast: false, minWeightElements: 0 }));
-      expect(low, recipe).toBeLessThan(entropy * 1.15);
-      expect(Math.abs(low - bf16), recipe).toBeLessThan(0.1);
+      // Learning needs the full 150 steps (the ordinary GPU run); under a sanitizer the kernels ran.
+      if (!underSanitizer) {
+        expect(low, recipe).toBeLessThan(entropy * 1.15);
+        expect(Math.abs(low - bf16), recipe).toBeLessThan(0.1);
+      }
       expect(low, recipe).not.toBe(bf16);
     }
   }, 120_000);

@@ -9,6 +9,7 @@ import { autocast, capture, compile, initialValues, interpret, numel, trainingSt
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { PrecisionPolicy, computeCapabilityOf, support } from '../src/index.js';
+import { repeats, underSanitizer } from '../../../testing/sanitizer.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
@@ -24,7 +25,7 @@ function step(): Graph {
 
 const seed = (Math.random() * 2 ** 31) >>> 0;
 const corpus = new MarkovCorpus({ vocab: 256, seed });
-const batches = Array.from({ length: 8 }, () => corpus.batch(B, T));
+const batches = Array.from({ length: repeats(8, 3) }, () => corpus.batch(B, T));
 
 function train(policy: PrecisionPolicy | undefined) {
   const exe = compile(step(), { device: 'cuda:0', seed, precision: policy });
@@ -67,7 +68,8 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
         expect(Math.abs(a.losses[s]! - emulated.losses[s]!) / emulated.losses[s]!, `step ${s}, seed ${seed}`).toBeLessThan(5e-3);
         expect(Math.abs(a.losses[s]! - bf16.losses[s]!) / bf16.losses[s]!, `step ${s}, seed ${seed}`).toBeLessThan(2e-2);
       }
-      expect(a.probe, `it learns: the first batch's loss ${a.losses[0]} before, ${a.probe} after; seed ${seed}`).toBeLessThan(0.99 * a.losses[0]!);
+      // Learning needs the 8 steps (the ordinary GPU run); under a sanitizer the kernels ran.
+      if (!underSanitizer) expect(a.probe, `it learns: the first batch's loss ${a.losses[0]} before, ${a.probe} after; seed ${seed}`).toBeLessThan(0.99 * a.losses[0]!);
       console.log(`${recipe} native: losses ${a.losses.map((l) => l.toFixed(4)).join(' ')}\n  emulated ${emulated.losses.map((l) => l.toFixed(4)).join(' ')}\n  bf16     ${bf16.losses.map((l) => l.toFixed(4)).join(' ')}`);
     }, 300_000);
 
