@@ -9,3 +9,8 @@ export const underSanitizer = Boolean(process.env.DEEPWELL_SANITIZER);
 export function repeats(full: number, sanitized: number): number {
   return underSanitizer ? Math.min(full, sanitized) : full;
 }
+
+/** A test's own time limit (ms), lifted under a sanitizer (its per-file limit bounds the run there). */
+export function timeLimit(ms: number): number {
+  return underSanitizer ? 3_600_000 : ms;
+}

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { ELEMENTS, PrecisionPolicy, decodeElement, dequantizeTensor, quantizeTensor, type QuantizedTensor } from '../src/index.js';
 import type { AnyFormat } from '../src/cuda/native.js';
 import { errorOf } from '../../../testing/errors.js';
-import { repeats, underSanitizer } from '../../../testing/sanitizer.js';
+import { repeats, timeLimit, underSanitizer } from '../../../testing/sanitizer.js';
 
 const gpu = cudaStatus().available;
 if (gpu) registerCudaBackends();
@@ -199,7 +199,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       const x = input(format, rows, cols, dtype);
       expectGpuQuantizeExact(x, rows, cols, dtype, { format, direction: 'both', scaleMode, scaleLayout }, `${format} ${dtype} ${scaleMode} ${scaleLayout} ${rows} x ${cols}`);
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 
   // Tensorwise FP8 from bf16 / f16 takes the same register path (one scale from the tensor amax,
   // codes of f32(x / s)): large inputs, both element formats, both directions.
@@ -213,7 +213,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       const x = input(format, rows, cols, dtype);
       expectGpuQuantizeExact(x, rows, cols, dtype, { format, direction: 'both' }, `${format} ${dtype} ${rows} x ${cols}`);
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 
   // Blockwise FP8 from bf16 / f16 on whole 128 × 128 tiles takes the register path too (block
   // maxima meet in shared memory across warps): both element layouts of the scales, each
@@ -233,7 +233,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       const x = input(format, rows, cols, dtype);
       expectGpuQuantizeExact(x, rows, cols, dtype, { format, direction, scaleLayout }, `${format} ${dtype} ${rows} x ${cols} ${direction} ${scaleLayout}`);
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 
   // The tensor amax of tensorwise FP8 (quantAmax: 8-element chunks, four in flight per thread,
   // non-finite chunks rescanned): the largest finite |x| wherever it lies (the first element, the
@@ -260,7 +260,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
         }
       }
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 
   // Blockwise FP8 in scaledGemmLt's layout on shapes where it differs most from the plain one:
   // 1 × 128 with R not a multiple of 128 (rowwise [40, 640]; columnwise from [256, 200], stored
@@ -359,7 +359,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
         }
       }
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 
   it('emulated MXFP8 and NVFP4 training of the tiny GPT on the GPU (fake_quant kernels in the step) learns the corpus', () => {
     const [B, T] = [8, 16];
@@ -387,7 +387,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       }
       expect(low, recipe).not.toBe(bf16);
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 
   it('tensorwise quantizers take the amax their input\'s kernel reduced (gelu, gelu_backward, add, cast, add_layernorm): the scales the reference gives, bit for bit', () => {
     const [R, C] = [256, 384];
@@ -436,7 +436,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       }
     }
     exe.dispose();
-  }, 120_000);
+  }, timeLimit(120_000));
 
   it('quant_stats on CUDA gives the reference\'s counts and amax, and its scale range to the last place', () => {
     for (const f of FORMATS) {

@@ -9,7 +9,7 @@ import { autocast, capture, compile, initialValues, interpret, numel, trainingSt
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { PrecisionPolicy, computeCapabilityOf, support } from '../src/index.js';
-import { repeats, underSanitizer } from '../../../testing/sanitizer.js';
+import { repeats, timeLimit, underSanitizer } from '../../../testing/sanitizer.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
@@ -71,7 +71,7 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
       // Learning needs the 8 steps (the ordinary GPU run); under a sanitizer the kernels ran.
       if (!underSanitizer) expect(a.probe, `it learns: the first batch's loss ${a.losses[0]} before, ${a.probe} after; seed ${seed}`).toBeLessThan(0.99 * a.losses[0]!);
       console.log(`${recipe} native: losses ${a.losses.map((l) => l.toFixed(4)).join(' ')}\n  emulated ${emulated.losses.map((l) => l.toFixed(4)).join(' ')}\n  bf16     ${bf16.losses.map((l) => l.toFixed(4)).join(' ')}`);
-    }, 300_000);
+    }, timeLimit(300_000));
 
     it("the first step's loss and gradient norm match the interpreted native step (the CPU references)", () => {
       const policy = new PrecisionPolicy({ recipe, minWeightElements: 0, keepFirstLast: false, native: true });
@@ -85,6 +85,6 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
       const norm = vals[g.outputs.grad_norm!]![0]!;
       expect(Math.abs(gpuRun.losses[0]! - loss) / loss, `seed ${seed}`).toBeLessThan(1e-3);
       expect(Math.abs(gpuRun.norms[0]! - norm) / norm, `seed ${seed}`).toBeLessThan(1e-2);
-    }, 600_000);
+    }, timeLimit(600_000));
   });
 }

@@ -7,6 +7,7 @@ import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { formatProfile, optimize } from '../src/engine.js';
 import { TokenLoader, Trainer, markovShard } from '../src/index.js';
+import { timeLimit } from '../../../testing/sanitizer.js';
 
 const gpu = cudaStatus().available;
 const hopper = gpu && deviceProperties(0).major === 9;
@@ -40,7 +41,7 @@ describe.skipIf(!gpu)('optimize() on the GPU', () => {
     } finally {
       engine.dispose();
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 
   it('Trainer.fromEngine trains with the engine’s precision and records what the run decided', () => {
     const corpus = new MarkovCorpus({ vocab: 64, seed: 3 });
@@ -57,5 +58,5 @@ describe.skipIf(!gpu)('optimize() on the GPU', () => {
     } finally {
       engine.dispose();
     }
-  }, 120_000);
+  }, timeLimit(120_000));
 });
