@@ -77,7 +77,15 @@ export function interpret(graph: Graph, bindings: Record<string, NumArray>, opti
   }
   for (const [name, id] of Object.entries(named)) {
     if (!(name in bindings)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a value for '${name}' (${shapeStr(graph.value(id).type)}) but received none`);
-    vals[id] = checkBinding(name, graph.value(id).type, bindings[name]);
+    const t = graph.value(id).type;
+    const data = checkBinding(name, t, bindings[name]);
+    // A bf16/f16 binding holds f32 values: rounded to the format on the way in, as compile() stores
+    // them (a copy: the caller's array is left as it is). Not in 'f64' gradient checks.
+    if (precision === 'f32' && (t.dtype === 'bf16' || t.dtype === 'f16')) {
+      const narrow = Float32Array.from(data);
+      roundTo(t.dtype, narrow);
+      vals[id] = narrow;
+    } else vals[id] = data;
   }
   for (const n of graph.nodes) {
     const def = getOp(n.op);

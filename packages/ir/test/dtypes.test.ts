@@ -2,7 +2,7 @@
 // float inputs of one op share one dtype and its float outputs take it, except where a rule says
 // otherwise (cross_entropy's loss, the norms' statistics, adamw's f32 state, one_hot's mask, fill's
 // attribute). And the gradient rules still build consistent graphs through bf16 values.
-import { bf16BitsToF32, f32ToBf16Bits, type DTypeName } from '@deepwell/core';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DTypeName } from '@deepwell/core';
 import { describe, expect, it } from 'vitest';
 import {
   GraphBuilder,
@@ -475,5 +475,25 @@ describe('gradient rules through bf16 values', () => {
     const grads = differentiate(b.graph, loss.id, [w.id]);
     b.graph.verify();
     expect(b.graph.value(grads.get(w.id)!).type.dtype).toBe('f32');
+  });
+});
+
+describe('bf16 and f16 bindings', () => {
+  it("interpret rounds them to their format, as compile() stores them, and leaves the caller's array alone", () => {
+    // (A bf16 input bound unrounded once made the reference evaluate gelu' between bf16 steps, so
+    // precision's fused-amax GPU test failed on 18 of 40 runs: H200, 2026-12-04.)
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const b = new GraphBuilder();
+      const x = b.input('x', [64], dtype);
+      b.output('y', gelu(x));
+      // Values between the format's steps: the reference must see what a kernel is given.
+      const data = Float32Array.from({ length: 64 }, () => (Math.random() * 2 - 1) * 3);
+      const copy = Float32Array.from(data);
+      const got = interpret(b.graph, { x: data })[b.graph.outputs.y!]!;
+      expect(data).toEqual(copy);
+      // The values bound are the rounded ones: the same as binding them rounded.
+      const rounded = Float32Array.from(data, (v) => (dtype === 'bf16' ? bf16BitsToF32(f32ToBf16Bits(v)) : f16BitsToF32(f32ToF16Bits(v))));
+      expect(Array.from(interpret(b.graph, { x: rounded })[b.graph.outputs.y!]!)).toEqual(Array.from(got));
+    }
   });
 });
