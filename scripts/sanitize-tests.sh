@@ -67,8 +67,14 @@ one() { # tool file[::pattern]: runs one file (its tests matching the pattern) u
     # instead, --kernel-name-exclude, made the sanitizer fail on a hardware exception, 2026-12-04.)
     vendor=$(grep -cE "Race reported between .* access at nvjet_" "$logs/$name.log")
     ours=$(grep -E "access at [^ ]+\+0x" "$logs/$name.log" | grep -vcE "access at nvjet_")
-    if [ "$rc" -eq 9 ] && [ "$ours" -eq 0 ] && [ "$vendor" -gt 0 ] && ! grep -qE "Internal Sanitizer Error|Target application terminated" "$logs/$name.log" \
-      && [[ "$tests" == *passed* && "$tests" != *failed* ]]; then
+    # Every test accounted for: passed + skipped = the total, and no unhandled error (a vitest
+    # worker that dies mid-file leaves "Tests 1 passed (2)" and an "Errors" line).
+    local passed skipped total
+    passed=$(grep -oE "[0-9]+ passed" <<< "$tests" | grep -oE "[0-9]+" || echo 0)
+    skipped=$(grep -oE "[0-9]+ skipped" <<< "$tests" | grep -oE "[0-9]+" || echo 0)
+    total=$(grep -oE "\([0-9]+\)" <<< "$tests" | tr -d '()' || echo -1)
+    if [ "$rc" -eq 9 ] && [ "$ours" -eq 0 ] && [ "$vendor" -gt 0 ] && ! grep -qE "Internal Sanitizer Error|Target application terminated|^\s+Errors " "$logs/$name.log" \
+      && [[ "$tests" != *failed* ]] && [ "$passed" -gt 0 ] && [ $((passed + skipped)) -eq "${total:--1}" ]; then
       rc=0 errors=0
     fi
   fi
