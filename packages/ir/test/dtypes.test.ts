@@ -123,6 +123,9 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     gather_rows: { inputs: [[[5, 3], F], [[4], i32]], want: [F] },
     scatter_add_rows: { inputs: [[[4, 3], F], [[4], i32]], attrs: { rows: 5 }, want: [F] },
     moe_plan: { inputs: [[[4, 2], i32]], attrs: { numExperts: 3, capacity: 2 }, want: [i32, i32] },
+    moe_sort: { inputs: [[[4, 2], i32]], attrs: { numExperts: 3 }, want: [i32, i32, i32] },
+    grouped_matmul: { inputs: [[[5, 3], F], [[2, 3, 4], F], [[3], i32]], want: [F] },
+    grouped_matmul_wgrad: { inputs: [[[5, 3], F], [[5, 4], F], [[3], i32]], attrs: { experts: 2 }, want: [F] },
     // A mask of integers: f32 whatever else the graph holds.
     one_hot: { inputs: [[[4], i32]], attrs: { classes: 3 }, want: [f32] },
   };
