@@ -10,7 +10,7 @@ import { CausalSelfAttention, type AttentionKind } from './attention.js';
 import { resolveConfig, type GPTConfig, type GPTPreset, type ResolvedGPTConfig } from './gpt_config.js';
 import { Embedding, LayerNorm, Linear, MLP, RMSNorm } from './layers.js';
 import { checkSym, optionsObject } from './limits.js';
-import { MoE } from './moe.js';
+import { MoE, type MoEOptions } from './moe.js';
 import { Module } from './module.js';
 
 export { GPT_PRESETS, gptParameterCount } from './gpt_config.js';
@@ -37,7 +37,7 @@ class Block extends Module {
     this.attn = this.addChild('attn', new CausalSelfAttention(c.nEmbd, c.nHead, { residualStd, bias: c.bias, kvHeads: c.nKvHead, fused: c.fusedAttention, kind }));
     this.ln2 = this.addChild('ln2', norm());
     this.mlp = moe
-      ? this.addChild('moe', new MoE(c.nEmbd, c.mlpHidden, { experts: moe.experts, topK: moe.topK, capacityFactor: moe.capacityFactor, residualStd }))
+      ? this.addChild('moe', new MoE(c.nEmbd, c.mlpHidden, moeOptions(moe, residualStd)))
       : this.addChild('mlp', new MLP(c.nEmbd, c.mlpHidden, c.activation, { residualStd, bias: c.bias }));
   }
   /** `attend`: the attention of the normed input (the layer's own forward, or its cached decode). */
@@ -51,6 +51,12 @@ class Block extends Module {
       return { x: add(h, this.mlp.forward(this.ln2.forward(h))), aux: null };
     });
   }
+}
+
+/** A GPT config's moe entry as MoE's options (undefined entries left out, so MoE's defaults apply). */
+function moeOptions(moe: NonNullable<GPTConfig['moe']>, residualStd: number): MoEOptions {
+  const { auxLossWeight: _w, everyNth: _n, ...rest } = moe;
+  return { ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), residualStd } as MoEOptions;
 }
 
 export class GPT extends Module {

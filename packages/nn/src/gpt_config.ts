@@ -8,7 +8,7 @@ import { DeepwellError, checkInteger, checkKeys, checkNumber, checkOneOf, descri
 import { checkAttentionKind, type AttentionKind } from './attention.js';
 import { ACTIVATIONS, type Activation } from './layers.js';
 import { MAX_LAYERS, MAX_SIZE, checkParameterCount, optionalBoolean } from './limits.js';
-import { checkMoEOptions } from './moe.js';
+import { checkMoEOptions, type MoEActivation, type MoERouting } from './moe.js';
 
 export interface GPTConfig {
   vocabSize: number;
@@ -47,8 +47,21 @@ export interface GPTConfig {
    * block's mean position embedding is near zero.
    */
   positionBase?: number;
-  /** Mixture of experts in place of the MLP (every layer, or every everyNth); null or absent: none. */
-  moe?: { experts: number; topK: number; capacityFactor?: number; auxLossWeight?: number; everyNth?: number } | null;
+  /**
+   * Mixture of experts in place of the MLP (every layer, or every everyNth); null or absent: none.
+   * routing, capacityFactor, activation and sharedExperts as MoE's options (nn's MoE); each expert is
+   * mlpHidden wide.
+   */
+  moe?: {
+    experts: number;
+    topK: number;
+    routing?: MoERouting;
+    capacityFactor?: number;
+    activation?: MoEActivation;
+    sharedExperts?: number;
+    auxLossWeight?: number;
+    everyNth?: number;
+  } | null;
 }
 
 export const GPT_PRESETS = {
@@ -64,7 +77,7 @@ export type GPTPreset = keyof typeof GPT_PRESETS;
 
 /** GPTConfig's keys, in the order the errors list them, and those of its moe object. */
 const CONFIG_KEYS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd', 'mlpHidden', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'nKvHead', 'fusedAttention', 'attention', 'positionInit', 'positionBase', 'moe'];
-const MOE_KEYS = ['experts', 'topK', 'capacityFactor', 'auxLossWeight', 'everyNth'];
+const MOE_KEYS = ['experts', 'topK', 'routing', 'capacityFactor', 'activation', 'sharedExperts', 'auxLossWeight', 'everyNth'];
 /** Other libraries' names (nanoGPT, Hugging Face's GPT2Config, Llama configs) for our keys, and what Deepwell has instead of a few. */
 const CONFIG_ALIASES: Record<string, string> = {
   n_layer: 'nLayer', num_hidden_layers: 'nLayer', numLayers: 'nLayer', layers: 'nLayer', depth: 'nLayer',
@@ -175,7 +188,9 @@ function countParameters(cfg: ResolvedGPTConfig): number {
   const attn = C * qkv + b * qkv + C * C + b * C;
   const mlp = (cfg.activation === 'swiglu' ? 2 : 1) * (C * F + b * F) + F * C + b * C;
   const moeLayers = cfg.moe ? Math.floor(L / or(cfg.moe.everyNth, 1)) : 0;
-  const moe = cfg.moe ? cfg.moe.experts * (C + 2 * C * F) : 0;
+  // Per MoE layer: the router (C per expert), the experts' matrices (3 with SwiGLU), the shared experts' MLP.
+  const m = cfg.moe?.activation === 'swiglu' ? 3 : 2;
+  const moe = cfg.moe ? cfg.moe.experts * (C + m * C * F) + m * or(cfg.moe.sharedExperts, 0) * C * F : 0;
   const blocks = L * (2 * norm + attn) + (L - moeLayers) * mlp + moeLayers * moe;
   return V * C + T * C + blocks + norm + (cfg.tiedEmbeddings ? 0 : V * C);
 }

@@ -39,7 +39,9 @@ describe('GPT: sizes refused before anything is built', () => {
   it('counts parameters from the config exactly as the built model has them', () => {
     for (let i = 0; i < 12; i++) {
       const nLayer = rand(1, 4);
-      const moe = Math.random() < 0.5 ? { experts: rand(2, 4), topK: 1, everyNth: rand(1, nLayer) } : undefined;
+      const moe = Math.random() < 0.5
+        ? { experts: rand(2, 4), topK: 1, everyNth: rand(1, nLayer), activation: Math.random() < 0.5 ? ('gelu' as const) : ('swiglu' as const), sharedExperts: rand(0, 2), routing: Math.random() < 0.5 ? ('capacity' as const) : ('dropless' as const) }
+        : undefined;
       const c: GPTConfig = { ...tiny({ nLayer }), nHead: 4, nEmbd: 16, nKvHead: [1, 2, 4][rand(0, 2)], mlpHidden: rand(4, 40), activation: Math.random() < 0.5 ? 'gelu' : 'swiglu', norm: Math.random() < 0.5 ? 'layernorm' : 'rmsnorm', tiedEmbeddings: Math.random() < 0.5, bias: Math.random() < 0.5, ...(moe ? { moe } : {}) };
       const m = new GPT(c);
       expect(gptParameterCount(c)).toBe(m.parameterCount());
