@@ -38,6 +38,12 @@ std::string errorMessage(ErrFamily family, const ErrWord& h) {
       return "scatter_add_rows: Expected -1 or an index in [0, " + bound + ") for idx[" + pos + "] but received " + value;
     case kOpMoePlan:
       return "moe_plan: Expected an expert id in [0, " + bound + ") for experts[" + pos + ", " + std::to_string(h.aux) + "] but received " + value;
+    case kOpMoeSort:
+      return "moe_sort: Expected an expert id in [0, " + bound + ") for experts[" + pos + ", " + std::to_string(h.aux) + "] but received " + value;
+    case kOpGroupedMatmul:
+    case kOpGroupedMatmulWgrad:
+      return std::string(h.op == kOpGroupedMatmul ? "grouped_matmul" : "grouped_matmul_wgrad") +
+             ": Expected offsets that start at 0, never decrease and end at R = " + bound + " but received " + value + " for offsets[" + pos + "]";
     case kOpOneHot:
       return "one_hot: Expected -1 or an index in [0, " + bound + ") for idx (flat position " + pos + ") but received " + value;
     default:

@@ -23,7 +23,7 @@ struct ErrWord {
   int pad;
   long long pos;    // flat position or row
   long long bound;  // the valid range is [0, bound)
-  long long aux;    // op-specific: the ignore index of cross_entropy, moe_plan's choice rank j
+  long long aux;    // op-specific: the ignore index of cross_entropy, moe_plan's and moe_sort's choice rank j
   double value;     // the bad value
 };
 
@@ -45,6 +45,9 @@ enum ErrOp : int {
   kOpScatterAddRows = 13,
   kOpMoePlan = 14,
   kOpOneHot = 15,
+  kOpMoeSort = 16,
+  kOpGroupedMatmul = 17,      // bad offsets: pos = the first bad entry, value = it, bound = R
+  kOpGroupedMatmulWgrad = 18,
 };
 
 // The device address of `family`'s word on the current device.

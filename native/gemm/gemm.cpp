@@ -195,6 +195,7 @@ void initGemm(Napi::Env env, Napi::Object exports) {
   def(env, exports, "gemmPlanCount", GemmPlanCount);
   def(env, exports, "gemmLtSupported", GemmLtSupported);
   initGemmFallback(env, exports);
+  initGemmGrouped(env, exports);
   initGemmScaled(env, exports);
   initGemmMx8(env, exports);
 }

@@ -261,6 +261,68 @@ inline GemmFallbackArgs readGemmFallback(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// groupedGemm(stream, dtype, R, K, N, E, transW, x, w, offsets, out)  [native/gemm/grouped_gemm.cu]
+struct GroupedGemmArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t R{};
+  uint64_t K{};
+  uint64_t N{};
+  uint64_t E{};
+  bool transW{};
+  TensorArg x{};
+  TensorArg w{};
+  TensorArg offsets{};
+  TensorArg out{};
+};
+inline GroupedGemmArgs readGroupedGemm(const Napi::CallbackInfo& info) {
+  Reader r(info, "groupedGemm", 15);
+  GroupedGemmArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.R = r.u64("R", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.transW = r.u64("transW", 1.0) != 0;
+  a.x = r.tensor("x", false);
+  a.w = r.tensor("w", false);
+  a.offsets = r.tensor("offsets", false);
+  a.out = r.tensor("out", false);
+  r.end();
+  return a;
+}
+
+// groupedGemmWgrad(stream, dtype, R, K, N, E, x, g, offsets, dw)  [native/gemm/grouped_gemm.cu]
+struct GroupedGemmWgradArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t R{};
+  uint64_t K{};
+  uint64_t N{};
+  uint64_t E{};
+  TensorArg x{};
+  TensorArg g{};
+  TensorArg offsets{};
+  TensorArg dw{};
+};
+inline GroupedGemmWgradArgs readGroupedGemmWgrad(const Napi::CallbackInfo& info) {
+  Reader r(info, "groupedGemmWgrad", 14);
+  GroupedGemmWgradArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.R = r.u64("R", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.x = r.tensor("x", false);
+  a.g = r.tensor("g", false);
+  a.offsets = r.tensor("offsets", false);
+  a.dw = r.tensor("dw", false);
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
@@ -273,4 +335,6 @@ inline GemmFallbackArgs readGemmFallback(const Napi::CallbackInfo& info) {
   X("scaledGemmLt", ScaledGemmLt)                    \
   X("scaledGemmLtSupported", ScaledGemmLtSupported)  \
   X("mx8GemmSm90", Mx8GemmSm90)                      \
-  X("gemmFallback", GemmFallback)
+  X("gemmFallback", GemmFallback)                    \
+  X("groupedGemm", GroupedGemm)                      \
+  X("groupedGemmWgrad", GroupedGemmWgrad)

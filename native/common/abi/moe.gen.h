@@ -143,6 +143,50 @@ inline MoePlanArgs readMoePlan(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// moeSort(stream, N, k, E, experts, order, slot, offsets, workspace)  [native/ops/moe/moe_sort.cu]
+struct MoeSortArgs {
+  cudaStream_t stream{};
+  uint64_t N{};
+  uint64_t k{};
+  uint64_t E{};
+  TensorArg experts{};
+  TensorArg order{};
+  TensorArg slot{};
+  TensorArg offsets{};
+  WorkspaceArg workspace{};
+};
+inline MoeSortArgs readMoeSort(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeSort", 15);
+  MoeSortArgs a;
+  a.stream = r.stream("stream");
+  a.N = r.u64("N", 2147483647.0);
+  a.k = r.u64("k", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.experts = r.tensor("experts", false);
+  a.order = r.tensor("order", false);
+  a.slot = r.tensor("slot", false);
+  a.offsets = r.tensor("offsets", false);
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
+// moeSortWorkspace(N, k, E)  [native/ops/moe/moe_sort.cu]
+struct MoeSortWorkspaceArgs {
+  uint64_t N{};
+  uint64_t k{};
+  uint64_t E{};
+};
+inline MoeSortWorkspaceArgs readMoeSortWorkspace(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeSortWorkspace", 3);
+  MoeSortWorkspaceArgs a;
+  a.N = r.u64("N", 2147483647.0);
+  a.k = r.u64("k", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  r.end();
+  return a;
+}
+
 // oneHot(stream, dtype, P, classes, idx, out)  [native/ops/moe/one_hot.cu]
 struct OneHotArgs {
   cudaStream_t stream{};
@@ -170,10 +214,12 @@ inline OneHotArgs readOneHot(const Napi::CallbackInfo& info) {
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_MOE_ENTRIES(X)          \
-  X("topk", Topk)                      \
-  X("topkBackward", TopkBackward)      \
-  X("gatherRows", GatherRows)          \
-  X("scatterAddRows", ScatterAddRows)  \
-  X("moePlan", MoePlan)                \
+#define DW_ABI_MOE_ENTRIES(X)              \
+  X("topk", Topk)                          \
+  X("topkBackward", TopkBackward)          \
+  X("gatherRows", GatherRows)              \
+  X("scatterAddRows", ScatterAddRows)      \
+  X("moePlan", MoePlan)                    \
+  X("moeSort", MoeSort)                    \
+  X("moeSortWorkspace", MoeSortWorkspace)  \
   X("oneHot", OneHot)

@@ -146,6 +146,18 @@ export const entries = {
     file: 'gemm/gemm_fallback.cu',
     args: ['stream', 'dtype:fdtype', 'transA:flag', 'transB:flag', 'M:u64<=2147483647', 'N:u64<=2147483647', 'K:u64<=2147483647', 'batch:u64<=65535', 'strideA', 'strideB', 'strideD', 'a:tensor', 'b:tensor', 'd:tensor'],
   },
+  // Grouped GEMM of dropless MoE (gemm/grouped_gemm.cu): out[r] = x[r] · w[e] for offsets[e] <= r <
+  // offsets[e + 1]; x [R, K], w [E, K, N] ([E, N, K] with transW), offsets i32 [E + 1] on the device,
+  // out [R, N]; the weight gradient dw[e] = Σ over e's rows of x[r]ᵀ g[r], dw [E, K, N]. Offsets
+  // that do not start at 0, decrease or miss R are recorded in the moe error word (opsErrorCheck).
+  groupedGemm: {
+    file: 'gemm/grouped_gemm.cu',
+    args: ['stream', 'dtype:fdtype', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'transW:flag', 'x:tensor', 'w:tensor', 'offsets:tensor', 'out:tensor'],
+  },
+  groupedGemmWgrad: {
+    file: 'gemm/grouped_gemm.cu',
+    args: ['stream', 'dtype:fdtype', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'x:tensor', 'g:tensor', 'offsets:tensor', 'dw:tensor'],
+  },
 
   // ---- the 'tensor' op family (native/ops/tensor) -------------------------------------------------
   fill: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'value:f64', 'out:tensor'] },
@@ -223,6 +235,10 @@ export const entries = {
   gatherRows: { file: 'ops/moe/rows.cu', args: ['stream', 'dtype:fdtype', 'M', 'R', 'D', 'x:tensor', 'idx:tensor', 'out:tensor'] },
   scatterAddRows: { file: 'ops/moe/rows.cu', args: ['stream', 'dtype:fdtype', 'M', 'R', 'D', 'src:tensor', 'idx:tensor', 'out:tensor'] },
   moePlan: { file: 'ops/moe/moe_plan.cu', args: ['stream', 'N', 'k', 'E', 'C', 'experts:tensor', 'dispatch:tensor', 'combine:tensor'] },
+  // Dropless routing: every choice a row, sorted by expert (stable), the group offsets i32 [E + 1];
+  // the workspace holds the per-chunk expert counts (moeSortWorkspace gives its bytes).
+  moeSort: { file: 'ops/moe/moe_sort.cu', args: ['stream', 'N:u64<=2147483647', 'k:u64<=2147483647', 'E:u64<=8192', 'experts:tensor', 'order:tensor', 'slot:tensor', 'offsets:tensor', 'workspace:workspace'] },
+  moeSortWorkspace: { file: 'ops/moe/moe_sort.cu', args: ['N:u64<=2147483647', 'k:u64<=2147483647', 'E:u64<=8192'], returns: 'number' },
   oneHot: { file: 'ops/moe/one_hot.cu', args: ['stream', 'dtype:fdtype', 'P', 'classes', 'idx:tensor', 'out:tensor'] },
 
   // ---- attention (native/attention) ----------------------------------------------------------------

@@ -4,5 +4,6 @@ import './tensor.js';
 import './nn.js';
 import './moe.js';
 import './gemm.js';
+import './grouped_gemm.js';
 
 export { GEMM_LT_WORKSPACE } from './gemm.js';

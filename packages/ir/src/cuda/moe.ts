@@ -7,11 +7,12 @@
  * their indices on the device and then, unless the call says `checkIndices: false`, synchronise
  * through opsErrorCheck and throw INVALID_ARGUMENT for a bad one (see nn.ts). topk's and moe_plan's
  * integer outputs match the reference exactly (ties to the lower index; choices filled rank first,
- * then token order).
+ * then token order). moe_sort's too (a stable counting sort; its workspace holds the per-chunk
+ * expert counts, sized by the native moeSortWorkspace).
  */
 import type { KernelParams } from '../op.js';
 import { numel } from '../types.js';
-import { registerCuda } from '@deepwell/kernels-native';
+import { nativeEntries, registerCuda } from '@deepwell/kernels-native';
 import { checkIndicesAfter, code, oneFloatStorage } from './nn.js';
 
 const I32_MAX = 2 ** 31 - 1;
@@ -98,6 +99,26 @@ registerCuda<KernelParams>({
   run: (call, ops) => {
     const P = numel(call.inTypes[0]!.shape);
     ops.oneHot(call.stream, code(call.outTypes[0]!), P, call.attrs.classes as number, call.inputs[0]!, call.outputs[0]!);
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda<KernelParams>({
+  op: 'moe_sort',
+  name: 'moe_sort_cuda',
+  needs: ['moeSort', 'moeSortWorkspace'],
+  supports: (p) => {
+    const [N, k] = p.inTypes[0]!.shape as [number, number];
+    return both(limit(p.attrs.numExperts as number, MAX_EXPERTS, 'numExperts (the per-expert counters live in shared memory)'), limit(N * k, I32_MAX, 'tokens x k'));
+  },
+  workspace: (p) => {
+    const [N, k] = p.inTypes[0]!.shape as [number, number];
+    return nativeEntries().entries!.moeSortWorkspace(N, k, p.attrs.numExperts as number);
+  },
+  run: (call, ops) => {
+    const [N, k] = call.inTypes[0]!.shape as [number, number];
+    const [order, slot, offsets] = call.outputs;
+    ops.moeSort(call.stream, N, k, call.attrs.numExperts as number, call.inputs[0]!, order!, slot!, offsets!, call.workspace);
     checkIndicesAfter(call, ops);
   },
 });
