@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On the GPU host: issue 21's checks (dropless MoE), by part, into $OUT.
+#   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [sanitize]
+#   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe) and a dropless MoE GPT
+#             against the CPU reference (nn gpu_moe)
+#   bench     the grouped GEMM beside torch._grouped_mm (bench/grouped_gemm.sh; GROUPED_GEMM_CASES,
+#             GROUPED_GEMM_ROUNDS as there)
+#   sanitize  memcheck, racecheck, synccheck and initcheck over those test files
+# Needs .device/ from scripts/device-pack.sh.
+set -uo pipefail
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(tests bench)
+source "$(dirname "$0")/device-lib.sh"
+device_begin moe-check
+vitest="node ../../node_modules/vitest/vitest.mjs"
+FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/nn/test/gpu_moe.test.ts"
+
+for part in "${parts[@]}"; do
+  case $part in
+  tests)
+    step "ir: the dropless kernels and the moe family on CUDA"
+    (cd packages/ir && timeout 300 $vitest run test/cuda-grouped.test.ts test/cuda-moe.test.ts --reporter=verbose) > "$OUT/ir-moe.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/ir-moe.log" | tail -40
+    step "nn: a dropless MoE GPT on the GPU beside the CPU reference"
+    (cd packages/nn && timeout 300 $vitest run test/gpu_moe.test.ts --reporter=verbose) > "$OUT/nn-moe.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/nn-moe.log" | tail -20
+    ;;
+  bench)
+    step "grouped GEMM beside torch._grouped_mm"
+    OUT=$OUT timeout 500 bash bench/grouped_gemm.sh > "$OUT/bench.log" 2>&1; echo "exit $?"
+    grep -v "^#" "$OUT/grouped-gemm-bench.jsonl" | cut -c1-220
+    ;;
+  sanitize)
+    for tool in memcheck racecheck synccheck initcheck; do
+      step "compute-sanitizer --tool $tool over the dropless MoE tests"
+      OUT=$OUT SANITIZE_JOBS=3 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-200} bash scripts/sanitize-tests.sh "$tool" $FILES; echo "exit $?"
+    done
+    ;;
+  *) echo "moe-check.sh: unknown part '$part'"; exit 2 ;;
+  esac
+done
+device_end
