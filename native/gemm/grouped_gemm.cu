@@ -13,6 +13,11 @@
 // reads them, and offsets that do not start at 0, decrease or miss R are recorded in the moe
 // family's error word (common/errors.h; opsErrorCheck names the entry) and nothing is computed.
 //
+// On a device of compute capability 9.0, bf16 and f16 calls with K and N multiples of 64 (and at
+// most 4096 experts) take the Hopper kernel instead (gemm/grouped_gemm_sm90.cuh: TMA, wgmma, warp
+// specialization; FIRST VERSION, not yet run on a GPU); DW_GROUPED_GENERAL=1 in the environment
+// keeps every call on the general path (for checking one against the other).
+//
 // groupedGemm's tiles: expert e has ceil(rows_e / 64) row tiles; the grid's x covers the largest
 // possible total, ceil(R / 64) + E, and a block finds its (expert, tile) by a block-wide scan of the
 // per-expert tile counts; blocks past the real total return. groupedGemmWgrad: one block per
@@ -20,11 +25,16 @@
 #include "common/abi/gemm.gen.h"
 #include "common/dtype.h"
 #include "common/errors.h"
+#include "common/device_info.h"
 #include "common/launch.h"
+#include "common/smem_limit.h"
+#include "gemm/grouped_gemm_sm90.cuh"
 
 #include <cub/block/block_scan.cuh>
 
+#include <cstdlib>
 #include <string>
+#include <type_traits>
 
 namespace dw {
 namespace {
@@ -171,6 +181,39 @@ __global__ void __launch_bounds__(kThreads) groupedWgradK(const T* x, const T* g
 
 unsigned tilesOf(uint64_t n) { return static_cast<unsigned>((n + kTile - 1) / kTile); }
 
+bool generalOnly() {
+  static const bool only = [] {
+    const char* v = std::getenv("DW_GROUPED_GENERAL");
+    return v != nullptr && v[0] == '1';
+  }();
+  return only;
+}
+
+// The Hopper kernel for a call it takes; false (nothing launched) otherwise.
+template <typename T>
+bool launchSm90(Napi::Env env, cudaStream_t s, const T* x, const T* w, const int* offsets, T* out, uint64_t R, uint64_t K, uint64_t N, uint64_t E, bool transW, ErrWord* err) {
+  namespace g = grouped90;
+  int dev = 0;
+  if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::supported(computeCapability(dev), static_cast<int>(sizeof(T)), R, K, N, E)) return false;
+  if (reinterpret_cast<uintptr_t>(out) % 4 != 0) return false;
+  CUtensorMap mx, mw;
+  const CUtensorMapDataType dt = std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  if (!g::makeMaps(&mx, &mw, dt, x, w, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), transW)) return false;
+  constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
+  static_assert(kMaxSmem <= 227 * 1024, "the Hopper grouped GEMM fits in shared memory");
+  const g::Args args{offsets, out, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), err};
+  const int smem = g::smemBytes(static_cast<int>(E));
+  const unsigned grid = static_cast<unsigned>(smCount());
+  if (transW) {
+    DW_CUDA(env, (setSmemLimitOnce<g::groupedGemmSm90Kernel<T, true>, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm)");
+    g::groupedGemmSm90Kernel<T, true><<<grid, g::kThreads, smem, s>>>(mx, mw, args);
+  } else {
+    DW_CUDA(env, (setSmemLimitOnce<g::groupedGemmSm90Kernel<T, false>, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm)");
+    g::groupedGemmSm90Kernel<T, false><<<grid, g::kThreads, smem, s>>>(mx, mw, args);
+  }
+  return true;
+}
+
 Napi::Value GroupedGemm(const Napi::CallbackInfo& info) {
   const abi::GroupedGemmArgs a = abi::readGroupedGemm(info);
   Napi::Env env = info.Env();
@@ -186,6 +229,12 @@ Napi::Value GroupedGemm(const Napi::CallbackInfo& info) {
     const T* w = a.w.ptr<T>(env, mulSize(env, E, mulSize(env, K, N, "groupedGemm w"), "groupedGemm w"));
     T* out = a.out.ptr<T>(env, mulSize(env, R, N, "groupedGemm out"));
     const int Ri = static_cast<int>(R), Ki = static_cast<int>(K), Ni = static_cast<int>(N), Ei = static_cast<int>(E);
+    if constexpr (sizeof(T) == 2) {
+      if (launchSm90<T>(env, a.stream, x, w, offsets, out, R, K, N, E, a.transW != 0, err)) {
+        checkLaunch(env, "groupedGemm");
+        return env.Undefined();
+      }
+    }
     if (a.transW) groupedGemmK<T, true><<<grid, kThreads, 0, a.stream>>>(x, w, offsets, out, Ri, Ki, Ni, Ei, err);
     else groupedGemmK<T, false><<<grid, kThreads, 0, a.stream>>>(x, w, offsets, out, Ri, Ki, Ni, Ei, err);
   });

@@ -1,6 +1,8 @@
 /**
- * CUDA candidates of grouped_matmul and grouped_matmul_wgrad (native/gemm/grouped_gemm.cu): the
- * general SIMT path, FP32 accumulation in a fixed order, any float dtype (x, w and out in one).
+ * CUDA candidates of grouped_matmul and grouped_matmul_wgrad (native/gemm/grouped_gemm.cu): FP32
+ * accumulation in a fixed order, any float dtype (x, w and out in one); the native side takes the
+ * Hopper kernel (TMA + wgmma) for bf16 / f16 with K and N multiples of 64 on a compute capability
+ * 9.0 device, and its general SIMT path otherwise.
  * The offsets are read on the device; bad offsets are recorded in the moe error word, and the run
  * synchronises through opsErrorCheck and throws INVALID_ARGUMENT naming the entry unless the call
  * says `checkIndices: false` (as the index-taking ops do, see nn.ts).
@@ -25,7 +27,7 @@ function sizes(p: KernelParams, wgrad: boolean): true | string {
 
 registerCuda<KernelParams>({
   op: 'grouped_matmul',
-  name: 'grouped_matmul_cuda_general',
+  name: 'grouped_matmul_cuda',
   needs: ['groupedGemm'],
   supports: (p) => {
     const f = oneFloatStorage(p);
@@ -42,7 +44,7 @@ registerCuda<KernelParams>({
 
 registerCuda<KernelParams>({
   op: 'grouped_matmul_wgrad',
-  name: 'grouped_matmul_wgrad_cuda_general',
+  name: 'grouped_matmul_wgrad_cuda',
   needs: ['groupedGemmWgrad'],
   supports: (p) => {
     const f = oneFloatStorage(p);
