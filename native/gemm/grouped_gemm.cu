@@ -29,6 +29,7 @@
 #include "common/launch.h"
 #include "common/smem_limit.h"
 #include "gemm/grouped_gemm_sm90.cuh"
+#include "gemm/grouped_offsets.cuh"
 
 #include <cub/block/block_scan.cuh>
 
@@ -41,21 +42,37 @@ namespace {
 
 constexpr int kTile = 64, kStep = 16, kThreads = 256;
 
-// Whether the offsets are valid (every thread of the block gets the answer); the first bad entry
-// is recorded by block 0 of the grid.
-__device__ bool offsetsValid(const int* offsets, int E, int R, ErrWord* err, int op) {
-  __shared__ int bad;
-  if (threadIdx.x == 0) bad = -1;
-  __syncthreads();
-  for (int e = threadIdx.x; e <= E; e += blockDim.x) {
-    const int o = offsets[e];
-    const bool wrong = e == 0 ? o != 0 : (o < offsets[e - 1] || o > R || (e == E && o != R));
-    if (wrong) atomicMin(reinterpret_cast<unsigned*>(&bad), static_cast<unsigned>(e));  // -1 is the largest unsigned
+// acc[i][j] += Σ over the step of a[kk][ty + 16i] · b[kk][tx + 16j]: one 16-deep step of a 64 × 64
+// tile from two shared tiles, 4 × 4 outputs a thread.
+__device__ __forceinline__ void stepProduct(float (&acc)[4][4], const float (&a)[kStep][kTile + 1], const float (&b)[kStep][kTile + 1], int tx, int ty) {
+#pragma unroll
+  for (int kk = 0; kk < kStep; ++kk) {
+    float av[4], bv[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) av[i] = a[kk][ty + 16 * i];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) bv[j] = b[kk][tx + 16 * j];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
   }
-  __syncthreads();
-  const int first = bad;
-  if (first >= 0 && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) raiseErr(err, op, first, offsets[first], R);
-  return first < 0;
+}
+
+// Stores a thread's 4 × 4 outputs: rows r0 + ty + 16i below rEnd, columns c0 + tx + 16j below cEnd,
+// of a row-major matrix with `ld` columns.
+template <typename T>
+__device__ __forceinline__ void storeTile(T* out, long long ld, int r0, int rEnd, int c0, int cEnd, const float (&acc)[4][4], int tx, int ty) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int r = r0 + ty + 16 * i;
+    if (r >= rEnd) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int c = c0 + tx + 16 * j;
+      if (c < cEnd) out[r * ld + c] = fromF<T>(acc[i][j]);
+    }
+  }
 }
 
 template <typename T, bool TRANSW>
@@ -109,30 +126,10 @@ __global__ void __launch_bounds__(kThreads) groupedGemmK(const T* x, const T* w,
       ws[i / kTile][c] = v;
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kStep; ++kk) {
-      float a[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = xs[kk][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[j] = ws[kk][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], bv[j], acc[i][j]);
-    }
+    stepProduct(acc, xs, ws, tx, ty);
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int row = row0 + ty + 16 * i;
-    if (row >= rowEnd) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int col = col0 + tx + 16 * j;
-      if (col < N) out[static_cast<long long>(row) * N + col] = fromF<T>(acc[i][j]);
-    }
-  }
+  storeTile(out, N, row0, rowEnd, col0, N, acc, tx, ty);
 }
 
 template <typename T>
@@ -152,31 +149,10 @@ __global__ void __launch_bounds__(kThreads) groupedWgradK(const T* x, const T* g
       gs[rr][c] = row < r1 && n0 + c < N ? toF(g[static_cast<long long>(row) * N + n0 + c]) : 0.f;
     }
     __syncthreads();
-#pragma unroll
-    for (int rr = 0; rr < kStep; ++rr) {
-      float a[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = xs[rr][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[j] = gs[rr][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], bv[j], acc[i][j]);
-    }
+    stepProduct(acc, xs, gs, tx, ty);
     __syncthreads();
   }
-  T* de = dw + static_cast<long long>(e) * K * N;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int k = k0 + ty + 16 * i;
-    if (k >= K) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int n = n0 + tx + 16 * j;
-      if (n < N) de[static_cast<long long>(k) * N + n] = fromF<T>(acc[i][j]);
-    }
-  }
+  storeTile(dw + static_cast<long long>(e) * K * N, N, k0, K, n0, N, acc, tx, ty);
 }
 
 unsigned tilesOf(uint64_t n) { return static_cast<unsigned>((n + kTile - 1) / kTile); }

@@ -30,6 +30,7 @@
 #include "attention/sm90_ptx.cuh"
 #include "attention/sm90_tma.h"
 #include "common/errors.h"
+#include "gemm/grouped_offsets.cuh"
 
 #include <cub/block/block_scan.cuh>
 #include <type_traits>
@@ -111,12 +112,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int kBlocks = a.K / kBK;
   const int wg = threadIdx.x / 128;
 
-  // The offsets into shared memory and checked (block 0 records the first bad entry), then the
-  // per-expert tile counts scanned by the block, a chunk of kThreads experts at a time.
-  __shared__ unsigned bad;
+  // The offsets into shared memory and checked (offsetsValid: block 0 records the first bad entry),
+  // then the per-expert tile counts scanned by the block, a chunk of kThreads experts at a time.
   __shared__ int carry;
   if (threadIdx.x == 0) {
-    bad = ~0u;
     carry = 0;
     for (int s = 0; s < kStages; ++s) {
       sm90::mbarInit(full(s), 1);
@@ -125,16 +124,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90::fenceBarrierInit();
   }
   for (int e = threadIdx.x; e <= a.E; e += kThreads) offs[e] = a.offsets[e];
-  __syncthreads();
-  for (int e = threadIdx.x; e <= a.E; e += kThreads) {
-    const int o = offs[e];
-    if (e == 0 ? o != 0 : (o < offs[e - 1] || o > a.R || (e == a.E && o != a.R))) atomicMin(&bad, static_cast<unsigned>(e));
-  }
-  __syncthreads();
-  if (bad != ~0u) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) raiseErr(a.err, kOpGroupedMatmul, bad, offs[bad], a.R);
-    return;
-  }
+  if (!offsetsValid(offs, a.E, a.R, a.err, kOpGroupedMatmul)) return;  // its first barrier orders the copy
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scanTmp;
   for (int e0 = 0; e0 <= a.E; e0 += kThreads) {

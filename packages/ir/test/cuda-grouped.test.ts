@@ -12,20 +12,7 @@ import { errorOf } from '../../../testing/errors.js';
 import type { AttrValue } from '../src/index.js';
 import { gpu, reference, runCuda, type CudaInput } from './cuda-helpers.js';
 import { STORAGES, expectExact, rowsError, tol, type Storage } from './cuda-checks.js';
-import { randInt, randn } from './helpers.js';
-
-/** Group sizes over E experts adding up to R: some experts empty, or every row in one expert. */
-function offsetsOf(E: number, R: number, one = false): Int32Array {
-  const sizes = new Array<number>(E).fill(0);
-  if (one) sizes[randInt(0, E - 1)] = R;
-  else for (let r = 0; r < R; r++) sizes[Math.random() < 0.3 ? 0 : randInt(0, E - 1)]!++;
-  if (!one && E > 2) sizes[randInt(1, E - 1)] = 0;
-  const fix = R - sizes.reduce((a, b) => a + b, 0);
-  sizes[0]! += fix;
-  const off = new Int32Array(E + 1);
-  for (let e = 0; e < E; e++) off[e + 1] = off[e]! + sizes[e]!;
-  return off;
-}
+import { randInt, randn, randomOffsets } from './helpers.js';
 
 function check(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue>, storage: Storage, rowLen: number, what: string): Float64Array {
   const r = runCuda(op, inputs, attrs, { storage });
@@ -65,7 +52,7 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
       // blocks and N tiles, ragged and one-expert groups, more tiles than SMs); the rest the general path.
       for (const [E, R, K, N, one] of [[1, 77, 17, 65, false], [3, 300, 130, 129, false], [8, 513, 64, 64, false], [5, 200, 33, 1, true], [4, 0, 16, 16, false], [6, 90, 1, 70, false],
         [6, 1000, 256, 192, false], [3, 300, 128, 128, true], [16, 4100, 512, 384, false], [1, 129, 64, 64, false]] as const) {
-        const off = offsetsOf(E, R, one);
+        const off = randomOffsets(E, R, one ? 'one' : 'ragged');
         for (const transposeW of [false, true]) {
           const inputs: CudaInput[] = [
             { shape: [R, K], data: randn(R * K) },
@@ -83,7 +70,7 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
   it('grouped_matmul_wgrad: every dtype, ragged groups, zeros for an empty expert; reruns bitwise equal', () => {
     for (const storage of STORAGES) {
       for (const [E, R, K, N, one] of [[1, 77, 17, 65, false], [3, 300, 130, 129, false], [8, 513, 64, 64, false], [5, 200, 33, 1, true], [4, 0, 16, 16, false]] as const) {
-        const off = offsetsOf(E, R, one);
+        const off = randomOffsets(E, R, one ? 'one' : 'ragged');
         const inputs: CudaInput[] = [{ shape: [R, K], data: randn(R * K) }, { shape: [R, N], data: randn(R * N) }, { shape: [E + 1], dtype: 'i32', data: off }];
         const what = `${storage} E ${E} R ${R} K ${K} N ${N} offsets ${Array.from(off).join(',')}`;
         const r = runCuda('grouped_matmul_wgrad', inputs, { experts: E }, { storage });

@@ -5,23 +5,7 @@
 // against a per-token loop over experts; and bad offsets and ids as typed errors.
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder, gatherRows, gelu, groupedMatmul, interpret, moeSort, mul, reshape, sum, type NumArray } from '../src/index.js';
-import { errorOf, expectClose, gradcheck, randInt, randn, runOp } from './helpers.js';
-
-/** Random group sizes over E experts adding up to R: `kind` 'ragged' (some empty), 'one' (all rows in one expert), 'empty' (R = 0). */
-function randomOffsets(E: number, R: number, kind: 'ragged' | 'one' = 'ragged'): Int32Array {
-  const sizes = new Array<number>(E).fill(0);
-  if (kind === 'one') sizes[randInt(0, E - 1)] = R;
-  else for (let r = 0; r < R; r++) sizes[Math.random() < 0.3 ? 0 : randInt(0, E - 1)]!++;
-  if (kind === 'ragged' && E > 2) {
-    // At least one empty expert somewhere past the first.
-    const e = randInt(1, E - 1);
-    sizes[0]! += sizes[e]!;
-    sizes[e] = 0;
-  }
-  const off = new Int32Array(E + 1);
-  for (let e = 0; e < E; e++) off[e + 1] = off[e]! + sizes[e]!;
-  return off;
-}
+import { errorOf, expectClose, gradcheck, randInt, randn, randomOffsets, runOp } from './helpers.js';
 
 /** The expert of row r: the e with off[e] <= r < off[e + 1] (a search, not the op's loop over experts). */
 function expertOf(off: Int32Array, r: number): number {

@@ -8,7 +8,7 @@ import { DeepwellError, checkInteger, checkKeys, checkNumber, checkOneOf, descri
 import { checkAttentionKind, type AttentionKind } from './attention.js';
 import { ACTIVATIONS, type Activation } from './layers.js';
 import { MAX_LAYERS, MAX_SIZE, checkParameterCount, optionalBoolean } from './limits.js';
-import { checkMoEOptions, type MoEActivation, type MoERouting } from './moe.js';
+import { checkMoEOptions, type MoEOptions } from './moe.js';
 
 export interface GPTConfig {
   vocabSize: number;
@@ -52,16 +52,7 @@ export interface GPTConfig {
    * routing, capacityFactor, activation and sharedExperts as MoE's options (nn's MoE); each expert is
    * mlpHidden wide.
    */
-  moe?: {
-    experts: number;
-    topK: number;
-    routing?: MoERouting;
-    capacityFactor?: number;
-    activation?: MoEActivation;
-    sharedExperts?: number;
-    auxLossWeight?: number;
-    everyNth?: number;
-  } | null;
+  moe?: (Omit<MoEOptions, 'residualStd'> & { auxLossWeight?: number; everyNth?: number }) | null;
 }
 
 export const GPT_PRESETS = {
