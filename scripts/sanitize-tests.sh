@@ -9,7 +9,7 @@
 # tests' count) and a last line per tool, "<tool>: N files, N clean, N with errors"; exits non-zero
 # when any file has errors or fails. Logs go to $OUT/sanitize-<tool>/ (or ./sanitize-out).
 # SANITIZE_EXTRA adds options to every run, SANITIZE_EXTRA_<tool> to one tool's runs (said in the
-# output's first lines). Tests report one by one
+# output's first lines); SANITIZE_PRINT_LIMIT (default 50) is how many reports a file's log shows. Tests report one by one
 # (vitest's verbose reporter), so a file cut by its time limit still shows what passed.
 # SANITIZE_TIMEOUT (seconds per file, default 300) bounds each file; SANITIZE_JOBS (default 1) runs
 # that many files at once on the one GPU (the sanitizers' cost is mostly per launch, on the host, so
@@ -54,7 +54,7 @@ one() { # tool file[::pattern]: runs one file (its tests matching the pattern) u
   # shellcheck disable=SC2206
   extra+=(${SANITIZE_EXTRA:-} ${!per:-})
   local t0=$SECONDS
-  (cd "$root/$pkg" && NO_COLOR=1 FORCE_COLOR=0 DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit 50 \
+  (cd "$root/$pkg" && NO_COLOR=1 FORCE_COLOR=0 DEEPWELL_SANITIZER=$tool timeout "${SANITIZE_TIMEOUT:-300}" "$san" --tool "$tool" "${extra[@]}" --target-processes all --print-limit "${SANITIZE_PRINT_LIMIT:-50}" \
     --error-exitcode 9 node "$root/node_modules/vitest/vitest.mjs" run "test/${f#*/test/}" "${only[@]}" --pool=forks --no-file-parallelism --reporter=verbose --testTimeout=1800000 --hookTimeout=1800000) > "$logs/$name.log" 2>&1
   local rc=$? summary tests errors verdict vendor=0 ours=0
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$logs/$name.log" | sed 's/========= //' | sort | uniq -c | tr -s ' ' | paste -sd ';' -)

@@ -361,9 +361,8 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
     }
   }, timeLimit(120_000));
 
-  it('emulated MXFP8 and NVFP4 training of the tiny GPT on the GPU (fake_quant kernels in the step) learns the corpus', () => {
+  describe('emulated MXFP8 and NVFP4 training of the tiny GPT on the GPU (fake_quant kernels in the step)', () => {
     const [B, T] = [8, 16];
-    const entropy = new MarkovCorpus({ vocab: 16, seed: 1 }).entropyRate();
     const train = (policy: PrecisionPolicy | undefined): number => {
       const fwd = capture(new GPT('tiny'), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
       delete fwd.outputs.logits;
@@ -374,20 +373,28 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       for (let s = 1; s <= repeats(150, 10); s++) losses.push(exe.run({ ...corpus.batch(B, T), lr: Float32Array.of(3e-3 * Math.min(1, s / 20)), step: Float32Array.of(s) }).loss![0]!);
       exe.dispose();
       expect(losses.every(Number.isFinite)).toBe(true);
-      const last = losses.slice(-30);
+      const last = losses.slice(-Math.min(30, losses.length));
       return last.reduce((a, b) => a + b) / last.length;
     };
-    const bf16 = train(undefined);
+    // The BF16 run every recipe is judged against, trained once (by the first recipe that asks).
+    let bf16: number | null = null;
+    const reference = () => (bf16 ??= train(undefined));
     for (const recipe of ['mxfp8', 'nvfp4'] as const) {
-      const low = train(new PrecisionPolicy({ recipe, keepFirstLast: false, minWeightElements: 0 }));
-      // Learning needs the full 150 steps (the ordinary GPU run); under a sanitizer the kernels ran.
-      if (!underSanitizer) {
-        expect(low, recipe).toBeLessThan(entropy * 1.15);
-        expect(Math.abs(low - bf16), recipe).toBeLessThan(0.1);
-      }
-      expect(low, recipe).not.toBe(bf16);
+      it(`${recipe} learns the corpus, close to BF16`, () => {
+        const low = train(new PrecisionPolicy({ recipe, keepFirstLast: false, minWeightElements: 0 }));
+        // Learning, and the comparison with BF16, need the full 150 steps (the ordinary GPU run);
+        // under a sanitizer each recipe's kernels run alone (one process per recipe: file::pattern).
+        if (!underSanitizer) {
+          const entropy = new MarkovCorpus({ vocab: 16, seed: 1 }).entropyRate();
+          expect(low, recipe).toBeLessThan(entropy * 1.15);
+          expect(Math.abs(low - reference()), recipe).toBeLessThan(0.1);
+          expect(low, recipe).not.toBe(reference());
+        }
+      }, timeLimit(120_000));
     }
-  }, timeLimit(120_000));
+    // Under a sanitizer, the BF16 training's kernels on their own.
+    if (underSanitizer) it('bf16 trains (the reference, alone)', () => void reference(), timeLimit(120_000));
+  });
 
   it('tensorwise quantizers take the amax their input\'s kernel reduced (gelu, gelu_backward, add, cast, add_layernorm): the scales the reference gives, bit for bit', () => {
     const [R, C] = [256, 384];
