@@ -8,7 +8,7 @@
 //       expert with no rows)
 //
 // The general path: SIMT, 64 × 64 output tiles, FP32 accumulation in a fixed order (deterministic),
-// any float dtype, any sizes. It is the reference the fast Hopper kernel (TMA + wgmma, to come) is
+// any float dtype, any sizes. It is the reference the fast Hopper kernel (TMA + wgmma, below) is
 // checked against, and what serves shapes that kernel does not. The offsets are data: each block
 // reads them, and offsets that do not start at 0, decrease or miss R are recorded in the moe
 // family's error word (common/errors.h; opsErrorCheck names the entry) and nothing is computed.
@@ -180,6 +180,14 @@ bool launchSm90(Napi::Env env, cudaStream_t s, const T* x, const T* w, const int
   const g::Args args{offsets, out, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), err};
   const int smem = g::smemBytes(static_cast<int>(E));
   const unsigned grid = static_cast<unsigned>(smCount());
+  // A build without sm_90a device code holds only the trapping stub (a few registers, not the 96
+  // the real kernel takes): take the general path rather than launch it.
+  auto kernel = transW ? g::groupedGemmSm90Kernel<T, true> : g::groupedGemmSm90Kernel<T, false>;
+  static const int regs = [&] {
+    cudaFuncAttributes fa{};
+    return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
+  }();
+  if (regs < 64) return false;
   if (transW) {
     DW_CUDA(env, (setSmemLimitOnce<g::groupedGemmSm90Kernel<T, true>, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm)");
     g::groupedGemmSm90Kernel<T, true><<<grid, g::kThreads, smem, s>>>(mx, mw, args);

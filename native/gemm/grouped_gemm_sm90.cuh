@@ -221,6 +221,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   }
+#else
+  // A build without sm_90a device code: launchSm90 refuses this stub (its register count) and the
+  // general path runs instead; trap should it ever be launched.
+  __trap();
 #endif  // DW_GROUPED90_DEVICE
 }
 
