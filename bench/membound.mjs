@@ -2,10 +2,11 @@
 // Memory-bound kernels at large sizes against a device-to-device copy measured in the same run.
 // Each kernel is the CUDA candidate the registry selects for the op (as a compiled step would use).
 // Bandwidth = (bytes the kernel must read + bytes it must write) / time: each input read once, each
-// output written once. Method: random inputs (never zeros), 3 warm-ups, 15 timings of 10 launches
+// output written once, except where the op says otherwise (ir's bytesMoved: a gather or MoE's
+// permute reads only the rows it takes, once per row it writes). Method: random inputs (never zeros), 3 warm-ups, 15 timings of 10 launches
 // back to back between a pair of CUDA events (per launch), the median (device-bench.mjs).
 import { f32ToBf16Bits, registry } from '@deepwell/core';
-import { checkAttrs, getOp } from '@deepwell/ir';
+import { bytesMoved, checkAttrs, getOp, interpret, GraphBuilder } from '@deepwell/ir';
 import { Stream, cudaBackend } from '@deepwell/kernels-native';
 import { fillRepeated, timeMedian } from './device-bench.mjs';
 
@@ -50,7 +51,46 @@ const CASES = [
   ['adamw 124M f32 (grad bf16)', 'adamw', [{ shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'bf16' }, { shape: [124475904], dtype: 'f32' }, { shape: [124475904], dtype: 'f32' }, { shape: [1], dtype: 'f32' }, { shape: [1], dtype: 'f32' }], { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }],
   ['cast_multi GPT-2 124M weights f32 → bf16 (148 tensors)', 'cast_multi', gpt2Weights(), { dtype: 'bf16' }],
   ['cross_entropy 16384×50304 bf16', 'cross_entropy', [{ shape: [16384, 50304], dtype: 'bf16' }, { shape: [16384], dtype: 'i32' }], { ignoreIndex: -1 }],
+  // Dropless MoE's dispatch and combine (issue 21: >= 0.8 of copy): 16,384 tokens (16 × 1024), top-2
+  // of 8 experts, width 1024 (the MoE GPT's shape), and top-8 of 64 at width 2048.
+  ...[[16384, 2, 8, 1024], [16384, 8, 64, 2048]].flatMap(([N, k, E, D]) => {
+    const idx = [{ shape: [N * k], dtype: 'i32', routing: [N, k, E] }, { shape: [N, k], dtype: 'i32', routing: [N, k, E] }];
+    const w = { shape: [N, k], dtype: 'f32' };
+    const tag = `${N}×${D} bf16, top-${k} of ${E}`;
+    return [
+      [`moe_permute ${tag}`, 'moe_permute', [{ shape: [N, D], dtype: 'bf16' }, ...idx], {}],
+      [`moe_unpermute ${tag}, weighted`, 'moe_unpermute', [{ shape: [N * k, D], dtype: 'bf16' }, ...idx, w], {}],
+      [`moe_weight_grad ${tag}`, 'moe_weight_grad', [{ shape: [N, D], dtype: 'bf16' }, { shape: [N * k, D], dtype: 'bf16' }, ...idx], {}],
+      [`gather_rows ${tag} (the old dispatch)`, 'gather_rows', [{ shape: [N, D], dtype: 'bf16' }, { shape: [N * k], dtype: 'i32', routing: [N, k, E] }], {}],
+    ];
+  }),
 ];
+
+// moe_sort's order and slot for random routing (top-k distinct experts per token), by the CPU
+// reference: the MoE cases' index inputs must come from one moe_sort.
+const routings = new Map();
+function routing([N, k, E]) {
+  const key = `${N},${k},${E}`;
+  if (!routings.has(key)) {
+    const experts = new Int32Array(N * k);
+    for (let n = 0; n < N; n++) {
+      const picks = new Set();
+      for (let j = 0; j < k; j++) {
+        let e = Math.floor(Math.random() * E);
+        while (picks.has(e)) e = (e + 1) % E;
+        picks.add(e);
+        experts[n * k + j] = e;
+      }
+    }
+    const b = new GraphBuilder();
+    const [order, slot] = b.op('moe_sort', [b.input('e', [N, k], 'i32')], { numExperts: E });
+    b.output('order', order);
+    b.output('slot', slot);
+    const vals = interpret(b.graph, { e: experts });
+    routings.set(key, { order: Int32Array.from(vals[order.id]), slot: Int32Array.from(vals[slot.id]) });
+  }
+  return routings.get(key);
+}
 
 for (const [name, op, inTypes, attrs] of CASES) {
   const def = getOp(op);
@@ -63,9 +103,10 @@ for (const [name, op, inTypes, attrs] of CASES) {
     rows.push({ name, error: registry.explain(op, params).text });
     continue;
   }
-  const ins = inTypes.map((t) => {
+  const ins = inTypes.map((t, i) => {
     const buf = be.alloc(bytesOf(t));
-    fill(buf, t, op === 'cross_entropy' ? 50304 : 1);
+    if (t.routing) be.write(buf, routing(t.routing)[t.shape.length === 1 ? 'order' : 'slot']);
+    else fill(buf, t, op === 'cross_entropy' ? 50304 : 1);
     return buf;
   });
   if (op === 'adamw') {
@@ -86,7 +127,7 @@ for (const [name, op, inTypes, attrs] of CASES) {
   const ws = wsBytes > 0 ? be.alloc(wsBytes) : null;
   const call = { ...params, stream: stream.handle, inputs: ins.map(arg), outputs: outs.map(arg), workspace: ws ? arg(ws) : null, checkIndices: false };
   const ms = time(() => kernel.run(call));
-  const moved = [...inTypes, ...outTypes].reduce((a, t) => a + bytesOf(t), 0);
+  const moved = bytesMoved(op, inTypes, outTypes, checked);
   rows.push({ name, kernel: kernel.name, ms, gbps: moved / (ms * 1e6), ofCopy: moved / (ms * 1e6) / copy });
   for (const b of new Set([...ins, ...outs, ...(ws ? [ws] : [])])) be.free(b);
   be.emptyCache();

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 21's checks (dropless MoE), by part, into $OUT.
-#   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [sanitize]
+#   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [bandwidth] [sanitize]
 #   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe) and a dropless MoE GPT
 #             against the CPU reference (nn gpu_moe)
 #   bench     the grouped GEMM beside torch._grouped_mm (bench/grouped_gemm.sh; GROUPED_GEMM_CASES,
 #             GROUPED_GEMM_ROUNDS as there)
+#   bandwidth the memory-bound kernels beside a device copy (bench/membound.mjs), MoE's permute,
+#             unpermute and weight gradient among them (issue 21: >= 0.8 of copy)
 #   sanitize  memcheck, racecheck, synccheck and initcheck over those test files
 # Needs .device/ from scripts/device-pack.sh.
 set -uo pipefail
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(tests bench)
+[ ${#parts[@]} -eq 0 ] && parts=(tests bench bandwidth)
 source "$(dirname "$0")/device-lib.sh"
 device_begin moe-check
 vitest="node ../../node_modules/vitest/vitest.mjs"
@@ -29,6 +31,11 @@ for part in "${parts[@]}"; do
     step "grouped GEMM beside torch._grouped_mm"
     OUT=$OUT timeout 500 bash bench/grouped_gemm.sh > "$OUT/bench.log" 2>&1; echo "exit $?"
     grep -v "^#" "$OUT/grouped-gemm-bench.jsonl" | cut -c1-220
+    ;;
+  bandwidth)
+    step "memory-bound kernels beside a device copy (MoE's permute and unpermute among them)"
+    timeout 400 node bench/membound.mjs > "$OUT/membound.log" 2>&1; echo "exit $?"
+    grep -E "^\|" "$OUT/membound.log"
     ;;
   sanitize)
     for tool in memcheck racecheck synccheck initcheck; do

@@ -44,6 +44,22 @@ std::string errorMessage(ErrFamily family, const ErrWord& h) {
     case kOpGroupedMatmulWgrad:
       return std::string(h.op == kOpGroupedMatmul ? "grouped_matmul" : "grouped_matmul_wgrad") +
              ": Expected offsets that start at 0, never decrease and end at R = " + bound + " but received " + value + " for offsets[" + pos + "]";
+    case kOpMoePermute:
+      return h.aux == 0 ? "moe_permute: Expected a token in [0, " + bound + ") for order[" + pos + "] but received " + value
+                        : "moe_permute: Expected order and slot from one moe_sort (slot[order[p], j] = p for one j) but no slot of token " + value + " names row " + pos + " (order[" + pos + "] = " + value + ")";
+    case kOpMoeUnpermute:
+    case kOpMoeWeightGrad: {
+      const std::string op = h.op == kOpMoeUnpermute ? "moe_unpermute" : "moe_weight_grad";
+      const std::string at = "slot[" + pos + ", " + std::to_string(h.aux / 8) + "]";
+      const int why = static_cast<int>(h.aux % 8);
+      if (why == 2) return op + ": Expected a row in [0, " + bound + ") for " + at + " but received " + value;
+      if (why == 3) return op + ": Expected slot to name each row once (order and slot from one moe_sort) but " + at + " repeats row " + value;
+      return op + ": Expected order[" + value + "] = " + pos + " (the token whose " + at + " names row " + value + "; order and slot from one moe_sort) but it differs";
+    }
+    case kOpMoeRouteBackward:
+    case kOpMoeAuxLoss:
+      return std::string(h.op == kOpMoeRouteBackward ? "moe_route_backward" : "moe_aux_loss") + ": Expected an expert id in [0, " + bound + ") for chosen[" + pos + ", " +
+             std::to_string(h.aux) + "] but received " + value;
     case kOpOneHot:
       return "one_hot: Expected -1 or an index in [0, " + bound + ") for idx (flat position " + pos + ") but received " + value;
     default:

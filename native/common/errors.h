@@ -48,6 +48,11 @@ enum ErrOp : int {
   kOpMoeSort = 16,
   kOpGroupedMatmul = 17,      // bad offsets: pos = the first bad entry, value = it, bound = R
   kOpGroupedMatmulWgrad = 18,
+  kOpMoePermute = 19,         // pos = the row p, value = order[p], bound = N, aux = 0 out of range / 1 no slot of the token names p
+  kOpMoeUnpermute = 20,       // pos = the token n, value = slot[n, j], bound = N·k, aux = 8·j + what failed (permute.cu)
+  kOpMoeWeightGrad = 21,      // as kOpMoeUnpermute
+  kOpMoeRouteBackward = 22,   // pos = the token n, aux = the choice j, value = chosen[n, j], bound = E
+  kOpMoeAuxLoss = 23,         // as kOpMoeRouteBackward
 };
 
 // The device address of `family`'s word on the current device.

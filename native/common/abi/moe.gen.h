@@ -187,6 +187,198 @@ inline MoeSortWorkspaceArgs readMoeSortWorkspace(const Napi::CallbackInfo& info)
   return a;
 }
 
+// moePermute(stream, dtype, wDtype, N, k, D, x, order, slot, weights, xs)  [native/ops/moe/permute.cu]
+struct MoePermuteArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  int wDtype{};
+  uint64_t N{};
+  uint64_t k{};
+  uint64_t D{};
+  TensorArg x{};
+  TensorArg order{};
+  TensorArg slot{};
+  TensorArg weights{};
+  TensorArg xs{};
+};
+inline MoePermuteArgs readMoePermute(const Napi::CallbackInfo& info) {
+  Reader r(info, "moePermute", 16);
+  MoePermuteArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.wDtype = r.dtype("wDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.N = r.u64("N", 2147483647.0);
+  a.k = r.u64("k", 2147483647.0);
+  a.D = r.u64("D", 2147483647.0);
+  a.x = r.tensor("x", false);
+  a.order = r.tensor("order", false);
+  a.slot = r.tensor("slot", false);
+  a.weights = r.tensor("weights", true);
+  a.xs = r.tensor("xs", false);
+  r.end();
+  return a;
+}
+
+// moeUnpermute(stream, dtype, wDtype, N, k, D, ys, order, slot, weights, y)  [native/ops/moe/permute.cu]
+struct MoeUnpermuteArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  int wDtype{};
+  uint64_t N{};
+  uint64_t k{};
+  uint64_t D{};
+  TensorArg ys{};
+  TensorArg order{};
+  TensorArg slot{};
+  TensorArg weights{};
+  TensorArg y{};
+};
+inline MoeUnpermuteArgs readMoeUnpermute(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeUnpermute", 16);
+  MoeUnpermuteArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.wDtype = r.dtype("wDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.N = r.u64("N", 2147483647.0);
+  a.k = r.u64("k", 2147483647.0);
+  a.D = r.u64("D", 2147483647.0);
+  a.ys = r.tensor("ys", false);
+  a.order = r.tensor("order", false);
+  a.slot = r.tensor("slot", false);
+  a.weights = r.tensor("weights", true);
+  a.y = r.tensor("y", false);
+  r.end();
+  return a;
+}
+
+// moeWeightGrad(stream, dtype, N, k, D, a, b, order, slot, dw)  [native/ops/moe/permute.cu]
+struct MoeWeightGradArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t N{};
+  uint64_t k{};
+  uint64_t D{};
+  TensorArg a{};
+  TensorArg b{};
+  TensorArg order{};
+  TensorArg slot{};
+  TensorArg dw{};
+};
+inline MoeWeightGradArgs readMoeWeightGrad(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeWeightGrad", 15);
+  MoeWeightGradArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.N = r.u64("N", 2147483647.0);
+  a.k = r.u64("k", 2147483647.0);
+  a.D = r.u64("D", 2147483647.0);
+  a.a = r.tensor("a", false);
+  a.b = r.tensor("b", false);
+  a.order = r.tensor("order", false);
+  a.slot = r.tensor("slot", false);
+  a.dw = r.tensor("dw", false);
+  r.end();
+  return a;
+}
+
+// moeRoute(stream, dtype, N, E, k, logits, probs, weights, chosen)  [native/ops/moe/route.cu]
+struct MoeRouteArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t N{};
+  uint64_t E{};
+  uint64_t k{};
+  TensorArg logits{};
+  TensorArg probs{};
+  TensorArg weights{};
+  TensorArg chosen{};
+};
+inline MoeRouteArgs readMoeRoute(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeRoute", 13);
+  MoeRouteArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.k = r.u64("k", 8192.0);
+  a.logits = r.tensor("logits", false);
+  a.probs = r.tensor("probs", false);
+  a.weights = r.tensor("weights", false);
+  a.chosen = r.tensor("chosen", false);
+  r.end();
+  return a;
+}
+
+// moeRouteBackward(stream, N, E, k, probs, chosen, gWeights, gProbs, dlogits)  [native/ops/moe/route.cu]
+struct MoeRouteBackwardArgs {
+  cudaStream_t stream{};
+  uint64_t N{};
+  uint64_t E{};
+  uint64_t k{};
+  TensorArg probs{};
+  TensorArg chosen{};
+  TensorArg gWeights{};
+  TensorArg gProbs{};
+  TensorArg dlogits{};
+};
+inline MoeRouteBackwardArgs readMoeRouteBackward(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeRouteBackward", 14);
+  MoeRouteBackwardArgs a;
+  a.stream = r.stream("stream");
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.k = r.u64("k", 8192.0);
+  a.probs = r.tensor("probs", false);
+  a.chosen = r.tensor("chosen", false);
+  a.gWeights = r.tensor("gWeights", false);
+  a.gProbs = r.tensor("gProbs", true);
+  a.dlogits = r.tensor("dlogits", false);
+  r.end();
+  return a;
+}
+
+// moeAuxLoss(stream, dtype, N, E, k, probs, chosen, loss, fractions, workspace)  [native/ops/moe/route.cu]
+struct MoeAuxLossArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t N{};
+  uint64_t E{};
+  uint64_t k{};
+  TensorArg probs{};
+  TensorArg chosen{};
+  TensorArg loss{};
+  TensorArg fractions{};
+  WorkspaceArg workspace{};
+};
+inline MoeAuxLossArgs readMoeAuxLoss(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeAuxLoss", 16);
+  MoeAuxLossArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.k = r.u64("k", 8192.0);
+  a.probs = r.tensor("probs", false);
+  a.chosen = r.tensor("chosen", false);
+  a.loss = r.tensor("loss", false);
+  a.fractions = r.tensor("fractions", false);
+  a.workspace = r.workspace("workspace");
+  r.end();
+  return a;
+}
+
+// moeAuxLossWorkspace(E)  [native/ops/moe/route.cu]
+struct MoeAuxLossWorkspaceArgs {
+  uint64_t E{};
+};
+inline MoeAuxLossWorkspaceArgs readMoeAuxLossWorkspace(const Napi::CallbackInfo& info) {
+  Reader r(info, "moeAuxLossWorkspace", 1);
+  MoeAuxLossWorkspaceArgs a;
+  a.E = r.u64("E", 8192.0);
+  r.end();
+  return a;
+}
+
 // oneHot(stream, dtype, P, classes, idx, out)  [native/ops/moe/one_hot.cu]
 struct OneHotArgs {
   cudaStream_t stream{};
@@ -214,12 +406,19 @@ inline OneHotArgs readOneHot(const Napi::CallbackInfo& info) {
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_MOE_ENTRIES(X)              \
-  X("topk", Topk)                          \
-  X("topkBackward", TopkBackward)          \
-  X("gatherRows", GatherRows)              \
-  X("scatterAddRows", ScatterAddRows)      \
-  X("moePlan", MoePlan)                    \
-  X("moeSort", MoeSort)                    \
-  X("moeSortWorkspace", MoeSortWorkspace)  \
+#define DW_ABI_MOE_ENTRIES(X)                    \
+  X("topk", Topk)                                \
+  X("topkBackward", TopkBackward)                \
+  X("gatherRows", GatherRows)                    \
+  X("scatterAddRows", ScatterAddRows)            \
+  X("moePlan", MoePlan)                          \
+  X("moeSort", MoeSort)                          \
+  X("moeSortWorkspace", MoeSortWorkspace)        \
+  X("moePermute", MoePermute)                    \
+  X("moeUnpermute", MoeUnpermute)                \
+  X("moeWeightGrad", MoeWeightGrad)              \
+  X("moeRoute", MoeRoute)                        \
+  X("moeRouteBackward", MoeRouteBackward)        \
+  X("moeAuxLoss", MoeAuxLoss)                    \
+  X("moeAuxLossWorkspace", MoeAuxLossWorkspace)  \
   X("oneHot", OneHot)

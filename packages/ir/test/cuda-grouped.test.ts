@@ -1,18 +1,20 @@
 /**
- * Dropless MoE's CUDA kernels (native/ops/moe/moe_sort.cu, native/gemm/grouped_gemm.cu;
- * src/cuda/moe.ts, src/cuda/grouped_gemm.ts) against the CPU references on the same
- * storage-rounded inputs, outputs poisoned (NaN) so an unwritten element fails. Runs only where a
- * GPU is; skips cleanly elsewhere. moe_sort must match exactly; the GEMMs within f32 1e-5 or two
- * units of roundoff of bf16 / f16 against the rounded float64 reference (the row's max |want| as
- * the scale), on random ragged groups (the Hopper kernel's shapes and the general path's): empty experts, one expert taking every row, sizes that are
- * multiples of no tile. Reruns are bitwise identical; bad offsets and ids are typed errors.
+ * Dropless MoE's CUDA kernels (native/ops/moe/moe_sort.cu, permute.cu, route.cu,
+ * native/gemm/grouped_gemm.cu; src/cuda/moe.ts, src/cuda/grouped_gemm.ts) against the CPU
+ * references on the same storage-rounded inputs, outputs poisoned (NaN) so an unwritten element
+ * fails. Runs only where a GPU is; skips cleanly elsewhere. moe_sort and the router's choices must
+ * match exactly, a permute without weights is an exact copy; the GEMMs and sums within f32 1e-5 or
+ * two units of roundoff of bf16 / f16 against the rounded float64 reference (the row's max |want| as
+ * the scale), on random ragged groups (the Hopper kernel's shapes and the general path's): empty
+ * experts, one expert taking every row, sizes that are multiples of no tile. Reruns are bitwise
+ * identical; bad offsets, ids and routing are typed errors naming the entry.
  */
 import { describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
 import type { AttrValue } from '../src/index.js';
 import { gpu, reference, runCuda, type CudaInput } from './cuda-helpers.js';
 import { STORAGES, expectExact, rowsError, tol, type Storage } from './cuda-checks.js';
-import { randInt, randn, randomOffsets } from './helpers.js';
+import { randInt, randn, randomChoices, randomOffsets } from './helpers.js';
 
 function check(op: string, inputs: CudaInput[], attrs: Record<string, AttrValue>, storage: Storage, rowLen: number, what: string): Float64Array {
   const r = runCuda(op, inputs, attrs, { storage });
@@ -99,6 +101,126 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
         expect(e.code, `${op} ${off}`).toBe('INVALID_ARGUMENT');
         expect(e.message, `${op} ${off}`).toContain(`offsets[${at}]`);
       }
+    }
+  });
+
+  /** Routing of N tokens to k distinct experts of E, through the CPU moe_sort: [order, slot]. */
+  const route = (N: number, k: number, E: number, skew: boolean): [CudaInput, CudaInput] => {
+    const [order, slot] = reference('moe_sort', [{ shape: [N, k], dtype: 'i32', data: randomChoices(N, k, E, skew) }], { numExperts: E });
+    return [{ shape: [N * k], dtype: 'i32', data: Int32Array.from(order!) }, { shape: [N, k], dtype: 'i32', data: Int32Array.from(slot!) }];
+  };
+
+  it('moe_permute, moe_unpermute, moe_weight_grad: every dtype, weights absent or of another dtype, 16-byte rows and odd ones; reruns bitwise equal', () => {
+    for (const storage of STORAGES) {
+      for (const [N, k, E, D, skew] of [[1, 1, 1, 8, false], [37, 2, 5, 24, false], [300, 2, 8, 264, true], [129, 4, 16, 7, false], [64, 8, 64, 1024, false], [0, 2, 4, 16, false]] as const) {
+        const [order, slot] = route(N, k, E, skew);
+        const wd = (['f32', 'bf16', storage] as const)[randInt(0, 2)];
+        const weights: CudaInput = { shape: [N, k], dtype: wd, data: randn(N * k) };
+        const x: CudaInput = { shape: [N, D], data: randn(N * D) };
+        const ys: CudaInput = { shape: [N * k, D], data: randn(N * k * D) };
+        const what = `${storage} N ${N} k ${k} D ${D} weights ${wd}`;
+        // A permute copies exactly; scaled, one rounding of the product.
+        const xs = check('moe_permute', [x, order, slot], {}, storage, D, `${what} permute`);
+        const xsw = check('moe_permute', [x, order, slot, weights], {}, storage, D, `${what} permute weighted`);
+        expectExact(runCuda('moe_permute', [x, order, slot], {}, { storage }).outputs[0]!, Array.from(reference('moe_permute', [x, order, slot], {}, storage)[0]!), `${what} permute exact`);
+        const y = check('moe_unpermute', [ys, order, slot, weights], {}, storage, D, `${what} unpermute`);
+        check('moe_unpermute', [ys, order, slot], {}, storage, D, `${what} unpermute unweighted`);
+        const a: CudaInput = { shape: [N, D], data: randn(N * D) };
+        const dw = runCuda('moe_weight_grad', [a, ys, order, slot], {}, { storage });
+        expect(dw.kernel).toBe('moe_weight_grad_cuda');
+        const wantDw = reference('moe_weight_grad', [a, ys, order, slot], {}, storage)[0]!;
+        // An f32 dot product of D rounded terms: within D units of f32 roundoff of Σ|a·b|.
+        for (let c = 0; c < N * k; c++) {
+          const n = Math.floor(c / k);
+          const p = (slot.data as Int32Array)[c]!;
+          let mag = 0;
+          for (let d = 0; d < D; d++) mag += Math.abs((a.data as Float64Array)[n * D + d]! * (ys.data as Float64Array)[p * D + d]!);
+          expect(Math.abs(dw.outputs[0]![c]! - wantDw[c]!), `${what} dw[${c}]`).toBeLessThanOrEqual(4 * D * 2 ** -24 * mag + 1e-30);
+        }
+        // Reruns give the same bits.
+        expectExact(runCuda('moe_permute', [x, order, slot, weights], {}, { storage }).outputs[0]!, xsw, `${what} permute rerun`);
+        expectExact(runCuda('moe_unpermute', [ys, order, slot, weights], {}, { storage }).outputs[0]!, y, `${what} unpermute rerun`);
+        expectExact(runCuda('moe_weight_grad', [a, ys, order, slot], {}, { storage }).outputs[0]!, dw.outputs[0]!, `${what} weight_grad rerun`);
+        expect(xs.length).toBe(N * k * D);
+      }
+    }
+  });
+
+  it('moe_permute, moe_unpermute, moe_weight_grad refuse order and slot that are not from one moe_sort, naming the entry', () => {
+    const [N, k, E, D] = [20, 2, 4, 16];
+    const [order, slot] = route(N, k, E, false);
+    const o = order.data as Int32Array;
+    const s = slot.data as Int32Array;
+    const x: CudaInput = { shape: [N, D], data: randn(N * D) };
+    const ys: CudaInput = { shape: [N * k, D], data: randn(N * k * D) };
+    const p = s[2 * k + 1]!; // token 2's second row
+    const wrongOrder: CudaInput = { ...order, data: Int32Array.from(o, (v, i) => (i === p ? 5 : v)) };
+    const repeat: CudaInput = { ...slot, data: Int32Array.from(s, (v, i) => (i === 2 * k + 1 ? s[2 * k]! : v)) };
+    for (const [op, inputs, want] of [
+      ['moe_permute', [x, wrongOrder, slot], [`row ${p}`]],
+      ['moe_unpermute', [ys, wrongOrder, slot], ['slot[2, 1]', `order[${p}] = 2`]],
+      ['moe_unpermute', [ys, order, repeat], ['slot[2, 1]', 'repeats row']],
+      ['moe_weight_grad', [x, ys, wrongOrder, slot], ['slot[2, 1]']],
+    ] as const) {
+      const e = errorOf(() => runCuda(op, inputs as unknown as CudaInput[], {}));
+      expect(e.code, op).toBe('INVALID_ARGUMENT');
+      for (const w of want) expect(e.message, op).toContain(w);
+    }
+  });
+
+  it('moe_route: the reference\'s experts exactly and its probabilities within f32 roundoff, logits in every dtype, ties to the lower index; reruns bitwise equal', () => {
+    for (const storage of STORAGES) {
+      for (const [N, E, k, ties] of [[1, 1, 1, false], [300, 8, 2, false], [77, 64, 8, true], [40, 300, 6, false], [0, 4, 2, false]] as const) {
+        // Ties: logits on a coarse grid, so equal probabilities are common. The probabilities: expf and a
+        // sum of E terms in FP32, within (8 + E) units of roundoff.
+        const logits: CudaInput = { shape: [N, E], data: randn(N * E).map((v) => (ties ? Math.round(2 * v) / 2 : 3 * v)) };
+        const what = `${storage} N ${N} E ${E} k ${k}`;
+        const r = runCuda('moe_route', [logits], { k }, { storage });
+        expect(r.kernel).toBe('moe_route_cuda');
+        const [probs, weights, chosen] = reference('moe_route', [logits], { k }, storage);
+        expectExact(r.outputs[2]!, Array.from(chosen!), `${what} chosen`);
+        for (const [i, want] of [[0, probs!], [1, weights!]] as const) {
+          for (let j = 0; j < want.length; j++) expect(Math.abs(r.outputs[i]![j]! - want[j]!), `${what} output ${i} [${j}]`).toBeLessThanOrEqual((8 + E) * 2 ** -24 * Math.abs(want[j]!) + 1e-30);
+        }
+        const again = runCuda('moe_route', [logits], { k }, { storage });
+        for (let i = 0; i < 3; i++) expectExact(again.outputs[i]!, r.outputs[i]!, `${what} rerun ${i}`);
+      }
+    }
+  });
+
+  it('moe_route_backward and moe_aux_loss against the reference; reruns bitwise equal; bad expert ids named', () => {
+    for (const [N, E, k] of [[1, 2, 1], [500, 8, 2], [64, 64, 8], [3, 300, 5]] as const) {
+      const [probs, , chosenF] = reference('moe_route', [{ shape: [N, E], data: randn(N * E) }], { k });
+      const p: CudaInput = { shape: [N, E], dtype: 'f32', data: Float64Array.from(probs!) };
+      const chosen: CudaInput = { shape: [N, k], dtype: 'i32', data: Int32Array.from(chosenF!) };
+      const gW: CudaInput = { shape: [N, k], dtype: 'f32', data: randn(N * k) };
+      const gP: CudaInput = { shape: [N, E], dtype: 'f32', data: randn(N * E) };
+      for (const inputs of [[p, chosen, gW], [p, chosen, gW, gP]]) {
+        const r = runCuda('moe_route_backward', inputs, {});
+        expect(r.kernel).toBe('moe_route_backward_cuda');
+        const want = reference('moe_route_backward', inputs, {})[0]!;
+        expect(rowsError(r.outputs[0]!, want, E, 'f32'), `route backward N ${N} E ${E}`).toBeLessThan(tol('f32'));
+        expectExact(runCuda('moe_route_backward', inputs, {}).outputs[0]!, r.outputs[0]!, 'route backward rerun');
+      }
+      for (const storage of STORAGES) {
+        const r = runCuda('moe_aux_loss', [{ ...p, dtype: storage }, chosen], {}, { storage });
+        expect(r.kernel).toBe('moe_aux_loss_cuda');
+        const [loss, fractions] = reference('moe_aux_loss', [{ ...p, dtype: storage }, chosen], {}, storage);
+        expect(Math.abs(r.outputs[0]![0]! - loss![0]!), `aux loss ${storage} N ${N} E ${E}: ${r.outputs[0]![0]} vs ${loss![0]}`).toBeLessThan(1e-5 * Math.abs(loss![0]!) + 1e-7);
+        for (let e = 0; e < E; e++) expect(Math.abs(r.outputs[1]![e]! - fractions![e]!)).toBeLessThanOrEqual(2 ** -24 * fractions![e]!);
+        const again = runCuda('moe_aux_loss', [{ ...p, dtype: storage }, chosen], {}, { storage });
+        expectExact(again.outputs[0]!, r.outputs[0]!, 'aux loss rerun');
+      }
+    }
+    const [N, E, k] = [10, 4, 2];
+    const bad = Int32Array.from({ length: N * k }, () => randInt(0, E - 1));
+    bad[13] = -3;
+    const p: CudaInput = { shape: [N, E], dtype: 'f32', data: randn(N * E).map(Math.abs) };
+    const c: CudaInput = { shape: [N, k], dtype: 'i32', data: bad };
+    for (const [op, inputs] of [['moe_aux_loss', [p, c]], ['moe_route_backward', [p, c, { shape: [N, k], dtype: 'f32', data: randn(N * k) } as CudaInput]]] as const) {
+      const e = errorOf(() => runCuda(op, inputs as unknown as CudaInput[], {}));
+      expect(e.code, op).toBe('INVALID_ARGUMENT');
+      expect(e.message, op).toContain(`${op}: Expected an expert id in [0, 4) for chosen[6, 1] but received -3`);
     }
   });
 });

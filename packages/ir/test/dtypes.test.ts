@@ -126,6 +126,14 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     moe_sort: { inputs: [[[4, 2], i32]], attrs: { numExperts: 3 }, want: [i32, i32, i32] },
     grouped_matmul: { inputs: [[[5, 3], F], [[2, 3, 4], F], [[3], i32]], want: [F] },
     grouped_matmul_wgrad: { inputs: [[[5, 3], F], [[5, 4], F], [[3], i32]], attrs: { experts: 2 }, want: [F] },
+    // Routing: the token rows take x's dtype; routing weights may have their own (and the gradient
+    // of the weights is f32); the router's probabilities and weights are f32 whatever the logits.
+    moe_permute: { inputs: [[[4, 3], F], [[8], i32], [[4, 2], i32], [[4, 2], f32]], want: [F] },
+    moe_unpermute: { inputs: [[[8, 3], F], [[8], i32], [[4, 2], i32], [[4, 2], f32]], want: [F] },
+    moe_weight_grad: { inputs: [[[4, 3], F], [[8, 3], F], [[8], i32], [[4, 2], i32]], want: [f32] },
+    moe_route: { inputs: [[[4, 6], F]], attrs: { k: 2 }, want: [f32, f32, i32] },
+    moe_route_backward: { inputs: [[[4, 6], f32], [[4, 2], i32], [[4, 2], f32]], want: [f32] },
+    moe_aux_loss: { inputs: [[[4, 6], F], [[4, 2], i32]], want: [f32, f32] },
     // A mask of integers: f32 whatever else the graph holds.
     one_hot: { inputs: [[[4], i32]], attrs: { classes: 3 }, want: [f32] },
   };

@@ -69,3 +69,18 @@ export function randomOffsets(E: number, R: number, kind: 'ragged' | 'one' = 'ra
   for (let e = 0; e < E; e++) off[e + 1] = off[e]! + sizes[e]!;
   return off;
 }
+
+/** k distinct experts of E for each of N tokens (i32[N·k]); with skew, expert 0 takes most choices. */
+export function randomChoices(N: number, k: number, E: number, skew = false): Int32Array {
+  const experts = new Int32Array(N * k);
+  for (let n = 0; n < N; n++) {
+    const picks = new Set<number>();
+    for (let j = 0; j < k; j++) {
+      let e = skew && Math.random() < 0.8 ? 0 : randInt(0, E - 1);
+      while (picks.has(e)) e = (e + 1) % E;
+      picks.add(e);
+      experts[n * k + j] = e;
+    }
+  }
+  return experts;
+}

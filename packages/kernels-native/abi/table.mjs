@@ -239,6 +239,18 @@ export const entries = {
   // the workspace holds the per-chunk expert counts (moeSortWorkspace gives its bytes).
   moeSort: { file: 'ops/moe/moe_sort.cu', args: ['stream', 'N:u64<=2147483647', 'k:u64<=2147483647', 'E:u64<=8192', 'experts:tensor', 'order:tensor', 'slot:tensor', 'offsets:tensor', 'workspace:workspace'] },
   moeSortWorkspace: { file: 'ops/moe/moe_sort.cu', args: ['N:u64<=2147483647', 'k:u64<=2147483647', 'E:u64<=8192'], returns: 'number' },
+  // Dropless MoE's dispatch and combine between token order and moe_sort's rows (ops/moe/permute.cu):
+  // xs[p] = x[order[p]] (· weights[n, j], slot[n, j] = p); y[n] = Σ_j (weights[n, j] ·) ys[slot[n, j]];
+  // dw[n, j] = a[n] · b[slot[n, j]] (f32). weights optional, of its own float dtype wDtype.
+  moePermute: { file: 'ops/moe/permute.cu', args: ['stream', 'dtype:fdtype', 'wDtype:fdtype', 'N:u64<=2147483647', 'k:u64<=2147483647', 'D:u64<=2147483647', 'x:tensor', 'order:tensor', 'slot:tensor', 'weights:tensor?', 'xs:tensor'] },
+  moeUnpermute: { file: 'ops/moe/permute.cu', args: ['stream', 'dtype:fdtype', 'wDtype:fdtype', 'N:u64<=2147483647', 'k:u64<=2147483647', 'D:u64<=2147483647', 'ys:tensor', 'order:tensor', 'slot:tensor', 'weights:tensor?', 'y:tensor'] },
+  moeWeightGrad: { file: 'ops/moe/permute.cu', args: ['stream', 'dtype:fdtype', 'N:u64<=2147483647', 'k:u64<=2147483647', 'D:u64<=2147483647', 'a:tensor', 'b:tensor', 'order:tensor', 'slot:tensor', 'dw:tensor'] },
+  // The router (ops/moe/route.cu): softmax and top-k in FP32, their gradient, the load-balancing
+  // loss; the aux loss's workspace holds E partial products and a counter (moeAuxLossWorkspace).
+  moeRoute: { file: 'ops/moe/route.cu', args: ['stream', 'dtype:fdtype', 'N:u64<=2147483647', 'E:u64<=8192', 'k:u64<=8192', 'logits:tensor', 'probs:tensor', 'weights:tensor', 'chosen:tensor'] },
+  moeRouteBackward: { file: 'ops/moe/route.cu', args: ['stream', 'N:u64<=2147483647', 'E:u64<=8192', 'k:u64<=8192', 'probs:tensor', 'chosen:tensor', 'gWeights:tensor', 'gProbs:tensor?', 'dlogits:tensor'] },
+  moeAuxLoss: { file: 'ops/moe/route.cu', args: ['stream', 'dtype:fdtype', 'N:u64<=2147483647', 'E:u64<=8192', 'k:u64<=8192', 'probs:tensor', 'chosen:tensor', 'loss:tensor', 'fractions:tensor', 'workspace:workspace'] },
+  moeAuxLossWorkspace: { file: 'ops/moe/route.cu', args: ['E:u64<=8192'], returns: 'number' },
   oneHot: { file: 'ops/moe/one_hot.cu', args: ['stream', 'dtype:fdtype', 'P', 'classes', 'idx:tensor', 'out:tensor'] },
 
   // ---- attention (native/attention) ----------------------------------------------------------------

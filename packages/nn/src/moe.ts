@@ -8,18 +8,21 @@
  *   - 'dropless' (MegaBlocks, today's MoE trainers): every choice is kept. moe_sort gives each
  *     (token, choice) a row, sorted by expert, with the group offsets as data, so the row count
  *     tokens · k is static however the router routes; the experts run as grouped GEMMs
- *     (grouped_matmul) over their contiguous rows. (Its CUDA kernels are still to come: on the GPU
- *     use 'capacity' until they land.)
+ *     (grouped_matmul) over their contiguous rows; moe_permute and moe_unpermute move the tokens
+ *     there and back (each the other's gradient). (Its CUDA kernels are written and not yet run
+ *     on a GPU: 'capacity' stays the default until they are.)
  * Each expert is a GELU MLP, or SwiGLU (`activation: 'swiglu'`: w1 the gate, w3 the up projection,
  * w2 the down projection); `sharedExperts` adds that many always-on experts as one dense MLP of
  * sharedExperts · hidden (DeepSeek's shared experts), applied to every token.
  *
- * The load-balancing loss (Switch Transformer): E · Σ_e f_e · P_e, with f_e the share of routing
- * choices that went to expert e and P_e the mean router probability of e. It is minimal when
- * routing is uniform; only P carries gradient.
+ * The router (a bias-free Linear) feeds moe_route: softmax and top-k in FP32 whatever the autocast
+ * dtype (DeepSeek-V3 keeps routing out of low precision), one kernel; the routing weights stay f32
+ * into moe_unpermute. The load-balancing loss (Switch Transformer, moe_aux_loss, one kernel):
+ * E · Σ_e f_e · P_e, with f_e the share of routing choices that went to expert e and P_e the mean
+ * router probability of e. It is minimal when routing is uniform; only P carries gradient.
  */
 import { DeepwellError, checkInteger, checkKeys, checkNumber, checkOneOf } from '@deepwell/core';
-import { add, gatherRows, gelu, groupedMatmul, matmul, mean, moePlan, moeSort, mul, oneHot, reshape, scale, softmax, sum, swiglu, topk, type Sym } from '@deepwell/ir';
+import { add, gatherRows, gelu, groupedMatmul, matmul, moeAuxLoss, moePermute, moePlan, moeRoute, moeSort, moeUnpermute, mul, reshape, sum, swiglu, type Sym } from '@deepwell/ir';
 import { Linear, MLP, checkSize } from './layers.js';
 import { MAX_EXPERTS, checkParameterCount, checkSym, optionalStd, optionsObject } from './limits.js';
 import { Module } from './module.js';
@@ -121,16 +124,14 @@ export class MoE extends Module {
     return this.scope(() => {
       const [B, T, D] = [x.shape[0]!, x.shape[1]!, x.shape[2]!];
       const N = B * T;
-      const [E, k] = [this.experts, this.topK];
+      const k = this.topK;
       const x2 = reshape(x, [N, D]);
-      const probs = softmax(this.router.forward(x2)); // [N, E]
-      const [weights, chosen] = topk(probs, k); // [N, k] each
-      const yk = this.routing === 'dropless' ? this.dropless(x2, chosen) : this.capacityRouted(x2, chosen, N); // [N, k, D]
-      let y = sum(mul(yk, reshape(weights, [N, k, 1])), [1]); // [N, D]
+      // The router in FP32 (moe_route: softmax and top-k in one kernel): probs [N, E], weights and chosen [N, k].
+      const [probs, weights, chosen] = moeRoute(this.router.forward(x2), k);
+      // [N, D]: each token's choices' outputs, weighted by their router probabilities
+      let y = this.routing === 'dropless' ? this.dropless(x2, chosen, weights) : sum(mul(this.capacityRouted(x2, chosen, N), reshape(weights, [N, k, 1])), [1]);
       if (this.shared) y = add(y, this.shared.forward(x2));
-      const f = mean(oneHot(chosen, E), [0, 1]); // [E]: share of routing choices per expert
-      const P = mean(probs, [0]); // [E]: mean router probability
-      const aux = scale(reshape(sum(mul(f, P), []), [1]), E); // 1 when routing is uniform
+      const [aux] = moeAuxLoss(probs, chosen); // E · Σ_e f_e · P_e: 1 when routing is uniform
       return { y: reshape(y, [B, T, D]), aux };
     });
   }
@@ -152,14 +153,16 @@ export class MoE extends Module {
     return reshape(gatherRows(ye, reshape(combine, [N * k])), [N, k, D]);
   }
 
-  /** Dropless routing: every choice kept, the experts as grouped GEMMs over rows sorted by expert: [N, k, D]. */
-  private dropless(x2: Sym, chosen: Sym): Sym {
-    const [k, D] = [this.topK, this.dim];
-    const N = x2.shape[0]!;
+  /**
+   * Dropless routing: every choice kept, the experts as grouped GEMMs over rows sorted by expert;
+   * moe_permute copies each token to its choices' rows and moe_unpermute sums their outputs back,
+   * weighted (each the other's gradient: no scatter-add): [N, D].
+   */
+  private dropless(x2: Sym, chosen: Sym, weights: Sym): Sym {
     const [order, slot, offsets] = moeSort(chosen, this.experts); // [N*k], [N, k], [E + 1]
     const grouped = (a: Sym, w: Sym) => groupedMatmul(a, w, offsets);
-    const h = this.hiddenOf(gatherRows(x2, order), grouped); // [N*k, H], sorted by expert
+    const h = this.hiddenOf(moePermute(x2, order, slot), grouped); // [N*k, H], sorted by expert
     const ye = groupedMatmul(h, this.weight('w2'), offsets); // [N*k, D]
-    return reshape(gatherRows(ye, reshape(slot, [N * k])), [N, k, D]);
+    return moeUnpermute(ye, order, slot, weights);
   }
 }

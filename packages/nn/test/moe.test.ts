@@ -1,7 +1,7 @@
 // MoE's routings on the CPU reference: dropless MoE against a per-token loop over the chosen
 // experts (GELU and SwiGLU experts, with and without shared experts), capacity routing with room
 // for every choice giving the same output, and the options' typed errors.
-import { capture, interpret } from '@deepwell/ir';
+import { add, capture, differentiate, interpret, mul, reshape, sum } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
 import { MoE, type MoEOptions } from '../src/index.js';
@@ -84,6 +84,36 @@ describe('MoE', () => {
       const { y: yc, params } = run(cap, B, T, x);
       const want = perToken(cap, x, B * T, params);
       for (let i = 0; i < want.length; i++) expect(Math.abs(yc[i]! - want[i]!)).toBeLessThan(1e-10 * (1 + Math.abs(want[i]!)));
+    }
+  });
+
+  it("dropless and capacity routing with room for every choice give the same gradients (moe_permute / moe_unpermute's rules against gather_rows / scatter_add_rows')", () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const [B, T, D, H, E] = [2, randInt(2, 4), 3, 2, randInt(2, 4)];
+      const topK = randInt(1, E);
+      const activation = trial % 2 ? 'swiglu' : 'gelu';
+      const x = randn(B * T * D);
+      const r = randn(B * T * D);
+      const grads = (moe: MoE, params?: Record<string, Float64Array>) => {
+        const g = capture({ forward: ({ x: xs, r: rs }) => {
+          const { y, aux } = moe.forward(xs!);
+          return { loss: add(sum(mul(y, rs!), []), reshape(aux, [])) };
+        } }, { x: { shape: [B, T, D] }, r: { shape: [B, T, D] } });
+        // Every parameter's gradient and the input's (moe_permute's own rule).
+        const wrt: [string, number][] = [...Object.entries(g.params), ['(input x)', g.inputs.x!]];
+        const d = differentiate(g, g.outputs.loss!, wrt.map(([, id]) => id));
+        const size = (id: number) => g.values[id]!.type.shape.reduce((a, b) => a * b, 1);
+        const p = params ?? Object.fromEntries(Object.entries(g.params).map(([n, id]) => [n, randn(size(id)).map((v) => v * 0.5)]));
+        const vals = interpret(g, { x, r, ...p }, { precision: 'f64' });
+        return { p, byName: Object.fromEntries(wrt.map(([n, id]) => [n, vals[d.get(id)!]!])) };
+      };
+      const drop = grads(new MoE(D, H, { experts: E, topK, routing: 'dropless', activation }));
+      const cap = grads(new MoE(D, H, { experts: E, topK, capacityFactor: E / topK, activation }), drop.p);
+      for (const [name, g] of Object.entries(drop.byName)) {
+        const want = cap.byName[name]!;
+        expect(g.length, name).toBe(want.length);
+        for (let i = 0; i < g.length; i++) expect(Math.abs(g[i]! - want[i]!), `${name} [${i}]: ${g[i]} vs ${want[i]}`).toBeLessThan(1e-10 * (1 + Math.abs(want[i]!)));
+      }
     }
   });
 

@@ -12,7 +12,7 @@
  */
 import type { KernelParams } from '../op.js';
 import { numel } from '../types.js';
-import { nativeEntries, registerCuda } from '@deepwell/kernels-native';
+import { floatStorage, nativeEntries, registerCuda } from '@deepwell/kernels-native';
 import { checkIndicesAfter, code, oneFloatStorage } from './nn.js';
 
 const I32_MAX = 2 ** 31 - 1;
@@ -119,6 +119,101 @@ registerCuda<KernelParams>({
     const [N, k] = call.inTypes[0]!.shape as [number, number];
     const [order, slot, offsets] = call.outputs;
     ops.moeSort(call.stream, N, k, call.attrs.numExperts as number, call.inputs[0]!, order!, slot!, offsets!, call.workspace);
+    checkIndicesAfter(call, ops);
+  },
+});
+
+// Dropless MoE's dispatch and combine (native/ops/moe/permute.cu): one warp per output row, 16-byte
+// accesses where the rows allow; weights (optional) of any float dtype. The kernels check order and
+// slot (from one moe_sort) and record a bad entry, thrown here through opsErrorCheck.
+const routed = (p: KernelParams, what: string): true | string => {
+  const [N, k] = p.inTypes[2]!.shape as [number, number];
+  return limit(N * k, I32_MAX, `${what} tokens x k`);
+};
+
+registerCuda<KernelParams>({
+  op: 'moe_permute',
+  name: 'moe_permute_cuda',
+  needs: ['moePermute'],
+  supports: (p) => both(oneFloatStorage(p, [3]), routed(p, 'moe_permute')),
+  run: (call, ops) => {
+    const [N, k] = call.inTypes[2]!.shape as [number, number];
+    const D = call.inTypes[0]!.shape[1]!;
+    const w = call.inTypes[3];
+    ops.moePermute(call.stream, code(call.inTypes[0]!), w ? code(w) : 0, N, k, D, call.inputs[0]!, call.inputs[1]!, call.inputs[2]!, call.inputs[3] ?? null, call.outputs[0]!);
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda<KernelParams>({
+  op: 'moe_unpermute',
+  name: 'moe_unpermute_cuda',
+  needs: ['moeUnpermute'],
+  supports: (p) => both(oneFloatStorage(p, [3]), routed(p, 'moe_unpermute')),
+  run: (call, ops) => {
+    const [N, k] = call.inTypes[2]!.shape as [number, number];
+    const D = call.inTypes[0]!.shape[1]!;
+    const w = call.inTypes[3];
+    ops.moeUnpermute(call.stream, code(call.inTypes[0]!), w ? code(w) : 0, N, k, D, call.inputs[0]!, call.inputs[1]!, call.inputs[2]!, call.inputs[3] ?? null, call.outputs[0]!);
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda<KernelParams>({
+  op: 'moe_weight_grad',
+  name: 'moe_weight_grad_cuda',
+  needs: ['moeWeightGrad'],
+  supports: (p) => {
+    const [N, k] = p.inTypes[3]!.shape as [number, number];
+    return both(oneFloatStorage(p, [], [0]), limit(N * k, I32_MAX, 'moe_weight_grad tokens x k'));
+  },
+  run: (call, ops) => {
+    const [N, k] = call.inTypes[3]!.shape as [number, number];
+    const D = call.inTypes[0]!.shape[1]!;
+    ops.moeWeightGrad(call.stream, code(call.inTypes[0]!), N, k, D, call.inputs[0]!, call.inputs[1]!, call.inputs[2]!, call.inputs[3]!, call.outputs[0]!);
+    checkIndicesAfter(call, ops);
+  },
+});
+
+// The router (native/ops/moe/route.cu): softmax and top-k in one warp per token (FP32 whatever the
+// logits' storage), their gradient likewise, and the load-balancing loss (a block per expert, the
+// last block adding the products in expert order; its workspace from moeAuxLossWorkspace).
+registerCuda<KernelParams>({
+  op: 'moe_route',
+  name: 'moe_route_cuda',
+  needs: ['moeRoute'],
+  supports: (p) => both(floatStorage(p), limit(p.inTypes[0]!.shape[1]!, MAX_EXPERTS, 'the experts')),
+  run: (call, ops) => {
+    const [N, E] = call.inTypes[0]!.shape as [number, number];
+    const [probs, weights, chosen] = call.outputs;
+    ops.moeRoute(call.stream, code(call.inTypes[0]!), N, E, call.attrs.k as number, call.inputs[0]!, probs!, weights!, chosen!);
+  },
+});
+
+registerCuda<KernelParams>({
+  op: 'moe_route_backward',
+  name: 'moe_route_backward_cuda',
+  needs: ['moeRouteBackward'],
+  supports: (p) => limit(p.inTypes[0]!.shape[1]!, MAX_EXPERTS, 'the experts'),
+  run: (call, ops) => {
+    const [N, E] = call.inTypes[0]!.shape as [number, number];
+    const k = call.inTypes[1]!.shape[1]!;
+    ops.moeRouteBackward(call.stream, N, E, k, call.inputs[0]!, call.inputs[1]!, call.inputs[2]!, call.inputs[3] ?? null, call.outputs[0]!);
+    checkIndicesAfter(call, ops);
+  },
+});
+
+registerCuda<KernelParams>({
+  op: 'moe_aux_loss',
+  name: 'moe_aux_loss_cuda',
+  needs: ['moeAuxLoss', 'moeAuxLossWorkspace'],
+  supports: (p) => both(floatStorage(p), limit(p.inTypes[0]!.shape[1]!, MAX_EXPERTS, 'the experts'), limit(p.inTypes[1]!.shape[1]!, MAX_EXPERTS, 'k')),
+  workspace: (p) => nativeEntries().entries!.moeAuxLossWorkspace(p.inTypes[0]!.shape[1]!),
+  run: (call, ops) => {
+    const [N, E] = call.inTypes[0]!.shape as [number, number];
+    const k = call.inTypes[1]!.shape[1]!;
+    const [loss, fractions] = call.outputs;
+    ops.moeAuxLoss(call.stream, code(call.inTypes[0]!), N, E, k, call.inputs[0]!, call.inputs[1]!, loss!, fractions!, call.workspace);
     checkIndicesAfter(call, ops);
   },
 });

@@ -3,7 +3,8 @@
  * mixed-precision training does: every parameter is cast to the low dtype once where it is used,
  * activations are stored in the low dtype, each kernel still does its arithmetic in FP32, and what
  * needs the range or precision stays FP32 by the ops' own rules (the loss, normalisation statistics,
- * the optimizer). Graph outputs are cast back to f32. Apply it to the forward graph before
+ * the optimizer), as do an op's inputs it reads at any float precision (`anyFloatInputs`: MoE
+ * routing weights) and arithmetic on f32 scalars those rules made (a loss plus an auxiliary loss). Graph outputs are cast back to f32. Apply it to the forward graph before
  * trainingStep(): autodiff then differentiates through the casts, so parameter gradients arrive in
  * f32 for AdamW. A forward that updates state of its own (a decode step's key/value caches) keeps
  * that state in the low dtype too.
@@ -11,6 +12,8 @@
 import { DeepwellError, checkKeys, describe } from '@deepwell/core';
 import { GraphBuilder, type Sym } from '../builder.js';
 import { checkGraph, type Graph } from '../graph.js';
+import { getOp } from '../op.js';
+import { numel } from '../types.js';
 
 export interface AutocastOptions {
   dtype?: 'bf16' | 'f16';
@@ -51,8 +54,15 @@ export function autocast(graph: Graph, options: AutocastOptions = {}): Graph {
     return c;
   };
   for (const n of graph.nodes) {
-    // cast nodes stay as written; every other op takes its float inputs in the low dtype.
-    const inputs = n.op === 'cast' ? n.inputs.map((i) => map.get(i)!) : n.inputs.map((i) => (map.get(i)!.dtype === 'f32' ? toLow(i) : map.get(i)!));
+    // cast nodes stay as written; every other op takes its float inputs in the low dtype, except
+    // those it reads at their exact value whatever their storage (OpDef.anyFloatInputs: routing
+    // weights, say), which keep their precision.
+    const exact = getOp(n.op).anyFloatInputs?.(n.inputs.length) ?? [];
+    // Arithmetic on f32 scalars that ops made f32 by their own rules (a cross-entropy loss plus a
+    // MoE's load-balancing loss) stays f32: lowering one value saves nothing and would round the loss.
+    const floats = n.inputs.filter((i) => map.get(i)!.dtype !== 'i32');
+    const scalarLoss = floats.length > 0 && floats.every((i) => graph.values[i]!.kind === 'node' && map.get(i)!.dtype === 'f32' && numel(map.get(i)!.shape) <= 1);
+    const inputs = n.op === 'cast' || scalarLoss ? n.inputs.map((i) => map.get(i)!) : n.inputs.map((i, k) => (map.get(i)!.dtype === 'f32' && !exact.includes(k) ? toLow(i) : map.get(i)!));
     const outs = b.like(n, () => b.op(n.op, inputs, n.attrs as never));
     n.outputs.forEach((o, k) => map.set(o, outs[k]!));
   }

@@ -7,3 +7,8 @@ export * from './one_hot.js';
 export * from './moe_sort.js';
 export { groupedMatmul, groupedMatmulOp } from './grouped_matmul.js';
 export { groupedMatmulWgrad, groupedMatmulWgradOp } from './grouped_matmul_wgrad.js';
+export { moePermute, moePermuteOp } from './moe_permute.js';
+export { moeUnpermute, moeUnpermuteOp } from './moe_unpermute.js';
+export { moeWeightGrad, moeWeightGradOp } from './moe_weight_grad.js';
+export { moeRoute, moeRouteBackward, moeRouteBackwardOp, moeRouteOp } from './moe_route.js';
+export { moeAuxLoss, moeAuxLossOp } from './moe_aux_loss.js';

@@ -23,6 +23,7 @@ import { builderOf, type Sym } from '../../builder.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { numel, sameShape, shapeStr } from '../../types.js';
 import { expectFloat } from '../float.js';
+import { before } from './rank.js';
 
 /** The multi-index of flat position `p` in a row-major `shape`, as text: "[1, 0, 2]". */
 function position(shape: readonly number[], p: number): string {
@@ -32,15 +33,6 @@ function position(shape: readonly number[], p: number): string {
     p = Math.floor(p / shape[d]!);
   }
   return `[${at.join(', ')}]`;
-}
-
-/** True when value a (at index ia) ranks before value b (at index ib). */
-function before(a: number, ia: number, b: number, ib: number): boolean {
-  const na = Number.isNaN(a);
-  const nb = Number.isNaN(b);
-  if (na !== nb) return na;
-  if (!na && a !== b) return a > b;
-  return ia < ib;
 }
 
 export const topkOp = defineOp({
