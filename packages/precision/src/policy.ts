@@ -15,7 +15,8 @@
  *   1. a user rule ({ match, recipe }, first match wins) on the layer name (the fallback
  *      controller adds its demotions as rules in front);
  *   2. GEMMs without a parameter operand (attention's QKᵀ and ·V) stay BF16 (op kind);
- *   3. sensitive layers stay BF16: the output head and, unless `keepFirstLast: false`, the first
+ *   3. sensitive layers stay BF16: the output head, a mixture-of-experts router (routing stays out
+ *      of low precision, as DeepSeek-V3 keeps it) and, unless `keepFirstLast: false`, the first
  *      and last transformer block. Both are found by their role in the graph, not by name
  *      (roles.ts): the head is the GEMM whose product feeds the loss (cross_entropy's logits,
  *      through reshapes and casts) or multiplies by the embedding table (tied); a block's depth
@@ -25,6 +26,11 @@
  *   4. layers whose weight has fewer than `minWeightElements` elements stay BF16 (too small to gain);
  *   5. the policy's recipe; a GEMM whose reduction length is not a whole number of the format's
  *      blocks stays BF16, with the reason recorded.
+ *
+ * A MoE layer's expert GEMMs (grouped_matmul forward and for the input gradient, grouped_matmul_wgrad
+ * for the weight gradient; the layer is the MoE module's scope, kind 'experts') are decided as a
+ * linear layer's are and emulated (no native grouped FP8 GEMM yet): x along K, w [E, K, N] along K
+ * (128 × 128 tiles per expert for fp8-blockwise), the weight gradient's operands along the rows.
  *
  * Recipes (RECIPES): bf16; fp8-tensorwise (E4M3 forward, E5M2 backward, one scale per tensor);
  * fp8-blockwise (DeepSeek-V3's: E4M3 everywhere, 1 × 128 blocks for activations and gradients,
@@ -133,7 +139,7 @@ export interface PolicyOptions {
 
 export interface LayerDecision {
   layer: string;
-  kind: 'linear' | 'attention' | 'head';
+  kind: 'linear' | 'attention' | 'head' | 'router' | 'experts';
   /** The weight's [out, in] (linear layers and the head). */
   weight: number[] | null;
   recipe: Recipe;
@@ -168,6 +174,15 @@ export interface LayerNumerics {
 }
 
 const isBackward = (n: NodeDecl) => n.phase === 'backward';
+/** The GEMM ops the policy decides: dense, and a MoE layer's grouped expert GEMMs. */
+const GEMM_OPS: ReadonlySet<string> = new Set(['matmul', 'grouped_matmul', 'grouped_matmul_wgrad']);
+
+/** Each quantized operand's axis (its reduction axis) for GEMM node n; offsets are not quantized. */
+function reductionAxes(n: NodeDecl): number[] {
+  if (n.op === 'grouped_matmul') return [-1, n.attrs.transposeW ? -1 : -2];
+  if (n.op === 'grouped_matmul_wgrad') return [0, 0];
+  return [n.attrs.transA ? -2 : -1, n.attrs.transB ? -1 : -2];
+}
 export const NUMERICS_PREFIX = 'numerics/';
 
 const POLICY_OPTIONS = ['recipe', 'rules', 'keepFirstLast', 'minWeightElements', 'scaleMode', 'numerics', 'native'];
@@ -235,12 +250,13 @@ export class PrecisionPolicy implements GraphPass {
     const o = this.options;
     const layerOf = this.#layerOf(roles);
     const layers = new Map<string, NodeDecl[]>();
-    for (const n of graph.nodes.filter((m) => m.op === 'matmul' || ATTENTION_OPS.has(m.op))) layers.set(layerOf(n), [...(layers.get(layerOf(n)) ?? []), n]);
+    for (const n of graph.nodes.filter((m) => GEMM_OPS.has(m.op) || ATTENTION_OPS.has(m.op))) layers.set(layerOf(n), [...(layers.get(layerOf(n)) ?? []), n]);
     const out: LayerDecision[] = [];
     for (const [layer, nodes] of layers) {
       const fwd = nodes.find((n) => !isBackward(n)) ?? nodes[0]!;
       const param = fwd.inputs.map((i) => roles.paramOf(i)).find((p) => p !== null) ?? null;
-      const kind: LayerDecision['kind'] = param === null ? 'attention' : nodes.some((n) => roles.heads.has(n)) ? 'head' : 'linear';
+      const kind: LayerDecision['kind'] =
+        param === null ? 'attention' : nodes.some((n) => roles.heads.has(n)) ? 'head' : nodes.some((n) => roles.routers.has(n)) ? 'router' : nodes.some((n) => n.op !== 'matmul' && GEMM_OPS.has(n.op)) ? 'experts' : 'linear';
       const weight = param !== null ? [...graph.values[graph.params[param]!]!.type.shape] : null;
       const rule = o.rules.find((r) => (typeof r.match === 'string' ? layer.startsWith(r.match) : r.match.test(layer)));
       const block = roles.blockOf.get(fwd);
@@ -252,6 +268,7 @@ export class PrecisionPolicy implements GraphPass {
       else if (rule) (recipe = rule.recipe), (reason = `rule ${String(rule.match)}`);
       else if (kind === 'attention') (recipe = 'bf16'), (reason = 'attention core (no weight operand) stays BF16');
       else if (kind === 'head') (recipe = 'bf16'), (reason = 'sensitive: output head');
+      else if (kind === 'router') (recipe = 'bf16'), (reason = 'sensitive: MoE router (routing stays BF16)');
       else if (o.keepFirstLast && edge) (recipe = 'bf16'), (reason = `sensitive: ${edge} block`);
       else if (weight && weight.reduce((a, b) => a * b, 1) < o.minWeightElements) (recipe = 'bf16'), (reason = `too small to gain (< ${o.minWeightElements} weight elements)`);
       else reason = 'policy recipe';
@@ -291,7 +308,8 @@ export class PrecisionPolicy implements GraphPass {
       if (!d.reason.includes(text)) d.reason += text;
     };
     for (const n of original) {
-      if (n.op !== 'matmul') continue;
+      if (!GEMM_OPS.has(n.op)) continue;
+      const grouped = n.op !== 'matmul';
       const layer = layerOf(n);
       const k = gemmIndex.get(layer) ?? 0;
       gemmIndex.set(layer, k + 1);
@@ -300,20 +318,21 @@ export class PrecisionPolicy implements GraphPass {
       const backward = isBackward(n);
       if (!(backward ? r.backward : r.forward)) continue;
       const types = n.inputs.map((id) => graph.values[id]!.type);
-      const axes = [n.attrs.transA ? -2 : -1, n.attrs.transB ? -1 : -2];
+      const axes = reductionAxes(n);
       const K = types[0]!.shape.at(axes[0]!)!;
-      const formats = n.inputs.map((id) => formatOf(graph, id, r, roles, producers, tiles)!);
+      const quantized = n.inputs.slice(0, 2); // a grouped GEMM's offsets stay as they are
+      const formats = quantized.map((id) => formatOf(graph, id, r, roles, producers, tiles)!);
       const short = formats.map((f) => fakeQuantBlocking(f)).find((bl) => bl.kind !== 'block128x128' && bl.block !== null && K % bl.block !== 0);
       if (short) {
         why(d, `; a GEMM with reduction length ${K} (not a multiple of ${short.block}) stays BF16`);
         continue;
       }
       const wantNative = hasNativeRewrite(d.recipe) && (this.options.native === true || (cc !== null && support(d.recipe, cc) === 'native'));
-      const native = wantNative ? (nativeWhyNot ?? planGemm(graph, n, r, roles, producers, tiles, probe)) : null;
+      const native = wantNative ? (grouped ? 'no native grouped FP8 GEMM yet (the expert GEMMs are emulated)' : (nativeWhyNot ?? planGemm(graph, n, r, roles, producers, tiles, probe))) : null;
       if (typeof native === 'string') why(d, `; a ${backward ? 'backward' : 'forward'} GEMM stays emulated: ${native}`);
       else if (native === null && this.options.native !== false && cc !== null && support(d.recipe, cc) === 'native') why(d, `; emulated: no native ${d.recipe} GEMM in this build`);
       const first = graph.nodes.length;
-      const operands = n.inputs.map((id, i) => {
+      const operands = quantized.map((id, i) => {
         const format = formats[i]!;
         const attrs = { format, axis: axes[i]!, ...(format.startsWith('mx') ? { scaleMode: this.options.scaleMode } : {}) };
         return b.like(n, () => {
@@ -328,7 +347,7 @@ export class PrecisionPolicy implements GraphPass {
       if (native && typeof native !== 'string') {
         natives.push(native);
         d.native++;
-      } else n.inputs = operands;
+      } else n.inputs = [...operands, ...n.inputs.slice(2)];
       before.set(n.id, graph.nodes.slice(first));
       d.rewritten++;
     }

@@ -8,6 +8,8 @@
  *  - Output head: a forward GEMM whose product reaches a `cross_entropy`'s logits through shape and
  *    dtype changes and a bias (reshape, transpose, cast, bias_add), or one that multiplies by an
  *    embedding table (a head tied to the embedding).
+ *  - MoE router: a forward GEMM whose product reaches `moe_route` (or a softmax that feeds `topk`)
+ *    through the same shape and dtype changes.
  *  - Depth: from each head GEMM, the residual stream is walked back to the embedding: through the
  *    activation input of every node (the final norm, casts), and at each residual add x + f(x) (an
  *    add one of whose inputs depends on the other) on along x, recording f's nodes as one residual
@@ -22,6 +24,8 @@ import type { Graph, NodeDecl } from '@deepwell/ir';
 export interface GemmRoles {
   /** The forward GEMMs that make the output head. */
   heads: Set<NodeDecl>;
+  /** The forward GEMMs that make a mixture-of-experts router's logits (they feed moe_route, or a softmax that feeds topk). */
+  routers: Set<NodeDecl>;
   /** The block (0 = the first, by depth) of each forward GEMM inside one. */
   blockOf: Map<NodeDecl, number>;
   /** How many blocks the deepest stream has. */
@@ -47,7 +51,7 @@ export function gemmRoles(graph: Graph): GemmRoles {
     const p = producer.get(id);
     return p && p.op === 'cast' ? paramOf(p.inputs[0]!) : null;
   };
-  const isGemm = (n: NodeDecl) => n.op === 'matmul';
+  const isGemm = (n: NodeDecl) => n.op === 'matmul' || n.op === 'grouped_matmul';
 
   const tables = new Set(forward.filter((n) => n.op === 'embedding').map((n) => paramOf(n.inputs[0]!)));
   const heads = new Set<NodeDecl>();
@@ -57,6 +61,19 @@ export function gemmRoles(graph: Graph): GemmRoles {
     let p = producer.get(n.inputs[0]!);
     while (p && TO_LOGITS.has(p.op)) p = producer.get(p.inputs[0]!);
     if (p && isGemm(p)) heads.add(p);
+  }
+
+  const gemmBehind = (id: number): NodeDecl | null => {
+    let p = producer.get(id);
+    while (p && TO_LOGITS.has(p.op)) p = producer.get(p.inputs[0]!);
+    return p && isGemm(p) ? p : null;
+  };
+  const routers = new Set<NodeDecl>();
+  const softmaxOf = new Map(forward.filter((n) => n.op === 'softmax').map((n) => [n.outputs[0]!, n]));
+  for (const n of forward) {
+    const logits = n.op === 'moe_route' ? n.inputs[0]! : n.op === 'topk' && softmaxOf.has(n.inputs[0]!) ? softmaxOf.get(n.inputs[0]!)!.inputs[0]! : null;
+    const g = logits === null ? null : gemmBehind(logits);
+    if (g) routers.add(g);
   }
 
   /** The forward nodes between `stream` and `value` when `value` depends on `stream`, else null. */
@@ -113,5 +130,5 @@ export function gemmRoles(graph: Graph): GemmRoles {
     });
     blocks = Math.max(blocks, block + 1);
   }
-  return { heads, blockOf, blocks, paramOf };
+  return { heads, routers, blockOf, blocks, paramOf };
 }

@@ -1,6 +1,7 @@
 // The precision policy on the tiny GPT's training step (CPU reference backend): its per-layer
 // decisions, the rewrite, and emulated MXFP8 / NVFP4 training that still learns the synthetic
 // corpus; fp8-blockwise (1 × 128 blocks, 128 × 128 weight tiles) on a GPT wide enough for tiles;
+// a dropless MoE GPT (router BF16, expert grouped GEMMs quantized along their reduction axes);
 // the numerics outputs (quant_stats beside every fake_quant); option errors; the fake_quant op
 // against quantize / dequantize.
 import { add, autocast, capture, compile, crossEntropy, getOp, interpret, matmul, reshape, trainingStep, type Graph, type NodeDecl, type Sym } from '@deepwell/ir';
@@ -226,6 +227,62 @@ class Tower extends Module {
   }
 }
 
+describe('PrecisionPolicy on a dropless MoE GPT', () => {
+  const moeStep = (nEmbd: number, activation: 'gelu' | 'swiglu') =>
+    step(new GPT({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd, moe: { experts: 4, topK: 2, routing: 'dropless', activation } }));
+
+  it('keeps the router BF16 and quantizes the expert GEMMs (forward, input and weight gradients) along their reduction axes', () => {
+    for (const activation of ['gelu', 'swiglu'] as const) {
+      const policy = new PrecisionPolicy({ recipe: 'mxfp8', keepFirstLast: false, minWeightElements: 0 });
+      const g = policy.run(moeStep(32, activation)).verify();
+      const by = new Map(policy.lastPlan!.map((d) => [d.layer, d]));
+      const mats = activation === 'swiglu' ? 3 : 2;
+      for (const b of [0, 1]) {
+        expect(by.get(`blocks.${b}.moe.router`), activation).toMatchObject({ kind: 'router', recipe: 'bf16', rewritten: 0 });
+        // Per weight: the forward GEMM, the input gradient's and the weight gradient's.
+        expect(by.get(`blocks.${b}.moe`), activation).toMatchObject({ kind: 'experts', weight: [4, 32, 128], recipe: 'mxfp8', gemms: 3 * mats, rewritten: 3 * mats, native: 0 });
+      }
+      // Each grouped GEMM reads quantized operands along its reduction axis, its offsets as they were.
+      const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+      const grouped = g.nodes.filter((n) => n.op === 'grouped_matmul' || n.op === 'grouped_matmul_wgrad');
+      expect(grouped.length).toBe(2 * 3 * mats);
+      for (const n of grouped) {
+        const [a, w, offsets] = n.inputs.map((i) => producer.get(i));
+        const want = n.op === 'grouped_matmul_wgrad' ? [0, 0] : [-1, n.attrs.transposeW ? -1 : -2];
+        expect([a?.op, w?.op, a?.attrs.axis, w?.attrs.axis], `${n.op} ${n.phase}`).toEqual(['fake_quant', 'fake_quant', ...want]);
+        expect(offsets?.op).toBe('moe_sort');
+      }
+    }
+  });
+
+  it('fp8-blockwise: each expert\'s weight in 128 × 128 tiles; emulated MXFP8 training of the MoE runs and differs from BF16', () => {
+    const policy = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0 });
+    const g = policy.run(moeStep(128, 'gelu')).verify();
+    const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+    const fwd = g.nodes.filter((n) => n.op === 'grouped_matmul' && n.phase === 'forward');
+    for (const n of fwd) expect(producer.get(n.inputs[1]!)!.attrs.format).toBe('fp8-block128x128');
+    expect(policy.lastPlan!.find((d) => d.layer === 'blocks.0.moe')!.reason).toMatch(/weight in 128×128 tiles/);
+    // Three steps; the losses (bf16 steps apart) and the experts' weights after them.
+    const train = (p?: PrecisionPolicy) => {
+      const corpus = new MarkovCorpus({ vocab: 16, seed: 1 });
+      const exe = compile(moeStep(32, 'swiglu'), { seed: 1, precision: p });
+      const losses = Array.from({ length: 3 }, (_, s) => exe.run({ ...corpus.batch(B, T), lr: Float32Array.of(1e-3), step: Float32Array.of(s + 1) }).loss![0]!);
+      const w1 = exe.get('blocks.1.moe.w1');
+      exe.dispose();
+      return { losses, w1 };
+    };
+    const bf16 = train();
+    const low = train(new PrecisionPolicy({ recipe: 'mxfp8', keepFirstLast: false, minWeightElements: 0 }));
+    expect(low.losses.every(Number.isFinite)).toBe(true);
+    for (let s = 0; s < 3; s++) expect(Math.abs(low.losses[s]! - bf16.losses[s]!)).toBeLessThan(0.1);
+    // The quantized expert GEMMs changed the experts' updates, and not by much.
+    let diff = 0;
+    for (let i = 0; i < low.w1.length; i++) diff = Math.max(diff, Math.abs(low.w1[i]! - bf16.w1[i]!));
+    expect(diff).toBeGreaterThan(0);
+    expect(diff).toBeLessThan(1e-2);
+  }, 120_000);
+});
+
 describe('PrecisionPolicy on a model named its own way', () => {
   it('finds the head, and the first and last block by depth, from the graph alone', () => {
     for (const tied of [false, true]) {
@@ -239,8 +296,10 @@ describe('PrecisionPolicy on a model named its own way', () => {
         expect(by.get(layer), layer).toMatchObject({ kind: 'linear', recipe: 'bf16', reason: 'sensitive: first block', rewritten: 0 });
       }
       for (const layer of ['stage_c.mixer.qkv', 'stage_c.ffn.up', 'stage_c.ffn.proj']) expect(by.get(layer)!.reason, layer).toBe('sensitive: last block');
-      // The middle stage, its MoE included, takes the recipe.
-      for (const layer of ['stage_b.mixer.qkv', 'stage_b.ffn.router', 'stage_b.ffn']) expect(by.get(layer), layer).toMatchObject({ recipe: 'mxfp8', reason: expect.stringMatching(/^policy recipe/) });
+      // The middle stage, its MoE's experts included, takes the recipe; the MoE's router stays BF16
+      // (found by its role: its product feeds the routing).
+      for (const layer of ['stage_b.mixer.qkv', 'stage_b.ffn']) expect(by.get(layer), layer).toMatchObject({ recipe: 'mxfp8', reason: expect.stringMatching(/^policy recipe/) });
+      expect(by.get('stage_b.ffn.router')).toMatchObject({ kind: 'router', recipe: 'bf16', reason: 'sensitive: MoE router (routing stays BF16)', rewritten: 0 });
       expect(by.get('stage_b.mixer')).toMatchObject({ kind: 'attention', recipe: 'bf16' });
       expect(by.get('stage_b.ffn')!.rewritten).toBeGreaterThan(0);
       // Rules still match the user's own names, ahead of everything else.
