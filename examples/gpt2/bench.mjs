@@ -12,15 +12,22 @@
 //   GPT2_WARMUP  the learning rate's warm-up in steps (default 100, as in the published GPT-2 runs;
 //                half the run when it is shorter than 100 steps); at most the steps
 // Other models and recipes (the FP8 end-to-end runs):
-//   GPT_CONFIG   a GPT preset name or a GPTConfig as JSON (default gpt2-small); T = its blockSize
+//   GPT_CONFIG   a GPT preset name or a GPTConfig as JSON (default gpt2-small); T = its blockSize.
+//                A mixture of experts (a config with moe, e.g. the preset moe-8x: 8 experts, top-2,
+//                width 1024, 12 layers) trains with 'dropless' routing, the one bench_torch.py
+//                reproduces: a moe without routing gets it, one with another routing is refused.
+//                config.json's moe holds the resolved MoE settings (null for a dense GPT)
 //   RECIPE       a @deepwell/precision recipe (RECIPES: bf16, fp8-tensorwise, fp8-blockwise, ...);
 //                anything but bf16 trains under a PrecisionPolicy of that recipe (natively where the
 //                GPU runs it: fp8-tensorwise and fp8-blockwise on an H100 / H200)
 //   KEEP_FIRST_LAST  0: the policy's recipe also for the first and last block (default 1: they
 //                stay BF16, the policy's default); the head stays BF16 either way
+//   GPT2_PRECISION  the activations' precision: bf16 (the default; every published run) or f32,
+//                for checking bench_torch.py against a small run on the CPU (BENCH_TORCH_DEVICE=cpu
+//                there), where f32 makes the two sides' losses agree to f32 rounding
 import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { GPT, GPT_PRESETS, MarkovCorpus } from '@deepwell/nn';
+import { GPT, GPT_PRESETS, MarkovCorpus, MoE } from '@deepwell/nn';
 import { PrecisionPolicy, RECIPES, computeCapabilityOf } from '@deepwell/precision';
 import { TokenLoader, Trainer, writeSafetensors, writeShard } from '@deepwell/trainer';
 import { requireGpu } from './preflight.mjs';
@@ -41,7 +48,22 @@ try {
   fail(`GPT_CONFIG is not valid JSON: ${e.message}`);
 }
 if (!model) fail(`GPT_CONFIG: expected a preset (${Object.keys(GPT_PRESETS).join(', ')}) or a GPTConfig as JSON but received '${modelSpec}'`);
+// A mixture of experts routes dropless here (MoE's default is 'capacity', which drops choices past
+// an expert's capacity and which the PyTorch reference does not reproduce).
+if (model.moe) {
+  const routing = model.moe.routing ?? 'dropless';
+  if (routing !== 'dropless') fail(`GPT_CONFIG: expected moe.routing 'dropless' (or none: bench.mjs then sets it; bench_torch.py reproduces dropless routing only) but received '${routing}'`);
+  model = { ...model, moe: { ...model.moe, routing } };
+}
+let gpt;
+try {
+  gpt = new GPT(model);
+} catch (e) {
+  fail(`GPT_CONFIG: ${e.message}`);
+}
 const recipe = process.env.RECIPE ?? 'bf16';
+const precision = process.env.GPT2_PRECISION?.trim() || 'bf16';
+if (precision !== 'bf16' && precision !== 'f32') fail(`GPT2_PRECISION: expected bf16 (the default) or f32 but received '${precision}'`);
 if (!Object.hasOwn(RECIPES, recipe)) fail(`RECIPE: expected one of ${Object.keys(RECIPES).join(', ')} but received '${recipe}'`);
 // The warm-up: 100 steps, as the published GPT-2 124M runs since gpt2-run2 (200 and 110 steps); a
 // run shorter than 100 steps, which the schedule would refuse, warms up over its first half.
@@ -56,7 +78,13 @@ const T = model.blockSize;
 mkdirSync(out, { recursive: true });
 // This run's log only (the Trainer appends to a log it finds, as a resumed run wants).
 rmSync(`${out}/deepwell.jsonl`, { force: true });
-const config = { steps, B, T, model, recipe, lr: 6e-4, minLr: 6e-5, warmup, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
+// The MoE settings as the model resolved them (defaults filled in), for bench_torch.py: the blocks
+// that have a MoE in place of the MLP, and the weight of the summed load-balancing losses in the
+// training loss (GPT's default 0.01, as packages/nn/src/gpt.ts adds it).
+const moeBlocks = gpt.blocks.map((b, i) => [i, b.mlp]).filter(([, m]) => m instanceof MoE);
+const first = moeBlocks[0]?.[1];
+const moe = first ? { layers: moeBlocks.map(([i]) => i), experts: first.experts, topK: first.topK, routing: first.routing, activation: first.activation, sharedExperts: first.sharedExperts, hidden: first.hidden, auxLossWeight: model.moe.auxLossWeight ?? 0.01 } : null;
+const config = { steps, B, T, model, moe, recipe, precision, lr: 6e-4, minLr: 6e-5, warmup, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1, symbols: 256, spread: 193 };
 writeFileSync(`${out}/config.json`, JSON.stringify(config, null, 1));
 
 const corpus = new MarkovCorpus({ vocab: config.symbols, seed: 7 });
@@ -64,20 +92,22 @@ const t0 = performance.now();
 const symbols = corpus.sample(steps * B * T + 1);
 const tokens = Uint16Array.from(symbols, (x) => (x * config.spread) % model.vocabSize);
 writeShard(`${out}/data.bin`, tokens);
-console.log(`${steps} steps, batch ${B} × ${T}, recipe ${recipe}, warm-up ${warmup} steps (${warmupEnv === undefined ? 'the default: 100, or half a run shorter than 100 steps; GPT2_WARMUP sets it' : 'GPT2_WARMUP'})`);
+if (moe) console.log(`MoE in blocks ${moe.layers.join(', ')}: ${moe.experts} experts (${moe.activation}, ${moe.hidden} wide), top-${moe.topK}, ${moe.routing} routing${moe.sharedExperts ? `, ${moe.sharedExperts} shared` : ''}; load-balancing loss weight ${moe.auxLossWeight}`);
+console.log(`${steps} steps, batch ${B} × ${T}, recipe ${recipe}${precision === 'bf16' ? '' : `, ${precision} activations`}, warm-up ${warmup} steps (${warmupEnv === undefined ? 'the default: 100, or half a run shorter than 100 steps; GPT2_WARMUP sets it' : 'GPT2_WARMUP'})`);
 console.log(`data: ${tokens.length} tokens (Markov chain over ${config.symbols} symbols, entropy rate ${corpus.entropyRate().toFixed(4)} nats/token) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 const trainer = new Trainer({
-  model: new GPT(model),
+  model: gpt,
   ...(recipe === 'bf16' ? {} : { policy: new PrecisionPolicy({ recipe, keepFirstLast: process.env.KEEP_FIRST_LAST !== '0' }) }),
   train: new TokenLoader({ shards: [`${out}/data.bin`], batchSize: B, seqLen: T, shuffle: false }),
-  precision: 'bf16',
+  precision: config.precision,
   steps,
   optimizer: { lr: config.lr, beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay },
   schedule: { warmup: config.warmup, minLr: config.minLr },
   clipGradNorm: config.clip,
   seed: config.seed,
-  profileStep: 50,
+  // Step 50 profiled node by node (the last step of a shorter run: the Trainer refuses a step past the end).
+  profileStep: Math.min(50, steps),
   log: { jsonl: `${out}/deepwell.jsonl`, every: 10, svg: `${out}/deepwell-loss.svg` },
 });
 console.log(`device ${trainer.device}; ${trainer.report.parameters.toLocaleString('en')} parameters; ${trainer.step.nodes.length} nodes; dryrun total ${(trainer.report.totalBytes / 2 ** 30).toFixed(2)} GiB; ${(trainer.report.flopsPerStep / 1e12).toFixed(2)} TFLOP per step`);

@@ -1,12 +1,25 @@
 // What the GPT-2 examples need, checked before they start, each missing piece said with what to do:
 // an NVIDIA GPU that CUDA can use (asked of Deepwell's addon, which knows why not), and, for the
-// PyTorch comparison (bench_torch.py), python3 with torch built for CUDA, numpy and safetensors.
+// PyTorch comparison (bench_torch.py), python3 with torch built for CUDA, numpy and safetensors (and,
+// when GPT_CONFIG is a mixture of experts, a torch with torch._grouped_mm: 2.8 or later).
 // The scripts import requireGpu; run.sh runs this file first.
 //   node preflight.mjs [--gpu] [--torch]    exit 0 when all is there, else 1 with every reason
 import { spawnSync } from 'node:child_process';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cudaStatus } from '@deepwell/kernels-native';
+import { GPT_PRESETS } from '@deepwell/nn';
+
+/** Whether GPT_CONFIG (as bench.mjs reads it) names a GPT with MoE blocks; false when it is not readable (bench.mjs says why). */
+function moeConfig() {
+  const spec = (process.env.GPT_CONFIG ?? 'gpt2-small').trim();
+  try {
+    const model = spec.startsWith('{') ? JSON.parse(spec) : Object.hasOwn(GPT_PRESETS, spec) ? GPT_PRESETS[spec] : null;
+    return Boolean(model?.moe);
+  } catch {
+    return false;
+  }
+}
 
 /** Why there is no GPU to run on, or null when there is one. */
 export function gpuProblem() {
@@ -31,7 +44,7 @@ export function torchProblem() {
     '    print(json.dumps({"missing": missing}))',
     'else:',
     '    import torch',
-    '    print(json.dumps({"torch": torch.__version__, "cuda": torch.cuda.is_available(), "built": torch.version.cuda}))',
+    '    print(json.dumps({"torch": torch.__version__, "cuda": torch.cuda.is_available(), "built": torch.version.cuda, "groupedMm": hasattr(torch, "_grouped_mm")}))',
   ].join('\n');
   const r = spawnSync('python3', ['-c', code], { encoding: 'utf8', timeout: 120_000 });
   const skip = 'or set TORCH_MODES=none to run Deepwell alone';
@@ -40,6 +53,7 @@ export function torchProblem() {
   const info = JSON.parse(r.stdout.trim().split('\n').at(-1));
   if (info.missing) return `python3 has no ${info.missing.join(', ')}: pip install torch numpy safetensors (a CUDA build of torch), ${skip}`;
   if (!info.cuda) return `PyTorch ${info.torch} sees no GPU (torch.cuda.is_available() is False${info.built ? '' : ': this torch is a CPU-only build'}), ${skip}`;
+  if (moeConfig() && !info.groupedMm) return `PyTorch ${info.torch} has no torch._grouped_mm, which bench_torch.py runs GPT_CONFIG's experts on (PyTorch 2.8 or later; the published runs use 2.11), ${skip}`;
   return null;
 }
 

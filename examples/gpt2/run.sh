@@ -9,9 +9,10 @@
 # Environment: RECIPES (default "bf16"; the first must be bf16, whose run is in <out>, each other in
 #   <out>/recipe-<name>/), TORCH_MODES (default "eager compile"; also compile-fp8; "none" runs
 #   Deepwell alone, without Python), GPT2_WARMUP (the learning rate's warm-up in steps; default
-#   100, or half a run shorter than 100 steps), GPT_CONFIG and GPT2_ALLOW_CPU, as
-#   bench.mjs takes them (GPT2_ALLOW_CPU=1 GPT_CONFIG=tiny TORCH_MODES=none tries the whole script on
-#   the CPU in seconds).
+#   100, or half a run shorter than 100 steps), GPT_CONFIG (GPT_CONFIG=moe-8x: the MoE GPT of issue
+#   21, beside bench_torch.py's dropless MoE on torch._grouped_mm), GPT2_PRECISION and GPT2_ALLOW_CPU,
+#   as bench.mjs takes them (GPT2_ALLOW_CPU=1 GPT_CONFIG=tiny TORCH_MODES=none tries the whole script
+#   on the CPU in seconds).
 set -euo pipefail
 cd "$(dirname "$0")"
 steps=${1:-200}

@@ -62,6 +62,12 @@ export const GPT_PRESETS = {
   tiny: { vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32 },
   /** The tiny model with a 4-expert, top-2 MoE in every block. */
   'tiny-moe': { vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32, moe: { experts: 4, topK: 2 } },
+  /**
+   * A GPT-2-style mixture of experts: 12 layers, width 1024 (16 heads), T = 1024, vocab 50304, an
+   * 8-expert top-2 GELU MoE (each expert 4096 wide) in every block, dropless routing: 908M
+   * parameters, about 0.3B of them used per token (examples/gpt2 trains it beside PyTorch).
+   */
+  'moe-8x': { vocabSize: 50304, blockSize: 1024, nLayer: 12, nHead: 16, nEmbd: 1024, moe: { experts: 8, topK: 2, routing: 'dropless', activation: 'gelu' } },
 } satisfies Record<string, GPTConfig>;
 
 export type GPTPreset = keyof typeof GPT_PRESETS;

@@ -154,7 +154,7 @@ describe('GPT', () => {
   });
 
   it('gives typed errors for bad configs and inputs', () => {
-    expect(errorOf(() => new GPT('gpt5' as never)).message).toMatch(/Expected one of gpt2-small, tiny, tiny-moe for GPT preset/);
+    expect(errorOf(() => new GPT('gpt5' as never)).message).toMatch(/Expected one of gpt2-small, tiny, tiny-moe, moe-8x for GPT preset/);
     expect(errorOf(() => new GPT({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 3, nEmbd: 16 })).message).toMatch(/divisible by nHead/);
     expect(errorOf(() => new GPT({ vocabSize: 0, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16 })).code).toBe('INVALID_ARGUMENT');
     expect(errorOf(() => new GPT({ vocabSize: 16, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, activation: 'relu' as never })).code).toBe('INVALID_ARGUMENT');
