@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads) auxLossK(const T* probs, const int* 
   if (!last) return;
   __threadfence();
   float t = 0.f;
-  for (int i = tid; i < E; i += kThreads) t += partial[i];
+  for (int i = tid; i < E; i += kThreads) t += __ldcg(partial + i);  // the other blocks' products, from L2
   t = blockSum(t, sh);
   if (tid == 0) {
     loss[0] = static_cast<float>(E) * t;
