@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(kThreads) unpermuteK(const T* ys, const int* o
   for (int64_t n = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); n < N; n += static_cast<int64_t>(gridDim.x) * kWarps) {
     int why = 0;
     const int bad = badChoice(order, slot, n, k, rows, &why);
-    if (bad >= 0 && lane == 0) raiseErr(err, kOpMoeUnpermute, n, slot[n * k + bad], rows, bad * 8 + why);
+    if (bad >= 0 && lane == 0) raiseErr(err, kOpMoeUnpermute, n, slot[n * k + bad], rows, static_cast<long long>(bad) * 8 + why);
     // Choices before the first bad one are sound; that one and those after it are checked one by
     // one (a bad one reads nothing and adds nothing).
     for (int64_t c = lane; c < nch; c += 32) {
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kThreads) weightGradK(const T* a, const T* b, 
   for (int64_t n = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); n < N; n += static_cast<int64_t>(gridDim.x) * kWarps) {
     int why = 0;
     const int bad = badChoice(order, slot, n, k, rows, &why);
-    if (bad >= 0 && lane == 0) raiseErr(err, kOpMoeWeightGrad, n, slot[n * k + bad], rows, bad * 8 + why);
+    if (bad >= 0 && lane == 0) raiseErr(err, kOpMoeWeightGrad, n, slot[n * k + bad], rows, static_cast<long long>(bad) * 8 + why);
     for (int j = 0; j < k; ++j) {
       const int p = slot[n * k + j];
       const bool ok = bad < 0 || j < bad || choiceOk(order, slot, n, j, k, rows);

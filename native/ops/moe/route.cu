@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(kThreads) routeBackwardK(const float* probs, c
 template <typename T>
 __global__ void __launch_bounds__(kThreads) auxLossK(const T* probs, const int* chosen, float* loss, float* fractions, float* partial, unsigned* done, int64_t N, int E, int k, ErrWord* err) {
   __shared__ float sh[32];
-  __shared__ int count;
+  __shared__ unsigned long long count;
   __shared__ bool last;
   const int e = blockIdx.x, tid = threadIdx.x;
   if (tid == 0) count = 0;
@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kThreads) auxLossK(const T* probs, const int* 
   float s = 0.f;
   for (int64_t n = tid; n < N; n += kThreads) s += toF(probs[n * E + e]);
   s = blockSum(s, sh);
-  int mine = 0;
+  unsigned long long mine = 0;
   for (int64_t c = tid; c < N * k; c += kThreads) {
     const int v = chosen[c];
     mine += v == e;
@@ -146,9 +146,10 @@ __global__ void __launch_bounds__(kThreads) auxLossK(const T* probs, const int* 
 
 unsigned gridFor(uint64_t rows) { return capBlocks((rows + kWarps - 1) / kWarps, uint64_t{1} << 16); }
 
-void checkRouter(Napi::Env env, uint64_t N, uint64_t E, uint64_t k, const char* what) {
-  if (E < 1 || k < 1 || k > E || (N != 0 && (N > static_cast<uint64_t>(kMaxSafeInt) / E || N > static_cast<uint64_t>(kMaxSafeInt) / k)))
-    fail(env, "INVALID_ARGUMENT", std::string("Expected 1 <= k <= E and N·E, N·k below 2^53 for ") + what + " but received N = " + std::to_string(N) + ", E = " + std::to_string(E) + ", k = " + std::to_string(k));
+// k <= E for the router and its gradient (k distinct experts); the loss takes any k >= 1.
+void checkRouter(Napi::Env env, uint64_t N, uint64_t E, uint64_t k, const char* what, bool kAtMostE = true) {
+  if (E < 1 || k < 1 || (kAtMostE && k > E) || (N != 0 && (N > static_cast<uint64_t>(kMaxSafeInt) / E || N > static_cast<uint64_t>(kMaxSafeInt) / k)))
+    fail(env, "INVALID_ARGUMENT", std::string("Expected 1 <= k") + (kAtMostE ? " <= E" : "") + " and N·E, N·k below 2^53 for " + what + " but received N = " + std::to_string(N) + ", E = " + std::to_string(E) + ", k = " + std::to_string(k));
 }
 
 }  // namespace
@@ -198,7 +199,7 @@ Napi::Value MoeAuxLoss(const Napi::CallbackInfo& info) {
   const abi::MoeAuxLossArgs a = abi::readMoeAuxLoss(info);
   Napi::Env env = info.Env();
   const uint64_t N = a.N, E = a.E, k = a.k;
-  checkRouter(env, N, E, k, "moe_aux_loss");
+  checkRouter(env, N, E, k, "moe_aux_loss", false);
   const int* chosen = a.chosen.ptr<int>(env, N * k);
   float* loss = a.loss.ptr<float>(env, 1);
   float* fractions = a.fractions.ptr<float>(env, E);

@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
 import type { AttrValue } from '../src/index.js';
-import { gpu, reference, runCuda, type CudaInput } from './cuda-helpers.js';
+import { gpu, reference, rounded, runCuda, type CudaInput } from './cuda-helpers.js';
 import { STORAGES, expectExact, rowsError, tol, type Storage } from './cuda-checks.js';
 import { randInt, randn, randomChoices, randomOffsets } from './helpers.js';
 
@@ -156,7 +156,11 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
     const p = s[2 * k + 1]!; // token 2's second row
     const wrongOrder: CudaInput = { ...order, data: Int32Array.from(o, (v, i) => (i === p ? 5 : v)) };
     const repeat: CudaInput = { ...slot, data: Int32Array.from(s, (v, i) => (i === 2 * k + 1 ? s[2 * k]! : v)) };
+    const farOrder: CudaInput = { ...order, data: Int32Array.from(o, (v, i) => (i === 7 ? N + 3 : v)) };
+    const farSlot: CudaInput = { ...slot, data: Int32Array.from(s, (v, i) => (i === 2 * k + 1 ? N * k + 5 : v)) };
     for (const [op, inputs, want] of [
+      ['moe_permute', [x, farOrder, slot], [`moe_permute: Expected a token in [0, ${N}) for order[7] but received ${N + 3}`]],
+      ['moe_unpermute', [ys, order, farSlot], [`moe_unpermute: Expected a row in [0, ${N * k}) for slot[2, 1] but received ${N * k + 5}`]],
       ['moe_permute', [x, wrongOrder, slot], [`row ${p}`]],
       ['moe_unpermute', [ys, wrongOrder, slot], ['slot[2, 1]', `order[${p}] = 2`]],
       ['moe_unpermute', [ys, order, repeat], ['slot[2, 1]', 'repeats row']],
@@ -179,9 +183,16 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
         expect(r.kernel).toBe('moe_route_cuda');
         const [probs, weights, chosen] = reference('moe_route', [logits], { k }, storage);
         expectExact(r.outputs[2]!, Array.from(chosen!), `${what} chosen`);
-        for (const [i, want] of [[0, probs!], [1, weights!]] as const) {
-          for (let j = 0; j < want.length; j++) expect(Math.abs(r.outputs[i]![j]! - want[j]!), `${what} output ${i} [${j}]`).toBeLessThanOrEqual((8 + E) * 2 ** -24 * Math.abs(want[j]!) + 1e-30);
-        }
+        // p_e = exp(l_e − max l) / Σ: the f32 subtraction's rounding reaches the result scaled by
+        // |l_e − max l|, expf adds a few units, the sum of E terms up to E.
+        const l = rounded(storage, Float64Array.from(logits.data as Float64Array));
+        const bound = (n: number, e: number) => {
+          let m = -Infinity;
+          for (let c = 0; c < E; c++) m = Math.max(m, l[n * E + c]!);
+          return (8 + E + 2 * Math.abs(l[n * E + e]! - m)) * 2 ** -24;
+        };
+        for (let c = 0; c < N * E; c++) expect(Math.abs(r.outputs[0]![c]! - probs![c]!), `${what} probs [${c}]`).toBeLessThanOrEqual(bound(Math.floor(c / E), c % E) * Math.abs(probs![c]!) + 1e-30);
+        for (let c = 0; c < N * k; c++) expect(Math.abs(r.outputs[1]![c]! - weights![c]!), `${what} weights [${c}]`).toBeLessThanOrEqual(bound(Math.floor(c / k), chosen![c]!) * Math.abs(weights![c]!) + 1e-30);
         const again = runCuda('moe_route', [logits], { k }, { storage });
         for (let i = 0; i < 3; i++) expectExact(again.outputs[i]!, r.outputs[i]!, `${what} rerun ${i}`);
       }

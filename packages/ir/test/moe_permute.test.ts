@@ -137,6 +137,7 @@ describe('moe_permute, moe_unpermute, moe_weight_grad', () => {
     expect(errorOf(() => runOp('moe_permute', [f([N, D]), i32([N * k + 1], new Int32Array(N * k + 1)), i32([N, k], slot)])).code).toBe('SHAPE_MISMATCH');
     expect(errorOf(() => runOp('moe_permute', [f([N, D]), i32([N * k], order), i32([N + 1, k], new Int32Array((N + 1) * k))])).code).toBe('SHAPE_MISMATCH');
     expect(errorOf(() => runOp('moe_permute', [f([N, D]), i32([N * k], order), i32([N, k], slot), f([N, k + 1])])).code).toBe('SHAPE_MISMATCH');
+    expect(errorOf(() => runOp('moe_unpermute', [f([0, D]), i32([0], new Int32Array(0)), i32([N, 0], new Int32Array(0))])).message).toMatch(/k >= 1/);
     expect(errorOf(() => runOp('moe_unpermute', [f([N * k + 1, D]), i32([N * k], order), i32([N, k], slot)])).code).toBe('SHAPE_MISMATCH');
     expect(errorOf(() => runOp('moe_weight_grad', [f([N, D]), f([N * k, D + 1]), i32([N * k], order), i32([N, k], slot)])).code).toBe('SHAPE_MISMATCH');
     expect(errorOf(() => runOp('moe_permute', [f([N, D]), { ...i32([N * k], order), dtype: 'f32' as never }, i32([N, k], slot)])).code).toBe('INVALID_DTYPE');

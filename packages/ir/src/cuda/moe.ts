@@ -207,7 +207,7 @@ registerCuda<KernelParams>({
   op: 'moe_aux_loss',
   name: 'moe_aux_loss_cuda',
   needs: ['moeAuxLoss', 'moeAuxLossWorkspace'],
-  supports: (p) => both(floatStorage(p), limit(p.inTypes[0]!.shape[1]!, MAX_EXPERTS, 'the experts'), limit(p.inTypes[1]!.shape[1]!, MAX_EXPERTS, 'k')),
+  supports: (p) => both(floatStorage(p), limit(p.inTypes[0]!.shape[1]!, MAX_EXPERTS, 'the experts'), limit(p.inTypes[1]!.shape[1]!, MAX_EXPERTS, 'k'), limit(numel(p.inTypes[1]!.shape), I32_MAX, 'tokens x k')),
   workspace: (p) => nativeEntries().entries!.moeAuxLossWorkspace(p.inTypes[0]!.shape[1]!),
   run: (call, ops) => {
     const [N, E] = call.inTypes[0]!.shape as [number, number];

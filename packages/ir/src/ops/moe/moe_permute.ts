@@ -31,7 +31,7 @@ export function expectRouting(op: string, N: number, order: ValueType, slot: Val
   expectRank(op, 'order', order, 1);
   expectRank(op, 'slot', slot, 2);
   const k = slot.shape[1]!;
-  if (slot.shape[0] !== N) shapeError(op, `Expected slot of shape [${N}, k] (one row per token) but received ${shapeStr(slot)}`);
+  if (slot.shape[0] !== N || k < 1) shapeError(op, `Expected slot of shape [${N}, k] (one row per token, k >= 1) but received ${shapeStr(slot)}`);
   if (order.shape[0] !== N * k) shapeError(op, `Expected order of shape [${N * k}] (N·k = ${N} · ${k} rows) but received ${shapeStr(order)}`);
   if (weights) {
     expectFloat(op, 'weights', weights);
