@@ -4,7 +4,8 @@
 // a dropless MoE GPT (router BF16, expert grouped GEMMs quantized along their reduction axes);
 // the numerics outputs (quant_stats beside every fake_quant); option errors; the fake_quant op
 // against quantize / dequantize.
-import { add, autocast, capture, compile, crossEntropy, getOp, interpret, matmul, reshape, trainingStep, type Graph, type NodeDecl, type Sym } from '@deepwell/ir';
+import { GraphBuilder, add, autocast, capture, cast, compile, crossEntropy, getOp, interpret, matmul, moeRoute, reshape, softmax, topk, trainingStep, type Graph, type NodeDecl, type Sym } from '@deepwell/ir';
+import { gemmRoles } from '../src/roles.js';
 import { CausalSelfAttention, Embedding, GPT, Linear, MLP, MarkovCorpus, MoE, Module, RMSNorm } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { PrecisionPolicy, dequantize, quantize, support } from '../src/index.js';
@@ -306,6 +307,26 @@ describe('PrecisionPolicy on a model named its own way', () => {
       const ruled = new PrecisionPolicy({ recipe: 'mxfp8', minWeightElements: 0, rules: [{ match: head, recipe: 'nvfp4' }, { match: /^stage_a\.ffn/, recipe: 'mxfp8' }] }).plan(g);
       expect(ruled.find((d) => d.layer === head)).toMatchObject({ kind: 'head', recipe: 'nvfp4' });
       expect(ruled.find((d) => d.layer === 'stage_a.ffn.fc')!.recipe).toBe('mxfp8');
+    }
+  });
+});
+
+describe('gemmRoles', () => {
+  it('finds a MoE router by its role: its product feeds moe_route, or a softmax that feeds topk (through casts and reshapes)', () => {
+    for (const style of ['moe_route', 'softmax-topk', 'neither'] as const) {
+      const b = new GraphBuilder();
+      const x = b.input('x', [6, 8]);
+      const wr = b.param('router', [8, 4], 'f32', { dist: 'normal', scale: 0.1 });
+      const w = b.param('proj', [8, 8], 'f32', { dist: 'normal', scale: 0.1 });
+      const logits = reshape(cast(matmul(x, wr), 'bf16'), [6, 4]);
+      const other = matmul(x, w);
+      if (style === 'moe_route') b.output('w', moeRoute(logits, 2)[1]);
+      else if (style === 'softmax-topk') b.output('w', topk(softmax(logits), 2)[0]);
+      else b.output('w', softmax(logits));
+      b.output('o', other);
+      const roles = gemmRoles(b.graph);
+      const names = [...roles.routers].map((n) => n.inputs.map((i) => roles.paramOf(i)).find((p) => p !== null));
+      expect(names, style).toEqual(style === 'neither' ? [] : ['router']);
     }
   });
 });
