@@ -21,6 +21,7 @@ export { GEMM_SCALE_LAYOUTS, SCALED_OUT_DTYPES, SCALINGS, checkScaledMatmul, isM
 export type { GemmScaleLayout, ScaledElement, ScaledMatmulDims, ScaledOutDtype, Scaling } from './ops/scaled_matmul.js';
 export { scaledMatmul } from './scaled_matmul.js';
 export { scaledMatmulBiasOp } from './ops/scaled_matmul_bias.js';
+export { groupedScaledMatmulOp } from './ops/grouped_scaled_matmul.js';
 export { QUANTIZE_DIRECTIONS, QUANTIZE_FORMATS, checkQuantize, quantizeOp, quantizeOutputs, scalingOf } from './ops/quantize.js';
 export type { QuantizeDirection, QuantizeFormat, QuantizeOutputs } from './ops/quantize.js';
 export { hasNativeRewrite, planNativeGemm, operandFormat } from './native_gemm.js';

@@ -286,8 +286,8 @@ function scaleTable(s: 'mx32' | 'nv16'): Float64Array {
 
 const isCode = (c: number, max: number) => Number.isInteger(c) && c >= 0 && c <= max;
 
-/** An operand's values, decoded and scaled, as a row-major float64 [R, K] matrix (exact). */
-function dequantizeOperand(op: string, name: string, codes: NumArray, scales: NumArray, format: ScaledElement, scaling: Scaling, layout: GemmScaleLayout, R: number, K: number): Float64Array {
+/** An operand's values, decoded and scaled, as a row-major float64 [R, K] matrix (exact). Not exported from the package (grouped_scaled_matmul shares it). */
+export function dequantizeOperand(op: string, name: string, codes: NumArray, scales: NumArray, format: ScaledElement, scaling: Scaling, layout: GemmScaleLayout, R: number, K: number): Float64Array {
   const table = decodeTable(ELEMENTS[format]);
   const maxCode = format === 'e2m1' ? 15 : 255;
   const at = scaleIndex(scaling, layout, R, K);
