@@ -5,9 +5,9 @@
 // subnormals, values on the element's rounding boundaries); dequantize; fake_quant through the
 // registry. Outputs are poisoned first, so an element a kernel does not write fails. Skipped
 // without a GPU.
-import { Tensor, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
+import { Tensor, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
 import { cudaStatus, registerCudaBackends } from '@deepwell/kernels-native';
-import { autocast, capture, compile, interpret, trainingStep } from '@deepwell/ir';
+import { GraphBuilder, autocast, capture, compile, getOp, interpret, trainingStep } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, PrecisionPolicy, decodeElement, dequantizeTensor, quantizeTensor, type QuantizedTensor } from '../src/index.js';
@@ -325,6 +325,38 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       const back = dequantizeTensor(gpuQ, {}).toHost() as Float32Array;
       expect(back.some((v) => v !== 0), `${f}: every element decoded to 0`).toBe(true);
       for (const t of [cpuQ, gpuQ]) t.dispose();
+    }
+  });
+
+  it("quantize_cuda on a batch [B, rows, cols] (a MoE's expert weights) writes each slice as the reference quantizes it alone, bit for bit", () => {
+    const kernel = registry.candidates('quantize').find((k) => k.name === 'quantize_cuda')!;
+    for (const [format, direction] of [['fp8-block128x128', 'both'], ['fp8-block1x128', 'columnwise']] as const) {
+      const [B, rows, cols] = [3, 128, 256];
+      const x = Float32Array.from({ length: B * rows * cols }, () => (Math.random() * 2 - 1) * 2 ** (Math.random() * 8 - 4));
+      const attrs = { format, direction };
+      const inTypes = [{ shape: [B, rows, cols], dtype: 'bf16' as const }];
+      const outTypes = getOp('quantize').infer(inTypes, attrs);
+      // The reference on the bf16-rounded input, the whole batch at once (it quantizes slice by slice,
+      // which the CPU test checks against quantizing each slice alone).
+      const g = new GraphBuilder();
+      const outs = g.op('quantize', [g.input('x', [B, rows, cols], 'bf16')], attrs);
+      outs.forEach((o, i) => g.output(`o${i}`, o));
+      const want = interpret(g.graph, { x });
+      const dev = deviceTensor(x, [B, rows, cols], 'bf16');
+      // Outputs poisoned (0xa5 bytes), so an unwritten element fails.
+      const outTensors = outTypes.map((t) => Tensor.from(new Uint8Array(t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f32' ? 4 : 1)).fill(0xa5), [t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f32' ? 4 : 1)], 'u8', { device: 'cuda:0' }));
+      const arg = (t: Tensor) => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
+      const params = { op: 'quantize', device: 'cuda:0', inTypes, outTypes, attrs };
+      expect(kernel.supports(params as never)).toBe(true);
+      kernel.run({ ...params, stream: 0, inputs: [arg(dev)], outputs: outTensors.map(arg), workspace: null } as never);
+      dev.backend.synchronize();
+      outTypes.forEach((t, i) => {
+        const bytes = new Uint8Array((outTensors[i]!.toHost() as Uint8Array).buffer.slice(0));
+        const got = t.dtype === 'f32' ? Array.from(new Float32Array(bytes.buffer)) : Array.from(bytes);
+        const w = Array.from(want[outs[i]!.id]!, (v) => (t.dtype === 'f32' ? Math.fround(v) : v));
+        expect(same(got, w), `${format} ${direction} output ${i} (${t.dtype}[${t.shape.join(', ')}])`).toBe(-1);
+      });
+      for (const t of [dev, ...outTensors]) t.dispose();
     }
   });
 

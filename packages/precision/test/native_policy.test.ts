@@ -197,4 +197,28 @@ describe('PrecisionPolicy, native rewrite', () => {
     expect(getOp('quantize').gradient).toBeUndefined();
     void RECIPES;
   });
+
+  it('quantize of a batch [B, rows, cols] (blockwise formats): each slice exactly as quantized alone, outputs batch-major', () => {
+    for (const [format, direction, rows, cols] of [['fp8-block128x128', 'both', 128, 256], ['fp8-block1x128', 'both', 128, 256], ['fp8-block128x128', 'columnwise', 256, 128]] as const) {
+      const B = 3;
+      const x = Float32Array.from({ length: B * rows * cols }, () => (Math.random() * 2 - 1) * 2 ** (Math.random() * 8 - 4));
+      const one = (data: Float32Array, shape: number[]) => {
+        const g = new GraphBuilder();
+        const outs = g.op('quantize', [g.input('x', shape)], { format, direction });
+        outs.forEach((o, i) => g.output(`o${i}`, o));
+        const vals = interpret(g.graph, { x: data });
+        return outs.map((o) => ({ shape: o.shape, data: vals[o.id]! }));
+      };
+      const batched = one(x, [B, rows, cols]);
+      const slices = Array.from({ length: B }, (_, b) => one(x.subarray(b * rows * cols, (b + 1) * rows * cols), [rows, cols]));
+      batched.forEach((o, i) => {
+        expect(o.shape, `${format} ${direction} output ${i}`).toEqual([B, ...slices[0]![i]!.shape]);
+        const per = slices[0]![i]!.data.length;
+        for (let b = 0; b < B; b++) expect(Array.from(o.data.subarray(b * per, (b + 1) * per)), `${format} output ${i} slice ${b}`).toEqual(Array.from(slices[b]![i]!.data));
+      });
+    }
+    const g = new GraphBuilder();
+    expect(errorOf(() => g.op('quantize', [g.input('x', [2, 128, 128])], { format: 'fp8-e4m3' })).message).toMatch(/Expected a rank-2 tensor \[rows, cols\] for input 'x' but received \[2, 128, 128\]/);
+    expect(errorOf(() => g.op('quantize', [g.input('y', [2, 2, 128, 128])], { format: 'fp8-block1x128' })).message).toMatch(/or a batch of them \[batch, rows, cols\]/);
+  });
 });

@@ -10,7 +10,7 @@
  */
 import { FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, floatStorage, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
-import { checkQuantize, isTensorwise, quantizeOutputs, type QuantizeDirection, type QuantizeFormat } from '../ops/quantize.js';
+import { batchOf, checkQuantize, isTensorwise, quantizeOutputs, type QuantizeDirection, type QuantizeFormat } from '../ops/quantize.js';
 
 /** The tensor amax (f32[1]) of tensorwise FP8, declared as 256 bytes as fake_quant's is. */
 export const QUANTIZE_WORKSPACE = 256;
@@ -32,6 +32,7 @@ function supports(p: KernelParams): true | string {
 
 function run(c: CudaCall<KernelParams>, ops: NativeEntries): void {
   const [rows, cols] = checkQuantize(c.op, c.inTypes[0]!, c.attrs);
+  const batch = batchOf(c.inTypes[0]!);
   const f = c.attrs.format as QuantizeFormat;
   const d = c.attrs.direction as QuantizeDirection;
   const o = quantizeOutputs(f, d);
@@ -44,8 +45,19 @@ function run(c: CudaCall<KernelParams>, ops: NativeEntries): void {
   const amax = tensorwise ? (given ?? { ...c.workspace!, bytes: 4 }) : null;
   if (amax && !given) ops.quantAmax(c.stream, code, rows * cols, x, amax);
   const flags = (o.rowCodes !== null ? QUANT_FLAGS.rowwise : 0) | (o.colCodes !== null ? QUANT_FLAGS.columnwise : 0) | (tensorwise ? 0 : QUANT_FLAGS.gemm);
-  const scales = (i: number | null) => (tensorwise ? null : at(i));
-  ops.quantize(c.stream, FORMAT_CODE[f], SCALE_MODE_CODE.floor, code, rows, cols, flags, x, amax, at(o.rowCodes), scales(o.rowScales), at(o.colCodes), scales(o.colScales), tensorwise ? at(o.rowScales ?? o.colScales) : null, null);
+  // A batch of [rows, cols] slices (blockwise formats only: an expert's weight each): one launch a
+  // slice, each output viewed at the slice's offset (every output is batch-major).
+  // Slice b of a value of type t: its bytes from the type (a plan's DevArg may be padded).
+  const bytesOf = (t: { shape: readonly number[]; dtype: string }) => t.shape.reduce((m, d) => m * d, 1) * (t.dtype === 'f32' ? 4 : t.dtype === 'bf16' || t.dtype === 'f16' ? 2 : 1);
+  const slice = (arg: DevArg | null, t: { shape: readonly number[]; dtype: string } | undefined, b: number): DevArg | null => {
+    if (arg === null || t === undefined || batch === 1) return arg;
+    const per = bytesOf(t) / batch;
+    return { ...arg, offset: arg.offset + b * per, bytes: per };
+  };
+  const out = (i: number | null, b: number) => (i === null ? null : slice(at(i), c.outTypes[i], b));
+  for (let b = 0; b < batch; b++) {
+    ops.quantize(c.stream, FORMAT_CODE[f], SCALE_MODE_CODE.floor, code, rows, cols, flags, slice(x, c.inTypes[0], b)!, amax, out(o.rowCodes, b), tensorwise ? null : out(o.rowScales, b), out(o.colCodes, b), tensorwise ? null : out(o.colScales, b), tensorwise ? at(o.rowScales ?? o.colScales) : null, null);
+  }
 }
 
 registerCuda<KernelParams>({

@@ -2,7 +2,9 @@
  * quantize: x quantized into FP8 GEMM operands, rowwise, columnwise or both from one read — what
  * the precision policy's native rewrite puts before each scaled_matmul.
  *
- *   x: f32 | bf16 | f16 [rows, cols]; optionally amax: f32[1], x's amax (tensorwise FP8 only: the
+ *   x: f32 | bf16 | f16 [rows, cols] (blockwise formats also [batch, rows, cols]: each [rows, cols]
+ *   slice quantized on its own, as a MoE's expert weights [E, K, N] are, every output then with the
+ *   batch dimension first); optionally amax: f32[1], x's amax (tensorwise FP8 only: the
  *   largest finite |x|, from the kernel that wrote x; ir's fuse-amax pass supplies it, so the
  *   quantizer skips its own pass over x); attributes format ('fp8-e4m3' | 'fp8-e5m2' tensorwise,
  *   'fp8-block1x128', 'fp8-block128x128'), direction ('rowwise' | 'columnwise' | 'both')
@@ -64,7 +66,10 @@ export function quantizeOutputs(format: QuantizeFormat, direction: QuantizeDirec
 
 const directionsOf = (d: QuantizeDirection): Direction[] => (d === 'both' ? ['rowwise', 'columnwise'] : [d]);
 
-/** Checks x and the attributes as the shape rule does; returns [rows, cols]. */
+/** The slices of a quantize input: x.shape[0] for a batch [batch, rows, cols], else 1 (after checkQuantize). */
+export const batchOf = (x: ValueType): number => (x.shape.length === 3 ? x.shape[0]! : 1);
+
+/** Checks x and the attributes as the shape rule does; returns [rows, cols] (of each slice of a batch). */
 export function checkQuantize(op: string, x: ValueType, attrs: Attrs): [number, number] {
   if (typeof op !== 'string') invalid('an op name', 'checkQuantize', op);
   if (typeof attrs !== 'object' || attrs === null) invalid('an attributes object', `${op}'s attributes`, attrs);
@@ -75,8 +80,11 @@ export function checkQuantize(op: string, x: ValueType, attrs: Attrs): [number, 
   if (!(QUANTIZE_FORMATS as readonly unknown[]).includes(format)) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected one of ${QUANTIZE_FORMATS.join(', ')} for attribute 'format' but received ${describe(format)}`);
   if (!(QUANTIZE_DIRECTIONS as readonly unknown[]).includes(direction)) throw new DeepwellError('INVALID_ARGUMENT', `${op}: Expected one of ${QUANTIZE_DIRECTIONS.join(', ')} for attribute 'direction' but received ${describe(direction)}`);
   if (!['f32', 'bf16', 'f16'].includes(x.dtype)) throw new DeepwellError('INVALID_DTYPE', `${op}: Expected f32, bf16 or f16 for input 'x' but received ${x.dtype}`);
-  if (x.shape.length !== 2) shapeError(op, `Expected a rank-2 tensor [rows, cols] for input 'x' but received [${x.shape.join(', ')}]`);
-  const [rows, cols] = x.shape as [number, number];
+  const batched = x.shape.length === 3 && !isTensorwise(format);
+  if (x.shape.length !== 2 && !batched) shapeError(op, `Expected a rank-2 tensor [rows, cols]${isTensorwise(format) ? '' : ' or a batch of them [batch, rows, cols]'} for input 'x' but received [${x.shape.join(', ')}]`);
+  const [rows, cols] = x.shape.slice(-2) as [number, number];
+  const batch = batched ? x.shape[0]! : 1;
+  if (batch < 1) shapeError(op, `Expected a batch >= 1 but received [${x.shape.join(', ')}]`);
   if (rows < 1 || cols < 1) shapeError(op, `Expected rows and cols >= 1 but received [${rows}, ${cols}]`);
   if (format === 'fp8-block128x128' && (rows % 128 !== 0 || cols % 128 !== 0)) shapeError(op, `Expected rows and cols divisible by 128 for fp8-block128x128's tiles but received [${rows}, ${cols}]`);
   if (format === 'fp8-block1x128') {
@@ -109,9 +117,10 @@ export const quantizeOp = defineOp({
     if (amax) checkAmaxInput('quantize', amax, attrs);
     const format = attrs.format as QuantizeFormat;
     const dtype = format === 'fp8-e5m2' ? 'f8e5m2' : 'f8e4m3';
+    const lead = x!.shape.slice(0, -2); // [batch] or []
     const parts = directionsOf(attrs.direction as QuantizeDirection).map((d) => (d === 'rowwise' ? [rows, cols] : [cols, rows]) as [number, number]);
-    const codes: ValueType[] = parts.map((shape) => ({ shape, dtype }));
-    const scales: ValueType[] = isTensorwise(format) ? [{ shape: [1], dtype: 'f32' }] : parts.map(([R, K]) => ({ shape: scaleShape(scalingOf(format), 'gemm', R, K), dtype: 'f32' }));
+    const codes: ValueType[] = parts.map((shape) => ({ shape: [...lead, ...shape], dtype }));
+    const scales: ValueType[] = isTensorwise(format) ? [{ shape: [1], dtype: 'f32' }] : parts.map(([R, K]) => ({ shape: [...lead, ...scaleShape(scalingOf(format), 'gemm', R, K)], dtype: 'f32' }));
     const o = quantizeOutputs(format, attrs.direction as QuantizeDirection);
     const out: ValueType[] = [];
     if (o.rowCodes !== null) out[o.rowCodes] = codes[0]!;
@@ -122,16 +131,23 @@ export const quantizeOp = defineOp({
   },
   reference: ({ inputs: [x, amax], outputs, inTypes, attrs }) => {
     const [rows, cols] = checkQuantize('quantize', inTypes[0]!, attrs);
+    const batch = batchOf(inTypes[0]!);
     const format = attrs.format as QuantizeFormat;
     const o = quantizeOutputs(format, attrs.direction as QuantizeDirection);
     const values = Float64Array.from(x!, (v) => Math.fround(v)); // x's float32 values (the interpreter may hold f64)
-    for (const d of directionsOf(attrs.direction as QuantizeDirection)) {
-      const q = quantize2d(values, rows, cols, { format, direction: d, ...(amax ? { amax: amax[0]! } : {}) });
-      const [codesAt, scalesAt] = d === 'rowwise' ? [o.rowCodes!, o.rowScales!] : [o.colCodes!, o.colScales!];
-      outputs[codesAt]!.set(q.data);
-      const [R, K] = d === 'rowwise' ? [rows, cols] : [cols, rows];
-      if (isTensorwise(format)) outputs[scalesAt]![0] = q.globalScale!;
-      else outputs[scalesAt]!.set(gemmBlockScales(format as BlockFp8, q.scales as Float32Array, R, K));
+    for (let b = 0; b < batch; b++) {
+      const slice = values.subarray(b * rows * cols, (b + 1) * rows * cols);
+      for (const d of directionsOf(attrs.direction as QuantizeDirection)) {
+        const q = quantize2d(slice, rows, cols, { format, direction: d, ...(amax ? { amax: amax[0]! } : {}) });
+        const [codesAt, scalesAt] = d === 'rowwise' ? [o.rowCodes!, o.rowScales!] : [o.colCodes!, o.colScales!];
+        outputs[codesAt]!.set(q.data, b * rows * cols);
+        const [R, K] = d === 'rowwise' ? [rows, cols] : [cols, rows];
+        if (isTensorwise(format)) outputs[scalesAt]![0] = q.globalScale!;
+        else {
+          const sc = gemmBlockScales(format as BlockFp8, q.scales as Float32Array, R, K);
+          outputs[scalesAt]!.set(sc, b * sc.length);
+        }
+      }
     }
   },
 });
