@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 21's checks (dropless MoE), by part, into $OUT.
 #   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [bandwidth] [sanitize]
-#   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe) and a dropless MoE GPT
-#             against the CPU reference (nn gpu_moe)
+#   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe), the batched quantize
+#             (precision gpu), and a dropless MoE GPT against the CPU reference (nn gpu_moe)
 #   bench     the grouped GEMM beside torch._grouped_mm (bench/grouped_gemm.sh; GROUPED_GEMM_CASES,
 #             GROUPED_GEMM_ROUNDS as there)
 #   bandwidth the memory-bound kernels beside a device copy (bench/membound.mjs), MoE's permute,
@@ -28,6 +28,9 @@ for part in "${parts[@]}"; do
     step "ir: the moe family on CUDA (cuda-moe)"
     (cd packages/ir && timeout 150 $vitest run test/cuda-moe.test.ts --reporter=verbose) > "$OUT/ir-moe.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/ir-moe.log" | tail -20
+    step "precision: quantize of a batch (the experts' weights) on CUDA"
+    (cd packages/precision && timeout 120 $vitest run test/gpu.test.ts -t "quantize_cuda on a batch" --reporter=verbose) > "$OUT/precision-batch.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/precision-batch.log" | tail -8
     step "nn: a dropless MoE GPT on the GPU beside the CPU reference"
     (cd packages/nn && timeout 300 $vitest run test/gpu_moe.test.ts --reporter=verbose) > "$OUT/nn-moe.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/nn-moe.log" | tail -20
