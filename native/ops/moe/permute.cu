@@ -37,26 +37,27 @@ constexpr int kWarps = kThreads / 32;
 // What a bad routing entry records (ErrWord.aux): the kind of failure, for the message.
 enum RouteFail : int { kOrderRange = 0, kNotNamed = 1, kSlotRange = 2, kSlotRepeat = 3, kOrderMismatch = 4 };
 
-// The k slots of token n checked: the first bad choice j (or -1), with what failed in *why.
-__device__ __forceinline__ int badChoice(const int* order, const int* slot, int64_t n, int k, int64_t rows, int* why) {
-  for (int j = 0; j < k; ++j) {
-    const int p = slot[n * k + j];
-    if (p < 0 || p >= rows) { *why = kSlotRange; return j; }
-    if (order[p] != n) { *why = kOrderMismatch; return j; }
-    for (int i = 0; i < j; ++i)
-      if (slot[n * k + i] == p) { *why = kSlotRepeat; return j; }
-  }
+// Why choice j of token n is unsound (its slot out of range, its row's order entry not n, or a
+// repeat of an earlier slot of n), or -1 when it is sound.
+__device__ __forceinline__ int whyBad(const int* order, const int* slot, int64_t n, int j, int k, int64_t rows) {
+  const int p = slot[n * k + j];
+  if (p < 0 || p >= rows) return kSlotRange;
+  if (order[p] != n) return kOrderMismatch;
+  for (int i = 0; i < j; ++i)
+    if (slot[n * k + i] == p) return kSlotRepeat;
   return -1;
 }
 
-// Whether choice j of token n is sound on its own (in range, its row's order entry is n, not a
-// repeat of an earlier slot of n): for the choices at and after the first bad one.
-__device__ __forceinline__ bool choiceOk(const int* order, const int* slot, int64_t n, int j, int k, int64_t rows) {
-  const int p = slot[n * k + j];
-  if (p < 0 || p >= rows || order[p] != n) return false;
-  for (int i = 0; i < j; ++i)
-    if (slot[n * k + i] == p) return false;
-  return true;
+// Token n's first unsound choice (lane 0 records it in the error word for op), or -1. Choices
+// before it are sound; it and those after it are checked one by one where they are read.
+__device__ __forceinline__ int firstBad(const int* order, const int* slot, int64_t n, int k, int64_t rows, int op, ErrWord* err) {
+  for (int j = 0; j < k; ++j) {
+    const int why = whyBad(order, slot, n, j, k, rows);
+    if (why < 0) continue;
+    if ((threadIdx.x & 31) == 0) raiseErr(err, op, n, slot[n * k + j], rows, static_cast<long long>(j) * 8 + why);
+    return j;
+  }
+  return -1;
 }
 
 template <typename T, typename W, int V>
@@ -99,17 +100,13 @@ __global__ void __launch_bounds__(kThreads) unpermuteK(const T* ys, const int* o
   const int lane = threadIdx.x & 31;
   const int64_t rows = N * k, D = nch * V;
   for (int64_t n = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); n < N; n += static_cast<int64_t>(gridDim.x) * kWarps) {
-    int why = 0;
-    const int bad = badChoice(order, slot, n, k, rows, &why);
-    if (bad >= 0 && lane == 0) raiseErr(err, kOpMoeUnpermute, n, slot[n * k + bad], rows, static_cast<long long>(bad) * 8 + why);
-    // Choices before the first bad one are sound; that one and those after it are checked one by
-    // one (a bad one reads nothing and adds nothing).
+    const int bad = firstBad(order, slot, n, k, rows, kOpMoeUnpermute, err);  // a bad choice reads and adds nothing
     for (int64_t c = lane; c < nch; c += 32) {
       float acc[V];
 #pragma unroll
       for (int v = 0; v < V; v++) acc[v] = 0.f;
       for (int j = 0; j < k; ++j) {
-        if (bad >= 0 && j >= bad && !choiceOk(order, slot, n, j, k, rows)) continue;
+        if (bad >= 0 && j >= bad && whyBad(order, slot, n, j, k, rows) >= 0) continue;
         const int64_t p = slot[n * k + j];
         const float a = w == nullptr ? 1.f : toF(w[n * k + j]);
         float f[V];
@@ -127,12 +124,10 @@ __global__ void __launch_bounds__(kThreads) weightGradK(const T* a, const T* b, 
   const int lane = threadIdx.x & 31;
   const int64_t rows = N * k, D = nch * V;
   for (int64_t n = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); n < N; n += static_cast<int64_t>(gridDim.x) * kWarps) {
-    int why = 0;
-    const int bad = badChoice(order, slot, n, k, rows, &why);
-    if (bad >= 0 && lane == 0) raiseErr(err, kOpMoeWeightGrad, n, slot[n * k + bad], rows, static_cast<long long>(bad) * 8 + why);
+    const int bad = firstBad(order, slot, n, k, rows, kOpMoeWeightGrad, err);
     for (int j = 0; j < k; ++j) {
       const int p = slot[n * k + j];
-      const bool ok = bad < 0 || j < bad || choiceOk(order, slot, n, j, k, rows);
+      const bool ok = bad < 0 || j < bad || whyBad(order, slot, n, j, k, rows) < 0;
       float s = 0.f;
       if (ok)
         for (int64_t c = lane; c < nch; c += 32) {

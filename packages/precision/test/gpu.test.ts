@@ -7,7 +7,7 @@
 // without a GPU.
 import { Tensor, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
 import { cudaStatus, registerCudaBackends } from '@deepwell/kernels-native';
-import { GraphBuilder, autocast, capture, compile, getOp, interpret, trainingStep } from '@deepwell/ir';
+import { GraphBuilder, autocast, byteSizeOf, capture, compile, getOp, interpret, trainingStep } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, PrecisionPolicy, decodeElement, dequantizeTensor, quantizeTensor, type QuantizedTensor } from '../src/index.js';
@@ -344,7 +344,7 @@ describe.skipIf(!gpu)('quantization kernels on the GPU', () => {
       const want = interpret(g.graph, { x });
       const dev = deviceTensor(x, [B, rows, cols], 'bf16');
       // Outputs poisoned (0xa5 bytes), so an unwritten element fails.
-      const outTensors = outTypes.map((t) => Tensor.from(new Uint8Array(t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f32' ? 4 : 1)).fill(0xa5), [t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f32' ? 4 : 1)], 'u8', { device: 'cuda:0' }));
+      const outTensors = outTypes.map((t) => Tensor.from(new Uint8Array(byteSizeOf(t)).fill(0xa5), [byteSizeOf(t)], 'u8', { device: 'cuda:0' }));
       const arg = (t: Tensor) => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
       const params = { op: 'quantize', device: 'cuda:0', inTypes, outTypes, attrs };
       expect(kernel.supports(params as never)).toBe(true);

@@ -9,7 +9,7 @@
  * multiple of 8, columnwise tensorwise FP8 with rows not a multiple of 32.
  */
 import { FORMAT_CODE, QUANT_FLAGS, SCALE_MODE_CODE, dtypeCode, floatStorage, registerCuda, type CudaCall, type DevArg, type NativeEntries } from '@deepwell/kernels-native';
-import type { KernelParams } from '@deepwell/ir';
+import { byteSizeOf, type KernelParams, type ValueType } from '@deepwell/ir';
 import { batchOf, checkQuantize, isTensorwise, quantizeOutputs, type QuantizeDirection, type QuantizeFormat } from '../ops/quantize.js';
 
 /** The tensor amax (f32[1]) of tensorwise FP8, declared as 256 bytes as fake_quant's is. */
@@ -48,10 +48,9 @@ function run(c: CudaCall<KernelParams>, ops: NativeEntries): void {
   // A batch of [rows, cols] slices (blockwise formats only: an expert's weight each): one launch a
   // slice, each output viewed at the slice's offset (every output is batch-major).
   // Slice b of a value of type t: its bytes from the type (a plan's DevArg may be padded).
-  const bytesOf = (t: { shape: readonly number[]; dtype: string }) => t.shape.reduce((m, d) => m * d, 1) * (t.dtype === 'f32' ? 4 : t.dtype === 'bf16' || t.dtype === 'f16' ? 2 : 1);
-  const slice = (arg: DevArg | null, t: { shape: readonly number[]; dtype: string } | undefined, b: number): DevArg | null => {
+  const slice = (arg: DevArg | null, t: ValueType | undefined, b: number): DevArg | null => {
     if (arg === null || t === undefined || batch === 1) return arg;
-    const per = bytesOf(t) / batch;
+    const per = byteSizeOf(t) / batch;
     return { ...arg, offset: arg.offset + b * per, bytes: per };
   };
   const out = (i: number | null, b: number) => (i === null ? null : slice(at(i), c.outTypes[i], b));

@@ -17,6 +17,7 @@
  */
 import { DeepwellError } from '@deepwell/core';
 import { builderOf, type Sym } from '../../builder.js';
+import { byteSizeOf } from '../../graph.js';
 import { defineOp, expectDtype, expectRank, shapeError } from '../../op.js';
 import { shapeStr, type ValueType } from '../../types.js';
 import { expectFloat } from '../float.js';
@@ -71,7 +72,8 @@ export const moePermuteOp = defineOp({
     { input: 2, bound: ([, order]) => order!.shape[0]! },
   ],
   anyFloatInputs: (inputs) => (inputs > 3 ? [3] : []),
-  bytes: ([x, order, slot, weights], [xs]) => 2 * (xs!.shape[0]! * x!.shape[1]!) * (xs!.dtype === 'f32' ? 4 : 2) + 4 * (order!.shape[0]! + slot!.shape[0]! * slot!.shape[1]!) + (weights ? (weights.dtype === 'f32' ? 4 : 2) * slot!.shape[0]! * slot!.shape[1]! : 0),
+  // The rows it takes (one per row written, as gather_rows), the indices and the weights.
+  bytes: ([, order, slot, weights], [xs]) => 2 * byteSizeOf(xs!) + byteSizeOf(order!) + byteSizeOf(slot!) + (weights ? byteSizeOf(weights) : 0),
   infer: ([x, order, slot, weights]) => {
     const dtype = expectFloat('moe_permute', 'x', x!);
     expectRank('moe_permute', 'x', x!, 2);

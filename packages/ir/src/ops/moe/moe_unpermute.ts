@@ -13,6 +13,7 @@
  * tested in packages/ir/test/moe_permute.test.ts and cuda-moe.test.ts.
  */
 import { builderOf, type Sym } from '../../builder.js';
+import { byteSizeOf } from '../../graph.js';
 import { defineOp, expectRank, shapeError } from '../../op.js';
 import { shapeStr } from '../../types.js';
 import { expectFloat } from '../float.js';
@@ -31,7 +32,7 @@ export const moeUnpermuteOp = defineOp({
     { input: 2, bound: ([ys]) => ys!.shape[0]! },
   ],
   anyFloatInputs: (inputs) => (inputs > 3 ? [3] : []),
-  bytes: ([ys, order, slot, weights], [y]) => (ys!.shape[0]! + y!.shape[0]!) * ys!.shape[1]! * (ys!.dtype === 'f32' ? 4 : 2) + 4 * (order!.shape[0]! + slot!.shape[0]! * slot!.shape[1]!) + (weights ? (weights.dtype === 'f32' ? 4 : 2) * slot!.shape[0]! * slot!.shape[1]! : 0),
+  bytes: ([ys, order, slot, weights], [y]) => byteSizeOf(ys!) + byteSizeOf(y!) + byteSizeOf(order!) + byteSizeOf(slot!) + (weights ? byteSizeOf(weights) : 0),
   infer: ([ys, order, slot, weights]) => {
     const dtype = expectFloat('moe_unpermute', 'ys', ys!);
     expectRank('moe_unpermute', 'ys', ys!, 2);
