@@ -42,7 +42,8 @@ std::string errorMessage(ErrFamily family, const ErrWord& h) {
       return "moe_sort: Expected an expert id in [0, " + bound + ") for experts[" + pos + ", " + std::to_string(h.aux) + "] but received " + value;
     case kOpGroupedMatmul:
     case kOpGroupedMatmulWgrad:
-      return std::string(h.op == kOpGroupedMatmul ? "grouped_matmul" : "grouped_matmul_wgrad") +
+    case kOpGroupedScaledMatmul:
+      return std::string(h.op == kOpGroupedMatmul ? "grouped_matmul" : h.op == kOpGroupedMatmulWgrad ? "grouped_matmul_wgrad" : "grouped_scaled_matmul") +
              ": Expected offsets that start at 0, never decrease and end at R = " + bound + " but received " + value + " for offsets[" + pos + "]";
     case kOpMoePermute:
       return h.aux == 0 ? "moe_permute: Expected a token in [0, " + bound + ") for order[" + pos + "] but received " + value

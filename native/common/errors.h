@@ -53,6 +53,7 @@ enum ErrOp : int {
   kOpMoeWeightGrad = 21,      // as kOpMoeUnpermute
   kOpMoeRouteBackward = 22,   // pos = the token n, aux = the choice j, value = chosen[n, j], bound = E
   kOpMoeAuxLoss = 23,         // as kOpMoeRouteBackward
+  kOpGroupedScaledMatmul = 24,  // as kOpGroupedMatmul
 };
 
 // The device address of `family`'s word on the current device.

@@ -14,9 +14,11 @@
 // family's error word (common/errors.h; opsErrorCheck names the entry) and nothing is computed.
 //
 // On a device of compute capability 9.0, bf16 and f16 calls with K and N multiples of 64 (and at
-// most 4096 experts) take the Hopper kernel instead (gemm/grouped_gemm_sm90.cuh: TMA, wgmma, warp
-// specialization; FIRST VERSION, not yet run on a GPU); DW_GROUPED_GENERAL=1 in the environment
-// keeps every call on the general path (for checking one against the other).
+// most 4096 experts) take the Hopper kernels instead (TMA, wgmma, warp specialization):
+// gemm/grouped_gemm_sm90.cuh for groupedGemm, gemm/grouped_wgrad_sm90.cuh for groupedGemmWgrad
+// (FIRST VERSIONS: the forward not yet run on a GPU, the weight gradient written in session 17 and
+// not run either); DW_GROUPED_GENERAL=1 in the environment keeps every call on the general path
+// (for checking one against the other).
 //
 // groupedGemm's tiles: expert e has ceil(rows_e / 64) row tiles; the grid's x covers the largest
 // possible total, ceil(R / 64) + E, and a block finds its (expert, tile) by a block-wide scan of the
@@ -28,13 +30,20 @@
 #include "common/device_info.h"
 #include "common/launch.h"
 #include "common/smem_limit.h"
+#include "gemm/grouped_block_sm100.cuh"
+#include "gemm/grouped_epilogue.cuh"
+#include "gemm/grouped_fp8_sm90.cuh"
 #include "gemm/grouped_gemm_sm90.cuh"
+#include "gemm/grouped_wgrad_sm90.cuh"
 #include "gemm/grouped_offsets.cuh"
+#include "quant/formats.cuh"
 
 #include <cub/block/block_scan.cuh>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 #include <type_traits>
 
 namespace dw {
@@ -75,16 +84,16 @@ __device__ __forceinline__ void storeTile(T* out, long long ld, int r0, int rEnd
   }
 }
 
-template <typename T, bool TRANSW>
-__global__ void __launch_bounds__(kThreads) groupedGemmK(const T* x, const T* w, const int* offsets, T* out, int R, int K, int N, int E, ErrWord* err) {
+// Block x's 64-row tile of the general kernels: each thread takes a run of experts and counts their
+// tiles, and the block's exclusive scan places the runs. {expert, its end row, the tile's first row};
+// expert -1 past the real number of tiles. Every thread calls it and gets the answer.
+struct RowTile {
+  int e, rowEnd, row0;
+};
+__device__ __forceinline__ RowTile rowTileOf(const int* offsets, int E) {
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage tmp;
-  __shared__ int found[3];  // expert, its first row, the tile's first row
-  __shared__ float xs[kStep][kTile + 1];
-  __shared__ float ws[kStep][kTile + 1];
-  if (!offsetsValid(offsets, E, R, err, kOpGroupedMatmul)) return;
-  // Which expert's tile is block x: each thread takes a run of experts, counts their tiles, and
-  // the block's exclusive scan places the runs.
+  __shared__ int found[3];
   const int per = (E + kThreads - 1) / kThreads;
   const int e0 = min(E, static_cast<int>(threadIdx.x) * per), e1 = min(E, e0 + per);
   int mine = 0;
@@ -108,12 +117,25 @@ __global__ void __launch_bounds__(kThreads) groupedGemmK(const T* x, const T* w,
     }
   }
   __syncthreads();
-  if (found[0] < 0) return;  // past the real number of tiles
-  const int e = found[0], rowEnd = found[1], row0 = found[2];
+  return {found[0], found[1], found[2]};
+}
+
+// One 64 × 64 tile of out (and, for the SwiGLU epilogue, of the second product x · w3) per block,
+// written through the epilogue EPI (gemm/grouped_epilogue.cuh).
+template <typename T, bool TRANSW, int EPI>
+__global__ void __launch_bounds__(kThreads)
+    groupedGemmK(const T* x, const T* w, const T* w3, const int* offsets, T* out, grouped::EpiPtrs<T> epi, int R, int K, int N, int E, ErrWord* err) {
+  constexpr bool kTwo = EPI == grouped::kEpiSwiglu;
+  __shared__ float xs[kStep][kTile + 1];
+  __shared__ float ws[kTwo ? 2 : 1][kStep][kTile + 1];
+  if (!offsetsValid(offsets, E, R, err, kOpGroupedMatmul)) return;
+  const RowTile tile = rowTileOf(offsets, E);
+  if (tile.e < 0) return;  // past the real number of tiles
+  const int e = tile.e, rowEnd = tile.rowEnd, row0 = tile.row0;
   const int col0 = static_cast<int>(blockIdx.y) * kTile;
-  const T* we = w + static_cast<long long>(e) * K * N;
+  const long long wOff = static_cast<long long>(e) * K * N;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;  // 4 × 4 outputs each: rows ty + 16i, cols tx + 16j
-  float acc[4][4] = {};
+  float acc[4][4] = {}, acc2[4][4] = {};
   for (int k0 = 0; k0 < K; k0 += kStep) {
     for (int i = threadIdx.x; i < kStep * kTile; i += kThreads) {
       const int kk = i % kStep, r = i / kStep;  // x tile: rows r, columns k0 + kk
@@ -121,15 +143,26 @@ __global__ void __launch_bounds__(kThreads) groupedGemmK(const T* x, const T* w,
       xs[kk][r] = row < rowEnd && kx < K ? toF(x[static_cast<long long>(row) * K + kx]) : 0.f;
       const int c = i % kTile, kw = k0 + i / kTile;  // w tile: row k0 + i / 64, column c
       const int col = col0 + c;
-      float v = 0.f;
-      if (kw < K && col < N) v = toF(TRANSW ? we[static_cast<long long>(col) * K + kw] : we[static_cast<long long>(kw) * N + col]);
-      ws[i / kTile][c] = v;
+      const bool in = kw < K && col < N;
+      const long long at = wOff + (TRANSW ? static_cast<long long>(col) * K + kw : static_cast<long long>(kw) * N + col);
+      ws[0][i / kTile][c] = in ? toF(w[at]) : 0.f;
+      if constexpr (kTwo) ws[kTwo ? 1 : 0][i / kTile][c] = in ? toF(w3[at]) : 0.f;
     }
     __syncthreads();
-    stepProduct(acc, xs, ws, tx, ty);
+    stepProduct(acc, xs, ws[0], tx, ty);
+    if constexpr (kTwo) stepProduct(acc2, xs, ws[kTwo ? 1 : 0], tx, ty);
     __syncthreads();
   }
-  storeTile(out, N, row0, rowEnd, col0, N, acc, tx, ty);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int r = row0 + ty + 16 * i;
+    if (r >= rowEnd) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int c = col0 + tx + 16 * j;
+      if (c < N) grouped::storeOne<T, EPI>(out, static_cast<long long>(r) * N + c, acc[i][j], acc2[i][j], epi);
+    }
+  }
 }
 
 template <typename T>
@@ -155,6 +188,49 @@ __global__ void __launch_bounds__(kThreads) groupedWgradK(const T* x, const T* g
   storeTile(dw + static_cast<long long>(e) * K * N, N, k0, K, n0, N, acc, tx, ty);
 }
 
+// The FP8 blockwise grouped GEMM's general path (groupedScaledGemm): one 64 × 64 tile of d per
+// block (rowTileOf); per 128-wide K block the FP32 partial of the decoded codes
+// (exact products), then acc += partial · (sa[row] · sb[e, col / 128]), as the Hopper kernel promotes.
+template <typename OutT>
+__global__ void __launch_bounds__(kThreads) groupedFp8K(const uint8_t* a, const float* aScale, const uint8_t* b, const float* bScale, const int* offsets, OutT* d, int fa,
+                                                      int fb, int R, int K, int N, int E, int L4, ErrWord* err) {
+  __shared__ float xs[kStep][kTile + 1];
+  __shared__ float ws[kStep][kTile + 1];
+  if (!offsetsValid(offsets, E, R, err, kOpGroupedScaledMatmul)) return;
+  const RowTile tile = rowTileOf(offsets, E);
+  if (tile.e < 0) return;  // past the real number of tiles
+  const int e = tile.e, rowEnd = tile.rowEnd, row0 = tile.row0;
+  const int col0 = static_cast<int>(blockIdx.y) * kTile;
+  const int tilesN128 = (N + 127) / 128;
+  const auto dec = [](uint32_t code, int f) { return f == 0 ? quant::decE4M3(code) : quant::decE5M2(code); };
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  float acc[4][4] = {};
+  for (int kb = 0; kb < K / 128; ++kb) {
+    float part[4][4] = {};
+    for (int k0 = kb * 128; k0 < (kb + 1) * 128; k0 += kStep) {
+      for (int i = threadIdx.x; i < kStep * kTile; i += kThreads) {
+        const int kk = i % kStep, r = i / kStep;  // a tile: row row0 + r, column k0 + kk
+        const int row = row0 + r;
+        xs[kk][r] = row < rowEnd ? dec(a[static_cast<long long>(row) * K + k0 + kk], fa) : 0.f;
+        const int col = col0 + r;  // b tile: expert e's row (N) col0 + r, column k0 + kk
+        ws[kk][r] = col < N ? dec(b[(static_cast<long long>(e) * N + col) * K + k0 + kk], fb) : 0.f;
+      }
+      __syncthreads();
+      stepProduct(part, xs, ws, tx, ty);
+      __syncthreads();
+    }
+    const float sb = col0 < N ? bScale[(static_cast<long long>(e) * tilesN128 + col0 / 128) * L4 + kb] : 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = min(row0 + ty + 16 * i, R - 1);
+      const float s = aScale[static_cast<long long>(kb) * R + row] * sb;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(part[i][j], s, acc[i][j]);
+    }
+  }
+  storeTile(d, N, row0, rowEnd, col0, N, acc, tx, ty);
+}
+
 unsigned tilesOf(uint64_t n) { return static_cast<unsigned>((n + kTile - 1) / kTile); }
 
 bool generalOnly() {
@@ -165,36 +241,89 @@ bool generalOnly() {
   return only;
 }
 
-// The Hopper kernel for a call it takes; false (nothing launched) otherwise.
+// The pointers of one groupedGemm call.
 template <typename T>
-bool launchSm90(Napi::Env env, cudaStream_t s, const T* x, const T* w, const int* offsets, T* out, uint64_t R, uint64_t K, uint64_t N, uint64_t E, bool transW, ErrWord* err) {
+struct Call {
+  const T *x, *w, *w3;
+  const int* offsets;
+  T* out;
+  grouped::EpiPtrs<T> epi;
+  ErrWord* err;
+};
+
+// The Hopper kernel of one layout and epilogue: launched, or false when this build has no sm_90a
+// code for it (the trapping stub: a few registers, not the ~100 the real kernel takes).
+template <typename T, bool TransW, int Epi>
+bool launchSm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& mx, const CUtensorMap& mw, const CUtensorMap& mw3, const grouped90::Args& args) {
   namespace g = grouped90;
-  int dev = 0;
-  if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::supported(computeCapability(dev), static_cast<int>(sizeof(T)), R, K, N, E)) return false;
-  if (reinterpret_cast<uintptr_t>(out) % 4 != 0) return false;
-  CUtensorMap mx, mw;
-  const CUtensorMapDataType dt = std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  if (!g::makeMaps(&mx, &mw, dt, x, w, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), transW)) return false;
-  constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
-  static_assert(kMaxSmem <= 227 * 1024, "the Hopper grouped GEMM fits in shared memory");
-  const g::Args args{offsets, out, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), err};
-  const int smem = g::smemBytes(static_cast<int>(E));
-  const unsigned grid = static_cast<unsigned>(smCount());
-  // A build without sm_90a device code holds only the trapping stub (a few registers, not the 96
-  // the real kernel takes): take the general path rather than launch it.
-  auto kernel = transW ? g::groupedGemmSm90Kernel<T, true> : g::groupedGemmSm90Kernel<T, false>;
-  static const int regs = [&] {
+  constexpr auto kernel = g::groupedGemmSm90Kernel<T, TransW, Epi>;
+  static const int regs = [] {
     cudaFuncAttributes fa{};
     return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
   }();
   if (regs < 64) return false;
-  if (transW) {
-    DW_CUDA(env, (setSmemLimitOnce<g::groupedGemmSm90Kernel<T, true>, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm)");
-    g::groupedGemmSm90Kernel<T, true><<<grid, g::kThreads, smem, s>>>(mx, mw, args);
-  } else {
-    DW_CUDA(env, (setSmemLimitOnce<g::groupedGemmSm90Kernel<T, false>, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm)");
-    g::groupedGemmSm90Kernel<T, false><<<grid, g::kThreads, smem, s>>>(mx, mw, args);
+  constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
+  static_assert(kMaxSmem <= 227 * 1024, "the Hopper grouped GEMM fits in shared memory");
+  DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm)");
+  kernel<<<static_cast<unsigned>(smCount()), g::kThreads, g::smemBytes(args.E), s>>>(mx, mw, mw3, args);
+  return true;
+}
+
+template <typename T, int Epi>
+bool launchSm90Epi(Napi::Env env, cudaStream_t s, int dev, bool transW, const CUtensorMap& mx, const CUtensorMap& mw, const CUtensorMap& mw3, const grouped90::Args& args) {
+  return transW ? launchSm90Kernel<T, true, Epi>(env, s, dev, mx, mw, mw3, args) : launchSm90Kernel<T, false, Epi>(env, s, dev, mx, mw, mw3, args);
+}
+
+// The Hopper kernel for a call it takes; false (nothing launched) otherwise.
+template <typename T>
+bool launchSm90(Napi::Env env, cudaStream_t s, const Call<T>& c, int epi, uint64_t R, uint64_t K, uint64_t N, uint64_t E, bool transW) {
+  namespace g = grouped90;
+  int dev = 0;
+  if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::supported(computeCapability(dev), static_cast<int>(sizeof(T)), R, K, N, E)) return false;
+  // Pairs of 16-bit elements are stored (and dgelu's pre read) as 4-byte words.
+  for (const void* p : {static_cast<const void*>(c.out), static_cast<const void*>(c.epi.aux), static_cast<const void*>(c.epi.aux2)})
+    if (reinterpret_cast<uintptr_t>(p) % 4 != 0) return false;
+  CUtensorMap mx, mw, mw3;
+  const CUtensorMapDataType dt = std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const bool swiglu = epi == grouped::kEpiSwiglu;
+  if (!g::makeMaps(&mx, &mw, &mw3, dt, c.x, c.w, c.w3, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), transW, swiglu)) return false;
+  const g::Args args{c.offsets, c.out, c.epi.aux, c.epi.aux2, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), c.err};
+  switch (epi) {
+    case grouped::kEpiGelu: return launchSm90Epi<T, grouped::kEpiGelu>(env, s, dev, transW, mx, mw, mw3, args);
+    case grouped::kEpiDgelu: return launchSm90Epi<T, grouped::kEpiDgelu>(env, s, dev, transW, mx, mw, mw3, args);
+    case grouped::kEpiSwiglu: return launchSm90Epi<T, grouped::kEpiSwiglu>(env, s, dev, transW, mx, mw, mw3, args);
+    default: return launchSm90Epi<T, grouped::kEpiNone>(env, s, dev, transW, mx, mw, mw3, args);
   }
+}
+
+// The general kernel of one layout and epilogue.
+template <typename T, int Epi>
+void launchGeneral(cudaStream_t s, const Call<T>& c, bool transW, dim3 grid, int R, int K, int N, int E) {
+  if (transW) groupedGemmK<T, true, Epi><<<grid, kThreads, 0, s>>>(c.x, c.w, c.w3, c.offsets, c.out, c.epi, R, K, N, E, c.err);
+  else groupedGemmK<T, false, Epi><<<grid, kThreads, 0, s>>>(c.x, c.w, c.w3, c.offsets, c.out, c.epi, R, K, N, E, c.err);
+}
+
+// The Hopper weight-gradient kernel for a call it takes; false (nothing launched) otherwise.
+template <typename T>
+bool launchWgradSm90(Napi::Env env, cudaStream_t s, const T* x, const T* gr, const int* offsets, T* dw, uint64_t R, uint64_t K, uint64_t N, uint64_t E, ErrWord* err) {
+  namespace g = grouped90;
+  int dev = 0;
+  if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::wgradSupported(computeCapability(dev), static_cast<int>(sizeof(T)), R, K, N, E)) return false;
+  if (reinterpret_cast<uintptr_t>(dw) % 4 != 0) return false;
+  CUtensorMap mx, mg;
+  const CUtensorMapDataType dt = std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  if (!g::makeWgradMaps(&mx, &mg, dt, x, gr, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N))) return false;
+  constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
+  static const int regs = [] {
+    cudaFuncAttributes fa{};
+    return cudaFuncGetAttributes(&fa, g::groupedWgradSm90Kernel<T>) == cudaSuccess ? fa.numRegs : 0;
+  }();
+  if (regs < 64) return false;  // the trapping stub of a build without sm_90a code
+  const g::WgradArgs args{offsets, dw, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), err};
+  const uint64_t tiles = E * ((K + g::kBM - 1) / g::kBM) * ((N + g::kBN - 1) / g::kBN);
+  const unsigned grid = static_cast<unsigned>(std::min<uint64_t>(tiles, static_cast<uint64_t>(smCount())));
+  DW_CUDA(env, (setSmemLimitOnce<g::groupedWgradSm90Kernel<T>, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemmWgrad)");
+  g::groupedWgradSm90Kernel<T><<<grid, g::kThreads, g::smemBytes(static_cast<int>(E)), s>>>(mx, mg, args);
   return true;
 }
 
@@ -202,25 +331,35 @@ Napi::Value GroupedGemm(const Napi::CallbackInfo& info) {
   const abi::GroupedGemmArgs a = abi::readGroupedGemm(info);
   Napi::Env env = info.Env();
   const uint64_t R = a.R, K = a.K, N = a.N, E = a.E;
+  const int epi = static_cast<int>(a.epilogue);
   if (E < 1) fail(env, "INVALID_ARGUMENT", "Expected at least one expert for groupedGemm but received 0");
   if (tilesOf(N) > 65535) fail(env, "INVALID_ARGUMENT", "Expected N at most 4194240 for groupedGemm but received " + std::to_string(N));
+  // The epilogue's tensors: each one it uses is required, each one it does not must be absent.
+  const bool wantW3 = epi == grouped::kEpiSwiglu, wantAux = epi != grouped::kEpiNone, wantAux2 = epi == grouped::kEpiSwiglu;
+  for (const auto& [given, want, name] : {std::make_tuple(a.w3.present, wantW3, "w3"), std::make_tuple(a.aux.present, wantAux, "aux"), std::make_tuple(a.aux2.present, wantAux2, "aux2")})
+    if (given != want) fail(env, "INVALID_ARGUMENT", std::string("Expected ") + (want ? "a tensor" : "none") + " for " + name + " of groupedGemm with epilogue " + std::to_string(epi));
   const int* offsets = a.offsets.ptr<int>(env, E + 1);
   ErrWord* err = opsErrorWord(env, kErrMoe);
   // At least one block, so the offsets are checked even with nothing to compute.
   const dim3 grid(tilesOf(R) + static_cast<unsigned>(E), tilesOf(N) > 0 ? tilesOf(N) : 1);
   DW_DISPATCH_FLOAT(env, a.dtype, T, {
-    const T* x = a.x.ptr<T>(env, mulSize(env, R, K, "groupedGemm x"));
-    const T* w = a.w.ptr<T>(env, mulSize(env, E, mulSize(env, K, N, "groupedGemm w"), "groupedGemm w"));
-    T* out = a.out.ptr<T>(env, mulSize(env, R, N, "groupedGemm out"));
-    const int Ri = static_cast<int>(R), Ki = static_cast<int>(K), Ni = static_cast<int>(N), Ei = static_cast<int>(E);
+    const uint64_t wElems = mulSize(env, E, mulSize(env, K, N, "groupedGemm w"), "groupedGemm w"), outElems = mulSize(env, R, N, "groupedGemm out");
+    const Call<T> c{a.x.ptr<T>(env, mulSize(env, R, K, "groupedGemm x")), a.w.ptr<T>(env, wElems), a.w3.optPtr<T>(env, wElems), offsets, a.out.ptr<T>(env, outElems),
+                    grouped::EpiPtrs<T>{a.aux.optPtr<T>(env, outElems), a.aux2.optPtr<T>(env, outElems)}, err};
+    const bool transW = a.transW != 0;
     if constexpr (sizeof(T) == 2) {
-      if (launchSm90<T>(env, a.stream, x, w, offsets, out, R, K, N, E, a.transW != 0, err)) {
+      if (launchSm90<T>(env, a.stream, c, epi, R, K, N, E, transW)) {
         checkLaunch(env, "groupedGemm");
         return env.Undefined();
       }
     }
-    if (a.transW) groupedGemmK<T, true><<<grid, kThreads, 0, a.stream>>>(x, w, offsets, out, Ri, Ki, Ni, Ei, err);
-    else groupedGemmK<T, false><<<grid, kThreads, 0, a.stream>>>(x, w, offsets, out, Ri, Ki, Ni, Ei, err);
+    const int Ri = static_cast<int>(R), Ki = static_cast<int>(K), Ni = static_cast<int>(N), Ei = static_cast<int>(E);
+    switch (epi) {
+      case grouped::kEpiGelu: launchGeneral<T, grouped::kEpiGelu>(a.stream, c, transW, grid, Ri, Ki, Ni, Ei); break;
+      case grouped::kEpiDgelu: launchGeneral<T, grouped::kEpiDgelu>(a.stream, c, transW, grid, Ri, Ki, Ni, Ei); break;
+      case grouped::kEpiSwiglu: launchGeneral<T, grouped::kEpiSwiglu>(a.stream, c, transW, grid, Ri, Ki, Ni, Ei); break;
+      default: launchGeneral<T, grouped::kEpiNone>(a.stream, c, transW, grid, Ri, Ki, Ni, Ei); break;
+    }
   });
   checkLaunch(env, "groupedGemm");
   return env.Undefined();
@@ -239,9 +378,131 @@ Napi::Value GroupedGemmWgrad(const Napi::CallbackInfo& info) {
     const T* x = a.x.ptr<T>(env, mulSize(env, R, K, "groupedGemmWgrad x"));
     const T* g = a.g.ptr<T>(env, mulSize(env, R, N, "groupedGemmWgrad g"));
     T* dw = a.dw.ptr<T>(env, mulSize(env, E, mulSize(env, K, N, "groupedGemmWgrad dw"), "groupedGemmWgrad dw"));
+    if constexpr (sizeof(T) == 2) {
+      if (launchWgradSm90<T>(env, a.stream, x, g, offsets, dw, R, K, N, E, err)) {
+        checkLaunch(env, "groupedGemmWgrad");
+        return env.Undefined();
+      }
+    }
     groupedWgradK<T><<<grid, kThreads, 0, a.stream>>>(x, g, offsets, dw, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), err);
   });
   checkLaunch(env, "groupedGemmWgrad");
+  return env.Undefined();
+}
+
+// The Hopper FP8 kernel for a call it takes; false (nothing launched) otherwise.
+template <int FA, int FB, typename OutT>
+bool launchFp8Sm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& ma, const CUtensorMap& mb, const grouped90::Fp8Args& args) {
+  namespace g = grouped90;
+  constexpr auto kernel = g::groupedFp8Sm90Kernel<FA, FB, OutT>;
+  static const int regs = [] {
+    cudaFuncAttributes fa{};
+    return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
+  }();
+  // The trapping stub of a build without sm_90a code has a few registers; the real kernel must start
+  // with every register its warpgroups redistribute (setmaxnreg 40 / 232), or the consumers' increase
+  // could never be granted.
+  if (regs * g::kThreads < g::kProducerRegs * 128 + g::kConsumerRegs * 256) return false;
+  constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
+  DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedScaledGemm)");
+  kernel<<<static_cast<unsigned>(smCount()), g::kThreads, g::smemBytes(args.E), s>>>(ma, mb, args);
+  return true;
+}
+
+template <typename OutT>
+bool launchFp8Sm90(Napi::Env env, cudaStream_t s, int fa, int fb, const void* a, const void* b, const grouped90::Fp8Args& args) {
+  namespace g = grouped90;
+  int dev = 0;
+  if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::fp8Supported(computeCapability(dev), args.R, args.K, args.N, args.E)) return false;
+  if (reinterpret_cast<uintptr_t>(args.d) % 8 != 0) return false;
+  CUtensorMap ma, mb;
+  if (!g::makeFp8Maps(&ma, &mb, a, b, args.R, args.K, args.N, args.E)) return false;
+  constexpr int e4 = abi::fp8::e4m3;
+  if (fa == e4 && fb == e4) return launchFp8Sm90Kernel<0, 0, OutT>(env, s, dev, ma, mb, args);
+  if (fa == e4) return launchFp8Sm90Kernel<0, 1, OutT>(env, s, dev, ma, mb, args);
+  return launchFp8Sm90Kernel<1, 0, OutT>(env, s, dev, ma, mb, args);  // both e5m2 refused before
+}
+
+Napi::Value GroupedScaledGemm(const Napi::CallbackInfo& info) {
+  const abi::GroupedScaledGemmArgs a = abi::readGroupedScaledGemm(info);
+  Napi::Env env = info.Env();
+  const uint64_t R = a.R, K = a.K, N = a.N, E = a.E;
+  const int fa = static_cast<int>(a.aFormat), fb = static_cast<int>(a.bFormat);
+  const auto fmt = [](int f) { return std::string(f == abi::fp8::e4m3 ? "e4m3" : f == abi::fp8::e5m2 ? "e5m2" : "e2m1"); };
+  if (E < 1) fail(env, "INVALID_ARGUMENT", "Expected at least one expert for groupedScaledGemm but received 0");
+  if (fa == abi::fp8::e2m1 || fb == abi::fp8::e2m1 || (fa == abi::fp8::e5m2 && fb == abi::fp8::e5m2))
+    fail(env, "INVALID_ARGUMENT", "Expected FP8 operands, not both e5m2, for groupedScaledGemm but received " + fmt(fa) + " and " + fmt(fb));
+  if (K % 128 != 0) fail(env, "INVALID_ARGUMENT", "Expected K a multiple of 128 for groupedScaledGemm but received " + std::to_string(K));
+  if (tilesOf(N) > 65535) fail(env, "INVALID_ARGUMENT", "Expected N at most 4194240 for groupedScaledGemm but received " + std::to_string(N));
+  if (a.outDtype != abi::dtype::bf16 && a.outDtype != abi::dtype::f32) fail(env, "INVALID_ARGUMENT", "Expected a bf16 or f32 output for groupedScaledGemm");
+  const uint64_t kBlocks = K / 128, L4 = (kBlocks + 3) / 4 * 4, tilesN128 = (N + 127) / 128;
+  const int* offsets = a.offsets.ptr<int>(env, E + 1);
+  const uint8_t* ap = a.a.ptr<uint8_t>(env, mulSize(env, R, K, "groupedScaledGemm a"));
+  const float* sa = a.aScale.ptr<float>(env, mulSize(env, kBlocks, R, "groupedScaledGemm aScale"));
+  const uint8_t* bp = a.b.ptr<uint8_t>(env, mulSize(env, E, mulSize(env, N, K, "groupedScaledGemm b"), "groupedScaledGemm b"));
+  const float* sb = a.bScale.ptr<float>(env, mulSize(env, E, mulSize(env, tilesN128, L4, "groupedScaledGemm bScale"), "groupedScaledGemm bScale"));
+  ErrWord* err = opsErrorWord(env, kErrMoe);
+  const grouped90::Fp8Args args{offsets, sa, sb, nullptr, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), static_cast<int>(L4), err};
+  const dim3 grid(tilesOf(R) + static_cast<unsigned>(E), tilesOf(N) > 0 ? tilesOf(N) : 1);
+  const auto run = [&](auto* d) {
+    using OutT = std::remove_pointer_t<decltype(d)>;
+    grouped90::Fp8Args call = args;
+    call.d = d;
+    if (!launchFp8Sm90<OutT>(env, a.stream, fa, fb, ap, bp, call))
+      groupedFp8K<OutT><<<grid, kThreads, 0, a.stream>>>(ap, sa, bp, sb, offsets, d, fa == abi::fp8::e4m3 ? 0 : 1, fb == abi::fp8::e4m3 ? 0 : 1, args.R, args.K, args.N, args.E, args.L4, err);
+  };
+  if (a.outDtype == abi::dtype::f32) run(a.d.ptr<float>(env, mulSize(env, R, N, "groupedScaledGemm d")));
+  else run(a.d.ptr<__nv_bfloat16>(env, mulSize(env, R, N, "groupedScaledGemm d")));
+  checkLaunch(env, "groupedScaledGemm");
+  return env.Undefined();
+}
+
+// The Blackwell block-scaled grouped GEMM (MXFP8 / NVFP4; gemm/grouped_block_sm100.cuh). It has no
+// other path: on any other GPU, or a shape it does not take, the call is refused (NO_KERNEL / INVALID_ARGUMENT).
+Napi::Value GroupedBlockScaledGemm(const Napi::CallbackInfo& info) {
+  namespace g = grouped100;
+  const abi::GroupedBlockScaledGemmArgs a = abi::readGroupedBlockScaledGemm(info);
+  Napi::Env env = info.Env();
+  const uint64_t R = a.R, K = a.K, N = a.N, E = a.E;
+  const int fmt = static_cast<int>(a.format);
+  if (fmt != abi::format::mxfp8_e4m3 && fmt != abi::format::nvfp4) fail(env, "INVALID_ARGUMENT", "Expected format mxfp8-e4m3 or nvfp4 for groupedBlockScaledGemm but received code " + std::to_string(fmt));
+  const int f = fmt == abi::format::nvfp4 ? g::kNvfp4 : g::kMxfp8;
+  if ((f == g::kNvfp4) != a.aGlobal.present || (f == g::kNvfp4) != a.bGlobal.present)
+    fail(env, "INVALID_ARGUMENT", std::string("Expected ") + (f == g::kNvfp4 ? "the tensor scales aGlobal and bGlobal (NVFP4)" : "no tensor scales (MXFP8)") + " for groupedBlockScaledGemm");
+  int dev = 0;
+  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice (groupedBlockScaledGemm)");
+  const int cc = computeCapability(dev);
+  if (cc / 10 != 10) fail(env, "NO_KERNEL", "groupedBlockScaledGemm runs on Blackwell (compute capability 10.x) only, not " + std::to_string(cc / 10) + "." + std::to_string(cc % 10));
+  if (!g::supported(cc, f, R, K, N, E))
+    fail(env, "INVALID_ARGUMENT", "Expected K a multiple of " + std::to_string(g::kInK(f)) + ", N of 128, 1 to " + std::to_string(g::kMaxExperts) + " experts and R >= 1 for groupedBlockScaledGemm but received R " +
+                                      std::to_string(R) + ", K " + std::to_string(K) + ", N " + std::to_string(N) + ", E " + std::to_string(E));
+  const uint64_t kBytes = f == g::kNvfp4 ? K / 2 : K, tilesC = (K / (f == g::kNvfp4 ? 16 : 32) + 3) / 4;
+  const int* offsets = a.offsets.ptr<int>(env, E + 1);
+  g::Args args{offsets,
+               a.aScale.ptr<uint8_t>(env, mulSize(env, (R + 127) / 128, tilesC * 512, "groupedBlockScaledGemm aScale")),
+               a.bScale.ptr<uint8_t>(env, mulSize(env, E * (N / 128), tilesC * 512, "groupedBlockScaledGemm bScale")),
+               a.aGlobal.optPtr<float>(env, 1),
+               a.bGlobal.optPtr<float>(env, E),
+               a.d.ptr<__nv_bfloat16>(env, mulSize(env, R, N, "groupedBlockScaledGemm d")),
+               static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), opsErrorWord(env, kErrMoe)};
+  const uint8_t* ap = a.a.ptr<uint8_t>(env, mulSize(env, R, kBytes, "groupedBlockScaledGemm a"));
+  const uint8_t* bp = a.b.ptr<uint8_t>(env, mulSize(env, E * N, kBytes, "groupedBlockScaledGemm b"));
+  if (reinterpret_cast<uintptr_t>(args.d) % 16 != 0) fail(env, "INVALID_ARGUMENT", "Expected d 16-byte aligned for groupedBlockScaledGemm");
+  CUtensorMap ma, mb;
+  if (!g::makeMaps(&ma, &mb, ap, bp, R, kBytes, N, E)) fail(env, "INVALID_ARGUMENT", "groupedBlockScaledGemm: TMA cannot describe a or b (16-byte aligned bases needed)");
+  const auto launch = [&](auto kernel, int smem) {
+    static int regs = -1;
+    if (regs < 0) {
+      cudaFuncAttributes fa{};
+      regs = cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
+    }
+    if (regs < 32) fail(env, "NO_KERNEL", "groupedBlockScaledGemm: this build of the addon has no sm_100 code for it");
+    DW_CUDA(env, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "cudaFuncSetAttribute (groupedBlockScaledGemm)");
+    kernel<<<static_cast<unsigned>(smCount()), g::kThreads, smem, a.stream>>>(ma, mb, args);
+  };
+  if (f == g::kNvfp4) launch(g::groupedBlockSm100Kernel<g::kNvfp4>, g::smemBytes(g::kNvfp4, static_cast<int>(E)));
+  else launch(g::groupedBlockSm100Kernel<g::kMxfp8>, g::smemBytes(g::kMxfp8, static_cast<int>(E)));
+  checkLaunch(env, "groupedBlockScaledGemm");
   return env.Undefined();
 }
 
@@ -250,6 +511,8 @@ Napi::Value GroupedGemmWgrad(const Napi::CallbackInfo& info) {
 void initGemmGrouped(Napi::Env env, Napi::Object exports) {
   def(env, exports, "groupedGemm", GroupedGemm);
   def(env, exports, "groupedGemmWgrad", GroupedGemmWgrad);
+  def(env, exports, "groupedScaledGemm", GroupedScaledGemm);
+  def(env, exports, "groupedBlockScaledGemm", GroupedBlockScaledGemm);
 }
 
 }  // namespace dw

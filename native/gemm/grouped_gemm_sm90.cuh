@@ -30,6 +30,7 @@
 #include "attention/sm90_ptx.cuh"
 #include "attention/sm90_tma.h"
 #include "common/errors.h"
+#include "gemm/grouped_epilogue.cuh"
 #include "gemm/grouped_offsets.cuh"
 
 #include <cub/block/block_scan.cuh>
@@ -55,6 +56,8 @@ constexpr int smemBytes(int E) { return static_cast<int>(kTilesOff + 8u * (E + 1
 struct Args {
   const int* offsets;
   void* out;
+  void* aux;   // the epilogue's tensors (gemm/grouped_epilogue.cuh): gelu / dgelu pre, swiglu gate
+  void* aux2;  // swiglu up
   int R, K, N, E;
   ErrWord* err;
 };
@@ -66,8 +69,10 @@ __device__ __forceinline__ void tmaLoad2d(uint32_t dst, const void* map, uint32_
                : "memory");
 }
 
-// D(64 × 128, f32) += A(64 × 16, K-major smem) · B(16 × 128, smem; TransB: MN-major), bf16 or f16.
-template <typename T, int TransB>
+// D(64 × 128, f32) += A(64 × 16, smem; TransA: MN-major, else K-major) · B(16 × 128, smem; TransB:
+// MN-major, else K-major), bf16 or f16. (The weight gradient, gemm/grouped_wgrad_sm90.cuh, reads
+// both operands MN-major.)
+template <typename T, int TransA, int TransB>
 __device__ __forceinline__ void mma128(float (&d)[64], uint64_t a, uint64_t b) {
 #define DW_G90_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
 #define DW_G90_MMA(TY)                                                                                                              \
@@ -76,8 +81,27 @@ __device__ __forceinline__ void mma128(float (&d)[64], uint64_t a, uint64_t b) {
       "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY                                                                      \
       " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25,"  \
       " %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50," \
-      " %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, %67;\n}\n"                         \
+      " %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, %68, %67;\n}\n"                         \
       : DW_G90_D8(0), DW_G90_D8(8), DW_G90_D8(16), DW_G90_D8(24), DW_G90_D8(32), DW_G90_D8(40), DW_G90_D8(48), DW_G90_D8(56)      \
+      : "l"(a), "l"(b), "r"(1), "n"(TransB), "n"(TransA))
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) DW_G90_MMA("bf16");
+  else DW_G90_MMA("f16");
+#undef DW_G90_MMA
+#undef DW_G90_D8
+}
+
+// D(64 × 64, f32) += A(64 × 16, K-major smem) · B(16 × 64, smem; TransB: MN-major, else K-major):
+// the SwiGLU epilogue's two products of one A.
+template <typename T, int TransB>
+__device__ __forceinline__ void mma64(float* d, uint64_t a, uint64_t b) {
+#define DW_G90_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define DW_G90_MMA(TY)                                                                                                              \
+  asm volatile(                                                                                                                     \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                                  \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY                                                                       \
+      " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25,"  \
+      " %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, %35;\n}\n"                                                          \
+      : DW_G90_D8(0), DW_G90_D8(8), DW_G90_D8(16), DW_G90_D8(24)                                                                    \
       : "l"(a), "l"(b), "r"(1), "n"(TransB))
   if constexpr (std::is_same<T, __nv_bfloat16>::value) DW_G90_MMA("bf16");
   else DW_G90_MMA("f16");
@@ -95,11 +119,68 @@ __device__ __forceinline__ int expertOfTile(const int* prefix, int E, int t) {
   }
   return lo;
 }
+
+// A position in the ring of stages: the stage, and the parity of the barriers' phase there.
+struct Ring {
+  int stage = 0;
+  uint32_t phase = 0;
+  __device__ __forceinline__ void next() {
+    if (++stage == kStages) stage = 0, phase ^= 1;
+  }
+};
+
+// Tile t of the persistent grouped kernels (tiles expert by expert, N fastest): its expert, its
+// first row and its column tile.
+struct TileAt {
+  int e, row0, nTile;
+};
+__device__ __forceinline__ TileAt tileAt(const int* prefix, const int* offs, int E, int t, int tilesN) {
+  const int e = expertOfTile(prefix, E, t);
+  const int local = t - prefix[e];
+  return {e, offs[e] + (local / tilesN) * kBM, local % tilesN};
+}
+
+// The prologue of the persistent grouped kernels (this one and gemm/grouped_fp8_sm90.cuh): the
+// ring's barriers initialised (full: the producer's arrival; empty: one per consumer warpgroup), the
+// offsets copied into shared memory and checked (offsetsValid: block 0 records the first bad entry
+// under `op`), then the per-expert tile counts (ceil(rows / kBM) · tilesN) scanned by the block, a
+// chunk of kThreads experts at a time, into prefix[E + 1]. Every thread calls it; it returns the
+// total number of tiles, or -1 (to every thread) when the offsets are bad.
+__device__ __forceinline__ int ringPrologue(uint32_t base, int* offs, int* prefix, const int* offsets, int E, int R, int tilesN, ErrWord* err, int op) {
+  __shared__ int carry;
+  if (threadIdx.x == 0) {
+    carry = 0;
+    for (int s = 0; s < kStages; ++s) {
+      sm90::mbarInit(base + kBarOff + 8u * s, 1);
+      sm90::mbarInit(base + kBarOff + 8u * (kStages + s), 2);
+    }
+    sm90::fenceBarrierInit();
+  }
+  for (int e = threadIdx.x; e <= E; e += kThreads) offs[e] = offsets[e];
+  if (!offsetsValid(offs, E, R, err, op)) return -1;  // its first barrier orders the copy
+  using Scan = cub::BlockScan<int, kThreads>;
+  __shared__ typename Scan::TempStorage scanTmp;
+  for (int e0 = 0; e0 <= E; e0 += kThreads) {
+    const int e = e0 + threadIdx.x;
+    const int tiles = e < E ? (offs[e + 1] - offs[e] + kBM - 1) / kBM * tilesN : 0;
+    int before, sum;
+    Scan(scanTmp).ExclusiveSum(tiles, before, sum);
+    if (e <= E) prefix[e] = carry + before;
+    __syncthreads();
+    if (threadIdx.x == 0) carry += sum;
+    __syncthreads();
+  }
+  return prefix[E];
+}
 #endif  // DW_GROUPED90_DEVICE
 
-template <typename T, bool TransW>
+// Epi (gemm/grouped_epilogue.cuh) picks what is stored. With kEpiSwiglu a tile is 128 × 64 of both
+// products: each stage holds x's block and a 64-column panel of w and of w3 (tmW3; the maps' w boxes
+// are then 64 × 64 in both layouts), two m64n64k16 wgmma per k step from one A.
+template <typename T, bool TransW, int Epi>
 __global__ void __launch_bounds__(kThreads, 1)
-    groupedGemmSm90Kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmW, const Args a) {
+    groupedGemmSm90Kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmW, const __grid_constant__ CUtensorMap tmW3,
+                          const Args a) {
 #ifdef DW_GROUPED90_DEVICE
   extern __shared__ uint8_t smemRaw[];
   const uint32_t base = (sm90::smemAddr(smemRaw) + 1023u) & ~1023u;
@@ -108,62 +189,45 @@ __global__ void __launch_bounds__(kThreads, 1)
   int* const prefix = offs + a.E + 1;                                // [E + 1]: tiles before expert e
   auto full = [&](int s) { return base + kBarOff + 8u * s; };
   auto empty = [&](int s) { return base + kBarOff + 8u * (kStages + s); };
-  const int tilesN = a.N / kBN + (a.N % kBN != 0);
+  constexpr bool kSwi = Epi == grouped::kEpiSwiglu;
+  constexpr int kTileN = kSwi ? 64 : kBN;
+  const int tilesN = (a.N + kTileN - 1) / kTileN;
   const int kBlocks = a.K / kBK;
   const int wg = threadIdx.x / 128;
 
-  // The offsets into shared memory and checked (offsetsValid: block 0 records the first bad entry),
-  // then the per-expert tile counts scanned by the block, a chunk of kThreads experts at a time.
-  __shared__ int carry;
-  if (threadIdx.x == 0) {
-    carry = 0;
-    for (int s = 0; s < kStages; ++s) {
-      sm90::mbarInit(full(s), 1);
-      sm90::mbarInit(empty(s), 2);  // one arrival per consumer warpgroup
-    }
-    sm90::fenceBarrierInit();
-  }
-  for (int e = threadIdx.x; e <= a.E; e += kThreads) offs[e] = a.offsets[e];
-  if (!offsetsValid(offs, a.E, a.R, a.err, kOpGroupedMatmul)) return;  // its first barrier orders the copy
-  using Scan = cub::BlockScan<int, kThreads>;
-  __shared__ typename Scan::TempStorage scanTmp;
-  for (int e0 = 0; e0 <= a.E; e0 += kThreads) {
-    const int e = e0 + threadIdx.x;
-    const int tiles = e < a.E ? (offs[e + 1] - offs[e] + kBM - 1) / kBM * tilesN : 0;
-    int before, sum;
-    Scan(scanTmp).ExclusiveSum(tiles, before, sum);
-    if (e <= a.E) prefix[e] = carry + before;
-    __syncthreads();
-    if (threadIdx.x == 0) carry += sum;
-    __syncthreads();
-  }
-  const int total = prefix[a.E];
+  const int total = ringPrologue(base, offs, prefix, a.offsets, a.E, a.R, tilesN, a.err, kOpGroupedMatmul);
+  if (total < 0) return;  // bad offsets (recorded)
 
   if (wg == 0) {
     // Producer: one thread issues every load.
     if (threadIdx.x == 0) {
       sm90::prefetchTensorMap(&tmX);
       sm90::prefetchTensorMap(&tmW);
-      int stage = 0;
-      uint32_t phase = 0;
+      if constexpr (kSwi) sm90::prefetchTensorMap(&tmW3);
+      Ring ring;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        const int e = expertOfTile(prefix, a.E, t);
-        const int local = t - prefix[e];
-        const int row0 = offs[e] + (local / tilesN) * kBM, col0 = (local % tilesN) * kBN;
+        const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
+        const int e = at.e, row0 = at.row0, col0 = at.nTile * kTileN;
         for (int kb = 0; kb < kBlocks; ++kb) {
-          sm90::mbarWait(empty(stage), phase ^ 1);
-          const uint32_t sA = base + stage * kStageBytes, sB = sA + kATileBytes;
-          sm90::mbarArriveExpectTx(full(stage), kStageBytes);
-          tmaLoad2d(sA, &tmX, full(stage), kb * kBK, row0);
-          if constexpr (TransW) {
+          sm90::mbarWait(empty(ring.stage), ring.phase ^ 1);
+          const uint32_t sA = base + ring.stage * kStageBytes, sB = sA + kATileBytes;
+          sm90::mbarArriveExpectTx(full(ring.stage), kStageBytes);
+          tmaLoad2d(sA, &tmX, full(ring.stage), kb * kBK, row0);
+          if constexpr (kSwi) {
+            // 64 columns of w and of w3: [E·N, K] boxes of 64 rows (N) by 64 (K), K-major; or
+            // [E·K, N] boxes of 64 rows (K) by 64 (N), MN-major.
+            const int c0 = TransW ? kb * kBK : col0, c1 = TransW ? e * a.N + col0 : e * a.K + kb * kBK;
+            tmaLoad2d(sB, &tmW, full(ring.stage), c0, c1);
+            tmaLoad2d(sB + kBTileBytes / 2, &tmW3, full(ring.stage), c0, c1);
+          } else if constexpr (TransW) {
             // w viewed as [E·N, K]: 128 rows (N) of 64 (K), K-major.
-            tmaLoad2d(sB, &tmW, full(stage), kb * kBK, e * a.N + col0);
+            tmaLoad2d(sB, &tmW, full(ring.stage), kb * kBK, e * a.N + col0);
           } else {
             // w viewed as [E·K, N]: 64 rows (K) by two 64-wide N panels, MN-major.
-            tmaLoad2d(sB, &tmW, full(stage), col0, e * a.K + kb * kBK);
-            tmaLoad2d(sB + kBTileBytes / 2, &tmW, full(stage), col0 + 64, e * a.K + kb * kBK);
+            tmaLoad2d(sB, &tmW, full(ring.stage), col0, e * a.K + kb * kBK);
+            tmaLoad2d(sB + kBTileBytes / 2, &tmW, full(ring.stage), col0 + 64, e * a.K + kb * kBK);
           }
-          if (++stage == kStages) stage = 0, phase ^= 1;
+          ring.next();
         }
       }
     }
@@ -173,50 +237,54 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Consumers: warpgroup 1 rows 0..63 of the tile, warpgroup 2 rows 64..127.
   const int c = wg - 1;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
-  int stage = 0;
-  uint32_t phase = 0;
+  Ring ring;
   float acc[64];
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
-    const int e = expertOfTile(prefix, a.E, t);
-    const int local = t - prefix[e];
-    const int row0 = offs[e] + (local / tilesN) * kBM, col0 = (local % tilesN) * kBN;
+    const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
+    const int e = at.e, row0 = at.row0, col0 = at.nTile * kTileN;
     const int rowEnd = offs[e + 1];
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
     int prev = -1;
     for (int kb = 0; kb < kBlocks; ++kb) {
-      sm90::mbarWait(full(stage), phase);
-      const uint32_t sA = base + stage * kStageBytes + c * (kATileBytes / 2), sB = base + stage * kStageBytes + kATileBytes;
+      sm90::mbarWait(full(ring.stage), ring.phase);
+      const uint32_t sA = base + ring.stage * kStageBytes + c * (kATileBytes / 2), sB = base + ring.stage * kStageBytes + kATileBytes;
       sm90::wgmmaFence();
 #pragma unroll
       for (int k = 0; k < kBK / 16; ++k) {
         const uint64_t da = sm90::descSw128(sA + 32u * k, 0, 1024);
-        const uint64_t db = TransW ? sm90::descSw128(sB + 32u * k, 0, 1024) : sm90::descSw128(sB + 2048u * k, kBTileBytes / 2, 1024);
-        mma128<T, TransW ? 0 : 1>(acc, da, db);
+        // B's k step: 16 elements along a K-major row (32 bytes) or 16 MN-major rows (2048 bytes).
+        const uint32_t kStep = TransW ? 32u * k : 2048u * k;
+        if constexpr (kSwi) {
+          mma64<T, TransW ? 0 : 1>(acc, da, sm90::descSw128(sB + kStep, 0, 1024));
+          mma64<T, TransW ? 0 : 1>(acc + 32, da, sm90::descSw128(sB + kBTileBytes / 2 + kStep, 0, 1024));
+        } else {
+          mma128<T, 0, TransW ? 0 : 1>(acc, da, sm90::descSw128(sB + kStep, TransW ? 0 : kBTileBytes / 2, 1024));
+        }
       }
       sm90::wgmmaCommit();
       sm90::wgmmaWait<1>();  // the previous K block's wgmma is done: its stage can be refilled
       if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
-      prev = stage;
-      if (++stage == kStages) stage = 0, phase ^= 1;
+      prev = ring.stage;
+      ring.next();
     }
     sm90::wgmmaWait<0>();
     sm90::fenceRegs(acc);
     if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
     // Store this warpgroup's 64 rows: accumulator j·4 + h·2 + {0, 1} is row warp·16 + lane/4 + 8h,
-    // columns 8j + 2·(lane % 4) + {0, 1}.
-    T* out = static_cast<T*>(a.out);
+    // columns 8j + 2·(lane % 4) + {0, 1} (SwiGLU: acc[0, 32) the gate's 64 columns, acc[32, 64) up's).
+    const grouped::EpiPtrs<T> epi{static_cast<T*>(a.aux), static_cast<T*>(a.aux2)};
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int row = row0 + c * 64 + warp * 16 + lane / 4 + 8 * h;
       if (row >= rowEnd || row >= a.R) continue;
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
+      for (int j = 0; j < kTileN / 8; ++j) {
         const int col = col0 + 8 * j + 2 * (lane % 4);
         if (col < a.N) {
-          T* p = out + static_cast<long long>(row) * a.N + col;
-          if constexpr (std::is_same<T, __nv_bfloat16>::value) *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-          else *reinterpret_cast<__half2*>(p) = __floats2half2_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+          const int i = 4 * j + 2 * h;
+          const float u0 = kSwi ? acc[(32 + i) % 64] : 0.f, u1 = kSwi ? acc[(33 + i) % 64] : 0.f;
+          grouped::storePair<T, Epi>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[i], acc[i + 1], u0, u1, epi);
         }
       }
     }
@@ -228,20 +296,29 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // DW_GROUPED90_DEVICE
 }
 
-// The two maps: x as [R, K] (box 64 × 128 rows) and w as [E·K, N] (box 64 × 64: MN-major panels)
-// or, TransW, [E·N, K] (box 64 × 128 rows), 128-byte swizzle. False when TMA cannot describe them.
-inline bool makeMaps(CUtensorMap* mx, CUtensorMap* mw, CUtensorMapDataType dt, const void* x, const void* w, int R, int K, int N, int E, bool transW) {
+// A 2-D map of a row-major [rows, inner] matrix of 2-byte elements, boxes of 64 (128 bytes, the
+// 128-byte swizzle's row) by boxRows, elements past either end read as zero. False when TMA cannot
+// describe it (or the driver's encoder is missing).
+inline bool map2d(CUtensorMap* m, CUtensorMapDataType dt, const void* p, uint64_t inner, uint64_t rows, uint32_t boxRows) {
   const attention::EncodeTiledFn enc = attention::encodeTiledFn();
-  if (enc == nullptr || reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0) return false;
+  if (enc == nullptr || p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   const cuuint32_t estride[2] = {1, 1};
-  const auto map2d = [&](CUtensorMap* m, const void* p, uint64_t inner, uint64_t rows, uint32_t boxRows) {
-    const cuuint64_t dims[2] = {inner, rows > 0 ? rows : 1}, strides[1] = {inner * 2};
-    const cuuint32_t box[2] = {64, boxRows};
-    return enc(m, dt, 2, const_cast<void*>(p), dims, strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  const cuuint64_t dims[2] = {inner, rows > 0 ? rows : 1}, strides[1] = {inner * 2};
+  const cuuint32_t box[2] = {64, boxRows};
+  return enc(m, dt, 2, const_cast<void*>(p), dims, strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// The maps: x as [R, K] (box 64 × 128 rows) and w as [E·K, N] (box 64 × 64: MN-major panels) or,
+// TransW, [E·N, K] (box 64 × 128 rows; 64 rows for the SwiGLU epilogue, whose tiles are 64 wide),
+// 128-byte swizzle; w3 (SwiGLU's second weight, else w again) as w. False when TMA cannot describe them.
+inline bool makeMaps(CUtensorMap* mx, CUtensorMap* mw, CUtensorMap* mw3, CUtensorMapDataType dt, const void* x, const void* w, const void* w3, int R, int K, int N, int E,
+                     bool transW, bool swiglu) {
+  if (!map2d(mx, dt, x, K, R, kBM)) return false;
+  const auto weight = [&](CUtensorMap* m, const void* p) {
+    return transW ? map2d(m, dt, p, K, uint64_t(E) * N, swiglu ? 64 : kBN) : map2d(m, dt, p, N, uint64_t(E) * K, kBK);
   };
-  if (!map2d(mx, x, K, R, kBM)) return false;
-  return transW ? map2d(mw, w, K, uint64_t(E) * N, kBN) : map2d(mw, w, N, uint64_t(E) * K, kBK);
+  return weight(mw, w) && weight(mw3, w3 != nullptr ? w3 : w);
 }
 
 // Whether the fast path takes a call: compute capability 9.0, bf16 or f16, K and N multiples of 64,

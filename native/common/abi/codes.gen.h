@@ -54,6 +54,13 @@ constexpr int geluAuxBias = 4;
 constexpr int dgelu = 5;
 constexpr int kCount = 6;
 }  // namespace epilogue
+namespace groupedEpilogue {
+constexpr int none = 0;
+constexpr int gelu = 1;
+constexpr int dgelu = 2;
+constexpr int swiglu = 3;
+constexpr int kCount = 4;
+}  // namespace groupedEpilogue
 namespace quant_flags {
 constexpr int rowwise = 1;
 constexpr int columnwise = 2;

@@ -261,7 +261,7 @@ inline GemmFallbackArgs readGemmFallback(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// groupedGemm(stream, dtype, R, K, N, E, transW, x, w, offsets, out)  [native/gemm/grouped_gemm.cu]
+// groupedGemm(stream, dtype, R, K, N, E, transW, x, w, offsets, out, epilogue, w3, aux, aux2)  [native/gemm/grouped_gemm.cu]
 struct GroupedGemmArgs {
   cudaStream_t stream{};
   int dtype{};
@@ -274,9 +274,13 @@ struct GroupedGemmArgs {
   TensorArg w{};
   TensorArg offsets{};
   TensorArg out{};
+  int epilogue{};
+  TensorArg w3{};
+  TensorArg aux{};
+  TensorArg aux2{};
 };
 inline GroupedGemmArgs readGroupedGemm(const Napi::CallbackInfo& info) {
-  Reader r(info, "groupedGemm", 15);
+  Reader r(info, "groupedGemm", 22);
   GroupedGemmArgs a;
   a.stream = r.stream("stream");
   a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
@@ -289,6 +293,10 @@ inline GroupedGemmArgs readGroupedGemm(const Napi::CallbackInfo& info) {
   a.w = r.tensor("w", false);
   a.offsets = r.tensor("offsets", false);
   a.out = r.tensor("out", false);
+  a.epilogue = r.code("epilogue", 3, "a groupedEpilogue code (0 none, 1 gelu, 2 dgelu, 3 swiglu)");
+  a.w3 = r.tensor("w3", true);
+  a.aux = r.tensor("aux", true);
+  a.aux2 = r.tensor("aux2", true);
   r.end();
   return a;
 }
@@ -323,18 +331,96 @@ inline GroupedGemmWgradArgs readGroupedGemmWgrad(const Napi::CallbackInfo& info)
   return a;
 }
 
+// groupedBlockScaledGemm(stream, R, K, N, E, format, a, aScale, b, bScale, aGlobal, bGlobal, offsets, d)  [native/gemm/grouped_gemm.cu]
+struct GroupedBlockScaledGemmArgs {
+  cudaStream_t stream{};
+  uint64_t R{};
+  uint64_t K{};
+  uint64_t N{};
+  uint64_t E{};
+  int format{};
+  TensorArg a{};
+  TensorArg aScale{};
+  TensorArg b{};
+  TensorArg bScale{};
+  TensorArg aGlobal{};
+  TensorArg bGlobal{};
+  TensorArg offsets{};
+  TensorArg d{};
+};
+inline GroupedBlockScaledGemmArgs readGroupedBlockScaledGemm(const Napi::CallbackInfo& info) {
+  Reader r(info, "groupedBlockScaledGemm", 22);
+  GroupedBlockScaledGemmArgs a;
+  a.stream = r.stream("stream");
+  a.R = r.u64("R", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.format = r.code("format", 7, "a format code (0 mxfp8-e4m3, 1 mxfp8-e5m2, 2 mxfp4, 3 nvfp4, 4 fp8-e4m3, 5 fp8-e5m2, 6 fp8-block1x128, 7 fp8-block128x128)");
+  a.a = r.tensor("a", false);
+  a.aScale = r.tensor("aScale", false);
+  a.b = r.tensor("b", false);
+  a.bScale = r.tensor("bScale", false);
+  a.aGlobal = r.tensor("aGlobal", true);
+  a.bGlobal = r.tensor("bGlobal", true);
+  a.offsets = r.tensor("offsets", false);
+  a.d = r.tensor("d", false);
+  r.end();
+  return a;
+}
+
+// groupedScaledGemm(stream, R, K, N, E, aFormat, bFormat, outDtype, a, aScale, b, bScale, offsets, d)  [native/gemm/grouped_gemm.cu]
+struct GroupedScaledGemmArgs {
+  cudaStream_t stream{};
+  uint64_t R{};
+  uint64_t K{};
+  uint64_t N{};
+  uint64_t E{};
+  int aFormat{};
+  int bFormat{};
+  int outDtype{};
+  TensorArg a{};
+  TensorArg aScale{};
+  TensorArg b{};
+  TensorArg bScale{};
+  TensorArg offsets{};
+  TensorArg d{};
+};
+inline GroupedScaledGemmArgs readGroupedScaledGemm(const Napi::CallbackInfo& info) {
+  Reader r(info, "groupedScaledGemm", 20);
+  GroupedScaledGemmArgs a;
+  a.stream = r.stream("stream");
+  a.R = r.u64("R", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.aFormat = r.code("aFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.bFormat = r.code("bFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.a = r.tensor("a", false);
+  a.aScale = r.tensor("aScale", false);
+  a.b = r.tensor("b", false);
+  a.bScale = r.tensor("bScale", false);
+  a.offsets = r.tensor("offsets", false);
+  a.d = r.tensor("d", false);
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_GEMM_ENTRIES(X)                       \
-  X("gemmLt", GemmLt)                                \
-  X("gemmLtSupported", GemmLtSupported)              \
-  X("gemmPlanCount", GemmPlanCount)                  \
-  X("scaledGemmLt", ScaledGemmLt)                    \
-  X("scaledGemmLtSupported", ScaledGemmLtSupported)  \
-  X("mx8GemmSm90", Mx8GemmSm90)                      \
-  X("gemmFallback", GemmFallback)                    \
-  X("groupedGemm", GroupedGemm)                      \
-  X("groupedGemmWgrad", GroupedGemmWgrad)
+#define DW_ABI_GEMM_ENTRIES(X)                         \
+  X("gemmLt", GemmLt)                                  \
+  X("gemmLtSupported", GemmLtSupported)                \
+  X("gemmPlanCount", GemmPlanCount)                    \
+  X("scaledGemmLt", ScaledGemmLt)                      \
+  X("scaledGemmLtSupported", ScaledGemmLtSupported)    \
+  X("mx8GemmSm90", Mx8GemmSm90)                        \
+  X("gemmFallback", GemmFallback)                      \
+  X("groupedGemm", GroupedGemm)                        \
+  X("groupedGemmWgrad", GroupedGemmWgrad)              \
+  X("groupedBlockScaledGemm", GroupedBlockScaledGemm)  \
+  X("groupedScaledGemm", GroupedScaledGemm)

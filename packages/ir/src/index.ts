@@ -23,7 +23,7 @@ export { INIT_DISTS, checkInitSpec, initialValues, rng } from './init.js';
 export { planMemory, ARENA_ALIGN } from './planner.js';
 export type { MemoryPlan, Placement, PlanOptions } from './planner.js';
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, runPasses, sortNodes } from './passes/index.js';
-export { elideWideningCasts, fuse, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu, fuseNormResidual, fuseParamCasts } from './passes/index.js';
+export { elideWideningCasts, fuse, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseGroupedEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu, fuseNormResidual, fuseParamCasts } from './passes/index.js';
 export type { AutocastOptions, GraphPass, PassContext } from './passes/index.js';
 export { trainingStep } from './train.js';
 export type { AdamWOptions, TrainingStepOptions } from './train.js';

@@ -7,7 +7,8 @@
  * two units of roundoff of bf16 / f16 against the rounded float64 reference (the row's max |want| as
  * the scale), on random ragged groups (the Hopper kernel's shapes and the general path's): empty
  * experts, one expert taking every row, sizes that are multiples of no tile. Reruns are bitwise
- * identical; bad offsets, ids and routing are typed errors naming the entry.
+ * identical; bad offsets, ids and routing are typed errors naming the entry. The fused grouped GEMMs
+ * (GELU, GELU backward, SwiGLU epilogues) equal the unfused kernels' results bit for bit.
  */
 import { describe, expect, it } from 'vitest';
 import { errorOf } from '../../../testing/errors.js';
@@ -71,8 +72,13 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
 
   it('grouped_matmul_wgrad: every dtype, ragged groups, zeros for an empty expert; reruns bitwise equal', () => {
     for (const storage of STORAGES) {
-      for (const [E, R, K, N, one] of [[1, 77, 17, 65, false], [3, 300, 130, 129, false], [8, 513, 64, 64, false], [5, 200, 33, 1, true], [4, 0, 16, 16, false]] as const) {
-        const off = randomOffsets(E, R, one ? 'one' : 'ragged');
+      // K and N multiples of 64 take the Hopper weight-gradient kernel for bf16 / f16 on an H100 / H200:
+      // experts whose rows end inside a 64-row block (the next expert's rows must not leak in), K tiles
+      // with a panel past K (192), one expert taking every row, more tiles than SMs; the rest the general path.
+      for (const [E, R, K, N, one] of [[1, 77, 17, 65, false], [3, 300, 130, 129, false], [8, 513, 64, 64, false], [5, 200, 33, 1, true], [4, 0, 16, 16, false],
+        [6, 1000, 256, 192, false], [3, 300, 128, 128, true], [4, 301, 192, 64, false], [16, 4100, 512, 384, false], [1, 129, 64, 64, false], [5, 3, 64, 128, false], [5, 193, 64, 128, false]] as const) {
+        // R = 193 over 5 experts: 1, 63, 64, 65 and 0 rows (a block's edges on both sides), the rest random.
+        const off = R === 193 ? Int32Array.of(0, 1, 64, 128, 193, 193) : randomOffsets(E, R, one ? 'one' : 'ragged');
         const inputs: CudaInput[] = [{ shape: [R, K], data: randn(R * K) }, { shape: [R, N], data: randn(R * N) }, { shape: [E + 1], dtype: 'i32', data: off }];
         const what = `${storage} E ${E} R ${R} K ${K} N ${N} offsets ${Array.from(off).join(',')}`;
         const r = runCuda('grouped_matmul_wgrad', inputs, { experts: E }, { storage });
@@ -84,6 +90,42 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
           else expect(rowsError(r.outputs[0]!.subarray(a, b), want.subarray(a, b), K * N, storage), `${what} expert ${e}`).toBeLessThan(tol(storage));
         }
         expectExact(runCuda('grouped_matmul_wgrad', inputs, { experts: E }, { storage }).outputs[0]!, r.outputs[0]!, `${what} rerun`);
+      }
+    }
+  });
+
+  it('grouped_matmul_gelu, _dgelu, _swiglu: the unfused kernels\' results bit for bit, every dtype, both layouts, Hopper and general shapes', () => {
+    // A fused call runs the same GEMM (same path, same order of accumulation) as grouped_matmul on
+    // that shape, and its epilogue the elementwise kernels' activations (common/activations.cuh) on
+    // the rounded product: so pre / gate / up equal grouped_matmul's output exactly, and out equals
+    // gelu / gelu_backward / swiglu of them exactly. The products are also checked against float64.
+    for (const storage of STORAGES) {
+      for (const [E, R, K, N, one] of [[3, 300, 130, 129, false], [5, 200, 33, 2, true], [4, 0, 16, 16, false], [6, 1000, 256, 192, false], [3, 300, 128, 128, true], [16, 4100, 512, 384, false], [1, 129, 64, 64, false]] as const) {
+        const off = randomOffsets(E, R, one ? 'one' : 'ragged');
+        for (const transposeW of [false, true]) {
+          const wShape = transposeW ? [E, N, K] : [E, K, N];
+          const x: CudaInput = { shape: [R, K], data: randn(R * K) };
+          const w: CudaInput = { shape: wShape, data: randn(E * K * N) };
+          const w3: CudaInput = { shape: wShape, data: randn(E * K * N) };
+          const o: CudaInput = { shape: [E + 1], dtype: 'i32', data: off };
+          const pre: CudaInput = { shape: [R, N], data: randn(R * N).map((v) => 2 * v) };
+          const what = `${storage} E ${E} R ${R} K ${K} N ${N}${transposeW ? ' transposeW' : ''}`;
+          const attrs = { transposeW };
+          const plain = check('grouped_matmul', [x, w, o], attrs, storage, N, what);
+          const plain3 = runCuda('grouped_matmul', [x, w3, o], attrs, { storage }).outputs[0]!;
+          const asInput = (d: Float64Array): CudaInput => ({ shape: [R, N], data: d });
+          const gelu = runCuda('grouped_matmul_gelu', [x, w, o], attrs, { storage });
+          expect(gelu.kernel).toBe('grouped_matmul_gelu_cuda');
+          expectExact(gelu.outputs[1]!, plain, `${what} gelu: pre`);
+          expectExact(gelu.outputs[0]!, runCuda('gelu', [asInput(plain)], {}, { storage }).outputs[0]!, `${what} gelu: out`);
+          const dgelu = runCuda('grouped_matmul_dgelu', [x, w, o, pre], attrs, { storage });
+          expectExact(dgelu.outputs[0]!, runCuda('gelu_backward', [asInput(plain), pre], {}, { storage }).outputs[0]!, `${what} dgelu`);
+          const swi = runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage });
+          expectExact(swi.outputs[1]!, plain, `${what} swiglu: gate`);
+          expectExact(swi.outputs[2]!, plain3, `${what} swiglu: up`);
+          expectExact(swi.outputs[0]!, runCuda('swiglu', [asInput(plain), asInput(plain3)], {}, { storage }).outputs[0]!, `${what} swiglu: out`);
+          expectExact(runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage }).outputs[0]!, swi.outputs[0]!, `${what} swiglu rerun`);
+        }
       }
     }
   });

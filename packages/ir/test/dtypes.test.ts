@@ -126,6 +126,9 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     moe_sort: { inputs: [[[4, 2], i32]], attrs: { numExperts: 3 }, want: [i32, i32, i32] },
     grouped_matmul: { inputs: [[[5, 3], F], [[2, 3, 4], F], [[3], i32]], want: [F] },
     grouped_matmul_wgrad: { inputs: [[[5, 3], F], [[5, 4], F], [[3], i32]], attrs: { experts: 2 }, want: [F] },
+    grouped_matmul_gelu: { inputs: [[[5, 3], F], [[2, 3, 4], F], [[3], i32]], want: [F, F] },
+    grouped_matmul_dgelu: { inputs: [[[5, 3], F], [[2, 3, 4], F], [[3], i32], [[5, 4], F]], want: [F] },
+    grouped_matmul_swiglu: { inputs: [[[5, 3], F], [[2, 3, 4], F], [[2, 3, 4], F], [[3], i32]], want: [F, F, F] },
     // Routing: the token rows take x's dtype; routing weights may have their own (and the gradient
     // of the weights is f32); the router's probabilities and weights are f32 whatever the logits.
     moe_permute: { inputs: [[[4, 3], F], [[8], i32], [[4, 2], i32], [[4, 2], f32]], want: [F] },

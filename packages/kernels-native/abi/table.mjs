@@ -46,6 +46,8 @@ export const codes = {
   scaling: { tensor: 0, row: 1, block1x128: 2, block128x128: 3, mx32: 4, nv16: 5 },
   // cuBLASLt epilogues of gemmLt (dgelu: D = product * gelu'(aux), the GELU backward).
   epilogue: { none: 0, bias: 1, geluBias: 2, bgradb: 3, geluAuxBias: 4, dgelu: 5 },
+  // Epilogues of groupedGemm (gemm/grouped_epilogue.cuh's Epilogue).
+  groupedEpilogue: { none: 0, gelu: 1, dgelu: 2, swiglu: 3 },
 };
 
 // Bit flags (combined with |), as plain numbers on the wire.
@@ -150,13 +152,35 @@ export const entries = {
   // offsets[e + 1]; x [R, K], w [E, K, N] ([E, N, K] with transW), offsets i32 [E + 1] on the device,
   // out [R, N]; the weight gradient dw[e] = Σ over e's rows of x[r]ᵀ g[r], dw [E, K, N]. Offsets
   // that do not start at 0, decrease or miss R are recorded in the moe error word (opsErrorCheck).
+  // The epilogue (gemm/grouped_epilogue.cuh): none; gelu (aux = pre written, out = gelu(pre));
+  // dgelu (out = product · gelu'(aux), aux read); swiglu (aux = gate = x·w, aux2 = up = x·w3, out =
+  // silu(gate)·up). w3, aux and aux2 are given exactly when the epilogue uses them.
   groupedGemm: {
     file: 'gemm/grouped_gemm.cu',
-    args: ['stream', 'dtype:fdtype', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'transW:flag', 'x:tensor', 'w:tensor', 'offsets:tensor', 'out:tensor'],
+    args: ['stream', 'dtype:fdtype', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'transW:flag', 'x:tensor', 'w:tensor', 'offsets:tensor', 'out:tensor',
+      'epilogue:enum.groupedEpilogue', 'w3:tensor?', 'aux:tensor?', 'aux2:tensor?'],
   },
   groupedGemmWgrad: {
     file: 'gemm/grouped_gemm.cu',
     args: ['stream', 'dtype:fdtype', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'x:tensor', 'g:tensor', 'offsets:tensor', 'dw:tensor'],
+  },
+  // The FP8 blockwise grouped GEMM (precision's grouped_scaled_matmul; gemm/grouped_fp8_sm90.cuh):
+  // d[r] = (a[r]·sa) · (b[e]·sb)ᵀ for e's rows; a [R, K] codes with 1 × 128 scales aScale f32
+  // [K / 128, R]; b [E, N, K] codes with 128 × 128 scales bScale f32 [E, ceil(N / 128), L4]; d [R, N]
+  // bf16 or f32. Not both e5m2; K a multiple of 128.
+  // The Blackwell block-scaled grouped GEMM (gemm/grouped_block_sm100.cuh; compiled, never run: no
+  // Blackwell GPU here): format mxfp8-e4m3 or nvfp4; a [R, K] codes (NVFP4: K / 2 bytes) with scales in
+  // 128 × 4 tiles over all R rows; b [E, N, K] codes with each expert's scales tiled; NVFP4's tensor
+  // scales aGlobal f32[1] and bGlobal f32[E] (absent for MXFP8); d [R, N] bf16. Refused off Blackwell.
+  groupedBlockScaledGemm: {
+    file: 'gemm/grouped_gemm.cu',
+    args: ['stream', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'format:enum.format', 'a:tensor', 'aScale:tensor', 'b:tensor',
+      'bScale:tensor', 'aGlobal:tensor?', 'bGlobal:tensor?', 'offsets:tensor', 'd:tensor'],
+  },
+  groupedScaledGemm: {
+    file: 'gemm/grouped_gemm.cu',
+    args: ['stream', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'outDtype:fdtype',
+      'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'offsets:tensor', 'd:tensor'],
   },
 
   // ---- the 'tensor' op family (native/ops/tensor) -------------------------------------------------

@@ -95,7 +95,9 @@ export interface KernelProfile {
   rows: KernelProfileRow[];
 }
 
-const GEMM_OPS = new Set(['matmul', 'matmul_bias', 'matmul_bias_gelu', 'matmul_bgrad', 'matmul_dgelu', 'scaled_matmul', 'scaled_matmul_bias']);
+const GEMM_OPS = new Set(['matmul', 'matmul_bias', 'matmul_bias_gelu', 'matmul_bgrad', 'matmul_dgelu', 'scaled_matmul', 'scaled_matmul_bias',
+  // A MoE's expert GEMMs (and their fused epilogues): modelled at the BF16 GEMM rate.
+  'grouped_matmul', 'grouped_matmul_wgrad', 'grouped_matmul_gelu', 'grouped_matmul_dgelu', 'grouped_matmul_swiglu']);
 const ATTENTION_OPS = new Set(['sdpa', 'sdpa_backward', 'sdpa_qkv', 'sdpa_qkv_backward', 'sparsek_attention', 'sparsek_attention_backward']);
 const FP8_RECIPES: Recipe[] = ['fp8-tensorwise', 'fp8-blockwise'];
 

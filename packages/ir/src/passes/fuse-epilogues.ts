@@ -57,21 +57,52 @@ export function fuseMatmulBias(graph: Graph): number {
   return fused;
 }
 
-/** matmul_bias -> gelu becomes matmul_bias_gelu, the gelu's output moving to the GEMM. */
-export function fuseMatmulGelu(graph: Graph): number {
-  checkGraph(graph, 'the graph of fuseMatmulGelu');
+/**
+ * A `from` GEMM whose product feeds a gelu becomes `to`, the gelu's output moving to the GEMM
+ * (outputs [gelu(product), product]: the product stays for gelu_backward). A gelu returning its amax
+ * keeps its own kernel. Shared by the dense (matmul_bias_gelu) and grouped (grouped_matmul_gelu) fusions.
+ */
+export function fuseGeluInto(graph: Graph, from: string, to: string): number {
   const producer = producers(graph);
   let fused = 0;
   for (const n of graph.nodes) {
     if (n.op !== 'gelu' || n.outputs.length !== 1) continue;
     const mm = producer.get(n.inputs[0]!);
-    if (!mm || mm.op !== 'matmul_bias') continue;
-    mm.op = 'matmul_bias_gelu';
+    if (!mm || mm.op !== from) continue;
+    mm.op = to;
     mm.outputs = [n.outputs[0]!, mm.outputs[0]!];
     n.outputs = [];
     fused++;
   }
   return fused;
+}
+
+/**
+ * A `from` GEMM whose only use is the gradient input of a gelu_backward(product, pre) becomes `to`
+ * with inputs [...the GEMM's inputs, pre] and its attributes: the gelu_backward node becomes the
+ * fused node (it sits after the operands and pre), the GEMM is left without uses. Not where the
+ * product is also pre, nor a gelu_backward that returns an amax (the fused op returns none).
+ */
+export function fuseDgeluInto(graph: Graph, from: string, to: string): number {
+  const uses = useCounts(graph);
+  const producer = producers(graph);
+  let fused = 0;
+  for (const n of graph.nodes) {
+    if (n.op !== 'gelu_backward' || n.outputs.length !== 1 || n.attrs.amax === true) continue;
+    const mm = producer.get(n.inputs[0]!);
+    if (!mm || mm.op !== from || uses.get(mm.outputs[0]!) !== 1 || n.inputs[1] === mm.outputs[0]) continue;
+    n.op = to;
+    n.inputs = [...mm.inputs, n.inputs[1]!];
+    n.attrs = mm.attrs;
+    fused++;
+  }
+  return fused;
+}
+
+/** matmul_bias -> gelu becomes matmul_bias_gelu, the gelu's output moving to the GEMM. */
+export function fuseMatmulGelu(graph: Graph): number {
+  checkGraph(graph, 'the graph of fuseMatmulGelu');
+  return fuseGeluInto(graph, 'matmul_bias', 'matmul_bias_gelu');
 }
 
 /**
@@ -81,21 +112,7 @@ export function fuseMatmulGelu(graph: Graph): number {
  */
 export function fuseMatmulDgelu(graph: Graph): number {
   checkGraph(graph, 'the graph of fuseMatmulDgelu');
-  const uses = useCounts(graph);
-  const producer = producers(graph);
-  let fused = 0;
-  for (const n of graph.nodes) {
-    if (n.op !== 'gelu_backward' || n.outputs.length !== 1 || n.attrs.amax === true) continue;
-    const mm = producer.get(n.inputs[0]!);
-    if (!mm || mm.op !== 'matmul' || uses.get(mm.outputs[0]!) !== 1 || n.inputs[1] === mm.outputs[0]) continue;
-    // The gelu_backward node becomes the fused node (it sits after both operands and pre); the
-    // matmul is left without uses.
-    n.op = 'matmul_dgelu';
-    n.inputs = [mm.inputs[0]!, mm.inputs[1]!, n.inputs[1]!];
-    n.attrs = mm.attrs;
-    fused++;
-  }
-  return fused;
+  return fuseDgeluInto(graph, 'matmul', 'matmul_dgelu');
 }
 
 /** A transA matmul of g (or of g reshaped to 2-D) and the sum_to of g to [M] become matmul_bgrad. */

@@ -1,7 +1,7 @@
 /**
  * Graph passes, and the hook through which a precision policy rewrites a graph. The compile
  * pipeline: [precision policy] -> CSE (+ DCE) -> GEMM epilogue fusion (bias, GELU, GELU backward,
- * bias gradient) -> residual + layernorm fusion -> the residual gradient into layernorm_backward
+ * bias gradient) -> grouped GEMM epilogue fusion (GELU, GELU backward, SwiGLU) -> residual + layernorm fusion -> the residual gradient into layernorm_backward
  * -> cross-entropy with its gradient (one op) -> widening gradient casts skipped (the optimizer
  * and sum_squares read bf16 gradients directly) -> multi-tensor AdamW -> fused amax (an FP8
  * quantizer's tensor amax from the kernel that writes its input) -> multi-tensor weight casts ->
@@ -14,6 +14,7 @@ import { eliminateDeadCode } from './dce.js';
 import { markElementwiseFusion } from './fusion.js';
 import { autocast, type AutocastOptions } from './autocast.js';
 import { fuseBiasGradient, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu } from './fuse-epilogues.js';
+import { fuseGroupedEpilogues } from './fuse-grouped.js';
 import { fuseAddLayernorm } from './fuse-add-layernorm.js';
 import { fuseNormResidual } from './fuse-norm-residual.js';
 import { fuseCrossEntropy } from './fuse-cross-entropy.js';
@@ -25,6 +26,7 @@ import { sortNodes } from './order.js';
 
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
 export { elideWideningCasts, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu, fuseNormResidual, fuseParamCasts };
+export { fuseGroupedEpilogues };
 export type { AutocastOptions };
 
 /**
@@ -71,7 +73,8 @@ export function runPasses(graph: Graph, options: { precision?: GraphPass; fuse?:
 /** Every fusion of the compile pipeline, then the sort and DCE they need. */
 export function fuse(graph: Graph): Graph {
   checkGraph(graph, 'the graph of fuse');
-  const epilogues = Object.values(fuseGemmEpilogues(graph)).reduce((a, b) => a + b, 0) + fuseAddLayernorm(graph) + fuseNormResidual(graph) + fuseCrossEntropy(graph);
+  const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+  const epilogues = sum(fuseGemmEpilogues(graph)) + sum(fuseGroupedEpilogues(graph)) + fuseAddLayernorm(graph) + fuseNormResidual(graph) + fuseCrossEntropy(graph);
   // Order matters: the cast elision before AdamW's grouping (by gradient dtype), the weight casts
   // after fuse-amax (a cast returning its amax keeps its own kernel).
   const n = epilogues + elideWideningCasts(graph) + fuseAdamW(graph) + fuseAmax(graph) + fuseParamCasts(graph);

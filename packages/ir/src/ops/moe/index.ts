@@ -12,3 +12,6 @@ export { moeUnpermute, moeUnpermuteOp } from './moe_unpermute.js';
 export { moeWeightGrad, moeWeightGradOp } from './moe_weight_grad.js';
 export { moeRoute, moeRouteBackward, moeRouteBackwardOp, moeRouteOp } from './moe_route.js';
 export { moeAuxLoss, moeAuxLossOp } from './moe_aux_loss.js';
+export { groupedMatmulGelu, groupedMatmulGeluOp } from './grouped_matmul_gelu.js';
+export { groupedMatmulDgelu, groupedMatmulDgeluOp } from './grouped_matmul_dgelu.js';
+export { groupedMatmulSwiglu, groupedMatmulSwigluOp } from './grouped_matmul_swiglu.js';

@@ -1,0 +1,184 @@
+// The Hopper (sm_90a) FP8 blockwise grouped GEMM of dropless MoE (DeepSeek-V3's recipe on each
+// expert; precision's grouped_scaled_matmul):
+//   d[r, n] = Σ_kb sa[kb, r] · sb[e, n / 128, kb] · Σ_{k in block kb} a[r, k] · b[e, n, k]
+// for offsets[e] <= r < offsets[e + 1]. a [R, K] FP8 codes (e4m3 / e5m2) with 1 × 128 scales aScale
+// f32 [K / 128, R] (the 'gemm' layout: rows contiguous); b [E, N, K] codes, each expert K-major (the
+// columnwise copy of w [E, K, N]), with 128 × 128 scales bScale f32 [E, ceil(N / 128), L4] (L4 =
+// K / 128 rounded up to 4); d [R, N] bf16 or f32. Included by gemm/grouped_gemm.cu. FIRST VERSION:
+// compiled, not yet run on a GPU.
+//
+// The bf16 kernel's structure (gemm/grouped_gemm_sm90.cuh: persistent CTAs over 128 × 128 tiles,
+// expert by expert, N fastest; the same prologue, ring and barriers), with FP8's differences:
+//   * a K block is 128 codes (128 bytes, one scale block): each stage holds a's 128 rows and b's 128
+//     rows (N) of it, both K-major, 128-byte swizzle; FP8 wgmma reads K-major operands only;
+//   * per K block each consumer warpgroup runs four wgmma m64n128k32 into a fresh FP32 partial, waits
+//     for them, releases the stage, and promotes: acc += partial · (sa[row] · sb) — one FFMA per
+//     output per 128 MACs, in FP32 on the CUDA cores (the tensor cores' FP8 accumulator keeps fewer
+//     bits than FP32, DeepSeek-V3 §3.3.2; promoting every 128 is their remedy). While one warpgroup
+//     promotes, the other's wgmma keep the tensor cores busy;
+//   * the scales are read from global memory (L2) before the K block's wait: a thread's two rows'
+//     sa and the tile's sb; rows past R are read clamped (never stored);
+//   * registers: the producer gives its own back (setmaxnreg 40), the consumers take 232, for 64
+//     accumulators and 64 partials each.
+// Deterministic: no split K, no atomics. The fast path needs K % 128 == 0, N % 64 == 0, 16-byte
+// aligned bases and compute capability 9.0; the launcher takes the general path otherwise.
+#pragma once
+#include "gemm/grouped_gemm_sm90.cuh"
+
+namespace dw {
+namespace grouped90 {
+
+constexpr int kFp8BK = 128;                          // codes (bytes) per K block = one scale block
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // 40·128 + 232·256 <= 65536
+static_assert(kFp8BK * kBM == static_cast<int>(kATileBytes) && kFp8BK * kBN == static_cast<int>(kBTileBytes), "an FP8 stage is the bf16 stage's bytes");
+
+struct Fp8Args {
+  const int* offsets;
+  const float* aScale;  // [K / 128, R]
+  const float* bScale;  // [E, ceil(N / 128), L4]
+  void* d;
+  int R, K, N, E, L4;
+  ErrWord* err;
+};
+
+#ifdef DW_GROUPED90_DEVICE
+// D(64 × 128, f32) (+)= A(64 × 32, K-major smem) · B(32 × 128, K-major smem), FP8 codes of the
+// formats FA, FB (0 e4m3, 1 e5m2); scaleD = 0 overwrites D.
+template <int FA, int FB>
+__device__ __forceinline__ void mmaFp8(float (&d)[64], uint64_t a, uint64_t b, int scaleD) {
+#define DW_G90_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define DW_G90_MMA(TA, TB)                                                                                                          \
+  asm volatile(                                                                                                                     \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                                  \
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32." TA "." TB                                                                      \
+      " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25,"  \
+      " %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50," \
+      " %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1;\n}\n"                                 \
+      : DW_G90_D8(0), DW_G90_D8(8), DW_G90_D8(16), DW_G90_D8(24), DW_G90_D8(32), DW_G90_D8(40), DW_G90_D8(48), DW_G90_D8(56)      \
+      : "l"(a), "l"(b), "r"(scaleD))
+  if constexpr (FA == 0 && FB == 0) DW_G90_MMA("e4m3", "e4m3");
+  else if constexpr (FA == 0) DW_G90_MMA("e4m3", "e5m2");
+  else if constexpr (FB == 0) DW_G90_MMA("e5m2", "e4m3");
+  else DW_G90_MMA("e5m2", "e5m2");
+#undef DW_G90_MMA
+#undef DW_G90_D8
+}
+#endif  // DW_GROUPED90_DEVICE
+
+template <int FA, int FB, typename OutT>
+__global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const Fp8Args a) {
+#ifdef DW_GROUPED90_DEVICE
+  extern __shared__ uint8_t smemRaw[];
+  const uint32_t base = (sm90::smemAddr(smemRaw) + 1023u) & ~1023u;
+  uint8_t* const generic = smemRaw + (base - sm90::smemAddr(smemRaw));
+  int* const offs = reinterpret_cast<int*>(generic + kTilesOff);  // [E + 1]: the offsets
+  int* const prefix = offs + a.E + 1;                                // [E + 1]: tiles before expert e
+  auto full = [&](int s) { return base + kBarOff + 8u * s; };
+  auto empty = [&](int s) { return base + kBarOff + 8u * (kStages + s); };
+  const int tilesN = (a.N + kBN - 1) / kBN;
+  const int kBlocks = a.K / kFp8BK;
+  const int wg = threadIdx.x / 128;
+  const int total = ringPrologue(base, offs, prefix, a.offsets, a.E, a.R, tilesN, a.err, kOpGroupedScaledMatmul);
+  if (total < 0) return;  // bad offsets (recorded)
+
+  if (wg == 0) {
+    sm90::setmaxnregDec<kProducerRegs>();
+    if (threadIdx.x == 0) {
+      sm90::prefetchTensorMap(&tmA);
+      sm90::prefetchTensorMap(&tmB);
+      Ring ring;
+      for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
+        const int e = at.e, row0 = at.row0, col0 = at.nTile * kBN;
+        for (int kb = 0; kb < kBlocks; ++kb) {
+          sm90::mbarWait(empty(ring.stage), ring.phase ^ 1);
+          const uint32_t sA = base + ring.stage * kStageBytes, sB = sA + kATileBytes;
+          sm90::mbarArriveExpectTx(full(ring.stage), kStageBytes);
+          tmaLoad2d(sA, &tmA, full(ring.stage), kb * kFp8BK, row0);              // a: 128 rows × 128 codes
+          tmaLoad2d(sB, &tmB, full(ring.stage), kb * kFp8BK, e * a.N + col0);    // b as [E·N, K]: 128 rows (N) × 128 codes
+          ring.next();
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroup 1 rows 0..63 of the tile, warpgroup 2 rows 64..127.
+  sm90::setmaxnregInc<kConsumerRegs>();
+  const int c = wg - 1;
+  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+  Ring ring;
+  float acc[64], part[64];
+  for (int t = blockIdx.x; t < total; t += gridDim.x) {
+    const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
+    const int e = at.e, row0 = at.row0, nTile = at.nTile, col0 = nTile * kBN;
+    const int rowEnd = offs[e + 1];
+    // This thread's rows (accumulators 4j + 2h + {0, 1} are row warp·16 + lane/4 + 8h), clamped for the scale reads.
+    const int rowH0 = row0 + c * 64 + warp * 16 + lane / 4, rowH1 = rowH0 + 8;
+    const int r0 = min(rowH0, a.R - 1), r1 = min(rowH1, a.R - 1);
+    const float* const sbRow = a.bScale + (static_cast<long long>(e) * tilesN + nTile) * a.L4;
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    for (int kb = 0; kb < kBlocks; ++kb) {
+      const float* const saCol = a.aScale + static_cast<long long>(kb) * a.R;
+      const float sb = __ldg(sbRow + kb), sa0 = __ldg(saCol + r0), sa1 = __ldg(saCol + r1);
+      sm90::mbarWait(full(ring.stage), ring.phase);
+      const uint32_t sA = base + ring.stage * kStageBytes + c * (kATileBytes / 2), sB = base + ring.stage * kStageBytes + kATileBytes;
+      sm90::wgmmaFence();
+#pragma unroll
+      for (int k = 0; k < kFp8BK / 32; ++k) mmaFp8<FA, FB>(part, sm90::descSw128(sA + 32u * k, 0, 1024), sm90::descSw128(sB + 32u * k, 0, 1024), k > 0 ? 1 : 0);
+      sm90::wgmmaCommit();
+      sm90::wgmmaWait<0>();
+      sm90::fenceRegs(part);
+      if (tid == 0) sm90::mbarArrive(empty(ring.stage));  // the stage is read: the producer may refill it
+      ring.next();
+      const float s0 = sa0 * sb, s1 = sa1 * sb;
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[i] = fmaf(part[i], (i & 2) ? s1 : s0, acc[i]);
+    }
+    // Store this warpgroup's 64 rows: columns 8j + 2·(lane % 4) + {0, 1}.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = h ? rowH1 : rowH0;
+      if (row >= rowEnd || row >= a.R) continue;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const int col = col0 + 8 * j + 2 * (lane % 4);
+        if (col >= a.N) continue;
+        OutT* p = static_cast<OutT*>(a.d) + static_cast<long long>(row) * a.N + col;
+        const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+        if constexpr (std::is_same<OutT, float>::value) *reinterpret_cast<float2*>(p) = make_float2(v0, v1);
+        else *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(v0, v1);
+      }
+    }
+  }
+#else
+  __trap();  // a build without sm_90a device code: the launcher refuses this stub (its register count)
+#endif  // DW_GROUPED90_DEVICE
+}
+
+// a as [R, K] and b as [E·N, K] bytes, boxes of 128 codes by 128 rows, 128-byte swizzle. False when
+// TMA cannot describe them (or the driver's encoder is missing).
+inline bool makeFp8Maps(CUtensorMap* ma, CUtensorMap* mb, const void* a, const void* b, int R, int K, int N, int E) {
+  const attention::EncodeTiledFn enc = attention::encodeTiledFn();
+  if (enc == nullptr) return false;
+  const auto map = [&](CUtensorMap* m, const void* p, uint64_t rows) {
+    if (p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    const cuuint32_t estride[2] = {1, 1};
+    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(K), rows > 0 ? rows : 1}, strides[1] = {static_cast<cuuint64_t>(K)};
+    const cuuint32_t box[2] = {kFp8BK, 128};
+    return enc(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(p), dims, strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  return map(ma, a, static_cast<uint64_t>(R)) && map(mb, b, static_cast<uint64_t>(E) * N);
+}
+
+// Whether the FP8 fast path takes a call: compute capability 9.0, K a multiple of 128, N of 64, at
+// most kMaxExperts experts, sizes that index as int.
+inline bool fp8Supported(int cc, uint64_t R, uint64_t K, uint64_t N, uint64_t E) {
+  return cc == 90 && K > 0 && N > 0 && K % 128 == 0 && N % 64 == 0 && E >= 1 && E <= kMaxExperts && R < (1u << 31) && uint64_t(E) * N < (1u << 31) &&
+         K < (1u << 31);
+}
+
+}  // namespace grouped90
+}  // namespace dw
