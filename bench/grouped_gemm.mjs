@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Deepwell's grouped GEMM (groupedGemm / groupedGemmWgrad through the native addon) at the cases of
-// bench/grouped-gemm-cases.json, bf16, measured as bench/gemm.mjs measures a GEMM (the method's
+// Deepwell's grouped GEMM (groupedGemm / groupedGemmWgrad through the native addon; groupedScaledGemm
+// for the 'fp8' cases: random finite e4m3 codes, scales uniform in [0.5, 1.5)) at the cases of
+// bench/grouped-gemm-cases.json, bf16 (or FP8 in, bf16 out), measured as bench/gemm.mjs measures a GEMM (the method's
 // code is bench/gemm-method.mjs): inputs tiled from a 64 MiB random block (bf16 uniform in (-1, 1)),
 // operand sets cycled so at least 256 MiB is touched, at least 300 ms of warm-up, then 9 samples of
 // back-to-back launches (about 25 ms each) between one pair of CUDA events; the median per launch.
@@ -34,6 +35,12 @@ const stream = new Stream(0);
 const round = Number(process.env.GROUPED_GEMM_ROUND ?? 1);
 console.log(JSON.stringify({ impl: 'deepwell', round, info: { build: n.build } }));
 const bf16Block = Uint16Array.from({ length: RANDOM_BLOCK_BYTES / 2 }, () => f32ToBf16Bits(Math.random() * 2 - 1));
+// e4m3 codes without the NaNs (S.1111.111); f32 scales in [0.5, 1.5).
+const e4m3Block = Uint8Array.from({ length: RANDOM_BLOCK_BYTES }, () => {
+  const c = Math.floor(Math.random() * 256);
+  return (c & 0x7f) === 0x7f ? c - 1 : c;
+});
+const scaleBlock = Float32Array.from({ length: 1 << 20 }, () => 0.5 + Math.random());
 
 for (const [name, E, R, K, N, routing, pass] of CASES) {
   const owned = [];
@@ -44,13 +51,23 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     const offBuf = alloc(be.alloc(offsets.byteLength));
     be.write(offBuf, offsets);
     const [aElems, bElems, dElems] = pass === 'wgrad' ? [R * K, R * N, E * K * N] : [R * K, E * K * N, R * N];
-    const sets = operandSets(2 * (aElems + bElems + dElems));
-    const args = Array.from({ length: sets }, () => [t(alloc(tiledBuffer(be, bf16Block, aElems * 2))), t(alloc(tiledBuffer(be, bf16Block, bElems * 2))), t(alloc(be.alloc(dElems * 2)))]);
+    const fp8 = pass === 'fp8';
+    const inBytes = fp8 ? 1 : 2;
+    // FP8: a's 1 × 128 scales [K/128, R], b's 128 × 128 scales [E, ceil(N/128), L4].
+    const scaleElems = fp8 ? [(K / 128) * R, E * Math.ceil(N / 128) * Math.ceil(K / 128 / 4) * 4] : [0, 0];
+    const sets = operandSets(inBytes * (aElems + bElems) + 2 * dElems);
+    const args = Array.from({ length: sets }, () => [
+      t(alloc(tiledBuffer(be, fp8 ? e4m3Block : bf16Block, aElems * inBytes))),
+      t(alloc(tiledBuffer(be, fp8 ? e4m3Block : bf16Block, bElems * inBytes))),
+      t(alloc(be.alloc(dElems * 2))),
+      ...(fp8 ? scaleElems.map((m) => t(alloc(tiledBuffer(be, scaleBlock, m * 4)))) : []),
+    ]);
     let next = 0;
     const launch = () => {
-      const [a, b, d] = args[next++ % sets];
+      const [a, b, d, sa, sb] = args[next++ % sets];
       if (pass === 'wgrad') n.groupedGemmWgrad(stream.handle, codes.dtype.bf16, R, K, N, E, a, b, t(offBuf), d);
-      else n.groupedGemm(stream.handle, codes.dtype.bf16, R, K, N, E, 0, a, b, t(offBuf), d);
+      else if (fp8) n.groupedScaledGemm(stream.handle, R, K, N, E, codes.fp8.e4m3, codes.fp8.e4m3, codes.dtype.bf16, a, sa, b, sb, t(offBuf), d);
+      else n.groupedGemm(stream.handle, codes.dtype.bf16, R, K, N, E, 0, a, b, t(offBuf), d, codes.groupedEpilogue.none, null, null, null);
     };
     launch();
     n.opsErrorCheck(stream.handle); // the offsets are good

@@ -4,7 +4,9 @@
 # about 25 ms between one pair of CUDA events, the median per call). The group sizes follow the
 # cases file's rule (the same function as the .mjs side). 'fwd': torch._grouped_mm(x [R, K],
 # w [E, K, N], offs) with offs the int32 end offsets of the groups; 'wgrad':
-# torch._grouped_mm(x.t() [K, R], g [R, N], offs) -> [E, K, N]. A case torch refuses prints its error.
+# torch._grouped_mm(x.t() [K, R], g [R, N], offs) -> [E, K, N]; 'fp8': torch._scaled_grouped_mm (e4m3,
+# rowwise scales: not the blockwise scaling Deepwell's side runs, the same FP8 work). A case torch
+# refuses prints its error.
 import json, os, torch
 
 from gemm_method import measure, operand_sets
@@ -40,15 +42,26 @@ for name, E, R, K, N, routing, pass_ in CASES:
             if pass_ == "wgrad":
                 g = torch.rand(R, N, device="cuda", dtype=torch.bfloat16) * 2 - 1
                 ops.append((x.t(), g))
+            elif pass_ == "fp8":
+                # torch._scaled_grouped_mm: e4m3 x [R, K] with a scale per row, w as [E, K, N] column-major
+                # (the transpose of [E, N, K]) with a scale per (expert, column).
+                xq = x.to(torch.float8_e4m3fn)
+                wq = (torch.rand(E, N, K, device="cuda", dtype=torch.bfloat16) * 2 - 1).to(torch.float8_e4m3fn).transpose(-2, -1)
+                sa = torch.rand(R, device="cuda", dtype=torch.float32) + 0.5
+                sb = torch.rand(E, N, device="cuda", dtype=torch.float32) + 0.5
+                ops.append((xq, wq, sa, sb))
             else:
                 w = torch.rand(E, K, N, device="cuda", dtype=torch.bfloat16) * 2 - 1
                 ops.append((x, w))
         state = {"i": 0}
 
         def launch():
-            a, b = ops[state["i"] % sets]
+            op = ops[state["i"] % sets]
             state["i"] += 1
-            torch._grouped_mm(a, b, offs=offs)
+            if pass_ == "fp8":
+                torch._scaled_grouped_mm(op[0], op[1], op[2], op[3], offs=offs, out_dtype=torch.bfloat16)
+            else:
+                torch._grouped_mm(op[0], op[1], offs=offs)
 
         ms, per = measure(launch, sets)
         print(json.dumps({"impl": "torch", "round": ROUND, "name": name, "E": E, "R": R, "K": K, "N": N, "routing": routing, "pass": pass_, "ms": ms, "tflops": 2 * R * K * N / (ms * 1e9), "launchesPerSample": per, "operandSets": sets, "sizes": [min(sizes), max(sizes)]}), flush=True)

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 21's checks (dropless MoE), by part, into $OUT.
 #   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [bandwidth] [sanitize]
-#   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe), the batched quantize
-#             (precision gpu), and a dropless MoE GPT against the CPU reference (nn gpu_moe)
+#   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe: the grouped GEMMs, their
+#             Hopper kernels and fused epilogues), the FP8 grouped GEMM (precision
+#             grouped_scaled_matmul_gpu), the batched quantize (precision gpu), a dropless MoE GPT
+#             against the CPU reference (nn gpu_moe), and one under native fp8-blockwise (precision
+#             native_policy_gpu)
 #   bench     the grouped GEMM beside torch._grouped_mm (bench/grouped_gemm.sh; GROUPED_GEMM_CASES,
 #             GROUPED_GEMM_ROUNDS as there)
 #   bandwidth the memory-bound kernels beside a device copy (bench/membound.mjs), MoE's permute,
 #             unpermute and weight gradient among them (issue 21: >= 0.8 of copy)
 #   sanitize  memcheck, racecheck, synccheck and initcheck over those test files
+#   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
+#             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
+#             (compiled, never run: no Blackwell GPU)
 # Needs .device/ from scripts/device-pack.sh.
 set -uo pipefail
 parts=("$@")
@@ -15,7 +21,7 @@ parts=("$@")
 source "$(dirname "$0")/device-lib.sh"
 device_begin moe-check
 vitest="node ../../node_modules/vitest/vitest.mjs"
-FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/nn/test/gpu_moe.test.ts"
+FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/precision/test/grouped_scaled_matmul_gpu.test.ts packages/nn/test/gpu_moe.test.ts"
 
 for part in "${parts[@]}"; do
   case $part in
@@ -28,12 +34,18 @@ for part in "${parts[@]}"; do
     step "ir: the moe family on CUDA (cuda-moe)"
     (cd packages/ir && timeout 150 $vitest run test/cuda-moe.test.ts --reporter=verbose) > "$OUT/ir-moe.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/ir-moe.log" | tail -20
+    step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
+    (cd packages/precision && timeout 150 $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
     step "precision: quantize of a batch (the experts' weights) on CUDA"
     (cd packages/precision && timeout 120 $vitest run test/gpu.test.ts -t "quantize_cuda on a batch" --reporter=verbose) > "$OUT/precision-batch.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/precision-batch.log" | tail -8
     step "nn: a dropless MoE GPT on the GPU beside the CPU reference"
     (cd packages/nn && timeout 300 $vitest run test/gpu_moe.test.ts --reporter=verbose) > "$OUT/nn-moe.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/nn-moe.log" | tail -20
+    step "precision: a dropless MoE GPT under native fp8-blockwise (the FP8 grouped GEMM in the step)"
+    (cd packages/precision && timeout 300 $vitest run test/native_policy_gpu.test.ts -t "dropless MoE" --reporter=verbose) > "$OUT/precision-moe-native.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|native:|emulated" "$OUT/precision-moe-native.log" | tail -12
     ;;
   bench)
     step "grouped GEMM beside torch._grouped_mm"
@@ -50,6 +62,16 @@ for part in "${parts[@]}"; do
       step "compute-sanitizer --tool $tool over the dropless MoE tests"
       OUT=$OUT SANITIZE_JOBS=3 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-200} bash scripts/sanitize-tests.sh "$tool" $FILES; echo "exit $?"
     done
+    ;;
+  sass)
+    step "SASS of the grouped kernels (cuobjdump)"
+    node_file=packages/kernels-native/prebuilds/linux-x64/@deepwell+kernels-native.napi.node
+    for arch in sm_90a sm_100f; do
+      cuobjdump -sass -arch "$arch" "$node_file" > "$OUT/sass-$arch.txt" 2>&1; echo "cuobjdump $arch: exit $?"
+      awk '/Function : /{f=$3} /HGMMA|UTC[A-Z]*MMA|UTCCP|UTCBAR/{n[f]++} END{for (k in n) if (k ~ /grouped/) print n[k], k}' "$OUT/sass-$arch.txt" | sort -k2 | head -40
+    done
+    grep -oE "UTC[A-Z0-9_.]*" "$OUT/sass-sm_100f.txt" | sort | uniq -c | head -20
+    rm -f "$OUT"/sass-*.txt
     ;;
   *) echo "moe-check.sh: unknown part '$part'"; exit 2 ;;
   esac

@@ -34,4 +34,5 @@ import './cuda/fake_quant.js';
 import './cuda/quant_stats.js';
 import './cuda/scaled_matmul.js';
 import './cuda/scaled_matmul_mx8.js';
+import './cuda/grouped_scaled_matmul.js';
 import './cuda/quantize.js';

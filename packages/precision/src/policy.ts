@@ -29,8 +29,10 @@
  *
  * A MoE layer's expert GEMMs (grouped_matmul forward and for the input gradient, grouped_matmul_wgrad
  * for the weight gradient; the layer is the MoE module's scope, kind 'experts') are decided as a
- * linear layer's are and emulated (no native grouped FP8 GEMM yet): x along K, w [E, K, N] along K
- * (128 × 128 tiles per expert for fp8-blockwise), the weight gradient's operands along the rows.
+ * linear layer's are and emulated: x along K, w [E, K, N] along K (128 × 128 tiles per expert for
+ * fp8-blockwise), the weight gradient's operands along the rows. Under fp8-blockwise with the native
+ * GEMMs on, the forward grouped GEMM runs natively instead (native_grouped.ts: quantize →
+ * grouped_scaled_matmul); the two backward grouped GEMMs stay emulated, the reason recorded.
  *
  * Recipes (RECIPES): bf16; fp8-tensorwise (E4M3 forward, E5M2 backward, one scale per tensor);
  * fp8-blockwise (DeepSeek-V3's: E4M3 everywhere, 1 × 128 blocks for activations and gradients,
@@ -56,6 +58,7 @@ import { nativeEntries } from '@deepwell/kernels-native';
 import { computeCapabilityOf } from './device.js';
 import { scaledGemmAvailable } from './cuda/scaled_matmul.js';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
+import { planGroupedGemm, rewriteGrouped } from './native_grouped.js';
 import { formatOf, hasNativeRewrite, planGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
 import { ATTENTION_OPS, gemmRoles, type GemmRoles } from './roles.js';
@@ -328,7 +331,7 @@ export class PrecisionPolicy implements GraphPass {
         continue;
       }
       const wantNative = hasNativeRewrite(d.recipe) && (this.options.native === true || (cc !== null && support(d.recipe, cc) === 'native'));
-      const native = wantNative ? (grouped ? 'no native grouped FP8 GEMM yet (the expert GEMMs are emulated)' : (nativeWhyNot ?? planGemm(graph, n, r, roles, producers, tiles, probe))) : null;
+      const native = wantNative ? (nativeWhyNot ?? (grouped ? planGroupedGemm(graph, n, r, roles, producers, tiles) : planGemm(graph, n, r, roles, producers, tiles, probe))) : null;
       if (typeof native === 'string') why(d, `; a ${backward ? 'backward' : 'forward'} GEMM stays emulated: ${native}`);
       else if (native === null && this.options.native !== false && cc !== null && support(d.recipe, cc) === 'native') why(d, `; emulated: no native ${d.recipe} GEMM in this build`);
       const first = graph.nodes.length;
@@ -345,7 +348,10 @@ export class PrecisionPolicy implements GraphPass {
         });
       });
       if (native && typeof native !== 'string') {
-        natives.push(native);
+        // A dense GEMM is rewritten below, with the others (they share quantize nodes); a grouped one
+        // here, in place (its quantize nodes go before it with the rest).
+        if ('M' in native) natives.push(native);
+        else rewriteGrouped(graph, b, native);
         d.native++;
       } else n.inputs = [...operands, ...n.inputs.slice(2)];
       before.set(n.id, graph.nodes.slice(first));

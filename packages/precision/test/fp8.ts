@@ -4,6 +4,18 @@
 import { bf16BitsToF32, f32ToBf16Bits, type Tensor } from '@deepwell/core';
 import { gemmBlockScales, type QuantizedTensor } from '../src/index.js';
 
+/** Random finite FP8 codes: e4m3's NaNs (S.1111.111) and e5m2's NaNs and infinities (S.11111.xx) redrawn. */
+export function randomCodes(n: number, f: 'e4m3' | 'e5m2'): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    let c: number;
+    do c = Math.floor(Math.random() * 256);
+    while (f === 'e4m3' ? (c & 0x7f) === 0x7f : (c & 0x7c) === 0x7c);
+    out[i] = c;
+  }
+  return out;
+}
+
 /** A bf16 or f32 result's values, in float64. */
 export const valuesOf = (t: Tensor): Float64Array => (t.dtype === 'bf16' ? Float64Array.from(t.toHost() as Uint16Array, bf16BitsToF32) : Float64Array.from(t.toHost() as Float32Array));
 

@@ -6,7 +6,7 @@
 // unwritten row fails; and bad input as typed errors.
 import { checkAttrs, getOp, type Attrs, type NumArray, type ValueType } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
-import '../src/index.js';
+import { tiledScaleIndex128x4 } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 import { firstDiff } from './fp8.js';
 
@@ -92,6 +92,66 @@ describe('grouped_scaled_matmul', () => {
     }
   });
 
+  it("MXFP8 and NVFP4 (mx32, nv16): each expert's rows equal scaled_matmul on that expert's slices, bit for bit, either layout", () => {
+    for (let trial = 0; trial < 8; trial++) {
+      const scaling = trial % 2 ? 'nv16' : 'mx32';
+      const vec = scaling === 'mx32' ? 32 : 16;
+      const [E, N, K, R] = [1 + randInt(4), 1 + randInt(150), vec * (1 + randInt(12)), randInt(160)];
+      const layout = trial % 4 < 2 ? 'plain' : 'gemm';
+      const outDtype = trial % 3 ? 'bf16' : 'f32';
+      const n = K / vec;
+      const off = offsetsOf(E, R, trial % 3 === 0);
+      const [cd, sd] = scaling === 'mx32' ? (['f8e4m3', 'e8m0'] as const) : (['f4e2m1', 'f8e4m3'] as const);
+      const elems = (m: number) => (scaling === 'mx32' ? codes('f8e4m3', m) : Float64Array.from({ length: m }, () => randInt(16)));
+      // E8M0 codes near 127; UE4M3 codes of 0.5 to 4 (exponent 6 to 9, positive).
+      const scaleCode = () => (scaling === 'mx32' ? 120 + randInt(15) : (6 + randInt(4)) * 8 + randInt(8));
+      const a = elems(R * K);
+      const b = elems(E * N * K);
+      const aGrid = Float64Array.from({ length: R * n }, scaleCode); // [r][c]
+      const bGrid = Float64Array.from({ length: E * N * n }, scaleCode); // [e][row][c]
+      // 'gemm': 128 × 4 tiles (padding 0), a's over all R rows, b's per expert.
+      const tiles = (grid: Float64Array, rows: number) => {
+        const t = new Float64Array(Math.ceil(rows / 128) * Math.ceil(n / 4) * 512);
+        for (let r = 0; r < rows; r++) for (let c = 0; c < n; c++) t[tiledScaleIndex128x4(r, c, n)] = grid[r * n + c]!;
+        return t;
+      };
+      const aScale = layout === 'plain' ? aGrid : tiles(aGrid, R);
+      const bParts = Array.from({ length: E }, (_, e) => (layout === 'plain' ? bGrid.subarray(e * N * n, (e + 1) * N * n) : tiles(bGrid.subarray(e * N * n, (e + 1) * N * n), N)));
+      const bScale = Float64Array.from(bParts.flatMap((p) => Array.from(p)));
+      const perB = bParts[0]!.length;
+      const globals = scaling === 'nv16' ? [Float64Array.of(scale()), Float64Array.from({ length: E }, scale)] : [];
+      const types: ValueType[] = [
+        { shape: [R, K], dtype: cd },
+        { shape: layout === 'plain' ? [R, n] : [Math.ceil(R / 128) * Math.ceil(n / 4), 512], dtype: sd },
+        { shape: [E, N, K], dtype: cd },
+        { shape: layout === 'plain' ? [E, N, n] : [E, Math.ceil(N / 128) * Math.ceil(n / 4), 512], dtype: sd },
+        { shape: [E + 1], dtype: 'i32' },
+        ...(scaling === 'nv16' ? ([{ shape: [1], dtype: 'f32' }, { shape: [E], dtype: 'f32' }] as ValueType[]) : []),
+      ];
+      const attrs = { aScaling: scaling, bScaling: scaling, scaleLayout: layout, outDtype };
+      const d = run('grouped_scaled_matmul', [a, aScale, b, bScale, off, ...globals], types, attrs);
+      for (let e = 0; e < E; e++) {
+        const [r0, r1] = [off[e]!, off[e + 1]!];
+        if (r0 === r1) continue;
+        const Re = r1 - r0;
+        const want = run(
+          'scaled_matmul',
+          [a.subarray(r0 * K, r1 * K), aGrid.subarray(r0 * n, r1 * n), b.subarray(e * N * K, (e + 1) * N * K), bGrid.subarray(e * N * n, (e + 1) * N * n), ...(scaling === 'nv16' ? [globals[0]!, globals[1]!.subarray(e, e + 1)] : [])],
+          [
+            { shape: [Re, K], dtype: cd },
+            { shape: [Re, n], dtype: sd },
+            { shape: [N, K], dtype: cd },
+            { shape: [N, n], dtype: sd },
+            ...(scaling === 'nv16' ? ([{ shape: [1], dtype: 'f32' }, { shape: [1], dtype: 'f32' }] as ValueType[]) : []),
+          ],
+          { aScaling: scaling, bScaling: scaling, scaleLayout: 'plain', outDtype },
+        );
+        expect(firstDiff(d.subarray(r0 * N, r1 * N), want), `trial ${trial} expert ${e} (${scaling}, ${layout}, ${outDtype}, per-expert b scales ${perB})`).toBe(-1);
+      }
+      expect(d.every((v) => !Number.isNaN(v))).toBe(true);
+    }
+  });
+
   it('bad input gives typed errors naming the argument', () => {
     const [E, N, K, R] = [2, 3, 128, 5];
     const types = (over: Partial<Record<number, ValueType>> = {}): ValueType[] =>
@@ -117,5 +177,19 @@ describe('grouped_scaled_matmul', () => {
     expect(e.code).toBe('INVALID_ARGUMENT');
     expect(e.message).toMatch(/grouped_scaled_matmul: Expected an integer in \[offsets\[1\], 5\] \(offsets never decrease\) for offsets\[2\] but received 3/);
     expect(errorOf(() => run('grouped_scaled_matmul', [data[0]!.map(() => 300), ...data.slice(1), Int32Array.of(0, 2, 5)], t, {})).message).toMatch(/Expected FP8 codes/);
+    // The scaling pairs, and NVFP4's tensor scales.
+    expect(errorOf(() => getOp('grouped_scaled_matmul').infer(t, checkAttrs(getOp('grouped_scaled_matmul'), { aScaling: 'mx32', bScaling: 'block128x128' }))).message).toMatch(/Expected \(aScaling, bScaling\) of \(block1x128, block128x128\), \(mx32, mx32\) or \(nv16, nv16\)/);
+    const nv: ValueType[] = [
+      { shape: [R, K], dtype: 'f4e2m1' },
+      { shape: [R, K / 16], dtype: 'f8e4m3' },
+      { shape: [E, N, K], dtype: 'f4e2m1' },
+      { shape: [E, N, K / 16], dtype: 'f8e4m3' },
+      { shape: [E + 1], dtype: 'i32' },
+    ];
+    const nvAttrs = checkAttrs(getOp('grouped_scaled_matmul'), { aScaling: 'nv16', bScaling: 'nv16', scaleLayout: 'plain' });
+    expect(errorOf(() => getOp('grouped_scaled_matmul').infer(nv, nvAttrs)).message).toMatch(/Expected 7 inputs .*aGlobal, bGlobal/);
+    expect(errorOf(() => getOp('grouped_scaled_matmul').infer([...nv, { shape: [1], dtype: 'f32' }, { shape: [1], dtype: 'f32' }], nvAttrs)).message).toMatch(/Expected f32\[2\] for input 'bGlobal'/);
+    expect(getOp('grouped_scaled_matmul').infer([...nv, { shape: [1], dtype: 'f32' }, { shape: [E], dtype: 'f32' }], nvAttrs)[0]).toEqual({ shape: [R, N], dtype: 'bf16' });
+    expect(errorOf(() => getOp('grouped_scaled_matmul').infer([{ shape: [R, K], dtype: 'f8e4m3' }, ...nv.slice(1), { shape: [1], dtype: 'f32' }, { shape: [E], dtype: 'f32' }], nvAttrs)).message).toMatch(/Expected f4e2m1 codes \(NVFP4\) for input 'a'/);
   });
 });

@@ -2,8 +2,9 @@
 // under fp8-tensorwise and fp8-blockwise runs its chosen GEMMs as quantize_cuda → scaled_matmul_cublaslt
 // (native: 'auto' on a Hopper GPU), trains within a small distance of the emulated recipe (the same
 // quantized operands; the GEMMs differ in rounding) and of BF16, replays bit-identically, and the
-// interpreted native step (the CPU references) agrees with the GPU's first step. Skips without a
-// GPU, cuBLASLt, or a GPU that runs the recipe natively.
+// interpreted native step (the CPU references) agrees with the GPU's first step. A dropless MoE GPT
+// under fp8-blockwise runs its forward expert GEMMs as grouped_scaled_matmul_cuda (written in session
+// 17, not yet run). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
 import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
 import { autocast, capture, compile, initialValues, interpret, numel, trainingStep, type Graph } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
@@ -17,8 +18,10 @@ const cc = gpu ? computeCapabilityOf('cuda:0') : null;
 
 const [B, T] = [8, 64];
 const model = () => new GPT({ vocabSize: 256, blockSize: T, nLayer: 3, nHead: 2, nEmbd: 256 });
-function step(): Graph {
-  const fwd = capture(model(), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
+// A dropless MoE GPT: under fp8-blockwise its forward expert GEMMs run as grouped_scaled_matmul.
+const moeModel = () => new GPT({ vocabSize: 256, blockSize: T, nLayer: 2, nHead: 2, nEmbd: 256, moe: { experts: 4, topK: 2, routing: 'dropless' } });
+function step(make: () => GPT = model): Graph {
+  const fwd = capture(make(), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
   delete fwd.outputs.logits;
   return trainingStep(autocast(fwd), { optimizer: { weightDecay: 0 }, clipGradNorm: 1e9 });
 }
@@ -27,8 +30,8 @@ const seed = (Math.random() * 2 ** 31) >>> 0;
 const corpus = new MarkovCorpus({ vocab: 256, seed });
 const batches = Array.from({ length: repeats(8, 3) }, () => corpus.batch(B, T));
 
-function train(policy: PrecisionPolicy | undefined) {
-  const exe = compile(step(), { device: 'cuda:0', seed, precision: policy });
+function train(policy: PrecisionPolicy | undefined, make: () => GPT = model) {
+  const exe = compile(step(make), { device: 'cuda:0', seed, precision: policy });
   const losses: number[] = [];
   const norms: number[] = [];
   batches.forEach((b, s) => {
@@ -88,3 +91,21 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
     }, timeLimit(600_000));
   });
 }
+
+describe.skipIf(!gpu || support('fp8-blockwise', cc) !== 'native')('fp8-blockwise on a dropless MoE GPT, native in a compiled step (cuda:0)', () => {
+  it('runs the forward expert GEMMs as the FP8 grouped GEMM, trains beside the emulation, replays bit-identically', () => {
+    const native = new PrecisionPolicy({ recipe: 'fp8-blockwise', minWeightElements: 0, keepFirstLast: false });
+    const a = train(native, moeModel);
+    const k = (op: string) => a.kernels.filter((r) => r.op === op);
+    expect(k('grouped_scaled_matmul').map((r) => r.kernel)).toEqual(['grouped_scaled_matmul_cuda']);
+    expect(k('grouped_scaled_matmul')[0]!.nodes).toBe(2 * 2); // 2 layers × (w1, w2)
+    const again = train(native.clone(), moeModel);
+    expect(again.losses, `seed ${seed}`).toEqual(a.losses); // bit-identical
+    const emulated = train(native.clone({ native: false }), moeModel);
+    expect(emulated.kernels.some((r) => r.op === 'grouped_scaled_matmul')).toBe(false);
+    // Routing may send a near-tie token elsewhere when the sums round differently: a looser bound than the dense model's.
+    for (let s = 0; s < batches.length; s++) expect(Math.abs(a.losses[s]! - emulated.losses[s]!) / emulated.losses[s]!, `step ${s}, seed ${seed}`).toBeLessThan(1e-2);
+    if (!underSanitizer) expect(a.probe, `it learns: ${a.losses[0]} before, ${a.probe} after; seed ${seed}`).toBeLessThan(0.99 * a.losses[0]!);
+    console.log(`fp8-blockwise MoE native: losses ${a.losses.map((l) => l.toFixed(4)).join(' ')}\n  emulated ${emulated.losses.map((l) => l.toFixed(4)).join(' ')}`);
+  }, timeLimit(300_000));
+});

@@ -4,7 +4,7 @@
 // a dropless MoE GPT (router BF16, expert grouped GEMMs quantized along their reduction axes);
 // the numerics outputs (quant_stats beside every fake_quant); option errors; the fake_quant op
 // against quantize / dequantize.
-import { GraphBuilder, add, autocast, capture, cast, compile, crossEntropy, getOp, interpret, matmul, moeRoute, reshape, softmax, topk, trainingStep, type Graph, type NodeDecl, type Sym } from '@deepwell/ir';
+import { GraphBuilder, add, autocast, capture, cast, compile, crossEntropy, getOp, initialValues, interpret, matmul, numel, moeRoute, reshape, softmax, topk, trainingStep, type Graph, type NodeDecl, type Sym } from '@deepwell/ir';
 import { gemmRoles } from '../src/roles.js';
 import { CausalSelfAttention, Embedding, GPT, Linear, MLP, MarkovCorpus, MoE, Module, RMSNorm } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
@@ -282,6 +282,72 @@ describe('PrecisionPolicy on a dropless MoE GPT', () => {
     expect(diff).toBeGreaterThan(0);
     expect(diff).toBeLessThan(1e-2);
   }, 120_000);
+});
+
+describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
+  const moeStep = (activation: 'gelu' | 'swiglu') =>
+    step(new GPT({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 128, moe: { experts: 4, topK: 2, routing: 'dropless', activation } }));
+
+  it('fp8-blockwise: the forward expert GEMMs become quantize → grouped_scaled_matmul, the backward ones stay emulated with the reason', () => {
+    for (const activation of ['gelu', 'swiglu'] as const) {
+      const policy = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0, native: true });
+      const g = policy.run(moeStep(activation)).verify();
+      const mats = activation === 'swiglu' ? 3 : 2;
+      const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+      const native = g.nodes.filter((n) => n.op === 'grouped_scaled_matmul');
+      expect(native.length, activation).toBe(2 * mats); // every forward expert GEMM of both layers
+      for (const n of native) {
+        expect(n.phase).toBe('forward');
+        const [xq, xs, wq, ws, offsets] = n.inputs.map((i) => producer.get(i));
+        expect([xq?.op, xq?.attrs.format, xq?.attrs.direction], 'x').toEqual(['quantize', 'fp8-block1x128', 'rowwise']);
+        expect(xs).toBe(xq);
+        expect([wq?.op, wq?.attrs.format, wq?.attrs.direction], 'w').toEqual(['quantize', 'fp8-block128x128', 'columnwise']);
+        expect(ws).toBe(wq);
+        expect(offsets?.op).toBe('moe_sort');
+        expect(g.values[n.inputs[2]!]!.type.shape.length).toBe(3); // [E, N, K] codes
+      }
+      // The backward grouped GEMMs stay emulated (fake_quant operands), and the plan says why.
+      const emulated = g.nodes.filter((n) => n.op === 'grouped_matmul' || n.op === 'grouped_matmul_wgrad');
+      expect(emulated.length).toBe(2 * 2 * mats);
+      for (const n of emulated) {
+        expect(n.phase).toBe('backward');
+        expect(producer.get(n.inputs[0]!)?.op).toBe('fake_quant');
+      }
+      for (const b of [0, 1]) {
+        const d = policy.lastPlan!.find((x) => x.layer === `blocks.${b}.moe`)!;
+        expect(d, activation).toMatchObject({ kind: 'experts', recipe: 'fp8-blockwise', gemms: 3 * mats, rewritten: 3 * mats, native: mats });
+        expect(d.reason).toMatch(/data gradient has no native FP8 form yet/);
+        expect(d.reason).toMatch(/weight gradient has no native FP8 form yet/);
+      }
+    }
+    // The rewritten step interpreted (the CPU references, FP8 codes included) beside the emulated one,
+    // only the experts in FP8 (so block 0 routes alike in both): the same quantized operands, summed
+    // in float64 or by the BF16 GEMM. Block 0's forward expert GEMMs agree closely with their
+    // emulated twins (same order of nodes in both graphs; block 1 may route a near-tie differently),
+    // and so do the losses.
+    const run = (native: boolean) => {
+      const rules = [{ match: /^(?!blocks\.\d+\.moe$)/, recipe: 'bf16' as const }];
+      const g = new PrecisionPolicy({ recipe: 'fp8-blockwise', rules, keepFirstLast: false, minWeightElements: 0, native }).run(moeStep('swiglu')).verify();
+      const bind: Record<string, Float32Array | Int32Array> = { ...new MarkovCorpus({ vocab: 16, seed: 3 }).batch(B, T), lr: Float32Array.of(1e-3), step: Float32Array.of(1) };
+      for (const [name, id] of Object.entries(g.params)) bind[name] = initialValues(g.init[name] ?? { dist: 'zeros' }, numel(g.values[id]!.type.shape), 7, name) as Float32Array;
+      for (const [name, id] of Object.entries(g.state)) bind[name] = new Float32Array(numel(g.values[id]!.type.shape));
+      const vals = interpret(g, bind);
+      const products = g.nodes.filter((n) => n.phase === 'forward' && (n.op === 'grouped_scaled_matmul' || n.op === 'grouped_matmul')).map((n) => vals[n.outputs[0]!]!);
+      return { loss: vals[g.outputs.loss!]![0]!, products };
+    };
+    const [nat, emu] = [run(true), run(false)];
+    expect(nat.products.length).toBe(2 * 3);
+    nat.products.slice(0, 3).forEach((p, i) => {
+      const want = emu.products[i]!;
+      let [num, den] = [0, 0];
+      for (let j = 0; j < want.length; j++) [num, den] = [num + (p[j]! - want[j]!) ** 2, den + want[j]! ** 2];
+      expect(den, `product ${i} is not trivially zero`).toBeGreaterThan(0);
+      // gate and up: the same FP8 operands, two bf16 roundings apart; down (i = 2): its input h already
+      // differs by those, and some of its FP8 codes round the other way (an FP8 step is 2^-3).
+      expect(Math.sqrt(num / den), `forward expert GEMM ${i}`).toBeLessThan(i < 2 ? 1e-2 : 5e-2);
+    });
+    expect(Math.abs(nat.loss - emu.loss), `${nat.loss} vs ${emu.loss}`).toBeLessThan(0.01);
+  });
 });
 
 describe('PrecisionPolicy on a model named its own way', () => {

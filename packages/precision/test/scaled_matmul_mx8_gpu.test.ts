@@ -18,7 +18,7 @@ import { getOp, type KernelParams } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, MX8_SM90_KERNEL, computeCapabilityOf, decodeElement, quantizeTensor, roundToBf16, scaledMatmul, tiledScaleIndex128x4, type QuantizedTensor } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
-import { valuesOf } from './fp8.js';
+import { randomCodes, valuesOf } from './fp8.js';
 
 const gpu = cudaStatus().available;
 if (gpu) registerCudaBackends();
@@ -30,18 +30,6 @@ type Fmt = 'e4m3' | 'e5m2';
 const bitsEqual = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]));
 const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
 const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
-
-/** Random finite FP8 codes: e4m3's NaNs (S.1111.111) and e5m2's NaNs and infinities (S.11111.xx) redrawn. */
-function randomCodes(n: number, f: Fmt): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    let c: number;
-    do c = randInt(0, 255);
-    while (f === 'e4m3' ? (c & 0x7f) === 0x7f : (c & 0x7c) === 0x7c);
-    out[i] = c;
-  }
-  return out;
-}
 
 /** An operand: codes [R, K], scale codes [R, K / 32] (plain, for the reference) and their 128 × 4 tiles (padding 255). */
 interface Operand {
