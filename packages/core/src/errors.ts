@@ -22,13 +22,15 @@ export type DeepwellErrorCode =
   | 'NATIVE_LOAD_FAILED' // the native addon could not be loaded
   | 'LIBRARY_UNAVAILABLE' // a vendor library (cuBLASLt, NCCL, NVML) was not found
   | 'ABORTED' // the caller cancelled the work (an AbortSignal), e.g. Trainer.fitAsync
+  | 'TIMEOUT' // a wait ran past its limit (a distributed rendezvous, a peer that never came)
+  | 'PEER_FAILED' // another process of a distributed job failed or went away
   | 'INTERNAL'; // a bug in Deepwell: please report it
 
 const BRAND = Symbol.for('deepwell.error');
 
 const CODES: ReadonlySet<string> = new Set<DeepwellErrorCode>([
   'INVALID_ARGUMENT', 'INVALID_DTYPE', 'SHAPE_MISMATCH', 'DEVICE_MISMATCH', 'DISPOSED', 'DOUBLE_FREE', 'OUT_OF_MEMORY',
-  'NO_BACKEND', 'NO_KERNEL', 'CUDA_UNAVAILABLE', 'CUDA_ERROR', 'NATIVE_LOAD_FAILED', 'LIBRARY_UNAVAILABLE', 'ABORTED', 'INTERNAL',
+  'NO_BACKEND', 'NO_KERNEL', 'CUDA_UNAVAILABLE', 'CUDA_ERROR', 'NATIVE_LOAD_FAILED', 'LIBRARY_UNAVAILABLE', 'ABORTED', 'TIMEOUT', 'PEER_FAILED', 'INTERNAL',
 ]);
 
 export interface DeepwellErrorOptions {

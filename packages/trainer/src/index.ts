@@ -25,3 +25,7 @@ export type { Schedule, ScheduleRecord, WarmupCosineOptions } from './schedule.j
 export { lossCurveSvg } from './plot.js';
 export { JsonlLog, Progress } from './metrics.js';
 export type { StepLine } from './metrics.js';
+export { distributedEnv, firstSlurmHost } from './distributed/env.js';
+export type { DistributedEnv } from './distributed/env.js';
+export { rendezvous } from './distributed/rendezvous.js';
+export type { RendezvousOptions } from './distributed/rendezvous.js';
