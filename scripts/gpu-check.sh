@@ -52,6 +52,10 @@ echo "cuBLASLt enum values we use (ours are in native/runtime/vendor/cublaslt_mi
 grep -hE "^\s*(CUBLASLT_MATMUL_DESC_(POINTER_MODE|TRANSA|TRANSB|EPILOGUE|BIAS_POINTER|BIAS_BATCH_STRIDE|EPILOGUE_AUX_POINTER|EPILOGUE_AUX_LD|BIAS_DATA_TYPE|[AB]_SCALE_POINTER|[AB]_SCALE_MODE|FAST_ACCUM)|CUBLASLT_POINTER_MODE_(HOST|DEVICE)|CUBLASLT_MATMUL_MATRIX_SCALE_(SCALAR_32F|VEC16_UE4M3|VEC32_UE8M0|OUTER_VEC_32F|VEC128_32F|BLK128x128_32F)|CUBLASLT_EPILOGUE_(DEFAULT|BIAS|GELU|GELU_BIAS|GELU_AUX_BIAS|DGELU|BGRADB)|CUBLASLT_MATRIX_LAYOUT_(BATCH_COUNT|STRIDED_BATCH_OFFSET)|CUBLASLT_MATMUL_PREF_(MAX_WORKSPACE_BYTES|REDUCTION_SCHEME_MASK|MIN_ALIGNMENT_[ABCD]_BYTES)|CUBLASLT_REDUCTION_SCHEME_(INPLACE|COMPUTE_TYPE|OUTPUT_TYPE)) +=" /usr/local/cuda/include/cublasLt.h | tr -s ' '
 grep -hE "^\s*CUBLAS_COMPUTE_32F(_FAST_TF32)? +=|^\s*CUBLAS_OP_[NT] +=" /usr/local/cuda/include/cublas_api.h | tr -s ' '
 grep -hE "CUDA_R_(32F|16F|16BF|8F_E4M3|8F_UE4M3|8F_E5M2|8F_UE8M0|4F_E2M1) +=" /usr/local/cuda/include/library_types.h | tr -s ' '
+# NCCL: what native/comm/nccl_min.h declares (unique id bytes, result codes, data types, the
+# functions' signatures), from the pip wheel's nccl.h.
+nh="$(find /opt/torch/.venv/lib/python3.12/site-packages/nvidia -name nccl.h 2>/dev/null | head -1)"
+[ -n "$nh" ] && grep -hE "NCCL_UNIQUE_ID_BYTES|nccl(Success|UnhandledCudaError|SystemError|InternalError|InvalidArgument|InvalidUsage|RemoteError|InProgress) +=|nccl(Int32|Float16|Float32|Bfloat16|Sum|Prod|Max|Min|Avg) +=|^ncclResult_t +nccl(GetUniqueId|CommInitRank|CommDestroy|CommAbort|CommGetAsyncError|AllReduce|ReduceScatter|AllGather|Broadcast)\(" "$nh" | tr -s ' '
 grep -hE "^typedef struct \{|cublasLtMatmulAlgo_t algo;|size_t workspaceSize;|cublasStatus_t state;|float wavesCount;|int reserved\[4\];" /usr/local/cuda/include/cublasLt.h | grep -A5 "cublasLtMatmulAlgo_t algo" | head -6
 grep -rh "ncclGetVersion(" /opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/include/nccl.h 2>/dev/null | head -2
 

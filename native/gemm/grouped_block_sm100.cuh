@@ -63,11 +63,15 @@ __host__ __device__ constexpr uint32_t stageBytes(int f) { return 2 * kTileBytes
 constexpr uint32_t kTmemCols = 512, kAccCols = 128;
 __host__ __device__ constexpr uint32_t slotCols(int f) { return 2 * 4 * atomsPerStage(f); }
 static_assert(2 * kAccCols + kStages * slotCols(kNvfp4) <= kTmemCols, "accumulators and scale slots fit in tensor memory");
+static_assert(stageBytes(kMxfp8) % 1024 == 0 && stageBytes(kNvfp4) % 1024 == 0, "stages stay 1024-byte aligned (the 128-byte swizzle's base offset 0)");
 // Shared memory after the stages: full, empty [kStages], tmemFull, tmemEmpty [2], the TMEM address,
 // then offsets and the per-expert tile prefix (2 × (E + 1) ints); 1 KB to align.
 __host__ __device__ constexpr uint32_t barOff(int f) { return kStages * stageBytes(f); }
 __host__ __device__ constexpr uint32_t tilesOff(int f) { return barOff(f) + 8 * (2 * kStages + 4) + 16; }
 __host__ __device__ constexpr int smemBytes(int f, int E) { return static_cast<int>(tilesOff(f) + 8u * (E + 1) + 1024u); }
+
+static_assert(smemBytes(kNvfp4, kMaxExperts) + 2048 <= 232448 && smemBytes(kMxfp8, kMaxExperts) + 2048 <= 232448,
+              "a CTA's shared memory (dynamic, plus the static scan storage) fits Blackwell's 227 KB");
 
 struct Args {
   const int* offsets;
@@ -331,11 +335,11 @@ inline bool makeMaps(CUtensorMap* ma, CUtensorMap* mb, const void* a, const void
   return map(ma, a, R) && map(mb, b, E * N);
 }
 
-// Whether the kernel takes a call: compute capability 10.x, K a whole number of stages, N of 128-wide
-// tiles, at most kMaxExperts experts, sizes that index as int.
-inline bool supported(int cc, int f, uint64_t R, uint64_t K, uint64_t N, uint64_t E) {
-  return cc / 10 == 10 && K > 0 && K % static_cast<uint64_t>(kInK(f)) == 0 && N > 0 && N % kBN == 0 && E >= 1 && E <= kMaxExperts && R >= 1 &&
-         R < (1u << 31) && E * N < (1u << 31) && K < (1u << 31);
+// Whether the kernel takes a call's sizes: K a whole number of stages, N of 128-wide tiles, at most
+// kMaxExperts experts, at least one row, sizes that index as int (the launcher checks the GPU).
+inline bool shapeOk(int f, uint64_t R, uint64_t K, uint64_t N, uint64_t E) {
+  return K > 0 && K % static_cast<uint64_t>(kInK(f)) == 0 && N > 0 && N % kBN == 0 && E >= 1 && E <= kMaxExperts && R >= 1 && R < (1u << 31) && E * N < (1u << 31) &&
+         K < (1u << 31);
 }
 
 }  // namespace grouped100

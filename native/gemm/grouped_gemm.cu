@@ -457,8 +457,28 @@ Napi::Value GroupedScaledGemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The Blackwell kernel of one format: launched, or NO_KERNEL when this build holds only its trapping
+// stub (no sm_100 code: the stub comes from the compute_90 PTX, a few registers). One cache per
+// instantiation, set once.
+template <int F>
+void launchBlockSm100(Napi::Env env, cudaStream_t s, const CUtensorMap& ma, const CUtensorMap& mb, const grouped100::Args& args) {
+  namespace g = grouped100;
+  constexpr auto kernel = g::groupedBlockSm100Kernel<F>;
+  static const int regs = [] {
+    cudaFuncAttributes fa{};
+    const bool ok = cudaFuncGetAttributes(&fa, kernel) == cudaSuccess;
+    if (!ok) cudaGetLastError();  // leave no error pending for the next call
+    return ok ? fa.numRegs : 0;
+  }();
+  if (regs < 32) fail(env, "NO_KERNEL", "groupedBlockScaledGemm: this build of the addon has no sm_100 code for it");
+  const int smem = g::smemBytes(F, args.E);
+  DW_CUDA(env, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "cudaFuncSetAttribute (groupedBlockScaledGemm)");
+  kernel<<<static_cast<unsigned>(smCount()), g::kThreads, smem, s>>>(ma, mb, args);
+}
+
 // The Blackwell block-scaled grouped GEMM (MXFP8 / NVFP4; gemm/grouped_block_sm100.cuh). It has no
-// other path: on any other GPU, or a shape it does not take, the call is refused (NO_KERNEL / INVALID_ARGUMENT).
+// other path: every argument is checked first, then a GPU other than compute capability 10.x is
+// refused (NO_KERNEL), so the checks run (and are tested) on any GPU.
 Napi::Value GroupedBlockScaledGemm(const Napi::CallbackInfo& info) {
   namespace g = grouped100;
   const abi::GroupedBlockScaledGemmArgs a = abi::readGroupedBlockScaledGemm(info);
@@ -469,16 +489,11 @@ Napi::Value GroupedBlockScaledGemm(const Napi::CallbackInfo& info) {
   const int f = fmt == abi::format::nvfp4 ? g::kNvfp4 : g::kMxfp8;
   if ((f == g::kNvfp4) != a.aGlobal.present || (f == g::kNvfp4) != a.bGlobal.present)
     fail(env, "INVALID_ARGUMENT", std::string("Expected ") + (f == g::kNvfp4 ? "the tensor scales aGlobal and bGlobal (NVFP4)" : "no tensor scales (MXFP8)") + " for groupedBlockScaledGemm");
-  int dev = 0;
-  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice (groupedBlockScaledGemm)");
-  const int cc = computeCapability(dev);
-  if (cc / 10 != 10) fail(env, "NO_KERNEL", "groupedBlockScaledGemm runs on Blackwell (compute capability 10.x) only, not " + std::to_string(cc / 10) + "." + std::to_string(cc % 10));
-  if (!g::supported(cc, f, R, K, N, E))
+  if (!g::shapeOk(f, R, K, N, E))
     fail(env, "INVALID_ARGUMENT", "Expected K a multiple of " + std::to_string(g::kInK(f)) + ", N of 128, 1 to " + std::to_string(g::kMaxExperts) + " experts and R >= 1 for groupedBlockScaledGemm but received R " +
                                       std::to_string(R) + ", K " + std::to_string(K) + ", N " + std::to_string(N) + ", E " + std::to_string(E));
   const uint64_t kBytes = f == g::kNvfp4 ? K / 2 : K, tilesC = (K / (f == g::kNvfp4 ? 16 : 32) + 3) / 4;
-  const int* offsets = a.offsets.ptr<int>(env, E + 1);
-  g::Args args{offsets,
+  g::Args args{a.offsets.ptr<int>(env, E + 1),
                a.aScale.ptr<uint8_t>(env, mulSize(env, (R + 127) / 128, tilesC * 512, "groupedBlockScaledGemm aScale")),
                a.bScale.ptr<uint8_t>(env, mulSize(env, E * (N / 128), tilesC * 512, "groupedBlockScaledGemm bScale")),
                a.aGlobal.optPtr<float>(env, 1),
@@ -487,21 +502,19 @@ Napi::Value GroupedBlockScaledGemm(const Napi::CallbackInfo& info) {
                static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), opsErrorWord(env, kErrMoe)};
   const uint8_t* ap = a.a.ptr<uint8_t>(env, mulSize(env, R, kBytes, "groupedBlockScaledGemm a"));
   const uint8_t* bp = a.b.ptr<uint8_t>(env, mulSize(env, E * N, kBytes, "groupedBlockScaledGemm b"));
-  if (reinterpret_cast<uintptr_t>(args.d) % 16 != 0) fail(env, "INVALID_ARGUMENT", "Expected d 16-byte aligned for groupedBlockScaledGemm");
+  // The scale atoms are 1-D bulk copies (16-byte aligned sources), d is stored 16 bytes at a time,
+  // and a and b are TMA operands (16-byte aligned bases).
+  for (const auto& [p, name] : {std::make_pair(static_cast<const void*>(args.aScale), "aScale"), std::make_pair(static_cast<const void*>(args.bScale), "bScale"),
+                                std::make_pair(static_cast<const void*>(args.d), "d"), std::make_pair(static_cast<const void*>(ap), "a"), std::make_pair(static_cast<const void*>(bp), "b")})
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail(env, "INVALID_ARGUMENT", std::string("Expected a 16-byte aligned ") + name + " for groupedBlockScaledGemm");
+  int dev = 0;
+  DW_CUDA(env, cudaGetDevice(&dev), "cudaGetDevice (groupedBlockScaledGemm)");
+  const int cc = computeCapability(dev);
+  if (cc / 10 != 10) fail(env, "NO_KERNEL", "groupedBlockScaledGemm runs on Blackwell (compute capability 10.x) only, not " + std::to_string(cc / 10) + "." + std::to_string(cc % 10));
   CUtensorMap ma, mb;
-  if (!g::makeMaps(&ma, &mb, ap, bp, R, kBytes, N, E)) fail(env, "INVALID_ARGUMENT", "groupedBlockScaledGemm: TMA cannot describe a or b (16-byte aligned bases needed)");
-  const auto launch = [&](auto kernel, int smem) {
-    static int regs = -1;
-    if (regs < 0) {
-      cudaFuncAttributes fa{};
-      regs = cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
-    }
-    if (regs < 32) fail(env, "NO_KERNEL", "groupedBlockScaledGemm: this build of the addon has no sm_100 code for it");
-    DW_CUDA(env, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "cudaFuncSetAttribute (groupedBlockScaledGemm)");
-    kernel<<<static_cast<unsigned>(smCount()), g::kThreads, smem, a.stream>>>(ma, mb, args);
-  };
-  if (f == g::kNvfp4) launch(g::groupedBlockSm100Kernel<g::kNvfp4>, g::smemBytes(g::kNvfp4, static_cast<int>(E)));
-  else launch(g::groupedBlockSm100Kernel<g::kMxfp8>, g::smemBytes(g::kMxfp8, static_cast<int>(E)));
+  if (!g::makeMaps(&ma, &mb, ap, bp, R, kBytes, N, E)) fail(env, "INVALID_ARGUMENT", "groupedBlockScaledGemm: TMA cannot describe a or b");
+  if (f == g::kNvfp4) launchBlockSm100<g::kNvfp4>(env, a.stream, ma, mb, args);
+  else launchBlockSm100<g::kMxfp8>(env, a.stream, ma, mb, args);
   checkLaunch(env, "groupedBlockScaledGemm");
   return env.Undefined();
 }

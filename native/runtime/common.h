@@ -78,6 +78,7 @@ void initMemory(Napi::Env env, Napi::Object exports);
 void initStreams(Napi::Env env, Napi::Object exports);
 void initSmoke(Napi::Env env, Napi::Object exports);
 void initVendor(Napi::Env env, Napi::Object exports);
+void initComm(Napi::Env env, Napi::Object exports);
 void initGemm(Napi::Env env, Napi::Object exports);
 void initGemmFallback(Napi::Env env, Napi::Object exports);
 void initGemmGrouped(Napi::Env env, Napi::Object exports);

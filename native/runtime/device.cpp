@@ -113,6 +113,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initStreams(env, exports);
   initSmoke(env, exports);
   initVendor(env, exports);
+  initComm(env, exports);
   initGemm(env, exports);
   initOps_tensor(env, exports);
   initOps_nn(env, exports);

@@ -61,6 +61,14 @@ constexpr int dgelu = 2;
 constexpr int swiglu = 3;
 constexpr int kCount = 4;
 }  // namespace groupedEpilogue
+namespace ncclOp {
+constexpr int sum = 0;
+constexpr int prod = 1;
+constexpr int max = 2;
+constexpr int min = 3;
+constexpr int avg = 4;
+constexpr int kCount = 5;
+}  // namespace ncclOp
 namespace quant_flags {
 constexpr int rowwise = 1;
 constexpr int columnwise = 2;

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { DeepwellError, editDistance, invalid } from '@deepwell/core';
 import { main as probeMain } from '@deepwell/probe';
+import { launch } from '@deepwell/trainer';
 import { dryrunConfig, exportHf, importHf, prepare, sample, train, type Io } from './commands.js';
 
 interface Command {
@@ -14,6 +15,8 @@ interface Command {
   options: Record<string, { type: 'string' | 'boolean' }>;
   /** Whether unknown --key value pairs are config overrides (train, dryrun). */
   overrides?: boolean;
+  /** Whether everything from the first positional on is passed through untouched (launch: the script and its arguments). */
+  passThrough?: boolean;
   run: (positionals: string[], values: Record<string, string | boolean | undefined>, overrides: [string, string][], io: Io) => void | Promise<number>;
 }
 
@@ -85,6 +88,22 @@ const COMMANDS: Record<string, Command> = {
     run: (p, v) => {
       need(p, 0, 'no arguments');
       return probeMain(v.json ? ['--json'] : []);
+    },
+  },
+  launch: {
+    summary: 'one process per GPU, the way torchrun starts them',
+    usage: 'deepwell launch --gpus <n> <script.js> [script arguments…]',
+    help: 'Starts <script.js> with Node once per GPU on this machine, each with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT: a free port) and a job token (DEEPWELL_JOB_TOKEN); output lines are prefixed with the rank. When one rank fails, the others are stopped (SIGTERM, then SIGKILL after 5 s) and the exit code is the failed rank\'s. `torchrun --no-python node script.js` and `srun node script.js` start the same script unchanged.',
+    options: { gpus: { type: 'string' } },
+    passThrough: true,
+    run: async (p, v, _o, io) => {
+      if (v.gpus === undefined) throw new UsageError('expected --gpus <n>');
+      if (p.length === 0) throw new UsageError('expected a script to run');
+      const gpus = Number(v.gpus);
+      if (!Number.isInteger(gpus) || gpus < 1 || gpus > 64) throw new UsageError(`expected an integer from 1 to 64 after --gpus but received '${String(v.gpus)}'`);
+      const r = await launch({ gpus, script: p[0]!, args: p.slice(1), out: io.out, err: io.err });
+      if (r.code !== 0) io.err(`deepwell launch: ${r.message}`);
+      return r.code;
     },
   },
   dryrun: {
@@ -164,6 +183,14 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
     return 2;
   }
   try {
+    // launch: its own options first, then the script and the script's arguments, untouched.
+    let passed: string[] = [];
+    if (cmd.passThrough) {
+      let i = 0;
+      while (i < args.length && args[i]!.startsWith('-')) i += args[i]!.includes('=') || cmd.options[args[i]!.replace(/^-+/, '')]?.type !== 'string' ? 1 : 2;
+      passed = args.slice(i);
+      args.length = Math.min(i, args.length);
+    }
     const { rest, overrides } = cmd.overrides ? splitOverrides(args, cmd.options) : { rest: args, overrides: [] };
     // A negative number after a string option is its value, not an option ('--seed -1' as '--seed=-1').
     for (let i = 0; i + 1 < rest.length; i++) {
@@ -180,7 +207,7 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
       io.out(`Usage: ${cmd.usage}\n\n${cmd.help}`);
       return 0;
     }
-    const r = await cmd.run(parsed.positionals, parsed.values as Record<string, string | boolean | undefined>, overrides, io);
+    const r = await cmd.run([...parsed.positionals, ...passed], parsed.values as Record<string, string | boolean | undefined>, overrides, io);
     return typeof r === 'number' ? r : 0;
   } catch (e) {
     if (e instanceof UsageError) {

@@ -48,6 +48,8 @@ export const codes = {
   epilogue: { none: 0, bias: 1, geluBias: 2, bgradb: 3, geluAuxBias: 4, dgelu: 5 },
   // Epilogues of groupedGemm (gemm/grouped_epilogue.cuh's Epilogue).
   groupedEpilogue: { none: 0, gelu: 1, dgelu: 2, swiglu: 3 },
+  // NCCL's reduction operators (ncclRedOp_t).
+  ncclOp: { sum: 0, prod: 1, max: 2, min: 3, avg: 4 },
 };
 
 // Bit flags (combined with |), as plain numbers on the wire.
@@ -148,6 +150,20 @@ export const entries = {
     file: 'gemm/gemm_fallback.cu',
     args: ['stream', 'dtype:fdtype', 'transA:flag', 'transB:flag', 'M:u64<=2147483647', 'N:u64<=2147483647', 'K:u64<=2147483647', 'batch:u64<=65535', 'strideA', 'strideB', 'strideD', 'a:tensor', 'b:tensor', 'd:tensor'],
   },
+  // ---- NCCL communicators (comm/nccl.cpp; libnccl.so.2 loaded at run time) ----------------------
+  // A communicator is a handle (an id into the addon's table). Non-blocking: each call settles
+  // within the communicator's timeoutMs or aborts it and fails with TIMEOUT. Collectives run on
+  // `stream`; send and recv may be the same buffer (in place) where NCCL allows it.
+  ncclGetUniqueId: { file: 'comm/nccl.cpp', args: ['id:view'] },
+  ncclCommInitRank: { file: 'comm/nccl.cpp', args: ['device:u64<=63', 'worldSize:u64<=65536', 'rank:u64<=65535', 'id:view', 'timeoutMs:u64<=86400000'], returns: 'number' },
+  ncclAllReduce: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'op:enum.ncclOp', 'count', 'send:tensor', 'recv:tensor'] },
+  ncclReduceScatter: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'op:enum.ncclOp', 'recvCount', 'send:tensor', 'recv:tensor'] },
+  ncclAllGather: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'sendCount', 'send:tensor', 'recv:tensor'] },
+  ncclBroadcast: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'root:u64<=65535', 'count', 'send:tensor', 'recv:tensor'] },
+  ncclCommCheck: { file: 'comm/nccl.cpp', args: ['comm'], returns: 'string' },
+  ncclCommAbort: { file: 'comm/nccl.cpp', args: ['comm'] },
+  ncclCommDestroy: { file: 'comm/nccl.cpp', args: ['comm'] },
+
   // Grouped GEMM of dropless MoE (gemm/grouped_gemm.cu): out[r] = x[r] · w[e] for offsets[e] <= r <
   // offsets[e + 1]; x [R, K], w [E, K, N] ([E, N, K] with transW), offsets i32 [E + 1] on the device,
   // out [R, N]; the weight gradient dw[e] = Σ over e's rows of x[r]ᵀ g[r], dw [E, K, N]. Offsets

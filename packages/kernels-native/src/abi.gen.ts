@@ -17,6 +17,8 @@ export const SCALING_CODE = Object.freeze({"tensor":0,"row":1,"block1x128":2,"bl
 export const EPILOGUE_CODE = Object.freeze({"none":0,"bias":1,"geluBias":2,"bgradb":3,"geluAuxBias":4,"dgelu":5} as const);
 /** The groupedEpilogue codes of the native ABI. */
 export const GROUPED_EPILOGUE_CODE = Object.freeze({"none":0,"gelu":1,"dgelu":2,"swiglu":3} as const);
+/** The ncclOp codes of the native ABI. */
+export const NCCL_OP_CODE = Object.freeze({"sum":0,"prod":1,"max":2,"min":3,"avg":4} as const);
 /** The quant flag bits of the native ABI. */
 export const QUANT_FLAGS = Object.freeze({"rowwise":1,"columnwise":2,"gemm":4} as const);
 /** The dequant flag bits of the native ABI. */
@@ -81,6 +83,15 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"scaledGemmLtSupported","file":"gemm/gemm_scaled.cpp","returns":"string","args":[{"name":"M","kind":"u64"},{"name":"N","kind":"u64"},{"name":"K","kind":"u64"},{"name":"aFormat","kind":"enum","enum":"fp8"},{"name":"bFormat","kind":"enum","enum":"fp8"},{"name":"aScaling","kind":"enum","enum":"scaling"},{"name":"bScaling","kind":"enum","enum":"scaling"},{"name":"outDtype","kind":"fdtype"},{"name":"fastAccum","kind":"flag"},{"name":"epilogue","kind":"enum","enum":"epilogue"},{"name":"workspaceBytes","kind":"u64"}]},
   {"name":"mx8GemmSm90","file":"gemm/gemm_mx8_sm90.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"M","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"aFormat","kind":"enum","enum":"fp8"},{"name":"bFormat","kind":"enum","enum":"fp8"},{"name":"outDtype","kind":"fdtype"},{"name":"a","kind":"tensor"},{"name":"aScale","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"bScale","kind":"tensor"},{"name":"d","kind":"tensor"}]},
   {"name":"gemmFallback","file":"gemm/gemm_fallback.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"transA","kind":"flag"},{"name":"transB","kind":"flag"},{"name":"M","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"batch","kind":"u64","max":65535},{"name":"strideA","kind":"u64"},{"name":"strideB","kind":"u64"},{"name":"strideD","kind":"u64"},{"name":"a","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"d","kind":"tensor"}]},
+  {"name":"ncclGetUniqueId","file":"comm/nccl.cpp","returns":"void","args":[{"name":"id","kind":"view"}]},
+  {"name":"ncclCommInitRank","file":"comm/nccl.cpp","returns":"number","args":[{"name":"device","kind":"u64","max":63},{"name":"worldSize","kind":"u64","max":65536},{"name":"rank","kind":"u64","max":65535},{"name":"id","kind":"view"},{"name":"timeoutMs","kind":"u64","max":86400000}]},
+  {"name":"ncclAllReduce","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"op","kind":"enum","enum":"ncclOp"},{"name":"count","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
+  {"name":"ncclReduceScatter","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"op","kind":"enum","enum":"ncclOp"},{"name":"recvCount","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
+  {"name":"ncclAllGather","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"sendCount","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
+  {"name":"ncclBroadcast","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"root","kind":"u64","max":65535},{"name":"count","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
+  {"name":"ncclCommCheck","file":"comm/nccl.cpp","returns":"string","args":[{"name":"comm","kind":"u64"}]},
+  {"name":"ncclCommAbort","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"}]},
+  {"name":"ncclCommDestroy","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"}]},
   {"name":"groupedGemm","file":"gemm/grouped_gemm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"R","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"E","kind":"u64","max":8192},{"name":"transW","kind":"flag"},{"name":"x","kind":"tensor"},{"name":"w","kind":"tensor"},{"name":"offsets","kind":"tensor"},{"name":"out","kind":"tensor"},{"name":"epilogue","kind":"enum","enum":"groupedEpilogue"},{"name":"w3","kind":"tensor","optional":true},{"name":"aux","kind":"tensor","optional":true},{"name":"aux2","kind":"tensor","optional":true}]},
   {"name":"groupedGemmWgrad","file":"gemm/grouped_gemm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"dtype","kind":"fdtype"},{"name":"R","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"E","kind":"u64","max":8192},{"name":"x","kind":"tensor"},{"name":"g","kind":"tensor"},{"name":"offsets","kind":"tensor"},{"name":"dw","kind":"tensor"}]},
   {"name":"groupedBlockScaledGemm","file":"gemm/grouped_gemm.cu","returns":"void","args":[{"name":"stream","kind":"stream"},{"name":"R","kind":"u64","max":2147483647},{"name":"K","kind":"u64","max":2147483647},{"name":"N","kind":"u64","max":2147483647},{"name":"E","kind":"u64","max":8192},{"name":"format","kind":"enum","enum":"format"},{"name":"a","kind":"tensor"},{"name":"aScale","kind":"tensor"},{"name":"b","kind":"tensor"},{"name":"bScale","kind":"tensor"},{"name":"aGlobal","kind":"tensor","optional":true},{"name":"bGlobal","kind":"tensor","optional":true},{"name":"offsets","kind":"tensor"},{"name":"d","kind":"tensor"}]},
@@ -252,6 +263,24 @@ export interface NativeEntries {
   mx8GemmSm90(stream: number, M: number, N: number, K: number, aFormat: number, bFormat: number, outDtype: number, a: DevArg, aScale: DevArg, b: DevArg, bScale: DevArg, d: DevArg): void;
   /** native/gemm/gemm_fallback.cu */
   gemmFallback(stream: number, dtype: number, transA: number, transB: number, M: number, N: number, K: number, batch: number, strideA: number, strideB: number, strideD: number, a: DevArg, b: DevArg, d: DevArg): void;
+  /** native/comm/nccl.cpp */
+  ncclGetUniqueId(id: ArrayBufferView | ArrayBuffer): void;
+  /** native/comm/nccl.cpp */
+  ncclCommInitRank(device: number, worldSize: number, rank: number, id: ArrayBufferView | ArrayBuffer, timeoutMs: number): number;
+  /** native/comm/nccl.cpp */
+  ncclAllReduce(comm: number, stream: number, dtype: number, op: number, count: number, send: DevArg, recv: DevArg): void;
+  /** native/comm/nccl.cpp */
+  ncclReduceScatter(comm: number, stream: number, dtype: number, op: number, recvCount: number, send: DevArg, recv: DevArg): void;
+  /** native/comm/nccl.cpp */
+  ncclAllGather(comm: number, stream: number, dtype: number, sendCount: number, send: DevArg, recv: DevArg): void;
+  /** native/comm/nccl.cpp */
+  ncclBroadcast(comm: number, stream: number, dtype: number, root: number, count: number, send: DevArg, recv: DevArg): void;
+  /** native/comm/nccl.cpp */
+  ncclCommCheck(comm: number): string;
+  /** native/comm/nccl.cpp */
+  ncclCommAbort(comm: number): void;
+  /** native/comm/nccl.cpp */
+  ncclCommDestroy(comm: number): void;
   /** native/gemm/grouped_gemm.cu */
   groupedGemm(stream: number, dtype: number, R: number, K: number, N: number, E: number, transW: number, x: DevArg, w: DevArg, offsets: DevArg, out: DevArg, epilogue: number, w3: DevArg | null, aux: DevArg | null, aux2: DevArg | null): void;
   /** native/gemm/grouped_gemm.cu */
@@ -455,6 +484,15 @@ export function bindEntries(raw: Raw): NativeEntries {
     scaledGemmLtSupported: (M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, epilogue, workspaceBytes) => raw.scaledGemmLtSupported!(M, N, K, aFormat, bFormat, aScaling, bScaling, outDtype, fastAccum, epilogue, workspaceBytes),
     mx8GemmSm90: (stream, M, N, K, aFormat, bFormat, outDtype, a, aScale, b, bScale, d) => raw.mx8GemmSm90!(stream, M, N, K, aFormat, bFormat, outDtype, a.base, a.offset, aScale.base, aScale.offset, b.base, b.offset, bScale.base, bScale.offset, d.base, d.offset),
     gemmFallback: (stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a, b, d) => raw.gemmFallback!(stream, dtype, transA, transB, M, N, K, batch, strideA, strideB, strideD, a.base, a.offset, b.base, b.offset, d.base, d.offset),
+    ncclGetUniqueId: (id) => raw.ncclGetUniqueId!(id),
+    ncclCommInitRank: (device, worldSize, rank, id, timeoutMs) => raw.ncclCommInitRank!(device, worldSize, rank, id, timeoutMs),
+    ncclAllReduce: (comm, stream, dtype, op, count, send, recv) => raw.ncclAllReduce!(comm, stream, dtype, op, count, send.base, send.offset, recv.base, recv.offset),
+    ncclReduceScatter: (comm, stream, dtype, op, recvCount, send, recv) => raw.ncclReduceScatter!(comm, stream, dtype, op, recvCount, send.base, send.offset, recv.base, recv.offset),
+    ncclAllGather: (comm, stream, dtype, sendCount, send, recv) => raw.ncclAllGather!(comm, stream, dtype, sendCount, send.base, send.offset, recv.base, recv.offset),
+    ncclBroadcast: (comm, stream, dtype, root, count, send, recv) => raw.ncclBroadcast!(comm, stream, dtype, root, count, send.base, send.offset, recv.base, recv.offset),
+    ncclCommCheck: (comm) => raw.ncclCommCheck!(comm),
+    ncclCommAbort: (comm) => raw.ncclCommAbort!(comm),
+    ncclCommDestroy: (comm) => raw.ncclCommDestroy!(comm),
     groupedGemm: (stream, dtype, R, K, N, E, transW, x, w, offsets, out, epilogue, w3, aux, aux2) => raw.groupedGemm!(stream, dtype, R, K, N, E, transW, x.base, x.offset, w.base, w.offset, offsets.base, offsets.offset, out.base, out.offset, epilogue, w3?.base ?? 0, w3?.offset ?? 0, aux?.base ?? 0, aux?.offset ?? 0, aux2?.base ?? 0, aux2?.offset ?? 0),
     groupedGemmWgrad: (stream, dtype, R, K, N, E, x, g, offsets, dw) => raw.groupedGemmWgrad!(stream, dtype, R, K, N, E, x.base, x.offset, g.base, g.offset, offsets.base, offsets.offset, dw.base, dw.offset),
     groupedBlockScaledGemm: (stream, R, K, N, E, format, a, aScale, b, bScale, aGlobal, bGlobal, offsets, d) => raw.groupedBlockScaledGemm!(stream, R, K, N, E, format, a.base, a.offset, aScale.base, aScale.offset, b.base, b.offset, bScale.base, bScale.offset, aGlobal?.base ?? 0, aGlobal?.offset ?? 0, bGlobal?.base ?? 0, bGlobal?.offset ?? 0, offsets.base, offsets.offset, d.base, d.offset),

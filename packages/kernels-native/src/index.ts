@@ -23,6 +23,8 @@ export {
   registerCudaBackends,
 } from './cuda.js';
 export type { CudaMemoryStats, CudaStatus } from './cuda.js';
+export { Communicator, NCCL_UNIQUE_ID_BYTES, ncclUniqueId } from './comm.js';
+export type { CommunicatorOptions, NcclDtype, NcclOp } from './comm.js';
 export { findLibrary, findVendorLibraries, libraryCandidates, nvmlStats, sitePackages } from './vendor.js';
 export type { VendorLibrary, VendorLibraryReport } from './vendor.js';
 export { addU32, countHashMismatches, fillHash, fillHashHost, smokeHash } from './smoke.js';

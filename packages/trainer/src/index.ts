@@ -29,3 +29,5 @@ export { distributedEnv, firstSlurmHost } from './distributed/env.js';
 export type { DistributedEnv } from './distributed/env.js';
 export { rendezvous } from './distributed/rendezvous.js';
 export type { RendezvousOptions } from './distributed/rendezvous.js';
+export { freePort, launch } from './distributed/launch.js';
+export type { LaunchOptions, LaunchResult } from './distributed/launch.js';

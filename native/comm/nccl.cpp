@@ -1,0 +1,244 @@
+// NCCL communicators (issue 22): the entry points of kernels-native's Communicator.
+//
+//   ncclGetUniqueId(id)                                     rank 0's id into a 128-byte view
+//   ncclCommInitRank(device, worldSize, rank, id, timeoutMs) -> a handle
+//   ncclAllReduce(comm, stream, dtype, op, count, send, recv)
+//   ncclReduceScatter(comm, stream, dtype, op, recvCount, send, recv)    send: recvCount · worldSize
+//   ncclAllGather(comm, stream, dtype, sendCount, send, recv)            recv: sendCount · worldSize
+//   ncclBroadcast(comm, stream, dtype, root, count, send, recv)
+//   ncclCommCheck(comm) -> "" or the communicator's asynchronous error
+//   ncclCommAbort(comm), ncclCommDestroy(comm)
+//
+// libnccl.so.2 is dlopen'ed by runtime/vendor.cpp (openLibrary('nccl', ...)); nothing here links it.
+// Communicators are non-blocking (NCCL_COMM_BLOCKING=0, set before NCCL's first use unless the
+// user set it): a call that answers ncclInProgress is polled through ncclCommGetAsyncError until
+// it finishes or the communicator's timeout passes, and then the communicator is aborted and the
+// call fails with TIMEOUT, so a peer that never comes or dies cannot hang the process. Handles are
+// ids into a table: an unknown or destroyed handle is an INVALID_ARGUMENT, never a dereference.
+// NCCL's errors become DeepwellErrors: a remote or system error PEER_FAILED (a peer's failure), a
+// CUDA error CUDA_ERROR, bad arguments INVALID_ARGUMENT, the rest INTERNAL, each with NCCL's text.
+#include "runtime/common.h"
+#include "comm/nccl_min.h"
+#include "common/abi/comm.gen.h"
+#include "common/abi_reader.h"
+
+#include <dlfcn.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace dw {
+void* vendorHandle(const char* kind);
+
+namespace {
+
+struct Rec {
+  nccl::Comm comm;
+  int world, rank, device;
+  uint64_t timeoutMs;
+};
+std::mutex mu;
+std::map<uint64_t, Rec> comms;
+uint64_t nextHandle = 1;
+
+template <typename F>
+F sym(Napi::Env env, const char* name) {
+  void* h = vendorHandle("nccl");
+  if (h == nullptr) fail(env, "LIBRARY_UNAVAILABLE", "NCCL is not loaded: openLibrary('nccl', ...) found no libnccl.so.2 (set DEEPWELL_NCCL_PATH, or install nvidia-nccl)");
+  void* f = dlsym(h, name);
+  if (f == nullptr) fail(env, "LIBRARY_UNAVAILABLE", std::string("The loaded NCCL has no ") + name);
+  return reinterpret_cast<F>(f);
+}
+
+const char* codeOf(nccl::Result r) {
+  switch (r) {
+    case nccl::kRemoteError:
+    case nccl::kSystemError: return "PEER_FAILED";
+    case nccl::kUnhandledCudaError: return "CUDA_ERROR";
+    case nccl::kInvalidArgument:
+    case nccl::kInvalidUsage: return "INVALID_ARGUMENT";
+    default: return "INTERNAL";
+  }
+}
+
+[[noreturn]] void failNccl(Napi::Env env, nccl::Result r, nccl::Comm comm, const std::string& what) {
+  const auto errStr = sym<nccl::GetErrorStringFn>(env, "ncclGetErrorString");
+  std::string text = std::string(what) + " failed: " + errStr(r);
+  if (comm != nullptr) {
+    void* h = vendorHandle("nccl");
+    if (auto last = reinterpret_cast<nccl::GetLastErrorFn>(h ? dlsym(h, "ncclGetLastError") : nullptr)) {
+      const char* detail = last(comm);
+      if (detail != nullptr && detail[0] != '\0') text += std::string(" (") + detail + ")";
+    }
+  }
+  fail(env, codeOf(r), text);
+}
+
+// Polls a non-blocking communicator until its pending work finishes (or its error), up to the
+// timeout; a timeout aborts it and fails with TIMEOUT.
+void settle(Napi::Env env, nccl::Result r, nccl::Comm comm, uint64_t timeoutMs, const std::string& what) {
+  if (r == nccl::kSuccess) return;
+  if (r != nccl::kInProgress) failNccl(env, r, comm, what);
+  const auto asyncErr = sym<nccl::CommGetAsyncErrorFn>(env, "ncclCommGetAsyncError");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  for (;;) {
+    nccl::Result state = nccl::kInProgress;
+    const nccl::Result q = asyncErr(comm, &state);
+    if (q != nccl::kSuccess) failNccl(env, q, comm, what + " (ncclCommGetAsyncError)");
+    if (state == nccl::kSuccess) return;
+    if (state != nccl::kInProgress) failNccl(env, state, comm, what);
+    if (std::chrono::steady_clock::now() > until) {
+      sym<nccl::CommFn>(env, "ncclCommAbort")(comm);
+      fail(env, "TIMEOUT", what + " did not finish within " + std::to_string(timeoutMs) + " ms (a peer that never came or stopped?); the communicator was aborted");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+Rec lookup(Napi::Env env, uint64_t handle, const char* what) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = comms.find(handle);
+  if (it == comms.end()) fail(env, "INVALID_ARGUMENT", std::string("Expected a live communicator handle for ") + what + " but received " + std::to_string(handle) + " (never created, or destroyed)");
+  return it->second;
+}
+
+int ncclType(Napi::Env env, int dtype) {
+  switch (dtype) {
+    case abi::dtype::f32: return nccl::kFloat32;
+    case abi::dtype::bf16: return nccl::kBfloat16;
+    case abi::dtype::f16: return nccl::kFloat16;
+    case abi::dtype::i32: return nccl::kInt32;
+    default: fail(env, "INVALID_DTYPE", "Expected f32, bf16, f16 or i32 for an NCCL collective but received dtype code " + std::to_string(dtype));
+  }
+}
+size_t bytesOf(int dtype) { return dtype == abi::dtype::f32 || dtype == abi::dtype::i32 ? 4 : 2; }
+
+Napi::Value GetUniqueId(const Napi::CallbackInfo& info) {
+  const abi::NcclGetUniqueIdArgs a = abi::readNcclGetUniqueId(info);
+  Napi::Env env = info.Env();
+  if (a.id.bytes != sizeof(nccl::UniqueId)) fail(env, "INVALID_ARGUMENT", "Expected a view of 128 bytes for the NCCL unique id but received " + std::to_string(a.id.bytes));
+  nccl::UniqueId id{};
+  const nccl::Result r = sym<nccl::GetUniqueIdFn>(env, "ncclGetUniqueId")(&id);
+  if (r != nccl::kSuccess) failNccl(env, r, nullptr, "ncclGetUniqueId");
+  std::memcpy(a.id.data, id.internal, sizeof id.internal);
+  return env.Undefined();
+}
+
+Napi::Value CommInitRank(const Napi::CallbackInfo& info) {
+  const abi::NcclCommInitRankArgs a = abi::readNcclCommInitRank(info);
+  Napi::Env env = info.Env();
+  if (a.rank >= a.worldSize) fail(env, "INVALID_ARGUMENT", "Expected a rank in [0, " + std::to_string(a.worldSize) + ") for ncclCommInitRank but received " + std::to_string(a.rank));
+  if (a.id.bytes != sizeof(nccl::UniqueId)) fail(env, "INVALID_ARGUMENT", "Expected a view of 128 bytes for the NCCL unique id but received " + std::to_string(a.id.bytes));
+  if (std::getenv("NCCL_COMM_BLOCKING") == nullptr) setenv("NCCL_COMM_BLOCKING", "0", 0);
+  const auto init = sym<nccl::CommInitRankFn>(env, "ncclCommInitRank");
+  useDevice(env, static_cast<int>(a.device));
+  nccl::UniqueId id{};
+  std::memcpy(id.internal, a.id.data, sizeof id.internal);
+  nccl::Comm comm = nullptr;
+  const nccl::Result r = init(&comm, static_cast<int>(a.worldSize), id, static_cast<int>(a.rank));
+  if (comm == nullptr) failNccl(env, r == nccl::kSuccess ? nccl::kInternalError : r, nullptr, "ncclCommInitRank");
+  const std::string what = "ncclCommInitRank (rank " + std::to_string(a.rank) + " of " + std::to_string(a.worldSize) + ")";
+  settle(env, r, comm, a.timeoutMs, what);
+  std::lock_guard<std::mutex> lock(mu);
+  const uint64_t handle = nextHandle++;
+  comms[handle] = Rec{comm, static_cast<int>(a.worldSize), static_cast<int>(a.rank), static_cast<int>(a.device), a.timeoutMs};
+  return Napi::Number::New(env, static_cast<double>(handle));
+}
+
+Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+  const abi::NcclAllReduceArgs a = abi::readNcclAllReduce(info);
+  Napi::Env env = info.Env();
+  const Rec c = lookup(env, a.comm, "ncclAllReduce");
+  const int t = ncclType(env, static_cast<int>(a.dtype));
+  useDevice(env, c.device);
+  const size_t b = bytesOf(static_cast<int>(a.dtype));
+  settle(env, sym<nccl::AllReduceFn>(env, "ncclAllReduce")(a.send.ptr<void>(env, a.count, b), a.recv.ptr<void>(env, a.count, b), a.count, t, static_cast<int>(a.op), c.comm, a.stream), c.comm,
+         c.timeoutMs, "ncclAllReduce");
+  return env.Undefined();
+}
+
+Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
+  const abi::NcclReduceScatterArgs a = abi::readNcclReduceScatter(info);
+  Napi::Env env = info.Env();
+  const Rec c = lookup(env, a.comm, "ncclReduceScatter");
+  const int t = ncclType(env, static_cast<int>(a.dtype));
+  const uint64_t total = a.recvCount * static_cast<uint64_t>(c.world);
+  useDevice(env, c.device);
+  const size_t b = bytesOf(static_cast<int>(a.dtype));
+  settle(env, sym<nccl::ReduceScatterFn>(env, "ncclReduceScatter")(a.send.ptr<void>(env, total, b), a.recv.ptr<void>(env, a.recvCount, b), a.recvCount, t, static_cast<int>(a.op), c.comm, a.stream),
+         c.comm, c.timeoutMs, "ncclReduceScatter");
+  return env.Undefined();
+}
+
+Napi::Value AllGather(const Napi::CallbackInfo& info) {
+  const abi::NcclAllGatherArgs a = abi::readNcclAllGather(info);
+  Napi::Env env = info.Env();
+  const Rec c = lookup(env, a.comm, "ncclAllGather");
+  const int t = ncclType(env, static_cast<int>(a.dtype));
+  const uint64_t total = a.sendCount * static_cast<uint64_t>(c.world);
+  useDevice(env, c.device);
+  const size_t b = bytesOf(static_cast<int>(a.dtype));
+  settle(env, sym<nccl::AllGatherFn>(env, "ncclAllGather")(a.send.ptr<void>(env, a.sendCount, b), a.recv.ptr<void>(env, total, b), a.sendCount, t, c.comm, a.stream), c.comm, c.timeoutMs,
+         "ncclAllGather");
+  return env.Undefined();
+}
+
+Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+  const abi::NcclBroadcastArgs a = abi::readNcclBroadcast(info);
+  Napi::Env env = info.Env();
+  const Rec c = lookup(env, a.comm, "ncclBroadcast");
+  if (a.root >= static_cast<uint64_t>(c.world)) fail(env, "INVALID_ARGUMENT", "Expected a root in [0, " + std::to_string(c.world) + ") for ncclBroadcast but received " + std::to_string(a.root));
+  const int t = ncclType(env, static_cast<int>(a.dtype));
+  useDevice(env, c.device);
+  const size_t b = bytesOf(static_cast<int>(a.dtype));
+  settle(env, sym<nccl::BroadcastFn>(env, "ncclBroadcast")(a.send.ptr<void>(env, a.count, b), a.recv.ptr<void>(env, a.count, b), a.count, t, static_cast<int>(a.root), c.comm, a.stream), c.comm,
+         c.timeoutMs, "ncclBroadcast");
+  return env.Undefined();
+}
+
+Napi::Value CommCheck(const Napi::CallbackInfo& info) {
+  const abi::NcclCommCheckArgs a = abi::readNcclCommCheck(info);
+  Napi::Env env = info.Env();
+  const Rec c = lookup(env, a.comm, "ncclCommCheck");
+  nccl::Result state = nccl::kSuccess;
+  const nccl::Result q = sym<nccl::CommGetAsyncErrorFn>(env, "ncclCommGetAsyncError")(c.comm, &state);
+  if (q != nccl::kSuccess) failNccl(env, q, c.comm, "ncclCommGetAsyncError");
+  if (state == nccl::kSuccess || state == nccl::kInProgress) return Napi::String::New(env, "");
+  return Napi::String::New(env, std::string(codeOf(state)) + ": " + sym<nccl::GetErrorStringFn>(env, "ncclGetErrorString")(state));
+}
+
+// Abort (any state, returns at once) or destroy (after pending work); the handle is dead after either.
+Napi::Value endComm(Napi::Env env, uint64_t handle, bool abort) {
+  const char* what = abort ? "ncclCommAbort" : "ncclCommDestroy";
+  const Rec c = lookup(env, handle, what);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    comms.erase(handle);
+  }
+  useDevice(env, c.device);
+  const nccl::Result r = sym<nccl::CommFn>(env, what)(c.comm);
+  if (r != nccl::kSuccess && r != nccl::kInProgress) failNccl(env, r, nullptr, what);
+  return env.Undefined();
+}
+Napi::Value CommAbort(const Napi::CallbackInfo& info) { return endComm(info.Env(), abi::readNcclCommAbort(info).comm, true); }
+Napi::Value CommDestroy(const Napi::CallbackInfo& info) { return endComm(info.Env(), abi::readNcclCommDestroy(info).comm, false); }
+
+}  // namespace
+
+void initComm(Napi::Env env, Napi::Object exports) {
+  def(env, exports, "ncclGetUniqueId", GetUniqueId);
+  def(env, exports, "ncclCommInitRank", CommInitRank);
+  def(env, exports, "ncclAllReduce", AllReduce);
+  def(env, exports, "ncclReduceScatter", ReduceScatter);
+  def(env, exports, "ncclAllGather", AllGather);
+  def(env, exports, "ncclBroadcast", Broadcast);
+  def(env, exports, "ncclCommCheck", CommCheck);
+  def(env, exports, "ncclCommAbort", CommAbort);
+  def(env, exports, "ncclCommDestroy", CommDestroy);
+}
+
+}  // namespace dw

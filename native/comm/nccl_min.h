@@ -1,0 +1,34 @@
+// The part of NCCL's C API Deepwell calls, declared here (no NCCL headers on the build machines;
+// the library is dlopen'ed at run time, runtime/vendor.cpp). Written from NCCL's API reference;
+// to be checked against nccl.h 2.28 on the GPU host (scripts/gpu-check.sh prints the values).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+namespace dw {
+namespace nccl {
+
+struct UniqueId {
+  char internal[128];  // NCCL_UNIQUE_ID_BYTES
+};
+using Comm = struct ncclComm*;
+using Result = int;  // ncclResult_t
+constexpr Result kSuccess = 0, kUnhandledCudaError = 1, kSystemError = 2, kInternalError = 3, kInvalidArgument = 4, kInvalidUsage = 5, kRemoteError = 6,
+                 kInProgress = 7;
+// ncclDataType_t
+constexpr int kInt32 = 2, kFloat16 = 6, kFloat32 = 7, kBfloat16 = 9;
+
+using GetUniqueIdFn = Result (*)(UniqueId*);
+using CommInitRankFn = Result (*)(Comm*, int nranks, UniqueId id, int rank);
+using CommFn = Result (*)(Comm);
+using CommGetAsyncErrorFn = Result (*)(Comm, Result*);
+using GetErrorStringFn = const char* (*)(Result);
+using GetLastErrorFn = const char* (*)(Comm);
+using AllReduceFn = Result (*)(const void* send, void* recv, size_t count, int dtype, int op, Comm, cudaStream_t);
+using ReduceScatterFn = Result (*)(const void* send, void* recv, size_t recvCount, int dtype, int op, Comm, cudaStream_t);
+using AllGatherFn = Result (*)(const void* send, void* recv, size_t sendCount, int dtype, Comm, cudaStream_t);
+using BroadcastFn = Result (*)(const void* send, void* recv, size_t count, int dtype, int root, Comm, cudaStream_t);
+
+}  // namespace nccl
+}  // namespace dw
