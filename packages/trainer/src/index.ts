@@ -31,3 +31,5 @@ export { rendezvous } from './distributed/rendezvous.js';
 export type { RendezvousOptions } from './distributed/rendezvous.js';
 export { freePort, launch } from './distributed/launch.js';
 export type { LaunchOptions, LaunchResult } from './distributed/launch.js';
+export { gatherShards, piecesOf, shardOf, zeroPlan } from './distributed/zero.js';
+export type { ZeroPlan } from './distributed/zero.js';
