@@ -14,7 +14,7 @@
  * NCCL reports is PEER_FAILED, so a job ends with a clear message instead of hanging. A collective
  * runs on the caller's stream; `check()` asks NCCL for an asynchronous error between steps.
  */
-import { DeepwellError, checkInteger, checkKeys, checkOneOf } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, checkOneOf, describe } from '@deepwell/core';
 import { DTYPE_CODE, NCCL_OP_CODE, type NativeEntries } from './abi.gen.js';
 import type { DevArg } from './abi-types.js';
 import { tryLoadNative } from './loader.js';
@@ -81,7 +81,7 @@ export class Communicator {
     const device = checkInteger(options.device ?? 0, 'device of Communicator.create', 0, 63);
     const timeoutMs = checkInteger(options.timeoutMs ?? 600_000, 'timeoutMs of Communicator.create', 1, 86_400_000);
     if (!(options.id instanceof Uint8Array) || options.id.length !== NCCL_UNIQUE_ID_BYTES) {
-      throw new DeepwellError('INVALID_ARGUMENT', `Expected the NCCL unique id (a Uint8Array of ${NCCL_UNIQUE_ID_BYTES} bytes) for id of Communicator.create but received ${options.id instanceof Uint8Array ? `${options.id.length} bytes` : String(options.id)}`);
+      throw new DeepwellError('INVALID_ARGUMENT', `Expected the NCCL unique id (a Uint8Array of ${NCCL_UNIQUE_ID_BYTES} bytes) for id of Communicator.create but received ${options.id instanceof Uint8Array ? `${options.id.length} bytes` : describe(options.id)}`);
     }
     const ops = entries();
     const handle = ops.ncclCommInitRank(device, worldSize, rank, options.id, timeoutMs);

@@ -69,5 +69,11 @@ describe('zeroPlan', () => {
     const shards = [0, 1, 2].map((r) => shardOf(plan, r, randomTensors([10, 20])));
     shards[1] = new Float32Array(shards[1]!.length + 1);
     expect(errorOf(() => gatherShards(plan, shards)).message).toMatch(/rank 1's shard/);
+    for (const bad of [undefined, {}, { ...plan, shards: [[0, 5]] }, { ...plan, total: -1 }]) {
+      expect(errorOf(() => piecesOf(bad as never, 0, 1)).message).toMatch(/Expected a plan from zeroPlan\(\) for piecesOf/);
+      expect(errorOf(() => gatherShards(bad as never, [])).code).toBe('INVALID_ARGUMENT');
+    }
+    expect(errorOf(() => piecesOf(plan, 5, 2)).message).toMatch(/end of piecesOf/);
+    expect(errorOf(() => piecesOf(plan, 0, 31)).message).toMatch(/end of piecesOf/);
   });
 });

@@ -13,7 +13,7 @@
  * is a job of one (rank 0 of 1). Every value is checked; a bad one is an INVALID_ARGUMENT naming the
  * variable, never a silent default.
  */
-import { DeepwellError } from '@deepwell/core';
+import { DeepwellError, describe } from '@deepwell/core';
 
 export interface DistributedEnv {
   /** Which launcher's variables were read. */
@@ -55,7 +55,7 @@ export function firstSlurmHost(list: string): string {
 
 /** The job's place from `env` (default process.env); see the file's comment. */
 export function distributedEnv(env: Env = process.env): DistributedEnv {
-  if (typeof env !== 'object' || env === null) throw new DeepwellError('INVALID_ARGUMENT', `Expected an environment (a record of strings) but received ${String(env)}`);
+  if (typeof env !== 'object' || env === null) throw new DeepwellError('INVALID_ARGUMENT', `Expected an environment (a record of strings) but received ${describe(env)}`);
   const token = (fallback: string | undefined) => env.DEEPWELL_JOB_TOKEN ?? fallback ?? '';
   const port = (fallback: number) => (env.MASTER_PORT !== undefined ? intVar(env, 'MASTER_PORT', 1, 65535) : fallback);
   if (env.RANK !== undefined || env.WORLD_SIZE !== undefined) {

@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { DeepwellError, checkInteger, checkKeys } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, describe } from '@deepwell/core';
 
 export interface LaunchOptions {
   /** Processes (one per GPU), 1 to 64. */
@@ -67,7 +67,7 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   if (typeof options !== 'object' || options === null) throw new DeepwellError('INVALID_ARGUMENT', 'Expected launch options ({ gpus, script })');
   checkKeys(options, ['gpus', 'script', 'args', 'masterPort', 'env', 'graceMs', 'out', 'err'], 'launch');
   const gpus = checkInteger(options.gpus, 'gpus of launch', 1, 64);
-  if (typeof options.script !== 'string' || options.script === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected a script path for script of launch but received ${String(options.script)}`);
+  if (typeof options.script !== 'string' || options.script === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected a script path for script of launch but received ${describe(options.script)}`);
   const args = options.args ?? [];
   if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new DeepwellError('INVALID_ARGUMENT', 'Expected an array of strings for args of launch');
   const graceMs = checkInteger(options.graceMs ?? 5000, 'graceMs of launch', 0, 600_000);

@@ -17,7 +17,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
-import { DeepwellError, checkInteger, checkKeys } from '@deepwell/core';
+import { DeepwellError, checkInteger, checkKeys, describe } from '@deepwell/core';
 
 export interface RendezvousOptions {
   rank: number;
@@ -40,16 +40,16 @@ const MAX_LINE = 64 * 1024;
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 function check(o: RendezvousOptions): Required<Omit<RendezvousOptions, 'onListening'>> & Pick<RendezvousOptions, 'onListening'> {
-  if (typeof o !== 'object' || o === null) throw new DeepwellError('INVALID_ARGUMENT', `Expected rendezvous options ({ rank, worldSize, masterAddr, masterPort, token }) but received ${String(o)}`);
+  if (typeof o !== 'object' || o === null) throw new DeepwellError('INVALID_ARGUMENT', `Expected rendezvous options ({ rank, worldSize, masterAddr, masterPort, token }) but received ${describe(o)}`);
   checkKeys(o, KEYS, 'rendezvous');
   const worldSize = checkInteger(o.worldSize, 'worldSize of rendezvous', 1, 65536);
   const rank = checkInteger(o.rank, 'rank of rendezvous', 0, worldSize - 1);
   const masterPort = checkInteger(o.masterPort, 'masterPort of rendezvous', rank === 0 ? 0 : 1, 65535);
   const timeoutMs = checkInteger(o.timeoutMs ?? 300_000, 'timeoutMs of rendezvous', 1, 86_400_000);
   if (typeof o.masterAddr !== 'string' || o.masterAddr.trim() === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected a host name or address for masterAddr of rendezvous but received ${JSON.stringify(o.masterAddr)}`);
-  if (typeof o.token !== 'string' || o.token.length > 4096) throw new DeepwellError('INVALID_ARGUMENT', `Expected a string of at most 4096 characters for token of rendezvous but received ${typeof o.token === 'string' ? `${o.token.length} characters` : String(o.token)}`);
+  if (typeof o.token !== 'string' || o.token.length > 4096) throw new DeepwellError('INVALID_ARGUMENT', `Expected a string of at most 4096 characters for token of rendezvous but received ${typeof o.token === 'string' ? `${o.token.length} characters` : describe(o.token)}`);
   const payload = o.payload ?? new Uint8Array(0);
-  if (!(payload instanceof Uint8Array) || payload.length > 65536) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Uint8Array of at most 65536 bytes for payload of rendezvous but received ${payload instanceof Uint8Array ? `${payload.length} bytes` : String(payload)}`);
+  if (!(payload instanceof Uint8Array) || payload.length > 65536) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Uint8Array of at most 65536 bytes for payload of rendezvous but received ${payload instanceof Uint8Array ? `${payload.length} bytes` : describe(payload)}`);
   if (o.onListening !== undefined && typeof o.onListening !== 'function') throw new DeepwellError('INVALID_ARGUMENT', 'Expected a function for onListening of rendezvous');
   return { rank, worldSize, masterAddr: o.masterAddr.trim(), masterPort, token: o.token, timeoutMs, payload, onListening: o.onListening };
 }
@@ -120,8 +120,8 @@ function serve(o: ReturnType<typeof check>): Promise<Uint8Array> {
             const r = msg.rank;
             const shown = typeof msg.token === 'string' ? digest(msg.token) : null;
             if (!shown || !timingSafeEqual(shown, want)) return refuse('its job token differs from rank 0\'s');
-            if (msg.worldSize !== o.worldSize) return refuse(`its world size ${String(msg.worldSize)} differs from rank 0's ${o.worldSize}`);
-            if (typeof r !== 'number' || !Number.isInteger(r) || r < 1 || r >= o.worldSize) return refuse(`its rank ${String(r)} is not in [1, ${o.worldSize})`);
+            if (msg.worldSize !== o.worldSize) return refuse(`its world size ${describe(msg.worldSize)} differs from rank 0's ${o.worldSize}`);
+            if (typeof r !== 'number' || !Number.isInteger(r) || r < 1 || r >= o.worldSize) return refuse(`its rank ${describe(r)} is not in [1, ${o.worldSize})`);
             if (peers.has(r)) return refuse(`rank ${r} has already joined`);
             rank = r;
             peers.set(r, socket);

@@ -13,7 +13,7 @@
  * single-GPU one and a run resumes on any number of GPUs: `shardOf` cuts the loaded whole tensors for
  * the new world size, and `gatherShards` puts shards back together (bitwise: it only copies).
  */
-import { DeepwellError, checkInteger } from '@deepwell/core';
+import { DeepwellError, checkInteger, describe } from '@deepwell/core';
 
 export interface ZeroPlan {
   /** Elements of each parameter, in order. */
@@ -29,7 +29,7 @@ export interface ZeroPlan {
 
 /** The shards of parameters of `sizes` elements over `worldSize` ranks, boundaries on multiples of `align`. */
 export function zeroPlan(sizes: readonly number[], worldSize: number, align = 64): ZeroPlan {
-  if (!Array.isArray(sizes) || sizes.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of parameter sizes for zeroPlan but received ${Array.isArray(sizes) ? 'an empty array' : String(sizes)}`);
+  if (!Array.isArray(sizes) || sizes.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of parameter sizes for zeroPlan but received ${Array.isArray(sizes) ? 'an empty array' : describe(sizes)}`);
   sizes.forEach((s, i) => checkInteger(s, `sizes[${i}] of zeroPlan`, 1));
   const W = checkInteger(worldSize, 'worldSize of zeroPlan', 1, 65536);
   const A = checkInteger(align, 'align of zeroPlan', 1, 1 << 20);
@@ -55,8 +55,23 @@ export function zeroPlan(sizes: readonly number[], worldSize: number, align = 64
   return { sizes: [...sizes], offsets, total, worldSize: W, align: A, shards };
 }
 
+/** `plan` if it is a plan zeroPlan made (its fields consistent), else INVALID_ARGUMENT naming `what`. */
+function checkPlan(plan: unknown, what: string): ZeroPlan {
+  const p = plan as ZeroPlan;
+  const ok =
+    typeof p === 'object' && p !== null && Array.isArray(p.sizes) && Array.isArray(p.offsets) && Array.isArray(p.shards) && p.sizes.length === p.offsets.length &&
+    Number.isSafeInteger(p.worldSize) && p.shards.length === p.worldSize && Number.isSafeInteger(p.total) &&
+    p.shards.every((r) => Array.isArray(r) && r.length === 2 && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0] >= 0 && r[0] <= r[1] && r[1] <= p.total) &&
+    p.sizes.every((s, i) => Number.isSafeInteger(s) && s >= 1 && Number.isSafeInteger(p.offsets[i]));
+  if (!ok) throw new DeepwellError('INVALID_ARGUMENT', `Expected a plan from zeroPlan() for ${what} but received ${typeof plan === 'object' && plan !== null ? 'an object that is not one' : describe(plan)}`);
+  return p;
+}
+
 /** The (parameter index, [from, to) within it) pieces of the flat range [start, end), in order. */
 export function piecesOf(plan: ZeroPlan, start: number, end: number): { param: number; from: number; to: number }[] {
+  checkPlan(plan, 'piecesOf');
+  checkInteger(start, 'start of piecesOf', 0, plan.total);
+  checkInteger(end, 'end of piecesOf', start, plan.total);
   const out: { param: number; from: number; to: number }[] = [];
   for (let p = 0; p < plan.sizes.length; p++) {
     const a = Math.max(start, plan.offsets[p]!), b = Math.min(end, plan.offsets[p]! + plan.sizes[p]!);
@@ -67,8 +82,9 @@ export function piecesOf(plan: ZeroPlan, start: number, end: number): { param: n
 
 /** Rank `rank`'s shard of whole tensors (one per parameter, in order), as one flat array. */
 export function shardOf(plan: ZeroPlan, rank: number, tensors: readonly ArrayLike<number>[]): Float32Array {
+  checkPlan(plan, 'shardOf');
   checkInteger(rank, 'rank of shardOf', 0, plan.worldSize - 1);
-  if (!Array.isArray(tensors) || tensors.length !== plan.sizes.length) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.sizes.length} tensors for shardOf but received ${Array.isArray(tensors) ? tensors.length : String(tensors)}`);
+  if (!Array.isArray(tensors) || tensors.length !== plan.sizes.length) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.sizes.length} tensors for shardOf but received ${Array.isArray(tensors) ? tensors.length : describe(tensors)}`);
   tensors.forEach((t, i) => {
     if (t?.length !== plan.sizes[i]) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.sizes[i]} elements for tensor ${i} of shardOf but received ${t?.length}`);
   });
@@ -84,7 +100,8 @@ export function shardOf(plan: ZeroPlan, rank: number, tensors: readonly ArrayLik
 
 /** The whole tensors from every rank's shard (in rank order): what rank 0 writes to a checkpoint. */
 export function gatherShards(plan: ZeroPlan, shards: readonly ArrayLike<number>[]): Float32Array[] {
-  if (!Array.isArray(shards) || shards.length !== plan.worldSize) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.worldSize} shards (one per rank) for gatherShards but received ${Array.isArray(shards) ? shards.length : String(shards)}`);
+  checkPlan(plan, 'gatherShards');
+  if (!Array.isArray(shards) || shards.length !== plan.worldSize) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.worldSize} shards (one per rank) for gatherShards but received ${Array.isArray(shards) ? shards.length : describe(shards)}`);
   const out = plan.sizes.map((s) => new Float32Array(s));
   shards.forEach((shard, r) => {
     const [start, end] = plan.shards[r]!;
