@@ -13,6 +13,9 @@ export interface NativeAddon extends NativeEntries {
 
 const CODES = new Set<DeepwellErrorCode>([
   'INVALID_ARGUMENT', 'INVALID_DTYPE', 'SHAPE_MISMATCH', 'DOUBLE_FREE', 'OUT_OF_MEMORY', 'CUDA_UNAVAILABLE', 'CUDA_ERROR', 'LIBRARY_UNAVAILABLE',
+  // groupedBlockScaledGemm off Blackwell (NO_KERNEL), the NCCL communicator (TIMEOUT, PEER_FAILED,
+  // INTERNAL): on the H200 (2026-12-05) NO_KERNEL arrived as INTERNAL before it was listed here.
+  'NO_KERNEL', 'TIMEOUT', 'PEER_FAILED', 'INTERNAL',
 ]);
 
 /** A native failure as a DeepwellError; anything unexpected becomes INTERNAL with the original as cause. */
