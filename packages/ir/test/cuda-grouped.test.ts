@@ -94,41 +94,41 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
     }
   });
 
-  it('grouped_matmul_gelu, _dgelu, _swiglu: the unfused kernels\' results bit for bit, every dtype, both layouts, Hopper and general shapes', () => {
+  // One test per dtype, each with 4 minutes: the float64 checks of the 4100 × 512 × 384 case take
+  // most of a minute per dtype (87 s for all three ran past vitest's default limit on the H200).
+  it.each(STORAGES.map((s) => [s] as const))('grouped_matmul_gelu, _dgelu, _swiglu: the unfused kernels\' results bit for bit, %s, both layouts, Hopper and general shapes', (storage) => {
     // A fused call runs the same GEMM (same path, same order of accumulation) as grouped_matmul on
     // that shape, and its epilogue the elementwise kernels' activations (common/activations.cuh) on
     // the rounded product: so pre / gate / up equal grouped_matmul's output exactly, and out equals
     // gelu / gelu_backward / swiglu of them exactly. The products are also checked against float64.
-    for (const storage of STORAGES) {
-      for (const [E, R, K, N, one] of [[3, 300, 130, 129, false], [5, 200, 33, 2, true], [4, 0, 16, 16, false], [6, 1000, 256, 192, false], [3, 300, 128, 128, true], [16, 4100, 512, 384, false], [1, 129, 64, 64, false]] as const) {
-        const off = randomOffsets(E, R, one ? 'one' : 'ragged');
-        for (const transposeW of [false, true]) {
-          const wShape = transposeW ? [E, N, K] : [E, K, N];
-          const x: CudaInput = { shape: [R, K], data: randn(R * K) };
-          const w: CudaInput = { shape: wShape, data: randn(E * K * N) };
-          const w3: CudaInput = { shape: wShape, data: randn(E * K * N) };
-          const o: CudaInput = { shape: [E + 1], dtype: 'i32', data: off };
-          const pre: CudaInput = { shape: [R, N], data: randn(R * N).map((v) => 2 * v) };
-          const what = `${storage} E ${E} R ${R} K ${K} N ${N}${transposeW ? ' transposeW' : ''}`;
-          const attrs = { transposeW };
-          const plain = check('grouped_matmul', [x, w, o], attrs, storage, N, what);
-          const plain3 = runCuda('grouped_matmul', [x, w3, o], attrs, { storage }).outputs[0]!;
-          const asInput = (d: Float64Array): CudaInput => ({ shape: [R, N], data: d });
-          const gelu = runCuda('grouped_matmul_gelu', [x, w, o], attrs, { storage });
-          expect(gelu.kernel).toBe('grouped_matmul_gelu_cuda');
-          expectExact(gelu.outputs[1]!, plain, `${what} gelu: pre`);
-          expectExact(gelu.outputs[0]!, runCuda('gelu', [asInput(plain)], {}, { storage }).outputs[0]!, `${what} gelu: out`);
-          const dgelu = runCuda('grouped_matmul_dgelu', [x, w, o, pre], attrs, { storage });
-          expectExact(dgelu.outputs[0]!, runCuda('gelu_backward', [asInput(plain), pre], {}, { storage }).outputs[0]!, `${what} dgelu`);
-          const swi = runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage });
-          expectExact(swi.outputs[1]!, plain, `${what} swiglu: gate`);
-          expectExact(swi.outputs[2]!, plain3, `${what} swiglu: up`);
-          expectExact(swi.outputs[0]!, runCuda('swiglu', [asInput(plain), asInput(plain3)], {}, { storage }).outputs[0]!, `${what} swiglu: out`);
-          expectExact(runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage }).outputs[0]!, swi.outputs[0]!, `${what} swiglu rerun`);
-        }
+    for (const [E, R, K, N, one] of [[3, 300, 130, 129, false], [5, 200, 33, 2, true], [4, 0, 16, 16, false], [6, 1000, 256, 192, false], [3, 300, 128, 128, true], [16, 4100, 512, 384, false], [1, 129, 64, 64, false]] as const) {
+      const off = randomOffsets(E, R, one ? 'one' : 'ragged');
+      for (const transposeW of [false, true]) {
+        const wShape = transposeW ? [E, N, K] : [E, K, N];
+        const x: CudaInput = { shape: [R, K], data: randn(R * K) };
+        const w: CudaInput = { shape: wShape, data: randn(E * K * N) };
+        const w3: CudaInput = { shape: wShape, data: randn(E * K * N) };
+        const o: CudaInput = { shape: [E + 1], dtype: 'i32', data: off };
+        const pre: CudaInput = { shape: [R, N], data: randn(R * N).map((v) => 2 * v) };
+        const what = `${storage} E ${E} R ${R} K ${K} N ${N}${transposeW ? ' transposeW' : ''}`;
+        const attrs = { transposeW };
+        const plain = check('grouped_matmul', [x, w, o], attrs, storage, N, what);
+        const plain3 = runCuda('grouped_matmul', [x, w3, o], attrs, { storage }).outputs[0]!;
+        const asInput = (d: Float64Array): CudaInput => ({ shape: [R, N], data: d });
+        const gelu = runCuda('grouped_matmul_gelu', [x, w, o], attrs, { storage });
+        expect(gelu.kernel).toBe('grouped_matmul_gelu_cuda');
+        expectExact(gelu.outputs[1]!, plain, `${what} gelu: pre`);
+        expectExact(gelu.outputs[0]!, runCuda('gelu', [asInput(plain)], {}, { storage }).outputs[0]!, `${what} gelu: out`);
+        const dgelu = runCuda('grouped_matmul_dgelu', [x, w, o, pre], attrs, { storage });
+        expectExact(dgelu.outputs[0]!, runCuda('gelu_backward', [asInput(plain), pre], {}, { storage }).outputs[0]!, `${what} dgelu`);
+        const swi = runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage });
+        expectExact(swi.outputs[1]!, plain, `${what} swiglu: gate`);
+        expectExact(swi.outputs[2]!, plain3, `${what} swiglu: up`);
+        expectExact(swi.outputs[0]!, runCuda('swiglu', [asInput(plain), asInput(plain3)], {}, { storage }).outputs[0]!, `${what} swiglu: out`);
+        expectExact(runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage }).outputs[0]!, swi.outputs[0]!, `${what} swiglu rerun`);
       }
     }
-  });
+  }, 240_000);
 
   it('refuses offsets that do not add up, naming the entry, in both kernels', () => {
     const [E, R, K, N] = [3, 10, 4, 5];

@@ -7,7 +7,7 @@ import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { formatProfile, optimize } from '../src/engine.js';
 import { TokenLoader, Trainer, markovShard } from '../src/index.js';
-import { timeLimit } from '../../../testing/sanitizer.js';
+import { repeats, timeLimit, underSanitizer } from '../../../testing/sanitizer.js';
 
 const gpu = cudaStatus().available;
 const hopper = gpu && deviceProperties(0).major === 9;
@@ -48,11 +48,12 @@ describe.skipIf(!gpu)('optimize() on the GPU', () => {
     const train = new TokenLoader({ shards: [markovShard(corpus, 200_000)], batchSize: 8, seqLen: 128, seed: 1 });
     const engine = optimize(new GPT({ vocabSize: 64, blockSize: 128, nLayer: 3, nHead: 4, nEmbd: 256 }), { seqLen: 128, batchSize: 8, device: 'cuda:0', precision: 'fp8-tensorwise' });
     try {
-      const t = Trainer.fromEngine(engine, { data: { train }, steps: 60, optimizer: { lr: 2e-3 }, log: { progress: false } });
+      const t = Trainer.fromEngine(engine, { data: { train }, steps: repeats(60, 3), optimizer: { lr: 2e-3 }, log: { progress: false } });
       expect(t.precision).toBe('bf16');
       const r = t.fit();
       expect(r.plan?.some((d) => d.recipe === 'fp8-tensorwise')).toBe(true);
-      expect(r.losses.at(-1)!.loss).toBeLessThan(r.losses[0]!.loss - 1);
+      // Learning needs the 60 steps of the ordinary GPU run; under a sanitizer, 3 steps run the same kernels.
+      if (!underSanitizer) expect(r.losses.at(-1)!.loss).toBeLessThan(r.losses[0]!.loss - 1);
       expect(engine.precisionPolicy.layerPrecisions).toEqual(r.plan);
       expect(engine.precisionPolicy.fallbackHistory).toEqual(r.fallbacks);
     } finally {
