@@ -48,8 +48,8 @@ try {
   fail(`GPT_CONFIG is not valid JSON: ${e.message}`);
 }
 if (!model) fail(`GPT_CONFIG: expected a preset (${Object.keys(GPT_PRESETS).join(', ')}) or a GPTConfig as JSON but received '${modelSpec}'`);
-// A mixture of experts routes dropless here (MoE's default is 'capacity', which drops choices past
-// an expert's capacity and which the PyTorch reference does not reproduce).
+// A mixture of experts routes dropless here (MoE's default; 'capacity' drops choices past an
+// expert's capacity, which the PyTorch reference does not reproduce).
 if (model.moe) {
   const routing = model.moe.routing ?? 'dropless';
   if (routing !== 'dropless') fail(`GPT_CONFIG: expected moe.routing 'dropless' (or none: bench.mjs then sets it; bench_torch.py reproduces dropless routing only) but received '${routing}'`);

@@ -2,15 +2,14 @@
  * Mixture of experts with top-k routing and static shapes. A router picks k experts per token and
  * the token's output is the sum of those experts' outputs weighted by the router's probabilities.
  * Two ways to route:
- *   - 'capacity' (the default for now; GShard, Switch): each expert takes at most
- *     C = ceil(capacityFactor · tokens · k / experts) tokens, choices past that are dropped; tokens
- *     are gathered into [E, C, D] and every expert runs as one batched matmul.
- *   - 'dropless' (MegaBlocks, today's MoE trainers): every choice is kept. moe_sort gives each
- *     (token, choice) a row, sorted by expert, with the group offsets as data, so the row count
- *     tokens · k is static however the router routes; the experts run as grouped GEMMs
+ *   - 'dropless' (the default; MegaBlocks, today's MoE trainers): every choice is kept. moe_sort
+ *     gives each (token, choice) a row, sorted by expert, with the group offsets as data, so the row
+ *     count tokens · k is static however the router routes; the experts run as grouped GEMMs
  *     (grouped_matmul) over their contiguous rows; moe_permute and moe_unpermute move the tokens
- *     there and back (each the other's gradient). (Its CUDA kernels are written and not yet run
- *     on a GPU: 'capacity' stays the default until they are.)
+ *     there and back (each the other's gradient). Its CUDA kernels passed on the H200 (2026-12-05).
+ *   - 'capacity' (GShard, Switch; also what a capacityFactor given without routing asks for): each
+ *     expert takes at most C = ceil(capacityFactor · tokens · k / experts) tokens, choices past that
+ *     are dropped; tokens are gathered into [E, C, D] and every expert runs as one batched matmul.
  * Each expert is a GELU MLP, or SwiGLU (`activation: 'swiglu'`: w1 the gate, w3 the up projection,
  * w2 the down projection); `sharedExperts` adds that many always-on experts as one dense MLP of
  * sharedExperts · hidden (DeepSeek's shared experts), applied to every token.
@@ -32,7 +31,7 @@ export interface MoEOptions {
   experts: number;
   /** Experts per token, in [1, experts]. */
   topK: number;
-  /** 'capacity' (the default: at most C tokens an expert, the rest dropped) or 'dropless' (every choice kept). */
+  /** 'dropless' (the default: every choice kept, experts as grouped GEMMs) or 'capacity' (at most C tokens an expert, the rest dropped); a capacityFactor given without routing means 'capacity'. */
   routing?: MoERouting;
   /** Capacity per expert relative to an even share, in (0, experts] (default 1.25; 'capacity' routing only); experts / topK already lets every expert take every token. */
   capacityFactor?: number;
@@ -66,7 +65,8 @@ export function checkMoEOptions(options: unknown, what: string): MoERoutingOptio
   if (!(typeof o.topK === 'number' && Number.isInteger(o.topK) && o.topK >= 1 && o.topK <= experts)) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected topK in [1, ${experts}] for ${what} but received ${String(o.topK)}`);
   }
-  const routing = o.routing === undefined ? 'capacity' : checkOneOf(o.routing, ROUTINGS, `routing of ${what}`);
+  // Dropless by default (verified on the H200 2026-12-05); a capacityFactor alone asks for capacity routing.
+  const routing = o.routing === undefined ? (o.capacityFactor === undefined ? 'dropless' : 'capacity') : checkOneOf(o.routing, ROUTINGS, `routing of ${what}`);
   if (routing === 'dropless' && o.capacityFactor !== undefined) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected no capacityFactor for ${what} with routing 'dropless' (every choice is kept) but received ${String(o.capacityFactor)}`);
   }
