@@ -15,7 +15,7 @@ import {
   gatherRows, gelu, geluBackward, geluScalar, getOp, gradcheck, gradientRule, hasGradScale, initialValues, inplacePairs, interpret, inversePerm, layernorm,
   layernormBackward, listOps, markElementwiseFusion, matmul, matmulBgrad, matmulBias, matmulBiasGelu, matmulDgelu, max, maxBackward, mean, moePlan, mul, numel, oneHot,
   planMemory, reshape, rmsnorm, rmsnormBackward, rng as irRng, runPasses, scale, scatterAddRows, shapeError, silu, siluBackward, slice, sliceBackward, softmax,
-  softmaxBackward, sortNodes, storedAmax, sum, sumSquares, sumTo, swiglu, topk, topkBackward, trainingStep, transpose, withAmax, writeAmax,
+  softmaxBackward, sortNodes, storedAmax, sum, sumSquares, sumTo, swiglu, topk, topkBackward, trainingStep, transpose, withAmax, writeAmax, dataParallel,
 } from '@deepwell/ir';
 import { OPS, OP_NAMES, badAttrValue, buildOp, f, getOpAttrs, size } from '../ir-ops.mjs';
 import { BAD_INTEGERS, BAD_SHAPES, NON_FINITE, damage, junk, makeRng, nonFinite, show } from '../lib.mjs';
@@ -381,6 +381,17 @@ function optionCases(rng, out) {
   for (const key of ['beta', 'betas', 'lr', 'weight_decay', 'epsilon', 'momentum']) push(`ir trainingStep unknown optimizer key ${key}`, 'ir.trainingStep', 'error', () => trainingStep(fwd(), { optimizer: { [key]: 0.9 } }));
   for (let i = 0; i < 8; i++) { const v = junkOption(rng); push(`ir trainingStep(${show(v)})`, 'ir.trainingStep', 'error', () => trainingStep(v)); }
   for (let i = 0; i < 6; i++) { const v = junkOption(rng); push(`ir trainingStep options ${show(v)}`, 'ir.trainingStep', v === null || keyless(v) ? 'either' : 'error', () => trainingStep(fwd(), v), isGraph); }
+  // dataParallel: the options of the data-parallel pass (a world of one needs no communicator)
+  const dp = (o) => dataParallel(trainingStep(fwd()), o);
+  for (const v of [...BAD_INTEGERS, 0, 65537, '2', null, true, {}]) push(`ir dataParallel worldSize ${show(v)}`, 'ir.dataParallel', 'error', () => dp({ worldSize: v }));
+  for (const v of [...BAD_INTEGERS.filter((x) => x !== 2 ** 31 && x !== 2 ** 32 && x !== 1e300), 0, '1', true, {}]) push(`ir dataParallel comm ${show(v)}`, 'ir.dataParallel', 'error', () => dp({ worldSize: 2, comm: v }));
+  for (const v of [...NON_FINITE, 0, -1, 2 ** 41, '1', {}]) push(`ir dataParallel bucketBytes ${show(v)}`, 'ir.dataParallel', 'error', () => dp({ worldSize: 1, bucketBytes: v }));
+  for (const v of ['max', 'mean', 3, null, {}]) push(`ir dataParallel op ${show(v)}`, 'ir.dataParallel', 'error', () => dp({ worldSize: 1, op: v }));
+  for (const v of ['nope', 3, true, null, {}]) push(`ir dataParallel loss ${show(v)}`, 'ir.dataParallel', 'error', () => dp({ worldSize: 1, loss: v }));
+  for (const key of ['world', 'communicator', 'bucket_cap_mb', 'rank']) push(`ir dataParallel unknown option ${key}`, 'ir.dataParallel', 'error', () => dp({ worldSize: 1, [key]: 1 }));
+  push('ir dataParallel of a forward graph (no gradients)', 'ir.dataParallel', 'error', () => dataParallel(fwd(), { worldSize: 1 }));
+  push('ir dataParallel applied twice', 'ir.dataParallel', 'error', () => dataParallel(dp({ worldSize: 1 }), { worldSize: 1 }));
+  push('ir dataParallel of a world of one', 'ir.dataParallel', 'ok', () => dp({ worldSize: 1, bucketBytes: 100 }), isGraph);
   push('ir trainingStep of a graph without parameters', 'ir.trainingStep', 'error', () => { const b = new GraphBuilder(); b.output('loss', sum(b.input('x', [2]))); return trainingStep(b.graph); });
   push('ir trainingStep of a graph without a loss', 'ir.trainingStep', 'error', () => trainingStep(fwd(), { loss: 'nope' }));
   push("ir trainingStep of a graph with an input named 'lr'", 'ir.trainingStep', 'error', () => trainingStep(capture({ forward: ({ lr }) => ({ loss: sum(mul(lr, currentBuilder().param('w', [1], 'f32', { dist: 'ones' }))) }) }, { lr: { shape: [1] } })));

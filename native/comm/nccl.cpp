@@ -30,6 +30,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace dw {
 void* vendorHandle(const char* kind);
@@ -161,6 +162,46 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// One bucket of a data-parallel step: the tensors' all-reduces as one NCCL group (one launch). Every
+// pointer and size is checked before NCCL sees any; a failure inside the group still ends it.
+Napi::Value AllReduceMany(const Napi::CallbackInfo& info) {
+  const abi::NcclAllReduceManyArgs a = abi::readNcclAllReduceMany(info);
+  Napi::Env env = info.Env();
+  const Rec c = lookup(env, a.comm, "ncclAllReduceMany");
+  if (a.worldSize != static_cast<uint64_t>(c.world)) {
+    fail(env, "INVALID_ARGUMENT", "Expected the communicator's world of " + std::to_string(c.world) + " ranks for ncclAllReduceMany (the step was built for " + std::to_string(a.worldSize) +
+                                      ")");
+  }
+  if (a.tensors.empty()) fail(env, "INVALID_ARGUMENT", "Expected at least one tensor for ncclAllReduceMany but received none");
+  struct Call {
+    const void* send;
+    void* recv;
+    size_t n;
+    int type;
+  };
+  std::vector<Call> calls;
+  calls.reserve(a.tensors.size());
+  for (const auto& t : a.tensors) {
+    const size_t b = bytesOf(static_cast<int>(t.dtype));
+    calls.push_back({t.send.ptr<void>(env, t.n, b), t.recv.ptr<void>(env, t.n, b), static_cast<size_t>(t.n), ncclType(env, static_cast<int>(t.dtype))});
+  }
+  useDevice(env, c.device);
+  const auto start = sym<nccl::GroupFn>(env, "ncclGroupStart");
+  const auto end = sym<nccl::GroupFn>(env, "ncclGroupEnd");
+  const auto allReduce = sym<nccl::AllReduceFn>(env, "ncclAllReduce");
+  nccl::Result r = start();
+  if (r != nccl::kSuccess) failNccl(env, r, c.comm, "ncclGroupStart");
+  for (const Call& k : calls) {
+    r = allReduce(k.send, k.recv, k.n, k.type, static_cast<int>(a.op), c.comm, a.stream);
+    if (r != nccl::kSuccess && r != nccl::kInProgress) {
+      end();
+      failNccl(env, r, c.comm, "ncclAllReduce (in ncclAllReduceMany)");
+    }
+  }
+  settle(env, end(), c.comm, c.timeoutMs, "ncclAllReduceMany (ncclGroupEnd of " + std::to_string(calls.size()) + " all-reduces)");
+  return env.Undefined();
+}
+
 Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
   const abi::NcclReduceScatterArgs a = abi::readNcclReduceScatter(info);
   Napi::Env env = info.Env();
@@ -232,6 +273,7 @@ Napi::Value CommDestroy(const Napi::CallbackInfo& info) { return endComm(info.En
 void initComm(Napi::Env env, Napi::Object exports) {
   def(env, exports, "ncclGetUniqueId", GetUniqueId);
   def(env, exports, "ncclCommInitRank", CommInitRank);
+  def(env, exports, "ncclAllReduceMany", AllReduceMany);
   def(env, exports, "ncclAllReduce", AllReduce);
   def(env, exports, "ncclReduceScatter", ReduceScatter);
   def(env, exports, "ncclAllGather", AllGather);

@@ -20,6 +20,7 @@ constexpr Result kSuccess = 0, kUnhandledCudaError = 1, kSystemError = 2, kInter
 constexpr int kInt32 = 2, kFloat16 = 6, kFloat32 = 7, kBfloat16 = 9;
 
 using GetUniqueIdFn = Result (*)(UniqueId*);
+using GroupFn = Result (*)();  // ncclGroupStart, ncclGroupEnd
 using CommInitRankFn = Result (*)(Comm*, int nranks, UniqueId id, int rank);
 using CommFn = Result (*)(Comm);
 using CommGetAsyncErrorFn = Result (*)(Comm, Result*);

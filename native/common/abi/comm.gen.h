@@ -69,6 +69,41 @@ inline NcclAllReduceArgs readNcclAllReduce(const Napi::CallbackInfo& info) {
   return a;
 }
 
+struct NcclAllReduceManyArgs_Tensors {
+  int dtype{};
+  uint64_t n{};
+  TensorArg send{};
+  TensorArg recv{};
+};
+// ncclAllReduceMany(comm, stream, op, worldSize, count, tensors)  [native/comm/nccl.cpp]
+struct NcclAllReduceManyArgs {
+  uint64_t comm{};
+  cudaStream_t stream{};
+  int op{};
+  uint64_t worldSize{};
+  uint64_t count{};
+  std::vector<NcclAllReduceManyArgs_Tensors> tensors{};
+};
+inline NcclAllReduceManyArgs readNcclAllReduceMany(const Napi::CallbackInfo& info) {
+  Reader r(info, "ncclAllReduceMany", -1);
+  NcclAllReduceManyArgs a;
+  a.comm = r.u64("comm");
+  a.stream = r.stream("stream");
+  a.op = r.code("op", 4, "a ncclOp code (0 sum, 1 prod, 2 max, 3 min, 4 avg)");
+  a.worldSize = r.u64("worldSize", 65536.0);
+  a.count = r.u64("count", 65536.0);
+  r.expectAtLeast(a.count * 6);
+  a.tensors.resize(a.count);
+  for (auto& g : a.tensors) {
+    g.dtype = r.dtype("tensors.dtype", 3, "a dtype code (0 f32, 1 bf16, 2 f16, 3 i32)");
+    g.n = r.u64("tensors.n");
+    g.send = r.tensor("tensors.send", false);
+    g.recv = r.tensor("tensors.recv", false);
+  }
+  r.end();
+  return a;
+}
+
 // ncclReduceScatter(comm, stream, dtype, op, recvCount, send, recv)  [native/comm/nccl.cpp]
 struct NcclReduceScatterArgs {
   uint64_t comm{};
@@ -184,6 +219,7 @@ inline NcclCommDestroyArgs readNcclCommDestroy(const Napi::CallbackInfo& info) {
   X("ncclGetUniqueId", NcclGetUniqueId)      \
   X("ncclCommInitRank", NcclCommInitRank)    \
   X("ncclAllReduce", NcclAllReduce)          \
+  X("ncclAllReduceMany", NcclAllReduceMany)  \
   X("ncclReduceScatter", NcclReduceScatter)  \
   X("ncclAllGather", NcclAllGather)          \
   X("ncclBroadcast", NcclBroadcast)          \

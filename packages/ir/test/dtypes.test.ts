@@ -116,6 +116,8 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     clip_coef: { inputs: [[[1], f32]], attrs: { maxNorm: 1 }, want: [f32, f32] },
     // The sum of squares is f32 whatever its inputs, which may each have a dtype of their own.
     sum_squares: { inputs: [[[2, 3], F], [[4], f32], [[1], F]], want: [f32] },
+    // Each tensor keeps its dtype (a bucket may mix them).
+    all_reduce: { inputs: [[[2, 3], F], [[4], f32]], attrs: { worldSize: 1 }, want: [F, f32] },
     // One dtype in, the attribute's out.
     cast_multi: { inputs: [[[2, 3], F], [[4], F]], attrs: { dtype: 'f32' }, want: [f32, f32] },
     topk: { inputs: [[[4, 6], F]], attrs: { k: 2 }, want: [F, i32] },

@@ -157,6 +157,10 @@ export const entries = {
   ncclGetUniqueId: { file: 'comm/nccl.cpp', args: ['id:view'] },
   ncclCommInitRank: { file: 'comm/nccl.cpp', args: ['device:u64<=63', 'worldSize:u64<=65536', 'rank:u64<=65535', 'id:view', 'timeoutMs:u64<=86400000'], returns: 'number' },
   ncclAllReduce: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'op:enum.ncclOp', 'count', 'send:tensor', 'recv:tensor'] },
+  // One NCCL group of all-reduces (a data-parallel step's bucket: the IR's all_reduce): worldSize
+  // must be the communicator's (the graph was built for it); each tensor's count elements, in place
+  // or not.
+  ncclAllReduceMany: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'op:enum.ncclOp', 'worldSize:u64<=65536', 'count:u64<=65536', { name: 'tensors', len: 'count', args: ['dtype:dtype', 'n', 'send:tensor', 'recv:tensor'] }] },
   ncclReduceScatter: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'op:enum.ncclOp', 'recvCount', 'send:tensor', 'recv:tensor'] },
   ncclAllGather: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'sendCount', 'send:tensor', 'recv:tensor'] },
   ncclBroadcast: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'root:u64<=65535', 'count', 'send:tensor', 'recv:tensor'] },

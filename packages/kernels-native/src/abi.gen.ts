@@ -86,6 +86,7 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"ncclGetUniqueId","file":"comm/nccl.cpp","returns":"void","args":[{"name":"id","kind":"view"}]},
   {"name":"ncclCommInitRank","file":"comm/nccl.cpp","returns":"number","args":[{"name":"device","kind":"u64","max":63},{"name":"worldSize","kind":"u64","max":65536},{"name":"rank","kind":"u64","max":65535},{"name":"id","kind":"view"},{"name":"timeoutMs","kind":"u64","max":86400000}]},
   {"name":"ncclAllReduce","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"op","kind":"enum","enum":"ncclOp"},{"name":"count","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
+  {"name":"ncclAllReduceMany","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"op","kind":"enum","enum":"ncclOp"},{"name":"worldSize","kind":"u64","max":65536},{"name":"count","kind":"u64","max":65536},{"name":"tensors","kind":"group","len":"count","args":[{"name":"dtype","kind":"dtype"},{"name":"n","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]}]},
   {"name":"ncclReduceScatter","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"op","kind":"enum","enum":"ncclOp"},{"name":"recvCount","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
   {"name":"ncclAllGather","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"sendCount","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
   {"name":"ncclBroadcast","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"root","kind":"u64","max":65535},{"name":"count","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
@@ -269,6 +270,8 @@ export interface NativeEntries {
   ncclCommInitRank(device: number, worldSize: number, rank: number, id: ArrayBufferView | ArrayBuffer, timeoutMs: number): number;
   /** native/comm/nccl.cpp */
   ncclAllReduce(comm: number, stream: number, dtype: number, op: number, count: number, send: DevArg, recv: DevArg): void;
+  /** native/comm/nccl.cpp */
+  ncclAllReduceMany(comm: number, stream: number, op: number, worldSize: number, tensors: readonly { dtype: number; n: number; send: DevArg; recv: DevArg }[]): void;
   /** native/comm/nccl.cpp */
   ncclReduceScatter(comm: number, stream: number, dtype: number, op: number, recvCount: number, send: DevArg, recv: DevArg): void;
   /** native/comm/nccl.cpp */
@@ -487,6 +490,7 @@ export function bindEntries(raw: Raw): NativeEntries {
     ncclGetUniqueId: (id) => raw.ncclGetUniqueId!(id),
     ncclCommInitRank: (device, worldSize, rank, id, timeoutMs) => raw.ncclCommInitRank!(device, worldSize, rank, id, timeoutMs),
     ncclAllReduce: (comm, stream, dtype, op, count, send, recv) => raw.ncclAllReduce!(comm, stream, dtype, op, count, send.base, send.offset, recv.base, recv.offset),
+    ncclAllReduceMany: (comm, stream, op, worldSize, tensors) => raw.ncclAllReduceMany!(comm, stream, op, worldSize, tensors.length, ...tensors.flatMap((g) => [g.dtype, g.n, g.send.base, g.send.offset, g.recv.base, g.recv.offset])),
     ncclReduceScatter: (comm, stream, dtype, op, recvCount, send, recv) => raw.ncclReduceScatter!(comm, stream, dtype, op, recvCount, send.base, send.offset, recv.base, recv.offset),
     ncclAllGather: (comm, stream, dtype, sendCount, send, recv) => raw.ncclAllGather!(comm, stream, dtype, sendCount, send.base, send.offset, recv.base, recv.offset),
     ncclBroadcast: (comm, stream, dtype, root, count, send, recv) => raw.ncclBroadcast!(comm, stream, dtype, root, count, send.base, send.offset, recv.base, recv.offset),

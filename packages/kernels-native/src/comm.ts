@@ -88,6 +88,14 @@ export class Communicator {
     return new Communicator(ops, handle, rank, worldSize, device);
   }
 
+  /**
+   * This communicator's handle in this process: what the IR's all_reduce nodes carry (attribute
+   * comm, set by dataParallel) to find it. DISPOSED once destroyed or aborted.
+   */
+  get handle(): number {
+    return this.#live('handle');
+  }
+
   #live(what: string): number {
     if (this.#handle === null) throw new DeepwellError('DISPOSED', `Communicator.${what}: the communicator was destroyed or aborted`);
     return this.#handle;

@@ -3,7 +3,7 @@ export { fromNative } from './native.js';
 export type { NativeAddon } from './native.js';
 export type { DevArg, GraphNodeKinds, NativeDeviceProperties, NativeLibraryResult, NativeMemoryStats, NativeStatus, NvmlStats } from './abi-types.js';
 // The native ABI, generated from abi/table.mjs: the codes, the typed entry points, the table.
-export { DEQUANT_FLAGS, DTYPE_CODE, EPILOGUE_CODE, FORMAT_CODE, GROUPED_EPILOGUE_CODE, FP8_CODE, QUANT_FLAGS, SCALE_MODE_CODE, SCALING_CODE, ENTRY_POINTS, bindEntries } from './abi.gen.js';
+export { DEQUANT_FLAGS, DTYPE_CODE, EPILOGUE_CODE, FORMAT_CODE, NCCL_OP_CODE, GROUPED_EPILOGUE_CODE, FP8_CODE, QUANT_FLAGS, SCALE_MODE_CODE, SCALING_CODE, ENTRY_POINTS, bindEntries } from './abi.gen.js';
 export type { EntryArg, NativeEntries } from './abi.gen.js';
 // Registering CUDA kernels for an op (the calling convention every ops package uses).
 export { FLOAT_STORAGE, dtypeCode, floatStorage, nativeEntries, registerCuda } from './kernels.js';

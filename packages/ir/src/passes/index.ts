@@ -23,11 +23,13 @@ import { fuseAmax } from './fuse-amax.js';
 import { elideWideningCasts } from './elide-casts.js';
 import { fuseParamCasts } from './fuse-casts.js';
 import { sortNodes } from './order.js';
+import { DEFAULT_BUCKET_BYTES, dataParallel, type DataParallelOptions } from './data-parallel.js';
 
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
 export { elideWideningCasts, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu, fuseNormResidual, fuseParamCasts };
 export { fuseGroupedEpilogues };
-export type { AutocastOptions };
+export { DEFAULT_BUCKET_BYTES, dataParallel };
+export type { AutocastOptions, DataParallelOptions };
 
 /**
  * A graph rewrite plugged into compile. @deepwell/precision implements one that rewrites matmuls
