@@ -6,7 +6,8 @@
 #          a process still running after its limit gets its threads' kernel stacks printed
 #   torch  PyTorch's own NCCL (the same libnccl) in one process of world size 1: whether NCCL itself
 #          works in this container
-#   tests  kernels-native test/comm.test.ts
+#   tests  kernels-native test/comm.test.ts, then ir test/cuda-dist.test.ts (a data-parallel step of
+#          one rank through NCCL against the plain step, bit for bit)
 set -uo pipefail
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(steps torch tests)
@@ -53,6 +54,8 @@ dist.destroy_process_group()
   tests)
     step "kernels-native test/comm.test.ts"
     (cd packages/kernels-native && timeout 200 node ../../node_modules/vitest/vitest.mjs run test/comm.test.ts) 2>&1 | grep -vE "^\s+at |NCCL INFO" | tail -40
+    step "ir test/cuda-dist.test.ts (dataParallel through NCCL, a world of one)"
+    (cd packages/ir && timeout 200 node ../../node_modules/vitest/vitest.mjs run test/cuda-dist.test.ts) 2>&1 | grep -vE "^\s+at |NCCL INFO" | tail -40
     ;;
   esac
 done

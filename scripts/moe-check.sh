@@ -11,6 +11,11 @@
 #   bandwidth the memory-bound kernels beside a device copy (bench/membound.mjs), MoE's permute,
 #             unpermute and weight gradient among them (issue 21: >= 0.8 of copy)
 #   sanitize  memcheck, racecheck, synccheck and initcheck over those test files
+#   model     the MoE GPT (GPT_CONFIG moe-8x: 8 experts top-2, width 1024, 12 layers, T 1024) for
+#             MOE_STEPS steps (default 300), batch MOE_BATCH (16): Deepwell under MOE_RECIPES (default
+#             "bf16 fp8-blockwise") beside PyTorch under MOE_TORCH ("compile": torch.compile of
+#             bench_torch.py's dropless MoE on torch._grouped_mm), on the same data and initial
+#             weights (examples/gpt2/run.sh, compare.mjs); the logs and tables into moe-gpt.tgz
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -62,6 +67,14 @@ for part in "${parts[@]}"; do
       step "compute-sanitizer --tool $tool over the dropless MoE tests"
       OUT=$OUT SANITIZE_JOBS=3 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-200} bash scripts/sanitize-tests.sh "$tool" $FILES; echo "exit $?"
     done
+    ;;
+  model)
+    step "the MoE GPT beside PyTorch (examples/gpt2/run.sh, GPT_CONFIG moe-8x)"
+    rm -rf /tmp/moe-8x
+    GPT_CONFIG=moe-8x RECIPES=${MOE_RECIPES:-bf16 fp8-blockwise} TORCH_MODES=${MOE_TORCH:-compile} timeout ${MOE_TIMEOUT:-540} \
+      bash examples/gpt2/run.sh "${MOE_STEPS:-300}" /tmp/moe-8x "${MOE_BATCH:-16}" > "$OUT/moe-gpt.log" 2>&1
+    echo "exit $?"; grep -vE "^step " "$OUT/moe-gpt.log" | tail -60
+    (cd /tmp/moe-8x && find . \( -name '*.jsonl' -o -name '*.json' -o -name '*.md' -o -name '*.svg' \) -size -20M | tar -czf "$OUT/moe-gpt.tgz" -T -)
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"
