@@ -46,6 +46,13 @@ std::mutex mu;
 std::map<uint64_t, Rec> comms;
 uint64_t nextHandle = 1;
 
+// Drops an aborted communicator from the table (whatever handle it had): later calls with its handle
+// are refused, and ending it again is a no-op, never a second free.
+void forget(nccl::Comm comm) {
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto it = comms.begin(); it != comms.end();) it = it->second.comm == comm ? comms.erase(it) : std::next(it);
+}
+
 template <typename F>
 F sym(Napi::Env env, const char* name) {
   void* h = vendorHandle("nccl");
@@ -94,6 +101,7 @@ void settle(Napi::Env env, nccl::Result r, nccl::Comm comm, uint64_t timeoutMs, 
     if (state != nccl::kInProgress) failNccl(env, state, comm, what);
     if (std::chrono::steady_clock::now() > until) {
       sym<nccl::CommFn>(env, "ncclCommAbort")(comm);
+      forget(comm);
       fail(env, "TIMEOUT", what + " did not finish within " + std::to_string(timeoutMs) + " ms (a peer that never came or stopped?); the communicator was aborted");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -103,7 +111,7 @@ void settle(Napi::Env env, nccl::Result r, nccl::Comm comm, uint64_t timeoutMs, 
 Rec lookup(Napi::Env env, uint64_t handle, const char* what) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = comms.find(handle);
-  if (it == comms.end()) fail(env, "INVALID_ARGUMENT", std::string("Expected a live communicator handle for ") + what + " but received " + std::to_string(handle) + " (never created, or destroyed)");
+  if (it == comms.end()) fail(env, "INVALID_ARGUMENT", std::string("Expected a live communicator handle for ") + what + " but received " + std::to_string(handle) + " (never created, destroyed, or aborted after a failure)");
   return it->second;
 }
 
@@ -202,6 +210,45 @@ Napi::Value AllReduceMany(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ncclStreamWait(comm, stream): the stream done, or the communicator aborted with a typed error.
+Napi::Value StreamWait(const Napi::CallbackInfo& info) {
+  const abi::NcclStreamWaitArgs a = abi::readNcclStreamWait(info);
+  Napi::Env env = info.Env();
+  const Rec c = lookup(env, a.comm, "ncclStreamWait");
+  useDevice(env, c.device);
+  const auto asyncErr = sym<nccl::CommGetAsyncErrorFn>(env, "ncclCommGetAsyncError");
+  const auto abortComm = [&]() {
+    sym<nccl::CommFn>(env, "ncclCommAbort")(c.comm);
+    forget(c.comm);
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.timeoutMs);
+  for (int spin = 0;; spin++) {
+    const cudaError_t q = cudaStreamQuery(a.stream);
+    if (q == cudaSuccess) return env.Undefined();
+    if (q != cudaErrorNotReady) {
+      cudaGetLastError();
+      fail(env, "CUDA_ERROR", std::string("ncclStreamWait: the stream failed: ") + cudaGetErrorString(q));
+    }
+    nccl::Result state = nccl::kSuccess;
+    const nccl::Result r = asyncErr(c.comm, &state);
+    if (r != nccl::kSuccess || (state != nccl::kSuccess && state != nccl::kInProgress)) {
+      const nccl::Result bad = r != nccl::kSuccess ? r : state;
+      const auto errStr = sym<nccl::GetErrorStringFn>(env, "ncclGetErrorString");
+      const std::string text = errStr(bad);
+      abortComm();
+      fail(env, "PEER_FAILED", "NCCL communicator (rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) + ") failed while the step ran: " + text +
+                                   "; the communicator was aborted (a peer stopped?)");
+    }
+    if (std::chrono::steady_clock::now() > until) {
+      abortComm();
+      fail(env, "TIMEOUT", "ncclStreamWait: the step did not finish within " + std::to_string(c.timeoutMs) + " ms (rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) +
+                               "; a peer that stopped?); the communicator was aborted");
+    }
+    // Spin briefly (a step's tail), then sleep: a step takes milliseconds, a failure seconds.
+    if (spin > 200) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
 Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
   const abi::NcclReduceScatterArgs a = abi::readNcclReduceScatter(info);
   Napi::Env env = info.Env();
@@ -255,6 +302,11 @@ Napi::Value CommCheck(const Napi::CallbackInfo& info) {
 // Abort (any state, returns at once) or destroy (after pending work); the handle is dead after either.
 Napi::Value endComm(Napi::Env env, uint64_t handle, bool abort) {
   const char* what = abort ? "ncclCommAbort" : "ncclCommDestroy";
+  {
+    // A handle this process issued whose communicator has ended (aborted after a failure): nothing to do.
+    std::lock_guard<std::mutex> lock(mu);
+    if (handle >= 1 && handle < nextHandle && comms.find(handle) == comms.end()) return env.Undefined();
+  }
   const Rec c = lookup(env, handle, what);
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -274,6 +326,7 @@ void initComm(Napi::Env env, Napi::Object exports) {
   def(env, exports, "ncclGetUniqueId", GetUniqueId);
   def(env, exports, "ncclCommInitRank", CommInitRank);
   def(env, exports, "ncclAllReduceMany", AllReduceMany);
+  def(env, exports, "ncclStreamWait", StreamWait);
   def(env, exports, "ncclAllReduce", AllReduce);
   def(env, exports, "ncclReduceScatter", ReduceScatter);
   def(env, exports, "ncclAllGather", AllGather);

@@ -174,6 +174,20 @@ inline NcclBroadcastArgs readNcclBroadcast(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// ncclStreamWait(comm, stream)  [native/comm/nccl.cpp]
+struct NcclStreamWaitArgs {
+  uint64_t comm{};
+  cudaStream_t stream{};
+};
+inline NcclStreamWaitArgs readNcclStreamWait(const Napi::CallbackInfo& info) {
+  Reader r(info, "ncclStreamWait", 2);
+  NcclStreamWaitArgs a;
+  a.comm = r.u64("comm");
+  a.stream = r.stream("stream");
+  r.end();
+  return a;
+}
+
 // ncclCommCheck(comm)  [native/comm/nccl.cpp]
 struct NcclCommCheckArgs {
   uint64_t comm{};
@@ -223,6 +237,7 @@ inline NcclCommDestroyArgs readNcclCommDestroy(const Napi::CallbackInfo& info) {
   X("ncclReduceScatter", NcclReduceScatter)  \
   X("ncclAllGather", NcclAllGather)          \
   X("ncclBroadcast", NcclBroadcast)          \
+  X("ncclStreamWait", NcclStreamWait)        \
   X("ncclCommCheck", NcclCommCheck)          \
   X("ncclCommAbort", NcclCommAbort)          \
   X("ncclCommDestroy", NcclCommDestroy)

@@ -464,9 +464,12 @@ class CudaExecutable extends Executable {
   #staging = new Map<string, { pinned: kn.PinnedBuffer; arg: DevArg; put: (v: NumArray) => void; take: () => Float32Array | Int32Array }>();
   #lastHostMs = 0;
   #lastHostSplit: HostSplit = { checkUs: 0, stageUs: 0, launchUs: 0, outputsUs: 0 };
+  /** The communicators of the step's all_reduce nodes (dataParallel): waited on through NCCL, so a peer's failure ends the wait. */
+  #comms: number[];
 
   constructor(graph: Graph, options: CompileOptions) {
     super(graph, options, getBackend(options.device!));
+    this.#comms = [...new Set(this.graph.nodes.filter((n) => n.op === 'all_reduce' && n.attrs.comm !== 0).map((n) => n.attrs.comm as number))];
     try {
       this.#stream = new kn.Stream(Number(this.device.split(':')[1]));
     } catch (e) {
@@ -620,6 +623,9 @@ class CudaExecutable extends Executable {
       this.#lastHostMs = t4 - t[0];
       this.#lastHostSplit = { checkUs: 1000 * (t[1] - t[0]), stageUs: 1000 * (t[2] - t[1]), launchUs: 1000 * (t[3] - t[2]), outputsUs: 1000 * (t4 - t[3]) };
     }
+    // A data-parallel step waits through NCCL: a peer that failed or stopped ends the wait with
+    // PEER_FAILED or TIMEOUT (the communicator aborted) instead of blocking here forever.
+    for (const comm of this.#comms) native.ncclStreamWait(comm, this.#stream.handle);
     this.#stream.synchronize();
     // Bad indices inside a captured step are flagged on the device; report them now.
     if (this.#graphExec) {

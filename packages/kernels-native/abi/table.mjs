@@ -164,6 +164,11 @@ export const entries = {
   ncclReduceScatter: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'op:enum.ncclOp', 'recvCount', 'send:tensor', 'recv:tensor'] },
   ncclAllGather: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'sendCount', 'send:tensor', 'recv:tensor'] },
   ncclBroadcast: { file: 'comm/nccl.cpp', args: ['comm', 'stream', 'dtype:dtype', 'root:u64<=65535', 'count', 'send:tensor', 'recv:tensor'] },
+  // Waits for a stream whose work includes the communicator's collectives: polls the stream and
+  // NCCL's asynchronous error until the stream is done; a peer's failure aborts the communicator
+  // (PEER_FAILED), and so does the communicator's timeout passing (TIMEOUT), so a rank never hangs
+  // on a peer that died.
+  ncclStreamWait: { file: 'comm/nccl.cpp', args: ['comm', 'stream'] },
   ncclCommCheck: { file: 'comm/nccl.cpp', args: ['comm'], returns: 'string' },
   ncclCommAbort: { file: 'comm/nccl.cpp', args: ['comm'] },
   ncclCommDestroy: { file: 'comm/nccl.cpp', args: ['comm'] },

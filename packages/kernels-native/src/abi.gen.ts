@@ -90,6 +90,7 @@ export const ENTRY_POINTS: readonly { name: string; file: string; returns: strin
   {"name":"ncclReduceScatter","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"op","kind":"enum","enum":"ncclOp"},{"name":"recvCount","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
   {"name":"ncclAllGather","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"sendCount","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
   {"name":"ncclBroadcast","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"},{"name":"dtype","kind":"dtype"},{"name":"root","kind":"u64","max":65535},{"name":"count","kind":"u64"},{"name":"send","kind":"tensor"},{"name":"recv","kind":"tensor"}]},
+  {"name":"ncclStreamWait","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"},{"name":"stream","kind":"stream"}]},
   {"name":"ncclCommCheck","file":"comm/nccl.cpp","returns":"string","args":[{"name":"comm","kind":"u64"}]},
   {"name":"ncclCommAbort","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"}]},
   {"name":"ncclCommDestroy","file":"comm/nccl.cpp","returns":"void","args":[{"name":"comm","kind":"u64"}]},
@@ -278,6 +279,8 @@ export interface NativeEntries {
   ncclAllGather(comm: number, stream: number, dtype: number, sendCount: number, send: DevArg, recv: DevArg): void;
   /** native/comm/nccl.cpp */
   ncclBroadcast(comm: number, stream: number, dtype: number, root: number, count: number, send: DevArg, recv: DevArg): void;
+  /** native/comm/nccl.cpp */
+  ncclStreamWait(comm: number, stream: number): void;
   /** native/comm/nccl.cpp */
   ncclCommCheck(comm: number): string;
   /** native/comm/nccl.cpp */
@@ -494,6 +497,7 @@ export function bindEntries(raw: Raw): NativeEntries {
     ncclReduceScatter: (comm, stream, dtype, op, recvCount, send, recv) => raw.ncclReduceScatter!(comm, stream, dtype, op, recvCount, send.base, send.offset, recv.base, recv.offset),
     ncclAllGather: (comm, stream, dtype, sendCount, send, recv) => raw.ncclAllGather!(comm, stream, dtype, sendCount, send.base, send.offset, recv.base, recv.offset),
     ncclBroadcast: (comm, stream, dtype, root, count, send, recv) => raw.ncclBroadcast!(comm, stream, dtype, root, count, send.base, send.offset, recv.base, recv.offset),
+    ncclStreamWait: (comm, stream) => raw.ncclStreamWait!(comm, stream),
     ncclCommCheck: (comm) => raw.ncclCommCheck!(comm),
     ncclCommAbort: (comm) => raw.ncclCommAbort!(comm),
     ncclCommDestroy: (comm) => raw.ncclCommDestroy!(comm),

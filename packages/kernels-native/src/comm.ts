@@ -121,6 +121,22 @@ export class Communicator {
     this.#ops.ncclBroadcast(this.#live('broadcast'), stream, dtypeCode(dtype), checkInteger(root, 'root of Communicator.broadcast', 0, this.worldSize - 1), count, send, recv);
   }
 
+  /**
+   * Waits until `stream` (whose work includes this communicator's collectives) is done, watching NCCL
+   * meanwhile: a peer's failure aborts the communicator and throws PEER_FAILED, the communicator's
+   * timeout passing aborts it and throws TIMEOUT, so a rank never hangs on a peer that stopped. A
+   * compiled data-parallel step waits this way at the end of every run().
+   */
+  waitStream(stream: number): void {
+    const h = this.#live('waitStream');
+    try {
+      this.#ops.ncclStreamWait(h, stream);
+    } catch (e) {
+      if (DeepwellError.is(e) && (e.code === 'PEER_FAILED' || e.code === 'TIMEOUT')) this.#handle = null; // aborted natively
+      throw e;
+    }
+  }
+
   /** Throws (PEER_FAILED, CUDA_ERROR, ...) if NCCL holds an asynchronous error for this communicator. */
   check(): void {
     const err = this.#ops.ncclCommCheck(this.#live('check'));

@@ -77,11 +77,16 @@ describe.skipIf(!gpu || !nccl)('Communicator on the GPU (world size 1, the real 
     comm.allReduce(stream.handle, 'f32', arg(dst), arg(dst), n, 'sum');
     expect(Array.from(read())).toEqual(Array.from(data));
     comm.check();
+    // waitStream: the stream done, watched through NCCL.
+    comm.allReduce(stream.handle, 'f32', arg(src), arg(dst), n, 'sum');
+    comm.waitStream(stream.handle);
+    expect(Array.from(read())).toEqual(Array.from(data));
     // Sizes past the buffers are refused before NCCL sees them.
     expect(errorOf(() => comm.allReduce(stream.handle, 'f32', arg(src), arg(dst), n + 1)).code).toBe('INVALID_ARGUMENT');
     expect(errorOf(() => comm.broadcast(stream.handle, 'f32', arg(src), arg(dst), n, 1)).message).toMatch(/root of Communicator.broadcast/);
     comm.destroy();
     expect(errorOf(() => comm.allReduce(stream.handle, 'f32', arg(src), arg(dst), n)).code).toBe('DISPOSED');
+    expect(errorOf(() => comm.waitStream(stream.handle)).code).toBe('DISPOSED');
     // An unknown handle at the native boundary.
     expect(errorOf(() => loadNative().ncclCommCheck(123456)).message).toMatch(/live communicator handle/);
     be.free(src);
