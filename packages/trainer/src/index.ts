@@ -1,6 +1,6 @@
 export { Trainer } from './trainer.js';
 export type { FitResult, FromEngineOptions, StepEvent, TrainerEvents, TrainerOptions } from './trainer.js';
-export type { CheckpointOptions, FitAsyncOptions, FitOptions, LogOptions, OptimizerOptions, ScheduleOptions, TrainerDevice, TrainerSampleOptions } from './options.js';
+export type { CheckpointOptions, DistributedTrainingOptions, FitAsyncOptions, FitOptions, LogOptions, OptimizerOptions, ScheduleOptions, TrainerDevice, TrainerSampleOptions } from './options.js';
 export { checkDevice, checkTrainerSettings } from './options.js';
 export type { TrainerSettings } from './options.js';
 export { Engine, formatProfile, optimize } from './engine.js';
@@ -28,6 +28,8 @@ export type { StepLine } from './metrics.js';
 export { distributedEnv, firstSlurmHost } from './distributed/env.js';
 export type { DistributedEnv } from './distributed/env.js';
 export { rendezvous } from './distributed/rendezvous.js';
+export { initDistributed } from './distributed/init.js';
+export type { DistributedContext, InitDistributedOptions } from './distributed/init.js';
 export type { RendezvousOptions } from './distributed/rendezvous.js';
 export { freePort, launch } from './distributed/launch.js';
 export type { LaunchOptions, LaunchResult } from './distributed/launch.js';

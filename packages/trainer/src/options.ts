@@ -6,9 +6,9 @@
  * options that would silently do nothing alone (val without evalEvery, evalEvery without val) are
  * refused; device names are checked against 'cpu' and the GPUs that are here.
  */
-import { DeepwellError, checkKeys as coreCheckKeys, describe, parseDevice } from '@deepwell/core';
+import { DeepwellError, checkKeys as coreCheckKeys, checkNumber, describe, parseDevice } from '@deepwell/core';
 import { type Capturable, type DryrunReport, type Executable, type HostSplit, type KernelSummaryRow, type NodeProfile, type Phase } from '@deepwell/ir';
-import { cudaStatus } from '@deepwell/kernels-native';
+import { Communicator, cudaStatus } from '@deepwell/kernels-native';
 import { GPT, checkPrompt, checkSampleOptions } from '@deepwell/nn';
 import { PrecisionPolicy, checkFallbackOptions, type FallbackEvent, type FallbackOptions, type LayerDecision, type LayerNumerics } from '@deepwell/precision';
 import type { TokenLoader } from './loader.js';
@@ -141,6 +141,22 @@ export interface TrainerOptions {
   fallback?: FallbackOptions | false;
   /** At each evaluation, continue `prompt` from the current weights and print it (the model must be a GPT; needs val and evalEvery). Default: none. */
   sample?: TrainerSampleOptions;
+  /**
+   * Data parallelism: this process is one rank of a job (initDistributed() makes the communicator).
+   * The step averages its gradients and loss with the other ranks (ir's dataParallel: bucketed NCCL
+   * all-reduces inside the step's CUDA graph); the train loader must be this rank's shard (its rank
+   * and worldSize the communicator's); the device defaults to the communicator's. Rank 0 alone
+   * writes checkpoints, the log, the progress display and evaluates; every rank resumes from the same
+   * checkpoint, each at its own place in the data. Default: one process.
+   */
+  distributed?: DistributedTrainingOptions;
+}
+
+export interface DistributedTrainingOptions {
+  /** This rank's NCCL communicator (kernels-native's Communicator; initDistributed() in this package). Without one: a world of one, no NCCL. */
+  communicator?: Communicator;
+  /** About how many bytes of gradients one all-reduce moves (ir's dataParallel; default 25 MiB). */
+  bucketBytes?: number;
 }
 
 /** Trainer.fromEngine's options: the loaders as `data`, the rest as TrainerOptions less what the engine decided. */
@@ -263,13 +279,14 @@ export interface FitResult {
   weights: Map<string, Float32Array>;
 }
 
-const TRAINER_KEYS = ['model', 'train', 'val', 'device', 'precision', 'optimizer', 'schedule', 'steps', 'clipGradNorm', 'accumulate', 'evalEvery', 'evalBatches', 'checkpoint', 'seed', 'log', 'config', 'profileStep', 'policy', 'fallback', 'sample'];
+const TRAINER_KEYS = ['model', 'train', 'val', 'device', 'precision', 'optimizer', 'schedule', 'steps', 'clipGradNorm', 'accumulate', 'evalEvery', 'evalBatches', 'checkpoint', 'seed', 'log', 'config', 'profileStep', 'policy', 'fallback', 'sample', 'distributed'];
 const NESTED: Record<string, string[]> = {
   optimizer: ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'],
   schedule: ['warmup', 'minLr'],
   checkpoint: ['dir', 'every', 'keep'],
   log: ['jsonl', 'progress', 'every', 'svg'],
   sample: ['prompt', 'maxTokens', 'temperature', 'topK', 'topP', 'seed', 'vocab', 'stop', 'decode'],
+  distributed: ['communicator', 'bucketBytes'],
 };
 /** Other trainers' names (nanoGPT, Hugging Face, PyTorch Lightning) for our keys, by where they appear. */
 const ALIASES: Record<string, Record<string, string>> = {
@@ -457,10 +474,31 @@ export function checkTrainerOptions(options: TrainerOptions): void {
     checkFallbackOptions(o.fallback);
     if (!o.policy) throw new DeepwellError('INVALID_ARGUMENT', `Expected a policy for fallback (it demotes the policy's layers) but received ${describe(o.policy)}`);
   }
+  if (o.distributed !== undefined) checkDistributed(o);
   if (o.sample !== undefined) {
     if (!(o.model instanceof GPT)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a GPT model for sample (it generates with nn's Generator) but received ${describe(o.model)}`);
     if (!o.val || !o.evalEvery) throw new DeepwellError('INVALID_ARGUMENT', 'Expected val and evalEvery for sample (it samples at each evaluation) but received none');
     checkSample(o.sample, o.model.config);
+  }
+}
+
+/** The distributed option against the rest: a live communicator, the loader's shard its rank's, no per-rank fallback. */
+function checkDistributed(o: TrainerOptions): void {
+  const d = o.distributed!;
+  check(plainObject(d), 'distributed options { communicator, bucketBytes }', 'distributed', d);
+  const comm = d.communicator;
+  if (comm !== undefined && !(comm instanceof Communicator)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Communicator (kernels-native; initDistributed() makes one) for distributed.communicator but received ${describe(comm)}`);
+  if (comm) void comm.handle; // DISPOSED for a destroyed or aborted one
+  if (d.bucketBytes !== undefined) checkNumber(d.bucketBytes, 'distributed.bucketBytes', { min: 1, max: 2 ** 40 });
+  const [rank, world] = comm ? [comm.rank, comm.worldSize] : [0, 1];
+  if (o.train.rank !== rank || o.train.worldSize !== world) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected the train loader of rank ${rank} of ${world} (TokenLoader's rank and worldSize: each rank reads its own shard) but received one of rank ${o.train.rank} of ${o.train.worldSize}`);
+  }
+  if (o.policy !== undefined && o.fallback !== false) {
+    throw new DeepwellError('INVALID_ARGUMENT', 'Expected fallback: false with a policy in a distributed run (a precision fallback decided from one rank\'s numbers would leave the ranks training different steps) but received fallback on');
+  }
+  if (comm && o.device !== undefined && o.device !== `cuda:${comm.device}`) {
+    throw new DeepwellError('INVALID_ARGUMENT', `Expected device cuda:${comm.device} (the communicator's) for a distributed run but received ${describe(o.device)}`);
   }
 }
 

@@ -53,7 +53,7 @@ import { memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
-import { autocast, capture, compile, dryrun, numel, trainingStep, type DryrunReport, type Executable, type Graph, type HostSplit } from '@deepwell/ir';
+import { autocast, capture, compile, dataParallel, dryrun, numel, trainingStep, type DryrunReport, type Executable, type Graph, type HostSplit } from '@deepwell/ir';
 import { GPT, Generator as TextGenerator } from '@deepwell/nn';
 import { FallbackController, PrecisionPolicy, type FallbackEvent } from '@deepwell/precision';
 import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint } from './checkpoint.js';
@@ -119,8 +119,12 @@ export class Trainer {
   readonly precision: 'bf16' | 'f32';
   /** The learning rate by step from the options (a fit resumed with extend uses the checkpoint's instead). */
   readonly schedule: Schedule;
-  /** The training step's graph (forward, backward, AdamW). */
+  /** The training step's graph (forward, backward, AdamW; with `distributed`, the all-reduces between). */
   readonly step: Graph;
+  /** This process's rank in a distributed run (options.distributed), else 0. Rank 0 writes checkpoints and logs. */
+  readonly rank: number;
+  /** Ranks in the run (1 without options.distributed). */
+  readonly worldSize: number;
   /** dryrun's report for the training step. */
   readonly report: DryrunReport;
   readonly #options: TrainerOptions;
@@ -136,7 +140,10 @@ export class Trainer {
   constructor(options: TrainerOptions) {
     checkTrainerOptions(options);
     this.#options = options;
-    this.device = checkDevice(options.device, () => firstGpu() ?? 'cpu');
+    const comm = options.distributed?.communicator;
+    this.device = checkDevice(options.device, () => (comm ? `cuda:${comm.device}` : (firstGpu() ?? 'cpu')));
+    this.rank = comm?.rank ?? 0;
+    this.worldSize = comm?.worldSize ?? 1;
     this.precision = options.precision ?? (this.device === 'cpu' ? 'f32' : 'bf16');
     const o = options.optimizer ?? {};
     const lr = o.lr ?? 6e-4;
@@ -156,11 +163,14 @@ export class Trainer {
     // Only the loss leaves the device each step (a GPT's logits would be B·T·V values).
     for (const name of Object.keys(captured.outputs)) if (name !== 'loss') delete captured.outputs[name];
     this.#forward = this.precision === 'bf16' ? autocast(captured) : captured;
-    this.step = trainingStep(this.#forward, {
+    const step = trainingStep(this.#forward, {
       optimizer: { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay },
       clipGradNorm: options.clipGradNorm,
       accumulate: options.accumulate,
     });
+    // Data parallelism: the gradients and the loss averaged with the other ranks inside the step.
+    const d = options.distributed;
+    this.step = d ? dataParallel(step, { worldSize: this.worldSize, ...(comm ? { comm: comm.handle } : {}), ...(d.bucketBytes !== undefined ? { bucketBytes: d.bucketBytes } : {}) }) : step;
     this.report = dryrun(this.step, { device: this.device, precision: options.policy?.clone() });
     // Trainer.fromEngine's offer: kept when it is this step compiled as fit would (the same graph,
     // device and seed; the engine's policy), else freed before the memory check.
@@ -339,7 +349,9 @@ export class Trainer {
     const begin = resolveStart(o.checkpoint?.dir ?? null, options.resume ?? false);
     const { schedule, record: scheduleRecord, note: extendNote } = begin.from ? this.#resumedSchedule(begin.from, options.extend === true) : { schedule: this.schedule, record: this.#scheduleRecord, note: null };
     const run = begin.run ?? randomUUID();
-    const log = o.log?.jsonl ? trusted(new JsonlLog(o.log.jsonl, { run, resume: begin.from !== null })) : null;
+    // Rank 0 alone writes the log, the progress display, checkpoints and the loss curve, and evaluates.
+    const lead = this.rank === 0;
+    const log = o.log?.jsonl && lead ? trusted(new JsonlLog(o.log.jsonl, { run, resume: begin.from !== null })) : null;
     this.#used = true;
     const adopted = this.#adopted;
     this.#adopted = null;
@@ -372,7 +384,7 @@ export class Trainer {
     let evalExe: Executable | null = null;
     /** The held-out set: the first evaluation's evalBatches batches of val, used by every evaluation. */
     let heldOut: { tokens: Int32Array; targets: Int32Array }[] | null = null;
-    const progress = o.log?.progress === false ? null : trusted(new Progress(process.stderr, o.log?.every ?? 10));
+    const progress = o.log?.progress === false || !lead ? null : trusted(new Progress(process.stderr, o.log?.every ?? 10));
     const losses = new LossHistory();
     const evals: { step: number; loss: number }[] = [];
     let start = 1;
@@ -414,7 +426,9 @@ export class Trainer {
     try {
       if (begin.from) {
         const meta = loadCheckpoint(begin.from, exe);
-        o.train.restore(meta.loader as LoaderState);
+        // Rank 0 wrote the checkpoint at its own place in the data; rank r is r samples further on.
+        const at = meta.loader as LoaderState;
+        o.train.restore(this.rank === 0 ? at : { ...at, sample: at.sample + this.rank });
         const extra = meta.extra as { evals?: { step: number; loss: number }[]; fallbacks?: FallbackEvent[] } | null;
         losses.pushSeries(meta.lossHistory!);
         evals.push(...(extra?.evals ?? []));
@@ -495,7 +509,8 @@ export class Trainer {
           stepMsMean = stepMsMean === 0 ? ms : 0.9 * stepMsMean + 0.1 * ms;
           if (snapshotDue(s)) snapshot = takeSnapshot(s);
         } else if (!Number.isFinite(loss)) throw new DeepwellError('INTERNAL', `The loss is ${loss} at step ${s} (diverged: lower the learning rate, or check the data)`);
-        const tokens = B * T * (o.accumulate ?? 1);
+        // Every rank's tokens: the job's throughput (each rank trains its own B × T a step).
+        const tokens = B * T * (o.accumulate ?? 1) * this.worldSize;
         tokensDone += tokens;
         stepsHere++;
         const elapsed = (performance.now() - t0) / 1000;
@@ -508,7 +523,7 @@ export class Trainer {
         progress?.step({ step: s, total: o.steps, done: stepsHere, loss, lr, tokensPerSecond, mfu, elapsed });
         this.#emit('step', ev);
 
-        if (o.val && o.evalEvery && (s % o.evalEvery === 0 || s === o.steps)) {
+        if (lead && o.val && o.evalEvery && (s % o.evalEvery === 0 || s === o.steps)) {
           evalExe ??= compile(this.#forward, { device: this.device, seed, precision: policy?.clone({ numerics: false }) });
           for (const name of evalExe.parameterNames()) evalExe.set(name, exe.get(name));
           heldOut ??= Array.from({ length: o.evalBatches ?? 10 }, () => o.val!.next());
@@ -533,10 +548,10 @@ export class Trainer {
             }
           }
         }
-        if (o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) saveAt(s);
+        if (lead && o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) saveAt(s);
         if (yield s) {
           // Aborted (fitAsync): this step is done; keep it, then stop.
-          const path = o.checkpoint ? (lastCheckpointStep === s ? lastCheckpoint : saveAt(s)) : null;
+          const path = o.checkpoint && lead ? (lastCheckpointStep === s ? lastCheckpoint : saveAt(s)) : null;
           log?.write({ event: 'abort', step: s, checkpoint: path });
           progress?.line(`aborted after step ${s}${path ? `; checkpoint ${path}` : ''}`);
           throw new DeepwellError(
@@ -551,7 +566,7 @@ export class Trainer {
       const tokensPerSecond = ran > 0 ? tokensDone / seconds : 0;
       const mfu = peak && ran > 0 ? (this.report.flopsPerStep * ran) / seconds / (peak * 1e12) : null;
       let lossCurve: string | null = null;
-      const svg = o.log?.svg ?? (o.checkpoint ? join(o.checkpoint.dir, 'loss.svg') : null);
+      const svg = lead ? (o.log?.svg ?? (o.checkpoint ? join(o.checkpoint.dir, 'loss.svg') : null)) : null;
       if (svg) {
         mkdirSync(join(svg, '..'), { recursive: true });
         const series = [{ name: 'train loss', points: losses.points(), color: '#1f77b4' }];
