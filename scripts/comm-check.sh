@@ -7,7 +7,8 @@
 #   torch  PyTorch's own NCCL (the same libnccl) in one process of world size 1: whether NCCL itself
 #          works in this container
 #   tests  kernels-native test/comm.test.ts, then ir test/cuda-dist.test.ts (a data-parallel step of
-#          one rank through NCCL against the plain step, bit for bit)
+#          one rank through NCCL against the plain step, bit for bit) and trainer
+#          test/gpu_distributed.test.ts (the Trainer the same way)
 set -uo pipefail
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(steps torch tests)
@@ -56,6 +57,8 @@ dist.destroy_process_group()
     (cd packages/kernels-native && timeout 200 node ../../node_modules/vitest/vitest.mjs run test/comm.test.ts) 2>&1 | grep -vE "^\s+at |NCCL INFO" | tail -40
     step "ir test/cuda-dist.test.ts (dataParallel through NCCL, a world of one)"
     (cd packages/ir && timeout 200 node ../../node_modules/vitest/vitest.mjs run test/cuda-dist.test.ts) 2>&1 | grep -vE "^\s+at |NCCL INFO" | tail -40
+    step "trainer test/gpu_distributed.test.ts (the Trainer with a communicator of one rank against a plain run)"
+    (cd packages/trainer && timeout 240 node ../../node_modules/vitest/vitest.mjs run test/gpu_distributed.test.ts) 2>&1 | grep -vE "^\s+at |NCCL INFO" | tail -30
     ;;
   esac
 done
