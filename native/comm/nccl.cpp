@@ -88,7 +88,11 @@ const char* codeOf(nccl::Result r) {
 
 // Polls a non-blocking communicator until its pending work finishes (or its error), up to the
 // timeout; a timeout aborts it and fails with TIMEOUT.
-void settle(Napi::Env env, nccl::Result r, nccl::Comm comm, uint64_t timeoutMs, const std::string& what) {
+// During ncclCommInitRank (abortOnTimeout false) the communicator is not aborted: on the H200
+// (2026-12-05) ncclCommAbort of an init whose peer never came did not return (NCCL's bootstrap still
+// waits in accept), so the call fails with TIMEOUT and leaves the half-made communicator to the
+// process's exit, which the error tells the caller to do.
+void settle(Napi::Env env, nccl::Result r, nccl::Comm comm, uint64_t timeoutMs, const std::string& what, bool abortOnTimeout = true) {
   if (r == nccl::kSuccess) return;
   if (r != nccl::kInProgress) failNccl(env, r, comm, what);
   const auto asyncErr = sym<nccl::CommGetAsyncErrorFn>(env, "ncclCommGetAsyncError");
@@ -100,6 +104,10 @@ void settle(Napi::Env env, nccl::Result r, nccl::Comm comm, uint64_t timeoutMs, 
     if (state == nccl::kSuccess) return;
     if (state != nccl::kInProgress) failNccl(env, state, comm, what);
     if (std::chrono::steady_clock::now() > until) {
+      if (!abortOnTimeout) {
+        fail(env, "TIMEOUT", what + " did not finish within " + std::to_string(timeoutMs) +
+                                 " ms (a peer that never came?); the half-made communicator cannot be ended safely while NCCL waits for its peers: end this process");
+      }
       sym<nccl::CommFn>(env, "ncclCommAbort")(comm);
       forget(comm);
       fail(env, "TIMEOUT", what + " did not finish within " + std::to_string(timeoutMs) + " ms (a peer that never came or stopped?); the communicator was aborted");
@@ -151,7 +159,7 @@ Napi::Value CommInitRank(const Napi::CallbackInfo& info) {
   const nccl::Result r = init(&comm, static_cast<int>(a.worldSize), id, static_cast<int>(a.rank));
   if (comm == nullptr) failNccl(env, r == nccl::kSuccess ? nccl::kInternalError : r, nullptr, "ncclCommInitRank");
   const std::string what = "ncclCommInitRank (rank " + std::to_string(a.rank) + " of " + std::to_string(a.worldSize) + ")";
-  settle(env, r, comm, a.timeoutMs, what);
+  settle(env, r, comm, a.timeoutMs, what, false);
   std::lock_guard<std::mutex> lock(mu);
   const uint64_t handle = nextHandle++;
   comms[handle] = Rec{comm, static_cast<int>(a.worldSize), static_cast<int>(a.rank), static_cast<int>(a.device), a.timeoutMs};

@@ -5,6 +5,6 @@ import './nn.js';
 import './moe.js';
 import './gemm.js';
 import './grouped_gemm.js';
-import './dist.js';
+import './collective.js';
 
 export { GEMM_LT_WORKSPACE } from './gemm.js';

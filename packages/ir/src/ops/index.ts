@@ -6,5 +6,5 @@ export * from './tensor/index.js';
 export * from './nn/index.js';
 export * from './moe/index.js';
 export * from './optim/index.js';
-export * from './dist/index.js';
+export * from './collective/index.js';
 export { AMAX_ATTR, storedAmax, withAmax, writeAmax } from './amax.js';

@@ -22,7 +22,7 @@
 import { DeepwellError, checkInteger, checkKeys, checkNumber, describe, invalid } from '@deepwell/core';
 import { GraphBuilder } from '../builder.js';
 import { byteSizeOf, checkGraph, type Graph, type NodeDecl } from '../graph.js';
-import { MAX_WORLD_SIZE, type AllReduceOp } from '../ops/dist/all_reduce.js';
+import { MAX_WORLD_SIZE, type AllReduceOp } from '../ops/collective/all_reduce.js';
 import { isFloat } from '../ops/float.js';
 
 export interface DataParallelOptions {

@@ -1,5 +1,5 @@
 /**
- * all_reduce on CUDA (ops/dist/all_reduce.ts): the node's tensors as one NCCL group of all-reduces
+ * all_reduce on CUDA (ops/collective/all_reduce.ts): the node's tensors as one NCCL group of all-reduces
  * on the step's stream (kernels-native ncclAllReduceMany, native/comm/nccl.cpp), through the
  * communicator whose handle the node carries (attribute comm, from dataParallel). NCCL's kernels
  * are captured into the step's CUDA graph like any other launch. With no communicator (comm 0,

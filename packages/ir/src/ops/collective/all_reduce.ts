@@ -1,0 +1,64 @@
+/**
+ * all_reduce: each input reduced element by element across the ranks of a data-parallel job (NCCL's
+ * all-reduce), 'sum' or 'avg'.
+ *   x_0: T_0[X_0...], x_1: T_1[X_1...], ... (any number >= 1; each f32, bf16, f16, or i32 with
+ *   'sum') -> y_k: T_k[X_k...], y_k[i] = (Σ over ranks r of x_k[i] on r) (/ worldSize with 'avg').
+ * Attributes: op, worldSize (the ranks taking part, >= 1) and comm (the communicator's handle in this
+ * process, kernels-native's Communicator.handle; 0: none, allowed only with worldSize 1). A node
+ * holding several tensors is one bucket: its kernel issues them as one NCCL group, so NCCL moves
+ * the bucket in one launch. Each output may share its input's storage (in place).
+ *
+ * Never written by models: the data-parallel pass (passes/data-parallel.ts) makes it from a training
+ * step's gradients (and its loss) before the optimizer. Not differentiated.
+ *
+ * The reference (the CPU) holds one rank: with worldSize 1 each output is its input, exactly ('avg'
+ * divides by 1); a world of several ranks has no CPU kernel (the CPU backend has no communicator)
+ * and says so. The CUDA candidate (ir/src/cuda/collective.ts) calls NCCL through kernels-native.
+ *
+ * Kernels and tests: CUDA candidate in packages/ir/src/cuda/collective.ts, native code in
+ * native/comm/nccl.cpp; tested in packages/ir/test/data_parallel.test.ts (CPU) and
+ * packages/ir/test/cuda-dist.test.ts (one H200, a world of one through NCCL).
+ */
+import { DeepwellError } from '@deepwell/core';
+import { defineOp, shapeError } from '../../op.js';
+import type { ValueType } from '../../types.js';
+import { numel } from '../../types.js';
+
+export const ALL_REDUCE_OPS = ['sum', 'avg'] as const;
+export type AllReduceOp = (typeof ALL_REDUCE_OPS)[number];
+/** The most ranks an all_reduce names (NCCL's own limit is far above; this bounds a typo). */
+export const MAX_WORLD_SIZE = 65536;
+const DTYPES = new Set(['f32', 'bf16', 'f16', 'i32']);
+
+export const allReduceOp = defineOp({
+  name: 'all_reduce',
+  doc: 'each input summed or averaged element by element across the ranks of a data-parallel job (NCCL all-reduce)',
+  inputs: ['...xs'],
+  outputs: ['...ys'],
+  attrs: {
+    op: { kind: 'string', oneOf: ALL_REDUCE_OPS, default: 'avg' },
+    worldSize: { kind: 'int' },
+    comm: { kind: 'int', default: 0 },
+  },
+  inplace: (inputs: number) => Array.from({ length: inputs }, (_, k) => [k, k] as const),
+  nonDifferentiable: true,
+  infer: (xs, attrs) => {
+    const world = attrs.worldSize as number;
+    const comm = attrs.comm as number;
+    if (!Number.isSafeInteger(world) || world < 1 || world > MAX_WORLD_SIZE) shapeError('all_reduce', `Expected attribute worldSize in [1, ${MAX_WORLD_SIZE}] but received ${world}`);
+    if (!Number.isSafeInteger(comm) || comm < 0) shapeError('all_reduce', `Expected attribute comm a communicator handle (an integer >= 0) but received ${comm}`);
+    if (comm === 0 && world !== 1) shapeError('all_reduce', `Expected a communicator (attribute comm) for a world of ${world} ranks but received none (comm 0)`);
+    return xs.map((x: ValueType, k: number) => {
+      if (!DTYPES.has(x.dtype)) throw new DeepwellError('INVALID_DTYPE', `all_reduce: Expected f32, bf16, f16 or i32 for input xs[${k}] but received ${x.dtype}`);
+      if (x.dtype === 'i32' && attrs.op === 'avg') throw new DeepwellError('INVALID_DTYPE', `all_reduce: Expected a float input for op 'avg' (an average of integers is not an integer) but received i32 for xs[${k}]`);
+      return { shape: [...x.shape], dtype: x.dtype };
+    });
+  },
+  reference: ({ inputs, outputs, attrs }) => {
+    if (attrs.worldSize !== 1) {
+      throw new DeepwellError('NO_KERNEL', `all_reduce: the CPU holds one rank and has no communicator, so it cannot reduce across a world of ${String(attrs.worldSize)}; run a data-parallel step on CUDA (NCCL)`);
+    }
+    inputs.forEach((x, k) => outputs[k]!.set(x));
+  },
+  flops: (xs, _outs, attrs) => (attrs.worldSize === 1 ? 0 : xs.reduce((a, x) => a + numel(x.shape), 0)),
+});
