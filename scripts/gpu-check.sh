@@ -58,6 +58,9 @@ nh="$(find /opt/torch/.venv/lib/python3.12/site-packages/nvidia -name nccl.h 2>/
 [ -n "$nh" ] && grep -hE "NCCL_UNIQUE_ID_BYTES|nccl(Success|UnhandledCudaError|SystemError|InternalError|InvalidArgument|InvalidUsage|RemoteError|InProgress) +=|nccl(Int32|Float16|Float32|Bfloat16|Sum|Prod|Max|Min|Avg) +=|^ncclResult_t +nccl(GetUniqueId|CommInitRank|CommDestroy|CommAbort|CommGetAsyncError|AllReduce|ReduceScatter|AllGather|Broadcast)\(" "$nh" | tr -s ' '
 grep -hE "^typedef struct \{|cublasLtMatmulAlgo_t algo;|size_t workspaceSize;|cublasStatus_t state;|float wavesCount;|int reserved\[4\];" /usr/local/cuda/include/cublasLt.h | grep -A5 "cublasLtMatmulAlgo_t algo" | head -6
 grep -rh "ncclGetVersion(" /opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/include/nccl.h 2>/dev/null | head -2
+# ncclConfig_t's first fields (nccl_min.h's ConfigV217: size, magic, version, blocking, cgaClusterSize,
+# minCTAs, maxCTAs, netName) and NCCL_CONFIG_INITIALIZER / NCCL_CONFIG_UNDEF_INT.
+[ -n "$nh" ] && grep -hE "^typedef struct ncclConfig_v|^  (size_t size|unsigned int magic|unsigned int version|int blocking|int cgaClusterSize|int minCTAs|int maxCTAs|const char \*netName);|#define NCCL_CONFIG_UNDEF_INT|0xcafebeef|^ncclResult_t +ncclCommInitRankConfig\(|^ncclResult_t +ncclGroup(Start|End)\(" "$nh" | tr -s ' '
 
 fi
 if want cuobjdump; then

@@ -150,13 +150,24 @@ Napi::Value CommInitRank(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (a.rank >= a.worldSize) fail(env, "INVALID_ARGUMENT", "Expected a rank in [0, " + std::to_string(a.worldSize) + ") for ncclCommInitRank but received " + std::to_string(a.rank));
   if (a.id.bytes != sizeof(nccl::UniqueId)) fail(env, "INVALID_ARGUMENT", "Expected a view of 128 bytes for the NCCL unique id but received " + std::to_string(a.id.bytes));
-  if (std::getenv("NCCL_COMM_BLOCKING") == nullptr) setenv("NCCL_COMM_BLOCKING", "0", 0);
-  const auto init = sym<nccl::CommInitRankFn>(env, "ncclCommInitRank");
+  // Non-blocking by NCCL's config (blocking = 0), and inside a group: outside one NCCL runs the init
+  // job on the calling thread whatever the config (src/group.cc ncclAsyncLaunch), which on the H200
+  // (2026-12-05) left a rank whose peer never came blocked in the bootstrap for good. In a group,
+  // ncclGroupEnd answers ncclInProgress and the init runs on NCCL's thread while settle() polls it
+  // against the timeout.
+  const auto init = sym<nccl::CommInitRankConfigFn>(env, "ncclCommInitRankConfig");
+  const auto groupStart = sym<nccl::GroupFn>(env, "ncclGroupStart");
+  const auto groupEnd = sym<nccl::GroupFn>(env, "ncclGroupEnd");
   useDevice(env, static_cast<int>(a.device));
   nccl::UniqueId id{};
   std::memcpy(id.internal, a.id.data, sizeof id.internal);
+  nccl::ConfigV217 config{sizeof(nccl::ConfigV217), nccl::kConfigMagic, nccl::kConfigVersion217, 0, nccl::kConfigUndefInt, nccl::kConfigUndefInt, nccl::kConfigUndefInt, nullptr};
   nccl::Comm comm = nullptr;
-  const nccl::Result r = init(&comm, static_cast<int>(a.worldSize), id, static_cast<int>(a.rank));
+  nccl::Result r = groupStart();
+  if (r != nccl::kSuccess) failNccl(env, r, nullptr, "ncclGroupStart (ncclCommInitRank)");
+  const nccl::Result ri = init(&comm, static_cast<int>(a.worldSize), id, static_cast<int>(a.rank), &config);
+  r = groupEnd();
+  if (ri != nccl::kSuccess && ri != nccl::kInProgress) r = ri;
   if (comm == nullptr) failNccl(env, r == nccl::kSuccess ? nccl::kInternalError : r, nullptr, "ncclCommInitRank");
   const std::string what = "ncclCommInitRank (rank " + std::to_string(a.rank) + " of " + std::to_string(a.worldSize) + ")";
   settle(env, r, comm, a.timeoutMs, what, false);

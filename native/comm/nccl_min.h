@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace dw {
 namespace nccl {
@@ -21,7 +22,23 @@ constexpr int kInt32 = 2, kFloat16 = 6, kFloat32 = 7, kBfloat16 = 9;
 
 using GetUniqueIdFn = Result (*)(UniqueId*);
 using GroupFn = Result (*)();  // ncclGroupStart, ncclGroupEnd
-using CommInitRankFn = Result (*)(Comm*, int nranks, UniqueId id, int rank);
+// ncclConfig_t as NCCL 2.17 laid it out (NCCL reads a config of an older version by its size and
+// version, giving the newer fields their defaults; src/init.cc parseCommConfig): the fields up to
+// netName. kConfigMagic and the version are NCCL_CONFIG_INITIALIZER's.
+struct ConfigV217 {
+  size_t size;
+  unsigned int magic;
+  unsigned int version;
+  int blocking;
+  int cgaClusterSize;
+  int minCTAs;
+  int maxCTAs;
+  const char* netName;
+};
+constexpr unsigned int kConfigMagic = 0xcafebeef;
+constexpr unsigned int kConfigVersion217 = 21700;  // NCCL_VERSION(2, 17, 0)
+constexpr int kConfigUndefInt = -2147483647 - 1;     // NCCL_CONFIG_UNDEF_INT (INT_MIN)
+using CommInitRankConfigFn = Result (*)(Comm*, int nranks, UniqueId id, int rank, ConfigV217* config);
 using CommFn = Result (*)(Comm);
 using CommGetAsyncErrorFn = Result (*)(Comm, Result*);
 using GetErrorStringFn = const char* (*)(Result);
