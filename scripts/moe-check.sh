@@ -42,8 +42,8 @@ for part in "${parts[@]}"; do
     step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
     (cd packages/precision && timeout 240 $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
-    step "precision: quantize of a batch (the experts' weights) on CUDA"
-    (cd packages/precision && timeout 120 $vitest run test/gpu.test.ts -t "quantize_cuda on a batch" --reporter=verbose) > "$OUT/precision-batch.log" 2>&1
+    step "precision: quantize of a batch (the experts' weights) and fake_quant (the emulated backward) on CUDA"
+    (cd packages/precision && timeout 120 $vitest run test/gpu.test.ts -t "quantize_cuda on a batch|fake_quant on CUDA" --reporter=verbose) > "$OUT/precision-batch.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/precision-batch.log" | tail -8
     step "nn: a dropless MoE GPT on the GPU beside the CPU reference"
     (cd packages/nn && timeout 300 $vitest run test/gpu_moe.test.ts --reporter=verbose) > "$OUT/nn-moe.log" 2>&1

@@ -1,6 +1,8 @@
 /**
- * The CUDA candidate of fake_quant (native fakeQuant): one thread per block along the axis (one
- * per element for tensorwise FP8, one CTA per tile for fp8-block128x128), bit-identical to the op's
+ * The CUDA candidate of fake_quant (native fakeQuant): blocks along the last axis take B / 4 lanes
+ * each (4 consecutive elements a lane, coalesced), blocks down another axis one thread each (threads
+ * side by side along the contiguous axis), one thread per element for tensorwise FP8 and one CTA per
+ * tile for fp8-block128x128; bit-identical to the op's
  * reference. Tensorwise FP8 and NVFP4 first reduce the tensor amax on the device. quant_stats'
  * candidate (cuda/quant_stats.ts) shares the view and the shape rules.
  */
