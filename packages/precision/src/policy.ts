@@ -31,8 +31,8 @@
  * for the weight gradient; the layer is the MoE module's scope, kind 'experts') are decided as a
  * linear layer's are and emulated: x along K, w [E, K, N] along K (128 × 128 tiles per expert for
  * fp8-blockwise), the weight gradient's operands along the rows. Under fp8-blockwise with the native
- * GEMMs on, the forward grouped GEMM runs natively instead (native_grouped.ts: quantize →
- * grouped_scaled_matmul); the two backward grouped GEMMs stay emulated, the reason recorded.
+ * GEMMs on, the forward grouped GEMM and its data gradient run natively instead (native_grouped.ts:
+ * quantize → grouped_scaled_matmul); the weight gradient stays emulated, the reason recorded.
  *
  * Recipes (RECIPES): bf16; fp8-tensorwise (E4M3 forward, E5M2 backward, one scale per tensor);
  * fp8-blockwise (DeepSeek-V3's: E4M3 everywhere, 1 × 128 blocks for activations and gradients,

@@ -3,8 +3,8 @@
 // (native: 'auto' on a Hopper GPU), trains within a small distance of the emulated recipe (the same
 // quantized operands; the GEMMs differ in rounding) and of BF16, replays bit-identically, and the
 // interpreted native step (the CPU references) agrees with the GPU's first step. A dropless MoE GPT
-// under fp8-blockwise runs its forward expert GEMMs as grouped_scaled_matmul_cuda (written in session
-// 17, not yet run). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
+// under fp8-blockwise runs its forward expert GEMMs and their data gradients as grouped_scaled_matmul_cuda
+// (the forward ran on the H200 on 2026-12-05; the data gradients are new in session 18, not yet run). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
 import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
 import { autocast, capture, compile, initialValues, interpret, numel, trainingStep, type Graph } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
@@ -93,12 +93,12 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
 }
 
 describe.skipIf(!gpu || support('fp8-blockwise', cc) !== 'native')('fp8-blockwise on a dropless MoE GPT, native in a compiled step (cuda:0)', () => {
-  it('runs the forward expert GEMMs as the FP8 grouped GEMM, trains beside the emulation, replays bit-identically', () => {
+  it('runs the forward expert GEMMs and their data gradients as the FP8 grouped GEMM, trains beside the emulation, replays bit-identically', () => {
     const native = new PrecisionPolicy({ recipe: 'fp8-blockwise', minWeightElements: 0, keepFirstLast: false });
     const a = train(native, moeModel);
     const k = (op: string) => a.kernels.filter((r) => r.op === op);
     expect(k('grouped_scaled_matmul').map((r) => r.kernel)).toEqual(['grouped_scaled_matmul_cuda']);
-    expect(k('grouped_scaled_matmul')[0]!.nodes).toBe(2 * 2); // 2 layers × (w1, w2)
+    expect(k('grouped_scaled_matmul')[0]!.nodes).toBe(2 * 2 * 2); // 2 layers × (w1, w2) × (forward, data gradient)
     const again = train(native.clone(), moeModel);
     expect(again.losses, `seed ${seed}`).toEqual(a.losses); // bit-identical
     const emulated = train(native.clone({ native: false }), moeModel);

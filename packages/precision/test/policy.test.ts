@@ -288,35 +288,43 @@ describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
   const moeStep = (activation: 'gelu' | 'swiglu') =>
     step(new GPT({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 128, moe: { experts: 4, topK: 2, routing: 'dropless', activation } }));
 
-  it('fp8-blockwise: the forward expert GEMMs become quantize → grouped_scaled_matmul, the backward ones stay emulated with the reason', () => {
+  it('fp8-blockwise: the forward and data-gradient expert GEMMs become quantize → grouped_scaled_matmul, the weight gradients stay emulated with the reason', () => {
     for (const activation of ['gelu', 'swiglu'] as const) {
       const policy = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0, native: true });
       const g = policy.run(moeStep(activation)).verify();
       const mats = activation === 'swiglu' ? 3 : 2;
       const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
       const native = g.nodes.filter((n) => n.op === 'grouped_scaled_matmul');
-      expect(native.length, activation).toBe(2 * mats); // every forward expert GEMM of both layers
+      // Every forward expert GEMM and every data gradient of both layers.
+      expect(native.filter((n) => n.phase === 'forward').length, activation).toBe(2 * mats);
+      expect(native.filter((n) => n.phase === 'backward').length, activation).toBe(2 * mats);
+      expect(native.length).toBe(4 * mats);
       for (const n of native) {
-        expect(n.phase).toBe('forward');
         const [xq, xs, wq, ws, offsets] = n.inputs.map((i) => producer.get(i));
         expect([xq?.op, xq?.attrs.format, xq?.attrs.direction], 'x').toEqual(['quantize', 'fp8-block1x128', 'rowwise']);
         expect(xs).toBe(xq);
-        expect([wq?.op, wq?.attrs.format, wq?.attrs.direction], 'w').toEqual(['quantize', 'fp8-block128x128', 'columnwise']);
+        // The forward's w [E, K, N] quantized columnwise into [E, N, K]; the data gradient's w is
+        // [E, N, K] already (transposeW), quantized rowwise: either way [E, Nout, Kred] codes.
+        expect([wq?.op, wq?.attrs.format, wq?.attrs.direction], 'w').toEqual(['quantize', 'fp8-block128x128', n.phase === 'forward' ? 'columnwise' : 'rowwise']);
         expect(ws).toBe(wq);
         expect(offsets?.op).toBe('moe_sort');
-        expect(g.values[n.inputs[2]!]!.type.shape.length).toBe(3); // [E, N, K] codes
+        const [R, Kred] = g.values[n.inputs[0]!]!.type.shape;
+        const [, Nout, Kw] = g.values[n.inputs[2]!]!.type.shape;
+        expect(Kw).toBe(Kred);
+        expect(g.values[n.outputs[0]!]!.type.shape).toEqual([R, Nout]);
       }
-      // The backward grouped GEMMs stay emulated (fake_quant operands), and the plan says why.
-      const emulated = g.nodes.filter((n) => n.op === 'grouped_matmul' || n.op === 'grouped_matmul_wgrad');
-      expect(emulated.length).toBe(2 * 2 * mats);
+      // The weight gradients stay emulated (fake_quant operands), and the plan says why.
+      expect(g.nodes.filter((n) => n.op === 'grouped_matmul').length).toBe(0);
+      const emulated = g.nodes.filter((n) => n.op === 'grouped_matmul_wgrad');
+      expect(emulated.length).toBe(2 * mats);
       for (const n of emulated) {
         expect(n.phase).toBe('backward');
         expect(producer.get(n.inputs[0]!)?.op).toBe('fake_quant');
       }
       for (const b of [0, 1]) {
         const d = policy.lastPlan!.find((x) => x.layer === `blocks.${b}.moe`)!;
-        expect(d, activation).toMatchObject({ kind: 'experts', recipe: 'fp8-blockwise', gemms: 3 * mats, rewritten: 3 * mats, native: mats });
-        expect(d.reason).toMatch(/data gradient has no native FP8 form yet/);
+        expect(d, activation).toMatchObject({ kind: 'experts', recipe: 'fp8-blockwise', gemms: 3 * mats, rewritten: 3 * mats, native: 2 * mats });
+        expect(d.reason).not.toMatch(/data gradient/);
         expect(d.reason).toMatch(/weight gradient has no native FP8 form yet/);
       }
     }
