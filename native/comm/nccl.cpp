@@ -241,7 +241,8 @@ Napi::Value StreamWait(const Napi::CallbackInfo& info) {
     forget(c.comm);
   };
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.timeoutMs);
-  for (int spin = 0;; spin++) {
+  const auto spinUntil = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+  for (;;) {
     const cudaError_t q = cudaStreamQuery(a.stream);
     if (q == cudaSuccess) return env.Undefined();
     if (q != cudaErrorNotReady) {
@@ -263,8 +264,9 @@ Napi::Value StreamWait(const Napi::CallbackInfo& info) {
       fail(env, "TIMEOUT", "ncclStreamWait: the step did not finish within " + std::to_string(c.timeoutMs) + " ms (rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) +
                                "; a peer that stopped?); the communicator was aborted");
     }
-    // Spin briefly (a step's tail), then sleep: a step takes milliseconds, a failure seconds.
-    if (spin > 200) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    // Every step ends here (the compiled step's wait): spin for the first 2 ms, then sleep in steps
+    // of 20 µs, so the wait adds at most that to a step, while a failure (seconds) is still seen.
+    if (std::chrono::steady_clock::now() > spinUntil) std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 }
 
