@@ -8,7 +8,8 @@
 // The group offsets are on the device, as dropless routing leaves them. TFLOP/s = 2·R·K·N / time.
 // Prints JSON lines (with GROUPED_GEMM_ROUND) for bench/grouped_gemm.sh, which alternates this with
 // bench/grouped_gemm_torch.py (torch._grouped_mm, the same method) in one run.
-// GROUPED_GEMM_CASES (a comma list of names) selects cases.
+// GROUPED_GEMM_CASES (a comma list of names) selects cases. Each 'fwd' case is measured twice: on
+// the default tiles ('deepwell') and on the 128 × 256 tiles ('deepwell-wide').
 import { readFileSync } from 'node:fs';
 import { f32ToBf16Bits } from '@deepwell/core';
 import { Stream, cudaBackend, loadNative } from '@deepwell/kernels-native';
@@ -72,7 +73,21 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     launch();
     n.opsErrorCheck(stream.handle); // the offsets are good
     const { ms, per } = measure(stream, launch, sets);
-    console.log(JSON.stringify({ impl: 'deepwell', round, name, E, R, K, N, routing, pass, ms, tflops: (2 * R * K * N) / (ms * 1e9), launchesPerSample: per, operandSets: sets, sizes: [Math.min(...sizes), Math.max(...sizes)] }));
+    const row = (impl, ms, per) => ({ impl, round, name, E, R, K, N, routing, pass, ms, tflops: (2 * R * K * N) / (ms * 1e9), launchesPerSample: per, operandSets: sets, sizes: [Math.min(...sizes), Math.max(...sizes)] });
+    console.log(JSON.stringify(row('deepwell', ms, per)));
+    if (pass === 'fwd') {
+      // The same call on the 128 × 256 tiles (gemm/grouped_wide_sm90.cuh), which the native side
+      // takes while DW_GROUPED_TILE_N=256 (read at each call).
+      process.env.DW_GROUPED_TILE_N = '256';
+      try {
+        launch();
+        n.opsErrorCheck(stream.handle);
+        const wide = measure(stream, launch, sets);
+        console.log(JSON.stringify(row('deepwell-wide', wide.ms, wide.per)));
+      } finally {
+        delete process.env.DW_GROUPED_TILE_N;
+      }
+    }
   } catch (e) {
     console.log(JSON.stringify({ impl: 'deepwell', round, name, error: String(e?.message ?? e) }));
   } finally {

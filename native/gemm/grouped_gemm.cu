@@ -18,7 +18,8 @@
 // gemm/grouped_gemm_sm90.cuh for groupedGemm, gemm/grouped_wgrad_sm90.cuh for groupedGemmWgrad
 // (FIRST VERSIONS: the forward not yet run on a GPU, the weight gradient written in session 17 and
 // not run either); DW_GROUPED_GENERAL=1 in the environment keeps every call on the general path
-// (for checking one against the other).
+// (for checking one against the other). DW_GROUPED_TILE_N=256 (read at each call) moves groupedGemm
+// calls without the SwiGLU epilogue to the 128 × 256 tiles of gemm/grouped_wide_sm90.cuh.
 //
 // groupedGemm's tiles: expert e has ceil(rows_e / 64) row tiles; the grid's x covers the largest
 // possible total, ceil(R / 64) + E, and a block finds its (expert, tile) by a block-wide scan of the
@@ -35,6 +36,7 @@
 #include "gemm/grouped_fp8_sm90.cuh"
 #include "gemm/grouped_gemm_sm90.cuh"
 #include "gemm/grouped_wgrad_sm90.cuh"
+#include "gemm/grouped_wide_sm90.cuh"
 #include "gemm/grouped_offsets.cuh"
 #include "quant/formats.cuh"
 
@@ -269,6 +271,33 @@ bool launchSm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap&
   return true;
 }
 
+// Whether DW_GROUPED_TILE_N=256 asks for the wide kernel (read at each call, so a test can run both).
+bool wideTiles() {
+  const char* v = std::getenv("DW_GROUPED_TILE_N");
+  return v != nullptr && std::string(v) == "256";
+}
+
+// The wide Hopper kernel of one layout and epilogue (not SwiGLU): launched, or false (the stub).
+template <typename T, bool TransW, int Epi>
+bool launchWideKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& mx, const CUtensorMap& mw, const grouped90::Args& args) {
+  namespace g = grouped90;
+  constexpr auto kernel = g::groupedGemmWideSm90Kernel<T, TransW, Epi>;
+  static const int regs = [] {
+    cudaFuncAttributes fa{};
+    return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
+  }();
+  if (regs < 64) return false;
+  constexpr int kMaxSmem = g::wideSmemBytes(g::kMaxExperts);
+  DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm, wide tiles)");
+  kernel<<<static_cast<unsigned>(smCount()), g::kThreads, g::wideSmemBytes(args.E), s>>>(mx, mw, args);
+  return true;
+}
+
+template <typename T, int Epi>
+bool launchWideEpi(Napi::Env env, cudaStream_t s, int dev, bool transW, const CUtensorMap& mx, const CUtensorMap& mw, const grouped90::Args& args) {
+  return transW ? launchWideKernel<T, true, Epi>(env, s, dev, mx, mw, args) : launchWideKernel<T, false, Epi>(env, s, dev, mx, mw, args);
+}
+
 template <typename T, int Epi>
 bool launchSm90Epi(Napi::Env env, cudaStream_t s, int dev, bool transW, const CUtensorMap& mx, const CUtensorMap& mw, const CUtensorMap& mw3, const grouped90::Args& args) {
   return transW ? launchSm90Kernel<T, true, Epi>(env, s, dev, mx, mw, mw3, args) : launchSm90Kernel<T, false, Epi>(env, s, dev, mx, mw, mw3, args);
@@ -286,6 +315,16 @@ bool launchSm90(Napi::Env env, cudaStream_t s, const Call<T>& c, int epi, uint64
   CUtensorMap mx, mw, mw3;
   const CUtensorMapDataType dt = std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const bool swiglu = epi == grouped::kEpiSwiglu;
+  if (!swiglu && wideTiles()) {
+    CUtensorMap wx, ww;
+    if (!g::makeWideMaps(&wx, &ww, dt, c.x, c.w, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), transW)) return false;
+    const g::Args args{c.offsets, c.out, c.epi.aux, c.epi.aux2, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), c.err};
+    switch (epi) {
+      case grouped::kEpiGelu: return launchWideEpi<T, grouped::kEpiGelu>(env, s, dev, transW, wx, ww, args);
+      case grouped::kEpiDgelu: return launchWideEpi<T, grouped::kEpiDgelu>(env, s, dev, transW, wx, ww, args);
+      default: return launchWideEpi<T, grouped::kEpiNone>(env, s, dev, transW, wx, ww, args);
+    }
+  }
   if (!g::makeMaps(&mx, &mw, &mw3, dt, c.x, c.w, c.w3, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), transW, swiglu)) return false;
   const g::Args args{c.offsets, c.out, c.epi.aux, c.epi.aux2, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), c.err};
   switch (epi) {

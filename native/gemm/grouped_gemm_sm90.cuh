@@ -120,14 +120,16 @@ __device__ __forceinline__ int expertOfTile(const int* prefix, int E, int t) {
   return lo;
 }
 
-// A position in the ring of stages: the stage, and the parity of the barriers' phase there.
-struct Ring {
+// A position in a ring of S stages: the stage, and the parity of the barriers' phase there.
+template <int S>
+struct RingOf {
   int stage = 0;
   uint32_t phase = 0;
   __device__ __forceinline__ void next() {
-    if (++stage == kStages) stage = 0, phase ^= 1;
+    if (++stage == S) stage = 0, phase ^= 1;
   }
 };
+using Ring = RingOf<kStages>;
 
 // Tile t of the persistent grouped kernels (tiles expert by expert, N fastest): its expert, its
 // first row and its column tile.
@@ -140,19 +142,21 @@ __device__ __forceinline__ TileAt tileAt(const int* prefix, const int* offs, int
   return {e, offs[e] + (local / tilesN) * kBM, local % tilesN};
 }
 
-// The prologue of the persistent grouped kernels (this one and gemm/grouped_fp8_sm90.cuh): the
+// The prologue of the persistent grouped kernels (this one, gemm/grouped_fp8_sm90.cuh and the wide
+// kernel of gemm/grouped_wide_sm90.cuh, whose ring has Stages stages and its barriers at BarOff): the
 // ring's barriers initialised (full: the producer's arrival; empty: one per consumer warpgroup), the
 // offsets copied into shared memory and checked (offsetsValid: block 0 records the first bad entry
 // under `op`), then the per-expert tile counts (ceil(rows / kBM) · tilesN) scanned by the block, a
 // chunk of kThreads experts at a time, into prefix[E + 1]. Every thread calls it; it returns the
 // total number of tiles, or -1 (to every thread) when the offsets are bad.
+template <int Stages = kStages, uint32_t BarOff = kBarOff>
 __device__ __forceinline__ int ringPrologue(uint32_t base, int* offs, int* prefix, const int* offsets, int E, int R, int tilesN, ErrWord* err, int op) {
   __shared__ int carry;
   if (threadIdx.x == 0) {
     carry = 0;
-    for (int s = 0; s < kStages; ++s) {
-      sm90::mbarInit(base + kBarOff + 8u * s, 1);
-      sm90::mbarInit(base + kBarOff + 8u * (kStages + s), 2);
+    for (int s = 0; s < Stages; ++s) {
+      sm90::mbarInit(base + BarOff + 8u * s, 1);
+      sm90::mbarInit(base + BarOff + 8u * (Stages + s), 2);
     }
     sm90::fenceBarrierInit();
   }
