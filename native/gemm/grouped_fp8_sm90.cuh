@@ -11,15 +11,16 @@
 // expert by expert, N fastest; the same prologue, ring and barriers), with FP8's differences:
 //   * a K block is 128 codes (128 bytes, one scale block): each stage holds a's 128 rows and b's 128
 //     rows (N) of it, both K-major, 128-byte swizzle; FP8 wgmma reads K-major operands only;
-//   * per K block each consumer warpgroup runs four wgmma m64n128k32 into a fresh FP32 partial, waits
-//     for them, releases the stage, and promotes: acc += partial · (sa[row] · sb) — one FFMA per
-//     output per 128 MACs, in FP32 on the CUDA cores (the tensor cores' FP8 accumulator keeps fewer
-//     bits than FP32, DeepSeek-V3 §3.3.2; promoting every 128 is their remedy). While one warpgroup
-//     promotes, the other's wgmma keep the tensor cores busy;
+//   * per K block each consumer warpgroup runs four wgmma m64n128k32 into a fresh FP32 partial,
+//     and once they are done releases the stage and promotes: acc += partial · (sa[row] · sb) — one
+//     FFMA per output per 128 MACs, in FP32 on the CUDA cores (the tensor cores' FP8 accumulator
+//     keeps fewer bits than FP32, DeepSeek-V3 §3.3.2; promoting every 128 is their remedy). Two
+//     partials in turn: the next block's wgmma are issued before this block's are waited for, so
+//     the tensor cores stay busy while a warpgroup promotes (and the other warpgroup's run too);
 //   * the scales are read from global memory (L2) before the K block's wait: a thread's two rows'
 //     sa and the tile's sb; rows past R are read clamped (never stored);
 //   * registers: the producer gives its own back (setmaxnreg 40), the consumers take 232, for 64
-//     accumulators and 64 partials each.
+//     accumulators and two sets of 64 partials each.
 // Deterministic: no split K, no atomics. The fast path needs K % 128 == 0, N % 64 == 0, 16-byte
 // aligned bases and compute capability 9.0; the launcher takes the general path otherwise.
 #pragma once
@@ -107,8 +108,8 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
   sm90::setmaxnregInc<kConsumerRegs>();
   const int c = wg - 1;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
-  Ring ring;
-  float acc[64], part[64];
+  Ring ring;  // the next K block to promote; `issue` runs one ahead of it
+  float acc[64], partA[64], partB[64];
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
     const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
     const int e = at.e, row0 = at.row0, nTile = at.nTile, col0 = nTile * kBN;
@@ -119,22 +120,49 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
     const float* const sbRow = a.bScale + (static_cast<long long>(e) * tilesN + nTile) * a.L4;
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-    for (int kb = 0; kb < kBlocks; ++kb) {
-      const float* const saCol = a.aScale + static_cast<long long>(kb) * a.R;
-      const float sb = __ldg(sbRow + kb), sa0 = __ldg(saCol + r0), sa1 = __ldg(saCol + r1);
-      sm90::mbarWait(full(ring.stage), ring.phase);
-      const uint32_t sA = base + ring.stage * kStageBytes + c * (kATileBytes / 2), sB = base + ring.stage * kStageBytes + kATileBytes;
+    // K block kb's four wgmma into a fresh partial, committed as one group.
+    Ring next = ring;
+    const auto issue = [&](float (&part)[64]) {
+      sm90::mbarWait(full(next.stage), next.phase);
+      const uint32_t sA = base + next.stage * kStageBytes + c * (kATileBytes / 2), sB = base + next.stage * kStageBytes + kATileBytes;
       sm90::wgmmaFence();
 #pragma unroll
       for (int k = 0; k < kFp8BK / 32; ++k) mmaFp8<FA, FB>(part, sm90::descSw128(sA + 32u * k, 0, 1024), sm90::descSw128(sB + 32u * k, 0, 1024), k > 0 ? 1 : 0);
       sm90::wgmmaCommit();
-      sm90::wgmmaWait<0>();
+      next.next();
+    };
+    // K block kb, whose wgmma are done: its stage released, its partial promoted into acc.
+    const auto promote = [&](float (&part)[64], int kb) {
       sm90::fenceRegs(part);
       if (tid == 0) sm90::mbarArrive(empty(ring.stage));  // the stage is read: the producer may refill it
       ring.next();
-      const float s0 = sa0 * sb, s1 = sa1 * sb;
+      const float* const saCol = a.aScale + static_cast<long long>(kb) * a.R;
+      const float sb = __ldg(sbRow + kb), s0 = __ldg(saCol + r0) * sb, s1 = __ldg(saCol + r1) * sb;
 #pragma unroll
       for (int i = 0; i < 64; ++i) acc[i] = fmaf(part[i], (i & 2) ? s1 : s0, acc[i]);
+    };
+    // Two partials in turn: block kb + 1's wgmma run on the tensor cores while block kb is promoted
+    // on the CUDA cores. The same partials and the same order of promotion as one at a time, so the
+    // same bits.
+    issue(partA);
+    int kb = 0;
+    for (; kb + 2 < kBlocks; kb += 2) {  // block kb's group (partA) in flight
+      issue(partB);
+      sm90::wgmmaWait<1>();  // block kb's group is done, kb + 1's may still run
+      promote(partA, kb);
+      issue(partA);
+      sm90::wgmmaWait<1>();
+      promote(partB, kb + 1);
+    }
+    if (kb + 1 < kBlocks) {
+      issue(partB);
+      sm90::wgmmaWait<1>();
+      promote(partA, kb);
+      sm90::wgmmaWait<0>();
+      promote(partB, kb + 1);
+    } else {
+      sm90::wgmmaWait<0>();
+      promote(partA, kb);
     }
     // Store this warpgroup's 64 rows: columns 8j + 2·(lane % 4) + {0, 1}.
 #pragma unroll
