@@ -30,6 +30,8 @@ import { checkDeviceName } from './device.js';
 
 // Per-element loops over typed arrays (numbers by construction): the conversions without their checks.
 const { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } = float16Unchecked;
+/** The ops that talk to other ranks through a communicator (attribute comm). */
+const COLLECTIVES = new Set(['all_reduce', 'reduce_scatter', 'all_gather']);
 
 export interface CompileOptions {
   /** Where the step runs: 'cpu' (the reference backend, the default) or 'cuda:N'. */
@@ -464,12 +466,12 @@ class CudaExecutable extends Executable {
   #staging = new Map<string, { pinned: kn.PinnedBuffer; arg: DevArg; put: (v: NumArray) => void; take: () => Float32Array | Int32Array }>();
   #lastHostMs = 0;
   #lastHostSplit: HostSplit = { checkUs: 0, stageUs: 0, launchUs: 0, outputsUs: 0 };
-  /** The communicators of the step's all_reduce nodes (dataParallel): waited on through NCCL, so a peer's failure ends the wait. */
+  /** The communicators of the step's collective nodes (dataParallel, ZeRO-1): waited on through NCCL, so a peer's failure ends the wait. */
   #comms: number[];
 
   constructor(graph: Graph, options: CompileOptions) {
     super(graph, options, getBackend(options.device!));
-    this.#comms = [...new Set(this.graph.nodes.filter((n) => n.op === 'all_reduce' && n.attrs.comm !== 0).map((n) => n.attrs.comm as number))];
+    this.#comms = [...new Set(this.graph.nodes.filter((n) => COLLECTIVES.has(n.op) && n.attrs.comm !== 0).map((n) => n.attrs.comm as number))];
     try {
       this.#stream = new kn.Stream(Number(this.device.split(':')[1]));
     } catch (e) {

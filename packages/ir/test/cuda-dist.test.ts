@@ -3,7 +3,9 @@
 // plain step (NCCL's average over one rank is its input), losses, gradient norms and every
 // parameter, under bf16 autocast with clipping, with one bucket per gradient and with one for all;
 // the same without a communicator (device copies). A step built for a world of 2 on this world of
-// one is refused with a typed error. Skipped without a GPU or NCCL.
+// one is refused with a typed error. ZeRO-1's step (reduce_scatter, all_gather through NCCL) on a world
+// of one equals the plain step bit for bit without clipping (with clipping, within the norm's
+// reduction order: its sum of squares runs over the shards). Skipped without a GPU or NCCL.
 import { Communicator, findLibrary, ncclUniqueId } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
 import { autocast, capture, compile, crossEntropy, currentBuilder, dataParallel, gelu, layernorm, matmul, trainingStep, type Capturable, type Sym } from '../src/index.js';
@@ -58,6 +60,39 @@ describe.skipIf(!nccl)('all_reduce on CUDA through NCCL (a world of one)', () =>
     expect(want.at(-1)!.loss![0]).not.toBe(want[0]!.loss![0]);
     comm.destroy();
   }, 120_000);
+
+  it("ZeRO-1 (dataParallel's zero) on a world of one: without clipping the plain step bit for bit; with clipping within the norm's reduction order; NCCL = device copies bit for bit", () => {
+    const comm = Communicator.create({ rank: 0, worldSize: 1, id: ncclUniqueId(), timeoutMs: 60_000 });
+    const seed = randInt(1, 10_000);
+    for (const clip of [undefined, 1]) {
+      const opts = clip ? { clipGradNorm: clip } : {};
+      const plain = compile(trainingStep(forward(), opts), { device: 'cuda:0', seed });
+      const want = batches.map((b) => plain.run(b));
+      const params = Object.fromEntries(Object.keys(plain.graph.params).map((name) => [name, Array.from(plain.get(name))]));
+      plain.dispose();
+      const got: Record<string, number[]>[] = [];
+      for (const options of [{ worldSize: 1, comm: comm.handle, zero: { rank: 0 } }, { worldSize: 1, zero: { rank: 0, align: 256 } }]) {
+        const z = compile(dataParallel(trainingStep(forward(), opts), options), { device: 'cuda:0', seed });
+        const kernels = z.kernelSummary();
+        for (const op of ['reduce_scatter', 'all_gather']) expect(kernels.find((k) => k.op === op)?.kernel).toBe(`${op}_nccl`);
+        const losses = batches.map((b, s) => {
+          const r = z.run(b);
+          const [a, w] = [r.loss![0]!, want[s]!.loss![0]!];
+          if (clip) {
+            expect(Math.abs(a - w), `clipped: loss at step ${s + 1}: ${a} vs ${w}`).toBeLessThanOrEqual(1e-4 * Math.abs(w));
+            expect(Math.abs(r.grad_norm![0]! - want[s]!.grad_norm![0]!)).toBeLessThanOrEqual(1e-4 * want[s]!.grad_norm![0]!);
+          } else expect(a, `loss at step ${s + 1}`).toBe(w);
+          return a;
+        });
+        const mine = Object.fromEntries(Object.keys(params).map((name) => [name, Array.from(z.get(name))]));
+        if (!clip) for (const [name, p] of Object.entries(params)) expect(mine[name], name).toEqual(p);
+        got.push({ ...mine, losses });
+        z.dispose();
+      }
+      expect(got[0]).toEqual(got[1]); // through NCCL = device copies, bit for bit
+    }
+    comm.destroy();
+  }, 180_000);
 
   it('a step built for a world of 2 is refused on a communicator of one rank, with a typed error', () => {
     const comm = Communicator.create({ rank: 0, worldSize: 1, id: ncclUniqueId(), timeoutMs: 60_000 });

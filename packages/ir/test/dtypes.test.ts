@@ -118,6 +118,9 @@ function cases(F: DTypeName): Record<string, { inputs: Spec[]; attrs?: Record<st
     sum_squares: { inputs: [[[2, 3], F], [[4], f32], [[1], F]], want: [f32] },
     // Each tensor keeps its dtype (a bucket may mix them).
     all_reduce: { inputs: [[[2, 3], F], [[4], f32]], attrs: { worldSize: 1 }, want: [F, f32] },
+    // ZeRO-1's: flat tensors of one dtype, kept.
+    reduce_scatter: { inputs: [[[6], F]], attrs: { worldSize: 1 }, want: [F] },
+    all_gather: { inputs: [[[6], F]], attrs: { worldSize: 1 }, want: [F] },
     // One dtype in, the attribute's out.
     cast_multi: { inputs: [[[2, 3], F], [[4], F]], attrs: { dtype: 'f32' }, want: [f32, f32] },
     topk: { inputs: [[[4, 6], F]], attrs: { k: 2 }, want: [F, i32] },

@@ -17,13 +17,15 @@
  * - The loss output (`loss`, default 'loss'; false leaves it) is averaged too, so every rank reports
  *   the global batch's loss: with equal local batches, the mean of the ranks' means.
  * So each rank's step equals a single-GPU step over the global batch, up to the order of the
- * reduction. Applying it twice is refused. Returns the graph (changed in place).
+ * reduction. Applying it twice is refused. Returns the graph (changed in place; with `zero`, a new
+ * graph: ZeRO-1's optimizer in place of the all-reduces, see passes/zero.ts).
  */
 import { DeepwellError, checkInteger, checkKeys, checkNumber, describe, invalid } from '@deepwell/core';
 import { GraphBuilder } from '../builder.js';
 import { byteSizeOf, checkGraph, type Graph, type NodeDecl } from '../graph.js';
 import { MAX_WORLD_SIZE, type AllReduceOp } from '../ops/collective/all_reduce.js';
 import { isFloat } from '../ops/float.js';
+import { zeroOptimizer } from './zero.js';
 
 export interface DataParallelOptions {
   /** Ranks in the job, >= 1. */
@@ -36,6 +38,12 @@ export interface DataParallelOptions {
   loss?: string | false;
   /** 'avg' (the default: the mean gradient of the global batch) or 'sum'. */
   op?: AllReduceOp;
+  /**
+   * ZeRO-1 (passes/zero.ts): this process's rank, and the shards' alignment in elements (default
+   * 64). The gradients are reduce-scattered instead of all-reduced, each rank keeps the AdamW
+   * moments of its shard only, and the updated shards are all-gathered. Needs op 'avg'.
+   */
+  zero?: { rank: number; align?: number };
 }
 
 /** DDP's default bucket size (torch.nn.parallel.DistributedDataParallel's bucket_cap_mb = 25). */
@@ -44,7 +52,7 @@ export const DEFAULT_BUCKET_BYTES = 25 * 2 ** 20;
 export function dataParallel(graph: Graph, options: DataParallelOptions): Graph {
   checkGraph(graph, 'the graph of dataParallel');
   if (typeof options !== 'object' || options === null) invalid('an options object ({ worldSize, comm, bucketBytes, loss, op })', 'dataParallel', options);
-  checkKeys(options, ['worldSize', 'comm', 'bucketBytes', 'loss', 'op'], 'dataParallel', { aliases: { world: 'worldSize', communicator: 'comm (its handle)', bucket_cap_mb: 'bucketBytes' } });
+  checkKeys(options, ['worldSize', 'comm', 'bucketBytes', 'loss', 'op', 'zero'], 'dataParallel', { aliases: { world: 'worldSize', communicator: 'comm (its handle)', bucket_cap_mb: 'bucketBytes', zero1: 'zero' } });
   const worldSize = checkInteger(options.worldSize, 'worldSize of dataParallel', 1, MAX_WORLD_SIZE);
   const comm = options.comm === undefined ? 0 : checkInteger(options.comm, 'comm of dataParallel (a Communicator handle)', 1, Number.MAX_SAFE_INTEGER);
   if (comm === 0 && worldSize !== 1) throw new DeepwellError('INVALID_ARGUMENT', `Expected comm (a Communicator's handle) for dataParallel with worldSize ${worldSize} but received none`);
@@ -53,9 +61,17 @@ export function dataParallel(graph: Graph, options: DataParallelOptions): Graph 
   if (op !== 'avg' && op !== 'sum') throw new DeepwellError('INVALID_ARGUMENT', `Expected op 'avg' or 'sum' for dataParallel but received ${describe(op)}`);
   const lossName = options.loss === undefined ? 'loss' : options.loss;
   if (lossName !== false && typeof lossName !== 'string') invalid("an output name or false", 'loss of dataParallel', lossName);
+  const zero = options.zero;
+  if (zero !== undefined) {
+    if (typeof zero !== 'object' || zero === null) invalid('an object ({ rank, align })', 'zero of dataParallel', zero);
+    checkKeys(zero, ['rank', 'align'], 'zero of dataParallel');
+    checkInteger(zero.rank, 'zero.rank of dataParallel', 0, worldSize - 1);
+    if (zero.align !== undefined) checkInteger(zero.align, 'zero.align of dataParallel', 1, 1 << 20);
+    if (op !== 'avg') throw new DeepwellError('INVALID_ARGUMENT', `Expected op 'avg' with dataParallel's zero (its reduce-scatter averages) but received '${op}'`);
+  }
   const names = Object.keys(graph.gradients);
   if (names.length === 0) throw new DeepwellError('INVALID_ARGUMENT', 'Expected a training step (trainingStep\'s graph, whose gradients are named) for dataParallel but received a graph without gradients');
-  if (graph.nodes.some((n) => n.op === 'all_reduce')) throw new DeepwellError('INVALID_ARGUMENT', 'Expected a step without all_reduce nodes for dataParallel but received one that has them (dataParallel applied twice?)');
+  if (graph.nodes.some((n) => n.op === 'all_reduce' || n.op === 'reduce_scatter')) throw new DeepwellError('INVALID_ARGUMENT', 'Expected a step without all_reduce nodes for dataParallel but received one that has them (dataParallel applied twice?)');
   if (lossName !== false && !(lossName in graph.outputs)) throw new DeepwellError('INVALID_ARGUMENT', `Expected an output named '${lossName}' for dataParallel's loss but received outputs ${Object.keys(graph.outputs).join(', ') || '(none)'} (loss: false averages none)`);
 
   const position = new Map<number, number>(); // node id -> index
@@ -85,7 +101,8 @@ export function dataParallel(graph: Graph, options: DataParallelOptions): Graph 
     }
   }
   if (open.length) buckets.push(open);
-  const groups: { values: number[]; scope: string; phase: 'forward' | 'backward' }[] = buckets.map((values) => ({ values, scope: 'data_parallel.gradients', phase: 'backward' }));
+  // With ZeRO-1 the gradients are reduce-scattered by its optimizer instead (passes/zero.ts).
+  const groups: { values: number[]; scope: string; phase: 'forward' | 'backward' }[] = zero ? [] : buckets.map((values) => ({ values, scope: 'data_parallel.gradients', phase: 'backward' }));
   if (lossName !== false) {
     const v = graph.outputs[lossName]!;
     if (!isFloat(graph.values[v]!.type.dtype)) throw new DeepwellError('INVALID_DTYPE', `dataParallel: Expected a float loss output '${lossName}' but received ${graph.values[v]!.type.dtype}`);
@@ -105,8 +122,9 @@ export function dataParallel(graph: Graph, options: DataParallelOptions): Graph 
     // The loss's readers (if any) keep the local value: only the output is the average.
     if (group.phase === 'backward') rewire(graph, node, group.values, outs.map((s) => s.id), position);
   }
-  for (const name of names) graph.gradients[name] = replaced.get(graph.gradients[name]!)!;
   if (lossName !== false) graph.outputs[lossName] = replaced.get(graph.outputs[lossName]!)!;
+  if (zero) return zeroOptimizer(graph, { worldSize, comm, rank: zero.rank, ...(zero.align !== undefined ? { align: zero.align } : {}) });
+  for (const name of names) graph.gradients[name] = replaced.get(graph.gradients[name]!)!;
   // Other outputs that are gradients (a step that outputs one) give the average, as the optimizer sees it.
   for (const [name, v] of Object.entries(graph.outputs)) if (name !== lossName && seen.has(v)) graph.outputs[name] = replaced.get(v)!;
   return graph.verify();

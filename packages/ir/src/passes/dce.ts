@@ -30,7 +30,10 @@ export function renumber(graph: Graph, nodes: NodeDecl[]): Graph {
     g.values.push({ ...v, id, ...(producer !== undefined ? { producer } : {}) });
     vmap.set(old, id);
   };
-  for (const v of graph.values) if (v.kind !== 'node') addValue(v.id);
+  // Inputs, parameters and state the tables name (a pass that dropped one, as ZeRO-1 drops the
+  // whole-size moments, leaves its value unnamed: it goes).
+  const named = new Set([...Object.values(graph.inputs), ...Object.values(graph.params), ...Object.values(graph.state)]);
+  for (const v of graph.values) if (v.kind !== 'node' && named.has(v.id)) addValue(v.id);
   const nmap = new Map<number, number>();
   nodes.forEach((n, k) => {
     nmap.set(n.id, k);

@@ -12,8 +12,9 @@
  * step's gradients (and its loss) before the optimizer. Not differentiated.
  *
  * The reference (the CPU) holds one rank: with worldSize 1 each output is its input, exactly ('avg'
- * divides by 1); a world of several ranks has no CPU kernel (the CPU backend has no communicator)
- * and says so. The CUDA candidate (ir/src/cuda/collective.ts) calls NCCL through kernels-native.
+ * divides by 1); a world of several ranks reaches the others through the CPU group registered under
+ * `comm` in this thread (ops/collective/cpu_group.ts; tests run one rank per worker thread), and
+ * without one says so. The CUDA candidate (ir/src/cuda/collective.ts) calls NCCL through kernels-native.
  *
  * Kernels and tests: CUDA candidate in packages/ir/src/cuda/collective.ts, native code in
  * native/comm/nccl.cpp; tested in packages/ir/test/data_parallel.test.ts (CPU) and
@@ -23,6 +24,7 @@ import { DeepwellError } from '@deepwell/core';
 import { defineOp, shapeError } from '../../op.js';
 import type { ValueType } from '../../types.js';
 import { numel } from '../../types.js';
+import { cpuGroupOf } from './cpu_group.js';
 
 export const ALL_REDUCE_OPS = ['sum', 'avg'] as const;
 export type AllReduceOp = (typeof ALL_REDUCE_OPS)[number];
@@ -55,10 +57,12 @@ export const allReduceOp = defineOp({
     });
   },
   reference: ({ inputs, outputs, attrs }) => {
-    if (attrs.worldSize !== 1) {
-      throw new DeepwellError('NO_KERNEL', `all_reduce: the CPU holds one rank and has no communicator, so it cannot reduce across a world of ${String(attrs.worldSize)}; run a data-parallel step on CUDA (NCCL)`);
+    if (attrs.worldSize === 1) {
+      inputs.forEach((x, k) => outputs[k]!.set(x));
+      return;
     }
-    inputs.forEach((x, k) => outputs[k]!.set(x));
+    const group = cpuGroupOf('all_reduce', attrs.comm as number, attrs.worldSize as number);
+    group.allReduce(inputs.map((x) => Float64Array.from(x)), attrs.op as AllReduceOp).forEach((y, k) => outputs[k]!.set(y));
   },
   flops: (xs, _outs, attrs) => (attrs.worldSize === 1 ? 0 : xs.reduce((a, x) => a + numel(x.shape), 0)),
 });
