@@ -4,6 +4,7 @@
 //   deepwell launch --gpus 2 examples/gpt2/ddp.mjs [steps=200] [batch per rank=8] [dir]
 //   torchrun --nproc-per-node 2 --no-python node examples/gpt2/ddp.mjs     (or srun node …)
 //   node examples/gpt2/ddp.mjs 20 4                                       (one process: a world of one)
+// DEEPWELL_ZERO=1 in the environment shards the AdamW moments across the ranks (ZeRO-1).
 // A run killed part-way resumes from the newest checkpoint in [dir] (default runs/ddp) with the same
 // command, on the same or another number of GPUs.
 import { GPT, MarkovCorpus } from '@deepwell/nn';
@@ -22,7 +23,7 @@ try {
     optimizer: { lr: 1e-3 },
     clipGradNorm: 1,
     checkpoint: { dir, every: Math.max(1, Math.floor(steps / 4)) },
-    distributed: { communicator: dist.communicator },
+    distributed: { communicator: dist.communicator, zero: process.env.DEEPWELL_ZERO === '1' },
   });
   const r = trainer.fit({ resume: 'auto' });
   if (dist.rank === 0) {

@@ -97,13 +97,23 @@ function seriesFromExtra(extra: unknown, last: number): LossSeries {
 }
 
 /** Every persistent value of the executable: parameters, then optimizer state, by name. */
-function persistentNames(exe: Executable): string[] {
+/**
+ * What a checkpoint reads and writes: a compiled Executable, or a view of one (ZeRO-1's, with whole
+ * moments: distributed/zero.ts).
+ */
+export interface CheckpointTarget {
+  graph: Pick<Executable['graph'], 'params' | 'state' | 'values'>;
+  get(name: string): Float32Array;
+  set(name: string, data: Float32Array): void;
+}
+
+function persistentNames(exe: CheckpointTarget): string[] {
   return [...Object.keys(exe.graph.params), ...Object.keys(exe.graph.state)];
 }
 
 /** An executable argument: something with a graph of params and state, get and set (not disposed: get says so). */
-function checkExecutable(exe: unknown, what: string): Executable {
-  const e = exe as Executable | null;
+function checkExecutable(exe: unknown, what: string): CheckpointTarget {
+  const e = exe as CheckpointTarget | null;
   if (typeof e !== 'object' || e === null || typeof e.get !== 'function' || typeof e.set !== 'function' || typeof e.graph?.params !== 'object' || typeof e.graph?.state !== 'object') {
     invalid('a compiled Executable (from compile())', what, exe);
   }
@@ -121,7 +131,7 @@ const isJson = (v: unknown, what: string): string => {
   return s;
 };
 
-export function saveCheckpoint(path: string, exe: Executable, meta: CheckpointMeta): void {
+export function saveCheckpoint(path: string, exe: CheckpointTarget, meta: CheckpointMeta): void {
   checkPath(path, 'the checkpoint path');
   checkExecutable(exe, 'saveCheckpoint');
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) invalid('checkpoint metadata { step, loader, seed, config, extra?, run?, schedule? }', 'saveCheckpoint', meta);
@@ -256,7 +266,7 @@ function verifyCheckpoint(path: string): void {
  * metadata, finite F32 values) and every tensor's presence and shape against the executable — and
  * only then are the values set: a refused checkpoint leaves the executable as it was.
  */
-export function loadCheckpoint(path: string, exe: Executable): CheckpointMeta {
+export function loadCheckpoint(path: string, exe: CheckpointTarget): CheckpointMeta {
   checkPath(path, 'the checkpoint path');
   checkExecutable(exe, 'loadCheckpoint');
   const file = readCheckpoint(path);

@@ -33,5 +33,6 @@ export type { DistributedContext, InitDistributedOptions } from './distributed/i
 export type { RendezvousOptions } from './distributed/rendezvous.js';
 export { freePort, launch } from './distributed/launch.js';
 export type { LaunchOptions, LaunchResult } from './distributed/launch.js';
-export { gatherShards, piecesOf, shardOf, zeroPlan } from './distributed/zero.js';
-export type { ZeroPlan } from './distributed/zero.js';
+export { ncclShardGather, zeroCheckpointView, zeroLayoutOf } from './distributed/zero.js';
+export type { ShardGather } from './distributed/zero.js';
+export type { CheckpointTarget } from './checkpoint.js';

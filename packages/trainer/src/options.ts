@@ -157,6 +157,12 @@ export interface DistributedTrainingOptions {
   communicator?: Communicator;
   /** About how many bytes of gradients one all-reduce moves (ir's dataParallel; default 25 MiB). */
   bucketBytes?: number;
+  /**
+   * ZeRO-1 (default false): each rank keeps the AdamW moments of its shard of the parameters only
+   * (ir's dataParallel `zero`); checkpoints still hold them whole, so a run resumes on any number of
+   * GPUs, with or without it.
+   */
+  zero?: boolean;
 }
 
 /** Trainer.fromEngine's options: the loaders as `data`, the rest as TrainerOptions less what the engine decided. */
@@ -286,7 +292,7 @@ const NESTED: Record<string, string[]> = {
   checkpoint: ['dir', 'every', 'keep'],
   log: ['jsonl', 'progress', 'every', 'svg'],
   sample: ['prompt', 'maxTokens', 'temperature', 'topK', 'topP', 'seed', 'vocab', 'stop', 'decode'],
-  distributed: ['communicator', 'bucketBytes'],
+  distributed: ['communicator', 'bucketBytes', 'zero'],
 };
 /** Other trainers' names (nanoGPT, Hugging Face, PyTorch Lightning) for our keys, by where they appear. */
 const ALIASES: Record<string, Record<string, string>> = {
@@ -485,11 +491,12 @@ export function checkTrainerOptions(options: TrainerOptions): void {
 /** The distributed option against the rest: a live communicator, the loader's shard its rank's, no per-rank fallback. */
 function checkDistributed(o: TrainerOptions): void {
   const d = o.distributed!;
-  check(plainObject(d), 'distributed options { communicator, bucketBytes }', 'distributed', d);
+  check(plainObject(d), 'distributed options { communicator, bucketBytes, zero }', 'distributed', d);
   const comm = d.communicator;
   if (comm !== undefined && !(comm instanceof Communicator)) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Communicator (kernels-native; initDistributed() makes one) for distributed.communicator but received ${describe(comm)}`);
   if (comm) void comm.handle; // DISPOSED for a destroyed or aborted one
   if (d.bucketBytes !== undefined) checkNumber(d.bucketBytes, 'distributed.bucketBytes', { min: 1, max: 2 ** 40 });
+  if (d.zero !== undefined && typeof d.zero !== 'boolean') throw new DeepwellError('INVALID_ARGUMENT', `Expected a boolean for distributed.zero but received ${describe(d.zero)}`);
   const [rank, world] = comm ? [comm.rank, comm.worldSize] : [0, 1];
   if (o.train.rank !== rank || o.train.worldSize !== world) {
     throw new DeepwellError('INVALID_ARGUMENT', `Expected the train loader of rank ${rank} of ${world} (TokenLoader's rank and worldSize: each rank reads its own shard) but received one of rank ${o.train.rank} of ${o.train.worldSize}`);

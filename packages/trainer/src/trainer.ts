@@ -49,14 +49,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { freemem } from 'node:os';
-import { memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
+import { memGetInfo, registerCudaBackends, type Communicator } from '@deepwell/kernels-native';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeepwellError, describe, getBackend } from '@deepwell/core';
-import { autocast, capture, compile, dataParallel, dryrun, numel, trainingStep, type DryrunReport, type Executable, type Graph, type HostSplit } from '@deepwell/ir';
+import { autocast, capture, compile, dataParallel, dryrun, numel, trainingStep, type DryrunReport, type Executable, type Graph, type HostSplit, type ZeroLayout } from '@deepwell/ir';
 import { GPT, Generator as TextGenerator } from '@deepwell/nn';
 import { FallbackController, PrecisionPolicy, type FallbackEvent } from '@deepwell/precision';
-import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint } from './checkpoint.js';
+import { checkpointPath, loadCheckpoint, pruneCheckpoints, readMetadata, resolveStart, saveCheckpoint, type CheckpointTarget } from './checkpoint.js';
+import { ncclShardGather, zeroCheckpointView, zeroLayoutOf, type ShardGather } from './distributed/zero.js';
 import type { LoaderState } from './loader.js';
 import { JsonlLog, LossHistory, Progress, trusted } from './metrics.js';
 import { takeCompiledStep, type CompiledStep, type Engine } from './engine.js';
@@ -136,6 +137,9 @@ export class Trainer {
   #used = false;
   /** The engine's compiled step (Trainer.fromEngine), when it is this Trainer's step exactly: the fit's first executable. */
   #adopted: CompiledStep | null = null;
+  /** ZeRO-1's layout (distributed.zero), else null. */
+  readonly #zero: ZeroLayout | null;
+  readonly #comm: Communicator | null;
 
   constructor(options: TrainerOptions) {
     checkTrainerOptions(options);
@@ -168,9 +172,14 @@ export class Trainer {
       clipGradNorm: options.clipGradNorm,
       accumulate: options.accumulate,
     });
-    // Data parallelism: the gradients and the loss averaged with the other ranks inside the step.
+    // Data parallelism: the gradients and the loss averaged with the other ranks inside the step;
+    // with zero, ZeRO-1 (each rank's AdamW moments of its shard only; checkpoints hold them whole).
     const d = options.distributed;
-    this.step = d ? dataParallel(step, { worldSize: this.worldSize, ...(comm ? { comm: comm.handle } : {}), ...(d.bucketBytes !== undefined ? { bucketBytes: d.bucketBytes } : {}) }) : step;
+    this.#zero = d?.zero === true ? zeroLayoutOf(step, this.worldSize) : null;
+    this.#comm = comm ?? null;
+    this.step = d
+      ? dataParallel(step, { worldSize: this.worldSize, ...(comm ? { comm: comm.handle } : {}), ...(d.bucketBytes !== undefined ? { bucketBytes: d.bucketBytes } : {}), ...(this.#zero ? { zero: { rank: this.rank } } : {}) })
+      : step;
     this.report = dryrun(this.step, { device: this.device, precision: options.policy?.clone() });
     // Trainer.fromEngine's offer: kept when it is this step compiled as fit would (the same graph,
     // device and seed; the engine's policy), else freed before the memory check.
@@ -340,6 +349,17 @@ export class Trainer {
    * resumed with `stop` — true to end the run there (fitAsync's abort: the step is checkpointed
    * when there is a checkpoint directory, then ABORTED is thrown). fit and fitAsync both drive it.
    */
+  /**
+   * What checkpoints read and write of `exe`: itself, or with ZeRO-1 its view with whole moments
+   * (distributed/zero.ts). For a save (`gather`), every rank's moments are gathered: a collective.
+   */
+  #checkpointTarget(exe: Executable, gather: boolean): CheckpointTarget {
+    if (!this.#zero) return exe;
+    const W = this.worldSize;
+    const all: ShardGather = !gather ? (shard) => new Float32Array(shard.length * W) : this.#comm ? ncclShardGather(this.#comm, this.#comm.device) : (shard) => shard.slice();
+    return zeroCheckpointView(exe, this.#zero, this.rank, all);
+  }
+
   *#run(options: FitOptions, signal?: AbortSignal): Generator<number, FitResult, boolean> {
     const o = this.#options;
     if (this.#used) {
@@ -412,10 +432,10 @@ export class Trainer {
       if (every !== 'auto') return s % every === 0;
       return s - snapshot!.step >= Math.max(AUTO_SNAPSHOT_EVERY, Math.ceil(snapshotMs / (SNAPSHOT_SHARE * Math.max(stepMsMean, 1e-3))));
     };
-    const saveAt = (s: number): string => {
+    const saveAt = (s: number, target: CheckpointTarget = exe): string => {
       const c = o.checkpoint!;
       const path = checkpointPath(c.dir, s, run, damaged);
-      saveCheckpoint(path, exe, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, lossHistory: losses.series(), extra: { evals, fallbacks: controller?.history ?? [] } });
+      saveCheckpoint(path, target, { step: s, loader: o.train.state, seed, config: o.config ?? null, run, schedule: scheduleRecord, lossHistory: losses.series(), extra: { evals, fallbacks: controller?.history ?? [] } });
       pruneCheckpoints(c.dir, c.keep ?? 3, run, path);
       lastCheckpoint = path;
       lastCheckpointStep = s;
@@ -425,7 +445,7 @@ export class Trainer {
     };
     try {
       if (begin.from) {
-        const meta = loadCheckpoint(begin.from, exe);
+        const meta = loadCheckpoint(begin.from, this.#checkpointTarget(exe, false));
         // Rank 0 wrote the checkpoint at its own place in the data; rank r is r samples further on.
         const at = meta.loader as LoaderState;
         o.train.restore(this.rank === 0 ? at : { ...at, sample: at.sample + this.rank });
@@ -488,7 +508,7 @@ export class Trainer {
             let restoredTo: number;
             let source: 'checkpoint' | 'snapshot';
             if (lastCheckpoint && lastCheckpointStep >= snapshot!.step) {
-              const meta = loadCheckpoint(lastCheckpoint, exe);
+              const meta = loadCheckpoint(lastCheckpoint, this.#checkpointTarget(exe, false));
               o.train.restore(meta.loader as LoaderState);
               (restoredTo = meta.step), (source = 'checkpoint');
             } else {
@@ -548,10 +568,17 @@ export class Trainer {
             }
           }
         }
-        if (lead && o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) saveAt(s);
+        if (o.checkpoint && (s % o.checkpoint.every === 0 || s === o.steps)) {
+          // With ZeRO-1 every rank takes part in gathering the moments; rank 0 writes.
+          const target = this.#checkpointTarget(exe, true);
+          if (lead) saveAt(s, target);
+        }
         if (yield s) {
           // Aborted (fitAsync): this step is done; keep it, then stop.
-          const path = o.checkpoint && lead ? (lastCheckpointStep === s ? lastCheckpoint : saveAt(s)) : null;
+          // (An abort is this process's alone: ZeRO-1's gather needs every rank, so across several
+          // ranks only a checkpoint already written at this step is kept.)
+          const canSave = !this.#zero || this.worldSize === 1 || lastCheckpointStep === s;
+          const path = o.checkpoint && lead && canSave ? (lastCheckpointStep === s ? lastCheckpoint : saveAt(s, this.#checkpointTarget(exe, true))) : null;
           log?.write({ event: 'abort', step: s, checkpoint: path });
           progress?.line(`aborted after step ${s}${path ? `; checkpoint ${path}` : ''}`);
           throw new DeepwellError(

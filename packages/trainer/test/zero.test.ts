@@ -1,79 +1,74 @@
-// ZeRO-1's bookkeeping (src/distributed/zero.ts) on the CPU: shards cover every element once, in rank
-// order, on aligned boundaries and balanced; cutting whole tensors into shards and gathering them back
-// is the identity, bit for bit, and a checkpoint saved from W ranks resumes on any other W'.
+// ZeRO-1's checkpoints (src/distributed/zero.ts) on the CPU. Each rank's step holds only its pieces
+// of the AdamW moments; a checkpoint holds them whole under the single-GPU names. Whole moments set
+// into W ranks' steps and gathered back from them are the same bits, for every W (so a checkpoint
+// written from W ranks resumes on any W'), and the layout is the step pass's own. The gather is
+// simulated here (each rank's shard computed from its executable); NCCL's is gpu_distributed's.
 import { describe, expect, it } from 'vitest';
-import { gatherShards, piecesOf, shardOf, zeroPlan } from '../src/index.js';
+import { capture, compile, crossEntropy, currentBuilder, dataParallel, gelu, matmul, trainingStep, zeroPieces, type Capturable, type Executable, type Sym } from '@deepwell/ir';
+import { zeroCheckpointView, zeroLayoutOf } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
-const randomTensors = (sizes: number[]) => sizes.map((s) => Float32Array.from({ length: s }, () => Math.fround(Math.random() * 2 - 1)));
 
-describe('zeroPlan', () => {
-  it('covers every element once, in rank order, aligned and balanced', () => {
-    for (let trial = 0; trial < 50; trial++) {
-      const sizes = Array.from({ length: randInt(1, 12) }, () => randInt(1, trial % 2 ? 5000 : 70));
-      const W = randInt(1, 9);
-      const align = [1, 16, 64, 128][randInt(0, 3)]!;
-      const plan = zeroPlan(sizes, W, align);
-      const total = sizes.reduce((a, b) => a + b, 0);
-      expect(plan.total).toBe(total);
-      expect(plan.shards[0]![0]).toBe(0);
-      expect(plan.shards[W - 1]![1]).toBe(total);
-      for (let r = 0; r < W; r++) {
-        const [s, e] = plan.shards[r]!;
-        expect(s).toBeLessThanOrEqual(e);
-        if (r > 0) expect(s).toBe(plan.shards[r - 1]![1]);
-        if (s < total) expect(s % align).toBe(0);
+class MLP implements Capturable {
+  constructor(readonly widths: number[]) {}
+  forward({ x, y }: Record<string, Sym>): Record<string, Sym> {
+    const b = currentBuilder();
+    let h = x!;
+    this.widths.forEach((w, l) => (h = gelu(matmul(h, b.param(`w${l}`, [w, h.shape[1]!], 'f32', { dist: 'normal', scale: 0.3 }), { transB: true }))));
+    return { loss: crossEntropy(matmul(h, b.param('head', [4, h.shape[1]!], 'f32', { dist: 'normal', scale: 0.3 }), { transB: true }), y!) };
+  }
+}
+
+describe('zeroCheckpointView', () => {
+  it('whole moments set into W ranks and gathered back are the same bits, for W = 1..5; parameters and other state pass through', () => {
+    const widths = Array.from({ length: randInt(2, 4) }, () => randInt(3, 40));
+    const fwd = () => capture(new MLP(widths), { x: { shape: [6, 5] }, y: { shape: [6], dtype: 'i32' } });
+    const names = Object.keys(trainingStep(fwd()).params);
+    const sizes = Object.fromEntries(Object.entries(trainingStep(fwd()).params).map(([n, id]) => [n, trainingStep(fwd()).values[id]!.type.shape.reduce((a, b) => a * b, 1)]));
+    const whole = new Map(names.flatMap((n) => ['m', 'v'].map((k) => [`adamw.${k}.${n}`, Float32Array.from({ length: sizes[n]! }, () => Math.fround(Math.random() * 2 - 1))] as const)));
+    for (let W = 1; W <= 5; W++) {
+      const layout = zeroLayoutOf(trainingStep(fwd()), W, [1, 8, 64][randInt(0, 2)]);
+      const exes: Executable[] = [];
+      for (let rank = 0; rank < W; rank++) {
+        const exe = compile(dataParallel(trainingStep(fwd()), { worldSize: W, comm: W === 1 ? undefined : 77, zero: { rank, align: layout.align } }));
+        exes.push(exe);
+        // A load: set every whole moment (no gather needed), then check this rank's pieces.
+        const view = zeroCheckpointView(exe, layout, rank, (s) => new Float32Array(s.length * W));
+        for (const [name, data] of whole) view.set(name, data);
+        for (const g of layout.groups) for (const p of zeroPieces(layout, g, rank)) expect(Array.from(exe.get(`zero.m.${p.name}`))).toEqual(Array.from(whole.get(`adamw.m.${p.name}`)!.subarray(p.from, p.to)));
       }
-      const lens = plan.shards.map(([s, e]) => e - s);
-      expect(Math.max(...lens) - Math.min(...lens)).toBeLessThanOrEqual(align);
-      // The pieces of each shard tile it, and all pieces tile every parameter.
-      const seen = sizes.map((s) => new Uint8Array(s));
-      for (const [s, e] of plan.shards) {
-        let n = 0;
-        for (const { param, from, to } of piecesOf(plan, s, e)) {
-          for (let i = from; i < to; i++) seen[param]![i]!++;
-          n += to - from;
-        }
-        expect(n).toBe(e - s);
+      // A save on each rank: the gather puts every rank's shard side by side, as NCCL's all-gather does.
+      const gatherFor = (exe: Executable, rank: number) => {
+        let call = 0;
+        return (shard: Float32Array) => {
+          const group = layout.groups[Math.floor(call / 2)]!, kind = call++ % 2 ? 'v' : 'm';
+          const out = new Float32Array(group.shard * W);
+          for (let r = 0; r < W; r++) {
+            if (r === rank) out.set(shard, r * group.shard);
+            else for (const p of zeroPieces(layout, group, r)) out.set(exes[r]!.get(`zero.${kind}.${p.name}`), r * group.shard + p.at);
+          }
+          void exe;
+          return out;
+        };
+      };
+      for (let rank = 0; rank < W; rank++) {
+        const view = zeroCheckpointView(exes[rank]!, layout, rank, gatherFor(exes[rank]!, rank));
+        for (const [name, data] of whole) expect(Array.from(view.get(name)), `W ${W} rank ${rank} ${name}`).toEqual(Array.from(data));
+        expect(Object.keys(view.graph.state).sort()).toEqual([...whole.keys()].sort());
+        for (const n of names) expect(Array.from(view.get(n))).toEqual(Array.from(exes[rank]!.get(n)));
       }
-      for (const v of seen) expect(v.every((c) => c === 1)).toBe(true);
+      exes.forEach((e) => e.dispose());
     }
   });
 
-  it('shards gathered back are the tensors, bit for bit; a checkpoint of W ranks resumes on W\'', () => {
-    for (let trial = 0; trial < 20; trial++) {
-      const sizes = Array.from({ length: randInt(1, 8) }, () => randInt(1, 3000));
-      const tensors = randomTensors(sizes);
-      const [W, W2] = [randInt(1, 8), randInt(1, 8)];
-      const plan = zeroPlan(sizes, W);
-      const shards = Array.from({ length: W }, (_, r) => shardOf(plan, r, tensors));
-      const whole = gatherShards(plan, shards); // what rank 0 writes
-      whole.forEach((t, i) => expect(Buffer.from(t.buffer).equals(Buffer.from(tensors[i]!.buffer))).toBe(true));
-      // Resumed on W2 ranks: each cuts its shard from the whole tensors; gathered again, the same bits.
-      const plan2 = zeroPlan(sizes, W2);
-      const again = gatherShards(plan2, Array.from({ length: W2 }, (_, r) => shardOf(plan2, r, whole)));
-      again.forEach((t, i) => expect(Buffer.from(t.buffer).equals(Buffer.from(tensors[i]!.buffer))).toBe(true));
-    }
-  });
-
-  it('refuses bad input with typed errors', () => {
-    expect(errorOf(() => zeroPlan([], 2)).message).toMatch(/non-empty array/);
-    expect(errorOf(() => zeroPlan([3, 0], 2)).message).toMatch(/sizes\[1\] of zeroPlan/);
-    expect(errorOf(() => zeroPlan([3], 0)).message).toMatch(/worldSize of zeroPlan/);
-    expect(errorOf(() => zeroPlan([3], 2, 0)).message).toMatch(/align of zeroPlan/);
-    const plan = zeroPlan([10, 20], 3, 4);
-    expect(errorOf(() => shardOf(plan, 3, randomTensors([10, 20]))).message).toMatch(/rank of shardOf/);
-    expect(errorOf(() => shardOf(plan, 0, randomTensors([10, 21]))).code).toBe('SHAPE_MISMATCH');
-    expect(errorOf(() => gatherShards(plan, [new Float32Array(1)])).message).toMatch(/Expected 3 shards/);
-    const shards = [0, 1, 2].map((r) => shardOf(plan, r, randomTensors([10, 20])));
-    shards[1] = new Float32Array(shards[1]!.length + 1);
-    expect(errorOf(() => gatherShards(plan, shards)).message).toMatch(/rank 1's shard/);
-    for (const bad of [undefined, {}, { ...plan, shards: [[0, 5]] }, { ...plan, total: -1 }]) {
-      expect(errorOf(() => piecesOf(bad as never, 0, 1)).message).toMatch(/Expected a plan from zeroPlan\(\) for piecesOf/);
-      expect(errorOf(() => gatherShards(bad as never, [])).code).toBe('INVALID_ARGUMENT');
-    }
-    expect(errorOf(() => piecesOf(plan, 5, 2)).message).toMatch(/end of piecesOf/);
-    expect(errorOf(() => piecesOf(plan, 0, 31)).message).toMatch(/end of piecesOf/);
+  it('refuses a rank outside the layout and a gather of the wrong size', () => {
+    const fwd = capture(new MLP([8]), { x: { shape: [6, 5] }, y: { shape: [6], dtype: 'i32' } });
+    const layout = zeroLayoutOf(trainingStep(fwd), 2);
+    const exe = compile(dataParallel(trainingStep(capture(new MLP([8]), { x: { shape: [6, 5] }, y: { shape: [6], dtype: 'i32' } })), { worldSize: 2, comm: 5, zero: { rank: 0 } }));
+    expect(errorOf(() => zeroCheckpointView(exe, layout, 2, (s) => s)).message).toMatch(/rank of zeroCheckpointView/);
+    expect(errorOf(() => zeroCheckpointView(exe, layout, 0, (s) => s)).message).toMatch(/gather gave/);
+    expect(errorOf(() => zeroLayoutOf(fwd, 2)).message).toMatch(/a gradient for every parameter/);
+    exe.dispose();
   });
 });

@@ -1,113 +1,95 @@
 /**
- * ZeRO-1's bookkeeping (issue 22): which rank owns which part of the optimizer state.
+ * ZeRO-1's checkpoints (issue 22). The step (ir's dataParallel with `zero`, passes/zero.ts) keeps on
+ * each rank only its shard of the AdamW moments, as state `zero.m.<param>` / `zero.v.<param>` of the
+ * piece it holds. A checkpoint holds whole tensors under the single-GPU names (`adamw.m.<param>`),
+ * written once by rank 0, so it resumes on any number of GPUs, with or without ZeRO:
  *
- * The parameters, in a fixed order, are viewed as one flat vector of N elements. Each of W ranks
- * owns one contiguous shard of it, [start, end), the shards in rank order covering every element
- * once; shard boundaries fall on multiples of `align` elements (so each shard's slice of a flat
- * gradient buffer is aligned for a reduce-scatter) and the shard sizes differ by at most `align`.
- * A rank updates (AdamW) only its shard and keeps the moments of its shard only; the updated
- * parameters are all-gathered. A shard may cut a parameter: `piecesOf` lists, for a shard, the
- * (parameter, range within it) pieces it holds.
- *
- * Checkpoints hold whole tensors (the shards gathered, written once by rank 0), so the layout is the
- * single-GPU one and a run resumes on any number of GPUs: `shardOf` cuts the loaded whole tensors for
- * the new world size, and `gatherShards` puts shards back together (bitwise: it only copies).
+ *   - zeroCheckpointView(exe, layout, rank, gather) is what saveCheckpoint and loadCheckpoint get in
+ *     place of the executable: its parameters and other state as they are, and `adamw.m.*` /
+ *     `adamw.v.*` whole. Making it gathers every rank's moments (`gather`, a collective: every rank
+ *     makes the view at the same step); setting a whole moment keeps this rank's piece of it.
+ *   - ncclShardGather(comm, device) is the gather over NCCL (an all-gather of the f32 shards through
+ *     device buffers, waited on with the communicator's watchdog); a world of one gathers nothing.
+ * The layout is ir's zeroLayout of the step (zeroLayoutOf), the pass's own.
  */
-import { DeepwellError, checkInteger, describe } from '@deepwell/core';
+import { DeepwellError, checkInteger } from '@deepwell/core';
+import { zeroLayout, zeroPieces, type Executable, type Graph, type ZeroLayout } from '@deepwell/ir';
+import { Stream, cudaBackend, type Communicator } from '@deepwell/kernels-native';
+import type { CheckpointTarget } from '../checkpoint.js';
 
-export interface ZeroPlan {
-  /** Elements of each parameter, in order. */
-  sizes: readonly number[];
-  /** Each parameter's first element in the flat vector. */
-  offsets: readonly number[];
-  total: number;
-  worldSize: number;
-  align: number;
-  /** Each rank's [start, end) of the flat vector. */
-  shards: readonly (readonly [number, number])[];
-}
+/** Every rank's shard (S f32 elements each) concatenated in rank order (W · S): a collective. */
+export type ShardGather = (shard: Float32Array) => Float32Array;
 
-/** The shards of parameters of `sizes` elements over `worldSize` ranks, boundaries on multiples of `align`. */
-export function zeroPlan(sizes: readonly number[], worldSize: number, align = 64): ZeroPlan {
-  if (!Array.isArray(sizes) || sizes.length === 0) throw new DeepwellError('INVALID_ARGUMENT', `Expected a non-empty array of parameter sizes for zeroPlan but received ${Array.isArray(sizes) ? 'an empty array' : describe(sizes)}`);
-  sizes.forEach((s, i) => checkInteger(s, `sizes[${i}] of zeroPlan`, 1));
-  const W = checkInteger(worldSize, 'worldSize of zeroPlan', 1, 65536);
-  const A = checkInteger(align, 'align of zeroPlan', 1, 1 << 20);
-  const offsets: number[] = [];
-  let total = 0;
-  for (const s of sizes) {
-    offsets.push(total);
-    total += s;
-  }
-  if (total > Number.MAX_SAFE_INTEGER) throw new DeepwellError('INVALID_ARGUMENT', `Expected at most 2^53 - 1 elements in all for zeroPlan but received ${total}`);
-  // Units of `align` elements (the last may be short), dealt out as evenly as whole units allow:
-  // the last (units mod W) ranks take one unit more, so the rank holding the short unit is one of
-  // them and no two shards differ by more than `align` elements.
-  const units = Math.ceil(total / A);
-  const base = Math.floor(units / W), extra = units % W;
-  const shards: [number, number][] = [];
-  let unit = 0;
-  for (let r = 0; r < W; r++) {
-    const n = base + (r >= W - extra ? 1 : 0);
-    shards.push([Math.min(total, unit * A), Math.min(total, (unit + n) * A)]);
-    unit += n;
-  }
-  return { sizes: [...sizes], offsets, total, worldSize: W, align: A, shards };
-}
-
-/** `plan` if it is a plan zeroPlan made (its fields consistent), else INVALID_ARGUMENT naming `what`. */
-function checkPlan(plan: unknown, what: string): ZeroPlan {
-  const p = plan as ZeroPlan;
-  const ok =
-    typeof p === 'object' && p !== null && Array.isArray(p.sizes) && Array.isArray(p.offsets) && Array.isArray(p.shards) && p.sizes.length === p.offsets.length &&
-    Number.isSafeInteger(p.worldSize) && p.shards.length === p.worldSize && Number.isSafeInteger(p.total) &&
-    p.shards.every((r) => Array.isArray(r) && r.length === 2 && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0] >= 0 && r[0] <= r[1] && r[1] <= p.total) &&
-    p.sizes.every((s, i) => Number.isSafeInteger(s) && s >= 1 && Number.isSafeInteger(p.offsets[i]));
-  if (!ok) throw new DeepwellError('INVALID_ARGUMENT', `Expected a plan from zeroPlan() for ${what} but received ${typeof plan === 'object' && plan !== null ? 'an object that is not one' : describe(plan)}`);
-  return p;
-}
-
-/** The (parameter index, [from, to) within it) pieces of the flat range [start, end), in order. */
-export function piecesOf(plan: ZeroPlan, start: number, end: number): { param: number; from: number; to: number }[] {
-  checkPlan(plan, 'piecesOf');
-  checkInteger(start, 'start of piecesOf', 0, plan.total);
-  checkInteger(end, 'end of piecesOf', start, plan.total);
-  const out: { param: number; from: number; to: number }[] = [];
-  for (let p = 0; p < plan.sizes.length; p++) {
-    const a = Math.max(start, plan.offsets[p]!), b = Math.min(end, plan.offsets[p]! + plan.sizes[p]!);
-    if (a < b) out.push({ param: p, from: a - plan.offsets[p]!, to: b - plan.offsets[p]! });
-  }
-  return out;
-}
-
-/** Rank `rank`'s shard of whole tensors (one per parameter, in order), as one flat array. */
-export function shardOf(plan: ZeroPlan, rank: number, tensors: readonly ArrayLike<number>[]): Float32Array {
-  checkPlan(plan, 'shardOf');
-  checkInteger(rank, 'rank of shardOf', 0, plan.worldSize - 1);
-  if (!Array.isArray(tensors) || tensors.length !== plan.sizes.length) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.sizes.length} tensors for shardOf but received ${Array.isArray(tensors) ? tensors.length : describe(tensors)}`);
-  tensors.forEach((t, i) => {
-    if (t?.length !== plan.sizes[i]) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.sizes[i]} elements for tensor ${i} of shardOf but received ${t?.length}`);
+/** The ZeRO layout dataParallel's `zero` gives `step` (a trainingStep graph) over `worldSize` ranks. */
+export function zeroLayoutOf(step: Graph, worldSize: number, align?: number): ZeroLayout {
+  const params = Object.keys(step.params).map((name) => {
+    const g = step.gradients[name];
+    if (g === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected a training step (a gradient for every parameter) for zeroLayoutOf but parameter '${name}' has none`);
+    return { name, size: step.values[step.params[name]!]!.type.shape.reduce((a, b) => a * b, 1), dtype: step.values[g]!.type.dtype };
   });
-  const [start, end] = plan.shards[rank]!;
-  const out = new Float32Array(end - start);
-  let at = 0;
-  for (const { param, from, to } of piecesOf(plan, start, end)) {
-    const t = tensors[param]!;
-    for (let i = from; i < to; i++) out[at++] = t[i]!;
-  }
-  return out;
+  return zeroLayout(params, worldSize, align);
 }
 
-/** The whole tensors from every rank's shard (in rank order): what rank 0 writes to a checkpoint. */
-export function gatherShards(plan: ZeroPlan, shards: readonly ArrayLike<number>[]): Float32Array[] {
-  checkPlan(plan, 'gatherShards');
-  if (!Array.isArray(shards) || shards.length !== plan.worldSize) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${plan.worldSize} shards (one per rank) for gatherShards but received ${Array.isArray(shards) ? shards.length : describe(shards)}`);
-  const out = plan.sizes.map((s) => new Float32Array(s));
-  shards.forEach((shard, r) => {
-    const [start, end] = plan.shards[r]!;
-    if (shard?.length !== end - start) throw new DeepwellError('SHAPE_MISMATCH', `Expected ${end - start} elements in rank ${r}'s shard for gatherShards but received ${shard?.length}`);
-    let at = 0;
-    for (const { param, from, to } of piecesOf(plan, start, end)) for (let i = from; i < to; i++) out[param]![i] = shard[at++]!;
-  });
-  return out;
+
+/**
+ * `exe` (a ZeRO-1 step of `rank`) seen with whole moments `adamw.m.<param>` / `adamw.v.<param>`
+ * instead of its pieces. Gathers every rank's moments now (a collective).
+ */
+export function zeroCheckpointView(exe: Executable, layout: ZeroLayout, rank: number, gather: ShardGather): CheckpointTarget {
+  checkInteger(rank, 'rank of zeroCheckpointView', 0, layout.worldSize - 1);
+  const g = exe.graph;
+  const whole = new Map<string, Float32Array>();
+  for (const group of layout.groups) {
+    const pieces = zeroPieces(layout, group, rank);
+    for (const kind of ['m', 'v'] as const) {
+      const shard = new Float32Array(group.shard);
+      for (const p of pieces) shard.set(exe.get(`zero.${kind}.${p.name}`), p.at);
+      const all = gather(shard);
+      if (all.length !== group.shard * layout.worldSize) throw new DeepwellError('INTERNAL', `zeroCheckpointView: the gather gave ${all.length} elements, expected ${group.shard * layout.worldSize}`);
+      group.names.forEach((name, i) => whole.set(`adamw.${kind}.${name}`, all.slice(group.offsets[i]!, group.offsets[i]! + group.sizes[i]!)));
+    }
+  }
+  // The view's tables: the parameters, the state that is not a piece, and a value for each whole moment.
+  const values = [...g.values];
+  const state: Record<string, number> = {};
+  for (const [name, id] of Object.entries(g.state)) if (!/^zero\.[mv]\./.test(name)) state[name] = id;
+  for (const name of whole.keys()) {
+    const param = name.slice('adamw.m.'.length);
+    state[name] = values.length;
+    values.push({ id: values.length, kind: 'state', name, type: { shape: [...g.values[g.params[param]!]!.type.shape], dtype: 'f32' } });
+  }
+  const pieceOf = new Map<string, { from: number; to: number }>();
+  for (const group of layout.groups) for (const p of zeroPieces(layout, group, rank)) pieceOf.set(p.name, p);
+  return {
+    graph: { params: g.params, state, values },
+    get: (name) => whole.get(name) ?? exe.get(name),
+    set: (name, data) => {
+      const m = /^adamw\.([mv])\.(.+)$/.exec(name);
+      if (!m || !whole.has(name)) return exe.set(name, data);
+      const piece = pieceOf.get(m[2]!);
+      if (piece) exe.set(`zero.${m[1]}.${m[2]}`, data.slice(piece.from, piece.to));
+    },
+  };
+}
+
+/** The gather of ZeRO's checkpoints over NCCL: an all-gather of f32 shards through device buffers on `device`. */
+export function ncclShardGather(comm: Communicator, device: number): ShardGather {
+  return (shard) => {
+    if (comm.worldSize === 1) return shard.slice();
+    const be = cudaBackend(device);
+    const stream = new Stream(device);
+    const send = be.alloc(shard.byteLength), recv = be.alloc(shard.byteLength * comm.worldSize);
+    try {
+      be.write(send, shard);
+      comm.allGather(stream.handle, 'f32', { base: send.ptr, offset: 0, bytes: send.bytes }, { base: recv.ptr, offset: 0, bytes: recv.bytes }, shard.length);
+      comm.waitStream(stream.handle);
+      const out = new Float32Array(shard.length * comm.worldSize);
+      be.read(recv, out);
+      return out;
+    } finally {
+      be.free(send);
+      be.free(recv);
+      stream.dispose();
+    }
+  };
 }
