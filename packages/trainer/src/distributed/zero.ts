@@ -75,7 +75,6 @@ export function zeroCheckpointView(exe: Executable, layout: ZeroLayout, rank: nu
 /** The gather of ZeRO's checkpoints over NCCL: an all-gather of f32 shards through device buffers on `device`. */
 export function ncclShardGather(comm: Communicator, device: number): ShardGather {
   return (shard) => {
-    if (comm.worldSize === 1) return shard.slice();
     const be = cudaBackend(device);
     const stream = new Stream(device);
     const send = be.alloc(shard.byteLength), recv = be.alloc(shard.byteLength * comm.worldSize);
