@@ -16,7 +16,7 @@ import { DeepwellError } from '@deepwell/core';
 import { defineOp, shapeError } from '../../op.js';
 import type { ValueType } from '../../types.js';
 import { cpuGroupOf } from './cpu_group.js';
-import { checkWorld } from './reduce_scatter.js';
+import { checkWorld } from './world.js';
 
 const DTYPES = new Set(['f32', 'bf16', 'f16', 'i32']);
 

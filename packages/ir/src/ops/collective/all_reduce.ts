@@ -21,15 +21,14 @@
  * packages/ir/test/cuda-dist.test.ts (one H200, a world of one through NCCL).
  */
 import { DeepwellError } from '@deepwell/core';
-import { defineOp, shapeError } from '../../op.js';
+import { defineOp } from '../../op.js';
 import type { ValueType } from '../../types.js';
 import { numel } from '../../types.js';
 import { cpuGroupOf } from './cpu_group.js';
+import { ALL_REDUCE_OPS, checkWorld, type AllReduceOp } from './world.js';
 
-export const ALL_REDUCE_OPS = ['sum', 'avg'] as const;
-export type AllReduceOp = (typeof ALL_REDUCE_OPS)[number];
-/** The most ranks an all_reduce names (NCCL's own limit is far above; this bounds a typo). */
-export const MAX_WORLD_SIZE = 65536;
+export { ALL_REDUCE_OPS, MAX_WORLD_SIZE, type AllReduceOp } from './world.js';
+
 const DTYPES = new Set(['f32', 'bf16', 'f16', 'i32']);
 
 export const allReduceOp = defineOp({
@@ -45,11 +44,7 @@ export const allReduceOp = defineOp({
   inplace: (inputs: number) => Array.from({ length: inputs }, (_, k) => [k, k] as const),
   nonDifferentiable: true,
   infer: (xs, attrs) => {
-    const world = attrs.worldSize as number;
-    const comm = attrs.comm as number;
-    if (!Number.isSafeInteger(world) || world < 1 || world > MAX_WORLD_SIZE) shapeError('all_reduce', `Expected attribute worldSize in [1, ${MAX_WORLD_SIZE}] but received ${world}`);
-    if (!Number.isSafeInteger(comm) || comm < 0) shapeError('all_reduce', `Expected attribute comm a communicator handle (an integer >= 0) but received ${comm}`);
-    if (comm === 0 && world !== 1) shapeError('all_reduce', `Expected a communicator (attribute comm) for a world of ${world} ranks but received none (comm 0)`);
+    checkWorld('all_reduce', attrs);
     return xs.map((x: ValueType, k: number) => {
       if (!DTYPES.has(x.dtype)) throw new DeepwellError('INVALID_DTYPE', `all_reduce: Expected f32, bf16, f16 or i32 for input xs[${k}] but received ${x.dtype}`);
       if (x.dtype === 'i32' && attrs.op === 'avg') throw new DeepwellError('INVALID_DTYPE', `all_reduce: Expected a float input for op 'avg' (an average of integers is not an integer) but received i32 for xs[${k}]`);

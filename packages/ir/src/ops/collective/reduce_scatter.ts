@@ -19,20 +19,10 @@
 import { DeepwellError } from '@deepwell/core';
 import { defineOp, shapeError } from '../../op.js';
 import type { ValueType } from '../../types.js';
-import { ALL_REDUCE_OPS, MAX_WORLD_SIZE, type AllReduceOp } from './all_reduce.js';
+import { ALL_REDUCE_OPS, checkWorld, type AllReduceOp } from './world.js';
 import { cpuGroupOf } from './cpu_group.js';
 
 const DTYPES = new Set(['f32', 'bf16', 'f16']);
-
-/** Checks a collective node's worldSize and comm attributes (shared by reduce_scatter and all_gather). */
-export function checkWorld(op: string, attrs: Record<string, unknown>): number {
-  const world = attrs.worldSize as number;
-  const comm = attrs.comm as number;
-  if (!Number.isSafeInteger(world) || world < 1 || world > MAX_WORLD_SIZE) shapeError(op, `Expected attribute worldSize in [1, ${MAX_WORLD_SIZE}] but received ${world}`);
-  if (!Number.isSafeInteger(comm) || comm < 0) shapeError(op, `Expected attribute comm a communicator handle (an integer >= 0) but received ${comm}`);
-  if (comm === 0 && world !== 1) shapeError(op, `Expected a communicator (attribute comm) for a world of ${world} ranks but received none (comm 0)`);
-  return world;
-}
 
 export const reduceScatterOp = defineOp({
   name: 'reduce_scatter',
