@@ -27,6 +27,7 @@ import { storageBytesFor, type MemoryPlan } from './planner.js';
 import { planStep, selectKernels, type SelectedKernel } from './select.js';
 import { numel, shapeStr, type NumArray } from './types.js';
 import { checkDeviceName } from './device.js';
+import { CollectiveOverlap, overlaps } from './overlap.js';
 
 // Per-element loops over typed arrays (numbers by construction): the conversions without their checks.
 const { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } = float16Unchecked;
@@ -273,6 +274,11 @@ export abstract class Executable {
     return false;
   }
 
+  /** How many of the step's nodes run on a side stream (the CUDA executable's overlapped gradient all-reduces, once bound). */
+  get overlappedNodes(): number {
+    return 0;
+  }
+
   /** Whether node k launches nothing: a reshape whose output aliases its input's storage. */
   protected aliased(k: number): boolean {
     const out = this.kernels[k]!.node.outputs[0];
@@ -468,6 +474,8 @@ class CudaExecutable extends Executable {
   #lastHostSplit: HostSplit = { checkUs: 0, stageUs: 0, launchUs: 0, outputsUs: 0 };
   /** The communicators of the step's collective nodes (dataParallel, ZeRO-1): waited on through NCCL, so a peer's failure ends the wait. */
   #comms: number[];
+  /** The gradient buckets' all-reduces on a side stream (overlap.ts), or null when the step has none. */
+  #overlap: CollectiveOverlap | null = null;
 
   constructor(graph: Graph, options: CompileOptions) {
     super(graph, options, getBackend(options.device!));
@@ -504,6 +512,8 @@ class CudaExecutable extends Executable {
       for (const st of this.#staging.values()) st.pinned.dispose();
       this.#staging.clear();
       this.#launches = [];
+      this.#overlap?.dispose();
+      this.#overlap = null;
       this.backend.free(this.arena);
       this.arena = null;
       throw e;
@@ -511,10 +521,15 @@ class CudaExecutable extends Executable {
   }
 
   #bindLaunches(): void {
-    this.#launches = this.launchedNodes().map((k) => {
+    const bound = this.launchedNodes().map((k) => {
       const { node, kernel, params } = this.kernels[k]!;
-      const call = { ...params, stream: this.#stream.handle, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)), workspace: this.#workspace(k) };
-      return { index: k, node, kernel, call };
+      return { k, node, kernel, params, inputs: node.inputs.map((i) => this.#arg(i)), outputs: node.outputs.map((o) => this.#arg(o)) };
+    });
+    const side = bound.filter((b) => overlaps(b.node, b.inputs, b.outputs)).map((b) => b.k);
+    if (side.length) this.#overlap = new CollectiveOverlap(Number(this.device.split(':')[1]), side);
+    this.#launches = bound.map(({ k, node, kernel, params, inputs, outputs }) => {
+      const stream = this.#overlap?.has(k) ? this.#overlap.stream.handle : this.#stream.handle;
+      return { index: k, node, kernel, call: { ...params, stream, inputs, outputs, workspace: this.#workspace(k) } };
     });
     const io = [...Object.entries(this.graph.inputs), ...Object.entries(this.graph.outputs).map(([k, v]) => [`out:${k}`, v] as const)];
     for (const [name, id] of io) {
@@ -537,13 +552,24 @@ class CudaExecutable extends Executable {
   }
 
   #enqueueKernels(checkIndices: boolean): void {
+    const side = this.#overlap;
     for (const l of this.#launches) {
-      try {
-        l.kernel.run(checkIndices ? l.call : { ...l.call, checkIndices: false });
-      } catch (e) {
-        this.rethrow(l.node, e);
+      const call = checkIndices ? l.call : { ...l.call, checkIndices: false };
+      const launch = () => {
+        try {
+          l.kernel.run(call);
+        } catch (e) {
+          this.rethrow(l.node, e);
+        }
+      };
+      if (side?.has(l.index)) {
+        side.run(l.index, l.node, this.#stream, launch);
+      } else {
+        side?.before(l.node, this.#stream);
+        launch();
       }
     }
+    side?.joinAll(this.#stream);
     this.#copyUpdates();
   }
 
@@ -596,7 +622,8 @@ class CudaExecutable extends Executable {
       this.#launches.forEach((l, j) => {
         events[j]![0].record(this.#stream);
         try {
-          l.kernel.run({ ...l.call, checkIndices: false });
+          // Node by node on the step's stream (the side stream's overlap would blur the times).
+          l.kernel.run({ ...l.call, stream: this.#stream.handle, checkIndices: false });
         } catch (e) {
           this.rethrow(l.node, e);
         }
@@ -672,6 +699,10 @@ class CudaExecutable extends Executable {
     return this.#graphExec !== null;
   }
 
+  override get overlappedNodes(): number {
+    return this.#launches.filter((l) => this.#overlap?.has(l.index)).length;
+  }
+
   /** The captured step's nodes (all, and by kind), once it is replaying; else null. */
   get graphNodes(): { nodes: number; kinds: kn.GraphNodeKinds } | null {
     return this.#graphExec ? { nodes: this.#graphExec.nodes, kinds: { ...this.#graphExec.kinds } } : null;
@@ -679,6 +710,8 @@ class CudaExecutable extends Executable {
 
   protected override release(): void {
     this.#graphExec?.dispose();
+    this.#overlap?.dispose();
+    this.#overlap = null;
     for (const s of this.#staging.values()) s.pinned.dispose();
     this.#staging.clear();
     this.#stream.dispose();

@@ -5,7 +5,8 @@
 // the same without a communicator (device copies). A step built for a world of 2 on this world of
 // one is refused with a typed error. ZeRO-1's step (reduce_scatter, all_gather through NCCL) on a world
 // of one equals the plain step bit for bit without clipping (with clipping, within the norm's
-// reduction order: its sum of squares runs over the shards). Skipped without a GPU or NCCL.
+// reduction order: its sum of squares runs over the shards). The gradient buckets' all-reduces run on
+// a side stream (overlapping the backward) and still give the same bits. Skipped without a GPU or NCCL.
 import { Communicator, findLibrary, ncclUniqueId } from '@deepwell/kernels-native';
 import { describe, expect, it } from 'vitest';
 import { autocast, capture, compile, crossEntropy, currentBuilder, dataParallel, gelu, layernorm, matmul, trainingStep, type Capturable, type Sym } from '../src/index.js';
@@ -48,12 +49,17 @@ describe.skipIf(!nccl)('all_reduce on CUDA through NCCL (a world of one)', () =>
     for (const { what, options } of runs) {
       const dp = compile(dataParallel(trainingStep(forward(), { clipGradNorm: 1 }), options), { device: 'cuda:0', seed });
       expect(dp.kernelSummary().find((k) => k.op === 'all_reduce')?.kernel, what).toBe('all_reduce_nccl');
+      let overlapped = -1;
       batches.forEach((b, s) => {
+        if (s === 1) overlapped = dp.overlappedNodes; // bound by the first run
         const got = dp.run(b);
         expect(Array.from(got.loss!), `${what}: loss at step ${s + 1}`).toEqual(Array.from(want[s]!.loss!));
         expect(Array.from(got.grad_norm!), `${what}: grad_norm at step ${s + 1}`).toEqual(Array.from(want[s]!.grad_norm!));
       });
       for (const [name, p] of Object.entries(params)) expect(Array.from(dp.get(name)), `${what}: ${name}`).toEqual(p);
+      // The gradient buckets ran on the side stream (overlapping the backward); without a communicator, on the step's.
+      if (options.comm) expect(overlapped, `${what}: overlapped nodes`).toBeGreaterThan(0);
+      else expect(overlapped).toBe(0);
       dp.dispose();
     }
     // The losses moved (a step that did nothing would also be "equal").
