@@ -19,7 +19,8 @@
 // (FIRST VERSIONS: the forward not yet run on a GPU, the weight gradient written in session 17 and
 // not run either); DW_GROUPED_GENERAL=1 in the environment keeps every call on the general path
 // (for checking one against the other). DW_GROUPED_TILE_N=256 (read at each call) moves groupedGemm
-// calls without the SwiGLU epilogue to the 128 × 256 tiles of gemm/grouped_wide_sm90.cuh.
+// calls without the SwiGLU epilogue to the 128 × 256 tiles of gemm/grouped_wide_sm90.cuh;
+// DW_GROUPED_SCHEDULE=pingpong the rest to the 128-wide kernel's pingpong schedule.
 //
 // groupedGemm's tiles: expert e has ceil(rows_e / 64) row tiles; the grid's x covers the largest
 // possible total, ceil(R / 64) + E, and a block finds its (expert, tile) by a block-wide scan of the
@@ -253,12 +254,12 @@ struct Call {
   ErrWord* err;
 };
 
-// The Hopper kernel of one layout and epilogue: launched, or false when this build has no sm_90a
-// code for it (the trapping stub: a few registers, not the ~100 the real kernel takes).
-template <typename T, bool TransW, int Epi>
+// The Hopper kernel of one layout, epilogue and schedule: launched, or false when this build has no
+// sm_90a code for it (the trapping stub: a few registers, not the ~100 the real kernel takes).
+template <typename T, bool TransW, int Epi, bool Pingpong>
 bool launchSm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& mx, const CUtensorMap& mw, const CUtensorMap& mw3, const grouped90::Args& args) {
   namespace g = grouped90;
-  constexpr auto kernel = g::groupedGemmSm90Kernel<T, TransW, Epi>;
+  constexpr auto kernel = g::groupedGemmSm90Kernel<T, TransW, Epi, Pingpong>;
   static const int regs = [] {
     cudaFuncAttributes fa{};
     return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
@@ -275,6 +276,12 @@ bool launchSm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap&
 bool wideTiles() {
   const char* v = std::getenv("DW_GROUPED_TILE_N");
   return v != nullptr && std::string(v) == "256";
+}
+
+// Whether DW_GROUPED_SCHEDULE=pingpong asks for the 128-wide kernel's pingpong schedule (read at each call).
+bool pingpong() {
+  const char* v = std::getenv("DW_GROUPED_SCHEDULE");
+  return v != nullptr && std::string(v) == "pingpong";
 }
 
 // The wide Hopper kernel of one layout and epilogue (not SwiGLU): launched, or false (the stub).
@@ -300,7 +307,8 @@ bool launchWideEpi(Napi::Env env, cudaStream_t s, int dev, bool transW, const CU
 
 template <typename T, int Epi>
 bool launchSm90Epi(Napi::Env env, cudaStream_t s, int dev, bool transW, const CUtensorMap& mx, const CUtensorMap& mw, const CUtensorMap& mw3, const grouped90::Args& args) {
-  return transW ? launchSm90Kernel<T, true, Epi>(env, s, dev, mx, mw, mw3, args) : launchSm90Kernel<T, false, Epi>(env, s, dev, mx, mw, mw3, args);
+  if (pingpong()) return transW ? launchSm90Kernel<T, true, Epi, true>(env, s, dev, mx, mw, mw3, args) : launchSm90Kernel<T, false, Epi, true>(env, s, dev, mx, mw, mw3, args);
+  return transW ? launchSm90Kernel<T, true, Epi, false>(env, s, dev, mx, mw, mw3, args) : launchSm90Kernel<T, false, Epi, false>(env, s, dev, mx, mw, mw3, args);
 }
 
 // The Hopper kernel for a call it takes; false (nothing launched) otherwise.

@@ -128,6 +128,12 @@ struct RingOf {
   __device__ __forceinline__ void next() {
     if (++stage == S) stage = 0, phase ^= 1;
   }
+  // n positions on (the stages of another consumer's tile, under the pingpong schedule).
+  __device__ __forceinline__ void skip(int n) {
+    const int to = stage + n;
+    phase ^= static_cast<uint32_t>(to / S) & 1u;
+    stage = to % S;
+  }
 };
 using Ring = RingOf<kStages>;
 
@@ -149,14 +155,16 @@ __device__ __forceinline__ TileAt tileAt(const int* prefix, const int* offs, int
 // under `op`), then the per-expert tile counts (ceil(rows / kBM) · tilesN) scanned by the block, a
 // chunk of kThreads experts at a time, into prefix[E + 1]. Every thread calls it; it returns the
 // total number of tiles, or -1 (to every thread) when the offsets are bad.
+// `releases` is how many arrivals free a stage: 2 when both consumer warpgroups read every stage, 1
+// under the pingpong schedule (a tile's stages read by its one warpgroup).
 template <int Stages = kStages, uint32_t BarOff = kBarOff>
-__device__ __forceinline__ int ringPrologue(uint32_t base, int* offs, int* prefix, const int* offsets, int E, int R, int tilesN, ErrWord* err, int op) {
+__device__ __forceinline__ int ringPrologue(uint32_t base, int* offs, int* prefix, const int* offsets, int E, int R, int tilesN, ErrWord* err, int op, int releases = 2) {
   __shared__ int carry;
   if (threadIdx.x == 0) {
     carry = 0;
     for (int s = 0; s < Stages; ++s) {
       sm90::mbarInit(base + BarOff + 8u * s, 1);
-      sm90::mbarInit(base + BarOff + 8u * (Stages + s), 2);
+      sm90::mbarInit(base + BarOff + 8u * (Stages + s), releases);
     }
     sm90::fenceBarrierInit();
   }
@@ -181,7 +189,13 @@ __device__ __forceinline__ int ringPrologue(uint32_t base, int* offs, int* prefi
 // Epi (gemm/grouped_epilogue.cuh) picks what is stored. With kEpiSwiglu a tile is 128 × 64 of both
 // products: each stage holds x's block and a 64-column panel of w and of w3 (tmW3; the maps' w boxes
 // are then 64 × 64 in both layouts), two m64n64k16 wgmma per k step from one A.
-template <typename T, bool TransW, int Epi>
+// Pingpong (the schedule CUTLASS calls so; session 19, not yet run on a GPU): instead of both
+// consumer warpgroups sharing each tile (64 rows each), warpgroup 1 takes the CTA's even tiles and
+// warpgroup 2 its odd ones, whole (128 rows: two wgmma per k step, 128 accumulators; setmaxnreg 40 /
+// 232). The ring hands the stages out in tile order, so one warpgroup's mainloop runs while the other
+// stores its tile: the epilogue (GELU and its gradient cost as much as half the mainloop at K =
+// 1024) is hidden behind the tensor cores' work instead of stopping them.
+template <typename T, bool TransW, int Epi, bool Pingpong = false>
 __global__ void __launch_bounds__(kThreads, 1)
     groupedGemmSm90Kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmW, const __grid_constant__ CUtensorMap tmW3,
                           const Args a) {
@@ -199,10 +213,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int kBlocks = a.K / kBK;
   const int wg = threadIdx.x / 128;
 
-  const int total = ringPrologue(base, offs, prefix, a.offsets, a.E, a.R, tilesN, a.err, kOpGroupedMatmul);
+  const int total = ringPrologue(base, offs, prefix, a.offsets, a.E, a.R, tilesN, a.err, kOpGroupedMatmul, Pingpong ? 1 : 2);
   if (total < 0) return;  // bad offsets (recorded)
 
   if (wg == 0) {
+    if constexpr (Pingpong) sm90::setmaxnregDec<40>();
     // Producer: one thread issues every load.
     if (threadIdx.x == 0) {
       sm90::prefetchTensorMap(&tmX);
@@ -238,50 +253,32 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  // Consumers: warpgroup 1 rows 0..63 of the tile, warpgroup 2 rows 64..127.
   const int c = wg - 1;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
-  Ring ring;
-  float acc[64];
-  for (int t = blockIdx.x; t < total; t += gridDim.x) {
-    const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
-    const int e = at.e, row0 = at.row0, col0 = at.nTile * kTileN;
-    const int rowEnd = offs[e + 1];
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-    int prev = -1;
-    for (int kb = 0; kb < kBlocks; ++kb) {
-      sm90::mbarWait(full(ring.stage), ring.phase);
-      const uint32_t sA = base + ring.stage * kStageBytes + c * (kATileBytes / 2), sB = base + ring.stage * kStageBytes + kATileBytes;
-      sm90::wgmmaFence();
-#pragma unroll
-      for (int k = 0; k < kBK / 16; ++k) {
-        const uint64_t da = sm90::descSw128(sA + 32u * k, 0, 1024);
-        // B's k step: 16 elements along a K-major row (32 bytes) or 16 MN-major rows (2048 bytes).
-        const uint32_t kStep = TransW ? 32u * k : 2048u * k;
-        if constexpr (kSwi) {
-          mma64<T, TransW ? 0 : 1>(acc, da, sm90::descSw128(sB + kStep, 0, 1024));
-          mma64<T, TransW ? 0 : 1>(acc + 32, da, sm90::descSw128(sB + kBTileBytes / 2 + kStep, 0, 1024));
-        } else {
-          mma128<T, 0, TransW ? 0 : 1>(acc, da, sm90::descSw128(sB + kStep, TransW ? 0 : kBTileBytes / 2, 1024));
-        }
-      }
-      sm90::wgmmaCommit();
-      sm90::wgmmaWait<1>();  // the previous K block's wgmma is done: its stage can be refilled
-      if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
-      prev = ring.stage;
-      ring.next();
-    }
-    sm90::wgmmaWait<0>();
-    sm90::fenceRegs(acc);
-    if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
-    // Store this warpgroup's 64 rows: accumulator j·4 + h·2 + {0, 1} is row warp·16 + lane/4 + 8h,
-    // columns 8j + 2·(lane % 4) + {0, 1} (SwiGLU: acc[0, 32) the gate's 64 columns, acc[32, 64) up's).
-    const grouped::EpiPtrs<T> epi{static_cast<T*>(a.aux), static_cast<T*>(a.aux2)};
+  const grouped::EpiPtrs<T> epi{static_cast<T*>(a.aux), static_cast<T*>(a.aux2)};
+  // Stores 64 rows of a tile from `acc` (rows rowBase..rowBase + 63): accumulator j·4 + h·2 + {0, 1}
+  // is row warp·16 + lane/4 + 8h, columns 8j + 2·(lane % 4) + {0, 1} (SwiGLU: acc[0, 32) the gate's
+  // 64 columns, acc[32, 64) up's).
+  const auto store = [&](const float (&acc)[64], int rowBase, int rowEnd, int col0) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int row = row0 + c * 64 + warp * 16 + lane / 4 + 8 * h;
+      const int row = rowBase + warp * 16 + lane / 4 + 8 * h;
       if (row >= rowEnd || row >= a.R) continue;
+      if constexpr (Epi == grouped::kEpiDgelu) {
+        // The row's pre-activation pairs first, all loads in flight at once; then the products.
+        uint32_t pre[kTileN / 8];
+#pragma unroll
+        for (int j = 0; j < kTileN / 8; ++j) {
+          const int col = col0 + 8 * j + 2 * (lane % 4);
+          pre[j] = col < a.N ? grouped::loadPrePair<T>(epi.aux, static_cast<long long>(row) * a.N + col) : 0u;
+        }
+#pragma unroll
+        for (int j = 0; j < kTileN / 8; ++j) {
+          const int col = col0 + 8 * j + 2 * (lane % 4);
+          if (col < a.N) grouped::storeDgelu<T>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], pre[j]);
+        }
+        continue;
+      }
 #pragma unroll
       for (int j = 0; j < kTileN / 8; ++j) {
         const int col = col0 + 8 * j + 2 * (lane % 4);
@@ -291,6 +288,82 @@ __global__ void __launch_bounds__(kThreads, 1)
           grouped::storePair<T, Epi>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[i], acc[i + 1], u0, u1, epi);
         }
       }
+    }
+  };
+  // One k step's wgmma of the 64 rows of x at sA into acc.
+  const auto mmaRows = [&](float (&acc)[64], uint32_t sA, uint32_t sB, int k) {
+    const uint64_t da = sm90::descSw128(sA + 32u * k, 0, 1024);
+    // B's k step: 16 elements along a K-major row (32 bytes) or 16 MN-major rows (2048 bytes).
+    const uint32_t kStep = TransW ? 32u * k : 2048u * k;
+    if constexpr (kSwi) {
+      mma64<T, TransW ? 0 : 1>(acc, da, sm90::descSw128(sB + kStep, 0, 1024));
+      mma64<T, TransW ? 0 : 1>(acc + 32, da, sm90::descSw128(sB + kBTileBytes / 2 + kStep, 0, 1024));
+    } else {
+      mma128<T, 0, TransW ? 0 : 1>(acc, da, sm90::descSw128(sB + kStep, TransW ? 0 : kBTileBytes / 2, 1024));
+    }
+  };
+  Ring ring;
+  if constexpr (!Pingpong) {
+    // Cooperative: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127.
+    float acc[64];
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+      int prev = -1;
+      for (int kb = 0; kb < kBlocks; ++kb) {
+        sm90::mbarWait(full(ring.stage), ring.phase);
+        const uint32_t sA = base + ring.stage * kStageBytes + c * (kATileBytes / 2), sB = base + ring.stage * kStageBytes + kATileBytes;
+        sm90::wgmmaFence();
+#pragma unroll
+        for (int k = 0; k < kBK / 16; ++k) mmaRows(acc, sA, sB, k);
+        sm90::wgmmaCommit();
+        sm90::wgmmaWait<1>();  // the previous K block's wgmma is done: its stage can be refilled
+        if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
+        prev = ring.stage;
+        ring.next();
+      }
+      sm90::wgmmaWait<0>();
+      sm90::fenceRegs(acc);
+      if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
+      store(acc, at.row0 + c * 64, offs[at.e + 1], at.nTile * kTileN);
+    }
+  } else {
+    // Pingpong: warpgroup c + 1 takes the CTA's tiles j with j % 2 == c, all 128 rows.
+    sm90::setmaxnregInc<232>();
+    float acc0[64], acc1[64];
+    int j = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x, ++j) {
+      if ((j & 1) != c) {
+        ring.skip(kBlocks);  // the other warpgroup's tile
+        continue;
+      }
+      const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc0[i] = 0.f, acc1[i] = 0.f;
+      int prev = -1;
+      for (int kb = 0; kb < kBlocks; ++kb) {
+        sm90::mbarWait(full(ring.stage), ring.phase);
+        const uint32_t sA = base + ring.stage * kStageBytes, sB = sA + kATileBytes;
+        sm90::wgmmaFence();
+#pragma unroll
+        for (int k = 0; k < kBK / 16; ++k) {
+          mmaRows(acc0, sA, sB, k);
+          mmaRows(acc1, sA + kATileBytes / 2, sB, k);
+        }
+        sm90::wgmmaCommit();
+        sm90::wgmmaWait<1>();
+        if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
+        prev = ring.stage;
+        ring.next();
+      }
+      sm90::wgmmaWait<0>();
+      sm90::fenceRegs(acc0);
+      sm90::fenceRegs(acc1);
+      if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
+      const int rowEnd = offs[at.e + 1], col0 = at.nTile * kTileN;
+      store(acc0, at.row0, rowEnd, col0);
+      store(acc1, at.row0 + 64, rowEnd, col0);
     }
   }
 #else
