@@ -13,6 +13,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "common/activations.cuh"
@@ -80,6 +82,30 @@ __device__ __forceinline__ void storePair(T* out, long long i, float v0, float v
     *reinterpret_cast<T2*>(p.aux2 + i) = up;
     *o = pack(siluF(lo(gate)) * lo(up), siluF(hi(gate)) * hi(up));
   }
+}
+
+// The dgelu epilogue's pair with its pre-activation already loaded (`preBits`: the pair's two 16-bit
+// values as one word). The Hopper kernels load a row's pre values before storing any of its outputs:
+// loaded one pair at a time, each load would wait behind the previous pair's store (the compiler
+// cannot tell out from aux), a global round trip per pair.
+template <typename T>
+__device__ __forceinline__ void storeDgelu(T* out, long long i, float v0, float v1, uint32_t preBits) {
+  using T2 = typename std::conditional<std::is_same<T, __nv_bfloat16>::value, __nv_bfloat162, __half2>::type;
+  const auto pack = [](float a, float b) {
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) return __floats2bfloat162_rn(a, b);
+    else return __floats2half2_rn(a, b);
+  };
+  T2 pre;
+  static_assert(sizeof(T2) == sizeof(uint32_t), "a pair of 16-bit values is one word");
+  memcpy(&pre, &preBits, sizeof(pre));
+  const T2 prod = pack(v0, v1);
+  *reinterpret_cast<T2*>(out + i) = pack(toF(prod.x) * geluGradF(toF(pre.x)), toF(prod.y) * geluGradF(toF(pre.y)));
+}
+
+// Loads the pre-activation pair at element i (i even) for storeDgelu, through the read-only path.
+template <typename T>
+__device__ __forceinline__ uint32_t loadPrePair(const T* aux, long long i) {
+  return __ldg(reinterpret_cast<const unsigned int*>(aux + i));
 }
 
 }  // namespace grouped

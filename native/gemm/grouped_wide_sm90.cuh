@@ -143,6 +143,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int h = 0; h < 2; ++h) {
       const int row = row0 + c * 64 + warp * 16 + lane / 4 + 8 * h;
       if (row >= rowEnd || row >= a.R) continue;
+      if constexpr (Epi == grouped::kEpiDgelu) {
+        // The row's pre-activation pairs first, all loads in flight at once (as the 128-wide kernel).
+        uint32_t pre[kWideBN / 8];
+#pragma unroll
+        for (int j = 0; j < kWideBN / 8; ++j) {
+          const int col = col0 + 8 * j + 2 * (lane % 4);
+          pre[j] = col < a.N ? grouped::loadPrePair<T>(epi.aux, static_cast<long long>(row) * a.N + col) : 0u;
+        }
+#pragma unroll
+        for (int j = 0; j < kWideBN / 8; ++j) {
+          const int col = col0 + 8 * j + 2 * (lane % 4);
+          if (col < a.N) grouped::storeDgelu<T>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], pre[j]);
+        }
+        continue;
+      }
 #pragma unroll
       for (int j = 0; j < kWideBN / 8; ++j) {
         const int col = col0 + 8 * j + 2 * (lane % 4);
