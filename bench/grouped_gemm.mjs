@@ -8,8 +8,10 @@
 // The group offsets are on the device, as dropless routing leaves them. TFLOP/s = 2·R·K·N / time.
 // Prints JSON lines (with GROUPED_GEMM_ROUND) for bench/grouped_gemm.sh, which alternates this with
 // bench/grouped_gemm_torch.py (torch._grouped_mm, the same method) in one run.
-// GROUPED_GEMM_CASES (a comma list of names) selects cases. Each 'fwd' case is measured twice: on
-// the default tiles ('deepwell') and on the 128 × 256 tiles ('deepwell-wide').
+// GROUPED_GEMM_CASES (a comma list of names) selects cases. Each 'fwd' and 'gelu' case is measured
+// three times: on the default tiles ('deepwell'), on the 128 × 256 tiles ('deepwell-wide') and under
+// the pingpong schedule ('deepwell-pingpong'). 'gelu' runs the GELU epilogue (groupedEpilogue.gelu,
+// writing the pre-activation too).
 import { readFileSync } from 'node:fs';
 import { f32ToBf16Bits } from '@deepwell/core';
 import { Stream, cudaBackend, loadNative } from '@deepwell/kernels-native';
@@ -52,6 +54,7 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     const offBuf = alloc(be.alloc(offsets.byteLength));
     be.write(offBuf, offsets);
     const [aElems, bElems, dElems] = pass === 'wgrad' ? [R * K, R * N, E * K * N] : [R * K, E * K * N, R * N];
+    const gelu = pass === 'gelu';
     const fp8 = pass === 'fp8';
     const inBytes = fp8 ? 1 : 2;
     // FP8: a's 1 × 128 scales [K/128, R], b's 128 × 128 scales [E, ceil(N/128), L4].
@@ -62,12 +65,15 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
       t(alloc(tiledBuffer(be, fp8 ? e4m3Block : bf16Block, bElems * inBytes))),
       t(alloc(be.alloc(dElems * 2))),
       ...(fp8 ? scaleElems.map((m) => t(alloc(tiledBuffer(be, scaleBlock, m * 4)))) : []),
+      ...(gelu ? [t(alloc(be.alloc(dElems * 2)))] : []), // the pre-activation the GELU epilogue writes
     ]);
     let next = 0;
     const launch = () => {
-      const [a, b, d, sa, sb] = args[next++ % sets];
+      const set = args[next++ % sets];
+      const [a, b, d, sa, sb] = set; // FP8: the scales; GELU: set[3] the pre-activation
       if (pass === 'wgrad') n.groupedGemmWgrad(stream.handle, codes.dtype.bf16, R, K, N, E, a, b, t(offBuf), d);
       else if (fp8) n.groupedScaledGemm(stream.handle, R, K, N, E, codes.fp8.e4m3, codes.fp8.e4m3, codes.dtype.bf16, a, sa, b, sb, t(offBuf), d);
+      else if (gelu) n.groupedGemm(stream.handle, codes.dtype.bf16, R, K, N, E, 0, a, b, t(offBuf), d, codes.groupedEpilogue.gelu, null, set[3], null);
       else n.groupedGemm(stream.handle, codes.dtype.bf16, R, K, N, E, 0, a, b, t(offBuf), d, codes.groupedEpilogue.none, null, null, null);
     };
     launch();
@@ -75,17 +81,22 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     const { ms, per } = measure(stream, launch, sets);
     const row = (impl, ms, per) => ({ impl, round, name, E, R, K, N, routing, pass, ms, tflops: (2 * R * K * N) / (ms * 1e9), launchesPerSample: per, operandSets: sets, sizes: [Math.min(...sizes), Math.max(...sizes)] });
     console.log(JSON.stringify(row('deepwell', ms, per)));
-    if (pass === 'fwd') {
-      // The same call on the 128 × 256 tiles (gemm/grouped_wide_sm90.cuh), which the native side
-      // takes while DW_GROUPED_TILE_N=256 (read at each call).
-      process.env.DW_GROUPED_TILE_N = '256';
-      try {
-        launch();
-        n.opsErrorCheck(stream.handle);
-        const wide = measure(stream, launch, sets);
-        console.log(JSON.stringify(row('deepwell-wide', wide.ms, wide.per)));
-      } finally {
-        delete process.env.DW_GROUPED_TILE_N;
+    if (pass === 'fwd' || gelu) {
+      // The same call on the Hopper kernel's other tilings, which the native side takes while the
+      // variable is set (read at each call): the 128 × 256 tiles (gemm/grouped_wide_sm90.cuh) and
+      // the 128-wide kernel's pingpong schedule.
+      for (const [impl, key, value] of [['deepwell-wide', 'DW_GROUPED_TILE_N', '256'], ['deepwell-pingpong', 'DW_GROUPED_SCHEDULE', 'pingpong']]) {
+        process.env[key] = value;
+        try {
+          launch();
+          n.opsErrorCheck(stream.handle);
+          const v = measure(stream, launch, sets);
+          console.log(JSON.stringify(row(impl, v.ms, v.per)));
+        } catch (e) {
+          console.log(JSON.stringify({ impl, round, name, error: String(e?.message ?? e) }));
+        } finally {
+          delete process.env[key];
+        }
       }
     }
   } catch (e) {

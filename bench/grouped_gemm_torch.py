@@ -5,8 +5,9 @@
 # cases file's rule (the same function as the .mjs side). 'fwd': torch._grouped_mm(x [R, K],
 # w [E, K, N], offs) with offs the int32 end offsets of the groups; 'wgrad':
 # torch._grouped_mm(x.t() [K, R], g [R, N], offs) -> [E, K, N]; 'fp8': torch._scaled_grouped_mm (e4m3,
-# rowwise scales: not the blockwise scaling Deepwell's side runs, the same FP8 work). A case torch
-# refuses prints its error.
+# rowwise scales: not the blockwise scaling Deepwell's side runs, the same FP8 work); 'gelu':
+# torch._grouped_mm then torch.nn.functional.gelu(approximate='tanh'). A case torch refuses prints
+# its error.
 import json, os, torch
 
 from gemm_method import measure, operand_sets
@@ -60,6 +61,8 @@ for name, E, R, K, N, routing, pass_ in CASES:
             state["i"] += 1
             if pass_ == "fp8":
                 torch._scaled_grouped_mm(op[0], op[1], op[2], op[3], offs=offs, out_dtype=torch.bfloat16)
+            elif pass_ == "gelu":
+                torch.nn.functional.gelu(torch._grouped_mm(op[0], op[1], offs=offs), approximate="tanh")
             else:
                 torch._grouped_mm(op[0], op[1], offs=offs)
 

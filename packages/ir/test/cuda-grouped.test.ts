@@ -130,37 +130,51 @@ describe.skipIf(!gpu)('dropless MoE kernels on CUDA', () => {
     }
   }, 240_000);
 
-  it('grouped_matmul, _gelu, _dgelu on the 128 × 256 tiles (DW_GROUPED_TILE_N=256): within the bound, reruns bitwise equal, fused equal to unfused bit for bit', () => {
-    // The native side reads DW_GROUPED_TILE_N at each call, so these calls take the wide Hopper
-    // kernel (gemm/grouped_wide_sm90.cuh) on an H100 / H200. N of 64, 192, 320 and 384 leave the last
-    // 256-wide tile partly (or mostly) past N; one expert taking every row; more tiles than SMs.
-    process.env.DW_GROUPED_TILE_N = '256';
-    try {
+  // The Hopper kernel's other tilings, chosen by the environment at each call: the 128 × 256 tiles
+  // (gemm/grouped_wide_sm90.cuh; not SwiGLU) and the pingpong schedule (each consumer warpgroup a
+  // whole 128-row tile). Pingpong runs the same wgmma on the same data as the default, so it must
+  // give the default's bits; the wide tiles are judged against float64. N of 64, 192, 320 and 384
+  // leave the last 256-wide tile partly past N; one expert taking every row; more tiles than SMs.
+  it.each([['wide', 'DW_GROUPED_TILE_N', '256'], ['pingpong', 'DW_GROUPED_SCHEDULE', 'pingpong']] as const)(
+    'grouped_matmul and its fused epilogues, %s: within the bound, reruns bitwise equal, fused equal to unfused bit for bit',
+    (variant, key, value) => {
       for (const storage of ['bf16', 'f16'] as const) {
         for (const [E, R, K, N, one] of [[8, 513, 64, 64, false], [6, 1000, 256, 192, false], [3, 300, 128, 256, true], [16, 4100, 512, 384, false], [1, 129, 64, 320, false], [4, 2000, 1024, 512, false]] as const) {
           const off = randomOffsets(E, R, one ? 'one' : 'ragged');
           for (const transposeW of [false, true]) {
             const x: CudaInput = { shape: [R, K], data: randn(R * K) };
             const w: CudaInput = { shape: transposeW ? [E, N, K] : [E, K, N], data: randn(E * K * N) };
+            const w3: CudaInput = { shape: transposeW ? [E, N, K] : [E, K, N], data: randn(E * K * N) };
             const o: CudaInput = { shape: [E + 1], dtype: 'i32', data: off };
             const pre: CudaInput = { shape: [R, N], data: randn(R * N).map((v) => 2 * v) };
-            const what = `wide tiles ${storage} E ${E} R ${R} K ${K} N ${N}${transposeW ? ' transposeW' : ''} offsets ${Array.from(off).join(',')}`;
+            const what = `${variant} ${storage} E ${E} R ${R} K ${K} N ${N}${transposeW ? ' transposeW' : ''} offsets ${Array.from(off).join(',')}`;
             const attrs = { transposeW };
-            const plain = check('grouped_matmul', [x, w, o], attrs, storage, N, what);
-            expectExact(runCuda('grouped_matmul', [x, w, o], attrs, { storage }).outputs[0]!, plain, `${what} rerun`);
             const asInput = (d: Float64Array): CudaInput => ({ shape: [R, N], data: d });
-            const gelu = runCuda('grouped_matmul_gelu', [x, w, o], attrs, { storage });
-            expectExact(gelu.outputs[1]!, plain, `${what} gelu: pre`);
-            expectExact(gelu.outputs[0]!, runCuda('gelu', [asInput(plain)], {}, { storage }).outputs[0]!, `${what} gelu: out`);
-            const dgelu = runCuda('grouped_matmul_dgelu', [x, w, o, pre], attrs, { storage });
-            expectExact(dgelu.outputs[0]!, runCuda('gelu_backward', [asInput(plain), pre], {}, { storage }).outputs[0]!, `${what} dgelu`);
+            // The default schedule's results, for pingpong's bit-for-bit check.
+            const base = variant === 'pingpong' ? { plain: runCuda('grouped_matmul', [x, w, o], attrs, { storage }).outputs[0]!, swi: runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage }).outputs } : null;
+            process.env[key] = value;
+            try {
+              const plain = check('grouped_matmul', [x, w, o], attrs, storage, N, what);
+              expectExact(runCuda('grouped_matmul', [x, w, o], attrs, { storage }).outputs[0]!, plain, `${what} rerun`);
+              const gelu = runCuda('grouped_matmul_gelu', [x, w, o], attrs, { storage });
+              expectExact(gelu.outputs[1]!, plain, `${what} gelu: pre`);
+              expectExact(gelu.outputs[0]!, runCuda('gelu', [asInput(plain)], {}, { storage }).outputs[0]!, `${what} gelu: out`);
+              const dgelu = runCuda('grouped_matmul_dgelu', [x, w, o, pre], attrs, { storage });
+              expectExact(dgelu.outputs[0]!, runCuda('gelu_backward', [asInput(plain), pre], {}, { storage }).outputs[0]!, `${what} dgelu`);
+              if (base) {
+                expectExact(plain, base.plain, `${what}: the default schedule's bits`);
+                const swi = runCuda('grouped_matmul_swiglu', [x, w, w3, o], attrs, { storage }).outputs;
+                swi.forEach((out, k) => expectExact(out, base.swi[k]!, `${what} swiglu output ${k}: the default schedule's bits`));
+              }
+            } finally {
+              delete process.env[key];
+            }
           }
         }
       }
-    } finally {
-      delete process.env.DW_GROUPED_TILE_N;
-    }
-  }, 240_000);
+    },
+    240_000,
+  );
 
   it('refuses offsets that do not add up, naming the entry, in both kernels', () => {
     const [E, R, K, N] = [3, 10, 4, 5];
