@@ -277,15 +277,15 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int col = col0 + 8 * j + 2 * (lane % 4);
           if (col < a.N) grouped::storeDgelu<T>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], pre[j]);
         }
-        continue;
-      }
+      } else {
 #pragma unroll
-      for (int j = 0; j < kTileN / 8; ++j) {
-        const int col = col0 + 8 * j + 2 * (lane % 4);
-        if (col < a.N) {
-          const int i = 4 * j + 2 * h;
-          const float u0 = kSwi ? acc[(32 + i) % 64] : 0.f, u1 = kSwi ? acc[(33 + i) % 64] : 0.f;
-          grouped::storePair<T, Epi>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[i], acc[i + 1], u0, u1, epi);
+        for (int j = 0; j < kTileN / 8; ++j) {
+          const int col = col0 + 8 * j + 2 * (lane % 4);
+          if (col < a.N) {
+            const int i = 4 * j + 2 * h;
+            const float u0 = kSwi ? acc[(32 + i) % 64] : 0.f, u1 = kSwi ? acc[(33 + i) % 64] : 0.f;
+            grouped::storePair<T, Epi>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[i], acc[i + 1], u0, u1, epi);
+          }
         }
       }
     }
