@@ -24,7 +24,7 @@ export { planMemory, ARENA_ALIGN } from './planner.js';
 export type { MemoryPlan, Placement, PlanOptions } from './planner.js';
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, runPasses, sortNodes } from './passes/index.js';
 export { elideWideningCasts, fuse, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseGroupedEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu, fuseNormResidual, fuseParamCasts } from './passes/index.js';
-export { DEFAULT_BUCKET_BYTES, ZERO_ALIGN, dataParallel, zeroLayout, zeroPieces } from './passes/index.js';
+export { DEFAULT_BUCKET_BYTES, ZERO_ALIGN, checkZeroLayout, dataParallel, zeroLayout, zeroPieces } from './passes/index.js';
 export type { ZeroGroup, ZeroLayout, ZeroPiece } from './passes/index.js';
 export type { AutocastOptions, DataParallelOptions, GraphPass, PassContext } from './passes/index.js';
 export { trainingStep } from './train.js';

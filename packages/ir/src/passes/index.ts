@@ -24,12 +24,12 @@ import { elideWideningCasts } from './elide-casts.js';
 import { fuseParamCasts } from './fuse-casts.js';
 import { sortNodes } from './order.js';
 import { DEFAULT_BUCKET_BYTES, dataParallel, type DataParallelOptions } from './data-parallel.js';
-import { ZERO_ALIGN, zeroLayout, zeroPieces, type ZeroGroup, type ZeroLayout, type ZeroPiece } from './zero.js';
+import { ZERO_ALIGN, checkZeroLayout, zeroLayout, zeroPieces, type ZeroGroup, type ZeroLayout, type ZeroPiece } from './zero.js';
 
 export { autocast, eliminateCommonSubexpressions, eliminateDeadCode, markElementwiseFusion, sortNodes };
 export { elideWideningCasts, fuseAdamW, fuseAddLayernorm, fuseAmax, fuseBiasGradient, fuseCrossEntropy, fuseGemmEpilogues, fuseMatmulBias, fuseMatmulDgelu, fuseMatmulGelu, fuseNormResidual, fuseParamCasts };
 export { fuseGroupedEpilogues };
-export { DEFAULT_BUCKET_BYTES, dataParallel, ZERO_ALIGN, zeroLayout, zeroPieces };
+export { DEFAULT_BUCKET_BYTES, dataParallel, ZERO_ALIGN, checkZeroLayout, zeroLayout, zeroPieces };
 export type { ZeroGroup, ZeroLayout, ZeroPiece };
 export type { AutocastOptions, DataParallelOptions };
 

@@ -23,7 +23,7 @@
  * one bit for bit.
  * `graph.gradients` keep naming each rank's local gradients (there is no whole averaged gradient).
  */
-import { DeepwellError, checkInteger, type DTypeName } from '@deepwell/core';
+import { DeepwellError, checkInteger, describe, type DTypeName } from '@deepwell/core';
 import { GraphBuilder, type Sym } from '../builder.js';
 import type { Graph, NodeDecl } from '../graph.js';
 import { reshape } from '../ops/basic/reshape.js';
@@ -87,8 +87,25 @@ export function zeroLayout(params: readonly { name: string; size: number; dtype:
   return { worldSize: W, align: A, groups: [...byDtype.values()] };
 }
 
+/** `layout` if it is one zeroLayout made (its groups consistent), else INVALID_ARGUMENT naming `what`. */
+export function checkZeroLayout(layout: unknown, what: string): ZeroLayout {
+  const l = layout as ZeroLayout;
+  const ok =
+    typeof l === 'object' && l !== null && Number.isSafeInteger(l.worldSize) && l.worldSize >= 1 && Number.isSafeInteger(l.align) && l.align >= 1 && Array.isArray(l.groups) &&
+    l.groups.every(
+      (g) =>
+        typeof g === 'object' && g !== null && Array.isArray(g.names) && Array.isArray(g.sizes) && Array.isArray(g.offsets) && g.names.length === g.sizes.length && g.sizes.length === g.offsets.length &&
+        Number.isSafeInteger(g.total) && Number.isSafeInteger(g.shard) && g.shard >= 0 && g.shard * l.worldSize >= g.total &&
+        g.sizes.every((n, i) => Number.isSafeInteger(n) && n >= 1 && g.offsets[i] === (i === 0 ? 0 : g.offsets[i - 1]! + g.sizes[i - 1]!)),
+    );
+  if (!ok) throw new DeepwellError('INVALID_ARGUMENT', `Expected a layout from zeroLayout() for ${what} but received ${typeof layout === 'object' && layout !== null ? 'an object that is not one' : describe(layout)}`);
+  return l;
+}
+
 /** The pieces of `group`'s parameters that `rank` holds, in order. */
 export function zeroPieces(layout: ZeroLayout, group: ZeroGroup, rank: number): ZeroPiece[] {
+  checkZeroLayout(layout, 'zeroPieces');
+  if (!layout.groups.includes(group)) throw new DeepwellError('INVALID_ARGUMENT', `Expected one of the layout's groups for zeroPieces but received ${describe(group)}`);
   checkInteger(rank, 'rank of zeroPieces', 0, layout.worldSize - 1);
   const start = rank * group.shard, end = Math.min(group.total, start + group.shard);
   const out: ZeroPiece[] = [];

@@ -12,8 +12,8 @@
  *     device buffers, waited on with the communicator's watchdog); a world of one gathers nothing.
  * The layout is ir's zeroLayout of the step (zeroLayoutOf), the pass's own.
  */
-import { DeepwellError, checkInteger } from '@deepwell/core';
-import { zeroLayout, zeroPieces, type Executable, type Graph, type ZeroLayout } from '@deepwell/ir';
+import { DeepwellError, checkFunction, checkInteger, invalid } from '@deepwell/core';
+import { Graph, checkZeroLayout, zeroLayout, zeroPieces, type Executable, type ZeroLayout } from '@deepwell/ir';
 import { Stream, cudaBackend, type Communicator } from '@deepwell/kernels-native';
 import type { CheckpointTarget } from '../checkpoint.js';
 
@@ -22,6 +22,7 @@ export type ShardGather = (shard: Float32Array) => Float32Array;
 
 /** The ZeRO layout dataParallel's `zero` gives `step` (a trainingStep graph) over `worldSize` ranks. */
 export function zeroLayoutOf(step: Graph, worldSize: number, align?: number): ZeroLayout {
+  if (!(step instanceof Graph)) invalid('a training step graph (ir Graph)', 'the step of zeroLayoutOf', step);
   const params = Object.keys(step.params).map((name) => {
     const g = step.gradients[name];
     if (g === undefined) throw new DeepwellError('INVALID_ARGUMENT', `Expected a training step (a gradient for every parameter) for zeroLayoutOf but parameter '${name}' has none`);
@@ -36,7 +37,13 @@ export function zeroLayoutOf(step: Graph, worldSize: number, align?: number): Ze
  * instead of its pieces. Gathers every rank's moments now (a collective).
  */
 export function zeroCheckpointView(exe: Executable, layout: ZeroLayout, rank: number, gather: ShardGather): CheckpointTarget {
+  const e = exe as Executable | null;
+  if (typeof e !== 'object' || e === null || typeof e.get !== 'function' || typeof e.set !== 'function' || typeof e.graph?.params !== 'object' || typeof e.graph?.state !== 'object') {
+    invalid('a compiled Executable (from compile())', 'the executable of zeroCheckpointView', exe);
+  }
+  checkZeroLayout(layout, 'zeroCheckpointView');
   checkInteger(rank, 'rank of zeroCheckpointView', 0, layout.worldSize - 1);
+  checkFunction(gather, 'the gather of zeroCheckpointView');
   const g = exe.graph;
   const whole = new Map<string, Float32Array>();
   for (const group of layout.groups) {
