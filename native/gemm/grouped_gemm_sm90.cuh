@@ -148,6 +148,40 @@ __device__ __forceinline__ TileAt tileAt(const int* prefix, const int* offs, int
   return {e, offs[e] + (local / tilesN) * kBM, local % tilesN};
 }
 
+// Stores one of a thread's two rows (h) of a tile held in wgmma accumulators (the Hopper grouped
+// kernels' epilogue): accumulators 4j + 2h + {0, 1} are columns col0 + 8j + 2·(lane % 4) + {0, 1},
+// j < Cols / 8; `at` is the row's first element in out (and aux). SwiGLU's second product (up) is
+// acc[i + NAcc / 2]. The dgelu epilogue loads all of the row's pre-activation pairs before storing
+// any output: loaded one pair at a time, each load would wait behind the previous pair's store (the
+// compiler cannot tell out from aux).
+template <typename T, int Epi, int Cols, int NAcc>
+__device__ __forceinline__ void storeAccRow(const float (&acc)[NAcc], int h, long long at, int col0, int N, int lane, T* out, const grouped::EpiPtrs<T>& epi) {
+  if constexpr (Epi == grouped::kEpiDgelu) {
+    uint32_t pre[Cols / 8];
+#pragma unroll
+    for (int j = 0; j < Cols / 8; ++j) {
+      const int col = col0 + 8 * j + 2 * (lane % 4);
+      pre[j] = col < N ? grouped::loadPrePair<T>(epi.aux, at + col) : 0u;
+    }
+#pragma unroll
+    for (int j = 0; j < Cols / 8; ++j) {
+      const int col = col0 + 8 * j + 2 * (lane % 4);
+      if (col < N) grouped::storeDgelu<T>(out, at + col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], pre[j]);
+    }
+  } else {
+    constexpr bool kSwi = Epi == grouped::kEpiSwiglu;
+#pragma unroll
+    for (int j = 0; j < Cols / 8; ++j) {
+      const int col = col0 + 8 * j + 2 * (lane % 4);
+      if (col < N) {
+        const int i = 4 * j + 2 * h;
+        if constexpr (kSwi) grouped::storePair<T, Epi>(out, at + col, acc[i], acc[i + 1], acc[i + NAcc / 2], acc[i + 1 + NAcc / 2], epi);
+        else grouped::storePair<T, Epi>(out, at + col, acc[i], acc[i + 1], 0.f, 0.f, epi);
+      }
+    }
+  }
+}
+
 // The prologue of the persistent grouped kernels (this one, gemm/grouped_fp8_sm90.cuh and the wide
 // kernel of gemm/grouped_wide_sm90.cuh, whose ring has Stages stages and its barriers at BarOff): the
 // ring's barriers initialised (full: the producer's arrival; empty: one per consumer warpgroup), the
@@ -256,38 +290,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int c = wg - 1;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
   const grouped::EpiPtrs<T> epi{static_cast<T*>(a.aux), static_cast<T*>(a.aux2)};
-  // Stores 64 rows of a tile from `acc` (rows rowBase..rowBase + 63): accumulator j·4 + h·2 + {0, 1}
-  // is row warp·16 + lane/4 + 8h, columns 8j + 2·(lane % 4) + {0, 1} (SwiGLU: acc[0, 32) the gate's
-  // 64 columns, acc[32, 64) up's).
+  // Stores 64 rows of a tile from `acc` (rows rowBase..rowBase + 63; accumulator j·4 + h·2 + {0, 1}
+  // is row warp·16 + lane/4 + 8h; SwiGLU: acc[0, 32) the gate's 64 columns, acc[32, 64) up's).
   const auto store = [&](const float (&acc)[64], int rowBase, int rowEnd, int col0) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int row = rowBase + warp * 16 + lane / 4 + 8 * h;
-      if (row >= rowEnd || row >= a.R) continue;
-      if constexpr (Epi == grouped::kEpiDgelu) {
-        // The row's pre-activation pairs first, all loads in flight at once; then the products.
-        uint32_t pre[kTileN / 8];
-#pragma unroll
-        for (int j = 0; j < kTileN / 8; ++j) {
-          const int col = col0 + 8 * j + 2 * (lane % 4);
-          pre[j] = col < a.N ? grouped::loadPrePair<T>(epi.aux, static_cast<long long>(row) * a.N + col) : 0u;
-        }
-#pragma unroll
-        for (int j = 0; j < kTileN / 8; ++j) {
-          const int col = col0 + 8 * j + 2 * (lane % 4);
-          if (col < a.N) grouped::storeDgelu<T>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], pre[j]);
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < kTileN / 8; ++j) {
-          const int col = col0 + 8 * j + 2 * (lane % 4);
-          if (col < a.N) {
-            const int i = 4 * j + 2 * h;
-            const float u0 = kSwi ? acc[(32 + i) % 64] : 0.f, u1 = kSwi ? acc[(33 + i) % 64] : 0.f;
-            grouped::storePair<T, Epi>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[i], acc[i + 1], u0, u1, epi);
-          }
-        }
-      }
+      if (row < rowEnd && row < a.R) storeAccRow<T, Epi, kTileN>(acc, h, static_cast<long long>(row) * a.N, col0, a.N, lane, static_cast<T*>(a.out), epi);
     }
   };
   // One k step's wgmma of the 64 rows of x at sA into acc.

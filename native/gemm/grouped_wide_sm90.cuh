@@ -136,36 +136,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90::wgmmaWait<0>();
     sm90::fenceRegs(acc);
     if (prev >= 0 && tid == 0) sm90::mbarArrive(empty(prev));
-    // Store this warpgroup's 64 rows: accumulator j·4 + h·2 + {0, 1} is row warp·16 + lane/4 + 8h,
-    // columns 8j + 2·(lane % 4) + {0, 1}.
+    // Store this warpgroup's 64 rows (accumulator j·4 + h·2 + {0, 1} is row warp·16 + lane/4 + 8h).
     const grouped::EpiPtrs<T> epi{static_cast<T*>(a.aux), static_cast<T*>(a.aux2)};
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int row = row0 + c * 64 + warp * 16 + lane / 4 + 8 * h;
-      if (row >= rowEnd || row >= a.R) continue;
-      if constexpr (Epi == grouped::kEpiDgelu) {
-        // The row's pre-activation pairs first, all loads in flight at once (as the 128-wide kernel).
-        uint32_t pre[kWideBN / 8];
-#pragma unroll
-        for (int j = 0; j < kWideBN / 8; ++j) {
-          const int col = col0 + 8 * j + 2 * (lane % 4);
-          pre[j] = col < a.N ? grouped::loadPrePair<T>(epi.aux, static_cast<long long>(row) * a.N + col) : 0u;
-        }
-#pragma unroll
-        for (int j = 0; j < kWideBN / 8; ++j) {
-          const int col = col0 + 8 * j + 2 * (lane % 4);
-          if (col < a.N) grouped::storeDgelu<T>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], pre[j]);
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < kWideBN / 8; ++j) {
-          const int col = col0 + 8 * j + 2 * (lane % 4);
-          if (col < a.N) {
-            const int i = 4 * j + 2 * h;
-            grouped::storePair<T, Epi>(static_cast<T*>(a.out), static_cast<long long>(row) * a.N + col, acc[i], acc[i + 1], 0.f, 0.f, epi);
-          }
-        }
-      }
+      if (row < rowEnd && row < a.R) storeAccRow<T, Epi, kWideBN>(acc, h, static_cast<long long>(row) * a.N, col0, a.N, lane, static_cast<T*>(a.out), epi);
     }
   }
 #else
