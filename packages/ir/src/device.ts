@@ -12,6 +12,6 @@ export function checkDeviceName(value: unknown, what: string): Device {
   } catch {
     d = null;
   }
-  if (d === null || d !== value) throw new DeepwellError('INVALID_ARGUMENT', `Expected 'cpu' or 'cuda:N' for ${what} but received ${describe(value)}`);
+  if (d === null || d !== value) throw new DeepwellError('INVALID_ARGUMENT', `Expected 'cpu' or 'cuda:N' for ${typeof what === 'string' ? what : 'a device'} but received ${describe(value)}`);
   return d;
 }

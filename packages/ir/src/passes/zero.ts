@@ -98,7 +98,7 @@ export function checkZeroLayout(layout: unknown, what: string): ZeroLayout {
         Number.isSafeInteger(g.total) && Number.isSafeInteger(g.shard) && g.shard >= 0 && g.shard * l.worldSize >= g.total &&
         g.sizes.every((n, i) => Number.isSafeInteger(n) && n >= 1 && g.offsets[i] === (i === 0 ? 0 : g.offsets[i - 1]! + g.sizes[i - 1]!)),
     );
-  if (!ok) throw new DeepwellError('INVALID_ARGUMENT', `Expected a layout from zeroLayout() for ${what} but received ${typeof layout === 'object' && layout !== null ? 'an object that is not one' : describe(layout)}`);
+  if (!ok) throw new DeepwellError('INVALID_ARGUMENT', `Expected a layout from zeroLayout() for ${typeof what === 'string' ? what : 'a ZeRO layout'} but received ${typeof layout === 'object' && layout !== null ? 'an object that is not one' : describe(layout)}`);
   return l;
 }
 

@@ -33,7 +33,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 function intVar(env: Env, name: string, min: number, max = 2 ** 31 - 1): number {
   const raw = env[name];
   const v = raw !== undefined && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(v) || v < min || v > max) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [${min}, ${max}] for the environment variable ${name} but received ${raw === undefined ? 'nothing (unset)' : JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw new DeepwellError('INVALID_ARGUMENT', `Expected an integer in [${min}, ${max}] for the environment variable ${name} but received ${raw === undefined ? 'nothing (unset)' : describe(raw)}`);
   return v;
 }
 
@@ -42,7 +42,7 @@ function intVar(env: Env, name: string, min: number, max = 2 ** 31 - 1): number 
  * would list it first. Brackets hold comma-separated numbers or ranges; zero padding is kept.
  */
 export function firstSlurmHost(list: string): string {
-  if (typeof list !== 'string' || list.trim() === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected a SLURM node list (SLURM_JOB_NODELIST, e.g. "node[01-04]") but received ${JSON.stringify(list)}`);
+  if (typeof list !== 'string' || list.trim() === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected a SLURM node list (SLURM_JOB_NODELIST, e.g. "node[01-04]") but received ${describe(list)}`);
   const s = list.trim();
   const open = s.indexOf('[');
   const comma = s.indexOf(',');

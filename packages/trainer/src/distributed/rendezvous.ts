@@ -46,7 +46,7 @@ function check(o: RendezvousOptions): Required<Omit<RendezvousOptions, 'onListen
   const rank = checkInteger(o.rank, 'rank of rendezvous', 0, worldSize - 1);
   const masterPort = checkInteger(o.masterPort, 'masterPort of rendezvous', rank === 0 ? 0 : 1, 65535);
   const timeoutMs = checkInteger(o.timeoutMs ?? 300_000, 'timeoutMs of rendezvous', 1, 86_400_000);
-  if (typeof o.masterAddr !== 'string' || o.masterAddr.trim() === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected a host name or address for masterAddr of rendezvous but received ${JSON.stringify(o.masterAddr)}`);
+  if (typeof o.masterAddr !== 'string' || o.masterAddr.trim() === '') throw new DeepwellError('INVALID_ARGUMENT', `Expected a host name or address for masterAddr of rendezvous but received ${describe(o.masterAddr)}`);
   if (typeof o.token !== 'string' || o.token.length > 4096) throw new DeepwellError('INVALID_ARGUMENT', `Expected a string of at most 4096 characters for token of rendezvous but received ${typeof o.token === 'string' ? `${o.token.length} characters` : describe(o.token)}`);
   const payload = o.payload ?? new Uint8Array(0);
   if (!(payload instanceof Uint8Array) || payload.length > 65536) throw new DeepwellError('INVALID_ARGUMENT', `Expected a Uint8Array of at most 65536 bytes for payload of rendezvous but received ${payload instanceof Uint8Array ? `${payload.length} bytes` : describe(payload)}`);

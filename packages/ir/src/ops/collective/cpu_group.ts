@@ -10,7 +10,7 @@
  * until every rank has made it. The values are the references' float64 arrays; a group sums them in
  * rank order (rank 0's value, plus rank 1's, ...), so every rank gets the same bits.
  */
-import { DeepwellError, checkInteger } from '@deepwell/core';
+import { DeepwellError, checkInteger, invalid } from '@deepwell/core';
 
 export type CpuReduceOp = 'sum' | 'avg';
 
@@ -47,6 +47,9 @@ export function registerCpuCollectives(group: CpuCollectives): { handle: number;
  * typed error when there is none in this thread: the CPU cannot reach other ranks without one.
  */
 export function cpuGroupOf(op: string, comm: number, worldSize: number): CpuCollectives {
+  if (typeof op !== 'string') invalid('the name of a collective op', 'the op of cpuGroupOf', op);
+  checkInteger(comm, `comm of ${op}`, 0);
+  checkInteger(worldSize, `worldSize of ${op}`, 1, 65536);
   const g = GROUPS.get(comm);
   if (!g) {
     throw new DeepwellError(
