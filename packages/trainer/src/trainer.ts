@@ -355,8 +355,7 @@ export class Trainer {
    */
   #checkpointTarget(exe: Executable, gather: boolean): CheckpointTarget {
     if (!this.#zero) return exe;
-    const W = this.worldSize;
-    const all: ShardGather = !gather ? (shard) => new Float32Array(shard.length * W) : this.#comm ? ncclShardGather(this.#comm, this.#comm.device) : (shard) => shard.slice();
+    const all: ShardGather | null = !gather ? null : this.#comm ? ncclShardGather(this.#comm, this.#comm.device) : (shard) => shard.slice();
     return zeroCheckpointView(exe, this.#zero, this.rank, all);
   }
 

@@ -34,21 +34,28 @@ export function zeroLayoutOf(step: Graph, worldSize: number, align?: number): Ze
 
 /**
  * `exe` (a ZeRO-1 step of `rank`) seen with whole moments `adamw.m.<param>` / `adamw.v.<param>`
- * instead of its pieces. Gathers every rank's moments now (a collective).
+ * instead of its pieces. With a gather (a save), every rank's moments are gathered now (a
+ * collective); with null (a load), the view only names the whole moments and keeps this rank's
+ * pieces of those set into it, reading none.
  */
-export function zeroCheckpointView(exe: Executable, layout: ZeroLayout, rank: number, gather: ShardGather): CheckpointTarget {
+export function zeroCheckpointView(exe: Executable, layout: ZeroLayout, rank: number, gather: ShardGather | null): CheckpointTarget {
   const e = exe as Executable | null;
   if (typeof e !== 'object' || e === null || typeof e.get !== 'function' || typeof e.set !== 'function' || typeof e.graph?.params !== 'object' || typeof e.graph?.state !== 'object') {
     invalid('a compiled Executable (from compile())', 'the executable of zeroCheckpointView', exe);
   }
   checkZeroLayout(layout, 'zeroCheckpointView');
   checkInteger(rank, 'rank of zeroCheckpointView', 0, layout.worldSize - 1);
-  checkFunction(gather, 'the gather of zeroCheckpointView');
+  if (gather !== null) checkFunction(gather, 'the gather of zeroCheckpointView');
   const g = exe.graph;
-  const whole = new Map<string, Float32Array>();
+  // The whole moments by name: gathered for a save, names only (null) for a load.
+  const whole = new Map<string, Float32Array | null>();
   for (const group of layout.groups) {
     const pieces = zeroPieces(layout, group, rank);
     for (const kind of ['m', 'v'] as const) {
+      if (gather === null) {
+        for (const name of group.names) whole.set(`adamw.${kind}.${name}`, null);
+        continue;
+      }
       const shard = new Float32Array(group.shard);
       for (const p of pieces) shard.set(exe.get(`zero.${kind}.${p.name}`), p.at);
       const all = gather(shard);
@@ -69,7 +76,12 @@ export function zeroCheckpointView(exe: Executable, layout: ZeroLayout, rank: nu
   for (const group of layout.groups) for (const p of zeroPieces(layout, group, rank)) pieceOf.set(p.name, p);
   return {
     graph: { params: g.params, state, values },
-    get: (name) => whole.get(name) ?? exe.get(name),
+    get: (name) => {
+      if (!whole.has(name)) return exe.get(name);
+      const data = whole.get(name);
+      if (!data) throw new DeepwellError('INVALID_ARGUMENT', `zeroCheckpointView: '${name}' is not read by a view made for loading (gather null)`);
+      return data;
+    },
     set: (name, data) => {
       const m = /^adamw\.([mv])\.(.+)$/.exec(name);
       if (!m || !whole.has(name)) return exe.set(name, data);
