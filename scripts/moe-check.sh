@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU host: issue 21's checks (dropless MoE), by part, into $OUT.
 #   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [bandwidth] [sanitize]
+#   variants  only the new Hopper variants' test (cuda-grouped 'wide' and 'pingpong': 128 x 256 tiles, the
+#             pingpong schedule), under a short limit: a first run of a kernel may hang
 #   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe: the grouped GEMMs, their
 #             Hopper kernels and fused epilogues), the FP8 grouped GEMM (precision
 #             grouped_scaled_matmul_gpu), the batched quantize (precision gpu), a dropless MoE GPT
@@ -30,6 +32,11 @@ FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts p
 
 for part in "${parts[@]}"; do
   case $part in
+  variants)
+    step "ir: the 128 x 256 tiles and the pingpong schedule (cuda-grouped -t 'wide|pingpong')"
+    (cd packages/ir && timeout 150 $vitest run test/cuda-grouped.test.ts -t "wide|pingpong" --reporter=verbose) > "$OUT/ir-variants.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|expected" "$OUT/ir-variants.log" | head -30
+    ;;
   tests)
     # Each file under its own limit: a kernel that hangs (a first run of the Hopper grouped GEMM)
     # blocks the process in a synchronize, which only the outer timeout ends.
