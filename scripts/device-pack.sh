@@ -6,13 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .device
-[ -s .device/node.xz ] || xz -T2 -c "$(readlink -f "$(command -v node)")" > .device/node.xz
+# Node stripped of its symbols (12 MB less; what travels is capped at 64 MiB).
+if [ ! -s .device/node.xz ]; then
+  cp "$(readlink -f "$(command -v node)")" /tmp/deepwell-node && strip /tmp/deepwell-node
+  xz -9e -T2 -c /tmp/deepwell-node > .device/node.xz && rm -f /tmp/deepwell-node
+fi
 pnpm build
 # The workspace's node_modules without the build-only giants (the checks there only run tests).
 tar -cJf .device/deps.tar.xz \
   --exclude='node_modules/.pnpm/typescript@*' --exclude='node_modules/.pnpm/@turbo+*' --exclude='node_modules/.pnpm/turbo@*' \
   --exclude='node_modules/.pnpm/prettier@*' --exclude='node_modules/.pnpm/@esbuild+*' --exclude='node_modules/.pnpm/esbuild@*' \
   --exclude='node_modules/.pnpm/@resvg+*' --exclude='node_modules/.pnpm/@types+*' --exclude='node_modules/.pnpm/@changesets+*' \
+  --exclude='node_modules/.pnpm/lightningcss*' --exclude='node_modules/.pnpm/@rollup+*' --exclude='node_modules/.pnpm/rollup@*' \
+  --exclude='node_modules/.pnpm/tsup@*' --exclude='node_modules/.pnpm/sucrase@*' --exclude='packages/*/dist/*.map' \
   node_modules packages/*/node_modules examples/*/node_modules bench/node_modules fuzz/node_modules packages/*/dist packages/kernels-native/prebuilds
 # The tarball install (gpu-check.sh's `installed` step); DEVICE_PACK_NO_INSTALL=1 leaves it out.
 if [ -z "${DEVICE_PACK_NO_INSTALL:-}" ]; then
