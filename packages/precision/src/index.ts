@@ -22,6 +22,10 @@ export type { GemmScaleLayout, ScaledElement, ScaledMatmulDims, ScaledOutDtype, 
 export { scaledMatmul } from './scaled_matmul.js';
 export { scaledMatmulBiasOp } from './ops/scaled_matmul_bias.js';
 export { groupedScaledMatmulOp } from './ops/grouped_scaled_matmul.js';
+export { checkQuantizeKgrouped, paddedOffsets, quantizeKgroupedOp } from './ops/quantize_kgrouped.js';
+export type { KgroupedDims } from './ops/quantize_kgrouped.js';
+export { checkGroupedWgrad, groupedScaledMatmulWgradOp } from './ops/grouped_scaled_matmul_wgrad.js';
+export type { GroupedWgradDims } from './ops/grouped_scaled_matmul_wgrad.js';
 export { QUANTIZE_DIRECTIONS, QUANTIZE_FORMATS, checkQuantize, quantizeOp, quantizeOutputs, scalingOf } from './ops/quantize.js';
 export type { QuantizeDirection, QuantizeFormat, QuantizeOutputs } from './ops/quantize.js';
 export { hasNativeRewrite, planNativeGemm, operandFormat } from './native_gemm.js';
