@@ -1,8 +1,9 @@
 /**
- * The precision policy's native rewrite of a MoE layer's expert GEMM (grouped_matmul) under the
- * fp8-blockwise recipe: the forward grouped GEMM becomes quantize → grouped_scaled_matmul, the FP8
- * blockwise grouped GEMM (DeepSeek-V3's recipe on each expert: 1 × 128 activation scales, 128 × 128
- * weight scales), instead of fake_quant → BF16 grouped GEMM.
+ * The precision policy's native rewrite of a MoE layer's expert GEMMs (grouped_matmul,
+ * grouped_matmul_wgrad) under the fp8-blockwise recipe: the forward grouped GEMM and its data
+ * gradient become quantize → grouped_scaled_matmul, the FP8 blockwise grouped GEMM (DeepSeek-V3's
+ * recipe on each expert: 1 × 128 activation scales, 128 × 128 weight scales), and the weight
+ * gradient quantize_kgrouped → grouped_scaled_matmul_wgrad, instead of fake_quant → BF16 grouped GEMM.
  *
  * The forward:
  *   x [R, K] (the experts' rows)   quantize rowwise, fp8-block1x128 → codes [R, K], scales [K/128, R]
@@ -15,21 +16,38 @@
  * The data gradient (grouped_matmul with transposeW: dy [R, N] · w[e]ᵀ, w [E, K, N]) runs natively
  * too: its weight operand is w itself, [E, Nout = K, Kred = N] with the reduction contiguous, so
  * w's rowwise 128 × 128 codes are the K-major operand the kernel reads (no transposed copy), and
- * dy is quantized rowwise in 1 × 128 blocks along N. The weight gradient (grouped_matmul_wgrad)
- * reduces over each expert's rows, which needs 128 × 1 scales along tokens and rows padded per
- * expert (DeepGEMM's k-grouped layout); it stays emulated (planGroupedGemm says so). A grouped GEMM
- * whose operands do not take the formats (a weight whose dims are not multiples of 128: the recipe
- * gives it 1 × 128 blocks, which the kernel does not read), a reduction not a multiple of 128, or
- * sizes the kernel refuses, stays emulated with the reason.
+ * dy is quantized rowwise in 1 × 128 blocks along N.
+ *
+ * The weight gradient (grouped_matmul_wgrad: dw[e] = x_eᵀ · dy_e, reducing over each expert's rows)
+ * runs as DeepGEMM's "k-grouped" GEMM: its two operands take 1 × 128 blocks down the rows, each
+ * expert's rows padded alone to whole blocks so that every block scale belongs to one expert's sum:
+ *   x [R, K]                        quantize_kgrouped(x, offsets)  → codes [K, P], scales [P/128, K]
+ *   dy [R, N]                       quantize_kgrouped(dy, offsets) → codes [N, P], scales [P/128, N]
+ *   grouped_matmul_wgrad(x, dy, …)  → grouped_scaled_matmul_wgrad(codes, scales, codes, scales,
+ *                                    offsets), the same node, P = 128 · (ceil(R/128) + E).
+ * On a CUDA device it is rewritten only where the kernel registry has a kernel for both new ops'
+ * calls (their candidates are new: a build without them keeps the weight gradient emulated, the
+ * registry's reason recorded, rather than failing to compile). The policy still asks R to be a
+ * multiple of 128, as for the emulation (its fake_quant and quant_stats read x and dy in blocks of
+ * 128 rows, across experts); the numerics' quant_stats of these operands are of those blocks, not
+ * of the per-expert padded ones the native quantizer makes.
+ *
+ * A grouped GEMM whose operands do not take the formats (a weight whose dims are not multiples of
+ * 128: the recipe gives it 1 × 128 blocks, which the kernel does not read), a reduction not a
+ * multiple of 128, or sizes the kernels refuse, stays emulated with the reason.
  */
-import type { Graph, GraphBuilder, NodeDecl } from '@deepwell/ir';
+import { registry } from '@deepwell/core';
+import { checkAttrs, getOp, type Attrs, type Graph, type GraphBuilder, type KernelParams, type NodeDecl, type Sym, type ValueType } from '@deepwell/ir';
 import type { RecipeSpec } from './policy.js';
 import type { GemmRoles } from './roles.js';
 import { formatOf } from './native_gemm.js';
 import { checkQuantize, quantizeOutputs } from './ops/quantize.js';
+import { checkQuantizeKgrouped, kgroupedTypes } from './ops/quantize_kgrouped.js';
+import { checkGroupedWgrad } from './ops/grouped_scaled_matmul_wgrad.js';
 
-/** A forward grouped GEMM planned to run natively. */
+/** A forward or data-gradient grouped GEMM planned to run natively. */
 export interface NativeGrouped {
+  kind: 'grouped';
   node: NodeDecl;
   x: number;
   w: number;
@@ -39,11 +57,41 @@ export interface NativeGrouped {
   weightDirection: 'rowwise' | 'columnwise';
 }
 
+/** A weight gradient (grouped_matmul_wgrad(x, dy, offsets)) planned to run natively, k-grouped. */
+export interface NativeGroupedWgrad {
+  kind: 'wgrad';
+  node: NodeDecl;
+  x: number;
+  dy: number;
+  offsets: number;
+  experts: number;
+  outDtype: 'bf16' | 'f32';
+}
+
+export type GroupedPlan = NativeGrouped | NativeGroupedWgrad;
+
+/**
+ * Whether a kernel on the device the step is compiled for takes a call of `op` with these input
+ * types and attributes (true), or why not. null: do not ask (the CPU, or planning without a device).
+ */
+export type KernelProbe = ((op: string, inTypes: ValueType[], attrs: Attrs) => true | string) | null;
+
+/** The kernel registry's answer for calls on `device` (the op's shape rule gives the outputs). */
+export function registryProbe(device: string): NonNullable<KernelProbe> {
+  return (op, inTypes, attrs) => {
+    const def = getOp(op);
+    const checked = checkAttrs(def, attrs);
+    const params: KernelParams = { op, device, inTypes, outTypes: def.infer(inTypes, checked), attrs: checked };
+    const e = registry.explain(op, params);
+    return e.selected !== null ? true : e.rows.length > 0 ? e.rows.map((row) => `${row.name}: ${row.verdict}`).join('; ') : `no kernel is registered for ${op}`;
+  };
+}
+
 const MAX_INT = 2 ** 31 - 1;
 
 /** How grouped GEMM node `n` runs natively under recipe `r`, or why it stays emulated. */
-export function planGroupedGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean): NativeGrouped | string {
-  if (n.op === 'grouped_matmul_wgrad') return 'the expert weight gradient has no native FP8 form yet (k-grouped: 128 × 1 scales along each expert\'s rows)';
+export function planGroupedGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean, kernels: KernelProbe): GroupedPlan | string {
+  if (n.op === 'grouped_matmul_wgrad') return planGroupedWgrad(graph, n, r, roles, producers, tiles, kernels);
   if (n.op !== 'grouped_matmul') return `${n.op} is not a grouped GEMM`;
   const transposed = n.attrs.transposeW === true;
   const [x, w, offsets] = n.inputs as [number, number, number];
@@ -67,26 +115,71 @@ export function planGroupedGemm(graph: Graph, n: NodeDecl, r: RecipeSpec, roles:
   } catch (e) {
     return (e as Error).message;
   }
-  return { node: n, x, w, offsets, outDtype: out.dtype, weightDirection: transposed ? 'rowwise' : 'columnwise' };
+  return { kind: 'grouped', node: n, x, w, offsets, outDtype: out.dtype, weightDirection: transposed ? 'rowwise' : 'columnwise' };
 }
 
 /**
- * Rewrites a planned grouped GEMM in place: quantize nodes for x (rowwise) and w (g.weightDirection), then
- * the node becomes grouped_scaled_matmul of their codes and scales. Returns the new nodes, to put
- * before the GEMM.
+ * The weight gradient dw = grouped_matmul_wgrad(x, dy, offsets): natively (k-grouped) where both
+ * operands take 1 × 128 blocks, x and dy are bf16 or f32 [R, K] and [R, N], dw bf16 or f32, and on
+ * a device (`kernels`) where both quantize_kgrouped and grouped_scaled_matmul_wgrad have a kernel.
  */
-export function rewriteGrouped(graph: Graph, b: GraphBuilder, g: NativeGrouped): NodeDecl[] {
-  const from = graph.nodes.length;
-  const [xCodes, xScales, wCodes, wScales] = b.like(g.node, () => {
-    const xq = b.op('quantize', [b.sym(g.x)], { format: 'fp8-block1x128', direction: 'rowwise' });
-    const wq = b.op('quantize', [b.sym(g.w)], { format: 'fp8-block128x128', direction: g.weightDirection });
+function planGroupedWgrad(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmRoles, producers: Map<number, NodeDecl>, tiles: (shape: readonly number[]) => boolean, kernels: KernelProbe): NativeGroupedWgrad | string {
+  const [x, dy, offsets] = n.inputs as [number, number, number];
+  const fx = formatOf(graph, x, r, roles, producers, tiles);
+  const fg = formatOf(graph, dy, r, roles, producers, tiles);
+  if (fx !== 'fp8-block1x128' || fg !== 'fp8-block1x128') return `the FP8 k-grouped weight gradient takes 1 × 128 blocks down the rows of both operands, not ${fx} and ${fg}`;
+  const [xT, gT, oT] = [x, dy, offsets].map((id) => graph.values[id]!.type) as [ValueType, ValueType, ValueType];
+  const out = graph.values[n.outputs[0]!]!.type;
+  for (const t of [xT, gT]) if (t.dtype !== 'bf16' && t.dtype !== 'f32') return `its operands are ${xT.dtype} and ${gT.dtype} (the k-grouped quantizer is used on bf16 or f32)`;
+  if (out.dtype !== 'bf16' && out.dtype !== 'f32') return `its output is ${out.dtype} (the FP8 weight gradient writes bf16 or f32)`;
+  const experts = n.attrs.experts as number;
+  const calls: [string, ValueType[], Attrs][] = [];
+  try {
+    const xq = checkQuantizeKgrouped([xT, oT], { experts });
+    const gq = checkQuantizeKgrouped([gT, oT], { experts });
+    const wgrad: ValueType[] = [...kgroupedTypes(xq.C, xq.P), ...kgroupedTypes(gq.C, gq.P), oT];
+    checkGroupedWgrad(wgrad, { experts, outDtype: out.dtype });
+    if (Math.max(xq.C, gq.C, xq.P) > MAX_INT || experts > 8192) return `the FP8 weight gradient does not take K ${xq.C}, N ${gq.C}, P ${xq.P}, E ${experts}`;
+    calls.push(['quantize_kgrouped', [xT, oT], { experts }], ['quantize_kgrouped', [gT, oT], { experts }], ['grouped_scaled_matmul_wgrad', wgrad, { experts, outDtype: out.dtype }]);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  for (const [op, inTypes, attrs] of kernels ? calls : []) {
+    const ok = kernels!(op, inTypes, attrs);
+    if (ok !== true) return `no kernel here for its ${op}: ${ok}`;
+  }
+  return { kind: 'wgrad', node: n, x, dy, offsets, experts, outDtype: out.dtype };
+}
+
+/**
+ * Rewrites a planned grouped GEMM in place, its output value and readers kept: the forward or data
+ * gradient's quantize nodes for x (rowwise) and w (plan.weightDirection), the node then
+ * grouped_scaled_matmul of their codes and scales; the weight gradient's quantize_kgrouped nodes for
+ * x and dy, the node then grouped_scaled_matmul_wgrad. Returns the new nodes, to put before it.
+ */
+export function rewriteGrouped(graph: Graph, b: GraphBuilder, plan: GroupedPlan): NodeDecl[] {
+  if (plan.kind === 'wgrad') {
+    return replaceNode(graph, b, plan.node, 'grouped_scaled_matmul_wgrad', { experts: plan.experts, outDtype: plan.outDtype }, plan.offsets, () => {
+      const attrs = { experts: plan.experts };
+      return [...b.op('quantize_kgrouped', [b.sym(plan.x), b.sym(plan.offsets)], attrs), ...b.op('quantize_kgrouped', [b.sym(plan.dy), b.sym(plan.offsets)], attrs)];
+    });
+  }
+  return replaceNode(graph, b, plan.node, 'grouped_scaled_matmul', { scaleLayout: 'gemm', outDtype: plan.outDtype }, plan.offsets, () => {
+    const xq = b.op('quantize', [b.sym(plan.x)], { format: 'fp8-block1x128', direction: 'rowwise' });
+    const wq = b.op('quantize', [b.sym(plan.w)], { format: 'fp8-block128x128', direction: plan.weightDirection });
     const xa = quantizeOutputs('fp8-block1x128', 'rowwise');
-    const wa = quantizeOutputs('fp8-block128x128', g.weightDirection);
-    const [wc, ws] = g.weightDirection === 'rowwise' ? [wa.rowCodes!, wa.rowScales!] : [wa.colCodes!, wa.colScales!];
+    const wa = quantizeOutputs('fp8-block128x128', plan.weightDirection);
+    const [wc, ws] = plan.weightDirection === 'rowwise' ? [wa.rowCodes!, wa.rowScales!] : [wa.colCodes!, wa.colScales!];
     return [xq[xa.rowCodes!]!, xq[xa.rowScales!]!, wq[wc]!, wq[ws]!];
   });
-  g.node.op = 'grouped_scaled_matmul';
-  g.node.inputs = [xCodes!.id, xScales!.id, wCodes!.id, wScales!.id, g.offsets];
-  g.node.attrs = { scaleLayout: 'gemm', outDtype: g.outDtype };
+}
+
+/** Node `n` becomes `op` (attributes `attrs`) of the operands `quantized` makes (in n's scope and phase), then `offsets`; returns the new nodes. */
+function replaceNode(graph: Graph, b: GraphBuilder, n: NodeDecl, op: string, attrs: Attrs, offsets: number, quantized: () => Sym[]): NodeDecl[] {
+  const from = graph.nodes.length;
+  const operands = b.like(n, quantized);
+  n.op = op;
+  n.inputs = [...operands.map((s) => s.id), offsets];
+  n.attrs = attrs;
   return graph.nodes.slice(from);
 }

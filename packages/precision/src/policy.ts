@@ -31,8 +31,11 @@
  * for the weight gradient; the layer is the MoE module's scope, kind 'experts') are decided as a
  * linear layer's are and emulated: x along K, w [E, K, N] along K (128 × 128 tiles per expert for
  * fp8-blockwise), the weight gradient's operands along the rows. Under fp8-blockwise with the native
- * GEMMs on, the forward grouped GEMM and its data gradient run natively instead (native_grouped.ts:
- * quantize → grouped_scaled_matmul); the weight gradient stays emulated, the reason recorded.
+ * GEMMs on, all three run natively instead (native_grouped.ts): the forward grouped GEMM and its data
+ * gradient as quantize → grouped_scaled_matmul, the weight gradient as quantize_kgrouped →
+ * grouped_scaled_matmul_wgrad (DeepGEMM's k-grouped form: each expert's rows padded alone to blocks
+ * of 128; on a CUDA device only where the kernel registry has both kernels, else emulated with the
+ * registry's reason).
  *
  * Recipes (RECIPES): bf16; fp8-tensorwise (E4M3 forward, E5M2 backward, one scale per tensor);
  * fp8-blockwise (DeepSeek-V3's: E4M3 everywhere, 1 × 128 blocks for activations and gradients,
@@ -58,7 +61,7 @@ import { nativeEntries } from '@deepwell/kernels-native';
 import { computeCapabilityOf } from './device.js';
 import { scaledGemmAvailable } from './cuda/scaled_matmul.js';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
-import { planGroupedGemm, rewriteGrouped } from './native_grouped.js';
+import { planGroupedGemm, registryProbe, rewriteGrouped } from './native_grouped.js';
 import { formatOf, hasNativeRewrite, planGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
 import { ATTENTION_OPS, gemmRoles, type GemmRoles } from './roles.js';
@@ -299,6 +302,7 @@ export class PrecisionPolicy implements GraphPass {
     // (cuBLASLt's answer for the shape, the addon's entries), so a GEMM it would refuse stays emulated.
     const onCuda = context?.device !== undefined && parseDevice(context.device) !== 'cpu';
     const probe = onCuda ? scaledGemmAvailable : null;
+    const kernels = onCuda ? registryProbe(context!.device!) : null;
     const entries = onCuda ? nativeEntries().entries : null;
     const nativeWhyNot = onCuda && !(entries && typeof entries.quantize === 'function' && typeof entries.quantAmax === 'function') ? 'the loaded @deepwell/kernels-native has no quantize (rebuild it)' : null;
     const b = GraphBuilder.extend(graph);
@@ -331,7 +335,7 @@ export class PrecisionPolicy implements GraphPass {
         continue;
       }
       const wantNative = hasNativeRewrite(d.recipe) && (this.options.native === true || (cc !== null && support(d.recipe, cc) === 'native'));
-      const native = wantNative ? (nativeWhyNot ?? (grouped ? planGroupedGemm(graph, n, r, roles, producers, tiles) : planGemm(graph, n, r, roles, producers, tiles, probe))) : null;
+      const native = wantNative ? (nativeWhyNot ?? (grouped ? planGroupedGemm(graph, n, r, roles, producers, tiles, kernels) : planGemm(graph, n, r, roles, producers, tiles, probe))) : null;
       if (typeof native === 'string') why(d, `; a ${backward ? 'backward' : 'forward'} GEMM stays emulated: ${native}`);
       else if (native === null && this.options.native !== false && cc !== null && support(d.recipe, cc) === 'native') why(d, `; emulated: no native ${d.recipe} GEMM in this build`);
       const first = graph.nodes.length;

@@ -2,11 +2,13 @@
 // CPU: its structure (one quantize per tensor with both directions, weights from their bf16 copies,
 // every GEMM of a chosen layer native), the reference interpreter running it against the emulated
 // rewrite and against no quantization, the per-layer table, dryrun's accounting of the FP8 copies,
-// and the quantize op's errors. The compiled GPU step is in native_policy_gpu.test.ts.
+// the kernel registry probe the grouped rewrite asks on CUDA, and the quantize op's errors. (A MoE's
+// native expert GEMMs, weight gradient included, are in policy.test.ts.) The compiled GPU step is in native_policy_gpu.test.ts.
 import { autocast, capture, dryrun, getOp, initialValues, interpret, numel, runPasses, trainingStep, GraphBuilder, type Graph, type NodeDecl } from '@deepwell/ir';
 import { GPT } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
 import { PrecisionPolicy, RECIPES, quantizeOutputs } from '../src/index.js';
+import { registryProbe } from '../src/native_grouped.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const [B, T] = [4, 32]; // B·T = 128: the weight gradients' reduction is one block of 128
@@ -176,6 +178,15 @@ describe('PrecisionPolicy, native rewrite', () => {
     expect(native.flopsPerStep).toBeLessThanOrEqual(plain.flopsPerStep);
     expect(native.flopsPerStep).toBeGreaterThan(0.99 * plain.flopsPerStep);
     expect(errorOf(() => new PrecisionPolicy({ recipe: 'fp8-tensorwise', native: 'yes' as never })).message).toMatch(/Expected 'auto' or a boolean for native/);
+  });
+
+  it("registryProbe: whether the device has a kernel for a call, else each candidate's reason (the policy asks it before the k-grouped weight gradient on CUDA)", () => {
+    const types = [{ shape: [300, 64], dtype: 'bf16' as const }, { shape: [5], dtype: 'i32' as const }];
+    expect(registryProbe('cpu')('quantize_kgrouped', types, { experts: 4 })).toMatch(/quantize_kgrouped_reference: the CPU reference computes f32, f16, bf16 and i32, not f8e4m3/);
+    // Without a GPU (here) no CUDA kernel takes it; with one and the kernels built, it is true.
+    const cuda = registryProbe('cuda:0')('quantize_kgrouped', types, { experts: 4 });
+    expect(cuda === true || /quantize_kgrouped_reference: runs on the CPU, not cuda:0/.test(cuda), String(cuda)).toBe(true);
+    expect(errorOf(() => registryProbe('cpu')('quantize_kgrouped', types, { experts: 3 })).message).toMatch(/Expected i32\[4\]/);
   });
 
   it('quantize: outputs by format and direction, the reference against its codec, and bad input', () => {

@@ -4,7 +4,9 @@
 // quantized operands; the GEMMs differ in rounding) and of BF16, replays bit-identically, and the
 // interpreted native step (the CPU references) agrees with the GPU's first step. A dropless MoE GPT
 // under fp8-blockwise runs its forward expert GEMMs and their data gradients as grouped_scaled_matmul_cuda
-// (the forward ran on the H200 on 2026-12-05; the data gradients are new in session 18, not yet run). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
+// (the forward ran on the H200 on 2026-12-05; the data gradients are new in session 18, not yet run),
+// and its weight gradients k-grouped, quantize_kgrouped_cuda → grouped_scaled_matmul_wgrad_cuda (new
+// in session 20; this test's expectation of them not yet run). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
 import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
 import { autocast, capture, compile, initialValues, interpret, numel, trainingStep, type Graph } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
@@ -18,7 +20,8 @@ const cc = gpu ? computeCapabilityOf('cuda:0') : null;
 
 const [B, T] = [8, 64];
 const model = () => new GPT({ vocabSize: 256, blockSize: T, nLayer: 3, nHead: 2, nEmbd: 256 });
-// A dropless MoE GPT: under fp8-blockwise its forward expert GEMMs run as grouped_scaled_matmul.
+// A dropless MoE GPT: under fp8-blockwise its expert GEMMs run as grouped_scaled_matmul (forward, data
+// gradient) and grouped_scaled_matmul_wgrad (weight gradient).
 const moeModel = () => new GPT({ vocabSize: 256, blockSize: T, nLayer: 2, nHead: 2, nEmbd: 256, moe: { experts: 4, topK: 2, routing: 'dropless' } });
 function step(make: () => GPT = model): Graph {
   const fwd = capture(make(), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
@@ -93,12 +96,21 @@ for (const recipe of ['fp8-tensorwise', 'fp8-blockwise'] as const) {
 }
 
 describe.skipIf(!gpu || support('fp8-blockwise', cc) !== 'native')('fp8-blockwise on a dropless MoE GPT, native in a compiled step (cuda:0)', () => {
-  it('runs the forward expert GEMMs and their data gradients as the FP8 grouped GEMM, trains beside the emulation, replays bit-identically', () => {
+  it('runs the forward expert GEMMs and their data gradients as the FP8 grouped GEMM, the weight gradients k-grouped, trains beside the emulation, replays bit-identically', () => {
     const native = new PrecisionPolicy({ recipe: 'fp8-blockwise', minWeightElements: 0, keepFirstLast: false });
     const a = train(native, moeModel);
     const k = (op: string) => a.kernels.filter((r) => r.op === op);
     expect(k('grouped_scaled_matmul').map((r) => r.kernel)).toEqual(['grouped_scaled_matmul_cuda']);
     expect(k('grouped_scaled_matmul')[0]!.nodes).toBe(2 * 2 * 2); // 2 layers × (w1, w2) × (forward, data gradient)
+    // The weight gradients: 2 layers × (w1, w2), each from the k-grouped codes of its x and dy (four
+    // distinct tensors a layer); none left emulated (the policy keeps one emulated, with the kernel
+    // registry's reason, where a build lacks the kernels: native.lastPlan says).
+    expect(k('grouped_matmul_wgrad'), PrecisionPolicy.table(native.lastPlan!, cc)).toEqual([]);
+    expect(k('grouped_scaled_matmul_wgrad').map((r) => r.kernel)).toEqual(['grouped_scaled_matmul_wgrad_cuda']);
+    expect(k('grouped_scaled_matmul_wgrad')[0]!.nodes).toBe(2 * 2);
+    expect(k('quantize_kgrouped').map((r) => r.kernel)).toEqual(['quantize_kgrouped_cuda']);
+    expect(k('quantize_kgrouped')[0]!.nodes).toBe(2 * 2 * 2);
+    expect(k('fake_quant')).toEqual([]);
     const again = train(native.clone(), moeModel);
     expect(again.losses, `seed ${seed}`).toEqual(a.losses); // bit-identical
     const emulated = train(native.clone({ native: false }), moeModel);

@@ -1,14 +1,15 @@
 // The precision policy on the tiny GPT's training step (CPU reference backend): its per-layer
 // decisions, the rewrite, and emulated MXFP8 / NVFP4 training that still learns the synthetic
 // corpus; fp8-blockwise (1 × 128 blocks, 128 × 128 weight tiles) on a GPT wide enough for tiles;
-// a dropless MoE GPT (router BF16, expert grouped GEMMs quantized along their reduction axes);
+// a dropless MoE GPT (router BF16, expert grouped GEMMs quantized along their reduction axes; natively
+// under fp8-blockwise, the weight gradient k-grouped, interpreted against the emulation and float64);
 // the numerics outputs (quant_stats beside every fake_quant); option errors; the fake_quant op
 // against quantize / dequantize.
 import { GraphBuilder, add, autocast, capture, cast, compile, crossEntropy, getOp, initialValues, interpret, matmul, numel, moeRoute, reshape, softmax, topk, trainingStep, type Graph, type NodeDecl, type Sym } from '@deepwell/ir';
 import { gemmRoles } from '../src/roles.js';
 import { CausalSelfAttention, Embedding, GPT, Linear, MLP, MarkovCorpus, MoE, Module, RMSNorm } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
-import { PrecisionPolicy, dequantize, quantize, support } from '../src/index.js';
+import { PrecisionPolicy, dequantize, paddedOffsets, quantize, support } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 
 const [B, T] = [8, 16];
@@ -288,7 +289,7 @@ describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
   const moeStep = (activation: 'gelu' | 'swiglu') =>
     step(new GPT({ vocabSize: 16, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 128, moe: { experts: 4, topK: 2, routing: 'dropless', activation } }));
 
-  it('fp8-blockwise: the forward and data-gradient expert GEMMs become quantize → grouped_scaled_matmul, the weight gradients stay emulated with the reason', () => {
+  it('fp8-blockwise: the forward and data-gradient expert GEMMs become quantize → grouped_scaled_matmul, the weight gradients quantize_kgrouped → grouped_scaled_matmul_wgrad', () => {
     for (const activation of ['gelu', 'swiglu'] as const) {
       const policy = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0, native: true });
       const g = policy.run(moeStep(activation)).verify();
@@ -313,21 +314,37 @@ describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
         expect(Kw).toBe(Kred);
         expect(g.values[n.outputs[0]!]!.type.shape).toEqual([R, Nout]);
       }
-      // The weight gradients stay emulated (fake_quant operands), and the plan says why.
-      expect(g.nodes.filter((n) => n.op === 'grouped_matmul').length).toBe(0);
-      const emulated = g.nodes.filter((n) => n.op === 'grouped_matmul_wgrad');
-      expect(emulated.length).toBe(2 * mats);
-      for (const n of emulated) {
+      // Every weight gradient: k-grouped codes and scales of x and dy, each quantized with the GEMM's
+      // offsets and experts, the node's output (dw [E, K, N], bf16) as it was.
+      expect(g.nodes.filter((n) => n.op === 'grouped_matmul' || n.op === 'grouped_matmul_wgrad' || n.op === 'fake_quant')).toEqual([]);
+      const wgrad = g.nodes.filter((n) => n.op === 'grouped_scaled_matmul_wgrad');
+      expect(wgrad.length, activation).toBe(2 * mats);
+      for (const n of wgrad) {
         expect(n.phase).toBe('backward');
-        expect(producer.get(n.inputs[0]!)?.op).toBe('fake_quant');
+        const [xq, xs, gq, gs, offsets] = n.inputs.map((i) => producer.get(i));
+        expect([xq?.op, gq?.op, xs, gs]).toEqual(['quantize_kgrouped', 'quantize_kgrouped', xq, gq]);
+        expect(offsets?.op).toBe('moe_sort');
+        for (const q of [xq!, gq!]) expect([q.inputs[1], q.attrs.experts, q.phase]).toEqual([n.inputs[4], 4, 'backward']);
+        expect(n.attrs).toEqual({ experts: 4, outDtype: 'bf16' });
+        const [K, N] = [g.values[xq!.inputs[0]!]!.type.shape[1], g.values[gq!.inputs[0]!]!.type.shape[1]];
+        expect(g.values[n.outputs[0]!]!.type).toEqual({ shape: [4, K, N], dtype: 'bf16' });
+        expect(g.values[n.inputs[0]!]!.type.shape).toEqual([K, 128 * (256 / 128 + 4)]); // R = B·T·topK = 256
       }
       for (const b of [0, 1]) {
         const d = policy.lastPlan!.find((x) => x.layer === `blocks.${b}.moe`)!;
-        expect(d, activation).toMatchObject({ kind: 'experts', recipe: 'fp8-blockwise', gemms: 3 * mats, rewritten: 3 * mats, native: 2 * mats });
-        expect(d.reason).not.toMatch(/data gradient/);
-        expect(d.reason).toMatch(/weight gradient has no native FP8 form yet/);
+        expect(d, activation).toMatchObject({ kind: 'experts', recipe: 'fp8-blockwise', gemms: 3 * mats, rewritten: 3 * mats, native: 3 * mats });
+        expect(d.reason).not.toMatch(/stays emulated/);
       }
     }
+    // A weight gradient whose dy is f16 (the k-grouped path is for bf16 / f32 operands) stays
+    // emulated, and the plan says why.
+    const half = moeStep('gelu');
+    for (const n of half.nodes.filter((m) => m.op === 'grouped_matmul_wgrad')) half.values[n.inputs[1]!]!.type = { ...half.values[n.inputs[1]!]!.type, dtype: 'f16' };
+    const p16 = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0, native: true });
+    p16.run(half);
+    const d16 = p16.lastPlan!.find((x) => x.layer === 'blocks.0.moe')!;
+    expect(d16).toMatchObject({ gemms: 6, rewritten: 6, native: 4 });
+    expect(d16.reason).toMatch(/a backward GEMM stays emulated: its operands are bf16 and f16 \(the k-grouped quantizer is used on bf16 or f32\)/);
     // The rewritten step interpreted (the CPU references, FP8 codes included) beside the emulated one,
     // only the experts in FP8 (so block 0 routes alike in both): the same quantized operands, summed
     // in float64 or by the BF16 GEMM. Block 0's forward expert GEMMs agree closely with their
@@ -341,7 +358,16 @@ describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
       for (const [name, id] of Object.entries(g.state)) bind[name] = new Float32Array(numel(g.values[id]!.type.shape));
       const vals = interpret(g, bind);
       const products = g.nodes.filter((n) => n.phase === 'forward' && (n.op === 'grouped_scaled_matmul' || n.op === 'grouped_matmul')).map((n) => vals[n.outputs[0]!]!);
-      return { loss: vals[g.outputs.loss!]![0]!, products };
+      // Each native weight gradient with its operands: x and dy as the quantizers read them, their scales, offsets.
+      const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+      const wgrads = g.nodes
+        .filter((n) => n.op === 'grouped_scaled_matmul_wgrad')
+        .map((n) => {
+          const [xq, gq] = [producer.get(n.inputs[0]!)!, producer.get(n.inputs[2]!)!];
+          const [K, N] = [g.values[xq.inputs[0]!]!.type.shape[1]!, g.values[gq.inputs[0]!]!.type.shape[1]!];
+          return { K, N, x: vals[xq.inputs[0]!]!, dy: vals[gq.inputs[0]!]!, xs: vals[n.inputs[1]!]!, gs: vals[n.inputs[3]!]!, offsets: vals[n.inputs[4]!]!, dw: vals[n.outputs[0]!]! };
+        });
+      return { loss: vals[g.outputs.loss!]![0]!, products, wgrads };
     };
     const [nat, emu] = [run(true), run(false)];
     expect(nat.products.length).toBe(2 * 3);
@@ -355,7 +381,40 @@ describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
       expect(Math.sqrt(num / den), `forward expert GEMM ${i}`).toBeLessThan(i < 2 ? 1e-2 : 5e-2);
     });
     expect(Math.abs(nat.loss - emu.loss), `${nat.loss} vs ${emu.loss}`).toBeLessThan(0.01);
-  });
+    // Each native weight gradient against the float64 x_eᵀ dy_e of the values it was given, within
+    // the FP8 error bound (grouped_scaled_matmul_wgrad.test.ts derives it): |Q(v) − v| <= (2^-4 +
+    // 2^-22)·|v| + 2^-10·s for a value v in a block of scale s, products erring by ex·|dy| + |x|·eg +
+    // ex·eg, and the bf16 output's rounding 2^-9 of the result.
+    expect(nat.wgrads.length).toBe(2 * 3);
+    expect(emu.wgrads.length).toBe(0);
+    for (const [i, w] of nat.wgrads.entries()) {
+      const E = w.offsets.length - 1;
+      const P = w.xs.length / w.K * 128;
+      const q = paddedOffsets(w.offsets, E);
+      const err = (v: number, s: number) => (2 ** -4 + 2 ** -22) * Math.abs(v) + 2 ** -10 * s;
+      let [num, den] = [0, 0];
+      for (let e = 0; e < E; e++)
+        for (let k = 0; k < w.K; k++)
+          for (let n = 0; n < w.N; n++) {
+            let [exact, bound] = [0, 0];
+            for (let r = w.offsets[e]!; r < w.offsets[e + 1]!; r++) {
+              const [xv, gv] = [w.x[r * w.K + k]!, w.dy[r * w.N + n]!];
+              const blk = Math.floor((q[e]! + r - w.offsets[e]!) / 128);
+              const [ex, eg] = [err(xv, w.xs[blk * w.K + k]!), err(gv, w.gs[blk * w.N + n]!)];
+              exact += xv * gv;
+              bound += ex * Math.abs(gv) + Math.abs(xv) * eg + ex * eg;
+            }
+            const got = w.dw[(e * w.K + k) * w.N + n]!;
+            const tol = bound * (1 + 2 ** -8) + 2 ** -9 * Math.abs(exact) + 1e-12 * bound;
+            if (!(Math.abs(got - exact) <= tol)) expect(Math.abs(got - exact), `weight gradient ${i}: dw[${e}, ${k}, ${n}] = ${got} against ${exact}`).toBeLessThanOrEqual(tol);
+            [num, den] = [num + (got - exact) ** 2, den + exact ** 2];
+          }
+      expect(den, `weight gradient ${i} is not trivially zero`).toBeGreaterThan(0);
+      expect(Math.sqrt(num / den), `weight gradient ${i}: FP8's error is there, and small`).toBeGreaterThan(0);
+      expect(Math.sqrt(num / den), `weight gradient ${i}`).toBeLessThan(0.1);
+      expect(P).toBe(128 * (256 / 128 + E));
+    }
+  }, 120_000);
 });
 
 describe('PrecisionPolicy on a model named its own way', () => {
