@@ -5,7 +5,8 @@
 #             pingpong schedule), under a short limit: a first run of a kernel may hang
 #   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe: the grouped GEMMs, their
 #             Hopper kernels and fused epilogues), the FP8 grouped GEMM (precision
-#             grouped_scaled_matmul_gpu), the batched quantize (precision gpu), a dropless MoE GPT
+#             grouped_scaled_matmul_gpu), the FP8 expert weight gradient (precision kgrouped_gpu), the
+#             batched quantize (precision gpu), a dropless MoE GPT
 #             against the CPU reference (nn gpu_moe), and one under native fp8-blockwise (precision
 #             native_policy_gpu)
 #   bench     the grouped GEMM beside torch._grouped_mm (bench/grouped_gemm.sh; GROUPED_GEMM_CASES,
@@ -28,7 +29,7 @@ parts=("$@")
 source "$(dirname "$0")/device-lib.sh"
 device_begin moe-check
 vitest="node ../../node_modules/vitest/vitest.mjs"
-FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/precision/test/grouped_scaled_matmul_gpu.test.ts packages/nn/test/gpu_moe.test.ts"
+FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/precision/test/grouped_scaled_matmul_gpu.test.ts packages/precision/test/kgrouped_gpu.test.ts packages/nn/test/gpu_moe.test.ts"
 
 for part in "${parts[@]}"; do
   case $part in
@@ -49,6 +50,9 @@ for part in "${parts[@]}"; do
     step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
     (cd packages/precision && timeout 240 $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
+    step "precision: the FP8 expert weight gradient on CUDA (kgrouped_gpu: quantize_kgrouped, grouped_scaled_matmul_wgrad)"
+    (cd packages/precision && timeout 200 $vitest run test/kgrouped_gpu.test.ts --reporter=verbose) > "$OUT/precision-kgrouped.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|worst" "$OUT/precision-kgrouped.log" | tail -24
     step "precision: quantize of a batch (the experts' weights) and fake_quant (the emulated backward) on CUDA"
     (cd packages/precision && timeout 120 $vitest run test/gpu.test.ts -t "quantize_cuda on a batch|fake_quant on CUDA" --reporter=verbose) > "$OUT/precision-batch.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/precision-batch.log" | tail -8

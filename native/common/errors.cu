@@ -43,8 +43,18 @@ std::string errorMessage(ErrFamily family, const ErrWord& h) {
     case kOpGroupedMatmul:
     case kOpGroupedMatmulWgrad:
     case kOpGroupedScaledMatmul:
-      return std::string(h.op == kOpGroupedMatmul ? "grouped_matmul" : h.op == kOpGroupedMatmulWgrad ? "grouped_matmul_wgrad" : "grouped_scaled_matmul") +
+    case kOpQuantizeKgrouped:
+      return std::string(h.op == kOpGroupedMatmul          ? "grouped_matmul"
+                         : h.op == kOpGroupedMatmulWgrad   ? "grouped_matmul_wgrad"
+                         : h.op == kOpGroupedScaledMatmul  ? "grouped_scaled_matmul"
+                                                           : "quantize_kgrouped") +
              ": Expected offsets that start at 0, never decrease and end at R = " + bound + " but received " + value + " for offsets[" + pos + "]";
+    case kOpGroupedScaledMatmulWgrad:
+      // aux 0: a bad entry (the rows are not known: 0 first, never decreasing); aux 1: the padded
+      // total (value) does not fit in the codes' P positions (bound).
+      return h.aux == 0 ? "grouped_scaled_matmul_wgrad: Expected offsets that start at 0 and never decrease but received " + value + " for offsets[" + pos + "]"
+                        : "grouped_scaled_matmul_wgrad: Expected codes holding the experts' " + value + " padded positions (128 · Σ ceil(rows / 128) from offsets) but received P = " + bound +
+                              " positions in inputs 'a' and 'b' (too few)";
     case kOpMoePermute:
       return h.aux == 0 ? "moe_permute: Expected a token in [0, " + bound + ") for order[" + pos + "] but received " + value
                         : "moe_permute: Expected order and slot from one moe_sort (slot[order[p], j] = p for one j) but no slot of token " + value + " names row " + pos + " (order[" + pos + "] = " + value + ")";

@@ -54,6 +54,8 @@ enum ErrOp : int {
   kOpMoeRouteBackward = 22,   // pos = the token n, aux = the choice j, value = chosen[n, j], bound = E
   kOpMoeAuxLoss = 23,         // as kOpMoeRouteBackward
   kOpGroupedScaledMatmul = 24,  // as kOpGroupedMatmul
+  kOpGroupedScaledMatmulWgrad = 25,  // aux 0: a bad entry (pos, value); aux 1: the padded total (value) past P (bound)
+  kOpQuantizeKgrouped = 26,          // as kOpGroupedMatmul
 };
 
 // The device address of `family`'s word on the current device.

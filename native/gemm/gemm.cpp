@@ -196,6 +196,7 @@ void initGemm(Napi::Env env, Napi::Object exports) {
   def(env, exports, "gemmLtSupported", GemmLtSupported);
   initGemmFallback(env, exports);
   initGemmGrouped(env, exports);
+  initGemmGroupedFp8Wgrad(env, exports);
   initGemmScaled(env, exports);
   initGemmMx8(env, exports);
 }

@@ -87,42 +87,6 @@ __device__ __forceinline__ void storeTile(T* out, long long ld, int r0, int rEnd
   }
 }
 
-// Block x's 64-row tile of the general kernels: each thread takes a run of experts and counts their
-// tiles, and the block's exclusive scan places the runs. {expert, its end row, the tile's first row};
-// expert -1 past the real number of tiles. Every thread calls it and gets the answer.
-struct RowTile {
-  int e, rowEnd, row0;
-};
-__device__ __forceinline__ RowTile rowTileOf(const int* offsets, int E) {
-  using Scan = cub::BlockScan<int, kThreads>;
-  __shared__ typename Scan::TempStorage tmp;
-  __shared__ int found[3];
-  const int per = (E + kThreads - 1) / kThreads;
-  const int e0 = min(E, static_cast<int>(threadIdx.x) * per), e1 = min(E, e0 + per);
-  int mine = 0;
-  for (int e = e0; e < e1; ++e) mine += (offsets[e + 1] - offsets[e] + kTile - 1) / kTile;
-  int before;
-  if (threadIdx.x == 0) found[0] = -1;
-  __syncthreads();
-  Scan(tmp).ExclusiveSum(mine, before);
-  const int b = static_cast<int>(blockIdx.x);
-  if (b >= before && b < before + mine) {
-    int t = b - before;
-    for (int e = e0; e < e1; ++e) {
-      const int tiles = (offsets[e + 1] - offsets[e] + kTile - 1) / kTile;
-      if (t < tiles) {
-        found[0] = e;
-        found[1] = offsets[e + 1];
-        found[2] = offsets[e] + t * kTile;
-        break;
-      }
-      t -= tiles;
-    }
-  }
-  __syncthreads();
-  return {found[0], found[1], found[2]};
-}
-
 // One 64 × 64 tile of out (and, for the SwiGLU epilogue, of the second product x · w3) per block,
 // written through the epilogue EPI (gemm/grouped_epilogue.cuh).
 template <typename T, bool TRANSW, int EPI>
@@ -132,7 +96,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float xs[kStep][kTile + 1];
   __shared__ float ws[kTwo ? 2 : 1][kStep][kTile + 1];
   if (!offsetsValid(offsets, E, R, err, kOpGroupedMatmul)) return;
-  const RowTile tile = rowTileOf(offsets, E);
+  const RowTile tile = rowTileOf<kTile, kThreads>(offsets, E, static_cast<int>(blockIdx.x));
   if (tile.e < 0) return;  // past the real number of tiles
   const int e = tile.e, rowEnd = tile.rowEnd, row0 = tile.row0;
   const int col0 = static_cast<int>(blockIdx.y) * kTile;
@@ -200,7 +164,7 @@ __global__ void __launch_bounds__(kThreads) groupedFp8K(const uint8_t* a, const 
   __shared__ float xs[kStep][kTile + 1];
   __shared__ float ws[kStep][kTile + 1];
   if (!offsetsValid(offsets, E, R, err, kOpGroupedScaledMatmul)) return;
-  const RowTile tile = rowTileOf(offsets, E);
+  const RowTile tile = rowTileOf<kTile, kThreads>(offsets, E, static_cast<int>(blockIdx.x));
   if (tile.e < 0) return;  // past the real number of tiles
   const int e = tile.e, rowEnd = tile.rowEnd, row0 = tile.row0;
   const int col0 = static_cast<int>(blockIdx.y) * kTile;

@@ -82,6 +82,7 @@ void initComm(Napi::Env env, Napi::Object exports);
 void initGemm(Napi::Env env, Napi::Object exports);
 void initGemmFallback(Napi::Env env, Napi::Object exports);
 void initGemmGrouped(Napi::Env env, Napi::Object exports);
+void initGemmGroupedFp8Wgrad(Napi::Env env, Napi::Object exports);
 void initGemmScaled(Napi::Env env, Napi::Object exports);
 void initGemmMx8(Napi::Env env, Napi::Object exports);
 void initOps_tensor(Napi::Env env, Napi::Object exports);

@@ -407,6 +407,44 @@ inline GroupedScaledGemmArgs readGroupedScaledGemm(const Napi::CallbackInfo& inf
   return a;
 }
 
+// groupedScaledGemmWgrad(stream, K, N, P, E, aFormat, bFormat, outDtype, a, aScale, b, bScale, offsets, dw)  [native/gemm/grouped_fp8_wgrad.cu]
+struct GroupedScaledGemmWgradArgs {
+  cudaStream_t stream{};
+  uint64_t K{};
+  uint64_t N{};
+  uint64_t P{};
+  uint64_t E{};
+  int aFormat{};
+  int bFormat{};
+  int outDtype{};
+  TensorArg a{};
+  TensorArg aScale{};
+  TensorArg b{};
+  TensorArg bScale{};
+  TensorArg offsets{};
+  TensorArg dw{};
+};
+inline GroupedScaledGemmWgradArgs readGroupedScaledGemmWgrad(const Napi::CallbackInfo& info) {
+  Reader r(info, "groupedScaledGemmWgrad", 20);
+  GroupedScaledGemmWgradArgs a;
+  a.stream = r.stream("stream");
+  a.K = r.u64("K", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.P = r.u64("P", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.aFormat = r.code("aFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.bFormat = r.code("bFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.outDtype = r.dtype("outDtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.a = r.tensor("a", false);
+  a.aScale = r.tensor("aScale", false);
+  a.b = r.tensor("b", false);
+  a.bScale = r.tensor("bScale", false);
+  a.offsets = r.tensor("offsets", false);
+  a.dw = r.tensor("dw", false);
+  r.end();
+  return a;
+}
+
 }  // namespace abi
 }  // namespace dw
 
@@ -423,4 +461,5 @@ inline GroupedScaledGemmArgs readGroupedScaledGemm(const Napi::CallbackInfo& inf
   X("groupedGemm", GroupedGemm)                        \
   X("groupedGemmWgrad", GroupedGemmWgrad)              \
   X("groupedBlockScaledGemm", GroupedBlockScaledGemm)  \
-  X("groupedScaledGemm", GroupedScaledGemm)
+  X("groupedScaledGemm", GroupedScaledGemm)            \
+  X("groupedScaledGemmWgrad", GroupedScaledGemmWgrad)

@@ -73,6 +73,36 @@ inline QuantizeArgs readQuantize(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// quantizeKgrouped(stream, dtype, R, C, E, P, x, offsets, codes, scales)  [native/quant/quantize_kgrouped.cu]
+struct QuantizeKgroupedArgs {
+  cudaStream_t stream{};
+  int dtype{};
+  uint64_t R{};
+  uint64_t C{};
+  uint64_t E{};
+  uint64_t P{};
+  TensorArg x{};
+  TensorArg offsets{};
+  TensorArg codes{};
+  TensorArg scales{};
+};
+inline QuantizeKgroupedArgs readQuantizeKgrouped(const Napi::CallbackInfo& info) {
+  Reader r(info, "quantizeKgrouped", 14);
+  QuantizeKgroupedArgs a;
+  a.stream = r.stream("stream");
+  a.dtype = r.dtype("dtype", 2, "a float dtype code (0 f32, 1 bf16, 2 f16)");
+  a.R = r.u64("R", 2147483647.0);
+  a.C = r.u64("C", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.P = r.u64("P", 2147483647.0);
+  a.x = r.tensor("x", false);
+  a.offsets = r.tensor("offsets", false);
+  a.codes = r.tensor("codes", false);
+  a.scales = r.tensor("scales", false);
+  r.end();
+  return a;
+}
+
 // dequantize(stream, format, outDtype, R, C, flags, data, scales, globalScale, out)  [native/quant/dequantize.cu]
 struct DequantizeArgs {
   cudaStream_t stream{};
@@ -168,9 +198,10 @@ inline QuantStatsArgs readQuantStats(const Napi::CallbackInfo& info) {
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_QUANT_ENTRIES(X) \
-  X("quantAmax", QuantAmax)    \
-  X("quantize", Quantize)      \
-  X("dequantize", Dequantize)  \
-  X("fakeQuant", FakeQuant)    \
+#define DW_ABI_QUANT_ENTRIES(X)            \
+  X("quantAmax", QuantAmax)                \
+  X("quantize", Quantize)                  \
+  X("quantizeKgrouped", QuantizeKgrouped)  \
+  X("dequantize", Dequantize)              \
+  X("fakeQuant", FakeQuant)                \
   X("quantStats", QuantStats)

@@ -207,6 +207,16 @@ export const entries = {
     args: ['stream', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'outDtype:fdtype',
       'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'offsets:tensor', 'd:tensor'],
   },
+  // The FP8 blockwise expert weight gradient (precision's grouped_scaled_matmul_wgrad; "k-grouped",
+  // gemm/grouped_fp8_wgrad_sm90.cuh): dw[e] = Σ over e's padded 128-token blocks pb of (a·sa) ·
+  // (b·sb)ᵀ; a [K, P] and b [N, P] codes, each expert's tokens padded to 128 (quantizeKgrouped);
+  // sa f32 [P / 128, K], sb f32 [P / 128, N]; offsets i32 [E + 1] (R = offsets[E] is not passed:
+  // the padded total must fit in P, checked on the device); dw [E, K, N] bf16 or f32. Not both e5m2.
+  groupedScaledGemmWgrad: {
+    file: 'gemm/grouped_fp8_wgrad.cu',
+    args: ['stream', 'K:u64<=2147483647', 'N:u64<=2147483647', 'P:u64<=2147483647', 'E:u64<=8192', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'outDtype:fdtype',
+      'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'offsets:tensor', 'dw:tensor'],
+  },
 
   // ---- the 'tensor' op family (native/ops/tensor) -------------------------------------------------
   fill: { file: 'ops/tensor/elementwise.cu', args: ['stream', 'dtype:fdtype', 'n', 'value:f64', 'out:tensor'] },
@@ -353,6 +363,14 @@ export const entries = {
     file: 'quant/quantize.cu',
     args: ['stream', 'format:enum.format', 'scaleMode:enum.scaleMode', 'dtype:fdtype', 'rows', 'cols', 'flags:u64<=7', 'x:tensor', 'amax:tensor?',
       'rowData:tensor?', 'rowScales:tensor?', 'colData:tensor?', 'colScales:tensor?', 'globalScale:tensor?', 'workspace:workspace'],
+  },
+  // The k-grouped FP8 quantizer of the expert weight gradient (precision's quantize_kgrouped): x [R, C]
+  // (float) with offsets i32 [E + 1] -> codes e4m3 [C, P], each expert's rows transposed and padded
+  // with zeros to a multiple of 128, and scales f32 [P / 128, C] (one per channel per 128 tokens);
+  // P = 128 · (ceil(R / 128) + E). Blocks past the last expert's are zeros.
+  quantizeKgrouped: {
+    file: 'quant/quantize_kgrouped.cu',
+    args: ['stream', 'dtype:fdtype', 'R:u64<=2147483647', 'C:u64<=2147483647', 'E:u64<=8192', 'P:u64<=2147483647', 'x:tensor', 'offsets:tensor', 'codes:tensor', 'scales:tensor'],
   },
   dequantize: { file: 'quant/dequantize.cu', args: ['stream', 'format:enum.format', 'outDtype:fdtype', 'R', 'C', 'flags:u64<=5', 'data:tensor', 'scales:tensor?', 'globalScale:tensor?', 'out:tensor'] },
   fakeQuant: { file: 'quant/fake_quant.cu', args: ['stream', 'format:enum.format', 'scaleMode:enum.scaleMode', 'dtype:fdtype', 'outer', 'len', 'inner', 'x:tensor', 'y:tensor', 'workspace:workspace'] },

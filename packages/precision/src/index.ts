@@ -40,3 +40,5 @@ import './cuda/scaled_matmul.js';
 import './cuda/scaled_matmul_mx8.js';
 import './cuda/grouped_scaled_matmul.js';
 import './cuda/quantize.js';
+import './cuda/quantize_kgrouped.js';
+import './cuda/grouped_scaled_matmul_wgrad.js';

@@ -1,0 +1,220 @@
+// The Hopper (sm_90a) FP8 blockwise weight gradient of dropless MoE's expert GEMMs (precision's
+// grouped_scaled_matmul_wgrad; DeepGEMM calls this layout "k-grouped"):
+//   dw[e, k, n] = Σ_pb sa[pb, k] · sb[pb, n] · Σ_{p in block pb} a[k, p] · b[n, p]
+// over expert e's padded blocks pb in [q_e, q_{e+1}), q_e = Σ_{e' < e} ceil(rows_e' / 128) (q_E·128 <= P,
+// else nothing is computed and the error word says so). a [K, P]
+// and b [N, P] are FP8 codes with the reduced index (the expert's tokens, each expert's run padded
+// with zero codes to a multiple of 128; quant/quantize_kgrouped.cu writes them) contiguous: the
+// K-major operands FP8 wgmma reads. sa f32 [P / 128, K] and sb f32 [P / 128, N] are the 128 × 1
+// block scales (one per channel per 128 tokens). dw [E, K, N] bf16 or f32, zeros for an expert with
+// no rows. Included by gemm/grouped_fp8_wgrad.cu. FIRST VERSION (session 20).
+//
+// The forward FP8 kernel's structure (gemm/grouped_fp8_sm90.cuh: persistent CTAs, a producer
+// warpgroup, two consumer warpgroups of 64 rows each, a ring of stages, each 128-deep block's partial
+// promoted into FP32 with two partials in turn), with the weight gradient's tiles and scales:
+//   * a tile is a 128 × 128 block of dw[e] (K rows, N columns), expert by expert, N fastest; every
+//     expert has the same tiles (ringPrologue's scan with one tile per 128 rows gives q_e);
+//   * a stage holds a's 128 rows (K) and b's 128 rows (N) of one padded block, 128 codes each, and
+//     that block's 128 scales of each (TMA boxes of 128 × 1 f32, zero past K or N);
+//   * a scale varies along both of the tile's dimensions, so promotion is per element:
+//     acc += partial · (sa[row] · sb[col]), the scales read from the stage before it is released.
+// Deterministic: one CTA sums a tile's blocks in order; no split K, no atomics. The fast path needs
+// K and N multiples of 64, 16-byte aligned operands and compute capability 9.0; the launcher takes
+// the general path otherwise.
+#pragma once
+#include "gemm/grouped_fp8_sm90.cuh"
+
+namespace dw {
+namespace grouped90 {
+
+constexpr uint32_t kWgScaleBytes = 128 * 4;                                              // one block's 128 scales of an operand
+constexpr uint32_t kWgStageBytes = kATileBytes + kBTileBytes + 2 * kWgScaleBytes;       // 33 KB: a, b, their scales
+constexpr uint32_t kWgBarOff = kStages * kWgStageBytes;
+constexpr uint32_t kWgTilesOff = kWgBarOff + 16 * kStages;
+constexpr int wgradSmemBytes(int E) { return static_cast<int>(kWgTilesOff + 8u * (E + 1) + 1024u); }
+static_assert(kWgStageBytes % 1024 == 0 && kWgStageBytes >= kATileBytes + kBTileBytes + 2 * kWgScaleBytes, "an FP8 wgrad stage: a, b and their scales, 1024-aligned");
+static_assert(wgradSmemBytes(kMaxExperts) <= 227 * 1024, "the FP8 wgrad kernel fits in shared memory");
+
+struct Fp8WgradArgs {
+  const int* offsets;
+  void* dw;  // [E, K, N]
+  int K, N, E, P;
+  ErrWord* err;
+};
+
+// The padded total q_E (blocks) against the codes' P positions: false (recorded by block 0 with aux
+// 1: value the padded positions, bound P) when the offsets' padded rows do not fit.
+__device__ __forceinline__ bool paddedFits(int qE, int P, ErrWord* err) {
+  if (static_cast<long long>(qE) * 128 <= P) return true;
+  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) raiseErr(err, kOpGroupedScaledMatmulWgrad, 0, 128.0 * qE, P, 1);
+  return false;
+}
+
+template <int FA, int FB, typename OutT>
+__global__ void __launch_bounds__(kThreads, 1)
+    groupedFp8WgradSm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmSa,
+                              const __grid_constant__ CUtensorMap tmSb, const Fp8WgradArgs a) {
+#ifdef DW_GROUPED90_DEVICE
+  extern __shared__ uint8_t smemRaw[];
+  const uint32_t base = (sm90::smemAddr(smemRaw) + 1023u) & ~1023u;
+  uint8_t* const generic = smemRaw + (base - sm90::smemAddr(smemRaw));
+  int* const offs = reinterpret_cast<int*>(generic + kWgTilesOff);  // [E + 1]: the offsets
+  int* const q = offs + a.E + 1;                                      // [E + 1]: the padded blocks before expert e
+  auto full = [&](int s) { return base + kWgBarOff + 8u * s; };
+  auto empty = [&](int s) { return base + kWgBarOff + 8u * (kStages + s); };
+  const int tilesK = (a.K + kBM - 1) / kBM, tilesN = (a.N + kBN - 1) / kBN;
+  const int perExpert = tilesK * tilesN;
+  const long long total = static_cast<long long>(perExpert) * a.E;
+  const int wg = threadIdx.x / 128;
+  // One "tile" per 128 rows: q[e] = Σ ceil(rows / 128) over the experts before e.
+  // The rows are not known (R -1): offsets are checked for 0 first and never decreasing, and their
+  // padded total against P.
+  const int qE = ringPrologue<kStages, kWgBarOff>(base, offs, q, a.offsets, a.E, -1, 1, a.err, kOpGroupedScaledMatmulWgrad);
+  if (qE < 0 || !paddedFits(qE, a.P, a.err)) return;
+
+  if (wg == 0) {
+    sm90::setmaxnregDec<kProducerRegs>();
+    if (threadIdx.x == 0) {
+      sm90::prefetchTensorMap(&tmA);
+      sm90::prefetchTensorMap(&tmB);
+      sm90::prefetchTensorMap(&tmSa);
+      sm90::prefetchTensorMap(&tmSb);
+      Ring ring;
+      for (long long t = blockIdx.x; t < total; t += gridDim.x) {
+        const int e = static_cast<int>(t / perExpert), local = static_cast<int>(t % perExpert);
+        const int k0 = (local / tilesN) * kBM, n0 = (local % tilesN) * kBN;
+        for (int pb = q[e]; pb < q[e + 1]; ++pb) {
+          sm90::mbarWait(empty(ring.stage), ring.phase ^ 1);
+          const uint32_t sA = base + ring.stage * kWgStageBytes, sB = sA + kATileBytes, sSa = sB + kBTileBytes, sSb = sSa + kWgScaleBytes;
+          sm90::mbarArriveExpectTx(full(ring.stage), kATileBytes + kBTileBytes + 2 * kWgScaleBytes);  // boxes past K or N count in full (zero-filled)
+          tmaLoad2d(sA, &tmA, full(ring.stage), pb * 128, k0);  // a: 128 rows (K) × 128 codes (tokens)
+          tmaLoad2d(sB, &tmB, full(ring.stage), pb * 128, n0);  // b: 128 rows (N) × 128 codes
+          tmaLoad2d(sSa, &tmSa, full(ring.stage), k0, pb);      // sa[pb, k0 .. k0 + 127]
+          tmaLoad2d(sSb, &tmSb, full(ring.stage), n0, pb);      // sb[pb, n0 .. n0 + 127]
+          ring.next();
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroup 1 the tile's rows (K) 0..63, warpgroup 2 rows 64..127.
+  sm90::setmaxnregInc<kConsumerRegs>();
+  const int c = wg - 1;
+  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+  const int rowIn = c * 64 + warp * 16 + lane / 4;  // this thread's first row in the tile (the second is 8 below)
+  Ring ring;  // the next block to promote; `issue` runs one ahead of it
+  float acc[64], partA[64], partB[64];
+  OutT* const dwAll = static_cast<OutT*>(a.dw);
+  for (long long t = blockIdx.x; t < total; t += gridDim.x) {
+    const int e = static_cast<int>(t / perExpert), local = static_cast<int>(t % perExpert);
+    const int k0 = (local / tilesN) * kBM, n0 = (local % tilesN) * kBN;
+    const int blocks = q[e + 1] - q[e];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    Ring next = ring;
+    // Block kb's four wgmma into a fresh partial, committed as one group.
+    const auto issue = [&](float (&part)[64]) {
+      sm90::mbarWait(full(next.stage), next.phase);
+      const uint32_t sA = base + next.stage * kWgStageBytes + c * (kATileBytes / 2), sB = base + next.stage * kWgStageBytes + kATileBytes;
+      sm90::wgmmaFence();
+#pragma unroll
+      for (int k = 0; k < kFp8BK / 32; ++k) mmaFp8<FA, FB>(part, sm90::descSw128(sA + 32u * k, 0, 1024), sm90::descSw128(sB + 32u * k, 0, 1024), k > 0 ? 1 : 0);
+      sm90::wgmmaCommit();
+      next.next();
+    };
+    // The oldest block in flight, whose wgmma are done: its partial promoted into acc with the
+    // block's scales, read from the stage, which is released once the warpgroup has read them.
+    // Accumulator 4j + 2h + {0, 1} is row rowIn + 8h, columns 8j + 2·(lane % 4) + {0, 1}.
+    const auto promote = [&](float (&part)[64]) {
+      sm90::fenceRegs(part);
+      const float* const sSa = reinterpret_cast<const float*>(generic + ring.stage * kWgStageBytes + kATileBytes + kBTileBytes);
+      const float* const sSb = sSa + 128;
+      const float s0 = sSa[rowIn], s1 = sSa[rowIn + 8];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const float2 sb = *reinterpret_cast<const float2*>(sSb + 8 * j + 2 * (lane % 4));
+        acc[4 * j] = fmaf(part[4 * j], s0 * sb.x, acc[4 * j]);
+        acc[4 * j + 1] = fmaf(part[4 * j + 1], s0 * sb.y, acc[4 * j + 1]);
+        acc[4 * j + 2] = fmaf(part[4 * j + 2], s1 * sb.x, acc[4 * j + 2]);
+        acc[4 * j + 3] = fmaf(part[4 * j + 3], s1 * sb.y, acc[4 * j + 3]);
+      }
+      sm90::namedBarSync(2 + c, 128);  // every lane of the warpgroup has read the stage's scales
+      if (tid == 0) sm90::mbarArrive(empty(ring.stage));
+      ring.next();
+    };
+    // Two partials in turn, as the forward kernel: block kb + 1's wgmma run while block kb is promoted.
+    if (blocks > 0) {
+      issue(partA);
+      int kb = 0;
+      for (; kb + 2 < blocks; kb += 2) {
+        issue(partB);
+        sm90::wgmmaWait<1>();
+        promote(partA);
+        issue(partA);
+        sm90::wgmmaWait<1>();
+        promote(partB);
+      }
+      if (kb + 1 < blocks) {
+        issue(partB);
+        sm90::wgmmaWait<1>();
+        promote(partA);
+        sm90::wgmmaWait<0>();
+        promote(partB);
+      } else {
+        sm90::wgmmaWait<0>();
+        promote(partA);
+      }
+    }
+    // Store this warpgroup's 64 rows of dw[e] (zeros for an expert with no rows).
+    OutT* const out = dwAll + static_cast<long long>(e) * a.K * a.N;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = k0 + rowIn + 8 * h;
+      if (row >= a.K) continue;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const int col = n0 + 8 * j + 2 * (lane % 4);
+        if (col >= a.N) continue;
+        OutT* p = out + static_cast<long long>(row) * a.N + col;
+        const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+        if constexpr (std::is_same<OutT, float>::value) *reinterpret_cast<float2*>(p) = make_float2(v0, v1);
+        else *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(v0, v1);
+      }
+    }
+  }
+#else
+  __trap();  // a build without sm_90a device code: the launcher refuses this stub (its register count)
+#endif  // DW_GROUPED90_DEVICE
+}
+
+// The maps: a as [K, P] and b as [N, P] bytes (boxes of 128 codes by 128 rows, 128-byte swizzle),
+// sa as [P / 128, K] and sb as [P / 128, N] f32 (boxes of 128 × 1, no swizzle; zero past K or N).
+// False when TMA cannot describe them (or the driver's encoder is missing).
+inline bool makeFp8WgradMaps(CUtensorMap* ma, CUtensorMap* mb, CUtensorMap* msa, CUtensorMap* msb, const void* a, const void* b, const float* sa, const float* sb, int K, int N,
+                             int P) {
+  const attention::EncodeTiledFn enc = attention::encodeTiledFn();
+  if (enc == nullptr) return false;
+  const auto map = [&](CUtensorMap* m, const void* p, CUtensorMapDataType dt, uint64_t inner, uint64_t rows, uint64_t rowBytes, uint32_t boxRows, CUtensorMapSwizzle sw) {
+    if (p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 != 0 || rowBytes % 16 != 0) return false;
+    const cuuint32_t estride[2] = {1, 1};
+    const cuuint64_t dims[2] = {inner, rows}, strides[1] = {rowBytes};
+    const cuuint32_t box[2] = {128, boxRows};
+    return enc(m, dt, 2, const_cast<void*>(p), dims, strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  const uint64_t blocks = static_cast<uint64_t>(P) / 128;
+  return map(ma, a, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, K, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) && map(mb, b, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, N, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) &&
+         map(msa, sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, K, blocks, uint64_t(K) * 4, 1, CU_TENSOR_MAP_SWIZZLE_NONE) &&
+         map(msb, sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, N, blocks, uint64_t(N) * 4, 1, CU_TENSOR_MAP_SWIZZLE_NONE);
+}
+
+// Whether the fast path takes a call: compute capability 9.0, K and N multiples of 64, at most
+// kMaxExperts experts, sizes that index as int.
+inline bool fp8WgradSupported(int cc, uint64_t K, uint64_t N, uint64_t P, uint64_t E) {
+  return cc == 90 && K > 0 && N > 0 && P >= 128 && K % 64 == 0 && N % 64 == 0 && E >= 1 && E <= kMaxExperts && P < (1u << 31) &&
+         uint64_t(E) * K * N < (1ull << 62);
+}
+
+}  // namespace grouped90
+}  // namespace dw
