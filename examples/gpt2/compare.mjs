@@ -85,21 +85,37 @@ const windowGap = (a, b) => {
   return { worst, at };
 };
 const gaps = [];
+// The largest single-step gap after warm-up, and for a MoE the 10-step window means' too.
+const lossGap = (a, b) => {
+  let worst = 0;
+  let at = 0;
+  for (const r of runs[a].steps) {
+    if (r.step <= cfg.warmup) continue;
+    const t = runs[b].steps.find((x) => x.step === r.step);
+    if (t && Math.abs(t.loss - r.loss) > worst) (worst = Math.abs(t.loss - r.loss)), (at = r.step);
+  }
+  return { worst, at, w: cfg.moe ? windowGap(runs[a].steps, runs[b].steps) : null };
+};
+const windowText = (w) => `largest |Δ| of 10-step mean losses after warm-up ${w.at ? `${w.worst.toFixed(4)} (steps ${w.at}-${w.at + 9})` : '- (no whole 10-step window after warm-up)'}`;
 for (const d of names.filter((x) => x.startsWith('deepwell'))) {
   for (const n of names.filter((x) => x.startsWith('torch'))) {
-    let worst = 0;
-    let at = 0;
-    for (const r of runs[d].steps) {
-      if (r.step <= cfg.warmup) continue;
-      const t = runs[n].steps.find((x) => x.step === r.step);
-      if (t && Math.abs(t.loss - r.loss) > worst) (worst = Math.abs(t.loss - r.loss)), (at = r.step);
-    }
-    const w = cfg.moe ? windowGap(runs[d].steps, runs[n].steps) : null;
+    const { worst, at, w } = lossGap(d, n);
     gaps.push({ deepwell: d, torch: n, largestLossGap: worst, atStep: at, ...(w ? { largestWindowMeanGap: w.worst, atWindowFrom: w.at } : {}) });
     console.log(`largest |Δloss| ${d} vs ${n} after warm-up (step > ${cfg.warmup}): ${worst.toFixed(4)} at step ${at} (target <= 0.02)`);
-    if (w) console.log(`  MoE (losses are bf16 values on both sides): largest |Δ| of 10-step mean losses after warm-up ${w.at ? `${w.worst.toFixed(4)} (steps ${w.at}-${w.at + 9})` : '- (no whole 10-step window after warm-up)'}`);
+    if (w) console.log(`  MoE (losses are bf16 values on both sides): ${windowText(w)}`);
   }
 }
+// PyTorch against itself (eager against torch.compile: the same model, data and weights, bf16
+// roundings in another order): how far two correct bf16 implementations drift apart, the floor any
+// cross-implementation gap is read against.
+const torchRuns = names.filter((x) => x.startsWith('torch') && !x.includes('fp8'));
+const floors = [];
+for (let i = 0; i < torchRuns.length; i++)
+  for (let j = i + 1; j < torchRuns.length; j++) {
+    const { worst, at, w } = lossGap(torchRuns[i], torchRuns[j]);
+    floors.push({ a: torchRuns[i], b: torchRuns[j], largestLossGap: worst, atStep: at, ...(w ? { largestWindowMeanGap: w.worst, atWindowFrom: w.at } : {}) });
+    console.log(`PyTorch against itself: largest |Δloss| ${torchRuns[i]} vs ${torchRuns[j]} after warm-up: ${worst.toFixed(4)} at step ${at}${w ? `; ${windowText(w)}` : ''}`);
+  }
 // Deepwell on the device: the host time of each replayed step (steps 3 on: the first two run
 // eagerly and capture) and the allocator's bytes in use over them.
 const device = {};
@@ -154,6 +170,6 @@ let commit = process.env.DEEPWELL_COMMIT || null;
 try {
   commit ??= execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 } catch {}
-const summary = { date: new Date().toISOString(), gpu, commit, config: cfg, method: `median step time over steps ${skip + 1} on (Deepwell: wall clock per Trainer step, the step a replayed CUDA graph; PyTorch: CUDA events around each step); peak: allocator high-water mark (Deepwell) and torch.cuda.max_memory_allocated`, runs: stats, lossGaps: gaps, device, breakdowns };
+const summary = { date: new Date().toISOString(), gpu, commit, config: cfg, method: `median step time over steps ${skip + 1} on (Deepwell: wall clock per Trainer step, the step a replayed CUDA graph; PyTorch: CUDA events around each step); peak: allocator high-water mark (Deepwell) and torch.cuda.max_memory_allocated`, runs: stats, lossGaps: gaps, torchAgainstItself: floors, device, breakdowns };
 writeFileSync(`${out}/summary.json`, `${JSON.stringify(summary, null, 1)}\n`);
 console.log(`summary: ${out}/summary.json`);
