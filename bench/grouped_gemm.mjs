@@ -11,7 +11,7 @@
 // GROUPED_GEMM_CASES (a comma list of names) selects cases. Each 'fwd' and 'gelu' case is measured
 // three times: on the default tiles ('deepwell'), on the 128 × 256 tiles ('deepwell-wide') and under
 // the pingpong schedule ('deepwell-pingpong'). 'gelu' runs the GELU epilogue (groupedEpilogue.gelu,
-// writing the pre-activation too).
+// writing the pre-activation too). 'fp8-wgrad' is measured alone and with its two quantizeKgrouped calls.
 import { readFileSync } from 'node:fs';
 import { f32ToBf16Bits } from '@deepwell/core';
 import { Stream, cudaBackend, loadNative } from '@deepwell/kernels-native';
@@ -45,6 +45,46 @@ const e4m3Block = Uint8Array.from({ length: RANDOM_BLOCK_BYTES }, () => {
 });
 const scaleBlock = Float32Array.from({ length: 1 << 20 }, () => 0.5 + Math.random());
 
+/**
+ * The FP8 k-grouped weight gradient: groupedScaledGemmWgrad on e4m3 codes a [K, P], b [N, P] (P =
+ * 128 · (ceil(R / 128) + E)) with scales [P / 128, K] and [P / 128, N], bf16 dw [E, K, N]; then the
+ * same with the two quantizeKgrouped calls that make the operands from bf16 x [R, K] and g [R, N]
+ * ('deepwell-with-quantize'). TFLOP/s from the real rows, 2 · R · K · N, as the bf16 'wgrad' case.
+ */
+function fp8Wgrad(name, E, R, K, N, routing, sizes, offBuf, alloc) {
+  const P = 128 * (Math.ceil(R / 128) + E);
+  const sets = operandSets((K + N) * P + 2 * E * K * N + 2 * R * (K + N));
+  const args = Array.from({ length: sets }, () => ({
+    a: t(alloc(tiledBuffer(be, e4m3Block, K * P))),
+    sa: t(alloc(tiledBuffer(be, scaleBlock, (P / 128) * K * 4))),
+    b: t(alloc(tiledBuffer(be, e4m3Block, N * P))),
+    sb: t(alloc(tiledBuffer(be, scaleBlock, (P / 128) * N * 4))),
+    d: t(alloc(be.alloc(E * K * N * 2))),
+    x: t(alloc(tiledBuffer(be, bf16Block, R * K * 2))),
+    g: t(alloc(tiledBuffer(be, bf16Block, R * N * 2))),
+  }));
+  const row = (impl, v) => ({ impl, round, name, E, R, K, N, routing, pass: 'fp8-wgrad', ms: v.ms, tflops: (2 * R * K * N) / (v.ms * 1e9), launchesPerSample: v.per, operandSets: sets, sizes: [Math.min(...sizes), Math.max(...sizes)], P });
+  for (const withQuantize of [false, true]) {
+    let next = 0;
+    const launch = () => {
+      const s = args[next++ % sets];
+      if (withQuantize) {
+        n.quantizeKgrouped(stream.handle, codes.dtype.bf16, R, K, E, P, s.x, t(offBuf), s.a, s.sa);
+        n.quantizeKgrouped(stream.handle, codes.dtype.bf16, R, N, E, P, s.g, t(offBuf), s.b, s.sb);
+      }
+      n.groupedScaledGemmWgrad(stream.handle, K, N, P, E, codes.fp8.e4m3, codes.fp8.e4m3, codes.dtype.bf16, s.a, s.sa, s.b, s.sb, t(offBuf), s.d);
+    };
+    // Real operands for the first call: quantized, so the padding is zero codes.
+    for (const s of args) {
+      n.quantizeKgrouped(stream.handle, codes.dtype.bf16, R, K, E, P, s.x, t(offBuf), s.a, s.sa);
+      n.quantizeKgrouped(stream.handle, codes.dtype.bf16, R, N, E, P, s.g, t(offBuf), s.b, s.sb);
+    }
+    launch();
+    n.opsErrorCheck(stream.handle);
+    console.log(JSON.stringify(row(withQuantize ? 'deepwell-with-quantize' : 'deepwell', measure(stream, launch, sets))));
+  }
+}
+
 for (const [name, E, R, K, N, routing, pass] of CASES) {
   const owned = [];
   const alloc = (buf) => (owned.push(buf), buf);
@@ -53,6 +93,10 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     const offsets = Int32Array.from({ length: E + 1 }, (_, e) => sizes.slice(0, e).reduce((a, b) => a + b, 0));
     const offBuf = alloc(be.alloc(offsets.byteLength));
     be.write(offBuf, offsets);
+    if (pass === 'fp8-wgrad') {
+      fp8Wgrad(name, E, R, K, N, routing, sizes, offBuf, alloc);
+      continue;
+    }
     const [aElems, bElems, dElems] = pass === 'wgrad' ? [R * K, R * N, E * K * N] : [R * K, E * K * N, R * N];
     const gelu = pass === 'gelu';
     const fp8 = pass === 'fp8';
