@@ -7,7 +7,11 @@
  * path (the codes decoded, the same promotion). Bad offsets, and offsets whose padded rows do not fit
  * in P, are recorded on the device and thrown by the error check after the call (INVALID_ARGUMENT,
  * as the reference), unless the call says `checkIndices: false` (a captured step checks later).
- * Its test is test/kgrouped_gpu.test.ts. Session 20: compiled, then run on the H200 by that test.
+ * Its test is test/kgrouped_gpu.test.ts.
+ *
+ * OPT-IN until it has run on a GPU (session 20: written and compiled; no device was lent): the
+ * candidate declines unless DEEPWELL_FP8_WGRAD=native is set, so the precision policy keeps the
+ * weight gradient emulated (it asks the registry first) and says why. The GPU tests set it.
  */
 import { DTYPE_CODE, FP8_CODE, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
@@ -15,7 +19,11 @@ import { checkGroupedWgrad } from '../ops/grouped_scaled_matmul_wgrad.js';
 
 const MAX_INT = 2 ** 31 - 1;
 
+/** The environment variable that opts in to the native FP8 weight gradient (read at each selection). */
+export const FP8_WGRAD_OPT_IN = 'DEEPWELL_FP8_WGRAD';
+
 function supports(p: KernelParams): true | string {
+  if (process.env[FP8_WGRAD_OPT_IN] !== 'native') return `is opt-in until it has run on a GPU: set ${FP8_WGRAD_OPT_IN}=native`;
   let d: ReturnType<typeof checkGroupedWgrad>;
   try {
     d = checkGroupedWgrad(p.inTypes, p.attrs);

@@ -6,7 +6,7 @@
  * transposed output, with formats.cuh's blockwise FP8 rule, so the reference's bits. Bad offsets
  * are recorded on the device and thrown by the error check after the call (INVALID_ARGUMENT naming
  * the entry), unless the call says `checkIndices: false` (a captured step checks later).
- * Its test is test/kgrouped_gpu.test.ts. Session 20: compiled, then run on the H200 by that test.
+ * Its test is test/kgrouped_gpu.test.ts (written and compiled in session 20; not yet run on a GPU).
  */
 import { dtypeCode, floatStorage, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
