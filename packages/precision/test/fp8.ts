@@ -2,6 +2,7 @@
 // rounding of a reference (nearestBf16), and a quantizer's blockwise scales re-laid into the GEMM's
 // layout on the host with the 128 × 128 padding NaN (so a kernel that reads it fails).
 import { bf16BitsToF32, f32ToBf16Bits, type Tensor } from '@deepwell/core';
+import { checkAttrs, getOp, type Attrs, type NumArray, type ValueType } from '@deepwell/ir';
 import { gemmBlockScales, type QuantizedTensor } from '../src/index.js';
 
 /** Random finite FP8 codes: e4m3's NaNs (S.1111.111) and e5m2's NaNs and infinities (S.11111.xx) redrawn. */
@@ -77,4 +78,14 @@ export function nearestBf16(x: number): number {
     if (dk < db || (dk === db && k % 2 === 0)) best = k;
   }
   return bf16BitsToF32(best);
+}
+
+/** Runs an op's CPU reference on inputs of the given types; every output poisoned (NaN) first. */
+export function runReference(op: string, inputs: NumArray[], inTypes: ValueType[], attrs: Attrs): Float64Array[] {
+  const def = getOp(op);
+  const checked = checkAttrs(def, attrs);
+  const outTypes = def.infer(inTypes, checked);
+  const outs = outTypes.map((t) => new Float64Array(t.shape.reduce((a, b) => a * b, 1)).fill(Number.NaN));
+  def.reference({ inputs, outputs: outs, inTypes, outTypes, attrs: checked });
+  return outs;
 }

@@ -5,23 +5,13 @@
 // the unquantized inputs; ragged groups (empty experts, one expert taking every row, counts of exactly
 // 128 and not multiples of it, no rows at all), bf16 and f32 out, the output poisoned (NaN) so an
 // unwritten element fails; an e5m2 operand on random codes; bad input as typed errors.
-import { checkAttrs, getOp, type Attrs, type NumArray, type ValueType } from '@deepwell/ir';
+import { checkAttrs, getOp, type Attrs, type ValueType } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, checkGroupedWgrad, decodeElement, paddedOffsets, roundToBf16 } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
-import { firstDiff } from './fp8.js';
+import { firstDiff, runReference as run } from './fp8.js';
 
 const randInt = (n: number) => Math.floor(Math.random() * n);
-
-/** Run an op's reference on inputs of the given types; every output poisoned (NaN) first. */
-function run(op: string, inputs: NumArray[], inTypes: ValueType[], attrs: Attrs): Float64Array[] {
-  const def = getOp(op);
-  const checked = checkAttrs(def, attrs);
-  const outTypes = def.infer(inTypes, checked);
-  const outs = outTypes.map((t) => new Float64Array(t.shape.reduce((a, b) => a * b, 1)).fill(Number.NaN));
-  def.reference({ inputs, outputs: outs, inTypes, outTypes, attrs: checked });
-  return outs;
-}
 
 /** Rows per expert: empty, exactly 128, ragged, or (one) one expert taking them all, or none at all. */
 function countsOf(E: number, kind: 'ragged' | 'one' | 'none'): number[] {

@@ -6,24 +6,14 @@
 // 128 and not multiples of it, no rows at all), f32 and bf16 x, the outputs poisoned (NaN) so an
 // unwritten element fails. Non-finite values as quantize treats them; paddedOffsets; bad input.
 import { bf16BitsToF32, f32ToBf16Bits } from '@deepwell/core';
-import { checkAttrs, getOp, type Attrs, type NumArray, type ValueType } from '@deepwell/ir';
+import { checkAttrs, getOp, type Attrs, type ValueType } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
 import { ELEMENTS, checkQuantizeKgrouped, encodeElement, paddedOffsets } from '../src/index.js';
 import { fp8Scaling } from '../src/blocks.js';
 import { errorOf } from '../../../testing/errors.js';
-import { firstDiff } from './fp8.js';
+import { firstDiff, runReference as run } from './fp8.js';
 
 const randInt = (n: number) => Math.floor(Math.random() * n);
-
-/** Run an op's reference on inputs of the given types; every output poisoned (NaN) first. */
-function run(op: string, inputs: NumArray[], inTypes: ValueType[], attrs: Attrs): Float64Array[] {
-  const def = getOp(op);
-  const checked = checkAttrs(def, attrs);
-  const outTypes = def.infer(inTypes, checked);
-  const outs = outTypes.map((t) => new Float64Array(t.shape.reduce((a, b) => a * b, 1)).fill(Number.NaN));
-  def.reference({ inputs, outputs: outs, inTypes, outTypes, attrs: checked });
-  return outs;
-}
 
 /** Rows per expert: empty, exactly 128 or 256, ragged, or (one) one expert taking them all. */
 function countsOf(E: number, kind: 'ragged' | 'one' | 'none'): number[] {
