@@ -19,6 +19,8 @@
 #             "bf16 fp8-blockwise") beside PyTorch under MOE_TORCH ("compile": torch.compile of
 #             bench_torch.py's dropless MoE on torch._grouped_mm), on the same data and initial
 #             weights (examples/gpt2/run.sh, compare.mjs); the logs and tables into moe-gpt.tgz
+#   schedules the bf16 MoE GPT alone (MOE_SCHEDULE_STEPS, default 100) under the default grouped GEMM, the
+#             pingpong schedule and the 128 x 256 tiles: which the defaults should take
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -86,6 +88,18 @@ for part in "${parts[@]}"; do
       bash examples/gpt2/run.sh "${MOE_STEPS:-300}" /tmp/moe-8x "${MOE_BATCH:-16}" > "$OUT/moe-gpt.log" 2>&1
     echo "exit $?"; grep -vE "^step " "$OUT/moe-gpt.log" | tail -60
     (cd /tmp/moe-8x && find . \( -name '*.jsonl' -o -name '*.json' -o -name '*.md' -o -name '*.svg' \) -size -20M | tar -czf "$OUT/moe-gpt.tgz" -T -)
+    ;;
+  schedules)
+    # The bf16 MoE GPT alone (no PyTorch, MOE_SCHEDULE_STEPS steps, default 100) under each Hopper
+    # tiling of the grouped GEMM, the same data and weights: which one the defaults should take.
+    for v in default DW_GROUPED_SCHEDULE=pingpong DW_GROUPED_TILE_N=256; do
+      step "the bf16 MoE GPT, grouped GEMM: $v"
+      d=/tmp/moe-8x-${v##*=}; rm -rf "$d"
+      env ${v/default/DW_UNUSED=} GPT_CONFIG=moe-8x RECIPES=bf16 TORCH_MODES=none timeout ${MOE_TIMEOUT:-200} \
+        bash examples/gpt2/run.sh "${MOE_SCHEDULE_STEPS:-100}" "$d" "${MOE_BATCH:-16}" > "$OUT/moe-gpt-${v##*=}.log" 2>&1
+      echo "exit $?"; grep -E "tokens/s|median|Error" "$OUT/moe-gpt-${v##*=}.log" | tail -6
+      (cd "$d" && find . \( -name '*.jsonl' -o -name '*.json' -o -name '*.md' \) -size -20M | tar -czf "$OUT/moe-gpt-${v##*=}.tgz" -T -)
+    done
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"
