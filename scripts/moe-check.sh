@@ -68,7 +68,7 @@ for part in "${parts[@]}"; do
   bench)
     step "grouped GEMM beside torch._grouped_mm"
     OUT=$OUT timeout 360 bash bench/grouped_gemm.sh > "$OUT/bench.log" 2>&1; echo "exit $?"
-    grep -v "^#" "$OUT/grouped-gemm-bench.jsonl" | cut -c1-220
+    node bench/grouped_gemm_table.mjs "$OUT/grouped-gemm-bench.jsonl"
     ;;
   bandwidth)
     step "memory-bound kernels beside a device copy (MoE's permute and unpermute among them)"
