@@ -247,6 +247,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int kBlocks = a.K / kBK;
   const int wg = threadIdx.x / 128;
 
+  // Pingpong's turns: turn[c] completes a phase each time the other consumer warpgroup has waited
+  // for every stage of its tile (see below).
+  __shared__ alignas(8) uint64_t turn[2];
+  if (Pingpong && threadIdx.x == 0) {
+    sm90::mbarInit(sm90::smemAddr(&turn[0]), 1);
+    sm90::mbarInit(sm90::smemAddr(&turn[1]), 1);
+  }  // made visible by ringPrologue's fence and barrier
   const int total = ringPrologue(base, offs, prefix, a.offsets, a.E, a.R, tilesN, a.err, kOpGroupedMatmul, Pingpong ? 1 : 2);
   if (total < 0) return;  // bad offsets (recorded)
 
@@ -339,14 +346,26 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else {
     // Pingpong: warpgroup c + 1 takes the CTA's tiles j with j % 2 == c, all 128 rows.
+    // Turns: a warpgroup starts waiting for its tile's stages only once the other has waited for all
+    // of the previous tile's. Without them, warpgroup 2 would wait for its first stage (ring position
+    // kBlocks) while the producer is still kBlocks positions behind: a barrier's parity names only
+    // its current or previous phase, so that wait would pass on an older phase and read a stage
+    // before its load. With them, every wait is at most one phase ahead of the producer (the ring
+    // holds kStages positions), and the other warpgroup's epilogue still runs under this one's
+    // mainloop.
     sm90::setmaxnregInc<232>();
     float acc0[64], acc1[64];
-    int j = 0;
+    const uint32_t myTurn = sm90::smemAddr(&turn[c]), theirTurn = sm90::smemAddr(&turn[c ^ 1]);
+    int j = 0, mine = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x, ++j) {
       if ((j & 1) != c) {
         ring.skip(kBlocks);  // the other warpgroup's tile
         continue;
       }
+      // Tile j - 1 (the other's) done waiting: its (mine - 1)-th turn for warpgroup 1, mine-th for 2.
+      if (c == 1) sm90::mbarWait(myTurn, static_cast<uint32_t>(mine) & 1u);
+      else if (mine > 0) sm90::mbarWait(myTurn, static_cast<uint32_t>(mine - 1) & 1u);
+      ++mine;
       const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
 #pragma unroll
       for (int i = 0; i < 64; ++i) acc0[i] = 0.f, acc1[i] = 0.f;
@@ -366,6 +385,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         prev = ring.stage;
         ring.next();
       }
+      if (tid == 0) sm90::mbarArrive(theirTurn);  // this tile's every stage has arrived: the other may wait for its own
       sm90::wgmmaWait<0>();
       sm90::fenceRegs(acc0);
       sm90::fenceRegs(acc1);
