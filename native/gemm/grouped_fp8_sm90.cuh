@@ -17,8 +17,9 @@
 //     keeps fewer bits than FP32, DeepSeek-V3 §3.3.2; promoting every 128 is their remedy). Two
 //     partials in turn: the next block's wgmma are issued before this block's are waited for, so
 //     the tensor cores stay busy while a warpgroup promotes (and the other warpgroup's run too);
-//   * the scales are read from global memory (L2) before the K block's wait: a thread's two rows'
-//     sa and the tile's sb; rows past R are read clamped (never stored);
+//   * the scales are read from global memory (L2) as a block is promoted, after its wgmma are
+//     waited for: a thread's two rows' sa and the tile's sb; rows past R are read clamped (never
+//     stored);
 //   * registers: the producer gives its own back (setmaxnreg 40), the consumers take 232, for 64
 //     accumulators and two sets of 64 partials each.
 // Deterministic: no split K, no atomics. The fast path needs K % 128 == 0, N % 64 == 0, 16-byte

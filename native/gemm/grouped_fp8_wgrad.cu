@@ -22,6 +22,7 @@
 #include "common/launch.h"
 #include "common/smem_limit.h"
 #include "gemm/grouped_fp8_wgrad_sm90.cuh"
+#include "gemm/grouped_host.h"
 #include "gemm/grouped_offsets.cuh"
 #include "quant/formats.cuh"
 
@@ -103,10 +104,7 @@ __global__ void __launch_bounds__(kThreads) groupedFp8WgradK(const uint8_t* a, c
   }
 }
 
-bool generalOnly() {
-  const char* v = std::getenv("DW_GROUPED_GENERAL");
-  return v != nullptr && v[0] == '1';
-}
+using grouped::generalOnly;
 
 // The Hopper kernel of one pair of formats and output: launched, or false when this build holds
 // only its trapping stub (no sm_90a code).
@@ -114,12 +112,7 @@ template <int FA, int FB, typename OutT>
 bool launchWgradKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap (&maps)[4], const grouped90::Fp8WgradArgs& args) {
   namespace g = grouped90;
   constexpr auto kernel = g::groupedFp8WgradSm90Kernel<FA, FB, OutT>;
-  static const int regs = [] {
-    cudaFuncAttributes fa{};
-    return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
-  }();
-  // The real kernel starts with every register its warpgroups redistribute (setmaxnreg 40 / 232).
-  if (regs * g::kThreads < g::kProducerRegs * 128 + g::kConsumerRegs * 256) return false;
+  if (!grouped::redistributes<kernel>(g::kThreads, g::kProducerRegs, g::kConsumerRegs)) return false;  // setmaxnreg 40 / 232 (or the stub)
   constexpr int kMaxSmem = g::wgradSmemBytes(g::kMaxExperts);
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedScaledGemmWgrad)");
   const long long tiles = static_cast<long long>(args.E) * ((args.K + g::kBM - 1) / g::kBM) * ((args.N + g::kBN - 1) / g::kBN);

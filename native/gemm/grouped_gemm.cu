@@ -36,6 +36,7 @@
 #include "gemm/grouped_epilogue.cuh"
 #include "gemm/grouped_fp8_sm90.cuh"
 #include "gemm/grouped_gemm_sm90.cuh"
+#include "gemm/grouped_host.h"
 #include "gemm/grouped_wgrad_sm90.cuh"
 #include "gemm/grouped_wide_sm90.cuh"
 #include "gemm/grouped_offsets.cuh"
@@ -200,13 +201,7 @@ __global__ void __launch_bounds__(kThreads) groupedFp8K(const uint8_t* a, const 
 
 unsigned tilesOf(uint64_t n) { return static_cast<unsigned>((n + kTile - 1) / kTile); }
 
-bool generalOnly() {
-  static const bool only = [] {
-    const char* v = std::getenv("DW_GROUPED_GENERAL");
-    return v != nullptr && v[0] == '1';
-  }();
-  return only;
-}
+using grouped::generalOnly;
 
 // The pointers of one groupedGemm call.
 template <typename T>
@@ -224,11 +219,9 @@ template <typename T, bool TransW, int Epi, bool Pingpong>
 bool launchSm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& mx, const CUtensorMap& mw, const CUtensorMap& mw3, const grouped90::Args& args) {
   namespace g = grouped90;
   constexpr auto kernel = g::groupedGemmSm90Kernel<T, TransW, Epi, Pingpong>;
-  static const int regs = [] {
-    cudaFuncAttributes fa{};
-    return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
-  }();
-  if (regs < 64) return false;
+  // The trapping stub of a build without sm_90a code has a few registers; the pingpong schedule's
+  // warpgroups redistribute theirs (setmaxnreg 40 / 232), so it must start with all of them.
+  if (Pingpong ? !grouped::redistributes<kernel>(g::kThreads, 40, 232) : grouped::kernelRegs<kernel>() < 64) return false;
   constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
   static_assert(kMaxSmem <= 227 * 1024, "the Hopper grouped GEMM fits in shared memory");
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm)");
@@ -253,12 +246,8 @@ template <typename T, bool TransW, int Epi>
 bool launchWideKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& mx, const CUtensorMap& mw, const grouped90::Args& args) {
   namespace g = grouped90;
   constexpr auto kernel = g::groupedGemmWideSm90Kernel<T, TransW, Epi>;
-  static const int regs = [] {
-    cudaFuncAttributes fa{};
-    return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
-  }();
-  if (regs < 64) return false;
-  constexpr int kMaxSmem = g::wideSmemBytes(g::kMaxExperts);
+  if (!grouped::redistributes<kernel>(g::kThreads, 40, 232)) return false;  // setmaxnreg 40 / 232 (or the stub)
+  constexpr int kMaxSmem = g::wideSmemBytes(g::kWideMaxExperts);
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedGemm, wide tiles)");
   kernel<<<static_cast<unsigned>(smCount()), g::kThreads, g::wideSmemBytes(args.E), s>>>(mx, mw, args);
   return true;
@@ -287,7 +276,7 @@ bool launchSm90(Napi::Env env, cudaStream_t s, const Call<T>& c, int epi, uint64
   CUtensorMap mx, mw, mw3;
   const CUtensorMapDataType dt = std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const bool swiglu = epi == grouped::kEpiSwiglu;
-  if (!swiglu && wideTiles()) {
+  if (!swiglu && wideTiles() && E <= static_cast<uint64_t>(g::kWideMaxExperts)) {
     CUtensorMap wx, ww;
     if (!g::makeWideMaps(&wx, &ww, dt, c.x, c.w, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), transW)) return false;
     const g::Args args{c.offsets, c.out, c.epi.aux, c.epi.aux2, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), c.err};
@@ -325,11 +314,7 @@ bool launchWgradSm90(Napi::Env env, cudaStream_t s, const T* x, const T* gr, con
   const CUtensorMapDataType dt = std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   if (!g::makeWgradMaps(&mx, &mg, dt, x, gr, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N))) return false;
   constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
-  static const int regs = [] {
-    cudaFuncAttributes fa{};
-    return cudaFuncGetAttributes(&fa, g::groupedWgradSm90Kernel<T>) == cudaSuccess ? fa.numRegs : 0;
-  }();
-  if (regs < 64) return false;  // the trapping stub of a build without sm_90a code
+  if (grouped::kernelRegs<g::groupedWgradSm90Kernel<T>>() < 64) return false;  // the trapping stub of a build without sm_90a code
   const g::WgradArgs args{offsets, dw, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), err};
   const uint64_t tiles = E * ((K + g::kBM - 1) / g::kBM) * ((N + g::kBN - 1) / g::kBN);
   const unsigned grid = static_cast<unsigned>(std::min<uint64_t>(tiles, static_cast<uint64_t>(smCount())));
@@ -406,14 +391,7 @@ template <int FA, int FB, typename OutT>
 bool launchFp8Sm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& ma, const CUtensorMap& mb, const grouped90::Fp8Args& args) {
   namespace g = grouped90;
   constexpr auto kernel = g::groupedFp8Sm90Kernel<FA, FB, OutT>;
-  static const int regs = [] {
-    cudaFuncAttributes fa{};
-    return cudaFuncGetAttributes(&fa, kernel) == cudaSuccess ? fa.numRegs : 0;
-  }();
-  // The trapping stub of a build without sm_90a code has a few registers; the real kernel must start
-  // with every register its warpgroups redistribute (setmaxnreg 40 / 232), or the consumers' increase
-  // could never be granted.
-  if (regs * g::kThreads < g::kProducerRegs * 128 + g::kConsumerRegs * 256) return false;
+  if (!grouped::redistributes<kernel>(g::kThreads, g::kProducerRegs, g::kConsumerRegs)) return false;  // setmaxnreg (or the stub)
   constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedScaledGemm)");
   kernel<<<static_cast<unsigned>(smCount()), g::kThreads, g::smemBytes(args.E), s>>>(ma, mb, args);
@@ -475,13 +453,7 @@ template <int F>
 void launchBlockSm100(Napi::Env env, cudaStream_t s, const CUtensorMap& ma, const CUtensorMap& mb, const grouped100::Args& args) {
   namespace g = grouped100;
   constexpr auto kernel = g::groupedBlockSm100Kernel<F>;
-  static const int regs = [] {
-    cudaFuncAttributes fa{};
-    const bool ok = cudaFuncGetAttributes(&fa, kernel) == cudaSuccess;
-    if (!ok) cudaGetLastError();  // leave no error pending for the next call
-    return ok ? fa.numRegs : 0;
-  }();
-  if (regs < 32) fail(env, "NO_KERNEL", "groupedBlockScaledGemm: this build of the addon has no sm_100 code for it");
+  if (grouped::kernelRegs<kernel>() < 32) fail(env, "NO_KERNEL", "groupedBlockScaledGemm: this build of the addon has no sm_100 code for it");
   const int smem = g::smemBytes(F, args.E);
   DW_CUDA(env, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "cudaFuncSetAttribute (groupedBlockScaledGemm)");
   kernel<<<static_cast<unsigned>(smCount()), g::kThreads, smem, s>>>(ma, mb, args);

@@ -247,12 +247,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int kBlocks = a.K / kBK;
   const int wg = threadIdx.x / 128;
 
-  // Pingpong's turns: turn[c] completes a phase each time the other consumer warpgroup has waited
-  // for every stage of its tile (see below).
+  // Pingpong's turns: turn[c] completes a phase each time every warp of the other consumer
+  // warpgroup has waited for every stage of its tile (four arrivals; see below).
   __shared__ alignas(8) uint64_t turn[2];
   if (Pingpong && threadIdx.x == 0) {
-    sm90::mbarInit(sm90::smemAddr(&turn[0]), 1);
-    sm90::mbarInit(sm90::smemAddr(&turn[1]), 1);
+    sm90::mbarInit(sm90::smemAddr(&turn[0]), 4);
+    sm90::mbarInit(sm90::smemAddr(&turn[1]), 4);
   }  // made visible by ringPrologue's fence and barrier
   const int total = ringPrologue(base, offs, prefix, a.offsets, a.E, a.R, tilesN, a.err, kOpGroupedMatmul, Pingpong ? 1 : 2);
   if (total < 0) return;  // bad offsets (recorded)
@@ -385,7 +385,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         prev = ring.stage;
         ring.next();
       }
-      if (tid == 0) sm90::mbarArrive(theirTurn);  // this tile's every stage has arrived: the other may wait for its own
+      // This warp has seen every stage of the tile arrive: once all four have, the other warpgroup may
+      // wait for its own. Each warp arrives for itself: with one K block nothing else holds a lagging
+      // warp to its warpgroup, and a warp still in the previous turn's wait would find the barrier
+      // two phases on.
+      if (lane == 0) sm90::mbarArrive(theirTurn);
       sm90::wgmmaWait<0>();
       sm90::fenceRegs(acc0);
       sm90::fenceRegs(acc1);

@@ -6,7 +6,7 @@
 // expert, N fastest), same epilogues (none / gelu / dgelu; SwiGLU stays on the 128-wide kernel, whose
 // tiles hold both of its products), same fallbacks; a ring of kWideStages stages of 48 KB.
 // Registers: setmaxnreg gives the producer warpgroup 40 and each consumer 232.
-// Chosen by the launcher in gemm/grouped_gemm.cu (DEEPWELL_GROUPED_TILE_N=256 in the environment;
+// Chosen by the launcher in gemm/grouped_gemm.cu (DW_GROUPED_TILE_N=256 in the environment;
 // the 128-wide kernel otherwise). FIRST VERSION: compiled, not yet run on a GPU.
 #pragma once
 #include "gemm/grouped_gemm_sm90.cuh"
@@ -20,7 +20,10 @@ constexpr uint32_t kWideStageBytes = kATileBytes + kWideBTileBytes;     // 48 KB
 constexpr uint32_t kWideBarOff = kWideStages * kWideStageBytes;         // full[kWideStages], empty[kWideStages]
 constexpr uint32_t kWideTilesOff = kWideBarOff + 16 * kWideStages;      // offsets, then the tile prefix
 constexpr int wideSmemBytes(int E) { return static_cast<int>(kWideTilesOff + 8u * (E + 1) + 1024u); }
-static_assert(wideSmemBytes(kMaxExperts) <= 232448, "the wide grouped GEMM fits in shared memory with kMaxExperts experts");
+// At most kWideMaxExperts experts (more take the 128-wide kernel), so that 2 KB stay free for the
+// static shared memory on top (the block scan's storage: 1.7 KB today).
+constexpr int kWideMaxExperts = 4000;
+static_assert(wideSmemBytes(kWideMaxExperts) + 2048 <= 232448, "the wide grouped GEMM fits in shared memory with kWideMaxExperts experts");
 
 #ifdef DW_GROUPED90_DEVICE
 // D(64 × 256, f32) += A(64 × 16, K-major smem) · B(16 × 256, smem; TransB: MN-major, else K-major).
