@@ -3,6 +3,8 @@
 #   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [bandwidth] [sanitize]
 #   variants  only the new Hopper variants' test (cuda-grouped 'wide' and 'pingpong': 128 x 256 tiles, the
 #             pingpong schedule), under a short limit: a first run of a kernel may hang
+#   fp8       only the FP8 grouped GEMM's and FP8 weight gradient's tests (precision kgrouped_gpu,
+#             grouped_scaled_matmul_gpu), each under a short limit
 #   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe: the grouped GEMMs, their
 #             Hopper kernels and fused epilogues), the FP8 grouped GEMM (precision
 #             grouped_scaled_matmul_gpu), the FP8 expert weight gradient (precision kgrouped_gpu), the
@@ -39,6 +41,16 @@ for part in "${parts[@]}"; do
     step "ir: the 128 x 256 tiles and the pingpong schedule (cuda-grouped -t 'wide|pingpong')"
     (cd packages/ir && timeout 150 $vitest run test/cuda-grouped.test.ts -t "wide|pingpong" --reporter=verbose) > "$OUT/ir-variants.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|expected" "$OUT/ir-variants.log" | head -30
+    ;;
+  fp8)
+    # The kernels that have not run yet, alone (a first call with little device time): the FP8
+    # grouped GEMM's two partials and the FP8 expert weight gradient.
+    step "precision: the FP8 expert weight gradient on CUDA (kgrouped_gpu)"
+    (cd packages/precision && timeout 150 $vitest run test/kgrouped_gpu.test.ts --reporter=verbose) > "$OUT/precision-kgrouped.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|worst" "$OUT/precision-kgrouped.log" | tail -24
+    step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
+    (cd packages/precision && timeout 150 $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
     ;;
   tests)
     # Each file under its own limit: a kernel that hangs (a first run of the Hopper grouped GEMM)
