@@ -65,6 +65,37 @@ __device__ __forceinline__ void mmaFp8(float (&d)[64], uint64_t a, uint64_t b, i
 #undef DW_G90_MMA
 #undef DW_G90_D8
 }
+
+// The FP8 kernels' schedule of `blocks` K blocks (this one and gemm/grouped_fp8_wgrad_sm90.cuh):
+// two partials in turn, so that block kb + 1's wgmma run on the tensor cores while block kb is
+// promoted on the CUDA cores. issue(part) waits for the next block's stage and commits its wgmma
+// into part (as one group); promote(part, kb) takes block kb's partial, whose group is done, into the
+// accumulators and releases its stage. The same partials and the same order of promotion as one
+// block at a time, so the same bits.
+template <typename Issue, typename Promote>
+__device__ __forceinline__ void twoPartials(int blocks, float (&pa)[64], float (&pb)[64], const Issue& issue, const Promote& promote) {
+  if (blocks <= 0) return;
+  issue(pa);
+  int kb = 0;
+  for (; kb + 2 < blocks; kb += 2) {  // block kb's group (pa) in flight
+    issue(pb);
+    sm90::wgmmaWait<1>();  // block kb's group is done, kb + 1's may still run
+    promote(pa, kb);
+    issue(pa);
+    sm90::wgmmaWait<1>();
+    promote(pb, kb + 1);
+  }
+  if (kb + 1 < blocks) {
+    issue(pb);
+    sm90::wgmmaWait<1>();
+    promote(pa, kb);
+    sm90::wgmmaWait<0>();
+    promote(pb, kb + 1);
+  } else {
+    sm90::wgmmaWait<0>();
+    promote(pa, kb);
+  }
+}
 #endif  // DW_GROUPED90_DEVICE
 
 template <int FA, int FB, typename OutT>
@@ -142,29 +173,7 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
 #pragma unroll
       for (int i = 0; i < 64; ++i) acc[i] = fmaf(part[i], (i & 2) ? s1 : s0, acc[i]);
     };
-    // Two partials in turn: block kb + 1's wgmma run on the tensor cores while block kb is promoted
-    // on the CUDA cores. The same partials and the same order of promotion as one at a time, so the
-    // same bits.
-    issue(partA);
-    int kb = 0;
-    for (; kb + 2 < kBlocks; kb += 2) {  // block kb's group (partA) in flight
-      issue(partB);
-      sm90::wgmmaWait<1>();  // block kb's group is done, kb + 1's may still run
-      promote(partA, kb);
-      issue(partA);
-      sm90::wgmmaWait<1>();
-      promote(partB, kb + 1);
-    }
-    if (kb + 1 < kBlocks) {
-      issue(partB);
-      sm90::wgmmaWait<1>();
-      promote(partA, kb);
-      sm90::wgmmaWait<0>();
-      promote(partB, kb + 1);
-    } else {
-      sm90::wgmmaWait<0>();
-      promote(partA, kb);
-    }
+    twoPartials(kBlocks, partA, partB, issue, promote);
     // Store this warpgroup's 64 rows: columns 8j + 2·(lane % 4) + {0, 1}.
 #pragma unroll
     for (int h = 0; h < 2; ++h) {

@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // The oldest block in flight, whose wgmma are done: its partial promoted into acc with the
     // block's scales, read from the stage, which is released once the warpgroup has read them.
     // Accumulator 4j + 2h + {0, 1} is row rowIn + 8h, columns 8j + 2·(lane % 4) + {0, 1}.
-    const auto promote = [&](float (&part)[64]) {
+    const auto promote = [&](float (&part)[64], int) {
       sm90::fenceRegs(part);
       const float* const sSa = reinterpret_cast<const float*>(generic + ring.stage * kWgStageBytes + kATileBytes + kBTileBytes);
       const float* const sSb = sSa + 128;
@@ -143,29 +143,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (tid == 0) sm90::mbarArrive(empty(ring.stage));
       ring.next();
     };
-    // Two partials in turn, as the forward kernel: block kb + 1's wgmma run while block kb is promoted.
-    if (blocks > 0) {
-      issue(partA);
-      int kb = 0;
-      for (; kb + 2 < blocks; kb += 2) {
-        issue(partB);
-        sm90::wgmmaWait<1>();
-        promote(partA);
-        issue(partA);
-        sm90::wgmmaWait<1>();
-        promote(partB);
-      }
-      if (kb + 1 < blocks) {
-        issue(partB);
-        sm90::wgmmaWait<1>();
-        promote(partA);
-        sm90::wgmmaWait<0>();
-        promote(partB);
-      } else {
-        sm90::wgmmaWait<0>();
-        promote(partA);
-      }
-    }
+    // Two partials in turn, as the forward kernel (none for an expert with no rows).
+    twoPartials(blocks, partA, partB, issue, promote);
     // Store this warpgroup's 64 rows of dw[e] (zeros for an expert with no rows).
     OutT* const out = dwAll + static_cast<long long>(e) * a.K * a.N;
 #pragma unroll
