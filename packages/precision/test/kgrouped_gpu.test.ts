@@ -19,7 +19,7 @@
 //     (docs/gpu-runs/2026-12-05-session18), and 2^-10 = 9.8e-4. A wrong scale, row, column, expert or
 //     block is off by O(T).
 // Experts with no rows must come back as zeros; reruns are bit-identical; bad offsets are typed.
-import { Tensor, registry } from '@deepwell/core';
+import { Tensor, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
 import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
 import { getOp, type Attrs, type KernelParams } from '@deepwell/ir';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -57,6 +57,14 @@ afterEach(() => {
   for (const t of made.splice(0)) t.dispose();
 });
 
+/** x on the device in dtype (bf16 and f16 from their bits), and the values it holds (rounded). */
+function deviceInput(xs: Float32Array, shape: number[], dtype: 'bf16' | 'f16' | 'f32'): { x: Tensor; values: Float32Array } {
+  if (dtype === 'f32') return { x: keep(Tensor.from(xs, shape, 'f32', dev)), values: xs };
+  const [toBits, fromBits] = dtype === 'bf16' ? [f32ToBf16Bits, bf16BitsToF32] : [f32ToF16Bits, f16BitsToF32];
+  const bits = Uint16Array.from(xs, toBits);
+  return { x: keep(Tensor.from(bits, shape, dtype, dev)), values: Float32Array.from(bits, fromBits) };
+}
+
 describe.skipIf(!gpu)('quantize_kgrouped on CUDA', () => {
   // [E, R, C, dtype, one]: ragged groups with an empty expert, one expert taking every row, R = 0,
   // counts that are multiples of 128 and not, C not a multiple of 64 or of 8 (the scalar loads).
@@ -74,15 +82,14 @@ describe.skipIf(!gpu)('quantize_kgrouped on CUDA', () => {
       const offsets = randomOffsets(E, R, one ? 'one' : 'ragged');
       // Values over many binades, a few exactly zero rows' worth of blocks aside.
       const xs = Float32Array.from({ length: R * C }, () => (Math.random() - 0.5) * 2 ** randInt(-8, 8));
-      const x = keep(Tensor.from(xs, [R, C], 'f32', dev));
-      const xd = dtype === 'f32' ? x : keep(x.to(dtype));
+      const { x: xd, values } = deviceInput(xs, [R, C], dtype);
       const off = keep(Tensor.from(offsets, [E + 1], 'i32', dev));
       const P = padOf(R, E);
       const codes = keep(Tensor.from(new Uint8Array(C * P).fill(0x7f), [C, P], 'f8e4m3', dev));
       const scales = keep(Tensor.from(new Float32Array((P / 128) * C).fill(NaN), [P / 128, C], 'f32', dev));
       runCandidate('quantize_kgrouped', 'quantize_kgrouped_cuda', [xd, off], [codes, scales], { experts: E });
       // The reference on the values the device read (bf16 / f16 rounded).
-      const host = Float64Array.from(xd.to('f32').toHost() as Float32Array);
+      const host = Float64Array.from(values);
       const inTypes = [{ shape: [R, C], dtype }, { shape: [E + 1], dtype: 'i32' }];
       const op = getOp('quantize_kgrouped');
       const outTypes = op.infer(inTypes as never, { experts: E });
@@ -103,7 +110,7 @@ describe.skipIf(!gpu)('quantize_kgrouped on CUDA', () => {
 
   it('refuses offsets that do not add up, naming the entry', () => {
     const [E, R, C] = [3, 100, 64];
-    const x = keep(Tensor.from(Float32Array.from({ length: R * C }, Math.random), [R, C], 'f32', dev).to('bf16'));
+    const { x } = deviceInput(Float32Array.from({ length: R * C }, Math.random), [R, C], 'bf16');
     const off = keep(Tensor.from(Int32Array.of(0, 60, 40, 100), [E + 1], 'i32', dev));
     const P = padOf(R, E);
     const codes = keep(Tensor.from(new Uint8Array(C * P), [C, P], 'f8e4m3', dev));
@@ -136,7 +143,7 @@ function wgradProblem(E: number, R: number, K: number, N: number, fa: Fmt, fb: F
   const b = randomCodes(N * P, fb);
   for (let e = 0; e < E; e++) {
     const rows = offsets[e + 1]! - offsets[e]!;
-    for (let p = 128 * q[e]! + rows; p < 128 * q[e + 1]!; p++) {
+    for (let p = q[e]! + rows; p < q[e + 1]!; p++) {
       for (let k = 0; k < K; k++) a[k * P + p] = 0;
       for (let n = 0; n < N; n++) b[n * P + p] = 0;
     }
@@ -154,7 +161,7 @@ function wgradExact(p: Wgrad): { S: Float64Array; T: Float64Array } {
   const A = new Float64Array(128 * K);
   const B = new Float64Array(128 * N);
   for (let e = 0; e < E; e++)
-    for (let pb = q[e]!; pb < q[e + 1]!; pb++) {
+    for (let pb = q[e]! / 128; pb < q[e + 1]! / 128; pb++) {
       for (let i = 0; i < 128; i++) {
         for (let k = 0; k < K; k++) A[i * K + k] = decodeElement(da, p.a[k * P + pb * 128 + i]!) * p.aScale[pb * K + k]!;
         for (let n = 0; n < N; n++) B[i * N + n] = decodeElement(db, p.b[n * P + pb * 128 + i]!) * p.bScale[pb * N + n]!;
