@@ -35,6 +35,18 @@ device_begin moe-check
 vitest="node ../../node_modules/vitest/vitest.mjs"
 FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/precision/test/grouped_scaled_matmul_gpu.test.ts packages/precision/test/kgrouped_gpu.test.ts packages/nn/test/gpu_moe.test.ts"
 
+# The FP8 kernels' test files, each under the given limit (seconds): the parts fp8 and tests run them.
+fp8_grouped_test() {
+  step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
+  (cd packages/precision && timeout "$1" $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
+  echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
+}
+fp8_wgrad_test() {
+  step "precision: the FP8 expert weight gradient on CUDA (kgrouped_gpu: quantize_kgrouped, grouped_scaled_matmul_wgrad)"
+  (cd packages/precision && timeout "$1" $vitest run test/kgrouped_gpu.test.ts --reporter=verbose) > "$OUT/precision-kgrouped.log" 2>&1
+  echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|worst" "$OUT/precision-kgrouped.log" | tail -24
+}
+
 for part in "${parts[@]}"; do
   case $part in
   variants)
@@ -45,12 +57,8 @@ for part in "${parts[@]}"; do
   fp8)
     # The kernels that have not run yet, alone (a first call with little device time): the FP8
     # grouped GEMM's two partials and the FP8 expert weight gradient.
-    step "precision: the FP8 expert weight gradient on CUDA (kgrouped_gpu)"
-    (cd packages/precision && timeout 150 $vitest run test/kgrouped_gpu.test.ts --reporter=verbose) > "$OUT/precision-kgrouped.log" 2>&1
-    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|worst" "$OUT/precision-kgrouped.log" | tail -24
-    step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
-    (cd packages/precision && timeout 150 $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
-    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
+    fp8_wgrad_test 150
+    fp8_grouped_test 150
     ;;
   tests)
     # Each file under its own limit: a kernel that hangs (a first run of the Hopper grouped GEMM)
@@ -61,12 +69,8 @@ for part in "${parts[@]}"; do
     step "ir: the moe family on CUDA (cuda-moe)"
     (cd packages/ir && timeout 150 $vitest run test/cuda-moe.test.ts --reporter=verbose) > "$OUT/ir-moe.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/ir-moe.log" | tail -20
-    step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
-    (cd packages/precision && timeout 240 $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
-    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
-    step "precision: the FP8 expert weight gradient on CUDA (kgrouped_gpu: quantize_kgrouped, grouped_scaled_matmul_wgrad)"
-    (cd packages/precision && timeout 200 $vitest run test/kgrouped_gpu.test.ts --reporter=verbose) > "$OUT/precision-kgrouped.log" 2>&1
-    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|worst" "$OUT/precision-kgrouped.log" | tail -24
+    fp8_grouped_test 240
+    fp8_wgrad_test 200
     step "precision: quantize of a batch (the experts' weights) and fake_quant (the emulated backward) on CUDA"
     (cd packages/precision && timeout 120 $vitest run test/gpu.test.ts -t "quantize_cuda on a batch|fake_quant on CUDA" --reporter=verbose) > "$OUT/precision-batch.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/precision-batch.log" | tail -8
