@@ -26,6 +26,7 @@
 // aligned bases and compute capability 9.0; the launcher takes the general path otherwise.
 #pragma once
 #include "gemm/grouped_gemm_sm90.cuh"
+#include "quant/formats.cuh"
 
 namespace dw {
 namespace grouped90 {
@@ -41,6 +42,12 @@ struct Fp8Args {
   void* d;
   int R, K, N, E, L4;
   ErrWord* err;
+  // groupedScaledGemmAct only (the kernel's Epi not kEpiNone; null otherwise): pre bf16 [R, N]
+  // (gelu: written; dgelu: read), and d's rowwise 1 × 128 FP8 (e4m3) codes [R, N] and scales
+  // f32 [N / 128, R].
+  __nv_bfloat16* aux;
+  uint8_t* q;
+  float* qScale;
 };
 
 #ifdef DW_GROUPED90_DEVICE
@@ -96,9 +103,73 @@ __device__ __forceinline__ void twoPartials(int blocks, float (&pa)[64], float (
     promote(pa, kb);
   }
 }
+
+// groupedScaledGemmAct's epilogue: this thread's two rows of a 128-column tile (the tile is one
+// 1 × 128 scale block of each row: N % 128 == 0), from the FP32 products acc.
+//   gelu:  aux = pre = bf16(v), d = bf16(gelu(pre));  dgelu: d = bf16(bf16(v) · gelu'(aux))
+// (grouped_epilogue.cuh's storePair and storeDgelu), then d's codes and scale as quantize's
+// fp8-block1x128 rowwise makes them (quant/quantize_mx8.cu): the amax of the row's 128 bf16 values
+// as bit patterns (the 4 lanes of a quad hold a row: two shuffles), fp8Scale, codes of
+// f32(v · mul). So the fused result is the unfused chain's, bit for bit. Every lane takes part in
+// the shuffles; only rows of the tile's expert (row < rowEnd) are stored.
+template <int Epi>
+__device__ __forceinline__ void storeActQuant(const Fp8Args& a, const float (&acc)[64], int rowH0, int rowH1, int rowEnd, int col0, int lane) {
+  static_assert(Epi == grouped::kEpiGelu || Epi == grouped::kEpiDgelu, "gelu or dgelu");
+  constexpr int F = quant::kBlk1x128;
+  __nv_bfloat16* const d = static_cast<__nv_bfloat16*>(a.d);
+  const auto bits = [](__nv_bfloat162 v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    return u;
+  };
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = h ? rowH1 : rowH0;
+    const bool live = row < rowEnd && row < a.R;
+    const long long at = static_cast<long long>(row) * a.N + col0 + 2 * (lane % 4);  // + 8j: pair j
+    uint32_t out[16];
+    if constexpr (Epi == grouped::kEpiDgelu) {
+      const unsigned int* const pre = reinterpret_cast<const unsigned int*>(a.aux + at);  // pair j at pre[4j]
+#pragma unroll
+      for (int j = 0; j < 16; ++j) out[j] = live ? __ldg(pre + 4 * j) : 0u;  // the pre pairs, all loads first
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        __nv_bfloat162 p;
+        memcpy(&p, &out[j], sizeof(p));
+        const __nv_bfloat162 prod = __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+        out[j] = bits(__floats2bfloat162_rn(__low2float(prod) * geluGradF(__low2float(p)), __high2float(prod) * geluGradF(__high2float(p))));
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const __nv_bfloat162 pre = __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+        if (live) *reinterpret_cast<__nv_bfloat162*>(a.aux + at + 8 * j) = pre;
+        out[j] = bits(__floats2bfloat162_rn(geluF(__low2float(pre)), geluF(__high2float(pre))));
+      }
+    }
+    uint32_t m = 0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) m = __vmaxu2(m, out[j] & 0x7fff7fffu);
+    m = max(m & 0xffffu, m >> 16);
+    m = max(m, __shfl_xor_sync(0xffffffffu, m, 1));
+    m = max(m, __shfl_xor_sync(0xffffffffu, m, 2));
+    const quant::BlockScale s = quant::fp8Scale<F>(__uint_as_float(m << 16));
+    if (!live) continue;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      *reinterpret_cast<uint32_t*>(d + at + 8 * j) = out[j];
+      const float lo = __uint_as_float(out[j] << 16), hi = __uint_as_float(out[j] & 0xffff0000u);
+      const uint32_t codes = quant::encElem<F>(__fmul_rn(lo, s.mul)) | static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(hi, s.mul))) << 8;
+      *reinterpret_cast<uint16_t*>(a.q + at + 8 * j) = static_cast<uint16_t>(codes);
+    }
+    if (lane % 4 == 0) a.qScale[static_cast<long long>(col0 / 128) * a.R + row] = s.scaleF;
+  }
+}
 #endif  // DW_GROUPED90_DEVICE
 
-template <int FA, int FB, typename OutT>
+// Epi: grouped::kEpiNone (groupedScaledGemm: d of OutT) or kEpiGelu / kEpiDgelu (groupedScaledGemmAct,
+// OutT bf16: storeActQuant).
+template <int FA, int FB, typename OutT, int Epi = grouped::kEpiNone>
 __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const Fp8Args a) {
 #ifdef DW_GROUPED90_DEVICE
   extern __shared__ uint8_t smemRaw[];
@@ -174,19 +245,23 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
       for (int i = 0; i < 64; ++i) acc[i] = fmaf(part[i], (i & 2) ? s1 : s0, acc[i]);
     };
     twoPartials(kBlocks, partA, partB, issue, promote);
-    // Store this warpgroup's 64 rows: columns 8j + 2·(lane % 4) + {0, 1}.
+    if constexpr (Epi != grouped::kEpiNone) {
+      storeActQuant<Epi>(a, acc, rowH0, rowH1, rowEnd, col0, lane);
+    } else {
+      // Store this warpgroup's 64 rows: columns 8j + 2·(lane % 4) + {0, 1}.
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = h ? rowH1 : rowH0;
-      if (row >= rowEnd || row >= a.R) continue;
+      for (int h = 0; h < 2; ++h) {
+        const int row = h ? rowH1 : rowH0;
+        if (row >= rowEnd || row >= a.R) continue;
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        const int col = col0 + 8 * j + 2 * (lane % 4);
-        if (col >= a.N) continue;
-        OutT* p = static_cast<OutT*>(a.d) + static_cast<long long>(row) * a.N + col;
-        const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
-        if constexpr (std::is_same<OutT, float>::value) *reinterpret_cast<float2*>(p) = make_float2(v0, v1);
-        else *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(v0, v1);
+        for (int j = 0; j < 16; ++j) {
+          const int col = col0 + 8 * j + 2 * (lane % 4);
+          if (col >= a.N) continue;
+          OutT* p = static_cast<OutT*>(a.d) + static_cast<long long>(row) * a.N + col;
+          const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+          if constexpr (std::is_same<OutT, float>::value) *reinterpret_cast<float2*>(p) = make_float2(v0, v1);
+          else *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(v0, v1);
+        }
       }
     }
   }

@@ -387,10 +387,10 @@ Napi::Value GroupedGemmWgrad(const Napi::CallbackInfo& info) {
 }
 
 // The Hopper FP8 kernel for a call it takes; false (nothing launched) otherwise.
-template <int FA, int FB, typename OutT>
+template <int FA, int FB, typename OutT, int Epi>
 bool launchFp8Sm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& ma, const CUtensorMap& mb, const grouped90::Fp8Args& args) {
   namespace g = grouped90;
-  constexpr auto kernel = g::groupedFp8Sm90Kernel<FA, FB, OutT>;
+  constexpr auto kernel = g::groupedFp8Sm90Kernel<FA, FB, OutT, Epi>;
   if (!grouped::redistributes<kernel>(g::kThreads, g::kProducerRegs, g::kConsumerRegs)) return false;  // setmaxnreg (or the stub)
   constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedScaledGemm)");
@@ -398,7 +398,7 @@ bool launchFp8Sm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorM
   return true;
 }
 
-template <typename OutT>
+template <typename OutT, int Epi = grouped::kEpiNone>
 bool launchFp8Sm90(Napi::Env env, cudaStream_t s, int fa, int fb, const void* a, const void* b, const grouped90::Fp8Args& args) {
   namespace g = grouped90;
   int dev = 0;
@@ -407,42 +407,149 @@ bool launchFp8Sm90(Napi::Env env, cudaStream_t s, int fa, int fb, const void* a,
   CUtensorMap ma, mb;
   if (!g::makeFp8Maps(&ma, &mb, a, b, args.R, args.K, args.N, args.E)) return false;
   constexpr int e4 = abi::fp8::e4m3;
-  if (fa == e4 && fb == e4) return launchFp8Sm90Kernel<0, 0, OutT>(env, s, dev, ma, mb, args);
-  if (fa == e4) return launchFp8Sm90Kernel<0, 1, OutT>(env, s, dev, ma, mb, args);
-  return launchFp8Sm90Kernel<1, 0, OutT>(env, s, dev, ma, mb, args);  // both e5m2 refused before
+  if (fa == e4 && fb == e4) return launchFp8Sm90Kernel<0, 0, OutT, Epi>(env, s, dev, ma, mb, args);
+  if (fa == e4) return launchFp8Sm90Kernel<0, 1, OutT, Epi>(env, s, dev, ma, mb, args);
+  return launchFp8Sm90Kernel<1, 0, OutT, Epi>(env, s, dev, ma, mb, args);  // both e5m2 refused before
 }
+
+// The operands of a groupedScaledGemm or groupedScaledGemmAct call (Args: the ABI's struct of
+// either), every size and pointer checked; `name` names the entry in the errors.
+struct ScaledOperands {
+  const uint8_t *a, *b;
+  const float *aScale, *bScale;
+  const int* offsets;
+  grouped90::Fp8Args args;  // d and the epilogue's pointers still null
+};
+
+template <typename Args>
+ScaledOperands readScaledOperands(Napi::Env env, const Args& a, const std::string& name) {
+  const uint64_t R = a.R, K = a.K, N = a.N, E = a.E;
+  const int fa = static_cast<int>(a.aFormat), fb = static_cast<int>(a.bFormat);
+  const auto fmt = [](int f) { return std::string(f == abi::fp8::e4m3 ? "e4m3" : f == abi::fp8::e5m2 ? "e5m2" : "e2m1"); };
+  if (E < 1) fail(env, "INVALID_ARGUMENT", "Expected at least one expert for " + name + " but received 0");
+  if (fa == abi::fp8::e2m1 || fb == abi::fp8::e2m1 || (fa == abi::fp8::e5m2 && fb == abi::fp8::e5m2))
+    fail(env, "INVALID_ARGUMENT", "Expected FP8 operands, not both e5m2, for " + name + " but received " + fmt(fa) + " and " + fmt(fb));
+  if (K % 128 != 0) fail(env, "INVALID_ARGUMENT", "Expected K a multiple of 128 for " + name + " but received " + std::to_string(K));
+  if (tilesOf(N) > 65535) fail(env, "INVALID_ARGUMENT", "Expected N at most 4194240 for " + name + " but received " + std::to_string(N));
+  const uint64_t kBlocks = K / 128, L4 = (kBlocks + 3) / 4 * 4, tilesN128 = (N + 127) / 128;
+  ScaledOperands o;
+  o.offsets = a.offsets.template ptr<int>(env, E + 1);
+  o.a = a.a.template ptr<uint8_t>(env, mulSize(env, R, K, (name + " a").c_str()));
+  o.aScale = a.aScale.template ptr<float>(env, mulSize(env, kBlocks, R, (name + " aScale").c_str()));
+  o.b = a.b.template ptr<uint8_t>(env, mulSize(env, E, mulSize(env, N, K, (name + " b").c_str()), (name + " b").c_str()));
+  o.bScale = a.bScale.template ptr<float>(env, mulSize(env, E, mulSize(env, tilesN128, L4, (name + " bScale").c_str()), (name + " bScale").c_str()));
+  o.args = grouped90::Fp8Args{o.offsets, o.aScale, o.bScale, nullptr, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), static_cast<int>(L4), opsErrorWord(env, kErrMoe)};
+  return o;
+}
+
+// The general path's FP8 grid: groupedFp8K's tiles.
+dim3 fp8Grid(const grouped90::Fp8Args& a) { return dim3(tilesOf(static_cast<uint64_t>(a.R)) + static_cast<unsigned>(a.E), tilesOf(static_cast<uint64_t>(a.N)) > 0 ? tilesOf(static_cast<uint64_t>(a.N)) : 1); }
 
 Napi::Value GroupedScaledGemm(const Napi::CallbackInfo& info) {
   const abi::GroupedScaledGemmArgs a = abi::readGroupedScaledGemm(info);
   Napi::Env env = info.Env();
-  const uint64_t R = a.R, K = a.K, N = a.N, E = a.E;
+  const ScaledOperands o = readScaledOperands(env, a, "groupedScaledGemm");
   const int fa = static_cast<int>(a.aFormat), fb = static_cast<int>(a.bFormat);
-  const auto fmt = [](int f) { return std::string(f == abi::fp8::e4m3 ? "e4m3" : f == abi::fp8::e5m2 ? "e5m2" : "e2m1"); };
-  if (E < 1) fail(env, "INVALID_ARGUMENT", "Expected at least one expert for groupedScaledGemm but received 0");
-  if (fa == abi::fp8::e2m1 || fb == abi::fp8::e2m1 || (fa == abi::fp8::e5m2 && fb == abi::fp8::e5m2))
-    fail(env, "INVALID_ARGUMENT", "Expected FP8 operands, not both e5m2, for groupedScaledGemm but received " + fmt(fa) + " and " + fmt(fb));
-  if (K % 128 != 0) fail(env, "INVALID_ARGUMENT", "Expected K a multiple of 128 for groupedScaledGemm but received " + std::to_string(K));
-  if (tilesOf(N) > 65535) fail(env, "INVALID_ARGUMENT", "Expected N at most 4194240 for groupedScaledGemm but received " + std::to_string(N));
   if (a.outDtype != abi::dtype::bf16 && a.outDtype != abi::dtype::f32) fail(env, "INVALID_ARGUMENT", "Expected a bf16 or f32 output for groupedScaledGemm");
-  const uint64_t kBlocks = K / 128, L4 = (kBlocks + 3) / 4 * 4, tilesN128 = (N + 127) / 128;
-  const int* offsets = a.offsets.ptr<int>(env, E + 1);
-  const uint8_t* ap = a.a.ptr<uint8_t>(env, mulSize(env, R, K, "groupedScaledGemm a"));
-  const float* sa = a.aScale.ptr<float>(env, mulSize(env, kBlocks, R, "groupedScaledGemm aScale"));
-  const uint8_t* bp = a.b.ptr<uint8_t>(env, mulSize(env, E, mulSize(env, N, K, "groupedScaledGemm b"), "groupedScaledGemm b"));
-  const float* sb = a.bScale.ptr<float>(env, mulSize(env, E, mulSize(env, tilesN128, L4, "groupedScaledGemm bScale"), "groupedScaledGemm bScale"));
-  ErrWord* err = opsErrorWord(env, kErrMoe);
-  const grouped90::Fp8Args args{offsets, sa, sb, nullptr, static_cast<int>(R), static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), static_cast<int>(L4), err};
-  const dim3 grid(tilesOf(R) + static_cast<unsigned>(E), tilesOf(N) > 0 ? tilesOf(N) : 1);
+  const grouped90::Fp8Args& args = o.args;
   const auto run = [&](auto* d) {
     using OutT = std::remove_pointer_t<decltype(d)>;
     grouped90::Fp8Args call = args;
     call.d = d;
-    if (!launchFp8Sm90<OutT>(env, a.stream, fa, fb, ap, bp, call))
-      groupedFp8K<OutT><<<grid, kThreads, 0, a.stream>>>(ap, sa, bp, sb, offsets, d, fa == abi::fp8::e4m3 ? 0 : 1, fb == abi::fp8::e4m3 ? 0 : 1, args.R, args.K, args.N, args.E, args.L4, err);
+    if (!launchFp8Sm90<OutT>(env, a.stream, fa, fb, o.a, o.b, call))
+      groupedFp8K<OutT><<<fp8Grid(args), kThreads, 0, a.stream>>>(o.a, o.aScale, o.b, o.bScale, o.offsets, d, fa == abi::fp8::e4m3 ? 0 : 1, fb == abi::fp8::e4m3 ? 0 : 1, args.R, args.K, args.N, args.E, args.L4, args.err);
   };
-  if (a.outDtype == abi::dtype::f32) run(a.d.ptr<float>(env, mulSize(env, R, N, "groupedScaledGemm d")));
-  else run(a.d.ptr<__nv_bfloat16>(env, mulSize(env, R, N, "groupedScaledGemm d")));
+  if (a.outDtype == abi::dtype::f32) run(a.d.ptr<float>(env, mulSize(env, a.R, a.N, "groupedScaledGemm d")));
+  else run(a.d.ptr<__nv_bfloat16>(env, mulSize(env, a.R, a.N, "groupedScaledGemm d")));
   checkLaunch(env, "groupedScaledGemm");
+  return env.Undefined();
+}
+
+// groupedScaledGemmAct's general path, after groupedFp8K has stored the bf16 product (gelu: in aux,
+// the pre-activation; dgelu: in d): one warp per row and 128-column block, 4 columns a lane. The
+// epilogue as the Hopper kernel's storeActQuant computes it (the same functions, the same
+// roundings), then the block's amax as bf16 bit patterns, fp8Scale and the codes, as quantize's
+// fp8-block1x128 rowwise. Never aliased: d and aux are distinct [R, N] tensors.
+template <int Epi>
+__global__ void __launch_bounds__(kThreads) actQuantK(__nv_bfloat16* d, __nv_bfloat16* aux, uint8_t* q, float* qScale, int R, int N) {
+  constexpr int F = quant::kBlk1x128;
+  const long long warp = (static_cast<long long>(blockIdx.x) * kThreads + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32, blocks = N / 128;
+  if (warp >= static_cast<long long>(R) * blocks) return;  // whole warps leave together
+  const int row = static_cast<int>(warp / blocks), kb = static_cast<int>(warp % blocks);
+  const long long at = static_cast<long long>(row) * N + kb * 128 + 4 * lane;
+  uint2 pre = *reinterpret_cast<const uint2*>(aux + at), out;
+  const auto pair = [](uint32_t w) {
+    __nv_bfloat162 v;
+    memcpy(&v, &w, sizeof(v));
+    return v;
+  };
+  const auto word = [](__nv_bfloat162 v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof(u));
+    return u;
+  };
+  if constexpr (Epi == grouped::kEpiGelu) {
+    const auto act = [&](uint32_t w) { return word(__floats2bfloat162_rn(geluF(__low2float(pair(w))), geluF(__high2float(pair(w))))); };
+    out = make_uint2(act(pre.x), act(pre.y));
+  } else {
+    const uint2 prod = *reinterpret_cast<const uint2*>(d + at);
+    const auto grad = [&](uint32_t g, uint32_t p) {
+      return word(__floats2bfloat162_rn(__low2float(pair(g)) * geluGradF(__low2float(pair(p))), __high2float(pair(g)) * geluGradF(__high2float(pair(p)))));
+    };
+    out = make_uint2(grad(prod.x, pre.x), grad(prod.y, pre.y));
+  }
+  uint32_t m = __vmaxu2(out.x & 0x7fff7fffu, out.y & 0x7fff7fffu);
+  m = max(m & 0xffffu, m >> 16);
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const quant::BlockScale s = quant::fp8Scale<F>(__uint_as_float(m << 16));
+  *reinterpret_cast<uint2*>(d + at) = out;
+  uint32_t codes = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t w = i < 2 ? out.x : out.y;
+    const float v = __uint_as_float(i % 2 ? w & 0xffff0000u : w << 16);
+    codes |= static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(v, s.mul))) << (8 * i);
+  }
+  *reinterpret_cast<uint32_t*>(q + at) = codes;
+  if (lane == 0) qScale[static_cast<long long>(kb) * R + row] = s.scaleF;
+}
+
+// groupedScaledGemm with the expert MLP's GELU (or its gradient) and the next GEMM's 1 × 128 FP8
+// quantization in the epilogue (the ABI table's groupedScaledGemmAct): the Hopper kernel with
+// storeActQuant where it takes the call, else the general path (groupedFp8K, then actQuantK).
+Napi::Value GroupedScaledGemmAct(const Napi::CallbackInfo& info) {
+  const abi::GroupedScaledGemmActArgs a = abi::readGroupedScaledGemmAct(info);
+  Napi::Env env = info.Env();
+  const std::string name = "groupedScaledGemmAct";
+  const ScaledOperands o = readScaledOperands(env, a, name);
+  const int fa = static_cast<int>(a.aFormat), fb = static_cast<int>(a.bFormat), epi = a.epilogue;
+  if (epi != grouped::kEpiGelu && epi != grouped::kEpiDgelu) fail(env, "INVALID_ARGUMENT", "Expected the gelu or dgelu epilogue for " + name + " but received code " + std::to_string(epi));
+  if (a.N % 128 != 0) fail(env, "INVALID_ARGUMENT", "Expected N a multiple of 128 (whole 1 x 128 scale blocks) for " + name + " but received " + std::to_string(a.N));
+  grouped90::Fp8Args args = o.args;
+  const uint64_t RN = mulSize(env, a.R, a.N, (name + " d").c_str());
+  args.d = a.d.ptr<__nv_bfloat16>(env, RN);
+  args.aux = a.aux.ptr<__nv_bfloat16>(env, RN);
+  args.q = a.q.ptr<uint8_t>(env, RN);
+  args.qScale = a.qScale.ptr<float>(env, mulSize(env, a.N / 128, a.R, (name + " qScale").c_str()));
+  for (const auto& [p, align, what] : {std::make_tuple(static_cast<const void*>(args.d), 8, "d"), std::make_tuple(static_cast<const void*>(args.aux), 8, "aux"),
+                                       std::make_tuple(static_cast<const void*>(args.q), 4, "q"), std::make_tuple(static_cast<const void*>(args.qScale), 4, "qScale")})
+    if (reinterpret_cast<uintptr_t>(p) % align != 0) fail(env, "INVALID_ARGUMENT", "Expected a " + std::to_string(align) + "-byte aligned " + what + " for " + name);
+  if (a.R == 0) return env.Undefined();
+  const bool fast = epi == grouped::kEpiGelu ? launchFp8Sm90<__nv_bfloat16, grouped::kEpiGelu>(env, a.stream, fa, fb, o.a, o.b, args)
+                                             : launchFp8Sm90<__nv_bfloat16, grouped::kEpiDgelu>(env, a.stream, fa, fb, o.a, o.b, args);
+  if (!fast) {
+    __nv_bfloat16* product = epi == grouped::kEpiGelu ? args.aux : static_cast<__nv_bfloat16*>(args.d);
+    groupedFp8K<__nv_bfloat16><<<fp8Grid(args), kThreads, 0, a.stream>>>(o.a, o.aScale, o.b, o.bScale, o.offsets, product, fa == abi::fp8::e4m3 ? 0 : 1, fb == abi::fp8::e4m3 ? 0 : 1, args.R,
+                                                                     args.K, args.N, args.E, args.L4, args.err);
+    checkLaunch(env, name.c_str());
+    const uint64_t warps = a.R * (a.N / 128), grid = (warps * 32 + kThreads - 1) / kThreads;
+    if (grid > 0x7fffffffu) fail(env, "INVALID_ARGUMENT", name + ": too many rows and blocks for one launch");
+    const auto k = epi == grouped::kEpiGelu ? actQuantK<grouped::kEpiGelu> : actQuantK<grouped::kEpiDgelu>;
+    k<<<static_cast<unsigned>(grid), kThreads, 0, a.stream>>>(static_cast<__nv_bfloat16*>(args.d), args.aux, args.q, args.qScale, args.R, args.N);
+  }
+  checkLaunch(env, name.c_str());
   return env.Undefined();
 }
 
@@ -508,6 +615,7 @@ void initGemmGrouped(Napi::Env env, Napi::Object exports) {
   def(env, exports, "groupedGemm", GroupedGemm);
   def(env, exports, "groupedGemmWgrad", GroupedGemmWgrad);
   def(env, exports, "groupedScaledGemm", GroupedScaledGemm);
+  def(env, exports, "groupedScaledGemmAct", GroupedScaledGemmAct);
   def(env, exports, "groupedBlockScaledGemm", GroupedBlockScaledGemm);
 }
 

@@ -407,6 +407,50 @@ inline GroupedScaledGemmArgs readGroupedScaledGemm(const Napi::CallbackInfo& inf
   return a;
 }
 
+// groupedScaledGemmAct(stream, R, K, N, E, aFormat, bFormat, epilogue, a, aScale, b, bScale, offsets, d, aux, q, qScale)  [native/gemm/grouped_gemm.cu]
+struct GroupedScaledGemmActArgs {
+  cudaStream_t stream{};
+  uint64_t R{};
+  uint64_t K{};
+  uint64_t N{};
+  uint64_t E{};
+  int aFormat{};
+  int bFormat{};
+  int epilogue{};
+  TensorArg a{};
+  TensorArg aScale{};
+  TensorArg b{};
+  TensorArg bScale{};
+  TensorArg offsets{};
+  TensorArg d{};
+  TensorArg aux{};
+  TensorArg q{};
+  TensorArg qScale{};
+};
+inline GroupedScaledGemmActArgs readGroupedScaledGemmAct(const Napi::CallbackInfo& info) {
+  Reader r(info, "groupedScaledGemmAct", 26);
+  GroupedScaledGemmActArgs a;
+  a.stream = r.stream("stream");
+  a.R = r.u64("R", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.aFormat = r.code("aFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.bFormat = r.code("bFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.epilogue = r.code("epilogue", 3, "a groupedEpilogue code (0 none, 1 gelu, 2 dgelu, 3 swiglu)");
+  a.a = r.tensor("a", false);
+  a.aScale = r.tensor("aScale", false);
+  a.b = r.tensor("b", false);
+  a.bScale = r.tensor("bScale", false);
+  a.offsets = r.tensor("offsets", false);
+  a.d = r.tensor("d", false);
+  a.aux = r.tensor("aux", false);
+  a.q = r.tensor("q", false);
+  a.qScale = r.tensor("qScale", false);
+  r.end();
+  return a;
+}
+
 // groupedScaledGemmWgrad(stream, K, N, P, E, aFormat, bFormat, outDtype, a, aScale, b, bScale, offsets, dw)  [native/gemm/grouped_fp8_wgrad.cu]
 struct GroupedScaledGemmWgradArgs {
   cudaStream_t stream{};
@@ -462,4 +506,5 @@ inline GroupedScaledGemmWgradArgs readGroupedScaledGemmWgrad(const Napi::Callbac
   X("groupedGemmWgrad", GroupedGemmWgrad)              \
   X("groupedBlockScaledGemm", GroupedBlockScaledGemm)  \
   X("groupedScaledGemm", GroupedScaledGemm)            \
+  X("groupedScaledGemmAct", GroupedScaledGemmAct)      \
   X("groupedScaledGemmWgrad", GroupedScaledGemmWgrad)

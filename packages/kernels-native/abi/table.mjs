@@ -207,6 +207,17 @@ export const entries = {
     args: ['stream', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'outDtype:fdtype',
       'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'offsets:tensor', 'd:tensor'],
   },
+  // groupedScaledGemm with the expert MLP's activation and the next GEMM's quantization fused into
+  // its epilogue (precision's grouped_scaled_matmul_gelu and _dgelu, the fp8-blockwise recipe):
+  // epilogue gelu (groupedEpilogue.gelu): aux = pre = bf16(product) written, d = bf16(gelu(pre));
+  // dgelu: d = bf16(bf16(product) · gelu'(aux)), aux read. Then d quantized rowwise in 1 × 128 blocks
+  // as quantize's fp8-block1x128 (e4m3): codes q u8 [R, N], scales qScale f32 [N / 128, R] (the
+  // 'gemm' layout). d and aux bf16 [R, N]; N a multiple of 128.
+  groupedScaledGemmAct: {
+    file: 'gemm/grouped_gemm.cu',
+    args: ['stream', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'epilogue:enum.groupedEpilogue',
+      'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'offsets:tensor', 'd:tensor', 'aux:tensor', 'q:tensor', 'qScale:tensor'],
+  },
   // The FP8 blockwise expert weight gradient (precision's grouped_scaled_matmul_wgrad; "k-grouped",
   // gemm/grouped_fp8_wgrad_sm90.cuh): dw[e] = Σ over e's padded 128-token blocks pb of (a·sa) ·
   // (b·sb)ᵀ; a [K, P] and b [N, P] codes, each expert's tokens padded to 128 (quantizeKgrouped);
