@@ -3,8 +3,9 @@
 #   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [bandwidth] [sanitize]
 #   variants  only the new Hopper variants' test (cuda-grouped 'wide' and 'pingpong': 128 x 256 tiles, the
 #             pingpong schedule), under a short limit: a first run of a kernel may hang
-#   fp8       only the FP8 grouped GEMM's and FP8 weight gradient's tests (precision kgrouped_gpu,
-#             grouped_scaled_matmul_gpu), each under a short limit
+#   fp8       only the FP8 grouped GEMM's, its fused GELU / dgelu + quantize epilogues' and the FP8
+#             weight gradient's tests (precision kgrouped_gpu, grouped_scaled_matmul_gpu,
+#             grouped_act_gpu), each under a short limit
 #   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe: the grouped GEMMs, their
 #             Hopper kernels and fused epilogues), the FP8 grouped GEMM (precision
 #             grouped_scaled_matmul_gpu), the FP8 expert weight gradient (precision kgrouped_gpu), the
@@ -33,13 +34,18 @@ parts=("$@")
 source "$(dirname "$0")/device-lib.sh"
 device_begin moe-check
 vitest="node ../../node_modules/vitest/vitest.mjs"
-FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/precision/test/grouped_scaled_matmul_gpu.test.ts packages/precision/test/kgrouped_gpu.test.ts packages/nn/test/gpu_moe.test.ts"
+FILES="packages/ir/test/cuda-grouped.test.ts packages/ir/test/cuda-moe.test.ts packages/precision/test/grouped_scaled_matmul_gpu.test.ts packages/precision/test/kgrouped_gpu.test.ts packages/precision/test/grouped_act_gpu.test.ts packages/nn/test/gpu_moe.test.ts"
 
 # The FP8 kernels' test files, each under the given limit (seconds): the parts fp8 and tests run them.
 fp8_grouped_test() {
   step "precision: the FP8 blockwise grouped GEMM on CUDA (grouped_scaled_matmul)"
   (cd packages/precision && timeout "$1" $vitest run test/grouped_scaled_matmul_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-fp8.log" 2>&1
   echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
+}
+fp8_act_test() {
+  step "precision: the FP8 grouped GEMM with GELU / dgelu and the next quantize fused (grouped_act_gpu)"
+  (cd packages/precision && timeout "$1" $vitest run test/grouped_act_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-act.log" 2>&1
+  echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-act.log" | tail -14
 }
 fp8_wgrad_test() {
   step "precision: the FP8 expert weight gradient on CUDA (kgrouped_gpu: quantize_kgrouped, grouped_scaled_matmul_wgrad)"
@@ -59,6 +65,7 @@ for part in "${parts[@]}"; do
     # grouped GEMM's two partials and the FP8 expert weight gradient.
     fp8_wgrad_test 150
     fp8_grouped_test 150
+    fp8_act_test 150
     ;;
   tests)
     # Each file under its own limit: a kernel that hangs (a first run of the Hopper grouped GEMM)
@@ -70,6 +77,7 @@ for part in "${parts[@]}"; do
     (cd packages/ir && timeout 150 $vitest run test/cuda-moe.test.ts --reporter=verbose) > "$OUT/ir-moe.log" 2>&1
     echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→" "$OUT/ir-moe.log" | tail -20
     fp8_grouped_test 240
+    fp8_act_test 150
     fp8_wgrad_test 200
     step "precision: quantize of a batch (the experts' weights) and fake_quant (the emulated backward) on CUDA"
     (cd packages/precision && timeout 120 $vitest run test/gpu.test.ts -t "quantize_cuda on a batch|fake_quant on CUDA" --reporter=verbose) > "$OUT/precision-batch.log" 2>&1

@@ -665,6 +665,8 @@ function helperCases(rng, out) {
     ['checkQuantize', () => P.checkQuantize(null, null, null)], ['checkQuantize', () => P.checkQuantize('q', { shape: [2, 'x'], dtype: 'f32' }, { format: 'fp8-e4m3', direction: 'rowwise' })],
     ['checkQuantize', () => P.checkQuantize('q', { shape: [100, 128], dtype: 'f32' }, { format: 'fp8-block128x128', direction: 'rowwise' })], ['checkScaledMatmul', () => P.checkScaledMatmul(null, null, null)],
     ['checkScaledMatmul', () => P.checkScaledMatmul('s', [null, 1, 2, 3], {})],
+    ...[[{ nodes: [], values: [] }], [{ nodes: [{ op: 'gelu' }], values: [], params: {} }]].map((a) => ['fuseScaledGroupedEpilogues', () => P.fuseScaledGroupedEpilogues(...a)]),
+    ['fuseScaledGroupedEpilogues', () => P.fuseScaledGroupedEpilogues(tinyStep(), 'probe')],
     ['checkScaledMatmul', () => P.checkScaledMatmul('s', [{ shape: [4, 16], dtype: 'f8e5m2' }, { shape: [1], dtype: 'f32' }, { shape: [4, 16], dtype: 'f8e5m2' }, { shape: [1], dtype: 'f32' }], { aScaling: 'tensor', bScaling: 'tensor', scaleLayout: 'plain', outDtype: 'bf16' })],
     ...[null, {}, { M: 1, N: 1, K: 1 }, { M: -1, N: 1, K: 16, aFormat: 'e4m3', bFormat: 'e4m3', aScaling: 'tensor', bScaling: 'tensor', layout: 'gemm', outDtype: 'bf16', fastAccum: false }].map((n) => ['scaledGemmLimits', () => P.scaledGemmLimits(n)]),
     ['mx8Sm90Limits', () => P.mx8Sm90Limits({}, null)], ...[5, {}, null].map((d) => ['computeCapabilityOf', () => P.computeCapabilityOf(d)]),
@@ -675,7 +677,7 @@ function helperCases(rng, out) {
 function policyCases(rng, out) {
   const recipes = Object.keys(RECIPES);
   for (let i = 0; i < 20; i++) {
-    const o = { recipe: recipes[i % recipes.length], keepFirstLast: rng.bool(), minWeightElements: rng.pick([0, 1024, 1 << 14]), numerics: rng.bool(), native: rng.pick(['auto', false]), scaleMode: rng.pick(['floor', 'rceil']), rules: rng.bool() ? [{ match: rng.pick(['blocks.0', /mlp/]), recipe: rng.pick(recipes) }] : [] };
+    const o = { recipe: recipes[i % recipes.length], keepFirstLast: rng.bool(), minWeightElements: rng.pick([0, 1024, 1 << 14]), numerics: rng.bool(), native: rng.pick(['auto', false]), fuseEpilogues: rng.bool(), scaleMode: rng.pick(['floor', 'rceil']), rules: rng.bool() ? [{ match: rng.pick(['blocks.0', /mlp/]), recipe: rng.pick(recipes) }] : [] };
     const first = rng.bool();
     out.push({
       name: `precision.PrecisionPolicy: ${o.recipe}${o.rules.length ? ' with a rule' : ''}${o.numerics ? ', numerics' : ''} on the tiny GPT #${i}`,
@@ -710,7 +712,7 @@ function policyCases(rng, out) {
   }
   const bad = [
     ...['fp16', 'fp8', 'FP8-tensorwise', 'f32', 'mxfp4', 'int8', '', null, 5].map((r) => [`recipe ${show(r)}`, () => new P.PrecisionPolicy({ recipe: r })]),
-    ...[{ keepFirstlast: false }, { precision: 'bf16' }, { minWeightElements: 1e300 }, { minWeightElements: -1 }, { minWeightElements: 1.5 }, { keepFirstLast: 'yes' }, { numerics: 1 }, { native: 'always' }, { scaleMode: 'ceil' }, { rules: 'all' }, { rules: [{ match: 5, recipe: 'bf16' }] }, { rules: [{ match: 'a', recipe: 'fp16' }] }, { rules: [{ match: 'a', recipe: 'bf16', recpe: 'x' }] }].map((o) => [`options ${show(o)}`, () => new P.PrecisionPolicy({ recipe: 'mxfp8', ...o })]),
+    ...[{ keepFirstlast: false }, { precision: 'bf16' }, { minWeightElements: 1e300 }, { minWeightElements: -1 }, { minWeightElements: 1.5 }, { keepFirstLast: 'yes' }, { numerics: 1 }, { native: 'always' }, { fuseEpilogues: 'no' }, { scaleMode: 'ceil' }, { rules: 'all' }, { rules: [{ match: 5, recipe: 'bf16' }] }, { rules: [{ match: 'a', recipe: 'fp16' }] }, { rules: [{ match: 'a', recipe: 'bf16', recpe: 'x' }] }].map((o) => [`options ${show(o)}`, () => new P.PrecisionPolicy({ recipe: 'mxfp8', ...o })]),
     ...[null, 'mxfp8', [], 5].map((o) => [`options ${show(o)}`, () => new P.PrecisionPolicy(o)]), ['plan(null)', () => new P.PrecisionPolicy({ recipe: 'bf16' }).plan(null)],
     ['run({})', () => new P.PrecisionPolicy({ recipe: 'bf16' }).run({})], ['plan of a graph with a junk node', () => new P.PrecisionPolicy({ recipe: 'mxfp8' }).plan({ nodes: [{ phase: 'forward', op: 'matmul' }], values: [], params: {} })], ['run with a junk context', () => new P.PrecisionPolicy({ recipe: 'bf16' }).run(tinyStep(), { device: 5 })],
     ['clone(5)', () => new P.PrecisionPolicy({ recipe: 'bf16' }).clone(5)], ['clone to fp16', () => new P.PrecisionPolicy({ recipe: 'bf16' }).clone({ recipe: 'fp16' })],

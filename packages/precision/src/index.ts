@@ -22,6 +22,8 @@ export type { GemmScaleLayout, ScaledElement, ScaledMatmulDims, ScaledOutDtype, 
 export { scaledMatmul } from './scaled_matmul.js';
 export { scaledMatmulBiasOp } from './ops/scaled_matmul_bias.js';
 export { groupedScaledMatmulOp } from './ops/grouped_scaled_matmul.js';
+export { groupedScaledMatmulDgeluOp, groupedScaledMatmulGeluOp } from './ops/grouped_scaled_matmul_act.js';
+export { fuseScaledGroupedEpilogues } from './fuse_scaled_grouped.js';
 export { checkQuantizeKgrouped, paddedOffsets, quantizeKgroupedOp } from './ops/quantize_kgrouped.js';
 export type { KgroupedDims } from './ops/quantize_kgrouped.js';
 export { checkGroupedWgrad, groupedScaledMatmulWgradOp } from './ops/grouped_scaled_matmul_wgrad.js';
@@ -42,3 +44,4 @@ import './cuda/grouped_scaled_matmul.js';
 import './cuda/quantize.js';
 import './cuda/quantize_kgrouped.js';
 import './cuda/grouped_scaled_matmul_wgrad.js';
+import './cuda/grouped_scaled_matmul_act.js';

@@ -35,7 +35,10 @@
  * gradient as quantize → grouped_scaled_matmul, the weight gradient as quantize_kgrouped →
  * grouped_scaled_matmul_wgrad (DeepGEMM's k-grouped form: each expert's rows padded alone to blocks
  * of 128; on a CUDA device only where the kernel registry has both kernels, else emulated with the
- * registry's reason).
+ * registry's reason). A GELU expert MLP's activation then goes into the forward grouped GEMM's
+ * epilogue and its gradient into the data gradient's, each with the quantization of its result for
+ * the next GEMM (grouped_scaled_matmul_gelu / _dgelu, fuse_scaled_grouped.ts; `fuseEpilogues: false`
+ * turns it off; on CUDA only where the registry has the fused kernel for the call).
  *
  * Recipes (RECIPES): bf16; fp8-tensorwise (E4M3 forward, E5M2 backward, one scale per tensor);
  * fp8-blockwise (DeepSeek-V3's: E4M3 everywhere, 1 × 128 blocks for activations and gradients,
@@ -62,6 +65,7 @@ import { computeCapabilityOf } from './device.js';
 import { scaledGemmAvailable } from './cuda/scaled_matmul.js';
 import { fakeQuantBlocking, type FakeQuantFormat } from './ops/fake_quant.js';
 import { planGroupedGemm, registryProbe, rewriteGrouped } from './native_grouped.js';
+import { fuseScaledGroupedEpilogues } from './fuse_scaled_grouped.js';
 import { formatOf, hasNativeRewrite, planGemm, producerMap, rewriteNative, type NativeGemm } from './native_gemm.js';
 import { QUANT_STATS } from './ops/quant_stats.js';
 import { ATTENTION_OPS, gemmRoles, type GemmRoles } from './roles.js';
@@ -141,6 +145,14 @@ export interface PolicyOptions {
    * reference interpreter can); false never (emulate: fake_quant → BF16 GEMM).
    */
   native?: 'auto' | boolean;
+  /**
+   * Where a MoE layer's expert GEMMs run natively (fp8-blockwise), fuse their GELU and GELU backward
+   * with the quantization of the result into the grouped GEMM's epilogue (grouped_scaled_matmul_gelu
+   * and _dgelu; fuse_scaled_grouped.ts), on a CUDA device only where the kernel registry has a
+   * kernel for the fused call (default true). false keeps gelu, gelu_backward and quantize as their
+   * own nodes: the same values, bit for bit on the CPU reference.
+   */
+  fuseEpilogues?: boolean;
 }
 
 export interface LayerDecision {
@@ -191,7 +203,7 @@ function reductionAxes(n: NodeDecl): number[] {
 }
 export const NUMERICS_PREFIX = 'numerics/';
 
-const POLICY_OPTIONS = ['recipe', 'rules', 'keepFirstLast', 'minWeightElements', 'scaleMode', 'numerics', 'native'];
+const POLICY_OPTIONS = ['recipe', 'rules', 'keepFirstLast', 'minWeightElements', 'scaleMode', 'numerics', 'native', 'fuseEpilogues'];
 
 function checkOptions(options: PolicyOptions): void {
   const bad = (what: string, got: unknown) => new DeepwellError('INVALID_ARGUMENT', `Expected ${what} but received ${describe(got)}`);
@@ -205,6 +217,7 @@ function checkOptions(options: PolicyOptions): void {
   if (options.scaleMode !== undefined && options.scaleMode !== 'floor' && options.scaleMode !== 'rceil') throw bad("'floor' or 'rceil' for scaleMode", options.scaleMode);
   if (options.numerics !== undefined && typeof options.numerics !== 'boolean') throw bad('a boolean for numerics', options.numerics);
   if (options.native !== undefined && options.native !== 'auto' && typeof options.native !== 'boolean') throw bad("'auto' or a boolean for native", options.native);
+  if (options.fuseEpilogues !== undefined && typeof options.fuseEpilogues !== 'boolean') throw bad('a boolean for fuseEpilogues', options.fuseEpilogues);
 }
 
 function checkRule(r: PolicyRule): void {
@@ -220,7 +233,7 @@ export class PrecisionPolicy implements GraphPass {
 
   constructor(options: PolicyOptions) {
     checkOptions(options);
-    this.options = { keepFirstLast: true, minWeightElements: 1 << 14, scaleMode: 'floor', numerics: false, native: 'auto', ...options, rules: [...(options.rules ?? [])] };
+    this.options = { keepFirstLast: true, minWeightElements: 1 << 14, scaleMode: 'floor', numerics: false, native: 'auto', ...options, fuseEpilogues: options.fuseEpilogues ?? true, rules: [...(options.rules ?? [])] };
   }
 
   /** A new policy with these options changed (rules included: the copy has its own list). */
@@ -311,6 +324,7 @@ export class PrecisionPolicy implements GraphPass {
     const gemmIndex = new Map<string, number>();
     const numerics: NumericsOutput[] = [];
     const natives: NativeGemm[] = [];
+    let groupedNative = false; // a forward or data-gradient grouped GEMM rewritten to grouped_scaled_matmul
     const why = (d: LayerDecision, text: string) => {
       if (!d.reason.includes(text)) d.reason += text;
     };
@@ -355,7 +369,10 @@ export class PrecisionPolicy implements GraphPass {
         // A dense GEMM is rewritten below, with the others (they share quantize nodes); a grouped one
         // here, in place (its quantize nodes go before it with the rest).
         if ('M' in native) natives.push(native);
-        else rewriteGrouped(graph, b, native);
+        else {
+          rewriteGrouped(graph, b, native);
+          groupedNative ||= native.kind === 'grouped';
+        }
         d.native++;
       } else n.inputs = [...operands, ...n.inputs.slice(2)];
       before.set(n.id, graph.nodes.slice(first));
@@ -366,6 +383,9 @@ export class PrecisionPolicy implements GraphPass {
     // only as long as they must.
     const added = new Set([...before.values()].flat());
     graph.nodes = original.flatMap((n) => [...(before.get(n.id) ?? []), n]).concat(graph.nodes.filter((n) => !added.has(n) && !original.includes(n)));
+    // A GELU expert MLP's activation (and its gradient) with the next GEMM's quantization, into the
+    // native grouped GEMM's epilogue; on CUDA only where the registry has the fused kernel.
+    if (groupedNative && this.options.fuseEpilogues) fuseScaledGroupedEpilogues(graph, kernels);
     this.lastPlan = [...decisions.values()];
     this.lastNumerics = numerics;
     return eliminateDeadCode(graph);

@@ -6,8 +6,10 @@
 // under fp8-blockwise runs its forward expert GEMMs and their data gradients as grouped_scaled_matmul_cuda
 // (the forward ran on the H200 on 2026-12-05; the data gradients are new in session 18, not yet run),
 // and its weight gradients k-grouped, quantize_kgrouped_cuda → grouped_scaled_matmul_wgrad_cuda (new
-// in session 20; this test's expectation of them not yet run). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
-import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
+// in session 20; this test's expectation of them not yet run); where the build has groupedScaledGemmAct,
+// the GELU and its gradient fused into the expert GEMMs' epilogues (grouped_scaled_matmul_gelu / _dgelu,
+// new; not yet run), giving the unfused step's losses bit for bit. Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
+import { cudaStatus, findLibrary, nativeEntries, registerCudaBackends } from '@deepwell/kernels-native';
 import { autocast, capture, compile, initialValues, interpret, numel, trainingStep, type Graph } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
 import { describe, expect, it } from 'vitest';
@@ -103,7 +105,13 @@ describe.skipIf(!gpu || support('fp8-blockwise', cc) !== 'native')('fp8-blockwis
     const a = train(native, moeModel);
     const k = (op: string) => a.kernels.filter((r) => r.op === op);
     expect(k('grouped_scaled_matmul').map((r) => r.kernel)).toEqual(['grouped_scaled_matmul_cuda']);
-    expect(k('grouped_scaled_matmul')[0]!.nodes).toBe(2 * 2 * 2); // 2 layers × (w1, w2) × (forward, data gradient)
+    // 2 layers × (w1, w2) × (forward, data gradient); where this build has the fused epilogue
+    // (groupedScaledGemmAct), each layer's w1 forward carries the GELU and w2's data gradient its
+    // gradient, each with the next GEMM's quantize: grouped_scaled_matmul_gelu / _dgelu.
+    const act = typeof nativeEntries().entries?.groupedScaledGemmAct === 'function';
+    const fused = ['grouped_scaled_matmul_gelu', 'grouped_scaled_matmul_dgelu'];
+    expect(k('grouped_scaled_matmul')[0]!.nodes).toBe(act ? 2 * 2 : 2 * 2 * 2);
+    for (const op of fused) expect(k(op).map((r) => [r.kernel, r.nodes]), op).toEqual(act ? [[`${op}_cuda`, 2]] : []);
     // The weight gradients: 2 layers × (w1, w2), each from the k-grouped codes of its x and dy (four
     // distinct tensors a layer); none left emulated (the policy keeps one emulated, with the kernel
     // registry's reason, where a build lacks the kernels: native.lastPlan says).
@@ -115,6 +123,8 @@ describe.skipIf(!gpu || support('fp8-blockwise', cc) !== 'native')('fp8-blockwis
     expect(k('fake_quant')).toEqual([]);
     const again = train(native.clone(), moeModel);
     expect(again.losses, `seed ${seed}`).toEqual(a.losses); // bit-identical
+    // The fused epilogue computes the unfused kernels' bits (the same GEMM main loop, the same roundings).
+    if (act) expect(train(native.clone({ fuseEpilogues: false }), moeModel).losses, `unfused, seed ${seed}`).toEqual(a.losses);
     const emulated = train(native.clone({ native: false }), moeModel);
     expect(emulated.kernels.some((r) => r.op === 'grouped_scaled_matmul')).toBe(false);
     // Routing may send a near-tie token elsewhere when the sums round differently: a looser bound than the dense model's.

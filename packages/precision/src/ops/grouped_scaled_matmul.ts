@@ -49,9 +49,11 @@ export interface GroupedScaledDims {
   bFormat: ScaledElement;
 }
 
-/** The call's sizes, after the checks the shape rule makes (every error names the argument). */
-export function checkGrouped(inTypes: readonly ValueType[], attrs: Attrs): GroupedScaledDims {
-  const op = 'grouped_scaled_matmul';
+/**
+ * The call's sizes, after the checks the shape rule makes (every error names the argument, and the
+ * op: `op`, for the fused ops that take the same operands, grouped_scaled_matmul_act.ts).
+ */
+export function checkGrouped(inTypes: readonly ValueType[], attrs: Attrs, op = 'grouped_scaled_matmul'): GroupedScaledDims {
   const aScaling = (attrs.aScaling ?? 'block1x128') as Scaling;
   const bScaling = (attrs.bScaling ?? 'block128x128') as Scaling;
   const layout = (attrs.scaleLayout ?? 'gemm') as GemmScaleLayout;

@@ -1,0 +1,213 @@
+// The FP8 grouped GEMM with the GELU epilogue on CUDA: grouped_scaled_matmul_gelu's and _dgelu's
+// candidates over kernels-native's groupedScaledGemmAct (native/gemm/grouped_gemm.cu) against the
+// unfused chain they replace, run on CUDA on the same inputs: grouped_scaled_matmul (bf16 out) →
+// gelu / gelu_backward → quantize (fp8-block1x128, rowwise). The fused Hopper kernel runs the unfused
+// kernel's main loop and rounds where the unfused kernels store, so every output must be equal bit
+// for bit: the product (pre), the activation, the codes and the scales. Skipped without a GPU.
+//
+// Operands are fresh random finite FP8 codes with random f32 scales small enough that the products
+// mostly lie on GELU's curve rather than its tails (1 × 128 for a in the 'gemm' layout [K/128, R],
+// 128 × 128 per expert for b, [E, ceil(N/128), L4], each padding block NaN), ragged groups with an
+// empty expert, or one expert taking every row, R (600 to 1000) not a multiple of 128, K 256 to 512,
+// N 256 or 384, E 4 to 8. Every output is poisoned first (NaN; codes 0x7f, e4m3's NaN) and must come
+// back fully written. The product is also checked against the float64 sum on the CPU within the
+// bound grouped_scaled_matmul_gpu.test.ts uses: twice cuBLASLt's blockwise FP8 error on the same
+// data (|pre − S| <= 2·eLt·Σ|a||b|).
+import { Tensor, f32ToBf16Bits, registry } from '@deepwell/core';
+import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
+import { checkAttrs, getOp, type Attrs, type KernelParams } from '@deepwell/ir';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ELEMENTS, SCALED_GEMM_WORKSPACE, decodeElement } from '../src/index.js';
+import { firstDiff, randomCodes, valuesOf } from './fp8.js';
+import { errorOf } from '../../../testing/errors.js';
+import { randomOffsets } from '../../../testing/moe.js';
+
+const gpu = cudaStatus().available && findLibrary('cublasLt').found;
+if (gpu) registerCudaBackends();
+const dev = { device: 'cuda:0' } as const;
+
+type Fmt = 'e4m3' | 'e5m2';
+const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
+/** Scales that keep the products of random FP8 codes mostly within a few units (GELU's curve, not its tails): e5m2's codes reach 2^7 times e4m3's. */
+const smallScale = (f: Fmt = 'e4m3') => Math.fround(2 ** (randInt(-12, -9) - (f === 'e5m2' ? 6 : 0)) * (1 + Math.random()));
+const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
+const GEMM = { scaleLayout: 'gemm', outDtype: 'bf16' } as const;
+const QUANT = { format: 'fp8-block1x128', direction: 'rowwise' } as const;
+
+const made: Tensor[] = [];
+const keep = <T extends Tensor>(t: T): T => (made.push(t), t);
+afterEach(() => {
+  for (const t of made.splice(0)) t.dispose();
+});
+
+interface Problem {
+  R: number;
+  K: number;
+  N: number;
+  E: number;
+  fa: Fmt;
+  fb: Fmt;
+  a: Uint8Array;
+  aScale: Float32Array; // [K/128, R]
+  b: Uint8Array; // [E, N, K]
+  bScale: Float32Array; // [E, ceil(N/128), L4], padding NaN
+  offsets: Int32Array;
+  pre: Uint16Array; // bf16 bits [R, N]: the GELU backward's pre-activation
+}
+
+function problem(fa: Fmt, fb: Fmt, kind: 'ragged' | 'one'): Problem {
+  const [E, K, N] = [randInt(4, 8), 128 * randInt(2, 4), [256, 384][randInt(0, 1)]!];
+  let R = randInt(600, 1000);
+  if (R % 128 === 0) R++;
+  const L = K / 128, L4 = Math.ceil(L / 4) * 4, tn = N / 128;
+  const bScale = new Float32Array(E * tn * L4).fill(NaN);
+  for (let t = 0; t < E * tn; t++) for (let l = 0; l < L; l++) bScale[t * L4 + l] = smallScale(fb);
+  const pre = Uint16Array.from({ length: R * N }, () => f32ToBf16Bits(Math.random() * 8 - 4));
+  return { R, K, N, E, fa, fb, a: randomCodes(R * K, fa), aScale: Float32Array.from({ length: L * R }, () => smallScale(fa)), b: randomCodes(E * N * K, fb), bScale, offsets: randomOffsets(E, R, kind), pre };
+}
+
+const code = (f: Fmt) => (f === 'e4m3' ? 'f8e4m3' : 'f8e5m2');
+const on = (d: ArrayLike<number> | Uint8Array | Uint16Array, shape: number[], dtype: string) => keep(Tensor.from(d as never, shape, dtype as never, dev));
+
+function inputs(p: Problem): Tensor[] {
+  const L4 = Math.ceil(p.K / 128 / 4) * 4;
+  return [on(p.a, [p.R, p.K], code(p.fa)), on(p.aScale, [p.K / 128, p.R], 'f32'), on(p.b, [p.E, p.N, p.K], code(p.fb)), on(p.bScale, [p.E, p.N / 128, L4], 'f32'), on(p.offsets, [p.E + 1], 'i32')];
+}
+
+/** Poisoned outputs: bf16 [R, N] NaN, codes [R, N] 0x7f (e4m3's NaN), scales f32 [N/128, R] NaN. */
+const bf16Out = (p: Problem) => on(new Uint16Array(p.R * p.N).fill(0x7fc0), [p.R, p.N], 'bf16');
+const quantOut = (p: Problem) => [on(new Uint8Array(p.R * p.N).fill(0x7f), [p.R, p.N], 'f8e4m3'), on(new Float32Array((p.N / 128) * p.R).fill(NaN), [p.N / 128, p.R], 'f32')];
+
+/** Selects the op's CUDA candidate (as a compiled step does) and runs it into the given outputs. */
+function runCandidate(op: string, want: string | null, ins: Tensor[], outs: Tensor[], attrs: Attrs): void {
+  const def = getOp(op);
+  const checked = checkAttrs(def, attrs);
+  const inTypes = ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype }));
+  const params: KernelParams = { op, device: 'cuda:0', inTypes, outTypes: def.infer(inTypes, checked), attrs: checked };
+  const kernel = registry.select<KernelParams, void>(op, params);
+  expect(kernel.backend, `${op}: ${registry.explain(op, params).text}`).toBe('cuda');
+  if (want !== null) expect(kernel.name).toBe(want);
+  const bytes = (kernel as { workspace?: (p: KernelParams) => number }).workspace?.(params) ?? 0;
+  const ws = bytes > 0 ? keep(Tensor.empty([bytes], 'u8', dev)) : null;
+  const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: ins.map(ptr), outputs: outs.map(ptr), workspace: ws ? ptr(ws) : null };
+  kernel.run(call as never);
+}
+
+/** Each output's bits equal the unfused one's, and every element written (no NaN, no NaN code). */
+function expectSame(what: string, got: Tensor, want: Tensor): void {
+  const [g, w] = [got.toHost() as ArrayLike<number>, want.toHost() as ArrayLike<number>];
+  expect(firstDiff(g, w), `${what}: the unfused kernels' bits`).toBe(-1);
+  const nan = got.dtype === 'f8e4m3' ? (c: number) => (c & 0x7f) === 0x7f : got.dtype === 'bf16' ? (c: number) => (c & 0x7fff) > 0x7f80 : Number.isNaN;
+  expect(Array.from(g).findIndex(nan), `${what}: every element written`).toBe(-1);
+}
+
+/** S (the float64 sum) and T (Σ|a||b|) of every output, from the dequantized values, k ascending. */
+function exact(p: Problem): { S: Float64Array; T: Float64Array } {
+  const { R, K, N, E } = p;
+  const L4 = Math.ceil(K / 128 / 4) * 4, tn = N / 128;
+  const [da, db] = [ELEMENTS[p.fa], ELEMENTS[p.fb]];
+  const A = Float64Array.from({ length: R * K }, (_, i) => decodeElement(da, p.a[i]!) * p.aScale[Math.floor((i % K) / 128) * R + Math.floor(i / K)]!);
+  const [S, T] = [new Float64Array(R * N), new Float64Array(R * N)];
+  for (let e = 0; e < E; e++) {
+    if (p.offsets[e] === p.offsets[e + 1]) continue;
+    const B = Float64Array.from({ length: N * K }, (_, i) => decodeElement(db, p.b[e * N * K + i]!) * p.bScale[(e * tn + Math.floor(Math.floor(i / K) / 128)) * L4 + Math.floor((i % K) / 128)]!);
+    for (let r = p.offsets[e]!; r < p.offsets[e + 1]!; r++)
+      for (let n = 0; n < N; n++) {
+        let [s, t] = [0, 0];
+        for (let k = 0; k < K; k++) {
+          const v = A[r * K + k]! * B[n * K + k]!;
+          s += v;
+          t += Math.abs(v);
+        }
+        [S[r * N + n], T[r * N + n]] = [s, t];
+      }
+  }
+  return { S, T };
+}
+
+/** cuBLASLt's blockwise FP8 GEMM (scaled_matmul_cublaslt) on each expert's rows, padded to a multiple of 4 rows: bf16 outputs [R, N]. */
+function cublasLt(p: Problem): Float64Array {
+  const { K, N, E } = p;
+  const L = K / 128, tn = N / 128, L4 = Math.ceil(L / 4) * 4;
+  const result = new Float64Array(p.R * N).fill(NaN);
+  const ws = keep(Tensor.empty([SCALED_GEMM_WORKSPACE], 'u8', dev));
+  for (let e = 0; e < E; e++) {
+    const [r0, r1] = [p.offsets[e]!, p.offsets[e + 1]!];
+    if (r0 === r1) continue;
+    const M = Math.ceil((r1 - r0) / 4) * 4;
+    const a = new Uint8Array(M * K);
+    a.set(p.a.subarray(r0 * K, r1 * K));
+    const aScale = new Float32Array(L * M).fill(1);
+    for (let l = 0; l < L; l++) for (let r = r0; r < r1; r++) aScale[l * M + r - r0] = p.aScale[l * p.R + r]!;
+    const ins = [on(a, [M, K], code(p.fa)), on(aScale, [L, M], 'f32'), on(p.b.subarray(e * N * K, (e + 1) * N * K), [N, K], code(p.fb)), on(p.bScale.subarray(e * tn * L4, (e + 1) * tn * L4), [tn, L4], 'f32')];
+    const attrs = { aScaling: 'block1x128', bScaling: 'block128x128', scaleLayout: 'gemm', outDtype: 'bf16', fastAccum: false };
+    const inTypes = ins.map((x) => ({ shape: [...x.shape], dtype: x.dtype }));
+    const params: KernelParams = { op: 'scaled_matmul', device: 'cuda:0', inTypes, outTypes: getOp('scaled_matmul').infer(inTypes, attrs), attrs };
+    const kernel = registry.select<KernelParams, void>('scaled_matmul', params);
+    expect(kernel.name).toBe('scaled_matmul_cublaslt');
+    const d = on(new Uint16Array(M * N).fill(0x7fc0), [M, N], 'bf16');
+    kernel.run({ ...params, stream: 0, inputs: ins.map(ptr), outputs: [ptr(d)], workspace: ptr(ws) } as never);
+    result.set(valuesOf(d).subarray(0, (r1 - r0) * N), r0 * N);
+  }
+  return result;
+}
+
+/** The largest |got − S| / T over elements with T > 0. */
+function worstError(got: ArrayLike<number>, S: Float64Array, T: Float64Array): number {
+  let worst = 0;
+  for (let i = 0; i < S.length; i++) if (T[i]! > 0) worst = Math.max(worst, Math.abs(got[i]! - S[i]!) / T[i]!);
+  return worst;
+}
+
+const CASES: [Fmt, Fmt, 'ragged' | 'one'][] = [
+  ['e4m3', 'e4m3', 'ragged'],
+  ['e4m3', 'e4m3', 'one'],
+  ['e5m2', 'e4m3', 'ragged'],
+];
+
+describe.skipIf(!gpu)('grouped_scaled_matmul_gelu and _dgelu on CUDA (the FP8 grouped GEMM with the GELU and quantize epilogue)', () => {
+  it.each(CASES.map((c) => [`${c[0]}·${c[1]}, ${c[2]}`, ...c] as const))('every output equals the unfused CUDA chain bit for bit, into poisoned outputs; the product within twice cuBLASLt’s error of the float64 sum: %s', (_name, fa, fb, kind) => {
+    const p = problem(fa, fb, kind);
+    const what = `E ${p.E} R ${p.R} K ${p.K} N ${p.N} ${fa}·${fb} offsets ${Array.from(p.offsets)}`;
+    const ins = inputs(p);
+
+    // Forward: [out, pre, codes, scales] against grouped_scaled_matmul → gelu → quantize.
+    const fused = [bf16Out(p), bf16Out(p), ...quantOut(p)];
+    runCandidate('grouped_scaled_matmul_gelu', 'grouped_scaled_matmul_gelu_cuda', ins, fused, GEMM);
+    const pre = bf16Out(p);
+    runCandidate('grouped_scaled_matmul', 'grouped_scaled_matmul_cuda', ins, [pre], GEMM);
+    const h = bf16Out(p);
+    runCandidate('gelu', null, [pre], [h], {});
+    const hq = quantOut(p);
+    runCandidate('quantize', 'quantize_cuda', [h], hq, QUANT);
+    ['out', 'pre', 'codes', 'scales'].forEach((name, i) => expectSame(`${what}: gelu ${name}`, fused[i]!, [h, pre, ...hq][i]!));
+    const codes = fused[2]!.toHost() as Uint8Array;
+    expect(codes.some((c) => c !== 0 && c !== 0x80), `${what}: codes not all zero`).toBe(true);
+
+    // Backward: [out, codes, scales] against grouped_scaled_matmul → gelu_backward(dh, pre) → quantize.
+    const preIn = on(p.pre, [p.R, p.N], 'bf16');
+    const dfused = [bf16Out(p), ...quantOut(p)];
+    runCandidate('grouped_scaled_matmul_dgelu', 'grouped_scaled_matmul_dgelu_cuda', [...ins, preIn], dfused, GEMM);
+    const dpre = bf16Out(p);
+    runCandidate('gelu_backward', null, [pre, preIn], [dpre], {});
+    const dq = quantOut(p);
+    runCandidate('quantize', 'quantize_cuda', [dpre], dq, QUANT);
+    ['out', 'codes', 'scales'].forEach((name, i) => expectSame(`${what}: dgelu ${name}`, dfused[i]!, [dpre, ...dq][i]!));
+
+    // The product against the float64 sum, within the grouped GEMM test's bound.
+    const { S, T } = exact(p);
+    const got = valuesOf(fused[1]!);
+    const eLt = worstError(cublasLt(p), S, T);
+    console.log(`${what}: worst |pre − S| / Σ|a||b| ${worstError(got, S, T).toExponential(3)}, cuBLASLt's ${eLt.toExponential(3)}`);
+    const bad = got.findIndex((v, i) => !(Math.abs(v - S[i]!) <= 2 * eLt * T[i]!));
+    expect(bad, bad < 0 ? '' : `${what}: pre[${bad}] = ${got[bad]} for ${S[bad]} (Σ|a||b| ${T[bad]}, bound 2·${eLt}·Σ|a||b|)`).toBe(-1);
+  });
+
+  it('refuses offsets that do not add up (the error check after the call)', () => {
+    const p = problem('e4m3', 'e4m3', 'ragged');
+    // 0, 0, R, 1, …, R: offsets[3] < offsets[2] (E >= 4).
+    p.offsets = Int32Array.from({ length: p.E + 1 }, (_, e) => (e === p.E || e === 2 ? p.R : e === 3 ? 1 : 0));
+    const e = errorOf(() => runCandidate('grouped_scaled_matmul_gelu', 'grouped_scaled_matmul_gelu_cuda', inputs(p), [bf16Out(p), bf16Out(p), ...quantOut(p)], GEMM));
+    expect(e.code, e.message).toBe('INVALID_ARGUMENT');
+  });
+});
