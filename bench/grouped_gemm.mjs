@@ -12,6 +12,9 @@
 // three times: on the default tiles ('deepwell'), on the 128 × 256 tiles ('deepwell-wide') and under
 // the pingpong schedule ('deepwell-pingpong'). 'gelu' runs the GELU epilogue (groupedEpilogue.gelu,
 // writing the pre-activation too). 'fp8-wgrad' is measured alone and with its two quantizeKgrouped calls.
+// 'fp8-gelu' and 'fp8-dgelu' run groupedScaledGemmAct (the FP8 GEMM with the activation and the next
+// GEMM's quantize fused; FLOPs of the GEMM alone): against the 'fp8' case of the same shape, the
+// cost of the fused epilogue.
 import { readFileSync } from 'node:fs';
 import { f32ToBf16Bits } from '@deepwell/core';
 import { Stream, cudaBackend, loadNative } from '@deepwell/kernels-native';
@@ -99,7 +102,11 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     }
     const [aElems, bElems, dElems] = pass === 'wgrad' ? [R * K, R * N, E * K * N] : [R * K, E * K * N, R * N];
     const gelu = pass === 'gelu';
-    const fp8 = pass === 'fp8';
+    // 'fp8-gelu' / 'fp8-dgelu': groupedScaledGemmAct, the FP8 GEMM with GELU (or its gradient, the
+    // pre-activation read) and the 1 × 128 quantize of the result in the epilogue (writing d, the
+    // codes and scales, and for GELU the pre-activation).
+    const act = pass === 'fp8-gelu' || pass === 'fp8-dgelu';
+    const fp8 = pass === 'fp8' || act;
     const inBytes = fp8 ? 1 : 2;
     // FP8: a's 1 × 128 scales [K/128, R], b's 128 × 128 scales [E, ceil(N/128), L4].
     const scaleElems = fp8 ? [(K / 128) * R, E * Math.ceil(N / 128) * Math.ceil(K / 128 / 4) * 4] : [0, 0];
@@ -110,12 +117,14 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
       t(alloc(be.alloc(dElems * 2))),
       ...(fp8 ? scaleElems.map((m) => t(alloc(tiledBuffer(be, scaleBlock, m * 4)))) : []),
       ...(gelu ? [t(alloc(be.alloc(dElems * 2)))] : []), // the pre-activation the GELU epilogue writes
+      ...(act ? [t(alloc(tiledBuffer(be, bf16Block, dElems * 2))), t(alloc(be.alloc(dElems))), t(alloc(be.alloc((N / 128) * R * 4)))] : []), // aux (pre), codes, scales
     ]);
     let next = 0;
     const launch = () => {
       const set = args[next++ % sets];
       const [a, b, d, sa, sb] = set; // FP8: the scales; GELU: set[3] the pre-activation
       if (pass === 'wgrad') n.groupedGemmWgrad(stream.handle, codes.dtype.bf16, R, K, N, E, a, b, t(offBuf), d);
+      else if (act) n.groupedScaledGemmAct(stream.handle, R, K, N, E, codes.fp8.e4m3, codes.fp8.e4m3, codes.groupedEpilogue[pass.slice(4)], a, sa, b, sb, t(offBuf), d, set[5], set[6], set[7]);
       else if (fp8) n.groupedScaledGemm(stream.handle, R, K, N, E, codes.fp8.e4m3, codes.fp8.e4m3, codes.dtype.bf16, a, sa, b, sb, t(offBuf), d);
       else if (gelu) n.groupedGemm(stream.handle, codes.dtype.bf16, R, K, N, E, 0, a, b, t(offBuf), d, codes.groupedEpilogue.gelu, null, set[3], null);
       else n.groupedGemm(stream.handle, codes.dtype.bf16, R, K, N, E, 0, a, b, t(offBuf), d, codes.groupedEpilogue.none, null, null, null);

@@ -104,19 +104,49 @@ __device__ __forceinline__ void twoPartials(int blocks, float (&pa)[64], float (
   }
 }
 
+// A 4 × 4 transpose of words within each quad (lanes 4g .. 4g + 3; t = lane % 4), in each of the
+// four blocks of w: before, lane t's w[4m + i] is its word of pair column 4m + i; after, lane t's
+// w[4m + i] is lane i's word of pair column 4m + t. Two exchanges per block (bit 0 of the lane and
+// the slot, then bit 1), each two shuffles.
+__device__ __forceinline__ void quadTranspose(uint32_t (&w)[16], int t) {
+#pragma unroll
+  for (int m = 0; m < 4; ++m) {
+#pragma unroll
+    for (int p = 0; p < 4; p += 2) {
+      const uint32_t got = __shfl_xor_sync(0xffffffffu, (t & 1) ? w[4 * m + p] : w[4 * m + p + 1], 1);
+      if (t & 1) w[4 * m + p] = got;
+      else w[4 * m + p + 1] = got;
+    }
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      const uint32_t got = __shfl_xor_sync(0xffffffffu, (t & 2) ? w[4 * m + p] : w[4 * m + p + 2], 2);
+      if (t & 2) w[4 * m + p] = got;
+      else w[4 * m + p + 2] = got;
+    }
+  }
+}
+
 // groupedScaledGemmAct's epilogue: this thread's two rows of a 128-column tile (the tile is one
 // 1 × 128 scale block of each row: N % 128 == 0), from the FP32 products acc.
 //   gelu:  aux = pre = bf16(v), d = bf16(gelu(pre));  dgelu: d = bf16(bf16(v) · gelu'(aux))
 // (grouped_epilogue.cuh's storePair and storeDgelu), then d's codes and scale as quantize's
 // fp8-block1x128 rowwise makes them (quant/quantize_mx8.cu): the amax of the row's 128 bf16 values
 // as bit patterns (the 4 lanes of a quad hold a row: two shuffles), fp8Scale, codes of
-// f32(v · mul). So the fused result is the unfused chain's, bit for bit. Every lane takes part in
-// the shuffles; only rows of the tile's expert (row < rowEnd) are stored.
+// f32(v · mul). So the fused result is the unfused chain's, bit for bit. The accumulator layout
+// gives a lane pairs 8 columns apart; after quadTranspose of the rounded products a lane holds 8
+// adjacent columns (32m + 8t .. + 7, m = 0..3), so pre, d and aux move 16 bytes and the codes 8
+// bytes at a time, a quad's row a whole 64-byte (codes: 32-byte) run, not 2- and 4-byte pieces.
+// Every lane takes part in the shuffles; only rows of the tile's expert (row < rowEnd) are stored.
 template <int Epi>
 __device__ __forceinline__ void storeActQuant(const Fp8Args& a, const float (&acc)[64], int rowH0, int rowH1, int rowEnd, int col0, int lane) {
   static_assert(Epi == grouped::kEpiGelu || Epi == grouped::kEpiDgelu, "gelu or dgelu");
   constexpr int F = quant::kBlk1x128;
-  __nv_bfloat16* const d = static_cast<__nv_bfloat16*>(a.d);
+  const int t = lane % 4;
+  const auto pair = [](uint32_t w) {
+    __nv_bfloat162 v;
+    memcpy(&v, &w, sizeof(v));
+    return v;
+  };
   const auto bits = [](__nv_bfloat162 v) {
     uint32_t u;
     memcpy(&u, &v, sizeof(u));
@@ -126,43 +156,53 @@ __device__ __forceinline__ void storeActQuant(const Fp8Args& a, const float (&ac
   for (int h = 0; h < 2; ++h) {
     const int row = h ? rowH1 : rowH0;
     const bool live = row < rowEnd && row < a.R;
-    const long long at = static_cast<long long>(row) * a.N + col0 + 2 * (lane % 4);  // + 8j: pair j
+    uint32_t w[16];  // the rounded products, then (transposed) 8 adjacent columns per block m
+#pragma unroll
+    for (int j = 0; j < 16; ++j) w[j] = bits(__floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+    quadTranspose(w, t);
+    const long long at = static_cast<long long>(row) * a.N + col0 + 8 * t;  // block m at at + 32m
     uint32_t out[16];
     if constexpr (Epi == grouped::kEpiDgelu) {
-      const unsigned int* const pre = reinterpret_cast<const unsigned int*>(a.aux + at);  // pair j at pre[4j]
+      uint4 pre[4];
 #pragma unroll
-      for (int j = 0; j < 16; ++j) out[j] = live ? __ldg(pre + 4 * j) : 0u;  // the pre pairs, all loads first
+      for (int m = 0; m < 4; ++m) pre[m] = live ? __ldg(reinterpret_cast<const uint4*>(a.aux + at + 32 * m)) : make_uint4(0u, 0u, 0u, 0u);
+      const auto grad = [&](uint32_t g, uint32_t p) {
+        return bits(__floats2bfloat162_rn(__low2float(pair(g)) * geluGradF(__low2float(pair(p))), __high2float(pair(g)) * geluGradF(__high2float(pair(p)))));
+      };
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        __nv_bfloat162 p;
-        memcpy(&p, &out[j], sizeof(p));
-        const __nv_bfloat162 prod = __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-        out[j] = bits(__floats2bfloat162_rn(__low2float(prod) * geluGradF(__low2float(p)), __high2float(prod) * geluGradF(__high2float(p))));
+      for (int m = 0; m < 4; ++m) {
+        out[4 * m] = grad(w[4 * m], pre[m].x);
+        out[4 * m + 1] = grad(w[4 * m + 1], pre[m].y);
+        out[4 * m + 2] = grad(w[4 * m + 2], pre[m].z);
+        out[4 * m + 3] = grad(w[4 * m + 3], pre[m].w);
       }
     } else {
+      if (live) {
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        const __nv_bfloat162 pre = __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-        if (live) *reinterpret_cast<__nv_bfloat162*>(a.aux + at + 8 * j) = pre;
-        out[j] = bits(__floats2bfloat162_rn(geluF(__low2float(pre)), geluF(__high2float(pre))));
+        for (int m = 0; m < 4; ++m) *reinterpret_cast<uint4*>(a.aux + at + 32 * m) = make_uint4(w[4 * m], w[4 * m + 1], w[4 * m + 2], w[4 * m + 3]);
       }
-    }
-    uint32_t m = 0;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) m = __vmaxu2(m, out[j] & 0x7fff7fffu);
-    m = max(m & 0xffffu, m >> 16);
-    m = max(m, __shfl_xor_sync(0xffffffffu, m, 1));
-    m = max(m, __shfl_xor_sync(0xffffffffu, m, 2));
-    const quant::BlockScale s = quant::fp8Scale<F>(__uint_as_float(m << 16));
+      for (int j = 0; j < 16; ++j) out[j] = bits(__floats2bfloat162_rn(geluF(__low2float(pair(w[j]))), geluF(__high2float(pair(w[j])))));
+    }
+    uint32_t mx = 0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) mx = __vmaxu2(mx, out[j] & 0x7fff7fffu);
+    mx = max(mx & 0xffffu, mx >> 16);
+    mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const quant::BlockScale s = quant::fp8Scale<F>(__uint_as_float(mx << 16));
     if (!live) continue;
+    const auto code2 = [&](uint32_t v) {
+      return static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(__uint_as_float(v << 16), s.mul))) |
+             static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(__uint_as_float(v & 0xffff0000u), s.mul))) << 8;
+    };
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      *reinterpret_cast<uint32_t*>(d + at + 8 * j) = out[j];
-      const float lo = __uint_as_float(out[j] << 16), hi = __uint_as_float(out[j] & 0xffff0000u);
-      const uint32_t codes = quant::encElem<F>(__fmul_rn(lo, s.mul)) | static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(hi, s.mul))) << 8;
-      *reinterpret_cast<uint16_t*>(a.q + at + 8 * j) = static_cast<uint16_t>(codes);
+    for (int m = 0; m < 4; ++m) {
+      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(a.d) + at + 32 * m) = make_uint4(out[4 * m], out[4 * m + 1], out[4 * m + 2], out[4 * m + 3]);
+      const uint2 codes = make_uint2(code2(out[4 * m]) | code2(out[4 * m + 1]) << 16, code2(out[4 * m + 2]) | code2(out[4 * m + 3]) << 16);
+      *reinterpret_cast<uint2*>(a.q + at + 32 * m) = codes;
     }
-    if (lane % 4 == 0) a.qScale[static_cast<long long>(col0 / 128) * a.R + row] = s.scaleF;
+    if (t == 0) a.qScale[static_cast<long long>(col0 / 128) * a.R + row] = s.scaleF;
   }
 }
 #endif  // DW_GROUPED90_DEVICE

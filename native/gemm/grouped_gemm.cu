@@ -404,6 +404,8 @@ bool launchFp8Sm90(Napi::Env env, cudaStream_t s, int fa, int fb, const void* a,
   int dev = 0;
   if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::fp8Supported(computeCapability(dev), args.R, args.K, args.N, args.E)) return false;
   if (reinterpret_cast<uintptr_t>(args.d) % 8 != 0) return false;
+  // The act epilogue moves d, aux 16 bytes and the codes 8 bytes at a time (storeActQuant).
+  if (Epi != grouped::kEpiNone && (reinterpret_cast<uintptr_t>(args.d) % 16 != 0 || reinterpret_cast<uintptr_t>(args.aux) % 16 != 0 || reinterpret_cast<uintptr_t>(args.q) % 8 != 0)) return false;
   CUtensorMap ma, mb;
   if (!g::makeFp8Maps(&ma, &mb, a, b, args.R, args.K, args.N, args.E)) return false;
   constexpr int e4 = abi::fp8::e4m3;

@@ -159,16 +159,23 @@ function worstError(got: ArrayLike<number>, S: Float64Array, T: Float64Array): n
   return worst;
 }
 
-const CASES: [Fmt, Fmt, 'ragged' | 'one'][] = [
-  ['e4m3', 'e4m3', 'ragged'],
-  ['e4m3', 'e4m3', 'one'],
-  ['e5m2', 'e4m3', 'ragged'],
+// The last case on the general path (DW_GROUPED_GENERAL=1, read by the addon at each call: groupedFp8K,
+// then actQuantK for the fused op), against the unfused chain on the general path too.
+const CASES: [Fmt, Fmt, 'ragged' | 'one', 'hopper' | 'general'][] = [
+  ['e4m3', 'e4m3', 'ragged', 'hopper'],
+  ['e4m3', 'e4m3', 'one', 'hopper'],
+  ['e5m2', 'e4m3', 'ragged', 'hopper'],
+  ['e4m3', 'e4m3', 'ragged', 'general'],
 ];
+afterEach(() => {
+  delete process.env.DW_GROUPED_GENERAL;
+});
 
 describe.skipIf(!gpu)('grouped_scaled_matmul_gelu and _dgelu on CUDA (the FP8 grouped GEMM with the GELU and quantize epilogue)', () => {
-  it.each(CASES.map((c) => [`${c[0]}·${c[1]}, ${c[2]}`, ...c] as const))('every output equals the unfused CUDA chain bit for bit, into poisoned outputs; the product within twice cuBLASLt’s error of the float64 sum: %s', (_name, fa, fb, kind) => {
+  it.each(CASES.map((c) => [`${c[0]}·${c[1]}, ${c[2]}, ${c[3]} path`, ...c] as const))('every output equals the unfused CUDA chain bit for bit, into poisoned outputs; the product within twice cuBLASLt’s error of the float64 sum: %s', (_name, fa, fb, kind, path) => {
+    if (path === 'general') process.env.DW_GROUPED_GENERAL = '1';
     const p = problem(fa, fb, kind);
-    const what = `E ${p.E} R ${p.R} K ${p.K} N ${p.N} ${fa}·${fb} offsets ${Array.from(p.offsets)}`;
+    const what = `E ${p.E} R ${p.R} K ${p.K} N ${p.N} ${fa}·${fb} ${path} offsets ${Array.from(p.offsets)}`;
     const ins = inputs(p);
 
     // Forward: [out, pre, codes, scales] against grouped_scaled_matmul → gelu → quantize.

@@ -29,8 +29,8 @@ import { firstDiff, randomCodes, valuesOf } from './fp8.js';
 import { randomOffsets } from '../../../testing/moe.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
-// The native FP8 weight gradient is opt-in until it has run on a GPU (cuda/grouped_scaled_matmul_wgrad.ts).
-process.env.DEEPWELL_FP8_WGRAD = 'native';
+// The native FP8 weight gradient is on unless DEEPWELL_FP8_WGRAD=emulated (cuda/grouped_scaled_matmul_wgrad.ts).
+delete process.env.DEEPWELL_FP8_WGRAD;
 if (gpu) registerCudaBackends();
 const dev = { device: 'cuda:0' } as const;
 

@@ -9,9 +9,10 @@
  * as the reference), unless the call says `checkIndices: false` (a captured step checks later).
  * Its test is test/kgrouped_gpu.test.ts.
  *
- * OPT-IN until it has run on a GPU (session 20: written and compiled; no device was lent): the
- * candidate declines unless DEEPWELL_FP8_WGRAD=native is set, so the precision policy keeps the
- * weight gradient emulated (it asks the registry first) and says why. The GPU tests set it.
+ * On by default since session 22, when its test passed (H100) and the 300-step MoE GPT ran with it
+ * (docs/gpu-runs/2026-12-05-session22); before that it was opt-in. DEEPWELL_FP8_WGRAD=emulated makes
+ * the candidate decline, so the precision policy keeps the weight gradient emulated (fake_quant →
+ * the BF16 grouped weight gradient; it asks the registry first) and says why: for comparing the two.
  */
 import { DTYPE_CODE, FP8_CODE, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
@@ -19,11 +20,11 @@ import { checkGroupedWgrad } from '../ops/grouped_scaled_matmul_wgrad.js';
 
 const MAX_INT = 2 ** 31 - 1;
 
-/** The environment variable that opts in to the native FP8 weight gradient (read at each selection). */
-export const FP8_WGRAD_OPT_IN = 'DEEPWELL_FP8_WGRAD';
+/** The environment variable that, set to 'emulated', turns the native FP8 weight gradient off (read at each selection). */
+export const FP8_WGRAD_ENV = 'DEEPWELL_FP8_WGRAD';
 
 function supports(p: KernelParams): true | string {
-  if (process.env[FP8_WGRAD_OPT_IN] !== 'native') return `is opt-in until it has run on a GPU: set ${FP8_WGRAD_OPT_IN}=native`;
+  if (process.env[FP8_WGRAD_ENV] === 'emulated') return `is turned off by ${FP8_WGRAD_ENV}=emulated`;
   let d: ReturnType<typeof checkGroupedWgrad>;
   try {
     d = checkGroupedWgrad(p.inTypes, p.attrs);
