@@ -4,7 +4,7 @@
  * through the registry, results read back as float64. Compare with `reference()`, the CPU
  * reference run on the same (storage-rounded) inputs in float64.
  */
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry, type DTypeName } from '@deepwell/core';
+import { float16Unchecked, registry, type DTypeName } from '@deepwell/core';
 import { Stream, cudaBackend, cudaStatus, type CudaBuffer, type CudaCall } from '@deepwell/kernels-native';
 import { checkAttrs, getOp, numel, type AttrValue, type NumArray, type ValueType } from '../src/index.js';
 
@@ -17,11 +17,27 @@ export interface CudaInput {
   data: Float64Array | Float32Array | Int32Array;
 }
 
+// Bulk conversions in plain loops over typed-array views (the per-element checked converters
+// through Array.from's callback took about 1 µs an element: seconds for the large GEMM tests); the
+// same rounding as @deepwell/core's converters (float16Unchecked), which test/cuda-helpers-codec
+// checks bit for bit.
 export function encode(dtype: DTypeName, data: ArrayLike<number>): ArrayBufferView {
   if (dtype === 'f32') return Float32Array.from(data);
   if (dtype === 'i32') return Int32Array.from(data);
-  if (dtype === 'bf16') return Uint16Array.from(data, f32ToBf16Bits);
-  if (dtype === 'f16') return Uint16Array.from(data, f32ToF16Bits);
+  const out = new Uint16Array(data.length);
+  if (dtype === 'bf16') {
+    const u = new Uint32Array(Float32Array.from(data).buffer);
+    for (let i = 0; i < u.length; i++) {
+      const b = u[i]!;
+      out[i] = (b & 0x7fffffff) > 0x7f800000 ? ((b >>> 16) | 0x40) & 0xffff : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+    }
+    return out;
+  }
+  if (dtype === 'f16') {
+    const { f32ToF16Bits } = float16Unchecked;
+    for (let i = 0; i < out.length; i++) out[i] = f32ToF16Bits(data[i]!);
+    return out;
+  }
   throw new Error(`no test encoding for ${dtype}`);
 }
 
@@ -29,8 +45,16 @@ export function decode(dtype: DTypeName, bytes: Uint8Array): Float64Array {
   const b = bytes.buffer;
   if (dtype === 'f32') return Float64Array.from(new Float32Array(b));
   if (dtype === 'i32') return Float64Array.from(new Int32Array(b));
-  if (dtype === 'bf16') return Float64Array.from(new Uint16Array(b), bf16BitsToF32);
-  return Float64Array.from(new Uint16Array(b), f16BitsToF32);
+  const h = new Uint16Array(b);
+  if (dtype === 'bf16') {
+    const u = new Uint32Array(h.length);
+    for (let i = 0; i < h.length; i++) u[i] = h[i]! << 16;
+    return Float64Array.from(new Float32Array(u.buffer));
+  }
+  const out = new Float64Array(h.length);
+  const { f16BitsToF32 } = float16Unchecked;
+  for (let i = 0; i < h.length; i++) out[i] = f16BitsToF32(h[i]!);
+  return out;
 }
 
 /** The values as the storage dtype holds them (for feeding the reference the same inputs). */

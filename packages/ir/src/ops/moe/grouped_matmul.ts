@@ -69,15 +69,27 @@ export const groupedMatmulOp = defineOp({
     const N = attrs.transposeW ? a : b;
     checkOffsets('grouped_matmul', offsets!, R);
     // w[e][k][n] at e·K·N + k·N + n, or (transposed) e·N·K + n·K + k.
-    const [sk, sn] = attrs.transposeW ? [1, K] : [N, 1];
+    // Each output is the float64 sum over k ascending, from 0; without transposeW a row's N sums run
+    // side by side (k outer, n inner: w read along its rows), the same additions in the same order.
+    const row = new Float64Array(attrs.transposeW ? 0 : N);
     for (let e = 0; e < E; e++) {
       const base = e * K * N;
       for (let r = offsets![e]!; r < offsets![e + 1]!; r++) {
-        for (let n = 0; n < N; n++) {
-          let acc = 0;
-          for (let k = 0; k < K; k++) acc += x![r * K + k]! * w![base + k * sk + n * sn]!;
-          out![r * N + n] = acc;
+        if (attrs.transposeW) {
+          for (let n = 0; n < N; n++) {
+            let acc = 0;
+            for (let k = 0; k < K; k++) acc += x![r * K + k]! * w![base + n * K + k]!;
+            out![r * N + n] = acc;
+          }
+          continue;
         }
+        row.fill(0);
+        for (let k = 0; k < K; k++) {
+          const xv = x![r * K + k]!;
+          const wk = base + k * N;
+          for (let n = 0; n < N; n++) row[n] += xv * w![wk + n]!;
+        }
+        for (let n = 0; n < N; n++) out![r * N + n] = row[n]!;
       }
     }
   },
