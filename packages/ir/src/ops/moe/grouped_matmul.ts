@@ -87,7 +87,7 @@ export const groupedMatmulOp = defineOp({
         for (let k = 0; k < K; k++) {
           const xv = x![r * K + k]!;
           const wk = base + k * N;
-          for (let n = 0; n < N; n++) row[n] += xv * w![wk + n]!;
+          for (let n = 0; n < N; n++) row[n] = row[n]! + xv * w![wk + n]!;
         }
         for (let n = 0; n < N; n++) out![r * N + n] = row[n]!;
       }
