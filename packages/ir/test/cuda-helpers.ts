@@ -17,28 +17,17 @@ export interface CudaInput {
   data: Float64Array | Float32Array | Int32Array;
 }
 
-// Bulk conversions in plain loops over typed-array views (the per-element checked converters
-// through Array.from's callback took about 1 µs an element: seconds for the large GEMM tests); the
-// same rounding as @deepwell/core's converters (float16Unchecked), which test/cuda-helpers-codec
-// checks bit for bit.
+// Plain loops over core's unchecked converters (float16Unchecked): the checked converters through
+// Array.from's callback took about 1 µs an element, seconds for the large GEMM tests.
+// test/cuda-helpers-codec checks the bits against the checked converters.
 export function encode(dtype: DTypeName, data: ArrayLike<number>): ArrayBufferView {
   if (dtype === 'f32') return Float32Array.from(data);
   if (dtype === 'i32') return Int32Array.from(data);
+  if (dtype !== 'bf16' && dtype !== 'f16') throw new Error(`no test encoding for ${dtype}`);
+  const to = dtype === 'bf16' ? float16Unchecked.f32ToBf16Bits : float16Unchecked.f32ToF16Bits;
   const out = new Uint16Array(data.length);
-  if (dtype === 'bf16') {
-    const u = new Uint32Array(Float32Array.from(data).buffer);
-    for (let i = 0; i < u.length; i++) {
-      const b = u[i]!;
-      out[i] = (b & 0x7fffffff) > 0x7f800000 ? ((b >>> 16) | 0x40) & 0xffff : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-    }
-    return out;
-  }
-  if (dtype === 'f16') {
-    const { f32ToF16Bits } = float16Unchecked;
-    for (let i = 0; i < out.length; i++) out[i] = f32ToF16Bits(data[i]!);
-    return out;
-  }
-  throw new Error(`no test encoding for ${dtype}`);
+  for (let i = 0; i < out.length; i++) out[i] = to(data[i]!);
+  return out;
 }
 
 export function decode(dtype: DTypeName, bytes: Uint8Array): Float64Array {
@@ -46,14 +35,9 @@ export function decode(dtype: DTypeName, bytes: Uint8Array): Float64Array {
   if (dtype === 'f32') return Float64Array.from(new Float32Array(b));
   if (dtype === 'i32') return Float64Array.from(new Int32Array(b));
   const h = new Uint16Array(b);
-  if (dtype === 'bf16') {
-    const u = new Uint32Array(h.length);
-    for (let i = 0; i < h.length; i++) u[i] = h[i]! << 16;
-    return Float64Array.from(new Float32Array(u.buffer));
-  }
+  const from = dtype === 'bf16' ? float16Unchecked.bf16BitsToF32 : float16Unchecked.f16BitsToF32;
   const out = new Float64Array(h.length);
-  const { f16BitsToF32 } = float16Unchecked;
-  for (let i = 0; i < h.length; i++) out[i] = f16BitsToF32(h[i]!);
+  for (let i = 0; i < h.length; i++) out[i] = from(h[i]!);
   return out;
 }
 
