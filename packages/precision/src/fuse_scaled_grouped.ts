@@ -29,6 +29,7 @@
 import { invalid } from '@deepwell/core';
 import { checkAttrs, getOp, type Graph, type NodeDecl, type ValueType } from '@deepwell/ir';
 import { checkGraphLike } from './guards.js';
+import { producerMap } from './native_gemm.js';
 import type { KernelProbe } from './native_grouped.js';
 import { EPILOGUE_QUANTIZE, GROUPED_DGELU_OP, GROUPED_GELU_OP } from './ops/grouped_scaled_matmul_act.js';
 
@@ -39,12 +40,6 @@ function readersOf(graph: Graph): Map<number, NodeDecl[]> {
   const readers = new Map<number, NodeDecl[]>();
   for (const n of graph.nodes) for (const i of new Set(n.inputs)) readers.set(i, [...(readers.get(i) ?? []), n]);
   return readers;
-}
-
-function producersOf(graph: Graph): Map<number, NodeDecl> {
-  const producer = new Map<number, NodeDecl>();
-  for (const n of graph.nodes) for (const o of n.outputs) producer.set(o, n);
-  return producer;
 }
 
 /** How many times each value is read, the graph's outputs, updates and gradients counted. */
@@ -88,7 +83,7 @@ function own(graph: Graph, n: NodeDecl): void {
 
 /** A: grouped_scaled_matmul → gelu → quantize becomes grouped_scaled_matmul_gelu. */
 function fuseGelu(graph: Graph, kernels: KernelProbe): number {
-  const producer = producersOf(graph);
+  const producer = producerMap(graph);
   const readers = readersOf(graph);
   let fused = 0;
   for (const g of graph.nodes) {
@@ -112,7 +107,7 @@ function fuseGelu(graph: Graph, kernels: KernelProbe): number {
 
 /** B: grouped_scaled_matmul → gelu_backward(dh, pre) → quantize becomes grouped_scaled_matmul_dgelu. */
 function fuseDgelu(graph: Graph, kernels: KernelProbe): number {
-  const producer = producersOf(graph);
+  const producer = producerMap(graph);
   const readers = readersOf(graph);
   const uses = useCounts(graph);
   let fused = 0;
