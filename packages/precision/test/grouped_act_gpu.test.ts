@@ -14,11 +14,11 @@
 // bound grouped_scaled_matmul_gpu.test.ts uses: twice cuBLASLt's blockwise FP8 error on the same
 // data (|pre − S| <= 2·eLt·Σ|a||b|).
 import { Tensor, f32ToBf16Bits, registry } from '@deepwell/core';
-import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
+import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall } from '@deepwell/kernels-native';
 import { checkAttrs, getOp, type Attrs, type KernelParams } from '@deepwell/ir';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ELEMENTS, SCALED_GEMM_WORKSPACE, decodeElement } from '../src/index.js';
 import { firstDiff, randomCodes, valuesOf } from './fp8.js';
+import { cublasLtReference, exact, ptr, worstError, type Fmt, type Problem as GroupedProblem } from './grouped_fp8.js';
 import { errorOf } from '../../../testing/errors.js';
 import { randomOffsets } from '../../../testing/moe.js';
 
@@ -26,11 +26,9 @@ const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
 const dev = { device: 'cuda:0' } as const;
 
-type Fmt = 'e4m3' | 'e5m2';
 const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 /** Scales that keep the products of random FP8 codes mostly within a few units (GELU's curve, not its tails): e5m2's codes reach 2^7 times e4m3's. */
 const smallScale = (f: Fmt = 'e4m3') => Math.fround(2 ** (randInt(-12, -9) - (f === 'e5m2' ? 6 : 0)) * (1 + Math.random()));
-const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
 const GEMM = { scaleLayout: 'gemm', outDtype: 'bf16' } as const;
 const QUANT = { format: 'fp8-block1x128', direction: 'rowwise' } as const;
 
@@ -40,18 +38,7 @@ afterEach(() => {
   for (const t of made.splice(0)) t.dispose();
 });
 
-interface Problem {
-  R: number;
-  K: number;
-  N: number;
-  E: number;
-  fa: Fmt;
-  fb: Fmt;
-  a: Uint8Array;
-  aScale: Float32Array; // [K/128, R]
-  b: Uint8Array; // [E, N, K]
-  bScale: Float32Array; // [E, ceil(N/128), L4], padding NaN
-  offsets: Int32Array;
+interface Problem extends GroupedProblem {
   pre: Uint16Array; // bf16 bits [R, N]: the GELU backward's pre-activation
 }
 
@@ -101,66 +88,6 @@ function expectSame(what: string, got: Tensor, want: Tensor): void {
   expect(Array.from(g).findIndex(nan), `${what}: every element written`).toBe(-1);
 }
 
-/** S (the float64 sum) and T (Σ|a||b|) of every output, from the dequantized values, k ascending. */
-function exact(p: Problem): { S: Float64Array; T: Float64Array } {
-  const { R, K, N, E } = p;
-  const L4 = Math.ceil(K / 128 / 4) * 4, tn = N / 128;
-  const [da, db] = [ELEMENTS[p.fa], ELEMENTS[p.fb]];
-  const A = Float64Array.from({ length: R * K }, (_, i) => decodeElement(da, p.a[i]!) * p.aScale[Math.floor((i % K) / 128) * R + Math.floor(i / K)]!);
-  const [S, T] = [new Float64Array(R * N), new Float64Array(R * N)];
-  for (let e = 0; e < E; e++) {
-    if (p.offsets[e] === p.offsets[e + 1]) continue;
-    const B = Float64Array.from({ length: N * K }, (_, i) => decodeElement(db, p.b[e * N * K + i]!) * p.bScale[(e * tn + Math.floor(Math.floor(i / K) / 128)) * L4 + Math.floor((i % K) / 128)]!);
-    for (let r = p.offsets[e]!; r < p.offsets[e + 1]!; r++)
-      for (let n = 0; n < N; n++) {
-        let [s, t] = [0, 0];
-        for (let k = 0; k < K; k++) {
-          const v = A[r * K + k]! * B[n * K + k]!;
-          s += v;
-          t += Math.abs(v);
-        }
-        [S[r * N + n], T[r * N + n]] = [s, t];
-      }
-  }
-  return { S, T };
-}
-
-/** cuBLASLt's blockwise FP8 GEMM (scaled_matmul_cublaslt) on each expert's rows, padded to a multiple of 4 rows: bf16 outputs [R, N]. */
-function cublasLt(p: Problem): Float64Array {
-  const { K, N, E } = p;
-  const L = K / 128, tn = N / 128, L4 = Math.ceil(L / 4) * 4;
-  const result = new Float64Array(p.R * N).fill(NaN);
-  const ws = keep(Tensor.empty([SCALED_GEMM_WORKSPACE], 'u8', dev));
-  for (let e = 0; e < E; e++) {
-    const [r0, r1] = [p.offsets[e]!, p.offsets[e + 1]!];
-    if (r0 === r1) continue;
-    const M = Math.ceil((r1 - r0) / 4) * 4;
-    const a = new Uint8Array(M * K);
-    a.set(p.a.subarray(r0 * K, r1 * K));
-    const aScale = new Float32Array(L * M).fill(1);
-    for (let l = 0; l < L; l++) for (let r = r0; r < r1; r++) aScale[l * M + r - r0] = p.aScale[l * p.R + r]!;
-    const ins = [on(a, [M, K], code(p.fa)), on(aScale, [L, M], 'f32'), on(p.b.subarray(e * N * K, (e + 1) * N * K), [N, K], code(p.fb)), on(p.bScale.subarray(e * tn * L4, (e + 1) * tn * L4), [tn, L4], 'f32')];
-    const attrs = { aScaling: 'block1x128', bScaling: 'block128x128', scaleLayout: 'gemm', outDtype: 'bf16', fastAccum: false };
-    const inTypes = ins.map((x) => ({ shape: [...x.shape], dtype: x.dtype }));
-    const params: KernelParams = { op: 'scaled_matmul', device: 'cuda:0', inTypes, outTypes: getOp('scaled_matmul').infer(inTypes, attrs), attrs };
-    const kernel = registry.select<KernelParams, void>('scaled_matmul', params);
-    expect(kernel.name).toBe('scaled_matmul_cublaslt');
-    const d = on(new Uint16Array(M * N).fill(0x7fc0), [M, N], 'bf16');
-    kernel.run({ ...params, stream: 0, inputs: ins.map(ptr), outputs: [ptr(d)], workspace: ptr(ws) } as never);
-    result.set(valuesOf(d).subarray(0, (r1 - r0) * N), r0 * N);
-  }
-  return result;
-}
-
-/** The largest |got − S| / T over elements with T > 0. */
-function worstError(got: ArrayLike<number>, S: Float64Array, T: Float64Array): number {
-  let worst = 0;
-  for (let i = 0; i < S.length; i++) if (T[i]! > 0) worst = Math.max(worst, Math.abs(got[i]! - S[i]!) / T[i]!);
-  return worst;
-}
-
-// The last case on the general path (DW_GROUPED_GENERAL=1, read by the addon at each call: groupedFp8K,
-// then actQuantK for the fused op), against the unfused chain on the general path too.
 const CASES: [Fmt, Fmt, 'ragged' | 'one', 'hopper' | 'general'][] = [
   ['e4m3', 'e4m3', 'ragged', 'hopper'],
   ['e4m3', 'e4m3', 'one', 'hopper'],
@@ -204,7 +131,7 @@ describe.skipIf(!gpu)('grouped_scaled_matmul_gelu and _dgelu on CUDA (the FP8 gr
     // The product against the float64 sum, within the grouped GEMM test's bound.
     const { S, T } = exact(p);
     const got = valuesOf(fused[1]!);
-    const eLt = worstError(cublasLt(p), S, T);
+    const eLt = worstError(cublasLtReference(p, 'bf16'), S, T);
     console.log(`${what}: worst |pre − S| / Σ|a||b| ${worstError(got, S, T).toExponential(3)}, cuBLASLt's ${eLt.toExponential(3)}`);
     const bad = got.findIndex((v, i) => !(Math.abs(v - S[i]!) <= 2 * eLt * T[i]!));
     expect(bad, bad < 0 ? '' : `${what}: pre[${bad}] = ${got[bad]} for ${S[bad]} (Σ|a||b| ${T[bad]}, bound 2·${eLt}·Σ|a||b|)`).toBe(-1);

@@ -19,38 +19,23 @@
 // is off by O(T) and fails. Outputs are poisoned (NaN) first, reruns are bit-identical, and this
 // file's float64 values equal the op's CPU reference, rounded. Bad offsets are a typed error.
 import { Tensor, registry } from '@deepwell/core';
-import { FORMAT_CODE, cudaStatus, findLibrary, nativeEntries, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
+import { FORMAT_CODE, cudaStatus, findLibrary, nativeEntries, registerCudaBackends, type CudaCall } from '@deepwell/kernels-native';
 import { getOp, type KernelParams } from '@deepwell/ir';
 import { describe, expect, it } from 'vitest';
-import { ELEMENTS, SCALED_GEMM_WORKSPACE, computeCapabilityOf, decodeElement, roundToBf16 } from '../src/index.js';
+import { computeCapabilityOf, roundToBf16 } from '../src/index.js';
 import { errorOf } from '../../../testing/errors.js';
 import { randomCodes, valuesOf } from './fp8.js';
+import { cublasLtReference, exact, ptr, worstError, type Fmt, type Problem } from './grouped_fp8.js';
 import { randomOffsets } from '../../../testing/moe.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
 const dev = { device: 'cuda:0' } as const;
 
-type Fmt = 'e4m3' | 'e5m2';
 const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 const bitsEqual = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]));
-const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
 
 const randomScale = () => 2 ** randInt(-6, 6) * (1 + Math.random());
-
-interface Problem {
-  R: number;
-  K: number;
-  N: number;
-  E: number;
-  fa: Fmt;
-  fb: Fmt;
-  a: Uint8Array;
-  aScale: Float32Array; // [K/128, R]
-  b: Uint8Array; // [E, N, K]
-  bScale: Float32Array; // [E, ceil(N/128), L4], padding NaN
-  offsets: Int32Array;
-}
 
 function problem(E: number, R: number, K: number, N: number, fa: Fmt, fb: Fmt, one: boolean): Problem {
   const L = K / 128, L4 = Math.ceil(L / 4) * 4, tn = Math.ceil(N / 128);
@@ -66,85 +51,9 @@ function problem(E: number, R: number, K: number, N: number, fa: Fmt, fb: Fmt, o
   };
 }
 
-/** S (the float64 sum) and T (Σ|a||b|) of every output, from the dequantized values, k ascending. */
-function exact(p: Problem): { S: Float64Array; T: Float64Array } {
-  const { R, K, N, E } = p;
-  const L4 = Math.ceil(K / 128 / 4) * 4, tn = Math.ceil(N / 128);
-  const [da, db] = [ELEMENTS[p.fa], ELEMENTS[p.fb]];
-  const A = Float64Array.from({ length: R * K }, (_, i) => decodeElement(da, p.a[i]!) * p.aScale[Math.floor((i % K) / 128) * R + Math.floor(i / K)]!);
-  const S = new Float64Array(R * N);
-  const T = new Float64Array(R * N);
-  for (let e = 0; e < E; e++) {
-    if (p.offsets[e] === p.offsets[e + 1]) continue;
-    const B = Float64Array.from({ length: N * K }, (_, i) => {
-      const [n, k] = [Math.floor(i / K), i % K];
-      return decodeElement(db, p.b[e * N * K + i]!) * p.bScale[(e * tn + Math.floor(n / 128)) * L4 + Math.floor(k / 128)]!;
-    });
-    for (let r = p.offsets[e]!; r < p.offsets[e + 1]!; r++)
-      for (let n = 0; n < N; n++) {
-        let s = 0;
-        let t = 0;
-        for (let k = 0; k < K; k++) {
-          const v = A[r * K + k]! * B[n * K + k]!;
-          s += v;
-          t += Math.abs(v);
-        }
-        S[r * N + n] = s;
-        T[r * N + n] = t;
-      }
-  }
-  return { S, T };
-}
-
-/** The largest |got − S| / T, over elements with T > 0 (rows of an expert). */
-function worstError(got: ArrayLike<number>, S: Float64Array, T: Float64Array): number {
-  let worst = 0;
-  for (let i = 0; i < S.length; i++) if (T[i]! > 0) worst = Math.max(worst, Math.abs(got[i]! - S[i]!) / T[i]!);
-  return worst;
-}
-
 function firstBad(got: Float64Array, S: Float64Array, T: Float64Array, tol: number): number {
   for (let i = 0; i < got.length; i++) if (!(Math.abs(got[i]! - S[i]!) <= tol * T[i]!)) return i;
   return -1;
-}
-
-/**
- * cuBLASLt's blockwise FP8 GEMM (scaled_matmul_cublaslt) on each expert's rows, padded with zero
- * codes to a multiple of 4 rows (its block-scaling rule): a same-precision GEMM's outputs, [R, N],
- * as `out` values.
- */
-function cublasLtReference(p: Problem, out: 'bf16' | 'f32'): Float64Array {
-  const { K, N, E } = p;
-  const L = K / 128, tn = Math.ceil(N / 128), L4 = Math.ceil(L / 4) * 4;
-  const result = new Float64Array(p.R * N).fill(NaN);
-  const ws = Tensor.empty([SCALED_GEMM_WORKSPACE], 'u8', dev);
-  const t = (d: ArrayLike<number> | Uint8Array, shape: number[], dtype: string) => Tensor.from(d as never, shape, dtype as never, dev);
-  for (let e = 0; e < E; e++) {
-    const [r0, r1] = [p.offsets[e]!, p.offsets[e + 1]!];
-    if (r0 === r1) continue;
-    const M = Math.ceil((r1 - r0) / 4) * 4;
-    const a = new Uint8Array(M * K);
-    a.set(p.a.subarray(r0 * K, r1 * K));
-    const aScale = new Float32Array(L * M).fill(1);
-    for (let l = 0; l < L; l++) for (let r = r0; r < r1; r++) aScale[l * M + r - r0] = p.aScale[l * p.R + r]!;
-    const ins = [
-      t(a, [M, K], p.fa === 'e4m3' ? 'f8e4m3' : 'f8e5m2'),
-      t(aScale, [L, M], 'f32'),
-      t(p.b.subarray(e * N * K, (e + 1) * N * K), [N, K], p.fb === 'e4m3' ? 'f8e4m3' : 'f8e5m2'),
-      t(p.bScale.subarray(e * tn * L4, (e + 1) * tn * L4), [tn, L4], 'f32'),
-    ];
-    const attrs = { aScaling: 'block1x128', bScaling: 'block128x128', scaleLayout: 'gemm', outDtype: out, fastAccum: false };
-    const inTypes = ins.map((x) => ({ shape: x.shape, dtype: x.dtype }));
-    const params: KernelParams = { op: 'scaled_matmul', device: 'cuda:0', inTypes, outTypes: getOp('scaled_matmul').infer(inTypes, attrs), attrs };
-    const kernel = registry.select<KernelParams, void>('scaled_matmul', params);
-    expect(kernel.name).toBe('scaled_matmul_cublaslt');
-    const d = Tensor.from(out === 'f32' ? new Float32Array(M * N).fill(NaN) : new Uint16Array(M * N).fill(0x7fc0), [M, N], out, dev);
-    kernel.run({ ...params, stream: 0, inputs: ins.map(ptr), outputs: [ptr(d)], workspace: ptr(ws) } as never);
-    result.set(valuesOf(d).subarray(0, (r1 - r0) * N), r0 * N);
-    for (const x of [...ins, d]) x.dispose();
-  }
-  ws.dispose();
-  return result;
 }
 
 function tensors(p: Problem, device: string) {
