@@ -48,7 +48,23 @@ struct Fp8Args {
   __nv_bfloat16* aux;
   uint8_t* q;
   float* qScale;
+  // groupedScaledGemmSwiglu only: w3's 128 × 128 scales (b3's; b3 comes as the third tensor map),
+  // and up bf16 [R, N] (aux is gate).
+  const float* b3Scale;
+  __nv_bfloat16* aux2;
 };
+
+// A pair of bf16 values as one 32-bit word, and back (the epilogues' 16-byte moves).
+__device__ __forceinline__ __nv_bfloat162 bf16Pair(uint32_t w) {
+  __nv_bfloat162 v;
+  memcpy(&v, &w, sizeof(v));
+  return v;
+}
+__device__ __forceinline__ uint32_t pairBits(__nv_bfloat162 v) {
+  uint32_t u;
+  memcpy(&u, &v, sizeof(u));
+  return u;
+}
 
 #ifdef DW_GROUPED90_DEVICE
 // D(64 × 128, f32) (+)= A(64 × 32, K-major smem) · B(32 × 128, K-major smem), FP8 codes of the
@@ -126,39 +142,59 @@ __device__ __forceinline__ void quadTranspose(uint32_t (&w)[16], int t) {
   }
 }
 
+// The act epilogues' last step, for one of a thread's rows: out holds the row's 8 adjacent bf16
+// results in each 32-column block m (columns 32m + 8t .. + 7 of the tile, after quadTranspose), at
+// element `at` (the row's column col0 + 8t). The amax of the row's 128 bf16 values as bit patterns
+// (the 4 lanes of a quad hold a row: two shuffles), fp8Scale, then d, and the codes of
+// f32(v · mul), as quantize's fp8-block1x128 rowwise makes them (quant/quantize_mx8.cu); d moves 16
+// bytes and the codes 8 at a time. Every lane takes part in the shuffles; only a live row is stored.
+__device__ __forceinline__ void storeQuantRow(const Fp8Args& a, const uint32_t (&out)[16], long long at, int row, bool live, int col0, int t) {
+  constexpr int F = quant::kBlk1x128;
+  uint32_t mx = 0;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) mx = __vmaxu2(mx, out[j] & 0x7fff7fffu);
+  mx = max(mx & 0xffffu, mx >> 16);
+  mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const quant::BlockScale s = quant::fp8Scale<F>(__uint_as_float(mx << 16));
+  if (!live) return;
+  const auto code2 = [&](uint32_t v) {
+    return static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(__uint_as_float(v << 16), s.mul))) |
+           static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(__uint_as_float(v & 0xffff0000u), s.mul))) << 8;
+  };
+#pragma unroll
+  for (int m = 0; m < 4; ++m) {
+    *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(a.d) + at + 32 * m) = make_uint4(out[4 * m], out[4 * m + 1], out[4 * m + 2], out[4 * m + 3]);
+    const uint2 codes = make_uint2(code2(out[4 * m]) | code2(out[4 * m + 1]) << 16, code2(out[4 * m + 2]) | code2(out[4 * m + 3]) << 16);
+    *reinterpret_cast<uint2*>(a.q + at + 32 * m) = codes;
+  }
+  if (t == 0) a.qScale[static_cast<long long>(col0 / 128) * a.R + row] = s.scaleF;
+}
+
+// Row h (0, 1) of a thread's accumulators rounded to bf16 pairs: word j is columns 8j + 2t + {0, 1}.
+__device__ __forceinline__ void roundedRow(uint32_t (&w)[16], const float (&acc)[64], int h) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j) w[j] = pairBits(__floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+}
+
 // groupedScaledGemmAct's epilogue: this thread's two rows of a 128-column tile (the tile is one
 // 1 × 128 scale block of each row: N % 128 == 0), from the FP32 products acc.
 //   gelu:  aux = pre = bf16(v), d = bf16(gelu(pre));  dgelu: d = bf16(bf16(v) · gelu'(aux))
-// (grouped_epilogue.cuh's storePair and storeDgelu), then d's codes and scale as quantize's
-// fp8-block1x128 rowwise makes them (quant/quantize_mx8.cu): the amax of the row's 128 bf16 values
-// as bit patterns (the 4 lanes of a quad hold a row: two shuffles), fp8Scale, codes of
-// f32(v · mul). So the fused result is the unfused chain's, bit for bit. The accumulator layout
-// gives a lane pairs 8 columns apart; after quadTranspose of the rounded products a lane holds 8
-// adjacent columns (32m + 8t .. + 7, m = 0..3), so pre, d and aux move 16 bytes and the codes 8
-// bytes at a time, a quad's row a whole 64-byte (codes: 32-byte) run, not 2- and 4-byte pieces.
-// Every lane takes part in the shuffles; only rows of the tile's expert (row < rowEnd) are stored.
+// (grouped_epilogue.cuh's storePair and storeDgelu), then d's codes and scale (storeQuantRow). So
+// the fused result is the unfused chain's, bit for bit. The accumulator layout gives a lane pairs 8
+// columns apart; after quadTranspose of the rounded products a lane holds 8 adjacent columns
+// (32m + 8t .. + 7, m = 0..3), so pre, d and aux move 16 bytes at a time, a quad's row a whole
+// 64-byte run, not 2- and 4-byte pieces. Only rows of the tile's expert (row < rowEnd) are stored.
 template <int Epi>
 __device__ __forceinline__ void storeActQuant(const Fp8Args& a, const float (&acc)[64], int rowH0, int rowH1, int rowEnd, int col0, int lane) {
   static_assert(Epi == grouped::kEpiGelu || Epi == grouped::kEpiDgelu, "gelu or dgelu");
-  constexpr int F = quant::kBlk1x128;
   const int t = lane % 4;
-  const auto pair = [](uint32_t w) {
-    __nv_bfloat162 v;
-    memcpy(&v, &w, sizeof(v));
-    return v;
-  };
-  const auto bits = [](__nv_bfloat162 v) {
-    uint32_t u;
-    memcpy(&u, &v, sizeof(u));
-    return u;
-  };
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int row = h ? rowH1 : rowH0;
     const bool live = row < rowEnd && row < a.R;
     uint32_t w[16];  // the rounded products, then (transposed) 8 adjacent columns per block m
-#pragma unroll
-    for (int j = 0; j < 16; ++j) w[j] = bits(__floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+    roundedRow(w, acc, h);
     quadTranspose(w, t);
     const long long at = static_cast<long long>(row) * a.N + col0 + 8 * t;  // block m at at + 32m
     uint32_t out[16];
@@ -167,7 +203,7 @@ __device__ __forceinline__ void storeActQuant(const Fp8Args& a, const float (&ac
 #pragma unroll
       for (int m = 0; m < 4; ++m) pre[m] = live ? __ldg(reinterpret_cast<const uint4*>(a.aux + at + 32 * m)) : make_uint4(0u, 0u, 0u, 0u);
       const auto grad = [&](uint32_t g, uint32_t p) {
-        return bits(__floats2bfloat162_rn(__low2float(pair(g)) * geluGradF(__low2float(pair(p))), __high2float(pair(g)) * geluGradF(__high2float(pair(p)))));
+        return pairBits(__floats2bfloat162_rn(__low2float(bf16Pair(g)) * geluGradF(__low2float(bf16Pair(p))), __high2float(bf16Pair(g)) * geluGradF(__high2float(bf16Pair(p)))));
       };
 #pragma unroll
       for (int m = 0; m < 4; ++m) {
@@ -182,35 +218,55 @@ __device__ __forceinline__ void storeActQuant(const Fp8Args& a, const float (&ac
         for (int m = 0; m < 4; ++m) *reinterpret_cast<uint4*>(a.aux + at + 32 * m) = make_uint4(w[4 * m], w[4 * m + 1], w[4 * m + 2], w[4 * m + 3]);
       }
 #pragma unroll
-      for (int j = 0; j < 16; ++j) out[j] = bits(__floats2bfloat162_rn(geluF(__low2float(pair(w[j]))), geluF(__high2float(pair(w[j])))));
+      for (int j = 0; j < 16; ++j) out[j] = pairBits(__floats2bfloat162_rn(geluF(__low2float(bf16Pair(w[j]))), geluF(__high2float(bf16Pair(w[j])))));
     }
-    uint32_t mx = 0;
+    storeQuantRow(a, out, at, row, live, col0, t);
+  }
+}
+
+// groupedScaledGemmSwiglu's epilogue: gate (this thread's two rows of the first product, already
+// rounded to bf16 pairs by roundedRow) and the second product acc (up): aux = gate, aux2 = up =
+// bf16(u), d = bf16(silu(gate) · up) (grouped_epilogue.cuh's storePair for kEpiSwiglu), then d's
+// codes and scale (storeQuantRow); stored as storeActQuant stores, 16 bytes at a time.
+__device__ __forceinline__ void storeSwigluQuant(const Fp8Args& a, uint32_t (&gate)[2][16], const float (&acc)[64], int rowH0, int rowH1, int rowEnd, int col0, int lane) {
+  const int t = lane % 4;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) mx = __vmaxu2(mx, out[j] & 0x7fff7fffu);
-    mx = max(mx & 0xffffu, mx >> 16);
-    mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const quant::BlockScale s = quant::fp8Scale<F>(__uint_as_float(mx << 16));
-    if (!live) continue;
-    const auto code2 = [&](uint32_t v) {
-      return static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(__uint_as_float(v << 16), s.mul))) |
-             static_cast<uint32_t>(quant::encElem<F>(__fmul_rn(__uint_as_float(v & 0xffff0000u), s.mul))) << 8;
-    };
+  for (int h = 0; h < 2; ++h) {
+    const int row = h ? rowH1 : rowH0;
+    const bool live = row < rowEnd && row < a.R;
+    uint32_t up[16];
+    roundedRow(up, acc, h);
+    quadTranspose(up, t);
+    quadTranspose(gate[h], t);
+    const long long at = static_cast<long long>(row) * a.N + col0 + 8 * t;
+    if (live) {
 #pragma unroll
-    for (int m = 0; m < 4; ++m) {
-      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(a.d) + at + 32 * m) = make_uint4(out[4 * m], out[4 * m + 1], out[4 * m + 2], out[4 * m + 3]);
-      const uint2 codes = make_uint2(code2(out[4 * m]) | code2(out[4 * m + 1]) << 16, code2(out[4 * m + 2]) | code2(out[4 * m + 3]) << 16);
-      *reinterpret_cast<uint2*>(a.q + at + 32 * m) = codes;
+      for (int m = 0; m < 4; ++m) {
+        *reinterpret_cast<uint4*>(a.aux + at + 32 * m) = make_uint4(gate[h][4 * m], gate[h][4 * m + 1], gate[h][4 * m + 2], gate[h][4 * m + 3]);
+        *reinterpret_cast<uint4*>(a.aux2 + at + 32 * m) = make_uint4(up[4 * m], up[4 * m + 1], up[4 * m + 2], up[4 * m + 3]);
+      }
     }
-    if (t == 0) a.qScale[static_cast<long long>(col0 / 128) * a.R + row] = s.scaleF;
+    uint32_t out[16];
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const __nv_bfloat162 g = bf16Pair(gate[h][j]), u = bf16Pair(up[j]);
+      out[j] = pairBits(__floats2bfloat162_rn(siluF(__low2float(g)) * __low2float(u), siluF(__high2float(g)) * __high2float(u)));
+    }
+    storeQuantRow(a, out, at, row, live, col0, t);
   }
 }
 #endif  // DW_GROUPED90_DEVICE
 
-// Epi: grouped::kEpiNone (groupedScaledGemm: d of OutT) or kEpiGelu / kEpiDgelu (groupedScaledGemmAct,
-// OutT bf16: storeActQuant).
+// Epi: grouped::kEpiNone (groupedScaledGemm: d of OutT), kEpiGelu / kEpiDgelu (groupedScaledGemmAct,
+// OutT bf16: storeActQuant) or kEpiSwiglu (groupedScaledGemmSwiglu, OutT bf16: storeSwigluQuant).
+// SwiGLU runs each tile's K loop twice, against b (tmB: gate) then b3 (tmB3: up), through the same
+// ring: the producer loads x's block again with w3's (from L2: the tile's x block was just read),
+// the consumers keep gate as bf16 pairs (32 registers) while they compute up. Two GEMMs' tensor-core
+// work and loads, as unfused; what the fusion saves is gate and up read back for swiglu, and the
+// activation's round trip through memory for quantize. tmB3 is tmB again for the other epilogues.
 template <int FA, int FB, typename OutT, int Epi = grouped::kEpiNone>
-__global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const Fp8Args a) {
+__global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmB3,
+                                                                    const Fp8Args a) {
 #ifdef DW_GROUPED90_DEVICE
   extern __shared__ uint8_t smemRaw[];
   const uint32_t base = (sm90::smemAddr(smemRaw) + 1023u) & ~1023u;
@@ -225,22 +281,28 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
   const int total = ringPrologue(base, offs, prefix, a.offsets, a.E, a.R, tilesN, a.err, kOpGroupedScaledMatmul);
   if (total < 0) return;  // bad offsets (recorded)
 
+  constexpr bool kSwi = Epi == grouped::kEpiSwiglu;
+  constexpr int kPasses = kSwi ? 2 : 1;  // K loops per tile: SwiGLU's gate, then up
   if (wg == 0) {
     sm90::setmaxnregDec<kProducerRegs>();
     if (threadIdx.x == 0) {
       sm90::prefetchTensorMap(&tmA);
       sm90::prefetchTensorMap(&tmB);
+      if constexpr (kSwi) sm90::prefetchTensorMap(&tmB3);
       Ring ring;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
         const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
         const int e = at.e, row0 = at.row0, col0 = at.nTile * kBN;
-        for (int kb = 0; kb < kBlocks; ++kb) {
-          sm90::mbarWait(empty(ring.stage), ring.phase ^ 1);
-          const uint32_t sA = base + ring.stage * kStageBytes, sB = sA + kATileBytes;
-          sm90::mbarArriveExpectTx(full(ring.stage), kStageBytes);
-          tmaLoad2d(sA, &tmA, full(ring.stage), kb * kFp8BK, row0);              // a: 128 rows × 128 codes
-          tmaLoad2d(sB, &tmB, full(ring.stage), kb * kFp8BK, e * a.N + col0);    // b as [E·N, K]: 128 rows (N) × 128 codes
-          ring.next();
+        for (int pass = 0; pass < kPasses; ++pass) {
+          const CUtensorMap* const mb = pass ? &tmB3 : &tmB;
+          for (int kb = 0; kb < kBlocks; ++kb) {
+            sm90::mbarWait(empty(ring.stage), ring.phase ^ 1);
+            const uint32_t sA = base + ring.stage * kStageBytes, sB = sA + kATileBytes;
+            sm90::mbarArriveExpectTx(full(ring.stage), kStageBytes);
+            tmaLoad2d(sA, &tmA, full(ring.stage), kb * kFp8BK, row0);           // a: 128 rows × 128 codes
+            tmaLoad2d(sB, mb, full(ring.stage), kb * kFp8BK, e * a.N + col0);   // b (b3) as [E·N, K]: 128 rows (N) × 128 codes
+            ring.next();
+          }
         }
       }
     }
@@ -253,6 +315,7 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
   Ring ring;  // the next K block to promote; `issue` runs one ahead of it
   float acc[64], partA[64], partB[64];
+  uint32_t gate[2][16];  // SwiGLU: the first product of this thread's two rows, rounded (roundedRow)
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
     const TileAt at = tileAt(prefix, offs, a.E, t, tilesN);
     const int e = at.e, row0 = at.row0, nTile = at.nTile, col0 = nTile * kBN;
@@ -260,32 +323,41 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
     // This thread's rows (accumulators 4j + 2h + {0, 1} are row warp·16 + lane/4 + 8h), clamped for the scale reads.
     const int rowH0 = row0 + c * 64 + warp * 16 + lane / 4, rowH1 = rowH0 + 8;
     const int r0 = min(rowH0, a.R - 1), r1 = min(rowH1, a.R - 1);
-    const float* const sbRow = a.bScale + (static_cast<long long>(e) * tilesN + nTile) * a.L4;
 #pragma unroll
-    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-    // K block kb's four wgmma into a fresh partial, committed as one group.
-    Ring next = ring;
-    const auto issue = [&](float (&part)[64]) {
-      sm90::mbarWait(full(next.stage), next.phase);
-      const uint32_t sA = base + next.stage * kStageBytes + c * (kATileBytes / 2), sB = base + next.stage * kStageBytes + kATileBytes;
-      sm90::wgmmaFence();
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const float* const sbRow = (pass ? a.b3Scale : a.bScale) + (static_cast<long long>(e) * tilesN + nTile) * a.L4;
 #pragma unroll
-      for (int k = 0; k < kFp8BK / 32; ++k) mmaFp8<FA, FB>(part, sm90::descSw128(sA + 32u * k, 0, 1024), sm90::descSw128(sB + 32u * k, 0, 1024), k > 0 ? 1 : 0);
-      sm90::wgmmaCommit();
-      next.next();
-    };
-    // K block kb, whose wgmma are done: its stage released, its partial promoted into acc.
-    const auto promote = [&](float (&part)[64], int kb) {
-      sm90::fenceRegs(part);
-      if (tid == 0) sm90::mbarArrive(empty(ring.stage));  // the stage is read: the producer may refill it
-      ring.next();
-      const float* const saCol = a.aScale + static_cast<long long>(kb) * a.R;
-      const float sb = __ldg(sbRow + kb), s0 = __ldg(saCol + r0) * sb, s1 = __ldg(saCol + r1) * sb;
+      for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+      // K block kb's four wgmma into a fresh partial, committed as one group.
+      Ring next = ring;
+      const auto issue = [&](float (&part)[64]) {
+        sm90::mbarWait(full(next.stage), next.phase);
+        const uint32_t sA = base + next.stage * kStageBytes + c * (kATileBytes / 2), sB = base + next.stage * kStageBytes + kATileBytes;
+        sm90::wgmmaFence();
 #pragma unroll
-      for (int i = 0; i < 64; ++i) acc[i] = fmaf(part[i], (i & 2) ? s1 : s0, acc[i]);
-    };
-    twoPartials(kBlocks, partA, partB, issue, promote);
-    if constexpr (Epi != grouped::kEpiNone) {
+        for (int k = 0; k < kFp8BK / 32; ++k) mmaFp8<FA, FB>(part, sm90::descSw128(sA + 32u * k, 0, 1024), sm90::descSw128(sB + 32u * k, 0, 1024), k > 0 ? 1 : 0);
+        sm90::wgmmaCommit();
+        next.next();
+      };
+      // K block kb, whose wgmma are done: its stage released, its partial promoted into acc.
+      const auto promote = [&](float (&part)[64], int kb) {
+        sm90::fenceRegs(part);
+        if (tid == 0) sm90::mbarArrive(empty(ring.stage));  // the stage is read: the producer may refill it
+        ring.next();
+        const float* const saCol = a.aScale + static_cast<long long>(kb) * a.R;
+        const float sb = __ldg(sbRow + kb), s0 = __ldg(saCol + r0) * sb, s1 = __ldg(saCol + r1) * sb;
+#pragma unroll
+        for (int i = 0; i < 64; ++i) acc[i] = fmaf(part[i], (i & 2) ? s1 : s0, acc[i]);
+      };
+      twoPartials(kBlocks, partA, partB, issue, promote);
+      if (kSwi && pass == 0) {
+        roundedRow(gate[0], acc, 0);
+        roundedRow(gate[1], acc, 1);
+      }
+    }  // pass
+    if constexpr (kSwi) {
+      storeSwigluQuant(a, gate, acc, rowH0, rowH1, rowEnd, col0, lane);
+    } else if constexpr (Epi != grouped::kEpiNone) {
       storeActQuant<Epi>(a, acc, rowH0, rowH1, rowEnd, col0, lane);
     } else {
       // Store this warpgroup's 64 rows: columns 8j + 2·(lane % 4) + {0, 1}.
@@ -310,9 +382,10 @@ __global__ void __launch_bounds__(kThreads, 1) groupedFp8Sm90Kernel(const __grid
 #endif  // DW_GROUPED90_DEVICE
 }
 
-// a as [R, K] and b as [E·N, K] bytes, boxes of 128 codes by 128 rows, 128-byte swizzle. False when
-// TMA cannot describe them (or the driver's encoder is missing).
-inline bool makeFp8Maps(CUtensorMap* ma, CUtensorMap* mb, const void* a, const void* b, int R, int K, int N, int E) {
+// a as [R, K] and b (and b3, SwiGLU's second weight; else b again) as [E·N, K] bytes, boxes of 128
+// codes by 128 rows, 128-byte swizzle. False when TMA cannot describe them (or the driver's encoder
+// is missing).
+inline bool makeFp8Maps(CUtensorMap* ma, CUtensorMap* mb, CUtensorMap* mb3, const void* a, const void* b, const void* b3, int R, int K, int N, int E) {
   const attention::EncodeTiledFn enc = attention::encodeTiledFn();
   if (enc == nullptr) return false;
   const auto map = [&](CUtensorMap* m, const void* p, uint64_t rows) {
@@ -323,7 +396,7 @@ inline bool makeFp8Maps(CUtensorMap* ma, CUtensorMap* mb, const void* a, const v
     return enc(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(p), dims, strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
   };
-  return map(ma, a, static_cast<uint64_t>(R)) && map(mb, b, static_cast<uint64_t>(E) * N);
+  return map(ma, a, static_cast<uint64_t>(R)) && map(mb, b, static_cast<uint64_t>(E) * N) && map(mb3, b3 != nullptr ? b3 : b, static_cast<uint64_t>(E) * N);
 }
 
 // Whether the FP8 fast path takes a call: compute capability 9.0, K a multiple of 128, N of 64, at

@@ -388,30 +388,33 @@ Napi::Value GroupedGemmWgrad(const Napi::CallbackInfo& info) {
 
 // The Hopper FP8 kernel for a call it takes; false (nothing launched) otherwise.
 template <int FA, int FB, typename OutT, int Epi>
-bool launchFp8Sm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& ma, const CUtensorMap& mb, const grouped90::Fp8Args& args) {
+bool launchFp8Sm90Kernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap& ma, const CUtensorMap& mb, const CUtensorMap& mb3, const grouped90::Fp8Args& args) {
   namespace g = grouped90;
   constexpr auto kernel = g::groupedFp8Sm90Kernel<FA, FB, OutT, Epi>;
   if (!grouped::redistributes<kernel>(g::kThreads, g::kProducerRegs, g::kConsumerRegs)) return false;  // setmaxnreg (or the stub)
   constexpr int kMaxSmem = g::smemBytes(g::kMaxExperts);
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedScaledGemm)");
-  kernel<<<static_cast<unsigned>(smCount()), g::kThreads, g::smemBytes(args.E), s>>>(ma, mb, args);
+  kernel<<<static_cast<unsigned>(smCount()), g::kThreads, g::smemBytes(args.E), s>>>(ma, mb, mb3, args);
   return true;
 }
 
+// b3: SwiGLU's second weight (Epi kEpiSwiglu; null otherwise).
 template <typename OutT, int Epi = grouped::kEpiNone>
-bool launchFp8Sm90(Napi::Env env, cudaStream_t s, int fa, int fb, const void* a, const void* b, const grouped90::Fp8Args& args) {
+bool launchFp8Sm90(Napi::Env env, cudaStream_t s, int fa, int fb, const void* a, const void* b, const grouped90::Fp8Args& args, const void* b3 = nullptr) {
   namespace g = grouped90;
   int dev = 0;
   if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::fp8Supported(computeCapability(dev), args.R, args.K, args.N, args.E)) return false;
   if (reinterpret_cast<uintptr_t>(args.d) % 8 != 0) return false;
-  // The act epilogue moves d, aux 16 bytes and the codes 8 bytes at a time (storeActQuant).
-  if (Epi != grouped::kEpiNone && (reinterpret_cast<uintptr_t>(args.d) % 16 != 0 || reinterpret_cast<uintptr_t>(args.aux) % 16 != 0 || reinterpret_cast<uintptr_t>(args.q) % 8 != 0)) return false;
-  CUtensorMap ma, mb;
-  if (!g::makeFp8Maps(&ma, &mb, a, b, args.R, args.K, args.N, args.E)) return false;
+  // The act epilogues move d, aux (aux2) 16 bytes and the codes 8 bytes at a time (storeQuantRow).
+  const auto at16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (Epi != grouped::kEpiNone && (!at16(args.d) || !at16(args.aux) || reinterpret_cast<uintptr_t>(args.q) % 8 != 0)) return false;
+  if (Epi == grouped::kEpiSwiglu && (b3 == nullptr || !at16(args.aux2))) return false;
+  CUtensorMap ma, mb, mb3;
+  if (!g::makeFp8Maps(&ma, &mb, &mb3, a, b, b3, args.R, args.K, args.N, args.E)) return false;
   constexpr int e4 = abi::fp8::e4m3;
-  if (fa == e4 && fb == e4) return launchFp8Sm90Kernel<0, 0, OutT, Epi>(env, s, dev, ma, mb, args);
-  if (fa == e4) return launchFp8Sm90Kernel<0, 1, OutT, Epi>(env, s, dev, ma, mb, args);
-  return launchFp8Sm90Kernel<1, 0, OutT, Epi>(env, s, dev, ma, mb, args);  // both e5m2 refused before
+  if (fa == e4 && fb == e4) return launchFp8Sm90Kernel<0, 0, OutT, Epi>(env, s, dev, ma, mb, mb3, args);
+  if (fa == e4) return launchFp8Sm90Kernel<0, 1, OutT, Epi>(env, s, dev, ma, mb, mb3, args);
+  return launchFp8Sm90Kernel<1, 0, OutT, Epi>(env, s, dev, ma, mb, mb3, args);  // both e5m2 refused before
 }
 
 // The operands of a groupedScaledGemm or groupedScaledGemmAct call (Args: the ABI's struct of
@@ -467,37 +470,36 @@ Napi::Value GroupedScaledGemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// groupedScaledGemmAct's general path, after groupedFp8K has stored the bf16 product (gelu: in aux,
-// the pre-activation; dgelu: in d): one warp per row and 128-column block, 4 columns a lane. The
-// epilogue as the Hopper kernel's storeActQuant computes it (the same functions, the same
-// roundings), then the block's amax as bf16 bit patterns, fp8Scale and the codes, as quantize's
-// fp8-block1x128 rowwise. Never aliased: d and aux are distinct [R, N] tensors.
+// groupedScaledGemmAct's and groupedScaledGemmSwiglu's general path, after groupedFp8K has stored
+// the bf16 products (gelu: the pre-activation in aux; dgelu: the product in d; swiglu: gate in aux,
+// up in aux2): one warp per row and 128-column block, 4 columns a lane. The epilogue as the Hopper
+// kernel's storeActQuant (storeSwigluQuant) computes it (the same functions, the same roundings),
+// then the block's amax as bf16 bit patterns, fp8Scale and the codes, as quantize's fp8-block1x128
+// rowwise. Never aliased: d, aux and aux2 are distinct [R, N] tensors.
 template <int Epi>
-__global__ void __launch_bounds__(kThreads) actQuantK(__nv_bfloat16* d, __nv_bfloat16* aux, uint8_t* q, float* qScale, int R, int N) {
+__global__ void __launch_bounds__(kThreads) actQuantK(__nv_bfloat16* d, const __nv_bfloat16* aux, const __nv_bfloat16* aux2, uint8_t* q, float* qScale, int R, int N) {
   constexpr int F = quant::kBlk1x128;
+  using grouped90::bf16Pair;
+  using grouped90::pairBits;
   const long long warp = (static_cast<long long>(blockIdx.x) * kThreads + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32, blocks = N / 128;
   if (warp >= static_cast<long long>(R) * blocks) return;  // whole warps leave together
   const int row = static_cast<int>(warp / blocks), kb = static_cast<int>(warp % blocks);
   const long long at = static_cast<long long>(row) * N + kb * 128 + 4 * lane;
   uint2 pre = *reinterpret_cast<const uint2*>(aux + at), out;
-  const auto pair = [](uint32_t w) {
-    __nv_bfloat162 v;
-    memcpy(&v, &w, sizeof(v));
-    return v;
-  };
-  const auto word = [](__nv_bfloat162 v) {
-    uint32_t u;
-    memcpy(&u, &v, sizeof(u));
-    return u;
-  };
   if constexpr (Epi == grouped::kEpiGelu) {
-    const auto act = [&](uint32_t w) { return word(__floats2bfloat162_rn(geluF(__low2float(pair(w))), geluF(__high2float(pair(w))))); };
+    const auto act = [&](uint32_t w) { return pairBits(__floats2bfloat162_rn(geluF(__low2float(bf16Pair(w))), geluF(__high2float(bf16Pair(w))))); };
     out = make_uint2(act(pre.x), act(pre.y));
+  } else if constexpr (Epi == grouped::kEpiSwiglu) {
+    const uint2 up = *reinterpret_cast<const uint2*>(aux2 + at);
+    const auto swi = [&](uint32_t g, uint32_t u) {
+      return pairBits(__floats2bfloat162_rn(siluF(__low2float(bf16Pair(g))) * __low2float(bf16Pair(u)), siluF(__high2float(bf16Pair(g))) * __high2float(bf16Pair(u))));
+    };
+    out = make_uint2(swi(pre.x, up.x), swi(pre.y, up.y));
   } else {
     const uint2 prod = *reinterpret_cast<const uint2*>(d + at);
     const auto grad = [&](uint32_t g, uint32_t p) {
-      return word(__floats2bfloat162_rn(__low2float(pair(g)) * geluGradF(__low2float(pair(p))), __high2float(pair(g)) * geluGradF(__high2float(pair(p)))));
+      return pairBits(__floats2bfloat162_rn(__low2float(bf16Pair(g)) * geluGradF(__low2float(bf16Pair(p))), __high2float(bf16Pair(g)) * geluGradF(__high2float(bf16Pair(p)))));
     };
     out = make_uint2(grad(prod.x, pre.x), grad(prod.y, pre.y));
   }
@@ -518,6 +520,31 @@ __global__ void __launch_bounds__(kThreads) actQuantK(__nv_bfloat16* d, __nv_bfl
   if (lane == 0) qScale[static_cast<long long>(kb) * R + row] = s.scaleF;
 }
 
+// The outputs of an act call into args: d, aux and (SwiGLU) aux2 bf16 [R, N], the codes q [R, N] and
+// scales qScale f32 [N / 128, R], each sized and aligned; N a multiple of 128 (whole scale blocks).
+void readActOutputs(Napi::Env env, grouped90::Fp8Args& args, uint64_t R, uint64_t N, const abi::TensorArg& d, const abi::TensorArg& aux, const abi::TensorArg* aux2,
+                    const abi::TensorArg& q, const abi::TensorArg& qScale, const std::string& name) {
+  if (N % 128 != 0) fail(env, "INVALID_ARGUMENT", "Expected N a multiple of 128 (whole 1 x 128 scale blocks) for " + name + " but received " + std::to_string(N));
+  const uint64_t RN = mulSize(env, R, N, (name + " d").c_str());
+  args.d = d.ptr<__nv_bfloat16>(env, RN);
+  args.aux = aux.ptr<__nv_bfloat16>(env, RN);
+  args.aux2 = aux2 != nullptr ? aux2->ptr<__nv_bfloat16>(env, RN) : nullptr;
+  args.q = q.ptr<uint8_t>(env, RN);
+  args.qScale = qScale.ptr<float>(env, mulSize(env, N / 128, R, (name + " qScale").c_str()));
+  for (const auto& [p, align, what] : {std::make_tuple(static_cast<const void*>(args.d), 8, "d"), std::make_tuple(static_cast<const void*>(args.aux), 8, aux2 ? "gate" : "aux"),
+                                       std::make_tuple(static_cast<const void*>(args.aux2), 8, "up"), std::make_tuple(static_cast<const void*>(args.q), 4, "q"),
+                                       std::make_tuple(static_cast<const void*>(args.qScale), 4, "qScale")})
+    if (reinterpret_cast<uintptr_t>(p) % align != 0) fail(env, "INVALID_ARGUMENT", "Expected a " + std::to_string(align) + "-byte aligned " + what + " for " + name);
+}
+
+// actQuantK over every row and 128-column block of an act call (the general path's epilogue).
+template <int Epi>
+void launchActQuant(Napi::Env env, cudaStream_t s, const grouped90::Fp8Args& args, const std::string& name) {
+  const uint64_t warps = static_cast<uint64_t>(args.R) * (args.N / 128), grid = (warps * 32 + kThreads - 1) / kThreads;
+  if (grid > 0x7fffffffu) fail(env, "INVALID_ARGUMENT", name + ": too many rows and blocks for one launch");
+  actQuantK<Epi><<<static_cast<unsigned>(grid), kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(args.d), args.aux, args.aux2, args.q, args.qScale, args.R, args.N);
+}
+
 // groupedScaledGemm with the expert MLP's GELU (or its gradient) and the next GEMM's 1 × 128 FP8
 // quantization in the epilogue (the ABI table's groupedScaledGemmAct): the Hopper kernel with
 // storeActQuant where it takes the call, else the general path (groupedFp8K, then actQuantK).
@@ -528,16 +555,8 @@ Napi::Value GroupedScaledGemmAct(const Napi::CallbackInfo& info) {
   const ScaledOperands o = readScaledOperands(env, a, name);
   const int fa = static_cast<int>(a.aFormat), fb = static_cast<int>(a.bFormat), epi = a.epilogue;
   if (epi != grouped::kEpiGelu && epi != grouped::kEpiDgelu) fail(env, "INVALID_ARGUMENT", "Expected the gelu or dgelu epilogue for " + name + " but received code " + std::to_string(epi));
-  if (a.N % 128 != 0) fail(env, "INVALID_ARGUMENT", "Expected N a multiple of 128 (whole 1 x 128 scale blocks) for " + name + " but received " + std::to_string(a.N));
   grouped90::Fp8Args args = o.args;
-  const uint64_t RN = mulSize(env, a.R, a.N, (name + " d").c_str());
-  args.d = a.d.ptr<__nv_bfloat16>(env, RN);
-  args.aux = a.aux.ptr<__nv_bfloat16>(env, RN);
-  args.q = a.q.ptr<uint8_t>(env, RN);
-  args.qScale = a.qScale.ptr<float>(env, mulSize(env, a.N / 128, a.R, (name + " qScale").c_str()));
-  for (const auto& [p, align, what] : {std::make_tuple(static_cast<const void*>(args.d), 8, "d"), std::make_tuple(static_cast<const void*>(args.aux), 8, "aux"),
-                                       std::make_tuple(static_cast<const void*>(args.q), 4, "q"), std::make_tuple(static_cast<const void*>(args.qScale), 4, "qScale")})
-    if (reinterpret_cast<uintptr_t>(p) % align != 0) fail(env, "INVALID_ARGUMENT", "Expected a " + std::to_string(align) + "-byte aligned " + what + " for " + name);
+  readActOutputs(env, args, a.R, a.N, a.d, a.aux, nullptr, a.q, a.qScale, name);
   if (a.R == 0) return env.Undefined();
   const bool fast = epi == grouped::kEpiGelu ? launchFp8Sm90<__nv_bfloat16, grouped::kEpiGelu>(env, a.stream, fa, fb, o.a, o.b, args)
                                              : launchFp8Sm90<__nv_bfloat16, grouped::kEpiDgelu>(env, a.stream, fa, fb, o.a, o.b, args);
@@ -546,10 +565,38 @@ Napi::Value GroupedScaledGemmAct(const Napi::CallbackInfo& info) {
     groupedFp8K<__nv_bfloat16><<<fp8Grid(args), kThreads, 0, a.stream>>>(o.a, o.aScale, o.b, o.bScale, o.offsets, product, fa == abi::fp8::e4m3 ? 0 : 1, fb == abi::fp8::e4m3 ? 0 : 1, args.R,
                                                                      args.K, args.N, args.E, args.L4, args.err);
     checkLaunch(env, name.c_str());
-    const uint64_t warps = a.R * (a.N / 128), grid = (warps * 32 + kThreads - 1) / kThreads;
-    if (grid > 0x7fffffffu) fail(env, "INVALID_ARGUMENT", name + ": too many rows and blocks for one launch");
-    const auto k = epi == grouped::kEpiGelu ? actQuantK<grouped::kEpiGelu> : actQuantK<grouped::kEpiDgelu>;
-    k<<<static_cast<unsigned>(grid), kThreads, 0, a.stream>>>(static_cast<__nv_bfloat16*>(args.d), args.aux, args.q, args.qScale, args.R, args.N);
+    if (epi == grouped::kEpiGelu) launchActQuant<grouped::kEpiGelu>(env, a.stream, args, name);
+    else launchActQuant<grouped::kEpiDgelu>(env, a.stream, args, name);
+  }
+  checkLaunch(env, name.c_str());
+  return env.Undefined();
+}
+
+// The FP8 grouped GEMMs of a SwiGLU expert MLP's first layer, gate = a · b and up = a · b3 (one
+// input, two weights of one shape and format), with silu(gate) · up and the next GEMM's 1 × 128 FP8
+// quantization in the epilogue (the ABI table's groupedScaledGemmSwiglu): the Hopper kernel with
+// storeSwigluQuant where it takes the call, else the general path (groupedFp8K twice, then
+// actQuantK).
+Napi::Value GroupedScaledGemmSwiglu(const Napi::CallbackInfo& info) {
+  const abi::GroupedScaledGemmSwigluArgs a = abi::readGroupedScaledGemmSwiglu(info);
+  Napi::Env env = info.Env();
+  const std::string name = "groupedScaledGemmSwiglu";
+  const ScaledOperands o = readScaledOperands(env, a, name);
+  const int fa = static_cast<int>(a.aFormat), fb = static_cast<int>(a.bFormat);
+  grouped90::Fp8Args args = o.args;
+  // b3 and its scales: b's sizes (readScaledOperands checked b's).
+  const uint64_t L4 = static_cast<uint64_t>(args.L4), tilesN128 = (a.N + 127) / 128;
+  const uint8_t* b3 = a.b3.ptr<uint8_t>(env, mulSize(env, a.E, mulSize(env, a.N, a.K, (name + " b3").c_str()), (name + " b3").c_str()));
+  args.b3Scale = a.b3Scale.ptr<float>(env, mulSize(env, a.E, mulSize(env, tilesN128, L4, (name + " b3Scale").c_str()), (name + " b3Scale").c_str()));
+  readActOutputs(env, args, a.R, a.N, a.d, a.gate, &a.up, a.q, a.qScale, name);
+  if (a.R == 0) return env.Undefined();
+  if (!launchFp8Sm90<__nv_bfloat16, grouped::kEpiSwiglu>(env, a.stream, fa, fb, o.a, o.b, args, b3)) {
+    const int ca = fa == abi::fp8::e4m3 ? 0 : 1, cb = fb == abi::fp8::e4m3 ? 0 : 1;
+    groupedFp8K<__nv_bfloat16><<<fp8Grid(args), kThreads, 0, a.stream>>>(o.a, o.aScale, o.b, o.bScale, o.offsets, args.aux, ca, cb, args.R, args.K, args.N, args.E, args.L4, args.err);
+    checkLaunch(env, name.c_str());
+    groupedFp8K<__nv_bfloat16><<<fp8Grid(args), kThreads, 0, a.stream>>>(o.a, o.aScale, b3, args.b3Scale, o.offsets, args.aux2, ca, cb, args.R, args.K, args.N, args.E, args.L4, args.err);
+    checkLaunch(env, name.c_str());
+    launchActQuant<grouped::kEpiSwiglu>(env, a.stream, args, name);
   }
   checkLaunch(env, name.c_str());
   return env.Undefined();
@@ -618,6 +665,7 @@ void initGemmGrouped(Napi::Env env, Napi::Object exports) {
   def(env, exports, "groupedGemmWgrad", GroupedGemmWgrad);
   def(env, exports, "groupedScaledGemm", GroupedScaledGemm);
   def(env, exports, "groupedScaledGemmAct", GroupedScaledGemmAct);
+  def(env, exports, "groupedScaledGemmSwiglu", GroupedScaledGemmSwiglu);
   def(env, exports, "groupedBlockScaledGemm", GroupedBlockScaledGemm);
 }
 

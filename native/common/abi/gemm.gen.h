@@ -451,6 +451,54 @@ inline GroupedScaledGemmActArgs readGroupedScaledGemmAct(const Napi::CallbackInf
   return a;
 }
 
+// groupedScaledGemmSwiglu(stream, R, K, N, E, aFormat, bFormat, a, aScale, b, bScale, b3, b3Scale, offsets, d, gate, up, q, qScale)  [native/gemm/grouped_gemm.cu]
+struct GroupedScaledGemmSwigluArgs {
+  cudaStream_t stream{};
+  uint64_t R{};
+  uint64_t K{};
+  uint64_t N{};
+  uint64_t E{};
+  int aFormat{};
+  int bFormat{};
+  TensorArg a{};
+  TensorArg aScale{};
+  TensorArg b{};
+  TensorArg bScale{};
+  TensorArg b3{};
+  TensorArg b3Scale{};
+  TensorArg offsets{};
+  TensorArg d{};
+  TensorArg gate{};
+  TensorArg up{};
+  TensorArg q{};
+  TensorArg qScale{};
+};
+inline GroupedScaledGemmSwigluArgs readGroupedScaledGemmSwiglu(const Napi::CallbackInfo& info) {
+  Reader r(info, "groupedScaledGemmSwiglu", 31);
+  GroupedScaledGemmSwigluArgs a;
+  a.stream = r.stream("stream");
+  a.R = r.u64("R", 2147483647.0);
+  a.K = r.u64("K", 2147483647.0);
+  a.N = r.u64("N", 2147483647.0);
+  a.E = r.u64("E", 8192.0);
+  a.aFormat = r.code("aFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.bFormat = r.code("bFormat", 2, "a fp8 code (0 e4m3, 1 e5m2, 2 e2m1)");
+  a.a = r.tensor("a", false);
+  a.aScale = r.tensor("aScale", false);
+  a.b = r.tensor("b", false);
+  a.bScale = r.tensor("bScale", false);
+  a.b3 = r.tensor("b3", false);
+  a.b3Scale = r.tensor("b3Scale", false);
+  a.offsets = r.tensor("offsets", false);
+  a.d = r.tensor("d", false);
+  a.gate = r.tensor("gate", false);
+  a.up = r.tensor("up", false);
+  a.q = r.tensor("q", false);
+  a.qScale = r.tensor("qScale", false);
+  r.end();
+  return a;
+}
+
 // groupedScaledGemmWgrad(stream, K, N, P, E, aFormat, bFormat, outDtype, a, aScale, b, bScale, offsets, dw)  [native/gemm/grouped_fp8_wgrad.cu]
 struct GroupedScaledGemmWgradArgs {
   cudaStream_t stream{};
@@ -494,17 +542,18 @@ inline GroupedScaledGemmWgradArgs readGroupedScaledGemmWgrad(const Napi::Callbac
 
 // The family's entry points as X(exported name, function) in table order, for the family's
 // registration (DW_DEF_ENTRY) and declarations (DW_DECLARE_ENTRY): the names are written here only.
-#define DW_ABI_GEMM_ENTRIES(X)                         \
-  X("gemmLt", GemmLt)                                  \
-  X("gemmLtSupported", GemmLtSupported)                \
-  X("gemmPlanCount", GemmPlanCount)                    \
-  X("scaledGemmLt", ScaledGemmLt)                      \
-  X("scaledGemmLtSupported", ScaledGemmLtSupported)    \
-  X("mx8GemmSm90", Mx8GemmSm90)                        \
-  X("gemmFallback", GemmFallback)                      \
-  X("groupedGemm", GroupedGemm)                        \
-  X("groupedGemmWgrad", GroupedGemmWgrad)              \
-  X("groupedBlockScaledGemm", GroupedBlockScaledGemm)  \
-  X("groupedScaledGemm", GroupedScaledGemm)            \
-  X("groupedScaledGemmAct", GroupedScaledGemmAct)      \
+#define DW_ABI_GEMM_ENTRIES(X)                           \
+  X("gemmLt", GemmLt)                                    \
+  X("gemmLtSupported", GemmLtSupported)                  \
+  X("gemmPlanCount", GemmPlanCount)                      \
+  X("scaledGemmLt", ScaledGemmLt)                        \
+  X("scaledGemmLtSupported", ScaledGemmLtSupported)      \
+  X("mx8GemmSm90", Mx8GemmSm90)                          \
+  X("gemmFallback", GemmFallback)                        \
+  X("groupedGemm", GroupedGemm)                          \
+  X("groupedGemmWgrad", GroupedGemmWgrad)                \
+  X("groupedBlockScaledGemm", GroupedBlockScaledGemm)    \
+  X("groupedScaledGemm", GroupedScaledGemm)              \
+  X("groupedScaledGemmAct", GroupedScaledGemmAct)        \
+  X("groupedScaledGemmSwiglu", GroupedScaledGemmSwiglu)  \
   X("groupedScaledGemmWgrad", GroupedScaledGemmWgrad)

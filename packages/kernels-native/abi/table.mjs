@@ -218,6 +218,16 @@ export const entries = {
     args: ['stream', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'aFormat:enum.fp8', 'bFormat:enum.fp8', 'epilogue:enum.groupedEpilogue',
       'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'offsets:tensor', 'd:tensor', 'aux:tensor', 'q:tensor', 'qScale:tensor'],
   },
+  // The first layer of a SwiGLU expert MLP under FP8 blockwise (precision's
+  // grouped_scaled_matmul_swiglu): gate = bf16(a · b), up = bf16(a · b3) (b3 w3's codes and scales,
+  // b's shape and format), d = bf16(silu(gate) · up), then d quantized rowwise in 1 × 128 blocks as
+  // groupedScaledGemmAct's: codes q u8 [R, N], scales qScale f32 [N / 128, R]. d, gate and up bf16
+  // [R, N]; N a multiple of 128.
+  groupedScaledGemmSwiglu: {
+    file: 'gemm/grouped_gemm.cu',
+    args: ['stream', 'R:u64<=2147483647', 'K:u64<=2147483647', 'N:u64<=2147483647', 'E:u64<=8192', 'aFormat:enum.fp8', 'bFormat:enum.fp8',
+      'a:tensor', 'aScale:tensor', 'b:tensor', 'bScale:tensor', 'b3:tensor', 'b3Scale:tensor', 'offsets:tensor', 'd:tensor', 'gate:tensor', 'up:tensor', 'q:tensor', 'qScale:tensor'],
+  },
   // The FP8 blockwise expert weight gradient (precision's grouped_scaled_matmul_wgrad; "k-grouped",
   // gemm/grouped_fp8_wgrad_sm90.cuh): dw[e] = Σ over e's padded 128-token blocks pb of (a·sa) ·
   // (b·sb)ᵀ; a [K, P] and b [N, P] codes, each expert's tokens padded to 128 (quantizeKgrouped);
