@@ -26,6 +26,7 @@
 #include "common/launch.h"
 #include "common/rows.cuh"
 
+#include <cstdlib>
 #include <string>
 
 namespace dw::moe {
@@ -33,6 +34,20 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+// unpermute and weight_grad take a lane's chunks U at a time, loads first: more loads in flight per
+// warp, fewer warps resident (more registers). The sums keep their order (chunk by chunk, then
+// element by element): the same bits for every U. U = 2 unless DW_MOE_UNROLL (1, 2 or 4) says
+// otherwise, a tuning knob read once. On the H100 (2026-12-05, bench/membound.mjs, fraction of a
+// device copy; top-2 of 8 at width 1024 / top-8 of 64 at 2048): U = 1: unpermute 0.81 / 0.89,
+// weight_grad 0.80 / 0.64; U = 2: 0.82 / 0.92, 0.79 / 0.87; U = 4: 0.69 / 0.79, 0.65 / 0.73.
+int moeUnroll() {
+  static const int u = [] {
+    const char* e = std::getenv("DW_MOE_UNROLL");
+    const int v = e != nullptr ? std::atoi(e) : 2;
+    return v == 1 || v == 4 ? v : 2;
+  }();
+  return u;
+}
 
 // What a bad routing entry records (ErrWord.aux): the kind of failure, for the message.
 enum RouteFail : int { kOrderRange = 0, kNotNamed = 1, kSlotRange = 2, kSlotRepeat = 3, kOrderMismatch = 4 };
@@ -95,31 +110,40 @@ __global__ void __launch_bounds__(kThreads) permuteK(const T* x, const int* orde
   }
 }
 
-template <typename T, typename W, int V>
+template <typename T, typename W, int V, int kUnroll>
 __global__ void __launch_bounds__(kThreads) unpermuteK(const T* ys, const int* order, const int* slot, const W* w, T* y, int64_t N, int k, int64_t nch, ErrWord* err) {
   const int lane = threadIdx.x & 31;
   const int64_t rows = N * k, D = nch * V;
   for (int64_t n = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); n < N; n += static_cast<int64_t>(gridDim.x) * kWarps) {
     const int bad = firstBad(order, slot, n, k, rows, kOpMoeUnpermute, err);  // a bad choice reads and adds nothing
-    for (int64_t c = lane; c < nch; c += 32) {
-      float acc[V];
+    // kUnroll of the lane's chunks at a time (c0, c0 + 32, …): their loads in flight together.
+    for (int64_t c0 = lane; c0 < nch; c0 += 32 * kUnroll) {
+      float acc[kUnroll][V];
 #pragma unroll
-      for (int v = 0; v < V; v++) acc[v] = 0.f;
+      for (int u = 0; u < kUnroll; u++)
+#pragma unroll
+        for (int v = 0; v < V; v++) acc[u][v] = 0.f;
       for (int j = 0; j < k; ++j) {
         if (bad >= 0 && j >= bad && whyBad(order, slot, n, j, k, rows) >= 0) continue;
         const int64_t p = slot[n * k + j];
         const float a = w == nullptr ? 1.f : toF(w[n * k + j]);
-        float f[V];
-        loadF<T, V>(ys + p * D + c * V, f);
+        float f[kUnroll][V];
 #pragma unroll
-        for (int v = 0; v < V; v++) acc[v] += a * f[v];
+        for (int u = 0; u < kUnroll; u++)
+          if (c0 + 32 * u < nch) loadF<T, V>(ys + p * D + (c0 + 32 * u) * V, f[u]);
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++)
+#pragma unroll
+          for (int v = 0; v < V; v++) acc[u][v] += a * f[u][v];
       }
-      storeF<T, V>(y + n * D + c * V, acc);
+#pragma unroll
+      for (int u = 0; u < kUnroll; u++)
+        if (c0 + 32 * u < nch) storeF<T, V>(y + n * D + (c0 + 32 * u) * V, acc[u]);
     }
   }
 }
 
-template <typename T, int V>
+template <typename T, int V, int kUnroll>
 __global__ void __launch_bounds__(kThreads) weightGradK(const T* a, const T* b, const int* order, const int* slot, float* dw, int64_t N, int k, int64_t nch, ErrWord* err) {
   const int lane = threadIdx.x & 31;
   const int64_t rows = N * k, D = nch * V;
@@ -130,12 +154,19 @@ __global__ void __launch_bounds__(kThreads) weightGradK(const T* a, const T* b, 
       const bool ok = bad < 0 || j < bad || whyBad(order, slot, n, j, k, rows) < 0;
       float s = 0.f;
       if (ok)
-        for (int64_t c = lane; c < nch; c += 32) {
-          float fa[V], fb[V];
-          loadF<T, V>(a + n * D + c * V, fa);
-          loadF<T, V>(b + static_cast<int64_t>(p) * D + c * V, fb);
+        for (int64_t c0 = lane; c0 < nch; c0 += 32 * kUnroll) {  // as unpermuteK: kUnroll chunks' loads in flight
+          float fa[kUnroll][V], fb[kUnroll][V];
 #pragma unroll
-          for (int v = 0; v < V; v++) s += fa[v] * fb[v];
+          for (int u = 0; u < kUnroll; u++)
+            if (c0 + 32 * u < nch) {
+              loadF<T, V>(a + n * D + (c0 + 32 * u) * V, fa[u]);
+              loadF<T, V>(b + static_cast<int64_t>(p) * D + (c0 + 32 * u) * V, fb[u]);
+            }
+#pragma unroll
+          for (int u = 0; u < kUnroll; u++)
+            if (c0 + 32 * u < nch)
+#pragma unroll
+              for (int v = 0; v < V; v++) s += fa[u][v] * fb[u][v];
         }
       s = warpSum(s);
       if (lane == 0) dw[n * k + j] = s;
@@ -184,8 +215,11 @@ void moveRows(Napi::Env env, const MoveArgs& a, bool unpermute, const char* what
       constexpr int V = 16 / sizeof(T);
       const bool vec = canVec<T>(D, {in, out});
       const unsigned grid = gridFor(outRows);
-      if (unpermute && vec) unpermuteK<T, W, V><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D / V, err);
-      else if (unpermute) unpermuteK<T, W, 1><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D, err);
+      const int u = moeUnroll();
+      if (unpermute && vec && u == 4) unpermuteK<T, W, V, 4><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D / V, err);
+      else if (unpermute && vec && u == 2) unpermuteK<T, W, V, 2><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D / V, err);
+      else if (unpermute && vec) unpermuteK<T, W, V, 1><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D / V, err);
+      else if (unpermute) unpermuteK<T, W, 1, 1><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D, err);
       else if (vec) permuteK<T, W, V><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D / V, err);
       else permuteK<T, W, 1><<<grid, kThreads, 0, a.stream>>>(in, order, slot, w, out, N, k, D, err);
     });
@@ -222,10 +256,12 @@ Napi::Value MoeWeightGrad(const Napi::CallbackInfo& info) {
   DW_DISPATCH_FLOAT(env, a.dtype, T, {
     const T* pa = a.a.ptr<T>(env, mulSize(env, N, D, "moe_weight_grad a"));
     const T* pb = a.b.ptr<T>(env, mulSize(env, rows, D, "moe_weight_grad b"));
-    if (canVec<T>(D, {pa, pb}))
-      weightGradK<T, 16 / sizeof(T)><<<gridFor(N), kThreads, 0, a.stream>>>(pa, pb, order, slot, dw, N, k, D / (16 / sizeof(T)), err);
-    else
-      weightGradK<T, 1><<<gridFor(N), kThreads, 0, a.stream>>>(pa, pb, order, slot, dw, N, k, D, err);
+    constexpr int V = 16 / sizeof(T);
+    const int u = moeUnroll();
+    if (canVec<T>(D, {pa, pb}) && u == 4) weightGradK<T, V, 4><<<gridFor(N), kThreads, 0, a.stream>>>(pa, pb, order, slot, dw, N, k, D / V, err);
+    else if (canVec<T>(D, {pa, pb}) && u == 2) weightGradK<T, V, 2><<<gridFor(N), kThreads, 0, a.stream>>>(pa, pb, order, slot, dw, N, k, D / V, err);
+    else if (canVec<T>(D, {pa, pb})) weightGradK<T, V, 1><<<gridFor(N), kThreads, 0, a.stream>>>(pa, pb, order, slot, dw, N, k, D / V, err);
+    else weightGradK<T, 1, 1><<<gridFor(N), kThreads, 0, a.stream>>>(pa, pb, order, slot, dw, N, k, D, err);
   });
   checkLaunch(env, "moe_weight_grad");
   return env.Undefined();
