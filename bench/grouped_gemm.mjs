@@ -14,7 +14,9 @@
 // writing the pre-activation too). 'fp8-wgrad' is measured alone and with its two quantizeKgrouped calls.
 // 'fp8-gelu' and 'fp8-dgelu' run groupedScaledGemmAct (the FP8 GEMM with the activation and the next
 // GEMM's quantize fused; FLOPs of the GEMM alone): against the 'fp8' case of the same shape, the
-// cost of the fused epilogue.
+// cost of the fused epilogue. 'fp8-swiglu' runs groupedScaledGemmSwiglu (a SwiGLU expert MLP's gate
+// and up GEMMs from one pass over x, silu(gate) · up and the next GEMM's quantize fused; FLOPs of
+// both GEMMs, 4·R·K·N): against the 'fp8' case of the shape, the same.
 import { readFileSync } from 'node:fs';
 import { f32ToBf16Bits } from '@deepwell/core';
 import { Stream, cudaBackend, loadNative } from '@deepwell/kernels-native';
@@ -106,11 +108,14 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     // pre-activation read) and the 1 × 128 quantize of the result in the epilogue (writing d, the
     // codes and scales, and for GELU the pre-activation).
     const act = pass === 'fp8-gelu' || pass === 'fp8-dgelu';
-    const fp8 = pass === 'fp8' || act;
+    // 'fp8-swiglu': groupedScaledGemmSwiglu, both products of a tile (w1, w3), the SwiGLU and the
+    // 1 × 128 quantize of its result in the epilogue (writing d, gate, up, the codes and scales).
+    const swiglu = pass === 'fp8-swiglu';
+    const fp8 = pass === 'fp8' || act || swiglu;
     const inBytes = fp8 ? 1 : 2;
     // FP8: a's 1 × 128 scales [K/128, R], b's 128 × 128 scales [E, ceil(N/128), L4].
     const scaleElems = fp8 ? [(K / 128) * R, E * Math.ceil(N / 128) * Math.ceil(K / 128 / 4) * 4] : [0, 0];
-    const sets = operandSets(inBytes * (aElems + bElems) + 2 * dElems);
+    const sets = operandSets(swiglu ? aElems + 2 * bElems + 7 * dElems : inBytes * (aElems + bElems) + 2 * dElems);
     const args = Array.from({ length: sets }, () => [
       t(alloc(tiledBuffer(be, fp8 ? e4m3Block : bf16Block, aElems * inBytes))),
       t(alloc(tiledBuffer(be, fp8 ? e4m3Block : bf16Block, bElems * inBytes))),
@@ -118,12 +123,15 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
       ...(fp8 ? scaleElems.map((m) => t(alloc(tiledBuffer(be, scaleBlock, m * 4)))) : []),
       ...(gelu ? [t(alloc(be.alloc(dElems * 2)))] : []), // the pre-activation the GELU epilogue writes
       ...(act ? [t(alloc(tiledBuffer(be, bf16Block, dElems * 2))), t(alloc(be.alloc(dElems))), t(alloc(be.alloc((N / 128) * R * 4)))] : []), // aux (pre), codes, scales
+      // SwiGLU: w3's codes and scales, then gate, up, codes, scales.
+      ...(swiglu ? [t(alloc(tiledBuffer(be, e4m3Block, bElems))), t(alloc(tiledBuffer(be, scaleBlock, scaleElems[1] * 4))), t(alloc(be.alloc(dElems * 2))), t(alloc(be.alloc(dElems * 2))), t(alloc(be.alloc(dElems))), t(alloc(be.alloc((N / 128) * R * 4)))] : []),
     ]);
     let next = 0;
     const launch = () => {
       const set = args[next++ % sets];
       const [a, b, d, sa, sb] = set; // FP8: the scales; GELU: set[3] the pre-activation
       if (pass === 'wgrad') n.groupedGemmWgrad(stream.handle, codes.dtype.bf16, R, K, N, E, a, b, t(offBuf), d);
+      else if (swiglu) n.groupedScaledGemmSwiglu(stream.handle, R, K, N, E, codes.fp8.e4m3, codes.fp8.e4m3, a, sa, b, sb, set[5], set[6], t(offBuf), d, set[7], set[8], set[9], set[10]);
       else if (act) n.groupedScaledGemmAct(stream.handle, R, K, N, E, codes.fp8.e4m3, codes.fp8.e4m3, codes.groupedEpilogue[pass.slice(4)], a, sa, b, sb, t(offBuf), d, set[5], set[6], set[7]);
       else if (fp8) n.groupedScaledGemm(stream.handle, R, K, N, E, codes.fp8.e4m3, codes.fp8.e4m3, codes.dtype.bf16, a, sa, b, sb, t(offBuf), d);
       else if (gelu) n.groupedGemm(stream.handle, codes.dtype.bf16, R, K, N, E, 0, a, b, t(offBuf), d, codes.groupedEpilogue.gelu, null, set[3], null);
@@ -132,7 +140,8 @@ for (const [name, E, R, K, N, routing, pass] of CASES) {
     launch();
     n.opsErrorCheck(stream.handle); // the offsets are good
     const { ms, per } = measure(stream, launch, sets);
-    const row = (impl, ms, per) => ({ impl, round, name, E, R, K, N, routing, pass, ms, tflops: (2 * R * K * N) / (ms * 1e9), launchesPerSample: per, operandSets: sets, sizes: [Math.min(...sizes), Math.max(...sizes)] });
+    const flops = (swiglu ? 4 : 2) * R * K * N; // SwiGLU: both products
+    const row = (impl, ms, per) => ({ impl, round, name, E, R, K, N, routing, pass, ms, tflops: flops / (ms * 1e9), launchesPerSample: per, operandSets: sets, sizes: [Math.min(...sizes), Math.max(...sizes)] });
     console.log(JSON.stringify(row('deepwell', ms, per)));
     if (pass === 'fwd' || gelu) {
       // The same call on the Hopper kernel's other tilings, which the native side takes while the

@@ -32,7 +32,7 @@ print(json.dumps({"impl": "torch", "round": ROUND, "info": {"torch": torch.__ver
 for name, E, R, K, N, routing, pass_ in CASES:
     if WANTED and name not in WANTED:
         continue
-    if pass_ in ("fp8-gelu", "fp8-dgelu"):  # no torch call fuses the activation and the quantize into a grouped GEMM
+    if pass_ in ("fp8-gelu", "fp8-dgelu", "fp8-swiglu"):  # no torch call fuses the activation and the quantize into a grouped GEMM
         print(json.dumps({"impl": "torch", "round": ROUND, "name": name, "skipped": "no torch grouped GEMM with a fused activation and FP8 quantize; compare with the fp8 case"}), flush=True)
         continue
     if pass_ == "fp8-wgrad":  # no torch call computes a k-grouped FP8 weight gradient; the bf16 'wgrad' case is the comparison

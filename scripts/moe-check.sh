@@ -3,8 +3,8 @@
 #   OUT=$OUT bash scripts/moe-check.sh [tests] [bench] [bandwidth] [sanitize]
 #   variants  only the Hopper variants' test (cuda-grouped 'wide' and 'pingpong': 128 x 256 tiles, the
 #             pingpong schedule), under a short limit: a first run of a kernel may hang
-#   fp8       only the FP8 grouped GEMM's, its fused GELU / dgelu + quantize epilogues' and the FP8
-#             weight gradient's tests (precision kgrouped_gpu, grouped_scaled_matmul_gpu,
+#   fp8       only the FP8 grouped GEMM's, its fused GELU / dgelu / SwiGLU + quantize epilogues' and the
+#             FP8 weight gradient's tests (precision kgrouped_gpu, grouped_scaled_matmul_gpu,
 #             grouped_act_gpu), each under a short limit
 #   tests     the GPU tests of the dropless kernels (ir cuda-grouped, cuda-moe: the grouped GEMMs, their
 #             Hopper kernels and fused epilogues), the FP8 grouped GEMM (precision
@@ -21,7 +21,8 @@
 #             MOE_STEPS steps (default 300), batch MOE_BATCH (16): Deepwell under MOE_RECIPES (default
 #             "bf16 fp8-blockwise") beside PyTorch under MOE_TORCH ("compile": torch.compile of
 #             bench_torch.py's dropless MoE on torch._grouped_mm), on the same data and initial
-#             weights (examples/gpt2/run.sh, compare.mjs); the logs and tables into moe-gpt.tgz
+#             weights (examples/gpt2/run.sh, compare.mjs); the logs and tables into moe-gpt.tgz.
+#             MOE_CONFIG replaces the preset (a GPT_CONFIG JSON: e.g. moe-8x's shape with SwiGLU experts)
 #   schedules the bf16 MoE GPT alone (MOE_SCHEDULE_STEPS, default 100) under the default grouped GEMM, the
 #             pingpong schedule and the 128 x 256 tiles: which the defaults should take
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
@@ -43,9 +44,9 @@ fp8_grouped_test() {
   echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-fp8.log" | tail -14
 }
 fp8_act_test() {
-  step "precision: the FP8 grouped GEMM with GELU / dgelu and the next quantize fused (grouped_act_gpu)"
+  step "precision: the FP8 grouped GEMM with GELU / dgelu / SwiGLU and the next quantize fused (grouped_act_gpu)"
   (cd packages/precision && timeout "$1" $vitest run test/grouped_act_gpu.test.ts --reporter=verbose) > "$OUT/precision-grouped-act.log" 2>&1
-  echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-act.log" | tail -14
+  echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error" "$OUT/precision-grouped-act.log" | tail -20
 }
 fp8_wgrad_test() {
   step "precision: the FP8 expert weight gradient on CUDA (kgrouped_gpu: quantize_kgrouped, grouped_scaled_matmul_wgrad)"
@@ -108,7 +109,7 @@ for part in "${parts[@]}"; do
   model)
     step "the MoE GPT beside PyTorch (examples/gpt2/run.sh, GPT_CONFIG moe-8x)"
     rm -rf /tmp/moe-8x
-    GPT_CONFIG=moe-8x RECIPES=${MOE_RECIPES:-bf16 fp8-blockwise} TORCH_MODES=${MOE_TORCH:-compile} timeout ${MOE_TIMEOUT:-540} \
+    GPT_CONFIG=${MOE_CONFIG:-moe-8x} RECIPES=${MOE_RECIPES:-bf16 fp8-blockwise} TORCH_MODES=${MOE_TORCH:-compile} timeout ${MOE_TIMEOUT:-540} \
       bash examples/gpt2/run.sh "${MOE_STEPS:-300}" /tmp/moe-8x "${MOE_BATCH:-16}" > "$OUT/moe-gpt.log" 2>&1
     echo "exit $?"; grep -vE "^step " "$OUT/moe-gpt.log" | tail -60
     (cd /tmp/moe-8x && find . \( -name '*.jsonl' -o -name '*.json' -o -name '*.md' -o -name '*.svg' \) -size -20M | tar -czf "$OUT/moe-gpt.tgz" -T -)

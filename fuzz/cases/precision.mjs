@@ -665,7 +665,7 @@ function helperCases(rng, out) {
     ['checkQuantize', () => P.checkQuantize(null, null, null)], ['checkQuantize', () => P.checkQuantize('q', { shape: [2, 'x'], dtype: 'f32' }, { format: 'fp8-e4m3', direction: 'rowwise' })],
     ['checkQuantize', () => P.checkQuantize('q', { shape: [100, 128], dtype: 'f32' }, { format: 'fp8-block128x128', direction: 'rowwise' })], ['checkScaledMatmul', () => P.checkScaledMatmul(null, null, null)],
     ['checkScaledMatmul', () => P.checkScaledMatmul('s', [null, 1, 2, 3], {})],
-    ...[[{ nodes: [], values: [] }], [{ nodes: [{ op: 'gelu' }], values: [], params: {} }]].map((a) => ['fuseScaledGroupedEpilogues', () => P.fuseScaledGroupedEpilogues(...a)]),
+    ...[[{ nodes: [], values: [] }], [{ nodes: [{ op: 'gelu' }], values: [], params: {} }], [{ nodes: [{ op: 'swiglu', inputs: [0, 1] }], values: [], params: {} }]].map((a) => ['fuseScaledGroupedEpilogues', () => P.fuseScaledGroupedEpilogues(...a)]),
     ['fuseScaledGroupedEpilogues', () => P.fuseScaledGroupedEpilogues(tinyStep(), 'probe')],
     ['checkScaledMatmul', () => P.checkScaledMatmul('s', [{ shape: [4, 16], dtype: 'f8e5m2' }, { shape: [1], dtype: 'f32' }, { shape: [4, 16], dtype: 'f8e5m2' }, { shape: [1], dtype: 'f32' }], { aScaling: 'tensor', bScaling: 'tensor', scaleLayout: 'plain', outDtype: 'bf16' })],
     ...[null, {}, { M: 1, N: 1, K: 1 }, { M: -1, N: 1, K: 16, aFormat: 'e4m3', bFormat: 'e4m3', aScaling: 'tensor', bScaling: 'tensor', layout: 'gemm', outDtype: 'bf16', fastAccum: false }].map((n) => ['scaledGemmLimits', () => P.scaledGemmLimits(n)]),

@@ -22,7 +22,7 @@ export type { GemmScaleLayout, ScaledElement, ScaledMatmulDims, ScaledOutDtype, 
 export { scaledMatmul } from './scaled_matmul.js';
 export { scaledMatmulBiasOp } from './ops/scaled_matmul_bias.js';
 export { groupedScaledMatmulOp } from './ops/grouped_scaled_matmul.js';
-export { groupedScaledMatmulDgeluOp, groupedScaledMatmulGeluOp } from './ops/grouped_scaled_matmul_act.js';
+export { groupedScaledMatmulDgeluOp, groupedScaledMatmulGeluOp, groupedScaledMatmulSwigluOp } from './ops/grouped_scaled_matmul_act.js';
 export { fuseScaledGroupedEpilogues } from './fuse_scaled_grouped.js';
 export { checkQuantizeKgrouped, paddedOffsets, quantizeKgroupedOp } from './ops/quantize_kgrouped.js';
 export type { KgroupedDims } from './ops/quantize_kgrouped.js';

@@ -32,6 +32,12 @@
  * 128 rows, across experts); the numerics' quant_stats of these operands are of those blocks, not
  * of the per-expert padded ones the native quantizer makes.
  *
+ * Two grouped GEMMs that quantize one value the same way share the quantize node (`shared`, one map
+ * for a policy run), placed before the first of them: a SwiGLU expert MLP's gate and up GEMMs read
+ * one x (rowwise 1 × 128), and their weight gradients one k-grouped x. CSE would merge the two after
+ * the policy; done here so that the epilogue fusion, which runs inside the policy
+ * (fuse_scaled_grouped.ts, SwiGLU's pattern C), finds both GEMMs reading one a and aScale.
+ *
  * A grouped GEMM whose operands do not take the formats (a weight whose dims are not multiples of
  * 128: the recipe gives it 1 × 128 blocks, which the kernel does not read), a reduction not a
  * multiple of 128, or sizes the kernels refuse, stays emulated with the reason.
@@ -155,18 +161,26 @@ function planGroupedWgrad(graph: Graph, n: NodeDecl, r: RecipeSpec, roles: GemmR
  * Rewrites a planned grouped GEMM in place, its output value and readers kept: the forward or data
  * gradient's quantize nodes for x (rowwise) and w (plan.weightDirection), the node then
  * grouped_scaled_matmul of their codes and scales; the weight gradient's quantize_kgrouped nodes for
- * x and dy, the node then grouped_scaled_matmul_wgrad. Returns the new nodes, to put before it.
+ * x and dy, the node then grouped_scaled_matmul_wgrad. A quantization an earlier call made of the same
+ * value with the same attributes (`shared`, kept by the caller across the calls of one rewrite) is
+ * read rather than made again. Returns the new nodes, to put before it.
  */
-export function rewriteGrouped(graph: Graph, b: GraphBuilder, plan: GroupedPlan): NodeDecl[] {
+export function rewriteGrouped(graph: Graph, b: GraphBuilder, plan: GroupedPlan, shared: Map<string, Sym[]> = new Map()): NodeDecl[] {
+  const once = (op: string, inputs: number[], attrs: Attrs): Sym[] => {
+    const key = `${op}|${inputs.join(',')}|${JSON.stringify(attrs)}`;
+    const made = shared.get(key) ?? b.op(op, inputs.map((id) => b.sym(id)), attrs);
+    shared.set(key, made);
+    return made;
+  };
   if (plan.kind === 'wgrad') {
     return replaceNode(graph, b, plan.node, 'grouped_scaled_matmul_wgrad', { experts: plan.experts, outDtype: plan.outDtype }, plan.offsets, () => {
       const attrs = { experts: plan.experts };
-      return [...b.op('quantize_kgrouped', [b.sym(plan.x), b.sym(plan.offsets)], attrs), ...b.op('quantize_kgrouped', [b.sym(plan.dy), b.sym(plan.offsets)], attrs)];
+      return [...once('quantize_kgrouped', [plan.x, plan.offsets], attrs), ...once('quantize_kgrouped', [plan.dy, plan.offsets], attrs)];
     });
   }
   return replaceNode(graph, b, plan.node, 'grouped_scaled_matmul', { scaleLayout: 'gemm', outDtype: plan.outDtype }, plan.offsets, () => {
-    const xq = b.op('quantize', [b.sym(plan.x)], { format: 'fp8-block1x128', direction: 'rowwise' });
-    const wq = b.op('quantize', [b.sym(plan.w)], { format: 'fp8-block128x128', direction: plan.weightDirection });
+    const xq = once('quantize', [plan.x], { format: 'fp8-block1x128', direction: 'rowwise' });
+    const wq = once('quantize', [plan.w], { format: 'fp8-block128x128', direction: plan.weightDirection });
     const xa = quantizeOutputs('fp8-block1x128', 'rowwise');
     const wa = quantizeOutputs('fp8-block128x128', plan.weightDirection);
     const [wc, ws] = plan.weightDirection === 'rowwise' ? [wa.rowCodes!, wa.rowScales!] : [wa.colCodes!, wa.colScales!];

@@ -36,8 +36,9 @@
  * grouped_scaled_matmul_wgrad (DeepGEMM's k-grouped form: each expert's rows padded alone to blocks
  * of 128; on a CUDA device only where the kernel registry has both kernels, else emulated with the
  * registry's reason). A GELU expert MLP's activation then goes into the forward grouped GEMM's
- * epilogue and its gradient into the data gradient's, each with the quantization of its result for
- * the next GEMM (grouped_scaled_matmul_gelu / _dgelu, fuse_scaled_grouped.ts; `fuseEpilogues: false`
+ * epilogue and its gradient into the data gradient's, and a SwiGLU expert MLP's gate and up GEMMs
+ * and their swiglu into one grouped GEMM, each with the quantization of its result for the next GEMM
+ * (grouped_scaled_matmul_gelu / _dgelu / _swiglu, fuse_scaled_grouped.ts; `fuseEpilogues: false`
  * turns it off; on CUDA only where the registry has the fused kernel for the call).
  *
  * Recipes (RECIPES): bf16; fp8-tensorwise (E4M3 forward, E5M2 backward, one scale per tensor);
@@ -59,7 +60,7 @@
  * natively; the table's 'runs' column says what each layer did.
  */
 import { DeepwellError, checkKeys, describe, invalid, parseDevice } from '@deepwell/core';
-import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl, type PassContext } from '@deepwell/ir';
+import { GraphBuilder, eliminateDeadCode, type Graph, type GraphPass, type NodeDecl, type PassContext, type Sym } from '@deepwell/ir';
 import { nativeEntries } from '@deepwell/kernels-native';
 import { computeCapabilityOf } from './device.js';
 import { scaledGemmAvailable } from './cuda/scaled_matmul.js';
@@ -146,11 +147,12 @@ export interface PolicyOptions {
    */
   native?: 'auto' | boolean;
   /**
-   * Where a MoE layer's expert GEMMs run natively (fp8-blockwise), fuse their GELU and GELU backward
-   * with the quantization of the result into the grouped GEMM's epilogue (grouped_scaled_matmul_gelu
-   * and _dgelu; fuse_scaled_grouped.ts), on a CUDA device only where the kernel registry has a
-   * kernel for the fused call (default true). false keeps gelu, gelu_backward and quantize as their
-   * own nodes: the same values, bit for bit on the CPU reference.
+   * Where a MoE layer's expert GEMMs run natively (fp8-blockwise), fuse their GELU, GELU backward or
+   * SwiGLU (the gate and up GEMMs both) with the quantization of the result into the grouped GEMM's
+   * epilogue (grouped_scaled_matmul_gelu, _dgelu and _swiglu; fuse_scaled_grouped.ts), on a CUDA
+   * device only where the kernel registry has a kernel for the fused call (default true). false keeps
+   * gelu, gelu_backward, swiglu and quantize as their own nodes: the same values, bit for bit on the
+   * CPU reference.
    */
   fuseEpilogues?: boolean;
 }
@@ -325,6 +327,7 @@ export class PrecisionPolicy implements GraphPass {
     const numerics: NumericsOutput[] = [];
     const natives: NativeGemm[] = [];
     let groupedNative = false; // a forward or data-gradient grouped GEMM rewritten to grouped_scaled_matmul
+    const groupedQuantized = new Map<string, Sym[]>(); // the grouped GEMMs' quantize nodes, one per value and form
     const why = (d: LayerDecision, text: string) => {
       if (!d.reason.includes(text)) d.reason += text;
     };
@@ -370,7 +373,7 @@ export class PrecisionPolicy implements GraphPass {
         // here, in place (its quantize nodes go before it with the rest).
         if ('M' in native) natives.push(native);
         else {
-          rewriteGrouped(graph, b, native);
+          rewriteGrouped(graph, b, native, groupedQuantized);
           groupedNative ||= native.kind === 'grouped';
         }
         d.native++;
@@ -383,8 +386,9 @@ export class PrecisionPolicy implements GraphPass {
     // only as long as they must.
     const added = new Set([...before.values()].flat());
     graph.nodes = original.flatMap((n) => [...(before.get(n.id) ?? []), n]).concat(graph.nodes.filter((n) => !added.has(n) && !original.includes(n)));
-    // A GELU expert MLP's activation (and its gradient) with the next GEMM's quantization, into the
-    // native grouped GEMM's epilogue; on CUDA only where the registry has the fused kernel.
+    // A GELU expert MLP's activation (and its gradient), or a SwiGLU one's two GEMMs and activation,
+    // with the next GEMM's quantization, into the native grouped GEMM's epilogue; on CUDA only where
+    // the registry has the fused kernel.
     if (groupedNative && this.options.fuseEpilogues) fuseScaledGroupedEpilogues(graph, kernels);
     this.lastPlan = [...decisions.values()];
     this.lastNumerics = numerics;

@@ -291,7 +291,7 @@ describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
 
   it('fp8-blockwise: the forward and data-gradient expert GEMMs become quantize → grouped_scaled_matmul, the weight gradients quantize_kgrouped → grouped_scaled_matmul_wgrad', () => {
     for (const activation of ['gelu', 'swiglu'] as const) {
-      // The rewrite itself: GELU's epilogue fusion (grouped_scaled_matmul_act.test.ts) off.
+      // The rewrite itself: the GELU and SwiGLU epilogue fusions (grouped_scaled_matmul_act.test.ts) off.
       const policy = new PrecisionPolicy({ recipe: 'fp8-blockwise', keepFirstLast: false, minWeightElements: 0, native: true, fuseEpilogues: false });
       const g = policy.run(moeStep(activation)).verify();
       const mats = activation === 'swiglu' ? 3 : 2;
@@ -350,10 +350,11 @@ describe('PrecisionPolicy: the native FP8 grouped GEMM of a MoE', () => {
     // only the experts in FP8 (so block 0 routes alike in both): the same quantized operands, summed
     // in float64 or by the BF16 GEMM. Block 0's forward expert GEMMs agree closely with their
     // emulated twins (same order of nodes in both graphs; block 1 may route a near-tie differently),
-    // and so do the losses.
+    // and so do the losses. The epilogue fusion off, so that each forward expert GEMM writes its own
+    // product (the fused SwiGLU GEMM gives the same bits: grouped_scaled_matmul_act.test.ts).
     const run = (native: boolean) => {
       const rules = [{ match: /^(?!blocks\.\d+\.moe$)/, recipe: 'bf16' as const }];
-      const g = new PrecisionPolicy({ recipe: 'fp8-blockwise', rules, keepFirstLast: false, minWeightElements: 0, native }).run(moeStep('swiglu')).verify();
+      const g = new PrecisionPolicy({ recipe: 'fp8-blockwise', rules, keepFirstLast: false, minWeightElements: 0, native, fuseEpilogues: false }).run(moeStep('swiglu')).verify();
       const bind: Record<string, Float32Array | Int32Array> = { ...new MarkovCorpus({ vocab: 16, seed: 3 }).batch(B, T), lr: Float32Array.of(1e-3), step: Float32Array.of(1) };
       for (const [name, id] of Object.entries(g.params)) bind[name] = initialValues(g.init[name] ?? { dist: 'zeros' }, numel(g.values[id]!.type.shape), 7, name) as Float32Array;
       for (const [name, id] of Object.entries(g.state)) bind[name] = new Float32Array(numel(g.values[id]!.type.shape));

@@ -51,9 +51,10 @@ export interface GroupedScaledDims {
 
 /**
  * The call's sizes, after the checks the shape rule makes (every error names the argument, and the
- * op: `op`, for the fused ops that take the same operands, grouped_scaled_matmul_act.ts).
+ * op: `op`, for the fused ops that take the same operands, grouped_scaled_matmul_act.ts; `bName` the
+ * weight operand's name there, its scales `${bName}Scale`: 'b1' for the SwiGLU form's gate weight).
  */
-export function checkGrouped(inTypes: readonly ValueType[], attrs: Attrs, op = 'grouped_scaled_matmul'): GroupedScaledDims {
+export function checkGrouped(inTypes: readonly ValueType[], attrs: Attrs, op = 'grouped_scaled_matmul', bName = 'b'): GroupedScaledDims {
   const aScaling = (attrs.aScaling ?? 'block1x128') as Scaling;
   const bScaling = (attrs.bScaling ?? 'block128x128') as Scaling;
   const layout = (attrs.scaleLayout ?? 'gemm') as GemmScaleLayout;
@@ -67,14 +68,14 @@ export function checkGrouped(inTypes: readonly ValueType[], attrs: Attrs, op = '
   const [a, aScale, b, bScale, offsets] = inTypes as [ValueType, ValueType, ValueType, ValueType, ValueType];
   const codes: readonly string[] = nv ? ['f4e2m1'] : FP8_DTYPES;
   const codesText = nv ? 'f4e2m1 codes (NVFP4)' : aScaling === 'mx32' ? 'f8e4m3 or f8e5m2 codes (MXFP8)' : 'f8e4m3 or f8e5m2 codes';
-  for (const [name, t, rank] of [['a', a, 2], ['b', b, 3]] as const) {
+  for (const [name, t, rank] of [['a', a, 2], [bName, b, 3]] as const) {
     if (!codes.includes(t.dtype)) throw new DeepwellError('INVALID_DTYPE', `${op}: Expected ${codesText} for input '${name}' but received ${str(t)}`);
     if (t.shape.length !== rank) shapeError(op, `Expected a rank-${rank} tensor (${name === 'a' ? '[R, K]' : '[E, N, K], each expert K-major'}) for input '${name}' but received ${str(t)}`);
   }
-  if (a.dtype === 'f8e5m2' && b.dtype === 'f8e5m2') throw new DeepwellError('INVALID_DTYPE', `${op}: Expected at most one f8e5m2 operand but received f8e5m2 for both 'a' and 'b'`);
+  if (a.dtype === 'f8e5m2' && b.dtype === 'f8e5m2') throw new DeepwellError('INVALID_DTYPE', `${op}: Expected at most one f8e5m2 operand but received f8e5m2 for both 'a' and '${bName}'`);
   const [R, K] = a.shape as [number, number];
   const [E, N, Kb] = b.shape as [number, number, number];
-  if (Kb !== K) shapeError(op, `Expected input 'b' with K = ${K} (a's columns) as its last dimension but received ${str(b)}`);
+  if (Kb !== K) shapeError(op, `Expected input '${bName}' with K = ${K} (a's columns) as its last dimension but received ${str(b)}`);
   if (E < 1 || N < 1 || K < 1) shapeError(op, `Expected E, N and K >= 1 but received ${E}, ${N} and ${K}`);
   const block = aScaling === 'block1x128' ? 128 : microBlock(aScaling);
   if (K % block !== 0) shapeError(op, `Expected K a whole number of ${block}-element blocks but received K = ${K}`);
@@ -84,7 +85,7 @@ export function checkGrouped(inTypes: readonly ValueType[], attrs: Attrs, op = '
   const aShape = R > 0 ? scaleShape(aScaling, layout, R, K) : scaleShape(aScaling, layout, 1, K).map((d, i) => (i === (layout === 'gemm' && aScaling === 'block1x128' ? 1 : 0) ? 0 : d));
   const want = [
     ['aScale', aScale, aShape, scaleDtype],
-    ['bScale', bScale, [E, ...scaleShape(bScaling, layout, N, K)], scaleDtype],
+    [`${bName}Scale`, bScale, [E, ...scaleShape(bScaling, layout, N, K)], scaleDtype],
     ...(nv ? ([['aGlobal', inTypes[5]!, [1], 'f32'], ['bGlobal', inTypes[6]!, [E], 'f32']] as const) : []),
   ] as const;
   for (const [name, t, shape, dtype] of want) {
