@@ -22,6 +22,8 @@
 //                GPU runs it: fp8-tensorwise and fp8-blockwise on an H100 / H200)
 //   KEEP_FIRST_LAST  0: the policy's recipe also for the first and last block (default 1: they
 //                stay BF16, the policy's default); the head stays BF16 either way
+//   GPT2_FALLBACK  0: the Trainer's precision auto-fallback off (default on with a policy: it
+//                watches every step and keeps in-memory snapshots, logged as 'snapshot' events)
 //   GPT2_PRECISION  the activations' precision: bf16 (the default; every published run) or f32,
 //                for checking bench_torch.py against a small run on the CPU (BENCH_TORCH_DEVICE=cpu
 //                there), where f32 makes the two sides' losses agree to f32 rounding
@@ -99,6 +101,7 @@ console.log(`data: ${tokens.length} tokens (Markov chain over ${config.symbols} 
 const trainer = new Trainer({
   model: gpt,
   ...(recipe === 'bf16' ? {} : { policy: new PrecisionPolicy({ recipe, keepFirstLast: process.env.KEEP_FIRST_LAST !== '0' }) }),
+  ...(process.env.GPT2_FALLBACK === '0' ? { fallback: false } : {}),
   train: new TokenLoader({ shards: [`${out}/data.bin`], batchSize: B, seqLen: T, shuffle: false }),
   precision: config.precision,
   steps,

@@ -424,6 +424,9 @@ export class Trainer {
       const old = snapshot?.values;
       const values = new Map(stateNames().map((n) => [n, exe.get(n, sameSize(old?.get(n), exe, n))]));
       snapshotMs = performance.now() - t;
+      // In the log: when a snapshot is taken depends on measured times, so it is the one thing a
+      // policy's run does at steps that differ from run to run.
+      log?.write({ event: 'snapshot', step, ms: snapshotMs });
       return { step, loader: o.train.state, values };
     };
     const snapshotDue = (s: number): boolean => {

@@ -79,6 +79,10 @@ describe('Trainer with a precision policy and auto-fallback', () => {
     const ev = log.find((l) => l.event === 'fallback');
     expect(ev).toMatchObject({ step: 11, restoredTo: 8, source: 'snapshot', events: [{ layer: 'blocks.1.mlp.fc', to: 'bf16' }] });
     expect(log.filter((l) => l.event === 'step').length).toBe(24 + 2); // steps 9 and 10 ran twice (the bad 11 is the 'fallback' line)
+    // Each snapshot logged: before the first step, every 4th step; none at the bad step 11.
+    const snaps = log.filter((l) => l.event === 'snapshot');
+    expect(snaps.map((l) => l.step)).toEqual([0, 4, 8, 12, 16, 20, 24]);
+    expect(snaps.every((l) => typeof l.ms === 'number' && l.ms >= 0)).toBe(true);
   }, 120_000);
 
   it('with the progress display on (the default), a rollback goes on: the steps run here may outnumber the step reached', () => {
