@@ -4,8 +4,9 @@
 // for offsets[e] <= r < offsets[e + 1]. a [R, K] FP8 codes (e4m3 / e5m2) with 1 × 128 scales aScale
 // f32 [K / 128, R] (the 'gemm' layout: rows contiguous); b [E, N, K] codes, each expert K-major (the
 // columnwise copy of w [E, K, N]), with 128 × 128 scales bScale f32 [E, ceil(N / 128), L4] (L4 =
-// K / 128 rounded up to 4); d [R, N] bf16 or f32. Included by gemm/grouped_gemm.cu. FIRST VERSION:
-// compiled, not yet run on a GPU.
+// K / 128 rounded up to 4); d [R, N] bf16 or f32. Included by gemm/grouped_gemm.cu. Its GPU tests
+// (precision grouped_scaled_matmul_gpu, grouped_act_gpu) have run on the H200 and the H100
+// (docs/gpu-runs).
 //
 // The bf16 kernel's structure (gemm/grouped_gemm_sm90.cuh: persistent CTAs over 128 × 128 tiles,
 // expert by expert, N fastest; the same prologue, ring and barriers), with FP8's differences:

@@ -16,9 +16,9 @@
 // On a device of compute capability 9.0, bf16 and f16 calls with K and N multiples of 64 (and at
 // most 4096 experts) take the Hopper kernels instead (TMA, wgmma, warp specialization):
 // gemm/grouped_gemm_sm90.cuh for groupedGemm, gemm/grouped_wgrad_sm90.cuh for groupedGemmWgrad
-// (FIRST VERSIONS: the forward not yet run on a GPU, the weight gradient written in session 17 and
-// not run either); DW_GROUPED_GENERAL=1 in the environment keeps every call on the general path
-// (for checking one against the other). DW_GROUPED_TILE_N=256 (read at each call) moves groupedGemm
+// (both have run in the GPU tests and the MoE GPT on the H200 and the H100; docs/gpu-runs);
+// DW_GROUPED_GENERAL=1 in the environment keeps every call on the general path (for checking one
+// against the other). DW_GROUPED_TILE_N=256 (read at each call) moves groupedGemm
 // calls without the SwiGLU epilogue to the 128 × 256 tiles of gemm/grouped_wide_sm90.cuh;
 // DW_GROUPED_SCHEDULE=pingpong the rest to the 128-wide kernel's pingpong schedule.
 //

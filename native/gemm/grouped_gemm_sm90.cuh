@@ -2,7 +2,8 @@
 //   out[r] = x[r] · w[e] for offsets[e] <= r < offsets[e + 1]
 // x [R, K] row-major; w [E, K, N] row-major (TransW: [E, N, K], out[r] = x[r] · w[e]ᵀ); offsets i32
 // [E + 1] on the device; out [R, N]. Included by gemm/grouped_gemm.cu (behind groupedGemm) and by
-// the kernel lab (dev/cuda/gemm/grouped_sm90.cu). FIRST VERSION: compiled, not yet run on a GPU.
+// the kernel lab (dev/cuda/gemm/grouped_sm90.cu). Its GPU tests (ir cuda-grouped) have run on the
+// H200 and the H100 (docs/gpu-runs).
 //
 // Persistent and warp-specialized, as Hopper GEMMs are (CUTLASS's, DeepGEMM's; our own code):
 //   * one CTA per SM walks the tiles t = blockIdx.x, + gridDim.x, ...; the tiles are 128 × 128
