@@ -25,6 +25,12 @@
 #             MOE_CONFIG replaces the preset (a GPT_CONFIG JSON: e.g. moe-8x's shape with SwiGLU experts)
 #   schedules the bf16 MoE GPT alone (MOE_SCHEDULE_STEPS, default 100) under the default grouped GEMM, the
 #             pingpong schedule and the 128 x 256 tiles: which the defaults should take
+#   rerun     whether fp8-blockwise training repeats bit for bit: trainer test/gpu_snapshot.test.ts (the
+#             precision snapshots change nothing), then the MoE GPT (MOE_CONFIG, default moe-8x) under
+#             fp8-blockwise for MOE_RERUN_STEPS (60) steps four times on this machine, twice without the
+#             fallback (GPT2_FALLBACK=0, no snapshots) and twice with it; the first step where each pair's
+#             losses differ, and the snapshot steps (two runs of one commit diverged from step 30 in
+#             session 23)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -125,6 +131,30 @@ for part in "${parts[@]}"; do
       echo "exit $?"; grep -E "tokens/s|median|Error" "$OUT/moe-gpt-${v##*=}.log" | tail -6
       (cd "$d" && find . \( -name '*.jsonl' -o -name '*.json' -o -name '*.md' \) -size -20M | tar -czf "$OUT/moe-gpt-${v##*=}.tgz" -T -)
     done
+    ;;
+  rerun)
+    step "trainer: the precision snapshots change nothing on the GPU (gpu_snapshot)"
+    (cd packages/trainer && timeout 300 $vitest run test/gpu_snapshot.test.ts --reporter=verbose) > "$OUT/trainer-snapshot.log" 2>&1
+    echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|fp8-blockwise MoE|Error" "$OUT/trainer-snapshot.log" | tail -8
+    for i in 1 2; do
+      for fb in 0 1; do
+        step "the fp8-blockwise MoE GPT, run $i, GPT2_FALLBACK=$fb"
+        d=/tmp/moe-rerun-$fb-$i; rm -rf "$d"
+        GPT2_FALLBACK=$fb GPT_CONFIG=${MOE_CONFIG:-moe-8x} RECIPES=fp8-blockwise TORCH_MODES=none timeout ${MOE_TIMEOUT:-200} \
+          bash examples/gpt2/run.sh "${MOE_RERUN_STEPS:-60}" "$d" "${MOE_BATCH:-16}" > "$OUT/moe-rerun-$fb-$i.log" 2>&1
+        echo "exit $?"; find "$d" -name deepwell.jsonl -exec cp {} "$OUT/moe-rerun-$fb-$i.jsonl" \;
+      done
+    done
+    node -e '
+      const fs = require("fs"), dir = process.argv[1];
+      const read = (n) => fs.existsSync(`${dir}/${n}.jsonl`) ? fs.readFileSync(`${dir}/${n}.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l)) : [];
+      for (const [a, b] of [["moe-rerun-0-1", "moe-rerun-0-2"], ["moe-rerun-1-1", "moe-rerun-1-2"], ["moe-rerun-0-1", "moe-rerun-1-1"]]) {
+        const [x, y] = [read(a), read(b)].map((log) => log.filter((l) => l.event === "step").map((l) => l.loss));
+        const i = x.findIndex((v, k) => v !== y[k]);
+        console.log(`${a} vs ${b}: ${x.length} and ${y.length} steps; ${i < 0 && x.length === y.length && x.length > 0 ? "bit for bit equal" : `first difference at step ${i + 1}`}`);
+      }
+      for (const n of ["moe-rerun-1-1", "moe-rerun-1-2"]) console.log(`${n} snapshots at steps: ${read(n).filter((l) => l.event === "snapshot").map((l) => l.step).join(", ")}`);
+    ' "$OUT"
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"

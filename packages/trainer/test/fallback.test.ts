@@ -124,6 +124,13 @@ describe('Trainer with a precision policy and auto-fallback', () => {
     expect(r.losses.every((l) => Number.isFinite(l.loss))).toBe(true);
   }, 120_000);
 
+  it('snapshots change nothing: a snapshot after every step gives the losses of the run without the fallback, bit for bit', () => {
+    const none = new Trainer(options({ steps: 12, policy: policy(), fallback: false })).fit();
+    const every = new Trainer(options({ steps: 12, policy: policy(), fallback: { snapshotEvery: 1 } })).fit();
+    expect(none.losses.every((l) => Number.isFinite(l.loss))).toBe(true);
+    expect(every.losses.map((l) => l.loss)).toEqual(none.losses.map((l) => l.loss));
+  });
+
   it('without a policy, or with fallback: false, a non-finite loss still throws', () => {
     for (const over of [{}, { policy: policy(), fallback: false as const }]) {
       const { t } = faulty(options({ steps: 6, ...over }), 3);
