@@ -3,14 +3,13 @@
 // (native: 'auto' on a Hopper GPU), trains within a small distance of the emulated recipe (the same
 // quantized operands; the GEMMs differ in rounding) and of BF16, replays bit-identically, and the
 // interpreted native step (the CPU references) agrees with the GPU's first step. A dropless MoE GPT
-// under fp8-blockwise runs its forward expert GEMMs and their data gradients as grouped_scaled_matmul_cuda
-// (the forward ran on the H200 on 2026-12-05; the data gradients are new in session 18, not yet run),
-// and its weight gradients k-grouped, quantize_kgrouped_cuda → grouped_scaled_matmul_wgrad_cuda (new
-// in session 20; this test's expectation of them not yet run); where the build has groupedScaledGemmAct,
-// the GELU and its gradient fused into the expert GEMMs' epilogues (grouped_scaled_matmul_gelu / _dgelu,
-// new; not yet run), giving the unfused step's losses bit for bit; a SwiGLU MoE GPT likewise, where
-// the build has groupedScaledGemmSwiglu, its gate and up GEMMs, swiglu and quantize fused
-// (grouped_scaled_matmul_swiglu, new; not yet run). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
+// under fp8-blockwise runs its forward expert GEMMs and their data gradients as grouped_scaled_matmul_cuda,
+// and its weight gradients k-grouped, quantize_kgrouped_cuda → grouped_scaled_matmul_wgrad_cuda; where
+// the build has groupedScaledGemmAct, the GELU and its gradient fused into the expert GEMMs' epilogues
+// (grouped_scaled_matmul_gelu / _dgelu), giving the unfused step's losses bit for bit; a SwiGLU MoE GPT
+// likewise, where the build has groupedScaledGemmSwiglu, its gate and up GEMMs, swiglu and quantize
+// fused (grouped_scaled_matmul_swiglu). The MoE cases passed on the H100 in session 23
+// (docs/gpu-runs/2026-12-05-session23). Skips without a GPU, cuBLASLt, or a GPU that runs the recipe natively.
 import { cudaStatus, findLibrary, nativeEntries, registerCudaBackends } from '@deepwell/kernels-native';
 import { autocast, capture, compile, initialValues, interpret, numel, trainingStep, type Graph } from '@deepwell/ir';
 import { GPT, MarkovCorpus } from '@deepwell/nn';
