@@ -92,6 +92,19 @@ function own(graph: Graph, n: NodeDecl): void {
   for (const o of n.outputs) graph.values[o]!.producer = n.id;
 }
 
+/**
+ * Node n becomes the fused call (op, inputs, attributes, outputs) and owns its outputs; the nodes it
+ * replaces are left without outputs, for eliminateDeadCode.
+ */
+function becomeFused(graph: Graph, n: NodeDecl, op: string, inputs: number[], attrs: NodeDecl['attrs'], outputs: number[], replaced: NodeDecl[]): void {
+  n.op = op;
+  n.inputs = inputs;
+  n.attrs = attrs;
+  n.outputs = outputs;
+  for (const r of replaced) r.outputs = [];
+  own(graph, n);
+}
+
 /** A: grouped_scaled_matmul → gelu → quantize becomes grouped_scaled_matmul_gelu. */
 function fuseGelu(graph: Graph, kernels: KernelProbe): number {
   const producer = producerMap(graph);
@@ -106,11 +119,7 @@ function fuseGelu(graph: Graph, kernels: KernelProbe): number {
     if (!q) continue;
     const outputs = [h, m.outputs[0]!, q.outputs[0]!, q.outputs[1]!];
     if (!fits(graph, GROUPED_GELU_OP, m.inputs, m.attrs, outputs, kernels)) continue;
-    m.op = GROUPED_GELU_OP;
-    m.outputs = outputs;
-    g.outputs = [];
-    q.outputs = [];
-    own(graph, m);
+    becomeFused(graph, m, GROUPED_GELU_OP, m.inputs, m.attrs, outputs, [g, q]);
     fused++;
   }
   return fused;
@@ -133,13 +142,7 @@ function fuseDgelu(graph: Graph, kernels: KernelProbe): number {
     const inputs = [...m.inputs, pre];
     const outputs = [out, q.outputs[0]!, q.outputs[1]!];
     if (!fits(graph, GROUPED_DGELU_OP, inputs, m.attrs, outputs, kernels)) continue;
-    gb.op = GROUPED_DGELU_OP;
-    gb.inputs = inputs;
-    gb.attrs = m.attrs;
-    gb.outputs = outputs;
-    m.outputs = [];
-    q.outputs = [];
-    own(graph, gb);
+    becomeFused(graph, gb, GROUPED_DGELU_OP, inputs, m.attrs, outputs, [m, q]);
     fused++;
   }
   return fused;
@@ -178,14 +181,7 @@ function fuseSwiglu(graph: Graph, kernels: KernelProbe): number {
     const inputs = [a, aScale, b1, b1Scale, m3.inputs[2]!, m3.inputs[3]!, offsets];
     const outputs = [out, m1.outputs[0]!, m3.outputs[0]!, q.outputs[0]!, q.outputs[1]!];
     if (!fits(graph, GROUPED_SWIGLU_OP, inputs, m1.attrs, outputs, kernels)) continue;
-    late.op = GROUPED_SWIGLU_OP;
-    late.inputs = inputs;
-    late.attrs = m1.attrs;
-    late.outputs = outputs;
-    early.outputs = [];
-    s.outputs = [];
-    q.outputs = [];
-    own(graph, late);
+    becomeFused(graph, late, GROUPED_SWIGLU_OP, inputs, m1.attrs, outputs, [early, s, q]);
     fused++;
   }
   return fused;

@@ -141,12 +141,17 @@ function unfusedGraph(p: Problem, backward: boolean, options: { amax?: boolean; 
 
 const copyOf = (g: Graph) => Graph.fromJSON(g.toJSON());
 
+/** Every output of g, interpreted with these bindings, by name. */
+function outputsOf(g: Graph, bind: Record<string, NumArray>): Record<string, NumArray> {
+  const vals = interpret(g, bind);
+  return Object.fromEntries(Object.entries(g.outputs).map(([name, id]) => [name, vals[id]!]));
+}
+
 function interpretOutputs(g: Graph, p: Problem): Record<string, NumArray> {
   const names = ['a', 'aScale', 'b', 'bScale', 'offsets'];
   const bind: Record<string, NumArray> = Object.fromEntries(names.map((n, i) => [n, p.inputs[i]!]));
   if ('pre' in g.inputs) bind.pre = p.pre;
-  const vals = interpret(g, bind);
-  return Object.fromEntries(Object.entries(g.outputs).map(([name, id]) => [name, vals[id]!]));
+  return outputsOf(g, bind);
 }
 
 describe('fuseScaledGroupedEpilogues', () => {
@@ -423,9 +428,7 @@ function unfusedSwigluGraph(p: Problem, o: { quantize?: boolean; direction?: 'ro
 
 function interpretSwiglu(g: Graph, p: Problem): Record<string, NumArray> {
   const data = swigluInputs(p);
-  const bind: Record<string, NumArray> = Object.fromEntries(SWIGLU_INPUT_NAMES.map((n, i) => [n, data[i]!]));
-  const vals = interpret(g, bind);
-  return Object.fromEntries(Object.entries(g.outputs).map(([name, id]) => [name, vals[id]!]));
+  return outputsOf(g, Object.fromEntries(SWIGLU_INPUT_NAMES.map((n, i) => [n, data[i]!])));
 }
 
 describe('fuseScaledGroupedEpilogues: SwiGLU (pattern C)', () => {
