@@ -140,8 +140,9 @@ for part in "${parts[@]}"; do
       for fb in 0 1; do
         step "the fp8-blockwise MoE GPT, run $i, GPT2_FALLBACK=$fb"
         d=/tmp/moe-rerun-$fb-$i; rm -rf "$d"
-        GPT2_FALLBACK=$fb GPT_CONFIG=${MOE_CONFIG:-moe-8x} RECIPES=fp8-blockwise TORCH_MODES=none timeout ${MOE_TIMEOUT:-200} \
-          bash examples/gpt2/run.sh "${MOE_RERUN_STEPS:-60}" "$d" "${MOE_BATCH:-16}" > "$OUT/moe-rerun-$fb-$i.log" 2>&1
+        # bench.mjs itself: run.sh's first recipe must be bf16.
+        (cd examples/gpt2 && GPT2_WARMUP=${GPT2_WARMUP:-${MOE_RERUN_STEPS:-60}} GPT2_FALLBACK=$fb GPT_CONFIG=${MOE_CONFIG:-moe-8x} RECIPE=fp8-blockwise timeout ${MOE_TIMEOUT:-200} \
+          node bench.mjs "${MOE_RERUN_STEPS:-60}" "$d" "${MOE_BATCH:-16}") > "$OUT/moe-rerun-$fb-$i.log" 2>&1
         echo "exit $?"; find "$d" -name deepwell.jsonl -exec cp {} "$OUT/moe-rerun-$fb-$i.jsonl" \;
       done
     done
