@@ -149,7 +149,8 @@ for part in "${parts[@]}"; do
     node -e '
       const fs = require("fs"), dir = process.argv[1];
       const read = (n) => fs.existsSync(`${dir}/${n}.jsonl`) ? fs.readFileSync(`${dir}/${n}.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l)) : [];
-      for (const [a, b] of [["moe-rerun-0-1", "moe-rerun-0-2"], ["moe-rerun-1-1", "moe-rerun-1-2"], ["moe-rerun-0-1", "moe-rerun-1-1"]]) {
+      const runs = ["moe-rerun-0-1", "moe-rerun-0-2", "moe-rerun-1-1", "moe-rerun-1-2"];
+      for (const [a, b] of runs.flatMap((a, i) => runs.slice(i + 1).map((b) => [a, b]))) {
         const [x, y] = [read(a), read(b)].map((log) => log.filter((l) => l.event === "step").map((l) => l.loss));
         const i = x.findIndex((v, k) => v !== y[k]);
         console.log(`${a} vs ${b}: ${x.length} and ${y.length} steps; ${i < 0 && x.length === y.length && x.length > 0 ? "bit for bit equal" : `first difference at step ${i + 1}`}`);
