@@ -30,7 +30,12 @@
 #             fp8-blockwise for MOE_RERUN_STEPS (60) steps four times on this machine, twice without the
 #             fallback (GPT2_FALLBACK=0, no snapshots) and twice with it; the first step where each pair's
 #             losses differ, and the snapshot steps (two runs of one commit diverged from step 30 in
-#             session 23)
+#             session 23; four such 80-step runs left one another at steps 3, 30 and 54 in session 24)
+#   bisect    which part of the experts' FP8 path does not repeat: examples/gpt2/rerun.mjs (the model
+#             compiled once per variant, retrained RERUN_RUNS (4) times for RERUN_STEPS (40) steps in
+#             one process) over RERUN_VARIANTS (default fp8-experts-nofuse, fp8-experts-wgrad,
+#             fp8-experts-general, fp8-experts; each about 1.5 min), then precision's
+#             grouped_repeat_gpu test (every FP8 MoE kernel at moe-8x's size, DW_REPEAT (6) times)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -157,6 +162,14 @@ for part in "${parts[@]}"; do
       }
       for (const n of ["moe-rerun-1-1", "moe-rerun-1-2"]) console.log(`${n} snapshots at steps: ${read(n).filter((l) => l.event === "snapshot").map((l) => l.step).join(", ")}`);
     ' "$OUT"
+    ;;
+  bisect)
+    step "in-process reruns of the MoE GPT per variant (examples/gpt2/rerun.mjs)"
+    (cd examples/gpt2 && GPT_CONFIG=${MOE_CONFIG:-moe-8x} RERUN_RUNS=${RERUN_RUNS:-4} RERUN_STEPS=${RERUN_STEPS:-40} timeout ${MOE_TIMEOUT:-480} \
+      node rerun.mjs "${RERUN_VARIANTS:-fp8-experts-nofuse,fp8-experts-wgrad,fp8-experts-general,fp8-experts}") 2>&1 | grep --line-buffered -v "map file\|ENOENT" | tee "$OUT/rerun.log"
+    step "each FP8 MoE kernel at moe-8x's size, DW_REPEAT times (precision grouped_repeat_gpu)"
+    (cd packages/precision && DW_REPEAT=${DW_REPEAT:-6} timeout 300 $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
+    echo "exit $?"; grep -E "✓|×|FAIL|Tests |differ" "$OUT/grouped-repeat.log" | tail -6
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"

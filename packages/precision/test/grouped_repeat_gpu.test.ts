@@ -1,30 +1,32 @@
 // Whether the FP8 MoE kernels repeat bit for bit at a real model's size. The other GPU tests rerun
-// each kernel once on small problems (a few hundred rows, at most one tile per CTA); two trainings of
-// the fp8-blockwise MoE GPT (moe-8x) on two machines in session 23 agreed for 29 steps and then
-// differed, while bf16 trainings agreed. So here every CUDA candidate the FP8 MoE step runs and the
-// bf16 one does not (quantize rowwise, columnwise and 128 × 128, quantize_kgrouped, grouped_scaled_matmul up and
-// down, _gelu, _dgelu, _swiglu, _wgrad, and the attention's dense scaled_matmul on cuBLASLt) runs at moe-8x's shapes (B 16 × T 1024 tokens, top-2: 32,768
-// routed rows, width 1024, hidden 4096, 8 experts; also 64 experts) DW_REPEAT times (default 6), each
-// time into freshly poisoned outputs, and every output's bytes must equal the first run's. Persistent
-// CTAs take many tiles each here, so a race between one tile's epilogue and the next tile's loads, or
-// an order of accumulation that depends on timing, shows as a difference. Skipped without a GPU.
-import { randomFillSync } from "node:crypto";
-import { Tensor, f32ToBf16Bits, registry } from "@deepwell/core";
-import {
-  cudaStatus,
-  findLibrary,
-  registerCudaBackends,
-  type CudaCall,
-} from "@deepwell/kernels-native";
-import { checkAttrs, getOp, type Attrs, type KernelParams } from "@deepwell/ir";
-import { afterEach, describe, expect, it } from "vitest";
-import { ptr } from "./grouped_fp8.js";
-import { randomOffsets } from "../../../testing/moe.js";
+// each kernel once on small problems (a few hundred rows, at most one tile per CTA). Here every CUDA
+// candidate the FP8 MoE step runs and the bf16 one does not (quantize rowwise, columnwise and
+// 128 × 128, quantize_kgrouped, grouped_scaled_matmul up and down, _gelu, _dgelu, _swiglu, _wgrad,
+// and the attention's dense scaled_matmul on cuBLASLt) runs at moe-8x's shapes (B 16 × T 1024
+// tokens, top-2: 32,768 routed rows, width 1024, hidden 4096, 8 experts; also 64 experts) DW_REPEAT
+// times, each time into freshly poisoned outputs, and every output's bytes must equal the first
+// run's. Persistent CTAs take many tiles each here, so a race between one tile's epilogue and the
+// next tile's loads, or an order of accumulation that depends on timing, can show as a difference.
+// Skipped without a GPU, and unless DW_REPEAT is set.
+//
+// On the H200 (2026-12-05, 6 runs each) it passed, while fp8-blockwise trainings of the moe-8x GPT
+// still left one another at random steps, in one process too, with the experts in FP8 and not with
+// only the attention's projections (examples/gpt2/rerun.mjs; docs/gpu-runs/2026-12-05-session24).
+// So a fault, if it is in these kernels, is rarer than one in a few hundred launches, or needs what
+// a training step gives them and random operands do not.
+import { randomFillSync } from 'node:crypto';
+import { Tensor, f32ToBf16Bits, registry } from '@deepwell/core';
+import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall } from '@deepwell/kernels-native';
+import { checkAttrs, getOp, type Attrs, type KernelParams } from '@deepwell/ir';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ptr } from './grouped_fp8.js';
+import { randomOffsets } from '../../../testing/moe.js';
 
-const gpu = cudaStatus().available && findLibrary("cublasLt").found;
+const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
-const dev = { device: "cuda:0" } as const;
-const REPEAT = Math.max(2, Number(process.env.DW_REPEAT ?? 6));
+const dev = { device: 'cuda:0' } as const;
+// Opt-in (DW_REPEAT=n, at least 2): about 2.5 minutes of GPU time at 6 runs; scripts/moe-check.sh rerun sets it.
+const REPEAT = process.env.DW_REPEAT === undefined ? 0 : Math.max(2, Number(process.env.DW_REPEAT));
 
 const made: Tensor[] = [];
 const keep = <T extends Tensor>(t: T): T => (made.push(t), t);
@@ -39,75 +41,34 @@ function codes(n: number): Uint8Array {
   return c;
 }
 /** Scales that keep a K-deep sum of random codes within a few units. */
-const scales = (n: number) =>
-  Float32Array.from({ length: n }, () =>
-    Math.fround(
-      2 ** (-12 + Math.floor(Math.random() * 3)) * (1 + Math.random())
-    )
-  );
-const bf16 = (n: number, spread: number) =>
-  Uint16Array.from({ length: n }, () =>
-    f32ToBf16Bits((Math.random() * 2 - 1) * spread)
-  );
-const on = (
-  d: ArrayLike<number> | Uint8Array | Uint16Array,
-  shape: number[],
-  dtype: string
-) => keep(Tensor.from(d as never, shape, dtype as never, dev));
+const scales = (n: number) => Float32Array.from({ length: n }, () => Math.fround(2 ** (-12 + Math.floor(Math.random() * 3)) * (1 + Math.random())));
+const bf16 = (n: number, spread: number) => Uint16Array.from({ length: n }, () => f32ToBf16Bits((Math.random() * 2 - 1) * spread));
+const on = (d: ArrayLike<number> | Uint8Array | Uint16Array, shape: number[], dtype: string) => keep(Tensor.from(d as never, shape, dtype as never, dev));
 
 /** A poisoned output of the type: bf16 NaN, f32 NaN, E4M3 code 0x7f (NaN). */
 function poisoned(shape: readonly number[], dtype: string): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  const data =
-    dtype === "bf16"
-      ? new Uint16Array(n).fill(0x7fc0)
-      : dtype === "f32"
-      ? new Float32Array(n).fill(NaN)
-      : new Uint8Array(n).fill(0x7f);
+  const data = dtype === 'bf16' ? new Uint16Array(n).fill(0x7fc0) : dtype === 'f32' ? new Float32Array(n).fill(NaN) : new Uint8Array(n).fill(0x7f);
   return on(data, [...shape], dtype);
 }
 
 /** Runs op's CUDA candidate `want` on `ins` REPEAT times; every output's bytes equal the first run's. */
-function expectRepeatable(
-  op: string,
-  want: string,
-  ins: Tensor[],
-  attrs: Attrs
-): void {
+function expectRepeatable(op: string, want: string, ins: Tensor[], attrs: Attrs): void {
   const def = getOp(op);
   const checked = checkAttrs(def, attrs);
   const inTypes = ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype }));
-  const params: KernelParams = {
-    op,
-    device: "cuda:0",
-    inTypes,
-    outTypes: def.infer(inTypes, checked),
-    attrs: checked,
-  };
+  const params: KernelParams = { op, device: 'cuda:0', inTypes, outTypes: def.infer(inTypes, checked), attrs: checked };
   const kernel = registry.select<KernelParams, void>(op, params);
   expect(kernel.name, registry.explain(op, params).text).toBe(want);
-  const bytes =
-    (kernel as { workspace?: (p: KernelParams) => number }).workspace?.(
-      params
-    ) ?? 0;
-  const ws = bytes > 0 ? keep(Tensor.empty([bytes], "u8", dev)) : null;
+  const bytes = (kernel as { workspace?: (p: KernelParams) => number }).workspace?.(params) ?? 0;
+  const ws = bytes > 0 ? keep(Tensor.empty([bytes], 'u8', dev)) : null;
   let first: Buffer[] | null = null;
   for (let rep = 0; rep < REPEAT; rep++) {
     const outs = params.outTypes.map((t) => poisoned(t.shape, t.dtype));
-    const call: CudaCall<KernelParams> = {
-      ...params,
-      stream: 0,
-      inputs: ins.map(ptr),
-      outputs: outs.map(ptr),
-      workspace: ws ? ptr(ws) : null,
-    };
+    const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: ins.map(ptr), outputs: outs.map(ptr), workspace: ws ? ptr(ws) : null };
     kernel.run(call as never);
     const got = outs.map((t) => {
-      const h = t.toHost() as ArrayLike<number> & {
-        buffer: ArrayBuffer;
-        byteOffset: number;
-        byteLength: number;
-      };
+      const h = t.toHost() as ArrayLike<number> & { buffer: ArrayBuffer; byteOffset: number; byteLength: number };
       return Buffer.from(h.buffer, h.byteOffset, h.byteLength);
     });
     for (const t of outs) made.splice(made.indexOf(t), 1), t.dispose();
@@ -117,193 +78,60 @@ function expectRepeatable(
     }
     got.forEach((g, i) => {
       if (g.equals(first![i]!)) return;
-      const size =
-        params.outTypes[i]!.dtype === "f8e4m3"
-          ? 1
-          : params.outTypes[i]!.dtype === "bf16"
-          ? 2
-          : 4;
+      const size = params.outTypes[i]!.dtype === 'f8e4m3' ? 1 : params.outTypes[i]!.dtype === 'bf16' ? 2 : 4;
       let at = 0;
       while (g[at] === first![i]![at]) at++;
-      const diff = Array.from({ length: g.length / size }).reduce<number>(
-        (n, _, k) =>
-          n +
-          (g.compare(
-            first![i]!,
-            k * size,
-            (k + 1) * size,
-            k * size,
-            (k + 1) * size
-          ) === 0
-            ? 0
-            : 1),
-        0
-      );
-      expect.fail(
-        `${op} output ${i} (${params.outTypes[i]!.dtype}[${params.outTypes[
-          i
-        ]!.shape.join(", ")}]), run ${
-          rep + 1
-        }: ${diff} elements differ from run 1, the first at element ${Math.floor(
-          at / size
-        )}`
-      );
+      const diff = Array.from({ length: g.length / size }).reduce<number>((n, _, k) => n + (g.compare(first![i]!, k * size, (k + 1) * size, k * size, (k + 1) * size) === 0 ? 0 : 1), 0);
+      expect.fail(`${op} output ${i} (${params.outTypes[i]!.dtype}[${params.outTypes[i]!.shape.join(', ')}]), run ${rep + 1}: ${diff} elements differ from run 1, the first at element ${Math.floor(at / size)}`);
     });
   }
 }
 
-const GEMM = { scaleLayout: "gemm", outDtype: "bf16" } as const;
+const GEMM = { scaleLayout: 'gemm', outDtype: 'bf16' } as const;
 // [experts, offsets kind]: moe-8x's 8 experts routed unevenly, one expert taking every row, 64 experts.
-const SHAPES: [number, "ragged" | "one"][] = [
-  [8, "ragged"],
-  [8, "one"],
-  [64, "ragged"],
+const SHAPES: [number, 'ragged' | 'one'][] = [
+  [8, 'ragged'],
+  [8, 'one'],
+  [64, 'ragged'],
 ];
 const [R, D, H] = [32768, 1024, 4096];
 
-describe.skipIf(!gpu)(
-  `the FP8 MoE kernels at moe-8x's size repeat bit for bit (${REPEAT} runs each)`,
-  () => {
-    it.each(
-      SHAPES.map(([E, kind]) => [`${E} experts, ${kind}`, E, kind] as const)
-    )(
-      "%s",
-      (_name, E, kind) => {
-        const offsets = on(randomOffsets(E, R, kind), [E + 1], "i32");
-        const x = on(bf16(R * D, 2), [R, D], "bf16");
-        const l4 = (k: number) => Math.ceil(k / 128 / 4) * 4;
-        // Activations and gradients quantized as the policy's rewrite does it.
-        expectRepeatable("quantize", "quantize_cuda", [x], {
-          format: "fp8-block1x128",
-          direction: "rowwise",
-        });
-        expectRepeatable("quantize", "quantize_cuda", [x], {
-          format: "fp8-block1x128",
-          direction: "columnwise",
-        });
-        expectRepeatable("quantize", "quantize_cuda", [x], {
-          format: "fp8-block128x128",
-          direction: "both",
-        });
-        expectRepeatable(
-          "quantize_kgrouped",
-          "quantize_kgrouped_cuda",
-          [x, offsets],
-          { experts: E }
-        );
-        // Up projection [R, D] × [E, H, D] and its fused epilogues; down projection [R, H] × [E, D, H].
-        const [a, aS] = [
-          on(codes(R * D), [R, D], "f8e4m3"),
-          on(scales((D / 128) * R), [D / 128, R], "f32"),
-        ];
-        const [w1, w1S] = [
-          on(codes(E * H * D), [E, H, D], "f8e4m3"),
-          on(scales(E * (H / 128) * l4(D)), [E, H / 128, l4(D)], "f32"),
-        ];
-        const [w3, w3S] = [
-          on(codes(E * H * D), [E, H, D], "f8e4m3"),
-          on(scales(E * (H / 128) * l4(D)), [E, H / 128, l4(D)], "f32"),
-        ];
-        expectRepeatable(
-          "grouped_scaled_matmul",
-          "grouped_scaled_matmul_cuda",
-          [a, aS, w1, w1S, offsets],
-          GEMM
-        );
-        expectRepeatable(
-          "grouped_scaled_matmul_gelu",
-          "grouped_scaled_matmul_gelu_cuda",
-          [a, aS, w1, w1S, offsets],
-          GEMM
-        );
-        expectRepeatable(
-          "grouped_scaled_matmul_dgelu",
-          "grouped_scaled_matmul_dgelu_cuda",
-          [a, aS, w1, w1S, offsets, on(bf16(R * H, 4), [R, H], "bf16")],
-          GEMM
-        );
-        expectRepeatable(
-          "grouped_scaled_matmul_swiglu",
-          "grouped_scaled_matmul_swiglu_cuda",
-          [a, aS, w1, w1S, w3, w3S, offsets],
-          GEMM
-        );
-        const [h, hS] = [
-          on(codes(R * H), [R, H], "f8e4m3"),
-          on(scales((H / 128) * R), [H / 128, R], "f32"),
-        ];
-        const [w2, w2S] = [
-          on(codes(E * D * H), [E, D, H], "f8e4m3"),
-          on(scales(E * (D / 128) * l4(H)), [E, D / 128, l4(H)], "f32"),
-        ];
-        expectRepeatable(
-          "grouped_scaled_matmul",
-          "grouped_scaled_matmul_cuda",
-          [h, hS, w2, w2S, offsets],
-          GEMM
-        );
-        // Weight gradient of the up projection: dw[e] = x_eᵀ · g_e over each expert's padded rows.
-        const P = 128 * (Math.ceil(R / 128) + E);
-        const [xt, xtS] = [
-          on(codes(D * P), [D, P], "f8e4m3"),
-          on(scales((P / 128) * D), [P / 128, D], "f32"),
-        ];
-        const [gt, gtS] = [
-          on(codes(H * P), [H, P], "f8e4m3"),
-          on(scales((P / 128) * H), [P / 128, H], "f32"),
-        ];
-        expectRepeatable(
-          "grouped_scaled_matmul_wgrad",
-          "grouped_scaled_matmul_wgrad_cuda",
-          [xt, xtS, gt, gtS, offsets],
-          { experts: E, outDtype: "f32" }
-        );
-        expectRepeatable(
-          "grouped_scaled_matmul_wgrad",
-          "grouped_scaled_matmul_wgrad_cuda",
-          [xt, xtS, gt, gtS, offsets],
-          { experts: E, outDtype: "bf16" }
-        );
-        // The attention's dense FP8 projection (cuBLASLt, blockwise): [T·B, D] × [3D, D].
-        const M = R / 2;
-        const [q, qS] = [
-          on(codes(M * D), [M, D], "f8e4m3"),
-          on(scales((D / 128) * M), [D / 128, M], "f32"),
-        ];
-        const [wq, wqS] = [
-          on(codes(3 * D * D), [3 * D, D], "f8e4m3"),
-          on(scales(((3 * D) / 128) * l4(D)), [(3 * D) / 128, l4(D)], "f32"),
-        ];
-        const LT = {
-          aScaling: "block1x128",
-          bScaling: "block128x128",
-          scaleLayout: "gemm",
-          outDtype: "bf16",
-          fastAccum: false,
-        } as const;
-        expectRepeatable(
-          "scaled_matmul",
-          "scaled_matmul_cublaslt",
-          [q, qS, wq, wqS],
-          LT
-        );
-        // Its weight gradient's shape, reducing over the 16,384 tokens (where a split-K algorithm is likely).
-        const [gT, gTS] = [
-          on(codes(D * M), [D, M], "f8e4m3"),
-          on(scales((M / 128) * D), [M / 128, D], "f32"),
-        ];
-        const [xT, xTS] = [
-          on(codes(3 * D * M), [3 * D, M], "f8e4m3"),
-          on(scales(((3 * D) / 128) * l4(M)), [(3 * D) / 128, l4(M)], "f32"),
-        ];
-        expectRepeatable(
-          "scaled_matmul",
-          "scaled_matmul_cublaslt",
-          [gT, gTS, xT, xTS],
-          LT
-        );
-      },
-      600_000
-    );
-  }
-);
+describe.skipIf(!gpu || REPEAT === 0)(`the FP8 MoE kernels at moe-8x's size repeat bit for bit (${REPEAT} runs each)`, () => {
+  it.each(SHAPES.map(([E, kind]) => [`${E} experts, ${kind}`, E, kind] as const))('%s', (_name, E, kind) => {
+    const offsets = on(randomOffsets(E, R, kind), [E + 1], 'i32');
+    const x = on(bf16(R * D, 2), [R, D], 'bf16');
+    const l4 = (k: number) => Math.ceil(k / 128 / 4) * 4;
+    // Activations and gradients quantized as the policy's rewrite does it.
+    expectRepeatable('quantize', 'quantize_cuda', [x], { format: 'fp8-block1x128', direction: 'rowwise' });
+    expectRepeatable('quantize', 'quantize_cuda', [x], { format: 'fp8-block1x128', direction: 'columnwise' });
+    expectRepeatable('quantize', 'quantize_cuda', [x], { format: 'fp8-block128x128', direction: 'both' });
+    expectRepeatable('quantize_kgrouped', 'quantize_kgrouped_cuda', [x, offsets], { experts: E });
+    // Up projection [R, D] × [E, H, D] and its fused epilogues; down projection [R, H] × [E, D, H].
+    const [a, aS] = [on(codes(R * D), [R, D], 'f8e4m3'), on(scales((D / 128) * R), [D / 128, R], 'f32')];
+    const [w1, w1S] = [on(codes(E * H * D), [E, H, D], 'f8e4m3'), on(scales(E * (H / 128) * l4(D)), [E, H / 128, l4(D)], 'f32')];
+    const [w3, w3S] = [on(codes(E * H * D), [E, H, D], 'f8e4m3'), on(scales(E * (H / 128) * l4(D)), [E, H / 128, l4(D)], 'f32')];
+    expectRepeatable('grouped_scaled_matmul', 'grouped_scaled_matmul_cuda', [a, aS, w1, w1S, offsets], GEMM);
+    expectRepeatable('grouped_scaled_matmul_gelu', 'grouped_scaled_matmul_gelu_cuda', [a, aS, w1, w1S, offsets], GEMM);
+    expectRepeatable('grouped_scaled_matmul_dgelu', 'grouped_scaled_matmul_dgelu_cuda', [a, aS, w1, w1S, offsets, on(bf16(R * H, 4), [R, H], 'bf16')], GEMM);
+    expectRepeatable('grouped_scaled_matmul_swiglu', 'grouped_scaled_matmul_swiglu_cuda', [a, aS, w1, w1S, w3, w3S, offsets], GEMM);
+    const [h, hS] = [on(codes(R * H), [R, H], 'f8e4m3'), on(scales((H / 128) * R), [H / 128, R], 'f32')];
+    const [w2, w2S] = [on(codes(E * D * H), [E, D, H], 'f8e4m3'), on(scales(E * (D / 128) * l4(H)), [E, D / 128, l4(H)], 'f32')];
+    expectRepeatable('grouped_scaled_matmul', 'grouped_scaled_matmul_cuda', [h, hS, w2, w2S, offsets], GEMM);
+    // Weight gradient of the up projection: dw[e] = x_eᵀ · g_e over each expert's padded rows.
+    const P = 128 * (Math.ceil(R / 128) + E);
+    const [xt, xtS] = [on(codes(D * P), [D, P], 'f8e4m3'), on(scales((P / 128) * D), [P / 128, D], 'f32')];
+    const [gt, gtS] = [on(codes(H * P), [H, P], 'f8e4m3'), on(scales((P / 128) * H), [P / 128, H], 'f32')];
+    expectRepeatable('grouped_scaled_matmul_wgrad', 'grouped_scaled_matmul_wgrad_cuda', [xt, xtS, gt, gtS, offsets], { experts: E, outDtype: 'f32' });
+    expectRepeatable('grouped_scaled_matmul_wgrad', 'grouped_scaled_matmul_wgrad_cuda', [xt, xtS, gt, gtS, offsets], { experts: E, outDtype: 'bf16' });
+    // The attention's dense FP8 projection (cuBLASLt, blockwise): [T·B, D] × [3D, D].
+    const M = R / 2;
+    const [q, qS] = [on(codes(M * D), [M, D], 'f8e4m3'), on(scales((D / 128) * M), [D / 128, M], 'f32')];
+    const [wq, wqS] = [on(codes(3 * D * D), [3 * D, D], 'f8e4m3'), on(scales(((3 * D) / 128) * l4(D)), [(3 * D) / 128, l4(D)], 'f32')];
+    const LT = { aScaling: 'block1x128', bScaling: 'block128x128', scaleLayout: 'gemm', outDtype: 'bf16', fastAccum: false } as const;
+    expectRepeatable('scaled_matmul', 'scaled_matmul_cublaslt', [q, qS, wq, wqS], LT);
+    // Its weight gradient's shape, reducing over the 16,384 tokens (where a split-K algorithm is likely).
+    const [gT, gTS] = [on(codes(D * M), [D, M], 'f8e4m3'), on(scales((M / 128) * D), [M / 128, D], 'f32')];
+    const [xT, xTS] = [on(codes(3 * D * M), [3 * D, M], 'f8e4m3'), on(scales(((3 * D) / 128) * l4(M)), [(3 * D) / 128, l4(M)], 'f32')];
+    expectRepeatable('scaled_matmul', 'scaled_matmul_cublaslt', [gT, gTS, xT, xTS], LT);
+  }, 600_000);
+});
