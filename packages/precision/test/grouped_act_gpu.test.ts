@@ -17,11 +17,11 @@
 // grouped_scaled_matmul_gpu.test.ts uses: twice cuBLASLt's blockwise FP8 error on the same data
 // (|pre − S| <= 2·eLt·Σ|a||b|).
 import { Tensor, f32ToBf16Bits, registry } from '@deepwell/core';
-import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall } from '@deepwell/kernels-native';
-import { checkAttrs, getOp, type Attrs, type KernelParams } from '@deepwell/ir';
+import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
+import { checkAttrs, getOp, type KernelParams } from '@deepwell/ir';
 import { afterEach, describe, expect, it } from 'vitest';
 import { firstDiff, randomCodes, valuesOf } from './fp8.js';
-import { cublasLtReference, exact, ptr, worstError, type Fmt, type Problem as GroupedProblem } from './grouped_fp8.js';
+import { cublasLtReference, exact, runCandidate, worstError, type Fmt, type Problem as GroupedProblem } from './grouped_fp8.js';
 import { errorOf } from '../../../testing/errors.js';
 import { randomOffsets } from '../../../testing/moe.js';
 
@@ -87,21 +87,6 @@ function expectNearExact(what: string, got: Float64Array, p: GroupedProblem): vo
 /** Poisoned outputs: bf16 [R, N] NaN, codes [R, N] 0x7f (e4m3's NaN), scales f32 [N/128, R] NaN. */
 const bf16Out = (p: Problem) => on(new Uint16Array(p.R * p.N).fill(0x7fc0), [p.R, p.N], 'bf16');
 const quantOut = (p: Problem) => [on(new Uint8Array(p.R * p.N).fill(0x7f), [p.R, p.N], 'f8e4m3'), on(new Float32Array((p.N / 128) * p.R).fill(NaN), [p.N / 128, p.R], 'f32')];
-
-/** Selects the op's CUDA candidate (as a compiled step does) and runs it into the given outputs. */
-function runCandidate(op: string, want: string | null, ins: Tensor[], outs: Tensor[], attrs: Attrs): void {
-  const def = getOp(op);
-  const checked = checkAttrs(def, attrs);
-  const inTypes = ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype }));
-  const params: KernelParams = { op, device: 'cuda:0', inTypes, outTypes: def.infer(inTypes, checked), attrs: checked };
-  const kernel = registry.select<KernelParams, void>(op, params);
-  expect(kernel.backend, `${op}: ${registry.explain(op, params).text}`).toBe('cuda');
-  if (want !== null) expect(kernel.name).toBe(want);
-  const bytes = (kernel as { workspace?: (p: KernelParams) => number }).workspace?.(params) ?? 0;
-  const ws = bytes > 0 ? keep(Tensor.empty([bytes], 'u8', dev)) : null;
-  const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: ins.map(ptr), outputs: outs.map(ptr), workspace: ws ? ptr(ws) : null };
-  kernel.run(call as never);
-}
 
 /** Each output's bits equal the unfused one's, and every element written (no NaN, no NaN code). */
 function expectSame(what: string, got: Tensor, want: Tensor): void {

@@ -1,10 +1,11 @@
-// What the FP8 grouped GEMM's GPU tests share (grouped_scaled_matmul_gpu, grouped_act_gpu): a problem's
-// operands, the float64 sum S and Σ|a||b| T of every output, the worst |got − S| / T, and cuBLASLt's
-// blockwise FP8 GEMM on each expert's rows as the same-precision yardstick. Needs a GPU for
-// cublasLtReference; the rest is host code.
+// What the FP8 grouped GEMM's GPU tests share (grouped_scaled_matmul_gpu, grouped_act_gpu,
+// kgrouped_gpu, grouped_repeat_gpu): a problem's operands, the float64 sum S and Σ|a||b| T of every
+// output, the worst |got − S| / T, cuBLASLt's blockwise FP8 GEMM on each expert's rows as the
+// same-precision yardstick, and running an op's CUDA candidate as a compiled step does. Needs a GPU
+// for cublasLtReference and runCandidate; the rest is host code.
 import { Tensor, registry } from '@deepwell/core';
-import type { DevArg } from '@deepwell/kernels-native';
-import { getOp, type KernelParams } from '@deepwell/ir';
+import type { CudaCall, DevArg } from '@deepwell/kernels-native';
+import { checkAttrs, getOp, type Attrs, type KernelParams } from '@deepwell/ir';
 import { expect } from 'vitest';
 import { ELEMENTS, SCALED_GEMM_WORKSPACE, decodeElement } from '../src/index.js';
 import { valuesOf } from './fp8.js';
@@ -12,6 +13,28 @@ import { valuesOf } from './fp8.js';
 export type Fmt = 'e4m3' | 'e5m2';
 const dev = { device: 'cuda:0' } as const;
 export const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
+
+/**
+ * Selects op's kernel for these device tensors as a compiled step does (it must be a CUDA one, and
+ * `want` when given) and runs it into the given outputs, with a workspace when it asks for one.
+ */
+export function runCandidate(op: string, want: string | null, ins: Tensor[], outs: Tensor[], attrs: Attrs): void {
+  const def = getOp(op);
+  const checked = checkAttrs(def, attrs);
+  const inTypes = ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype }));
+  const params: KernelParams = { op, device: 'cuda:0', inTypes, outTypes: def.infer(inTypes, checked), attrs: checked };
+  const kernel = registry.select<KernelParams, void>(op, params);
+  expect(kernel.backend, `${op}: ${registry.explain(op, params).text}`).toBe('cuda');
+  if (want !== null) expect(kernel.name).toBe(want);
+  const bytes = (kernel as { workspace?: (p: KernelParams) => number }).workspace?.(params) ?? 0;
+  const ws = bytes > 0 ? Tensor.empty([bytes], 'u8', dev) : null;
+  try {
+    const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: ins.map(ptr), outputs: outs.map(ptr), workspace: ws ? ptr(ws) : null };
+    kernel.run(call as never);
+  } finally {
+    ws?.dispose();
+  }
+}
 
 export interface Problem {
   R: number;

@@ -15,11 +15,11 @@
 // So a fault, if it is in these kernels, is rarer than one in a few hundred launches, or needs what
 // a training step gives them and random operands do not.
 import { randomFillSync } from 'node:crypto';
-import { Tensor, f32ToBf16Bits, registry } from '@deepwell/core';
-import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall } from '@deepwell/kernels-native';
-import { checkAttrs, getOp, type Attrs, type KernelParams } from '@deepwell/ir';
+import { Tensor, f32ToBf16Bits } from '@deepwell/core';
+import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
+import { checkAttrs, getOp, type Attrs } from '@deepwell/ir';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ptr } from './grouped_fp8.js';
+import { runCandidate } from './grouped_fp8.js';
 import { randomOffsets } from '../../../testing/moe.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
@@ -45,44 +45,42 @@ const scales = (n: number) => Float32Array.from({ length: n }, () => Math.fround
 const bf16 = (n: number, spread: number) => Uint16Array.from({ length: n }, () => f32ToBf16Bits((Math.random() * 2 - 1) * spread));
 const on = (d: ArrayLike<number> | Uint8Array | Uint16Array, shape: number[], dtype: string) => keep(Tensor.from(d as never, shape, dtype as never, dev));
 
-/** A poisoned output of the type: bf16 NaN, f32 NaN, E4M3 code 0x7f (NaN). */
+/** A poisoned output of the type (not kept: the caller disposes it): bf16 NaN, f32 NaN, E4M3 code 0x7f (NaN). */
 function poisoned(shape: readonly number[], dtype: string): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = dtype === 'bf16' ? new Uint16Array(n).fill(0x7fc0) : dtype === 'f32' ? new Float32Array(n).fill(NaN) : new Uint8Array(n).fill(0x7f);
-  return on(data, [...shape], dtype);
+  return Tensor.from(data as never, [...shape], dtype as never, dev);
 }
 
 /** Runs op's CUDA candidate `want` on `ins` REPEAT times; every output's bytes equal the first run's. */
 function expectRepeatable(op: string, want: string, ins: Tensor[], attrs: Attrs): void {
   const def = getOp(op);
-  const checked = checkAttrs(def, attrs);
-  const inTypes = ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype }));
-  const params: KernelParams = { op, device: 'cuda:0', inTypes, outTypes: def.infer(inTypes, checked), attrs: checked };
-  const kernel = registry.select<KernelParams, void>(op, params);
-  expect(kernel.name, registry.explain(op, params).text).toBe(want);
-  const bytes = (kernel as { workspace?: (p: KernelParams) => number }).workspace?.(params) ?? 0;
-  const ws = bytes > 0 ? keep(Tensor.empty([bytes], 'u8', dev)) : null;
+  const outTypes = def.infer(ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype })), checkAttrs(def, attrs));
   let first: Buffer[] | null = null;
   for (let rep = 0; rep < REPEAT; rep++) {
-    const outs = params.outTypes.map((t) => poisoned(t.shape, t.dtype));
-    const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: ins.map(ptr), outputs: outs.map(ptr), workspace: ws ? ptr(ws) : null };
-    kernel.run(call as never);
+    const outs = outTypes.map((t) => poisoned(t.shape, t.dtype));
+    runCandidate(op, want, ins, outs, attrs);
     const got = outs.map((t) => {
       const h = t.toHost() as ArrayLike<number> & { buffer: ArrayBuffer; byteOffset: number; byteLength: number };
+      t.dispose();
       return Buffer.from(h.buffer, h.byteOffset, h.byteLength);
     });
-    for (const t of outs) made.splice(made.indexOf(t), 1), t.dispose();
     if (first === null) {
       first = got;
       continue;
     }
     got.forEach((g, i) => {
-      if (g.equals(first![i]!)) return;
-      const size = params.outTypes[i]!.dtype === 'f8e4m3' ? 1 : params.outTypes[i]!.dtype === 'bf16' ? 2 : 4;
-      let at = 0;
-      while (g[at] === first![i]![at]) at++;
-      const diff = Array.from({ length: g.length / size }).reduce<number>((n, _, k) => n + (g.compare(first![i]!, k * size, (k + 1) * size, k * size, (k + 1) * size) === 0 ? 0 : 1), 0);
-      expect.fail(`${op} output ${i} (${params.outTypes[i]!.dtype}[${params.outTypes[i]!.shape.join(', ')}]), run ${rep + 1}: ${diff} elements differ from run 1, the first at element ${Math.floor(at / size)}`);
+      const want1 = first![i]!;
+      if (g.equals(want1)) return;
+      const size = outTypes[i]!.dtype === 'f8e4m3' ? 1 : outTypes[i]!.dtype === 'bf16' ? 2 : 4;
+      let firstAt = -1;
+      let diff = 0;
+      for (let k = 0; k < g.length; k += size) {
+        if (g.compare(want1, k, k + size, k, k + size) === 0) continue;
+        diff++;
+        if (firstAt < 0) firstAt = k / size;
+      }
+      expect.fail(`${op} output ${i} (${outTypes[i]!.dtype}[${outTypes[i]!.shape.join(', ')}]), run ${rep + 1}: ${diff} elements differ from run 1, the first at element ${firstAt}`);
     });
   }
 }

@@ -19,13 +19,14 @@
 //     (docs/gpu-runs/2026-12-05-session18), and 2^-10 = 9.8e-4. A wrong scale, row, column, expert or
 //     block is off by O(T).
 // Experts with no rows must come back as zeros; reruns are bit-identical; bad offsets are typed.
-import { Tensor, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, registry } from '@deepwell/core';
-import { cudaStatus, findLibrary, registerCudaBackends, type CudaCall, type DevArg } from '@deepwell/kernels-native';
-import { getOp, type Attrs, type KernelParams } from '@deepwell/ir';
+import { Tensor, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '@deepwell/core';
+import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
+import { getOp } from '@deepwell/ir';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ELEMENTS, decodeElement } from '../src/index.js';
 import { paddedOffsets } from '../src/ops/quantize_kgrouped.js';
 import { firstDiff, randomCodes, valuesOf } from './fp8.js';
+import { runCandidate } from './grouped_fp8.js';
 import { randomOffsets } from '../../../testing/moe.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
@@ -37,19 +38,8 @@ const dev = { device: 'cuda:0' } as const;
 type Fmt = 'e4m3' | 'e5m2';
 const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 const randomScale = () => 2 ** randInt(-6, 6) * (1 + Math.random());
-const ptr = (t: Tensor): DevArg => ({ base: (t.buffer as unknown as { ptr: number }).ptr, offset: 0, bytes: t.buffer.bytes });
 const bitsEqual = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]));
 const padOf = (R: number, E: number) => 128 * (Math.ceil(R / 128) + E);
-
-/** Selects the op's CUDA candidate (as a compiled step does) and runs it into the given outputs. */
-function runCandidate(op: string, want: string, ins: Tensor[], outs: Tensor[], attrs: Attrs): void {
-  const inTypes = ins.map((t) => ({ shape: t.shape, dtype: t.dtype }));
-  const params: KernelParams = { op, device: 'cuda:0', inTypes, outTypes: getOp(op).infer(inTypes, attrs), attrs };
-  const kernel = registry.select<KernelParams, void>(op, params);
-  expect(kernel.name).toBe(want);
-  const call: CudaCall<KernelParams> = { ...params, stream: 0, inputs: ins.map(ptr), outputs: outs.map(ptr), workspace: null };
-  kernel.run(call as never);
-}
 
 const made: Tensor[] = [];
 const keep = <T extends Tensor>(t: T): T => (made.push(t), t);
