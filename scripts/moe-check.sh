@@ -35,7 +35,7 @@
 #             compiled once per variant, retrained RERUN_RUNS (4) times for RERUN_STEPS (40) steps in
 #             one process) over RERUN_VARIANTS (default fp8-experts-nofuse, fp8-experts-wgrad,
 #             fp8-experts-general, fp8-experts; each about 1.5 min), then precision's
-#             grouped_repeat_gpu test (every FP8 MoE kernel at moe-8x's size, DW_REPEAT (6) times)
+#             grouped_repeat_gpu test (every FP8 MoE kernel at moe-8x's size, DW_REPEAT (16) times back to back)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -168,7 +168,7 @@ for part in "${parts[@]}"; do
     (cd examples/gpt2 && GPT_CONFIG=${MOE_CONFIG:-moe-8x} RERUN_RUNS=${RERUN_RUNS:-4} RERUN_STEPS=${RERUN_STEPS:-40} timeout ${MOE_TIMEOUT:-480} \
       node rerun.mjs "${RERUN_VARIANTS:-fp8-experts-nofuse,fp8-experts-wgrad,fp8-experts-general,fp8-experts}") 2>&1 | grep --line-buffered -v "map file\|ENOENT" | tee "$OUT/rerun.log"
     step "each FP8 MoE kernel at moe-8x's size, DW_REPEAT times (precision grouped_repeat_gpu)"
-    (cd packages/precision && DW_REPEAT=${DW_REPEAT:-6} timeout 300 $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
+    (cd packages/precision && DW_REPEAT=${DW_REPEAT:-16} timeout 300 $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
     echo "exit $?"; grep -E "✓|×|FAIL|Tests |differ" "$OUT/grouped-repeat.log" | tail -6
     ;;
   sass)

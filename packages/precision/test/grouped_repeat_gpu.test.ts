@@ -4,19 +4,19 @@
 // 128 × 128, quantize_kgrouped, grouped_scaled_matmul up and down, _gelu, _dgelu, _swiglu, _wgrad,
 // and the attention's dense scaled_matmul on cuBLASLt) runs at moe-8x's shapes (B 16 × T 1024
 // tokens, top-2: 32,768 routed rows, width 1024, hidden 4096, 8 experts; also 64 experts) DW_REPEAT
-// times, each time into freshly poisoned outputs, and every output's bytes must equal the first
-// run's. Persistent CTAs take many tiles each here, so a race between one tile's epilogue and the
+// times back to back, each time into its own poisoned outputs kept on the device (as many runs as
+// fit in half the free memory), and every output's bytes must equal the first run's. Persistent CTAs take many tiles each here, so a race between one tile's epilogue and the
 // next tile's loads, or an order of accumulation that depends on timing, can show as a difference.
 // Skipped without a GPU, and unless DW_REPEAT is set.
 //
-// On the H200 (2026-12-05, 6 runs each) it passed, while fp8-blockwise trainings of the moe-8x GPT
+// On the H200 (2026-12-05, 6 runs each, then copied to the host one by one) it passed, while fp8-blockwise trainings of the moe-8x GPT
 // still left one another at random steps, in one process too, with the experts in FP8 and not with
 // only the attention's projections (examples/gpt2/rerun.mjs; docs/gpu-runs/2026-12-05-session24).
 // So a fault, if it is in these kernels, is rarer than one in a few hundred launches, or needs what
 // a training step gives them and random operands do not.
 import { randomFillSync } from 'node:crypto';
 import { Tensor, f32ToBf16Bits } from '@deepwell/core';
-import { cudaStatus, findLibrary, registerCudaBackends } from '@deepwell/kernels-native';
+import { cudaBackend, cudaStatus, findLibrary, memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
 import { checkAttrs, getOp, type Attrs } from '@deepwell/ir';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCandidate } from './grouped_fp8.js';
@@ -25,7 +25,7 @@ import { randomOffsets } from '../../../testing/moe.js';
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
 const dev = { device: 'cuda:0' } as const;
-// Opt-in (DW_REPEAT=n, at least 2): about 2.5 minutes of GPU time at 6 runs; scripts/moe-check.sh rerun sets it.
+// Opt-in (DW_REPEAT=n, at least 2); scripts/moe-check.sh bisect sets it.
 const REPEAT = process.env.DW_REPEAT === undefined ? 0 : Math.max(2, Number(process.env.DW_REPEAT));
 
 const made: Tensor[] = [];
@@ -45,43 +45,54 @@ const scales = (n: number) => Float32Array.from({ length: n }, () => Math.fround
 const bf16 = (n: number, spread: number) => Uint16Array.from({ length: n }, () => f32ToBf16Bits((Math.random() * 2 - 1) * spread));
 const on = (d: ArrayLike<number> | Uint8Array | Uint16Array, shape: number[], dtype: string) => keep(Tensor.from(d as never, shape, dtype as never, dev));
 
-/** A poisoned output of the type (not kept: the caller disposes it): bf16 NaN, f32 NaN, E4M3 code 0x7f (NaN). */
+/** An output of the type on the device, every byte 0xff: NaN as bf16, f32 and E4M3 (not kept: the caller disposes it). */
 function poisoned(shape: readonly number[], dtype: string): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = dtype === 'bf16' ? new Uint16Array(n).fill(0x7fc0) : dtype === 'f32' ? new Float32Array(n).fill(NaN) : new Uint8Array(n).fill(0x7f);
-  return Tensor.from(data as never, [...shape], dtype as never, dev);
+  const t = Tensor.empty([...shape], dtype as never, dev);
+  cudaBackend(0).memset(t.buffer, 0xff);
+  return t;
 }
 
-/** Runs op's CUDA candidate `want` on `ins` REPEAT times; every output's bytes equal the first run's. */
+/**
+ * Runs op's CUDA candidate `want` on `ins` REPEAT times (fewer where the outputs would not fit) back to back, each into its own poisoned
+ * outputs held on the device (no copy or wait between the launches, as in a step), then every
+ * output's bytes must equal the first run's.
+ */
 function expectRepeatable(op: string, want: string, ins: Tensor[], attrs: Attrs): void {
   const def = getOp(op);
   const outTypes = def.infer(ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype })), checkAttrs(def, attrs));
-  let first: Buffer[] | null = null;
-  for (let rep = 0; rep < REPEAT; rep++) {
-    const outs = outTypes.map((t) => poisoned(t.shape, t.dtype));
-    runCandidate(op, want, ins, outs, attrs);
-    const got = outs.map((t) => {
-      const h = t.toHost() as ArrayLike<number> & { buffer: ArrayBuffer; byteOffset: number; byteLength: number };
-      t.dispose();
-      return Buffer.from(h.buffer, h.byteOffset, h.byteLength);
-    });
-    if (first === null) {
-      first = got;
-      continue;
+  // As many runs as REPEAT, or as fit in half the free device memory (64 experts' f32 weight gradient is 1 GiB a run).
+  const perRun = outTypes.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f8e4m3' ? 1 : t.dtype === 'bf16' ? 2 : 4), 0);
+  const reps = Math.max(2, Math.min(REPEAT, Math.floor(memGetInfo(0).free / 2 / perRun)));
+  const runs: Tensor[][] = [];
+  const bytesOf = (t: Tensor): Buffer => {
+    const h = t.toHost() as ArrayLike<number> & { buffer: ArrayBuffer; byteOffset: number; byteLength: number };
+    return Buffer.from(h.buffer, h.byteOffset, h.byteLength);
+  };
+  try {
+    for (let rep = 0; rep < reps; rep++) {
+      const outs = outTypes.map((t) => poisoned(t.shape, t.dtype));
+      runs.push(outs);
+      runCandidate(op, want, ins, outs, attrs);
     }
-    got.forEach((g, i) => {
-      const want1 = first![i]!;
-      if (g.equals(want1)) return;
-      const size = outTypes[i]!.dtype === 'f8e4m3' ? 1 : outTypes[i]!.dtype === 'bf16' ? 2 : 4;
-      let firstAt = -1;
-      let diff = 0;
-      for (let k = 0; k < g.length; k += size) {
-        if (g.compare(want1, k, k + size, k, k + size) === 0) continue;
-        diff++;
-        if (firstAt < 0) firstAt = k / size;
-      }
-      expect.fail(`${op} output ${i} (${outTypes[i]!.dtype}[${outTypes[i]!.shape.join(', ')}]), run ${rep + 1}: ${diff} elements differ from run 1, the first at element ${firstAt}`);
-    });
+    const first = runs[0]!.map(bytesOf);
+    for (let rep = 1; rep < reps; rep++) {
+      runs[rep]!.forEach((t, i) => {
+        const g = bytesOf(t);
+        const want1 = first[i]!;
+        if (g.equals(want1)) return;
+        const size = outTypes[i]!.dtype === 'f8e4m3' ? 1 : outTypes[i]!.dtype === 'bf16' ? 2 : 4;
+        let firstAt = -1;
+        let diff = 0;
+        for (let k = 0; k < g.length; k += size) {
+          if (g.compare(want1, k, k + size, k, k + size) === 0) continue;
+          diff++;
+          if (firstAt < 0) firstAt = k / size;
+        }
+        expect.fail(`${op} output ${i} (${outTypes[i]!.dtype}[${outTypes[i]!.shape.join(', ')}]), run ${rep + 1}: ${diff} elements differ from run 1, the first at element ${firstAt}`);
+      });
+    }
+  } finally {
+    for (const outs of runs) for (const t of outs) t.dispose();
   }
 }
 
