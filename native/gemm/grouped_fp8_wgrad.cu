@@ -109,7 +109,7 @@ using grouped::generalOnly;
 // The Hopper kernel of one pair of formats and output: launched, or false when this build holds
 // only its trapping stub (no sm_90a code).
 template <int FA, int FB, typename OutT>
-bool launchWgradKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap (&maps)[4], const grouped90::Fp8WgradArgs& args) {
+bool launchWgradKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap (&maps)[2], const grouped90::Fp8WgradArgs& args) {
   namespace g = grouped90;
   constexpr auto kernel = g::groupedFp8WgradSm90Kernel<FA, FB, OutT>;
   if (!grouped::redistributes<kernel>(g::kThreads, g::kProducerRegs, g::kConsumerRegs)) return false;  // setmaxnreg 40 / 232 (or the stub)
@@ -117,18 +117,18 @@ bool launchWgradKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedScaledGemmWgrad)");
   const long long tiles = static_cast<long long>(args.E) * ((args.K + g::kBM - 1) / g::kBM) * ((args.N + g::kBN - 1) / g::kBN);
   const unsigned grid = static_cast<unsigned>(std::min<long long>(tiles, smCount()));
-  kernel<<<grid, g::kThreads, g::wgradSmemBytes(args.E), s>>>(maps[0], maps[1], maps[2], maps[3], args);
+  kernel<<<grid, g::kThreads, g::wgradSmemBytes(args.E), s>>>(maps[0], maps[1], args);
   return true;
 }
 
 template <typename OutT>
-bool launchWgradSm90(Napi::Env env, cudaStream_t s, int fa, int fb, const uint8_t* a, const float* sa, const uint8_t* b, const float* sb, uint64_t P, const grouped90::Fp8WgradArgs& args) {
+bool launchWgradSm90(Napi::Env env, cudaStream_t s, int fa, int fb, const uint8_t* a, const uint8_t* b, uint64_t P, const grouped90::Fp8WgradArgs& args) {
   namespace g = grouped90;
   int dev = 0;
   if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::fp8WgradSupported(computeCapability(dev), args.K, args.N, P, args.E)) return false;
-  if (reinterpret_cast<uintptr_t>(args.dw) % 8 != 0) return false;
-  CUtensorMap maps[4];
-  if (!g::makeFp8WgradMaps(&maps[0], &maps[1], &maps[2], &maps[3], a, b, sa, sb, args.K, args.N, static_cast<int>(P))) return false;
+  if (reinterpret_cast<uintptr_t>(args.dw) % 8 != 0 || reinterpret_cast<uintptr_t>(args.sb) % 8 != 0) return false;
+  CUtensorMap maps[2];
+  if (!g::makeFp8WgradMaps(&maps[0], &maps[1], a, b, args.K, args.N, static_cast<int>(P))) return false;
   constexpr int e4 = abi::fp8::e4m3;
   if (fa == e4 && fb == e4) return launchWgradKernel<0, 0, OutT>(env, s, dev, maps, args);
   if (fa == e4) return launchWgradKernel<0, 1, OutT>(env, s, dev, maps, args);
@@ -157,12 +157,12 @@ Napi::Value GroupedScaledGemmWgrad(const Napi::CallbackInfo& info) {
   const float* sb = a.bScale.ptr<float>(env, mulSize(env, P / 128, N, "groupedScaledGemmWgrad bScale"));
   const uint64_t dwElems = mulSize(env, E, mulSize(env, K, N, "groupedScaledGemmWgrad dw"), "groupedScaledGemmWgrad dw");
   ErrWord* err = opsErrorWord(env, kErrMoe);
-  grouped90::Fp8WgradArgs args{offsets, nullptr, static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), static_cast<int>(P), err};
+  grouped90::Fp8WgradArgs args{offsets, sa, sb, nullptr, static_cast<int>(K), static_cast<int>(N), static_cast<int>(E), static_cast<int>(P), err};
   const dim3 grid(static_cast<unsigned>((N + kTile - 1) / kTile), static_cast<unsigned>((K + kTile - 1) / kTile), static_cast<unsigned>(E));
   const auto run = [&](auto* d) {
     using OutT = std::remove_pointer_t<decltype(d)>;
     args.dw = d;
-    if (!launchWgradSm90<OutT>(env, a.stream, fa, fb, ap, sa, bp, sb, P, args))
+    if (!launchWgradSm90<OutT>(env, a.stream, fa, fb, ap, bp, P, args))
       groupedFp8WgradK<OutT><<<grid, kThreads, 0, a.stream>>>(ap, sa, bp, sb, offsets, d, fa == abi::fp8::e4m3 ? 0 : 1, fb == abi::fp8::e4m3 ? 0 : 1, args.K, args.N, args.E,
                                                                static_cast<long long>(P), err);
   };

@@ -15,10 +15,17 @@
 // promoted into FP32 with two partials in turn), with the weight gradient's tiles and scales:
 //   * a tile is a 128 × 128 block of dw[e] (K rows, N columns), expert by expert, N fastest; every
 //     expert has the same tiles (ringPrologue's scan with one tile per 128 rows gives q_e);
-//   * a stage holds a's 128 rows (K) and b's 128 rows (N) of one padded block, 128 codes each, and
-//     that block's 128 scales of each (TMA boxes of 128 × 1 f32, zero past K or N);
+//   * a stage holds a's 128 rows (K) and b's 128 rows (N) of one padded block, 128 codes each;
 //   * a scale varies along both of the tile's dimensions, so promotion is per element:
-//     acc += partial · (sa[row] · sb[col]), the scales read from the stage before it is released.
+//     acc += partial · (sa[row] · sb[col]), the scales read from global memory (L1 / L2) once the
+//     block's wgmma are done, as the forward kernel reads its scales, and the stage released
+//     before them. Until session 25 the scales came into the stage by TMA too and were read there
+//     with ordinary loads just before the stage was released: trainings with this kernel did not
+//     repeat bit for bit (about one launch in several hundred gave other bits; the forward
+//     kernels, which read no shared memory the generic way, did repeat), as generic loads of a
+//     buffer followed by the producer's TMA writes into it need a proxy fence between them, which
+//     that code lacked (DeepGEMM reads its TMA-loaded scales before the block's wgmma for the same
+//     reason). Now nothing in shared memory is touched by both proxies.
 // Deterministic: one CTA sums a tile's blocks in order; no split K, no atomics. The fast path needs
 // K and N multiples of 64, 16-byte aligned operands and compute capability 9.0; the launcher takes
 // the general path otherwise.
@@ -28,17 +35,18 @@
 namespace dw {
 namespace grouped90 {
 
-constexpr uint32_t kWgScaleBytes = 128 * 4;                                              // one block's 128 scales of an operand
-constexpr uint32_t kWgStageBytes = kATileBytes + kBTileBytes + 2 * kWgScaleBytes;       // 33 KB: a, b, their scales
+constexpr uint32_t kWgStageBytes = kATileBytes + kBTileBytes;  // 32 KB: a's and b's codes of one block
 constexpr uint32_t kWgBarOff = kStages * kWgStageBytes;
 constexpr uint32_t kWgTilesOff = kWgBarOff + 16 * kStages;
 constexpr int wgradSmemBytes(int E) { return static_cast<int>(kWgTilesOff + 8u * (E + 1) + 1024u); }
-static_assert(kWgStageBytes % 1024 == 0 && kWgStageBytes >= kATileBytes + kBTileBytes + 2 * kWgScaleBytes, "an FP8 wgrad stage: a, b and their scales, 1024-aligned");
+static_assert(kWgStageBytes % 1024 == 0, "an FP8 wgrad stage: a and b, 1024-aligned");
 static_assert(wgradSmemBytes(kMaxExperts) <= 227 * 1024, "the FP8 wgrad kernel fits in shared memory");
 
 struct Fp8WgradArgs {
   const int* offsets;
-  void* dw;  // [E, K, N]
+  const float* sa;  // [P / 128, K]
+  const float* sb;  // [P / 128, N], 8-byte aligned (read as float2)
+  void* dw;         // [E, K, N]
   int K, N, E, P;
   ErrWord* err;
 };
@@ -53,8 +61,7 @@ __device__ __forceinline__ bool paddedFits(int qE, int P, ErrWord* err) {
 
 template <int FA, int FB, typename OutT>
 __global__ void __launch_bounds__(kThreads, 1)
-    groupedFp8WgradSm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmSa,
-                              const __grid_constant__ CUtensorMap tmSb, const Fp8WgradArgs a) {
+    groupedFp8WgradSm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const Fp8WgradArgs a) {
 #ifdef DW_GROUPED90_DEVICE
   extern __shared__ uint8_t smemRaw[];
   const uint32_t base = (sm90::smemAddr(smemRaw) + 1023u) & ~1023u;
@@ -78,20 +85,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
       sm90::prefetchTensorMap(&tmA);
       sm90::prefetchTensorMap(&tmB);
-      sm90::prefetchTensorMap(&tmSa);
-      sm90::prefetchTensorMap(&tmSb);
       Ring ring;
       for (long long t = blockIdx.x; t < total; t += gridDim.x) {
         const int e = static_cast<int>(t / perExpert), local = static_cast<int>(t % perExpert);
         const int k0 = (local / tilesN) * kBM, n0 = (local % tilesN) * kBN;
         for (int pb = q[e]; pb < q[e + 1]; ++pb) {
           sm90::mbarWait(empty(ring.stage), ring.phase ^ 1);
-          const uint32_t sA = base + ring.stage * kWgStageBytes, sB = sA + kATileBytes, sSa = sB + kBTileBytes, sSb = sSa + kWgScaleBytes;
-          sm90::mbarArriveExpectTx(full(ring.stage), kATileBytes + kBTileBytes + 2 * kWgScaleBytes);  // boxes past K or N count in full (zero-filled)
+          const uint32_t sA = base + ring.stage * kWgStageBytes, sB = sA + kATileBytes;
+          sm90::mbarArriveExpectTx(full(ring.stage), kATileBytes + kBTileBytes);  // boxes past K or N count in full (zero-filled)
           tmaLoad2d(sA, &tmA, full(ring.stage), pb * 128, k0);  // a: 128 rows (K) × 128 codes (tokens)
           tmaLoad2d(sB, &tmB, full(ring.stage), pb * 128, n0);  // b: 128 rows (N) × 128 codes
-          tmaLoad2d(sSa, &tmSa, full(ring.stage), k0, pb);      // sa[pb, k0 .. k0 + 127]
-          tmaLoad2d(sSb, &tmSb, full(ring.stage), n0, pb);      // sb[pb, n0 .. n0 + 127]
           ring.next();
         }
       }
@@ -104,6 +107,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int c = wg - 1;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
   const int rowIn = c * 64 + warp * 16 + lane / 4;  // this thread's first row in the tile (the second is 8 below)
+  const int t4 = lane % 4;                           // its columns: 8j + 2·t4 + {0, 1}
   Ring ring;  // the next block to promote; `issue` runs one ahead of it
   float acc[64], partA[64], partB[64];
   OutT* const dwAll = static_cast<OutT*>(a.dw);
@@ -124,25 +128,27 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::wgmmaCommit();
       next.next();
     };
-    // The oldest block in flight, whose wgmma are done: its partial promoted into acc with the
-    // block's scales, read from the stage, which is released once the warpgroup has read them.
-    // Accumulator 4j + 2h + {0, 1} is row rowIn + 8h, columns 8j + 2·(lane % 4) + {0, 1}.
-    const auto promote = [&](float (&part)[64], int) {
+    // Block kb of the tile (the oldest in flight), whose wgmma are done: its stage released (this
+    // warp's wait covers the warpgroup's wgmma, as in the forward kernel), then its partial
+    // promoted into acc with the block's scales from global memory. Rows past K and columns past
+    // N read the last row's or column pair's scales (their results are never stored).
+    // Accumulator 4j + 2h + {0, 1} is row rowIn + 8h, columns 8j + 2·t4 + {0, 1}.
+    const auto promote = [&](float (&part)[64], int kb) {
       sm90::fenceRegs(part);
-      const float* const sSa = reinterpret_cast<const float*>(generic + ring.stage * kWgStageBytes + kATileBytes + kBTileBytes);
-      const float* const sSb = sSa + 128;
-      const float s0 = sSa[rowIn], s1 = sSa[rowIn + 8];
+      if (tid == 0) sm90::mbarArrive(empty(ring.stage));
+      ring.next();
+      const long long pb = q[e] + kb;
+      const float* const saRow = a.sa + pb * a.K;
+      const float* const sbRow = a.sb + pb * a.N;
+      const float s0 = __ldg(saRow + min(k0 + rowIn, a.K - 1)), s1 = __ldg(saRow + min(k0 + rowIn + 8, a.K - 1));
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
-        const float2 sb = *reinterpret_cast<const float2*>(sSb + 8 * j + 2 * (lane % 4));
+        const float2 sb = __ldg(reinterpret_cast<const float2*>(sbRow + min(n0 + 8 * j + 2 * t4, a.N - 2)));
         acc[4 * j] = fmaf(part[4 * j], s0 * sb.x, acc[4 * j]);
         acc[4 * j + 1] = fmaf(part[4 * j + 1], s0 * sb.y, acc[4 * j + 1]);
         acc[4 * j + 2] = fmaf(part[4 * j + 2], s1 * sb.x, acc[4 * j + 2]);
         acc[4 * j + 3] = fmaf(part[4 * j + 3], s1 * sb.y, acc[4 * j + 3]);
       }
-      sm90::namedBarSync(2 + c, 128);  // every lane of the warpgroup has read the stage's scales
-      if (tid == 0) sm90::mbarArrive(empty(ring.stage));
-      ring.next();
     };
     // Two partials in turn, as the forward kernel (none for an expert with no rows).
     twoPartials(blocks, partA, partB, issue, promote);
@@ -154,7 +160,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (row >= a.K) continue;
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
-        const int col = n0 + 8 * j + 2 * (lane % 4);
+        const int col = n0 + 8 * j + 2 * t4;
         if (col >= a.N) continue;
         OutT* p = out + static_cast<long long>(row) * a.N + col;
         const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
@@ -168,11 +174,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // DW_GROUPED90_DEVICE
 }
 
-// The maps: a as [K, P] and b as [N, P] bytes (boxes of 128 codes by 128 rows, 128-byte swizzle),
-// sa as [P / 128, K] and sb as [P / 128, N] f32 (boxes of 128 × 1, no swizzle; zero past K or N).
+// The maps: a as [K, P] and b as [N, P] bytes (boxes of 128 codes by 128 rows, 128-byte swizzle).
 // False when TMA cannot describe them (or the driver's encoder is missing).
-inline bool makeFp8WgradMaps(CUtensorMap* ma, CUtensorMap* mb, CUtensorMap* msa, CUtensorMap* msb, const void* a, const void* b, const float* sa, const float* sb, int K, int N,
-                             int P) {
+inline bool makeFp8WgradMaps(CUtensorMap* ma, CUtensorMap* mb, const void* a, const void* b, int K, int N, int P) {
   const attention::EncodeTiledFn enc = attention::encodeTiledFn();
   if (enc == nullptr) return false;
   const auto map = [&](CUtensorMap* m, const void* p, CUtensorMapDataType dt, uint64_t inner, uint64_t rows, uint64_t rowBytes, uint32_t boxRows, CUtensorMapSwizzle sw) {
@@ -183,10 +187,7 @@ inline bool makeFp8WgradMaps(CUtensorMap* ma, CUtensorMap* mb, CUtensorMap* msa,
     return enc(m, dt, 2, const_cast<void*>(p), dims, strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
   };
-  const uint64_t blocks = static_cast<uint64_t>(P) / 128;
-  return map(ma, a, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, K, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) && map(mb, b, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, N, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) &&
-         map(msa, sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, K, blocks, uint64_t(K) * 4, 1, CU_TENSOR_MAP_SWIZZLE_NONE) &&
-         map(msb, sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, N, blocks, uint64_t(N) * 4, 1, CU_TENSOR_MAP_SWIZZLE_NONE);
+  return map(ma, a, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, K, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) && map(mb, b, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, N, P, 128, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 // Whether the fast path takes a call: compute capability 9.0, K and N multiples of 64, at most
