@@ -36,6 +36,8 @@
 #             one process) over RERUN_VARIANTS (default fp8-experts-nofuse, fp8-experts-wgrad,
 #             fp8-experts-general, fp8-experts; each about 1.5 min), then precision's
 #             grouped_repeat_gpu test (every FP8 MoE kernel at moe-8x's size, DW_REPEAT (16) times back to back)
+#   repeat    after a fix: precision kgrouped_gpu, rerun.mjs over RERUN_VARIANTS (default fp8-experts,
+#             fp8; RERUN_RUNS 4 x RERUN_STEPS 40), grouped_repeat_gpu (DW_REPEAT 8, REPEAT_TIMEOUT 100 s)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -169,6 +171,17 @@ for part in "${parts[@]}"; do
       node rerun.mjs "${RERUN_VARIANTS:-fp8-experts-nofuse,fp8-experts-wgrad,fp8-experts-general,fp8-experts}") 2>&1 | grep --line-buffered -v "map file\|ENOENT" | tee "$OUT/rerun.log"
     step "each FP8 MoE kernel at moe-8x's size, DW_REPEAT times (precision grouped_repeat_gpu)"
     (cd packages/precision && DW_REPEAT=${DW_REPEAT:-16} timeout 300 $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
+    echo "exit $?"; grep -E "✓|×|FAIL|Tests |differ" "$OUT/grouped-repeat.log" | tail -6
+    ;;
+  repeat)
+    # After a fix: the FP8 weight gradient's test, then in-process reruns of the variants that
+    # left one another (default fp8-experts, fp8), then every FP8 MoE kernel DW_REPEAT times.
+    fp8_wgrad_test 150
+    step "in-process reruns of the MoE GPT (examples/gpt2/rerun.mjs)"
+    (cd examples/gpt2 && GPT_CONFIG=${MOE_CONFIG:-moe-8x} RERUN_RUNS=${RERUN_RUNS:-4} RERUN_STEPS=${RERUN_STEPS:-40} timeout ${MOE_TIMEOUT:-300} \
+      node rerun.mjs "${RERUN_VARIANTS:-fp8-experts,fp8}") 2>&1 | grep --line-buffered -v "map file\|ENOENT" | tee "$OUT/rerun.log"
+    step "each FP8 MoE kernel at moe-8x's size, DW_REPEAT times back to back (precision grouped_repeat_gpu)"
+    (cd packages/precision && DW_REPEAT=${DW_REPEAT:-8} timeout ${REPEAT_TIMEOUT:-100} $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
     echo "exit $?"; grep -E "✓|×|FAIL|Tests |differ" "$OUT/grouped-repeat.log" | tail -6
     ;;
   sass)
