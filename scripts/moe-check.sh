@@ -36,7 +36,8 @@
 #             one process) over RERUN_VARIANTS (default fp8-experts-nofuse, fp8-experts-wgrad,
 #             fp8-experts-general, fp8-experts; each about 1.5 min), then precision's
 #             grouped_repeat_gpu test (every FP8 MoE kernel at moe-8x's size, DW_REPEAT (16) times back to back)
-#   repeat    after a fix: precision kgrouped_gpu, rerun.mjs over RERUN_VARIANTS (default fp8-experts,
+#   repeat    after a fix: precision kgrouped_gpu (the native FP8 weight gradient, opt-in elsewhere:
+#             DEEPWELL_FP8_WGRAD=native; the model part takes it from the environment), rerun.mjs over RERUN_VARIANTS (default fp8-experts,
 #             fp8; RERUN_RUNS 4 x RERUN_STEPS 40), grouped_repeat_gpu (DW_REPEAT 8, REPEAT_TIMEOUT 100 s)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions

@@ -17,6 +17,9 @@
 //                        no grouped_scaled_matmul_wgrad, no quantize_kgrouped)
 //   fp8-experts-general  fp8-experts with DW_GROUPED_GENERAL=1 (the FP8 grouped GEMMs and weight
 //                        gradient on the general path, not the TMA / wgmma kernels)
+// (H100, 2026-12-06: fp8-experts-general's and fp8-experts-wgrad's reruns repeated, fp8-experts' and
+// fp8-experts-nofuse's did not: the Hopper FP8 weight-gradient kernel.) Every variant but
+// fp8-experts-wgrad runs the native FP8 weight gradient (DEEPWELL_FP8_WGRAD=native; it is opt-in).
 //   node rerun.mjs [variants=bf16,fp8]   (RERUN_RUNS, RERUN_STEPS, RERUN_BATCH (16), GPT_CONFIG, RERUN_DEVICE)
 // Needs an NVIDIA GPU. Writes nothing; one line per run on stdout.
 import { registerCudaBackends } from '@deepwell/kernels-native';
@@ -64,7 +67,7 @@ const lr = (s) => (6e-4 * s) / steps;
 
 for (const v of variants) {
   delete process.env.DW_GROUPED_GENERAL;
-  delete process.env.DEEPWELL_FP8_WGRAD;
+  process.env.DEEPWELL_FP8_WGRAD = 'native';
   const policy = VARIANTS[v]();
   const fwd = capture(new GPT(config), { tokens: { shape: [B, T], dtype: 'i32' }, targets: { shape: [B, T], dtype: 'i32' } });
   delete fwd.outputs.logits;

@@ -7,8 +7,9 @@
 // with zero codes to a multiple of 128; quant/quantize_kgrouped.cu writes them) contiguous: the
 // K-major operands FP8 wgmma reads. sa f32 [P / 128, K] and sb f32 [P / 128, N] are the 128 × 1
 // block scales (one per channel per 128 tokens). dw [E, K, N] bf16 or f32, zeros for an expert with
-// no rows. Included by gemm/grouped_fp8_wgrad.cu. Its GPU test (precision kgrouped_gpu) has passed
-// on the H100 and the H200 (docs/gpu-runs).
+// no rows. Included by gemm/grouped_fp8_wgrad.cu. Its GPU test (precision kgrouped_gpu) passed on the
+// H100 and the H200 (docs/gpu-runs) before session 25 changed its scale reads (below); that change
+// is compiled, not yet run on a GPU, so precision's candidate is opt-in (DEEPWELL_FP8_WGRAD=native).
 //
 // The forward FP8 kernel's structure (gemm/grouped_fp8_sm90.cuh: persistent CTAs, a producer
 // warpgroup, two consumer warpgroups of 64 rows each, a ring of stages, each 128-deep block's partial

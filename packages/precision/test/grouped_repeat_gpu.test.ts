@@ -24,6 +24,8 @@ import { randomOffsets } from '../../../testing/moe.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
+// The native FP8 weight gradient is opt-in (cuda/grouped_scaled_matmul_wgrad.ts): on here.
+process.env.DEEPWELL_FP8_WGRAD = 'native';
 const dev = { device: 'cuda:0' } as const;
 // Opt-in (DW_REPEAT=n, at least 2); scripts/moe-check.sh bisect sets it.
 const REPEAT = process.env.DW_REPEAT === undefined ? 0 : Math.max(2, Number(process.env.DW_REPEAT));
