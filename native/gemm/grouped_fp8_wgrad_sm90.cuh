@@ -21,12 +21,13 @@
 //     acc += partial · (sa[row] · sb[col]), the scales read from global memory (L1 / L2) once the
 //     block's wgmma are done, as the forward kernel reads its scales, and the stage released
 //     before them. Until session 25 the scales came into the stage by TMA too and were read there
-//     with ordinary loads just before the stage was released: trainings with this kernel did not
-//     repeat bit for bit (about one launch in several hundred gave other bits; the forward
-//     kernels, which read no shared memory the generic way, did repeat), as generic loads of a
-//     buffer followed by the producer's TMA writes into it need a proxy fence between them, which
-//     that code lacked (DeepGEMM reads its TMA-loaded scales before the block's wgmma for the same
-//     reason). Now nothing in shared memory is touched by both proxies.
+//     with ordinary loads just before the stage was released, and trainings with this kernel did
+//     not repeat bit for bit (by the rate, about one launch in several hundred gave other bits),
+//     while the forward kernels, which read no shared memory the generic way, did repeat. Those
+//     generic loads and the producer's next TMA writes into the stage had no proxy fence between
+//     them, which the PTX memory model asks for (DeepGEMM reads its TMA-loaded scales before the
+//     block's wgmma); the likely cause, not yet confirmed on a GPU. Now nothing in shared memory is
+//     touched by both proxies.
 // Deterministic: one CTA sums a tile's blocks in order; no split K, no atomics. The fast path needs
 // K and N multiples of 64, 16-byte aligned operands and compute capability 9.0; the launcher takes
 // the general path otherwise.
