@@ -67,6 +67,18 @@ fp8_wgrad_test() {
   (cd packages/precision && timeout "$1" $vitest run test/kgrouped_gpu.test.ts --reporter=verbose) > "$OUT/precision-kgrouped.log" 2>&1
   echo "exit $?"; grep -E "✓|✗|×|FAIL|Tests |→|Error|worst" "$OUT/precision-kgrouped.log" | tail -24
 }
+# rerun.mjs over RERUN_VARIANTS (default: $1) under MOE_TIMEOUT (default: $2 s), into rerun.log.
+rerun_variants() {
+  step "in-process reruns of the MoE GPT per variant (examples/gpt2/rerun.mjs)"
+  (cd examples/gpt2 && GPT_CONFIG=${MOE_CONFIG:-moe-8x} RERUN_RUNS=${RERUN_RUNS:-4} RERUN_STEPS=${RERUN_STEPS:-40} timeout ${MOE_TIMEOUT:-$2} \
+    node rerun.mjs "${RERUN_VARIANTS:-$1}") 2>&1 | grep --line-buffered -v "map file\|ENOENT" | tee "$OUT/rerun.log"
+}
+# precision grouped_repeat_gpu, DW_REPEAT (default: $1) runs per kernel, under $2 seconds.
+repeat_kernels() {
+  step "each FP8 MoE kernel at moe-8x's size, DW_REPEAT times back to back (precision grouped_repeat_gpu)"
+  (cd packages/precision && DW_REPEAT=${DW_REPEAT:-$1} timeout "$2" $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
+  echo "exit $?"; grep -E "✓|×|FAIL|Tests |differ" "$OUT/grouped-repeat.log" | tail -6
+}
 
 for part in "${parts[@]}"; do
   case $part in
@@ -167,23 +179,15 @@ for part in "${parts[@]}"; do
     ' "$OUT"
     ;;
   bisect)
-    step "in-process reruns of the MoE GPT per variant (examples/gpt2/rerun.mjs)"
-    (cd examples/gpt2 && GPT_CONFIG=${MOE_CONFIG:-moe-8x} RERUN_RUNS=${RERUN_RUNS:-4} RERUN_STEPS=${RERUN_STEPS:-40} timeout ${MOE_TIMEOUT:-480} \
-      node rerun.mjs "${RERUN_VARIANTS:-fp8-experts-nofuse,fp8-experts-wgrad,fp8-experts-general,fp8-experts}") 2>&1 | grep --line-buffered -v "map file\|ENOENT" | tee "$OUT/rerun.log"
-    step "each FP8 MoE kernel at moe-8x's size, DW_REPEAT times (precision grouped_repeat_gpu)"
-    (cd packages/precision && DW_REPEAT=${DW_REPEAT:-16} timeout 300 $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
-    echo "exit $?"; grep -E "✓|×|FAIL|Tests |differ" "$OUT/grouped-repeat.log" | tail -6
+    rerun_variants fp8-experts-nofuse,fp8-experts-wgrad,fp8-experts-general,fp8-experts 480
+    repeat_kernels 16 300
     ;;
   repeat)
     # After a fix: the FP8 weight gradient's test, then in-process reruns of the variants that
     # left one another (default fp8-experts, fp8), then every FP8 MoE kernel DW_REPEAT times.
     fp8_wgrad_test 150
-    step "in-process reruns of the MoE GPT (examples/gpt2/rerun.mjs)"
-    (cd examples/gpt2 && GPT_CONFIG=${MOE_CONFIG:-moe-8x} RERUN_RUNS=${RERUN_RUNS:-4} RERUN_STEPS=${RERUN_STEPS:-40} timeout ${MOE_TIMEOUT:-300} \
-      node rerun.mjs "${RERUN_VARIANTS:-fp8-experts,fp8}") 2>&1 | grep --line-buffered -v "map file\|ENOENT" | tee "$OUT/rerun.log"
-    step "each FP8 MoE kernel at moe-8x's size, DW_REPEAT times back to back (precision grouped_repeat_gpu)"
-    (cd packages/precision && DW_REPEAT=${DW_REPEAT:-8} timeout ${REPEAT_TIMEOUT:-100} $vitest run test/grouped_repeat_gpu.test.ts --reporter=verbose) > "$OUT/grouped-repeat.log" 2>&1
-    echo "exit $?"; grep -E "✓|×|FAIL|Tests |differ" "$OUT/grouped-repeat.log" | tail -6
+    rerun_variants fp8-experts,fp8 300
+    repeat_kernels 8 "${REPEAT_TIMEOUT:-100}"
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"

@@ -15,9 +15,9 @@
 // So a fault, if it is in these kernels, is rarer than one in a few hundred launches, or needs what
 // a training step gives them and random operands do not.
 import { randomFillSync } from 'node:crypto';
-import { Tensor, f32ToBf16Bits } from '@deepwell/core';
+import { Tensor, dtypeInfo, f32ToBf16Bits } from '@deepwell/core';
 import { cudaBackend, cudaStatus, findLibrary, memGetInfo, registerCudaBackends } from '@deepwell/kernels-native';
-import { checkAttrs, getOp, type Attrs } from '@deepwell/ir';
+import { byteSizeOf, checkAttrs, getOp, type Attrs } from '@deepwell/ir';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCandidate } from './grouped_fp8.js';
 import { randomOffsets } from '../../../testing/moe.js';
@@ -27,7 +27,7 @@ if (gpu) registerCudaBackends();
 // The native FP8 weight gradient is opt-in (cuda/grouped_scaled_matmul_wgrad.ts): on here.
 process.env.DEEPWELL_FP8_WGRAD = 'native';
 const dev = { device: 'cuda:0' } as const;
-// Opt-in (DW_REPEAT=n, at least 2); scripts/moe-check.sh bisect sets it.
+// Opt-in (DW_REPEAT=n, at least 2); scripts/moe-check.sh's bisect and repeat parts set it.
 const REPEAT = process.env.DW_REPEAT === undefined ? 0 : Math.max(2, Number(process.env.DW_REPEAT));
 
 const made: Tensor[] = [];
@@ -63,7 +63,7 @@ function expectRepeatable(op: string, want: string, ins: Tensor[], attrs: Attrs)
   const def = getOp(op);
   const outTypes = def.infer(ins.map((t) => ({ shape: [...t.shape], dtype: t.dtype })), checkAttrs(def, attrs));
   // As many runs as REPEAT, or as fit in half the free device memory (64 experts' f32 weight gradient is 1 GiB a run).
-  const perRun = outTypes.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'f8e4m3' ? 1 : t.dtype === 'bf16' ? 2 : 4), 0);
+  const perRun = outTypes.reduce((n, t) => n + byteSizeOf(t), 0);
   const reps = Math.max(2, Math.min(REPEAT, Math.floor(memGetInfo(0).free / 2 / perRun)));
   const runs: Tensor[][] = [];
   const bytesOf = (t: Tensor): Buffer => {
@@ -82,7 +82,7 @@ function expectRepeatable(op: string, want: string, ins: Tensor[], attrs: Attrs)
         const g = bytesOf(t);
         const want1 = first[i]!;
         if (g.equals(want1)) return;
-        const size = outTypes[i]!.dtype === 'f8e4m3' ? 1 : outTypes[i]!.dtype === 'bf16' ? 2 : 4;
+        const size = dtypeInfo(outTypes[i]!.dtype).bits / 8;
         let firstAt = -1;
         let diff = 0;
         for (let k = 0; k < g.length; k += size) {
