@@ -39,6 +39,8 @@
 #   repeat    after a fix: precision kgrouped_gpu (the native FP8 weight gradient, opt-in elsewhere:
 #             DEEPWELL_FP8_WGRAD=native; the model part takes it from the environment), rerun.mjs over RERUN_VARIANTS (default fp8-experts,
 #             fp8; RERUN_RUNS 4 x RERUN_STEPS 40), grouped_repeat_gpu (DW_REPEAT 8, REPEAT_TIMEOUT 100 s)
+#   wgradsan  memcheck and racecheck over precision kgrouped_gpu alone (the FP8 weight gradient),
+#             side by side, each under SANITIZE_TIMEOUT (default 150 s)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -188,6 +190,10 @@ for part in "${parts[@]}"; do
     fp8_wgrad_test 150
     rerun_variants fp8-experts,fp8 300
     repeat_kernels 8 "${REPEAT_TIMEOUT:-100}"
+    ;;
+  wgradsan)
+    step "compute-sanitizer memcheck and racecheck over the FP8 weight gradient's test (kgrouped_gpu)"
+    OUT=$OUT SANITIZE_JOBS=2 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-150} bash scripts/sanitize-tests.sh memcheck,racecheck packages/precision/test/kgrouped_gpu.test.ts; echo "exit $?"
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"
