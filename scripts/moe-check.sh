@@ -41,6 +41,10 @@
 #             fp8; RERUN_RUNS 4 x RERUN_STEPS 40), grouped_repeat_gpu (DW_REPEAT 8, REPEAT_TIMEOUT 100 s)
 #   wgradsan  memcheck and racecheck over precision kgrouped_gpu alone (the FP8 weight gradient),
 #             side by side, each under SANITIZE_TIMEOUT (default 150 s)
+#   wgradpaths the FP8 weight gradient's three scale paths (DEEPWELL_FP8_WGRAD_SCALES global, tma,
+#             staged; grouped_fp8_wgrad_sm90.cuh): the fp8-wgrad bench cases under each, then under
+#             tma and staged kgrouped_gpu and rerun.mjs's fp8-experts (RERUN_RUNS 4 x RERUN_STEPS 40),
+#             then grouped_repeat_gpu under staged (DW_REPEAT 8)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -194,6 +198,25 @@ for part in "${parts[@]}"; do
   wgradsan)
     step "compute-sanitizer memcheck and racecheck over the FP8 weight gradient's test (kgrouped_gpu)"
     OUT=$OUT SANITIZE_JOBS=2 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-150} bash scripts/sanitize-tests.sh memcheck,racecheck packages/precision/test/kgrouped_gpu.test.ts; echo "exit $?"
+    ;;
+  wgradpaths)
+    for sc in global tma staged; do
+      step "the fp8-wgrad bench cases, scales $sc"
+      DEEPWELL_FP8_WGRAD_SCALES=$sc GROUPED_GEMM_CASES=e8-up-fp8-wgrad-balanced,e64-up-fp8-wgrad-skewed,e8-up-wgrad-balanced OUT=$OUT/bench-$sc \
+        timeout 120 bash -c 'mkdir -p $OUT && bash bench/grouped_gemm.sh' > "$OUT/bench-$sc.log" 2>&1; echo "exit $?"
+      node bench/grouped_gemm_table.mjs "$OUT/bench-$sc/grouped-gemm-bench.jsonl"
+    done
+    for sc in tma staged; do
+      export DEEPWELL_FP8_WGRAD_SCALES=$sc
+      step "scales $sc: kgrouped_gpu"
+      fp8_wgrad_test 150
+      mv "$OUT/precision-kgrouped.log" "$OUT/precision-kgrouped-$sc.log"
+      step "scales $sc: in-process reruns"
+      rerun_variants fp8-experts 200
+      mv "$OUT/rerun.log" "$OUT/rerun-$sc.log"
+    done
+    export DEEPWELL_FP8_WGRAD_SCALES=staged
+    repeat_kernels 8 "${REPEAT_TIMEOUT:-110}"
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"

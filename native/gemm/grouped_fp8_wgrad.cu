@@ -29,6 +29,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -106,19 +107,38 @@ __global__ void __launch_bounds__(kThreads) groupedFp8WgradK(const uint8_t* a, c
 
 using grouped::generalOnly;
 
-// The Hopper kernel of one pair of formats and output: launched, or false when this build holds
-// only its trapping stub (no sm_90a code).
-template <int FA, int FB, typename OutT>
-bool launchWgradKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap (&maps)[2], const grouped90::Fp8WgradArgs& args) {
+// Which scale path the Hopper kernel takes (grouped_fp8_wgrad_sm90.cuh, WgScales): kWgStaged, or
+// DEEPWELL_FP8_WGRAD_SCALES=global|tma|staged (read once; session 26 compares them on a GPU).
+int wgradScalePath() {
+  static const int path = [] {
+    const char* v = std::getenv("DEEPWELL_FP8_WGRAD_SCALES");
+    if (v != nullptr && std::strcmp(v, "global") == 0) return static_cast<int>(grouped90::kWgGlobal);
+    if (v != nullptr && std::strcmp(v, "tma") == 0) return static_cast<int>(grouped90::kWgTma);
+    return static_cast<int>(grouped90::kWgStaged);
+  }();
+  return path;
+}
+
+// The Hopper kernel of one pair of formats, output and scale path: launched, or false when this
+// build holds only its trapping stub (no sm_90a code).
+template <int FA, int FB, typename OutT, int SC>
+bool launchWgradKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap (&maps)[4], const grouped90::Fp8WgradArgs& args) {
   namespace g = grouped90;
-  constexpr auto kernel = g::groupedFp8WgradSm90Kernel<FA, FB, OutT>;
+  constexpr auto kernel = g::groupedFp8WgradSm90Kernel<FA, FB, OutT, SC>;
   if (!grouped::redistributes<kernel>(g::kThreads, g::kProducerRegs, g::kConsumerRegs)) return false;  // setmaxnreg 40 / 232 (or the stub)
-  constexpr int kMaxSmem = g::wgradSmemBytes(g::kMaxExperts);
+  constexpr int kMaxSmem = g::wgradSmemBytes(SC, g::kMaxExperts);
   DW_CUDA(env, (setSmemLimitOnce<kernel, kMaxSmem>(dev)), "cudaFuncSetAttribute (groupedScaledGemmWgrad)");
   const long long tiles = static_cast<long long>(args.E) * ((args.K + g::kBM - 1) / g::kBM) * ((args.N + g::kBN - 1) / g::kBN);
   const unsigned grid = static_cast<unsigned>(std::min<long long>(tiles, smCount()));
-  kernel<<<grid, g::kThreads, g::wgradSmemBytes(args.E), s>>>(maps[0], maps[1], args);
+  kernel<<<grid, g::kThreads, g::wgradSmemBytes(SC, args.E), s>>>(maps[0], maps[1], maps[2], maps[3], args);
   return true;
+}
+
+template <int FA, int FB, typename OutT>
+bool launchWgradPath(Napi::Env env, cudaStream_t s, int dev, int sc, const CUtensorMap (&maps)[4], const grouped90::Fp8WgradArgs& args) {
+  if (sc == grouped90::kWgGlobal) return launchWgradKernel<FA, FB, OutT, grouped90::kWgGlobal>(env, s, dev, maps, args);
+  if (sc == grouped90::kWgTma) return launchWgradKernel<FA, FB, OutT, grouped90::kWgTma>(env, s, dev, maps, args);
+  return launchWgradKernel<FA, FB, OutT, grouped90::kWgStaged>(env, s, dev, maps, args);
 }
 
 template <typename OutT>
@@ -127,12 +147,13 @@ bool launchWgradSm90(Napi::Env env, cudaStream_t s, int fa, int fb, const uint8_
   int dev = 0;
   if (generalOnly() || cudaGetDevice(&dev) != cudaSuccess || !g::fp8WgradSupported(computeCapability(dev), args.K, args.N, P, args.E)) return false;
   if (reinterpret_cast<uintptr_t>(args.dw) % 8 != 0 || reinterpret_cast<uintptr_t>(args.sb) % 8 != 0) return false;
-  CUtensorMap maps[2];
-  if (!g::makeFp8WgradMaps(&maps[0], &maps[1], a, b, args.K, args.N, static_cast<int>(P))) return false;
+  const int sc = wgradScalePath();
+  CUtensorMap maps[4];
+  if (!g::makeFp8WgradMaps(maps, sc, a, b, args.sa, args.sb, args.K, args.N, static_cast<int>(P))) return false;
   constexpr int e4 = abi::fp8::e4m3;
-  if (fa == e4 && fb == e4) return launchWgradKernel<0, 0, OutT>(env, s, dev, maps, args);
-  if (fa == e4) return launchWgradKernel<0, 1, OutT>(env, s, dev, maps, args);
-  return launchWgradKernel<1, 0, OutT>(env, s, dev, maps, args);  // both e5m2 refused before
+  if (fa == e4 && fb == e4) return launchWgradPath<0, 0, OutT>(env, s, dev, sc, maps, args);
+  if (fa == e4) return launchWgradPath<0, 1, OutT>(env, s, dev, sc, maps, args);
+  return launchWgradPath<1, 0, OutT>(env, s, dev, sc, maps, args);  // both e5m2 refused before
 }
 
 Napi::Value GroupedScaledGemmWgrad(const Napi::CallbackInfo& info) {

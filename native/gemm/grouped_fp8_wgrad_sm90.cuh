@@ -37,12 +37,24 @@
 namespace dw {
 namespace grouped90 {
 
-constexpr uint32_t kWgStageBytes = kATileBytes + kBTileBytes;  // 32 KB: a's and b's codes of one block
-constexpr uint32_t kWgBarOff = kStages * kWgStageBytes;
-constexpr uint32_t kWgTilesOff = kWgBarOff + 16 * kStages;
-constexpr int wgradSmemBytes(int E) { return static_cast<int>(kWgTilesOff + 8u * (E + 1) + 1024u); }
-static_assert(kWgStageBytes % 1024 == 0, "an FP8 wgrad stage: a and b, 1024-aligned");
-static_assert(wgradSmemBytes(kMaxExperts) <= 227 * 1024, "the FP8 wgrad kernel fits in shared memory");
+// Where the promotion's scales come from (session 26 measures the three on a GPU, then keeps one):
+//   kWgGlobal  read from global memory in the promotion itself (session 25's change);
+//   kWgTma     TMA boxes of 128 × 1 f32 in the stage beside the codes, read there, then a proxy
+//              fence before the stage's release (the pre-session-25 kernel plus that fence);
+//   kWgStaged  each consumer warpgroup loads the next block's scales from global memory into two
+//              registers a thread during the current block's promotion, stores them into its own
+//              double buffer at the next promotion and reads them there after a named barrier:
+//              the latency hidden behind a block's wgmma, nothing shared between the proxies.
+enum WgScales : int { kWgGlobal = 0, kWgTma = 1, kWgStaged = 2 };
+constexpr uint32_t kWgScaleBytes = 128 * 4;             // one block's 128 scales of an operand (kWgTma)
+constexpr uint32_t kWgStagedFloats = 64 + 128;          // a warpgroup's 64 rows' and the tile's 128 columns' scales
+constexpr uint32_t kWgStagedBytes = 2 * 2 * kWgStagedFloats * 4;  // two warpgroups × two buffers (kWgStaged)
+__host__ __device__ constexpr uint32_t wgStageBytes(int sc) { return kATileBytes + kBTileBytes + (sc == kWgTma ? 2 * kWgScaleBytes : 0); }
+__host__ __device__ constexpr uint32_t wgBarOff(int sc) { return kStages * wgStageBytes(sc) + (sc == kWgStaged ? kWgStagedBytes : 0); }
+__host__ __device__ constexpr uint32_t wgTilesOff(int sc) { return wgBarOff(sc) + 16 * kStages; }
+constexpr int wgradSmemBytes(int sc, int E) { return static_cast<int>(wgTilesOff(sc) + 8u * (E + 1) + 1024u); }
+static_assert(wgStageBytes(kWgTma) % 1024 == 0 && wgStageBytes(kWgGlobal) % 1024 == 0, "an FP8 wgrad stage is 1024-aligned");
+static_assert(wgradSmemBytes(kWgTma, kMaxExperts) <= 227 * 1024 && wgradSmemBytes(kWgStaged, kMaxExperts) <= 227 * 1024, "the FP8 wgrad kernel fits in shared memory");
 
 struct Fp8WgradArgs {
   const int* offsets;
@@ -61,14 +73,16 @@ __device__ __forceinline__ bool paddedFits(int qE, int P, ErrWord* err) {
   return false;
 }
 
-template <int FA, int FB, typename OutT>
+template <int FA, int FB, typename OutT, int SC>
 __global__ void __launch_bounds__(kThreads, 1)
-    groupedFp8WgradSm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const Fp8WgradArgs a) {
+    groupedFp8WgradSm90Kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmSa,
+                              const __grid_constant__ CUtensorMap tmSb, const Fp8WgradArgs a) {
 #ifdef DW_GROUPED90_DEVICE
   extern __shared__ uint8_t smemRaw[];
   const uint32_t base = (sm90::smemAddr(smemRaw) + 1023u) & ~1023u;
   uint8_t* const generic = smemRaw + (base - sm90::smemAddr(smemRaw));
-  int* const offs = reinterpret_cast<int*>(generic + kWgTilesOff);  // [E + 1]: the offsets
+  constexpr uint32_t kWgStageBytes = wgStageBytes(SC), kWgBarOff = wgBarOff(SC);
+  int* const offs = reinterpret_cast<int*>(generic + wgTilesOff(SC));  // [E + 1]: the offsets
   int* const q = offs + a.E + 1;                                      // [E + 1]: the padded blocks before expert e
   auto full = [&](int s) { return base + kWgBarOff + 8u * s; };
   auto empty = [&](int s) { return base + kWgBarOff + 8u * (kStages + s); };
@@ -87,6 +101,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
       sm90::prefetchTensorMap(&tmA);
       sm90::prefetchTensorMap(&tmB);
+      if constexpr (SC == kWgTma) {
+        sm90::prefetchTensorMap(&tmSa);
+        sm90::prefetchTensorMap(&tmSb);
+      }
       Ring ring;
       for (long long t = blockIdx.x; t < total; t += gridDim.x) {
         const int e = static_cast<int>(t / perExpert), local = static_cast<int>(t % perExpert);
@@ -94,9 +112,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int pb = q[e]; pb < q[e + 1]; ++pb) {
           sm90::mbarWait(empty(ring.stage), ring.phase ^ 1);
           const uint32_t sA = base + ring.stage * kWgStageBytes, sB = sA + kATileBytes;
-          sm90::mbarArriveExpectTx(full(ring.stage), kATileBytes + kBTileBytes);  // boxes past K or N count in full (zero-filled)
+          sm90::mbarArriveExpectTx(full(ring.stage), kWgStageBytes);  // boxes past K or N count in full (zero-filled)
           tmaLoad2d(sA, &tmA, full(ring.stage), pb * 128, k0);  // a: 128 rows (K) × 128 codes (tokens)
           tmaLoad2d(sB, &tmB, full(ring.stage), pb * 128, n0);  // b: 128 rows (N) × 128 codes
+          if constexpr (SC == kWgTma) {
+            tmaLoad2d(sB + kBTileBytes, &tmSa, full(ring.stage), k0, pb);                  // sa[pb, k0 .. k0 + 127]
+            tmaLoad2d(sB + kBTileBytes + kWgScaleBytes, &tmSb, full(ring.stage), n0, pb);  // sb[pb, n0 .. n0 + 127]
+          }
           ring.next();
         }
       }
@@ -113,12 +135,22 @@ __global__ void __launch_bounds__(kThreads, 1)
   Ring ring;  // the next block to promote; `issue` runs one ahead of it
   float acc[64], partA[64], partB[64];
   OutT* const dwAll = static_cast<OutT*>(a.dw);
+  // kWgStaged: this warpgroup's two buffers, the next block's scales in flight (a thread's row
+  // c·64 + tid if tid < 64, and column tid), and the promotions so far (which buffer is next).
+  float* const staged = reinterpret_cast<float*>(generic + kStages * kWgStageBytes);
+  float nextSa = 0.f, nextSb = 0.f;
+  unsigned promoted = 0;
   for (long long t = blockIdx.x; t < total; t += gridDim.x) {
     const int e = static_cast<int>(t / perExpert), local = static_cast<int>(t % perExpert);
     const int k0 = (local / tilesN) * kBM, n0 = (local % tilesN) * kBN;
     const int blocks = q[e + 1] - q[e];
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    const auto loadScales = [&](int kb) {  // kWgStaged: block kb's scales of this thread's row and column
+      const long long pb = q[e] + kb;
+      if (tid < 64) nextSa = __ldg(a.sa + pb * a.K + min(k0 + c * 64 + tid, a.K - 1));
+      nextSb = __ldg(a.sb + pb * a.N + min(n0 + tid, a.N - 1));
+    };
     Ring next = ring;
     // Block kb's four wgmma into a fresh partial, committed as one group.
     const auto issue = [&](float (&part)[64]) {
@@ -130,28 +162,61 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::wgmmaCommit();
       next.next();
     };
-    // Block kb of the tile (the oldest in flight), whose wgmma are done: its stage released (this
-    // warp's wait covers the warpgroup's wgmma, as in the forward kernel), then its partial
-    // promoted into acc with the block's scales from global memory. Rows past K and columns past
-    // N read the last row's or column pair's scales (their results are never stored).
-    // Accumulator 4j + 2h + {0, 1} is row rowIn + 8h, columns 8j + 2·t4 + {0, 1}.
+    // Block kb of the tile (the oldest in flight), whose wgmma are done: its partial promoted into
+    // acc with the block's scales, and its stage released. Accumulator 4j + 2h + {0, 1} is row
+    // rowIn + 8h, columns 8j + 2·t4 + {0, 1}. Rows past K and columns past N take zero (kWgTma) or
+    // the last row's or column's scales (the others); their results are never stored.
     const auto promote = [&](float (&part)[64], int kb) {
       sm90::fenceRegs(part);
-      if (tid == 0) sm90::mbarArrive(empty(ring.stage));
-      ring.next();
-      const long long pb = q[e] + kb;
-      const float* const saRow = a.sa + pb * a.K;
-      const float* const sbRow = a.sb + pb * a.N;
-      const float s0 = __ldg(saRow + min(k0 + rowIn, a.K - 1)), s1 = __ldg(saRow + min(k0 + rowIn + 8, a.K - 1));
+      const float* sa;  // the warpgroup's 64 rows' scales (sa[i] is row c·64 + i's)
+      const float* sb;  // the tile's 128 columns' scales
+      if constexpr (SC == kWgTma) {
+        sa = reinterpret_cast<const float*>(generic + ring.stage * kWgStageBytes + kATileBytes + kBTileBytes) + c * 64;
+        sb = sa - c * 64 + 128;
+      } else {
+        // Both others release the stage now (this warp's wait covers the warpgroup's wgmma, as in
+        // the forward kernel): nothing of it is read below.
+        if (tid == 0) sm90::mbarArrive(empty(ring.stage));
+        ring.next();
+      }
+      if constexpr (SC == kWgGlobal) {
+        const long long pb = q[e] + kb;
+        sa = a.sa + pb * a.K + k0 + c * 64;
+        sb = a.sb + pb * a.N + n0;
+      } else if constexpr (SC == kWgStaged) {
+        float* const buf = staged + 2 * kWgStagedFloats * c + kWgStagedFloats * (promoted++ & 1);
+        if (tid < 64) buf[tid] = nextSa;
+        buf[64 + tid] = nextSb;
+        sm90::namedBarSync(2 + c, 128);  // the warpgroup's stores are seen (its buffer's last reads were before the previous barrier)
+        sa = buf;
+        sb = buf + 64;
+        if (kb + 1 < blocks) loadScales(kb + 1);
+      }
+      const int r0 = rowIn - c * 64;
+      const int lastRow = a.K - 1 - k0 - c * 64, lastCol = a.N - 2 - n0;  // kWgGlobal's clamps
+      const float s0 = SC == kWgGlobal ? __ldg(sa + min(r0, lastRow)) : sa[r0];
+      const float s1 = SC == kWgGlobal ? __ldg(sa + min(r0 + 8, lastRow)) : sa[r0 + 8];
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
-        const float2 sb = __ldg(reinterpret_cast<const float2*>(sbRow + min(n0 + 8 * j + 2 * t4, a.N - 2)));
-        acc[4 * j] = fmaf(part[4 * j], s0 * sb.x, acc[4 * j]);
-        acc[4 * j + 1] = fmaf(part[4 * j + 1], s0 * sb.y, acc[4 * j + 1]);
-        acc[4 * j + 2] = fmaf(part[4 * j + 2], s1 * sb.x, acc[4 * j + 2]);
-        acc[4 * j + 3] = fmaf(part[4 * j + 3], s1 * sb.y, acc[4 * j + 3]);
+        const float2 sc2 = SC == kWgGlobal ? __ldg(reinterpret_cast<const float2*>(sb + min(8 * j + 2 * t4, lastCol)))
+                                           : *reinterpret_cast<const float2*>(sb + 8 * j + 2 * t4);
+        acc[4 * j] = fmaf(part[4 * j], s0 * sc2.x, acc[4 * j]);
+        acc[4 * j + 1] = fmaf(part[4 * j + 1], s0 * sc2.y, acc[4 * j + 1]);
+        acc[4 * j + 2] = fmaf(part[4 * j + 2], s1 * sc2.x, acc[4 * j + 2]);
+        acc[4 * j + 3] = fmaf(part[4 * j + 3], s1 * sc2.y, acc[4 * j + 3]);
+      }
+      if constexpr (SC == kWgTma) {
+        // The scales were read with generic loads from memory the producer's next TMA writes into:
+        // a proxy fence, then every lane's reads done, then the release.
+        sm90::fenceProxyAsyncShared();
+        sm90::namedBarSync(2 + c, 128);
+        if (tid == 0) sm90::mbarArrive(empty(ring.stage));
+        ring.next();
       }
     };
+    if constexpr (SC == kWgStaged) {
+      if (blocks > 0) loadScales(0);
+    }
     // Two partials in turn, as the forward kernel (none for an expert with no rows).
     twoPartials(blocks, partA, partB, issue, promote);
     // Store this warpgroup's 64 rows of dw[e] (zeros for an expert with no rows).
@@ -176,9 +241,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // DW_GROUPED90_DEVICE
 }
 
-// The maps: a as [K, P] and b as [N, P] bytes (boxes of 128 codes by 128 rows, 128-byte swizzle).
-// False when TMA cannot describe them (or the driver's encoder is missing).
-inline bool makeFp8WgradMaps(CUtensorMap* ma, CUtensorMap* mb, const void* a, const void* b, int K, int N, int P) {
+// The maps: a as [K, P] and b as [N, P] bytes (boxes of 128 codes by 128 rows, 128-byte swizzle),
+// and for kWgTma sa as [P / 128, K] and sb as [P / 128, N] f32 (boxes of 128 × 1, no swizzle; zero
+// past K or N). False when TMA cannot describe them (or the driver's encoder is missing).
+inline bool makeFp8WgradMaps(CUtensorMap (&m)[4], int sc, const void* a, const void* b, const float* sa, const float* sb, int K, int N, int P) {
   const attention::EncodeTiledFn enc = attention::encodeTiledFn();
   if (enc == nullptr) return false;
   const auto map = [&](CUtensorMap* m, const void* p, CUtensorMapDataType dt, uint64_t inner, uint64_t rows, uint64_t rowBytes, uint32_t boxRows, CUtensorMapSwizzle sw) {
@@ -189,7 +255,16 @@ inline bool makeFp8WgradMaps(CUtensorMap* ma, CUtensorMap* mb, const void* a, co
     return enc(m, dt, 2, const_cast<void*>(p), dims, strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
   };
-  return map(ma, a, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, K, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) && map(mb, b, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, N, P, 128, CU_TENSOR_MAP_SWIZZLE_128B);
+  if (!map(&m[0], a, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, K, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) || !map(&m[1], b, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, N, P, 128, CU_TENSOR_MAP_SWIZZLE_128B))
+    return false;
+  if (sc != kWgTma) {
+    m[2] = m[0];  // unused
+    m[3] = m[1];
+    return true;
+  }
+  const uint64_t blocks = static_cast<uint64_t>(P) / 128;
+  return map(&m[2], sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, K, blocks, uint64_t(K) * 4, 1, CU_TENSOR_MAP_SWIZZLE_NONE) &&
+         map(&m[3], sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, N, blocks, uint64_t(N) * 4, 1, CU_TENSOR_MAP_SWIZZLE_NONE);
 }
 
 // Whether the fast path takes a call: compute capability 9.0, K and N multiples of 64, at most
