@@ -44,7 +44,8 @@
 #   wgradpaths the FP8 weight gradient's three scale paths (DEEPWELL_FP8_WGRAD_SCALES global, tma,
 #             staged; grouped_fp8_wgrad_sm90.cuh): the fp8-wgrad bench cases under each, then under
 #             tma and staged kgrouped_gpu and rerun.mjs's fp8-experts (RERUN_RUNS 4 x RERUN_STEPS 40),
-#             then grouped_repeat_gpu under staged (DW_REPEAT 8)
+#             then grouped_repeat_gpu under staged (DW_REPEAT 8; WGRAD_REPEAT=0 skips it);
+#             WGRAD_BENCH_PATHS narrows the bench's paths
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -200,7 +201,7 @@ for part in "${parts[@]}"; do
     OUT=$OUT SANITIZE_JOBS=2 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-150} bash scripts/sanitize-tests.sh memcheck,racecheck packages/precision/test/kgrouped_gpu.test.ts; echo "exit $?"
     ;;
   wgradpaths)
-    for sc in global tma staged; do
+    for sc in ${WGRAD_BENCH_PATHS:-global tma staged}; do
       step "the fp8-wgrad bench cases, scales $sc"
       DEEPWELL_FP8_WGRAD_SCALES=$sc GROUPED_GEMM_CASES=e8-up-fp8-wgrad-balanced,e64-up-fp8-wgrad-skewed,e8-up-wgrad-balanced OUT=$OUT/bench-$sc \
         timeout 120 bash -c 'mkdir -p $OUT && bash bench/grouped_gemm.sh' > "$OUT/bench-$sc.log" 2>&1; echo "exit $?"
@@ -216,7 +217,7 @@ for part in "${parts[@]}"; do
       mv "$OUT/rerun.log" "$OUT/rerun-$sc.log"
     done
     export DEEPWELL_FP8_WGRAD_SCALES=staged
-    repeat_kernels 8 "${REPEAT_TIMEOUT:-110}"
+    [ "${WGRAD_REPEAT:-1}" = 1 ] && repeat_kernels 8 "${REPEAT_TIMEOUT:-110}"
     ;;
   sass)
     step "SASS of the grouped kernels (cuobjdump)"
