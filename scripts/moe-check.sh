@@ -45,7 +45,7 @@
 #             staged; grouped_fp8_wgrad_sm90.cuh): the fp8-wgrad bench cases under each, then under
 #             tma and staged kgrouped_gpu and rerun.mjs's fp8-experts (RERUN_RUNS 4 x RERUN_STEPS 40),
 #             then grouped_repeat_gpu under staged (DW_REPEAT 8; WGRAD_REPEAT=0 skips it);
-#             WGRAD_BENCH_PATHS narrows the bench's paths
+#             WGRAD_BENCH_PATHS and WGRAD_RERUN_PATHS (default "staged tma") narrow the parts
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -207,7 +207,7 @@ for part in "${parts[@]}"; do
         timeout 120 bash -c 'mkdir -p $OUT && bash bench/grouped_gemm.sh' > "$OUT/bench-$sc.log" 2>&1; echo "exit $?"
       node bench/grouped_gemm_table.mjs "$OUT/bench-$sc/grouped-gemm-bench.jsonl"
     done
-    for sc in tma staged; do
+    for sc in ${WGRAD_RERUN_PATHS:-staged tma}; do
       export DEEPWELL_FP8_WGRAD_SCALES=$sc
       step "scales $sc: kgrouped_gpu"
       fp8_wgrad_test 150
