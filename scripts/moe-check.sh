@@ -36,16 +36,17 @@
 #             one process) over RERUN_VARIANTS (default fp8-experts-nofuse, fp8-experts-wgrad,
 #             fp8-experts-general, fp8-experts; each about 1.5 min), then precision's
 #             grouped_repeat_gpu test (every FP8 MoE kernel at moe-8x's size, DW_REPEAT (16) times back to back)
-#   repeat    after a fix: precision kgrouped_gpu (the native FP8 weight gradient, opt-in elsewhere:
-#             DEEPWELL_FP8_WGRAD=native; the model part takes it from the environment), rerun.mjs over RERUN_VARIANTS (default fp8-experts,
+#   repeat    after a fix: precision kgrouped_gpu (the native FP8 weight gradient, forced on there:
+#             DEEPWELL_FP8_WGRAD=native; on by default elsewhere), rerun.mjs over RERUN_VARIANTS (default fp8-experts,
 #             fp8; RERUN_RUNS 4 x RERUN_STEPS 40), grouped_repeat_gpu (DW_REPEAT 8, REPEAT_TIMEOUT 100 s)
 #   wgradsan  memcheck and racecheck over precision kgrouped_gpu alone (the FP8 weight gradient),
 #             side by side, each under SANITIZE_TIMEOUT (default 150 s)
-#   wgradpaths the FP8 weight gradient's three scale paths (DEEPWELL_FP8_WGRAD_SCALES global, tma,
+#   wgradpaths the FP8 weight gradient's scale paths (DEEPWELL_FP8_WGRAD_SCALES tma, the default, and
 #             staged; grouped_fp8_wgrad_sm90.cuh): the fp8-wgrad bench cases under each, then under
-#             tma and staged kgrouped_gpu and rerun.mjs's fp8-experts (RERUN_RUNS 4 x RERUN_STEPS 40),
-#             then grouped_repeat_gpu under staged (DW_REPEAT 8; WGRAD_REPEAT=0 skips it);
-#             WGRAD_BENCH_PATHS and WGRAD_RERUN_PATHS (default "staged tma") narrow the parts
+#             each kgrouped_gpu and rerun.mjs's fp8-experts (RERUN_RUNS 4 x RERUN_STEPS 40), then
+#             grouped_repeat_gpu under the default (DW_REPEAT 8; WGRAD_REPEAT=0 skips it). WGRAD_BENCH_PATHS
+#             and WGRAD_RERUN_PATHS (default "staged tma") narrow the parts. (Session 26's call 2 ran
+#             it with a third path, global, since removed: docs/gpu-runs/2026-12-06-session26.)
 #   sass      the grouped kernels' SASS: the Hopper ones' HGMMA count per kernel, and that the
 #             sm_100f cubin of the Blackwell block-scaled kernel holds tcgen05 (UTC*) instructions
 #             (compiled, never run: no Blackwell GPU)
@@ -201,7 +202,7 @@ for part in "${parts[@]}"; do
     OUT=$OUT SANITIZE_JOBS=2 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-150} bash scripts/sanitize-tests.sh memcheck,racecheck packages/precision/test/kgrouped_gpu.test.ts; echo "exit $?"
     ;;
   wgradpaths)
-    for sc in ${WGRAD_BENCH_PATHS:-global tma staged}; do
+    for sc in ${WGRAD_BENCH_PATHS:-tma staged}; do
       step "the fp8-wgrad bench cases, scales $sc"
       DEEPWELL_FP8_WGRAD_SCALES=$sc GROUPED_GEMM_CASES=e8-up-fp8-wgrad-balanced,e64-up-fp8-wgrad-skewed,e8-up-wgrad-balanced OUT=$OUT/bench-$sc \
         timeout 120 bash -c 'mkdir -p $OUT && bash bench/grouped_gemm.sh' > "$OUT/bench-$sc.log" 2>&1; echo "exit $?"
@@ -216,7 +217,7 @@ for part in "${parts[@]}"; do
       rerun_variants fp8-experts 200
       mv "$OUT/rerun.log" "$OUT/rerun-$sc.log"
     done
-    export DEEPWELL_FP8_WGRAD_SCALES=staged
+    unset DEEPWELL_FP8_WGRAD_SCALES
     [ "${WGRAD_REPEAT:-1}" = 1 ] && repeat_kernels 8 "${REPEAT_TIMEOUT:-110}"
     ;;
   sass)

@@ -19,7 +19,8 @@
 //                        gradient on the general path, not the TMA / wgmma kernels)
 // (H100, 2026-12-06: fp8-experts-general's and fp8-experts-wgrad's reruns repeated, fp8-experts' and
 // fp8-experts-nofuse's did not: the Hopper FP8 weight-gradient kernel.) Every variant but
-// fp8-experts-wgrad runs the native FP8 weight gradient (DEEPWELL_FP8_WGRAD=native; it is opt-in).
+// fp8-experts-wgrad runs the native FP8 weight gradient (DEEPWELL_FP8_WGRAD=native, whatever the environment
+// says). Session 26: with the kernel fixed (a proxy fence), fp8-experts and fp8 repeat.
 //   node rerun.mjs [variants=bf16,fp8]   (RERUN_RUNS, RERUN_STEPS, RERUN_BATCH (16), GPT_CONFIG, RERUN_DEVICE)
 // Needs an NVIDIA GPU. Writes nothing; one line per run on stdout.
 import { registerCudaBackends } from '@deepwell/kernels-native';

@@ -107,14 +107,12 @@ __global__ void __launch_bounds__(kThreads) groupedFp8WgradK(const uint8_t* a, c
 
 using grouped::generalOnly;
 
-// Which scale path the Hopper kernel takes (grouped_fp8_wgrad_sm90.cuh, WgScales): kWgStaged, or
-// DEEPWELL_FP8_WGRAD_SCALES=global|tma|staged (read once; session 26 compares them on a GPU).
+// Which scale path the Hopper kernel takes (grouped_fp8_wgrad_sm90.cuh, WgScales): kWgTma, or
+// kWgStaged with DEEPWELL_FP8_WGRAD_SCALES=staged (read once).
 int wgradScalePath() {
   static const int path = [] {
     const char* v = std::getenv("DEEPWELL_FP8_WGRAD_SCALES");
-    if (v != nullptr && std::strcmp(v, "global") == 0) return static_cast<int>(grouped90::kWgGlobal);
-    if (v != nullptr && std::strcmp(v, "tma") == 0) return static_cast<int>(grouped90::kWgTma);
-    return static_cast<int>(grouped90::kWgStaged);
+    return static_cast<int>(v != nullptr && std::strcmp(v, "staged") == 0 ? grouped90::kWgStaged : grouped90::kWgTma);
   }();
   return path;
 }
@@ -136,9 +134,8 @@ bool launchWgradKernel(Napi::Env env, cudaStream_t s, int dev, const CUtensorMap
 
 template <int FA, int FB, typename OutT>
 bool launchWgradPath(Napi::Env env, cudaStream_t s, int dev, int sc, const CUtensorMap (&maps)[4], const grouped90::Fp8WgradArgs& args) {
-  if (sc == grouped90::kWgGlobal) return launchWgradKernel<FA, FB, OutT, grouped90::kWgGlobal>(env, s, dev, maps, args);
-  if (sc == grouped90::kWgTma) return launchWgradKernel<FA, FB, OutT, grouped90::kWgTma>(env, s, dev, maps, args);
-  return launchWgradKernel<FA, FB, OutT, grouped90::kWgStaged>(env, s, dev, maps, args);
+  if (sc == grouped90::kWgStaged) return launchWgradKernel<FA, FB, OutT, grouped90::kWgStaged>(env, s, dev, maps, args);
+  return launchWgradKernel<FA, FB, OutT, grouped90::kWgTma>(env, s, dev, maps, args);
 }
 
 template <typename OutT>

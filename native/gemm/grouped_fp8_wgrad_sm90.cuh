@@ -7,9 +7,9 @@
 // with zero codes to a multiple of 128; quant/quantize_kgrouped.cu writes them) contiguous: the
 // K-major operands FP8 wgmma reads. sa f32 [P / 128, K] and sb f32 [P / 128, N] are the 128 × 1
 // block scales (one per channel per 128 tokens). dw [E, K, N] bf16 or f32, zeros for an expert with
-// no rows. Included by gemm/grouped_fp8_wgrad.cu. Its GPU test (precision kgrouped_gpu) passed on the
-// H100 and the H200 (docs/gpu-runs) before session 25 changed its scale reads (below); that change
-// is compiled, not yet run on a GPU, so precision's candidate is opt-in (DEEPWELL_FP8_WGRAD=native).
+// no rows. Included by gemm/grouped_fp8_wgrad.cu. Its GPU test (precision kgrouped_gpu) passes on the
+// H100 (session 26, both scale paths below; the H200 before session 25), and MoE trainings with it
+// repeat bit for bit (docs/gpu-runs/2026-12-06-session26).
 //
 // The forward FP8 kernel's structure (gemm/grouped_fp8_sm90.cuh: persistent CTAs, a producer
 // warpgroup, two consumer warpgroups of 64 rows each, a ring of stages, each 128-deep block's partial
@@ -18,16 +18,14 @@
 //     expert has the same tiles (ringPrologue's scan with one tile per 128 rows gives q_e);
 //   * a stage holds a's 128 rows (K) and b's 128 rows (N) of one padded block, 128 codes each;
 //   * a scale varies along both of the tile's dimensions, so promotion is per element:
-//     acc += partial · (sa[row] · sb[col]), the scales read from global memory (L1 / L2) once the
-//     block's wgmma are done, as the forward kernel reads its scales, and the stage released
-//     before them. Until session 25 the scales came into the stage by TMA too and were read there
-//     with ordinary loads just before the stage was released, and trainings with this kernel did
-//     not repeat bit for bit (by the rate, about one launch in several hundred gave other bits),
-//     while the forward kernels, which read no shared memory the generic way, did repeat. Those
-//     generic loads and the producer's next TMA writes into the stage had no proxy fence between
-//     them, which the PTX memory model asks for (DeepGEMM reads its TMA-loaded scales before the
-//     block's wgmma); the likely cause, not yet confirmed on a GPU. Now nothing in shared memory is
-//     touched by both proxies.
+//     acc += partial · (sa[row] · sb[col]), with the block's scales of the tile's rows and columns
+//     (WgScales below: by default TMA-loaded into the stage beside the codes).
+// Until session 25 the scales came into the stage by TMA and were read there with generic loads just
+// before the stage's release, with no proxy fence between those loads and the producer's next TMA
+// writes into the stage, as the PTX memory model asks for: trainings with this kernel did not repeat
+// bit for bit (six of six 40-step reruns left the first; about one launch in several hundred gave
+// other bits). With the fence (kWgTma), and with no shared memory touched by both proxies (kWgStaged,
+// and session 25's reads from global memory), twelve of twelve such reruns repeated (session 26).
 // Deterministic: one CTA sums a tile's blocks in order; no split K, no atomics. The fast path needs
 // K and N multiples of 64, 16-byte aligned operands and compute capability 9.0; the launcher takes
 // the general path otherwise.
@@ -37,15 +35,18 @@
 namespace dw {
 namespace grouped90 {
 
-// Where the promotion's scales come from (session 26 measures the three on a GPU, then keeps one):
-//   kWgGlobal  read from global memory in the promotion itself (session 25's change);
-//   kWgTma     TMA boxes of 128 × 1 f32 in the stage beside the codes, read there, then a proxy
-//              fence before the stage's release (the pre-session-25 kernel plus that fence);
-//   kWgStaged  each consumer warpgroup loads the next block's scales from global memory into two
-//              registers a thread during the current block's promotion, stores them into its own
-//              double buffer at the next promotion and reads them there after a named barrier:
-//              the latency hidden behind a block's wgmma, nothing shared between the proxies.
-enum WgScales : int { kWgGlobal = 0, kWgTma = 1, kWgStaged = 2 };
+// Where the promotion's scales come from (session 26 measured both, and a third that read them from
+// global memory in the promotion: 0.47-0.64x of kWgTma, for its L2 round trip and spills; docs/gpu-runs/
+// 2026-12-06-session26):
+//   kWgTma     (the default) TMA boxes of 128 × 1 f32 in the stage beside the codes, read there with
+//              generic loads, then a proxy fence and the warpgroup's barrier before the stage's
+//              release;
+//   kWgStaged  (DEEPWELL_FP8_WGRAD_SCALES=staged) each consumer warpgroup loads the next block's
+//              scales from global memory into two registers a thread during the current block's
+//              promotion, stores them into its own double buffer at the next promotion and reads
+//              them there after a named barrier: nothing in shared memory touched by both proxies,
+//              at 0.88-0.92x the speed of kWgTma.
+enum WgScales : int { kWgTma = 1, kWgStaged = 2 };
 constexpr uint32_t kWgScaleBytes = 128 * 4;             // one block's 128 scales of an operand (kWgTma)
 constexpr uint32_t kWgStagedFloats = 64 + 128;          // a warpgroup's 64 rows' and the tile's 128 columns' scales
 constexpr uint32_t kWgStagedBytes = 2 * 2 * kWgStagedFloats * 4;  // two warpgroups × two buffers (kWgStaged)
@@ -53,7 +54,7 @@ __host__ __device__ constexpr uint32_t wgStageBytes(int sc) { return kATileBytes
 __host__ __device__ constexpr uint32_t wgBarOff(int sc) { return kStages * wgStageBytes(sc) + (sc == kWgStaged ? kWgStagedBytes : 0); }
 __host__ __device__ constexpr uint32_t wgTilesOff(int sc) { return wgBarOff(sc) + 16 * kStages; }
 constexpr int wgradSmemBytes(int sc, int E) { return static_cast<int>(wgTilesOff(sc) + 8u * (E + 1) + 1024u); }
-static_assert(wgStageBytes(kWgTma) % 1024 == 0 && wgStageBytes(kWgGlobal) % 1024 == 0, "an FP8 wgrad stage is 1024-aligned");
+static_assert(wgStageBytes(kWgTma) % 1024 == 0 && wgStageBytes(kWgStaged) % 1024 == 0, "an FP8 wgrad stage is 1024-aligned");
 static_assert(wgradSmemBytes(kWgTma, kMaxExperts) <= 227 * 1024 && wgradSmemBytes(kWgStaged, kMaxExperts) <= 227 * 1024, "the FP8 wgrad kernel fits in shared memory");
 
 struct Fp8WgradArgs {
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Block kb of the tile (the oldest in flight), whose wgmma are done: its partial promoted into
     // acc with the block's scales, and its stage released. Accumulator 4j + 2h + {0, 1} is row
     // rowIn + 8h, columns 8j + 2·t4 + {0, 1}. Rows past K and columns past N take zero (kWgTma) or
-    // the last row's or column's scales (the others); their results are never stored.
+    // the last row's or column's scales (kWgStaged); their results are never stored.
     const auto promote = [&](float (&part)[64], int kb) {
       sm90::fenceRegs(part);
       const float* sa;  // the warpgroup's 64 rows' scales (sa[i] is row c·64 + i's)
@@ -174,16 +175,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         sa = reinterpret_cast<const float*>(generic + ring.stage * kWgStageBytes + kATileBytes + kBTileBytes) + c * 64;
         sb = sa - c * 64 + 128;
       } else {
-        // Both others release the stage now (this warp's wait covers the warpgroup's wgmma, as in
+        // kWgStaged releases the stage now (this warp's wait covers the warpgroup's wgmma, as in
         // the forward kernel): nothing of it is read below.
         if (tid == 0) sm90::mbarArrive(empty(ring.stage));
         ring.next();
-      }
-      if constexpr (SC == kWgGlobal) {
-        const long long pb = q[e] + kb;
-        sa = a.sa + pb * a.K + k0 + c * 64;
-        sb = a.sb + pb * a.N + n0;
-      } else if constexpr (SC == kWgStaged) {
         float* const buf = staged + 2 * kWgStagedFloats * c + kWgStagedFloats * (promoted++ & 1);
         if (tid < 64) buf[tid] = nextSa;
         buf[64 + tid] = nextSb;
@@ -193,13 +188,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (kb + 1 < blocks) loadScales(kb + 1);
       }
       const int r0 = rowIn - c * 64;
-      const int lastRow = a.K - 1 - k0 - c * 64, lastCol = a.N - 2 - n0;  // kWgGlobal's clamps
-      const float s0 = SC == kWgGlobal ? __ldg(sa + min(r0, lastRow)) : sa[r0];
-      const float s1 = SC == kWgGlobal ? __ldg(sa + min(r0 + 8, lastRow)) : sa[r0 + 8];
+      const float s0 = sa[r0], s1 = sa[r0 + 8];
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
-        const float2 sc2 = SC == kWgGlobal ? __ldg(reinterpret_cast<const float2*>(sb + min(8 * j + 2 * t4, lastCol)))
-                                           : *reinterpret_cast<const float2*>(sb + 8 * j + 2 * t4);
+        const float2 sc2 = *reinterpret_cast<const float2*>(sb + 8 * j + 2 * t4);
         acc[4 * j] = fmaf(part[4 * j], s0 * sc2.x, acc[4 * j]);
         acc[4 * j + 1] = fmaf(part[4 * j + 1], s0 * sc2.y, acc[4 * j + 1]);
         acc[4 * j + 2] = fmaf(part[4 * j + 2], s1 * sc2.x, acc[4 * j + 2]);
@@ -258,7 +250,7 @@ inline bool makeFp8WgradMaps(CUtensorMap (&m)[4], int sc, const void* a, const v
   if (!map(&m[0], a, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, K, P, 128, CU_TENSOR_MAP_SWIZZLE_128B) || !map(&m[1], b, CU_TENSOR_MAP_DATA_TYPE_UINT8, P, N, P, 128, CU_TENSOR_MAP_SWIZZLE_128B))
     return false;
   if (sc != kWgTma) {
-    m[2] = m[0];  // unused
+    m[2] = m[0];  // unused (kWgStaged)
     m[3] = m[1];
     return true;
   }

@@ -24,7 +24,7 @@ import { randomOffsets } from '../../../testing/moe.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
 if (gpu) registerCudaBackends();
-// The native FP8 weight gradient is opt-in (cuda/grouped_scaled_matmul_wgrad.ts): on here.
+// The native FP8 weight gradient (cuda/grouped_scaled_matmul_wgrad.ts), on whatever the environment says.
 process.env.DEEPWELL_FP8_WGRAD = 'native';
 const dev = { device: 'cuda:0' } as const;
 // Opt-in (DW_REPEAT=n, at least 2); scripts/moe-check.sh's bisect and repeat parts set it.

@@ -30,7 +30,7 @@ import { runCandidate } from './grouped_fp8.js';
 import { randomOffsets } from '../../../testing/moe.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
-// The native FP8 weight gradient is opt-in (cuda/grouped_scaled_matmul_wgrad.ts): on here.
+// The native FP8 weight gradient (cuda/grouped_scaled_matmul_wgrad.ts), on whatever the environment says.
 process.env.DEEPWELL_FP8_WGRAD = 'native';
 if (gpu) registerCudaBackends();
 const dev = { device: 'cuda:0' } as const;

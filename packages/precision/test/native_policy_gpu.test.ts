@@ -18,7 +18,7 @@ import { PrecisionPolicy, computeCapabilityOf, support } from '../src/index.js';
 import { repeats, timeLimit, underSanitizer } from '../../../testing/sanitizer.js';
 
 const gpu = cudaStatus().available && findLibrary('cublasLt').found;
-// The native FP8 weight gradient is opt-in (cuda/grouped_scaled_matmul_wgrad.ts): on here.
+// The native FP8 weight gradient (cuda/grouped_scaled_matmul_wgrad.ts), on whatever the environment says.
 process.env.DEEPWELL_FP8_WGRAD = 'native';
 if (gpu) registerCudaBackends();
 const cc = gpu ? computeCapabilityOf('cuda:0') : null;

@@ -9,13 +9,11 @@
  * as the reference), unless the call says `checkIndices: false` (a captured step checks later).
  * Its test is test/kgrouped_gpu.test.ts.
  *
- * Opt-in (DEEPWELL_FP8_WGRAD=native). It was on by default from session 22, when its test passed
- * (H100) and the 300-step MoE GPT ran with it (docs/gpu-runs/2026-12-05-session22), until session 25
- * found it was why FP8 MoE trainings did not repeat bit for bit (docs/gpu-runs/2026-12-06-session25):
- * the Hopper kernel's scale reads were changed then, and the change has not yet run on a GPU. Without
- * the variable (or with any other value) the candidate declines, so the precision policy keeps the
- * weight gradient emulated (fake_quant → the BF16 grouped weight gradient, which repeats; it asks the
- * registry first) and says why.
+ * On by default. DEEPWELL_FP8_WGRAD=emulated turns it off (read at each selection): the precision
+ * policy then keeps the weight gradient emulated (fake_quant → the BF16 grouped weight gradient; it
+ * asks the registry first) and says why. It was opt-in in session 25, which found it was why FP8 MoE
+ * trainings did not repeat bit for bit (docs/gpu-runs/2026-12-06-session25); session 26 added the
+ * proxy fence the Hopper kernel lacked, and the reruns repeat (docs/gpu-runs/2026-12-06-session26).
  */
 import { DTYPE_CODE, FP8_CODE, registerCuda, type CudaCall, type NativeEntries } from '@deepwell/kernels-native';
 import type { KernelParams } from '@deepwell/ir';
@@ -23,11 +21,11 @@ import { checkGroupedWgrad } from '../ops/grouped_scaled_matmul_wgrad.js';
 
 const MAX_INT = 2 ** 31 - 1;
 
-/** The environment variable that, set to 'native', turns the native FP8 weight gradient on (read at each selection). */
+/** The environment variable that, set to 'emulated', turns the native FP8 weight gradient off (read at each selection). */
 export const FP8_WGRAD_ENV = 'DEEPWELL_FP8_WGRAD';
 
 function supports(p: KernelParams): true | string {
-  if (process.env[FP8_WGRAD_ENV] !== 'native') return `is opt-in (${FP8_WGRAD_ENV}=native) until its session-25 change runs on a GPU`;
+  if (process.env[FP8_WGRAD_ENV] === 'emulated') return `is off (${FP8_WGRAD_ENV}=emulated)`;
   let d: ReturnType<typeof checkGroupedWgrad>;
   try {
     d = checkGroupedWgrad(p.inTypes, p.attrs);
